@@ -1,0 +1,58 @@
+/**
+ * What callers of the engine (the CLI, the HTTP server) see: requests in, token events out.
+ * The engine itself runs in a worker thread; these types are also the payload of its messages.
+ */
+export interface SamplingParams {
+  /** 0 means greedy. */
+  readonly temperature: number;
+  /** 0 disables top-k. */
+  readonly topK: number;
+  /** 1 disables top-p. */
+  readonly topP: number;
+  /** 0 disables min-p. */
+  readonly minP: number;
+  /** 1 disables; >1 discourages tokens already in prompt or output (CTRL-style). */
+  readonly repetitionPenalty: number;
+  /** OpenAI-style, subtracted per occurrence in the output. */
+  readonly frequencyPenalty: number;
+  /** OpenAI-style, subtracted once if present in the output. */
+  readonly presencePenalty: number;
+  /** Seeded determinism: same seed, same prompt, same tokens. */
+  readonly seed: number | null;
+  readonly maxTokens: number;
+  readonly stop: readonly string[];
+  readonly stopTokenIds: readonly number[];
+  /** Keep generating past EOS (benchmarks). */
+  readonly ignoreEos: boolean;
+  /** null: no logprobs; n ≥ 0: chosen token's logprob plus n top alternatives. */
+  readonly logprobs: number | null;
+}
+
+export interface TokenLogprob {
+  readonly tokenId: number;
+  readonly logprob: number;
+  readonly top: readonly { readonly tokenId: number; readonly logprob: number }[];
+}
+
+export type FinishReason = "stop" | "length" | "abort" | "error";
+
+export interface GenerateRequest {
+  readonly id: string;
+  readonly promptTokenIds: readonly number[];
+  readonly params: SamplingParams;
+}
+
+/** One step's news for one request. */
+export interface TokenEvent {
+  readonly requestId: string;
+  /** Tokens produced since the last event. */
+  readonly tokenIds: readonly number[];
+  /** Text that became final since the last event (held back while a stop string may still match). */
+  readonly text: string;
+  readonly logprobs?: readonly TokenLogprob[];
+  readonly finished: boolean;
+  readonly finishReason?: FinishReason;
+  readonly error?: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}

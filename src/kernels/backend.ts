@@ -1,0 +1,148 @@
+import type { DType, Tensor, TensorData } from "../model/tensor.js";
+
+/**
+ * The one kernel interface. Every placement (colocated, attention workers, offloading) runs its
+ * math through it. Implementations: the native Node-API addon (the fast path) and the plain
+ * TypeScript reference (the test oracle and the fallback).
+ *
+ * Conventions:
+ * - Activations are fp32, row-major, one row per token: `x[t * width + i]`.
+ * - Calls are synchronous and write into caller-provided buffers: nothing is allocated per call,
+ *   so the decode loop allocates nothing per token. Run them off the HTTP event loop.
+ * - `out` may alias an input only where a method says so.
+ */
+export interface KernelBackend {
+  readonly name: string;
+  /** A one-line description of the variant in use (e.g. "native avx512 (bf16 dot), 2 threads"). */
+  describe(): string;
+  setThreads(n: number): void;
+
+  /**
+   * Prepares a [rows=out, cols=in] weight for `matmul` (the backend may prepack it into panels).
+   * Called once at load; the result is opaque and reused for every step.
+   */
+  prepareWeight(w: Tensor): PreparedWeight;
+
+  /** out[n, rows] = x[n, cols] · Wᵀ (+ bias[rows]). */
+  matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void;
+
+  /** out[t, :] = row tokens[t] of an embedding table [vocab, dim] in its stored dtype. */
+  embedding(out: Float32Array, table: Tensor, tokens: Int32Array, nTokens: number): void;
+
+  /** out = x / rms(x) * weight, per row of `dim`; out may alias x. */
+  rmsnorm(
+    out: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    nTokens: number,
+    dim: number,
+    eps: number,
+  ): void;
+
+  /**
+   * Rotate-half (GPT-NeoX / Hugging Face) RoPE in place on x[n, nHeads * headDim], token t at
+   * positions[t]. cos/sin are tables [maxPos, headDim / 2] built by `buildRopeTables`.
+   */
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void;
+
+  /** out[i] = silu(gate[i]) * up[i] for i < n; out may alias gate. */
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+
+  /** out[i] = a[i] + b[i] for i < n; out may alias a. */
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+
+  /** In place softmax over each row of `dim`. */
+  softmax(x: Float32Array, nRows: number, dim: number): void;
+
+  /** out = log_softmax(x) per row; out may alias x. */
+  logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void;
+
+  /** Writes the new tokens' k/v rows [n, nKvHeads * headDim] into the paged cache at `slots`. */
+  kvWrite(cache: KvLayerCache, k: Float32Array, v: Float32Array, slots: Int32Array, nTokens: number): void;
+
+  /** Paged attention for a ragged batch of query tokens; see AttentionArgs. */
+  attention(args: AttentionArgs): void;
+
+  /**
+   * Merges partial attention results (A, lse) of disjoint key ranges into (outA, lseA):
+   * A = (A1·e^{lse1} + A2·e^{lse2}) / (e^{lse1} + e^{lse2}), computed with the max subtracted.
+   * Shapes: out [nTokens, nHeads * headDim], lse [nTokens, nHeads]. A row with lse = -Infinity
+   * (no keys) contributes nothing.
+   */
+  mergeAttention(
+    outA: Float32Array,
+    lseA: Float32Array,
+    outB: Float32Array,
+    lseB: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void;
+}
+
+/** Opaque handle from `prepareWeight`. */
+export interface PreparedWeight {
+  readonly rows: number;
+  readonly cols: number;
+  readonly dtype: DType;
+}
+
+/**
+ * One layer's paged KV storage. Layout, block-major:
+ *   element (block b, kv head h, offset o, dim i) at ((b * nKvHeads + h) * blockSize + o) * headDim + i
+ * A token's slot is block * blockSize + offset. K and V have the same layout.
+ */
+export interface KvLayerCache {
+  readonly dtype: DType;
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  readonly k: TensorData;
+  readonly v: TensorData;
+}
+
+/**
+ * Ragged paged attention. Query token t belongs to sequence row `qSeq[t]` of `blockTables` and
+ * attends to that sequence's cached tokens at positions [ctxStart[t], ctxEnd[t]). Decode: one
+ * token per sequence with [0, pos + 1). Causal prefill: each prompt token with [0, pos + 1).
+ * A split (early q, sharding by token range) passes sub-ranges and asks for `lse` to merge.
+ */
+export interface AttentionArgs {
+  /** [nTokens, nHeads * headDim]. */
+  readonly out: Float32Array;
+  /** [nTokens, nHeads * headDim], RoPE already applied. */
+  readonly q: Float32Array;
+  readonly cache: KvLayerCache;
+  /** [nSeqRows, maxBlocksPerSeq] physical block ids; unused entries may hold anything. */
+  readonly blockTables: Int32Array;
+  readonly maxBlocksPerSeq: number;
+  readonly qSeq: Int32Array;
+  readonly ctxStart: Int32Array;
+  readonly ctxEnd: Int32Array;
+  readonly nTokens: number;
+  readonly nHeads: number;
+  /** Softmax scale, normally 1 / sqrt(headDim). */
+  readonly scale: number;
+  /** If given, [nTokens, nHeads] natural-log sum of exp(scores): -Infinity for an empty range. */
+  readonly lse?: Float32Array;
+}
+
+/**
+ * Builds the RoPE cos/sin tables [maxPos, headDim / 2] including llama3 / linear scaling.
+ * Pure math on the config, shared by every backend.
+ */
+export interface RopeTables {
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
+  readonly maxPos: number;
+  readonly half: number;
+}

@@ -1,0 +1,99 @@
+/**
+ * Tensors as the loaders hand them over: named, shaped, in their stored precision.
+ * f16/bf16 data stays as raw 16-bit words (Uint16Array) so a bf16 model costs 2 bytes per weight
+ * in memory, never a silent blow-up to fp32. Buffers are SharedArrayBuffer-backed so worker
+ * threads can use the same weights without a copy.
+ */
+export type DType = "f32" | "f16" | "bf16";
+
+export type TensorData = Float32Array | Uint16Array;
+
+export interface Tensor {
+  readonly name: string;
+  readonly dtype: DType;
+  /** Row-major shape, outermost first (a Linear weight is [outFeatures, inFeatures]). */
+  readonly shape: readonly number[];
+  readonly data: TensorData;
+}
+
+export function bytesPerElement(dtype: DType): number {
+  return dtype === "f32" ? 4 : 2;
+}
+
+export function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Allocates zeroed storage of the right element type on a SharedArrayBuffer. */
+export function allocTensorData(dtype: DType, count: number): TensorData {
+  const sab = new SharedArrayBuffer(count * bytesPerElement(dtype));
+  return dtype === "f32" ? new Float32Array(sab) : new Uint16Array(sab);
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+export function bf16ToF32(bits: number): number {
+  u32Scratch[0] = bits << 16;
+  return f32Scratch[0]!;
+}
+
+/** Round-to-nearest-even conversion, as PyTorch does. */
+export function f32ToBf16(value: number): number {
+  f32Scratch[0] = value;
+  const x = u32Scratch[0]!;
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff; // NaN stays NaN
+  const rounding = 0x7fff + ((x >>> 16) & 1);
+  return ((x + rounding) >>> 16) & 0xffff;
+}
+
+export function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Round-to-nearest-even fp32 → fp16. */
+export function f32ToF16(value: number): number {
+  f32Scratch[0] = value;
+  const x = u32Scratch[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    if (rem > mid || (rem === mid && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+  return sign | half;
+}
+
+/** Reads element i of any tensor as a JS number (slow; for tests, references and small tensors). */
+export function readElement(dtype: DType, data: TensorData, i: number): number {
+  if (dtype === "f32") return data[i]!;
+  return dtype === "bf16" ? bf16ToF32(data[i]!) : f16ToF32(data[i]!);
+}
+
+/** Widens a (small) tensor to fp32, e.g. norm weights and biases. */
+export function toFloat32(t: Tensor): Float32Array {
+  if (t.dtype === "f32") return t.data as Float32Array;
+  const out = new Float32Array(t.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = readElement(t.dtype, t.data, i);
+  return out;
+}

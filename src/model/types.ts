@@ -1,0 +1,37 @@
+import type { Tokenizer } from "../tokenizer/types.js";
+import type { ModelConfig } from "./config.js";
+import type { Tensor } from "./tensor.js";
+
+/**
+ * Weights keyed by their Hugging Face names ("model.layers.3.self_attn.q_proj.weight").
+ * Every loader (HF safetensors, llama2.c, demo) produces this naming, so the graph description
+ * is the only place that knows which tensor feeds which operator. Projection weights are in the
+ * Hugging Face layout: q/k rows ordered for rotate-half RoPE.
+ */
+export type WeightStore = ReadonlyMap<string, Tensor>;
+
+/** Defaults from generation_config.json (all optional there). */
+export interface GenerationDefaults {
+  readonly eosTokenIds?: readonly number[];
+  readonly temperature?: number;
+  readonly topP?: number;
+  readonly topK?: number;
+  readonly repetitionPenalty?: number;
+  readonly maxNewTokens?: number;
+}
+
+export interface ModelSource {
+  readonly kind: "hf" | "llama2c" | "demo";
+  /** Where it came from: a directory, a .bin file, or "demo". */
+  readonly path: string;
+  /** Human-readable name shown in logs, /v1/models and the CLI. The demo model says so. */
+  readonly label: string;
+}
+
+export interface LoadedModel {
+  readonly config: ModelConfig;
+  readonly weights: WeightStore;
+  readonly tokenizer: Tokenizer;
+  readonly generation: GenerationDefaults;
+  readonly source: ModelSource;
+}
