@@ -9,8 +9,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const nativeDir = path.join(root, "native");
-if (!existsSync(path.join(nativeDir, "binding.gyp"))) process.exit(0);
+// Each addon has its own folder with a binding.gyp: native/kernels (the math), native/shm
+// (shared-memory rings for the same-host transport).
+const addonDirs = ["kernels", "shm"]
+  .map((d) => path.join(root, "native", d))
+  .filter((d) => existsSync(path.join(d, "binding.gyp")));
+if (addonDirs.length === 0) process.exit(0);
 
 function findNodeGyp() {
   if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp))

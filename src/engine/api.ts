@@ -56,3 +56,50 @@ export interface TokenEvent {
   readonly promptTokens: number;
   readonly completionTokens: number;
 }
+
+export interface ModelInfo {
+  /** The id served as `model` in the OpenAI API. */
+  readonly id: string;
+  /** Human-readable, e.g. "demo model (random weights, not a trained model)". */
+  readonly label: string;
+  readonly contextLength: number;
+  readonly vocabSize: number;
+}
+
+/** Live numbers for /metrics and logs. */
+export interface EngineStats {
+  readonly running: number;
+  readonly waiting: number;
+  readonly kv: readonly {
+    readonly worker: string;
+    readonly usedBlocks: number;
+    readonly totalBlocks: number;
+  }[];
+  readonly preemptions: number;
+  readonly refused: number;
+  readonly promptTokens: number;
+  readonly generationTokens: number;
+  /** Cumulative seconds spent per step phase since start, per side (see runtime step breakdown). */
+  readonly timing: {
+    readonly model: number;
+    readonly attention: number;
+    readonly transport: number;
+    readonly idle: number;
+    readonly steps: number;
+  };
+}
+
+/**
+ * The engine as the server and CLI use it. `generate` yields events until one has
+ * `finished: true`; aborting the signal (client gone) frees the request's KV everywhere.
+ * Errors: see engine/errors.ts (QueueFullError, PromptTooLongError, InvalidRequestError,
+ * EngineNotReadyError).
+ */
+export interface EngineClient {
+  readonly model: ModelInfo;
+  readonly tokenizer: import("../tokenizer/types.js").Tokenizer;
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent>;
+  stats(): EngineStats;
+  /** Stops accepting, finishes (or with force, cancels) in-flight requests, frees everything. */
+  shutdown(options?: { force?: boolean }): Promise<void>;
+}
