@@ -1,0 +1,346 @@
+import type { DType, Tensor, TensorData } from "../model/tensor.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, readElement } from "../model/tensor.js";
+import type { AttentionArgs, KernelBackend, KvLayerCache, PreparedWeight } from "./backend.js";
+import { checkCount, checkLength } from "./checks.js";
+
+/** The reference keeps the weight as stored plus one row of scratch to widen it into. */
+interface ReferenceWeight extends PreparedWeight {
+  readonly data: TensorData;
+  readonly rowScratch: Float64Array;
+}
+
+function widen(dtype: DType, bits: number): number {
+  return dtype === "bf16" ? bf16ToF32(bits) : f16ToF32(bits);
+}
+
+/** Stores a float into a cache element of the given dtype (round to nearest even). */
+function narrow(dtype: DType, value: number): number {
+  if (dtype === "f32") return value;
+  return dtype === "bf16" ? f32ToBf16(value) : f32ToF16(value);
+}
+
+/**
+ * Plain TypeScript kernels: straightforward loops accumulating in doubles. The oracle the native
+ * kernels are tested against, and the fallback when the addon cannot be loaded. Not fast.
+ */
+export class ReferenceBackend implements KernelBackend {
+  readonly name = "reference";
+
+  describe(): string {
+    return "reference TypeScript kernels (single thread, f64 accumulation)";
+  }
+
+  setThreads(_n: number): void {
+    // Single-threaded by design.
+  }
+
+  prepareWeight(w: Tensor): PreparedWeight {
+    if (w.shape.length !== 2) throw new TypeError(`prepareWeight: ${w.name} must be 2-D, got [${w.shape}]`);
+    const [rows, cols] = w.shape as [number, number];
+    checkLength("prepareWeight", w.name, w.data, rows * cols);
+    const prepared: ReferenceWeight = {
+      rows,
+      cols,
+      dtype: w.dtype,
+      data: w.data,
+      rowScratch: new Float64Array(cols),
+    };
+    return prepared;
+  }
+
+  matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void {
+    const rw = w as ReferenceWeight;
+    if (!(rw.rowScratch instanceof Float64Array))
+      throw new TypeError("matmul: w was not prepared by the reference backend");
+    const { rows, cols, dtype, data } = rw;
+    checkCount("matmul", "nTokens", nTokens);
+    checkLength("matmul", "x", x, nTokens * cols);
+    checkLength("matmul", "out", out, nTokens * rows);
+    if (bias) checkLength("matmul", "bias", bias, rows);
+    const row = rw.rowScratch;
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      if (dtype === "f32") for (let c = 0; c < cols; c++) row[c] = data[base + c]!;
+      else for (let c = 0; c < cols; c++) row[c] = widen(dtype, data[base + c]!);
+      for (let t = 0; t < nTokens; t++) {
+        let acc = bias ? bias[r]! : 0;
+        const xo = t * cols;
+        for (let c = 0; c < cols; c++) acc += x[xo + c]! * row[c]!;
+        out[t * rows + r] = acc;
+      }
+    }
+  }
+
+  embedding(out: Float32Array, table: Tensor, tokens: Int32Array, nTokens: number): void {
+    if (table.shape.length !== 2) throw new TypeError(`embedding: ${table.name} must be 2-D`);
+    const [vocab, dim] = table.shape as [number, number];
+    checkCount("embedding", "nTokens", nTokens);
+    checkLength("embedding", "tokens", tokens, nTokens);
+    checkLength("embedding", "out", out, nTokens * dim);
+    checkLength("embedding", table.name, table.data, vocab * dim);
+    for (let t = 0; t < nTokens; t++) {
+      const id = tokens[t]!;
+      if (id < 0 || id >= vocab)
+        throw new RangeError(`embedding: tokens[${t}] = ${id} is outside [0, ${vocab})`);
+      for (let i = 0; i < dim; i++) out[t * dim + i] = readElement(table.dtype, table.data, id * dim + i);
+    }
+  }
+
+  rmsnorm(
+    out: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    nTokens: number,
+    dim: number,
+    eps: number,
+  ): void {
+    checkCount("rmsnorm", "nTokens", nTokens);
+    checkLength("rmsnorm", "x", x, nTokens * dim);
+    checkLength("rmsnorm", "out", out, nTokens * dim);
+    checkLength("rmsnorm", "weight", weight, dim);
+    for (let t = 0; t < nTokens; t++) {
+      const o = t * dim;
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x[o + i]! * x[o + i]!;
+      const inv = 1 / Math.sqrt(ss / dim + eps);
+      for (let i = 0; i < dim; i++) out[o + i] = x[o + i]! * inv * weight[i]!;
+    }
+  }
+
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void {
+    checkCount("rope", "nTokens", nTokens);
+    checkLength("rope", "x", x, nTokens * nHeads * headDim);
+    checkLength("rope", "positions", positions, nTokens);
+    const half = headDim >> 1;
+    const maxPos = Math.min(cos.length, sin.length) / half;
+    for (let t = 0; t < nTokens; t++) {
+      const p = positions[t]!;
+      if (p < 0 || p >= maxPos)
+        throw new RangeError(`rope: positions[${t}] = ${p} is outside [0, ${maxPos})`);
+      for (let h = 0; h < nHeads; h++) {
+        const o = (t * nHeads + h) * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = cos[p * half + i]!;
+          const s = sin[p * half + i]!;
+          const a = x[o + i]!;
+          const b = x[o + half + i]!;
+          x[o + i] = a * c - b * s;
+          x[o + half + i] = b * c + a * s;
+        }
+      }
+    }
+  }
+
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+    checkLength("siluMul", "gate", gate, n);
+    checkLength("siluMul", "up", up, n);
+    checkLength("siluMul", "out", out, n);
+    for (let i = 0; i < n; i++) {
+      const g = gate[i]!;
+      out[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    }
+  }
+
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+    checkLength("add", "a", a, n);
+    checkLength("add", "b", b, n);
+    checkLength("add", "out", out, n);
+    for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+  }
+
+  softmax(x: Float32Array, nRows: number, dim: number): void {
+    checkLength("softmax", "x", x, nRows * dim);
+    for (let r = 0; r < nRows; r++) {
+      const o = r * dim;
+      let m = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < dim; i++) m = Math.max(m, x[o + i]!);
+      let sum = 0;
+      for (let i = 0; i < dim; i++) sum += Math.exp(x[o + i]! - m);
+      for (let i = 0; i < dim; i++) x[o + i] = Math.exp(x[o + i]! - m) / sum;
+    }
+  }
+
+  logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void {
+    checkLength("logSoftmax", "x", x, nRows * dim);
+    checkLength("logSoftmax", "out", out, nRows * dim);
+    for (let r = 0; r < nRows; r++) {
+      const o = r * dim;
+      let m = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < dim; i++) m = Math.max(m, x[o + i]!);
+      let sum = 0;
+      for (let i = 0; i < dim; i++) sum += Math.exp(x[o + i]! - m);
+      const logZ = m + Math.log(sum);
+      for (let i = 0; i < dim; i++) out[o + i] = x[o + i]! - logZ;
+    }
+  }
+
+  kvWrite(cache: KvLayerCache, k: Float32Array, v: Float32Array, slots: Int32Array, nTokens: number): void {
+    const { dtype, numBlocks, blockSize, nKvHeads, headDim } = cache;
+    const width = nKvHeads * headDim;
+    checkCount("kvWrite", "nTokens", nTokens);
+    checkLength("kvWrite", "k", k, nTokens * width);
+    checkLength("kvWrite", "v", v, nTokens * width);
+    checkLength("kvWrite", "slots", slots, nTokens);
+    checkLength("kvWrite", "cache.k", cache.k, numBlocks * blockSize * width);
+    checkLength("kvWrite", "cache.v", cache.v, numBlocks * blockSize * width);
+    for (let t = 0; t < nTokens; t++) {
+      const slot = slots[t]!;
+      if (slot < 0) continue; // padding token: nothing to store
+      if (slot >= numBlocks * blockSize)
+        throw new RangeError(
+          `kvWrite: slots[${t}] = ${slot} is outside the cache (${numBlocks * blockSize} slots)`,
+        );
+      const block = Math.floor(slot / blockSize);
+      const off = slot % blockSize;
+      for (let h = 0; h < nKvHeads; h++) {
+        const dst = ((block * nKvHeads + h) * blockSize + off) * headDim;
+        const src = t * width + h * headDim;
+        for (let i = 0; i < headDim; i++) {
+          cache.k[dst + i] = narrow(dtype, k[src + i]!);
+          cache.v[dst + i] = narrow(dtype, v[src + i]!);
+        }
+      }
+    }
+  }
+
+  attention(args: AttentionArgs): void {
+    const {
+      out,
+      q,
+      cache,
+      blockTables,
+      maxBlocksPerSeq,
+      qSeq,
+      ctxStart,
+      ctxEnd,
+      nTokens,
+      nHeads,
+      scale,
+      lse,
+    } = args;
+    const { dtype, blockSize, nKvHeads, headDim, numBlocks } = cache;
+    if (nHeads % nKvHeads !== 0)
+      throw new TypeError(`attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+    const group = nHeads / nKvHeads;
+    const width = nHeads * headDim;
+    checkCount("attention", "nTokens", nTokens);
+    checkLength("attention", "q", q, nTokens * width);
+    checkLength("attention", "out", out, nTokens * width);
+    checkLength("attention", "qSeq", qSeq, nTokens);
+    checkLength("attention", "ctxStart", ctxStart, nTokens);
+    checkLength("attention", "ctxEnd", ctxEnd, nTokens);
+    if (lse) checkLength("attention", "lse", lse, nTokens * nHeads);
+    const scores: number[] = [];
+    const acc = new Float64Array(headDim);
+    for (let t = 0; t < nTokens; t++) {
+      const seq = qSeq[t]!;
+      const start = ctxStart[t]!;
+      const end = ctxEnd[t]!;
+      if (seq < 0 || (seq + 1) * maxBlocksPerSeq > blockTables.length)
+        throw new RangeError(`attention: qSeq[${t}] = ${seq} has no row in blockTables`);
+      if (start < 0 || end > maxBlocksPerSeq * blockSize)
+        throw new RangeError(`attention: token ${t} range [${start}, ${end}) exceeds its block table`);
+      for (let h = 0; h < nHeads; h++) {
+        const kvh = Math.floor(h / group);
+        const qo = t * width + h * headDim;
+        scores.length = 0;
+        let m = Number.NEGATIVE_INFINITY;
+        for (let p = start; p < end; p++) {
+          const ko = this.#cacheOffset(
+            blockTables,
+            seq,
+            maxBlocksPerSeq,
+            p,
+            blockSize,
+            nKvHeads,
+            kvh,
+            headDim,
+          );
+          if (ko < 0 || ko >= numBlocks * nKvHeads * blockSize * headDim)
+            throw new RangeError(
+              `attention: block table entry for token ${t} position ${p} is outside the cache`,
+            );
+          let s = 0;
+          for (let i = 0; i < headDim; i++) s += q[qo + i]! * readElement(dtype, cache.k, ko + i);
+          s *= scale;
+          scores.push(s);
+          m = Math.max(m, s);
+        }
+        acc.fill(0);
+        let sum = 0;
+        for (let p = start; p < end; p++) {
+          const w = Math.exp(scores[p - start]! - m);
+          sum += w;
+          const vo = this.#cacheOffset(
+            blockTables,
+            seq,
+            maxBlocksPerSeq,
+            p,
+            blockSize,
+            nKvHeads,
+            kvh,
+            headDim,
+          );
+          for (let i = 0; i < headDim; i++) acc[i] = acc[i]! + w * readElement(dtype, cache.v, vo + i);
+        }
+        for (let i = 0; i < headDim; i++) out[qo + i] = sum > 0 ? acc[i]! / sum : 0;
+        if (lse) lse[t * nHeads + h] = sum > 0 ? m + Math.log(sum) : Number.NEGATIVE_INFINITY;
+      }
+    }
+  }
+
+  #cacheOffset(
+    blockTables: Int32Array,
+    seq: number,
+    maxBlocksPerSeq: number,
+    pos: number,
+    blockSize: number,
+    nKvHeads: number,
+    kvh: number,
+    headDim: number,
+  ): number {
+    const block = blockTables[seq * maxBlocksPerSeq + Math.floor(pos / blockSize)]!;
+    return ((block * nKvHeads + kvh) * blockSize + (pos % blockSize)) * headDim;
+  }
+
+  mergeAttention(
+    outA: Float32Array,
+    lseA: Float32Array,
+    outB: Float32Array,
+    lseB: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void {
+    checkCount("mergeAttention", "nTokens", nTokens);
+    checkLength("mergeAttention", "outA", outA, nTokens * nHeads * headDim);
+    checkLength("mergeAttention", "outB", outB, nTokens * nHeads * headDim);
+    checkLength("mergeAttention", "lseA", lseA, nTokens * nHeads);
+    checkLength("mergeAttention", "lseB", lseB, nTokens * nHeads);
+    for (let r = 0; r < nTokens * nHeads; r++) {
+      const la = lseA[r]!;
+      const lb = lseB[r]!;
+      const o = r * headDim;
+      if (lb === Number.NEGATIVE_INFINITY) continue; // B has no keys: A stands
+      if (la === Number.NEGATIVE_INFINITY) {
+        for (let i = 0; i < headDim; i++) outA[o + i] = outB[o + i]!;
+        lseA[r] = lb;
+        continue;
+      }
+      const m = Math.max(la, lb);
+      const wa = Math.exp(la - m);
+      const wb = Math.exp(lb - m);
+      const z = wa + wb;
+      for (let i = 0; i < headDim; i++) outA[o + i] = (outA[o + i]! * wa + outB[o + i]! * wb) / z;
+      lseA[r] = m + Math.log(z);
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import type { ModelConfig } from "../model/config.js";
+import type { RopeTables } from "./backend.js";
+
+/**
+ * Per-pair inverse frequencies theta^(-2i/headDim), i < headDim/2, after the checkpoint's
+ * frequency scaling. "linear" divides positions by `factor`, which is the same as dividing every
+ * frequency by it. "llama3" follows Meta's rule (Hugging Face `_compute_llama3_parameters`):
+ * wavelengths longer than original_max / low_freq_factor are slowed by `factor`, those shorter
+ * than original_max / high_freq_factor are kept, and the band between is interpolated.
+ */
+export function ropeInvFreq(config: ModelConfig): Float64Array {
+  const { headDim, ropeTheta, ropeScaling } = config;
+  if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
+    throw new RangeError(`rope: headDim must be a positive even integer, got ${headDim}`);
+  const half = headDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = ropeTheta ** (-(2 * i) / headDim);
+  if (ropeScaling === null) return inv;
+  if (ropeScaling.type === "linear") {
+    for (let i = 0; i < half; i++) inv[i] = inv[i]! / ropeScaling.factor;
+    return inv;
+  }
+  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldLen } = ropeScaling;
+  const lowFreqWavelen = oldLen / lowFreqFactor;
+  const highFreqWavelen = oldLen / highFreqFactor;
+  for (let i = 0; i < half; i++) {
+    const f = inv[i]!;
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < highFreqWavelen) continue; // high frequency: unchanged
+    if (wavelen > lowFreqWavelen) {
+      inv[i] = f / factor; // low frequency: fully scaled
+      continue;
+    }
+    const smooth = (oldLen / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+    inv[i] = (1 - smooth) * (f / factor) + smooth * f;
+  }
+  return inv;
+}
+
+/** cos/sin tables [maxPos, headDim / 2] for positions 0..maxPos-1 (angle = pos * invFreq[i]). */
+export function buildRopeTables(config: ModelConfig, maxPos: number): RopeTables {
+  if (!Number.isInteger(maxPos) || maxPos <= 0)
+    throw new RangeError(`buildRopeTables: maxPos must be a positive integer, got ${maxPos}`);
+  const inv = ropeInvFreq(config);
+  const half = inv.length;
+  const cos = new Float32Array(new SharedArrayBuffer(maxPos * half * 4));
+  const sin = new Float32Array(new SharedArrayBuffer(maxPos * half * 4));
+  for (let p = 0; p < maxPos; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = p * inv[i]!;
+      cos[p * half + i] = Math.cos(angle);
+      sin[p * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin, maxPos, half };
+}
