@@ -1,0 +1,46 @@
+import path from "node:path";
+import type { ModelConfig } from "./config.js";
+import { expectedTensors, sameShape } from "./expected-tensors.js";
+import type { ProgressCallback } from "./load-progress.js";
+import { SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
+import type { Tensor } from "./tensor.js";
+import type { WeightStore } from "./types.js";
+
+/**
+ * Reads the weights a config needs from a Hugging Face directory's safetensors. Every expected
+ * tensor must be present with the expected shape (checked on the headers, before any data is
+ * read); extra tensors (rotary inv_freq, a redundant lm_head under tied embeddings) are ignored.
+ */
+export function loadHfWeights(dir: string, config: ModelConfig, onProgress?: ProgressCallback): WeightStore {
+  const ckpt = SafetensorsCheckpoint.open(dir);
+  try {
+    const expected = expectedTensors(config);
+    const configFile = path.join(dir, "config.json");
+    for (const t of expected) {
+      const found = ckpt.describe(t.name);
+      if (found === undefined) {
+        throw new Error(
+          `${dir}: missing tensor "${t.name}" (expected shape [${t.shape.join(", ")}] from ${configFile})`,
+        );
+      }
+      if (!sameShape(found.entry.shape, t.shape)) {
+        throw new Error(
+          `${found.file}: tensor "${t.name}" has shape [${found.entry.shape.join(", ")}], ` +
+            `but ${configFile} implies [${t.shape.join(", ")}]`,
+        );
+      }
+    }
+    const total = ckpt.byteSize(expected.map((t) => t.name));
+    const weights = new Map<string, Tensor>();
+    let done = 0;
+    for (const t of expected) {
+      const tensor = ckpt.read(t.name);
+      weights.set(t.name, tensor);
+      done += tensor.data.byteLength;
+      onProgress?.({ phase: "weights", file: ckpt.describe(t.name)!.file, done, total });
+    }
+    return weights;
+  } finally {
+    ckpt.close();
+  }
+}

@@ -1,0 +1,311 @@
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import type { ModelConfig } from "./config.js";
+import { allocTensorData, type Tensor } from "./tensor.js";
+import type { WeightStore } from "./types.js";
+
+/**
+ * llama2.c's legacy checkpoint (.bin, "version 0" of its export.py): a header of seven int32
+ * (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size
+ * means an unshared classifier is stored at the end), then fp32 tensors stacked over layers in a
+ * fixed order. We turn it into Hugging Face names and layout, so the rest of the system never
+ * knows where a model came from: the rows of wq and wk are permuted from Meta's interleaved-pair
+ * RoPE layout to the rotate-half layout (the permutation transformers' Llama conversion applies).
+ */
+
+const HEADER_BYTES = 28;
+/** First int32 of llama2.c's newer export formats ("ak42"); those files are not the legacy layout. */
+const NEW_FORMAT_MAGIC = 0x616b3432;
+
+export interface Llama2cHeader {
+  readonly dim: number;
+  readonly hiddenDim: number;
+  readonly nLayers: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly vocabSize: number;
+  readonly sharedClassifier: boolean;
+  readonly seqLen: number;
+}
+
+/** One stacked field of the file, in file order. */
+interface Field {
+  readonly key: string;
+  /** Floats per layer (or in total, for unstacked fields). */
+  readonly floats: number;
+  readonly layers: number;
+  /** HF tensor name for layer l (null: skipped legacy data). */
+  readonly hfName: ((l: number) => string) | null;
+  readonly shape: readonly number[];
+  /** Rows to un-interleave for rotate-half RoPE: the head count, or 0 for none. */
+  readonly ropeHeads: number;
+}
+
+export function readLlama2cHeader(file: string, fd: number, fileSize: number): Llama2cHeader {
+  if (fileSize < HEADER_BYTES) {
+    throw new Error(`${file}: only ${fileSize} bytes, too short for a llama2.c checkpoint header`);
+  }
+  const buf = new Int32Array(7);
+  readSync(fd, new Uint8Array(buf.buffer), 0, HEADER_BYTES, 0);
+  if (buf[0] === NEW_FORMAT_MAGIC) {
+    throw new Error(
+      `${file}: this is a llama2.c version-1/2 export ("ak42" magic); only the legacy format (export.py --version 0) is supported`,
+    );
+  }
+  const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from(buf);
+  const h = {
+    dim: dim!,
+    hiddenDim: hiddenDim!,
+    nLayers: nLayers!,
+    nHeads: nHeads!,
+    nKvHeads: nKvHeads!,
+    vocabSize: Math.abs(rawVocab!),
+    sharedClassifier: rawVocab! > 0,
+    seqLen: seqLen!,
+  };
+  const bad = (why: string): never => {
+    throw new Error(
+      `${file}: not a valid llama2.c checkpoint header (${why}): ${JSON.stringify(Array.from(buf))}`,
+    );
+  };
+  for (const [k, v] of Object.entries(h)) if (typeof v === "number" && !(v > 0)) bad(`${k} must be positive`);
+  if (h.dim % h.nHeads !== 0) bad("dim must be a multiple of n_heads");
+  if (h.nHeads % h.nKvHeads !== 0) bad("n_heads must be a multiple of n_kv_heads");
+  if ((h.dim / h.nHeads) % 2 !== 0) bad("head size must be even");
+  return h;
+}
+
+function fields(h: Llama2cHeader): Field[] {
+  const hs = h.dim / h.nHeads;
+  const kvDim = h.nKvHeads * hs;
+  const L = h.nLayers;
+  const layer = (suffix: string) => (l: number) => `model.layers.${l}.${suffix}`;
+  const out: Field[] = [
+    {
+      key: "token_embedding_table",
+      floats: h.vocabSize * h.dim,
+      layers: 1,
+      hfName: () => "model.embed_tokens.weight",
+      shape: [h.vocabSize, h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "rms_att_weight",
+      floats: h.dim,
+      layers: L,
+      hfName: layer("input_layernorm.weight"),
+      shape: [h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "wq",
+      floats: h.dim * h.dim,
+      layers: L,
+      hfName: layer("self_attn.q_proj.weight"),
+      shape: [h.dim, h.dim],
+      ropeHeads: h.nHeads,
+    },
+    {
+      key: "wk",
+      floats: kvDim * h.dim,
+      layers: L,
+      hfName: layer("self_attn.k_proj.weight"),
+      shape: [kvDim, h.dim],
+      ropeHeads: h.nKvHeads,
+    },
+    {
+      key: "wv",
+      floats: kvDim * h.dim,
+      layers: L,
+      hfName: layer("self_attn.v_proj.weight"),
+      shape: [kvDim, h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "wo",
+      floats: h.dim * h.dim,
+      layers: L,
+      hfName: layer("self_attn.o_proj.weight"),
+      shape: [h.dim, h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "rms_ffn_weight",
+      floats: h.dim,
+      layers: L,
+      hfName: layer("post_attention_layernorm.weight"),
+      shape: [h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "w1",
+      floats: h.hiddenDim * h.dim,
+      layers: L,
+      hfName: layer("mlp.gate_proj.weight"),
+      shape: [h.hiddenDim, h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "w2",
+      floats: h.dim * h.hiddenDim,
+      layers: L,
+      hfName: layer("mlp.down_proj.weight"),
+      shape: [h.dim, h.hiddenDim],
+      ropeHeads: 0,
+    },
+    {
+      key: "w3",
+      floats: h.hiddenDim * h.dim,
+      layers: L,
+      hfName: layer("mlp.up_proj.weight"),
+      shape: [h.hiddenDim, h.dim],
+      ropeHeads: 0,
+    },
+    {
+      key: "rms_final_weight",
+      floats: h.dim,
+      layers: 1,
+      hfName: () => "model.norm.weight",
+      shape: [h.dim],
+      ropeHeads: 0,
+    },
+    // Legacy precomputed RoPE tables (seq_len × head_size/2 each): present in the file, unused.
+    { key: "freq_cis_real", floats: (h.seqLen * hs) / 2, layers: 1, hfName: null, shape: [], ropeHeads: 0 },
+    { key: "freq_cis_imag", floats: (h.seqLen * hs) / 2, layers: 1, hfName: null, shape: [], ropeHeads: 0 },
+  ];
+  if (!h.sharedClassifier) {
+    out.push({
+      key: "wcls",
+      floats: h.vocabSize * h.dim,
+      layers: 1,
+      hfName: () => "lm_head.weight",
+      shape: [h.vocabSize, h.dim],
+      ropeHeads: 0,
+    });
+  }
+  return out;
+}
+
+/** ModelConfig for a llama2.c checkpoint (run.c's fixed constants: eps 1e-5, theta 10000). */
+export function llama2cConfig(h: Llama2cHeader): ModelConfig {
+  return {
+    architecture: "llama",
+    vocabSize: h.vocabSize,
+    hiddenSize: h.dim,
+    intermediateSize: h.hiddenDim,
+    numLayers: h.nLayers,
+    numHeads: h.nHeads,
+    numKvHeads: h.nKvHeads,
+    headDim: h.dim / h.nHeads,
+    maxPositionEmbeddings: h.seqLen,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    tieWordEmbeddings: h.sharedClassifier,
+    attentionBias: false,
+    slidingWindow: null,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+  };
+}
+
+/**
+ * Reorders the rows of a [nHeads·hd, cols] projection from interleaved pairs (x0,x1),(x2,x3)…
+ * to halves (x0,x2,…,x1,x3,…) within each head: new row h·hd + p·hd/2 + i = old row h·hd + 2i + p.
+ */
+export function interleavedToRotateHalf(
+  src: Float32Array,
+  dst: Float32Array,
+  nHeads: number,
+  cols: number,
+): void {
+  const hd = src.length / cols / nHeads;
+  const half = hd / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let p = 0; p < 2; p++) {
+        const from = (h * hd + 2 * i + p) * cols;
+        const to = (h * hd + p * half + i) * cols;
+        dst.set(src.subarray(from, from + cols), to);
+      }
+    }
+  }
+}
+
+export interface Llama2cCheckpoint {
+  readonly header: Llama2cHeader;
+  readonly config: ModelConfig;
+  readonly weights: WeightStore;
+}
+
+/** Reads a legacy llama2.c .bin into HF-named, HF-laid-out fp32 tensors. */
+export function readLlama2cCheckpoint(file: string): Llama2cCheckpoint {
+  const fd = openSync(file, "r");
+  try {
+    const fileSize = fstatSync(fd).size;
+    const header = readLlama2cHeader(file, fd, fileSize);
+    const layout = fields(header);
+    checkSize(file, fileSize, layout);
+
+    const weights = new Map<string, Tensor>();
+    let offset = HEADER_BYTES;
+    let scratch: Float32Array | null = null;
+    for (const f of layout) {
+      for (let l = 0; l < f.layers; l++, offset += f.floats * 4) {
+        if (f.hfName === null) continue;
+        const name = f.hfName(l);
+        const data = allocTensorData("f32", f.floats) as Float32Array;
+        if (f.ropeHeads > 0) {
+          if (scratch === null || scratch.length < f.floats) scratch = new Float32Array(f.floats);
+          const raw = scratch.subarray(0, f.floats);
+          readExactly(fd, raw, offset);
+          interleavedToRotateHalf(raw, data, f.ropeHeads, header.dim);
+        } else {
+          readExactly(fd, data, offset);
+        }
+        weights.set(name, { name, dtype: "f32", shape: f.shape, data });
+      }
+    }
+    return { header, config: llama2cConfig(header), weights };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readExactly(fd: number, target: Float32Array, position: number): void {
+  const bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  let done = 0;
+  while (done < bytes.length) {
+    const n = readSync(fd, bytes, done, Math.min(bytes.length - done, 1 << 30), position + done);
+    if (n === 0) throw new Error("unexpected end of file"); // sizes were checked; only a file shrinking under us
+    done += n;
+  }
+}
+
+/** The file must be exactly header + fields; a short file names the tensor it cuts into. */
+function checkSize(file: string, fileSize: number, layout: readonly Field[]): void {
+  let offset = HEADER_BYTES;
+  for (const f of layout) {
+    const bytes = f.floats * 4;
+    const end = offset + bytes * f.layers;
+    if (end > fileSize) {
+      const layer = Math.floor((fileSize - offset) / bytes);
+      const which = f.layers > 1 ? ` of layer ${layer}` : "";
+      const hf = f.hfName ? ` (${f.hfName(layer)})` : "";
+      throw new Error(
+        `${file}: truncated: the file ends inside llama2.c tensor ${f.key}${which}${hf}; ` +
+          `the header implies at least ${expectedSize(layout)} bytes, the file has ${fileSize}`,
+      );
+    }
+    offset = end;
+  }
+  if (offset !== fileSize) {
+    throw new Error(
+      `${file}: ${fileSize - offset} bytes beyond what the header implies (${offset} bytes); ` +
+        "not a legacy llama2.c checkpoint, or the header is wrong",
+    );
+  }
+}
+
+function expectedSize(layout: readonly Field[]): number {
+  return layout.reduce((n, f) => n + f.floats * 4 * f.layers, HEADER_BYTES);
+}
