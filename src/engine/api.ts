@@ -64,6 +64,8 @@ export interface ModelInfo {
   readonly label: string;
   readonly contextLength: number;
   readonly vocabSize: number;
+  /** The model's generation_config defaults (temperature, top_p, ...), for resolving request parameters. */
+  readonly generation?: import("../model/types.js").GenerationDefaults;
 }
 
 /** Live numbers for /metrics and logs. */

@@ -26,6 +26,8 @@ export interface ModelSource {
   readonly path: string;
   /** Human-readable name shown in logs, /v1/models and the CLI. The demo model says so. */
   readonly label: string;
+  /** The tokenizer file used (llama2.c checkpoints keep it beside the .bin), when it is a separate file. */
+  readonly tokenizerPath?: string;
 }
 
 export interface LoadedModel {

@@ -1,0 +1,142 @@
+import type { AttentionArgs, KernelBackend, KvLayerCache } from "../kernels/backend.js";
+import { allocTensorData, bytesPerElement, type DType } from "../model/tensor.js";
+import { BlockAllocator } from "./block-allocator.js";
+import type { AttentionStep } from "./service.js";
+
+export interface KvGeometry {
+  readonly numLayers: number;
+  /** Query heads this instance computes (all of them, or its share under head partitioning). */
+  readonly numHeads: number;
+  /** KV heads this instance stores. */
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly blockSize: number;
+  readonly kvDtype: DType;
+  /** Longest sequence (tokens) a block table must cover. */
+  readonly maxContext: number;
+  /** Largest step, for preallocated per-step metadata. */
+  readonly maxTokens: number;
+  readonly maxSeqs: number;
+  /** Mistral-style sliding window (keys older than this are not attended), or null. */
+  readonly slidingWindow: number | null;
+}
+
+/** Bytes one KV block takes across all layers (k and v). */
+export function kvBytesPerBlock(
+  g: Pick<KvGeometry, "numLayers" | "numKvHeads" | "headDim" | "blockSize" | "kvDtype">,
+): number {
+  return 2 * g.numLayers * g.numKvHeads * g.blockSize * g.headDim * bytesPerElement(g.kvDtype);
+}
+
+/** Per-step metadata derived from the step (slots, block tables, ranges), rebuilt at layer 0. */
+interface StepMeta {
+  readonly slots: Int32Array;
+  readonly qSeq: Int32Array;
+  readonly ctxStart: Int32Array;
+  readonly ctxEnd: Int32Array;
+  readonly blockTables: Int32Array;
+  /** Reused argument object: no allocation per layer. */
+  readonly args: { -readonly [K in keyof AttentionArgs]: AttentionArgs[K] };
+}
+
+/**
+ * The KV cache and attention math of one attention instance: in-process (colocated), inside an
+ * attention worker process, or one shard of several. Owns the block tables; the model side only
+ * names sequences and positions.
+ */
+export class KvAttention {
+  readonly allocator: BlockAllocator;
+  readonly caches: KvLayerCache[];
+  readonly maxBlocksPerSeq: number;
+  private readonly metas = new WeakMap<AttentionStep, StepMeta>();
+  private readonly scale: number;
+
+  constructor(
+    readonly backend: KernelBackend,
+    readonly geometry: KvGeometry,
+    numBlocks: number,
+  ) {
+    this.allocator = new BlockAllocator(numBlocks, geometry.blockSize);
+    this.maxBlocksPerSeq = Math.ceil(geometry.maxContext / geometry.blockSize);
+    this.scale = 1 / Math.sqrt(geometry.headDim);
+    const per = numBlocks * geometry.numKvHeads * geometry.blockSize * geometry.headDim;
+    this.caches = [];
+    for (let l = 0; l < geometry.numLayers; l++) {
+      this.caches.push({
+        dtype: geometry.kvDtype,
+        numBlocks,
+        blockSize: geometry.blockSize,
+        nKvHeads: geometry.numKvHeads,
+        headDim: geometry.headDim,
+        k: allocTensorData(geometry.kvDtype, per),
+        v: allocTensorData(geometry.kvDtype, per),
+      });
+    }
+  }
+
+  /** Builds slots, block tables and key ranges for a step; call once per step before layer 0. */
+  prepare(step: AttentionStep): void {
+    const g = this.geometry;
+    let meta = this.metas.get(step);
+    if (!meta) {
+      meta = {
+        slots: new Int32Array(g.maxTokens),
+        qSeq: new Int32Array(g.maxTokens),
+        ctxStart: new Int32Array(g.maxTokens),
+        ctxEnd: new Int32Array(g.maxTokens),
+        blockTables: new Int32Array(g.maxSeqs * this.maxBlocksPerSeq),
+        args: {} as StepMeta["args"],
+      };
+      this.metas.set(step, meta);
+    }
+    const bs = g.blockSize;
+    const mb = this.maxBlocksPerSeq;
+    for (let s = 0; s < step.nSeqs; s++) {
+      const table = this.allocator.table(step.seqIds[s]!);
+      const first = step.seqStart[s]!;
+      const last = step.seqStart[s + 1]!;
+      const maxPos = last > first ? step.positions[last - 1]! : -1;
+      if (!table || table.length * bs <= maxPos) {
+        throw new Error(`attention: sequence ${step.seqIds[s]} has no KV reserved for position ${maxPos}`);
+      }
+      for (let b = 0; b < table.length; b++) meta.blockTables[s * mb + b] = table[b]!;
+      for (let t = first; t < last; t++) {
+        const pos = step.positions[t]!;
+        meta.slots[t] = table[(pos / bs) | 0]! * bs + (pos % bs);
+        meta.qSeq[t] = s;
+        meta.ctxEnd[t] = pos + 1;
+        meta.ctxStart[t] = g.slidingWindow ? Math.max(0, pos + 1 - g.slidingWindow) : 0;
+      }
+    }
+  }
+
+  /** Appends the step's k/v to `layer` and computes attention for its query tokens into `out`. */
+  run(
+    layer: number,
+    step: AttentionStep,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    lse?: Float32Array,
+  ): void {
+    const meta = this.metas.get(step);
+    if (!meta) throw new Error("attention: step was not prepared");
+    const cache = this.caches[layer]!;
+    this.backend.kvWrite(cache, k, v, meta.slots, step.nTokens);
+    const a = meta.args;
+    a.out = out;
+    a.q = q;
+    a.cache = cache;
+    a.blockTables = meta.blockTables;
+    a.maxBlocksPerSeq = this.maxBlocksPerSeq;
+    a.qSeq = meta.qSeq;
+    a.ctxStart = meta.ctxStart;
+    a.ctxEnd = meta.ctxEnd;
+    a.nTokens = step.nTokens;
+    a.nHeads = this.geometry.numHeads;
+    a.scale = this.scale;
+    a.lse = lse;
+    this.backend.attention(a);
+  }
+}

@@ -1,0 +1,60 @@
+import type { KernelBackend } from "../kernels/backend.js";
+import { KvAttention, type KvGeometry } from "./kv-attention.js";
+import type { AttentionService, AttentionStep, KvUsage } from "./service.js";
+
+/**
+ * Colocated placement: the KV cache and attention run in the model worker's own thread. This is
+ * the same attention service interface the remote placements implement, not a second forward pass.
+ */
+export class LocalAttentionService implements AttentionService {
+  readonly description = "in-process";
+  readonly kv: KvAttention;
+
+  constructor(backend: KernelBackend, geometry: KvGeometry, numBlocks: number) {
+    this.kv = new KvAttention(backend, geometry, numBlocks);
+  }
+
+  get blockSize(): number {
+    return this.kv.geometry.blockSize;
+  }
+
+  reserve(seqId: number, numTokens: number): boolean {
+    return this.kv.allocator.reserve(seqId, numTokens);
+  }
+
+  canReserve(seqId: number, numTokens: number): boolean {
+    return this.kv.allocator.canReserve(seqId, numTokens);
+  }
+
+  blocksNeeded(seqId: number, numTokens: number): number {
+    return this.kv.allocator.blocksNeeded(seqId, numTokens);
+  }
+
+  release(seqId: number): void {
+    this.kv.allocator.release(seqId);
+  }
+
+  usage(): readonly KvUsage[] {
+    const a = this.kv.allocator;
+    return [{ worker: "local", usedBlocks: a.usedBlocks, totalBlocks: a.numBlocks, blockSize: a.blockSize }];
+  }
+
+  beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
+    if (layer === 0) this.kv.prepare(step);
+    this.qByStep.set(step, q);
+  }
+
+  finishLayer(layer: number, step: AttentionStep, k: Float32Array, v: Float32Array, out: Float32Array): void {
+    // q was handed over in beginLayer; colocated, it is the same buffer the executor still holds.
+    this.kv.run(layer, step, this.pendingQ(step), k, v, out);
+  }
+
+  private readonly qByStep = new WeakMap<AttentionStep, Float32Array>();
+  private pendingQ(step: AttentionStep): Float32Array {
+    const q = this.qByStep.get(step);
+    if (!q) throw new Error("attention: finishLayer before beginLayer");
+    return q;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,23 @@
+import { Command, CommanderError } from "commander";
+import { registerConvertCommand } from "./convert-command.js";
+import { registerDoctorCommand } from "./doctor-command.js";
+import { registerGenerateCommand } from "./generate-command.js";
+
+/** `lamina`: every command of the project behind one entry point. */
+const program = new Command()
+  .name("lamina")
+  .description("Lamina-TS: LLM serving with model-attention disaggregation and attention offloading")
+  .showHelpAfterError()
+  .exitOverride();
+
+registerGenerateCommand(program);
+registerConvertCommand(program);
+registerDoctorCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  process.stderr.write(`lamina: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+}

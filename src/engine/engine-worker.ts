@@ -1,0 +1,113 @@
+import { type MessagePort, parentPort } from "node:worker_threads";
+import type { EngineCore } from "./engine-core.js";
+import { EngineError } from "./errors.js";
+import { setupEngine } from "./setup.js";
+import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./worker-protocol.js";
+
+/**
+ * The engine's thread: loads the model, then loops schedule → execute → sample while there is
+ * work, and sleeps on the message port when there is none. Runs off the main thread so the HTTP
+ * event loop never waits for a forward pass.
+ */
+if (!parentPort) throw new Error("engine-worker must run in a worker thread");
+const port: MessagePort = parentPort;
+
+let core: EngineCore | null = null;
+let shuttingDown = false;
+let wake: (() => void) | null = null;
+const queued: ToWorker[] = [];
+
+const post = (m: FromWorker): void => port.postMessage(m);
+
+function toWire(e: unknown): WireError {
+  if (e instanceof EngineError) {
+    return {
+      ...(e as unknown as Record<string, unknown>),
+      name: e.name,
+      message: e.message,
+      code: e.code,
+    } as WireError;
+  }
+  return { name: "Error", message: e instanceof Error ? e.message : String(e), code: "internal" };
+}
+
+function handle(m: ToWorker): void {
+  if (!core) {
+    queued.push(m);
+    return;
+  }
+  switch (m.type) {
+    case "generate":
+      try {
+        if (shuttingDown) throw new EngineError("the engine is shutting down", "not_ready");
+        core.add(m.request);
+      } catch (e) {
+        post({ v: 1, type: "rejected", id: m.request.id, error: toWire(e) });
+      }
+      break;
+    case "abort":
+      core.abort(m.id);
+      break;
+    case "shutdown":
+      shuttingDown = true;
+      if (m.force) for (const id of core.requestIds()) core.abort(id);
+      break;
+    case "init":
+      break;
+  }
+}
+
+port.on("message", (raw: ToWorker) => {
+  try {
+    checkVersion(raw);
+  } catch (e) {
+    post({ v: 1, type: "log", message: (e as Error).message });
+    return;
+  }
+  if (raw.type === "init") {
+    void init(raw.options);
+    return;
+  }
+  handle(raw);
+  wake?.();
+  wake = null;
+});
+
+async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Promise<void> {
+  try {
+    const setup = await setupEngine(options);
+    core = setup.core;
+    post({
+      v: 1,
+      type: "ready",
+      model: setup.info,
+      source: setup.model.source,
+      backend: setup.backend.describe(),
+      attention: setup.core.attention.description,
+    });
+    for (const m of queued.splice(0)) handle(m);
+    await loop(setup.core);
+  } catch (e) {
+    post({ v: 1, type: "init_error", message: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+async function loop(c: EngineCore): Promise<void> {
+  for (;;) {
+    if (!c.hasWork) {
+      if (shuttingDown) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      continue;
+    }
+    const events = await c.runStep();
+    post({ v: 1, type: "events", events, stats: c.stats() });
+    // Let queued messages (new requests, aborts) in between steps.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await c.attention.close();
+  post({ v: 1, type: "events", events: [], stats: c.stats() });
+  post({ v: 1, type: "closed" });
+  port.close();
+}

@@ -1,0 +1,21 @@
+import type { CoreOptions } from "./build-core.js";
+
+/** Everything `createEngine` accepts: which model, which kernels, sizes, and placement. */
+export interface EngineOptions extends CoreOptions {
+  /** A Hugging Face directory, a llama2.c .bin, ORG/NAME on the Hub, or undefined/"demo" for the built-in demo model. */
+  readonly model?: string;
+  /** Tokenizer file for llama2.c checkpoints when it is not beside the .bin. */
+  readonly tokenizerPath?: string;
+  readonly backend?: "auto" | "native" | "reference";
+  readonly threads?: number;
+  /** Id served as `model` in the API (default: derived from the model path). */
+  readonly servedModelName?: string;
+  /** Locally spawned attention workers (0 = in-process attention). */
+  readonly attentionWorkers?: number;
+  /** Addresses host:port of running attention workers. */
+  readonly attentionWorkerAddrs?: readonly string[];
+  readonly attentionToken?: string;
+  readonly partition?: "head" | "request";
+  readonly pipelineDepth?: number;
+  readonly transport?: "shm" | "tcp";
+}

@@ -1,0 +1,224 @@
+import type { SamplingParams, TokenLogprob } from "./api.js";
+import type { Rng } from "./rng.js";
+
+/** Per-sequence state the sampler reads: its parameters, RNG and token history for penalties. */
+export interface SamplingState {
+  readonly params: SamplingParams;
+  readonly rng: Rng;
+  /** Tokens of the prompt (for the repetition penalty). */
+  readonly promptTokens: readonly number[];
+  /** Occurrences of each generated token (for frequency/presence/repetition penalties). */
+  readonly outputCounts: Map<number, number>;
+}
+
+/**
+ * Turns one row of logits into a token: penalties → temperature → top-k → softmax → min-p →
+ * top-p → draw. Scratch buffers are sized to the vocabulary once; a greedy step allocates nothing.
+ * Logprobs are reported from the model's raw distribution (before penalties and temperature).
+ */
+export class Sampler {
+  private readonly probs: Float32Array;
+  private readonly idx: Int32Array;
+  private readonly promptSeen: Uint8Array;
+
+  constructor(readonly vocabSize: number) {
+    this.probs = new Float32Array(vocabSize);
+    this.idx = new Int32Array(vocabSize);
+    this.promptSeen = new Uint8Array(vocabSize);
+  }
+
+  /** Samples from logits[off .. off + vocab). May modify that row in place. */
+  sample(logits: Float32Array, off: number, st: SamplingState): number {
+    const V = this.vocabSize;
+    const p = st.params;
+    this.applyPenalties(logits, off, st);
+    if (p.temperature <= 0) return argmax(logits, off, V);
+
+    const inv = 1 / p.temperature;
+    // Candidates: top-k (or everything), kept in idx[0..n).
+    let n: number;
+    if (p.topK > 0 && p.topK < V) n = this.topK(logits, off, p.topK);
+    else {
+      for (let i = 0; i < V; i++) this.idx[i] = i;
+      n = V;
+    }
+    // Softmax over candidates (with temperature).
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < n; j++) max = Math.max(max, logits[off + this.idx[j]!]!);
+    let sum = 0;
+    for (let j = 0; j < n; j++) {
+      const e = Math.exp((logits[off + this.idx[j]!]! - max) * inv);
+      this.probs[j] = e;
+      sum += e;
+    }
+    for (let j = 0; j < n; j++) this.probs[j] = this.probs[j]! / sum;
+    // min-p: drop tokens less likely than minP × the most likely one.
+    if (p.minP > 0) {
+      let pmax = 0;
+      for (let j = 0; j < n; j++) pmax = Math.max(pmax, this.probs[j]!);
+      n = this.keepWhere(n, (j) => this.probs[j]! >= p.minP * pmax);
+    }
+    if (p.topP < 1) n = this.topP(n, p.topP);
+    let total = 0;
+    for (let j = 0; j < n; j++) total += this.probs[j]!;
+    let r = st.rng.next() * total;
+    for (let j = 0; j < n; j++) {
+      r -= this.probs[j]!;
+      if (r < 0) return this.idx[j]!;
+    }
+    return this.idx[n - 1]!;
+  }
+
+  private applyPenalties(logits: Float32Array, off: number, st: SamplingState): void {
+    const p = st.params;
+    if (p.repetitionPenalty !== 1) {
+      const rp = p.repetitionPenalty;
+      const seen = this.promptSeen;
+      const penalize = (t: number): void => {
+        if (seen[t]) return;
+        seen[t] = 1;
+        const v = logits[off + t]!;
+        logits[off + t] = v > 0 ? v / rp : v * rp;
+      };
+      for (const t of st.promptTokens) penalize(t);
+      for (const t of st.outputCounts.keys()) penalize(t);
+      for (const t of st.promptTokens) seen[t] = 0;
+      for (const t of st.outputCounts.keys()) seen[t] = 0;
+    }
+    if (p.frequencyPenalty !== 0 || p.presencePenalty !== 0) {
+      for (const [t, c] of st.outputCounts)
+        logits[off + t] = logits[off + t]! - p.frequencyPenalty * c - p.presencePenalty;
+    }
+  }
+
+  /** Puts the k highest-logit token ids into idx[0..k) (unordered), via a min-heap. */
+  private topK(logits: Float32Array, off: number, k: number): number {
+    const idx = this.idx;
+    const less = (a: number, b: number): boolean => {
+      const la = logits[off + a]!;
+      const lb = logits[off + b]!;
+      return la < lb || (la === lb && a > b);
+    };
+    const siftDown = (i: number): void => {
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < k && less(idx[l]!, idx[m]!)) m = l;
+        if (r < k && less(idx[r]!, idx[m]!)) m = r;
+        if (m === i) return;
+        const t = idx[i]!;
+        idx[i] = idx[m]!;
+        idx[m] = t;
+        i = m;
+      }
+    };
+    for (let i = 0; i < k; i++) idx[i] = i;
+    for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i);
+    for (let t = k; t < this.vocabSize; t++) {
+      if (less(idx[0]!, t)) {
+        idx[0] = t;
+        siftDown(0);
+      }
+    }
+    return k;
+  }
+
+  /** Keeps candidates j with keep(j), compacting idx/probs; returns the new count (at least 1). */
+  private keepWhere(n: number, keep: (j: number) => boolean): number {
+    let w = 0;
+    let best = 0;
+    for (let j = 0; j < n; j++) {
+      if (this.probs[j]! > this.probs[best]!) best = j;
+      if (keep(j)) {
+        this.idx[w] = this.idx[j]!;
+        this.probs[w] = this.probs[j]!;
+        w++;
+      }
+    }
+    if (w === 0) {
+      this.idx[0] = this.idx[best]!;
+      this.probs[0] = this.probs[best]!;
+      w = 1;
+    }
+    return w;
+  }
+
+  /** Nucleus: the smallest set of most likely candidates whose mass reaches topP. */
+  private topP(n: number, topP: number): number {
+    // Sort only the likely head when it already holds the nucleus; otherwise sort everything.
+    let pmax = 0;
+    for (let j = 0; j < n; j++) pmax = Math.max(pmax, this.probs[j]!);
+    let m = this.keepHead(n, pmax * 1e-4);
+    let mass = 0;
+    for (let j = 0; j < m; j++) mass += this.probs[j]!;
+    if (mass < topP) m = n;
+    this.sortByProb(m);
+    let cum = 0;
+    for (let j = 0; j < m; j++) {
+      cum += this.probs[j]!;
+      if (cum >= topP) return j + 1;
+    }
+    return m;
+  }
+
+  /** Moves candidates with prob ≥ cut to the front (stable for the rest unneeded); returns their count. */
+  private keepHead(n: number, cut: number): number {
+    let w = 0;
+    for (let j = 0; j < n; j++) {
+      if (this.probs[j]! >= cut) {
+        const ti = this.idx[w]!;
+        const tp = this.probs[w]!;
+        this.idx[w] = this.idx[j]!;
+        this.probs[w] = this.probs[j]!;
+        this.idx[j] = ti;
+        this.probs[j] = tp;
+        w++;
+      }
+    }
+    return w;
+  }
+
+  /** Sorts idx/probs[0..m) by probability, descending (ties: lower token id first). */
+  private sortByProb(m: number): void {
+    const order = Array.from({ length: m }, (_, j) => j);
+    order.sort((a, b) => this.probs[b]! - this.probs[a]! || this.idx[a]! - this.idx[b]!);
+    const ids = order.map((j) => this.idx[j]!);
+    const ps = order.map((j) => this.probs[j]!);
+    for (let j = 0; j < m; j++) {
+      this.idx[j] = ids[j]!;
+      this.probs[j] = ps[j]!;
+    }
+  }
+
+  /** Log-probability of `token` and the `topN` most likely alternatives, from raw logits. */
+  logprobs(logits: Float32Array, off: number, token: number, topN: number): TokenLogprob {
+    const V = this.vocabSize;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < V; i++) max = Math.max(max, logits[off + i]!);
+    let sum = 0;
+    for (let i = 0; i < V; i++) sum += Math.exp(logits[off + i]! - max);
+    const lse = max + Math.log(sum);
+    const top: { tokenId: number; logprob: number }[] = [];
+    if (topN > 0) {
+      const k = this.topK(logits, off, Math.min(topN, V));
+      for (let j = 0; j < k; j++)
+        top.push({ tokenId: this.idx[j]!, logprob: logits[off + this.idx[j]!]! - lse });
+      top.sort((a, b) => b.logprob - a.logprob || a.tokenId - b.tokenId);
+    }
+    return { tokenId: token, logprob: logits[off + token]! - lse, top };
+  }
+}
+
+export function argmax(x: Float32Array, off: number, n: number): number {
+  let best = 0;
+  let bv = x[off]!;
+  for (let i = 1; i < n; i++) {
+    const v = x[off + i]!;
+    if (v > bv) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best;
+}

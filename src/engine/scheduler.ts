@@ -1,0 +1,99 @@
+import type { AttentionService } from "../attention/service.js";
+import type { Sequence } from "./sequence.js";
+
+export interface SchedulerLimits {
+  /** Sequences in the running set at once. */
+  readonly maxRunning: number;
+  /** Tokens computed in one step (decode tokens + prefill chunks): bounds a step's latency. */
+  readonly maxTokensPerStep: number;
+  /** Requests allowed to wait; beyond it new ones are refused at once. */
+  readonly maxWaiting: number;
+}
+
+/** One sequence's share of a step: compute tokens [start, start + count); sample if it reaches the end. */
+export interface ScheduledChunk {
+  readonly seq: Sequence;
+  readonly start: number;
+  readonly count: number;
+  readonly sample: boolean;
+}
+
+/**
+ * Continuous batching with chunked prefill (vLLM-style, one token budget for decode and prefill):
+ * running sequences first (decodes and unfinished prefills), then waiting ones in arrival order.
+ * KV admission asks the attention service; when a running sequence cannot grow, the most recent
+ * arrival is preempted by recompute (its KV freed, its tokens re-prefilled later).
+ */
+export class Scheduler {
+  readonly waiting: Sequence[] = [];
+  readonly running: Sequence[] = [];
+  preemptions = 0;
+  private readonly chunks: ScheduledChunk[] = [];
+
+  constructor(
+    readonly limits: SchedulerLimits,
+    private readonly attention: AttentionService,
+  ) {}
+
+  get hasWork(): boolean {
+    return this.running.length > 0 || this.waiting.length > 0;
+  }
+
+  add(seq: Sequence): void {
+    this.waiting.push(seq);
+  }
+
+  /** Removes a sequence wherever it is and frees its KV. */
+  remove(seq: Sequence): void {
+    const w = this.waiting.indexOf(seq);
+    if (w >= 0) this.waiting.splice(w, 1);
+    const r = this.running.indexOf(seq);
+    if (r >= 0) this.running.splice(r, 1);
+    this.attention.release(seq.id);
+  }
+
+  schedule(): readonly ScheduledChunk[] {
+    const chunks = this.chunks;
+    chunks.length = 0;
+    let budget = this.limits.maxTokensPerStep;
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
+      const seq = this.running[i]!;
+      const count = Math.min(seq.length - seq.numComputed, budget);
+      if (count <= 0) continue;
+      while (!this.attention.reserve(seq.id, seq.numComputed + count)) {
+        const victim = this.running[this.running.length - 1]!;
+        this.preempt(victim);
+        if (victim === seq) break;
+      }
+      if (seq.status !== "running") break; // it preempted itself: nothing after it fits either
+      chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
+      budget -= count;
+    }
+    while (budget > 0 && this.waiting.length > 0 && this.running.length < this.limits.maxRunning) {
+      const seq = this.waiting[0]!;
+      const count = Math.min(seq.length - seq.numComputed, budget);
+      if (!this.attention.reserve(seq.id, seq.numComputed + count)) break;
+      this.waiting.shift();
+      seq.status = "running";
+      if (seq.firstScheduledTime === 0) seq.firstScheduledTime = performance.now();
+      this.running.push(seq);
+      chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
+      budget -= count;
+    }
+    return chunks;
+  }
+
+  private preempt(seq: Sequence): void {
+    const r = this.running.indexOf(seq);
+    if (r >= 0) this.running.splice(r, 1);
+    this.attention.release(seq.id);
+    seq.numComputed = 0;
+    seq.status = "waiting";
+    seq.preemptions++;
+    this.preemptions++;
+    this.waiting.unshift(seq);
+    // Drop chunks already planned for it this step.
+    for (let i = this.chunks.length - 1; i >= 0; i--)
+      if (this.chunks[i]!.seq === seq) this.chunks.splice(i, 1);
+  }
+}

@@ -1,0 +1,48 @@
+import type { SamplingParams, TokenLogprob } from "./api.js";
+import { Rng } from "./rng.js";
+import type { SamplingState } from "./sampler.js";
+
+export type SequenceStatus = "waiting" | "running" | "finished";
+
+/**
+ * One request's progress: the engine's only per-request state. Everything a lost attention
+ * worker or a preemption needs to rebuild the KV (prompt + generated tokens) lives here.
+ */
+export class Sequence implements SamplingState {
+  status: SequenceStatus = "waiting";
+  /** Tokens whose KV is in the cache (prefix of prompt + output). */
+  numComputed = 0;
+  readonly output: number[] = [];
+  readonly outputCounts = new Map<number, number>();
+  readonly rng: Rng;
+  /** Tokens sampled but not yet reported, and their logprobs. */
+  readonly pendingTokens: number[] = [];
+  readonly pendingLogprobs: TokenLogprob[] = [];
+  readonly arrivalTime = performance.now();
+  firstScheduledTime = 0;
+  preemptions = 0;
+
+  constructor(
+    readonly id: number,
+    readonly requestId: string,
+    readonly promptTokens: readonly number[],
+    readonly params: SamplingParams,
+  ) {
+    this.rng = new Rng(params.seed ?? (Math.random() * 2 ** 32) >>> 0);
+  }
+
+  get length(): number {
+    return this.promptTokens.length + this.output.length;
+  }
+
+  tokenAt(i: number): number {
+    const p = this.promptTokens.length;
+    return i < p ? this.promptTokens[i]! : this.output[i - p]!;
+  }
+
+  appendToken(token: number): void {
+    this.output.push(token);
+    this.outputCounts.set(token, (this.outputCounts.get(token) ?? 0) + 1);
+    this.pendingTokens.push(token);
+  }
+}

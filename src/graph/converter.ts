@@ -1,0 +1,207 @@
+import { FlowNetwork } from "./mincut.js";
+import { type ModelGraph, type Op, opInputs } from "./ops.js";
+
+export type AttentionOp = Extract<Op, { kind: "attention" }>;
+
+/**
+ * A model slice: the serial program the model worker runs between two attention operators.
+ * Slice j (j < n) ends by handing q/k/v to attention j; slice n ends with the logits.
+ */
+export interface Slice {
+  readonly index: number;
+  /** Non-attention ops in execution order: the q chain first, so q can be sent early. */
+  readonly ops: readonly Op[];
+  /** The attention this slice feeds; null for the last slice. */
+  readonly attention: AttentionOp | null;
+  /** ops[0 .. qReadyAfter) produce this slice's q; it can be sent once they ran. */
+  readonly qReadyAfter: number;
+  /** Tensors produced at or before this slice and used after its attention (the saved context). */
+  readonly context: readonly string[];
+}
+
+export interface SlicedModel {
+  readonly graph: ModelGraph;
+  readonly slices: readonly Slice[];
+  /** Bytes per element of activations on the wire and in saved context. */
+  readonly elementBytes: number;
+  /** Per attention: bytes per token sent (q + k + v) and received (output). */
+  readonly wire: readonly {
+    readonly layer: number;
+    readonly sendBytes: number;
+    readonly recvBytes: number;
+  }[];
+}
+
+/**
+ * The automated converter (Lamina §2): removes each attention operator and takes the minimum
+ * weighted cut (edge weight = bytes per token the tensor carries) between what attention needs
+ * and what needs attention. n attention operators give n + 1 slices. Works for any graph in the
+ * op vocabulary: nothing here knows the architecture.
+ */
+export function sliceModel(graph: ModelGraph, elementBytes = 4): SlicedModel {
+  const ops = graph.ops;
+  const producer = new Map<string, number>();
+  ops.forEach((op, i) => producer.set(op.out, i));
+  const consumers = new Map<string, number[]>();
+  ops.forEach((op, i) => {
+    for (const input of opInputs(op)) {
+      if (!producer.has(input))
+        throw new Error(`graph: op ${i} (${op.kind}) reads ${input}, which nothing produces`);
+      const list = consumers.get(input) ?? [];
+      list.push(i);
+      consumers.set(input, list);
+    }
+  });
+  const attentionIdx = ops.flatMap((op, i) => (op.kind === "attention" ? [i] : []));
+  const bytesOf = (tensor: string): number => graph.tensors.get(tensor)!.width * elementBytes;
+
+  // For each cut: which side of attention j each op is on.
+  const nOps = ops.length;
+  const afterCount = new Array<number>(nOps).fill(0);
+  const afterCut: boolean[][] = [];
+  for (const aj of attentionIdx) {
+    const att = ops[aj] as AttentionOp;
+    // Nodes: ops 0..nOps-1, tensor nodes nOps..2nOps-1 (one per op output), source, sink.
+    const S = 2 * nOps;
+    const T = 2 * nOps + 1;
+    const net = new FlowNetwork(2 * nOps + 2);
+    const INF = Number.POSITIVE_INFINITY;
+    for (let p = 0; p < nOps; p++) {
+      if (p === aj) continue;
+      const out = ops[p]!.out;
+      net.addEdge(p, nOps + p, bytesOf(out));
+      for (const c of consumers.get(out) ?? []) {
+        if (c === aj) continue;
+        net.addEdge(nOps + p, c, INF);
+        net.addEdge(c, p, INF); // forbid a tensor produced after the cut being used before it
+      }
+    }
+    for (const input of opInputs(att)) net.addEdge(S, producer.get(input)!, INF);
+    for (const c of consumers.get(att.out) ?? []) net.addEdge(c, T, INF);
+    const { sourceSide } = net.minCut(S, T);
+    const side = new Array<boolean>(nOps);
+    for (let i = 0; i < nOps; i++) side[i] = i === aj ? false : !sourceSide[i];
+    afterCut.push(side);
+    for (let i = 0; i < nOps; i++) if (side[i]) afterCount[i]!++;
+  }
+  // Slice index of an op = how many cuts it lies after; it must lie after every earlier cut too.
+  for (let i = 0; i < nOps; i++) {
+    const k = afterCount[i]!;
+    for (let j = 0; j < attentionIdx.length; j++) {
+      if (afterCut[j]![i] !== j < k)
+        throw new Error(
+          `converter: op ${i} (${ops[i]!.kind}) is not consistently ordered between attention cuts`,
+        );
+    }
+  }
+  const nSlices = attentionIdx.length + 1;
+  const sliceOf = (i: number): number =>
+    ops[i]!.kind === "attention" ? attentionIdx.indexOf(i) : afterCount[i]!;
+
+  const slices: Slice[] = [];
+  for (let s = 0; s < nSlices; s++) {
+    const members = ops.flatMap((op, i) => (op.kind !== "attention" && sliceOf(i) === s ? [i] : []));
+    const attention = s < attentionIdx.length ? (ops[attentionIdx[s]!] as AttentionOp) : null;
+    const qChain = new Set<number>();
+    if (attention) {
+      const stack = [producer.get(attention.q)!];
+      while (stack.length) {
+        const i = stack.pop()!;
+        if (qChain.has(i) || sliceOf(i) !== s || ops[i]!.kind === "attention") continue;
+        qChain.add(i);
+        for (const input of opInputs(ops[i]!)) stack.push(producer.get(input)!);
+      }
+    }
+    const order = topoOrder(members, ops, producer, (i) => (qChain.has(i) ? 0 : 1));
+    const context = new Set<string>();
+    for (let i = 0; i < nOps; i++) {
+      if (ops[i]!.kind === "attention" || sliceOf(i) > s) continue;
+      const out = ops[i]!.out;
+      if ((consumers.get(out) ?? []).some((c) => sliceOf(c) > s && ops[c]!.kind !== "attention"))
+        context.add(out);
+    }
+    slices.push({
+      index: s,
+      ops: order.map((i) => ops[i]!),
+      attention,
+      qReadyAfter: qChain.size,
+      context: [...context],
+    });
+  }
+  const wire = attentionIdx.map((i) => {
+    const a = ops[i] as AttentionOp;
+    return {
+      layer: a.layer,
+      sendBytes: bytesOf(a.q) + bytesOf(a.k) + bytesOf(a.v),
+      recvBytes: bytesOf(a.out),
+    };
+  });
+  return { graph, slices, elementBytes, wire };
+}
+
+/** Kahn's algorithm over a subset of ops; among ready ops the lower priority, then earlier index, goes first. */
+function topoOrder(
+  members: number[],
+  ops: readonly Op[],
+  producer: Map<string, number>,
+  priority: (i: number) => number,
+): number[] {
+  const inSet = new Set(members);
+  const pending = new Map<number, number>();
+  const dependents = new Map<number, number[]>();
+  for (const i of members) {
+    let n = 0;
+    for (const input of opInputs(ops[i]!)) {
+      const p = producer.get(input)!;
+      if (inSet.has(p)) {
+        n++;
+        dependents.set(p, [...(dependents.get(p) ?? []), i]);
+      }
+    }
+    pending.set(i, n);
+  }
+  const ready = members.filter((i) => pending.get(i) === 0);
+  const out: number[] = [];
+  while (ready.length) {
+    ready.sort((a, b) => priority(a) - priority(b) || a - b);
+    const i = ready.shift()!;
+    out.push(i);
+    for (const d of dependents.get(i) ?? []) {
+      pending.set(d, pending.get(d)! - 1);
+      if (pending.get(d) === 0) ready.push(d);
+    }
+  }
+  if (out.length !== members.length) throw new Error("converter: cycle in slice");
+  return out;
+}
+
+/** A human-readable account of the slicing, for `lamina convert --explain`. */
+export function explainSlices(m: SlicedModel, opts: { gqaGroup: number; hiddenSize: number }): string {
+  const lines: string[] = [];
+  const e = m.elementBytes;
+  lines.push(
+    `${m.slices.length} slices around ${m.wire.length} attention operators (activations ${e * 8}-bit on the wire)`,
+  );
+  for (const s of m.slices) {
+    const ctxBytes = s.context.reduce((acc, t) => acc + m.graph.tensors.get(t)!.width * e, 0);
+    const head = s.ops
+      .slice(0, 4)
+      .map((o) => o.kind)
+      .join(", ");
+    const tail = s.attention
+      ? `→ attention L${s.attention.layer} (q after ${s.qReadyAfter} ops)`
+      : "→ logits";
+    lines.push(
+      `  slice ${s.index}: ${s.ops.length} ops [${head}${s.ops.length > 4 ? ", …" : ""}] ${tail}; context saved: ${s.context.join(", ") || "none"} (${ctxBytes} B/token)`,
+    );
+  }
+  const w = m.wire[0];
+  if (w) {
+    const expected = (2 + 2 / opts.gqaGroup) * e * opts.hiddenSize;
+    lines.push(
+      `per token per layer on the wire: send q+k+v ${w.sendBytes} B, receive ${w.recvBytes} B, total ${w.sendBytes + w.recvBytes} B`,
+    );
+    lines.push(`  (2 + 2/G)·e·d = (2 + 2/${opts.gqaGroup})·${e}·${opts.hiddenSize} = ${expected} B`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,113 @@
+/**
+ * The operator vocabulary a model's forward pass is written in. A graph is a list of ops over
+ * named activation tensors (one row per token, `width` fp32 features) and named weights (by their
+ * Hugging Face names). Every op produces a fresh tensor name (SSA), so dependencies are explicit
+ * and the converter can cut the graph anywhere; buffers are shared later by liveness.
+ */
+export type Op =
+  /** out = rows of the embedding table for the step's token ids. */
+  | { readonly kind: "embed"; readonly out: string; readonly table: string }
+  | {
+      readonly kind: "rmsnorm";
+      readonly out: string;
+      readonly x: string;
+      readonly weight: string;
+      readonly eps: number;
+    }
+  /** out = x · Wᵀ (+ bias). */
+  | {
+      readonly kind: "linear";
+      readonly out: string;
+      readonly x: string;
+      readonly weight: string;
+      readonly bias?: string;
+    }
+  /** out = RoPE(x) at the step's positions, x holding `heads` heads. */
+  | { readonly kind: "rope"; readonly out: string; readonly x: string; readonly heads: number }
+  /** The attention operator: where the converter cuts. q/k/v are post-RoPE. */
+  | {
+      readonly kind: "attention";
+      readonly layer: number;
+      readonly q: string;
+      readonly k: string;
+      readonly v: string;
+      readonly out: string;
+    }
+  | { readonly kind: "silu_mul"; readonly out: string; readonly gate: string; readonly up: string }
+  | { readonly kind: "add"; readonly out: string; readonly a: string; readonly b: string }
+  /** out = the rows of x whose logits are wanted (the last token of each sequence). */
+  | { readonly kind: "select_rows"; readonly out: string; readonly x: string };
+
+export type OpKind = Op["kind"];
+
+/** Rows of a tensor: one per token of the step, or one per requested logit row. */
+export type RowSpace = "tokens" | "logits";
+
+export interface TensorInfo {
+  readonly name: string;
+  readonly width: number;
+  readonly rows: RowSpace;
+}
+
+export interface ModelGraph {
+  readonly ops: readonly Op[];
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  /** The tensor holding logits [nLogits, vocab]. */
+  readonly output: string;
+  /** Geometry the attention ops need. */
+  readonly attention: {
+    readonly numLayers: number;
+    readonly numHeads: number;
+    readonly numKvHeads: number;
+    readonly headDim: number;
+  };
+}
+
+export function opInputs(op: Op): string[] {
+  switch (op.kind) {
+    case "embed":
+      return [];
+    case "rmsnorm":
+    case "linear":
+    case "rope":
+    case "select_rows":
+      return [op.x];
+    case "attention":
+      return [op.q, op.k, op.v];
+    case "silu_mul":
+      return [op.gate, op.up];
+    case "add":
+      return [op.a, op.b];
+  }
+}
+
+export function opWeights(op: Op): string[] {
+  switch (op.kind) {
+    case "embed":
+      return [op.table];
+    case "rmsnorm":
+      return [op.weight];
+    case "linear":
+      return op.bias ? [op.weight, op.bias] : [op.weight];
+    default:
+      return [];
+  }
+}
+
+/**
+ * The input whose buffer the op may overwrite with its output (kernels that work in place), or
+ * null. Lets the buffer planner reuse memory when that input dies at this op.
+ */
+export function opAliasableInput(op: Op): string | null {
+  switch (op.kind) {
+    case "rmsnorm":
+    case "rope":
+      return op.x;
+    case "silu_mul":
+      return op.gate;
+    case "add":
+      return op.a;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,183 @@
+import type { AttentionService } from "../attention/service.js";
+import type { SlicedModel } from "../graph/converter.js";
+import type { Op } from "../graph/ops.js";
+import type { KernelBackend, PreparedWeight, RopeTables } from "../kernels/backend.js";
+import { buildRopeTables } from "../kernels/rope.js";
+import type { ModelConfig } from "../model/config.js";
+import { type Tensor, toFloat32 } from "../model/tensor.js";
+import type { WeightStore } from "../model/types.js";
+import { type BufferPlan, planBuffers } from "./buffer-plan.js";
+import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
+
+/** The per-micro-batch state of a model worker: activation buffers only (no per-request state). */
+export interface ExecContext {
+  readonly buffers: readonly Float32Array[];
+  readonly timing: StepTiming;
+}
+
+export interface ExecutorLimits {
+  readonly maxTokens: number;
+  readonly maxLogitRows: number;
+}
+
+/**
+ * The model worker's executor: runs the converter's slices for a step, handing q/k/v to the
+ * attention service at every cut. It holds weights and nothing per request, so the same
+ * executor serves colocated, disaggregated and offloading placements alike.
+ */
+export class SliceExecutor {
+  private readonly plan: BufferPlan;
+  private readonly prepared = new Map<string, PreparedWeight>();
+  private readonly vectors = new Map<string, Float32Array>();
+  private readonly rope: RopeTables;
+  private readonly scale: number;
+  private readonly headDim: number;
+  private readonly order: Op[];
+
+  constructor(
+    readonly sliced: SlicedModel,
+    private readonly weights: WeightStore,
+    readonly backend: KernelBackend,
+    readonly config: ModelConfig,
+    readonly limits: ExecutorLimits,
+  ) {
+    this.headDim = config.headDim;
+    this.scale = 1 / Math.sqrt(config.headDim);
+    this.order = [];
+    for (const s of sliced.slices) {
+      this.order.push(...s.ops);
+      if (s.attention) this.order.push(s.attention);
+    }
+    this.plan = planBuffers(sliced.graph, this.order);
+    const need = (name: string): Tensor => {
+      const t = weights.get(name);
+      if (!t) throw new Error(`model is missing weight ${name}`);
+      return t;
+    };
+    for (const op of this.order) {
+      if (op.kind === "linear") {
+        if (!this.prepared.has(op.weight))
+          this.prepared.set(op.weight, backend.prepareWeight(need(op.weight)));
+        if (op.bias && !this.vectors.has(op.bias)) this.vectors.set(op.bias, toFloat32(need(op.bias)));
+      } else if (op.kind === "rmsnorm" && !this.vectors.has(op.weight)) {
+        this.vectors.set(op.weight, toFloat32(need(op.weight)));
+      } else if (op.kind === "embed") {
+        need(op.table);
+      }
+    }
+    this.rope = buildRopeTables(config, config.maxPositionEmbeddings);
+  }
+
+  createContext(): ExecContext {
+    const buffers = this.plan.buffers.map(
+      (b) =>
+        new Float32Array((b.rows === "tokens" ? this.limits.maxTokens : this.limits.maxLogitRows) * b.width),
+    );
+    return { buffers, timing: createStepTiming() };
+  }
+
+  /** Bytes of activation buffers one context holds. */
+  contextBytes(): number {
+    return this.plan.buffers.reduce(
+      (acc, b) =>
+        acc + 4 * b.width * (b.rows === "tokens" ? this.limits.maxTokens : this.limits.maxLogitRows),
+      0,
+    );
+  }
+
+  private buf(ctx: ExecContext, tensor: string): Float32Array {
+    return ctx.buffers[this.plan.slotOf.get(tensor)!]!;
+  }
+
+  /**
+   * Runs the whole forward pass for `step`; returns the logits buffer ([nLogits, vocab] valid).
+   * Awaits the attention service only where it is asynchronous (remote workers).
+   */
+  async forward(ctx: ExecContext, step: ModelStep, attention: AttentionService): Promise<Float32Array> {
+    if (step.nTokens > this.limits.maxTokens || step.nLogits > this.limits.maxLogitRows) {
+      throw new Error(
+        `step of ${step.nTokens} tokens / ${step.nLogits} logit rows exceeds the executor's limits`,
+      );
+    }
+    const timing = ctx.timing;
+    for (const slice of this.sliced.slices) {
+      let t0 = performance.now();
+      const att = slice.attention;
+      for (let i = 0; i < slice.ops.length; i++) {
+        this.runOp(ctx, step, slice.ops[i]!);
+        if (att && i + 1 === slice.qReadyAfter) attention.beginLayer(att.layer, step, this.buf(ctx, att.q));
+      }
+      if (!att) {
+        timing.model += (performance.now() - t0) / 1000;
+        break;
+      }
+      if (slice.qReadyAfter === 0) attention.beginLayer(att.layer, step, this.buf(ctx, att.q));
+      const t1 = performance.now();
+      timing.model += (t1 - t0) / 1000;
+      const pending = attention.finishLayer(
+        att.layer,
+        step,
+        this.buf(ctx, att.k),
+        this.buf(ctx, att.v),
+        this.buf(ctx, att.out),
+      );
+      if (pending) await pending;
+      t0 = performance.now();
+      timing.attention += (t0 - t1) / 1000;
+    }
+    timing.steps++;
+    return this.buf(ctx, this.sliced.graph.output);
+  }
+
+  private runOp(ctx: ExecContext, step: ModelStep, op: Op): void {
+    const be = this.backend;
+    const info = this.sliced.graph.tensors.get(op.out)!;
+    const rows = info.rows === "tokens" ? step.nTokens : step.nLogits;
+    const out = this.buf(ctx, op.out);
+    switch (op.kind) {
+      case "embed":
+        be.embedding(out, this.weights.get(op.table)!, step.tokens, step.nTokens);
+        return;
+      case "rmsnorm":
+        be.rmsnorm(out, this.buf(ctx, op.x), this.vectors.get(op.weight)!, rows, info.width, op.eps);
+        return;
+      case "linear":
+        be.matmul(
+          out,
+          this.buf(ctx, op.x),
+          this.prepared.get(op.weight)!,
+          rows,
+          op.bias ? this.vectors.get(op.bias) : undefined,
+        );
+        return;
+      case "rope": {
+        const x = this.buf(ctx, op.x);
+        if (x !== out) copyRow(out, 0, x, 0, rows * info.width);
+        be.rope(out, step.positions, rows, op.heads, this.headDim, this.rope.cos, this.rope.sin);
+        return;
+      }
+      case "silu_mul":
+        be.siluMul(out, this.buf(ctx, op.gate), this.buf(ctx, op.up), rows * info.width);
+        return;
+      case "add":
+        be.add(out, this.buf(ctx, op.a), this.buf(ctx, op.b), rows * info.width);
+        return;
+      case "select_rows": {
+        const x = this.buf(ctx, op.x);
+        const w = info.width;
+        for (let r = 0; r < step.nLogits; r++) copyRow(out, r * w, x, step.logitRows[r]! * w, w);
+        return;
+      }
+      case "attention":
+        throw new Error("attention ops are run by the slice loop");
+    }
+  }
+
+  get attentionScale(): number {
+    return this.scale;
+  }
+}
+
+function copyRow(dst: Float32Array, dstOff: number, src: Float32Array, srcOff: number, n: number): void {
+  for (let i = 0; i < n; i++) dst[dstOff + i] = src[srcOff + i]!;
+}
