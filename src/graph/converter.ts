@@ -41,7 +41,9 @@ export interface SlicedModel {
 export function sliceModel(graph: ModelGraph, elementBytes = 4): SlicedModel {
   const ops = graph.ops;
   const producer = new Map<string, number>();
-  ops.forEach((op, i) => producer.set(op.out, i));
+  ops.forEach((op, i) => {
+    producer.set(op.out, i);
+  });
   const consumers = new Map<string, number[]>();
   ops.forEach((op, i) => {
     for (const input of opInputs(op)) {
