@@ -42,12 +42,18 @@ const env = { ...process.env };
 // Build offline against the installed Node headers when they are there.
 if (!env.npm_config_nodedir && existsSync("/usr/include/node/node_api.h")) env.npm_config_nodedir = "/usr";
 const jobs = String(Math.max(1, Math.min(4, (await import("node:os")).availableParallelism())));
-const res = spawnSync(process.execPath, [gyp, "rebuild", "--release", "-j", jobs], {
-  cwd: nativeDir,
-  env,
-  stdio: "inherit",
-});
-if (res.status !== 0) {
-  console.warn("lamina: the native kernel addon failed to build; the TypeScript fallback will be used");
-  process.exit(process.env.LAMINA_REQUIRE_NATIVE === "1" ? 1 : 0);
+let failed = false;
+for (const dir of addonDirs) {
+  const res = spawnSync(process.execPath, [gyp, "rebuild", "--release", "-j", jobs], {
+    cwd: dir,
+    env,
+    stdio: "inherit",
+  });
+  if (res.status !== 0) {
+    failed = true;
+    console.warn(
+      `lamina: the native addon in native/${path.basename(dir)} failed to build; the TypeScript fallback will be used`,
+    );
+  }
 }
+if (failed && process.env.LAMINA_REQUIRE_NATIVE === "1") process.exit(1);

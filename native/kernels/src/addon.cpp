@@ -1,0 +1,375 @@
+// The Node-API face of the kernels: checks arguments cheaply (lengths against dimensions, indices
+// against their tables) and throws a TypeError/RangeError naming the argument, then splits the
+// work over this instance's thread pool. Context-aware: each Node environment (main thread or
+// worker) gets its own instance with its own pool and variant; there is no global JS state.
+#include <napi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cpu_select.h"
+#include "kernel_table.h"
+#include "thread_pool.h"
+
+namespace {
+
+using lk::KernelTable;
+
+struct Span {
+  void* data = nullptr;
+  size_t length = 0;
+};
+
+[[noreturn]] void typeError(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+[[noreturn]] void rangeError(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+
+const char* typeName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_float32_array:
+      return "Float32Array";
+    case napi_uint16_array:
+      return "Uint16Array";
+    case napi_int32_array:
+      return "Int32Array";
+    default:
+      return "typed array";
+  }
+}
+
+// A typed array of the expected element type with at least `need` elements.
+Span array(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name,
+           napi_typedarray_type want, int64_t need) {
+  Napi::Env env = info.Env();
+  const Napi::Value v = info[i];
+  Span s;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  if (!v.IsTypedArray() ||
+      napi_get_typedarray_info(env, v, &type, &s.length, &s.data, &ab, &offset) != napi_ok || type != want)
+    typeError(env, std::string(method) + ": " + name + " must be a " + typeName(want));
+  if (need < 0 || int64_t(s.length) < need)
+    typeError(env, std::string(method) + ": " + name + " has " + std::to_string(s.length) +
+                       " elements, needs at least " + std::to_string(need));
+  return s;
+}
+
+bool present(const Napi::CallbackInfo& info, size_t i) { return !info[i].IsUndefined() && !info[i].IsNull(); }
+
+int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name, int64_t min = 0) {
+  const Napi::Value v = info[i];
+  if (!v.IsNumber()) typeError(info.Env(), std::string(method) + ": " + name + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == std::floor(d)) || d < double(min) || d > 9.0e15)
+    typeError(info.Env(), std::string(method) + ": " + name + " must be an integer >= " + std::to_string(min) +
+                              ", got " + std::to_string(d));
+  return int64_t(d);
+}
+
+double number(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name) {
+  if (!info[i].IsNumber()) typeError(info.Env(), std::string(method) + ": " + name + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+int dtypeOf(const Napi::CallbackInfo& info, size_t i, const char* method) {
+  const int64_t d = integer(info, i, method, "dtype");
+  if (d > 2) typeError(info.Env(), std::string(method) + ": dtype code must be 0 (f32), 1 (f16) or 2 (bf16)");
+  return int(d);
+}
+
+napi_typedarray_type storageType(int dtype) { return dtype == lk::kF32 ? napi_float32_array : napi_uint16_array; }
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+class Kernels : public Napi::Addon<Kernels> {
+ public:
+  Kernels(Napi::Env env, Napi::Object exports) {
+    const lk::VariantChoice choice = lk::chooseVariant();
+    table_ = choice.table;
+    reason_ = choice.reason;
+    pool_ = std::make_unique<lk::ThreadPool>(defaultThreads());
+    DefineAddon(exports, {
+                             InstanceMethod("info", &Kernels::Info),
+                             InstanceMethod("selectVariant", &Kernels::SelectVariant),
+                             InstanceMethod("setThreads", &Kernels::SetThreads),
+                             InstanceMethod("matmul", &Kernels::Matmul),
+                             InstanceMethod("embedding", &Kernels::Embedding),
+                             InstanceMethod("rmsnorm", &Kernels::Rmsnorm),
+                             InstanceMethod("rope", &Kernels::Rope),
+                             InstanceMethod("siluMul", &Kernels::SiluMul),
+                             InstanceMethod("add", &Kernels::Add),
+                             InstanceMethod("softmax", &Kernels::Softmax),
+                             InstanceMethod("kvWrite", &Kernels::KvWrite),
+                             InstanceMethod("attention", &Kernels::Attention),
+                             InstanceMethod("mergeAttention", &Kernels::MergeAttention),
+                         });
+    (void)env;
+  }
+
+ private:
+  static int defaultThreads() {
+    const unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 1 : int(std::min(n, 256u));
+  }
+
+  int threads() const { return pool_->size(); }
+
+  // Splits [0, n) into tasks of at least `grain` items, at most a few per thread.
+  template <class F>
+  void parallelRange(int64_t n, int64_t grain, F&& body) {
+    if (n <= 0) return;
+    const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(n, grain), int64_t(threads()) * 4));
+    const int64_t per = ceilDiv(n, nTasks);
+    pool_->forEach(ceilDiv(n, per), [&](int64_t task) {
+      const int64_t a = task * per;
+      body(a, std::min(n, a + per));
+    });
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("variant", table_->name);
+    o.Set("reason", reason_);
+    o.Set("threads", threads());
+    Napi::Array cpu = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const auto& f : lk::cpuFeatures()) cpu.Set(i++, f);
+    o.Set("cpu", cpu);
+    Napi::Array variants = Napi::Array::New(env);
+    i = 0;
+    for (const auto& v : lk::supportedVariants()) variants.Set(i++, v);
+    o.Set("supported", variants);
+    return o;
+  }
+
+  void SelectVariant(const Napi::CallbackInfo& info) {
+    if (!info[0].IsString()) typeError(info.Env(), "selectVariant: name must be a string");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    const KernelTable* t = lk::variantTable(name);
+    if (!t) rangeError(info.Env(), "selectVariant: variant '" + name + "' is unknown or unsupported by this CPU");
+    table_ = t;
+    reason_ = "selected by selectVariant('" + name + "')";
+  }
+
+  void SetThreads(const Napi::CallbackInfo& info) {
+    pool_->resize(int(std::min<int64_t>(integer(info, 0, "setThreads", "n", 1), 256)));
+  }
+
+  // matmul(out, x, w, dtype, rows, cols, nTokens, bias?)
+  void Matmul(const Napi::CallbackInfo& info) {
+    const char* m = "matmul";
+    const int dtype = dtypeOf(info, 3, m);
+    lk::MatmulArgs a{};
+    a.dtype = dtype;
+    a.rows = integer(info, 4, m, "rows", 1);
+    a.cols = integer(info, 5, m, "cols", 1);
+    a.nTokens = integer(info, 6, m, "nTokens");
+    a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, a.nTokens * a.rows).data);
+    a.x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, a.nTokens * a.cols).data);
+    a.w = array(info, 2, m, "w", storageType(dtype), a.rows * a.cols).data;
+    a.bias = present(info, 7) ? static_cast<const float*>(array(info, 7, m, "bias", napi_float32_array, a.rows).data)
+                              : nullptr;
+    if (a.nTokens == 0) return;
+    const KernelTable* k = table_;
+    // Row slices: for a batch, 64 rows of W stay in L2 while every token tile passes over them.
+    const int64_t grain = a.nTokens == 1 ? 16 : 64;
+    if (a.rows * a.cols * a.nTokens < 65536) return k->matmul(a, 0, a.rows);
+    int64_t per = a.nTokens == 1 ? std::max<int64_t>(grain, ceilDiv(a.rows, int64_t(threads()) * 8)) : grain;
+    per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, int64_t(threads()) * 2)));
+    per = ceilDiv(per, 4) * 4;
+    pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {
+      const int64_t r0 = task * per;
+      k->matmul(a, r0, std::min(a.rows, r0 + per));
+    });
+  }
+
+  // embedding(out, table, dtype, vocab, dim, tokens, nTokens)
+  void Embedding(const Napi::CallbackInfo& info) {
+    const char* m = "embedding";
+    const int dtype = dtypeOf(info, 2, m);
+    const int64_t vocab = integer(info, 3, m, "vocab", 1);
+    const int64_t dim = integer(info, 4, m, "dim", 1);
+    const int64_t n = integer(info, 6, m, "nTokens");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * dim).data);
+    const void* table = array(info, 1, m, "table", storageType(dtype), vocab * dim).data;
+    const int32_t* tokens = static_cast<const int32_t*>(array(info, 5, m, "tokens", napi_int32_array, n).data);
+    for (int64_t t = 0; t < n; t++)
+      if (tokens[t] < 0 || tokens[t] >= vocab)
+        rangeError(info.Env(), "embedding: tokens[" + std::to_string(t) + "] = " + std::to_string(tokens[t]) +
+                                   " is outside [0, " + std::to_string(vocab) + ")");
+    const KernelTable* k = table_;
+    parallelRange(n, std::max<int64_t>(1, 32768 / dim),
+                  [&](int64_t a, int64_t b) { k->embedding(out, table, dtype, dim, tokens, a, b); });
+  }
+
+  // rmsnorm(out, x, weight, nTokens, dim, eps)
+  void Rmsnorm(const Napi::CallbackInfo& info) {
+    const char* m = "rmsnorm";
+    const int64_t n = integer(info, 3, m, "nTokens");
+    const int64_t dim = integer(info, 4, m, "dim", 1);
+    const float eps = float(number(info, 5, m, "eps"));
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * dim).data);
+    const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, n * dim).data);
+    const float* w = static_cast<const float*>(array(info, 2, m, "weight", napi_float32_array, dim).data);
+    const KernelTable* k = table_;
+    parallelRange(n, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->rmsnorm(out, x, w, dim, eps, a, b); });
+  }
+
+  // rope(x, positions, nTokens, nHeads, headDim, cos, sin)
+  void Rope(const Napi::CallbackInfo& info) {
+    const char* m = "rope";
+    const int64_t n = integer(info, 2, m, "nTokens");
+    const int64_t nHeads = integer(info, 3, m, "nHeads", 1);
+    const int64_t headDim = integer(info, 4, m, "headDim", 2);
+    if (headDim % 2) typeError(info.Env(), "rope: headDim must be even");
+    const int64_t half = headDim / 2;
+    float* x = static_cast<float*>(array(info, 0, m, "x", napi_float32_array, n * nHeads * headDim).data);
+    const int32_t* pos = static_cast<const int32_t*>(array(info, 1, m, "positions", napi_int32_array, n).data);
+    const Span c = array(info, 5, m, "cos", napi_float32_array, half);
+    const Span s = array(info, 6, m, "sin", napi_float32_array, half);
+    const int64_t maxPos = int64_t(std::min(c.length, s.length)) / half;
+    for (int64_t t = 0; t < n; t++)
+      if (pos[t] < 0 || pos[t] >= maxPos)
+        rangeError(info.Env(), "rope: positions[" + std::to_string(t) + "] = " + std::to_string(pos[t]) +
+                                   " is outside the tables [0, " + std::to_string(maxPos) + ")");
+    const KernelTable* k = table_;
+    const float* cp = static_cast<const float*>(c.data);
+    const float* sp = static_cast<const float*>(s.data);
+    parallelRange(n, std::max<int64_t>(1, 32768 / (nHeads * headDim)),
+                  [&](int64_t a, int64_t b) { k->rope(x, pos, nHeads, headDim, cp, sp, a, b); });
+  }
+
+  void SiluMul(const Napi::CallbackInfo& info) {
+    const char* m = "siluMul";
+    const int64_t n = integer(info, 3, m, "n");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
+    const float* g = static_cast<const float*>(array(info, 1, m, "gate", napi_float32_array, n).data);
+    const float* u = static_cast<const float*>(array(info, 2, m, "up", napi_float32_array, n).data);
+    const KernelTable* k = table_;
+    parallelRange(n, 32768, [&](int64_t a, int64_t b) { k->siluMul(out, g, u, a, b); });
+  }
+
+  void Add(const Napi::CallbackInfo& info) {
+    const char* m = "add";
+    const int64_t n = integer(info, 3, m, "n");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
+    const float* a = static_cast<const float*>(array(info, 1, m, "a", napi_float32_array, n).data);
+    const float* b = static_cast<const float*>(array(info, 2, m, "b", napi_float32_array, n).data);
+    const KernelTable* k = table_;
+    parallelRange(n, 65536, [&](int64_t i0, int64_t i1) { k->add(out, a, b, i0, i1); });
+  }
+
+  // softmax(out, x, nRows, dim, log)
+  void Softmax(const Napi::CallbackInfo& info) {
+    const char* m = info[4].ToBoolean() ? "logSoftmax" : "softmax";
+    const bool log = info[4].ToBoolean();
+    const int64_t rows = integer(info, 2, m, "nRows");
+    const int64_t dim = integer(info, 3, m, "dim", 1);
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, rows * dim).data);
+    const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, rows * dim).data);
+    const KernelTable* k = table_;
+    parallelRange(rows, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->softmax(out, x, dim, log, a, b); });
+  }
+
+  // Reads the cache geometry arguments starting at index i: kc, vc, dtype, numBlocks, blockSize,
+  // nKvHeads, headDim.
+  lk::KvArgs cacheArgs(const Napi::CallbackInfo& info, size_t i, const char* m, int64_t* numBlocks) {
+    lk::KvArgs c{};
+    c.dtype = dtypeOf(info, i + 2, m);
+    *numBlocks = integer(info, i + 3, m, "cache.numBlocks");
+    c.blockSize = integer(info, i + 4, m, "cache.blockSize", 1);
+    c.nKvHeads = integer(info, i + 5, m, "cache.nKvHeads", 1);
+    c.headDim = integer(info, i + 6, m, "cache.headDim", 1);
+    const int64_t total = *numBlocks * c.nKvHeads * c.blockSize * c.headDim;
+    c.k = array(info, i, m, "cache.k", storageType(c.dtype), total).data;
+    c.v = array(info, i + 1, m, "cache.v", storageType(c.dtype), total).data;
+    return c;
+  }
+
+  // kvWrite(kc, vc, dtype, numBlocks, blockSize, nKvHeads, headDim, k, v, slots, nTokens)
+  void KvWrite(const Napi::CallbackInfo& info) {
+    const char* m = "kvWrite";
+    int64_t numBlocks;
+    const lk::KvArgs c = cacheArgs(info, 0, m, &numBlocks);
+    const int64_t n = integer(info, 10, m, "nTokens");
+    const int64_t width = c.nKvHeads * c.headDim;
+    const float* k = static_cast<const float*>(array(info, 7, m, "k", napi_float32_array, n * width).data);
+    const float* v = static_cast<const float*>(array(info, 8, m, "v", napi_float32_array, n * width).data);
+    const int32_t* slots = static_cast<const int32_t*>(array(info, 9, m, "slots", napi_int32_array, n).data);
+    for (int64_t t = 0; t < n; t++)
+      if (slots[t] >= numBlocks * c.blockSize)
+        rangeError(info.Env(), "kvWrite: slots[" + std::to_string(t) + "] = " + std::to_string(slots[t]) +
+                                   " is outside the cache (" + std::to_string(numBlocks * c.blockSize) + " slots)");
+    table_->kvWrite(c, k, v, slots, 0, n);
+  }
+
+  // attention(out, q, kc, vc, dtype, numBlocks, blockSize, nKvHeads, headDim, blockTables,
+  //           maxBlocksPerSeq, qSeq, ctxStart, ctxEnd, nTokens, nHeads, scale, lse?)
+  void Attention(const Napi::CallbackInfo& info) {
+    const char* m = "attention";
+    Napi::Env env = info.Env();
+    int64_t numBlocks;
+    lk::AttnArgs a{};
+    a.cache = cacheArgs(info, 2, m, &numBlocks);
+    const int64_t bs = a.cache.blockSize, D = a.cache.headDim, nKv = a.cache.nKvHeads;
+    a.maxBlocksPerSeq = integer(info, 10, m, "maxBlocksPerSeq", 1);
+    const int64_t n = integer(info, 14, m, "nTokens");
+    a.nHeads = integer(info, 15, m, "nHeads", 1);
+    a.scale = float(number(info, 16, m, "scale"));
+    if (a.nHeads % nKv) typeError(env, "attention: nHeads must be a multiple of cache.nKvHeads");
+    a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * a.nHeads * D).data);
+    a.q = static_cast<const float*>(array(info, 1, m, "q", napi_float32_array, n * a.nHeads * D).data);
+    const Span bt = array(info, 9, m, "blockTables", napi_int32_array, 0);
+    a.blockTables = static_cast<const int32_t*>(bt.data);
+    a.qSeq = static_cast<const int32_t*>(array(info, 11, m, "qSeq", napi_int32_array, n).data);
+    a.ctxStart = static_cast<const int32_t*>(array(info, 12, m, "ctxStart", napi_int32_array, n).data);
+    a.ctxEnd = static_cast<const int32_t*>(array(info, 13, m, "ctxEnd", napi_int32_array, n).data);
+    a.lse = present(info, 17) ? static_cast<float*>(array(info, 17, m, "lse", napi_float32_array, n * a.nHeads).data)
+                               : nullptr;
+    // Every block a token will read must be a real block of the cache.
+    const int64_t nSeqRows = int64_t(bt.length) / a.maxBlocksPerSeq;
+    for (int64_t t = 0; t < n; t++) {
+      const int64_t seq = a.qSeq[t], start = a.ctxStart[t], end = a.ctxEnd[t];
+      const std::string tok = "token " + std::to_string(t);
+      if (seq < 0 || seq >= nSeqRows) rangeError(env, "attention: qSeq[" + std::to_string(t) + "] has no row in blockTables");
+      if (start < 0 || end < start || end > a.maxBlocksPerSeq * bs)
+        rangeError(env, "attention: " + tok + " has an invalid range [ctxStart, ctxEnd) = [" + std::to_string(start) +
+                            ", " + std::to_string(end) + ")");
+      for (int64_t b = start / bs; start < end && b <= (end - 1) / bs; b++) {
+        const int64_t block = a.blockTables[seq * a.maxBlocksPerSeq + b];
+        if (block < 0 || block >= numBlocks)
+          rangeError(env, "attention: blockTables entry " + std::to_string(b) + " of sequence row " +
+                              std::to_string(seq) + " = " + std::to_string(block) + " is outside the cache");
+      }
+    }
+    const KernelTable* k = table_;
+    pool_->forEach(n * nKv, [&](int64_t task) { k->attention(a, task, task + 1); });
+  }
+
+  // mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim)
+  void MergeAttention(const Napi::CallbackInfo& info) {
+    const char* m = "mergeAttention";
+    const int64_t n = integer(info, 4, m, "nTokens");
+    const int64_t h = integer(info, 5, m, "nHeads", 1);
+    const int64_t d = integer(info, 6, m, "headDim", 1);
+    float* outA = static_cast<float*>(array(info, 0, m, "outA", napi_float32_array, n * h * d).data);
+    float* lseA = static_cast<float*>(array(info, 1, m, "lseA", napi_float32_array, n * h).data);
+    const float* outB = static_cast<const float*>(array(info, 2, m, "outB", napi_float32_array, n * h * d).data);
+    const float* lseB = static_cast<const float*>(array(info, 3, m, "lseB", napi_float32_array, n * h).data);
+    const KernelTable* k = table_;
+    parallelRange(n * h, std::max<int64_t>(1, 32768 / d),
+                  [&](int64_t a, int64_t b) { k->merge(outA, lseA, outB, lseB, d, a, b); });
+  }
+
+  const KernelTable* table_;
+  std::string reason_;
+  std::unique_ptr<lk::ThreadPool> pool_;
+};
+
+}  // namespace
+
+NODE_API_ADDON(Kernels)

@@ -1,0 +1,27 @@
+// Which kernel variant this CPU can run, and the override from LAMINA_KERNEL_VARIANT.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kernel_table.h"
+
+namespace lk {
+
+struct VariantChoice {
+  const KernelTable* table;
+  std::string reason;
+};
+
+/** CPU features relevant to the kernels that this CPU (and OS) supports. */
+std::vector<std::string> cpuFeatures();
+
+/** Variants this CPU can run, best first. */
+std::vector<std::string> supportedVariants();
+
+/** The table for `name`, or null if unknown or not supported here. */
+const KernelTable* variantTable(const std::string& name);
+
+/** The best supported variant, unless LAMINA_KERNEL_VARIANT names a supported one. */
+VariantChoice chooseVariant();
+
+}  // namespace lk

@@ -1,0 +1,73 @@
+// The interface between the Node-API layer and one compiled variant of the kernels.
+// Every variant (portable, avx2, avx512) is the same source compiled with different target flags
+// into its own namespace; each exposes a KernelTable. Kernels work on a sub-range of rows/tasks
+// so the thread pool in the addon layer decides how work is split; kernels never allocate except
+// for per-thread scratch that grows once.
+#pragma once
+#include <cstdint>
+
+namespace lk {
+
+enum DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+struct MatmulArgs {
+  float* out;         // [nTokens, rows]
+  const float* x;     // [nTokens, cols]
+  const void* w;      // [rows, cols] in dtype
+  int dtype;
+  int64_t rows;
+  int64_t cols;
+  int64_t nTokens;
+  const float* bias;  // [rows] or null
+};
+
+struct KvArgs {
+  void* k;  // cache, block-major: ((block * nKvHeads + h) * blockSize + off) * headDim + i
+  void* v;
+  int dtype;
+  int64_t blockSize;
+  int64_t nKvHeads;
+  int64_t headDim;
+};
+
+struct AttnArgs {
+  float* out;
+  const float* q;
+  KvArgs cache;
+  const int32_t* blockTables;
+  int64_t maxBlocksPerSeq;
+  const int32_t* qSeq;
+  const int32_t* ctxStart;
+  const int32_t* ctxEnd;
+  int64_t nHeads;
+  float scale;
+  float* lse;  // or null
+};
+
+struct KernelTable {
+  const char* name;
+  // out rows [r0, r1) for every token.
+  void (*matmul)(const MatmulArgs& a, int64_t r0, int64_t r1);
+  void (*embedding)(float* out, const void* table, int dtype, int64_t dim, const int32_t* tokens, int64_t t0,
+                    int64_t t1);
+  void (*rmsnorm)(float* out, const float* x, const float* w, int64_t dim, float eps, int64_t t0, int64_t t1);
+  void (*rope)(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, const float* cos, const float* sin,
+               int64_t t0, int64_t t1);
+  void (*siluMul)(float* out, const float* g, const float* u, int64_t i0, int64_t i1);
+  void (*add)(float* out, const float* a, const float* b, int64_t i0, int64_t i1);
+  // Softmax (or log-softmax) of rows [r0, r1); out may alias x.
+  void (*softmax)(float* out, const float* x, int64_t dim, bool log, int64_t r0, int64_t r1);
+  void (*kvWrite)(const KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0, int64_t t1);
+  // One (query token, kv head) pair per task: task = t * nKvHeads + kvHead.
+  void (*attention)(const AttnArgs& a, int64_t task0, int64_t task1);
+  void (*merge)(float* outA, float* lseA, const float* outB, const float* lseB, int64_t headDim, int64_t r0,
+                int64_t r1);
+};
+
+const KernelTable* table_portable();
+#if defined(__x86_64__) || defined(_M_X64)
+const KernelTable* table_avx2();
+const KernelTable* table_avx512();
+#endif
+
+}  // namespace lk

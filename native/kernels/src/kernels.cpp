@@ -1,0 +1,412 @@
+// The kernels, compiled once per variant (see binding.gyp): LK_VARIANT names the namespace and
+// the target flags pick the vector width. All loops are over caller-given sub-ranges so the addon
+// layer can spread them over its thread pool.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernel_table.h"
+#include "simd.h"
+
+#ifndef LK_VARIANT
+#error "compile with -DLK_VARIANT=<portable|avx2|avx512>"
+#endif
+
+namespace LK_VARIANT {
+
+using lk::AttnArgs;
+using lk::KvArgs;
+using lk::MatmulArgs;
+
+// ---- matmul -------------------------------------------------------------------------------------
+
+// Register tile: R weight rows x T tokens of dot products, weights widened to fp32 in registers.
+// 4x4 fills 16 of AVX-512's 32 registers; narrower ISAs take 4x2 to avoid spills.
+constexpr int kTileRows = 4;
+constexpr int kTileTokens = W == 16 ? 4 : 2;
+
+template <int DT, int R, int T>
+inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
+  const int64_t K = a.cols;
+  const int64_t kv = K / W * W;
+  vf acc[R][T];
+  for (int i = 0; i < R; i++)
+    for (int j = 0; j < T; j++) acc[i][j] = splat(0.0f);
+  const float* xs[T];
+  for (int j = 0; j < T; j++) xs[j] = a.x + (t + j) * K;
+  for (int64_t k = 0; k < kv; k += W) {
+    vf xv[T];
+    for (int j = 0; j < T; j++) xv[j] = loadf(xs[j] + k);
+    for (int i = 0; i < R; i++) {
+      const vf wv = loadw<DT>(a.w, (r + i) * K + k);
+      for (int j = 0; j < T; j++) acc[i][j] += wv * xv[j];
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    for (int j = 0; j < T; j++) {
+      float s = hsum(acc[i][j]);
+      for (int64_t k = kv; k < K; k++) s += loadw1<DT>(a.w, (r + i) * K + k) * xs[j][k];
+      if (a.bias) s += a.bias[r + i];
+      a.out[(t + j) * a.rows + r + i] = s;
+    }
+  }
+}
+
+template <int DT, int R>
+inline void matmulRowTile(const MatmulArgs& a, int64_t r, int64_t t, int64_t nt) {
+  if constexpr (kTileTokens == 4) {
+    if (nt == 4) return matmulTile<DT, R, 4>(a, r, t);
+    if (nt == 3) return matmulTile<DT, R, 3>(a, r, t);
+  }
+  if (nt == 2) return matmulTile<DT, R, 2>(a, r, t);
+  matmulTile<DT, R, 1>(a, r, t);
+}
+
+// Rows [r0, r1): token tiles outermost so this slice of W (sized by the caller to stay in L2)
+// is reused from cache by every token tile.
+template <int DT>
+void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  for (int64_t t = 0; t < a.nTokens; t += kTileTokens) {
+    const int64_t nt = std::min<int64_t>(kTileTokens, a.nTokens - t);
+    int64_t r = r0;
+    for (; r + kTileRows <= r1; r += kTileRows) matmulRowTile<DT, kTileRows>(a, r, t, nt);
+    for (; r < r1; r++) matmulRowTile<DT, 1>(a, r, t, nt);
+  }
+}
+
+void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  if (a.dtype == lk::kF32) matmulRange<0>(a, r0, r1);
+  else if (a.dtype == lk::kF16) matmulRange<1>(a, r0, r1);
+  else matmulRange<2>(a, r0, r1);
+}
+
+// ---- row-wise ops ---------------------------------------------------------------------------------
+
+template <int DT>
+void embeddingRange(float* out, const void* table, int64_t dim, const int32_t* tokens, int64_t t0, int64_t t1) {
+  const int64_t dv = dim / W * W;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t base = int64_t(tokens[t]) * dim;
+    float* o = out + t * dim;
+    int64_t i = 0;
+    for (; i < dv; i += W) storef(o + i, loadw<DT>(table, base + i));
+    for (; i < dim; i++) o[i] = loadw1<DT>(table, base + i);
+  }
+}
+
+void embedding(float* out, const void* table, int dtype, int64_t dim, const int32_t* tokens, int64_t t0,
+               int64_t t1) {
+  if (dtype == lk::kF32) embeddingRange<0>(out, table, dim, tokens, t0, t1);
+  else if (dtype == lk::kF16) embeddingRange<1>(out, table, dim, tokens, t0, t1);
+  else embeddingRange<2>(out, table, dim, tokens, t0, t1);
+}
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t dim, float eps, int64_t t0, int64_t t1) {
+  const int64_t dv = dim / W * W;
+  for (int64_t t = t0; t < t1; t++) {
+    const float* xr = x + t * dim;
+    float* o = out + t * dim;
+    vf acc = splat(0.0f);
+    int64_t i = 0;
+    for (; i < dv; i += W) {
+      const vf v = loadf(xr + i);
+      acc += v * v;
+    }
+    double ss = hsum(acc);
+    for (; i < dim; i++) ss += double(xr[i]) * xr[i];
+    const float inv = float(1.0 / std::sqrt(ss / double(dim) + double(eps)));
+    for (i = 0; i < dv; i += W) storef(o + i, loadf(xr + i) * inv * loadf(w + i));
+    for (; i < dim; i++) o[i] = xr[i] * inv * w[i];
+  }
+}
+
+void rope(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, const float* cosT, const float* sinT,
+          int64_t t0, int64_t t1) {
+  const int64_t half = headDim / 2;
+  const int64_t hv = half / W * W;
+  for (int64_t t = t0; t < t1; t++) {
+    const float* c = cosT + int64_t(pos[t]) * half;
+    const float* s = sinT + int64_t(pos[t]) * half;
+    for (int64_t h = 0; h < nHeads; h++) {
+      float* a = x + (t * nHeads + h) * headDim;
+      float* b = a + half;
+      int64_t i = 0;
+      for (; i < hv; i += W) {
+        const vf av = loadf(a + i), bv = loadf(b + i), cv = loadf(c + i), sv = loadf(s + i);
+        storef(a + i, av * cv - bv * sv);
+        storef(b + i, bv * cv + av * sv);
+      }
+      for (; i < half; i++) {
+        const float av = a[i], bv = b[i];
+        a[i] = av * c[i] - bv * s[i];
+        b[i] = bv * c[i] + av * s[i];
+      }
+    }
+  }
+}
+
+void siluMul(float* out, const float* g, const float* u, int64_t i0, int64_t i1) {
+  int64_t i = i0;
+  for (; i + W <= i1; i += W) {
+    const vf gv = loadf(g + i);
+    storef(out + i, gv / (1.0f + vexp(-gv)) * loadf(u + i));
+  }
+  for (; i < i1; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void add(float* out, const float* a, const float* b, int64_t i0, int64_t i1) {
+  int64_t i = i0;
+  for (; i + W <= i1; i += W) storef(out + i, loadf(a + i) + loadf(b + i));
+  for (; i < i1; i++) out[i] = a[i] + b[i];
+}
+
+void softmax(float* out, const float* x, int64_t dim, bool log, int64_t r0, int64_t r1) {
+  const int64_t dv = dim / W * W;
+  for (int64_t r = r0; r < r1; r++) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    vf mv = splat(-INFINITY);
+    int64_t i = 0;
+    for (; i < dv; i += W) mv = vmax(mv, loadf(xr + i));
+    float m = dv ? hmax(mv) : -INFINITY;
+    for (; i < dim; i++) m = std::max(m, xr[i]);
+    vf sv = splat(0.0f);
+    double sum = 0;
+    if (log) {
+      for (i = 0; i < dv; i += W) sv += vexp(loadf(xr + i) - m);
+      for (; i < dim; i++) sum += std::exp(xr[i] - m);
+      const float logZ = float(m + std::log(sum + hsum(sv)));
+      for (i = 0; i < dv; i += W) storef(o + i, loadf(xr + i) - logZ);
+      for (; i < dim; i++) o[i] = xr[i] - logZ;
+    } else {
+      for (i = 0; i < dv; i += W) {
+        const vf e = vexp(loadf(xr + i) - m);
+        storef(o + i, e);
+        sv += e;
+      }
+      for (; i < dim; i++) sum += (o[i] = std::exp(xr[i] - m));
+      const float inv = float(1.0 / (sum + hsum(sv)));
+      for (i = 0; i < dv; i += W) storef(o + i, loadf(o + i) * inv);
+      for (; i < dim; i++) o[i] *= inv;
+    }
+  }
+}
+
+// ---- KV cache -------------------------------------------------------------------------------------
+
+void kvWrite(const KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0, int64_t t1) {
+  const int64_t width = c.nKvHeads * c.headDim;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t slot = slots[t];
+    if (slot < 0) continue;  // padding token
+    const int64_t block = slot / c.blockSize, off = slot % c.blockSize;
+    for (int64_t h = 0; h < c.nKvHeads; h++) {
+      const int64_t dst = ((block * c.nKvHeads + h) * c.blockSize + off) * c.headDim;
+      const float* ks = k + t * width + h * c.headDim;
+      const float* vs = v + t * width + h * c.headDim;
+      if (c.dtype == lk::kF32) {
+        std::memcpy(static_cast<float*>(c.k) + dst, ks, c.headDim * 4);
+        std::memcpy(static_cast<float*>(c.v) + dst, vs, c.headDim * 4);
+      } else {
+        uint16_t* kd = static_cast<uint16_t*>(c.k) + dst;
+        uint16_t* vd = static_cast<uint16_t*>(c.v) + dst;
+        const bool bf = c.dtype == lk::kBF16;
+        for (int64_t i = 0; i < c.headDim; i++) {
+          kd[i] = bf ? f32_to_bf16(ks[i]) : f32_to_f16(ks[i]);
+          vd[i] = bf ? f32_to_bf16(vs[i]) : f32_to_f16(vs[i]);
+        }
+      }
+    }
+  }
+}
+
+// ---- attention ------------------------------------------------------------------------------------
+
+// Keys per online-softmax step; a multiple of every W.
+constexpr int64_t kChunk = 64;
+
+struct AttnScratch {
+  std::vector<float> acc;     // [G, headDim] running numerator
+  std::vector<float> scores;  // [G, kChunk]
+  std::vector<float> m, l;    // [G] running max and denominator
+};
+
+inline AttnScratch& attnScratch(int64_t G, int64_t D) {
+  thread_local AttnScratch s;
+  if (int64_t(s.acc.size()) < G * D) s.acc.resize(G * D);
+  if (int64_t(s.scores.size()) < G * kChunk) s.scores.resize(G * kChunk);
+  if (int64_t(s.m.size()) < G) {
+    s.m.resize(G);
+    s.l.resize(G);
+  }
+  return s;
+}
+
+// scores[g, j] = scale * q_g . K_j for GB query heads at once, each key row loaded once.
+template <int DT, int GB>
+inline void groupScores(const float* q, int64_t D, const void* kBase, int64_t kOff, int64_t n, float scale,
+                        float* scores) {
+  const int64_t dv = D / W * W;
+  for (int64_t j = 0; j < n; j++) {
+    const int64_t kr = kOff + j * D;
+    vf acc[GB];
+    for (int g = 0; g < GB; g++) acc[g] = splat(0.0f);
+    for (int64_t i = 0; i < dv; i += W) {
+      const vf kv = loadw<DT>(kBase, kr + i);
+      for (int g = 0; g < GB; g++) acc[g] += loadf(q + g * D + i) * kv;
+    }
+    for (int g = 0; g < GB; g++) {
+      float s = hsum(acc[g]);
+      for (int64_t i = dv; i < D; i++) s += q[g * D + i] * loadw1<DT>(kBase, kr + i);
+      scores[g * kChunk + j] = s * scale;
+    }
+  }
+}
+
+// acc[g, :] += sum_j p[g, j] * V_j, the accumulator slice held in registers across keys.
+template <int DT, int GB>
+inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
+  const int64_t dv = D / W * W;
+  for (int64_t i = 0; i < dv; i += W) {
+    vf o[GB];
+    for (int g = 0; g < GB; g++) o[g] = loadf(acc + g * D + i);
+    for (int64_t j = 0; j < n; j++) {
+      const vf vv = loadw<DT>(vBase, vOff + j * D + i);
+      for (int g = 0; g < GB; g++) o[g] += p[g * kChunk + j] * vv;
+    }
+    for (int g = 0; g < GB; g++) storef(acc + g * D + i, o[g]);
+  }
+  for (int64_t i = dv; i < D; i++)
+    for (int64_t j = 0; j < n; j++) {
+      const float vv = loadw1<DT>(vBase, vOff + j * D + i);
+      for (int g = 0; g < GB; g++) acc[g * D + i] += p[g * kChunk + j] * vv;
+    }
+}
+
+template <int DT>
+inline void scoresAll(const float* q, int64_t G, int64_t D, const void* kBase, int64_t kOff, int64_t n,
+                      float scale, float* scores) {
+  int64_t g = 0;
+  for (; g + 4 <= G; g += 4) groupScores<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+  for (; g + 2 <= G; g += 2) groupScores<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+  for (; g < G; g++) groupScores<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+}
+
+template <int DT>
+inline void valuesAll(float* acc, int64_t G, int64_t D, const void* vBase, int64_t vOff, int64_t n,
+                      const float* p) {
+  int64_t g = 0;
+  for (; g + 4 <= G; g += 4) groupValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g + 2 <= G; g += 2) groupValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g < G; g++) groupValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+}
+
+// One query token against one KV head: its G query heads walk the token's key range together,
+// one contiguous run of a physical block (at most kChunk keys) per online-softmax step.
+template <int DT>
+void attentionTask(const AttnArgs& a, int64_t task) {
+  const KvArgs& c = a.cache;
+  const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
+  const int64_t G = a.nHeads / nKv;
+  const int64_t t = task / nKv, kvh = task % nKv;
+  const int64_t qo = (t * a.nHeads + kvh * G) * D;  // heads kvh*G .. kvh*G+G-1 are contiguous
+  const float* q = a.q + qo;
+  AttnScratch& s = attnScratch(G, D);
+  float* acc = s.acc.data();
+  float* sc = s.scores.data();
+  std::fill(acc, acc + G * D, 0.0f);
+  for (int64_t g = 0; g < G; g++) {
+    s.m[g] = -INFINITY;
+    s.l[g] = 0.0f;
+  }
+  const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
+  const int64_t end = a.ctxEnd[t];
+  for (int64_t p = a.ctxStart[t]; p < end;) {
+    const int64_t block = table[p / bs], off = p % bs;
+    const int64_t n = std::min<int64_t>({bs - off, end - p, kChunk});
+    const int64_t base = ((block * nKv + kvh) * bs + off) * D;
+    scoresAll<DT>(q, G, D, c.k, base, n, a.scale, sc);
+    const int64_t nPad = (n + W - 1) / W * W;
+    for (int64_t g = 0; g < G; g++) {
+      float* row = sc + g * kChunk;
+      for (int64_t j = n; j < nPad; j++) row[j] = -INFINITY;  // padding: exp -> 0
+      vf mv = splat(-INFINITY);
+      for (int64_t j = 0; j < nPad; j += W) mv = vmax(mv, loadf(row + j));
+      const float mNew = std::max(s.m[g], hmax(mv));
+      const float corr = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
+      if (corr != 1.0f) {
+        float* ag = acc + g * D;
+        for (int64_t i = 0; i < D; i++) ag[i] *= corr;
+      }
+      vf lv = splat(0.0f);
+      for (int64_t j = 0; j < nPad; j += W) {
+        const vf e = vexp(loadf(row + j) - mNew);
+        storef(row + j, e);
+        lv += e;
+      }
+      s.l[g] = s.l[g] * corr + hsum(lv);
+      s.m[g] = mNew;
+    }
+    valuesAll<DT>(acc, G, D, c.v, base, n, sc);
+    p += n;
+  }
+  for (int64_t g = 0; g < G; g++) {
+    float* o = a.out + qo + g * D;
+    const float l = s.l[g];
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    for (int64_t i = 0; i < D; i++) o[i] = acc[g * D + i] * inv;
+    if (a.lse) a.lse[t * a.nHeads + kvh * G + g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
+  }
+}
+
+void attention(const AttnArgs& a, int64_t task0, int64_t task1) {
+  for (int64_t task = task0; task < task1; task++) {
+    if (a.cache.dtype == lk::kF32) attentionTask<0>(a, task);
+    else if (a.cache.dtype == lk::kF16) attentionTask<1>(a, task);
+    else attentionTask<2>(a, task);
+  }
+}
+
+void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {
+  const int64_t dv = D / W * W;
+  for (int64_t r = r0; r < r1; r++) {
+    const float la = lseA[r], lb = lseB[r];
+    float* oa = outA + r * D;
+    const float* ob = outB + r * D;
+    if (lb == -INFINITY) continue;  // B saw no keys: A stands
+    if (la == -INFINITY) {
+      std::memcpy(oa, ob, D * 4);
+      lseA[r] = lb;
+      continue;
+    }
+    const float m = std::max(la, lb);
+    const float wa = std::exp(la - m), wb = std::exp(lb - m);
+    const float z = wa + wb;
+    const float ca = wa / z, cb = wb / z;
+    int64_t i = 0;
+    for (; i < dv; i += W) storef(oa + i, loadf(oa + i) * ca + loadf(ob + i) * cb);
+    for (; i < D; i++) oa[i] = oa[i] * ca + ob[i] * cb;
+    lseA[r] = m + std::log(z);
+  }
+}
+
+}  // namespace LK_VARIANT
+
+namespace lk {
+
+#define LK_CAT2(a, b) a##b
+#define LK_CAT(a, b) LK_CAT2(a, b)
+#define LK_STR2(a) #a
+#define LK_STR(a) LK_STR2(a)
+
+const KernelTable* LK_CAT(table_, LK_VARIANT)() {
+  static const KernelTable table = {
+      LK_STR(LK_VARIANT),    LK_VARIANT::matmul,  LK_VARIANT::embedding, LK_VARIANT::rmsnorm,
+      LK_VARIANT::rope,      LK_VARIANT::siluMul, LK_VARIANT::add,       LK_VARIANT::softmax,
+      LK_VARIANT::kvWrite,   LK_VARIANT::attention, LK_VARIANT::merge,
+  };
+  return &table;
+}
+
+}  // namespace lk

@@ -1,0 +1,195 @@
+// A thin vector layer over GCC/Clang vector extensions. The width follows the target flags the
+// variant is compiled with: 16 lanes with AVX-512, 8 with AVX2, 4 otherwise (SSE2 on x86-64, or
+// whatever the compiler lowers to elsewhere). Kernels written against it are compiled once per
+// variant, so the same source becomes zmm, ymm or xmm code.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace LK_VARIANT {
+
+#if defined(__AVX512F__)
+constexpr int W = 16;
+#elif defined(__AVX2__)
+constexpr int W = 8;
+#else
+constexpr int W = 4;
+#endif
+
+typedef float vf __attribute__((vector_size(W * 4)));
+typedef int32_t vi __attribute__((vector_size(W * 4)));
+typedef uint32_t vu __attribute__((vector_size(W * 4)));
+typedef uint16_t vh __attribute__((vector_size(W * 2)));
+
+inline vf splat(float x) { return vf{} + x; }
+inline vf loadf(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void storef(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+
+// Horizontal sum by halving (lowers to extract + add on every ISA).
+inline float hsum(vf v) {
+  typedef float v8 __attribute__((vector_size(32)));
+  typedef float v4 __attribute__((vector_size(16)));
+  v4 q;
+  if constexpr (W == 16) {
+    v8 a, b;
+    std::memcpy(&a, &v, 32);
+    std::memcpy(&b, reinterpret_cast<const char*>(&v) + 32, 32);
+    a += b;
+    v4 c, d;
+    std::memcpy(&c, &a, 16);
+    std::memcpy(&d, reinterpret_cast<const char*>(&a) + 16, 16);
+    q = c + d;
+  } else if constexpr (W == 8) {
+    v4 c, d;
+    std::memcpy(&c, &v, 16);
+    std::memcpy(&d, reinterpret_cast<const char*>(&v) + 16, 16);
+    q = c + d;
+  } else {
+    std::memcpy(&q, &v, 16);
+  }
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+inline float hmax(vf v) {
+  float m = v[0];
+  for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+
+// ---- 16-bit float formats -------------------------------------------------------------------
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  uint32_t u;
+  if (exp == 0x1f) {
+    u = sign | 0x7f800000u | (mant << 13);
+  } else if (exp != 0) {
+    u = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant == 0) {
+    u = sign;
+  } else {  // subnormal: normalise
+    int e = -1;
+    do {
+      mant <<= 1;
+      e++;
+    } while ((mant & 0x400) == 0);
+    u = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round-to-nearest-even, NaN kept NaN (as PyTorch).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t(((x >> 16) | 0x40) & 0xffff);
+  return uint16_t((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+// Round-to-nearest-even fp32 -> fp16 with subnormals, overflow to infinity.
+inline uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const int32_t exp = int32_t((x >> 23) & 0xff);
+  uint32_t mant = x & 0x7fffff;
+  if (exp == 0xff) return uint16_t(sign | 0x7c00 | (mant ? 0x200 : 0));
+  const int32_t e = exp - 127 + 15;
+  if (e >= 31) return uint16_t(sign | 0x7c00);
+  if (e <= 0) {
+    if (e < -10) return uint16_t(sign);
+    mant |= 0x800000;
+    const int shift = 14 - e;
+    uint32_t half = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1);
+    const uint32_t mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) half++;
+    return uint16_t(sign | half);
+  }
+  uint32_t half = (uint32_t(e) << 10) | (mant >> 13);
+  const uint32_t rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;  // may carry into the exponent: correct
+  return uint16_t(sign | half);
+}
+
+inline vf load_bf16(const uint16_t* p) {
+  vh h;
+  std::memcpy(&h, p, sizeof h);
+  vu u = __builtin_convertvector(h, vu) << 16;
+  return (vf)u;
+}
+
+inline vf load_f16(const uint16_t* p) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+#elif defined(__F16C__)
+  return (vf)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#else
+  vf v;
+  for (int i = 0; i < W; i++) v[i] = f16_to_f32(p[i]);
+  return v;
+#endif
+}
+
+// Element loads by stored dtype (0 f32, 1 f16, 2 bf16), as compile-time choices.
+template <int DT>
+inline vf loadw(const void* base, int64_t i) {
+  if constexpr (DT == 0) return loadf(static_cast<const float*>(base) + i);
+  else if constexpr (DT == 1) return load_f16(static_cast<const uint16_t*>(base) + i);
+  else return load_bf16(static_cast<const uint16_t*>(base) + i);
+}
+template <int DT>
+inline float loadw1(const void* base, int64_t i) {
+  if constexpr (DT == 0) return static_cast<const float*>(base)[i];
+  else if constexpr (DT == 1) return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+  else return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+}
+
+// ---- exp --------------------------------------------------------------------------------------
+
+// e^x with a Cephes-style polynomial after range reduction: ~1 ulp over the normal range,
+// exactly 0 below -87.3 (so -inf padding contributes nothing) and +inf above 88.37.
+inline vf vexp(vf x) {
+  const vf hi = splat(88.3762626647949f), lo = splat(-87.3365f);
+  const vi tooSmall = x < lo;
+  const vi tooBig = x > hi;
+  vf xc = x > hi ? hi : x;
+  xc = xc < lo ? lo : xc;
+  vf fx = xc * 1.44269504088896341f + 0.5f;
+  vf fn = __builtin_convertvector(__builtin_convertvector(fx, vi), vf);
+  fn = fn > fx ? fn - 1.0f : fn;  // floor
+  vf r = xc - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  vf p = splat(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  vi e = (__builtin_convertvector(fn, vi) + 127) << 23;
+  vf y = p * (vf)e;
+  y = tooSmall ? splat(0.0f) : y;
+  return tooBig ? splat(INFINITY) : y;
+}
+
+}  // namespace LK_VARIANT
