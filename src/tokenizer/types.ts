@@ -9,6 +9,20 @@ export interface EncodeOptions {
   readonly addSpecialTokens?: boolean;
 }
 
+/**
+ * Byte-level view of a vocabulary, so text can be streamed token by token without re-decoding
+ * (see IncrementalDetokenizer). decode(ids) must equal: the UTF-8 decoding of the concatenated
+ * bytes of the kept tokens, minus one leading space when stripsLeadingSpace is set.
+ */
+export interface TokenPieces {
+  /** UTF-8 bytes token `id` adds to decoded text (a special token: its text); empty for unknown ids. */
+  bytes(id: number): Uint8Array;
+  /** Whether decode drops this token when skipSpecialTokens is set. */
+  isSpecial(id: number): boolean;
+  /** SentencePiece-style vocabularies: decode drops the one leading space the dummy prefix added. */
+  readonly stripsLeadingSpace: boolean;
+}
+
 export interface DecodeOptions {
   /** Drop special tokens (BOS/EOS/control) from the text. Default true. */
   readonly skipSpecialTokens?: boolean;
@@ -25,8 +39,13 @@ export interface Tokenizer {
   readonly eosTokenIds: readonly number[];
   encode(text: string, options?: EncodeOptions): number[];
   decode(ids: readonly number[], options?: DecodeOptions): string;
+  /** Present when the tokenizer can describe its tokens as bytes (lets streaming avoid re-decoding). */
+  readonly pieces?: TokenPieces;
   /** Whether the tokenizer has a chat template (tokenizer_config.json chat_template). */
   readonly hasChatTemplate: boolean;
-  /** Renders messages through the chat template; throws a clear error when there is none. */
+  /**
+   * Renders messages through the chat template; throws a clear error when there is none. The text
+   * already holds the template's special tokens (BOS included), so encode it with addSpecialTokens: false.
+   */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
 }
