@@ -52,7 +52,7 @@ for (const { name: backendName, backend } of engineBackends()) {
             params: greedy(10, { ignoreEos: true }),
           })),
         );
-        prompts.forEach((_, i) => assert.deepEqual(res.get(`r${i}`)!.tokens, alone[i], `request ${i}`));
+        for (let i = 0; i < prompts.length; i++) assert.deepEqual(res.get(`r${i}`)!.tokens, alone[i], `request ${i}`);
         assert.equal(core.attention.usage()[0]!.usedBlocks, 0, "every KV block is freed");
       });
     });
