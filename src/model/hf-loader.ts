@@ -1,0 +1,38 @@
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import { loadHfTokenizer } from "../tokenizer/index.js";
+import { loadGenerationConfig } from "./generation-config.js";
+import { loadHfConfig } from "./hf-config.js";
+import { loadHfWeights } from "./hf-weights.js";
+import type { ProgressCallback } from "./load-progress.js";
+import type { LoadedModel } from "./types.js";
+
+export interface HfLoadOptions {
+  readonly onProgress?: ProgressCallback;
+  /** Shown as the model's label instead of the directory name (e.g. the Hub id it came from). */
+  readonly label?: string;
+  /** Read the tokenizer from this directory instead of the model's own. */
+  readonly tokenizerDir?: string;
+}
+
+/**
+ * Loads a Hugging Face model directory: config.json, generation_config.json (optional),
+ * *.safetensors (single or sharded) and the tokenizer files. Config and tensor headers are
+ * validated before any weight byte is read.
+ */
+export async function loadHfModel(dir: string, opts: HfLoadOptions = {}): Promise<LoadedModel> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: not a model directory`);
+  const configFile = path.join(dir, "config.json");
+  if (!existsSync(configFile)) throw new Error(`${dir}: no config.json (not a Hugging Face model directory)`);
+  const config = loadHfConfig(configFile);
+  const generation = loadGenerationConfig(path.join(dir, "generation_config.json"));
+  const tokenizer = await loadHfTokenizer(opts.tokenizerDir ?? dir);
+  const weights = loadHfWeights(dir, config, opts.onProgress);
+  return {
+    config,
+    weights,
+    tokenizer,
+    generation,
+    source: { kind: "hf", path: dir, label: opts.label ?? path.basename(path.resolve(dir)) },
+  };
+}

@@ -1,0 +1,53 @@
+import { existsSync, statSync } from "node:fs";
+import { loadDemoModel } from "./demo-model.js";
+import { loadHfModel } from "./hf-loader.js";
+import { downloadHubModel, isHubId } from "./hub.js";
+import { loadLlama2cModel } from "./llama2c-loader.js";
+import type { ProgressCallback } from "./load-progress.js";
+import type { LoadedModel } from "./types.js";
+
+export interface LoadModelOptions {
+  /** A tokenizer to use instead of the one found with the model (llama2.c .bin, or an HF tokenizer directory). */
+  readonly tokenizerPath?: string;
+  readonly onProgress?: ProgressCallback;
+  /** Hub revision (branch, tag or commit) for ORG/NAME specs. */
+  readonly revision?: string;
+}
+
+/**
+ * The one entry point for `--model`: undefined or "demo" → the built-in demo model; an existing
+ * directory → Hugging Face safetensors; an existing .bin file → llama2.c checkpoint; ORG/NAME
+ * that is not a local path → downloaded from the Hugging Face Hub into the cache.
+ */
+export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (spec === undefined || spec === "demo") return loadDemoModel();
+  if (existsSync(spec)) {
+    const st = statSync(spec);
+    if (st.isDirectory()) return loadHfModel(spec, hfOptions(opts));
+    if (spec.endsWith(".bin")) {
+      return loadLlama2cModel(spec, opts.tokenizerPath ? { tokenizerPath: opts.tokenizerPath } : {});
+    }
+    throw new Error(
+      `--model ${spec}: a file that is not a llama2.c .bin checkpoint; ` +
+        "pass a Hugging Face model directory, a .bin checkpoint, ORG/NAME from the Hub, or demo",
+    );
+  }
+  if (isHubId(spec)) {
+    const dir = await downloadHubModel(spec, {
+      ...(opts.revision ? { revision: opts.revision } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
+    return loadHfModel(dir, { ...hfOptions(opts), label: spec });
+  }
+  throw new Error(
+    `--model ${spec}: no such file or directory, and not a Hugging Face Hub id (ORG/NAME); ` +
+      "pass a model directory, a llama2.c .bin checkpoint, ORG/NAME, or demo",
+  );
+}
+
+function hfOptions(opts: LoadModelOptions) {
+  return {
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.tokenizerPath ? { tokenizerDir: opts.tokenizerPath } : {}),
+  };
+}

@@ -1,0 +1,239 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { ModelConfig } from "../../src/model/config.js";
+import { parseHfConfig } from "../../src/model/hf-config.js";
+import { randomWeights } from "../../src/model/random-weights.js";
+import { writeSafetensors } from "../../src/model/safetensors-writer.js";
+import type { DType, Tensor } from "../../src/model/tensor.js";
+
+/**
+ * Tiny, randomly initialised (seeded, deterministic) models written as real Hugging Face
+ * directories: config.json, model.safetensors, generation_config.json, tokenizer.json and
+ * tokenizer_config.json. One variant per supported feature, so every test can compare the engine
+ * with a float64 reference on each kind of checkpoint we claim to load.
+ */
+export const TINY_VARIANTS = [
+  "llama-mha", // llama, 4 heads / 4 KV heads, f32, untied lm_head
+  "llama-gqa", // llama, 4 heads / 2 KV heads, bf16, tied embeddings
+  "llama3-rope", // llama3 rope_scaling, rope_theta 500000, GQA, f32, untied
+  "linear-rope", // linear rope_scaling, f16 weights
+  "mistral", // mistral with a sliding window of 8, GQA, bf16, untied
+  "qwen2", // qwen2: q/k/v biases, GQA, f32, tied, eos list
+  "head-dim", // explicit head_dim (16) ≠ hidden/heads (48/4 = 12), f32, untied
+] as const;
+
+export type TinyVariant = (typeof TINY_VARIANTS)[number];
+
+/** The tokenizer: 256 byte tokens (id = byte value), then <s> = 256, </s> = 257. */
+export const TINY_VOCAB_SIZE = 258;
+export const TINY_BOS = 256;
+export const TINY_EOS = 257;
+
+interface VariantSpec {
+  readonly config: Record<string, unknown>;
+  readonly dtype: DType;
+  readonly seed: number;
+}
+
+const base = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  vocab_size: TINY_VOCAB_SIZE,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 4,
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000.0,
+  rope_scaling: null,
+  tie_word_embeddings: false,
+  hidden_act: "silu",
+  attention_bias: false,
+  mlp_bias: false,
+  bos_token_id: TINY_BOS,
+  eos_token_id: TINY_EOS,
+};
+
+const SPECS: Record<TinyVariant, VariantSpec> = {
+  "llama-mha": { config: { ...base }, dtype: "f32", seed: 11 },
+  "llama-gqa": {
+    config: { ...base, num_key_value_heads: 2, tie_word_embeddings: true },
+    dtype: "bf16",
+    seed: 12,
+  },
+  "llama3-rope": {
+    config: {
+      ...base,
+      num_key_value_heads: 2,
+      rope_theta: 500000.0,
+      max_position_embeddings: 1024,
+      rope_scaling: {
+        rope_type: "llama3",
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 128,
+      },
+    },
+    dtype: "f32",
+    seed: 13,
+  },
+  "linear-rope": {
+    config: { ...base, rope_scaling: { type: "linear", factor: 2.0 } },
+    dtype: "f16",
+    seed: 14,
+  },
+  mistral: {
+    config: {
+      ...base,
+      architectures: ["MistralForCausalLM"],
+      model_type: "mistral",
+      num_key_value_heads: 2,
+      sliding_window: 8,
+    },
+    dtype: "bf16",
+    seed: 15,
+  },
+  qwen2: {
+    config: {
+      ...base,
+      architectures: ["Qwen2ForCausalLM"],
+      model_type: "qwen2",
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000.0,
+      tie_word_embeddings: true,
+      use_sliding_window: false,
+      sliding_window: 32,
+      eos_token_id: [TINY_EOS, TINY_BOS],
+      attention_bias: undefined,
+    },
+    dtype: "f32",
+    seed: 16,
+  },
+  "head-dim": {
+    config: { ...base, hidden_size: 48, head_dim: 16, num_key_value_heads: 2 },
+    dtype: "f32",
+    seed: 17,
+  },
+};
+
+const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
+
+export interface TinyModel {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  /** The weights as written (same values the loader must return). */
+  readonly weights: ReadonlyMap<string, Tensor>;
+}
+
+/** Writes the variant into `dir` (created if needed) and returns what was written. */
+export function writeTinyModel(dir: string, variant: TinyVariant): TinyModel {
+  const spec = SPECS[variant];
+  if (spec === undefined) throw new Error(`unknown tiny model variant "${variant}"`);
+  mkdirSync(dir, { recursive: true });
+  const configJson = { ...spec.config, torch_dtype: TORCH_DTYPE[spec.dtype] };
+  const configFile = path.join(dir, "config.json");
+  writeJson(configFile, configJson);
+  const config = parseHfConfig(configJson, configFile);
+  const weights = randomWeights(config, {
+    dtype: spec.dtype,
+    seed: spec.seed,
+    embedStd: 0.5,
+    normSpread: 0.1,
+    biasStd: 0.2,
+  });
+  writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });
+  writeJson(path.join(dir, "generation_config.json"), {
+    bos_token_id: TINY_BOS,
+    eos_token_id: spec.config.eos_token_id,
+    do_sample: false,
+  });
+  writeJson(path.join(dir, "tokenizer.json"), byteLevelTokenizerJson());
+  writeJson(path.join(dir, "tokenizer_config.json"), tokenizerConfigJson());
+  return { dir, config, weights };
+}
+
+function writeJson(file: string, value: unknown): void {
+  writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** GPT-2's reversible byte → printable character map used by byte-level BPE vocabularies. */
+function byteToUnicode(): string[] {
+  const printable: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) printable.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) printable.push(b);
+  for (let b = 0xae; b <= 0xff; b++) printable.push(b);
+  const out: string[] = new Array(256);
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    out[b] = String.fromCodePoint(printable.includes(b) ? b : 256 + extra++);
+  }
+  return out;
+}
+
+/** A byte-level BPE with the 256 byte tokens and no merges: every byte of the text is one token. */
+export function byteLevelTokenizerJson(): Record<string, unknown> {
+  const vocab: Record<string, number> = {};
+  byteToUnicode().forEach((ch, b) => {
+    vocab[ch] = b;
+  });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [special(TINY_BOS, "<s>"), special(TINY_EOS, "</s>")],
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+      pair: [
+        { SpecialToken: { id: "<s>", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { Sequence: { id: "B", type_id: 1 } },
+      ],
+      special_tokens: { "<s>": { id: "<s>", ids: [TINY_BOS], tokens: ["<s>"] } },
+    },
+    decoder: byteLevel,
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: [],
+    },
+  };
+}
+
+function tokenizerConfigJson(): Record<string, unknown> {
+  return {
+    tokenizer_class: "PreTrainedTokenizerFast",
+    bos_token: "<s>",
+    eos_token: "</s>",
+    add_bos_token: true,
+    add_eos_token: false,
+    clean_up_tokenization_spaces: false,
+    model_max_length: 256,
+    chat_template:
+      "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}" +
+      "{% if add_generation_prompt %}<|assistant|>{% endif %}",
+  };
+}
