@@ -246,7 +246,7 @@ export class ReferenceBackend implements KernelBackend {
       const end = ctxEnd[t]!;
       if (seq < 0 || (seq + 1) * maxBlocksPerSeq > blockTables.length)
         throw new RangeError(`attention: qSeq[${t}] = ${seq} has no row in blockTables`);
-      if (start < 0 || end > maxBlocksPerSeq * blockSize)
+      if (start < 0 || end < start || end > maxBlocksPerSeq * blockSize)
         throw new RangeError(`attention: token ${t} range [${start}, ${end}) exceeds its block table`);
       for (let h = 0; h < nHeads; h++) {
         const kvh = Math.floor(h / group);

@@ -1,0 +1,130 @@
+import { readFileSync } from "node:fs";
+import type { KernelBackend } from "./backend.js";
+import { loadNativeAddon, NativeBackend } from "./native.js";
+import { ReferenceBackend } from "./reference.js";
+
+export type BackendChoice = "auto" | "native" | "reference";
+
+export interface LoadKernelOptions {
+  backend?: BackendChoice;
+  threads?: number;
+}
+
+const CHOICES: readonly BackendChoice[] = ["auto", "native", "reference"];
+
+/** LAMINA_BACKEND, when set, overrides what the caller asked for. */
+function effectiveChoice(asked: BackendChoice | undefined): BackendChoice {
+  const env = process.env.LAMINA_BACKEND;
+  if (env !== undefined && env !== "") {
+    if (!(CHOICES as readonly string[]).includes(env))
+      throw new Error(`LAMINA_BACKEND must be one of ${CHOICES.join(", ")}, got "${env}"`);
+    return env as BackendChoice;
+  }
+  const choice = asked ?? "auto";
+  if (!CHOICES.includes(choice))
+    throw new Error(`backend must be one of ${CHOICES.join(", ")}, got "${choice}"`);
+  return choice;
+}
+
+let warnedFallback = false;
+
+/**
+ * The kernel backend for this thread. "auto" (the default) takes the native addon and, if it
+ * cannot be loaded, falls back to the TypeScript reference with a one-time warning saying why;
+ * "native" throws instead of falling back.
+ */
+export function loadKernelBackend(opts: LoadKernelOptions = {}): KernelBackend {
+  const choice = effectiveChoice(opts.backend);
+  let backend: KernelBackend;
+  if (choice === "reference") {
+    backend = new ReferenceBackend();
+  } else {
+    try {
+      backend = new NativeBackend(loadNativeAddon().addon);
+    } catch (e) {
+      const why = (e as Error).message;
+      if (choice === "native") throw new Error(`native kernels unavailable: ${why}`);
+      if (!warnedFallback) {
+        warnedFallback = true;
+        process.emitWarning(
+          `native kernels unavailable (${why}); using the TypeScript reference kernels, which are far slower`,
+          { code: "LAMINA_KERNEL_FALLBACK" },
+        );
+      }
+      backend = new ReferenceBackend();
+    }
+  }
+  if (opts.threads !== undefined) {
+    if (!Number.isInteger(opts.threads) || opts.threads < 1)
+      throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
+    backend.setThreads(opts.threads);
+  }
+  return backend;
+}
+
+export interface KernelReport {
+  /** CPU features relevant to the kernels. */
+  cpu: string[];
+  /** The kernel variant in use: "avx512", "avx2", "portable" or "reference". */
+  variant: string;
+  reason: string;
+  threads: number;
+  addonPath: string | null;
+  error?: string;
+}
+
+const RELEVANT_FLAGS = [
+  "sse4_2",
+  "avx",
+  "avx2",
+  "fma",
+  "f16c",
+  "avx512f",
+  "avx512bw",
+  "avx512vl",
+  "avx512_vnni",
+  "avx512_bf16",
+  "avx512_fp16",
+  "amx_bf16",
+  "amx_int8",
+];
+
+/** Without the addon, the CPU features Linux reports (empty elsewhere). */
+function cpuFlagsFromOs(): string[] {
+  try {
+    const line = readFileSync("/proc/cpuinfo", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("flags"));
+    const flags = new Set((line?.split(":")[1] ?? "").trim().split(/\s+/));
+    return RELEVANT_FLAGS.filter((f) => flags.has(f));
+  } catch {
+    return [];
+  }
+}
+
+/** What `lamina doctor` prints: which kernels this thread would get, and why. */
+export function kernelReport(): KernelReport {
+  const env = process.env.LAMINA_BACKEND;
+  if (env === "reference")
+    return {
+      cpu: cpuFlagsFromOs(),
+      variant: "reference",
+      reason: "LAMINA_BACKEND=reference",
+      threads: 1,
+      addonPath: null,
+    };
+  try {
+    const { addon, path } = loadNativeAddon();
+    const i = addon.info();
+    return { cpu: i.cpu, variant: i.variant, reason: i.reason, threads: i.threads, addonPath: path };
+  } catch (e) {
+    return {
+      cpu: cpuFlagsFromOs(),
+      variant: "reference",
+      reason: "the native addon could not be loaded; the TypeScript reference kernels are used",
+      threads: 1,
+      addonPath: null,
+      error: (e as Error).message,
+    };
+  }
+}

@@ -1,0 +1,283 @@
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { DType, Tensor, TensorData } from "../model/tensor.js";
+import type { AttentionArgs, KernelBackend, KvLayerCache, PreparedWeight } from "./backend.js";
+
+/** The addon's exports (native/kernels/src/addon.cpp); positional arguments, dtype as a code. */
+export interface NativeAddon {
+  info(): { variant: string; reason: string; threads: number; cpu: string[]; supported: string[] };
+  selectVariant(name: string): void;
+  setThreads(n: number): void;
+  matmul(
+    out: Float32Array,
+    x: Float32Array,
+    w: TensorData,
+    dtype: number,
+    rows: number,
+    cols: number,
+    nTokens: number,
+    bias: Float32Array | undefined,
+  ): void;
+  embedding(
+    out: Float32Array,
+    table: TensorData,
+    dtype: number,
+    vocab: number,
+    dim: number,
+    tokens: Int32Array,
+    nTokens: number,
+  ): void;
+  rmsnorm(
+    out: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    nTokens: number,
+    dim: number,
+    eps: number,
+  ): void;
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void;
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+  softmax(out: Float32Array, x: Float32Array, nRows: number, dim: number, log: boolean): void;
+  kvWrite(
+    kc: TensorData,
+    vc: TensorData,
+    dtype: number,
+    numBlocks: number,
+    blockSize: number,
+    nKvHeads: number,
+    headDim: number,
+    k: Float32Array,
+    v: Float32Array,
+    slots: Int32Array,
+    nTokens: number,
+  ): void;
+  attention(
+    out: Float32Array,
+    q: Float32Array,
+    kc: TensorData,
+    vc: TensorData,
+    dtype: number,
+    numBlocks: number,
+    blockSize: number,
+    nKvHeads: number,
+    headDim: number,
+    blockTables: Int32Array,
+    maxBlocksPerSeq: number,
+    qSeq: Int32Array,
+    ctxStart: Int32Array,
+    ctxEnd: Int32Array,
+    nTokens: number,
+    nHeads: number,
+    scale: number,
+    lse: Float32Array | undefined,
+  ): void;
+  mergeAttention(
+    outA: Float32Array,
+    lseA: Float32Array,
+    outB: Float32Array,
+    lseB: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void;
+}
+
+const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+
+function dtypeCode(dtype: DType, what: string): number {
+  const code = DTYPE_CODE[dtype];
+  if (code === undefined) throw new TypeError(`${what}: unknown dtype ${String(dtype)}`);
+  return code;
+}
+
+/** The package root: the nearest folder above this file whose package.json is ours (src/ or dist/src/). */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = path.join(dir, "package.json");
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, "utf8")) as { name?: string }).name === "lamina-ts") return dir;
+      } catch {}
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error("cannot find the lamina-ts package root above the kernel module");
+    dir = up;
+  }
+}
+
+export function nativeAddonPath(): string {
+  return path.join(packageRoot(), "native", "kernels", "build", "Release", "lamina_kernels.node");
+}
+
+/**
+ * Loads the addon for this thread (it is context-aware: each worker thread gets its own instance,
+ * thread pool and variant). Throws with the reason if it is missing or cannot be loaded.
+ */
+export function loadNativeAddon(): { addon: NativeAddon; path: string } {
+  const p = nativeAddonPath();
+  if (!existsSync(p))
+    throw new Error(`the native kernel addon is not built (${p} is missing; run npm run build:native)`);
+  const require = createRequire(import.meta.url);
+  return { addon: require(p) as NativeAddon, path: p };
+}
+
+/** A weight as the native kernels use it: the loader's buffer as is (no copy, no prepacking yet). */
+class NativeWeight implements PreparedWeight {
+  readonly code: number;
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly dtype: DType,
+    readonly data: TensorData,
+  ) {
+    this.code = dtypeCode(dtype, "prepareWeight");
+  }
+}
+
+/** The fast path: every method is one call into the addon, which checks its arguments. */
+export class NativeBackend implements KernelBackend {
+  readonly name = "native";
+
+  constructor(private readonly addon: NativeAddon) {}
+
+  describe(): string {
+    const i = this.addon.info();
+    return `native ${i.variant} (${i.reason}), ${i.threads} thread${i.threads === 1 ? "" : "s"}`;
+  }
+
+  setThreads(n: number): void {
+    this.addon.setThreads(n);
+  }
+
+  /** Switches this thread's addon instance to another compiled variant (for tests and benchmarks). */
+  selectVariant(name: string): void {
+    this.addon.selectVariant(name);
+  }
+
+  info(): ReturnType<NativeAddon["info"]> {
+    return this.addon.info();
+  }
+
+  prepareWeight(w: Tensor): PreparedWeight {
+    if (w.shape.length !== 2) throw new TypeError(`prepareWeight: ${w.name} must be 2-D, got [${w.shape}]`);
+    const [rows, cols] = w.shape as [number, number];
+    if (w.data.length < rows * cols)
+      throw new TypeError(`prepareWeight: ${w.name} has ${w.data.length} elements, needs ${rows * cols}`);
+    return new NativeWeight(rows, cols, w.dtype, w.data);
+  }
+
+  matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void {
+    if (!(w instanceof NativeWeight)) throw new TypeError("matmul: w was not prepared by the native backend");
+    this.addon.matmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias);
+  }
+
+  embedding(out: Float32Array, table: Tensor, tokens: Int32Array, nTokens: number): void {
+    if (table.shape.length !== 2) throw new TypeError(`embedding: ${table.name} must be 2-D`);
+    const [vocab, dim] = table.shape as [number, number];
+    this.addon.embedding(out, table.data, dtypeCode(table.dtype, "embedding"), vocab, dim, tokens, nTokens);
+  }
+
+  rmsnorm(
+    out: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    nTokens: number,
+    dim: number,
+    eps: number,
+  ): void {
+    this.addon.rmsnorm(out, x, weight, nTokens, dim, eps);
+  }
+
+  rope(
+    x: Float32Array,
+    positions: Int32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void {
+    this.addon.rope(x, positions, nTokens, nHeads, headDim, cos, sin);
+  }
+
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+    this.addon.siluMul(out, gate, up, n);
+  }
+
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+    this.addon.add(out, a, b, n);
+  }
+
+  softmax(x: Float32Array, nRows: number, dim: number): void {
+    this.addon.softmax(x, x, nRows, dim, false);
+  }
+
+  logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void {
+    this.addon.softmax(out, x, nRows, dim, true);
+  }
+
+  kvWrite(cache: KvLayerCache, k: Float32Array, v: Float32Array, slots: Int32Array, nTokens: number): void {
+    const c = cache;
+    this.addon.kvWrite(
+      c.k,
+      c.v,
+      dtypeCode(c.dtype, "kvWrite"),
+      c.numBlocks,
+      c.blockSize,
+      c.nKvHeads,
+      c.headDim,
+      k,
+      v,
+      slots,
+      nTokens,
+    );
+  }
+
+  attention(a: AttentionArgs): void {
+    const c = a.cache;
+    this.addon.attention(
+      a.out,
+      a.q,
+      c.k,
+      c.v,
+      dtypeCode(c.dtype, "attention"),
+      c.numBlocks,
+      c.blockSize,
+      c.nKvHeads,
+      c.headDim,
+      a.blockTables,
+      a.maxBlocksPerSeq,
+      a.qSeq,
+      a.ctxStart,
+      a.ctxEnd,
+      a.nTokens,
+      a.nHeads,
+      a.scale,
+      a.lse,
+    );
+  }
+
+  mergeAttention(
+    outA: Float32Array,
+    lseA: Float32Array,
+    outB: Float32Array,
+    lseB: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void {
+    this.addon.mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim);
+  }
+}
