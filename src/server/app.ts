@@ -1,0 +1,176 @@
+import { timingSafeEqual } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { EngineClient } from "../engine/api.js";
+import { handleChat } from "./chat.js";
+import { handleCompletion } from "./completions.js";
+import { checkModel, EngineSlot, type RouteContext } from "./context.js";
+import { badRequest, HttpError, toHttpError } from "./errors.js";
+import { createMetrics, type ServerMetrics } from "./metrics.js";
+import { describeZodError, detokenizeRequestSchema, tokenizeRequestSchema } from "./schemas.js";
+
+export interface ServerOptions {
+  /** Required as `Authorization: Bearer KEY` on /v1 routes when set. */
+  readonly apiKey?: string | null;
+  /** Fastify logger setting (false in tests, true or pino options when serving). */
+  readonly logger?: boolean | Record<string, unknown>;
+  /** Largest accepted request body, bytes. */
+  readonly bodyLimit?: number;
+}
+
+export interface LaminaServer extends FastifyInstance {
+  /** The engine slot (for shutdown: mark draining) and metrics, for whoever runs the server. */
+  readonly lamina: { slot: EngineSlot; metrics: ServerMetrics };
+}
+
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The OpenAI-compatible HTTP server over an engine (or the promise of one: the server answers
+ * /health with 503 until it resolves). Routes: POST /v1/completions, POST /v1/chat/completions,
+ * GET /v1/models, GET /health, GET /metrics, and vLLM's POST /tokenize and /detokenize, which
+ * the benchmark client uses to size prompts in the server's own tokens.
+ */
+export function createServer(
+  engine: EngineClient | Promise<EngineClient>,
+  options: ServerOptions = {},
+): LaminaServer {
+  const slot = new EngineSlot(engine);
+  const metrics = createMetrics(() => slot.peek()?.stats() ?? null);
+  const ctx: RouteContext = { slot, metrics };
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? 8 * 1024 * 1024,
+    // Long generations must not be cut off by an idle-request timer.
+    requestTimeout: 0,
+    forceCloseConnections: "idle",
+  });
+
+  // JSON bodies must be valid UTF-8 (fastify would otherwise substitute U+FFFD silently).
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
+    let text: string;
+    try {
+      text = utf8Strict.decode(body as Buffer);
+    } catch {
+      done(badRequest("the request body is not valid UTF-8", null, "invalid_encoding"), undefined);
+      return;
+    }
+    if (text.trim() === "") {
+      done(badRequest("the request body is empty; expected a JSON object", null, "invalid_json"), undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(
+        badRequest(`the request body is not valid JSON: ${(err as Error).message}`, null, "invalid_json"),
+        undefined,
+      );
+    }
+  });
+
+  app.setErrorHandler((err, _request, reply) => {
+    const e = toHttpError(err);
+    metrics.httpErrors.inc({ status: String(e.status) });
+    if (e.status >= 500 && e.status !== 503) app.log.error(err);
+    return reply.code(e.status).send(e.body());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const e = new HttpError(
+      404,
+      `no route ${request.method} ${request.url}`,
+      "invalid_request_error",
+      null,
+      "not_found",
+    );
+    return reply.code(404).send(e.body());
+  });
+
+  const apiKey = options.apiKey ?? null;
+  if (apiKey) {
+    const expected = Buffer.from(apiKey);
+    app.addHook("onRequest", async (request) => {
+      if (
+        !request.url.startsWith("/v1/") &&
+        !request.url.startsWith("/tokenize") &&
+        !request.url.startsWith("/detokenize")
+      )
+        return;
+      const header = request.headers.authorization ?? "";
+      const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7) : "");
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        throw new HttpError(
+          401,
+          header ? "Incorrect API key provided." : "Missing API key: send 'Authorization: Bearer <key>'.",
+          "invalid_request_error",
+          null,
+          "invalid_api_key",
+        );
+      }
+    });
+  }
+
+  app.post("/v1/completions", (request, reply) => slot.track(() => handleCompletion(ctx, request, reply)));
+  app.post("/v1/chat/completions", (request, reply) => slot.track(() => handleChat(ctx, request, reply)));
+
+  app.get("/v1/models", async () => {
+    const engine = slot.get();
+    const m = engine.model;
+    return {
+      object: "list",
+      data: [
+        {
+          id: m.id,
+          object: "model",
+          created: 0,
+          owned_by: "lamina",
+          // Extensions (vLLM names max_model_len): what a client needs to size requests.
+          max_model_len: m.contextLength,
+          vocab_size: m.vocabSize,
+          label: m.label,
+        },
+      ],
+    };
+  });
+
+  app.get("/health", async (_request, reply) => {
+    if (slot.draining) return reply.code(503).send({ status: "shutting_down" });
+    if (slot.loadError) return reply.code(503).send({ status: "failed", error: slot.loadError.message });
+    const engine = slot.peek();
+    if (!engine) return reply.code(503).send({ status: "loading" });
+    return { status: "ok", model: engine.model.id };
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+
+  app.post("/tokenize", async (request: FastifyRequest) => {
+    const parsed = tokenizeRequestSchema.safeParse(request.body);
+    if (!parsed.success)
+      throw badRequest(describeZodError(parsed.error).message, describeZodError(parsed.error).param);
+    const engine = slot.get();
+    checkModel(engine, parsed.data.model);
+    const tokens = engine.tokenizer.encode(parsed.data.prompt, {
+      addSpecialTokens: parsed.data.add_special_tokens ?? true,
+    });
+    return { tokens, count: tokens.length, max_model_len: engine.model.contextLength };
+  });
+
+  app.post("/detokenize", async (request: FastifyRequest, _reply: FastifyReply) => {
+    const parsed = detokenizeRequestSchema.safeParse(request.body);
+    if (!parsed.success)
+      throw badRequest(describeZodError(parsed.error).message, describeZodError(parsed.error).param);
+    const engine = slot.get();
+    checkModel(engine, parsed.data.model);
+    for (const t of parsed.data.tokens) {
+      if (t >= engine.model.vocabSize) throw badRequest(`token ${t} is outside the vocabulary`, "tokens");
+    }
+    return { prompt: engine.tokenizer.decode(parsed.data.tokens) };
+  });
+
+  const server = app as unknown as LaminaServer;
+  (server as { lamina: LaminaServer["lamina"] }).lamina = { slot, metrics };
+  return server;
+}

@@ -1,0 +1,187 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { EngineStats } from "../engine/api.js";
+
+/** Latency buckets (seconds) spanning a sub-millisecond tiny model to a slow CPU 7B model. */
+const LATENCY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20,
+  40, 80, 160,
+];
+
+export interface ServerMetrics {
+  readonly registry: Registry;
+  readonly ttft: Histogram;
+  readonly itl: Histogram;
+  readonly e2e: Histogram;
+  readonly queueTime: Histogram;
+  readonly finished: Counter<"finish_reason">;
+  readonly httpErrors: Counter<"status">;
+}
+
+/**
+ * Prometheus metrics of one server. Latency histograms are observed by the HTTP layer as
+ * tokens stream out; everything the engine counts (queue lengths, KV blocks per attention
+ * worker, token totals, preemptions, refusals, the per-step time split between the model
+ * side, attention side, transport and pipeline idle) is read from engine.stats() at scrape
+ * time, so the hot path does no metric work for them.
+ */
+export function createMetrics(stats: () => EngineStats | null): ServerMetrics {
+  const registry = new Registry();
+  const hist = (name: string, help: string) =>
+    new Histogram({ name, help, buckets: LATENCY_BUCKETS, registers: [registry] });
+
+  const metrics: ServerMetrics = {
+    registry,
+    ttft: hist(
+      "lamina_time_to_first_token_seconds",
+      "Time from request arrival to its first generated token.",
+    ),
+    itl: hist(
+      "lamina_inter_token_latency_seconds",
+      "Time between consecutive generated tokens of a request.",
+    ),
+    e2e: hist("lamina_e2e_request_latency_seconds", "Time from request arrival to its last token."),
+    queueTime: hist(
+      "lamina_request_queue_time_seconds",
+      "Time a request waited before its first scheduling (observed when the engine reports queueTime on the first event).",
+    ),
+    finished: new Counter({
+      name: "lamina_request_finished_total",
+      help: "Finished requests by finish reason (stop, length, abort, error).",
+      labelNames: ["finish_reason"],
+      registers: [registry],
+    }),
+    httpErrors: new Counter({
+      name: "lamina_http_errors_total",
+      help: "Requests answered with an error status.",
+      labelNames: ["status"],
+      registers: [registry],
+    }),
+  };
+
+  // Gauges and counters mirrored from engine.stats(), read once per scrape.
+  let snapshot: EngineStats | null = null;
+  let previousTiming: EngineStats["timing"] | null = null;
+  const read = () => snapshot;
+
+  const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        collect(this);
+      },
+    });
+  /** A counter whose value is the engine's own running total. */
+  const mirrored = (name: string, help: string, value: (s: EngineStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const s = read();
+        if (!s) return;
+        this.reset();
+        this.inc(value(s));
+      },
+    });
+
+  gauge("lamina_num_requests_running", "Requests in the running batch.", [], (g) => {
+    snapshot = stats();
+    const s = read();
+    g.set(s ? s.running : 0);
+  });
+  gauge("lamina_num_requests_waiting", "Requests waiting for admission.", [], (g) =>
+    g.set(read()?.waiting ?? 0),
+  );
+  gauge("lamina_kv_blocks_used", "KV cache blocks in use per attention worker.", ["worker"], (g) => {
+    g.reset();
+    for (const kv of read()?.kv ?? []) g.set({ worker: kv.worker }, kv.usedBlocks);
+  });
+  gauge("lamina_kv_blocks_total", "KV cache blocks per attention worker.", ["worker"], (g) => {
+    g.reset();
+    for (const kv of read()?.kv ?? []) g.set({ worker: kv.worker }, kv.totalBlocks);
+  });
+  gauge(
+    "lamina_kv_usage_ratio",
+    "Share of KV cache blocks in use per attention worker (0..1).",
+    ["worker"],
+    (g) => {
+      g.reset();
+      for (const kv of read()?.kv ?? [])
+        g.set({ worker: kv.worker }, kv.totalBlocks ? kv.usedBlocks / kv.totalBlocks : 0);
+    },
+  );
+
+  mirrored("lamina_prompt_tokens_total", "Prompt tokens processed.", (s) => s.promptTokens);
+  mirrored("lamina_generation_tokens_total", "Tokens generated.", (s) => s.generationTokens);
+  mirrored("lamina_preemptions_total", "Requests preempted to free KV cache.", (s) => s.preemptions);
+  mirrored(
+    "lamina_requests_refused_total",
+    "Requests refused because the waiting queue was full.",
+    (s) => s.refused,
+  );
+  mirrored("lamina_steps_total", "Engine decode/prefill steps.", (s) => s.timing.steps);
+  mirrored(
+    "lamina_step_model_seconds_total",
+    "Time spent in non-attention model slices.",
+    (s) => s.timing.model,
+  );
+  mirrored(
+    "lamina_step_attention_seconds_total",
+    "Time spent in attention (all workers).",
+    (s) => s.timing.attention,
+  );
+  mirrored(
+    "lamina_step_transport_seconds_total",
+    "Time spent moving tensors between workers.",
+    (s) => s.timing.transport,
+  );
+  mirrored(
+    "lamina_step_idle_seconds_total",
+    "Pipeline bubbles: time a side waited on the other.",
+    (s) => s.timing.idle,
+  );
+
+  // Per-step averages over the interval since the previous scrape (whole run on the first).
+  const perStep = (name: string, help: string, pick: (t: EngineStats["timing"]) => number) =>
+    gauge(name, help, [], (g) => {
+      const t = read()?.timing;
+      if (!t) return g.set(0);
+      const p = previousTiming;
+      const steps = t.steps - (p?.steps ?? 0);
+      g.set(steps > 0 ? (pick(t) - (p ? pick(p) : 0)) / steps : 0);
+    });
+  perStep(
+    "lamina_step_model_seconds",
+    "Mean model-side time per step since the last scrape.",
+    (t) => t.model,
+  );
+  perStep(
+    "lamina_step_attention_seconds",
+    "Mean attention time per step since the last scrape.",
+    (t) => t.attention,
+  );
+  perStep(
+    "lamina_step_transport_seconds",
+    "Mean transport time per step since the last scrape.",
+    (t) => t.transport,
+  );
+  gauge(
+    "lamina_pipeline_idle_ratio",
+    "Share of step time the pipeline sat idle since the last scrape (0..1).",
+    [],
+    (g) => {
+      const t = read()?.timing;
+      if (!t) return g.set(0);
+      const p = previousTiming;
+      const d = (f: (x: EngineStats["timing"]) => number) => f(t) - (p ? f(p) : 0);
+      const total = d((x) => x.model) + d((x) => x.attention) + d((x) => x.transport) + d((x) => x.idle);
+      g.set(total > 0 ? d((x) => x.idle) / total : 0);
+      // This is the last collector registered, so the window closes here.
+      previousTiming = t;
+    },
+  );
+  return metrics;
+}

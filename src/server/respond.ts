@@ -1,0 +1,109 @@
+import type { FastifyReply } from "fastify";
+import type { FinishReason, TokenLogprob } from "../engine/api.js";
+import { HttpError } from "./errors.js";
+import type { ChoiceEvent, Generation } from "./generation.js";
+import { SseWriter } from "./sse.js";
+
+export interface ChoiceResult {
+  text: string;
+  finishReason: FinishReason;
+  completionTokens: number;
+  logprobs: TokenLogprob[];
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export function usage(promptTokens: number, completionTokens: number): Usage {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/** Cancels the generation if the client disconnects before the response is complete. */
+export function abortOnDisconnect(reply: FastifyReply, generation: Generation): void {
+  reply.raw.once("close", () => {
+    if (!reply.raw.writableFinished) generation.abort();
+  });
+}
+
+/** Waits for every choice to finish and returns them in index order. */
+export async function collectChoices(generation: Generation, count: number): Promise<ChoiceResult[]> {
+  const parts: string[][] = Array.from({ length: count }, () => []);
+  const results: ChoiceResult[] = Array.from({ length: count }, () => ({
+    text: "",
+    finishReason: "stop",
+    completionTokens: 0,
+    logprobs: [],
+  }));
+  for await (const { index, event } of generation.events()) {
+    const r = results[index]!;
+    if (event.text) parts[index]!.push(event.text);
+    if (event.logprobs) for (const lp of event.logprobs) r.logprobs.push(lp);
+    r.completionTokens = event.completionTokens;
+    if (event.finished) {
+      r.finishReason = event.finishReason ?? "stop";
+      if (r.finishReason === "error")
+        throw new HttpError(500, event.error ?? "generation failed", "server_error");
+      if (r.finishReason === "abort") {
+        throw new HttpError(
+          503,
+          "the request was cancelled (server shutting down)",
+          "service_unavailable",
+          null,
+          "cancelled",
+        );
+      }
+    }
+  }
+  for (let i = 0; i < count; i++) results[i]!.text = parts[i]!.join("");
+  return results;
+}
+
+/**
+ * Streams a started generation as server-sent events. `chunk` turns one engine event into
+ * the chunk to send (or null to send nothing); `tail` gives the chunks that follow the last
+ * event (usage). Errors after the headers went out are sent as an OpenAI error event.
+ */
+export async function streamChoices(
+  reply: FastifyReply,
+  generation: Generation,
+  chunk: (ev: ChoiceEvent) => unknown[] | null,
+  tail: (completionTokens: number) => unknown[],
+): Promise<void> {
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.start();
+  const completion = new Map<number, number>();
+  try {
+    for await (const ev of generation.events()) {
+      if (sse.clientGone) break;
+      completion.set(ev.index, ev.event.completionTokens);
+      if (ev.event.finishReason === "error") {
+        throw new HttpError(500, ev.event.error ?? "generation failed", "server_error");
+      }
+      const out = chunk(ev);
+      if (out) for (const c of out) await sse.send(c);
+    }
+    if (sse.clientGone) {
+      generation.abort();
+      return;
+    }
+    let total = 0;
+    for (const v of completion.values()) total += v;
+    for (const c of tail(total)) await sse.send(c);
+  } catch (err) {
+    generation.abort();
+    const e =
+      err instanceof HttpError
+        ? err
+        : new HttpError(500, String((err as Error)?.message ?? err), "server_error");
+    await sse.send(e.body());
+  }
+  await sse.done();
+}

@@ -1,0 +1,88 @@
+import type { SamplingParams } from "../engine/api.js";
+import { badRequest } from "./errors.js";
+
+/** The request fields that become SamplingParams (shared by both endpoints after validation). */
+export interface SamplingFields {
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  repetition_penalty?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  seed?: number | null;
+  stop: string[];
+  stop_token_ids?: number[] | null;
+  ignore_eos?: boolean | null;
+}
+
+export interface TokenBudget {
+  /** max_tokens (or max_completion_tokens) as the client sent it, if it did. */
+  requested: number | null;
+  /** Used when the client sent none: OpenAI's completions default is 16, chat's is "the rest of the context". */
+  fallback: number | null;
+  /** Which parameter to name in errors. */
+  param: string;
+}
+
+/**
+ * Turns validated request fields into engine SamplingParams for one prompt. The token budget
+ * is checked against the context here, so the client learns which parameter is wrong.
+ */
+export function toSamplingParams(
+  fields: SamplingFields,
+  budget: TokenBudget,
+  promptTokens: number,
+  contextLength: number,
+  logprobs: number | null,
+  seedOffset: number,
+  vocabSize: number,
+): SamplingParams {
+  const room = contextLength - promptTokens;
+  if (room <= 0) {
+    throw badRequest(
+      `the prompt has ${promptTokens} tokens but the model's context is ${contextLength} tokens`,
+      budget.param === "max_tokens" ? "prompt" : "messages",
+      "context_length_exceeded",
+    );
+  }
+  let maxTokens: number;
+  if (budget.requested != null) {
+    if (promptTokens + budget.requested > contextLength) {
+      throw badRequest(
+        `${budget.param} is ${budget.requested} but the prompt has ${promptTokens} tokens and the ` +
+          `model's context is ${contextLength} tokens (at most ${room} can be generated)`,
+        budget.param,
+        "context_length_exceeded",
+      );
+    }
+    maxTokens = budget.requested;
+  } else {
+    maxTokens = Math.min(budget.fallback ?? room, room);
+  }
+  const stopTokenIds = fields.stop_token_ids ?? [];
+  for (const id of stopTokenIds) {
+    if (id >= vocabSize)
+      throw badRequest(
+        `stop_token_ids: token ${id} is outside the vocabulary (${vocabSize})`,
+        "stop_token_ids",
+      );
+  }
+  const topK = fields.top_k ?? 0;
+  return {
+    temperature: fields.temperature ?? 1,
+    topK: Math.max(topK, 0),
+    topP: fields.top_p ?? 1,
+    minP: fields.min_p ?? 0,
+    repetitionPenalty: fields.repetition_penalty ?? 1,
+    frequencyPenalty: fields.frequency_penalty ?? 0,
+    presencePenalty: fields.presence_penalty ?? 0,
+    // Each of n choices gets its own seed, so they differ yet stay reproducible.
+    seed: fields.seed == null ? null : fields.seed + seedOffset,
+    maxTokens,
+    stop: fields.stop,
+    stopTokenIds,
+    ignoreEos: fields.ignore_eos ?? false,
+    logprobs,
+  };
+}

@@ -1,0 +1,109 @@
+import { z } from "zod";
+
+/**
+ * Request bodies of the OpenAI-compatible endpoints. Ranges follow OpenAI's documentation
+ * where it has one, and vLLM's extensions (top_k, min_p, repetition_penalty, ignore_eos,
+ * stop_token_ids) otherwise. Unknown keys are ignored, as OpenAI's server does for most.
+ */
+
+const MAX_N = 16;
+const MAX_STOP = 16;
+const MAX_LOGPROBS = 20;
+/** Far above any context we serve; it only keeps absurd numbers out of the engine. */
+const MAX_TOKENS_LIMIT = 1 << 24;
+const MAX_TOKEN_ID = 2 ** 31 - 1;
+
+const stop = z
+  .union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP)])
+  .nullish()
+  .transform((v) => (v == null ? [] : typeof v === "string" ? [v] : v));
+
+/** Sampling fields shared by both endpoints. */
+const sampling = {
+  model: z.string().min(1),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z
+    .number()
+    .int()
+    .min(-1)
+    .max(1 << 20)
+    .nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
+  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  n: z.number().int().min(1).max(MAX_N).nullish(),
+  stop,
+  stop_token_ids: z.array(z.number().int().min(0).max(MAX_TOKEN_ID)).max(64).nullish(),
+  ignore_eos: z.boolean().nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  user: z.string().nullish(),
+};
+
+const tokenIds = z.array(z.number().int().min(0).max(MAX_TOKEN_ID)).min(1);
+
+export const completionRequestSchema = z.object({
+  ...sampling,
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).min(1).max(64),
+    tokenIds,
+    z.array(tokenIds).min(1).max(64),
+  ]),
+  logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
+  echo: z.literal(false).nullish(),
+  suffix: z.null().optional(),
+  best_of: z.number().int().min(1).max(MAX_N).nullish(),
+});
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() });
+const messageContent = z.union([z.string(), z.array(textPart).min(1)]);
+
+const message = z.object({
+  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  content: messageContent.nullable(),
+  name: z.string().optional(),
+});
+
+export const chatRequestSchema = z.object({
+  ...sampling,
+  messages: z.array(message).min(1).max(4096),
+  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
+});
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+export type ChatRequestMessage = z.infer<typeof message>;
+
+/** `/tokenize` and `/detokenize` (vLLM extensions the benchmark client uses to size prompts). */
+export const tokenizeRequestSchema = z.object({
+  model: z.string().min(1).optional(),
+  prompt: z.string(),
+  add_special_tokens: z.boolean().optional(),
+});
+export const detokenizeRequestSchema = z.object({
+  model: z.string().min(1).optional(),
+  tokens: z.array(z.number().int().min(0).max(MAX_TOKEN_ID)),
+});
+
+/** The first problem zod found, phrased with the parameter path OpenAI would name. */
+export function describeZodError(error: z.ZodError): { message: string; param: string | null } {
+  const issue = error.issues[0];
+  if (!issue) return { message: "invalid request body", param: null };
+  const param = issue.path.length ? formatPath(issue.path) : null;
+  return { message: param ? `invalid parameter '${param}': ${issue.message}` : issue.message, param };
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out;
+}
