@@ -47,7 +47,11 @@ export class IncrementalDetokenizer {
     this.skipSpecial = options.skipSpecialTokens ?? true;
     this.pieces = tokenizer.pieces;
     let whole = this.pieces ? wholeTextCache.get(this.pieces) : undefined;
-    if (this.pieces && !whole) wholeTextCache.set(this.pieces, (whole = []));
+    if (this.pieces && !whole) {
+      // Filled up front: a sparse array indexed by large ids would use slow dictionary elements.
+      whole = new Array<string | null | undefined>(tokenizer.vocabSize).fill(undefined);
+      wholeTextCache.set(this.pieces, whole);
+    }
     this.whole = whole ?? [];
     this.atStart = this.pieces?.stripsLeadingSpace === true;
     if (this.pieces) {

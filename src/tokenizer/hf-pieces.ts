@@ -105,7 +105,8 @@ export class HfTokenPieces implements TokenPieces {
     vocabSize: number,
   ) {
     this.stripsLeadingSpace = shape.kind === "sentencePiece" && shape.strip;
-    this.cache = new Array<Uint8Array | undefined>(vocabSize);
+    // Filled, not holey: a holey array this large would fall back to slow dictionary elements.
+    this.cache = new Array<Uint8Array | undefined>(vocabSize).fill(undefined);
     this.charToByte = shape.kind === "byteLevel" ? byteLevelCharToByte() : null;
   }
 
