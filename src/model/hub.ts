@@ -100,7 +100,7 @@ function hubFailure(repoId: string, e: unknown): HubError {
 async function chooseFiles(
   repoId: string,
   entries: readonly ListFileEntry[],
-  fetchIndex: () => Promise<string>,
+  fetchIndex: (size: number) => Promise<string>,
 ): Promise<{ path: string; size: number }[]> {
   const byPath = new Map(entries.filter((e) => e.type === "file").map((e) => [e.path, e.size]));
   const chosen: { path: string; size: number }[] = [];
@@ -114,7 +114,9 @@ async function chooseFiles(
     throw new HubError(`${repoId} has no config.json: not a transformers model`);
   if (byPath.has(INDEX_FILE)) {
     add(INDEX_FILE);
-    const index = JSON.parse(await fetchIndex()) as { weight_map?: Record<string, string> };
+    const index = JSON.parse(await fetchIndex(byPath.get(INDEX_FILE)!)) as {
+      weight_map?: Record<string, string>;
+    };
     for (const shard of new Set(Object.values(index.weight_map ?? {}))) add(shard);
   } else if (byPath.has("model.safetensors")) {
     add("model.safetensors");
@@ -133,11 +135,15 @@ export async function downloadHubModel(repoId: string, opts: HubDownloadOptions 
   if (!isHubId(repoId)) throw new HubError(`"${repoId}" is not a Hugging Face Hub id (ORG/NAME)`);
   const revision = opts.revision ?? "main";
   const dir = hubSnapshotDir(repoId, revision, opts.cacheDir);
+  const token = process.env.HF_TOKEN || undefined;
+  if (token !== undefined && !token.startsWith("hf_")) {
+    throw new HubError("HF_TOKEN is set but is not a Hugging Face access token (they start with hf_)");
+  }
   const hub = {
     repo: { type: "model" as const, name: repoId },
     revision,
     hubUrl: process.env.HF_ENDPOINT || undefined,
-    accessToken: process.env.HF_TOKEN || undefined,
+    accessToken: token,
   };
 
   let entries: ListFileEntry[];
@@ -158,8 +164,8 @@ export async function downloadHubModel(repoId: string, opts: HubDownloadOptions 
   mkdirSync(dir, { recursive: true });
   let files: { path: string; size: number }[];
   try {
-    files = await chooseFiles(repoId, entries, async () => {
-      await fetchOne(hub, dir, INDEX_FILE, -1, () => {});
+    files = await chooseFiles(repoId, entries, async (size) => {
+      await fetchOne(hub, dir, INDEX_FILE, size, () => {});
       return readFileSync(path.join(dir, INDEX_FILE), "utf8");
     });
   } catch (e) {
@@ -206,7 +212,7 @@ interface HubParams {
 }
 
 /**
- * Fetches one file into dir (size -1: unknown, always fetched). A complete file is kept; a
+ * Fetches one file into dir. A complete file is kept; a
  * partial download (<file>.part) continues from where it stopped.
  */
 async function fetchOne(
@@ -217,16 +223,21 @@ async function fetchOne(
   onBytes: (bytes: number) => void,
 ): Promise<void> {
   const target = path.join(dir, file);
-  if (size >= 0 && existsSync(target) && statSync(target).size === size) {
+  if (existsSync(target) && statSync(target).size === size) {
     onBytes(size);
     return;
   }
   const part = `${target}.part`;
   let have = existsSync(part) ? statSync(part).size : 0;
-  if (size >= 0 && have > size) have = 0;
+  if (have > size) have = 0;
+  if (have === size && existsSync(part)) {
+    renameSync(part, target); // finished earlier, but the rename never happened
+    onBytes(size);
+    return;
+  }
   const blob = await downloadFile({ ...hub, path: file });
   if (blob === null) throw new HubError(`${hub.repo.name}: file ${file} not found on the Hub`);
-  if (size >= 0 && blob.size !== size) have = Math.min(have, blob.size);
+  if (blob.size !== size) have = 0; // the file changed on the Hub since the listing: start over
   const source = have > 0 ? blob.slice(have) : blob;
   let written = have;
   onBytes(written);
