@@ -1,9 +1,18 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { readSafetensors, readSafetensorsHeader } from "../../src/model/safetensors.js";
+import { readSafetensors, readSafetensorsHeader, SafetensorsFile } from "../../src/model/safetensors.js";
 import { SafetensorsCheckpoint } from "../../src/model/safetensors-checkpoint.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import { allocTensorData, type DType, f32ToBf16, type Tensor } from "../../src/model/tensor.js";
@@ -100,6 +109,34 @@ describe("safetensors", () => {
       () => SafetensorsCheckpoint.open(dir),
       /shard "model-00009\.safetensors" .* does not exist/,
     );
+  });
+
+  test("tensors beyond 2 GiB are read with positioned reads (sparse file)", () => {
+    const file = path.join(tmp, "big.safetensors");
+    const padFloats = 600_000_000; // 2.4 GB of zeros before the tensor we read, never written (a hole)
+    const header = JSON.stringify({
+      pad: { dtype: "F32", shape: [padFloats], data_offsets: [0, padFloats * 4] },
+      tail: { dtype: "BF16", shape: [4], data_offsets: [padFloats * 4, padFloats * 4 + 8] },
+    });
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    const fd = openSync(file, "w");
+    try {
+      writeSync(fd, Buffer.concat([prefix, Buffer.from(header)]));
+      const tail = Buffer.from(Uint16Array.from([1, 2, 3, 0xbeef]).buffer);
+      writeSync(fd, tail, 0, tail.length, 8 + header.length + padFloats * 4);
+    } finally {
+      closeSync(fd);
+    }
+    const st = SafetensorsFile.open(file);
+    try {
+      const t = st.read("tail");
+      assert.ok(st.header.tensors.get("tail")!.begin > 2 ** 31);
+      assert.deepEqual(Array.from(t.data), [1, 2, 3, 0xbeef]);
+    } finally {
+      st.close();
+      rmSync(file);
+    }
   });
 
   test("header length past the end of the file", () => {
