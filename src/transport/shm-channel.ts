@@ -437,6 +437,9 @@ export function openShmChannel(name: string, options: Omit<ShmOptions, "capacity
   const channel = new ShmChannel(native, buffer, name, "opener", options);
   Atomics.add(i32, H_ATTACH, 1);
   native.wake(buffer, H_ATTACH * 4, 1 << 30);
+  // Both ends are mapped: the name is no longer needed. Whichever side gets here first removes
+  // it, so a crash of either process from now on cannot leak it.
+  native.unlink(name);
   return channel;
 }
 

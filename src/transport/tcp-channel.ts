@@ -332,7 +332,10 @@ export class TcpChannel implements Channel {
         const body = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
         if (last && pad === 0) ok = socket.write(body, done);
         else socket.write(body);
-        if (last && pad !== 0) ok = socket.write(PADDING[pad]!, done);
+        if (pad !== 0) {
+          if (last) ok = socket.write(PADDING[pad]!, done);
+          else socket.write(PADDING[pad]!);
+        }
       }
     }
     socket.uncork();
