@@ -1,0 +1,232 @@
+import type { Catalog } from "./catalog.js";
+import { findAccelerator } from "./catalog.js";
+import { attentionTime, kvBytesPerToken, nonAttentionTime, usableBytes, weightsFit } from "./cost-model.js";
+import { DEFAULT_EFFICIENCY, type Efficiency } from "./efficiency.js";
+import {
+  adrenalineRemote,
+  ConfigError,
+  type DecodeInstanceModel,
+  LaminaInstance,
+  PrefillServer,
+  type PrefillServerModel,
+  TensorParallelInstance,
+} from "./instances.js";
+import { type Placement, placementDevices } from "./placement.js";
+import type { Accelerator, Network, SimModel } from "./types.js";
+
+/** Everything a simulation run needs besides the trace. */
+export interface SimOptions {
+  readonly model: SimModel;
+  readonly placement: Placement;
+  readonly network: Network;
+  readonly catalog: Catalog;
+  readonly efficiency?: Efficiency;
+  /** Homogeneous/Lamina only: prompts arrive prefilled (decode throughput as in Lamina's Table 5). */
+  readonly decodeOnly?: boolean;
+  /** Largest decode batch per instance (vLLM max_num_seqs). */
+  readonly maxBatch?: number;
+  /** Prompt tokens per step in colocated chunked prefill. */
+  readonly chunkTokens?: number;
+  /** Token budget of one prefill batch on a prefill instance. */
+  readonly prefillBatchTokens?: number;
+  /** KV tokens per running request kept free at admission so running requests can grow (default 32). */
+  readonly kvHeadroomTokens?: number;
+  /** TPOT SLO (s), used by Adrenaline's load-aware bound. */
+  readonly tpotSlo?: number;
+  /** Mean context (tokens) the load-aware bound assumes; default from the trace. */
+  readonly meanContext?: number;
+}
+
+export interface Setup {
+  readonly instances: DecodeInstanceModel[];
+  /** Empty when prefill is colocated with decode (or not modelled). */
+  readonly prefillServers: PrefillServerModel[];
+  readonly decodeOnly: boolean;
+  readonly chunkTokens: number;
+  readonly prefillBatchTokens: number;
+  readonly kvHeadroomTokens: number;
+  readonly pricePerHour: number;
+  readonly notes: string[];
+  /** Seconds to move a prompt's KV from a prefill to a decode instance. */
+  kvTransferTime(tokens: number): number;
+}
+
+function positiveInt(v: number, what: string): number {
+  if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer (got ${v})`);
+  return v;
+}
+
+/** Smallest power-of-two tensor parallelism dividing `a` that holds the weights. */
+function smallestFittingTp(m: SimModel, acc: Accelerator, a: number, eff: Efficiency): number {
+  for (let tp = 1; tp <= a; tp *= 2) if (a % tp === 0 && weightsFit(m, acc, tp, eff)) return tp;
+  throw new ConfigError(
+    `lamina: ${m.name} (${(m.weightBytes / 1e9).toFixed(1)} GB) does not fit on ${a}×${acc.name} model devices ` +
+      `(${(usableBytes(acc, a, eff) / 1e9).toFixed(1)} GB usable)`,
+  );
+}
+
+/**
+ * Adrenaline's load-aware offload bound OB = min(OB_mem, OB_comp) as a ratio N/M, where
+ * OB_mem compares remote to local KV capacity and bandwidth and OB_comp = (B_max − B_tpot)/B_tpot:
+ * B_tpot is the batch the decode instance holds locally, B_max the batch at which its GEMMs turn
+ * compute-bound or the TPOT SLO is reached.
+ */
+export function adrenalineBound(
+  m: SimModel,
+  acc: Accelerator,
+  tp: number,
+  localCapacity: number,
+  remote: { capacityTokens: number; devices: number; bandwidthShare: number; acc: Accelerator },
+  meanContext: number,
+  eff: Efficiency,
+  tpotSlo?: number,
+): number {
+  const bwLocal = tp * acc.memoryBandwidth;
+  const bwRemote = remote.devices * remote.acc.memoryBandwidth * remote.bandwidthShare;
+  const obMem = Math.min(remote.capacityTokens / localCapacity, bwRemote / bwLocal);
+  const bTpot = Math.max(1, localCapacity / meanContext);
+  const na = { compute: 0, memory: 0, comm: 0, overhead: 0, total: 0 };
+  let bMax = 1;
+  for (let b = 1; b <= 65536; b *= 1.05) {
+    nonAttentionTime(m, acc, tp, b, eff, na);
+    if (na.compute >= na.memory) break;
+    if (tpotSlo !== undefined) {
+      const step = na.total + attentionTime(m, acc, tp, Math.min(b, bTpot) * meanContext, eff);
+      if (step > tpotSlo) break;
+    }
+    bMax = b;
+  }
+  const obComp = Math.max(0, (bMax - bTpot) / bTpot);
+  return Math.min(obMem, obComp);
+}
+
+export function buildSetup(o: SimOptions, meanContext: number): Setup {
+  const eff = o.efficiency ?? DEFAULT_EFFICIENCY;
+  const m = o.model;
+  const p = o.placement;
+  const maxBatch = positiveInt(o.maxBatch ?? 1024, "max batch");
+  const chunkTokens = positiveInt(o.chunkTokens ?? 2048, "chunk tokens");
+  const prefillBatchTokens = positiveInt(o.prefillBatchTokens ?? 8192, "prefill batch tokens");
+  const kvHeadroomTokens = o.kvHeadroomTokens ?? 32;
+  if (!(kvHeadroomTokens >= 0)) throw new ConfigError(`kv headroom must be ≥ 0 (got ${kvHeadroomTokens})`);
+  const acc = (name: string) => findAccelerator(o.catalog, name);
+  let pricePerHour = 0;
+  for (const d of placementDevices(p)) pricePerHour += acc(d.device).pricePerHour * d.count;
+  const notes: string[] = [];
+  const instances: DecodeInstanceModel[] = [];
+  const prefillServers: PrefillServerModel[] = [];
+  let kvTransferTime = (_tokens: number) => 0;
+  const decodeOnly = o.decodeOnly ?? false;
+
+  switch (p.kind) {
+    case "homogeneous": {
+      positiveInt(p.tp, "tp");
+      positiveInt(p.replicas, "replicas");
+      for (let i = 0; i < p.replicas; i++)
+        instances.push(new TensorParallelInstance(m, acc(p.device), p.tp, eff, maxBatch));
+      break;
+    }
+    case "lamina": {
+      positiveInt(p.a, "a (model devices)");
+      positiveInt(p.b, "b (attention devices)");
+      const ma = acc(p.modelDevice);
+      let n = p.microBatches;
+      if (n === 0) {
+        const replicas = p.a / smallestFittingTp(m, ma, p.a, eff);
+        n = replicas === 1 ? 2 : replicas + 1;
+      }
+      const inst = new LaminaInstance(m, ma, acc(p.attentionDevice), p.a, p.b, n, o.network, eff, maxBatch);
+      notes.push(`lamina: n=${n} micro-batches over ${inst.replicas} replica(s) of TP${inst.tp}`);
+      if (inst.attentionImbalance > 1) {
+        notes.push(
+          `lamina: ${m.kvHeads} KV heads do not divide among ${p.b} attention workers; request-level split assumed`,
+        );
+      }
+      instances.push(inst);
+      break;
+    }
+    case "pd":
+    case "adrenaline": {
+      if (decodeOnly)
+        throw new ConfigError(`${p.kind}: decode-only runs apply to homogeneous and lamina placements`);
+      positiveInt(p.prefillTp, "prefill tp");
+      positiveInt(p.prefillInstances, "prefill instances");
+      positiveInt(p.decodeTp, "decode tp");
+      positiveInt(p.decodeInstances, "decode instances");
+      const pa = acc(p.prefillDevice);
+      const da = acc(p.decodeDevice);
+      const share = p.kind === "adrenaline" ? p.prefillShare : 1;
+      if (!(share > 0 && share <= 1)) throw new ConfigError(`prefill share must be in (0, 1] (got ${share})`);
+      for (let i = 0; i < p.prefillInstances; i++)
+        prefillServers.push(new PrefillServer(m, pa, p.prefillTp, eff, share));
+      const link = Math.min(
+        pa.nicBandwidth * p.prefillTp,
+        da.nicBandwidth * p.decodeTp,
+        o.network.bandwidth * p.decodeTp,
+      );
+      const kvb = kvBytesPerToken(m);
+      kvTransferTime = (tokens: number) => (tokens * kvb) / link + o.network.latency;
+      for (let i = 0; i < p.decodeInstances; i++) {
+        if (p.kind === "pd") {
+          instances.push(new TensorParallelInstance(m, da, p.decodeTp, eff, maxBatch));
+          continue;
+        }
+        const r = adrenalineRemote(
+          m,
+          pa,
+          p.prefillTp,
+          p.prefillInstances,
+          p.decodeInstances,
+          share,
+          prefillBatchTokens,
+          eff,
+        );
+        let ratio: number;
+        if (p.offloadRatio === "auto") {
+          const probe = new TensorParallelInstance(m, da, p.decodeTp, eff, maxBatch);
+          const ob = adrenalineBound(
+            m,
+            da,
+            p.decodeTp,
+            probe.localCapacity,
+            { ...r, acc: pa },
+            meanContext,
+            eff,
+            o.tpotSlo,
+          );
+          ratio = ob / (1 + ob);
+          if (i === 0)
+            notes.push(
+              `adrenaline: load-aware bound N/M ≤ ${ob.toFixed(2)} → offload ratio ${ratio.toFixed(2)}`,
+            );
+        } else {
+          ratio = p.offloadRatio;
+          if (!(ratio >= 0 && ratio < 1))
+            throw new ConfigError(`offload ratio must be in [0, 1) (got ${ratio})`);
+        }
+        instances.push(
+          new TensorParallelInstance(m, da, p.decodeTp, eff, maxBatch, {
+            acc: pa,
+            devices: r.devices,
+            capacityTokens: r.capacityTokens,
+            bandwidthShare: r.bandwidthShare,
+            network: o.network,
+            offloadRatio: ratio,
+          }),
+        );
+      }
+      break;
+    }
+  }
+  return {
+    instances,
+    prefillServers,
+    decodeOnly,
+    chunkTokens,
+    prefillBatchTokens,
+    kvHeadroomTokens,
+    pricePerHour,
+    notes,
+    kvTransferTime,
+  };
+}
