@@ -55,7 +55,7 @@ describe("frame codec", () => {
     ]) {
       const got = decodeChunked(stream, sizes);
       assert.equal(got.length, msgs.length);
-      got.forEach((g, i) => assertSameMessage(g, msgs[i]!));
+      for (let i = 0; i < got.length; i++) assertSameMessage(got[i]!, msgs[i]!);
     }
   });
 

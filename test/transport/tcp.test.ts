@@ -67,7 +67,7 @@ describe("tcp transport", () => {
     const msgs = sampleMessages();
     for (const m of msgs) await ch.send(m);
     await waitFor(() => got.length === msgs.length, "echoes");
-    got.forEach((g, i) => assertSameMessage(g, msgs[i]!));
+    for (let i = 0; i < got.length; i++) assertSameMessage(got[i]!, msgs[i]!);
     await ch.close();
   });
 
