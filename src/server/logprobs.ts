@@ -1,23 +1,40 @@
 import type { TokenLogprob } from "../engine/api.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 
-/** Decodes single tokens for logprob listings, caching each id's text (the vocabulary is fixed). */
+const utf8 = new TextEncoder();
+
+/**
+ * Text and raw bytes of single tokens for logprob listings, cached per id (the vocabulary is
+ * fixed). The tokenizer's byte pieces are used when it has them, so a token keeps its leading
+ * space and a partial UTF-8 character keeps its bytes (its text shows U+FFFD, as OpenAI's does).
+ */
 export class TokenTexts {
-  private readonly cache = new Map<number, string>();
+  private readonly texts = new Map<number, string>();
+  private readonly raw = new Map<number, number[]>();
+  private readonly lenient = new TextDecoder("utf-8");
 
   constructor(private readonly tokenizer: Tokenizer) {}
 
   text(id: number): string {
-    let t = this.cache.get(id);
+    let t = this.texts.get(id);
     if (t === undefined) {
-      t = this.tokenizer.decode([id], { skipSpecialTokens: false });
-      this.cache.set(id, t);
+      const pieces = this.tokenizer.pieces;
+      t = pieces ? this.lenient.decode(pieces.bytes(id)) : this.tokenizer.decode([id], { skipSpecialTokens: false });
+      this.texts.set(id, t);
     }
     return t;
   }
-}
 
-const utf8 = new TextEncoder();
+  bytes(id: number): number[] {
+    let b = this.raw.get(id);
+    if (b === undefined) {
+      const pieces = this.tokenizer.pieces;
+      b = Array.from(pieces ? pieces.bytes(id) : utf8.encode(this.text(id)));
+      this.raw.set(id, b);
+    }
+    return b;
+  }
+}
 
 export interface ChatLogprobEntry {
   token: string;
@@ -33,15 +50,13 @@ export function chatLogprobs(
   topN: number,
 ): ChatLogprobEntry[] {
   return entries.map((e) => {
-    const token = texts.text(e.tokenId);
     return {
-      token,
+      token: texts.text(e.tokenId),
       logprob: e.logprob,
-      bytes: Array.from(utf8.encode(token)),
-      top_logprobs: e.top.slice(0, topN).map((t) => {
-        const tt = texts.text(t.tokenId);
-        return { token: tt, logprob: t.logprob, bytes: Array.from(utf8.encode(tt)) };
-      }),
+      bytes: texts.bytes(e.tokenId),
+      top_logprobs: e.top
+        .slice(0, topN)
+        .map((t) => ({ token: texts.text(t.tokenId), logprob: t.logprob, bytes: texts.bytes(t.tokenId) })),
     };
   });
 }
