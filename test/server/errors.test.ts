@@ -1,0 +1,259 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import type { EngineClient } from "../../src/engine/api.js";
+import { createServer } from "../../src/server/app.js";
+import { type LiveServer, postRaw, startServer, storiesModelPath } from "./helpers.js";
+
+/** Asserts the OpenAI error shape and returns the error object. */
+function expectError(
+  r: {
+    status: number;
+    json: { error?: { message: string; type: string; param: string | null; code: string | null } };
+  },
+  status: number,
+  param?: string | null,
+) {
+  assert.equal(r.status, status, JSON.stringify(r.json));
+  const e = r.json.error;
+  assert.ok(e, "body has an error object");
+  assert.equal(typeof e.message, "string");
+  assert.ok(e.message.length > 0);
+  assert.equal(typeof e.type, "string");
+  assert.ok("param" in e && "code" in e);
+  // The parameter, or a path inside it ("prompt[1]", "messages[0].role").
+  if (param !== undefined) {
+    const ok =
+      e.param === param ||
+      (param !== null && /^[[.]/.test(e.param?.slice(param.length) ?? "") && e.param!.startsWith(param));
+    assert.ok(ok, `param ${e.param} should name ${param}: ${e.message}`);
+  }
+  return e;
+}
+
+describe("errors in OpenAI's shape (stories260K, real engine)", () => {
+  let s: LiveServer;
+  let completions: string;
+  let chat: string;
+  before(async () => {
+    s = await startServer();
+    completions = `${s.url}/v1/completions`;
+    chat = `${s.url}/v1/chat/completions`;
+  });
+  after(() => s.close());
+
+  const body = (extra: Record<string, unknown>) =>
+    JSON.stringify({ model: "stories260K", prompt: "Once", ...extra });
+
+  it("400 naming the parameter for out-of-range and wrongly typed values", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ temperature: -1 }, "temperature"],
+      [{ temperature: "hot" }, "temperature"],
+      [{ top_p: 0 }, "top_p"],
+      [{ max_tokens: -5 }, "max_tokens"],
+      [{ max_tokens: 1.5 }, "max_tokens"],
+      [{ max_tokens: 1e300 }, "max_tokens"],
+      [{ n: 0 }, "n"],
+      [{ n: 1000 }, "n"],
+      [{ logprobs: 99 }, "logprobs"],
+      [{ seed: "x" }, "seed"],
+      [{ stop: 3 }, "stop"],
+      [{ frequency_penalty: 5 }, "frequency_penalty"],
+      [{ prompt: 42 }, "prompt"],
+      [{ prompt: [1, -2] }, "prompt"],
+      [{ prompt: [1, 99999] }, "prompt"],
+      [{ stream: "yes" }, "stream"],
+    ];
+    for (const [extra, param] of cases) {
+      expectError(await postRaw(completions, body(extra)), 400, param);
+    }
+    expectError(await postRaw(chat, JSON.stringify({ model: "stories260K", messages: [] })), 400, "messages");
+    expectError(
+      await postRaw(
+        chat,
+        JSON.stringify({ model: "stories260K", messages: [{ role: "wizard", content: "hi" }] }),
+      ),
+      400,
+      "messages[0].role",
+    );
+    expectError(
+      await postRaw(
+        chat,
+        JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "x" }], top_logprobs: 2 }),
+      ),
+      400,
+      "top_logprobs",
+    );
+  });
+
+  it("400 for malformed JSON, a non-object body, an empty body and invalid UTF-8", async () => {
+    const bad = expectError(await postRaw(completions, '{"model": "stories260K", "prompt": '), 400);
+    assert.equal(bad.code, "invalid_json");
+    expectError(await postRaw(completions, "[1, 2, 3]"), 400);
+    expectError(await postRaw(completions, "null"), 400);
+    expectError(await postRaw(completions, ""), 400);
+    const bytes = Buffer.concat([
+      Buffer.from('{"model": "stories260K", "prompt": "'),
+      Buffer.from([0xff, 0xfe, 0xc3]),
+      Buffer.from('"}'),
+    ]);
+    const utf8 = expectError(await postRaw(completions, bytes), 400);
+    assert.equal(utf8.code, "invalid_encoding");
+  });
+
+  it("400 context_length_exceeded for a prompt longer than the context, and for max_tokens beyond it", async () => {
+    const long = new Array(600).fill(300);
+    const e = expectError(await postRaw(completions, body({ prompt: long })), 400, "prompt");
+    assert.equal(e.code, "context_length_exceeded");
+    const m = expectError(
+      await postRaw(completions, body({ prompt: [1, 403], max_tokens: 511 })),
+      400,
+      "max_tokens",
+    );
+    assert.equal(m.code, "context_length_exceeded");
+    // Exactly filling the context is allowed.
+    const ok = await s.client.completions.create({
+      model: "stories260K",
+      prompt: [1, 403],
+      max_tokens: 510,
+      ignore_eos: true,
+    } as never);
+    assert.equal((ok as unknown as { usage: { completion_tokens: number } }).usage.completion_tokens, 510);
+    await assert.rejects(
+      s.client.chat.completions.create({
+        model: "stories260K",
+        messages: [{ role: "user", content: "word ".repeat(600) }],
+      }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError && err.code === "context_length_exceeded",
+    );
+  });
+
+  it("404 model_not_found for an unknown model, through the OpenAI client", async () => {
+    await assert.rejects(
+      s.client.completions.create({ model: "gpt-17", prompt: "x" }),
+      (err: unknown) =>
+        err instanceof OpenAI.NotFoundError && err.code === "model_not_found" && err.param === "model",
+    );
+    expectError(await postRaw(`${s.url}/v1/nowhere`, "{}"), 404);
+  });
+
+  it("the server still serves after every bad request", async () => {
+    const r = await s.client.completions.create({ model: "stories260K", prompt: "The dog", max_tokens: 4 });
+    assert.equal(r.usage?.completion_tokens, 4);
+  });
+});
+
+describe("401 with an API key", () => {
+  let s: LiveServer;
+  before(async () => {
+    s = await startServer({ model: storiesModelPath() }, { apiKey: "sekrit" });
+  });
+  after(() => s.close());
+
+  it("rejects a missing or wrong key and accepts the right one; /health needs none", async () => {
+    const url = `${s.url}/v1/completions`;
+    const req = JSON.stringify({ model: "stories260K", prompt: "Once", max_tokens: 2 });
+    expectError(await postRaw(url, req), 401);
+    const wrong = expectError(await postRaw(url, req, { authorization: "Bearer nope" }), 401);
+    assert.equal(wrong.code, "invalid_api_key");
+    await assert.rejects(
+      new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "nope", maxRetries: 0 }).models.list(),
+      (err: unknown) => err instanceof OpenAI.AuthenticationError,
+    );
+    const r = await s.client.completions.create({ model: "stories260K", prompt: "Once", max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
+    assert.equal((await fetch(`${s.url}/health`)).status, 200);
+  });
+});
+
+describe("503 while the engine is not ready", () => {
+  it("answers /health and the API with 503 until the engine promise resolves, then serves", async () => {
+    let resolve!: (e: EngineClient) => void;
+    const pending = new Promise<EngineClient>((r) => {
+      resolve = r;
+    });
+    const app = createServer(pending);
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const address = app.server.address() as { port: number };
+    const url = `http://127.0.0.1:${address.port}`;
+    try {
+      assert.equal((await fetch(`${url}/health`)).status, 503);
+      expectError(
+        await postRaw(`${url}/v1/completions`, JSON.stringify({ model: "stories260K", prompt: "x" })),
+        503,
+      );
+      const models = await fetch(`${url}/v1/models`);
+      assert.equal(models.status, 503);
+      const { createEngine } = await import("../../src/engine/create.js");
+      const engine = await createEngine({ model: storiesModelPath() });
+      resolve(engine);
+      await new Promise((r) => setImmediate(r));
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      await engine.shutdown({ force: true });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("reports a failed engine load on /health as 503 with the reason", async () => {
+    const app = createServer(Promise.reject(new Error("weights are missing")));
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    try {
+      const res = await fetch(`${url}/health`);
+      assert.equal(res.status, 503);
+      assert.match(await res.text(), /weights are missing/);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("429 when the waiting queue is full", () => {
+  let s: LiveServer;
+  before(async () => {
+    s = await startServer({ model: storiesModelPath(), maxRunning: 1, maxWaiting: 1 });
+  });
+  after(() => s.close());
+
+  it("refuses requests beyond running + waiting with 429 rate_limit_error; the admitted ones finish", async () => {
+    const body = JSON.stringify({
+      model: "stories260K",
+      prompt: "Once upon a time",
+      max_tokens: 200,
+      ignore_eos: true,
+    });
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () => postRaw(`${s.url}/v1/completions`, body)),
+    );
+    const refused = results.filter((r) => r.status === 429);
+    const served = results.filter((r) => r.status === 200);
+    assert.ok(refused.length >= 1, `statuses: ${results.map((r) => r.status)}`);
+    assert.ok(served.length >= 2, `statuses: ${results.map((r) => r.status)}`);
+    assert.equal(refused.length + served.length, 6);
+    for (const r of refused) {
+      assert.equal(r.json.error?.type, "rate_limit_error");
+      assert.equal(r.json.error?.code, "queue_full");
+    }
+    assert.ok(s.engine.stats().refused >= refused.length);
+    // Streaming requests are refused before any byte of the stream is sent.
+    const streams = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        fetch(`${s.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "stories260K",
+            prompt: "Once",
+            max_tokens: 200,
+            ignore_eos: true,
+            stream: true,
+          }),
+        }),
+      ),
+    );
+    const codes = streams.map((r) => r.status);
+    assert.ok(codes.includes(429) && codes.includes(200), String(codes));
+    await Promise.all(streams.map((r) => r.text()));
+  });
+});
