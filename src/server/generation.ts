@@ -51,8 +51,11 @@ export class Generation {
     }
   }
 
+  /** Cancels every choice still running (their KV is freed by the engine). */
   abort(): void {
-    if (!this.controller.signal.aborted) this.controller.abort();
+    if (this.controller.signal.aborted) return;
+    this.controller.abort();
+    for (const c of this.choices) c.timer.onAbort();
   }
 
   /** Events of all choices, interleaved in arrival order; ends when every choice has finished. */
@@ -85,13 +88,21 @@ export class Generation {
 /** Per-choice latency bookkeeping feeding the server-side histograms. */
 class RequestTimer {
   private lastTokenMs = -1;
+  private done = false;
 
   constructor(
     private readonly metrics: ServerMetrics,
     private readonly arrivalMs: number,
   ) {}
 
+  onAbort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.metrics.finished.inc({ finish_reason: "abort" });
+  }
+
   onEvent(event: TokenEvent): void {
+    if (this.done) return;
     const now = performance.now();
     const k = event.tokenIds.length;
     if (k > 0) {
@@ -108,6 +119,7 @@ class RequestTimer {
       this.lastTokenMs = now;
     }
     if (event.finished) {
+      this.done = true;
       this.metrics.e2e.observe((now - this.arrivalMs) / 1000);
       this.metrics.finished.inc({ finish_reason: event.finishReason ?? "stop" });
     }

@@ -19,7 +19,9 @@ export class TokenTexts {
     let t = this.texts.get(id);
     if (t === undefined) {
       const pieces = this.tokenizer.pieces;
-      t = pieces ? this.lenient.decode(pieces.bytes(id)) : this.tokenizer.decode([id], { skipSpecialTokens: false });
+      t = pieces
+        ? this.lenient.decode(pieces.bytes(id))
+        : this.tokenizer.decode([id], { skipSpecialTokens: false });
       this.texts.set(id, t);
     }
     return t;
