@@ -81,6 +81,8 @@ class InstanceState {
   /** Admission sequence number of each prefillFifo entry (a re-admitted request leaves a stale entry behind). */
   readonly prefillSeq: number[] = [];
   prefillHead = 0;
+  /** Requests admitted and still being prefilled (prefillFifo also holds stale entries). */
+  prefilling = 0;
   busy = false;
   startPending = false;
   step = 0;
@@ -195,7 +197,9 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
   let now = 0;
   // A request that cannot fit even alone in the largest instance would never finish: reject it up front.
   let largest = 0;
-  for (const s of insts) largest = Math.max(largest, s.model.localCapacity, s.model.remoteCapacity);
+  for (const s of insts) {
+    largest = Math.max(largest, s.model.localCapacity, s.model.remoteCapacity);
+  }
 
   const finishRequest = (id: number) => {
     state[id] = DONE;
@@ -291,6 +295,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
         pool.used -= ctx;
       } else if (state[id] === PREFILLING) {
         pool.used -= reserveOf(id);
+        s.prefilling--;
       } else continue;
       state[id] = QUEUED;
       recompute[id] = 1;
@@ -309,7 +314,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
     while (s.queue.length > 0) {
       const id = s.queue.peek();
       const ctx = prompt[id]! + generated[id]!;
-      const bTotal = local.b + remote.b + (s.prefillFifo.length - s.prefillHead);
+      const bTotal = local.b + remote.b + s.prefilling;
       if (bTotal >= s.model.maxBatch) {
         s.bStep = -1;
         return;
@@ -317,8 +322,13 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
       let poolIdx = -1;
       const wantRemote = remote.cap > 0 && remote.b + 1 <= ratio * (local.b + remote.b + 1);
       // Keep room for every admitted request to grow a little (vLLM's watermark), or the next steps preempt.
-      if (wantRemote && remote.used + ctx + 1 + (remote.b + 1) * headroom <= remote.cap) poolIdx = 1;
-      else if (local.used + ctx + 1 + (local.b + 1) * headroom <= local.cap) poolIdx = 0;
+      if (wantRemote && remote.used + ctx + 1 + remote.b * headroom <= remote.cap) poolIdx = 1;
+      else if (local.used + ctx + 1 + local.b * headroom <= local.cap) poolIdx = 0;
+      // An empty instance takes the request wherever it fits, so a bound on N/M can never stall it.
+      if (poolIdx < 0 && bTotal === 0) {
+        if (local.used + ctx + 1 <= local.cap) poolIdx = 0;
+        else if (remote.used + ctx + 1 <= remote.cap) poolIdx = 1;
+      }
       if (poolIdx < 0) {
         s.bStep = -2;
         return;
@@ -333,6 +343,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
         prefillLeft[id] = ctx;
         prefillDone[id] = 0;
         admitSeq[id] = ++seq;
+        s.prefilling++;
         s.prefillFifo.push(id);
         s.prefillSeq.push(seq);
       } else {
@@ -458,6 +469,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
       const pool = s.pools[poolOf[id]!]!;
       const reserved = reserveOf(id);
       recompute[id] = 0;
+      s.prefilling--;
       if (generated[id] === 0) firstToken(id);
       if (generated[id]! >= output[id]!) {
         pool.used -= reserved;

@@ -89,7 +89,7 @@ export function simulate(trace: Trace, o: SimOptions): SimResult {
   const e = runEngine(trace, setup, o.model);
   if (e.outputTokens !== e.expectedTokens || e.completed + e.rejected !== ts.requests) {
     throw new Error(
-      `simulator invariant broken: ${e.completed}+${e.rejected} of ${ts.requests} requests, ` +
+      `simulator invariant broken (${placementLabel(o.placement)}): ${e.completed}+${e.rejected} of ${ts.requests} requests, ` +
         `${e.outputTokens} of ${e.expectedTokens} tokens`,
     );
   }

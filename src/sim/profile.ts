@@ -1,0 +1,135 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import type { Catalog } from "./catalog.js";
+import { DEFAULT_EFFICIENCY, type Efficiency } from "./efficiency.js";
+import type { Placement } from "./placement.js";
+import { type SimResult, simulate } from "./simulate.js";
+import type { Trace } from "./trace.js";
+import type { Accelerator, Network, SimModel } from "./types.js";
+
+/**
+ * A device profile: throughputs of the project's own kernels measured on one machine, so the
+ * simulator can predict what our engine does there. Written by a benchmark, read here.
+ *
+ * {
+ *   "version": 1, "name": "dev-2core", "measuredAt": "2026-…",
+ *   "memoryBytes": 24e9,
+ *   "gemm": { "peakFlops": 1.7e11, "halfBatch": 6 },     // batched GEMM FLOP/s (asymptote) and batch at half of it
+ *   "weightBandwidth": 2.3e10,                            // GEMV (batch-1) weight streaming, bytes/s
+ *   "attentionBandwidth": 2.6e10,                         // decode attention KV read rate, bytes/s
+ *   "layerOverheadS": 2e-5,                               // fixed cost per layer per step
+ *   "transport": { "bandwidth": 5e9, "latencyS": 2e-5 }   // model↔attention worker link
+ * }
+ */
+export const deviceProfileSchema = z.object({
+  version: z.literal(1),
+  name: z.string().min(1),
+  measuredAt: z.string().optional(),
+  memoryBytes: z.number().positive(),
+  gemm: z.object({ peakFlops: z.number().positive(), halfBatch: z.number().positive() }),
+  weightBandwidth: z.number().positive(),
+  attentionBandwidth: z.number().positive(),
+  layerOverheadS: z.number().nonnegative(),
+  transport: z.object({ bandwidth: z.number().positive(), latencyS: z.number().nonnegative() }),
+});
+
+export type DeviceProfile = z.infer<typeof deviceProfileSchema>;
+
+export function parseDeviceProfile(raw: unknown, where = "device profile"): DeviceProfile {
+  const r = deviceProfileSchema.safeParse(raw);
+  if (!r.success) throw new Error(`${where}: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+export function loadDeviceProfile(file: string): DeviceProfile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`device profile ${file}: cannot read JSON (${(e as Error).message})`);
+  }
+  return parseDeviceProfile(raw, `device profile ${file}`);
+}
+
+/**
+ * The profile as a catalog accelerator plus efficiencies: peaks are the measured rates, so the
+ * efficiency factors become 1 (the measurement already contains them).
+ */
+export function profileToDevice(p: DeviceProfile): { acc: Accelerator; eff: Efficiency; network: Network } {
+  const acc: Accelerator = {
+    name: p.name,
+    aliases: [],
+    source: `device profile ${p.name}${p.measuredAt ? ` (${p.measuredAt})` : ""}`,
+    flops: p.gemm.peakFlops,
+    memoryBytes: p.memoryBytes,
+    memoryBandwidth: p.weightBandwidth,
+    interChipBandwidth: p.transport.bandwidth,
+    nicBandwidth: p.transport.bandwidth,
+    powerW: null,
+    pricePerHour: 1,
+  };
+  const eff: Efficiency = {
+    ...DEFAULT_EFFICIENCY,
+    mfuMax: 1,
+    mfuHalfBatch: p.gemm.halfBatch,
+    tpMfuLossPerDoubling: 0,
+    prefillMfu: 1,
+    weightMbu: 1,
+    attentionMbu: p.attentionBandwidth / p.weightBandwidth,
+    layerOverhead: p.layerOverheadS,
+    memoryUtilization: 1,
+    activationReserve: 0,
+  };
+  const network: Network = {
+    name: `${p.name}-transport`,
+    aliases: [],
+    source: acc.source,
+    bandwidth: p.transport.bandwidth,
+    latency: p.transport.latencyS,
+  };
+  return { acc, eff, network };
+}
+
+export interface EnginePrediction {
+  /** "colocated": one process runs everything; "disaggregated": model worker + attention workers (Lamina). */
+  readonly mode: "colocated" | "disaggregated";
+  readonly attentionWorkers?: number;
+  /** Concurrent micro-batches in disaggregated mode (2 = ping-pong). */
+  readonly microBatches?: number;
+  readonly maxBatch?: number;
+}
+
+/**
+ * Predicts our engine's decode throughput for `trace` on the profiled machine (prompts prefilled,
+ * i.e. decode only), colocated or disaggregated: the number a calibration benchmark compares
+ * with the measured one.
+ */
+export function predictEngineThroughput(
+  profile: DeviceProfile,
+  model: SimModel,
+  trace: Trace,
+  how: EnginePrediction,
+): SimResult {
+  const { acc, eff, network } = profileToDevice(profile);
+  const catalog: Catalog = { accelerators: [acc], models: [model], networks: [network] };
+  const placement: Placement =
+    how.mode === "colocated"
+      ? { kind: "homogeneous", device: acc.name, tp: 1, replicas: 1 }
+      : {
+          kind: "lamina",
+          modelDevice: acc.name,
+          attentionDevice: acc.name,
+          a: 1,
+          b: how.attentionWorkers ?? 1,
+          microBatches: how.microBatches ?? 2,
+        };
+  return simulate(trace, {
+    model,
+    placement,
+    network,
+    catalog,
+    efficiency: eff,
+    decodeOnly: true,
+    maxBatch: how.maxBatch ?? 64,
+  });
+}
