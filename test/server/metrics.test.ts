@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { EngineStats } from "../../src/engine/api.js";
+import { createMetrics } from "../../src/server/metrics.js";
+import { type LiveServer, startServer } from "./helpers.js";
+
+/** `name{labels} value` lines of a Prometheus text page, as a map. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const i = line.lastIndexOf(" ");
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+describe("GET /metrics (stories260K, real engine)", () => {
+  let s: LiveServer;
+  before(async () => {
+    s = await startServer();
+  });
+  after(() => s.close());
+
+  it("counts requests in the latency histograms and mirrors the engine's token counters", async () => {
+    const before = samples(await (await fetch(`${s.url}/metrics`)).text());
+    assert.equal(before.get("lamina_time_to_first_token_seconds_count"), 0);
+    await Promise.all(
+      [8, 12, 16].map((n) =>
+        s.client.completions.create({
+          model: "stories260K",
+          prompt: "Once upon a time",
+          max_tokens: n,
+          temperature: 0,
+        }),
+      ),
+    );
+    const res = await fetch(`${s.url}/metrics`);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
+    const m = samples(await res.text());
+    assert.equal(m.get("lamina_time_to_first_token_seconds_count"), 3);
+    assert.equal(m.get("lamina_e2e_request_latency_seconds_count"), 3);
+    // One inter-token gap per token after the first.
+    assert.equal(m.get("lamina_inter_token_latency_seconds_count"), 7 + 11 + 15);
+    assert.equal(m.get('lamina_request_finished_total{finish_reason="length"}'), 3);
+    assert.equal(m.get("lamina_generation_tokens_total"), 36);
+    assert.equal(m.get("lamina_prompt_tokens_total"), 15);
+    assert.equal(m.get("lamina_num_requests_running"), 0);
+    assert.equal(m.get('lamina_kv_blocks_used{worker="local"}'), 0);
+    assert.ok((m.get('lamina_kv_blocks_total{worker="local"}') ?? 0) > 0);
+    assert.ok((m.get("lamina_steps_total") ?? 0) >= 16);
+    assert.ok((m.get("lamina_step_model_seconds_total") ?? 0) > 0);
+    assert.ok((m.get("lamina_step_model_seconds") ?? 0) > 0, "per-step model time over the scrape window");
+  });
+
+  it("counts error responses by status", async () => {
+    await fetch(`${s.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{",
+    });
+    const m = samples(await (await fetch(`${s.url}/metrics`)).text());
+    assert.ok((m.get('lamina_http_errors_total{status="400"}') ?? 0) >= 1);
+  });
+});
+
+describe("engine-derived metrics", () => {
+  const stats = (over: Partial<EngineStats>): EngineStats => ({
+    running: 5,
+    waiting: 2,
+    kv: [
+      { worker: "attn-0", usedBlocks: 30, totalBlocks: 100 },
+      { worker: "attn-1", usedBlocks: 10, totalBlocks: 100 },
+    ],
+    preemptions: 4,
+    refused: 7,
+    promptTokens: 1000,
+    generationTokens: 500,
+    timing: { model: 2, attention: 1, transport: 0.5, idle: 0.5, steps: 100 },
+    ...over,
+  });
+
+  it("reports per-worker KV, queue gauges, counters, and per-step times and idle share between scrapes", async () => {
+    let current = stats({});
+    const metrics = createMetrics(() => current);
+    let m = samples(await metrics.registry.metrics());
+    assert.equal(m.get('lamina_kv_blocks_used{worker="attn-0"}'), 30);
+    assert.equal(m.get('lamina_kv_blocks_used{worker="attn-1"}'), 10);
+    assert.equal(m.get('lamina_kv_usage_ratio{worker="attn-0"}'), 0.3);
+    assert.equal(m.get("lamina_num_requests_running"), 5);
+    assert.equal(m.get("lamina_num_requests_waiting"), 2);
+    assert.equal(m.get("lamina_preemptions_total"), 4);
+    assert.equal(m.get("lamina_requests_refused_total"), 7);
+    assert.equal(m.get("lamina_step_model_seconds"), 0.02);
+    assert.equal(m.get("lamina_step_transport_seconds"), 0.005);
+    assert.equal(m.get("lamina_pipeline_idle_ratio"), 0.125);
+    // The next scrape looks only at what happened since the previous one.
+    current = stats({ timing: { model: 3, attention: 2, transport: 0.5, idle: 2.5, steps: 150 } });
+    m = samples(await metrics.registry.metrics());
+    assert.equal(m.get("lamina_step_model_seconds"), 0.02);
+    assert.equal(m.get("lamina_step_attention_seconds"), 0.02);
+    assert.equal(m.get("lamina_pipeline_idle_ratio"), 0.5);
+    assert.equal(m.get("lamina_step_idle_seconds_total"), 2.5);
+  });
+
+  it("reports zeros while the engine is loading", async () => {
+    const m = samples(await createMetrics(() => null).registry.metrics());
+    assert.equal(m.get("lamina_num_requests_running"), 0);
+    assert.equal(m.get("lamina_pipeline_idle_ratio"), 0);
+  });
+});
