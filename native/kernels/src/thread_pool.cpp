@@ -18,7 +18,10 @@ ThreadPool::~ThreadPool() { stop(); }
 
 void ThreadPool::start(int threads) {
   stopping_ = false;
-  for (int i = 1; i < threads; i++) workers_.emplace_back([this] { workerLoop(); });
+  // Workers start from the generation current now: one that reads it later could miss a job
+  // posted before it got going, and the caller would wait for it forever.
+  const uint64_t seen = generation_.load(std::memory_order_acquire);
+  for (int i = 1; i < threads; i++) workers_.emplace_back([this, seen] { workerLoop(seen); });
 }
 
 void ThreadPool::stop() {
@@ -46,8 +49,7 @@ void ThreadPool::drain() {
   }
 }
 
-void ThreadPool::workerLoop() {
-  uint64_t seen = generation_.load(std::memory_order_acquire);
+void ThreadPool::workerLoop(uint64_t seen) {
   for (;;) {
     auto spinStart = std::chrono::steady_clock::now();
     int polls = 0;

@@ -38,7 +38,7 @@ class ThreadPool {
  private:
   void start(int threads);
   void stop();
-  void workerLoop();
+  void workerLoop(uint64_t seen);
   void drain();
 
   std::vector<std::thread> workers_;

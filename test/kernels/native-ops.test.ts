@@ -1,0 +1,156 @@
+// The native kernels against the reference on odd shapes (sizes that are not multiples of any
+// vector width, batches 1/3/17/256), every weight dtype, and every variant this CPU runs.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import type { DType } from "../../src/model/tensor.js";
+import { assertClose, randomF32, randomTensor, rng } from "./fixtures.js";
+import { forEachVariant, nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+const DTYPES: DType[] = ["f32", "bf16", "f16"];
+
+test("the addon reports the variants this CPU supports, portable always among them", () => {
+  const info = native.info();
+  assert.ok(info.supported.includes("portable"));
+  assert.equal(info.variant, info.supported[0]);
+  assert.match(native.describe(), new RegExp(`native ${info.variant}`));
+});
+
+test("matmul matches the reference for every dtype, batch and variant", () => {
+  const rand = rng(1);
+  const shapes: [number, number][] = [
+    [37, 131],
+    [5, 17],
+    [64, 16],
+  ];
+  for (const dtype of DTYPES) {
+    for (const [rows, cols] of shapes) {
+      const wt = randomTensor("w", dtype, [rows, cols], rand);
+      const wRef = ref.prepareWeight(wt);
+      const wNat = native.prepareWeight(wt);
+      const bias = randomF32(rows, rand);
+      for (const n of [1, 3, 17, 256]) {
+        const x = randomF32(n * cols, rand);
+        const expected = new Float32Array(n * rows);
+        ref.matmul(expected, x, wRef, n, n % 2 ? bias : undefined);
+        forEachVariant(native, (v) => {
+          const out = new Float32Array(n * rows).fill(Number.NaN);
+          native.matmul(out, x, wNat, n, n % 2 ? bias : undefined);
+          assertClose(out, expected, `matmul ${v} ${dtype} ${rows}x${cols} batch ${n}`);
+        });
+      }
+    }
+  }
+});
+
+test("a threaded matmul gives the same result with 1 and 3 threads", () => {
+  const rand = rng(2);
+  const wt = randomTensor("w", "bf16", [515, 257], rand);
+  const w = native.prepareWeight(wt);
+  for (const n of [1, 17]) {
+    const x = randomF32(n * 257, rand);
+    const expected = new Float32Array(n * 515);
+    ref.matmul(expected, x, ref.prepareWeight(wt), n);
+    try {
+      for (const threads of [1, 3]) {
+        native.setThreads(threads);
+        const out = new Float32Array(n * 515);
+        native.matmul(out, x, w, n);
+        assertClose(out, expected, `matmul ${threads} threads batch ${n}`);
+      }
+    } finally {
+      native.setThreads(2);
+    }
+  }
+});
+
+test("embedding gathers rows from f32/bf16/f16 tables exactly", () => {
+  const rand = rng(3);
+  for (const dtype of DTYPES) {
+    const table = randomTensor("embed", dtype, [50, 37], rand);
+    const tokens = new Int32Array([0, 49, 7, 7, 23]);
+    const expected = new Float32Array(5 * 37);
+    ref.embedding(expected, table, tokens, 5);
+    forEachVariant(native, (v) => {
+      const out = new Float32Array(5 * 37);
+      native.embedding(out, table, tokens, 5);
+      assert.deepEqual(out, expected, `embedding ${v} ${dtype}`);
+    });
+  }
+});
+
+test("rmsnorm, rope, siluMul, add, softmax and logSoftmax match the reference", () => {
+  const rand = rng(4);
+  const nTok = 3;
+  const dim = 67;
+  const nHeads = 3;
+  const headDim = 22;
+  const maxPos = 40;
+  const cos = randomF32(maxPos * (headDim / 2), rand);
+  const sin = randomF32(maxPos * (headDim / 2), rand);
+  const positions = new Int32Array([0, 39, 12]);
+  const x = randomF32(nTok * dim, rand, 3);
+  const y = randomF32(nTok * dim, rand, 3);
+  const weight = randomF32(dim, rand);
+  const big = randomF32(2 * 1003, rand, 20);
+  forEachVariant(native, (v) => {
+    const run = (
+      fn: (b: typeof ref | typeof native, out: Float32Array) => void,
+      size: number,
+      what: string,
+    ) => {
+      const e = new Float32Array(size);
+      const a = new Float32Array(size);
+      fn(ref, e);
+      fn(native, a);
+      assertClose(a, e, `${what} ${v}`);
+    };
+    run((b, o) => b.rmsnorm(o, x, weight, nTok, dim, 1e-5), nTok * dim, "rmsnorm");
+    run((b, o) => b.siluMul(o, x, y, nTok * dim), nTok * dim, "siluMul");
+    run((b, o) => b.add(o, x, y, nTok * dim), nTok * dim, "add");
+    run(
+      (b, o) => {
+        o.set(x.subarray(0, nTok * nHeads * headDim));
+        b.rope(o, positions, nTok, nHeads, headDim, cos, sin);
+      },
+      nTok * nHeads * headDim,
+      "rope",
+    );
+    run(
+      (b, o) => {
+        o.set(big);
+        b.softmax(o, 2, 1003);
+      },
+      big.length,
+      "softmax",
+    );
+    run((b, o) => b.logSoftmax(o, big, 2, 1003), big.length, "logSoftmax");
+    // Aliased in-place forms the contract allows.
+    const inPlace = Float32Array.from(x);
+    native.rmsnorm(inPlace, inPlace, weight, nTok, dim, 1e-5);
+    const e = new Float32Array(nTok * dim);
+    ref.rmsnorm(e, x, weight, nTok, dim, 1e-5);
+    assertClose(inPlace, e, `rmsnorm in place ${v}`);
+    const ls = Float32Array.from(big);
+    native.logSoftmax(ls, ls, 2, 1003);
+    const le = new Float32Array(big.length);
+    ref.logSoftmax(le, big, 2, 1003);
+    assertClose(ls, le, `logSoftmax in place ${v}`);
+  });
+});
+
+test("siluMul and softmax stay finite on large magnitudes", () => {
+  const g = new Float32Array([-120, -50, 50, 120, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const up = new Float32Array(g.length).fill(1);
+  const out = new Float32Array(g.length);
+  native.siluMul(out, g, up, g.length);
+  for (const [i, v] of out.entries()) assert.ok(Number.isFinite(v), `silu[${i}] = ${v}`);
+  assert.ok(Math.abs(out[3]! - 120) < 1e-4);
+  const x = new Float32Array(33).fill(-1e30);
+  x[5] = 1e30;
+  native.softmax(x, 1, 33);
+  assert.equal(x[5], 1);
+  assert.equal(x[0], 0);
+});
