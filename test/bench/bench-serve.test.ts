@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Command, CommanderError } from "commander";
+import { registerBenchCommand } from "../../src/bench/command.js";
+import { DEFAULT_DATASET_FILES } from "../../src/bench/datasets.js";
+import { type BenchServeOptions, benchServe } from "../../src/bench/runner.js";
+import { sharedDataPath } from "../../src/util/shared-data.js";
+import { type LiveServer, startServer } from "../server/helpers.js";
+
+describe("lamina bench serve against a live server (stories260K, real engine)", () => {
+  let s: LiveServer;
+  let dir: string;
+  before(async () => {
+    s = await startServer();
+    dir = mkdtempSync(path.join(os.tmpdir(), "lamina-bench-"));
+  });
+  after(async () => {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const base = (over: Partial<BenchServeOptions>): BenchServeOptions => ({
+    baseUrl: s.url,
+    dataset: "random",
+    burstiness: 1,
+    traceSpeedup: 1,
+    numPrompts: 12,
+    warmup: 0,
+    seed: 0,
+    slo: null,
+    outputLen: 16,
+    random: { inputLen: 64, outputLen: 16, rangeRatio: 0 },
+    progress: false,
+    log: () => {},
+    ...over,
+  });
+
+  it("random dataset: exact prompt and output lengths, metrics, JSON and a table", async () => {
+    const resultJson = path.join(dir, "random.json");
+    const r = await benchServe(
+      base({
+        maxConcurrency: 4,
+        warmup: 2,
+        resultJson,
+        slo: { ttft: 60_000, tpot: 60_000 },
+        baseUrl: `${s.url}/v1/`,
+      }),
+    );
+    assert.equal(r.metrics.completed, 12);
+    assert.equal(r.metrics.failed, 0);
+    // Prompts are synthesised in the server's own tokens, so the server counts exactly 64.
+    assert.deepEqual(
+      r.outcomes.map((o) => o.promptTokens),
+      new Array(12).fill(64),
+    );
+    assert.deepEqual(
+      r.outcomes.map((o) => o.outputTokens),
+      new Array(12).fill(16),
+    );
+    for (const o of r.outcomes) {
+      assert.ok(o.ttft > 0 && o.latency >= o.ttft);
+      assert.ok(o.itl.length >= 1 && o.itl.length <= 15);
+    }
+    assert.equal(r.metrics.total_output_tokens, 192);
+    assert.ok(r.metrics.output_throughput > 0);
+    assert.equal(
+      r.metrics.request_goodput,
+      r.metrics.request_throughput,
+      "a generous SLO counts every request",
+    );
+    const json = JSON.parse(readFileSync(resultJson, "utf8"));
+    assert.equal(json.completed, 12);
+    assert.equal(json.model_id, "stories260K");
+    assert.equal(json.max_context, 512);
+    assert.equal(json.ttfts.length, 12);
+    assert.match(r.report, /Serving Benchmark Result/);
+    assert.match(r.report, /Successful requests:\s+12/);
+    assert.match(r.report, /Mean TPOT \(ms\):/);
+  });
+
+  it("Azure conversation trace at a Poisson rate, clamped to the model's 512-token context", async () => {
+    const r = await benchServe(
+      base({
+        dataset: "azure-conv",
+        datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES["azure-conv"]),
+        numPrompts: 6,
+        requestRate: 40,
+      }),
+    );
+    assert.equal(r.metrics.completed, 6);
+    // The first trace rows are (374, 44), (396, 109): both fit and keep their lengths.
+    assert.deepEqual(
+      r.outcomes.slice(0, 2).map((o) => [o.promptTokens, o.outputTokens]),
+      [
+        [374, 44],
+        [396, 109],
+      ],
+    );
+    for (const o of r.outcomes) assert.ok(o.promptTokens + o.outputTokens <= 512);
+  });
+
+  it("Mooncake trace replayed on its timestamps (sped up) and ShareGPT text prompts", async () => {
+    const mooncake = await benchServe(
+      base({
+        dataset: "mooncake",
+        datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES.mooncake),
+        numPrompts: 4,
+        traceSpeedup: 1000,
+        maxContext: 128,
+      }),
+    );
+    assert.equal(mooncake.metrics.completed, 4);
+    assert.equal(mooncake.json.request_rate, "trace");
+    // (6758, 500) clamped to 128: output 64, prompt 64.
+    assert.deepEqual([mooncake.outcomes[0]!.promptTokens, mooncake.outcomes[0]!.outputTokens], [64, 64]);
+    const sharegpt = await benchServe(
+      base({
+        dataset: "sharegpt",
+        datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES.sharegpt),
+        numPrompts: 4,
+        outputLen: 8,
+      }),
+    );
+    assert.equal(sharegpt.metrics.completed, 4);
+    assert.ok(sharegpt.outcomes.every((o) => o.outputTokens === 8 && o.promptTokens > 1));
+  });
+
+  it("clamps to the model's context even when --max-context is larger", async () => {
+    const r = await benchServe(
+      base({ numPrompts: 3, random: { inputLen: 600, outputLen: 4, rangeRatio: 0 }, maxContext: 4096 }),
+    );
+    assert.equal(r.metrics.completed, 3);
+    assert.deepEqual(
+      r.outcomes.map((o) => [o.promptTokens, o.outputTokens]),
+      [
+        [508, 4],
+        [508, 4],
+        [508, 4],
+      ],
+    );
+  });
+});
+
+describe("lamina bench serve against a saturated server (max 1 running, 1 waiting)", () => {
+  let s: LiveServer;
+  before(async () => {
+    s = await startServer({
+      model: sharedDataPath("models", "stories260K", "stories260K.bin"),
+      maxRunning: 1,
+      maxWaiting: 1,
+    });
+  });
+  after(() => s.close());
+
+  it("records refused requests as failures with their HTTP status instead of crashing", async () => {
+    const r = await benchServe({
+      baseUrl: s.url,
+      dataset: "random",
+      burstiness: 1,
+      traceSpeedup: 1,
+      numPrompts: 6,
+      warmup: 0,
+      seed: 0,
+      slo: null,
+      outputLen: 1,
+      random: { inputLen: 8, outputLen: 150, rangeRatio: 0 },
+      progress: false,
+      log: () => {},
+    });
+    assert.ok(r.metrics.failed >= 1, `failed ${r.metrics.failed}`);
+    assert.ok(r.metrics.completed >= 2, `completed ${r.metrics.completed}`);
+    assert.equal(r.metrics.completed + r.metrics.failed, 6);
+    const errors = r.json.errors as string[];
+    assert.equal(errors.length, r.metrics.failed);
+    for (const e of errors) assert.match(e, /^HTTP 429/);
+  });
+});
+
+describe("lamina bench serve flags", () => {
+  async function parse(args: string[]) {
+    const program = new Command("lamina")
+      .exitOverride()
+      .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    const bench = registerBenchCommand(program);
+    bench.exitOverride();
+    for (const c of bench.commands) c.exitOverride();
+    return program.parseAsync(["node", "lamina", "bench", "serve", ...args]);
+  }
+
+  it("rejects bad values with a message naming the flag", async () => {
+    const cases: [string[], RegExp][] = [
+      [["--dataset", "random"], /--base-url/],
+      [["--base-url", "http://x", "--dataset", "imagenet"], /--dataset/],
+      [
+        ["--base-url", "http://x", "--dataset", "random", "--request-rate", "-3"],
+        /--request-rate must be a positive number/,
+      ],
+      [
+        ["--base-url", "http://x", "--dataset", "random", "--num-prompts", "0"],
+        /--num-prompts must be an integer ≥ 1/,
+      ],
+      [
+        ["--base-url", "http://x", "--dataset", "random", "--burstiness", "0"],
+        /--burstiness must be a positive number/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      await assert.rejects(
+        parse(args),
+        (err: unknown) => err instanceof CommanderError && message.test(err.message),
+        args.join(" "),
+      );
+    }
+    await assert.rejects(
+      parse(["--base-url", "http://x", "--dataset", "random", "--goodput", "ttft=1"]),
+      /'ttft=1' is not/,
+    );
+  });
+
+  it("fails clearly when the server cannot be reached", async () => {
+    await assert.rejects(
+      benchServe({
+        baseUrl: "http://127.0.0.1:1",
+        dataset: "random",
+        burstiness: 1,
+        traceSpeedup: 1,
+        numPrompts: 1,
+        warmup: 0,
+        seed: 0,
+        slo: null,
+        outputLen: 1,
+        random: { inputLen: 4, outputLen: 4, rangeRatio: 0 },
+        progress: false,
+        log: () => {},
+      }),
+      /cannot reach http:\/\/127\.0\.0\.1:1\/v1\/models/,
+    );
+  });
+});

@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import {
+  clampToContext,
+  DEFAULT_DATASET_FILES,
+  loadDataset,
+  parseAzureCsv,
+  parseAzureTimestamp,
+  parseMooncakeJsonl,
+  parseShareGpt,
+  randomDataset,
+  takeWrapping,
+} from "../../src/bench/datasets.js";
+import { BenchRng } from "../../src/bench/rng.js";
+import { sharedDataPath } from "../../src/util/shared-data.js";
+
+const random = { inputLen: 100, outputLen: 20, rangeRatio: 0 };
+
+describe("bench datasets", () => {
+  it("parses Azure CSV rows with timestamps relative to the first, 100 ns digits kept", () => {
+    const csv =
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:16:00.0000000,10,0\n";
+    const r = parseAzureCsv(csv);
+    assert.equal(r.length, 3);
+    assert.deepEqual(
+      r.map((x) => [x.promptLen, x.outputLen]),
+      [
+        [374, 44],
+        [396, 109],
+        [10, 1],
+      ],
+    );
+    assert.equal(r[0]!.timestamp, 0);
+    assert.ok(Math.abs(r[1]!.timestamp! - 4.314579) < 1e-6);
+    assert.equal(parseAzureTimestamp("2023-11-16 18:15:46.5"), Date.UTC(2023, 10, 16, 18, 15, 46, 500));
+    assert.throws(
+      () => parseAzureCsv("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,2\n", "x.csv"),
+      /x\.csv: line 2/,
+    );
+    assert.throws(() => parseAzureCsv("when,ctx\n"), /lacks column TIMESTAMP/);
+  });
+
+  it("reads the shared Azure traces: the conversation trace's first requests and its mean lengths", () => {
+    const conv = parseAzureCsv(readFileSync(sharedDataPath(...DEFAULT_DATASET_FILES["azure-conv"]), "utf8"));
+    assert.deepEqual([conv[0]!.promptLen, conv[0]!.outputLen], [374, 44]);
+    assert.ok(conv.length > 10_000);
+    const meanPrompt = conv.reduce((s, r) => s + r.promptLen, 0) / conv.length;
+    // The published trace statistics: mean prompt ≈ 1155 tokens for conversations.
+    assert.ok(meanPrompt > 900 && meanPrompt < 1400, `mean prompt ${meanPrompt}`);
+    for (let i = 1; i < conv.length; i++) assert.ok(conv[i]!.timestamp! >= conv[i - 1]!.timestamp!);
+    const code = parseAzureCsv(readFileSync(sharedDataPath(...DEFAULT_DATASET_FILES["azure-code"]), "utf8"));
+    assert.deepEqual([code[0]!.promptLen, code[0]!.outputLen], [4808, 10]);
+  });
+
+  it("parses Mooncake JSONL (ms timestamps) and rejects malformed lines", () => {
+    const text =
+      '{"timestamp": 0, "input_length": 6758, "output_length": 500, "hash_ids": [0]}\n\n{"timestamp": 2500, "input_length": 10, "output_length": 3, "hash_ids": []}\n';
+    assert.deepEqual(parseMooncakeJsonl(text), [
+      { promptLen: 6758, outputLen: 500, timestamp: 0 },
+      { promptLen: 10, outputLen: 3, timestamp: 2.5 },
+    ]);
+    assert.throws(() => parseMooncakeJsonl('{"timestamp": 0}\n', "m.jsonl"), /m\.jsonl: line 1/);
+    assert.throws(() => parseMooncakeJsonl("not json\n", "m.jsonl"), /line 1 is not JSON/);
+    const shared = parseMooncakeJsonl(
+      readFileSync(sharedDataPath(...DEFAULT_DATASET_FILES.mooncake), "utf8"),
+    );
+    assert.deepEqual(shared[0], { promptLen: 6758, outputLen: 500, timestamp: 0 });
+  });
+
+  it("takes ShareGPT's first human turn, skipping conversations without one", () => {
+    const json = JSON.stringify([
+      { id: "a", conversations: [{ from: "human", value: "Hello there" }] },
+      { id: "b", conversations: [{ from: "gpt", value: "only a reply" }] },
+      { id: "c", conversations: [] },
+      { id: "d", conversations: [{ from: "human", value: "Second" }] },
+    ]);
+    assert.deepEqual(parseShareGpt(json, 64), [
+      { promptText: "Hello there", promptLen: 0, outputLen: 64 },
+      { promptText: "Second", promptLen: 0, outputLen: 64 },
+    ]);
+    assert.throws(() => parseShareGpt("{}", 1), /expected a JSON array/);
+    const shared = loadDataset("sharegpt", {
+      path: sharedDataPath(...DEFAULT_DATASET_FILES.sharegpt),
+      numPrompts: 50,
+      outputLen: 32,
+      random,
+      seed: 1,
+    });
+    assert.equal(shared.length, 50);
+    assert.ok(shared.every((r) => typeof r.promptText === "string" && r.promptText.length > 0));
+  });
+
+  it("random lengths stay within ±ratio of the mean and are reproducible from the seed", () => {
+    const o = { inputLen: 200, outputLen: 50, rangeRatio: 0.25 };
+    const a = randomDataset(500, o, new BenchRng(5));
+    const b = randomDataset(500, o, new BenchRng(5));
+    assert.deepEqual(a, b);
+    for (const r of a) {
+      assert.ok(r.promptLen >= 150 && r.promptLen <= 250, String(r.promptLen));
+      assert.ok(r.outputLen >= 37 && r.outputLen <= 63, String(r.outputLen));
+    }
+    assert.ok(new Set(a.map((r) => r.promptLen)).size > 50);
+    assert.deepEqual(randomDataset(3, random, new BenchRng(1)), [
+      { promptLen: 100, outputLen: 20 },
+      { promptLen: 100, outputLen: 20 },
+      { promptLen: 100, outputLen: 20 },
+    ]);
+  });
+
+  it("a short trace wraps around with its timestamps shifted past the previous lap", () => {
+    const trace = [
+      { promptLen: 1, outputLen: 1, timestamp: 0 },
+      { promptLen: 2, outputLen: 1, timestamp: 2 },
+    ];
+    assert.deepEqual(
+      takeWrapping(trace, 5).map((r) => r.timestamp),
+      [0, 2, 3, 5, 6],
+    );
+  });
+
+  it("clamps prompt + output to the context: output up to half of it, the prompt cut to fit", () => {
+    assert.deepEqual(clampToContext({ promptLen: 100, outputLen: 50 }, 512), {
+      promptLen: 100,
+      outputLen: 50,
+    });
+    assert.deepEqual(clampToContext({ promptLen: 6758, outputLen: 500 }, 512), {
+      promptLen: 256,
+      outputLen: 256,
+    });
+    assert.deepEqual(clampToContext({ promptLen: 4808, outputLen: 10 }, 512), {
+      promptLen: 502,
+      outputLen: 10,
+    });
+    assert.deepEqual(clampToContext({ promptLen: 3, outputLen: 900 }, 512), { promptLen: 3, outputLen: 256 });
+  });
+});
