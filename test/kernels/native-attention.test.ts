@@ -1,0 +1,199 @@
+// Paged attention, kvWrite and mergeAttention: native against the reference over random block
+// tables, ragged ranges, GQA and MHA, every KV dtype and every variant this CPU runs.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import type { DType } from "../../src/model/tensor.js";
+import {
+  assertClose,
+  emptyCache,
+  fillCache,
+  type PagedLayout,
+  pagedLayout,
+  randomF32,
+  rng,
+} from "./fixtures.js";
+import { forEachVariant, nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+const KV_DTYPES: DType[] = ["f32", "bf16", "f16"];
+
+interface Case {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  blockSize: number;
+}
+
+const CASES: Case[] = [
+  { nHeads: 6, nKvHeads: 2, headDim: 20, blockSize: 16 }, // GQA, group 3, odd head size
+  { nHeads: 3, nKvHeads: 3, headDim: 64, blockSize: 5 }, // MHA, small odd blocks
+  { nHeads: 28, nKvHeads: 4, headDim: 128, blockSize: 32 }, // group 7 (Qwen2-7B-like)
+];
+
+/** Query tokens over three sequences: a decode, a causal prefill chunk, a sub-range, an empty range. */
+function ragged(layout: PagedLayout) {
+  const qSeq: number[] = [];
+  const start: number[] = [];
+  const end: number[] = [];
+  const add = (s: number, a: number, b: number) => {
+    qSeq.push(s);
+    start.push(a);
+    end.push(b);
+  };
+  add(0, 0, layout.seqLens[0]!);
+  for (let p = layout.seqLens[1]! - 9; p < layout.seqLens[1]!; p++) add(1, 0, p + 1);
+  add(2, 2, layout.seqLens[2]!);
+  add(2, 3, 3);
+  return {
+    qSeq: new Int32Array(qSeq),
+    ctxStart: new Int32Array(start),
+    ctxEnd: new Int32Array(end),
+    n: qSeq.length,
+  };
+}
+
+function setup(c: Case, dtype: DType, seed: number) {
+  const rand = rng(seed);
+  const layout = pagedLayout([37, 70, 6], c.blockSize, rand);
+  const caches: KvLayerCache[] = [ref, native].map(() =>
+    emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim),
+  );
+  fillCache(ref, caches[0]!, layout, rng(seed + 1));
+  fillCache(native, caches[1]!, layout, rng(seed + 1));
+  const r = ragged(layout);
+  const q = randomF32(r.n * c.nHeads * c.headDim, rand, 2);
+  return { layout, refCache: caches[0]!, natCache: caches[1]!, q, ...r };
+}
+
+function run(
+  b: KernelBackend,
+  cache: KvLayerCache,
+  s: ReturnType<typeof setup>,
+  c: Case,
+  ranges?: { ctxStart: Int32Array; ctxEnd: Int32Array },
+) {
+  const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(Number.NaN);
+  const lse = new Float32Array(s.n * c.nHeads).fill(Number.NaN);
+  const args: AttentionArgs = {
+    out,
+    q: s.q,
+    cache,
+    blockTables: s.layout.blockTables,
+    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+    qSeq: s.qSeq,
+    ctxStart: ranges?.ctxStart ?? s.ctxStart,
+    ctxEnd: ranges?.ctxEnd ?? s.ctxEnd,
+    nTokens: s.n,
+    nHeads: c.nHeads,
+    scale: 1 / Math.sqrt(c.headDim),
+    lse,
+  };
+  b.attention(args);
+  return { out, lse };
+}
+
+test("kvWrite fills the paged cache identically to the reference (bit-exact narrowing)", () => {
+  for (const dtype of KV_DTYPES) {
+    const s = setup(CASES[0]!, dtype, 10);
+    assert.deepEqual(s.natCache.k, s.refCache.k, `${dtype} K`);
+    assert.deepEqual(s.natCache.v, s.refCache.v, `${dtype} V`);
+    // A padding slot (-1) writes nothing.
+    const before = Uint8Array.from(new Uint8Array(s.natCache.k.buffer));
+    const w = CASES[0]!.nKvHeads * CASES[0]!.headDim;
+    native.kvWrite(s.natCache, randomF32(w, rng(1)), randomF32(w, rng(2)), new Int32Array([-1]), 1);
+    assert.deepEqual(new Uint8Array(s.natCache.k.buffer), before);
+  }
+});
+
+test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype and variant)", () => {
+  for (const [ci, c] of CASES.entries()) {
+    for (const dtype of KV_DTYPES) {
+      const s = setup(c, dtype, 100 + ci);
+      const expected = run(ref, s.refCache, s, c);
+      forEachVariant(native, (v) => {
+        const got = run(native, s.natCache, s, c);
+        const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
+        assertClose(got.out, expected.out, `out ${what}`);
+        assertClose(got.lse, expected.lse, `lse ${what}`);
+      });
+      // The empty range: zeros and -Infinity.
+      const last = run(native, s.natCache, s, c);
+      const row = (s.n - 1) * c.nHeads;
+      assert.equal(last.lse[row], Number.NEGATIVE_INFINITY);
+      assert.equal(last.out[row * c.headDim], 0);
+    }
+  }
+});
+
+test("merging two disjoint key ranges with their lse equals attention over the whole range", () => {
+  const c = CASES[0]!;
+  for (const dtype of ["f32", "bf16"] as const) {
+    const s = setup(c, dtype, 200);
+    for (const [b, cache] of [
+      [ref, s.refCache],
+      [native, s.natCache],
+    ] as const) {
+      const full = run(b, cache, s, c);
+      // Split every token's range at its midpoint; some halves are empty.
+      const mid = s.ctxStart.map((a, i) => a + Math.floor((s.ctxEnd[i]! - a) / 2));
+      const first = run(b, cache, s, c, { ctxStart: s.ctxStart, ctxEnd: mid });
+      const second = run(b, cache, s, c, { ctxStart: mid, ctxEnd: s.ctxEnd });
+      b.mergeAttention(first.out, first.lse, second.out, second.lse, s.n, c.nHeads, c.headDim);
+      assertClose(first.out, full.out, `${b.name} ${dtype} merged out`, 2e-5);
+      assertClose(first.lse, full.lse, `${b.name} ${dtype} merged lse`, 2e-5);
+    }
+  }
+});
+
+test("mergeAttention matches the reference, including rows where one side is empty", () => {
+  const rand = rng(300);
+  const nTokens = 5;
+  const nHeads = 3;
+  const headDim = 37;
+  const outA = randomF32(nTokens * nHeads * headDim, rand);
+  const outB = randomF32(nTokens * nHeads * headDim, rand);
+  const lseA = randomF32(nTokens * nHeads, rand, 5);
+  const lseB = randomF32(nTokens * nHeads, rand, 5);
+  lseA[1] = Number.NEGATIVE_INFINITY;
+  lseB[4] = Number.NEGATIVE_INFINITY;
+  lseA[7] = Number.NEGATIVE_INFINITY;
+  lseB[7] = Number.NEGATIVE_INFINITY;
+  const eOut = Float32Array.from(outA);
+  const eLse = Float32Array.from(lseA);
+  ref.mergeAttention(eOut, eLse, outB, lseB, nTokens, nHeads, headDim);
+  forEachVariant(native, (v) => {
+    const o = Float32Array.from(outA);
+    const l = Float32Array.from(lseA);
+    native.mergeAttention(o, l, outB, lseB, nTokens, nHeads, headDim);
+    assertClose(o, eOut, `merge out ${v}`);
+    assertClose(l, eLse, `merge lse ${v}`);
+  });
+});
+
+test("attention rejects block tables and ranges that point outside the cache", () => {
+  const c = CASES[0]!;
+  const s = setup(c, "f32", 400);
+  for (const b of [ref, native]) {
+    const cache = b === ref ? s.refCache : s.natCache;
+    const bad = Int32Array.from(s.layout.blockTables);
+    bad[0] = s.layout.numBlocks; // first block of sequence 0
+    assert.throws(
+      () => run(b, cache, { ...s, layout: { ...s.layout, blockTables: bad } }, c),
+      { name: "RangeError" },
+      `${b.name}: bad block id`,
+    );
+    const tooFar = Int32Array.from(s.ctxEnd);
+    tooFar[0] = s.layout.maxBlocksPerSeq * c.blockSize + 1;
+    assert.throws(() => run(b, cache, s, c, { ctxStart: s.ctxStart, ctxEnd: tooFar }), {
+      name: "RangeError",
+    });
+    assert.throws(
+      () => run(b, cache, { ...s, q: new Float32Array(3) }, c),
+      { name: "TypeError", message: /attention: q has 3 elements/ },
+      `${b.name}: short q`,
+    );
+  }
+});
