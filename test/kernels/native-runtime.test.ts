@@ -1,0 +1,154 @@
+// Loading and running the native kernels: variant override through the environment (in child
+// processes), worker threads on shared memory, backend selection, and argument errors.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { kernelReport, loadKernelBackend } from "../../src/kernels/index.js";
+import { NativeBackend } from "../../src/kernels/native.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import { assertClose, emptyCache, randomF32, randomTensor, rng } from "./fixtures.js";
+import { nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+const indexUrl = new URL("../../src/kernels/index.js", import.meta.url).href;
+
+/** Runs a bf16 matmul in a fresh process with the given environment; returns its report. */
+function childMatmul(env: Record<string, string>): { variant: string; reason: string; out: number[] } {
+  const script = `
+    import { loadKernelBackend } from ${JSON.stringify(indexUrl)};
+    const b = loadKernelBackend({ backend: "native" });
+    let s = 7;
+    const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+    const w = new Uint16Array(19 * 45).map(() => (new Uint32Array(new Float32Array([rand()]).buffer)[0] >>> 16));
+    const x = new Float32Array(3 * 45).map(rand);
+    const out = new Float32Array(3 * 19);
+    b.matmul(out, x, b.prepareWeight({ name: "w", dtype: "bf16", shape: [19, 45], data: w }), 3);
+    const i = b.info();
+    console.log(JSON.stringify({ variant: i.variant, reason: i.reason, out: Array.from(out) }));
+  `;
+  const res = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+  });
+  assert.equal(res.status, 0, res.stderr);
+  return JSON.parse(res.stdout.trim().split("\n").at(-1)!);
+}
+
+test("LAMINA_KERNEL_VARIANT forces each supported variant, and all agree", () => {
+  const { supported } = native.info();
+  const results = supported.map((v) => ({ v, r: childMatmul({ LAMINA_KERNEL_VARIANT: v }) }));
+  for (const { v, r } of results) {
+    assert.equal(r.variant, v);
+    assert.match(r.reason, /forced by LAMINA_KERNEL_VARIANT/);
+    assertClose(r.out, results[0]!.r.out, `variant ${v}`);
+  }
+  const bogus = childMatmul({ LAMINA_KERNEL_VARIANT: "sse9" });
+  assert.equal(bogus.variant, supported[0]);
+  assert.match(bogus.reason, /sse9 is unknown or unsupported/);
+});
+
+test("the addon loads in worker threads and works on SharedArrayBuffer data", async () => {
+  const rand = rng(5);
+  const w = randomTensor("w", "f16", [300, 259], rand);
+  const nTokens = 5;
+  const x = randomF32(nTokens * 259, rand);
+  const expected = new Float32Array(nTokens * 300);
+  ref.matmul(expected, x, ref.prepareWeight(w), nTokens);
+  const probe = fileURLToPath(new URL("./worker-probe.js", import.meta.url));
+  const outs = [0, 1].map(() => new Float32Array(new SharedArrayBuffer(nTokens * 300 * 4)));
+  const variants = await Promise.all(
+    outs.map(
+      (out) =>
+        new Promise<string>((resolve, reject) => {
+          const worker = new Worker(probe, { workerData: { w, x, out, nTokens } });
+          worker.once("message", (m: { variant: string }) => resolve(m.variant));
+          worker.once("error", reject);
+        }),
+    ),
+  );
+  for (const [i, out] of outs.entries()) assertClose(out, expected, `worker ${i}`);
+  assert.deepEqual(variants, [native.info().variant, native.info().variant]);
+  // The main thread's instance is unaffected by the workers' instances being torn down.
+  const out = new Float32Array(nTokens * 300);
+  native.matmul(out, x, native.prepareWeight(w), nTokens);
+  assertClose(out, expected, "main thread after workers");
+});
+
+test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () => {
+  const saved = process.env.LAMINA_BACKEND;
+  try {
+    delete process.env.LAMINA_BACKEND;
+    assert.ok(loadKernelBackend() instanceof NativeBackend, "auto picks native when it loads");
+    assert.ok(loadKernelBackend({ backend: "reference" }) instanceof ReferenceBackend);
+    assert.throws(() => loadKernelBackend({ threads: 0 }), RangeError);
+    process.env.LAMINA_BACKEND = "reference";
+    assert.ok(loadKernelBackend({ backend: "native" }) instanceof ReferenceBackend, "the environment wins");
+    assert.equal(kernelReport().variant, "reference");
+    process.env.LAMINA_BACKEND = "gpu";
+    assert.throws(() => loadKernelBackend(), /LAMINA_BACKEND must be one of/);
+  } finally {
+    if (saved === undefined) delete process.env.LAMINA_BACKEND;
+    else process.env.LAMINA_BACKEND = saved;
+  }
+  const r = kernelReport();
+  assert.equal(r.variant, native.info().variant);
+  assert.ok(r.addonPath?.endsWith("lamina_kernels.node"));
+  assert.ok(r.threads >= 1);
+  assert.ok(Array.isArray(r.cpu));
+});
+
+test("native entry points throw a TypeError/RangeError naming the bad argument", () => {
+  const w = native.prepareWeight(randomTensor("w", "f32", [4, 8], rng(6)));
+  assert.throws(() => native.matmul(new Float32Array(3), new Float32Array(8), w, 1), {
+    name: "TypeError",
+    message: /matmul: out has 3 elements, needs at least 4/,
+  });
+  assert.throws(
+    () => native.matmul(new Float32Array(4), new Uint16Array(8) as unknown as Float32Array, w, 1),
+    { name: "TypeError", message: /matmul: x must be a Float32Array/ },
+  );
+  assert.throws(
+    () =>
+      native.matmul(
+        new Float32Array(4),
+        new Float32Array(8),
+        ref.prepareWeight(randomTensor("w", "f32", [4, 8], rng(6))),
+        1,
+      ),
+    {
+      name: "TypeError",
+      message: /not prepared by the native backend/,
+    },
+  );
+  const table = randomTensor("embed", "bf16", [10, 4], rng(7));
+  assert.throws(() => native.embedding(new Float32Array(8), table, new Int32Array([3, 10]), 2), {
+    name: "RangeError",
+    message: /embedding: tokens\[1\] = 10/,
+  });
+  const cache = emptyCache("f16", 2, 4, 1, 8);
+  assert.throws(
+    () => native.kvWrite(cache, new Float32Array(8), new Float32Array(8), new Int32Array([8]), 1),
+    {
+      name: "RangeError",
+      message: /kvWrite: slots\[0\] = 8/,
+    },
+  );
+  const mislabeled = { ...cache, k: new Float32Array(64) };
+  assert.throws(
+    () => native.kvWrite(mislabeled, new Float32Array(8), new Float32Array(8), new Int32Array([0]), 1),
+    {
+      name: "TypeError",
+      message: /kvWrite: cache.k must be a Uint16Array/,
+    },
+  );
+  const cos = new Float32Array(4 * 2);
+  assert.throws(() => native.rope(new Float32Array(4), new Int32Array([4]), 1, 1, 4, cos, cos), {
+    name: "RangeError",
+    message: /rope: positions\[0\] = 4/,
+  });
+  assert.throws(() => native.setThreads(0), { name: "TypeError", message: /setThreads: n/ });
+  assert.throws(() => native.selectVariant("mmx"), { name: "RangeError", message: /mmx/ });
+});
