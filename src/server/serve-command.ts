@@ -1,77 +1,38 @@
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
+import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "../cli/engine-flags.js";
+import { intArg } from "../cli/parse.js";
 import type { EngineClient } from "../engine/api.js";
 import { createEngine, type EngineOptions } from "../engine/create.js";
 import { createServer, type LaminaServer } from "./app.js";
-import { byteSize, hostPortList, nonNegativeInt, port, positiveInt } from "./cli-options.js";
 
-interface ServeFlags {
-  model?: string;
-  tokenizer?: string;
+interface ServeFlags extends EngineFlagValues {
   servedModelName?: string;
-  attentionWorkers?: number;
-  attentionWorkerAddrs?: string[];
-  attentionToken?: string;
-  pipelineDepth?: number;
-  partition?: "head" | "request";
+  maxWaiting?: number;
   host: string;
   port: number;
   apiKey?: string;
-  maxRunning?: number;
-  maxWaiting?: number;
-  kvMemory?: number;
-  blockSize?: number;
-  threads?: number;
-  backend?: "auto" | "native" | "reference";
   shutdownGrace: number;
 }
 
-/** Adds `lamina serve`: the engine behind the OpenAI-compatible HTTP server. */
+/**
+ * Adds `lamina serve`: the engine behind the OpenAI-compatible HTTP server. Engine and
+ * placement flags are the ones every engine command shares; the rest are the server's.
+ */
 export function registerServeCommand(program: Command): Command {
-  return program
+  const command = program
     .command("serve")
-    .description("serve a model over an OpenAI-compatible HTTP API (no --model: the built-in demo model)")
-    .option("--model <path|hub-id>", "Hugging Face directory, llama2.c .bin, or ORG/NAME on the Hub")
-    .option("--tokenizer <path>", "tokenizer file for llama2.c checkpoints, if not beside the .bin")
+    .description("serve a model over an OpenAI-compatible HTTP API (no --model: the built-in demo model)");
+  addEngineFlags(command);
+  return command
     .option("--served-model-name <name>", "model id reported by the API")
-    .option(
-      "--attention-workers <n>",
-      "locally spawned attention workers (0 = in-process)",
-      nonNegativeInt("--attention-workers"),
-    )
-    .option(
-      "--attention-worker-addrs <list>",
-      "running attention workers, host:port,...",
-      hostPortList("--attention-worker-addrs"),
-    )
-    .option("--attention-token <secret>", "shared secret for remote attention workers")
-    .option(
-      "--pipeline-depth <n>",
-      "micro-batches in flight (staggered pipelining)",
-      positiveInt("--pipeline-depth"),
-    )
-    .addOption(
-      new Option("--partition <how>", "how KV is split across attention workers").choices([
-        "head",
-        "request",
-      ]),
-    )
+    .option("--max-waiting <n>", "waiting-queue bound; beyond it requests get 429", intArg(0))
     .option("--host <host>", "address to bind", "127.0.0.1")
-    .option("--port <port>", "port to listen on (0 = any free port)", port, 8000)
-    .option("--api-key <key>", "require 'Authorization: Bearer KEY' (default: $LAMINA_API_KEY)")
-    .option("--max-running <n>", "largest running batch", positiveInt("--max-running"))
-    .option(
-      "--max-waiting <n>",
-      "waiting-queue bound; beyond it requests get 429",
-      nonNegativeInt("--max-waiting"),
-    )
-    .option("--kv-memory <size>", "KV cache budget, e.g. 512MiB or 2GiB", byteSize("--kv-memory"))
-    .option("--block-size <tokens>", "KV block size in tokens", positiveInt("--block-size"))
-    .option("--threads <n>", "kernel threads", positiveInt("--threads"))
-    .addOption(new Option("--backend <name>", "kernel backend").choices(["auto", "native", "reference"]))
+    .option("--port <port>", "port to listen on (0 = any free port)", intArg(0, 65535), 8000)
+    .option("--api-key <key>", "require 'Authorization: Bearer KEY' on /v1 (default: $LAMINA_API_KEY)")
     .option(
       "--shutdown-grace <seconds>",
-      "on SIGINT/SIGTERM, how long in-flight requests may finish",
-      positiveInt("--shutdown-grace"),
+      "on SIGINT/SIGTERM, how long in-flight requests may finish before they are cancelled",
+      intArg(1),
       30,
     )
     .action(async (flags: ServeFlags) => {
@@ -80,32 +41,21 @@ export function registerServeCommand(program: Command): Command {
           "--attention-workers and --attention-worker-addrs are exclusive: spawn workers or connect to running ones",
         );
       }
-      await serve(flags);
+      await runServer(flags);
     });
 }
 
 function engineOptions(f: ServeFlags): EngineOptions {
   const o: Record<string, unknown> = {
-    model: f.model,
-    tokenizerPath: f.tokenizer,
+    ...engineOptionsFromFlags(f),
     servedModelName: f.servedModelName,
-    attentionWorkers: f.attentionWorkers,
-    attentionWorkerAddrs: f.attentionWorkerAddrs,
-    attentionToken: f.attentionToken,
-    pipelineDepth: f.pipelineDepth,
-    partition: f.partition,
-    maxRunning: f.maxRunning,
     maxWaiting: f.maxWaiting,
-    kvMemory: f.kvMemory,
-    blockSize: f.blockSize,
-    threads: f.threads,
-    backend: f.backend,
   };
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
   return o as EngineOptions;
 }
 
-async function serve(flags: ServeFlags): Promise<void> {
+async function runServer(flags: ServeFlags): Promise<void> {
   const log = (line: string) => process.stderr.write(`[lamina] ${line}\n`);
   const apiKey = flags.apiKey ?? process.env.LAMINA_API_KEY ?? null;
   const enginePromise = createEngine(engineOptions(flags), log);

@@ -18,14 +18,18 @@ function parse(args: string[]): Promise<unknown> {
 describe("lamina serve flags", () => {
   it("rejects bad values with a message naming the flag", async () => {
     const cases: [string[], RegExp][] = [
-      [["--port", "http"], /--port must be 0\.\.65535/],
-      [["--port", "70000"], /--port must be 0\.\.65535/],
-      [["--max-running", "0"], /--max-running must be a positive integer/],
-      [["--threads", "-2"], /--threads must be a positive integer/],
-      [["--kv-memory", "lots"], /--kv-memory must be a size/],
-      [["--partition", "diagonal"], /--partition.*(head|choices)/],
-      [["--attention-worker-addrs", "nohost"], /--attention-worker-addrs: 'nohost' is not host:port/],
-      [["--pipeline-depth", "1.5"], /--pipeline-depth must be a positive integer/],
+      [["--port", "http"], /'--port <port>' argument 'http' is invalid/],
+      [["--port", "70000"], /'--port <port>' argument '70000' is invalid/],
+      [["--max-running", "0"], /'--max-running <n>' argument '0' is invalid/],
+      [["--threads", "-2"], /'--threads <n>' argument '-2' is invalid/],
+      [["--kv-memory", "lots"], /'--kv-memory <size>' argument 'lots' is invalid.*size such as/],
+      [["--partition", "diagonal"], /'--partition <how>' argument 'diagonal' is invalid.*head, request/],
+      [
+        ["--attention-worker-addrs", "nohost"],
+        /'--attention-worker-addrs <list>'.*"nohost" is not host:port/,
+      ],
+      [["--pipeline-depth", "1.5"], /'--pipeline-depth <n>' argument '1.5' is invalid/],
+      [["--max-waiting", "-1"], /'--max-waiting <n>' argument '-1' is invalid/],
     ];
     for (const [args, message] of cases) {
       await assert.rejects(
