@@ -91,6 +91,8 @@ export interface NativeAddon {
     nHeads: number,
     headDim: number,
   ): void;
+  /** Sums x with every pool thread: a pure streaming read, timed by benchmarks as the bandwidth limit. */
+  streamRead(x: Float32Array): number;
 }
 
 const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -168,6 +170,11 @@ export class NativeBackend implements KernelBackend {
 
   info(): ReturnType<NativeAddon["info"]> {
     return this.addon.info();
+  }
+
+  /** Sums x by streaming it through every thread (the memory-bandwidth yardstick for benchmarks). */
+  streamRead(x: Float32Array): number {
+    return this.addon.streamRead(x);
   }
 
   prepareWeight(w: Tensor): PreparedWeight {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cpu_select.h"
 #include "kernel_table.h"
@@ -105,6 +106,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
                              InstanceMethod("mergeAttention", &Kernels::MergeAttention),
+                             InstanceMethod("streamRead", &Kernels::StreamRead),
                          });
     (void)env;
   }
@@ -365,6 +367,25 @@ class Kernels : public Napi::Addon<Kernels> {
                   [&](int64_t a, int64_t b) { k->merge(outA, lseA, outB, lseB, d, a, b); });
   }
 
+  // streamRead(x): sums x with every pool thread; benchmarks time it as the memory-read limit.
+  Napi::Value StreamRead(const Napi::CallbackInfo& info) {
+    const Span x = array(info, 0, "streamRead", "x", napi_float32_array, 0);
+    const int64_t n = int64_t(x.length);
+    const int64_t nTasks = int64_t(threads()) * 16;
+    const int64_t per = ceilDiv(ceilDiv(n, nTasks), 64) * 64;
+    partials_.assign(size_t(nTasks), 0.0);
+    const float* p = static_cast<const float*>(x.data);
+    const KernelTable* k = table_;
+    pool_->forEach(nTasks, [&](int64_t t) {
+      const int64_t a = std::min(n, t * per);
+      partials_[size_t(t)] = k->streamSum(p, a, std::min(n, a + per));
+    });
+    double s = 0;
+    for (double v : partials_) s += v;
+    return Napi::Number::New(info.Env(), s);
+  }
+
+  std::vector<double> partials_;
   const KernelTable* table_;
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;

@@ -62,6 +62,8 @@ struct KernelTable {
   void (*attention)(const AttnArgs& a, int64_t task0, int64_t task1);
   void (*merge)(float* outA, float* lseA, const float* outB, const float* lseB, int64_t headDim, int64_t r0,
                 int64_t r1);
+  // Sum of x[i0, i1): a pure streaming read, the bandwidth yardstick for benchmarks.
+  double (*streamSum)(const float* x, int64_t i0, int64_t i1);
 };
 
 const KernelTable* table_portable();

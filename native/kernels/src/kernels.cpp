@@ -391,6 +391,20 @@ void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64
   }
 }
 
+double streamSum(const float* x, int64_t i0, int64_t i1) {
+  vf a0 = splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = i0;
+  for (; i + 4 * W <= i1; i += 4 * W) {
+    a0 += loadf(x + i);
+    a1 += loadf(x + i + W);
+    a2 += loadf(x + i + 2 * W);
+    a3 += loadf(x + i + 3 * W);
+  }
+  double s = hsum((a0 + a1) + (a2 + a3));
+  for (; i < i1; i++) s += x[i];
+  return s;
+}
+
 }  // namespace LK_VARIANT
 
 namespace lk {
@@ -404,7 +418,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   static const KernelTable table = {
       LK_STR(LK_VARIANT),    LK_VARIANT::matmul,  LK_VARIANT::embedding, LK_VARIANT::rmsnorm,
       LK_VARIANT::rope,      LK_VARIANT::siluMul, LK_VARIANT::add,       LK_VARIANT::softmax,
-      LK_VARIANT::kvWrite,   LK_VARIANT::attention, LK_VARIANT::merge,
+      LK_VARIANT::kvWrite,   LK_VARIANT::attention, LK_VARIANT::merge, LK_VARIANT::streamSum,
   };
   return &table;
 }

@@ -1,0 +1,113 @@
+// Decode-shaped matrix-vector products (batch 1) on the native kernels, as a share of the DRAM
+// read bandwidth this same run measures with a plain streaming read. Weights rotate through
+// enough matrices that they come from DRAM, not the last-level cache.
+//
+//   node dist/bench/kernels/matvec.js [--rows 4096] [--cols 4096] [--threads 1,2] [--gib 1]
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
+import type { DType, Tensor } from "../../src/model/tensor.js";
+import { allocTensorData, bytesPerElement, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: "string", default: "4096" },
+    cols: { type: "string", default: "4096" },
+    threads: { type: "string", default: "1,2" },
+    gib: { type: "string", default: "1" },
+    variant: { type: "string" },
+  },
+});
+const rows = Number(values.rows);
+const cols = Number(values.cols);
+const threadCounts = values.threads.split(",").map(Number);
+const workingSet = Number(values.gib) * 2 ** 30;
+
+const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
+if (values.variant) backend.selectVariant(values.variant);
+
+/** Best (shortest) of `reps` timings of fn, in seconds. */
+function best(reps: number, fn: () => void): number {
+  let t = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < reps; i++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    t = Math.min(t, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return t;
+}
+
+function weights(dtype: DType, count: number): Tensor[] {
+  const one = dtype === "f32" ? 0.5 : dtype === "bf16" ? f32ToBf16(0.5) : f32ToF16(0.5);
+  return Array.from({ length: count }, (_, i) => {
+    const data = allocTensorData(dtype, rows * cols);
+    data.fill(one); // touches every page
+    return { name: `w${i}`, dtype, shape: [rows, cols], data };
+  });
+}
+
+interface Row {
+  threads: number;
+  what: string;
+  gbPerS: number;
+  pctOfDram: number;
+  usPerCall: number;
+}
+const results: Row[] = [];
+
+const stream = new Float32Array(workingSet / 4).fill(1);
+const x = new Float32Array(cols).fill(1);
+const out = new Float32Array(rows);
+const sets = new Map<DType, Tensor[]>();
+for (const dtype of ["f32", "bf16", "f16"] as const) {
+  const bytes = rows * cols * bytesPerElement(dtype);
+  sets.set(dtype, weights(dtype, Math.max(2, Math.ceil(workingSet / 2 / bytes))));
+}
+
+for (const threads of threadCounts) {
+  backend.setThreads(threads);
+  backend.streamRead(stream);
+  const dram = stream.byteLength / best(5, () => backend.streamRead(stream)) / 1e9;
+  results.push({ threads, what: "stream read (limit)", gbPerS: dram, pctOfDram: 100, usPerCall: Number.NaN });
+  for (const [dtype, ws] of sets) {
+    const prepared = ws.map((w) => backend.prepareWeight(w));
+    const bytes = rows * cols * bytesPerElement(dtype);
+    const pass = () => {
+      for (const w of prepared) backend.matmul(out, x, w, 1);
+    };
+    pass();
+    const t = best(5, pass) / prepared.length;
+    const gb = bytes / t / 1e9;
+    results.push({
+      threads,
+      what: `matvec ${rows}x${cols} ${dtype}`,
+      gbPerS: gb,
+      pctOfDram: (100 * gb) / dram,
+      usPerCall: t * 1e6,
+    });
+  }
+}
+
+console.log(
+  `${backend.describe()}; weights rotate over ${(workingSet / 2 / 2 ** 20).toFixed(0)} MiB per dtype`,
+);
+console.log("threads | what                         |   GB/s | % of stream read | µs/call");
+for (const r of results)
+  console.log(
+    `${String(r.threads).padStart(7)} | ${r.what.padEnd(28)} | ${r.gbPerS.toFixed(1).padStart(6)} | ${r.pctOfDram
+      .toFixed(0)
+      .padStart(16)} | ${Number.isNaN(r.usPerCall) ? "" : r.usPerCall.toFixed(0).padStart(7)}`,
+  );
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const dir = path.join(root, "bench", "results");
+mkdirSync(dir, { recursive: true });
+const file = path.join(dir, "kernels-matvec.json");
+writeFileSync(
+  file,
+  `${JSON.stringify({ backend: backend.describe(), info: backend.info(), rows, cols, workingSetBytes: workingSet, results }, null, 2)}\n`,
+);
+console.log(`wrote ${path.relative(root, file)}`);
