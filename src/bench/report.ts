@@ -1,7 +1,12 @@
 import type { BenchmarkMetrics, Distribution } from "./metrics.js";
+import type { ServerSide } from "./server-metrics.js";
 
 /** The results table printed at the end of `lamina bench serve` (laid out like vLLM's). */
-export function formatReport(m: BenchmarkMetrics, header: Record<string, string | number>): string {
+export function formatReport(
+  m: BenchmarkMetrics,
+  header: Record<string, string | number>,
+  server: ServerSide | null = null,
+): string {
   const lines: string[] = [];
   const width = 52;
   const title = (t: string) => {
@@ -40,6 +45,15 @@ export function formatReport(m: BenchmarkMetrics, header: Record<string, string 
   dist("Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms);
   dist("Inter-token Latency", "ITL", m.itl_ms);
   dist("End-to-end Latency", "E2EL", m.e2el_ms);
+  if (server) {
+    const pct = (x: number | null) => (x === null ? "n/a" : `${(x * 100).toFixed(1)}%`);
+    section("Server side (from /metrics)");
+    row("Engine steps:", server.steps);
+    row("Mean generated tokens per step:", server.mean_tokens_per_step ?? "n/a");
+    row("Engine busy (% of duration):", pct(server.engine_busy_share));
+    row("Pipeline idle (% of step time):", pct(server.pipeline_idle_share));
+    row("Preemptions:", server.preemptions);
+  }
   lines.push("=".repeat(width));
   return lines.join("\n");
 }

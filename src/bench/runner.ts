@@ -12,6 +12,7 @@ import {
 import { type BenchmarkMetrics, computeMetrics, type RequestOutcome, type Slo } from "./metrics.js";
 import { buildJobs, fetchServedModel } from "./prompts.js";
 import { formatReport } from "./report.js";
+import { type ServerSide, scrapeMetrics, serverSide } from "./server-metrics.js";
 
 export interface BenchServeOptions {
   readonly baseUrl: string;
@@ -38,6 +39,8 @@ export interface BenchServeOptions {
 
 export interface BenchServeResult {
   readonly metrics: BenchmarkMetrics;
+  /** What the server's /metrics say it did during the run (null without /metrics). */
+  readonly server: ServerSide | null;
   readonly outcomes: readonly RequestOutcome[];
   readonly report: string;
   readonly json: Record<string, unknown>;
@@ -87,11 +90,15 @@ export async function benchServe(o: BenchServeOptions): Promise<BenchServeResult
   const bar = o.progress
     ? new SingleBar({ stream: process.stderr, hideCursor: true }, Presets.shades_classic)
     : null;
+  const scrapeBefore = await scrapeMetrics(baseUrl, o.apiKey);
   bar?.start(timedJobs.length, 0);
   const outcomes = await dispatch(target, timedJobs, arrivals, o.maxConcurrency, () => bar?.increment());
   bar?.stop();
   const { outcomes: list, durationS } = outcomes;
 
+  const scrapeAfter = scrapeBefore ? await scrapeMetrics(baseUrl, o.apiKey) : null;
+  const server: ServerSide | null =
+    scrapeBefore && scrapeAfter ? serverSide(scrapeBefore, scrapeAfter, durationS) : null;
   const metrics = computeMetrics(list, durationS, o.slo);
   const header: Record<string, string | number> = {
     Model: served.id,
@@ -99,7 +106,7 @@ export async function benchServe(o: BenchServeOptions): Promise<BenchServeResult
     Arrivals: arrivalLabel,
     "Max concurrency": o.maxConcurrency ?? "unlimited",
   };
-  const report = formatReport(metrics, header);
+  const report = formatReport(metrics, header, server);
   const failures = list.filter((x) => !x.success).map((x) => x.error ?? "unknown");
   const json: Record<string, unknown> = {
     date: new Date().toISOString(),
@@ -116,6 +123,7 @@ export async function benchServe(o: BenchServeOptions): Promise<BenchServeResult
     seed: o.seed,
     goodput_slo_ms: o.slo,
     ...metrics,
+    server,
     input_lens: list.map((x) => x.promptTokens),
     output_lens: list.map((x) => x.outputTokens),
     ttfts: list.map((x) => x.ttft),
@@ -124,7 +132,7 @@ export async function benchServe(o: BenchServeOptions): Promise<BenchServeResult
     errors: failures,
   };
   if (o.resultJson) writeFileSync(o.resultJson, `${JSON.stringify(json, null, 2)}\n`);
-  return { metrics, outcomes: list, report, json };
+  return { metrics, server, outcomes: list, report, json };
 }
 
 /**

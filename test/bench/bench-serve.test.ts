@@ -79,6 +79,12 @@ describe("lamina bench serve against a live server (stories260K, real engine)", 
     assert.match(r.report, /Serving Benchmark Result/);
     assert.match(r.report, /Successful requests:\s+12/);
     assert.match(r.report, /Mean TPOT \(ms\):/);
+    // The server's own account of the run, from /metrics: 12 × 16 tokens, batched.
+    assert.ok(r.server, "server-side figures");
+    assert.ok(r.server.steps >= 16 && r.server.steps <= 12 * 16, String(r.server.steps));
+    assert.ok(r.server.mean_tokens_per_step! > 1, "requests shared steps");
+    assert.ok(r.server.engine_busy_share! > 0 && r.server.engine_busy_share! < 1.5);
+    assert.match(r.report, /Engine busy \(% of duration\):/);
   });
 
   it("Azure conversation trace at a Poisson rate, clamped to the model's 512-token context", async () => {

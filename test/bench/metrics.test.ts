@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { computeMetrics, meetsSlo, parseSlo, type RequestOutcome, tpot } from "../../src/bench/metrics.js";
 import { dispatch } from "../../src/bench/runner.js";
+import { serverSide } from "../../src/bench/server-metrics.js";
 import { percentile } from "../../src/bench/stats.js";
 
 function outcome(ttft: number, latency: number, outputTokens: number, promptTokens = 10): RequestOutcome {
@@ -107,5 +108,42 @@ describe("bench dispatch", () => {
     const r = await dispatch(target, [job, job, job], [0, 0.05, 0.1], undefined, () => {}, send);
     assert.ok(sentAt[1]! >= 0.049 && sentAt[2]! >= 0.099, String(sentAt));
     assert.ok(r.durationS >= 0.099);
+  });
+});
+
+describe("server-side figures from two /metrics scrapes", () => {
+  it("differences the counters over the run", () => {
+    const before = new Map([
+      ["lamina_steps_total", 100],
+      ["lamina_generation_tokens_total", 1000],
+      ["lamina_step_model_seconds_total", 1],
+      ["lamina_step_attention_seconds_total", 1],
+      ["lamina_step_transport_seconds_total", 0],
+      ["lamina_step_idle_seconds_total", 0],
+      ["lamina_preemptions_total", 2],
+    ]);
+    const after = new Map([
+      ["lamina_steps_total", 150],
+      ["lamina_generation_tokens_total", 1400],
+      ["lamina_step_model_seconds_total", 2.5],
+      ["lamina_step_attention_seconds_total", 1.5],
+      ["lamina_step_transport_seconds_total", 0.5],
+      ["lamina_step_idle_seconds_total", 0.5],
+      ["lamina_preemptions_total", 5],
+    ]);
+    // Busy 1.5 + 0.5 + 0.5 = 2.5 s of a 5 s run; idle 0.5 s of 3 s of step time.
+    const r = serverSide(before, after, 5)!;
+    assert.deepEqual(
+      { ...r, pipeline_idle_share: null },
+      {
+        steps: 50,
+        mean_tokens_per_step: 8,
+        engine_busy_share: 0.5,
+        pipeline_idle_share: null,
+        preemptions: 3,
+      },
+    );
+    assert.ok(Math.abs(r.pipeline_idle_share! - 1 / 6) < 1e-12);
+    assert.equal(serverSide(new Map(), after, 5), null);
   });
 });
