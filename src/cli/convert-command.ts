@@ -1,23 +1,75 @@
 import type { Command } from "commander";
+import { modelToGguf } from "../convert/to-gguf.js";
 import { explainSlices, sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
 import { gqaGroup } from "../model/config.js";
 import { loadModel } from "../model/load.js";
 
-/** `lamina convert`: the automated converter's view of a model (and, later, format conversion). */
+interface ConvertFlags {
+  model?: string;
+  tokenizer?: string;
+  explain?: boolean;
+  to?: string;
+  out?: string;
+}
+
+const FORMATS = ["gguf"];
+
+/** `lamina convert`: the automated converter's view of a model (--explain), and export to GGUF (--to gguf). */
 export function registerConvertCommand(program: Command): void {
   program
     .command("convert")
-    .description("cut a model at its attention operators and explain the slices (--explain)")
+    .description(
+      "explain a model's slices (--explain), or write it as GGUF for llama.cpp (--to gguf --out FILE)",
+    )
     .option("--model <path>", "Hugging Face directory or llama2.c .bin (default: the demo model)")
-    .option("--tokenizer <path>", "tokenizer for a llama2.c checkpoint")
+    .option(
+      "--tokenizer <path>",
+      "tokenizer for a llama2.c checkpoint, or a Hugging Face tokenizer directory",
+    )
     .option("--explain", "print slices, cut tensors and bytes per token per layer on the wire")
-    .action(async (flags: { model?: string; tokenizer?: string; explain?: boolean }) => {
+    .option("--to <format>", `write the model in another format (${FORMATS.join(", ")})`)
+    .option("--out <file>", "output file for --to")
+    .action(async (flags: ConvertFlags) => {
+      if (flags.to !== undefined && !FORMATS.includes(flags.to)) {
+        throw new Error(`--to ${flags.to}: unknown format; supported: ${FORMATS.join(", ")}`);
+      }
+      if (flags.to !== undefined && !flags.out) throw new Error(`--to ${flags.to} needs --out FILE`);
+      if (flags.out && flags.to === undefined) throw new Error("--out needs --to FORMAT (e.g. --to gguf)");
       const model = await loadModel(flags.model, flags.tokenizer ? { tokenizerPath: flags.tokenizer } : {});
-      const sliced = sliceModel(buildLlamaGraph(model.config));
-      process.stdout.write(`${model.source.label}\n`);
-      process.stdout.write(
-        `${explainSlices(sliced, { gqaGroup: gqaGroup(model.config), hiddenSize: model.config.hiddenSize })}\n`,
-      );
+      if (flags.explain || flags.to === undefined) {
+        const sliced = sliceModel(buildLlamaGraph(model.config));
+        process.stdout.write(`${model.source.label}\n`);
+        process.stdout.write(
+          `${explainSlices(sliced, { gqaGroup: gqaGroup(model.config), hiddenSize: model.config.hiddenSize })}\n`,
+        );
+      }
+      if (flags.to === "gguf" && flags.out) writeGgufWithProgress(model, flags.out, flags.tokenizer);
     });
+}
+
+function writeGgufWithProgress(
+  model: Awaited<ReturnType<typeof loadModel>>,
+  out: string,
+  tokenizer: string | undefined,
+): void {
+  const tty = process.stderr.isTTY === true;
+  const started = performance.now();
+  const summary = modelToGguf(model, out, {
+    // An HF --tokenizer is a directory; a llama2.c one was already used by the loader.
+    ...(tokenizer && model.source.kind === "hf" ? { tokenizerDir: tokenizer } : {}),
+    onTensor: (i, n, name) => {
+      // One line rewritten in place on a terminal; every tenth tensor as its own line otherwise.
+      const line = `writing ${out}: tensor ${i + 1}/${n} ${name}`;
+      if (tty) process.stderr.write(`\r\x1b[K${line}`);
+      else if (i % 10 === 0 || i === n - 1) process.stderr.write(`${line}\n`);
+    },
+  });
+  if (tty) process.stderr.write("\n");
+  const secs = ((performance.now() - started) / 1000).toFixed(1);
+  process.stdout.write(
+    `wrote ${out}: GGUF v3, architecture ${summary.architecture}, ${summary.fileType} weights, ` +
+      `tokenizer ${summary.tokenizerModel}, ${summary.tensorCount} tensors, ${summary.metadataCount} metadata keys, ` +
+      `${(summary.bytes / 2 ** 20).toFixed(1)} MiB in ${secs} s\n`,
+  );
 }

@@ -135,3 +135,14 @@ export function loadLlama2cTokenizer(path: string, opts: { vocabSize?: number } 
   }
   return new Llama2cTokenizer(path, parseTokenizerBin(path, readTokenizerFile(path), opts.vocabSize));
 }
+
+/**
+ * The raw contents of a tokenizer.bin, for format conversion (GGUF export): each piece's bytes as
+ * stored (spaces are real spaces; ids 0-2 hold llama2.c's own text for unk/bos/eos) and its score.
+ */
+export function readLlama2cVocab(
+  path: string,
+  opts: { vocabSize?: number } = {},
+): { readonly pieces: readonly Uint8Array[]; readonly scores: Float32Array } {
+  return parseTokenizerBin(path, readTokenizerFile(path), opts.vocabSize);
+}

@@ -1,0 +1,155 @@
+import type { ModelConfig } from "../model/config.js";
+import { type Tensor, toFloat32 } from "../model/tensor.js";
+import type { WeightStore } from "../model/types.js";
+import type { GgmlTypeName } from "./gguf-format.js";
+import type { GgufTensorSource } from "./gguf-writer.js";
+
+/** Hugging Face weight names → llama.cpp's, per layer and global. */
+const LAYER_NAMES: Record<string, string> = {
+  "input_layernorm.weight": "attn_norm.weight",
+  "self_attn.q_proj.weight": "attn_q.weight",
+  "self_attn.k_proj.weight": "attn_k.weight",
+  "self_attn.v_proj.weight": "attn_v.weight",
+  "self_attn.q_proj.bias": "attn_q.bias",
+  "self_attn.k_proj.bias": "attn_k.bias",
+  "self_attn.v_proj.bias": "attn_v.bias",
+  "self_attn.o_proj.weight": "attn_output.weight",
+  "post_attention_layernorm.weight": "ffn_norm.weight",
+  "mlp.gate_proj.weight": "ffn_gate.weight",
+  "mlp.up_proj.weight": "ffn_up.weight",
+  "mlp.down_proj.weight": "ffn_down.weight",
+};
+const GLOBAL_NAMES: Record<string, string> = {
+  "model.embed_tokens.weight": "token_embd.weight",
+  "model.norm.weight": "output_norm.weight",
+  "lm_head.weight": "output.weight",
+};
+const LAYER_PREFIX = /^model\.layers\.(\d+)\.(.+)$/;
+
+export function ggufTensorName(hfName: string): string {
+  const global = GLOBAL_NAMES[hfName];
+  if (global) return global;
+  const m = LAYER_PREFIX.exec(hfName);
+  const local = m ? LAYER_NAMES[m[2]!] : undefined;
+  if (!m || !local) throw new Error(`GGUF export: no llama.cpp name for weight "${hfName}"`);
+  return `blk.${m[1]}.${local}`;
+}
+
+export interface TensorPlanOptions {
+  /**
+   * Undo the rotate-half row order of q/k (weights and biases) back to Meta's interleaved pairs,
+   * which llama.cpp's "llama" RoPE expects; its "qwen2" RoPE is rotate-half already (false).
+   */
+  readonly interleaveQk: boolean;
+}
+
+/**
+ * The GGUF tensors for a model, in llama.cpp's order and naming. Matrices keep their stored
+ * precision; 1-D tensors (norms, biases) are written as f32, as llama.cpp's own converter does.
+ */
+export function planTensors(
+  config: ModelConfig,
+  weights: WeightStore,
+  opts: TensorPlanOptions,
+): GgufTensorSource[] {
+  const out: GgufTensorSource[] = [];
+  const ropeFreqs = llama3RopeFactors(config);
+  if (ropeFreqs) out.push(f32Source("rope_freqs.weight", ropeFreqs));
+  for (const [hfName, t] of weights) {
+    const name = ggufTensorName(hfName);
+    const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
+    if (t.shape.length === 1) {
+      let data = toFloat32(t);
+      if (heads > 0) {
+        const bytes = interleaveRows(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), heads, 4);
+        data = new Float32Array(bytes.buffer);
+      }
+      out.push(f32Source(name, data));
+      continue;
+    }
+    out.push(storedSource(name, t, heads));
+  }
+  return out;
+}
+
+/** How many heads a q/k projection holds (0 for every other tensor). */
+function qkHeads(c: ModelConfig, hfName: string): number {
+  if (/\.self_attn\.q_proj\.(weight|bias)$/.test(hfName)) return c.numHeads;
+  if (/\.self_attn\.k_proj\.(weight|bias)$/.test(hfName)) return c.numKvHeads;
+  return 0;
+}
+
+function f32Source(name: string, data: Float32Array): GgufTensorSource {
+  return {
+    name,
+    type: "f32",
+    shape: [data.length],
+    byteLength: data.byteLength,
+    *chunks() {
+      yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    },
+  };
+}
+
+function storedSource(name: string, t: Tensor, interleaveHeads: number): GgufTensorSource {
+  const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const rowBytes = t.data.byteLength / t.shape[0]!;
+  return {
+    name,
+    type: t.dtype satisfies GgmlTypeName,
+    shape: t.shape,
+    byteLength: t.data.byteLength,
+    *chunks() {
+      yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes) : bytes;
+    },
+  };
+}
+
+/**
+ * Rotate-half → interleaved row order within each head: row h·hd + p·hd/2 + i (half p, index i)
+ * moves to h·hd + 2i + p. The inverse of the permutation Hugging Face's Llama conversion applies.
+ */
+export function interleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
+  const rows = src.length / rowBytes;
+  const hd = rows / nHeads;
+  if (!Number.isInteger(hd) || hd % 2 !== 0) {
+    throw new Error(`GGUF export: ${rows} q/k rows do not split into ${nHeads} heads of an even size`);
+  }
+  const half = hd / 2;
+  const dst = new Uint8Array(src.length);
+  for (let h = 0; h < nHeads; h++) {
+    for (let p = 0; p < 2; p++) {
+      for (let i = 0; i < half; i++) {
+        const from = (h * hd + p * half + i) * rowBytes;
+        dst.set(src.subarray(from, from + rowBytes), (h * hd + 2 * i + p) * rowBytes);
+      }
+    }
+  }
+  return dst;
+}
+
+/**
+ * Llama 3 RoPE scaling as llama.cpp applies it: a rope_freqs tensor of per-frequency divisors
+ * (1 for short wavelengths, `factor` for long ones, interpolated between), the same rule our
+ * rope tables use.
+ */
+export function llama3RopeFactors(c: ModelConfig): Float32Array | null {
+  const s = c.ropeScaling;
+  if (!s || s.type !== "llama3") return null;
+  const half = c.headDim / 2;
+  const out = new Float32Array(half);
+  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  for (let i = 0; i < half; i++) {
+    const freq = c.ropeTheta ** (-(2 * i) / c.headDim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = s.factor;
+    else {
+      const smooth =
+        (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
+}

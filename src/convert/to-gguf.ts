@@ -1,0 +1,102 @@
+import type { ModelConfig } from "../model/config.js";
+import type { LoadedModel } from "../model/types.js";
+import { LlamaFileType } from "./gguf-format.js";
+import { planTensors } from "./gguf-tensors.js";
+import { extractVocab, vocabMetadata } from "./gguf-vocab.js";
+import { type GgufKv, type GgufWriteSummary, gguf, writeGguf } from "./gguf-writer.js";
+
+export interface ToGgufOptions {
+  /** A Hugging Face tokenizer directory used instead of the model's own (as `--tokenizer` loaded it). */
+  readonly tokenizerDir?: string;
+  /** Data alignment (general.alignment); default 32. */
+  readonly alignment?: number;
+  /** Called before each tensor is written. */
+  readonly onTensor?: (index: number, count: number, name: string) => void;
+}
+
+export interface ToGgufSummary extends GgufWriteSummary {
+  readonly architecture: string;
+  readonly fileType: keyof typeof LlamaFileType;
+  readonly tokenizerModel: string;
+}
+
+/**
+ * Writes a loaded model as a GGUF file llama.cpp can run: Llama-architecture metadata, tensors
+ * under llama.cpp's names in their stored precision (q/k rows back in Meta's interleaved order
+ * for the "llama" architecture), and the tokenizer.
+ */
+export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOptions = {}): ToGgufSummary {
+  const c = model.config;
+  const arch = ggufArchitecture(c, model.source.label);
+  const fileType = matrixPrecision(model);
+  const vocab = extractVocab(model, opts.tokenizerDir);
+  const metadata: GgufKv[] = [
+    { key: "general.architecture", value: gguf.str(arch) },
+    { key: "general.name", value: gguf.str(model.source.label) },
+    { key: "general.file_type", value: gguf.u32(LlamaFileType[fileType]) },
+    ...architectureMetadata(arch, c),
+    ...vocabMetadata(model, vocab),
+  ];
+  const tensors = planTensors(c, model.weights, { interleaveQk: arch === "llama" });
+  const summary = writeGguf(file, metadata, tensors, {
+    ...(opts.alignment !== undefined ? { alignment: opts.alignment } : {}),
+    ...(opts.onTensor ? { onTensor: opts.onTensor } : {}),
+  });
+  return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
+}
+
+/** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
+function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" {
+  if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
+    throw new Error(
+      `GGUF export of ${label}: sliding-window attention (window ${c.slidingWindow} < context ` +
+        `${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's llama architecture`,
+    );
+  }
+  if (c.architecture === "qwen2") return "qwen2";
+  if (c.attentionBias) {
+    throw new Error(`GGUF export of ${label}: a ${c.architecture} model with q/k/v biases is not supported`);
+  }
+  if (c.headDim % 2 !== 0) throw new Error(`GGUF export of ${label}: head_dim ${c.headDim} is odd`);
+  return "llama";
+}
+
+/** The one precision of the model's matrices (general.file_type); mixed precisions are refused. */
+function matrixPrecision(model: LoadedModel): keyof typeof LlamaFileType {
+  const seen = new Set<keyof typeof LlamaFileType>();
+  for (const t of model.weights.values()) if (t.shape.length > 1) seen.add(t.dtype);
+  if (seen.size !== 1) {
+    throw new Error(
+      `GGUF export of ${model.source.label}: matrices mix precisions (${[...seen].join(", ")}); ` +
+        "convert them to one precision first",
+    );
+  }
+  return [...seen][0]!;
+}
+
+function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
+  const k = (name: string) => `${arch}.${name}`;
+  const kv: GgufKv[] = [
+    { key: k("vocab_size"), value: gguf.u32(c.vocabSize) },
+    { key: k("context_length"), value: gguf.u32(c.maxPositionEmbeddings) },
+    { key: k("embedding_length"), value: gguf.u32(c.hiddenSize) },
+    { key: k("block_count"), value: gguf.u32(c.numLayers) },
+    { key: k("feed_forward_length"), value: gguf.u32(c.intermediateSize) },
+    { key: k("attention.head_count"), value: gguf.u32(c.numHeads) },
+    { key: k("attention.head_count_kv"), value: gguf.u32(c.numKvHeads) },
+    // Stated always: llama.cpp otherwise assumes hidden / heads, which an explicit head_dim may not be.
+    { key: k("attention.key_length"), value: gguf.u32(c.headDim) },
+    { key: k("attention.value_length"), value: gguf.u32(c.headDim) },
+    { key: k("attention.layer_norm_rms_epsilon"), value: gguf.f32(c.rmsNormEps) },
+    { key: k("rope.freq_base"), value: gguf.f32(c.ropeTheta) },
+    { key: k("rope.dimension_count"), value: gguf.u32(c.headDim) },
+  ];
+  const s = c.ropeScaling;
+  if (s?.type === "linear") {
+    kv.push({ key: k("rope.scaling.type"), value: gguf.str("linear") });
+    kv.push({ key: k("rope.scaling.factor"), value: gguf.f32(s.factor) });
+  }
+  // Llama 3 scaling travels as the rope_freqs tensor alone: llama.cpp reads any scaling factor key
+  // as linear scaling and rejects "llama3" as a scaling type, so neither is written.
+  return kv;
+}
