@@ -17,7 +17,10 @@ export function formatReport(
   const row = (label: string, value: string | number) => {
     const v =
       typeof value === "number" ? (Number.isInteger(value) ? String(value) : value.toFixed(2)) : value;
-    lines.push(`${label.padEnd(width - 12)}${v.padStart(12)}`);
+    // Long values (the arrival description) push into the label's padding, keeping the right edge.
+    lines.push(
+      `${label.padEnd(Math.max(label.length + 1, width - Math.max(12, v.length)))}${v.padStart(12)}`,
+    );
   };
   const section = (t: string) => {
     const pad = Math.max(0, width - t.length);

@@ -77,7 +77,9 @@ export async function benchServe(o: BenchServeOptions): Promise<BenchServeResult
   const arrivalLabel =
     arrival.kind === "trace"
       ? `trace timestamps ÷ ${arrival.speedup}`
-      : `rate ${arrival.rate} req/s, burstiness ${arrival.burstiness}`;
+      : Number.isFinite(arrival.rate)
+        ? `${arrival.rate} req/s, burstiness ${arrival.burstiness}`
+        : "all at once (rate inf)";
   log(
     `model ${served.id} (context ${served.maxModelLen ?? "?"}); ${timedJobs.length} requests from ${o.dataset}; ${arrivalLabel}`,
   );
@@ -115,7 +117,7 @@ export async function benchServe(o: BenchServeOptions): Promise<BenchServeResult
     max_model_len: served.maxModelLen,
     dataset: o.dataset,
     num_prompts: timedJobs.length,
-    request_rate: o.requestRate ?? (arrival.kind === "trace" ? "trace" : "inf"),
+    request_rate: arrival.kind === "trace" ? "trace" : Number.isFinite(arrival.rate) ? arrival.rate : "inf",
     burstiness: o.burstiness,
     trace_speedup: arrival.kind === "trace" ? arrival.speedup : null,
     max_concurrency: o.maxConcurrency ?? null,
