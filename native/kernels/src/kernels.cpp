@@ -302,6 +302,14 @@ inline void valuesAll(float* acc, int64_t G, int64_t D, const void* vBase, int64
   for (; g < G; g++) groupValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
 }
 
+template <int DT>
+inline void prefetchRows(const void* base, int64_t first, int64_t count) {
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
+  const char* p = static_cast<const char*>(base) + first * esize;
+  const int64_t bytes = count * esize;
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
 // One query token against one KV head: its G query heads walk the token's key range together,
 // one contiguous run of a physical block (at most kChunk keys) per online-softmax step.
 template <int DT>
@@ -326,6 +334,16 @@ void attentionTask(const AttnArgs& a, int64_t task) {
     const int64_t block = table[p / bs], off = p % bs;
     const int64_t n = std::min<int64_t>({bs - off, end - p, kChunk});
     const int64_t base = ((block * nKv + kvh) * bs + off) * D;
+    // Runs of a block are short (blockSize rows) and scattered, too short for the hardware
+    // prefetcher to ramp up: ask for the next run's K and V while this one is computed.
+    if (p + n < end) {
+      const int64_t np = p + n;
+      const int64_t nOff = np % bs;
+      const int64_t nn = std::min<int64_t>({bs - nOff, end - np, kChunk});
+      const int64_t nBase = ((table[np / bs] * nKv + kvh) * bs + nOff) * D;
+      prefetchRows<DT>(c.k, nBase, nn * D);
+      prefetchRows<DT>(c.v, nBase, nn * D);
+    }
     scoresAll<DT>(q, G, D, c.k, base, n, a.scale, sc);
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < G; g++) {

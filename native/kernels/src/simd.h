@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <cstring>
 #if defined(__AVX2__) || defined(__AVX512F__)
+// GCC 12's AVX-512 headers self-initialise "undefined" registers, which it then reports as
+// uninitialised wherever they are inlined (GCC bug 105593): harmless, so silenced here.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #endif
 
@@ -34,29 +38,23 @@ inline vf loadf(const float* p) {
 inline void storef(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 
-// Horizontal sum by halving (lowers to extract + add on every ISA).
+// Horizontal sum by halving, in registers.
 inline float hsum(vf v) {
-  typedef float v8 __attribute__((vector_size(32)));
-  typedef float v4 __attribute__((vector_size(16)));
-  v4 q;
-  if constexpr (W == 16) {
-    v8 a, b;
-    std::memcpy(&a, &v, 32);
-    std::memcpy(&b, reinterpret_cast<const char*>(&v) + 32, 32);
-    a += b;
-    v4 c, d;
-    std::memcpy(&c, &a, 16);
-    std::memcpy(&d, reinterpret_cast<const char*>(&a) + 16, 16);
-    q = c + d;
-  } else if constexpr (W == 8) {
-    v4 c, d;
-    std::memcpy(&c, &v, 16);
-    std::memcpy(&d, reinterpret_cast<const char*>(&v) + 16, 16);
-    q = c + d;
-  } else {
-    std::memcpy(&q, &v, 16);
-  }
-  return (q[0] + q[2]) + (q[1] + q[3]);
+#if defined(__AVX512F__)
+  const __m512 z = (__m512)v;
+  const __m256 s8 = _mm512_castps512_ps256(_mm512_add_ps(z, _mm512_shuffle_f32x4(z, z, 0x4e)));
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+#elif defined(__AVX2__)
+  const __m256 s8 = (__m256)v;
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+#else
+  return (v[0] + v[2]) + (v[1] + v[3]);
+#endif
+#if defined(__AVX2__) || defined(__AVX512F__)
+  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+  return _mm_cvtss_f32(s4);
+#endif
 }
 inline float hmax(vf v) {
   float m = v[0];
