@@ -520,6 +520,7 @@ export function registerSimCommands(program: Command, io: SimIo = stdoutIo): voi
             efficiency: eff,
             decodeOnly: o.decodeOnly ?? false,
             maxConfigs: o.maxConfigs,
+            load: o.load,
           });
           const meta = {
             model: model.name,

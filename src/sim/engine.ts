@@ -131,6 +131,11 @@ export interface EngineTotals {
   /** Decode tokens produced by steps (the weight of the part averages). */
   decodeTokens: number;
   perRequestFinish: Float64Array;
+  /** When the last request left the waiting queues (end of saturation), and the counters then. */
+  saturatedUntil: number;
+  tokensWhenSaturated: number;
+  batchTimeWhenSaturated: number;
+  stepTimeWhenSaturated: number;
 }
 
 export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTotals {
@@ -193,8 +198,23 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
     partTotal: 0,
     decodeTokens: 0,
     perRequestFinish: finishTime,
+    saturatedUntil: 0,
+    tokensWhenSaturated: 0,
+    batchTimeWhenSaturated: 0,
+    stepTimeWhenSaturated: 0,
+  };
+  // Requests arrived but not yet admitted to a decode instance (prefill queues included).
+  let pending = 0;
+  const admitted = () => {
+    if (--pending === 0 && next >= n) {
+      t.saturatedUntil = now;
+      t.tokensWhenSaturated = t.outputTokens;
+      t.batchTimeWhenSaturated = t.batchTime;
+      t.stepTimeWhenSaturated = t.stepTime;
+    }
   };
   let now = 0;
+  let next = 0;
   // A request that cannot fit even alone in the largest instance would never finish: reject it up front.
   let largest = 0;
   for (const s of insts) {
@@ -268,8 +288,10 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
     pfBusy[k] = 0;
     for (const id of pfBatches[k]!) {
       firstToken(id);
-      if (output[id]! <= 1) finishRequest(id);
-      else events.push(now + setup.kvTransferTime(prompt[id]!), EV_READY * SHIFT + id);
+      if (output[id]! <= 1) {
+        finishRequest(id);
+        admitted();
+      } else events.push(now + setup.kvTransferTime(prompt[id]!), EV_READY * SHIFT + id);
     }
     startPrefill(k);
   };
@@ -301,6 +323,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
       recompute[id] = 1;
       t.preemptions++;
       s.queue.pushFront(id, prompt[id]! + generated[id]!);
+      pending++;
       return true;
     }
     return false;
@@ -334,6 +357,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
         return;
       }
       s.queue.shift(ctx);
+      admitted();
       const pool = s.pools[poolIdx]!;
       poolOf[id] = poolIdx;
       pool.order.push(id);
@@ -494,7 +518,6 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
   };
 
   // ---- main loop ----
-  let next = 0;
   for (;;) {
     const tArr = next < n ? arrival[next]! : Number.POSITIVE_INFINITY;
     const tEv = events.peekKey();
@@ -508,6 +531,7 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
         continue;
       }
       t.expectedTokens += output[id]!;
+      pending++;
       if (disaggregated) {
         pfQueue.push(id);
         for (let k = 0; k < pfBusy.length && pfHead < pfQueue.length; k++) startPrefill(k);

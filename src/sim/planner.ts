@@ -29,10 +29,18 @@ export interface PlanRequest {
   /** Upper bound on simulated configurations (default 100). */
   readonly maxConfigs?: number;
   readonly chunkTokens?: number;
+  /**
+   * How the trace was shaped: "saturate" ranks by the throughput while requests were waiting (capacity),
+   * "trace" by the whole run's throughput (default "saturate").
+   */
+  readonly load?: "saturate" | "trace";
 }
 
 export interface PlanEntry {
   result: SimResult;
+  /** The throughput ranked on (see PlanRequest.load), tok/s, and per dollar. */
+  throughputTokS: number;
+  tokensPerDollar: number;
   meetsSlo: boolean;
   /** Batch cap chosen so that a full step stays within the SLO. */
   sloBatch: number;
@@ -236,11 +244,17 @@ export function plan(req: PlanRequest): PlanOutcome {
       }
       throw e;
     }
-    ranked.push({ result, sloBatch, meetsSlo: statistic(result, stat) <= req.sloTbtMs });
+    const throughputTokS =
+      (req.load ?? "saturate") === "saturate" ? result.saturatedThroughputTokS : result.throughputTokS;
+    ranked.push({
+      result,
+      sloBatch,
+      meetsSlo: statistic(result, stat) <= req.sloTbtMs,
+      throughputTokS,
+      tokensPerDollar: (throughputTokS * 3600) / result.pricePerHour,
+    });
   }
-  ranked.sort(
-    (a, b) => Number(b.meetsSlo) - Number(a.meetsSlo) || b.result.tokensPerDollar - a.result.tokensPerDollar,
-  );
+  ranked.sort((a, b) => Number(b.meetsSlo) - Number(a.meetsSlo) || b.tokensPerDollar - a.tokensPerDollar);
   const winner = ranked.find((e) => e.meetsSlo) ?? null;
   return {
     ranked,
@@ -263,9 +277,9 @@ function explainWinner(w: PlanEntry | null, ranked: PlanEntry[], stat: SloStatis
   if (!w) return `no configuration meets TBT ${stat} ≤ ${slo} ms`;
   const r = w.result;
   const lines = [
-    `${r.label}: ${r.throughputTokS.toFixed(0)} tok/s for $${r.pricePerHour.toFixed(2)}/h = ` +
-      `${(r.tokensPerDollar / 1e3).toFixed(1)}k tokens per dollar at TBT ${stat} ${statistic(r, stat).toFixed(1)} ms (SLO ${slo} ms).`,
-    `Limited by: ${r.bottleneck}. Average batch ${r.avgBatch.toFixed(0)} (SLO cap ${w.sloBatch}), ` +
+    `${r.label}: ${w.throughputTokS.toFixed(0)} tok/s for $${r.pricePerHour.toFixed(2)}/h = ` +
+      `${(w.tokensPerDollar / 1e3).toFixed(1)}k tokens per dollar at TBT ${stat} ${statistic(r, stat).toFixed(1)} ms (SLO ${slo} ms).`,
+    `Limited by: ${r.bottleneck}. Average batch ${r.saturatedAvgBatch.toFixed(0)} (SLO cap ${w.sloBatch}), ` +
       `KV ${(r.avgKvUtil * 100).toFixed(0)}% full, model-side MFU ${(r.utilization.modelCompute * 100).toFixed(0)}%, ` +
       `attention bandwidth ${(r.utilization.attentionBandwidth * 100).toFixed(0)}%.`,
   ];
@@ -275,7 +289,7 @@ function explainWinner(w: PlanEntry | null, ranked: PlanEntry[], stat: SloStatis
     const o = bestOther(k);
     if (o && o.result.placement.kind !== r.placement.kind) {
       lines.push(
-        `vs best ${k} (${o.result.label}): ${(r.tokensPerDollar / o.result.tokensPerDollar).toFixed(2)}× tokens per dollar.`,
+        `vs best ${k} (${o.result.label}): ${(w.tokensPerDollar / o.tokensPerDollar).toFixed(2)}× tokens per dollar.`,
       );
     }
   }

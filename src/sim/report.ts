@@ -20,7 +20,8 @@ export function formatSimResult(r: SimResult): string {
   const lines = [
     `${r.label} · ${r.model} · ${r.trace}`,
     `  requests ${r.completed}/${r.requests} completed (${r.rejected} rejected, ${r.preemptions} preemptions), ${r.outputTokens} output tokens in ${f1(r.makespanS)} s`,
-    `  throughput ${f0(r.throughputTokS)} tok/s · $${r.pricePerHour.toFixed(2)}/h · ${f0(r.tokensPerDollar)} tokens/$`,
+    `  throughput ${f0(r.throughputTokS)} tok/s · $${r.pricePerHour.toFixed(2)}/h · ${f0(r.tokensPerDollar)} tokens/$` +
+      ` · while saturated ${f0(r.saturatedThroughputTokS)} tok/s at batch ${f1(r.saturatedAvgBatch)}`,
     `  TBT ms mean ${f1(r.tbtMs.mean)} p50 ${f1(r.tbtMs.p50)} p99 ${f1(r.tbtMs.p99)}` +
       (r.ttftMs
         ? ` · TTFT ms mean ${f0(r.ttftMs.mean)} p50 ${f0(r.ttftMs.p50)} p99 ${f0(r.ttftMs.p99)}`
@@ -43,8 +44,8 @@ export function formatPlan(p: PlanOutcome, top = 15): string {
       String(i + 1),
       e.result.label,
       `$${e.result.pricePerHour.toFixed(2)}`,
-      f0(e.result.throughputTokS),
-      f0(e.result.tokensPerDollar),
+      f0(e.throughputTokS),
+      f0(e.tokensPerDollar),
       f1(e.result.tbtMs.p99),
       f0(e.result.avgBatch),
       e.meetsSlo ? "yes" : "no",
@@ -80,12 +81,20 @@ export function tbtBreakdownSvg(title: string, results: SimResult[]): string {
   );
 }
 
-export function costScatterSvg(title: string, results: SimResult[]): string {
+export function costScatterSvg(
+  title: string,
+  entries: Array<{ result: SimResult; throughputTokS: number }>,
+): string {
   return scatterChart(
     title,
     "cluster price ($/h)",
     "output throughput (tok/s)",
-    results.map((r) => ({ x: r.pricePerHour, y: r.throughputTokS, group: r.placement.kind, label: r.label })),
+    entries.map((e) => ({
+      x: e.result.pricePerHour,
+      y: e.throughputTokS,
+      group: e.result.placement.kind,
+      label: e.result.label,
+    })),
   );
 }
 
@@ -94,7 +103,7 @@ export function writePlanFiles(dir: string, p: PlanOutcome, meta: object): strin
   const results = p.ranked.map((e) => e.result);
   return [
     writeJson(dir, "plan.json", { ...meta, ...p }),
-    writeText(dir, "plan-cost.svg", costScatterSvg("Throughput vs cost per configuration", results)),
+    writeText(dir, "plan-cost.svg", costScatterSvg("Throughput vs cost per configuration", p.ranked)),
     writeText(dir, "plan-tbt.svg", tbtBreakdownSvg("TBT breakdown (top 12)", results.slice(0, 12))),
   ];
 }

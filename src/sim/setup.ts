@@ -68,8 +68,8 @@ function smallestFittingTp(m: SimModel, acc: Accelerator, a: number, eff: Effici
 /**
  * Adrenaline's load-aware offload bound OB = min(OB_mem, OB_comp) as a ratio N/M, where
  * OB_mem compares remote to local KV capacity and bandwidth and OB_comp = (B_max − B_tpot)/B_tpot:
- * B_tpot is the batch the decode instance holds locally, B_max the batch at which its GEMMs turn
- * compute-bound or the TPOT SLO is reached.
+ * B_tpot is the batch the decode instance holds locally, B_max the batch at which a step reaches the
+ * TPOT SLO (or, without an SLO, at which its GEMMs are clearly compute-bound).
  */
 export function adrenalineBound(
   m: SimModel,
@@ -86,14 +86,14 @@ export function adrenalineBound(
   const obMem = Math.min(remote.capacityTokens / localCapacity, bwRemote / bwLocal);
   const bTpot = Math.max(1, localCapacity / meanContext);
   const na = { compute: 0, memory: 0, comm: 0, overhead: 0, total: 0 };
+  // B_max: with a TPOT SLO, the batch at which a full step reaches it; without one, the batch at which the
+  // GEMMs are clearly compute-bound (FLOP time twice the weight-streaming time).
   let bMax = 1;
   for (let b = 1; b <= 65536; b *= 1.05) {
     nonAttentionTime(m, acc, tp, b, eff, na);
-    if (na.compute >= na.memory) break;
     if (tpotSlo !== undefined) {
-      const step = na.total + attentionTime(m, acc, tp, Math.min(b, bTpot) * meanContext, eff);
-      if (step > tpotSlo) break;
-    }
+      if (na.total + attentionTime(m, acc, tp, Math.min(b, bTpot) * meanContext, eff) > tpotSlo) break;
+    } else if (na.compute >= 2 * na.memory) break;
     bMax = b;
   }
   const obComp = Math.max(0, (bMax - bTpot) / bTpot);

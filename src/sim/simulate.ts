@@ -23,6 +23,13 @@ export interface SimResult {
   outputTokens: number;
   makespanS: number;
   throughputTokS: number;
+  /**
+   * Throughput while requests were still waiting (until the last one was admitted): the capacity of the
+   * configuration, free of the drain at the end of a saturated run.
+   */
+  saturatedThroughputTokS: number;
+  /** Average batch over the same window. */
+  saturatedAvgBatch: number;
   pricePerHour: number;
   /** Output tokens per dollar of cluster time. */
   tokensPerDollar: number;
@@ -137,6 +144,13 @@ export function simulate(trace: Trace, o: SimOptions): SimResult {
     outputTokens: e.outputTokens,
     makespanS: e.makespan,
     throughputTokS: throughput,
+    saturatedThroughputTokS: e.saturatedUntil > 0 ? e.tokensWhenSaturated / e.saturatedUntil : throughput,
+    saturatedAvgBatch:
+      e.stepTimeWhenSaturated > 0
+        ? e.batchTimeWhenSaturated / e.stepTimeWhenSaturated
+        : e.stepTime > 0
+          ? e.batchTime / e.stepTime
+          : 0,
     pricePerHour: setup.pricePerHour,
     tokensPerDollar: (throughput * 3600) / setup.pricePerHour,
     tbtMs: summarize(e.tbt),

@@ -28,7 +28,7 @@ describe("sim planner", () => {
       const b = out.ranked[i]!;
       assert.ok(
         Number(a.meetsSlo) > Number(b.meetsSlo) ||
-          (a.meetsSlo === b.meetsSlo && a.result.tokensPerDollar >= b.result.tokensPerDollar),
+          (a.meetsSlo === b.meetsSlo && a.tokensPerDollar >= b.tokensPerDollar),
       );
     }
     for (const e of out.ranked) if (e.meetsSlo) assert.ok(e.result.tbtMs.p99 <= 150);
