@@ -135,7 +135,7 @@ export function interleaveRows(src: Uint8Array, nHeads: number, rowBytes: number
  */
 export function llama3RopeFactors(c: ModelConfig): Float32Array | null {
   const s = c.ropeScaling;
-  if (!s || s.type !== "llama3") return null;
+  if (s?.type !== "llama3") return null;
   const half = c.headDim / 2;
   const out = new Float32Array(half);
   const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;

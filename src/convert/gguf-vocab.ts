@@ -107,16 +107,30 @@ interface AddedToken {
   readonly special?: boolean;
 }
 
+/** The parts of a Hugging Face tokenizer.json the export reads. */
+interface TokenizerJson {
+  readonly model?: {
+    readonly type?: string;
+    readonly vocab?: Record<string, number>;
+    readonly merges?: (string | [string, string])[];
+    readonly byte_fallback?: boolean;
+    readonly unk_token?: string | null;
+  };
+  readonly added_tokens?: AddedToken[];
+  readonly pre_tokenizer?: unknown;
+  readonly decoder?: unknown;
+}
+
 function hfVocab(file: string, n: number, model: LoadedModel): GgufVocab {
   if (!existsSync(file)) throw new UnsupportedTokenizerError(file, "file not found");
-  let json: Record<string, any>;
+  let json: TokenizerJson;
   try {
-    json = JSON.parse(readFileSync(file, "utf8"));
+    json = JSON.parse(readFileSync(file, "utf8")) as TokenizerJson;
   } catch (err) {
     throw new UnsupportedTokenizerError(file, `not valid JSON (${(err as Error).message})`);
   }
-  const m = json.model as Record<string, any> | undefined;
-  if (!m || m.type !== "BPE" || typeof m.vocab !== "object") {
+  const m = json.model;
+  if (m?.type !== "BPE" || typeof m.vocab !== "object" || m.vocab === null) {
     throw new UnsupportedTokenizerError(
       file,
       `model type ${String(m?.type)} (only BPE vocabularies are supported)`,
@@ -132,12 +146,10 @@ function hfVocab(file: string, n: number, model: LoadedModel): GgufVocab {
     }
     tokens[id] = piece;
   };
-  for (const [piece, id] of Object.entries(m.vocab as Record<string, number>)) put(piece, id);
-  const added = (json.added_tokens ?? []) as AddedToken[];
+  for (const [piece, id] of Object.entries(m.vocab)) put(piece, id);
+  const added = json.added_tokens ?? [];
   for (const t of added) put(t.content, t.id);
-  const merges = ((m.merges ?? []) as (string | [string, string])[]).map((x) =>
-    typeof x === "string" ? x : `${x[0]} ${x[1]}`,
-  );
+  const merges = (m.merges ?? []).map((x) => (typeof x === "string" ? x : `${x[0]} ${x[1]}`));
 
   const byteLevel = mentions(json.pre_tokenizer, "ByteLevel") || mentions(json.decoder, "ByteLevel");
   const sentencePiece = !byteLevel && (m.byte_fallback === true || JSON.stringify(json).includes(SPACE_MARK));

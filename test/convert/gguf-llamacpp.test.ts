@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Llama, LlamaModel } from "node-llama-cpp";
+import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { buildEngineCore } from "../../src/engine/build-core.js";
+import { loadModel } from "../../src/model/load.js";
+import type { LoadedModel } from "../../src/model/types.js";
+import { sharedDataPath } from "../../src/util/shared-data.js";
+import { engineBackends } from "../helpers/backends.js";
+import { greedy, runToCompletion } from "../helpers/engine-driver.js";
+import { TINY_EOS, TINY_VARIANTS, writeTinyModel } from "../helpers/tiny-models.js";
+import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+
+// llama.cpp's threads spin while they wait for each other; one thread keeps this test quick and
+// steady on a busy 2-core machine, and greedy output does not depend on the count.
+const LLAMA_THREADS = 1;
+const MAX_TOKENS = 48;
+const PROMPTS = [
+  "Once upon a time",
+  "Lily and Tom",
+  "The dog",
+  "One day, a little girl named Sue went to the park.",
+];
+
+const dir = sharedDataPath("models", "stories260K");
+const sources = [
+  { name: "hf/", spec: path.join(dir, "hf") },
+  { name: "llama2.c .bin", spec: path.join(dir, "stories260K.bin") },
+];
+const tmp = mkdtempSync(path.join(tmpdir(), "gguf-llamacpp-"));
+let llama: Llama;
+before(async () => {
+  llama = await openLlamaCpp();
+});
+after(async () => {
+  await llama?.dispose();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Our greedy continuation, stopping at EOS like llama.cpp's. */
+async function ours(
+  model: LoadedModel,
+  prompt: readonly number[],
+  backend: (typeof backends)[number],
+  maxTokens = MAX_TOKENS,
+) {
+  const core = buildEngineCore(model, backend.backend, { maxRunning: 1, kvBlocks: 64 });
+  const res = await runToCompletion(core, [{ id: "p", promptTokenIds: prompt, params: greedy(maxTokens) }]);
+  return res.get("p")!.tokens;
+}
+
+const backends = engineBackends();
+
+for (const src of sources) {
+  describe(`stories260K (${src.name}) as GGUF in llama.cpp equals our engine`, () => {
+    let model: LoadedModel;
+    let gguf: LlamaModel;
+    before(async () => {
+      model = await loadModel(src.spec);
+      const file = path.join(tmp, `${src.name.replace(/\W/g, "")}.gguf`);
+      modelToGguf(model, file);
+      gguf = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+    });
+    after(async () => {
+      await gguf?.dispose();
+    });
+
+    it("llama.cpp tokenizes every prompt to our ids (BOS, dummy prefix, merges, byte fallback)", () => {
+      for (const p of [...PROMPTS, "Zoë's naïve café: 42!", "  two  spaces\nand a newline"]) {
+        const ids = model.tokenizer.encode(p, { addSpecialTokens: false });
+        assert.deepEqual([...gguf.tokenize(p)], ids, JSON.stringify(p));
+        assert.equal(gguf.detokenize(gguf.tokenize(p)), p, `llama.cpp round trip of ${JSON.stringify(p)}`);
+      }
+      assert.equal(gguf.tokens.bos, model.tokenizer.bosTokenId);
+      assert.equal(gguf.tokens.eos, model.tokenizer.eosTokenIds[0]);
+      assert.equal(gguf.trainContextSize, model.config.maxPositionEmbeddings);
+    });
+
+    for (const prompt of PROMPTS) {
+      it(`greedy continuation of ${JSON.stringify(prompt)} is the same, token for token`, async () => {
+        const ids = model.tokenizer.encode(prompt);
+        const eos = model.tokenizer.eosTokenIds[0]!;
+        const theirs = await llamaCppGreedy(gguf, ids, MAX_TOKENS, eos, LLAMA_THREADS);
+        assert.ok(theirs.length >= 10, `llama.cpp generated only ${theirs.length} tokens`);
+        for (const b of backends) assert.deepEqual(await ours(model, ids, b), theirs, `${b.name} kernels`);
+      });
+    }
+  });
+}
+
+// Every tiny checkpoint variant llama.cpp can run the same way: llama3 and linear RoPE scaling,
+// an explicit head_dim, bf16/f16 weights, Qwen2 biases, and a byte-level (gpt2) vocabulary.
+describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {
+  for (const variant of TINY_VARIANTS.filter((v) => v !== "mistral")) {
+    it(`${variant}: same tokenization and the same 30 greedy tokens`, async () => {
+      const d = path.join(tmp, `tiny-${variant}`);
+      writeTinyModel(d, variant);
+      const model = await loadModel(d);
+      modelToGguf(model, `${d}.gguf`);
+      const gguf = await llama.loadModel({ modelPath: `${d}.gguf`, gpuLayers: 0 });
+      try {
+        const text = "Hello, world";
+        assert.deepEqual([...gguf.tokenize(text)], model.tokenizer.encode(text, { addSpecialTokens: false }));
+        const ids = model.tokenizer.encode(text);
+        const theirs = await llamaCppGreedy(gguf, ids, 30, TINY_EOS, LLAMA_THREADS);
+        assert.equal(theirs.length, 30);
+        assert.deepEqual(await ours(model, ids, backends[0]!, 30), theirs);
+      } finally {
+        await gguf.dispose();
+      }
+    });
+  }
+});
