@@ -46,7 +46,8 @@ export function createServer(
   });
 
   // JSON bodies must be valid UTF-8 (fastify would otherwise substitute U+FFFD silently).
-  app.removeContentTypeParser("application/json");
+  // Only JSON bodies: any other content type is a 415, not a string that fails validation later.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     let text: string;
     try {

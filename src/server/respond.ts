@@ -78,6 +78,11 @@ export async function streamChoices(
 ): Promise<void> {
   reply.hijack();
   const sse = new SseWriter(reply.raw);
+  // The client may have left while the request waited for admission.
+  if (sse.clientGone || reply.raw.destroyed) {
+    generation.abort();
+    return;
+  }
   sse.start();
   const completion = new Map<number, number>();
   try {

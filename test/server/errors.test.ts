@@ -101,6 +101,12 @@ describe("errors in OpenAI's shape (stories260K, real engine)", () => {
     assert.equal(utf8.code, "invalid_encoding");
   });
 
+  it("413 for an oversized body and 415 for a non-JSON content type, in the same error shape", async () => {
+    const huge = JSON.stringify({ model: "stories260K", prompt: "x".repeat(9 * 1024 * 1024) });
+    expectError(await postRaw(completions, huge), 413);
+    expectError(await postRaw(completions, "prompt=x", { "content-type": "text/plain" }), 415);
+  });
+
   it("400 context_length_exceeded for a prompt longer than the context, and for max_tokens beyond it", async () => {
     const long = new Array(600).fill(300);
     const e = expectError(await postRaw(completions, body({ prompt: long })), 400, "prompt");
