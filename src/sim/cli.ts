@@ -241,6 +241,35 @@ function placementFrom(o: RunOpts): Placement {
 
 const KINDS: readonly PlacementKind[] = ["homogeneous", "lamina", "pd", "adrenaline"];
 
+const PD_FLAGS = [
+  "prefillDevice",
+  "prefillTp",
+  "prefillInstances",
+  "decodeDevice",
+  "decodeTp",
+  "decodeInstances",
+];
+/** Which placement flags (commander attribute names) apply to which placement. */
+const PLACEMENT_FLAGS: Record<PlacementKind, readonly string[]> = {
+  homogeneous: ["device", "tp", "replicas"],
+  lamina: ["modelDevice", "attentionDevice", "a", "b", "microBatches"],
+  pd: PD_FLAGS,
+  adrenaline: [...PD_FLAGS, "offload", "prefillShare", "tpotSloMs"],
+};
+
+/** A placement flag given on the command line for another placement is a mistake: say so. */
+function checkPlacementFlags(cmd: Command, kind: PlacementKind): void {
+  const allowed = new Set(PLACEMENT_FLAGS[kind]);
+  for (const [k, flags] of Object.entries(PLACEMENT_FLAGS)) {
+    for (const f of flags) {
+      if (!allowed.has(f) && cmd.getOptionValueSource(f) === "cli") {
+        const flag = `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+        throw new ConfigError(`${flag} applies to --placement ${k}, not ${kind}`);
+      }
+    }
+  }
+}
+
 export function registerSimCommands(program: Command, io: SimIo = stdoutIo): void {
   const sim = program
     .command("sim")
@@ -294,6 +323,7 @@ export function registerSimCommands(program: Command, io: SimIo = stdoutIo): voi
       guarded(
         () => run,
         (o: RunOpts) => {
+          checkPlacementFlags(run, o.placement);
           const { catalog, trace, eff } = setupCommon(o);
           const placement = placementFrom(o);
           const r = simulate(trace, {

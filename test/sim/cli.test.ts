@@ -126,6 +126,20 @@ describe("sim CLI", () => {
       "2",
     ]);
     assert.match(r.err, /--offload must be "auto" or a ratio/);
+    r = run([
+      "sim",
+      "--model",
+      "llama3-70b",
+      "--trace",
+      "azure-conv",
+      "--device",
+      "H100",
+      "--tp",
+      "4",
+      "--b",
+      "4",
+    ]);
+    assert.match(r.err, /--b applies to --placement lamina, not homogeneous/);
   });
 
   it("bad names and files become clean errors, not crashes", () => {
