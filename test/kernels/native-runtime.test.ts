@@ -152,3 +152,11 @@ test("native entry points throw a TypeError/RangeError naming the bad argument",
   assert.throws(() => native.setThreads(0), { name: "TypeError", message: /setThreads: n/ });
   assert.throws(() => native.selectVariant("mmx"), { name: "RangeError", message: /mmx/ });
 });
+
+test("streamRead sums its input (the bandwidth yardstick reads every element once)", () => {
+  const x = new Float32Array(100_003).map((_, i) => i % 7);
+  let expected = 0;
+  for (const v of x) expected += v;
+  assert.equal(native.streamRead(x), expected);
+  assert.equal(native.streamRead(x.subarray(0, 5)), 0 + 1 + 2 + 3 + 4);
+});

@@ -409,17 +409,23 @@ void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64
   }
 }
 
+// Reads [i0, i1) as four concurrent streams (one per quarter): several streams keep more
+// cache-line requests in flight than one, as a matvec over several weight rows does.
 double streamSum(const float* x, int64_t i0, int64_t i1) {
+  const int64_t q = (i1 - i0) / (4 * W) * W;  // elements per quarter, a multiple of W
+  const float* p0 = x + i0;
+  const float* p1 = p0 + q;
+  const float* p2 = p1 + q;
+  const float* p3 = p2 + q;
   vf a0 = splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = i0;
-  for (; i + 4 * W <= i1; i += 4 * W) {
-    a0 += loadf(x + i);
-    a1 += loadf(x + i + W);
-    a2 += loadf(x + i + 2 * W);
-    a3 += loadf(x + i + 3 * W);
+  for (int64_t i = 0; i < q; i += W) {
+    a0 += loadf(p0 + i);
+    a1 += loadf(p1 + i);
+    a2 += loadf(p2 + i);
+    a3 += loadf(p3 + i);
   }
   double s = hsum((a0 + a1) + (a2 + a3));
-  for (; i < i1; i++) s += x[i];
+  for (int64_t i = i0 + 4 * q; i < i1; i++) s += x[i];
   return s;
 }
 
