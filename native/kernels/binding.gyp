@@ -1,7 +1,8 @@
 {
   # The kernel sources are compiled once per CPU variant into static libraries with their own
   # target flags and namespace; the addon links all of them and picks one at run time
-  # (never -march=native, so one build runs on any x86-64 machine).
+  # (never -march=native, so one build runs on any x86-64 machine). Other architectures get
+  # the portable variant only.
   "target_defaults": {
     "cflags_cc": ["-std=gnu++17", "-O3", "-ffp-contract=fast", "-fPIC", "-fno-math-errno"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++14"],
@@ -16,35 +17,34 @@
       "defines": ["LK_VARIANT=portable"],
     },
     {
-      "target_name": "kernels_avx2",
-      "type": "static_library",
-      "conditions": [
-        ["target_arch=='x64'", {
-          "sources": ["src/kernels.cpp"],
-          "defines": ["LK_VARIANT=avx2"],
-          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
-        }],
-      ],
-    },
-    {
-      "target_name": "kernels_avx512",
-      "type": "static_library",
-      "conditions": [
-        ["target_arch=='x64'", {
-          "sources": ["src/kernels.cpp"],
-          "defines": ["LK_VARIANT=avx512"],
-          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl"],
-        }],
-      ],
-    },
-    {
       "target_name": "lamina_kernels",
       "sources": ["src/addon.cpp", "src/thread_pool.cpp", "src/cpu_select.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
-      "dependencies": ["kernels_portable", "kernels_avx2", "kernels_avx512"],
+      "dependencies": ["kernels_portable"],
+      "conditions": [["target_arch=='x64'", {"dependencies": ["kernels_avx2", "kernels_avx512"]}]],
       "libraries": ["-pthread"],
       "cflags_cc": ["-pthread"],
     },
+  ],
+  "conditions": [
+    ["target_arch=='x64'", {
+      "targets": [
+        {
+          "target_name": "kernels_avx2",
+          "type": "static_library",
+          "sources": ["src/kernels.cpp"],
+          "defines": ["LK_VARIANT=avx2"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
+        },
+        {
+          "target_name": "kernels_avx512",
+          "type": "static_library",
+          "sources": ["src/kernels.cpp"],
+          "defines": ["LK_VARIANT=avx512"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl"],
+        },
+      ],
+    }],
   ],
 }
