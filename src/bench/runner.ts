@@ -157,8 +157,10 @@ export async function dispatch(
   const start = performance.now();
   for (let i = 0; i < jobs.length; i++) {
     const due = start + arrivals[i]! * 1000;
-    const wait = due - performance.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    // Timers may fire up to a millisecond early: sleep again until the arrival time has passed.
+    for (let wait = due - performance.now(); wait > 0; wait = due - performance.now()) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
     while (active >= limit) await new Promise<void>((resolve) => slotWaiters.push(resolve));
     active++;
     running.push(

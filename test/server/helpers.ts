@@ -38,7 +38,10 @@ export async function startServer(
     app,
     client,
     async close() {
-      await app.close();
+      // Nothing is in flight at teardown; don't wait for clients' idle keep-alive sockets to time out.
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
       await engine.shutdown({ force: true });
     },
   };
