@@ -34,6 +34,9 @@ interface StepMeta {
   readonly qSeq: Int32Array;
   readonly ctxStart: Int32Array;
   readonly ctxEnd: Int32Array;
+  /** Early q: keys cached before this step are [ctxStart, earlyEnd); this step's own are [lateStart, ctxEnd). */
+  readonly earlyEnd: Int32Array;
+  readonly lateStart: Int32Array;
   readonly blockTables: Int32Array;
   /** Reused argument object: no allocation per layer. */
   readonly args: { -readonly [K in keyof AttentionArgs]: AttentionArgs[K] };
@@ -84,6 +87,8 @@ export class KvAttention {
         qSeq: new Int32Array(g.maxTokens),
         ctxStart: new Int32Array(g.maxTokens),
         ctxEnd: new Int32Array(g.maxTokens),
+        earlyEnd: new Int32Array(g.maxTokens),
+        lateStart: new Int32Array(g.maxTokens),
         blockTables: new Int32Array(g.maxSeqs * this.maxBlocksPerSeq),
         args: {} as StepMeta["args"],
       };
@@ -100,12 +105,16 @@ export class KvAttention {
         throw new Error(`attention: sequence ${step.seqIds[s]} has no KV reserved for position ${maxPos}`);
       }
       for (let b = 0; b < table.length; b++) meta.blockTables[s * mb + b] = table[b]!;
+      const split = last > first ? step.positions[first]! : 0;
       for (let t = first; t < last; t++) {
         const pos = step.positions[t]!;
+        const start = g.slidingWindow ? Math.max(0, pos + 1 - g.slidingWindow) : 0;
         meta.slots[t] = table[(pos / bs) | 0]! * bs + (pos % bs);
         meta.qSeq[t] = s;
         meta.ctxEnd[t] = pos + 1;
-        meta.ctxStart[t] = g.slidingWindow ? Math.max(0, pos + 1 - g.slidingWindow) : 0;
+        meta.ctxStart[t] = start;
+        meta.earlyEnd[t] = Math.max(start, split);
+        meta.lateStart[t] = Math.max(start, split);
       }
     }
   }
@@ -120,19 +129,74 @@ export class KvAttention {
     out: Float32Array,
     lse?: Float32Array,
   ): void {
+    const meta = this.meta(step);
+    this.backend.kvWrite(this.caches[layer]!, k, v, meta.slots, step.nTokens);
+    this.attend(meta, layer, step, q, out, meta.ctxStart, meta.ctxEnd, lse);
+  }
+
+  /**
+   * Early q (Lamina §2): attention over the keys cached before this step, while this step's own
+   * k/v are still on their way. Writes a partial result and its log-sum-exp for `finishLate`.
+   */
+  runEarly(layer: number, step: AttentionStep, q: Float32Array, out: Float32Array, lse: Float32Array): void {
+    const meta = this.meta(step);
+    this.attend(meta, layer, step, q, out, meta.ctxStart, meta.earlyEnd, lse);
+  }
+
+  /**
+   * Appends this step's k/v, attends over them into (lateOut, lateLse) and merges that into the
+   * early partial (out, lse) with the (A, S) rule, leaving the full result in `out`.
+   */
+  finishLate(
+    layer: number,
+    step: AttentionStep,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    lse: Float32Array,
+    lateOut: Float32Array,
+    lateLse: Float32Array,
+  ): void {
+    const meta = this.meta(step);
+    this.backend.kvWrite(this.caches[layer]!, k, v, meta.slots, step.nTokens);
+    this.attend(meta, layer, step, q, lateOut, meta.lateStart, meta.ctxEnd, lateLse);
+    this.backend.mergeAttention(
+      out,
+      lse,
+      lateOut,
+      lateLse,
+      step.nTokens,
+      this.geometry.numHeads,
+      this.geometry.headDim,
+    );
+  }
+
+  private meta(step: AttentionStep): StepMeta {
     const meta = this.metas.get(step);
     if (!meta) throw new Error("attention: step was not prepared");
-    const cache = this.caches[layer]!;
-    this.backend.kvWrite(cache, k, v, meta.slots, step.nTokens);
+    return meta;
+  }
+
+  private attend(
+    meta: StepMeta,
+    layer: number,
+    step: AttentionStep,
+    q: Float32Array,
+    out: Float32Array,
+    start: Int32Array,
+    end: Int32Array,
+    lse: Float32Array | undefined,
+  ): void {
     const a = meta.args;
     a.out = out;
     a.q = q;
-    a.cache = cache;
+    a.cache = this.caches[layer]!;
     a.blockTables = meta.blockTables;
     a.maxBlocksPerSeq = this.maxBlocksPerSeq;
     a.qSeq = meta.qSeq;
-    a.ctxStart = meta.ctxStart;
-    a.ctxEnd = meta.ctxEnd;
+    a.ctxStart = start;
+    a.ctxEnd = end;
     a.nTokens = step.nTokens;
     a.nHeads = this.geometry.numHeads;
     a.scale = this.scale;

@@ -1,4 +1,8 @@
 import { Command, CommanderError } from "commander";
+import { registerBenchCommand } from "../bench/command.js";
+import { registerServeCommand } from "../server/serve-command.js";
+import { registerSimCommands } from "../sim/cli.js";
+import { registerAttentionWorkerCommand } from "./attention-worker-command.js";
 import { registerConvertCommand } from "./convert-command.js";
 import { registerDoctorCommand } from "./doctor-command.js";
 import { registerGenerateCommand } from "./generate-command.js";
@@ -10,9 +14,13 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride();
 
+registerServeCommand(program);
 registerGenerateCommand(program);
 registerConvertCommand(program);
 registerDoctorCommand(program);
+registerAttentionWorkerCommand(program);
+registerBenchCommand(program);
+registerSimCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -23,6 +23,8 @@ export interface CoreOptions {
   readonly kvBlocks?: number;
   /** KV precision (default: f32 for f32 models, f16 otherwise). */
   readonly kvDtype?: DType;
+  /** Micro-batches in flight per step (staggered pipelining; default 1 in-process, 2 with attention workers). */
+  readonly pipelineDepth?: number;
 }
 
 export const DEFAULT_KV_MEMORY = 1 << 30;
@@ -85,5 +87,6 @@ export function buildEngineCore(
     maxContext: sizes.maxContext,
     eosTokenIds: [...eos],
     vocabSize: model.config.vocabSize,
+    pipelineDepth: o.pipelineDepth ?? (attention ? 2 : 1),
   });
 }

@@ -1,3 +1,4 @@
+import { AttentionWorkerLostError } from "../attention/remote-service.js";
 import type { AttentionService } from "../attention/service.js";
 import type { ExecContext, SliceExecutor } from "../runtime/executor.js";
 import { createModelStep, type ModelStep } from "../runtime/step.js";
@@ -16,6 +17,26 @@ export interface EngineCoreOptions extends SchedulerLimits {
   /** End-of-sequence ids (tokenizer ∪ generation_config). */
   readonly eosTokenIds: readonly number[];
   readonly vocabSize: number;
+  /** Micro-batches in flight per step (staggered pipelining); 1 = sequential. */
+  readonly pipelineDepth: number;
+}
+
+/** One micro-batch slot: its step buffers, activation context and the sequences it samples. */
+interface Lane {
+  readonly step: ModelStep;
+  readonly ctx: ExecContext;
+  readonly chunks: ScheduledChunk[];
+  readonly sampleRow: Sequence[];
+  tokens: number;
+}
+
+/** An attention service that can rebuild after losing a worker (remote attention). */
+interface Recoverable {
+  recover(seqIds: Iterable<number>): Promise<number[]>;
+}
+
+function isRecoverable(a: AttentionService): a is AttentionService & Recoverable {
+  return typeof (a as Partial<Recoverable>).recover === "function";
 }
 
 interface SeqText {
@@ -31,12 +52,10 @@ interface SeqText {
 export class EngineCore {
   readonly scheduler: Scheduler;
   private readonly sampler: Sampler;
-  private readonly step: ModelStep;
-  private readonly ctx: ExecContext;
+  private readonly lanes: Lane[];
   private readonly bySeqId = new Map<number, Sequence>();
   private readonly byRequest = new Map<string, Sequence>();
   private readonly text = new Map<Sequence, SeqText>();
-  private readonly sampleRow: Sequence[] = [];
   private readonly rawLogits: Float32Array;
   private readonly eos: Set<number>;
   private nextSeqId = 1;
@@ -44,6 +63,8 @@ export class EngineCore {
   private promptTokens = 0;
   private generationTokens = 0;
   private stepping = false;
+  private wallSeconds = 0;
+  recoveries = 0;
   private readonly pendingAborts: string[] = [];
 
   constructor(
@@ -54,8 +75,13 @@ export class EngineCore {
   ) {
     this.scheduler = new Scheduler(options, attention);
     this.sampler = new Sampler(options.vocabSize);
-    this.step = createModelStep(options.maxTokensPerStep, options.maxRunning);
-    this.ctx = executor.createContext();
+    this.lanes = Array.from({ length: Math.max(1, options.pipelineDepth) }, () => ({
+      step: createModelStep(options.maxTokensPerStep, options.maxRunning),
+      ctx: executor.createContext(),
+      chunks: [],
+      sampleRow: [],
+      tokens: 0,
+    }));
     this.rawLogits = new Float32Array(options.vocabSize);
     this.eos = new Set(options.eosTokenIds);
   }
@@ -107,6 +133,7 @@ export class EngineCore {
   async runStep(): Promise<TokenEvent[]> {
     if (this.stepping) throw new Error("engine: runStep re-entered");
     this.stepping = true;
+    const t0 = performance.now();
     try {
       const events: TokenEvent[] = [];
       this.applyAborts(events);
@@ -115,21 +142,55 @@ export class EngineCore {
         this.rejectUnfittable(events);
         return events;
       }
-      this.fillStep(chunks);
-      const logits = await this.executor.forward(this.ctx, this.step, this.attention);
+      const lanes = this.formLanes(chunks);
+      // Micro-batches run concurrently: while one waits on its attention, the next computes.
+      const results = await Promise.allSettled(
+        lanes.map((l) => this.executor.forward(l.ctx, l.step, this.attention)),
+      );
+      const failure = results.find((r) => r.status === "rejected");
+      if (failure) {
+        const err = (failure as PromiseRejectedResult).reason;
+        if (err instanceof AttentionWorkerLostError && isRecoverable(this.attention)) {
+          await this.recover(events);
+          return events;
+        }
+        throw err;
+      }
       this.applyAborts(events);
-      this.consume(chunks, logits, events);
+      lanes.forEach((l, i) => {
+        this.consume(l, (results[i] as PromiseFulfilledResult<Float32Array>).value, events);
+      });
       return events;
     } finally {
+      this.wallSeconds += (performance.now() - t0) / 1000;
       this.stepping = false;
     }
   }
 
-  private fillStep(chunks: readonly ScheduledChunk[]): void {
-    const st = this.step;
+  /** Splits a step's chunks into micro-batches of about equal tokens (a sequence stays in one). */
+  private formLanes(chunks: readonly ScheduledChunk[]): Lane[] {
+    const n = Math.min(this.lanes.length, chunks.length);
+    const lanes = this.lanes.slice(0, n);
+    for (const l of lanes) {
+      l.chunks.length = 0;
+      l.tokens = 0;
+    }
+    for (const c of chunks) {
+      let best = lanes[0]!;
+      for (const l of lanes) if (l.tokens < best.tokens) best = l;
+      best.chunks.push(c);
+      best.tokens += c.count;
+    }
+    for (const l of lanes) this.fillStep(l);
+    return lanes;
+  }
+
+  private fillStep(lane: Lane): void {
+    const st = lane.step;
+    const chunks = lane.chunks;
     let t = 0;
     st.nLogits = 0;
-    this.sampleRow.length = 0;
+    lane.sampleRow.length = 0;
     for (let s = 0; s < chunks.length; s++) {
       const { seq, start, count, sample } = chunks[s]!;
       st.seqIds[s] = seq.id;
@@ -141,7 +202,7 @@ export class EngineCore {
       }
       if (sample) {
         st.logitRows[st.nLogits++] = t - 1;
-        this.sampleRow.push(seq);
+        lane.sampleRow.push(seq);
       }
     }
     st.seqStart[chunks.length] = t;
@@ -149,11 +210,36 @@ export class EngineCore {
     st.nTokens = t;
   }
 
-  private consume(chunks: readonly ScheduledChunk[], logits: Float32Array, events: TokenEvent[]): void {
-    for (const c of chunks) c.seq.numComputed = c.start + c.count;
+  /**
+   * A worker holding KV was lost: the attention service brings workers back and lays KV out
+   * again; every sequence whose KV is gone is rebuilt from its prompt and generated tokens
+   * (re-prefilled), so it completes with the same tokens. Requests fail only if no worker is left.
+   */
+  private async recover(events: TokenEvent[]): Promise<void> {
+    this.recoveries++;
+    const svc = this.attention as AttentionService & Recoverable;
+    const holding = [...this.scheduler.running, ...this.scheduler.waiting].filter(
+      (q) => q.numComputed > 0 || q.status === "running",
+    );
+    let affected: number[];
+    try {
+      affected = await svc.recover(holding.map((q) => q.id));
+    } catch (e) {
+      for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
+        this.finish(seq);
+        events.push(this.errorEvent(seq, `attention unavailable: ${(e as Error).message}`));
+      }
+      return;
+    }
+    const ids = new Set(affected);
+    this.scheduler.rebuild(holding.filter((q) => ids.has(q.id)));
+  }
+
+  private consume(lane: Lane, logits: Float32Array, events: TokenEvent[]): void {
+    for (const c of lane.chunks) if (c.seq.status === "running") c.seq.numComputed = c.start + c.count;
     const V = this.options.vocabSize;
-    for (let r = 0; r < this.sampleRow.length; r++) {
-      const seq = this.sampleRow[r]!;
+    for (let r = 0; r < lane.sampleRow.length; r++) {
+      const seq = lane.sampleRow[r]!;
       if (seq.status !== "running") continue; // aborted during the step
       const off = r * V;
       const want = seq.params.logprobs;
@@ -239,20 +325,40 @@ export class EngineCore {
     if (this.scheduler.running.length > 0 || this.scheduler.waiting.length === 0) return;
     const seq = this.scheduler.waiting[0]!;
     this.finish(seq);
-    events.push({
+    events.push(
+      this.errorEvent(
+        seq,
+        `request needs more KV cache than the attention service has (${seq.length + 1} tokens)`,
+      ),
+    );
+  }
+
+  private errorEvent(seq: Sequence, error: string): TokenEvent {
+    return {
       requestId: seq.requestId,
       tokenIds: [],
       text: "",
       finished: true,
       finishReason: "error",
-      error: `request needs more KV cache than the attention service has (${seq.length + 1} tokens)`,
+      error,
       promptTokens: seq.promptTokens.length,
       completionTokens: seq.output.length,
-    });
+    };
   }
 
   stats(): EngineStats {
-    const timing = this.ctx.timing;
+    let model = 0;
+    let wait = 0;
+    let steps = 0;
+    for (const l of this.lanes) {
+      model += l.ctx.timing.model;
+      wait += l.ctx.timing.attention;
+      steps = Math.max(steps, l.ctx.timing.steps);
+    }
+    const reported = (this.attention as { attentionMicros?: number }).attentionMicros;
+    // Remote workers report their compute; the rest of the wait is transport. In-process, the wait is attention.
+    const attention = reported === undefined ? wait : reported / 1e6;
+    const transport = reported === undefined ? 0 : Math.max(0, wait - attention);
     return {
       running: this.scheduler.running.length,
       waiting: this.scheduler.waiting.length,
@@ -263,13 +369,7 @@ export class EngineCore {
       refused: this.refused,
       promptTokens: this.promptTokens,
       generationTokens: this.generationTokens,
-      timing: {
-        model: timing.model,
-        attention: timing.attention,
-        transport: timing.transport,
-        idle: timing.idle,
-        steps: timing.steps,
-      },
+      timing: { model, attention, transport, idle: Math.max(0, this.wallSeconds - model), steps },
     };
   }
 }

@@ -75,7 +75,7 @@ port.on("message", (raw: ToWorker) => {
 
 async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Promise<void> {
   try {
-    const setup = await setupEngine(options);
+    const setup = await setupEngine(options, (message) => post({ v: 1, type: "log", message }));
     core = setup.core;
     post({
       v: 1,

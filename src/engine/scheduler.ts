@@ -83,6 +83,24 @@ export class Scheduler {
     return chunks;
   }
 
+  /**
+   * Sequences whose KV was lost (an attention worker died): back to the head of the queue, in
+   * arrival order, to be re-prefilled from their prompt and generated tokens.
+   */
+  rebuild(seqs: readonly Sequence[]): void {
+    for (const seq of seqs) {
+      const r = this.running.indexOf(seq);
+      if (r >= 0) this.running.splice(r, 1);
+      const w = this.waiting.indexOf(seq);
+      if (w >= 0) this.waiting.splice(w, 1);
+      this.attention.release(seq.id);
+      seq.numComputed = 0;
+      seq.status = "waiting";
+    }
+    const ordered = [...seqs].sort((a, b) => a.id - b.id);
+    this.waiting.unshift(...ordered);
+  }
+
   private preempt(seq: Sequence): void {
     const r = this.running.indexOf(seq);
     if (r >= 0) this.running.splice(r, 1);

@@ -1,10 +1,14 @@
+import { availableParallelism } from "node:os";
 import path from "node:path";
+import { RemoteAttentionService, type WorkerEndpoint } from "../attention/remote-service.js";
+import type { AttentionService } from "../attention/service.js";
+import { AddressedWorker, SpawnedWorker } from "../attention/spawn.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import { loadKernelBackend } from "../kernels/index.js";
 import { loadModel } from "../model/load.js";
 import type { LoadedModel } from "../model/types.js";
 import type { ModelInfo } from "./api.js";
-import { buildEngineCore } from "./build-core.js";
+import { buildEngineCore, DEFAULT_KV_MEMORY, resolveSizes } from "./build-core.js";
 import type { EngineCore } from "./engine-core.js";
 import type { EngineOptions } from "./options.js";
 
@@ -25,16 +29,21 @@ export function servedModelId(options: EngineOptions, model: LoadedModel): strin
 }
 
 /** Loads the model and kernels and builds the engine core (in whichever thread calls it). */
-export async function setupEngine(options: EngineOptions): Promise<EngineSetup> {
-  const backend = loadKernelBackend({
-    backend: options.backend ?? "auto",
-    ...(options.threads ? { threads: options.threads } : {}),
-  });
+export async function setupEngine(
+  options: EngineOptions,
+  log: (line: string) => void = () => {},
+): Promise<EngineSetup> {
+  const spawned = options.attentionWorkers ?? 0;
+  // Locally spawned attention workers get a core each; the model side keeps the rest.
+  const threads =
+    options.threads ?? (spawned > 0 ? Math.max(1, availableParallelism() - spawned) : undefined);
+  const backend = loadKernelBackend({ backend: options.backend ?? "auto", ...(threads ? { threads } : {}) });
   const model = await loadModel(
     options.model,
     options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {},
   );
-  const core = buildEngineCore(model, backend, options);
+  const attention = await createAttention(model, options, log);
+  const core = buildEngineCore(model, backend, options, attention);
   const info: ModelInfo = {
     id: servedModelId(options, model),
     label: model.source.label,
@@ -43,4 +52,48 @@ export async function setupEngine(options: EngineOptions): Promise<EngineSetup> 
     generation: model.generation,
   };
   return { core, model, backend, info };
+}
+
+/**
+ * The attention placement the options ask for: in-process (undefined), locally spawned attention
+ * workers, or workers already running at given addresses.
+ */
+export async function createAttention(
+  model: LoadedModel,
+  options: EngineOptions,
+  log: (line: string) => void,
+): Promise<AttentionService | undefined> {
+  const addrs = options.attentionWorkerAddrs ?? [];
+  const spawned = options.attentionWorkers ?? 0;
+  if (addrs.length === 0 && spawned === 0) return undefined;
+  if (addrs.length > 0 && spawned > 0)
+    throw new Error("use either --attention-workers or --attention-worker-addrs, not both");
+  const endpoints: WorkerEndpoint[] = [];
+  if (addrs.length > 0) {
+    const token = options.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN;
+    if (!token)
+      throw new Error(
+        "attention workers at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
+      );
+    for (const a of addrs) endpoints.push(AddressedWorker.parse(a, token, log));
+  } else {
+    for (let i = 0; i < spawned; i++) {
+      endpoints.push(
+        new SpawnedWorker(`local-${i}`, {
+          transport: options.transport ?? "shm",
+          kvMemory: options.kvMemory ?? DEFAULT_KV_MEMORY,
+          threads: 1,
+          log,
+        }),
+      );
+    }
+  }
+  const sizes = resolveSizes(model, options);
+  return RemoteAttentionService.connect(endpoints, {
+    partition: options.partition ?? "head",
+    geometry: sizes.geometry,
+    kvMemory: options.kvMemory ?? null,
+    maxTags: Math.max(1, options.pipelineDepth ?? 2),
+    log,
+  });
 }

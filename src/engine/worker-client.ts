@@ -84,6 +84,7 @@ export class WorkerEngineClient implements EngineClient {
     readonly tokenizer: Tokenizer,
     readonly backendDescription: string,
     readonly attentionDescription: string,
+    private readonly log: (line: string) => void,
   ) {
     worker.on("message", (m: FromWorker) => this.onMessage(m));
     worker.on("error", (e) =>
@@ -121,7 +122,7 @@ export class WorkerEngineClient implements EngineClient {
     worker.removeAllListeners("error");
     worker.removeAllListeners("exit");
     const tokenizer = await loadTokenizer(ready);
-    return new WorkerEngineClient(worker, ready.model, tokenizer, ready.backend, ready.attention);
+    return new WorkerEngineClient(worker, ready.model, tokenizer, ready.backend, ready.attention, log);
   }
 
   private onMessage(m: FromWorker): void {
@@ -138,6 +139,9 @@ export class WorkerEngineClient implements EngineClient {
         break;
       case "rejected":
         this.streams.get(m.id)?.fail(fromWire(m.error));
+        break;
+      case "log":
+        this.log(m.message);
         break;
       case "closed":
         this.closed = true;

@@ -1,0 +1,80 @@
+import { z } from "zod";
+
+/**
+ * The attention-worker protocol, carried as transport Messages (src/transport/message.ts).
+ * One model-side engine drives one connection; the worker keeps one KV cache per connection.
+ *
+ *   CONFIGURE (rpc)   control: ConfigureRequest            → reply control: ConfigureReply
+ *   RESERVE           ints [seqId, numTokens]                (ordered before the next STEP)
+ *   RELEASE           ints [seqId]
+ *   RESET             release every sequence
+ *   STEP              ints [tag, nTokens, nSeqs]; tensors seqIds, seqStart, positions (i32)
+ *   Q                 ints [tag, layer]; tensor q [nTokens, heads·headDim] — early q starts here
+ *   KV (rpc)          ints [tag, layer]; tensors k, v         → reply OUT
+ *   OUT (reply)       ints [tag, layer, computeMicros]; tensor out [nTokens, heads·headDim]
+ *   STATS (rpc)       → reply control: WorkerStats
+ *
+ * `tag` names the micro-batch (several are in flight under staggered pipelining). Errors come
+ * back as transport error replies (FLAG_ERROR) and close nothing but that request.
+ */
+export const ATTENTION_PROTOCOL_VERSION = 1;
+
+export const MsgType = {
+  CONFIGURE: 1,
+  RESERVE: 2,
+  RELEASE: 3,
+  RESET: 4,
+  STEP: 5,
+  Q: 6,
+  KV: 7,
+  OUT: 8,
+  STATS: 9,
+} as const;
+
+export const configureRequestSchema = z.strictObject({
+  version: z.literal(ATTENTION_PROTOCOL_VERSION),
+  numLayers: z.number().int().min(1).max(1024),
+  /** Query heads this worker computes. */
+  numHeads: z.number().int().min(1).max(4096),
+  /** KV heads this worker stores. */
+  numKvHeads: z.number().int().min(1).max(4096),
+  headDim: z.number().int().min(1).max(1024),
+  blockSize: z.number().int().min(1).max(4096),
+  kvDtype: z.enum(["f32", "f16", "bf16"]),
+  maxContext: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 24),
+  maxTokens: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 20),
+  maxSeqs: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 16),
+  slidingWindow: z.number().int().min(1).nullable(),
+  /** KV budget the model side asks for; the worker may grant less (its --kv-memory). */
+  kvMemory: z.number().int().min(1).nullable(),
+  /** Most micro-batches in flight at once. */
+  maxTags: z.number().int().min(1).max(64),
+});
+export type ConfigureRequest = z.infer<typeof configureRequestSchema>;
+
+export const configureReplySchema = z.strictObject({
+  version: z.literal(ATTENTION_PROTOCOL_VERSION),
+  numBlocks: z.number().int().min(1),
+  pid: z.number().int(),
+  kernels: z.string(),
+});
+export type ConfigureReply = z.infer<typeof configureReplySchema>;
+
+export const workerStatsSchema = z.strictObject({
+  usedBlocks: z.number().int().min(0),
+  totalBlocks: z.number().int().min(0),
+  sequences: z.number().int().min(0),
+});
+export type WorkerStats = z.infer<typeof workerStatsSchema>;

@@ -1,0 +1,540 @@
+import type { Channel } from "../transport/channel.js";
+import { parseControl } from "../transport/control.js";
+import type { Message, ReceivedMessage } from "../transport/message.js";
+import { RpcClient } from "../transport/rpc.js";
+import { BlockAllocator } from "./block-allocator.js";
+import type { KvGeometry } from "./kv-attention.js";
+import {
+  ATTENTION_PROTOCOL_VERSION,
+  type ConfigureRequest,
+  configureReplySchema,
+  MsgType,
+  type WorkerStats,
+  workerStatsSchema,
+} from "./protocol.js";
+import type { AttentionService, AttentionStep, KvUsage } from "./service.js";
+
+/** How to (re)open a connection to one attention worker. */
+export interface WorkerEndpoint {
+  readonly name: string;
+  connect(): Promise<Channel>;
+}
+
+export type Partition = "head" | "request";
+
+/** Raised from finishLayer when a worker's connection is lost mid-step: the engine rebuilds. */
+export class AttentionWorkerLostError extends Error {
+  constructor(
+    readonly worker: string,
+    reason: string,
+  ) {
+    super(`attention worker ${worker} lost: ${reason}`);
+    this.name = "AttentionWorkerLostError";
+  }
+}
+
+/** One worker as the model side sees it: its connection, share of heads, and a block mirror. */
+interface Link {
+  readonly endpoint: WorkerEndpoint;
+  channel: Channel | null;
+  rpc: RpcClient | null;
+  alive: boolean;
+  /** Block accounting mirrored exactly from what we asked the worker to do. */
+  mirror: BlockAllocator | null;
+  /** Head partitioning: KV heads [kvLo, kvHi) and the query heads of those groups. */
+  kvLo: number;
+  kvHi: number;
+  /** Per micro-batch tag: rows of the step this worker serves (request partitioning) and send buffers. */
+  tags: LinkTag[];
+  pid: number;
+  kernels: string;
+  lostReason: string;
+}
+
+interface LinkTag {
+  /** Step rows (token indices) routed to this worker, in order. */
+  readonly rows: Int32Array;
+  nRows: number;
+  readonly seqIds: Int32Array;
+  readonly seqStart: Int32Array;
+  readonly positions: Int32Array;
+  nSeqs: number;
+  readonly q: Float32Array;
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  readonly ints: Int32Array;
+}
+
+/** A step awaiting its workers' OUT replies. */
+interface PendingLayer {
+  remaining: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  failed: boolean;
+}
+
+/**
+ * Attention on remote attention workers (Lamina): per layer the model side sends q as soon as it
+ * exists (the worker starts on cached tokens), then k and v, and awaits the outputs. KV is
+ * partitioned across workers by KV head (balanced; default) or by request (balanced by KV load).
+ * Block accounting is mirrored here so the scheduler's admission stays synchronous.
+ */
+export class RemoteAttentionService implements AttentionService {
+  readonly blockSize: number;
+  private readonly links: Link[];
+  private readonly owner = new Map<number, Link>();
+  private readonly tagOf = new WeakMap<AttentionStep, number>();
+  private nextTag = 0;
+  private readonly pending: PendingLayer[];
+  /** Micro-seconds of attention compute reported by the workers (for the step breakdown). */
+  attentionMicros = 0;
+  private readonly qWidthTotal: number;
+  private readonly kvWidthTotal: number;
+
+  private constructor(
+    endpoints: readonly WorkerEndpoint[],
+    readonly partition: Partition,
+    readonly geometry: KvGeometry,
+    private readonly kvMemory: number | null,
+    private readonly maxTags: number,
+    private readonly log: (line: string) => void,
+  ) {
+    this.blockSize = geometry.blockSize;
+    this.qWidthTotal = geometry.numHeads * geometry.headDim;
+    this.kvWidthTotal = geometry.numKvHeads * geometry.headDim;
+    this.links = endpoints.map((endpoint) => ({
+      endpoint,
+      channel: null,
+      rpc: null,
+      alive: false,
+      mirror: null,
+      kvLo: 0,
+      kvHi: 0,
+      tags: [],
+      pid: 0,
+      kernels: "",
+      lostReason: "",
+    }));
+    this.pending = Array.from({ length: maxTags }, () => ({
+      remaining: 0,
+      resolve: () => {},
+      reject: () => {},
+      failed: false,
+    }));
+  }
+
+  /** Connects to every worker and configures its share. Fails clearly if a worker cannot serve. */
+  static async connect(
+    endpoints: readonly WorkerEndpoint[],
+    options: {
+      partition: Partition;
+      geometry: KvGeometry;
+      kvMemory: number | null;
+      maxTags: number;
+      log?: (line: string) => void;
+    },
+  ): Promise<RemoteAttentionService> {
+    if (endpoints.length === 0) throw new Error("remote attention needs at least one attention worker");
+    const g = options.geometry;
+    if (options.partition === "head" && g.numKvHeads % endpoints.length !== 0) {
+      throw new Error(
+        `head partitioning needs the KV head count (${g.numKvHeads}) to divide by the attention worker count (${endpoints.length}); use --partition request or ${divisors(g.numKvHeads).join("/")} workers`,
+      );
+    }
+    const svc = new RemoteAttentionService(
+      endpoints,
+      options.partition,
+      g,
+      options.kvMemory,
+      options.maxTags,
+      options.log ?? (() => {}),
+    );
+    await svc.relayout(svc.links);
+    return svc;
+  }
+
+  get description(): string {
+    const alive = this.links.filter((l) => l.alive).length;
+    return `${alive} attention worker${alive === 1 ? "" : "s"} (${this.partition}-partitioned)`;
+  }
+
+  /** Workers currently serving. */
+  get aliveWorkers(): number {
+    return this.links.filter((l) => l.alive).length;
+  }
+
+  /**
+   * Gives each live worker its share and a fresh cache (CONFIGURE replaces any earlier one).
+   * Under head partitioning every worker is re-laid out (all KV must then be rebuilt); under
+   * request partitioning only `fresh` workers are configured and the others keep their KV.
+   */
+  async relayout(fresh: Link[] = this.links): Promise<void> {
+    for (const l of fresh) if (!l.alive) await this.open(l);
+    let live = this.links.filter((l) => l.alive);
+    if (live.length === 0)
+      throw new Error(
+        `no attention worker is reachable (${this.links.map((l) => `${l.endpoint.name}: ${l.lostReason || "down"}`).join("; ")})`,
+      );
+    const g = this.geometry;
+    if (this.partition === "head") {
+      // The largest worker count that divides the KV heads; spare workers wait.
+      let n = live.length;
+      while (g.numKvHeads % n !== 0) n--;
+      live = live.slice(0, n);
+      this.owner.clear();
+      for (const l of this.links) l.mirror = null;
+    }
+    const targets = this.partition === "head" ? live : live.filter((l) => fresh.includes(l) || !l.mirror);
+    const perKv = this.partition === "head" ? g.numKvHeads / live.length : g.numKvHeads;
+    await Promise.all(
+      targets.map((l, i) => this.configure(l, this.partition === "head" ? i * perKv : 0, perKv)),
+    );
+  }
+
+  private async configure(l: Link, kvLo: number, perKv: number): Promise<void> {
+    const g = this.geometry;
+    const group = g.numHeads / g.numKvHeads;
+    const req: ConfigureRequest = {
+      version: ATTENTION_PROTOCOL_VERSION,
+      numLayers: g.numLayers,
+      numHeads: perKv * group,
+      numKvHeads: perKv,
+      headDim: g.headDim,
+      blockSize: g.blockSize,
+      kvDtype: g.kvDtype,
+      maxContext: g.maxContext,
+      maxTokens: g.maxTokens,
+      maxSeqs: g.maxSeqs,
+      slidingWindow: g.slidingWindow,
+      kvMemory: this.kvMemory,
+      maxTags: this.maxTags,
+    };
+    const reply = await l.rpc!.request({ type: MsgType.CONFIGURE, control: req }, (m) =>
+      parseControl(m, configureReplySchema, "CONFIGURE reply"),
+    );
+    l.kvLo = kvLo;
+    l.kvHi = kvLo + perKv;
+    l.mirror = new BlockAllocator(reply.numBlocks, g.blockSize);
+    l.pid = reply.pid;
+    l.kernels = reply.kernels;
+    const qw = perKv * group * g.headDim;
+    const kw = perKv * g.headDim;
+    l.tags = Array.from({ length: this.maxTags }, () => ({
+      rows: new Int32Array(g.maxTokens),
+      nRows: 0,
+      seqIds: new Int32Array(g.maxSeqs),
+      seqStart: new Int32Array(g.maxSeqs + 1),
+      positions: new Int32Array(g.maxTokens),
+      nSeqs: 0,
+      q: new Float32Array(g.maxTokens * qw),
+      k: new Float32Array(g.maxTokens * kw),
+      v: new Float32Array(g.maxTokens * kw),
+      ints: new Int32Array(3),
+    }));
+    this.log(
+      `attention worker ${l.endpoint.name} (pid ${reply.pid}): kv heads ${kvLo}..${kvLo + perKv - 1}, ${reply.numBlocks} blocks, ${reply.kernels}`,
+    );
+  }
+
+  /** Whether some worker is down. */
+  get degraded(): boolean {
+    return this.links.some((l) => !l.alive || !l.mirror);
+  }
+
+  /**
+   * After a loss: brings lost workers back where possible (a spawned worker is restarted, an
+   * addressed one reconnected) and lays the KV out again. Returns the sequences whose KV is gone
+   * and must be rebuilt from their tokens (all of them under head partitioning).
+   */
+  async recover(seqIds: Iterable<number>): Promise<number[]> {
+    const lost = this.links.filter((l) => !l.alive || !l.mirror);
+    const all = [...seqIds];
+    const affected =
+      this.partition === "head"
+        ? all
+        : all.filter((s) => lost.includes(this.owner.get(s) as Link) || !this.owner.has(s));
+    for (const s of affected) this.owner.delete(s);
+    await this.relayout(lost);
+    return affected;
+  }
+
+  /** Pids of the worker processes (spawned or remote), by worker. */
+  workerPids(): { worker: string; pid: number; alive: boolean }[] {
+    return this.links.map((l) => ({ worker: l.endpoint.name, pid: l.pid, alive: l.alive }));
+  }
+
+  private async open(l: Link): Promise<void> {
+    try {
+      const channel = await l.endpoint.connect();
+      l.channel = channel;
+      l.rpc = new RpcClient(channel, { timeoutMs: 60_000, onUnsolicited: () => {} });
+      l.alive = true;
+      channel.onClose((info) => this.onLost(l, info.reason));
+    } catch (e) {
+      l.alive = false;
+      l.lostReason = (e as Error).message;
+      this.log(`attention worker ${l.endpoint.name} unreachable: ${l.lostReason}`);
+    }
+  }
+
+  private onLost(l: Link, reason: string): void {
+    if (!l.alive) return;
+    l.alive = false;
+    l.lostReason = reason;
+    l.mirror = null;
+    this.log(`attention worker ${l.endpoint.name} lost: ${reason}`);
+    for (const p of this.pending) {
+      if (p.remaining > 0 && !p.failed) {
+        p.failed = true;
+        p.reject(new AttentionWorkerLostError(l.endpoint.name, reason));
+      }
+    }
+  }
+
+  private active(): Link[] {
+    return this.links.filter((l) => l.alive && l.mirror);
+  }
+
+  private linksFor(seqId: number): Link[] {
+    if (this.partition === "head") return this.active();
+    const o = this.owner.get(seqId);
+    return o ? [o] : [];
+  }
+
+  /** Request partitioning: a new sequence goes to the worker with the most free blocks. */
+  private pickOwner(): Link | null {
+    let best: Link | null = null;
+    for (const l of this.active()) if (!best || l.mirror!.freeBlocks > best.mirror!.freeBlocks) best = l;
+    return best;
+  }
+
+  canReserve(seqId: number, numTokens: number): boolean {
+    if (this.partition === "request" && !this.owner.has(seqId)) {
+      const l = this.pickOwner();
+      return !!l && l.mirror!.canReserve(seqId, numTokens);
+    }
+    const links = this.linksFor(seqId);
+    return links.length > 0 && links.every((l) => l.mirror!.canReserve(seqId, numTokens));
+  }
+
+  blocksNeeded(seqId: number, numTokens: number): number {
+    const l = this.partition === "request" ? (this.owner.get(seqId) ?? this.pickOwner()) : this.active()[0];
+    return l ? l.mirror!.blocksNeeded(seqId, numTokens) : Math.ceil(numTokens / this.blockSize);
+  }
+
+  reserve(seqId: number, numTokens: number): boolean {
+    if (!this.canReserve(seqId, numTokens)) return false;
+    if (this.partition === "request" && !this.owner.has(seqId)) this.owner.set(seqId, this.pickOwner()!);
+    for (const l of this.linksFor(seqId)) {
+      if (l.mirror!.blocksNeeded(seqId, numTokens) === 0) continue;
+      l.mirror!.reserve(seqId, numTokens);
+      this.post(l, { type: MsgType.RESERVE, ints: [seqId, numTokens] });
+    }
+    return true;
+  }
+
+  release(seqId: number): void {
+    for (const l of this.linksFor(seqId)) {
+      if (!l.mirror!.table(seqId)) continue;
+      l.mirror!.release(seqId);
+      this.post(l, { type: MsgType.RELEASE, ints: [seqId] });
+    }
+    this.owner.delete(seqId);
+  }
+
+  usage(): readonly KvUsage[] {
+    return this.links.map((l) => ({
+      worker: l.endpoint.name,
+      usedBlocks: l.mirror?.usedBlocks ?? 0,
+      totalBlocks: l.mirror?.numBlocks ?? 0,
+      blockSize: this.blockSize,
+    }));
+  }
+
+  /** Asks each live worker for its own block counts (to check the mirror, and for tests). */
+  async workerStats(): Promise<(WorkerStats | null)[]> {
+    return Promise.all(
+      this.links.map((l) =>
+        l.alive && l.rpc
+          ? l.rpc
+              .request({ type: MsgType.STATS }, (m) => parseControl(m, workerStatsSchema, "STATS reply"))
+              .catch(() => null)
+          : Promise.resolve(null),
+      ),
+    );
+  }
+
+  private post(l: Link, m: Message): void {
+    l.channel!.send(m).catch(() => {
+      /* a lost connection is reported through onClose */
+    });
+  }
+
+  private tag(step: AttentionStep): number {
+    let t = this.tagOf.get(step);
+    if (t === undefined) {
+      if (this.nextTag >= this.maxTags) throw new Error(`more than ${this.maxTags} micro-batches in flight`);
+      t = this.nextTag++;
+      this.tagOf.set(step, t);
+    }
+    return t;
+  }
+
+  beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
+    const tag = this.tag(step);
+    if (layer === 0) this.sendSteps(tag, step);
+    const g = this.geometry;
+    const group = g.numHeads / g.numKvHeads;
+    for (const l of this.active()) {
+      const lt = l.tags[tag]!;
+      if (lt.nRows === 0) continue;
+      const w = (l.kvHi - l.kvLo) * group * g.headDim;
+      gatherBlock(lt.q, q, lt.rows, lt.nRows, this.qWidthTotal, l.kvLo * group * g.headDim, w);
+      lt.ints[0] = tag;
+      lt.ints[1] = layer;
+      this.post(l, {
+        type: MsgType.Q,
+        ints: lt.ints.subarray(0, 2),
+        tensors: [{ dtype: "f32", shape: [lt.nRows * w], data: lt.q.subarray(0, lt.nRows * w) }],
+      });
+    }
+  }
+
+  /** Routes the step's rows to workers and sends each its STEP (once per step, at layer 0). */
+  private sendSteps(tag: number, step: AttentionStep): void {
+    for (const l of this.active()) {
+      const lt = l.tags[tag]!;
+      lt.nRows = 0;
+      lt.nSeqs = 0;
+      lt.seqStart[0] = 0;
+      for (let s = 0; s < step.nSeqs; s++) {
+        if (this.partition === "request" && this.owner.get(step.seqIds[s]!) !== l) continue;
+        lt.seqIds[lt.nSeqs] = step.seqIds[s]!;
+        for (let t = step.seqStart[s]!; t < step.seqStart[s + 1]!; t++) {
+          lt.rows[lt.nRows] = t;
+          lt.positions[lt.nRows] = step.positions[t]!;
+          lt.nRows++;
+        }
+        lt.seqStart[++lt.nSeqs] = lt.nRows;
+      }
+      if (lt.nRows === 0) continue;
+      lt.ints[0] = tag;
+      lt.ints[1] = lt.nRows;
+      lt.ints[2] = lt.nSeqs;
+      this.post(l, {
+        type: MsgType.STEP,
+        ints: lt.ints,
+        tensors: [
+          { dtype: "i32", shape: [lt.nSeqs], data: lt.seqIds.subarray(0, lt.nSeqs) },
+          { dtype: "i32", shape: [lt.nSeqs + 1], data: lt.seqStart.subarray(0, lt.nSeqs + 1) },
+          { dtype: "i32", shape: [lt.nRows], data: lt.positions.subarray(0, lt.nRows) },
+        ],
+      });
+    }
+  }
+
+  finishLayer(
+    layer: number,
+    step: AttentionStep,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+  ): Promise<void> {
+    const tag = this.tag(step);
+    const g = this.geometry;
+    const group = g.numHeads / g.numKvHeads;
+    const links = this.active().filter((l) => l.tags[tag]!.nRows > 0);
+    const p = this.pending[tag]!;
+    const done = new Promise<void>((resolve, reject) => {
+      p.remaining = links.length;
+      p.failed = false;
+      p.resolve = resolve;
+      p.reject = reject;
+    });
+    if (links.length === 0) {
+      p.remaining = 0;
+      p.resolve();
+      return done;
+    }
+    for (const l of links) {
+      const lt = l.tags[tag]!;
+      const kw = (l.kvHi - l.kvLo) * g.headDim;
+      const qw = kw * group;
+      gatherBlock(lt.k, k, lt.rows, lt.nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
+      gatherBlock(lt.v, v, lt.rows, lt.nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
+      const n = lt.nRows * kw;
+      const ints = lt.ints.subarray(0, 2);
+      ints[0] = tag;
+      ints[1] = layer;
+      l.rpc!.request(
+        {
+          type: MsgType.KV,
+          ints,
+          tensors: [
+            { dtype: "f32", shape: [n], data: lt.k.subarray(0, n) },
+            { dtype: "f32", shape: [n], data: lt.v.subarray(0, n) },
+          ],
+        },
+        (reply: ReceivedMessage) => {
+          const data = reply.tensors[0]?.data;
+          if (!(data instanceof Float32Array) || data.length !== lt.nRows * qw)
+            throw new Error(`bad OUT from ${l.endpoint.name}`);
+          scatterBlock(out, data, lt.rows, lt.nRows, this.qWidthTotal, l.kvLo * group * g.headDim, qw);
+          this.attentionMicros += reply.ints[2] ?? 0;
+        },
+      ).then(
+        () => {
+          if (--p.remaining === 0 && !p.failed) p.resolve();
+        },
+        (e: Error) => {
+          if (p.failed) return;
+          p.failed = true;
+          p.reject(l.alive ? e : new AttentionWorkerLostError(l.endpoint.name, l.lostReason || e.message));
+        },
+      );
+    }
+    return done;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.links.map((l) => l.channel?.close("engine shutting down").catch(() => undefined)));
+  }
+}
+
+/** dst[r, 0..w) = src[rows[r], off..off+w) for r < n. */
+function gatherBlock(
+  dst: Float32Array,
+  src: Float32Array,
+  rows: Int32Array,
+  n: number,
+  srcWidth: number,
+  off: number,
+  w: number,
+): void {
+  for (let r = 0; r < n; r++) {
+    const s = rows[r]! * srcWidth + off;
+    const d = r * w;
+    for (let i = 0; i < w; i++) dst[d + i] = src[s + i]!;
+  }
+}
+
+/** dst[rows[r], off..off+w) = src[r, 0..w) for r < n. */
+function scatterBlock(
+  dst: Float32Array,
+  src: Float32Array,
+  rows: Int32Array,
+  n: number,
+  dstWidth: number,
+  off: number,
+  w: number,
+): void {
+  for (let r = 0; r < n; r++) {
+    const d = rows[r]! * dstWidth + off;
+    const s = r * w;
+    for (let i = 0; i < w; i++) dst[d + i] = src[s + i]!;
+  }
+}
+
+function divisors(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
+}

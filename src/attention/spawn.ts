@@ -1,0 +1,116 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import type { Channel } from "../transport/channel.js";
+import { createShmChannel } from "../transport/shm-channel.js";
+import { connectTcp } from "../transport/tcp.js";
+import type { WorkerEndpoint } from "./remote-service.js";
+
+const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+const children = new Set<ChildProcess>();
+let exitHook = false;
+
+function trackChild(child: ChildProcess): void {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    // Locally spawned workers never outlive their engine.
+    process.once("exit", () => {
+      for (const c of children) c.kill("SIGKILL");
+    });
+  }
+}
+
+export interface SpawnOptions {
+  readonly transport: "shm" | "tcp";
+  readonly kvMemory: number;
+  readonly threads: number;
+  readonly log: (line: string) => void;
+}
+
+/** A locally spawned attention worker: `connect` starts a fresh process (so a lost one can be replaced). */
+export class SpawnedWorker implements WorkerEndpoint {
+  child: ChildProcess | null = null;
+  private readonly token = randomBytes(24).toString("hex");
+
+  constructor(
+    readonly name: string,
+    private readonly o: SpawnOptions,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async connect(): Promise<Channel> {
+    const common = [
+      "attention-worker",
+      "--kv-memory",
+      String(this.o.kvMemory),
+      "--threads",
+      String(this.o.threads),
+    ];
+    if (this.o.transport === "shm") {
+      const channel = createShmChannel();
+      const child = fork(CLI, [...common, "--shm", channel.name], {
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      this.adopt(child);
+      child.once("exit", (code, signal) => {
+        if (!channel.closed) void channel.close(`attention worker process exited (${signal ?? code})`);
+      });
+      return channel;
+    }
+    const child = fork(CLI, [...common, "--listen", "127.0.0.1:0"], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: { ...process.env, LAMINA_ATTENTION_TOKEN: this.token },
+    });
+    this.adopt(child);
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once("message", (m: { type?: string; port?: number }) =>
+        m?.type === "listening" && m.port
+          ? resolve(m.port)
+          : reject(new Error("unexpected message from attention worker")),
+      );
+      child.once("exit", (code) =>
+        reject(new Error(`attention worker exited during start-up (code ${code})`)),
+      );
+    });
+    return connectTcp({ host: "127.0.0.1", port, secret: this.token, log: this.o.log });
+  }
+
+  private adopt(child: ChildProcess): void {
+    if (this.child && this.child.exitCode === null) this.child.kill("SIGKILL");
+    this.child = child;
+    trackChild(child);
+    child.once("exit", (code, signal) =>
+      this.o.log(`attention worker ${this.name} (pid ${child.pid}) exited (${signal ?? code})`),
+    );
+  }
+
+  kill(signal: NodeJS.Signals = "SIGKILL"): void {
+    this.child?.kill(signal);
+  }
+}
+
+/** An attention worker already running at host:port (another host, or started by hand). */
+export class AddressedWorker implements WorkerEndpoint {
+  constructor(
+    readonly name: string,
+    private readonly host: string,
+    private readonly port: number,
+    private readonly token: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  connect(): Promise<Channel> {
+    return connectTcp({ host: this.host, port: this.port, secret: this.token, log: this.log });
+  }
+
+  static parse(addr: string, token: string, log: (line: string) => void): AddressedWorker {
+    const i = addr.lastIndexOf(":");
+    const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
+    return new AddressedWorker(addr, host, Number(addr.slice(i + 1)), token, log);
+  }
+}

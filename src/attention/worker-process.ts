@@ -1,0 +1,55 @@
+import { loadKernelBackend } from "../kernels/index.js";
+import type { Channel } from "../transport/channel.js";
+import { openShmChannel } from "../transport/shm-channel.js";
+import { listenTcp, type TcpServer } from "../transport/tcp.js";
+import { AttentionWorkerSession } from "./worker-session.js";
+
+export interface AttentionWorkerOptions {
+  /** host:port to listen on (TCP), or null when serving one shared-memory channel. */
+  readonly listen: { host: string; port: number } | null;
+  /** Name of a shared-memory channel created by the engine that spawned this worker. */
+  readonly shm: string | null;
+  readonly kvMemory: number;
+  readonly token: string | null;
+  readonly threads?: number;
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * An attention worker process: owns KV caches and computes attention for the engines that
+ * connect to it. Over TCP it serves any number of authenticated connections (one KV cache each);
+ * spawned locally it serves the one shared-memory channel its parent made, and exits with it.
+ */
+export async function runAttentionWorker(
+  o: AttentionWorkerOptions,
+): Promise<{ close(): Promise<void>; port: number | null }> {
+  const log =
+    o.log ?? ((line: string) => process.stderr.write(`attention-worker[${process.pid}]: ${line}\n`));
+  const backend = loadKernelBackend({ backend: "auto", ...(o.threads ? { threads: o.threads } : {}) });
+  const serve = (channel: Channel) =>
+    new AttentionWorkerSession(channel, backend, { kvMemory: o.kvMemory, log });
+  if (o.shm) {
+    const channel = openShmChannel(o.shm);
+    serve(channel);
+    channel.onClose((info) => {
+      log(`engine channel closed (${info.reason}); exiting`);
+      process.exit(0);
+    });
+    log(`serving shared-memory channel ${o.shm} with ${backend.describe()}`);
+    return { close: () => channel.close(), port: null };
+  }
+  if (!o.listen) throw new Error("attention-worker needs --listen HOST:PORT");
+  if (!o.token)
+    throw new Error("attention-worker needs a shared secret: --token SECRET or LAMINA_ATTENTION_TOKEN");
+  const server: TcpServer = await listenTcp(
+    { host: o.listen.host, port: o.listen.port, secret: o.token, log },
+    (channel) => {
+      log(`engine connected: ${channel.description}`);
+      serve(channel);
+    },
+  );
+  log(
+    `listening on ${server.host}:${server.port} with ${backend.describe()}, KV budget ${(o.kvMemory / 2 ** 20).toFixed(0)} MiB per connection`,
+  );
+  return { close: () => server.close(), port: server.port };
+}

@@ -1,0 +1,248 @@
+import type { KernelBackend } from "../kernels/backend.js";
+import type { Channel } from "../transport/channel.js";
+import { parseControl } from "../transport/control.js";
+import type { ReceivedMessage, WireTensor } from "../transport/message.js";
+import { errorReply } from "../transport/rpc.js";
+import { KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
+import {
+  ATTENTION_PROTOCOL_VERSION,
+  type ConfigureReply,
+  type ConfigureRequest,
+  configureRequestSchema,
+  MsgType,
+  type WorkerStats,
+} from "./protocol.js";
+import type { AttentionStep } from "./service.js";
+
+/** One in-flight micro-batch on the worker: its step metadata and its attention buffers. */
+interface TagState {
+  readonly step: {
+    nTokens: number;
+    nSeqs: number;
+    seqIds: Int32Array;
+    seqStart: Int32Array;
+    positions: Int32Array;
+  };
+  readonly q: Float32Array;
+  readonly out: Float32Array;
+  readonly lse: Float32Array;
+  readonly lateOut: Float32Array;
+  readonly lateLse: Float32Array;
+  prepared: boolean;
+  /** Layer whose early pass ran (q arrived), or -1. */
+  earlyLayer: number;
+}
+
+export interface WorkerSessionOptions {
+  /** This worker's KV budget in bytes (it grants min(own, requested)). */
+  readonly kvMemory: number;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * The attention worker's side of one model-side connection: a KV cache sized at CONFIGURE, block
+ * tables it alone owns, and decode/prefill attention with early q. Protocol violations throw,
+ * which closes this connection only; the worker process and its other connections carry on.
+ */
+export class AttentionWorkerSession {
+  private kv: KvAttention | null = null;
+  private config: ConfigureRequest | null = null;
+  private tags: TagState[] = [];
+  private replyInts = new Int32Array(3);
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly backend: KernelBackend,
+    private readonly options: WorkerSessionOptions,
+  ) {
+    channel.onMessage((m) => this.onMessage(m));
+    channel.onClose((info) => {
+      options.log(`connection ${channel.description} closed: ${info.reason}`);
+      this.kv = null;
+      this.tags = [];
+    });
+  }
+
+  /** Blocks in use (for tests and stats). */
+  stats(): WorkerStats {
+    const a = this.kv?.allocator;
+    return {
+      usedBlocks: a?.usedBlocks ?? 0,
+      totalBlocks: a?.numBlocks ?? 0,
+      sequences: a ? [...a.sequences()].length : 0,
+    };
+  }
+
+  private onMessage(m: ReceivedMessage): void {
+    switch (m.type) {
+      case MsgType.CONFIGURE:
+        this.configure(m);
+        return;
+      case MsgType.STATS:
+        void this.channel.send({ type: MsgType.STATS, requestId: m.requestId, control: this.stats() });
+        return;
+    }
+    const kv = this.kv;
+    if (!kv) throw new Error(`message type ${m.type} before CONFIGURE`);
+    switch (m.type) {
+      case MsgType.RESERVE: {
+        need(m.ints.length === 2, "RESERVE needs [seqId, numTokens]");
+        const [seqId, n] = [m.ints[0]!, m.ints[1]!];
+        need(n >= 0 && n <= this.config!.maxContext, `RESERVE of ${n} tokens exceeds the context`);
+        if (!kv.allocator.reserve(seqId, n))
+          this.options.log(
+            `RESERVE seq ${seqId} to ${n} tokens: out of blocks (model-side mirror out of step)`,
+          );
+        return;
+      }
+      case MsgType.RELEASE:
+        need(m.ints.length === 1, "RELEASE needs [seqId]");
+        kv.allocator.release(m.ints[0]!);
+        return;
+      case MsgType.RESET:
+        for (const s of [...kv.allocator.sequences()]) kv.allocator.release(s);
+        return;
+      case MsgType.STEP:
+        this.step(kv, m);
+        return;
+      case MsgType.Q: {
+        const t = this.tagOf(m);
+        const layer = this.layerOf(m);
+        need(t.prepared, "Q before STEP");
+        const q = this.tensor(m, 0, "f32", t.step.nTokens * this.qWidth());
+        t.q.set(q.data as Float32Array);
+        kv.runEarly(layer, t.step as AttentionStep, t.q, t.out, t.lse);
+        t.earlyLayer = layer;
+        return;
+      }
+      case MsgType.KV: {
+        const t = this.tagOf(m);
+        const layer = this.layerOf(m);
+        need(t.earlyLayer === layer, `KV for layer ${layer} before its Q`);
+        const w = t.step.nTokens * this.config!.numKvHeads * this.config!.headDim;
+        const k = this.tensor(m, 0, "f32", w).data as Float32Array;
+        const v = this.tensor(m, 1, "f32", w).data as Float32Array;
+        const t0 = performance.now();
+        kv.finishLate(layer, t.step as AttentionStep, t.q, k, v, t.out, t.lse, t.lateOut, t.lateLse);
+        t.earlyLayer = -1;
+        this.replyInts[0] = m.ints[0]!;
+        this.replyInts[1] = layer;
+        this.replyInts[2] = Math.round((performance.now() - t0) * 1000);
+        const n = t.step.nTokens * this.qWidth();
+        void this.channel.send({
+          type: MsgType.OUT,
+          requestId: m.requestId,
+          ints: this.replyInts,
+          tensors: [{ dtype: "f32", shape: [n], data: t.out.subarray(0, n) }],
+        });
+        return;
+      }
+      default:
+        throw new Error(`unknown attention message type ${m.type}`);
+    }
+  }
+
+  private configure(m: ReceivedMessage): void {
+    let req: ConfigureRequest;
+    try {
+      req = parseControl(m, configureRequestSchema, "CONFIGURE");
+    } catch (e) {
+      void this.channel.send(errorReply(m, (e as Error).message));
+      return;
+    }
+    const geometry: KvGeometry = { ...req };
+    const budget = Math.min(this.options.kvMemory, req.kvMemory ?? this.options.kvMemory);
+    const numBlocks = Math.floor(budget / kvBytesPerBlock(geometry));
+    if (numBlocks < 1) {
+      void this.channel.send(
+        errorReply(m, `KV budget of ${budget} bytes holds no block of ${kvBytesPerBlock(geometry)} bytes`),
+      );
+      return;
+    }
+    this.kv = new KvAttention(this.backend, geometry, numBlocks);
+    this.config = req;
+    const qw = req.maxTokens * req.numHeads * req.headDim;
+    const lw = req.maxTokens * req.numHeads;
+    this.tags = Array.from({ length: req.maxTags }, () => ({
+      step: {
+        nTokens: 0,
+        nSeqs: 0,
+        seqIds: new Int32Array(req.maxSeqs),
+        seqStart: new Int32Array(req.maxSeqs + 1),
+        positions: new Int32Array(req.maxTokens),
+      },
+      q: new Float32Array(qw),
+      out: new Float32Array(qw),
+      lse: new Float32Array(lw),
+      lateOut: new Float32Array(qw),
+      lateLse: new Float32Array(lw),
+      prepared: false,
+      earlyLayer: -1,
+    }));
+    const reply: ConfigureReply = {
+      version: ATTENTION_PROTOCOL_VERSION,
+      numBlocks,
+      pid: process.pid,
+      kernels: this.backend.describe(),
+    };
+    this.options.log(
+      `configured: ${req.numLayers} layers, ${req.numHeads} q / ${req.numKvHeads} kv heads × ${req.headDim}, ${numBlocks} blocks of ${req.blockSize} tokens (${req.kvDtype})`,
+    );
+    void this.channel.send({ type: MsgType.CONFIGURE, requestId: m.requestId, control: reply });
+  }
+
+  private step(kv: KvAttention, m: ReceivedMessage): void {
+    const t = this.tagOf(m);
+    need(m.ints.length === 3, "STEP needs [tag, nTokens, nSeqs]");
+    const nTokens = m.ints[1]!;
+    const nSeqs = m.ints[2]!;
+    const c = this.config!;
+    need(nTokens >= 1 && nTokens <= c.maxTokens, `STEP of ${nTokens} tokens exceeds ${c.maxTokens}`);
+    need(nSeqs >= 1 && nSeqs <= c.maxSeqs && nSeqs <= nTokens, `STEP of ${nSeqs} sequences is out of range`);
+    const seqIds = this.tensor(m, 0, "i32", nSeqs).data as Int32Array;
+    const seqStart = this.tensor(m, 1, "i32", nSeqs + 1).data as Int32Array;
+    const positions = this.tensor(m, 2, "i32", nTokens).data as Int32Array;
+    need(seqStart[0] === 0 && seqStart[nSeqs] === nTokens, "STEP seqStart must run from 0 to nTokens");
+    for (let s = 0; s < nSeqs; s++) need(seqStart[s]! < seqStart[s + 1]!, "STEP seqStart must increase");
+    for (let i = 0; i < nTokens; i++)
+      need(positions[i]! >= 0 && positions[i]! < c.maxContext, "STEP position out of range");
+    t.step.seqIds.set(seqIds);
+    t.step.seqStart.set(seqStart);
+    t.step.positions.set(positions);
+    t.step.nTokens = nTokens;
+    t.step.nSeqs = nSeqs;
+    kv.prepare(t.step as AttentionStep);
+    t.prepared = true;
+    t.earlyLayer = -1;
+  }
+
+  private qWidth(): number {
+    return this.config!.numHeads * this.config!.headDim;
+  }
+
+  private tagOf(m: ReceivedMessage): TagState {
+    need(m.ints.length >= 1, "missing micro-batch tag");
+    const t = this.tags[m.ints[0]!];
+    need(t !== undefined, `micro-batch tag ${m.ints[0]} out of range`);
+    return t!;
+  }
+
+  private layerOf(m: ReceivedMessage): number {
+    need(m.ints.length === 2, "expected [tag, layer]");
+    const layer = m.ints[1]!;
+    need(layer >= 0 && layer < this.config!.numLayers, `layer ${layer} out of range`);
+    return layer;
+  }
+
+  private tensor(m: ReceivedMessage, i: number, dtype: WireTensor["dtype"], length: number): WireTensor {
+    const t = m.tensors[i];
+    need(t !== undefined, `missing tensor ${i}`);
+    need(t!.dtype === dtype, `tensor ${i} must be ${dtype}, got ${t!.dtype}`);
+    need(t!.data.length === length, `tensor ${i} has ${t!.data.length} elements, expected ${length}`);
+    return t!;
+  }
+}
+
+function need(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`attention protocol: ${what}`);
+}

@@ -1,0 +1,48 @@
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { runAttentionWorker } from "../attention/worker-process.js";
+import { DEFAULT_KV_MEMORY } from "../engine/build-core.js";
+import { intArg, sizeArg } from "./parse.js";
+
+function listenArg(value: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected HOST:PORT, got "${value}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+}
+
+/** `lamina attention-worker`: a process that holds KV caches and computes attention for engines. */
+export function registerAttentionWorkerCommand(program: Command): void {
+  program
+    .command("attention-worker")
+    .description("run an attention worker (KV cache + attention) that engines reach over TCP")
+    .option("--listen <host:port>", "address to listen on (port 0 picks one)", listenArg)
+    .option("--kv-memory <size>", "KV budget per engine connection, e.g. 4GiB", sizeArg, DEFAULT_KV_MEMORY)
+    .option("--token <secret>", "shared secret engines must prove (or LAMINA_ATTENTION_TOKEN)")
+    .option("--threads <n>", "kernel threads", intArg(1, 1024))
+    .addOption(
+      new Option("--shm <name>", "serve one shared-memory channel made by a parent engine").hideHelp(),
+    )
+    .action(
+      async (flags: {
+        listen?: { host: string; port: number };
+        kvMemory: number;
+        token?: string;
+        threads?: number;
+        shm?: string;
+      }) => {
+        const worker = await runAttentionWorker({
+          listen: flags.listen ?? null,
+          shm: flags.shm ?? null,
+          kvMemory: flags.kvMemory,
+          token: flags.token ?? process.env.LAMINA_ATTENTION_TOKEN ?? null,
+          ...(flags.threads ? { threads: flags.threads } : {}),
+        });
+        // A parent that forked us (locally spawned TCP workers) learns the port this way.
+        if (process.send && worker.port !== null) process.send({ type: "listening", port: worker.port });
+        // Spawned by an engine: never outlive it.
+        if (process.send) process.once("disconnect", () => process.exit(0));
+        const stop = () => void worker.close().then(() => process.exit(0));
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      },
+    );
+}
