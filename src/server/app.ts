@@ -6,7 +6,7 @@ import { handleCompletion } from "./completions.js";
 import { checkModel, EngineSlot, type RouteContext } from "./context.js";
 import { badRequest, HttpError, toHttpError } from "./errors.js";
 import { createMetrics, type ServerMetrics } from "./metrics.js";
-import { describeZodError, detokenizeRequestSchema, tokenizeRequestSchema } from "./schemas.js";
+import { detokenizeRequestSchema, parseBody, tokenizeRequestSchema } from "./schemas.js";
 
 export interface ServerOptions {
   /** Required as `Authorization: Bearer KEY` on /v1 routes when set. */
@@ -148,27 +148,23 @@ export function createServer(
   });
 
   app.post("/tokenize", async (request: FastifyRequest) => {
-    const parsed = tokenizeRequestSchema.safeParse(request.body);
-    if (!parsed.success)
-      throw badRequest(describeZodError(parsed.error).message, describeZodError(parsed.error).param);
+    const body = parseBody(tokenizeRequestSchema, request.body);
     const engine = slot.get();
-    checkModel(engine, parsed.data.model);
-    const tokens = engine.tokenizer.encode(parsed.data.prompt, {
-      addSpecialTokens: parsed.data.add_special_tokens ?? true,
+    checkModel(engine, body.model);
+    const tokens = engine.tokenizer.encode(body.prompt, {
+      addSpecialTokens: body.add_special_tokens ?? true,
     });
     return { tokens, count: tokens.length, max_model_len: engine.model.contextLength };
   });
 
   app.post("/detokenize", async (request: FastifyRequest, _reply: FastifyReply) => {
-    const parsed = detokenizeRequestSchema.safeParse(request.body);
-    if (!parsed.success)
-      throw badRequest(describeZodError(parsed.error).message, describeZodError(parsed.error).param);
+    const body = parseBody(detokenizeRequestSchema, request.body);
     const engine = slot.get();
-    checkModel(engine, parsed.data.model);
-    for (const t of parsed.data.tokens) {
+    checkModel(engine, body.model);
+    for (const t of body.tokens) {
       if (t >= engine.model.vocabSize) throw badRequest(`token ${t} is outside the vocabulary`, "tokens");
     }
-    return { prompt: engine.tokenizer.decode(parsed.data.tokens) };
+    return { prompt: engine.tokenizer.decode(body.tokens) };
   });
 
   const server = app as unknown as LaminaServer;

@@ -7,17 +7,12 @@ import { Generation } from "./generation.js";
 import { chatLogprobs } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
-import { type ChatRequestMessage, chatRequestSchema, describeZodError } from "./schemas.js";
+import { type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
 
 /** POST /v1/chat/completions */
 export async function handleChat(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply) {
   const arrivalMs = performance.now();
-  const parsed = chatRequestSchema.safeParse(request.body);
-  if (!parsed.success) {
-    const { message, param } = describeZodError(parsed.error);
-    throw badRequest(message, param);
-  }
-  const body = parsed.data;
+  const body = parseBody(chatRequestSchema, request.body);
   const engine = ctx.slot.get();
   checkModel(engine, body.model);
   const texts = ctx.slot.tokenTexts();
@@ -34,7 +29,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   for (let i = 0; i < n; i++) {
     const params = toSamplingParams(
       body,
-      { requested, fallback: null, param },
+      { requested, fallback: null, param, promptParam: "messages" },
       prompt.length,
       engine.model.contextLength,
       logprobs,

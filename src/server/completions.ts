@@ -6,7 +6,7 @@ import { Generation } from "./generation.js";
 import { appendCompletionLogprobs, emptyCompletionLogprobs } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
-import { completionRequestSchema, describeZodError } from "./schemas.js";
+import { completionRequestSchema, parseBody } from "./schemas.js";
 
 /** OpenAI's default max_tokens for the legacy completions endpoint. */
 const DEFAULT_MAX_TOKENS = 16;
@@ -14,12 +14,7 @@ const DEFAULT_MAX_TOKENS = 16;
 /** POST /v1/completions */
 export async function handleCompletion(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply) {
   const arrivalMs = performance.now();
-  const parsed = completionRequestSchema.safeParse(request.body);
-  if (!parsed.success) {
-    const { message, param } = describeZodError(parsed.error);
-    throw badRequest(message, param);
-  }
-  const body = parsed.data;
+  const body = parseBody(completionRequestSchema, request.body);
   const engine = ctx.slot.get();
   checkModel(engine, body.model);
   const texts = ctx.slot.tokenTexts();
@@ -39,7 +34,12 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
     for (let i = 0; i < n; i++) {
       const params = toSamplingParams(
         body,
-        { requested: body.max_tokens ?? null, fallback: DEFAULT_MAX_TOKENS, param: "max_tokens" },
+        {
+          requested: body.max_tokens ?? null,
+          fallback: DEFAULT_MAX_TOKENS,
+          param: "max_tokens",
+          promptParam: "prompt",
+        },
         prompts[p]!.length,
         engine.model.contextLength,
         logprobs,

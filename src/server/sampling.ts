@@ -23,6 +23,8 @@ export interface TokenBudget {
   fallback: number | null;
   /** Which parameter to name in errors. */
   param: string;
+  /** The parameter holding the prompt ("prompt" or "messages"), named when the prompt alone is too long. */
+  promptParam: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export function toSamplingParams(
   if (room <= 0) {
     throw badRequest(
       `the prompt has ${promptTokens} tokens but the model's context is ${contextLength} tokens`,
-      budget.param === "max_tokens" ? "prompt" : "messages",
+      budget.promptParam,
       "context_length_exceeded",
     );
   }

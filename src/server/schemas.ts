@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { badRequest } from "./errors.js";
 
 /**
  * Request bodies of the OpenAI-compatible endpoints. Ranges follow OpenAI's documentation
@@ -106,4 +107,12 @@ function formatPath(path: readonly PropertyKey[]): string {
     else out += out ? `.${String(part)}` : String(part);
   }
   return out;
+}
+
+/** Validates a request body, throwing a 400 that names the first offending parameter. */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const { message, param } = describeZodError(parsed.error);
+  throw badRequest(message, param);
 }

@@ -218,6 +218,22 @@ describe("POST /v1/completions (stories260K, real engine)", () => {
     assert.equal((list.data[0] as unknown as { max_model_len: number }).max_model_len, 512);
   });
 
+  it("POST /tokenize and /detokenize use the served tokenizer", async () => {
+    const post = async (route: string, body: unknown) =>
+      (await fetch(`${s.url}${route}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then((r) => r.json())) as { tokens: number[]; count: number; prompt: string };
+    const c = golden.cases[1]!;
+    const t = await post("/tokenize", { prompt: c.prompt });
+    assert.deepEqual(t.tokens, c.prompt_token_ids);
+    assert.equal(t.count, c.prompt_token_ids.length);
+    const bare = await post("/tokenize", { prompt: c.prompt, add_special_tokens: false });
+    assert.deepEqual(bare.tokens, c.prompt_token_ids.slice(1));
+    assert.equal((await post("/detokenize", { tokens: c.prompt_token_ids })).prompt, c.prompt);
+  });
+
   it("GET /health is 200 once the engine is ready", async () => {
     const res = await fetch(`${s.url}/health`);
     assert.equal(res.status, 200);

@@ -132,6 +132,12 @@ describe("errors in OpenAI's shape (stories260K, real engine)", () => {
       }),
       (err: unknown) => err instanceof OpenAI.BadRequestError && err.code === "context_length_exceeded",
     );
+    const longChat = JSON.stringify({
+      model: "stories260K",
+      messages: [{ role: "user", content: "word ".repeat(600) }],
+      max_tokens: 5,
+    });
+    expectError(await postRaw(chat, longChat), 400, "messages");
   });
 
   it("404 model_not_found for an unknown model, through the OpenAI client", async () => {
