@@ -102,6 +102,31 @@ describe("lamina serve as a process", () => {
     await assert.rejects(fetch(`${url}/health`), "no longer listening");
   });
 
+  it("a second signal cancels in-flight requests at once: the stream ends with finish_reason abort, exit 0", async () => {
+    const { child, url, log } = await startServe(["--model", storiesModelPath(), "--port", "0"]);
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const res = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "stories260K",
+        prompt: "Once",
+        max_tokens: 500,
+        ignore_eos: true,
+        stream: true,
+      }),
+    });
+    assert.equal(res.status, 200);
+    child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 50));
+    child.kill("SIGTERM");
+    const body = await res.text();
+    assert.match(body, /"finish_reason":"abort"/);
+    assert.ok(body.endsWith("data: [DONE]\n\n"));
+    assert.equal(await exited, 0);
+    assert.match(log(), /again: cancelling in-flight requests/);
+  });
+
   it("the demo model is clearly labelled", async () => {
     const { child, url, log } = await startServe(["--port", "0", "--max-running", "4"]);
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
