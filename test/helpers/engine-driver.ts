@@ -81,6 +81,7 @@ export async function logitsAllPositions(
   backend: KernelBackend,
   tokens: readonly number[],
   blockSize = 16,
+  service?: AttentionService,
 ): Promise<Float32Array[]> {
   const n = tokens.length;
   const sizes = resolveSizes(model, {
@@ -96,7 +97,7 @@ export async function logitsAllPositions(
     model.config,
     { maxTokens: n, maxLogitRows: n },
   );
-  const attention = new LocalAttentionService(backend, sizes.geometry, sizes.numBlocks);
+  const attention = service ?? new LocalAttentionService(backend, sizes.geometry, sizes.numBlocks);
   attention.reserve(7, n);
   const step = createModelStep(n, n);
   step.nSeqs = 1;
