@@ -243,12 +243,37 @@ inline AttnScratch& attnScratch(int64_t G, int64_t D) {
   return s;
 }
 
-// scores[g, j] = scale * q_g . K_j for GB query heads at once, each key row loaded once.
+// scores[g, j] = scale * q_g . K_j for GB query heads at once. Two keys per step: each q load
+// serves both, and 2*GB independent FMA chains hide the FMA latency.
 template <int DT, int GB>
 inline void groupScores(const float* q, int64_t D, const void* kBase, int64_t kOff, int64_t n, float scale,
                         float* scores) {
   const int64_t dv = D / W * W;
-  for (int64_t j = 0; j < n; j++) {
+  int64_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const int64_t k0 = kOff + j * D, k1 = k0 + D;
+    vf acc0[GB], acc1[GB];
+    for (int g = 0; g < GB; g++) acc0[g] = acc1[g] = splat(0.0f);
+    for (int64_t i = 0; i < dv; i += W) {
+      const vf kv0 = loadw<DT>(kBase, k0 + i);
+      const vf kv1 = loadw<DT>(kBase, k1 + i);
+      for (int g = 0; g < GB; g++) {
+        const vf qv = loadf(q + g * D + i);
+        acc0[g] += qv * kv0;
+        acc1[g] += qv * kv1;
+      }
+    }
+    for (int g = 0; g < GB; g++) {
+      float s0 = hsum(acc0[g]), s1 = hsum(acc1[g]);
+      for (int64_t i = dv; i < D; i++) {
+        s0 += q[g * D + i] * loadw1<DT>(kBase, k0 + i);
+        s1 += q[g * D + i] * loadw1<DT>(kBase, k1 + i);
+      }
+      scores[g * kChunk + j] = s0 * scale;
+      scores[g * kChunk + j + 1] = s1 * scale;
+    }
+  }
+  for (; j < n; j++) {
     const int64_t kr = kOff + j * D;
     vf acc[GB];
     for (int g = 0; g < GB; g++) acc[g] = splat(0.0f);
@@ -264,18 +289,31 @@ inline void groupScores(const float* q, int64_t D, const void* kBase, int64_t kO
   }
 }
 
-// acc[g, :] += sum_j p[g, j] * V_j, the accumulator slice held in registers across keys.
+// acc[g, :] += sum_j p[g, j] * V_j, the accumulator slice held in registers across keys; even
+// and odd keys go to separate registers so twice as many FMA chains run at once.
 template <int DT, int GB>
 inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
   const int64_t dv = D / W * W;
   for (int64_t i = 0; i < dv; i += W) {
-    vf o[GB];
-    for (int g = 0; g < GB; g++) o[g] = loadf(acc + g * D + i);
-    for (int64_t j = 0; j < n; j++) {
-      const vf vv = loadw<DT>(vBase, vOff + j * D + i);
-      for (int g = 0; g < GB; g++) o[g] += p[g * kChunk + j] * vv;
+    vf o[GB], e[GB];
+    for (int g = 0; g < GB; g++) {
+      o[g] = loadf(acc + g * D + i);
+      e[g] = splat(0.0f);
     }
-    for (int g = 0; g < GB; g++) storef(acc + g * D + i, o[g]);
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const vf v0 = loadw<DT>(vBase, vOff + j * D + i);
+      const vf v1 = loadw<DT>(vBase, vOff + (j + 1) * D + i);
+      for (int g = 0; g < GB; g++) {
+        o[g] += p[g * kChunk + j] * v0;
+        e[g] += p[g * kChunk + j + 1] * v1;
+      }
+    }
+    if (j < n) {
+      const vf v0 = loadw<DT>(vBase, vOff + j * D + i);
+      for (int g = 0; g < GB; g++) o[g] += p[g * kChunk + j] * v0;
+    }
+    for (int g = 0; g < GB; g++) storef(acc + g * D + i, o[g] + e[g]);
   }
   for (int64_t i = dv; i < D; i++)
     for (int64_t j = 0; j < n; j++) {
