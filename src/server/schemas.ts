@@ -45,21 +45,32 @@ const sampling = {
   user: z.string().nullish(),
 };
 
+/** As OpenAI: stream_options only make sense on a streamed request. */
+function streamOptionsNeedStream(b: { stream?: boolean | null; stream_options?: unknown }): boolean {
+  return b.stream_options == null || b.stream === true;
+}
+const streamOptionsError = {
+  message: "stream_options is only allowed when stream is true",
+  path: ["stream_options"],
+};
+
 const tokenIds = z.array(z.number().int().min(0).max(MAX_TOKEN_ID)).min(1);
 
-export const completionRequestSchema = z.object({
-  ...sampling,
-  prompt: z.union([
-    z.string(),
-    z.array(z.string()).min(1).max(64),
-    tokenIds,
-    z.array(tokenIds).min(1).max(64),
-  ]),
-  logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
-  echo: z.literal(false).nullish(),
-  suffix: z.null().optional(),
-  best_of: z.number().int().min(1).max(MAX_N).nullish(),
-});
+export const completionRequestSchema = z
+  .object({
+    ...sampling,
+    prompt: z.union([
+      z.string(),
+      z.array(z.string()).min(1).max(64),
+      tokenIds,
+      z.array(tokenIds).min(1).max(64),
+    ]),
+    logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
+    echo: z.literal(false).nullish(),
+    suffix: z.null().optional(),
+    best_of: z.number().int().min(1).max(MAX_N).nullish(),
+  })
+  .refine(streamOptionsNeedStream, streamOptionsError);
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
@@ -71,13 +82,15 @@ const message = z.object({
   name: z.string().optional(),
 });
 
-export const chatRequestSchema = z.object({
-  ...sampling,
-  messages: z.array(message).min(1).max(4096),
-  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
-  logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
-});
+export const chatRequestSchema = z
+  .object({
+    ...sampling,
+    messages: z.array(message).min(1).max(4096),
+    max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
+  })
+  .refine(streamOptionsNeedStream, streamOptionsError);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type ChatRequestMessage = z.infer<typeof message>;
 

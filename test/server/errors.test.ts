@@ -63,6 +63,7 @@ describe("errors in OpenAI's shape (stories260K, real engine)", () => {
       [{ prompt: [1, -2] }, "prompt"],
       [{ prompt: [1, 99999] }, "prompt"],
       [{ stream: "yes" }, "stream"],
+      [{ stream_options: { include_usage: true } }, "stream_options"],
     ];
     for (const [extra, param] of cases) {
       expectError(await postRaw(completions, body(extra)), 400, param);
