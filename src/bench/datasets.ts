@@ -10,6 +10,8 @@ export interface BenchRequest {
   readonly outputLen: number;
   /** Arrival time in seconds from the trace's start, when the trace records one. */
   readonly timestamp?: number;
+  /** Ids of the prompt's 512-token prefix blocks (Mooncake): equal ids are shared prefixes. */
+  readonly prefixBlocks?: readonly number[];
 }
 
 export type DatasetName = "azure-conv" | "azure-code" | "mooncake" | "sharegpt" | "random";
@@ -94,7 +96,7 @@ export function parseMooncakeJsonl(text: string, source = "Mooncake JSONL"): Ben
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
     if (!line) continue;
-    let rec: { timestamp?: unknown; input_length?: unknown; output_length?: unknown };
+    let rec: { timestamp?: unknown; input_length?: unknown; output_length?: unknown; hash_ids?: unknown };
     try {
       rec = JSON.parse(line);
     } catch {
@@ -109,10 +111,13 @@ export function parseMooncakeJsonl(text: string, source = "Mooncake JSONL"): Ben
     ) {
       throw new Error(`${source}: line ${i + 1} lacks numeric timestamp, input_length, output_length`);
     }
+    const blocks =
+      Array.isArray(rec.hash_ids) && rec.hash_ids.every(Number.isInteger) ? (rec.hash_ids as number[]) : null;
     out.push({
       promptLen: inLen as number,
       outputLen: Math.max(1, outLen as number),
       timestamp: timestamp / 1000,
+      ...(blocks ? { prefixBlocks: blocks } : {}),
     });
   }
   return out;

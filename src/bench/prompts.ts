@@ -91,13 +91,41 @@ export async function buildJobs(
       continue;
     }
     const r = fit(raw);
-    const ids = prefix.slice(0, Math.min(prefix.length, r.promptLen - 1));
-    let at = (i * 7919 + rng.int(0, pool.length - 1)) % pool.length;
-    while (ids.length < r.promptLen) {
-      ids.push(pool[at]!);
-      at = (at + 1) % pool.length;
-    }
+    const ids = synthesizePrompt(pool, prefix, r.promptLen, raw, i * 7919 + rng.int(0, pool.length - 1));
     jobs.push({ prompt: ids, promptLen: r.promptLen, maxTokens: r.outputLen });
   }
   return jobs;
+}
+
+/** Mooncake's prefix blocks are 512 tokens long. */
+export const TRACE_BLOCK_TOKENS = 512;
+
+/**
+ * A prompt of exactly `length` token ids: the tokenizer's special prefix, then filler from the
+ * pool. A trace that records prefix blocks (Mooncake's hash ids) gets one fixed window of the
+ * pool per block id, so requests that share blocks in the trace share those tokens here too;
+ * when the prompt was clamped, blocks shrink in proportion so the sharing structure survives.
+ * The rest comes from the window at `start`, different for every request.
+ */
+export function synthesizePrompt(
+  pool: readonly number[],
+  prefix: readonly number[],
+  length: number,
+  raw: BenchRequest,
+  start: number,
+): number[] {
+  const ids = prefix.slice(0, Math.min(prefix.length, length - 1));
+  const take = (from: number, count: number) => {
+    for (let k = 0; k < count && ids.length < length; k++) ids.push(pool[(from + k) % pool.length]!);
+  };
+  if (raw.prefixBlocks && raw.promptLen > 0) {
+    const blockLen = Math.max(1, Math.round((TRACE_BLOCK_TOKENS * length) / raw.promptLen));
+    for (const block of raw.prefixBlocks) {
+      if (ids.length >= length) break;
+      // A fixed, well-spread window per block id (Knuth's multiplicative hash).
+      take(Math.imul(block + 1, 2654435761) >>> 0, blockLen);
+    }
+  }
+  take(start, length - ids.length);
+  return ids;
 }

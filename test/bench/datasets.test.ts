@@ -12,6 +12,7 @@ import {
   randomDataset,
   takeWrapping,
 } from "../../src/bench/datasets.js";
+import { synthesizePrompt } from "../../src/bench/prompts.js";
 import { BenchRng } from "../../src/bench/rng.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 
@@ -57,15 +58,20 @@ describe("bench datasets", () => {
     const text =
       '{"timestamp": 0, "input_length": 6758, "output_length": 500, "hash_ids": [0]}\n\n{"timestamp": 2500, "input_length": 10, "output_length": 3, "hash_ids": []}\n';
     assert.deepEqual(parseMooncakeJsonl(text), [
-      { promptLen: 6758, outputLen: 500, timestamp: 0 },
-      { promptLen: 10, outputLen: 3, timestamp: 2.5 },
+      { promptLen: 6758, outputLen: 500, timestamp: 0, prefixBlocks: [0] },
+      { promptLen: 10, outputLen: 3, timestamp: 2.5, prefixBlocks: [] },
     ]);
     assert.throws(() => parseMooncakeJsonl('{"timestamp": 0}\n', "m.jsonl"), /m\.jsonl: line 1/);
     assert.throws(() => parseMooncakeJsonl("not json\n", "m.jsonl"), /line 1 is not JSON/);
     const shared = parseMooncakeJsonl(
       readFileSync(sharedDataPath(...DEFAULT_DATASET_FILES.mooncake), "utf8"),
     );
-    assert.deepEqual(shared[0], { promptLen: 6758, outputLen: 500, timestamp: 0 });
+    assert.deepEqual(shared[0], {
+      promptLen: 6758,
+      outputLen: 500,
+      timestamp: 0,
+      prefixBlocks: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+    });
   });
 
   it("takes ShareGPT's first human turn, skipping conversations without one", () => {
@@ -133,5 +139,32 @@ describe("bench datasets", () => {
       outputLen: 10,
     });
     assert.deepEqual(clampToContext({ promptLen: 3, outputLen: 900 }, 512), { promptLen: 3, outputLen: 256 });
+  });
+
+  it("synthesised prompts have the exact length, lead with BOS, and differ between requests", () => {
+    const pool = Array.from({ length: 1000 }, (_, i) => 10 + i);
+    const a = synthesizePrompt(pool, [1], 64, { promptLen: 64, outputLen: 1 }, 0);
+    const b = synthesizePrompt(pool, [1], 64, { promptLen: 64, outputLen: 1 }, 500);
+    assert.equal(a.length, 64);
+    assert.equal(a[0], 1);
+    assert.notDeepEqual(a.slice(1, 10), b.slice(1, 10));
+    assert.deepEqual(synthesizePrompt(pool, [1], 1, { promptLen: 1, outputLen: 1 }, 3), [13]);
+  });
+
+  it("Mooncake prefix blocks become shared token prefixes, scaled when the prompt is clamped", () => {
+    const pool = Array.from({ length: 5000 }, (_, i) => i);
+    const x = { promptLen: 1500, outputLen: 1, prefixBlocks: [0, 1, 2] };
+    const y = { promptLen: 1300, outputLen: 1, prefixBlocks: [0, 1, 7] };
+    const a = synthesizePrompt(pool, [], 1500, x, 11);
+    const b = synthesizePrompt(pool, [], 1300, y, 999);
+    assert.equal(a.length, 1500);
+    assert.equal(b.length, 1300);
+    assert.deepEqual(a.slice(0, 1024), b.slice(0, 1024), "blocks 0 and 1 are shared");
+    assert.notDeepEqual(a.slice(1024, 1100), b.slice(1024, 1100), "block 2 differs from block 7");
+    // Clamped to a tenth of their length, both keep a shared first (shrunken) block of ~51 tokens.
+    const ca = synthesizePrompt(pool, [], 150, x, 11);
+    const cb = synthesizePrompt(pool, [], 130, y, 999);
+    assert.deepEqual(ca.slice(0, 51), cb.slice(0, 51));
+    assert.equal(ca.length, 150);
   });
 });
