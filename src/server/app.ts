@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import type { EngineClient } from "../engine/api.js";
 import { handleChat } from "./chat.js";
 import { handleCompletion } from "./completions.js";
@@ -157,7 +157,7 @@ export function createServer(
     return { tokens, count: tokens.length, max_model_len: engine.model.contextLength };
   });
 
-  app.post("/detokenize", async (request: FastifyRequest, _reply: FastifyReply) => {
+  app.post("/detokenize", async (request: FastifyRequest) => {
     const body = parseBody(detokenizeRequestSchema, request.body);
     const engine = slot.get();
     checkModel(engine, body.model);
