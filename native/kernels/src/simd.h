@@ -129,11 +129,21 @@ inline uint16_t f32_to_f16(float f) {
   return uint16_t(sign | half);
 }
 
+// bf16 is the top half of an fp32: zero-extend each word and shift it up. Intrinsics where
+// available (GCC's generic conversion splits the widening into two halves plus an insert).
 inline vf load_bf16(const uint16_t* p) {
+#if defined(__AVX512F__)
+  const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return (vf)_mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+#elif defined(__AVX2__)
+  const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return (vf)_mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+#else
   vh h;
   std::memcpy(&h, p, sizeof h);
   vu u = __builtin_convertvector(h, vu) << 16;
   return (vf)u;
+#endif
 }
 
 inline vf load_f16(const uint16_t* p) {

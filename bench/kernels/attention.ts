@@ -1,0 +1,147 @@
+// Decode attention over a paged KV cache on the native kernels, as a share of the read bandwidth
+// measured beside it (alternating repetitions) with a plain streaming read. Each sequence's
+// blocks are scattered over the cache, as a block allocator leaves them.
+//
+//   node dist/bench/kernels/attention.js [--batch 8] [--ctx 16384] [--heads 32] [--kv-heads 8,32]
+//                                        [--head-dim 128] [--block 16] [--threads 1,2]
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
+import { allocTensorData, bytesPerElement, type DType, f32ToBf16 } from "../../src/model/tensor.js";
+
+const { values } = parseArgs({
+  options: {
+    batch: { type: "string", default: "8" },
+    ctx: { type: "string", default: "16384" },
+    heads: { type: "string", default: "32" },
+    "kv-heads": { type: "string", default: "8,32" },
+    "head-dim": { type: "string", default: "128" },
+    block: { type: "string", default: "16" },
+    threads: { type: "string", default: "1,2" },
+  },
+});
+const batch = Number(values.batch);
+const ctx = Number(values.ctx);
+const nHeads = Number(values.heads);
+const headDim = Number(values["head-dim"]);
+const blockSize = Number(values.block);
+const threadCounts = values.threads.split(",").map(Number);
+const kvHeadCounts = values["kv-heads"].split(",").map(Number);
+
+const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
+const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
+
+function time(fn: () => void): number {
+  const t0 = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+interface Row {
+  threads: number;
+  kvDtype: DType;
+  nKvHeads: number;
+  limitGbPerS: number;
+  gbPerS: number;
+  pctOfLimit: number;
+  msPerCall: number;
+}
+const results: Row[] = [];
+
+for (const nKvHeads of kvHeadCounts) {
+  for (const dtype of ["f32", "bf16"] as const) {
+    const blocksPerSeq = Math.ceil(ctx / blockSize);
+    const numBlocks = batch * blocksPerSeq;
+    const n = numBlocks * blockSize * nKvHeads * headDim;
+    const fillValue = dtype === "f32" ? 0.01 : f32ToBf16(0.01);
+    const cache: KvLayerCache = {
+      dtype,
+      numBlocks,
+      blockSize,
+      nKvHeads,
+      headDim,
+      k: allocTensorData(dtype, n).fill(fillValue),
+      v: allocTensorData(dtype, n).fill(fillValue),
+    };
+    // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
+    const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
+    let seed = 12345;
+    for (let i = numBlocks - 1; i > 0; i--) {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      const j = seed % (i + 1);
+      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+    }
+    const args: AttentionArgs = {
+      out: new Float32Array(batch * nHeads * headDim),
+      q: new Float32Array(batch * nHeads * headDim).fill(0.1),
+      cache,
+      blockTables: perm,
+      maxBlocksPerSeq: blocksPerSeq,
+      qSeq: Int32Array.from({ length: batch }, (_, i) => i),
+      ctxStart: new Int32Array(batch),
+      ctxEnd: new Int32Array(batch).fill(ctx),
+      nTokens: batch,
+      nHeads,
+      scale: 1 / Math.sqrt(headDim),
+    };
+    const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
+    for (const threads of threadCounts) {
+      backend.setThreads(threads);
+      backend.attention(args);
+      let tRead = Number.POSITIVE_INFINITY;
+      let tAttn = Number.POSITIVE_INFINITY;
+      for (let rep = 0; rep < 4; rep++) {
+        tRead = Math.min(
+          tRead,
+          time(() => backend.streamRead(stream)),
+        );
+        tAttn = Math.min(
+          tAttn,
+          time(() => backend.attention(args)),
+        );
+      }
+      const limit = stream.byteLength / tRead / 1e9;
+      const gb = bytes / tAttn / 1e9;
+      results.push({
+        threads,
+        kvDtype: dtype,
+        nKvHeads,
+        limitGbPerS: limit,
+        gbPerS: gb,
+        pctOfLimit: (100 * gb) / limit,
+        msPerCall: tAttn * 1e3,
+      });
+    }
+  }
+}
+
+console.log(
+  `${backend.describe()}; decode batch ${batch}, context ${ctx}, ${nHeads} heads, head_dim ${headDim}, block ${blockSize}`,
+);
+console.log("threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | ms/call");
+for (const r of results)
+  console.log(
+    [
+      String(r.threads).padStart(7),
+      String(r.nKvHeads).padStart(8),
+      r.kvDtype.padStart(8),
+      r.limitGbPerS.toFixed(1).padStart(16),
+      r.gbPerS.toFixed(1).padStart(14),
+      r.pctOfLimit.toFixed(0).padStart(16),
+      r.msPerCall.toFixed(2).padStart(7),
+    ].join(" | "),
+  );
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const dir = path.join(root, "bench", "results");
+mkdirSync(dir, { recursive: true });
+const file = path.join(dir, "kernels-attention.json");
+writeFileSync(
+  file,
+  `${JSON.stringify({ backend: backend.describe(), batch, ctx, nHeads, headDim, blockSize, results }, null, 2)}\n`,
+);
+console.log(`wrote ${path.relative(root, file)}`);
