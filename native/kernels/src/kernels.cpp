@@ -368,21 +368,33 @@ void attentionTask(const AttnArgs& a, int64_t task) {
   }
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
   const int64_t end = a.ctxEnd[t];
+  // Element offsets and lengths of the contiguous runs gathered into one softmax step.
+  int64_t runBase[kChunk], runLen[kChunk];
   for (int64_t p = a.ctxStart[t]; p < end;) {
-    const int64_t block = table[p / bs], off = p % bs;
-    const int64_t n = std::min<int64_t>({bs - off, end - p, kChunk});
-    const int64_t base = ((block * nKv + kvh) * bs + off) * D;
-    // Runs of a block are short (blockSize rows) and scattered, too short for the hardware
-    // prefetcher to ramp up: ask for the next run's K and V while this one is computed.
-    if (p + n < end) {
-      const int64_t np = p + n;
-      const int64_t nOff = np % bs;
-      const int64_t nn = std::min<int64_t>({bs - nOff, end - np, kChunk});
-      const int64_t nBase = ((table[np / bs] * nKv + kvh) * bs + nOff) * D;
-      prefetchRows<DT>(c.k, nBase, nn * D);
-      prefetchRows<DT>(c.v, nBase, nn * D);
+    // Gather up to kChunk keys from consecutive runs (one run per physical block), so the
+    // online-softmax bookkeeping is paid once per kChunk keys, not once per block.
+    int64_t n = 0;
+    int nRuns = 0;
+    while (p < end && n < kChunk) {
+      const int64_t off = p % bs;
+      const int64_t len = std::min<int64_t>({bs - off, end - p, kChunk - n});
+      const int64_t base = ((table[p / bs] * nKv + kvh) * bs + off) * D;
+      // Runs are short (blockSize rows) and scattered, too short for the hardware prefetcher
+      // to ramp up: ask for the next run's K and V while this one is computed.
+      if (p + len < end) {
+        const int64_t np = p + len;
+        const int64_t nOff = np % bs;
+        const int64_t nn = std::min<int64_t>({bs - nOff, end - np, kChunk});
+        const int64_t nBase = ((table[np / bs] * nKv + kvh) * bs + nOff) * D;
+        prefetchRows<DT>(c.k, nBase, nn * D);
+        prefetchRows<DT>(c.v, nBase, nn * D);
+      }
+      scoresAll<DT>(q, G, D, c.k, base, len, a.scale, sc + n);
+      runBase[nRuns] = base;
+      runLen[nRuns++] = len;
+      n += len;
+      p += len;
     }
-    scoresAll<DT>(q, G, D, c.k, base, n, a.scale, sc);
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < G; g++) {
       float* row = sc + g * kChunk;
@@ -404,8 +416,7 @@ void attentionTask(const AttnArgs& a, int64_t task) {
       s.l[g] = s.l[g] * corr + hsum(lv);
       s.m[g] = mNew;
     }
-    valuesAll<DT>(acc, G, D, c.v, base, n, sc);
-    p += n;
+    for (int r = 0, j = 0; r < nRuns; j += int(runLen[r]), r++) valuesAll<DT>(acc, G, D, c.v, runBase[r], runLen[r], sc + j);
   }
   for (int64_t g = 0; g < G; g++) {
     float* o = a.out + qo + g * D;
