@@ -88,6 +88,11 @@ export class RemoteAttentionService implements AttentionService {
   private readonly pending: PendingLayer[];
   /** Micro-seconds of attention compute reported by the workers (for the step breakdown). */
   attentionMicros = 0;
+  /** A worker holding a share of the KV was lost since the last layout: lay out again before the next step. */
+  private layoutBroken = false;
+  private lastAttempt = 0;
+  /** How often a down worker is tried again between steps (a refused connect costs little; a dead host more). */
+  retryMs = 1000;
   private readonly qWidthTotal: number;
   private readonly kvWidthTotal: number;
 
@@ -169,6 +174,8 @@ export class RemoteAttentionService implements AttentionService {
    * request partitioning only `fresh` workers are configured and the others keep their KV.
    */
   async relayout(fresh: Link[] = this.links): Promise<void> {
+    this.lastAttempt = performance.now();
+    this.layoutBroken = false;
     for (const l of fresh) if (!l.alive) await this.open(l);
     let live = this.links.filter((l) => l.alive);
     if (live.length === 0)
@@ -242,12 +249,27 @@ export class RemoteAttentionService implements AttentionService {
   }
 
   /**
+   * Whether the engine must call `recover` before its next step: a worker that held KV was lost
+   * (between steps too, not only during one: the layout no longer covers every head or owner),
+   * or a down worker is due for another try so that it can rejoin.
+   */
+  needsRecovery(): boolean {
+    if (this.layoutBroken) return true;
+    return this.degraded && performance.now() - this.lastAttempt >= this.retryMs;
+  }
+
+  /**
    * After a loss: brings lost workers back where possible (a spawned worker is restarted, an
    * addressed one reconnected) and lays the KV out again. Returns the sequences whose KV is gone
    * and must be rebuilt from their tokens (all of them under head partitioning).
    */
   async recover(seqIds: Iterable<number>): Promise<number[]> {
     const lost = this.links.filter((l) => !l.alive || !l.mirror);
+    const down = lost.filter((l) => !l.alive);
+    this.lastAttempt = performance.now();
+    for (const l of down) await this.open(l);
+    // Nothing lost its KV and nobody came back: keep the current layout (and everyone's KV).
+    if (!this.layoutBroken && !down.some((l) => l.alive)) return [];
     const all = [...seqIds];
     const affected =
       this.partition === "head"
@@ -281,6 +303,7 @@ export class RemoteAttentionService implements AttentionService {
     if (!l.alive) return;
     l.alive = false;
     l.lostReason = reason;
+    if (l.mirror) this.layoutBroken = true;
     l.mirror = null;
     this.log(`attention worker ${l.endpoint.name} lost: ${reason}`);
     for (const p of this.pending) {

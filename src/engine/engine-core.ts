@@ -33,10 +33,13 @@ interface Lane {
 /** An attention service that can rebuild after losing a worker (remote attention). */
 interface Recoverable {
   recover(seqIds: Iterable<number>): Promise<number[]>;
+  /** A worker was lost (even between steps) or a down one is due for a retry. */
+  needsRecovery(): boolean;
 }
 
 function isRecoverable(a: AttentionService): a is AttentionService & Recoverable {
-  return typeof (a as Partial<Recoverable>).recover === "function";
+  const r = a as Partial<Recoverable>;
+  return typeof r.recover === "function" && typeof r.needsRecovery === "function";
 }
 
 interface SeqText {
@@ -137,6 +140,8 @@ export class EngineCore {
     try {
       const events: TokenEvent[] = [];
       this.applyAborts(events);
+      // A worker lost between steps leaves heads (or owners) with no KV: rebuild before scheduling.
+      if (isRecoverable(this.attention) && this.attention.needsRecovery()) await this.recover(events);
       const chunks = this.scheduler.schedule();
       if (chunks.length === 0) {
         this.rejectUnfittable(events);
@@ -216,7 +221,6 @@ export class EngineCore {
    * (re-prefilled), so it completes with the same tokens. Requests fail only if no worker is left.
    */
   private async recover(events: TokenEvent[]): Promise<void> {
-    this.recoveries++;
     const svc = this.attention as AttentionService & Recoverable;
     const holding = [...this.scheduler.running, ...this.scheduler.waiting].filter(
       (q) => q.numComputed > 0 || q.status === "running",
@@ -231,6 +235,7 @@ export class EngineCore {
       }
       return;
     }
+    if (affected.length > 0) this.recoveries++;
     const ids = new Set(affected);
     this.scheduler.rebuild(holding.filter((q) => ids.has(q.id)));
   }
@@ -355,10 +360,18 @@ export class EngineCore {
       wait += l.ctx.timing.attention;
       steps = Math.max(steps, l.ctx.timing.steps);
     }
-    const reported = (this.attention as { attentionMicros?: number }).attentionMicros;
-    // Remote workers report their compute; the rest of the wait is transport. In-process, the wait is attention.
+    const remote = this.attention as { attentionMicros?: number; aliveWorkers?: number };
+    const reported = remote.attentionMicros;
+    // Remote workers report their compute (early and late pass); the rest of the model side's wait
+    // is transport. In-process, the wait is attention. Under pipelining a lane's wait also spans the
+    // other lanes' model compute, so the wait on the model side's critical path is bounded by the
+    // time it was not computing; attention compute of workers running in parallel overlaps too.
     const attention = reported === undefined ? wait : reported / 1e6;
-    const transport = reported === undefined ? 0 : Math.max(0, wait - attention);
+    const waitOnPath = Math.min(wait, Math.max(0, this.wallSeconds - model));
+    const transport =
+      reported === undefined
+        ? 0
+        : Math.max(0, waitOnPath - attention / Math.max(1, remote.aliveWorkers ?? 1));
     return {
       running: this.scheduler.running.length,
       waiting: this.scheduler.waiting.length,
