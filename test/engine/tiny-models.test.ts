@@ -40,7 +40,7 @@ for (const { name: backendName, backend } of engineBackends()) {
 
       it("batched generation gives the same tokens as generating each alone", async () => {
         const prompts = [prompt, prompt.slice(0, 5), [256, 84, 104, 101, 32, 101, 110, 100]];
-        const alone = [];
+        const alone: number[][] = [];
         for (const p of prompts) alone.push(await generateAlone(model, backend, p, 10, { blockSize: 4 }));
         // A small token budget forces chunked prefill to interleave with decoding.
         const core = buildEngineCore(model, backend, { blockSize: 4, maxTokensPerStep: 6, maxRunning: 4 });
@@ -52,7 +52,8 @@ for (const { name: backendName, backend } of engineBackends()) {
             params: greedy(10, { ignoreEos: true }),
           })),
         );
-        for (let i = 0; i < prompts.length; i++) assert.deepEqual(res.get(`r${i}`)!.tokens, alone[i], `request ${i}`);
+        for (let i = 0; i < prompts.length; i++)
+          assert.deepEqual(res.get(`r${i}`)!.tokens, alone[i], `request ${i}`);
         assert.equal(core.attention.usage()[0]!.usedBlocks, 0, "every KV block is freed");
       });
     });
