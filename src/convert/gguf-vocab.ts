@@ -160,7 +160,8 @@ function hfVocab(file: string, n: number, model: LoadedModel): GgufVocab {
     );
   }
   const types = new Int32Array(n).fill(TokenType.normal);
-  const texts = tokens.map((t, id) => {
+  // Array.from visits the holes too (map would skip them): ids no file names are padding.
+  const texts = Array.from(tokens, (t, id) => {
     if (t !== undefined) return t;
     types[id] = TokenType.unused;
     return `[PAD${id}]`;

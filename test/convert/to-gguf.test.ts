@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { llama3RopeFactors } from "../../src/convert/gguf-tensors.js";
+import { extractVocab } from "../../src/convert/gguf-vocab.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { loadModel } from "../../src/model/load.js";
 import { toFloat32 } from "../../src/model/tensor.js";
@@ -148,6 +149,17 @@ describe("GGUF export of other checkpoint kinds", () => {
     assert.equal(g.metadata.get("llama.attention.key_length"), 16);
     assert.equal(g.metadata.get("llama.rope.dimension_count"), 16);
     assert.deepEqual(g.tensors.get("blk.0.attn_q.weight")!.shape, [64, 48]);
+  });
+
+  it("a vocabulary smaller than the model's is padded with unused tokens", async () => {
+    const model = await loadModel(writeTinyModel(path.join(tmp, "pad"), "llama-mha").dir);
+    const wider = { ...model, config: { ...model.config, vocabSize: 300 } };
+    const vocab = extractVocab(wider);
+    assert.equal(vocab.tokens.length, 300);
+    assert.equal(vocab.tokens[257], "</s>");
+    assert.equal(vocab.tokens[258], "[PAD258]");
+    assert.equal(vocab.tokens[299], "[PAD299]");
+    assert.deepEqual([...vocab.tokenTypes.slice(255, 260)], [1, 3, 3, 5, 5]);
   });
 
   it("unsupported models get clear errors", async () => {

@@ -1,0 +1,159 @@
+/**
+ * Lamina vs llama.cpp on the same weights, precision and thread count, in one run.
+ *
+ *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b] [--reps 3]
+ *        [--tokens 32] [--threads 2] [--dtype bf16]
+ *
+ * Random-weight models of two shapes are generated as Hugging Face directories (cached under
+ * .lamina-cache/bench-models) and exported to GGUF with our converter; our engine runs in-process
+ * on the native backend, llama.cpp through node-llama-cpp's prebuilt CPU binary. Scenarios
+ * alternate between the engines, each repeated; figures are medians. Every figure is reported as
+ * a ratio to llama.cpp measured in the same run. Writes bench/results/llamacpp-<shapes>.json.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import { loadModel } from "../../src/model/load.js";
+import type { DType } from "../../src/model/tensor.js";
+import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
+import { LlamaCppRunner } from "./llamacpp.js";
+import { type EngineRunner, median } from "./measure.js";
+import { OursRunner } from "./ours.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+const shapes = flag("shapes", Object.keys(BENCH_SHAPES).join(",")).split(",") as BenchShape[];
+for (const s of shapes) {
+  if (!(s in BENCH_SHAPES))
+    throw new Error(`--shapes: unknown shape "${s}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
+}
+const reps = Number(flag("reps", "3"));
+const tokens = Number(flag("tokens", "32"));
+const threads = Number(flag("threads", "2"));
+const dtype = flag("dtype", "bf16") as DType;
+if (!["bf16", "f16"].includes(dtype)) throw new Error(`--dtype ${dtype}: use bf16 or f16`);
+const cacheRoot = path.join(root, ".lamina-cache", "bench-models");
+const PROMPT_LEN = 16;
+const PREFILL_LEN = 512;
+
+interface Scenario {
+  readonly metric: string;
+  readonly target: number;
+  run(engine: EngineRunner): Promise<number>;
+}
+
+const decodeScenario = (seqs: number, target: number): Scenario => ({
+  metric: seqs === 1 ? "decode tok/s, 1 sequence" : `decode tok/s, ${seqs} sequences (aggregate)`,
+  target,
+  run: (e) =>
+    e.decode(
+      Array.from({ length: seqs }, (_, i) => benchPrompt(PROMPT_LEN, i + 1)),
+      tokens,
+    ),
+});
+const scenarios: Scenario[] = [
+  decodeScenario(1, 1.0),
+  decodeScenario(8, 0),
+  decodeScenario(32, 1.5),
+  {
+    metric: `prefill tok/s, ${PREFILL_LEN}-token prompt`,
+    target: 0.8,
+    run: (e) => e.prefill(benchPrompt(PREFILL_LEN, 99)),
+  },
+];
+
+function cpuModel(): string {
+  const line = readFileSync("/proc/cpuinfo", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("model name"));
+  return line ? line.split(":")[1]!.trim() : (os.cpus()[0]?.model ?? "unknown");
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const rows: Record<string, unknown>[] = [];
+const loadBefore = os.loadavg()[0]!;
+let binary = "";
+let flashAttention: string | undefined;
+
+for (const shape of shapes) {
+  const files = await ensureBenchModel(cacheRoot, shape, dtype, log);
+  log(`${shape}: loading both engines ...`);
+  const model = await loadModel(files.dir);
+  const ours = new OursRunner(model, loadKernelBackend({ backend: "native", threads }));
+  const theirs = await LlamaCppRunner.open(files.gguf, threads);
+  binary = theirs.binary;
+  // One untimed pass of each engine first: page in the weights, warm caches and thread pools.
+  await ours.decode([benchPrompt(PROMPT_LEN, 0)], 4);
+  await theirs.decode([benchPrompt(PROMPT_LEN, 0)], 4);
+  for (const sc of scenarios) {
+    const samples: Record<string, number[]> = { lamina: [], "llama.cpp": [] };
+    for (let r = 0; r < reps; r++) {
+      const order = r % 2 === 0 ? [ours, theirs] : [theirs, ours];
+      for (const engine of order) samples[engine.name]!.push(await sc.run(engine));
+    }
+    const a = median(samples.lamina!);
+    const b = median(samples["llama.cpp"]!);
+    const row = {
+      shape,
+      metric: sc.metric,
+      lamina: a,
+      llamaCpp: b,
+      ratio: a / b,
+      target: sc.target,
+      samples,
+    };
+    rows.push(row);
+    log(
+      `${shape} | ${sc.metric}: lamina ${a.toFixed(1)}, llama.cpp ${b.toFixed(1)}, ratio ${(a / b).toFixed(2)}`,
+    );
+  }
+  flashAttention = theirs.flashAttention;
+  await theirs.close();
+}
+
+const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const lines = [
+  `| model (${dtype}, random weights) | metric | lamina | llama.cpp | lamina / llama.cpp | target |`,
+  "| --- | --- | ---: | ---: | ---: | ---: |",
+  ...rows.map((r) => {
+    const t = r.target as number;
+    return `| ${r.shape} | ${r.metric} | ${fmt(r.lamina as number)} | ${fmt(r.llamaCpp as number)} | ${(r.ratio as number).toFixed(2)}× | ${t > 0 ? `≥ ${t.toFixed(1)}×` : "–"} |`;
+  }),
+];
+const cpu = cpuModel();
+const loadAfter = os.loadavg()[0]!;
+process.stdout.write(
+  `${lines.join("\n")}\n\n${cpu}, ${os.cpus().length} CPUs, ${threads} threads each, ` +
+    `${tokens} decode tokens per sequence after a ${PROMPT_LEN}-token prompt, medians of ${reps}; ` +
+    `llama.cpp: ${binary}, flash attention ${flashAttention}; load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}\n`,
+);
+const outDir = path.join(root, "bench/results");
+mkdirSync(outDir, { recursive: true });
+writeFileSync(
+  path.join(outDir, `llamacpp-${shapes.join("+")}.json`),
+  `${JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      cpu,
+      cpus: os.cpus().length,
+      threads,
+      dtype,
+      reps,
+      decodeTokens: tokens,
+      promptTokens: PROMPT_LEN,
+      prefillTokens: PREFILL_LEN,
+      llamaCpp: { binary, flashAttention },
+      loadAverage: { before: loadBefore, after: loadAfter },
+      rows,
+    },
+    null,
+    2,
+  )}\n`,
+);
