@@ -66,7 +66,7 @@ export class Scheduler {
         if (victim === seq) break;
       }
       if (seq.status !== "running") break; // it preempted itself: nothing after it fits either
-      chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
+      chunks.push(this.chunk(seq, count));
       budget -= count;
     }
     while (budget > 0 && this.waiting.length > 0 && this.running.length < this.limits.maxRunning) {
@@ -77,10 +77,26 @@ export class Scheduler {
       seq.status = "running";
       if (seq.firstScheduledTime === 0) seq.firstScheduledTime = performance.now();
       this.running.push(seq);
-      chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
+      chunks.push(this.chunk(seq, count));
       budget -= count;
     }
     return chunks;
+  }
+
+  /** Chunk objects are pooled: a decode step allocates nothing per sequence. */
+  private readonly pool: { seq: Sequence; start: number; count: number; sample: boolean }[] = [];
+
+  private chunk(seq: Sequence, count: number): ScheduledChunk {
+    let c = this.pool[this.chunks.length];
+    if (!c) {
+      c = { seq, start: 0, count: 0, sample: false };
+      this.pool.push(c);
+    }
+    c.seq = seq;
+    c.start = seq.numComputed;
+    c.count = count;
+    c.sample = seq.numComputed + count === seq.length;
+    return c;
   }
 
   /**
