@@ -31,6 +31,8 @@ interface TagState {
   prepared: boolean;
   /** Layer whose early pass ran (q arrived), or -1. */
   earlyLayer: number;
+  /** Milliseconds the early pass of `earlyLayer` took: reported with the layer's OUT. */
+  earlyMs: number;
 }
 
 export interface WorkerSessionOptions {
@@ -111,7 +113,9 @@ export class AttentionWorkerSession {
         need(t.prepared, "Q before STEP");
         const q = this.tensor(m, 0, "f32", t.step.nTokens * this.qWidth());
         t.q.set(q.data as Float32Array);
+        const t0 = performance.now();
         kv.runEarly(layer, t.step as AttentionStep, t.q, t.out, t.lse);
+        t.earlyMs = performance.now() - t0;
         t.earlyLayer = layer;
         return;
       }
@@ -127,7 +131,8 @@ export class AttentionWorkerSession {
         t.earlyLayer = -1;
         this.replyInts[0] = m.ints[0]!;
         this.replyInts[1] = layer;
-        this.replyInts[2] = Math.round((performance.now() - t0) * 1000);
+        // Compute of the whole layer: the early pass over cached keys (most of it) and the late one.
+        this.replyInts[2] = Math.round((performance.now() - t0 + t.earlyMs) * 1000);
         const n = t.step.nTokens * this.qWidth();
         void this.channel.send({
           type: MsgType.OUT,
@@ -148,6 +153,25 @@ export class AttentionWorkerSession {
       req = parseControl(m, configureRequestSchema, "CONFIGURE");
     } catch (e) {
       void this.channel.send(errorReply(m, (e as Error).message));
+      return;
+    }
+    if (req.numHeads % req.numKvHeads !== 0) {
+      void this.channel.send(
+        errorReply(m, `numHeads (${req.numHeads}) must be a multiple of numKvHeads (${req.numKvHeads})`),
+      );
+      return;
+    }
+    // Per-micro-batch buffers are sized by the request, not by the KV budget: bound them too, so a
+    // peer cannot make this process allocate without limit.
+    const stepBytes = req.maxTags * 4 * req.maxTokens * req.numHeads * (3 * req.headDim + 2);
+    const stepLimit = Math.max(this.options.kvMemory, MIN_STEP_BUFFER_LIMIT);
+    if (stepBytes > stepLimit) {
+      void this.channel.send(
+        errorReply(
+          m,
+          `step buffers for maxTags × maxTokens × numHeads × headDim would take ${stepBytes} bytes (limit ${stepLimit})`,
+        ),
+      );
       return;
     }
     const geometry: KvGeometry = { ...req };
@@ -178,6 +202,7 @@ export class AttentionWorkerSession {
       lateLse: new Float32Array(lw),
       prepared: false,
       earlyLayer: -1,
+      earlyMs: 0,
     }));
     const reply: ConfigureReply = {
       version: ATTENTION_PROTOCOL_VERSION,
@@ -242,6 +267,9 @@ export class AttentionWorkerSession {
     return t!;
   }
 }
+
+/** Step buffers may always use this much, even under a smaller KV budget. */
+const MIN_STEP_BUFFER_LIMIT = 256 << 20;
 
 function need(ok: boolean, what: string): void {
   if (!ok) throw new Error(`attention protocol: ${what}`);
