@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import type { EngineOptions } from "../engine/options.js";
 import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
 
@@ -45,7 +45,31 @@ export function addEngineFlags(cmd: Command): Command {
       "--transport <kind>",
       "to local attention workers: shm or tcp",
       choiceArg(["shm", "tcp"] as const),
+    )
+    .option(
+      "--mode <mode>",
+      "prefill placement: colocated, pd (prefill instances) or adrenaline (pd + decode attention offloaded to them)",
+      choiceArg(["colocated", "pd", "adrenaline"] as const),
+    )
+    .option("--prefill-instances <n>", "locally spawned prefill instances (pd, adrenaline)", intArg(1, 64))
+    .option(
+      "--prefill-threads <n>",
+      "kernel threads a prefill instance gives prefill; its attention executor gets the rest",
+      intArg(1, 1024),
+    )
+    .option("--prefill-kv-memory <size>", "KV budget of each prefill instance's attention executor", sizeArg)
+    .option(
+      "--offload-ratio <r>",
+      "adrenaline: fixed offloaded/kept request ratio (default: the load-aware bound)",
+      ratioArg,
     );
+}
+
+function ratioArg(value: string): number {
+  const r = Number(value);
+  if (value.trim() === "" || !Number.isFinite(r) || r < 0)
+    throw new InvalidArgumentError(`expected a ratio ≥ 0, got "${value}"`);
+  return r;
 }
 
 export interface EngineFlagValues {
@@ -63,6 +87,11 @@ export interface EngineFlagValues {
   partition?: "head" | "request";
   pipelineDepth?: number;
   transport?: "shm" | "tcp";
+  mode?: "colocated" | "pd" | "adrenaline";
+  prefillInstances?: number;
+  prefillThreads?: number;
+  prefillKvMemory?: number;
+  offloadRatio?: number;
 }
 
 /** Turns parsed flags into EngineOptions, dropping what was not given. */
@@ -82,6 +111,11 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     partition: f.partition,
     pipelineDepth: f.pipelineDepth,
     transport: f.transport,
+    mode: f.mode,
+    prefillInstances: f.prefillInstances,
+    prefillThreads: f.prefillThreads,
+    prefillKvMemory: f.prefillKvMemory,
+    offloadRatio: f.offloadRatio,
   };
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
   return o as EngineOptions;

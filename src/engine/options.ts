@@ -18,4 +18,18 @@ export interface EngineOptions extends CoreOptions {
   readonly partition?: "head" | "request";
   readonly pipelineDepth?: number;
   readonly transport?: "shm" | "tcp";
+  /**
+   * Placement of prefill: colocated (default), "pd" (prefill instances hand each prompt's KV to
+   * this decode instance layer by layer) or "adrenaline" (pd, plus decode attention of some
+   * requests offloaded to the prefill instances, KV and all). See src/pd.
+   */
+  readonly mode?: "colocated" | "pd" | "adrenaline";
+  /** Locally spawned prefill instances (pd / adrenaline; default 1). */
+  readonly prefillInstances?: number;
+  /** Kernel threads a prefill instance gives prefill; its attention executor gets the rest. */
+  readonly prefillThreads?: number;
+  /** KV budget of each prefill instance's attention executor (default: kvMemory). */
+  readonly prefillKvMemory?: number;
+  /** Fixed offloaded/kept request ratio N/M (adrenaline; default: the load-aware bound). */
+  readonly offloadRatio?: number;
 }

@@ -42,8 +42,7 @@ export async function setupEngine(
     options.model,
     options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {},
   );
-  const attention = await createAttention(model, options, log);
-  const core = buildEngineCore(model, backend, options, attention);
+  const core = await buildCore(model, backend, options, log);
   const info: ModelInfo = {
     id: servedModelId(options, model),
     label: model.source.label,
@@ -52,6 +51,22 @@ export async function setupEngine(
     generation: model.generation,
   };
   return { core, model, backend, info };
+}
+
+/** The engine core for the placement the options ask for (colocated, disaggregated, pd, adrenaline). */
+async function buildCore(
+  model: LoadedModel,
+  backend: KernelBackend,
+  options: EngineOptions,
+  log: (line: string) => void,
+): Promise<EngineCore> {
+  const mode = options.mode ?? "colocated";
+  if (mode === "colocated")
+    return buildEngineCore(model, backend, options, await createAttention(model, options, log));
+  if ((options.attentionWorkers ?? 0) > 0 || (options.attentionWorkerAddrs?.length ?? 0) > 0)
+    throw new Error(`--mode ${mode} does not combine with attention workers`);
+  const { buildPdEngineCore } = await import("../pd/setup.js");
+  return (await buildPdEngineCore(model, backend, options, log)).core;
 }
 
 /**

@@ -1,0 +1,274 @@
+import type { KvAttention } from "../attention/kv-attention.js";
+import type { AttentionService, AttentionStep, KvUsage } from "../attention/service.js";
+import { AttentionWorkerSession } from "../attention/worker-session.js";
+import { sliceModel } from "../graph/converter.js";
+import { buildLlamaGraph } from "../graph/llama-graph.js";
+import type { KernelBackend } from "../kernels/backend.js";
+import type { LoadedModel } from "../model/types.js";
+import { type ExecContext, SliceExecutor } from "../runtime/executor.js";
+import { createModelStep, type ModelStep } from "../runtime/step.js";
+import type { Channel } from "../transport/channel.js";
+import type { ReceivedMessage, WireTensor } from "../transport/message.js";
+import { errorReply } from "../transport/rpc.js";
+import { splitChannel } from "./mux-channel.js";
+import { isPdType, PdMsgType, PrefillFlag } from "./protocol.js";
+
+export interface PrefillServerOptions {
+  /** KV budget of the attention executor (offloaded requests' KV and prefill scratch). */
+  readonly kvMemory: number;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * A prefill instance's side of one decode-instance connection: an attention executor (the
+ * attention-worker session, unchanged: it serves the offloaded requests' decode attention) and a
+ * prefill executor that writes the prompt's KV straight into that executor's cache. KV of
+ * requests that are not kept is streamed to the decode instance layer by layer as it is made.
+ *
+ * Prefill and the executor share this process's event loop: prefill yields after every layer, so
+ * offloaded decode attention waits at most one prefill layer.
+ */
+export class PrefillServer {
+  readonly session: AttentionWorkerSession;
+  private readonly pd: Channel;
+  private readonly executor: SliceExecutor;
+  private ctx: ExecContext | null = null;
+  private step: ModelStep | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  /** Prefill tokens computed, and seconds spent (for the compute-partition report). */
+  prefillTokens = 0;
+  prefillSeconds = 0;
+
+  constructor(
+    channel: Channel,
+    private readonly model: LoadedModel,
+    prefillBackend: KernelBackend,
+    attentionBackend: KernelBackend,
+    options: PrefillServerOptions,
+    maxTokens: number,
+  ) {
+    const [attention, pd] = splitChannel(channel, isPdType);
+    this.session = new AttentionWorkerSession(attention, attentionBackend, options);
+    this.pd = pd;
+    this.executor = new SliceExecutor(
+      sliceModel(buildLlamaGraph(model.config)),
+      model.weights,
+      prefillBackend,
+      model.config,
+      { maxTokens, maxLogitRows: maxTokens },
+    );
+    pd.onMessage((m) => this.onMessage(m));
+  }
+
+  /** The attention executor's KV cache (made when the decode instance configures it). */
+  private cache(): KvAttention {
+    // The session owns its cache; prefill writes into the same one (one KV store per connection).
+    const kv = (this.session as unknown as { kv: KvAttention | null }).kv;
+    if (!kv) throw new Error("prefill before the attention executor was configured");
+    return kv;
+  }
+
+  private onMessage(m: ReceivedMessage): void {
+    if (m.type !== PdMsgType.PREFILL) throw new Error(`unknown prefill message type ${m.type}`);
+    let job: PrefillJob;
+    try {
+      job = parsePrefill(m, this.cache(), this.model.config.vocabSize);
+    } catch (e) {
+      void this.pd.send(errorReply(m, (e as Error).message));
+      return;
+    }
+    // One prefill at a time: they share the executor's activation buffers.
+    this.queue = this.queue.then(() =>
+      this.run(job).then(
+        (logits) =>
+          this.pd.send({
+            type: PdMsgType.PREFILL,
+            requestId: job.requestId,
+            tensors: [{ dtype: "f32", shape: [logits.length], data: logits }],
+          }),
+        (e: Error) => this.pd.send(errorReply(m, `prefill failed: ${e.message}`)),
+      ),
+    );
+  }
+
+  private async run(job: PrefillJob): Promise<Float32Array> {
+    const kv = this.cache();
+    const g = kv.geometry;
+    if (!this.ctx || !this.step) {
+      this.ctx = this.executor.createContext();
+      this.step = createModelStep(this.executor.limits.maxTokens, this.executor.limits.maxTokens);
+    }
+    const step = this.step;
+    step.nSeqs = job.nSeqs;
+    step.nTokens = job.nTokens;
+    step.seqIds.set(job.seqIds);
+    step.seqStart.set(job.seqStart);
+    step.positions.set(job.positions);
+    step.tokens.set(job.tokens);
+    step.nLogits = 0;
+    for (let s = 0; s < job.nSeqs; s++)
+      if (job.flags[s]! & PrefillFlag.LOGITS) step.logitRows[step.nLogits++] = job.seqStart[s + 1]! - 1;
+    const handoff = new KvHandoff(this.pd, job, g.numKvHeads * g.headDim);
+    const t0 = performance.now();
+    const logits = await this.executor.forward(this.ctx, step, new ExecutorCacheAttention(kv, handoff));
+    this.prefillSeconds += (performance.now() - t0) / 1000;
+    this.prefillTokens += job.nTokens;
+    return logits.slice(0, step.nLogits * this.model.config.vocabSize);
+  }
+}
+
+/** One PREFILL request, copied out of the transport's buffers. */
+interface PrefillJob {
+  readonly requestId: number;
+  readonly nSeqs: number;
+  readonly nTokens: number;
+  readonly seqIds: Int32Array;
+  readonly seqStart: Int32Array;
+  readonly positions: Int32Array;
+  readonly tokens: Int32Array;
+  readonly flags: Int32Array;
+}
+
+function parsePrefill(m: ReceivedMessage, kv: KvAttention, vocab: number): PrefillJob {
+  need(m.ints.length === 2, "PREFILL needs [nSeqs, nTokens]");
+  const [nSeqs, nTokens] = [m.ints[0]!, m.ints[1]!];
+  const g = kv.geometry;
+  need(nTokens >= 1 && nTokens <= g.maxTokens, `PREFILL of ${nTokens} tokens exceeds ${g.maxTokens}`);
+  need(nSeqs >= 1 && nSeqs <= nTokens, `PREFILL of ${nSeqs} sequences is out of range`);
+  const ints = (i: number, n: number): Int32Array => {
+    const t: WireTensor | undefined = m.tensors[i];
+    need(t?.dtype === "i32" && t.data.length === n, `PREFILL tensor ${i} must be ${n} i32`);
+    return (t!.data as Int32Array).slice();
+  };
+  const job: PrefillJob = {
+    requestId: m.requestId,
+    nSeqs,
+    nTokens,
+    seqIds: ints(0, nSeqs),
+    seqStart: ints(1, nSeqs + 1),
+    positions: ints(2, nTokens),
+    tokens: ints(3, nTokens),
+    flags: ints(4, nSeqs),
+  };
+  need(job.seqStart[0] === 0 && job.seqStart[nSeqs] === nTokens, "PREFILL seqStart must run 0..nTokens");
+  for (let s = 0; s < nSeqs; s++) {
+    need(job.seqStart[s]! < job.seqStart[s + 1]!, "PREFILL seqStart must increase");
+    const table = kv.allocator.table(job.seqIds[s]!);
+    const last = job.positions[job.seqStart[s + 1]! - 1]!;
+    need(!!table && table.length * g.blockSize > last, `sequence ${job.seqIds[s]} has no KV reserved`);
+  }
+  for (let i = 0; i < nTokens; i++) {
+    need(job.positions[i]! >= 0 && job.positions[i]! < g.maxContext, "PREFILL position out of range");
+    need(job.tokens[i]! >= 0 && job.tokens[i]! < vocab, "PREFILL token outside the vocabulary");
+  }
+  return job;
+}
+
+/** Sends each layer's KV of the sequences that are not kept here, as soon as the layer is done. */
+class KvHandoff {
+  private readonly rows: Int32Array;
+  private readonly rowSeq: Int32Array;
+  private readonly rowPos: Int32Array;
+  private readonly k: Float32Array;
+  private readonly v: Float32Array;
+  private readonly n: number;
+
+  constructor(
+    private readonly channel: Channel,
+    job: PrefillJob,
+    private readonly width: number,
+  ) {
+    let n = 0;
+    for (let s = 0; s < job.nSeqs; s++)
+      if (!(job.flags[s]! & PrefillFlag.KEEP)) n += job.seqStart[s + 1]! - job.seqStart[s]!;
+    this.n = n;
+    this.rows = new Int32Array(n);
+    this.rowSeq = new Int32Array(n);
+    this.rowPos = new Int32Array(n);
+    let r = 0;
+    for (let s = 0; s < job.nSeqs; s++) {
+      if (job.flags[s]! & PrefillFlag.KEEP) continue;
+      for (let t = job.seqStart[s]!; t < job.seqStart[s + 1]!; t++) {
+        this.rows[r] = t;
+        this.rowSeq[r] = job.seqIds[s]!;
+        this.rowPos[r++] = job.positions[t]!;
+      }
+    }
+    this.k = new Float32Array(n * width);
+    this.v = new Float32Array(n * width);
+  }
+
+  async layerDone(layer: number, k: Float32Array, v: Float32Array): Promise<void> {
+    if (this.n === 0) return;
+    const w = this.width;
+    for (let r = 0; r < this.n; r++) {
+      const src = this.rows[r]! * w;
+      this.k.set(k.subarray(src, src + w), r * w);
+      this.v.set(v.subarray(src, src + w), r * w);
+    }
+    await this.channel.send({
+      type: PdMsgType.KV_LAYER,
+      ints: [layer, this.n],
+      tensors: [
+        { dtype: "i32", shape: [this.n], data: this.rowSeq },
+        { dtype: "i32", shape: [this.n], data: this.rowPos },
+        { dtype: "f32", shape: [this.n * w], data: this.k },
+        { dtype: "f32", shape: [this.n * w], data: this.v },
+      ],
+    });
+  }
+}
+
+/**
+ * Prefill's attention: the executor's own cache (in-process), plus the layer-by-layer handoff and
+ * a yield after every layer so the attention executor's requests run in between.
+ */
+class ExecutorCacheAttention implements AttentionService {
+  readonly description = "prefill instance cache";
+  private q: Float32Array | null = null;
+
+  constructor(
+    private readonly kv: KvAttention,
+    private readonly handoff: KvHandoff,
+  ) {}
+
+  get blockSize(): number {
+    return this.kv.geometry.blockSize;
+  }
+  reserve(): boolean {
+    throw new Error("prefill reserves through the decode instance");
+  }
+  canReserve(): boolean {
+    return false;
+  }
+  release(): void {}
+  blocksNeeded(): number {
+    return 0;
+  }
+  usage(): readonly KvUsage[] {
+    return [];
+  }
+
+  beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
+    if (layer === 0) this.kv.prepare(step);
+    this.q = q;
+  }
+
+  async finishLayer(
+    layer: number,
+    step: AttentionStep,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+  ): Promise<void> {
+    this.kv.run(layer, step, this.q!, k, v, out);
+    await this.handoff.layerDone(layer, k, v);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  async close(): Promise<void> {}
+}
+
+function need(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`prefill protocol: ${what}`);
+}

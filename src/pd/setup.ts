@@ -1,0 +1,116 @@
+import { availableParallelism } from "node:os";
+import { KvAttention } from "../attention/kv-attention.js";
+import { RemoteAttentionService } from "../attention/remote-service.js";
+import { DEFAULT_KV_MEMORY, resolveSizes } from "../engine/build-core.js";
+import { EngineCore } from "../engine/engine-core.js";
+import type { EngineOptions } from "../engine/options.js";
+import { sliceModel } from "../graph/converter.js";
+import { buildLlamaGraph } from "../graph/llama-graph.js";
+import type { KernelBackend } from "../kernels/backend.js";
+import type { LoadedModel } from "../model/types.js";
+import type { Channel } from "../transport/channel.js";
+import { HybridAttentionService, type PrefillInstance } from "./hybrid-attention.js";
+import { PdExecutor } from "./pd-executor.js";
+import { PrefillLink } from "./prefill-link.js";
+import { SpawnedPrefillInstance } from "./spawn.js";
+
+/** How the decode instance reaches prefill instance i (tests serve them in-process). */
+export type PrefillOpener = (i: number) => { open: () => Promise<Channel>; pid?: () => number | undefined };
+
+/** The split of a prefill instance's threads, as reported. */
+export function prefillThreadSplit(o: EngineOptions): { prefill: number; attention: number } {
+  const cores = availableParallelism();
+  const prefill = o.prefillThreads ?? Math.max(1, Math.ceil(cores / 2));
+  return { prefill, attention: Math.max(1, cores - prefill) };
+}
+
+/**
+ * Builds the decode instance of a PD or Adrenaline placement: its executor and own KV cache,
+ * connected to `prefillInstances` prefill instances (spawned locally unless `opener` says how).
+ */
+export async function buildPdEngineCore(
+  model: LoadedModel,
+  backend: KernelBackend,
+  o: EngineOptions,
+  log: (line: string) => void = () => {},
+  opener?: PrefillOpener,
+): Promise<{ core: EngineCore; attention: HybridAttentionService }> {
+  const mode = o.mode === "adrenaline" ? "adrenaline" : "pd";
+  const sizes = resolveSizes(model, o);
+  const n = o.prefillInstances ?? 1;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--prefill-instances must be at least 1 (got ${n})`);
+  if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))
+    throw new Error("--offload-ratio needs --mode adrenaline and a ratio ≥ 0");
+  const split = prefillThreadSplit(o);
+  const local = new KvAttention(backend, sizes.geometry, sizes.numBlocks);
+  const depth = o.pipelineDepth ?? 1;
+  const instances: PrefillInstance[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const how =
+        opener?.(i) ??
+        (() => {
+          const s = new SpawnedPrefillInstance(
+            `prefill-${i}`,
+            {
+              ...(o.model ? { model: o.model } : {}),
+              ...(o.tokenizerPath ? { tokenizerPath: o.tokenizerPath } : {}),
+              backend: o.backend ?? "auto",
+              kvMemory: o.prefillKvMemory ?? o.kvMemory ?? DEFAULT_KV_MEMORY,
+              prefillThreads: split.prefill,
+              attentionThreads: split.attention,
+              maxTokens: sizes.maxTokensPerStep,
+            },
+            log,
+          );
+          return { open: () => s.open(), pid: () => s.pid };
+        })();
+      const link = new PrefillLink(`prefill-${i}`, how.open, local, how.pid);
+      const remote = await RemoteAttentionService.connect([link.endpoint], {
+        partition: "request",
+        geometry: sizes.geometry,
+        kvMemory: o.prefillKvMemory ?? o.kvMemory ?? null,
+        maxTags: depth,
+        log,
+      });
+      instances.push({ link, remote, attentionThreads: split.attention });
+    }
+  } catch (e) {
+    for (const x of instances) await x.link.close();
+    throw e;
+  }
+  const attention = new HybridAttentionService(local, instances, {
+    mode,
+    offloadRatio: o.offloadRatio ?? null,
+    maxBatch: sizes.maxRunning,
+    decodeThreads: o.threads ?? availableParallelism(),
+  });
+  const executor = new PdExecutor(
+    sliceModel(buildLlamaGraph(model.config)),
+    model.weights,
+    backend,
+    model.config,
+    {
+      maxTokens: sizes.maxTokensPerStep,
+      maxLogitRows: sizes.maxRunning,
+    },
+  );
+  executor.attach(attention);
+  const eos = new Set<number>([
+    ...(model.generation.eosTokenIds ?? model.config.eosTokenIds),
+    ...model.tokenizer.eosTokenIds,
+  ]);
+  const core = new EngineCore(executor, attention, model.tokenizer, {
+    maxRunning: sizes.maxRunning,
+    maxWaiting: sizes.maxWaiting,
+    maxTokensPerStep: sizes.maxTokensPerStep,
+    maxContext: sizes.maxContext,
+    eosTokenIds: [...eos],
+    vocabSize: model.config.vocabSize,
+    pipelineDepth: depth,
+  });
+  log(
+    `${mode}: decode instance with ${sizes.numBlocks} KV blocks; ${n} prefill instance(s), each prefill ${split.prefill} thread(s) + attention executor ${split.attention}`,
+  );
+  return { core, attention };
+}
