@@ -88,11 +88,11 @@ export class HybridAttentionService implements AttentionService {
   ) {
     this.blockSize = local.geometry.blockSize;
     this.dead = instances.map(() => false);
-    instances.forEach((inst, i) =>
+    instances.forEach((inst, i) => {
       inst.link.onLost(() => {
         this.dead[i] = true;
-      }),
-    );
+      });
+    });
   }
 
   get description(): string {

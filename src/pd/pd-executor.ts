@@ -129,9 +129,9 @@ export class PdExecutor extends SliceExecutor {
     const localLogits = (results[0] as PromiseFulfilledResult<Float32Array>).value;
     // Each instance's reply holds its sampling rows in its batch order; map global remote rows to it.
     const replyOf = new Map<number, Float32Array>();
-    remoteOf.forEach((i, j) =>
-      replyOf.set(i, (results[j + 1] as PromiseFulfilledResult<Float32Array>).value),
-    );
+    remoteOf.forEach((i, j) => {
+      replyOf.set(i, (results[j + 1] as PromiseFulfilledResult<Float32Array>).value);
+    });
     const seen = new Int32Array(batches.length);
     for (let row = 0; row < step.nLogits; row++) {
       const src = pd.rowSource[row]!;
