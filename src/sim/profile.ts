@@ -18,7 +18,12 @@ import type { Accelerator, Network, SimModel } from "./types.js";
  *   "weightBandwidth": 2.3e10,                            // GEMV (batch-1) weight streaming, bytes/s
  *   "attentionBandwidth": 2.6e10,                         // decode attention KV read rate, bytes/s
  *   "layerOverheadS": 2e-5,                               // fixed cost per layer per step
- *   "transport": { "bandwidth": 5e9, "latencyS": 2e-5 }   // model↔attention worker link
+ *   "transport": { "bandwidth": 5e9, "latencyS": 2e-5 },  // model↔attention worker link
+ *   "threads": 2,                                         // threads the rates above were measured with
+ *   "split": {                                            // optional: one machine split between a model
+ *     "modelThreads": 1, "attentionThreads": 1,           // process and attention-worker processes
+ *     "gemm": { "peakFlops": 9e10, "halfBatch": 5 }, "weightBandwidth": 1.4e10, "attentionBandwidth": 1.5e10
+ *   }
  * }
  */
 export const deviceProfileSchema = z.object({
@@ -31,6 +36,23 @@ export const deviceProfileSchema = z.object({
   attentionBandwidth: z.number().positive(),
   layerOverheadS: z.number().nonnegative(),
   transport: z.object({ bandwidth: z.number().positive(), latencyS: z.number().nonnegative() }),
+  threads: z.number().int().positive().optional(),
+  /** Host-side cost per running sequence per step (sampling, detokenization, scheduling), s. */
+  tokenOverheadS: z.number().nonnegative().optional(),
+  /**
+   * Rates each side reaches when the machine is split between the model worker and the attention
+   * workers (disaggregated on one host: they share its cores). Without it the disaggregated
+   * prediction gives each side the whole machine's rates, which is right only for separate hosts.
+   */
+  split: z
+    .object({
+      modelThreads: z.number().int().positive(),
+      attentionThreads: z.number().int().positive(),
+      gemm: z.object({ peakFlops: z.number().positive(), halfBatch: z.number().positive() }),
+      weightBandwidth: z.number().positive(),
+      attentionBandwidth: z.number().positive(),
+    })
+    .optional(),
 });
 
 export type DeviceProfile = z.infer<typeof deviceProfileSchema>;
@@ -111,25 +133,58 @@ export function predictEngineThroughput(
   how: EnginePrediction,
 ): SimResult {
   const { acc, eff, network } = profileToDevice(profile);
-  const catalog: Catalog = { accelerators: [acc], models: [model], networks: [network] };
-  const placement: Placement =
-    how.mode === "colocated"
-      ? { kind: "homogeneous", device: acc.name, tp: 1, replicas: 1 }
-      : {
-          kind: "lamina",
-          modelDevice: acc.name,
-          attentionDevice: acc.name,
-          a: 1,
-          b: how.attentionWorkers ?? 1,
-          microBatches: how.microBatches ?? 2,
-        };
+  let catalog: Catalog = { accelerators: [acc], models: [model], networks: [network] };
+  let efficiency = eff;
+  let placement: Placement = { kind: "homogeneous", device: acc.name, tp: 1, replicas: 1 };
+  if (how.mode === "disaggregated") {
+    const sides = splitDevices(profile, acc);
+    catalog = { ...catalog, accelerators: [sides.model, sides.attention] };
+    // Each side's accelerator carries its own measured rate, so attention needs no efficiency factor.
+    if (profile.split) efficiency = { ...eff, mfuHalfBatch: profile.split.gemm.halfBatch, attentionMbu: 1 };
+    placement = {
+      kind: "lamina",
+      modelDevice: sides.model.name,
+      attentionDevice: sides.attention.name,
+      a: 1,
+      b: how.attentionWorkers ?? 1,
+      microBatches: how.microBatches ?? 2,
+    };
+  }
   return simulate(trace, {
     model,
     placement,
     network,
     catalog,
-    efficiency: eff,
+    efficiency,
     decodeOnly: true,
     maxBatch: how.maxBatch ?? 64,
   });
+}
+
+/**
+ * The model-side and attention-side accelerators of a disaggregated prediction: with a split, each
+ * gets the rates measured with its own share of the machine's threads; without, both are the
+ * whole profiled device (separate hosts).
+ */
+export function splitDevices(
+  p: DeviceProfile,
+  whole: Accelerator,
+): { model: Accelerator; attention: Accelerator } {
+  if (!p.split) return { model: whole, attention: whole };
+  const s = p.split;
+  return {
+    model: {
+      ...whole,
+      name: `${p.name}-model`,
+      source: `${whole.source}, model side (${s.modelThreads} threads)`,
+      flops: s.gemm.peakFlops,
+      memoryBandwidth: s.weightBandwidth,
+    },
+    attention: {
+      ...whole,
+      name: `${p.name}-attention`,
+      source: `${whole.source}, attention side (${s.attentionThreads} threads)`,
+      memoryBandwidth: s.attentionBandwidth,
+    },
+  };
 }

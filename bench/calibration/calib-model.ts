@@ -1,0 +1,144 @@
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseHfConfig } from "../../src/model/hf-config.js";
+import { randomWeights } from "../../src/model/random-weights.js";
+import { writeSafetensors } from "../../src/model/safetensors-writer.js";
+import type { DType } from "../../src/model/tensor.js";
+
+/**
+ * Random-weight Llama shapes for calibration: what costs time is the shape, not the values. The
+ * "bench" shape is large enough that kernel time dominates the engine's JS work; "quick" keeps a
+ * test fast.
+ */
+const BASE_SHAPES = {
+  bench: {
+    hidden_size: 768,
+    num_hidden_layers: 8,
+    num_attention_heads: 12,
+    num_key_value_heads: 6,
+    intermediate_size: 2048,
+    max_position_embeddings: 2048,
+  },
+  quick: {
+    hidden_size: 256,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    intermediate_size: 768,
+    max_position_embeddings: 512,
+  },
+} as const;
+type BaseShape = keyof typeof BASE_SHAPES;
+
+/**
+ * A named shape; "<base>-skeleton" has the base's layer count and context but tiny widths, so a
+ * step costs only the engine's per-layer and per-token work (kernels take next to nothing).
+ */
+export type CalibrationShape = BaseShape | `${BaseShape}-skeleton`;
+
+function shapeOf(name: CalibrationShape): Record<string, number> {
+  const base = name.replace(/-skeleton$/, "") as BaseShape;
+  const s = BASE_SHAPES[base];
+  if (s === undefined) throw new Error(`unknown calibration shape "${name}"`);
+  if (base === name) return { ...s };
+  return { ...s, hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 128 };
+}
+
+/** Byte-level vocabulary: ids 0..255 are bytes, then <s> and </s>. */
+export const CALIB_BOS = 256;
+export const CALIB_EOS = 257;
+const VOCAB = 258;
+const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
+
+/** The HF config.json object of a shape (also what the simulator reads for its SimModel). */
+export function calibrationConfig(shape: CalibrationShape, dtype: DType): Record<string, unknown> {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    _name_or_path: `calibration-${shape}-${dtype}`,
+    ...shapeOf(shape),
+    vocab_size: VOCAB,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000.0,
+    rope_scaling: null,
+    tie_word_embeddings: false,
+    hidden_act: "silu",
+    attention_bias: false,
+    mlp_bias: false,
+    bos_token_id: CALIB_BOS,
+    eos_token_id: CALIB_EOS,
+    torch_dtype: TORCH_DTYPE[dtype],
+  };
+}
+
+/**
+ * The Hugging Face directory of a shape under `cacheRoot`, written on first use (seeded, so every
+ * run sees the same weights). A half-written directory is never reused.
+ */
+export function ensureCalibrationModel(cacheRoot: string, shape: CalibrationShape, dtype: DType): string {
+  const dir = path.join(cacheRoot, `calibration-${shape}-${dtype}`);
+  if (existsSync(path.join(dir, "config.json"))) return dir;
+  const partial = `${dir}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(partial, { recursive: true });
+  const configJson = calibrationConfig(shape, dtype);
+  const configFile = path.join(partial, "config.json");
+  const config = parseHfConfig(configJson, configFile);
+  const weights = randomWeights(config, { dtype, seed: 6061, embedStd: 0.5, normSpread: 0.1 });
+  writeSafetensors(path.join(partial, "model.safetensors"), weights.values(), { format: "pt" });
+  writeJson(path.join(partial, "generation_config.json"), {
+    bos_token_id: CALIB_BOS,
+    eos_token_id: CALIB_EOS,
+  });
+  writeJson(path.join(partial, "tokenizer.json"), byteTokenizerJson());
+  writeJson(path.join(partial, "tokenizer_config.json"), {
+    tokenizer_class: "PreTrainedTokenizerFast",
+    bos_token: "<s>",
+    eos_token: "</s>",
+    add_bos_token: true,
+  });
+  writeJson(configFile, configJson);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(partial, dir);
+  return dir;
+}
+
+function writeJson(file: string, value: unknown): void {
+  writeFileSync(file, `${JSON.stringify(value)}\n`);
+}
+
+/** A byte-level BPE over the 256 bytes (GPT-2 printable mapping) plus <s>, </s>; no merges. */
+function byteTokenizerJson(): Record<string, unknown> {
+  const vocab: Record<string, number> = {};
+  let shifted = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    vocab[String.fromCodePoint(printable ? b : 256 + shifted++)] = b;
+  }
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    version: "1.0",
+    added_tokens: [special(CALIB_BOS, "<s>"), special(CALIB_EOS, "</s>")],
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: null,
+    decoder: byteLevel,
+    model: { type: "BPE", dropout: null, unk_token: null, byte_fallback: false, vocab, merges: [] },
+  };
+}
+
+/** Deterministic prompt ids: BOS then bytes (the engine is fed ids; the text does not matter). */
+export function calibrationPrompt(length: number, salt: number): number[] {
+  const ids = [CALIB_BOS];
+  for (let i = 1; i < length; i++) ids.push((i * 7919 + salt * 104729) % 256);
+  return ids;
+}

@@ -1,0 +1,158 @@
+// Calibration: runs the real engine on a small Azure-Conv workload (lengths scaled to a random-weight
+// model's context), colocated and disaggregated (one attention worker process over shared memory),
+// and compares its measured decode throughput with the simulator's prediction from a device profile
+// measured in the same round. Rounds alternate profile → colocated → disaggregated (order flipped
+// every round) so that changing load on a shared machine hits all three alike; medians are reported.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/calibration/calibrate.js [--rounds 3] [--requests 32]
+//
+// Prints a table (measured, predicted, error %) and writes bench/results/calibration.json.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import { loadModel } from "../../src/model/load.js";
+import { modelFromHfConfig } from "../../src/sim/hf-config.js";
+import { predictEngineThroughput } from "../../src/sim/profile.js";
+import { loadTrace } from "../../src/sim/trace.js";
+import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
+import { buildCalibrationCore, calibrationCoreOptions, measureDecode, type Placement } from "./decode-run.js";
+import { median } from "./fit.js";
+import { CACHE_ROOT, REPO_ROOT, RESULTS_DIR } from "./paths.js";
+import { measureProfile, type ProfileEffort } from "./profile-run.js";
+import { scaledWorkload } from "./workload.js";
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "3" },
+    requests: { type: "string", default: "32" },
+    seed: { type: "string", default: "7" },
+  },
+});
+const rounds = Number(values.rounds);
+const requestsWanted = Number(values.requests);
+if (!(Number.isInteger(rounds) && rounds > 0)) throw new Error(`--rounds must be a positive integer`);
+if (!(Number.isInteger(requestsWanted) && requestsWanted > 0))
+  throw new Error(`--requests must be a positive integer`);
+
+/** Sweeps sized to the workload: batches and contexts it actually runs at. */
+const EFFORT: ProfileEffort = {
+  batches: [1, 2, 4, 8, 16, 24, 32],
+  contexts: [64, 128, 256, 512],
+  attentionBatch: 32,
+  reps: 3,
+  overheadBatches: [1, 8],
+  overheadSteps: 16,
+  overheadRounds: 1,
+  transportBytes: 1 << 20,
+};
+
+const dtype = "bf16";
+const cores = availableParallelism();
+const backend = loadKernelBackend({ backend: "native" });
+const model = await loadModel(ensureCalibrationModel(CACHE_ROOT, "bench", dtype));
+const simModel = modelFromHfConfig(calibrationConfig("bench", dtype), "calibration-bench config");
+const workload = scaledWorkload(loadTrace("azure-conv"), {
+  requests: requestsWanted,
+  promptDivisor: 8,
+  outputDivisor: 8,
+  maxPrompt: 512,
+  maxOutput: 64,
+  seed: Number(values.seed),
+});
+const coreOptions = calibrationCoreOptions(workload);
+console.log(
+  `model ${simModel.name}: ${(simModel.params / 1e6).toFixed(1)}M params, ${backend.describe()}; ` +
+    `${workload.length} Azure-Conv requests, mean prompt ${mean(workload.map((r) => r.prompt)).toFixed(0)}, ` +
+    `mean output ${mean(workload.map((r) => r.output)).toFixed(1)}`,
+);
+
+interface RoundResult {
+  round: number;
+  placement: Placement;
+  loadAverage: number;
+  measuredTokS: number;
+  predictedTokS: number;
+  errorPct: number;
+  decodeTokens: number;
+  decodeSeconds: number;
+  avgBatchPredicted: number;
+  bottleneck: string;
+}
+const results: RoundResult[] = [];
+const profiles: unknown[] = [];
+
+for (let round = 0; round < rounds; round++) {
+  const { profile, details } = await measureProfile(backend, CACHE_ROOT, "bench", dtype, EFFORT);
+  profiles.push({ ...profile, details });
+  const order: Placement[] =
+    round % 2 === 0 ? ["colocated", "disaggregated"] : ["disaggregated", "colocated"];
+  for (const placement of order) {
+    backend.setThreads(placement === "colocated" ? cores : Math.max(1, cores - 1));
+    const load = loadavg()[0]!;
+    const { core, close } = await buildCalibrationCore(model, backend, placement, coreOptions);
+    const m = await measureDecode(core, workload, placement).finally(close);
+    const p = predictEngineThroughput(profile, simModel, m.decodeTrace, {
+      mode: placement,
+      attentionWorkers: 1,
+      microBatches: 2,
+      maxBatch: workload.length,
+    });
+    const r: RoundResult = {
+      round,
+      placement,
+      loadAverage: load,
+      measuredTokS: m.tokensPerS,
+      predictedTokS: p.throughputTokS,
+      errorPct: (100 * (p.throughputTokS - m.tokensPerS)) / m.tokensPerS,
+      decodeTokens: m.decodeTokens,
+      decodeSeconds: m.decodeSeconds,
+      avgBatchPredicted: p.avgBatch,
+      bottleneck: p.bottleneck,
+    };
+    results.push(r);
+    console.log(
+      `round ${round} ${placement.padEnd(13)} measured ${r.measuredTokS.toFixed(1)} tok/s, predicted ${r.predictedTokS.toFixed(1)} (${r.errorPct >= 0 ? "+" : ""}${r.errorPct.toFixed(1)}%), load ${load.toFixed(2)}`,
+    );
+  }
+  backend.setThreads(cores);
+}
+
+console.log(
+  "\nplacement     | measured tok/s (median) | predicted tok/s (median) | error of medians | per-round errors",
+);
+const summary = (["colocated", "disaggregated"] as const).map((placement) => {
+  const rs = results.filter((r) => r.placement === placement);
+  const measured = median(rs.map((r) => r.measuredTokS));
+  const predicted = median(rs.map((r) => r.predictedTokS));
+  const errorPct = (100 * (predicted - measured)) / measured;
+  console.log(
+    `${placement.padEnd(13)} | ${measured.toFixed(1).padStart(23)} | ${predicted.toFixed(1).padStart(24)} | ${`${errorPct >= 0 ? "+" : ""}${errorPct.toFixed(1)}%`.padStart(16)} | ${rs.map((r) => `${r.errorPct.toFixed(0)}%`).join(", ")}`,
+  );
+  return {
+    placement,
+    measuredTokS: measured,
+    predictedTokS: predicted,
+    errorPct,
+    withinTarget: Math.abs(errorPct) <= 20,
+  };
+});
+console.log(
+  `(target: within ±20%; load average at the end ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")})`,
+);
+
+mkdirSync(RESULTS_DIR, { recursive: true });
+const file = path.join(RESULTS_DIR, "calibration.json");
+writeFileSync(
+  file,
+  `${JSON.stringify({ model: simModel, backend: backend.describe(), cores, workload, summary, results, profiles }, null, 2)}\n`,
+);
+console.log(`wrote ${path.relative(REPO_ROOT, file)}`);
+process.exit(0);
+
+function mean(xs: readonly number[]): number {
+  return xs.reduce((s, x) => s + x, 0) / xs.length;
+}

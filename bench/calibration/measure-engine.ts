@@ -1,0 +1,135 @@
+import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import type { KernelBackend } from "../../src/kernels/backend.js";
+import type { LoadedModel } from "../../src/model/types.js";
+import { createShmChannelPair, type Message, RpcClient } from "../../src/transport/index.js";
+import { calibrationPrompt } from "./calib-model.js";
+import { buildCalibrationCore, type CalibrationRequest, type Placement } from "./decode-run.js";
+import { fitLine, median } from "./fit.js";
+
+/**
+ * The engine's own costs that are not kernel time, measured on a skeleton model (the real layer
+ * count, tiny widths): what a step costs per layer and per running sequence, and what a layer's
+ * round trip to an attention worker adds.
+ */
+export interface EngineOverheads {
+  /** Colocated decode step of the skeleton at batch 1, divided by the layers (s). */
+  readonly layerOverheadS: number;
+  /** Extra step time per running sequence (sampling, detokenization, scheduling, events) (s). */
+  readonly tokenOverheadS: number;
+  /** One-way latency of a model↔attention-worker message over shm: (disaggregated − 2 × colocated) / (2L). */
+  readonly transportLatencyS: number;
+  readonly samples: { placement: Placement; batch: number; stepSeconds: number }[];
+}
+
+/** Median decode step time of `batch` identical requests (after their prefill). */
+async function medianDecodeStep(
+  model: LoadedModel,
+  backend: KernelBackend,
+  placement: Placement,
+  batch: number,
+  steps: number,
+): Promise<number> {
+  const requests: CalibrationRequest[] = Array.from({ length: batch }, () => ({
+    prompt: 8,
+    output: steps + 2,
+  }));
+  const { core, close } = await buildCalibrationCore(model, backend, placement, {
+    maxRunning: batch,
+    maxTokensPerStep: 256,
+  });
+  try {
+    requests.forEach((r, i) => {
+      core.add({
+        id: `s${i}`,
+        promptTokenIds: calibrationPrompt(r.prompt, i),
+        params: resolveSamplingParams({ temperature: 0, maxTokens: r.output, ignoreEos: true }),
+      });
+    });
+    await core.runStep(); // prefill
+    const times: number[] = [];
+    while (core.hasWork) {
+      const t0 = performance.now();
+      await core.runStep();
+      times.push((performance.now() - t0) / 1000);
+    }
+    return median(times.slice(1, -1));
+  } finally {
+    await close();
+  }
+}
+
+export async function measureEngineOverheads(
+  skeleton: LoadedModel,
+  backend: KernelBackend,
+  threads: { colocated: number; disaggregated: number },
+  o: { batches: readonly number[]; steps: number; rounds: number },
+): Promise<EngineOverheads> {
+  const samples: EngineOverheads["samples"] = [];
+  const col = new Map<number, number[]>();
+  const dis: number[] = [];
+  // Alternate placements round by round so a change in machine load hits both alike.
+  for (let r = 0; r < o.rounds; r++) {
+    backend.setThreads(threads.colocated);
+    for (const b of o.batches) {
+      const t = await medianDecodeStep(skeleton, backend, "colocated", b, o.steps);
+      col.set(b, [...(col.get(b) ?? []), t]);
+      samples.push({ placement: "colocated", batch: b, stepSeconds: t });
+    }
+    backend.setThreads(threads.disaggregated);
+    const t = await medianDecodeStep(skeleton, backend, "disaggregated", 1, o.steps);
+    dis.push(t);
+    samples.push({ placement: "disaggregated", batch: 1, stepSeconds: t });
+  }
+  const L = skeleton.config.numLayers;
+  const pts = o.batches.map((b) => ({ x: b, y: median(col.get(b)!) }));
+  const line = fitLine(pts);
+  const at1 = line.intercept + line.slope;
+  const layerOverheadS = at1 / L;
+  return {
+    layerOverheadS,
+    tokenOverheadS: Math.max(0, line.slope),
+    transportLatencyS: Math.max(0, (median(dis) - 2 * at1) / (2 * L)),
+    samples,
+  };
+}
+
+/**
+ * Bytes per second through a shared-memory channel pair (one tensor there, one back), from the
+ * difference between a large and a small message's round trip, so fixed per-message costs cancel.
+ */
+export async function measureShmBandwidth(bytes: number, reps: number): Promise<number> {
+  const [a, b] = createShmChannelPair({ capacityBytes: 2 ** Math.ceil(Math.log2(4 * bytes + (1 << 16))) });
+  b.onMessage((m) => {
+    const t = m.tensors[0]!;
+    void b.send({
+      type: m.type,
+      requestId: m.requestId,
+      ints: [],
+      tensors: [{ dtype: "f32", shape: t.shape.slice(), data: new Float32Array(t.data as Float32Array) }],
+    } as Message);
+  });
+  const rpc = new RpcClient(a);
+  const rtt = async (floats: number): Promise<number> => {
+    const msg: Message = {
+      type: 1,
+      ints: [],
+      tensors: [{ dtype: "f32", shape: [floats], data: new Float32Array(floats).fill(1) }],
+    };
+    for (let i = 0; i < 3; i++) await rpc.request(msg, () => 0);
+    const t: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await rpc.request(msg, () => 0);
+      t.push((performance.now() - t0) / 1000);
+    }
+    return median(t);
+  };
+  try {
+    const small = await rtt(16);
+    const large = await rtt(bytes / 4);
+    return (2 * (bytes - 64)) / Math.max(1e-9, large - small);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}

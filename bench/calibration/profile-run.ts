@@ -1,0 +1,146 @@
+import { availableParallelism, loadavg, totalmem } from "node:os";
+import type { KernelBackend } from "../../src/kernels/backend.js";
+import { loadModel } from "../../src/model/load.js";
+import type { DType } from "../../src/model/tensor.js";
+import type { DeviceProfile } from "../../src/sim/profile.js";
+import { type CalibrationShape, ensureCalibrationModel } from "./calib-model.js";
+import { type EngineOverheads, measureEngineOverheads, measureShmBandwidth } from "./measure-engine.js";
+import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
+
+/** How much measuring to do: the benchmark's full sweep or a test's quick one. */
+export interface ProfileEffort {
+  readonly batches: readonly number[];
+  readonly contexts: readonly number[];
+  readonly attentionBatch: number;
+  readonly reps: number;
+  readonly overheadBatches: readonly number[];
+  readonly overheadSteps: number;
+  readonly overheadRounds: number;
+  readonly transportBytes: number;
+}
+
+export const FULL_EFFORT: ProfileEffort = {
+  batches: [1, 2, 4, 8, 16, 24, 32, 48],
+  contexts: [128, 256, 512, 1024],
+  attentionBatch: 32,
+  reps: 5,
+  overheadBatches: [1, 8, 16],
+  overheadSteps: 24,
+  overheadRounds: 3,
+  transportBytes: 1 << 20,
+};
+
+export const QUICK_EFFORT: ProfileEffort = {
+  batches: [1, 4, 16],
+  contexts: [64, 256],
+  attentionBatch: 16,
+  reps: 3,
+  overheadBatches: [1, 8],
+  overheadSteps: 10,
+  overheadRounds: 1,
+  transportBytes: 1 << 18,
+};
+
+/** Everything measured, kept beside the profile in the JSON for inspection. */
+export interface ProfileDetails {
+  readonly shape: CalibrationShape;
+  readonly dtype: DType;
+  readonly kvDtype: DType;
+  readonly cores: number;
+  readonly loadAverage: number[];
+  readonly gemm: GemmSweep;
+  readonly gemmSplit: GemmSweep;
+  readonly attention: AttentionSweep;
+  readonly attentionSplit: AttentionSweep;
+  readonly overheads: EngineOverheads;
+  readonly transportBandwidth: number;
+}
+
+/**
+ * Measures this machine's device profile on the shapes of calibration model `shape`: full-machine
+ * rates (colocated) and the rates of the model side and one attention worker when they split the
+ * cores (disaggregated on one host), plus the engine's overheads from its skeleton model.
+ */
+export async function measureProfile(
+  backend: KernelBackend,
+  cacheRoot: string,
+  shape: "bench" | "quick",
+  dtype: DType,
+  effort: ProfileEffort,
+  log: (line: string) => void = () => {},
+): Promise<{ profile: DeviceProfile; details: ProfileDetails }> {
+  const cores = availableParallelism();
+  const modelThreads = Math.max(1, cores - 1);
+  const loadAverage = loadavg();
+  const model = await loadModel(ensureCalibrationModel(cacheRoot, shape, dtype));
+  const skeleton = await loadModel(ensureCalibrationModel(cacheRoot, `${shape}-skeleton`, dtype));
+  const c = model.config;
+  const kvDtype: DType = dtype === "f32" ? "f32" : "f16";
+  log(`GEMM sweep (${dtype}, ${cores} threads, then ${modelThreads}) ...`);
+  const gemm = measureGemm(backend, c, dtype, cores, effort.batches, effort.reps);
+  const gemmSplit = measureGemm(backend, c, dtype, modelThreads, effort.batches, effort.reps);
+  log("decode attention sweep ...");
+  const attention = measureAttention(
+    backend,
+    c,
+    kvDtype,
+    cores,
+    effort.attentionBatch,
+    effort.contexts,
+    effort.reps,
+  );
+  const attentionSplit = measureAttention(
+    backend,
+    c,
+    kvDtype,
+    1,
+    effort.attentionBatch,
+    effort.contexts,
+    effort.reps,
+  );
+  log("engine overheads (skeleton model, colocated and with one attention worker) ...");
+  const overheads = await measureEngineOverheads(
+    skeleton,
+    backend,
+    { colocated: cores, disaggregated: modelThreads },
+    { batches: effort.overheadBatches, steps: effort.overheadSteps, rounds: effort.overheadRounds },
+  );
+  const transportBandwidth = await measureShmBandwidth(effort.transportBytes, effort.reps * 4);
+  backend.setThreads(cores);
+  const profile: DeviceProfile = {
+    version: 1,
+    name: `this-machine-${cores}core`,
+    measuredAt: new Date().toISOString().slice(0, 10),
+    memoryBytes: totalmem(),
+    threads: cores,
+    gemm: { peakFlops: gemm.peakFlops, halfBatch: gemm.halfBatch },
+    weightBandwidth: gemm.weightBandwidth,
+    attentionBandwidth: attention.bandwidth,
+    layerOverheadS: overheads.layerOverheadS,
+    tokenOverheadS: overheads.tokenOverheadS,
+    transport: { bandwidth: transportBandwidth, latencyS: overheads.transportLatencyS },
+    split: {
+      modelThreads,
+      attentionThreads: 1,
+      gemm: { peakFlops: gemmSplit.peakFlops, halfBatch: gemmSplit.halfBatch },
+      weightBandwidth: gemmSplit.weightBandwidth,
+      attentionBandwidth: attentionSplit.bandwidth,
+    },
+  };
+  return {
+    profile,
+    details: {
+      shape,
+      dtype,
+      kvDtype,
+      cores,
+      loadAverage,
+      gemm,
+      gemmSplit,
+      attention,
+      attentionSplit,
+      overheads,
+      transportBandwidth,
+    },
+  };
+}
