@@ -65,6 +65,11 @@ export class AttentionWorkerSession {
     });
   }
 
+  /** The KV cache made at CONFIGURE (null before): a prefill instance prefills straight into it. */
+  get cache(): KvAttention | null {
+    return this.kv;
+  }
+
   /** Blocks in use (for tests and stats). */
   stats(): WorkerStats {
     const a = this.kv?.allocator;

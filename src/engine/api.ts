@@ -68,6 +68,18 @@ export interface ModelInfo {
   readonly generation?: import("../model/types.js").GenerationDefaults;
 }
 
+/** Adrenaline's offloading state (pd / adrenaline placements): offloaded (N) and kept (M) requests. */
+export interface OffloadStats {
+  /** N/M now. */
+  readonly ratio: number;
+  readonly offloaded: number;
+  readonly kept: number;
+  /** The load-aware bound OB = min(OB_mem, OB_comp) on N/M. */
+  readonly bound: number;
+  /** The limit decisions follow: the bound, a fixed --offload-ratio, or 0 in pd mode. */
+  readonly limit: number;
+}
+
 /** Live numbers for /metrics and logs. */
 export interface EngineStats {
   readonly running: number;
@@ -89,6 +101,8 @@ export interface EngineStats {
     readonly idle: number;
     readonly steps: number;
   };
+  /** Present under --mode pd / adrenaline. */
+  readonly offload?: OffloadStats;
 }
 
 /**

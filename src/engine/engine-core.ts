@@ -4,7 +4,7 @@ import type { ExecContext, SliceExecutor } from "../runtime/executor.js";
 import { createModelStep, type ModelStep } from "../runtime/step.js";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
-import type { EngineStats, FinishReason, GenerateRequest, TokenEvent } from "./api.js";
+import type { EngineStats, FinishReason, GenerateRequest, OffloadStats, TokenEvent } from "./api.js";
 import { InvalidRequestError, PromptTooLongError, QueueFullError } from "./errors.js";
 import { Sampler } from "./sampler.js";
 import { type ScheduledChunk, Scheduler, type SchedulerLimits } from "./scheduler.js";
@@ -360,7 +360,11 @@ export class EngineCore {
       wait += l.ctx.timing.attention;
       steps = Math.max(steps, l.ctx.timing.steps);
     }
-    const remote = this.attention as { attentionMicros?: number; aliveWorkers?: number };
+    const remote = this.attention as {
+      attentionMicros?: number;
+      aliveWorkers?: number;
+      offloadStats?: () => OffloadStats;
+    };
     const reported = remote.attentionMicros;
     // Remote workers report their compute (early and late pass); the rest of the model side's wait
     // is transport. In-process, the wait is attention. Under pipelining a lane's wait also spans the
@@ -383,6 +387,7 @@ export class EngineCore {
       promptTokens: this.promptTokens,
       generationTokens: this.generationTokens,
       timing: { model, attention, transport, idle: Math.max(0, this.wallSeconds - model), steps },
+      ...(remote.offloadStats ? { offload: remote.offloadStats() } : {}),
     };
   }
 }

@@ -1,6 +1,7 @@
 import type { KvAttention } from "../attention/kv-attention.js";
 import { AttentionWorkerLostError, type RemoteAttentionService } from "../attention/remote-service.js";
 import type { AttentionService, AttentionStep, KvUsage } from "../attention/service.js";
+import type { OffloadStats } from "../engine/api.js";
 import { type OffloadBound, offloadBound, shouldOffload } from "./offload-policy.js";
 import type { PrefillLink } from "./prefill-link.js";
 
@@ -40,17 +41,6 @@ interface StepPart {
   readonly v: Float32Array;
   readonly out: Float32Array;
   qIn: Float32Array | null;
-}
-
-export interface OffloadStats {
-  /** Offloaded / kept requests now (N/M), and the requests on each side. */
-  readonly ratio: number;
-  readonly offloaded: number;
-  readonly kept: number;
-  /** OB = min(OB_mem, OB_comp), and the limit decisions use (the bound, or --offload-ratio). */
-  readonly bound: number;
-  readonly limit: number;
-  readonly detail: OffloadBound;
 }
 
 export interface HybridOptions {
@@ -113,15 +103,15 @@ export class HybridAttentionService implements AttentionService {
     });
   }
 
+  /** EngineStats.offload: read by the engine for /metrics. */
   offloadStats(): OffloadStats {
-    const detail = this.bound();
+    const b = this.bound();
     return {
       ratio: this.kept > 0 ? this.offloaded / this.kept : 0,
       offloaded: this.offloaded,
       kept: this.kept,
-      bound: detail.bound,
-      limit: this.limit(detail),
-      detail,
+      bound: b.bound,
+      limit: this.limit(b),
     };
   }
 

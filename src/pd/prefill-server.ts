@@ -63,7 +63,7 @@ export class PrefillServer {
   /** The attention executor's KV cache (made when the decode instance configures it). */
   private cache(): KvAttention {
     // The session owns its cache; prefill writes into the same one (one KV store per connection).
-    const kv = (this.session as unknown as { kv: KvAttention | null }).kv;
+    const kv = this.session.cache;
     if (!kv) throw new Error("prefill before the attention executor was configured");
     return kv;
   }
