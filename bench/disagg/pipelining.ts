@@ -1,0 +1,165 @@
+// Staggered pipelining (Lamina §2, n = 2 batches on one model replica): decode throughput with
+// pipeline depth 2 against depth 1, one model side (this process, 1 kernel thread) and one
+// attention worker process (1 thread), each pinned to its own core. Prints the model-only and
+// attention-only step times first (they decide the best possible gain), then each depth's
+// throughput and per-step breakdown for both sides, and the gain as a share of its limit.
+//
+//   node dist/bench/disagg/pipelining.js [--hidden 1024] [--layers 4] [--heads 16] [--kv-heads 16]
+//       [--intermediate 2816] [--dtype bf16] [--kv-dtype f32] [--batch 16] [--prompt 448] [--gen 24]
+import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { RemoteAttentionService } from "../../src/attention/remote-service.js";
+import { AddressedWorker } from "../../src/attention/spawn.js";
+import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
+import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import { loadModel } from "../../src/model/load.js";
+import type { DType } from "../../src/model/tensor.js";
+import { benchPrompt, ensureBenchModel } from "./bench-model.js";
+import { canPin, pinSelf, startAttentionWorker } from "./worker-proc.js";
+
+const { values } = parseArgs({
+  options: {
+    hidden: { type: "string", default: "1024" },
+    layers: { type: "string", default: "4" },
+    heads: { type: "string", default: "16" },
+    "kv-heads": { type: "string", default: "16" },
+    intermediate: { type: "string", default: "2816" },
+    dtype: { type: "string", default: "bf16" },
+    "kv-dtype": { type: "string", default: "f32" },
+    batch: { type: "string", default: "16" },
+    prompt: { type: "string", default: "448" },
+    gen: { type: "string", default: "24" },
+    "no-pin": { type: "boolean", default: false },
+  },
+});
+const num = (k: keyof typeof values) => {
+  const v = Number(values[k] as string);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer, got "${values[k]}"`);
+  return v;
+};
+const batch = num("batch");
+const promptLen = num("prompt");
+const gen = num("gen");
+const shape = {
+  hidden: num("hidden"),
+  layers: num("layers"),
+  heads: num("heads"),
+  kvHeads: num("kv-heads"),
+  intermediate: num("intermediate"),
+  maxPositions: Math.max(1024, promptLen + gen + 16),
+  dtype: values.dtype as DType,
+};
+const kvDtype = values["kv-dtype"] as DType;
+
+const pinned = !values["no-pin"] && canPin(availableParallelism());
+if (pinned) pinSelf(0);
+const dir = ensureBenchModel(path.join(tmpdir(), "lamina-bench-models"), shape);
+const model = await loadModel(dir);
+const backend = loadKernelBackend({ backend: "native", threads: 1 });
+const token = "disagg-bench-token-0123456789";
+const worker = await startAttentionWorker(token, "4GiB", pinned ? 1 : null);
+
+interface DepthResult {
+  depth: number;
+  decodeTokensPerSecond: number;
+  stepMs: number;
+  modelMs: number;
+  attentionMs: number;
+  transportMs: number;
+  modelIdleShare: number;
+  attentionIdleShare: number;
+  steps: number;
+}
+
+async function runDepth(depth: number): Promise<DepthResult> {
+  const opts: CoreOptions = { maxRunning: batch, maxTokensPerStep: 512, pipelineDepth: depth, kvDtype };
+  const service = await RemoteAttentionService.connect(
+    [new AddressedWorker("bench", "127.0.0.1", worker.port, token, () => {})],
+    { partition: "head", geometry: resolveSizes(model, opts).geometry, kvMemory: null, maxTags: depth },
+  );
+  try {
+    const core = buildEngineCore(model, backend, opts, service);
+    const params = resolveSamplingParams({ temperature: 0, maxTokens: gen, ignoreEos: true });
+    for (let i = 0; i < batch; i++) core.add({ id: `s${i}`, promptTokenIds: benchPrompt(promptLen, i), params });
+    const got = new Map<string, number>();
+    let t0 = 0;
+    let s0 = core.stats().timing;
+    let a0 = 0;
+    let tokens = 0;
+    let decoding = false;
+    while (core.hasWork) {
+      const events = await core.runStep();
+      if (decoding) for (const ev of events) tokens += ev.tokenIds.length;
+      for (const ev of events) got.set(ev.requestId, (got.get(ev.requestId) ?? 0) + ev.tokenIds.length);
+      // Decode starts once every sequence has its first token (prefill done).
+      if (!decoding && got.size === batch && [...got.values()].every((n) => n >= 1)) {
+        decoding = true;
+        t0 = performance.now();
+        s0 = core.stats().timing;
+        a0 = service.attentionMicros;
+      }
+      if (decoding && events.some((e) => e.finished)) break;
+    }
+    const wall = (performance.now() - t0) / 1000;
+    const s1 = core.stats().timing;
+    const steps = s1.steps - s0.steps;
+    const attention = (service.attentionMicros - a0) / 1e6;
+    return {
+      depth,
+      decodeTokensPerSecond: tokens / wall,
+      stepMs: (1000 * wall) / steps,
+      modelMs: (1000 * (s1.model - s0.model)) / steps,
+      attentionMs: (1000 * attention) / steps,
+      transportMs: (1000 * (s1.transport - s0.transport)) / steps,
+      modelIdleShare: 1 - (s1.model - s0.model) / wall,
+      attentionIdleShare: 1 - attention / wall,
+      steps,
+    };
+  } finally {
+    await service.close();
+  }
+}
+
+try {
+  const d1 = await runDepth(1);
+  console.log(
+    `model-only step ${d1.modelMs.toFixed(1)} ms, attention-only step ${d1.attentionMs.toFixed(1)} ms ` +
+      `(batch ${batch}, context ${promptLen}..${promptLen + gen}, measured at depth 1)`,
+  );
+  const d2 = await runDepth(2);
+  const rows = [d1, d2];
+  console.log("\n| depth | decode tok/s | step ms | model ms | attention ms | transport ms | model idle | attention idle |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+  for (const r of rows)
+    console.log(
+      `| ${r.depth} | ${r.decodeTokensPerSecond.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${r.modelMs.toFixed(1)} | ${r.attentionMs.toFixed(1)} | ${r.transportMs.toFixed(1)} | ${(100 * r.modelIdleShare).toFixed(0)}% | ${(100 * r.attentionIdleShare).toFixed(0)}% |`,
+    );
+  const speedup = d2.decodeTokensPerSecond / d1.decodeTokensPerSecond;
+  // With perfect overlap a step takes the slower side's time; depth 1 takes the sum.
+  const limit = (d1.modelMs + d1.attentionMs) / Math.max(d1.modelMs, d1.attentionMs);
+  const depth2Limit = d2.stepMs / Math.max(d2.modelMs, d2.attentionMs);
+  console.log(
+    `\ndepth 2 / depth 1 decode throughput: ${speedup.toFixed(2)}× ` +
+      `(limit from depth-1 side times: ${limit.toFixed(2)}×, i.e. ${((100 * (speedup - 1)) / Math.max(1e-9, limit - 1)).toFixed(0)}% of the possible gain; ` +
+      `depth-2 steps take ${depth2Limit.toFixed(2)}× their slower side)`,
+  );
+  const out = {
+    machine: { cpu: cpus()[0]?.model ?? "?", cores: availableParallelism(), pinned },
+    shape: { ...shape, kvDtype },
+    batch,
+    prompt: promptLen,
+    gen,
+    rows,
+    speedup,
+    limit,
+  };
+  const results = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bench/results");
+  mkdirSync(results, { recursive: true });
+  writeFileSync(path.join(results, "disagg-pipelining.json"), `${JSON.stringify(out, null, 2)}\n`);
+} finally {
+  worker.child.kill("SIGKILL");
+}
