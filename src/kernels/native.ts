@@ -119,7 +119,13 @@ function packageRoot(): string {
   }
 }
 
+/**
+ * The addon file: LAMINA_KERNEL_ADDON when set (a build elsewhere, e.g. to benchmark a variant of
+ * the kernels against the installed one), else the package's own build.
+ */
 export function nativeAddonPath(): string {
+  const override = process.env.LAMINA_KERNEL_ADDON;
+  if (override !== undefined && override !== "") return path.resolve(override);
   return path.join(packageRoot(), "native", "kernels", "build", "Release", "lamina_kernels.node");
 }
 

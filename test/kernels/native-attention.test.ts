@@ -197,3 +197,42 @@ test("attention rejects block tables and ranges that point outside the cache", (
     );
   }
 });
+
+test("long contexts with few (token, KV head) groups are split over threads and merged exactly", () => {
+  // Two decode tokens, one KV head: 2 groups for 1–2 threads, so each long range is cut into
+  // parts computed separately and merged by their lse (flash-decoding). Ranges start off a
+  // block boundary so the parts do not line up with blocks.
+  const c: Case = { nHeads: 4, nKvHeads: 1, headDim: 64, blockSize: 16 };
+  const threadsBefore = native.info().threads;
+  try {
+    for (const dtype of ["f32", "bf16"] as const) {
+      const rand = rng(500);
+      const layout = pagedLayout([2600, 1300], c.blockSize, rand);
+      const refCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+      const natCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+      fillCache(ref, refCache, layout, rng(501));
+      fillCache(native, natCache, layout, rng(501));
+      const s = {
+        layout,
+        refCache,
+        natCache,
+        q: randomF32(2 * c.nHeads * c.headDim, rand, 2),
+        qSeq: new Int32Array([0, 1]),
+        ctxStart: new Int32Array([7, 0]),
+        ctxEnd: new Int32Array([2600, 1300]),
+        n: 2,
+      };
+      const expected = run(ref, refCache, s, c);
+      for (const threads of [1, 2]) {
+        native.setThreads(threads);
+        forEachVariant(native, (v) => {
+          const got = run(native, natCache, s, c);
+          assertClose(got.out, expected.out, `out ${v} ${dtype} ${threads} thread(s)`);
+          assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ${threads} thread(s)`);
+        });
+      }
+    }
+  } finally {
+    native.setThreads(threadsBefore);
+  }
+});

@@ -349,7 +349,53 @@ class Kernels : public Napi::Addon<Kernels> {
       }
     }
     const KernelTable* k = table_;
-    pool_->forEach(n * nKv, [&](int64_t task) { k->attention(a, task, task + 1); });
+    const int64_t G = a.nHeads / nKv;
+    const int64_t groups = n * nKv;
+    int64_t longest = 0;
+    for (int64_t t = 0; t < n; t++) longest = std::max<int64_t>(longest, a.ctxEnd[t] - a.ctxStart[t]);
+    const int64_t nSplit = attentionSplits(groups, longest);
+    if (nSplit == 1) {
+      pool_->forEach(groups, [&](int64_t task) {
+        const int64_t t = task / nKv, kvh = task % nKv, h = t * a.nHeads + kvh * G;
+        k->attention(a, t, kvh, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
+      });
+      return;
+    }
+    // Flash-decoding: too few (token, kv head) groups to keep every thread busy, so each token's
+    // range is cut into nSplit parts (whole blocks each) computed as separate tasks with their
+    // lse, then merged. Partial row (t, part s, head h) is ((t * nSplit + s) * nHeads + h).
+    const int64_t rows = n * nSplit * a.nHeads;
+    if (int64_t(partOut_.size()) < rows * D) partOut_.resize(size_t(rows * D));
+    if (int64_t(partLse_.size()) < rows) partLse_.resize(size_t(rows));
+    if (int64_t(mergeLse_.size()) < n * a.nHeads) mergeLse_.resize(size_t(n * a.nHeads));
+    float* po = partOut_.data();
+    float* pl = partLse_.data();
+    pool_->forEach(groups * nSplit, [&](int64_t task) {
+      const int64_t s = task % nSplit, kvh = (task / nSplit) % nKv, t = task / (nSplit * nKv);
+      const int64_t start = a.ctxStart[t], end = a.ctxEnd[t];
+      const int64_t per = ceilDiv(ceilDiv(end - start, nSplit), bs) * bs;
+      const int64_t p0 = std::min(end, start + s * per), p1 = std::min(end, p0 + per);
+      const int64_t row = (t * nSplit + s) * a.nHeads + kvh * G;
+      k->attention(a, t, kvh, p0, p1, po + row * D, pl + row);
+    });
+    float* lse = a.lse ? a.lse : mergeLse_.data();
+    const int64_t H = a.nHeads;
+    for (int64_t t = 0; t < n; t++) {
+      const int64_t first = t * nSplit * H;
+      std::copy(po + first * D, po + (first + H) * D, a.out + t * H * D);
+      std::copy(pl + first, pl + first + H, lse + t * H);
+      for (int64_t s = 1; s < nSplit; s++)
+        k->merge(a.out + t * H * D, lse + t * H, po + (first + s * H) * D, pl + first + s * H, D, 0, H);
+    }
+  }
+
+  // Parts per (token, kv head) group: enough tasks for every thread (4 each, to even out
+  // contexts of different lengths), each part at least kMinPart keys so merging stays cheap.
+  int64_t attentionSplits(int64_t groups, int64_t longest) const {
+    constexpr int64_t kMinPart = 512;
+    const int64_t want = int64_t(threads()) * 4;
+    if (groups == 0 || groups >= want || longest < 2 * kMinPart) return 1;
+    return std::max<int64_t>(1, std::min(ceilDiv(want, groups), longest / kMinPart));
   }
 
   // mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim)
@@ -386,6 +432,8 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   std::vector<double> partials_;
+  // Flash-decoding partials (output rows and their lse) and the lse of a merge nobody asked for.
+  std::vector<float> partOut_, partLse_, mergeLse_;
   const KernelTable* table_;
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;
