@@ -35,6 +35,7 @@ export class PrefillServer {
   private ctx: ExecContext | null = null;
   private step: ModelStep | null = null;
   private queue: Promise<void> = Promise.resolve();
+  private handoff: KvHandoff | null = null;
   /** Prefill tokens computed, and seconds spent (for the compute-partition report). */
   prefillTokens = 0;
   prefillSeconds = 0;
@@ -108,7 +109,9 @@ export class PrefillServer {
     step.nLogits = 0;
     for (let s = 0; s < job.nSeqs; s++)
       if (job.flags[s]! & PrefillFlag.LOGITS) step.logitRows[step.nLogits++] = job.seqStart[s + 1]! - 1;
-    const handoff = new KvHandoff(this.pd, job, g.numKvHeads * g.headDim);
+    this.handoff ??= new KvHandoff(this.pd, g.numKvHeads * g.headDim, this.executor.limits.maxTokens);
+    const handoff = this.handoff;
+    handoff.start(job);
     const t0 = performance.now();
     const logits = await this.executor.forward(this.ctx, step, new ExecutorCacheAttention(kv, handoff));
     this.prefillSeconds += (performance.now() - t0) / 1000;
@@ -164,27 +167,32 @@ function parsePrefill(m: ReceivedMessage, kv: KvAttention, vocab: number): Prefi
   return job;
 }
 
-/** Sends each layer's KV of the sequences that are not kept here, as soon as the layer is done. */
+/**
+ * Sends each layer's KV of the sequences that are not kept here, as soon as the layer is done.
+ * Buffers are sized once for the largest step and reused by every job.
+ */
 class KvHandoff {
   private readonly rows: Int32Array;
   private readonly rowSeq: Int32Array;
   private readonly rowPos: Int32Array;
   private readonly k: Float32Array;
   private readonly v: Float32Array;
-  private readonly n: number;
+  private n = 0;
 
   constructor(
     private readonly channel: Channel,
-    job: PrefillJob,
     private readonly width: number,
+    maxTokens: number,
   ) {
-    let n = 0;
-    for (let s = 0; s < job.nSeqs; s++)
-      if (!(job.flags[s]! & PrefillFlag.KEEP)) n += job.seqStart[s + 1]! - job.seqStart[s]!;
-    this.n = n;
-    this.rows = new Int32Array(n);
-    this.rowSeq = new Int32Array(n);
-    this.rowPos = new Int32Array(n);
+    this.rows = new Int32Array(maxTokens);
+    this.rowSeq = new Int32Array(maxTokens);
+    this.rowPos = new Int32Array(maxTokens);
+    this.k = new Float32Array(maxTokens * width);
+    this.v = new Float32Array(maxTokens * width);
+  }
+
+  /** Picks the rows of `job` whose KV goes back to the decode instance. */
+  start(job: PrefillJob): void {
     let r = 0;
     for (let s = 0; s < job.nSeqs; s++) {
       if (job.flags[s]! & PrefillFlag.KEEP) continue;
@@ -194,26 +202,29 @@ class KvHandoff {
         this.rowPos[r++] = job.positions[t]!;
       }
     }
-    this.k = new Float32Array(n * width);
-    this.v = new Float32Array(n * width);
+    this.n = r;
   }
 
   async layerDone(layer: number, k: Float32Array, v: Float32Array): Promise<void> {
-    if (this.n === 0) return;
+    const n = this.n;
+    if (n === 0) return;
     const w = this.width;
-    for (let r = 0; r < this.n; r++) {
+    for (let r = 0; r < n; r++) {
       const src = this.rows[r]! * w;
-      this.k.set(k.subarray(src, src + w), r * w);
-      this.v.set(v.subarray(src, src + w), r * w);
+      for (let i = 0; i < w; i++) {
+        this.k[r * w + i] = k[src + i]!;
+        this.v[r * w + i] = v[src + i]!;
+      }
     }
+    // Awaited: the buffers are reused by the next layer.
     await this.channel.send({
       type: PdMsgType.KV_LAYER,
-      ints: [layer, this.n],
+      ints: [layer, n],
       tensors: [
-        { dtype: "i32", shape: [this.n], data: this.rowSeq },
-        { dtype: "i32", shape: [this.n], data: this.rowPos },
-        { dtype: "f32", shape: [this.n * w], data: this.k },
-        { dtype: "f32", shape: [this.n * w], data: this.v },
+        { dtype: "i32", shape: [n], data: this.rowSeq.subarray(0, n) },
+        { dtype: "i32", shape: [n], data: this.rowPos.subarray(0, n) },
+        { dtype: "f32", shape: [n * w], data: this.k.subarray(0, n * w) },
+        { dtype: "f32", shape: [n * w], data: this.v.subarray(0, n * w) },
       ],
     });
   }
