@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { randomWeights } from "../../src/model/random-weights.js";
@@ -77,11 +77,15 @@ export function calibrationConfig(shape: CalibrationShape, dtype: DType): Record
  */
 export function ensureCalibrationModel(cacheRoot: string, shape: CalibrationShape, dtype: DType): string {
   const dir = path.join(cacheRoot, `calibration-${shape}-${dtype}`);
-  if (existsSync(path.join(dir, "config.json"))) return dir;
+  const configJson = calibrationConfig(shape, dtype);
+  // Reuse only a directory written for exactly this shape (the shapes may change between versions).
+  if (existsSync(path.join(dir, "config.json"))) {
+    const written = readFileSync(path.join(dir, "config.json"), "utf8");
+    if (written === `${JSON.stringify(configJson)}\n`) return dir;
+  }
   const partial = `${dir}.partial`;
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(partial, { recursive: true });
-  const configJson = calibrationConfig(shape, dtype);
   const configFile = path.join(partial, "config.json");
   const config = parseHfConfig(configJson, configFile);
   const weights = randomWeights(config, { dtype, seed: 6061, embedStd: 0.5, normSpread: 0.1 });

@@ -7,16 +7,16 @@
 //   npx tsc -p tsconfig.json && node dist/bench/calibration/calibrate.js [--rounds 3] [--requests 32]
 //
 // Prints a table (measured, predicted, error %) and writes bench/results/calibration.json.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
-import { predictEngineThroughput } from "../../src/sim/profile.js";
+import { type DeviceProfile, predictEngineThroughput } from "../../src/sim/profile.js";
 import { loadTrace } from "../../src/sim/trace.js";
-import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
+import { ensureCalibrationModel } from "./calib-model.js";
 import { buildCalibrationCore, calibrationCoreOptions, measureDecode, type Placement } from "./decode-run.js";
 import { median } from "./fit.js";
 import { CACHE_ROOT, REPO_ROOT, RESULTS_DIR } from "./paths.js";
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     requests: { type: "string", default: "32" },
     seed: { type: "string", default: "7" },
+    threads: { type: "string" },
   },
 });
 const rounds = Number(values.rounds);
@@ -41,8 +42,8 @@ const EFFORT: ProfileEffort = {
   batches: [1, 2, 4, 8, 16, 24, 32],
   contexts: [64, 128, 256, 512],
   attentionBatch: 32,
-  reps: 3,
-  overheadBatches: [1, 8],
+  reps: 5,
+  overheadBatches: [1, 16],
   overheadSteps: 16,
   overheadRounds: 1,
   transportBytes: 1 << 20,
@@ -50,9 +51,18 @@ const EFFORT: ProfileEffort = {
 
 const dtype = "bf16";
 const cores = availableParallelism();
+// Colocated runs (and the whole-machine profile) use every core unless told otherwise.
+const colocatedThreads = values.threads ? Number(values.threads) : cores;
+if (!(Number.isInteger(colocatedThreads) && colocatedThreads > 0))
+  throw new Error("--threads must be a positive integer");
 const backend = loadKernelBackend({ backend: "native" });
-const model = await loadModel(ensureCalibrationModel(CACHE_ROOT, "bench", dtype));
-const simModel = modelFromHfConfig(calibrationConfig("bench", dtype), "calibration-bench config");
+const modelDir = ensureCalibrationModel(CACHE_ROOT, "bench", dtype);
+const model = await loadModel(modelDir);
+// The simulator reads the very config.json the engine loaded.
+const simModel = modelFromHfConfig(
+  JSON.parse(readFileSync(path.join(modelDir, "config.json"), "utf8")),
+  "calibration-bench config.json",
+);
 const workload = scaledWorkload(loadTrace("azure-conv"), {
   requests: requestsWanted,
   promptDivisor: 8,
@@ -74,49 +84,73 @@ interface RoundResult {
   loadAverage: number;
   measuredTokS: number;
   predictedTokS: number;
+  predictedBeforeAfter: [number, number];
   errorPct: number;
   decodeTokens: number;
   decodeSeconds: number;
   avgBatchPredicted: number;
+  tbtBreakdownMs: unknown;
   bottleneck: string;
 }
 const results: RoundResult[] = [];
 const profiles: unknown[] = [];
 
+// Profile → run → profile → run → profile …: each run is predicted from the profiles measured just
+// before and just after it (the mean of the two predictions), so slow drifts in load cancel.
+let before = await measure();
 for (let round = 0; round < rounds; round++) {
-  const { profile, details } = await measureProfile(backend, CACHE_ROOT, "bench", dtype, EFFORT);
-  profiles.push({ ...profile, details });
   const order: Placement[] =
     round % 2 === 0 ? ["colocated", "disaggregated"] : ["disaggregated", "colocated"];
   for (const placement of order) {
-    backend.setThreads(placement === "colocated" ? cores : Math.max(1, cores - 1));
+    backend.setThreads(placement === "colocated" ? colocatedThreads : Math.max(1, cores - 1));
     const load = loadavg()[0]!;
     const { core, close } = await buildCalibrationCore(model, backend, placement, coreOptions);
     const m = await measureDecode(core, workload, placement).finally(close);
-    const p = predictEngineThroughput(profile, simModel, m.decodeTrace, {
-      mode: placement,
-      attentionWorkers: 1,
-      microBatches: 2,
-      maxBatch: workload.length,
-    });
+    const after = await measure();
+    const predict = (profile: DeviceProfile) =>
+      predictEngineThroughput(profile, simModel, m.decodeTrace, {
+        mode: placement,
+        attentionWorkers: 1,
+        microBatches: 2,
+        maxBatch: workload.length,
+      });
+    const p0 = predict(before);
+    const p1 = predict(after);
+    before = after;
+    const predicted = (p0.throughputTokS + p1.throughputTokS) / 2;
     const r: RoundResult = {
       round,
       placement,
       loadAverage: load,
       measuredTokS: m.tokensPerS,
-      predictedTokS: p.throughputTokS,
-      errorPct: (100 * (p.throughputTokS - m.tokensPerS)) / m.tokensPerS,
+      predictedTokS: predicted,
+      predictedBeforeAfter: [p0.throughputTokS, p1.throughputTokS],
+      errorPct: (100 * (predicted - m.tokensPerS)) / m.tokensPerS,
       decodeTokens: m.decodeTokens,
       decodeSeconds: m.decodeSeconds,
-      avgBatchPredicted: p.avgBatch,
-      bottleneck: p.bottleneck,
+      avgBatchPredicted: p1.avgBatch,
+      tbtBreakdownMs: p1.tbtBreakdownMs,
+      bottleneck: p1.bottleneck,
     };
     results.push(r);
     console.log(
-      `round ${round} ${placement.padEnd(13)} measured ${r.measuredTokS.toFixed(1)} tok/s, predicted ${r.predictedTokS.toFixed(1)} (${r.errorPct >= 0 ? "+" : ""}${r.errorPct.toFixed(1)}%), load ${load.toFixed(2)}`,
+      `round ${round} ${placement.padEnd(13)} measured ${r.measuredTokS.toFixed(1)} tok/s, predicted ${r.predictedTokS.toFixed(1)} ` +
+        `(${r.errorPct >= 0 ? "+" : ""}${r.errorPct.toFixed(1)}%; profiles before/after ${p0.throughputTokS.toFixed(1)}/${p1.throughputTokS.toFixed(1)}), load ${load.toFixed(2)}`,
     );
   }
-  backend.setThreads(cores);
+}
+
+async function measure(): Promise<DeviceProfile> {
+  const { profile, details } = await measureProfile(
+    backend,
+    CACHE_ROOT,
+    "bench",
+    dtype,
+    EFFORT,
+    colocatedThreads,
+  );
+  profiles.push({ ...profile, details });
+  return profile;
 }
 
 console.log(

@@ -82,10 +82,21 @@ export function measureGemm(
   const widest = Math.max(...all.map(([r, k]) => Math.max(r, k)));
   const x = new Float32Array(maxB * widest).fill(0.5);
   const out = new Float32Array(maxB * widest);
-  const points = batches.map((batch) => {
-    const seconds = timeMedian(reps, () => {
-      for (const w of weights) backend.matmul(out, x, w, batch);
+  // Repetitions go round the whole sweep, so a change in machine load hits every batch alike.
+  const pass = (batch: number) => {
+    for (const w of weights) backend.matmul(out, x, w, batch);
+  };
+  pass(1);
+  const times = batches.map(() => [] as number[]);
+  for (let r = 0; r < reps; r++) {
+    batches.forEach((batch, i) => {
+      const t0 = performance.now();
+      pass(batch);
+      times[i]!.push((performance.now() - t0) / 1000);
     });
+  }
+  const points = batches.map((batch, i) => {
+    const seconds = median(times[i]!);
     return {
       batch,
       seconds,

@@ -67,10 +67,11 @@ export async function measureProfile(
   shape: "bench" | "quick",
   dtype: DType,
   effort: ProfileEffort,
+  threads = availableParallelism(),
   log: (line: string) => void = () => {},
 ): Promise<{ profile: DeviceProfile; details: ProfileDetails }> {
-  const cores = availableParallelism();
-  const modelThreads = Math.max(1, cores - 1);
+  const cores = threads;
+  const modelThreads = Math.max(1, availableParallelism() - 1);
   const loadAverage = loadavg();
   const model = await loadModel(ensureCalibrationModel(cacheRoot, shape, dtype));
   const skeleton = await loadModel(ensureCalibrationModel(cacheRoot, `${shape}-skeleton`, dtype));
@@ -109,7 +110,7 @@ export async function measureProfile(
   backend.setThreads(cores);
   const profile: DeviceProfile = {
     version: 1,
-    name: `this-machine-${cores}core`,
+    name: `this-machine-${availableParallelism()}core`,
     measuredAt: new Date().toISOString().slice(0, 10),
     memoryBytes: totalmem(),
     threads: cores,

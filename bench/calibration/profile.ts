@@ -33,6 +33,7 @@ const { profile, details } = await measureProfile(
   values.quick ? "quick" : "bench",
   values.dtype as DType,
   values.quick ? QUICK_EFFORT : FULL_EFFORT,
+  undefined,
   (l) => console.log(l),
 );
 printProfile(profile, details);

@@ -107,7 +107,7 @@ export function nonAttentionTime(
       eff.allReduceLatency + (2 * (tp - 1) * m.bytesPerElement * tokens * m.hidden) / (tp * link);
     out.comm = 2 * m.layers * perAllReduce;
   }
-  out.overhead = m.layers * eff.layerOverhead;
+  out.overhead = m.layers * eff.layerOverhead + tokens * (eff.tokenOverhead ?? 0);
   out.total = Math.max(out.compute, out.memory) + out.comm + out.overhead;
   return out;
 }

@@ -18,6 +18,11 @@ export interface Efficiency {
   readonly attentionMbu: number;
   /** Fixed cost per layer per step (kernel launches, synchronization), s. */
   readonly layerOverhead: number;
+  /**
+   * Host-side cost per token per step (sampling, detokenization, scheduling), s. Negligible for a
+   * GPU engine (0 by default); measurable for our CPU engine on small models (device profiles).
+   */
+  readonly tokenOverhead?: number;
   /** Per all-reduce fixed latency, s. */
   readonly allReduceLatency: number;
   /** Share of device memory the engine may use (vLLM's gpu_memory_utilization). */

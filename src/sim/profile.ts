@@ -99,6 +99,7 @@ export function profileToDevice(p: DeviceProfile): { acc: Accelerator; eff: Effi
     weightMbu: 1,
     attentionMbu: p.attentionBandwidth / p.weightBandwidth,
     layerOverhead: p.layerOverheadS,
+    tokenOverhead: p.tokenOverheadS ?? 0,
     memoryUtilization: 1,
     activationReserve: 0,
   };
