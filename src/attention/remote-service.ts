@@ -62,7 +62,13 @@ interface LinkTag {
   readonly q: Float32Array;
   readonly k: Float32Array;
   readonly v: Float32Array;
-  readonly ints: Int32Array;
+  /**
+   * The integer headers of STEP, Q and KV, one buffer each: a channel may hold a message unsent
+   * (full socket or ring) until after the next one is built, so no two messages share a header.
+   */
+  readonly stepInts: Int32Array;
+  readonly qInts: Int32Array;
+  readonly kvInts: Int32Array;
 }
 
 /** A step awaiting its workers' OUT replies. */
@@ -236,7 +242,9 @@ export class RemoteAttentionService implements AttentionService {
       q: new Float32Array(g.maxTokens * qw),
       k: new Float32Array(g.maxTokens * kw),
       v: new Float32Array(g.maxTokens * kw),
-      ints: new Int32Array(3),
+      stepInts: new Int32Array(3),
+      qInts: new Int32Array(2),
+      kvInts: new Int32Array(2),
     }));
     this.log(
       `attention worker ${l.endpoint.name} (pid ${reply.pid}): kv heads ${kvLo}..${kvLo + perKv - 1}, ${reply.numBlocks} blocks, ${reply.kernels}`,
@@ -413,11 +421,11 @@ export class RemoteAttentionService implements AttentionService {
       if (lt.nRows === 0) continue;
       const w = (l.kvHi - l.kvLo) * group * g.headDim;
       gatherBlock(lt.q, q, lt.rows, lt.nRows, this.qWidthTotal, l.kvLo * group * g.headDim, w);
-      lt.ints[0] = tag;
-      lt.ints[1] = layer;
+      lt.qInts[0] = tag;
+      lt.qInts[1] = layer;
       this.post(l, {
         type: MsgType.Q,
-        ints: lt.ints.subarray(0, 2),
+        ints: lt.qInts,
         tensors: [{ dtype: "f32", shape: [lt.nRows * w], data: lt.q.subarray(0, lt.nRows * w) }],
       });
     }
@@ -441,12 +449,12 @@ export class RemoteAttentionService implements AttentionService {
         lt.seqStart[++lt.nSeqs] = lt.nRows;
       }
       if (lt.nRows === 0) continue;
-      lt.ints[0] = tag;
-      lt.ints[1] = lt.nRows;
-      lt.ints[2] = lt.nSeqs;
+      lt.stepInts[0] = tag;
+      lt.stepInts[1] = lt.nRows;
+      lt.stepInts[2] = lt.nSeqs;
       this.post(l, {
         type: MsgType.STEP,
-        ints: lt.ints,
+        ints: lt.stepInts,
         tensors: [
           { dtype: "i32", shape: [lt.nSeqs], data: lt.seqIds.subarray(0, lt.nSeqs) },
           { dtype: "i32", shape: [lt.nSeqs + 1], data: lt.seqStart.subarray(0, lt.nSeqs + 1) },
@@ -486,7 +494,7 @@ export class RemoteAttentionService implements AttentionService {
       gatherBlock(lt.k, k, lt.rows, lt.nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
       gatherBlock(lt.v, v, lt.rows, lt.nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
       const n = lt.nRows * kw;
-      const ints = lt.ints.subarray(0, 2);
+      const ints = lt.kvInts;
       ints[0] = tag;
       ints[1] = layer;
       l.rpc!.request(

@@ -33,6 +33,8 @@ interface TagState {
   earlyLayer: number;
   /** Milliseconds the early pass of `earlyLayer` took: reported with the layer's OUT. */
   earlyMs: number;
+  /** OUT's header: per micro-batch, as an OUT may still wait unsent when another tag replies. */
+  readonly replyInts: Int32Array;
 }
 
 export interface WorkerSessionOptions {
@@ -50,7 +52,6 @@ export class AttentionWorkerSession {
   private kv: KvAttention | null = null;
   private config: ConfigureRequest | null = null;
   private tags: TagState[] = [];
-  private replyInts = new Int32Array(3);
 
   constructor(
     private readonly channel: Channel,
@@ -134,15 +135,15 @@ export class AttentionWorkerSession {
         const t0 = performance.now();
         kv.finishLate(layer, t.step as AttentionStep, t.q, k, v, t.out, t.lse, t.lateOut, t.lateLse);
         t.earlyLayer = -1;
-        this.replyInts[0] = m.ints[0]!;
-        this.replyInts[1] = layer;
+        t.replyInts[0] = m.ints[0]!;
+        t.replyInts[1] = layer;
         // Compute of the whole layer: the early pass over cached keys (most of it) and the late one.
-        this.replyInts[2] = Math.round((performance.now() - t0 + t.earlyMs) * 1000);
+        t.replyInts[2] = Math.round((performance.now() - t0 + t.earlyMs) * 1000);
         const n = t.step.nTokens * this.qWidth();
         void this.channel.send({
           type: MsgType.OUT,
           requestId: m.requestId,
-          ints: this.replyInts,
+          ints: t.replyInts,
           tensors: [{ dtype: "f32", shape: [n], data: t.out.subarray(0, n) }],
         });
         return;
@@ -208,6 +209,7 @@ export class AttentionWorkerSession {
       prepared: false,
       earlyLayer: -1,
       earlyMs: 0,
+      replyInts: new Int32Array(3),
     }));
     const reply: ConfigureReply = {
       version: ATTENTION_PROTOCOL_VERSION,
