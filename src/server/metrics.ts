@@ -114,6 +114,35 @@ export function createMetrics(stats: () => EngineStats | null): ServerMetrics {
     },
   );
 
+  // Adrenaline's load-aware offloading (pd / adrenaline placements only; absent otherwise).
+  const offloadGauge = (
+    name: string,
+    help: string,
+    pick: (o: NonNullable<EngineStats["offload"]>) => number,
+  ) =>
+    gauge(name, help, [], (g) => {
+      g.reset();
+      const o = read()?.offload;
+      if (o) g.set(pick(o));
+    });
+  offloadGauge("lamina_offload_ratio", "Offloaded / kept decode requests (N/M) now.", (o) => o.ratio);
+  offloadGauge(
+    "lamina_offload_bound",
+    "Load-aware bound on N/M: min(OB_mem, OB_comp) from prefill memory, bandwidth and decode compute headroom.",
+    (o) => o.bound,
+  );
+  offloadGauge(
+    "lamina_offload_limit",
+    "The N/M limit offloading decisions follow (the bound, a fixed --offload-ratio, or 0 in pd mode).",
+    (o) => o.limit,
+  );
+  offloadGauge(
+    "lamina_offloaded_requests",
+    "Decode requests whose attention and KV live on prefill instances (N).",
+    (o) => o.offloaded,
+  );
+  offloadGauge("lamina_kept_requests", "Decode requests attended locally (M).", (o) => o.kept);
+
   mirrored("lamina_prompt_tokens_total", "Prompt tokens processed.", (s) => s.promptTokens);
   mirrored("lamina_generation_tokens_total", "Tokens generated.", (s) => s.generationTokens);
   mirrored("lamina_preemptions_total", "Requests preempted to free KV cache.", (s) => s.preemptions);

@@ -103,6 +103,18 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get("lamina_step_idle_seconds_total"), 2.5);
   });
 
+  it("reports Adrenaline's offload ratio, bound and limit when the placement offloads, and nothing otherwise", async () => {
+    const offload = { ratio: 0.5, offloaded: 3, kept: 6, bound: 0.8, limit: 0.8 };
+    let m = samples(await createMetrics(() => stats({ offload })).registry.metrics());
+    assert.equal(m.get("lamina_offload_ratio"), 0.5);
+    assert.equal(m.get("lamina_offload_bound"), 0.8);
+    assert.equal(m.get("lamina_offload_limit"), 0.8);
+    assert.equal(m.get("lamina_offloaded_requests"), 3);
+    assert.equal(m.get("lamina_kept_requests"), 6);
+    m = samples(await createMetrics(() => stats({})).registry.metrics());
+    assert.equal(m.has("lamina_offload_ratio"), false);
+  });
+
   it("reports zeros while the engine is loading", async () => {
     const m = samples(await createMetrics(() => null).registry.metrics());
     assert.equal(m.get("lamina_num_requests_running"), 0);
