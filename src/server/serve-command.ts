@@ -45,9 +45,20 @@ export function registerServeCommand(program: Command): Command {
     });
 }
 
+/**
+ * Serving is disaggregated by default (Lamina): with no placement flag, one attention worker is
+ * spawned locally and holds the KV cache. `--attention-workers 0` keeps attention in-process.
+ */
+export function defaultAttentionWorkers(f: EngineFlagValues): number | undefined {
+  if (f.attentionWorkers != null || f.attentionWorkerAddrs) return f.attentionWorkers;
+  if ((f.mode ?? "colocated") !== "colocated") return undefined;
+  return 1;
+}
+
 function engineOptions(f: ServeFlags): EngineOptions {
   const o: Record<string, unknown> = {
     ...engineOptionsFromFlags(f),
+    attentionWorkers: defaultAttentionWorkers(f),
     servedModelName: f.servedModelName,
     maxWaiting: f.maxWaiting,
   };

@@ -103,7 +103,15 @@ describe("lamina serve as a process", () => {
   });
 
   it("a second signal cancels in-flight requests at once: the stream ends with finish_reason abort, exit 0", async () => {
-    const { child, url, log } = await startServe(["--model", storiesModelPath(), "--port", "0"]);
+    const { child, url, log } = await startServe([
+      "--model",
+      storiesModelPath(),
+      "--port",
+      "0",
+      "--attention-workers",
+      "0",
+    ]);
+    assert.match(log(), /attention: in-process/);
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     const res = await fetch(`${url}/v1/completions`, {
       method: "POST",
@@ -134,6 +142,16 @@ describe("lamina serve as a process", () => {
       data: { id: string; label: string }[];
     };
     assert.match(log(), /model: demo — .*random weights/);
+    // Disaggregated by default: one locally spawned attention worker holds the KV cache.
+    assert.match(log(), /attention: 1 attention worker/);
+    const done = (await (
+      await fetch(`${url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "demo", prompt: "Hello", max_tokens: 8, temperature: 0 }),
+      })
+    ).json()) as { usage: { completion_tokens: number } };
+    assert.equal(done.usage.completion_tokens, 8);
     assert.match(models.data[0]!.label, /random weights/);
     child.kill("SIGINT");
     assert.equal(await exited, 0);
