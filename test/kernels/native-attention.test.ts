@@ -31,6 +31,9 @@ const CASES: Case[] = [
   { nHeads: 6, nKvHeads: 2, headDim: 20, blockSize: 16 }, // GQA, group 3, odd head size
   { nHeads: 3, nKvHeads: 3, headDim: 64, blockSize: 5 }, // MHA, small odd blocks
   { nHeads: 28, nKvHeads: 4, headDim: 128, blockSize: 32 }, // group 7 (Qwen2-7B-like)
+  // MHA, head size past the values kernel's register-wide column pass: the leftover columns
+  // (from 64 on, with AVX2 and the 4-wide portable variant alike) take the narrow path.
+  { nHeads: 4, nKvHeads: 4, headDim: 72, blockSize: 16 },
 ];
 
 /** Query tokens over three sequences: a decode, a causal prefill chunk, a sub-range, an empty range. */

@@ -226,6 +226,13 @@ void kvWrite(const KvArgs& c, const float* k, const float* v, const int32_t* slo
 // Keys per online-softmax step; a multiple of every W.
 constexpr int64_t kChunk = 64;
 
+// One online-softmax step: up to kChunk keys as contiguous runs of rows (element offset of the
+// first row, and row count), one per physical block.
+struct Step {
+  int64_t n, nRuns;
+  int64_t base[kChunk], len[kChunk];
+};
+
 struct AttnScratch {
   std::vector<float> acc;     // [G, headDim] running numerator
   std::vector<float> scores;  // [G, kChunk]
@@ -290,11 +297,13 @@ inline void groupScores(const float* q, int64_t D, const void* kBase, int64_t kO
 }
 
 // acc[g, :] += sum_j p[g, j] * V_j, the accumulator slice held in registers across keys; even
-// and odd keys go to separate registers so twice as many FMA chains run at once.
+// and odd keys go to separate registers so twice as many FMA chains run at once. The fallback for
+// columns the wide path below leaves over (and for head_dim not a multiple of W).
 template <int DT, int GB>
-inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
+inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p,
+                        int64_t i0 = 0) {
   const int64_t dv = D / W * W;
-  for (int64_t i = 0; i < dv; i += W) {
+  for (int64_t i = i0; i < dv; i += W) {
     vf o[GB], e[GB];
     for (int g = 0; g < GB; g++) {
       o[g] = loadf(acc + g * D + i);
@@ -322,10 +331,42 @@ inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, 
     }
 }
 
+// Accumulators the values kernel keeps in registers: half the register file, leaving room for
+// the V vectors and the broadcast probabilities.
+constexpr int kValueAccs = W == 16 ? 16 : 8;
+
+// The values micro-kernel: GB heads x CB column blocks of the accumulator (GB * CB = kValueAccs)
+// held in registers over all n keys. Every accumulator gets one FMA per key, so there are
+// kValueAccs independent chains whatever GB is (for GB = 1 the per-block loop above has only
+// two, and stalls on FMA latency); each probability is broadcast once per CB vectors of V.
+template <int DT, int GB>
+inline void wideValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
+  constexpr int CB = kValueAccs / GB;
+  int64_t i = 0;
+  for (; i + CB * W <= D; i += CB * W) {
+    vf o[GB][CB];
+    for (int g = 0; g < GB; g++)
+      for (int c = 0; c < CB; c++) o[g][c] = loadf(acc + g * D + i + c * W);
+    const int64_t row = vOff + i;
+    for (int64_t j = 0; j < n; j++) {
+      vf v[CB];
+      for (int c = 0; c < CB; c++) v[c] = loadw<DT>(vBase, row + j * D + c * W);
+      for (int g = 0; g < GB; g++) {
+        const vf pg = splat(p[g * kChunk + j]);
+        for (int c = 0; c < CB; c++) o[g][c] += pg * v[c];
+      }
+    }
+    for (int g = 0; g < GB; g++)
+      for (int c = 0; c < CB; c++) storef(acc + g * D + i + c * W, o[g][c]);
+  }
+  if (i < D) groupValues<DT, GB>(acc, D, vBase, vOff, n, p, i);
+}
+
+#if defined(__AVX512F__) || defined(__AVX2__)
 #if defined(__AVX512F__)
 // The sums of 16 vectors as one vector, by a transposing tree of shuffles and adds (45 ops for 16
 // sums instead of 16 separate horizontal sums): lane 4L+m holds the sum of v[4m+L].
-inline __m512 reduce16(const vf* v) {
+inline __m512 reduceW(const vf* v) {
   __m512 s1[8];
   for (int p = 0; p < 8; p++) {
     const __m512 a = (__m512)v[2 * p], b = (__m512)v[2 * p + 1];
@@ -341,38 +382,60 @@ inline __m512 reduce16(const vf* v) {
   const __m512d a = _mm512_castps_pd(t01), b = _mm512_castps_pd(t23);
   return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
 }
+// Which accumulator feeds lane l of reduceW's result.
+constexpr int tileAcc(int l) { return 4 * (l % 4) + l / 4; }
+inline void storeTile(float* r, __m512 v) { _mm512_store_ps(r, v); }
+#else
+// The sums of 8 vectors as one vector, lane l holding the sum of v[l]: two rounds of horizontal
+// adds leave each 128-bit half with four partial sums (low half from elements 0-3, high from
+// 4-7), and one cross-lane permute plus add combines the halves (9 ops for 8 sums, where eight
+// separate horizontal sums take about 40).
+inline __m256 reduceW(const vf* v) {
+  const __m256 h01 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]);
+  const __m256 h23 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
+  const __m256 h45 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]);
+  const __m256 h67 = _mm256_hadd_ps((__m256)v[6], (__m256)v[7]);
+  const __m256 a = _mm256_hadd_ps(h01, h23);  // [lo sums of v0..v3 | hi sums of v0..v3]
+  const __m256 b = _mm256_hadd_ps(h45, h67);  // [lo sums of v4..v7 | hi sums of v4..v7]
+  // [a.lo | b.lo] + [a.hi | b.hi]: the first from a blend, the second from one lane swap.
+  return _mm256_add_ps(_mm256_blend_ps(a, b, 0xf0), _mm256_permute2f128_ps(a, b, 0x21));
+}
+constexpr int tileAcc(int l) { return l; }
+inline void storeTile(float* r, __m256 v) { _mm256_store_ps(r, v); }
+#endif
 
-// The scores micro-kernel: GB query heads x KB keys (GB * KB = 16) as one small matrix product,
-// 16 accumulators over head_dim, each K row loaded (and widened) once for all GB heads, then one
-// transposing reduction gives all 16 scores in a vector. Needs headDim % 16 == 0.
+// The scores micro-kernel: GB query heads x KB keys (GB * KB = W) as one small matrix product,
+// W accumulators over head_dim, each K row loaded (and widened) once for all GB heads, then one
+// transposing reduction gives all W scores in a vector. Needs headDim % W == 0.
 template <int DT, int GB, int KB>
 inline void scoresTile(const float* q, int64_t D, const void* kBase, int64_t kOff, float scale, float* scores) {
-  static_assert(GB * KB == 16, "one tile fills one vector of scores");
-  vf acc[16];
-  for (int i = 0; i < 16; i++) acc[i] = splat(0.0f);
+  static_assert(GB * KB == W, "one tile fills one vector of scores");
+  vf acc[W];
+  for (int i = 0; i < W; i++) acc[i] = splat(0.0f);
   for (int64_t i = 0; i < D; i += W) {
     vf qv[GB];
     for (int g = 0; g < GB; g++) qv[g] = loadf(q + g * D + i);
     for (int j = 0; j < KB; j++) {
       const vf kv = loadw<DT>(kBase, kOff + j * D + i);
-      // Score (g, j) goes to lane g*KB + j of the reduced vector: accumulator 4*(l%4) + l/4.
-      for (int g = 0; g < GB; g++) {
-        const int l = g * KB + j;
-        acc[4 * (l % 4) + l / 4] += qv[g] * kv;
-      }
+      // Score (g, j) goes to lane g*KB + j of the reduced vector.
+      for (int g = 0; g < GB; g++) acc[tileAcc(g * KB + j)] += qv[g] * kv;
     }
   }
-  alignas(64) float r[16];
-  _mm512_store_ps(r, _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale)));
-  for (int g = 0; g < GB; g++)
-    for (int j = 0; j < KB; j++) scores[g * kChunk + j] = r[g * KB + j];
+  alignas(64) float r[W];
+  storeTile(r, (decltype(reduceW(acc)))((vf)reduceW(acc) * scale));
+  if constexpr (GB == 1) {
+    storef(scores, loadf(r));
+  } else {
+    for (int g = 0; g < GB; g++)
+      for (int j = 0; j < KB; j++) scores[g * kChunk + j] = r[g * KB + j];
+  }
 }
 
 // Heads [g0, g0 + GB) over keys [0, n): whole tiles, then the tail keys one or two at a time.
 template <int DT, int GB>
 inline void scoresTiles(const float* q, int64_t D, const void* kBase, int64_t kOff, int64_t n, float scale,
                         float* scores) {
-  constexpr int KB = 16 / GB;
+  constexpr int KB = W / GB;
   int64_t j = 0;
   for (; j + KB <= n; j += KB) scoresTile<DT, GB, KB>(q, D, kBase, kOff + j * D, scale, scores + j);
   if (j < n) groupScores<DT, GB>(q, D, kBase, kOff + j * D, n - j, scale, scores + j);
@@ -383,7 +446,7 @@ template <int DT>
 inline void scoresAll(const float* q, int64_t G, int64_t D, const void* kBase, int64_t kOff, int64_t n,
                       float scale, float* scores) {
   int64_t g = 0;
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
   if (D % W == 0) {
     for (; g + 4 <= G; g += 4) scoresTiles<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
     for (; g + 2 <= G; g += 2) scoresTiles<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
@@ -400,9 +463,9 @@ template <int DT>
 inline void valuesAll(float* acc, int64_t G, int64_t D, const void* vBase, int64_t vOff, int64_t n,
                       const float* p) {
   int64_t g = 0;
-  for (; g + 4 <= G; g += 4) groupValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
-  for (; g + 2 <= G; g += 2) groupValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
-  for (; g < G; g++) groupValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g + 4 <= G; g += 4) wideValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g + 2 <= G; g += 2) wideValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g < G; g++) wideValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
 }
 
 template <int DT>
@@ -411,6 +474,16 @@ inline void prefetchRows(const void* base, int64_t first, int64_t count) {
   const char* p = static_cast<const char*>(base) + first * esize;
   const int64_t bytes = count * esize;
   for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
+// The first two cache lines of rows from element `first` on: enough to start the page walk and
+// (being two in a row) to train the hardware prefetcher on that page.
+template <int DT>
+inline void touchRows(const void* base, int64_t first, int64_t count) {
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
+  const char* p = static_cast<const char*>(base) + first * esize;
+  __builtin_prefetch(p, 0, 3);
+  if (count * esize > 64) __builtin_prefetch(p + 64, 0, 3);
 }
 
 // One query token against one KV head over keys [p0, p1): its G query heads walk the range
@@ -431,32 +504,58 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t kvh, int64_t p0, int64_
   }
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
   const int64_t end = p1;
-  // Element offsets and lengths of the contiguous runs gathered into one softmax step.
-  int64_t runBase[kChunk], runLen[kChunk];
-  for (int64_t p = p0; p < end;) {
-    // Gather up to kChunk keys from consecutive runs (one run per physical block), so the
-    // online-softmax bookkeeping is paid once per kChunk keys, not once per block.
-    int64_t n = 0;
-    int nRuns = 0;
-    while (p < end && n < kChunk) {
+  // Gathers up to kChunk keys from p on, as contiguous runs (one per physical block), into one
+  // softmax step, so the online-softmax bookkeeping is paid once per kChunk keys, not per block.
+  auto gather = [&](int64_t p, Step& st) {
+    st.n = 0;
+    st.nRuns = 0;
+    while (p < end && st.n < kChunk) {
       const int64_t off = p % bs;
-      const int64_t len = std::min<int64_t>({bs - off, end - p, kChunk - n});
-      const int64_t base = ((table[p / bs] * nKv + kvh) * bs + off) * D;
-      // Runs are short (blockSize rows) and scattered, too short for the hardware prefetcher
-      // to ramp up: ask for the next run's K and V while this one is computed.
-      if (p + len < end) {
-        const int64_t np = p + len;
-        const int64_t nOff = np % bs;
-        const int64_t nn = std::min<int64_t>({bs - nOff, end - np, kChunk});
-        const int64_t nBase = ((table[np / bs] * nKv + kvh) * bs + nOff) * D;
-        prefetchRows<DT>(c.k, nBase, nn * D);
-        prefetchRows<DT>(c.v, nBase, nn * D);
-      }
-      scoresAll<DT>(q, G, D, c.k, base, len, a.scale, sc + n);
-      runBase[nRuns] = base;
-      runLen[nRuns++] = len;
-      n += len;
+      const int64_t len = std::min<int64_t>({bs - off, end - p, kChunk - st.n});
+      st.base[st.nRuns] = ((table[p / bs] * nKv + kvh) * bs + off) * D;
+      st.len[st.nRuns++] = len;
+      st.n += len;
       p += len;
+    }
+    return p;
+  };
+  // Blocks are short and scattered, each on pages of its own, so the hardware prefetcher (which
+  // works within a page) restarts at every block and each block begins with a TLB miss and a
+  // page walk. Two kinds of software prefetch hide that: the first lines of every run two steps
+  // ahead are touched early, so their page walks (and DRAM row opens) are done long before the
+  // data is needed, and the whole of the next run is prefetched while this one is computed
+  // (one run, not more: a deeper burst fills the L1 miss buffers and stalls the demand loads).
+  Step steps[3];
+  int64_t p = gather(p0, steps[0]);
+  p = gather(p, steps[1]);
+  for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
+    const Step& st = steps[stepNo % 3];
+    const Step& nx = steps[(stepNo + 1) % 3];
+    Step& far = steps[(stepNo + 2) % 3];
+    p = gather(p, far);
+    for (int r = 0; r < far.nRuns; r++) {
+      touchRows<DT>(c.k, far.base[r], D);
+      touchRows<DT>(c.v, far.base[r], D);
+    }
+    // The run after run r: the next one of this step, else the first of the next step.
+    auto nextRun = [&](int r, int64_t& base, int64_t& len) {
+      if (r + 1 < st.nRuns) {
+        base = st.base[r + 1];
+        len = st.len[r + 1];
+      } else if (nx.nRuns > 0) {
+        base = nx.base[0];
+        len = nx.len[0];
+      } else {  // the last step: nothing left to fetch
+        base = 0;
+        len = 0;
+      }
+    };
+    const int64_t n = st.n;
+    for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++) {
+      int64_t nb, nl;
+      nextRun(r, nb, nl);
+      prefetchRows<DT>(c.k, nb, nl * D);
+      scoresAll<DT>(q, G, D, c.k, st.base[r], st.len[r], a.scale, sc + j);
     }
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < G; g++) {
@@ -479,7 +578,12 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t kvh, int64_t p0, int64_
       s.l[g] = s.l[g] * corr + hsum(lv);
       s.m[g] = mNew;
     }
-    for (int r = 0, j = 0; r < nRuns; j += int(runLen[r]), r++) valuesAll<DT>(acc, G, D, c.v, runBase[r], runLen[r], sc + j);
+    for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++) {
+      int64_t nb, nl;
+      nextRun(r, nb, nl);
+      prefetchRows<DT>(c.v, nb, nl * D);
+      valuesAll<DT>(acc, G, D, c.v, st.base[r], st.len[r], sc + j);
+    }
   }
   for (int64_t g = 0; g < G; g++) {
     float* o = out + g * D;

@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__) && !defined(__AVX2__)
+#include <emmintrin.h>
+#endif
 #if defined(__AVX2__) || defined(__AVX512F__)
 // GCC 12's AVX-512 headers self-initialise "undefined" registers, which it then reports as
 // uninitialised wherever they are inlined (GCC bug 105593): harmless, so silenced here.
@@ -29,7 +32,20 @@ typedef int32_t vi __attribute__((vector_size(W * 4)));
 typedef uint32_t vu __attribute__((vector_size(W * 4)));
 typedef uint16_t vh __attribute__((vector_size(W * 2)));
 
-inline vf splat(float x) { return vf{} + x; }
+// Every lane x, as one broadcast. Not vf{} + x: adding +0 is not an identity for -0, so the
+// compiler must emit the add before the broadcast, an extra dependent op on every splat in the
+// inner loops (and GCC assembles a lane-by-lane initialiser from inserts).
+inline vf splat(float x) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_set1_ps(x);
+#elif defined(__AVX2__)
+  return (vf)_mm256_set1_ps(x);
+#elif defined(__SSE2__)
+  return (vf)_mm_set1_ps(x);
+#else
+  return vf{x, x, x, x};
+#endif
+}
 inline vf loadf(const float* p) {
   vf v;
   std::memcpy(&v, p, sizeof v);
