@@ -5,21 +5,25 @@
 // throughput and per-step breakdown for both sides, and the gain as a share of its limit.
 //
 //   node dist/bench/disagg/pipelining.js [--hidden 1024] [--layers 4] [--heads 16] [--kv-heads 16]
-//       [--intermediate 2816] [--dtype bf16] [--kv-dtype f32] [--batch 16] [--prompt 448] [--gen 24]
+//       [--intermediate 2816] [--dtype bf16] [--kv-dtype f32] [--batch 32] [--prompt 640] [--gen 64]
+//       [--transport shm|tcp]
+//
+// shm (default): the worker is spawned over a shared-memory ring, the same-host transport; tcp: a
+// `lamina attention-worker` process reached over loopback TCP.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
-import { AddressedWorker } from "../../src/attention/spawn.js";
+import { AddressedWorker, SpawnedWorker } from "../../src/attention/spawn.js";
 import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
-import { canPin, pinSelf, startAttentionWorker } from "./worker-proc.js";
+import { canPin, pinProcess, pinSelf, startAttentionWorker } from "./worker-proc.js";
 
 const { values } = parseArgs({
   options: {
@@ -30,10 +34,11 @@ const { values } = parseArgs({
     intermediate: { type: "string", default: "2816" },
     dtype: { type: "string", default: "bf16" },
     "kv-dtype": { type: "string", default: "f32" },
-    batch: { type: "string", default: "16" },
-    prompt: { type: "string", default: "448" },
-    gen: { type: "string", default: "24" },
+    batch: { type: "string", default: "32" },
+    prompt: { type: "string", default: "640" },
+    gen: { type: "string", default: "64" },
     "no-pin": { type: "boolean", default: false },
+    transport: { type: "string", default: "shm" },
   },
 });
 const num = (k: keyof typeof values) => {
@@ -54,6 +59,9 @@ const shape = {
   dtype: values.dtype as DType,
 };
 const kvDtype = values["kv-dtype"] as DType;
+const transport = values.transport;
+if (transport !== "shm" && transport !== "tcp")
+  throw new Error(`--transport must be shm or tcp, got "${transport}"`);
 
 const pinned = !values["no-pin"] && canPin(availableParallelism());
 if (pinned) pinSelf(0);
@@ -61,7 +69,7 @@ const dir = ensureBenchModel(path.join(tmpdir(), "lamina-bench-models"), shape);
 const model = await loadModel(dir);
 const backend = loadKernelBackend({ backend: "native", threads: 1 });
 const token = "disagg-bench-token-0123456789";
-const worker = await startAttentionWorker(token, "4GiB", pinned ? 1 : null);
+const worker = transport === "tcp" ? await startAttentionWorker(token, "4GiB", pinned ? 1 : null) : null;
 
 interface DepthResult {
   depth: number;
@@ -77,14 +85,22 @@ interface DepthResult {
 
 async function runDepth(depth: number): Promise<DepthResult> {
   const opts: CoreOptions = { maxRunning: batch, maxTokensPerStep: 512, pipelineDepth: depth, kvDtype };
-  const service = await RemoteAttentionService.connect(
-    [new AddressedWorker("bench", "127.0.0.1", worker.port, token, () => {})],
-    { partition: "head", geometry: resolveSizes(model, opts).geometry, kvMemory: null, maxTags: depth },
-  );
+  const endpoint = worker
+    ? new AddressedWorker("bench", "127.0.0.1", worker.port, token, () => {})
+    : new SpawnedWorker("bench", { transport: "shm", kvMemory: 4 * 2 ** 30, threads: 1, log: () => {} });
+  const service = await RemoteAttentionService.connect([endpoint], {
+    partition: "head",
+    geometry: resolveSizes(model, opts).geometry,
+    kvMemory: null,
+    maxTags: depth,
+  });
+  // A spawned worker is pinned to the other core once it runs (all its threads).
+  if (pinned && endpoint instanceof SpawnedWorker && endpoint.pid) pinProcess(endpoint.pid, 1);
   try {
     const core = buildEngineCore(model, backend, opts, service);
     const params = resolveSamplingParams({ temperature: 0, maxTokens: gen, ignoreEos: true });
-    for (let i = 0; i < batch; i++) core.add({ id: `s${i}`, promptTokenIds: benchPrompt(promptLen, i), params });
+    for (let i = 0; i < batch; i++)
+      core.add({ id: `s${i}`, promptTokenIds: benchPrompt(promptLen, i), params });
     const got = new Map<string, number>();
     let t0 = 0;
     let s0 = core.stats().timing;
@@ -132,7 +148,9 @@ try {
   );
   const d2 = await runDepth(2);
   const rows = [d1, d2];
-  console.log("\n| depth | decode tok/s | step ms | model ms | attention ms | transport ms | model idle | attention idle |");
+  console.log(
+    "\n| depth | decode tok/s | step ms | model ms | attention ms | transport ms | model idle | attention idle |",
+  );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const r of rows)
     console.log(
@@ -150,6 +168,7 @@ try {
   const out = {
     machine: { cpu: cpus()[0]?.model ?? "?", cores: availableParallelism(), pinned },
     shape: { ...shape, kvDtype },
+    transport,
     batch,
     prompt: promptLen,
     gen,
@@ -161,5 +180,5 @@ try {
   mkdirSync(results, { recursive: true });
   writeFileSync(path.join(results, "disagg-pipelining.json"), `${JSON.stringify(out, null, 2)}\n`);
 } finally {
-  worker.child.kill("SIGKILL");
+  worker?.child.kill("SIGKILL");
 }

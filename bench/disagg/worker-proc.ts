@@ -11,7 +11,12 @@ export function canPin(cores: number): boolean {
 
 /** Pins this process (all its threads) to one core. */
 export function pinSelf(core: number): void {
-  spawnSync("taskset", ["-a", "-cp", String(core), String(process.pid)], { stdio: "ignore" });
+  pinProcess(process.pid, core);
+}
+
+/** Pins a running process (all its threads) to one core. */
+export function pinProcess(pid: number, core: number): void {
+  spawnSync("taskset", ["-a", "-cp", String(core), String(pid)], { stdio: "ignore" });
 }
 
 /** Starts `lamina attention-worker` (1 kernel thread, optionally pinned) and waits for its port. */
@@ -25,7 +30,9 @@ export function startAttentionWorker(
   const child =
     core === null
       ? spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] })
-      : spawn("taskset", ["-c", String(core), process.execPath, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+      : spawn("taskset", ["-c", String(core), process.execPath, ...args], {
+          stdio: ["ignore", "ignore", "pipe"],
+        });
   let err = "";
   return new Promise((resolve, reject) => {
     child.stderr!.setEncoding("utf8");
