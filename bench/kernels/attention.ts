@@ -3,7 +3,7 @@
 // blocks are scattered over the cache, as a block allocator leaves them.
 //
 //   node dist/bench/kernels/attention.js [--batch 8] [--ctx 16384] [--heads 32] [--kv-heads 8,32]
-//                                        [--head-dim 128] [--block 16] [--threads 1,2]
+//                                        [--head-dim 128] [--block 16] [--threads 1,2] [--huge-pages on|off]
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,8 +22,13 @@ const { values } = parseArgs({
     "head-dim": { type: "string", default: "128" },
     block: { type: "string", default: "16" },
     threads: { type: "string", default: "1,2" },
+    "huge-pages": { type: "string", default: "on" },
   },
 });
+// on: the cache is advised for huge pages before it is first touched, as the engine's KV cache is.
+const hugePages = values["huge-pages"];
+if (hugePages !== "on" && hugePages !== "off")
+  throw new Error(`--huge-pages must be on or off, got "${hugePages}"`);
 const batch = Number(values.batch);
 const ctx = Number(values.ctx);
 const nHeads = Number(values.heads);
@@ -33,6 +38,12 @@ const threadCounts = values.threads.split(",").map(Number);
 const kvHeadCounts = values["kv-heads"].split(",").map(Number);
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
+
+function kvBuffer(dtype: DType, n: number, fillValue: number) {
+  const data = allocTensorData(dtype, n);
+  if (hugePages === "on") backend.adviseHugePages(data);
+  return data.fill(fillValue);
+}
 const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
 
 function time(fn: () => void): number {
@@ -64,8 +75,8 @@ for (const nKvHeads of kvHeadCounts) {
       blockSize,
       nKvHeads,
       headDim,
-      k: allocTensorData(dtype, n).fill(fillValue),
-      v: allocTensorData(dtype, n).fill(fillValue),
+      k: kvBuffer(dtype, n, fillValue),
+      v: kvBuffer(dtype, n, fillValue),
     };
     // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
     const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);

@@ -64,6 +64,13 @@ export class KvAttention {
     this.scale = 1 / Math.sqrt(geometry.headDim);
     const per = numBlocks * geometry.numKvHeads * geometry.blockSize * geometry.headDim;
     this.caches = [];
+    // Fresh buffers, not yet touched: huge pages (where the backend can ask for them) make the
+    // scattered block reads of attention cost far fewer TLB misses.
+    const alloc = () => {
+      const data = allocTensorData(geometry.kvDtype, per);
+      backend.adviseHugePages?.(data);
+      return data;
+    };
     for (let l = 0; l < geometry.numLayers; l++) {
       this.caches.push({
         dtype: geometry.kvDtype,
@@ -71,8 +78,8 @@ export class KvAttention {
         blockSize: geometry.blockSize,
         nKvHeads: geometry.numKvHeads,
         headDim: geometry.headDim,
-        k: allocTensorData(geometry.kvDtype, per),
-        v: allocTensorData(geometry.kvDtype, per),
+        k: alloc(),
+        v: alloc(),
       });
     }
   }

@@ -23,6 +23,12 @@ export interface KernelBackend {
    */
   prepareWeight(w: Tensor): PreparedWeight;
 
+  /**
+   * Optional: asks the OS to back a large, not yet touched buffer (a KV cache) with huge pages, so
+   * scattered block reads cost fewer TLB misses. Returns the bytes advised (0: nothing done).
+   */
+  adviseHugePages?(x: TensorData): number;
+
   /** out[n, rows] = x[n, cols] · Wᵀ (+ bias[rows]). */
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void;
 

@@ -93,6 +93,7 @@ export interface NativeAddon {
   ): void;
   /** Sums x with every pool thread: a pure streaming read, timed by benchmarks as the bandwidth limit. */
   streamRead(x: Float32Array): number;
+  adviseHugePages(x: TensorData): number;
 }
 
 const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -181,6 +182,10 @@ export class NativeBackend implements KernelBackend {
   /** Sums x by streaming it through every thread (the memory-bandwidth yardstick for benchmarks). */
   streamRead(x: Float32Array): number {
     return this.addon.streamRead(x);
+  }
+
+  adviseHugePages(x: TensorData): number {
+    return this.addon.adviseHugePages(x);
   }
 
   prepareWeight(w: Tensor): PreparedWeight {

@@ -3,6 +3,9 @@
 // work over this instance's thread pool. Context-aware: each Node environment (main thread or
 // worker) gets its own instance with its own pool and variant; there is no global JS state.
 #include <napi.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -107,6 +110,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("attention", &Kernels::Attention),
                              InstanceMethod("mergeAttention", &Kernels::MergeAttention),
                              InstanceMethod("streamRead", &Kernels::StreamRead),
+                             InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
                          });
     (void)env;
   }
@@ -429,6 +433,35 @@ class Kernels : public Napi::Addon<Kernels> {
     double s = 0;
     for (double v : partials_) s += v;
     return Napi::Number::New(info.Env(), s);
+  }
+
+  // adviseHugePages(x): asks Linux to back the 2 MiB-aligned interior of a large typed array with
+  // transparent huge pages (THP in "madvise" mode honours only advised ranges). A KV cache is read
+  // as scattered blocks of a few KiB, each on its own 4 KiB page otherwise: one TLB miss per block.
+  // Effective for pages not yet touched (a fresh, lazily zeroed allocation). Returns the bytes
+  // advised: 0 where unsupported, refused, or smaller than one huge page.
+  Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    napi_typedarray_type type;
+    size_t length = 0, offset = 0;
+    void* data = nullptr;
+    napi_value ab;
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        napi_get_typedarray_info(env, info[0], &type, &length, &data, &ab, &offset) != napi_ok)
+      typeError(env, "adviseHugePages: x must be a typed array");
+    size_t elem = 1;
+    if (type == napi_float32_array || type == napi_int32_array || type == napi_uint32_array) elem = 4;
+    else if (type == napi_uint16_array || type == napi_int16_array) elem = 2;
+    else if (type == napi_float64_array) elem = 8;
+    double advised = 0;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = uintptr_t(2) << 20;
+    const uintptr_t base = reinterpret_cast<uintptr_t>(data);
+    const uintptr_t a = (base + huge - 1) & ~(huge - 1);
+    const uintptr_t b = (base + length * elem) & ~(huge - 1);
+    if (b > a && madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE) == 0) advised = double(b - a);
+#endif
+    return Napi::Number::New(env, advised);
   }
 
   std::vector<double> partials_;
