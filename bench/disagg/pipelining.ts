@@ -63,7 +63,9 @@ const transport = values.transport;
 if (transport !== "shm" && transport !== "tcp")
   throw new Error(`--transport must be shm or tcp, got "${transport}"`);
 
-const pinned = !values["no-pin"] && canPin(availableParallelism());
+// Counted before pinning: afterwards this process sees only its own core.
+const cores = availableParallelism();
+const pinned = !values["no-pin"] && canPin(cores);
 if (pinned) pinSelf(0);
 const dir = ensureBenchModel(path.join(tmpdir(), "lamina-bench-models"), shape);
 const model = await loadModel(dir);
@@ -166,7 +168,7 @@ try {
       `depth-2 steps take ${depth2Limit.toFixed(2)}× their slower side)`,
   );
   const out = {
-    machine: { cpu: cpus()[0]?.model ?? "?", cores: availableParallelism(), pinned },
+    machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned },
     shape: { ...shape, kvDtype },
     transport,
     batch,

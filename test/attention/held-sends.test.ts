@@ -37,9 +37,7 @@ function holdingChannel(inner: Channel): Channel {
       return inner.closed;
     },
     send(msg: Message): Promise<void> {
-      chain = chain
-        .then(() => new Promise<void>((r) => setImmediate(r)))
-        .then(() => inner.send(msg));
+      chain = chain.then(() => new Promise<void>((r) => setImmediate(r))).then(() => inner.send(msg));
       return chain;
     },
     onMessage: (h) => inner.onMessage(h),
