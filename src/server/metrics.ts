@@ -114,7 +114,7 @@ export function createMetrics(stats: () => EngineStats | null): ServerMetrics {
     },
   );
 
-  // Adrenaline's load-aware offloading (pd / adrenaline placements only; absent otherwise).
+  // Adrenaline's load-aware offloading (pd / adrenaline placements; 0 in every other placement).
   const offloadGauge = (
     name: string,
     help: string,
