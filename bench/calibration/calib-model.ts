@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType } from "../../src/model/tensor.js";
+import { BYTE_BOS, BYTE_EOS, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
 
 /**
  * Random-weight Llama shapes for calibration: what costs time is the shape, not the values. The
@@ -45,8 +46,8 @@ function shapeOf(name: CalibrationShape): Record<string, number> {
 }
 
 /** Byte-level vocabulary: ids 0..255 are bytes, then <s> and </s>. */
-export const CALIB_BOS = 256;
-export const CALIB_EOS = 257;
+export const CALIB_BOS = BYTE_BOS;
+export const CALIB_EOS = BYTE_EOS;
 const VOCAB = 258;
 const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
 
@@ -90,54 +91,11 @@ export function ensureCalibrationModel(cacheRoot: string, shape: CalibrationShap
   const config = parseHfConfig(configJson, configFile);
   const weights = randomWeights(config, { dtype, seed: 6061, embedStd: 0.5, normSpread: 0.1 });
   writeSafetensors(path.join(partial, "model.safetensors"), weights.values(), { format: "pt" });
-  writeJson(path.join(partial, "generation_config.json"), {
-    bos_token_id: CALIB_BOS,
-    eos_token_id: CALIB_EOS,
-  });
-  writeJson(path.join(partial, "tokenizer.json"), byteTokenizerJson());
-  writeJson(path.join(partial, "tokenizer_config.json"), {
-    tokenizer_class: "PreTrainedTokenizerFast",
-    bos_token: "<s>",
-    eos_token: "</s>",
-    add_bos_token: true,
-  });
+  writeByteTokenizer(partial);
   writeJson(configFile, configJson);
   rmSync(dir, { recursive: true, force: true });
   renameSync(partial, dir);
   return dir;
-}
-
-function writeJson(file: string, value: unknown): void {
-  writeFileSync(file, `${JSON.stringify(value)}\n`);
-}
-
-/** A byte-level BPE over the 256 bytes (GPT-2 printable mapping) plus <s>, </s>; no merges. */
-function byteTokenizerJson(): Record<string, unknown> {
-  const vocab: Record<string, number> = {};
-  let shifted = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    vocab[String.fromCodePoint(printable ? b : 256 + shifted++)] = b;
-  }
-  const special = (id: number, content: string) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  });
-  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
-  return {
-    version: "1.0",
-    added_tokens: [special(CALIB_BOS, "<s>"), special(CALIB_EOS, "</s>")],
-    normalizer: null,
-    pre_tokenizer: byteLevel,
-    post_processor: null,
-    decoder: byteLevel,
-    model: { type: "BPE", dropout: null, unk_token: null, byte_fallback: false, vocab, merges: [] },
-  };
 }
 
 /** Deterministic prompt ids: BOS then bytes (the engine is fed ids; the text does not matter). */

@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType } from "../../src/model/tensor.js";
+import { BYTE_BOS, BYTE_EOS, BYTE_VOCAB, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
 
 /** Shape of a random-weight Llama written for the disaggregation benchmarks. */
 export interface BenchShape {
@@ -16,8 +17,6 @@ export interface BenchShape {
   readonly dtype: DType;
 }
 
-const BOS = 256;
-const EOS = 257;
 const TORCH: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
 
 /**
@@ -40,7 +39,7 @@ export function ensureBenchModel(root: string, s: BenchShape): string {
     num_key_value_heads: s.kvHeads,
     intermediate_size: s.intermediate,
     max_position_embeddings: s.maxPositions,
-    vocab_size: 258,
+    vocab_size: BYTE_VOCAB,
     rms_norm_eps: 1e-5,
     rope_theta: 10000.0,
     rope_scaling: null,
@@ -48,22 +47,15 @@ export function ensureBenchModel(root: string, s: BenchShape): string {
     hidden_act: "silu",
     attention_bias: false,
     mlp_bias: false,
-    bos_token_id: BOS,
-    eos_token_id: EOS,
+    bos_token_id: BYTE_BOS,
+    eos_token_id: BYTE_EOS,
     torch_dtype: TORCH[s.dtype],
   };
   const configFile = path.join(partial, "config.json");
   const config = parseHfConfig(configJson, configFile);
   const weights = randomWeights(config, { dtype: s.dtype, seed: 4242, embedStd: 0.5, normSpread: 0.1 });
   writeSafetensors(path.join(partial, "model.safetensors"), weights.values(), { format: "pt" });
-  writeJson(path.join(partial, "generation_config.json"), { bos_token_id: BOS, eos_token_id: EOS });
-  writeJson(path.join(partial, "tokenizer.json"), byteTokenizer());
-  writeJson(path.join(partial, "tokenizer_config.json"), {
-    tokenizer_class: "PreTrainedTokenizerFast",
-    bos_token: "<s>",
-    eos_token: "</s>",
-    add_bos_token: true,
-  });
+  writeByteTokenizer(partial);
   writeJson(configFile, configJson);
   rmSync(dir, { recursive: true, force: true });
   renameSync(partial, dir);
@@ -72,40 +64,7 @@ export function ensureBenchModel(root: string, s: BenchShape): string {
 
 /** Prompt ids: BOS, then bytes that differ per sequence. */
 export function benchPrompt(length: number, salt: number): number[] {
-  const ids = [BOS];
+  const ids = [BYTE_BOS];
   for (let i = 1; i < length; i++) ids.push((i * 131 + salt * 977) % 256);
   return ids;
-}
-
-function writeJson(file: string, value: unknown): void {
-  writeFileSync(file, `${JSON.stringify(value)}\n`);
-}
-
-/** Byte-level BPE: the 256 bytes in GPT-2's printable mapping, then <s> and </s>; no merges. */
-function byteTokenizer(): Record<string, unknown> {
-  const vocab: Record<string, number> = {};
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    vocab[String.fromCodePoint(printable ? b : 256 + extra++)] = b;
-  }
-  const special = (id: number, content: string) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  });
-  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
-  return {
-    version: "1.0",
-    added_tokens: [special(BOS, "<s>"), special(EOS, "</s>")],
-    normalizer: null,
-    pre_tokenizer: byteLevel,
-    post_processor: null,
-    decoder: byteLevel,
-    model: { type: "BPE", dropout: null, unk_token: null, byte_fallback: false, vocab, merges: [] },
-  };
 }

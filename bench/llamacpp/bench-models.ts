@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
@@ -6,6 +6,7 @@ import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType } from "../../src/model/tensor.js";
+import { BYTE_BOS, BYTE_EOS, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
 
 /** The two model shapes the comparison runs, with random weights (shapes are what cost time). */
 export const BENCH_SHAPES = {
@@ -40,8 +41,6 @@ export const BENCH_SHAPES = {
 } as const;
 export type BenchShape = keyof typeof BENCH_SHAPES;
 
-const BOS = 256;
-const EOS = 257;
 const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
 
 export interface BenchModelFiles {
@@ -89,8 +88,8 @@ function writeHfDirectory(dir: string, shape: BenchShape, dtype: DType): void {
     hidden_act: "silu",
     attention_bias: false,
     mlp_bias: false,
-    bos_token_id: BOS,
-    eos_token_id: EOS,
+    bos_token_id: BYTE_BOS,
+    eos_token_id: BYTE_EOS,
     torch_dtype: TORCH_DTYPE[dtype],
   };
   const configFile = path.join(dir, "config.json");
@@ -98,60 +97,12 @@ function writeHfDirectory(dir: string, shape: BenchShape, dtype: DType): void {
   const config = parseHfConfig(configJson, configFile);
   const weights = randomWeights(config, { dtype, seed: 20251122, embedStd: 0.5, normSpread: 0.1 });
   writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });
-  writeJson(path.join(dir, "generation_config.json"), { bos_token_id: BOS, eos_token_id: EOS });
-  writeJson(path.join(dir, "tokenizer.json"), byteTokenizerJson());
-  writeJson(path.join(dir, "tokenizer_config.json"), {
-    tokenizer_class: "PreTrainedTokenizerFast",
-    bos_token: "<s>",
-    eos_token: "</s>",
-    add_bos_token: true,
-  });
-}
-
-function writeJson(file: string, value: unknown): void {
-  writeFileSync(file, `${JSON.stringify(value)}\n`);
-}
-
-/**
- * A byte-level BPE vocabulary of the 256 bytes (GPT-2's printable-character mapping) plus <s> and
- * </s>, no merges: enough to load the model anywhere; the benchmark feeds token ids directly.
- */
-function byteTokenizerJson(): Record<string, unknown> {
-  const vocab: Record<string, number> = {};
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    vocab[String.fromCodePoint(printable ? b : 256 + extra++)] = b;
-  }
-  const special = (id: number, content: string) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  });
-  const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
-  return {
-    version: "1.0",
-    added_tokens: [special(BOS, "<s>"), special(EOS, "</s>")],
-    normalizer: null,
-    pre_tokenizer: byteLevel,
-    post_processor: {
-      type: "TemplateProcessing",
-      single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      pair: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
-      special_tokens: { "<s>": { id: "<s>", ids: [BOS], tokens: ["<s>"] } },
-    },
-    decoder: byteLevel,
-    model: { type: "BPE", dropout: null, unk_token: null, byte_fallback: false, vocab, merges: [] },
-  };
+  writeByteTokenizer(dir, true);
 }
 
 /** Deterministic prompt ids (BOS, then bytes) so both engines see the same input. */
 export function benchPrompt(length: number, salt: number): number[] {
-  const ids = [BOS];
+  const ids = [BYTE_BOS];
   for (let i = 1; i < length; i++) ids.push((i * 7919 + salt * 104729) % 256);
   return ids;
 }
