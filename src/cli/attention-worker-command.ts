@@ -1,13 +1,7 @@
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Command, Option } from "commander";
 import { runAttentionWorker } from "../attention/worker-process.js";
 import { DEFAULT_KV_MEMORY } from "../engine/build-core.js";
-import { intArg, sizeArg } from "./parse.js";
-
-function listenArg(value: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
-  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected HOST:PORT, got "${value}"`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
-}
+import { intArg, listenArg, sizeArg } from "./parse.js";
 
 /** `lamina attention-worker`: a process that holds KV caches and computes attention for engines. */
 export function registerAttentionWorkerCommand(program: Command): void {

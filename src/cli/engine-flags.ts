@@ -34,7 +34,10 @@ export function addEngineFlags(cmd: Command): Command {
       "host:port of running attention workers, comma-separated",
       addrListArg,
     )
-    .option("--attention-token <secret>", "shared secret for attention workers (or LAMINA_ATTENTION_TOKEN)")
+    .option(
+      "--attention-token <secret>",
+      "shared secret for attention workers and prefill instances at addresses (or LAMINA_ATTENTION_TOKEN)",
+    )
     .option(
       "--partition <how>",
       "split KV across attention workers by head or request",
@@ -52,6 +55,11 @@ export function addEngineFlags(cmd: Command): Command {
       choiceArg(["colocated", "pd", "adrenaline"] as const),
     )
     .option("--prefill-instances <n>", "locally spawned prefill instances (pd, adrenaline)", intArg(1, 64))
+    .option(
+      "--prefill-instance-addrs <list>",
+      "host:port of running `lamina prefill-instance` processes, comma-separated (pd, adrenaline; secret: --attention-token)",
+      addrListArg,
+    )
     .option(
       "--prefill-threads <n>",
       "kernel threads a prefill instance gives prefill; its attention executor gets the rest",
@@ -89,6 +97,7 @@ export interface EngineFlagValues {
   transport?: "shm" | "tcp";
   mode?: "colocated" | "pd" | "adrenaline";
   prefillInstances?: number;
+  prefillInstanceAddrs?: string[];
   prefillThreads?: number;
   prefillKvMemory?: number;
   offloadRatio?: number;
@@ -113,6 +122,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     transport: f.transport,
     mode: f.mode,
     prefillInstances: f.prefillInstances,
+    prefillInstanceAddrs: f.prefillInstanceAddrs,
     prefillThreads: f.prefillThreads,
     prefillKvMemory: f.prefillKvMemory,
     offloadRatio: f.offloadRatio,

@@ -6,6 +6,7 @@ import { registerAttentionWorkerCommand } from "./attention-worker-command.js";
 import { registerConvertCommand } from "./convert-command.js";
 import { registerDoctorCommand } from "./doctor-command.js";
 import { registerGenerateCommand } from "./generate-command.js";
+import { registerPrefillInstanceCommand } from "./prefill-instance-command.js";
 
 /** `lamina`: every command of the project behind one entry point. */
 const program = new Command()
@@ -19,6 +20,7 @@ registerGenerateCommand(program);
 registerConvertCommand(program);
 registerDoctorCommand(program);
 registerAttentionWorkerCommand(program);
+registerPrefillInstanceCommand(program);
 registerBenchCommand(program);
 registerSimCommands(program);
 

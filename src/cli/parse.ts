@@ -72,3 +72,10 @@ export function choiceArg<T extends string>(choices: readonly T[]) {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** HOST:PORT to listen on (IPv6 hosts in brackets; port 0 picks a free one). */
+export function listenArg(value: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected HOST:PORT, got "${value}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+}

@@ -26,6 +26,11 @@ export interface EngineOptions extends CoreOptions {
   readonly mode?: "colocated" | "pd" | "adrenaline";
   /** Locally spawned prefill instances (pd / adrenaline; default 1). */
   readonly prefillInstances?: number;
+  /**
+   * host:port of running `lamina prefill-instance` processes (pd / adrenaline), reached over TCP
+   * with `attentionToken` as the shared secret; instead of spawning them.
+   */
+  readonly prefillInstanceAddrs?: readonly string[];
   /** Kernel threads a prefill instance gives prefill; its attention executor gets the rest. */
   readonly prefillThreads?: number;
   /** KV budget of each prefill instance's attention executor (default: kvMemory). */

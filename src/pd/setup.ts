@@ -9,6 +9,7 @@ import { buildLlamaGraph } from "../graph/llama-graph.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { LoadedModel } from "../model/types.js";
 import type { Channel } from "../transport/channel.js";
+import { AddressedPrefillInstance } from "./addressed.js";
 import { HybridAttentionService, type PrefillInstance } from "./hybrid-attention.js";
 import { PdExecutor } from "./pd-executor.js";
 import { PrefillLink } from "./prefill-link.js";
@@ -37,8 +38,16 @@ export async function buildPdEngineCore(
 ): Promise<{ core: EngineCore; attention: HybridAttentionService }> {
   const mode = o.mode === "adrenaline" ? "adrenaline" : "pd";
   const sizes = resolveSizes(model, o);
-  const n = o.prefillInstances ?? 1;
+  const addrs = o.prefillInstanceAddrs ?? [];
+  if (addrs.length > 0 && o.prefillInstances !== undefined)
+    throw new Error("use either --prefill-instances or --prefill-instance-addrs, not both");
+  const n = addrs.length > 0 ? addrs.length : (o.prefillInstances ?? 1);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--prefill-instances must be at least 1 (got ${n})`);
+  const token = o.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN;
+  if (addrs.length > 0 && !opener && !token)
+    throw new Error(
+      "prefill instances at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
+    );
   if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))
     throw new Error("--offload-ratio needs --mode adrenaline and a ratio ≥ 0");
   const split = prefillThreadSplit(o);
@@ -47,8 +56,10 @@ export async function buildPdEngineCore(
   const instances: PrefillInstance[] = [];
   try {
     for (let i = 0; i < n; i++) {
+      const addressed = addrs[i] ? AddressedPrefillInstance.parse(addrs[i]!, token!, log) : null;
       const how =
         opener?.(i) ??
+        (addressed ? { open: () => addressed.open() } : null) ??
         (() => {
           const s = new SpawnedPrefillInstance(
             `prefill-${i}`,
@@ -110,7 +121,9 @@ export async function buildPdEngineCore(
     pipelineDepth: depth,
   });
   log(
-    `${mode}: decode instance with ${sizes.numBlocks} KV blocks; ${n} prefill instance(s), each prefill ${split.prefill} thread(s) + attention executor ${split.attention}`,
+    addrs.length > 0
+      ? `${mode}: decode instance with ${sizes.numBlocks} KV blocks; prefill instances at ${addrs.join(", ")} (offload bound assumes each gives its attention executor ${split.attention} thread(s))`
+      : `${mode}: decode instance with ${sizes.numBlocks} KV blocks; ${n} prefill instance(s), each prefill ${split.prefill} thread(s) + attention executor ${split.attention}`,
   );
   return { core, attention };
 }
