@@ -64,11 +64,14 @@ export class KvAttention {
     this.scale = 1 / Math.sqrt(geometry.headDim);
     const per = numBlocks * geometry.numKvHeads * geometry.blockSize * geometry.headDim;
     this.caches = [];
-    // Fresh buffers, not yet touched: huge pages (where the backend can ask for them) make the
-    // scattered block reads of attention cost far fewer TLB misses.
+    // LAMINA_KV_HUGE_PAGES=1 asks for huge pages on these fresh buffers: attention's scattered
+    // block reads then cost far fewer TLB misses, but every first touch of a 2 MiB page faults and
+    // zeroes it inside kvWrite, which costs more than it saves until the cache is warm (measured on
+    // a short decode run). Off by default; a long-running server may want it.
+    const huge = process.env.LAMINA_KV_HUGE_PAGES === "1";
     const alloc = () => {
       const data = allocTensorData(geometry.kvDtype, per);
-      backend.adviseHugePages?.(data);
+      if (huge) backend.adviseHugePages?.(data);
       return data;
     };
     for (let l = 0; l < geometry.numLayers; l++) {

@@ -209,10 +209,22 @@ void kvWrite(const KvArgs& c, const float* k, const float* v, const int32_t* slo
         std::memcpy(static_cast<float*>(c.k) + dst, ks, c.headDim * 4);
         std::memcpy(static_cast<float*>(c.v) + dst, vs, c.headDim * 4);
       } else {
+        // Narrowed W lanes at a time (vector rounding, F16C where present), the tail one by one:
+        // the scalar conversions cost tens of ns per element, a visible share of a decode step.
         uint16_t* kd = static_cast<uint16_t*>(c.k) + dst;
         uint16_t* vd = static_cast<uint16_t*>(c.v) + dst;
         const bool bf = c.dtype == lk::kBF16;
-        for (int64_t i = 0; i < c.headDim; i++) {
+        int64_t i = 0;
+        for (; i + W <= c.headDim; i += W) {
+          if (bf) {
+            store_bf16(kd + i, loadf(ks + i));
+            store_bf16(vd + i, loadf(vs + i));
+          } else {
+            store_f16(kd + i, loadf(ks + i));
+            store_f16(vd + i, loadf(vs + i));
+          }
+        }
+        for (; i < c.headDim; i++) {
           kd[i] = bf ? f32_to_bf16(ks[i]) : f32_to_f16(ks[i]);
           vd[i] = bf ? f32_to_bf16(vs[i]) : f32_to_f16(vs[i]);
         }

@@ -162,6 +162,29 @@ inline vf load_bf16(const uint16_t* p) {
 #endif
 }
 
+// W floats narrowed to bf16 at p, round-to-nearest-even with NaN kept NaN: f32_to_bf16 lane-wise.
+inline void store_bf16(uint16_t* p, vf v) {
+  vu x;
+  std::memcpy(&x, &v, sizeof x);
+  const vu rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  const vu nan = (x >> 16) | 0x40u;
+  const vu r = (x & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+  const vh h = __builtin_convertvector(r, vh);
+  std::memcpy(p, &h, sizeof h);
+}
+
+// W floats narrowed to fp16 at p, round-to-nearest-even (the hardware conversion where there is
+// one: subnormals, overflow to infinity and NaN as f32_to_f16 does).
+inline void store_f16(uint16_t* p, vf v) {
+#if defined(__AVX512F__)
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph((__m512)v, _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__F16C__)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph((__m256)v, _MM_FROUND_TO_NEAREST_INT));
+#else
+  for (int i = 0; i < W; i++) p[i] = f32_to_f16(v[i]);
+#endif
+}
+
 inline vf load_f16(const uint16_t* p) {
 #if defined(__AVX512F__)
   return (vf)_mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
