@@ -65,6 +65,11 @@ export function addEngineFlags(cmd: Command): Command {
       "kernel threads a prefill instance gives prefill; its attention executor gets the rest",
       intArg(1, 1024),
     )
+    .option(
+      "--prefill-ttft-ms <ms>",
+      "give prefill the fewest threads that meet this TTFT for the longest prompt (measured at start-up); the attention executor gets the rest",
+      intArg(1),
+    )
     .option("--prefill-kv-memory <size>", "KV budget of each prefill instance's attention executor", sizeArg)
     .option(
       "--offload-ratio <r>",
@@ -99,6 +104,7 @@ export interface EngineFlagValues {
   prefillInstances?: number;
   prefillInstanceAddrs?: string[];
   prefillThreads?: number;
+  prefillTtftMs?: number;
   prefillKvMemory?: number;
   offloadRatio?: number;
 }
@@ -124,6 +130,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     prefillInstances: f.prefillInstances,
     prefillInstanceAddrs: f.prefillInstanceAddrs,
     prefillThreads: f.prefillThreads,
+    prefillTtftMs: f.prefillTtftMs,
     prefillKvMemory: f.prefillKvMemory,
     offloadRatio: f.offloadRatio,
   };

@@ -33,6 +33,11 @@ export interface EngineOptions extends CoreOptions {
   readonly prefillInstanceAddrs?: readonly string[];
   /** Kernel threads a prefill instance gives prefill; its attention executor gets the rest. */
   readonly prefillThreads?: number;
+  /**
+   * TTFT target (ms) for the longest prompt: instead of a fixed `prefillThreads`, a spawned prefill
+   * instance gives prefill the fewest threads whose measured speed meets it (Adrenaline's partition).
+   */
+  readonly prefillTtftMs?: number;
   /** KV budget of each prefill instance's attention executor (default: kvMemory). */
   readonly prefillKvMemory?: number;
   /** Fixed offloaded/kept request ratio N/M (adrenaline; default: the load-aware bound). */

@@ -13,6 +13,7 @@ import { AddressedPrefillInstance } from "./addressed.js";
 import { HybridAttentionService, type PrefillInstance } from "./hybrid-attention.js";
 import { PdExecutor } from "./pd-executor.js";
 import { PrefillLink } from "./prefill-link.js";
+import { choosePartition, measurePrefillChunk } from "./prefill-partition.js";
 import { SpawnedPrefillInstance } from "./spawn.js";
 
 /** How the decode instance reaches prefill instance i (tests serve them in-process). */
@@ -50,7 +51,38 @@ export async function buildPdEngineCore(
     );
   if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))
     throw new Error("--offload-ratio needs --mode adrenaline and a ratio ≥ 0");
-  const split = prefillThreadSplit(o);
+  let split = prefillThreadSplit(o);
+  if (o.prefillTtftMs !== undefined) {
+    if (o.prefillThreads !== undefined)
+      throw new Error("use either --prefill-threads or --prefill-ttft-ms, not both");
+    if (!(o.prefillTtftMs > 0))
+      throw new Error(`--prefill-ttft-ms must be positive (got ${o.prefillTtftMs})`);
+    // Prefill instances run on this machine's cores: measure here, with the decode instance's kernels.
+    const cores = availableParallelism();
+    const chunk = Math.min(sizes.maxTokensPerStep, sizes.maxContext - 1);
+    const timings = await measurePrefillChunk(
+      model,
+      backend,
+      chunk,
+      Math.max(1, cores - 1),
+      o.threads ?? cores,
+    );
+    const c = choosePartition(
+      timings,
+      cores,
+      sizes.maxContext - 1,
+      sizes.maxTokensPerStep,
+      o.prefillTtftMs / 1000,
+    );
+    split = { prefill: c.prefillThreads, attention: c.attentionThreads };
+    const ms = (s: number) => `${(s * 1000).toFixed(0)} ms`;
+    log(
+      `prefill partition for a ${o.prefillTtftMs} ms TTFT target (prompt of ${sizes.maxContext - 1} tokens): ` +
+        `${c.prefillThreads} prefill thread(s), ${c.attentionThreads} for the attention executor; predicted TTFT ${ms(c.predictedTtftS)}` +
+        `${c.meetsTarget ? "" : " (target not reachable: fastest split taken)"}; chunk of ${chunk} tokens: ` +
+        c.timings.map((t) => `${t.threads}t ${ms(t.seconds)}`).join(", "),
+    );
+  }
   const local = new KvAttention(backend, sizes.geometry, sizes.numBlocks);
   const depth = o.pipelineDepth ?? 1;
   const instances: PrefillInstance[] = [];
