@@ -1,10 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { parseHfConfig } from "../../src/model/hf-config.js";
-import { randomWeights } from "../../src/model/random-weights.js";
-import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType } from "../../src/model/tensor.js";
-import { BYTE_BOS, BYTE_EOS, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
+import { BYTE_BOS, BYTE_EOS } from "../common/byte-tokenizer.js";
+import { TORCH_DTYPE, writeRandomModelDir } from "../common/random-model.js";
 
 /**
  * Random-weight Llama shapes for calibration: what costs time is the shape, not the values. The
@@ -49,7 +47,6 @@ function shapeOf(name: CalibrationShape): Record<string, number> {
 export const CALIB_BOS = BYTE_BOS;
 export const CALIB_EOS = BYTE_EOS;
 const VOCAB = 258;
-const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
 
 /** The HF config.json object of a shape (also what the simulator reads for its SimModel). */
 export function calibrationConfig(shape: CalibrationShape, dtype: DType): Record<string, unknown> {
@@ -84,17 +81,7 @@ export function ensureCalibrationModel(cacheRoot: string, shape: CalibrationShap
     const written = readFileSync(path.join(dir, "config.json"), "utf8");
     if (written === `${JSON.stringify(configJson)}\n`) return dir;
   }
-  const partial = `${dir}.partial`;
-  rmSync(partial, { recursive: true, force: true });
-  mkdirSync(partial, { recursive: true });
-  const configFile = path.join(partial, "config.json");
-  const config = parseHfConfig(configJson, configFile);
-  const weights = randomWeights(config, { dtype, seed: 6061, embedStd: 0.5, normSpread: 0.1 });
-  writeSafetensors(path.join(partial, "model.safetensors"), weights.values(), { format: "pt" });
-  writeByteTokenizer(partial);
-  writeJson(configFile, configJson);
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(partial, dir);
+  writeRandomModelDir(dir, configJson, dtype, 6061);
   return dir;
 }
 

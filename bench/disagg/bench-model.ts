@@ -1,10 +1,8 @@
-import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import path from "node:path";
-import { parseHfConfig } from "../../src/model/hf-config.js";
-import { randomWeights } from "../../src/model/random-weights.js";
-import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType } from "../../src/model/tensor.js";
-import { BYTE_BOS, BYTE_EOS, BYTE_VOCAB, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
+import { BYTE_BOS, BYTE_EOS, BYTE_VOCAB } from "../common/byte-tokenizer.js";
+import { TORCH_DTYPE, writeRandomModelDir } from "../common/random-model.js";
 
 /** Shape of a random-weight Llama written for the disaggregation benchmarks. */
 export interface BenchShape {
@@ -17,8 +15,6 @@ export interface BenchShape {
   readonly dtype: DType;
 }
 
-const TORCH: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
-
 /**
  * Writes (once per shape, under `root`) a Hugging Face directory with seeded random weights and
  * a byte-level tokenizer: timing depends on the shape, not on the values.
@@ -27,9 +23,6 @@ export function ensureBenchModel(root: string, s: BenchShape): string {
   const name = `disagg-h${s.hidden}-l${s.layers}-a${s.heads}-kv${s.kvHeads}-i${s.intermediate}-p${s.maxPositions}-${s.dtype}`;
   const dir = path.join(root, name);
   if (existsSync(path.join(dir, "config.json"))) return dir;
-  const partial = `${dir}.partial`;
-  rmSync(partial, { recursive: true, force: true });
-  mkdirSync(partial, { recursive: true });
   const configJson = {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
@@ -49,16 +42,9 @@ export function ensureBenchModel(root: string, s: BenchShape): string {
     mlp_bias: false,
     bos_token_id: BYTE_BOS,
     eos_token_id: BYTE_EOS,
-    torch_dtype: TORCH[s.dtype],
+    torch_dtype: TORCH_DTYPE[s.dtype],
   };
-  const configFile = path.join(partial, "config.json");
-  const config = parseHfConfig(configJson, configFile);
-  const weights = randomWeights(config, { dtype: s.dtype, seed: 4242, embedStd: 0.5, normSpread: 0.1 });
-  writeSafetensors(path.join(partial, "model.safetensors"), weights.values(), { format: "pt" });
-  writeByteTokenizer(partial);
-  writeJson(configFile, configJson);
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(partial, dir);
+  writeRandomModelDir(dir, configJson, s.dtype, 4242);
   return dir;
 }
 

@@ -1,12 +1,10 @@
-import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, renameSync } from "node:fs";
 import path from "node:path";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
-import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
-import { randomWeights } from "../../src/model/random-weights.js";
-import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType } from "../../src/model/tensor.js";
-import { BYTE_BOS, BYTE_EOS, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
+import { BYTE_BOS, BYTE_EOS } from "../common/byte-tokenizer.js";
+import { TORCH_DTYPE, writeRandomModelDir } from "../common/random-model.js";
 
 /** The two model shapes the comparison runs, with random weights (shapes are what cost time). */
 export const BENCH_SHAPES = {
@@ -41,8 +39,6 @@ export const BENCH_SHAPES = {
 } as const;
 export type BenchShape = keyof typeof BENCH_SHAPES;
 
-const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };
-
 export interface BenchModelFiles {
   readonly dir: string;
   readonly gguf: string;
@@ -63,11 +59,7 @@ export async function ensureBenchModel(
   const gguf = path.join(cacheRoot, `${shape}-${dtype}.gguf`);
   if (!existsSync(path.join(dir, "config.json"))) {
     log(`generating ${shape} (${dtype}, random weights) in ${dir} ...`);
-    const partial = `${dir}.partial`;
-    rmSync(partial, { recursive: true, force: true });
-    mkdirSync(partial, { recursive: true });
-    writeHfDirectory(partial, shape, dtype);
-    renameSync(partial, dir);
+    writeRandomModelDir(dir, hfConfig(shape, dtype), dtype, 20251122, true);
   }
   if (!existsSync(gguf)) {
     log(`converting ${shape} to GGUF ...`);
@@ -78,8 +70,8 @@ export async function ensureBenchModel(
   return { dir, gguf };
 }
 
-function writeHfDirectory(dir: string, shape: BenchShape, dtype: DType): void {
-  const configJson = {
+function hfConfig(shape: BenchShape, dtype: DType): Record<string, unknown> {
+  return {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
     ...BENCH_SHAPES[shape],
@@ -92,12 +84,6 @@ function writeHfDirectory(dir: string, shape: BenchShape, dtype: DType): void {
     eos_token_id: BYTE_EOS,
     torch_dtype: TORCH_DTYPE[dtype],
   };
-  const configFile = path.join(dir, "config.json");
-  writeJson(configFile, configJson);
-  const config = parseHfConfig(configJson, configFile);
-  const weights = randomWeights(config, { dtype, seed: 20251122, embedStd: 0.5, normSpread: 0.1 });
-  writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });
-  writeByteTokenizer(dir, true);
 }
 
 /** Deterministic prompt ids (BOS, then bytes) so both engines see the same input. */
