@@ -9,7 +9,7 @@
 //   npx tsc -p tsconfig.json && node dist/bench/calibration/calibrate.js [--rounds 3] [--requests 32]
 //
 // Prints a table (measured, predicted, error %) and writes bench/results/calibration.json.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -18,7 +18,7 @@ import { loadModel } from "../../src/model/load.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import { type DeviceProfile, predictEngineThroughput } from "../../src/sim/profile.js";
 import { loadTrace } from "../../src/sim/trace.js";
-import { ensureCalibrationModel } from "./calib-model.js";
+import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { buildCalibrationCore, calibrationCoreOptions, measureDecode, type Placement } from "./decode-run.js";
 import { median } from "./fit.js";
 import { CACHE_ROOT, REPO_ROOT, RESULTS_DIR } from "./paths.js";
@@ -58,13 +58,10 @@ const colocatedThreads = values.threads ? Number(values.threads) : cores;
 if (!(Number.isInteger(colocatedThreads) && colocatedThreads > 0))
   throw new Error("--threads must be a positive integer");
 const backend = loadKernelBackend({ backend: "native" });
-const modelDir = ensureCalibrationModel(CACHE_ROOT, "bench", dtype);
-const model = await loadModel(modelDir);
-// The simulator reads the very config.json the engine loaded.
-const simModel = modelFromHfConfig(
-  JSON.parse(readFileSync(path.join(modelDir, "config.json"), "utf8")),
-  "calibration-bench config.json",
-);
+// ensureCalibrationModel reuses a directory only when its config.json is exactly this config,
+// so the simulator and the engine see the same model.
+const model = await loadModel(ensureCalibrationModel(CACHE_ROOT, "bench", dtype));
+const simModel = modelFromHfConfig(calibrationConfig("bench", dtype), "calibration-bench config");
 const workload = scaledWorkload(loadTrace("azure-conv"), {
   requests: requestsWanted,
   promptDivisor: 8,

@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import type { Command } from "commander";
 import { DEFAULT_KV_MEMORY } from "../engine/build-core.js";
 import { listenPrefillInstance } from "../pd/prefill-listen.js";
+import { prefillThreadSplit } from "../pd/thread-share.js";
 import { choiceArg, intArg, listenArg, sizeArg } from "./parse.js";
 
 interface PrefillInstanceFlags {
@@ -49,8 +50,12 @@ export function registerPrefillInstanceCommand(program: Command): void {
       if (!token)
         throw new Error("a prefill instance needs a shared secret: --token or LAMINA_ATTENTION_TOKEN");
       const cores = f.threads ?? availableParallelism();
-      const prefillThreads = Math.min(cores, f.prefillThreads ?? Math.max(1, Math.ceil(cores / 2)));
-      const attentionThreads = Math.max(1, cores - prefillThreads);
+      const split = prefillThreadSplit(
+        cores,
+        f.prefillThreads === undefined ? undefined : Math.min(cores, f.prefillThreads),
+      );
+      const prefillThreads = split.prefill;
+      const attentionThreads = split.attention;
       const instance = await listenPrefillInstance({
         host: f.listen.host,
         port: f.listen.port,

@@ -1,25 +1,12 @@
-import type { KernelBackend } from "../kernels/backend.js";
-import { loadKernelBackend } from "../kernels/index.js";
-import { loadModel } from "../model/load.js";
 import type { LoadedModel } from "../model/types.js";
-import { listenTcp, type TcpServer } from "../transport/tcp.js";
-import { PrefillServer } from "./prefill-server.js";
-import { threadShare } from "./thread-share.js";
+import { listenTcp } from "../transport/tcp.js";
+import { openPrefillHost, type PrefillHostSettings } from "./prefill-host.js";
 
-export interface PrefillListenSettings {
+export interface PrefillListenSettings extends PrefillHostSettings {
   readonly host: string;
   readonly port: number;
   /** Shared secret decode instances must prove in the TCP handshake. */
   readonly token: string;
-  readonly model?: string;
-  readonly tokenizerPath?: string;
-  readonly backend: "auto" | "native" | "reference";
-  /** KV budget of the attention executor, per decode-instance connection. */
-  readonly kvMemory: number;
-  readonly prefillThreads: number;
-  readonly attentionThreads: number;
-  /** Largest prefill step (tokens) a decode instance may send. */
-  readonly maxTokens: number;
   readonly log: (line: string) => void;
 }
 
@@ -37,25 +24,11 @@ export interface PrefillListener {
  */
 export async function listenPrefillInstance(s: PrefillListenSettings): Promise<PrefillListener> {
   if (s.token.length < 16) throw new Error("the shared secret (--token) must be at least 16 characters");
-  const backend: KernelBackend = loadKernelBackend({ backend: s.backend, threads: s.prefillThreads });
-  const pool = { current: s.prefillThreads };
-  const prefill = threadShare(backend, s.prefillThreads, pool);
-  const attention = threadShare(backend, s.attentionThreads, pool);
-  const model = await loadModel(s.model, s.tokenizerPath ? { tokenizerPath: s.tokenizerPath } : {});
-  const server: TcpServer = await listenTcp(
-    { host: s.host, port: s.port, secret: s.token, log: s.log },
-    (channel) => {
-      s.log(`decode instance connected: ${channel.description}`);
-      new PrefillServer(
-        channel,
-        model,
-        prefill,
-        attention,
-        { kvMemory: s.kvMemory, log: s.log },
-        s.maxTokens,
-      );
-      channel.onClose((info) => s.log(`decode instance ${channel.description} gone: ${info.reason}`));
-    },
-  );
-  return { port: server.port, model, close: () => server.close() };
+  const prefill = await openPrefillHost(s);
+  const server = await listenTcp({ host: s.host, port: s.port, secret: s.token, log: s.log }, (channel) => {
+    s.log(`decode instance connected: ${channel.description}`);
+    prefill.serve(channel, s.log);
+    channel.onClose((info) => s.log(`decode instance ${channel.description} gone: ${info.reason}`));
+  });
+  return { port: server.port, model: prefill.model, close: () => server.close() };
 }

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { KvAttention } from "../attention/kv-attention.js";
 import { RemoteAttentionService } from "../attention/remote-service.js";
+import { AddressedWorker } from "../attention/spawn.js";
 import { DEFAULT_KV_MEMORY, resolveSizes } from "../engine/build-core.js";
 import { EngineCore } from "../engine/engine-core.js";
 import type { EngineOptions } from "../engine/options.js";
@@ -9,22 +10,15 @@ import { buildLlamaGraph } from "../graph/llama-graph.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { LoadedModel } from "../model/types.js";
 import type { Channel } from "../transport/channel.js";
-import { AddressedPrefillInstance } from "./addressed.js";
 import { HybridAttentionService, type PrefillInstance } from "./hybrid-attention.js";
 import { PdExecutor } from "./pd-executor.js";
 import { PrefillLink } from "./prefill-link.js";
 import { choosePartition, measurePrefillChunk } from "./prefill-partition.js";
 import { SpawnedPrefillInstance } from "./spawn.js";
+import { prefillThreadSplit } from "./thread-share.js";
 
 /** How the decode instance reaches prefill instance i (tests serve them in-process). */
 export type PrefillOpener = (i: number) => { open: () => Promise<Channel>; pid?: () => number | undefined };
-
-/** The split of a prefill instance's threads, as reported. */
-export function prefillThreadSplit(o: EngineOptions): { prefill: number; attention: number } {
-  const cores = availableParallelism();
-  const prefill = o.prefillThreads ?? Math.max(1, Math.ceil(cores / 2));
-  return { prefill, attention: Math.max(1, cores - prefill) };
-}
 
 /**
  * Builds the decode instance of a PD or Adrenaline placement: its executor and own KV cache,
@@ -51,7 +45,7 @@ export async function buildPdEngineCore(
     );
   if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))
     throw new Error("--offload-ratio needs --mode adrenaline and a ratio ≥ 0");
-  let split = prefillThreadSplit(o);
+  let split = prefillThreadSplit(availableParallelism(), o.prefillThreads);
   if (o.prefillTtftMs !== undefined) {
     if (o.prefillThreads !== undefined)
       throw new Error("use either --prefill-threads or --prefill-ttft-ms, not both");
@@ -67,13 +61,7 @@ export async function buildPdEngineCore(
       Math.max(1, cores - 1),
       o.threads ?? cores,
     );
-    const c = choosePartition(
-      timings,
-      cores,
-      sizes.maxContext - 1,
-      sizes.maxTokensPerStep,
-      o.prefillTtftMs / 1000,
-    );
+    const c = choosePartition(timings, cores, sizes.maxContext - 1, chunk, o.prefillTtftMs / 1000);
     split = { prefill: c.prefillThreads, attention: c.attentionThreads };
     const ms = (s: number) => `${(s * 1000).toFixed(0)} ms`;
     log(
@@ -88,10 +76,11 @@ export async function buildPdEngineCore(
   const instances: PrefillInstance[] = [];
   try {
     for (let i = 0; i < n; i++) {
-      const addressed = addrs[i] ? AddressedPrefillInstance.parse(addrs[i]!, token!, log) : null;
+      // A prefill instance at an address is reached exactly as an attention worker there is.
+      const addressed = addrs[i] ? AddressedWorker.parse(addrs[i]!, token!, log) : null;
       const how =
         opener?.(i) ??
-        (addressed ? { open: () => addressed.open() } : null) ??
+        (addressed ? { open: () => addressed.connect() } : null) ??
         (() => {
           const s = new SpawnedPrefillInstance(
             `prefill-${i}`,

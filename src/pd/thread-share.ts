@@ -32,3 +32,15 @@ export function threadShare(
     },
   });
 }
+
+/**
+ * A prefill instance's split of `cores`: prefill gets `prefillThreads` (default: half, rounded
+ * up), the attention executor the rest, at least one.
+ */
+export function prefillThreadSplit(
+  cores: number,
+  prefillThreads?: number,
+): { prefill: number; attention: number } {
+  const prefill = prefillThreads ?? Math.max(1, Math.ceil(cores / 2));
+  return { prefill, attention: Math.max(1, cores - prefill) };
+}

@@ -366,8 +366,9 @@ class Kernels : public Napi::Addon<Kernels> {
       return;
     }
     // Flash-decoding: too few (token, kv head) groups to keep every thread busy, so each token's
-    // range is cut into nSplit parts (whole blocks each) computed as separate tasks with their
-    // lse, then merged. Partial row (t, part s, head h) is ((t * nSplit + s) * nHeads + h).
+    // range is cut into nSplit parts (each a whole number of blocks long) computed as separate
+    // tasks with their lse, then merged. Partial row (t, part s, head h) is
+    // ((t * nSplit + s) * nHeads + h).
     const int64_t rows = n * nSplit * a.nHeads;
     if (int64_t(partOut_.size()) < rows * D) partOut_.resize(size_t(rows * D));
     if (int64_t(partLse_.size()) < rows) partLse_.resize(size_t(rows));
