@@ -21,13 +21,32 @@ export interface EngineCoreOptions extends SchedulerLimits {
   readonly pipelineDepth: number;
 }
 
+/** A lane's copy of one scheduled chunk (the scheduler reuses its own between calls). */
+interface LaneChunk {
+  seq: Sequence;
+  start: number;
+  count: number;
+  sample: boolean;
+}
+
+/** How a launched micro-batch ended. */
+type LaneOutcome =
+  | { readonly ok: true; readonly logits: Float32Array }
+  | { readonly ok: false; readonly error: unknown };
+
 /** One micro-batch slot: its step buffers, activation context and the sequences it samples. */
 interface Lane {
   readonly step: ModelStep;
   readonly ctx: ExecContext;
-  readonly chunks: ScheduledChunk[];
+  readonly chunks: LaneChunk[];
+  nChunks: number;
   readonly sampleRow: Sequence[];
   tokens: number;
+  /** The forward pass in flight, or null when the lane is free. */
+  pending: Promise<Lane> | null;
+  outcome: LaneOutcome | null;
+  /** Launch order, so finished lanes are sampled oldest first. */
+  launch: number;
 }
 
 /** An attention service that can rebuild after losing a worker (remote attention). */
@@ -66,6 +85,7 @@ export class EngineCore {
   private promptTokens = 0;
   private generationTokens = 0;
   private stepping = false;
+  private launches = 0;
   private wallSeconds = 0;
   recoveries = 0;
   private readonly pendingAborts: string[] = [];
@@ -82,15 +102,26 @@ export class EngineCore {
       step: createModelStep(options.maxTokensPerStep, options.maxRunning),
       ctx: executor.createContext(),
       chunks: [],
+      nChunks: 0,
       sampleRow: [],
       tokens: 0,
+      pending: null,
+      outcome: null,
+      launch: 0,
     }));
     this.rawLogits = new Float32Array(options.vocabSize);
     this.eos = new Set(options.eosTokenIds);
   }
 
   get hasWork(): boolean {
-    return this.scheduler.hasWork || this.pendingAborts.length > 0;
+    return this.scheduler.hasWork || this.pendingAborts.length > 0 || this.inFlight() > 0;
+  }
+
+  /** Micro-batches whose forward pass is running. */
+  inFlight(): number {
+    let n = 0;
+    for (const l of this.lanes) if (l.pending) n++;
+    return n;
   }
 
   /** Queues a request; throws a typed error (and changes nothing) if it cannot be served. */
@@ -132,7 +163,13 @@ export class EngineCore {
     if (this.byRequest.has(requestId)) this.pendingAborts.push(requestId);
   }
 
-  /** Runs one engine step; returns the events it produced. */
+  /**
+   * Runs one engine step: every free micro-batch slot is scheduled and launched, then the first
+   * micro-batch to finish is sampled; returns the events it produced. Micro-batches still running
+   * stay in flight across the call (cross-step staggered pipelining): while one is sampled and
+   * launched again, the others keep the attention side busy, so no step pays a pipeline fill and
+   * drain. With depth 1 a step is one whole forward pass, as in a sequential engine.
+   */
   async runStep(): Promise<TokenEvent[]> {
     if (this.stepping) throw new Error("engine: runStep re-entered");
     this.stepping = true;
@@ -140,31 +177,20 @@ export class EngineCore {
     try {
       const events: TokenEvent[] = [];
       this.applyAborts(events);
-      // A worker lost between steps leaves heads (or owners) with no KV: rebuild before scheduling.
-      if (isRecoverable(this.attention) && this.attention.needsRecovery()) await this.recover(events);
-      const chunks = this.scheduler.schedule();
-      if (chunks.length === 0) {
+      // A worker lost between steps leaves heads (or owners) with no KV: let the micro-batches in
+      // flight end (they fail or complete), then rebuild before scheduling.
+      if (isRecoverable(this.attention) && this.attention.needsRecovery()) {
+        if (await this.settle(events)) return events;
+        await this.recover(events);
+      }
+      this.launchFree();
+      if (this.inFlight() === 0) {
         this.rejectUnfittable(events);
         return events;
       }
-      const lanes = this.formLanes(chunks);
-      // Micro-batches run concurrently: while one waits on its attention, the next computes.
-      const results = await Promise.allSettled(
-        lanes.map((l) => this.executor.forward(l.ctx, l.step, this.attention)),
-      );
-      const failure = results.find((r) => r.status === "rejected");
-      if (failure) {
-        const err = (failure as PromiseRejectedResult).reason;
-        if (err instanceof AttentionWorkerLostError && isRecoverable(this.attention)) {
-          await this.recover(events);
-          return events;
-        }
-        throw err;
-      }
-      this.applyAborts(events);
-      lanes.forEach((l, i) => {
-        this.consume(l, (results[i] as PromiseFulfilledResult<Float32Array>).value, events);
-      });
+      await Promise.race(this.lanes.filter((l) => l.pending).map((l) => l.pending!));
+      const outcome = this.land(this.oldestFinished(), events);
+      if (!outcome.ok) await this.fail(outcome.error, events);
       return events;
     } finally {
       this.wallSeconds += (performance.now() - t0) / 1000;
@@ -172,22 +198,108 @@ export class EngineCore {
     }
   }
 
-  /** Splits a step's chunks into micro-batches of about equal tokens (a sequence stays in one). */
-  private formLanes(chunks: readonly ScheduledChunk[]): Lane[] {
-    const n = Math.min(this.lanes.length, chunks.length);
-    const lanes = this.lanes.slice(0, n);
-    for (const l of lanes) {
-      l.chunks.length = 0;
-      l.tokens = 0;
+  /**
+   * Waits for every micro-batch in flight and samples those that completed, oldest first. Returns
+   * true if one failed (the failure is handled: recovery ran, or the error is rethrown).
+   */
+  private async settle(events: TokenEvent[]): Promise<boolean> {
+    const error = await this.landAll(events);
+    if (error === undefined) return false;
+    await this.fail(error, events);
+    return true;
+  }
+
+  /** Lands every lane in flight, oldest first; returns the first failure, if any. */
+  private async landAll(events: TokenEvent[]): Promise<unknown> {
+    await Promise.all(this.lanes.map((l) => l.pending));
+    let error: unknown;
+    while (this.inFlight() > 0) {
+      const outcome = this.land(this.oldestFinished(), events);
+      if (!outcome.ok && error === undefined) error = outcome.error;
     }
-    for (const c of chunks) {
-      let best = lanes[0]!;
-      for (const l of lanes) if (l.tokens < best.tokens) best = l;
-      best.chunks.push(c);
-      best.tokens += c.count;
+    return error;
+  }
+
+  /** Of the lanes whose forward pass has ended, the one launched first (steps land in order). */
+  private oldestFinished(): Lane {
+    let best: Lane | null = null;
+    for (const l of this.lanes) if (l.pending && l.outcome && (!best || l.launch < best.launch)) best = l;
+    return best!;
+  }
+
+  /**
+   * A micro-batch failed: a lost attention worker is recovered from; anything else is thrown.
+   * Either way every other micro-batch ends first (completed ones are still sampled), so no
+   * forward pass outlives the step and KV is never laid out again under one.
+   */
+  private async fail(error: unknown, events: TokenEvent[]): Promise<void> {
+    await this.landAll(events);
+    if (!(error instanceof AttentionWorkerLostError && isRecoverable(this.attention))) throw error;
+    await this.recover(events);
+  }
+
+  /**
+   * Schedules each free lane from the sequences not in flight and starts its forward pass. A lane
+   * takes at most its share of the runnable sequences and of the step token budget, so the
+   * micro-batches stay balanced as sequences come and go.
+   */
+  private launchFree(): void {
+    const depth = this.lanes.length;
+    const budget = Math.ceil(this.options.maxTokensPerStep / depth);
+    const share = Math.max(
+      1,
+      Math.ceil((this.scheduler.running.length + this.scheduler.waiting.length) / depth),
+    );
+    for (const lane of this.lanes) {
+      if (lane.pending) continue;
+      const chunks = this.scheduler.schedule(depth === 1 ? this.options.maxTokensPerStep : budget, share);
+      if (chunks.length === 0) continue;
+      this.fillLane(lane, chunks);
+      lane.outcome = null;
+      lane.launch = this.launches++;
+      lane.pending = this.executor.forward(lane.ctx, lane.step, this.attention).then(
+        (logits) => {
+          lane.outcome = { ok: true, logits };
+          return lane;
+        },
+        (error: unknown) => {
+          lane.outcome = { ok: false, error };
+          return lane;
+        },
+      );
     }
-    for (const l of lanes) this.fillStep(l);
-    return lanes;
+  }
+
+  /** A launched lane has finished: its sequences are free again; a completed one is sampled. */
+  private land(lane: Lane, events: TokenEvent[]): LaneOutcome {
+    const outcome = lane.outcome!;
+    lane.pending = null;
+    lane.outcome = null;
+    for (let i = 0; i < lane.nChunks; i++) lane.chunks[i]!.seq.inFlight = false;
+    this.applyAborts(events); // those that waited for this lane
+    if (outcome.ok) this.consume(lane, outcome.logits, events);
+    return outcome;
+  }
+
+  /** Copies the scheduler's chunks into the lane (the scheduler reuses its own) and fills its step. */
+  private fillLane(lane: Lane, chunks: readonly ScheduledChunk[]): void {
+    lane.nChunks = chunks.length;
+    lane.tokens = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      let own = lane.chunks[i];
+      if (!own) {
+        own = { seq: c.seq, start: 0, count: 0, sample: false };
+        lane.chunks.push(own);
+      }
+      own.seq = c.seq;
+      own.start = c.start;
+      own.count = c.count;
+      own.sample = c.sample;
+      c.seq.inFlight = true;
+      lane.tokens += c.count;
+    }
+    this.fillStep(lane);
   }
 
   private fillStep(lane: Lane): void {
@@ -196,7 +308,7 @@ export class EngineCore {
     let t = 0;
     st.nLogits = 0;
     lane.sampleRow.length = 0;
-    for (let s = 0; s < chunks.length; s++) {
+    for (let s = 0; s < lane.nChunks; s++) {
       const { seq, start, count, sample } = chunks[s]!;
       st.seqIds[s] = seq.id;
       st.seqStart[s] = t;
@@ -210,8 +322,8 @@ export class EngineCore {
         lane.sampleRow.push(seq);
       }
     }
-    st.seqStart[chunks.length] = t;
-    st.nSeqs = chunks.length;
+    st.seqStart[lane.nChunks] = t;
+    st.nSeqs = lane.nChunks;
     st.nTokens = t;
   }
 
@@ -241,7 +353,10 @@ export class EngineCore {
   }
 
   private consume(lane: Lane, logits: Float32Array, events: TokenEvent[]): void {
-    for (const c of lane.chunks) if (c.seq.status === "running") c.seq.numComputed = c.start + c.count;
+    for (let i = 0; i < lane.nChunks; i++) {
+      const c = lane.chunks[i]!;
+      if (c.seq.status === "running") c.seq.numComputed = c.start + c.count;
+    }
     const V = this.options.vocabSize;
     for (let r = 0; r < lane.sampleRow.length; r++) {
       const seq = lane.sampleRow[r]!;
@@ -308,10 +423,17 @@ export class EngineCore {
     this.text.delete(seq);
   }
 
+  /** Applies pending aborts; one whose sequence is in flight waits until its micro-batch ends. */
   private applyAborts(events: TokenEvent[]): void {
-    while (this.pendingAborts.length) {
-      const seq = this.byRequest.get(this.pendingAborts.pop()!);
+    let kept = 0;
+    for (let i = 0; i < this.pendingAborts.length; i++) {
+      const id = this.pendingAborts[i]!;
+      const seq = this.byRequest.get(id);
       if (!seq || seq.status === "finished") continue;
+      if (seq.inFlight) {
+        this.pendingAborts[kept++] = id;
+        continue;
+      }
       this.finish(seq);
       events.push({
         requestId: seq.requestId,
@@ -323,6 +445,7 @@ export class EngineCore {
         completionTokens: seq.output.length,
       });
     }
+    this.pendingAborts.length = kept;
   }
 
   /** Nothing could be scheduled: a waiting request that cannot fit even in an empty cache fails. */

@@ -52,16 +52,23 @@ export class Scheduler {
     this.attention.release(seq.id);
   }
 
-  schedule(): readonly ScheduledChunk[] {
+  /**
+   * Plans one micro-batch: at most `budget` tokens over at most `maxSeqs` sequences, from the
+   * sequences not in flight in another micro-batch (those are neither scheduled nor preempted).
+   */
+  schedule(
+    budget: number = this.limits.maxTokensPerStep,
+    maxSeqs = Number.POSITIVE_INFINITY,
+  ): readonly ScheduledChunk[] {
     const chunks = this.chunks;
     chunks.length = 0;
-    let budget = this.limits.maxTokensPerStep;
-    for (let i = 0; i < this.running.length && budget > 0; i++) {
+    for (let i = 0; i < this.running.length && budget > 0 && chunks.length < maxSeqs; i++) {
       const seq = this.running[i]!;
+      if (seq.inFlight) continue;
       const count = Math.min(seq.length - seq.numComputed, budget);
       if (count <= 0) continue;
       while (!this.attention.reserve(seq.id, seq.numComputed + count)) {
-        const victim = this.running[this.running.length - 1]!;
+        const victim = this.lastIdleRunning();
         this.preempt(victim);
         if (victim === seq) break;
       }
@@ -69,7 +76,12 @@ export class Scheduler {
       chunks.push(this.chunk(seq, count));
       budget -= count;
     }
-    while (budget > 0 && this.waiting.length > 0 && this.running.length < this.limits.maxRunning) {
+    while (
+      budget > 0 &&
+      chunks.length < maxSeqs &&
+      this.waiting.length > 0 &&
+      this.running.length < this.limits.maxRunning
+    ) {
       const seq = this.waiting[0]!;
       const count = Math.min(seq.length - seq.numComputed, budget);
       if (!this.attention.reserve(seq.id, seq.numComputed + count)) break;
@@ -81,6 +93,13 @@ export class Scheduler {
       budget -= count;
     }
     return chunks;
+  }
+
+  /** The most recent arrival not in flight (the caller's own sequence is always a candidate). */
+  private lastIdleRunning(): Sequence {
+    for (let i = this.running.length - 1; i >= 0; i--)
+      if (!this.running[i]!.inFlight) return this.running[i]!;
+    throw new Error("scheduler: every running sequence is in flight");
   }
 
   /** Chunk objects are pooled: a decode step allocates nothing per sequence. */

@@ -21,6 +21,11 @@ export class Sequence implements SamplingState {
   readonly arrivalTime = performance.now();
   firstScheduledTime = 0;
   preemptions = 0;
+  /**
+   * Part of a micro-batch whose forward pass has not finished: the scheduler neither schedules
+   * nor preempts it, and an abort waits (its KV is in use on the attention side).
+   */
+  inFlight = false;
 
   constructor(
     readonly id: number,
