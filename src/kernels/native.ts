@@ -93,6 +93,8 @@ export interface NativeAddon {
   ): void;
   /** Sums x with every pool thread: a pure streaming read, timed by benchmarks as the bandwidth limit. */
   streamRead(x: Float32Array): number;
+  /** Runs rounds of independent FMA chains on every pool thread; returns the flops done. */
+  fmaPeak(rounds: number): number;
   adviseHugePages(x: TensorData): number;
 }
 
@@ -182,6 +184,11 @@ export class NativeBackend implements KernelBackend {
   /** Sums x by streaming it through every thread (the memory-bandwidth yardstick for benchmarks). */
   streamRead(x: Float32Array): number {
     return this.addon.streamRead(x);
+  }
+
+  /** Flops of a pure FMA loop on every thread (the arithmetic yardstick for benchmarks). */
+  fmaPeak(rounds: number): number {
+    return this.addon.fmaPeak(rounds);
   }
 
   adviseHugePages(x: TensorData): number {

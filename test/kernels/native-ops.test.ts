@@ -24,6 +24,8 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
     [37, 131],
     [5, 17],
     [64, 16],
+    // Past one K block of the batched kernel (256 columns), with a tail that is no whole vector.
+    [23, 601],
   ];
   for (const dtype of DTYPES) {
     for (const [rows, cols] of shapes) {
@@ -31,7 +33,8 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
       const wRef = ref.prepareWeight(wt);
       const wNat = native.prepareWeight(wt);
       const bias = randomF32(rows, rand);
-      for (const n of [1, 3, 17, 256]) {
+      // 2..7 leave every token-tile remainder of the AVX2 (3) and AVX-512 (6) batched tiles.
+      for (const n of [1, 2, 3, 4, 5, 7, 17, 256]) {
         const x = randomF32(n * cols, rand);
         const expected = new Float32Array(n * rows);
         ref.matmul(expected, x, wRef, n, n % 2 ? bias : undefined);

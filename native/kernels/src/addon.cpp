@@ -110,6 +110,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("attention", &Kernels::Attention),
                              InstanceMethod("mergeAttention", &Kernels::MergeAttention),
                              InstanceMethod("streamRead", &Kernels::StreamRead),
+                             InstanceMethod("fmaPeak", &Kernels::FmaPeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
                          });
     (void)env;
@@ -434,6 +435,21 @@ class Kernels : public Napi::Addon<Kernels> {
     double s = 0;
     for (double v : partials_) s += v;
     return Napi::Number::New(info.Env(), s);
+  }
+
+  // fmaPeak(rounds): the pool runs 16 tasks per thread of `rounds` rounds of independent FMA
+  // chains each; returns the flops done (benchmarks time it as the arithmetic limit of this variant and thread count).
+  Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+    const int64_t rounds = integer(info, 0, "fmaPeak", "rounds", 1);
+    // Many small tasks, so every thread is busy even if one wakes late.
+    const int64_t n = int64_t(threads()) * 16;
+    partials_.assign(size_t(n), 0.0);
+    const KernelTable* k = table_;
+    pool_->forEach(n, [&](int64_t t) { partials_[size_t(t)] = k->fmaLoop(rounds); });
+    double sink = 0;
+    for (double v : partials_) sink += v;
+    // Per round: 10 chains x W lanes x 2 flops; the sink keeps the work observable.
+    return Napi::Number::New(info.Env(), double(n) * double(rounds) * 20.0 * double(k->lanes) + (sink == 0.5 ? 1 : 0));
   }
 
   // adviseHugePages(x): asks Linux to back the 2 MiB-aligned interior of a large typed array with

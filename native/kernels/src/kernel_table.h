@@ -46,6 +46,8 @@ struct AttnArgs {
 
 struct KernelTable {
   const char* name;
+  // Float lanes per vector (4, 8 or 16).
+  int lanes;
   // out rows [r0, r1) for every token.
   void (*matmul)(const MatmulArgs& a, int64_t r0, int64_t r1);
   void (*embedding)(float* out, const void* table, int dtype, int64_t dim, const int32_t* tokens, int64_t t0,
@@ -67,6 +69,8 @@ struct KernelTable {
                 int64_t r1);
   // Sum of x[i0, i1): a pure streaming read, the bandwidth yardstick for benchmarks.
   double (*streamSum)(const float* x, int64_t i0, int64_t i1);
+  // n rounds of independent FMA chains (20 * W flops a round): the arithmetic yardstick.
+  double (*fmaLoop)(int64_t n);
 };
 
 const KernelTable* table_portable();

@@ -22,9 +22,7 @@ using lk::MatmulArgs;
 // ---- matmul -------------------------------------------------------------------------------------
 
 // Register tile: R weight rows x T tokens of dot products, weights widened to fp32 in registers.
-// 4x4 fills 16 of AVX-512's 32 registers; narrower ISAs take 4x2 to avoid spills.
 constexpr int kTileRows = 4;
-constexpr int kTileTokens = W == 16 ? 4 : 2;
 
 template <int DT, int R, int T>
 inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
@@ -53,26 +51,115 @@ inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
   }
 }
 
-template <int DT, int R>
-inline void matmulRowTile(const MatmulArgs& a, int64_t r, int64_t t, int64_t nt) {
-  if constexpr (kTileTokens == 4) {
-    if (nt == 4) return matmulTile<DT, R, 4>(a, r, t);
-    if (nt == 3) return matmulTile<DT, R, 3>(a, r, t);
-  }
-  if (nt == 2) return matmulTile<DT, R, 2>(a, r, t);
-  matmulTile<DT, R, 1>(a, r, t);
+// Rows [r0, r1) for one token (decode): a pure stream over the rows, 4 at a time, each weight
+// element read once from DRAM and used once.
+template <int DT>
+void matvecRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  int64_t r = r0;
+  for (; r + kTileRows <= r1; r += kTileRows) matmulTile<DT, kTileRows, 1>(a, r, 0);
+  for (; r < r1; r++) matmulTile<DT, 1, 1>(a, r, 0);
 }
 
-// Rows [r0, r1): token tiles outermost so this slice of W (sized by the caller to stay in L2)
-// is reused from cache by every token tile.
+// ---- batched matmul: K-blocked register tiles ------------------------------------------------------
+
+// Register tile for a batch: R weight rows x BT tokens of vector partial sums. AVX2's 16 registers
+// take 4 x 3 (12 sums, 3 token vectors, 1 weight vector); AVX-512's 32 take 4 x 6.
+constexpr int kBatchTokens = W == 16 ? 6 : 3;
+// A K block: 128 columns of up to kTokenGroup tokens' activations, copied contiguous (16 KiB in
+// L1) so that every weight row tile of the thread's slice passes over it from L1. Activation rows
+// are a power-of-two multiple of 4 KiB apart in typical models: read in place, they fall into the
+// same few L1 sets and evict one another.
+constexpr int64_t kBlockCols = 128;
+constexpr int64_t kTokenGroup = 32;
+
+// sums[j * R + i] += W[r + i, k0:k0+kc] . xp[j, 0:kc] as W-lane partial sums (kc % W == 0);
+// xp rows are kBlockCols apart.
+template <int DT, int R, int BT>
+inline void batchTile(const MatmulArgs& a, int64_t r, int64_t k0, int64_t kc, const float* xp, vf* sums) {
+  const int64_t K = a.cols;
+  vf acc[R][BT];
+  for (int j = 0; j < BT; j++)
+    for (int i = 0; i < R; i++) acc[i][j] = sums[j * R + i];
+  for (int64_t k = 0; k < kc; k += W) {
+    vf xv[BT];
+    for (int j = 0; j < BT; j++) xv[j] = loadf(xp + j * kBlockCols + k);
+    for (int i = 0; i < R; i++) {
+      const vf wv = loadw<DT>(a.w, (r + i) * K + k0 + k);
+      for (int j = 0; j < BT; j++) acc[i][j] += wv * xv[j];
+    }
+  }
+  for (int j = 0; j < BT; j++)
+    for (int i = 0; i < R; i++) sums[j * R + i] = acc[i][j];
+}
+
+// Rows r..r+R-1 against the nt tokens of the packed block, BT tokens at a time.
+template <int DT, int R>
+inline void batchTokens(const MatmulArgs& a, int64_t r, int64_t k0, int64_t kc, const float* xp, int64_t nt,
+                        vf* sums) {
+  int64_t t = 0;
+  for (; t + kBatchTokens <= nt; t += kBatchTokens)
+    batchTile<DT, R, kBatchTokens>(a, r, k0, kc, xp + t * kBlockCols, sums + t * R);
+  const float* x = xp + t * kBlockCols;
+  vf* s = sums + t * R;
+  switch (nt - t) {  // the last few tokens, one tile of their own
+    case 0: break;
+    case 1: batchTile<DT, R, 1>(a, r, k0, kc, x, s); break;
+    case 2: batchTile<DT, R, 2>(a, r, k0, kc, x, s); break;
+    case 3: batchTile<DT, R, 3>(a, r, k0, kc, x, s); break;
+    case 4: batchTile<DT, R, 4>(a, r, k0, kc, x, s); break;
+    default: batchTile<DT, R, 5>(a, r, k0, kc, x, s); break;
+  }
+}
+
+// Rows [r0, r1) for a batch, kTokenGroup tokens at a time: per K block the group's activations
+// are packed once, then every 4-row tile of the slice accumulates into its partial sums (kept in a
+// per-thread scratch across blocks); the sums are reduced to scalars, with the K % W tail and the
+// bias, at the end.
+template <int DT>
+void batchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  const int64_t K = a.cols, kv = K / W * W, nr = r1 - r0;
+  thread_local std::vector<float> xpack;
+  thread_local std::vector<vf> scratch;
+  if (xpack.size() < size_t(kTokenGroup * kBlockCols)) xpack.resize(size_t(kTokenGroup * kBlockCols));
+  if (scratch.size() < size_t(nr * kTokenGroup)) scratch.resize(size_t(nr * kTokenGroup));
+  float* xp = xpack.data();
+  for (int64_t t0 = 0; t0 < a.nTokens; t0 += kTokenGroup) {
+    const int64_t nt = std::min(kTokenGroup, a.nTokens - t0);
+    vf* sums = scratch.data();
+    for (int64_t i = 0; i < nr * nt; i++) sums[i] = splat(0.0f);
+    for (int64_t k0 = 0; k0 < kv; k0 += kBlockCols) {
+      const int64_t kc = std::min(kBlockCols, kv - k0);
+      for (int64_t j = 0; j < nt; j++) std::memcpy(xp + j * kBlockCols, a.x + (t0 + j) * K + k0, size_t(kc) * 4);
+      int64_t r = r0;
+      for (; r + kTileRows <= r1; r += kTileRows) batchTokens<DT, kTileRows>(a, r, k0, kc, xp, nt, sums + (r - r0) * nt);
+      for (; r < r1; r++) batchTokens<DT, 1>(a, r, k0, kc, xp, nt, sums + (r - r0) * nt);
+    }
+    // Reduce each tile's sums (token j, row i of the tile at j * R + i) in the order they were laid out.
+    auto reduce = [&](int64_t rt, int64_t R) {
+      const vf* tile = sums + (rt - r0) * nt;
+      for (int64_t i = 0; i < R; i++) {
+        const int64_t r = rt + i;
+        for (int64_t j = 0; j < nt; j++) {
+          const float* xr = a.x + (t0 + j) * K;
+          float s = hsum(tile[j * R + i]);
+          for (int64_t k = kv; k < K; k++) s += loadw1<DT>(a.w, r * K + k) * xr[k];
+          if (a.bias) s += a.bias[r];
+          a.out[(t0 + j) * a.rows + r] = s;
+        }
+      }
+    };
+    int64_t r = r0;
+    for (; r + kTileRows <= r1; r += kTileRows) reduce(r, kTileRows);
+    for (; r < r1; r++) reduce(r, 1);
+  }
+}
+
+// Rows [r0, r1): one token streams the rows (matvecRange); a batch goes through batchRange, so
+// each slice of W is read from memory once per group of tokens.
 template <int DT>
 void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
-  for (int64_t t = 0; t < a.nTokens; t += kTileTokens) {
-    const int64_t nt = std::min<int64_t>(kTileTokens, a.nTokens - t);
-    int64_t r = r0;
-    for (; r + kTileRows <= r1; r += kTileRows) matmulRowTile<DT, kTileRows>(a, r, t, nt);
-    for (; r < r1; r++) matmulRowTile<DT, 1>(a, r, t, nt);
-  }
+  if (a.nTokens == 1) return matvecRange<DT>(a, r0, r1);
+  batchRange<DT>(a, r0, r1);
 }
 
 void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) {
@@ -637,6 +724,20 @@ void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64
 
 // Reads [i0, i1) as four concurrent streams (one per quarter): several streams keep more
 // cache-line requests in flight than one, as a matvec over several weight rows does.
+// n rounds of 10 independent FMA chains, W lanes each (20 * W flops a round): the arithmetic peak
+// yardstick for benchmarks. Ten chains cover the FMA latency (4-5 cycles) on two FMA ports. The
+// sum is returned so the loop cannot be dropped.
+double fmaLoop(int64_t n) {
+  vf c[10];
+  for (int i = 0; i < 10; i++) c[i] = splat(1.0f + 1e-3f * float(i));
+  const vf m = splat(0.999999f), b = splat(1e-7f);
+  for (int64_t r = 0; r < n; r++)
+    for (int i = 0; i < 10; i++) c[i] = c[i] * m + b;
+  vf s = c[0];
+  for (int i = 1; i < 10; i++) s += c[i];
+  return hsum(s);
+}
+
 double streamSum(const float* x, int64_t i0, int64_t i1) {
   const int64_t q = (i1 - i0) / (4 * W) * W;  // elements per quarter, a multiple of W
   const float* p0 = x + i0;
@@ -666,9 +767,9 @@ namespace lk {
 
 const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   static const KernelTable table = {
-      LK_STR(LK_VARIANT),    LK_VARIANT::matmul,  LK_VARIANT::embedding, LK_VARIANT::rmsnorm,
+      LK_STR(LK_VARIANT),    LK_VARIANT::W,       LK_VARIANT::matmul,  LK_VARIANT::embedding, LK_VARIANT::rmsnorm,
       LK_VARIANT::rope,      LK_VARIANT::siluMul, LK_VARIANT::add,       LK_VARIANT::softmax,
-      LK_VARIANT::kvWrite,   LK_VARIANT::attention, LK_VARIANT::merge, LK_VARIANT::streamSum,
+      LK_VARIANT::kvWrite,   LK_VARIANT::attention, LK_VARIANT::merge, LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
   };
   return &table;
 }

@@ -1,0 +1,130 @@
+// Batched matrix products (decode batches and prefill chunks) on the native kernels, as a share of
+// the arithmetic peak this same run measures with a pure FMA loop on the same threads. Weights
+// rotate through enough matrices (--gib, default 0.75 GiB, past the last-level cache) to come from
+// DRAM, as they do in a decode step.
+//
+//   node dist/bench/kernels/matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128] [--dtype f32,bf16]
+//                                     [--threads 1,2] [--gib 0.75]
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
+import { allocTensorData, bytesPerElement, type DType, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: "string", default: "4096" },
+    cols: { type: "string", default: "4096" },
+    batch: { type: "string", default: "8,32,128" },
+    dtype: { type: "string", default: "f32,bf16" },
+    threads: { type: "string", default: "1,2" },
+    gib: { type: "string", default: "0.75" },
+  },
+});
+const positive = (s: string, what: string): number => {
+  const v = Number(s);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${what} needs positive integers, got "${s}"`);
+  return v;
+};
+const rows = positive(values.rows, "rows");
+const cols = positive(values.cols, "cols");
+const batches = values.batch.split(",").map((s) => positive(s, "batch"));
+const threadCounts = values.threads.split(",").map((s) => positive(s, "threads"));
+const dtypes = values.dtype.split(",").map((d) => {
+  if (d !== "f32" && d !== "bf16" && d !== "f16") throw new Error(`--dtype takes f32, bf16, f16; got "${d}"`);
+  return d as DType;
+});
+const workingSet = Number(values.gib) * 2 ** 30;
+
+const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
+
+/** Seconds one call of fn takes. */
+function time(fn: () => void): number {
+  const t0 = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+interface Row {
+  threads: number;
+  dtype: DType;
+  batch: number;
+  gflops: number;
+  peakGflops: number;
+  pctOfPeak: number;
+  msPerCall: number;
+}
+const results: Row[] = [];
+
+// FMA rounds per task of the peak loop: about 50 ms of work on this class of machine.
+const PEAK_ROUNDS = 2_000_000;
+for (const dtype of dtypes) {
+  const bytes = rows * cols * bytesPerElement(dtype);
+  const one = dtype === "f32" ? 0.01 : dtype === "bf16" ? f32ToBf16(0.01) : f32ToF16(0.01);
+  const prepared = Array.from({ length: Math.max(2, Math.ceil(workingSet / bytes)) }, (_, i) => {
+    const data = allocTensorData(dtype, rows * cols);
+    data.fill(one); // touches every page
+    return backend.prepareWeight({ name: `w${i}`, dtype, shape: [rows, cols], data });
+  });
+  for (const batch of batches) {
+    const x = new Float32Array(batch * cols).fill(1);
+    const out = new Float32Array(batch * rows);
+    const pass = () => {
+      for (const w of prepared) backend.matmul(out, x, w, batch);
+    };
+    for (const threads of threadCounts) {
+      backend.setThreads(threads);
+      pass();
+      // The product and its limit alternate, best of four each, so load on the host affects both.
+      let tPass = Number.POSITIVE_INFINITY;
+      let peak = 0;
+      for (let rep = 0; rep < 4; rep++) {
+        let flops = 0;
+        const tPeak = time(() => {
+          flops = backend.fmaPeak(PEAK_ROUNDS);
+        });
+        peak = Math.max(peak, flops / tPeak / 1e9);
+        tPass = Math.min(tPass, time(pass));
+      }
+      const t = tPass / prepared.length;
+      const gflops = (2 * rows * cols * batch) / t / 1e9;
+      results.push({
+        threads,
+        dtype,
+        batch,
+        gflops,
+        peakGflops: peak,
+        pctOfPeak: (100 * gflops) / peak,
+        msPerCall: t * 1e3,
+      });
+    }
+  }
+}
+results.sort((a, b) => a.threads - b.threads || a.batch - b.batch);
+
+console.log(
+  `${backend.describe()}; ${rows}x${cols} weights spanning ${(workingSet / 2 ** 20).toFixed(0)} MiB per dtype`,
+);
+console.log("threads | dtype | batch | GFLOP/s | FMA peak GFLOP/s | % of peak | ms/call");
+for (const r of results)
+  console.log(
+    `${String(r.threads).padStart(7)} | ${r.dtype.padEnd(5)} | ${String(r.batch).padStart(5)} | ${r.gflops
+      .toFixed(1)
+      .padStart(
+        7,
+      )} | ${r.peakGflops.toFixed(1).padStart(16)} | ${r.pctOfPeak.toFixed(0).padStart(9)} | ${r.msPerCall
+      .toFixed(2)
+      .padStart(7)}`,
+  );
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const dir = path.join(root, "bench", "results");
+mkdirSync(dir, { recursive: true });
+const file = path.join(dir, "kernels-matmul.json");
+writeFileSync(
+  file,
+  `${JSON.stringify({ backend: backend.describe(), info: backend.info(), rows, cols, workingSetBytes: workingSet, results }, null, 2)}\n`,
+);
+console.log(`wrote ${path.relative(root, file)}`);
