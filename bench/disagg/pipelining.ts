@@ -11,9 +11,9 @@
 // shm (default): the worker is spawned over a shared-memory ring, the same-host transport; tcp: a
 // `lamina attention-worker` process reached over loopback TCP.
 //
-// Each engine step ends when both micro-batches are done, so a step pays one pipeline fill and drain
-// (about one micro-batch's attention for one layer): the fewer the layers, the larger that share.
-// 8 layers by default; real models have 16–80.
+// The engine staggers the micro-batches across steps (one is sampled and relaunched while the other
+// is still in flight), so steps pay no pipeline fill and drain. 8 layers by default; real models
+// have 16–80.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
