@@ -33,8 +33,9 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
       const wRef = ref.prepareWeight(wt);
       const wNat = native.prepareWeight(wt);
       const bias = randomF32(rows, rand);
-      // 2..7 leave every token-tile remainder of the AVX2 (3) and AVX-512 (6) batched tiles.
-      for (const n of [1, 2, 3, 4, 5, 7, 17, 256]) {
+      // 1: the matvec; 2..8: the small-batch path; 9 and up: K-blocked, with every token-tile
+      // remainder of the AVX2 (3-token) tiles among 9, 10, 17, and of AVX-512's (6) among 9..17.
+      for (const n of [1, 2, 3, 5, 8, 9, 10, 11, 13, 17, 256]) {
         const x = randomF32(n * cols, rand);
         const expected = new Float32Array(n * rows);
         ref.matmul(expected, x, wRef, n, n % 2 ? bias : undefined);

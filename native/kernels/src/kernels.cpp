@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernel_table.h"
@@ -96,6 +97,15 @@ inline void batchTile(const MatmulArgs& a, int64_t r, int64_t k0, int64_t kc, co
 template <int DT, int R>
 inline void batchTokens(const MatmulArgs& a, int64_t r, int64_t k0, int64_t kc, const float* xp, int64_t nt,
                         vf* sums) {
+  // The next tile's rows of this block are fetched while this one computes: each is a run of a
+  // few hundred bytes, too short for the hardware prefetcher, and at small batches these weight
+  // reads are most of the time.
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
+  const int64_t next = std::min(a.rows - r - R, int64_t(R));
+  for (int64_t i = 0; i < next; i++) {
+    const char* row = static_cast<const char*>(a.w) + ((r + R + i) * a.cols + k0) * esize;
+    for (int64_t o = 0; o < kc * esize; o += 64) __builtin_prefetch(row + o, 0, 3);
+  }
   int64_t t = 0;
   for (; t + kBatchTokens <= nt; t += kBatchTokens)
     batchTile<DT, R, kBatchTokens>(a, r, k0, kc, xp + t * kBlockCols, sums + t * R);
@@ -156,9 +166,30 @@ void batchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
 
 // Rows [r0, r1): one token streams the rows (matvecRange); a batch goes through batchRange, so
 // each slice of W is read from memory once per group of tokens.
+// Rows [r0, r1) for a small batch, where streaming the weights is most of the time: each 4-row
+// tile is read whole along K (long runs the hardware prefetcher follows), once from DRAM for the
+// first few tokens and from L2 for the rest.
+template <int DT>
+void smallBatchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  auto tiles = [&](auto rowsTag, int64_t r) {
+    constexpr int R = decltype(rowsTag)::value;
+    int64_t t = 0;
+    for (; t + 3 <= a.nTokens; t += 3) matmulTile<DT, R, 3>(a, r, t);
+    if (a.nTokens - t == 2) matmulTile<DT, R, 2>(a, r, t);
+    else if (a.nTokens - t == 1) matmulTile<DT, R, 1>(a, r, t);
+  };
+  int64_t r = r0;
+  for (; r + kTileRows <= r1; r += kTileRows) tiles(std::integral_constant<int, kTileRows>{}, r);
+  for (; r < r1; r++) tiles(std::integral_constant<int, 1>{}, r);
+}
+
+// Batches up to this many tokens stream the weights (smallBatchRange); larger ones are K-blocked.
+constexpr int64_t kSmallBatch = 8;
+
 template <int DT>
 void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
   if (a.nTokens == 1) return matvecRange<DT>(a, r0, r1);
+  if (a.nTokens <= kSmallBatch) return smallBatchRange<DT>(a, r0, r1);
   batchRange<DT>(a, r0, r1);
 }
 
