@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { median } from "../../src/bench/stats.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
@@ -20,7 +21,6 @@ import { type DeviceProfile, predictEngineThroughput } from "../../src/sim/profi
 import { loadTrace } from "../../src/sim/trace.js";
 import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { buildCalibrationCore, calibrationCoreOptions, measureDecode, type Placement } from "./decode-run.js";
-import { median } from "./fit.js";
 import { CACHE_ROOT, REPO_ROOT, RESULTS_DIR } from "./paths.js";
 import { measureProfile, type ProfileEffort } from "./profile-run.js";
 import { scaledWorkload } from "./workload.js";

@@ -1,12 +1,5 @@
 /** Small, dependency-free fits for the profile measurements. */
 
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) throw new Error("median of nothing");
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 /** Least-squares line y = intercept + slope·x. */
 export function fitLine(pts: readonly { x: number; y: number }[]): { slope: number; intercept: number } {
   const n = pts.length;

@@ -1,10 +1,11 @@
+import { median } from "../../src/bench/stats.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { createShmChannelPair, type Message, RpcClient } from "../../src/transport/index.js";
 import { calibrationPrompt } from "./calib-model.js";
 import { buildCalibrationCore, type CalibrationRequest, type Placement } from "./decode-run.js";
-import { fitLine, median } from "./fit.js";
+import { fitLine } from "./fit.js";
 
 /**
  * The engine's own costs that are not kernel time, measured on a skeleton model (the real layer

@@ -1,9 +1,10 @@
 import { KvAttention } from "../../src/attention/kv-attention.js";
+import { median } from "../../src/bench/stats.js";
 import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
 import type { ModelConfig } from "../../src/model/config.js";
 import { allocTensorData, type DType, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { createModelStep } from "../../src/runtime/step.js";
-import { fitGemm, fitLine, median } from "./fit.js";
+import { fitGemm, fitLine } from "./fit.js";
 
 /**
  * Kernel rates of this machine with the project's own kernels, on the shapes of the model the

@@ -6,7 +6,10 @@
 //
 //   node dist/bench/disagg/pipelining.js [--hidden 1024] [--layers 8] [--heads 16] [--kv-heads 16]
 //       [--intermediate 2816] [--dtype bf16] [--kv-dtype f32] [--batch 32] [--prompt 640] [--gen 64]
-//       [--transport shm|tcp]
+//       [--transport shm|tcp] [--reps 1]
+//
+// With --reps n the two depths alternate (1, 2, then 2, 1, ...) so drifts in the shared host's
+// speed fall on both alike; the gain reported is the median of the repetitions' gains.
 //
 // shm (default): the worker is spawned over a shared-memory ring, the same-host transport; tcp: a
 // `lamina attention-worker` process reached over loopback TCP.
@@ -21,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { AddressedWorker, SpawnedWorker } from "../../src/attention/spawn.js";
+import { median } from "../../src/bench/stats.js";
 import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
@@ -43,6 +47,7 @@ const { values } = parseArgs({
     gen: { type: "string", default: "64" },
     "no-pin": { type: "boolean", default: false },
     transport: { type: "string", default: "shm" },
+    reps: { type: "string", default: "1" },
   },
 });
 const num = (k: keyof typeof values) => {
@@ -53,6 +58,7 @@ const num = (k: keyof typeof values) => {
 const batch = num("batch");
 const promptLen = num("prompt");
 const gen = num("gen");
+const reps = num("reps");
 const shape = {
   hidden: num("hidden"),
   layers: num("layers"),
@@ -146,30 +152,43 @@ async function runDepth(depth: number): Promise<DepthResult> {
   }
 }
 
+const fmt = (r: DepthResult) =>
+  `| ${r.depth} | ${r.decodeTokensPerSecond.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${r.modelMs.toFixed(1)} | ${r.attentionMs.toFixed(1)} | ${r.transportMs.toFixed(1)} | ${(100 * r.modelIdleShare).toFixed(0)}% | ${(100 * r.attentionIdleShare).toFixed(0)}% |`;
+
 try {
-  const d1 = await runDepth(1);
-  console.log(
-    `model-only step ${d1.modelMs.toFixed(1)} ms, attention-only step ${d1.attentionMs.toFixed(1)} ms ` +
-      `(batch ${batch}, context ${promptLen}..${promptLen + gen}, measured at depth 1)`,
-  );
-  const d2 = await runDepth(2);
-  const rows = [d1, d2];
-  console.log(
-    "\n| depth | decode tok/s | step ms | model ms | attention ms | transport ms | model idle | attention idle |",
-  );
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
-  for (const r of rows)
+  const pairs: { d1: DepthResult; d2: DepthResult; speedup: number; limit: number }[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    // Alternate the order so that a drift in the host's speed does not always favour one depth.
+    const first = rep % 2 === 0 ? 1 : 2;
+    const a = await runDepth(first);
+    const b = await runDepth(3 - first);
+    const d1 = first === 1 ? a : b;
+    const d2 = first === 1 ? b : a;
+    const speedup = d2.decodeTokensPerSecond / d1.decodeTokensPerSecond;
+    // With perfect overlap a step takes the slower side's time; depth 1 takes the sum.
+    const limit = (d1.modelMs + d1.attentionMs) / Math.max(d1.modelMs, d1.attentionMs);
+    pairs.push({ d1, d2, speedup, limit });
     console.log(
-      `| ${r.depth} | ${r.decodeTokensPerSecond.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${r.modelMs.toFixed(1)} | ${r.attentionMs.toFixed(1)} | ${r.transportMs.toFixed(1)} | ${(100 * r.modelIdleShare).toFixed(0)}% | ${(100 * r.attentionIdleShare).toFixed(0)}% |`,
+      `\nrepetition ${rep + 1}/${reps}: model-only step ${d1.modelMs.toFixed(1)} ms, attention-only step ${d1.attentionMs.toFixed(1)} ms ` +
+        `(batch ${batch}, context ${promptLen}..${promptLen + gen}, measured at depth 1)`,
     );
-  const speedup = d2.decodeTokensPerSecond / d1.decodeTokensPerSecond;
-  // With perfect overlap a step takes the slower side's time; depth 1 takes the sum.
-  const limit = (d1.modelMs + d1.attentionMs) / Math.max(d1.modelMs, d1.attentionMs);
-  const depth2Limit = d2.stepMs / Math.max(d2.modelMs, d2.attentionMs);
+    console.log(
+      "| depth | decode tok/s | step ms | model ms | attention ms | transport ms | model idle | attention idle |",
+    );
+    console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    console.log(fmt(d1));
+    console.log(fmt(d2));
+    console.log(
+      `depth 2 / depth 1 decode throughput: ${speedup.toFixed(2)}× ` +
+        `(limit from depth-1 side times: ${limit.toFixed(2)}×, i.e. ${((100 * (speedup - 1)) / Math.max(1e-9, limit - 1)).toFixed(0)}% of the possible gain; ` +
+        `depth-2 steps take ${(d2.stepMs / Math.max(d2.modelMs, d2.attentionMs)).toFixed(2)}× their slower side)`,
+    );
+  }
+  const speedup = median(pairs.map((p) => p.speedup));
+  const limit = median(pairs.map((p) => p.limit));
   console.log(
-    `\ndepth 2 / depth 1 decode throughput: ${speedup.toFixed(2)}× ` +
-      `(limit from depth-1 side times: ${limit.toFixed(2)}×, i.e. ${((100 * (speedup - 1)) / Math.max(1e-9, limit - 1)).toFixed(0)}% of the possible gain; ` +
-      `depth-2 steps take ${depth2Limit.toFixed(2)}× their slower side)`,
+    `\nmedian over ${reps} repetition${reps === 1 ? "" : "s"}: depth 2 / depth 1 = ${speedup.toFixed(2)}× ` +
+      `(gains ${pairs.map((p) => p.speedup.toFixed(2)).join(", ")}; median limit ${limit.toFixed(2)}×)`,
   );
   const out = {
     machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned },
@@ -178,7 +197,7 @@ try {
     batch,
     prompt: promptLen,
     gen,
-    rows,
+    repetitions: pairs,
     speedup,
     limit,
   };

@@ -14,12 +14,13 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { median } from "../../src/bench/stats.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
 import { LlamaCppRunner } from "./llamacpp.js";
-import { type EngineRunner, median } from "./measure.js";
+import type { EngineRunner } from "./measure.js";
 import { OursRunner } from "./ours.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

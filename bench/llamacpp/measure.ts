@@ -42,9 +42,3 @@ export interface EngineRunner {
   prefill(prompt: readonly number[]): Promise<number>;
   close(): Promise<void>;
 }
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
