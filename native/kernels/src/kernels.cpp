@@ -54,8 +54,34 @@ inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
 
 // Rows [r0, r1) for one token (decode): a pure stream over the rows, 4 at a time, each weight
 // element read once from DRAM and used once.
+// One row at a time, four independent sums along K: the slice is read strictly in order. For rows
+// of up to 3 KiB (small models, and their vocabulary-sized LM heads) this beats 4-row tiles, whose four
+// interleaved runs of a kilobyte or two are too short for the hardware prefetcher: a 49152x576 bf16
+// matvec went from about 50% to 80% of the streaming read.
+template <int DT>
+void matvecRows(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  const int64_t K = a.cols, k4 = K / (4 * W) * (4 * W), kv = K / W * W;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t base = r * K;
+    vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    int64_t k = 0;
+    for (; k < k4; k += 4 * W) {
+      s0 += loadw<DT>(a.w, base + k) * loadf(a.x + k);
+      s1 += loadw<DT>(a.w, base + k + W) * loadf(a.x + k + W);
+      s2 += loadw<DT>(a.w, base + k + 2 * W) * loadf(a.x + k + 2 * W);
+      s3 += loadw<DT>(a.w, base + k + 3 * W) * loadf(a.x + k + 3 * W);
+    }
+    for (; k < kv; k += W) s0 += loadw<DT>(a.w, base + k) * loadf(a.x + k);
+    float s = hsum((s0 + s1) + (s2 + s3));
+    for (; k < K; k++) s += loadw1<DT>(a.w, base + k) * a.x[k];
+    if (a.bias) s += a.bias[r];
+    a.out[r] = s;
+  }
+}
+
 template <int DT>
 void matvecRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  if (a.cols * (DT == 0 ? 4 : 2) <= 3072) return matvecRows<DT>(a, r0, r1);
   int64_t r = r0;
   for (; r + kTileRows <= r1; r += kTileRows) matmulTile<DT, kTileRows, 1>(a, r, 0);
   for (; r < r1; r++) matmulTile<DT, 1, 1>(a, r, 0);
