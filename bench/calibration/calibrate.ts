@@ -9,9 +9,7 @@
 //   npx tsc -p tsconfig.json && node dist/bench/calibration/calibrate.js [--rounds 3] [--requests 32]
 //
 // Prints a table (measured, predicted, error %) and writes bench/results/calibration.json.
-import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { median } from "../../src/bench/stats.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
@@ -19,9 +17,10 @@ import { loadModel } from "../../src/model/load.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import { type DeviceProfile, predictEngineThroughput } from "../../src/sim/profile.js";
 import { loadTrace } from "../../src/sim/trace.js";
+import { writeResults } from "../common/results.js";
 import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { buildCalibrationCore, calibrationCoreOptions, measureDecode, type Placement } from "./decode-run.js";
-import { CACHE_ROOT, REPO_ROOT, RESULTS_DIR } from "./paths.js";
+import { CACHE_ROOT } from "./paths.js";
 import { measureProfile, type ProfileEffort } from "./profile-run.js";
 import { scaledWorkload } from "./workload.js";
 
@@ -182,13 +181,15 @@ console.log(
     .join(" ")})`,
 );
 
-mkdirSync(RESULTS_DIR, { recursive: true });
-const file = path.join(RESULTS_DIR, "calibration.json");
-writeFileSync(
-  file,
-  `${JSON.stringify({ model: simModel, backend: backend.describe(), cores, workload, summary, results, profiles }, null, 2)}\n`,
-);
-console.log(`wrote ${path.relative(REPO_ROOT, file)}`);
+writeResults("calibration.json", {
+  model: simModel,
+  backend: backend.describe(),
+  cores,
+  workload,
+  summary,
+  results,
+  profiles,
+});
 process.exit(0);
 
 function mean(xs: readonly number[]): number {

@@ -19,10 +19,8 @@
 // measure prefill pacing, not KV capacity). --requests auto: the larger analytic capacity + 2.
 // --pipeline-depth (disaggregated only, default 2, the engine's default): the KV capacity does
 // not depend on it.
-import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { kvBytesPerBlock } from "../../src/attention/kv-attention.js";
 import { type Partition, RemoteAttentionService } from "../../src/attention/remote-service.js";
@@ -36,6 +34,7 @@ import type { Sequence } from "../../src/engine/sequence.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import { bytesPerElement, type DType } from "../../src/model/tensor.js";
+import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { startAttentionWorker } from "./worker-proc.js";
 
@@ -454,9 +453,7 @@ try {
       decodeTokensPerSecond: dis.decodeTokensPerSecond / Math.max(1e-9, co.decodeTokensPerSecond),
     },
   };
-  const resultsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bench/results");
-  mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(path.join(resultsDir, "disagg-long-context.json"), `${JSON.stringify(out, null, 2)}\n`);
+  writeResults("disagg-long-context.json", out);
 } finally {
   for (const w of started) w.child.kill("SIGKILL");
 }

@@ -17,10 +17,8 @@
 // The engine staggers the micro-batches across steps (one is sampled and relaunched while the other
 // is still in flight), so steps pay no pipeline fill and drain. 8 layers by default; real models
 // have 16–80.
-import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { AddressedWorker, SpawnedWorker } from "../../src/attention/spawn.js";
@@ -30,6 +28,7 @@ import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
+import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf, startAttentionWorker } from "./worker-proc.js";
 
@@ -201,9 +200,7 @@ try {
     speedup,
     limit,
   };
-  const results = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bench/results");
-  mkdirSync(results, { recursive: true });
-  writeFileSync(path.join(results, "disagg-pipelining.json"), `${JSON.stringify(out, null, 2)}\n`);
+  writeResults("disagg-pipelining.json", out);
 } finally {
   worker?.child.kill("SIGKILL");
 }

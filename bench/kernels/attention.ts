@@ -4,14 +4,12 @@
 //
 //   node dist/bench/kernels/attention.js [--batch 8] [--ctx 16384] [--heads 32] [--kv-heads 8,32]
 //                                        [--head-dim 128] [--block 16] [--threads 1,2] [--huge-pages on|off]
-import { mkdirSync, writeFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { allocTensorData, bytesPerElement, type DType, f32ToBf16 } from "../../src/model/tensor.js";
+import { timeOnce, writeResults } from "../common/results.js";
 
 const { values } = parseArgs({
   options: {
@@ -45,12 +43,6 @@ function kvBuffer(dtype: DType, n: number, fillValue: number) {
   return data.fill(fillValue);
 }
 const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
-
-function time(fn: () => void): number {
-  const t0 = process.hrtime.bigint();
-  fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
 
 interface Row {
   threads: number;
@@ -108,11 +100,11 @@ for (const nKvHeads of kvHeadCounts) {
       for (let rep = 0; rep < 4; rep++) {
         tRead = Math.min(
           tRead,
-          time(() => backend.streamRead(stream)),
+          timeOnce(() => backend.streamRead(stream)),
         );
         tAttn = Math.min(
           tAttn,
-          time(() => backend.attention(args)),
+          timeOnce(() => backend.attention(args)),
         );
       }
       const limit = stream.byteLength / tRead / 1e9;
@@ -147,12 +139,12 @@ for (const r of results)
     ].join(" | "),
   );
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const dir = path.join(root, "bench", "results");
-mkdirSync(dir, { recursive: true });
-const file = path.join(dir, "kernels-attention.json");
-writeFileSync(
-  file,
-  `${JSON.stringify({ backend: backend.describe(), batch, ctx, nHeads, headDim, blockSize, results }, null, 2)}\n`,
-);
-console.log(`wrote ${path.relative(root, file)}`);
+writeResults("kernels-attention.json", {
+  backend: backend.describe(),
+  batch,
+  ctx,
+  nHeads,
+  headDim,
+  blockSize,
+  results,
+});

@@ -5,13 +5,11 @@
 //
 //   node dist/bench/kernels/matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128] [--dtype f32,bf16]
 //                                     [--threads 1,2] [--gib 0.75]
-import { mkdirSync, writeFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { allocTensorData, bytesPerElement, type DType, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import { timeOnce, writeResults } from "../common/results.js";
 
 const { values } = parseArgs({
   options: {
@@ -39,13 +37,6 @@ const dtypes = values.dtype.split(",").map((d) => {
 const workingSet = Number(values.gib) * 2 ** 30;
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-
-/** Seconds one call of fn takes. */
-function time(fn: () => void): number {
-  const t0 = process.hrtime.bigint();
-  fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
 
 interface Row {
   threads: number;
@@ -82,11 +73,11 @@ for (const dtype of dtypes) {
       let peak = 0;
       for (let rep = 0; rep < 4; rep++) {
         let flops = 0;
-        const tPeak = time(() => {
+        const tPeak = timeOnce(() => {
           flops = backend.fmaPeak(PEAK_ROUNDS);
         });
         peak = Math.max(peak, flops / tPeak / 1e9);
-        tPass = Math.min(tPass, time(pass));
+        tPass = Math.min(tPass, timeOnce(pass));
       }
       const t = tPass / prepared.length;
       const gflops = (2 * rows * cols * batch) / t / 1e9;
@@ -119,12 +110,11 @@ for (const r of results)
       .padStart(7)}`,
   );
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const dir = path.join(root, "bench", "results");
-mkdirSync(dir, { recursive: true });
-const file = path.join(dir, "kernels-matmul.json");
-writeFileSync(
-  file,
-  `${JSON.stringify({ backend: backend.describe(), info: backend.info(), rows, cols, workingSetBytes: workingSet, results }, null, 2)}\n`,
-);
-console.log(`wrote ${path.relative(root, file)}`);
+writeResults("kernels-matmul.json", {
+  backend: backend.describe(),
+  info: backend.info(),
+  rows,
+  cols,
+  workingSetBytes: workingSet,
+  results,
+});

@@ -3,14 +3,12 @@
 // enough matrices (--gib, default 1.5 GiB, past the last-level cache) to come from DRAM.
 //
 //   node dist/bench/kernels/matvec.js [--rows 4096] [--cols 4096] [--threads 1,2] [--gib 1.5] [--variant avx2]
-import { mkdirSync, writeFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
 import { allocTensorData, bytesPerElement, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import { timeOnce, writeResults } from "../common/results.js";
 
 const { values } = parseArgs({
   options: {
@@ -32,11 +30,7 @@ if (values.variant) backend.selectVariant(values.variant);
 /** Best (shortest) of `reps` timings of fn, in seconds. */
 function best(reps: number, fn: () => void): number {
   let t = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < reps; i++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    t = Math.min(t, Number(process.hrtime.bigint() - t0) / 1e9);
-  }
+  for (let i = 0; i < reps; i++) t = Math.min(t, timeOnce(fn));
   return t;
 }
 
@@ -114,12 +108,11 @@ for (const r of results)
       .padStart(16)} | ${Number.isNaN(r.usPerCall) ? "" : r.usPerCall.toFixed(0).padStart(7)}`,
   );
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const dir = path.join(root, "bench", "results");
-mkdirSync(dir, { recursive: true });
-const file = path.join(dir, "kernels-matvec.json");
-writeFileSync(
-  file,
-  `${JSON.stringify({ backend: backend.describe(), info: backend.info(), rows, cols, workingSetBytes: workingSet, results }, null, 2)}\n`,
-);
-console.log(`wrote ${path.relative(root, file)}`);
+writeResults("kernels-matvec.json", {
+  backend: backend.describe(),
+  info: backend.info(),
+  rows,
+  cols,
+  workingSetBytes: workingSet,
+  results,
+});

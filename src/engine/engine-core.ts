@@ -41,7 +41,6 @@ interface Lane {
   readonly chunks: LaneChunk[];
   nChunks: number;
   readonly sampleRow: Sequence[];
-  tokens: number;
   /** The forward pass in flight, or null when the lane is free. */
   pending: Promise<Lane> | null;
   outcome: LaneOutcome | null;
@@ -86,6 +85,8 @@ export class EngineCore {
   private generationTokens = 0;
   private stepping = false;
   private launches = 0;
+  /** The in-flight lanes' promises, gathered for each step's race (reused). */
+  private readonly racing: Promise<Lane>[] = [];
   private wallSeconds = 0;
   recoveries = 0;
   private readonly pendingAborts: string[] = [];
@@ -104,7 +105,6 @@ export class EngineCore {
       chunks: [],
       nChunks: 0,
       sampleRow: [],
-      tokens: 0,
       pending: null,
       outcome: null,
       launch: 0,
@@ -188,7 +188,10 @@ export class EngineCore {
         this.rejectUnfittable(events);
         return events;
       }
-      await Promise.race(this.lanes.filter((l) => l.pending).map((l) => l.pending!));
+      const racing = this.racing;
+      racing.length = 0;
+      for (const l of this.lanes) if (l.pending) racing.push(l.pending);
+      await Promise.race(racing);
       const outcome = this.land(this.oldestFinished(), events);
       if (!outcome.ok) await this.fail(outcome.error, events);
       return events;
@@ -205,7 +208,7 @@ export class EngineCore {
   private async settle(events: TokenEvent[]): Promise<boolean> {
     const error = await this.landAll(events);
     if (error === undefined) return false;
-    await this.fail(error, events);
+    await this.recoverOrThrow(error, events);
     return true;
   }
 
@@ -228,12 +231,16 @@ export class EngineCore {
   }
 
   /**
-   * A micro-batch failed: a lost attention worker is recovered from; anything else is thrown.
-   * Either way every other micro-batch ends first (completed ones are still sampled), so no
-   * forward pass outlives the step and KV is never laid out again under one.
+   * A micro-batch failed: every other one ends first (completed ones are still sampled), so no
+   * forward pass outlives the step and KV is never laid out again under one; then recover.
    */
   private async fail(error: unknown, events: TokenEvent[]): Promise<void> {
     await this.landAll(events);
+    await this.recoverOrThrow(error, events);
+  }
+
+  /** With nothing in flight: a lost attention worker is recovered from; anything else is thrown. */
+  private async recoverOrThrow(error: unknown, events: TokenEvent[]): Promise<void> {
     if (!(error instanceof AttentionWorkerLostError && isRecoverable(this.attention))) throw error;
     await this.recover(events);
   }
@@ -252,7 +259,7 @@ export class EngineCore {
     );
     for (const lane of this.lanes) {
       if (lane.pending) continue;
-      const chunks = this.scheduler.schedule(depth === 1 ? this.options.maxTokensPerStep : budget, share);
+      const chunks = this.scheduler.schedule(budget, share);
       if (chunks.length === 0) continue;
       this.fillLane(lane, chunks);
       lane.outcome = null;
@@ -284,7 +291,6 @@ export class EngineCore {
   /** Copies the scheduler's chunks into the lane (the scheduler reuses its own) and fills its step. */
   private fillLane(lane: Lane, chunks: readonly ScheduledChunk[]): void {
     lane.nChunks = chunks.length;
-    lane.tokens = 0;
     for (let i = 0; i < chunks.length; i++) {
       const c = chunks[i]!;
       let own = lane.chunks[i];
@@ -297,7 +303,6 @@ export class EngineCore {
       own.count = c.count;
       own.sample = c.sample;
       c.seq.inFlight = true;
-      lane.tokens += c.count;
     }
     this.fillStep(lane);
   }

@@ -440,7 +440,8 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   // fmaPeak(rounds): the pool runs 16 tasks per thread of `rounds` rounds of independent FMA
-  // chains each; returns the flops done (benchmarks time it as the arithmetic limit of this variant and thread count).
+  // chains each; returns the flops done (benchmarks time it as the arithmetic limit of this
+  // variant and thread count).
   Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
     const int64_t rounds = integer(info, 0, "fmaPeak", "rounds", 1);
     // Many small tasks, so every thread is busy even if one wakes late.

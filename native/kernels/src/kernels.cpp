@@ -52,8 +52,6 @@ inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
   }
 }
 
-// Rows [r0, r1) for one token (decode): a pure stream over the rows, 4 at a time, each weight
-// element read once from DRAM and used once.
 // One row at a time, four independent sums along K: the slice is read strictly in order. For rows
 // of up to 3 KiB (small models, and their vocabulary-sized LM heads) this beats 4-row tiles, whose four
 // interleaved runs of a kilobyte or two are too short for the hardware prefetcher: a 49152x576 bf16
@@ -79,6 +77,8 @@ void matvecRows(const MatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// Rows [r0, r1) for one token (decode): each weight element read once from DRAM and used once;
+// short rows one at a time, longer ones 4 at a time.
 template <int DT>
 void matvecRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
   if (a.cols * (DT == 0 ? 4 : 2) <= 3072) return matvecRows<DT>(a, r0, r1);
@@ -190,8 +190,6 @@ void batchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-// Rows [r0, r1): one token streams the rows (matvecRange); a batch goes through batchRange, so
-// each slice of W is read from memory once per group of tokens.
 // Rows [r0, r1) for a small batch, where streaming the weights is most of the time: each 4-row
 // tile is read whole along K (long runs the hardware prefetcher follows), once from DRAM for the
 // first few tokens and from L2 for the rest.
@@ -212,6 +210,9 @@ void smallBatchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
 // Batches up to this many tokens stream the weights (smallBatchRange); larger ones are K-blocked.
 constexpr int64_t kSmallBatch = 8;
 
+// Rows [r0, r1): one token streams the rows (matvecRange), a small batch streams 4-row tiles
+// (smallBatchRange), a larger one is K-blocked (batchRange) so each slice of W is read from memory
+// once per group of tokens.
 template <int DT>
 void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
   if (a.nTokens == 1) return matvecRange<DT>(a, r0, r1);
@@ -779,8 +780,6 @@ void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64
   }
 }
 
-// Reads [i0, i1) as four concurrent streams (one per quarter): several streams keep more
-// cache-line requests in flight than one, as a matvec over several weight rows does.
 // n rounds of 10 independent FMA chains, W lanes each (20 * W flops a round): the arithmetic peak
 // yardstick for benchmarks. Ten chains cover the FMA latency (4-5 cycles) on two FMA ports. The
 // sum is returned so the loop cannot be dropped.
@@ -795,6 +794,8 @@ double fmaLoop(int64_t n) {
   return hsum(s);
 }
 
+// Reads [i0, i1) as four concurrent streams (one per quarter): several streams keep more
+// cache-line requests in flight than one, as a matvec over several weight rows does.
 double streamSum(const float* x, int64_t i0, int64_t i1) {
   const int64_t q = (i1 - i0) / (4 * W) * W;  // elements per quarter, a multiple of W
   const float* p0 = x + i0;

@@ -1,0 +1,24 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Repository root (this file runs from dist/bench/common). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+/** Where benchmarks write their JSON (gitignored). */
+export const RESULTS_DIR = path.join(REPO_ROOT, "bench", "results");
+
+/** Writes `data` as JSON to bench/results/<name>, prints and returns the path written. */
+export function writeResults(name: string, data: unknown): string {
+  const file = path.join(RESULTS_DIR, name);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
+  console.log(`wrote ${path.relative(REPO_ROOT, file)}`);
+  return file;
+}
+
+/** Seconds one call of fn takes. */
+export function timeOnce(fn: () => void): number {
+  const t0 = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
