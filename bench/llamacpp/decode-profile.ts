@@ -1,0 +1,130 @@
+// Where one-sequence decode spends its time: each kernel call of our engine timed and summed per
+// step, for a random-weight model of one of the llama.cpp comparison's shapes (the same cached
+// model directory), with the weight bytes the matmuls read per step and their rate against a
+// streaming read measured in the same run.
+//
+//   node dist/bench/llamacpp/decode-profile.js [--shape llama3.2-1b|smollm2-135m] [--threads 2] [--tokens 24]
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { buildEngineCore } from "../../src/engine/build-core.js";
+import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
+import { loadModel } from "../../src/model/load.js";
+import { bytesPerElement } from "../../src/model/tensor.js";
+import { REPO_ROOT, timeOnce, writeResults } from "../common/results.js";
+import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
+
+const { values } = parseArgs({
+  options: {
+    shape: { type: "string", default: "llama3.2-1b" },
+    threads: { type: "string", default: "2" },
+    tokens: { type: "string", default: "24" },
+  },
+});
+if (!(values.shape in BENCH_SHAPES))
+  throw new Error(`--shape takes ${Object.keys(BENCH_SHAPES).join(", ")}; got "${values.shape}"`);
+const shape = values.shape as BenchShape;
+const threads = Number(values.threads);
+const tokens = Number(values.tokens);
+if (!Number.isInteger(threads) || threads < 1) throw new Error("--threads must be a positive integer");
+if (!Number.isInteger(tokens) || tokens < 2) throw new Error("--tokens must be an integer ≥ 2");
+
+const files = await ensureBenchModel(
+  path.join(REPO_ROOT, ".lamina-cache", "bench-models"),
+  shape,
+  "bf16",
+  (l) => console.log(l),
+);
+const model = await loadModel(files.dir);
+const native = loadKernelBackend({ backend: "native", threads }) as NativeBackend;
+
+// Every backend method timed; matmul also counts the weight bytes it reads.
+const millis = new Map<string, number>();
+let matmulBytes = 0;
+const timed = new Proxy(native, {
+  get(target, key, receiver) {
+    const v = Reflect.get(target, key, receiver);
+    if (typeof v !== "function" || typeof key !== "string") return v;
+    return (...args: unknown[]) => {
+      const t0 = performance.now();
+      const r = v.apply(target, args);
+      millis.set(key, (millis.get(key) ?? 0) + performance.now() - t0);
+      if (key === "matmul") {
+        const w = args[2] as PreparedWeight;
+        matmulBytes += w.rows * w.cols * bytesPerElement(w.dtype);
+      }
+      return r;
+    };
+  },
+}) as KernelBackend;
+
+/** Decodes `tokens` tokens of one sequence on `backend`; returns the decode steps and their ms each. */
+async function decode(backend: KernelBackend): Promise<{ steps: number; stepMs: number }> {
+  const core = buildEngineCore(model, backend, {
+    maxRunning: 1,
+    maxTokensPerStep: 512,
+    maxModelLen: 64 + tokens,
+  });
+  core.add({
+    id: "p",
+    promptTokenIds: benchPrompt(16, 0),
+    params: resolveSamplingParams({ temperature: 0, maxTokens: tokens, ignoreEos: true }),
+  });
+  await core.runStep(); // prefill and the first token: not a decode step
+  millis.clear();
+  matmulBytes = 0;
+  let steps = 0;
+  const t0 = performance.now();
+  while (core.hasWork) {
+    await core.runStep();
+    steps++;
+  }
+  return { steps, stepMs: (performance.now() - t0) / steps };
+}
+
+await decode(native); // warm-up: first touches of weights and caches, JIT
+const { stepMs } = await decode(native); // the step time without instrumentation
+const { steps, stepMs: timedStepMs } = await decode(timed); // the per-kernel breakdown
+
+// The limit: a streaming read of 1 GiB by the same threads, best of four.
+const stream = new Float32Array(2 ** 28).fill(1);
+let tRead = Number.POSITIVE_INFINITY;
+for (let i = 0; i < 4; i++)
+  tRead = Math.min(
+    tRead,
+    timeOnce(() => native.streamRead(stream)),
+  );
+const streamGBs = stream.byteLength / tRead / 1e9;
+const matmulGBs = matmulBytes / ((millis.get("matmul") ?? 0) / 1000) / 1e9;
+
+console.log(
+  `${shape} bf16, one sequence, ${native.describe()}: ${stepMs.toFixed(1)} ms per decode step ` +
+    `(${timedStepMs.toFixed(1)} ms with every kernel call timed)`,
+);
+console.log("kernel      | ms/step | share of the timed step");
+const kernels = [...millis]
+  .sort((a, b) => b[1] - a[1])
+  .map(([name, ms]) => ({ name, msPerStep: ms / steps }));
+for (const k of kernels)
+  console.log(
+    `${k.name.padEnd(11)} | ${k.msPerStep.toFixed(2).padStart(7)} | ${((100 * k.msPerStep) / timedStepMs).toFixed(0).padStart(22)}%`,
+  );
+console.log(
+  `matmul reads ${(matmulBytes / steps / 1e9).toFixed(3)} GB of weights per step at ${matmulGBs.toFixed(1)} GB/s: ` +
+    `${((100 * matmulGBs) / streamGBs).toFixed(0)}% of the streaming read (${streamGBs.toFixed(1)} GB/s); ` +
+    `the whole step at ${(matmulBytes / steps / (stepMs / 1000) / 1e9).toFixed(1)} GB/s is ` +
+    `${((100 * (matmulBytes / steps / (stepMs / 1000))) / 1e9 / streamGBs).toFixed(0)}%`,
+);
+writeResults(`decode-profile-${shape}.json`, {
+  shape,
+  backend: native.describe(),
+  steps,
+  stepMs,
+  timedStepMs,
+  kernels,
+  matmulBytesPerStep: matmulBytes / steps,
+  matmulGBs,
+  streamGBs,
+});
