@@ -239,3 +239,44 @@ test("long contexts with few (token, KV head) groups are split over threads and 
     native.setThreads(threadsBefore);
   }
 });
+
+test("one token's KV heads split into head groups (with and without range parts) match the reference", () => {
+  // One decode token leaves fewer tasks than threads want, so its KV heads are cut into groups of
+  // unequal size (6 heads into 4 groups on one thread, 6 on two) and, for the longer context,
+  // its range into parts as well; every task reads its heads' rows of a block as one region.
+  const c: Case = { nHeads: 12, nKvHeads: 6, headDim: 32, blockSize: 16 };
+  const threadsBefore = native.info().threads;
+  try {
+    for (const len of [300, 1100]) {
+      for (const dtype of ["f32", "bf16"] as const) {
+        const rand = rng(600 + len);
+        const layout = pagedLayout([len], c.blockSize, rand);
+        const refCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+        const natCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+        fillCache(ref, refCache, layout, rng(601));
+        fillCache(native, natCache, layout, rng(601));
+        const s = {
+          layout,
+          refCache,
+          natCache,
+          q: randomF32(c.nHeads * c.headDim, rand, 2),
+          qSeq: new Int32Array([0]),
+          ctxStart: new Int32Array([3]),
+          ctxEnd: new Int32Array([len]),
+          n: 1,
+        };
+        const expected = run(ref, refCache, s, c);
+        for (const threads of [1, 2]) {
+          native.setThreads(threads);
+          forEachVariant(native, (v) => {
+            const got = run(native, natCache, s, c);
+            assertClose(got.out, expected.out, `out ${v} ${dtype} ctx ${len} ${threads} thread(s)`);
+            assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ctx ${len} ${threads} thread(s)`);
+          });
+        }
+      }
+    }
+  } finally {
+    native.setThreads(threadsBefore);
+  }
+});

@@ -357,34 +357,47 @@ class Kernels : public Napi::Addon<Kernels> {
     }
     const KernelTable* k = table_;
     const int64_t G = a.nHeads / nKv;
-    const int64_t groups = n * nKv;
     int64_t longest = 0;
     for (int64_t t = 0; t < n; t++) longest = std::max<int64_t>(longest, a.ctxEnd[t] - a.ctxStart[t]);
-    const int64_t nSplit = attentionSplits(groups, longest);
+    // A task is one token's KV heads [h0, h1) over a part of its keys. All of a token's heads in
+    // one task read each block as one contiguous region; when there are too few tokens to keep
+    // every thread busy, long contexts are cut into parts (flash-decoding) and short ones into
+    // head groups.
+    const int64_t want = int64_t(threads()) * 4;  // 4 tasks a thread evens out unequal contexts
+    const int64_t nSplit = n >= want ? 1 : attentionSplits(n, longest);
+    const int64_t headParts = n * nSplit >= want ? 1 : std::min(nKv, ceilDiv(want, n * nSplit));
+    auto heads = [&](int64_t part, int64_t& h0, int64_t& h1) {
+      h0 = part * nKv / headParts;
+      h1 = (part + 1) * nKv / headParts;
+    };
     if (nSplit == 1) {
-      pool_->forEach(groups, [&](int64_t task) {
-        const int64_t t = task / nKv, kvh = task % nKv, h = t * a.nHeads + kvh * G;
-        k->attention(a, t, kvh, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
+      pool_->forEach(n * headParts, [&](int64_t task) {
+        const int64_t t = task / headParts;
+        int64_t h0, h1;
+        heads(task % headParts, h0, h1);
+        const int64_t h = t * a.nHeads + h0 * G;
+        k->attention(a, t, h0, h1, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
       });
       return;
     }
-    // Flash-decoding: too few (token, kv head) groups to keep every thread busy, so each token's
-    // range is cut into nSplit parts (each a whole number of blocks long) computed as separate
-    // tasks with their lse, then merged. Partial row (t, part s, head h) is
-    // ((t * nSplit + s) * nHeads + h).
+    // Flash-decoding: each token's range is cut into nSplit parts (each a whole number of blocks
+    // long) computed as separate tasks with their lse, then merged. Partial row (t, part s,
+    // head h) is ((t * nSplit + s) * nHeads + h).
     const int64_t rows = n * nSplit * a.nHeads;
     if (int64_t(partOut_.size()) < rows * D) partOut_.resize(size_t(rows * D));
     if (int64_t(partLse_.size()) < rows) partLse_.resize(size_t(rows));
     if (int64_t(mergeLse_.size()) < n * a.nHeads) mergeLse_.resize(size_t(n * a.nHeads));
     float* po = partOut_.data();
     float* pl = partLse_.data();
-    pool_->forEach(groups * nSplit, [&](int64_t task) {
-      const int64_t s = task % nSplit, kvh = (task / nSplit) % nKv, t = task / (nSplit * nKv);
+    pool_->forEach(n * nSplit * headParts, [&](int64_t task) {
+      const int64_t s = task % nSplit, t = task / (nSplit * headParts);
+      int64_t h0, h1;
+      heads((task / nSplit) % headParts, h0, h1);
       const int64_t start = a.ctxStart[t], end = a.ctxEnd[t];
       const int64_t per = ceilDiv(ceilDiv(end - start, nSplit), bs) * bs;
       const int64_t p0 = std::min(end, start + s * per), p1 = std::min(end, p0 + per);
-      const int64_t row = (t * nSplit + s) * a.nHeads + kvh * G;
-      k->attention(a, t, kvh, p0, p1, po + row * D, pl + row);
+      const int64_t row = (t * nSplit + s) * a.nHeads + h0 * G;
+      k->attention(a, t, h0, h1, p0, p1, po + row * D, pl + row);
     });
     float* lse = a.lse ? a.lse : mergeLse_.data();
     const int64_t H = a.nHeads;
@@ -397,13 +410,13 @@ class Kernels : public Napi::Addon<Kernels> {
     }
   }
 
-  // Parts per (token, kv head) group: enough tasks for every thread (4 each, to even out
-  // contexts of different lengths), each part at least kMinPart keys so merging stays cheap.
-  int64_t attentionSplits(int64_t groups, int64_t longest) const {
+  // Parts per token: enough tasks for every thread (4 each), each part at least kMinPart keys so
+  // merging stays cheap.
+  int64_t attentionSplits(int64_t tokens, int64_t longest) const {
     constexpr int64_t kMinPart = 512;
     const int64_t want = int64_t(threads()) * 4;
-    if (groups == 0 || groups >= want || longest < 2 * kMinPart) return 1;
-    return std::max<int64_t>(1, std::min(ceilDiv(want, groups), longest / kMinPart));
+    if (tokens == 0 || tokens >= want || longest < 2 * kMinPart) return 1;
+    return std::max<int64_t>(1, std::min(ceilDiv(want, tokens), longest / kMinPart));
   }
 
   // mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim)

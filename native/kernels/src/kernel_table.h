@@ -60,11 +60,13 @@ struct KernelTable {
   // Softmax (or log-softmax) of rows [r0, r1); out may alias x.
   void (*softmax)(float* out, const float* x, int64_t dim, bool log, int64_t r0, int64_t r1);
   void (*kvWrite)(const KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0, int64_t t1);
-  // Query token t's G = nHeads / nKvHeads heads of KV head kvh against its keys [p0, p1): writes
-  // the normalised output of head g to out[g * headDim ...] and, if lse is not null, the natural-
-  // log sum of exp(scores) to lse[g] (-inf for an empty range). A long context split into parts
-  // over threads is merged afterwards from these (flash-decoding).
-  void (*attention)(const AttnArgs& a, int64_t t, int64_t kvh, int64_t p0, int64_t p1, float* out, float* lse);
+  // Query token t's heads of KV heads [h0, h1) (G = nHeads / nKvHeads query heads each) against
+  // its keys [p0, p1): writes the normalised output of the task's query head g to
+  // out[g * headDim ...] and, if lse is not null, the natural-log sum of exp(scores) to lse[g]
+  // (-inf for an empty range). A long context split into parts over threads is merged afterwards
+  // from these (flash-decoding).
+  void (*attention)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                    float* lse);
   void (*merge)(float* outA, float* lseA, const float* outB, const float* lseB, int64_t headDim, int64_t r0,
                 int64_t r1);
   // Sum of x[i0, i1): a pure streaming read, the bandwidth yardstick for benchmarks.

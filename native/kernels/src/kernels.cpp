@@ -383,29 +383,38 @@ void kvWrite(const KvArgs& c, const float* k, const float* v, const int32_t* slo
 // Keys per online-softmax step; a multiple of every W.
 constexpr int64_t kChunk = 64;
 
-// One online-softmax step: up to kChunk keys as contiguous runs of rows (element offset of the
-// first row, and row count), one per physical block.
+// One online-softmax step: up to kChunk keys as contiguous runs, one per physical block. A run's
+// rows for KV head h start at element base + h * headStride (all heads of a block are stored one
+// after another, so one task's heads of one block are a single contiguous region).
 struct Step {
   int64_t n, nRuns;
   int64_t base[kChunk], len[kChunk];
 };
 
+// Per task: the query heads of its KV heads.
 struct AttnScratch {
-  std::vector<float> acc;     // [G, headDim] running numerator
-  std::vector<float> scores;  // [G, kChunk]
-  std::vector<float> m, l;    // [G] running max and denominator
+  std::vector<float> q;       // [H, headDim] queries, in the pair order of the KV dtype
+  std::vector<float> acc;     // [H, headDim] running numerator, same order
+  std::vector<float> scores;  // [H, kChunk]
+  std::vector<float> m, l;    // [H] running max and denominator
 };
 
-inline AttnScratch& attnScratch(int64_t G, int64_t D) {
+inline AttnScratch& attnScratch(int64_t H, int64_t D) {
   thread_local AttnScratch s;
-  if (int64_t(s.acc.size()) < G * D) s.acc.resize(G * D);
-  if (int64_t(s.scores.size()) < G * kChunk) s.scores.resize(G * kChunk);
-  if (int64_t(s.m.size()) < G) {
-    s.m.resize(G);
-    s.l.resize(G);
+  if (int64_t(s.acc.size()) < H * D) {
+    s.acc.resize(H * D);
+    s.q.resize(H * D);
+  }
+  if (int64_t(s.scores.size()) < H * kChunk) s.scores.resize(H * kChunk);
+  if (int64_t(s.m.size()) < H) {
+    s.m.resize(H);
+    s.l.resize(H);
   }
   return s;
 }
+
+// The in-order kernels below take any head_dim; the pair kernels after them need head_dim % 2W == 0
+// (every real model) and are the fast path.
 
 // scores[g, j] = scale * q_g . K_j for GB query heads at once. Two keys per step: each q load
 // serves both, and 2*GB independent FMA chains hide the FMA latency.
@@ -453,14 +462,12 @@ inline void groupScores(const float* q, int64_t D, const void* kBase, int64_t kO
   }
 }
 
-// acc[g, :] += sum_j p[g, j] * V_j, the accumulator slice held in registers across keys; even
-// and odd keys go to separate registers so twice as many FMA chains run at once. The fallback for
-// columns the wide path below leaves over (and for head_dim not a multiple of W).
+// acc[g, :] += sum_j p[g, j] * V_j; even and odd keys go to separate registers so twice as many
+// FMA chains run at once.
 template <int DT, int GB>
-inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p,
-                        int64_t i0 = 0) {
+inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
   const int64_t dv = D / W * W;
-  for (int64_t i = i0; i < dv; i += W) {
+  for (int64_t i = 0; i < dv; i += W) {
     vf o[GB], e[GB];
     for (int g = 0; g < GB; g++) {
       o[g] = loadf(acc + g * D + i);
@@ -492,38 +499,39 @@ inline void groupValues(float* acc, int64_t D, const void* vBase, int64_t vOff, 
 // the V vectors and the broadcast probabilities.
 constexpr int kValueAccs = W == 16 ? 16 : 8;
 
-// The values micro-kernel: GB heads x CB column blocks of the accumulator (GB * CB = kValueAccs)
-// held in registers over all n keys. Every accumulator gets one FMA per key, so there are
-// kValueAccs independent chains whatever GB is (for GB = 1 the per-block loop above has only
-// two, and stalls on FMA latency); each probability is broadcast once per CB vectors of V.
-template <int DT, int GB>
-inline void wideValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
-  constexpr int CB = kValueAccs / GB;
-  int64_t i = 0;
-  for (; i + CB * W <= D; i += CB * W) {
-    vf o[GB][CB];
-    for (int g = 0; g < GB; g++)
-      for (int c = 0; c < CB; c++) o[g][c] = loadf(acc + g * D + i + c * W);
-    const int64_t row = vOff + i;
-    for (int64_t j = 0; j < n; j++) {
-      vf v[CB];
-      for (int c = 0; c < CB; c++) v[c] = loadw<DT>(vBase, row + j * D + c * W);
-      for (int g = 0; g < GB; g++) {
-        const vf pg = splat(p[g * kChunk + j]);
-        for (int c = 0; c < CB; c++) o[g][c] += pg * v[c];
-      }
+// The values micro-kernel: GB heads x NP column pairs of the accumulator held in registers over
+// all n keys. Every accumulator gets one FMA per key, so there are 2 * GB * NP independent chains
+// whatever GB is; each probability is broadcast once per NP pairs of V.
+template <int DT, int GB, int NP>
+inline void pairValuesCols(float* acc, int64_t D, int64_t i, const void* vBase, int64_t row, int64_t n,
+                           const float* p) {
+  vf o[GB][2 * NP];
+  for (int g = 0; g < GB; g++)
+    for (int c = 0; c < 2 * NP; c++) o[g][c] = loadf(acc + g * D + i + c * W);
+  for (int64_t j = 0; j < n; j++) {
+    vf v[2 * NP];
+    for (int c = 0; c < NP; c++) loadPair<DT>(vBase, row + j * D + i + 2 * c * W, v[2 * c], v[2 * c + 1]);
+    for (int g = 0; g < GB; g++) {
+      const vf pg = splat(p[g * kChunk + j]);
+      for (int c = 0; c < 2 * NP; c++) o[g][c] += pg * v[c];
     }
-    for (int g = 0; g < GB; g++)
-      for (int c = 0; c < CB; c++) storef(acc + g * D + i + c * W, o[g][c]);
   }
-  if (i < D) groupValues<DT, GB>(acc, D, vBase, vOff, n, p, i);
+  for (int g = 0; g < GB; g++)
+    for (int c = 0; c < 2 * NP; c++) storef(acc + g * D + i + c * W, o[g][c]);
 }
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+template <int DT, int GB>
+inline void pairValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
+  constexpr int NP = kValueAccs / GB / 2 > 0 ? kValueAccs / GB / 2 : 1;
+  int64_t i = 0;
+  for (; i + 2 * NP * W <= D; i += 2 * NP * W) pairValuesCols<DT, GB, NP>(acc, D, i, vBase, vOff, n, p);
+  for (; i < D; i += 2 * W) pairValuesCols<DT, GB, 1>(acc, D, i, vBase, vOff, n, p);
+}
+
 #if defined(__AVX512F__)
 // The sums of 16 vectors as one vector, by a transposing tree of shuffles and adds (45 ops for 16
 // sums instead of 16 separate horizontal sums): lane 4L+m holds the sum of v[4m+L].
-inline __m512 reduceW(const vf* v) {
+inline vf reduceW(const vf* v) {
   __m512 s1[8];
   for (int p = 0; p < 8; p++) {
     const __m512 a = (__m512)v[2 * p], b = (__m512)v[2 * p + 1];
@@ -537,17 +545,16 @@ inline __m512 reduceW(const vf* v) {
   const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(s2[0], s2[1]), _mm512_unpackhi_ps(s2[0], s2[1]));
   const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(s2[2], s2[3]), _mm512_unpackhi_ps(s2[2], s2[3]));
   const __m512d a = _mm512_castps_pd(t01), b = _mm512_castps_pd(t23);
-  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  return (vf)_mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
 }
 // Which accumulator feeds lane l of reduceW's result.
 constexpr int tileAcc(int l) { return 4 * (l % 4) + l / 4; }
-inline void storeTile(float* r, __m512 v) { _mm512_store_ps(r, v); }
-#else
+#elif defined(__AVX2__)
 // The sums of 8 vectors as one vector, lane l holding the sum of v[l]: two rounds of horizontal
 // adds leave each 128-bit half with four partial sums (low half from elements 0-3, high from
 // 4-7), and one cross-lane permute plus add combines the halves (9 ops for 8 sums, where eight
 // separate horizontal sums take about 40).
-inline __m256 reduceW(const vf* v) {
+inline vf reduceW(const vf* v) {
   const __m256 h01 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]);
   const __m256 h23 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
   const __m256 h45 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]);
@@ -555,31 +562,40 @@ inline __m256 reduceW(const vf* v) {
   const __m256 a = _mm256_hadd_ps(h01, h23);  // [lo sums of v0..v3 | hi sums of v0..v3]
   const __m256 b = _mm256_hadd_ps(h45, h67);  // [lo sums of v4..v7 | hi sums of v4..v7]
   // [a.lo | b.lo] + [a.hi | b.hi]: the first from a blend, the second from one lane swap.
-  return _mm256_add_ps(_mm256_blend_ps(a, b, 0xf0), _mm256_permute2f128_ps(a, b, 0x21));
+  return (vf)_mm256_add_ps(_mm256_blend_ps(a, b, 0xf0), _mm256_permute2f128_ps(a, b, 0x21));
 }
 constexpr int tileAcc(int l) { return l; }
-inline void storeTile(float* r, __m256 v) { _mm256_store_ps(r, v); }
+#else
+inline vf reduceW(const vf* v) {
+  vf r;
+  for (int l = 0; l < W; l++) r[l] = hsum(v[l]);
+  return r;
+}
+constexpr int tileAcc(int l) { return l; }
 #endif
 
 // The scores micro-kernel: GB query heads x KB keys (GB * KB = W) as one small matrix product,
-// W accumulators over head_dim, each K row loaded (and widened) once for all GB heads, then one
-// transposing reduction gives all W scores in a vector. Needs headDim % W == 0.
+// W accumulators over head_dim, each K pair loaded (and widened) once for all GB heads, then one
+// transposing reduction gives all W scores in a vector.
 template <int DT, int GB, int KB>
-inline void scoresTile(const float* q, int64_t D, const void* kBase, int64_t kOff, float scale, float* scores) {
+inline void pairScoresTile(const float* q, int64_t D, const void* kBase, int64_t kOff, float scale, float* scores) {
   static_assert(GB * KB == W, "one tile fills one vector of scores");
   vf acc[W];
   for (int i = 0; i < W; i++) acc[i] = splat(0.0f);
-  for (int64_t i = 0; i < D; i += W) {
-    vf qv[GB];
-    for (int g = 0; g < GB; g++) qv[g] = loadf(q + g * D + i);
+  for (int64_t i = 0; i < D; i += 2 * W) {
     for (int j = 0; j < KB; j++) {
-      const vf kv = loadw<DT>(kBase, kOff + j * D + i);
+      vf ka, kb;
+      loadPair<DT>(kBase, kOff + j * D + i, ka, kb);
       // Score (g, j) goes to lane g*KB + j of the reduced vector.
-      for (int g = 0; g < GB; g++) acc[tileAcc(g * KB + j)] += qv[g] * kv;
+      // Two separate updates, so each is one FMA (a*b + c*d + acc would add a multiply).
+      for (int g = 0; g < GB; g++) {
+        acc[tileAcc(g * KB + j)] += loadf(q + g * D + i) * ka;
+        acc[tileAcc(g * KB + j)] += loadf(q + g * D + i + W) * kb;
+      }
     }
   }
   alignas(64) float r[W];
-  storeTile(r, (decltype(reduceW(acc)))((vf)reduceW(acc) * scale));
+  storef(r, reduceW(acc) * scale);
   if constexpr (GB == 1) {
     storef(scores, loadf(r));
   } else {
@@ -588,43 +604,61 @@ inline void scoresTile(const float* q, int64_t D, const void* kBase, int64_t kOf
   }
 }
 
-// Heads [g0, g0 + GB) over keys [0, n): whole tiles, then the tail keys one or two at a time.
+// Heads [0, GB) over keys [0, n): whole tiles, then the tail keys one at a time.
 template <int DT, int GB>
-inline void scoresTiles(const float* q, int64_t D, const void* kBase, int64_t kOff, int64_t n, float scale,
-                        float* scores) {
+inline void pairScores(const float* q, int64_t D, const void* kBase, int64_t kOff, int64_t n, float scale,
+                       float* scores) {
   constexpr int KB = W / GB;
   int64_t j = 0;
-  for (; j + KB <= n; j += KB) scoresTile<DT, GB, KB>(q, D, kBase, kOff + j * D, scale, scores + j);
-  if (j < n) groupScores<DT, GB>(q, D, kBase, kOff + j * D, n - j, scale, scores + j);
+  for (; j + KB <= n; j += KB) pairScoresTile<DT, GB, KB>(q, D, kBase, kOff + j * D, scale, scores + j);
+  for (; j < n; j++) {
+    for (int g = 0; g < GB; g++) {
+      vf acc = splat(0.0f);
+      for (int64_t i = 0; i < D; i += 2 * W) {
+        vf ka, kb;
+        loadPair<DT>(kBase, kOff + j * D + i, ka, kb);
+        acc += loadf(q + g * D + i) * ka;
+        acc += loadf(q + g * D + i + W) * kb;
+      }
+      scores[g * kChunk + j] = hsum(acc) * scale;
+    }
+  }
 }
-#endif
 
+// All G query heads of one KV head over n keys, in head groups of 4, 2 and 1. `pairs`: head_dim is
+// a multiple of 2W, and q is in pair order.
 template <int DT>
-inline void scoresAll(const float* q, int64_t G, int64_t D, const void* kBase, int64_t kOff, int64_t n,
+inline void scoresAll(bool pairs, const float* q, int64_t G, int64_t D, const void* kBase, int64_t kOff, int64_t n,
                       float scale, float* scores) {
   int64_t g = 0;
-#if defined(__AVX512F__) || defined(__AVX2__)
-  if (D % W == 0) {
-    for (; g + 4 <= G; g += 4) scoresTiles<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
-    for (; g + 2 <= G; g += 2) scoresTiles<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
-    for (; g < G; g++) scoresTiles<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+  if (pairs) {
+    for (; g + 4 <= G; g += 4) pairScores<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+    for (; g + 2 <= G; g += 2) pairScores<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+    for (; g < G; g++) pairScores<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
     return;
   }
-#endif
   for (; g + 4 <= G; g += 4) groupScores<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
   for (; g + 2 <= G; g += 2) groupScores<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
   for (; g < G; g++) groupScores<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
 }
 
 template <int DT>
-inline void valuesAll(float* acc, int64_t G, int64_t D, const void* vBase, int64_t vOff, int64_t n,
+inline void valuesAll(bool pairs, float* acc, int64_t G, int64_t D, const void* vBase, int64_t vOff, int64_t n,
                       const float* p) {
   int64_t g = 0;
-  for (; g + 4 <= G; g += 4) wideValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
-  for (; g + 2 <= G; g += 2) wideValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
-  for (; g < G; g++) wideValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  if (pairs) {
+    for (; g + 4 <= G; g += 4) pairValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+    for (; g + 2 <= G; g += 2) pairValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+    for (; g < G; g++) pairValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+    return;
+  }
+  for (; g + 4 <= G; g += 4) groupValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g + 2 <= G; g += 2) groupValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+  for (; g < G; g++) groupValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
 }
 
+// The first two cache lines from element `first` on: enough to start the page walk and (being two
+// in a row) to train the hardware prefetcher on that region.
 template <int DT>
 inline void prefetchRows(const void* base, int64_t first, int64_t count) {
   constexpr int64_t esize = DT == 0 ? 4 : 2;
@@ -633,89 +667,94 @@ inline void prefetchRows(const void* base, int64_t first, int64_t count) {
   for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
 }
 
-// The first two cache lines of rows from element `first` on: enough to start the page walk and
-// (being two in a row) to train the hardware prefetcher on that page.
 template <int DT>
-inline void touchRows(const void* base, int64_t first, int64_t count) {
+inline void touchRows(const void* base, int64_t first) {
   constexpr int64_t esize = DT == 0 ? 4 : 2;
   const char* p = static_cast<const char*>(base) + first * esize;
   __builtin_prefetch(p, 0, 3);
-  if (count * esize > 64) __builtin_prefetch(p + 64, 0, 3);
+  __builtin_prefetch(p + 64, 0, 3);
 }
 
-// One query token against one KV head over keys [p0, p1): its G query heads walk the range
-// together, contiguous runs of physical blocks gathered into online-softmax steps of kChunk keys.
+// One query token against KV heads [h0, h1) over keys [p0, p1). The heads walk the range
+// together, block by block: the K (then V) rows of all the task's heads of one block are one
+// contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
+// a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
+// online-softmax steps of kChunk keys: every head's scores for the step, the softmax update, then
+// the values.
 template <int DT>
-void attentionPart(const AttnArgs& a, int64_t t, int64_t kvh, int64_t p0, int64_t p1, float* out, float* lse) {
+void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                   float* lse) {
   const KvArgs& c = a.cache;
   const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
-  const int64_t G = a.nHeads / nKv;
-  const float* q = a.q + (t * a.nHeads + kvh * G) * D;  // heads kvh*G .. kvh*G+G-1 are contiguous
-  AttnScratch& s = attnScratch(G, D);
+  const int64_t G = a.nHeads / nKv, H = (h1 - h0) * G;
+  const int64_t headStride = bs * D;  // from one KV head's rows of a block to the next head's
+  const bool pairs = D % (2 * W) == 0;
+  AttnScratch& s = attnScratch(H, D);
   float* acc = s.acc.data();
   float* sc = s.scores.data();
-  std::fill(acc, acc + G * D, 0.0f);
-  for (int64_t g = 0; g < G; g++) {
-    s.m[g] = -INFINITY;
-    s.l[g] = 0.0f;
+  const float* qt = a.q + (t * a.nHeads + h0 * G) * D;  // the task's query heads are contiguous
+  const float* q = qt;
+  if (pairs && pairPermuted<DT>()) {
+    toPairOrder<DT>(s.q.data(), qt, H * D);
+    q = s.q.data();
   }
+  std::fill(acc, acc + H * D, 0.0f);
+  std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
+  std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
-  const int64_t end = p1;
-  // Gathers up to kChunk keys from p on, as contiguous runs (one per physical block), into one
-  // softmax step, so the online-softmax bookkeeping is paid once per kChunk keys, not per block.
   auto gather = [&](int64_t p, Step& st) {
     st.n = 0;
     st.nRuns = 0;
-    while (p < end && st.n < kChunk) {
+    while (p < p1 && st.n < kChunk) {
       const int64_t off = p % bs;
-      const int64_t len = std::min<int64_t>({bs - off, end - p, kChunk - st.n});
-      st.base[st.nRuns] = ((table[p / bs] * nKv + kvh) * bs + off) * D;
+      const int64_t len = std::min<int64_t>({bs - off, p1 - p, kChunk - st.n});
+      st.base[st.nRuns] = (table[p / bs] * nKv * bs + off) * D + h0 * headStride;
       st.len[st.nRuns++] = len;
       st.n += len;
       p += len;
     }
     return p;
   };
-  // Blocks are short and scattered, each on pages of its own, so the hardware prefetcher (which
-  // works within a page) restarts at every block and each block begins with a TLB miss and a
-  // page walk. Two kinds of software prefetch hide that: the first lines of every run two steps
-  // ahead are touched early, so their page walks (and DRAM row opens) are done long before the
-  // data is needed, and the whole of the next run is prefetched while this one is computed
-  // (one run, not more: a deeper burst fills the L1 miss buffers and stalls the demand loads).
+  // Each block is a region of its own, so every run starts with a TLB miss and the hardware
+  // prefetcher has to find it. Touching the first lines of each run two steps ahead gets the page
+  // walk (and the DRAM row open) done long before the data is needed.
   Step steps[3];
   int64_t p = gather(p0, steps[0]);
   p = gather(p, steps[1]);
   for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
     const Step& st = steps[stepNo % 3];
-    const Step& nx = steps[(stepNo + 1) % 3];
     Step& far = steps[(stepNo + 2) % 3];
     p = gather(p, far);
     for (int r = 0; r < far.nRuns; r++) {
-      touchRows<DT>(c.k, far.base[r], D);
-      touchRows<DT>(c.v, far.base[r], D);
+      touchRows<DT>(c.k, far.base[r]);
+      touchRows<DT>(c.v, far.base[r]);
     }
-    // The run after run r: the next one of this step, else the first of the next step.
-    auto nextRun = [&](int r, int64_t& base, int64_t& len) {
-      if (r + 1 < st.nRuns) {
+    const int64_t n = st.n, nh = h1 - h0;
+    const Step& nx = steps[(stepNo + 1) % 3];
+    // The piece (rows of one KV head in one run) after piece (r, kh): prefetched whole while
+    // (r, kh) is computed, so its loads find it in cache.
+    auto nextPiece = [&](int r, int64_t kh, int64_t& base, int64_t& len) {
+      if (kh + 1 < nh) {
+        base = st.base[r] + (kh + 1) * headStride;
+        len = st.len[r];
+      } else if (r + 1 < st.nRuns) {
         base = st.base[r + 1];
         len = st.len[r + 1];
-      } else if (nx.nRuns > 0) {
-        base = nx.base[0];
-        len = nx.len[0];
-      } else {  // the last step: nothing left to fetch
-        base = 0;
-        len = 0;
+      } else {
+        base = nx.nRuns > 0 ? nx.base[0] : 0;
+        len = nx.nRuns > 0 ? nx.len[0] : 0;
       }
     };
-    const int64_t n = st.n;
-    for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++) {
-      int64_t nb, nl;
-      nextRun(r, nb, nl);
-      prefetchRows<DT>(c.k, nb, nl * D);
-      scoresAll<DT>(q, G, D, c.k, st.base[r], st.len[r], a.scale, sc + j);
-    }
+    for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++)
+      for (int64_t kh = 0; kh < nh; kh++) {
+        int64_t nb, nl;
+        nextPiece(r, kh, nb, nl);
+        prefetchRows<DT>(c.k, nb, nl * D);
+        scoresAll<DT>(pairs, q + kh * G * D, G, D, c.k, st.base[r] + kh * headStride, st.len[r], a.scale,
+                      sc + kh * G * kChunk + j);
+      }
     const int64_t nPad = (n + W - 1) / W * W;
-    for (int64_t g = 0; g < G; g++) {
+    for (int64_t g = 0; g < H; g++) {
       float* row = sc + g * kChunk;
       for (int64_t j = n; j < nPad; j++) row[j] = -INFINITY;  // padding: exp -> 0
       vf mv = splat(-INFINITY);
@@ -735,26 +774,32 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t kvh, int64_t p0, int64_
       s.l[g] = s.l[g] * corr + hsum(lv);
       s.m[g] = mNew;
     }
-    for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++) {
-      int64_t nb, nl;
-      nextRun(r, nb, nl);
-      prefetchRows<DT>(c.v, nb, nl * D);
-      valuesAll<DT>(acc, G, D, c.v, st.base[r], st.len[r], sc + j);
-    }
+    for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++)
+      for (int64_t kh = 0; kh < nh; kh++) {
+        int64_t nb, nl;
+        nextPiece(r, kh, nb, nl);
+        prefetchRows<DT>(c.v, nb, nl * D);
+        valuesAll<DT>(pairs, acc + kh * G * D, G, D, c.v, st.base[r] + kh * headStride, st.len[r],
+                      sc + kh * G * kChunk + j);
+      }
   }
-  for (int64_t g = 0; g < G; g++) {
-    float* o = out + g * D;
+  for (int64_t g = 0; g < H; g++) {
     const float l = s.l[g];
     const float inv = l > 0 ? 1.0f / l : 0.0f;
-    for (int64_t i = 0; i < D; i++) o[i] = acc[g * D + i] * inv;
+    if (pairs) {
+      fromPairOrder<DT>(out + g * D, acc + g * D, D, inv);
+    } else {
+      for (int64_t i = 0; i < D; i++) out[g * D + i] = acc[g * D + i] * inv;
+    }
     if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
   }
 }
 
-void attention(const AttnArgs& a, int64_t t, int64_t kvh, int64_t p0, int64_t p1, float* out, float* lse) {
-  if (a.cache.dtype == lk::kF32) attentionPart<0>(a, t, kvh, p0, p1, out, lse);
-  else if (a.cache.dtype == lk::kF16) attentionPart<1>(a, t, kvh, p0, p1, out, lse);
-  else attentionPart<2>(a, t, kvh, p0, p1, out, lse);
+void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+               float* lse) {
+  if (a.cache.dtype == lk::kF32) attentionPart<0>(a, t, h0, h1, p0, p1, out, lse);
+  else if (a.cache.dtype == lk::kF16) attentionPart<1>(a, t, h0, h1, p0, p1, out, lse);
+  else attentionPart<2>(a, t, h0, h1, p0, p1, out, lse);
 }
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {

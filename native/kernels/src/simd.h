@@ -211,6 +211,57 @@ inline float loadw1(const void* base, int64_t i) {
   else return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
 }
 
+// Whether loadPair<DT> returns the even and odd elements of its 2W values (bf16 on the x86 vector
+// variants) rather than the first and second W in order.
+template <int DT>
+constexpr bool pairPermuted() {
+  return DT == 2 && W >= 8;
+}
+// 2W stored elements from i on as two vectors. bf16 widens with one load and two bit operations
+// per 2W values (each 32-bit lane holds elements 2i and 2i+1: shifting the lane up by 16 gives
+// element 2i, masking off its low half gives element 2i+1), where widening in order takes two
+// zero-extending loads and two shifts, which compete with the FMAs for the same ports. Kernels that
+// read pairs hold the vectors they combine them with in the same order (pairOrder).
+template <int DT>
+inline void loadPair(const void* base, int64_t i, vf& a, vf& b) {
+  if constexpr (pairPermuted<DT>()) {
+    vu x;
+    std::memcpy(&x, static_cast<const uint16_t*>(base) + i, sizeof x);
+    a = (vf)(x << 16);
+    b = (vf)(x & 0xffff0000u);
+  } else {
+    a = loadw<DT>(base, i);
+    b = loadw<DT>(base, i + W);
+  }
+}
+// n floats (a multiple of 2W) from src to dst in loadPair<DT>'s order: within each 2W, the even
+// elements then the odd ones. fromPairOrder undoes it.
+template <int DT>
+inline void toPairOrder(float* dst, const float* src, int64_t n) {
+  if constexpr (!pairPermuted<DT>()) {
+    std::memcpy(dst, src, size_t(n) * sizeof(float));
+  } else {
+    for (int64_t c = 0; c < n; c += 2 * W)
+      for (int i = 0; i < W; i++) {
+        dst[c + i] = src[c + 2 * i];
+        dst[c + W + i] = src[c + 2 * i + 1];
+      }
+  }
+}
+template <int DT>
+inline void fromPairOrder(float* dst, const float* src, int64_t n, float scale) {
+  for (int64_t c = 0; c < n; c += 2 * W)
+    for (int i = 0; i < W; i++) {
+      if constexpr (pairPermuted<DT>()) {
+        dst[c + 2 * i] = src[c + i] * scale;
+        dst[c + 2 * i + 1] = src[c + W + i] * scale;
+      } else {
+        dst[c + i] = src[c + i] * scale;
+        dst[c + W + i] = src[c + W + i] * scale;
+      }
+    }
+}
+
 // ---- exp --------------------------------------------------------------------------------------
 
 // e^x with a Cephes-style polynomial after range reduction: ~1 ulp over the normal range,
