@@ -391,6 +391,27 @@ struct Step {
   int64_t base[kChunk], len[kChunk];
 };
 
+// Software prefetch of the next piece of KV rows spread over the computation of the current one:
+// as the kernels report bytes of the current piece consumed, the same share of the next piece's
+// lines is requested, so the prefetches trickle out at the rate data is used instead of as one
+// burst that fills the miss buffers and stalls the demand loads behind it.
+struct Ahead {
+  const char* next = nullptr;
+  int64_t nextLines = 0, curBytes = 0, done = 0, issued = 0;
+  void start(const void* base, int64_t elem, int64_t bytes, int64_t esize, int64_t cur) {
+    next = static_cast<const char*>(base) + elem * esize;
+    nextLines = (bytes + 63) / 64;
+    curBytes = cur;
+    done = issued = 0;
+  }
+  inline void consumed(int64_t bytes) {
+    done += bytes;
+    int64_t want = done >= curBytes ? nextLines : done * nextLines / curBytes;
+    for (; issued < want; issued++) __builtin_prefetch(next + issued * 64, 0, 3);
+  }
+  inline void finish() { consumed(curBytes); }
+};
+
 // Per task: the query heads of its KV heads.
 struct AttnScratch {
   std::vector<float> q;       // [H, headDim] queries, in the pair order of the KV dtype
@@ -521,10 +542,15 @@ inline void pairValuesCols(float* acc, int64_t D, int64_t i, const void* vBase, 
 }
 
 template <int DT, int GB>
-inline void pairValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p) {
+inline void pairValues(float* acc, int64_t D, const void* vBase, int64_t vOff, int64_t n, const float* p,
+                       Ahead* ahead) {
   constexpr int NP = kValueAccs / GB / 2 > 0 ? kValueAccs / GB / 2 : 1;
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
   int64_t i = 0;
-  for (; i + 2 * NP * W <= D; i += 2 * NP * W) pairValuesCols<DT, GB, NP>(acc, D, i, vBase, vOff, n, p);
+  for (; i + 2 * NP * W <= D; i += 2 * NP * W) {
+    pairValuesCols<DT, GB, NP>(acc, D, i, vBase, vOff, n, p);
+    if (ahead) ahead->consumed(n * 2 * NP * W * esize);
+  }
   for (; i < D; i += 2 * W) pairValuesCols<DT, GB, 1>(acc, D, i, vBase, vOff, n, p);
 }
 
@@ -607,10 +633,14 @@ inline void pairScoresTile(const float* q, int64_t D, const void* kBase, int64_t
 // Heads [0, GB) over keys [0, n): whole tiles, then the tail keys one at a time.
 template <int DT, int GB>
 inline void pairScores(const float* q, int64_t D, const void* kBase, int64_t kOff, int64_t n, float scale,
-                       float* scores) {
+                       float* scores, Ahead* ahead) {
   constexpr int KB = W / GB;
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
   int64_t j = 0;
-  for (; j + KB <= n; j += KB) pairScoresTile<DT, GB, KB>(q, D, kBase, kOff + j * D, scale, scores + j);
+  for (; j + KB <= n; j += KB) {
+    pairScoresTile<DT, GB, KB>(q, D, kBase, kOff + j * D, scale, scores + j);
+    if (ahead) ahead->consumed(KB * D * esize);
+  }
   for (; j < n; j++) {
     for (int g = 0; g < GB; g++) {
       vf acc = splat(0.0f);
@@ -625,18 +655,24 @@ inline void pairScores(const float* q, int64_t D, const void* kBase, int64_t kOf
   }
 }
 
-// All G query heads of one KV head over n keys, in head groups of 4, 2 and 1. `pairs`: head_dim is
-// a multiple of 2W, and q is in pair order.
+// All G query heads of one KV head over n keys. `pairs`: head_dim is a multiple of 2W, and q is in
+// pair order; then heads go in groups of 2 (tiles of 2 heads x W/2 keys: q for both heads stays in
+// registers, where 4-head tiles reload it from cache for every key pair and measured slower even
+// though they widen each K row once per 4 heads instead of 2), else 4, 2 and 1.
 template <int DT>
 inline void scoresAll(bool pairs, const float* q, int64_t G, int64_t D, const void* kBase, int64_t kOff, int64_t n,
-                      float scale, float* scores) {
+                      float scale, float* scores, Ahead& ahead) {
   int64_t g = 0;
   if (pairs) {
-    for (; g + 4 <= G; g += 4) pairScores<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
-    for (; g + 2 <= G; g += 2) pairScores<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
-    for (; g < G; g++) pairScores<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
+    // The first head group to read the rows paces the prefetch of the next piece.
+    Ahead* a = &ahead;
+    for (; g + 2 <= G; g += 2, a = nullptr)
+      pairScores<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk, a);
+    for (; g < G; g++, a = nullptr) pairScores<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk, a);
+    ahead.finish();
     return;
   }
+  ahead.finish();
   for (; g + 4 <= G; g += 4) groupScores<DT, 4>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
   for (; g + 2 <= G; g += 2) groupScores<DT, 2>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
   for (; g < G; g++) groupScores<DT, 1>(q + g * D, D, kBase, kOff, n, scale, scores + g * kChunk);
@@ -644,14 +680,17 @@ inline void scoresAll(bool pairs, const float* q, int64_t G, int64_t D, const vo
 
 template <int DT>
 inline void valuesAll(bool pairs, float* acc, int64_t G, int64_t D, const void* vBase, int64_t vOff, int64_t n,
-                      const float* p) {
+                      const float* p, Ahead& ahead) {
   int64_t g = 0;
   if (pairs) {
-    for (; g + 4 <= G; g += 4) pairValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
-    for (; g + 2 <= G; g += 2) pairValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
-    for (; g < G; g++) pairValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
+    Ahead* a = &ahead;
+    for (; g + 4 <= G; g += 4, a = nullptr) pairValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk, a);
+    for (; g + 2 <= G; g += 2, a = nullptr) pairValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk, a);
+    for (; g < G; g++, a = nullptr) pairValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk, a);
+    ahead.finish();
     return;
   }
+  ahead.finish();
   for (; g + 4 <= G; g += 4) groupValues<DT, 4>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
   for (; g + 2 <= G; g += 2) groupValues<DT, 2>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
   for (; g < G; g++) groupValues<DT, 1>(acc + g * D, D, vBase, vOff, n, p + g * kChunk);
@@ -659,14 +698,6 @@ inline void valuesAll(bool pairs, float* acc, int64_t G, int64_t D, const void* 
 
 // The first two cache lines from element `first` on: enough to start the page walk and (being two
 // in a row) to train the hardware prefetcher on that region.
-template <int DT>
-inline void prefetchRows(const void* base, int64_t first, int64_t count) {
-  constexpr int64_t esize = DT == 0 ? 4 : 2;
-  const char* p = static_cast<const char*>(base) + first * esize;
-  const int64_t bytes = count * esize;
-  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
-}
-
 template <int DT>
 inline void touchRows(const void* base, int64_t first) {
   constexpr int64_t esize = DT == 0 ? 4 : 2;
@@ -689,6 +720,8 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   const int64_t G = a.nHeads / nKv, H = (h1 - h0) * G;
   const int64_t headStride = bs * D;  // from one KV head's rows of a block to the next head's
   const bool pairs = D % (2 * W) == 0;
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
+  Ahead ahead;
   AttnScratch& s = attnScratch(H, D);
   float* acc = s.acc.data();
   float* sc = s.scores.data();
@@ -749,9 +782,9 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
       for (int64_t kh = 0; kh < nh; kh++) {
         int64_t nb, nl;
         nextPiece(r, kh, nb, nl);
-        prefetchRows<DT>(c.k, nb, nl * D);
+        ahead.start(c.k, nb, nl * D * esize, esize, st.len[r] * D * esize);
         scoresAll<DT>(pairs, q + kh * G * D, G, D, c.k, st.base[r] + kh * headStride, st.len[r], a.scale,
-                      sc + kh * G * kChunk + j);
+                      sc + kh * G * kChunk + j, ahead);
       }
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < H; g++) {
@@ -778,9 +811,9 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
       for (int64_t kh = 0; kh < nh; kh++) {
         int64_t nb, nl;
         nextPiece(r, kh, nb, nl);
-        prefetchRows<DT>(c.v, nb, nl * D);
+        ahead.start(c.v, nb, nl * D * esize, esize, st.len[r] * D * esize);
         valuesAll<DT>(pairs, acc + kh * G * D, G, D, c.v, st.base[r] + kh * headStride, st.len[r],
-                      sc + kh * G * kChunk + j);
+                      sc + kh * G * kChunk + j, ahead);
       }
   }
   for (int64_t g = 0; g < H; g++) {
