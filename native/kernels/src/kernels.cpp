@@ -764,25 +764,38 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     }
     const int64_t n = st.n, nh = h1 - h0;
     const Step& nx = steps[(stepNo + 1) % 3];
-    // The piece (rows of one KV head in one run) after piece (r, kh): prefetched whole while
-    // (r, kh) is computed, so its loads find it in cache.
-    auto nextPiece = [&](int r, int64_t kh, int64_t& base, int64_t& len) {
+    // The piece (rows of one KV head in one run) read after piece (r, kh) of K (values = false)
+    // or V: prefetched while (r, kh) is computed, so its loads find it in cache. The read order is
+    // the step's K pieces, its V pieces, then the next step's K pieces, so the last K piece fetches
+    // the first V piece (ready when the softmax update is done) and the last V piece the next
+    // step's first K piece.
+    auto nextPiece = [&](bool values, int r, int64_t kh, const void*& arr, int64_t& base, int64_t& len) {
+      const Step* sp = &st;
+      arr = values ? c.v : c.k;
       if (kh + 1 < nh) {
-        base = st.base[r] + (kh + 1) * headStride;
-        len = st.len[r];
+        kh++;
       } else if (r + 1 < st.nRuns) {
-        base = st.base[r + 1];
-        len = st.len[r + 1];
+        r++;
+        kh = 0;
       } else {
-        base = nx.nRuns > 0 ? nx.base[0] : 0;
-        len = nx.nRuns > 0 ? nx.len[0] : 0;
+        r = 0;
+        kh = 0;
+        if (values) {
+          arr = c.k;
+          sp = &nx;
+        } else {
+          arr = c.v;
+        }
       }
+      base = sp->nRuns > 0 ? sp->base[r] + kh * headStride : 0;
+      len = sp->nRuns > 0 ? sp->len[r] : 0;
     };
     for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++)
       for (int64_t kh = 0; kh < nh; kh++) {
+        const void* na;
         int64_t nb, nl;
-        nextPiece(r, kh, nb, nl);
-        ahead.start(c.k, nb, nl * D * esize, esize, st.len[r] * D * esize);
+        nextPiece(false, r, kh, na, nb, nl);
+        ahead.start(na, nb, nl * D * esize, esize, st.len[r] * D * esize);
         scoresAll<DT>(pairs, q + kh * G * D, G, D, c.k, st.base[r] + kh * headStride, st.len[r], a.scale,
                       sc + kh * G * kChunk + j, ahead);
       }
@@ -809,9 +822,10 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     }
     for (int r = 0, j = 0; r < st.nRuns; j += int(st.len[r]), r++)
       for (int64_t kh = 0; kh < nh; kh++) {
+        const void* na;
         int64_t nb, nl;
-        nextPiece(r, kh, nb, nl);
-        ahead.start(c.v, nb, nl * D * esize, esize, st.len[r] * D * esize);
+        nextPiece(true, r, kh, na, nb, nl);
+        ahead.start(na, nb, nl * D * esize, esize, st.len[r] * D * esize);
         valuesAll<DT>(pairs, acc + kh * G * D, G, D, c.v, st.base[r] + kh * headStride, st.len[r],
                       sc + kh * G * kChunk + j, ahead);
       }
