@@ -2,7 +2,7 @@
 // measured beside it (alternating repetitions) with a plain streaming read. Each sequence's
 // blocks are scattered over the cache, as a block allocator leaves them.
 //
-//   node dist/bench/kernels/attention.js [--batch 8] [--ctx 16384] [--heads 32] [--kv-heads 8,32]
+//   node dist/bench/kernels/attention.js [--batch 8] [--ctx 4096,16384] [--heads 32] [--kv-heads 8,32]
 //                                        [--head-dim 128] [--block 16] [--threads 1,2] [--huge-pages on|off]
 import { parseArgs } from "node:util";
 import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
@@ -14,7 +14,7 @@ import { timeOnce, writeResults } from "../common/results.js";
 const { values } = parseArgs({
   options: {
     batch: { type: "string", default: "8" },
-    ctx: { type: "string", default: "16384" },
+    ctx: { type: "string", default: "4096,16384" },
     heads: { type: "string", default: "32" },
     "kv-heads": { type: "string", default: "8,32" },
     "head-dim": { type: "string", default: "128" },
@@ -28,7 +28,7 @@ const hugePages = values["huge-pages"];
 if (hugePages !== "on" && hugePages !== "off")
   throw new Error(`--huge-pages must be on or off, got "${hugePages}"`);
 const batch = Number(values.batch);
-const ctx = Number(values.ctx);
+const contexts = values.ctx.split(",").map(Number);
 const nHeads = Number(values.heads);
 const headDim = Number(values["head-dim"]);
 const blockSize = Number(values.block);
@@ -45,6 +45,7 @@ function kvBuffer(dtype: DType, n: number, fillValue: number) {
 const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
 
 interface Row {
+  ctx: number;
   threads: number;
   kvDtype: DType;
   nKvHeads: number;
@@ -52,89 +53,99 @@ interface Row {
   gbPerS: number;
   pctOfLimit: number;
   msPerCall: number;
+  /** The issue's target share of the read bandwidth for 16-bit KV (MHA 90%, GQA 85%); null for f32. */
+  targetPct: number | null;
 }
 const results: Row[] = [];
 
-for (const nKvHeads of kvHeadCounts) {
-  for (const dtype of ["f32", "bf16"] as const) {
-    const blocksPerSeq = Math.ceil(ctx / blockSize);
-    const numBlocks = batch * blocksPerSeq;
-    const n = numBlocks * blockSize * nKvHeads * headDim;
-    const fillValue = dtype === "f32" ? 0.01 : f32ToBf16(0.01);
-    const cache: KvLayerCache = {
-      dtype,
-      numBlocks,
-      blockSize,
-      nKvHeads,
-      headDim,
-      k: kvBuffer(dtype, n, fillValue),
-      v: kvBuffer(dtype, n, fillValue),
-    };
-    // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
-    const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
-    let seed = 12345;
-    for (let i = numBlocks - 1; i > 0; i--) {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      const j = seed % (i + 1);
-      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
-    }
-    const args: AttentionArgs = {
-      out: new Float32Array(batch * nHeads * headDim),
-      q: new Float32Array(batch * nHeads * headDim).fill(0.1),
-      cache,
-      blockTables: perm,
-      maxBlocksPerSeq: blocksPerSeq,
-      qSeq: Int32Array.from({ length: batch }, (_, i) => i),
-      ctxStart: new Int32Array(batch),
-      ctxEnd: new Int32Array(batch).fill(ctx),
-      nTokens: batch,
-      nHeads,
-      scale: 1 / Math.sqrt(headDim),
-    };
-    const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
-    for (const threads of threadCounts) {
-      backend.setThreads(threads);
-      backend.attention(args);
-      let tRead = Number.POSITIVE_INFINITY;
-      let tAttn = Number.POSITIVE_INFINITY;
-      for (let rep = 0; rep < 4; rep++) {
-        tRead = Math.min(
-          tRead,
-          timeOnce(() => backend.streamRead(stream)),
-        );
-        tAttn = Math.min(
-          tAttn,
-          timeOnce(() => backend.attention(args)),
-        );
-      }
-      const limit = stream.byteLength / tRead / 1e9;
-      const gb = bytes / tAttn / 1e9;
-      results.push({
-        threads,
-        kvDtype: dtype,
+for (const ctx of contexts) {
+  for (const nKvHeads of kvHeadCounts) {
+    for (const dtype of ["f32", "bf16"] as const) {
+      const blocksPerSeq = Math.ceil(ctx / blockSize);
+      const numBlocks = batch * blocksPerSeq;
+      const n = numBlocks * blockSize * nKvHeads * headDim;
+      const fillValue = dtype === "f32" ? 0.01 : f32ToBf16(0.01);
+      const cache: KvLayerCache = {
+        dtype,
+        numBlocks,
+        blockSize,
         nKvHeads,
-        limitGbPerS: limit,
-        gbPerS: gb,
-        pctOfLimit: (100 * gb) / limit,
-        msPerCall: tAttn * 1e3,
-      });
+        headDim,
+        k: kvBuffer(dtype, n, fillValue),
+        v: kvBuffer(dtype, n, fillValue),
+      };
+      // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
+      const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
+      let seed = 12345;
+      for (let i = numBlocks - 1; i > 0; i--) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        const j = seed % (i + 1);
+        [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+      }
+      const args: AttentionArgs = {
+        out: new Float32Array(batch * nHeads * headDim),
+        q: new Float32Array(batch * nHeads * headDim).fill(0.1),
+        cache,
+        blockTables: perm,
+        maxBlocksPerSeq: blocksPerSeq,
+        qSeq: Int32Array.from({ length: batch }, (_, i) => i),
+        ctxStart: new Int32Array(batch),
+        ctxEnd: new Int32Array(batch).fill(ctx),
+        nTokens: batch,
+        nHeads,
+        scale: 1 / Math.sqrt(headDim),
+      };
+      const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
+      for (const threads of threadCounts) {
+        backend.setThreads(threads);
+        backend.attention(args);
+        let tRead = Number.POSITIVE_INFINITY;
+        let tAttn = Number.POSITIVE_INFINITY;
+        for (let rep = 0; rep < 4; rep++) {
+          tRead = Math.min(
+            tRead,
+            timeOnce(() => backend.streamRead(stream)),
+          );
+          tAttn = Math.min(
+            tAttn,
+            timeOnce(() => backend.attention(args)),
+          );
+        }
+        const limit = stream.byteLength / tRead / 1e9;
+        const gb = bytes / tAttn / 1e9;
+        results.push({
+          ctx,
+          threads,
+          kvDtype: dtype,
+          nKvHeads,
+          limitGbPerS: limit,
+          gbPerS: gb,
+          pctOfLimit: (100 * gb) / limit,
+          msPerCall: tAttn * 1e3,
+        targetPct: dtype === "f32" ? null : nKvHeads === nHeads ? 90 : 85,
+        });
+      }
     }
   }
 }
 
 console.log(
-  `${backend.describe()}; decode batch ${batch}, context ${ctx}, ${nHeads} heads, head_dim ${headDim}, block ${blockSize}`,
+  `${backend.describe()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}, block ${blockSize}`,
 );
-console.log("threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | ms/call");
+console.log(
+  "context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call",
+);
 for (const r of results)
   console.log(
     [
+      String(r.ctx).padStart(7),
       String(r.threads).padStart(7),
       String(r.nKvHeads).padStart(8),
       r.kvDtype.padStart(8),
       r.limitGbPerS.toFixed(1).padStart(16),
       r.gbPerS.toFixed(1).padStart(14),
       r.pctOfLimit.toFixed(0).padStart(16),
+      (r.targetPct === null ? "" : `≥ ${r.targetPct}%`).padStart(6),
       r.msPerCall.toFixed(2).padStart(7),
     ].join(" | "),
   );
@@ -142,7 +153,7 @@ for (const r of results)
 writeResults("kernels-attention.json", {
   backend: backend.describe(),
   batch,
-  ctx,
+  contexts,
   nHeads,
   headDim,
   blockSize,
