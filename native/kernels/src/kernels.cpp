@@ -23,10 +23,12 @@ using lk::MatmulArgs;
 // ---- matmul -------------------------------------------------------------------------------------
 
 // Register tile: R weight rows x T tokens of dot products, weights widened to fp32 in registers.
+// The rows are r, r + rs, ..., r + (R - 1) * rs: the streaming paths take rows a quarter of their
+// range apart (see matvecRange).
 constexpr int kTileRows = 4;
 
 template <int DT, int R, int T>
-inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
+inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t, int64_t rs = 1) {
   const int64_t K = a.cols;
   const int64_t kv = K / W * W;
   vf acc[R][T];
@@ -38,36 +40,18 @@ inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t) {
     vf xv[T];
     for (int j = 0; j < T; j++) xv[j] = loadf(xs[j] + k);
     for (int i = 0; i < R; i++) {
-      const vf wv = loadw<DT>(a.w, (r + i) * K + k);
+      const vf wv = loadw<DT>(a.w, (r + i * rs) * K + k);
       for (int j = 0; j < T; j++) acc[i][j] += wv * xv[j];
     }
   }
   for (int i = 0; i < R; i++) {
+    const int64_t row = r + i * rs;
     for (int j = 0; j < T; j++) {
       float s = hsum(acc[i][j]);
-      for (int64_t k = kv; k < K; k++) s += loadw1<DT>(a.w, (r + i) * K + k) * xs[j][k];
-      if (a.bias) s += a.bias[r + i];
-      a.out[(t + j) * a.rows + r + i] = s;
+      for (int64_t k = kv; k < K; k++) s += loadw1<DT>(a.w, row * K + k) * xs[j][k];
+      if (a.bias) s += a.bias[row];
+      a.out[(t + j) * a.rows + row] = s;
     }
-  }
-}
-
-// Dot products of x with the 4 rows r, r + q, r + 2q, r + 3q (one token).
-template <int DT>
-inline void matvecQuarterTile(const MatmulArgs& a, int64_t r, int64_t q) {
-  const int64_t K = a.cols, kv = K / W * W;
-  const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
-  vf acc[4];
-  for (int i = 0; i < 4; i++) acc[i] = splat(0.0f);
-  for (int64_t k = 0; k < kv; k += W) {
-    const vf xv = loadf(a.x + k);
-    for (int i = 0; i < 4; i++) acc[i] += loadw<DT>(a.w, rows[i] * K + k) * xv;
-  }
-  for (int i = 0; i < 4; i++) {
-    float s = hsum(acc[i]);
-    for (int64_t k = kv; k < K; k++) s += loadw1<DT>(a.w, rows[i] * K + k) * a.x[k];
-    if (a.bias) s += a.bias[rows[i]];
-    a.out[rows[i]] = s;
   }
 }
 
@@ -79,9 +63,9 @@ inline void matvecQuarterTile(const MatmulArgs& a, int64_t r, int64_t q) {
 // 1.9-2.2 -> 1.5-1.8 ms, 4096x4096 1.8 -> 1.2-1.4 ms, 49152x576 3.2-3.3 -> 2.3-2.5 ms.
 template <int DT>
 void matvecRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t q = (r1 - r0) / 4;
-  for (int64_t i = 0; i < q; i++) matvecQuarterTile<DT>(a, r0 + i, q);
-  for (int64_t r = r0 + 4 * q; r < r1; r++) matmulTile<DT, 1, 1>(a, r, 0);
+  const int64_t q = (r1 - r0) / kTileRows;
+  for (int64_t i = 0; i < q; i++) matmulTile<DT, kTileRows, 1>(a, r0 + i, 0, q);
+  for (int64_t r = r0 + kTileRows * q; r < r1; r++) matmulTile<DT, 1, 1>(a, r, 0);
 }
 
 // ---- batched matmul: K-blocked register tiles ------------------------------------------------------
@@ -188,20 +172,21 @@ void batchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
 }
 
 // Rows [r0, r1) for a small batch, where streaming the weights is most of the time: each 4-row
-// tile is read whole along K (long runs the hardware prefetcher follows), once from DRAM for the
-// first few tokens and from L2 for the rest.
+// tile is read whole along K, once from DRAM for the first few tokens and from cache for the
+// rest, its rows a quarter of the range apart so the range is read as four long streams (as in
+// matvecRange).
 template <int DT>
 void smallBatchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
-  auto tiles = [&](auto rowsTag, int64_t r) {
+  auto tiles = [&](auto rowsTag, int64_t r, int64_t rs) {
     constexpr int R = decltype(rowsTag)::value;
     int64_t t = 0;
-    for (; t + 3 <= a.nTokens; t += 3) matmulTile<DT, R, 3>(a, r, t);
-    if (a.nTokens - t == 2) matmulTile<DT, R, 2>(a, r, t);
-    else if (a.nTokens - t == 1) matmulTile<DT, R, 1>(a, r, t);
+    for (; t + 3 <= a.nTokens; t += 3) matmulTile<DT, R, 3>(a, r, t, rs);
+    if (a.nTokens - t == 2) matmulTile<DT, R, 2>(a, r, t, rs);
+    else if (a.nTokens - t == 1) matmulTile<DT, R, 1>(a, r, t, rs);
   };
-  int64_t r = r0;
-  for (; r + kTileRows <= r1; r += kTileRows) tiles(std::integral_constant<int, kTileRows>{}, r);
-  for (; r < r1; r++) tiles(std::integral_constant<int, 1>{}, r);
+  const int64_t q = (r1 - r0) / kTileRows;
+  for (int64_t i = 0; i < q; i++) tiles(std::integral_constant<int, kTileRows>{}, r0 + i, q);
+  for (int64_t r = r0 + kTileRows * q; r < r1; r++) tiles(std::integral_constant<int, 1>{}, r, 1);
 }
 
 // Batches up to this many tokens stream the weights (smallBatchRange); larger ones are K-blocked.
