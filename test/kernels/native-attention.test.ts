@@ -201,43 +201,57 @@ test("attention rejects block tables and ranges that point outside the cache", (
   }
 });
 
-test("long contexts with few (token, KV head) groups are split over threads and merged exactly", () => {
-  // Two decode tokens, one KV head: 2 groups for 1–2 threads, so each long range is cut into
-  // parts computed separately and merged by their lse (flash-decoding). Ranges start off a
-  // block boundary so the parts do not line up with blocks.
-  const c: Case = { nHeads: 4, nKvHeads: 1, headDim: 64, blockSize: 16 };
+/**
+ * Decode tokens over sequences of the given lengths (token i reads sequence i's keys from
+ * starts[i]): the native kernels on 1 and 2 threads, every variant, against the reference.
+ */
+function checkAcrossThreads(
+  c: Case,
+  dtype: DType,
+  lens: number[],
+  starts: number[],
+  seed: number,
+  what: string,
+) {
+  const rand = rng(seed);
+  const layout = pagedLayout(lens, c.blockSize, rand);
+  const refCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+  const natCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+  fillCache(ref, refCache, layout, rng(seed + 1));
+  fillCache(native, natCache, layout, rng(seed + 1));
+  const n = lens.length;
+  const s = {
+    layout,
+    refCache,
+    natCache,
+    q: randomF32(n * c.nHeads * c.headDim, rand, 2),
+    qSeq: Int32Array.from(lens, (_, i) => i),
+    ctxStart: Int32Array.from(starts),
+    ctxEnd: Int32Array.from(lens),
+    n,
+  };
+  const expected = run(ref, refCache, s, c);
   const threadsBefore = native.info().threads;
   try {
-    for (const dtype of ["f32", "bf16"] as const) {
-      const rand = rng(500);
-      const layout = pagedLayout([2600, 1300], c.blockSize, rand);
-      const refCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
-      const natCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
-      fillCache(ref, refCache, layout, rng(501));
-      fillCache(native, natCache, layout, rng(501));
-      const s = {
-        layout,
-        refCache,
-        natCache,
-        q: randomF32(2 * c.nHeads * c.headDim, rand, 2),
-        qSeq: new Int32Array([0, 1]),
-        ctxStart: new Int32Array([7, 0]),
-        ctxEnd: new Int32Array([2600, 1300]),
-        n: 2,
-      };
-      const expected = run(ref, refCache, s, c);
-      for (const threads of [1, 2]) {
-        native.setThreads(threads);
-        forEachVariant(native, (v) => {
-          const got = run(native, natCache, s, c);
-          assertClose(got.out, expected.out, `out ${v} ${dtype} ${threads} thread(s)`);
-          assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ${threads} thread(s)`);
-        });
-      }
+    for (const threads of [1, 2]) {
+      native.setThreads(threads);
+      forEachVariant(native, (v) => {
+        const got = run(native, natCache, s, c);
+        assertClose(got.out, expected.out, `out ${v} ${dtype} ${what} ${threads} thread(s)`);
+        assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ${what} ${threads} thread(s)`);
+      });
     }
   } finally {
     native.setThreads(threadsBefore);
   }
+}
+
+test("long contexts with few (token, KV head) groups are split over threads and merged exactly", () => {
+  // Two decode tokens, one KV head: 2 tasks for 1–2 threads, so each long range is cut into
+  // parts computed separately and merged by their lse (flash-decoding). Ranges start off a
+  // block boundary so the parts do not line up with blocks.
+  const c: Case = { nHeads: 4, nKvHeads: 1, headDim: 64, blockSize: 16 };
+  for (const dtype of ["f32", "bf16"] as const) checkAcrossThreads(c, dtype, [2600, 1300], [7, 0], 500, "");
 });
 
 test("one token's KV heads split into head groups (with and without range parts) match the reference", () => {
@@ -245,38 +259,7 @@ test("one token's KV heads split into head groups (with and without range parts)
   // unequal size (6 heads into 4 groups on one thread, 6 on two) and, for the longer context,
   // its range into parts as well; every task reads its heads' rows of a block as one region.
   const c: Case = { nHeads: 12, nKvHeads: 6, headDim: 32, blockSize: 16 };
-  const threadsBefore = native.info().threads;
-  try {
-    for (const len of [300, 1100]) {
-      for (const dtype of ["f32", "bf16"] as const) {
-        const rand = rng(600 + len);
-        const layout = pagedLayout([len], c.blockSize, rand);
-        const refCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
-        const natCache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
-        fillCache(ref, refCache, layout, rng(601));
-        fillCache(native, natCache, layout, rng(601));
-        const s = {
-          layout,
-          refCache,
-          natCache,
-          q: randomF32(c.nHeads * c.headDim, rand, 2),
-          qSeq: new Int32Array([0]),
-          ctxStart: new Int32Array([3]),
-          ctxEnd: new Int32Array([len]),
-          n: 1,
-        };
-        const expected = run(ref, refCache, s, c);
-        for (const threads of [1, 2]) {
-          native.setThreads(threads);
-          forEachVariant(native, (v) => {
-            const got = run(native, natCache, s, c);
-            assertClose(got.out, expected.out, `out ${v} ${dtype} ctx ${len} ${threads} thread(s)`);
-            assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ctx ${len} ${threads} thread(s)`);
-          });
-        }
-      }
-    }
-  } finally {
-    native.setThreads(threadsBefore);
-  }
+  for (const len of [300, 1100])
+    for (const dtype of ["f32", "bf16"] as const)
+      checkAcrossThreads(c, dtype, [len], [3], 600 + len, `ctx ${len}`);
 });
