@@ -399,10 +399,9 @@ inline AttnScratch& attnScratch(int64_t H, int64_t D) {
 }
 
 // The in-order kernels below take any head_dim; the pair kernels after them need head_dim % 2W == 0
-// (every real model) and are the fast path.
-
-// The kernels take a step's keys as a list of row offsets (rows[j] + off is key j's first element),
-// in the order the step interleaves its blocks (see attentionPart).
+// (every real model) and are the fast path. All take a step's keys as a list of row offsets
+// (rows[j] + off is key j's first element), in the order the step interleaves its blocks (see
+// attentionPart).
 
 // scores[g, j] = scale * q_g . K_j for GB query heads at once. Two keys per step: each q load
 // serves both, and 2*GB independent FMA chains hide the FMA latency.
@@ -664,8 +663,8 @@ inline void touchRows(const void* base, int64_t first) {
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
 // contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
 // a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
-// online-softmax steps of kChunk keys: every head's scores for the step, the softmax update, then
-// the values.
+// online-softmax steps of kChunk keys, their keys interleaved across the step's blocks: every head's
+// scores for the step, the softmax update, then the values.
 template <int DT>
 void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                    float* lse) {
