@@ -184,10 +184,16 @@ class Kernels : public Napi::Addon<Kernels> {
     const KernelTable* k = table_;
     // Row slices: for a batch, 64 rows of W stay in L2 while every token tile passes over them.
     // One token: 32 slices per thread, so the thread that finishes last waits for at most a
-    // thirty-second of the call (with 8 per thread a decode step of a 1B model ran about 8% slower).
+    // thirty-second of the call (with 8 per thread a decode step of a 1B model ran about 8% slower),
+    // but no slice under kMinSliceBytes of weights: a slice is read as four streams (matvecRange),
+    // and a small matrix cut 64 ways gives streams a few KiB long (a 135M model's decode step took
+    // about a fifth longer).
+    constexpr int64_t kMinSliceBytes = 128 << 10;
     const int64_t grain = a.nTokens == 1 ? 16 : 64;
     if (a.rows * a.cols * a.nTokens < 65536) return k->matmul(a, 0, a.rows);
-    int64_t per = a.nTokens == 1 ? std::max<int64_t>(grain, ceilDiv(a.rows, int64_t(threads()) * 32)) : grain;
+    const int64_t rowBytes = a.cols * (dtype == lk::kF32 ? 4 : 2);
+    int64_t per = a.nTokens == 1 ? std::max({grain, ceilDiv(a.rows, int64_t(threads()) * 32), ceilDiv(kMinSliceBytes, rowBytes)})
+                                 : grain;
     per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, int64_t(threads()) * 2)));
     per = ceilDiv(per, 4) * 4;
     pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {
