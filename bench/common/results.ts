@@ -22,3 +22,10 @@ export function timeOnce(fn: () => void): number {
   fn();
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
+
+/** Seconds the fastest of `reps` calls of fn takes. */
+export function bestTime(reps: number, fn: () => void): number {
+  let t = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < reps; i++) t = Math.min(t, timeOnce(fn));
+  return t;
+}

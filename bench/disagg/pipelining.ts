@@ -28,6 +28,7 @@ import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
+import { intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf, startAttentionWorker } from "./worker-proc.js";
@@ -49,11 +50,7 @@ const { values } = parseArgs({
     reps: { type: "string", default: "1" },
   },
 });
-const num = (k: keyof typeof values) => {
-  const v = Number(values[k] as string);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer, got "${values[k]}"`);
-  return v;
-};
+const num = (k: keyof typeof values) => intFlag(values[k] as string, k);
 const batch = num("batch");
 const promptLen = num("prompt");
 const gen = num("gen");

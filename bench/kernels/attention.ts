@@ -9,6 +9,7 @@ import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { allocTensorData, bytesPerElement, type DType, f32ToBf16 } from "../../src/model/tensor.js";
+import { intFlag, intListFlag } from "../common/flags.js";
 import { timeOnce, writeResults } from "../common/results.js";
 
 const { values } = parseArgs({
@@ -27,13 +28,13 @@ const { values } = parseArgs({
 const hugePages = values["huge-pages"];
 if (hugePages !== "on" && hugePages !== "off")
   throw new Error(`--huge-pages must be on or off, got "${hugePages}"`);
-const batch = Number(values.batch);
-const contexts = values.ctx.split(",").map(Number);
-const nHeads = Number(values.heads);
-const headDim = Number(values["head-dim"]);
-const blockSize = Number(values.block);
-const threadCounts = values.threads.split(",").map(Number);
-const kvHeadCounts = values["kv-heads"].split(",").map(Number);
+const batch = intFlag(values.batch, "batch");
+const contexts = intListFlag(values.ctx, "ctx");
+const nHeads = intFlag(values.heads, "heads");
+const headDim = intFlag(values["head-dim"], "head-dim");
+const blockSize = intFlag(values.block, "block");
+const threadCounts = intListFlag(values.threads, "threads");
+const kvHeadCounts = intListFlag(values["kv-heads"], "kv-heads");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 
@@ -58,47 +59,53 @@ interface Row {
 }
 const results: Row[] = [];
 
+/** The attention call of one case: `batch` decode tokens over scattered blocks of a fresh cache. */
+function attentionCase(ctx: number, nKvHeads: number, dtype: DType): AttentionArgs {
+  const blocksPerSeq = Math.ceil(ctx / blockSize);
+  const numBlocks = batch * blocksPerSeq;
+  const n = numBlocks * blockSize * nKvHeads * headDim;
+  const fillValue = dtype === "f32" ? 0.01 : f32ToBf16(0.01);
+  const cache: KvLayerCache = {
+    dtype,
+    numBlocks,
+    blockSize,
+    nKvHeads,
+    headDim,
+    k: kvBuffer(dtype, n, fillValue),
+    v: kvBuffer(dtype, n, fillValue),
+  };
+  // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
+  const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
+  let seed = 12345;
+  for (let i = numBlocks - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    const j = seed % (i + 1);
+    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+  }
+  return {
+    out: new Float32Array(batch * nHeads * headDim),
+    q: new Float32Array(batch * nHeads * headDim).fill(0.1),
+    cache,
+    blockTables: perm,
+    maxBlocksPerSeq: blocksPerSeq,
+    qSeq: Int32Array.from({ length: batch }, (_, i) => i),
+    ctxStart: new Int32Array(batch),
+    ctxEnd: new Int32Array(batch).fill(ctx),
+    nTokens: batch,
+    nHeads,
+    scale: 1 / Math.sqrt(headDim),
+  };
+}
+
 for (const ctx of contexts) {
   for (const nKvHeads of kvHeadCounts) {
     for (const dtype of ["f32", "bf16"] as const) {
-      const blocksPerSeq = Math.ceil(ctx / blockSize);
-      const numBlocks = batch * blocksPerSeq;
-      const n = numBlocks * blockSize * nKvHeads * headDim;
-      const fillValue = dtype === "f32" ? 0.01 : f32ToBf16(0.01);
-      const cache: KvLayerCache = {
-        dtype,
-        numBlocks,
-        blockSize,
-        nKvHeads,
-        headDim,
-        k: kvBuffer(dtype, n, fillValue),
-        v: kvBuffer(dtype, n, fillValue),
-      };
-      // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
-      const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
-      let seed = 12345;
-      for (let i = numBlocks - 1; i > 0; i--) {
-        seed = (seed * 1103515245 + 12345) % 2147483648;
-        const j = seed % (i + 1);
-        [perm[i], perm[j]] = [perm[j]!, perm[i]!];
-      }
-      const args: AttentionArgs = {
-        out: new Float32Array(batch * nHeads * headDim),
-        q: new Float32Array(batch * nHeads * headDim).fill(0.1),
-        cache,
-        blockTables: perm,
-        maxBlocksPerSeq: blocksPerSeq,
-        qSeq: Int32Array.from({ length: batch }, (_, i) => i),
-        ctxStart: new Int32Array(batch),
-        ctxEnd: new Int32Array(batch).fill(ctx),
-        nTokens: batch,
-        nHeads,
-        scale: 1 / Math.sqrt(headDim),
-      };
+      const args = attentionCase(ctx, nKvHeads, dtype);
       const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
       for (const threads of threadCounts) {
         backend.setThreads(threads);
         backend.attention(args);
+        // The call and its limit alternate, best of four each, so load on the host affects both.
         let tRead = Number.POSITIVE_INFINITY;
         let tAttn = Number.POSITIVE_INFINITY;
         for (let rep = 0; rep < 4; rep++) {
@@ -122,7 +129,7 @@ for (const ctx of contexts) {
           gbPerS: gb,
           pctOfLimit: (100 * gb) / limit,
           msPerCall: tAttn * 1e3,
-        targetPct: dtype === "f32" ? null : nKvHeads === nHeads ? 90 : 85,
+          targetPct: dtype === "f32" ? null : nKvHeads === nHeads ? 90 : 85,
         });
       }
     }

@@ -8,8 +8,10 @@
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
-import { allocTensorData, bytesPerElement, type DType, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import type { DType } from "../../src/model/tensor.js";
+import { intFlag, intListFlag } from "../common/flags.js";
 import { timeOnce, writeResults } from "../common/results.js";
+import { rotatingWeights } from "./weights.js";
 
 const { values } = parseArgs({
   options: {
@@ -21,15 +23,10 @@ const { values } = parseArgs({
     gib: { type: "string", default: "0.75" },
   },
 });
-const positive = (s: string, what: string): number => {
-  const v = Number(s);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${what} needs positive integers, got "${s}"`);
-  return v;
-};
-const rows = positive(values.rows, "rows");
-const cols = positive(values.cols, "cols");
-const batches = values.batch.split(",").map((s) => positive(s, "batch"));
-const threadCounts = values.threads.split(",").map((s) => positive(s, "threads"));
+const rows = intFlag(values.rows, "rows");
+const cols = intFlag(values.cols, "cols");
+const batches = intListFlag(values.batch, "batch");
+const threadCounts = intListFlag(values.threads, "threads");
 const dtypes = values.dtype.split(",").map((d) => {
   if (d !== "f32" && d !== "bf16" && d !== "f16") throw new Error(`--dtype takes f32, bf16, f16; got "${d}"`);
   return d as DType;
@@ -52,13 +49,7 @@ const results: Row[] = [];
 // FMA rounds per task of the peak loop: about 50 ms of work on this class of machine.
 const PEAK_ROUNDS = 2_000_000;
 for (const dtype of dtypes) {
-  const bytes = rows * cols * bytesPerElement(dtype);
-  const one = dtype === "f32" ? 0.01 : dtype === "bf16" ? f32ToBf16(0.01) : f32ToF16(0.01);
-  const prepared = Array.from({ length: Math.max(2, Math.ceil(workingSet / bytes)) }, (_, i) => {
-    const data = allocTensorData(dtype, rows * cols);
-    data.fill(one); // touches every page
-    return backend.prepareWeight({ name: `w${i}`, dtype, shape: [rows, cols], data });
-  });
+  const prepared = rotatingWeights(backend, dtype, rows, cols, workingSet, 0.01);
   for (const batch of batches) {
     const x = new Float32Array(batch * cols).fill(1);
     const out = new Float32Array(batch * rows);

@@ -6,9 +6,10 @@
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
-import type { DType, Tensor } from "../../src/model/tensor.js";
-import { allocTensorData, bytesPerElement, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import { bytesPerElement } from "../../src/model/tensor.js";
+import { intFlag, intListFlag } from "../common/flags.js";
 import { timeOnce, writeResults } from "../common/results.js";
+import { rotatingWeights } from "./weights.js";
 
 const { values } = parseArgs({
   options: {
@@ -19,29 +20,13 @@ const { values } = parseArgs({
     variant: { type: "string" },
   },
 });
-const rows = Number(values.rows);
-const cols = Number(values.cols);
-const threadCounts = values.threads.split(",").map(Number);
+const rows = intFlag(values.rows, "rows");
+const cols = intFlag(values.cols, "cols");
+const threadCounts = intListFlag(values.threads, "threads");
 const workingSet = Number(values.gib) * 2 ** 30;
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 if (values.variant) backend.selectVariant(values.variant);
-
-/** Best (shortest) of `reps` timings of fn, in seconds. */
-function best(reps: number, fn: () => void): number {
-  let t = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < reps; i++) t = Math.min(t, timeOnce(fn));
-  return t;
-}
-
-function weights(dtype: DType, count: number): Tensor[] {
-  const one = dtype === "f32" ? 0.5 : dtype === "bf16" ? f32ToBf16(0.5) : f32ToF16(0.5);
-  return Array.from({ length: count }, (_, i) => {
-    const data = allocTensorData(dtype, rows * cols);
-    data.fill(one); // touches every page
-    return { name: `w${i}`, dtype, shape: [rows, cols], data };
-  });
-}
 
 interface Row {
   threads: number;
@@ -60,9 +45,7 @@ const x = new Float32Array(cols).fill(1);
 const out = new Float32Array(rows);
 for (const dtype of ["f32", "bf16", "f16"] as const) {
   const bytes = rows * cols * bytesPerElement(dtype);
-  const prepared = weights(dtype, Math.max(2, Math.ceil(workingSet / bytes))).map((w) =>
-    backend.prepareWeight(w),
-  );
+  const prepared = rotatingWeights(backend, dtype, rows, cols, workingSet, 0.5);
   const pass = () => {
     for (const w of prepared) backend.matmul(out, x, w, 1);
   };
@@ -74,9 +57,9 @@ for (const dtype of ["f32", "bf16", "f16"] as const) {
     for (let rep = 0; rep < 4; rep++) {
       tRead = Math.min(
         tRead,
-        best(1, () => backend.streamRead(stream)),
+        timeOnce(() => backend.streamRead(stream)),
       );
-      tPass = Math.min(tPass, best(1, pass));
+      tPass = Math.min(tPass, timeOnce(pass));
     }
     const limit = stream.byteLength / tRead / 1e9;
     const t = tPass / prepared.length;

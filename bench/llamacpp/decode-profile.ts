@@ -14,7 +14,8 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { loadModel } from "../../src/model/load.js";
 import { bytesPerElement } from "../../src/model/tensor.js";
-import { REPO_ROOT, timeOnce, writeResults } from "../common/results.js";
+import { intFlag } from "../common/flags.js";
+import { bestTime, REPO_ROOT, writeResults } from "../common/results.js";
 import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
 
 const { values } = parseArgs({
@@ -28,13 +29,9 @@ const { values } = parseArgs({
 if (!(values.shape in BENCH_SHAPES))
   throw new Error(`--shape takes ${Object.keys(BENCH_SHAPES).join(", ")}; got "${values.shape}"`);
 const shape = values.shape as BenchShape;
-const threads = Number(values.threads);
-const tokens = Number(values.tokens);
-const reps = Number(values.reps);
-if (!Number.isInteger(reps) || reps < 1)
-  throw new Error(`--reps takes a whole number >= 1; got "${values.reps}"`);
-if (!Number.isInteger(threads) || threads < 1) throw new Error("--threads must be a positive integer");
-if (!Number.isInteger(tokens) || tokens < 2) throw new Error("--tokens must be an integer ≥ 2");
+const threads = intFlag(values.threads, "threads");
+const tokens = intFlag(values.tokens, "tokens", 2);
+const reps = intFlag(values.reps, "reps");
 
 const files = await ensureBenchModel(
   path.join(REPO_ROOT, ".lamina-cache", "bench-models"),
@@ -94,11 +91,7 @@ async function decode(backend: KernelBackend): Promise<{ steps: number; stepMs: 
 // shared host the read alone moves by a fifth from one minute to the next).
 const stream = new Float32Array(2 ** 28).fill(1);
 function streamGBsNow(): number {
-  const t = Math.min(
-    timeOnce(() => native.streamRead(stream)),
-    timeOnce(() => native.streamRead(stream)),
-  );
-  return stream.byteLength / t / 1e9;
+  return stream.byteLength / bestTime(2, () => native.streamRead(stream)) / 1e9;
 }
 
 await decode(native); // warm-up: first touches of weights and caches, JIT

@@ -26,8 +26,8 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
     [64, 16],
     // Past one K block of the batched kernel (256 columns), with a tail that is no whole vector.
     [23, 601],
-    // Rows over 3 KiB in every dtype, and a row count that leaves batch 1's quarter tiles (rows i,
-    // i + q, i + 2q, i + 3q) a remainder row.
+    // Long rows, and a row count that leaves batch 1's quarter tiles (rows i, i + q, i + 2q,
+    // i + 3q) a remainder row.
     [9, 1601],
   ];
   for (const dtype of DTYPES) {

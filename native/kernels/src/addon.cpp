@@ -192,8 +192,9 @@ class Kernels : public Napi::Addon<Kernels> {
     const int64_t grain = a.nTokens == 1 ? 16 : 64;
     if (a.rows * a.cols * a.nTokens < 65536) return k->matmul(a, 0, a.rows);
     const int64_t rowBytes = a.cols * (dtype == lk::kF32 ? 4 : 2);
-    int64_t per = a.nTokens == 1 ? std::max({grain, ceilDiv(a.rows, int64_t(threads()) * 32), ceilDiv(kMinSliceBytes, rowBytes)})
-                                 : grain;
+    int64_t per = grain;
+    if (a.nTokens == 1)
+      per = std::max({grain, ceilDiv(a.rows, int64_t(threads()) * 32), ceilDiv(kMinSliceBytes, rowBytes)});
     per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, int64_t(threads()) * 2)));
     per = ceilDiv(per, 4) * 4;
     pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {
@@ -369,8 +370,8 @@ class Kernels : public Napi::Addon<Kernels> {
     // one task read each block as one contiguous region; when there are too few tokens to keep
     // every thread busy, long contexts are cut into parts (flash-decoding) and short ones into
     // head groups.
-    const int64_t want = int64_t(threads()) * 4;  // 4 tasks a thread evens out unequal contexts
-    const int64_t nSplit = n >= want ? 1 : attentionSplits(n, longest);
+    const int64_t want = attentionTasksWanted();
+    const int64_t nSplit = attentionSplits(n, longest);
     const int64_t headParts = n * nSplit >= want ? 1 : std::min(nKv, ceilDiv(want, n * nSplit));
     auto heads = [&](int64_t part, int64_t& h0, int64_t& h1) {
       h0 = part * nKv / headParts;
@@ -416,11 +417,14 @@ class Kernels : public Napi::Addon<Kernels> {
     }
   }
 
-  // Parts per token: enough tasks for every thread (4 each), each part at least kMinPart keys so
-  // merging stays cheap.
+  // Attention tasks to aim for: 4 a thread evens out unequal contexts.
+  int64_t attentionTasksWanted() const { return int64_t(threads()) * 4; }
+
+  // Parts per token: enough tasks for every thread, each part at least kMinPart keys so merging
+  // stays cheap.
   int64_t attentionSplits(int64_t tokens, int64_t longest) const {
     constexpr int64_t kMinPart = 512;
-    const int64_t want = int64_t(threads()) * 4;
+    const int64_t want = attentionTasksWanted();
     if (tokens == 0 || tokens >= want || longest < 2 * kMinPart) return 1;
     return std::max<int64_t>(1, std::min(ceilDiv(want, tokens), longest / kMinPart));
   }

@@ -677,9 +677,11 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   float* acc = s.acc.data();
   float* sc = s.scores.data();
   const float* qt = a.q + (t * a.nHeads + h0 * G) * D;  // the task's query heads are contiguous
+  // With pairs of a permuting dtype, q and the accumulator are kept in loadPair's even/odd order.
+  const bool permuted = pairs && pairPermuted<DT>();
   const float* q = qt;
-  if (pairs && pairPermuted<DT>()) {
-    toPairOrder<DT>(s.q.data(), qt, H * D);
+  if (permuted) {
+    toPairOrder(s.q.data(), qt, H * D);
     q = s.q.data();
   }
   std::fill(acc, acc + H * D, 0.0f);
@@ -754,8 +756,8 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   for (int64_t g = 0; g < H; g++) {
     const float l = s.l[g];
     const float inv = l > 0 ? 1.0f / l : 0.0f;
-    if (pairs) {
-      fromPairOrder<DT>(out + g * D, acc + g * D, D, inv);
+    if (permuted) {
+      fromPairOrder(out + g * D, acc + g * D, D, inv);
     } else {
       for (int64_t i = 0; i < D; i++) out[g * D + i] = acc[g * D + i] * inv;
     }

@@ -221,7 +221,7 @@ constexpr bool pairPermuted() {
 // per 2W values (each 32-bit lane holds elements 2i and 2i+1: shifting the lane up by 16 gives
 // element 2i, masking off its low half gives element 2i+1), where widening in order takes two
 // zero-extending loads and two shifts, which compete with the FMAs for the same ports. Kernels that
-// read pairs hold the vectors they combine them with in the same order (pairOrder).
+// read pairs hold the vectors they combine them with in the same order (toPairOrder).
 template <int DT>
 inline void loadPair(const void* base, int64_t i, vf& a, vf& b) {
   if constexpr (pairPermuted<DT>()) {
@@ -234,31 +234,21 @@ inline void loadPair(const void* base, int64_t i, vf& a, vf& b) {
     b = loadw<DT>(base, i + W);
   }
 }
-// n floats (a multiple of 2W) from src to dst in loadPair<DT>'s order: within each 2W, the even
-// elements then the odd ones. fromPairOrder undoes it.
-template <int DT>
+// n floats (a multiple of 2W) from src to dst in the even/odd order loadPair<DT> returns when
+// pairPermuted<DT>(): within each 2W, the even elements then the odd ones. fromPairOrder undoes it,
+// scaling as it goes.
 inline void toPairOrder(float* dst, const float* src, int64_t n) {
-  if constexpr (!pairPermuted<DT>()) {
-    std::memcpy(dst, src, size_t(n) * sizeof(float));
-  } else {
-    for (int64_t c = 0; c < n; c += 2 * W)
-      for (int i = 0; i < W; i++) {
-        dst[c + i] = src[c + 2 * i];
-        dst[c + W + i] = src[c + 2 * i + 1];
-      }
-  }
+  for (int64_t c = 0; c < n; c += 2 * W)
+    for (int i = 0; i < W; i++) {
+      dst[c + i] = src[c + 2 * i];
+      dst[c + W + i] = src[c + 2 * i + 1];
+    }
 }
-template <int DT>
 inline void fromPairOrder(float* dst, const float* src, int64_t n, float scale) {
   for (int64_t c = 0; c < n; c += 2 * W)
     for (int i = 0; i < W; i++) {
-      if constexpr (pairPermuted<DT>()) {
-        dst[c + 2 * i] = src[c + i] * scale;
-        dst[c + 2 * i + 1] = src[c + W + i] * scale;
-      } else {
-        dst[c + i] = src[c + i] * scale;
-        dst[c + W + i] = src[c + W + i] * scale;
-      }
+      dst[c + 2 * i] = src[c + i] * scale;
+      dst[c + 2 * i + 1] = src[c + W + i] * scale;
     }
 }
 
