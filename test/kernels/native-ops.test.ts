@@ -24,8 +24,11 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
     [37, 131],
     [5, 17],
     [64, 16],
-    // Past one K block of the batched kernel (256 columns), with a tail that is no whole vector.
+    // Several K blocks of the batched kernel (128 columns), the last with a tail that is no whole
+    // vector.
     [23, 601],
+    // Past one panel of row tiles (48 rows on AVX2, 96 on AVX-512), ending in a partial tile.
+    [101, 40],
     // Long rows, and a row count that leaves batch 1's quarter tiles (rows i, i + q, i + 2q,
     // i + 3q) a remainder row.
     [9, 1601],
@@ -36,9 +39,10 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
       const wRef = ref.prepareWeight(wt);
       const wNat = native.prepareWeight(wt);
       const bias = randomF32(rows, rand);
-      // 1: the matvec; 2..8: the small-batch path; 9 and up: K-blocked, with every token-tile
-      // remainder of the AVX2 (3-token) tiles among 9, 10, 17, and of AVX-512's (6) among 9..17.
-      for (const n of [1, 2, 3, 5, 8, 9, 10, 11, 13, 17, 256]) {
+      // 1: the matvec; 2..8: the small-batch path; 9 and up: outer-product tiles over groups of
+      // 32 tokens, with partial token vectors (9..17 and 33 on every width) and second groups of
+      // 1 and 8 tokens (33, 40).
+      for (const n of [1, 2, 3, 5, 8, 9, 10, 11, 13, 17, 33, 40, 256]) {
         const x = randomF32(n * cols, rand);
         const expected = new Float32Array(n * rows);
         ref.matmul(expected, x, wRef, n, n % 2 ? bias : undefined);

@@ -182,21 +182,31 @@ class Kernels : public Napi::Addon<Kernels> {
                               : nullptr;
     if (a.nTokens == 0) return;
     const KernelTable* k = table_;
-    // Row slices: for a batch, 64 rows of W stay in L2 while every token tile passes over them.
-    // One token: 32 slices per thread, so the thread that finishes last waits for at most a
-    // thirty-second of the call (with 8 per thread a decode step of a 1B model ran about 8% slower),
-    // but no slice under kMinSliceBytes of weights: a slice is read as four streams (matvecRange),
-    // and a small matrix cut 64 ways gives streams a few KiB long (a 135M model's decode step took
-    // about a fifth longer).
+    if (a.nTokens > lk::kSmallBatch) {
+      // The batched path reads x packed k-major per group of tokens; packed once here, not per slice.
+      const int64_t groups = lk::tokenGroups(a.nTokens);
+      packedX_.resize(size_t(groups * a.cols * lk::kTokenGroup));
+      float* xt = packedX_.data();
+      pool_->forEach(groups, [&](int64_t g) { k->packTokens(xt, a.x, a.nTokens, a.cols, g, g + 1); });
+      a.xt = xt;
+    }
+    // Row slices: for a batch, 96 rows (whole panels of row tiles; a panel's weights are read from
+    // memory once per group of tokens and from cache by the next). One token: 32 slices per
+    // thread, so the thread that finishes last waits for at most a thirty-second of the call (with
+    // 8 per thread a decode step of a 1B model ran about 8% slower), but no slice under
+    // kMinSliceBytes of weights: a slice is read as four streams (matvecRange), and a small matrix
+    // cut 64 ways gives streams a few KiB long (a 135M model's decode step took about a fifth
+    // longer).
     constexpr int64_t kMinSliceBytes = 128 << 10;
-    const int64_t grain = a.nTokens == 1 ? 16 : 64;
+    const bool batched = a.nTokens > lk::kSmallBatch;
+    const int64_t grain = a.nTokens == 1 ? 16 : batched ? 96 : 64;
     if (a.rows * a.cols * a.nTokens < 65536) return k->matmul(a, 0, a.rows);
     const int64_t rowBytes = a.cols * (dtype == lk::kF32 ? 4 : 2);
     int64_t per = grain;
     if (a.nTokens == 1)
       per = std::max({grain, ceilDiv(a.rows, int64_t(threads()) * 32), ceilDiv(kMinSliceBytes, rowBytes)});
     per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, int64_t(threads()) * 2)));
-    per = ceilDiv(per, 4) * 4;
+    per = ceilDiv(per, batched ? 12 : 4) * (batched ? 12 : 4);
     pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {
       const int64_t r0 = task * per;
       k->matmul(a, r0, std::min(a.rows, r0 + per));
@@ -510,6 +520,7 @@ class Kernels : public Napi::Addon<Kernels> {
   std::vector<double> partials_;
   // Flash-decoding partials (output rows and their lse) and the lse of a merge nobody asked for.
   std::vector<float> partOut_, partLse_, mergeLse_;
+  std::vector<float> packedX_;  // a batched matmul's activations, packed by token group
   const KernelTable* table_;
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;

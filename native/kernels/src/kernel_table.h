@@ -19,7 +19,17 @@ struct MatmulArgs {
   int64_t cols;
   int64_t nTokens;
   const float* bias;  // [rows] or null
+  // Batches above kSmallBatch tokens: x packed by packTokens (see below); null otherwise.
+  const float* xt;
 };
+
+// Batches up to this many tokens stream the weights (four-stream dot-product tiles); larger ones
+// run outer-product tiles over activations packed k-major in groups of kTokenGroup tokens:
+// group g holds x[g * kTokenGroup + j][k] at xt[(g * cols + k) * kTokenGroup + j], with the last
+// group's missing tokens zero. The addon packs once per call, before the row slices run.
+constexpr int64_t kSmallBatch = 8;
+constexpr int64_t kTokenGroup = 32;
+inline int64_t tokenGroups(int64_t nTokens) { return (nTokens + kTokenGroup - 1) / kTokenGroup; }
 
 struct KvArgs {
   void* k;  // cache, block-major: ((block * nKvHeads + h) * blockSize + off) * headDim + i
@@ -50,6 +60,8 @@ struct KernelTable {
   int lanes;
   // out rows [r0, r1) for every token.
   void (*matmul)(const MatmulArgs& a, int64_t r0, int64_t r1);
+  // Token groups [g0, g1) of x [nTokens, cols] into the packed layout MatmulArgs::xt takes.
+  void (*packTokens)(float* xt, const float* x, int64_t nTokens, int64_t cols, int64_t g0, int64_t g1);
   void (*embedding)(float* out, const void* table, int dtype, int64_t dim, const int32_t* tokens, int64_t t0,
                     int64_t t1);
   void (*rmsnorm)(float* out, const float* x, const float* w, int64_t dim, float eps, int64_t t0, int64_t t1);
