@@ -18,6 +18,7 @@ import { median } from "../../src/bench/stats.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
+import { intFlag } from "../common/flags.js";
 import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
 import { LlamaCppRunner } from "./llamacpp.js";
 import type { EngineRunner } from "./measure.js";
@@ -35,9 +36,9 @@ for (const s of shapes) {
   if (!(s in BENCH_SHAPES))
     throw new Error(`--shapes: unknown shape "${s}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
 }
-const reps = Number(flag("reps", "3"));
-const tokens = Number(flag("tokens", "32"));
-const threads = Number(flag("threads", "2"));
+const reps = intFlag(flag("reps", "3"), "reps");
+const tokens = intFlag(flag("tokens", "32"), "tokens");
+const threads = intFlag(flag("threads", "2"), "threads");
 const dtype = flag("dtype", "bf16") as DType;
 if (!["bf16", "f16"].includes(dtype)) throw new Error(`--dtype ${dtype}: use bf16 or f16`);
 const cacheRoot = path.join(root, ".lamina-cache", "bench-models");
