@@ -226,9 +226,12 @@ void batchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
           stageRows<DT>(next, nkc, 0, next.r1, nkc / W * W);  // keys past the last full vector
         }
       }
-      for (int64_t r = p0; r < p1; r++) {
-        const float b = a.bias ? a.bias[r] : 0.0f;
-        for (int64_t j = 0; j < nt; j++) a.out[(t0 + j) * a.rows + r] = sums[(r - p0) * kTokenGroup + j] + b;
+      // Token by token, so each writes one contiguous run of its output row: row by row, every
+      // store went to a different token's row (for a wide matrix, a different page each), and
+      // took 15% of a 49152-row product's time.
+      for (int64_t j = 0; j < nt; j++) {
+        float* o = a.out + (t0 + j) * a.rows;
+        for (int64_t r = p0; r < p1; r++) o[r] = sums[(r - p0) * kTokenGroup + j] + (a.bias ? a.bias[r] : 0.0f);
       }
     }
   }
