@@ -260,7 +260,9 @@ void smallBatchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
 template <int DT>
 void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
   if (a.nTokens == 1) return matvecRange<DT>(a, r0, r1);
-  if (a.nTokens <= lk::kSmallBatch) return smallBatchRange<DT>(a, r0, r1);
+  // Without packed activations (a caller that skipped packTokens) the streaming tiles still give
+  // the right answer for any batch, only slower.
+  if (a.nTokens <= lk::kSmallBatch || a.xt == nullptr) return smallBatchRange<DT>(a, r0, r1);
   batchRange<DT>(a, r0, r1);
 }
 
