@@ -10,7 +10,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { allocTensorData, bytesPerElement, type DType, f32ToBf16 } from "../../src/model/tensor.js";
 import { intFlag, intListFlag } from "../common/flags.js";
-import { timeOnce, writeResults } from "../common/results.js";
+import { bestAlternating, writeResults } from "../common/results.js";
 
 const { values } = parseArgs({
   options: {
@@ -106,18 +106,11 @@ for (const ctx of contexts) {
         backend.setThreads(threads);
         backend.attention(args);
         // The call and its limit alternate, best of four each, so load on the host affects both.
-        let tRead = Number.POSITIVE_INFINITY;
-        let tAttn = Number.POSITIVE_INFINITY;
-        for (let rep = 0; rep < 4; rep++) {
-          tRead = Math.min(
-            tRead,
-            timeOnce(() => backend.streamRead(stream)),
-          );
-          tAttn = Math.min(
-            tAttn,
-            timeOnce(() => backend.attention(args)),
-          );
-        }
+        const [tRead, tAttn] = bestAlternating(
+          4,
+          () => backend.streamRead(stream),
+          () => backend.attention(args),
+        ) as [number, number];
         const limit = stream.byteLength / tRead / 1e9;
         const gb = bytes / tAttn / 1e9;
         results.push({

@@ -10,7 +10,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import type { DType } from "../../src/model/tensor.js";
 import { intFlag, intListFlag } from "../common/flags.js";
-import { timeOnce, writeResults } from "../common/results.js";
+import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
 
 const { values } = parseArgs({
@@ -60,16 +60,15 @@ for (const dtype of dtypes) {
       backend.setThreads(threads);
       pass();
       // The product and its limit alternate, best of four each, so load on the host affects both.
-      let tPass = Number.POSITIVE_INFINITY;
-      let peak = 0;
-      for (let rep = 0; rep < 4; rep++) {
-        let flops = 0;
-        const tPeak = timeOnce(() => {
+      let flops = 0; // the same count every round
+      const [tPeak, tPass] = bestAlternating(
+        4,
+        () => {
           flops = backend.fmaPeak(PEAK_ROUNDS);
-        });
-        peak = Math.max(peak, flops / tPeak / 1e9);
-        tPass = Math.min(tPass, timeOnce(pass));
-      }
+        },
+        pass,
+      ) as [number, number];
+      const peak = flops / tPeak / 1e9;
       const t = tPass / prepared.length;
       const gflops = (2 * rows * cols * batch) / t / 1e9;
       results.push({

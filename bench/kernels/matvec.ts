@@ -8,7 +8,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { bytesPerElement } from "../../src/model/tensor.js";
 import { intFlag, intListFlag } from "../common/flags.js";
-import { timeOnce, writeResults } from "../common/results.js";
+import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
 
 const { values } = parseArgs({
@@ -52,15 +52,7 @@ for (const dtype of ["f32", "bf16", "f16"] as const) {
   for (const threads of threadCounts) {
     backend.setThreads(threads);
     pass();
-    let tRead = Number.POSITIVE_INFINITY;
-    let tPass = Number.POSITIVE_INFINITY;
-    for (let rep = 0; rep < 4; rep++) {
-      tRead = Math.min(
-        tRead,
-        timeOnce(() => backend.streamRead(stream)),
-      );
-      tPass = Math.min(tPass, timeOnce(pass));
-    }
+    const [tRead, tPass] = bestAlternating(4, () => backend.streamRead(stream), pass) as [number, number];
     const limit = stream.byteLength / tRead / 1e9;
     const t = tPass / prepared.length;
     const gb = bytes / t / 1e9;

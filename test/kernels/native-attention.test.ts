@@ -246,7 +246,7 @@ function checkAcrossThreads(
   }
 }
 
-test("long contexts with few (token, KV head) groups are split over threads and merged exactly", () => {
+test("long contexts of few tokens are split over threads and merged exactly", () => {
   // Two decode tokens, one KV head: 2 tasks for 1–2 threads, so each long range is cut into
   // parts computed separately and merged by their lse (flash-decoding). Ranges start off a
   // block boundary so the parts do not line up with blocks.

@@ -182,7 +182,8 @@ class Kernels : public Napi::Addon<Kernels> {
                               : nullptr;
     if (a.nTokens == 0) return;
     const KernelTable* k = table_;
-    if (a.nTokens > lk::kSmallBatch) {
+    const bool batched = a.nTokens > lk::kSmallBatch;
+    if (batched) {
       // The batched path reads x packed k-major per group of tokens; packed once here, not per slice.
       const int64_t groups = lk::tokenGroups(a.nTokens);
       packedX_.resize(size_t(groups * a.cols * lk::kTokenGroup));
@@ -198,7 +199,6 @@ class Kernels : public Napi::Addon<Kernels> {
     // cut 64 ways gives streams a few KiB long (a 135M model's decode step took about a fifth
     // longer).
     constexpr int64_t kMinSliceBytes = 128 << 10;
-    const bool batched = a.nTokens > lk::kSmallBatch;
     const int64_t grain = a.nTokens == 1 ? 16 : batched ? 96 : 64;
     if (a.rows * a.cols * a.nTokens < 65536) return k->matmul(a, 0, a.rows);
     const int64_t rowBytes = a.cols * (dtype == lk::kF32 ? 4 : 2);
@@ -206,7 +206,10 @@ class Kernels : public Napi::Addon<Kernels> {
     if (a.nTokens == 1)
       per = std::max({grain, ceilDiv(a.rows, int64_t(threads()) * 32), ceilDiv(kMinSliceBytes, rowBytes)});
     per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, int64_t(threads()) * 2)));
-    per = ceilDiv(per, batched ? 12 : 4) * (batched ? 12 : 4);
+    // Whole row tiles per slice: 4 rows for the streaming tiles, and for the batched ones a multiple
+    // of both variants' tile heights (6 rows on AVX2, 12 on AVX-512).
+    const int64_t tileRows = batched ? 12 : 4;
+    per = ceilDiv(per, tileRows) * tileRows;
     pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {
       const int64_t r0 = task * per;
       k->matmul(a, r0, std::min(a.rows, r0 + per));

@@ -155,10 +155,12 @@ void packTokens(float* xt, const float* x, int64_t nTokens, int64_t K, int64_t g
     float* dst = xt + g * K * kTokenGroup;
     for (int64_t k0 = 0; k0 < K; k0 += kStep) {
       const int64_t k1 = std::min(K, k0 + kStep);
-      for (int64_t j = 0; j < kTokenGroup; j++) {
+      for (int64_t j = 0; j < nt; j++) {
         const float* src = x + (t0 + j) * K;
-        for (int64_t k = k0; k < k1; k++) dst[k * kTokenGroup + j] = j < nt ? src[k] : 0.0f;
+        for (int64_t k = k0; k < k1; k++) dst[k * kTokenGroup + j] = src[k];
       }
+      for (int64_t j = nt; j < kTokenGroup; j++)  // the last group's missing tokens
+        for (int64_t k = k0; k < k1; k++) dst[k * kTokenGroup + j] = 0.0f;
     }
   }
 }
