@@ -64,25 +64,30 @@ describe("64 concurrent streaming clients (stories260K, real engine, max 64 runn
       },
       { signal: controller.signal },
     );
+    const generatedBefore = s.engine.stats().generationTokens;
     let chunks = 0;
     let kvWhileRunning = 0;
-    // The OpenAI client ends the iteration (or throws an abort error) once its signal fires.
+    // The OpenAI client may still yield events it had already received when its signal fired (a
+    // fast server packs dozens into one read), so the client-side count says nothing about the
+    // server: stop reading at the abort and judge the server by the tokens it generated.
     try {
       for await (const _ of stream) {
         if (++chunks === 5) {
           kvWhileRunning = kvUsed(s.engine);
           controller.abort();
+          break;
         }
       }
     } catch (err) {
       assert.match(String((err as Error).name), /Abort/);
     }
-    assert.ok(chunks < 50, `the stream stopped early (${chunks} chunks)`);
     assert.ok(kvWhileRunning > 0, "the request held KV blocks while streaming");
     assert.ok(
       await waitFor(() => kvUsed(s.engine) === 0 && s.engine.stats().running === 0),
       `KV freed after disconnect (used ${kvUsed(s.engine)}, running ${s.engine.stats().running})`,
     );
+    const generated = s.engine.stats().generationTokens - generatedBefore;
+    assert.ok(generated < 500, `the engine stopped generating early (${generated} of 500 tokens)`);
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     const aborted = metrics
       .split("\n")
