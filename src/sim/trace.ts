@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { SeededRandom } from "../model/seeded-random.js";
 import { sharedDataPath } from "../util/shared-data.js";
 
 /**
@@ -119,14 +120,8 @@ export function loadTrace(nameOrPath: string): Trace {
 
 /** Deterministic PRNG (mulberry32) so synthetic traces and sampling are reproducible for a seed. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new SeededRandom(seed);
+  return () => r.next();
 }
 
 export interface SyntheticOptions {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
+import { SeededRandom } from "../../src/model/seeded-random.js";
 import { FrameEncoder } from "../../src/transport/codec.js";
 import { MSG_AUTH, MSG_AUTH_OK, MSG_HELLO, proof } from "../../src/transport/handshake.js";
 import { DEFAULT_LIMITS } from "../../src/transport/limits.js";
@@ -18,14 +19,8 @@ export function encodeFrame(msg: Message): Buffer {
 
 /** A seeded PRNG (mulberry32): the fuzz cases are the same on every run. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new SeededRandom(seed);
+  return () => r.next();
 }
 
 export function randomBuffer(rand: () => number, n: number): Buffer {

@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
 import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import { SeededRandom } from "../../src/model/seeded-random.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
 import { allocTensorData, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 
 /** Deterministic uniform numbers in [-1, 1) (mulberry32), so failures reproduce. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  };
+  const r = new SeededRandom(seed);
+  return () => r.next() * 2 - 1;
 }
 
 export function randomF32(n: number, rand: () => number, scale = 1): Float32Array {
