@@ -906,9 +906,10 @@ namespace lk {
 
 const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   static const KernelTable table = {
-      LK_STR(LK_VARIANT),    LK_VARIANT::W,       LK_VARIANT::matmul,  LK_VARIANT::packTokens, LK_VARIANT::embedding, LK_VARIANT::rmsnorm,
-      LK_VARIANT::rope,      LK_VARIANT::siluMul, LK_VARIANT::add,       LK_VARIANT::softmax,
-      LK_VARIANT::kvWrite,   LK_VARIANT::attention, LK_VARIANT::merge, LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
+      LK_STR(LK_VARIANT),     LK_VARIANT::W,         LK_VARIANT::matmul, LK_VARIANT::packTokens,
+      LK_VARIANT::embedding,  LK_VARIANT::rmsnorm,   LK_VARIANT::rope,   LK_VARIANT::siluMul,
+      LK_VARIANT::add,        LK_VARIANT::softmax,   LK_VARIANT::kvWrite, LK_VARIANT::attention,
+      LK_VARIANT::merge,      LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
   };
   return &table;
 }
