@@ -1,6 +1,7 @@
+import { SeededRandom } from "../util/seeded-random.js";
 import type { ModelConfig } from "./config.js";
 import { expectedTensors } from "./expected-tensors.js";
-import { nearConstantTensor, randomTensor, SeededRandom } from "./seeded-random.js";
+import { nearConstantTensor, randomTensor } from "./random-tensors.js";
 import type { DType, Tensor } from "./tensor.js";
 
 export interface RandomWeightOptions {

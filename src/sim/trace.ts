@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { SeededRandom } from "../model/seeded-random.js";
+import { SeededRandom } from "../util/seeded-random.js";
 import { sharedDataPath } from "../util/shared-data.js";
 
 /**

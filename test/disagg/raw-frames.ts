@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { SeededRandom } from "../../src/model/seeded-random.js";
 import { FrameEncoder } from "../../src/transport/codec.js";
 import { MSG_AUTH, MSG_AUTH_OK, MSG_HELLO, proof } from "../../src/transport/handshake.js";
 import { DEFAULT_LIMITS } from "../../src/transport/limits.js";
 import { FIXED_HEADER_BYTES, type Message, PROTOCOL_VERSION } from "../../src/transport/message.js";
+import { SeededRandom } from "../../src/util/seeded-random.js";
 
 /** One whole frame as bytes (transport-reserved types allowed: a fuzzer speaks them too). */
 export function encodeFrame(msg: Message): Buffer {

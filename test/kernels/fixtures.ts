@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
-import { SeededRandom } from "../../src/model/seeded-random.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
 import { allocTensorData, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import { SeededRandom } from "../../src/util/seeded-random.js";
 
 /** Deterministic uniform numbers in [-1, 1) (mulberry32), so failures reproduce. */
 export function rng(seed: number): () => number {
