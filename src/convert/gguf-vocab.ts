@@ -49,7 +49,7 @@ export function extractVocab(model: LoadedModel, tokenizerDir?: string): GgufVoc
   }
   throw new UnsupportedTokenizerError(
     model.source.label,
-    "the built-in demo model has no tokenizer file; export a Hugging Face directory or a llama2.c checkpoint",
+    "the random-weight demo model has no tokenizer file; export a Hugging Face directory or a llama2.c checkpoint",
   );
 }
 

@@ -1,6 +1,6 @@
 /**
  * The architecture-level description of a Llama-family model, normalised from whatever the
- * checkpoint called it (Hugging Face config.json, llama2.c header, the built-in demo).
+ * checkpoint called it (Hugging Face config.json, llama2.c header, the random-weight demo).
  * Everything downstream (graph, kernels, attention) reads only this.
  */
 export type Architecture = "llama" | "mistral" | "qwen2";

@@ -9,7 +9,7 @@ export interface ExpectedTensor {
 /**
  * The tensors a Llama-family model of this config must provide, in Hugging Face naming and
  * layout (Linear weights are [out, in]). Every loader checks against this list, so the HF,
- * llama2.c and demo paths produce the same WeightStore.
+ * llama2.c and random-weight paths produce the same WeightStore.
  */
 export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
   const d = c.hiddenSize;

@@ -1,10 +1,14 @@
 import { existsSync, statSync } from "node:fs";
-import { loadDemoModel } from "./demo-model.js";
+import { loadBuiltinModel } from "./builtin-model.js";
 import { loadHfModel } from "./hf-loader.js";
 import { downloadHubModel, isHubId } from "./hub.js";
 import { loadLlama2cModel } from "./llama2c-loader.js";
 import type { ProgressCallback } from "./load-progress.js";
+import { loadRandomDemoModel } from "./random-demo-model.js";
 import type { LoadedModel } from "./types.js";
+
+/** How the error messages name the two built-in models. */
+const BUILTIN_FORMS = "demo (the built-in stories260K), or random (random weights, gibberish)";
 
 export interface LoadModelOptions {
   /** A tokenizer to use instead of the one found with the model (llama2.c .bin, or an HF tokenizer directory). */
@@ -15,12 +19,14 @@ export interface LoadModelOptions {
 }
 
 /**
- * The one entry point for `--model`: undefined or "demo" → the built-in demo model; an existing
- * directory → Hugging Face safetensors; an existing .bin file → llama2.c checkpoint; ORG/NAME
- * that is not a local path → downloaded from the Hugging Face Hub into the cache.
+ * The one entry point for `--model`: undefined or "demo" → the built-in stories260K (a small
+ * trained TinyStories model shipped in the package); "random" → the random-weight demo model;
+ * an existing directory → Hugging Face safetensors; an existing .bin file → llama2.c checkpoint;
+ * ORG/NAME that is not a local path → downloaded from the Hugging Face Hub into the cache.
  */
 export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  if (spec === undefined || spec === "demo") return loadDemoModel();
+  if (spec === undefined || spec === "demo") return loadBuiltinModel();
+  if (spec === "random") return loadRandomDemoModel();
   if (existsSync(spec)) {
     const st = statSync(spec);
     if (st.isDirectory()) return loadHfModel(spec, hfOptions(opts));
@@ -29,7 +35,7 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
     }
     throw new Error(
       `--model ${spec}: a file that is not a llama2.c .bin checkpoint; ` +
-        "pass a Hugging Face model directory, a .bin checkpoint, ORG/NAME from the Hub, or demo",
+        `pass a Hugging Face model directory, a .bin checkpoint, ORG/NAME from the Hub, ${BUILTIN_FORMS}`,
     );
   }
   if (isHubId(spec)) {
@@ -41,7 +47,7 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
   }
   throw new Error(
     `--model ${spec}: no such file or directory, and not a Hugging Face Hub id (ORG/NAME); ` +
-      "pass a model directory, a llama2.c .bin checkpoint, ORG/NAME, or demo",
+      `pass a model directory, a llama2.c .bin checkpoint, ORG/NAME, ${BUILTIN_FORMS}`,
   );
 }
 

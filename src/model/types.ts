@@ -4,7 +4,7 @@ import type { Tensor } from "./tensor.js";
 
 /**
  * Weights keyed by their Hugging Face names ("model.layers.3.self_attn.q_proj.weight").
- * Every loader (HF safetensors, llama2.c, demo) produces this naming, so the graph description
+ * Every loader (HF safetensors, llama2.c, random weights) produces this naming, so the graph description
  * is the only place that knows which tensor feeds which operator. Projection weights are in the
  * Hugging Face layout: q/k rows ordered for rotate-half RoPE.
  */
@@ -22,9 +22,9 @@ export interface GenerationDefaults {
 
 export interface ModelSource {
   readonly kind: "hf" | "llama2c" | "demo";
-  /** Where it came from: a directory, a .bin file, or "demo". */
+  /** Where it came from: a directory, a .bin file, or "random" (kind "demo": the random-weight model). */
   readonly path: string;
-  /** Human-readable name shown in logs, /v1/models and the CLI. The demo model says so. */
+  /** Human-readable name shown in logs, /v1/models and the CLI. The random-weight model says so. */
   readonly label: string;
   /** The tokenizer file used (llama2.c checkpoints keep it beside the .bin), when it is a separate file. */
   readonly tokenizerPath?: string;

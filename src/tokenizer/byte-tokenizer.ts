@@ -6,7 +6,7 @@ import { utf8Encoder } from "./utf8.js";
 /** Ids 0..255 are the bytes themselves; then the two specials. */
 export const BYTE_BOS_ID = 256;
 export const BYTE_EOS_ID = 257;
-/** The demo model's vocabulary: 256 bytes + BOS + EOS. */
+/** The random-weight demo model's vocabulary: 256 bytes + BOS + EOS. */
 export const BYTE_VOCAB_SIZE = 258;
 
 const SPECIAL_TEXT = new Map<number, string>([
@@ -14,7 +14,7 @@ const SPECIAL_TEXT = new Map<number, string>([
   [BYTE_EOS_ID, "<|eos|>"],
 ]);
 
-/** The demo chat format: each turn on its own lines, then an open assistant turn. */
+/** The random-weight demo model's chat format: each turn on its own lines, then an open assistant turn. */
 const DEMO_CHAT_TEMPLATE =
   "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
@@ -24,8 +24,9 @@ const SPECIAL_BYTES = new Map([...SPECIAL_TEXT].map(([id, t]) => [id, utf8Encode
 const EMPTY = new Uint8Array(0);
 
 /**
- * The built-in demo model's tokenizer: one token per UTF-8 byte (ids 0..255), BOS=256, EOS=257,
- * vocabSize 258. Any text round-trips exactly; the chat markers are plain bytes, not special tokens.
+ * The random-weight demo model's tokenizer (`--model random`): one token per UTF-8 byte (ids 0..255),
+ * BOS=256, EOS=257, vocabSize 258. Any text round-trips exactly; the chat markers are plain bytes,
+ * not special tokens.
  */
 class ByteTokenizer implements Tokenizer, TokenPieces {
   readonly vocabSize = BYTE_VOCAB_SIZE;

@@ -30,7 +30,7 @@ export interface DecodeOptions {
 
 /**
  * The one tokenizer interface the engine sees. Implementations: Hugging Face tokenizer.json
- * (through a library), llama2.c tokenizer.bin, and the demo model's byte-level tokenizer.
+ * (through a library), llama2.c tokenizer.bin, and the random-weight demo model's byte-level tokenizer.
  */
 export interface Tokenizer {
   readonly vocabSize: number;

@@ -3,9 +3,9 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { DEMO_LABEL, loadDemoModel } from "../../src/model/demo-model.js";
 import { expectedTensors } from "../../src/model/expected-tensors.js";
 import { loadModel } from "../../src/model/load.js";
+import { loadRandomDemoModel, RANDOM_DEMO_LABEL } from "../../src/model/random-demo-model.js";
 import { readElement } from "../../src/model/tensor.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
@@ -14,11 +14,11 @@ const tmp = mkdtempSync(path.join(tmpdir(), "lamina-load-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("loadModel", () => {
-  test("no spec or 'demo' gives the demo model: GQA, bf16, labelled as random", async () => {
-    const a = await loadModel();
-    const b = await loadModel("demo");
+  test("'random' gives the random-weight demo model: GQA, bf16, labelled as random", async () => {
+    const a = await loadModel("random");
+    const b = await loadRandomDemoModel();
     assert.equal(a.source.kind, "demo");
-    assert.equal(a.source.label, DEMO_LABEL);
+    assert.equal(a.source.label, RANDOM_DEMO_LABEL);
     assert.match(a.source.label, /random weights/);
     const c = a.config;
     assert.deepEqual(
@@ -45,10 +45,10 @@ describe("loadModel", () => {
     assert.equal(std("model.norm.weight"), 1);
   });
 
-  test("the demo model is quick to build", async () => {
+  test("the random-weight demo model is quick to build", async () => {
     const t0 = performance.now();
-    await loadDemoModel();
-    assert.ok(performance.now() - t0 < 2000, "demo weights are generated in well under 2 s");
+    await loadRandomDemoModel();
+    assert.ok(performance.now() - t0 < 2000, "random weights are generated in well under 2 s");
   });
 
   test("a directory is loaded as Hugging Face, a .bin as llama2.c with the tokenizer beside it", async () => {
@@ -74,11 +74,14 @@ describe("loadModel", () => {
   test("anything else is a clear error", async () => {
     await assert.rejects(
       loadModel(path.join(tmp, "nope", "model")),
-      /no such file or directory, and not a Hugging Face Hub id/,
+      /no such file or directory, and not a Hugging Face Hub id.*demo \(the built-in stories260K\), or random/,
     );
     const txt = path.join(tmp, "notes.txt");
     writeFileSync(txt, "hello");
-    await assert.rejects(loadModel(txt), /notes\.txt: a file that is not a llama2\.c \.bin checkpoint/);
+    await assert.rejects(
+      loadModel(txt),
+      /notes\.txt: a file that is not a llama2\.c \.bin checkpoint.*demo \(the built-in stories260K\), or random/,
+    );
     const lonely = path.join(tmp, "lonely");
     rmSync(lonely, { recursive: true, force: true });
     writeTinyModel(lonely, "llama-mha");

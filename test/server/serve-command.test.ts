@@ -135,24 +135,30 @@ describe("lamina serve as a process", () => {
     assert.match(log(), /again: cancelling in-flight requests/);
   });
 
-  it("the demo model is clearly labelled", async () => {
+  it("the built-in demo model (stories260K) is clearly labelled", async () => {
     const { child, url, log } = await startServe(["--port", "0", "--max-running", "4"]);
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     const models = (await (await fetch(`${url}/v1/models`)).json()) as {
       data: { id: string; label: string }[];
     };
-    assert.match(log(), /model: demo — .*random weights/);
+    assert.match(log(), /model: stories260K — stories260K \(built-in demo: .*TinyStories/);
     // Disaggregated by default: one locally spawned attention worker holds the KV cache.
     assert.match(log(), /attention: 1 attention worker/);
     const done = (await (
       await fetch(`${url}/v1/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "demo", prompt: "Hello", max_tokens: 8, temperature: 0 }),
+        body: JSON.stringify({
+          model: "stories260K",
+          prompt: "Once upon a time",
+          max_tokens: 8,
+          temperature: 0,
+        }),
       })
     ).json()) as { usage: { completion_tokens: number } };
     assert.equal(done.usage.completion_tokens, 8);
-    assert.match(models.data[0]!.label, /random weights/);
+    assert.equal(models.data[0]!.id, "stories260K");
+    assert.match(models.data[0]!.label, /TinyStories/);
     child.kill("SIGINT");
     assert.equal(await exited, 0);
   });

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { BYTE_BOS_ID, BYTE_EOS_ID, BYTE_VOCAB_SIZE, createByteTokenizer } from "../../src/tokenizer/index.js";
 import { MULTILINGUAL } from "./fixtures.js";
 
-describe("byte tokenizer (demo model)", () => {
+describe("byte tokenizer (random-weight demo model)", () => {
   const tok = createByteTokenizer();
 
   it("is one token per UTF-8 byte plus BOS and EOS", () => {

@@ -4,14 +4,15 @@ import { randomWeights } from "./random-weights.js";
 import type { LoadedModel } from "./types.js";
 
 /**
- * The built-in demo model: a small Llama with grouped-query attention and seeded random bf16
- * weights, and a byte-level tokenizer. It exists so that `lamina serve` and `lamina generate`
- * work with no download; its output is gibberish and its label says so.
+ * The random-weight demo model (`--model random`): a small Llama with grouped-query attention and
+ * seeded random bf16 weights, and a byte-level tokenizer. It needs no files at all, which makes it
+ * handy for tests and benchmarks; its output is gibberish and its label says so. (The built-in
+ * default, `--model demo`, is the trained stories260K: see builtin-model.ts.)
  * ~3.5 M parameters (7 MB in bf16): a decode step is a few million multiply-adds.
  */
-export const DEMO_SEED = 0x1a3e1a;
+export const RANDOM_DEMO_SEED = 0x1a3e1a;
 
-export function demoConfig(vocabSize: number): ModelConfig {
+export function randomDemoConfig(vocabSize: number): ModelConfig {
   return {
     architecture: "llama",
     vocabSize,
@@ -33,22 +34,23 @@ export function demoConfig(vocabSize: number): ModelConfig {
   };
 }
 
-export const DEMO_LABEL = "demo (built-in model with random weights: output is gibberish)";
+export const RANDOM_DEMO_LABEL = "random (built-in model with random weights: output is gibberish)";
 
-export async function loadDemoModel(): Promise<LoadedModel> {
+export async function loadRandomDemoModel(): Promise<LoadedModel> {
   const tokenizer = createByteTokenizer();
   const config = {
-    ...demoConfig(tokenizer.vocabSize),
+    ...randomDemoConfig(tokenizer.vocabSize),
     bosTokenId: tokenizer.bosTokenId,
     eosTokenIds: tokenizer.eosTokenIds,
   };
   // Embedding std 0.1 with tied embeddings puts logits at std ≈ 1.6: varied text, not one token forever.
-  const weights = randomWeights(config, { dtype: "bf16", seed: DEMO_SEED, embedStd: 0.1 });
+  const weights = randomWeights(config, { dtype: "bf16", seed: RANDOM_DEMO_SEED, embedStd: 0.1 });
   return {
     config,
     weights,
     tokenizer,
     generation: {},
-    source: { kind: "demo", path: "demo", label: DEMO_LABEL },
+    // Kind "demo": the engine gives it the byte tokenizer.
+    source: { kind: "demo", path: "random", label: RANDOM_DEMO_LABEL },
   };
 }
