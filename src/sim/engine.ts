@@ -1,165 +1,36 @@
 import { kvBytesPerToken, nonAttentionFlopsPerToken } from "./cost-model.js";
-import { MinHeap } from "./heap.js";
-import { type DecodeInstanceModel, type Limiter, StepCost, type StepInput } from "./instances.js";
+import { EventKind, EventQueue, eventArg, eventKind } from "./engine-events.js";
+import { type AdmissionOutcome, InstanceState, type KvPool } from "./engine-instance.js";
+import { LOCAL_POOL, type PoolIndex, REMOTE_POOL, RequestState, RequestTable } from "./engine-requests.js";
+import { type EngineTotals, emptyTotals, markSaturationEnd } from "./engine-totals.js";
+import { StepCost, type StepInput } from "./instances.js";
+import { PrefillStage } from "./prefill-stage.js";
 import type { Setup } from "./setup.js";
-import { LatencyHistogram } from "./stats.js";
 import type { Trace } from "./trace.js";
 import type { SimModel } from "./types.js";
+
+export type { EngineTotals } from "./engine-totals.js";
 
 /**
  * The discrete-event loop. Time advances by batch steps, not tokens: a step of a decode instance
  * gives every running request one token, so per-step work is O(admissions + completions), and
  * per-token quantities (KV growth, token counts, TBT samples) are updated in aggregate.
  */
-
-const QUEUED = 1;
-const PREFILLING = 2;
-const DECODING = 3;
-const DONE = 4;
-const REJECTED = 5;
-
-const EV_STEP_END = 0;
-const EV_PREFILL_DONE = 1;
-const EV_READY = 2;
-const EV_START = 3;
-const SHIFT = 1 << 24;
-
-const LIMITERS: readonly Limiter[] = [
-  "model-compute",
-  "model-bandwidth",
-  "attention-bandwidth",
-  "network",
-  "latency",
-  "prefill",
-];
-
-/** A FIFO of request ids with a front stack for preempted requests (they resume first). */
-class RequestQueue {
-  private items: number[] = [];
-  private head = 0;
-  private front: number[] = [];
-  tokens = 0;
-
-  get length(): number {
-    return this.items.length - this.head + this.front.length;
-  }
-  push(id: number, tokens: number): void {
-    this.items.push(id);
-    this.tokens += tokens;
-  }
-  pushFront(id: number, tokens: number): void {
-    this.front.push(id);
-    this.tokens += tokens;
-  }
-  peek(): number {
-    return this.front.length > 0 ? this.front[this.front.length - 1]! : this.items[this.head]!;
-  }
-  shift(tokens: number): void {
-    this.tokens -= tokens;
-    if (this.front.length > 0) this.front.pop();
-    else if (++this.head > 4096 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-  }
-}
-
-class Pool {
-  b = 0;
-  ctx = 0;
-  used = 0;
-  /** Admission order, for choosing the newest request to preempt (stale entries skipped). */
-  order: number[] = [];
-  constructor(readonly cap: number) {}
-}
-
-class InstanceState {
-  readonly queue = new RequestQueue();
-  readonly pools: Pool[];
-  readonly finish = new MinHeap(256);
-  readonly prefillFifo: number[] = [];
-  /** Admission sequence number of each prefillFifo entry (a re-admitted request leaves a stale entry behind). */
-  readonly prefillSeq: number[] = [];
-  prefillHead = 0;
-  /** Requests admitted and still being prefilled (prefillFifo also holds stale entries). */
-  prefilling = 0;
-  busy = false;
-  startPending = false;
-  step = 0;
-  dt = 0;
-  bStep = 0;
-  chunkIds: number[] = [];
-  chunkLens: number[] = [];
-  constructor(readonly model: DecodeInstanceModel) {
-    this.pools = [new Pool(model.localCapacity), new Pool(model.remoteCapacity)];
-  }
-  get capacity(): number {
-    return this.model.localCapacity + this.model.remoteCapacity;
-  }
-}
-
-export interface EngineTotals {
-  completed: number;
-  rejected: number;
-  preemptions: number;
-  outputTokens: number;
-  /** Output tokens the trace asked for (of non-rejected requests): must equal outputTokens. */
-  expectedTokens: number;
-  makespan: number;
-  tbt: LatencyHistogram;
-  ttft: LatencyHistogram | null;
-  /** Σ batch·dt and Σ dt over decode steps, for the time-weighted average batch. */
-  batchTime: number;
-  stepTime: number;
-  steps: number;
-  maxBatch: number;
-  /** max over time of KV used / capacity, per pool (must stay ≤ 1). */
-  peakKvUtil: number;
-  kvUtilTime: number;
-  flops: number;
-  kvBytesRead: number;
-  prefillBusy: number;
-  limiterTime: Record<Limiter, number>;
-  kvBlockedTime: number;
-  batchCapTime: number;
-  /** Per-token averages of the step's parts, weighted by decode tokens. */
-  partModel: number;
-  partAttention: number;
-  partNetwork: number;
-  partPrefill: number;
-  partTotal: number;
-  /** Decode tokens produced by steps (the weight of the part averages). */
-  decodeTokens: number;
-  perRequestFinish: Float64Array;
-  /** When the last request left the waiting queues (end of saturation), and the counters then. */
-  saturatedUntil: number;
-  tokensWhenSaturated: number;
-  batchTimeWhenSaturated: number;
-  stepTimeWhenSaturated: number;
-}
-
 export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTotals {
-  const n = trace.arrival.length;
-  const arrival = trace.arrival;
-  const prompt = trace.prompt;
-  const output = trace.output;
-  const state = new Uint8Array(n);
-  const generated = new Int32Array(n);
-  const finishStep = new Float64Array(n);
-  const recompute = new Uint8Array(n);
-  const instOf = new Int32Array(n).fill(-1);
-  const poolOf = new Uint8Array(n);
-  const prefillLeft = new Int32Array(n);
-  const prefillDone = new Int32Array(n);
-  const finishTime = new Float64Array(n);
-  const admitSeq = new Float64Array(n);
-  let seq = 0;
-  const insts = setup.instances.map((m) => new InstanceState(m));
-  const colocatedPrefill = setup.prefillServers.length === 0 && !setup.decodeOnly;
-  const disaggregated = setup.prefillServers.length > 0;
-  const events = new MinHeap(1024);
-  const cost = new StepCost();
-  const input: StepInput = {
+  return new EventLoop(trace, setup, model).run();
+}
+
+const { Queued, Prefilling, Decoding, Done, Rejected } = RequestState;
+const POOLS = [LOCAL_POOL, REMOTE_POOL] as const;
+
+class EventLoop {
+  private readonly req: RequestTable;
+  private readonly insts: InstanceState[];
+  private readonly prefill: PrefillStage;
+  private readonly events = new EventQueue();
+  private readonly totals: EngineTotals;
+  private readonly cost = new StepCost();
+  private readonly input: StepInput = {
     bLocal: 0,
     ctxLocal: 0,
     bRemote: 0,
@@ -167,386 +38,402 @@ export function runEngine(trace: Trace, setup: Setup, model: SimModel): EngineTo
     prefillTokens: 0,
     prefillWork: 0,
   };
-  const flopsPerToken = nonAttentionFlopsPerToken(model);
-  const kvb = kvBytesPerToken(model);
-  const limiterTime = Object.fromEntries(LIMITERS.map((l) => [l, 0])) as Record<Limiter, number>;
-  const t: EngineTotals = {
-    completed: 0,
-    rejected: 0,
-    preemptions: 0,
-    outputTokens: 0,
-    expectedTokens: 0,
-    makespan: 0,
-    tbt: new LatencyHistogram(),
-    ttft: setup.decodeOnly ? null : new LatencyHistogram(),
-    batchTime: 0,
-    stepTime: 0,
-    steps: 0,
-    maxBatch: 0,
-    peakKvUtil: 0,
-    kvUtilTime: 0,
-    flops: 0,
-    kvBytesRead: 0,
-    prefillBusy: 0,
-    limiterTime,
-    kvBlockedTime: 0,
-    batchCapTime: 0,
-    partModel: 0,
-    partAttention: 0,
-    partNetwork: 0,
-    partPrefill: 0,
-    partTotal: 0,
-    decodeTokens: 0,
-    perRequestFinish: finishTime,
-    saturatedUntil: 0,
-    tokensWhenSaturated: 0,
-    batchTimeWhenSaturated: 0,
-    stepTimeWhenSaturated: 0,
-  };
-  // Requests arrived but not yet admitted to a decode instance (prefill queues included).
-  let pending = 0;
-  const admitted = () => {
-    if (--pending === 0 && next >= n) {
-      t.saturatedUntil = now;
-      t.tokensWhenSaturated = t.outputTokens;
-      t.batchTimeWhenSaturated = t.batchTime;
-      t.stepTimeWhenSaturated = t.stepTime;
-    }
-  };
-  let now = 0;
-  let next = 0;
-  // A request that cannot fit even alone in the largest instance would never finish: reject it up front.
-  let largest = 0;
-  for (const s of insts) {
-    largest = Math.max(largest, s.model.localCapacity, s.model.remoteCapacity);
+  /** Prompts are prefilled in chunks on the decode instances (no prefill instances, not decode-only). */
+  private readonly colocatedPrefill: boolean;
+  private readonly flopsPerToken: number;
+  private readonly kvBytesPerToken: number;
+  /** The largest KV pool: a request that cannot fit alone in it would never finish, so it is rejected. */
+  private readonly largestPool: number;
+  private now = 0;
+  /** The next trace request to arrive. */
+  private nextArrival = 0;
+  /** Requests arrived but not yet admitted to a decode instance (prefill queues included). */
+  private pending = 0;
+  /** Admissions so far: the latest one's number tags its prefill FIFO entry. */
+  private admissions = 0;
+
+  constructor(
+    trace: Trace,
+    private readonly setup: Setup,
+    model: SimModel,
+  ) {
+    this.req = new RequestTable(trace);
+    this.insts = setup.instances.map((m, i) => new InstanceState(i, m));
+    this.prefill = new PrefillStage(setup.prefillServers, setup.prefillBatchTokens, this.req.prompt);
+    this.totals = emptyTotals(setup.decodeOnly, this.req.finishTime);
+    this.colocatedPrefill = setup.prefillServers.length === 0 && !setup.decodeOnly;
+    this.flopsPerToken = nonAttentionFlopsPerToken(model);
+    this.kvBytesPerToken = kvBytesPerToken(model);
+    let largest = 0;
+    for (const s of this.insts) largest = Math.max(largest, s.model.localCapacity, s.model.remoteCapacity);
+    this.largestPool = largest;
   }
 
-  const finishRequest = (id: number) => {
-    state[id] = DONE;
-    finishTime[id] = now;
-    t.completed++;
-    if (now > t.makespan) t.makespan = now;
-  };
-
-  const firstToken = (id: number) => {
-    generated[id] = 1;
-    t.outputTokens++;
-    t.ttft?.add(now - arrival[id]!);
-  };
-
-  const wake = (s: InstanceState, idx: number) => {
-    if (!s.busy && !s.startPending) {
-      s.startPending = true;
-      events.push(now, EV_START * SHIFT + idx);
+  run(): EngineTotals {
+    const { arrival, count } = this.req;
+    for (;;) {
+      const tArr = this.nextArrival < count ? arrival[this.nextArrival]! : Number.POSITIVE_INFINITY;
+      const tEv = this.events.nextTime();
+      if (tArr === Number.POSITIVE_INFINITY && tEv === Number.POSITIVE_INFINITY) break;
+      if (tArr <= tEv) {
+        this.now = tArr;
+        this.arrive(this.nextArrival++);
+      } else {
+        this.now = tEv;
+        this.dispatch(this.events.pop());
+      }
     }
-  };
+    return this.totals;
+  }
 
-  const route = (id: number) => {
+  private dispatch(code: number): void {
+    const arg = eventArg(code);
+    const kind = eventKind(code);
+    if (kind === EventKind.StepEnd) this.endStep(this.insts[arg]!);
+    else if (kind === EventKind.StepStart) this.startStep(this.insts[arg]!);
+    else if (kind === EventKind.PrefillDone) this.endPrefill(arg);
+    else this.route(arg);
+  }
+
+  // ---- requests entering and leaving ----
+
+  private arrive(id: number): void {
+    const { prompt, output } = this.req;
+    if (prompt[id]! + output[id]! + 1 > this.largestPool) {
+      this.req.state[id] = Rejected;
+      this.totals.rejected++;
+      return;
+    }
+    this.totals.expectedTokens += output[id]!;
+    this.pending++;
+    if (this.prefill.instances === 0) {
+      this.route(id);
+      return;
+    }
+    this.prefill.enqueue(id);
+    for (let k = 0; k < this.prefill.instances && this.prefill.waiting; k++) this.startPrefill(k);
+  }
+
+  /** A request left the waiting queues; the last one to do so ends the saturated phase. */
+  private admitted(): void {
+    if (--this.pending === 0 && this.nextArrival >= this.req.count) markSaturationEnd(this.totals, this.now);
+  }
+
+  private firstToken(id: number): void {
+    this.req.generated[id] = 1;
+    this.totals.outputTokens++;
+    this.totals.ttft?.add(this.now - this.req.arrival[id]!);
+  }
+
+  private finishRequest(id: number): void {
+    this.req.state[id] = Done;
+    this.req.finishTime[id] = this.now;
+    this.totals.completed++;
+    if (this.now > this.totals.makespan) this.totals.makespan = this.now;
+  }
+
+  // ---- prefill instances (PD / Adrenaline) ----
+
+  private startPrefill(k: number): void {
+    const dt = this.prefill.tryStart(k);
+    if (dt === null) return;
+    this.totals.prefillBusy += dt;
+    this.events.push(this.now + dt, EventKind.PrefillDone, k);
+  }
+
+  private endPrefill(k: number): void {
+    const { prompt, output } = this.req;
+    for (const id of this.prefill.finish(k)) {
+      this.firstToken(id);
+      if (output[id]! <= 1) {
+        this.finishRequest(id);
+        this.admitted();
+      } else this.events.push(this.now + this.setup.kvTransferTime(prompt[id]!), EventKind.KvReady, id);
+    }
+    this.startPrefill(k);
+  }
+
+  // ---- decode instances: routing and admission ----
+
+  /** Queues a request at the least loaded decode instance (KV in use and queued, over capacity). */
+  private route(id: number): void {
     let best = 0;
     let bestLoad = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < insts.length; i++) {
-      const s = insts[i]!;
-      const load = (s.pools[0]!.used + s.pools[1]!.used + s.queue.tokens) / s.capacity;
+    for (let i = 0; i < this.insts.length; i++) {
+      const s = this.insts[i]!;
+      const load = (s.pools[0].used + s.pools[1].used + s.queue.tokens) / s.capacity;
       if (load < bestLoad) {
         bestLoad = load;
         best = i;
       }
     }
-    const s = insts[best]!;
-    state[id] = QUEUED;
-    instOf[id] = best;
-    s.queue.push(id, prompt[id]! + generated[id]!);
-    wake(s, best);
-  };
-
-  // ---- prefill instances (PD / Adrenaline) ----
-  const pfQueue: number[] = [];
-  let pfHead = 0;
-  const pfBatches: number[][] = setup.prefillServers.map(() => []);
-  const pfBusy = new Uint8Array(setup.prefillServers.length);
-  const startPrefill = (k: number) => {
-    if (pfBusy[k] || pfHead >= pfQueue.length) return;
-    const batch = pfBatches[k]!;
-    batch.length = 0;
-    let tokens = 0;
-    let work = 0;
-    while (pfHead < pfQueue.length) {
-      const id = pfQueue[pfHead]!;
-      const p = prompt[id]!;
-      if (batch.length > 0 && tokens + p > setup.prefillBatchTokens) break;
-      batch.push(id);
-      tokens += p;
-      work += p * p;
-      pfHead++;
+    const s = this.insts[best]!;
+    this.req.state[id] = Queued;
+    this.req.instanceOf[id] = best;
+    s.queue.push(id, this.req.prompt[id]! + this.req.generated[id]!);
+    if (s.phase === "idle") {
+      s.phase = "start-scheduled";
+      this.events.push(this.now, EventKind.StepStart, best);
     }
-    const dt = setup.prefillServers[k]!.time(tokens, work);
-    t.prefillBusy += dt;
-    pfBusy[k] = 1;
-    events.push(now + dt, EV_PREFILL_DONE * SHIFT + k);
-  };
-  const endPrefill = (k: number) => {
-    pfBusy[k] = 0;
-    for (const id of pfBatches[k]!) {
-      firstToken(id);
-      if (output[id]! <= 1) {
-        finishRequest(id);
-        admitted();
-      } else events.push(now + setup.kvTransferTime(prompt[id]!), EV_READY * SHIFT + id);
-    }
-    startPrefill(k);
-  };
+  }
 
-  // ---- decode instances ----
-  const currentCtx = (s: InstanceState, id: number) => {
-    if (state[id] === DECODING) return prompt[id]! + output[id]! - (finishStep[id]! - s.step);
-    return prompt[id]! + generated[id]!;
-  };
-
-  // KV held by a request being prefilled: its context, plus its first token when it has none yet.
-  const reserveOf = (id: number) => prompt[id]! + generated[id]! + (generated[id] === 0 ? 1 : 0);
-
-  const preempt = (s: InstanceState, pool: Pool, poolIdx: number): boolean => {
-    while (pool.order.length > 0) {
-      const id = pool.order.pop()!;
-      if (instOf[id] < 0 || insts[instOf[id]!] !== s || poolOf[id] !== poolIdx) continue;
-      if (state[id] === DECODING) {
-        const ctx = currentCtx(s, id);
-        generated[id] = ctx - prompt[id]!;
-        pool.b--;
-        pool.ctx -= ctx;
-        pool.used -= ctx;
-      } else if (state[id] === PREFILLING) {
-        pool.used -= reserveOf(id);
-        s.prefilling--;
-      } else continue;
-      state[id] = QUEUED;
-      recompute[id] = 1;
-      t.preemptions++;
-      s.queue.pushFront(id, prompt[id]! + generated[id]!);
-      pending++;
-      return true;
-    }
-    return false;
-  };
-
-  const admit = (s: InstanceState): void => {
-    const local = s.pools[0]!;
-    const remote = s.pools[1]!;
-    const ratio = s.model.offloadRatio;
-    const headroom = setup.kvHeadroomTokens;
+  /** Admits queued requests in order while the batch cap and KV allow; says what stopped it. */
+  private admit(s: InstanceState): AdmissionOutcome {
+    const { prompt, generated } = this.req;
     while (s.queue.length > 0) {
       const id = s.queue.peek();
       const ctx = prompt[id]! + generated[id]!;
-      const bTotal = local.b + remote.b + s.prefilling;
-      if (bTotal >= s.model.maxBatch) {
-        s.bStep = -1;
-        return;
-      }
-      let poolIdx = -1;
-      const wantRemote = remote.cap > 0 && remote.b + 1 <= ratio * (local.b + remote.b + 1);
-      // Keep room for every admitted request to grow a little (vLLM's watermark), or the next steps preempt.
-      if (wantRemote && remote.used + ctx + 1 + remote.b * headroom <= remote.cap) poolIdx = 1;
-      else if (local.used + ctx + 1 + local.b * headroom <= local.cap) poolIdx = 0;
-      // An empty instance takes the request wherever it fits, so a bound on N/M can never stall it.
-      if (poolIdx < 0 && bTotal === 0) {
-        if (local.used + ctx + 1 <= local.cap) poolIdx = 0;
-        else if (remote.used + ctx + 1 <= remote.cap) poolIdx = 1;
-      }
-      if (poolIdx < 0) {
-        s.bStep = -2;
-        return;
-      }
+      const running = s.decoding + s.prefilling;
+      if (running >= s.model.maxBatch) return "batch-full";
+      const poolIdx = this.choosePool(s, ctx, running);
+      if (poolIdx === null) return "kv-full";
       s.queue.shift(ctx);
-      admitted();
-      const pool = s.pools[poolIdx]!;
-      poolOf[id] = poolIdx;
-      pool.order.push(id);
-      if ((generated[id] === 0 && colocatedPrefill) || recompute[id]) {
-        pool.used += reserveOf(id);
-        state[id] = PREFILLING;
-        prefillLeft[id] = ctx;
-        prefillDone[id] = 0;
-        admitSeq[id] = ++seq;
-        s.prefilling++;
-        s.prefillFifo.push(id);
-        s.prefillSeq.push(seq);
-      } else {
-        state[id] = DECODING;
-        pool.used += ctx;
-        pool.b++;
-        pool.ctx += ctx;
-        finishStep[id] = s.step + output[id]! - generated[id]!;
-        s.finish.push(finishStep[id]!, id);
+      this.admitted();
+      this.place(s, id, poolIdx, ctx);
+    }
+    return "queue-empty";
+  }
+
+  /** The pool a request of `ctx` tokens goes to, or null when neither has room for it. */
+  private choosePool(s: InstanceState, ctx: number, running: number): PoolIndex | null {
+    const [local, remote] = s.pools;
+    const headroom = this.setup.kvHeadroomTokens;
+    const wantRemote =
+      remote.capacity > 0 &&
+      remote.decoding + 1 <= s.model.offloadRatio * (local.decoding + remote.decoding + 1);
+    // Keep room for every admitted request to grow a little (vLLM's watermark), or the next steps preempt.
+    if (wantRemote && remote.used + ctx + 1 + remote.decoding * headroom <= remote.capacity)
+      return REMOTE_POOL;
+    if (local.used + ctx + 1 + local.decoding * headroom <= local.capacity) return LOCAL_POOL;
+    // An empty instance takes the request wherever it fits, so a bound on N/M can never stall it.
+    if (running === 0) {
+      if (local.used + ctx + 1 <= local.capacity) return LOCAL_POOL;
+      if (remote.used + ctx + 1 <= remote.capacity) return REMOTE_POOL;
+    }
+    return null;
+  }
+
+  /** Puts an admitted request in its pool: to prefill (colocated prompt or recompute) or straight to decode. */
+  private place(s: InstanceState, id: number, poolIdx: PoolIndex, ctx: number): void {
+    const r = this.req;
+    const pool = s.pools[poolIdx];
+    r.poolOf[id] = poolIdx;
+    pool.order.push(id);
+    if ((r.generated[id] === 0 && this.colocatedPrefill) || r.recompute[id]) {
+      pool.used += r.prefillReserve(id);
+      r.state[id] = Prefilling;
+      r.prefillLeft[id] = ctx;
+      r.prefillDone[id] = 0;
+      r.admitSeq[id] = ++this.admissions;
+      s.prefilling++;
+      s.prefillFifo.push(id);
+      s.prefillSeq.push(this.admissions);
+    } else {
+      r.state[id] = Decoding;
+      pool.used += ctx;
+      this.startDecoding(s, pool, id, ctx);
+    }
+  }
+
+  private startDecoding(s: InstanceState, pool: KvPool, id: number, ctx: number): void {
+    pool.decoding++;
+    pool.decodingContext += ctx;
+    this.req.finishStep[id] = s.step + this.req.output[id]! - this.req.generated[id]!;
+    s.finish.push(this.req.finishStep[id]!, id);
+  }
+
+  /** Sends the newest request of a pool back to the front of the queue; false when none is left. */
+  private preempt(s: InstanceState, pool: KvPool, poolIdx: PoolIndex): boolean {
+    const r = this.req;
+    while (pool.order.length > 0) {
+      const id = pool.order.pop()!;
+      if (r.instanceOf[id] !== s.index || r.poolOf[id] !== poolIdx) continue;
+      if (r.state[id] === Decoding) {
+        const ctx = r.context(id, s.step);
+        r.generated[id] = ctx - r.prompt[id]!;
+        pool.decoding--;
+        pool.decodingContext -= ctx;
+        pool.used -= ctx;
+      } else if (r.state[id] === Prefilling) {
+        pool.used -= r.prefillReserve(id);
+        s.prefilling--;
+      } else continue;
+      r.state[id] = Queued;
+      r.recompute[id] = 1;
+      this.totals.preemptions++;
+      s.queue.pushFront(id, r.prompt[id]! + r.generated[id]!);
+      this.pending++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Preempts until each pool holds its next step's growth (one token per decoding request). */
+  private preemptToFit(s: InstanceState): void {
+    for (const poolIdx of POOLS) {
+      const pool = s.pools[poolIdx];
+      while (pool.used + pool.decoding > pool.capacity && this.preempt(s, pool, poolIdx)) {}
+      if (pool.order.length > 4 * (pool.decoding + 64)) {
+        const state = this.req.state;
+        pool.order = pool.order.filter((id) => state[id] === Decoding || state[id] === Prefilling);
       }
     }
-  };
+  }
 
-  const compactOrder = (pool: Pool) => {
-    if (pool.order.length > 4 * (pool.b + 64)) {
-      pool.order = pool.order.filter((id) => state[id] === DECODING || state[id] === PREFILLING);
+  // ---- decode instances: steps ----
+
+  private startStep(s: InstanceState): void {
+    const admission = this.admit(s);
+    this.preemptToFit(s);
+    const { tokens, work } = this.planPrefillChunks(s);
+    const b = s.decoding;
+    if (b === 0 && tokens === 0) {
+      s.phase = "idle";
+      return;
     }
-  };
+    const [local, remote] = s.pools;
+    const input = this.input;
+    input.bLocal = local.decoding;
+    input.ctxLocal = local.decodingContext;
+    input.bRemote = remote.decoding;
+    input.ctxRemote = remote.decodingContext;
+    input.prefillTokens = tokens;
+    input.prefillWork = work;
+    s.model.step(input, this.cost);
+    s.dt = this.cost.time;
+    s.phase = "stepping";
+    this.recordStep(s, b, tokens, admission);
+    this.events.push(this.now + s.dt, EventKind.StepEnd, s.index);
+  }
 
-  const livePrefill = (s: InstanceState, i: number) => {
-    const id = s.prefillFifo[i]!;
-    return state[id] === PREFILLING && admitSeq[id] === s.prefillSeq[i] && insts[instOf[id]!] === s;
-  };
-
-  const startStep = (s: InstanceState, idx: number): void => {
-    s.startPending = false;
-    s.bStep = 0;
-    admit(s);
-    const blocked = s.bStep;
-    for (let p = 0; p < 2; p++) {
-      const pool = s.pools[p]!;
-      while (pool.used + pool.b > pool.cap && preempt(s, pool, p)) {}
-      compactOrder(pool);
-    }
-    // Prefill chunks (colocated prompts, or recomputation after preemption).
+  /** Chooses the prefill chunks of the next step, oldest admission first, within the chunk budget. */
+  private planPrefillChunks(s: InstanceState): { tokens: number; work: number } {
     s.chunkIds.length = 0;
     s.chunkLens.length = 0;
-    let budget = setup.chunkTokens;
+    let budget = this.setup.chunkTokens;
     let work = 0;
     let tokens = 0;
     for (let i = s.prefillHead; i < s.prefillFifo.length && budget > 0; i++) {
       const id = s.prefillFifo[i]!;
-      if (!livePrefill(s, i)) {
+      if (!this.livePrefill(s, i)) {
         if (i === s.prefillHead) s.prefillHead++;
         continue;
       }
-      const c = Math.min(prefillLeft[id]!, budget);
+      const c = Math.min(this.req.prefillLeft[id]!, budget);
       s.chunkIds.push(id);
       s.chunkLens.push(c);
-      const o = prefillDone[id]!;
+      const o = this.req.prefillDone[id]!;
       work += 2 * c * (o + c / 2);
       tokens += c;
       budget -= c;
     }
-    const local = s.pools[0]!;
-    const remote = s.pools[1]!;
-    const b = local.b + remote.b;
-    if (b === 0 && tokens === 0) {
-      s.busy = false;
-      return;
-    }
-    input.bLocal = local.b;
-    input.ctxLocal = local.ctx;
-    input.bRemote = remote.b;
-    input.ctxRemote = remote.ctx;
-    input.prefillTokens = tokens;
-    input.prefillWork = work;
-    s.model.step(input, cost);
-    const dt = cost.time;
-    s.dt = dt;
-    s.bStep = b;
-    s.busy = true;
+    return { tokens, work };
+  }
+
+  /** Whether prefill FIFO entry i is still this instance's request being prefilled (not a stale entry). */
+  private livePrefill(s: InstanceState, i: number): boolean {
+    const id = s.prefillFifo[i]!;
+    const r = this.req;
+    return r.state[id] === Prefilling && r.admitSeq[id] === s.prefillSeq[i] && r.instanceOf[id] === s.index;
+  }
+
+  private recordStep(s: InstanceState, b: number, tokens: number, admission: AdmissionOutcome): void {
+    const t = this.totals;
+    const cost = this.cost;
+    const dt = s.dt;
+    const [local, remote] = s.pools;
     t.steps++;
     t.stepTime += dt;
     t.batchTime += b * dt;
     if (b > t.maxBatch) t.maxBatch = b;
     t.limiterTime[cost.limiter] += dt;
-    if (blocked === -2) t.kvBlockedTime += dt;
-    else if (blocked === -1) t.batchCapTime += dt;
+    if (admission === "kv-full") t.kvBlockedTime += dt;
+    else if (admission === "batch-full") t.batchCapTime += dt;
     t.kvUtilTime += ((local.used + remote.used) / s.capacity) * dt;
-    t.flops += flopsPerToken * (b + tokens);
-    t.kvBytesRead += (local.ctx + remote.ctx) * kvb;
+    t.flops += this.flopsPerToken * (b + tokens);
+    t.kvBytesRead += (local.decodingContext + remote.decodingContext) * this.kvBytesPerToken;
     t.partModel += cost.model * b;
     t.partAttention += cost.attention * b;
     t.partNetwork += cost.network * b;
     t.partPrefill += cost.prefill * b;
     t.partTotal += dt * b;
     t.decodeTokens += b;
-    events.push(now + dt, EV_STEP_END * SHIFT + idx);
-  };
+  }
 
-  const endStep = (s: InstanceState, idx: number): void => {
+  private endStep(s: InstanceState): void {
     s.step++;
+    this.growDecoding(s);
+    this.finishDecoded(s);
+    this.advancePrefills(s);
+    this.trimPrefillFifo(s);
+    this.startStep(s);
+  }
+
+  /** Every decoding request got one token: contexts and KV grow by the batch, one TBT sample per token. */
+  private growDecoding(s: InstanceState): void {
+    const t = this.totals;
     let b = 0;
-    for (let p = 0; p < 2; p++) {
-      const pool = s.pools[p]!;
-      b += pool.b;
-      pool.ctx += pool.b;
-      pool.used += pool.b;
-      if (pool.cap > 0 && pool.used / pool.cap > t.peakKvUtil) t.peakKvUtil = pool.used / pool.cap;
+    for (const pool of s.pools) {
+      b += pool.decoding;
+      pool.decodingContext += pool.decoding;
+      pool.used += pool.decoding;
+      if (pool.capacity > 0 && pool.used / pool.capacity > t.peakKvUtil)
+        t.peakKvUtil = pool.used / pool.capacity;
     }
     t.outputTokens += b;
     t.tbt.add(s.dt, b);
+  }
+
+  /** Completes the decoding requests whose last token this step produced (stale heap entries skipped). */
+  private finishDecoded(s: InstanceState): void {
+    const r = this.req;
     while (s.finish.size > 0 && s.finish.peekKey() <= s.step) {
       const id = s.finish.peekVal();
       const key = s.finish.peekKey();
       s.finish.pop();
-      if (state[id] !== DECODING || insts[instOf[id]!] !== s || finishStep[id] !== key) continue;
-      const pool = s.pools[poolOf[id]!]!;
-      const ctx = prompt[id]! + output[id]!;
-      pool.b--;
-      pool.ctx -= ctx;
+      if (r.state[id] !== Decoding || r.instanceOf[id] !== s.index || r.finishStep[id] !== key) continue;
+      const pool = s.pools[r.poolOf[id]!];
+      const ctx = r.prompt[id]! + r.output[id]!;
+      pool.decoding--;
+      pool.decodingContext -= ctx;
       pool.used -= ctx;
-      generated[id] = output[id]!;
-      finishRequest(id);
+      r.generated[id] = r.output[id]!;
+      this.finishRequest(id);
     }
+  }
+
+  /** Credits the step's prefill chunks; a finished prefill yields its first token and starts decoding. */
+  private advancePrefills(s: InstanceState): void {
+    const r = this.req;
     for (let i = 0; i < s.chunkIds.length; i++) {
       const id = s.chunkIds[i]!;
       const c = s.chunkLens[i]!;
-      prefillLeft[id] = prefillLeft[id]! - c;
-      prefillDone[id] = prefillDone[id]! + c;
-      if (prefillLeft[id]! > 0) continue;
-      const pool = s.pools[poolOf[id]!]!;
-      const reserved = reserveOf(id);
-      recompute[id] = 0;
+      r.prefillLeft[id] = r.prefillLeft[id]! - c;
+      r.prefillDone[id] = r.prefillDone[id]! + c;
+      if (r.prefillLeft[id]! > 0) continue;
+      const pool = s.pools[r.poolOf[id]!];
+      const reserved = r.prefillReserve(id);
+      r.recompute[id] = 0;
       s.prefilling--;
-      if (generated[id] === 0) firstToken(id);
-      if (generated[id]! >= output[id]!) {
+      if (r.generated[id] === 0) this.firstToken(id);
+      if (r.generated[id]! >= r.output[id]!) {
         pool.used -= reserved;
-        finishRequest(id);
+        this.finishRequest(id);
         continue;
       }
       // The first token's KV (reserved at admission) joins the context it decodes from.
-      state[id] = DECODING;
-      const kv = prompt[id]! + generated[id]!;
-      pool.b++;
-      pool.ctx += kv;
-      finishStep[id] = s.step + output[id]! - generated[id]!;
-      s.finish.push(finishStep[id]!, id);
+      r.state[id] = Decoding;
+      this.startDecoding(s, pool, id, r.prompt[id]! + r.generated[id]!);
     }
-    while (s.prefillHead < s.prefillFifo.length && !livePrefill(s, s.prefillHead)) s.prefillHead++;
+  }
+
+  /** Drops finished and stale entries from the front of the prefill FIFO, compacting it now and then. */
+  private trimPrefillFifo(s: InstanceState): void {
+    while (s.prefillHead < s.prefillFifo.length && !this.livePrefill(s, s.prefillHead)) s.prefillHead++;
     if (s.prefillHead > 1024 && s.prefillHead * 2 > s.prefillFifo.length) {
       s.prefillFifo.splice(0, s.prefillHead);
       s.prefillSeq.splice(0, s.prefillHead);
       s.prefillHead = 0;
     }
-    startStep(s, idx);
-  };
-
-  // ---- main loop ----
-  for (;;) {
-    const tArr = next < n ? arrival[next]! : Number.POSITIVE_INFINITY;
-    const tEv = events.peekKey();
-    if (tArr === Number.POSITIVE_INFINITY && tEv === Number.POSITIVE_INFINITY) break;
-    if (tArr <= tEv) {
-      now = tArr;
-      const id = next++;
-      if (prompt[id]! + output[id]! + 1 > largest) {
-        state[id] = REJECTED;
-        t.rejected++;
-        continue;
-      }
-      t.expectedTokens += output[id]!;
-      pending++;
-      if (disaggregated) {
-        pfQueue.push(id);
-        for (let k = 0; k < pfBusy.length && pfHead < pfQueue.length; k++) startPrefill(k);
-      } else route(id);
-      continue;
-    }
-    now = tEv;
-    const code = events.peekVal();
-    events.pop();
-    const type = Math.floor(code / SHIFT);
-    const arg = code % SHIFT;
-    if (type === EV_STEP_END) endStep(insts[arg]!, arg);
-    else if (type === EV_START) startStep(insts[arg]!, arg);
-    else if (type === EV_PREFILL_DONE) endPrefill(arg);
-    else route(arg);
   }
-  return t;
 }
