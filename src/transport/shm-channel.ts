@@ -70,8 +70,16 @@ function installExitHook(): void {
 }
 
 let counter = 0;
+/**
+ * LAMINA_SHM_TAG (letters and digits, starting with a letter) goes into the names after
+ * "lamina-": a test runner tags each test file's processes so it can find the segments that one
+ * file left behind, and only those.
+ */
+const TAG = /^[A-Za-z][A-Za-z0-9]{0,31}$/.test(process.env.LAMINA_SHM_TAG ?? "")
+  ? `${process.env.LAMINA_SHM_TAG}-`
+  : "";
 function newSegmentName(): string {
-  return `/lamina-${process.pid}-${++counter}-${randomBytes(4).toString("hex")}`;
+  return `/lamina-${TAG}${process.pid}-${++counter}-${randomBytes(4).toString("hex")}`;
 }
 
 interface QueuedSend {

@@ -33,10 +33,11 @@ export function ensureShmAddon(): void {
     throw new Error(`could not build native/shm (run \`node scripts/build-native.mjs\`): ${res.stderr}`);
 }
 
-/** Names of this process's shm segments still present. */
+/** Names of this process's shm segments still present (with or without a LAMINA_SHM_TAG). */
 export function leakedSegments(pid = process.pid): string[] {
   if (!existsSync("/dev/shm")) return [];
-  return readdirSync("/dev/shm").filter((f) => f.startsWith(`lamina-${pid}-`));
+  const mine = new RegExp(`^lamina-(?:[A-Za-z][A-Za-z0-9]*-)?${pid}-`);
+  return readdirSync("/dev/shm").filter((f) => mine.test(f));
 }
 
 /** Deterministic pseudo-random values (xorshift) so failures reproduce. */
