@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { registerServeCommand } from "../../src/server/serve-command.js";
+import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { storiesModelPath } from "./helpers.js";
 
 function parse(args: string[]): Promise<unknown> {
@@ -50,60 +50,64 @@ describe("lamina serve flags", () => {
 
 const entry = path.join(path.dirname(fileURLToPath(import.meta.url)), "serve-main.js");
 
-/** Starts `serve` as a child process and resolves with its URL once it logs that it is ready. */
-function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; log: () => string }> {
-  const child = spawn(process.execPath, [entry, "serve", ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not become ready:\n${log}`)), 30_000);
-    child.stderr!.on("data", (d: Buffer) => {
-      log += d.toString();
-      const m = /ready: (http:\/\/\S+)\/v1/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1]!, log: () => log });
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited with ${code}:\n${log}`));
-    });
+/**
+ * Starts `serve` as a child process (in its own process group) and resolves once it logs that it
+ * is ready; if it does not, it is killed with its attention workers before the error is thrown.
+ */
+async function startServe(args: string[]): Promise<{ proc: GroupChild; url: string; log: () => string }> {
+  const proc = spawnGroup(process.execPath, [entry, "serve", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
   });
+  try {
+    const m = await proc.waitForOutput(/ready: (http:\/\/\S+)\/v1/, "ready line", 30_000);
+    return { proc, url: m[1]!, log: proc.output };
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
 }
 
 describe("lamina serve as a process", () => {
-  it("binds 127.0.0.1, labels the model, drains in-flight requests on SIGTERM and exits 0", async () => {
-    const { child, url, log } = await startServe(["--model", storiesModelPath(), "--port", "0"]);
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
-    assert.match(log(), /model: stories260K — /);
-    assert.match(log(), /kernels: /);
-    // A long request is in flight when the signal arrives: it must still complete.
-    const inFlight = fetch(`${url}/v1/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: "stories260K",
-        prompt: "Once",
-        max_tokens: 300,
-        ignore_eos: true,
-        stream: true,
-      }),
-    });
-    const res = await inFlight;
-    assert.equal(res.status, 200);
-    child.kill("SIGTERM");
-    const body = await res.text();
-    assert.ok(body.endsWith("data: [DONE]\n\n"));
-    assert.match(body, /"finish_reason":"length"/);
-    assert.equal(await exited, 0);
-    assert.match(log(), /SIGTERM: draining 1 in-flight/);
-    assert.match(log(), /stopped/);
-    await assert.rejects(fetch(`${url}/health`), "no longer listening");
+  it("binds 127.0.0.1, labels the model, drains in-flight requests on SIGTERM and exits 0", {
+    timeout: 60_000,
+  }, async () => {
+    const { proc, url, log } = await startServe(["--model", storiesModelPath(), "--port", "0"]);
+    try {
+      const exited = proc.exited.then((s) => s.code);
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(log(), /model: stories260K — /);
+      assert.match(log(), /kernels: /);
+      // A long request is in flight when the signal arrives: it must still complete.
+      const inFlight = fetch(`${url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "stories260K",
+          prompt: "Once",
+          max_tokens: 300,
+          ignore_eos: true,
+          stream: true,
+        }),
+      });
+      const res = await inFlight;
+      assert.equal(res.status, 200);
+      proc.child.kill("SIGTERM");
+      const body = await res.text();
+      assert.ok(body.endsWith("data: [DONE]\n\n"));
+      assert.match(body, /"finish_reason":"length"/);
+      assert.equal(await exited, 0);
+      assert.match(log(), /SIGTERM: draining 1 in-flight/);
+      assert.match(log(), /stopped/);
+      await assert.rejects(fetch(`${url}/health`), "no longer listening");
+    } finally {
+      await proc.stop();
+    }
   });
 
-  it("a second signal cancels in-flight requests at once: the stream ends with finish_reason abort, exit 0", async () => {
-    const { child, url, log } = await startServe([
+  it("a second signal cancels in-flight requests at once: the stream ends with finish_reason abort, exit 0", {
+    timeout: 60_000,
+  }, async () => {
+    const { proc, url, log } = await startServe([
       "--model",
       storiesModelPath(),
       "--port",
@@ -111,55 +115,63 @@ describe("lamina serve as a process", () => {
       "--attention-workers",
       "0",
     ]);
-    assert.match(log(), /attention: in-process/);
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    const res = await fetch(`${url}/v1/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: "stories260K",
-        prompt: "Once",
-        max_tokens: 500,
-        ignore_eos: true,
-        stream: true,
-      }),
-    });
-    assert.equal(res.status, 200);
-    child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 50));
-    child.kill("SIGTERM");
-    const body = await res.text();
-    assert.match(body, /"finish_reason":"abort"/);
-    assert.ok(body.endsWith("data: [DONE]\n\n"));
-    assert.equal(await exited, 0);
-    assert.match(log(), /again: cancelling in-flight requests/);
-  });
-
-  it("the built-in demo model (stories260K) is clearly labelled", async () => {
-    const { child, url, log } = await startServe(["--port", "0", "--max-running", "4"]);
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    const models = (await (await fetch(`${url}/v1/models`)).json()) as {
-      data: { id: string; label: string }[];
-    };
-    assert.match(log(), /model: stories260K — stories260K \(built-in demo: .*TinyStories/);
-    // Disaggregated by default: one locally spawned attention worker holds the KV cache.
-    assert.match(log(), /attention: 1 attention worker/);
-    const done = (await (
-      await fetch(`${url}/v1/completions`, {
+    try {
+      assert.match(log(), /attention: in-process/);
+      const exited = proc.exited.then((s) => s.code);
+      const res = await fetch(`${url}/v1/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({
           model: "stories260K",
-          prompt: "Once upon a time",
-          max_tokens: 8,
-          temperature: 0,
+          prompt: "Once",
+          max_tokens: 500,
+          ignore_eos: true,
+          stream: true,
         }),
-      })
-    ).json()) as { usage: { completion_tokens: number } };
-    assert.equal(done.usage.completion_tokens, 8);
-    assert.equal(models.data[0]!.id, "stories260K");
-    assert.match(models.data[0]!.label, /TinyStories/);
-    child.kill("SIGINT");
-    assert.equal(await exited, 0);
+      });
+      assert.equal(res.status, 200);
+      proc.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 50));
+      proc.child.kill("SIGTERM");
+      const body = await res.text();
+      assert.match(body, /"finish_reason":"abort"/);
+      assert.ok(body.endsWith("data: [DONE]\n\n"));
+      assert.equal(await exited, 0);
+      assert.match(log(), /again: cancelling in-flight requests/);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it("the built-in demo model (stories260K) is clearly labelled", { timeout: 60_000 }, async () => {
+    const { proc, url, log } = await startServe(["--port", "0", "--max-running", "4"]);
+    try {
+      const exited = proc.exited.then((s) => s.code);
+      const models = (await (await fetch(`${url}/v1/models`)).json()) as {
+        data: { id: string; label: string }[];
+      };
+      assert.match(log(), /model: stories260K — stories260K \(built-in demo: .*TinyStories/);
+      // Disaggregated by default: one locally spawned attention worker holds the KV cache.
+      assert.match(log(), /attention: 1 attention worker/);
+      const done = (await (
+        await fetch(`${url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "stories260K",
+            prompt: "Once upon a time",
+            max_tokens: 8,
+            temperature: 0,
+          }),
+        })
+      ).json()) as { usage: { completion_tokens: number } };
+      assert.equal(done.usage.completion_tokens, 8);
+      assert.equal(models.data[0]!.id, "stories260K");
+      assert.match(models.data[0]!.label, /TinyStories/);
+      proc.child.kill("SIGINT");
+      assert.equal(await exited, 0);
+    } finally {
+      await proc.stop();
+    }
   });
 });
