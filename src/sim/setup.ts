@@ -100,10 +100,143 @@ export function adrenalineBound(
   return Math.min(obMem, obComp);
 }
 
+/** What the placement-specific builders share. */
+interface BuildContext {
+  readonly o: SimOptions;
+  readonly m: SimModel;
+  readonly eff: Efficiency;
+  readonly maxBatch: number;
+  readonly prefillBatchTokens: number;
+  readonly meanContext: number;
+  acc(name: string): Accelerator;
+}
+
+/** The placement-specific part of a Setup. */
+interface Cluster {
+  instances: DecodeInstanceModel[];
+  prefillServers: PrefillServerModel[];
+  notes: string[];
+  kvTransferTime(tokens: number): number;
+}
+
+const noTransfer = (_tokens: number) => 0;
+
+function homogeneousCluster(c: BuildContext, p: Extract<Placement, { kind: "homogeneous" }>): Cluster {
+  positiveInt(p.tp, "tp");
+  positiveInt(p.replicas, "replicas");
+  const instances: DecodeInstanceModel[] = [];
+  for (let i = 0; i < p.replicas; i++)
+    instances.push(new TensorParallelInstance(c.m, c.acc(p.device), p.tp, c.eff, c.maxBatch));
+  return { instances, prefillServers: [], notes: [], kvTransferTime: noTransfer };
+}
+
+function laminaCluster(c: BuildContext, p: Extract<Placement, { kind: "lamina" }>): Cluster {
+  const { m, eff } = c;
+  positiveInt(p.a, "a (model devices)");
+  positiveInt(p.b, "b (attention devices)");
+  const ma = c.acc(p.modelDevice);
+  let n = p.microBatches;
+  if (n === 0) {
+    const replicas = p.a / smallestFittingTp(m, ma, p.a, eff);
+    n = replicas === 1 ? 2 : replicas + 1;
+  }
+  const inst = new LaminaInstance(m, ma, c.acc(p.attentionDevice), p.a, p.b, n, c.o.network, eff, c.maxBatch);
+  const notes = [`lamina: n=${n} micro-batches over ${inst.replicas} replica(s) of TP${inst.tp}`];
+  if (inst.attentionImbalance > 1) {
+    notes.push(
+      `lamina: ${m.kvHeads} KV heads do not divide among ${p.b} attention workers; request-level split assumed`,
+    );
+  }
+  return { instances: [inst], prefillServers: [], notes, kvTransferTime: noTransfer };
+}
+
+type Disaggregated = Extract<Placement, { kind: "pd" | "adrenaline" }>;
+
+/** PD and Adrenaline: prefill instances beside decode instances, prompts' KV sent between them. */
+function disaggregatedCluster(c: BuildContext, p: Disaggregated): Cluster {
+  const { m, eff, o } = c;
+  if (o.decodeOnly)
+    throw new ConfigError(`${p.kind}: decode-only runs apply to homogeneous and lamina placements`);
+  positiveInt(p.prefillTp, "prefill tp");
+  positiveInt(p.prefillInstances, "prefill instances");
+  positiveInt(p.decodeTp, "decode tp");
+  positiveInt(p.decodeInstances, "decode instances");
+  const pa = c.acc(p.prefillDevice);
+  const da = c.acc(p.decodeDevice);
+  const share = p.kind === "adrenaline" ? p.prefillShare : 1;
+  if (!(share > 0 && share <= 1)) throw new ConfigError(`prefill share must be in (0, 1] (got ${share})`);
+  const prefillServers: PrefillServerModel[] = [];
+  for (let i = 0; i < p.prefillInstances; i++)
+    prefillServers.push(new PrefillServer(m, pa, p.prefillTp, eff, share));
+  const link = Math.min(
+    pa.nicBandwidth * p.prefillTp,
+    da.nicBandwidth * p.decodeTp,
+    o.network.bandwidth * p.decodeTp,
+  );
+  const kvb = kvBytesPerToken(m);
+  const kvTransferTime = (tokens: number) => (tokens * kvb) / link + o.network.latency;
+  const notes: string[] = [];
+  const instances: DecodeInstanceModel[] = [];
+  for (let i = 0; i < p.decodeInstances; i++) {
+    instances.push(
+      p.kind === "pd"
+        ? new TensorParallelInstance(m, da, p.decodeTp, eff, c.maxBatch)
+        : adrenalineDecodeInstance(c, p, share, i === 0 ? notes : []),
+    );
+  }
+  return { instances, prefillServers, notes, kvTransferTime };
+}
+
+/** An Adrenaline decode instance with its share of the prefill instances' KV and bandwidth. */
+function adrenalineDecodeInstance(
+  c: BuildContext,
+  p: Extract<Placement, { kind: "adrenaline" }>,
+  share: number,
+  notes: string[],
+): DecodeInstanceModel {
+  const { m, eff, o } = c;
+  const pa = c.acc(p.prefillDevice);
+  const da = c.acc(p.decodeDevice);
+  const r = adrenalineRemote(
+    m,
+    pa,
+    p.prefillTp,
+    p.prefillInstances,
+    p.decodeInstances,
+    share,
+    c.prefillBatchTokens,
+    eff,
+  );
+  let ratio: number;
+  if (p.offloadRatio === "auto") {
+    const probe = new TensorParallelInstance(m, da, p.decodeTp, eff, c.maxBatch);
+    const ob = adrenalineBound(
+      m,
+      da,
+      p.decodeTp,
+      probe.localCapacity,
+      { ...r, acc: pa },
+      c.meanContext,
+      eff,
+      o.tpotSlo,
+    );
+    ratio = ob / (1 + ob);
+    notes.push(`adrenaline: load-aware bound N/M ≤ ${ob.toFixed(2)} → offload ratio ${ratio.toFixed(2)}`);
+  } else {
+    ratio = p.offloadRatio;
+    if (!(ratio >= 0 && ratio < 1)) throw new ConfigError(`offload ratio must be in [0, 1) (got ${ratio})`);
+  }
+  return new TensorParallelInstance(m, da, p.decodeTp, eff, c.maxBatch, {
+    acc: pa,
+    devices: r.devices,
+    capacityTokens: r.capacityTokens,
+    bandwidthShare: r.bandwidthShare,
+    network: o.network,
+    offloadRatio: ratio,
+  });
+}
+
 export function buildSetup(o: SimOptions, meanContext: number): Setup {
-  const eff = o.efficiency ?? DEFAULT_EFFICIENCY;
-  const m = o.model;
-  const p = o.placement;
   const maxBatch = positiveInt(o.maxBatch ?? 1024, "max batch");
   const chunkTokens = positiveInt(o.chunkTokens ?? 2048, "chunk tokens");
   const prefillBatchTokens = positiveInt(o.prefillBatchTokens ?? 8192, "prefill batch tokens");
@@ -111,122 +244,29 @@ export function buildSetup(o: SimOptions, meanContext: number): Setup {
   if (!(kvHeadroomTokens >= 0)) throw new ConfigError(`kv headroom must be ≥ 0 (got ${kvHeadroomTokens})`);
   const acc = (name: string) => findAccelerator(o.catalog, name);
   let pricePerHour = 0;
-  for (const d of placementDevices(p)) pricePerHour += acc(d.device).pricePerHour * d.count;
-  const notes: string[] = [];
-  const instances: DecodeInstanceModel[] = [];
-  const prefillServers: PrefillServerModel[] = [];
-  let kvTransferTime = (_tokens: number) => 0;
-  const decodeOnly = o.decodeOnly ?? false;
-
-  switch (p.kind) {
-    case "homogeneous": {
-      positiveInt(p.tp, "tp");
-      positiveInt(p.replicas, "replicas");
-      for (let i = 0; i < p.replicas; i++)
-        instances.push(new TensorParallelInstance(m, acc(p.device), p.tp, eff, maxBatch));
-      break;
-    }
-    case "lamina": {
-      positiveInt(p.a, "a (model devices)");
-      positiveInt(p.b, "b (attention devices)");
-      const ma = acc(p.modelDevice);
-      let n = p.microBatches;
-      if (n === 0) {
-        const replicas = p.a / smallestFittingTp(m, ma, p.a, eff);
-        n = replicas === 1 ? 2 : replicas + 1;
-      }
-      const inst = new LaminaInstance(m, ma, acc(p.attentionDevice), p.a, p.b, n, o.network, eff, maxBatch);
-      notes.push(`lamina: n=${n} micro-batches over ${inst.replicas} replica(s) of TP${inst.tp}`);
-      if (inst.attentionImbalance > 1) {
-        notes.push(
-          `lamina: ${m.kvHeads} KV heads do not divide among ${p.b} attention workers; request-level split assumed`,
-        );
-      }
-      instances.push(inst);
-      break;
-    }
-    case "pd":
-    case "adrenaline": {
-      if (decodeOnly)
-        throw new ConfigError(`${p.kind}: decode-only runs apply to homogeneous and lamina placements`);
-      positiveInt(p.prefillTp, "prefill tp");
-      positiveInt(p.prefillInstances, "prefill instances");
-      positiveInt(p.decodeTp, "decode tp");
-      positiveInt(p.decodeInstances, "decode instances");
-      const pa = acc(p.prefillDevice);
-      const da = acc(p.decodeDevice);
-      const share = p.kind === "adrenaline" ? p.prefillShare : 1;
-      if (!(share > 0 && share <= 1)) throw new ConfigError(`prefill share must be in (0, 1] (got ${share})`);
-      for (let i = 0; i < p.prefillInstances; i++)
-        prefillServers.push(new PrefillServer(m, pa, p.prefillTp, eff, share));
-      const link = Math.min(
-        pa.nicBandwidth * p.prefillTp,
-        da.nicBandwidth * p.decodeTp,
-        o.network.bandwidth * p.decodeTp,
-      );
-      const kvb = kvBytesPerToken(m);
-      kvTransferTime = (tokens: number) => (tokens * kvb) / link + o.network.latency;
-      for (let i = 0; i < p.decodeInstances; i++) {
-        if (p.kind === "pd") {
-          instances.push(new TensorParallelInstance(m, da, p.decodeTp, eff, maxBatch));
-          continue;
-        }
-        const r = adrenalineRemote(
-          m,
-          pa,
-          p.prefillTp,
-          p.prefillInstances,
-          p.decodeInstances,
-          share,
-          prefillBatchTokens,
-          eff,
-        );
-        let ratio: number;
-        if (p.offloadRatio === "auto") {
-          const probe = new TensorParallelInstance(m, da, p.decodeTp, eff, maxBatch);
-          const ob = adrenalineBound(
-            m,
-            da,
-            p.decodeTp,
-            probe.localCapacity,
-            { ...r, acc: pa },
-            meanContext,
-            eff,
-            o.tpotSlo,
-          );
-          ratio = ob / (1 + ob);
-          if (i === 0)
-            notes.push(
-              `adrenaline: load-aware bound N/M ≤ ${ob.toFixed(2)} → offload ratio ${ratio.toFixed(2)}`,
-            );
-        } else {
-          ratio = p.offloadRatio;
-          if (!(ratio >= 0 && ratio < 1))
-            throw new ConfigError(`offload ratio must be in [0, 1) (got ${ratio})`);
-        }
-        instances.push(
-          new TensorParallelInstance(m, da, p.decodeTp, eff, maxBatch, {
-            acc: pa,
-            devices: r.devices,
-            capacityTokens: r.capacityTokens,
-            bandwidthShare: r.bandwidthShare,
-            network: o.network,
-            offloadRatio: ratio,
-          }),
-        );
-      }
-      break;
-    }
-  }
+  for (const d of placementDevices(o.placement)) pricePerHour += acc(d.device).pricePerHour * d.count;
+  const c: BuildContext = {
+    o,
+    m: o.model,
+    eff: o.efficiency ?? DEFAULT_EFFICIENCY,
+    maxBatch,
+    prefillBatchTokens,
+    meanContext,
+    acc,
+  };
+  const p = o.placement;
+  const cluster =
+    p.kind === "homogeneous"
+      ? homogeneousCluster(c, p)
+      : p.kind === "lamina"
+        ? laminaCluster(c, p)
+        : disaggregatedCluster(c, p);
   return {
-    instances,
-    prefillServers,
-    decodeOnly,
+    ...cluster,
+    decodeOnly: o.decodeOnly ?? false,
     chunkTokens,
     prefillBatchTokens,
     kvHeadroomTokens,
     pricePerHour,
-    notes,
-    kvTransferTime,
   };
 }
