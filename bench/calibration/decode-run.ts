@@ -1,9 +1,9 @@
-import { buildEngineCore, type CoreOptions } from "../../src/engine/build-core.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
-import { createAttention } from "../../src/engine/setup.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine, buildEngine } from "../../src/placement/build.js";
+import type { CoreOptions } from "../../src/placement/options.js";
 import type { Trace } from "../../src/sim/trace.js";
 import { calibrationPrompt } from "./calib-model.js";
 
@@ -119,15 +119,15 @@ export async function buildCalibrationCore(
   options: CoreOptions,
 ): Promise<{ core: EngineCore; close: () => Promise<void> }> {
   if (placement === "colocated") {
-    const core = buildEngineCore(model, backend, { ...options, pipelineDepth: 1 });
+    const core = buildColocatedEngine(model, backend, { ...options, pipelineDepth: 1 });
     return { core, close: async () => {} };
   }
-  const attention = await createAttention(
-    model,
-    { ...options, attentionWorkers: 1, transport: "shm", pipelineDepth: 2 },
-    () => {},
-  );
-  if (!attention) throw new Error("disaggregated placement: no attention service");
-  const core = buildEngineCore(model, backend, { ...options, pipelineDepth: 2 }, attention);
+  const core = await buildEngine(model, backend, {
+    ...options,
+    attentionWorkers: 1,
+    transport: "shm",
+    pipelineDepth: 2,
+  });
+  const attention = core.attention;
   return { core, close: () => attention.close() };
 }

@@ -163,7 +163,7 @@ export function measureAttention(
   const q = new Float32Array(batch * c.numHeads * c.headDim).fill(0.1);
   const k = new Float32Array(batch * c.numKvHeads * c.headDim).fill(0.1);
   const out = new Float32Array(q.length);
-  const step = createModelStep(batch, batch);
+  const step = createModelStep(batch, batch, 0);
   const points = contexts.map((context) => {
     for (let s = 0; s < batch; s++) {
       kv.allocator.release(s);

@@ -25,15 +25,17 @@ import { parseArgs } from "node:util";
 import { kvBytesPerBlock } from "../../src/attention/kv-attention.js";
 import { type Partition, RemoteAttentionService } from "../../src/attention/remote-service.js";
 import type { AttentionService } from "../../src/attention/service.js";
-import { AddressedWorker } from "../../src/attention/spawn.js";
 import { sizeArg } from "../../src/cli/parse.js";
-import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { Sequence } from "../../src/engine/sequence.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import { bytesPerElement, type DType } from "../../src/model/tensor.js";
+import { AddressedWorker } from "../../src/placement/attention-worker-endpoints.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import type { CoreOptions } from "../../src/placement/options.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { startAttentionWorker } from "./worker-proc.js";
@@ -148,11 +150,11 @@ let weightBytes = 0;
 for (const t of model.weights.values()) weightBytes += t.data.byteLength;
 const baseOpts: CoreOptions = { maxRunning, maxTokensPerStep, blockSize, kvDtype, maxWaiting: 1 << 20 };
 // A throwaway core (1 KV block) only to read the executor's activation size for these limits.
-const contextBytes = buildEngineCore(model, backend, {
+const contextBytes = buildColocatedEngine(model, backend, {
   ...baseOpts,
   kvBlocks: 1,
   pipelineDepth: 1,
-}).executor.contextBytes();
+}).executor.microBatchBytes();
 
 // KV bytes per token from the model shape alone (k and v, every layer, every KV head).
 const kvBytesPerToken = 2 * shape.layers * kvHeads * headDim * bytesPerElement(kvDtype);
@@ -368,7 +370,11 @@ const results: PlacementResult[] = [];
 try {
   // Colocated: KV in the model worker's process, within what weights and activations leave of M.
   {
-    const core = buildEngineCore(model, backend, { ...baseOpts, kvMemory: colocatedKv, pipelineDepth: 1 });
+    const core = buildColocatedEngine(model, backend, {
+      ...baseOpts,
+      kvMemory: colocatedKv,
+      pipelineDepth: 1,
+    });
     try {
       results.push(await runPlacement("colocated", core, 1, colocatedKv));
     } finally {
@@ -383,10 +389,10 @@ try {
     const opts: CoreOptions = { ...baseOpts, kvMemory, pipelineDepth: depth };
     const service = await RemoteAttentionService.connect(
       started.map((w, i) => new AddressedWorker(`aw${i}`, "127.0.0.1", w.port, token, () => {})),
-      { partition, geometry: resolveSizes(model, opts).geometry, kvMemory, maxTags: depth },
+      { partition, geometry: resolveSizes(model, opts).geometry, kvMemory, microBatches: depth },
     );
     try {
-      const core = buildEngineCore(model, backend, opts, service);
+      const core = buildColocatedEngine(model, backend, opts, service);
       results.push(await runPlacement("disaggregated", core, depth, 0));
     } finally {
       await service.close();

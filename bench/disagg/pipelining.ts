@@ -21,13 +21,15 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
-import { AddressedWorker, SpawnedWorker } from "../../src/attention/spawn.js";
 import { median } from "../../src/bench/stats.js";
-import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
+import { AddressedWorker, SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import type { CoreOptions } from "../../src/placement/options.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
@@ -100,12 +102,12 @@ async function runDepth(depth: number): Promise<DepthResult> {
     partition: "head",
     geometry: resolveSizes(model, opts).geometry,
     kvMemory: null,
-    maxTags: depth,
+    microBatches: depth,
   });
   // A spawned worker is pinned to the other core once it runs (all its threads).
   if (pinned && endpoint instanceof SpawnedWorker && endpoint.pid) pinProcess(endpoint.pid, 1);
   try {
-    const core = buildEngineCore(model, backend, opts, service);
+    const core = buildColocatedEngine(model, backend, opts, service);
     const params = resolveSamplingParams({ temperature: 0, maxTokens: gen, ignoreEos: true });
     for (let i = 0; i < batch; i++)
       core.add({ id: `s${i}`, promptTokenIds: benchPrompt(promptLen, i), params });

@@ -7,13 +7,13 @@
 //                                              [--reps 3]
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { buildEngineCore } from "../../src/engine/build-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { loadModel } from "../../src/model/load.js";
 import { bytesPerElement } from "../../src/model/tensor.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { intFlag } from "../common/flags.js";
 import { bestTime, REPO_ROOT, writeResults } from "../common/results.js";
 import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
@@ -64,7 +64,7 @@ const timed = new Proxy(native, {
 
 /** Decodes `tokens` tokens of one sequence on `backend`; returns the decode steps and their ms each. */
 async function decode(backend: KernelBackend): Promise<{ steps: number; stepMs: number }> {
-  const core = buildEngineCore(model, backend, {
+  const core = buildColocatedEngine(model, backend, {
     maxRunning: 1,
     maxTokensPerStep: 512,
     maxModelLen: 64 + tokens,

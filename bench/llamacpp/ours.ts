@@ -1,7 +1,7 @@
-import { buildEngineCore } from "../../src/engine/build-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { type EngineRunner, TokenClock } from "./measure.js";
 
 /** Our engine in-process: an engine core on the native backend, stepped to completion. */
@@ -27,7 +27,7 @@ export class OursRunner implements EngineRunner {
 
   private async run(prompts: readonly number[][], tokens: number, clock: TokenClock): Promise<void> {
     const longest = Math.max(...prompts.map((p) => p.length));
-    const core = buildEngineCore(this.model, this.backend, {
+    const core = buildColocatedEngine(this.model, this.backend, {
       maxRunning: prompts.length,
       maxTokensPerStep: Math.max(512, longest),
       maxModelLen: longest + tokens + 16,

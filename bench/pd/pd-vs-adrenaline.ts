@@ -17,15 +17,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
-import type { EngineOptions } from "../../src/engine/options.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import type { HybridAttentionService } from "../../src/pd/hybrid-attention.js";
-import { buildPdEngineCore } from "../../src/pd/setup.js";
+import { buildColocatedEngine, buildPdEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { benchPrompt, ensureBenchModel } from "../disagg/bench-model.js";
 
@@ -203,7 +202,7 @@ async function replay(
 async function decodeCeiling(model: LoadedModel): Promise<{ throughput: number; stepSeconds: number }> {
   const backend = loadKernelBackend({ threads: 1 });
   const B = SIZES.maxRunning!;
-  const core = buildEngineCore(model, backend, { ...SIZES, kvMemory: 256 * MB });
+  const core = buildColocatedEngine(model, backend, { ...SIZES, kvMemory: 256 * MB });
   for (let i = 0; i < B; i++)
     core.add({
       id: `c${i}`,
@@ -304,7 +303,7 @@ async function main(): Promise<void> {
   const runs: RunResult[] = [];
   for (const mode of ["pd", "adrenaline"] as const) {
     const backend = loadKernelBackend({ threads: 1 });
-    const { core, attention } = await buildPdEngineCore(model, backend, { ...SIZES, model: modelDir, mode });
+    const { core, attention } = await buildPdEngine(model, backend, { ...SIZES, model: modelDir, mode });
     try {
       runs.push(await replay(mode, core, attention, trace));
     } finally {

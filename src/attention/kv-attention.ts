@@ -51,7 +51,8 @@ export class KvAttention {
   readonly allocator: BlockAllocator;
   readonly caches: KvLayerCache[];
   readonly maxBlocksPerSeq: number;
-  private readonly metas = new WeakMap<AttentionStep, StepMeta>();
+  /** Per micro-batch (keyed by `step.microBatch`): the metadata its step was prepared with. */
+  private readonly metas = new Map<number, StepMeta>();
   private readonly scale: number;
 
   constructor(
@@ -90,7 +91,7 @@ export class KvAttention {
   /** Builds slots, block tables and key ranges for a step; call once per step before layer 0. */
   prepare(step: AttentionStep): void {
     const g = this.geometry;
-    let meta = this.metas.get(step);
+    let meta = this.metas.get(step.microBatch);
     if (!meta) {
       meta = {
         slots: new Int32Array(g.maxTokens),
@@ -102,7 +103,7 @@ export class KvAttention {
         blockTables: new Int32Array(g.maxSeqs * this.maxBlocksPerSeq),
         args: {} as StepMeta["args"],
       };
-      this.metas.set(step, meta);
+      this.metas.set(step.microBatch, meta);
     }
     const bs = g.blockSize;
     const mb = this.maxBlocksPerSeq;
@@ -183,8 +184,8 @@ export class KvAttention {
   }
 
   private meta(step: AttentionStep): StepMeta {
-    const meta = this.metas.get(step);
-    if (!meta) throw new Error("attention: step was not prepared");
+    const meta = this.metas.get(step.microBatch);
+    if (!meta) throw new Error(`attention: micro-batch ${step.microBatch} was not prepared`);
     return meta;
   }
 

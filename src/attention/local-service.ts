@@ -9,6 +9,8 @@ import type { AttentionService, AttentionStep, KvUsage } from "./service.js";
 export class LocalAttentionService implements AttentionService {
   readonly description = "in-process";
   readonly kv: KvAttention;
+  /** Per micro-batch: q handed over in beginLayer (the executor's own buffer, still unchanged). */
+  private readonly q: (Float32Array | undefined)[] = [];
 
   constructor(backend: KernelBackend, geometry: KvGeometry, numBlocks: number) {
     this.kv = new KvAttention(backend, geometry, numBlocks);
@@ -22,14 +24,6 @@ export class LocalAttentionService implements AttentionService {
     return this.kv.allocator.reserve(seqId, numTokens);
   }
 
-  canReserve(seqId: number, numTokens: number): boolean {
-    return this.kv.allocator.canReserve(seqId, numTokens);
-  }
-
-  blocksNeeded(seqId: number, numTokens: number): number {
-    return this.kv.allocator.blocksNeeded(seqId, numTokens);
-  }
-
   release(seqId: number): void {
     this.kv.allocator.release(seqId);
   }
@@ -41,19 +35,13 @@ export class LocalAttentionService implements AttentionService {
 
   beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
     if (layer === 0) this.kv.prepare(step);
-    this.qByStep.set(step, q);
+    this.q[step.microBatch] = q;
   }
 
   finishLayer(layer: number, step: AttentionStep, k: Float32Array, v: Float32Array, out: Float32Array): void {
-    // q was handed over in beginLayer; colocated, it is the same buffer the executor still holds.
-    this.kv.run(layer, step, this.pendingQ(step), k, v, out);
-  }
-
-  private readonly qByStep = new WeakMap<AttentionStep, Float32Array>();
-  private pendingQ(step: AttentionStep): Float32Array {
-    const q = this.qByStep.get(step);
+    const q = this.q[step.microBatch];
     if (!q) throw new Error("attention: finishLayer before beginLayer");
-    return q;
+    this.kv.run(layer, step, q, k, v, out);
   }
 
   async close(): Promise<void> {}

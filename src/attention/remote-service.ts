@@ -12,7 +12,15 @@ import {
   type WorkerStats,
   workerStatsSchema,
 } from "./protocol.js";
-import type { AttentionService, AttentionStep, KvUsage } from "./service.js";
+import {
+  type AttentionRecovery,
+  type AttentionService,
+  type AttentionServiceStats,
+  type AttentionStep,
+  AttentionWorkerLostError,
+  type KvUsage,
+} from "./service.js";
+import { gatherRows, SubStep, scatterRows } from "./sub-step.js";
 
 /** How to (re)open a connection to one attention worker. */
 export interface WorkerEndpoint {
@@ -21,17 +29,6 @@ export interface WorkerEndpoint {
 }
 
 export type Partition = "head" | "request";
-
-/** Raised from finishLayer when a worker's connection is lost mid-step: the engine rebuilds. */
-export class AttentionWorkerLostError extends Error {
-  constructor(
-    readonly worker: string,
-    reason: string,
-  ) {
-    super(`attention worker ${worker} lost: ${reason}`);
-    this.name = "AttentionWorkerLostError";
-  }
-}
 
 /** One worker as the model side sees it: its connection, share of heads, and a block mirror. */
 interface Link {
@@ -44,21 +41,17 @@ interface Link {
   /** Head partitioning: KV heads [kvLo, kvHi) and the query heads of those groups. */
   kvLo: number;
   kvHi: number;
-  /** Per micro-batch tag: rows of the step this worker serves (request partitioning) and send buffers. */
-  tags: LinkTag[];
+  /** Per micro-batch: the rows of its step this worker serves, and send buffers. */
+  batches: LinkBatch[];
   pid: number;
   kernels: string;
   lostReason: string;
 }
 
-interface LinkTag {
-  /** Step rows (token indices) routed to this worker, in order. */
-  readonly rows: Int32Array;
-  nRows: number;
-  readonly seqIds: Int32Array;
-  readonly seqStart: Int32Array;
-  readonly positions: Int32Array;
-  nSeqs: number;
+/** One micro-batch as one worker sees it. */
+interface LinkBatch {
+  /** The sequences of the step this worker serves (all of them under head partitioning). */
+  readonly sub: SubStep;
   readonly q: Float32Array;
   readonly k: Float32Array;
   readonly v: Float32Array;
@@ -85,12 +78,11 @@ interface PendingLayer {
  * partitioned across workers by KV head (balanced; default) or by request (balanced by KV load).
  * Block accounting is mirrored here so the scheduler's admission stays synchronous.
  */
-export class RemoteAttentionService implements AttentionService {
+export class RemoteAttentionService implements AttentionService, AttentionRecovery {
   readonly blockSize: number;
   private readonly links: Link[];
   private readonly owner = new Map<number, Link>();
-  private readonly tagOf = new WeakMap<AttentionStep, number>();
-  private nextTag = 0;
+  /** Per micro-batch: the layer awaiting its workers' outputs. */
   private readonly pending: PendingLayer[];
   /** Micro-seconds of attention compute reported by the workers (for the step breakdown). */
   attentionMicros = 0;
@@ -107,7 +99,7 @@ export class RemoteAttentionService implements AttentionService {
     readonly partition: Partition,
     readonly geometry: KvGeometry,
     private readonly kvMemory: number | null,
-    private readonly maxTags: number,
+    private readonly microBatches: number,
     private readonly log: (line: string) => void,
   ) {
     this.blockSize = geometry.blockSize;
@@ -121,12 +113,12 @@ export class RemoteAttentionService implements AttentionService {
       mirror: null,
       kvLo: 0,
       kvHi: 0,
-      tags: [],
+      batches: [],
       pid: 0,
       kernels: "",
       lostReason: "",
     }));
-    this.pending = Array.from({ length: maxTags }, () => ({
+    this.pending = Array.from({ length: microBatches }, () => ({
       remaining: 0,
       resolve: () => {},
       reject: () => {},
@@ -141,7 +133,8 @@ export class RemoteAttentionService implements AttentionService {
       partition: Partition;
       geometry: KvGeometry;
       kvMemory: number | null;
-      maxTags: number;
+      /** Micro-batches the engine keeps in flight (each gets its own buffers on both sides). */
+      microBatches: number;
       log?: (line: string) => void;
     },
   ): Promise<RemoteAttentionService> {
@@ -157,7 +150,7 @@ export class RemoteAttentionService implements AttentionService {
       options.partition,
       g,
       options.kvMemory,
-      options.maxTags,
+      options.microBatches,
       options.log ?? (() => {}),
     );
     await svc.relayout(svc.links);
@@ -172,6 +165,15 @@ export class RemoteAttentionService implements AttentionService {
   /** Workers currently serving. */
   get aliveWorkers(): number {
     return this.links.filter((l) => l.alive).length;
+  }
+
+  /** This service can lose workers and recover from it. */
+  get recovery(): AttentionRecovery {
+    return this;
+  }
+
+  stats(): AttentionServiceStats {
+    return { reportedMicros: this.attentionMicros, liveWorkers: this.aliveWorkers };
   }
 
   /**
@@ -220,7 +222,7 @@ export class RemoteAttentionService implements AttentionService {
       maxSeqs: g.maxSeqs,
       slidingWindow: g.slidingWindow,
       kvMemory: this.kvMemory,
-      maxTags: this.maxTags,
+      maxTags: this.microBatches,
     };
     const reply = await l.rpc!.request({ type: MsgType.CONFIGURE, control: req }, (m) =>
       parseControl(m, configureReplySchema, "CONFIGURE reply"),
@@ -232,13 +234,8 @@ export class RemoteAttentionService implements AttentionService {
     l.kernels = reply.kernels;
     const qw = perKv * group * g.headDim;
     const kw = perKv * g.headDim;
-    l.tags = Array.from({ length: this.maxTags }, () => ({
-      rows: new Int32Array(g.maxTokens),
-      nRows: 0,
-      seqIds: new Int32Array(g.maxSeqs),
-      seqStart: new Int32Array(g.maxSeqs + 1),
-      positions: new Int32Array(g.maxTokens),
-      nSeqs: 0,
+    l.batches = Array.from({ length: this.microBatches }, () => ({
+      sub: new SubStep(g.maxTokens, g.maxSeqs),
       q: new Float32Array(g.maxTokens * qw),
       k: new Float32Array(g.maxTokens * kw),
       v: new Float32Array(g.maxTokens * kw),
@@ -348,11 +345,6 @@ export class RemoteAttentionService implements AttentionService {
     return links.length > 0 && links.every((l) => l.mirror!.canReserve(seqId, numTokens));
   }
 
-  blocksNeeded(seqId: number, numTokens: number): number {
-    const l = this.partition === "request" ? (this.owner.get(seqId) ?? this.pickOwner()) : this.active()[0];
-    return l ? l.mirror!.blocksNeeded(seqId, numTokens) : Math.ceil(numTokens / this.blockSize);
-  }
-
   reserve(seqId: number, numTokens: number): boolean {
     if (!this.canReserve(seqId, numTokens)) return false;
     if (this.partition === "request" && !this.owner.has(seqId)) this.owner.set(seqId, this.pickOwner()!);
@@ -401,64 +393,63 @@ export class RemoteAttentionService implements AttentionService {
     });
   }
 
-  private tag(step: AttentionStep): number {
-    let t = this.tagOf.get(step);
-    if (t === undefined) {
-      if (this.nextTag >= this.maxTags) throw new Error(`more than ${this.maxTags} micro-batches in flight`);
-      t = this.nextTag++;
-      this.tagOf.set(step, t);
-    }
-    return t;
+  /** The micro-batch a step belongs to, checked against the buffers made for it. */
+  private batchOf(step: AttentionStep): number {
+    const mb = step.microBatch;
+    if (!(mb >= 0 && mb < this.microBatches))
+      throw new Error(
+        `micro-batch ${mb} is outside the ${this.microBatches} this service was configured for`,
+      );
+    return mb;
   }
 
   beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
-    const tag = this.tag(step);
-    if (layer === 0) this.sendSteps(tag, step);
+    const mb = this.batchOf(step);
+    if (layer === 0) this.sendSteps(mb, step);
     const g = this.geometry;
     const group = g.numHeads / g.numKvHeads;
     for (const l of this.active()) {
-      const lt = l.tags[tag]!;
-      if (lt.nRows === 0) continue;
+      const b = l.batches[mb]!;
+      const n = b.sub.nTokens;
+      if (n === 0) continue;
       const w = (l.kvHi - l.kvLo) * group * g.headDim;
-      gatherBlock(lt.q, q, lt.rows, lt.nRows, this.qWidthTotal, l.kvLo * group * g.headDim, w);
-      lt.qInts[0] = tag;
-      lt.qInts[1] = layer;
+      gatherRows(b.q, q, b.sub.rows, n, this.qWidthTotal, l.kvLo * group * g.headDim, w);
+      b.qInts[0] = mb;
+      b.qInts[1] = layer;
       this.post(l, {
         type: MsgType.Q,
-        ints: lt.qInts,
-        tensors: [{ dtype: "f32", shape: [lt.nRows * w], data: lt.q.subarray(0, lt.nRows * w) }],
+        ints: b.qInts,
+        tensors: [{ dtype: "f32", shape: [n * w], data: b.q.subarray(0, n * w) }],
       });
     }
   }
 
-  /** Routes the step's rows to workers and sends each its STEP (once per step, at layer 0). */
-  private sendSteps(tag: number, step: AttentionStep): void {
-    for (const l of this.active()) {
-      const lt = l.tags[tag]!;
-      lt.nRows = 0;
-      lt.nSeqs = 0;
-      lt.seqStart[0] = 0;
-      for (let s = 0; s < step.nSeqs; s++) {
-        if (this.partition === "request" && this.owner.get(step.seqIds[s]!) !== l) continue;
-        lt.seqIds[lt.nSeqs] = step.seqIds[s]!;
-        for (let t = step.seqStart[s]!; t < step.seqStart[s + 1]!; t++) {
-          lt.rows[lt.nRows] = t;
-          lt.positions[lt.nRows] = step.positions[t]!;
-          lt.nRows++;
-        }
-        lt.seqStart[++lt.nSeqs] = lt.nRows;
+  /** Routes the step's sequences to workers and sends each its STEP (once per step, at layer 0). */
+  private sendSteps(mb: number, step: AttentionStep): void {
+    const active = this.active();
+    for (const l of active) l.batches[mb]!.sub.reset(mb);
+    for (let s = 0; s < step.nSeqs; s++) {
+      if (this.partition === "head") {
+        for (const l of active) l.batches[mb]!.sub.addSeq(step, s);
+      } else {
+        const o = this.owner.get(step.seqIds[s]!);
+        if (o?.alive && o.mirror) o.batches[mb]!.sub.addSeq(step, s);
       }
-      if (lt.nRows === 0) continue;
-      lt.stepInts[0] = tag;
-      lt.stepInts[1] = lt.nRows;
-      lt.stepInts[2] = lt.nSeqs;
+    }
+    for (const l of active) {
+      const b = l.batches[mb]!;
+      const sub = b.sub;
+      if (sub.nTokens === 0) continue;
+      b.stepInts[0] = mb;
+      b.stepInts[1] = sub.nTokens;
+      b.stepInts[2] = sub.nSeqs;
       this.post(l, {
         type: MsgType.STEP,
-        ints: lt.stepInts,
+        ints: b.stepInts,
         tensors: [
-          { dtype: "i32", shape: [lt.nSeqs], data: lt.seqIds.subarray(0, lt.nSeqs) },
-          { dtype: "i32", shape: [lt.nSeqs + 1], data: lt.seqStart.subarray(0, lt.nSeqs + 1) },
-          { dtype: "i32", shape: [lt.nRows], data: lt.positions.subarray(0, lt.nRows) },
+          { dtype: "i32", shape: [sub.nSeqs], data: sub.seqIds.subarray(0, sub.nSeqs) },
+          { dtype: "i32", shape: [sub.nSeqs + 1], data: sub.seqStart.subarray(0, sub.nSeqs + 1) },
+          { dtype: "i32", shape: [sub.nTokens], data: sub.positions.subarray(0, sub.nTokens) },
         ],
       });
     }
@@ -471,98 +462,72 @@ export class RemoteAttentionService implements AttentionService {
     v: Float32Array,
     out: Float32Array,
   ): Promise<void> {
-    const tag = this.tag(step);
-    const g = this.geometry;
-    const group = g.numHeads / g.numKvHeads;
-    const links = this.active().filter((l) => l.tags[tag]!.nRows > 0);
-    const p = this.pending[tag]!;
+    const mb = this.batchOf(step);
+    const links = this.active().filter((l) => l.batches[mb]!.sub.nTokens > 0);
+    const p = this.pending[mb]!;
     const done = new Promise<void>((resolve, reject) => {
       p.remaining = links.length;
       p.failed = false;
       p.resolve = resolve;
       p.reject = reject;
     });
-    if (links.length === 0) {
-      p.remaining = 0;
-      p.resolve();
-      return done;
-    }
-    for (const l of links) {
-      const lt = l.tags[tag]!;
-      const kw = (l.kvHi - l.kvLo) * g.headDim;
-      const qw = kw * group;
-      gatherBlock(lt.k, k, lt.rows, lt.nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
-      gatherBlock(lt.v, v, lt.rows, lt.nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
-      const n = lt.nRows * kw;
-      const ints = lt.kvInts;
-      ints[0] = tag;
-      ints[1] = layer;
-      l.rpc!.request(
-        {
-          type: MsgType.KV,
-          ints,
-          tensors: [
-            { dtype: "f32", shape: [n], data: lt.k.subarray(0, n) },
-            { dtype: "f32", shape: [n], data: lt.v.subarray(0, n) },
-          ],
-        },
-        (reply: ReceivedMessage) => {
-          const data = reply.tensors[0]?.data;
-          if (!(data instanceof Float32Array) || data.length !== lt.nRows * qw)
-            throw new Error(`bad OUT from ${l.endpoint.name}`);
-          scatterBlock(out, data, lt.rows, lt.nRows, this.qWidthTotal, l.kvLo * group * g.headDim, qw);
-          this.attentionMicros += reply.ints[2] ?? 0;
-        },
-      ).then(
-        () => {
-          if (--p.remaining === 0 && !p.failed) p.resolve();
-        },
-        (e: Error) => {
-          if (p.failed) return;
-          p.failed = true;
-          p.reject(l.alive ? e : new AttentionWorkerLostError(l.endpoint.name, l.lostReason || e.message));
-        },
-      );
-    }
+    if (links.length === 0) p.resolve();
+    for (const l of links) this.sendKv(l, mb, layer, k, v, out, p);
     return done;
+  }
+
+  /** Sends one worker its rows' k and v; its OUT lands in their rows of `out`. */
+  private sendKv(
+    l: Link,
+    mb: number,
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    p: PendingLayer,
+  ): void {
+    const g = this.geometry;
+    const group = g.numHeads / g.numKvHeads;
+    const b = l.batches[mb]!;
+    const rows = b.sub.rows;
+    const nRows = b.sub.nTokens;
+    const kw = (l.kvHi - l.kvLo) * g.headDim;
+    const qw = kw * group;
+    gatherRows(b.k, k, rows, nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
+    gatherRows(b.v, v, rows, nRows, this.kvWidthTotal, l.kvLo * g.headDim, kw);
+    const n = nRows * kw;
+    b.kvInts[0] = mb;
+    b.kvInts[1] = layer;
+    l.rpc!.request(
+      {
+        type: MsgType.KV,
+        ints: b.kvInts,
+        tensors: [
+          { dtype: "f32", shape: [n], data: b.k.subarray(0, n) },
+          { dtype: "f32", shape: [n], data: b.v.subarray(0, n) },
+        ],
+      },
+      (reply: ReceivedMessage) => {
+        const data = reply.tensors[0]?.data;
+        if (!(data instanceof Float32Array) || data.length !== nRows * qw)
+          throw new Error(`bad OUT from ${l.endpoint.name}`);
+        scatterRows(out, data, rows, nRows, this.qWidthTotal, l.kvLo * group * g.headDim, qw);
+        this.attentionMicros += reply.ints[2] ?? 0;
+      },
+    ).then(
+      () => {
+        if (--p.remaining === 0 && !p.failed) p.resolve();
+      },
+      (e: Error) => {
+        if (p.failed) return;
+        p.failed = true;
+        p.reject(l.alive ? e : new AttentionWorkerLostError(l.endpoint.name, l.lostReason || e.message));
+      },
+    );
   }
 
   async close(): Promise<void> {
     await Promise.all(this.links.map((l) => l.channel?.close("engine shutting down").catch(() => undefined)));
-  }
-}
-
-/** dst[r, 0..w) = src[rows[r], off..off+w) for r < n. */
-function gatherBlock(
-  dst: Float32Array,
-  src: Float32Array,
-  rows: Int32Array,
-  n: number,
-  srcWidth: number,
-  off: number,
-  w: number,
-): void {
-  for (let r = 0; r < n; r++) {
-    const s = rows[r]! * srcWidth + off;
-    const d = r * w;
-    for (let i = 0; i < w; i++) dst[d + i] = src[s + i]!;
-  }
-}
-
-/** dst[rows[r], off..off+w) = src[r, 0..w) for r < n. */
-function scatterBlock(
-  dst: Float32Array,
-  src: Float32Array,
-  rows: Int32Array,
-  n: number,
-  dstWidth: number,
-  off: number,
-  w: number,
-): void {
-  for (let r = 0; r < n; r++) {
-    const d = rows[r]! * dstWidth + off;
-    const s = r * w;
-    for (let i = 0; i < w; i++) dst[d + i] = src[s + i]!;
   }
 }
 

@@ -1,13 +1,22 @@
 /**
- * Attention as a service: the KV cache and attention math live behind this interface, so the
- * model side (slices of the forward pass) never knows whether attention runs in-process, in one
- * remote attention worker, or sharded over several.
+ * The attention contract: the KV cache and attention math live behind this interface, so the
+ * model side (slices of the forward pass) never knows whether attention runs in-process, on
+ * attention workers, or partly on prefill instances.
  *
- * Per layer the model side calls `beginLayer` as soon as q exists (early q: a remote worker starts
- * on the cached tokens while k and v are still being computed), then `finishLayer` with k and v;
- * when that returns (or its promise resolves), `out` holds the attention output.
+ * Two duties make up the interface, and two optional capabilities extend it:
+ * - **KV admission** (`reserve`, `release`, `usage`): synchronous, asked by the scheduler.
+ * - **Per-layer attention** (`beginLayer`, `finishLayer`): called by the executor at every cut.
+ * - `recovery`: a service whose workers can be lost and brought back (remote attention).
+ * - `stats`: numbers only the service knows (compute its workers report, offloading state).
+ */
+
+/**
+ * The rows of one micro-batch's step as attention sees them. `microBatch` names the micro-batch
+ * (0 … pipeline depth − 1): services keep their per-micro-batch buffers in arrays indexed by it.
  */
 export interface AttentionStep {
+  /** Which micro-batch this step belongs to; stable for the engine's lifetime. */
+  readonly microBatch: number;
   /** Query tokens in this step (decode: one per sequence; prefill chunks: several). */
   nTokens: number;
   nSeqs: number;
@@ -27,24 +36,38 @@ export interface KvUsage {
   readonly blockSize: number;
 }
 
-export interface AttentionService {
-  /** e.g. "in-process", "2 attention workers (head-partitioned, shm)". */
-  readonly description: string;
+/** Raised by `finishLayer` (or `beginLayer`) when a worker holding KV is lost mid-step. */
+export class AttentionWorkerLostError extends Error {
+  constructor(
+    readonly worker: string,
+    reason: string,
+  ) {
+    super(`attention worker ${worker} lost: ${reason}`);
+    this.name = "AttentionWorkerLostError";
+  }
+}
+
+/** KV admission: cheap, synchronous questions the scheduler asks before it plans a step. */
+export interface KvAdmission {
   readonly blockSize: number;
   /**
    * Grows sequence `seqId`'s KV reservation to hold positions [0, numTokens). Returns false and
-   * changes nothing if there is no room. Cheap and synchronous: remote services keep an exact
-   * mirror of their workers' block accounting and send the allocation ahead of the next layer.
+   * changes nothing if there is no room. Remote services keep an exact mirror of their workers'
+   * block accounting and send the allocation ahead of the next layer.
    */
   reserve(seqId: number, numTokens: number): boolean;
-  /** Whether `reserve(seqId, numTokens)` would succeed right now. */
-  canReserve(seqId: number, numTokens: number): boolean;
-  /** Frees every block the sequence holds, on every worker. Unknown ids are ignored. */
+  /** Frees every block the sequence holds, everywhere. Unknown ids are ignored. */
   release(seqId: number): void;
-  /** Blocks needed beyond what the sequence holds to reach numTokens. */
-  blocksNeeded(seqId: number, numTokens: number): number;
   usage(): readonly KvUsage[];
+}
 
+/**
+ * Per-layer attention. `beginLayer` is called as soon as q exists (early q: a remote worker starts
+ * on the cached keys while k and v are computed), then `finishLayer` with k and v; when that
+ * returns (or its promise resolves) `out` holds the attention output. Layer 0 of a step is where a
+ * service reads the step's rows; later layers of the same micro-batch reuse them.
+ */
+export interface LayerAttention {
   beginLayer(layer: number, step: AttentionStep, q: Float32Array): void;
   finishLayer(
     layer: number,
@@ -53,6 +76,45 @@ export interface AttentionService {
     v: Float32Array,
     out: Float32Array,
   ): void | Promise<void>;
+}
 
+/** Capability: workers can be lost and the service can lay KV out again over those left. */
+export interface AttentionRecovery {
+  /** A worker was lost (even between steps) or a down one is due for a retry: call `recover`. */
+  needsRecovery(): boolean;
+  /**
+   * Brings lost workers back where possible and lays KV out again. Returns the sequences (among
+   * `seqIds`, or known to the service) whose KV is gone and must be rebuilt from their tokens.
+   * Rejects only when no attention capacity is left.
+   */
+  recover(seqIds: Iterable<number>): Promise<number[]>;
+}
+
+/** Adrenaline's offloading state (pd / adrenaline placements): offloaded (N) and kept (M) requests. */
+export interface OffloadStats {
+  /** N/M now. */
+  readonly ratio: number;
+  readonly offloaded: number;
+  readonly kept: number;
+  /** The load-aware bound OB = min(OB_mem, OB_comp) on N/M. */
+  readonly bound: number;
+  /** The limit decisions follow: the bound, a fixed --offload-ratio, or 0 in pd mode. */
+  readonly limit: number;
+}
+
+/** Capability: numbers only the service knows. */
+export interface AttentionServiceStats {
+  /** Attention compute its workers reported, in microseconds (absent: attention runs in-process). */
+  readonly reportedMicros?: number;
+  /** Workers serving now, over which reported compute runs in parallel. */
+  readonly liveWorkers?: number;
+  readonly offload?: OffloadStats;
+}
+
+export interface AttentionService extends KvAdmission, LayerAttention {
+  /** e.g. "in-process", "2 attention workers (head-partitioned)". */
+  readonly description: string;
+  readonly recovery?: AttentionRecovery;
+  stats?(): AttentionServiceStats;
   close(): Promise<void>;
 }

@@ -15,14 +15,8 @@ import {
 import type { AttentionStep } from "./service.js";
 
 /** One in-flight micro-batch on the worker: its step metadata and its attention buffers. */
-interface TagState {
-  readonly step: {
-    nTokens: number;
-    nSeqs: number;
-    seqIds: Int32Array;
-    seqStart: Int32Array;
-    positions: Int32Array;
-  };
+interface MicroBatchState {
+  readonly step: AttentionStep;
   readonly q: Float32Array;
   readonly out: Float32Array;
   readonly lse: Float32Array;
@@ -51,7 +45,7 @@ export interface WorkerSessionOptions {
 export class AttentionWorkerSession {
   private kv: KvAttention | null = null;
   private config: ConfigureRequest | null = null;
-  private tags: TagState[] = [];
+  private batches: MicroBatchState[] = [];
 
   constructor(
     private readonly channel: Channel,
@@ -62,7 +56,7 @@ export class AttentionWorkerSession {
     channel.onClose((info) => {
       options.log(`connection ${channel.description} closed: ${info.reason}`);
       this.kv = null;
-      this.tags = [];
+      this.batches = [];
     });
   }
 
@@ -114,7 +108,7 @@ export class AttentionWorkerSession {
         this.step(kv, m);
         return;
       case MsgType.Q: {
-        const t = this.tagOf(m);
+        const t = this.batchOf(m);
         const layer = this.layerOf(m);
         need(t.prepared, "Q before STEP");
         const q = this.tensor(m, 0, "f32", t.step.nTokens * this.qWidth());
@@ -126,7 +120,7 @@ export class AttentionWorkerSession {
         return;
       }
       case MsgType.KV: {
-        const t = this.tagOf(m);
+        const t = this.batchOf(m);
         const layer = this.layerOf(m);
         need(t.earlyLayer === layer, `KV for layer ${layer} before its Q`);
         const w = t.step.nTokens * this.config!.numKvHeads * this.config!.headDim;
@@ -193,8 +187,9 @@ export class AttentionWorkerSession {
     this.config = req;
     const qw = req.maxTokens * req.numHeads * req.headDim;
     const lw = req.maxTokens * req.numHeads;
-    this.tags = Array.from({ length: req.maxTags }, () => ({
+    this.batches = Array.from({ length: req.maxTags }, (_, microBatch) => ({
       step: {
+        microBatch,
         nTokens: 0,
         nSeqs: 0,
         seqIds: new Int32Array(req.maxSeqs),
@@ -224,7 +219,7 @@ export class AttentionWorkerSession {
   }
 
   private step(kv: KvAttention, m: ReceivedMessage): void {
-    const t = this.tagOf(m);
+    const t = this.batchOf(m);
     need(m.ints.length === 3, "STEP needs [tag, nTokens, nSeqs]");
     const nTokens = m.ints[1]!;
     const nSeqs = m.ints[2]!;
@@ -243,7 +238,7 @@ export class AttentionWorkerSession {
     t.step.positions.set(positions);
     t.step.nTokens = nTokens;
     t.step.nSeqs = nSeqs;
-    kv.prepare(t.step as AttentionStep);
+    kv.prepare(t.step);
     t.prepared = true;
     t.earlyLayer = -1;
   }
@@ -252,9 +247,9 @@ export class AttentionWorkerSession {
     return this.config!.numHeads * this.config!.headDim;
   }
 
-  private tagOf(m: ReceivedMessage): TagState {
+  private batchOf(m: ReceivedMessage): MicroBatchState {
     need(m.ints.length >= 1, "missing micro-batch tag");
-    const t = this.tags[m.ints[0]!];
+    const t = this.batches[m.ints[0]!];
     need(t !== undefined, `micro-batch tag ${m.ints[0]} out of range`);
     return t!;
   }

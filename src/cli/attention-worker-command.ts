@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { runAttentionWorker } from "../attention/worker-process.js";
-import { DEFAULT_KV_MEMORY } from "../engine/build-core.js";
+import { DEFAULT_KV_MEMORY } from "../placement/sizes.js";
 import { intArg, listenArg, sizeArg } from "./parse.js";
 
 /** `lamina attention-worker`: a process that holds KV caches and computes attention for engines. */

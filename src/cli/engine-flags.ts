@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from "commander";
-import type { EngineOptions } from "../engine/options.js";
+import type { EngineOptions } from "../placement/options.js";
 import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
 
 /**

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
-import { createEngine } from "../engine/create.js";
 import { resolveSamplingParams } from "../engine/sampling-params.js";
+import { createEngine } from "../placement/create-engine.js";
 import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "./engine-flags.js";
 import { collect, floatArg, intArg } from "./parse.js";
 

@@ -55,6 +55,8 @@ export interface TokenEvent {
   readonly error?: string;
   readonly promptTokens: number;
   readonly completionTokens: number;
+  /** On a request's first event: seconds it waited before it was first scheduled. */
+  readonly queueTime?: number;
 }
 
 export interface ModelInfo {
@@ -68,17 +70,7 @@ export interface ModelInfo {
   readonly generation?: import("../model/types.js").GenerationDefaults;
 }
 
-/** Adrenaline's offloading state (pd / adrenaline placements): offloaded (N) and kept (M) requests. */
-export interface OffloadStats {
-  /** N/M now. */
-  readonly ratio: number;
-  readonly offloaded: number;
-  readonly kept: number;
-  /** The load-aware bound OB = min(OB_mem, OB_comp) on N/M. */
-  readonly bound: number;
-  /** The limit decisions follow: the bound, a fixed --offload-ratio, or 0 in pd mode. */
-  readonly limit: number;
-}
+export type { OffloadStats } from "../attention/service.js";
 
 /** Live numbers for /metrics and logs. */
 export interface EngineStats {
@@ -102,7 +94,7 @@ export interface EngineStats {
     readonly steps: number;
   };
   /** Present under --mode pd / adrenaline. */
-  readonly offload?: OffloadStats;
+  readonly offload?: import("../attention/service.js").OffloadStats;
 }
 
 /**

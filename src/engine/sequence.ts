@@ -20,6 +20,8 @@ export class Sequence implements SamplingState {
   readonly pendingLogprobs: TokenLogprob[] = [];
   readonly arrivalTime = performance.now();
   firstScheduledTime = 0;
+  /** Whether an event has gone out (the first one carries the queue time). */
+  reportedFirst = false;
   preemptions = 0;
   /**
    * Part of a micro-batch whose forward pass has not finished: the scheduler neither schedules
@@ -34,6 +36,11 @@ export class Sequence implements SamplingState {
     readonly params: SamplingParams,
   ) {
     this.rng = new Rng(params.seed ?? (Math.random() * 2 ** 32) >>> 0);
+  }
+
+  /** Seconds from arrival to first scheduling (0 until scheduled). */
+  queueSeconds(): number {
+    return this.firstScheduledTime === 0 ? 0 : (this.firstScheduledTime - this.arrivalTime) / 1000;
   }
 
   get length(): number {

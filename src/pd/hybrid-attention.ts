@@ -1,7 +1,15 @@
 import type { KvAttention } from "../attention/kv-attention.js";
-import { AttentionWorkerLostError, type RemoteAttentionService } from "../attention/remote-service.js";
-import type { AttentionService, AttentionStep, KvUsage } from "../attention/service.js";
-import type { OffloadStats } from "../engine/api.js";
+import type { RemoteAttentionService } from "../attention/remote-service.js";
+import {
+  type AttentionRecovery,
+  type AttentionService,
+  type AttentionServiceStats,
+  type AttentionStep,
+  AttentionWorkerLostError,
+  type KvUsage,
+  type OffloadStats,
+} from "../attention/service.js";
+import { gatherRows, SubStep, scatterRows } from "../attention/sub-step.js";
 import { type OffloadBound, offloadBound, shouldOffload } from "./offload-policy.js";
 import type { PrefillLink } from "./prefill-link.js";
 
@@ -23,16 +31,10 @@ interface Placement {
   prefilled: boolean;
 }
 
-/** Per step: which rows are the decode instance's own, and buffers to run them apart. */
-interface StepPart {
-  readonly step: {
-    nTokens: number;
-    nSeqs: number;
-    readonly seqIds: Int32Array;
-    readonly seqStart: Int32Array;
-    readonly positions: Int32Array;
-  };
-  readonly rows: Int32Array;
+/** Per micro-batch: which rows are the decode instance's own, and buffers to run them apart. */
+interface LocalPart {
+  /** The decode instance's own sequences of the step. */
+  readonly sub: SubStep;
   /** All rows are local: run on the step itself, no gather. */
   direct: boolean;
   readonly remoteActive: boolean[];
@@ -50,6 +52,8 @@ export interface HybridOptions {
   readonly offloadRatio: number | null;
   readonly maxBatch: number;
   readonly decodeThreads: number;
+  /** Micro-batches the engine keeps in flight. */
+  readonly microBatches: number;
 }
 
 /**
@@ -60,10 +64,10 @@ export interface HybridOptions {
  * Placement (and the executor's allocation) is decided at a request's first reservation, off the
  * per-layer path.
  */
-export class HybridAttentionService implements AttentionService {
+export class HybridAttentionService implements AttentionService, AttentionRecovery {
   readonly blockSize: number;
   private readonly placement = new Map<number, Placement>();
-  private readonly parts = new WeakMap<AttentionStep, StepPart>();
+  private readonly parts: LocalPart[];
   private readonly dead: boolean[];
   private kept = 0;
   private offloaded = 0;
@@ -78,6 +82,17 @@ export class HybridAttentionService implements AttentionService {
   ) {
     this.blockSize = local.geometry.blockSize;
     this.dead = instances.map(() => false);
+    const g = local.geometry;
+    this.parts = Array.from({ length: o.microBatches }, () => ({
+      sub: new SubStep(g.maxTokens, g.maxSeqs),
+      direct: true,
+      remoteActive: instances.map(() => false),
+      q: new Float32Array(g.maxTokens * g.numHeads * g.headDim),
+      k: new Float32Array(g.maxTokens * g.numKvHeads * g.headDim),
+      v: new Float32Array(g.maxTokens * g.numKvHeads * g.headDim),
+      out: new Float32Array(g.maxTokens * g.numHeads * g.headDim),
+      qIn: null,
+    }));
     instances.forEach((inst, i) => {
       inst.link.onLost(() => {
         this.dead[i] = true;
@@ -103,7 +118,16 @@ export class HybridAttentionService implements AttentionService {
     });
   }
 
-  /** EngineStats.offload: read by the engine for /metrics. */
+  /** Lost prefill instances are not restarted; what they held is rebuilt elsewhere. */
+  get recovery(): AttentionRecovery {
+    return this;
+  }
+
+  stats(): AttentionServiceStats {
+    return { offload: this.offloadStats() };
+  }
+
+  /** The offloading state, exported to /metrics. */
   offloadStats(): OffloadStats {
     const b = this.bound();
     return {
@@ -191,18 +215,6 @@ export class HybridAttentionService implements AttentionService {
     return true;
   }
 
-  canReserve(seqId: number, numTokens: number): boolean {
-    const p = this.placement.get(seqId);
-    if (p && p.where >= 0) return this.instances[p.where]!.remote.canReserve(seqId, numTokens);
-    return this.local.allocator.canReserve(seqId, numTokens);
-  }
-
-  blocksNeeded(seqId: number, numTokens: number): number {
-    const p = this.placement.get(seqId);
-    if (p && p.where >= 0) return this.instances[p.where]!.remote.blocksNeeded(seqId, numTokens);
-    return this.local.allocator.blocksNeeded(seqId, numTokens);
-  }
-
   release(seqId: number): void {
     const p = this.placement.get(seqId);
     if (!p) return;
@@ -265,63 +277,36 @@ export class HybridAttentionService implements AttentionService {
     return affected;
   }
 
-  private part(step: AttentionStep): StepPart {
-    let part = this.parts.get(step);
-    if (!part) {
-      const g = this.local.geometry;
-      const qw = g.maxTokens * g.numHeads * g.headDim;
-      const kw = g.maxTokens * g.numKvHeads * g.headDim;
-      part = {
-        step: {
-          nTokens: 0,
-          nSeqs: 0,
-          seqIds: new Int32Array(g.maxSeqs),
-          seqStart: new Int32Array(g.maxSeqs + 1),
-          positions: new Int32Array(g.maxTokens),
-        },
-        rows: new Int32Array(g.maxTokens),
-        direct: true,
-        remoteActive: this.instances.map(() => false),
-        q: new Float32Array(qw),
-        k: new Float32Array(kw),
-        v: new Float32Array(kw),
-        out: new Float32Array(qw),
-        qIn: null,
-      };
-      this.parts.set(step, part);
-    }
+  private part(step: AttentionStep): LocalPart {
+    const part = this.parts[step.microBatch];
+    if (!part)
+      throw new Error(`micro-batch ${step.microBatch} is outside the ${this.parts.length} configured`);
     return part;
   }
 
-  /** At layer 0: splits the step into local rows and per-instance offloaded rows. */
-  private split(step: AttentionStep, part: StepPart): void {
-    const sub = part.step;
-    sub.nSeqs = 0;
-    sub.nTokens = 0;
-    sub.seqStart[0] = 0;
+  /** The placement of a sequence in a step; one whose holder was lost fails the step. */
+  private placed(seqId: number): Placement {
+    const p = this.placement.get(seqId);
+    if (!p) throw new Error(`attention: sequence ${seqId} has no KV reserved`);
+    if (this.lostBy(p)) {
+      const link = this.instances[p.where >= 0 ? p.where : p.scratch]!.link;
+      throw new AttentionWorkerLostError(link.name, link.lostReason || "connection closed");
+    }
+    return p;
+  }
+
+  /** At layer 0: splits the step into local rows and marks the instances with offloaded rows. */
+  private split(step: AttentionStep, part: LocalPart): void {
+    const sub = part.sub;
+    sub.reset(step.microBatch);
     part.remoteActive.fill(false);
     for (let s = 0; s < step.nSeqs; s++) {
-      const id = step.seqIds[s]!;
-      const p = this.placement.get(id);
-      if (!p) throw new Error(`attention: sequence ${id} has no KV reserved`);
-      if (this.lostBy(p)) {
-        const i = p.where >= 0 ? p.where : p.scratch;
-        const link = this.instances[i]!.link;
-        throw new AttentionWorkerLostError(link.name, link.lostReason || "connection closed");
-      }
-      if (p.where >= 0) {
-        part.remoteActive[p.where] = true;
-        continue;
-      }
-      sub.seqIds[sub.nSeqs] = id;
-      for (let t = step.seqStart[s]!; t < step.seqStart[s + 1]!; t++) {
-        part.rows[sub.nTokens] = t;
-        sub.positions[sub.nTokens++] = step.positions[t]!;
-      }
-      sub.seqStart[++sub.nSeqs] = sub.nTokens;
+      const p = this.placed(step.seqIds[s]!);
+      if (p.where >= 0) part.remoteActive[p.where] = true;
+      else sub.addSeq(step, s);
     }
     part.direct = sub.nTokens === step.nTokens;
-    if (sub.nTokens > 0) this.local.prepare(part.direct ? step : (sub as AttentionStep));
+    if (sub.nTokens > 0) this.local.prepare(part.direct ? step : sub);
   }
 
   beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
@@ -346,7 +331,7 @@ export class HybridAttentionService implements AttentionService {
       (pending ??= []).push(this.instances[i]!.remote.finishLayer(layer, step, k, v, out));
     }
     // Local attention runs while the offloaded rows are on their way.
-    const sub = part.step;
+    const sub = part.sub;
     if (part.direct) this.local.run(layer, step, part.qIn!, k, v, out);
     else if (sub.nTokens > 0) this.runGathered(layer, part, k, v, out);
     if (!pending) return;
@@ -355,7 +340,7 @@ export class HybridAttentionService implements AttentionService {
 
   private runGathered(
     layer: number,
-    part: StepPart,
+    part: LocalPart,
     k: Float32Array,
     v: Float32Array,
     out: Float32Array,
@@ -363,24 +348,17 @@ export class HybridAttentionService implements AttentionService {
     const g = this.local.geometry;
     const qw = g.numHeads * g.headDim;
     const kw = g.numKvHeads * g.headDim;
-    const n = part.step.nTokens;
-    const q = part.qIn!;
-    for (let r = 0; r < n; r++) {
-      const t = part.rows[r]!;
-      copy(part.q, r * qw, q, t * qw, qw);
-      copy(part.k, r * kw, k, t * kw, kw);
-      copy(part.v, r * kw, v, t * kw, kw);
-    }
-    this.local.run(layer, part.step as AttentionStep, part.q, part.k, part.v, part.out);
-    for (let r = 0; r < n; r++) copy(out, part.rows[r]! * qw, part.out, r * qw, qw);
+    const { sub } = part;
+    const n = sub.nTokens;
+    gatherRows(part.q, part.qIn!, sub.rows, n, qw, 0, qw);
+    gatherRows(part.k, k, sub.rows, n, kw, 0, kw);
+    gatherRows(part.v, v, sub.rows, n, kw, 0, kw);
+    this.local.run(layer, sub, part.q, part.k, part.v, part.out);
+    scatterRows(out, part.out, sub.rows, n, qw, 0, qw);
   }
 
   async close(): Promise<void> {
     await Promise.all(this.instances.map((x) => x.remote.close().catch(() => undefined)));
     await Promise.all(this.instances.map((x) => x.link.close()));
   }
-}
-
-function copy(dst: Float32Array, d: number, src: Float32Array, s: number, n: number): void {
-  for (let i = 0; i < n; i++) dst[d + i] = src[s + i]!;
 }

@@ -1,22 +1,26 @@
-import { AttentionWorkerLostError } from "../attention/remote-service.js";
-import type { AttentionService } from "../attention/service.js";
+import { type AttentionService, AttentionWorkerLostError } from "../attention/service.js";
+import { SubStep, splitStep } from "../attention/sub-step.js";
 import type { SlicedModel } from "../graph/converter.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { ModelConfig } from "../model/config.js";
 import type { WeightStore } from "../model/types.js";
-import { type ExecContext, type ExecutorLimits, SliceExecutor } from "../runtime/executor.js";
+import { type ExecutorLimits, SliceExecutor } from "../runtime/executor.js";
 import { createModelStep, type ModelStep } from "../runtime/step.js";
 import type { HybridAttentionService } from "./hybrid-attention.js";
 import { createPrefillBatch, type PrefillBatch } from "./prefill-link.js";
 import { PrefillFlag } from "./protocol.js";
 
 /** Per micro-batch: the decode instance's share of the step, the prefill batches, and logits. */
-interface PdContext {
-  readonly sub: ModelStep;
-  readonly batches: PrefillBatch[];
+interface PdBatch {
+  /** parts[0]: the decode instance's own sequences; parts[1 + i]: those prefilled on instance i. */
+  readonly parts: SubStep[];
+  readonly local: ModelStep;
+  readonly prefill: PrefillBatch[];
   /** For each logit row of the step: local sub-step row (≥ 0) or -(1 + instance). */
   readonly rowSource: Int32Array;
   readonly logits: Float32Array;
+  /** Per instance: a running count of its sequences or sampling rows (scratch). */
+  readonly seen: Int32Array;
 }
 
 /**
@@ -28,8 +32,7 @@ interface PdContext {
  * step's logits in order, so sampling is the engine's own.
  */
 export class PdExecutor extends SliceExecutor {
-  private readonly pd = new WeakMap<ExecContext, PdContext>();
-  private hybrid: HybridAttentionService | null = null;
+  private readonly pdBatches: PdBatch[];
 
   constructor(
     sliced: SlicedModel,
@@ -37,117 +40,129 @@ export class PdExecutor extends SliceExecutor {
     backend: KernelBackend,
     config: ModelConfig,
     limits: ExecutorLimits,
+    private readonly hybrid: HybridAttentionService,
   ) {
     super(sliced, weights, backend, config, limits);
-  }
-
-  /** The attention service whose placement decides where each prefill chunk runs. */
-  attach(hybrid: HybridAttentionService): void {
-    this.hybrid = hybrid;
-  }
-
-  override createContext(): ExecContext {
-    const ctx = super.createContext();
-    const { maxTokens, maxLogitRows } = this.limits;
-    const n = this.hybrid?.instances.length ?? 0;
-    this.pd.set(ctx, {
-      sub: createModelStep(maxTokens, maxLogitRows),
-      batches: Array.from({ length: n }, () => createPrefillBatch(maxTokens, maxLogitRows)),
+    const { maxTokens, maxLogitRows } = limits;
+    const n = hybrid.instances.length;
+    this.pdBatches = Array.from({ length: limits.microBatches }, (_, mb) => ({
+      parts: Array.from({ length: n + 1 }, () => new SubStep(maxTokens, maxLogitRows)),
+      local: createModelStep(maxTokens, maxLogitRows, mb),
+      prefill: Array.from({ length: n }, () => createPrefillBatch(maxTokens, maxLogitRows)),
       rowSource: new Int32Array(maxLogitRows),
-      logits: new Float32Array(maxLogitRows * this.config.vocabSize),
-    });
-    return ctx;
+      logits: new Float32Array(maxLogitRows * config.vocabSize),
+      seen: new Int32Array(n),
+    }));
   }
 
-  override async forward(
-    ctx: ExecContext,
-    step: ModelStep,
-    attention: AttentionService,
-  ): Promise<Float32Array> {
-    const hybrid = this.hybrid;
-    const pd = this.pd.get(ctx);
-    if (!hybrid || !pd) throw new Error("PdExecutor: no hybrid attention service attached");
-    const { sub, batches } = pd;
-    sub.nSeqs = 0;
-    sub.nTokens = 0;
-    sub.nLogits = 0;
-    sub.seqStart[0] = 0;
-    for (const b of batches) {
-      b.nSeqs = 0;
-      b.nTokens = 0;
-      b.seqStart[0] = 0;
-    }
-    let r = 0; // next logit row of the step
-    for (let s = 0; s < step.nSeqs; s++) {
-      const id = step.seqIds[s]!;
-      const first = step.seqStart[s]!;
-      const last = step.seqStart[s + 1]!;
-      const samples = r < step.nLogits && step.logitRows[r] === last - 1;
-      const target = hybrid.prefillTarget(id);
-      if (target >= 0) {
-        const b = batches[target]!;
-        b.seqIds[b.nSeqs] = id;
-        b.flags[b.nSeqs] =
-          (hybrid.isOffloaded(id) ? PrefillFlag.KEEP : 0) | (samples ? PrefillFlag.LOGITS : 0);
-        for (let t = first; t < last; t++) {
-          b.positions[b.nTokens] = step.positions[t]!;
-          b.tokens[b.nTokens++] = step.tokens[t]!;
-        }
-        b.seqStart[++b.nSeqs] = b.nTokens;
-        if (samples) pd.rowSource[r++] = -1 - target;
-        continue;
-      }
-      sub.seqIds[sub.nSeqs] = id;
-      for (let t = first; t < last; t++) {
-        sub.positions[sub.nTokens] = step.positions[t]!;
-        sub.tokens[sub.nTokens++] = step.tokens[t]!;
-      }
-      sub.seqStart[++sub.nSeqs] = sub.nTokens;
-      if (samples) {
-        pd.rowSource[r++] = sub.nLogits;
-        sub.logitRows[sub.nLogits++] = sub.nTokens - 1;
-      }
-    }
+  override async forward(step: ModelStep, attention: AttentionService): Promise<Float32Array> {
+    const pd = this.pdBatches[step.microBatch];
+    if (!pd)
+      throw new Error(`micro-batch ${step.microBatch} is outside the executor's ${this.pdBatches.length}`);
+    this.route(step, pd);
     const V = this.config.vocabSize;
-    const remote: Promise<Float32Array>[] = [];
     const remoteOf: number[] = [];
-    batches.forEach((b, i) => {
+    const runs: Promise<Float32Array>[] = [
+      pd.local.nSeqs > 0 ? super.forward(pd.local, attention) : Promise.resolve(pd.logits),
+    ];
+    pd.prefill.forEach((b, i) => {
       if (b.nSeqs === 0) return;
-      remote.push(hybrid.instances[i]!.link.prefill(b, V));
+      runs.push(this.hybrid.instances[i]!.link.prefill(b, V));
       remoteOf.push(i);
     });
-    const localRun = sub.nSeqs > 0 ? super.forward(ctx, sub, attention) : Promise.resolve(pd.logits);
-    const results = await Promise.allSettled([localRun, ...remote]);
+    const results = await Promise.allSettled(runs);
+    const replies = this.settled(results, remoteOf);
+    this.mergeLogits(step, pd, replies);
+    for (let row = 0, s = 0; s < step.nSeqs && row < step.nLogits; s++) {
+      if (step.logitRows[row] !== step.seqStart[s + 1]! - 1) continue;
+      this.hybrid.prefillDone(step.seqIds[s]!);
+      row++;
+    }
+    return pd.logits;
+  }
+
+  /** Splits the step: sequences whose prompt a prefill instance holds go there, the rest stay. */
+  private route(step: ModelStep, pd: PdBatch): void {
+    const hybrid = this.hybrid;
+    splitStep(step, (id) => 1 + hybrid.prefillTarget(id), pd.parts);
+    const own = pd.parts[0]!;
+    const local = pd.local;
+    local.nSeqs = own.nSeqs;
+    local.nTokens = own.nTokens;
+    local.seqIds.set(own.seqIds.subarray(0, own.nSeqs));
+    local.seqStart.set(own.seqStart.subarray(0, own.nSeqs + 1));
+    local.positions.set(own.positions.subarray(0, own.nTokens));
+    local.tokens.set(own.tokens.subarray(0, own.nTokens));
+    local.nLogits = 0;
+    for (let i = 0; i < pd.prefill.length; i++) this.fillPrefill(pd.prefill[i]!, pd.parts[1 + i]!);
+    // Logit rows, in the step's order: each names where its logits will come from. Sequences were
+    // appended to their parts in step order, so a running count gives each one's index there.
+    const count = pd.seen;
+    count.fill(0);
+    let ownIdx = 0;
+    let r = 0;
+    for (let s = 0; s < step.nSeqs; s++) {
+      const target = hybrid.prefillTarget(step.seqIds[s]!);
+      const idx = target >= 0 ? count[target]!++ : ownIdx++;
+      if (r >= step.nLogits || step.logitRows[r] !== step.seqStart[s + 1]! - 1) continue;
+      if (target >= 0) {
+        pd.prefill[target]!.flags[idx]! |= PrefillFlag.LOGITS;
+        pd.rowSource[r++] = -1 - target;
+      } else {
+        pd.rowSource[r++] = local.nLogits;
+        local.logitRows[local.nLogits++] = local.seqStart[idx + 1]! - 1;
+      }
+    }
+  }
+
+  private fillPrefill(b: PrefillBatch, part: SubStep): void {
+    b.nSeqs = part.nSeqs;
+    b.nTokens = part.nTokens;
+    b.seqIds.set(part.seqIds.subarray(0, part.nSeqs));
+    b.seqStart.set(part.seqStart.subarray(0, part.nSeqs + 1));
+    b.positions.set(part.positions.subarray(0, part.nTokens));
+    b.tokens.set(part.tokens.subarray(0, part.nTokens));
+    for (let s = 0; s < part.nSeqs; s++)
+      b.flags[s] = this.hybrid.isOffloaded(part.seqIds[s]!) ? PrefillFlag.KEEP : 0;
+  }
+
+  /** The local logits and each instance's reply, or the first failure (a lost instance named). */
+  private settled(
+    results: PromiseSettledResult<Float32Array>[],
+    remoteOf: readonly number[],
+  ): { local: Float32Array; remote: Map<number, Float32Array> } {
     const failed = results.findIndex((x) => x.status === "rejected");
     if (failed >= 0) {
       const reason = (results[failed] as PromiseRejectedResult).reason as Error;
-      const link = failed > 0 ? hybrid.instances[remoteOf[failed - 1]!]!.link : null;
+      const link = failed > 0 ? this.hybrid.instances[remoteOf[failed - 1]!]!.link : null;
       if (link && !link.alive)
         throw new AttentionWorkerLostError(link.name, link.lostReason || reason.message);
       throw reason;
     }
-    const localLogits = (results[0] as PromiseFulfilledResult<Float32Array>).value;
-    // Each instance's reply holds its sampling rows in its batch order; map global remote rows to it.
-    const replyOf = new Map<number, Float32Array>();
-    remoteOf.forEach((i, j) => {
-      replyOf.set(i, (results[j + 1] as PromiseFulfilledResult<Float32Array>).value);
-    });
-    const seen = new Int32Array(batches.length);
+    const value = (j: number) => (results[j] as PromiseFulfilledResult<Float32Array>).value;
+    const remote = new Map<number, Float32Array>();
+    for (let j = 0; j < remoteOf.length; j++) remote.set(remoteOf[j]!, value(j + 1));
+    return { local: value(0), remote };
+  }
+
+  /** Each instance's reply holds its sampling rows in its batch order; map the step's rows to them. */
+  private mergeLogits(
+    step: ModelStep,
+    pd: PdBatch,
+    replies: { local: Float32Array; remote: Map<number, Float32Array> },
+  ): void {
+    const V = this.config.vocabSize;
+    const seen = pd.seen;
+    seen.fill(0);
     for (let row = 0; row < step.nLogits; row++) {
       const src = pd.rowSource[row]!;
       if (src >= 0) {
-        pd.logits.set(localLogits.subarray(src * V, (src + 1) * V), row * V);
+        pd.logits.set(replies.local.subarray(src * V, (src + 1) * V), row * V);
       } else {
         const i = -1 - src;
         const j = seen[i]!++;
-        pd.logits.set(replyOf.get(i)!.subarray(j * V, (j + 1) * V), row * V);
+        pd.logits.set(replies.remote.get(i)!.subarray(j * V, (j + 1) * V), row * V);
       }
     }
-    for (let row = 0, s = 0; s < step.nSeqs && row < step.nLogits; s++) {
-      if (step.logitRows[row] !== step.seqStart[s + 1]! - 1) continue;
-      hybrid.prefillDone(step.seqIds[s]!);
-      row++;
-    }
-    return pd.logits;
   }
 }

@@ -5,7 +5,7 @@ import { sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { LoadedModel } from "../model/types.js";
-import { type ExecContext, SliceExecutor } from "../runtime/executor.js";
+import { SliceExecutor } from "../runtime/executor.js";
 import { createModelStep, type ModelStep } from "../runtime/step.js";
 import type { Channel } from "../transport/channel.js";
 import type { ReceivedMessage, WireTensor } from "../transport/message.js";
@@ -32,8 +32,7 @@ export class PrefillServer {
   readonly session: AttentionWorkerSession;
   private readonly pd: Channel;
   private readonly executor: SliceExecutor;
-  private ctx: ExecContext | null = null;
-  private step: ModelStep | null = null;
+  private readonly step: ModelStep;
   private queue: Promise<void> = Promise.resolve();
   private handoff: KvHandoff | null = null;
   /** Prefill tokens computed, and seconds spent (for the compute-partition report). */
@@ -56,8 +55,10 @@ export class PrefillServer {
       model.weights,
       prefillBackend,
       model.config,
-      { maxTokens, maxLogitRows: maxTokens },
+      { maxTokens, maxLogitRows: maxTokens, microBatches: 1 },
     );
+    // One prefill at a time: a single micro-batch of the prefill executor.
+    this.step = createModelStep(maxTokens, maxTokens, 0);
     pd.onMessage((m) => this.onMessage(m));
   }
 
@@ -95,10 +96,6 @@ export class PrefillServer {
   private async run(job: PrefillJob): Promise<Float32Array> {
     const kv = this.cache();
     const g = kv.geometry;
-    if (!this.ctx || !this.step) {
-      this.ctx = this.executor.createContext();
-      this.step = createModelStep(this.executor.limits.maxTokens, this.executor.limits.maxTokens);
-    }
     const step = this.step;
     step.nSeqs = job.nSeqs;
     step.nTokens = job.nTokens;
@@ -113,7 +110,7 @@ export class PrefillServer {
     const handoff = this.handoff;
     handoff.start(job);
     const t0 = performance.now();
-    const logits = await this.executor.forward(this.ctx, step, new ExecutorCacheAttention(kv, handoff));
+    const logits = await this.executor.forward(step, new ExecutorCacheAttention(kv, handoff, step));
     this.prefillSeconds += (performance.now() - t0) / 1000;
     this.prefillTokens += job.nTokens;
     return logits.slice(0, step.nLogits * this.model.config.vocabSize);
@@ -237,11 +234,26 @@ class KvHandoff {
 class ExecutorCacheAttention implements AttentionService {
   readonly description = "prefill instance cache";
   private q: Float32Array | null = null;
+  /**
+   * The prefill step as the shared cache sees it: a micro-batch id of its own, so its prepared
+   * block tables never mix with those of the attention executor's micro-batches (0, 1, …).
+   */
+  private readonly view: AttentionStep;
 
   constructor(
     private readonly kv: KvAttention,
     private readonly handoff: KvHandoff,
-  ) {}
+    step: AttentionStep,
+  ) {
+    this.view = {
+      microBatch: PREFILL_MICRO_BATCH,
+      nTokens: step.nTokens,
+      nSeqs: step.nSeqs,
+      seqIds: step.seqIds,
+      seqStart: step.seqStart,
+      positions: step.positions,
+    };
+  }
 
   get blockSize(): number {
     return this.kv.geometry.blockSize;
@@ -249,36 +261,33 @@ class ExecutorCacheAttention implements AttentionService {
   reserve(): boolean {
     throw new Error("prefill reserves through the decode instance");
   }
-  canReserve(): boolean {
-    return false;
-  }
   release(): void {}
-  blocksNeeded(): number {
-    return 0;
-  }
   usage(): readonly KvUsage[] {
     return [];
   }
 
-  beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
-    if (layer === 0) this.kv.prepare(step);
+  beginLayer(layer: number, _step: AttentionStep, q: Float32Array): void {
+    if (layer === 0) this.kv.prepare(this.view);
     this.q = q;
   }
 
   async finishLayer(
     layer: number,
-    step: AttentionStep,
+    _step: AttentionStep,
     k: Float32Array,
     v: Float32Array,
     out: Float32Array,
   ): Promise<void> {
-    this.kv.run(layer, step, this.q!, k, v, out);
+    this.kv.run(layer, this.view, this.q!, k, v, out);
     await this.handoff.layerDone(layer, k, v);
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   async close(): Promise<void> {}
 }
+
+/** The prefill executor's key in the shared cache, apart from the decode side's micro-batches. */
+const PREFILL_MICRO_BATCH = -1;
 
 function need(ok: boolean, what: string): void {
   if (!ok) throw new Error(`prefill protocol: ${what}`);

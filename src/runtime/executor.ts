@@ -9,8 +9,8 @@ import type { WeightStore } from "../model/types.js";
 import { type BufferPlan, planBuffers } from "./buffer-plan.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
-/** The per-micro-batch state of a model worker: activation buffers only (no per-request state). */
-export interface ExecContext {
+/** One micro-batch's state on a model worker: activation buffers only (no per-request state). */
+interface MicroBatchBuffers {
   readonly buffers: readonly Float32Array[];
   readonly timing: StepTiming;
 }
@@ -18,6 +18,8 @@ export interface ExecContext {
 export interface ExecutorLimits {
   readonly maxTokens: number;
   readonly maxLogitRows: number;
+  /** Micro-batches that may be in flight at once, each with its own activation buffers. */
+  readonly microBatches: number;
 }
 
 /**
@@ -33,6 +35,7 @@ export class SliceExecutor {
   private readonly scale: number;
   private readonly headDim: number;
   private readonly order: Op[];
+  private readonly batches: MicroBatchBuffers[];
 
   constructor(
     readonly sliced: SlicedModel,
@@ -66,18 +69,27 @@ export class SliceExecutor {
       }
     }
     this.rope = buildRopeTables(config, config.maxPositionEmbeddings);
+    this.batches = Array.from({ length: limits.microBatches }, () => ({
+      buffers: this.plan.buffers.map(
+        (b) => new Float32Array((b.rows === "tokens" ? limits.maxTokens : limits.maxLogitRows) * b.width),
+      ),
+      timing: createStepTiming(),
+    }));
   }
 
-  createContext(): ExecContext {
-    const buffers = this.plan.buffers.map(
-      (b) =>
-        new Float32Array((b.rows === "tokens" ? this.limits.maxTokens : this.limits.maxLogitRows) * b.width),
-    );
-    return { buffers, timing: createStepTiming() };
+  /** Model and attention-wait seconds summed over micro-batches; steps of the busiest one. */
+  timing(): StepTiming {
+    const t = createStepTiming();
+    for (const b of this.batches) {
+      t.model += b.timing.model;
+      t.attention += b.timing.attention;
+      t.steps = Math.max(t.steps, b.timing.steps);
+    }
+    return t;
   }
 
-  /** Bytes of activation buffers one context holds. */
-  contextBytes(): number {
+  /** Bytes of activation buffers one micro-batch holds. */
+  microBatchBytes(): number {
     return this.plan.buffers.reduce(
       (acc, b) =>
         acc + 4 * b.width * (b.rows === "tokens" ? this.limits.maxTokens : this.limits.maxLogitRows),
@@ -85,20 +97,23 @@ export class SliceExecutor {
     );
   }
 
-  private buf(ctx: ExecContext, tensor: string): Float32Array {
+  private buf(ctx: MicroBatchBuffers, tensor: string): Float32Array {
     return ctx.buffers[this.plan.slotOf.get(tensor)!]!;
   }
 
   /**
-   * Runs the whole forward pass for `step`; returns the logits buffer ([nLogits, vocab] valid).
-   * Awaits the attention service only where it is asynchronous (remote workers).
+   * Runs the whole forward pass for `step` in its micro-batch's buffers; returns the logits
+   * buffer ([nLogits, vocab] valid). Awaits the attention service only where it is asynchronous.
    */
-  async forward(ctx: ExecContext, step: ModelStep, attention: AttentionService): Promise<Float32Array> {
+  async forward(step: ModelStep, attention: AttentionService): Promise<Float32Array> {
     if (step.nTokens > this.limits.maxTokens || step.nLogits > this.limits.maxLogitRows) {
       throw new Error(
         `step of ${step.nTokens} tokens / ${step.nLogits} logit rows exceeds the executor's limits`,
       );
     }
+    const ctx = this.batches[step.microBatch];
+    if (!ctx)
+      throw new Error(`micro-batch ${step.microBatch} is outside the executor's ${this.batches.length}`);
     const timing = ctx.timing;
     for (const slice of this.sliced.slices) {
       let t0 = performance.now();
@@ -129,7 +144,7 @@ export class SliceExecutor {
     return this.buf(ctx, this.sliced.graph.output);
   }
 
-  private runOp(ctx: ExecContext, step: ModelStep, op: Op): void {
+  private runOp(ctx: MicroBatchBuffers, step: ModelStep, op: Op): void {
     const be = this.backend;
     const info = this.sliced.graph.tensors.get(op.out)!;
     const rows = info.rows === "tokens" ? step.nTokens : step.nLogits;

@@ -12,8 +12,10 @@ export interface ModelStep extends AttentionStep {
   nLogits: number;
 }
 
-export function createModelStep(maxTokens: number, maxSeqs: number): ModelStep {
+/** A step for micro-batch `microBatch`, preallocated at the largest sizes. */
+export function createModelStep(maxTokens: number, maxSeqs: number, microBatch: number): ModelStep {
   return {
+    microBatch,
     nTokens: 0,
     nSeqs: 0,
     nLogits: 0,

@@ -105,12 +105,11 @@ class RequestTimer {
     if (this.done) return;
     const now = performance.now();
     const k = event.tokenIds.length;
+    // The engine reports how long the request waited for its first scheduling on its first event.
+    if (event.queueTime !== undefined) this.metrics.queueTime.observe(event.queueTime);
     if (k > 0) {
       if (this.lastTokenMs < 0) {
         this.metrics.ttft.observe((now - this.arrivalMs) / 1000);
-        // The engine may report how long the request waited for admission on its first event.
-        const queued = (event as { queueTime?: unknown }).queueTime;
-        if (typeof queued === "number" && queued >= 0) this.metrics.queueTime.observe(queued);
         // Tokens that arrived together with the first share its arrival: no inter-token gap.
       } else {
         const gap = (now - this.lastTokenMs) / 1000 / k;

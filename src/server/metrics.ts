@@ -42,7 +42,7 @@ export function createMetrics(stats: () => EngineStats | null): ServerMetrics {
     e2e: hist("lamina_e2e_request_latency_seconds", "Time from request arrival to its last token."),
     queueTime: hist(
       "lamina_request_queue_time_seconds",
-      "Time a request waited before its first scheduling (observed when the engine reports queueTime on the first event).",
+      "Time a request waited in the engine's queue before it was first scheduled.",
     ),
     finished: new Counter({
       name: "lamina_request_finished_total",

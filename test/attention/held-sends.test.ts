@@ -10,8 +10,9 @@ import { after, describe, it } from "node:test";
 import { RemoteAttentionService, type WorkerEndpoint } from "../../src/attention/remote-service.js";
 import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore, resolveSizes } from "../../src/engine/build-core.js";
 import { loadModel } from "../../src/model/load.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import type { Channel } from "../../src/transport/channel.js";
 import type { Message } from "../../src/transport/message.js";
 import { createShmChannelPair } from "../../src/transport/shm-channel.js";
@@ -68,7 +69,7 @@ function requests(): GenerateRequest[] {
 describe("micro-batches in flight over channels that hold their sends", async () => {
   const model = await loadModel(writeTinyModel(path.join(tmp, "gqa"), "llama-gqa").dir);
   const colocated = await runToCompletion(
-    buildEngineCore(model, backend, { maxTokensPerStep: 32, maxRunning: 4 }),
+    buildColocatedEngine(model, backend, { maxTokensPerStep: 32, maxRunning: 4 }),
     requests(),
   );
   const expected = [...colocated.values()].map((c) => c.tokens);
@@ -80,10 +81,10 @@ describe("micro-batches in flight over channels that hold their sends", async ()
           partition,
           geometry: resolveSizes(model, {}).geometry,
           kvMemory: null,
-          maxTags: depth,
+          microBatches: depth,
         });
         try {
-          const core = buildEngineCore(
+          const core = buildColocatedEngine(
             model,
             backend,
             { maxTokensPerStep: 32, maxRunning: 4, pipelineDepth: depth },

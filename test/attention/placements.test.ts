@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { remoteAttention } from "../helpers/attention-workers.js";
 import { nativeBackend } from "../helpers/backends.js";
@@ -27,7 +27,7 @@ function requests(model: LoadedModel): GenerateRequest[] {
 }
 
 async function colocated(model: LoadedModel): Promise<number[][]> {
-  const core = buildEngineCore(model, backend, { maxTokensPerStep: 16 });
+  const core = buildColocatedEngine(model, backend, { maxTokensPerStep: 16 });
   const res = await runToCompletion(core, requests(model));
   return [...res.values()].map((c) => c.tokens);
 }
@@ -60,7 +60,7 @@ for (const source of ["stories260K", "tiny llama-gqa"] as const) {
       it(`${p.workers} worker(s), ${p.partition} partition, depth ${p.depth}, ${p.transport}`, async () => {
         const { service, workers } = await remoteAttention(model, backend, p);
         try {
-          const core = buildEngineCore(
+          const core = buildColocatedEngine(
             model,
             backend,
             { maxTokensPerStep: 16, pipelineDepth: p.depth },

@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Llama, LlamaModel } from "node-llama-cpp";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
@@ -47,7 +47,7 @@ async function ours(
   backend: (typeof backends)[number],
   maxTokens = MAX_TOKENS,
 ) {
-  const core = buildEngineCore(model, backend.backend, { maxRunning: 1, kvBlocks: 64 });
+  const core = buildColocatedEngine(model, backend.backend, { maxRunning: 1, kvBlocks: 64 });
   const res = await runToCompletion(core, [{ id: "p", promptTokenIds: prompt, params: greedy(maxTokens) }]);
   return res.get("p")!.tokens;
 }

@@ -4,10 +4,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import type { RemoteAttentionService } from "../../src/attention/remote-service.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
-import { createAttention } from "../../src/engine/setup.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine, buildEngine } from "../../src/placement/build.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { DelayProxy } from "./delay-proxy.js";
@@ -62,8 +61,9 @@ before(async () => {
       "the multi-host test needs the `ip` command (iproute2) and root to create network namespaces; install iproute2 and run as root",
     );
   model = await loadModel(path.join(sharedDataPath("models", "stories260K"), "hf"));
-  expected = (await stepLoop(buildEngineCore(model, backend, { maxTokensPerStep: 16 }), storyRequests(model)))
-    .tokens;
+  expected = (
+    await stepLoop(buildColocatedEngine(model, backend, { maxTokensPerStep: 16 }), storyRequests(model))
+  ).tokens;
   for (const h of hosts) {
     await ip("netns", "add", h.ns);
     created.ns.push(h.ns);
@@ -102,20 +102,16 @@ describe("attention workers on other hosts (network namespaces), one behind a 2 
   for (const partition of ["head", "request"] as const) {
     it(`${partition} partition over --attention-worker-addrs gives the colocated tokens`, async () => {
       const chunksBefore = proxy!.chunks;
-      const service = (await createAttention(
-        model,
-        {
-          attentionWorkerAddrs: addrs,
-          attentionToken: TEST_TOKEN,
-          partition,
-          pipelineDepth: 2,
-          maxTokensPerStep: 16,
-          kvMemory: 16 << 20,
-        },
-        () => {},
-      )) as RemoteAttentionService;
+      const engine = await buildEngine(model, backend, {
+        attentionWorkerAddrs: addrs,
+        attentionToken: TEST_TOKEN,
+        partition,
+        pipelineDepth: 2,
+        maxTokensPerStep: 16,
+        kvMemory: 16 << 20,
+      });
+      const service = engine.attention as RemoteAttentionService;
       try {
-        const engine = buildEngineCore(model, backend, { maxTokensPerStep: 16, pipelineDepth: 2 }, service);
         const res = await stepLoop(engine, storyRequests(model));
         assert.deepEqual(res.errors, []);
         assert.deepEqual(res.tokens, expected);

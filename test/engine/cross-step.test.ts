@@ -3,9 +3,10 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { LocalAttentionService } from "../../src/attention/local-service.js";
 import type { AttentionStep } from "../../src/attention/service.js";
-import { buildEngineCore, resolveSizes } from "../../src/engine/build-core.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { greedy, runToCompletion } from "../helpers/engine-driver.js";
@@ -70,9 +71,12 @@ describe("cross-step staggered pipelining", async () => {
     prompts.map((p, i) => ({ id: `r${i}`, promptTokenIds: p, params: greedy(n, { ignoreEos: true }) }));
 
   it("a micro-batch starts its next step while the other is still mid-forward, with the same tokens", async () => {
-    const sequential = await runToCompletion(buildEngineCore(model, backend, { blockSize: 4 }), requests(24));
+    const sequential = await runToCompletion(
+      buildColocatedEngine(model, backend, { blockSize: 4 }),
+      requests(24),
+    );
     const attention = new DeferredAttention(model, model.config.numLayers);
-    const core = buildEngineCore(model, backend, { blockSize: 4, pipelineDepth: 2 }, attention);
+    const core = buildColocatedEngine(model, backend, { blockSize: 4, pipelineDepth: 2 }, attention);
     const staggered = await runToCompletion(core, requests(24));
     for (const [id, c] of sequential) assert.deepEqual(staggered.get(id)!.tokens, c.tokens, id);
     // A step-synchronous engine starts micro-batches only together (the other at layer 0 or idle);
@@ -88,7 +92,7 @@ describe("cross-step staggered pipelining", async () => {
 
   it("an abort of a request in flight waits for its micro-batch, then frees its KV", async () => {
     const attention = new DeferredAttention(model, model.config.numLayers);
-    const core = buildEngineCore(model, backend, { blockSize: 4, pipelineDepth: 2 }, attention);
+    const core = buildColocatedEngine(model, backend, { blockSize: 4, pipelineDepth: 2 }, attention);
     for (const r of requests(40)) core.add(r);
     for (let i = 0; i < 6; i++) await core.runStep();
     assert.equal(core.inFlight(), 1, "one micro-batch stays in flight between steps");

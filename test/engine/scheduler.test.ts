@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { buildEngineCore } from "../../src/engine/build-core.js";
 import { PromptTooLongError, QueueFullError } from "../../src/engine/errors.js";
 import { loadModel } from "../../src/model/load.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone, greedy, runToCompletion } from "../helpers/engine-driver.js";
@@ -25,7 +25,7 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
     const alone: number[][] = [];
     for (const p of prompts) alone.push(await generateAlone(model, backend, p, 40, { blockSize: 4 }));
     // Each request needs about 12 blocks of 4 tokens; 30 blocks hold two or three at a time.
-    const core = buildEngineCore(model, backend, { blockSize: 4, kvBlocks: 30, maxRunning: 6 });
+    const core = buildColocatedEngine(model, backend, { blockSize: 4, kvBlocks: 30, maxRunning: 6 });
     const res = await runToCompletion(
       core,
       prompts.map((p, i) => ({ id: `r${i}`, promptTokenIds: p, params: greedy(40, { ignoreEos: true }) })),
@@ -41,7 +41,7 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
   });
 
   it("an aborted request frees its KV at the next step", async () => {
-    const core = buildEngineCore(model, backend, { blockSize: 4 });
+    const core = buildColocatedEngine(model, backend, { blockSize: 4 });
     core.add({ id: "a", promptTokenIds: prompts[0]!, params: greedy(50, { ignoreEos: true }) });
     core.add({ id: "b", promptTokenIds: prompts[1]!, params: greedy(50, { ignoreEos: true }) });
     for (let i = 0; i < 5; i++) await core.runStep();
@@ -59,7 +59,7 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
   });
 
   it("refuses at once beyond the waiting-queue bound, and rejects prompts longer than the context", () => {
-    const core = buildEngineCore(model, backend, { maxWaiting: 2 });
+    const core = buildColocatedEngine(model, backend, { maxWaiting: 2 });
     core.add({ id: "1", promptTokenIds: prompts[0]!, params: greedy(4) });
     core.add({ id: "2", promptTokenIds: prompts[0]!, params: greedy(4) });
     assert.throws(
@@ -72,7 +72,7 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
   });
 
   it("a request that cannot fit even in an empty cache fails with an error instead of waiting forever", async () => {
-    const core = buildEngineCore(model, backend, { blockSize: 4, kvBlocks: 3 });
+    const core = buildColocatedEngine(model, backend, { blockSize: 4, kvBlocks: 3 });
     const res = await runToCompletion(core, [
       { id: "big", promptTokenIds: new Array(40).fill(300), params: greedy(4) },
     ]);
@@ -81,7 +81,7 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
   });
 
   it("chunked prefill: a long prompt does not stall decoding of a running request", async () => {
-    const core = buildEngineCore(model, backend, { maxTokensPerStep: 8, maxRunning: 4 });
+    const core = buildColocatedEngine(model, backend, { maxTokensPerStep: 8, maxRunning: 4 });
     core.add({ id: "short", promptTokenIds: prompts[0]!, params: greedy(30, { ignoreEos: true }) });
     await core.runStep();
     await core.runStep();

@@ -4,9 +4,9 @@ import {
   type WorkerEndpoint,
 } from "../../src/attention/remote-service.js";
 import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
-import { resolveSizes } from "../../src/engine/build-core.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import type { Channel } from "../../src/transport/channel.js";
 import { createShmChannelPair } from "../../src/transport/shm-channel.js";
 import { connectTcp, listenTcp, type TcpServer } from "../../src/transport/tcp.js";
@@ -70,7 +70,7 @@ export async function remoteAttention(
     partition: o.partition,
     geometry: sizes.geometry,
     kvMemory: null,
-    maxTags: Math.max(1, o.depth),
+    microBatches: Math.max(1, o.depth),
   });
   return { service, workers };
 }

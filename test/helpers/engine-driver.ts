@@ -7,13 +7,15 @@ import type {
   TokenEvent,
   TokenLogprob,
 } from "../../src/engine/api.js";
-import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { sliceModel } from "../../src/graph/converter.js";
 import { buildLlamaGraph } from "../../src/graph/llama-graph.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import type { CoreOptions } from "../../src/placement/options.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { SliceExecutor } from "../../src/runtime/executor.js";
 import { createModelStep } from "../../src/runtime/step.js";
 
@@ -65,7 +67,7 @@ export async function generateAlone(
   opts: CoreOptions = {},
   attention?: AttentionService,
 ): Promise<number[]> {
-  const core = buildEngineCore(model, backend, opts, attention);
+  const core = buildColocatedEngine(model, backend, opts, attention);
   const res = await runToCompletion(core, [
     { id: "solo", promptTokenIds: prompt, params: greedy(maxTokens, { ignoreEos: true }) },
   ]);
@@ -95,11 +97,11 @@ export async function logitsAllPositions(
     model.weights,
     backend,
     model.config,
-    { maxTokens: n, maxLogitRows: n },
+    { maxTokens: n, maxLogitRows: n, microBatches: 1 },
   );
   const attention = service ?? new LocalAttentionService(backend, sizes.geometry, sizes.numBlocks);
   attention.reserve(7, n);
-  const step = createModelStep(n, n);
+  const step = createModelStep(n, n, 0);
   step.nSeqs = 1;
   step.nTokens = n;
   step.seqIds[0] = 7;
@@ -111,7 +113,7 @@ export async function logitsAllPositions(
     step.logitRows[i] = i;
   }
   step.nLogits = n;
-  const logits = await exec.forward(exec.createContext(), step, attention);
+  const logits = await exec.forward(step, attention);
   const V = model.config.vocabSize;
   return Array.from({ length: n }, (_, i) => logits.slice(i * V, (i + 1) * V));
 }

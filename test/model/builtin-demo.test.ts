@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { servedModelId } from "../../src/engine/setup.js";
+import { servedModelId } from "../../src/placement/load-engine.js";
 import { BUILTIN_MODEL_LABEL, builtinModelDir } from "../../src/model/builtin-model.js";
 import { loadModel } from "../../src/model/load.js";
 import { RANDOM_DEMO_LABEL } from "../../src/model/random-demo-model.js";

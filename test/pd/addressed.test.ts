@@ -3,19 +3,18 @@
 // instance must give the colocated greedy tokens in pd and adrenaline modes, leave no KV behind,
 // and refuse a wrong shared secret with a clear error.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
-import type { EngineOptions } from "../../src/engine/options.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
-import { buildPdEngineCore } from "../../src/pd/setup.js";
+import { buildColocatedEngine, buildPdEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { greedy, runToCompletion } from "../helpers/engine-driver.js";
+import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bin/lamina.js");
 const TOKEN = "prefill-instance-test-secret";
@@ -30,49 +29,43 @@ function requests(model: LoadedModel): GenerateRequest[] {
   }));
 }
 
-/** Starts `lamina prefill-instance` on a free loopback port; resolves with its address. */
-function startInstance(modelDir: string): Promise<{ child: ChildProcess; addr: string }> {
+/**
+ * Starts `lamina prefill-instance` on a free loopback port (in its own process group, so its
+ * executor processes go with it) and resolves with its address; if it does not start, it is
+ * killed before the error is thrown.
+ */
+async function startInstance(modelDir: string): Promise<{ proc: GroupChild; addr: string }> {
   const args = [BIN, "prefill-instance", "--listen", "127.0.0.1:0", "--token", TOKEN, "--model", modelDir];
   args.push("--threads", "2", "--prefill-threads", "1", "--max-tokens-per-step", "64");
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`prefill instance did not start:\n${log}`)), 30_000);
-    child.stderr!.setEncoding("utf8");
-    child.stderr!.on("data", (d: string) => {
-      log += d;
-      const m = /listening on (127\.0\.0\.1:\d+) /.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, addr: m[1]! });
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`prefill instance exited (${code}):\n${log}`));
-    });
-  });
+  const proc = spawnGroup(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    const m = await proc.waitForOutput(/listening on (127\.0\.0\.1:\d+) /, "listening line", 30_000);
+    return { proc, addr: m[1]! };
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
 }
 
 describe("prefill instances at addresses (lamina prefill-instance over TCP)", () => {
   const modelDir = path.join(sharedDataPath("models", "stories260K"), "hf");
   let model: LoadedModel;
   let expected: number[][];
-  let instance: { child: ChildProcess; addr: string };
+  let instance: { proc: GroupChild; addr: string };
 
   before(async () => {
     model = await loadModel(modelDir);
-    const colocated = await runToCompletion(buildEngineCore(model, backend, SIZES), requests(model));
+    const colocated = await runToCompletion(buildColocatedEngine(model, backend, SIZES), requests(model));
     expected = [...colocated.values()].map((c) => c.tokens);
     instance = await startInstance(modelDir);
   });
-  after(() => {
-    instance?.child.kill("SIGKILL");
-  });
+  after(() => instance?.proc.stop());
 
   for (const o of [{ mode: "pd" }, { mode: "adrenaline", offloadRatio: 1 }] as const) {
-    it(`${o.mode}: the colocated greedy tokens, no KV block left on the instance`, async () => {
-      const { core, attention } = await buildPdEngineCore(model, backend, {
+    it(`${o.mode}: the colocated greedy tokens, no KV block left on the instance`, {
+      timeout: 60_000,
+    }, async () => {
+      const { core, attention } = await buildPdEngine(model, backend, {
         ...SIZES,
         ...o,
         prefillInstanceAddrs: [instance.addr],
@@ -95,9 +88,11 @@ describe("prefill instances at addresses (lamina prefill-instance over TCP)", ()
     });
   }
 
-  it("a wrong secret or a missing one is a clear error, and the instance keeps serving", async () => {
+  it("a wrong secret or a missing one is a clear error, and the instance keeps serving", {
+    timeout: 60_000,
+  }, async () => {
     await assert.rejects(
-      buildPdEngineCore(model, backend, {
+      buildPdEngine(model, backend, {
         ...SIZES,
         mode: "pd",
         prefillInstanceAddrs: [instance.addr],
@@ -109,13 +104,13 @@ describe("prefill instances at addresses (lamina prefill-instance over TCP)", ()
     delete process.env.LAMINA_ATTENTION_TOKEN;
     try {
       await assert.rejects(
-        buildPdEngineCore(model, backend, { ...SIZES, mode: "pd", prefillInstanceAddrs: [instance.addr] }),
+        buildPdEngine(model, backend, { ...SIZES, mode: "pd", prefillInstanceAddrs: [instance.addr] }),
         /need the shared secret/,
       );
     } finally {
       if (saved !== undefined) process.env.LAMINA_ATTENTION_TOKEN = saved;
     }
-    const { core, attention } = await buildPdEngineCore(model, backend, {
+    const { core, attention } = await buildPdEngine(model, backend, {
       ...SIZES,
       mode: "pd",
       prefillInstanceAddrs: [instance.addr],

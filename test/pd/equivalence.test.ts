@@ -4,11 +4,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
-import type { EngineOptions } from "../../src/engine/options.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
-import { buildPdEngineCore } from "../../src/pd/setup.js";
+import { buildColocatedEngine, buildPdEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { greedy, runToCompletion } from "../helpers/engine-driver.js";
@@ -45,7 +44,7 @@ for (const source of ["stories260K", "tiny llama-gqa"] as const) {
       source === "stories260K"
         ? await loadModel(path.join(sharedDataPath("models", "stories260K"), "hf"))
         : await loadModel(writeTinyModel(path.join(tmp, "gqa"), "llama-gqa").dir);
-    const colocated = await runToCompletion(buildEngineCore(model, backend, SIZES), requests(model));
+    const colocated = await runToCompletion(buildColocatedEngine(model, backend, SIZES), requests(model));
     const expected = [...colocated.values()].map((c) => c.tokens);
 
     const cases: { name: string; o: EngineOptions; instances: number }[] = [
@@ -61,12 +60,11 @@ for (const source of ["stories260K", "tiny llama-gqa"] as const) {
     for (const c of cases) {
       it(c.name, async () => {
         const { opener, servers } = inProcessPrefill(model, backend, 16);
-        const { core, attention } = await buildPdEngineCore(
+        const { core, attention } = await buildPdEngine(
           model,
           backend,
           { ...SIZES, ...c.o, prefillInstances: c.instances },
-          () => {},
-          opener,
+          { log: () => {}, prefillOpener: opener },
         );
         try {
           const res = await runToCompletion(core, requests(model));

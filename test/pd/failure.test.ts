@@ -2,11 +2,10 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, it } from "node:test";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
-import type { EngineOptions } from "../../src/engine/options.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
-import { buildPdEngineCore } from "../../src/pd/setup.js";
+import { buildColocatedEngine, buildPdEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { type Completion, greedy, runToCompletion } from "../helpers/engine-driver.js";
@@ -39,7 +38,7 @@ const SIZES: EngineOptions = { maxTokensPerStep: 32, maxRunning: 4, blockSize: 8
 describe("a prefill instance killed mid-generation (SIGKILL)", async () => {
   const model = await loadModel(modelDir);
   const expected = [
-    ...(await runToCompletion(buildEngineCore(model, backend, SIZES), requests(model))).values(),
+    ...(await runToCompletion(buildColocatedEngine(model, backend, SIZES), requests(model))).values(),
   ];
 
   for (const c of [
@@ -52,7 +51,7 @@ describe("a prefill instance killed mid-generation (SIGKILL)", async () => {
     { name: "adrenaline, 2 instances: the other instance takes over", mode: "adrenaline", instances: 2 },
   ] as const) {
     it(c.name, async () => {
-      const { core, attention } = await buildPdEngineCore(model, backend, {
+      const { core, attention } = await buildPdEngine(model, backend, {
         ...SIZES,
         mode: c.mode,
         ...(c.mode === "adrenaline" ? { offloadRatio: 1 } : {}),

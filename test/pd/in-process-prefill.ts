@@ -1,7 +1,7 @@
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { PrefillServer } from "../../src/pd/prefill-server.js";
-import type { PrefillOpener } from "../../src/pd/setup.js";
+import type { PrefillOpener } from "../../src/placement/pd.js";
 import { createShmChannelPair } from "../../src/transport/shm-channel.js";
 
 /**

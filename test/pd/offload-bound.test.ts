@@ -4,11 +4,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import type { GenerateRequest } from "../../src/engine/api.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
-import type { EngineOptions } from "../../src/engine/options.js";
 import { loadModel } from "../../src/model/load.js";
 import { offloadBound, shouldOffload } from "../../src/pd/offload-policy.js";
-import { buildPdEngineCore } from "../../src/pd/setup.js";
+import { buildColocatedEngine, buildPdEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { greedy, runToCompletion } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
@@ -86,14 +85,13 @@ describe("load-aware offloading in the engine", async () => {
   };
 
   it("never lets N/M pass the bound, offloads up to it, and gives the colocated tokens", async () => {
-    const expected = [...(await runToCompletion(buildEngineCore(model, backend, SIZES), reqs)).values()];
+    const expected = [...(await runToCompletion(buildColocatedEngine(model, backend, SIZES), reqs)).values()];
     const { opener } = inProcessPrefill(model, backend, 64);
-    const { core, attention } = await buildPdEngineCore(
+    const { core, attention } = await buildPdEngine(
       model,
       backend,
       { ...SIZES, mode: "adrenaline", prefillInstances: 1, prefillThreads: 1, threads: 1 },
-      () => {},
-      opener,
+      { log: () => {}, prefillOpener: opener },
     );
     try {
       const bound = attention.bound();

@@ -6,8 +6,8 @@ import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { loadModel } from "../../src/model/load.js";
-import { choosePartition, measurePrefillChunk } from "../../src/pd/prefill-partition.js";
-import { buildPdEngineCore } from "../../src/pd/setup.js";
+import { buildPdEngine } from "../../src/placement/build.js";
+import { choosePartition, measurePrefillChunk } from "../../src/placement/prefill-partition.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { inProcessPrefill } from "./in-process-prefill.js";
@@ -50,12 +50,11 @@ describe("prefill compute partition", () => {
     assert.ok(measured.every((t) => t.seconds > 0));
 
     const lines: string[] = [];
-    const { attention } = await buildPdEngineCore(
+    const { attention } = await buildPdEngine(
       model,
       backend,
       { mode: "adrenaline", maxTokensPerStep: 32, maxRunning: 4, prefillTtftMs: 1_000_000 },
-      (l) => lines.push(l),
-      inProcessPrefill(model, backend, 32).opener,
+      { log: (l) => lines.push(l), prefillOpener: inProcessPrefill(model, backend, 32).opener },
     );
     try {
       // Any speed meets a generous target: one prefill thread, every other core to attention.
@@ -65,8 +64,8 @@ describe("prefill compute partition", () => {
       await attention.close();
     }
     await assert.rejects(
-      buildPdEngineCore(model, backend, { mode: "pd", prefillTtftMs: 100, prefillThreads: 1 }),
-      /either --prefill-threads or --prefill-ttft-ms/,
+      buildPdEngine(model, backend, { mode: "pd", prefillTtftMs: 100, prefillThreads: 1 }),
+      /--prefill-threads and --prefill-ttft-ms are exclusive/,
     );
   });
 });

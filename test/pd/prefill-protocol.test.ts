@@ -5,10 +5,10 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 import { KvAttention } from "../../src/attention/kv-attention.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
-import { resolveSizes } from "../../src/engine/build-core.js";
 import { loadModel } from "../../src/model/load.js";
 import { createPrefillBatch, PrefillLink } from "../../src/pd/prefill-link.js";
 import { PrefillFlag } from "../../src/pd/protocol.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { logitsAllPositions } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
@@ -29,7 +29,7 @@ describe("prefill protocol", async () => {
       partition: "request",
       geometry: sizes.geometry,
       kvMemory: null,
-      maxTags: 1,
+      microBatches: 1,
     });
     return { local, link, remote, servers };
   }

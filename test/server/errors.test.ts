@@ -197,7 +197,7 @@ describe("503 while the engine is not ready", () => {
       );
       const models = await fetch(`${url}/v1/models`);
       assert.equal(models.status, 503);
-      const { createEngine } = await import("../../src/engine/create.js");
+      const { createEngine } = await import("../../src/placement/create-engine.js");
       const engine = await createEngine({ model: storiesModelPath() });
       resolve(engine);
       await new Promise((r) => setImmediate(r));

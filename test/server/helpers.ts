@@ -1,6 +1,6 @@
 import OpenAI from "openai";
 import type { EngineClient } from "../../src/engine/api.js";
-import { createEngine, type EngineOptions } from "../../src/engine/create.js";
+import { createEngine, type EngineOptions } from "../../src/placement/create-engine.js";
 import { createServer, type LaminaServer, type ServerOptions } from "../../src/server/app.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 

@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
-import { registerServeCommand } from "../../src/server/serve-command.js";
+import { registerServeCommand } from "../../src/cli/serve-command.js";
 import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { storiesModelPath } from "./helpers.js";
 

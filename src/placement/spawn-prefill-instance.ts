@@ -1,10 +1,10 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { PrefillProcessSettings } from "../pd/prefill-main.js";
 import type { Channel } from "../transport/channel.js";
 import { createShmChannel } from "../transport/shm-channel.js";
-import type { PrefillProcessSettings } from "./prefill-main.js";
 
-const ENTRY = fileURLToPath(new URL("./prefill-main.js", import.meta.url));
+const ENTRY = fileURLToPath(new URL("../pd/prefill-main.js", import.meta.url));
 
 /** A prefill instance in a child process of the decode instance, over a shared-memory channel. */
 export class SpawnedPrefillInstance {

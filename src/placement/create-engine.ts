@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
+import type { EngineClient } from "../engine/api.js";
 import { createByteTokenizer, loadHfTokenizer, loadLlama2cTokenizer } from "../tokenizer/index.js";
 import type { Tokenizer } from "../tokenizer/types.js";
-import type { EngineClient } from "./api.js";
+import { WorkerEngineClient } from "./engine-client.js";
 import type { EngineOptions } from "./options.js";
-import { WorkerEngineClient } from "./worker-client.js";
 
 export type { EngineOptions } from "./options.js";
 

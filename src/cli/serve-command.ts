@@ -1,9 +1,10 @@
 import type { Command } from "commander";
-import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "../cli/engine-flags.js";
-import { intArg } from "../cli/parse.js";
 import type { EngineClient } from "../engine/api.js";
-import { createEngine, type EngineOptions } from "../engine/create.js";
-import { createServer, type LaminaServer } from "./app.js";
+import { createEngine, type EngineOptions } from "../placement/create-engine.js";
+import { validatePlacement } from "../placement/validate.js";
+import { createServer, type LaminaServer } from "../server/app.js";
+import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "./engine-flags.js";
+import { intArg } from "./parse.js";
 
 interface ServeFlags extends EngineFlagValues {
   servedModelName?: string;
@@ -36,11 +37,7 @@ export function registerServeCommand(program: Command): Command {
       30,
     )
     .action(async (flags: ServeFlags) => {
-      if (flags.attentionWorkers != null && flags.attentionWorkerAddrs) {
-        throw new Error(
-          "--attention-workers and --attention-worker-addrs are exclusive: spawn workers or connect to running ones",
-        );
-      }
+      validatePlacement(engineOptions(flags)); // bad placement flags fail before anything listens
       await runServer(flags);
     });
 }

@@ -1,5 +1,5 @@
+import type { EngineStats, GenerateRequest, ModelInfo, TokenEvent } from "../engine/api.js";
 import type { ModelSource } from "../model/types.js";
-import type { EngineStats, GenerateRequest, ModelInfo, TokenEvent } from "./api.js";
 import type { EngineOptions } from "./options.js";
 
 /**

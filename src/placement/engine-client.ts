@@ -1,15 +1,15 @@
 import { Worker } from "node:worker_threads";
-import type { Tokenizer } from "../tokenizer/types.js";
-import type { EngineClient, EngineStats, GenerateRequest, ModelInfo, TokenEvent } from "./api.js";
+import type { EngineClient, EngineStats, GenerateRequest, ModelInfo, TokenEvent } from "../engine/api.js";
 import {
   EngineError,
   EngineNotReadyError,
   InvalidRequestError,
   PromptTooLongError,
   QueueFullError,
-} from "./errors.js";
+} from "../engine/errors.js";
+import type { Tokenizer } from "../tokenizer/types.js";
+import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import type { EngineOptions } from "./options.js";
-import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./worker-protocol.js";
 
 /** A per-request mailbox: events pushed by the worker, pulled by `generate`'s iterator. */
 class EventQueue {
@@ -103,7 +103,7 @@ export class WorkerEngineClient implements EngineClient {
     loadTokenizer: (ready: Extract<FromWorker, { type: "ready" }>) => Promise<Tokenizer>,
     log: (line: string) => void = () => {},
   ): Promise<WorkerEngineClient> {
-    const worker = new Worker(new URL("./engine-worker.js", import.meta.url));
+    const worker = new Worker(new URL("./engine-thread.js", import.meta.url));
     const ready = await new Promise<Extract<FromWorker, { type: "ready" }>>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
         if (m.type === "ready") {

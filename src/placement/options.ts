@@ -1,4 +1,22 @@
-import type { CoreOptions } from "./build-core.js";
+import type { DType } from "../model/tensor.js";
+
+/** Engine sizing knobs, with defaults that work on a small machine. */
+export interface CoreOptions {
+  readonly maxRunning?: number;
+  readonly maxWaiting?: number;
+  readonly maxTokensPerStep?: number;
+  /** Cap on prompt + output tokens (default: the model's context). */
+  readonly maxModelLen?: number;
+  /** KV block size in tokens (default 16). */
+  readonly blockSize?: number;
+  /** KV memory budget in bytes (default 1 GiB), or an exact block count. */
+  readonly kvMemory?: number;
+  readonly kvBlocks?: number;
+  /** KV precision (default: f32 for f32 models, f16 otherwise). */
+  readonly kvDtype?: DType;
+  /** Micro-batches in flight (staggered pipelining; default 1 in-process, 2 with attention workers). */
+  readonly pipelineDepth?: number;
+}
 
 /** Everything `createEngine` accepts: which model, which kernels, sizes, and placement. */
 export interface EngineOptions extends CoreOptions {

@@ -1,10 +1,10 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import type { WorkerEndpoint } from "../attention/remote-service.js";
 import type { Channel } from "../transport/channel.js";
 import { createShmChannel } from "../transport/shm-channel.js";
 import { connectTcp } from "../transport/tcp.js";
-import type { WorkerEndpoint } from "./remote-service.js";
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 const children = new Set<ChildProcess>();

@@ -1,10 +1,10 @@
 // The compute partition of a prefill instance (Adrenaline §3, technique 2): prefill gets the
 // smallest share of the cores that still meets its time-to-first-token target; the attention
 // executor gets the rest. On a CPU the share is a thread count, chosen from measured prefill speed.
-import { buildEngineCore } from "../engine/build-core.js";
 import { resolveSamplingParams } from "../engine/sampling-params.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { LoadedModel } from "../model/types.js";
+import { buildColocatedEngine } from "./build.js";
 
 /** Measured seconds for one prefill chunk of `chunkTokens` tokens, per thread count. */
 export interface ChunkTiming {
@@ -62,7 +62,7 @@ export async function measurePrefillChunk(
   reps = 3,
 ): Promise<ChunkTiming[]> {
   const n = Math.max(1, Math.min(chunkTokens, model.config.maxPositionEmbeddings - 1));
-  const core = buildEngineCore(model, backend, { maxRunning: 1, maxTokensPerStep: n, pipelineDepth: 1 });
+  const core = buildColocatedEngine(model, backend, { maxRunning: 1, maxTokensPerStep: n, pipelineDepth: 1 });
   const vocab = model.config.vocabSize;
   const prompt = Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
   const params = resolveSamplingParams({ temperature: 0, maxTokens: 1, ignoreEos: true });

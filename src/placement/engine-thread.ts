@@ -1,8 +1,8 @@
 import { type MessagePort, parentPort } from "node:worker_threads";
-import type { EngineCore } from "./engine-core.js";
-import { EngineError } from "./errors.js";
-import { setupEngine } from "./setup.js";
-import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./worker-protocol.js";
+import type { EngineCore } from "../engine/engine-core.js";
+import { EngineError } from "../engine/errors.js";
+import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
+import { loadEngine } from "./load-engine.js";
 
 /**
  * The engine's thread: loads the model, then loops schedule → execute → sample while there is
@@ -75,7 +75,7 @@ port.on("message", (raw: ToWorker) => {
 
 async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Promise<void> {
   try {
-    const setup = await setupEngine(options, (message) => post({ v: 1, type: "log", message }));
+    const setup = await loadEngine(options, { log: (message) => post({ v: 1, type: "log", message }) });
     core = setup.core;
     post({
       v: 1,

@@ -1,0 +1,182 @@
+import type { AttentionService } from "../attention/service.js";
+import type { SliceExecutor } from "../runtime/executor.js";
+import { createModelStep, type ModelStep } from "../runtime/step.js";
+import type { ScheduledChunk, Scheduler } from "./scheduler.js";
+import type { Sequence } from "./sequence.js";
+
+/** A micro-batch's copy of one scheduled chunk (the scheduler reuses its own between calls). */
+export interface BatchChunk {
+  seq: Sequence;
+  start: number;
+  count: number;
+  sample: boolean;
+}
+
+/** How a launched micro-batch's forward pass ended. */
+export type BatchOutcome =
+  | { readonly ok: true; readonly logits: Float32Array }
+  | { readonly ok: false; readonly error: unknown };
+
+/**
+ * One micro-batch: its id (carried in its step, so the executor and the attention service find
+ * their buffers for it), the chunks it runs, and the forward pass in flight.
+ */
+export interface MicroBatch {
+  readonly id: number;
+  readonly step: ModelStep;
+  readonly chunks: BatchChunk[];
+  nChunks: number;
+  /** The sequences sampled from this batch's logit rows, in row order. */
+  readonly sampleRow: Sequence[];
+  /** The forward pass in flight, or null when the batch is free. */
+  pending: Promise<MicroBatch> | null;
+  outcome: BatchOutcome | null;
+  /** Launch order, so finished batches are landed oldest first. */
+  launch: number;
+}
+
+/**
+ * Staggered pipelining: `depth` micro-batches, each launched as soon as it is free and landed in
+ * launch order. While one is sampled and launched again the others stay in flight, so the
+ * attention side is kept busy and no step pays a pipeline fill and drain.
+ */
+export class MicroBatchPipeline {
+  readonly batches: MicroBatch[];
+  private launches = 0;
+  /** The in-flight batches' promises, gathered for each race (reused). */
+  private readonly racing: Promise<MicroBatch>[] = [];
+
+  constructor(
+    depth: number,
+    maxTokensPerStep: number,
+    maxRunning: number,
+    private readonly executor: SliceExecutor,
+    private readonly attention: AttentionService,
+  ) {
+    this.batches = Array.from({ length: Math.max(1, depth) }, (_, id) => ({
+      id,
+      step: createModelStep(maxTokensPerStep, maxRunning, id),
+      chunks: [],
+      nChunks: 0,
+      sampleRow: [],
+      pending: null,
+      outcome: null,
+      launch: 0,
+    }));
+  }
+
+  get depth(): number {
+    return this.batches.length;
+  }
+
+  /** Micro-batches whose forward pass is running (or finished and not yet landed). */
+  inFlight(): number {
+    let n = 0;
+    for (const b of this.batches) if (b.pending) n++;
+    return n;
+  }
+
+  /**
+   * Schedules each free micro-batch from the sequences not in flight and starts its forward pass.
+   * A batch takes at most its share of the runnable sequences and of the step token budget, so the
+   * micro-batches stay balanced as sequences come and go.
+   */
+  launchFree(scheduler: Scheduler, maxTokensPerStep: number): void {
+    const depth = this.batches.length;
+    const budget = Math.ceil(maxTokensPerStep / depth);
+    const share = Math.max(1, Math.ceil((scheduler.running.length + scheduler.waiting.length) / depth));
+    for (const batch of this.batches) {
+      if (batch.pending) continue;
+      const chunks = scheduler.schedule(budget, share);
+      if (chunks.length === 0) continue;
+      this.fill(batch, chunks);
+      batch.outcome = null;
+      batch.launch = this.launches++;
+      batch.pending = this.executor.forward(batch.step, this.attention).then(
+        (logits) => {
+          batch.outcome = { ok: true, logits };
+          return batch;
+        },
+        (error: unknown) => {
+          batch.outcome = { ok: false, error };
+          return batch;
+        },
+      );
+    }
+  }
+
+  /** Waits until some micro-batch in flight has finished; returns the oldest finished one. */
+  async next(): Promise<MicroBatch> {
+    const racing = this.racing;
+    racing.length = 0;
+    for (const b of this.batches) if (b.pending) racing.push(b.pending);
+    await Promise.race(racing);
+    return this.oldestFinished();
+  }
+
+  /** Waits for every micro-batch in flight. */
+  async settleAll(): Promise<void> {
+    await Promise.all(this.batches.map((b) => b.pending));
+  }
+
+  /** Of the batches whose forward pass has ended, the one launched first (steps land in order). */
+  oldestFinished(): MicroBatch {
+    let best: MicroBatch | null = null;
+    for (const b of this.batches) if (b.pending && b.outcome && (!best || b.launch < best.launch)) best = b;
+    if (!best) throw new Error("engine: no micro-batch has finished");
+    return best;
+  }
+
+  /** A finished batch is free again: its sequences may be scheduled; returns how it ended. */
+  release(batch: MicroBatch): BatchOutcome {
+    const outcome = batch.outcome!;
+    batch.pending = null;
+    batch.outcome = null;
+    for (let i = 0; i < batch.nChunks; i++) batch.chunks[i]!.seq.inFlight = false;
+    return outcome;
+  }
+
+  /** Copies the scheduler's chunks into the batch (the scheduler reuses its own) and fills its step. */
+  private fill(batch: MicroBatch, chunks: readonly ScheduledChunk[]): void {
+    batch.nChunks = chunks.length;
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      let own = batch.chunks[i];
+      if (!own) {
+        own = { seq: c.seq, start: 0, count: 0, sample: false };
+        batch.chunks.push(own);
+      }
+      own.seq = c.seq;
+      own.start = c.start;
+      own.count = c.count;
+      own.sample = c.sample;
+      c.seq.inFlight = true;
+    }
+    fillStep(batch);
+  }
+}
+
+/** Writes a batch's chunks into its step: tokens, positions, sequence ranges, sampling rows. */
+function fillStep(batch: MicroBatch): void {
+  const st = batch.step;
+  let t = 0;
+  st.nLogits = 0;
+  batch.sampleRow.length = 0;
+  for (let s = 0; s < batch.nChunks; s++) {
+    const { seq, start, count, sample } = batch.chunks[s]!;
+    st.seqIds[s] = seq.id;
+    st.seqStart[s] = t;
+    for (let j = 0; j < count; j++) {
+      st.tokens[t] = seq.tokenAt(start + j);
+      st.positions[t] = start + j;
+      t++;
+    }
+    if (sample) {
+      st.logitRows[st.nLogits++] = t - 1;
+      batch.sampleRow.push(seq);
+    }
+  }
+  st.seqStart[batch.nChunks] = t;
+  st.nSeqs = batch.nChunks;
+  st.nTokens = t;
+}

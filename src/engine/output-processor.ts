@@ -1,0 +1,134 @@
+import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
+import type { Tokenizer } from "../tokenizer/types.js";
+import type { FinishReason, TokenEvent } from "./api.js";
+import type { MicroBatch } from "./micro-batches.js";
+import { Sampler } from "./sampler.js";
+import type { Sequence } from "./sequence.js";
+import { StopChecker } from "./stop-checker.js";
+
+interface SeqText {
+  readonly detok: IncrementalDetokenizer;
+  readonly stop: StopChecker;
+}
+
+/**
+ * Turns a finished micro-batch's logits into what callers see: sampled tokens, finish reasons
+ * (EOS, stop ids, length, stop strings), detokenized text held back while a stop string may still
+ * match, and one event per sequence. Knows nothing of scheduling or placement.
+ */
+export class OutputProcessor {
+  private readonly sampler: Sampler;
+  private readonly rawLogits: Float32Array;
+  private readonly eos: Set<number>;
+  private readonly text = new Map<Sequence, SeqText>();
+  generationTokens = 0;
+
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly vocabSize: number,
+    eosTokenIds: readonly number[],
+    private readonly maxContext: number,
+  ) {
+    this.sampler = new Sampler(vocabSize);
+    this.rawLogits = new Float32Array(vocabSize);
+    this.eos = new Set(eosTokenIds);
+  }
+
+  track(seq: Sequence): void {
+    this.text.set(seq, {
+      detok: new IncrementalDetokenizer(this.tokenizer, seq.promptTokens),
+      stop: new StopChecker(seq.params.stop),
+    });
+  }
+
+  forget(seq: Sequence): void {
+    this.text.delete(seq);
+  }
+
+  /**
+   * Samples every sampling row of a completed batch and reports each sequence's news. Calls
+   * `finish` for sequences that ended (the caller frees them).
+   */
+  process(
+    batch: MicroBatch,
+    logits: Float32Array,
+    events: TokenEvent[],
+    finish: (s: Sequence) => void,
+  ): void {
+    for (let i = 0; i < batch.nChunks; i++) {
+      const c = batch.chunks[i]!;
+      if (c.seq.status === "running") c.seq.numComputed = c.start + c.count;
+    }
+    const V = this.vocabSize;
+    for (let r = 0; r < batch.sampleRow.length; r++) {
+      const seq = batch.sampleRow[r]!;
+      if (seq.status !== "running") continue; // aborted during the step
+      const off = r * V;
+      const want = seq.params.logprobs;
+      if (want !== null) this.rawLogits.set(logits.subarray(off, off + V));
+      const token = this.sampler.sample(logits, off, seq);
+      if (want !== null) seq.pendingLogprobs.push(this.sampler.logprobs(this.rawLogits, 0, token, want));
+      seq.appendToken(token);
+      this.generationTokens++;
+      const { event, ended } = this.event(seq, this.finishReason(seq, token));
+      events.push(event);
+      if (ended) finish(seq);
+    }
+  }
+
+  private finishReason(seq: Sequence, token: number): FinishReason | null {
+    const p = seq.params;
+    if (!p.ignoreEos && this.eos.has(token)) return "stop";
+    if (p.stopTokenIds.includes(token)) return "stop";
+    if (seq.output.length >= p.maxTokens) return "length";
+    if (seq.length >= this.maxContext) return "length";
+    return null;
+  }
+
+  /** Builds the event for a sequence's new tokens; a stop string found in the text ends it. */
+  private event(seq: Sequence, reason: FinishReason | null): { event: TokenEvent; ended: boolean } {
+    const tx = this.text.get(seq)!;
+    let text = "";
+    const eosEnded = reason === "stop" && !seq.params.ignoreEos;
+    for (let i = 0; i < seq.pendingTokens.length; i++) {
+      const tok = seq.pendingTokens[i]!;
+      // The token that ended generation (EOS / stop id) contributes no text.
+      if (eosEnded && i === seq.pendingTokens.length - 1) break;
+      text += tx.detok.push(tok);
+    }
+    if (reason) text += tx.detok.flush();
+    let { emit, stopped } = tx.stop.push(text);
+    if (stopped) reason = "stop";
+    else if (reason) emit += tx.stop.flush();
+    const first = !seq.reportedFirst;
+    seq.reportedFirst = true;
+    const event: TokenEvent = {
+      requestId: seq.requestId,
+      tokenIds: seq.pendingTokens.slice(),
+      text: emit,
+      ...(seq.params.logprobs !== null ? { logprobs: seq.pendingLogprobs.slice() } : {}),
+      finished: reason !== null,
+      ...(reason ? { finishReason: reason } : {}),
+      promptTokens: seq.promptTokens.length,
+      completionTokens: seq.output.length,
+      ...(first ? { queueTime: seq.queueSeconds() } : {}),
+    };
+    seq.pendingTokens.length = 0;
+    seq.pendingLogprobs.length = 0;
+    return { event, ended: reason !== null };
+  }
+}
+
+/** The final event of a sequence that ends without a token: aborted, or failed. */
+export function endEvent(seq: Sequence, finishReason: "abort" | "error", error?: string): TokenEvent {
+  return {
+    requestId: seq.requestId,
+    tokenIds: [],
+    text: "",
+    finished: true,
+    finishReason,
+    ...(error !== undefined ? { error } : {}),
+    promptTokens: seq.promptTokens.length,
+    completionTokens: seq.output.length,
+  };
+}

@@ -1,0 +1,41 @@
+import { RemoteAttentionService, type WorkerEndpoint } from "../attention/remote-service.js";
+import { AddressedWorker, SpawnedWorker } from "./attention-worker-endpoints.js";
+import type { EngineOptions } from "./options.js";
+import { DEFAULT_KV_MEMORY, type EngineSizes } from "./sizes.js";
+import { attentionToken } from "./validate.js";
+
+/**
+ * Lamina's placement: the KV cache and attention on attention workers, either spawned here (one
+ * core each, over shared memory or TCP) or already running at addresses (TCP, shared secret).
+ */
+export async function connectAttentionWorkers(
+  sizes: EngineSizes,
+  options: EngineOptions,
+  microBatches: number,
+  log: (line: string) => void,
+): Promise<RemoteAttentionService> {
+  const addrs = options.attentionWorkerAddrs ?? [];
+  const endpoints: WorkerEndpoint[] = [];
+  if (addrs.length > 0) {
+    const token = attentionToken(options)!;
+    for (const a of addrs) endpoints.push(AddressedWorker.parse(a, token, log));
+  } else {
+    for (let i = 0; i < (options.attentionWorkers ?? 0); i++) {
+      endpoints.push(
+        new SpawnedWorker(`local-${i}`, {
+          transport: options.transport ?? "shm",
+          kvMemory: options.kvMemory ?? DEFAULT_KV_MEMORY,
+          threads: 1,
+          log,
+        }),
+      );
+    }
+  }
+  return RemoteAttentionService.connect(endpoints, {
+    partition: options.partition ?? "head",
+    geometry: sizes.geometry,
+    kvMemory: options.kvMemory ?? null,
+    microBatches,
+    log,
+  });
+}

@@ -1,0 +1,44 @@
+import { type KvGeometry, kvBytesPerBlock } from "../attention/kv-attention.js";
+import type { DType } from "../model/tensor.js";
+import type { LoadedModel } from "../model/types.js";
+import type { CoreOptions } from "./options.js";
+
+export const DEFAULT_KV_MEMORY = 1 << 30;
+
+export function defaultKvDtype(model: LoadedModel): DType {
+  const emb = model.weights.get("model.embed_tokens.weight");
+  return emb && emb.dtype === "f32" ? "f32" : "f16";
+}
+
+/** Resolved sizes shared by the engine and whichever attention service it uses. */
+export interface EngineSizes {
+  readonly maxContext: number;
+  readonly maxRunning: number;
+  readonly maxTokensPerStep: number;
+  readonly maxWaiting: number;
+  readonly geometry: KvGeometry;
+  /** KV blocks of an in-process cache (attention workers size their own). */
+  readonly numBlocks: number;
+}
+
+export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
+  const c = model.config;
+  const maxContext = Math.min(o.maxModelLen ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings);
+  const maxRunning = o.maxRunning ?? 64;
+  const maxTokensPerStep = Math.max(o.maxTokensPerStep ?? 512, maxRunning);
+  const geometry: KvGeometry = {
+    numLayers: c.numLayers,
+    numHeads: c.numHeads,
+    numKvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    blockSize: o.blockSize ?? 16,
+    kvDtype: o.kvDtype ?? defaultKvDtype(model),
+    maxContext,
+    maxTokens: maxTokensPerStep,
+    maxSeqs: maxRunning,
+    slidingWindow: c.slidingWindow,
+  };
+  const numBlocks =
+    o.kvBlocks ?? Math.max(1, Math.floor((o.kvMemory ?? DEFAULT_KV_MEMORY) / kvBytesPerBlock(geometry)));
+  return { maxContext, maxRunning, maxTokensPerStep, maxWaiting: o.maxWaiting ?? 1024, geometry, numBlocks };
+}

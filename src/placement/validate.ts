@@ -1,0 +1,58 @@
+import type { EngineOptions } from "./options.js";
+
+/** The placements the builder assembles. */
+export type PlacementKind = "colocated" | "attention-workers" | "pd" | "adrenaline";
+
+/** Throws a clear error naming both flags when two exclusive ones are given together. */
+function exclusive(a: unknown, aFlag: string, b: unknown, bFlag: string): void {
+  if (a !== undefined && b !== undefined)
+    throw new Error(`${aFlag} and ${bFlag} are exclusive: use one or the other`);
+}
+
+function positiveInt(v: number | undefined, flag: string, min: number): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= min))
+    throw new Error(`${flag} must be an integer ≥ ${min} (got ${v})`);
+}
+
+/** The shared secret for processes at addresses: the option, else LAMINA_ATTENTION_TOKEN. */
+export function attentionToken(o: EngineOptions): string | undefined {
+  return o.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN;
+}
+
+/**
+ * Every consistency check on the placement flags, in one place: exclusive flags, flags that need
+ * a mode, and secrets for processes at addresses. Returns which placement the options ask for.
+ */
+export function validatePlacement(o: EngineOptions): PlacementKind {
+  const mode = o.mode ?? "colocated";
+  const spawned = o.attentionWorkers ?? 0;
+  const addrs = o.attentionWorkerAddrs ?? [];
+  exclusive(o.attentionWorkers, "--attention-workers", addrs[0], "--attention-worker-addrs");
+  exclusive(
+    o.prefillInstances,
+    "--prefill-instances",
+    o.prefillInstanceAddrs?.[0],
+    "--prefill-instance-addrs",
+  );
+  exclusive(o.prefillThreads, "--prefill-threads", o.prefillTtftMs, "--prefill-ttft-ms");
+  positiveInt(o.pipelineDepth, "--pipeline-depth", 1);
+  positiveInt(o.prefillInstances, "--prefill-instances", 1);
+  if (o.prefillTtftMs !== undefined && !(o.prefillTtftMs > 0))
+    throw new Error(`--prefill-ttft-ms must be positive (got ${o.prefillTtftMs})`);
+  if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))
+    throw new Error("--offload-ratio needs --mode adrenaline and a ratio ≥ 0");
+  if (mode === "colocated") {
+    if (addrs.length > 0 && !attentionToken(o))
+      throw new Error(
+        "attention workers at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
+      );
+    return spawned > 0 || addrs.length > 0 ? "attention-workers" : "colocated";
+  }
+  if (spawned > 0 || addrs.length > 0)
+    throw new Error(`--mode ${mode} does not combine with attention workers`);
+  if ((o.prefillInstanceAddrs?.length ?? 0) > 0 && !attentionToken(o))
+    throw new Error(
+      "prefill instances at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
+    );
+  return mode;
+}
