@@ -4,9 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Command, CommanderError } from "commander";
-import { registerBenchCommand } from "../../src/bench/command.js";
 import { DEFAULT_DATASET_FILES } from "../../src/bench/datasets.js";
 import { type BenchServeOptions, benchServe } from "../../src/bench/runner.js";
+import { registerBenchCommand } from "../../src/cli/bench-command.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { type LiveServer, startServer } from "../server/helpers.js";
 

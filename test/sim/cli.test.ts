@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { Command } from "commander";
-import { registerSimCommands } from "../../src/sim/cli.js";
+import { registerSimCommands } from "../../src/cli/sim-commands.js";
 
 /** Runs the sim/plan commands in-process; returns stdout, stderr and the commander error code. */
 function run(args: string[]): { out: string; err: string; code: string | null } {
