@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
-import { resolveSamplingParams } from "../engine/sampling-params.js";
+import { MAX_REPETITION_PENALTY, MAX_TEMPERATURE, resolveSamplingParams } from "../engine/sampling-params.js";
 import { createEngine } from "../placement/create-engine.js";
 import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "./engine-flags.js";
 import { collect, floatArg, intArg } from "./parse.js";
@@ -31,12 +31,12 @@ export function registerGenerateCommand(program: Command): void {
     .option(
       "--temperature <t>",
       "0 = greedy (default: the model's generation_config, else 1)",
-      floatArg(0, 100),
+      floatArg(0, MAX_TEMPERATURE),
     )
     .option("--top-p <p>", "nucleus sampling", floatArg(0, 1))
     .option("--top-k <k>", "top-k sampling (0 = off)", intArg(0))
     .option("--min-p <p>", "min-p sampling", floatArg(0, 1))
-    .option("--repetition-penalty <r>", "penalise repeated tokens", floatArg(0, 10))
+    .option("--repetition-penalty <r>", "penalise repeated tokens", floatArg(0, MAX_REPETITION_PENALTY))
     .option("--seed <s>", "seed for reproducible sampling", intArg(-(2 ** 31), 2 ** 32))
     .option("--stop <text>", "stop string (repeatable)", collect)
     .option("--ignore-eos", "keep generating past end-of-sequence")

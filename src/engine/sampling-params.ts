@@ -3,8 +3,15 @@ import type { SamplingParams } from "./api.js";
 import { InvalidRequestError } from "./errors.js";
 
 export const MAX_LOGPROBS = 20;
+/** OpenAI's documented range; higher values only flatten the distribution further. */
+export const MAX_TEMPERATURE = 2;
+export const MAX_REPETITION_PENALTY = 10;
 
-/** Fills defaults (the model's generation_config first) and validates every field, naming the bad one. */
+/**
+ * The one home of sampling defaults and bounds, used by every front end (`serve`, `generate`):
+ * fills what the request left out from the model's generation_config, then built-in defaults,
+ * and validates every field, naming the bad one.
+ */
 export function resolveSamplingParams(
   input: Partial<SamplingParams>,
   defaults: GenerationDefaults = {},
@@ -29,17 +36,17 @@ export function resolveSamplingParams(
   };
   const finite = (x: number): boolean => typeof x === "number" && Number.isFinite(x);
   check(
-    finite(p.temperature) && p.temperature >= 0 && p.temperature <= 100,
+    finite(p.temperature) && p.temperature >= 0 && p.temperature <= MAX_TEMPERATURE,
     "temperature",
-    "must be a number in [0, 100]",
+    `must be a number in [0, ${MAX_TEMPERATURE}]`,
   );
   check(Number.isInteger(p.topK) && p.topK >= 0, "top_k", "must be an integer ≥ 0 (0 disables it)");
   check(finite(p.topP) && p.topP > 0 && p.topP <= 1, "top_p", "must be in (0, 1]");
   check(finite(p.minP) && p.minP >= 0 && p.minP <= 1, "min_p", "must be in [0, 1]");
   check(
-    finite(p.repetitionPenalty) && p.repetitionPenalty > 0 && p.repetitionPenalty <= 10,
+    finite(p.repetitionPenalty) && p.repetitionPenalty > 0 && p.repetitionPenalty <= MAX_REPETITION_PENALTY,
     "repetition_penalty",
-    "must be in (0, 10]",
+    `must be in (0, ${MAX_REPETITION_PENALTY}]`,
   );
   check(
     finite(p.frequencyPenalty) && Math.abs(p.frequencyPenalty) <= 2,

@@ -35,6 +35,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
       logprobs,
       i,
       engine.model.vocabSize,
+      engine.model.generation,
     );
     requests.push({ id: `${id}-${i}`, promptTokenIds: prompt, params });
   }

@@ -45,6 +45,7 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
         logprobs,
         i,
         engine.model.vocabSize,
+        engine.model.generation,
       );
       requests.push({ id: `${id}-${p}-${i}`, promptTokenIds: prompts[p]!, params });
     }

@@ -1,4 +1,7 @@
 import type { SamplingParams } from "../engine/api.js";
+import { InvalidRequestError } from "../engine/errors.js";
+import { resolveSamplingParams } from "../engine/sampling-params.js";
+import type { GenerationDefaults } from "../model/types.js";
 import { badRequest } from "./errors.js";
 
 /** The request fields that become SamplingParams (shared by both endpoints after validation). */
@@ -39,6 +42,7 @@ export function toSamplingParams(
   logprobs: number | null,
   seedOffset: number,
   vocabSize: number,
+  defaults: GenerationDefaults = {},
 ): SamplingParams {
   const room = contextLength - promptTokens;
   if (room <= 0) {
@@ -70,21 +74,29 @@ export function toSamplingParams(
         "stop_token_ids",
       );
   }
-  const topK = fields.top_k ?? 0;
-  return {
-    temperature: fields.temperature ?? 1,
-    topK: Math.max(topK, 0),
-    topP: fields.top_p ?? 1,
-    minP: fields.min_p ?? 0,
-    repetitionPenalty: fields.repetition_penalty ?? 1,
-    frequencyPenalty: fields.frequency_penalty ?? 0,
-    presencePenalty: fields.presence_penalty ?? 0,
-    // Each of n choices gets its own seed, so they differ yet stay reproducible.
-    seed: fields.seed == null ? null : fields.seed + seedOffset,
+  // OpenAI-style fields become the engine's parameters; defaults (the model's generation_config
+  // first) and bounds are the engine's, shared with `lamina generate`.
+  const input: { -readonly [K in keyof SamplingParams]?: SamplingParams[K] } = {
     maxTokens,
     stop: fields.stop,
     stopTokenIds,
-    ignoreEos: fields.ignore_eos ?? false,
     logprobs,
   };
+  if (fields.temperature != null) input.temperature = fields.temperature;
+  // top_k -1 (vLLM's "off") is the engine's 0.
+  if (fields.top_k != null) input.topK = fields.top_k === -1 ? 0 : fields.top_k;
+  if (fields.top_p != null) input.topP = fields.top_p;
+  if (fields.min_p != null) input.minP = fields.min_p;
+  if (fields.repetition_penalty != null) input.repetitionPenalty = fields.repetition_penalty;
+  if (fields.frequency_penalty != null) input.frequencyPenalty = fields.frequency_penalty;
+  if (fields.presence_penalty != null) input.presencePenalty = fields.presence_penalty;
+  // Each of n choices gets its own seed, so they differ yet stay reproducible.
+  if (fields.seed != null) input.seed = fields.seed + seedOffset;
+  if (fields.ignore_eos != null) input.ignoreEos = fields.ignore_eos;
+  try {
+    return resolveSamplingParams(input, defaults);
+  } catch (e) {
+    if (e instanceof InvalidRequestError) throw badRequest(e.message, e.param);
+    throw e;
+  }
 }

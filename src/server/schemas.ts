@@ -19,22 +19,20 @@ const stop = z
   .nullish()
   .transform((v) => (v == null ? [] : typeof v === "string" ? [v] : v));
 
-/** Sampling fields shared by both endpoints. */
+/**
+ * Sampling fields shared by both endpoints. The schema checks their shape; their bounds and
+ * defaults are the engine's (engine/sampling-params.ts), the same for every front end.
+ */
 const sampling = {
   model: z.string().min(1),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
-  top_k: z
-    .number()
-    .int()
-    .min(-1)
-    .max(1 << 20)
-    .nullish(),
-  min_p: z.number().min(0).max(1).nullish(),
-  repetition_penalty: z.number().gt(0).max(10).nullish(),
-  presence_penalty: z.number().min(-2).max(2).nullish(),
-  frequency_penalty: z.number().min(-2).max(2).nullish(),
-  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
+  temperature: z.number().nullish(),
+  top_p: z.number().nullish(),
+  top_k: z.number().int().nullish(),
+  min_p: z.number().nullish(),
+  repetition_penalty: z.number().nullish(),
+  presence_penalty: z.number().nullish(),
+  frequency_penalty: z.number().nullish(),
+  seed: z.number().int().nullish(),
   max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
   n: z.number().int().min(1).max(MAX_N).nullish(),
   stop,
