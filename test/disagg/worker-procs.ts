@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GenerateRequest } from "../../src/engine/api.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { greedy } from "../helpers/engine-driver.js";
+import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 
 /** The repository's `lamina` launcher (dist/test/disagg → repository root). */
 export const LAMINA_BIN = path.resolve(
@@ -22,13 +23,16 @@ export interface WorkerProc {
   readonly log: () => string;
   /** Resolves once the process has exited (at once if it already has). */
   readonly exited: Promise<void>;
+  /** The process group it leads (everything it started goes with it on stop). */
+  readonly group: GroupChild;
 }
 
 /**
  * Starts `lamina attention-worker --listen HOST:PORT` (optionally under a command prefix such as
- * `ip netns exec NS`) and waits for its "listening on" line, which names the bound port.
+ * `ip netns exec NS`) in its own process group and waits for its "listening on" line, which names
+ * the bound port. If it does not start, it is killed before the error is thrown.
  */
-export function startWorkerProc(
+export async function startWorkerProc(
   listen: string,
   o: { prefix?: string[]; kvMemory?: string; token?: string; timeoutMs?: number } = {},
 ): Promise<WorkerProc> {
@@ -47,40 +51,30 @@ export function startWorkerProc(
   const prefix = o.prefix ?? [];
   const cmd = prefix.length > 0 ? prefix[0]! : process.execPath;
   const argv = prefix.length > 0 ? [...prefix.slice(1), process.execPath, ...args] : args;
-  const child = spawn(cmd, argv, { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(
-        new Error(`attention worker did not start listening within ${o.timeoutMs ?? 15000} ms:\n${stderr}`),
-      );
-    }, o.timeoutMs ?? 15000);
-    child.stderr!.setEncoding("utf8");
-    child.stderr!.on("data", (d: string) => {
-      stderr += d;
-      const m = /listening on (\S+):(\d+) /.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, host: m[1]!, port: Number(m[2]), log: () => stderr, exited });
-      }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`attention worker exited during start-up (${signal ?? code}):\n${stderr}`));
-    });
-  });
+  const group = spawnGroup(cmd, argv, { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    const m = await group.waitForOutput(
+      /listening on (\S+):(\d+) /,
+      "attention worker's listening line",
+      o.timeoutMs ?? 15000,
+    );
+    return {
+      child: group.child,
+      host: m[1]!,
+      port: Number(m[2]),
+      log: group.output,
+      exited: group.exited.then(() => {}),
+      group,
+    };
+  } catch (err) {
+    await group.stop();
+    throw err;
+  }
 }
 
-/** Kills a test's worker process (by its pid) and waits until it is gone. */
+/** Kills a test's worker process and everything it started, and waits until it is gone. */
 export async function stopWorkerProc(w: WorkerProc | null | undefined): Promise<void> {
-  if (!w) return;
-  if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGKILL");
-  await w.exited;
+  await w?.group.stop();
 }
 
 /** Concurrent greedy requests of different lengths on the stories models. */
