@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   type Partition,
   RemoteAttentionService,
@@ -13,6 +12,7 @@ import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
+import { waitUntil } from "../helpers/processes.js";
 import { stepLoop } from "./step-loop.js";
 import {
   startWorkerProc,
@@ -63,7 +63,9 @@ describe("SIGKILL of a spawned attention worker mid-generation", () => {
     { partition: "request", transport: "shm", when: "between steps" },
   ];
   for (const c of cases) {
-    it(`${c.partition} partition over ${c.transport}, killed ${c.when}: same tokens, new process, no KV left`, async () => {
+    it(`${c.partition} partition over ${c.transport}, killed ${c.when}: same tokens, new process, no KV left`, {
+      timeout: 60_000,
+    }, async () => {
       const workers = ["a", "b"].map(
         (n) => new SpawnedWorker(n, { transport: c.transport, kvMemory: 16 << 20, threads: 1, log: quiet }),
       );
@@ -78,7 +80,11 @@ describe("SIGKILL of a spawned attention worker mid-generation", () => {
           victim.kill("SIGKILL");
           if (c.when === "between steps") {
             await gone;
-            await sleep(50); // the channel's close is delivered after the exit
+            // The channel's close is delivered after the exit: the next step must start after it.
+            await waitUntil(
+              () => service.aliveWorkers === 1,
+              "the service to see the worker's channel close",
+            );
           }
         });
         assert.deepEqual(res.errors, []);
@@ -100,20 +106,35 @@ describe("SIGKILL of a spawned attention worker mid-generation", () => {
   }
 });
 
-describe("an addressed `lamina attention-worker` killed and restarted at the same address", () => {
+/**
+ * An addressed worker that reaches the test's current process for it. A restart listens on a fresh
+ * port (port 0) rather than the old one, which another process may have taken in between; the
+ * service still only knows the endpoint and must reconnect through it.
+ */
+function following(name: string, current: () => WorkerProc): WorkerEndpoint {
+  return {
+    name,
+    connect: () => {
+      const w = current();
+      return new AddressedWorker(name, w.host, w.port, TEST_TOKEN, quiet).connect();
+    },
+  };
+}
+
+describe("an addressed `lamina attention-worker` killed and restarted", () => {
   const procs: (WorkerProc | null)[] = [];
   after(async () => {
     for (const p of procs) await stopWorkerProc(p);
   });
 
   for (const partition of ["head", "request"] as const) {
-    it(`${partition} partition: runs on without it, then it rejoins; same tokens, no KV left`, async () => {
+    it(`${partition} partition: runs on without it, then it rejoins; same tokens, no KV left`, {
+      timeout: 60_000,
+    }, async () => {
       const a = await startWorkerProc("127.0.0.1:0");
       let b = await startWorkerProc("127.0.0.1:0");
       procs.push(a, b);
-      const endpoints = [a, b].map(
-        (w) => new AddressedWorker(`${w.host}:${w.port}`, w.host, w.port, TEST_TOKEN, quiet),
-      );
+      const endpoints = [following("a", () => a), following("b", () => b)];
       const service = await connect(endpoints, partition);
       service.retryMs = 0;
       let downSteps = 0;
@@ -123,12 +144,15 @@ describe("an addressed `lamina attention-worker` killed and restarted at the sam
         const res = await stepLoop(engine, storyRequests(model), async (step) => {
           if (step === 5) {
             await stopWorkerProc(b);
-            await sleep(50);
+            await waitUntil(
+              () => service.aliveWorkers === 1,
+              "the service to see the worker's channel close",
+            );
           }
           if (step > 5 && rejoinedAt < 0) {
             if (service.aliveWorkers === 1) downSteps++;
             if (step === 9) {
-              b = await startWorkerProc(`127.0.0.1:${b.port}`);
+              b = await startWorkerProc("127.0.0.1:0");
               procs.push(b);
               rejoinedAt = step;
             }
