@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { Command } from "commander";
 import { registerSimCommands } from "../../src/cli/sim-commands.js";
 
@@ -31,6 +31,12 @@ function run(args: string[]): { out: string; err: string; code: string | null } 
 }
 
 describe("sim CLI", () => {
+  let root: string;
+  before(() => {
+    root = mkdtempSync(path.join(tmpdir(), "lamina-sim-cli-"));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
   it("plan --json ranks configurations and names a winner", () => {
     const r = run([
       "plan",
@@ -56,7 +62,7 @@ describe("sim CLI", () => {
   });
 
   it("sim (default run) prints the summary and writes JSON + SVG with --out", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "sim-cli-"));
+    const dir = mkdtempSync(path.join(root, "run-"));
     const r = run([
       "sim",
       "--model",
@@ -82,7 +88,7 @@ describe("sim CLI", () => {
   });
 
   it("sim bandwidth gives Lamina's Fig. 4 curve", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "sim-bw-"));
+    const dir = mkdtempSync(path.join(root, "bw-"));
     const r = run([
       "sim",
       "bandwidth",
@@ -151,7 +157,7 @@ describe("sim CLI", () => {
     assert.match(r.err, /do not fit on 1×L40S/);
     r = run(["sim", "--model", "llama3-70b", "--trace", "synthetic:requests=10,bogus=1"]);
     assert.match(r.err, /unknown key "bogus"/);
-    const dir = mkdtempSync(path.join(tmpdir(), "sim-prof-"));
+    const dir = mkdtempSync(path.join(root, "profile-"));
     writeFileSync(path.join(dir, "p.json"), JSON.stringify({ version: 1, name: "x" }));
     r = run(["sim", "--model", "llama3-70b", "--trace", "azure-conv", "--profile", path.join(dir, "p.json")]);
     assert.match(r.err, /device profile .*p\.json/);

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
 import { findAccelerator, loadCatalog, resolveModel } from "../../src/sim/catalog.js";
 import {
   attentionTime,
@@ -148,11 +151,14 @@ describe("sim catalogs", () => {
     assert.throws(() => findAccelerator(catalog, "B200"), /unknown accelerator "B200"/);
   });
 
-  it("a Hugging Face config.json becomes a model (parameters counted from the shapes)", async () => {
-    const { mkdtempSync, writeFileSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
-    const path = await import("node:path");
-    const dir = mkdtempSync(path.join(tmpdir(), "sim-hf-"));
+  let root: string;
+  before(() => {
+    root = mkdtempSync(path.join(tmpdir(), "lamina-sim-catalog-"));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it("a Hugging Face config.json becomes a model (parameters counted from the shapes)", () => {
+    const dir = mkdtempSync(path.join(root, "hf-"));
     const cfg = {
       hidden_size: 8192,
       num_hidden_layers: 80,
@@ -176,11 +182,8 @@ describe("sim catalogs", () => {
     assert.throws(() => resolveModel(catalog, path.join(dir, "missing.json")), /model config not found/);
   });
 
-  it("an extra catalog file is validated and merged over the built-in entries", async () => {
-    const { mkdtempSync, writeFileSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
-    const path = await import("node:path");
-    const dir = mkdtempSync(path.join(tmpdir(), "sim-cat-"));
+  it("an extra catalog file is validated and merged over the built-in entries", () => {
+    const dir = mkdtempSync(path.join(root, "extra-"));
     const good = path.join(dir, "good.json");
     writeFileSync(
       good,

@@ -215,38 +215,29 @@ describe("sim invariants", () => {
   });
 });
 
-describe("sim speed", () => {
-  it("one hour of Azure-Conv (19,366 requests) runs in well under 10 s for every placement kind", () => {
+describe("sim on a full trace", () => {
+  // How long this takes is measured by bench/sim/speed.ts, not asserted here.
+  it("one hour of Azure-Conv (19,366 requests) completes for every placement kind", () => {
     const conv = loadTrace("azure-conv");
     const m70 = resolveModel(catalog, "llama3-70b");
+    const disaggregated = {
+      prefillDevice: "H100",
+      prefillTp: 2,
+      prefillInstances: 2,
+      decodeDevice: "H100",
+      decodeTp: 4,
+      decodeInstances: 1,
+    } as const;
     const placements: Placement[] = [
       { kind: "homogeneous", device: "H100", tp: 4, replicas: 1 },
       { kind: "lamina", modelDevice: "H100", attentionDevice: "H20", a: 2, b: 4, microBatches: 0 },
-      {
-        kind: "pd",
-        prefillDevice: "H100",
-        prefillTp: 2,
-        prefillInstances: 2,
-        decodeDevice: "H100",
-        decodeTp: 4,
-        decodeInstances: 1,
-      },
-      {
-        kind: "adrenaline",
-        prefillDevice: "H100",
-        prefillTp: 2,
-        prefillInstances: 2,
-        decodeDevice: "H100",
-        decodeTp: 4,
-        decodeInstances: 1,
-        offloadRatio: 0.5,
-        prefillShare: 0.7,
-      },
+      { kind: "pd", ...disaggregated },
+      { kind: "adrenaline", ...disaggregated, offloadRatio: 0.5, prefillShare: 0.7 },
     ];
     for (const placement of placements) {
       const r = simulate(conv, { model: m70, placement, network, catalog });
-      assert.equal(r.completed, 19_366);
-      assert.ok(r.wallMs < 10_000, `${r.label}: ${r.wallMs} ms`);
+      assert.equal(r.completed, 19_366, r.label);
+      assert.equal(r.outputTokens, sumOutput(conv), r.label);
     }
   });
 });
