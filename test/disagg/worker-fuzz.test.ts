@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { Socket } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
@@ -9,7 +10,7 @@ import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import type { Channel } from "../../src/transport/channel.js";
 import { HandshakeError, RemoteError } from "../../src/transport/errors.js";
-import { FLAG_ERROR, type Message, type WireTensor } from "../../src/transport/message.js";
+import { FLAG_ERROR, MAGIC, type Message, type WireTensor } from "../../src/transport/message.js";
 import { RpcClient } from "../../src/transport/rpc.js";
 import { connectTcp } from "../../src/transport/tcp.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
@@ -92,6 +93,52 @@ function stepMessages(n: number): Message[] {
   ];
 }
 
+/** The request id of the STATS probe that ends each fuzzed connection (the fuzz uses ids 0..5). */
+const PROBE_ID = 0x51a7;
+const MAGIC_BYTES = Buffer.alloc(4);
+MAGIC_BYTES.writeUInt32LE(MAGIC);
+
+/**
+ * What became of a raw authenticated connection, watched from before its first frame: "closed"
+ * when the worker closed it (its FIN or a reset arrived; this side never ends the socket first),
+ * "open" when the STATS probe sent last was answered (every frame before it was handled and the
+ * connection kept), "neither" when nothing happened within `ms`.
+ */
+function fate(s: Socket, ms: number): Promise<"closed" | "open" | "neither"> {
+  return new Promise((resolve) => {
+    let seen = Buffer.alloc(0);
+    let byPeer = false;
+    const onData = (d: Buffer) => {
+      seen = Buffer.concat([seen, d]);
+      for (let at = seen.indexOf(MAGIC_BYTES); at >= 0; at = seen.indexOf(MAGIC_BYTES, at + 1)) {
+        if (
+          at + 12 <= seen.length &&
+          seen[at + 5] === MsgType.STATS &&
+          seen.readUInt32LE(at + 8) === PROBE_ID
+        )
+          return finish("open");
+      }
+    };
+    const onPeer = () => {
+      byPeer = true;
+    };
+    const onClose = () => finish(byPeer ? "closed" : "neither");
+    const timer = setTimeout(() => finish("neither"), ms);
+    const finish = (f: "closed" | "open" | "neither") => {
+      clearTimeout(timer);
+      s.off("data", onData);
+      s.off("end", onPeer);
+      s.off("error", onPeer);
+      s.off("close", onClose);
+      resolve(f);
+    };
+    s.on("data", onData);
+    s.once("end", onPeer);
+    s.once("error", onPeer);
+    s.once("close", onClose);
+  });
+}
+
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([
     p,
@@ -172,7 +219,7 @@ const violations: { name: string; messages: Message[] }[] = [
 ];
 
 describe("attention worker under fuzzed and malformed frames", () => {
-  it("keeps serving a good engine while other connections send garbage", async () => {
+  it("keeps serving a good engine while other connections send garbage", { timeout: 30_000 }, async () => {
     const service = await RemoteAttentionService.connect(
       [new AddressedWorker("fuzzed", worker.host, worker.port, TEST_TOKEN, quiet)],
       {
@@ -204,7 +251,9 @@ describe("attention worker under fuzzed and malformed frames", () => {
     }
   });
 
-  it("closes unauthenticated connections: application frames before the handshake, a wrong secret", async () => {
+  it("closes unauthenticated connections: application frames before the handshake, a wrong secret", {
+    timeout: 30_000,
+  }, async () => {
     const s = await rawSocket(worker.host, worker.port);
     s.write(encodeFrame({ type: MsgType.CONFIGURE, control: CONFIG }));
     assert.ok(await closedWithin(s, 5000), "a CONFIGURE before the handshake closes the connection");
@@ -231,20 +280,24 @@ describe("attention worker under fuzzed and malformed frames", () => {
   });
 
   for (const v of violations) {
-    it(`closes an authenticated connection on a protocol violation: ${v.name}`, async () => {
+    it(`closes an authenticated connection on a protocol violation: ${v.name}`, {
+      timeout: 30_000,
+    }, async () => {
       const reason = await expectClosed(v.messages, v.name);
       assert.match(reason, /attention protocol|before CONFIGURE|unknown attention message|no KV reserved/);
     });
   }
 
-  it("closes a connection that sends attention messages before CONFIGURE", async () => {
+  it("closes a connection that sends attention messages before CONFIGURE", { timeout: 30_000 }, async () => {
     const c = await authed();
     await c.channel.send(stepMessages(1)[1]!);
     assert.match(await within(c.closed, 5000, "before CONFIGURE"), /before CONFIGURE/);
     alive();
   });
 
-  it("answers a bad CONFIGURE with an error reply and keeps the connection", async () => {
+  it("answers a bad CONFIGURE with an error reply and keeps the connection", {
+    timeout: 30_000,
+  }, async () => {
     const c = await authed();
     const bad: unknown[] = [
       undefined,
@@ -276,13 +329,15 @@ describe("attention worker under fuzzed and malformed frames", () => {
     alive();
   });
 
-  it("survives random well-formed and random raw frames from authenticated peers", async () => {
+  it("survives random well-formed and random raw frames from authenticated peers", {
+    timeout: 30_000,
+  }, async () => {
     const rand = prng(4321);
     const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
     let closed = 0;
     for (let conn = 0; conn < 12; conn++) {
       const s = await rawAuthenticated(worker.host, worker.port, TEST_TOKEN);
-      const gone = closedWithin(s, 6000);
+      const outcome = fate(s, 6000);
       s.write(encodeFrame({ type: MsgType.CONFIGURE, requestId: 1, control: CONFIG }));
       for (let i = 0; i < 40 && !s.destroyed; i++) {
         if (conn % 4 === 3 && i === 20) {
@@ -303,8 +358,14 @@ describe("attention worker under fuzzed and malformed frames", () => {
           }),
         );
       }
-      s.end();
-      if (await gone) closed++;
+      // Not s.end(): with allowHalfOpen off the worker would answer our FIN by closing, and every
+      // connection would look closed by it. A STATS probe tells "kept open" from "still busy".
+      s.write(encodeFrame({ type: MsgType.STATS, requestId: PROBE_ID }));
+      const f = await outcome;
+      s.destroy();
+      assert.notEqual(f, "neither", `connection ${conn}: neither closed by the worker nor answered`);
+      if (conn % 4 === 3) assert.equal(f, "closed", `connection ${conn}: raw bytes mid-stream close it`);
+      if (f === "closed") closed++;
       alive();
     }
     assert.ok(closed >= 6, `most fuzzed connections were closed by the worker (${closed})`);
