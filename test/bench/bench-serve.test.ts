@@ -8,22 +8,30 @@ import { DEFAULT_DATASET_FILES } from "../../src/bench/datasets.js";
 import { type BenchServeOptions, benchServe } from "../../src/bench/runner.js";
 import { registerBenchCommand } from "../../src/cli/bench-command.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
-import { type LiveServer, startServer } from "../server/helpers.js";
+import { type LiveServer, startServer, storiesModelPath } from "../server/helpers.js";
+import { type HeldServer, startHeldServer } from "./held-server.js";
+
+/** Bounds on starting or stopping a server, and on one benchmark run against it. */
+const HOOK_TIMEOUT = { timeout: 30_000 };
+const RUN_TIMEOUT = { timeout: 60_000 };
 
 describe("lamina bench serve against a live server (stories260K, real engine)", () => {
-  let s: LiveServer;
+  let s: LiveServer | undefined;
   let dir: string;
   before(async () => {
-    s = await startServer();
     dir = mkdtempSync(path.join(os.tmpdir(), "lamina-bench-"));
-  });
+    s = await startServer();
+  }, HOOK_TIMEOUT);
   after(async () => {
-    await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+    try {
+      await s?.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, HOOK_TIMEOUT);
 
   const base = (over: Partial<BenchServeOptions>): BenchServeOptions => ({
-    baseUrl: s.url,
+    baseUrl: s!.url,
     dataset: "random",
     burstiness: 1,
     traceSpeedup: 1,
@@ -38,7 +46,7 @@ describe("lamina bench serve against a live server (stories260K, real engine)", 
     ...over,
   });
 
-  it("random dataset: exact prompt and output lengths, metrics, JSON and a table", async () => {
+  it("random dataset: exact prompt and output lengths, metrics, JSON and a table", RUN_TIMEOUT, async () => {
     const resultJson = path.join(dir, "random.json");
     const r = await benchServe(
       base({
@@ -46,7 +54,7 @@ describe("lamina bench serve against a live server (stories260K, real engine)", 
         warmup: 2,
         resultJson,
         slo: { ttft: 60_000, tpot: 60_000 },
-        baseUrl: `${s.url}/v1/`,
+        baseUrl: `${s!.url}/v1/`,
       }),
     );
     assert.equal(r.metrics.completed, 12);
@@ -87,54 +95,62 @@ describe("lamina bench serve against a live server (stories260K, real engine)", 
     assert.match(r.report, /Engine busy \(% of duration\):/);
   });
 
-  it("Azure conversation trace at a Poisson rate, clamped to the model's 512-token context", async () => {
-    const r = await benchServe(
-      base({
-        dataset: "azure-conv",
-        datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES["azure-conv"]),
-        numPrompts: 6,
-        requestRate: 40,
-      }),
-    );
-    assert.equal(r.metrics.completed, 6);
-    // The first trace rows are (374, 44), (396, 109): both fit and keep their lengths.
-    assert.deepEqual(
-      r.outcomes.slice(0, 2).map((o) => [o.promptTokens, o.outputTokens]),
-      [
-        [374, 44],
-        [396, 109],
-      ],
-    );
-    for (const o of r.outcomes) assert.ok(o.promptTokens + o.outputTokens <= 512);
-  });
+  it(
+    "Azure conversation trace at a Poisson rate, clamped to the model's 512-token context",
+    RUN_TIMEOUT,
+    async () => {
+      const r = await benchServe(
+        base({
+          dataset: "azure-conv",
+          datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES["azure-conv"]),
+          numPrompts: 6,
+          requestRate: 40,
+        }),
+      );
+      assert.equal(r.metrics.completed, 6);
+      // The first trace rows are (374, 44), (396, 109): both fit and keep their lengths.
+      assert.deepEqual(
+        r.outcomes.slice(0, 2).map((o) => [o.promptTokens, o.outputTokens]),
+        [
+          [374, 44],
+          [396, 109],
+        ],
+      );
+      for (const o of r.outcomes) assert.ok(o.promptTokens + o.outputTokens <= 512);
+    },
+  );
 
-  it("Mooncake trace replayed on its timestamps (sped up) and ShareGPT text prompts", async () => {
-    const mooncake = await benchServe(
-      base({
-        dataset: "mooncake",
-        datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES.mooncake),
-        numPrompts: 4,
-        traceSpeedup: 1000,
-        maxContext: 128,
-      }),
-    );
-    assert.equal(mooncake.metrics.completed, 4);
-    assert.equal(mooncake.json.request_rate, "trace");
-    // (6758, 500) clamped to 128: output 64, prompt 64.
-    assert.deepEqual([mooncake.outcomes[0]!.promptTokens, mooncake.outcomes[0]!.outputTokens], [64, 64]);
-    const sharegpt = await benchServe(
-      base({
-        dataset: "sharegpt",
-        datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES.sharegpt),
-        numPrompts: 4,
-        outputLen: 8,
-      }),
-    );
-    assert.equal(sharegpt.metrics.completed, 4);
-    assert.ok(sharegpt.outcomes.every((o) => o.outputTokens === 8 && o.promptTokens > 1));
-  });
+  it(
+    "Mooncake trace replayed on its timestamps (sped up) and ShareGPT text prompts",
+    RUN_TIMEOUT,
+    async () => {
+      const mooncake = await benchServe(
+        base({
+          dataset: "mooncake",
+          datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES.mooncake),
+          numPrompts: 4,
+          traceSpeedup: 1000,
+          maxContext: 128,
+        }),
+      );
+      assert.equal(mooncake.metrics.completed, 4);
+      assert.equal(mooncake.json.request_rate, "trace");
+      // (6758, 500) clamped to 128: output 64, prompt 64.
+      assert.deepEqual([mooncake.outcomes[0]!.promptTokens, mooncake.outcomes[0]!.outputTokens], [64, 64]);
+      const sharegpt = await benchServe(
+        base({
+          dataset: "sharegpt",
+          datasetPath: sharedDataPath(...DEFAULT_DATASET_FILES.sharegpt),
+          numPrompts: 4,
+          outputLen: 8,
+        }),
+      );
+      assert.equal(sharegpt.metrics.completed, 4);
+      assert.ok(sharegpt.outcomes.every((o) => o.outputTokens === 8 && o.promptTokens > 1));
+    },
+  );
 
-  it("clamps to the model's context even when --max-context is larger", async () => {
+  it("clamps to the model's context even when --max-context is larger", RUN_TIMEOUT, async () => {
     const r = await benchServe(
       base({ numPrompts: 3, random: { inputLen: 600, outputLen: 4, rangeRatio: 0 }, maxContext: 4096 }),
     );
@@ -150,38 +166,68 @@ describe("lamina bench serve against a live server (stories260K, real engine)", 
   });
 });
 
-describe("lamina bench serve against a saturated server (max 1 running, 1 waiting)", () => {
-  let s: LiveServer;
-  before(async () => {
-    s = await startServer({
-      model: sharedDataPath("models", "stories260K", "stories260K.bin"),
-      maxRunning: 1,
-      maxWaiting: 1,
-    });
-  });
-  after(() => s.close());
+/** Options for a run of `n` requests of 8 prompt and `outputTokens` output tokens, all sent at once. */
+const allAtOnce = (baseUrl: string, n: number, outputTokens: number): BenchServeOptions => ({
+  baseUrl,
+  dataset: "random",
+  burstiness: 1,
+  traceSpeedup: 1,
+  numPrompts: n,
+  warmup: 0,
+  seed: 0,
+  slo: null,
+  outputLen: 1,
+  random: { inputLen: 8, outputLen: outputTokens, rangeRatio: 0 },
+  progress: false,
+  log: () => {},
+});
 
-  it("records refused requests as failures with their HTTP status instead of crashing", async () => {
-    const r = await benchServe({
-      baseUrl: s.url,
-      dataset: "random",
-      burstiness: 1,
-      traceSpeedup: 1,
-      numPrompts: 6,
-      warmup: 0,
-      seed: 0,
-      slo: null,
-      outputLen: 1,
-      random: { inputLen: 8, outputLen: 150, rangeRatio: 0 },
-      progress: false,
-      log: () => {},
-    });
-    assert.ok(r.metrics.failed >= 1, `failed ${r.metrics.failed}`);
-    assert.ok(r.metrics.completed >= 2, `completed ${r.metrics.completed}`);
-    assert.equal(r.metrics.completed + r.metrics.failed, 6);
+describe("lamina bench serve against a server whose queue is full", () => {
+  let s: HeldServer | undefined;
+  before(async () => {
+    s = await startHeldServer(2);
+  }, HOOK_TIMEOUT);
+  after(() => s?.close(), HOOK_TIMEOUT);
+
+  it(
+    "records refused requests as failures with their HTTP status instead of crashing",
+    RUN_TIMEOUT,
+    async () => {
+      const server = s!;
+      const run = benchServe(allAtOnce(server.url, 6, 5));
+      // The server holds the 2 it admitted until all 6 have arrived: 4 refusals, whatever the timing.
+      await Promise.race([
+        server.arrived(6),
+        run.then(() => assert.fail("the run ended before all its requests had arrived")),
+      ]);
+      assert.deepEqual([server.admitted, server.refused], [2, 4]);
+      server.release();
+      const r = await run;
+      assert.equal(r.metrics.completed, 2);
+      assert.equal(r.metrics.failed, 4);
+      assert.equal(r.metrics.total_output_tokens, 10);
+      const errors = r.json.errors as string[];
+      assert.equal(errors.length, 4);
+      for (const e of errors) assert.match(e, /^HTTP 429: .*"code":"queue_full"/);
+      assert.match(r.report, /Successful requests:\s+2/);
+    },
+  );
+});
+
+describe("lamina bench serve against a real server that takes no requests (max 0 waiting)", () => {
+  let s: LiveServer | undefined;
+  before(async () => {
+    s = await startServer({ model: storiesModelPath(), maxWaiting: 0 });
+  }, HOOK_TIMEOUT);
+  after(() => s?.close(), HOOK_TIMEOUT);
+
+  it("gets the real server's 429 for every request and reports each as a failure", RUN_TIMEOUT, async () => {
+    const r = await benchServe(allAtOnce(s!.url, 6, 4));
+    assert.equal(r.metrics.completed, 0);
+    assert.equal(r.metrics.failed, 6);
     const errors = r.json.errors as string[];
-    assert.equal(errors.length, r.metrics.failed);
-    for (const e of errors) assert.match(e, /^HTTP 429/);
+    assert.equal(errors.length, 6);
+    for (const e of errors) assert.match(e, /^HTTP 429: .*queue_full/);
   });
 });
 
@@ -226,7 +272,7 @@ describe("lamina bench serve flags", () => {
     );
   });
 
-  it("fails clearly when the server cannot be reached", async () => {
+  it("fails clearly when the server cannot be reached", RUN_TIMEOUT, async () => {
     await assert.rejects(
       benchServe({
         baseUrl: "http://127.0.0.1:1",
