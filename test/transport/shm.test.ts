@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +16,7 @@ import {
   RpcClient,
   type ShmChannel,
 } from "../../src/transport/index.js";
+import { forkGroup, type GroupChild, within } from "../helpers/processes.js";
 import {
   assertSameMessage,
   ensureShmAddon,
@@ -29,15 +29,29 @@ import {
 const here = path.dirname(fileURLToPath(import.meta.url));
 const peerScript = path.join(here, "fixtures/peer.js");
 
-function startEcho(ch: ShmChannel): ChildProcess {
-  return fork(peerScript, ["shm-echo", ch.name], { stdio: "ignore" });
+/** Every child a test starts: stopped (with anything it started) after the file, whatever failed. */
+const children: GroupChild[] = [];
+
+function startPeer(args: string[]): GroupChild {
+  const c = forkGroup(peerScript, args, { stdio: ["ignore", "ignore", "pipe", "ipc"] });
+  children.push(c);
+  return c;
+}
+
+function startEcho(ch: ShmChannel): GroupChild {
+  return startPeer(["shm-echo", ch.name]);
 }
 
 describe("shared-memory transport", () => {
   before(() => ensureShmAddon());
-  after(() => assert.deepEqual(leakedSegments(), [], "no shm segment of this process is left behind"));
+  after(async () => {
+    for (const c of children) await c.stop();
+    assert.deepEqual(leakedSegments(), [], "no shm segment of this process is left behind");
+  });
 
-  it("round-trips every dtype and shape with a child process, and wraps the ring many times", async () => {
+  it("round-trips every dtype and shape with a child process, and wraps the ring many times", {
+    timeout: 30_000,
+  }, async () => {
     const ch = createShmChannel({ capacityBytes: 1 << 20 });
     const child = startEcho(ch);
     await ch.waitForPeer();
@@ -50,10 +64,12 @@ describe("shared-memory transport", () => {
     await waitFor(() => got.length === rounds * msgs.length, "echoes", 20000);
     for (let i = 0; i < got.length; i++) assertSameMessage(got[i]!, msgs[i % msgs.length]!);
     await ch.close();
-    await once(child, "exit");
+    await child.exited;
   });
 
-  it("carries frames near the ring's limit and refuses larger ones locally", async () => {
+  it("carries frames near the ring's limit and refuses larger ones locally", {
+    timeout: 30_000,
+  }, async () => {
     const ch = createShmChannel({ capacityBytes: 1 << 22 }); // max frame 2 MiB - 8
     const child = startEcho(ch);
     await ch.waitForPeer();
@@ -71,18 +87,20 @@ describe("shared-memory transport", () => {
     await assert.rejects(ch.send({ type: 3, tensors: [makeTensor("f32", [n + 2], 9)] }), FrameError);
     assert.equal(ch.closed, false);
     await ch.close();
-    await once(child, "exit");
+    await child.exited;
   });
 
-  it("detects a killed child (opener) without hanging, in async and blocking receive", async () => {
+  it("detects a killed child (opener) without hanging, in async and blocking receive", {
+    timeout: 30_000,
+  }, async () => {
     const ch = createShmChannel({ capacityBytes: 1 << 16, pollSliceMs: 20 });
     const child = startEcho(ch);
     await ch.waitForPeer();
     const rpc = new RpcClient(ch, { timeoutMs: 0 });
     const closed = new Promise<CloseInfo>((resolve) => ch.onClose(resolve));
     assert.equal(await rpc.request({ type: 1, ints: [5] }, (r) => r.ints[0]), 5);
-    child.kill("SIGKILL");
-    await once(child, "exit");
+    child.child.kill("SIGKILL");
+    await child.exited;
     const pending = rpc.request({ type: 1 }, () => 0);
     await assert.rejects(pending, ChannelClosedError);
     assert.match((await closed).reason, /peer process \d+ is gone|peer closed/);
@@ -90,24 +108,28 @@ describe("shared-memory transport", () => {
     const ch2 = createShmChannel({ capacityBytes: 1 << 16, pollSliceMs: 20 });
     const child2 = startEcho(ch2);
     await ch2.waitForPeer();
-    child2.kill("SIGKILL");
-    await once(child2, "exit");
+    child2.child.kill("SIGKILL");
+    await child2.exited;
     assert.throws(() => ch2.receiveSync(5000), ChannelClosedError);
   });
 
-  it("detects a killed parent-side creator from the opener", async () => {
-    const child = fork(peerScript, ["shm-create-echo"], { stdio: "ignore" });
-    const [{ name }] = (await once(child, "message")) as [{ name: string }];
+  it("detects a killed parent-side creator from the opener", { timeout: 30_000 }, async () => {
+    const child = startPeer(["shm-create-echo"]);
+    const [{ name }] = (await within(once(child.child, "message"), 10000, "the peer's segment name")) as [
+      { name: string },
+    ];
     const ch = openShmChannel(name, { pollSliceMs: 20 });
     const rpc = new RpcClient(ch, { timeoutMs: 0 });
     assert.equal(await rpc.request({ type: 1, ints: [7] }, (r) => r.ints[0]), 7);
     const closed = new Promise<CloseInfo>((resolve) => ch.onClose(resolve));
-    child.kill("SIGKILL");
+    child.child.kill("SIGKILL");
     assert.match((await closed).reason, /peer process \d+ is gone|peer closed/);
-    assert.deepEqual(leakedSegments(child.pid!), [], "the opener removed the name at attach");
+    assert.deepEqual(leakedSegments(child.pid), [], "the opener removed the name at attach");
   });
 
-  it("connects both ends in one process, and a close reaches the other end", async () => {
+  it("connects both ends in one process, and a close reaches the other end", {
+    timeout: 30_000,
+  }, async () => {
     const [a, b] = createShmChannelPair({ capacityBytes: 1 << 16 });
     const got: ReceivedMessage[] = [];
     b.onMessage((m) => got.push(copyMessage(m)));
@@ -121,7 +143,7 @@ describe("shared-memory transport", () => {
     await b.close();
   });
 
-  it("works between worker threads with blocking receiveSync/sendSync", async () => {
+  it("works between worker threads with blocking receiveSync/sendSync", { timeout: 30_000 }, async () => {
     const ch = createShmChannel({ capacityBytes: 1 << 16 });
     const worker = new Worker(
       `const { openShmChannel } = await import(${JSON.stringify(path.resolve(here, "../../src/transport/index.js"))});

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { fork } from "node:child_process";
 import { once } from "node:events";
 import { connect } from "node:net";
 import path from "node:path";
@@ -21,6 +20,7 @@ import {
   RpcClient,
   type TcpServer,
 } from "../../src/transport/index.js";
+import { forkGroup, within } from "../helpers/processes.js";
 import { assertSameMessage, makeTensor, sampleMessages, waitFor } from "./helpers.js";
 
 const SECRET = "test-secret-0123456789";
@@ -133,31 +133,53 @@ describe("tcp transport", () => {
       serverSide!.pause();
       ch.onMessage(() => received++);
     });
-    const ch = await connectTcp({ host: "127.0.0.1", port: srv.port, secret: SECRET });
-    await waitFor(() => serverSide !== null, "server channel");
-    const frame = { type: 1, tensors: [makeTensor("f32", [256 * 1024], 1)] }; // 1 MiB
-    let sent = 0;
-    let maxQueued = 0;
-    const writer = (async () => {
-      for (let i = 0; i < 64; i++) {
-        await ch.send(frame);
-        sent++;
-        maxQueued = Math.max(maxQueued, ch.writeBufferBytes);
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 300));
-    const stalledAt = sent;
-    assert.ok(stalledAt < 40, `writer should stall while the reader is paused (sent ${stalledAt} MiB)`);
-    assert.ok(
-      ch.writeBufferBytes <= 2 * (1 << 20) + 4096,
-      `queued ${ch.writeBufferBytes} bytes in user space`,
-    );
-    serverSide!.resume();
-    await writer;
-    await waitFor(() => received === 64, "all frames after resume", 20000);
-    assert.ok(maxQueued <= 2 * (1 << 20) + 4096, `queued at most ${maxQueued} bytes`);
-    await ch.close();
-    await srv.close();
+    try {
+      const ch = await connectTcp({ host: "127.0.0.1", port: srv.port, secret: SECRET });
+      await waitFor(() => serverSide !== null, "server channel");
+      const frame = { type: 1, tensors: [makeTensor("f32", [256 * 1024], 1)] }; // 1 MiB
+      let sent = 0;
+      let maxQueued = 0;
+      const writer = (async () => {
+        for (let i = 0; i < 64; i++) {
+          await ch.send(frame);
+          sent++;
+          maxQueued = Math.max(maxQueued, ch.writeBufferBytes);
+        }
+      })();
+      // A send resolves once the kernel has taken its bytes, so with the reader paused the writer
+      // ends up waiting on one for good: wait until a send has stayed pending across 20 polls.
+      let writerDone = false;
+      const finished = () => {
+        writerDone = true;
+      };
+      writer.then(finished, finished);
+      let last = -1;
+      let still = 0;
+      await waitFor(
+        () => {
+          if (writerDone) return true;
+          still = sent === last ? still + 1 : 0;
+          last = sent;
+          return still >= 20;
+        },
+        "the writer to stall",
+        20000,
+      );
+      const stalledAt = sent;
+      assert.ok(!writerDone, `writer should stall while the reader is paused (it sent all ${sent} MiB)`);
+      assert.ok(stalledAt < 40, `writer should stall while the reader is paused (sent ${stalledAt} MiB)`);
+      assert.ok(
+        ch.writeBufferBytes <= 2 * (1 << 20) + 4096,
+        `queued ${ch.writeBufferBytes} bytes in user space`,
+      );
+      serverSide!.resume();
+      await writer;
+      await waitFor(() => received === 64, "all frames after resume", 20000);
+      assert.ok(maxQueued <= 2 * (1 << 20) + 4096, `queued at most ${maxQueued} bytes`);
+      await ch.close();
+    } finally {
+      await srv.close();
+    }
   });
 
   it("RpcClient correlates replies, reports remote errors and timeouts", async () => {
@@ -183,52 +205,62 @@ describe("tcp transport", () => {
     await rpc.channel.close();
   });
 
-  it("detects a dead peer: pending requests fail with ChannelClosedError, other connections live on", async () => {
+  it("detects a dead peer: pending requests fail with ChannelClosedError, other connections live on", {
+    timeout: 30_000,
+  }, async () => {
     let serverSide: Channel | null = null;
     const srv = await listenTcp({ port: 0, secret: SECRET, log: () => {} }, (ch) => {
       serverSide = ch;
       ch.onMessage(() => {}); // never answers
     });
-    const child = fork(path.join(here, "fixtures/peer.js"), ["tcp-echo", String(server.port), SECRET], {
-      stdio: "ignore",
+    const peer = forkGroup(path.join(here, "fixtures/peer.js"), ["tcp-echo", String(server.port), SECRET], {
+      stdio: ["ignore", "ignore", "pipe", "ipc"],
     });
-    await once(child, "message");
-    const rpcCh = await connectTcp({ host: "127.0.0.1", port: srv.port, secret: SECRET });
-    const rpc = new RpcClient(rpcCh, { timeoutMs: 0 });
-    const pending = rpc.request({ type: 1 }, () => 0);
-    await waitFor(() => serverSide !== null, "server channel");
-    const serverClosed = new Promise<CloseInfo>((resolve) => serverSide!.onClose(resolve));
-    // The echo server's channel to the child dies with the child.
-    const echoSide = env.channels.at(-1)!;
-    const echoClosed = new Promise<CloseInfo>((resolve) => echoSide.onClose(resolve));
-    child.kill("SIGKILL");
-    assert.equal((await echoClosed).local, false);
-    // Now the RPC peer goes away too: the pending request fails instead of hanging.
-    const failed = assert.rejects(pending, ChannelClosedError);
-    await srv.close();
-    await failed;
-    await serverClosed;
-    // The echo server still serves others.
-    const ch = await connectTcp({ host: "127.0.0.1", port: server.port, secret: SECRET });
-    const got = collect(ch);
-    await ch.send({ type: 2, ints: [42] });
-    await waitFor(() => got.length === 1, "echo after peer death");
-    await ch.close();
+    try {
+      await within(once(peer.child, "message"), 10000, "the echo peer's ready message");
+      const rpcCh = await connectTcp({ host: "127.0.0.1", port: srv.port, secret: SECRET });
+      const rpc = new RpcClient(rpcCh, { timeoutMs: 0 });
+      const pending = rpc.request({ type: 1 }, () => 0);
+      await waitFor(() => serverSide !== null, "server channel");
+      const serverClosed = new Promise<CloseInfo>((resolve) => serverSide!.onClose(resolve));
+      // The echo server's channel to the child dies with the child.
+      const echoSide = env.channels.at(-1)!;
+      const echoClosed = new Promise<CloseInfo>((resolve) => echoSide.onClose(resolve));
+      peer.child.kill("SIGKILL");
+      assert.equal((await echoClosed).local, false);
+      // Now the RPC peer goes away too: the pending request fails instead of hanging.
+      const failed = assert.rejects(pending, ChannelClosedError);
+      await srv.close();
+      await failed;
+      await serverClosed;
+      // The echo server still serves others.
+      const ch = await connectTcp({ host: "127.0.0.1", port: server.port, secret: SECRET });
+      const got = collect(ch);
+      await ch.send({ type: 2, ints: [42] });
+      await waitFor(() => got.length === 1, "echo after peer death");
+      await ch.close();
+    } finally {
+      await peer.stop();
+      await srv.close();
+    }
   });
 
   it("declares a silent peer dead after peerTimeoutMs", async () => {
     const srv = await listenTcp({ port: 0, secret: SECRET, heartbeatMs: 0, log: () => {} }, (ch) =>
       ch.onMessage(() => {}),
     );
-    const ch = await connectTcp({
-      host: "127.0.0.1",
-      port: srv.port,
-      secret: SECRET,
-      heartbeatMs: 0,
-      peerTimeoutMs: 150,
-    });
-    const info = await new Promise<CloseInfo>((resolve) => ch.onClose(resolve));
-    assert.match(info.reason, /peer silent/);
-    await srv.close();
+    try {
+      const ch = await connectTcp({
+        host: "127.0.0.1",
+        port: srv.port,
+        secret: SECRET,
+        heartbeatMs: 0,
+        peerTimeoutMs: 150,
+      });
+      const info = await new Promise<CloseInfo>((resolve) => ch.onClose(resolve));
+      assert.match(info.reason, /peer silent/);
+    } finally {
+      await srv.close();
+    }
   });
 });
