@@ -20,7 +20,8 @@ import type { Accelerator } from "../../src/sim/types.js";
 /**
  * The simulator's exact numbers for a fixed set of runs, one or more per placement kind, compared
  * with a recorded fixture: restructuring the event loop must not move a single bit. After a change
- * that is meant to alter results, rerun with LAMINA_UPDATE_GOLDEN=1 to record the new figures.
+ * that is meant to alter results, rerun with LAMINA_UPDATE_GOLDEN=1 to record the new figures (then
+ * `npx biome format --write` the fixture: only its layout changes).
  */
 const FIXTURE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -180,7 +181,7 @@ describe("simulator golden results", () => {
       );
       const all = Object.fromEntries(CASES.map((c) => [c.name, record(c)]));
       mkdirSync(path.dirname(FIXTURE), { recursive: true });
-      writeFileSync(FIXTURE, `${JSON.stringify(all, null, 1)}\n`);
+      writeFileSync(FIXTURE, `${JSON.stringify(all, null, 2)}\n`);
     });
     return;
   }
