@@ -26,6 +26,7 @@ export interface PlacementFlags {
   prefillShare: number;
 }
 
+/** A ratio in [0, 1), or "auto" for Adrenaline's load-aware bound. */
 function offloadArg(value: string): number | "auto" {
   if (value === "auto") return "auto";
   try {
