@@ -75,6 +75,8 @@ export type { OffloadStats } from "../attention/service.js";
 /** Live numbers for /metrics and logs. */
 export interface EngineStats {
   readonly running: number;
+  /** The most sequences running at once since start (how well requests were batched). */
+  readonly peakRunning: number;
   readonly waiting: number;
   readonly kv: readonly {
     readonly worker: string;

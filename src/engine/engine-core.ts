@@ -244,6 +244,7 @@ export class EngineCore {
     const service = this.attention.stats?.();
     return {
       running: this.scheduler.running.length,
+      peakRunning: this.scheduler.peakRunning,
       waiting: this.scheduler.waiting.length,
       kv: this.attention
         .usage()

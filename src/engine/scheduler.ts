@@ -28,6 +28,8 @@ export class Scheduler {
   readonly waiting: Sequence[] = [];
   readonly running: Sequence[] = [];
   preemptions = 0;
+  /** The most sequences running at once so far. */
+  peakRunning = 0;
   private readonly chunks: ScheduledChunk[] = [];
 
   constructor(
@@ -89,6 +91,7 @@ export class Scheduler {
       seq.status = "running";
       if (seq.firstScheduledTime === 0) seq.firstScheduledTime = performance.now();
       this.running.push(seq);
+      this.peakRunning = Math.max(this.peakRunning, this.running.length);
       chunks.push(this.chunk(seq, count));
       budget -= count;
     }

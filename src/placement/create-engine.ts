@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import type { EngineClient } from "../engine/api.js";
 import { createByteTokenizer, loadHfTokenizer, loadLlama2cTokenizer } from "../tokenizer/index.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { WorkerEngineClient } from "./engine-client.js";
@@ -16,7 +15,7 @@ export type { EngineOptions } from "./options.js";
 export async function createEngine(
   options: EngineOptions = {},
   log?: (line: string) => void,
-): Promise<EngineClient & { backendDescription: string; attentionDescription: string }> {
+): Promise<WorkerEngineClient> {
   return WorkerEngineClient.start(
     options,
     async (ready) => {

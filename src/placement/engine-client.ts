@@ -58,6 +58,7 @@ function fromWire(e: WireError): Error {
 
 const EMPTY_STATS: EngineStats = {
   running: 0,
+  peakRunning: 0,
   waiting: 0,
   kv: [],
   preemptions: 0,
@@ -191,6 +192,18 @@ export class WorkerEngineClient implements EngineClient {
 
   stats(): EngineStats {
     return this.latest;
+  }
+
+  /**
+   * Lets the engine run at most `afterSteps` more steps, then start none until `release()`:
+   * requests and aborts are still taken in. Gives tests an order of events that no clock decides.
+   */
+  hold(afterSteps = 0): void {
+    this.send({ v: 1, type: "hold", afterSteps });
+  }
+
+  release(): void {
+    this.send({ v: 1, type: "release" });
   }
 
   shutdown(options: { force?: boolean } = {}): Promise<void> {

@@ -12,7 +12,10 @@ export type ToWorker =
   | { readonly v: 1; readonly type: "init"; readonly options: EngineOptions }
   | { readonly v: 1; readonly type: "generate"; readonly request: GenerateRequest }
   | { readonly v: 1; readonly type: "abort"; readonly id: string }
-  | { readonly v: 1; readonly type: "shutdown"; readonly force: boolean };
+  | { readonly v: 1; readonly type: "shutdown"; readonly force: boolean }
+  /** Run at most `afterSteps` more steps, then start none until "release" (tests order events by it). */
+  | { readonly v: 1; readonly type: "hold"; readonly afterSteps: number }
+  | { readonly v: 1; readonly type: "release" };
 
 export interface WireError {
   readonly name: string;

@@ -15,6 +15,8 @@ const port: MessagePort = parentPort;
 let core: EngineCore | null = null;
 let shuttingDown = false;
 let wake: (() => void) | null = null;
+/** Steps the engine may still start before it holds (null: not holding). */
+let stepsLeft: number | null = null;
 const queued: ToWorker[] = [];
 
 const post = (m: FromWorker): void => port.postMessage(m);
@@ -50,7 +52,14 @@ function handle(m: ToWorker): void {
       break;
     case "shutdown":
       shuttingDown = true;
+      stepsLeft = null; // a held engine would never drain
       if (m.force) for (const id of core.requestIds()) core.abort(id);
+      break;
+    case "hold":
+      stepsLeft = Math.max(0, Math.floor(m.afterSteps));
+      break;
+    case "release":
+      stepsLeft = null;
       break;
     case "init":
       break;
@@ -69,6 +78,8 @@ port.on("message", (raw: ToWorker) => {
     return;
   }
   handle(raw);
+  // While held, the caller still sees what its messages changed (waiting requests, aborts).
+  if (core && stepsLeft === 0) post({ v: 1, type: "events", events: [], stats: core.stats() });
   wake?.();
   wake = null;
 });
@@ -94,13 +105,14 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
 
 async function loop(c: EngineCore): Promise<void> {
   for (;;) {
-    if (!c.hasWork) {
-      if (shuttingDown) break;
+    if (!c.hasWork || stepsLeft === 0) {
+      if (shuttingDown && !c.hasWork) break;
       await new Promise<void>((resolve) => {
         wake = resolve;
       });
       continue;
     }
+    if (stepsLeft !== null) stepsLeft--;
     const events = await c.runStep();
     post({ v: 1, type: "events", events, stats: c.stats() });
     // Let queued messages (new requests, aborts) in between steps.

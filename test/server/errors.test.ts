@@ -3,9 +3,21 @@ import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import type { EngineClient } from "../../src/engine/api.js";
 import { createServer } from "../../src/server/app.js";
-import { type LiveServer, postRaw, startServer, storiesModelPath } from "./helpers.js";
+import { type LiveServer, postRaw, startServer, storiesModelPath, waitFor } from "./helpers.js";
 
-/** Asserts the OpenAI error shape and returns the error object. */
+/** OpenAI's error type for each status this server answers with. */
+const TYPE_OF_STATUS: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "invalid_request_error",
+  404: "invalid_request_error",
+  413: "invalid_request_error",
+  415: "invalid_request_error",
+  429: "rate_limit_error",
+  500: "server_error",
+  503: "service_unavailable",
+};
+
+/** Asserts the OpenAI error shape (the type its status calls for) and returns the error object. */
 function expectError(
   r: {
     status: number;
@@ -19,7 +31,7 @@ function expectError(
   assert.ok(e, "body has an error object");
   assert.equal(typeof e.message, "string");
   assert.ok(e.message.length > 0);
-  assert.equal(typeof e.type, "string");
+  assert.equal(e.type, TYPE_OF_STATUS[status], `error type for ${status}`);
   assert.ok("param" in e && "code" in e);
   // The parameter, or a path inside it ("prompt[1]", "messages[0].role").
   if (param !== undefined) {
@@ -229,44 +241,49 @@ describe("429 when the waiting queue is full", () => {
   });
   after(() => s.close());
 
-  it("refuses requests beyond running + waiting with 429 rate_limit_error; the admitted ones finish", async () => {
-    const body = JSON.stringify({
-      model: "stories260K",
-      prompt: "Once upon a time",
-      max_tokens: 200,
-      ignore_eos: true,
-    });
-    const results = await Promise.all(
-      Array.from({ length: 6 }, () => postRaw(`${s.url}/v1/completions`, body)),
-    );
-    const refused = results.filter((r) => r.status === 429);
-    const served = results.filter((r) => r.status === 200);
-    assert.ok(refused.length >= 1, `statuses: ${results.map((r) => r.status)}`);
-    assert.ok(served.length >= 2, `statuses: ${results.map((r) => r.status)}`);
-    assert.equal(refused.length + served.length, 6);
-    for (const r of refused) {
-      assert.equal(r.json.error?.type, "rate_limit_error");
-      assert.equal(r.json.error?.code, "queue_full");
-    }
-    assert.ok(s.engine.stats().refused >= refused.length);
-    // Streaming requests are refused before any byte of the stream is sent.
-    const streams = await Promise.all(
-      Array.from({ length: 6 }, () =>
-        fetch(`${s.url}/v1/completions`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({
-            model: "stories260K",
-            prompt: "Once",
-            max_tokens: 200,
-            ignore_eos: true,
-            stream: true,
-          }),
+  /**
+   * One request runs (the engine takes one step, then holds), then five more arrive at once: one
+   * fits the waiting queue and four are refused. The hold, not the clock, orders it.
+   */
+  async function overfill(stream: boolean): Promise<{ status: number; text: string }[]> {
+    const refusedBefore = s.engine.stats().refused;
+    const send = () =>
+      fetch(`${s.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "stories260K",
+          prompt: "Once",
+          max_tokens: 200,
+          ignore_eos: true,
+          stream,
         }),
-      ),
-    );
-    const codes = streams.map((r) => r.status);
-    assert.ok(codes.includes(429) && codes.includes(200), String(codes));
-    await Promise.all(streams.map((r) => r.text()));
+      }).then(async (r) => ({ status: r.status, text: await r.text() }));
+    s.engine.hold(1);
+    const first = send();
+    assert.ok(await waitFor(() => s.engine.stats().running === 1), "the first request is running");
+    const rest = Array.from({ length: 5 }, send);
+    assert.ok(await waitFor(() => s.engine.stats().refused === refusedBefore + 4), "four refused");
+    s.engine.release();
+    return Promise.all([first, ...rest]);
+  }
+
+  it("refuses requests beyond running + waiting with 429 rate_limit_error; the admitted ones finish", async () => {
+    const results = await overfill(false);
+    assert.deepEqual(results.map((r) => r.status).sort(), [200, 200, 429, 429, 429, 429]);
+    for (const r of results.filter((x) => x.status === 429)) {
+      const e = JSON.parse(r.text).error;
+      assert.equal(e.type, "rate_limit_error");
+      assert.equal(e.code, "queue_full");
+    }
+    for (const r of results.filter((x) => x.status === 200))
+      assert.equal(JSON.parse(r.text).usage.completion_tokens, 200);
+  });
+
+  it("streaming requests are refused before any byte of the stream is sent", async () => {
+    const results = await overfill(true);
+    assert.deepEqual(results.map((r) => r.status).sort(), [200, 200, 429, 429, 429, 429]);
+    for (const r of results.filter((x) => x.status === 429)) assert.doesNotMatch(r.text, /^data:/);
+    for (const r of results.filter((x) => x.status === 200)) assert.ok(r.text.endsWith("data: [DONE]\n\n"));
   });
 });

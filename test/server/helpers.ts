@@ -1,12 +1,13 @@
 import OpenAI from "openai";
 import type { EngineClient } from "../../src/engine/api.js";
 import { createEngine, type EngineOptions } from "../../src/placement/create-engine.js";
+import type { WorkerEngineClient } from "../../src/placement/engine-client.js";
 import { createServer, type LaminaServer, type ServerOptions } from "../../src/server/app.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 
 export interface LiveServer {
   readonly url: string;
-  readonly engine: EngineClient;
+  readonly engine: WorkerEngineClient;
   readonly app: LaminaServer;
   readonly client: OpenAI;
   close(): Promise<void>;

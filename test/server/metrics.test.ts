@@ -67,6 +67,7 @@ describe("GET /metrics (stories260K, real engine)", () => {
 describe("engine-derived metrics", () => {
   const stats = (over: Partial<EngineStats>): EngineStats => ({
     running: 5,
+    peakRunning: 5,
     waiting: 2,
     kv: [
       { worker: "attn-0", usedBlocks: 30, totalBlocks: 100 },

@@ -131,7 +131,8 @@ describe("lamina serve as a process", () => {
       });
       assert.equal(res.status, 200);
       proc.child.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 50));
+      // The second signal goes once the first is being handled (the server says it drains).
+      await proc.waitForOutput(/SIGTERM: draining 1 in-flight/, "drain line", 10_000);
       proc.child.kill("SIGTERM");
       const body = await res.text();
       assert.match(body, /"finish_reason":"abort"/);
