@@ -43,7 +43,8 @@ const placements: {
 for (const workers of [1, 2, 4]) {
   for (const partition of ["head", "request"] as const) {
     for (const depth of [1, 2, 3])
-      placements.push({ workers, partition, depth, transport: (workers + depth) % 2 === 0 ? "shm" : "tcp" });
+      for (const transport of ["shm", "tcp"] as const)
+        placements.push({ workers, partition, depth, transport });
   }
 }
 

@@ -58,36 +58,39 @@ for (const source of ["stories260K", "tiny llama-gqa"] as const) {
       },
     ];
     for (const c of cases) {
-      it(c.name, async () => {
-        const { opener, servers } = inProcessPrefill(model, backend, 16);
-        const { core, attention } = await buildPdEngine(
-          model,
-          backend,
-          { ...SIZES, ...c.o, prefillInstances: c.instances },
-          { log: () => {}, prefillOpener: opener },
-        );
-        try {
-          const res = await runToCompletion(core, requests(model));
-          assert.deepEqual(
-            [...res.values()].map((r) => r.tokens),
-            expected,
+      for (const transport of ["shm", "tcp"] as const)
+        it(`${c.name}, ${transport}`, async () => {
+          const { opener, servers, close } = inProcessPrefill(model, backend, 16, 64 << 20, transport);
+          const { core, attention } = await buildPdEngine(
+            model,
+            backend,
+            { ...SIZES, ...c.o, prefillInstances: c.instances },
+            { log: () => {}, prefillOpener: opener },
           );
-          // Every prompt went through a prefill instance; pd hands all KV back, adrenaline keeps some.
-          const prefilled = servers.reduce((a, s) => a + s.prefillTokens, 0);
-          const promptTokens = requests(model).reduce((a, r) => a + r.promptTokenIds.length, 0);
-          assert.equal(prefilled, promptTokens);
-          if (c.o.mode === "adrenaline") assert.ok(attention.decisions > 0 && attention.maxRatioSeen > 0);
-          else assert.equal(attention.maxRatioSeen, 0);
-          for (const u of attention.usage()) assert.equal(u.usedBlocks, 0, `no KV block left on ${u.worker}`);
-          // Asked over the connection, so every RELEASE sent before has been applied.
-          for (const x of attention.instances) {
-            const [w] = await x.remote.workerStats();
-            assert.equal(w?.usedBlocks, 0, `the executor on ${x.link.name} agrees`);
+          try {
+            const res = await runToCompletion(core, requests(model));
+            assert.deepEqual(
+              [...res.values()].map((r) => r.tokens),
+              expected,
+            );
+            // Every prompt went through a prefill instance; pd hands all KV back, adrenaline keeps some.
+            const prefilled = servers.reduce((a, s) => a + s.prefillTokens, 0);
+            const promptTokens = requests(model).reduce((a, r) => a + r.promptTokenIds.length, 0);
+            assert.equal(prefilled, promptTokens);
+            if (c.o.mode === "adrenaline") assert.ok(attention.decisions > 0 && attention.maxRatioSeen > 0);
+            else assert.equal(attention.maxRatioSeen, 0);
+            for (const u of attention.usage())
+              assert.equal(u.usedBlocks, 0, `no KV block left on ${u.worker}`);
+            // Asked over the connection, so every RELEASE sent before has been applied.
+            for (const x of attention.instances) {
+              const [w] = await x.remote.workerStats();
+              assert.equal(w?.usedBlocks, 0, `the executor on ${x.link.name} agrees`);
+            }
+          } finally {
+            await attention.close();
+            await close();
           }
-        } finally {
-          await attention.close();
-        }
-      });
+        });
     }
   });
 }
