@@ -39,7 +39,38 @@ export interface SlicedModel {
  * op vocabulary: nothing here knows the architecture.
  */
 export function sliceModel(graph: ModelGraph, elementBytes = 4): SlicedModel {
-  const ops = graph.ops;
+  const flow = dataflowOf(graph.ops);
+  const attentionIdx = graph.ops.flatMap((op, i) => (op.kind === "attention" ? [i] : []));
+  const bytesOf = (tensor: string): number => graph.tensors.get(tensor)!.width * elementBytes;
+  const afterCut = attentionIdx.map((aj) => opsAfterCut(flow, aj, bytesOf));
+  const afterCount = cutsBefore(graph.ops, afterCut);
+  const sliceOf = (i: number): number =>
+    graph.ops[i]!.kind === "attention" ? attentionIdx.indexOf(i) : afterCount[i]!;
+  const slices: Slice[] = [];
+  for (let s = 0; s <= attentionIdx.length; s++) {
+    const attention = s < attentionIdx.length ? (graph.ops[attentionIdx[s]!] as AttentionOp) : null;
+    slices.push(buildSlice(flow, s, attention, sliceOf));
+  }
+  const wire = attentionIdx.map((i) => {
+    const a = graph.ops[i] as AttentionOp;
+    return {
+      layer: a.layer,
+      sendBytes: bytesOf(a.q) + bytesOf(a.k) + bytesOf(a.v),
+      recvBytes: bytesOf(a.out),
+    };
+  });
+  return { graph, slices, elementBytes, wire };
+}
+
+/** The graph's edges looked up by tensor name: which op writes it and which ops read it. */
+interface Dataflow {
+  readonly ops: readonly Op[];
+  readonly producer: ReadonlyMap<string, number>;
+  readonly consumers: ReadonlyMap<string, readonly number[]>;
+}
+
+/** Indexes producers and consumers; a read of a tensor nothing writes is a malformed graph. */
+function dataflowOf(ops: readonly Op[]): Dataflow {
   const producer = new Map<string, number>();
   ops.forEach((op, i) => {
     producer.set(op.out, i);
@@ -54,98 +85,121 @@ export function sliceModel(graph: ModelGraph, elementBytes = 4): SlicedModel {
       consumers.set(input, list);
     }
   });
-  const attentionIdx = ops.flatMap((op, i) => (op.kind === "attention" ? [i] : []));
-  const bytesOf = (tensor: string): number => graph.tensors.get(tensor)!.width * elementBytes;
+  return { ops, producer, consumers };
+}
 
-  // For each cut: which side of attention j each op is on.
+/**
+ * The minimum cut around attention op `aj`: for each op, whether it lies after the cut.
+ * Splitting every op into an op node and a tensor node puts the tensor's size on one edge, so the
+ * cut pays for each tensor that crosses once, however many ops read it.
+ */
+function opsAfterCut(flow: Dataflow, aj: number, bytesOf: (tensor: string) => number): boolean[] {
+  const { ops, producer, consumers } = flow;
+  const att = ops[aj] as AttentionOp;
   const nOps = ops.length;
-  const afterCount = new Array<number>(nOps).fill(0);
-  const afterCut: boolean[][] = [];
-  for (const aj of attentionIdx) {
-    const att = ops[aj] as AttentionOp;
-    // Nodes: ops 0..nOps-1, tensor nodes nOps..2nOps-1 (one per op output), source, sink.
-    const S = 2 * nOps;
-    const T = 2 * nOps + 1;
-    const net = new FlowNetwork(2 * nOps + 2);
-    const INF = Number.POSITIVE_INFINITY;
-    for (let p = 0; p < nOps; p++) {
-      if (p === aj) continue;
-      const out = ops[p]!.out;
-      net.addEdge(p, nOps + p, bytesOf(out));
-      for (const c of consumers.get(out) ?? []) {
-        if (c === aj) continue;
-        net.addEdge(nOps + p, c, INF);
-        net.addEdge(c, p, INF); // forbid a tensor produced after the cut being used before it
-      }
+  // Nodes: ops 0..nOps-1, tensor nodes nOps..2nOps-1 (one per op output), source, sink.
+  const S = 2 * nOps;
+  const T = 2 * nOps + 1;
+  const net = new FlowNetwork(2 * nOps + 2);
+  const INF = Number.POSITIVE_INFINITY;
+  for (let p = 0; p < nOps; p++) {
+    if (p === aj) continue;
+    const out = ops[p]!.out;
+    net.addEdge(p, nOps + p, bytesOf(out));
+    for (const c of consumers.get(out) ?? []) {
+      if (c === aj) continue;
+      net.addEdge(nOps + p, c, INF);
+      net.addEdge(c, p, INF); // forbid a tensor produced after the cut being used before it
     }
-    for (const input of opInputs(att)) net.addEdge(S, producer.get(input)!, INF);
-    for (const c of consumers.get(att.out) ?? []) net.addEdge(c, T, INF);
-    const { sourceSide } = net.minCut(S, T);
-    const side = new Array<boolean>(nOps);
-    for (let i = 0; i < nOps; i++) side[i] = i === aj ? false : !sourceSide[i];
-    afterCut.push(side);
-    for (let i = 0; i < nOps; i++) if (side[i]) afterCount[i]!++;
   }
-  // Slice index of an op = how many cuts it lies after; it must lie after every earlier cut too.
-  for (let i = 0; i < nOps; i++) {
+  for (const input of opInputs(att)) net.addEdge(S, producer.get(input)!, INF);
+  for (const c of consumers.get(att.out) ?? []) net.addEdge(c, T, INF);
+  const { sourceSide } = net.minCut(S, T);
+  const side = new Array<boolean>(nOps);
+  for (let i = 0; i < nOps; i++) side[i] = i === aj ? false : !sourceSide[i];
+  return side;
+}
+
+/**
+ * How many cuts each op lies after, which is its slice index. The cuts are computed one at a
+ * time, so nothing forces them to nest: an op after cut j must also be after every earlier cut,
+ * or no serial order of slices exists.
+ */
+function cutsBefore(ops: readonly Op[], afterCut: readonly boolean[][]): number[] {
+  const afterCount = new Array<number>(ops.length).fill(0);
+  for (const side of afterCut) for (let i = 0; i < ops.length; i++) if (side[i]) afterCount[i]!++;
+  for (let i = 0; i < ops.length; i++) {
     const k = afterCount[i]!;
-    for (let j = 0; j < attentionIdx.length; j++) {
+    for (let j = 0; j < afterCut.length; j++) {
       if (afterCut[j]![i] !== j < k)
         throw new Error(
           `converter: op ${i} (${ops[i]!.kind}) is not consistently ordered between attention cuts`,
         );
     }
   }
-  const nSlices = attentionIdx.length + 1;
-  const sliceOf = (i: number): number =>
-    ops[i]!.kind === "attention" ? attentionIdx.indexOf(i) : afterCount[i]!;
+  return afterCount;
+}
 
-  const slices: Slice[] = [];
-  for (let s = 0; s < nSlices; s++) {
-    const members = ops.flatMap((op, i) => (op.kind !== "attention" && sliceOf(i) === s ? [i] : []));
-    const attention = s < attentionIdx.length ? (ops[attentionIdx[s]!] as AttentionOp) : null;
-    const qChain = new Set<number>();
-    if (attention) {
-      const stack = [producer.get(attention.q)!];
-      while (stack.length) {
-        const i = stack.pop()!;
-        if (qChain.has(i) || sliceOf(i) !== s || ops[i]!.kind === "attention") continue;
-        qChain.add(i);
-        for (const input of opInputs(ops[i]!)) stack.push(producer.get(input)!);
-      }
-    }
-    const order = topoOrder(members, ops, producer, (i) => (qChain.has(i) ? 0 : 1));
-    const context = new Set<string>();
-    for (let i = 0; i < nOps; i++) {
-      if (ops[i]!.kind === "attention" || sliceOf(i) > s) continue;
-      const out = ops[i]!.out;
-      if ((consumers.get(out) ?? []).some((c) => sliceOf(c) > s && ops[c]!.kind !== "attention"))
-        context.add(out);
-    }
-    slices.push({
-      index: s,
-      ops: order.map((i) => ops[i]!),
-      attention,
-      qReadyAfter: qChain.size,
-      context: [...context],
-    });
+/** Slice `s`: its ops ordered q chain first, and the tensors it must save for later slices. */
+function buildSlice(
+  flow: Dataflow,
+  s: number,
+  attention: AttentionOp | null,
+  sliceOf: (i: number) => number,
+): Slice {
+  const { ops, producer } = flow;
+  const members = ops.flatMap((op, i) => (op.kind !== "attention" && sliceOf(i) === s ? [i] : []));
+  const qChain = attention ? qChainOf(flow, attention, s, sliceOf) : new Set<number>();
+  const order = topoOrder(members, ops, producer, (i) => (qChain.has(i) ? 0 : 1));
+  return {
+    index: s,
+    ops: order.map((i) => ops[i]!),
+    attention,
+    qReadyAfter: qChain.size,
+    context: savedContext(flow, s, sliceOf),
+  };
+}
+
+/** The ops of slice `s` that q depends on: running them first lets q leave before k and v are done. */
+function qChainOf(
+  flow: Dataflow,
+  attention: AttentionOp,
+  s: number,
+  sliceOf: (i: number) => number,
+): Set<number> {
+  const { ops, producer } = flow;
+  const qChain = new Set<number>();
+  const stack = [producer.get(attention.q)!];
+  while (stack.length) {
+    const i = stack.pop()!;
+    if (qChain.has(i) || sliceOf(i) !== s || ops[i]!.kind === "attention") continue;
+    qChain.add(i);
+    for (const input of opInputs(ops[i]!)) stack.push(producer.get(input)!);
   }
-  const wire = attentionIdx.map((i) => {
-    const a = ops[i] as AttentionOp;
-    return {
-      layer: a.layer,
-      sendBytes: bytesOf(a.q) + bytesOf(a.k) + bytesOf(a.v),
-      recvBytes: bytesOf(a.out),
-    };
-  });
-  return { graph, slices, elementBytes, wire };
+  return qChain;
+}
+
+/**
+ * Tensors produced at or before slice `s` and read by a later slice: the model worker must keep
+ * them across the attention round trip. Attention's own inputs travel on the wire, not here.
+ */
+function savedContext(flow: Dataflow, s: number, sliceOf: (i: number) => number): string[] {
+  const { ops, consumers } = flow;
+  const context = new Set<string>();
+  for (let i = 0; i < ops.length; i++) {
+    if (ops[i]!.kind === "attention" || sliceOf(i) > s) continue;
+    const out = ops[i]!.out;
+    if ((consumers.get(out) ?? []).some((c) => sliceOf(c) > s && ops[c]!.kind !== "attention"))
+      context.add(out);
+  }
+  return [...context];
 }
 
 /** Kahn's algorithm over a subset of ops; among ready ops the lower priority, then earlier index, goes first. */
 function topoOrder(
   members: number[],
   ops: readonly Op[],
-  producer: Map<string, number>,
+  producer: ReadonlyMap<string, number>,
   priority: (i: number) => number,
 ): number[] {
   const inSet = new Set(members);

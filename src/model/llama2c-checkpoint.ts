@@ -74,115 +74,64 @@ export function readLlama2cHeader(file: string, fd: number, fileSize: number): L
   return h;
 }
 
+/** The file's fields in the order llama2.c's run.c (memory_map_weights) reads them: the file has no index, so this order is its layout. */
 function fields(h: Llama2cHeader): Field[] {
   const hs = h.dim / h.nHeads;
-  const kvDim = h.nKvHeads * hs;
-  const L = h.nLayers;
-  const layer = (suffix: string) => (l: number) => `model.layers.${l}.${suffix}`;
-  const out: Field[] = [
-    {
-      key: "token_embedding_table",
-      floats: h.vocabSize * h.dim,
-      layers: 1,
-      hfName: () => "model.embed_tokens.weight",
-      shape: [h.vocabSize, h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "rms_att_weight",
-      floats: h.dim,
-      layers: L,
-      hfName: layer("input_layernorm.weight"),
-      shape: [h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "wq",
-      floats: h.dim * h.dim,
-      layers: L,
-      hfName: layer("self_attn.q_proj.weight"),
-      shape: [h.dim, h.dim],
-      ropeHeads: h.nHeads,
-    },
-    {
-      key: "wk",
-      floats: kvDim * h.dim,
-      layers: L,
-      hfName: layer("self_attn.k_proj.weight"),
-      shape: [kvDim, h.dim],
-      ropeHeads: h.nKvHeads,
-    },
-    {
-      key: "wv",
-      floats: kvDim * h.dim,
-      layers: L,
-      hfName: layer("self_attn.v_proj.weight"),
-      shape: [kvDim, h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "wo",
-      floats: h.dim * h.dim,
-      layers: L,
-      hfName: layer("self_attn.o_proj.weight"),
-      shape: [h.dim, h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "rms_ffn_weight",
-      floats: h.dim,
-      layers: L,
-      hfName: layer("post_attention_layernorm.weight"),
-      shape: [h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "w1",
-      floats: h.hiddenDim * h.dim,
-      layers: L,
-      hfName: layer("mlp.gate_proj.weight"),
-      shape: [h.hiddenDim, h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "w2",
-      floats: h.dim * h.hiddenDim,
-      layers: L,
-      hfName: layer("mlp.down_proj.weight"),
-      shape: [h.dim, h.hiddenDim],
-      ropeHeads: 0,
-    },
-    {
-      key: "w3",
-      floats: h.hiddenDim * h.dim,
-      layers: L,
-      hfName: layer("mlp.up_proj.weight"),
-      shape: [h.hiddenDim, h.dim],
-      ropeHeads: 0,
-    },
-    {
-      key: "rms_final_weight",
-      floats: h.dim,
-      layers: 1,
-      hfName: () => "model.norm.weight",
-      shape: [h.dim],
-      ropeHeads: 0,
-    },
+  const ropeTableFloats = (h.seqLen * hs) / 2;
+  return [
+    single("token_embedding_table", "model.embed_tokens.weight", [h.vocabSize, h.dim]),
+    ...layerFields(h),
+    single("rms_final_weight", "model.norm.weight", [h.dim]),
     // Legacy precomputed RoPE tables (seq_len × head_size/2 each): present in the file, unused.
-    { key: "freq_cis_real", floats: (h.seqLen * hs) / 2, layers: 1, hfName: null, shape: [], ropeHeads: 0 },
-    { key: "freq_cis_imag", floats: (h.seqLen * hs) / 2, layers: 1, hfName: null, shape: [], ropeHeads: 0 },
+    skipped("freq_cis_real", ropeTableFloats),
+    skipped("freq_cis_imag", ropeTableFloats),
+    // A shared classifier is the embedding table itself, so only an unshared one is stored.
+    ...(h.sharedClassifier ? [] : [single("wcls", "lm_head.weight", [h.vocabSize, h.dim])]),
   ];
-  if (!h.sharedClassifier) {
-    out.push({
-      key: "wcls",
-      floats: h.vocabSize * h.dim,
-      layers: 1,
-      hfName: () => "lm_head.weight",
-      shape: [h.vocabSize, h.dim],
-      ropeHeads: 0,
-    });
-  }
-  return out;
+}
+
+/**
+ * The per-layer tensors, each stacked over all layers in the file. wq and wk carry their head
+ * counts because their rows must be un-interleaved for rotate-half RoPE.
+ */
+function layerFields(h: Llama2cHeader): Field[] {
+  const kvDim = h.nKvHeads * (h.dim / h.nHeads);
+  const stacked = (key: string, suffix: string, shape: readonly number[], ropeHeads = 0): Field => ({
+    key,
+    floats: shape.reduce((a, b) => a * b, 1),
+    layers: h.nLayers,
+    hfName: (l) => `model.layers.${l}.${suffix}`,
+    shape,
+    ropeHeads,
+  });
+  return [
+    stacked("rms_att_weight", "input_layernorm.weight", [h.dim]),
+    stacked("wq", "self_attn.q_proj.weight", [h.dim, h.dim], h.nHeads),
+    stacked("wk", "self_attn.k_proj.weight", [kvDim, h.dim], h.nKvHeads),
+    stacked("wv", "self_attn.v_proj.weight", [kvDim, h.dim]),
+    stacked("wo", "self_attn.o_proj.weight", [h.dim, h.dim]),
+    stacked("rms_ffn_weight", "post_attention_layernorm.weight", [h.dim]),
+    stacked("w1", "mlp.gate_proj.weight", [h.hiddenDim, h.dim]),
+    stacked("w2", "mlp.down_proj.weight", [h.dim, h.hiddenDim]),
+    stacked("w3", "mlp.up_proj.weight", [h.hiddenDim, h.dim]),
+  ];
+}
+
+/** A tensor stored once (not per layer). */
+function single(key: string, hfName: string, shape: readonly number[]): Field {
+  return {
+    key,
+    floats: shape.reduce((a, b) => a * b, 1),
+    layers: 1,
+    hfName: () => hfName,
+    shape,
+    ropeHeads: 0,
+  };
+}
+
+/** Data the file holds but the model does not use: read past, never loaded. */
+function skipped(key: string, floats: number): Field {
+  return { key, floats, layers: 1, hfName: null, shape: [], ropeHeads: 0 };
 }
 
 /** ModelConfig for a llama2.c checkpoint (run.c's fixed constants: eps 1e-5, theta 10000). */

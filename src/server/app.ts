@@ -45,8 +45,24 @@ export function createServer(
     forceCloseConnections: "idle",
   });
 
-  // JSON bodies must be valid UTF-8 (fastify would otherwise substitute U+FFFD silently).
-  // Only JSON bodies: any other content type is a 415, not a string that fails validation later.
+  acceptStrictJsonBodies(app);
+  setErrorReplies(app, metrics);
+  const apiKey = options.apiKey ?? null;
+  if (apiKey) requireApiKey(app, apiKey);
+  registerGenerationRoutes(app, ctx);
+  registerStatusRoutes(app, slot, metrics);
+  registerTokenizerRoutes(app, slot);
+
+  const server = app as unknown as LaminaServer;
+  (server as { lamina: LaminaServer["lamina"] }).lamina = { slot, metrics };
+  return server;
+}
+
+/**
+ * JSON bodies must be valid UTF-8 (fastify would otherwise substitute U+FFFD silently).
+ * Only JSON bodies: any other content type is a 415, not a string that fails validation later.
+ */
+function acceptStrictJsonBodies(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_req, body, done) => {
     let text: string;
@@ -69,7 +85,13 @@ export function createServer(
       );
     }
   });
+}
 
+/**
+ * Every error leaves as an OpenAI-shaped error body and is counted by status. Only unexpected
+ * server faults are logged: 503 is the expected answer while loading or draining.
+ */
+function setErrorReplies(app: FastifyInstance, metrics: ServerMetrics): void {
   app.setErrorHandler((err, _request, reply) => {
     const e = toHttpError(err);
     metrics.httpErrors.inc({ status: String(e.status) });
@@ -86,31 +108,38 @@ export function createServer(
     );
     return reply.code(404).send(e.body());
   });
+}
 
-  const apiKey = options.apiKey ?? null;
-  if (apiKey) {
-    const expected = Buffer.from(apiKey);
-    app.addHook("onRequest", async (request) => {
-      if (
-        !request.url.startsWith("/v1/") &&
-        !request.url.startsWith("/tokenize") &&
-        !request.url.startsWith("/detokenize")
-      )
-        return;
-      const header = request.headers.authorization ?? "";
-      const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7) : "");
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        throw new HttpError(
-          401,
-          header ? "Incorrect API key provided." : "Missing API key: send 'Authorization: Bearer <key>'.",
-          "invalid_request_error",
-          null,
-          "invalid_api_key",
-        );
-      }
-    });
-  }
+/**
+ * `Authorization: Bearer KEY` on the API routes; /health and /metrics stay open for probes and
+ * scrapers. The comparison takes constant time so the key cannot be guessed byte by byte.
+ */
+function requireApiKey(app: FastifyInstance, apiKey: string): void {
+  const expected = Buffer.from(apiKey);
+  app.addHook("onRequest", async (request) => {
+    if (
+      !request.url.startsWith("/v1/") &&
+      !request.url.startsWith("/tokenize") &&
+      !request.url.startsWith("/detokenize")
+    )
+      return;
+    const header = request.headers.authorization ?? "";
+    const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7) : "");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new HttpError(
+        401,
+        header ? "Incorrect API key provided." : "Missing API key: send 'Authorization: Bearer <key>'.",
+        "invalid_request_error",
+        null,
+        "invalid_api_key",
+      );
+    }
+  });
+}
 
+/** The OpenAI API proper; generations are tracked so a draining shutdown can wait for them. */
+function registerGenerationRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { slot } = ctx;
   app.post("/v1/completions", (request, reply) => slot.track(() => handleCompletion(ctx, request, reply)));
   app.post("/v1/chat/completions", (request, reply) => slot.track(() => handleChat(ctx, request, reply)));
 
@@ -133,7 +162,10 @@ export function createServer(
       ],
     };
   });
+}
 
+/** What load balancers and scrapers poll: readiness (loading, failed, draining) and metrics. */
+function registerStatusRoutes(app: FastifyInstance, slot: EngineSlot, metrics: ServerMetrics): void {
   app.get("/health", async (_request, reply) => {
     if (slot.draining) return reply.code(503).send({ status: "shutting_down" });
     if (slot.loadError) return reply.code(503).send({ status: "failed", error: slot.loadError.message });
@@ -146,7 +178,10 @@ export function createServer(
     const text = await metrics.registry.metrics();
     return reply.type(metrics.registry.contentType).send(text);
   });
+}
 
+/** vLLM's /tokenize and /detokenize, so clients can count prompts in the server's own tokens. */
+function registerTokenizerRoutes(app: FastifyInstance, slot: EngineSlot): void {
   app.post("/tokenize", async (request: FastifyRequest) => {
     const body = parseBody(tokenizeRequestSchema, request.body);
     const engine = slot.get();
@@ -166,8 +201,4 @@ export function createServer(
     }
     return { prompt: engine.tokenizer.decode(body.tokens) };
   });
-
-  const server = app as unknown as LaminaServer;
-  (server as { lamina: LaminaServer["lamina"] }).lamina = { slot, metrics };
-  return server;
 }

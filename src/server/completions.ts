@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { GenerateRequest } from "../engine/api.js";
+import type { EngineClient, GenerateRequest } from "../engine/api.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest } from "./errors.js";
 import { Generation } from "./generation.js";
-import { appendCompletionLogprobs, emptyCompletionLogprobs } from "./logprobs.js";
+import { appendCompletionLogprobs, emptyCompletionLogprobs, type TokenTexts } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
-import { completionRequestSchema, parseBody } from "./schemas.js";
+import { type CompletionRequest, completionRequestSchema, parseBody } from "./schemas.js";
 
 /** OpenAI's default max_tokens for the legacy completions endpoint. */
 const DEFAULT_MAX_TOKENS = 16;
@@ -28,7 +28,40 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
     engine.model.vocabSize,
   );
   const id = requestId("cmpl");
-  const logprobs = body.logprobs ?? null;
+  const requests = generateRequests(body, engine, prompts, n, id);
+  let promptTokens = 0;
+  for (const p of prompts) promptTokens += p.length;
+
+  const generation = new Generation(engine, requests, ctx.metrics, arrivalMs);
+  abortOnDisconnect(reply, generation);
+  await generation.start();
+
+  const out: CompletionOutput = {
+    id,
+    created: Math.floor(Date.now() / 1000),
+    model: engine.model.id,
+    promptTokens,
+    logprobs: body.logprobs ?? null,
+    texts,
+    choices: requests.length,
+  };
+  if (body.stream)
+    return streamCompletion(reply, generation, out, body.stream_options?.include_usage === true);
+  return completionReply(generation, out);
+}
+
+/**
+ * One engine request per (prompt, choice), choices of a prompt next to each other: the choice
+ * index in the reply is the request's position. Each choice gets its own seed offset so n > 1
+ * with a seed gives n different, reproducible samples.
+ */
+function generateRequests(
+  body: CompletionRequest,
+  engine: EngineClient,
+  prompts: number[][],
+  n: number,
+  id: string,
+): GenerateRequest[] {
   const requests: GenerateRequest[] = [];
   for (let p = 0; p < prompts.length; p++) {
     for (let i = 0; i < n; i++) {
@@ -42,7 +75,7 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
         },
         prompts[p]!.length,
         engine.model.contextLength,
-        logprobs,
+        body.logprobs ?? null,
         i,
         engine.model.vocabSize,
         engine.model.generation,
@@ -50,85 +83,103 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
       requests.push({ id: `${id}-${p}-${i}`, promptTokenIds: prompts[p]!, params });
     }
   }
-  let promptTokens = 0;
-  for (const p of prompts) promptTokens += p.length;
+  return requests;
+}
 
-  const generation = new Generation(engine, requests, ctx.metrics, arrivalMs);
-  abortOnDisconnect(reply, generation);
-  await generation.start();
+/** What every chunk or reply of one completion repeats, and what its logprobs are written with. */
+interface CompletionOutput {
+  readonly id: string;
+  readonly created: number;
+  readonly model: string;
+  readonly promptTokens: number;
+  /** Top logprobs asked for per token; null when the client asked for none. */
+  readonly logprobs: number | null;
+  readonly texts: TokenTexts;
+  /** Number of choices (prompts × n). */
+  readonly choices: number;
+}
 
-  const created = Math.floor(Date.now() / 1000);
-  const model = engine.model.id;
-  if (body.stream) {
-    const includeUsage = body.stream_options?.include_usage === true;
-    const offsets = new Array<number>(requests.length).fill(0);
-    return streamChoices(
-      reply,
-      generation,
-      ({ index, event }) => {
-        if (!event.text && !event.finished && !(logprobs != null && event.logprobs?.length)) return null;
-        let lp = null;
-        if (logprobs != null) {
-          lp = emptyCompletionLogprobs();
-          offsets[index] = appendCompletionLogprobs(
-            lp,
-            event.logprobs ?? [],
-            texts,
-            logprobs,
-            offsets[index]!,
-          );
-        }
-        const choice = {
-          index,
-          text: event.text,
-          logprobs: lp,
-          finish_reason: event.finished ? (event.finishReason ?? "stop") : null,
-        };
-        return [
-          {
-            id,
-            object: "text_completion",
-            created,
-            model,
-            choices: [choice],
-            ...(includeUsage ? { usage: null } : {}),
-          },
-        ];
-      },
-      (completionTokens) =>
-        includeUsage
-          ? [
-              {
-                id,
-                object: "text_completion",
-                created,
-                model,
-                choices: [],
-                usage: usage(promptTokens, completionTokens),
-              },
-            ]
-          : [],
-    );
-  }
+/**
+ * The completion as server-sent events, one chunk per engine event that carries something.
+ * Logprob text offsets run on across chunks of a choice, so each choice keeps its own.
+ */
+function streamCompletion(
+  reply: FastifyReply,
+  generation: Generation,
+  out: CompletionOutput,
+  includeUsage: boolean,
+): Promise<void> {
+  const { id, created, model, logprobs } = out;
+  const offsets = new Array<number>(out.choices).fill(0);
+  return streamChoices(
+    reply,
+    generation,
+    ({ index, event }) => {
+      if (!event.text && !event.finished && !(logprobs != null && event.logprobs?.length)) return null;
+      let lp = null;
+      if (logprobs != null) {
+        lp = emptyCompletionLogprobs();
+        offsets[index] = appendCompletionLogprobs(
+          lp,
+          event.logprobs ?? [],
+          out.texts,
+          logprobs,
+          offsets[index]!,
+        );
+      }
+      const choice = {
+        index,
+        text: event.text,
+        logprobs: lp,
+        finish_reason: event.finished ? (event.finishReason ?? "stop") : null,
+      };
+      return [
+        {
+          id,
+          object: "text_completion",
+          created,
+          model,
+          choices: [choice],
+          ...(includeUsage ? { usage: null } : {}),
+        },
+      ];
+    },
+    (completionTokens) =>
+      includeUsage
+        ? [
+            {
+              id,
+              object: "text_completion",
+              created,
+              model,
+              choices: [],
+              usage: usage(out.promptTokens, completionTokens),
+            },
+          ]
+        : [],
+  );
+}
 
-  const results = await collectChoices(generation, requests.length);
+/** The whole completion in one JSON reply, once every choice has finished. */
+async function completionReply(generation: Generation, out: CompletionOutput) {
+  const results = await collectChoices(generation, out.choices);
   let completionTokens = 0;
   const choices = results.map((r, index) => {
     completionTokens += r.completionTokens;
     let lp = null;
-    if (logprobs != null) {
+    if (out.logprobs != null) {
       lp = emptyCompletionLogprobs();
-      appendCompletionLogprobs(lp, r.logprobs, texts, logprobs, 0);
+      appendCompletionLogprobs(lp, r.logprobs, out.texts, out.logprobs, 0);
     }
     return { index, text: r.text, logprobs: lp, finish_reason: r.finishReason };
   });
   return {
-    id,
+    id: out.id,
     object: "text_completion",
-    created,
-    model,
+    created: out.created,
+    model: out.model,
     choices,
-    usage: usage(promptTokens, completionTokens),
+    usage: usage(out.promptTokens, completionTokens),
   };
 }
 

@@ -26,10 +26,22 @@ export interface ServerMetrics {
  */
 export function createMetrics(stats: () => EngineStats | null): ServerMetrics {
   const registry = new Registry();
+  const metrics = requestMetrics(registry);
+  const scrape: Scrape = { snapshot: null, previousTiming: null };
+  // Registration order is collection order: the first collector takes the snapshot, the last
+  // closes the per-step window, so these calls stay in this order.
+  registerLoadGauges(registry, scrape, stats);
+  registerOffloadGauges(registry, scrape);
+  registerEngineCounters(registry, scrape);
+  registerStepGauges(registry, scrape);
+  return metrics;
+}
+
+/** The metrics the HTTP layer observes itself, per request and per token. */
+function requestMetrics(registry: Registry): ServerMetrics {
   const hist = (name: string, help: string) =>
     new Histogram({ name, help, buckets: LATENCY_BUCKETS, registers: [registry] });
-
-  const metrics: ServerMetrics = {
+  return {
     registry,
     ttft: hist(
       "lamina_time_to_first_token_seconds",
@@ -57,160 +69,170 @@ export function createMetrics(stats: () => EngineStats | null): ServerMetrics {
       registers: [registry],
     }),
   };
+}
 
-  // Gauges and counters mirrored from engine.stats(), read once per scrape.
-  let snapshot: EngineStats | null = null;
-  let previousTiming: EngineStats["timing"] | null = null;
-  const read = () => snapshot;
+/** What the engine-derived collectors share, within one scrape and from one scrape to the next. */
+interface Scrape {
+  /** engine.stats() read once per scrape, so every metric of a scrape describes the same moment. */
+  snapshot: EngineStats | null;
+  /** The timing totals at the previous scrape: per-step gauges average over the window since. */
+  previousTiming: EngineStats["timing"] | null;
+}
 
-  const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        collect(this);
-      },
+type Timing = EngineStats["timing"];
+
+function gauge(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  collect: (g: Gauge) => void,
+): Gauge {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      collect(this);
+    },
+  });
+}
+
+/** Queue lengths and KV cache occupancy; the first of these also refreshes the scrape's snapshot. */
+function registerLoadGauges(registry: Registry, scrape: Scrape, stats: () => EngineStats | null): void {
+  gauge(registry, "lamina_num_requests_running", "Requests in the running batch.", [], (g) => {
+    scrape.snapshot = stats();
+    const s = scrape.snapshot;
+    g.set(s ? s.running : 0);
+  });
+  gauge(registry, "lamina_num_requests_waiting", "Requests waiting for admission.", [], (g) =>
+    g.set(scrape.snapshot?.waiting ?? 0),
+  );
+  // Reset first: a worker that left must not keep reporting its last value.
+  const perWorker = (name: string, help: string, value: (kv: EngineStats["kv"][number]) => number) =>
+    gauge(registry, name, help, ["worker"], (g) => {
+      g.reset();
+      for (const kv of scrape.snapshot?.kv ?? []) g.set({ worker: kv.worker }, value(kv));
     });
-  /** A counter whose value is the engine's own running total. */
-  const mirrored = (name: string, help: string, value: (s: EngineStats) => number) =>
+  perWorker("lamina_kv_blocks_used", "KV cache blocks in use per attention worker.", (kv) => kv.usedBlocks);
+  perWorker("lamina_kv_blocks_total", "KV cache blocks per attention worker.", (kv) => kv.totalBlocks);
+  perWorker("lamina_kv_usage_ratio", "Share of KV cache blocks in use per attention worker (0..1).", (kv) =>
+    kv.totalBlocks ? kv.usedBlocks / kv.totalBlocks : 0,
+  );
+}
+
+type Offload = NonNullable<EngineStats["offload"]>;
+
+/** Adrenaline's load-aware offloading (pd / adrenaline placements; 0 in every other placement). */
+const OFFLOAD_GAUGES: readonly [name: string, help: string, pick: (o: Offload) => number][] = [
+  ["lamina_offload_ratio", "Offloaded / kept decode requests (N/M) now.", (o) => o.ratio],
+  [
+    "lamina_offload_bound",
+    "Load-aware bound on N/M: min(OB_mem, OB_comp) from prefill memory, bandwidth and decode compute headroom.",
+    (o) => o.bound,
+  ],
+  [
+    "lamina_offload_limit",
+    "The N/M limit offloading decisions follow (the bound, a fixed --offload-ratio, or 0 in pd mode).",
+    (o) => o.limit,
+  ],
+  [
+    "lamina_offloaded_requests",
+    "Decode requests whose attention and KV live on prefill instances (N).",
+    (o) => o.offloaded,
+  ],
+  ["lamina_kept_requests", "Decode requests attended locally (M).", (o) => o.kept],
+];
+
+function registerOffloadGauges(registry: Registry, scrape: Scrape): void {
+  for (const [name, help, pick] of OFFLOAD_GAUGES)
+    gauge(registry, name, help, [], (g) => {
+      g.reset();
+      const o = scrape.snapshot?.offload;
+      if (o) g.set(pick(o));
+    });
+}
+
+/** Counters whose value is the engine's own running total. */
+const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineStats) => number][] = [
+  ["lamina_prompt_tokens_total", "Prompt tokens processed.", (s) => s.promptTokens],
+  ["lamina_generation_tokens_total", "Tokens generated.", (s) => s.generationTokens],
+  ["lamina_preemptions_total", "Requests preempted to free KV cache.", (s) => s.preemptions],
+  ["lamina_requests_refused_total", "Requests refused because the waiting queue was full.", (s) => s.refused],
+  ["lamina_steps_total", "Engine decode/prefill steps.", (s) => s.timing.steps],
+  ["lamina_step_model_seconds_total", "Time spent in non-attention model slices.", (s) => s.timing.model],
+  [
+    "lamina_step_attention_seconds_total",
+    "Time spent in attention (all workers).",
+    (s) => s.timing.attention,
+  ],
+  [
+    "lamina_step_transport_seconds_total",
+    "Time spent moving tensors between workers.",
+    (s) => s.timing.transport,
+  ],
+  [
+    "lamina_step_idle_seconds_total",
+    "Pipeline bubbles: time a side waited on the other.",
+    (s) => s.timing.idle,
+  ],
+];
+
+/** The engine keeps the totals; a scrape copies them in (no snapshot yet: keep the last value). */
+function registerEngineCounters(registry: Registry, scrape: Scrape): void {
+  for (const [name, help, value] of ENGINE_COUNTERS)
     new Counter({
       name,
       help,
       registers: [registry],
       collect() {
-        const s = read();
+        const s = scrape.snapshot;
         if (!s) return;
         this.reset();
         this.inc(value(s));
       },
     });
+}
 
-  gauge("lamina_num_requests_running", "Requests in the running batch.", [], (g) => {
-    snapshot = stats();
-    const s = read();
-    g.set(s ? s.running : 0);
-  });
-  gauge("lamina_num_requests_waiting", "Requests waiting for admission.", [], (g) =>
-    g.set(read()?.waiting ?? 0),
-  );
-  gauge("lamina_kv_blocks_used", "KV cache blocks in use per attention worker.", ["worker"], (g) => {
-    g.reset();
-    for (const kv of read()?.kv ?? []) g.set({ worker: kv.worker }, kv.usedBlocks);
-  });
-  gauge("lamina_kv_blocks_total", "KV cache blocks per attention worker.", ["worker"], (g) => {
-    g.reset();
-    for (const kv of read()?.kv ?? []) g.set({ worker: kv.worker }, kv.totalBlocks);
-  });
-  gauge(
-    "lamina_kv_usage_ratio",
-    "Share of KV cache blocks in use per attention worker (0..1).",
-    ["worker"],
-    (g) => {
-      g.reset();
-      for (const kv of read()?.kv ?? [])
-        g.set({ worker: kv.worker }, kv.totalBlocks ? kv.usedBlocks / kv.totalBlocks : 0);
-    },
-  );
-
-  // Adrenaline's load-aware offloading (pd / adrenaline placements; 0 in every other placement).
-  const offloadGauge = (
-    name: string,
-    help: string,
-    pick: (o: NonNullable<EngineStats["offload"]>) => number,
-  ) =>
-    gauge(name, help, [], (g) => {
-      g.reset();
-      const o = read()?.offload;
-      if (o) g.set(pick(o));
-    });
-  offloadGauge("lamina_offload_ratio", "Offloaded / kept decode requests (N/M) now.", (o) => o.ratio);
-  offloadGauge(
-    "lamina_offload_bound",
-    "Load-aware bound on N/M: min(OB_mem, OB_comp) from prefill memory, bandwidth and decode compute headroom.",
-    (o) => o.bound,
-  );
-  offloadGauge(
-    "lamina_offload_limit",
-    "The N/M limit offloading decisions follow (the bound, a fixed --offload-ratio, or 0 in pd mode).",
-    (o) => o.limit,
-  );
-  offloadGauge(
-    "lamina_offloaded_requests",
-    "Decode requests whose attention and KV live on prefill instances (N).",
-    (o) => o.offloaded,
-  );
-  offloadGauge("lamina_kept_requests", "Decode requests attended locally (M).", (o) => o.kept);
-
-  mirrored("lamina_prompt_tokens_total", "Prompt tokens processed.", (s) => s.promptTokens);
-  mirrored("lamina_generation_tokens_total", "Tokens generated.", (s) => s.generationTokens);
-  mirrored("lamina_preemptions_total", "Requests preempted to free KV cache.", (s) => s.preemptions);
-  mirrored(
-    "lamina_requests_refused_total",
-    "Requests refused because the waiting queue was full.",
-    (s) => s.refused,
-  );
-  mirrored("lamina_steps_total", "Engine decode/prefill steps.", (s) => s.timing.steps);
-  mirrored(
-    "lamina_step_model_seconds_total",
-    "Time spent in non-attention model slices.",
-    (s) => s.timing.model,
-  );
-  mirrored(
-    "lamina_step_attention_seconds_total",
-    "Time spent in attention (all workers).",
-    (s) => s.timing.attention,
-  );
-  mirrored(
-    "lamina_step_transport_seconds_total",
-    "Time spent moving tensors between workers.",
-    (s) => s.timing.transport,
-  );
-  mirrored(
-    "lamina_step_idle_seconds_total",
-    "Pipeline bubbles: time a side waited on the other.",
-    (s) => s.timing.idle,
-  );
-
-  // Per-step averages over the interval since the previous scrape (whole run on the first).
-  const perStep = (name: string, help: string, pick: (t: EngineStats["timing"]) => number) =>
-    gauge(name, help, [], (g) => {
-      const t = read()?.timing;
-      if (!t) return g.set(0);
-      const p = previousTiming;
-      const steps = t.steps - (p?.steps ?? 0);
-      g.set(steps > 0 ? (pick(t) - (p ? pick(p) : 0)) / steps : 0);
-    });
-  perStep(
-    "lamina_step_model_seconds",
-    "Mean model-side time per step since the last scrape.",
-    (t) => t.model,
-  );
-  perStep(
+/** Per-step means over the interval since the previous scrape (whole run on the first). */
+const PER_STEP_GAUGES: readonly [name: string, help: string, pick: (t: Timing) => number][] = [
+  ["lamina_step_model_seconds", "Mean model-side time per step since the last scrape.", (t) => t.model],
+  [
     "lamina_step_attention_seconds",
     "Mean attention time per step since the last scrape.",
     (t) => t.attention,
-  );
-  perStep(
+  ],
+  [
     "lamina_step_transport_seconds",
     "Mean transport time per step since the last scrape.",
     (t) => t.transport,
-  );
+  ],
+];
+
+function registerStepGauges(registry: Registry, scrape: Scrape): void {
+  for (const [name, help, pick] of PER_STEP_GAUGES)
+    gauge(registry, name, help, [], (g) => {
+      const t = scrape.snapshot?.timing;
+      if (!t) return g.set(0);
+      const p = scrape.previousTiming;
+      const steps = t.steps - (p?.steps ?? 0);
+      g.set(steps > 0 ? (pick(t) - (p ? pick(p) : 0)) / steps : 0);
+    });
   gauge(
+    registry,
     "lamina_pipeline_idle_ratio",
     "Share of step time the pipeline sat idle since the last scrape (0..1).",
     [],
     (g) => {
-      const t = read()?.timing;
+      const t = scrape.snapshot?.timing;
       if (!t) return g.set(0);
-      const p = previousTiming;
-      const d = (f: (x: EngineStats["timing"]) => number) => f(t) - (p ? f(p) : 0);
+      const p = scrape.previousTiming;
+      const d = (f: (x: Timing) => number) => f(t) - (p ? f(p) : 0);
       const total = d((x) => x.model) + d((x) => x.attention) + d((x) => x.transport) + d((x) => x.idle);
       g.set(total > 0 ? d((x) => x.idle) / total : 0);
       // This is the last collector registered, so the window closes here.
-      previousTiming = t;
+      scrape.previousTiming = t;
     },
   );
-  return metrics;
 }
