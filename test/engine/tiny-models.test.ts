@@ -3,8 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import { LocalAttentionService } from "../../src/attention/local-service.js";
 import { buildEngineCore } from "../../src/engine/build-core.js";
+import type { KernelBackend } from "../../src/kernels/backend.js";
 import { loadModel } from "../../src/model/load.js";
+import type { DType } from "../../src/model/tensor.js";
+import type { LoadedModel } from "../../src/model/types.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { engineBackends } from "../helpers/backends.js";
 import { generateAlone, greedy, logitsAllPositions, runToCompletion } from "../helpers/engine-driver.js";
 import { referenceLogits } from "../helpers/reference-forward.js";
@@ -15,28 +20,54 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 const prompt = [256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33];
 
+/**
+ * Worst |engine − reference| allowed, as a fraction of the largest |reference logit|, by KV-cache
+ * dtype. The reference reads the same rounded weights, so bf16 and f16 weights add no error of
+ * their own: with an f32 cache only f32 arithmetic is left (measured at most 6.1e-7 on every
+ * variant with either backend; 1e-5 leaves room for other summation orders). A narrower cache
+ * stores K and V rounded to its dtype (unit roundoff 2^-11 ≈ 4.9e-4 for f16, 2^-8 ≈ 3.9e-3 for
+ * bf16), measured at most 3.8e-4 (f16) and 2.8e-3 (bf16) of the largest logit.
+ */
+const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 2e-3, bf16: 1e-2 };
+
+/** Logits at every prompt position through the real executor, over a KV cache of `kvDtype`. */
+function engineLogits(model: LoadedModel, backend: KernelBackend, kvDtype: DType): Promise<Float32Array[]> {
+  const n = prompt.length;
+  const sizes = resolveSizes(model, {
+    maxRunning: n,
+    maxTokensPerStep: n,
+    blockSize: 4,
+    kvBlocks: Math.ceil(n / 4) + 1,
+    kvDtype,
+  });
+  const attention = new LocalAttentionService(backend, sizes.geometry, sizes.numBlocks);
+  return logitsAllPositions(model, backend, prompt, 4, attention);
+}
+
 for (const { name: backendName, backend } of engineBackends()) {
   for (const variant of TINY_VARIANTS) {
     describe(`tiny ${variant} model (${backendName} kernels)`, async () => {
       const tiny = writeTinyModel(path.join(root, `${variant}-${backendName}`), variant);
       const model = await loadModel(tiny.dir);
-      const lowPrecision = [...model.weights.values()].some((t) => t.dtype !== "f32");
-      const tol = lowPrecision ? 2e-2 : 1e-4;
+      let ref: Float64Array[] | undefined;
 
-      it(`logits match a float64 reference within ${tol} relative`, async () => {
-        const ref = referenceLogits(model.config, model.weights, prompt);
-        const got = await logitsAllPositions(model, backend, prompt, 4);
-        for (let pos = 0; pos < prompt.length; pos++) {
-          const r = ref[pos]!;
-          const scale = Math.max(...r.map(Math.abs), 1e-6);
-          let worst = 0;
-          for (let i = 0; i < r.length; i++) worst = Math.max(worst, Math.abs(got[pos]![i]! - r[i]!));
-          assert.ok(
-            worst <= tol * scale,
-            `position ${pos}: max |diff| ${worst.toExponential(3)} > ${tol} × ${scale.toFixed(3)}`,
-          );
-        }
-      });
+      for (const kvDtype of ["f32", "f16", "bf16"] as const) {
+        const tol = TOLERANCE[kvDtype];
+        it(`logits over a ${kvDtype} KV cache match a float64 reference within ${tol} of the largest`, async () => {
+          ref ??= referenceLogits(model.config, model.weights, prompt);
+          const got = await engineLogits(model, backend, kvDtype);
+          for (let pos = 0; pos < prompt.length; pos++) {
+            const r = ref[pos]!;
+            const scale = Math.max(...r.map(Math.abs), 1e-6);
+            let worst = 0;
+            for (let i = 0; i < r.length; i++) worst = Math.max(worst, Math.abs(got[pos]![i]! - r[i]!));
+            assert.ok(
+              worst <= tol * scale,
+              `position ${pos}: max |diff| ${worst.toExponential(3)} > ${tol} × ${scale.toFixed(3)}`,
+            );
+          }
+        });
+      }
 
       it("batched generation gives the same tokens as generating each alone", async () => {
         const prompts = [prompt, prompt.slice(0, 5), [256, 84, 104, 101, 32, 101, 110, 100]];

@@ -1,6 +1,36 @@
 import type { ModelConfig } from "../../src/model/config.js";
-import { readElement, type Tensor } from "../../src/model/tensor.js";
+import type { DType, Tensor, TensorData } from "../../src/model/tensor.js";
 import type { WeightStore } from "../../src/model/types.js";
+
+// The reference decodes 16-bit weights itself, from the formats' definitions, so a decoding bug in
+// the code under test cannot cancel out (test/model/float-encodings.test.ts pins both).
+
+/** bfloat16: sign, 8 exponent bits (bias 127), 7 fraction bits — the top half of a binary32. */
+export function decodeBf16(bits: number): number {
+  return decodeBinary(bits, 8, 7);
+}
+
+/** IEEE 754 binary16: sign, 5 exponent bits (bias 15), 10 fraction bits. */
+export function decodeF16(bits: number): number {
+  return decodeBinary(bits, 5, 10);
+}
+
+function decodeBinary(bits: number, expBits: number, fracBits: number): number {
+  const sign = (bits >> (expBits + fracBits)) & 1 ? -1 : 1;
+  const exp = (bits >> fracBits) & ((1 << expBits) - 1);
+  const frac = bits & ((1 << fracBits) - 1);
+  const bias = (1 << (expBits - 1)) - 1;
+  if (exp === (1 << expBits) - 1) return frac === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN;
+  // Subnormals: no implicit leading 1, and the exponent of the smallest normal.
+  if (exp === 0) return sign * frac * 2 ** (1 - bias - fracBits);
+  return sign * (1 + frac / 2 ** fracBits) * 2 ** (exp - bias);
+}
+
+/** Element i of a tensor's data as a number, through the decoders above. */
+export function referenceElement(dtype: DType, data: TensorData, i: number): number {
+  if (dtype === "f32") return data[i]!;
+  return dtype === "bf16" ? decodeBf16(data[i]!) : decodeF16(data[i]!);
+}
 
 /**
  * An independent float64 Llama-family forward pass, written plainly for tests: no KV cache, no
@@ -16,11 +46,11 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
   const mat = (name: string): { rows: number; cols: number; at: (r: number, k: number) => number } => {
     const t = get(name);
     const cols = t.shape[t.shape.length - 1]!;
-    return { rows: t.shape[0]!, cols, at: (r, k) => readElement(t.dtype, t.data, r * cols + k) };
+    return { rows: t.shape[0]!, cols, at: (r, k) => referenceElement(t.dtype, t.data, r * cols + k) };
   };
   const vec = (name: string): Float64Array => {
     const t = get(name);
-    return Float64Array.from({ length: t.data.length }, (_, i) => readElement(t.dtype, t.data, i));
+    return Float64Array.from({ length: t.data.length }, (_, i) => referenceElement(t.dtype, t.data, i));
   };
   const linear = (x: Float64Array, name: string, bias?: string): Float64Array => {
     const m = mat(name);
