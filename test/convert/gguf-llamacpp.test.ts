@@ -30,7 +30,7 @@ const sources = [
   { name: "hf/", spec: path.join(dir, "hf") },
   { name: "llama2.c .bin", spec: path.join(dir, "stories260K.bin") },
 ];
-const tmp = mkdtempSync(path.join(tmpdir(), "gguf-llamacpp-"));
+const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-llamacpp-"));
 let llama: Llama;
 before(async () => {
   llama = await openLlamaCpp();

@@ -6,7 +6,7 @@ import { after, describe, it } from "node:test";
 import { type GgufKv, type GgufTensorSource, gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { readGguf } from "./gguf-reader.js";
 
-const dir = mkdtempSync(path.join(tmpdir(), "gguf-writer-"));
+const dir = mkdtempSync(path.join(tmpdir(), "lamina-gguf-writer-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function bytesOf(a: Float32Array | Uint16Array): Uint8Array {

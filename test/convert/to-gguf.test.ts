@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { llama3RopeFactors } from "../../src/convert/gguf-tensors.js";
 import { extractVocab } from "../../src/convert/gguf-vocab.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { loadModel } from "../../src/model/load.js";
@@ -12,9 +11,44 @@ import { sharedDataPath } from "../../src/util/shared-data.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { readGguf } from "./gguf-reader.js";
 
-const tmp = mkdtempSync(path.join(tmpdir(), "to-gguf-"));
+const tmp = mkdtempSync(path.join(tmpdir(), "lamina-to-gguf-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const stories = sharedDataPath("models", "stories260K");
+
+interface Llama3Scaling {
+  rope_type: "llama3";
+  factor: number;
+  low_freq_factor: number;
+  high_freq_factor: number;
+  original_max_position_embeddings: number;
+}
+
+/**
+ * Llama 3's RoPE frequency factors, from the rule's definition (Meta's apply_scaling): a dimension
+ * whose wavelength 2π/freq is shorter than original_max_position_embeddings / high_freq_factor
+ * keeps its frequency, one longer than original_max_position_embeddings / low_freq_factor is
+ * slowed by `factor`, and in between the frequency is interpolated between freq/factor and freq
+ * by smooth = (original_max_position_embeddings / wavelength − low) / (high − low). rope_freqs
+ * holds what each original frequency is divided by.
+ */
+function llama3Factors(theta: number, headDim: number, s: Llama3Scaling): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < headDim / 2; i++) {
+    const freq = theta ** (-(2 * i) / headDim);
+    const wavelength = (2 * Math.PI) / freq;
+    let scaled: number;
+    if (wavelength < s.original_max_position_embeddings / s.high_freq_factor) scaled = freq;
+    else if (wavelength > s.original_max_position_embeddings / s.low_freq_factor) scaled = freq / s.factor;
+    else {
+      const smooth =
+        (s.original_max_position_embeddings / wavelength - s.low_freq_factor) /
+        (s.high_freq_factor - s.low_freq_factor);
+      scaled = (1 - smooth) * (freq / s.factor) + smooth * freq;
+    }
+    out.push(freq / scaled);
+  }
+  return out;
+}
 
 async function convert(spec: string, name: string) {
   const model = await loadModel(spec);
@@ -112,15 +146,44 @@ describe("GGUF export of other checkpoint kinds", () => {
     assert.ok(mha.tensors.has("output.weight"));
   });
 
-  it("llama3 RoPE scaling becomes a rope_freqs tensor and no scaling keys", async () => {
-    const { g, model } = await convert(writeTinyModel(path.join(tmp, "l3"), "llama3-rope").dir, "l3");
-    const t = g.tensors.get("rope_freqs.weight")!;
-    assert.deepEqual(t.shape, [8]);
-    const got = [...new Float32Array(t.data.slice().buffer)];
-    assert.deepEqual(got, [...llama3RopeFactors(model.config)!]);
-    assert.equal(got[0], 1, "the highest frequency is not scaled");
-    assert.equal(got[7], 8, "the lowest frequency is slowed by the factor");
-    assert.equal(g.metadata.has("llama.rope.scaling.factor"), false);
+  it("llama3 RoPE scaling becomes a rope_freqs tensor of Llama 3's factors and no scaling keys", async () => {
+    // As written: rope_theta 500000, head_dim 16, factor 8, low/high_freq_factor 1/4,
+    // original_max_position_embeddings 128; then the same model with the original context at 1024,
+    // which moves the interpolated band to another dimension.
+    const dir = writeTinyModel(path.join(tmp, "l3"), "llama3-rope").dir;
+    const configFile = path.join(dir, "config.json");
+    const config = JSON.parse(readFileSync(configFile, "utf8")) as {
+      rope_theta: number;
+      rope_scaling: Llama3Scaling;
+    };
+    const pinned: [Llama3Scaling, number[]][] = [
+      [config.rope_scaling, [1, 1.0146304635200791, 8, 8, 8, 8, 8, 8]],
+      [
+        { ...config.rope_scaling, original_max_position_embeddings: 1024 },
+        [1, 1, 1, 5.556022440971171, 8, 8, 8, 8],
+      ],
+    ];
+    for (const [k, [scaling, values]] of pinned.entries()) {
+      writeFileSync(configFile, JSON.stringify({ ...config, rope_scaling: scaling }));
+      const { g } = await convert(dir, `l3-${k}`);
+      const t = g.tensors.get("rope_freqs.weight")!;
+      assert.equal(t.type, 0, "rope_freqs is f32");
+      assert.deepEqual(t.shape, [8]);
+      const got = [...new Float32Array(t.data.slice().buffer)];
+      const expected = llama3Factors(config.rope_theta, 16, scaling);
+      for (let i = 0; i < 8; i++) {
+        assert.ok(
+          Math.abs(got[i]! - expected[i]!) <= 1e-6 * expected[i]!,
+          `factor ${i}: ${got[i]} vs ${expected[i]}`,
+        );
+        assert.ok(
+          Math.abs(got[i]! - values[i]!) <= 1e-6 * values[i]!,
+          `factor ${i}: ${got[i]} vs ${values[i]}`,
+        );
+      }
+      assert.equal(g.metadata.has("llama.rope.scaling.factor"), false);
+      assert.equal(g.metadata.has("llama.rope.scaling.type"), false);
+    }
   });
 
   it("linear RoPE scaling is written as llama.rope.scaling.*; f16 weights stay f16", async () => {
