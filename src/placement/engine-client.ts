@@ -74,6 +74,8 @@ const EMPTY_STATS: EngineStats = {
  */
 export class WorkerEngineClient implements EngineClient {
   private readonly streams = new Map<string, EventQueue>();
+  /** Abort messages sent to the engine thread (they are applied in the order sent). */
+  abortsSent = 0;
   private latest: EngineStats = EMPTY_STATS;
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -171,7 +173,7 @@ export class WorkerEngineClient implements EngineClient {
     signal?.throwIfAborted();
     const queue = new EventQueue();
     this.streams.set(request.id, queue);
-    const onAbort = () => this.send({ v: 1, type: "abort", id: request.id });
+    const onAbort = () => this.abort(request.id);
     signal?.addEventListener("abort", onAbort, { once: true });
     let finished = false;
     try {
@@ -186,12 +188,17 @@ export class WorkerEngineClient implements EngineClient {
       signal?.removeEventListener("abort", onAbort);
       this.streams.delete(request.id);
       // The consumer went away early (break, throw, disconnect): free the request's KV.
-      if (!finished && !queue.error) this.send({ v: 1, type: "abort", id: request.id });
+      if (!finished && !queue.error) this.abort(request.id);
     }
   }
 
   stats(): EngineStats {
     return this.latest;
+  }
+
+  private abort(id: string): void {
+    this.abortsSent++;
+    this.send({ v: 1, type: "abort", id });
   }
 
   /**

@@ -69,6 +69,7 @@ describe("64 concurrent streaming clients (stories260K, real engine, max 64 runn
       { signal: controller.signal },
     );
     const generatedBefore = s.engine.stats().generationTokens;
+    const abortsBefore = s.engine.abortsSent;
     let chunks = 0;
     let kvWhileRunning = 0;
     // The OpenAI client may still yield events it had already received when its signal fired (a
@@ -86,6 +87,8 @@ describe("64 concurrent streaming clients (stories260K, real engine, max 64 runn
       assert.match(String((err as Error).name), /Abort/);
     }
     assert.ok(kvWhileRunning > 0, "the request held KV blocks while streaming");
+    // The engine applies messages in order: once the abort is sent, releasing cannot outrun it.
+    assert.ok(await waitFor(() => s.engine.abortsSent > abortsBefore), "the server sent the abort");
     s.engine.release();
     assert.ok(
       await waitFor(() => kvUsed(s.engine) === 0 && s.engine.stats().running === 0),
@@ -110,8 +113,10 @@ describe("64 concurrent streaming clients (stories260K, real engine, max 64 runn
       signal: controller.signal,
     });
     assert.ok(await waitFor(() => s.engine.stats().running === 1), "request started");
+    const abortsBefore = s.engine.abortsSent;
     controller.abort();
     await assert.rejects(pending);
+    assert.ok(await waitFor(() => s.engine.abortsSent > abortsBefore), "the server sent the abort");
     s.engine.release();
     assert.ok(await waitFor(() => kvUsed(s.engine) === 0 && s.engine.stats().running === 0), "KV freed");
   });

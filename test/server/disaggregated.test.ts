@@ -60,6 +60,7 @@ describe("the HTTP server over disaggregated placements", { timeout: 180_000 }, 
       it("a stream the client abandons is aborted and its KV freed on the workers", async () => {
         const controller = new AbortController();
         const before = s!.engine.stats().generationTokens;
+        const abortsBefore = s!.engine.abortsSent;
         s!.engine.hold(8); // still running when the client goes away
         const stream = await s!.client.completions.create(
           {
@@ -77,6 +78,7 @@ describe("the HTTP server over disaggregated placements", { timeout: 180_000 }, 
         } catch (err) {
           assert.match(String((err as Error).name), /Abort/);
         }
+        assert.ok(await waitFor(() => s!.engine.abortsSent > abortsBefore), "the server sent the abort");
         s!.engine.release();
         assert.ok(
           await waitFor(() => kvUsed(s!.engine) === 0 && s!.engine.stats().running === 0),
