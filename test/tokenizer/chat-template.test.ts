@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
 import type { ChatMessage } from "../../src/tokenizer/types.js";
 import { tokenizerDir } from "./fixtures.js";
@@ -74,9 +74,12 @@ describe("chat templates of real tokenizer_config.json files", () => {
   });
 });
 
+const scratch = mkdtempSync(path.join(tmpdir(), "lamina-chat-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
 /** A tokenizer directory with the Mistral tokenizer.json and a config of our own. */
 function dirWithConfig(config: object): string {
-  const dir = mkdtempSync(path.join(tmpdir(), "lamina-chat-"));
+  const dir = mkdtempSync(path.join(scratch, "case-"));
   const tokenizerJson = readFileSync(path.join(tokenizerDir("tokenizer-mistral-v0.1"), "tokenizer.json"));
   writeFileSync(path.join(dir, "tokenizer.json"), tokenizerJson);
   writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(config));

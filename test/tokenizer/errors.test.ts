@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { loadHfTokenizer, loadLlama2cTokenizer, TokenizerFileError } from "../../src/tokenizer/index.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 
-const scratch = (): string => mkdtempSync(path.join(tmpdir(), "lamina-tok-"));
+const root = mkdtempSync(path.join(tmpdir(), "lamina-tok-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+const scratch = (): string => mkdtempSync(path.join(root, "case-"));
 
 /** Asserts fn throws a TokenizerFileError whose message names `file` and matches `reason`. */
 function throwsNaming(fn: () => unknown, file: string, reason: RegExp): void {
