@@ -88,9 +88,16 @@ async function runServer(flags: ServeFlags): Promise<void> {
   }
   log(`model: ${engine.model.id} — ${engine.model.label} (context ${engine.model.contextLength} tokens)`);
   log(`kernels: ${engine.backendDescription}`);
-  log(`attention: ${engine.attentionDescription}`);
+  log(`attention: ${engine.attentionDescription}${placementHint(flags)}`);
   if (apiKey) log("API key required on /v1 routes");
   log(`ready: ${url}/v1 (OpenAI API), ${url}/health, ${url}/metrics`);
+}
+
+/** How to choose the other placement, when the default was taken. */
+function placementHint(f: ServeFlags): string {
+  if (f.attentionWorkers != null || f.attentionWorkerAddrs || (f.mode ?? "colocated") !== "colocated")
+    return "";
+  return " (the default: --attention-workers 0 keeps attention in-process, --attention-workers N spawns N)";
 }
 
 /**
