@@ -29,11 +29,14 @@ function childMatmul(env: Record<string, string>): { variant: string; reason: st
     const i = b.info();
     console.log(JSON.stringify({ variant: i.variant, reason: i.reason, out: Array.from(out) }));
   `;
+  // spawnSync blocks the event loop, so no test time-out can fire meanwhile: it carries its own.
   const res = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
     env: { ...process.env, ...env },
     encoding: "utf8",
+    timeout: 30_000,
+    killSignal: "SIGKILL",
   });
-  assert.equal(res.status, 0, res.stderr);
+  assert.equal(res.status, 0, `${res.error ?? `exit ${res.signal ?? res.status}`}:\n${res.stderr}`);
   return JSON.parse(res.stdout.trim().split("\n").at(-1)!);
 }
 
@@ -50,7 +53,9 @@ test("LAMINA_KERNEL_VARIANT forces each supported variant, and all agree", () =>
   assert.match(bogus.reason, /sse9 is unknown or unsupported/);
 });
 
-test("the addon loads in worker threads and works on SharedArrayBuffer data", async () => {
+test("the addon loads in worker threads and works on SharedArrayBuffer data", {
+  timeout: 30_000,
+}, async () => {
   const rand = rng(5);
   const w = randomTensor("w", "f16", [300, 259], rand);
   const nTokens = 5;
