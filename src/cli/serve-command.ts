@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import type { Command } from "commander";
 import type { EngineClient } from "../engine/api.js";
 import { createEngine, type EngineOptions } from "../placement/create-engine.js";
@@ -43,13 +44,19 @@ export function registerServeCommand(program: Command): Command {
 }
 
 /**
- * Serving is disaggregated by default (Lamina): with no placement flag, one attention worker is
- * spawned locally and holds the KV cache. `--attention-workers 0` keeps attention in-process.
+ * The default placement: attention workers only where the machine has cores for them without
+ * taking the model side's. The model side uses every core unless `--threads` caps it; cores left
+ * over host one local attention worker. Elsewhere attention runs in-process (on this project's
+ * measurements a worker that takes one of the model side's cores makes decoding slower), and the
+ * start-up log names the flag that splits it.
  */
-export function defaultAttentionWorkers(f: EngineFlagValues): number | undefined {
+export function defaultAttentionWorkers(
+  f: EngineFlagValues,
+  cores = availableParallelism(),
+): number | undefined {
   if (f.attentionWorkers != null || f.attentionWorkerAddrs) return f.attentionWorkers;
   if ((f.mode ?? "colocated") !== "colocated") return undefined;
-  return 1;
+  return f.threads !== undefined && cores - f.threads >= 1 ? 1 : 0;
 }
 
 function engineOptions(f: ServeFlags): EngineOptions {
@@ -97,7 +104,9 @@ async function runServer(flags: ServeFlags): Promise<void> {
 function placementHint(f: ServeFlags): string {
   if (f.attentionWorkers != null || f.attentionWorkerAddrs || (f.mode ?? "colocated") !== "colocated")
     return "";
-  return " (the default: --attention-workers 0 keeps attention in-process, --attention-workers N spawns N)";
+  return defaultAttentionWorkers(f)
+    ? " (the default where --threads leaves cores free; --attention-workers 0 keeps attention in-process)"
+    : ` (the default on ${availableParallelism()} cores, all for the model side; --attention-workers N moves attention to N local workers)`;
 }
 
 /**

@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
-import { registerServeCommand } from "../../src/cli/serve-command.js";
+import { defaultAttentionWorkers, registerServeCommand } from "../../src/cli/serve-command.js";
 import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { storiesModelPath } from "./helpers.js";
 
@@ -38,6 +38,17 @@ describe("lamina serve flags", () => {
         args.join(" "),
       );
     }
+  });
+
+  it("spawns an attention worker by default only into cores the model side leaves free", () => {
+    assert.equal(defaultAttentionWorkers({}, 2), 0);
+    assert.equal(defaultAttentionWorkers({}, 64), 0);
+    assert.equal(defaultAttentionWorkers({ threads: 2 }, 2), 0);
+    assert.equal(defaultAttentionWorkers({ threads: 1 }, 2), 1);
+    assert.equal(defaultAttentionWorkers({ threads: 1, attentionWorkers: 0 }, 2), 0);
+    assert.equal(defaultAttentionWorkers({ attentionWorkers: 3 }, 2), 3);
+    assert.equal(defaultAttentionWorkers({ attentionWorkerAddrs: ["h:1"] }, 8), undefined);
+    assert.equal(defaultAttentionWorkers({ mode: "pd" }, 8), undefined);
   });
 
   it("refuses spawning and connecting attention workers at once", async () => {
@@ -152,8 +163,9 @@ describe("lamina serve as a process", () => {
         data: { id: string; label: string }[];
       };
       assert.match(log(), /model: stories260K — stories260K \(built-in demo: .*TinyStories/);
-      // Disaggregated by default: one locally spawned attention worker holds the KV cache.
-      assert.match(log(), /attention: 1 attention worker/);
+      // On a machine whose cores all go to the model side, attention stays in-process by default
+      // and the log names the flag that splits it.
+      assert.match(log(), /attention: in-process \(the default on \d+ cores.*--attention-workers N/);
       const done = (await (
         await fetch(`${url}/v1/completions`, {
           method: "POST",
