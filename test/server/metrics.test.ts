@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { EngineStats } from "../../src/engine/api.js";
 import { createMetrics } from "../../src/server/metrics.js";
-import { type LiveServer, startServer } from "./helpers.js";
+import { type LiveServer, startServer, waitFor } from "./helpers.js";
 
 /** `name{labels} value` lines of a Prometheus text page, as a map. */
 function samples(text: string): Map<string, number> {
@@ -40,6 +40,7 @@ describe("GET /metrics (stories260K, real engine)", () => {
     const m = samples(await res.text());
     assert.equal(m.get("lamina_time_to_first_token_seconds_count"), 3);
     assert.equal(m.get("lamina_e2e_request_latency_seconds_count"), 3);
+    assert.equal(m.get("lamina_request_queue_time_seconds_count"), 3, "every request reports its queue time");
     // One inter-token gap per token after the first.
     assert.equal(m.get("lamina_inter_token_latency_seconds_count"), 7 + 11 + 15);
     assert.equal(m.get('lamina_request_finished_total{finish_reason="length"}'), 3);
@@ -51,6 +52,24 @@ describe("GET /metrics (stories260K, real engine)", () => {
     assert.ok((m.get("lamina_steps_total") ?? 0) >= 16);
     assert.ok((m.get("lamina_step_model_seconds_total") ?? 0) > 0);
     assert.ok((m.get("lamina_step_model_seconds") ?? 0) > 0, "per-step model time over the scrape window");
+  });
+
+  it("a request queued behind a held engine reports at least the time it was held", async () => {
+    const page = async () => samples(await (await fetch(`${s.url}/metrics`)).text());
+    const before = await page();
+    s.engine.hold();
+    const pending = s.client.completions.create({ model: "stories260K", prompt: "Once", max_tokens: 2 });
+    assert.ok(await waitFor(() => s.engine.stats().waiting === 1), "queued");
+    const heldFrom = performance.now();
+    await new Promise((r) => setTimeout(r, 100)); // the time it spends queued, not an ordering
+    const held = (performance.now() - heldFrom) / 1000;
+    s.engine.release();
+    await pending;
+    const after = await page();
+    const count = (m: Map<string, number>) => m.get("lamina_request_queue_time_seconds_count") ?? 0;
+    const sum = (m: Map<string, number>) => m.get("lamina_request_queue_time_seconds_sum") ?? 0;
+    assert.equal(count(after) - count(before), 1);
+    assert.ok(sum(after) - sum(before) >= held, `queue time ${sum(after) - sum(before)} s ≥ held ${held} s`);
   });
 
   it("counts error responses by status", async () => {
