@@ -47,6 +47,28 @@ export class SubStep implements AttentionStep {
   }
 }
 
+/** A step's sequence arrays, as another holder of them (a model step, a prefill batch) has them. */
+export interface SeqArrays {
+  nSeqs: number;
+  nTokens: number;
+  readonly seqIds: Int32Array;
+  readonly seqStart: Int32Array;
+  readonly positions: Int32Array;
+  readonly tokens: Int32Array;
+}
+
+/** Copies a part's sequences, positions and tokens into another holder's arrays. */
+export function copySeqs(dst: SeqArrays, src: SubStep): void {
+  dst.nSeqs = src.nSeqs;
+  dst.nTokens = src.nTokens;
+  for (let s = 0; s < src.nSeqs; s++) dst.seqIds[s] = src.seqIds[s]!;
+  for (let s = 0; s <= src.nSeqs; s++) dst.seqStart[s] = src.seqStart[s]!;
+  for (let t = 0; t < src.nTokens; t++) {
+    dst.positions[t] = src.positions[t]!;
+    dst.tokens[t] = src.tokens[t]!;
+  }
+}
+
 /** Which owner serves a sequence: an index into the parts, or -1 for none of them. */
 export type OwnerOf = (seqId: number) => number;
 

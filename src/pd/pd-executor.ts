@@ -1,5 +1,5 @@
 import { type AttentionService, AttentionWorkerLostError } from "../attention/service.js";
-import { SubStep, splitStep } from "../attention/sub-step.js";
+import { copySeqs, SubStep, splitStep } from "../attention/sub-step.js";
 import type { SlicedModel } from "../graph/converter.js";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { ModelConfig } from "../model/config.js";
@@ -85,14 +85,8 @@ export class PdExecutor extends SliceExecutor {
   private route(step: ModelStep, pd: PdBatch): void {
     const hybrid = this.hybrid;
     splitStep(step, (id) => 1 + hybrid.prefillTarget(id), pd.parts);
-    const own = pd.parts[0]!;
     const local = pd.local;
-    local.nSeqs = own.nSeqs;
-    local.nTokens = own.nTokens;
-    local.seqIds.set(own.seqIds.subarray(0, own.nSeqs));
-    local.seqStart.set(own.seqStart.subarray(0, own.nSeqs + 1));
-    local.positions.set(own.positions.subarray(0, own.nTokens));
-    local.tokens.set(own.tokens.subarray(0, own.nTokens));
+    copySeqs(local, pd.parts[0]!);
     local.nLogits = 0;
     for (let i = 0; i < pd.prefill.length; i++) this.fillPrefill(pd.prefill[i]!, pd.parts[1 + i]!);
     // Logit rows, in the step's order: each names where its logits will come from. Sequences were
@@ -116,12 +110,7 @@ export class PdExecutor extends SliceExecutor {
   }
 
   private fillPrefill(b: PrefillBatch, part: SubStep): void {
-    b.nSeqs = part.nSeqs;
-    b.nTokens = part.nTokens;
-    b.seqIds.set(part.seqIds.subarray(0, part.nSeqs));
-    b.seqStart.set(part.seqStart.subarray(0, part.nSeqs + 1));
-    b.positions.set(part.positions.subarray(0, part.nTokens));
-    b.tokens.set(part.tokens.subarray(0, part.nTokens));
+    copySeqs(b, part);
     for (let s = 0; s < part.nSeqs; s++)
       b.flags[s] = this.hybrid.isOffloaded(part.seqIds[s]!) ? PrefillFlag.KEEP : 0;
   }
