@@ -4,10 +4,11 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
-import { AddressedWorker } from "../../src/attention/spawn.js";
-import { buildEngineCore, resolveSizes } from "../../src/engine/build-core.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { AddressedWorker } from "../../src/placement/attention-worker-endpoints.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import type { Channel } from "../../src/transport/channel.js";
 import { HandshakeError, RemoteError } from "../../src/transport/errors.js";
 import { FLAG_ERROR, MAGIC, type Message, type WireTensor } from "../../src/transport/message.js";
@@ -38,8 +39,9 @@ let expected: number[][];
 
 before(async () => {
   model = await loadModel(path.join(sharedDataPath("models", "stories260K"), "hf"));
-  expected = (await stepLoop(buildEngineCore(model, backend, { maxTokensPerStep: 16 }), storyRequests(model)))
-    .tokens;
+  expected = (
+    await stepLoop(buildColocatedEngine(model, backend, { maxTokensPerStep: 16 }), storyRequests(model))
+  ).tokens;
   worker = await startWorkerProc("127.0.0.1:0");
 });
 after(() => stopWorkerProc(worker));
@@ -226,11 +228,16 @@ describe("attention worker under fuzzed and malformed frames", () => {
         partition: "head",
         geometry: resolveSizes(model, { maxTokensPerStep: 16 }).geometry,
         kvMemory: null,
-        maxTags: 2,
+        microBatches: 2,
       },
     );
     try {
-      const engine = buildEngineCore(model, backend, { maxTokensPerStep: 16, pipelineDepth: 2 }, service);
+      const engine = buildColocatedEngine(
+        model,
+        backend,
+        { maxTokensPerStep: 16, pipelineDepth: 2 },
+        service,
+      );
       const rand = prng(1234);
       let fuzzed = 0;
       // Garbage goes in between the good connection's steps, so both share the worker's event loop.

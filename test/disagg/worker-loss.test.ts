@@ -6,10 +6,12 @@ import {
   RemoteAttentionService,
   type WorkerEndpoint,
 } from "../../src/attention/remote-service.js";
-import { AddressedWorker, SpawnedWorker } from "../../src/attention/spawn.js";
-import { buildEngineCore, type CoreOptions, resolveSizes } from "../../src/engine/build-core.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { AddressedWorker, SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import type { CoreOptions } from "../../src/placement/options.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { waitUntil } from "../helpers/processes.js";
@@ -34,7 +36,10 @@ let expected: number[][];
 
 before(async () => {
   model = await loadModel(path.join(sharedDataPath("models", "stories260K"), "hf"));
-  const res = await stepLoop(buildEngineCore(model, backend, { maxTokensPerStep: 16 }), storyRequests(model));
+  const res = await stepLoop(
+    buildColocatedEngine(model, backend, { maxTokensPerStep: 16 }),
+    storyRequests(model),
+  );
   expected = res.tokens;
 });
 
@@ -43,7 +48,7 @@ async function connect(endpoints: WorkerEndpoint[], partition: Partition): Promi
     partition,
     geometry: resolveSizes(model, core).geometry,
     kvMemory: null,
-    maxTags: 2,
+    microBatches: 2,
   });
 }
 
@@ -71,7 +76,7 @@ describe("SIGKILL of a spawned attention worker mid-generation", () => {
       );
       const service = await connect(workers, c.partition);
       try {
-        const engine = buildEngineCore(model, backend, core, service);
+        const engine = buildColocatedEngine(model, backend, core, service);
         const victim = workers[1]!;
         const oldPid = victim.pid!;
         const res = await stepLoop(engine, storyRequests(model), async (step) => {
@@ -140,7 +145,7 @@ describe("an addressed `lamina attention-worker` killed and restarted", () => {
       let downSteps = 0;
       let rejoinedAt = -1;
       try {
-        const engine = buildEngineCore(model, backend, core, service);
+        const engine = buildColocatedEngine(model, backend, core, service);
         const res = await stepLoop(engine, storyRequests(model), async (step) => {
           if (step === 5) {
             await stopWorkerProc(b);

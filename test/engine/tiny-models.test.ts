@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { LocalAttentionService } from "../../src/attention/local-service.js";
-import { buildEngineCore } from "../../src/engine/build-core.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
 import { engineBackends } from "../helpers/backends.js";
 import { generateAlone, greedy, logitsAllPositions, runToCompletion } from "../helpers/engine-driver.js";
@@ -74,7 +74,11 @@ for (const { name: backendName, backend } of engineBackends()) {
         const alone: number[][] = [];
         for (const p of prompts) alone.push(await generateAlone(model, backend, p, 10, { blockSize: 4 }));
         // A small token budget forces chunked prefill to interleave with decoding.
-        const core = buildEngineCore(model, backend, { blockSize: 4, maxTokensPerStep: 6, maxRunning: 4 });
+        const core = buildColocatedEngine(model, backend, {
+          blockSize: 4,
+          maxTokensPerStep: 6,
+          maxRunning: 4,
+        });
         const res = await runToCompletion(
           core,
           prompts.map((p, i) => ({
