@@ -1,8 +1,10 @@
 /**
  * Transport benchmark: round-trip latency and bandwidth of per-layer messages (tokens × hidden,
- * fp32 and bf16) over shared memory and TCP loopback, each against memcpy bandwidth measured in
- * the same run for the same size. A round trip sends one [tokens, hidden] tensor to a child
- * process and gets one of the same size back.
+ * fp32 and bf16) over shared memory and TCP loopback, each against limits measured in the same run:
+ * memcpy bandwidth for the same size, and a native round trip of the same bytes between two
+ * processes (shared memory: a spin-only ping-pong through one mapping, a cache-line ping-pong at
+ * 0 bytes; TCP: a plain blocking-socket ping-pong with TCP_NODELAY). A round trip sends one
+ * [tokens, hidden] tensor to a child process and gets one of the same size back.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/transport/transport.js [--hidden 4096] [--seconds 0.4]
  *
@@ -20,6 +22,7 @@ import {
   RpcClient,
   type WireDType,
 } from "../../src/transport/index.js";
+import { shmNative } from "../../src/transport/shm-native.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../../..");
@@ -66,6 +69,11 @@ interface Row {
   bandwidthGBs: number;
   memcpyGBs: number;
   ratioToMemcpy: number;
+  /** The native round trip of the same bytes over the same kind of link, median and p99 (µs). */
+  nativeMedianUs: number;
+  nativeP99Us: number;
+  /** The transport's median round trip over the native one's. */
+  ratioToNative: number;
 }
 
 async function measure(
@@ -102,7 +110,44 @@ async function measure(
     bandwidthGBs: bw,
     memcpyGBs: memcpy,
     ratioToMemcpy: bw / memcpy,
+    nativeMedianUs: 0,
+    nativeP99Us: 0,
+    ratioToNative: 0,
   };
+}
+
+const NATIVE_ITERATIONS = 2000;
+
+function percentiles(ns: Float64Array): { median: number; p99: number } {
+  const sorted = Array.from(ns.subarray(Math.min(100, ns.length >> 2))).sort((a, b) => a - b);
+  return {
+    median: sorted[sorted.length >> 1]! / 1000,
+    p99: sorted[Math.floor(sorted.length * 0.99)]! / 1000,
+  };
+}
+
+/** The native limit for one size: a spin-only ping-pong through shared memory, or TCP's. */
+async function nativeRoundTrip(kind: "shm" | "tcp", bytes: number): Promise<{ median: number; p99: number }> {
+  const native = shmNative();
+  const peer = path.join(here, "native-echo-peer.js");
+  if (kind === "shm") {
+    const name = `/lamina-bench-limit-${process.pid}`;
+    const buffer = native.create(name, Math.max(4096, 128 + 2 * bytes));
+    try {
+      const child = fork(peer, ["shm", name, String(bytes), String(NATIVE_ITERATIONS)], { stdio: "inherit" });
+      await once(child, "message");
+      const ns = native.pingPongLead(buffer, 0, bytes, NATIVE_ITERATIONS);
+      await once(child, "exit");
+      return percentiles(ns);
+    } finally {
+      native.unlink(name);
+    }
+  }
+  const child = fork(peer, ["tcp", String(bytes), String(NATIVE_ITERATIONS)], { stdio: "inherit" });
+  const [{ port }] = (await once(child, "message")) as [{ port: number }];
+  const ns = native.tcpPingPong(port, bytes, NATIVE_ITERATIONS);
+  await once(child, "exit");
+  return percentiles(ns);
 }
 
 async function withShm(run: (rpc: RpcClient) => Promise<void>): Promise<void> {
@@ -147,18 +192,35 @@ for (const [name, wrap] of [
       }
   });
 }
+// The native limits run after the transports, so neither shares the cores with the other.
+const cacheLine = await nativeRoundTrip("shm", 0);
+for (const r of rows) {
+  const limit = await nativeRoundTrip(r.transport === "shm" ? "shm" : "tcp", r.bytesEachWay);
+  r.nativeMedianUs = limit.median;
+  r.nativeP99Us = limit.p99;
+  r.ratioToNative = r.rttMedianUs / limit.median;
+}
 
-console.log(`transport round trips, hidden ${HIDDEN}; memcpy (64 MiB) ${memcpyLarge.toFixed(1)} GB/s`);
-console.log("transport dtype tokens  bytes/way   RTT med µs  RTT p99 µs   GB/s   memcpy GB/s  % of memcpy");
+console.log(
+  `transport round trips, hidden ${HIDDEN}; memcpy (64 MiB) ${memcpyLarge.toFixed(1)} GB/s; ` +
+    `native cache-line ping-pong ${cacheLine.median.toFixed(2)} µs median, ${cacheLine.p99.toFixed(2)} µs p99`,
+);
+console.log(
+  "transport dtype tokens  bytes/way   RTT med µs  RTT p99 µs   GB/s   memcpy GB/s  % of memcpy  native med µs  native p99 µs  × native",
+);
 for (const r of rows)
   console.log(
-    `${r.transport.padEnd(9)} ${r.dtype.padEnd(5)} ${String(r.tokens).padStart(6)} ${String(r.bytesEachWay).padStart(10)} ${r.rttMedianUs.toFixed(1).padStart(12)} ${r.rttP99Us.toFixed(1).padStart(11)} ${r.bandwidthGBs.toFixed(2).padStart(7)} ${r.memcpyGBs.toFixed(1).padStart(12)} ${(100 * r.ratioToMemcpy).toFixed(1).padStart(11)}%`,
+    `${r.transport.padEnd(9)} ${r.dtype.padEnd(5)} ${String(r.tokens).padStart(6)} ${String(r.bytesEachWay).padStart(10)} ${r.rttMedianUs.toFixed(1).padStart(12)} ${r.rttP99Us.toFixed(1).padStart(11)} ${r.bandwidthGBs.toFixed(2).padStart(7)} ${r.memcpyGBs.toFixed(1).padStart(12)} ${(100 * r.ratioToMemcpy).toFixed(1).padStart(11)}% ${r.nativeMedianUs.toFixed(2).padStart(14)} ${r.nativeP99Us.toFixed(2).padStart(14)} ${r.ratioToNative.toFixed(1).padStart(9)}`,
   );
 const outDir = path.join(root, "bench/results");
 mkdirSync(outDir, { recursive: true });
 const file = path.join(outDir, "transport.json");
 writeFileSync(
   file,
-  JSON.stringify({ hidden: HIDDEN, seconds: SECONDS, memcpyLargeGBs: memcpyLarge, rows }, null, 2),
+  JSON.stringify(
+    { hidden: HIDDEN, seconds: SECONDS, memcpyLargeGBs: memcpyLarge, cacheLinePingPongUs: cacheLine, rows },
+    null,
+    2,
+  ),
 );
 console.log(`wrote ${path.relative(process.cwd(), file)}`);

@@ -16,6 +16,28 @@ export interface ShmNative {
   waitAsync(buffer: ArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): Promise<number>;
   wake(buffer: ArrayBuffer, byteOffset: number, count: number): number;
   pidAlive(pid: number): boolean;
+  /**
+   * The native limits the transports are benchmarked against (native/shm/src/limits.cc): a spin-only
+   * ping-pong of `bytes` through a shared mapping between two processes, and a blocking-socket one
+   * over loopback TCP. The lead sides return each round trip in nanoseconds.
+   */
+  pingPongLead(
+    buffer: ArrayBuffer,
+    byteOffset: number,
+    bytes: number,
+    iterations: number,
+    timeoutMs?: number,
+  ): Float64Array;
+  pingPongEcho(
+    buffer: ArrayBuffer,
+    byteOffset: number,
+    bytes: number,
+    iterations: number,
+    timeoutMs?: number,
+  ): number;
+  tcpListen(): { fd: number; port: number };
+  tcpEcho(fd: number, bytes: number, iterations: number): number;
+  tcpPingPong(port: number, bytes: number, iterations: number): Float64Array;
 }
 
 export const WAIT_WOKEN = 0;

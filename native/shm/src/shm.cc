@@ -5,6 +5,7 @@
 //   waitAsync(...) -> Promise of the same, the wait runs on a libuv pool thread
 //   wake(buf, byteOffset, count) -> number of sleepers woken
 //   pidAlive(pid) -> boolean                          exists and is not a zombie
+// and, from limits.cc, the native ping-pongs the transports are benchmarked against.
 // Everything else (ring indices, spinning, frame layout) lives in TypeScript over the mapped
 // ArrayBuffer; wait/wake are only called when a side has nothing to do.
 #include <napi.h>
@@ -26,6 +27,10 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
+
+namespace lamina_limits {
+void Register(Napi::Env env, Napi::Object exports);
+}
 
 namespace {
 
@@ -269,6 +274,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("waitAsync", Napi::Function::New(env, WaitAsync));
   exports.Set("wake", Napi::Function::New(env, Wake));
   exports.Set("pidAlive", Napi::Function::New(env, PidAlive));
+  lamina_limits::Register(env, exports);
   return exports;
 }
 
