@@ -88,9 +88,13 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   attentionMicros = 0;
   /** A worker holding a share of the KV was lost since the last layout: lay out again before the next step. */
   private layoutBroken = false;
+  /** Workers lost while holding KV, ever: a layout is whole only if none was lost while it was made. */
+  private losses = 0;
   private lastAttempt = 0;
   /** How often a down worker is tried again between steps (a refused connect costs little; a dead host more). */
   retryMs = 1000;
+  /** How long recovery keeps trying to find attention capacity before the requests fail. */
+  recoverTimeoutMs = 30_000;
   private readonly qWidthTotal: number;
   private readonly kvWidthTotal: number;
 
@@ -183,7 +187,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
    */
   async relayout(fresh: Link[] = this.links): Promise<void> {
     this.lastAttempt = performance.now();
-    this.layoutBroken = false;
+    const lossesBefore = this.losses;
     for (const l of fresh) if (!l.alive) await this.open(l);
     let live = this.links.filter((l) => l.alive);
     if (live.length === 0)
@@ -204,6 +208,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     await Promise.all(
       targets.map((l, i) => this.configure(l, this.partition === "head" ? i * perKv : 0, perKv)),
     );
+    // Only a layout that no loss interrupted covers every head (or owner) again.
+    if (this.losses === lossesBefore) this.layoutBroken = false;
   }
 
   private async configure(l: Link, kvLo: number, perKv: number): Promise<void> {
@@ -267,19 +273,39 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
    * After a loss: brings lost workers back where possible (a spawned worker is restarted, an
    * addressed one reconnected) and lays the KV out again. Returns the sequences whose KV is gone
    * and must be rebuilt from their tokens (all of them under head partitioning).
+   *
+   * A fault during recovery itself (a replacement that dies in its handshake, the survivor lost
+   * meanwhile) fails only that attempt: the next one starts from whatever is alive then, with
+   * backoff, until `recoverTimeoutMs` passes without capacity; then it rejects with the reasons.
    */
   async recover(seqIds: Iterable<number>): Promise<number[]> {
+    const ids = [...seqIds];
+    const deadline = performance.now() + this.recoverTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.recoverOnce(ids);
+      } catch (e) {
+        const reason = (e as Error).message;
+        if (performance.now() >= deadline)
+          throw new Error(`no attention capacity after ${attempt} recovery attempt(s): ${reason}`);
+        this.log(`recovery attempt ${attempt} failed (${reason}); retrying`);
+        await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+      }
+    }
+  }
+
+  /** One recovery attempt from the current state; throws if a worker fails during it. */
+  private async recoverOnce(ids: readonly number[]): Promise<number[]> {
     const lost = this.links.filter((l) => !l.alive || !l.mirror);
     const down = lost.filter((l) => !l.alive);
     this.lastAttempt = performance.now();
     for (const l of down) await this.open(l);
     // Nothing lost its KV and nobody came back: keep the current layout (and everyone's KV).
     if (!this.layoutBroken && !down.some((l) => l.alive)) return [];
-    const all = [...seqIds];
     const affected =
       this.partition === "head"
-        ? all
-        : all.filter((s) => lost.includes(this.owner.get(s) as Link) || !this.owner.has(s));
+        ? [...ids]
+        : ids.filter((s) => lost.includes(this.owner.get(s) as Link) || !this.owner.has(s));
     for (const s of affected) this.owner.delete(s);
     await this.relayout(lost);
     return affected;
@@ -308,7 +334,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     if (!l.alive) return;
     l.alive = false;
     l.lostReason = reason;
-    if (l.mirror) this.layoutBroken = true;
+    if (l.mirror) {
+      this.layoutBroken = true;
+      this.losses++;
+    }
     l.mirror = null;
     this.log(`attention worker ${l.endpoint.name} lost: ${reason}`);
     for (const p of this.pending) {
@@ -326,7 +355,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   private linksFor(seqId: number): Link[] {
     if (this.partition === "head") return this.active();
     const o = this.owner.get(seqId);
-    return o ? [o] : [];
+    // A lost owner holds nothing any more (its KV is rebuilt elsewhere by recovery).
+    return o?.alive && o.mirror ? [o] : [];
   }
 
   /** Request partitioning: a new sequence goes to the worker with the most free blocks. */
@@ -358,7 +388,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
 
   release(seqId: number): void {
     for (const l of this.linksFor(seqId)) {
-      if (!l.mirror!.table(seqId)) continue;
+      if (!l.mirror?.table(seqId)) continue;
       l.mirror!.release(seqId);
       this.post(l, { type: MsgType.RELEASE, ints: [seqId] });
     }

@@ -204,6 +204,39 @@ export class EngineCore {
     this.scheduler.rebuild(holding.filter((q) => ids.has(q.id)));
   }
 
+  /**
+   * A step failed in a way the engine cannot recover from: every micro-batch in flight is let
+   * end, and every request fails with the reason, so no stream waits for ever. The engine stays
+   * usable for new requests.
+   */
+  async failAll(reason: string): Promise<TokenEvent[]> {
+    const events: TokenEvent[] = [];
+    await this.pipeline.settleAll();
+    for (const b of this.pipeline.batches) if (b.pending) this.pipeline.release(b);
+    this.stepping = false;
+    for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) {
+      this.finishQuietly(seq);
+      events.push(endEvent(seq, "error", reason));
+    }
+    this.pendingAborts.length = 0;
+    return events;
+  }
+
+  /** `finish`, where freeing the sequence's KV may itself fail (the service is in a bad state). */
+  private finishQuietly(seq: Sequence): void {
+    try {
+      this.finish(seq);
+    } catch {
+      seq.status = "finished";
+      this.byRequest.delete(seq.requestId);
+      this.outputs.forget(seq);
+      const r = this.scheduler.running.indexOf(seq);
+      if (r >= 0) this.scheduler.running.splice(r, 1);
+      const w = this.scheduler.waiting.indexOf(seq);
+      if (w >= 0) this.scheduler.waiting.splice(w, 1);
+    }
+  }
+
   private finish(seq: Sequence): void {
     if (seq.status === "finished") return;
     seq.status = "finished";

@@ -1,4 +1,5 @@
 import { type MessagePort, parentPort } from "node:worker_threads";
+import type { TokenEvent } from "../engine/api.js";
 import type { EngineCore } from "../engine/engine-core.js";
 import { EngineError } from "../engine/errors.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
@@ -103,6 +104,20 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
   }
 }
 
+/**
+ * One step; a step that throws fails every request with the reason instead of ending the loop,
+ * so no stream (and no shutdown waiting for them) hangs on an engine that stopped stepping.
+ */
+async function step(c: EngineCore): Promise<readonly TokenEvent[]> {
+  try {
+    return await c.runStep();
+  } catch (e) {
+    const reason = `engine step failed: ${e instanceof Error ? e.message : String(e)}`;
+    post({ v: 1, type: "log", message: reason });
+    return c.failAll(reason);
+  }
+}
+
 async function loop(c: EngineCore): Promise<void> {
   for (;;) {
     if (!c.hasWork || stepsLeft === 0) {
@@ -113,7 +128,7 @@ async function loop(c: EngineCore): Promise<void> {
       continue;
     }
     if (stepsLeft !== null) stepsLeft--;
-    const events = await c.runStep();
+    const events = await step(c);
     post({ v: 1, type: "events", events, stats: c.stats() });
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise<void>((resolve) => setImmediate(resolve));
