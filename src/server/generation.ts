@@ -17,11 +17,14 @@ interface Choice {
 /**
  * Runs the engine requests behind one HTTP request: starts every choice, waits for each one's
  * first event (so admission errors such as a full queue surface before any response is sent),
- * then yields the choices' events interleaved as they arrive. One AbortController cancels them
- * all: the client went away, or one choice failed.
+ * then yields the choices' events interleaved as they arrive. `abort()` cancels them all: the
+ * client went away, or one choice failed. Each choice gets an AbortController of its own, so each
+ * signal carries the one listener its engine request adds: a shared signal would carry one per
+ * choice (n up to 16, times up to 64 prompts) and set off a MaxListenersExceededWarning past 10.
  */
 export class Generation {
-  readonly controller = new AbortController();
+  private readonly controllers: AbortController[] = [];
+  private aborted = false;
   private readonly choices: Choice[] = [];
 
   constructor(
@@ -35,7 +38,10 @@ export class Generation {
   async start(): Promise<void> {
     try {
       for (let i = 0; i < this.requests.length; i++) {
-        const iterable = this.engine.generate(this.requests[i]!, this.controller.signal);
+        const controller = new AbortController();
+        if (this.aborted) controller.abort();
+        this.controllers.push(controller);
+        const iterable = this.engine.generate(this.requests[i]!, controller.signal);
         const timer = new RequestTimer(this.metrics, this.arrivalMs);
         this.choices.push({ index: i, iterator: iterable[Symbol.asyncIterator](), timer, first: null });
       }
@@ -53,8 +59,9 @@ export class Generation {
 
   /** Cancels every choice still running (their KV is freed by the engine). */
   abort(): void {
-    if (this.controller.signal.aborted) return;
-    this.controller.abort();
+    if (this.aborted) return;
+    this.aborted = true;
+    for (const c of this.controllers) c.abort();
     for (const c of this.choices) c.timer.onAbort();
   }
 
