@@ -9,13 +9,25 @@ import { badRequest } from "./errors.js";
 
 const MAX_N = 16;
 const MAX_STOP = 16;
+const MAX_PROMPTS = 64;
 const MAX_LOGPROBS = 20;
 /** Far above any context we serve; it only keeps absurd numbers out of the engine. */
 const MAX_TOKENS_LIMIT = 1 << 24;
 const MAX_TOKEN_ID = 2 ** 31 - 1;
 
-const stop = z
-  .union([z.string().min(1), z.array(z.string().min(1)).max(MAX_STOP)])
+/**
+ * What a union answers when no form fits: the forms it accepts (zod's own message for a failed
+ * union is a bare "Invalid input"). describeZodError puts the parameter in front: "stop must be…".
+ */
+const FORMS_PREFIX = "must be ";
+function oneOf<const T extends readonly z.core.SomeType[]>(forms: string, options: T): z.ZodUnion<T> {
+  return z.union(options, { error: `${FORMS_PREFIX}${forms}` });
+}
+
+const stop = oneOf(`a non-empty string or an array of at most ${MAX_STOP} non-empty strings`, [
+  z.string().min(1),
+  z.array(z.string().min(1)).max(MAX_STOP),
+])
   .nullish()
   .transform((v) => (v == null ? [] : typeof v === "string" ? [v] : v));
 
@@ -57,12 +69,16 @@ const tokenIds = z.array(z.number().int().min(0).max(MAX_TOKEN_ID)).min(1);
 export const completionRequestSchema = z
   .object({
     ...sampling,
-    prompt: z.union([
-      z.string(),
-      z.array(z.string()).min(1).max(64),
-      tokenIds,
-      z.array(tokenIds).min(1).max(64),
-    ]),
+    prompt: oneOf(
+      "a string, an array of strings, an array of token ids or an array of arrays of token ids " +
+        `(arrays not empty, at most ${MAX_PROMPTS} prompts)`,
+      [
+        z.string(),
+        z.array(z.string()).min(1).max(MAX_PROMPTS),
+        tokenIds,
+        z.array(tokenIds).min(1).max(MAX_PROMPTS),
+      ],
+    ),
     logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
     echo: z.literal(false).nullish(),
     suffix: z.null().optional(),
@@ -72,7 +88,10 @@ export const completionRequestSchema = z
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
-const messageContent = z.union([z.string(), z.array(textPart).min(1)]);
+const messageContent = oneOf(
+  'a string, a non-empty array of text parts ({"type": "text", "text": "..."}) or null',
+  [z.string(), z.array(textPart).min(1)],
+);
 
 const message = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
@@ -108,6 +127,8 @@ export function describeZodError(error: z.ZodError): { message: string; param: s
   const issue = error.issues[0];
   if (!issue) return { message: "invalid request body", param: null };
   const param = issue.path.length ? formatPath(issue.path) : null;
+  if (param && issue.code === "invalid_union" && issue.message.startsWith(FORMS_PREFIX))
+    return { message: `${param} ${issue.message}`, param };
   return { message: param ? `invalid parameter '${param}': ${issue.message}` : issue.message, param };
 }
 
