@@ -27,8 +27,8 @@ const utf8Strict = new TextDecoder("utf-8", { fatal: true });
 /**
  * The OpenAI-compatible HTTP server over an engine (or the promise of one: the server answers
  * /health with 503 until it resolves). Routes: POST /v1/completions, POST /v1/chat/completions,
- * GET /v1/models, GET /health, GET /metrics, and vLLM's POST /tokenize and /detokenize, which
- * the benchmark client uses to size prompts in the server's own tokens.
+ * GET /v1/models, GET /v1/models/{id}, GET /health, GET /metrics, and vLLM's POST /tokenize and
+ * /detokenize, which the benchmark client uses to size prompts in the server's own tokens.
  */
 export function createServer(
   engine: EngineClient | Promise<EngineClient>,
@@ -99,6 +99,8 @@ function setErrorReplies(app: FastifyInstance, metrics: ServerMetrics): void {
     return reply.code(e.status).send(e.body());
   });
   app.setNotFoundHandler((request, reply) => {
+    // A wrong URL is an error a client made like any other: scrapers see it counted.
+    metrics.httpErrors.inc({ status: "404" });
     const e = new HttpError(
       404,
       `no route ${request.method} ${request.url}`,
@@ -109,6 +111,9 @@ function setErrorReplies(app: FastifyInstance, metrics: ServerMetrics): void {
     return reply.code(404).send(e.body());
   });
 }
+
+/** `Bearer <token>` with the scheme in any case (RFC 7235: auth schemes are case-insensitive). */
+const BEARER = /^bearer +(.*)$/i;
 
 /**
  * `Authorization: Bearer KEY` on the API routes; /health and /metrics stay open for probes and
@@ -124,7 +129,7 @@ function requireApiKey(app: FastifyInstance, apiKey: string): void {
     )
       return;
     const header = request.headers.authorization ?? "";
-    const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7) : "");
+    const given = Buffer.from(BEARER.exec(header)?.[1] ?? "");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new HttpError(
         401,
@@ -143,25 +148,28 @@ function registerGenerationRoutes(app: FastifyInstance, ctx: RouteContext): void
   app.post("/v1/completions", (request, reply) => slot.track(() => handleCompletion(ctx, request, reply)));
   app.post("/v1/chat/completions", (request, reply) => slot.track(() => handleChat(ctx, request, reply)));
 
-  app.get("/v1/models", async () => {
+  app.get("/v1/models", async () => ({ object: "list", data: [modelObject(slot.get())] }));
+  // A wildcard, not `:id`, so ids with a slash ("org/name") are found sent raw or %2F-encoded.
+  app.get("/v1/models/*", async (request) => {
     const engine = slot.get();
-    const m = engine.model;
-    return {
-      object: "list",
-      data: [
-        {
-          id: m.id,
-          object: "model",
-          created: 0,
-          owned_by: "lamina",
-          // Extensions (vLLM names max_model_len): what a client needs to size requests.
-          max_model_len: m.contextLength,
-          vocab_size: m.vocabSize,
-          label: m.label,
-        },
-      ],
-    };
+    checkModel(engine, (request.params as { "*": string })["*"]);
+    return modelObject(engine);
   });
+}
+
+/** OpenAI's model object (GET /v1/models lists it, GET /v1/models/{id} returns it alone). */
+function modelObject(engine: EngineClient) {
+  const m = engine.model;
+  return {
+    id: m.id,
+    object: "model",
+    created: 0,
+    owned_by: "lamina",
+    // Extensions (vLLM names max_model_len): what a client needs to size requests.
+    max_model_len: m.contextLength,
+    vocab_size: m.vocabSize,
+    label: m.label,
+  };
 }
 
 /** What load balancers and scrapers poll: readiness (loading, failed, draining) and metrics. */
