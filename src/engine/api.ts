@@ -17,6 +17,11 @@ export interface SamplingParams {
   readonly frequencyPenalty: number;
   /** OpenAI-style, subtracted once if present in the output. */
   readonly presencePenalty: number;
+  /**
+   * OpenAI's logit_bias: added to those tokens' logits before anything else (penalties,
+   * temperature, greedy's argmax); null when the request has none.
+   */
+  readonly logitBias: LogitBias | null;
   /** Seeded determinism: same seed, same prompt, same tokens. */
   readonly seed: number | null;
   readonly maxTokens: number;
@@ -26,6 +31,15 @@ export interface SamplingParams {
   readonly ignoreEos: boolean;
   /** null: no logprobs; n ≥ 0: chosen token's logprob plus n top alternatives. */
   readonly logprobs: number | null;
+}
+
+/**
+ * A resolved logit_bias: biases[i] is added to the logit of token ids[i] at every step. Parallel
+ * typed arrays so applying it allocates nothing and it crosses to the engine thread as is.
+ */
+export interface LogitBias {
+  readonly ids: Int32Array;
+  readonly biases: Float32Array;
 }
 
 export interface TokenLogprob {

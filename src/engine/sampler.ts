@@ -1,4 +1,4 @@
-import type { SamplingParams, TokenLogprob } from "./api.js";
+import type { LogitBias, SamplingParams, TokenLogprob } from "./api.js";
 import type { Rng } from "./rng.js";
 
 /** Per-sequence state the sampler reads: its parameters, RNG and token history for penalties. */
@@ -12,9 +12,13 @@ export interface SamplingState {
 }
 
 /**
- * Turns one row of logits into a token: penalties → temperature → top-k → softmax → min-p →
- * top-p → draw. Scratch buffers are sized to the vocabulary once; a greedy step allocates nothing.
- * Logprobs are reported from the model's raw distribution (before penalties and temperature).
+ * Turns one row of logits into a token: logit_bias → penalties → temperature → top-k → softmax →
+ * min-p → top-p → draw. Scratch buffers are sized to the vocabulary once; a greedy step allocates
+ * nothing.
+ * Logprobs are reported from the model's raw distribution (before logit_bias, penalties and
+ * temperature; the caller keeps a copy of the row): they describe what the model predicted, as
+ * they did before logit_bias existed. OpenAI does not document whether its logprobs include the
+ * bias, so this is a choice, not a match.
  */
 export class Sampler {
   private readonly probs: Float32Array;
@@ -31,6 +35,7 @@ export class Sampler {
   sample(logits: Float32Array, off: number, st: SamplingState): number {
     const V = this.vocabSize;
     const p = st.params;
+    if (p.logitBias !== null) applyLogitBias(logits, off, V, p.logitBias);
     this.applyPenalties(logits, off, st);
     if (p.temperature <= 0) return argmax(logits, off, V);
 
@@ -207,6 +212,22 @@ export class Sampler {
       top.sort((a, b) => b.logprob - a.logprob || a.tokenId - b.tokenId);
     }
     return { tokenId: token, logprob: logits[off + token]! - lse, top };
+  }
+}
+
+/**
+ * Adds each biased token's bias to its logit, in place: a loop over the request's (at most 300)
+ * typed-array entries, so nothing is allocated per token. It comes first, as in vLLM, so that
+ * greedy decoding and every filter see the biased logits (±100 bans or all but forces a token).
+ * Ids outside the row are skipped rather than written into the next sequence's row; requests
+ * are checked against the vocabulary before they get here.
+ */
+export function applyLogitBias(logits: Float32Array, off: number, vocabSize: number, bias: LogitBias): void {
+  const ids = bias.ids;
+  const biases = bias.biases;
+  for (let i = 0; i < ids.length; i++) {
+    const t = ids[i]!;
+    if (t >= 0 && t < vocabSize) logits[off + t] = logits[off + t]! + biases[i]!;
   }
 }
 

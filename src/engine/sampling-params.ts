@@ -1,20 +1,36 @@
 import type { GenerationDefaults } from "../model/types.js";
-import type { SamplingParams } from "./api.js";
+import type { LogitBias, SamplingParams } from "./api.js";
 import { InvalidRequestError } from "./errors.js";
 
 export const MAX_LOGPROBS = 20;
 /** OpenAI's documented range; higher values only flatten the distribution further. */
 export const MAX_TEMPERATURE = 2;
 export const MAX_REPETITION_PENALTY = 10;
+/** OpenAI's bounds for logit_bias: each bias in [-100, 100], at most 300 tokens. */
+export const MAX_LOGIT_BIAS = 100;
+export const MAX_LOGIT_BIAS_TOKENS = 300;
+const MAX_TOKEN_ID = 2 ** 31 - 1;
+
+/**
+ * What resolveSamplingParams takes: any subset of the parameters, with logit_bias either resolved
+ * or as OpenAI's map from token id (a decimal string) to bias.
+ */
+export type SamplingInput = {
+  -readonly [K in Exclude<keyof SamplingParams, "logitBias">]?: SamplingParams[K];
+} & {
+  logitBias?: LogitBias | Readonly<Record<string, number>> | null;
+};
 
 /**
  * The one home of sampling defaults and bounds, used by every front end (`serve`, `generate`):
  * fills what the request left out from the model's generation_config, then built-in defaults,
- * and validates every field, naming the bad one.
+ * and validates every field, naming the bad one. With `vocabSize`, token ids in logit_bias must
+ * also be inside the vocabulary.
  */
 export function resolveSamplingParams(
-  input: Partial<SamplingParams>,
+  input: SamplingInput,
   defaults: GenerationDefaults = {},
+  vocabSize?: number,
 ): SamplingParams {
   const p: SamplingParams = {
     temperature: input.temperature ?? defaults.temperature ?? 1,
@@ -24,6 +40,7 @@ export function resolveSamplingParams(
     repetitionPenalty: input.repetitionPenalty ?? defaults.repetitionPenalty ?? 1,
     frequencyPenalty: input.frequencyPenalty ?? 0,
     presencePenalty: input.presencePenalty ?? 0,
+    logitBias: resolveLogitBias(input.logitBias, vocabSize),
     seed: input.seed ?? null,
     maxTokens: input.maxTokens ?? defaults.maxNewTokens ?? 256,
     stop: input.stop ?? [],
@@ -87,4 +104,55 @@ export function resolveSamplingParams(
     `must be an integer in [0, ${MAX_LOGPROBS}]`,
   );
   return p;
+}
+
+/**
+ * logit_bias as the sampler applies it: parallel arrays of token ids and biases (null when empty).
+ * OpenAI's map has token ids as decimal string keys; a resolved LogitBias is checked again.
+ */
+function resolveLogitBias(
+  input: LogitBias | Readonly<Record<string, number>> | null | undefined,
+  vocabSize: number | undefined,
+): LogitBias | null {
+  if (input == null) return null;
+  // Annotated, so that TypeScript's flow analysis knows a failed check ends the function.
+  const fail: (what: string) => never = (what) => {
+    throw new InvalidRequestError(`logit_bias ${what}`, "logit_bias");
+  };
+  if (typeof input !== "object" || Array.isArray(input))
+    fail(`must be an object mapping token ids to biases in [-${MAX_LOGIT_BIAS}, ${MAX_LOGIT_BIAS}]`);
+  const entries: [key: string, id: number, bias: unknown][] = [];
+  if (isResolved(input)) {
+    if (input.ids.length !== input.biases.length) fail("must have as many token ids as biases");
+    for (let i = 0; i < input.ids.length; i++)
+      entries.push([String(input.ids[i]), input.ids[i]!, input.biases[i]]);
+  } else {
+    for (const [key, bias] of Object.entries(input)) {
+      if (!/^[0-9]+$/.test(key))
+        fail(`keys must be token ids (non-negative integers), got ${JSON.stringify(key.slice(0, 32))}`);
+      entries.push([key, Number(key), bias]);
+    }
+  }
+  if (entries.length > MAX_LOGIT_BIAS_TOKENS)
+    fail(`has ${entries.length} tokens; at most ${MAX_LOGIT_BIAS_TOKENS} are allowed`);
+  // "7" and "07" name the same token: the later one wins, as a repeated JSON key would.
+  const byId = new Map<number, number>();
+  for (const [key, id, bias] of entries) {
+    if (!Number.isInteger(id) || id < 0 || id > MAX_TOKEN_ID)
+      fail(`token ${key.slice(0, 32)} is not a token id`);
+    if (vocabSize !== undefined && id >= vocabSize)
+      fail(`token ${id} is outside the vocabulary (${vocabSize})`);
+    if (typeof bias !== "number" || !Number.isFinite(bias) || Math.abs(bias) > MAX_LOGIT_BIAS)
+      fail(
+        `bias for token ${id} must be a number in [-${MAX_LOGIT_BIAS}, ${MAX_LOGIT_BIAS}], got ${String(bias)}`,
+      );
+    byId.set(id, bias);
+  }
+  if (byId.size === 0) return null;
+  return { ids: Int32Array.from(byId.keys()), biases: Float32Array.from(byId.values()) };
+}
+
+function isResolved(x: object): x is LogitBias {
+  const r = x as Partial<LogitBias>;
+  return r.ids instanceof Int32Array && r.biases instanceof Float32Array;
 }

@@ -4,7 +4,11 @@ import type { SamplingParams } from "../../src/engine/api.js";
 import { InvalidRequestError } from "../../src/engine/errors.js";
 import { Rng } from "../../src/engine/rng.js";
 import { Sampler, type SamplingState } from "../../src/engine/sampler.js";
-import { MAX_TEMPERATURE, resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import {
+  MAX_TEMPERATURE,
+  resolveSamplingParams,
+  type SamplingInput,
+} from "../../src/engine/sampling-params.js";
 import { StopChecker } from "../../src/engine/stop-checker.js";
 
 function state(
@@ -158,5 +162,110 @@ describe("stop strings", () => {
   it("finds the earliest of several stops", () => {
     const c = new StopChecker(["bb", "a"]);
     assert.deepEqual(c.push("xxbbya"), { emit: "xx", stopped: true });
+  });
+});
+
+describe("logit_bias", () => {
+  const s = new Sampler(5);
+  /** state(), taking logit_bias as OpenAI's map too. */
+  const state = (params: SamplingInput, seed = 1): SamplingState => ({
+    params: resolveSamplingParams(params),
+    rng: new Rng(seed),
+    promptTokens: [],
+    outputCounts: new Map(),
+  });
+  // logits() = [1.0, 3.0, 2.0, 0.5, 2.9]: greedy picks 1, then 4.
+
+  it("is added before greedy's argmax: +100 forces a token, -100 bans the best one", () => {
+    assert.equal(s.sample(logits(), 0, state({ temperature: 0, logitBias: { "3": 100 } })), 3);
+    assert.equal(s.sample(logits(), 0, state({ temperature: 0, logitBias: { "1": -100 } })), 4);
+    assert.equal(s.sample(logits(), 0, state({ temperature: 0, logitBias: { "1": -100, "4": -100 } })), 2);
+    // A small bias moves the choice only as far as it should: 0.5 + 2.6 > 3.0.
+    assert.equal(s.sample(logits(), 0, state({ temperature: 0, logitBias: { "3": 2.6 } })), 3);
+    assert.equal(s.sample(logits(), 0, state({ temperature: 0, logitBias: { "3": 2.4 } })), 1);
+  });
+
+  it("applies to the sampled row in place, leaving the other rows alone", () => {
+    const two = Float32Array.from([...logits(), ...logits()]);
+    assert.equal(s.sample(two, 5, state({ temperature: 0, logitBias: { "0": 5 } })), 0);
+    assert.deepEqual([...two.subarray(0, 5)], [...logits()]);
+    assert.equal(two[5], 6);
+  });
+
+  it("shifts the sampled distribution: banned tokens never come, a forced one always does", () => {
+    for (let seed = 0; seed < 300; seed++) {
+      const t = s.sample(logits(), 0, state({ temperature: 1, logitBias: { "1": -100, "4": -100 } }, seed));
+      assert.ok(t !== 1 && t !== 4, `banned token ${t} drawn (seed ${seed})`);
+      const forced = { temperature: MAX_TEMPERATURE, logitBias: { "3": 100 } };
+      assert.equal(s.sample(logits(), 0, state(forced, seed)), 3);
+    }
+  });
+
+  it("draws from softmax(logits + bias)", () => {
+    const bias = { "0": 2, "2": -1 };
+    const st = state({ temperature: 1, logitBias: bias }, 5);
+    const counts = new Array(5).fill(0);
+    const N = 40000;
+    for (let i = 0; i < N; i++) counts[s.sample(logits(), 0, st)]++;
+    const l = [...logits()].map((v, i) => v + ((bias as Record<string, number>)[String(i)] ?? 0));
+    const z = l.reduce((a, v) => a + Math.exp(v), 0);
+    l.forEach((v, i) => {
+      const p = Math.exp(v) / z;
+      const sd = Math.sqrt((p * (1 - p)) / N);
+      assert.ok(Math.abs(counts[i] / N - p) < 5 * sd, `token ${i}: ${counts[i] / N} vs ${p}`);
+    });
+  });
+
+  it("resolves OpenAI's map into parallel typed arrays (none: null)", () => {
+    const p = resolveSamplingParams({ logitBias: { "7": -100, "3": 1.5 } });
+    assert.ok(p.logitBias);
+    assert.ok(p.logitBias.ids instanceof Int32Array && p.logitBias.biases instanceof Float32Array);
+    const pairs = [...p.logitBias.ids].map((id, i) => [id, p.logitBias!.biases[i]]);
+    assert.deepEqual(
+      pairs.sort((a, b) => a[0]! - b[0]!),
+      [
+        [3, 1.5],
+        [7, -100],
+      ],
+    );
+    assert.equal(resolveSamplingParams({}).logitBias, null);
+    assert.equal(resolveSamplingParams({ logitBias: {} }).logitBias, null);
+    // A resolved one goes through again unchanged.
+    const again = resolveSamplingParams({ logitBias: p.logitBias });
+    assert.deepEqual([...again.logitBias!.ids], [...p.logitBias.ids]);
+  });
+
+  const tooMany = Object.fromEntries(Array.from({ length: 301 }, (_, i) => [String(i), 1]));
+  const badBias: [unknown, string][] = [
+    ["x", "a string"],
+    [[1, 2], "an array"],
+    [{ abc: 5 }, "a key that is no token id"],
+    [{ "-1": 5 }, "a negative token id"],
+    [{ "1.5": 5 }, "a fractional token id"],
+    [{ "5": 1000 }, "a bias above 100"],
+    [{ "5": -100.5 }, "a bias below -100"],
+    [{ "5": Number.NaN }, "a NaN bias"],
+    [{ "5": "1" }, "a string bias"],
+    [{ "99999999999": 1 }, "a token id beyond any vocabulary"],
+    [tooMany, "more than 300 tokens"],
+  ];
+  for (const [value, what] of badBias) {
+    it(`rejects ${what}, naming logit_bias`, () => {
+      assert.throws(
+        () => resolveSamplingParams({ logitBias: value as Record<string, number> }),
+        (e: unknown) => e instanceof InvalidRequestError && e.param === "logit_bias",
+      );
+    });
+  }
+
+  it("accepts 300 tokens and the bounds ±100; with a vocabulary size, ids must lie inside it", () => {
+    const ok = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [String(i), i % 2 ? 100 : -100]));
+    assert.equal(resolveSamplingParams({ logitBias: ok }).logitBias!.ids.length, 300);
+    assert.equal(resolveSamplingParams({ logitBias: { "4": 1 } }, {}, 5).logitBias!.ids[0], 4);
+    assert.throws(
+      () => resolveSamplingParams({ logitBias: { "5": 1 } }, {}, 5),
+      (e: unknown) =>
+        e instanceof InvalidRequestError && e.param === "logit_bias" && /vocabulary/.test(e.message),
+    );
   });
 });
