@@ -1,5 +1,6 @@
 import type { Channel } from "../transport/channel.js";
 import { parseControl } from "../transport/control.js";
+import { RequestTimeoutError } from "../transport/errors.js";
 import type { Message, ReceivedMessage } from "../transport/message.js";
 import { RpcClient } from "../transport/rpc.js";
 import { BlockAllocator } from "./block-allocator.js";
@@ -26,6 +27,8 @@ import { gatherRows, SubStep, scatterRows } from "./sub-step.js";
 export interface WorkerEndpoint {
   readonly name: string;
   connect(): Promise<Channel>;
+  /** Stops what `connect` started (a spawned process); absent for workers this side did not start. */
+  close?(): Promise<void>;
 }
 
 export type Partition = "head" | "request";
@@ -95,6 +98,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   retryMs = 1000;
   /** How long recovery keeps trying to find attention capacity before the requests fail. */
   recoverTimeoutMs = 30_000;
+  /**
+   * Liveness: a worker that has not answered a layer within this time is declared lost (a stopped
+   * or wedged process answers nothing, and neither a closed socket nor a dead pid says so).
+   */
+  replyTimeoutMs = 5_000;
   private readonly qWidthTotal: number;
   private readonly kvWidthTotal: number;
 
@@ -139,6 +147,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       kvMemory: number | null;
       /** Micro-batches the engine keeps in flight (each gets its own buffers on both sides). */
       microBatches: number;
+      /** Liveness bound for a layer's reply (default 5 s). */
+      replyTimeoutMs?: number;
       log?: (line: string) => void;
     },
   ): Promise<RemoteAttentionService> {
@@ -157,6 +167,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       options.microBatches,
       options.log ?? (() => {}),
     );
+    if (options.replyTimeoutMs !== undefined) svc.replyTimeoutMs = options.replyTimeoutMs;
     await svc.relayout(svc.links);
     return svc;
   }
@@ -544,11 +555,14 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
         scatterRows(out, data, rows, nRows, this.qWidthTotal, l.kvLo * group * g.headDim, qw);
         this.attentionMicros += reply.ints[2] ?? 0;
       },
+      this.replyTimeoutMs,
     ).then(
       () => {
         if (--p.remaining === 0 && !p.failed) p.resolve();
       },
       (e: Error) => {
+        if (e instanceof RequestTimeoutError)
+          this.declareLost(l, `no reply within ${this.replyTimeoutMs} ms`);
         if (p.failed) return;
         p.failed = true;
         p.reject(l.alive ? e : new AttentionWorkerLostError(l.endpoint.name, l.lostReason || e.message));
@@ -556,8 +570,17 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     );
   }
 
+  /** A worker that stopped answering is treated as one that died: its connection is closed. */
+  private declareLost(l: Link, reason: string): void {
+    if (!l.alive) return;
+    const channel = l.channel;
+    this.onLost(l, reason);
+    void channel?.close(reason).catch(() => undefined);
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.links.map((l) => l.channel?.close("engine shutting down").catch(() => undefined)));
+    await Promise.all(this.links.map((l) => l.endpoint.close?.().catch(() => undefined)));
   }
 }
 

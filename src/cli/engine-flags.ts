@@ -39,6 +39,11 @@ export function addEngineFlags(cmd: Command): Command {
       "shared secret for attention workers and prefill instances at addresses (or LAMINA_ATTENTION_TOKEN)",
     )
     .option(
+      "--attention-timeout-ms <ms>",
+      "declare an attention worker or prefill instance lost when a layer gets no reply this long (default 5000)",
+      intArg(1),
+    )
+    .option(
       "--partition <how>",
       "split KV across attention workers by head or request",
       choiceArg(["head", "request"] as const),
@@ -97,6 +102,7 @@ export interface EngineFlagValues {
   attentionWorkers?: number;
   attentionWorkerAddrs?: string[];
   attentionToken?: string;
+  attentionTimeoutMs?: number;
   partition?: "head" | "request";
   pipelineDepth?: number;
   transport?: "shm" | "tcp";
@@ -123,6 +129,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     attentionWorkers: f.attentionWorkers,
     attentionWorkerAddrs: f.attentionWorkerAddrs,
     attentionToken: f.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN,
+    attentionTimeoutMs: f.attentionTimeoutMs,
     partition: f.partition,
     pipelineDepth: f.pipelineDepth,
     transport: f.transport,

@@ -92,6 +92,15 @@ export class SpawnedWorker implements WorkerEndpoint {
   kill(signal: NodeJS.Signals = "SIGKILL"): void {
     this.child?.kill(signal);
   }
+
+  /** The engine is done with this worker: its process goes too (a TCP worker would keep listening). */
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGKILL");
+    await exited;
+  }
 }
 
 /** An attention worker already running at host:port (another host, or started by hand). */

@@ -36,6 +36,7 @@ export async function connectAttentionWorkers(
     geometry: sizes.geometry,
     kvMemory: options.kvMemory ?? null,
     microBatches,
+    ...(options.attentionTimeoutMs !== undefined ? { replyTimeoutMs: options.attentionTimeoutMs } : {}),
     log,
   });
 }

@@ -33,6 +33,8 @@ export interface EngineOptions extends CoreOptions {
   /** Addresses host:port of running attention workers. */
   readonly attentionWorkerAddrs?: readonly string[];
   readonly attentionToken?: string;
+  /** Liveness: an attention worker (or prefill instance) silent this long on a layer is declared lost (default 5000 ms). */
+  readonly attentionTimeoutMs?: number;
   readonly partition?: "head" | "request";
   readonly pipelineDepth?: number;
   readonly transport?: "shm" | "tcp";

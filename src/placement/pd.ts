@@ -98,6 +98,7 @@ async function connectInstance(
     geometry: c.sizes.geometry,
     kvMemory: o.prefillKvMemory ?? o.kvMemory ?? null,
     microBatches: c.microBatches,
+    ...(o.attentionTimeoutMs !== undefined ? { replyTimeoutMs: o.attentionTimeoutMs } : {}),
     log: c.log,
   });
   return { link, remote, attentionThreads: split.attention };
