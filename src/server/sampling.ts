@@ -1,6 +1,6 @@
 import type { SamplingParams } from "../engine/api.js";
 import { InvalidRequestError } from "../engine/errors.js";
-import { resolveSamplingParams } from "../engine/sampling-params.js";
+import { resolveSamplingParams, type SamplingInput } from "../engine/sampling-params.js";
 import type { GenerationDefaults } from "../model/types.js";
 import { badRequest } from "./errors.js";
 
@@ -14,6 +14,8 @@ export interface SamplingFields {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   seed?: number | null;
+  /** Token id (decimal string) → bias; its bounds, and the vocabulary, are checked on resolving. */
+  logit_bias?: Record<string, number> | null;
   stop: string[];
   stop_token_ids?: number[] | null;
   ignore_eos?: boolean | null;
@@ -31,8 +33,9 @@ export interface TokenBudget {
 }
 
 /**
- * Turns validated request fields into engine SamplingParams for one prompt. The token budget
- * is checked against the context here, so the client learns which parameter is wrong.
+ * Turns validated request fields into engine SamplingParams for one choice (0-based `choice` of
+ * n) of one prompt. The token budget is checked against the context here, so the client learns
+ * which parameter is wrong.
  */
 export function toSamplingParams(
   fields: SamplingFields,
@@ -40,7 +43,7 @@ export function toSamplingParams(
   promptTokens: number,
   contextLength: number,
   logprobs: number | null,
-  seedOffset: number,
+  choice: number,
   vocabSize: number,
   defaults: GenerationDefaults = {},
 ): SamplingParams {
@@ -76,7 +79,7 @@ export function toSamplingParams(
   }
   // OpenAI-style fields become the engine's parameters; defaults (the model's generation_config
   // first) and bounds are the engine's, shared with `lamina generate`.
-  const input: { -readonly [K in keyof SamplingParams]?: SamplingParams[K] } = {
+  const input: SamplingInput = {
     maxTokens,
     stop: fields.stop,
     stopTokenIds,
@@ -90,11 +93,12 @@ export function toSamplingParams(
   if (fields.repetition_penalty != null) input.repetitionPenalty = fields.repetition_penalty;
   if (fields.frequency_penalty != null) input.frequencyPenalty = fields.frequency_penalty;
   if (fields.presence_penalty != null) input.presencePenalty = fields.presence_penalty;
+  if (fields.logit_bias != null) input.logitBias = fields.logit_bias;
   // Each of n choices gets its own seed, so they differ yet stay reproducible.
-  if (fields.seed != null) input.seed = fields.seed + seedOffset;
+  if (fields.seed != null) input.seed = fields.seed + choice;
   if (fields.ignore_eos != null) input.ignoreEos = fields.ignore_eos;
   try {
-    return resolveSamplingParams(input, defaults);
+    return resolveSamplingParams(input, defaults, vocabSize);
   } catch (e) {
     if (e instanceof InvalidRequestError) throw badRequest(e.message, e.param);
     throw e;

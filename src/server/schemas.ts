@@ -45,6 +45,8 @@ const sampling = {
   presence_penalty: z.number().nullish(),
   frequency_penalty: z.number().nullish(),
   seed: z.number().int().nullish(),
+  /** Token id (decimal string) → bias; keys, bounds and the vocabulary are the engine's checks. */
+  logit_bias: z.record(z.string(), z.number()).nullish(),
   max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
   n: z.number().int().min(1).max(MAX_N).nullish(),
   stop,
