@@ -1,5 +1,6 @@
 import type { SamplingParams } from "../engine/api.js";
 import { InvalidRequestError } from "../engine/errors.js";
+import { choiceSeed } from "../engine/rng.js";
 import { resolveSamplingParams, type SamplingInput } from "../engine/sampling-params.js";
 import type { GenerationDefaults } from "../model/types.js";
 import { badRequest } from "./errors.js";
@@ -94,8 +95,9 @@ export function toSamplingParams(
   if (fields.frequency_penalty != null) input.frequencyPenalty = fields.frequency_penalty;
   if (fields.presence_penalty != null) input.presencePenalty = fields.presence_penalty;
   if (fields.logit_bias != null) input.logitBias = fields.logit_bias;
-  // Each of n choices gets its own seed, so they differ yet stay reproducible.
-  if (fields.seed != null) input.seed = fields.seed + choice;
+  // Each of n choices draws its own stream, so they differ yet stay reproducible: a hash of
+  // (seed, choice), not seed + choice, which would make choice k of seed s choice 0 of seed s + k.
+  if (fields.seed != null) input.seed = choiceSeed(fields.seed, choice);
   if (fields.ignore_eos != null) input.ignoreEos = fields.ignore_eos;
   try {
     return resolveSamplingParams(input, defaults, vocabSize);
