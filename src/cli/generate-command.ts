@@ -1,9 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
-import { MAX_REPETITION_PENALTY, MAX_TEMPERATURE, resolveSamplingParams } from "../engine/sampling-params.js";
+import {
+  MAX_LOGIT_BIAS,
+  MAX_REPETITION_PENALTY,
+  MAX_TEMPERATURE,
+  resolveSamplingParams,
+} from "../engine/sampling-params.js";
 import { createEngine } from "../placement/create-engine.js";
 import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "./engine-flags.js";
-import { collect, floatArg, intArg } from "./parse.js";
+import { collect, floatArg, InvalidValueError, intArg, named } from "./parse.js";
 
 interface GenerateFlags extends EngineFlagValues {
   prompt: string;
@@ -15,6 +20,7 @@ interface GenerateFlags extends EngineFlagValues {
   minP?: number;
   repetitionPenalty?: number;
   seed?: number;
+  logitBias?: Record<string, number>;
   stop?: string[];
   ignoreEos?: boolean;
   json?: boolean;
@@ -38,6 +44,11 @@ export function registerGenerateCommand(program: Command): void {
     .option("--min-p <p>", "min-p sampling", floatArg(0, 1))
     .option("--repetition-penalty <r>", "penalise repeated tokens", floatArg(0, MAX_REPETITION_PENALTY))
     .option("--seed <s>", "seed for reproducible sampling", intArg(-(2 ** 31), 2 ** 32))
+    .option(
+      "--logit-bias <id=bias>",
+      `add bias (in [-${MAX_LOGIT_BIAS}, ${MAX_LOGIT_BIAS}]) to token id's logit (repeatable)`,
+      named("--logit-bias", logitBiasArg),
+    )
     .option("--stop <text>", "stop string (repeatable)", collect)
     .option("--ignore-eos", "keep generating past end-of-sequence")
     .option("--json", 'print {"prompt_token_ids", "token_ids", "text"} instead of streaming');
@@ -67,10 +78,12 @@ export function registerGenerateCommand(program: Command): void {
           ...(flags.minP !== undefined ? { minP: flags.minP } : {}),
           ...(flags.repetitionPenalty !== undefined ? { repetitionPenalty: flags.repetitionPenalty } : {}),
           ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+          ...(flags.logitBias ? { logitBias: flags.logitBias } : {}),
           ...(flags.stop ? { stop: flags.stop } : {}),
           ...(flags.ignoreEos ? { ignoreEos: true } : {}),
         },
         engine.model.generation,
+        engine.model.vocabSize,
       );
       const tokenIds: number[] = [];
       let out = "";
@@ -89,4 +102,16 @@ export function registerGenerateCommand(program: Command): void {
       await engine.shutdown({ force: true });
     }
   });
+}
+
+/**
+ * One `--logit-bias ID=BIAS` added to those before it, as OpenAI's map (token id → bias); that the
+ * id is inside the vocabulary is checked once the model is loaded.
+ */
+function logitBiasArg(value: string, previous: Record<string, number> | undefined): Record<string, number> {
+  const m = /^\s*(\d+)\s*=\s*(\S+)\s*$/.exec(value);
+  const bias = m ? Number(m[2]) : Number.NaN;
+  if (!m || !Number.isFinite(bias) || Math.abs(bias) > MAX_LOGIT_BIAS)
+    throw new InvalidValueError(`TOKEN_ID=BIAS with BIAS in [-${MAX_LOGIT_BIAS}, ${MAX_LOGIT_BIAS}]`, value);
+  return { ...previous, [m[1]!]: bias };
 }

@@ -5,8 +5,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { TokenTexts } from "../../src/server/logprobs.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
+import { spawnGroup } from "../helpers/processes.js";
 import { type LiveServer, postRaw, startServer, storiesModelPath } from "./helpers.js";
 
 interface GoldenCase {
@@ -18,6 +20,7 @@ const golden = JSON.parse(
   readFileSync(path.join(sharedDataPath("models", "stories260K"), "golden_stories260K.json"), "utf8"),
 ) as { cases: GoldenCase[] };
 const MODEL = "stories260K";
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../bin/lamina.js");
 
 describe("logit_bias (stories260K, real engine)", { timeout: 120_000 }, () => {
   let s: LiveServer;
@@ -104,6 +107,51 @@ describe("logit_bias (stories260K, real engine)", { timeout: 120_000 }, () => {
       .content![0]!;
     assert.equal(banned.token, second!.token);
     assert.ok(Math.abs(banned.logprob - second!.logprob) < 1e-6, "logprobs are those of the raw logits");
+  });
+
+  it("`lamina generate --logit-bias ID=BIAS` (repeatable) samples what the server does", async () => {
+    const served = await s.client.completions.create({
+      model: MODEL,
+      prompt: c.prompt_token_ids,
+      max_tokens: 3,
+      temperature: 0.7,
+      seed: 9,
+      logit_bias: { [String(greedyFirst)]: -100, [String(other)]: 5 },
+    });
+    const cli = spawnGroup(process.execPath, [
+      CLI,
+      "generate",
+      "--model",
+      storiesModelPath(),
+      "--prompt",
+      c.prompt,
+      "--max-tokens",
+      "3",
+      "--temperature",
+      "0.7",
+      "--seed",
+      "9",
+      "--logit-bias",
+      `${greedyFirst}=-100`,
+      "--logit-bias",
+      `${other}=5`,
+      "--json",
+    ]);
+    try {
+      const status = await cli.exited;
+      assert.equal(status.code, 0, cli.output());
+      const line = cli
+        .output()
+        .split("\n")
+        .find((l) => l.startsWith("{"));
+      assert.ok(line, cli.output());
+      const generated = JSON.parse(line) as { prompt_token_ids: number[]; token_ids: number[]; text: string };
+      assert.deepEqual(generated.prompt_token_ids, c.prompt_token_ids);
+      assert.notEqual(generated.token_ids[0], greedyFirst);
+      assert.equal(generated.text, served.choices[0]!.text);
+    } finally {
+      await cli.stop();
+    }
   });
 
   it("400 naming logit_bias for every malformed value, on both endpoints", async () => {
