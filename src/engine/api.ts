@@ -86,11 +86,18 @@ export interface ModelInfo {
 
 export type { OffloadStats } from "../attention/service.js";
 
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason?: string;
+}
+
 /** Live numbers for /metrics and logs. */
 export interface EngineStats {
   readonly running: number;
   /** The most sequences running at once since start (how well requests were batched). */
   readonly peakRunning: number;
+  /** Whether the engine can serve now; when not, why (no attention capacity, recovering). */
+  readonly readiness: Readiness;
   readonly waiting: number;
   readonly kv: readonly {
     readonly worker: string;

@@ -1,7 +1,7 @@
 import { type AttentionService, AttentionWorkerLostError } from "../attention/service.js";
 import type { SliceExecutor } from "../runtime/executor.js";
 import type { Tokenizer } from "../tokenizer/types.js";
-import type { EngineStats, GenerateRequest, TokenEvent } from "./api.js";
+import type { EngineStats, GenerateRequest, Readiness, TokenEvent } from "./api.js";
 import { InvalidRequestError, PromptTooLongError, QueueFullError } from "./errors.js";
 import { type MicroBatch, MicroBatchPipeline } from "./micro-batches.js";
 import { endEvent, OutputProcessor } from "./output-processor.js";
@@ -40,6 +40,10 @@ export class EngineCore {
   private stepping = false;
   private wallSeconds = 0;
   recoveries = 0;
+  /** Why the engine cannot serve now (recovering, no attention capacity), or null when it can. */
+  private unready: string | null = null;
+  /** Called when readiness changes mid-step, so callers need not wait for the step to end. */
+  onReadinessChange: () => void = () => {};
 
   constructor(
     readonly executor: SliceExecutor,
@@ -60,6 +64,21 @@ export class EngineCore {
 
   get hasWork(): boolean {
     return this.scheduler.hasWork || this.pendingAborts.length > 0 || this.pipeline.inFlight() > 0;
+  }
+
+  /** Without attention capacity, a step is due even with nothing to serve: it looks for capacity. */
+  wantsRetry(): boolean {
+    return this.unready !== null && this.attention.recovery?.needsRecovery() === true;
+  }
+
+  get readiness(): Readiness {
+    return this.unready === null ? { ready: true } : { ready: false, reason: this.unready };
+  }
+
+  private setUnready(reason: string | null): void {
+    if (reason === this.unready) return;
+    this.unready = reason;
+    this.onReadinessChange();
   }
 
   /** Micro-batches whose forward pass is running. */
@@ -190,15 +209,19 @@ export class EngineCore {
     const all = [...this.scheduler.running, ...this.scheduler.waiting];
     const holding = all.filter((q) => q.numComputed > 0 || q.status === "running");
     let affected: number[];
+    this.setUnready("recovering: an attention worker was lost");
     try {
       affected = await recovery.recover(holding.map((q) => q.id));
     } catch (e) {
+      const reason = `attention unavailable: ${(e as Error).message}`;
+      this.setUnready(reason);
       for (const seq of all) {
         this.finish(seq);
-        events.push(endEvent(seq, "error", `attention unavailable: ${(e as Error).message}`));
+        events.push(endEvent(seq, "error", reason));
       }
       return;
     }
+    this.setUnready(null);
     if (affected.length > 0) this.recoveries++;
     const ids = new Set(affected);
     this.scheduler.rebuild(holding.filter((q) => ids.has(q.id)));
@@ -278,6 +301,7 @@ export class EngineCore {
     return {
       running: this.scheduler.running.length,
       peakRunning: this.scheduler.peakRunning,
+      readiness: this.readiness,
       waiting: this.scheduler.waiting.length,
       kv: this.attention
         .usage()

@@ -59,6 +59,7 @@ function fromWire(e: WireError): Error {
 const EMPTY_STATS: EngineStats = {
   running: 0,
   peakRunning: 0,
+  readiness: { ready: true },
   waiting: 0,
   kv: [],
   preemptions: 0,

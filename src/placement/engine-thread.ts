@@ -16,6 +16,8 @@ const port: MessagePort = parentPort;
 let core: EngineCore | null = null;
 let shuttingDown = false;
 let wake: (() => void) | null = null;
+/** How often an engine without attention capacity looks for it again while idle. */
+const RETRY_MS = 1000;
 /** Steps the engine may still start before it holds (null: not holding). */
 let stepsLeft: number | null = null;
 const queued: ToWorker[] = [];
@@ -89,6 +91,8 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
   try {
     const setup = await loadEngine(options, { log: (message) => post({ v: 1, type: "log", message }) });
     core = setup.core;
+    // Readiness changes mid-step (a recovery starts or gives up): report it at once.
+    core.onReadinessChange = () => post({ v: 1, type: "events", events: [], stats: setup.core.stats() });
     post({
       v: 1,
       type: "ready",
@@ -120,11 +124,14 @@ async function step(c: EngineCore): Promise<readonly TokenEvent[]> {
 
 async function loop(c: EngineCore): Promise<void> {
   for (;;) {
-    if (!c.hasWork || stepsLeft === 0) {
+    if (!(c.hasWork || c.wantsRetry()) || stepsLeft === 0) {
       if (shuttingDown && !c.hasWork) break;
+      // Without attention capacity, look again after a while even if no message comes.
+      const retry = c.readiness.ready ? null : setTimeout(() => wake?.(), RETRY_MS);
       await new Promise<void>((resolve) => {
         wake = resolve;
       });
+      if (retry) clearTimeout(retry);
       continue;
     }
     if (stepsLeft !== null) stepsLeft--;

@@ -179,6 +179,9 @@ function registerStatusRoutes(app: FastifyInstance, slot: EngineSlot, metrics: S
     if (slot.loadError) return reply.code(503).send({ status: "failed", error: slot.loadError.message });
     const engine = slot.peek();
     if (!engine) return reply.code(503).send({ status: "loading" });
+    // Up but unable to serve (recovering, no attention capacity): say so, with the reason.
+    const readiness = engine.stats().readiness;
+    if (!readiness.ready) return reply.code(503).send({ status: "unavailable", reason: readiness.reason });
     return { status: "ok", model: engine.model.id };
   });
 

@@ -125,11 +125,16 @@ for (const partition of ["head", "request"] as const) {
         for (const e of res.errors)
           assert.match(e, /attention unavailable: no attention capacity after \d+ recovery attempt/);
         assert.match(res.errors[0]!, /refused the connection/);
+        // Unready, with the reason, and still trying in the background while idle.
+        assert.equal(core.readiness.ready, false);
+        assert.match(core.readiness.reason ?? "", /no attention capacity.*refused the connection/);
+        assert.equal(core.wantsRetry(), true, "an engine without capacity keeps looking for it");
         // The workers come back: the engine takes new requests and serves them in full.
         for (const w of workers) w.down = false;
         const again = await stepLoop(core, requests().slice(0, 2));
         assert.deepEqual(again.errors, []);
         assert.deepEqual(again.tokens, expected.slice(0, 2));
+        assert.deepEqual(core.readiness, { ready: true });
         assert.equal(await usedOnWorkers(service), 0);
       } finally {
         await service.close();

@@ -287,3 +287,26 @@ describe("429 when the waiting queue is full", () => {
     for (const r of results.filter((x) => x.status === 200)) assert.ok(r.text.endsWith("data: [DONE]\n\n"));
   });
 });
+
+describe("/health tells the truth about attention capacity", () => {
+  it("is 503 with the engine's reason while it cannot serve, and 200 once it can again", async () => {
+    const s = await startServer({ model: storiesModelPath(), attentionWorkers: 0 });
+    try {
+      const real = s.engine.stats.bind(s.engine);
+      let readiness: { ready: boolean; reason?: string } = {
+        ready: false,
+        reason: "attention unavailable: no attention capacity after 3 recovery attempt(s): w0 refused",
+      };
+      // The engine's own readiness (set by recovery; see the recovery fault tests), as /health reads it.
+      s.engine.stats = () => ({ ...real(), readiness });
+      const down = await fetch(`${s.url}/health`);
+      assert.equal(down.status, 503);
+      assert.deepEqual(await down.json(), { status: "unavailable", reason: readiness.reason });
+      readiness = { ready: true };
+      const up = await fetch(`${s.url}/health`);
+      assert.equal(up.status, 200);
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -87,6 +87,7 @@ describe("engine-derived metrics", () => {
   const stats = (over: Partial<EngineStats>): EngineStats => ({
     running: 5,
     peakRunning: 5,
+    readiness: { ready: true },
     waiting: 2,
     kv: [
       { worker: "attn-0", usedBlocks: 30, totalBlocks: 100 },
