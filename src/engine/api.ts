@@ -121,6 +121,18 @@ export interface EngineStats {
 }
 
 /**
+ * Prompt encoding off the caller's hot thread: large inputs are encoded elsewhere, so no single
+ * request can stall the HTTP event loop.
+ */
+export interface PromptEncoder {
+  /** A lower bound on the tokens `text` encodes to, cheap to compute (0 when unknown). */
+  minTokens(text: string): number;
+  encode(text: string, addSpecialTokens: boolean): Promise<number[]>;
+  /** The conversation through the chat template (or a plain transcript), as prompt ids. */
+  chat(turns: readonly import("../tokenizer/types.js").ChatMessage[]): Promise<number[]>;
+}
+
+/**
  * The engine as the server and CLI use it. `generate` yields events until one has
  * `finished: true`; aborting the signal (client gone) frees the request's KV everywhere.
  * Errors: see engine/errors.ts (QueueFullError, PromptTooLongError, InvalidRequestError,
@@ -129,6 +141,7 @@ export interface EngineStats {
 export interface EngineClient {
   readonly model: ModelInfo;
   readonly tokenizer: import("../tokenizer/types.js").Tokenizer;
+  readonly prompts: PromptEncoder;
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<TokenEvent>;
   stats(): EngineStats;
   /** Stops accepting, finishes (or with force, cancels) in-flight requests, frees everything. */

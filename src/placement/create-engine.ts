@@ -1,8 +1,6 @@
-import { existsSync } from "node:fs";
-import path from "node:path";
-import { createByteTokenizer, loadHfTokenizer, loadLlama2cTokenizer } from "../tokenizer/index.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { WorkerEngineClient } from "./engine-client.js";
+import { loadTokenizerFor } from "./load-tokenizer.js";
 import type { EngineOptions } from "./options.js";
 
 export type { EngineOptions } from "./options.js";
@@ -18,27 +16,8 @@ export async function createEngine(
 ): Promise<WorkerEngineClient> {
   return WorkerEngineClient.start(
     options,
-    async (ready) => {
-      const src = ready.source;
-      if (src.kind === "demo") return createByteTokenizer();
-      if (src.kind === "hf") return loadHfTokenizer(src.path);
-      return loadLlama2cTokenizer(
-        options.tokenizerPath ?? src.tokenizerPath ?? findLlama2cTokenizer(src.path),
-      );
-    },
+    (ready) => loadTokenizerFor(ready.source, options.tokenizerPath),
     log,
-  );
-}
-
-/** The tokenizer file conventionally kept beside a llama2.c checkpoint. */
-export function findLlama2cTokenizer(binPath: string): string {
-  const dir = path.dirname(binPath);
-  for (const name of ["tokenizer.bin", "tok512.bin", "tok4096.bin"]) {
-    const p = path.join(dir, name);
-    if (existsSync(p)) return p;
-  }
-  throw new Error(
-    `no tokenizer found beside ${binPath} (looked for tokenizer.bin, tok*.bin); pass --tokenizer`,
   );
 }
 

@@ -10,6 +10,7 @@ import {
 import type { Tokenizer } from "../tokenizer/types.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import type { EngineOptions } from "./options.js";
+import { ThreadedPromptEncoder } from "./prompt-encoder.js";
 
 /** A per-request mailbox: events pushed by the worker, pulled by `generate`'s iterator. */
 class EventQueue {
@@ -86,6 +87,7 @@ export class WorkerEngineClient implements EngineClient {
     private readonly worker: Worker,
     readonly model: ModelInfo,
     readonly tokenizer: Tokenizer,
+    readonly prompts: ThreadedPromptEncoder,
     readonly backendDescription: string,
     readonly attentionDescription: string,
     private readonly log: (line: string) => void,
@@ -126,7 +128,16 @@ export class WorkerEngineClient implements EngineClient {
     worker.removeAllListeners("error");
     worker.removeAllListeners("exit");
     const tokenizer = await loadTokenizer(ready);
-    return new WorkerEngineClient(worker, ready.model, tokenizer, ready.backend, ready.attention, log);
+    const prompts = new ThreadedPromptEncoder(tokenizer, ready.source, options.tokenizerPath);
+    return new WorkerEngineClient(
+      worker,
+      ready.model,
+      tokenizer,
+      prompts,
+      ready.backend,
+      ready.attention,
+      log,
+    );
   }
 
   private onMessage(m: FromWorker): void {
@@ -220,6 +231,7 @@ export class WorkerEngineClient implements EngineClient {
       this.closing = new Promise<void>((resolve) => {
         this.resolveClosed = resolve;
       }).then(async () => {
+        await this.prompts.close();
         await this.worker.terminate();
       });
       this.send({ v: 1, type: "shutdown", force: options.force ?? false });

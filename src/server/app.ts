@@ -197,9 +197,7 @@ function registerTokenizerRoutes(app: FastifyInstance, slot: EngineSlot): void {
     const body = parseBody(tokenizeRequestSchema, request.body);
     const engine = slot.get();
     checkModel(engine, body.model);
-    const tokens = engine.tokenizer.encode(body.prompt, {
-      addSpecialTokens: body.add_special_tokens ?? true,
-    });
+    const tokens = await engine.prompts.encode(body.prompt, body.add_special_tokens ?? true);
     return { tokens, count: tokens.length, max_model_len: engine.model.contextLength };
   });
 

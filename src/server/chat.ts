@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { EngineClient, GenerateRequest } from "../engine/api.js";
+import { ChatTemplateError } from "../tokenizer/prompt-ids.js";
 import type { ChatMessage } from "../tokenizer/types.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
-import { badRequest } from "./errors.js";
+import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
 import { chatLogprobs } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
@@ -21,7 +22,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
   const n = body.n ?? 1;
-  const prompt = chatPromptIds(engine, body.messages);
+  const prompt = await chatPromptIds(engine, body.messages);
   const requested = body.max_completion_tokens ?? body.max_tokens ?? null;
   const param = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const id = requestId("chatcmpl");
@@ -111,13 +112,14 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
 }
 
 /**
- * Renders the conversation into prompt token ids. With a chat template, the rendered text
- * usually spells out BOS itself, so it is encoded without special tokens and BOS is added only
- * if missing. A model without a template (tiny story models, the demo model) gets a plain
- * "role: content" transcript ending in "assistant:".
+ * Renders the conversation into prompt token ids through the engine's prompt encoder (the chat
+ * template, or a plain transcript; large conversations off the event loop). One whose bound
+ * alone exceeds the context is refused before it is rendered.
  */
-function chatPromptIds(engine: EngineClient, messages: readonly ChatRequestMessage[]): number[] {
-  const tok = engine.tokenizer;
+async function chatPromptIds(
+  engine: EngineClient,
+  messages: readonly ChatRequestMessage[],
+): Promise<number[]> {
   const turns: ChatMessage[] = messages.map((m) => ({
     role: m.role === "developer" ? "system" : m.role,
     content:
@@ -127,19 +129,16 @@ function chatPromptIds(engine: EngineClient, messages: readonly ChatRequestMessa
           ? m.content
           : m.content.map((p) => p.text).join(""),
   }));
+  let least = 0;
+  for (const t of turns) least += engine.prompts.minTokens(t.content);
+  if (least >= engine.model.contextLength)
+    throw promptTooLong(least, engine.model.contextLength, "messages", true);
   let ids: number[];
-  if (tok.hasChatTemplate) {
-    let text: string;
-    try {
-      text = tok.applyChatTemplate(turns, { addGenerationPrompt: true });
-    } catch (err) {
-      throw badRequest(`the chat template rejected the messages: ${(err as Error).message}`, "messages");
-    }
-    ids = tok.encode(text, { addSpecialTokens: false });
-    if (tok.bosTokenId != null && ids[0] !== tok.bosTokenId) ids.unshift(tok.bosTokenId);
-  } else {
-    const text = turns.map((t) => `${t.role}: ${t.content}\n`).join("") + "assistant:";
-    ids = tok.encode(text);
+  try {
+    ids = await engine.prompts.chat(turns);
+  } catch (err) {
+    if (err instanceof ChatTemplateError) throw badRequest(err.message, "messages");
+    throw err;
   }
   if (ids.length === 0) throw badRequest("the messages render to an empty prompt", "messages");
   return ids;

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { EngineClient, GenerateRequest } from "../engine/api.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
-import { badRequest } from "./errors.js";
+import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type TokenTexts } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
@@ -22,11 +22,7 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
   if (body.best_of != null && body.best_of !== n)
     throw badRequest("best_of other than n is not supported", "best_of");
 
-  const prompts = promptTokenIds(
-    body.prompt,
-    engine.tokenizer.encode.bind(engine.tokenizer),
-    engine.model.vocabSize,
-  );
+  const prompts = await promptTokenIds(body.prompt, engine);
   const id = requestId("cmpl");
   const requests = generateRequests(body, engine, prompts, n, id);
   let promptTokens = 0;
@@ -183,22 +179,32 @@ async function completionReply(generation: Generation, out: CompletionOutput) {
   };
 }
 
-/** The prompt as token-id arrays: strings go through the tokenizer, id arrays are checked against the vocabulary. */
-function promptTokenIds(
+/**
+ * The prompt as token-id arrays: strings go through the engine's prompt encoder (large ones off
+ * the event loop; one whose bound alone exceeds the context is refused before any encoding), id
+ * arrays are checked against the vocabulary.
+ */
+async function promptTokenIds(
   prompt: string | string[] | number[] | number[][],
-  encode: (text: string) => number[],
-  vocabSize: number,
-): number[][] {
+  engine: EngineClient,
+): Promise<number[][]> {
   const list: (string | number[])[] =
     typeof prompt === "string"
       ? [prompt]
       : typeof prompt[0] === "number"
         ? [prompt as number[]]
         : (prompt as string[] | number[][]);
-  return list.map((p, i) => {
-    const ids = typeof p === "string" ? encode(p) : p;
-    if (ids.length === 0)
-      throw badRequest("the prompt is empty", list.length > 1 ? `prompt[${i}]` : "prompt");
+  const { contextLength, vocabSize } = engine.model;
+  const param = (i: number) => (list.length > 1 ? `prompt[${i}]` : "prompt");
+  list.forEach((p, i) => {
+    const least = typeof p === "string" ? engine.prompts.minTokens(p) : p.length;
+    if (least >= contextLength) throw promptTooLong(least, contextLength, param(i), typeof p === "string");
+  });
+  const encoded = await Promise.all(
+    list.map((p) => (typeof p === "string" ? engine.prompts.encode(p, true) : p)),
+  );
+  return encoded.map((ids, i) => {
+    if (ids.length === 0) throw badRequest("the prompt is empty", param(i));
     for (const t of ids) {
       if (t >= vocabSize)
         throw badRequest(`prompt token ${t} is outside the vocabulary (size ${vocabSize})`, "prompt");

@@ -37,6 +37,20 @@ export function badRequest(
   return new HttpError(400, message, "invalid_request_error", param, code);
 }
 
+/** A prompt the context cannot hold; `atLeast` when only a lower bound on its tokens is known. */
+export function promptTooLong(
+  tokens: number,
+  contextLength: number,
+  param: string,
+  atLeast = false,
+): HttpError {
+  return badRequest(
+    `the prompt has ${atLeast ? "at least " : ""}${tokens} tokens but the model's context is ${contextLength} tokens`,
+    param,
+    "context_length_exceeded",
+  );
+}
+
 export function notReady(message = "the engine is not ready (loading or shutting down)"): HttpError {
   return new HttpError(503, message, "service_unavailable", null, "not_ready");
 }
