@@ -67,6 +67,8 @@ export interface TokenEvent {
   readonly finished: boolean;
   readonly finishReason?: FinishReason;
   readonly error?: string;
+  /** The error is the server's state (no attention capacity), not the request's: retry later. */
+  readonly unavailable?: boolean;
   readonly promptTokens: number;
   readonly completionTokens: number;
   /** On a request's first event: seconds it waited before it was first scheduled. */

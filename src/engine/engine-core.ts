@@ -217,7 +217,7 @@ export class EngineCore {
       this.setUnready(reason);
       for (const seq of all) {
         this.finish(seq);
-        events.push(endEvent(seq, "error", reason));
+        events.push(endEvent(seq, "error", reason, true));
       }
       return;
     }
@@ -291,9 +291,12 @@ export class EngineCore {
     const seq = this.scheduler.waiting[0]!;
     this.finish(seq);
     const need = `${seq.length + 1} tokens`;
-    events.push(
-      endEvent(seq, "error", `request needs more KV cache than the attention service has (${need})`),
-    );
+    // With no capacity at all it is the server's state; otherwise the request is too large for it.
+    const none = this.attention.usage().every((u) => u.totalBlocks === 0);
+    const why = none
+      ? "the attention service has no KV capacity now"
+      : "request needs more KV cache than the attention service has";
+    events.push(endEvent(seq, "error", `${why} (${need})`, none));
   }
 
   stats(): EngineStats {

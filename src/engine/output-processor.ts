@@ -120,7 +120,12 @@ export class OutputProcessor {
 }
 
 /** The final event of a sequence that ends without a token: aborted, or failed. */
-export function endEvent(seq: Sequence, finishReason: "abort" | "error", error?: string): TokenEvent {
+export function endEvent(
+  seq: Sequence,
+  finishReason: "abort" | "error",
+  error?: string,
+  unavailable = false,
+): TokenEvent {
   return {
     requestId: seq.requestId,
     tokenIds: [],
@@ -128,6 +133,7 @@ export function endEvent(seq: Sequence, finishReason: "abort" | "error", error?:
     finished: true,
     finishReason,
     ...(error !== undefined ? { error } : {}),
+    ...(unavailable ? { unavailable } : {}),
     promptTokens: seq.promptTokens.length,
     completionTokens: seq.output.length,
   };

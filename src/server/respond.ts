@@ -1,5 +1,5 @@
 import type { FastifyReply } from "fastify";
-import type { FinishReason, TokenLogprob } from "../engine/api.js";
+import type { FinishReason, TokenEvent, TokenLogprob } from "../engine/api.js";
 import { HttpError } from "./errors.js";
 import type { ChoiceEvent, Generation } from "./generation.js";
 import { SseWriter } from "./sse.js";
@@ -48,8 +48,7 @@ export async function collectChoices(generation: Generation, count: number): Pro
     r.completionTokens = event.completionTokens;
     if (event.finished) {
       r.finishReason = event.finishReason ?? "stop";
-      if (r.finishReason === "error")
-        throw new HttpError(500, event.error ?? "generation failed", "server_error");
+      if (r.finishReason === "error") throw generationError(event);
       if (r.finishReason === "abort") {
         throw new HttpError(
           503,
@@ -89,9 +88,7 @@ export async function streamChoices(
     for await (const ev of generation.events()) {
       if (sse.clientGone) break;
       completion.set(ev.index, ev.event.completionTokens);
-      if (ev.event.finishReason === "error") {
-        throw new HttpError(500, ev.event.error ?? "generation failed", "server_error");
-      }
+      if (ev.event.finishReason === "error") throw generationError(ev.event);
       const out = chunk(ev);
       if (out) for (const c of out) await sse.send(c);
     }
@@ -111,4 +108,12 @@ export async function streamChoices(
     await sse.send(e.body());
   }
   await sse.done();
+}
+
+/** A failed generation: 503 with the reason when it is the server's state (retry later), else 500. */
+function generationError(event: TokenEvent): HttpError {
+  const message = event.error ?? "generation failed";
+  return event.unavailable
+    ? new HttpError(503, message, "service_unavailable", null, "attention_unavailable")
+    : new HttpError(500, message, "server_error");
 }

@@ -122,6 +122,11 @@ for (const partition of ["head", "request"] as const) {
           }
         });
         assert.equal(res.errors.length, requests().length);
+        assert.equal(
+          res.unavailable,
+          requests().length,
+          "failures are the server's state (HTTP 503), not the requests'",
+        );
         for (const e of res.errors)
           assert.match(e, /attention unavailable: no attention capacity after \d+ recovery attempt/);
         assert.match(res.errors[0]!, /refused the connection/);

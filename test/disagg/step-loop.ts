@@ -10,9 +10,10 @@ export async function stepLoop(
   core: EngineCore,
   requests: readonly GenerateRequest[],
   before: (step: number) => void | Promise<void> = () => {},
-): Promise<{ tokens: number[][]; errors: string[]; steps: number }> {
+): Promise<{ tokens: number[][]; errors: string[]; unavailable: number; steps: number }> {
   const tokens = new Map<string, number[]>();
   const errors: string[] = [];
+  let unavailable = 0;
   for (const r of requests) {
     core.add(r);
     tokens.set(r.id, []);
@@ -24,8 +25,9 @@ export async function stepLoop(
     for (const ev of await core.runStep()) {
       tokens.get(ev.requestId)!.push(...ev.tokenIds);
       if (ev.error) errors.push(`${ev.requestId}: ${ev.error}`);
+      if (ev.unavailable) unavailable++;
     }
     step++;
   }
-  return { tokens: requests.map((r) => tokens.get(r.id)!), errors, steps: step };
+  return { tokens: requests.map((r) => tokens.get(r.id)!), errors, unavailable, steps: step };
 }

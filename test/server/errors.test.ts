@@ -310,3 +310,36 @@ describe("/health tells the truth about attention capacity", () => {
     }
   });
 });
+
+describe("failures that are the server's state", () => {
+  it("answer 503 attention_unavailable with the reason; other engine failures stay 500", async () => {
+    const s = await startServer({ model: storiesModelPath(), attentionWorkers: 0 });
+    try {
+      const fail = (unavailable: boolean) => {
+        s.engine.generate = async function* (request) {
+          yield {
+            requestId: request.id,
+            tokenIds: [],
+            text: "",
+            finished: true,
+            finishReason: "error",
+            error: "attention unavailable: no attention capacity after 4 recovery attempt(s): w0 refused",
+            ...(unavailable ? { unavailable } : {}),
+            promptTokens: request.promptTokenIds.length,
+            completionTokens: 0,
+          };
+        };
+      };
+      const body = JSON.stringify({ model: "stories260K", prompt: "Once", max_tokens: 4 });
+      fail(true);
+      const r = await postRaw(`${s.url}/v1/completions`, body);
+      expectError(r, 503);
+      assert.equal(r.json.error?.code, "attention_unavailable");
+      assert.match(r.json.error?.message ?? "", /no attention capacity/);
+      fail(false);
+      expectError(await postRaw(`${s.url}/v1/completions`, body), 500);
+    } finally {
+      await s.close();
+    }
+  });
+});
