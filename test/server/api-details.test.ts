@@ -87,8 +87,8 @@ describe("API details (stories260K, real engine)", () => {
       ac.abort();
       await reader.cancel().catch(() => {});
       assert.ok(await waitFor(() => kvUsed(s.engine) === 0), "every choice's KV is freed");
-      // Warnings are emitted on a later tick.
-      await new Promise((r) => setTimeout(r, 50));
+      // process.emitWarning delivers on the next tick: one macrotask turn is after all of them.
+      await new Promise((r) => setImmediate(r));
     } finally {
       process.off("warning", onWarning);
     }
