@@ -89,6 +89,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   private readonly pending: PendingLayer[];
   /** Micro-seconds of attention compute reported by the workers (for the step breakdown). */
   attentionMicros = 0;
+  /** Polling time of connections since replaced (a link's count starts again with each connection). */
+  private retiredPollSeconds = 0;
   /** A worker holding a share of the KV was lost since the last layout: lay out again before the next step. */
   private layoutBroken = false;
   /** Workers lost while holding KV, ever: a layout is whole only if none was lost while it was made. */
@@ -188,7 +190,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 
   stats(): AttentionServiceStats {
-    return { reportedMicros: this.attentionMicros, liveWorkers: this.aliveWorkers };
+    let pollSeconds = this.retiredPollSeconds;
+    for (const l of this.links) pollSeconds += l.channel?.pollStats?.().spinSeconds ?? 0;
+    return { reportedMicros: this.attentionMicros, liveWorkers: this.aliveWorkers, pollSeconds };
   }
 
   /**
@@ -328,6 +332,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 
   private async open(l: Link): Promise<void> {
+    this.retiredPollSeconds += l.channel?.pollStats?.().spinSeconds ?? 0;
     try {
       const channel = await l.endpoint.connect();
       l.channel = channel;

@@ -108,6 +108,8 @@ export interface AttentionServiceStats {
   readonly reportedMicros?: number;
   /** Workers serving now, over which reported compute runs in parallel. */
   readonly liveWorkers?: number;
+  /** Seconds this side spent busy-polling its links (the CPU the spin budget costs). */
+  readonly pollSeconds?: number;
   readonly offload?: OffloadStats;
 }
 

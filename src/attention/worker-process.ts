@@ -12,6 +12,8 @@ export interface AttentionWorkerOptions {
   readonly kvMemory: number;
   readonly token: string | null;
   readonly threads?: number;
+  /** Spin budget (µs) of the shared-memory channel before it sleeps. */
+  readonly spinMicros?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -29,10 +31,13 @@ export async function runAttentionWorker(
   const serve = (channel: Channel) =>
     new AttentionWorkerSession(channel, backend, { kvMemory: o.kvMemory, log });
   if (o.shm) {
-    const channel = openShmChannel(o.shm);
+    const channel = openShmChannel(o.shm, o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {});
     serve(channel);
     channel.onClose((info) => {
-      log(`engine channel closed (${info.reason}); exiting`);
+      const poll = channel.pollStats();
+      log(
+        `engine channel closed (${info.reason}); polled ${poll.spinSeconds.toFixed(3)} s, slept ${poll.sleeps} times; exiting`,
+      );
       process.exit(0);
     });
     log(`serving shared-memory channel ${o.shm} with ${backend.describe()}`);

@@ -12,6 +12,7 @@ export function registerAttentionWorkerCommand(program: Command): void {
     .option("--kv-memory <size>", "KV budget per engine connection, e.g. 4GiB", sizeArg, DEFAULT_KV_MEMORY)
     .option("--token <secret>", "shared secret engines must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
+    .option("--spin-us <µs>", "shared-memory spin budget before sleeping", intArg(0, 1_000_000))
     .addOption(
       new Option("--shm <name>", "serve one shared-memory channel made by a parent engine").hideHelp(),
     )
@@ -21,6 +22,7 @@ export function registerAttentionWorkerCommand(program: Command): void {
         kvMemory: number;
         token?: string;
         threads?: number;
+        spinUs?: number;
         shm?: string;
       }) => {
         const worker = await runAttentionWorker({
@@ -29,6 +31,7 @@ export function registerAttentionWorkerCommand(program: Command): void {
           kvMemory: flags.kvMemory,
           token: flags.token ?? process.env.LAMINA_ATTENTION_TOKEN ?? null,
           ...(flags.threads ? { threads: flags.threads } : {}),
+          ...(flags.spinUs !== undefined ? { spinMicros: flags.spinUs } : {}),
         });
         // A parent that forked us (locally spawned TCP workers) learns the port this way.
         if (process.send && worker.port !== null) process.send({ type: "listening", port: worker.port });

@@ -39,6 +39,11 @@ export function addEngineFlags(cmd: Command): Command {
       "shared secret for attention workers and prefill instances at addresses (or LAMINA_ATTENTION_TOKEN)",
     )
     .option(
+      "--spin-us <µs>",
+      "shared-memory links: busy-poll this long before sleeping (CPU for latency; default 50)",
+      intArg(0, 1_000_000),
+    )
+    .option(
       "--attention-timeout-ms <ms>",
       "declare an attention worker or prefill instance lost when a layer gets no reply this long (default 5000)",
       intArg(1),
@@ -103,6 +108,7 @@ export interface EngineFlagValues {
   attentionWorkerAddrs?: string[];
   attentionToken?: string;
   attentionTimeoutMs?: number;
+  spinUs?: number;
   partition?: "head" | "request";
   pipelineDepth?: number;
   transport?: "shm" | "tcp";
@@ -130,6 +136,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     attentionWorkerAddrs: f.attentionWorkerAddrs,
     attentionToken: f.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN,
     attentionTimeoutMs: f.attentionTimeoutMs,
+    spinMicros: f.spinUs,
     partition: f.partition,
     pipelineDepth: f.pipelineDepth,
     transport: f.transport,

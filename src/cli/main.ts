@@ -1,11 +1,11 @@
 import { Command, CommanderError } from "commander";
-import { registerServeCommand } from "./serve-command.js";
 import { registerAttentionWorkerCommand } from "./attention-worker-command.js";
 import { registerBenchCommand } from "./bench-command.js";
 import { registerConvertCommand } from "./convert-command.js";
 import { registerDoctorCommand } from "./doctor-command.js";
 import { registerGenerateCommand } from "./generate-command.js";
 import { registerPrefillInstanceCommand } from "./prefill-instance-command.js";
+import { registerServeCommand } from "./serve-command.js";
 import { registerSimCommands } from "./sim-commands.js";
 
 /** `lamina`: every command of the project behind one entry point. */

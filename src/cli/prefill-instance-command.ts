@@ -1,8 +1,8 @@
 import { availableParallelism } from "node:os";
 import type { Command } from "commander";
-import { DEFAULT_KV_MEMORY } from "../placement/sizes.js";
 import { listenPrefillInstance } from "../pd/prefill-listen.js";
 import { prefillThreadSplit } from "../pd/thread-share.js";
+import { DEFAULT_KV_MEMORY } from "../placement/sizes.js";
 import { choiceArg, intArg, listenArg, sizeArg } from "./parse.js";
 
 interface PrefillInstanceFlags {

@@ -117,6 +117,8 @@ export interface EngineStats {
     readonly transport: number;
     readonly idle: number;
     readonly steps: number;
+    /** Seconds the model side spent busy-polling its attention links (0 in-process). */
+    readonly polling: number;
   };
   /** Present under --mode pd / adrenaline. */
   readonly offload?: import("../attention/service.js").OffloadStats;

@@ -17,9 +17,10 @@ export function stepTimingStats(
   const { model, attention: wait, steps } = executor;
   const reported = service?.reportedMicros;
   const idle = Math.max(0, wallSeconds - model);
-  if (reported === undefined) return { model, attention: wait, transport: 0, idle, steps };
+  const polling = service?.pollSeconds ?? 0;
+  if (reported === undefined) return { model, attention: wait, transport: 0, idle, steps, polling };
   const attention = reported / 1e6;
   const waitOnPath = Math.min(wait, idle);
   const transport = Math.max(0, waitOnPath - attention / Math.max(1, service?.liveWorkers ?? 1));
-  return { model, attention, transport, idle, steps };
+  return { model, attention, transport, idle, steps, polling };
 }

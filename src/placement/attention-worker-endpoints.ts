@@ -26,6 +26,8 @@ export interface SpawnOptions {
   readonly transport: "shm" | "tcp";
   readonly kvMemory: number;
   readonly threads: number;
+  /** Spin budget of the shared-memory channel, this end and the worker's (default: the channel's). */
+  readonly spinMicros?: number;
   readonly log: (line: string) => void;
 }
 
@@ -50,9 +52,12 @@ export class SpawnedWorker implements WorkerEndpoint {
       String(this.o.kvMemory),
       "--threads",
       String(this.o.threads),
+      ...(this.o.spinMicros !== undefined ? ["--spin-us", String(this.o.spinMicros)] : []),
     ];
     if (this.o.transport === "shm") {
-      const channel = createShmChannel();
+      const channel = createShmChannel(
+        this.o.spinMicros !== undefined ? { spinMicros: this.o.spinMicros } : {},
+      );
       const child = fork(CLI, [...common, "--shm", channel.name], {
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });

@@ -26,6 +26,7 @@ export async function connectAttentionWorkers(
           transport: options.transport ?? "shm",
           kvMemory: options.kvMemory ?? DEFAULT_KV_MEMORY,
           threads: 1,
+          ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
           log,
         }),
       );

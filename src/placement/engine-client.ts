@@ -67,7 +67,7 @@ const EMPTY_STATS: EngineStats = {
   refused: 0,
   promptTokens: 0,
   generationTokens: 0,
-  timing: { model: 0, attention: 0, transport: 0, idle: 0, steps: 0 },
+  timing: { model: 0, attention: 0, transport: 0, idle: 0, steps: 0, polling: 0 },
 };
 
 /**

@@ -23,7 +23,7 @@ export function servedModelId(options: EngineOptions, model: LoadedModel): strin
   if (model.source.kind === "demo") return "random";
   const p = model.source.path.replace(/[\\/]+$/, "");
   const base = path.basename(p);
-  return base === "hf" ? path.basename(path.dirname(p)) : base.replace(/\.bin$/, "");
+  return base === "hf" ? path.basename(path.dirname(p)) : base.replace(/\.(bin|gguf)$/, "");
 }
 
 /** Kernel threads of the model side: asked for, else the cores the spawned attention workers leave. */

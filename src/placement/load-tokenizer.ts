@@ -1,3 +1,4 @@
+import { loadGgufTokenizer } from "../model/gguf-loader.js";
 import type { ModelSource } from "../model/types.js";
 import { createByteTokenizer, loadHfTokenizer, loadLlama2cTokenizer } from "../tokenizer/index.js";
 import type { Tokenizer } from "../tokenizer/types.js";
@@ -9,6 +10,7 @@ import type { Tokenizer } from "../tokenizer/types.js";
 export async function loadTokenizerFor(src: ModelSource, tokenizerPath?: string): Promise<Tokenizer> {
   if (src.kind === "demo") return createByteTokenizer();
   if (src.kind === "hf") return loadHfTokenizer(src.path);
+  if (src.kind === "gguf") return loadGgufTokenizer(src.path);
   const file = tokenizerPath ?? src.tokenizerPath;
   if (!file) throw new Error(`no tokenizer is known for ${src.path}; pass --tokenizer`);
   return loadLlama2cTokenizer(file);

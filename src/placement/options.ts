@@ -33,6 +33,11 @@ export interface EngineOptions extends CoreOptions {
   /** Addresses host:port of running attention workers. */
   readonly attentionWorkerAddrs?: readonly string[];
   readonly attentionToken?: string;
+  /**
+   * Spin budget (µs) of shared-memory links, both ends: how long a side busy-polls before it sleeps
+   * on a futex. Longer spins answer faster and cost CPU (reported as lamina_transport_poll_seconds_total).
+   */
+  readonly spinMicros?: number;
   /** Liveness: an attention worker (or prefill instance) silent this long on a layer is declared lost (default 5000 ms). */
   readonly attentionTimeoutMs?: number;
   readonly partition?: "head" | "request";

@@ -37,6 +37,7 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
   exclusive(o.prefillThreads, "--prefill-threads", o.prefillTtftMs, "--prefill-ttft-ms");
   positiveInt(o.pipelineDepth, "--pipeline-depth", 1);
   positiveInt(o.attentionTimeoutMs, "--attention-timeout-ms", 1);
+  positiveInt(o.spinMicros, "--spin-us", 0);
   positiveInt(o.prefillInstances, "--prefill-instances", 1);
   if (o.prefillTtftMs !== undefined && !(o.prefillTtftMs > 0))
     throw new Error(`--prefill-ttft-ms must be positive (got ${o.prefillTtftMs})`);

@@ -173,6 +173,11 @@ const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineSt
     (s) => s.timing.transport,
   ],
   [
+    "lamina_transport_poll_seconds_total",
+    "CPU time the model side spent busy-polling its attention links (the spin budget's cost).",
+    (s) => s.timing.polling,
+  ],
+  [
     "lamina_step_idle_seconds_total",
     "Pipeline bubbles: time a side waited on the other.",
     (s) => s.timing.idle,

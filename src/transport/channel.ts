@@ -36,6 +36,13 @@ export interface Channel {
   onClose(handler: (info: CloseInfo) => void): void;
   /** Closes both directions, tells the peer, releases resources. Idempotent. */
   close(reason?: string): Promise<void>;
+  /** Time spent busy-polling for data or room, and sleeps taken after the spin budget ran out. */
+  pollStats?(): PollStats;
+}
+
+export interface PollStats {
+  readonly spinSeconds: number;
+  readonly sleeps: number;
 }
 
 /** Shared close bookkeeping for implementations. */

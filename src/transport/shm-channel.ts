@@ -15,7 +15,13 @@
  * mapping stays valid), on close, and at process exit, so no name outlives its channel.
  */
 import { randomBytes } from "node:crypto";
-import { type Channel, type CloseInfo, CloseNotifier, type MessageHandler } from "./channel.js";
+import {
+  type Channel,
+  type CloseInfo,
+  CloseNotifier,
+  type MessageHandler,
+  type PollStats,
+} from "./channel.js";
 import { DecodedMessage, FrameEncoder } from "./codec.js";
 import { ChannelClosedError, FrameError } from "./errors.js";
 import { type FrameLimits, resolveLimits } from "./limits.js";
@@ -108,6 +114,8 @@ export class ShmChannel implements Channel {
   private readonly msg = new DecodedMessage();
   private readonly closer = new CloseNotifier();
   private readonly spinMicros: number;
+  private spinMs = 0;
+  private sleepCount = 0;
   private readonly sliceMs: number;
   private readonly myClosedIdx: number;
   private readonly peerClosedIdx: number;
@@ -193,7 +201,7 @@ export class ShmChannel implements Channel {
     try {
       const deadline = performance.now() + timeoutMs;
       while (!this.writer.tryWrite(enc)) {
-        if (spin(this.spinMicros, () => this.writer.tryWrite(enc))) return;
+        if (this.spinFor(() => this.writer.tryWrite(enc))) return;
         const tail = this.writer.prepareSleep();
         if (this.writer.tryWrite(enc)) {
           this.writer.endSleep();
@@ -214,6 +222,19 @@ export class ShmChannel implements Channel {
     } finally {
       enc.release();
     }
+  }
+
+  /** Spins up to the budget for `ready`; the time it took is counted, and a sleep if it ran out. */
+  private spinFor(ready: () => boolean): boolean {
+    const t0 = performance.now();
+    const ok = spin(this.spinMicros, ready);
+    this.spinMs += performance.now() - t0;
+    if (!ok) this.sleepCount++;
+    return ok;
+  }
+
+  pollStats(): PollStats {
+    return { spinSeconds: this.spinMs / 1000, sleeps: this.sleepCount };
   }
 
   onMessage(handler: MessageHandler): void {
@@ -237,7 +258,7 @@ export class ShmChannel implements Channel {
     for (;;) {
       if (this.isClosed) throw new ChannelClosedError(this.closer.info?.reason ?? "closed");
       if (this.pollOne()) return this.msg;
-      if (spin(this.spinMicros, () => this.reader.hasData())) continue;
+      if (this.spinFor(() => this.reader.hasData())) continue;
       const left = deadline - performance.now();
       if (left <= 0) return null;
       const head = this.reader.prepareSleep();
@@ -354,7 +375,7 @@ export class ShmChannel implements Channel {
         await yieldToLoop();
         continue;
       }
-      if (spin(this.spinMicros, () => this.reader.hasData())) continue;
+      if (this.spinFor(() => this.reader.hasData())) continue;
       const head = this.reader.prepareSleep();
       let r = 1;
       if (!this.reader.hasData())

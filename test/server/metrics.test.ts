@@ -97,7 +97,7 @@ describe("engine-derived metrics", () => {
     refused: 7,
     promptTokens: 1000,
     generationTokens: 500,
-    timing: { model: 2, attention: 1, transport: 0.5, idle: 0.5, steps: 100 },
+    timing: { model: 2, attention: 1, transport: 0.5, idle: 0.5, steps: 100, polling: 0.25 },
     ...over,
   });
 
@@ -116,7 +116,8 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get("lamina_step_transport_seconds"), 0.005);
     assert.equal(m.get("lamina_pipeline_idle_ratio"), 0.125);
     // The next scrape looks only at what happened since the previous one.
-    current = stats({ timing: { model: 3, attention: 2, transport: 0.5, idle: 2.5, steps: 150 } });
+    assert.equal(m.get("lamina_transport_poll_seconds_total"), 0.25);
+    current = stats({ timing: { model: 3, attention: 2, transport: 0.5, idle: 2.5, steps: 150, polling: 0.5 } });
     m = samples(await metrics.registry.metrics());
     assert.equal(m.get("lamina_step_model_seconds"), 0.02);
     assert.equal(m.get("lamina_step_attention_seconds"), 0.02);
