@@ -32,6 +32,31 @@ export function readHfTokenizerConfig(dir: string): HfTokenizerConfig {
   const file = path.join(dir, "tokenizer_config.json");
   // Some repositories ship only tokenizer.json; then everything comes from its post-processor.
   const raw = existsSync(file) ? readJsonFile(file) : {};
+  const parsed = parseHfTokenizerConfig(raw, file);
+  // Newer checkpoints keep the template in its own file.
+  if (parsed.chatTemplate === null) {
+    const jinjaFile = path.join(dir, "chat_template.jinja");
+    const jsonFile = path.join(dir, "chat_template.json");
+    if (existsSync(jinjaFile)) {
+      return { ...parsed, chatTemplate: readFileSync(jinjaFile, "utf8"), chatTemplateOrigin: jinjaFile };
+    }
+    if (existsSync(jsonFile)) {
+      const j = readJsonFile(jsonFile) as { chat_template?: unknown } | null;
+      return {
+        ...parsed,
+        chatTemplate: selectChatTemplate(j?.chat_template, jsonFile),
+        chatTemplateOrigin: jsonFile,
+      };
+    }
+  }
+  return parsed;
+}
+
+/**
+ * A tokenizer_config.json-shaped object (read from a file, or built from another format's
+ * metadata); `file` names its origin in error messages.
+ */
+export function parseHfTokenizerConfig(raw: unknown, file: string): HfTokenizerConfig {
   if (!raw || typeof raw !== "object" || Array.isArray(raw))
     throw new TokenizerFileError(file, "is not a JSON object");
   const cfg = raw as Record<string, unknown>;
@@ -45,31 +70,17 @@ export function readHfTokenizerConfig(dir: string): HfTokenizerConfig {
     typeof cfg[key] === "boolean" ? (cfg[key] as boolean) : undefined;
 
   let chatTemplate: string | null;
-  let chatTemplateOrigin = file;
   try {
     chatTemplate = selectChatTemplate(cfg.chat_template, file);
   } catch (err) {
     throw new TokenizerFileError(file, (err as Error).message);
-  }
-  // Newer checkpoints keep the template in its own file.
-  if (chatTemplate === null) {
-    const jinjaFile = path.join(dir, "chat_template.jinja");
-    const jsonFile = path.join(dir, "chat_template.json");
-    if (existsSync(jinjaFile)) {
-      chatTemplate = readFileSync(jinjaFile, "utf8");
-      chatTemplateOrigin = jinjaFile;
-    } else if (existsSync(jsonFile)) {
-      const j = readJsonFile(jsonFile) as { chat_template?: unknown } | null;
-      chatTemplate = selectChatTemplate(j?.chat_template, jsonFile);
-      chatTemplateOrigin = jsonFile;
-    }
   }
   return {
     specialTokens,
     addBos: flag("add_bos_token"),
     addEos: flag("add_eos_token"),
     chatTemplate,
-    chatTemplateOrigin,
+    chatTemplateOrigin: file,
     raw: cfg,
   };
 }

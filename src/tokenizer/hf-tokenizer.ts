@@ -121,7 +121,19 @@ export function loadHfTokenizer(dir: string): Tokenizer {
   if (!json || typeof json !== "object" || !("model" in json)) {
     throw new TokenizerFileError(file, 'is not a Hugging Face tokenizer (no "model" section)');
   }
-  const config = readHfTokenizerConfig(dir);
+  return createHfTokenizer(json as Record<string, unknown>, readHfTokenizerConfig(dir), file);
+}
+
+/**
+ * A tokenizer from an in-memory tokenizer.json object and tokenizer config (e.g. built from a
+ * GGUF file's vocabulary); `origin` names where they came from in error messages.
+ */
+export function createHfTokenizer(
+  json: Record<string, unknown>,
+  config: HfTokenizerConfig,
+  origin: string,
+): Tokenizer {
+  const file = origin;
   let lib: HfLibraryTokenizer;
   try {
     lib = new HfLibraryTokenizer(json, config.raw);
@@ -131,5 +143,5 @@ export function loadHfTokenizer(dir: string): Tokenizer {
       `cannot be loaded by @huggingface/tokenizers (${(err as Error).message})`,
     );
   }
-  return new HfTokenizer(lib, json as Record<string, unknown>, config, dir);
+  return new HfTokenizer(lib, json, config, path.dirname(origin));
 }
