@@ -1,5 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import { loadBuiltinModel } from "./builtin-model.js";
+import { loadGgufModel } from "./gguf-loader.js";
 import { loadHfModel } from "./hf-loader.js";
 import { downloadHubModel, isHubId } from "./hub.js";
 import { loadLlama2cModel } from "./llama2c-loader.js";
@@ -22,6 +23,7 @@ export interface LoadModelOptions {
  * The one entry point for `--model`: undefined or "demo" → the built-in stories260K (a small
  * trained TinyStories model shipped in the package); "random" → the random-weight demo model;
  * an existing directory → Hugging Face safetensors; an existing .bin file → llama2.c checkpoint;
+ * an existing .gguf file → llama.cpp's GGUF (llama, mistral-as-llama, qwen2);
  * ORG/NAME that is not a local path → downloaded from the Hugging Face Hub into the cache.
  */
 export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
@@ -30,12 +32,17 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
   if (existsSync(spec)) {
     const st = statSync(spec);
     if (st.isDirectory()) return loadHfModel(spec, hfOptions(opts));
+    if (spec.endsWith(".gguf")) {
+      if (opts.tokenizerPath)
+        throw new Error(`--model ${spec}: a GGUF file carries its own tokenizer; drop --tokenizer`);
+      return loadGgufModel(spec, opts.onProgress ? { onProgress: opts.onProgress } : {});
+    }
     if (spec.endsWith(".bin")) {
       return loadLlama2cModel(spec, opts.tokenizerPath ? { tokenizerPath: opts.tokenizerPath } : {});
     }
     throw new Error(
-      `--model ${spec}: a file that is not a llama2.c .bin checkpoint; ` +
-        `pass a Hugging Face model directory, a .bin checkpoint, ORG/NAME from the Hub, ${BUILTIN_FORMS}`,
+      `--model ${spec}: a file that is not a llama2.c .bin checkpoint or a .gguf file; ` +
+        `pass a Hugging Face model directory, a .bin checkpoint, a .gguf file, ORG/NAME from the Hub, ${BUILTIN_FORMS}`,
     );
   }
   if (isHubId(spec)) {
@@ -47,7 +54,7 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
   }
   throw new Error(
     `--model ${spec}: no such file or directory, and not a Hugging Face Hub id (ORG/NAME); ` +
-      `pass a model directory, a llama2.c .bin checkpoint, ORG/NAME, ${BUILTIN_FORMS}`,
+      `pass a model directory, a llama2.c .bin checkpoint, a .gguf file, ORG/NAME, ${BUILTIN_FORMS}`,
   );
 }
 

@@ -21,8 +21,8 @@ export interface GenerationDefaults {
 }
 
 export interface ModelSource {
-  readonly kind: "hf" | "llama2c" | "demo";
-  /** Where it came from: a directory, a .bin file, or "random" (kind "demo": the random-weight model). */
+  readonly kind: "hf" | "llama2c" | "gguf" | "demo";
+  /** Where it came from: a directory, a .bin or .gguf file, or "random" (kind "demo": the random-weight model). */
   readonly path: string;
   /** Human-readable name shown in logs, /v1/models and the CLI. The random-weight model says so. */
   readonly label: string;

@@ -1,0 +1,112 @@
+import { f16ToF32 } from "./tensor.js";
+
+/**
+ * Dequantization of ggml's block formats to fp32, following the block layouts of ggml-quants
+ * (little-endian, one block after another along each row):
+ *   Q8_0 (34 bytes / 32): f16 d, int8 q[32]; x = d·q.
+ *   Q4_0 (18 bytes / 32): f16 d, u8 qs[16]; x[j] = d·((qs[j] & 15) − 8), x[j+16] = d·((qs[j] >> 4) − 8).
+ *   Q4_K (144 bytes / 256): f16 d, f16 dmin, u8 scales[12] (8 six-bit scales and mins), u8 qs[128];
+ *     each 64-element chunk: low nibbles of 32 bytes, then their high nibbles; x = d·sc·q − dmin·m.
+ *   Q6_K (210 bytes / 256): u8 ql[128], u8 qh[64], int8 scales[16], f16 d; each 128-element half:
+ *     q = (4 low bits from ql) | (2 high bits from qh) − 32, x = d·scale·q, a scale per 16 elements.
+ * Products are rounded to fp32 step by step as ggml computes them.
+ */
+
+export type QuantName = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
+
+export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: number }>> = {
+  Q8_0: { block: 32, bytes: 34 },
+  Q4_0: { block: 32, bytes: 18 },
+  Q4_K: { block: 256, bytes: 144 },
+  Q6_K: { block: 256, bytes: 210 },
+};
+
+const f = Math.fround;
+
+function half(src: Uint8Array, at: number): number {
+  return f16ToF32(src[at]! | (src[at + 1]! << 8));
+}
+
+function q8_0(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  for (let j = 0; j < 32; j++) out[o + j] = f(d * ((src[at + 2 + j]! << 24) >> 24));
+}
+
+function q4_0(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  for (let j = 0; j < 16; j++) {
+    const b = src[at + 2 + j]!;
+    out[o + j] = f(d * ((b & 15) - 8));
+    out[o + j + 16] = f(d * ((b >> 4) - 8));
+  }
+}
+
+/** The j-th six-bit scale and min of a Q4_K block's 12 packed bytes (ggml's get_scale_min_k4). */
+export function scaleMinK4(j: number, s: Uint8Array, at: number): [number, number] {
+  if (j < 4) return [s[at + j]! & 63, s[at + j + 4]! & 63];
+  const sc = (s[at + j + 4]! & 15) | ((s[at + j - 4]! >> 6) << 4);
+  const m = (s[at + j + 4]! >> 4) | ((s[at + j]! >> 6) << 4);
+  return [sc, m];
+}
+
+function q4_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  const dmin = half(src, at + 2);
+  const scales = at + 4;
+  let q = at + 16;
+  for (let chunk = 0, is = 0; chunk < 4; chunk++, is += 2) {
+    const [sc1, m1] = scaleMinK4(is, src, scales);
+    const [sc2, m2] = scaleMinK4(is + 1, src, scales);
+    const d1 = f(d * sc1);
+    const mm1 = f(dmin * m1);
+    const d2 = f(d * sc2);
+    const mm2 = f(dmin * m2);
+    const base = o + chunk * 64;
+    for (let l = 0; l < 32; l++) {
+      out[base + l] = f(f(d1 * (src[q + l]! & 15)) - mm1);
+      out[base + 32 + l] = f(f(d2 * (src[q + l]! >> 4)) - mm2);
+    }
+    q += 32;
+  }
+}
+
+function q6_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at + 208);
+  for (let n = 0; n < 2; n++) {
+    const ql = at + n * 64;
+    const qh = at + 128 + n * 32;
+    const sc = at + 192 + n * 8;
+    const base = o + n * 128;
+    for (let l = 0; l < 32; l++) {
+      const is = l >> 4;
+      const h = src[qh + l]!;
+      const q1 = ((src[ql + l]! & 15) | ((h & 3) << 4)) - 32;
+      const q2 = ((src[ql + l + 32]! & 15) | (((h >> 2) & 3) << 4)) - 32;
+      const q3 = ((src[ql + l]! >> 4) | (((h >> 4) & 3) << 4)) - 32;
+      const q4 = ((src[ql + l + 32]! >> 4) | (((h >> 6) & 3) << 4)) - 32;
+      const s = (k: number) => f(d * ((src[sc + is + k]! << 24) >> 24));
+      out[base + l] = f(s(0) * q1);
+      out[base + l + 32] = f(s(2) * q2);
+      out[base + l + 64] = f(s(4) * q3);
+      out[base + l + 96] = f(s(6) * q4);
+    }
+  }
+}
+
+const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = { Q8_0: q8_0, Q4_0: q4_0, Q4_K: q4_K, Q6_K: q6_K };
+
+export function isQuantName(name: string): name is QuantName {
+  return Object.hasOwn(QUANT_BLOCKS, name);
+}
+
+/** Dequantizes `count` elements stored as `type` blocks in `src` into fp32. */
+export function dequantize(type: QuantName, src: Uint8Array, count: number): Float32Array {
+  const { block, bytes } = QUANT_BLOCKS[type];
+  if (count % block !== 0 || src.length !== (count / block) * bytes) {
+    throw new Error(`${type}: ${src.length} bytes do not hold ${count} elements in ${block}-element blocks`);
+  }
+  const out = new Float32Array(count);
+  const fn = DEQUANT[type];
+  for (let b = 0; b < count / block; b++) fn(src, b * bytes, out, b * block);
+  return out;
+}

@@ -1,0 +1,291 @@
+import path from "node:path";
+import type { Tokenizer } from "../tokenizer/types.js";
+import type { Architecture, ModelConfig, RopeScaling } from "./config.js";
+import { expectedTensors, sameShape } from "./expected-tensors.js";
+import { dequantize, isQuantName } from "./gguf-dequant.js";
+import {
+  GgufError,
+  GgufFile,
+  type GgufMetaValue,
+  type GgufTensorInfo,
+  readGgufHeader,
+} from "./gguf-reader.js";
+import { ggufTokenizer } from "./gguf-tokenizer.js";
+import type { ProgressCallback } from "./load-progress.js";
+import { allocTensorData, f32ToBf16, f32ToF16, type Tensor } from "./tensor.js";
+import type { LoadedModel } from "./types.js";
+
+/**
+ * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
+ * (Mistral is stored as llama) and "qwen2". Tensors are renamed to Hugging Face names, q/k rows of
+ * the llama architecture are put back in rotate-half order, F32/F16/BF16 are kept as stored and
+ * Q8_0/Q4_0/Q4_K/Q6_K are dequantized to f16 at load (bf16 where a value exceeds f16's range):
+ * no quantized kernels yet.
+ */
+
+const SUPPORTED_ARCHS = ["llama", "qwen2"] as const;
+
+/** Hugging Face per-layer names → llama.cpp's (as the project's GGUF writer names them). */
+const LAYER_NAMES: Readonly<Record<string, string>> = {
+  "input_layernorm.weight": "attn_norm.weight",
+  "self_attn.q_proj.weight": "attn_q.weight",
+  "self_attn.k_proj.weight": "attn_k.weight",
+  "self_attn.v_proj.weight": "attn_v.weight",
+  "self_attn.q_proj.bias": "attn_q.bias",
+  "self_attn.k_proj.bias": "attn_k.bias",
+  "self_attn.v_proj.bias": "attn_v.bias",
+  "self_attn.o_proj.weight": "attn_output.weight",
+  "post_attention_layernorm.weight": "ffn_norm.weight",
+  "mlp.gate_proj.weight": "ffn_gate.weight",
+  "mlp.up_proj.weight": "ffn_up.weight",
+  "mlp.down_proj.weight": "ffn_down.weight",
+};
+const GLOBAL_NAMES: Readonly<Record<string, string>> = {
+  "model.embed_tokens.weight": "token_embd.weight",
+  "model.norm.weight": "output_norm.weight",
+  "lm_head.weight": "output.weight",
+};
+
+/** llama.cpp's name for a Hugging Face weight name. */
+export function ggufNameOf(hfName: string): string {
+  const global = GLOBAL_NAMES[hfName];
+  if (global) return global;
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hfName);
+  const local = m ? LAYER_NAMES[m[2]!] : undefined;
+  if (!m || !local) throw new Error(`no llama.cpp name for weight "${hfName}"`);
+  return `blk.${m[1]}.${local}`;
+}
+
+class Meta {
+  constructor(
+    readonly file: string,
+    private readonly map: ReadonlyMap<string, GgufMetaValue>,
+  ) {}
+  get = (key: string): GgufMetaValue | undefined => this.map.get(key);
+  num(key: string): number | undefined {
+    const v = this.map.get(key);
+    if (v === undefined) return undefined;
+    const n = typeof v === "bigint" ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isFinite(n)) {
+      throw new GgufError(this.file, `metadata "${key}" is not a number (${JSON.stringify(String(v))})`);
+    }
+    return n;
+  }
+  need(key: string): number {
+    const n = this.num(key);
+    if (n === undefined) throw new GgufError(this.file, `missing metadata "${key}"`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new GgufError(this.file, `metadata "${key}" = ${n} is not a positive integer`);
+    return n;
+  }
+}
+
+function architectureOf(meta: Meta): (typeof SUPPORTED_ARCHS)[number] {
+  const arch = meta.get("general.architecture");
+  if (typeof arch !== "string") throw new GgufError(meta.file, 'missing metadata "general.architecture"');
+  if (!(SUPPORTED_ARCHS as readonly string[]).includes(arch)) {
+    throw new GgufError(
+      meta.file,
+      `unsupported architecture "${arch}" (supported: ${SUPPORTED_ARCHS.join(", ")}; Mistral is stored as llama)`,
+    );
+  }
+  return arch as (typeof SUPPORTED_ARCHS)[number];
+}
+
+function ropeScaling(meta: Meta, arch: string, g: GgufFile): RopeScaling | null {
+  if (g.header.tensors.has("rope_freqs.weight")) {
+    throw new GgufError(
+      meta.file,
+      'tensor "rope_freqs.weight" (Llama 3 RoPE frequency factors) is not supported yet by the GGUF import',
+    );
+  }
+  const type = meta.get(`${arch}.rope.scaling.type`);
+  if (type === undefined || type === "none") return null;
+  if (type !== "linear") {
+    throw new GgufError(
+      meta.file,
+      `${arch}.rope.scaling.type "${String(type)}" is not supported (only linear)`,
+    );
+  }
+  const factor = meta.num(`${arch}.rope.scaling.factor`);
+  if (factor === undefined || factor <= 0)
+    throw new GgufError(meta.file, `linear RoPE scaling needs ${arch}.rope.scaling.factor`);
+  return factor === 1 ? null : { type: "linear", factor };
+}
+
+function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufFile): ModelConfig {
+  const k = (name: string) => `${arch}.${name}`;
+  const hidden = meta.need(k("embedding_length"));
+  const numHeads = meta.need(k("attention.head_count"));
+  const numKvHeads = meta.num(k("attention.head_count_kv")) ?? numHeads;
+  if (numHeads % numKvHeads !== 0) {
+    throw new GgufError(meta.file, `head_count ${numHeads} is not a multiple of head_count_kv ${numKvHeads}`);
+  }
+  const headDim = meta.num(k("attention.key_length")) ?? hidden / numHeads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
+    throw new GgufError(meta.file, `head dimension ${headDim} is not an even integer`);
+  }
+  const embd = g.header.tensors.get("token_embd.weight");
+  if (embd === undefined) throw new GgufError(meta.file, 'missing tensor "token_embd.weight"');
+  const tokens = meta.get("tokenizer.ggml.tokens");
+  const vocabSize = meta.num(k("vocab_size")) ?? (Array.isArray(tokens) ? tokens.length : embd.shape[0]!);
+  const bos = meta.num("tokenizer.ggml.bos_token_id");
+  const eos = meta.num("tokenizer.ggml.eos_token_id");
+  return {
+    architecture: arch satisfies Architecture,
+    vocabSize,
+    hiddenSize: hidden,
+    intermediateSize: meta.need(k("feed_forward_length")),
+    numLayers: meta.need(k("block_count")),
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositionEmbeddings: meta.need(k("context_length")),
+    rmsNormEps: meta.num(k("attention.layer_norm_rms_epsilon")) ?? 1e-6,
+    ropeTheta: meta.num(k("rope.freq_base")) ?? 10000,
+    ropeScaling: ropeScaling(meta, arch, g),
+    tieWordEmbeddings: !g.header.tensors.has("output.weight"),
+    attentionBias: arch === "qwen2",
+    slidingWindow: null,
+    bosTokenId: bos ?? null,
+    eosTokenIds: eos === undefined ? [] : [eos],
+  };
+}
+
+/**
+ * Rotate-half row order within each head from llama.cpp's interleaved pairs: row h·hd + 2i + p
+ * goes back to h·hd + p·hd/2 + i (the inverse of the permutation the GGUF writer applies).
+ */
+export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
+  const rows = src.length / rowBytes;
+  const hd = rows / nHeads;
+  if (!Number.isInteger(hd) || hd % 2 !== 0) {
+    throw new Error(`${rows} q/k rows do not split into ${nHeads} heads of an even size`);
+  }
+  const half = hd / 2;
+  const dst = new Uint8Array(new SharedArrayBuffer(src.length));
+  for (let h = 0; h < nHeads; h++) {
+    for (let p = 0; p < 2; p++) {
+      for (let i = 0; i < half; i++) {
+        const from = (h * hd + 2 * i + p) * rowBytes;
+        dst.set(src.subarray(from, from + rowBytes), (h * hd + p * half + i) * rowBytes);
+      }
+    }
+  }
+  return dst;
+}
+
+/** How a tensor's stored type became the engine's dtype (for the label). */
+function describeConversion(typeName: string, t: Tensor): string {
+  return isQuantName(typeName) ? `${typeName} dequantized to ${t.dtype} at load` : typeName;
+}
+
+/** One tensor's data in an engine dtype: floats as stored, quantized blocks dequantized. */
+export function ggufTensorData(g: GgufFile, info: GgufTensorInfo, hfName: string): Tensor {
+  const bytes = g.readBytes(info.name);
+  const count = info.shape.reduce((a, b) => a * b, 1);
+  const view = (dtype: "f32" | "f16" | "bf16"): Tensor => ({
+    name: hfName,
+    dtype,
+    shape: info.shape,
+    data: dtype === "f32" ? new Float32Array(bytes.buffer) : new Uint16Array(bytes.buffer),
+  });
+  if (info.typeName === "F32") return view("f32");
+  if (info.typeName === "F16") return view("f16");
+  if (info.typeName === "BF16") return view("bf16");
+  if (!isQuantName(info.typeName)) {
+    throw new GgufError(
+      g.file,
+      `tensor "${info.name}" has type ${info.typeName}, which the GGUF import does not support ` +
+        "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
+    );
+  }
+  const values = dequantize(info.typeName, bytes, count);
+  let fits = true;
+  for (let i = 0; i < count && fits; i++) fits = Math.abs(values[i]!) < 65504;
+  const dtype = fits ? "f16" : "bf16";
+  const data = allocTensorData(dtype, count);
+  const toHalf = fits ? f32ToF16 : f32ToBf16;
+  for (let i = 0; i < count; i++) data[i] = toHalf(values[i]!);
+  return { name: hfName, dtype, shape: info.shape, data };
+}
+
+function qkHeads(c: ModelConfig, hfName: string): number {
+  if (/\.self_attn\.q_proj\.(weight|bias)$/.test(hfName)) return c.numHeads;
+  if (/\.self_attn\.k_proj\.(weight|bias)$/.test(hfName)) return c.numKvHeads;
+  return 0;
+}
+
+function loadWeights(
+  g: GgufFile,
+  config: ModelConfig,
+  types: Set<string>,
+  onProgress?: ProgressCallback,
+): Map<string, Tensor> {
+  const expected = expectedTensors(config);
+  const infos = expected.map((t) => {
+    const info = g.header.tensors.get(ggufNameOf(t.name));
+    if (info === undefined) {
+      throw new GgufError(g.file, `missing tensor "${ggufNameOf(t.name)}" (the model's ${t.name})`);
+    }
+    if (!sameShape(info.shape, t.shape)) {
+      throw new GgufError(
+        g.file,
+        `tensor "${info.name}" has shape [${info.shape.join(", ")}], but the metadata implies [${t.shape.join(", ")}]`,
+      );
+    }
+    return info;
+  });
+  const total = infos.reduce((a, t) => a + t.byteLength, 0);
+  const weights = new Map<string, Tensor>();
+  let done = 0;
+  expected.forEach((t, i) => {
+    const info = infos[i]!;
+    let tensor = ggufTensorData(g, info, t.name);
+    const heads = config.architecture === "llama" ? qkHeads(config, t.name) : 0;
+    if (heads > 0) {
+      const raw = new Uint8Array(tensor.data.buffer);
+      const fixed = deinterleaveRows(raw, heads, raw.length / info.shape[0]!);
+      const data = tensor.dtype === "f32" ? new Float32Array(fixed.buffer) : new Uint16Array(fixed.buffer);
+      tensor = { ...tensor, data };
+    }
+    weights.set(t.name, tensor);
+    types.add(describeConversion(info.typeName, tensor));
+    done += info.byteLength;
+    onProgress?.({ phase: "weights", file: g.file, done, total });
+  });
+  return weights;
+}
+
+export interface GgufLoadOptions {
+  readonly onProgress?: ProgressCallback;
+}
+
+/** Loads a .gguf model file: config and tokenizer from the metadata, weights from the tensors. */
+export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedModel {
+  const g = GgufFile.open(file);
+  try {
+    const meta = new Meta(file, g.header.metadata);
+    const arch = architectureOf(meta);
+    const config = ggufConfig(meta, arch, g);
+    const tokenizer = ggufTokenizer(file, meta.get);
+    const types = new Set<string>();
+    const weights = loadWeights(g, config, types, opts.onProgress);
+    const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
+    return {
+      config,
+      weights,
+      tokenizer,
+      generation: config.eosTokenIds.length > 0 ? { eosTokenIds: config.eosTokenIds } : {},
+      source: { kind: "gguf", path: file, label },
+    };
+  } finally {
+    g.close();
+  }
+}
+
+/** Only the tokenizer of a .gguf file (for threads that hold no model): reads the header alone. */
+export function loadGgufTokenizer(file: string): Tokenizer {
+  const header = readGgufHeader(file);
+  return ggufTokenizer(file, (key) => header.metadata.get(key));
+}

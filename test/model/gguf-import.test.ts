@@ -1,0 +1,428 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { ggufTensorData } from "../../src/model/gguf-loader.js";
+import { GgufFile } from "../../src/model/gguf-reader.js";
+import { loadModel } from "../../src/model/load.js";
+import { f16ToF32, f32ToF16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
+import type { LoadedModel } from "../../src/model/types.js";
+import { sharedDataPath } from "../../src/util/shared-data.js";
+import { nativeBackend } from "../helpers/backends.js";
+import { generateAlone } from "../helpers/engine-driver.js";
+import { writeTinyModel } from "../helpers/tiny-models.js";
+
+const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-import-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const TEXTS = [
+  "Once upon a time",
+  "Hello, world!  Two  spaces",
+  " leading space",
+  "a\nnew line\n\n",
+  "Zoë's naïve café: 42!",
+  "日本語 🙂",
+  "",
+];
+
+function bytesOf(t: Tensor): Buffer {
+  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+/** Same config, bit-identical matrices, 1-D tensors equal in value (the writer stores them as f32). */
+function assertSameModel(a: LoadedModel, b: LoadedModel): void {
+  // GGUF keeps one EOS id; the rest of the config must come back as it was.
+  assert.deepEqual({ ...b.config, eosTokenIds: [] }, { ...a.config, eosTokenIds: [] });
+  assert.deepEqual(b.config.eosTokenIds, a.config.eosTokenIds.slice(0, 1));
+  assert.deepEqual([...b.weights.keys()].sort(), [...a.weights.keys()].sort());
+  for (const [name, t] of a.weights) {
+    const u = b.weights.get(name)!;
+    assert.deepEqual(u.shape, t.shape, name);
+    if (t.shape.length > 1) {
+      assert.equal(u.dtype, t.dtype, name);
+      assert.ok(bytesOf(u).equals(bytesOf(t)), `${name}: not bit-identical`);
+    } else {
+      assert.deepEqual(toFloat32(u), toFloat32(t), name);
+    }
+  }
+  for (const text of TEXTS) {
+    assert.deepEqual(b.tokenizer.encode(text), a.tokenizer.encode(text), JSON.stringify(text));
+    const ids = a.tokenizer.encode(text);
+    assert.equal(b.tokenizer.decode(ids), a.tokenizer.decode(ids), `decode ${JSON.stringify(text)}`);
+  }
+  assert.equal(b.tokenizer.bosTokenId, a.tokenizer.bosTokenId);
+  assert.deepEqual(b.tokenizer.eosTokenIds, a.tokenizer.eosTokenIds);
+  assert.equal(b.tokenizer.hasChatTemplate, a.tokenizer.hasChatTemplate);
+}
+
+async function roundTrip(
+  spec: string,
+  name: string,
+): Promise<{ a: LoadedModel; b: LoadedModel; file: string }> {
+  const a = await loadModel(spec);
+  const file = path.join(tmp, `${name}.gguf`);
+  modelToGguf(a, file);
+  return { a, b: await loadModel(file), file };
+}
+
+async function sameGreedy(a: LoadedModel, b: LoadedModel, prompt: string): Promise<void> {
+  const backend = nativeBackend();
+  const ids = a.tokenizer.encode(prompt);
+  const opts = { maxRunning: 1, kvBlocks: 64 };
+  const want = await generateAlone(a, backend, ids, 24, opts);
+  assert.equal(want.length, 24);
+  assert.deepEqual(await generateAlone(b, backend, ids, 24, opts), want);
+}
+
+describe("GGUF import: round trip through the project's GGUF writer", () => {
+  it("stories260K (SentencePiece vocabulary): same config, weights, tokenization and greedy tokens", async () => {
+    const { a, b } = await roundTrip(path.join(sharedDataPath("models", "stories260K"), "hf"), "stories");
+    assertSameModel(a, b);
+    assert.equal(b.source.kind, "gguf");
+    assert.match(b.source.label, /stories\.gguf \(GGUF llama, F32\)/);
+    await sameGreedy(a, b, "Once upon a time");
+  });
+
+  for (const variant of ["llama-mha", "llama-gqa", "linear-rope", "qwen2", "head-dim"] as const) {
+    it(`tiny ${variant} (byte-level BPE vocabulary): same config, weights, tokenization, greedy tokens`, async () => {
+      const dir = path.join(tmp, `tiny-${variant}`);
+      writeTinyModel(dir, variant);
+      const { a, b } = await roundTrip(dir, variant);
+      assertSameModel(a, b);
+      assert.equal(
+        b.tokenizer.applyChatTemplate([{ role: "user", content: "hi" }]),
+        a.tokenizer.applyChatTemplate([{ role: "user", content: "hi" }]),
+      );
+      await sameGreedy(a, b, "Hello, world");
+    });
+  }
+
+  it("Llama 3 RoPE factors (rope_freqs.weight) are refused clearly for now", async () => {
+    const dir = path.join(tmp, "tiny-llama3");
+    writeTinyModel(dir, "llama3-rope");
+    const a = await loadModel(dir);
+    const file = path.join(tmp, "llama3.gguf");
+    modelToGguf(a, file);
+    await assert.rejects(loadModel(file), /rope_freqs\.weight.*not supported/);
+  });
+});
+
+// ---- A minimal GGUF builder, independent of the project's writer (it writes floats only). ----
+
+type Kv = [key: string, type: "u32" | "f32" | "str" | "strs", value: number | string | string[]];
+
+interface RawTensor {
+  name: string;
+  type: number;
+  /** Row-major, outermost first. */
+  shape: number[];
+  data: Uint8Array;
+}
+
+function ggufBytes(kvs: Kv[], tensors: RawTensor[], opts: { magic?: number; version?: number } = {}): Buffer {
+  const parts: Buffer[] = [];
+  const u32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    parts.push(b);
+  };
+  const u64 = (v: number) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    parts.push(b);
+  };
+  const str = (s: string) => {
+    const b = Buffer.from(s, "utf8");
+    u64(b.length);
+    parts.push(b);
+  };
+  u32(opts.magic ?? 0x46554747);
+  u32(opts.version ?? 3);
+  u64(tensors.length);
+  u64(kvs.length);
+  for (const [key, type, value] of kvs) {
+    str(key);
+    if (type === "u32") {
+      u32(4);
+      u32(value as number);
+    } else if (type === "f32") {
+      u32(6);
+      const b = Buffer.alloc(4);
+      b.writeFloatLE(value as number);
+      parts.push(b);
+    } else if (type === "str") {
+      u32(8);
+      str(value as string);
+    } else {
+      u32(9);
+      u32(8);
+      u64((value as string[]).length);
+      for (const v of value as string[]) str(v);
+    }
+  }
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    str(t.name);
+    u32(t.shape.length);
+    for (const d of [...t.shape].reverse()) u64(d);
+    u32(t.type);
+    u64(offset);
+    offsets.push(offset);
+    offset = Math.ceil((offset + t.data.length) / 32) * 32;
+  }
+  const head = Buffer.concat(parts);
+  const dataStart = Math.ceil(head.length / 32) * 32;
+  const out = Buffer.alloc(dataStart + offset);
+  head.copy(out);
+  tensors.forEach((t, i) => {
+    out.set(t.data, dataStart + offsets[i]!);
+  });
+  return out;
+}
+
+function writeRaw(name: string, bytes: Buffer): string {
+  const file = path.join(tmp, name);
+  writeFileSync(file, bytes);
+  return file;
+}
+
+// ---- Reference quantizers, following ggml's block layouts. ----
+
+function putHalf(b: Uint8Array, at: number, v: number): number {
+  const h = f32ToF16(v);
+  b[at] = h & 255;
+  b[at + 1] = h >> 8;
+  return f16ToF32(h);
+}
+
+/** Q8_0: per 32 values, f16 d = amax/127 and int8 q = round(x/d). Returns bytes and the values meant. */
+function quantQ8_0(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const nb = x.length / 32;
+  const data = new Uint8Array(nb * 34);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]!));
+    const d = putHalf(data, b * 34, amax / 127);
+    for (let j = 0; j < 32; j++) {
+      const q = d === 0 ? 0 : Math.max(-127, Math.min(127, Math.round(x[b * 32 + j]! / d)));
+      data[b * 34 + 2 + j] = q & 255;
+      meant[b * 32 + j] = d * q;
+    }
+  }
+  return { data, meant };
+}
+
+/** Q4_0: per 32 values, d = (signed max)/−8, q = x/d + 8 in 0..15; element j low nibble, j+16 high. */
+function quantQ4_0(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const nb = x.length / 32;
+  const data = new Uint8Array(nb * 18);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    let max = 0;
+    for (let j = 0; j < 32; j++) if (Math.abs(x[b * 32 + j]!) > Math.abs(max)) max = x[b * 32 + j]!;
+    const d = putHalf(data, b * 18, max / -8);
+    const q = (j: number) => (d === 0 ? 8 : Math.max(0, Math.min(15, Math.round(x[b * 32 + j]! / d + 8))));
+    for (let j = 0; j < 16; j++) {
+      data[b * 18 + 2 + j] = q(j) | (q(j + 16) << 4);
+      meant[b * 32 + j] = d * (q(j) - 8);
+      meant[b * 32 + j + 16] = d * (q(j + 16) - 8);
+    }
+  }
+  return { data, meant };
+}
+
+/** Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins under f16 d and dmin; x ≈ d·sc·q − dmin·m. */
+function quantQ4_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const nb = x.length / 256;
+  const data = new Uint8Array(nb * 144);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 144;
+    const sub = [...Array(8).keys()].map((j) => x.subarray(b * 256 + j * 32, b * 256 + j * 32 + 32));
+    const mins = sub.map((s) => Math.max(0, -Math.min(...s)));
+    const scales = sub.map((s, j) => (Math.max(...s) + mins[j]!) / 15);
+    const d = putHalf(data, o, Math.max(...scales) / 63);
+    const dmin = putHalf(data, o + 2, Math.max(...mins) / 63);
+    const sc = scales.map((s) => (d === 0 ? 0 : Math.min(63, Math.round(s / d))));
+    const m = mins.map((v) => (dmin === 0 ? 0 : Math.min(63, Math.round(v / dmin))));
+    for (let j = 0; j < 4; j++) {
+      data[o + 4 + j] = sc[j]! | ((sc[j + 4]! >> 4) << 6);
+      data[o + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
+      data[o + 12 + j] = (sc[j + 4]! & 15) | ((m[j + 4]! & 15) << 4);
+    }
+    for (let j = 0; j < 8; j++) {
+      const step = d * sc[j]!;
+      const lo = dmin * m[j]!;
+      for (let l = 0; l < 32; l++) {
+        const q = step === 0 ? 0 : Math.max(0, Math.min(15, Math.round((sub[j]![l]! + lo) / step)));
+        const byte = o + 16 + (j >> 1) * 32 + l;
+        data[byte] = j & 1 ? data[byte]! | (q << 4) : q;
+        meant[b * 256 + j * 32 + l] = step * q - lo;
+      }
+    }
+  }
+  return { data, meant };
+}
+
+/** Q6_K: 16 sub-blocks of 16 with int8 scales under f16 d; q in −32..31 split in 4 low + 2 high bits. */
+function quantQ6_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const nb = x.length / 256;
+  const data = new Uint8Array(nb * 210);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 210;
+    const xs = x.subarray(b * 256, b * 256 + 256);
+    const s = [...Array(16).keys()].map(
+      (j) => Math.max(...xs.subarray(j * 16, j * 16 + 16).map(Math.abs)) / 31,
+    );
+    const d = putHalf(data, o + 208, Math.max(...s) / 127);
+    const sc = s.map((v) => (d === 0 ? 0 : Math.min(127, Math.round(v / d))));
+    sc.forEach((v, j) => {
+      data[o + 192 + j] = v & 255;
+    });
+    const q = Array.from(xs, (v, e) => {
+      const step = d * sc[e >> 4]!;
+      const qi = step === 0 ? 0 : Math.max(-32, Math.min(31, Math.round(v / step)));
+      meant[b * 256 + e] = step * qi;
+      return qi + 32;
+    });
+    for (let n = 0; n < 2; n++) {
+      for (let l = 0; l < 32; l++) {
+        const [q1, q2, q3, q4] = [0, 32, 64, 96].map((k) => q[n * 128 + k + l]!) as [
+          number,
+          number,
+          number,
+          number,
+        ];
+        data[o + n * 64 + l] = (q1 & 15) | ((q3 & 15) << 4);
+        data[o + n * 64 + 32 + l] = (q2 & 15) | ((q4 & 15) << 4);
+        data[o + 128 + n * 32 + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+      }
+    }
+  }
+  return { data, meant };
+}
+
+/** Smooth, varied test values: a few rows of 512 with different offsets and ranges. */
+function testValues(rows: number, cols: number): Float32Array {
+  const x = new Float32Array(rows * cols);
+  for (let i = 0; i < x.length; i++) {
+    x[i] = 0.8 * Math.sin(i * 0.37) + 0.3 * Math.cos(i * 1.3) + 0.05 * (i % 7) - (i % 512 < 64 ? 0.4 : 0);
+  }
+  x[5] = 3; // an outlier
+  return x;
+}
+
+/**
+ * Worst error each format allows on these values: half a quantization step of the block holding
+ * the outlier (x = 3 in a block reaching −1.2: Q8_0 3/127/2, Q4_0 a 3/8 step, Q4_K a 4.2/15 step
+ * plus its 6-bit scale and min rounding, Q6_K 3/31/2 plus its 8-bit scale rounding).
+ */
+const QUANTS = [
+  { name: "Q8_0", type: 8, quant: quantQ8_0, maxErr: 0.02 },
+  { name: "Q4_0", type: 2, quant: quantQ4_0, maxErr: 0.25 },
+  { name: "Q4_K", type: 12, quant: quantQ4_K, maxErr: 0.16 },
+  { name: "Q6_K", type: 14, quant: quantQ6_K, maxErr: 0.06 },
+] as const;
+
+describe("GGUF import: quantized tensors are dequantized at load", () => {
+  const x = testValues(4, 512);
+  const file = writeRaw(
+    "quant.gguf",
+    ggufBytes(
+      [["general.architecture", "str", "llama"]],
+      QUANTS.map((q) => ({ name: q.name, type: q.type, shape: [4, 512], data: q.quant(x).data })),
+    ),
+  );
+  for (const q of QUANTS) {
+    it(`${q.name}: the block layout decodes to the quantizer's values, within the format's error of the input`, () => {
+      const g = GgufFile.open(file);
+      try {
+        const info = g.tensor(q.name);
+        assert.equal(info.typeName, q.name);
+        const t = ggufTensorData(g, info, "w");
+        assert.equal(t.dtype, "f16");
+        assert.deepEqual(t.shape, [4, 512]);
+        const got = toFloat32(t);
+        const { meant } = q.quant(x);
+        let worst = 0;
+        for (let i = 0; i < x.length; i++) {
+          const tol = Math.abs(meant[i]!) * 2 ** -10 + 2 ** -24;
+          assert.ok(Math.abs(got[i]! - meant[i]!) <= tol, `${q.name}[${i}]: ${got[i]} vs ${meant[i]}`);
+          worst = Math.max(worst, Math.abs(got[i]! - x[i]!));
+        }
+        assert.ok(worst <= q.maxErr, `${q.name}: worst error ${worst} > ${q.maxErr}`);
+      } finally {
+        g.close();
+      }
+    });
+  }
+});
+
+describe("GGUF import: clear errors", () => {
+  const base: Kv[] = [["general.architecture", "str", "llama"]];
+  const f32 = (name: string, n: number) => ({ name, type: 0, shape: [n], data: new Uint8Array(n * 4) });
+
+  it("a bad magic says it is not a GGUF file", async () => {
+    const file = writeRaw("magic.gguf", ggufBytes(base, [], { magic: 0x12345678 }));
+    await assert.rejects(loadModel(file), /magic\.gguf: bad magic 0x12345678.*not a GGUF file/);
+  });
+
+  it("an unsupported version is named", async () => {
+    const file = writeRaw("v1.gguf", ggufBytes(base, [], { version: 1 }));
+    await assert.rejects(loadModel(file), /GGUF version 1 is not supported/);
+  });
+
+  it("a truncated file names what it ends inside", async () => {
+    const whole = ggufBytes(base, [f32("token_embd.weight", 64)]);
+    const cut = writeRaw("cut.gguf", whole.subarray(0, whole.length - 8));
+    await assert.rejects(loadModel(cut), /tensor "token_embd\.weight".*truncated file/);
+    const header = writeRaw("cut-header.gguf", whole.subarray(0, 60));
+    await assert.rejects(loadModel(header), /file ends inside .*general\.architecture.*truncated/);
+  });
+
+  it("an unknown tensor type names the tensor and the type", async () => {
+    const file = writeRaw("type.gguf", ggufBytes(base, [{ ...f32("blk.0.attn_q.weight", 8), type: 99 }]));
+    await assert.rejects(loadModel(file), /tensor "blk\.0\.attn_q\.weight" has unknown ggml tensor type 99/);
+  });
+
+  it("a known but unsupported tensor type names the tensor and the type", () => {
+    const file = writeRaw(
+      "q5k.gguf",
+      ggufBytes(base, [
+        { name: "blk.0.ffn_up.weight", type: 13, shape: [1, 256], data: new Uint8Array(176) },
+      ]),
+    );
+    const g = GgufFile.open(file);
+    try {
+      assert.throws(
+        () => ggufTensorData(g, g.tensor("blk.0.ffn_up.weight"), "x"),
+        /tensor "blk\.0\.ffn_up\.weight" has type Q5_K, which the GGUF import does not support/,
+      );
+    } finally {
+      g.close();
+    }
+  });
+
+  it("an unsupported architecture is named with the supported ones", async () => {
+    const file = writeRaw("arch.gguf", ggufBytes([["general.architecture", "str", "gemma2"]], []));
+    await assert.rejects(loadModel(file), /unsupported architecture "gemma2" \(supported: llama, qwen2/);
+  });
+
+  it("an unsupported gpt2 pre-tokenizer is refused by name", async () => {
+    const { file } = await roundTrip(path.join(tmp, "tiny-llama-mha"), "pre-src").catch(async () => {
+      writeTinyModel(path.join(tmp, "tiny-llama-mha"), "llama-mha");
+      return roundTrip(path.join(tmp, "tiny-llama-mha"), "pre-src");
+    });
+    const bytes = readFileSync(file);
+    const at = bytes.indexOf("gpt-2");
+    assert.ok(at > 0);
+    bytes.write("xyz-9", at);
+    const patched = writeRaw("pre.gguf", bytes);
+    await assert.rejects(loadModel(patched), /tokenizer\.ggml\.pre "xyz-9" is not supported/);
+  });
+});
