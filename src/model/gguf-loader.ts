@@ -10,6 +10,7 @@ import {
   type GgufTensorInfo,
   readGgufHeader,
 } from "./gguf-reader.js";
+import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { allocTensorData, f32ToBf16, f32ToF16, type Tensor } from "./tensor.js";
@@ -92,13 +93,8 @@ function architectureOf(meta: Meta): (typeof SUPPORTED_ARCHS)[number] {
   return arch as (typeof SUPPORTED_ARCHS)[number];
 }
 
-function ropeScaling(meta: Meta, arch: string, g: GgufFile): RopeScaling | null {
-  if (g.header.tensors.has("rope_freqs.weight")) {
-    throw new GgufError(
-      meta.file,
-      'tensor "rope_freqs.weight" (Llama 3 RoPE frequency factors) is not supported yet by the GGUF import',
-    );
-  }
+function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling | null {
+  if (g.header.tensors.has("rope_freqs.weight")) return llama3Scaling(meta, arch, g, headDim);
   const type = meta.get(`${arch}.rope.scaling.type`);
   if (type === undefined || type === "none") return null;
   if (type !== "linear") {
@@ -111,6 +107,23 @@ function ropeScaling(meta: Meta, arch: string, g: GgufFile): RopeScaling | null 
   if (factor === undefined || factor <= 0)
     throw new GgufError(meta.file, `linear RoPE scaling needs ${arch}.rope.scaling.factor`);
   return factor === 1 ? null : { type: "linear", factor };
+}
+
+/** Llama 3 scaling recovered from the rope_freqs tensor (see gguf-rope.ts), or a clear error. */
+function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling {
+  const info = g.tensor("rope_freqs.weight");
+  if (info.typeName !== "F32") {
+    throw new GgufError(meta.file, `tensor "rope_freqs.weight" has type ${info.typeName} (want F32)`);
+  }
+  const divisors = new Float32Array(g.readBytes(info.name).buffer);
+  const original =
+    meta.num(`${arch}.rope.scaling.original_context_length`) ?? meta.need(`${arch}.context_length`);
+  const theta = meta.num(`${arch}.rope.freq_base`) ?? 10000;
+  const s = llama3FromRopeFreqs(divisors, headDim, theta, original);
+  if (typeof s === "string") {
+    throw new GgufError(meta.file, `tensor "rope_freqs.weight" (Llama 3 RoPE frequency divisors) ${s}`);
+  }
+  return s;
 }
 
 function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufFile): ModelConfig {
@@ -143,7 +156,7 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
     maxPositionEmbeddings: meta.need(k("context_length")),
     rmsNormEps: meta.num(k("attention.layer_norm_rms_epsilon")) ?? 1e-6,
     ropeTheta: meta.num(k("rope.freq_base")) ?? 10000,
-    ropeScaling: ropeScaling(meta, arch, g),
+    ropeScaling: ropeScaling(meta, arch, g, headDim),
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
     slidingWindow: null,

@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { ggufTensorData } from "../../src/model/gguf-loader.js";
 import { GgufFile } from "../../src/model/gguf-reader.js";
+import { llama3Divisors, llama3FromRopeFreqs } from "../../src/model/gguf-rope.js";
 import { loadModel } from "../../src/model/load.js";
 import { f16ToF32, f32ToF16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
@@ -99,13 +100,41 @@ describe("GGUF import: round trip through the project's GGUF writer", () => {
     });
   }
 
-  it("Llama 3 RoPE factors (rope_freqs.weight) are refused clearly for now", async () => {
+  it("tiny llama3-rope: Llama 3 scaling comes back from rope_freqs.weight with the same divisors", async () => {
     const dir = path.join(tmp, "tiny-llama3");
     writeTinyModel(dir, "llama3-rope");
-    const a = await loadModel(dir);
-    const file = path.join(tmp, "llama3.gguf");
-    modelToGguf(a, file);
-    await assert.rejects(loadModel(file), /rope_freqs\.weight.*not supported/);
+    const { a, b } = await roundTrip(dir, "llama3");
+    const sa = a.config.ropeScaling;
+    const sb = b.config.ropeScaling;
+    assert.ok(sa?.type === "llama3" && sb?.type === "llama3");
+    assert.equal(sb.factor, sa.factor);
+    const da = llama3Divisors(sa, a.config.headDim, a.config.ropeTheta);
+    const db = llama3Divisors(sb, b.config.headDim, b.config.ropeTheta);
+    for (let i = 0; i < da.length; i++) assert.ok(Math.abs(da[i]! - db[i]!) < 1e-5 * da[i]!, `divisor ${i}`);
+    // Everything else as it was; the three parameters themselves are only determined up to scale.
+    assertSameModel({ ...a, config: { ...a.config, ropeScaling: sb } }, b);
+    await sameGreedy(a, b, "Hello, world");
+  });
+});
+
+describe("GGUF import: Llama 3 scaling from rope_freqs", () => {
+  it("Llama 3.1's own parameters (head dim 128) come back exactly; a table off the rule is refused", () => {
+    const s = {
+      type: "llama3" as const,
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    };
+    const table = Float32Array.from(llama3Divisors(s, 128, 500000));
+    const back = llama3FromRopeFreqs(table, 128, 500000, 8192);
+    assert.ok(typeof back !== "string", String(back));
+    assert.ok(Math.abs(back.lowFreqFactor - 1) < 1e-4 && Math.abs(back.highFreqFactor - 4) < 1e-4);
+    table[30] = table[30]! * 1.01;
+    assert.match(
+      String(llama3FromRopeFreqs(table, 128, 500000, 8192)),
+      /entry \d+ .* does not follow Llama 3's rule/,
+    );
   });
 });
 
