@@ -7,10 +7,14 @@ import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { ggufTensorData } from "../../src/model/gguf-loader.js";
 import { GgufFile } from "../../src/model/gguf-reader.js";
 import { llama3Divisors, llama3FromRopeFreqs } from "../../src/model/gguf-rope.js";
+import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
+import { randomWeights } from "../../src/model/random-weights.js";
+import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import { f16ToF32, f32ToF16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
+import { llamaCppGreedy, openLlamaCpp } from "../convert/llama-cpp.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
@@ -390,6 +394,147 @@ describe("GGUF import: quantized tensors are dequantized at load", () => {
       }
     });
   }
+});
+
+/**
+ * Rewrites some F32 matrices of a GGUF file as quantized blocks: the header keeps its size (only
+ * each tensor's type and offset change), the data section is rebuilt with the new sizes, packed
+ * and aligned as llama.cpp requires.
+ */
+function quantizeTensors(file: string, out: string, plan: Record<string, (typeof QUANTS)[number]>): void {
+  const src = readFileSync(file);
+  const g = GgufFile.open(file);
+  try {
+    const { dataStart, alignment, tensors } = g.header;
+    const head = Buffer.from(src.subarray(0, dataStart));
+    const chunks: Buffer[] = [];
+    let offset = 0;
+    for (const info of [...tensors.values()].sort((x, y) => x.offset - y.offset)) {
+      const key = Buffer.alloc(8 + info.name.length);
+      key.writeBigUInt64LE(BigInt(info.name.length));
+      key.write(info.name, 8);
+      const at = head.indexOf(key);
+      assert.ok(at > 0 && head.indexOf(key, at + 1) < 0, info.name);
+      const typeAt = at + key.length + 4 + 8 * head.readUInt32LE(at + key.length);
+      const q = plan[info.name];
+      let data = src.subarray(info.offset, info.offset + info.byteLength);
+      if (q) {
+        head.writeUInt32LE(q.type, typeAt);
+        data = Buffer.from(q.quant(new Float32Array(g.readBytes(info.name).buffer)).data);
+      }
+      head.writeBigUInt64LE(BigInt(offset), typeAt + 4);
+      const padded = Math.ceil(data.length / alignment) * alignment;
+      chunks.push(data, Buffer.alloc(padded - data.length));
+      offset += padded;
+    }
+    writeFileSync(out, Buffer.concat([head, ...chunks]));
+  } finally {
+    g.close();
+  }
+}
+
+describe("GGUF import: a model with quantized matrices", () => {
+  it("stories260K with Q8_0/Q4_0 matrices: dequantized to f16, q/k rows put back, same greedy tokens as llama.cpp", async () => {
+    const { a, file } = await roundTrip(
+      path.join(sharedDataPath("models", "stories260K"), "hf"),
+      "stories-q",
+    );
+    const [q8, q4] = [QUANTS[0], QUANTS[1]];
+    const plan: Record<string, (typeof QUANTS)[number]> = { "token_embd.weight": q8 };
+    for (let l = 0; l < a.config.numLayers; l++) {
+      Object.assign(plan, { [`blk.${l}.attn_q.weight`]: q8, [`blk.${l}.attn_k.weight`]: q8 });
+      for (const t of ["attn_v", "attn_output", "ffn_gate", "ffn_up"]) plan[`blk.${l}.${t}.weight`] = q4;
+    }
+    const qfile = path.join(tmp, "stories-q8q4.gguf");
+    quantizeTensors(file, qfile, plan);
+    const b = await loadModel(qfile);
+    assert.match(
+      b.source.label,
+      /GGUF llama, F32 \+ Q4_0 dequantized to f16 at load \+ Q8_0 dequantized to f16 at load/,
+    );
+    // Each row of q/k is within half a Q8_0 step of the original row it came from (a wrong row order is not).
+    for (let l = 0; l < a.config.numLayers; l++) {
+      for (const proj of ["q_proj", "k_proj"]) {
+        const name = `model.layers.${l}.self_attn.${proj}.weight`;
+        const [want, got] = [toFloat32(a.weights.get(name)!), toFloat32(b.weights.get(name)!)];
+        assert.equal(b.weights.get(name)!.dtype, "f16");
+        const cols = a.config.hiddenSize;
+        for (let r = 0; r < want.length / cols; r++) {
+          let amax = 0;
+          for (let c = 0; c < cols; c++) amax = Math.max(amax, Math.abs(want[r * cols + c]!));
+          for (let c = 0; c < cols; c++) {
+            const i = r * cols + c;
+            assert.ok(
+              Math.abs(got[i]! - want[i]!) <= amax / 127 / 2 + amax * 2 ** -10,
+              `${name}[${r}, ${c}]`,
+            );
+          }
+        }
+      }
+    }
+    const llama = await openLlamaCpp();
+    try {
+      const model = await llama.loadModel({ modelPath: qfile, gpuLayers: 0 });
+      try {
+        const ids = b.tokenizer.encode("Once upon a time");
+        const theirs = await llamaCppGreedy(model, ids, 16, 2, 1);
+        assert.ok(theirs.length >= 10, `llama.cpp generated only ${theirs.length} tokens`);
+        const ours = await generateAlone(b, nativeBackend(), ids, theirs.length, {
+          maxRunning: 1,
+          kvBlocks: 64,
+        });
+        assert.deepEqual(ours, theirs);
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      await llama.dispose();
+    }
+  });
+});
+
+/** A tiny llama whose every matrix row is a multiple of 256 long, so K-quants fit it. */
+async function wideTinyModel(): Promise<LoadedModel> {
+  const dir = path.join(tmp, "tiny-wide");
+  writeTinyModel(dir, "llama-mha");
+  const file = path.join(dir, "config.json");
+  const json = { ...JSON.parse(readFileSync(file, "utf8")), hidden_size: 256, intermediate_size: 512 };
+  writeFileSync(file, JSON.stringify(json));
+  const weights = randomWeights(parseHfConfig(json, file), { dtype: "f32", seed: 7, embedStd: 0.5 });
+  writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });
+  return loadModel(dir);
+}
+
+describe("GGUF import: K-quants in a model", () => {
+  it("Q4_K and Q6_K matrices: our dequantized model and llama.cpp agree on greedy tokens", async () => {
+    const a = await wideTinyModel();
+    const file = path.join(tmp, "wide.gguf");
+    modelToGguf(a, file);
+    const [q4k, q6k] = [QUANTS[2], QUANTS[3]];
+    const plan: Record<string, (typeof QUANTS)[number]> = { "token_embd.weight": q6k, "output.weight": q6k };
+    for (const t of ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]) {
+      for (let l = 0; l < a.config.numLayers; l++) plan[`blk.${l}.${t}.weight`] = l % 2 ? q6k : q4k;
+    }
+    const qfile = path.join(tmp, "wide-k.gguf");
+    quantizeTensors(file, qfile, plan);
+    const b = await loadModel(qfile);
+    assert.match(b.source.label, /Q4_K dequantized to f16 at load \+ Q6_K dequantized to f16 at load/);
+    const llama = await openLlamaCpp();
+    try {
+      const model = await llama.loadModel({ modelPath: qfile, gpuLayers: 0 });
+      try {
+        const ids = b.tokenizer.encode("Hello, world");
+        const theirs = await llamaCppGreedy(model, ids, 12, -1, 1);
+        assert.equal(theirs.length, 12);
+        const ours = await generateAlone(b, nativeBackend(), ids, 12, { maxRunning: 1, kvBlocks: 64 });
+        assert.deepEqual(ours, theirs);
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      await llama.dispose();
+    }
+  });
 });
 
 describe("GGUF import: clear errors", () => {
