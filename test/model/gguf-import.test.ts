@@ -5,8 +5,9 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { ggufTensorData } from "../../src/model/gguf-loader.js";
-import { GgufFile } from "../../src/model/gguf-reader.js";
+import { GgufFile, type GgufMetaValue } from "../../src/model/gguf-reader.js";
 import { llama3Divisors, llama3FromRopeFreqs } from "../../src/model/gguf-rope.js";
+import { ggufTokenizer } from "../../src/model/gguf-tokenizer.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
@@ -140,6 +141,42 @@ describe("GGUF import: Llama 3 scaling from rope_freqs", () => {
       /entry \d+ .* does not follow Llama 3's rule/,
     );
   });
+});
+
+describe("GGUF import: byte-level BPE pre-tokenizers named by tokenizer.ggml.pre", () => {
+  // GPT-2's byte → character map, then a few merged tokens and one control token.
+  const printable: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) printable.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) printable.push(b);
+  for (let b = 0xae; b <= 0xff; b++) printable.push(b);
+  let extra = 0;
+  const bytes = Array.from({ length: 256 }, (_, b) =>
+    String.fromCodePoint(printable.includes(b) ? b : 256 + extra++),
+  );
+  const tokens = [...bytes, "12", "123", "\u0120w", "'s", "<|end|>"];
+  const expected: Record<string, string> = {
+    default: "i|t|'s|\u0120|123|4|5|\u0120w|<|end|>", // GPT-2: " ?\p{N}+" keeps 12345 together
+    "llama-bpe": "i|t|'s|\u0120|123|4|5|\u0120w|<|end|>", // digits in runs of up to 3: 123, 45
+    qwen2: "i|t|'s|\u0120|1|2|3|4|5|\u0120w|<|end|>", // one digit at a time
+  };
+  for (const [pre, want] of Object.entries(expected)) {
+    it(`"${pre}" splits text as llama.cpp's pre-tokenizer of that name does`, () => {
+      const meta = new Map<string, unknown>([
+        ["tokenizer.ggml.model", "gpt2"],
+        ["tokenizer.ggml.pre", pre],
+        ["tokenizer.ggml.tokens", tokens],
+        ["tokenizer.ggml.token_type", tokens.map((_, i) => (i === tokens.length - 1 ? 3 : 1))],
+        ["tokenizer.ggml.merges", ["1 2", "12 3", "\u0120 w", "' s"]],
+        ["tokenizer.ggml.eos_token_id", tokens.length - 1],
+      ]);
+      const t = ggufTokenizer("x.gguf", (k) => meta.get(k) as GgufMetaValue | undefined);
+      const text = "it's 12345 w<|end|>";
+      const ids = t.encode(text, { addSpecialTokens: false });
+      assert.equal(ids.map((i) => tokens[i]).join("|"), want);
+      assert.equal(t.decode(ids, { skipSpecialTokens: false }), text);
+      assert.deepEqual(t.eosTokenIds, [tokens.length - 1]);
+    });
+  }
 });
 
 // ---- A minimal GGUF builder, independent of the project's writer (it writes floats only). ----
