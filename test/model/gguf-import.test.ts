@@ -3,8 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import { extractVocab, vocabMetadata } from "../../src/convert/gguf-vocab.js";
+import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
-import { ggufTensorData } from "../../src/model/gguf-loader.js";
+import { ggufTensorData, loadGgufTokenizer } from "../../src/model/gguf-loader.js";
 import { GgufFile, type GgufMetaValue } from "../../src/model/gguf-reader.js";
 import { llama3Divisors, llama3FromRopeFreqs } from "../../src/model/gguf-rope.js";
 import { ggufTokenizer } from "../../src/model/gguf-tokenizer.js";
@@ -14,11 +16,13 @@ import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import { f16ToF32, f32ToF16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { loadHfTokenizer } from "../../src/tokenizer/index.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { llamaCppGreedy, openLlamaCpp } from "../convert/llama-cpp.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
+import { llamaCppVectors, tokenizerDir } from "../tokenizer/fixtures.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-import-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -175,6 +179,47 @@ describe("GGUF import: byte-level BPE pre-tokenizers named by tokenizer.ggml.pre
       assert.equal(ids.map((i) => tokens[i]).join("|"), want);
       assert.equal(t.decode(ids, { skipSpecialTokens: false }), text);
       assert.deepEqual(t.eosTokenIds, [tokens.length - 1]);
+    });
+  }
+});
+
+describe("GGUF import: tokenizers against llama.cpp's own test vectors", () => {
+  it("llama.cpp's Llama-2 SPM vocabulary file (ggml-vocab-llama-spm.gguf): every vector", () => {
+    const file = sharedDataPath("tokenizers", "llamacpp-vocab", "ggml-vocab-llama-spm.gguf");
+    const t = loadGgufTokenizer(file);
+    for (const v of llamaCppVectors("ggml-vocab-llama-spm.gguf")) {
+      assert.deepEqual(t.encode(v.text, { addSpecialTokens: false }), v.ids, JSON.stringify(v.text));
+    }
+    assert.deepEqual(t.encode("Hello"), [1, 15043]);
+    assert.deepEqual([t.bosTokenId, t.eosTokenIds], [1, [2]]);
+  });
+
+  // llama.cpp's Llama-3 and Qwen2 vocabulary files are not in the shared data; their vectors are,
+  // so the GGUF vocabularies are written from the Hugging Face tokenizers with the project's writer.
+  for (const [dir, vectors, pre] of [
+    ["tokenizer-llama3", "ggml-vocab-llama-bpe.gguf", "llama-bpe"],
+    ["tokenizer-qwen3", "ggml-vocab-qwen2.gguf", "qwen2"],
+  ] as const) {
+    it(`${pre} (from ${dir}, written as GGUF): every vector of ${vectors}`, async () => {
+      const hf = await loadHfTokenizer(tokenizerDir(dir));
+      const model = {
+        config: { vocabSize: hf.vocabSize, bosTokenId: hf.bosTokenId, eosTokenIds: hf.eosTokenIds },
+        tokenizer: hf,
+        source: { kind: "hf", path: tokenizerDir(dir), label: dir },
+      } as unknown as LoadedModel;
+      const vocab = extractVocab(model);
+      assert.equal(vocab.pre, pre);
+      const file = path.join(tmp, `${dir}.gguf`);
+      writeGguf(
+        file,
+        [{ key: "general.architecture", value: gguf.str("llama") }, ...vocabMetadata(model, vocab)],
+        [],
+      );
+      const t = loadGgufTokenizer(file);
+      for (const v of llamaCppVectors(vectors)) {
+        assert.deepEqual(t.encode(v.text, { addSpecialTokens: false }), v.ids, JSON.stringify(v.text));
+      }
+      assert.equal(t.hasChatTemplate, hf.hasChatTemplate);
     });
   }
 });
