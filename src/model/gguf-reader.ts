@@ -244,6 +244,17 @@ function readTensorInfo(c: HeaderCursor): Omit<GgufTensorInfo, "offset"> & { rel
   return { name, type, typeName: t.name, shape: dims.reverse(), byteLength, rel };
 }
 
+/** No two tensors share a byte of data. */
+function checkOverlaps(file: string, tensors: ReadonlyMap<string, GgufTensorInfo>): void {
+  let prev: GgufTensorInfo | undefined;
+  for (const t of [...tensors.values()].sort((a, b) => a.offset - b.offset)) {
+    if (prev !== undefined && t.offset < prev.offset + prev.byteLength && t.byteLength > 0) {
+      throw new GgufError(file, `tensors "${prev.name}" and "${t.name}" overlap`);
+    }
+    if (t.byteLength > 0) prev = t;
+  }
+}
+
 /** Parses and validates the header of `file` (metadata, tensor infos) without reading tensor data. */
 export function readGgufHeader(file: string): GgufHeader {
   const fd = openSync(file, "r");
@@ -280,6 +291,7 @@ export function readGgufHeader(file: string): GgufHeader {
       }
       tensors.set(t.name, { ...t, offset });
     }
+    checkOverlaps(file, tensors);
     return { file, version, metadata, tensors, alignment, dataStart };
   } finally {
     closeSync(fd);

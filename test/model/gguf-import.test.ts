@@ -633,6 +633,23 @@ describe("GGUF import: clear errors", () => {
     await assert.rejects(loadModel(file), /GGUF version 1 is not supported/);
   });
 
+  it("version 2 files read as version 3 (same layout); overlapping tensors are refused", () => {
+    const x = testValues(1, 64);
+    const t = { name: "a", type: 0, shape: [64], data: new Uint8Array(x.buffer) };
+    const v2 = GgufFile.open(writeRaw("v2.gguf", ggufBytes(base, [t], { version: 2 })));
+    try {
+      assert.equal(v2.header.version, 2);
+      assert.deepEqual(new Float32Array(v2.readBytes("a").buffer), x);
+    } finally {
+      v2.close();
+    }
+    const bytes = ggufBytes(base, [t, { ...t, name: "b" }]);
+    // b's offset (relative 256) → 0, the same bytes as a's.
+    const nameB = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0x62]); // u64 length 1, "b"
+    bytes.writeBigUInt64LE(0n, bytes.indexOf(nameB) + nameB.length + 4 + 8 + 4);
+    assert.throws(() => GgufFile.open(writeRaw("overlap.gguf", bytes)), /tensors "a" and "b" overlap/);
+  });
+
   it("a truncated file names what it ends inside", async () => {
     const whole = ggufBytes(base, [f32("token_embd.weight", 64)]);
     const cut = writeRaw("cut.gguf", whole.subarray(0, whole.length - 8));
