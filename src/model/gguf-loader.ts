@@ -14,7 +14,7 @@ import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { allocTensorData, f32ToBf16, f32ToF16, type Tensor } from "./tensor.js";
-import type { LoadedModel } from "./types.js";
+import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
@@ -270,6 +270,19 @@ function loadWeights(
   return weights;
 }
 
+/**
+ * GGUF has no generation_config.json: the stop tokens are EOS plus llama.cpp's end-of-turn and
+ * end-of-message tokens when the file names them (chat models end a turn with those).
+ */
+function generationDefaults(meta: Meta, config: ModelConfig): GenerationDefaults {
+  const ids = [...config.eosTokenIds];
+  for (const key of ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]) {
+    const id = meta.num(key);
+    if (id !== undefined && id >= 0 && id < config.vocabSize && !ids.includes(id)) ids.push(id);
+  }
+  return ids.length > 0 ? { eosTokenIds: ids } : {};
+}
+
 export interface GgufLoadOptions {
   readonly onProgress?: ProgressCallback;
 }
@@ -289,7 +302,7 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
       config,
       weights,
       tokenizer,
-      generation: config.eosTokenIds.length > 0 ? { eosTokenIds: config.eosTokenIds } : {},
+      generation: generationDefaults(meta, config),
       source: { kind: "gguf", path: file, label },
     };
   } finally {

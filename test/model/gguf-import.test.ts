@@ -16,6 +16,7 @@ import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import { f16ToF32, f32ToF16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
+import { loadTokenizerFor } from "../../src/placement/load-tokenizer.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { llamaCppGreedy, openLlamaCpp } from "../convert/llama-cpp.js";
@@ -91,6 +92,10 @@ describe("GGUF import: round trip through the project's GGUF writer", () => {
     const { a, b } = await roundTrip(path.join(sharedDataPath("models", "stories260K"), "hf"), "stories");
     assertSameModel(a, b);
     assert.equal(b.source.kind, "gguf");
+    assert.deepEqual(b.generation, { eosTokenIds: [2] });
+    // Threads without the model (HTTP, tokenizer thread) rebuild the tokenizer from the source.
+    const again = await loadTokenizerFor(b.source);
+    for (const text of TEXTS) assert.deepEqual(again.encode(text), a.tokenizer.encode(text));
     assert.match(b.source.label, /stories\.gguf \(GGUF llama, F32\)/);
     await sameGreedy(a, b, "Once upon a time");
   });
@@ -108,6 +113,37 @@ describe("GGUF import: round trip through the project's GGUF writer", () => {
       await sameGreedy(a, b, "Hello, world");
     });
   }
+
+  it("end-of-turn and end-of-message tokens named in the metadata also stop generation", async () => {
+    const { file } = await roundTrip(path.join(sharedDataPath("models", "stories260K"), "hf"), "stories-eot");
+    const bytes = readFileSync(file);
+    const kv = (key: string, value: Buffer, type: number) => {
+      const b = Buffer.alloc(8 + key.length + 4);
+      b.writeBigUInt64LE(BigInt(key.length));
+      b.write(key, 8);
+      b.writeUInt32LE(type, 8 + key.length);
+      return Buffer.concat([b, value]);
+    };
+    const u32 = (v: number) => Buffer.from(new Uint32Array([v]).buffer);
+    const added = [
+      kv("tokenizer.ggml.eot_token_id", u32(5), 4),
+      kv("tokenizer.ggml.eom_token_id", u32(2), 4),
+    ];
+    // A string key pads the insertion to a multiple of the 32-byte alignment, so every offset holds.
+    const used = added.reduce((n, b) => n + b.length, 0) + 8 + 3 + 4 + 8;
+    const pad = "x".repeat((32 - (used % 32)) % 32);
+    const padLen = Buffer.alloc(8);
+    padLen.writeBigUInt64LE(BigInt(pad.length));
+    added.push(kv("pad", Buffer.concat([padLen, Buffer.from(pad)]), 8));
+    const count = bytes.readBigUInt64LE(16);
+    bytes.writeBigUInt64LE(count + 3n, 16);
+    const patched = writeRaw(
+      "eot.gguf",
+      Buffer.concat([bytes.subarray(0, 24), ...added, bytes.subarray(24)]),
+    );
+    const b = await loadModel(patched);
+    assert.deepEqual(b.generation, { eosTokenIds: [2, 5] });
+  });
 
   it("tiny llama3-rope: Llama 3 scaling comes back from rope_freqs.weight with the same divisors", async () => {
     const dir = path.join(tmp, "tiny-llama3");
