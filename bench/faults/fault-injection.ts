@@ -8,13 +8,14 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/faults/fault-injection.js [--runs N] [--seed S]
  *     [--minutes M] [--placement NAME] [--streams 6] [--faults 3] [--kinds kill,stop,delay]
- *     [--rounds 1]
+ *     [--rounds 1] [--out fault-injection.json] [--hang-ms 35000]
  *
  * --runs: runs per placement (default 4); --minutes: instead, go round the placements until M
- * minutes have passed (with --runs too, whichever ends first); --rounds R: R runs (seeds) per
- * server, as the in-suite test does, the server stopped after the last. Prints a table and each
- * failing run's schedule, writes bench/results/fault-injection.json, and exits 1 if any invariant
- * failed.
+ * minutes have passed (with --runs too, whichever ends first); --hang-ms: how long a stream may
+ * take before it counts as hung (past the engine's 30 s recovery bound); --rounds R: R runs
+ * (seeds) per server, as the in-suite test does, the server stopped after the last. Prints a
+ * table and each failing run's schedule, writes bench/results/<--out>, and exits 1 if any
+ * invariant failed.
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -44,6 +45,8 @@ const { values } = parseArgs({
     faults: { type: "string", default: "3" },
     kinds: { type: "string", default: FAULT_KINDS.join(",") },
     rounds: { type: "string", default: "1" },
+    out: { type: "string", default: "fault-injection.json" },
+    "hang-ms": { type: "string", default: String(DEFAULT_BOUNDS.hangMs) },
   },
 });
 const minutes = values.minutes === undefined ? null : Number(values.minutes);
@@ -54,6 +57,7 @@ const firstSeed = intFlag(values.seed, "seed", 0);
 const streams = intFlag(values.streams, "streams");
 const faults = intFlag(values.faults, "faults", 0);
 const rounds = intFlag(values.rounds, "rounds");
+const bounds = { ...DEFAULT_BOUNDS, hangMs: intFlag(values["hang-ms"], "hang-ms") };
 const placements = values.placement ? [placementNamed(values.placement)] : PLACEMENTS;
 const kinds = values.kinds.split(",").map((k) => {
   if (!(FAULT_KINDS as readonly string[]).includes(k))
@@ -222,7 +226,7 @@ async function main(): Promise<void> {
       const plans = Array.from({ length: count }, (_, i) =>
         planRun(firstSeed + k + i, placement, { streams, faults, kinds }),
       );
-      const reports = await runFaultSession(plans, baseline, DEFAULT_BOUNDS);
+      const reports = await runFaultSession(plans, baseline, bounds);
       for (const report of reports) {
         add(rows.get(placement.name)!, report);
         record(report, failed, runs);
@@ -233,7 +237,7 @@ async function main(): Promise<void> {
   console.log(`\n${table(all)}\n`);
   const minutesRun = (Date.now() - started) / 60_000;
   console.log(`${minutesRun.toFixed(1)} min; ${failed.length} run(s) with a failed invariant`);
-  writeResults("fault-injection.json", {
+  writeResults(values.out, {
     date: new Date().toISOString(),
     cpu: cpus()[0]?.model ?? null,
     cores: cpus().length,
@@ -242,7 +246,7 @@ async function main(): Promise<void> {
     kinds,
     rounds,
     firstSeed,
-    bounds: DEFAULT_BOUNDS,
+    bounds,
     minutes: minutesRun,
     rows: all,
     failed,
