@@ -245,9 +245,19 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       kvMemory: this.kvMemory,
       maxTags: this.microBatches,
     };
-    const reply = await l.rpc!.request({ type: MsgType.CONFIGURE, control: req }, (m) =>
-      parseControl(m, configureReplySchema, "CONFIGURE reply"),
-    );
+    // A stopped or wedged worker must not hold recovery: CONFIGURE gets a bound too (longer than
+    // a layer's, as the worker allocates its cache), and silence past it is a loss.
+    const bound = CONFIGURE_REPLIES_PER_LAYER * this.replyTimeoutMs;
+    const reply = await l
+      .rpc!.request(
+        { type: MsgType.CONFIGURE, control: req },
+        (m) => parseControl(m, configureReplySchema, "CONFIGURE reply"),
+        bound,
+      )
+      .catch((e: Error) => {
+        if (e instanceof RequestTimeoutError) this.declareLost(l, `no CONFIGURE reply within ${bound} ms`);
+        throw e;
+      });
     l.kvLo = kvLo;
     l.kvHi = kvLo + perKv;
     l.mirror = new BlockAllocator(reply.numBlocks, g.blockSize);
@@ -588,6 +598,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     await Promise.all(this.links.map((l) => l.endpoint.close?.().catch(() => undefined)));
   }
 }
+
+/** CONFIGURE may take this many layers' worth of the reply bound (it allocates the KV cache). */
+const CONFIGURE_REPLIES_PER_LAYER = 4;
 
 function divisors(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);

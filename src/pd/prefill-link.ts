@@ -1,6 +1,7 @@
 import type { KvAttention } from "../attention/kv-attention.js";
 import type { WorkerEndpoint } from "../attention/remote-service.js";
 import type { Channel } from "../transport/channel.js";
+import { RequestTimeoutError } from "../transport/errors.js";
 import type { ReceivedMessage } from "../transport/message.js";
 import { RpcClient } from "../transport/rpc.js";
 import { splitChannel } from "./mux-channel.js";
@@ -52,6 +53,8 @@ export class PrefillLink {
     private readonly open: () => Promise<Channel>,
     private readonly local: KvAttention,
     readonly pid: () => number | undefined = () => undefined,
+    /** Liveness: a PREFILL without a reply this long means the instance is lost (0: no bound). */
+    private readonly replyTimeoutMs = 0,
   ) {
     this.slots = new Int32Array(local.geometry.maxTokens);
   }
@@ -85,7 +88,7 @@ export class PrefillLink {
   prefill(b: PrefillBatch, vocab: number): Promise<Float32Array> {
     if (!this.rpc || !this.alive) return Promise.reject(new Error(`prefill instance ${this.name} is down`));
     this.prefills++;
-    return this.rpc.request(
+    const request = this.rpc.request(
       {
         type: PdMsgType.PREFILL,
         ints: [b.nSeqs, b.nTokens],
@@ -103,7 +106,14 @@ export class PrefillLink {
           throw new Error(`bad PREFILL reply from ${this.name}`);
         return t.data.slice();
       },
+      this.replyTimeoutMs,
     );
+    // A stopped instance answers nothing and its pid still lives: silence past the bound is a loss.
+    return request.catch((e: Error) => {
+      if (e instanceof RequestTimeoutError && this.alive)
+        void this.base?.close(`no PREFILL reply within ${this.replyTimeoutMs} ms`).catch(() => undefined);
+      throw e;
+    });
   }
 
   /** KV_LAYER: writes one layer's KV rows into the decode instance's cache at their positions. */

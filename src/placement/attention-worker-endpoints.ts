@@ -7,6 +7,8 @@ import { createShmChannel } from "../transport/shm-channel.js";
 import { connectTcp } from "../transport/tcp.js";
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+/** How long a spawned TCP worker may take to listen (it loads the kernels, nothing else). */
+const START_TIMEOUT_MS = 30_000;
 const children = new Set<ChildProcess>();
 let exitHook = false;
 
@@ -73,14 +75,20 @@ export class SpawnedWorker implements WorkerEndpoint {
     });
     this.adopt(child);
     const port = await new Promise<number>((resolve, reject) => {
-      child.once("message", (m: { type?: string; port?: number }) =>
-        m?.type === "listening" && m.port
-          ? resolve(m.port)
-          : reject(new Error("unexpected message from attention worker")),
-      );
-      child.once("exit", (code) =>
-        reject(new Error(`attention worker exited during start-up (code ${code})`)),
-      );
+      // A worker stopped before it listens would otherwise hold recovery for ever.
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`attention worker did not listen within ${START_TIMEOUT_MS} ms`));
+      }, START_TIMEOUT_MS);
+      child.once("message", (m: { type?: string; port?: number }) => {
+        clearTimeout(timer);
+        if (m?.type === "listening" && m.port) resolve(m.port);
+        else reject(new Error("unexpected message from attention worker"));
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`attention worker exited during start-up (code ${code})`));
+      });
     });
     return connectTcp({ host: "127.0.0.1", port, secret: this.token, log: this.o.log });
   }

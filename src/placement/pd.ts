@@ -16,6 +16,10 @@ import { DEFAULT_KV_MEMORY, type EngineSizes } from "./sizes.js";
 import { SpawnedPrefillInstance } from "./spawn-prefill-instance.js";
 import { attentionToken } from "./validate.js";
 
+/** The liveness bound of a PREFILL, in multiples of the per-layer attention bound. */
+const PREFILL_REPLIES = 4;
+const DEFAULT_ATTENTION_TIMEOUT_MS = 5_000;
+
 /** How the decode instance reaches prefill instance i (tests serve them in-process). */
 export type PrefillOpener = (i: number) => { open: () => Promise<Channel>; pid?: () => number | undefined };
 
@@ -92,7 +96,9 @@ async function connectInstance(
   const addressed = addr ? AddressedWorker.parse(addr, attentionToken(o)!, c.log) : null;
   const how =
     c.opener?.(i) ?? (addressed ? { open: () => addressed.connect() } : null) ?? spawnInstance(c, i, split);
-  const link = new PrefillLink(`prefill-${i}`, how.open, local, how.pid);
+  // A prefill step runs whole layers of prompt chunks: give it several layers' worth of the bound.
+  const prefillBound = PREFILL_REPLIES * (o.attentionTimeoutMs ?? DEFAULT_ATTENTION_TIMEOUT_MS);
+  const link = new PrefillLink(`prefill-${i}`, how.open, local, how.pid, prefillBound);
   const remote = await RemoteAttentionService.connect([link.endpoint], {
     partition: "request",
     geometry: c.sizes.geometry,
