@@ -8,19 +8,20 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/faults/fault-injection.js [--runs N] [--seed S]
  *     [--minutes M] [--placement NAME] [--streams 6] [--faults 3] [--kinds kill,stop,delay]
- *     [--rounds 1] [--out fault-injection.json] [--hang-ms 35000]
+ *     [--rounds 1] [--out fault-injection.json] [--hang-ms 35000] [--window 0.8]
  *
  * --runs: runs per placement (default 4); --minutes: instead, go round the placements until M
  * minutes have passed (with --runs too, whichever ends first); --hang-ms: how long a stream may
- * take before it counts as hung (past the engine's 30 s recovery bound); --rounds R: R runs
- * (seeds) per server, as the in-suite test does, the server stopped after the last. Prints a
- * table and each failing run's schedule, writes bench/results/<--out>, and exits 1 if any
- * invariant failed.
+ * take before it counts as hung (past the engine's 30 s recovery bound); --window: faults fire
+ * within this fraction of the streams' tokens; --rounds R: R runs (seeds) per server, the server
+ * stopped after the last. Prints a table and each failing run's schedule, writes
+ * bench/results/<--out>, and exits 1 if any invariant failed.
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import {
   DEFAULT_BOUNDS,
+  DEFAULT_WINDOW,
   describeRun,
   FAULT_KINDS,
   type FaultKind,
@@ -47,6 +48,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "1" },
     out: { type: "string", default: "fault-injection.json" },
     "hang-ms": { type: "string", default: String(DEFAULT_BOUNDS.hangMs) },
+    window: { type: "string", default: String(DEFAULT_WINDOW) },
   },
 });
 const minutes = values.minutes === undefined ? null : Number(values.minutes);
@@ -58,6 +60,8 @@ const streams = intFlag(values.streams, "streams");
 const faults = intFlag(values.faults, "faults", 0);
 const rounds = intFlag(values.rounds, "rounds");
 const bounds = { ...DEFAULT_BOUNDS, hangMs: intFlag(values["hang-ms"], "hang-ms") };
+const window = Number(values.window);
+if (!(window > 0 && window <= 1)) throw new Error("--window needs a number in (0, 1]");
 const placements = values.placement ? [placementNamed(values.placement)] : PLACEMENTS;
 const kinds = values.kinds.split(",").map((k) => {
   if (!(FAULT_KINDS as readonly string[]).includes(k))
@@ -224,7 +228,7 @@ async function main(): Promise<void> {
       if (Date.now() >= deadline) break;
       const count = Math.min(rounds, runsPerPlacement - k);
       const plans = Array.from({ length: count }, (_, i) =>
-        planRun(firstSeed + k + i, placement, { streams, faults, kinds }),
+        planRun(firstSeed + k + i, placement, { streams, faults, kinds, window }),
       );
       const reports = await runFaultSession(plans, baseline, bounds);
       for (const report of reports) {
@@ -244,6 +248,7 @@ async function main(): Promise<void> {
     streams,
     faultsPerRun: faults,
     kinds,
+    window,
     rounds,
     firstSeed,
     bounds,

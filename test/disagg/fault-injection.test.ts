@@ -6,24 +6,29 @@
 //
 // What this file covers is what passes today:
 //   - kills and delays (SIGSTOP, then SIGCONT after 100–1000 ms), two per run, on every placement;
-//   - one SIGSTOP left in place per run, on the attention-worker placements.
-// Not covered, because of bugs in src/ the long run finds (reported; not worked around here):
-//   - a SIGSTOPped prefill instance (pd): nothing declares it lost (the PREFILL RPC has no
-//     timeout), so the next prefill, and the engine's shutdown, wait for ever;
-//   - a SIGSTOP overlapping a recovery (two stops close together, or a stop and a kill): the
-//     recovery's CONFIGURE to a stopped worker (a survivor re-laid out under head partitioning, or
-//     a replacement stopped during its start-up) waits the RPC layer's 60 s instead of the
-//     liveness bound, and a TCP replacement stopped before it listens is waited for without bound.
-// Time is short (2 cores): each placement's runs are rounds on one server (the invariants of a run
-// are checked after each round, the clean stop after the last), and a failure names the round too.
+//   - over shared memory, a SIGSTOP left in place overlapping a recovery: a stop, then a kill
+//     (head partitioning re-configures the stopped survivor), and a kill, then a stop (of the
+//     replacement, in its start-up); CONFIGURE's liveness bound (13d74f8) ends both;
+//   - over TCP, one SIGSTOP left in place per run.
+// Not covered (the long run, bench/faults/fault-injection.ts, finds them; not worked around here):
+//   - over TCP, a stop overlapping a recovery: a replacement stopped before it listens holds the
+//     recovery, and every stream, for the 30 s 'listening' bound: longer than this file's bound;
+//   - a SIGSTOPped prefill instance (pd): declared lost after 4 × attentionTimeoutMs and its work
+//     rebuilt, but never killed: it is still there, stopped, after engine.shutdown().
+// Time is short (2 cores): each attention-worker placement's runs are rounds on one server (the
+// invariants of a run are checked after each round, the clean stop after the last), and a failure
+// names the round too. PD's runs each get a server of their own: its one prefill instance, once
+// killed, is not restarted (by design), which would leave a later round nothing to hit.
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import {
   type Baseline,
   type Bounds,
   describeRun,
+  FAULT_KINDS,
   type FaultKind,
   PLACEMENTS,
+  type Placement,
   type PlanShape,
   planRun,
   runFaultSession,
@@ -36,12 +41,18 @@ const STREAMS = 6;
 const KILL_DELAY: readonly FaultKind[] = ["kill", "delay"];
 
 /** Per placement: its rounds, each a seed and a shape. */
-function roundsFor(target: string): { seed: number; shape: PlanShape }[] {
+function roundsFor(placement: Placement): { seed: number; shape: PlanShape }[] {
+  const first = { seed: 101, shape: { streams: STREAMS, faults: 2, kinds: KILL_DELAY } };
+  // Seed 204: a stop, then a kill 13 tokens later; seed 208: a kill, then a stop.
+  if (placement.name === "head/shm") return [first, { seed: 204, shape: { streams: STREAMS, faults: 2 } }];
+  if (placement.name === "request/shm") return [first, { seed: 208, shape: { streams: STREAMS, faults: 2 } }];
+  if (placement.target === "attention-worker")
+    return [first, { seed: 202, shape: { streams: STREAMS, faults: 1, kinds: ["stop"] } }];
+  // PD's streams decode in-process and end quickly: its faults fire in the first 30% of the tokens.
+  const shape = { streams: STREAMS, faults: 2, kinds: KILL_DELAY, window: 0.3 };
   return [
-    { seed: 101, shape: { streams: STREAMS, faults: 2, kinds: KILL_DELAY } },
-    target === "attention-worker"
-      ? { seed: 202, shape: { streams: STREAMS, faults: 1, kinds: ["stop"] } }
-      : { seed: 303, shape: { streams: STREAMS, faults: 2, kinds: KILL_DELAY } },
+    { seed: 101, shape },
+    { seed: 303, shape },
   ];
 }
 
@@ -52,18 +63,22 @@ describe("seeded fault injection under concurrent streams", { timeout: 110_000 }
   });
 
   for (const placement of PLACEMENTS) {
-    const rounds = roundsFor(placement.target);
-    const title = rounds.map((r) => `seed ${r.seed}: ${r.shape.faults} × ${r.shape.kinds!.join("/")}`);
+    const rounds = roundsFor(placement);
+    const title = rounds.map(
+      (r) => `seed ${r.seed}: ${r.shape.faults} × ${(r.shape.kinds ?? FAULT_KINDS).join("/")}`,
+    );
     it(`${placement.name} (${title.join("; ")})`, { timeout: 75_000 }, async () => {
       const plans = rounds.map((r) => planRun(r.seed, placement, r.shape));
-      const reports = await runFaultSession(plans, baseline, BOUNDS);
+      const sessions = placement.target === "attention-worker" ? [plans] : plans.map((p) => [p]);
+      const reports = [];
+      for (const s of sessions) reports.push(...(await runFaultSession(s, baseline, BOUNDS)));
       for (const r of reports) assert.deepEqual(r.violations, [], `\n${describeRun(r)}`);
       assert.equal(reports.length, plans.length, "every round ran");
-      for (const r of reports)
-        assert.ok(
-          r.faults.some((f) => f.pid !== null),
-          `no fault hit a process:\n${describeRun(r)}`,
-        );
+      // A round's faults may all come after its streams on a fast machine; not every round's.
+      assert.ok(
+        reports.some((r) => r.faults.some((f) => f.pid !== null)),
+        `no fault hit a process:\n${reports.map(describeRun).join("\n")}`,
+      );
     });
   }
 });

@@ -82,6 +82,9 @@ export const PROMPTS: readonly { readonly prompt: string; readonly maxTokens: nu
   { prompt: "The sun was hot and", maxTokens: 70 },
 ];
 
+/** Faults fire within this fraction of the streams' tokens unless a plan says otherwise. */
+export const DEFAULT_WINDOW = 0.8;
+
 /** Streams arrive over this long (the first at once). */
 const MAX_ARRIVAL_MS = 600;
 
@@ -105,6 +108,8 @@ export interface RunPlan {
   readonly seed: number;
   readonly placement: Placement;
   readonly kinds: readonly FaultKind[];
+  /** The fraction of the streams' tokens within which the faults fire. */
+  readonly window: number;
   /** Index into PROMPTS of each stream. */
   readonly streams: readonly number[];
   /** When each stream is sent, in ms after the first (so prefills go on during the faults). */
@@ -119,12 +124,18 @@ export interface PlanShape {
   readonly faults: number;
   /** Kinds the faults are drawn from (default: all). */
   readonly kinds?: readonly FaultKind[];
+  /**
+   * Faults fire within this fraction of the streams' tokens (default 0.8); lower where the streams
+   * are quick (PD decodes in-process) so that they fire before the streams end on a fast machine.
+   */
+  readonly window?: number;
 }
 
 /** Everything random about a run, drawn from its seed. */
 export function planRun(seed: number, placement: Placement, shape: PlanShape): RunPlan {
   const { streams, faults } = shape;
   const kinds = shape.kinds ?? FAULT_KINDS;
+  const window = shape.window ?? DEFAULT_WINDOW;
   const r = new SeededRandom(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(r.next() * (hi - lo + 1));
   const picks = Array.from({ length: streams }, () => int(0, PROMPTS.length - 1));
@@ -136,7 +147,7 @@ export function planRun(seed: number, placement: Placement, shape: PlanShape): R
     specs.push({
       index: i,
       kind: kinds[int(0, kinds.length - 1)]!,
-      afterTokens: int(1, Math.floor(total * 0.8)),
+      afterTokens: int(1, Math.max(1, Math.floor(total * window))),
       extraDelayMs: int(0, 250),
       pick: r.next(),
       pauseMs: int(100, 1000),
@@ -147,6 +158,7 @@ export function planRun(seed: number, placement: Placement, shape: PlanShape): R
     seed,
     placement,
     kinds,
+    window,
     streams: picks,
     arrivals,
     faults: specs.map((s, index) => ({ ...s, index })),
@@ -467,7 +479,7 @@ function inject(f: InjectedFault, state: FaultState): void {
         new Promise<void>((resolve) => {
           const t = setTimeout(() => {
             state.timers.delete(t);
-            if (!state.cont(pid)) f.note += ", gone before SIGCONT (declared lost and killed)";
+            if (!state.cont(pid)) f.note += ", gone before SIGCONT";
             else f.note += ", continued";
             resolve();
           }, f.spec.pauseMs);
@@ -777,7 +789,9 @@ async function checkNoProcessLeft(target: TargetKind, report: RunReport): Promis
 export function describeRun(r: RunReport): string {
   const { plan } = r;
   const n = r.sessionSeeds.length;
-  const shape = `--streams ${plan.streams.length} --faults ${plan.faults.length} --kinds ${plan.kinds.join(",")}`;
+  const shape =
+    `--streams ${plan.streams.length} --faults ${plan.faults.length} --kinds ${plan.kinds.join(",")}` +
+    (plan.window !== DEFAULT_WINDOW ? ` --window ${plan.window}` : "");
   const cmd = "node dist/bench/faults/fault-injection.js";
   const lines = [
     `seed ${plan.seed}, placement ${plan.placement.name} (${JSON.stringify(plan.placement.options)})` +
