@@ -34,6 +34,11 @@ export class SpawnedPrefillInstance {
       this.log(`prefill instance ${this.name} (pid ${child.pid}) exited (${signal ?? code})`);
       if (!channel.closed) void channel.close(`prefill instance process exited (${signal ?? code})`);
     });
+    // Its channel closed (lost, or the decode instance done with it): the process has nothing left
+    // to do. It exits by itself, unless it is stopped or wedged: then it is killed.
+    channel.onClose(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    });
     await new Promise<void>((resolve, reject) => {
       child.once("message", () => resolve());
       child.once("exit", (code) =>
