@@ -17,7 +17,9 @@
  * stopped after the last. Prints a table and each failing run's schedule, writes
  * bench/results/<--out>, and exits 1 if any invariant failed.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import {
   DEFAULT_BOUNDS,
@@ -34,7 +36,7 @@ import {
   undisturbedBaseline,
 } from "../../test/helpers/fault-harness.js";
 import { intFlag } from "../common/flags.js";
-import { writeResults } from "../common/results.js";
+import { RESULTS_DIR, writeResults } from "../common/results.js";
 
 const { values } = parseArgs({
   options: {
@@ -211,6 +213,28 @@ function record(report: RunReport, failed: FailedRun[], runs: unknown[]): void {
 
 type FailedRun = { seed: number; placement: string; description: string };
 
+const minutesSince = (started: number) => (Date.now() - started) / 60_000;
+
+function results(started: number, rows: Row[], failed: FailedRun[], runs: unknown[], complete: boolean) {
+  return {
+    date: new Date().toISOString(),
+    complete,
+    cpu: cpus()[0]?.model ?? null,
+    cores: cpus().length,
+    streams,
+    faultsPerRun: faults,
+    kinds,
+    window,
+    rounds,
+    firstSeed,
+    bounds,
+    minutes: minutesSince(started),
+    rows,
+    failed,
+    runs,
+  };
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const deadline = minutes === null ? Infinity : started + minutes * 60_000;
@@ -222,6 +246,7 @@ async function main(): Promise<void> {
   const baseline = await undisturbedBaseline();
   const rows = new Map(placements.map((p) => [p.name, emptyRow(p.name)]));
   const failed: FailedRun[] = [];
+  mkdirSync(RESULTS_DIR, { recursive: true });
   const runs: unknown[] = [];
   for (let k = 0; k < runsPerPlacement && Date.now() < deadline; k += rounds) {
     for (const placement of placements) {
@@ -235,28 +260,15 @@ async function main(): Promise<void> {
         add(rows.get(placement.name)!, report);
         record(report, failed, runs);
       }
+      // Saved as it goes: a crash of this process (a finding too) keeps what ran before it.
+      const partial = results(started, [...rows.values()], failed, runs, false);
+      writeFileSync(path.join(RESULTS_DIR, values.out), `${JSON.stringify(partial, null, 2)}\n`);
     }
   }
   const all = [...rows.values()];
   console.log(`\n${table(all)}\n`);
-  const minutesRun = (Date.now() - started) / 60_000;
-  console.log(`${minutesRun.toFixed(1)} min; ${failed.length} run(s) with a failed invariant`);
-  writeResults(values.out, {
-    date: new Date().toISOString(),
-    cpu: cpus()[0]?.model ?? null,
-    cores: cpus().length,
-    streams,
-    faultsPerRun: faults,
-    kinds,
-    window,
-    rounds,
-    firstSeed,
-    bounds,
-    minutes: minutesRun,
-    rows: all,
-    failed,
-    runs,
-  });
+  console.log(`${minutesSince(started).toFixed(1)} min; ${failed.length} run(s) with a failed invariant`);
+  writeResults(values.out, results(started, all, failed, runs, true));
   // A run whose engine did not stop may still hold its thread: do not wait for it.
   process.exit(failed.length > 0 ? 1 : 0);
 }
