@@ -181,27 +181,34 @@ Napi::Value Wait(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, FutexWait(word, expected, timeoutMs));
 }
 
-class WaitWorker : public Napi::AsyncWorker {
- public:
-  WaitWorker(Napi::Env env, Napi::ArrayBuffer buffer, int32_t* word, int32_t expected, double timeoutMs)
-      : Napi::AsyncWorker(env, "lamina_shm.waitAsync"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        buffer_(Napi::Persistent(buffer)),
-        word_(word),
-        expected_(expected),
-        timeoutMs_(timeoutMs) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { result_ = FutexWait(word_, expected_, timeoutMs_); }
-  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::Reference<Napi::ArrayBuffer> buffer_;  // keeps the mapping alive while a pool thread waits on it
-  int32_t* word_;
-  int32_t expected_;
-  double timeoutMs_;
-  int result_ = 0;
+// A futex wait on a libuv pool thread, settled on the JS thread. Written on the raw N-API, whose
+// failures can be ignored: when a worker thread is torn down with a wait pending, JS can no longer
+// run, and node-addon-api would turn the failed resolve (or handle scope) into a fatal error. The
+// promise is then simply dropped: nothing awaits it any more.
+struct WaitWork {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  napi_ref buffer = nullptr;  // keeps the mapping alive while a pool thread waits on it
+  int32_t* word = nullptr;
+  int32_t expected = 0;
+  double timeoutMs = 0;
+  int result = 0;
 };
+
+void WaitExecute(napi_env /*env*/, void* data) {
+  auto* w = static_cast<WaitWork*>(data);
+  w->result = FutexWait(w->word, w->expected, w->timeoutMs);
+}
+
+void WaitComplete(napi_env env, napi_status status, void* data) {
+  auto* w = static_cast<WaitWork*>(data);
+  napi_value v;
+  if (status == napi_ok && napi_create_int32(env, w->result, &v) == napi_ok)
+    napi_resolve_deferred(env, w->deferred, v);
+  if (w->buffer) napi_delete_reference(env, w->buffer);
+  napi_delete_async_work(env, w->work);
+  delete w;
+}
 
 Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -218,11 +225,21 @@ Napi::Value WaitAsync(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto* w = new WaitWorker(env, info[0].As<Napi::ArrayBuffer>(), word, info[2].As<Napi::Number>().Int32Value(),
-                           timeoutMs);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  auto* w = new WaitWork();
+  w->word = word;
+  w->expected = info[2].As<Napi::Number>().Int32Value();
+  w->timeoutMs = timeoutMs;
+  napi_value promise, name;
+  if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+      napi_create_reference(env, info[0], 1, &w->buffer) != napi_ok ||
+      napi_create_string_utf8(env, "lamina_shm.waitAsync", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, nullptr, name, WaitExecute, WaitComplete, w, &w->work) != napi_ok ||
+      napi_queue_async_work(env, w->work) != napi_ok) {
+    delete w;
+    Napi::Error::New(env, "waitAsync: could not queue the wait").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Value(env, promise);
 }
 
 Napi::Value Wake(const Napi::CallbackInfo& info) {
