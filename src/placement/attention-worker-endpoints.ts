@@ -67,6 +67,15 @@ export class SpawnedWorker implements WorkerEndpoint {
       child.once("exit", (code, signal) => {
         if (!channel.closed) void channel.close(`attention worker process exited (${signal ?? code})`);
       });
+      // The worker attaches once its kernels are loaded: wait for that here (start-up has a bound
+      // of its own), so the CONFIGURE that follows is held only to its reply's liveness bound.
+      try {
+        await channel.waitForPeer(START_TIMEOUT_MS);
+      } catch (e) {
+        child.kill("SIGKILL");
+        await channel.close(`attention worker did not start: ${(e as Error).message}`);
+        throw e;
+      }
       return channel;
     }
     const child = fork(CLI, [...common, "--listen", "127.0.0.1:0"], {
