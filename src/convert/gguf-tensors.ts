@@ -1,38 +1,16 @@
 import type { ModelConfig } from "../model/config.js";
+import { ggufTensorName as modelGgufName } from "../model/gguf-names.js";
 import { type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName } from "./gguf-format.js";
 import type { GgufTensorSource } from "./gguf-writer.js";
 
-/** Hugging Face weight names → llama.cpp's, per layer and global. */
-const LAYER_NAMES: Record<string, string> = {
-  "input_layernorm.weight": "attn_norm.weight",
-  "self_attn.q_proj.weight": "attn_q.weight",
-  "self_attn.k_proj.weight": "attn_k.weight",
-  "self_attn.v_proj.weight": "attn_v.weight",
-  "self_attn.q_proj.bias": "attn_q.bias",
-  "self_attn.k_proj.bias": "attn_k.bias",
-  "self_attn.v_proj.bias": "attn_v.bias",
-  "self_attn.o_proj.weight": "attn_output.weight",
-  "post_attention_layernorm.weight": "ffn_norm.weight",
-  "mlp.gate_proj.weight": "ffn_gate.weight",
-  "mlp.up_proj.weight": "ffn_up.weight",
-  "mlp.down_proj.weight": "ffn_down.weight",
-};
-const GLOBAL_NAMES: Record<string, string> = {
-  "model.embed_tokens.weight": "token_embd.weight",
-  "model.norm.weight": "output_norm.weight",
-  "lm_head.weight": "output.weight",
-};
-const LAYER_PREFIX = /^model\.layers\.(\d+)\.(.+)$/;
-
 export function ggufTensorName(hfName: string): string {
-  const global = GLOBAL_NAMES[hfName];
-  if (global) return global;
-  const m = LAYER_PREFIX.exec(hfName);
-  const local = m ? LAYER_NAMES[m[2]!] : undefined;
-  if (!m || !local) throw new Error(`GGUF export: no llama.cpp name for weight "${hfName}"`);
-  return `blk.${m[1]}.${local}`;
+  try {
+    return modelGgufName(hfName);
+  } catch (e) {
+    throw new Error(`GGUF export: ${(e as Error).message}`);
+  }
 }
 
 export interface TensorPlanOptions {

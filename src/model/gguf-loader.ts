@@ -3,6 +3,7 @@ import type { Tokenizer } from "../tokenizer/types.js";
 import type { Architecture, ModelConfig, RopeScaling } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { dequantize, isQuantName } from "./gguf-dequant.js";
+import { ggufTensorName } from "./gguf-names.js";
 import {
   GgufError,
   GgufFile,
@@ -25,37 +26,6 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  */
 
 const SUPPORTED_ARCHS = ["llama", "qwen2"] as const;
-
-/** Hugging Face per-layer names → llama.cpp's (as the project's GGUF writer names them). */
-const LAYER_NAMES: Readonly<Record<string, string>> = {
-  "input_layernorm.weight": "attn_norm.weight",
-  "self_attn.q_proj.weight": "attn_q.weight",
-  "self_attn.k_proj.weight": "attn_k.weight",
-  "self_attn.v_proj.weight": "attn_v.weight",
-  "self_attn.q_proj.bias": "attn_q.bias",
-  "self_attn.k_proj.bias": "attn_k.bias",
-  "self_attn.v_proj.bias": "attn_v.bias",
-  "self_attn.o_proj.weight": "attn_output.weight",
-  "post_attention_layernorm.weight": "ffn_norm.weight",
-  "mlp.gate_proj.weight": "ffn_gate.weight",
-  "mlp.up_proj.weight": "ffn_up.weight",
-  "mlp.down_proj.weight": "ffn_down.weight",
-};
-const GLOBAL_NAMES: Readonly<Record<string, string>> = {
-  "model.embed_tokens.weight": "token_embd.weight",
-  "model.norm.weight": "output_norm.weight",
-  "lm_head.weight": "output.weight",
-};
-
-/** llama.cpp's name for a Hugging Face weight name. */
-export function ggufNameOf(hfName: string): string {
-  const global = GLOBAL_NAMES[hfName];
-  if (global) return global;
-  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hfName);
-  const local = m ? LAYER_NAMES[m[2]!] : undefined;
-  if (!m || !local) throw new Error(`no llama.cpp name for weight "${hfName}"`);
-  return `blk.${m[1]}.${local}`;
-}
 
 class Meta {
   constructor(
@@ -237,9 +207,9 @@ function loadWeights(
 ): Map<string, Tensor> {
   const expected = expectedTensors(config);
   const infos = expected.map((t) => {
-    const info = g.header.tensors.get(ggufNameOf(t.name));
+    const info = g.header.tensors.get(ggufTensorName(t.name));
     if (info === undefined) {
-      throw new GgufError(g.file, `missing tensor "${ggufNameOf(t.name)}" (the model's ${t.name})`);
+      throw new GgufError(g.file, `missing tensor "${ggufTensorName(t.name)}" (the model's ${t.name})`);
     }
     if (!sameShape(info.shape, t.shape)) {
       throw new GgufError(
