@@ -48,7 +48,7 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
 
 /**
  * One engine request per (prompt, choice), choices of a prompt next to each other: the choice
- * index in the reply is the request's position. Each choice gets its own seed offset so n > 1
+ * index in the reply is the request's position. Each choice gets its own seed (choiceSeed) so n > 1
  * with a seed gives n different, reproducible samples.
  */
 function generateRequests(
