@@ -59,6 +59,41 @@ export interface KernelBackend {
     sin: Float32Array,
   ): void;
 
+  /**
+   * Prepares the experts of one mixture-of-experts projection (expert e: a [rows, cols] weight;
+   * all of one shape and dtype) for `groupedMatmul`. Called once at load.
+   */
+  prepareExperts(ws: readonly Tensor[]): PreparedExperts;
+
+  /**
+   * Top-k routing of a mixture of experts, and the grouping of its (token, slot) pairs by expert;
+   * see MoeRouteArgs.
+   */
+  moeRoute(args: MoeRouteArgs): void;
+
+  /** out[r, :] = x[rows[r], :] for r < nRows (rows of `dim`); no aliasing. */
+  gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, nRows: number, dim: number): void;
+
+  /**
+   * For each expert e: rows [expertStart[e], expertStart[e + 1]) of out = the same rows of
+   * x · W_eᵀ, so each expert's weights are read once for all its rows.
+   */
+  groupedMatmul(out: Float32Array, x: Float32Array, w: PreparedExperts, expertStart: Int32Array): void;
+
+  /**
+   * out[t, :] = Σ_j slotWeight[t·topK + j] · y[slotRow[t·topK + j], :], summed over j in slot
+   * order (so a token's result does not depend on what it is batched with); no aliasing.
+   */
+  moeCombine(
+    out: Float32Array,
+    y: Float32Array,
+    slotRow: Int32Array,
+    slotWeight: Float32Array,
+    nTokens: number,
+    topK: number,
+    dim: number,
+  ): void;
+
   /** out[i] = silu(gate[i]) * up[i] for i < n; out may alias gate. */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
 
@@ -99,6 +134,39 @@ export interface PreparedWeight {
   readonly rows: number;
   readonly cols: number;
   readonly dtype: DType;
+}
+
+/** Opaque handle from `prepareExperts`: `count` experts of [rows, cols]. */
+export interface PreparedExperts {
+  readonly count: number;
+  readonly rows: number;
+  readonly cols: number;
+  readonly dtype: DType;
+}
+
+/**
+ * Mixture-of-experts routing. Each token's experts are the topK largest of its router logits
+ * [nTokens, nExperts] (a tie goes to the lower expert index), in slot order from the largest.
+ * A slot's weight is its expert's softmax probability over all experts, or, with normalizeTopK,
+ * over the chosen ones only (the same as rescaling the chosen probabilities to sum to 1).
+ * The nTokens·topK (token, slot) pairs are then laid out grouped by expert, in token order
+ * within an expert: the pair's row in that layout is slotRow[t·topK + j], the token of row r is
+ * rowToken[r], and expert e's rows are [expertStart[e], expertStart[e + 1]).
+ */
+export interface MoeRouteArgs {
+  readonly logits: Float32Array;
+  readonly nTokens: number;
+  readonly nExperts: number;
+  readonly topK: number;
+  readonly normalizeTopK: boolean;
+  /** [nTokens·topK] out. */
+  readonly slotWeight: Float32Array;
+  /** [nTokens·topK] out. */
+  readonly slotRow: Int32Array;
+  /** [nTokens·topK] out. */
+  readonly rowToken: Int32Array;
+  /** [nExperts + 1] out. */
+  readonly expertStart: Int32Array;
 }
 
 /**

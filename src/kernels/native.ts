@@ -3,7 +3,14 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DType, Tensor, TensorData } from "../model/tensor.js";
-import type { AttentionArgs, KernelBackend, KvLayerCache, PreparedWeight } from "./backend.js";
+import type {
+  AttentionArgs,
+  KernelBackend,
+  KvLayerCache,
+  MoeRouteArgs,
+  PreparedExperts,
+  PreparedWeight,
+} from "./backend.js";
 
 /** The addon's exports (native/kernels/src/addon.cpp); positional arguments, dtype as a code. */
 export interface NativeAddon {
@@ -91,6 +98,30 @@ export interface NativeAddon {
     nHeads: number,
     headDim: number,
   ): void;
+  /** An opaque set of expert weights (raw pointers into `ws`, which the caller keeps alive). */
+  expertSet(ws: readonly TensorData[], dtype: number, rows: number, cols: number): object;
+  groupedMatmul(out: Float32Array, x: Float32Array, set: object, expertStart: Int32Array): void;
+  moeRoute(
+    logits: Float32Array,
+    nTokens: number,
+    nExperts: number,
+    topK: number,
+    normalizeTopK: boolean,
+    slotWeight: Float32Array,
+    slotRow: Int32Array,
+    rowToken: Int32Array,
+    expertStart: Int32Array,
+  ): void;
+  gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, nRows: number, dim: number): void;
+  moeCombine(
+    out: Float32Array,
+    y: Float32Array,
+    slotRow: Int32Array,
+    slotWeight: Float32Array,
+    nTokens: number,
+    topK: number,
+    dim: number,
+  ): void;
   /** Sums x with every pool thread: a pure streaming read, timed by benchmarks as the bandwidth limit. */
   streamRead(x: Float32Array): number;
   /** Runs rounds of independent FMA chains on every pool thread; returns the flops done. */
@@ -100,7 +131,8 @@ export interface NativeAddon {
 
 const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 
-function dtypeCode(dtype: DType, what: string): number {
+/** The addon's code for a dtype (the native functions take dtypes as numbers). */
+export function dtypeCode(dtype: DType, what: string): number {
   const code = DTYPE_CODE[dtype];
   if (code === undefined) throw new TypeError(`${what}: unknown dtype ${String(dtype)}`);
   return code;
@@ -157,6 +189,24 @@ class NativeWeight implements PreparedWeight {
   }
 }
 
+/**
+ * One MoE projection's experts for the native kernels: the addon's handle holds raw pointers to
+ * their data, so this object keeps the arrays themselves alive as long as the handle.
+ */
+class NativeExperts implements PreparedExperts {
+  readonly handle: object;
+  constructor(
+    readonly count: number,
+    readonly rows: number,
+    readonly cols: number,
+    readonly dtype: DType,
+    readonly data: readonly TensorData[],
+    addon: NativeAddon,
+  ) {
+    this.handle = addon.expertSet(data, dtypeCode(dtype, "prepareExperts"), rows, cols);
+  }
+}
+
 /** The fast path: every method is one call into the addon, which checks its arguments. */
 export class NativeBackend implements KernelBackend {
   readonly name = "native";
@@ -206,6 +256,56 @@ export class NativeBackend implements KernelBackend {
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void {
     if (!(w instanceof NativeWeight)) throw new TypeError("matmul: w was not prepared by the native backend");
     this.addon.matmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias);
+  }
+
+  prepareExperts(ws: readonly Tensor[]): PreparedExperts {
+    const members = ws.map((w) => this.prepareWeight(w) as NativeWeight);
+    const first = members[0];
+    if (!first) throw new TypeError("prepareExperts: no experts");
+    for (const [i, m] of members.entries()) {
+      if (m.rows !== first.rows || m.cols !== first.cols || m.dtype !== first.dtype)
+        throw new TypeError(
+          `prepareExperts: ${ws[i]!.name} is [${m.rows}, ${m.cols}] ${m.dtype}, expert 0 is [${first.rows}, ${first.cols}] ${first.dtype}`,
+        );
+    }
+    const data = members.map((m) => m.data);
+    return new NativeExperts(members.length, first.rows, first.cols, first.dtype, data, this.addon);
+  }
+
+  moeRoute(a: MoeRouteArgs): void {
+    this.addon.moeRoute(
+      a.logits,
+      a.nTokens,
+      a.nExperts,
+      a.topK,
+      a.normalizeTopK,
+      a.slotWeight,
+      a.slotRow,
+      a.rowToken,
+      a.expertStart,
+    );
+  }
+
+  gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, nRows: number, dim: number): void {
+    this.addon.gatherRows(out, x, rows, nRows, dim);
+  }
+
+  groupedMatmul(out: Float32Array, x: Float32Array, w: PreparedExperts, expertStart: Int32Array): void {
+    if (!(w instanceof NativeExperts))
+      throw new TypeError("groupedMatmul: w was not prepared by the native backend");
+    this.addon.groupedMatmul(out, x, w.handle, expertStart);
+  }
+
+  moeCombine(
+    out: Float32Array,
+    y: Float32Array,
+    slotRow: Int32Array,
+    slotWeight: Float32Array,
+    nTokens: number,
+    topK: number,
+    dim: number,
+  ): void {
+    this.addon.moeCombine(out, y, slotRow, slotWeight, nTokens, topK, dim);
   }
 
   embedding(out: Float32Array, table: Tensor, tokens: Int32Array, nTokens: number): void {

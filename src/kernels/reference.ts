@@ -1,7 +1,15 @@
 import type { DType, Tensor, TensorData } from "../model/tensor.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, readElement } from "../model/tensor.js";
-import type { AttentionArgs, KernelBackend, KvLayerCache, PreparedWeight } from "./backend.js";
+import type {
+  AttentionArgs,
+  KernelBackend,
+  KvLayerCache,
+  MoeRouteArgs,
+  PreparedExperts,
+  PreparedWeight,
+} from "./backend.js";
 import { checkCount, checkLength } from "./checks.js";
+import { gatherRowsReference, moeCombineReference, moeRouteReference } from "./moe-reference.js";
 
 /** The reference keeps the weight as stored plus one row of scratch to widen it into. */
 interface ReferenceWeight extends PreparedWeight {
@@ -17,6 +25,35 @@ function widen(dtype: DType, bits: number): number {
 function narrow(dtype: DType, value: number): number {
   if (dtype === "f32") return value;
   return dtype === "bf16" ? f32ToBf16(value) : f32ToF16(value);
+}
+
+interface ReferenceExperts extends PreparedExperts {
+  readonly members: readonly ReferenceWeight[];
+}
+
+/** out[outOff + t·rows + r] = x[xOff + t·cols ...] · row r of w (+ bias[r]), for nTokens tokens. */
+function matmulRows(
+  out: Float32Array,
+  outOff: number,
+  x: Float32Array,
+  xOff: number,
+  w: ReferenceWeight,
+  nTokens: number,
+  bias?: Float32Array,
+): void {
+  const { rows, cols, dtype, data } = w;
+  const row = w.rowScratch;
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    if (dtype === "f32") for (let c = 0; c < cols; c++) row[c] = data[base + c]!;
+    else for (let c = 0; c < cols; c++) row[c] = widen(dtype, data[base + c]!);
+    for (let t = 0; t < nTokens; t++) {
+      let acc = bias ? bias[r]! : 0;
+      const xo = xOff + t * cols;
+      for (let c = 0; c < cols; c++) acc += x[xo + c]! * row[c]!;
+      out[outOff + t * rows + r] = acc;
+    }
+  }
 }
 
 /**
@@ -52,23 +89,68 @@ export class ReferenceBackend implements KernelBackend {
     const rw = w as ReferenceWeight;
     if (!(rw.rowScratch instanceof Float64Array))
       throw new TypeError("matmul: w was not prepared by the reference backend");
-    const { rows, cols, dtype, data } = rw;
+    const { rows, cols } = rw;
     checkCount("matmul", "nTokens", nTokens);
     checkLength("matmul", "x", x, nTokens * cols);
     checkLength("matmul", "out", out, nTokens * rows);
     if (bias) checkLength("matmul", "bias", bias, rows);
-    const row = rw.rowScratch;
-    for (let r = 0; r < rows; r++) {
-      const base = r * cols;
-      if (dtype === "f32") for (let c = 0; c < cols; c++) row[c] = data[base + c]!;
-      else for (let c = 0; c < cols; c++) row[c] = widen(dtype, data[base + c]!);
-      for (let t = 0; t < nTokens; t++) {
-        let acc = bias ? bias[r]! : 0;
-        const xo = t * cols;
-        for (let c = 0; c < cols; c++) acc += x[xo + c]! * row[c]!;
-        out[t * rows + r] = acc;
-      }
+    matmulRows(out, 0, x, 0, rw, nTokens, bias);
+  }
+
+  prepareExperts(ws: readonly Tensor[]): PreparedExperts {
+    const members = ws.map((w) => this.prepareWeight(w) as ReferenceWeight);
+    const first = members[0];
+    if (!first) throw new TypeError("prepareExperts: no experts");
+    for (const [i, m] of members.entries()) {
+      if (m.rows !== first.rows || m.cols !== first.cols || m.dtype !== first.dtype)
+        throw new TypeError(
+          `prepareExperts: ${ws[i]!.name} is [${m.rows}, ${m.cols}] ${m.dtype}, expert 0 is [${first.rows}, ${first.cols}] ${first.dtype}`,
+        );
     }
+    const prepared: ReferenceExperts = {
+      count: members.length,
+      rows: first.rows,
+      cols: first.cols,
+      dtype: first.dtype,
+      members,
+    };
+    return prepared;
+  }
+
+  moeRoute(args: MoeRouteArgs): void {
+    moeRouteReference(args);
+  }
+
+  gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, nRows: number, dim: number): void {
+    gatherRowsReference(out, x, rows, nRows, dim);
+  }
+
+  groupedMatmul(out: Float32Array, x: Float32Array, w: PreparedExperts, expertStart: Int32Array): void {
+    const re = w as ReferenceExperts;
+    if (!Array.isArray(re.members))
+      throw new TypeError("groupedMatmul: w was not prepared by the reference backend");
+    checkLength("groupedMatmul", "expertStart", expertStart, re.count + 1);
+    const total = expertStart[re.count]!;
+    checkLength("groupedMatmul", "x", x, total * re.cols);
+    checkLength("groupedMatmul", "out", out, total * re.rows);
+    for (let e = 0; e < re.count; e++) {
+      const r0 = expertStart[e]!;
+      const n = expertStart[e + 1]! - r0;
+      if (n < 0) throw new RangeError(`groupedMatmul: expertStart decreases at expert ${e}`);
+      if (n > 0) matmulRows(out, r0 * re.rows, x, r0 * re.cols, re.members[e]!, n);
+    }
+  }
+
+  moeCombine(
+    out: Float32Array,
+    y: Float32Array,
+    slotRow: Int32Array,
+    slotWeight: Float32Array,
+    nTokens: number,
+    topK: number,
+    dim: number,
+  ): void {
+    moeCombineReference(out, y, slotRow, slotWeight, nTokens, topK, dim);
   }
 
   embedding(out: Float32Array, table: Tensor, tokens: Int32Array, nTokens: number): void {

@@ -16,6 +16,7 @@
 
 #include "cpu_select.h"
 #include "kernel_table.h"
+#include "moe_kernels.h"
 #include "thread_pool.h"
 
 namespace {
@@ -112,6 +113,11 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("streamRead", &Kernels::StreamRead),
                              InstanceMethod("fmaPeak", &Kernels::FmaPeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
+                             InstanceMethod("expertSet", &Kernels::ExpertSetNew),
+                             InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
+                             InstanceMethod("moeRoute", &Kernels::MoeRoute),
+                             InstanceMethod("gatherRows", &Kernels::GatherRows),
+                             InstanceMethod("moeCombine", &Kernels::MoeCombine),
                          });
     (void)env;
   }
@@ -302,6 +308,151 @@ class Kernels : public Napi::Addon<Kernels> {
     const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, rows * dim).data);
     const KernelTable* k = table_;
     parallelRange(rows, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->softmax(out, x, dim, log, a, b); });
+  }
+
+  // ---- Mixtures of experts (see moe_kernels.h) ----
+
+  // expertSet(ws, dtype, rows, cols): a handle to the experts' weights (raw pointers; the caller
+  // keeps the arrays alive as long as the handle).
+  Napi::Value ExpertSetNew(const Napi::CallbackInfo& info) {
+    const char* m = "expertSet";
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) typeError(env, "expertSet: ws must be an array of typed arrays");
+    const Napi::Array ws = info[0].As<Napi::Array>();
+    auto set = std::make_unique<lk::ExpertSet>();
+    set->dtype = dtypeOf(info, 1, m);
+    set->rows = integer(info, 2, m, "rows", 1);
+    set->cols = integer(info, 3, m, "cols", 1);
+    if (ws.Length() == 0) typeError(env, "expertSet: ws is empty");
+    for (uint32_t e = 0; e < ws.Length(); e++) {
+      const Napi::Value v = ws.Get(e);
+      napi_typedarray_type type;
+      size_t length = 0, offset = 0;
+      void* data = nullptr;
+      napi_value ab;
+      if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &offset) != napi_ok ||
+          type != storageType(set->dtype) || int64_t(length) < set->rows * set->cols)
+        typeError(env, "expertSet: ws[" + std::to_string(e) + "] must be a " + typeName(storageType(set->dtype)) +
+                           " of at least rows * cols elements");
+      set->w.push_back(data);
+    }
+    return Napi::External<lk::ExpertSet>::New(env, set.release(), [](Napi::Env, lk::ExpertSet* p) { delete p; });
+  }
+
+  // groupedMatmul(out, x, set, expertStart): expert e's product over rows [start[e], start[e+1]).
+  // One pool job runs the row slices of every expert that has rows, so each expert's weights are
+  // read once per call and small experts share the threads.
+  void GroupedMatmul(const Napi::CallbackInfo& info) {
+    const char* m = "groupedMatmul";
+    Napi::Env env = info.Env();
+    if (!info[2].IsExternal()) typeError(env, "groupedMatmul: set must be a handle from expertSet");
+    const lk::ExpertSet& set = *info[2].As<Napi::External<lk::ExpertSet>>().Data();
+    const int64_t E = int64_t(set.w.size());
+    const int32_t* start = static_cast<const int32_t*>(array(info, 3, m, "expertStart", napi_int32_array, E + 1).data);
+    for (int64_t e = 0; e < E; e++)
+      if (start[e] < 0 || start[e + 1] < start[e])
+        rangeError(env, "groupedMatmul: expertStart must be non-negative and non-decreasing (expert " +
+                            std::to_string(e) + ")");
+    const int64_t total = start[E];
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, total * set.rows).data);
+    const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, total * set.cols).data);
+    moeJobs_.clear();
+    std::vector<int64_t>& packAt = moePackAt_;
+    packAt.clear();
+    int64_t packed = 0;
+    for (int64_t e = 0; e < E; e++) {
+      const int64_t n = start[e + 1] - start[e];
+      if (n == 0) continue;
+      lk::MatmulArgs a{};
+      a.out = out + start[e] * set.rows;
+      a.x = x + start[e] * set.cols;
+      a.w = set.w[size_t(e)];
+      a.dtype = set.dtype;
+      a.rows = set.rows;
+      a.cols = set.cols;
+      a.nTokens = n;
+      moeJobs_.push_back(a);
+      packAt.push_back(n > lk::kSmallBatch ? packed : -1);
+      if (n > lk::kSmallBatch) packed += lk::tokenGroups(n) * set.cols * lk::kTokenGroup;
+    }
+    if (moeJobs_.empty()) return;
+    const KernelTable* k = table_;
+    if (packed > 0) {
+      packedX_.resize(size_t(packed));
+      for (size_t j = 0; j < moeJobs_.size(); j++) {
+        if (packAt[j] < 0) continue;
+        lk::MatmulArgs& a = moeJobs_[j];
+        float* xt = packedX_.data() + packAt[j];
+        pool_->forEach(lk::tokenGroups(a.nTokens), [&](int64_t g) { k->packTokens(xt, a.x, a.nTokens, a.cols, g, g + 1); });
+        a.xt = xt;
+      }
+    }
+    // Enough slices over all experts for every thread, in whole row tiles (as Matmul cuts them).
+    const int64_t active = int64_t(moeJobs_.size());
+    const int64_t slices = std::max<int64_t>(1, ceilDiv(int64_t(threads()) * 4, active));
+    moeTasks_.clear();
+    for (int64_t j = 0; j < active; j++) {
+      const int64_t tile = moeJobs_[size_t(j)].nTokens > lk::kSmallBatch ? 12 : 4;
+      const int64_t per = ceilDiv(std::max<int64_t>(16, ceilDiv(set.rows, slices)), tile) * tile;
+      for (int64_t r0 = 0; r0 < set.rows; r0 += per) moeTasks_.push_back({j, r0, std::min(set.rows, r0 + per)});
+    }
+    pool_->forEach(int64_t(moeTasks_.size()), [&](int64_t t) {
+      const MoeTask& task = moeTasks_[size_t(t)];
+      k->matmul(moeJobs_[size_t(task.job)], task.r0, task.r1);
+    });
+  }
+
+  // moeRoute(logits, nTokens, nExperts, topK, normalizeTopK, slotWeight, slotRow, rowToken, expertStart)
+  void MoeRoute(const Napi::CallbackInfo& info) {
+    const char* m = "moeRoute";
+    const int64_t n = integer(info, 1, m, "nTokens");
+    const int64_t E = integer(info, 2, m, "nExperts", 1);
+    const int64_t topK = integer(info, 3, m, "topK", 1);
+    if (topK > E) rangeError(info.Env(), "moeRoute: topK " + std::to_string(topK) + " exceeds nExperts " + std::to_string(E));
+    const bool normalize = info[4].ToBoolean();
+    const float* logits = static_cast<const float*>(array(info, 0, m, "logits", napi_float32_array, n * E).data);
+    float* weight = static_cast<float*>(array(info, 5, m, "slotWeight", napi_float32_array, n * topK).data);
+    int32_t* slotRow = static_cast<int32_t*>(array(info, 6, m, "slotRow", napi_int32_array, n * topK).data);
+    int32_t* rowToken = static_cast<int32_t*>(array(info, 7, m, "rowToken", napi_int32_array, n * topK).data);
+    int32_t* start = static_cast<int32_t*>(array(info, 8, m, "expertStart", napi_int32_array, E + 1).data);
+    lk::moeRoute(logits, n, E, topK, normalize, weight, slotRow, rowToken, start);
+  }
+
+  // gatherRows(out, x, rows, nRows, dim)
+  void GatherRows(const Napi::CallbackInfo& info) {
+    const char* m = "gatherRows";
+    const int64_t n = integer(info, 3, m, "nRows");
+    const int64_t dim = integer(info, 4, m, "dim", 1);
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * dim).data);
+    const Span xs = array(info, 1, m, "x", napi_float32_array, 0);
+    const int32_t* rows = static_cast<const int32_t*>(array(info, 2, m, "rows", napi_int32_array, n).data);
+    const int64_t xRows = int64_t(xs.length) / dim;
+    for (int64_t r = 0; r < n; r++)
+      if (rows[r] < 0 || rows[r] >= xRows)
+        rangeError(info.Env(), "gatherRows: rows[" + std::to_string(r) + "] = " + std::to_string(rows[r]) +
+                                   " is outside x (" + std::to_string(xRows) + " rows)");
+    const float* x = static_cast<const float*>(xs.data);
+    parallelRange(n, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { lk::gatherRows(out, x, rows, dim, a, b); });
+  }
+
+  // moeCombine(out, y, slotRow, slotWeight, nTokens, topK, dim)
+  void MoeCombine(const Napi::CallbackInfo& info) {
+    const char* m = "moeCombine";
+    const int64_t n = integer(info, 4, m, "nTokens");
+    const int64_t topK = integer(info, 5, m, "topK", 1);
+    const int64_t dim = integer(info, 6, m, "dim", 1);
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * dim).data);
+    const Span ys = array(info, 1, m, "y", napi_float32_array, 0);
+    const int32_t* slotRow = static_cast<const int32_t*>(array(info, 2, m, "slotRow", napi_int32_array, n * topK).data);
+    const float* weight = static_cast<const float*>(array(info, 3, m, "slotWeight", napi_float32_array, n * topK).data);
+    const int64_t yRows = int64_t(ys.length) / dim;
+    for (int64_t s = 0; s < n * topK; s++)
+      if (slotRow[s] < 0 || slotRow[s] >= yRows)
+        rangeError(info.Env(), "moeCombine: slotRow[" + std::to_string(s) + "] = " + std::to_string(slotRow[s]) +
+                                   " is outside y (" + std::to_string(yRows) + " rows)");
+    const float* y = static_cast<const float*>(ys.data);
+    parallelRange(n, std::max<int64_t>(1, 32768 / (dim * topK)),
+                  [&](int64_t a, int64_t b) { lk::moeCombine(out, y, slotRow, weight, topK, dim, a, b); });
   }
 
   // Reads the cache geometry arguments starting at index i: kc, vc, dtype, numBlocks, blockSize,
@@ -524,6 +675,14 @@ class Kernels : public Napi::Addon<Kernels> {
   // Flash-decoding partials (output rows and their lse) and the lse of a merge nobody asked for.
   std::vector<float> partOut_, partLse_, mergeLse_;
   std::vector<float> packedX_;  // a batched matmul's activations, packed by token group
+  // groupedMatmul's per-call plan: one product per expert with rows, where its packed rows start
+  // (-1: not packed), and the row slices run as one pool job. They grow once, then are reused.
+  struct MoeTask {
+    int64_t job, r0, r1;
+  };
+  std::vector<lk::MatmulArgs> moeJobs_;
+  std::vector<int64_t> moePackAt_;
+  std::vector<MoeTask> moeTasks_;
   const KernelTable* table_;
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;
