@@ -47,6 +47,13 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" {
+  // The writer knows llama.cpp's llama and qwen2 layouts only; the other families have tensors
+  // (q/k norms, fused projections, experts) and metadata it does not write.
+  if (!["llama", "mistral", "qwen2"].includes(c.architecture)) {
+    throw new Error(
+      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, qwen2)`,
+    );
+  }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
     throw new Error(
       `GGUF export of ${label}: sliding-window attention (window ${c.slidingWindow} < context ` +

@@ -7,12 +7,17 @@
 export type Op =
   /** out = rows of the embedding table for the step's token ids. */
   | { readonly kind: "embed"; readonly out: string; readonly table: string }
+  /**
+   * out = x / rms(x) * weight per row; with `heads`, per each of that many equal slices of a row
+   * (Qwen3's q/k norms: one weight [width / heads] shared by every head).
+   */
   | {
       readonly kind: "rmsnorm";
       readonly out: string;
       readonly x: string;
       readonly weight: string;
       readonly eps: number;
+      readonly heads?: number;
     }
   /** out = x · Wᵀ (+ bias). */
   | {
@@ -34,6 +39,26 @@ export type Op =
       readonly out: string;
     }
   | { readonly kind: "silu_mul"; readonly out: string; readonly gate: string; readonly up: string }
+  /** out = columns [offset, offset + width(out)) of x: one part of a fused projection's output. */
+  | { readonly kind: "split"; readonly out: string; readonly x: string; readonly offset: number }
+  /**
+   * A mixture of experts: each token's top-k experts by router `logits` ([tokens, experts]) run
+   * SwiGLU MLPs (expert e: down[e](silu(gate[e]·x) * up[e]·x)), summed with their routing weights:
+   * the softmax over all experts of the chosen ones, rescaled to sum to 1 when `normalizeTopK`.
+   */
+  | {
+      readonly kind: "moe";
+      readonly out: string;
+      readonly x: string;
+      readonly logits: string;
+      readonly gate: readonly string[];
+      readonly up: readonly string[];
+      readonly down: readonly string[];
+      readonly topK: number;
+      readonly normalizeTopK: boolean;
+      /** Rows of each expert's gate/up output. */
+      readonly hidden: number;
+    }
   | { readonly kind: "add"; readonly out: string; readonly a: string; readonly b: string }
   /** out = the rows of x whose logits are wanted (the last token of each sequence). */
   | { readonly kind: "select_rows"; readonly out: string; readonly x: string };
@@ -71,7 +96,10 @@ export function opInputs(op: Op): string[] {
     case "linear":
     case "rope":
     case "select_rows":
+    case "split":
       return [op.x];
+    case "moe":
+      return [op.x, op.logits];
     case "attention":
       return [op.q, op.k, op.v];
     case "silu_mul":
@@ -89,6 +117,8 @@ export function opWeights(op: Op): string[] {
       return [op.weight];
     case "linear":
       return op.bias ? [op.weight, op.bias] : [op.weight];
+    case "moe":
+      return [...op.gate, ...op.up, ...op.down];
     default:
       return [];
   }

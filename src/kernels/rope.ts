@@ -7,8 +7,9 @@ import type { RopeTables } from "./backend.js";
  * frequency by it. "llama3" follows Meta's rule (Hugging Face `_compute_llama3_parameters`):
  * wavelengths longer than original_max / low_freq_factor are slowed by `factor`, those shorter
  * than original_max / high_freq_factor are kept, and the band between is interpolated.
+ * "longrope" divides frequency i by its factor: the short list unless `long` is set.
  */
-export function ropeInvFreq(config: ModelConfig): Float64Array {
+export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
   const { headDim, ropeTheta, ropeScaling } = config;
   if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
     throw new RangeError(`rope: headDim must be a positive even integer, got ${headDim}`);
@@ -18,6 +19,11 @@ export function ropeInvFreq(config: ModelConfig): Float64Array {
   if (ropeScaling === null) return inv;
   if (ropeScaling.type === "linear") {
     for (let i = 0; i < half; i++) inv[i] = inv[i]! / ropeScaling.factor;
+    return inv;
+  }
+  if (ropeScaling.type === "longrope") {
+    const factors = long ? ropeScaling.longFactor : ropeScaling.shortFactor;
+    for (let i = 0; i < half; i++) inv[i] = inv[i]! / factors[i]!;
     return inv;
   }
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldLen } = ropeScaling;
@@ -37,19 +43,32 @@ export function ropeInvFreq(config: ModelConfig): Float64Array {
   return inv;
 }
 
-/** cos/sin tables [maxPos, headDim / 2] for positions 0..maxPos-1 (angle = pos * invFreq[i]). */
+/**
+ * cos/sin tables [maxPos, headDim / 2] for positions 0..maxPos-1 (angle = pos * invFreq[i]).
+ * LongRoPE picks its frequencies per position: short factors below the original context, long
+ * ones from there on, with cos and sin scaled by the attention factor everywhere. transformers
+ * picks them per forward pass instead (long for every token once any position in the batch
+ * reaches the original context); per position is the same for decoding past it, and keeps a
+ * token's rotation independent of what it is batched with.
+ */
 export function buildRopeTables(config: ModelConfig, maxPos: number): RopeTables {
   if (!Number.isInteger(maxPos) || maxPos <= 0)
     throw new RangeError(`buildRopeTables: maxPos must be a positive integer, got ${maxPos}`);
-  const inv = ropeInvFreq(config);
-  const half = inv.length;
+  const scaling = config.ropeScaling;
+  const short = ropeInvFreq(config);
+  const longRope = scaling?.type === "longrope" ? scaling : null;
+  const long = longRope ? ropeInvFreq(config, true) : short;
+  const switchAt = longRope ? longRope.originalMaxPositionEmbeddings : Number.POSITIVE_INFINITY;
+  const magnitude = longRope ? longRope.attentionFactor : 1;
+  const half = short.length;
   const cos = new Float32Array(new SharedArrayBuffer(maxPos * half * 4));
   const sin = new Float32Array(new SharedArrayBuffer(maxPos * half * 4));
   for (let p = 0; p < maxPos; p++) {
+    const inv = p < switchAt ? short : long;
     for (let i = 0; i < half; i++) {
       const angle = p * inv[i]!;
-      cos[p * half + i] = Math.cos(angle);
-      sin[p * half + i] = Math.sin(angle);
+      cos[p * half + i] = magnitude * Math.cos(angle);
+      sin[p * half + i] = magnitude * Math.sin(angle);
     }
   }
   return { cos, sin, maxPos, half };

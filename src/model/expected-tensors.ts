@@ -1,4 +1,5 @@
 import type { ModelConfig } from "./config.js";
+import { attentionNames, expertNames, isSparseLayer, layerPrefix, mlpNames } from "./weight-names.js";
 
 /** One weight the graph needs: its Hugging Face name and shape. */
 export interface ExpectedTensor {
@@ -7,34 +8,74 @@ export interface ExpectedTensor {
 }
 
 /**
- * The tensors a Llama-family model of this config must provide, in Hugging Face naming and
- * layout (Linear weights are [out, in]). Every loader checks against this list, so the HF,
- * llama2.c and random-weight paths produce the same WeightStore.
+ * The tensors a model of this config must provide, in Hugging Face naming and layout (Linear
+ * weights are [out, in]). Every loader checks against this list, so the HF, llama2.c, GGUF and
+ * random-weight paths produce the same WeightStore.
  */
 export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
   const d = c.hiddenSize;
-  const qDim = c.numHeads * c.headDim;
-  const kvDim = c.numKvHeads * c.headDim;
   const out: ExpectedTensor[] = [{ name: "model.embed_tokens.weight", shape: [c.vocabSize, d] }];
   for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
+    const p = layerPrefix(l);
     out.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
-    out.push({ name: `${p}.self_attn.q_proj.weight`, shape: [qDim, d] });
-    out.push({ name: `${p}.self_attn.k_proj.weight`, shape: [kvDim, d] });
-    out.push({ name: `${p}.self_attn.v_proj.weight`, shape: [kvDim, d] });
-    if (c.attentionBias) {
-      out.push({ name: `${p}.self_attn.q_proj.bias`, shape: [qDim] });
-      out.push({ name: `${p}.self_attn.k_proj.bias`, shape: [kvDim] });
-      out.push({ name: `${p}.self_attn.v_proj.bias`, shape: [kvDim] });
-    }
-    out.push({ name: `${p}.self_attn.o_proj.weight`, shape: [d, qDim] });
+    out.push(...attentionTensors(c, l));
     out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
-    out.push({ name: `${p}.mlp.gate_proj.weight`, shape: [c.intermediateSize, d] });
-    out.push({ name: `${p}.mlp.up_proj.weight`, shape: [c.intermediateSize, d] });
-    out.push({ name: `${p}.mlp.down_proj.weight`, shape: [d, c.intermediateSize] });
+    out.push(...(isSparseLayer(c, l) ? expertTensors(c, l) : mlpTensors(c, l)));
   }
   out.push({ name: "model.norm.weight", shape: [d] });
   if (!c.tieWordEmbeddings) out.push({ name: "lm_head.weight", shape: [c.vocabSize, d] });
+  return out;
+}
+
+function attentionTensors(c: ModelConfig, l: number): ExpectedTensor[] {
+  const d = c.hiddenSize;
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const n = attentionNames(l);
+  const out: ExpectedTensor[] = [];
+  if (c.fusedProjections) {
+    out.push({ name: n.qkv, shape: [qDim + 2 * kvDim, d] });
+  } else {
+    out.push(
+      { name: n.q, shape: [qDim, d] },
+      { name: n.k, shape: [kvDim, d] },
+      { name: n.v, shape: [kvDim, d] },
+    );
+  }
+  if (c.attentionBias) {
+    out.push({ name: n.bias("q_proj"), shape: [qDim] });
+    out.push({ name: n.bias("k_proj"), shape: [kvDim] });
+    out.push({ name: n.bias("v_proj"), shape: [kvDim] });
+  }
+  if (c.qkNorm) out.push({ name: n.qNorm, shape: [c.headDim] }, { name: n.kNorm, shape: [c.headDim] });
+  out.push({ name: n.o, shape: [d, qDim] });
+  return out;
+}
+
+function mlpTensors(c: ModelConfig, l: number): ExpectedTensor[] {
+  const d = c.hiddenSize;
+  const i = c.intermediateSize;
+  const n = mlpNames(l);
+  const inner: ExpectedTensor[] = c.fusedProjections
+    ? [{ name: n.gateUp, shape: [2 * i, d] }]
+    : [
+        { name: n.gate, shape: [i, d] },
+        { name: n.up, shape: [i, d] },
+      ];
+  return [...inner, { name: n.down, shape: [d, i] }];
+}
+
+function expertTensors(c: ModelConfig, l: number): ExpectedTensor[] {
+  const d = c.hiddenSize;
+  const moe = c.moe!;
+  const i = moe.expertIntermediateSize;
+  const n = expertNames(c, l);
+  const out: ExpectedTensor[] = [{ name: n.router, shape: [moe.numExperts, d] }];
+  for (let e = 0; e < moe.numExperts; e++) {
+    out.push({ name: n.gate[e]!, shape: [i, d] });
+    out.push({ name: n.up[e]!, shape: [i, d] });
+    out.push({ name: n.down[e]!, shape: [d, i] });
+  }
   return out;
 }
 

@@ -1,33 +1,44 @@
 import { z } from "zod";
-import type { Architecture, ModelConfig, RopeScaling } from "./config.js";
+import type { Architecture, ModelConfig } from "./config.js";
+import { familyFeatures } from "./hf-families.js";
+import { parseRopeScaling, ropeScalingSchema } from "./hf-rope.js";
 import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
- * Hugging Face config.json → ModelConfig, for the Llama family we run (llama, mistral, qwen2).
- * Defaults are the ones transformers applies when a key is absent; anything we cannot run
- * faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU activations, Qwen2's per-layer
- * sliding window) is refused with an error naming the file, rather than silently run wrong.
+ * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
+ * phi3, mixtral, qwen3_moe). Defaults are the ones transformers applies when a key is absent;
+ * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
+ * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
+ * naming the file and the field, rather than silently run wrong. Family-specific fields are read
+ * in hf-families.ts.
  */
 
-const SUPPORTED: readonly Architecture[] = ["llama", "mistral", "qwen2"];
+const SUPPORTED: readonly Architecture[] = [
+  "llama",
+  "mistral",
+  "qwen2",
+  "qwen3",
+  "phi3",
+  "mixtral",
+  "qwen3_moe",
+];
 
-/** transformers' default max_position_embeddings per model type. */
-const DEFAULT_MAX_POSITIONS: Record<Architecture, number> = { llama: 2048, mistral: 4096 * 32, qwen2: 32768 };
+/** transformers' defaults per model type, for keys a config.json may leave out. */
+const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number; ropeTheta: number }> = {
+  llama: { maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  mistral: { maxPositions: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  qwen2: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  qwen3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  phi3: { maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
+  mixtral: { maxPositions: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6 },
+  qwen3_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
+};
+
+/** Qwen3's configs default head_dim to 128 rather than hidden / heads. */
+const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = { qwen3: 128, qwen3_moe: 128 };
 
 const posInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
-
-const ropeScalingSchema = z
-  .object({
-    type: z.string().optional(),
-    rope_type: z.string().optional(),
-    rope_theta: z.number().positive().optional(),
-    factor: z.number().positive().optional(),
-    low_freq_factor: z.number().positive().optional(),
-    high_freq_factor: z.number().positive().optional(),
-    original_max_position_embeddings: posInt.optional(),
-  })
-  .nullish();
 
 const configSchema = z.object({
   model_type: z.string(),
@@ -39,22 +50,33 @@ const configSchema = z.object({
   num_key_value_heads: posInt.nullish(),
   head_dim: posInt.nullish(),
   max_position_embeddings: posInt.nullish(),
+  original_max_position_embeddings: posInt.nullish(),
   rms_norm_eps: z.number().positive().nullish(),
   rope_theta: z.number().positive().nullish(),
   rope_scaling: ropeScalingSchema,
   /** transformers ≥ 5 folds rope_theta and the scaling into one object. */
   rope_parameters: ropeScalingSchema,
+  partial_rotary_factor: z.number().positive().nullish(),
   tie_word_embeddings: z.boolean().nullish(),
   attention_bias: z.boolean().nullish(),
   mlp_bias: z.boolean().nullish(),
   hidden_act: z.string().nullish(),
   sliding_window: posInt.nullish(),
   use_sliding_window: z.boolean().nullish(),
+  layer_types: z.array(z.string()).nullish(),
+  num_local_experts: z.number().int().nonnegative().nullish(),
+  num_experts: z.number().int().nonnegative().nullish(),
+  num_experts_per_tok: posInt.nullish(),
+  moe_intermediate_size: posInt.nullish(),
+  norm_topk_prob: z.boolean().nullish(),
+  decoder_sparse_step: posInt.nullish(),
+  mlp_only_layers: z.array(z.number().int().nonnegative()).nullish(),
+  shared_expert_intermediate_size: z.number().int().nonnegative().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });
 
-type RawConfig = z.output<typeof configSchema>;
+export type RawConfig = z.output<typeof configSchema>;
 
 /** Reads and validates `file` (a config.json). */
 export function loadHfConfig(file: string): ModelConfig {
@@ -77,7 +99,7 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
   return toModelConfig(raw, modelType as Architecture, file);
 }
 
-function toModelConfig(raw: RawConfig, architecture: Architecture, file: string): ModelConfig {
+function headGeometry(raw: RawConfig, architecture: Architecture, file: string) {
   const numHeads = raw.num_attention_heads;
   const numKvHeads = raw.num_key_value_heads ?? numHeads;
   if (numHeads % numKvHeads !== 0) {
@@ -85,7 +107,7 @@ function toModelConfig(raw: RawConfig, architecture: Architecture, file: string)
       `${file}: num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
     );
   }
-  let headDim = raw.head_dim ?? undefined;
+  let headDim = raw.head_dim ?? DEFAULT_HEAD_DIM[architecture];
   if (headDim === undefined) {
     if (raw.hidden_size % numHeads !== 0) {
       throw new Error(
@@ -95,30 +117,23 @@ function toModelConfig(raw: RawConfig, architecture: Architecture, file: string)
     headDim = raw.hidden_size / numHeads;
   }
   if (headDim % 2 !== 0) throw new Error(`${file}: head_dim ${headDim} must be even for RoPE`);
+  return { numHeads, numKvHeads, headDim };
+}
+
+function toModelConfig(raw: RawConfig, architecture: Architecture, file: string): ModelConfig {
+  const { numHeads, numKvHeads, headDim } = headGeometry(raw, architecture, file);
   if (raw.hidden_act != null && raw.hidden_act !== "silu") {
     throw new Error(`${file}: hidden_act "${raw.hidden_act}" is not supported (only silu)`);
   }
   if (raw.mlp_bias === true) throw new Error(`${file}: mlp_bias=true is not supported`);
-
-  let attentionBias: boolean;
-  if (architecture === "qwen2") {
-    attentionBias = true; // Qwen2 always carries q/k/v biases (and none on o_proj).
-  } else {
-    if (raw.attention_bias === true) {
-      // In transformers' Llama/Mistral this also puts a bias on o_proj, which ModelConfig cannot express.
-      throw new Error(
-        `${file}: attention_bias=true (biases on q/k/v and o_proj) is not supported for ${architecture}`,
-      );
-    }
-    attentionBias = false;
+  if (raw.partial_rotary_factor != null && raw.partial_rotary_factor !== 1) {
+    throw new Error(
+      `${file}: partial_rotary_factor ${raw.partial_rotary_factor} is not supported (only 1: RoPE over the whole head)`,
+    );
   }
-
-  let slidingWindow: number | null = null;
-  if (architecture === "mistral") slidingWindow = raw.sliding_window ?? null;
-  if (architecture === "qwen2" && raw.use_sliding_window === true) {
-    throw new Error(`${file}: qwen2 use_sliding_window=true (per-layer sliding window) is not supported`);
-  }
-
+  const features = familyFeatures(raw, architecture, file);
+  const defaults = DEFAULTS[architecture];
+  const maxPositionEmbeddings = raw.max_position_embeddings ?? defaults.maxPositions;
   const eos = raw.eos_token_id;
   const ropeParams = raw.rope_parameters ?? undefined;
   return {
@@ -130,42 +145,18 @@ function toModelConfig(raw: RawConfig, architecture: Architecture, file: string)
     numHeads,
     numKvHeads,
     headDim,
-    maxPositionEmbeddings: raw.max_position_embeddings ?? DEFAULT_MAX_POSITIONS[architecture],
-    rmsNormEps: raw.rms_norm_eps ?? 1e-6,
-    ropeTheta: raw.rope_theta ?? ropeParams?.rope_theta ?? 10000,
-    ropeScaling: parseRopeScaling(raw.rope_scaling ?? ropeParams, file),
+    maxPositionEmbeddings,
+    rmsNormEps: raw.rms_norm_eps ?? defaults.rmsNormEps,
+    ropeTheta: raw.rope_theta ?? ropeParams?.rope_theta ?? defaults.ropeTheta,
+    ropeScaling: parseRopeScaling(raw.rope_scaling ?? ropeParams, {
+      file,
+      headDim,
+      maxPositionEmbeddings,
+      originalMaxPositionEmbeddings: raw.original_max_position_embeddings ?? undefined,
+    }),
     tieWordEmbeddings: raw.tie_word_embeddings ?? false,
-    attentionBias,
-    slidingWindow,
+    ...features,
     bosTokenId: raw.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],
   };
-}
-
-function parseRopeScaling(rs: z.output<typeof ropeScalingSchema>, file: string): RopeScaling | null {
-  if (rs == null) return null;
-  const kind = rs.rope_type ?? rs.type ?? "default";
-  const need = <T>(value: T | undefined, key: string): T => {
-    if (value === undefined) throw new Error(`${file}: rope_scaling of type "${kind}" needs "${key}"`);
-    return value;
-  };
-  switch (kind) {
-    case "default":
-      return null;
-    case "linear":
-      return { type: "linear", factor: need(rs.factor, "factor") };
-    case "llama3":
-      return {
-        type: "llama3",
-        factor: need(rs.factor, "factor"),
-        lowFreqFactor: need(rs.low_freq_factor, "low_freq_factor"),
-        highFreqFactor: need(rs.high_freq_factor, "high_freq_factor"),
-        originalMaxPositionEmbeddings: need(
-          rs.original_max_position_embeddings,
-          "original_max_position_embeddings",
-        ),
-      };
-    default:
-      throw new Error(`${file}: rope_scaling type "${kind}" is not supported (supported: llama3, linear)`);
-  }
 }

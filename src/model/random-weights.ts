@@ -18,7 +18,7 @@ export interface RandomWeightOptions {
 /**
  * Seeded random weights for every tensor a config needs, scaled so activations stay of order 1
  * through any depth: Linear weights have std 1/√fan_in, and the two projections that write into
- * the residual stream (o_proj, down_proj) are further scaled by 1/√(2·layers), as GPT-2 does.
+ * the residual stream (o_proj, down_proj, experts' down projections) are further scaled by 1/√(2·layers), as GPT-2 does.
  */
 export function randomWeights(config: ModelConfig, opts: RandomWeightOptions): Map<string, Tensor> {
   const rng = new SeededRandom(opts.seed);
@@ -34,7 +34,9 @@ export function randomWeights(config: ModelConfig, opts: RandomWeightOptions): M
       t = randomTensor(rng, name, opts.dtype, shape, opts.biasStd ?? 0.1);
     } else {
       const fanIn = shape[1]!;
-      const scale = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight") ? residualScale : 1;
+      // Mixtral's expert down projections are named w2.
+      const residual = ["o_proj.weight", "down_proj.weight", ".w2.weight"].some((s) => name.endsWith(s));
+      const scale = residual ? residualScale : 1;
       t = randomTensor(rng, name, opts.dtype, shape, scale / Math.sqrt(fanIn));
     }
     out.set(name, t);

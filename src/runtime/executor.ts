@@ -7,12 +7,15 @@ import type { ModelConfig } from "../model/config.js";
 import { type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import { type BufferPlan, planBuffers } from "./buffer-plan.js";
+import { MoeScratch, type PreparedMoe, prepareMoe, runMoe } from "./moe-runner.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
 /** One micro-batch's state on a model worker: activation buffers only (no per-request state). */
 interface MicroBatchBuffers {
   readonly buffers: readonly Float32Array[];
   readonly timing: StepTiming;
+  /** Scratch of the mixture-of-experts layers, if the model has any. */
+  readonly moe: MoeScratch | null;
 }
 
 export interface ExecutorLimits {
@@ -31,6 +34,8 @@ export class SliceExecutor {
   private readonly plan: BufferPlan;
   private readonly prepared = new Map<string, PreparedWeight>();
   private readonly vectors = new Map<string, Float32Array>();
+  /** Prepared experts of each MoE op, by the op's output tensor. */
+  private readonly moes = new Map<string, PreparedMoe>();
   private readonly rope: RopeTables;
   private readonly scale: number;
   private readonly headDim: number;
@@ -66,14 +71,18 @@ export class SliceExecutor {
         this.vectors.set(op.weight, toFloat32(need(op.weight)));
       } else if (op.kind === "embed") {
         need(op.table);
+      } else if (op.kind === "moe") {
+        this.moes.set(op.out, prepareMoe(backend, op, need));
       }
     }
     this.rope = buildRopeTables(config, config.maxPositionEmbeddings);
+    const moes = [...this.moes.values()];
     this.batches = Array.from({ length: limits.microBatches }, () => ({
       buffers: this.plan.buffers.map(
         (b) => new Float32Array((b.rows === "tokens" ? limits.maxTokens : limits.maxLogitRows) * b.width),
       ),
       timing: createStepTiming(),
+      moe: moes.length > 0 ? new MoeScratch(moes, limits.maxTokens, config.hiddenSize) : null,
     }));
   }
 
@@ -90,11 +99,12 @@ export class SliceExecutor {
 
   /** Bytes of activation buffers one micro-batch holds. */
   microBatchBytes(): number {
-    return this.plan.buffers.reduce(
+    const activations = this.plan.buffers.reduce(
       (acc, b) =>
         acc + 4 * b.width * (b.rows === "tokens" ? this.limits.maxTokens : this.limits.maxLogitRows),
       0,
     );
+    return activations + (this.batches[0]?.moe?.bytes ?? 0);
   }
 
   private buf(ctx: MicroBatchBuffers, tensor: string): Float32Array {
@@ -153,8 +163,37 @@ export class SliceExecutor {
       case "embed":
         be.embedding(out, this.weights.get(op.table)!, step.tokens, step.nTokens);
         return;
-      case "rmsnorm":
-        be.rmsnorm(out, this.buf(ctx, op.x), this.vectors.get(op.weight)!, rows, info.width, op.eps);
+      case "rmsnorm": {
+        // Per-head norms are the same kernel over rows of one head each.
+        const heads = op.heads ?? 1;
+        be.rmsnorm(
+          out,
+          this.buf(ctx, op.x),
+          this.vectors.get(op.weight)!,
+          rows * heads,
+          info.width / heads,
+          op.eps,
+        );
+        return;
+      }
+      case "split": {
+        const x = this.buf(ctx, op.x);
+        const from = this.sliced.graph.tensors.get(op.x)!.width;
+        const w = info.width;
+        for (let r = 0; r < rows; r++) copyRow(out, r * w, x, r * from + op.offset, w);
+        return;
+      }
+      case "moe":
+        runMoe(
+          be,
+          this.moes.get(op.out)!,
+          ctx.moe!,
+          out,
+          this.buf(ctx, op.x),
+          this.buf(ctx, op.logits),
+          rows,
+          info.width,
+        );
         return;
       case "linear":
         be.matmul(

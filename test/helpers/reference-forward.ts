@@ -1,6 +1,7 @@
 import type { ModelConfig } from "../../src/model/config.js";
 import type { DType, Tensor, TensorData } from "../../src/model/tensor.js";
 import type { WeightStore } from "../../src/model/types.js";
+import { referenceMoe } from "./reference-moe.js";
 
 // The reference decodes 16-bit weights itself, from the formats' definitions, so a decoding bug in
 // the code under test cannot cancel out (test/model/float-encodings.test.ts pins both).
@@ -32,120 +33,210 @@ export function referenceElement(dtype: DType, data: TensorData, i: number): num
   return dtype === "bf16" ? decodeBf16(data[i]!) : decodeF16(data[i]!);
 }
 
-/**
- * An independent float64 Llama-family forward pass, written plainly for tests: no KV cache, no
- * paging, no slices — the whole sequence at once with a causal mask. Returns the logits of every
- * position. It shares nothing with the engine except the weight names.
- */
-export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly number[]): Float64Array[] {
+/** Float64 views of a model's weights, decoded by the functions above. */
+export interface ReferenceWeights {
+  /** x · Wᵀ (+ bias) for a Linear weight [out, in]. */
+  linear(x: Float64Array, name: string, bias?: string): Float64Array;
+  /** A weight as a flat float64 vector. */
+  vec(name: string): Float64Array;
+  /** Element (r, k) of a 2-D weight. */
+  at(name: string, r: number, k: number): number;
+}
+
+export function referenceWeights(w: WeightStore): ReferenceWeights {
   const get = (name: string): Tensor => {
     const t = w.get(name);
     if (!t) throw new Error(`reference: missing ${name}`);
     return t;
   };
-  const mat = (name: string): { rows: number; cols: number; at: (r: number, k: number) => number } => {
-    const t = get(name);
-    const cols = t.shape[t.shape.length - 1]!;
-    return { rows: t.shape[0]!, cols, at: (r, k) => referenceElement(t.dtype, t.data, r * cols + k) };
-  };
   const vec = (name: string): Float64Array => {
     const t = get(name);
     return Float64Array.from({ length: t.data.length }, (_, i) => referenceElement(t.dtype, t.data, i));
   };
+  const at = (name: string, r: number, k: number): number => {
+    const t = get(name);
+    return referenceElement(t.dtype, t.data, r * t.shape[t.shape.length - 1]! + k);
+  };
   const linear = (x: Float64Array, name: string, bias?: string): Float64Array => {
-    const m = mat(name);
-    const out = new Float64Array(m.rows);
-    for (let r = 0; r < m.rows; r++) {
+    const t = get(name);
+    const rows = t.shape[0]!;
+    const cols = t.shape[1]!;
+    const out = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
       let s = 0;
-      for (let k = 0; k < m.cols; k++) s += x[k]! * m.at(r, k);
+      for (let k = 0; k < cols; k++) s += x[k]! * referenceElement(t.dtype, t.data, r * cols + k);
       out[r] = s;
     }
     if (bias) {
       const b = vec(bias);
-      for (let r = 0; r < m.rows; r++) out[r] = out[r]! + b[r]!;
+      for (let r = 0; r < rows; r++) out[r] = out[r]! + b[r]!;
     }
     return out;
   };
-  const rmsnorm = (x: Float64Array, name: string): Float64Array => {
-    const g = vec(name);
-    let ss = 0;
-    for (const v of x) ss += v * v;
-    const inv = 1 / Math.sqrt(ss / x.length + c.rmsNormEps);
-    return x.map((v, i) => v * inv * g[i]!);
-  };
-  const hd = c.headDim;
-  const invFreq = ropeInvFreq(c);
-  const rope = (x: Float64Array, heads: number, pos: number): void => {
-    const half = hd / 2;
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < half; i++) {
-        const a = pos * invFreq[i]!;
-        const x1 = x[h * hd + i]!;
-        const x2 = x[h * hd + half + i]!;
-        x[h * hd + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
-        x[h * hd + half + i] = x2 * Math.cos(a) + x1 * Math.sin(a);
-      }
-    }
-  };
-  const emb = mat("model.embed_tokens.weight");
-  let hs = tokens.map((t) => Float64Array.from({ length: c.hiddenSize }, (_, i) => emb.at(t, i)));
-  const group = c.numHeads / c.numKvHeads;
+  return { linear, vec, at };
+}
+
+/** x / rms(x) * g over one vector, in float64. */
+export function referenceRmsnorm(x: Float64Array, g: Float64Array, eps: number): Float64Array {
+  let ss = 0;
+  for (const v of x) ss += v * v;
+  const inv = 1 / Math.sqrt(ss / x.length + eps);
+  return x.map((v, i) => v * inv * g[i]!);
+}
+
+/**
+ * An independent float64 forward pass of the families we run, written plainly for tests: no KV
+ * cache, no paging, no slices — the whole sequence at once with a causal mask. Returns the logits
+ * of every position. It shares nothing with the engine except the weight names.
+ */
+export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly number[]): Float64Array[] {
+  const rw = referenceWeights(w);
+  const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, rw.vec(name), c.rmsNormEps);
+  let hs = tokens.map((t) =>
+    Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at("model.embed_tokens.weight", t, i)),
+  );
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
-    const b = (n: string) => (c.attentionBias ? `${p}.self_attn.${n}.bias` : undefined);
-    const qs: Float64Array[] = [];
-    const ks: Float64Array[] = [];
-    const vs: Float64Array[] = [];
-    hs.forEach((h, pos) => {
-      const x = rmsnorm(h, `${p}.input_layernorm.weight`);
-      const q = linear(x, `${p}.self_attn.q_proj.weight`, b("q_proj"));
-      const k = linear(x, `${p}.self_attn.k_proj.weight`, b("k_proj"));
-      rope(q, c.numHeads, pos);
-      rope(k, c.numKvHeads, pos);
-      qs.push(q);
-      ks.push(k);
-      vs.push(linear(x, `${p}.self_attn.v_proj.weight`, b("v_proj")));
-    });
+    const qkv = hs.map((h, pos) => referenceQkv(c, rw, l, norm(h, `${p}.input_layernorm.weight`), pos));
     hs = hs.map((h, pos) => {
-      const att = new Float64Array(c.numHeads * hd);
-      for (let head = 0; head < c.numHeads; head++) {
-        const kh = Math.floor(head / group);
-        const lo = c.slidingWindow ? Math.max(0, pos + 1 - c.slidingWindow) : 0;
-        const scores: number[] = [];
-        for (let j = lo; j <= pos; j++) {
-          let s = 0;
-          for (let i = 0; i < hd; i++) s += qs[pos]![head * hd + i]! * ks[j]![kh * hd + i]!;
-          scores.push(s / Math.sqrt(hd));
-        }
-        const m = Math.max(...scores);
-        const e = scores.map((s) => Math.exp(s - m));
-        const z = e.reduce((a, v) => a + v, 0);
-        for (let j = lo; j <= pos; j++) {
-          for (let i = 0; i < hd; i++)
-            att[head * hd + i] = att[head * hd + i]! + (e[j - lo]! / z) * vs[j]![kh * hd + i]!;
-        }
-      }
-      const o = linear(att, `${p}.self_attn.o_proj.weight`);
+      const att = referenceAttention(c, qkv, pos);
+      const o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
       const mid = h.map((v, i) => v + o[i]!);
-      const y = rmsnorm(mid, `${p}.post_attention_layernorm.weight`);
-      const g = linear(y, `${p}.mlp.gate_proj.weight`);
-      const u = linear(y, `${p}.mlp.up_proj.weight`);
-      const a = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]!);
-      const d = linear(a, `${p}.mlp.down_proj.weight`);
+      const d = referenceFfn(c, rw, l, norm(mid, `${p}.post_attention_layernorm.weight`));
       return mid.map((v, i) => v + d[i]!);
     });
   }
   const head = c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  return hs.map((h) => linear(rmsnorm(h, "model.norm.weight"), head));
+  return hs.map((h) => rw.linear(norm(h, "model.norm.weight"), head));
 }
 
-/** RoPE inverse frequencies with llama3 / linear scaling, computed independently of the engine. */
-export function ropeInvFreq(c: ModelConfig): Float64Array {
+interface Qkv {
+  readonly q: Float64Array;
+  readonly k: Float64Array;
+  readonly v: Float64Array;
+}
+
+/** q, k (normed per head for Qwen3, then rotated) and v of one token. */
+function referenceQkv(c: ModelConfig, rw: ReferenceWeights, l: number, x: Float64Array, pos: number): Qkv {
+  const p = `model.layers.${l}.self_attn`;
+  const hd = c.headDim;
+  let q: Float64Array;
+  let k: Float64Array;
+  let v: Float64Array;
+  if (c.fusedProjections) {
+    const all = rw.linear(x, `${p}.qkv_proj.weight`);
+    const qw = c.numHeads * hd;
+    const kw = c.numKvHeads * hd;
+    q = all.slice(0, qw);
+    k = all.slice(qw, qw + kw);
+    v = all.slice(qw + kw, qw + 2 * kw);
+  } else {
+    const b = (n: string) => (c.attentionBias ? `${p}.${n}.bias` : undefined);
+    q = rw.linear(x, `${p}.q_proj.weight`, b("q_proj"));
+    k = rw.linear(x, `${p}.k_proj.weight`, b("k_proj"));
+    v = rw.linear(x, `${p}.v_proj.weight`, b("v_proj"));
+  }
+  if (c.qkNorm) {
+    q = normHeads(q, rw.vec(`${p}.q_norm.weight`), hd, c.rmsNormEps);
+    k = normHeads(k, rw.vec(`${p}.k_norm.weight`), hd, c.rmsNormEps);
+  }
+  referenceRope(c, q, c.numHeads, pos);
+  referenceRope(c, k, c.numKvHeads, pos);
+  return { q, k, v };
+}
+
+function normHeads(x: Float64Array, g: Float64Array, hd: number, eps: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let h = 0; h < x.length / hd; h++)
+    out.set(referenceRmsnorm(x.slice(h * hd, (h + 1) * hd), g, eps), h * hd);
+  return out;
+}
+
+/** Rotate-half RoPE in place; LongRoPE's frequencies by position and its magnitude factor. */
+function referenceRope(c: ModelConfig, x: Float64Array, heads: number, pos: number): void {
+  const hd = c.headDim;
+  const half = hd / 2;
+  const s = c.ropeScaling;
+  const invFreq = ropeInvFreq(c, s?.type === "longrope" && pos >= s.originalMaxPositionEmbeddings);
+  const mag = s?.type === "longrope" ? s.attentionFactor : 1;
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < half; i++) {
+      const a = pos * invFreq[i]!;
+      const x1 = x[h * hd + i]!;
+      const x2 = x[h * hd + half + i]!;
+      x[h * hd + i] = mag * (x1 * Math.cos(a) - x2 * Math.sin(a));
+      x[h * hd + half + i] = mag * (x2 * Math.cos(a) + x1 * Math.sin(a));
+    }
+  }
+}
+
+/** Causal (optionally sliding-window) GQA attention of token `pos` over tokens 0..pos. */
+function referenceAttention(c: ModelConfig, qkv: readonly Qkv[], pos: number): Float64Array {
+  const hd = c.headDim;
+  const group = c.numHeads / c.numKvHeads;
+  const att = new Float64Array(c.numHeads * hd);
+  const lo = c.slidingWindow ? Math.max(0, pos + 1 - c.slidingWindow) : 0;
+  for (let head = 0; head < c.numHeads; head++) {
+    const kh = Math.floor(head / group);
+    const scores: number[] = [];
+    for (let j = lo; j <= pos; j++) {
+      let s = 0;
+      for (let i = 0; i < hd; i++) s += qkv[pos]!.q[head * hd + i]! * qkv[j]!.k[kh * hd + i]!;
+      scores.push(s / Math.sqrt(hd));
+    }
+    const m = Math.max(...scores);
+    const e = scores.map((s) => Math.exp(s - m));
+    const z = e.reduce((a, v) => a + v, 0);
+    for (let j = lo; j <= pos; j++) {
+      for (let i = 0; i < hd; i++)
+        att[head * hd + i] = att[head * hd + i]! + (e[j - lo]! / z) * qkv[j]!.v[kh * hd + i]!;
+    }
+  }
+  return att;
+}
+
+/** SwiGLU: down(silu(gate·y) * up·y). */
+export function referenceSwiglu(
+  rw: ReferenceWeights,
+  y: Float64Array,
+  gate: string,
+  up: string,
+  down: string,
+): Float64Array {
+  const g = rw.linear(y, gate);
+  const u = rw.linear(y, up);
+  return rw.linear(
+    g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]!),
+    down,
+  );
+}
+
+/** The FFN of layer l: the dense MLP (gate/up fused for Phi-3), or the mixture of experts. */
+function referenceFfn(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float64Array): Float64Array {
+  const p = `model.layers.${l}`;
+  if (c.moe?.sparseLayers[l]) return referenceMoe(c, rw, l, y);
+  if (!c.fusedProjections)
+    return referenceSwiglu(
+      rw,
+      y,
+      `${p}.mlp.gate_proj.weight`,
+      `${p}.mlp.up_proj.weight`,
+      `${p}.mlp.down_proj.weight`,
+    );
+  const both = rw.linear(y, `${p}.mlp.gate_up_proj.weight`);
+  const I = c.intermediateSize;
+  const a = both.slice(0, I).map((v, i) => (v / (1 + Math.exp(-v))) * both[I + i]!);
+  return rw.linear(a, `${p}.mlp.down_proj.weight`);
+}
+
+/** RoPE inverse frequencies with llama3 / linear / longrope scaling, computed independently of the engine. */
+export function ropeInvFreq(c: ModelConfig, long = false): Float64Array {
   const half = c.headDim / 2;
   const inv = Float64Array.from({ length: half }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / c.headDim));
   const s = c.ropeScaling;
   if (!s) return inv;
   if (s.type === "linear") return inv.map((f) => f / s.factor);
+  if (s.type === "longrope") return inv.map((f, i) => f / (long ? s.longFactor : s.shortFactor)[i]!);
   const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
   const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
   return inv.map((f) => {

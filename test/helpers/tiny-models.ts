@@ -5,6 +5,8 @@ import { parseHfConfig } from "../../src/model/hf-config.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
+import { base, TINY_BOS, TINY_EOS, type VariantSpec } from "./tiny-base.js";
+import { FAMILY_SPECS } from "./tiny-families.js";
 
 /**
  * Tiny, randomly initialised (seeded, deterministic) models written as real Hugging Face
@@ -20,41 +22,16 @@ export const TINY_VARIANTS = [
   "mistral", // mistral with a sliding window of 8, GQA, bf16, untied
   "qwen2", // qwen2: q/k/v biases, GQA, f32, tied, eos list
   "head-dim", // explicit head_dim (16) ≠ hidden/heads (48/4 = 12), f32, untied
+  "qwen3", // qwen3: per-head q/k RMSNorm, head_dim 32 ≠ 64/4, GQA, f32, tied
+  "phi3", // phi3: fused qkv_proj / gate_up_proj, plain RoPE, sliding window 10, f32
+  "phi3-longrope", // phi3 (3.5-mini style): longrope with an original context of 8, GQA, f32
+  "mixtral", // mixtral: 4 experts, top-2 (softmax over the top-k), GQA, bf16
+  "qwen3-moe", // qwen3_moe: 8 experts, top-3 without renormalising, layer 0 dense, f32
 ] as const;
 
 export type TinyVariant = (typeof TINY_VARIANTS)[number];
 
-/** The tokenizer: 256 byte tokens (id = byte value), then <s> = 256, </s> = 257. */
-export const TINY_VOCAB_SIZE = 258;
-export const TINY_BOS = 256;
-export const TINY_EOS = 257;
-
-interface VariantSpec {
-  readonly config: Record<string, unknown>;
-  readonly dtype: DType;
-  readonly seed: number;
-}
-
-const base = {
-  architectures: ["LlamaForCausalLM"],
-  model_type: "llama",
-  vocab_size: TINY_VOCAB_SIZE,
-  hidden_size: 64,
-  intermediate_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 4,
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000.0,
-  rope_scaling: null,
-  tie_word_embeddings: false,
-  hidden_act: "silu",
-  attention_bias: false,
-  mlp_bias: false,
-  bos_token_id: TINY_BOS,
-  eos_token_id: TINY_EOS,
-};
+export { TINY_BOS, TINY_EOS, TINY_VOCAB_SIZE } from "./tiny-base.js";
 
 const SPECS: Record<TinyVariant, VariantSpec> = {
   "llama-mha": { config: { ...base }, dtype: "f32", seed: 11 },
@@ -118,6 +95,7 @@ const SPECS: Record<TinyVariant, VariantSpec> = {
     dtype: "f32",
     seed: 17,
   },
+  ...FAMILY_SPECS,
 };
 
 const TORCH_DTYPE: Record<DType, string> = { f32: "float32", f16: "float16", bf16: "bfloat16" };

@@ -1,0 +1,122 @@
+import type { ModelConfig } from "../model/config.js";
+import { attentionNames, expertNames, mlpNames } from "../model/weight-names.js";
+import type { GraphBuilder } from "./graph-builder.js";
+
+/**
+ * The parts of a decoder layer where the families differ, each written as ops on a GraphBuilder.
+ * Every function takes the layer's normed input and returns the tensor it produced.
+ */
+
+/**
+ * Self-attention up to the attention output (before o_proj): q/k/v from three projections, or
+ * one fused qkv_proj split by columns (Phi-3); Qwen3's per-head RMSNorm on q and k; RoPE.
+ */
+export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: string): string {
+  const n = attentionNames(l);
+  const qWidth = c.numHeads * c.headDim;
+  const kvWidth = c.numKvHeads * c.headDim;
+  let qRaw: string;
+  let kRaw: string;
+  let v: string;
+  if (c.fusedProjections) {
+    const qkv = g.emit(`L${l}.qkv`, qWidth + 2 * kvWidth, (out) => ({
+      kind: "linear",
+      out,
+      x,
+      weight: n.qkv,
+    }));
+    qRaw = g.emit(`L${l}.q_raw`, qWidth, (out) => ({ kind: "split", out, x: qkv, offset: 0 }));
+    kRaw = g.emit(`L${l}.k_raw`, kvWidth, (out) => ({ kind: "split", out, x: qkv, offset: qWidth }));
+    v = g.emit(`L${l}.v`, kvWidth, (out) => ({ kind: "split", out, x: qkv, offset: qWidth + kvWidth }));
+  } else {
+    const bias = (proj: "q_proj" | "k_proj" | "v_proj") => (c.attentionBias ? { bias: n.bias(proj) } : {});
+    qRaw = g.emit(`L${l}.q_raw`, qWidth, (out) => ({
+      kind: "linear",
+      out,
+      x,
+      weight: n.q,
+      ...bias("q_proj"),
+    }));
+    kRaw = g.emit(`L${l}.k_raw`, kvWidth, (out) => ({
+      kind: "linear",
+      out,
+      x,
+      weight: n.k,
+      ...bias("k_proj"),
+    }));
+    v = g.emit(`L${l}.v`, kvWidth, (out) => ({ kind: "linear", out, x, weight: n.v, ...bias("v_proj") }));
+  }
+  if (c.qkNorm) {
+    const eps = c.rmsNormEps;
+    const qIn = qRaw;
+    const kIn = kRaw;
+    qRaw = g.emit(`L${l}.q_normed`, qWidth, (out) => ({
+      kind: "rmsnorm",
+      out,
+      x: qIn,
+      weight: n.qNorm,
+      eps,
+      heads: c.numHeads,
+    }));
+    kRaw = g.emit(`L${l}.k_normed`, kvWidth, (out) => ({
+      kind: "rmsnorm",
+      out,
+      x: kIn,
+      weight: n.kNorm,
+      eps,
+      heads: c.numKvHeads,
+    }));
+  }
+  const qIn = qRaw;
+  const kIn = kRaw;
+  const q = g.emit(`L${l}.q`, qWidth, (out) => ({ kind: "rope", out, x: qIn, heads: c.numHeads }));
+  const k = g.emit(`L${l}.k`, kvWidth, (out) => ({ kind: "rope", out, x: kIn, heads: c.numKvHeads }));
+  return g.emit(`L${l}.attn`, qWidth, (out) => ({ kind: "attention", layer: l, q, k, v, out }));
+}
+
+/** The dense SwiGLU MLP: gate and up from two projections, or one gate_up_proj split by columns (Phi-3). */
+export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
+  const n = mlpNames(l);
+  const width = c.intermediateSize;
+  let gate: string;
+  let up: string;
+  if (c.fusedProjections) {
+    const both = g.emit(`L${l}.gate_up`, 2 * width, (out) => ({
+      kind: "linear",
+      out,
+      x: y,
+      weight: n.gateUp,
+    }));
+    gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "split", out, x: both, offset: 0 }));
+    up = g.emit(`L${l}.up`, width, (out) => ({ kind: "split", out, x: both, offset: width }));
+  } else {
+    gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "linear", out, x: y, weight: n.gate }));
+    up = g.emit(`L${l}.up`, width, (out) => ({ kind: "linear", out, x: y, weight: n.up }));
+  }
+  const act = g.emit(`L${l}.act`, width, (out) => ({ kind: "silu_mul", out, gate, up }));
+  return g.emit(`L${l}.down`, c.hiddenSize, (out) => ({ kind: "linear", out, x: act, weight: n.down }));
+}
+
+/** A mixture of experts: router logits, then the routed experts' SwiGLU MLPs summed by weight. */
+export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
+  const moe = c.moe!;
+  const n = expertNames(c, l);
+  const logits = g.emit(`L${l}.router`, moe.numExperts, (out) => ({
+    kind: "linear",
+    out,
+    x: y,
+    weight: n.router,
+  }));
+  return g.emit(`L${l}.moe`, c.hiddenSize, (out) => ({
+    kind: "moe",
+    out,
+    x: y,
+    logits,
+    gate: n.gate,
+    up: n.up,
+    down: n.down,
+    topK: moe.topK,
+    normalizeTopK: moe.normalizeTopK,
+    hidden: moe.expertIntermediateSize,
+  }));
+}

@@ -1,0 +1,133 @@
+import type { Architecture, ModelConfig, MoeConfig } from "./config.js";
+import type { RawConfig } from "./hf-config.js";
+
+/**
+ * What distinguishes each family's graph, read from its config.json fields: projection biases,
+ * the sliding window, Qwen3's q/k norms, Phi-3's fused projections and the mixtures of experts.
+ * A field that would change the math in a way we do not implement is refused by name.
+ */
+export type FamilyFeatures = Pick<
+  ModelConfig,
+  "attentionBias" | "slidingWindow" | "qkNorm" | "fusedProjections" | "moe"
+>;
+
+export function familyFeatures(raw: RawConfig, arch: Architecture, file: string): FamilyFeatures {
+  switch (arch) {
+    case "llama":
+      return { attentionBias: noAttentionBias(raw, arch, file), slidingWindow: null };
+    case "mistral":
+      return { attentionBias: noAttentionBias(raw, arch, file), slidingWindow: raw.sliding_window ?? null };
+    case "qwen2":
+      // Qwen2 always carries q/k/v biases (and none on o_proj).
+      return { attentionBias: true, slidingWindow: qwenSlidingWindow(raw, arch, file) };
+    case "qwen3":
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: qwenSlidingWindow(raw, arch, file),
+        qkNorm: true,
+      };
+    case "phi3":
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: raw.sliding_window ?? null,
+        fusedProjections: true,
+      };
+    case "mixtral":
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: raw.sliding_window ?? null,
+        moe: mixtralExperts(raw, file),
+      };
+    case "qwen3_moe": {
+      const moe = qwen3MoeExperts(raw, file);
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: qwenSlidingWindow(raw, arch, file),
+        qkNorm: true,
+        ...(moe ? { moe } : {}),
+      };
+    }
+  }
+}
+
+/** In transformers' Llama-style attention `attention_bias` also puts a bias on o_proj, which the graph does not express. */
+function noAttentionBias(raw: RawConfig, arch: Architecture, file: string): false {
+  if (raw.attention_bias === true) {
+    throw new Error(`${file}: attention_bias=true (biases on q/k/v and o_proj) is not supported for ${arch}`);
+  }
+  return false;
+}
+
+/**
+ * Qwen's sliding window applies only to some layers (use_sliding_window with max_window_layers,
+ * or layer_types): attention would need a window per layer, which it does not have.
+ */
+function qwenSlidingWindow(raw: RawConfig, arch: Architecture, file: string): null {
+  if (raw.use_sliding_window === true) {
+    throw new Error(`${file}: ${arch} use_sliding_window=true (per-layer sliding window) is not supported`);
+  }
+  const sliding = (raw.layer_types ?? []).findIndex((t) => t !== "full_attention");
+  if (sliding !== -1) {
+    throw new Error(
+      `${file}: layer_types[${sliding}] = "${raw.layer_types![sliding]}" is not supported (only full_attention)`,
+    );
+  }
+  return null;
+}
+
+function checkTopK(numExperts: number, topK: number, file: string): void {
+  if (topK > numExperts) {
+    throw new Error(`${file}: num_experts_per_tok (${topK}) exceeds the number of experts (${numExperts})`);
+  }
+}
+
+/** Mixtral: every layer a mixture; softmax over all experts, top-k, renormalised (= softmax over the top-k logits). */
+function mixtralExperts(raw: RawConfig, file: string): MoeConfig {
+  const numExperts = raw.num_local_experts ?? 8;
+  const topK = raw.num_experts_per_tok ?? 2;
+  if (numExperts === 0) throw new Error(`${file}: num_local_experts must be positive`);
+  checkTopK(numExperts, topK, file);
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: raw.intermediate_size,
+    normalizeTopK: true,
+    sparseLayers: Array.from({ length: raw.num_hidden_layers }, () => true),
+  };
+}
+
+/**
+ * Qwen3-MoE: layer l is a mixture unless it is in mlp_only_layers or (l + 1) is not a multiple
+ * of decoder_sparse_step; the others run the dense MLP of intermediate_size. The top-k softmax
+ * probabilities are renormalised only with norm_topk_prob. No layer a mixture: no MoeConfig.
+ */
+function qwen3MoeExperts(raw: RawConfig, file: string): MoeConfig | undefined {
+  if ((raw.shared_expert_intermediate_size ?? 0) > 0) {
+    throw new Error(
+      `${file}: shared_expert_intermediate_size (a shared expert) is not supported for qwen3_moe`,
+    );
+  }
+  const numExperts = raw.num_experts ?? 128;
+  const topK = raw.num_experts_per_tok ?? 8;
+  const step = raw.decoder_sparse_step ?? 1;
+  const denseOnly = raw.mlp_only_layers ?? [];
+  const bad = denseOnly.find((l) => l >= raw.num_hidden_layers);
+  if (bad !== undefined) {
+    throw new Error(
+      `${file}: mlp_only_layers names layer ${bad}, but the model has ${raw.num_hidden_layers}`,
+    );
+  }
+  const sparseLayers = Array.from(
+    { length: raw.num_hidden_layers },
+    (_, l) => !denseOnly.includes(l) && numExperts > 0 && (l + 1) % step === 0,
+  );
+  if (!sparseLayers.includes(true)) return undefined;
+  checkTopK(numExperts, topK, file);
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: raw.moe_intermediate_size ?? 768,
+    normalizeTopK: raw.norm_topk_prob ?? false,
+    sparseLayers,
+  };
+}

@@ -1,0 +1,119 @@
+import { z } from "zod";
+import type { RopeScaling } from "./config.js";
+
+/**
+ * config.json's `rope_scaling` (or transformers ≥ 5's `rope_parameters`) → RopeScaling. A type
+ * we do not implement, or one missing a field its math needs, is an error naming the field.
+ */
+
+const posInt = z.number().int().positive();
+
+export const ropeScalingSchema = z
+  .object({
+    type: z.string().optional(),
+    rope_type: z.string().optional(),
+    rope_theta: z.number().positive().optional(),
+    factor: z.number().positive().optional(),
+    low_freq_factor: z.number().positive().optional(),
+    high_freq_factor: z.number().positive().optional(),
+    original_max_position_embeddings: posInt.optional(),
+    short_factor: z.array(z.number().positive()).optional(),
+    long_factor: z.array(z.number().positive()).optional(),
+    attention_factor: z.number().positive().nullish(),
+    partial_rotary_factor: z.number().positive().optional(),
+  })
+  .nullish();
+
+export type RawRopeScaling = z.output<typeof ropeScalingSchema>;
+
+/** What the longrope rule needs from the rest of config.json. */
+export interface RopeContext {
+  readonly file: string;
+  readonly headDim: number;
+  readonly maxPositionEmbeddings: number;
+  /** Phi-3's top-level original_max_position_embeddings (the pretraining context). */
+  readonly originalMaxPositionEmbeddings: number | undefined;
+}
+
+export function parseRopeScaling(rs: RawRopeScaling, ctx: RopeContext): RopeScaling | null {
+  if (rs == null) return null;
+  const { file } = ctx;
+  const kind = rs.rope_type ?? rs.type ?? "default";
+  const need = <T>(value: T | undefined, key: string): T => {
+    if (value === undefined) throw new Error(`${file}: rope_scaling of type "${kind}" needs "${key}"`);
+    return value;
+  };
+  if (rs.partial_rotary_factor !== undefined && rs.partial_rotary_factor !== 1) {
+    throw new Error(
+      `${file}: rope_scaling.partial_rotary_factor ${rs.partial_rotary_factor} is not supported (only 1: RoPE over the whole head)`,
+    );
+  }
+  switch (kind) {
+    case "default":
+      return null;
+    case "linear":
+      return { type: "linear", factor: need(rs.factor, "factor") };
+    case "llama3":
+      return {
+        type: "llama3",
+        factor: need(rs.factor, "factor"),
+        lowFreqFactor: need(rs.low_freq_factor, "low_freq_factor"),
+        highFreqFactor: need(rs.high_freq_factor, "high_freq_factor"),
+        originalMaxPositionEmbeddings: need(
+          rs.original_max_position_embeddings,
+          "original_max_position_embeddings",
+        ),
+      };
+    case "longrope":
+      return longRope(rs, ctx, need);
+    default:
+      throw new Error(
+        `${file}: rope_scaling type "${kind}" is not supported (supported: llama3, linear, longrope)`,
+      );
+  }
+}
+
+/**
+ * Phi-3's LongRoPE, as transformers computes it: when config.json has a top-level
+ * original_max_position_embeddings the scale is max_position_embeddings / that (rope_scaling's
+ * `factor` is then unused); the attention factor, unless given, is
+ * √(1 + ln(scale) / ln(original)) for a scale above 1, else 1.
+ */
+function longRope(
+  rs: NonNullable<RawRopeScaling>,
+  ctx: RopeContext,
+  need: <T>(value: T | undefined, key: string) => T,
+): RopeScaling {
+  const half = ctx.headDim / 2;
+  const shortFactor = need(rs.short_factor, "short_factor");
+  const longFactor = need(rs.long_factor, "long_factor");
+  for (const [key, list] of [
+    ["short_factor", shortFactor],
+    ["long_factor", longFactor],
+  ] as const) {
+    if (list.length !== half) {
+      throw new Error(
+        `${ctx.file}: rope_scaling.${key} has ${list.length} entries, but head_dim ${ctx.headDim} needs ${half}`,
+      );
+    }
+  }
+  const original = ctx.originalMaxPositionEmbeddings ?? rs.original_max_position_embeddings;
+  let factor: number;
+  let originalMax: number;
+  if (original !== undefined) {
+    originalMax = original;
+    factor = ctx.maxPositionEmbeddings / original;
+  } else {
+    originalMax = ctx.maxPositionEmbeddings;
+    factor = need(rs.factor, "factor");
+  }
+  const attentionFactor =
+    rs.attention_factor ?? (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMax)));
+  return {
+    type: "longrope",
+    shortFactor,
+    longFactor,
+    originalMaxPositionEmbeddings: originalMax,
+    attentionFactor,
+  };
+}

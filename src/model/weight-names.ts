@@ -1,0 +1,77 @@
+import type { ModelConfig } from "./config.js";
+
+/**
+ * Hugging Face names of a layer's weights, by family: the one table the graph builder and the
+ * expected-tensor list both read, so a family's naming cannot drift between loading and running.
+ */
+
+export function layerPrefix(l: number): string {
+  return `model.layers.${l}`;
+}
+
+/** Attention projections and norms of layer `l`. Phi-3 stores q/k/v as one `qkv_proj`. */
+export function attentionNames(l: number) {
+  const p = `${layerPrefix(l)}.self_attn`;
+  return {
+    q: `${p}.q_proj.weight`,
+    k: `${p}.k_proj.weight`,
+    v: `${p}.v_proj.weight`,
+    qkv: `${p}.qkv_proj.weight`,
+    o: `${p}.o_proj.weight`,
+    bias: (proj: "q_proj" | "k_proj" | "v_proj") => `${p}.${proj}.bias`,
+    qNorm: `${p}.q_norm.weight`,
+    kNorm: `${p}.k_norm.weight`,
+  };
+}
+
+/** The dense SwiGLU MLP of layer `l`. Phi-3 stores gate and up as one `gate_up_proj` (gate rows first). */
+export function mlpNames(l: number) {
+  const p = `${layerPrefix(l)}.mlp`;
+  return {
+    gate: `${p}.gate_proj.weight`,
+    up: `${p}.up_proj.weight`,
+    down: `${p}.down_proj.weight`,
+    gateUp: `${p}.gate_up_proj.weight`,
+  };
+}
+
+export interface ExpertNames {
+  readonly router: string;
+  readonly gate: readonly string[];
+  readonly up: readonly string[];
+  readonly down: readonly string[];
+}
+
+/**
+ * The router and experts of a mixture-of-experts layer. Mixtral names them
+ * `block_sparse_moe.gate` and `experts.E.w1` (gate) / `w3` (up) / `w2` (down); Qwen3-MoE
+ * `mlp.gate` and `mlp.experts.E.{gate,up,down}_proj`.
+ */
+export function expertNames(c: ModelConfig, l: number): ExpertNames {
+  if (!c.moe) throw new Error(`${c.architecture}: layer ${l} has no mixture of experts`);
+  const ids = Array.from({ length: c.moe.numExperts }, (_, e) => e);
+  if (c.architecture === "mixtral") {
+    const p = `${layerPrefix(l)}.block_sparse_moe`;
+    return {
+      router: `${p}.gate.weight`,
+      gate: ids.map((e) => `${p}.experts.${e}.w1.weight`),
+      up: ids.map((e) => `${p}.experts.${e}.w3.weight`),
+      down: ids.map((e) => `${p}.experts.${e}.w2.weight`),
+    };
+  }
+  if (c.architecture === "qwen3_moe") {
+    const p = `${layerPrefix(l)}.mlp`;
+    return {
+      router: `${p}.gate.weight`,
+      gate: ids.map((e) => `${p}.experts.${e}.gate_proj.weight`),
+      up: ids.map((e) => `${p}.experts.${e}.up_proj.weight`),
+      down: ids.map((e) => `${p}.experts.${e}.down_proj.weight`),
+    };
+  }
+  throw new Error(`${c.architecture}: no expert weight naming for this family`);
+}
+
+/** Whether layer `l`'s FFN is the mixture of experts (else the dense MLP). */
+export function isSparseLayer(c: ModelConfig, l: number): boolean {
+  return c.moe?.sparseLayers[l] === true;
+}

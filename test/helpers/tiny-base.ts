@@ -1,0 +1,35 @@
+import type { DType } from "../../src/model/tensor.js";
+
+/** The base config every tiny test model varies, and what each variant is written from. */
+
+/** The tokenizer: 256 byte tokens (id = byte value), then <s> = 256, </s> = 257. */
+export const TINY_VOCAB_SIZE = 258;
+export const TINY_BOS = 256;
+export const TINY_EOS = 257;
+
+export interface VariantSpec {
+  readonly config: Record<string, unknown>;
+  readonly dtype: DType;
+  readonly seed: number;
+}
+
+export const base = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  vocab_size: TINY_VOCAB_SIZE,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 4,
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000.0,
+  rope_scaling: null,
+  tie_word_embeddings: false,
+  hidden_act: "silu",
+  attention_bias: false,
+  mlp_bias: false,
+  bos_token_id: TINY_BOS,
+  eos_token_id: TINY_EOS,
+};

@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { buildRopeTables } from "../../src/kernels/rope.js";
+import { expectedTensors } from "../../src/model/expected-tensors.js";
+import { parseHfConfig } from "../../src/model/hf-config.js";
+
+const F = "model/config.json";
+const common = {
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+};
+const qwen3 = { ...common, model_type: "qwen3", head_dim: 32 };
+const phi3 = { ...common, model_type: "phi3" };
+const mixtral = { ...common, model_type: "mixtral" };
+const qwen3Moe = { ...common, model_type: "qwen3_moe", head_dim: 16, num_hidden_layers: 4 };
+const names = (c: Parameters<typeof expectedTensors>[0]) => expectedTensors(c).map((t) => t.name);
+
+describe("config.json of the newer families", () => {
+  test("qwen3: q/k norms, head_dim (128 when absent), refused sliding layers and biases", () => {
+    const c = parseHfConfig(qwen3, F);
+    assert.equal(c.qkNorm, true);
+    assert.equal(c.headDim, 32);
+    assert.equal(parseHfConfig({ ...qwen3, head_dim: undefined }, F).headDim, 128);
+    assert.ok(names(c).includes("model.layers.1.self_attn.k_norm.weight"));
+    assert.deepEqual(
+      expectedTensors(c).find((t) => t.name.endsWith("0.self_attn.q_norm.weight"))?.shape,
+      [32],
+    );
+    assert.throws(() => parseHfConfig({ ...qwen3, use_sliding_window: true }, F), /use_sliding_window=true/);
+    assert.throws(
+      () => parseHfConfig({ ...qwen3, layer_types: ["full_attention", "sliding_attention"] }, F),
+      /layer_types\[1\] = "sliding_attention" is not supported/,
+    );
+    assert.throws(() => parseHfConfig({ ...qwen3, attention_bias: true }, F), /attention_bias=true/);
+    assert.throws(
+      () => parseHfConfig({ ...qwen3, rope_scaling: { rope_type: "yarn", factor: 4 } }, F),
+      /rope_scaling type "yarn" is not supported/,
+    );
+  });
+
+  test("phi3: fused projections; longrope as Phi-3.5-mini declares it", () => {
+    const plain = parseHfConfig(phi3, F);
+    assert.equal(plain.fusedProjections, true);
+    assert.equal(plain.ropeScaling, null);
+    assert.equal(plain.rmsNormEps, 1e-5);
+    assert.deepEqual(names(plain).slice(1, 5), [
+      "model.layers.0.input_layernorm.weight",
+      "model.layers.0.self_attn.qkv_proj.weight",
+      "model.layers.0.self_attn.o_proj.weight",
+      "model.layers.0.post_attention_layernorm.weight",
+    ]);
+    assert.deepEqual(
+      expectedTensors(plain).find((t) => t.name.endsWith("gate_up_proj.weight"))?.shape,
+      [256, 64],
+    );
+    const long = {
+      ...phi3,
+      max_position_embeddings: 131072,
+      original_max_position_embeddings: 4096,
+      rope_scaling: { type: "longrope", short_factor: Array(8).fill(1.5), long_factor: Array(8).fill(9) },
+    };
+    const s = parseHfConfig(long, F).ropeScaling;
+    assert.equal(s?.type, "longrope");
+    if (s?.type !== "longrope") return;
+    assert.equal(s.originalMaxPositionEmbeddings, 4096);
+    // √(1 + ln(131072 / 4096) / ln 4096), as transformers computes it.
+    assert.ok(Math.abs(s.attentionFactor - Math.sqrt(1 + Math.log(32) / Math.log(4096))) < 1e-12);
+    assert.throws(
+      () => parseHfConfig({ ...long, rope_scaling: { ...long.rope_scaling, short_factor: [1, 2] } }, F),
+      /rope_scaling\.short_factor has 2 entries, but head_dim 16 needs 8/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...long, original_max_position_embeddings: undefined }, F),
+      /rope_scaling of type "longrope" needs "factor"/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...phi3, partial_rotary_factor: 0.75 }, F),
+      /partial_rotary_factor 0\.75/,
+    );
+  });
+
+  test("longrope tables: short factors below the original context, long from it, scaled by the attention factor", () => {
+    const c = parseHfConfig(
+      {
+        ...phi3,
+        max_position_embeddings: 64,
+        original_max_position_embeddings: 16,
+        rope_scaling: { type: "longrope", short_factor: Array(8).fill(2), long_factor: Array(8).fill(4) },
+      },
+      F,
+    );
+    const t = buildRopeTables(c, 64);
+    const mag = Math.sqrt(1 + Math.log(4) / Math.log(16));
+    const expect = (pos: number, factor: number) => mag * Math.cos(pos / factor); // frequency 0: 1 / factor
+    assert.ok(Math.abs(t.cos[15 * t.half]! - expect(15, 2)) < 1e-6);
+    assert.ok(Math.abs(t.cos[16 * t.half]! - expect(16, 4)) < 1e-6);
+  });
+
+  test("mixtral: every layer a mixture, renormalised top-k, transformers' defaults", () => {
+    const c = parseHfConfig(mixtral, F);
+    assert.deepEqual(c.moe, {
+      numExperts: 8,
+      topK: 2,
+      expertIntermediateSize: 128,
+      normalizeTopK: true,
+      sparseLayers: [true, true],
+    });
+    assert.equal(c.ropeTheta, 1e6);
+    const n = names(c);
+    assert.ok(n.includes("model.layers.1.block_sparse_moe.gate.weight"));
+    assert.ok(n.includes("model.layers.1.block_sparse_moe.experts.7.w2.weight"));
+    assert.ok(!n.some((x) => x.includes("mlp.")));
+    assert.throws(
+      () => parseHfConfig({ ...mixtral, num_local_experts: 2, num_experts_per_tok: 3 }, F),
+      /num_experts_per_tok \(3\) exceeds the number of experts \(2\)/,
+    );
+  });
+
+  test("qwen3_moe: dense layers from mlp_only_layers and decoder_sparse_step; norm_topk_prob", () => {
+    const c = parseHfConfig(
+      { ...qwen3Moe, num_experts: 4, num_experts_per_tok: 2, decoder_sparse_step: 2, mlp_only_layers: [3] },
+      F,
+    );
+    assert.equal(c.qkNorm, true);
+    assert.deepEqual(c.moe?.sparseLayers, [false, true, false, false]);
+    assert.equal(c.moe?.normalizeTopK, false);
+    assert.equal(c.moe?.expertIntermediateSize, 768);
+    const n = names(c);
+    assert.ok(n.includes("model.layers.0.mlp.gate_proj.weight"));
+    assert.ok(n.includes("model.layers.1.mlp.experts.3.down_proj.weight"));
+    assert.ok(n.includes("model.layers.1.mlp.gate.weight"));
+    assert.equal(parseHfConfig({ ...qwen3Moe, norm_topk_prob: true }, F).moe?.normalizeTopK, true);
+    assert.equal(parseHfConfig({ ...qwen3Moe, num_experts: 0 }, F).moe, undefined);
+    assert.throws(
+      () => parseHfConfig({ ...qwen3Moe, shared_expert_intermediate_size: 512 }, F),
+      /shared_expert_intermediate_size/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...qwen3Moe, mlp_only_layers: [9] }, F),
+      /mlp_only_layers names layer 9/,
+    );
+  });
+});
