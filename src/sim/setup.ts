@@ -1,3 +1,4 @@
+import { type OffloadBound, offloadBound } from "../util/offload-bound.js";
 import type { Catalog } from "./catalog.js";
 import { findAccelerator } from "./catalog.js";
 import { attentionTime, kvBytesPerToken, nonAttentionTime, usableBytes, weightsFit } from "./cost-model.js";
@@ -33,8 +34,13 @@ export interface SimOptions {
   readonly kvHeadroomTokens?: number;
   /** TPOT SLO (s), used by Adrenaline's load-aware bound. */
   readonly tpotSlo?: number;
-  /** Mean context (tokens) the load-aware bound assumes; default from the trace. */
+  /** Mean context (tokens) of the trace; default from the trace. */
   readonly meanContext?: number;
+  /**
+   * Tokens each request counts for in Adrenaline's load-aware bound: the runtime counts every
+   * request at the served maximum sequence length (--max-model-len); default the mean context.
+   */
+  readonly maxContext?: number;
 }
 
 export interface Setup {
@@ -66,10 +72,11 @@ function smallestFittingTp(m: SimModel, acc: Accelerator, a: number, eff: Effici
 }
 
 /**
- * Adrenaline's load-aware offload bound OB = min(OB_mem, OB_comp) as a ratio N/M, where
- * OB_mem compares remote to local KV capacity and bandwidth and OB_comp = (B_max − B_tpot)/B_tpot:
- * B_tpot is the batch the decode instance holds locally, B_max the batch at which a step reaches the
- * TPOT SLO (or, without an SLO, at which its GEMMs are clearly compute-bound).
+ * Adrenaline's load-aware offload bound N/M, computed by the runtime's own function
+ * (util/offload-bound.ts, which pd/offload-policy.ts re-exports): capacities in KV tokens,
+ * bandwidths in bytes/s, every request counted at `requestTokens`. B_max is the decode batch cap,
+ * lowered to the batch at which a full step reaches the TPOT SLO when one is given (the runtime's
+ * cap is its --max-running; the planner sets the simulator's the same way).
  */
 export function adrenalineBound(
   m: SimModel,
@@ -77,27 +84,32 @@ export function adrenalineBound(
   tp: number,
   localCapacity: number,
   remote: { capacityTokens: number; devices: number; bandwidthShare: number; acc: Accelerator },
-  meanContext: number,
+  requestTokens: number,
+  maxBatch: number,
   eff: Efficiency,
   tpotSlo?: number,
-): number {
+): OffloadBound {
   const bwLocal = tp * acc.memoryBandwidth;
   const bwRemote = remote.devices * remote.acc.memoryBandwidth * remote.bandwidthShare;
-  const obMem = Math.min(remote.capacityTokens / localCapacity, bwRemote / bwLocal);
-  const bTpot = Math.max(1, localCapacity / meanContext);
-  const na = { compute: 0, memory: 0, comm: 0, overhead: 0, total: 0 };
-  // B_max: with a TPOT SLO, the batch at which a full step reaches it; without one, the batch at which the
-  // GEMMs are clearly compute-bound (FLOP time twice the weight-streaming time).
-  let bMax = 1;
-  for (let b = 1; b <= 65536; b *= 1.05) {
-    nonAttentionTime(m, acc, tp, b, eff, na);
-    if (tpotSlo !== undefined) {
-      if (na.total + attentionTime(m, acc, tp, Math.min(b, bTpot) * meanContext, eff) > tpotSlo) break;
-    } else if (na.compute >= 2 * na.memory) break;
-    bMax = b;
+  let bMax = maxBatch;
+  if (tpotSlo !== undefined) {
+    const na = { compute: 0, memory: 0, comm: 0, overhead: 0, total: 0 };
+    const bLocal = Math.max(1, localCapacity / requestTokens);
+    bMax = 1;
+    for (let b = 1; b <= maxBatch; b = Math.max(b + 1, Math.floor(b * 1.05))) {
+      nonAttentionTime(m, acc, tp, b, eff, na);
+      if (na.total + attentionTime(m, acc, tp, Math.min(b, bLocal) * requestTokens, eff) > tpotSlo) break;
+      bMax = b;
+    }
   }
-  const obComp = Math.max(0, (bMax - bTpot) / bTpot);
-  return Math.min(obMem, obComp);
+  return offloadBound({
+    prefillKvBlocks: [remote.capacityTokens],
+    decodeKvBlocks: localCapacity,
+    prefillAttentionThreads: [bwRemote],
+    decodeThreads: bwLocal,
+    maxBatch: bMax,
+    blocksPerRequest: Math.max(1, requestTokens),
+  });
 }
 
 /** What the placement-specific builders share. */
@@ -216,10 +228,11 @@ function adrenalineDecodeInstance(
       p.decodeTp,
       probe.localCapacity,
       { ...r, acc: pa },
-      c.meanContext,
+      o.maxContext ?? c.meanContext,
+      c.maxBatch,
       eff,
       o.tpotSlo,
-    );
+    ).bound;
     ratio = ob / (1 + ob);
     notes.push(`adrenaline: load-aware bound N/M ≤ ${ob.toFixed(2)} → offload ratio ${ratio.toFixed(2)}`);
   } else {
