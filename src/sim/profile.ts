@@ -40,6 +40,12 @@ export const deviceProfileSchema = z.object({
   /** Host-side cost per running sequence per step (sampling, detokenization, scheduling), s. */
   tokenOverheadS: z.number().nonnegative().optional(),
   /**
+   * GEMM rate of a prompt chunk (hundreds of tokens at once) with `threads` kernel threads, FLOP/s:
+   * prefill runs far above the decode batches the GEMM sweep covers. Without it the replica of our
+   * engine (replica/) prefills at the sweep's asymptote.
+   */
+  prefill: z.object({ threads: z.number().int().positive(), flops: z.number().positive() }).optional(),
+  /**
    * Rates each side reaches when the machine is split between the model worker and the attention
    * workers (disaggregated on one host: they share its cores). Without it the disaggregated
    * prediction gives each side the whole machine's rates, which is right only for separate hosts.
@@ -51,6 +57,9 @@ export const deviceProfileSchema = z.object({
       gemm: z.object({ peakFlops: z.number().positive(), halfBatch: z.number().positive() }),
       weightBandwidth: z.number().positive(),
       attentionBandwidth: z.number().positive(),
+      /** The engine's per-layer and per-sequence step costs with the model side's threads. */
+      layerOverheadS: z.number().nonnegative().optional(),
+      tokenOverheadS: z.number().nonnegative().optional(),
     })
     .optional(),
 });

@@ -1,0 +1,135 @@
+import type { DeviceProfile } from "./profile.js";
+import { BlockPool } from "./replica/kv-blocks.js";
+import { HybridSpace, type KvSpace, SinglePool } from "./replica/kv-space.js";
+import { AttentionWorkersCost, ColocatedCost, PdCost, type PlacementCost } from "./replica/placement-cost.js";
+import { sideRates } from "./replica/rates.js";
+import { type ReplicaRequest, type ReplicaResult, runReplica } from "./replica/run.js";
+import { type EngineOverheads, SideCost } from "./replica/step-cost.js";
+import type { SimModel } from "./types.js";
+
+/** Every placement our runtime has, with the knobs that change its timing. */
+export type EnginePlacement =
+  | { readonly kind: "colocated"; readonly threads: number }
+  | {
+      readonly kind: "attention-workers";
+      readonly workers: number;
+      readonly pipelineDepth: number;
+      readonly modelThreads: number;
+      /** Kernel threads of each attention worker (1 for spawned workers). */
+      readonly attentionThreads: number;
+    }
+  | {
+      readonly kind: "pd" | "adrenaline";
+      readonly prefillInstances: number;
+      readonly decodeThreads: number;
+      readonly prefillThreads: number;
+      /** Kernel threads of each prefill instance's attention executor. */
+      readonly executorThreads: number;
+      /** KV blocks of each prefill instance's attention executor (--prefill-kv-memory). */
+      readonly prefillKvBlocks: number;
+      /** --offload-ratio (N/M), or null for the load-aware bound. */
+      readonly offloadRatio?: number | null;
+    };
+
+/** The engine's sizes (placement/sizes.ts): batch cap, token budget, KV blocks, context. */
+export interface EngineShape {
+  readonly maxRunning: number;
+  readonly maxTokensPerStep: number;
+  /** KV blocks of the engine's own cache (or of its attention workers, all together). */
+  readonly kvBlocks: number;
+  readonly blockSize: number;
+  readonly maxContext: number;
+}
+
+export interface EngineRunPrediction extends ReplicaResult {
+  /** Adrenaline: the load-aware bound (util/offload-bound.ts, as the runtime computes it) and decisions. */
+  readonly offload?: { bound: number; limit: number; kept: number; maxRatioSeen: number; decisions: number };
+}
+
+/**
+ * Predicts a run of our own engine on this profiled machine: the requests replayed through a
+ * replica of its scheduler and KV placement (replica/), each step timed from the device profile.
+ * One function for every placement, so all of them are predicted from the same measurement.
+ */
+export function predictEngineRun(
+  profile: DeviceProfile,
+  model: SimModel,
+  requests: readonly ReplicaRequest[],
+  shape: EngineShape,
+  placement: EnginePlacement,
+): EngineRunPrediction {
+  const o = overheadsFor(profile, placement);
+  const side = (threads: number) => new SideCost(model, sideRates(profile, threads));
+  let kv: KvSpace = new SinglePool(new BlockPool(shape.kvBlocks, shape.blockSize));
+  let cost: PlacementCost;
+  let hybrid: HybridSpace | null = null;
+  let instances = 0;
+  if (placement.kind === "colocated") cost = new ColocatedCost(side(placement.threads), o);
+  else if (placement.kind === "attention-workers") {
+    cost = new AttentionWorkersCost(
+      placement.pipelineDepth,
+      side(placement.modelThreads),
+      side(placement.attentionThreads),
+      placement.workers,
+      o,
+    );
+  } else {
+    instances = placement.prefillInstances;
+    hybrid = new HybridSpace(
+      new BlockPool(shape.kvBlocks, shape.blockSize),
+      Array.from({ length: instances }, () => new BlockPool(placement.prefillKvBlocks, shape.blockSize)),
+      {
+        mode: placement.kind,
+        offloadRatio: placement.offloadRatio ?? null,
+        maxBatch: shape.maxRunning,
+        decodeThreads: placement.decodeThreads,
+        executorThreads: placement.executorThreads,
+        blocksPerRequest: Math.ceil(shape.maxContext / shape.blockSize),
+      },
+    );
+    kv = hybrid;
+    cost = new PdCost(
+      side(placement.decodeThreads),
+      side(placement.prefillThreads),
+      side(placement.executorThreads),
+      o,
+    );
+  }
+  const r = runReplica(requests, {
+    maxRunning: shape.maxRunning,
+    maxTokensPerStep: Math.max(shape.maxTokensPerStep, shape.maxRunning),
+    prefillInstances: instances,
+    kv,
+    cost,
+  });
+  if (!hybrid) return r;
+  const b = hybrid.bound();
+  return {
+    ...r,
+    offload: {
+      bound: b.bound,
+      limit: hybrid.limit(),
+      kept: hybrid.kept,
+      maxRatioSeen: hybrid.maxRatioSeen,
+      decisions: hybrid.decisions,
+    },
+  };
+}
+
+/** The engine's fixed step costs for the thread count its model side (or decode instance) runs. */
+function overheadsFor(p: DeviceProfile, placement: EnginePlacement): EngineOverheads {
+  const threads =
+    placement.kind === "colocated"
+      ? placement.threads
+      : placement.kind === "attention-workers"
+        ? placement.modelThreads
+        : placement.decodeThreads;
+  const s = p.split;
+  const useSplit = s !== undefined && s.modelThreads === threads && threads !== p.threads;
+  return {
+    layerS: (useSplit ? s.layerOverheadS : undefined) ?? p.layerOverheadS,
+    tokenS: (useSplit ? s.tokenOverheadS : undefined) ?? p.tokenOverheadS ?? 0,
+    latencyS: p.transport.latencyS,
+    linkBytesPerS: p.transport.bandwidth,
+  };
+}

@@ -1,0 +1,84 @@
+import { kvBytesPerToken, matmulParams, queryDim, transferBytesPerTokenLayer } from "../cost-model.js";
+import type { SimModel } from "../types.js";
+import type { SideRates } from "./rates.js";
+
+/** What one micro-batch asks of each side (built from its chunks by run.ts). */
+export interface BatchLoad {
+  /** Sequences in the micro-batch (per-sequence host work: scheduling, sampling, events). */
+  seqs: number;
+  /** Decode rows: their GEMMs run on the engine (model side) whether their KV is its own or offloaded. */
+  decodeRows: number;
+  /** KV tokens read by decode rows whose KV the engine (or its attention workers) holds. */
+  ownDecodeCtx: number;
+  /** Prompt-chunk tokens the engine computes itself, and their Σ 2·c·(o + c/2) (c tokens at offset o). */
+  ownPrefillTokens: number;
+  ownPrefillWork: number;
+  /** Per prefill instance (PD/Adrenaline): offloaded decode rows and the prompt chunks it computes. */
+  readonly remote: RemoteLoad[];
+}
+
+export interface RemoteLoad {
+  decodeRows: number;
+  decodeCtx: number;
+  prefillTokens: number;
+  prefillWork: number;
+  /** Prompt tokens whose KV streams back to the decode instance (kept sequences). */
+  streamedTokens: number;
+}
+
+/** Fixed costs of the engine measured by the profile (s) and the link between processes. */
+export interface EngineOverheads {
+  readonly layerS: number;
+  readonly tokenS: number;
+  readonly latencyS: number;
+  readonly linkBytesPerS: number;
+}
+
+/**
+ * Step-time pieces on one side, the simulator's roofline (cost-model.ts) with measured rates:
+ * GEMMs max(2·N·(B + h)/peak, (weights + activations)/bandwidth), attention bandwidth-bound,
+ * prompt chunks compute-bound at the prefill rate.
+ */
+export class SideCost {
+  private readonly flopsPerToken: number;
+  private readonly kvBytes: number;
+  constructor(
+    readonly m: SimModel,
+    readonly r: SideRates,
+  ) {
+    this.flopsPerToken = 2 * matmulParams(m);
+    this.kvBytes = kvBytesPerToken(m);
+  }
+
+  /** GEMMs of `tokens` decode tokens (a few per sequence). */
+  gemm(tokens: number): number {
+    if (tokens <= 0) return 0;
+    const m = this.m;
+    const compute = (this.flopsPerToken * (tokens + this.r.halfBatch)) / this.r.peakFlops;
+    const memory =
+      (m.weightBytes + 2 * m.bytesPerElement * tokens * m.hidden * m.layers) / this.r.weightBandwidth;
+    return Math.max(compute, memory);
+  }
+
+  /** GEMMs and causal attention of prompt chunks: `tokens` in all, `work` as in BatchLoad. */
+  prefill(tokens: number, work: number): number {
+    if (tokens <= 0) return 0;
+    const flops = this.flopsPerToken * tokens + 2 * this.m.layers * queryDim(this.m) * work;
+    return Math.max(flops / this.r.prefillFlops, this.gemm(1));
+  }
+
+  /** Causal attention of prompt chunks alone (`work` as in BatchLoad), at the prefill rate. */
+  prefillAttention(work: number): number {
+    return work > 0 ? (2 * this.m.layers * queryDim(this.m) * work) / this.r.prefillFlops : 0;
+  }
+
+  /** Decode attention over `ctx` cached tokens (all layers). */
+  attention(ctx: number): number {
+    return (ctx * this.kvBytes) / this.r.attentionBandwidth;
+  }
+
+  /** Bytes of q, k, v and the output for `rows` rows of one layer, over the link. */
+  layerTransfer(rows: number, link: number): number {
+    return (transferBytesPerTokenLayer(this.m) * rows) / link;
+  }
+}
