@@ -2,8 +2,11 @@ import { availableParallelism, loadavg, totalmem } from "node:os";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
+import { measurePrefillChunk } from "../../src/placement/prefill-partition.js";
+import { matmulParams, queryDim } from "../../src/sim/cost-model.js";
+import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
-import { type CalibrationShape, ensureCalibrationModel } from "./calib-model.js";
+import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { type EngineOverheads, measureEngineOverheads, measureShmBandwidth } from "./measure-engine.js";
 import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
 
@@ -53,8 +56,13 @@ export interface ProfileDetails {
   readonly attention: AttentionSweep;
   readonly attentionSplit: AttentionSweep;
   readonly overheads: EngineOverheads;
+  readonly splitOverheads: EngineOverheads;
   readonly transportBandwidth: number;
+  readonly prefillChunk: { tokens: number; threads: number; seconds: number };
 }
+
+/** Tokens of the prompt chunk the prefill rate is measured on (the engines' default step budget). */
+const PREFILL_CHUNK = 512;
 
 /**
  * Measures this machine's device profile on the shapes of calibration model `shape`: full-machine
@@ -106,7 +114,25 @@ export async function measureProfile(
     { colocated: cores, disaggregated: modelThreads },
     { batches: effort.overheadBatches, steps: effort.overheadSteps, rounds: effort.overheadRounds },
   );
+  // The same overheads with the model side's threads: a PD decode instance or a model worker runs
+  // with fewer threads than the whole machine, and a pool of fewer threads costs less to wake.
+  const splitOverheads = await measureEngineOverheads(
+    skeleton,
+    backend,
+    { colocated: modelThreads, disaggregated: modelThreads },
+    { batches: effort.overheadBatches, steps: effort.overheadSteps, rounds: effort.overheadRounds },
+  );
   const transportBandwidth = await measureShmBandwidth(effort.transportBytes, effort.reps * 4);
+  log(`prefill of a ${PREFILL_CHUNK}-token chunk (${modelThreads} threads) ...`);
+  // A whole engine step of one prompt chunk: GEMMs, causal attention and the step's own costs, as a
+  // FLOP rate the replica of our engine applies to prompt chunks of any model.
+  const chunk = Math.min(PREFILL_CHUNK, c.maxPositionEmbeddings - 1);
+  const timing = (await measurePrefillChunk(model, backend, chunk, modelThreads, cores, effort.reps)).find(
+    (t) => t.threads === modelThreads,
+  )!;
+  const sm = modelFromHfConfig(calibrationConfig(shape, dtype), "calibration config");
+  const prefillFlops =
+    (2 * matmulParams(sm) * chunk + 2 * sm.layers * queryDim(sm) * chunk * chunk) / timing.seconds;
   backend.setThreads(cores);
   const profile: DeviceProfile = {
     version: 1,
@@ -120,12 +146,15 @@ export async function measureProfile(
     layerOverheadS: overheads.layerOverheadS,
     tokenOverheadS: overheads.tokenOverheadS,
     transport: { bandwidth: transportBandwidth, latencyS: overheads.transportLatencyS },
+    prefill: { threads: modelThreads, flops: prefillFlops },
     split: {
       modelThreads,
       attentionThreads: 1,
       gemm: { peakFlops: gemmSplit.peakFlops, halfBatch: gemmSplit.halfBatch },
       weightBandwidth: gemmSplit.weightBandwidth,
       attentionBandwidth: attentionSplit.bandwidth,
+      layerOverheadS: splitOverheads.layerOverheadS,
+      tokenOverheadS: splitOverheads.tokenOverheadS,
     },
   };
   return {
@@ -141,7 +170,9 @@ export async function measureProfile(
       attention,
       attentionSplit,
       overheads,
+      splitOverheads,
       transportBandwidth,
+      prefillChunk: { tokens: chunk, threads: modelThreads, seconds: timing.seconds },
     },
   };
 }
