@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { modelToGguf } from "../convert/to-gguf.js";
 import { explainSlices, sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
-import { gqaGroup } from "../model/config.js";
+import { describeFamily } from "../model/config.js";
 import { loadModel } from "../model/load.js";
 
 interface ConvertFlags {
@@ -39,10 +39,8 @@ export function registerConvertCommand(program: Command): void {
       const model = await loadModel(flags.model, flags.tokenizer ? { tokenizerPath: flags.tokenizer } : {});
       if (flags.explain || flags.to === undefined) {
         const sliced = sliceModel(buildLlamaGraph(model.config));
-        process.stdout.write(`${model.source.label}\n`);
-        process.stdout.write(
-          `${explainSlices(sliced, { gqaGroup: gqaGroup(model.config), hiddenSize: model.config.hiddenSize })}\n`,
-        );
+        process.stdout.write(`${model.source.label} (${describeFamily(model.config)})\n`);
+        process.stdout.write(`${explainSlices(sliced)}\n`);
       }
       if (flags.to === "gguf" && flags.out) writeGgufWithProgress(model, flags.out, flags.tokenizer);
     });

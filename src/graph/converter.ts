@@ -231,8 +231,13 @@ function topoOrder(
   return out;
 }
 
-/** A human-readable account of the slicing, for `lamina convert --explain`. */
-export function explainSlices(m: SlicedModel, opts: { gqaGroup: number; hiddenSize: number }): string {
+/**
+ * A human-readable account of the slicing, for `lamina convert --explain`: each slice's ops (runs
+ * of one kind folded, e.g. "linear×3"), where q is ready, the context it saves, and the bytes per
+ * token per layer on the wire, (H + 2·Hkv)·D·e out and H·D·e back, which is Lamina's
+ * (2 + 2/G)·e·d when the heads span the hidden size.
+ */
+export function explainSlices(m: SlicedModel): string {
   const lines: string[] = [];
   const e = m.elementBytes;
   lines.push(
@@ -240,24 +245,34 @@ export function explainSlices(m: SlicedModel, opts: { gqaGroup: number; hiddenSi
   );
   for (const s of m.slices) {
     const ctxBytes = s.context.reduce((acc, t) => acc + m.graph.tensors.get(t)!.width * e, 0);
-    const head = s.ops
-      .slice(0, 4)
-      .map((o) => o.kind)
-      .join(", ");
     const tail = s.attention
       ? `→ attention L${s.attention.layer} (q after ${s.qReadyAfter} ops)`
       : "→ logits";
     lines.push(
-      `  slice ${s.index}: ${s.ops.length} ops [${head}${s.ops.length > 4 ? ", …" : ""}] ${tail}; context saved: ${s.context.join(", ") || "none"} (${ctxBytes} B/token)`,
+      `  slice ${s.index}: ${s.ops.length} ops [${foldKinds(s.ops)}] ${tail}; context saved: ${s.context.join(", ") || "none"} (${ctxBytes} B/token)`,
     );
   }
   const w = m.wire[0];
   if (w) {
-    const expected = (2 + 2 / opts.gqaGroup) * e * opts.hiddenSize;
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = m.graph.attention;
     lines.push(
       `per token per layer on the wire: send q+k+v ${w.sendBytes} B, receive ${w.recvBytes} B, total ${w.sendBytes + w.recvBytes} B`,
     );
-    lines.push(`  (2 + 2/G)·e·d = (2 + 2/${opts.gqaGroup})·${e}·${opts.hiddenSize} = ${expected} B`);
+    const total = (2 * H + 2 * Hkv) * D * e;
+    let formula = `  (H + 2·Hkv)·D·e + H·D·e = (${H} + 2·${Hkv})·${D}·${e} + ${H}·${D}·${e} = ${total} B`;
+    if (H % Hkv === 0) formula += ` = (2 + 2/${H / Hkv})·${e}·${H * D}`;
+    lines.push(formula);
   }
   return lines.join("\n");
+}
+
+/** "rmsnorm, linear×3, split×3, rope×2": op kinds in order, runs of one kind folded. */
+function foldKinds(ops: readonly Op[]): string {
+  const runs: { kind: string; n: number }[] = [];
+  for (const op of ops) {
+    const last = runs[runs.length - 1];
+    if (last && last.kind === op.kind) last.n++;
+    else runs.push({ kind: op.kind, n: 1 });
+  }
+  return runs.map((r) => (r.n > 1 ? `${r.kind}×${r.n}` : r.kind)).join(", ");
 }

@@ -74,3 +74,24 @@ export interface ModelConfig {
 export function gqaGroup(c: ModelConfig): number {
   return c.numHeads / c.numKvHeads;
 }
+
+/**
+ * One line naming the family and what sets its graph apart, e.g.
+ * "qwen3_moe: q/k norms, 128 experts (top-8, renormalised) on 48 of 48 layers".
+ */
+export function describeFamily(c: ModelConfig): string {
+  const parts: string[] = [];
+  if (c.attentionBias) parts.push("q/k/v biases");
+  if (c.qkNorm) parts.push("q/k norms");
+  if (c.fusedProjections) parts.push("fused qkv and gate/up projections");
+  if (c.ropeScaling) parts.push(`${c.ropeScaling.type} RoPE scaling`);
+  if (c.slidingWindow !== null) parts.push(`sliding window ${c.slidingWindow}`);
+  if (c.moe) {
+    const sparse = c.moe.sparseLayers.filter(Boolean).length;
+    const norm = c.moe.normalizeTopK ? "renormalised" : "not renormalised";
+    parts.push(
+      `${c.moe.numExperts} experts (top-${c.moe.topK}, ${norm}) on ${sparse} of ${c.numLayers} layers`,
+    );
+  }
+  return parts.length > 0 ? `${c.architecture}: ${parts.join(", ")}` : c.architecture;
+}

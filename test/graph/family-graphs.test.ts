@@ -1,0 +1,42 @@
+// The converter on the newer families' graphs: the same n + 1 slices cut at the residual stream,
+// q sent before k and v, and `lamina convert --explain`'s account of each family's slices.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { explainSlices, sliceModel } from "../../src/graph/converter.js";
+import { buildLlamaGraph } from "../../src/graph/llama-graph.js";
+import { parseHfConfig } from "../../src/model/hf-config.js";
+import { FAMILY_SPECS } from "../helpers/tiny-families.js";
+
+/** Op kinds each family's slices must show. */
+const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
+  qwen3: ["rmsnorm, rope"],
+  phi3: ["split"],
+  "phi3-longrope": ["split×2, silu_mul"],
+  mixtral: ["moe"],
+  "qwen3-moe": ["moe", "silu_mul"],
+};
+
+describe("the converter on each family's graph", () => {
+  for (const [family, spec] of Object.entries(FAMILY_SPECS)) {
+    it(`${family}: n + 1 slices saving only the residual stream, q first, explained`, () => {
+      const c = parseHfConfig(spec.config, `${family}/config.json`);
+      const m = sliceModel(buildLlamaGraph(c));
+      assert.equal(m.slices.length, c.numLayers + 1);
+      for (const s of m.slices.slice(0, -1)) {
+        assert.deepEqual(s.context, [`h${s.index}`], `slice ${s.index} saves the residual stream only`);
+        const qOps = s.ops.slice(0, s.qReadyAfter).map((o) => o.out);
+        assert.ok(
+          qOps.includes(s.attention!.q),
+          `slice ${s.index}: q is among the first ${s.qReadyAfter} ops`,
+        );
+        assert.ok(!qOps.includes(s.attention!.v), `slice ${s.index}: v comes after q`);
+      }
+      const { numHeads: H, numKvHeads: Hkv, headDim: D } = c;
+      for (const w of m.wire) assert.equal(w.sendBytes + w.recvBytes, (2 * H + 2 * Hkv) * D * 4);
+      const text = explainSlices(m);
+      for (const kinds of SHOWS[family as keyof typeof FAMILY_SPECS])
+        assert.ok(text.includes(kinds), `${family}: explain shows "${kinds}"\n${text}`);
+      assert.match(text, new RegExp(`\\(H \\+ 2·Hkv\\)·D·e \\+ H·D·e = \\(${H} \\+ 2·${Hkv}\\)·${D}·4`));
+    });
+  }
+});
