@@ -14,7 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "attention_runner.h"
+#include "napi_args.h"
 #include "cpu_select.h"
+#include "dataplane_api.h"
 #include "kernel_table.h"
 #include "moe_kernels.h"
 #include "thread_pool.h"
@@ -22,62 +25,7 @@
 namespace {
 
 using lk::KernelTable;
-
-struct Span {
-  void* data = nullptr;
-  size_t length = 0;
-};
-
-[[noreturn]] void typeError(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
-[[noreturn]] void rangeError(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
-
-const char* typeName(napi_typedarray_type t) {
-  switch (t) {
-    case napi_float32_array:
-      return "Float32Array";
-    case napi_uint16_array:
-      return "Uint16Array";
-    case napi_int32_array:
-      return "Int32Array";
-    default:
-      return "typed array";
-  }
-}
-
-// A typed array of the expected element type with at least `need` elements.
-Span array(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name,
-           napi_typedarray_type want, int64_t need) {
-  Napi::Env env = info.Env();
-  const Napi::Value v = info[i];
-  Span s;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  if (!v.IsTypedArray() ||
-      napi_get_typedarray_info(env, v, &type, &s.length, &s.data, &ab, &offset) != napi_ok || type != want)
-    typeError(env, std::string(method) + ": " + name + " must be a " + typeName(want));
-  if (need < 0 || int64_t(s.length) < need)
-    typeError(env, std::string(method) + ": " + name + " has " + std::to_string(s.length) +
-                       " elements, needs at least " + std::to_string(need));
-  return s;
-}
-
-bool present(const Napi::CallbackInfo& info, size_t i) { return !info[i].IsUndefined() && !info[i].IsNull(); }
-
-int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name, int64_t min = 0) {
-  const Napi::Value v = info[i];
-  if (!v.IsNumber()) typeError(info.Env(), std::string(method) + ": " + name + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d == std::floor(d)) || d < double(min) || d > 9.0e15)
-    typeError(info.Env(), std::string(method) + ": " + name + " must be an integer >= " + std::to_string(min) +
-                              ", got " + std::to_string(d));
-  return int64_t(d);
-}
-
-double number(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name) {
-  if (!info[i].IsNumber()) typeError(info.Env(), std::string(method) + ": " + name + " must be a number");
-  return info[i].As<Napi::Number>().DoubleValue();
-}
+using namespace lk::napi_args;
 
 int dtypeOf(const Napi::CallbackInfo& info, size_t i, const char* method) {
   const int64_t d = integer(info, i, method, "dtype");
@@ -119,6 +67,8 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("gatherRows", &Kernels::GatherRows),
                              InstanceMethod("moeCombine", &Kernels::MoeCombine),
                          });
+    dp_ = std::make_unique<lk::dp::Api>(&table_, pool_.get());
+    dp_->registerFunctions(env, exports);
     (void)env;
   }
 
@@ -526,71 +476,7 @@ class Kernels : public Napi::Addon<Kernels> {
                               std::to_string(seq) + " = " + std::to_string(block) + " is outside the cache");
       }
     }
-    const KernelTable* k = table_;
-    const int64_t G = a.nHeads / nKv;
-    int64_t longest = 0;
-    for (int64_t t = 0; t < n; t++) longest = std::max<int64_t>(longest, a.ctxEnd[t] - a.ctxStart[t]);
-    // A task is one token's KV heads [h0, h1) over a part of its keys. All of a token's heads in
-    // one task read each block as one contiguous region; when there are too few tokens to keep
-    // every thread busy, long contexts are cut into parts (flash-decoding) and short ones into
-    // head groups.
-    const int64_t want = attentionTasksWanted();
-    const int64_t nSplit = attentionSplits(n, longest);
-    const int64_t headParts = n * nSplit >= want ? 1 : std::min(nKv, ceilDiv(want, n * nSplit));
-    auto heads = [&](int64_t part, int64_t& h0, int64_t& h1) {
-      h0 = part * nKv / headParts;
-      h1 = (part + 1) * nKv / headParts;
-    };
-    if (nSplit == 1) {
-      pool_->forEach(n * headParts, [&](int64_t task) {
-        const int64_t t = task / headParts;
-        int64_t h0, h1;
-        heads(task % headParts, h0, h1);
-        const int64_t h = t * a.nHeads + h0 * G;
-        k->attention(a, t, h0, h1, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
-      });
-      return;
-    }
-    // Flash-decoding: each token's range is cut into nSplit parts (each a whole number of blocks
-    // long) computed as separate tasks with their lse, then merged. Partial row (t, part s,
-    // head h) is ((t * nSplit + s) * nHeads + h).
-    const int64_t rows = n * nSplit * a.nHeads;
-    if (int64_t(partOut_.size()) < rows * D) partOut_.resize(size_t(rows * D));
-    if (int64_t(partLse_.size()) < rows) partLse_.resize(size_t(rows));
-    if (int64_t(mergeLse_.size()) < n * a.nHeads) mergeLse_.resize(size_t(n * a.nHeads));
-    float* po = partOut_.data();
-    float* pl = partLse_.data();
-    pool_->forEach(n * nSplit * headParts, [&](int64_t task) {
-      const int64_t s = task % nSplit, t = task / (nSplit * headParts);
-      int64_t h0, h1;
-      heads((task / nSplit) % headParts, h0, h1);
-      const int64_t start = a.ctxStart[t], end = a.ctxEnd[t];
-      const int64_t per = ceilDiv(ceilDiv(end - start, nSplit), bs) * bs;
-      const int64_t p0 = std::min(end, start + s * per), p1 = std::min(end, p0 + per);
-      const int64_t row = (t * nSplit + s) * a.nHeads + h0 * G;
-      k->attention(a, t, h0, h1, p0, p1, po + row * D, pl + row);
-    });
-    float* lse = a.lse ? a.lse : mergeLse_.data();
-    const int64_t H = a.nHeads;
-    for (int64_t t = 0; t < n; t++) {
-      const int64_t first = t * nSplit * H;
-      std::copy(po + first * D, po + (first + H) * D, a.out + t * H * D);
-      std::copy(pl + first, pl + first + H, lse + t * H);
-      for (int64_t s = 1; s < nSplit; s++)
-        k->merge(a.out + t * H * D, lse + t * H, po + (first + s * H) * D, pl + first + s * H, D, 0, H);
-    }
-  }
-
-  // Attention tasks to aim for: 4 a thread evens out unequal contexts.
-  int64_t attentionTasksWanted() const { return int64_t(threads()) * 4; }
-
-  // Parts per token: enough tasks for every thread, each part at least kMinPart keys so merging
-  // stays cheap.
-  int64_t attentionSplits(int64_t tokens, int64_t longest) const {
-    constexpr int64_t kMinPart = 512;
-    const int64_t want = attentionTasksWanted();
-    if (tokens == 0 || tokens >= want || longest < 2 * kMinPart) return 1;
-    return std::max<int64_t>(1, std::min(ceilDiv(want, tokens), longest / kMinPart));
+    runner_.run(table_, *pool_, a, n);
   }
 
   // mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim)
@@ -603,9 +489,7 @@ class Kernels : public Napi::Addon<Kernels> {
     float* lseA = static_cast<float*>(array(info, 1, m, "lseA", napi_float32_array, n * h).data);
     const float* outB = static_cast<const float*>(array(info, 2, m, "outB", napi_float32_array, n * h * d).data);
     const float* lseB = static_cast<const float*>(array(info, 3, m, "lseB", napi_float32_array, n * h).data);
-    const KernelTable* k = table_;
-    parallelRange(n * h, std::max<int64_t>(1, 32768 / d),
-                  [&](int64_t a, int64_t b) { k->merge(outA, lseA, outB, lseB, d, a, b); });
+    lk::AttentionRunner::merge(table_, *pool_, outA, lseA, outB, lseB, n * h, d);
   }
 
   // streamRead(x): sums x with every pool thread; benchmarks time it as the memory-read limit.
@@ -672,8 +556,7 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   std::vector<double> partials_;
-  // Flash-decoding partials (output rows and their lse) and the lse of a merge nobody asked for.
-  std::vector<float> partOut_, partLse_, mergeLse_;
+  lk::AttentionRunner runner_;  // attention dispatch and its flash-decoding scratch
   std::vector<float> packedX_;  // a batched matmul's activations, packed by token group
   // groupedMatmul's per-call plan: one product per expert with rows, where its packed rows start
   // (-1: not packed), and the row slices run as one pool job. They grow once, then are reused.
@@ -686,6 +569,7 @@ class Kernels : public Napi::Addon<Kernels> {
   const KernelTable* table_;
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;
+  std::unique_ptr<lk::dp::Api> dp_;  // the native data plane (declared last: it stops its threads first)
 };
 
 }  // namespace

@@ -1,0 +1,90 @@
+#include "attention_runner.h"
+
+#include <algorithm>
+
+namespace lk {
+
+namespace {
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Parts per token: enough tasks for every thread, each part at least kMinPart keys so merging
+// stays cheap.
+int64_t attentionSplits(int64_t want, int64_t tokens, int64_t longest) {
+  constexpr int64_t kMinPart = 512;
+  if (tokens == 0 || tokens >= want || longest < 2 * kMinPart) return 1;
+  return std::max<int64_t>(1, std::min(ceilDiv(want, tokens), longest / kMinPart));
+}
+
+}  // namespace
+
+void AttentionRunner::run(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
+  if (n <= 0) return;
+  const int64_t D = a.cache.headDim, nKv = a.cache.nKvHeads, bs = a.cache.blockSize;
+  const int64_t G = a.nHeads / nKv;
+  int64_t longest = 0;
+  for (int64_t t = 0; t < n; t++) longest = std::max<int64_t>(longest, a.ctxEnd[t] - a.ctxStart[t]);
+  // A task is one token's KV heads [h0, h1) over a part of its keys. All of a token's heads in
+  // one task read each block as one contiguous region; when there are too few tokens to keep
+  // every thread busy, long contexts are cut into parts (flash-decoding) and short ones into
+  // head groups. Four tasks a thread even out unequal contexts.
+  const int64_t want = int64_t(pool.size()) * 4;
+  const int64_t nSplit = attentionSplits(want, n, longest);
+  const int64_t headParts = n * nSplit >= want ? 1 : std::min(nKv, ceilDiv(want, n * nSplit));
+  auto heads = [&](int64_t part, int64_t& h0, int64_t& h1) {
+    h0 = part * nKv / headParts;
+    h1 = (part + 1) * nKv / headParts;
+  };
+  if (nSplit == 1) {
+    pool.forEach(n * headParts, [&](int64_t task) {
+      const int64_t t = task / headParts;
+      int64_t h0, h1;
+      heads(task % headParts, h0, h1);
+      const int64_t h = t * a.nHeads + h0 * G;
+      k->attention(a, t, h0, h1, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
+    });
+    return;
+  }
+  // Flash-decoding: each token's range is cut into nSplit parts (each a whole number of blocks
+  // long) computed as separate tasks with their lse, then merged. Partial row (t, part s,
+  // head h) is ((t * nSplit + s) * nHeads + h).
+  const int64_t rows = n * nSplit * a.nHeads;
+  if (int64_t(partOut_.size()) < rows * D) partOut_.resize(size_t(rows * D));
+  if (int64_t(partLse_.size()) < rows) partLse_.resize(size_t(rows));
+  if (int64_t(mergeLse_.size()) < n * a.nHeads) mergeLse_.resize(size_t(n * a.nHeads));
+  float* po = partOut_.data();
+  float* pl = partLse_.data();
+  pool.forEach(n * nSplit * headParts, [&](int64_t task) {
+    const int64_t s = task % nSplit, t = task / (nSplit * headParts);
+    int64_t h0, h1;
+    heads((task / nSplit) % headParts, h0, h1);
+    const int64_t start = a.ctxStart[t], end = a.ctxEnd[t];
+    const int64_t per = ceilDiv(ceilDiv(end - start, nSplit), bs) * bs;
+    const int64_t p0 = std::min(end, start + s * per), p1 = std::min(end, p0 + per);
+    const int64_t row = (t * nSplit + s) * a.nHeads + h0 * G;
+    k->attention(a, t, h0, h1, p0, p1, po + row * D, pl + row);
+  });
+  float* lse = a.lse ? a.lse : mergeLse_.data();
+  const int64_t H = a.nHeads;
+  for (int64_t t = 0; t < n; t++) {
+    const int64_t first = t * nSplit * H;
+    std::copy(po + first * D, po + (first + H) * D, a.out + t * H * D);
+    std::copy(pl + first, pl + first + H, lse + t * H);
+    for (int64_t s = 1; s < nSplit; s++)
+      k->merge(a.out + t * H * D, lse + t * H, po + (first + s * H) * D, pl + first + s * H, D, 0, H);
+  }
+}
+
+void AttentionRunner::merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,
+                            const float* lseB, int64_t rows, int64_t d) {
+  if (rows <= 0) return;
+  const int64_t grain = std::max<int64_t>(1, 32768 / d);
+  const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(rows, grain), int64_t(pool.size()) * 4));
+  const int64_t per = ceilDiv(rows, nTasks);
+  pool.forEach(ceilDiv(rows, per), [&](int64_t task) {
+    const int64_t a = task * per;
+    k->merge(outA, lseA, outB, lseB, d, a, std::min(rows, a + per));
+  });
+}
+
+}  // namespace lk

@@ -1,0 +1,30 @@
+// Splits one attention call (many query tokens, each over its own key range) into tasks for a
+// thread pool: the part of the kernels' Node-API face that is not argument checking, shared with
+// the attention worker's native data plane (dataplane_worker.cpp), which calls it on its own
+// thread and pool. Owns the flash-decoding scratch, which grows once and is then reused.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernel_table.h"
+#include "thread_pool.h"
+
+namespace lk {
+
+class AttentionRunner {
+ public:
+  /**
+   * out/lse for nTokens query tokens (a.lse may be null). Arguments must already be checked:
+   * every block a token reads is a real block of the cache.
+   */
+  void run(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens);
+
+  /** outA/lseA ← merge of (outA, lseA) and (outB, lseB) over rows [0, rows) of headDim each. */
+  static void merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,
+                    const float* lseB, int64_t rows, int64_t headDim);
+
+ private:
+  std::vector<float> partOut_, partLse_, mergeLse_;
+};
+
+}  // namespace lk

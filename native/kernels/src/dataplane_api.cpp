@@ -1,0 +1,312 @@
+#include "dataplane_api.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "napi_args.h"
+
+namespace lk::dp {
+
+using namespace lk::napi_args;
+
+namespace {
+
+// Runs `body`, turning the data plane's own exceptions into JavaScript errors.
+template <class F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::range_error& e) {
+    throw Napi::RangeError::New(info.Env(), e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+Napi::ArrayBuffer segmentArg(const Napi::CallbackInfo& info, size_t i, const char* m) {
+  if (!info[i].IsArrayBuffer()) typeError(info.Env(), std::string(m) + ": segment must be an ArrayBuffer");
+  return info[i].As<Napi::ArrayBuffer>();
+}
+
+int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* m, const char* name, int64_t min = 0) {
+  const int64_t v = integer(info, i, m, name, min);
+  if (v > INT32_MAX) rangeError(info.Env(), std::string(m) + ": " + name + " is too large");
+  return int32_t(v);
+}
+
+Geometry geometryArgs(const Napi::CallbackInfo& info, size_t i, const char* m) {
+  Geometry g{};
+  g.numTags = int32Arg(info, i, m, "numTags", 1);
+  g.maxTokens = int32Arg(info, i + 1, m, "maxTokens", 1);
+  g.maxSeqs = int32Arg(info, i + 2, m, "maxSeqs", 1);
+  g.maxBlocksPerSeq = int32Arg(info, i + 3, m, "maxBlocksPerSeq", 1);
+  g.qWidth = int32Arg(info, i + 4, m, "qWidth", 1);
+  g.kvWidth = int32Arg(info, i + 5, m, "kvWidth", 1);
+  g.numLayers = int32Arg(info, i + 6, m, "numLayers", 1);
+  if (g.numTags > 64) rangeError(info.Env(), std::string(m) + ": at most 64 micro-batches");
+  return g;
+}
+
+// The rows argument: null for rows 0..nRows-1, else an Int32Array whose entries index rows of a
+// tensor holding `tensorRows` rows.
+const int32_t* rowsArg(const Napi::CallbackInfo& info, size_t i, const char* m, int32_t nRows, int64_t tensorRows) {
+  if (!present(info, i)) {
+    if (nRows > tensorRows) rangeError(info.Env(), std::string(m) + ": more rows than the tensor holds");
+    return nullptr;
+  }
+  const auto* rows = static_cast<const int32_t*>(array(info, i, m, "rows", napi_int32_array, nRows).data);
+  for (int32_t r = 0; r < nRows; r++)
+    if (rows[r] < 0 || rows[r] >= tensorRows)
+      rangeError(info.Env(), std::string(m) + ": rows[" + std::to_string(r) + "] = " + std::to_string(rows[r]) +
+                                 " is outside the tensor's " + std::to_string(tensorRows) + " rows");
+  return rows;
+}
+
+// A float tensor of rows of `width` floats, of which [colOff, colOff + used) are taken: its row count.
+int64_t tensorRows(const Napi::CallbackInfo& info, const Span& s, const char* m, int64_t width, int64_t colOff,
+                   int64_t used) {
+  if (colOff + used > width) rangeError(info.Env(), std::string(m) + ": columns exceed the row width");
+  return int64_t(s.length) / width;
+}
+
+Napi::Object counters(Napi::Env env, const WorkerCounters& c) {
+  Napi::Object o = Napi::Object::New(env);
+  static const char* names[] = {"not attached", "running", "failed", "stopped"};
+  o.Set("state", names[c.state]);
+  o.Set("error", c.error);
+  o.Set("spinSeconds", c.spinSeconds);
+  o.Set("computeSeconds", c.computeSeconds);
+  o.Set("steps", double(c.steps));
+  o.Set("layers", double(c.layers));
+  return o;
+}
+
+}  // namespace
+
+Api::~Api() {
+  for (auto& w : workers_) {
+    if (w.worker) w.worker->stop();
+    for (auto& r : w.keep) r.SuppressDestruct();
+  }
+  for (auto& c : clients_) c.segment.SuppressDestruct();
+}
+
+void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
+  using Method = Napi::Value (Api::*)(const Napi::CallbackInfo&);
+  struct Entry {
+    const char* name;
+    Method method;
+  };
+  static const Entry entries[] = {
+      {"dpSegmentBytes", &Api::SegmentBytes}, {"dpClientOpen", &Api::ClientOpen}, {"dpClientClose", &Api::ClientClose},
+      {"dpPostStep", &Api::PostStep},         {"dpPostQ", &Api::PostQ},           {"dpPostKv", &Api::PostKv},
+      {"dpReady", &Api::Ready},               {"dpTake", &Api::Take},             {"dpWait", &Api::Wait},
+      {"dpClientInfo", &Api::ClientInfo},     {"dpServe", &Api::Serve},           {"dpStop", &Api::Stop},
+      {"dpWorkerInfo", &Api::WorkerInfo},
+  };
+  for (const Entry& e : entries) {
+    // The member pointer travels as the function's data, next to this Api.
+    auto* bound = new std::pair<Api*, Method>(this, e.method);
+    exports.Set(e.name, Napi::Function::New(
+                            env,
+                            [](const Napi::CallbackInfo& info) -> Napi::Value {
+                              auto* b = static_cast<std::pair<Api*, Method>*>(info.Data());
+                              return guarded(info, [&] { return (b->first->*(b->second))(info); });
+                            },
+                            e.name, bound));
+    env.AddCleanupHook([bound] { delete bound; });
+  }
+}
+
+Client& Api::client(const Napi::CallbackInfo& info, size_t i) {
+  const int64_t id = integer(info, i, "data plane", "client");
+  if (id >= int64_t(clients_.size()) || !clients_[size_t(id)].client)
+    rangeError(info.Env(), "data plane: client " + std::to_string(id) + " is not open");
+  return *clients_[size_t(id)].client;
+}
+
+// dpSegmentBytes(numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth, kvWidth, numLayers)
+Napi::Value Api::SegmentBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(segmentBytes(geometryArgs(info, 0, "dpSegmentBytes"))));
+}
+
+// dpClientOpen(segment, numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth, kvWidth, numLayers, spinUs) → id
+Napi::Value Api::ClientOpen(const Napi::CallbackInfo& info) {
+  const char* m = "dpClientOpen";
+  Napi::ArrayBuffer seg = segmentArg(info, 0, m);
+  const Geometry g = geometryArgs(info, 1, m);
+  const int64_t spinUs = integer(info, 8, m, "spinUs");
+  ClientEntry e{std::make_unique<Client>(seg.Data(), seg.ByteLength(), g, spinUs * 1000),
+                Napi::Persistent(seg.As<Napi::Object>())};
+  clients_.push_back(std::move(e));
+  return Napi::Number::New(info.Env(), double(clients_.size() - 1));
+}
+
+Napi::Value Api::ClientClose(const Napi::CallbackInfo& info) {
+  client(info, 0);
+  ClientEntry& e = clients_[size_t(info[0].As<Napi::Number>().Int64Value())];
+  e.client.reset();
+  e.segment.Reset();
+  return info.Env().Undefined();
+}
+
+// dpPostStep(id, tag, nTokens, nSeqs, seqStart, positions, tables, timeoutMs)
+Napi::Value Api::PostStep(const Napi::CallbackInfo& info) {
+  const char* m = "dpPostStep";
+  Client& c = client(info, 0);
+  const int32_t tag = int32Arg(info, 1, m, "tag");
+  const int32_t n = int32Arg(info, 2, m, "nTokens", 1);
+  const int32_t nSeqs = int32Arg(info, 3, m, "nSeqs", 1);
+  const auto* seqStart = static_cast<const int32_t*>(array(info, 4, m, "seqStart", napi_int32_array, nSeqs + 1).data);
+  const auto* positions = static_cast<const int32_t*>(array(info, 5, m, "positions", napi_int32_array, n).data);
+  const int64_t tableLen = int64_t(nSeqs) * c.geometry().maxBlocksPerSeq;
+  const auto* tables = static_cast<const int32_t*>(array(info, 6, m, "tables", napi_int32_array, tableLen).data);
+  c.postStep(tag, n, nSeqs, seqStart, positions, tables, integer(info, 7, m, "timeoutMs") * 1000000);
+  return info.Env().Undefined();
+}
+
+// dpPostQ(id, tag, layer, q, rows, nRows, srcWidth, colOff, timeoutMs)
+Napi::Value Api::PostQ(const Napi::CallbackInfo& info) {
+  const char* m = "dpPostQ";
+  Client& c = client(info, 0);
+  const int32_t nRows = int32Arg(info, 5, m, "nRows", 1);
+  const int64_t width = integer(info, 6, m, "srcWidth", 1), colOff = integer(info, 7, m, "colOff");
+  const Span q = array(info, 3, m, "q", napi_float32_array, 0);
+  const int32_t* rows = rowsArg(info, 4, m, nRows, tensorRows(info, q, m, width, colOff, c.geometry().qWidth));
+  c.postQ(int32Arg(info, 1, m, "tag"), int32Arg(info, 2, m, "layer"), static_cast<const float*>(q.data), rows, nRows,
+          width, colOff, integer(info, 8, m, "timeoutMs") * 1000000);
+  return info.Env().Undefined();
+}
+
+// dpPostKv(id, tag, layer, k, v, rows, nRows, srcWidth, colOff, timeoutMs)
+Napi::Value Api::PostKv(const Napi::CallbackInfo& info) {
+  const char* m = "dpPostKv";
+  Client& c = client(info, 0);
+  const int32_t nRows = int32Arg(info, 6, m, "nRows", 1);
+  const int64_t width = integer(info, 7, m, "srcWidth", 1), colOff = integer(info, 8, m, "colOff");
+  const Span k = array(info, 3, m, "k", napi_float32_array, 0);
+  const Span v = array(info, 4, m, "v", napi_float32_array, 0);
+  const int64_t kvRows = std::min(tensorRows(info, k, m, width, colOff, c.geometry().kvWidth),
+                                  tensorRows(info, v, m, width, colOff, c.geometry().kvWidth));
+  const int32_t* rows = rowsArg(info, 5, m, nRows, kvRows);
+  c.postKv(int32Arg(info, 1, m, "tag"), int32Arg(info, 2, m, "layer"), static_cast<const float*>(k.data),
+           static_cast<const float*>(v.data), rows, nRows, width, colOff, integer(info, 9, m, "timeoutMs") * 1000000);
+  return info.Env().Undefined();
+}
+
+// dpReady(id, tag) → boolean
+Napi::Value Api::Ready(const Napi::CallbackInfo& info) {
+  Client& c = client(info, 0);
+  const int32_t tag = int32Arg(info, 1, "dpReady", "tag");
+  if (tag >= c.geometry().numTags) rangeError(info.Env(), "dpReady: tag out of range");
+  return Napi::Boolean::New(info.Env(), c.ready(tag));
+}
+
+// dpTake(id, tag, out, rows, nRows, dstWidth, colOff) → compute µs the worker reported
+Napi::Value Api::Take(const Napi::CallbackInfo& info) {
+  const char* m = "dpTake";
+  Client& c = client(info, 0);
+  const int32_t nRows = int32Arg(info, 4, m, "nRows");
+  const int64_t width = integer(info, 5, m, "dstWidth", 1), colOff = integer(info, 6, m, "colOff");
+  const Span out = array(info, 2, m, "out", napi_float32_array, 0);
+  const int32_t* rows = rowsArg(info, 3, m, nRows, tensorRows(info, out, m, width, colOff, c.geometry().qWidth));
+  const int32_t micros =
+      c.take(int32Arg(info, 1, m, "tag"), static_cast<float*>(out.data), rows, nRows, width, colOff);
+  return Napi::Number::New(info.Env(), micros);
+}
+
+// dpWait(ids: Int32Array, n, timeoutMs) → index of a client with a ready reply, -1 timed out,
+// -(2 + i) client i's worker failed
+Napi::Value Api::Wait(const Napi::CallbackInfo& info) {
+  const char* m = "dpWait";
+  const int32_t n = int32Arg(info, 1, m, "n", 1);
+  const auto* ids = static_cast<const int32_t*>(array(info, 0, m, "ids", napi_int32_array, n).data);
+  waitScratch_.clear();
+  for (int32_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || size_t(ids[i]) >= clients_.size() || !clients_[size_t(ids[i])].client)
+      rangeError(info.Env(), "dpWait: client " + std::to_string(ids[i]) + " is not open");
+    waitScratch_.push_back(clients_[size_t(ids[i])].client.get());
+  }
+  const int64_t timeout = integer(info, 2, m, "timeoutMs") * 1000000;
+  return Napi::Number::New(info.Env(), Client::waitAny(waitScratch_.data(), n, timeout));
+}
+
+Napi::Value Api::ClientInfo(const Napi::CallbackInfo& info) {
+  Client& c = client(info, 0);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("spinSeconds", c.spinSeconds());
+  o.Set("failure", c.failure());
+  return o;
+}
+
+// dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, blockSize, nKvHeads, headDim, nHeads,
+//         maxContext, slidingWindow, threads, spinUs) → id
+Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
+  const char* m = "dpServe";
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer seg = segmentArg(info, 0, m);
+  if (!info[1].IsArray() || !info[2].IsArray()) typeError(env, "dpServe: kCaches and vCaches must be arrays");
+  Napi::Array ks = info[1].As<Napi::Array>(), vs = info[2].As<Napi::Array>();
+  WorkerConfig c;
+  c.segment = seg.Data();
+  c.segmentBytes = seg.ByteLength();
+  c.dtype = int(integer(info, 3, m, "dtype"));
+  if (c.dtype > 2) typeError(env, "dpServe: dtype code must be 0, 1 or 2");
+  c.numBlocks = integer(info, 4, m, "numBlocks", 1);
+  c.blockSize = integer(info, 5, m, "blockSize", 1);
+  c.nKvHeads = integer(info, 6, m, "nKvHeads", 1);
+  c.headDim = integer(info, 7, m, "headDim", 1);
+  c.nHeads = integer(info, 8, m, "nHeads", 1);
+  c.maxContext = integer(info, 9, m, "maxContext", 1);
+  c.slidingWindow = integer(info, 10, m, "slidingWindow");
+  c.threads = int(integer(info, 11, m, "threads"));
+  if (c.threads == 0) c.threads = pool_->size();
+  c.spinNs = integer(info, 12, m, "spinUs") * 1000;
+  c.table = *table_;
+  if (c.nHeads % c.nKvHeads) typeError(env, "dpServe: nHeads must be a multiple of nKvHeads");
+  if (ks.Length() != vs.Length() || ks.Length() == 0) typeError(env, "dpServe: one k and one v cache per layer");
+  const int64_t total = c.numBlocks * c.nKvHeads * c.blockSize * c.headDim;
+  const napi_typedarray_type type = c.dtype == kF32 ? napi_float32_array : napi_uint16_array;
+  WorkerEntry entry;
+  entry.keep.push_back(Napi::Persistent(seg.As<Napi::Object>()));
+  for (uint32_t l = 0; l < ks.Length(); l++) {
+    for (int side = 0; side < 2; side++) {
+      Napi::Value v = (side == 0 ? ks : vs).Get(l);
+      napi_typedarray_type t;
+      size_t length, offset;
+      void* data;
+      napi_value ab;
+      if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok ||
+          t != type || int64_t(length) < total)
+        typeError(env, "dpServe: layer " + std::to_string(l) + "'s cache is not a typed array of the geometry");
+      (side == 0 ? c.kCaches : c.vCaches).push_back(data);
+      entry.keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    }
+  }
+  entry.worker = std::make_unique<Worker>(std::move(c));
+  entry.worker->start();
+  workers_.push_back(std::move(entry));
+  return Napi::Number::New(env, double(workers_.size() - 1));
+}
+
+Napi::Value Api::Stop(const Napi::CallbackInfo& info) {
+  const int64_t id = integer(info, 0, "dpStop", "worker");
+  if (id >= int64_t(workers_.size())) rangeError(info.Env(), "dpStop: no such worker");
+  WorkerEntry& e = workers_[size_t(id)];
+  if (e.worker) e.worker->stop();
+  e.worker.reset();
+  e.keep.clear();
+  return info.Env().Undefined();
+}
+
+Napi::Value Api::WorkerInfo(const Napi::CallbackInfo& info) {
+  const int64_t id = integer(info, 0, "dpWorkerInfo", "worker");
+  if (id >= int64_t(workers_.size()) || !workers_[size_t(id)].worker)
+    rangeError(info.Env(), "dpWorkerInfo: no such worker");
+  return counters(info.Env(), workers_[size_t(id)].worker->counters());
+}
+
+}  // namespace lk::dp

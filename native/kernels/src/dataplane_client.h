@@ -1,0 +1,58 @@
+// The model side of the native data plane: posts a micro-batch's step header, q and k/v straight
+// into the segment's slots (gathering the rows and head columns this worker serves), and waits
+// for OUT replies by spinning, then sleeping on a futex, inside the calling thread: the engine
+// thread waits here, never on the event loop.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dataplane_layout.h"
+
+namespace lk::dp {
+
+class Client {
+ public:
+  /** Writes a fresh header for `g` into the segment (the model side creates it). */
+  Client(void* segment, size_t bytes, const Geometry& g, int64_t spinNs);
+
+  const Geometry& geometry() const { return g_; }
+
+  void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
+                const int32_t* tables, int64_t timeoutNs);
+  /** Rows `rows[0..nRows)` of src (rows of srcWidth floats), columns [colOff, colOff + width). */
+  void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
+             int64_t colOff, int64_t timeoutNs);
+  void postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,
+              int64_t srcWidth, int64_t colOff, int64_t timeoutNs);
+  /** Whether the micro-batch's last KV has its OUT and it was not taken yet. */
+  bool ready(int tag) const;
+  /** Scatters the OUT into rows of `out` (rows of dstWidth floats, at colOff); returns compute µs. */
+  int32_t take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff);
+  /** The worker failed or is gone: the reason, else empty. */
+  std::string failure() const;
+  double spinSeconds() const { return double(spinNs_) * 1e-9; }
+  int32_t awaiting() const;
+
+  /**
+   * Waits until one of `clients` has a ready reply: returns its index, -1 after timeoutNs, or
+   * -(2 + i) when client i's worker failed or died.
+   */
+  static int waitAny(Client* const* clients, int n, int64_t timeoutNs);
+
+ private:
+  char* tagBase(int tag) const { return base_ + kHeaderBytes + size_t(tag) * layout_.bytes; }
+  int32_t* reserveEntry(int tag, int64_t timeoutNs);
+  void publish(int tag);
+  void checkTag(int tag) const;
+
+  char* base_;
+  Geometry g_;
+  TagLayout layout_;
+  int64_t spinNs_ = 0;
+  int64_t spinBudgetNs_;
+  std::vector<int32_t> posted_, expect_, taken_;
+  mutable int64_t lastPidCheck_ = 0;
+};
+
+}  // namespace lk::dp

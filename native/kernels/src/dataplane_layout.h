@@ -1,0 +1,118 @@
+// The shared-memory segment of the native attention data plane: one per model-side link to an
+// attention worker, created by the model side, opened by the worker, written and read only by
+// native code on both sides (dataplane_client.cpp, dataplane_worker.cpp). JavaScript sizes and
+// maps it and keeps the control plane (CONFIGURE, RESERVE/RELEASE, stats) on the channel.
+//
+// Layout (int32 words, little endian; every region 64-byte aligned):
+//   0      header line: magic, layout, numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth,
+//          kvWidth, numLayers, model pid, worker pid, worker state
+//   64     worker doorbell line: postCount (futex word), workerSleeping
+//   128    model doorbell line: replyCount (futex word), modelSleeping
+//   256    worker's error message (NUL-terminated, kErrorBytes)
+//   4096   tag 0's region, then tag 1's, … (tagBytes each, a multiple of 4096)
+// A tag (micro-batch) region:
+//   +0     model line: posted (postings made), then the posting queue (kQueue entries of
+//          kind, layer, nTokens, nSeqs)
+//   +128   worker line: consumed (postings taken), replied (OUT replies published), reply
+//          layer, reply compute µs
+//   +256   seqStart[maxSeqs + 1], positions[maxTokens], blockTables[maxSeqs × maxBlocksPerSeq]
+//   then   q[maxTokens × qWidth], k[maxTokens × kvWidth], v[…], out[maxTokens × qWidth] (f32)
+//
+// Per micro-batch the postings run STEP, then Q and KV for each layer; the model side posts the
+// next layer's Q only after it has taken the last OUT, so q/k/v/out are never rewritten while
+// the other side reads them. Publication is a release store of a counter after the data, read
+// with an acquire load; a futex wake happens only when the other side said it sleeps.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace lk::dp {
+
+constexpr int32_t kMagic = 0x4c504444;  // "DDPL"
+constexpr int32_t kLayout = 1;
+constexpr int kQueue = 4;
+constexpr size_t kErrorBytes = 1024;
+constexpr size_t kHeaderBytes = 4096;
+
+enum Kind : int32_t { kStep = 1, kQ = 2, kKv = 3 };
+enum WorkerState : int32_t { kNotAttached = 0, kRunning = 1, kFailed = 2, kStopped = 3 };
+
+// Header word indices.
+enum H : int {
+  H_MAGIC = 0,
+  H_LAYOUT,
+  H_TAGS,
+  H_MAX_TOKENS,
+  H_MAX_SEQS,
+  H_MAX_BLOCKS,
+  H_Q_WIDTH,
+  H_KV_WIDTH,
+  H_LAYERS,
+  H_MODEL_PID,
+  H_WORKER_PID,
+  H_WORKER_STATE,
+  H_POST_COUNT = 16,
+  H_WORKER_SLEEPING = 17,
+  H_REPLY_COUNT = 32,
+  H_MODEL_SLEEPING = 33,
+};
+constexpr size_t kErrorOffset = 256;
+
+struct Geometry {
+  int32_t numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth, kvWidth, numLayers;
+};
+
+inline size_t align(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+// Byte offsets inside one tag's region.
+struct TagLayout {
+  size_t seqStart, positions, blockTables, q, k, v, out, bytes;
+};
+
+inline TagLayout tagLayout(const Geometry& g) {
+  TagLayout t{};
+  size_t at = 256;
+  t.seqStart = at;
+  at = align(at + 4 * size_t(g.maxSeqs + 1), 64);
+  t.positions = at;
+  at = align(at + 4 * size_t(g.maxTokens), 64);
+  t.blockTables = at;
+  at = align(at + 4 * size_t(g.maxSeqs) * size_t(g.maxBlocksPerSeq), 64);
+  t.q = at;
+  at = align(at + 4 * size_t(g.maxTokens) * size_t(g.qWidth), 64);
+  t.k = at;
+  at = align(at + 4 * size_t(g.maxTokens) * size_t(g.kvWidth), 64);
+  t.v = at;
+  at = align(at + 4 * size_t(g.maxTokens) * size_t(g.kvWidth), 64);
+  t.out = at;
+  at = align(at + 4 * size_t(g.maxTokens) * size_t(g.qWidth), 4096);
+  t.bytes = at;
+  return t;
+}
+
+inline size_t segmentBytes(const Geometry& g) { return kHeaderBytes + size_t(g.numTags) * tagLayout(g).bytes; }
+
+// Tag-region word indices.
+enum T : int {
+  T_POSTED = 0,
+  T_QUEUE = 1,  // kQueue entries of 4 words: kind, layer, nTokens, nSeqs
+  T_CONSUMED = 32,
+  T_REPLIED = 33,
+  T_REPLY_LAYER = 34,
+  T_REPLY_MICROS = 35,
+};
+
+// A shared word: atomics on the mapping even where this side only reads (hence const_cast).
+inline std::atomic<int32_t>* word(const void* base, size_t byteOffset, int index) {
+  return reinterpret_cast<std::atomic<int32_t>*>(const_cast<char*>(static_cast<const char*>(base)) + byteOffset) +
+         index;
+}
+
+// Shared futex (not private: the word is in a mapping of two processes).
+void futexWait(std::atomic<int32_t>* w, int32_t expected, int64_t timeoutNs);
+void futexWake(std::atomic<int32_t>* w);
+bool pidAlive(int32_t pid);
+int64_t nowNs();
+
+}  // namespace lk::dp

@@ -1,0 +1,91 @@
+// The attention worker's side of the native data plane: one thread per model-side connection
+// that polls the segment (spin, then futex), checks each posting, and runs the attention kernels
+// on the KV cache directly, reading q/k/v in place and writing the output into the reply slot.
+// JavaScript starts and stops it and reads its state; nothing on the per-layer path touches JS.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "attention_runner.h"
+#include "dataplane_layout.h"
+#include "kernel_table.h"
+#include "thread_pool.h"
+
+namespace lk::dp {
+
+struct WorkerConfig {
+  void* segment = nullptr;
+  size_t segmentBytes = 0;
+  std::vector<void*> kCaches, vCaches;  // one pair per layer
+  int dtype = 0;
+  int64_t numBlocks = 0, blockSize = 0, nKvHeads = 0, headDim = 0, nHeads = 0;
+  int64_t maxContext = 0, slidingWindow = 0;  // 0: no window
+  int threads = 1;
+  int64_t spinNs = 0;
+  const KernelTable* table = nullptr;
+};
+
+struct WorkerCounters {
+  int state;
+  std::string error;
+  double spinSeconds, computeSeconds;
+  uint64_t steps, layers;
+};
+
+class Worker {
+ public:
+  /** Checks the segment's header against the cache geometry; throws std::runtime_error. */
+  explicit Worker(WorkerConfig c);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  /** Asks the loop to end and joins it (the loop notices within one futex slice). */
+  void stop();
+  WorkerCounters counters() const;
+
+ private:
+  struct TagState {
+    std::vector<int32_t> seqStart, slots, qSeq, ctxStart, ctxEnd, earlyEnd, lateStart, tables;
+    std::vector<float> lse, lateOut, lateLse;
+    int32_t nTokens = 0, nSeqs = 0;
+    int32_t consumed = 0;
+    int32_t replied = 0;
+    int32_t earlyLayer = -1;
+    bool prepared = false;
+    int64_t earlyNs = 0;
+  };
+
+  void loop();
+  bool drainTag(int tag);
+  void onStep(int tag, const int32_t* entry);
+  void onQ(int tag, const int32_t* entry);
+  void onKv(int tag, const int32_t* entry);
+  AttnArgs args(TagState& s, int layer, int tag, float* out, const int32_t* start, const int32_t* end, float* lse);
+  [[noreturn]] void reject(int tag, const std::string& what);
+  void fail(const std::string& what);
+  char* tagBase(int tag) const { return static_cast<char*>(c_.segment) + kHeaderBytes + size_t(tag) * layout_.bytes; }
+
+  WorkerConfig c_;
+  Geometry g_{};
+  TagLayout layout_{};
+  std::vector<TagState> tags_;
+  std::unique_ptr<ThreadPool> pool_;
+  AttentionRunner runner_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mu_;  // guards error_
+  std::string error_;
+  std::atomic<int> state_{kNotAttached};
+  std::atomic<int64_t> spinNs_{0}, computeNs_{0};
+  std::atomic<uint64_t> steps_{0}, layers_{0};
+  float scale_ = 1;
+};
+
+}  // namespace lk::dp
