@@ -19,6 +19,11 @@ export interface Channel {
   readonly description: string;
   readonly closed: boolean;
   /**
+   * True when both ends are processes of this host sharing memory (shared-memory channels): the
+   * attention protocol then moves its per-layer exchange onto a native data plane beside it.
+   */
+  readonly sameHost?: boolean;
+  /**
    * Queues one message. The promise resolves once the frame left this process's hands (copied
    * into the shared ring, or handed to the kernel's socket buffer): until then the message and
    * its tensors' memory must not be modified. Awaiting each send is what gives backpressure:

@@ -14,7 +14,6 @@
  * Lifetime of the segment's name: the creator unlinks it as soon as the opener has attached (the
  * mapping stays valid), on close, and at process exit, so no name outlives its channel.
  */
-import { randomBytes } from "node:crypto";
 import {
   type Channel,
   type CloseInfo,
@@ -26,6 +25,7 @@ import { DecodedMessage, FrameEncoder } from "./codec.js";
 import { ChannelClosedError, FrameError } from "./errors.js";
 import { type FrameLimits, resolveLimits } from "./limits.js";
 import type { Message, ReceivedMessage } from "./message.js";
+import { isSegmentName, newSegmentName, unlinkAtExit, unlinkSegmentName } from "./shm-names.js";
 import { type ShmNative, shmNative, WAIT_TIMED_OUT } from "./shm-native.js";
 import {
   DATA_START,
@@ -59,7 +59,6 @@ export interface ShmOptions {
 const DEFAULT_CAPACITY = 64 * 1024 * 1024;
 const RESOLVED = Promise.resolve();
 const live = new Set<ShmChannel>();
-const unlinkAtExit = new Set<string>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -67,25 +66,7 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.once("exit", () => {
     for (const ch of live) ch.markClosedForExit();
-    for (const name of unlinkAtExit) {
-      try {
-        shmNative().unlink(name);
-      } catch {}
-    }
   });
-}
-
-let counter = 0;
-/**
- * LAMINA_SHM_TAG (letters and digits, starting with a letter) goes into the names after
- * "lamina-": a test runner tags each test file's processes so it can find the segments that one
- * file left behind, and only those.
- */
-const TAG = /^[A-Za-z][A-Za-z0-9]{0,31}$/.test(process.env.LAMINA_SHM_TAG ?? "")
-  ? `${process.env.LAMINA_SHM_TAG}-`
-  : "";
-function newSegmentName(): string {
-  return `/lamina-${TAG}${process.pid}-${++counter}-${randomBytes(4).toString("hex")}`;
 }
 
 interface QueuedSend {
@@ -106,6 +87,7 @@ function spin(micros: number, ready: () => boolean): boolean {
 
 export class ShmChannel implements Channel {
   readonly description: string;
+  readonly sameHost = true;
   readonly limits: FrameLimits;
   private readonly i32: Int32Array;
   private readonly writer: RingWriter;
@@ -158,7 +140,7 @@ export class ShmChannel implements Channel {
     this.description = `shm ${name} (${role})`;
     live.add(this);
     installExitHook();
-    if (!this.unlinked) unlinkAtExit.add(name);
+    if (!this.unlinked) unlinkAtExit(name);
   }
 
   get closed(): boolean {
@@ -318,10 +300,7 @@ export class ShmChannel implements Channel {
   private unlinkName(): void {
     if (this.unlinked) return;
     this.unlinked = true;
-    unlinkAtExit.delete(this.name);
-    try {
-      this.native.unlink(this.name);
-    } catch {}
+    unlinkSegmentName(this.name);
   }
 
   /** Null while the peer looks alive, else why it is not. */
@@ -450,7 +429,7 @@ export function createShmChannel(options: ShmOptions = {}): ShmChannel {
 
 /** Opens the other end of a segment made by createShmChannel (in another process or thread). */
 export function openShmChannel(name: string, options: Omit<ShmOptions, "capacityBytes"> = {}): ShmChannel {
-  if (typeof name !== "string" || !/^\/lamina-[\w-]+$/.test(name))
+  if (!isSegmentName(name))
     throw new TypeError(`openShmChannel: ${JSON.stringify(name)} is not a lamina shm segment name`);
   const native = shmNative();
   const buffer = native.open(name);
