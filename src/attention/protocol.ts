@@ -16,8 +16,15 @@ import { z } from "zod";
  *
  * `tag` names the micro-batch (several are in flight under staggered pipelining). Errors come
  * back as transport error replies (FLAG_ERROR) and close nothing but that request.
+ *
+ * Native data plane (same-host connections): CONFIGURE may name a shared-memory segment; a worker
+ * that maps it replies `dataPlane: true`, and from then on STEP, Q, KV and OUT travel through
+ * that segment, written and read by native code on both sides (src/attention/data-plane-*.ts,
+ * native/kernels/src/dataplane_*.cpp); the channel keeps the control messages. Block tables
+ * then come with each step from the model side's mirror, so RESERVE/RELEASE only keep the
+ * worker's own accounting (STATS) in step.
  */
-export const ATTENTION_PROTOCOL_VERSION = 1;
+export const ATTENTION_PROTOCOL_VERSION = 2;
 
 export const MsgType = {
   CONFIGURE: 1,
@@ -61,6 +68,13 @@ export const configureRequestSchema = z.strictObject({
   kvMemory: z.number().int().min(1).nullable(),
   /** Most micro-batches in flight at once. */
   maxTags: z.number().int().min(1).max(64),
+  /** A data-plane segment to map (same-host connections), or null for the exchange over messages. */
+  dataPlane: z
+    .strictObject({
+      segment: z.string().regex(/^\/lamina-[\w-]+$/),
+      layout: z.number().int(),
+    })
+    .nullable(),
 });
 export type ConfigureRequest = z.infer<typeof configureRequestSchema>;
 
@@ -69,6 +83,10 @@ export const configureReplySchema = z.strictObject({
   numBlocks: z.number().int().min(1),
   pid: z.number().int(),
   kernels: z.string(),
+  /** Whether the worker serves the per-layer exchange over the requested data plane. */
+  dataPlane: z.boolean(),
+  /** Why it does not, when it was asked to ("" otherwise). */
+  dataPlaneNote: z.string(),
 });
 export type ConfigureReply = z.infer<typeof configureReplySchema>;
 

@@ -4,6 +4,9 @@ import { RequestTimeoutError } from "../transport/errors.js";
 import type { Message, ReceivedMessage } from "../transport/message.js";
 import { RpcClient } from "../transport/rpc.js";
 import { BlockAllocator } from "./block-allocator.js";
+import { DataPlaneLink } from "./data-plane-link.js";
+import { DATA_PLANE_LAYOUT, type DataPlaneAddon, dataPlaneAddon } from "./data-plane-native.js";
+import { DataPlaneWaits } from "./data-plane-waits.js";
 import type { KvGeometry } from "./kv-attention.js";
 import {
   ATTENTION_PROTOCOL_VERSION,
@@ -14,6 +17,7 @@ import {
   workerStatsSchema,
 } from "./protocol.js";
 import {
+  type AttentionDrive,
   type AttentionRecovery,
   type AttentionService,
   type AttentionServiceStats,
@@ -49,6 +53,11 @@ interface Link {
   pid: number;
   kernels: string;
   lostReason: string;
+  /** The native data plane of this connection (same-host workers that accepted it), else null. */
+  dp: DataPlaneLink | null;
+  /** First column of this worker's heads in a full q/out row. */
+  outColOff: number;
+  subOf(microBatch: number): SubStep;
 }
 
 /** One micro-batch as one worker sees it. */
@@ -107,6 +116,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   replyTimeoutMs = 5_000;
   private readonly qWidthTotal: number;
   private readonly kvWidthTotal: number;
+  /** The data plane's functions when same-host workers should get one (else null: messages only). */
+  private readonly dpAddon: DataPlaneAddon | null;
+  private readonly waits: DataPlaneWaits<Link> | null;
+  /** Every active worker serves the exchange on the data plane (else all of it goes over messages). */
+  private dpMode = false;
 
   private constructor(
     endpoints: readonly WorkerEndpoint[],
@@ -115,29 +129,47 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     private readonly kvMemory: number | null,
     private readonly microBatches: number,
     private readonly log: (line: string) => void,
+    dataPlane: DataPlaneAddon | null,
+    private readonly spinMicros: number,
   ) {
     this.blockSize = geometry.blockSize;
     this.qWidthTotal = geometry.numHeads * geometry.headDim;
     this.kvWidthTotal = geometry.numKvHeads * geometry.headDim;
-    this.links = endpoints.map((endpoint) => ({
-      endpoint,
-      channel: null,
-      rpc: null,
-      alive: false,
-      mirror: null,
-      kvLo: 0,
-      kvHi: 0,
-      batches: [],
-      pid: 0,
-      kernels: "",
-      lostReason: "",
-    }));
+    this.links = endpoints.map((endpoint) => {
+      const l: Link = {
+        dp: null,
+        outColOff: 0,
+        subOf: (mb: number): SubStep => l.batches[mb]!.sub,
+        endpoint,
+        channel: null,
+        rpc: null,
+        alive: false,
+        mirror: null,
+        kvLo: 0,
+        kvHi: 0,
+        batches: [],
+        pid: 0,
+        kernels: "",
+        lostReason: "",
+      };
+      return l;
+    });
     this.pending = Array.from({ length: microBatches }, () => ({
       remaining: 0,
       resolve: () => {},
       reject: () => {},
       failed: false,
     }));
+    this.dpAddon = dataPlane;
+    this.waits = dataPlane
+      ? new DataPlaneWaits<Link>(dataPlane, microBatches, endpoints.length, this.qWidthTotal, {
+          timeoutMs: () => this.replyTimeoutMs,
+          onReply: (micros) => {
+            this.attentionMicros += micros;
+          },
+          onLost: (l, reason) => this.declareLost(l, reason),
+        })
+      : null;
   }
 
   /** Connects to every worker and configures its share. Fails clearly if a worker cannot serve. */
@@ -151,6 +183,14 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       microBatches: number;
       /** Liveness bound for a layer's reply (default 5 s). */
       replyTimeoutMs?: number;
+      /**
+       * Move the per-layer exchange with same-host workers onto the native data plane (default
+       * true); where the kernels or a worker cannot, the exchange stays on messages and the log
+       * says why.
+       */
+      dataPlane?: boolean;
+      /** Spin budget of the data plane's waits before they sleep (µs, default 200). */
+      spinMicros?: number;
       log?: (line: string) => void;
     },
   ): Promise<RemoteAttentionService> {
@@ -161,13 +201,23 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
         `head partitioning needs the KV head count (${g.numKvHeads}) to divide by the attention worker count (${endpoints.length}); use --partition request or ${divisors(g.numKvHeads).join("/")} workers`,
       );
     }
+    const log = options.log ?? (() => {});
+    let dp: DataPlaneAddon | null = null;
+    if (options.dataPlane ?? true) {
+      const found = dataPlaneAddon();
+      if (typeof found === "string")
+        log(`native data plane unavailable, per-layer exchange over messages: ${found}`);
+      else dp = found;
+    }
     const svc = new RemoteAttentionService(
       endpoints,
       options.partition,
       g,
       options.kvMemory,
       options.microBatches,
-      options.log ?? (() => {}),
+      log,
+      dp,
+      options.spinMicros ?? DEFAULT_SPIN_MICROS,
     );
     if (options.replyTimeoutMs !== undefined) svc.replyTimeoutMs = options.replyTimeoutMs;
     await svc.relayout(svc.links);
@@ -184,6 +234,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     return this.links.filter((l) => l.alive).length;
   }
 
+  /** While the exchange is on the data plane, the pipeline drives it (see AttentionDrive). */
+  get drive(): AttentionDrive | null {
+    return this.dpMode ? this.waits : null;
+  }
+
   /** This service can lose workers and recover from it. */
   get recovery(): AttentionRecovery {
     return this;
@@ -191,7 +246,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
 
   stats(): AttentionServiceStats {
     let pollSeconds = this.retiredPollSeconds;
-    for (const l of this.links) pollSeconds += l.channel?.pollStats?.().spinSeconds ?? 0;
+    for (const l of this.links)
+      pollSeconds += (l.channel?.pollStats?.().spinSeconds ?? 0) + (l.dp?.spinSeconds() ?? 0);
     return { reportedMicros: this.attentionMicros, liveWorkers: this.aliveWorkers, pollSeconds };
   }
 
@@ -225,11 +281,15 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     );
     // Only a layout that no loss interrupted covers every head (or owner) again.
     if (this.losses === lossesBefore) this.layoutBroken = false;
+    this.updateDpMode();
   }
 
   private async configure(l: Link, kvLo: number, perKv: number): Promise<void> {
     const g = this.geometry;
     const group = g.numHeads / g.numKvHeads;
+    const qw = perKv * group * g.headDim;
+    const kw = perKv * g.headDim;
+    const dp = this.newDataPlane(l, qw, kw);
     const req: ConfigureRequest = {
       version: ATTENTION_PROTOCOL_VERSION,
       numLayers: g.numLayers,
@@ -244,6 +304,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       slidingWindow: g.slidingWindow,
       kvMemory: this.kvMemory,
       maxTags: this.microBatches,
+      dataPlane: dp ? { segment: dp.name, layout: DATA_PLANE_LAYOUT } : null,
     };
     // A stopped or wedged worker must not hold recovery: CONFIGURE gets a bound too (longer than
     // a layer's, as the worker allocates its cache), and silence past it is a loss.
@@ -255,16 +316,26 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
         bound,
       )
       .catch((e: Error) => {
+        dp?.close();
         if (e instanceof RequestTimeoutError) this.declareLost(l, `no CONFIGURE reply within ${bound} ms`);
         throw e;
       });
+    // The worker has mapped the segment (or refused it): the name is not needed any more.
+    dp?.unlinkName();
+    l.dp?.close();
+    l.dp = reply.dataPlane ? dp : null;
+    if (dp && !reply.dataPlane) {
+      dp.close();
+      this.log(
+        `attention worker ${l.endpoint.name}: no data plane (${reply.dataPlaneNote}); exchange over messages`,
+      );
+    }
+    l.outColOff = kvLo * group * g.headDim;
     l.kvLo = kvLo;
     l.kvHi = kvLo + perKv;
     l.mirror = new BlockAllocator(reply.numBlocks, g.blockSize);
     l.pid = reply.pid;
     l.kernels = reply.kernels;
-    const qw = perKv * group * g.headDim;
-    const kw = perKv * g.headDim;
     l.batches = Array.from({ length: this.microBatches }, () => ({
       sub: new SubStep(g.maxTokens, g.maxSeqs),
       q: new Float32Array(g.maxTokens * qw),
@@ -275,8 +346,38 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       kvInts: new Int32Array(2),
     }));
     this.log(
-      `attention worker ${l.endpoint.name} (pid ${reply.pid}): kv heads ${kvLo}..${kvLo + perKv - 1}, ${reply.numBlocks} blocks, ${reply.kernels}`,
+      `attention worker ${l.endpoint.name} (pid ${reply.pid}): kv heads ${kvLo}..${kvLo + perKv - 1}, ${reply.numBlocks} blocks, ${reply.kernels}, ${l.dp ? "native data plane" : "exchange over messages"}`,
     );
+  }
+
+  /** A data-plane segment for a same-host worker's share, or null (messages only, or it failed). */
+  private newDataPlane(l: Link, qWidth: number, kvWidth: number): DataPlaneLink | null {
+    if (!this.dpAddon || !l.channel?.sameHost) return null;
+    const g = this.geometry;
+    try {
+      return DataPlaneLink.create(
+        this.dpAddon,
+        {
+          numTags: this.microBatches,
+          maxTokens: g.maxTokens,
+          maxSeqs: g.maxSeqs,
+          maxBlocksPerSeq: Math.ceil(g.maxContext / g.blockSize),
+          qWidth,
+          kvWidth,
+          numLayers: g.numLayers,
+        },
+        this.spinMicros,
+      );
+    } catch (e) {
+      this.log(`attention worker ${l.endpoint.name}: data plane not created (${(e as Error).message})`);
+      return null;
+    }
+  }
+
+  /** The exchange is on the data plane only while every active worker has one. */
+  private updateDpMode(): void {
+    const active = this.active();
+    this.dpMode = this.waits !== null && active.length > 0 && active.every((l) => l.dp !== null);
   }
 
   /** Whether some worker is down. */
@@ -365,7 +466,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       this.losses++;
     }
     l.mirror = null;
+    l.dp?.close();
+    l.dp = null;
+    this.updateDpMode();
     this.log(`attention worker ${l.endpoint.name} lost: ${reason}`);
+    this.waits?.failAll(new AttentionWorkerLostError(l.endpoint.name, reason));
     for (const p of this.pending) {
       if (p.remaining > 0 && !p.failed) {
         p.failed = true;
@@ -468,6 +573,12 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       const b = l.batches[mb]!;
       const n = b.sub.nTokens;
       if (n === 0) continue;
+      if (l.dp) {
+        this.onDataPlane(l, () =>
+          l.dp!.postQ(mb, layer, q, b.sub, this.qWidthTotal, l.outColOff, this.replyTimeoutMs),
+        );
+        continue;
+      }
       const w = (l.kvHi - l.kvLo) * group * g.headDim;
       gatherRows(b.q, q, b.sub.rows, n, this.qWidthTotal, l.kvLo * group * g.headDim, w);
       b.qInts[0] = mb;
@@ -496,6 +607,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       const b = l.batches[mb]!;
       const sub = b.sub;
       if (sub.nTokens === 0) continue;
+      if (l.dp) {
+        this.onDataPlane(l, () => l.dp!.postStep(mb, sub, l.mirror!, this.replyTimeoutMs));
+        continue;
+      }
       b.stepInts[0] = mb;
       b.stepInts[1] = sub.nTokens;
       b.stepInts[2] = sub.nSeqs;
@@ -517,9 +632,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     k: Float32Array,
     v: Float32Array,
     out: Float32Array,
-  ): Promise<void> {
+  ): void | Promise<void> {
     const mb = this.batchOf(step);
     const links = this.active().filter((l) => l.batches[mb]!.sub.nTokens > 0);
+    if (this.dpMode) return this.finishOnDataPlane(mb, layer, links, k, v, out);
     const p = this.pending[mb]!;
     const done = new Promise<void>((resolve, reject) => {
       p.remaining = links.length;
@@ -530,6 +646,42 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     if (links.length === 0) p.resolve();
     for (const l of links) this.sendKv(l, mb, layer, k, v, out, p);
     return done;
+  }
+
+  /**
+   * Posts each worker its rows' k and v on the data plane; their OUT lands in `out` when waited
+   * for: here and now at depth 1 (no promise, no event-loop turn), else by the pipeline's pump.
+   */
+  private finishOnDataPlane(
+    mb: number,
+    layer: number,
+    links: Link[],
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+  ): Promise<void> | undefined {
+    const w = this.kvWidthTotal;
+    const hd = this.geometry.headDim;
+    for (const l of links)
+      this.onDataPlane(l, () =>
+        l.dp!.postKv(mb, layer, k, v, l.batches[mb]!.sub, w, l.kvLo * hd, this.replyTimeoutMs),
+      );
+    if (this.microBatches === 1) {
+      this.waits!.waitNow(mb, links, out);
+      return undefined;
+    }
+    return this.waits!.expect(mb, links, out);
+  }
+
+  /** Runs a data-plane post; a worker that cannot take it (failed, gone, full past the bound) is lost. */
+  private onDataPlane(l: Link, post: () => void): void {
+    try {
+      post();
+    } catch (e) {
+      const reason = (e as Error).message;
+      this.declareLost(l, reason);
+      throw new AttentionWorkerLostError(l.endpoint.name, reason);
+    }
   }
 
   /** Sends one worker its rows' k and v; its OUT lands in their rows of `out`. */
@@ -594,10 +746,17 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 
   async close(): Promise<void> {
+    for (const l of this.links) {
+      l.dp?.close();
+      l.dp = null;
+    }
     await Promise.all(this.links.map((l) => l.channel?.close("engine shutting down").catch(() => undefined)));
     await Promise.all(this.links.map((l) => l.endpoint.close?.().catch(() => undefined)));
   }
 }
+
+/** Spin of the data plane's waits: about one layer of a small model's model-side compute. */
+const DEFAULT_SPIN_MICROS = 200;
 
 /** CONFIGURE may take this many layers' worth of the reply bound (it allocates the KV cache). */
 const CONFIGURE_REPLIES_PER_LAYER = 4;

@@ -90,6 +90,19 @@ export interface AttentionRecovery {
   recover(seqIds: Iterable<number>): Promise<number[]>;
 }
 
+/**
+ * Capability: layers that complete only when driven. On the native data plane a worker's OUT is
+ * seen by a native wait inside the engine thread, not by the event loop, so a `finishLayer`
+ * promise resolves only when someone calls `pump`. The micro-batch pipeline does, whenever every
+ * unfinished micro-batch is blocked on this service (nothing else could run meanwhile).
+ */
+export interface AttentionDrive {
+  /** Micro-batches whose current layer waits on this service. */
+  blocked(): number;
+  /** Waits (spin, then futex) until at least one of them can go on, and resolves or fails it. */
+  pump(): void;
+}
+
 /** Adrenaline's offloading state (pd / adrenaline placements): offloaded (N) and kept (M) requests. */
 export interface OffloadStats {
   /** N/M now. */
@@ -117,6 +130,8 @@ export interface AttentionService extends KvAdmission, LayerAttention {
   /** e.g. "in-process", "2 attention workers (head-partitioned)". */
   readonly description: string;
   readonly recovery?: AttentionRecovery;
+  /** Present (non-null) while layers complete only when driven: see AttentionDrive. */
+  readonly drive?: AttentionDrive | null;
   stats?(): AttentionServiceStats;
   close(): Promise<void>;
 }

@@ -12,7 +12,7 @@ export interface AttentionWorkerOptions {
   readonly kvMemory: number;
   readonly token: string | null;
   readonly threads?: number;
-  /** Spin budget (µs) of the shared-memory channel before it sleeps. */
+  /** Spin budget (µs) of the shared-memory channel and of the native data plane before they sleep. */
   readonly spinMicros?: number;
   readonly log?: (line: string) => void;
 }
@@ -29,7 +29,11 @@ export async function runAttentionWorker(
     o.log ?? ((line: string) => process.stderr.write(`attention-worker[${process.pid}]: ${line}\n`));
   const backend = loadKernelBackend({ backend: "auto", ...(o.threads ? { threads: o.threads } : {}) });
   const serve = (channel: Channel) =>
-    new AttentionWorkerSession(channel, backend, { kvMemory: o.kvMemory, log });
+    new AttentionWorkerSession(channel, backend, {
+      kvMemory: o.kvMemory,
+      log,
+      ...(o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {}),
+    });
   if (o.shm) {
     const channel = openShmChannel(o.shm, o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {});
     serve(channel);

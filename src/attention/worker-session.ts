@@ -3,6 +3,8 @@ import type { Channel } from "../transport/channel.js";
 import { parseControl } from "../transport/control.js";
 import type { ReceivedMessage, WireTensor } from "../transport/message.js";
 import { errorReply } from "../transport/rpc.js";
+import { DATA_PLANE_LAYOUT, dataPlaneAddon } from "./data-plane-native.js";
+import { DataPlaneServer } from "./data-plane-server.js";
 import { KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
 import {
   ATTENTION_PROTOCOL_VERSION,
@@ -35,7 +37,12 @@ export interface WorkerSessionOptions {
   /** This worker's KV budget in bytes (it grants min(own, requested)). */
   readonly kvMemory: number;
   readonly log: (line: string) => void;
+  /** Spin budget of the native data-plane loop before it sleeps (µs); default 200. */
+  readonly spinMicros?: number;
 }
+
+/** How often the control plane looks at a native loop's state (a failed loop ends the connection). */
+const DATA_PLANE_WATCH_MS = 100;
 
 /**
  * The attention worker's side of one model-side connection: a KV cache sized at CONFIGURE, block
@@ -46,6 +53,9 @@ export class AttentionWorkerSession {
   private kv: KvAttention | null = null;
   private config: ConfigureRequest | null = null;
   private batches: MicroBatchState[] = [];
+  /** The native loop serving this connection's per-layer exchange, when the model side asked. */
+  private dataPlane: DataPlaneServer | null = null;
+  private dataPlaneWatch: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly channel: Channel,
@@ -55,6 +65,7 @@ export class AttentionWorkerSession {
     channel.onMessage((m) => this.onMessage(m));
     channel.onClose((info) => {
       options.log(`connection ${channel.description} closed: ${info.reason}`);
+      this.stopDataPlane();
       this.kv = null;
       this.batches = [];
     });
@@ -86,6 +97,10 @@ export class AttentionWorkerSession {
     }
     const kv = this.kv;
     if (!kv) throw new Error(`message type ${m.type} before CONFIGURE`);
+    if (this.dataPlane && (m.type === MsgType.STEP || m.type === MsgType.Q || m.type === MsgType.KV))
+      throw new Error(
+        `attention protocol: message type ${m.type} while the native data plane serves this connection`,
+      );
     switch (m.type) {
       case MsgType.RESERVE: {
         need(m.ints.length === 2, "RESERVE needs [seqId, numTokens]");
@@ -183,8 +198,10 @@ export class AttentionWorkerSession {
       );
       return;
     }
+    this.stopDataPlane();
     this.kv = new KvAttention(this.backend, geometry, numBlocks);
     this.config = req;
+    const dataPlaneNote = req.dataPlane ? this.startDataPlane(req.dataPlane, this.kv) : "";
     const qw = req.maxTokens * req.numHeads * req.headDim;
     const lw = req.maxTokens * req.numHeads;
     this.batches = Array.from({ length: req.maxTags }, (_, microBatch) => ({
@@ -211,11 +228,53 @@ export class AttentionWorkerSession {
       numBlocks,
       pid: process.pid,
       kernels: this.backend.describe(),
+      dataPlane: this.dataPlane !== null,
+      dataPlaneNote,
     };
     this.options.log(
       `configured: ${req.numLayers} layers, ${req.numHeads} q / ${req.numKvHeads} kv heads × ${req.headDim}, ${numBlocks} blocks of ${req.blockSize} tokens (${req.kvDtype})`,
     );
     void this.channel.send({ type: MsgType.CONFIGURE, requestId: m.requestId, control: reply });
+  }
+
+  /** Maps the model side's segment and starts the native loop; returns why not, or "". */
+  private startDataPlane(req: NonNullable<ConfigureRequest["dataPlane"]>, kv: KvAttention): string {
+    const refuse = (why: string) => {
+      this.options.log(`data plane refused, per-layer exchange over messages: ${why}`);
+      return why;
+    };
+    // Only a peer that shares this host's memory anyway may name a segment here.
+    if (!this.channel.sameHost) return refuse("the data plane needs a same-host (shared-memory) connection");
+    if (req.layout !== DATA_PLANE_LAYOUT)
+      return refuse(`segment layout ${req.layout}, this worker speaks ${DATA_PLANE_LAYOUT}`);
+    if (this.backend.name !== "native") return refuse(`the ${this.backend.name} kernels have no data plane`);
+    const addon = dataPlaneAddon();
+    if (typeof addon === "string") return refuse(addon);
+    try {
+      this.dataPlane = DataPlaneServer.start(addon, req.segment, kv, {
+        threads: 0,
+        spinUs: this.options.spinMicros ?? DEFAULT_DATA_PLANE_SPIN_US,
+      });
+    } catch (e) {
+      return refuse((e as Error).message);
+    }
+    // A loop that rejects a posting ends this connection (only this one), as a bad message does.
+    this.dataPlaneWatch = setInterval(() => {
+      const info = this.dataPlane?.info();
+      if (info?.state !== "failed") return;
+      this.options.log(`data plane failed: ${info.error}`);
+      void this.channel.close(`data plane: ${info.error}`);
+    }, DATA_PLANE_WATCH_MS);
+    this.dataPlaneWatch.unref();
+    this.options.log(`per-layer exchange on the native data plane (${req.segment})`);
+    return "";
+  }
+
+  private stopDataPlane(): void {
+    if (this.dataPlaneWatch) clearInterval(this.dataPlaneWatch);
+    this.dataPlaneWatch = null;
+    this.dataPlane?.stop();
+    this.dataPlane = null;
   }
 
   private step(kv: KvAttention, m: ReceivedMessage): void {
@@ -269,6 +328,9 @@ export class AttentionWorkerSession {
     return t!;
   }
 }
+
+/** Default spin of the data-plane loop: a layer's model-side compute is usually shorter. */
+const DEFAULT_DATA_PLANE_SPIN_US = 200;
 
 /** Step buffers may always use this much, even under a smaller KV budget. */
 const MIN_STEP_BUFFER_LIMIT = 256 << 20;

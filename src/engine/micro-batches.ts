@@ -107,6 +107,10 @@ export class MicroBatchPipeline {
 
   /** Waits until some micro-batch in flight has finished; returns the oldest finished one. */
   async next(): Promise<MicroBatch> {
+    if (this.attention.drive) {
+      await this.driveUntil(() => this.batches.some((b) => b.pending !== null && b.outcome !== null));
+      return this.oldestFinished();
+    }
     const racing = this.racing;
     racing.length = 0;
     for (const b of this.batches) if (b.pending) racing.push(b.pending);
@@ -116,7 +120,44 @@ export class MicroBatchPipeline {
 
   /** Waits for every micro-batch in flight. */
   async settleAll(): Promise<void> {
+    if (this.attention.drive) await this.driveUntil(() => this.unfinished() === 0);
     await Promise.all(this.batches.map((b) => b.pending));
+  }
+
+  /** Batches whose forward pass has not ended yet. */
+  private unfinished(): number {
+    let n = 0;
+    for (const b of this.batches) if (b.pending && !b.outcome) n++;
+    return n;
+  }
+
+  /**
+   * Drives an attention service whose layers complete only when pumped (the native data plane):
+   * when every unfinished batch waits on attention, one native wait lets some go on; otherwise a
+   * batch can run, and a microtask turn lets it run up to its next wait. No event-loop turn is
+   * taken unless the service stops needing a drive (after a loss the exchange may fall back to
+   * messages, whose replies arrive through the event loop).
+   */
+  private async driveUntil(done: () => boolean): Promise<void> {
+    let idle = 0;
+    while (!done()) {
+      const drive = this.attention.drive;
+      if (!drive) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
+      const blocked = drive.blocked();
+      if (blocked > 0 && blocked === this.unfinished()) {
+        drive.pump();
+        idle = 0;
+      } else if (++idle > MAX_IDLE_TURNS) {
+        // Nothing moved for many turns: let the event loop run (a timer, a message) once.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        idle = 0;
+        continue;
+      }
+      await Promise.resolve();
+    }
   }
 
   /** Of the batches whose forward pass has ended, the one launched first (steps land in order). */
@@ -155,6 +196,9 @@ export class MicroBatchPipeline {
     fillStep(batch);
   }
 }
+
+/** Microtask turns without progress before the pipeline yields one event-loop turn. */
+const MAX_IDLE_TURNS = 256;
 
 /** Writes a batch's chunks into its step: tokens, positions, sequence ranges, sampling rows. */
 function fillStep(batch: MicroBatch): void {

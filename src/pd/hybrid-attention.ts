@@ -328,7 +328,8 @@ export class HybridAttentionService implements AttentionService, AttentionRecove
     let pending: Promise<void>[] | null = null;
     for (let i = 0; i < this.instances.length; i++) {
       if (!part.remoteActive[i]) continue;
-      (pending ??= []).push(this.instances[i]!.remote.finishLayer(layer, step, k, v, out));
+      const done = this.instances[i]!.remote.finishLayer(layer, step, k, v, out);
+      if (done) (pending ??= []).push(done);
     }
     // Local attention runs while the offloaded rows are on their way.
     const sub = part.sub;

@@ -105,6 +105,9 @@ async function connectInstance(
     kvMemory: o.prefillKvMemory ?? o.kvMemory ?? null,
     microBatches: c.microBatches,
     ...(o.attentionTimeoutMs !== undefined ? { replyTimeoutMs: o.attentionTimeoutMs } : {}),
+    // A prefill instance runs its own model on the same kernels and KV cache: its share of the
+    // decode attention stays on messages, which its event loop interleaves with prefill.
+    dataPlane: false,
     log: c.log,
   });
   return { link, remote, attentionThreads: split.attention };

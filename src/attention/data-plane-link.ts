@@ -1,0 +1,154 @@
+import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
+import { shmNative } from "../transport/shm-native.js";
+import type { BlockAllocator } from "./block-allocator.js";
+import type { DataPlaneAddon } from "./data-plane-native.js";
+import type { SubStep } from "./sub-step.js";
+
+/** What one link's segment must hold: its worker's share of the heads, at the engine's limits. */
+export interface DataPlaneShape {
+  readonly numTags: number;
+  readonly maxTokens: number;
+  readonly maxSeqs: number;
+  readonly maxBlocksPerSeq: number;
+  /** Floats per token of q and of the output (this worker's query heads × headDim). */
+  readonly qWidth: number;
+  /** Floats per token of k and of v (this worker's KV heads × headDim). */
+  readonly kvWidth: number;
+  readonly numLayers: number;
+}
+
+/**
+ * The model side of one attention worker's native data plane: a shared-memory segment made
+ * here and named in CONFIGURE, and the native client that posts a micro-batch's step, q and k/v
+ * into its slots and takes the OUT replies. Every call on the per-layer path is one native call
+ * that copies the worker's rows and head columns straight between the engine's activation
+ * buffers and the slots; block tables come from the model side's exact mirror of the worker's.
+ */
+export class DataPlaneLink {
+  private closed = false;
+  /** Scratch for a step's block tables, [maxSeqs × maxBlocksPerSeq]; refilled every step. */
+  private readonly tables: Int32Array;
+
+  private constructor(
+    private readonly addon: DataPlaneAddon,
+    readonly name: string,
+    readonly id: number,
+    readonly shape: DataPlaneShape,
+    /** Held so the mapping lives as long as the client (the addon holds a reference too). */
+    private readonly segment: ArrayBuffer,
+  ) {
+    this.tables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
+  }
+
+  /** Creates and maps a segment for `shape` and opens its client; the name goes into CONFIGURE. */
+  static create(addon: DataPlaneAddon, shape: DataPlaneShape, spinUs: number): DataPlaneLink {
+    const s = shape;
+    const bytes = addon.dpSegmentBytes(
+      s.numTags,
+      s.maxTokens,
+      s.maxSeqs,
+      s.maxBlocksPerSeq,
+      s.qWidth,
+      s.kvWidth,
+      s.numLayers,
+    );
+    const name = newSegmentName();
+    const segment = shmNative().create(name, bytes);
+    unlinkAtExit(name);
+    try {
+      const id = addon.dpClientOpen(
+        segment,
+        s.numTags,
+        s.maxTokens,
+        s.maxSeqs,
+        s.maxBlocksPerSeq,
+        s.qWidth,
+        s.kvWidth,
+        s.numLayers,
+        spinUs,
+      );
+      return new DataPlaneLink(addon, name, id, shape, segment);
+    } catch (e) {
+      unlinkSegmentName(name);
+      throw e;
+    }
+  }
+
+  /** Once the worker has mapped the segment (or refused it) the name is not needed any more. */
+  unlinkName(): void {
+    unlinkSegmentName(this.name);
+  }
+
+  /** The step's sequences this worker serves, with their block tables from the mirror. */
+  postStep(tag: number, sub: SubStep, mirror: BlockAllocator, timeoutMs: number): void {
+    const mb = this.shape.maxBlocksPerSeq;
+    for (let s = 0; s < sub.nSeqs; s++) {
+      const table = mirror.table(sub.seqIds[s]!);
+      if (!table) throw new Error(`attention: sequence ${sub.seqIds[s]} has no KV reserved`);
+      const row = s * mb;
+      for (let b = 0; b < table.length; b++) this.tables[row + b] = table[b]!;
+    }
+    this.addon.dpPostStep(
+      this.id,
+      tag,
+      sub.nTokens,
+      sub.nSeqs,
+      sub.seqStart,
+      sub.positions,
+      this.tables,
+      timeoutMs,
+    );
+  }
+
+  /** q of the worker's rows (sub.rows of `q`, rows of srcWidth) and head columns from colOff. */
+  postQ(
+    tag: number,
+    layer: number,
+    q: Float32Array,
+    sub: SubStep,
+    srcWidth: number,
+    colOff: number,
+    timeoutMs: number,
+  ): void {
+    this.addon.dpPostQ(this.id, tag, layer, q, sub.rows, sub.nTokens, srcWidth, colOff, timeoutMs);
+  }
+
+  postKv(
+    tag: number,
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    sub: SubStep,
+    srcWidth: number,
+    colOff: number,
+    timeoutMs: number,
+  ): void {
+    this.addon.dpPostKv(this.id, tag, layer, k, v, sub.rows, sub.nTokens, srcWidth, colOff, timeoutMs);
+  }
+
+  ready(tag: number): boolean {
+    return this.addon.dpReady(this.id, tag);
+  }
+
+  /** Scatters the OUT into the worker's rows and columns of `out`; returns the compute µs reported. */
+  take(tag: number, out: Float32Array, sub: SubStep, dstWidth: number, colOff: number): number {
+    return this.addon.dpTake(this.id, tag, out, sub.rows, sub.nTokens, dstWidth, colOff);
+  }
+
+  /** The worker's failure as the segment reports it (or its pid gone), else "". */
+  failure(): string {
+    return this.closed ? "data plane closed" : this.addon.dpClientInfo(this.id).failure;
+  }
+
+  spinSeconds(): number {
+    return this.closed ? 0 : this.addon.dpClientInfo(this.id).spinSeconds;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unlinkName();
+    this.addon.dpClientClose(this.id);
+    void this.segment;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The native data plane's functions on the kernel addon (native/kernels/src/dataplane_*.cpp):
+ * the per-layer exchange with an attention worker over a shared-memory segment, written and read
+ * by native code on both sides. JavaScript only sizes and maps the segment and calls these.
+ */
+import { loadNativeAddon } from "../kernels/native.js";
+import type { TensorData } from "../model/tensor.js";
+
+export interface DataPlaneWorkerInfo {
+  readonly state: "not attached" | "running" | "failed" | "stopped";
+  readonly error: string;
+  readonly spinSeconds: number;
+  readonly computeSeconds: number;
+  readonly steps: number;
+  readonly layers: number;
+}
+
+export interface DataPlaneAddon {
+  dpSegmentBytes(
+    numTags: number,
+    maxTokens: number,
+    maxSeqs: number,
+    maxBlocksPerSeq: number,
+    qWidth: number,
+    kvWidth: number,
+    numLayers: number,
+  ): number;
+  dpClientOpen(
+    segment: ArrayBuffer,
+    numTags: number,
+    maxTokens: number,
+    maxSeqs: number,
+    maxBlocksPerSeq: number,
+    qWidth: number,
+    kvWidth: number,
+    numLayers: number,
+    spinUs: number,
+  ): number;
+  dpClientClose(id: number): void;
+  dpPostStep(
+    id: number,
+    tag: number,
+    nTokens: number,
+    nSeqs: number,
+    seqStart: Int32Array,
+    positions: Int32Array,
+    tables: Int32Array,
+    timeoutMs: number,
+  ): void;
+  dpPostQ(
+    id: number,
+    tag: number,
+    layer: number,
+    q: Float32Array,
+    rows: Int32Array | null,
+    nRows: number,
+    srcWidth: number,
+    colOff: number,
+    timeoutMs: number,
+  ): void;
+  dpPostKv(
+    id: number,
+    tag: number,
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    rows: Int32Array | null,
+    nRows: number,
+    srcWidth: number,
+    colOff: number,
+    timeoutMs: number,
+  ): void;
+  dpReady(id: number, tag: number): boolean;
+  dpTake(
+    id: number,
+    tag: number,
+    out: Float32Array,
+    rows: Int32Array | null,
+    nRows: number,
+    dstWidth: number,
+    colOff: number,
+  ): number;
+  /** Index into ids of a client with a ready reply; -1 timed out; -(2 + i): client i's worker failed. */
+  dpWait(ids: Int32Array, n: number, timeoutMs: number): number;
+  dpClientInfo(id: number): { spinSeconds: number; failure: string };
+  dpServe(
+    segment: ArrayBuffer,
+    kCaches: readonly TensorData[],
+    vCaches: readonly TensorData[],
+    dtype: number,
+    numBlocks: number,
+    blockSize: number,
+    nKvHeads: number,
+    headDim: number,
+    nHeads: number,
+    maxContext: number,
+    slidingWindow: number,
+    threads: number,
+    spinUs: number,
+  ): number;
+  dpStop(id: number): void;
+  dpWorkerInfo(id: number): DataPlaneWorkerInfo;
+}
+
+/** The layout version both sides must agree on (native/kernels/src/dataplane_layout.h). */
+export const DATA_PLANE_LAYOUT = 1;
+
+/** This thread's addon with the data-plane functions, or why there is none. */
+export function dataPlaneAddon(): DataPlaneAddon | string {
+  try {
+    const { addon } = loadNativeAddon();
+    const dp = addon as unknown as Partial<DataPlaneAddon>;
+    if (typeof dp.dpServe !== "function")
+      return "the native kernel addon predates the data plane (rebuild it)";
+    return dp as DataPlaneAddon;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

@@ -1,0 +1,67 @@
+import { dtypeCode } from "../kernels/native.js";
+import { shmNative } from "../transport/shm-native.js";
+import type { DataPlaneAddon, DataPlaneWorkerInfo } from "./data-plane-native.js";
+import type { KvAttention } from "./kv-attention.js";
+
+export interface DataPlaneServerOptions {
+  /** Threads of the loop's own kernel pool; 0: as many as this process's kernels use. */
+  readonly threads: number;
+  /** Spin budget before the loop sleeps on the segment's doorbell. */
+  readonly spinUs: number;
+}
+
+/**
+ * The attention worker's native data-plane loop for one connection: maps the segment the model
+ * side named in CONFIGURE and starts a native thread that runs this connection's attention on
+ * `kv`'s caches. The KV cache must outlive the loop: `stop()` joins the thread before the
+ * session drops the cache.
+ */
+export class DataPlaneServer {
+  private stopped = false;
+
+  private constructor(
+    private readonly addon: DataPlaneAddon,
+    private readonly id: number,
+    readonly segmentName: string,
+  ) {}
+
+  /** Throws (with the reason) if the segment cannot be mapped or does not match the cache. */
+  static start(
+    addon: DataPlaneAddon,
+    name: string,
+    kv: KvAttention,
+    o: DataPlaneServerOptions,
+  ): DataPlaneServer {
+    const segment = shmNative().open(name);
+    // Mapped: the name has done its job, whichever side removes it first.
+    shmNative().unlink(name);
+    const g = kv.geometry;
+    const id = addon.dpServe(
+      segment,
+      kv.caches.map((c) => c.k),
+      kv.caches.map((c) => c.v),
+      dtypeCode(g.kvDtype, "data plane"),
+      kv.allocator.numBlocks,
+      g.blockSize,
+      g.numKvHeads,
+      g.headDim,
+      g.numHeads,
+      g.maxContext,
+      g.slidingWindow ?? 0,
+      o.threads,
+      o.spinUs,
+    );
+    return new DataPlaneServer(addon, id, name);
+  }
+
+  info(): DataPlaneWorkerInfo {
+    return this.addon.dpWorkerInfo(this.id);
+  }
+
+  /** Ends the loop (joins its thread); idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.addon.dpStop(this.id);
+  }
+}
