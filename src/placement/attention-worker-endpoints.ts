@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { WorkerEndpoint } from "../attention/remote-service.js";
 import type { Channel } from "../transport/channel.js";
@@ -7,9 +8,36 @@ import { createShmChannel } from "../transport/shm-channel.js";
 import { connectTcp } from "../transport/tcp.js";
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-/** How long a spawned TCP worker may take to listen (it loads the kernels, nothing else). */
-const START_TIMEOUT_MS = 30_000;
+/** How long a spawned worker may take to listen or attach (it loads the kernels, nothing else). */
+const START_TIMEOUT_MS = 15_000;
+/** How often a starting worker's process state is looked at (a stopped one will never start). */
+const START_WATCH_MS = 100;
 const children = new Set<ChildProcess>();
+
+/**
+ * Watches a starting worker: a process stopped (SIGSTOP, a debugger) before it is up would hold
+ * recovery until the start-up bound, so it counts as a failed start at once. Returns the cancel.
+ */
+function failIfStopped(child: ChildProcess, fail: (why: string) => void): () => void {
+  const timer = setInterval(() => {
+    if (child.pid === undefined || !processStopped(child.pid)) return;
+    clearInterval(timer);
+    fail(`attention worker ${child.pid} was stopped during start-up`);
+  }, START_WATCH_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** Whether Linux reports the process as stopped (state T or t in /proc/PID/stat). */
+function processStopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "T" || state === "t";
+  } catch {
+    return false;
+  }
+}
 let exitHook = false;
 
 function trackChild(child: ChildProcess): void {
@@ -69,12 +97,15 @@ export class SpawnedWorker implements WorkerEndpoint {
       });
       // The worker attaches once its kernels are loaded: wait for that here (start-up has a bound
       // of its own), so the CONFIGURE that follows is held only to its reply's liveness bound.
+      const unwatch = failIfStopped(child, (why) => void channel.close(why));
       try {
         await channel.waitForPeer(START_TIMEOUT_MS);
       } catch (e) {
         child.kill("SIGKILL");
         await channel.close(`attention worker did not start: ${(e as Error).message}`);
         throw e;
+      } finally {
+        unwatch();
       }
       return channel;
     }
@@ -89,13 +120,20 @@ export class SpawnedWorker implements WorkerEndpoint {
         child.kill("SIGKILL");
         reject(new Error(`attention worker did not listen within ${START_TIMEOUT_MS} ms`));
       }, START_TIMEOUT_MS);
+      const unwatch = failIfStopped(child, (why) => {
+        clearTimeout(timer);
+        child.kill("SIGKILL");
+        reject(new Error(why));
+      });
       child.once("message", (m: { type?: string; port?: number }) => {
         clearTimeout(timer);
+        unwatch();
         if (m?.type === "listening" && m.port) resolve(m.port);
         else reject(new Error("unexpected message from attention worker"));
       });
       child.once("exit", (code) => {
         clearTimeout(timer);
+        unwatch();
         reject(new Error(`attention worker exited during start-up (code ${code})`));
       });
     });
