@@ -60,6 +60,7 @@ const CONFIG: ConfigureRequest = {
   slidingWindow: null,
   kvMemory: null,
   maxTags: 2,
+  dataPlane: null,
 };
 
 const f32 = (n: number): WireTensor => ({ dtype: "f32", shape: [n], data: new Float32Array(n) });
@@ -309,7 +310,10 @@ describe("attention worker under fuzzed and malformed frames", () => {
     const bad: unknown[] = [
       undefined,
       "configure",
-      { ...CONFIG, version: 2 },
+      { ...CONFIG, version: ATTENTION_PROTOCOL_VERSION + 1 },
+      { ...CONFIG, dataPlane: { segment: "../../etc/passwd", layout: 1 } },
+      { ...CONFIG, dataPlane: "yes" },
+      (({ dataPlane: _, ...rest }) => rest)(CONFIG),
       { ...CONFIG, numHeads: 0 },
       { ...CONFIG, headDim: 1.5 },
       { ...CONFIG, kvDtype: "f64" },
@@ -332,6 +336,16 @@ describe("attention worker under fuzzed and malformed frames", () => {
     };
     assert.equal(reply.pid, worker.child.pid, "the same connection still configures");
     assert.ok(reply.numBlocks > 0);
+    // A TCP peer may not make the worker map shared memory on its host: refused, not failed.
+    const asked = (await c.rpc.request(
+      {
+        type: MsgType.CONFIGURE,
+        control: { ...CONFIG, dataPlane: { segment: "/lamina-not-there", layout: 1 } },
+      },
+      (m) => m.control,
+    )) as { dataPlane: boolean; dataPlaneNote: string };
+    assert.equal(asked.dataPlane, false);
+    assert.match(asked.dataPlaneNote, /same-host/);
     await c.channel.close();
     alive();
   });

@@ -1,0 +1,293 @@
+// The native data plane's own error paths, below the engine: a malformed posting ends that
+// connection's loop (and only that one) with a reason the model side reads; a full posting queue
+// holds the poster back within a bound and then fails clearly; a worker process that dies is
+// reported to a waiting engine long before the reply bound; a loop that fails closes its
+// session's channel while the worker serves other connections.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { describe, it } from "node:test";
+import { BlockAllocator } from "../../src/attention/block-allocator.js";
+import { DataPlaneLink, type DataPlaneShape } from "../../src/attention/data-plane-link.js";
+import { type DataPlaneAddon, dataPlaneAddon } from "../../src/attention/data-plane-native.js";
+import { DataPlaneServer } from "../../src/attention/data-plane-server.js";
+import { KvAttention } from "../../src/attention/kv-attention.js";
+import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
+import { RemoteAttentionService } from "../../src/attention/remote-service.js";
+import { AttentionWorkerLostError } from "../../src/attention/service.js";
+import { SubStep } from "../../src/attention/sub-step.js";
+import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
+import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
+import { RpcClient } from "../../src/transport/rpc.js";
+import { createShmChannelPair } from "../../src/transport/shm-channel.js";
+import { nativeBackend } from "../helpers/backends.js";
+
+const backend = nativeBackend();
+const found = dataPlaneAddon();
+if (typeof found === "string") throw new Error(`the data-plane tests need the native addon: ${found}`);
+const addon: DataPlaneAddon = found;
+
+const geometry = {
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 8,
+  blockSize: 4,
+  kvDtype: "f32" as const,
+  maxContext: 32,
+  maxTokens: 8,
+  maxSeqs: 4,
+  slidingWindow: null,
+};
+const shape: DataPlaneShape = {
+  numTags: 1,
+  maxTokens: 8,
+  maxSeqs: 4,
+  maxBlocksPerSeq: 8,
+  qWidth: 32,
+  kvWidth: 16,
+  numLayers: 2,
+};
+
+/** A model-side link and a worker loop on its own 4-block cache, in this process. */
+function pair(): { link: DataPlaneLink; server: DataPlaneServer; kv: KvAttention } {
+  const link = DataPlaneLink.create(addon, shape, 50);
+  const kv = new KvAttention(backend, geometry, 4);
+  const server = DataPlaneServer.start(addon, link.name, kv, { threads: 1, spinUs: 50 });
+  return { link, server, kv };
+}
+
+/** One sequence of `n` tokens at positions 0..n-1, with blocks from a mirror allocator. */
+function step(n: number, blocks = 4): { sub: SubStep; mirror: BlockAllocator } {
+  const sub = new SubStep(8, 4);
+  sub.reset(0);
+  sub.addSeq(
+    {
+      microBatch: 0,
+      nTokens: n,
+      nSeqs: 1,
+      seqIds: Int32Array.of(7),
+      seqStart: Int32Array.of(0, n),
+      positions: Int32Array.from({ length: n }, (_, i) => i),
+    },
+    0,
+  );
+  const mirror = new BlockAllocator(blocks, 4);
+  assert.ok(mirror.reserve(7, n));
+  return { sub, mirror };
+}
+
+async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("native data plane", () => {
+  it("computes one layer through the segment like in-process attention", () => {
+    const { link, server, kv } = pair();
+    try {
+      const { sub, mirror } = step(3);
+      const q = Float32Array.from({ length: 3 * 32 }, (_, i) => Math.sin(i));
+      const k = Float32Array.from({ length: 3 * 16 }, (_, i) => Math.cos(i));
+      const v = Float32Array.from({ length: 3 * 16 }, (_, i) => (i % 7) / 7);
+      link.postStep(0, sub, mirror, 1000);
+      link.postQ(0, 0, q, sub, 32, 0, 1000);
+      link.postKv(0, 0, k, v, sub, 16, 0, 1000);
+      assert.ok(addon.dpWait(Int32Array.of(link.id), 1, 5000) >= 0, "a reply comes");
+      const out = new Float32Array(3 * 32);
+      link.take(0, out, sub, 32, 0);
+      // The same layer in-process on a fresh cache with the same block table.
+      const ref = new KvAttention(backend, geometry, 4);
+      ref.allocator.reserve(7, 3);
+      const st = {
+        microBatch: 0,
+        nTokens: 3,
+        nSeqs: 1,
+        seqIds: Int32Array.of(7),
+        seqStart: Int32Array.of(0, 3),
+        positions: Int32Array.of(0, 1, 2),
+      };
+      ref.prepare(st);
+      const expected = new Float32Array(3 * 32);
+      ref.run(0, st, q, k, v, expected);
+      for (let i = 0; i < out.length; i++) assert.ok(Math.abs(out[i]! - expected[i]!) < 1e-5, `out[${i}]`);
+      const info = server.info();
+      assert.equal(info.state, "running");
+      assert.equal(info.layers, 1);
+      void kv;
+    } finally {
+      server.stop();
+      link.close();
+    }
+  });
+
+  it("a malformed posting fails that loop only, and the model side reads why", () => {
+    const a = pair();
+    const b = pair();
+    try {
+      const { sub, mirror } = step(2);
+      // A block table entry outside the worker's cache.
+      const bad = new BlockAllocator(64, 4);
+      for (let i = 0; i < 10; i++) bad.reserve(100 + i, 4);
+      bad.reserve(7, 2);
+      a.link.postStep(0, sub, bad, 1000);
+      assert.ok(addon.dpWait(Int32Array.of(a.link.id), 1, 5000) <= -2 || a.link.failure() !== "");
+      assert.match(a.link.failure(), /block table entry 0 .* is outside the cache/);
+      assert.equal(a.server.info().state, "failed");
+      // The other connection's loop still serves.
+      b.link.postStep(0, sub, mirror, 1000);
+      b.link.postQ(0, 1, new Float32Array(64), sub, 32, 0, 1000);
+      b.link.postKv(0, 1, new Float32Array(32), new Float32Array(32), sub, 16, 0, 1000);
+      assert.ok(addon.dpWait(Int32Array.of(b.link.id), 1, 5000) >= 0);
+      assert.equal(b.server.info().state, "running");
+      // A posting out of order (KV with no Q) and a layer out of range fail too.
+      const c = pair();
+      try {
+        c.link.postStep(0, sub, mirror, 1000);
+        c.link.postKv(0, 0, new Float32Array(32), new Float32Array(32), sub, 16, 0, 1000);
+        assert.ok(addon.dpWait(Int32Array.of(c.link.id), 1, 5000) <= -2);
+        assert.match(c.link.failure(), /KV for layer 0 before its Q/);
+      } finally {
+        c.server.stop();
+        c.link.close();
+      }
+    } finally {
+      for (const p of [a, b]) {
+        p.server.stop();
+        p.link.close();
+      }
+    }
+  });
+
+  it("a full posting queue holds the poster back, then fails clearly", () => {
+    const link = DataPlaneLink.create(addon, shape, 0);
+    try {
+      const { sub, mirror } = step(1);
+      // No worker takes postings: four fit the queue, the fifth waits out its bound.
+      link.postStep(0, sub, mirror, 50);
+      for (let i = 0; i < 3; i++) link.postQ(0, 0, new Float32Array(32), sub, 32, 0, 50);
+      const t0 = performance.now();
+      assert.throws(
+        () => link.postQ(0, 0, new Float32Array(32), sub, 32, 0, 80),
+        /took no posting of micro-batch 0 within 80 ms/,
+      );
+      assert.ok(performance.now() - t0 >= 75, "the poster waited for room");
+    } finally {
+      link.close();
+    }
+  });
+
+  it("rejects bad arguments by name instead of reading out of bounds", () => {
+    const link = DataPlaneLink.create(addon, shape, 0);
+    try {
+      const { sub } = step(2);
+      sub.rows[1] = 99;
+      assert.throws(
+        () => link.postQ(0, 0, new Float32Array(64), sub, 32, 0, 50),
+        /rows\[1\] = 99 is outside/,
+      );
+      assert.throws(
+        () => addon.dpPostQ(link.id, 5, 0, new Float32Array(64), null, 1, 32, 0, 50),
+        /micro-batch 5 is outside/,
+      );
+      assert.throws(() => addon.dpTake(link.id, 0, new Float32Array(64), null, 1, 32, 0), /no OUT is ready/);
+      assert.throws(() => addon.dpWait(Int32Array.of(999), 1, 10), /client 999 is not open/);
+    } finally {
+      link.close();
+    }
+  });
+
+  it("a failed loop closes its session's channel; the worker serves other connections", async () => {
+    const [engineA, workerA] = createShmChannelPair();
+    const [engineB, workerB] = createShmChannelPair();
+    const log = () => {};
+    const logA: string[] = [];
+    // 8 KV blocks of 1 KiB each: a block id past 7 is outside the cache.
+    new AttentionWorkerSession(workerA, backend, { kvMemory: 8 << 10, log: (l) => logA.push(l) });
+    new AttentionWorkerSession(workerB, backend, { kvMemory: 8 << 10, log });
+    const link = DataPlaneLink.create(addon, shape, 0);
+    try {
+      const config: ConfigureRequest = {
+        version: ATTENTION_PROTOCOL_VERSION,
+        ...geometry,
+        kvMemory: null,
+        maxTags: 1,
+        dataPlane: { segment: link.name, layout: 1 },
+      };
+      const reply = (await new RpcClient(engineA).request(
+        { type: MsgType.CONFIGURE, control: config },
+        (m) => m.control,
+      )) as { dataPlane: boolean };
+      assert.equal(reply.dataPlane, true);
+      const { sub } = step(1);
+      const bad = new BlockAllocator(64, 4);
+      for (let i = 0; i < 20; i++) bad.reserve(100 + i, 4);
+      bad.reserve(7, 1);
+      link.postStep(0, sub, bad, 1000);
+      await until("the failed loop to close the channel", () => engineA.closed);
+      assert.ok(
+        logA.some((l) => /data plane failed: .*block table entry/.test(l)),
+        `the worker says why: ${logA.join(" | ")}`,
+      );
+      const other = (await new RpcClient(engineB).request(
+        { type: MsgType.CONFIGURE, control: { ...config, dataPlane: null } },
+        (m) => m.control,
+      )) as { numBlocks: number };
+      assert.ok(other.numBlocks > 0, "the other connection still configures");
+    } finally {
+      link.close();
+      await engineA.close();
+      await engineB.close();
+    }
+  });
+
+  it("a killed worker process is reported to a waiting engine within a fraction of the reply bound", {
+    timeout: 60_000,
+  }, async () => {
+    const worker = new SpawnedWorker("w", {
+      transport: "shm",
+      kvMemory: 16 << 20,
+      threads: 1,
+      log: () => {},
+    });
+    const svc = await RemoteAttentionService.connect([worker], {
+      partition: "head",
+      geometry,
+      kvMemory: null,
+      microBatches: 1,
+      replyTimeoutMs: 20_000,
+    });
+    try {
+      assert.notEqual(svc.drive, null, "the spawned worker took the data plane");
+      assert.ok(svc.reserve(7, 4));
+      const st = {
+        microBatch: 0,
+        nTokens: 1,
+        nSeqs: 1,
+        seqIds: Int32Array.of(7),
+        seqStart: Int32Array.of(0, 1),
+        positions: Int32Array.of(0),
+      };
+      const q = new Float32Array(32);
+      const kv = new Float32Array(16);
+      const out = new Float32Array(32);
+      svc.beginLayer(0, st, q);
+      svc.finishLayer(0, st, kv, kv, out);
+      // Stop the worker, post the next layer, kill it while the engine waits.
+      process.kill(worker.pid!, "SIGSTOP");
+      svc.beginLayer(1, st, q);
+      // The wait blocks this thread (no timer could fire): another process kills the worker.
+      const killer = spawn("sh", ["-c", `sleep 0.2; kill -KILL ${worker.pid}`], { stdio: "ignore" });
+      const t0 = performance.now();
+      assert.throws(() => svc.finishLayer(1, st, kv, kv, out), AttentionWorkerLostError);
+      const waited = performance.now() - t0;
+      assert.ok(waited < 20_000 / 4, `reported after ${waited.toFixed(0)} ms`);
+      await once(killer, "exit");
+    } finally {
+      await svc.close();
+    }
+  });
+});
