@@ -22,7 +22,7 @@ import {
   RpcClient,
   type WireDType,
 } from "../../src/transport/index.js";
-import { shmNative } from "../../src/transport/shm-native.js";
+import { memcpyGBs, nativeRoundTrip } from "./limits.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../../..");
@@ -40,21 +40,6 @@ function tensorFor(dtype: WireDType, tokens: number) {
   const n = tokens * HIDDEN;
   const data = dtype === "f32" ? new Float32Array(n).fill(1.5) : new Uint16Array(n).fill(0x3fc0);
   return { dtype, shape: [tokens, HIDDEN], data };
-}
-
-/** memcpy GB/s for `bytes`-sized copies (TypedArray.set), best of a few timed batches. */
-function memcpyGBs(bytes: number): number {
-  const src = new Uint8Array(bytes).fill(7);
-  const dst = new Uint8Array(bytes);
-  const reps = Math.max(1, Math.floor((64 << 20) / bytes));
-  let best = 0;
-  for (let k = 0; k < 5; k++) {
-    const t0 = process.hrtime.bigint();
-    for (let r = 0; r < reps; r++) dst.set(src);
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    best = Math.max(best, (bytes * reps) / s / 1e9);
-  }
-  return best;
 }
 
 interface Row {
@@ -114,40 +99,6 @@ async function measure(
     nativeP99Us: 0,
     ratioToNative: 0,
   };
-}
-
-const NATIVE_ITERATIONS = 2000;
-
-function percentiles(ns: Float64Array): { median: number; p99: number } {
-  const sorted = Array.from(ns.subarray(Math.min(100, ns.length >> 2))).sort((a, b) => a - b);
-  return {
-    median: sorted[sorted.length >> 1]! / 1000,
-    p99: sorted[Math.floor(sorted.length * 0.99)]! / 1000,
-  };
-}
-
-/** The native limit for one size: a spin-only ping-pong through shared memory, or TCP's. */
-async function nativeRoundTrip(kind: "shm" | "tcp", bytes: number): Promise<{ median: number; p99: number }> {
-  const native = shmNative();
-  const peer = path.join(here, "native-echo-peer.js");
-  if (kind === "shm") {
-    const name = `/lamina-bench-limit-${process.pid}`;
-    const buffer = native.create(name, Math.max(4096, 128 + 2 * bytes));
-    try {
-      const child = fork(peer, ["shm", name, String(bytes), String(NATIVE_ITERATIONS)], { stdio: "inherit" });
-      await once(child, "message");
-      const ns = native.pingPongLead(buffer, 0, bytes, NATIVE_ITERATIONS);
-      await once(child, "exit");
-      return percentiles(ns);
-    } finally {
-      native.unlink(name);
-    }
-  }
-  const child = fork(peer, ["tcp", String(bytes), String(NATIVE_ITERATIONS)], { stdio: "inherit" });
-  const [{ port }] = (await once(child, "message")) as [{ port: number }];
-  const ns = native.tcpPingPong(port, bytes, NATIVE_ITERATIONS);
-  await once(child, "exit");
-  return percentiles(ns);
 }
 
 async function withShm(run: (rpc: RpcClient) => Promise<void>): Promise<void> {

@@ -1,0 +1,255 @@
+// The per-layer exchange with an attention worker process, native data plane against the same
+// exchange over messages, each against limits measured in the same run:
+//   1. Round trip of one layer (post q, post k/v, wait for the output) for 1, 64 and 256 tokens
+//      of a hidden-4096 model (32 q / 8 KV heads of 128, bf16 KV), through RemoteAttentionService
+//      to a spawned worker over shared memory; the context is one key, so the worker's compute is
+//      a few µs and reported beside it. Limit: a native cache-line ping-pong between two processes
+//      (1 token), memcpy of the bytes the layer moves (64 and 256 tokens).
+//   2. Single-stream decode of a random SmolLM2-135M-shaped model: one attention worker against
+//      in-process attention with the same model-side thread.
+// Both sides are pinned to their own core where the machine has two.
+//
+//   node dist/bench/disagg/data-plane.js [--iters 2000] [--gen 64] [--spin-us 200]
+//
+// Prints tables and writes bench/results/data-plane.json.
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { RemoteAttentionService } from "../../src/attention/remote-service.js";
+import type { AttentionStep } from "../../src/attention/service.js";
+import { median } from "../../src/bench/stats.js";
+import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import { loadModel } from "../../src/model/load.js";
+import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
+import { intFlag } from "../common/flags.js";
+import { writeResults } from "../common/results.js";
+import { memcpyGBs, nativeRoundTrip } from "../transport/limits.js";
+import { benchPrompt, ensureBenchModel } from "./bench-model.js";
+import { canPin, pinProcess, pinSelf } from "./worker-proc.js";
+
+const { values } = parseArgs({
+  options: {
+    iters: { type: "string", default: "2000" },
+    gen: { type: "string", default: "64" },
+    "spin-us": { type: "string", default: "200" },
+    reps: { type: "string", default: "3" },
+  },
+});
+const iters = intFlag(values.iters, "--iters", 10);
+const gen = intFlag(values.gen, "--gen", 8);
+const spinMicros = intFlag(values["spin-us"], "--spin-us", 0);
+const reps = intFlag(values.reps, "--reps", 1);
+type Mode = "native" | "messages";
+const MODES: Mode[] = ["native", "messages"];
+
+const cores = availableParallelism();
+const pinned = canPin(cores);
+if (pinned) pinSelf(0);
+const backend = loadKernelBackend({ backend: "native", threads: 1 });
+const variant = backend.describe();
+
+function spawned(): SpawnedWorker {
+  return new SpawnedWorker("bench", {
+    transport: "shm",
+    kvMemory: 1 << 30,
+    threads: 1,
+    spinMicros,
+    log: () => {},
+  });
+}
+
+function pinWorker(w: SpawnedWorker): void {
+  if (pinned && w.pid) pinProcess(w.pid, 1);
+}
+
+// ---- 1. one layer's round trip --------------------------------------------------------------
+const HEADS = 32;
+const KV_HEADS = 8;
+const HEAD_DIM = 128;
+const LAYERS = 8;
+const geometry = {
+  numLayers: LAYERS,
+  numHeads: HEADS,
+  numKvHeads: KV_HEADS,
+  headDim: HEAD_DIM,
+  blockSize: 16,
+  kvDtype: "bf16" as const,
+  maxContext: 512,
+  maxTokens: 256,
+  maxSeqs: 256,
+  slidingWindow: null,
+};
+
+interface RoundTrip {
+  mode: Mode;
+  tokens: number;
+  medianUs: number;
+  p99Us: number;
+  workerComputeUs: number;
+  bytes: number;
+  gbPerSecond: number;
+}
+
+async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
+  const w = spawned();
+  const svc = await RemoteAttentionService.connect([w], {
+    partition: "head",
+    geometry,
+    kvMemory: null,
+    microBatches: 1,
+    dataPlane: mode === "native",
+    spinMicros,
+  });
+  pinWorker(w);
+  try {
+    if ((svc.drive !== null) !== (mode === "native"))
+      throw new Error(`the worker did not take the ${mode} exchange`);
+    const step: AttentionStep = {
+      microBatch: 0,
+      nTokens: tokens,
+      nSeqs: tokens,
+      seqIds: Int32Array.from({ length: tokens }, (_, i) => i + 1),
+      seqStart: Int32Array.from({ length: tokens + 1 }, (_, i) => i),
+      positions: new Int32Array(tokens),
+    };
+    for (let i = 1; i <= tokens; i++) if (!svc.reserve(i, 1)) throw new Error("no KV for the bench");
+    const q = new Float32Array(tokens * HEADS * HEAD_DIM).fill(0.01);
+    const k = new Float32Array(tokens * KV_HEADS * HEAD_DIM).fill(0.02);
+    const v = new Float32Array(tokens * KV_HEADS * HEAD_DIM).fill(0.03);
+    const out = new Float32Array(q.length);
+    const ns: number[] = [];
+    const compute: number[] = [];
+    const steps = Math.ceil(iters / (LAYERS - 1)) + 20;
+    for (let s = 0; s < steps; s++) {
+      for (let layer = 0; layer < LAYERS; layer++) {
+        const a0 = svc.attentionMicros;
+        const t0 = process.hrtime.bigint();
+        svc.beginLayer(layer, step, q);
+        const pending = svc.finishLayer(layer, step, k, v, out);
+        if (pending) await pending;
+        const dt = Number(process.hrtime.bigint() - t0);
+        // Layer 0 also carries the step header; the first steps warm both sides up.
+        if (layer > 0 && s >= 20) {
+          ns.push(dt);
+          compute.push(svc.attentionMicros - a0);
+        }
+      }
+    }
+    ns.sort((a, b) => a - b);
+    const med = ns[ns.length >> 1]! / 1000;
+    const bytes = 4 * (q.length + k.length + v.length + out.length);
+    return {
+      mode,
+      tokens,
+      medianUs: med,
+      p99Us: ns[Math.floor(ns.length * 0.99)]! / 1000,
+      workerComputeUs: median(compute),
+      bytes,
+      gbPerSecond: bytes / (med * 1e-6) / 1e9,
+    };
+  } finally {
+    await svc.close();
+  }
+}
+
+const cacheLine = await nativeRoundTrip("shm", 0);
+const trips: (RoundTrip & { memcpyGBs: number })[] = [];
+for (const tokens of [1, 64, 256]) {
+  for (const mode of MODES) {
+    const r = await roundTrips(mode, tokens);
+    trips.push({ ...r, memcpyGBs: memcpyGBs(r.bytes) });
+  }
+}
+console.log(
+  `\nCPU: ${cpus()[0]?.model ?? "?"}, ${cores} cores${pinned ? " (model side and worker pinned apart)" : ""}; ${variant}`,
+);
+console.log(
+  `native cache-line ping-pong between two processes: median ${cacheLine.median.toFixed(2)} µs, p99 ${cacheLine.p99.toFixed(2)} µs`,
+);
+console.log(
+  "| exchange | tokens | round trip median µs | p99 µs | worker compute µs | GB/s moved | × memcpy | median × ping-pong |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+for (const r of trips)
+  console.log(
+    `| ${r.mode} | ${r.tokens} | ${r.medianUs.toFixed(1)} | ${r.p99Us.toFixed(1)} | ${r.workerComputeUs.toFixed(1)} | ${r.gbPerSecond.toFixed(2)} | ${(r.gbPerSecond / r.memcpyGBs).toFixed(2)} | ${(r.medianUs / cacheLine.median).toFixed(1)} |`,
+  );
+
+// ---- 2. single-stream decode ------------------------------------------------------------------
+const shape = {
+  hidden: 576,
+  layers: 30,
+  heads: 9,
+  kvHeads: 3,
+  intermediate: 1536,
+  maxPositions: 1024,
+  dtype: "bf16" as const,
+};
+const model = await loadModel(ensureBenchModel(path.join(tmpdir(), "lamina-bench-models"), shape));
+type Placement = "in-process" | Mode;
+
+async function decode(placement: Placement): Promise<{ tokPerS: number; perLayerUs: number }> {
+  const opts = { maxRunning: 1, maxTokensPerStep: 512, pipelineDepth: 1 };
+  const w = placement === "in-process" ? null : spawned();
+  const svc = w
+    ? await RemoteAttentionService.connect([w], {
+        partition: "head",
+        geometry: resolveSizes(model, opts).geometry,
+        kvMemory: null,
+        microBatches: 1,
+        dataPlane: placement === "native",
+        spinMicros,
+      })
+    : undefined;
+  if (w) pinWorker(w);
+  try {
+    const core = buildColocatedEngine(model, backend, opts, svc);
+    const params = resolveSamplingParams({ temperature: 0, maxTokens: gen, ignoreEos: true });
+    core.add({ id: "s", promptTokenIds: benchPrompt(32, 0), params });
+    let t0 = 0;
+    let tokens = 0;
+    let first = true;
+    while (core.hasWork) {
+      const events = await core.runStep();
+      const n = events.reduce((a, e) => a + e.tokenIds.length, 0);
+      if (first && n > 0) {
+        first = false;
+        t0 = performance.now();
+        continue;
+      }
+      tokens += n;
+    }
+    const s = (performance.now() - t0) / 1000;
+    return { tokPerS: tokens / s, perLayerUs: (s / tokens / shape.layers) * 1e6 };
+  } finally {
+    await svc?.close();
+  }
+}
+
+const decodes: Record<Placement, number[]> = { "in-process": [], native: [], messages: [] };
+for (let r = 0; r < reps; r++)
+  for (const p of ["in-process", "native", "messages"] as const) decodes[p].push((await decode(p)).tokPerS);
+const local = median(decodes["in-process"]);
+console.log(
+  `\nsingle-stream decode, ${gen} tokens, SmolLM2-135M shape (random bf16 weights), model side 1 thread, median of ${reps}:`,
+);
+console.log("| attention | decode tok/s | × in-process | added per layer µs |");
+console.log("| --- | ---: | ---: | ---: |");
+for (const p of ["in-process", "native", "messages"] as const) {
+  const t = median(decodes[p]);
+  const added = ((1 / t - 1 / local) / shape.layers) * 1e6;
+  console.log(
+    `| ${p} | ${t.toFixed(1)} | ${(t / local).toFixed(2)} | ${p === "in-process" ? "–" : added.toFixed(1)} |`,
+  );
+}
+
+writeResults("data-plane", {
+  machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned, variant },
+  spinMicros,
+  cacheLinePingPong: cacheLine,
+  roundTrips: trips,
+  decode: { shape, gen, reps, tokPerS: decodes },
+});
