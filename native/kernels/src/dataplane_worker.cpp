@@ -126,6 +126,16 @@ void Worker::loop() {
   }
 }
 
+bool Worker::pollOnce() {
+  if (state_ == kFailed) return false;
+  try {
+    for (int t = 0; t < g_.numTags; t++) drainTag(t);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  return state_ != kFailed;
+}
+
 bool Worker::drainTag(int tag) {
   TagState& s = tags_[size_t(tag)];
   char* base = tagBase(tag);

@@ -49,6 +49,11 @@ class Worker {
   /** Asks the loop to end and joins it (the loop notices within one futex slice). */
   void stop();
   WorkerCounters counters() const;
+  /**
+   * Runs every pending posting once on the calling thread, without the loop (the fuzzer's entry);
+   * a bad posting fails the worker as the loop would. False once the worker has failed.
+   */
+  bool pollOnce();
 
  private:
   struct TagState {
