@@ -9,7 +9,7 @@
 //      in-process attention with the same model-side thread.
 // Both sides are pinned to their own core where the machine has two.
 //
-//   node dist/bench/disagg/data-plane.js [--iters 2000] [--gen 64] [--spin-us 200]
+//   node dist/bench/disagg/data-plane.js [--iters 2000] [--gen 64] [--reps 3] [--spin-us µs]
 //
 // Prints tables and writes bench/results/data-plane.json.
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -34,13 +34,15 @@ const { values } = parseArgs({
   options: {
     iters: { type: "string", default: "2000" },
     gen: { type: "string", default: "64" },
-    "spin-us": { type: "string", default: "200" },
+    "spin-us": { type: "string" },
     reps: { type: "string", default: "3" },
   },
 });
 const iters = intFlag(values.iters, "--iters", 10);
 const gen = intFlag(values.gen, "--gen", 8);
-const spinMicros = intFlag(values["spin-us"], "--spin-us", 0);
+// Unset: each side's own default spin budget.
+const spinMicros = values["spin-us"] === undefined ? undefined : intFlag(values["spin-us"], "--spin-us", 0);
+const spin = spinMicros === undefined ? {} : { spinMicros };
 const reps = intFlag(values.reps, "--reps", 1);
 type Mode = "native" | "messages";
 const MODES: Mode[] = ["native", "messages"];
@@ -101,7 +103,7 @@ async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
     kvMemory: null,
     microBatches: 1,
     dataPlane: mode === "native",
-    spinMicros,
+    ...spin,
   });
   pinWorker(w);
   try {
@@ -155,7 +157,7 @@ async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
   }
 }
 
-const cacheLine = await nativeRoundTrip("shm", 0);
+const cacheLine = await nativeRoundTrip("shm", 0, pinned ? 1 : null);
 const trips: (RoundTrip & { memcpyGBs: number })[] = [];
 for (const tokens of [1, 64, 256]) {
   for (const mode of MODES) {
@@ -201,7 +203,7 @@ async function decode(placement: Placement): Promise<{ tokPerS: number; perLayer
         kvMemory: null,
         microBatches: 1,
         dataPlane: placement === "native",
-        spinMicros,
+        ...spin,
       })
     : undefined;
   if (w) pinWorker(w);
@@ -248,7 +250,7 @@ for (const p of ["in-process", "native", "messages"] as const) {
 
 writeResults("data-plane", {
   machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned, variant },
-  spinMicros,
+  spinMicros: spinMicros ?? "defaults",
   cacheLinePingPong: cacheLine,
   roundTrips: trips,
   decode: { shape, gen, reps, tokPerS: decodes },

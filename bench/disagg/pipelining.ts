@@ -6,7 +6,7 @@
 //
 //   node dist/bench/disagg/pipelining.js [--hidden 1024] [--layers 8] [--heads 16] [--kv-heads 16]
 //       [--intermediate 2816] [--dtype bf16] [--kv-dtype f32] [--batch 32] [--prompt 640] [--gen 64]
-//       [--transport shm|tcp] [--reps 1]
+//       [--transport shm|tcp] [--exchange native|messages] [--reps 1]
 //
 // With --reps n the two depths alternate (1, 2, then 2, 1, ...) so drifts in the shared host's
 // speed fall on both alike; the gain reported is the median of the repetitions' gains.
@@ -49,6 +49,7 @@ const { values } = parseArgs({
     gen: { type: "string", default: "64" },
     "no-pin": { type: "boolean", default: false },
     transport: { type: "string", default: "shm" },
+    exchange: { type: "string", default: "native" },
     reps: { type: "string", default: "1" },
   },
 });
@@ -67,6 +68,10 @@ const shape = {
   dtype: values.dtype as DType,
 };
 const kvDtype = values["kv-dtype"] as DType;
+// shm only: the per-layer exchange on the native data plane (default) or over the ring's messages.
+const exchange = values.exchange;
+if (exchange !== "native" && exchange !== "messages")
+  throw new Error(`--exchange must be native or messages, got "${exchange}"`);
 const transport = values.transport;
 if (transport !== "shm" && transport !== "tcp")
   throw new Error(`--transport must be shm or tcp, got "${transport}"`);
@@ -103,6 +108,7 @@ async function runDepth(depth: number): Promise<DepthResult> {
     geometry: resolveSizes(model, opts).geometry,
     kvMemory: null,
     microBatches: depth,
+    dataPlane: exchange === "native",
   });
   // A spawned worker is pinned to the other core once it runs (all its threads).
   if (pinned && endpoint instanceof SpawnedWorker && endpoint.pid) pinProcess(endpoint.pid, 1);
@@ -192,6 +198,7 @@ try {
     machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned },
     shape: { ...shape, kvDtype },
     transport,
+    exchange,
     batch,
     prompt: promptLen,
     gen,

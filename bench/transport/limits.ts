@@ -9,6 +9,7 @@ import { once } from "node:events";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { shmNative } from "../../src/transport/shm-native.js";
+import { pinProcess } from "../disagg/worker-proc.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -41,6 +42,8 @@ export function percentiles(ns: Float64Array): { median: number; p99: number } {
 export async function nativeRoundTrip(
   kind: "shm" | "tcp",
   bytes: number,
+  /** Pin the peer process to this core (when the caller pinned itself to another). */
+  peerCore: number | null = null,
 ): Promise<{ median: number; p99: number }> {
   const native = shmNative();
   const peer = path.join(here, "native-echo-peer.js");
@@ -49,6 +52,7 @@ export async function nativeRoundTrip(
     const buffer = native.create(name, Math.max(4096, 128 + 2 * bytes));
     try {
       const child = fork(peer, ["shm", name, String(bytes), String(NATIVE_ITERATIONS)], { stdio: "inherit" });
+      if (peerCore !== null && child.pid) pinProcess(child.pid, peerCore);
       await once(child, "message");
       const ns = native.pingPongLead(buffer, 0, bytes, NATIVE_ITERATIONS);
       await once(child, "exit");
@@ -58,6 +62,7 @@ export async function nativeRoundTrip(
     }
   }
   const child = fork(peer, ["tcp", String(bytes), String(NATIVE_ITERATIONS)], { stdio: "inherit" });
+  if (peerCore !== null && child.pid) pinProcess(child.pid, peerCore);
   const [{ port }] = (await once(child, "message")) as [{ port: number }];
   const ns = native.tcpPingPong(port, bytes, NATIVE_ITERATIONS);
   await once(child, "exit");

@@ -37,7 +37,7 @@ export interface WorkerSessionOptions {
   /** This worker's KV budget in bytes (it grants min(own, requested)). */
   readonly kvMemory: number;
   readonly log: (line: string) => void;
-  /** Spin budget of the native data-plane loop before it sleeps (µs); default 200. */
+  /** Spin budget of the native data-plane loop before it sleeps (µs); default 1000. */
   readonly spinMicros?: number;
 }
 
@@ -329,8 +329,13 @@ export class AttentionWorkerSession {
   }
 }
 
-/** Default spin of the data-plane loop: a layer's model-side compute is usually shorter. */
-const DEFAULT_DATA_PLANE_SPIN_US = 200;
+/**
+ * Default spin of the data-plane loop before it sleeps: longer than a small model's per-layer
+ * model-side compute, so a worker on its own core is awake when the next layer's q arrives (a
+ * futex wake-up costs tens of µs per layer; measured in bench/disagg/data-plane). The time spun is
+ * counted in the worker's data-plane stats.
+ */
+const DEFAULT_DATA_PLANE_SPIN_US = 1000;
 
 /** Step buffers may always use this much, even under a smaller KV budget. */
 const MIN_STEP_BUFFER_LIMIT = 256 << 20;
