@@ -91,7 +91,11 @@ interface RoundTrip {
   medianUs: number;
   p99Us: number;
   workerComputeUs: number;
+  /** Round trip less the worker's reported compute, per layer: what the exchange itself costs. */
+  exchangeMedianUs: number;
+  exchangeP99Us: number;
   bytes: number;
+  /** Bytes the layer moves (q, k, v, out) over the exchange's median time. */
   gbPerSecond: number;
 }
 
@@ -124,6 +128,7 @@ async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
     const out = new Float32Array(q.length);
     const ns: number[] = [];
     const compute: number[] = [];
+    const exchange: number[] = [];
     const steps = Math.ceil(iters / (LAYERS - 1)) + 20;
     for (let s = 0; s < steps; s++) {
       for (let layer = 0; layer < LAYERS; layer++) {
@@ -137,20 +142,24 @@ async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
         if (layer > 0 && s >= 20) {
           ns.push(dt);
           compute.push(svc.attentionMicros - a0);
+          exchange.push(dt - 1000 * (svc.attentionMicros - a0));
         }
       }
     }
-    ns.sort((a, b) => a - b);
-    const med = ns[ns.length >> 1]! / 1000;
+    const pct = (xs: number[], p: number) =>
+      xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]! / 1000;
     const bytes = 4 * (q.length + k.length + v.length + out.length);
+    const ex = pct(exchange, 0.5);
     return {
       mode,
       tokens,
-      medianUs: med,
-      p99Us: ns[Math.floor(ns.length * 0.99)]! / 1000,
+      medianUs: pct(ns, 0.5),
+      p99Us: pct(ns, 0.99),
       workerComputeUs: median(compute),
+      exchangeMedianUs: ex,
+      exchangeP99Us: pct(exchange, 0.99),
       bytes,
-      gbPerSecond: bytes / (med * 1e-6) / 1e9,
+      gbPerSecond: bytes / (ex * 1e-6) / 1e9,
     };
   } finally {
     await svc.close();

@@ -117,7 +117,9 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get("lamina_pipeline_idle_ratio"), 0.125);
     // The next scrape looks only at what happened since the previous one.
     assert.equal(m.get("lamina_transport_poll_seconds_total"), 0.25);
-    current = stats({ timing: { model: 3, attention: 2, transport: 0.5, idle: 2.5, steps: 150, polling: 0.5 } });
+    current = stats({
+      timing: { model: 3, attention: 2, transport: 0.5, idle: 2.5, steps: 150, polling: 0.5 },
+    });
     m = samples(await metrics.registry.metrics());
     assert.equal(m.get("lamina_step_model_seconds"), 0.02);
     assert.equal(m.get("lamina_step_attention_seconds"), 0.02);
