@@ -181,12 +181,12 @@ console.log(
   `native cache-line ping-pong between two processes: median ${cacheLine.median.toFixed(2)} µs, p99 ${cacheLine.p99.toFixed(2)} µs`,
 );
 console.log(
-  "| exchange | tokens | round trip median µs | p99 µs | worker compute µs | GB/s moved | × memcpy | median × ping-pong |",
+  "| exchange | tokens | round trip median µs | p99 µs | worker compute µs | exchange median µs | exchange p99 µs | exchange × ping-pong | GB/s moved | × memcpy |",
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const r of trips)
   console.log(
-    `| ${r.mode} | ${r.tokens} | ${r.medianUs.toFixed(1)} | ${r.p99Us.toFixed(1)} | ${r.workerComputeUs.toFixed(1)} | ${r.gbPerSecond.toFixed(2)} | ${(r.gbPerSecond / r.memcpyGBs).toFixed(2)} | ${(r.medianUs / cacheLine.median).toFixed(1)} |`,
+    `| ${r.mode} | ${r.tokens} | ${r.medianUs.toFixed(1)} | ${r.p99Us.toFixed(1)} | ${r.workerComputeUs.toFixed(1)} | ${r.exchangeMedianUs.toFixed(1)} | ${r.exchangeP99Us.toFixed(1)} | ${(r.exchangeMedianUs / cacheLine.median).toFixed(1)} | ${r.gbPerSecond.toFixed(2)} | ${(r.gbPerSecond / r.memcpyGBs).toFixed(2)} |`,
   );
 
 // ---- 2. single-stream decode ------------------------------------------------------------------
