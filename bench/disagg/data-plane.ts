@@ -257,7 +257,7 @@ for (const p of ["in-process", "native", "messages"] as const) {
   );
 }
 
-writeResults("data-plane", {
+writeResults("data-plane.json", {
   machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned, variant },
   spinMicros: spinMicros ?? "defaults",
   cacheLinePingPong: cacheLine,

@@ -12,7 +12,11 @@ export function registerAttentionWorkerCommand(program: Command): void {
     .option("--kv-memory <size>", "KV budget per engine connection, e.g. 4GiB", sizeArg, DEFAULT_KV_MEMORY)
     .option("--token <secret>", "shared secret engines must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
-    .option("--spin-us <µs>", "shared-memory spin budget before sleeping", intArg(0, 1_000_000))
+    .option(
+      "--spin-us <µs>",
+      "busy-poll budget before sleeping: the shared-memory channel (default 50) and the data-plane loop (default 1000)",
+      intArg(0, 1_000_000),
+    )
     .addOption(
       new Option("--shm <name>", "serve one shared-memory channel made by a parent engine").hideHelp(),
     )
@@ -34,7 +38,9 @@ export function registerAttentionWorkerCommand(program: Command): void {
           ...(flags.spinUs !== undefined ? { spinMicros: flags.spinUs } : {}),
         });
         // A parent that forked us (locally spawned TCP workers) learns the port this way.
-        if (process.send && worker.port !== null) process.send({ type: "listening", port: worker.port });
+        // (a parent already gone is not an error: the disconnect handler below ends this process)
+        if (process.send && worker.port !== null)
+          process.send({ type: "listening", port: worker.port }, undefined, {}, () => {});
         // Spawned by an engine: never outlive it.
         if (process.send) process.once("disconnect", () => process.exit(0));
         const stop = () => void worker.close().then(() => process.exit(0));

@@ -40,7 +40,7 @@ export function addEngineFlags(cmd: Command): Command {
     )
     .option(
       "--spin-us <µs>",
-      "shared-memory links: busy-poll this long before sleeping (CPU for latency; default 50)",
+      "shared-memory links and the native data plane: busy-poll this long before sleeping (CPU for latency; defaults: channels 50, the engine's layer wait 200, a worker's data-plane loop 1000)",
       intArg(0, 1_000_000),
     )
     .option(

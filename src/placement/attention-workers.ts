@@ -38,6 +38,7 @@ export async function connectAttentionWorkers(
     kvMemory: options.kvMemory ?? null,
     microBatches,
     ...(options.attentionTimeoutMs !== undefined ? { replyTimeoutMs: options.attentionTimeoutMs } : {}),
+    ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
     log,
   });
 }
