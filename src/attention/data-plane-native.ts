@@ -103,7 +103,7 @@ export interface DataPlaneAddon {
 }
 
 /** The layout version both sides must agree on (native/kernels/src/dataplane_layout.h). */
-export const DATA_PLANE_LAYOUT = 1;
+export const DATA_PLANE_LAYOUT = 2;
 
 /** This thread's addon with the data-plane functions, or why there is none. */
 export function dataPlaneAddon(): DataPlaneAddon | string {

@@ -9,7 +9,7 @@ import { once } from "node:events";
 import { describe, it } from "node:test";
 import { BlockAllocator } from "../../src/attention/block-allocator.js";
 import { DataPlaneLink, type DataPlaneShape } from "../../src/attention/data-plane-link.js";
-import { type DataPlaneAddon, dataPlaneAddon } from "../../src/attention/data-plane-native.js";
+import { DATA_PLANE_LAYOUT, type DataPlaneAddon, dataPlaneAddon } from "../../src/attention/data-plane-native.js";
 import { DataPlaneServer } from "../../src/attention/data-plane-server.js";
 import { KvAttention } from "../../src/attention/kv-attention.js";
 import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
@@ -215,7 +215,7 @@ describe("native data plane", () => {
         ...geometry,
         kvMemory: null,
         maxTags: 1,
-        dataPlane: { segment: link.name, layout: 1 },
+        dataPlane: { segment: link.name, layout: DATA_PLANE_LAYOUT },
       };
       const reply = (await new RpcClient(engineA).request(
         { type: MsgType.CONFIGURE, control: config },

@@ -340,7 +340,7 @@ describe("attention worker under fuzzed and malformed frames", () => {
     const asked = (await c.rpc.request(
       {
         type: MsgType.CONFIGURE,
-        control: { ...CONFIG, dataPlane: { segment: "/lamina-not-there", layout: 1 } },
+        control: { ...CONFIG, dataPlane: { segment: "/lamina-not-there", layout: 2 } },
       },
       (m) => m.control,
     )) as { dataPlane: boolean; dataPlaneNote: string };

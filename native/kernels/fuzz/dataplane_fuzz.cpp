@@ -73,8 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     data += 2;
     size -= 2;
     char* tag = f.tag(t);
-    // Queue entries (kind, layer, nTokens, nSeqs), then the step area, then some of q/k/v.
-    take(data, size, tag + 4 * T_QUEUE, 4 * 4 * kQueue);
+    // Queue entries (kind, layer, nTokens, nSeqs, order), then the step area, then some of q/k/v.
+    take(data, size, tag + 4 * T_QUEUE, 4 * kEntryWords * kQueue);
     take(data, size, tag + f.layout.seqStart, f.layout.q - f.layout.seqStart);
     uint8_t floats = 0;
     take(data, size, &floats, 1);

@@ -79,13 +79,15 @@ int32_t* Client::reserveEntry(int tag, int64_t timeoutNs) {
       nanosleep(&ts, nullptr);
     }
   }
-  return reinterpret_cast<int32_t*>(base) + T_QUEUE + 4 * (uint32_t(posted) % kQueue);
+  return reinterpret_cast<int32_t*>(base) + T_QUEUE + kEntryWords * (uint32_t(posted) % kQueue);
 }
 
-void Client::publish(int tag) {
+void Client::publish(int tag, int32_t* entry) {
   char* base = tagBase(tag);
-  word(base, 0, T_POSTED)->store(++posted_[size_t(tag)], std::memory_order_release);
   auto* postCount = word(base_, 0, H_POST_COUNT);
+  // One producer: the count read here is the one the increment below moves on from.
+  entry[4] = postCount->load(std::memory_order_relaxed);
+  word(base, 0, T_POSTED)->store(++posted_[size_t(tag)], std::memory_order_release);
   postCount->fetch_add(1, std::memory_order_seq_cst);
   if (word(base_, 0, H_WORKER_SLEEPING)->load(std::memory_order_seq_cst) != 0) futexWake(postCount);
 }
@@ -104,7 +106,7 @@ void Client::postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* se
   e[1] = 0;
   e[2] = nTokens;
   e[3] = nSeqs;
-  publish(tag);
+  publish(tag, e);
 }
 
 void Client::postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
@@ -116,7 +118,7 @@ void Client::postQ(int tag, int32_t layer, const float* q, const int32_t* rows, 
   e[1] = layer;
   e[2] = nRows;
   e[3] = 0;
-  publish(tag);
+  publish(tag, e);
 }
 
 void Client::postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,
@@ -131,7 +133,7 @@ void Client::postKv(int tag, int32_t layer, const float* k, const float* v, cons
   e[2] = nRows;
   e[3] = 0;
   expect_[size_t(tag)]++;
-  publish(tag);
+  publish(tag, e);
 }
 
 bool Client::ready(int tag) const {

@@ -43,7 +43,7 @@ class Client {
  private:
   char* tagBase(int tag) const { return base_ + kHeaderBytes + size_t(tag) * layout_.bytes; }
   int32_t* reserveEntry(int tag, int64_t timeoutNs);
-  void publish(int tag);
+  void publish(int tag, int32_t* entry);
   void checkTag(int tag) const;
 
   char* base_;

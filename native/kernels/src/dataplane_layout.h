@@ -12,7 +12,7 @@
 //   4096   tag 0's region, then tag 1's, … (tagBytes each, a multiple of 4096)
 // A tag (micro-batch) region:
 //   +0     model line: posted (postings made), then the posting queue (kQueue entries of
-//          kind, layer, nTokens, nSeqs)
+//          kind, layer, nTokens, nSeqs, order)
 //   +128   worker line: consumed (postings taken), replied (OUT replies published), reply
 //          layer, reply compute µs
 //   +256   seqStart[maxSeqs + 1], positions[maxTokens], blockTables[maxSeqs × maxBlocksPerSeq]
@@ -30,8 +30,11 @@
 namespace lk::dp {
 
 constexpr int32_t kMagic = 0x4c504444;  // "DDPL"
-constexpr int32_t kLayout = 1;
+constexpr int32_t kLayout = 2;
 constexpr int kQueue = 4;
+// A queue entry: kind, layer, nTokens, nSeqs, order (the segment's post count when it was made:
+// the worker takes postings of all micro-batches in the order they were made).
+constexpr int kEntryWords = 5;
 constexpr size_t kErrorBytes = 1024;
 constexpr size_t kHeaderBytes = 4096;
 
@@ -96,7 +99,7 @@ inline size_t segmentBytes(const Geometry& g) { return kHeaderBytes + size_t(g.n
 // Tag-region word indices.
 enum T : int {
   T_POSTED = 0,
-  T_QUEUE = 1,  // kQueue entries of 4 words: kind, layer, nTokens, nSeqs
+  T_QUEUE = 1,  // kQueue entries of kEntryWords words
   T_CONSUMED = 32,
   T_REPLIED = 33,
   T_REPLY_LAYER = 34,

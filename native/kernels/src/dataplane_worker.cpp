@@ -103,9 +103,7 @@ void Worker::loop() {
   try {
     while (!stopping_.load(std::memory_order_relaxed)) {
       const int32_t seen = postCount->load(std::memory_order_acquire);
-      bool did = false;
-      for (int t = 0; t < g_.numTags; t++) did |= drainTag(t);
-      if (did) continue;
+      if (drain()) continue;
       // Nothing to do: spin on the doorbell, then sleep on it.
       const int64_t t0 = nowNs();
       while (postCount->load(std::memory_order_acquire) == seen && nowNs() - t0 < c_.spinNs) cpuRelax();
@@ -129,41 +127,61 @@ void Worker::loop() {
 bool Worker::pollOnce() {
   if (state_ == kFailed) return false;
   try {
-    for (int t = 0; t < g_.numTags; t++) drainTag(t);
+    drain();
   } catch (const std::exception& e) {
     fail(e.what());
   }
   return state_ != kFailed;
 }
 
-bool Worker::drainTag(int tag) {
+bool Worker::drain() {
+  bool did = false;
+  for (;;) {
+    // The oldest pending posting of any micro-batch: the order messages would have arrived in,
+    // so a layer's KV is not held behind another micro-batch's later early pass.
+    int best = -1;
+    int32_t bestOrder = 0;
+    for (int t = 0; t < g_.numTags; t++) {
+      TagState& s = tags_[size_t(t)];
+      const int32_t posted = word(tagBase(t), 0, T_POSTED)->load(std::memory_order_acquire);
+      if (posted == s.consumed) continue;
+      if (int32_t(posted - s.consumed) > kQueue || int32_t(posted - s.consumed) < 0)
+        reject(t, "the model side posted " + std::to_string(posted - s.consumed) + " entries into a queue of " +
+                      std::to_string(kQueue));
+      const int32_t order =
+          reinterpret_cast<const int32_t*>(tagBase(t))[T_QUEUE + kEntryWords * (uint32_t(s.consumed) % kQueue) + 4];
+      if (best < 0 || int32_t(order - bestOrder) < 0) {
+        best = t;
+        bestOrder = order;
+      }
+    }
+    if (best < 0) return did;
+    runPosting(best);
+    did = true;
+  }
+}
+
+void Worker::runPosting(int tag) {
   TagState& s = tags_[size_t(tag)];
   char* base = tagBase(tag);
-  const int32_t posted = word(base, 0, T_POSTED)->load(std::memory_order_acquire);
-  if (posted == s.consumed) return false;
-  if (int32_t(posted - s.consumed) > kQueue || int32_t(posted - s.consumed) < 0)
-    reject(tag, "the model side posted " + std::to_string(posted - s.consumed) + " entries into a queue of " +
-                    std::to_string(kQueue));
-  while (s.consumed != posted) {
-    int32_t entry[4];
-    std::memcpy(entry, reinterpret_cast<int32_t*>(base) + T_QUEUE + 4 * (uint32_t(s.consumed) % kQueue), sizeof entry);
-    switch (entry[0]) {
-      case kStep:
-        onStep(tag, entry);
-        break;
-      case kQ:
-        onQ(tag, entry);
-        break;
-      case kKv:
-        onKv(tag, entry);
-        break;
-      default:
-        reject(tag, "unknown posting kind " + std::to_string(entry[0]));
-    }
-    s.consumed++;
-    word(base, 0, T_CONSUMED)->store(s.consumed, std::memory_order_release);
+  int32_t entry[kEntryWords];
+  std::memcpy(entry, reinterpret_cast<int32_t*>(base) + T_QUEUE + kEntryWords * (uint32_t(s.consumed) % kQueue),
+              sizeof entry);
+  switch (entry[0]) {
+    case kStep:
+      onStep(tag, entry);
+      break;
+    case kQ:
+      onQ(tag, entry);
+      break;
+    case kKv:
+      onKv(tag, entry);
+      break;
+    default:
+      reject(tag, "unknown posting kind " + std::to_string(entry[0]));
   }
-  return true;
+  s.consumed++;
+  word(base, 0, T_CONSUMED)->store(s.consumed, std::memory_order_release);
 }
 
 void Worker::reject(int tag, const std::string& what) {

@@ -68,7 +68,9 @@ class Worker {
   };
 
   void loop();
-  bool drainTag(int tag);
+  /** Runs pending postings of every micro-batch, oldest first; false if there were none. */
+  bool drain();
+  void runPosting(int tag);
   void onStep(int tag, const int32_t* entry);
   void onQ(int tag, const int32_t* entry);
   void onKv(int tag, const int32_t* entry);
