@@ -17,6 +17,29 @@ export interface DataPlaneShape {
   readonly numLayers: number;
 }
 
+/** The slots a worker configured with `c` needs (both sides compute it the same way). */
+export function dataPlaneShape(c: {
+  maxTags: number;
+  maxTokens: number;
+  maxSeqs: number;
+  maxContext: number;
+  blockSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  numLayers: number;
+}): DataPlaneShape {
+  return {
+    numTags: c.maxTags,
+    maxTokens: c.maxTokens,
+    maxSeqs: c.maxSeqs,
+    maxBlocksPerSeq: Math.ceil(c.maxContext / c.blockSize),
+    qWidth: c.numHeads * c.headDim,
+    kvWidth: c.numKvHeads * c.headDim,
+    numLayers: c.numLayers,
+  };
+}
+
 /**
  * The model side of one attention worker's native data plane: a shared-memory segment made
  * here and named in CONFIGURE, and the native client that posts a micro-batch's step, q and k/v
@@ -34,8 +57,8 @@ export class DataPlaneLink {
     readonly name: string,
     readonly id: number,
     readonly shape: DataPlaneShape,
-    /** Held so the mapping lives as long as the client (the addon holds a reference too). */
-    private readonly segment: ArrayBuffer,
+    /** Held so the mapping lives as long as the client (the addon holds a reference too); null over TCP. */
+    private readonly segment: ArrayBuffer | null,
   ) {
     this.tables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
   }
@@ -74,9 +97,40 @@ export class DataPlaneLink {
     }
   }
 
+  /**
+   * The TCP form, for a worker on another host: connects to the port the worker opened for this
+   * connection and proves the token it gave over the control channel.
+   */
+  static connectTcp(
+    addon: DataPlaneAddon,
+    host: string,
+    port: number,
+    token: string,
+    shape: DataPlaneShape,
+    spinUs: number,
+    timeoutMs: number,
+  ): DataPlaneLink {
+    const s = shape;
+    const id = addon.dpTcpClientOpen(
+      host,
+      port,
+      token,
+      s.numTags,
+      s.maxTokens,
+      s.maxSeqs,
+      s.maxBlocksPerSeq,
+      s.qWidth,
+      s.kvWidth,
+      s.numLayers,
+      spinUs,
+      timeoutMs,
+    );
+    return new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null);
+  }
+
   /** Once the worker has mapped the segment (or refused it) the name is not needed any more. */
   unlinkName(): void {
-    unlinkSegmentName(this.name);
+    if (this.segment) unlinkSegmentName(this.name);
   }
 
   /** The step's sequences this worker serves, with their block tables from the mirror. */

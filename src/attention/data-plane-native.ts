@@ -98,6 +98,43 @@ export interface DataPlaneAddon {
     threads: number,
     spinUs: number,
   ): number;
+  dpTcpClientOpen(
+    host: string,
+    port: number,
+    token: string,
+    numTags: number,
+    maxTokens: number,
+    maxSeqs: number,
+    maxBlocksPerSeq: number,
+    qWidth: number,
+    kvWidth: number,
+    numLayers: number,
+    spinUs: number,
+    timeoutMs: number,
+  ): number;
+  dpServeTcp(
+    host: string,
+    token: string,
+    numTags: number,
+    maxTokens: number,
+    maxSeqs: number,
+    maxBlocksPerSeq: number,
+    qWidth: number,
+    kvWidth: number,
+    numLayers: number,
+    kCaches: readonly TensorData[],
+    vCaches: readonly TensorData[],
+    dtype: number,
+    numBlocks: number,
+    blockSize: number,
+    nKvHeads: number,
+    headDim: number,
+    nHeads: number,
+    maxContext: number,
+    slidingWindow: number,
+    threads: number,
+    spinUs: number,
+  ): { id: number; port: number };
   dpStop(id: number): void;
   dpWorkerInfo(id: number): DataPlaneWorkerInfo;
 }

@@ -1,5 +1,6 @@
 import { dtypeCode } from "../kernels/native.js";
 import { shmNative } from "../transport/shm-native.js";
+import type { DataPlaneShape } from "./data-plane-link.js";
 import type { DataPlaneAddon, DataPlaneWorkerInfo } from "./data-plane-native.js";
 import type { KvAttention } from "./kv-attention.js";
 
@@ -52,6 +53,46 @@ export class DataPlaneServer {
       o.spinUs,
     );
     return new DataPlaneServer(addon, id, name);
+  }
+
+  /**
+   * The TCP form: listens on `host` (the control connection's local address) for the one model
+   * side that proves `token`, and bridges its frames to a loop on a private segment of `shape`.
+   */
+  static startTcp(
+    addon: DataPlaneAddon,
+    host: string,
+    token: string,
+    shape: DataPlaneShape,
+    kv: KvAttention,
+    o: DataPlaneServerOptions,
+  ): { server: DataPlaneServer; port: number } {
+    const g = kv.geometry;
+    const s = shape;
+    const { id, port } = addon.dpServeTcp(
+      host,
+      token,
+      s.numTags,
+      s.maxTokens,
+      s.maxSeqs,
+      s.maxBlocksPerSeq,
+      s.qWidth,
+      s.kvWidth,
+      s.numLayers,
+      kv.caches.map((c) => c.k),
+      kv.caches.map((c) => c.v),
+      dtypeCode(g.kvDtype, "data plane"),
+      kv.allocator.numBlocks,
+      g.blockSize,
+      g.numKvHeads,
+      g.headDim,
+      g.numHeads,
+      g.maxContext,
+      g.slidingWindow ?? 0,
+      o.threads,
+      o.spinUs,
+    );
+    return { server: new DataPlaneServer(addon, id, `tcp ${host}:${port}`), port };
   }
 
   info(): DataPlaneWorkerInfo {

@@ -68,12 +68,18 @@ export const configureRequestSchema = z.strictObject({
   kvMemory: z.number().int().min(1).nullable(),
   /** Most micro-batches in flight at once. */
   maxTags: z.number().int().min(1).max(64),
-  /** A data-plane segment to map (same-host connections), or null for the exchange over messages. */
+  /**
+   * The native data plane: a segment to map (same-host connections), or a TCP data-plane socket
+   * for the worker to open (TCP connections); null for the exchange over messages.
+   */
   dataPlane: z
-    .strictObject({
-      segment: z.string().regex(/^\/lamina-[\w-]+$/),
-      layout: z.number().int(),
-    })
+    .union([
+      z.strictObject({
+        segment: z.string().regex(/^\/lamina-[\w-]+$/),
+        layout: z.number().int(),
+      }),
+      z.strictObject({ tcp: z.literal(true), layout: z.number().int() }),
+    ])
     .nullable(),
 });
 export type ConfigureRequest = z.infer<typeof configureRequestSchema>;
@@ -87,6 +93,13 @@ export const configureReplySchema = z.strictObject({
   dataPlane: z.boolean(),
   /** Why it does not, when it was asked to ("" otherwise). */
   dataPlaneNote: z.string(),
+  /** TCP data plane: the port the worker listens on for this connection and the token to prove. */
+  dataPlaneTcp: z
+    .strictObject({
+      port: z.number().int().min(1).max(65535),
+      token: z.string().regex(/^[0-9a-f]{32}$/),
+    })
+    .nullable(),
 });
 export type ConfigureReply = z.infer<typeof configureReplySchema>;
 

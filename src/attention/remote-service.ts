@@ -4,12 +4,13 @@ import { RequestTimeoutError } from "../transport/errors.js";
 import type { Message, ReceivedMessage } from "../transport/message.js";
 import { RpcClient } from "../transport/rpc.js";
 import { BlockAllocator } from "./block-allocator.js";
-import { DataPlaneLink } from "./data-plane-link.js";
+import { DataPlaneLink, type DataPlaneShape, dataPlaneShape } from "./data-plane-link.js";
 import { DATA_PLANE_LAYOUT, type DataPlaneAddon, dataPlaneAddon } from "./data-plane-native.js";
 import { DataPlaneWaits } from "./data-plane-waits.js";
 import type { KvGeometry } from "./kv-attention.js";
 import {
   ATTENTION_PROTOCOL_VERSION,
+  type ConfigureReply,
   type ConfigureRequest,
   configureReplySchema,
   MsgType,
@@ -289,7 +290,6 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     const group = g.numHeads / g.numKvHeads;
     const qw = perKv * group * g.headDim;
     const kw = perKv * g.headDim;
-    const dp = this.newDataPlane(l, qw, kw);
     const req: ConfigureRequest = {
       version: ATTENTION_PROTOCOL_VERSION,
       numLayers: g.numLayers,
@@ -304,32 +304,49 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       slidingWindow: g.slidingWindow,
       kvMemory: this.kvMemory,
       maxTags: this.microBatches,
-      dataPlane: dp ? { segment: dp.name, layout: DATA_PLANE_LAYOUT } : null,
+      dataPlane: null,
     };
-    // A stopped or wedged worker must not hold recovery: CONFIGURE gets a bound too (longer than
-    // a layer's, as the worker allocates its cache), and silence past it is a loss.
-    const bound = CONFIGURE_REPLIES_PER_LAYER * this.replyTimeoutMs;
-    const reply = await l
-      .rpc!.request(
-        { type: MsgType.CONFIGURE, control: req },
-        (m) => parseControl(m, configureReplySchema, "CONFIGURE reply"),
-        bound,
-      )
-      .catch((e: Error) => {
-        dp?.close();
-        if (e instanceof RequestTimeoutError) this.declareLost(l, `no CONFIGURE reply within ${bound} ms`);
-        throw e;
-      });
+    // The data plane: a segment for a same-host worker, a socket the worker opens for one elsewhere.
+    const shape = dataPlaneShape(req);
+    const segment = this.dpAddon && l.channel?.sameHost ? this.newSegment(l, shape) : null;
+    const tcpHost = this.dpAddon && !l.channel?.sameHost ? l.channel?.addresses?.remote : undefined;
+    if (segment) req.dataPlane = { segment: segment.name, layout: DATA_PLANE_LAYOUT };
+    else if (tcpHost) req.dataPlane = { tcp: true, layout: DATA_PLANE_LAYOUT };
+    let reply: ConfigureReply;
+    try {
+      reply = await this.configureRpc(l, req);
+    } catch (e) {
+      segment?.close();
+      throw e;
+    }
     // The worker has mapped the segment (or refused it): the name is not needed any more.
-    dp?.unlinkName();
-    l.dp?.close();
-    l.dp = reply.dataPlane ? dp : null;
-    if (dp && !reply.dataPlane) {
-      dp.close();
+    segment?.unlinkName();
+    let dp: DataPlaneLink | null = reply.dataPlane ? segment : null;
+    if (reply.dataPlane && reply.dataPlaneTcp && tcpHost) {
+      try {
+        const { port, token } = reply.dataPlaneTcp;
+        dp = DataPlaneLink.connectTcp(
+          this.dpAddon!,
+          tcpHost,
+          port,
+          token,
+          shape,
+          this.spinMicros,
+          TCP_CONNECT_MS,
+        );
+      } catch (e) {
+        this.log(`attention worker ${l.endpoint.name}: data-plane socket failed (${(e as Error).message})`);
+        // The worker waits on that socket: configure it again for the exchange over messages.
+        reply = await this.configureRpc(l, { ...req, dataPlane: null });
+      }
+    }
+    if (!dp) segment?.close();
+    if (req.dataPlane && !reply.dataPlane)
       this.log(
         `attention worker ${l.endpoint.name}: no data plane (${reply.dataPlaneNote}); exchange over messages`,
       );
-    }
+    l.dp?.close();
+    l.dp = dp;
     l.outColOff = kvLo * group * g.headDim;
     l.kvLo = kvLo;
     l.kvHi = kvLo + perKv;
@@ -350,28 +367,32 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     );
   }
 
-  /** A data-plane segment for a same-host worker's share, or null (messages only, or it failed). */
-  private newDataPlane(l: Link, qWidth: number, kvWidth: number): DataPlaneLink | null {
-    if (!this.dpAddon || !l.channel?.sameHost) return null;
-    const g = this.geometry;
+  /** A data-plane segment for a same-host worker's share, or null if it cannot be made. */
+  private newSegment(l: Link, shape: DataPlaneShape): DataPlaneLink | null {
     try {
-      return DataPlaneLink.create(
-        this.dpAddon,
-        {
-          numTags: this.microBatches,
-          maxTokens: g.maxTokens,
-          maxSeqs: g.maxSeqs,
-          maxBlocksPerSeq: Math.ceil(g.maxContext / g.blockSize),
-          qWidth,
-          kvWidth,
-          numLayers: g.numLayers,
-        },
-        this.spinMicros,
-      );
+      return DataPlaneLink.create(this.dpAddon!, shape, this.spinMicros);
     } catch (e) {
       this.log(`attention worker ${l.endpoint.name}: data plane not created (${(e as Error).message})`);
       return null;
     }
+  }
+
+  /**
+   * CONFIGURE and its reply. A stopped or wedged worker must not hold recovery: CONFIGURE gets a
+   * bound too (longer than a layer's, as the worker allocates its cache), and silence past it is a loss.
+   */
+  private configureRpc(l: Link, req: ConfigureRequest): Promise<ConfigureReply> {
+    const bound = CONFIGURE_REPLIES_PER_LAYER * this.replyTimeoutMs;
+    return l
+      .rpc!.request(
+        { type: MsgType.CONFIGURE, control: req },
+        (m) => parseControl(m, configureReplySchema, "CONFIGURE reply"),
+        bound,
+      )
+      .catch((e: Error) => {
+        if (e instanceof RequestTimeoutError) this.declareLost(l, `no CONFIGURE reply within ${bound} ms`);
+        throw e;
+      });
   }
 
   /** The exchange is on the data plane only while every active worker has one. */
@@ -573,7 +594,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       const b = l.batches[mb]!;
       const n = b.sub.nTokens;
       if (n === 0) continue;
-      if (l.dp) {
+      if (this.dpMode) {
         this.onDataPlane(l, () =>
           l.dp!.postQ(mb, layer, q, b.sub, this.qWidthTotal, l.outColOff, this.replyTimeoutMs),
         );
@@ -607,7 +628,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       const b = l.batches[mb]!;
       const sub = b.sub;
       if (sub.nTokens === 0) continue;
-      if (l.dp) {
+      if (this.dpMode) {
         this.onDataPlane(l, () => l.dp!.postStep(mb, sub, l.mirror!, this.replyTimeoutMs));
         continue;
       }
@@ -757,6 +778,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
 
 /** Spin of the data plane's waits: about one layer of a small model's model-side compute. */
 const DEFAULT_SPIN_MICROS = 200;
+
+/** How long connecting a TCP data-plane socket may take (the engine thread waits for it). */
+const TCP_CONNECT_MS = 5_000;
 
 /** CONFIGURE may take this many layers' worth of the reply bound (it allocates the KV cache). */
 const CONFIGURE_REPLIES_PER_LAYER = 4;

@@ -1,8 +1,10 @@
+import { randomBytes } from "node:crypto";
 import type { KernelBackend } from "../kernels/backend.js";
 import type { Channel } from "../transport/channel.js";
 import { parseControl } from "../transport/control.js";
 import type { ReceivedMessage, WireTensor } from "../transport/message.js";
 import { errorReply } from "../transport/rpc.js";
+import { dataPlaneShape } from "./data-plane-link.js";
 import { DATA_PLANE_LAYOUT, dataPlaneAddon } from "./data-plane-native.js";
 import { DataPlaneServer } from "./data-plane-server.js";
 import { KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
@@ -56,6 +58,8 @@ export class AttentionWorkerSession {
   /** The native loop serving this connection's per-layer exchange, when the model side asked. */
   private dataPlane: DataPlaneServer | null = null;
   private dataPlaneWatch: NodeJS.Timeout | null = null;
+  /** The TCP data plane's port and token for the CONFIGURE reply, when that is the one started. */
+  private dataPlaneTcp: { port: number; token: string } | null = null;
 
   constructor(
     private readonly channel: Channel,
@@ -97,10 +101,9 @@ export class AttentionWorkerSession {
     }
     const kv = this.kv;
     if (!kv) throw new Error(`message type ${m.type} before CONFIGURE`);
-    if (this.dataPlane && (m.type === MsgType.STEP || m.type === MsgType.Q || m.type === MsgType.KV))
-      throw new Error(
-        `attention protocol: message type ${m.type} while the native data plane serves this connection`,
-      );
+    // STEP, Q and KV may come as messages even when a data plane was set up: the model side uses
+    // the data plane only while every worker of its layout has one (else all of them go over
+    // messages), and sends each step one way only.
     switch (m.type) {
       case MsgType.RESERVE: {
         need(m.ints.length === 2, "RESERVE needs [seqId, numTokens]");
@@ -201,7 +204,7 @@ export class AttentionWorkerSession {
     this.stopDataPlane();
     this.kv = new KvAttention(this.backend, geometry, numBlocks);
     this.config = req;
-    const dataPlaneNote = req.dataPlane ? this.startDataPlane(req.dataPlane, this.kv) : "";
+    const dataPlaneNote = req.dataPlane ? this.startDataPlane(req, req.dataPlane, this.kv) : "";
     const qw = req.maxTokens * req.numHeads * req.headDim;
     const lw = req.maxTokens * req.numHeads;
     this.batches = Array.from({ length: req.maxTags }, (_, microBatch) => ({
@@ -230,6 +233,7 @@ export class AttentionWorkerSession {
       kernels: this.backend.describe(),
       dataPlane: this.dataPlane !== null,
       dataPlaneNote,
+      dataPlaneTcp: this.dataPlane && this.dataPlaneTcp ? this.dataPlaneTcp : null,
     };
     this.options.log(
       `configured: ${req.numLayers} layers, ${req.numHeads} q / ${req.numKvHeads} kv heads × ${req.headDim}, ${numBlocks} blocks of ${req.blockSize} tokens (${req.kvDtype})`,
@@ -237,24 +241,40 @@ export class AttentionWorkerSession {
     void this.channel.send({ type: MsgType.CONFIGURE, requestId: m.requestId, control: reply });
   }
 
-  /** Maps the model side's segment and starts the native loop; returns why not, or "". */
-  private startDataPlane(req: NonNullable<ConfigureRequest["dataPlane"]>, kv: KvAttention): string {
+  /**
+   * Starts the native loop on the model side's segment (same host) or on a data-plane socket this
+   * worker opens for the connection (TCP); returns why not, or "".
+   */
+  private startDataPlane(
+    config: ConfigureRequest,
+    req: NonNullable<ConfigureRequest["dataPlane"]>,
+    kv: KvAttention,
+  ): string {
+    this.dataPlaneTcp = null;
     const refuse = (why: string) => {
       this.options.log(`data plane refused, per-layer exchange over messages: ${why}`);
       return why;
     };
-    // Only a peer that shares this host's memory anyway may name a segment here.
-    if (!this.channel.sameHost) return refuse("the data plane needs a same-host (shared-memory) connection");
     if (req.layout !== DATA_PLANE_LAYOUT)
-      return refuse(`segment layout ${req.layout}, this worker speaks ${DATA_PLANE_LAYOUT}`);
+      return refuse(`data-plane layout ${req.layout}, this worker speaks ${DATA_PLANE_LAYOUT}`);
     if (this.backend.name !== "native") return refuse(`the ${this.backend.name} kernels have no data plane`);
     const addon = dataPlaneAddon();
     if (typeof addon === "string") return refuse(addon);
+    const options = { threads: 0, spinUs: this.options.spinMicros ?? DEFAULT_DATA_PLANE_SPIN_US };
     try {
-      this.dataPlane = DataPlaneServer.start(addon, req.segment, kv, {
-        threads: 0,
-        spinUs: this.options.spinMicros ?? DEFAULT_DATA_PLANE_SPIN_US,
-      });
+      if ("segment" in req) {
+        // Only a peer that shares this host's memory anyway may name a segment here.
+        if (!this.channel.sameHost)
+          return refuse("a data-plane segment needs a same-host (shared-memory) connection");
+        this.dataPlane = DataPlaneServer.start(addon, req.segment, kv, options);
+      } else {
+        const local = this.channel.addresses?.local;
+        if (!local) return refuse("a TCP data plane needs a TCP connection");
+        const token = randomBytes(16).toString("hex");
+        const started = DataPlaneServer.startTcp(addon, local, token, dataPlaneShape(config), kv, options);
+        this.dataPlane = started.server;
+        this.dataPlaneTcp = { port: started.port, token };
+      }
     } catch (e) {
       return refuse((e as Error).message);
     }
@@ -266,7 +286,7 @@ export class AttentionWorkerSession {
       void this.channel.close(`data plane: ${info.error}`);
     }, DATA_PLANE_WATCH_MS);
     this.dataPlaneWatch.unref();
-    this.options.log(`per-layer exchange on the native data plane (${req.segment})`);
+    this.options.log(`per-layer exchange on the native data plane (${this.dataPlane.segmentName})`);
     return "";
   }
 

@@ -23,6 +23,8 @@ export interface Channel {
    * attention protocol then moves its per-layer exchange onto a native data plane beside it.
    */
   readonly sameHost?: boolean;
+  /** TCP channels: this end's and the peer's IP address (a data-plane socket is opened between them). */
+  readonly addresses?: { readonly local: string; readonly remote: string };
   /**
    * Queues one message. The promise resolves once the frame left this process's hands (copied
    * into the shared ring, or handed to the kernel's socket buffer): until then the message and

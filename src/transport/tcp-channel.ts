@@ -54,6 +54,7 @@ type State = "handshake" | "open" | "closed";
 
 export class TcpChannel implements Channel {
   readonly description: string;
+  readonly addresses: { readonly local: string; readonly remote: string };
   private state: State = "handshake";
   private readonly reader: FrameReader;
   private readonly encoder: FrameEncoder;
@@ -77,6 +78,7 @@ export class TcpChannel implements Channel {
     private readonly opts: TcpChannelOptions,
   ) {
     this.description = `tcp ${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    this.addresses = { local: socket.localAddress ?? "", remote: socket.remoteAddress ?? "" };
     this.encoder = new FrameEncoder(opts.limits);
     this.reader = new FrameReader(HANDSHAKE_LIMITS, (m) => this.onFrame(m));
     socket.setNoDelay(true);

@@ -6,10 +6,15 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { connect } from "node:net";
 import { describe, it } from "node:test";
 import { BlockAllocator } from "../../src/attention/block-allocator.js";
 import { DataPlaneLink, type DataPlaneShape } from "../../src/attention/data-plane-link.js";
-import { DATA_PLANE_LAYOUT, type DataPlaneAddon, dataPlaneAddon } from "../../src/attention/data-plane-native.js";
+import {
+  DATA_PLANE_LAYOUT,
+  type DataPlaneAddon,
+  dataPlaneAddon,
+} from "../../src/attention/data-plane-native.js";
 import { DataPlaneServer } from "../../src/attention/data-plane-server.js";
 import { KvAttention } from "../../src/attention/kv-attention.js";
 import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
@@ -20,6 +25,7 @@ import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
 import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
 import { RpcClient } from "../../src/transport/rpc.js";
 import { createShmChannelPair } from "../../src/transport/shm-channel.js";
+import { connectTcp, listenTcp } from "../../src/transport/tcp.js";
 import { nativeBackend } from "../helpers/backends.js";
 
 const backend = nativeBackend();
@@ -241,6 +247,63 @@ describe("native data plane", () => {
       link.close();
       await engineA.close();
       await engineB.close();
+    }
+  });
+
+  it("over TCP: a wrong token is ignored, a malformed frame ends that connection only", async () => {
+    const secret = "data-plane-test-secret-0123";
+    const logs: string[] = [];
+    const log = () => {};
+    const server = await listenTcp({ host: "127.0.0.1", port: 0, secret, log }, (ch) => {
+      new AttentionWorkerSession(ch, backend, { kvMemory: 8 << 10, log: (l) => logs.push(l) });
+    });
+    const a = await connectTcp({ host: "127.0.0.1", port: server.port, secret, log });
+    const b = await connectTcp({ host: "127.0.0.1", port: server.port, secret, log });
+    try {
+      const config: ConfigureRequest = {
+        version: ATTENTION_PROTOCOL_VERSION,
+        ...geometry,
+        kvMemory: null,
+        maxTags: 1,
+        dataPlane: { tcp: true, layout: DATA_PLANE_LAYOUT },
+      };
+      const reply = (await new RpcClient(a).request(
+        { type: MsgType.CONFIGURE, control: config },
+        (m) => m.control,
+      )) as {
+        dataPlane: boolean;
+        dataPlaneTcp: { port: number; token: string };
+      };
+      assert.equal(reply.dataPlane, true);
+      const send = async (bytes: Buffer) => {
+        const sock = connect({ host: "127.0.0.1", port: reply.dataPlaneTcp.port });
+        await once(sock, "connect");
+        sock.write(bytes);
+        return sock;
+      };
+      // Someone without the token: dropped, and the socket still waits for the model side.
+      const intruder = await send(Buffer.alloc(32, "x"));
+      await once(intruder, "close");
+      assert.equal(a.closed, false);
+      // The model side with a frame whose payload size does not match its counts.
+      const head = Buffer.alloc(28);
+      for (const [i, v] of [0x4650444c, 2, 0, 0, 1, 0, 12345].entries()) head.writeInt32LE(v, 4 * i);
+      const sock = await send(Buffer.concat([Buffer.from(reply.dataPlaneTcp.token), head]));
+      await until("the malformed frame to close the connection", () => a.closed);
+      assert.ok(
+        logs.some((l) => /data plane failed: data-plane frame of kind 2 with 12345 bytes/.test(l)),
+        `the worker says why: ${logs.join(" | ")}`,
+      );
+      sock.destroy();
+      const other = (await new RpcClient(b).request(
+        { type: MsgType.CONFIGURE, control: { ...config, dataPlane: null } },
+        (m) => m.control,
+      )) as { numBlocks: number };
+      assert.ok(other.numBlocks > 0, "the worker's other connection still configures");
+    } finally {
+      await a.close();
+      await b.close();
+      await server.close();
     }
   });
 

@@ -129,6 +129,25 @@ describe("attention workers on other hosts (network namespaces), one behind a 2 
     });
   }
 
+  it("a worker on another host serves every layer over its TCP data-plane socket", async () => {
+    const engine = await buildEngine(model, backend, {
+      attentionWorkerAddrs: [addrs[0]!],
+      attentionToken: TEST_TOKEN,
+      pipelineDepth: 2,
+      maxTokensPerStep: 16,
+      kvMemory: 16 << 20,
+    });
+    const service = engine.attention as RemoteAttentionService;
+    try {
+      assert.notEqual(service.drive, null, "the exchange runs on the native data plane");
+      const res = await stepLoop(engine, storyRequests(model));
+      assert.deepEqual(res.errors, []);
+      assert.deepEqual(res.tokens, expected);
+    } finally {
+      await service.close();
+    }
+  });
+
   it("the CLI's `generate --attention-worker-addrs` matches colocated `generate`", async () => {
     const dir = path.join(sharedDataPath("models", "stories260K"), "hf");
     const common = [

@@ -88,6 +88,7 @@ Napi::Object counters(Napi::Env env, const WorkerCounters& c) {
 
 Api::~Api() {
   for (auto& w : workers_) {
+    if (w.bridge) w.bridge->stop();
     if (w.worker) w.worker->stop();
     for (auto& r : w.keep) r.SuppressDestruct();
   }
@@ -105,7 +106,8 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
       {"dpPostStep", &Api::PostStep},         {"dpPostQ", &Api::PostQ},           {"dpPostKv", &Api::PostKv},
       {"dpReady", &Api::Ready},               {"dpTake", &Api::Take},             {"dpWait", &Api::Wait},
       {"dpClientInfo", &Api::ClientInfo},     {"dpServe", &Api::Serve},           {"dpStop", &Api::Stop},
-      {"dpWorkerInfo", &Api::WorkerInfo},
+      {"dpWorkerInfo", &Api::WorkerInfo},     {"dpTcpClientOpen", &Api::TcpClientOpen},
+      {"dpServeTcp", &Api::ServeTcp},
   };
   for (const Entry& e : entries) {
     // The member pointer travels as the function's data, next to this Api.
@@ -121,7 +123,7 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
   }
 }
 
-Client& Api::client(const Napi::CallbackInfo& info, size_t i) {
+Endpoint& Api::client(const Napi::CallbackInfo& info, size_t i) {
   const int64_t id = integer(info, i, "data plane", "client");
   if (id >= int64_t(clients_.size()) || !clients_[size_t(id)].client)
     rangeError(info.Env(), "data plane: client " + std::to_string(id) + " is not open");
@@ -156,7 +158,7 @@ Napi::Value Api::ClientClose(const Napi::CallbackInfo& info) {
 // dpPostStep(id, tag, nTokens, nSeqs, seqStart, positions, tables, timeoutMs)
 Napi::Value Api::PostStep(const Napi::CallbackInfo& info) {
   const char* m = "dpPostStep";
-  Client& c = client(info, 0);
+  Endpoint& c = client(info, 0);
   const int32_t tag = int32Arg(info, 1, m, "tag");
   const int32_t n = int32Arg(info, 2, m, "nTokens", 1);
   const int32_t nSeqs = int32Arg(info, 3, m, "nSeqs", 1);
@@ -171,7 +173,7 @@ Napi::Value Api::PostStep(const Napi::CallbackInfo& info) {
 // dpPostQ(id, tag, layer, q, rows, nRows, srcWidth, colOff, timeoutMs)
 Napi::Value Api::PostQ(const Napi::CallbackInfo& info) {
   const char* m = "dpPostQ";
-  Client& c = client(info, 0);
+  Endpoint& c = client(info, 0);
   const int32_t nRows = int32Arg(info, 5, m, "nRows", 1);
   const int64_t width = integer(info, 6, m, "srcWidth", 1), colOff = integer(info, 7, m, "colOff");
   const Span q = array(info, 3, m, "q", napi_float32_array, 0);
@@ -184,7 +186,7 @@ Napi::Value Api::PostQ(const Napi::CallbackInfo& info) {
 // dpPostKv(id, tag, layer, k, v, rows, nRows, srcWidth, colOff, timeoutMs)
 Napi::Value Api::PostKv(const Napi::CallbackInfo& info) {
   const char* m = "dpPostKv";
-  Client& c = client(info, 0);
+  Endpoint& c = client(info, 0);
   const int32_t nRows = int32Arg(info, 6, m, "nRows", 1);
   const int64_t width = integer(info, 7, m, "srcWidth", 1), colOff = integer(info, 8, m, "colOff");
   const Span k = array(info, 3, m, "k", napi_float32_array, 0);
@@ -199,7 +201,7 @@ Napi::Value Api::PostKv(const Napi::CallbackInfo& info) {
 
 // dpReady(id, tag) → boolean
 Napi::Value Api::Ready(const Napi::CallbackInfo& info) {
-  Client& c = client(info, 0);
+  Endpoint& c = client(info, 0);
   const int32_t tag = int32Arg(info, 1, "dpReady", "tag");
   if (tag >= c.geometry().numTags) rangeError(info.Env(), "dpReady: tag out of range");
   return Napi::Boolean::New(info.Env(), c.ready(tag));
@@ -208,7 +210,7 @@ Napi::Value Api::Ready(const Napi::CallbackInfo& info) {
 // dpTake(id, tag, out, rows, nRows, dstWidth, colOff) → compute µs the worker reported
 Napi::Value Api::Take(const Napi::CallbackInfo& info) {
   const char* m = "dpTake";
-  Client& c = client(info, 0);
+  Endpoint& c = client(info, 0);
   const int32_t nRows = int32Arg(info, 4, m, "nRows");
   const int64_t width = integer(info, 5, m, "dstWidth", 1), colOff = integer(info, 6, m, "colOff");
   const Span out = array(info, 2, m, "out", napi_float32_array, 0);
@@ -224,54 +226,54 @@ Napi::Value Api::Wait(const Napi::CallbackInfo& info) {
   const char* m = "dpWait";
   const int32_t n = int32Arg(info, 1, m, "n", 1);
   const auto* ids = static_cast<const int32_t*>(array(info, 0, m, "ids", napi_int32_array, n).data);
-  waitScratch_.clear();
+  waitShm_.clear();
+  waitTcp_.clear();
   for (int32_t i = 0; i < n; i++) {
     if (ids[i] < 0 || size_t(ids[i]) >= clients_.size() || !clients_[size_t(ids[i])].client)
       rangeError(info.Env(), "dpWait: client " + std::to_string(ids[i]) + " is not open");
-    waitScratch_.push_back(clients_[size_t(ids[i])].client.get());
+    Endpoint* e = clients_[size_t(ids[i])].client.get();
+    if (e->kind() == Endpoint::Kind::kShm) waitShm_.push_back(static_cast<Client*>(e));
+    else waitTcp_.push_back(static_cast<TcpClient*>(e));
   }
+  if (!waitShm_.empty() && !waitTcp_.empty()) typeError(info.Env(), "dpWait: shared-memory and TCP clients in one wait");
   const int64_t timeout = integer(info, 2, m, "timeoutMs") * 1000000;
-  return Napi::Number::New(info.Env(), Client::waitAny(waitScratch_.data(), n, timeout));
+  const int code = waitShm_.empty() ? TcpClient::waitAny(waitTcp_.data(), n, timeout)
+                                    : Client::waitAny(waitShm_.data(), n, timeout);
+  return Napi::Number::New(info.Env(), code);
 }
 
 Napi::Value Api::ClientInfo(const Napi::CallbackInfo& info) {
-  Client& c = client(info, 0);
+  Endpoint& c = client(info, 0);
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("spinSeconds", c.spinSeconds());
   o.Set("failure", c.failure());
   return o;
 }
 
-// dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, blockSize, nKvHeads, headDim, nHeads,
-//         maxContext, slidingWindow, threads, spinUs) → id
-Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
-  const char* m = "dpServe";
+WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const char* m, WorkerEntry& entry) {
   Napi::Env env = info.Env();
-  Napi::ArrayBuffer seg = segmentArg(info, 0, m);
-  if (!info[1].IsArray() || !info[2].IsArray()) typeError(env, "dpServe: kCaches and vCaches must be arrays");
-  Napi::Array ks = info[1].As<Napi::Array>(), vs = info[2].As<Napi::Array>();
+  if (!info[i].IsArray() || !info[i + 1].IsArray())
+    typeError(env, std::string(m) + ": kCaches and vCaches must be arrays");
+  Napi::Array ks = info[i].As<Napi::Array>(), vs = info[i + 1].As<Napi::Array>();
   WorkerConfig c;
-  c.segment = seg.Data();
-  c.segmentBytes = seg.ByteLength();
-  c.dtype = int(integer(info, 3, m, "dtype"));
-  if (c.dtype > 2) typeError(env, "dpServe: dtype code must be 0, 1 or 2");
-  c.numBlocks = integer(info, 4, m, "numBlocks", 1);
-  c.blockSize = integer(info, 5, m, "blockSize", 1);
-  c.nKvHeads = integer(info, 6, m, "nKvHeads", 1);
-  c.headDim = integer(info, 7, m, "headDim", 1);
-  c.nHeads = integer(info, 8, m, "nHeads", 1);
-  c.maxContext = integer(info, 9, m, "maxContext", 1);
-  c.slidingWindow = integer(info, 10, m, "slidingWindow");
-  c.threads = int(integer(info, 11, m, "threads"));
+  c.dtype = int(integer(info, i + 2, m, "dtype"));
+  if (c.dtype > 2) typeError(env, std::string(m) + ": dtype code must be 0, 1 or 2");
+  c.numBlocks = integer(info, i + 3, m, "numBlocks", 1);
+  c.blockSize = integer(info, i + 4, m, "blockSize", 1);
+  c.nKvHeads = integer(info, i + 5, m, "nKvHeads", 1);
+  c.headDim = integer(info, i + 6, m, "headDim", 1);
+  c.nHeads = integer(info, i + 7, m, "nHeads", 1);
+  c.maxContext = integer(info, i + 8, m, "maxContext", 1);
+  c.slidingWindow = integer(info, i + 9, m, "slidingWindow");
+  c.threads = int(integer(info, i + 10, m, "threads"));
   if (c.threads == 0) c.threads = pool_->size();
-  c.spinNs = integer(info, 12, m, "spinUs") * 1000;
+  c.spinNs = integer(info, i + 11, m, "spinUs") * 1000;
   c.table = *table_;
-  if (c.nHeads % c.nKvHeads) typeError(env, "dpServe: nHeads must be a multiple of nKvHeads");
-  if (ks.Length() != vs.Length() || ks.Length() == 0) typeError(env, "dpServe: one k and one v cache per layer");
+  if (c.nHeads % c.nKvHeads) typeError(env, std::string(m) + ": nHeads must be a multiple of nKvHeads");
+  if (ks.Length() != vs.Length() || ks.Length() == 0)
+    typeError(env, std::string(m) + ": one k and one v cache per layer");
   const int64_t total = c.numBlocks * c.nKvHeads * c.blockSize * c.headDim;
   const napi_typedarray_type type = c.dtype == kF32 ? napi_float32_array : napi_uint16_array;
-  WorkerEntry entry;
-  entry.keep.push_back(Napi::Persistent(seg.As<Napi::Object>()));
   for (uint32_t l = 0; l < ks.Length(); l++) {
     for (int side = 0; side < 2; side++) {
       Napi::Value v = (side == 0 ? ks : vs).Get(l);
@@ -281,22 +283,75 @@ Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
       napi_value ab;
       if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok ||
           t != type || int64_t(length) < total)
-        typeError(env, "dpServe: layer " + std::to_string(l) + "'s cache is not a typed array of the geometry");
+        typeError(env, std::string(m) + ": layer " + std::to_string(l) + "'s cache is not a typed array of the geometry");
       (side == 0 ? c.kCaches : c.vCaches).push_back(data);
       entry.keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
     }
   }
+  return c;
+}
+
+// dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, blockSize, nKvHeads, headDim, nHeads,
+//         maxContext, slidingWindow, threads, spinUs) → id
+Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
+  const char* m = "dpServe";
+  Napi::ArrayBuffer seg = segmentArg(info, 0, m);
+  WorkerEntry entry;
+  entry.keep.push_back(Napi::Persistent(seg.As<Napi::Object>()));
+  WorkerConfig c = workerConfig(info, 1, m, entry);
+  c.segment = seg.Data();
+  c.segmentBytes = seg.ByteLength();
   entry.worker = std::make_unique<Worker>(std::move(c));
   entry.worker->start();
   workers_.push_back(std::move(entry));
-  return Napi::Number::New(env, double(workers_.size() - 1));
+  return Napi::Number::New(info.Env(), double(workers_.size() - 1));
+}
+
+// dpServeTcp(host, token, numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth, kvWidth, numLayers,
+//            kCaches[], vCaches[], dtype, …, spinUs) → { id, port }: listens on host:0 for the one
+// model side that proves the token
+Napi::Value Api::ServeTcp(const Napi::CallbackInfo& info) {
+  const char* m = "dpServeTcp";
+  if (!info[0].IsString() || !info[1].IsString()) typeError(info.Env(), "dpServeTcp: host and token must be strings");
+  const std::string host = info[0].As<Napi::String>().Utf8Value();
+  const std::string token = info[1].As<Napi::String>().Utf8Value();
+  const Geometry g = geometryArgs(info, 2, m);
+  WorkerEntry entry;
+  WorkerConfig c = workerConfig(info, 9, m, entry);
+  entry.bridge = std::make_unique<TcpBridge>(std::move(c), g, host, token);
+  const int port = entry.bridge->port();
+  entry.bridge->start();
+  workers_.push_back(std::move(entry));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("id", double(workers_.size() - 1));
+  o.Set("port", port);
+  return o;
+}
+
+// dpTcpClientOpen(host, port, token, numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth, kvWidth,
+//                 numLayers, spinUs, timeoutMs) → id
+Napi::Value Api::TcpClientOpen(const Napi::CallbackInfo& info) {
+  const char* m = "dpTcpClientOpen";
+  if (!info[0].IsString() || !info[2].IsString())
+    typeError(info.Env(), "dpTcpClientOpen: host and token must be strings");
+  const int64_t port = integer(info, 1, m, "port", 1);
+  const Geometry g = geometryArgs(info, 3, m);
+  ClientEntry e{std::make_unique<TcpClient>(info[0].As<Napi::String>().Utf8Value(), int(port),
+                                            info[2].As<Napi::String>().Utf8Value(), g,
+                                            integer(info, 10, m, "spinUs") * 1000,
+                                            integer(info, 11, m, "timeoutMs") * 1000000),
+                Napi::ObjectReference()};
+  clients_.push_back(std::move(e));
+  return Napi::Number::New(info.Env(), double(clients_.size() - 1));
 }
 
 Napi::Value Api::Stop(const Napi::CallbackInfo& info) {
   const int64_t id = integer(info, 0, "dpStop", "worker");
   if (id >= int64_t(workers_.size())) rangeError(info.Env(), "dpStop: no such worker");
   WorkerEntry& e = workers_[size_t(id)];
+  if (e.bridge) e.bridge->stop();
   if (e.worker) e.worker->stop();
+  e.bridge.reset();
   e.worker.reset();
   e.keep.clear();
   return info.Env().Undefined();
@@ -304,9 +359,10 @@ Napi::Value Api::Stop(const Napi::CallbackInfo& info) {
 
 Napi::Value Api::WorkerInfo(const Napi::CallbackInfo& info) {
   const int64_t id = integer(info, 0, "dpWorkerInfo", "worker");
-  if (id >= int64_t(workers_.size()) || !workers_[size_t(id)].worker)
+  if (id >= int64_t(workers_.size()) || !(workers_[size_t(id)].worker || workers_[size_t(id)].bridge))
     rangeError(info.Env(), "dpWorkerInfo: no such worker");
-  return counters(info.Env(), workers_[size_t(id)].worker->counters());
+  const WorkerEntry& e = workers_[size_t(id)];
+  return counters(info.Env(), e.bridge ? e.bridge->counters() : e.worker->counters());
 }
 
 }  // namespace lk::dp

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dataplane_client.h"
+#include "dataplane_tcp.h"
 #include "dataplane_worker.h"
 #include "kernel_table.h"
 #include "thread_pool.h"
@@ -23,12 +24,13 @@ class Api {
 
  private:
   struct ClientEntry {
-    std::unique_ptr<Client> client;
-    Napi::ObjectReference segment;
+    std::unique_ptr<Endpoint> client;
+    Napi::ObjectReference segment;  // shared memory only
   };
   struct WorkerEntry {
-    std::unique_ptr<Worker> worker;
-    std::vector<Napi::ObjectReference> keep;  // the segment and the caches the thread reads
+    std::unique_ptr<Worker> worker;     // shared memory: the loop on the model side's segment
+    std::unique_ptr<TcpBridge> bridge;  // TCP: the bridge and its loop on a private segment
+    std::vector<Napi::ObjectReference> keep;  // the segment and the caches the threads read
   };
 
   Napi::Value SegmentBytes(const Napi::CallbackInfo& info);
@@ -42,16 +44,21 @@ class Api {
   Napi::Value Wait(const Napi::CallbackInfo& info);
   Napi::Value ClientInfo(const Napi::CallbackInfo& info);
   Napi::Value Serve(const Napi::CallbackInfo& info);
+  Napi::Value TcpClientOpen(const Napi::CallbackInfo& info);
+  Napi::Value ServeTcp(const Napi::CallbackInfo& info);
+  /** The cache arguments of dpServe/dpServeTcp from index i: kCaches, vCaches, dtype, … spinUs. */
+  WorkerConfig workerConfig(const Napi::CallbackInfo& info, size_t i, const char* m, WorkerEntry& entry);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value WorkerInfo(const Napi::CallbackInfo& info);
 
-  Client& client(const Napi::CallbackInfo& info, size_t i);
+  Endpoint& client(const Napi::CallbackInfo& info, size_t i);
 
   const KernelTable* const* table_;
   const ThreadPool* pool_;
   std::vector<ClientEntry> clients_;
   std::vector<WorkerEntry> workers_;
-  std::vector<Client*> waitScratch_;
+  std::vector<Client*> waitShm_;
+  std::vector<TcpClient*> waitTcp_;
 };
 
 }  // namespace lk::dp

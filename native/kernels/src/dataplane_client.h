@@ -11,28 +11,48 @@
 
 namespace lk::dp {
 
-class Client {
+/** The model side's calls on one worker's data plane, whatever carries it (shared memory, TCP). */
+class Endpoint {
  public:
+  enum class Kind { kShm, kTcp };
+  virtual ~Endpoint() = default;
+  virtual Kind kind() const = 0;
+  virtual const Geometry& geometry() const = 0;
+  virtual void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
+                        const int32_t* tables, int64_t timeoutNs) = 0;
+  /** Rows `rows[0..nRows)` of src (rows of srcWidth floats; null: 0..nRows-1), columns [colOff, colOff + width). */
+  virtual void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
+                     int64_t colOff, int64_t timeoutNs) = 0;
+  virtual void postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,
+                      int64_t srcWidth, int64_t colOff, int64_t timeoutNs) = 0;
+  /** Whether the micro-batch's last KV has its OUT and it was not taken yet. */
+  virtual bool ready(int tag) const = 0;
+  /** Scatters the OUT into rows of `out` (rows of dstWidth floats, at colOff); returns compute µs. */
+  virtual int32_t take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) = 0;
+  /** The worker failed or is gone: the reason, else empty. */
+  virtual std::string failure() const = 0;
+  virtual double spinSeconds() const = 0;
+  virtual int32_t awaiting() const = 0;
+};
+
+class Client : public Endpoint {
+ public:
+  Kind kind() const override { return Kind::kShm; }
   /** Writes a fresh header for `g` into the segment (the model side creates it). */
   Client(void* segment, size_t bytes, const Geometry& g, int64_t spinNs);
 
-  const Geometry& geometry() const { return g_; }
-
+  const Geometry& geometry() const override { return g_; }
   void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
-                const int32_t* tables, int64_t timeoutNs);
-  /** Rows `rows[0..nRows)` of src (rows of srcWidth floats), columns [colOff, colOff + width). */
+                const int32_t* tables, int64_t timeoutNs) override;
   void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
-             int64_t colOff, int64_t timeoutNs);
+             int64_t colOff, int64_t timeoutNs) override;
   void postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,
-              int64_t srcWidth, int64_t colOff, int64_t timeoutNs);
-  /** Whether the micro-batch's last KV has its OUT and it was not taken yet. */
-  bool ready(int tag) const;
-  /** Scatters the OUT into rows of `out` (rows of dstWidth floats, at colOff); returns compute µs. */
-  int32_t take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff);
-  /** The worker failed or is gone: the reason, else empty. */
-  std::string failure() const;
-  double spinSeconds() const { return double(spinNs_) * 1e-9; }
-  int32_t awaiting() const;
+              int64_t srcWidth, int64_t colOff, int64_t timeoutNs) override;
+  bool ready(int tag) const override;
+  int32_t take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) override;
+  std::string failure() const override;
+  double spinSeconds() const override { return double(spinNs_) * 1e-9; }
+  int32_t awaiting() const override;
 
   /**
    * Waits until one of `clients` has a ready reply: returns its index, -1 after timeoutNs, or

@@ -1,0 +1,455 @@
+#include "dataplane_tcp.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace lk::dp {
+
+namespace {
+
+// A frame's payload must arrive within this once its header has (a peer that stalls mid-frame
+// is treated as gone).
+constexpr int64_t kFrameNs = 5'000'000'000;
+constexpr int kAcceptMs = 30'000;
+
+void noDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// Reads exactly n bytes within timeoutNs; the reason on failure, else "".
+std::string readFull(int fd, void* p, size_t n, int64_t timeoutNs) {
+  char* at = static_cast<char*>(p);
+  const int64_t end = nowNs() + timeoutNs;
+  while (n > 0) {
+    const ssize_t r = recv(fd, at, n, MSG_DONTWAIT);
+    if (r > 0) {
+      at += r;
+      n -= size_t(r);
+      continue;
+    }
+    if (r == 0) return "the peer closed the data-plane connection";
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return std::string("recv: ") + std::strerror(errno);
+    const int64_t left = end - nowNs();
+    if (left <= 0) return "a data-plane frame stalled mid-way";
+    pollfd pfd{fd, POLLIN, 0};
+    poll(&pfd, 1, int(std::min<int64_t>(left / 1000000 + 1, 100)));
+  }
+  return "";
+}
+
+// Writes every byte of the iovecs within timeoutNs; the reason on failure, else "".
+std::string writeAll(int fd, iovec* iov, int n, int64_t timeoutNs) {
+  const int64_t end = nowNs() + timeoutNs;
+  while (n > 0) {
+    const ssize_t w = writev(fd, iov, n);
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return std::string("writev: ") + std::strerror(errno);
+      const int64_t left = end - nowNs();
+      if (left <= 0) return "the peer took no data-plane bytes within the bound";
+      pollfd pfd{fd, POLLOUT, 0};
+      poll(&pfd, 1, int(std::min<int64_t>(left / 1000000 + 1, 100)));
+      continue;
+    }
+    size_t done = size_t(w);
+    while (n > 0 && done >= iov->iov_len) {
+      done -= iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + done;
+      iov->iov_len -= done;
+    }
+  }
+  return "";
+}
+
+void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK); }
+
+inline void cpuRelax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t nSeqs) {
+  if (nTokens < 1 || nTokens > g.maxTokens) return -1;
+  switch (kind) {
+    case kStep:
+      if (nSeqs < 1 || nSeqs > g.maxSeqs || nSeqs > nTokens) return -1;
+      return 4 * (int64_t(nSeqs) + 1 + nTokens + int64_t(nSeqs) * g.maxBlocksPerSeq);
+    case kQ:
+      return 4 * int64_t(nTokens) * g.qWidth;
+    case kKv:
+      return 8 * int64_t(nTokens) * g.kvWidth;
+    case kOut:
+      return 4 * int64_t(nTokens) * g.qWidth;
+    default:
+      return -1;
+  }
+}
+
+// ---- worker side ------------------------------------------------------------------------------
+
+TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host, const std::string& token)
+    : g_(g), token_(token) {
+  if (token_.size() != kTokenBytes) throw std::runtime_error("data-plane token must be 32 bytes");
+  store_.resize(segmentBytes(g) + 64);
+  void* seg = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(store_.data()) + 63) & ~uintptr_t(63));
+  client_ = std::make_unique<Client>(seg, segmentBytes(g), g, 0);
+  c.segment = seg;
+  c.segmentBytes = segmentBytes(g);
+  worker_ = std::make_unique<Worker>(std::move(c));
+  int64_t most = 0;
+  for (int32_t k : {int32_t(kStep), int32_t(kQ), int32_t(kKv)})
+    most = std::max(most, payloadBytes(g, k, g.maxTokens, std::min(g.maxSeqs, g.maxTokens)));
+  payload_.resize(size_t(most));
+  out_.resize(size_t(g.maxTokens) * size_t(g.qWidth));
+  stepTokens_.assign(size_t(g.numTags), 0);
+  stepLayer_.assign(size_t(g.numTags), 0);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), "0", &hints, &res) != 0 || !res)
+    throw std::runtime_error("data plane: cannot listen on " + host);
+  listenFd_ = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const bool ok = listenFd_ >= 0 && bind(listenFd_, res->ai_addr, res->ai_addrlen) == 0 && listen(listenFd_, 1) == 0;
+  freeaddrinfo(res);
+  if (!ok) {
+    const std::string why = std::strerror(errno);
+    if (listenFd_ >= 0) close(listenFd_);
+    throw std::runtime_error("data plane: listen on " + host + ": " + why);
+  }
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  getsockname(listenFd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = a.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port)
+                                  : ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+}
+
+TcpBridge::~TcpBridge() {
+  stop();
+  if (listenFd_ >= 0) close(listenFd_);
+  if (fd_ >= 0) close(fd_);
+}
+
+void TcpBridge::start() {
+  worker_->start();
+  thread_ = std::thread([this] { loop(); });
+}
+
+void TcpBridge::stop() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+  worker_->stop();
+}
+
+WorkerCounters TcpBridge::counters() const {
+  WorkerCounters c = worker_->counters();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.empty() && c.state != kFailed) {
+    c.state = kFailed;
+    c.error = error_;
+  }
+  return c;
+}
+
+void TcpBridge::fail(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (error_.empty()) error_ = why;
+}
+
+bool TcpBridge::acceptPeer() {
+  const int64_t end = nowNs() + int64_t(kAcceptMs) * 1000000;
+  while (!stopping_) {
+    pollfd p{listenFd_, POLLIN, 0};
+    if (poll(&p, 1, 50) > 0) {
+      const int fd = accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      setNonBlocking(fd);
+      char token[kTokenBytes];
+      if (!readFull(fd, token, kTokenBytes, 5'000'000'000).empty() ||
+          std::memcmp(token, token_.data(), kTokenBytes) != 0) {
+        close(fd);  // not our model side: keep listening for it
+        continue;
+      }
+      noDelay(fd);
+      fd_ = fd;
+      close(listenFd_);
+      listenFd_ = -1;
+      return true;
+    }
+    if (nowNs() > end) {
+      fail("no model side connected to the data plane within 30 s");
+      return false;
+    }
+  }
+  return false;
+}
+
+void TcpBridge::readFrame() {
+  FrameHead h{};
+  std::string why = readFull(fd_, &h, sizeof h, kFrameNs);
+  if (!why.empty()) throw std::runtime_error(why);
+  if (h.magic != kFrameMagic) throw std::runtime_error("data-plane frame without its magic");
+  if (h.tag < 0 || h.tag >= g_.numTags) throw std::runtime_error("data-plane frame for micro-batch " + std::to_string(h.tag));
+  const int64_t want = payloadBytes(g_, h.kind, h.nTokens, h.nSeqs);
+  if (h.kind == kOut || want < 0 || h.bytes != want)
+    throw std::runtime_error("data-plane frame of kind " + std::to_string(h.kind) + " with " + std::to_string(h.bytes) +
+                             " bytes for " + std::to_string(h.nTokens) + " tokens is malformed");
+  why = readFull(fd_, payload_.data(), size_t(want), kFrameNs);
+  if (!why.empty()) throw std::runtime_error(why);
+  const int64_t bound = kFrameNs;
+  const auto* p = reinterpret_cast<const int32_t*>(payload_.data());
+  switch (h.kind) {
+    case kStep:
+      client_->postStep(h.tag, h.nTokens, h.nSeqs, p, p + h.nSeqs + 1, p + h.nSeqs + 1 + h.nTokens, bound);
+      stepTokens_[size_t(h.tag)] = h.nTokens;
+      break;
+    case kQ:
+      client_->postQ(h.tag, h.layer, reinterpret_cast<const float*>(p), nullptr, h.nTokens, g_.qWidth, 0, bound);
+      break;
+    default: {
+      const auto* k = reinterpret_cast<const float*>(p);
+      client_->postKv(h.tag, h.layer, k, k + int64_t(h.nTokens) * g_.kvWidth, nullptr, h.nTokens, g_.kvWidth, 0, bound);
+      stepLayer_[size_t(h.tag)] = h.layer;
+    }
+  }
+}
+
+void TcpBridge::sendReplies() {
+  for (int t = 0; t < g_.numTags; t++) {
+    if (!client_->ready(t)) continue;
+    const int32_t n = stepTokens_[size_t(t)];
+    const int32_t micros = client_->take(t, out_.data(), nullptr, n, g_.qWidth, 0);
+    FrameHead h{kFrameMagic, kOut, t, stepLayer_[size_t(t)], n, micros, int32_t(4 * int64_t(n) * g_.qWidth)};
+    iovec iov[2] = {{&h, sizeof h}, {out_.data(), size_t(h.bytes)}};
+    const std::string why = writeAll(fd_, iov, 2, kFrameNs);
+    if (!why.empty()) throw std::runtime_error(why);
+  }
+}
+
+void TcpBridge::loop() {
+  if (!acceptPeer()) return;
+  Client* self = client_.get();
+  try {
+    while (!stopping_) {
+      sendReplies();
+      const std::string failed = client_->failure();
+      if (!failed.empty()) throw std::runtime_error(failed);
+      const bool awaiting = client_->awaiting() > 0;
+      pollfd p{fd_, POLLIN, 0};
+      const int r = poll(&p, 1, awaiting ? 0 : 50);
+      if (r > 0) {
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) readFrame();
+        continue;
+      }
+      // A reply is being computed and the socket is quiet: wait on the local segment briefly.
+      if (awaiting) Client::waitAny(&self, 1, 100'000);
+    }
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  shutdown(fd_, SHUT_RDWR);
+}
+
+// ---- model side -------------------------------------------------------------------------------
+
+TcpClient::TcpClient(const std::string& host, int port, const std::string& token, const Geometry& g, int64_t spinNs,
+                     int64_t timeoutNs)
+    : g_(g), spinBudgetNs_(spinNs) {
+  if (token.size() != kTokenBytes) throw std::runtime_error("data-plane token must be 32 bytes");
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  const std::string p = std::to_string(port);
+  if (getaddrinfo(host.c_str(), p.c_str(), &hints, &res) != 0 || !res)
+    throw std::runtime_error("data plane: bad address " + host);
+  fd_ = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  setNonBlocking(fd_);
+  int rc = connect(fd_, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (rc != 0 && errno == EINPROGRESS) {
+    pollfd pfd{fd_, POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (poll(&pfd, 1, int(timeoutNs / 1000000)) == 1 && getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+        err == 0)
+      rc = 0;
+    else
+      errno = err ? err : ETIMEDOUT;
+  }
+  if (rc != 0) {
+    const std::string why = std::strerror(errno);
+    close(fd_);
+    throw std::runtime_error("data plane: connect to " + host + ":" + p + ": " + why);
+  }
+  noDelay(fd_);
+  iovec iov{const_cast<char*>(token.data()), kTokenBytes};
+  const std::string why = writeAll(fd_, &iov, 1, timeoutNs);
+  if (!why.empty()) {
+    close(fd_);
+    throw std::runtime_error("data plane: " + why);
+  }
+  int64_t most = 0;
+  for (int32_t k : {int32_t(kStep), int32_t(kQ), int32_t(kKv)})
+    most = std::max(most, payloadBytes(g, k, g.maxTokens, std::min(g.maxSeqs, g.maxTokens)));
+  sendBuf_.resize(size_t(most));
+  out_.assign(size_t(g.numTags), std::vector<float>(size_t(g.maxTokens) * size_t(g.qWidth)));
+  expect_.assign(size_t(g.numTags), 0);
+  taken_.assign(size_t(g.numTags), 0);
+  replied_.assign(size_t(g.numTags), 0);
+  micros_.assign(size_t(g.numTags), 0);
+}
+
+TcpClient::~TcpClient() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void TcpClient::checkTag(int tag) const {
+  if (tag < 0 || tag >= g_.numTags)
+    throw std::range_error("data plane: micro-batch " + std::to_string(tag) + " is outside the " +
+                           std::to_string(g_.numTags) + " configured");
+}
+
+void TcpClient::send(const FrameHead& h, const void* payload, size_t bytes, int64_t timeoutNs) {
+  if (!failed_.empty()) throw std::runtime_error("data plane: " + failed_);
+  FrameHead head = h;
+  iovec iov[2] = {{&head, sizeof head}, {const_cast<void*>(payload), bytes}};
+  const std::string why = writeAll(fd_, iov, 2, timeoutNs);
+  if (!why.empty()) {
+    failed_ = why;
+    throw std::runtime_error("data plane: " + why);
+  }
+}
+
+void TcpClient::postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
+                         const int32_t* tables, int64_t timeoutNs) {
+  checkTag(tag);
+  const int64_t bytes = payloadBytes(g_, kStep, nTokens, nSeqs);
+  if (bytes < 0) throw std::range_error("data plane: a step's counts exceed the configured limits");
+  auto* p = reinterpret_cast<int32_t*>(sendBuf_.data());
+  std::memcpy(p, seqStart, 4 * size_t(nSeqs + 1));
+  std::memcpy(p + nSeqs + 1, positions, 4 * size_t(nTokens));
+  std::memcpy(p + nSeqs + 1 + nTokens, tables, 4 * size_t(nSeqs) * size_t(g_.maxBlocksPerSeq));
+  send({kFrameMagic, kStep, tag, 0, nTokens, nSeqs, int32_t(bytes)}, p, size_t(bytes), timeoutNs);
+}
+
+void TcpClient::postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
+                      int64_t colOff, int64_t timeoutNs) {
+  checkTag(tag);
+  const int64_t bytes = payloadBytes(g_, kQ, nRows, 1);
+  if (bytes < 0) throw std::range_error("data plane: Q row count out of range");
+  auto* dst = reinterpret_cast<float*>(sendBuf_.data());
+  for (int32_t r = 0; r < nRows; r++)
+    std::memcpy(dst + int64_t(r) * g_.qWidth, q + int64_t(rows ? rows[r] : r) * srcWidth + colOff, 4 * size_t(g_.qWidth));
+  send({kFrameMagic, kQ, tag, layer, nRows, 0, int32_t(bytes)}, dst, size_t(bytes), timeoutNs);
+}
+
+void TcpClient::postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,
+                       int64_t srcWidth, int64_t colOff, int64_t timeoutNs) {
+  checkTag(tag);
+  const int64_t bytes = payloadBytes(g_, kKv, nRows, 1);
+  if (bytes < 0) throw std::range_error("data plane: KV row count out of range");
+  auto* dst = reinterpret_cast<float*>(sendBuf_.data());
+  const int64_t w = g_.kvWidth;
+  for (int32_t r = 0; r < nRows; r++) {
+    const int64_t src = int64_t(rows ? rows[r] : r) * srcWidth + colOff;
+    std::memcpy(dst + int64_t(r) * w, k + src, 4 * size_t(w));
+    std::memcpy(dst + (int64_t(nRows) + r) * w, v + src, 4 * size_t(w));
+  }
+  expect_[size_t(tag)]++;
+  send({kFrameMagic, kKv, tag, layer, nRows, 0, int32_t(bytes)}, dst, size_t(bytes), timeoutNs);
+}
+
+void TcpClient::progress() {
+  while (failed_.empty()) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0) return;
+    FrameHead h{};
+    std::string why = readFull(fd_, &h, sizeof h, kFrameNs);
+    if (why.empty()) {
+      const bool ok = h.magic == kFrameMagic && h.kind == kOut && h.tag >= 0 && h.tag < g_.numTags &&
+                      h.bytes == payloadBytes(g_, kOut, h.nTokens, 1);
+      if (!ok) why = "a malformed OUT frame from the attention worker";
+    }
+    if (why.empty()) why = readFull(fd_, out_[size_t(h.tag)].data(), size_t(h.bytes), kFrameNs);
+    if (!why.empty()) {
+      failed_ = why;
+      return;
+    }
+    replied_[size_t(h.tag)]++;
+    micros_[size_t(h.tag)] = h.nSeqs;
+  }
+}
+
+bool TcpClient::ready(int tag) const {
+  const size_t t = size_t(tag);
+  return expect_[t] != taken_[t] && replied_[t] - expect_[t] >= 0;
+}
+
+int32_t TcpClient::awaiting() const {
+  int32_t n = 0;
+  for (size_t t = 0; t < expect_.size(); t++) n += expect_[t] != taken_[t];
+  return n;
+}
+
+int32_t TcpClient::take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) {
+  checkTag(tag);
+  if (!ready(tag)) throw std::logic_error("data plane: no OUT is ready for micro-batch " + std::to_string(tag));
+  if (nRows < 0 || nRows > g_.maxTokens) throw std::range_error("data plane: OUT row count out of range");
+  const float* src = out_[size_t(tag)].data();
+  const int64_t w = g_.qWidth;
+  for (int32_t r = 0; r < nRows; r++)
+    std::memcpy(out + int64_t(rows ? rows[r] : r) * dstWidth + colOff, src + int64_t(r) * w, 4 * size_t(w));
+  taken_[size_t(tag)] = expect_[size_t(tag)];
+  return micros_[size_t(tag)];
+}
+
+std::string TcpClient::failure() const { return failed_; }
+
+int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs) {
+  const int64_t t0 = nowNs();
+  pollfd fds[64];  // a service has at most a few workers; no allocation per wait
+  if (n > 64) throw std::range_error("data plane: at most 64 TCP clients in one wait");
+  for (;;) {
+    for (int i = 0; i < n; i++) {
+      TcpClient* c = clients[i];
+      c->progress();
+      for (int t = 0; t < c->g_.numTags; t++)
+        if (c->ready(t)) return i;
+      if (!c->failed_.empty()) return -(2 + i);
+    }
+    const int64_t waited = nowNs() - t0;
+    if (waited >= timeoutNs) return -1;
+    if (n > 0 && waited < clients[0]->spinBudgetNs_) {
+      cpuRelax();
+      continue;
+    }
+    for (int i = 0; i < n; i++) fds[i] = {clients[i]->fd_, POLLIN, 0};
+    poll(fds, nfds_t(n), int(std::min<int64_t>((timeoutNs - waited) / 1000000 + 1, 20)));
+  }
+}
+
+}  // namespace lk::dp

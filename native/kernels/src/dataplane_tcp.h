@@ -1,0 +1,105 @@
+// The native data plane over TCP, for attention workers on other hosts. The same postings and
+// replies as over shared memory, as frames on a socket of their own beside the authenticated
+// control channel: the model side writes each with one writev (header and tensor, from a
+// preallocated buffer), the worker side's bridge thread reads and checks each frame (kind, counts,
+// exact payload size) before it reads the payload, hands it to a Worker loop on a private segment
+// (the same checks and kernels as the shared-memory path), and sends each OUT back with writev.
+// The socket is authenticated by a token the worker gave the model side over the control channel.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane_client.h"
+#include "dataplane_worker.h"
+
+namespace lk::dp {
+
+constexpr int32_t kFrameMagic = 0x4650444c;  // "LDPF"
+constexpr int32_t kOut = 4;
+constexpr size_t kTokenBytes = 32;
+
+/** A frame's header: magic, kind, tag, layer, nTokens, nSeqs (or compute µs for OUT), payload bytes. */
+struct FrameHead {
+  int32_t magic, kind, tag, layer, nTokens, nSeqs, bytes;
+};
+
+/** The exact payload of a frame with these counts, or -1 when the counts are out of range. */
+int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t nSeqs);
+
+/** The worker side: listens on one port for one model side, then bridges it to a Worker loop. */
+class TcpBridge {
+ public:
+  /** `c` without its segment fields; listens on host:0 at once (throws on failure). */
+  TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host, const std::string& token);
+  ~TcpBridge();
+  int port() const { return port_; }
+  void start();
+  void stop();
+  WorkerCounters counters() const;
+
+ private:
+  void loop();
+  bool acceptPeer();
+  void readFrame();
+  void sendReplies();
+  void fail(const std::string& why);
+
+  Geometry g_;
+  std::vector<char> store_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Worker> worker_;
+  std::string token_;
+  int listenFd_ = -1, fd_ = -1, port_ = 0;
+  std::vector<char> payload_;
+  std::vector<float> out_;
+  std::vector<int32_t> stepTokens_, stepLayer_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mu_;
+  std::string error_;
+};
+
+/** The model side of a TCP data plane: the Client calls, over a socket. */
+class TcpClient : public Endpoint {
+ public:
+  TcpClient(const std::string& host, int port, const std::string& token, const Geometry& g, int64_t spinNs,
+            int64_t timeoutNs);
+  ~TcpClient() override;
+  Kind kind() const override { return Kind::kTcp; }
+  const Geometry& geometry() const override { return g_; }
+  void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
+                const int32_t* tables, int64_t timeoutNs) override;
+  void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
+             int64_t colOff, int64_t timeoutNs) override;
+  void postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,
+              int64_t srcWidth, int64_t colOff, int64_t timeoutNs) override;
+  bool ready(int tag) const override;
+  int32_t take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) override;
+  std::string failure() const override;
+  double spinSeconds() const override { return double(spinNs_) * 1e-9; }
+  int32_t awaiting() const override;
+
+  static int waitAny(TcpClient* const* clients, int n, int64_t timeoutNs);
+
+ private:
+  /** Reads every complete OUT frame that has arrived, without blocking for a new one. */
+  void progress();
+  void send(const FrameHead& h, const void* payload, size_t bytes, int64_t timeoutNs);
+  void checkTag(int tag) const;
+
+  Geometry g_;
+  int fd_ = -1;
+  int64_t spinBudgetNs_;
+  int64_t spinNs_ = 0;
+  std::vector<char> sendBuf_;
+  std::vector<std::vector<float>> out_;
+  std::vector<int32_t> expect_, taken_, replied_, micros_;
+  std::string failed_;
+};
+
+}  // namespace lk::dp
