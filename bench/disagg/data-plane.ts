@@ -10,6 +10,9 @@
 // Both sides are pinned to their own core where the machine has two.
 //
 //   node dist/bench/disagg/data-plane.js [--iters 2000] [--gen 64] [--reps 3] [--spin-us µs]
+//       [--transport shm|tcp] [--skip-decode]
+// With --transport tcp the worker is reached over loopback TCP (the data plane's own socket), and
+// each size is also held to a plain native blocking-socket ping-pong of the bytes it sends.
 //
 // Prints tables and writes bench/results/data-plane.json.
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -36,6 +39,8 @@ const { values } = parseArgs({
     gen: { type: "string", default: "64" },
     "spin-us": { type: "string" },
     reps: { type: "string", default: "3" },
+    transport: { type: "string", default: "shm" },
+    "skip-decode": { type: "boolean", default: false },
   },
 });
 const iters = intFlag(values.iters, "--iters", 10);
@@ -44,6 +49,9 @@ const gen = intFlag(values.gen, "--gen", 8);
 const spinMicros = values["spin-us"] === undefined ? undefined : intFlag(values["spin-us"], "--spin-us", 0);
 const spin = spinMicros === undefined ? {} : { spinMicros };
 const reps = intFlag(values.reps, "--reps", 1);
+const transport = values.transport as "shm" | "tcp";
+if (transport !== "shm" && transport !== "tcp")
+  throw new Error(`--transport must be shm or tcp, got "${transport}"`);
 type Mode = "native" | "messages";
 const MODES: Mode[] = ["native", "messages"];
 
@@ -55,7 +63,7 @@ const variant = backend.describe();
 
 function spawned(): SpawnedWorker {
   return new SpawnedWorker("bench", {
-    transport: "shm",
+    transport,
     kvMemory: 1 << 30,
     threads: 1,
     spinMicros,
@@ -131,6 +139,9 @@ async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
     const exchange: number[] = [];
     const steps = Math.ceil(iters / (LAYERS - 1)) + 20;
     for (let s = 0; s < steps; s++) {
+      // Between steps the event loop runs, as the engine thread lets it (the control channel's
+      // heartbeats go out there: a peer silent for 10 s is dropped).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       for (let layer = 0; layer < LAYERS; layer++) {
         const a0 = svc.attentionMicros;
         const t0 = process.hrtime.bigint();
@@ -167,15 +178,18 @@ async function roundTrips(mode: Mode, tokens: number): Promise<RoundTrip> {
 }
 
 const cacheLine = await nativeRoundTrip("shm", 0, pinned ? 1 : null);
-const trips: (RoundTrip & { memcpyGBs: number })[] = [];
+const trips: (RoundTrip & { memcpyGBs: number; socketUs: number | null })[] = [];
 for (const tokens of [1, 64, 256]) {
+  // TCP's limit: a plain blocking-socket ping-pong of the bytes the layer sends (q, k, v).
+  const sent = 4 * tokens * (HEADS + 2 * KV_HEADS) * HEAD_DIM;
+  const socket = transport === "tcp" ? (await nativeRoundTrip("tcp", sent, pinned ? 1 : null)).median : null;
   for (const mode of MODES) {
     const r = await roundTrips(mode, tokens);
-    trips.push({ ...r, memcpyGBs: memcpyGBs(r.bytes) });
+    trips.push({ ...r, memcpyGBs: memcpyGBs(r.bytes), socketUs: socket });
   }
 }
 console.log(
-  `\nCPU: ${cpus()[0]?.model ?? "?"}, ${cores} cores${pinned ? " (model side and worker pinned apart)" : ""}; ${variant}`,
+  `\nCPU: ${cpus()[0]?.model ?? "?"}, ${cores} cores${pinned ? " (model side and worker pinned apart)" : ""}; ${variant}; transport ${transport}`,
 );
 console.log(
   `native cache-line ping-pong between two processes: median ${cacheLine.median.toFixed(2)} µs, p99 ${cacheLine.p99.toFixed(2)} µs`,
@@ -188,6 +202,15 @@ for (const r of trips)
   console.log(
     `| ${r.mode} | ${r.tokens} | ${r.medianUs.toFixed(1)} | ${r.p99Us.toFixed(1)} | ${r.workerComputeUs.toFixed(1)} | ${r.exchangeMedianUs.toFixed(1)} | ${r.exchangeP99Us.toFixed(1)} | ${(r.exchangeMedianUs / cacheLine.median).toFixed(1)} | ${r.gbPerSecond.toFixed(2)} | ${(r.gbPerSecond / r.memcpyGBs).toFixed(2)} |`,
   );
+
+if (transport === "tcp") {
+  console.log("| exchange | tokens | exchange median µs | native socket ping-pong µs | × socket ping-pong |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const r of trips)
+    console.log(
+      `| ${r.mode} | ${r.tokens} | ${r.exchangeMedianUs.toFixed(1)} | ${r.socketUs!.toFixed(1)} | ${(r.exchangeMedianUs / r.socketUs!).toFixed(2)} |`,
+    );
+}
 
 // ---- 2. single-stream decode ------------------------------------------------------------------
 const shape = {
@@ -241,24 +264,28 @@ async function decode(placement: Placement): Promise<{ tokPerS: number; perLayer
 }
 
 const decodes: Record<Placement, number[]> = { "in-process": [], native: [], messages: [] };
-for (let r = 0; r < reps; r++)
+for (let r = 0; r < (values["skip-decode"] ? 0 : reps); r++)
   for (const p of ["in-process", "native", "messages"] as const) decodes[p].push((await decode(p)).tokPerS);
-const local = median(decodes["in-process"]);
-console.log(
-  `\nsingle-stream decode, ${gen} tokens, SmolLM2-135M shape (random bf16 weights), model side 1 thread, median of ${reps}:`,
-);
-console.log("| attention | decode tok/s | × in-process | added per layer µs |");
-console.log("| --- | ---: | ---: | ---: |");
-for (const p of ["in-process", "native", "messages"] as const) {
-  const t = median(decodes[p]);
-  const added = ((1 / t - 1 / local) / shape.layers) * 1e6;
+if (!values["skip-decode"]) printDecodes();
+function printDecodes(): void {
+  const local = median(decodes["in-process"]);
   console.log(
-    `| ${p} | ${t.toFixed(1)} | ${(t / local).toFixed(2)} | ${p === "in-process" ? "–" : added.toFixed(1)} |`,
+    `\nsingle-stream decode, ${gen} tokens, SmolLM2-135M shape (random bf16 weights), model side 1 thread, median of ${reps}:`,
   );
+  console.log("| attention | decode tok/s | × in-process | added per layer µs |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const p of ["in-process", "native", "messages"] as const) {
+    const t = median(decodes[p]);
+    const added = ((1 / t - 1 / local) / shape.layers) * 1e6;
+    console.log(
+      `| ${p} | ${t.toFixed(1)} | ${(t / local).toFixed(2)} | ${p === "in-process" ? "–" : added.toFixed(1)} |`,
+    );
+  }
 }
 
-writeResults("data-plane.json", {
+writeResults(`data-plane-${transport}.json`, {
   machine: { cpu: cpus()[0]?.model ?? "?", cores, pinned, variant },
+  transport,
   spinMicros: spinMicros ?? "defaults",
   cacheLinePingPong: cacheLine,
   roundTrips: trips,

@@ -107,7 +107,7 @@ int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t n
 // ---- worker side ------------------------------------------------------------------------------
 
 TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host, const std::string& token)
-    : g_(g), token_(token) {
+    : g_(g), token_(token), spinNs_(c.spinNs) {
   if (token_.size() != kTokenBytes) throw std::runtime_error("data-plane token must be 32 bytes");
   store_.resize(segmentBytes(g) + 64);
   void* seg = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(store_.data()) + 63) & ~uintptr_t(63));
@@ -153,7 +153,8 @@ TcpBridge::~TcpBridge() {
 }
 
 void TcpBridge::start() {
-  worker_->start();
+  // The bridge thread runs each posting itself (Worker::pollOnce) right after reading it: one
+  // thread, no hand-off, nothing spinning beside it on the worker's core.
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -250,21 +251,18 @@ void TcpBridge::sendReplies() {
 
 void TcpBridge::loop() {
   if (!acceptPeer()) return;
-  Client* self = client_.get();
   try {
     while (!stopping_) {
-      sendReplies();
-      const std::string failed = client_->failure();
-      if (!failed.empty()) throw std::runtime_error(failed);
-      const bool awaiting = client_->awaiting() > 0;
+      // Spin on the socket for the budget, then block in poll (a slice at a time, to see stop).
       pollfd p{fd_, POLLIN, 0};
-      const int r = poll(&p, 1, awaiting ? 0 : 50);
-      if (r > 0) {
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) readFrame();
-        continue;
-      }
-      // A reply is being computed and the socket is quiet: wait on the local segment briefly.
-      if (awaiting) Client::waitAny(&self, 1, 100'000);
+      const int64_t t0 = nowNs();
+      int r = 0;
+      while ((r = poll(&p, 1, 0)) == 0 && nowNs() - t0 < spinNs_) cpuRelax();
+      if (r == 0) r = poll(&p, 1, 50);
+      if (r <= 0) continue;
+      readFrame();
+      if (!worker_->pollOnce()) throw std::runtime_error(worker_->counters().error);
+      sendReplies();
     }
   } catch (const std::exception& e) {
     fail(e.what());

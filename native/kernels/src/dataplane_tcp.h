@@ -54,6 +54,7 @@ class TcpBridge {
   std::unique_ptr<Client> client_;
   std::unique_ptr<Worker> worker_;
   std::string token_;
+  int64_t spinNs_;
   int listenFd_ = -1, fd_ = -1, port_ = 0;
   std::vector<char> payload_;
   std::vector<float> out_;
