@@ -5,6 +5,7 @@
 //     environment; any still running once the file has ended is a leak (reported, then killed);
 //   - shared memory: src/transport/shm-channel.ts puts the tag in its segment names, so a
 //     /dev/shm/lamina-<tag>-* entry left after the file is a segment it leaked (reported, removed);
+//     the same goes for network namespaces named lamina-<tag>-* (the multi-host test's "hosts");
 //   - temporary files: each file gets a private TMPDIR (os.tmpdir() follows it); entries named
 //     with the project's prefix left in it are a leak. Other entries are listed but not failed
 //     (they are not ours to name); the folder is removed either way.
@@ -14,7 +15,7 @@
 // Optional arguments filter files by substring: `node scripts/run-tests.mjs sampler kernels`.
 // The last line is `N passed, N failed, N skipped`; the exit status is non-zero on any failed
 // test, any leak and any file that did not finish.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -83,6 +84,16 @@ function taggedProcesses(tag) {
     found.push({ pid: Number(name), cmd });
   }
   return found;
+}
+
+/** Network namespaces a file created with its tag (test/disagg/multi-host: one per "host"). */
+function netnsOf(tag) {
+  const r = spawnSync("ip", ["netns", "list"], { encoding: "utf8" });
+  if (r.status !== 0) return [];
+  return r.stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0])
+    .filter((n) => n?.startsWith(`lamina-${tag}-`));
 }
 
 function shmSegments(tag) {
@@ -155,6 +166,11 @@ async function runFile(file, index, runDir) {
     try {
       process.kill(p.pid, "SIGKILL");
     } catch {}
+  }
+  // Deleting a namespace also removes the veth pair whose one end lives in it.
+  for (const ns of netnsOf(tag)) {
+    problems.push(`left network namespace ${ns}`);
+    spawnSync("ip", ["netns", "del", ns]);
   }
   for (const seg of shmSegments(tag)) {
     problems.push(`left shared-memory segment /dev/shm/${seg}`);

@@ -30,7 +30,8 @@ const tag = String(process.pid % 100_000);
 // Two /24s per run, picked from the pid so concurrent runs on one machine do not collide.
 const subnet = (i: number) => `10.213.${10 + ((process.pid % 100) * 2 + i)}`;
 const hosts = [0, 1].map((i) => ({
-  ns: `lamina-t${tag}-${i}`,
+  // The test runner's tag in the namespace names lets it remove them if this file is killed.
+  ns: `lamina-${process.env.LAMINA_SHM_TAG ?? `t${tag}`}-ns${i}`,
   hostIf: `lh${tag}${i}`,
   nsIf: `ln${tag}${i}`,
   hostAddr: `${subnet(i)}.1`,
