@@ -1,7 +1,7 @@
 import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
 import { shmNative } from "../transport/shm-native.js";
 import type { BlockAllocator } from "./block-allocator.js";
-import type { DataPlaneAddon } from "./data-plane-native.js";
+import type { DataPlaneAddon, ShapeArgs } from "./data-plane-native.js";
 import type { SubStep } from "./sub-step.js";
 
 /** What one link's segment must hold: its worker's share of the heads, at the engine's limits. */
@@ -40,6 +40,11 @@ export function dataPlaneShape(c: {
   };
 }
 
+/** The shape as the native calls take it. */
+export function shapeArgs(s: DataPlaneShape): ShapeArgs {
+  return [s.numTags, s.maxTokens, s.maxSeqs, s.maxBlocksPerSeq, s.qWidth, s.kvWidth, s.numLayers];
+}
+
 /**
  * The model side of one attention worker's native data plane: a shared-memory segment made
  * here and named in CONFIGURE, and the native client that posts a micro-batch's step, q and k/v
@@ -65,31 +70,12 @@ export class DataPlaneLink {
 
   /** Creates and maps a segment for `shape` and opens its client; the name goes into CONFIGURE. */
   static create(addon: DataPlaneAddon, shape: DataPlaneShape, spinUs: number): DataPlaneLink {
-    const s = shape;
-    const bytes = addon.dpSegmentBytes(
-      s.numTags,
-      s.maxTokens,
-      s.maxSeqs,
-      s.maxBlocksPerSeq,
-      s.qWidth,
-      s.kvWidth,
-      s.numLayers,
-    );
+    const bytes = addon.dpSegmentBytes(...shapeArgs(shape));
     const name = newSegmentName();
     const segment = shmNative().create(name, bytes);
     unlinkAtExit(name);
     try {
-      const id = addon.dpClientOpen(
-        segment,
-        s.numTags,
-        s.maxTokens,
-        s.maxSeqs,
-        s.maxBlocksPerSeq,
-        s.qWidth,
-        s.kvWidth,
-        s.numLayers,
-        spinUs,
-      );
+      const id = addon.dpClientOpen(segment, ...shapeArgs(shape), spinUs);
       return new DataPlaneLink(addon, name, id, shape, segment);
     } catch (e) {
       unlinkSegmentName(name);
@@ -110,21 +96,7 @@ export class DataPlaneLink {
     spinUs: number,
     timeoutMs: number,
   ): DataPlaneLink {
-    const s = shape;
-    const id = addon.dpTcpClientOpen(
-      host,
-      port,
-      token,
-      s.numTags,
-      s.maxTokens,
-      s.maxSeqs,
-      s.maxBlocksPerSeq,
-      s.qWidth,
-      s.kvWidth,
-      s.numLayers,
-      spinUs,
-      timeoutMs,
-    );
+    const id = addon.dpTcpClientOpen(host, port, token, ...shapeArgs(shape), spinUs, timeoutMs);
     return new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null);
   }
 
@@ -203,6 +175,5 @@ export class DataPlaneLink {
     this.closed = true;
     this.unlinkName();
     this.addon.dpClientClose(this.id);
-    void this.segment;
   }
 }

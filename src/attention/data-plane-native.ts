@@ -15,27 +15,36 @@ export interface DataPlaneWorkerInfo {
   readonly layers: number;
 }
 
+/** A segment's geometry as the native calls take it (see DataPlaneShape and shapeArgs). */
+export type ShapeArgs = [
+  numTags: number,
+  maxTokens: number,
+  maxSeqs: number,
+  maxBlocksPerSeq: number,
+  qWidth: number,
+  kvWidth: number,
+  numLayers: number,
+];
+
+/** A worker loop's KV cache and settings as the native calls take them (see cacheArgs). */
+export type CacheArgs = [
+  kCaches: readonly TensorData[],
+  vCaches: readonly TensorData[],
+  dtype: number,
+  numBlocks: number,
+  blockSize: number,
+  nKvHeads: number,
+  headDim: number,
+  nHeads: number,
+  maxContext: number,
+  slidingWindow: number,
+  threads: number,
+  spinUs: number,
+];
+
 export interface DataPlaneAddon {
-  dpSegmentBytes(
-    numTags: number,
-    maxTokens: number,
-    maxSeqs: number,
-    maxBlocksPerSeq: number,
-    qWidth: number,
-    kvWidth: number,
-    numLayers: number,
-  ): number;
-  dpClientOpen(
-    segment: ArrayBuffer,
-    numTags: number,
-    maxTokens: number,
-    maxSeqs: number,
-    maxBlocksPerSeq: number,
-    qWidth: number,
-    kvWidth: number,
-    numLayers: number,
-    spinUs: number,
-  ): number;
+  dpSegmentBytes(...shape: ShapeArgs): number;
+  dpClientOpen(segment: ArrayBuffer, ...rest: [...ShapeArgs, spinUs: number]): number;
   dpClientClose(id: number): void;
   dpPostStep(
     id: number,
@@ -83,57 +92,17 @@ export interface DataPlaneAddon {
   /** Index into ids of a client with a ready reply; -1 timed out; -(2 + i): client i's worker failed. */
   dpWait(ids: Int32Array, n: number, timeoutMs: number): number;
   dpClientInfo(id: number): { spinSeconds: number; failure: string };
-  dpServe(
-    segment: ArrayBuffer,
-    kCaches: readonly TensorData[],
-    vCaches: readonly TensorData[],
-    dtype: number,
-    numBlocks: number,
-    blockSize: number,
-    nKvHeads: number,
-    headDim: number,
-    nHeads: number,
-    maxContext: number,
-    slidingWindow: number,
-    threads: number,
-    spinUs: number,
-  ): number;
+  dpServe(segment: ArrayBuffer, ...cache: CacheArgs): number;
   dpTcpClientOpen(
     host: string,
     port: number,
     token: string,
-    numTags: number,
-    maxTokens: number,
-    maxSeqs: number,
-    maxBlocksPerSeq: number,
-    qWidth: number,
-    kvWidth: number,
-    numLayers: number,
-    spinUs: number,
-    timeoutMs: number,
+    ...rest: [...ShapeArgs, spinUs: number, timeoutMs: number]
   ): number;
   dpServeTcp(
     host: string,
     token: string,
-    numTags: number,
-    maxTokens: number,
-    maxSeqs: number,
-    maxBlocksPerSeq: number,
-    qWidth: number,
-    kvWidth: number,
-    numLayers: number,
-    kCaches: readonly TensorData[],
-    vCaches: readonly TensorData[],
-    dtype: number,
-    numBlocks: number,
-    blockSize: number,
-    nKvHeads: number,
-    headDim: number,
-    nHeads: number,
-    maxContext: number,
-    slidingWindow: number,
-    threads: number,
-    spinUs: number,
+    ...rest: [...ShapeArgs, ...CacheArgs]
   ): { id: number; port: number };
   dpStop(id: number): void;
   dpWorkerInfo(id: number): DataPlaneWorkerInfo;

@@ -1,7 +1,7 @@
 import { dtypeCode } from "../kernels/native.js";
 import { shmNative } from "../transport/shm-native.js";
-import type { DataPlaneShape } from "./data-plane-link.js";
-import type { DataPlaneAddon, DataPlaneWorkerInfo } from "./data-plane-native.js";
+import { type DataPlaneShape, shapeArgs } from "./data-plane-link.js";
+import type { CacheArgs, DataPlaneAddon, DataPlaneWorkerInfo } from "./data-plane-native.js";
 import type { KvAttention } from "./kv-attention.js";
 
 export interface DataPlaneServerOptions {
@@ -9,6 +9,25 @@ export interface DataPlaneServerOptions {
   readonly threads: number;
   /** Spin budget before the loop sleeps on the segment's doorbell. */
   readonly spinUs: number;
+}
+
+/** The cache and loop settings as the native calls take them. */
+function cacheArgs(kv: KvAttention, o: DataPlaneServerOptions): CacheArgs {
+  const g = kv.geometry;
+  return [
+    kv.caches.map((c) => c.k),
+    kv.caches.map((c) => c.v),
+    dtypeCode(g.kvDtype, "data plane"),
+    kv.allocator.numBlocks,
+    g.blockSize,
+    g.numKvHeads,
+    g.headDim,
+    g.numHeads,
+    g.maxContext,
+    g.slidingWindow ?? 0,
+    o.threads,
+    o.spinUs,
+  ];
 }
 
 /**
@@ -36,22 +55,7 @@ export class DataPlaneServer {
     const segment = shmNative().open(name);
     // Mapped: the name has done its job, whichever side removes it first.
     shmNative().unlink(name);
-    const g = kv.geometry;
-    const id = addon.dpServe(
-      segment,
-      kv.caches.map((c) => c.k),
-      kv.caches.map((c) => c.v),
-      dtypeCode(g.kvDtype, "data plane"),
-      kv.allocator.numBlocks,
-      g.blockSize,
-      g.numKvHeads,
-      g.headDim,
-      g.numHeads,
-      g.maxContext,
-      g.slidingWindow ?? 0,
-      o.threads,
-      o.spinUs,
-    );
+    const id = addon.dpServe(segment, ...cacheArgs(kv, o));
     return new DataPlaneServer(addon, id, name);
   }
 
@@ -67,31 +71,7 @@ export class DataPlaneServer {
     kv: KvAttention,
     o: DataPlaneServerOptions,
   ): { server: DataPlaneServer; port: number } {
-    const g = kv.geometry;
-    const s = shape;
-    const { id, port } = addon.dpServeTcp(
-      host,
-      token,
-      s.numTags,
-      s.maxTokens,
-      s.maxSeqs,
-      s.maxBlocksPerSeq,
-      s.qWidth,
-      s.kvWidth,
-      s.numLayers,
-      kv.caches.map((c) => c.k),
-      kv.caches.map((c) => c.v),
-      dtypeCode(g.kvDtype, "data plane"),
-      kv.allocator.numBlocks,
-      g.blockSize,
-      g.numKvHeads,
-      g.headDim,
-      g.numHeads,
-      g.maxContext,
-      g.slidingWindow ?? 0,
-      o.threads,
-      o.spinUs,
-    );
+    const { id, port } = addon.dpServeTcp(host, token, ...shapeArgs(shape), ...cacheArgs(kv, o));
     return { server: new DataPlaneServer(addon, id, `tcp ${host}:${port}`), port };
   }
 

@@ -122,6 +122,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   private readonly waits: DataPlaneWaits<Link> | null;
   /** Every active worker serves the exchange on the data plane (else all of it goes over messages). */
   private dpMode = false;
+  /** The serving workers (alive, laid out), refreshed when that changes. */
+  private activeLinks: readonly Link[] = [];
+  /** Per micro-batch: the workers its current layer went to (reused, so a layer allocates no array). */
+  private readonly sending: Link[][];
 
   private constructor(
     endpoints: readonly WorkerEndpoint[],
@@ -155,6 +159,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       };
       return l;
     });
+    this.sending = Array.from({ length: microBatches }, () => []);
     this.pending = Array.from({ length: microBatches }, () => ({
       remaining: 0,
       resolve: () => {},
@@ -274,6 +279,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       live = live.slice(0, n);
       this.owner.clear();
       for (const l of this.links) l.mirror = null;
+      this.refreshActive();
     }
     const targets = this.partition === "head" ? live : live.filter((l) => fresh.includes(l) || !l.mirror);
     const perKv = this.partition === "head" ? g.numKvHeads / live.length : g.numKvHeads;
@@ -282,7 +288,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     );
     // Only a layout that no loss interrupted covers every head (or owner) again.
     if (this.losses === lossesBefore) this.layoutBroken = false;
-    this.updateDpMode();
+    this.refreshActive();
   }
 
   private async configure(l: Link, kvLo: number, perKv: number): Promise<void> {
@@ -351,6 +357,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     l.kvLo = kvLo;
     l.kvHi = kvLo + perKv;
     l.mirror = new BlockAllocator(reply.numBlocks, g.blockSize);
+    this.refreshActive();
     l.pid = reply.pid;
     l.kernels = reply.kernels;
     l.batches = Array.from({ length: this.microBatches }, () => ({
@@ -395,9 +402,14 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       });
   }
 
-  /** The exchange is on the data plane only while every active worker has one. */
-  private updateDpMode(): void {
-    const active = this.active();
+  /**
+   * After any change to a worker's liveness, layout or data plane: the serving workers (a new
+   * array, so a loop over the old one is undisturbed) and whether the exchange is on the data
+   * plane (only while every one of them has it).
+   */
+  private refreshActive(): void {
+    const active = this.links.filter((l) => l.alive && l.mirror);
+    this.activeLinks = active;
     this.dpMode = this.waits !== null && active.length > 0 && active.every((l) => l.dp !== null);
   }
 
@@ -470,6 +482,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       l.channel = channel;
       l.rpc = new RpcClient(channel, { timeoutMs: 60_000, onUnsolicited: () => {} });
       l.alive = true;
+      this.refreshActive();
       channel.onClose((info) => this.onLost(l, info.reason));
     } catch (e) {
       l.alive = false;
@@ -489,7 +502,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     l.mirror = null;
     l.dp?.close();
     l.dp = null;
-    this.updateDpMode();
+    this.refreshActive();
     this.log(`attention worker ${l.endpoint.name} lost: ${reason}`);
     this.waits?.failAll(new AttentionWorkerLostError(l.endpoint.name, reason));
     for (const p of this.pending) {
@@ -500,11 +513,12 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     }
   }
 
-  private active(): Link[] {
-    return this.links.filter((l) => l.alive && l.mirror);
+  /** The workers serving now (kept by refreshActive: no array is made per layer). */
+  private active(): readonly Link[] {
+    return this.activeLinks;
   }
 
-  private linksFor(seqId: number): Link[] {
+  private linksFor(seqId: number): readonly Link[] {
     if (this.partition === "head") return this.active();
     const o = this.owner.get(seqId);
     // A lost owner holds nothing any more (its KV is rebuilt elsewhere by recovery).
@@ -595,9 +609,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       const n = b.sub.nTokens;
       if (n === 0) continue;
       if (this.dpMode) {
-        this.onDataPlane(l, () =>
-          l.dp!.postQ(mb, layer, q, b.sub, this.qWidthTotal, l.outColOff, this.replyTimeoutMs),
-        );
+        try {
+          l.dp!.postQ(mb, layer, q, b.sub, this.qWidthTotal, l.outColOff, this.replyTimeoutMs);
+        } catch (e) {
+          this.lostOnPost(l, e);
+        }
         continue;
       }
       const w = (l.kvHi - l.kvLo) * group * g.headDim;
@@ -629,7 +645,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       const sub = b.sub;
       if (sub.nTokens === 0) continue;
       if (this.dpMode) {
-        this.onDataPlane(l, () => l.dp!.postStep(mb, sub, l.mirror!, this.replyTimeoutMs));
+        try {
+          l.dp!.postStep(mb, sub, l.mirror!, this.replyTimeoutMs);
+        } catch (e) {
+          this.lostOnPost(l, e);
+        }
         continue;
       }
       b.stepInts[0] = mb;
@@ -655,7 +675,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     out: Float32Array,
   ): void | Promise<void> {
     const mb = this.batchOf(step);
-    const links = this.active().filter((l) => l.batches[mb]!.sub.nTokens > 0);
+    // The workers with rows in this micro-batch, in a buffer of its own (refilled every layer).
+    const links = this.sending[mb]!;
+    links.length = 0;
+    for (const l of this.active()) if (l.batches[mb]!.sub.nTokens > 0) links.push(l);
     if (this.dpMode) return this.finishOnDataPlane(mb, layer, links, k, v, out);
     const p = this.pending[mb]!;
     const done = new Promise<void>((resolve, reject) => {
@@ -683,10 +706,13 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   ): Promise<void> | undefined {
     const w = this.kvWidthTotal;
     const hd = this.geometry.headDim;
-    for (const l of links)
-      this.onDataPlane(l, () =>
-        l.dp!.postKv(mb, layer, k, v, l.batches[mb]!.sub, w, l.kvLo * hd, this.replyTimeoutMs),
-      );
+    for (const l of links) {
+      try {
+        l.dp!.postKv(mb, layer, k, v, l.batches[mb]!.sub, w, l.kvLo * hd, this.replyTimeoutMs);
+      } catch (e) {
+        this.lostOnPost(l, e);
+      }
+    }
     if (this.microBatches === 1) {
       this.waits!.waitNow(mb, links, out);
       return undefined;
@@ -694,15 +720,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     return this.waits!.expect(mb, links, out);
   }
 
-  /** Runs a data-plane post; a worker that cannot take it (failed, gone, full past the bound) is lost. */
-  private onDataPlane(l: Link, post: () => void): void {
-    try {
-      post();
-    } catch (e) {
-      const reason = (e as Error).message;
-      this.declareLost(l, reason);
-      throw new AttentionWorkerLostError(l.endpoint.name, reason);
-    }
+  /** A worker that cannot take a data-plane post (failed, gone, full past the bound) is lost. */
+  private lostOnPost(l: Link, e: unknown): never {
+    const reason = (e as Error).message;
+    this.declareLost(l, reason);
+    throw new AttentionWorkerLostError(l.endpoint.name, reason);
   }
 
   /** Sends one worker its rows' k and v; its OUT lands in their rows of `out`. */

@@ -1,6 +1,5 @@
 #include "dataplane_client.h"
 
-#include <immintrin.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,12 +10,6 @@
 namespace lk::dp {
 
 namespace {
-
-inline void cpuRelax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
 
 // Sleep slices: short when several workers are awaited (one futex word cannot cover them all),
 // and the pid of a silent worker is checked between them.

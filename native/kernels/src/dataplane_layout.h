@@ -118,4 +118,11 @@ void futexWake(std::atomic<int32_t>* w);
 bool pidAlive(int32_t pid);
 int64_t nowNs();
 
+/** One step of a busy-wait: tells the core this is a spin loop (cheaper for its sibling and power). */
+inline void cpuRelax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
 }  // namespace lk::dp

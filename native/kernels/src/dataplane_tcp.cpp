@@ -79,11 +79,6 @@ std::string writeAll(int fd, iovec* iov, int n, int64_t timeoutNs) {
 
 void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK); }
 
-inline void cpuRelax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
 
 }  // namespace
 
@@ -431,16 +426,28 @@ int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs) {
   const int64_t t0 = nowNs();
   pollfd fds[64];  // a service has at most a few workers; no allocation per wait
   if (n > 64) throw std::range_error("data plane: at most 64 TCP clients in one wait");
+  // Time spent spinning is counted on the first client, as the shared-memory wait does.
+  const auto spun = [&] {
+    if (n > 0) clients[0]->spinNs_ += std::min(nowNs() - t0, clients[0]->spinBudgetNs_);
+  };
   for (;;) {
     for (int i = 0; i < n; i++) {
       TcpClient* c = clients[i];
       c->progress();
-      for (int t = 0; t < c->g_.numTags; t++)
-        if (c->ready(t)) return i;
-      if (!c->failed_.empty()) return -(2 + i);
+      int found = -1;
+      for (int t = 0; t < c->g_.numTags && found == -1; t++)
+        if (c->ready(t)) found = i;
+      if (found == -1 && !c->failed_.empty()) found = -(2 + i);
+      if (found != -1) {
+        spun();
+        return found;
+      }
     }
     const int64_t waited = nowNs() - t0;
-    if (waited >= timeoutNs) return -1;
+    if (waited >= timeoutNs) {
+      spun();
+      return -1;
+    }
     if (n > 0 && waited < clients[0]->spinBudgetNs_) {
       cpuRelax();
       continue;

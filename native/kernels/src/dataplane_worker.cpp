@@ -1,6 +1,5 @@
 #include "dataplane_worker.h"
 
-#include <immintrin.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,11 +14,6 @@ namespace {
 // How long one futex sleep lasts before the loop checks its stop flag and the model's pid.
 constexpr int64_t kSliceNs = 50'000'000;
 
-inline void cpuRelax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
 
 // A posting the model side made is bad: the connection ends, the process carries on.
 struct ProtocolError : std::runtime_error {
