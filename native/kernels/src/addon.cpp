@@ -20,6 +20,7 @@
 #include "dataplane_api.h"
 #include "kernel_table.h"
 #include "moe_kernels.h"
+#include "quant_api.h"
 #include "thread_pool.h"
 
 namespace {
@@ -69,6 +70,8 @@ class Kernels : public Napi::Addon<Kernels> {
                          });
     dp_ = std::make_unique<lk::dp::Api>(&table_, pool_.get());
     dp_->registerFunctions(env, exports);
+    quant_ = std::make_unique<lk::quant::Api>(&table_, pool_.get());
+    quant_->registerFunctions(env, exports);
     (void)env;
   }
 
@@ -569,6 +572,7 @@ class Kernels : public Napi::Addon<Kernels> {
   const KernelTable* table_;
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;
+  std::unique_ptr<lk::quant::Api> quant_;  // the quantized products (quant_api.h)
   std::unique_ptr<lk::dp::Api> dp_;  // the native data plane (declared last: it stops its threads first)
 };
 

@@ -1,0 +1,175 @@
+#include "quant_api.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "napi_args.h"
+
+namespace lk::quant {
+
+using namespace lk::napi_args;
+
+namespace {
+
+int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int qtypeOf(const Napi::CallbackInfo& info, size_t i, const char* m) {
+  const int64_t q = integer(info, i, m, "qtype");
+  if (q >= kQuantTypes) typeError(info.Env(), std::string(m) + ": qtype must be 0 (q8_0), 1 (q4_0), 2 (q4_k) or 3 (q6_k)");
+  return int(q);
+}
+
+// A Uint8Array holding at least `need` bytes.
+const uint8_t* bytesArg(const Napi::CallbackInfo& info, size_t i, const char* m, const char* name, int64_t need) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    typeError(info.Env(), std::string(m) + ": " + name + " must be a Uint8Array");
+  const Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+  if (int64_t(a.ByteLength()) < need)
+    typeError(info.Env(), std::string(m) + ": " + name + " has " + std::to_string(a.ByteLength()) +
+                              " bytes, needs at least " + std::to_string(need));
+  return a.Data();
+}
+
+// Bytes of a [rows, cols] matrix in a block format; cols must be whole blocks.
+int64_t matrixBytes(const Napi::CallbackInfo& info, const char* m, int qtype, int64_t rows, int64_t cols) {
+  const QuantFormat& f = kQuantFormats[qtype];
+  if (cols % f.block)
+    typeError(info.Env(), std::string(m) + ": cols = " + std::to_string(cols) + " is not a multiple of " + f.name +
+                              "'s block of " + std::to_string(f.block));
+  return rows * (cols / f.block) * f.bytes;
+}
+
+}  // namespace
+
+void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
+  using Method = Napi::Value (Api::*)(const Napi::CallbackInfo&);
+  struct Entry {
+    const char* name;
+    Method method;
+  };
+  static const Entry entries[] = {{"quantMatmul", &Api::Matmul},
+                                  {"quantEmbedding", &Api::Embedding},
+                                  {"quantInfo", &Api::Info},
+                                  {"selectQuantVariant", &Api::SelectVariant}};
+  for (const Entry& e : entries) {
+    auto* bound = new std::pair<Api*, Method>(this, e.method);
+    exports.Set(e.name, Napi::Function::New(
+                            env,
+                            [](const Napi::CallbackInfo& info) -> Napi::Value {
+                              auto* b = static_cast<std::pair<Api*, Method>*>(info.Data());
+                              return (b->first->*(b->second))(info);
+                            },
+                            e.name, bound));
+    env.AddCleanupHook([bound] { delete bound; });
+  }
+}
+
+const QuantTable* Api::current() {
+  if (pinned_) return pinned_;
+  if (followed_ != *table_) {
+    followed_ = *table_;
+    following_ = quantTableFor(followed_->name);
+  }
+  return following_;
+}
+
+// quantMatmul(out, x, w, qtype, rows, cols, nTokens, bias?): out[n, rows] = x[n, cols] · Wᵀ (+ bias).
+Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
+  const char* m = "quantMatmul";
+  QuantMatmulArgs a{};
+  a.qtype = qtypeOf(info, 3, m);
+  a.rows = integer(info, 4, m, "rows", 1);
+  a.cols = integer(info, 5, m, "cols", 1);
+  a.nTokens = integer(info, 6, m, "nTokens");
+  const int64_t wBytes = matrixBytes(info, m, a.qtype, a.rows, a.cols);
+  a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, a.nTokens * a.rows).data);
+  const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, a.nTokens * a.cols).data);
+  a.w = bytesArg(info, 2, m, "w", wBytes);
+  a.bias = present(info, 7) ? static_cast<const float*>(array(info, 7, m, "bias", napi_float32_array, a.rows).data)
+                            : nullptr;
+  if (a.nTokens == 0) return info.Env().Undefined();
+  const QuantTable* q = current();
+  const int64_t nx = a.cols / 32;
+  xq_.resize(size_t(a.nTokens * nx));
+  ActBlock* xq = xq_.data();
+  const int64_t threads = pool_->size();
+  if (a.nTokens * a.cols < 65536) {
+    q->quantizeActs(xq, x, a.cols, 0, a.nTokens);
+  } else {
+    const int64_t per = ceilDiv(a.nTokens, threads * 4);
+    pool_->forEach(ceilDiv(a.nTokens, per), [&](int64_t task) {
+      q->quantizeActs(xq, x, a.cols, task * per, std::min(a.nTokens, (task + 1) * per));
+    });
+  }
+  a.xq = xq;
+  if (a.rows * a.cols * a.nTokens < 65536) {
+    q->matmul(a, 0, a.rows);
+    return info.Env().Undefined();
+  }
+  // One token: 32 slices per thread (the last thread waits for a thirty-second of the call), none
+  // under 64 KiB of weights (each is read as four streams, which need length). A batch: 32-row
+  // slices, at least two per thread. Whole 4-row tiles in every slice.
+  const int64_t rowBytes = wBytes / a.rows;
+  int64_t per = a.nTokens == 1 ? std::max(ceilDiv(a.rows, threads * 32), ceilDiv(int64_t(64) << 10, rowBytes)) : 32;
+  per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, threads * 2)));
+  per = ceilDiv(per, 4) * 4;
+  pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {
+    const int64_t r0 = task * per;
+    q->matmul(a, r0, std::min(a.rows, r0 + per));
+  });
+  return info.Env().Undefined();
+}
+
+// quantEmbedding(out, table, qtype, vocab, dim, tokens, nTokens): out[t] = row tokens[t], dequantized.
+Napi::Value Api::Embedding(const Napi::CallbackInfo& info) {
+  const char* m = "quantEmbedding";
+  const int qtype = qtypeOf(info, 2, m);
+  const int64_t vocab = integer(info, 3, m, "vocab", 1);
+  const int64_t dim = integer(info, 4, m, "dim", 1);
+  const int64_t n = integer(info, 6, m, "nTokens");
+  const int64_t bytes = matrixBytes(info, m, qtype, vocab, dim);
+  float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * dim).data);
+  const uint8_t* table = bytesArg(info, 1, m, "table", bytes);
+  const int32_t* tokens = static_cast<const int32_t*>(array(info, 5, m, "tokens", napi_int32_array, n).data);
+  for (int64_t t = 0; t < n; t++)
+    if (tokens[t] < 0 || tokens[t] >= vocab)
+      rangeError(info.Env(), std::string(m) + ": tokens[" + std::to_string(t) + "] = " + std::to_string(tokens[t]) +
+                                 " is outside [0, " + std::to_string(vocab) + ")");
+  const int64_t per = std::max<int64_t>(1, 32768 / dim);
+  pool_->forEach(ceilDiv(n, per), [&](int64_t task) {
+    for (int64_t t = task * per; t < std::min(n, (task + 1) * per); t++)
+      dequantRow(out + t * dim, table, qtype, dim, tokens[t]);
+  });
+  return info.Env().Undefined();
+}
+
+// quantInfo(): { variant, pinned, supported }
+Napi::Value Api::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("variant", current()->name);
+  o.Set("pinned", pinned_ != nullptr);
+  Napi::Array list = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& v : supportedQuantVariants()) list.Set(i++, v);
+  o.Set("supported", list);
+  return o;
+}
+
+// selectQuantVariant(name | null): pins a quantized variant (tests, benchmarks); null follows the
+// addon's variant again.
+Napi::Value Api::SelectVariant(const Napi::CallbackInfo& info) {
+  if (!present(info, 0)) {
+    pinned_ = nullptr;
+    return info.Env().Undefined();
+  }
+  if (!info[0].IsString()) typeError(info.Env(), "selectQuantVariant: name must be a string or null");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const QuantTable* t = quantTable(name);
+  if (!t) rangeError(info.Env(), "selectQuantVariant: variant '" + name + "' is unknown or unsupported by this CPU");
+  pinned_ = t;
+  return info.Env().Undefined();
+}
+
+}  // namespace lk::quant

@@ -1,0 +1,37 @@
+// The Node-API face of the quantized products (quant_kernels.h): quantMatmul, quantEmbedding,
+// quantInfo and selectQuantVariant on the kernels addon. The quantized variant follows the addon's
+// current variant (its VNNI flavour where the CPU has one) unless selectQuantVariant pins one.
+#pragma once
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "kernel_table.h"
+#include "quant_kernels.h"
+#include "thread_pool.h"
+
+namespace lk::quant {
+
+class Api {
+ public:
+  /** `table` is the addon's current variant (it may change); `pool` runs the row slices. */
+  Api(const KernelTable* const* table, ThreadPool* pool) : table_(table), pool_(pool) {}
+  void registerFunctions(Napi::Env env, Napi::Object exports);
+
+ private:
+  Napi::Value Matmul(const Napi::CallbackInfo& info);
+  Napi::Value Embedding(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value SelectVariant(const Napi::CallbackInfo& info);
+  const QuantTable* current();
+
+  const KernelTable* const* table_;
+  ThreadPool* pool_;
+  const QuantTable* pinned_ = nullptr;  // set by selectQuantVariant
+  const KernelTable* followed_ = nullptr;
+  const QuantTable* following_ = nullptr;
+  std::vector<ActBlock> xq_;  // a call's quantized activations; grows once
+};
+
+}  // namespace lk::quant

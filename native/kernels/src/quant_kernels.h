@@ -1,0 +1,78 @@
+// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_K, Q6_K). The activations are
+// quantized per 32 values to int8 first (ActBlock), so each 32-value block of a product is one
+// integer dot product of bytes, scaled once in float: the weights are read from memory at their
+// stored size (4.5 to 8.5 bits a value) and never widened to floats.
+//
+// quant_kernels.cpp is compiled once per variant (portable, avx2, avx512, and the integer-dot
+// variants avx2vnni and avx512vnni, which need only AVX-VNNI or AVX-512 VNNI on top) into its own
+// namespace; each exposes a QuantTable. quant_select.cpp picks one at run time. Nothing here uses
+// target-specific code: this header is shared by all of them.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lk {
+
+// The addon's codes for the block formats (src/kernels/native.ts has the same table).
+enum QuantType : int { kQ8_0 = 0, kQ4_0 = 1, kQ4_K = 2, kQ6_K = 3, kQuantTypes = 4 };
+
+// Values per block and bytes per block, by QuantType.
+struct QuantFormat {
+  const char* name;
+  int64_t block;
+  int64_t bytes;
+};
+constexpr QuantFormat kQuantFormats[kQuantTypes] = {
+    {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210}};
+
+// 32 activations as d * q with d = max|x| / 127 and q = x / d rounded to nearest (even), and the
+// sums of q over each half: the formats that store an offset (Q4_0's 8, Q6_K's 32) or a min (Q4_K)
+// correct for it with these sums instead of per-value arithmetic.
+struct ActBlock {
+  float d;
+  int16_t sum[2];
+  int8_t q[32];
+};
+static_assert(sizeof(ActBlock) == 40, "ActBlock is packed as 40 bytes");
+
+struct QuantMatmulArgs {
+  float* out;           // [nTokens, rows]
+  const ActBlock* xq;   // [nTokens, cols / 32]
+  const uint8_t* w;     // rows of cols / block blocks each
+  int qtype;
+  int64_t rows;
+  int64_t cols;
+  int64_t nTokens;
+  const float* bias;    // [rows] or null
+};
+
+struct QuantTable {
+  const char* name;
+  // Token rows [t0, t1) of x [nTokens, cols] into dst [nTokens, cols / 32]; cols % 32 == 0.
+  void (*quantizeActs)(ActBlock* dst, const float* x, int64_t cols, int64_t t0, int64_t t1);
+  // Output rows [r0, r1) for every token.
+  void (*matmul)(const QuantMatmulArgs& a, int64_t r0, int64_t r1);
+};
+
+const QuantTable* quant_table_portable();
+#if defined(__x86_64__) || defined(_M_X64)
+const QuantTable* quant_table_avx2();
+const QuantTable* quant_table_avx2vnni();
+const QuantTable* quant_table_avx512();
+const QuantTable* quant_table_avx512vnni();
+#endif
+
+// Variants this CPU can run, best first (for tests and benchmarks).
+std::vector<std::string> supportedQuantVariants();
+// The table for a name, or null if unknown or not supported here.
+const QuantTable* quantTable(const std::string& name);
+// The quantized kernels that go with a main kernel variant: its integer-dot flavour where the CPU
+// has VNNI (avx512 -> avx512vnni, avx2 -> avx2vnni), else the variant itself.
+const QuantTable* quantTableFor(const std::string& mainVariant);
+
+// Row `row` of a quantized matrix [*, cols] dequantized to floats, as ggml computes each value
+// (embedding lookups: a few rows per step, so plain scalar code).
+void dequantRow(float* out, const uint8_t* w, int qtype, int64_t cols, int64_t row);
+
+}  // namespace lk

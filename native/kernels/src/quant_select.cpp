@@ -1,0 +1,129 @@
+// Which quantized-product variant runs (see quant_kernels.h), and the scalar row dequantization
+// that embedding lookups of a quantized table use.
+#include <cmath>
+#include <cstring>
+
+#include "quant_kernels.h"
+
+namespace lk {
+
+#if defined(__x86_64__) || defined(_M_X64)
+static bool hasAvx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+static bool hasAvx512() {
+  return hasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+}
+// GCC 12's __builtin_cpu_supports knows "avx512vnni" but not "avxvnni": CPUID leaf 7 subleaf 1,
+// EAX bit 4, read directly (the AVX2 check above already covers the OS saving the registers).
+static bool hasAvxVnni() {
+  unsigned a = 7, b = 0, c = 1, d = 0;
+  __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+  return hasAvx2() && (a & (1u << 4)) != 0;
+}
+#endif
+
+std::vector<std::string> supportedQuantVariants() {
+  std::vector<std::string> out;
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  if (hasAvx512() && __builtin_cpu_supports("avx512vnni")) out.emplace_back("avx512vnni");
+  if (hasAvx512()) out.emplace_back("avx512");
+  if (hasAvxVnni()) out.emplace_back("avx2vnni");
+  if (hasAvx2()) out.emplace_back("avx2");
+#endif
+  out.emplace_back("portable");
+  return out;
+}
+
+const QuantTable* quantTable(const std::string& name) {
+  for (const auto& v : supportedQuantVariants()) {
+    if (v != name) continue;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (v == "avx512vnni") return quant_table_avx512vnni();
+    if (v == "avx512") return quant_table_avx512();
+    if (v == "avx2vnni") return quant_table_avx2vnni();
+    if (v == "avx2") return quant_table_avx2();
+#endif
+    return quant_table_portable();
+  }
+  return nullptr;
+}
+
+const QuantTable* quantTableFor(const std::string& mainVariant) {
+  // The main variant's family (an "avx512..." variant with extra features is still avx512).
+  for (const char* family : {"avx512", "avx2"}) {
+    if (mainVariant.rfind(family, 0) != 0) continue;
+    if (const QuantTable* t = quantTable(std::string(family) + "vnni")) return t;
+    if (const QuantTable* t = quantTable(family)) return t;
+  }
+  return quant_table_portable();
+}
+
+namespace {
+
+float half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  const float s = h & 0x8000 ? -1.0f : 1.0f;
+  if (e == 0) return s * std::ldexp(float(m), -24);
+  if (e == 31) return m ? NAN : s * INFINITY;
+  return s * std::ldexp(float(1024 + m), e - 25);
+}
+
+void scaleMin(int j, const uint8_t* s, int& sc, int& m) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    m = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+void dequantBlock(float* o, const uint8_t* b, int qtype) {
+  if (qtype == kQ8_0) {
+    const float d = half(b);
+    for (int j = 0; j < 32; j++) o[j] = d * float(int8_t(b[2 + j]));
+  } else if (qtype == kQ4_0) {
+    const float d = half(b);
+    for (int j = 0; j < 16; j++) {
+      o[j] = d * float((b[2 + j] & 15) - 8);
+      o[j + 16] = d * float((b[2 + j] >> 4) - 8);
+    }
+  } else if (qtype == kQ4_K) {
+    const float d = half(b), dmin = half(b + 2);
+    for (int sub = 0; sub < 8; sub++) {
+      int sc, m;
+      scaleMin(sub, b + 4, sc, m);
+      const float ds = d * float(sc), mn = dmin * float(m);
+      const uint8_t* qs = b + 16 + (sub / 2) * 32;
+      for (int j = 0; j < 32; j++) o[sub * 32 + j] = ds * float(sub % 2 ? qs[j] >> 4 : qs[j] & 15) - mn;
+    }
+  } else {
+    const float d = half(b + 208);
+    for (int sub = 0; sub < 8; sub++) {
+      const int n = sub / 4, k = sub % 4;
+      const uint8_t* ql = b + n * 64 + (k % 2) * 32;
+      const uint8_t* qh = b + 128 + n * 32;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + 2 * sub;
+      for (int j = 0; j < 32; j++) {
+        const int q = ((k < 2 ? ql[j] & 15 : ql[j] >> 4) | (((qh[j] >> (2 * k)) & 3) << 4)) - 32;
+        o[sub * 32 + j] = d * float(sc[j / 16]) * float(q);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void dequantRow(float* out, const uint8_t* w, int qtype, int64_t cols, int64_t row) {
+  const QuantFormat& f = kQuantFormats[qtype];
+  const int64_t nb = cols / f.block;
+  const uint8_t* p = w + row * nb * f.bytes;
+  for (int64_t b = 0; b < nb; b++) dequantBlock(out + b * f.block, p + b * f.bytes, qtype);
+}
+
+}  // namespace lk
