@@ -22,7 +22,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "dependencies": ["kernels_portable"],
-      "conditions": [["target_arch=='x64'", {"dependencies": ["kernels_avx2", "kernels_avx512", "quant_avx2vnni", "quant_avx512vnni"]}]],
+      "conditions": [["target_arch=='x64'", {"dependencies": ["kernels_avx2", "kernels_avx512", "kernels_avx512bf16", "quant_avx2vnni", "quant_avx512vnni"]}]],
       "libraries": ["-pthread"],
       "cflags_cc": ["-pthread"],
     },
@@ -59,6 +59,14 @@
           "sources": ["src/quant_kernels.cpp"],
           "defines": ["LK_VARIANT=avx512vnni"],
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"],
+        },
+        {
+          # avx512 plus vdpbf16ps for bf16 weights (see src/bf16_dot.h).
+          "target_name": "kernels_avx512bf16",
+          "type": "static_library",
+          "sources": ["src/kernels.cpp"],
+          "defines": ["LK_VARIANT=avx512bf16"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16"],
         },
       ],
     }],

@@ -65,13 +65,19 @@ export function loadKernelBackend(opts: LoadKernelOptions = {}): KernelBackend {
 export interface KernelReport {
   /** CPU features relevant to the kernels. */
   cpu: string[];
-  /** The kernel variant in use: "avx512", "avx2", "portable" or "reference". */
+  /** The kernel variant in use: "avx512bf16", "avx512", "avx2", "portable" or "reference". */
   variant: string;
   reason: string;
+  /** Every variant this CPU can run, best first (LAMINA_KERNEL_VARIANT may name any of them). */
+  supported: string[];
+  /** How products on bf16 weights multiply: vdpbf16ps with activations rounded to bf16, or fp32 FMA. */
+  bf16Products: string;
   threads: number;
   addonPath: string | null;
   error?: string;
 }
+
+const FMA_PRODUCTS = "fp32 multiply-add (weights widened to fp32)";
 
 const RELEVANT_FLAGS = [
   "sse4_2",
@@ -110,18 +116,30 @@ export function kernelReport(): KernelReport {
       cpu: cpuFlagsFromOs(),
       variant: "reference",
       reason: "LAMINA_BACKEND=reference",
+      supported: [],
+      bf16Products: FMA_PRODUCTS,
       threads: 1,
       addonPath: null,
     };
   try {
     const { addon, path } = loadNativeAddon();
     const i = addon.info();
-    return { cpu: i.cpu, variant: i.variant, reason: i.reason, threads: i.threads, addonPath: path };
+    return {
+      cpu: i.cpu,
+      variant: i.variant,
+      reason: i.reason,
+      supported: i.supported,
+      bf16Products: i.bf16Dot ? "vdpbf16ps (activations rounded to bf16, fp32 sums)" : FMA_PRODUCTS,
+      threads: i.threads,
+      addonPath: path,
+    };
   } catch (e) {
     return {
       cpu: cpuFlagsFromOs(),
       variant: "reference",
       reason: "the native addon could not be loaded; the TypeScript reference kernels are used",
+      supported: [],
+      bf16Products: FMA_PRODUCTS,
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

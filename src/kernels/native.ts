@@ -14,7 +14,15 @@ import type {
 
 /** The addon's exports (native/kernels/src/addon.cpp); positional arguments, dtype as a code. */
 export interface NativeAddon {
-  info(): { variant: string; reason: string; threads: number; cpu: string[]; supported: string[] };
+  info(): {
+    variant: string;
+    reason: string;
+    threads: number;
+    cpu: string[];
+    supported: string[];
+    /** Products on bf16 weights use vdpbf16ps and round their activations to bf16 first. */
+    bf16Dot: boolean;
+  };
   selectVariant(name: string): void;
   setThreads(n: number): void;
   matmul(
@@ -126,6 +134,8 @@ export interface NativeAddon {
   streamRead(x: Float32Array): number;
   /** Runs rounds of independent FMA chains on every pool thread; returns the flops done. */
   fmaPeak(rounds: number): number;
+  /** As fmaPeak with bf16 dot-product chains (vdpbf16ps); 0 where the variant has none. */
+  bf16DotPeak(rounds: number): number;
   adviseHugePages(x: TensorData): number;
 }
 
@@ -239,6 +249,14 @@ export class NativeBackend implements KernelBackend {
   /** Flops of a pure FMA loop on every thread (the arithmetic yardstick for benchmarks). */
   fmaPeak(rounds: number): number {
     return this.addon.fmaPeak(rounds);
+  }
+
+  /**
+   * Flops of a pure bf16 dot-product loop (vdpbf16ps) on every thread, the yardstick of the bf16
+   * products in the avx512bf16 variant; 0 for a variant without the instruction.
+   */
+  bf16DotPeak(rounds: number): number {
+    return this.addon.bf16DotPeak(rounds);
   }
 
   adviseHugePages(x: TensorData): number {

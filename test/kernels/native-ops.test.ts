@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import { assertClose, randomF32, randomTensor, rng } from "./fixtures.js";
-import { forEachVariant, nativeKernels } from "./native-setup.js";
+import { forEachVariant, nativeKernels, roundedToBf16 } from "./native-setup.js";
 
 const ref = new ReferenceBackend();
 const native = nativeKernels();
@@ -19,6 +19,7 @@ test("the addon reports the variants this CPU supports, portable always among th
 });
 
 test("matmul matches the reference for every dtype, batch and variant", () => {
+  const ran = new Set<string>();
   const rand = rng(1);
   const shapes: [number, number][] = [
     [37, 131],
@@ -46,14 +47,33 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
         const x = randomF32(n * cols, rand);
         const expected = new Float32Array(n * rows);
         ref.matmul(expected, x, wRef, n, n % 2 ? bias : undefined);
+        // A variant with bf16 dot products (vdpbf16ps) multiplies bf16 weights by the activations
+        // rounded to bf16: against the reference on those rounded activations, the only difference
+        // left is the fp32 summation order.
+        const expectedRounded = new Float32Array(n * rows);
+        if (dtype === "bf16")
+          ref.matmul(expectedRounded, roundedToBf16(x), wRef, n, n % 2 ? bias : undefined);
         forEachVariant(native, (v) => {
           const out = new Float32Array(n * rows).fill(Number.NaN);
           native.matmul(out, x, wNat, n, n % 2 ? bias : undefined);
-          assertClose(out, expected, `matmul ${v} ${dtype} ${rows}x${cols} batch ${n}`);
+          const dot = dtype === "bf16" && native.info().bf16Dot;
+          assertClose(
+            out,
+            dot ? expectedRounded : expected,
+            `matmul ${v} ${dtype} ${rows}x${cols} batch ${n}`,
+          );
+          ran.add(dot ? `${v} (bf16 dot)` : v);
         });
       }
     }
   }
+  // Which variants ran, so a log shows what this CPU covered.
+  console.log(`matmul variants tested: ${[...ran].join(", ")}`);
+  assert.deepEqual(
+    [...ran].filter((v) => !v.includes("(")),
+    native.info().supported,
+    "every supported variant ran",
+  );
 });
 
 test("a threaded matmul gives the same result with 1 and 3 threads", () => {
@@ -63,7 +83,8 @@ test("a threaded matmul gives the same result with 1 and 3 threads", () => {
   for (const n of [1, 17]) {
     const x = randomF32(n * 257, rand);
     const expected = new Float32Array(n * 515);
-    ref.matmul(expected, x, ref.prepareWeight(wt), n);
+    // bf16 dot products (where the variant has them) take the activations rounded to bf16.
+    ref.matmul(expected, native.info().bf16Dot ? roundedToBf16(x) : x, ref.prepareWeight(wt), n);
     try {
       for (const threads of [1, 3]) {
         native.setThreads(threads);

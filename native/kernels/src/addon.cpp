@@ -61,6 +61,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("mergeAttention", &Kernels::MergeAttention),
                              InstanceMethod("streamRead", &Kernels::StreamRead),
                              InstanceMethod("fmaPeak", &Kernels::FmaPeak),
+                             InstanceMethod("bf16DotPeak", &Kernels::Bf16DotPeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
                              InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
@@ -100,6 +101,8 @@ class Kernels : public Napi::Addon<Kernels> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("variant", table_->name);
     o.Set("reason", reason_);
+    // Products on bf16 weights round their activations to bf16 (vdpbf16ps; see bf16_dot.h).
+    o.Set("bf16Dot", table_->dotLoop != nullptr);
     o.Set("threads", threads());
     Napi::Array cpu = Napi::Array::New(env);
     uint32_t i = 0;
@@ -147,7 +150,7 @@ class Kernels : public Napi::Addon<Kernels> {
       const int64_t groups = lk::tokenGroups(a.nTokens);
       packedX_.resize(size_t(groups * a.cols * lk::kTokenGroup));
       float* xt = packedX_.data();
-      pool_->forEach(groups, [&](int64_t g) { k->packTokens(xt, a.x, a.nTokens, a.cols, g, g + 1); });
+      pool_->forEach(groups, [&](int64_t g) { k->packTokens(xt, a.x, a.nTokens, a.cols, g, g + 1, dtype); });
       a.xt = xt;
     }
     // Row slices: for a batch, 96 rows (whole panels of row tiles; a panel's weights are read from
@@ -336,7 +339,7 @@ class Kernels : public Napi::Addon<Kernels> {
         if (packAt[j] < 0) continue;
         lk::MatmulArgs& a = moeJobs_[j];
         float* xt = packedX_.data() + packAt[j];
-        pool_->forEach(lk::tokenGroups(a.nTokens), [&](int64_t g) { k->packTokens(xt, a.x, a.nTokens, a.cols, g, g + 1); });
+        pool_->forEach(lk::tokenGroups(a.nTokens), [&](int64_t g) { k->packTokens(xt, a.x, a.nTokens, a.cols, g, g + 1, a.dtype); });
         a.xt = xt;
       }
     }
@@ -527,6 +530,20 @@ class Kernels : public Napi::Addon<Kernels> {
     for (double v : partials_) sink += v;
     // Per round: 10 chains x W lanes x 2 flops; the sink keeps the work observable.
     return Napi::Number::New(info.Env(), double(n) * double(rounds) * 20.0 * double(k->lanes) + (sink == 0.5 ? 1 : 0));
+  }
+
+  // bf16DotPeak(rounds): as fmaPeak with the variant's bf16 dot-product chains (vdpbf16ps);
+  // returns the flops done, or 0 where the variant has no such instruction.
+  Napi::Value Bf16DotPeak(const Napi::CallbackInfo& info) {
+    const int64_t rounds = integer(info, 0, "bf16DotPeak", "rounds", 1);
+    const KernelTable* k = table_;
+    if (!k->dotLoop) return Napi::Number::New(info.Env(), 0);
+    const int64_t n = int64_t(threads()) * 16;
+    partials_.assign(size_t(n), 0.0);
+    pool_->forEach(n, [&](int64_t t) { partials_[size_t(t)] = k->dotLoop(rounds); });
+    double sink = 0;
+    for (double v : partials_) sink += v;
+    return Napi::Number::New(info.Env(), double(n) * double(rounds) * k->dotFlopsPerRound + (sink == 0.5 ? 1 : 0));
   }
 
   // adviseHugePages(x): asks Linux to back the 2 MiB-aligned interior of a large typed array with

@@ -13,6 +13,8 @@ static bool hasAvx512() {
   return hasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
 }
+// vdpbf16ps (Zen 4 and later, Cooper Lake, Sapphire Rapids and later).
+static bool hasAvx512Bf16() { return hasAvx512() && __builtin_cpu_supports("avx512bf16"); }
 #endif
 
 std::vector<std::string> cpuFeatures() {
@@ -40,6 +42,7 @@ std::vector<std::string> supportedVariants() {
   std::vector<std::string> out;
 #if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
+  if (hasAvx512Bf16()) out.emplace_back("avx512bf16");
   if (hasAvx512()) out.emplace_back("avx512");
   if (hasAvx2()) out.emplace_back("avx2");
 #endif
@@ -51,6 +54,7 @@ const KernelTable* variantTable(const std::string& name) {
   for (const auto& v : supportedVariants()) {
     if (v != name) continue;
 #if defined(__x86_64__) || defined(_M_X64)
+    if (v == "avx512bf16") return table_avx512bf16();
     if (v == "avx512") return table_avx512();
     if (v == "avx2") return table_avx2();
 #endif

@@ -1,5 +1,5 @@
 // The interface between the Node-API layer and one compiled variant of the kernels.
-// Every variant (portable, avx2, avx512) is the same source compiled with different target flags
+// Every variant (portable, avx2, avx512, avx512bf16) is the same source compiled with different target flags
 // into its own namespace; each exposes a KernelTable. Kernels work on a sub-range of rows/tasks
 // so the thread pool in the addon layer decides how work is split; kernels never allocate except
 // for per-thread scratch that grows once.
@@ -60,8 +60,9 @@ struct KernelTable {
   int lanes;
   // out rows [r0, r1) for every token.
   void (*matmul)(const MatmulArgs& a, int64_t r0, int64_t r1);
-  // Token groups [g0, g1) of x [nTokens, cols] into the packed layout MatmulArgs::xt takes.
-  void (*packTokens)(float* xt, const float* x, int64_t nTokens, int64_t cols, int64_t g0, int64_t g1);
+  // Token groups [g0, g1) of x [nTokens, cols] into the packed layout MatmulArgs::xt takes for
+  // weights of `dtype` (a variant may pack differently per dtype, within the same space).
+  void (*packTokens)(float* xt, const float* x, int64_t nTokens, int64_t cols, int64_t g0, int64_t g1, int dtype);
   void (*embedding)(float* out, const void* table, int dtype, int64_t dim, const int32_t* tokens, int64_t t0,
                     int64_t t1);
   void (*rmsnorm)(float* out, const float* x, const float* w, int64_t dim, float eps, int64_t t0, int64_t t1);
@@ -85,12 +86,17 @@ struct KernelTable {
   double (*streamSum)(const float* x, int64_t i0, int64_t i1);
   // n rounds of independent FMA chains (20 * W flops a round): the arithmetic yardstick.
   double (*fmaLoop)(int64_t n);
+  // n rounds of independent bf16 dot-product chains (dotFlopsPerRound flops a round), the
+  // arithmetic yardstick of the bf16 products; null where the variant has no such instruction.
+  double (*dotLoop)(int64_t n);
+  double dotFlopsPerRound;
 };
 
 const KernelTable* table_portable();
 #if defined(__x86_64__) || defined(_M_X64)
 const KernelTable* table_avx2();
 const KernelTable* table_avx512();
+const KernelTable* table_avx512bf16();
 #endif
 
 }  // namespace lk

@@ -7,11 +7,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "bf16_dot.h"
 #include "kernel_table.h"
 #include "simd.h"
 
 #ifndef LK_VARIANT
-#error "compile with -DLK_VARIANT=<portable|avx2|avx512>"
+#error "compile with -DLK_VARIANT=<portable|avx2|avx512|avx512bf16>"
 #endif
 
 namespace LK_VARIANT {
@@ -148,7 +149,12 @@ inline void stageRows(const Stage& st, int64_t kc, int i0, int i1, int64_t k0) {
   }
 }
 
-void packTokens(float* xt, const float* x, int64_t nTokens, int64_t K, int64_t g0, int64_t g1) {
+void packTokens(float* xt, const float* x, int64_t nTokens, int64_t K, int64_t g0, int64_t g1, int dtype) {
+#if defined(__AVX512BF16__)
+  if (dtype == lk::kBF16) return packPairs(xt, x, nTokens, K, g0, g1);
+#else
+  (void)dtype;
+#endif
   constexpr int64_t kStep = 64;  // a 64 x 32 block of xt (8 KiB) is written while in L1
   for (int64_t g = g0; g < g1; g++) {
     const int64_t t0 = g * kTokenGroup, nt = std::min(kTokenGroup, nTokens - t0);
@@ -269,6 +275,13 @@ void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
 }
 
 void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) {
+#if defined(__AVX512BF16__)
+  // bf16 weights through vdpbf16ps (bf16_dot.h, with its precision contract).
+  if (a.dtype == lk::kBF16) {
+    if (a.nTokens <= lk::kSmallBatch || a.xt == nullptr) return dotStreamRange(a, r0, r1);
+    return dotBatchRange(a, r0, r1);
+  }
+#endif
   if (a.dtype == lk::kF32) matmulRange<0>(a, r0, r1);
   else if (a.dtype == lk::kF16) matmulRange<1>(a, r0, r1);
   else matmulRange<2>(a, r0, r1);
@@ -910,6 +923,11 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       LK_VARIANT::embedding,  LK_VARIANT::rmsnorm,   LK_VARIANT::rope,   LK_VARIANT::siluMul,
       LK_VARIANT::add,        LK_VARIANT::softmax,   LK_VARIANT::kvWrite, LK_VARIANT::attention,
       LK_VARIANT::merge,      LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
+#if defined(__AVX512BF16__)
+      LK_VARIANT::dotLoop,    LK_VARIANT::kDotFlopsPerRound,
+#else
+      nullptr,                0.0,
+#endif
   };
   return &table;
 }
