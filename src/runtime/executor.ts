@@ -4,7 +4,15 @@ import type { Op } from "../graph/ops.js";
 import type { KernelBackend, PreparedWeight, RopeTables } from "../kernels/backend.js";
 import { buildRopeTables } from "../kernels/rope.js";
 import type { ModelConfig } from "../model/config.js";
-import { type Tensor, toFloat32 } from "../model/tensor.js";
+import {
+  bf16ToF32,
+  type DType,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  type Tensor,
+  toFloat32,
+} from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import { type BufferPlan, planBuffers } from "./buffer-plan.js";
 import { MoeScratch, type PreparedMoe, prepareMoe, runMoe } from "./moe-runner.js";
@@ -37,6 +45,10 @@ export class SliceExecutor {
   /** Prepared experts of each MoE op, by the op's output tensor. */
   private readonly moes = new Map<string, PreparedMoe>();
   private readonly rope: RopeTables;
+  /** RoPE of the window layers where the family gives them their own base (Gemma 3), else `rope`. */
+  private readonly localRope: RopeTables;
+  /** The embedding's scale as the table's dtype holds it (Gemma), or 1. */
+  private embedScale = 1;
   private readonly scale: number;
   private readonly headDim: number;
   private readonly order: Op[];
@@ -50,7 +62,7 @@ export class SliceExecutor {
     readonly limits: ExecutorLimits,
   ) {
     this.headDim = config.headDim;
-    this.scale = 1 / Math.sqrt(config.headDim);
+    this.scale = config.attentionScale ?? 1 / Math.sqrt(config.headDim);
     this.order = [];
     for (const s of sliced.slices) {
       this.order.push(...s.ops);
@@ -68,14 +80,27 @@ export class SliceExecutor {
           this.prepared.set(op.weight, backend.prepareWeight(need(op.weight)));
         if (op.bias && !this.vectors.has(op.bias)) this.vectors.set(op.bias, toFloat32(need(op.bias)));
       } else if (op.kind === "rmsnorm" && !this.vectors.has(op.weight)) {
-        this.vectors.set(op.weight, toFloat32(need(op.weight)));
+        // Gemma's (1 + w), added once here in f32 as transformers does it (on a copy: an f32
+        // tensor's data may be the model's own).
+        const w = op.plusOne
+          ? Float32Array.from(toFloat32(need(op.weight)), (v) => v + 1)
+          : toFloat32(need(op.weight));
+        this.vectors.set(op.weight, w);
       } else if (op.kind === "embed") {
-        need(op.table);
+        const table = need(op.table);
+        if (op.scale !== undefined) this.embedScale = roundTo(table.dtype, op.scale);
       } else if (op.kind === "moe") {
         this.moes.set(op.out, prepareMoe(backend, op, need));
       }
     }
     this.rope = buildRopeTables(config, config.maxPositionEmbeddings);
+    this.localRope =
+      config.localRopeTheta === undefined
+        ? this.rope
+        : buildRopeTables(
+            { ...config, ropeTheta: config.localRopeTheta, ropeScaling: null },
+            config.maxPositionEmbeddings,
+          );
     const moes = [...this.moes.values()];
     this.batches = Array.from({ length: limits.microBatches }, () => ({
       buffers: this.plan.buffers.map(
@@ -162,6 +187,7 @@ export class SliceExecutor {
     switch (op.kind) {
       case "embed":
         be.embedding(out, this.weights.get(op.table)!, step.tokens, step.nTokens);
+        if (op.scale !== undefined) be.scale(out, out, this.embedScale, rows * info.width);
         return;
       case "rmsnorm": {
         // Per-head norms are the same kernel over rows of one head each.
@@ -207,11 +233,18 @@ export class SliceExecutor {
       case "rope": {
         const x = this.buf(ctx, op.x);
         if (x !== out) copyRow(out, 0, x, 0, rows * info.width);
-        be.rope(out, step.positions, rows, op.heads, this.headDim, this.rope.cos, this.rope.sin);
+        const tables = op.local ? this.localRope : this.rope;
+        be.rope(out, step.positions, rows, op.heads, this.headDim, tables.cos, tables.sin);
         return;
       }
       case "silu_mul":
         be.siluMul(out, this.buf(ctx, op.gate), this.buf(ctx, op.up), rows * info.width);
+        return;
+      case "gelu_mul":
+        be.geluMul(out, this.buf(ctx, op.gate), this.buf(ctx, op.up), rows * info.width);
+        return;
+      case "softcap":
+        be.softcap(out, this.buf(ctx, op.x), op.cap, rows * info.width);
         return;
       case "add":
         be.add(out, this.buf(ctx, op.a), this.buf(ctx, op.b), rows * info.width);
@@ -230,6 +263,13 @@ export class SliceExecutor {
   get attentionScale(): number {
     return this.scale;
   }
+}
+
+/** `v` as a tensor of `dtype` stores it: transformers multiplies by √hidden in the activations' dtype. */
+function roundTo(dtype: DType, v: number): number {
+  if (dtype === "bf16") return bf16ToF32(f32ToBf16(v));
+  if (dtype === "f16") return f16ToF32(f32ToF16(v));
+  return Math.fround(v);
 }
 
 function copyRow(dst: Float32Array, dstOff: number, src: Float32Array, srcOff: number, n: number): void {
