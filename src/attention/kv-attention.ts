@@ -19,6 +19,21 @@ export interface KvGeometry {
   readonly maxSeqs: number;
   /** Mistral-style sliding window (keys older than this are not attended), or null. */
   readonly slidingWindow: number | null;
+  /** Per layer, whether the window applies there (Gemma); absent: on every layer. */
+  readonly slidingLayers?: readonly boolean[];
+  /** Softmax scale; absent: 1/√headDim. */
+  readonly scale?: number;
+  /** Attention score soft-cap (Gemma 2); absent: none. */
+  readonly softcap?: number;
+}
+
+/** Whether the geometry asks for more than the uniform attention every layer shares (the native data plane's loop runs only that). */
+export function hasPerLayerAttention(g: KvGeometry): boolean {
+  return (
+    (g.slidingWindow !== null && g.slidingLayers !== undefined && g.slidingLayers.includes(false)) ||
+    g.scale !== undefined ||
+    (g.softcap ?? 0) > 0
+  );
 }
 
 /** Bytes one KV block takes across all layers (k and v). */
@@ -28,15 +43,24 @@ export function kvBytesPerBlock(
   return 2 * g.numLayers * g.numKvHeads * g.blockSize * g.headDim * bytesPerElement(g.kvDtype);
 }
 
+/**
+ * The key ranges of a step's tokens for one kind of layer: [ctxStart, ctxEnd) in all; with early
+ * q, keys cached before this step are [ctxStart, earlyEnd) and this step's own [lateStart, ctxEnd).
+ */
+interface KeyRanges {
+  readonly ctxStart: Int32Array;
+  readonly earlyEnd: Int32Array;
+  readonly lateStart: Int32Array;
+}
+
 /** Per-step metadata derived from the step (slots, block tables, ranges), rebuilt at layer 0. */
 interface StepMeta {
   readonly slots: Int32Array;
   readonly qSeq: Int32Array;
-  readonly ctxStart: Int32Array;
   readonly ctxEnd: Int32Array;
-  /** Early q: keys cached before this step are [ctxStart, earlyEnd); this step's own are [lateStart, ctxEnd). */
-  readonly earlyEnd: Int32Array;
-  readonly lateStart: Int32Array;
+  /** Ranges of the global layers (every key) and of the window layers (keys inside the window). */
+  readonly global: KeyRanges;
+  readonly window: KeyRanges;
   readonly blockTables: Int32Array;
   /** Reused argument object: no allocation per layer. */
   readonly args: { -readonly [K in keyof AttentionArgs]: AttentionArgs[K] };
@@ -54,6 +78,8 @@ export class KvAttention {
   /** Per micro-batch (keyed by `step.microBatch`): the metadata its step was prepared with. */
   private readonly metas = new Map<number, StepMeta>();
   private readonly scale: number;
+  /** Per layer: whether it attends within the sliding window only. */
+  private readonly windowed: readonly boolean[];
 
   constructor(
     readonly backend: KernelBackend,
@@ -62,7 +88,12 @@ export class KvAttention {
   ) {
     this.allocator = new BlockAllocator(numBlocks, geometry.blockSize);
     this.maxBlocksPerSeq = Math.ceil(geometry.maxContext / geometry.blockSize);
-    this.scale = 1 / Math.sqrt(geometry.headDim);
+    this.scale = geometry.scale ?? 1 / Math.sqrt(geometry.headDim);
+    const w = geometry.slidingWindow;
+    this.windowed = Array.from(
+      { length: geometry.numLayers },
+      (_, l) => w !== null && (geometry.slidingLayers === undefined || geometry.slidingLayers[l] === true),
+    );
     const per = numBlocks * geometry.numKvHeads * geometry.blockSize * geometry.headDim;
     this.caches = [];
     // LAMINA_KV_HUGE_PAGES=1 asks for huge pages on these fresh buffers: attention's scattered
@@ -93,13 +124,17 @@ export class KvAttention {
     const g = this.geometry;
     let meta = this.metas.get(step.microBatch);
     if (!meta) {
+      const ranges = (): KeyRanges => ({
+        ctxStart: new Int32Array(g.maxTokens),
+        earlyEnd: new Int32Array(g.maxTokens),
+        lateStart: new Int32Array(g.maxTokens),
+      });
       meta = {
         slots: new Int32Array(g.maxTokens),
         qSeq: new Int32Array(g.maxTokens),
-        ctxStart: new Int32Array(g.maxTokens),
         ctxEnd: new Int32Array(g.maxTokens),
-        earlyEnd: new Int32Array(g.maxTokens),
-        lateStart: new Int32Array(g.maxTokens),
+        global: ranges(),
+        window: ranges(),
         blockTables: new Int32Array(g.maxSeqs * this.maxBlocksPerSeq),
         args: {} as StepMeta["args"],
       };
@@ -119,13 +154,11 @@ export class KvAttention {
       const split = last > first ? step.positions[first]! : 0;
       for (let t = first; t < last; t++) {
         const pos = step.positions[t]!;
-        const start = g.slidingWindow ? Math.max(0, pos + 1 - g.slidingWindow) : 0;
         meta.slots[t] = table[(pos / bs) | 0]! * bs + (pos % bs);
         meta.qSeq[t] = s;
         meta.ctxEnd[t] = pos + 1;
-        meta.ctxStart[t] = start;
-        meta.earlyEnd[t] = Math.max(start, split);
-        meta.lateStart[t] = Math.max(start, split);
+        setRanges(meta.global, t, 0, split);
+        setRanges(meta.window, t, g.slidingWindow ? Math.max(0, pos + 1 - g.slidingWindow) : 0, split);
       }
     }
   }
@@ -142,7 +175,7 @@ export class KvAttention {
   ): void {
     const meta = this.meta(step);
     this.backend.kvWrite(this.caches[layer]!, k, v, meta.slots, step.nTokens);
-    this.attend(meta, layer, step, q, out, meta.ctxStart, meta.ctxEnd, lse);
+    this.attend(meta, layer, step, q, out, this.ranges(meta, layer).ctxStart, meta.ctxEnd, lse);
   }
 
   /**
@@ -151,7 +184,8 @@ export class KvAttention {
    */
   runEarly(layer: number, step: AttentionStep, q: Float32Array, out: Float32Array, lse: Float32Array): void {
     const meta = this.meta(step);
-    this.attend(meta, layer, step, q, out, meta.ctxStart, meta.earlyEnd, lse);
+    const r = this.ranges(meta, layer);
+    this.attend(meta, layer, step, q, out, r.ctxStart, r.earlyEnd, lse);
   }
 
   /**
@@ -171,7 +205,7 @@ export class KvAttention {
   ): void {
     const meta = this.meta(step);
     this.backend.kvWrite(this.caches[layer]!, k, v, meta.slots, step.nTokens);
-    this.attend(meta, layer, step, q, lateOut, meta.lateStart, meta.ctxEnd, lateLse);
+    this.attend(meta, layer, step, q, lateOut, this.ranges(meta, layer).lateStart, meta.ctxEnd, lateLse);
     this.backend.mergeAttention(
       out,
       lse,
@@ -181,6 +215,10 @@ export class KvAttention {
       this.geometry.numHeads,
       this.geometry.headDim,
     );
+  }
+
+  private ranges(meta: StepMeta, layer: number): KeyRanges {
+    return this.windowed[layer] ? meta.window : meta.global;
   }
 
   private meta(step: AttentionStep): StepMeta {
@@ -211,7 +249,15 @@ export class KvAttention {
     a.nTokens = step.nTokens;
     a.nHeads = this.geometry.numHeads;
     a.scale = this.scale;
+    a.softcap = this.geometry.softcap ?? 0;
     a.lse = lse;
     this.backend.attention(a);
   }
+}
+
+/** Token t's keys start at `start`; those cached before the step end (and the step's own begin) at `split`. */
+function setRanges(r: KeyRanges, t: number, start: number, split: number): void {
+  r.ctxStart[t] = start;
+  r.earlyEnd[t] = Math.max(start, split);
+  r.lateStart[t] = Math.max(start, split);
 }

@@ -64,6 +64,12 @@ export const configureRequestSchema = z.strictObject({
     .min(1)
     .max(1 << 16),
   slidingWindow: z.number().int().min(1).nullable(),
+  /** Per layer, whether the window applies there (Gemma); absent: on every layer. */
+  slidingLayers: z.array(z.boolean()).max(1024).optional(),
+  /** Attention's softmax scale; absent: 1/√headDim. */
+  scale: z.number().positive().finite().optional(),
+  /** Attention score soft-cap (Gemma 2); absent: none. */
+  softcap: z.number().positive().finite().optional(),
   /** KV budget the model side asks for; the worker may grant less (its --kv-memory). */
   kvMemory: z.number().int().min(1).nullable(),
   /** Most micro-batches in flight at once. */

@@ -245,8 +245,10 @@ export function explainSlices(m: SlicedModel): string {
   );
   for (const s of m.slices) {
     const ctxBytes = s.context.reduce((acc, t) => acc + m.graph.tensors.get(t)!.width * e, 0);
+    const win = s.attention ? m.graph.attention.windows?.[s.attention.layer] : null;
+    const scope = win ? `window ${win}, ` : "";
     const tail = s.attention
-      ? `→ attention L${s.attention.layer} (q after ${s.qReadyAfter} ops)`
+      ? `→ attention L${s.attention.layer} (${scope}q after ${s.qReadyAfter} ops)`
       : "→ logits";
     lines.push(
       `  slice ${s.index}: ${s.ops.length} ops [${foldKinds(s.ops)}] ${tail}; context saved: ${s.context.join(", ") || "none"} (${ctxBytes} B/token)`,

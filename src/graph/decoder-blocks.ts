@@ -1,4 +1,4 @@
-import type { ModelConfig } from "../model/config.js";
+import { isWindowLayer, type ModelConfig } from "../model/config.js";
 import { attentionNames, expertNames, mlpNames } from "../model/weight-names.js";
 import type { GraphBuilder } from "./graph-builder.js";
 
@@ -9,7 +9,8 @@ import type { GraphBuilder } from "./graph-builder.js";
 
 /**
  * Self-attention up to the attention output (before o_proj): q/k/v from three projections, or
- * one fused qkv_proj split by columns (Phi-3); Qwen3's per-head RMSNorm on q and k; RoPE.
+ * one fused qkv_proj split by columns (Phi-3); the per-head RMSNorm on q and k (Qwen3, Gemma 3);
+ * RoPE, with the window layers' own base where the family has one (Gemma 3).
  */
 export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: string): string {
   const n = attentionNames(l);
@@ -57,6 +58,7 @@ export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: st
       weight: n.qNorm,
       eps,
       heads: c.numHeads,
+      ...plusOne(c),
     }));
     kRaw = g.emit(`L${l}.k_normed`, kvWidth, (out) => ({
       kind: "rmsnorm",
@@ -65,16 +67,32 @@ export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: st
       weight: n.kNorm,
       eps,
       heads: c.numKvHeads,
+      ...plusOne(c),
     }));
   }
   const qIn = qRaw;
   const kIn = kRaw;
-  const q = g.emit(`L${l}.q`, qWidth, (out) => ({ kind: "rope", out, x: qIn, heads: c.numHeads }));
-  const k = g.emit(`L${l}.k`, kvWidth, (out) => ({ kind: "rope", out, x: kIn, heads: c.numKvHeads }));
+  const local = c.localRopeTheta !== undefined && isWindowLayer(c, l) ? { local: true } : {};
+  const q = g.emit(`L${l}.q`, qWidth, (out) => ({ kind: "rope", out, x: qIn, heads: c.numHeads, ...local }));
+  const k = g.emit(`L${l}.k`, kvWidth, (out) => ({
+    kind: "rope",
+    out,
+    x: kIn,
+    heads: c.numKvHeads,
+    ...local,
+  }));
   return g.emit(`L${l}.attn`, qWidth, (out) => ({ kind: "attention", layer: l, q, k, v, out }));
 }
 
-/** The dense SwiGLU MLP: gate and up from two projections, or one gate_up_proj split by columns (Phi-3). */
+/** Gemma's norms scale by (1 + weight). */
+export function plusOne(c: ModelConfig): { plusOne?: true } {
+  return c.normPlusOne ? { plusOne: true } : {};
+}
+
+/**
+ * The dense gated MLP, SwiGLU (GeGLU with the tanh GELU for Gemma): gate and up from two
+ * projections, or one gate_up_proj split by columns (Phi-3).
+ */
 export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
   const n = mlpNames(l);
   const width = c.intermediateSize;
@@ -93,7 +111,8 @@ export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "linear", out, x: y, weight: n.gate }));
     up = g.emit(`L${l}.up`, width, (out) => ({ kind: "linear", out, x: y, weight: n.up }));
   }
-  const act = g.emit(`L${l}.act`, width, (out) => ({ kind: "silu_mul", out, gate, up }));
+  const kind = c.activation === "gelu_tanh" ? "gelu_mul" : "silu_mul";
+  const act = g.emit(`L${l}.act`, width, (out) => ({ kind, out, gate, up }));
   return g.emit(`L${l}.down`, c.hiddenSize, (out) => ({ kind: "linear", out, x: act, weight: n.down }));
 }
 

@@ -1,55 +1,88 @@
-import type { ModelConfig } from "../model/config.js";
-import { isSparseLayer, layerPrefix } from "../model/weight-names.js";
-import { attentionBlock, mlpBlock, moeBlock } from "./decoder-blocks.js";
+import { isWindowLayer, type ModelConfig } from "../model/config.js";
+import { isSparseLayer, layerNormNames, layerPrefix } from "../model/weight-names.js";
+import { attentionBlock, mlpBlock, moeBlock, plusOne } from "./decoder-blocks.js";
 import { GraphBuilder } from "./graph-builder.js";
 import type { ModelGraph } from "./ops.js";
 
 /**
  * The forward pass of the pre-norm decoder families we run (Llama 1/2/3, Mistral, Qwen2, Qwen3,
- * Phi-3, Mixtral, Qwen3-MoE) as an operator graph. This and decoder-blocks.ts are the only places
- * that know the architecture; the converter, executor and every placement work from the graph.
- * The families differ only inside a layer's attention (biases, fused qkv, q/k norms) and FFN
- * (fused gate/up, mixture of experts); tied models by the lm_head weight name.
+ * Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3) as an operator graph. This and decoder-blocks.ts are
+ * the only places that know the architecture; the converter, executor and every placement work
+ * from the graph. The families differ inside a layer's attention (biases, fused qkv, q/k norms,
+ * RoPE base) and FFN (fused gate/up, activation, mixture of experts), in Gemma's extra norms on
+ * each block's output and scaled embeddings, and in soft-capped logits; tied models by the
+ * lm_head weight name.
  */
 export function buildLlamaGraph(c: ModelConfig): ModelGraph {
   const g = new GraphBuilder();
-  const eps = c.rmsNormEps;
   const d = c.hiddenSize;
-  let h = g.emit("h0", d, (out) => ({ kind: "embed", out, table: "model.embed_tokens.weight" }));
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = layerPrefix(l);
-    const hIn = h;
-    const x = g.emit(`L${l}.attn_norm`, d, (out) => ({
+  const scale = c.embedScale ? { scale: Math.sqrt(d) } : {};
+  let h = g.emit("h0", d, (out) => ({ kind: "embed", out, table: "model.embed_tokens.weight", ...scale }));
+  for (let l = 0; l < c.numLayers; l++) h = decoderLayer(g, c, l, h);
+  const logits = lmHead(g, c, h);
+  return {
+    ops: g.ops,
+    tensors: g.tensors,
+    output: logits,
+    attention: {
+      numLayers: c.numLayers,
+      numHeads: c.numHeads,
+      numKvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      windows: Array.from({ length: c.numLayers }, (_, l) => (isWindowLayer(c, l) ? c.slidingWindow : null)),
+    },
+  };
+}
+
+/**
+ * One layer: h + attn(norm(h)), then + ffn(norm(·)). With post-norms (Gemma) each block's output
+ * is normed before it joins the residual stream, and the pre-FFN norm has its own weight.
+ */
+function decoderLayer(g: GraphBuilder, c: ModelConfig, l: number, hIn: string): string {
+  const d = c.hiddenSize;
+  const norms = layerNormNames(l);
+  const norm = (name: string, x: string, weight: string) =>
+    g.emit(`L${l}.${name}`, d, (out) => ({
       kind: "rmsnorm",
       out,
-      x: hIn,
-      weight: `${p}.input_layernorm.weight`,
-      eps,
+      x,
+      weight,
+      eps: c.rmsNormEps,
+      ...plusOne(c),
     }));
-    const attn = attentionBlock(g, c, l, x);
-    const o = g.emit(`L${l}.o`, d, (out) => ({
-      kind: "linear",
-      out,
-      x: attn,
-      weight: `${p}.self_attn.o_proj.weight`,
-    }));
-    const hMid = g.emit(`L${l}.h_mid`, d, (out) => ({ kind: "add", out, a: hIn, b: o }));
-    const y = g.emit(`L${l}.mlp_norm`, d, (out) => ({
-      kind: "rmsnorm",
-      out,
-      x: hMid,
-      weight: `${p}.post_attention_layernorm.weight`,
-      eps,
-    }));
-    const ffn = isSparseLayer(c, l) ? moeBlock(g, c, l, y) : mlpBlock(g, c, l, y);
-    h = g.emit(`h${l + 1}`, d, (out) => ({ kind: "add", out, a: hMid, b: ffn }));
-  }
-  const hLast = h;
-  const last = g.emit("last", d, (out) => ({ kind: "select_rows", out, x: hLast }), "logits");
+  const x = norm("attn_norm", hIn, norms.input);
+  const attn = attentionBlock(g, c, l, x);
+  let o = g.emit(`L${l}.o`, d, (out) => ({
+    kind: "linear",
+    out,
+    x: attn,
+    weight: `${layerPrefix(l)}.self_attn.o_proj.weight`,
+  }));
+  if (c.postNorms) o = norm("attn_post_norm", o, norms.postAttention);
+  const oOut = o;
+  const hMid = g.emit(`L${l}.h_mid`, d, (out) => ({ kind: "add", out, a: hIn, b: oOut }));
+  const y = norm("mlp_norm", hMid, c.postNorms ? norms.preFeedforward : norms.postAttention);
+  let ffn = isSparseLayer(c, l) ? moeBlock(g, c, l, y) : mlpBlock(g, c, l, y);
+  if (c.postNorms) ffn = norm("mlp_post_norm", ffn, norms.postFeedforward);
+  const fOut = ffn;
+  return g.emit(`h${l + 1}`, d, (out) => ({ kind: "add", out, a: hMid, b: fOut }));
+}
+
+/** The last token of each sequence, the final norm, the LM head and Gemma 2's logit soft-cap. */
+function lmHead(g: GraphBuilder, c: ModelConfig, h: string): string {
+  const d = c.hiddenSize;
+  const last = g.emit("last", d, (out) => ({ kind: "select_rows", out, x: h }), "logits");
   const normed = g.emit(
     "final_norm",
     d,
-    (out) => ({ kind: "rmsnorm", out, x: last, weight: "model.norm.weight", eps }),
+    (out) => ({
+      kind: "rmsnorm",
+      out,
+      x: last,
+      weight: "model.norm.weight",
+      eps: c.rmsNormEps,
+      ...plusOne(c),
+    }),
     "logits",
   );
   const head = c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
@@ -59,10 +92,7 @@ export function buildLlamaGraph(c: ModelConfig): ModelGraph {
     (out) => ({ kind: "linear", out, x: normed, weight: head }),
     "logits",
   );
-  return {
-    ops: g.ops,
-    tensors: g.tensors,
-    output: logits,
-    attention: { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim },
-  };
+  const cap = c.finalSoftcap;
+  if (cap === undefined) return logits;
+  return g.emit("logits_capped", c.vocabSize, (out) => ({ kind: "softcap", out, x: logits, cap }), "logits");
 }

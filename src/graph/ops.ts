@@ -5,11 +5,15 @@
  * and the converter can cut the graph anywhere; buffers are shared later by liveness.
  */
 export type Op =
-  /** out = rows of the embedding table for the step's token ids. */
-  | { readonly kind: "embed"; readonly out: string; readonly table: string }
   /**
-   * out = x / rms(x) * weight per row; with `heads`, per each of that many equal slices of a row
-   * (Qwen3's q/k norms: one weight [width / heads] shared by every head).
+   * out = rows of the embedding table for the step's token ids, times `scale` when given (Gemma's
+   * √hidden, rounded to the table's dtype first as transformers rounds it to the activations').
+   */
+  | { readonly kind: "embed"; readonly out: string; readonly table: string; readonly scale?: number }
+  /**
+   * out = x / rms(x) * weight per row, or * (1 + weight) with `plusOne` (Gemma); with `heads`,
+   * per each of that many equal slices of a row (q/k norms: one weight [width / heads] shared by
+   * every head).
    */
   | {
       readonly kind: "rmsnorm";
@@ -18,6 +22,7 @@ export type Op =
       readonly weight: string;
       readonly eps: number;
       readonly heads?: number;
+      readonly plusOne?: boolean;
     }
   /** out = x · Wᵀ (+ bias). */
   | {
@@ -27,8 +32,17 @@ export type Op =
       readonly weight: string;
       readonly bias?: string;
     }
-  /** out = RoPE(x) at the step's positions, x holding `heads` heads. */
-  | { readonly kind: "rope"; readonly out: string; readonly x: string; readonly heads: number }
+  /**
+   * out = RoPE(x) at the step's positions, x holding `heads` heads; `local`: with the window
+   * layers' own base (Gemma 3's rope_local_base_freq) instead of the model's.
+   */
+  | {
+      readonly kind: "rope";
+      readonly out: string;
+      readonly x: string;
+      readonly heads: number;
+      readonly local?: boolean;
+    }
   /** The attention operator: where the converter cuts. q/k/v are post-RoPE. */
   | {
       readonly kind: "attention";
@@ -39,6 +53,10 @@ export type Op =
       readonly out: string;
     }
   | { readonly kind: "silu_mul"; readonly out: string; readonly gate: string; readonly up: string }
+  /** out = gelu_tanh(gate) * up (GeGLU with the tanh-approximated GELU). */
+  | { readonly kind: "gelu_mul"; readonly out: string; readonly gate: string; readonly up: string }
+  /** out = cap · tanh(x / cap) (Gemma 2's final logit soft-capping). */
+  | { readonly kind: "softcap"; readonly out: string; readonly x: string; readonly cap: number }
   /** out = columns [offset, offset + width(out)) of x: one part of a fused projection's output. */
   | { readonly kind: "split"; readonly out: string; readonly x: string; readonly offset: number }
   /**
@@ -85,6 +103,8 @@ export interface ModelGraph {
     readonly numHeads: number;
     readonly numKvHeads: number;
     readonly headDim: number;
+    /** Per layer: the sliding window it attends within, or null (all keys). Absent: none anywhere. */
+    readonly windows?: readonly (number | null)[];
   };
 }
 
@@ -97,12 +117,14 @@ export function opInputs(op: Op): string[] {
     case "rope":
     case "select_rows":
     case "split":
+    case "softcap":
       return [op.x];
     case "moe":
       return [op.x, op.logits];
     case "attention":
       return [op.q, op.k, op.v];
     case "silu_mul":
+    case "gelu_mul":
       return [op.gate, op.up];
     case "add":
       return [op.a, op.b];
@@ -132,8 +154,10 @@ export function opAliasableInput(op: Op): string | null {
   switch (op.kind) {
     case "rmsnorm":
     case "rope":
+    case "softcap":
       return op.x;
     case "silu_mul":
+    case "gelu_mul":
       return op.gate;
     case "add":
       return op.a;

@@ -97,6 +97,15 @@ export interface KernelBackend {
   /** out[i] = silu(gate[i]) * up[i] for i < n; out may alias gate. */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
 
+  /** out[i] = gelu_tanh(gate[i]) * up[i] for i < n (GeGLU, transformers' gelu_pytorch_tanh); out may alias gate. */
+  geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+
+  /** out[i] = cap · tanh(x[i] / cap) for i < n (cap > 0); out may alias x. */
+  softcap(out: Float32Array, x: Float32Array, cap: number, n: number): void;
+
+  /** out[i] = x[i] · factor for i < n; out may alias x. */
+  scale(out: Float32Array, x: Float32Array, factor: number, n: number): void;
+
   /** out[i] = a[i] + b[i] for i < n; out may alias a. */
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
 
@@ -206,6 +215,11 @@ export interface AttentionArgs {
   readonly nHeads: number;
   /** Softmax scale, normally 1 / sqrt(headDim). */
   readonly scale: number;
+  /**
+   * Soft-capping of the scaled scores, cap · tanh(score / cap), before the softmax (Gemma 2);
+   * absent or 0: none.
+   */
+  readonly softcap?: number;
   /** If given, [nTokens, nHeads] natural-log sum of exp(scores): -Infinity for an empty range. */
   readonly lse?: Float32Array;
 }

@@ -63,6 +63,9 @@ export interface NativeAddon {
   ): void;
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
+  geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  softcap(out: Float32Array, x: Float32Array, cap: number, n: number): void;
+  scale(out: Float32Array, x: Float32Array, factor: number, n: number): void;
   softmax(out: Float32Array, x: Float32Array, nRows: number, dim: number, log: boolean): void;
   kvWrite(
     kc: TensorData,
@@ -96,6 +99,8 @@ export interface NativeAddon {
     nHeads: number,
     scale: number,
     lse: Float32Array | undefined,
+    /** Score soft-cap (0: none). */
+    softcap: number,
   ): void;
   mergeAttention(
     outA: Float32Array,
@@ -363,6 +368,18 @@ export class NativeBackend implements KernelBackend {
     this.addon.add(out, a, b, n);
   }
 
+  geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+    this.addon.geluMul(out, gate, up, n);
+  }
+
+  softcap(out: Float32Array, x: Float32Array, cap: number, n: number): void {
+    this.addon.softcap(out, x, cap, n);
+  }
+
+  scale(out: Float32Array, x: Float32Array, factor: number, n: number): void {
+    this.addon.scale(out, x, factor, n);
+  }
+
   softmax(x: Float32Array, nRows: number, dim: number): void {
     this.addon.softmax(x, x, nRows, dim, false);
   }
@@ -409,6 +426,7 @@ export class NativeBackend implements KernelBackend {
       a.nHeads,
       a.scale,
       a.lse,
+      a.softcap ?? 0,
     );
   }
 

@@ -231,6 +231,30 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
+  geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+    checkLength("geluMul", "gate", gate, n);
+    checkLength("geluMul", "up", up, n);
+    checkLength("geluMul", "out", out, n);
+    const c = Math.sqrt(2 / Math.PI);
+    for (let i = 0; i < n; i++) {
+      const x = gate[i]!;
+      out[i] = 0.5 * x * (1 + Math.tanh(c * (x + 0.044715 * x * x * x))) * up[i]!;
+    }
+  }
+
+  softcap(out: Float32Array, x: Float32Array, cap: number, n: number): void {
+    checkLength("softcap", "x", x, n);
+    checkLength("softcap", "out", out, n);
+    if (!(cap > 0)) throw new RangeError(`softcap: cap must be positive, got ${cap}`);
+    for (let i = 0; i < n; i++) out[i] = cap * Math.tanh(x[i]! / cap);
+  }
+
+  scale(out: Float32Array, x: Float32Array, factor: number, n: number): void {
+    checkLength("scale", "x", x, n);
+    checkLength("scale", "out", out, n);
+    for (let i = 0; i < n; i++) out[i] = x[i]! * factor;
+  }
+
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
     checkLength("add", "a", a, n);
     checkLength("add", "b", b, n);
@@ -308,6 +332,7 @@ export class ReferenceBackend implements KernelBackend {
       scale,
       lse,
     } = args;
+    const cap = args.softcap ?? 0;
     const { dtype, blockSize, nKvHeads, headDim, numBlocks } = cache;
     if (nHeads % nKvHeads !== 0)
       throw new TypeError(`attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
@@ -353,6 +378,7 @@ export class ReferenceBackend implements KernelBackend {
           let s = 0;
           for (let i = 0; i < headDim; i++) s += q[qo + i]! * readElement(dtype, cache.k, ko + i);
           s *= scale;
+          if (cap > 0) s = cap * Math.tanh(s / cap);
           scores.push(s);
           m = Math.max(m, s);
         }

@@ -3,7 +3,16 @@
  * from whatever the checkpoint called it (Hugging Face config.json, llama2.c header, GGUF, the
  * random-weight demo). Everything downstream (graph, kernels, attention) reads only this.
  */
-export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" | "mixtral" | "qwen3_moe";
+export type Architecture =
+  | "llama"
+  | "mistral"
+  | "qwen2"
+  | "qwen3"
+  | "phi3"
+  | "mixtral"
+  | "qwen3_moe"
+  | "gemma2"
+  | "gemma3_text";
 
 export type RopeScaling =
   | {
@@ -64,10 +73,36 @@ export interface ModelConfig {
   readonly fusedProjections?: boolean;
   /** A mixture of experts in place of the MLP (on the layers it names). Absent: dense everywhere. */
   readonly moe?: MoeConfig;
-  /** Mistral's (also Phi-3's, Mixtral's) sliding window, if the checkpoint declares one (attention is limited to it). */
+  /** Mistral's (also Phi-3's, Mixtral's, Gemma's) sliding window, if the checkpoint declares one (attention is limited to it). */
   readonly slidingWindow: number | null;
+  /**
+   * Per layer, whether `slidingWindow` applies there (Gemma interleaves window layers with global
+   * ones). Absent: on every layer.
+   */
+  readonly slidingLayers?: readonly boolean[];
+  /** Gemma: the checkpoint's RMSNorm weights are offsets, the norm scales by (1 + weight). */
+  readonly normPlusOne?: boolean;
+  /** Gemma: token embeddings times √hidden_size (rounded to the embedding's dtype, as transformers does). */
+  readonly embedScale?: boolean;
+  /** Gemma: RMSNorms on the attention output and the FFN output too, before each joins the residual stream. */
+  readonly postNorms?: boolean;
+  /** The FFN's gate activation: SiLU (SwiGLU) or Gemma's tanh-approximated GELU (GeGLU). Absent: silu. */
+  readonly activation?: "silu" | "gelu_tanh";
+  /** Attention's softmax scale; absent: 1/√headDim (Gemma: query_pre_attn_scalar^-½). */
+  readonly attentionScale?: number;
+  /** Gemma 2: attention scores become cap·tanh(score / cap) before the softmax. Absent: none. */
+  readonly attnSoftcap?: number;
+  /** Gemma 2: logits become cap·tanh(logit / cap). Absent: none. */
+  readonly finalSoftcap?: number;
+  /** Gemma 3: the window layers' RoPE base (without rope scaling); the global layers keep ropeTheta and ropeScaling. */
+  readonly localRopeTheta?: number;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
+}
+
+/** Whether layer `l` attends within the sliding window only. */
+export function isWindowLayer(c: Pick<ModelConfig, "slidingWindow" | "slidingLayers">, l: number): boolean {
+  return c.slidingWindow !== null && (c.slidingLayers === undefined || c.slidingLayers[l] === true);
 }
 
 /** GQA group size G: query heads per KV head. */
@@ -85,7 +120,20 @@ export function describeFamily(c: ModelConfig): string {
   if (c.qkNorm) parts.push("q/k norms");
   if (c.fusedProjections) parts.push("fused qkv and gate/up projections");
   if (c.ropeScaling) parts.push(`${c.ropeScaling.type} RoPE scaling`);
-  if (c.slidingWindow !== null) parts.push(`sliding window ${c.slidingWindow}`);
+  if (c.normPlusOne) parts.push("(1 + w) RMSNorm");
+  if (c.embedScale) parts.push("embeddings × √hidden");
+  if (c.postNorms) parts.push("post-attention and post-FFN norms");
+  if (c.activation === "gelu_tanh") parts.push("GeGLU (tanh GELU)");
+  if (c.attentionScale !== undefined) parts.push(`attention scale ${c.attentionScale.toPrecision(4)}`);
+  if (c.attnSoftcap !== undefined) parts.push(`attention soft-cap ${c.attnSoftcap}`);
+  if (c.finalSoftcap !== undefined) parts.push(`final soft-cap ${c.finalSoftcap}`);
+  if (c.slidingWindow !== null) {
+    const n = c.slidingLayers?.filter(Boolean).length ?? c.numLayers;
+    parts.push(
+      `sliding window ${c.slidingWindow}${c.slidingLayers ? ` on ${n} of ${c.numLayers} layers` : ""}`,
+    );
+  }
+  if (c.localRopeTheta !== undefined) parts.push(`window layers' RoPE base ${c.localRopeTheta}`);
   if (c.moe) {
     const sparse = c.moe.sparseLayers.filter(Boolean).length;
     const norm = c.moe.normalizeTopK ? "renormalised" : "not renormalised";

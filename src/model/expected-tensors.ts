@@ -1,5 +1,5 @@
 import type { ModelConfig } from "./config.js";
-import { attentionNames, expertNames, isSparseLayer, layerPrefix, mlpNames } from "./weight-names.js";
+import { attentionNames, expertNames, isSparseLayer, layerNormNames, mlpNames } from "./weight-names.js";
 
 /** One weight the graph needs: its Hugging Face name and shape. */
 export interface ExpectedTensor {
@@ -16,10 +16,13 @@ export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
   const d = c.hiddenSize;
   const out: ExpectedTensor[] = [{ name: "model.embed_tokens.weight", shape: [c.vocabSize, d] }];
   for (let l = 0; l < c.numLayers; l++) {
-    const p = layerPrefix(l);
-    out.push({ name: `${p}.input_layernorm.weight`, shape: [d] });
+    const norms = layerNormNames(l);
+    out.push({ name: norms.input, shape: [d] });
     out.push(...attentionTensors(c, l));
-    out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [d] });
+    out.push({ name: norms.postAttention, shape: [d] });
+    if (c.postNorms) {
+      out.push({ name: norms.preFeedforward, shape: [d] }, { name: norms.postFeedforward, shape: [d] });
+    }
     out.push(...(isSparseLayer(c, l) ? expertTensors(c, l) : mlpTensors(c, l)));
   }
   out.push({ name: "model.norm.weight", shape: [d] });

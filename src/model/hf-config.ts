@@ -1,12 +1,13 @@
 import { z } from "zod";
 import type { Architecture, ModelConfig } from "./config.js";
 import { familyFeatures } from "./hf-families.js";
+import { refusePerLayerTypeRope } from "./hf-gemma.js";
 import { parseRopeScaling, ropeScalingSchema } from "./hf-rope.js";
 import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
- * phi3, mixtral, qwen3_moe). Defaults are the ones transformers applies when a key is absent;
+ * phi3, mixtral, qwen3_moe, gemma2, gemma3_text). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -21,6 +22,8 @@ const SUPPORTED: readonly Architecture[] = [
   "phi3",
   "mixtral",
   "qwen3_moe",
+  "gemma2",
+  "gemma3_text",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -32,10 +35,20 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   phi3: { maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
   mixtral: { maxPositions: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6 },
   qwen3_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  gemma2: { maxPositions: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  gemma3_text: { maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 1e6 },
 };
 
+/** Gemma ties the LM head to the embeddings unless told otherwise. */
+const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma2", "gemma3_text"];
+
 /** Qwen3's configs default head_dim to 128 rather than hidden / heads. */
-const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = { qwen3: 128, qwen3_moe: 128 };
+const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
+  qwen3: 128,
+  qwen3_moe: 128,
+  gemma2: 256,
+  gemma3_text: 256,
+};
 
 const posInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
@@ -61,6 +74,14 @@ const configSchema = z.object({
   attention_bias: z.boolean().nullish(),
   mlp_bias: z.boolean().nullish(),
   hidden_act: z.string().nullish(),
+  hidden_activation: z.string().nullish(),
+  query_pre_attn_scalar: z.number().positive().nullish(),
+  attn_logit_softcapping: z.number().positive().nullish(),
+  final_logit_softcapping: z.number().positive().nullish(),
+  sliding_window_pattern: posInt.nullish(),
+  _sliding_window_pattern: posInt.nullish(),
+  rope_local_base_freq: z.number().positive().nullish(),
+  use_bidirectional_attention: z.boolean().nullish(),
   sliding_window: posInt.nullish(),
   use_sliding_window: z.boolean().nullish(),
   layer_types: z.array(z.string()).nullish(),
@@ -95,6 +116,7 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
       `${file}: unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED.join(", ")})`,
     );
   }
+  refusePerLayerTypeRope(json, file);
   const raw = parseWithSchema(file, configSchema, json);
   return toModelConfig(raw, modelType as Architecture, file);
 }
@@ -122,7 +144,8 @@ function headGeometry(raw: RawConfig, architecture: Architecture, file: string) 
 
 function toModelConfig(raw: RawConfig, architecture: Architecture, file: string): ModelConfig {
   const { numHeads, numKvHeads, headDim } = headGeometry(raw, architecture, file);
-  if (raw.hidden_act != null && raw.hidden_act !== "silu") {
+  const gemma = architecture === "gemma2" || architecture === "gemma3_text";
+  if (!gemma && raw.hidden_act != null && raw.hidden_act !== "silu") {
     throw new Error(`${file}: hidden_act "${raw.hidden_act}" is not supported (only silu)`);
   }
   if (raw.mlp_bias === true) throw new Error(`${file}: mlp_bias=true is not supported`);
@@ -154,7 +177,7 @@ function toModelConfig(raw: RawConfig, architecture: Architecture, file: string)
       maxPositionEmbeddings,
       originalMaxPositionEmbeddings: raw.original_max_position_embeddings ?? undefined,
     }),
-    tieWordEmbeddings: raw.tie_word_embeddings ?? false,
+    tieWordEmbeddings: raw.tie_word_embeddings ?? TIED_BY_DEFAULT.includes(architecture),
     ...features,
     bosTokenId: raw.bos_token_id ?? null,
     eosTokenIds: eos == null ? [] : Array.isArray(eos) ? eos : [eos],

@@ -1,14 +1,29 @@
 import type { Architecture, ModelConfig, MoeConfig } from "./config.js";
 import type { RawConfig } from "./hf-config.js";
+import { gemmaFeatures } from "./hf-gemma.js";
 
 /**
  * What distinguishes each family's graph, read from its config.json fields: projection biases,
- * the sliding window, Qwen3's q/k norms, Phi-3's fused projections and the mixtures of experts.
+ * the sliding window, Qwen3's q/k norms, Phi-3's fused projections, the mixtures of experts and
+ * Gemma's norms, activation, scaling and soft-capping (hf-gemma.ts).
  * A field that would change the math in a way we do not implement is refused by name.
  */
 export type FamilyFeatures = Pick<
   ModelConfig,
-  "attentionBias" | "slidingWindow" | "qkNorm" | "fusedProjections" | "moe"
+  | "attentionBias"
+  | "slidingWindow"
+  | "qkNorm"
+  | "fusedProjections"
+  | "moe"
+  | "slidingLayers"
+  | "normPlusOne"
+  | "embedScale"
+  | "postNorms"
+  | "activation"
+  | "attentionScale"
+  | "attnSoftcap"
+  | "finalSoftcap"
+  | "localRopeTheta"
 >;
 
 export function familyFeatures(raw: RawConfig, arch: Architecture, file: string): FamilyFeatures {
@@ -47,11 +62,14 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         ...(moe ? { moe } : {}),
       };
     }
+    case "gemma2":
+    case "gemma3_text":
+      return { attentionBias: noAttentionBias(raw, arch, file), ...gemmaFeatures(raw, arch, file) };
   }
 }
 
 /** In transformers' Llama-style attention `attention_bias` also puts a bias on o_proj, which the graph does not express. */
-function noAttentionBias(raw: RawConfig, arch: Architecture, file: string): false {
+export function noAttentionBias(raw: RawConfig, arch: Architecture, file: string): false {
   if (raw.attention_bias === true) {
     throw new Error(`${file}: attention_bias=true (biases on q/k/v and o_proj) is not supported for ${arch}`);
   }

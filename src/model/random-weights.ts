@@ -9,7 +9,7 @@ export interface RandomWeightOptions {
   readonly seed: number;
   /** Standard deviation of the token embeddings. */
   readonly embedStd?: number;
-  /** RMSNorm weights are 1 ± this (0: exactly 1). */
+  /** RMSNorm weights are 1 ± this (0: exactly 1); Gemma's, stored as offsets from 1, are 0 ± this. */
   readonly normSpread?: number;
   /** Standard deviation of q/k/v biases. */
   readonly biasStd?: number;
@@ -27,7 +27,7 @@ export function randomWeights(config: ModelConfig, opts: RandomWeightOptions): M
   for (const { name, shape } of expectedTensors(config)) {
     let t: Tensor;
     if (name.endsWith("norm.weight")) {
-      t = nearConstantTensor(rng, name, opts.dtype, shape, 1, opts.normSpread ?? 0);
+      t = nearConstantTensor(rng, name, opts.dtype, shape, config.normPlusOne ? 0 : 1, opts.normSpread ?? 0);
     } else if (name === "model.embed_tokens.weight") {
       t = randomTensor(rng, name, opts.dtype, shape, opts.embedStd ?? 0.1);
     } else if (name.endsWith(".bias")) {

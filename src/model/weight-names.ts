@@ -9,6 +9,21 @@ export function layerPrefix(l: number): string {
   return `model.layers.${l}`;
 }
 
+/**
+ * The RMSNorms of layer `l`. Llama-style layers have two (before attention, before the FFN);
+ * Gemma's have four, and there `post_attention_layernorm` is the norm on the attention output,
+ * with `pre_feedforward_layernorm` before the FFN.
+ */
+export function layerNormNames(l: number) {
+  const p = layerPrefix(l);
+  return {
+    input: `${p}.input_layernorm.weight`,
+    postAttention: `${p}.post_attention_layernorm.weight`,
+    preFeedforward: `${p}.pre_feedforward_layernorm.weight`,
+    postFeedforward: `${p}.post_feedforward_layernorm.weight`,
+  };
+}
+
 /** Attention projections and norms of layer `l`. Phi-3 stores q/k/v as one `qkv_proj`. */
 export function attentionNames(l: number) {
   const p = `${layerPrefix(l)}.self_attn`;

@@ -37,6 +37,9 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     maxTokens: maxTokensPerStep,
     maxSeqs: maxRunning,
     slidingWindow: c.slidingWindow,
+    ...(c.slidingLayers ? { slidingLayers: c.slidingLayers } : {}),
+    ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
+    ...(c.attnSoftcap !== undefined ? { softcap: c.attnSoftcap } : {}),
   };
   const numBlocks =
     o.kvBlocks ?? Math.max(1, Math.floor((o.kvMemory ?? DEFAULT_KV_MEMORY) / kvBytesPerBlock(geometry)));

@@ -91,23 +91,57 @@ export function referenceRmsnorm(x: Float64Array, g: Float64Array, eps: number):
  */
 export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly number[]): Float64Array[] {
   const rw = referenceWeights(w);
-  const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, rw.vec(name), c.rmsNormEps);
+  // Gemma's norms scale by (1 + weight).
+  const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, normWeight(c, rw, name), c.rmsNormEps);
+  const emb = "model.embed_tokens.weight";
+  const embScale = c.embedScale ? roundToDtype(w.get(emb)!.dtype, Math.sqrt(c.hiddenSize)) : 1;
   let hs = tokens.map((t) =>
-    Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at("model.embed_tokens.weight", t, i)),
+    Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at(emb, t, i) * embScale),
   );
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
     const qkv = hs.map((h, pos) => referenceQkv(c, rw, l, norm(h, `${p}.input_layernorm.weight`), pos));
     hs = hs.map((h, pos) => {
-      const att = referenceAttention(c, qkv, pos);
-      const o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
+      const att = referenceAttention(c, l, qkv, pos);
+      let o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
+      if (c.postNorms) o = norm(o, `${p}.post_attention_layernorm.weight`);
       const mid = h.map((v, i) => v + o[i]!);
-      const d = referenceFfn(c, rw, l, norm(mid, `${p}.post_attention_layernorm.weight`));
+      const preFfn = c.postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+      let d = referenceFfn(c, rw, l, norm(mid, `${p}.${preFfn}.weight`));
+      if (c.postNorms) d = norm(d, `${p}.post_feedforward_layernorm.weight`);
       return mid.map((v, i) => v + d[i]!);
     });
   }
   const head = c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  return hs.map((h) => rw.linear(norm(h, "model.norm.weight"), head));
+  const cap = c.finalSoftcap;
+  return hs.map((h) => {
+    const logits = rw.linear(norm(h, "model.norm.weight"), head);
+    return cap === undefined ? logits : logits.map((v) => cap * Math.tanh(v / cap));
+  });
+}
+
+function normWeight(c: ModelConfig, rw: ReferenceWeights, name: string): Float64Array {
+  const g = rw.vec(name);
+  return c.normPlusOne ? g.map((v) => 1 + v) : g;
+}
+
+/** `v` rounded to nearest-even in a 16-bit float format (transformers scales embeddings in the model's dtype). */
+function roundToDtype(dtype: DType, v: number): number {
+  if (dtype === "f32") return Math.fround(v);
+  const bits = new Uint32Array(new Float32Array([v]).buffer)[0]!;
+  if (dtype === "bf16") return decodeBf16((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
+  // binary16: 10 fraction bits of a normal number (the scales here are far from its limits).
+  const e = Math.floor(Math.log2(Math.abs(v)));
+  const ulp = 2 ** (e - 10);
+  const q = v / ulp;
+  const r = Math.floor(q);
+  const rounded = q - r > 0.5 || (q - r === 0.5 && r % 2 === 1) ? r + 1 : r;
+  return rounded * ulp;
+}
+
+/** Whether layer l attends within the sliding window (every layer unless the config names some). */
+function windowed(c: ModelConfig, l: number): boolean {
+  return c.slidingWindow !== null && (c.slidingLayers?.[l] ?? true);
 }
 
 interface Qkv {
@@ -137,11 +171,16 @@ function referenceQkv(c: ModelConfig, rw: ReferenceWeights, l: number, x: Float6
     v = rw.linear(x, `${p}.v_proj.weight`, b("v_proj"));
   }
   if (c.qkNorm) {
-    q = normHeads(q, rw.vec(`${p}.q_norm.weight`), hd, c.rmsNormEps);
-    k = normHeads(k, rw.vec(`${p}.k_norm.weight`), hd, c.rmsNormEps);
+    q = normHeads(q, normWeight(c, rw, `${p}.q_norm.weight`), hd, c.rmsNormEps);
+    k = normHeads(k, normWeight(c, rw, `${p}.k_norm.weight`), hd, c.rmsNormEps);
   }
-  referenceRope(c, q, c.numHeads, pos);
-  referenceRope(c, k, c.numKvHeads, pos);
+  // Gemma 3's window layers rotate with their own base and no scaling.
+  const rc =
+    c.localRopeTheta !== undefined && windowed(c, l)
+      ? { ...c, ropeTheta: c.localRopeTheta, ropeScaling: null }
+      : c;
+  referenceRope(rc, q, c.numHeads, pos);
+  referenceRope(rc, k, c.numKvHeads, pos);
   return { q, k, v };
 }
 
@@ -170,19 +209,24 @@ function referenceRope(c: ModelConfig, x: Float64Array, heads: number, pos: numb
   }
 }
 
-/** Causal (optionally sliding-window) GQA attention of token `pos` over tokens 0..pos. */
-function referenceAttention(c: ModelConfig, qkv: readonly Qkv[], pos: number): Float64Array {
+/**
+ * Causal GQA attention of token `pos` over tokens 0..pos (the last slidingWindow of them on a
+ * window layer), scores scaled by 1/√headDim or the family's scale and soft-capped where it caps.
+ */
+function referenceAttention(c: ModelConfig, l: number, qkv: readonly Qkv[], pos: number): Float64Array {
   const hd = c.headDim;
   const group = c.numHeads / c.numKvHeads;
   const att = new Float64Array(c.numHeads * hd);
-  const lo = c.slidingWindow ? Math.max(0, pos + 1 - c.slidingWindow) : 0;
+  const lo = windowed(c, l) ? Math.max(0, pos + 1 - c.slidingWindow!) : 0;
+  const scale = c.attentionScale ?? 1 / Math.sqrt(hd);
+  const cap = c.attnSoftcap;
   for (let head = 0; head < c.numHeads; head++) {
     const kh = Math.floor(head / group);
     const scores: number[] = [];
     for (let j = lo; j <= pos; j++) {
       let s = 0;
       for (let i = 0; i < hd; i++) s += qkv[pos]!.q[head * hd + i]! * qkv[j]!.k[kh * hd + i]!;
-      scores.push(s / Math.sqrt(hd));
+      scores.push(cap === undefined ? s * scale : cap * Math.tanh((s * scale) / cap));
     }
     const m = Math.max(...scores);
     const e = scores.map((s) => Math.exp(s - m));
@@ -211,10 +255,22 @@ export function referenceSwiglu(
   );
 }
 
-/** The FFN of layer l: the dense MLP (gate/up fused for Phi-3), or the mixture of experts. */
+/** GeGLU with the tanh GELU: down(gelu_tanh(gate·y) * up·y). */
+function referenceGeglu(rw: ReferenceWeights, y: Float64Array, p: string): Float64Array {
+  const g = rw.linear(y, `${p}.mlp.gate_proj.weight`);
+  const u = rw.linear(y, `${p}.mlp.up_proj.weight`);
+  const gelu = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+  return rw.linear(
+    g.map((v, i) => gelu(v) * u[i]!),
+    `${p}.mlp.down_proj.weight`,
+  );
+}
+
+/** The FFN of layer l: the dense MLP (gate/up fused for Phi-3; GeGLU for Gemma), or the mixture of experts. */
 function referenceFfn(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float64Array): Float64Array {
   const p = `model.layers.${l}`;
   if (c.moe?.sparseLayers[l]) return referenceMoe(c, rw, l, y);
+  if (c.activation === "gelu_tanh") return referenceGeglu(rw, y, p);
   if (!c.fusedProjections)
     return referenceSwiglu(
       rw,

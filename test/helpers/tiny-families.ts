@@ -1,7 +1,7 @@
 import { base, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE), with the field names
+ * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -113,5 +113,69 @@ export const FAMILY_SPECS = {
     },
     dtype: "f32",
     seed: 25,
+  },
+  /**
+   * Gemma 2 as its config.json spells it: window layers (0, 2) alternate with global ones (1, 3),
+   * a window of 6 the test prompts outgrow, query_pre_attn_scalar ≠ head_dim, and soft-caps small
+   * enough to bend these tiny models' scores and logits (the real ones are 50 and 30). bf16 with
+   * hidden 48, so √hidden (6.93) is rounded to bf16 (6.94) as transformers rounds it.
+   */
+  gemma2: {
+    config: {
+      ...base,
+      architectures: ["Gemma2ForCausalLM"],
+      model_type: "gemma2",
+      hidden_size: 48,
+      intermediate_size: 96,
+      num_hidden_layers: 4,
+      num_key_value_heads: 2,
+      head_dim: 32,
+      hidden_act: "gelu_pytorch_tanh",
+      hidden_activation: "gelu_pytorch_tanh",
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: undefined,
+      mlp_bias: undefined,
+      query_pre_attn_scalar: 24,
+      attn_logit_softcapping: 1.5,
+      final_logit_softcapping: 4.0,
+      sliding_window: 6,
+      cache_implementation: "hybrid",
+      attention_dropout: 0.0,
+      pad_token_id: 0,
+    },
+    dtype: "bf16",
+    seed: 26,
+  },
+  /**
+   * Gemma 3 (text): q/k norms, window layers 0 and 1 of every 3 (sliding_window_pattern) with
+   * their own RoPE base, the global layer with rope_theta and linear scaling, no soft-caps.
+   */
+  gemma3: {
+    config: {
+      ...base,
+      architectures: ["Gemma3ForCausalLM"],
+      model_type: "gemma3_text",
+      num_hidden_layers: 3,
+      num_key_value_heads: 2,
+      head_dim: 16,
+      hidden_act: undefined,
+      hidden_activation: "gelu_pytorch_tanh",
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: undefined,
+      mlp_bias: undefined,
+      query_pre_attn_scalar: 20,
+      attn_logit_softcapping: null,
+      final_logit_softcapping: null,
+      sliding_window: 5,
+      sliding_window_pattern: 3,
+      rope_theta: 1000000.0,
+      rope_local_base_freq: 10000.0,
+      rope_scaling: { rope_type: "linear", factor: 8.0 },
+      attention_dropout: 0.0,
+      use_cache: true,
+      pad_token_id: 0,
+    },
+    dtype: "f32",
+    seed: 27,
   },
 } satisfies Record<string, VariantSpec>;

@@ -18,6 +18,7 @@
 #include "napi_args.h"
 #include "cpu_select.h"
 #include "dataplane_api.h"
+#include "elementwise_kernels.h"
 #include "kernel_table.h"
 #include "moe_kernels.h"
 #include "quant_api.h"
@@ -55,6 +56,9 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("rope", &Kernels::Rope),
                              InstanceMethod("siluMul", &Kernels::SiluMul),
                              InstanceMethod("add", &Kernels::Add),
+                             InstanceMethod("geluMul", &Kernels::GeluMul),
+                             InstanceMethod("softcap", &Kernels::Softcap),
+                             InstanceMethod("scale", &Kernels::Scale),
                              InstanceMethod("softmax", &Kernels::Softmax),
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
@@ -254,6 +258,32 @@ class Kernels : public Napi::Addon<Kernels> {
     parallelRange(n, 65536, [&](int64_t i0, int64_t i1) { k->add(out, a, b, i0, i1); });
   }
 
+  // geluMul(out, gate, up, n)
+  void GeluMul(const Napi::CallbackInfo& info) {
+    const char* m = "geluMul";
+    const int64_t n = integer(info, 3, m, "n");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
+    const float* g = static_cast<const float*>(array(info, 1, m, "gate", napi_float32_array, n).data);
+    const float* u = static_cast<const float*>(array(info, 2, m, "up", napi_float32_array, n).data);
+    parallelRange(n, 16384, [&](int64_t a, int64_t b) { lk::geluMul(out, g, u, a, b); });
+  }
+
+  // softcap(out, x, cap, n) and scale(out, x, factor, n)
+  void Softcap(const Napi::CallbackInfo& info) { Unary(info, "softcap", "cap", true); }
+  void Scale(const Napi::CallbackInfo& info) { Unary(info, "scale", "factor", false); }
+
+  void Unary(const Napi::CallbackInfo& info, const char* m, const char* what, bool cap) {
+    const int64_t n = integer(info, 3, m, "n");
+    const float c = float(number(info, 2, m, what));
+    if (cap && !(c > 0)) rangeError(info.Env(), std::string(m) + ": cap must be positive");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
+    const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, n).data);
+    parallelRange(n, 16384, [&](int64_t a, int64_t b) {
+      if (cap) lk::softcap(out, x, c, a, b);
+      else lk::scale(out, x, c, a, b);
+    });
+  }
+
   // softmax(out, x, nRows, dim, log)
   void Softmax(const Napi::CallbackInfo& info) {
     const char* m = info[4].ToBoolean() ? "logSoftmax" : "softmax";
@@ -444,7 +474,7 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   // attention(out, q, kc, vc, dtype, numBlocks, blockSize, nKvHeads, headDim, blockTables,
-  //           maxBlocksPerSeq, qSeq, ctxStart, ctxEnd, nTokens, nHeads, scale, lse?)
+  //           maxBlocksPerSeq, qSeq, ctxStart, ctxEnd, nTokens, nHeads, scale, lse?, softcap?)
   void Attention(const Napi::CallbackInfo& info) {
     const char* m = "attention";
     Napi::Env env = info.Env();
@@ -456,6 +486,8 @@ class Kernels : public Napi::Addon<Kernels> {
     const int64_t n = integer(info, 14, m, "nTokens");
     a.nHeads = integer(info, 15, m, "nHeads", 1);
     a.scale = float(number(info, 16, m, "scale"));
+    a.softcap = present(info, 18) ? float(number(info, 18, m, "softcap")) : 0.0f;
+    if (!(a.softcap >= 0)) rangeError(env, "attention: softcap must be 0 (none) or positive");
     if (a.nHeads % nKv) typeError(env, "attention: nHeads must be a multiple of cache.nKvHeads");
     a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * a.nHeads * D).data);
     a.q = static_cast<const float*>(array(info, 1, m, "q", napi_float32_array, n * a.nHeads * D).data);

@@ -52,6 +52,7 @@ struct AttnArgs {
   int64_t nHeads;
   float scale;
   float* lse;  // or null
+  float softcap;  // scores become softcap * tanh(score / softcap) before the softmax; 0: none
 };
 
 struct KernelTable {
