@@ -1,10 +1,14 @@
 // Batched matrix products (decode batches and prefill chunks) on the native kernels, as a share of
-// the arithmetic peak this same run measures with a pure FMA loop on the same threads. Weights
+// the arithmetic peak this same run measures on the same threads with a pure loop of the best
+// instruction the product uses: vdpbf16ps for bf16 weights on a variant with bf16 dot products
+// (avx512bf16), the FMA otherwise. Weights
 // rotate through enough matrices (--gib, default 0.75 GiB, past the last-level cache) to come from
 // DRAM, as they do in a decode step.
 //
 //   node dist/bench/kernels/matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128] [--dtype f32,bf16]
-//                                     [--threads 1,2] [--gib 0.75]
+//                                     [--threads 1,2] [--gib 0.75] [--variant avx512bf16,avx512]
+//
+// --variant: the compiled kernel variants to compare (default: the one this CPU gets).
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     dtype: { type: "string", default: "f32,bf16" },
     threads: { type: "string", default: "1,2" },
     gib: { type: "string", default: "0.75" },
+    variant: { type: "string" },
   },
 });
 const rows = intFlag(values.rows, "rows");
@@ -34,8 +39,15 @@ const dtypes = values.dtype.split(",").map((d) => {
 const workingSet = Number(values.gib) * 2 ** 30;
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
+const variants = values.variant?.split(",") ?? [backend.info().variant];
+for (const v of variants)
+  if (!backend.info().supported.includes(v))
+    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
 
 interface Row {
+  variant: string;
+  /** The instruction whose peak the product is measured against. */
+  limit: "vdpbf16ps" | "FMA";
   threads: number;
   dtype: DType;
   batch: number;
@@ -50,52 +62,70 @@ const results: Row[] = [];
 const PEAK_ROUNDS = 2_000_000;
 for (const dtype of dtypes) {
   const prepared = rotatingWeights(backend, dtype, rows, cols, workingSet, 0.01);
-  for (const batch of batches) {
-    const x = new Float32Array(batch * cols).fill(1);
-    const out = new Float32Array(batch * rows);
-    const pass = () => {
-      for (const w of prepared) backend.matmul(out, x, w, batch);
-    };
-    for (const threads of threadCounts) {
-      backend.setThreads(threads);
-      pass();
-      // The product and its limit alternate, best of four each, so load on the host affects both.
-      let flops = 0; // the same count every round
-      const [tPeak, tPass] = bestAlternating(
-        4,
-        () => {
-          flops = backend.fmaPeak(PEAK_ROUNDS);
-        },
-        pass,
-      ) as [number, number];
-      const peak = flops / tPeak / 1e9;
-      const t = tPass / prepared.length;
-      const gflops = (2 * rows * cols * batch) / t / 1e9;
-      results.push({
-        threads,
-        dtype,
-        batch,
-        gflops,
-        peakGflops: peak,
-        pctOfPeak: (100 * gflops) / peak,
-        msPerCall: t * 1e3,
-      });
-    }
+  for (const variant of variants) {
+    backend.selectVariant(variant);
+    const dot = dtype === "bf16" && backend.info().bf16Dot;
+    for (const batch of batches) results.push(...measure(prepared, variant, dot, dtype, batch));
   }
+}
+
+function measure(
+  prepared: ReturnType<typeof rotatingWeights>,
+  variant: string,
+  dot: boolean,
+  dtype: DType,
+  batch: number,
+): Row[] {
+  const out: Row[] = [];
+  const x = new Float32Array(batch * cols).fill(1);
+  const y = new Float32Array(batch * rows);
+  const pass = () => {
+    for (const w of prepared) backend.matmul(y, x, w, batch);
+  };
+  for (const threads of threadCounts) {
+    backend.setThreads(threads);
+    pass();
+    // The product and its limit alternate, best of four each, so load on the host affects both.
+    let flops = 0; // the same count every round
+    const [tPeak, tPass] = bestAlternating(
+      4,
+      () => {
+        flops = dot ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
+      },
+      pass,
+    ) as [number, number];
+    const peak = flops / tPeak / 1e9;
+    const t = tPass / prepared.length;
+    const gflops = (2 * rows * cols * batch) / t / 1e9;
+    out.push({
+      variant,
+      limit: dot ? "vdpbf16ps" : "FMA",
+      threads,
+      dtype,
+      batch,
+      gflops,
+      peakGflops: peak,
+      pctOfPeak: (100 * gflops) / peak,
+      msPerCall: t * 1e3,
+    });
+  }
+  return out;
 }
 results.sort((a, b) => a.threads - b.threads || a.batch - b.batch);
 
 console.log(
   `${backend.describe()}; ${rows}x${cols} weights spanning ${(workingSet / 2 ** 20).toFixed(0)} MiB per dtype`,
 );
-console.log("threads | dtype | batch | GFLOP/s | FMA peak GFLOP/s | % of peak | ms/call");
+console.log(
+  "variant    | threads | dtype | batch | GFLOP/s | limit     | peak GFLOP/s | % of peak | ms/call",
+);
 for (const r of results)
   console.log(
-    `${String(r.threads).padStart(7)} | ${r.dtype.padEnd(5)} | ${String(r.batch).padStart(5)} | ${r.gflops
+    `${r.variant.padEnd(10)} | ${String(r.threads).padStart(7)} | ${r.dtype.padEnd(5)} | ${String(r.batch).padStart(5)} | ${r.gflops
       .toFixed(1)
       .padStart(
         7,
-      )} | ${r.peakGflops.toFixed(1).padStart(16)} | ${r.pctOfPeak.toFixed(0).padStart(9)} | ${r.msPerCall
+      )} | ${r.limit.padEnd(9)} | ${r.peakGflops.toFixed(1).padStart(12)} | ${r.pctOfPeak.toFixed(0).padStart(9)} | ${r.msPerCall
       .toFixed(2)
       .padStart(7)}`,
   );
