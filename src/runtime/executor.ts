@@ -4,17 +4,10 @@ import type { Op } from "../graph/ops.js";
 import type { KernelBackend, PreparedWeight, RopeTables } from "../kernels/backend.js";
 import { buildRopeTables } from "../kernels/rope.js";
 import type { ModelConfig } from "../model/config.js";
-import {
-  bf16ToF32,
-  type DType,
-  f16ToF32,
-  f32ToBf16,
-  f32ToF16,
-  type Tensor,
-  toFloat32,
-} from "../model/tensor.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import { type BufferPlan, planBuffers } from "./buffer-plan.js";
+import type { ModelExecutor } from "./model-executor.js";
 import { MoeScratch, type PreparedMoe, prepareMoe, runMoe } from "./moe-runner.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
@@ -266,7 +259,7 @@ export class SliceExecutor {
 }
 
 /** `v` as a tensor of `dtype` stores it: transformers multiplies by √hidden in the activations' dtype. */
-function roundTo(dtype: DType, v: number): number {
+function roundTo(dtype: string, v: number): number {
   if (dtype === "bf16") return bf16ToF32(f32ToBf16(v));
   if (dtype === "f16") return f16ToF32(f32ToF16(v));
   return Math.fround(v);

@@ -1,4 +1,4 @@
-// The newer families (Qwen3, Phi-3 with and without LongRoPE, Mixtral, Qwen3-MoE) through the same
+// The newer families (Qwen3, Phi-3 with and without LongRoPE, Mixtral, Qwen3-MoE, Gemma 2 and 3) through the same
 // slices on every kind of placement: attention workers (head and request partitioning,
 // pipelining, shm and TCP), PD and Adrenaline must all give the colocated engine's greedy tokens
 // and leave no KV block behind.
@@ -21,7 +21,7 @@ const backend = nativeBackend();
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-families-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const FAMILIES = ["qwen3", "phi3", "phi3-longrope", "mixtral", "qwen3-moe"] as const;
+const FAMILIES = ["qwen3", "phi3", "phi3-longrope", "mixtral", "qwen3-moe", "gemma2", "gemma3"] as const;
 
 /** Byte-token prompts (the tiny tokenizer's ids are bytes), long enough to cross phi3-longrope's switch at 8. */
 const PROMPTS = ["Once upon a time", "The dog", "Lily and Ben went to the park and saw"].map((p) => [

@@ -1,0 +1,149 @@
+// The kernels Gemma's graph adds: GeGLU with the tanh GELU, soft-capping, scaling, and attention
+// with soft-capped scores, native against the reference (and the reference against the formulas)
+// on every variant this CPU runs.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import type { DType } from "../../src/model/tensor.js";
+import { assertClose, emptyCache, fillCache, pagedLayout, randomF32, rng } from "./fixtures.js";
+import { forEachVariant, nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+const backends: [string, KernelBackend][] = [
+  ["reference", ref],
+  ["native", native],
+];
+
+const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+
+test("geluMul, softcap and scale follow their formulas, also in place, on every variant", () => {
+  const n = 1000; // not a multiple of any vector width
+  const g = randomF32(n, rng(1), 4);
+  const u = randomF32(n, rng(2), 2);
+  const check = (name: string, b: KernelBackend) => {
+    const out = new Float32Array(n);
+    b.geluMul(out, g, u, n);
+    assertClose(
+      out,
+      Array.from(g, (x, i) => geluTanh(x) * u[i]!),
+      `${name} geluMul`,
+    );
+    const inPlace = Float32Array.from(g);
+    b.geluMul(inPlace, inPlace, u, n);
+    assert.deepEqual(inPlace, out, `${name} geluMul in place`);
+    b.softcap(out, g, 1.5, n);
+    assertClose(
+      out,
+      Array.from(g, (x) => 1.5 * Math.tanh(x / 1.5)),
+      `${name} softcap`,
+    );
+    assert.ok(Math.max(...out) < 1.5 && Math.max(...g) > 3, "the cap bends large values");
+    b.scale(out, g, 6.9375, n);
+    assertClose(
+      out,
+      Array.from(g, (x) => x * 6.9375),
+      `${name} scale`,
+    );
+  };
+  check("reference", ref);
+  forEachVariant(native, (v) => check(`native ${v}`, native));
+  // Known values: transformers' gelu_pytorch_tanh(1) and (-3).
+  const out = new Float32Array(2);
+  native.geluMul(out, new Float32Array([1, -3]), new Float32Array([1, 1]), 2);
+  assert.ok(Math.abs(out[0]! - 0.841192) < 1e-6 && Math.abs(out[1]! + 0.0036374) < 1e-6, `${out}`);
+  assert.throws(() => native.softcap(out, out, 0, 2), /cap must be positive/);
+  assert.throws(() => ref.softcap(out, out, -1, 2), /cap must be positive/);
+});
+
+/** A decode token and a prefill chunk over two sequences; scores large enough for a cap of 1.5 to bend. */
+function setup(dtype: DType) {
+  const nHeads = 4;
+  const nKvHeads = 2;
+  const headDim = 32;
+  const layout = pagedLayout([29, 41], 8, rng(5));
+  const caches: KvLayerCache[] = [ref, native].map(() =>
+    emptyCache(dtype, layout.numBlocks, 8, nKvHeads, headDim),
+  );
+  fillCache(ref, caches[0]!, layout, rng(6));
+  fillCache(native, caches[1]!, layout, rng(6));
+  const qSeq = [0, 1, 1, 1];
+  const ctxStart = [0, 30, 31, 0];
+  const ctxEnd = [29, 39, 40, 41];
+  const n = qSeq.length;
+  return {
+    layout,
+    caches,
+    q: randomF32(n * nHeads * headDim, rng(7), 3),
+    qSeq: new Int32Array(qSeq),
+    ctxStart: new Int32Array(ctxStart),
+    ctxEnd: new Int32Array(ctxEnd),
+    n,
+    nHeads,
+    headDim,
+  };
+}
+
+function attend(
+  b: KernelBackend,
+  cache: KvLayerCache,
+  s: ReturnType<typeof setup>,
+  softcap: number,
+  range?: [Int32Array, Int32Array],
+) {
+  const out = new Float32Array(s.n * s.nHeads * s.headDim);
+  const lse = new Float32Array(s.n * s.nHeads);
+  const args: AttentionArgs = {
+    out,
+    q: s.q,
+    cache,
+    blockTables: s.layout.blockTables,
+    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+    qSeq: s.qSeq,
+    ctxStart: range?.[0] ?? s.ctxStart,
+    ctxEnd: range?.[1] ?? s.ctxEnd,
+    nTokens: s.n,
+    nHeads: s.nHeads,
+    scale: 1 / Math.sqrt(24),
+    softcap,
+    lse,
+  };
+  b.attention(args);
+  return { out, lse };
+}
+
+test("attention with soft-capped scores: native matches the reference on every KV dtype and variant", () => {
+  for (const dtype of ["f32", "f16", "bf16"] as const) {
+    const s = setup(dtype);
+    const expected = attend(ref, s.caches[0]!, s, 1.5);
+    const uncapped = attend(ref, s.caches[0]!, s, 0);
+    let moved = 0;
+    for (let i = 0; i < expected.out.length; i++)
+      moved = Math.max(moved, Math.abs(expected.out[i]! - uncapped.out[i]!));
+    assert.ok(moved > 0.05, `the cap changes the result (max change ${moved})`);
+    forEachVariant(native, (v) => {
+      const got = attend(native, s.caches[1]!, s, 1.5);
+      assertClose(got.out, expected.out, `out ${v} ${dtype}`);
+      assertClose(got.lse, expected.lse, `lse ${v} ${dtype}`);
+      const plain = attend(native, s.caches[1]!, s, 0);
+      assertClose(plain.out, uncapped.out, `uncapped out ${v} ${dtype}`);
+    });
+  }
+});
+
+test("soft-capped attention split into two key ranges and merged by lse equals the whole (early q)", () => {
+  const s = setup("f32");
+  for (const [name, b] of backends) {
+    const cache = s.caches[name === "reference" ? 0 : 1]!;
+    const whole = attend(b, cache, s, 1.5);
+    const mid = Int32Array.from(s.ctxStart, (a, t) => Math.max(a, s.ctxEnd[t]! - 3));
+    const early = attend(b, cache, s, 1.5, [s.ctxStart, mid]);
+    const late = attend(b, cache, s, 1.5, [mid, s.ctxEnd]);
+    b.mergeAttention(early.out, early.lse, late.out, late.lse, s.n, s.nHeads, s.headDim);
+    assertClose(early.out, whole.out, `${name} merged out`);
+    assertClose(early.lse, whole.lse, `${name} merged lse`);
+  }
+  const bad = () => attend(native, s.caches[1]!, s, -1);
+  assert.throws(bad, /softcap must be 0 \(none\) or positive/);
+});
