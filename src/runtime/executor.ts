@@ -7,7 +7,6 @@ import type { ModelConfig } from "../model/config.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import { type BufferPlan, planBuffers } from "./buffer-plan.js";
-import type { ModelExecutor } from "./model-executor.js";
 import { MoeScratch, type PreparedMoe, prepareMoe, runMoe } from "./moe-runner.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
