@@ -64,6 +64,8 @@ export class DataPlaneLink {
     readonly shape: DataPlaneShape,
     /** Held so the mapping lives as long as the client (the addon holds a reference too); null over TCP. */
     private readonly segment: ArrayBuffer | null,
+    /** Whether this side made the segment's name (and removes it). */
+    private readonly ownsName = true,
   ) {
     this.tables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
   }
@@ -100,9 +102,29 @@ export class DataPlaneLink {
     return new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null);
   }
 
+  /**
+   * Another model-side process's client on a segment the front end made (a model worker): the
+   * counters live in the segment, so it carries on a micro-batch another process posted.
+   */
+  static attach(addon: DataPlaneAddon, name: string, shape: DataPlaneShape, spinUs: number): DataPlaneLink {
+    const segment = shmNative().open(name);
+    const id = addon.dpClientAttach(segment, ...shapeArgs(shape), spinUs);
+    return new DataPlaneLink(addon, name, id, shape, segment, false);
+  }
+
+  /** Whether the link is a shared-memory segment (which other processes can map by its name). */
+  get shared(): boolean {
+    return this.segment !== null;
+  }
+
+  /** See RemoteAttentionService.settleForModelWorkers. */
+  settle(tag: number, timeoutMs: number): boolean {
+    return this.closed || !this.shared || this.addon.dpSettleTag(this.id, tag, timeoutMs);
+  }
+
   /** Once the worker has mapped the segment (or refused it) the name is not needed any more. */
   unlinkName(): void {
-    if (this.segment) unlinkSegmentName(this.name);
+    if (this.segment && this.ownsName) unlinkSegmentName(this.name);
   }
 
   /** The step's sequences this worker serves, with their block tables from the mirror. */

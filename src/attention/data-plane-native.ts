@@ -45,6 +45,10 @@ export type CacheArgs = [
 export interface DataPlaneAddon {
   dpSegmentBytes(...shape: ShapeArgs): number;
   dpClientOpen(segment: ArrayBuffer, ...rest: [...ShapeArgs, spinUs: number]): number;
+  /** A segment another model-side process made, whose header matches the shape. */
+  dpClientAttach(segment: ArrayBuffer, ...rest: [...ShapeArgs, spinUs: number]): number;
+  /** Waits until the worker answered every posting of the micro-batch; marks its replies taken. */
+  dpSettleTag(id: number, tag: number, timeoutMs: number): boolean;
   dpClientClose(id: number): void;
   dpPostStep(
     id: number,
@@ -90,7 +94,7 @@ export interface DataPlaneAddon {
     colOff: number,
   ): number;
   /** Index into ids of a client with a ready reply; -1 timed out; -(2 + i): client i's worker failed. */
-  dpWait(ids: Int32Array, n: number, timeoutMs: number): number;
+  dpWait(ids: Int32Array, n: number, timeoutMs: number, tagMask?: number): number;
   dpClientInfo(id: number): { spinSeconds: number; failure: string };
   dpServe(segment: ArrayBuffer, ...cache: CacheArgs): number;
   dpTcpClientOpen(

@@ -51,10 +51,12 @@ export class DataPlaneServer {
     name: string,
     kv: KvAttention,
     o: DataPlaneServerOptions,
+    /** Other model-side processes will map it too: its maker removes the name. */
+    keepName = false,
   ): DataPlaneServer {
     const segment = shmNative().open(name);
     // Mapped: the name has done its job, whichever side removes it first.
-    shmNative().unlink(name);
+    if (!keepName) shmNative().unlink(name);
     const id = addon.dpServe(segment, ...cacheArgs(kv, o));
     return new DataPlaneServer(addon, id, name);
   }

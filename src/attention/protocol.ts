@@ -83,6 +83,8 @@ export const configureRequestSchema = z.strictObject({
       z.strictObject({
         segment: z.string().regex(/^\/lamina-[\w-]+$/),
         layout: z.number().int(),
+        /** Model workers map the segment too: the worker leaves its name for them. */
+        shared: z.boolean().optional(),
       }),
       z.strictObject({ tcp: z.literal(true), layout: z.number().int() }),
     ])

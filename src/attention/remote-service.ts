@@ -122,6 +122,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   private readonly waits: DataPlaneWaits<Link> | null;
   /** Every active worker serves the exchange on the data plane (else all of it goes over messages). */
   private dpMode = false;
+  private shareDataPlane = false;
+  /** Counts layouts made (start-up and every recovery): model workers re-map the plane when it moves. */
+  layoutEpoch = 0;
   /** The serving workers (alive, laid out), refreshed when that changes. */
   private activeLinks: readonly Link[] = [];
   /** Per micro-batch: the workers its current layer went to (reused, so a layer allocates no array). */
@@ -197,6 +200,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       dataPlane?: boolean;
       /** Spin budget of the data plane's waits before they sleep (µs, default 200). */
       spinMicros?: number;
+      /**
+       * Model workers post the layers on the same segments (see `sharedPlane`): the segment
+       * names then stay until the service closes, so they can map them too.
+       */
+      shareDataPlane?: boolean;
       log?: (line: string) => void;
     },
   ): Promise<RemoteAttentionService> {
@@ -226,6 +234,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       options.spinMicros ?? DEFAULT_SPIN_MICROS,
     );
     if (options.replyTimeoutMs !== undefined) svc.replyTimeoutMs = options.replyTimeoutMs;
+    svc.shareDataPlane = options.shareDataPlane ?? false;
     await svc.relayout(svc.links);
     return svc;
   }
@@ -289,6 +298,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     // Only a layout that no loss interrupted covers every head (or owner) again.
     if (this.losses === lossesBefore) this.layoutBroken = false;
     this.refreshActive();
+    this.layoutEpoch++;
   }
 
   private async configure(l: Link, kvLo: number, perKv: number): Promise<void> {
@@ -319,7 +329,12 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     const shape = dataPlaneShape(req);
     const segment = this.dpAddon && l.channel?.sameHost ? this.newSegment(l, shape) : null;
     const tcpHost = this.dpAddon && !l.channel?.sameHost ? l.channel?.addresses?.remote : undefined;
-    if (segment) req.dataPlane = { segment: segment.name, layout: DATA_PLANE_LAYOUT };
+    if (segment)
+      req.dataPlane = {
+        segment: segment.name,
+        layout: DATA_PLANE_LAYOUT,
+        ...(this.shareDataPlane ? { shared: true } : {}),
+      };
     else if (tcpHost) req.dataPlane = { tcp: true, layout: DATA_PLANE_LAYOUT };
     let reply: ConfigureReply;
     try {
@@ -328,8 +343,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       segment?.close();
       throw e;
     }
-    // The worker has mapped the segment (or refused it): the name is not needed any more.
-    segment?.unlinkName();
+    // The worker has mapped the segment (or refused it): the name is not needed any more, unless
+    // model workers are still to map it.
+    if (!this.shareDataPlane) segment?.unlinkName();
     let dp: DataPlaneLink | null = reply.dataPlane ? segment : null;
     if (reply.dataPlane && reply.dataPlaneTcp && tcpHost) {
       try {
@@ -791,6 +807,59 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     void channel?.close(reason).catch(() => undefined);
   }
 
+  /**
+   * The data plane as model workers see it: each serving worker's segment, and where its share
+   * sits in a full q/out row and k/v row. Null (with the reason) unless every serving worker has
+   * a shared-memory plane.
+   */
+  sharedPlane(): { targets: SharedPlaneTarget[] } | { reason: string } {
+    if (!this.dpMode) return { reason: "not every attention worker has the native data plane" };
+    const hd = this.geometry.headDim;
+    const targets: SharedPlaneTarget[] = [];
+    for (const l of this.active()) {
+      const dp = l.dp!;
+      if (!dp.shared) return { reason: `attention worker ${l.endpoint.name} is reached over TCP` };
+      targets.push({ segment: dp.name, shape: dp.shape, outColOff: l.outColOff, kvColOff: l.kvLo * hd });
+    }
+    return { targets };
+  }
+
+  /**
+   * Posts a micro-batch's STEP to every serving worker, for model workers to post its layers:
+   * returns, per serving worker (in `sharedPlane` order), the rows of the step it serves.
+   */
+  postStepForModelWorkers(step: AttentionStep): readonly SubStep[] {
+    const mb = this.batchOf(step);
+    if (!this.dpMode) throw new Error("model workers need the native data plane with every attention worker");
+    this.sendSteps(mb, step);
+    return this.active().map((l) => l.batches[mb]!.sub);
+  }
+
+  /**
+   * Model workers post the layers, so no wait of this service sees a worker fail: the front end
+   * asks here. A failed or gone worker is declared lost (recovery follows); returns its reason.
+   */
+  probeDataPlane(): string {
+    for (const l of this.active()) {
+      const why = l.dp?.failure();
+      if (why) {
+        this.declareLost(l, why);
+        return `attention worker ${l.endpoint.name} lost: ${why}`;
+      }
+    }
+    return "";
+  }
+
+  /**
+   * A step posted by model workers failed half way: waits until each worker has answered what was
+   * posted, so the micro-batch can start again from its STEP. False if one did not in time.
+   */
+  settleForModelWorkers(mb: number): boolean {
+    let ok = true;
+    for (const l of this.active()) if (l.dp && !l.dp.settle(mb, this.replyTimeoutMs)) ok = false;
+    return ok;
+  }
+
   async close(): Promise<void> {
     for (const l of this.links) {
       l.dp?.close();
@@ -799,6 +868,16 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     await Promise.all(this.links.map((l) => l.channel?.close("engine shutting down").catch(() => undefined)));
     await Promise.all(this.links.map((l) => l.endpoint.close?.().catch(() => undefined)));
   }
+}
+
+/** One serving attention worker's segment as a model worker maps it. */
+export interface SharedPlaneTarget {
+  readonly segment: string;
+  readonly shape: DataPlaneShape;
+  /** Its query heads' first column in a full q/out row. */
+  readonly outColOff: number;
+  /** Its KV heads' first column in a full k/v row. */
+  readonly kvColOff: number;
 }
 
 /** Spin of the data plane's waits: about one layer of a small model's model-side compute. */

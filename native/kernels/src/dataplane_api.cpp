@@ -102,7 +102,7 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
     Method method;
   };
   static const Entry entries[] = {
-      {"dpSegmentBytes", &Api::SegmentBytes}, {"dpClientOpen", &Api::ClientOpen}, {"dpClientClose", &Api::ClientClose},
+      {"dpSegmentBytes", &Api::SegmentBytes}, {"dpClientOpen", &Api::ClientOpen}, {"dpClientAttach", &Api::ClientAttach}, {"dpSettleTag", &Api::SettleTag}, {"dpClientClose", &Api::ClientClose},
       {"dpPostStep", &Api::PostStep},         {"dpPostQ", &Api::PostQ},           {"dpPostKv", &Api::PostKv},
       {"dpReady", &Api::Ready},               {"dpTake", &Api::Take},             {"dpWait", &Api::Wait},
       {"dpClientInfo", &Api::ClientInfo},     {"dpServe", &Api::Serve},           {"dpStop", &Api::Stop},
@@ -145,6 +145,34 @@ Napi::Value Api::ClientOpen(const Napi::CallbackInfo& info) {
                 Napi::Persistent(seg.As<Napi::Object>())};
   clients_.push_back(std::move(e));
   return Napi::Number::New(info.Env(), double(clients_.size() - 1));
+}
+
+// dpClientAttach(segment, numTags, …, numLayers, spinUs) → id: a segment another model-side
+// process created (a model worker of a rotation); its header must match the geometry.
+Napi::Value Api::ClientAttach(const Napi::CallbackInfo& info) {
+  const char* m = "dpClientAttach";
+  Napi::ArrayBuffer seg = segmentArg(info, 0, m);
+  const Geometry g = geometryArgs(info, 1, m);
+  const int64_t spinUs = integer(info, 8, m, "spinUs");
+  std::unique_ptr<Client> c;
+  try {
+    c = std::make_unique<Client>(seg.Data(), seg.ByteLength(), g, spinUs * 1000, Client::Attach{});
+  } catch (const std::exception& e) {
+    rangeError(info.Env(), std::string(m) + ": " + e.what());
+  }
+  clients_.push_back(ClientEntry{std::move(c), Napi::Persistent(seg.As<Napi::Object>())});
+  return Napi::Number::New(info.Env(), double(clients_.size() - 1));
+}
+
+// dpSettleTag(id, tag, timeoutMs) → whether the worker drained the micro-batch's postings in time
+Napi::Value Api::SettleTag(const Napi::CallbackInfo& info) {
+  const char* m = "dpSettleTag";
+  Endpoint& e = client(info, 0);
+  if (e.kind() != Endpoint::Kind::kShm) typeError(info.Env(), std::string(m) + ": shared-memory clients only");
+  const int32_t tag = int32Arg(info, 1, m, "tag");
+  if (tag >= e.geometry().numTags) rangeError(info.Env(), std::string(m) + ": tag out of range");
+  return Napi::Boolean::New(info.Env(),
+                            static_cast<Client&>(e).settleTag(tag, integer(info, 2, m, "timeoutMs") * 1000000));
 }
 
 Napi::Value Api::ClientClose(const Napi::CallbackInfo& info) {
@@ -220,8 +248,8 @@ Napi::Value Api::Take(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), micros);
 }
 
-// dpWait(ids: Int32Array, n, timeoutMs) → index of a client with a ready reply, -1 timed out,
-// -(2 + i) client i's worker failed
+// dpWait(ids: Int32Array, n, timeoutMs[, tagMask]) → index of a client with a ready reply, -1
+// timed out, -(2 + i) client i's worker failed. tagMask (shared memory): only those micro-batches.
 Napi::Value Api::Wait(const Napi::CallbackInfo& info) {
   const char* m = "dpWait";
   const int32_t n = int32Arg(info, 1, m, "n", 1);
@@ -237,8 +265,13 @@ Napi::Value Api::Wait(const Napi::CallbackInfo& info) {
   }
   if (!waitShm_.empty() && !waitTcp_.empty()) typeError(info.Env(), "dpWait: shared-memory and TCP clients in one wait");
   const int64_t timeout = integer(info, 2, m, "timeoutMs") * 1000000;
+  uint32_t mask = ~0u;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!waitTcp_.empty()) typeError(info.Env(), "dpWait: a micro-batch mask is for shared-memory clients");
+    mask = uint32_t(integer(info, 3, m, "tagMask"));
+  }
   const int code = waitShm_.empty() ? TcpClient::waitAny(waitTcp_.data(), n, timeout)
-                                    : Client::waitAny(waitShm_.data(), n, timeout);
+                                    : Client::waitAny(waitShm_.data(), n, timeout, mask);
   return Napi::Number::New(info.Env(), code);
 }
 

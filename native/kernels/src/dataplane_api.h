@@ -35,6 +35,8 @@ class Api {
 
   Napi::Value SegmentBytes(const Napi::CallbackInfo& info);
   Napi::Value ClientOpen(const Napi::CallbackInfo& info);
+  Napi::Value ClientAttach(const Napi::CallbackInfo& info);
+  Napi::Value SettleTag(const Napi::CallbackInfo& info);
   Napi::Value ClientClose(const Napi::CallbackInfo& info);
   Napi::Value PostStep(const Napi::CallbackInfo& info);
   Napi::Value PostQ(const Napi::CallbackInfo& info);

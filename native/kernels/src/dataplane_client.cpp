@@ -40,11 +40,20 @@ Client::Client(void* segment, size_t bytes, const Geometry& g, int64_t spinNs)
   h[H_LAYERS] = g.numLayers;
   h[H_MODEL_PID] = int32_t(getpid());
   for (int t = 0; t < g.numTags; t++) std::memset(tagBase(t), 0, 256);
-  posted_.assign(size_t(g.numTags), 0);
-  expect_.assign(size_t(g.numTags), 0);
-  taken_.assign(size_t(g.numTags), 0);
   // The magic last: a worker that opens the segment sees a whole header or none.
   word(base_, 0, H_MAGIC)->store(kMagic, std::memory_order_release);
+}
+
+Client::Client(void* segment, size_t bytes, const Geometry& g, int64_t spinNs, Attach)
+    : base_(static_cast<char*>(segment)), g_(g), layout_(tagLayout(g)), spinBudgetNs_(spinNs) {
+  if (bytes < segmentBytes(g)) throw std::runtime_error("data-plane segment is smaller than its layout");
+  const auto* h = reinterpret_cast<const int32_t*>(base_);
+  if (word(base_, 0, H_MAGIC)->load(std::memory_order_acquire) != kMagic || h[H_LAYOUT] != kLayout)
+    throw std::runtime_error("data-plane segment has no header of layout " + std::to_string(kLayout));
+  if (h[H_TAGS] != g.numTags || h[H_MAX_TOKENS] != g.maxTokens || h[H_MAX_SEQS] != g.maxSeqs ||
+      h[H_MAX_BLOCKS] != g.maxBlocksPerSeq || h[H_Q_WIDTH] != g.qWidth || h[H_KV_WIDTH] != g.kvWidth ||
+      h[H_LAYERS] != g.numLayers)
+    throw std::runtime_error("data-plane segment's geometry differs from the one asked for");
 }
 
 void Client::checkTag(int tag) const {
@@ -58,7 +67,7 @@ void Client::checkTag(int tag) const {
 int32_t* Client::reserveEntry(int tag, int64_t timeoutNs) {
   checkTag(tag);
   char* base = tagBase(tag);
-  const int32_t posted = posted_[size_t(tag)];
+  const int32_t posted = counter(tag, T_POSTED)->load(std::memory_order_relaxed);
   auto* consumed = word(base, 0, T_CONSUMED);
   if (int32_t(posted - consumed->load(std::memory_order_acquire)) >= kQueue) {
     const int64_t t0 = nowNs();
@@ -80,7 +89,8 @@ void Client::publish(int tag, int32_t* entry) {
   auto* postCount = word(base_, 0, H_POST_COUNT);
   // One producer: the count read here is the one the increment below moves on from.
   entry[4] = postCount->load(std::memory_order_relaxed);
-  word(base, 0, T_POSTED)->store(++posted_[size_t(tag)], std::memory_order_release);
+  auto* posted = word(base, 0, T_POSTED);
+  posted->store(posted->load(std::memory_order_relaxed) + 1, std::memory_order_release);
   postCount->fetch_add(1, std::memory_order_seq_cst);
   if (word(base_, 0, H_WORKER_SLEEPING)->load(std::memory_order_seq_cst) != 0) futexWake(postCount);
 }
@@ -125,20 +135,43 @@ void Client::postKv(int tag, int32_t layer, const float* k, const float* v, cons
   e[1] = layer;
   e[2] = nRows;
   e[3] = 0;
-  expect_[size_t(tag)]++;
+  auto* expect = counter(tag, T_EXPECT);
+  expect->store(expect->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   publish(tag, e);
 }
 
 bool Client::ready(int tag) const {
-  const size_t t = size_t(tag);
-  return expect_[t] != taken_[t] &&
-         int32_t(word(tagBase(tag), 0, T_REPLIED)->load(std::memory_order_acquire) - expect_[t]) >= 0;
+  // Acquire: a model worker that takes another process's reply sees what that process wrote
+  // before it posted (the micro-batch's activations), through the worker's release of the reply.
+  const int32_t expect = counter(tag, T_EXPECT)->load(std::memory_order_acquire);
+  return expect != counter(tag, T_TAKEN)->load(std::memory_order_relaxed) &&
+         int32_t(counter(tag, T_REPLIED)->load(std::memory_order_acquire) - expect) >= 0;
 }
 
 int32_t Client::awaiting() const {
   int32_t n = 0;
-  for (size_t t = 0; t < expect_.size(); t++) n += expect_[t] != taken_[t];
+  for (int t = 0; t < g_.numTags; t++)
+    n += counter(t, T_EXPECT)->load(std::memory_order_relaxed) != counter(t, T_TAKEN)->load(std::memory_order_relaxed);
   return n;
+}
+
+bool Client::settleTag(int tag, int64_t timeoutNs) {
+  checkTag(tag);
+  const int64_t t0 = nowNs();
+  for (;;) {
+    const int32_t posted = counter(tag, T_POSTED)->load(std::memory_order_acquire);
+    const int32_t expect = counter(tag, T_EXPECT)->load(std::memory_order_acquire);
+    const bool drained = counter(tag, T_CONSUMED)->load(std::memory_order_acquire) == posted &&
+                         counter(tag, T_REPLIED)->load(std::memory_order_acquire) == expect;
+    // A failed or stopped worker takes nothing more: its postings are void.
+    if (drained || !failure().empty()) {
+      counter(tag, T_TAKEN)->store(expect, std::memory_order_release);
+      return true;
+    }
+    if (nowNs() - t0 > timeoutNs) return false;
+    timespec ts{0, 50'000};
+    nanosleep(&ts, nullptr);
+  }
 }
 
 int32_t Client::take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) {
@@ -150,7 +183,7 @@ int32_t Client::take(int tag, float* out, const int32_t* rows, int32_t nRows, in
   const int64_t w = g_.qWidth;
   for (int32_t r = 0; r < nRows; r++)
     std::memcpy(out + int64_t(rows ? rows[r] : r) * dstWidth + colOff, src + int64_t(r) * w, 4 * size_t(w));
-  taken_[size_t(tag)] = expect_[size_t(tag)];
+  counter(tag, T_TAKEN)->store(counter(tag, T_EXPECT)->load(std::memory_order_relaxed), std::memory_order_relaxed);
   return word(base, 0, T_REPLY_MICROS)->load(std::memory_order_relaxed);
 }
 
@@ -170,12 +203,18 @@ std::string Client::failure() const {
   return "";
 }
 
-int Client::waitAny(Client* const* clients, int n, int64_t timeoutNs) {
+bool Client::readyMasked(uint32_t tagMask) const {
+  // The mask names micro-batches 0..31; all of them (~0) also covers any beyond.
+  for (int t = 0; t < g_.numTags; t++)
+    if ((t < 32 ? (tagMask >> t & 1u) != 0 : tagMask == ~0u) && ready(t)) return true;
+  return false;
+}
+
+int Client::waitAny(Client* const* clients, int n, int64_t timeoutNs, uint32_t tagMask) {
   const int64_t t0 = nowNs();
   auto readyIndex = [&]() -> int {
     for (int i = 0; i < n; i++)
-      for (int t = 0; t < clients[i]->g_.numTags; t++)
-        if (clients[i]->ready(t)) return i;
+      if (clients[i]->readyMasked(tagMask)) return i;
     return -1;
   };
   int i = readyIndex();
@@ -201,10 +240,11 @@ int Client::waitAny(Client* const* clients, int n, int64_t timeoutNs) {
       if (!clients[j]->failure().empty()) return -(2 + j);
     const int64_t left = timeoutNs - (nowNs() - t0);
     if (left <= 0) return -1;
-    sleeping->store(1, std::memory_order_seq_cst);
+    // A count, not a flag: model workers of one rotation may sleep on the same doorbell.
+    sleeping->fetch_add(1, std::memory_order_seq_cst);
     if (doorbell->load(std::memory_order_seq_cst) == seen)
       futexWait(doorbell, seen, std::min(left, n > 1 ? kMultiSliceNs : kSliceNs));
-    sleeping->store(0, std::memory_order_relaxed);
+    sleeping->fetch_sub(1, std::memory_order_relaxed);
   }
 }
 

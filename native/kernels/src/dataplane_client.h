@@ -3,6 +3,7 @@
 // for OUT replies by spinning, then sleeping on a futex, inside the calling thread: the engine
 // thread waits here, never on the event loop.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,6 +41,13 @@ class Client : public Endpoint {
   Kind kind() const override { return Kind::kShm; }
   /** Writes a fresh header for `g` into the segment (the model side creates it). */
   Client(void* segment, size_t bytes, const Geometry& g, int64_t spinNs);
+  struct Attach {};
+  /**
+   * Another model-side process's view of a segment that already has a header for `g` (a model
+   * worker posting the layers of micro-batches whose step the front end posted). The counters
+   * live in the segment, so whichever process posts a micro-batch's next layer carries on.
+   */
+  Client(void* segment, size_t bytes, const Geometry& g, int64_t spinNs, Attach);
 
   const Geometry& geometry() const override { return g_; }
   void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
@@ -58,7 +66,13 @@ class Client : public Endpoint {
    * Waits until one of `clients` has a ready reply: returns its index, -1 after timeoutNs, or
    * -(2 + i) when client i's worker failed or died.
    */
-  static int waitAny(Client* const* clients, int n, int64_t timeoutNs);
+  static int waitAny(Client* const* clients, int n, int64_t timeoutNs, uint32_t tagMask = ~0u);
+
+  /**
+   * Once the worker has taken every posting of `tag` and answered every KV, marks its replies
+   * taken, so a step that failed half way can be posted again from its STEP. False on timeout.
+   */
+  bool settleTag(int tag, int64_t timeoutNs);
 
  private:
   char* tagBase(int tag) const { return base_ + kHeaderBytes + size_t(tag) * layout_.bytes; }
@@ -71,7 +85,8 @@ class Client : public Endpoint {
   TagLayout layout_;
   int64_t spinNs_ = 0;
   int64_t spinBudgetNs_;
-  std::vector<int32_t> posted_, expect_, taken_;
+  std::atomic<int32_t>* counter(int tag, int index) const { return word(tagBase(tag), 0, index); }
+  bool readyMasked(uint32_t tagMask) const;
   mutable int64_t lastPidCheck_ = 0;
 };
 

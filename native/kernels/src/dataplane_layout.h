@@ -7,12 +7,13 @@
 //   0      header line: magic, layout, numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth,
 //          kvWidth, numLayers, model pid, worker pid, worker state
 //   64     worker doorbell line: postCount (futex word), workerSleeping
-//   128    model doorbell line: replyCount (futex word), modelSleeping
+//   128    model doorbell line: replyCount (futex word), modelSleeping (how many model-side
+//          threads sleep on it: several processes may, see model workers)
 //   256    worker's error message (NUL-terminated, kErrorBytes)
 //   4096   tag 0's region, then tag 1's, … (tagBytes each, a multiple of 4096)
 // A tag (micro-batch) region:
 //   +0     model line: posted (postings made), then the posting queue (kQueue entries of
-//          kind, layer, nTokens, nSeqs, order)
+//          kind, layer, nTokens, nSeqs, order), then KV postings made and OUT replies taken
 //   +128   worker line: consumed (postings taken), replied (OUT replies published), reply
 //          layer, reply compute µs
 //   +256   seqStart[maxSeqs + 1], positions[maxTokens], blockTables[maxSeqs × maxBlocksPerSeq]
@@ -100,6 +101,10 @@ inline size_t segmentBytes(const Geometry& g) { return kHeaderBytes + size_t(g.n
 enum T : int {
   T_POSTED = 0,
   T_QUEUE = 1,  // kQueue entries of kEntryWords words
+  // Model-side counters live in the segment, not in one process: the model workers of a
+  // rotation post a micro-batch's layers from different processes, one after the other.
+  T_EXPECT = 21,  // KV postings made (each is answered by one OUT)
+  T_TAKEN = 22,   // OUT replies taken (the value of T_EXPECT when the last one was taken)
   T_CONSUMED = 32,
   T_REPLIED = 33,
   T_REPLY_LAYER = 34,

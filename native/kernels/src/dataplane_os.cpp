@@ -1,5 +1,6 @@
 // The operating-system calls of the native data plane: a futex on a word of a shared mapping,
 // a liveness check of the peer process, and a monotonic clock.
+#include <cstdint>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -32,7 +33,8 @@ void futexWait(std::atomic<int32_t>* w, int32_t expected, int64_t timeoutNs) {
 
 void futexWake(std::atomic<int32_t>* w) {
 #if defined(__linux__)
-  syscall(SYS_futex, reinterpret_cast<int32_t*>(w), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  // Every sleeper: the model workers of one rotation may all sleep on the reply doorbell.
+  syscall(SYS_futex, reinterpret_cast<int32_t*>(w), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 #else
   (void)w;
 #endif
