@@ -276,7 +276,7 @@ export class AttentionWorkerSession {
         // Only a peer that shares this host's memory anyway may name a segment here.
         if (!this.channel.sameHost)
           return refuse("a data-plane segment needs a same-host (shared-memory) connection");
-        this.dataPlane = DataPlaneServer.start(addon, req.segment, kv, options);
+        this.dataPlane = DataPlaneServer.start(addon, req.segment, kv, options, req.shared === true);
       } else {
         const local = this.channel.addresses?.local;
         if (!local) return refuse("a TCP data plane needs a TCP connection");
