@@ -11,8 +11,8 @@ import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
+import { weightRowBytes } from "../../src/model/gguf-dequant.js";
 import { loadModel } from "../../src/model/load.js";
-import { bytesPerElement } from "../../src/model/tensor.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { intFlag } from "../common/flags.js";
 import { bestTime, REPO_ROOT, writeResults } from "../common/results.js";
@@ -55,7 +55,7 @@ const timed = new Proxy(native, {
       millis.set(key, (millis.get(key) ?? 0) + performance.now() - t0);
       if (key === "matmul") {
         const w = args[2] as PreparedWeight;
-        matmulBytes += w.rows * w.cols * bytesPerElement(w.dtype);
+        matmulBytes += w.rows * weightRowBytes(w.dtype, w.cols);
       }
       return r;
     };

@@ -24,12 +24,30 @@ export const GgufType = {
 } as const;
 export type GgufScalarType = Exclude<keyof typeof GgufType, "array">;
 
-/** Tensor element types (ggml_type) this project writes: unquantized floats only. */
-export const GgmlType = { f32: 0, f16: 1, bf16: 30 } as const;
+/** Tensor element types (ggml_type) this project writes: floats and four block formats. */
+export const GgmlType = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_k: 12, q6_k: 14, bf16: 30 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
-/** general.file_type (llama_ftype) for a model whose matrices are all of one float type. */
-export const LlamaFileType = { f32: 0, f16: 1, bf16: 32 } as const;
+/** Values per block and bytes per block of each type (1 and the element size for floats). */
+export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: number }>> = {
+  f32: { block: 1, bytes: 4 },
+  f16: { block: 1, bytes: 2 },
+  bf16: { block: 1, bytes: 2 },
+  q4_0: { block: 32, bytes: 18 },
+  q8_0: { block: 32, bytes: 34 },
+  q4_k: { block: 256, bytes: 144 },
+  q6_k: { block: 256, bytes: 210 },
+};
+
+/**
+ * general.file_type (llama_ftype): a model whose matrices are all of one float type, or the
+ * quantization mixes `--quantize` writes (llama.cpp's MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M).
+ */
+export const LlamaFileType = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q8_0: 7, q4_k_m: 15 } as const;
+
+/** The quantizations `convert --to gguf --quantize` writes. */
+export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m"] as const;
+export type GgufQuantize = (typeof GGUF_QUANTIZE)[number];
 
 /** tokenizer.ggml.token_type values (llama_token_type). */
 export const TokenType = {

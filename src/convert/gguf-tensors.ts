@@ -1,8 +1,10 @@
 import type { ModelConfig } from "../model/config.js";
+import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
 import { ggufTensorName as modelGgufName } from "../model/gguf-names.js";
-import { type Tensor, toFloat32 } from "../model/tensor.js";
+import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
-import type { GgmlTypeName } from "./gguf-format.js";
+import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
+import { quantFits, quantizeMatrix } from "./gguf-quantize.js";
 import type { GgufTensorSource } from "./gguf-writer.js";
 
 export function ggufTensorName(hfName: string): string {
@@ -19,11 +21,14 @@ export interface TensorPlanOptions {
    * which llama.cpp's "llama" RoPE expects; its "qwen2" RoPE is rotate-half already (false).
    */
   readonly interleaveQk: boolean;
+  /** Quantize the matrices (see quantTarget); absent: each as stored. */
+  readonly quantize?: GgufQuantize;
 }
 
 /**
  * The GGUF tensors for a model, in llama.cpp's order and naming. Matrices keep their stored
- * precision; 1-D tensors (norms, biases) are written as f32, as llama.cpp's own converter does.
+ * precision or are quantized; 1-D tensors (norms, biases) are written as f32, as llama.cpp's own
+ * converter does.
  */
 export function planTensors(
   config: ModelConfig,
@@ -45,9 +50,59 @@ export function planTensors(
       out.push(f32Source(name, data));
       continue;
     }
-    out.push(storedSource(name, t, heads));
+    const target = opts.quantize ? quantTarget(opts.quantize, name, t.shape[1]!, config.numLayers) : null;
+    out.push(
+      target && target !== t.dtype ? quantizedSource(name, t, target, heads) : storedSource(name, t, heads),
+    );
   }
   return out;
+}
+
+/**
+ * The block format of one matrix under a quantization, after llama.cpp's mixes: q8_0 everywhere;
+ * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K with Q6_K for the output matrix and for
+ * attn_v and ffn_down in the first and last eighth of the layers and every third layer between
+ * (llama.cpp's "use_more_bits"). A matrix whose rows are not whole blocks of its format falls back
+ * to Q8_0, and if not even that fits, stays as stored (null).
+ */
+export function quantTarget(q: GgufQuantize, name: string, cols: number, nLayers: number): QuantType | null {
+  const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
+  const moreBits =
+    layer < nLayers / 8 || layer >= (7 * nLayers) / 8 || (layer - Math.floor(nLayers / 8)) % 3 === 2;
+  let want: QuantType = "q8_0";
+  if (q === "q4_0") want = name === "output.weight" ? "q6_k" : "q4_0";
+  if (q === "q4_k_m") {
+    const six = name === "output.weight" || (/\.(attn_v|ffn_down)\.weight$/.test(name) && moreBits);
+    want = six ? "q6_k" : "q4_k";
+  }
+  if (quantFits(want, cols)) return want;
+  return quantFits("q8_0", cols) ? "q8_0" : null;
+}
+
+/** A matrix's values as fp32, whatever it is stored as. */
+function matrixValues(t: Tensor): Float32Array {
+  return isQuantTensor(t) ? dequantizeTensor(t) : toFloat32(t);
+}
+
+/** A matrix quantized as it is written (one matrix's fp32 copy alive at a time). */
+function quantizedSource(
+  name: string,
+  t: Tensor,
+  type: QuantType,
+  interleaveHeads: number,
+): GgufTensorSource {
+  const [rows, cols] = t.shape as [number, number];
+  const rowBytes = quantRowBytes(type, cols);
+  return {
+    name,
+    type,
+    shape: t.shape,
+    byteLength: rows * rowBytes,
+    *chunks() {
+      const bytes = quantizeMatrix(type, matrixValues(t), cols);
+      yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes) : bytes;
+    },
+  };
 }
 
 /** How many heads a q/k projection holds (0 for every other tensor). */

@@ -1,5 +1,6 @@
 import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import {
+  GGML_BLOCK,
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
   GGUF_VERSION,
@@ -66,7 +67,6 @@ export interface GgufWriteSummary {
   readonly metadataCount: number;
 }
 
-const ELEMENT_BYTES: Record<GgmlTypeName, number> = { f32: 4, f16: 2, bf16: 2 };
 /** Largest single write: keeps every fs.writeSync call well under the 2 GiB a call can take. */
 const MAX_WRITE = 1 << 26;
 
@@ -151,7 +151,13 @@ function checkTensor(file: string, t: GgufTensorSource, names: Set<string>): voi
   if (t.shape.length < 1 || t.shape.length > 4 || t.shape.some((d) => !Number.isInteger(d) || d <= 0)) {
     throw new Error(`writeGguf ${file}: tensor "${t.name}" has an invalid shape [${t.shape.join(", ")}]`);
   }
-  const expected = t.shape.reduce((a, b) => a * b, 1) * ELEMENT_BYTES[t.type];
+  const { block, bytes } = GGML_BLOCK[t.type];
+  if (t.shape[t.shape.length - 1]! % block !== 0) {
+    throw new Error(
+      `writeGguf ${file}: tensor "${t.name}" rows of ${t.shape[t.shape.length - 1]} values are not whole ${t.type} blocks of ${block}`,
+    );
+  }
+  const expected = (t.shape.reduce((a, b) => a * b, 1) / block) * bytes;
   if (t.byteLength !== expected) {
     throw new Error(
       `writeGguf ${file}: tensor "${t.name}" declares ${t.byteLength} bytes, ` +

@@ -1,6 +1,6 @@
 import type { ModelConfig } from "../model/config.js";
 import type { LoadedModel } from "../model/types.js";
-import { LlamaFileType } from "./gguf-format.js";
+import { type GgufQuantize, LlamaFileType } from "./gguf-format.js";
 import { planTensors } from "./gguf-tensors.js";
 import { extractVocab, vocabMetadata } from "./gguf-vocab.js";
 import { type GgufKv, type GgufWriteSummary, gguf, writeGguf } from "./gguf-writer.js";
@@ -12,6 +12,8 @@ export interface ToGgufOptions {
   readonly alignment?: number;
   /** Called before each tensor is written. */
   readonly onTensor?: (index: number, count: number, name: string) => void;
+  /** Quantize the matrices: q8_0, q4_0 or q4_k_m (llama.cpp's mixes; see quantTarget). */
+  readonly quantize?: GgufQuantize;
 }
 
 export interface ToGgufSummary extends GgufWriteSummary {
@@ -28,7 +30,7 @@ export interface ToGgufSummary extends GgufWriteSummary {
 export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOptions = {}): ToGgufSummary {
   const c = model.config;
   const arch = ggufArchitecture(c, model.source.label);
-  const fileType = matrixPrecision(model);
+  const fileType = opts.quantize ?? matrixPrecision(model);
   const vocab = extractVocab(model, opts.tokenizerDir);
   const metadata: GgufKv[] = [
     { key: "general.architecture", value: gguf.str(arch) },
@@ -37,7 +39,10 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...architectureMetadata(arch, c),
     ...vocabMetadata(model, vocab),
   ];
-  const tensors = planTensors(c, model.weights, { interleaveQk: arch === "llama" });
+  const tensors = planTensors(c, model.weights, {
+    interleaveQk: arch === "llama",
+    ...(opts.quantize ? { quantize: opts.quantize } : {}),
+  });
   const summary = writeGguf(file, metadata, tensors, {
     ...(opts.alignment !== undefined ? { alignment: opts.alignment } : {}),
     ...(opts.onTensor ? { onTensor: opts.onTensor } : {}),
@@ -71,7 +76,16 @@ function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" {
 /** The one precision of the model's matrices (general.file_type); mixed precisions are refused. */
 function matrixPrecision(model: LoadedModel): keyof typeof LlamaFileType {
   const seen = new Set<keyof typeof LlamaFileType>();
-  for (const t of model.weights.values()) if (t.shape.length > 1) seen.add(t.dtype);
+  for (const t of model.weights.values()) {
+    if (t.shape.length < 2) continue;
+    if (t.dtype === "f32" || t.dtype === "f16" || t.dtype === "bf16") seen.add(t.dtype);
+    else {
+      throw new Error(
+        `GGUF export of ${model.source.label}: ${t.name} is stored as ${t.dtype}; ` +
+          "re-export a quantized model with --quantize",
+      );
+    }
+  }
   if (seen.size !== 1) {
     throw new Error(
       `GGUF export of ${model.source.label}: matrices mix precisions (${[...seen].join(", ")}); ` +

@@ -1,4 +1,4 @@
-import type { DType, Tensor, TensorData } from "../model/tensor.js";
+import type { DType, Tensor, TensorData, WeightDType } from "../model/tensor.js";
 
 /**
  * The one kernel interface. Every placement (colocated, attention workers, offloading) runs its
@@ -142,7 +142,8 @@ export interface KernelBackend {
 export interface PreparedWeight {
   readonly rows: number;
   readonly cols: number;
-  readonly dtype: DType;
+  /** As stored: a float type, or a block format (the product then quantizes x per 32 values). */
+  readonly dtype: WeightDType;
 }
 
 /** Opaque handle from `prepareExperts`: `count` experts of [rows, cols]. */

@@ -2,7 +2,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { DType, Tensor, TensorData } from "../model/tensor.js";
+import { quantRowBytes } from "../model/gguf-dequant.js";
+import {
+  type DType,
+  floatTensor,
+  isQuantTensor,
+  type QuantType,
+  type Tensor,
+  type TensorData,
+} from "../model/tensor.js";
 import type {
   AttentionArgs,
   KernelBackend,
@@ -142,6 +150,30 @@ export interface NativeAddon {
   /** As fmaPeak with bf16 dot-product chains (vdpbf16ps); 0 where the variant has none. */
   bf16DotPeak(rounds: number): number;
   adviseHugePages(x: TensorData): number;
+  /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */
+  quantMatmul(
+    out: Float32Array,
+    x: Float32Array,
+    w: Uint8Array,
+    qtype: number,
+    rows: number,
+    cols: number,
+    nTokens: number,
+    bias: Float32Array | undefined,
+  ): void;
+  quantEmbedding(
+    out: Float32Array,
+    table: Uint8Array,
+    qtype: number,
+    vocab: number,
+    dim: number,
+    tokens: Int32Array,
+    nTokens: number,
+  ): void;
+  /** The quantized products' variant (it follows the addon's unless pinned) and those this CPU runs. */
+  quantInfo(): { variant: string; pinned: boolean; supported: string[] };
+  /** Pins the quantized products to a variant (tests, benchmarks); null follows the addon's again. */
+  selectQuantVariant(name: string | null): void;
 }
 
 const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -189,6 +221,22 @@ export function loadNativeAddon(): { addon: NativeAddon; path: string } {
     throw new Error(`the native kernel addon is not built (${p} is missing; run npm run build:native)`);
   const require = createRequire(import.meta.url);
   return { addon: require(p) as NativeAddon, path: p };
+}
+
+/** The addon's codes for the block formats (quant_kernels.h). */
+const QUANT_CODE: Record<QuantType, number> = { q8_0: 0, q4_0: 1, q4_k: 2, q6_k: 3 };
+
+/** A weight in a block format, as stored (the product quantizes the activations instead). */
+class NativeQuantWeight implements PreparedWeight {
+  readonly code: number;
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly dtype: QuantType,
+    readonly data: Uint8Array,
+  ) {
+    this.code = QUANT_CODE[dtype];
+  }
 }
 
 /** A weight as the native kernels use it: the loader's buffer as is (no copy, no prepacking yet). */
@@ -268,21 +316,47 @@ export class NativeBackend implements KernelBackend {
     return this.addon.adviseHugePages(x);
   }
 
+  /** The quantized products' variant and the ones this CPU can run. */
+  quantInfo(): ReturnType<NativeAddon["quantInfo"]> {
+    return this.addon.quantInfo();
+  }
+
+  /** Pins the quantized products to one variant (null: follow the addon's variant). */
+  selectQuantVariant(name: string | null): void {
+    this.addon.selectQuantVariant(name);
+  }
+
   prepareWeight(w: Tensor): PreparedWeight {
     if (w.shape.length !== 2) throw new TypeError(`prepareWeight: ${w.name} must be 2-D, got [${w.shape}]`);
     const [rows, cols] = w.shape as [number, number];
+    if (isQuantTensor(w)) {
+      let bytes: number;
+      try {
+        bytes = rows * quantRowBytes(w.dtype, cols);
+      } catch (e) {
+        throw new TypeError(`prepareWeight: ${w.name}: ${(e as Error).message}`);
+      }
+      if (w.data.length < bytes)
+        throw new TypeError(`prepareWeight: ${w.name} has ${w.data.length} bytes, needs ${bytes}`);
+      return new NativeQuantWeight(rows, cols, w.dtype, w.data);
+    }
     if (w.data.length < rows * cols)
       throw new TypeError(`prepareWeight: ${w.name} has ${w.data.length} elements, needs ${rows * cols}`);
     return new NativeWeight(rows, cols, w.dtype, w.data);
   }
 
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void {
-    if (!(w instanceof NativeWeight)) throw new TypeError("matmul: w was not prepared by the native backend");
-    this.addon.matmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias);
+    if (w instanceof NativeQuantWeight) {
+      this.addon.quantMatmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias);
+    } else {
+      if (!(w instanceof NativeWeight))
+        throw new TypeError("matmul: w was not prepared by the native backend");
+      this.addon.matmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias);
+    }
   }
 
   prepareExperts(ws: readonly Tensor[]): PreparedExperts {
-    const members = ws.map((w) => this.prepareWeight(w) as NativeWeight);
+    const members = ws.map((w) => this.prepareWeight(floatTensor(w, "prepareExperts")) as NativeWeight);
     const first = members[0];
     if (!first) throw new TypeError("prepareExperts: no experts");
     for (const [i, m] of members.entries()) {
@@ -334,7 +408,11 @@ export class NativeBackend implements KernelBackend {
   embedding(out: Float32Array, table: Tensor, tokens: Int32Array, nTokens: number): void {
     if (table.shape.length !== 2) throw new TypeError(`embedding: ${table.name} must be 2-D`);
     const [vocab, dim] = table.shape as [number, number];
-    this.addon.embedding(out, table.data, dtypeCode(table.dtype, "embedding"), vocab, dim, tokens, nTokens);
+    if (isQuantTensor(table)) {
+      this.addon.quantEmbedding(out, table.data, QUANT_CODE[table.dtype], vocab, dim, tokens, nTokens);
+    } else {
+      this.addon.embedding(out, table.data, dtypeCode(table.dtype, "embedding"), vocab, dim, tokens, nTokens);
+    }
   }
 
   rmsnorm(

@@ -1,5 +1,13 @@
 import type { DType, Tensor, TensorData } from "../model/tensor.js";
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, readElement } from "../model/tensor.js";
+import {
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  floatTensor,
+  isQuantTensor,
+  readElement,
+} from "../model/tensor.js";
 import type {
   AttentionArgs,
   KernelBackend,
@@ -10,9 +18,16 @@ import type {
 } from "./backend.js";
 import { checkCount, checkLength } from "./checks.js";
 import { gatherRowsReference, moeCombineReference, moeRouteReference } from "./moe-reference.js";
+import {
+  isQuantReference,
+  prepareQuantReference,
+  quantEmbeddingReference,
+  quantMatmulReference,
+} from "./quant-reference.js";
 
 /** The reference keeps the weight as stored plus one row of scratch to widen it into. */
 interface ReferenceWeight extends PreparedWeight {
+  readonly dtype: DType;
   readonly data: TensorData;
   readonly rowScratch: Float64Array;
 }
@@ -71,7 +86,9 @@ export class ReferenceBackend implements KernelBackend {
     // Single-threaded by design.
   }
 
-  prepareWeight(w: Tensor): PreparedWeight {
+  prepareWeight(tensor: Tensor): PreparedWeight {
+    if (isQuantTensor(tensor)) return prepareQuantReference(tensor);
+    const w = tensor;
     if (w.shape.length !== 2) throw new TypeError(`prepareWeight: ${w.name} must be 2-D, got [${w.shape}]`);
     const [rows, cols] = w.shape as [number, number];
     checkLength("prepareWeight", w.name, w.data, rows * cols);
@@ -86,6 +103,10 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void {
+    if (isQuantReference(w)) {
+      quantMatmulReference(out, x, w, nTokens, bias);
+      return;
+    }
     const rw = w as ReferenceWeight;
     if (!(rw.rowScratch instanceof Float64Array))
       throw new TypeError("matmul: w was not prepared by the reference backend");
@@ -98,7 +119,7 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   prepareExperts(ws: readonly Tensor[]): PreparedExperts {
-    const members = ws.map((w) => this.prepareWeight(w) as ReferenceWeight);
+    const members = ws.map((w) => this.prepareWeight(floatTensor(w, "prepareExperts")) as ReferenceWeight);
     const first = members[0];
     if (!first) throw new TypeError("prepareExperts: no experts");
     for (const [i, m] of members.entries()) {
@@ -159,6 +180,10 @@ export class ReferenceBackend implements KernelBackend {
     checkCount("embedding", "nTokens", nTokens);
     checkLength("embedding", "tokens", tokens, nTokens);
     checkLength("embedding", "out", out, nTokens * dim);
+    if (isQuantTensor(table)) {
+      quantEmbeddingReference(out, table, tokens, nTokens);
+      return;
+    }
     checkLength("embedding", table.name, table.data, vocab * dim);
     for (let t = 0; t < nTokens; t++) {
       const id = tokens[t]!;

@@ -1,4 +1,11 @@
-import { f16ToF32 } from "./tensor.js";
+import {
+  bytesPerElement,
+  f16ToF32,
+  QUANT_TYPES,
+  type QuantTensor,
+  type QuantType,
+  type WeightDType,
+} from "./tensor.js";
 
 /**
  * Dequantization of ggml's block formats to fp32, following the block layouts of ggml-quants
@@ -109,4 +116,51 @@ export function dequantize(type: QuantName, src: Uint8Array, count: number): Flo
   const fn = DEQUANT[type];
   for (let b = 0; b < count / block; b++) fn(src, b * bytes, out, b * block);
   return out;
+}
+
+/** ggml's name of an engine quant type ("q4_k" -> "Q4_K"). */
+export function ggmlQuantName(type: QuantType): QuantName {
+  return type.toUpperCase() as QuantName;
+}
+
+/** The engine's name of a ggml quant type ("Q4_K" -> "q4_k"). */
+export function quantTypeOf(name: QuantName): QuantType {
+  return name.toLowerCase() as QuantType;
+}
+
+/** Bytes one row of `cols` values takes in a block format (cols must be whole blocks). */
+export function quantRowBytes(type: QuantType, cols: number): number {
+  const { block, bytes } = QUANT_BLOCKS[ggmlQuantName(type)];
+  if (cols % block !== 0)
+    throw new Error(`${type}: a row of ${cols} values is not whole ${block}-value blocks`);
+  return (cols / block) * bytes;
+}
+
+/** Bytes one row of `cols` values takes in any stored type (what a product reads per row). */
+export function weightRowBytes(dtype: WeightDType, cols: number): number {
+  return (QUANT_TYPES as readonly string[]).includes(dtype)
+    ? quantRowBytes(dtype as QuantType, cols)
+    : cols * bytesPerElement(dtype as "f32" | "f16" | "bf16");
+}
+
+/** A quantized matrix's values as fp32 (tests, references, small tensors). */
+export function dequantizeTensor(t: QuantTensor): Float32Array {
+  let count = 1;
+  for (const d of t.shape) count *= d;
+  return dequantize(ggmlQuantName(t.dtype), t.data, count);
+}
+
+/** Row `row` of a quantized [*, cols] matrix into out[0, cols), without allocating. */
+export function dequantizeRow(
+  type: QuantType,
+  src: Uint8Array,
+  row: number,
+  cols: number,
+  out: Float32Array,
+): void {
+  const name = ggmlQuantName(type);
+  const { block, bytes } = QUANT_BLOCKS[name];
+  const fn = DEQUANT[name];
+  const at = row * quantRowBytes(type, cols);
+  for (let b = 0; b < cols / block; b++) fn(src, at + b * bytes, out, b * block);
 }

@@ -2,7 +2,7 @@ import path from "node:path";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { Architecture, ModelConfig, RopeScaling } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
-import { dequantize, isQuantName } from "./gguf-dequant.js";
+import { dequantize, isQuantName, quantTypeOf } from "./gguf-dequant.js";
 import { ggufTensorName } from "./gguf-names.js";
 import {
   GgufError,
@@ -14,15 +14,15 @@ import {
 import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
-import { allocTensorData, f32ToBf16, f32ToF16, type Tensor } from "./tensor.js";
+import type { Tensor } from "./tensor.js";
 import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral is stored as llama) and "qwen2". Tensors are renamed to Hugging Face names, q/k rows of
- * the llama architecture are put back in rotate-half order, F32/F16/BF16 are kept as stored and
- * Q8_0/Q4_0/Q4_K/Q6_K are dequantized to f16 at load (bf16 where a value exceeds f16's range):
- * no quantized kernels yet.
+ * the llama architecture are put back in rotate-half order, and every matrix is kept as stored:
+ * F32/F16/BF16, or Q8_0/Q4_0/Q4_K/Q6_K blocks that the quantized kernels multiply without
+ * widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
 const SUPPORTED_ARCHS = ["llama", "qwen2"] as const;
@@ -158,12 +158,7 @@ export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: numb
   return dst;
 }
 
-/** How a tensor's stored type became the engine's dtype (for the label). */
-function describeConversion(typeName: string, t: Tensor): string {
-  return isQuantName(typeName) ? `${typeName} dequantized to ${t.dtype} at load` : typeName;
-}
-
-/** One tensor's data in an engine dtype: floats as stored, quantized blocks dequantized. */
+/** One tensor's data in an engine dtype: as stored, but for a vector in a block format (as f32). */
 export function ggufTensorData(g: GgufFile, info: GgufTensorInfo, hfName: string): Tensor {
   const bytes = g.readBytes(info.name);
   const count = info.shape.reduce((a, b) => a * b, 1);
@@ -183,14 +178,21 @@ export function ggufTensorData(g: GgufFile, info: GgufTensorInfo, hfName: string
         "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
     );
   }
-  const values = dequantize(info.typeName, bytes, count);
-  let fits = true;
-  for (let i = 0; i < count && fits; i++) fits = Math.abs(values[i]!) < 65504;
-  const dtype = fits ? "f16" : "bf16";
-  const data = allocTensorData(dtype, count);
-  const toHalf = fits ? f32ToF16 : f32ToBf16;
-  for (let i = 0; i < count; i++) data[i] = toHalf(values[i]!);
-  return { name: hfName, dtype, shape: info.shape, data };
+  if (info.shape.length < 2) {
+    const values = dequantize(info.typeName, bytes, count);
+    const data = new Float32Array(new SharedArrayBuffer(values.byteLength));
+    data.set(values);
+    return { name: hfName, dtype: "f32", shape: info.shape, data };
+  }
+  return { name: hfName, dtype: quantTypeOf(info.typeName), shape: info.shape, data: bytes };
+}
+
+/** The same tensor over other bytes (of the same length). */
+function withBytes(t: Tensor, bytes: Uint8Array): Tensor {
+  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: new Float32Array(bytes.buffer) };
+  if (t.dtype === "f16" || t.dtype === "bf16")
+    return { ...t, dtype: t.dtype, data: new Uint16Array(bytes.buffer) };
+  return { ...t, dtype: t.dtype, data: bytes };
 }
 
 function qkHeads(c: ModelConfig, hfName: string): number {
@@ -229,11 +231,10 @@ function loadWeights(
     if (heads > 0) {
       const raw = new Uint8Array(tensor.data.buffer);
       const fixed = deinterleaveRows(raw, heads, raw.length / info.shape[0]!);
-      const data = tensor.dtype === "f32" ? new Float32Array(fixed.buffer) : new Uint16Array(fixed.buffer);
-      tensor = { ...tensor, data };
+      tensor = withBytes(tensor, fixed);
     }
     weights.set(t.name, tensor);
-    types.add(describeConversion(info.typeName, tensor));
+    types.add(info.typeName);
     done += info.byteLength;
     onProgress?.({ phase: "weights", file: g.file, done, total });
   });

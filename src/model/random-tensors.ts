@@ -1,5 +1,5 @@
 import type { SeededRandom } from "../util/seeded-random.js";
-import { allocTensorData, type DType, f32ToBf16, f32ToF16, type Tensor } from "./tensor.js";
+import { allocTensorData, type DType, type FloatTensor, f32ToBf16, f32ToF16 } from "./tensor.js";
 
 /**
  * Tensors filled with reproducible values from a SeededRandom, for the random-weight demo model.
@@ -19,7 +19,7 @@ export function randomTensor(
   dtype: DType,
   shape: readonly number[],
   std: number,
-): Tensor {
+): FloatTensor {
   let n = 1;
   for (const d of shape) n *= d;
   const data = allocTensorData(dtype, n);
@@ -35,7 +35,7 @@ export function nearConstantTensor(
   shape: readonly number[],
   mean: number,
   spread: number,
-): Tensor {
+): FloatTensor {
   let n = 1;
   for (const d of shape) n *= d;
   const data = allocTensorData(dtype, n);

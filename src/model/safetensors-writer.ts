@@ -1,6 +1,6 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { SAFETENSORS_DTYPE } from "./safetensors.js";
-import { bytesPerElement, elementCount, type Tensor } from "./tensor.js";
+import { bytesPerElement, elementCount, floatTensor, type Tensor } from "./tensor.js";
 
 /**
  * Writes tensors as one safetensors file (little-endian, header padded with spaces to a multiple
@@ -16,7 +16,8 @@ export function writeSafetensors(
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
-  for (const t of list) {
+  for (const tensor of list) {
+    const t = floatTensor(tensor, `writeSafetensors ${file}`);
     const bytes = elementCount(t.shape) * bytesPerElement(t.dtype);
     if (t.data.byteLength !== bytes) {
       throw new Error(

@@ -8,12 +8,45 @@ export type DType = "f32" | "f16" | "bf16";
 
 export type TensorData = Float32Array | Uint16Array;
 
-export interface Tensor {
+/**
+ * ggml's block formats, kept as stored by the GGUF import (layouts in gguf-dequant.ts): matrices
+ * whose rows are whole blocks, multiplied by the quantized kernels without widening.
+ */
+export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q6_k";
+
+/** Any stored weight type: floats, or a block format. */
+export type WeightDType = DType | QuantType;
+
+export const QUANT_TYPES: readonly QuantType[] = ["q8_0", "q4_0", "q4_k", "q6_k"];
+
+export interface FloatTensor {
   readonly name: string;
   readonly dtype: DType;
   /** Row-major shape, outermost first (a Linear weight is [outFeatures, inFeatures]). */
   readonly shape: readonly number[];
   readonly data: TensorData;
+}
+
+/** A matrix in a block format: `data` holds its blocks, row after row. */
+export interface QuantTensor {
+  readonly name: string;
+  readonly dtype: QuantType;
+  readonly shape: readonly number[];
+  readonly data: Uint8Array;
+}
+
+export type Tensor = FloatTensor | QuantTensor;
+
+export function isQuantTensor(t: Tensor): t is QuantTensor {
+  return (QUANT_TYPES as readonly string[]).includes(t.dtype);
+}
+
+/** The tensor itself if it is stored as floats, else a clear error naming it and the caller. */
+export function floatTensor(t: Tensor, what: string): FloatTensor {
+  if (isQuantTensor(t)) {
+    throw new TypeError(`${what}: ${t.name} is stored as ${t.dtype}, which needs floats here`);
+  }
+  return t;
 }
 
 export function bytesPerElement(dtype: DType): number {
@@ -90,8 +123,9 @@ export function readElement(dtype: DType, data: TensorData, i: number): number {
   return dtype === "bf16" ? bf16ToF32(data[i]!) : f16ToF32(data[i]!);
 }
 
-/** Widens a (small) tensor to fp32, e.g. norm weights and biases. */
-export function toFloat32(t: Tensor): Float32Array {
+/** Widens a (small) float tensor to fp32, e.g. norm weights and biases; a block format is refused. */
+export function toFloat32(tensor: Tensor): Float32Array {
+  const t = floatTensor(tensor, "toFloat32");
   if (t.dtype === "f32") return t.data as Float32Array;
   const out = new Float32Array(t.data.length);
   for (let i = 0; i < out.length; i++) out[i] = readElement(t.dtype, t.data, i);

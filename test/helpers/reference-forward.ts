@@ -1,5 +1,12 @@
 import type { ModelConfig } from "../../src/model/config.js";
-import type { DType, Tensor, TensorData } from "../../src/model/tensor.js";
+import { dequantizeTensor } from "../../src/model/gguf-dequant.js";
+import {
+  type DType,
+  type FloatTensor,
+  isQuantTensor,
+  type Tensor,
+  type TensorData,
+} from "../../src/model/tensor.js";
 import type { WeightStore } from "../../src/model/types.js";
 import { referenceMoe } from "./reference-moe.js";
 
@@ -43,11 +50,23 @@ export interface ReferenceWeights {
   at(name: string, r: number, k: number): number;
 }
 
+/** A quantized matrix as f32 values (decoded once; the block decoders have their own tests). */
+const decodedQuant = new WeakMap<Tensor, FloatTensor>();
+function asFloat(t: Tensor): FloatTensor {
+  if (!isQuantTensor(t)) return t;
+  let f = decodedQuant.get(t);
+  if (!f) {
+    f = { name: t.name, dtype: "f32", shape: t.shape, data: dequantizeTensor(t) };
+    decodedQuant.set(t, f);
+  }
+  return f;
+}
+
 export function referenceWeights(w: WeightStore): ReferenceWeights {
-  const get = (name: string): Tensor => {
+  const get = (name: string): FloatTensor => {
     const t = w.get(name);
     if (!t) throw new Error(`reference: missing ${name}`);
-    return t;
+    return asFloat(t);
   };
   const vec = (name: string): Float64Array => {
     const t = get(name);
@@ -94,7 +113,7 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
   // Gemma's norms scale by (1 + weight).
   const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, normWeight(c, rw, name), c.rmsNormEps);
   const emb = "model.embed_tokens.weight";
-  const embScale = c.embedScale ? roundToDtype(w.get(emb)!.dtype, Math.sqrt(c.hiddenSize)) : 1;
+  const embScale = c.embedScale ? roundToDtype(asFloat(w.get(emb)!).dtype, Math.sqrt(c.hiddenSize)) : 1;
   let hs = tokens.map((t) =>
     Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at(emb, t, i) * embScale),
   );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
-import type { DType, Tensor } from "../../src/model/tensor.js";
+import type { DType, FloatTensor } from "../../src/model/tensor.js";
 import { allocTensorData, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { SeededRandom } from "../../src/util/seeded-random.js";
 
@@ -22,7 +22,7 @@ export function randomTensor(
   shape: number[],
   rand: () => number,
   scale = 1,
-): Tensor {
+): FloatTensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = allocTensorData(dtype, n);
   for (let i = 0; i < n; i++) {

@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import { extractVocab, vocabMetadata } from "../../src/convert/gguf-vocab.js";
 import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { dequantizeTensor } from "../../src/model/gguf-dequant.js";
 import { ggufTensorData, loadGgufTokenizer } from "../../src/model/gguf-loader.js";
 import { GgufFile, type GgufMetaValue } from "../../src/model/gguf-reader.js";
 import { llama3Divisors, llama3FromRopeFreqs } from "../../src/model/gguf-rope.js";
@@ -14,7 +15,7 @@ import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
-import { f16ToF32, f32ToF16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
+import { f16ToF32, f32ToF16, type QuantTensor, type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { loadTokenizerFor } from "../../src/placement/load-tokenizer.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
@@ -480,7 +481,7 @@ const QUANTS = [
   { name: "Q6_K", type: 14, quant: quantQ6_K, maxErr: 0.06 },
 ] as const;
 
-describe("GGUF import: quantized tensors are dequantized at load", () => {
+describe("GGUF import: quantized tensors stay in their block format", () => {
   const x = testValues(4, 512);
   const file = writeRaw(
     "quant.gguf",
@@ -490,19 +491,21 @@ describe("GGUF import: quantized tensors are dequantized at load", () => {
     ),
   );
   for (const q of QUANTS) {
-    it(`${q.name}: the block layout decodes to the quantizer's values, within the format's error of the input`, () => {
+    it(`${q.name}: kept as stored, and its block layout decodes to the quantizer's values, within the format's error of the input`, () => {
       const g = GgufFile.open(file);
       try {
         const info = g.tensor(q.name);
         assert.equal(info.typeName, q.name);
         const t = ggufTensorData(g, info, "w");
-        assert.equal(t.dtype, "f16");
+        assert.equal(t.dtype, q.name.toLowerCase());
         assert.deepEqual(t.shape, [4, 512]);
-        const got = toFloat32(t);
-        const { meant } = q.quant(x);
+        const { data, meant } = q.quant(x);
+        assert.ok(t.data instanceof Uint8Array && t.data.buffer instanceof SharedArrayBuffer);
+        assert.deepEqual(Buffer.from(t.data), Buffer.from(data));
+        const got = dequantizeTensor(t as QuantTensor);
         let worst = 0;
         for (let i = 0; i < x.length; i++) {
-          const tol = Math.abs(meant[i]!) * 2 ** -10 + 2 ** -24;
+          const tol = 2 ** -18; // fp32 rounding of values below 4 in magnitude
           assert.ok(Math.abs(got[i]! - meant[i]!) <= tol, `${q.name}[${i}]: ${got[i]} vs ${meant[i]}`);
           worst = Math.max(worst, Math.abs(got[i]! - x[i]!));
         }
@@ -552,7 +555,7 @@ function quantizeTensors(file: string, out: string, plan: Record<string, (typeof
 }
 
 describe("GGUF import: a model with quantized matrices", () => {
-  it("stories260K with Q8_0/Q4_0 matrices: dequantized to f16, q/k rows put back, same greedy tokens as llama.cpp", async () => {
+  it("stories260K with Q8_0/Q4_0 matrices: kept quantized, q/k rows put back, same greedy tokens as llama.cpp", async () => {
     const { a, file } = await roundTrip(
       path.join(sharedDataPath("models", "stories260K"), "hf"),
       "stories-q",
@@ -566,16 +569,14 @@ describe("GGUF import: a model with quantized matrices", () => {
     const qfile = path.join(tmp, "stories-q8q4.gguf");
     quantizeTensors(file, qfile, plan);
     const b = await loadModel(qfile);
-    assert.match(
-      b.source.label,
-      /GGUF llama, F32 \+ Q4_0 dequantized to f16 at load \+ Q8_0 dequantized to f16 at load/,
-    );
+    assert.match(b.source.label, /GGUF llama, F32 \+ Q4_0 \+ Q8_0\)/);
     // Each row of q/k is within half a Q8_0 step of the original row it came from (a wrong row order is not).
     for (let l = 0; l < a.config.numLayers; l++) {
       for (const proj of ["q_proj", "k_proj"]) {
         const name = `model.layers.${l}.self_attn.${proj}.weight`;
-        const [want, got] = [toFloat32(a.weights.get(name)!), toFloat32(b.weights.get(name)!)];
-        assert.equal(b.weights.get(name)!.dtype, "f16");
+        const stored = b.weights.get(name)! as QuantTensor;
+        assert.equal(stored.dtype, "q8_0");
+        const [want, got] = [toFloat32(a.weights.get(name)!), dequantizeTensor(stored)];
         const cols = a.config.hiddenSize;
         for (let r = 0; r < want.length / cols; r++) {
           let amax = 0;
@@ -583,7 +584,7 @@ describe("GGUF import: a model with quantized matrices", () => {
           for (let c = 0; c < cols; c++) {
             const i = r * cols + c;
             assert.ok(
-              Math.abs(got[i]! - want[i]!) <= amax / 127 / 2 + amax * 2 ** -10,
+              Math.abs(got[i]! - want[i]!) <= (amax / 127 / 2) * (1 + 2 ** -10) + amax * 2 ** -11,
               `${name}[${r}, ${c}]`,
             );
           }
@@ -624,7 +625,7 @@ async function wideTinyModel(): Promise<LoadedModel> {
 }
 
 describe("GGUF import: K-quants in a model", () => {
-  it("Q4_K and Q6_K matrices: our dequantized model and llama.cpp agree on greedy tokens", async () => {
+  it("Q4_K and Q6_K matrices: our quantized model and llama.cpp agree on greedy tokens", async () => {
     const a = await wideTinyModel();
     const file = path.join(tmp, "wide.gguf");
     modelToGguf(a, file);
@@ -636,7 +637,9 @@ describe("GGUF import: K-quants in a model", () => {
     const qfile = path.join(tmp, "wide-k.gguf");
     quantizeTensors(file, qfile, plan);
     const b = await loadModel(qfile);
-    assert.match(b.source.label, /Q4_K dequantized to f16 at load \+ Q6_K dequantized to f16 at load/);
+    assert.match(b.source.label, /F32 \+ Q4_K \+ Q6_K\)/);
+    assert.equal(b.weights.get("model.layers.0.mlp.down_proj.weight")!.dtype, "q4_k");
+    assert.equal(b.weights.get("model.embed_tokens.weight")!.dtype, "q6_k");
     const llama = await openLlamaCpp();
     try {
       const model = await llama.loadModel({ modelPath: qfile, gpuLayers: 0 });

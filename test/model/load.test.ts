@@ -6,7 +6,7 @@ import { after, describe, test } from "node:test";
 import { expectedTensors } from "../../src/model/expected-tensors.js";
 import { loadModel } from "../../src/model/load.js";
 import { loadRandomDemoModel, RANDOM_DEMO_LABEL } from "../../src/model/random-demo-model.js";
-import { readElement } from "../../src/model/tensor.js";
+import { floatTensor, readElement } from "../../src/model/tensor.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 
@@ -35,7 +35,7 @@ describe("loadModel", () => {
     for (const [name, t] of a.weights) assert.deepEqual(b.weights.get(name)!.data, t.data, name);
     // Scaled sanely: q_proj has std ≈ 1/√256, the embeddings ≈ 0.1, norms exactly 1.
     const std = (name: string) => {
-      const t = a.weights.get(name)!;
+      const t = floatTensor(a.weights.get(name)!, name);
       let s = 0;
       for (let i = 0; i < t.data.length; i++) s += readElement(t.dtype, t.data, i) ** 2;
       return Math.sqrt(s / t.data.length);

@@ -1,0 +1,186 @@
+// The quantized products (weights in ggml block formats, activations quantized per 32 values)
+// against the TypeScript reference on odd row counts and batches 1/3/17/256, for every block
+// format and every quantized variant this CPU runs; and the reference itself against a float
+// product of the dequantized weights, within the activation rounding it allows.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
+import { quantizeActivations } from "../../src/kernels/quant-reference.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import { dequantizeTensor, quantRowBytes } from "../../src/model/gguf-dequant.js";
+import { QUANT_TYPES, type QuantTensor, type QuantType } from "../../src/model/tensor.js";
+import { randomF32, rng } from "./fixtures.js";
+import { nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+
+/** Rows of random values, quantized by the exporter's quantizer; one row is a constant 0. */
+function quantWeight(type: QuantType, rows: number, cols: number, seed: number): QuantTensor {
+  const x = randomF32(rows * cols, rng(seed), 0.5);
+  x.fill(0, 0, cols);
+  // Outliers, so some blocks have one large value and small others (Q4_K mins, Q6_K signed scales).
+  for (let i = 7; i < x.length; i += 97) x[i] = x[i]! * 9;
+  const bytes = quantizeMatrix(type, x, cols);
+  const data = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  data.set(bytes);
+  return { name: `w-${type}`, dtype: type, shape: [rows, cols], data };
+}
+
+/** Random bytes as blocks (every bit pattern of the quants and packed scales), with sane f16 scales. */
+function noiseWeight(type: QuantType, rows: number, cols: number, seed: number): QuantTensor {
+  const rand = rng(seed);
+  const data = new Uint8Array(new SharedArrayBuffer(rows * quantRowBytes(type, cols)));
+  for (let i = 0; i < data.length; i++) data[i] = Math.floor((rand() + 1) * 128) & 255;
+  const { at, bytes } = {
+    q8_0: { at: [0], bytes: 34 },
+    q4_0: { at: [0], bytes: 18 },
+    q4_k: { at: [0, 2], bytes: 144 },
+    q6_k: { at: [208], bytes: 210 },
+  }[type];
+  for (let b = 0; b < data.length / bytes; b++) {
+    for (const o of at) {
+      // f16 with exponent 8..13 (about 2^-7 .. 2^-2), either sign for the non-K formats.
+      data[b * bytes + o] = Math.floor((rand() + 1) * 128) & 255;
+      data[b * bytes + o + 1] =
+        (((Math.floor((rand() + 1) * 3) + 8) << 2) | (type.endsWith("_k") ? 0 : rand() < 0 ? 0x80 : 0)) & 255;
+    }
+  }
+  return { name: `noise-${type}`, dtype: type, shape: [rows, cols], data };
+}
+
+function colsFor(type: QuantType): number[] {
+  return type.endsWith("_k") ? [256, 768] : [32, 96, 608];
+}
+
+/** |a − b| within rtol of the product's magnitude (its largest |value| over the tokens, at least 1e-3). */
+function assertNear(got: Float32Array, want: Float32Array, what: string, rtol: number): void {
+  let scale = 1e-3;
+  for (const v of want) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(
+      Math.abs(got[i]! - want[i]!) <= rtol * scale,
+      `${what}[${i}]: ${got[i]} vs ${want[i]} (scale ${scale})`,
+    );
+  }
+}
+
+test("quantized products match the reference: every format, odd row counts, batch 1/3/17/256, every variant", () => {
+  const { supported } = native.quantInfo();
+  assert.ok(supported.includes("portable") && supported.includes("avx2"), supported.join(","));
+  const ran = new Set<string>();
+  let seed = 1;
+  try {
+    for (const type of QUANT_TYPES) {
+      for (const cols of colsFor(type)) {
+        for (const [rows, make] of [
+          [37, quantWeight],
+          [5, noiseWeight],
+          [101, quantWeight],
+          [9, noiseWeight],
+        ] as const) {
+          const w = make(type, rows, cols, seed++);
+          const wRef = ref.prepareWeight(w);
+          const wNat = native.prepareWeight(w);
+          assert.equal(wNat.dtype, type);
+          const bias = randomF32(rows, rng(seed++));
+          for (const n of [1, 3, 17, 256]) {
+            if (n === 256 && rows * cols > 40_000) continue; // the reference is slow; 256 runs on the smaller shapes
+            const x = randomF32(n * cols, rng(seed++), 2);
+            const want = new Float32Array(n * rows);
+            ref.matmul(want, x, wRef, n, n === 3 ? bias : undefined);
+            for (const v of supported) {
+              native.selectQuantVariant(v);
+              const got = new Float32Array(n * rows).fill(Number.NaN);
+              native.matmul(got, x, wNat, n, n === 3 ? bias : undefined);
+              assertNear(got, want, `${type} ${v} [${rows}x${cols}] n=${n}`, 2e-5);
+              ran.add(`${type}/${v}`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    native.selectQuantVariant(null);
+  }
+  assert.equal(ran.size, QUANT_TYPES.length * supported.length);
+});
+
+test("the reference product is the float product of the dequantized weights, within the activations' rounding", () => {
+  for (const type of QUANT_TYPES) {
+    const cols = colsFor(type)[1]!;
+    const rows = 13;
+    const w = quantWeight(type, rows, cols, 50);
+    const values = dequantizeTensor(w);
+    const x = randomF32(2 * cols, rng(51));
+    const got = new Float32Array(2 * rows);
+    ref.matmul(got, x, ref.prepareWeight(w), 2);
+    const q = new Int8Array(cols);
+    const d = new Float32Array(cols / 32);
+    for (let t = 0; t < 2; t++) {
+      quantizeActivations(x, t * cols, cols, q, d);
+      for (let r = 0; r < rows; r++) {
+        let exact = 0;
+        let bound = 0;
+        for (let c = 0; c < cols; c++) {
+          const wv = values[r * cols + c]!;
+          exact += wv * x[t * cols + c]!;
+          // Each activation is within half a step of its block's scale.
+          bound += (Math.abs(wv) * d[c >> 5]!) / 2;
+          assert.ok(
+            Math.abs(d[c >> 5]! * q[c]! - x[t * cols + c]!) <= d[c >> 5]! / 2 + 1e-7,
+            `${type} x[${c}]`,
+          );
+        }
+        assert.ok(
+          Math.abs(got[t * rows + r]! - exact) <= bound * 1.001 + 1e-6,
+          `${type} row ${r}: ${got[t * rows + r]} vs ${exact} ± ${bound}`,
+        );
+      }
+    }
+  }
+});
+
+test("quantized embedding rows match the dequantized table", () => {
+  for (const type of QUANT_TYPES) {
+    const dim = colsFor(type)[0]!;
+    const table = quantWeight(type, 11, dim, 70);
+    const values = dequantizeTensor(table);
+    const tokens = Int32Array.from([3, 0, 10, 3]);
+    for (const be of [native, ref]) {
+      const out = new Float32Array(tokens.length * dim);
+      be.embedding(out, table, tokens, tokens.length);
+      for (let t = 0; t < tokens.length; t++)
+        for (let i = 0; i < dim; i++) {
+          const want = values[tokens[t]! * dim + i]!;
+          assert.ok(
+            Math.abs(out[t * dim + i]! - want) <= Math.abs(want) * 1e-6,
+            `${be.name} ${type} [${t}, ${i}]`,
+          );
+        }
+    }
+    assert.throws(
+      () => native.embedding(new Float32Array(dim), table, Int32Array.of(11), 1),
+      /tokens\[0\] = 11 is outside \[0, 11\)/,
+    );
+  }
+});
+
+test("quantized weights with rows that are not whole blocks, or too few bytes, are refused by name", () => {
+  const bad: QuantTensor = { name: "odd", dtype: "q4_k", shape: [2, 96], data: new Uint8Array(1000) };
+  assert.throws(
+    () => native.prepareWeight(bad),
+    /odd: q4_k: a row of 96 values is not whole 256-value blocks/,
+  );
+  assert.throws(() => ref.prepareWeight(bad), /odd: q4_k: a row of 96 values is not whole 256-value blocks/);
+  const short: QuantTensor = { name: "short", dtype: "q8_0", shape: [4, 64], data: new Uint8Array(100) };
+  assert.throws(() => native.prepareWeight(short), /short has 100 bytes, needs 272/);
+  assert.throws(() => native.selectQuantVariant("avx9000"), /variant 'avx9000' is unknown or unsupported/);
+  const w = quantWeight("q8_0", 4, 64, 90);
+  const p = native.prepareWeight(w);
+  assert.throws(
+    () => native.matmul(new Float32Array(4), new Float32Array(63), p, 1),
+    /x has 63 elements, needs at least 64/,
+  );
+  assert.throws(() => native.prepareExperts([w]), /w-q8_0 is stored as q8_0, which needs floats here/);
+});
