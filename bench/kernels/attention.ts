@@ -3,12 +3,17 @@
 // blocks are scattered over the cache, as a block allocator leaves them.
 //
 //   node dist/bench/kernels/attention.js [--batch 8] [--ctx 4096,16384] [--heads 32] [--kv-heads 8,32]
-//                                        [--head-dim 128] [--block 16] [--threads 1,2] [--huge-pages on|off]
+//                                        [--head-dim 128] [--block 16,32,64] [--threads 1,2]
+//                                        [--dtype f32,bf16] [--variant avx512bf16,avx512] [--huge-pages on|off]
+//
+// --block: KV block sizes (tokens) to compare; --variant: compiled kernel variants to compare
+// (default: the one this CPU gets).
 import { parseArgs } from "node:util";
 import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { allocTensorData, bytesPerElement, type DType, f32ToBf16 } from "../../src/model/tensor.js";
+import { cpuModel } from "../common/cpu-model.js";
 import { intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 
@@ -21,6 +26,8 @@ const { values } = parseArgs({
     "head-dim": { type: "string", default: "128" },
     block: { type: "string", default: "16" },
     threads: { type: "string", default: "1,2" },
+    dtype: { type: "string", default: "f32,bf16" },
+    variant: { type: "string" },
     "huge-pages": { type: "string", default: "on" },
   },
 });
@@ -32,11 +39,19 @@ const batch = intFlag(values.batch, "batch");
 const contexts = intListFlag(values.ctx, "ctx");
 const nHeads = intFlag(values.heads, "heads");
 const headDim = intFlag(values["head-dim"], "head-dim");
-const blockSize = intFlag(values.block, "block");
+const blockSizes = intListFlag(values.block, "block");
 const threadCounts = intListFlag(values.threads, "threads");
 const kvHeadCounts = intListFlag(values["kv-heads"], "kv-heads");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
+const variants = values.variant?.split(",") ?? [backend.info().variant];
+for (const v of variants)
+  if (!backend.info().supported.includes(v))
+    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
+const kvDtypes = values.dtype.split(",").map((d) => {
+  if (d !== "f32" && d !== "bf16" && d !== "f16") throw new Error(`--dtype takes f32, bf16, f16; got "${d}"`);
+  return d as DType;
+});
 
 function kvBuffer(dtype: DType, n: number, fillValue: number) {
   const data = allocTensorData(dtype, n);
@@ -46,6 +61,8 @@ function kvBuffer(dtype: DType, n: number, fillValue: number) {
 const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
 
 interface Row {
+  variant: string;
+  blockSize: number;
   ctx: number;
   threads: number;
   kvDtype: DType;
@@ -60,7 +77,7 @@ interface Row {
 const results: Row[] = [];
 
 /** The attention call of one case: `batch` decode tokens over scattered blocks of a fresh cache. */
-function attentionCase(ctx: number, nKvHeads: number, dtype: DType): AttentionArgs {
+function attentionCase(ctx: number, nKvHeads: number, dtype: DType, blockSize: number): AttentionArgs {
   const blocksPerSeq = Math.ceil(ctx / blockSize);
   const numBlocks = batch * blocksPerSeq;
   const n = numBlocks * blockSize * nKvHeads * headDim;
@@ -97,47 +114,56 @@ function attentionCase(ctx: number, nKvHeads: number, dtype: DType): AttentionAr
   };
 }
 
-for (const ctx of contexts) {
-  for (const nKvHeads of kvHeadCounts) {
-    for (const dtype of ["f32", "bf16"] as const) {
-      const args = attentionCase(ctx, nKvHeads, dtype);
-      const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
-      for (const threads of threadCounts) {
-        backend.setThreads(threads);
-        backend.attention(args);
-        // The call and its limit alternate, best of four each, so load on the host affects both.
-        const [tRead, tAttn] = bestAlternating(
-          4,
-          () => backend.streamRead(stream),
-          () => backend.attention(args),
-        ) as [number, number];
-        const limit = stream.byteLength / tRead / 1e9;
-        const gb = bytes / tAttn / 1e9;
-        results.push({
-          ctx,
-          threads,
-          kvDtype: dtype,
-          nKvHeads,
-          limitGbPerS: limit,
-          gbPerS: gb,
-          pctOfLimit: (100 * gb) / limit,
-          msPerCall: tAttn * 1e3,
-          targetPct: dtype === "f32" ? null : nKvHeads === nHeads ? 90 : 85,
-        });
+for (const blockSize of blockSizes)
+  for (const ctx of contexts)
+    for (const nKvHeads of kvHeadCounts)
+      for (const dtype of kvDtypes) {
+        const args = attentionCase(ctx, nKvHeads, dtype, blockSize);
+        for (const variant of variants) {
+          backend.selectVariant(variant);
+          for (const threads of threadCounts) results.push(measure(args, variant, blockSize, threads));
+        }
       }
-    }
-  }
+
+/** One case on one variant and thread count: the call and its limit, alternating. */
+function measure(args: AttentionArgs, variant: string, blockSize: number, threads: number): Row {
+  const { dtype, nKvHeads } = args.cache;
+  const ctx = args.ctxEnd[0]!;
+  const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
+  backend.setThreads(threads);
+  backend.attention(args);
+  // The call and its limit alternate, best of four each, so load on the host affects both.
+  const [tRead, tAttn] = bestAlternating(
+    4,
+    () => backend.streamRead(stream),
+    () => backend.attention(args),
+  ) as [number, number];
+  const limit = stream.byteLength / tRead / 1e9;
+  const gb = bytes / tAttn / 1e9;
+  return {
+    variant,
+    blockSize,
+    ctx,
+    threads,
+    kvDtype: dtype,
+    nKvHeads,
+    limitGbPerS: limit,
+    gbPerS: gb,
+    pctOfLimit: (100 * gb) / limit,
+    msPerCall: tAttn * 1e3,
+    targetPct: dtype === "f32" ? null : nKvHeads === nHeads ? 90 : 85,
+  };
 }
 
+console.log(`${cpuModel()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}`);
 console.log(
-  `${backend.describe()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}, block ${blockSize}`,
-);
-console.log(
-  "context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call",
+  "variant    | block | context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call",
 );
 for (const r of results)
   console.log(
     [
+      r.variant.padEnd(10),
+      String(r.blockSize).padStart(5),
       String(r.ctx).padStart(7),
       String(r.threads).padStart(7),
       String(r.nKvHeads).padStart(8),
@@ -151,11 +177,12 @@ for (const r of results)
   );
 
 writeResults("kernels-attention.json", {
+  cpu: cpuModel(),
   backend: backend.describe(),
   batch,
   contexts,
   nHeads,
   headDim,
-  blockSize,
+  blockSizes,
   results,
 });

@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import type { DType } from "../../src/model/tensor.js";
+import { cpuModel } from "../common/cpu-model.js";
 import { intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
@@ -114,7 +115,7 @@ function measure(
 results.sort((a, b) => a.threads - b.threads || a.batch - b.batch);
 
 console.log(
-  `${backend.describe()}; ${rows}x${cols} weights spanning ${(workingSet / 2 ** 20).toFixed(0)} MiB per dtype`,
+  `${cpuModel()}; ${rows}x${cols} weights spanning ${(workingSet / 2 ** 20).toFixed(0)} MiB per dtype`,
 );
 console.log(
   "variant    | threads | dtype | batch | GFLOP/s | limit     | peak GFLOP/s | % of peak | ms/call",
@@ -131,6 +132,7 @@ for (const r of results)
   );
 
 writeResults("kernels-matmul.json", {
+  cpu: cpuModel(),
   backend: backend.describe(),
   info: backend.info(),
   rows,
