@@ -278,7 +278,8 @@ export class NativeBackend implements KernelBackend {
 
   describe(): string {
     const i = this.addon.info();
-    return `native ${i.variant} (${i.reason}), ${i.threads} thread${i.threads === 1 ? "" : "s"}`;
+    const dot = i.bf16Dot ? ", bf16 products through vdpbf16ps" : "";
+    return `native ${i.variant} (${i.reason}${dot}), ${i.threads} thread${i.threads === 1 ? "" : "s"}`;
   }
 
   setThreads(n: number): void {

@@ -113,6 +113,14 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
   assert.ok(r.addonPath?.endsWith("lamina_kernels.node"));
   assert.ok(r.threads >= 1);
   assert.ok(Array.isArray(r.cpu));
+  // What `lamina doctor` prints: every variant this CPU runs, and how bf16 products multiply.
+  assert.deepEqual(r.supported, native.info().supported);
+  assert.equal(/vdpbf16ps/.test(r.bf16Products), native.info().bf16Dot);
+  if (!process.env.LAMINA_KERNEL_VARIANT) {
+    // A CPU with AVX-512-BF16 gets the variant that uses it.
+    assert.equal(r.supported.includes("avx512bf16"), r.cpu.includes("avx512bf16"));
+    if (r.cpu.includes("avx512bf16")) assert.equal(r.variant, "avx512bf16");
+  }
 });
 
 test("native entry points throw a TypeError/RangeError naming the bad argument", () => {
