@@ -2,6 +2,7 @@ import type { AttentionArgs, KernelBackend, KvLayerCache } from "../kernels/back
 import { allocTensorData, bytesPerElement, type DType } from "../model/tensor.js";
 import { BlockAllocator } from "./block-allocator.js";
 import type { AttentionStep } from "./service.js";
+import { windowKeepFrom, windowPoolBlocks, windowSplit } from "./window-blocks.js";
 
 export interface KvGeometry {
   readonly numLayers: number;
@@ -62,6 +63,9 @@ interface StepMeta {
   readonly global: KeyRanges;
   readonly window: KeyRanges;
   readonly blockTables: Int32Array;
+  /** Slots and block tables in the window layers' own pool (when they have one). */
+  readonly windowSlots: Int32Array;
+  readonly windowTables: Int32Array;
   /** Reused argument object: no allocation per layer. */
   readonly args: { -readonly [K in keyof AttentionArgs]: AttentionArgs[K] };
 }
@@ -69,10 +73,14 @@ interface StepMeta {
 /**
  * The KV cache and attention math of one attention instance: in-process (colocated), inside an
  * attention worker process, or one shard of several. Owns the block tables; the model side only
- * names sequences and positions.
+ * names sequences and positions. With `freeWindowBlocks`, a model mixing window and global layers
+ * keeps the window layers' KV in a pool of their own that holds only the blocks inside the window
+ * (window-blocks.ts); `allocator` is then the global layers' pool, the one admission counts.
  */
 export class KvAttention {
   readonly allocator: BlockAllocator;
+  /** The window layers' own pool, or null when every layer shares `allocator`'s blocks. */
+  readonly windowAllocator: BlockAllocator | null;
   readonly caches: KvLayerCache[];
   readonly maxBlocksPerSeq: number;
   /** Per micro-batch (keyed by `step.microBatch`): the metadata its step was prepared with. */
@@ -85,8 +93,12 @@ export class KvAttention {
     readonly backend: KernelBackend,
     readonly geometry: KvGeometry,
     numBlocks: number,
+    freeWindowBlocks = false,
   ) {
     this.allocator = new BlockAllocator(numBlocks, geometry.blockSize);
+    const windowBlocks =
+      freeWindowBlocks && windowSplit(geometry) ? windowPoolBlocks(geometry, numBlocks) : 0;
+    this.windowAllocator = windowBlocks > 0 ? new BlockAllocator(windowBlocks, geometry.blockSize) : null;
     this.maxBlocksPerSeq = Math.ceil(geometry.maxContext / geometry.blockSize);
     this.scale = geometry.scale ?? 1 / Math.sqrt(geometry.headDim);
     const w = geometry.slidingWindow;
@@ -94,29 +106,57 @@ export class KvAttention {
       { length: geometry.numLayers },
       (_, l) => w !== null && (geometry.slidingLayers === undefined || geometry.slidingLayers[l] === true),
     );
-    const per = numBlocks * geometry.numKvHeads * geometry.blockSize * geometry.headDim;
+    const perBlock = geometry.numKvHeads * geometry.blockSize * geometry.headDim;
     this.caches = [];
     // LAMINA_KV_HUGE_PAGES=1 asks for huge pages on these fresh buffers: attention's scattered
     // block reads then cost far fewer TLB misses, but every first touch of a 2 MiB page faults and
     // zeroes it inside kvWrite, which costs more than it saves until the cache is warm (measured on
     // a short decode run). Off by default; a long-running server may want it.
     const huge = process.env.LAMINA_KV_HUGE_PAGES === "1";
-    const alloc = () => {
-      const data = allocTensorData(geometry.kvDtype, per);
+    const alloc = (blocks: number) => {
+      const data = allocTensorData(geometry.kvDtype, blocks * perBlock);
       if (huge) backend.adviseHugePages?.(data);
       return data;
     };
     for (let l = 0; l < geometry.numLayers; l++) {
+      const blocks = this.inWindowPool(l) ? windowBlocks : numBlocks;
       this.caches.push({
         dtype: geometry.kvDtype,
-        numBlocks,
+        numBlocks: blocks,
         blockSize: geometry.blockSize,
         nKvHeads: geometry.numKvHeads,
         headDim: geometry.headDim,
-        k: alloc(),
-        v: alloc(),
+        k: alloc(blocks),
+        v: alloc(blocks),
       });
     }
+  }
+
+  /** Whether layer l's KV lives in the window layers' own pool. */
+  private inWindowPool(l: number): boolean {
+    return this.windowAllocator !== null && this.windowed[l] === true;
+  }
+
+  /**
+   * Grows the sequence's reservation to [0, numTokens) in every pool, all or nothing; in the
+   * window pool, blocks no query of the next step can reach are freed.
+   */
+  reserve(seqId: number, numTokens: number): boolean {
+    const win = this.windowAllocator;
+    const keep = win ? windowKeepFrom(this.geometry, numTokens) : 0;
+    if (!this.allocator.canReserve(seqId, numTokens)) return false;
+    if (win && !win.canReserve(seqId, numTokens, keep)) return false;
+    win?.reserve(seqId, numTokens, keep);
+    return this.allocator.reserve(seqId, numTokens);
+  }
+
+  release(seqId: number): void {
+    this.allocator.release(seqId);
+    this.windowAllocator?.release(seqId);
+  }
+
+  releaseAll(): void {
+    for (const s of [...this.allocator.sequences()]) this.release(s);
   }
 
   /** Builds slots, block tables and key ranges for a step; call once per step before layer 0. */
@@ -136,6 +176,8 @@ export class KvAttention {
         global: ranges(),
         window: ranges(),
         blockTables: new Int32Array(g.maxSeqs * this.maxBlocksPerSeq),
+        windowSlots: new Int32Array(this.windowAllocator ? g.maxTokens : 0),
+        windowTables: new Int32Array(this.windowAllocator ? g.maxSeqs * this.maxBlocksPerSeq : 0),
         args: {} as StepMeta["args"],
       };
       this.metas.set(step.microBatch, meta);
@@ -160,6 +202,26 @@ export class KvAttention {
         setRanges(meta.global, t, 0, split);
         setRanges(meta.window, t, g.slidingWindow ? Math.max(0, pos + 1 - g.slidingWindow) : 0, split);
       }
+      if (this.windowAllocator) this.prepareWindow(meta, step, s);
+    }
+  }
+
+  /** Sequence s's window-pool table and its tokens' slots there; every block they read must be held. */
+  private prepareWindow(meta: StepMeta, step: AttentionStep, s: number): void {
+    const bs = this.geometry.blockSize;
+    const mb = this.maxBlocksPerSeq;
+    const table = this.windowAllocator!.table(step.seqIds[s]!)!;
+    for (let b = 0; b < table.length; b++) meta.windowTables[s * mb + b] = table[b]!;
+    const first = step.seqStart[s]!;
+    const last = step.seqStart[s + 1]!;
+    if (last > first && table[(meta.window.ctxStart[first]! / bs) | 0]! < 0) {
+      throw new Error(
+        `attention: sequence ${step.seqIds[s]}'s window starts at ${meta.window.ctxStart[first]}, in a block already freed`,
+      );
+    }
+    for (let t = first; t < last; t++) {
+      const pos = step.positions[t]!;
+      meta.windowSlots[t] = table[(pos / bs) | 0]! * bs + (pos % bs);
     }
   }
 
@@ -174,7 +236,7 @@ export class KvAttention {
     lse?: Float32Array,
   ): void {
     const meta = this.meta(step);
-    this.backend.kvWrite(this.caches[layer]!, k, v, meta.slots, step.nTokens);
+    this.backend.kvWrite(this.caches[layer]!, k, v, this.slots(meta, layer), step.nTokens);
     this.attend(meta, layer, step, q, out, this.ranges(meta, layer).ctxStart, meta.ctxEnd, lse);
   }
 
@@ -204,7 +266,7 @@ export class KvAttention {
     lateLse: Float32Array,
   ): void {
     const meta = this.meta(step);
-    this.backend.kvWrite(this.caches[layer]!, k, v, meta.slots, step.nTokens);
+    this.backend.kvWrite(this.caches[layer]!, k, v, this.slots(meta, layer), step.nTokens);
     this.attend(meta, layer, step, q, lateOut, this.ranges(meta, layer).lateStart, meta.ctxEnd, lateLse);
     this.backend.mergeAttention(
       out,
@@ -215,6 +277,10 @@ export class KvAttention {
       this.geometry.numHeads,
       this.geometry.headDim,
     );
+  }
+
+  private slots(meta: StepMeta, layer: number): Int32Array {
+    return this.inWindowPool(layer) ? meta.windowSlots : meta.slots;
   }
 
   private ranges(meta: StepMeta, layer: number): KeyRanges {
@@ -241,7 +307,7 @@ export class KvAttention {
     a.out = out;
     a.q = q;
     a.cache = this.caches[layer]!;
-    a.blockTables = meta.blockTables;
+    a.blockTables = this.inWindowPool(layer) ? meta.windowTables : meta.blockTables;
     a.maxBlocksPerSeq = this.maxBlocksPerSeq;
     a.qSeq = meta.qSeq;
     a.ctxStart = start;

@@ -12,8 +12,12 @@ export class LocalAttentionService implements AttentionService {
   /** Per micro-batch: q handed over in beginLayer (the executor's own buffer, still unchanged). */
   private readonly q: (Float32Array | undefined)[] = [];
 
+  /**
+   * `numBlocks`: of the global layers' pool when a model mixing window and global layers keeps
+   * the window layers' KV apart (their pool holds only blocks inside the window; window-blocks.ts).
+   */
   constructor(backend: KernelBackend, geometry: KvGeometry, numBlocks: number) {
-    this.kv = new KvAttention(backend, geometry, numBlocks);
+    this.kv = new KvAttention(backend, geometry, numBlocks, true);
   }
 
   get blockSize(): number {
@@ -21,11 +25,11 @@ export class LocalAttentionService implements AttentionService {
   }
 
   reserve(seqId: number, numTokens: number): boolean {
-    return this.kv.allocator.reserve(seqId, numTokens);
+    return this.kv.reserve(seqId, numTokens);
   }
 
   release(seqId: number): void {
-    this.kv.allocator.release(seqId);
+    this.kv.release(seqId);
   }
 
   usage(): readonly KvUsage[] {

@@ -32,6 +32,7 @@ export async function runAttentionWorker(
     new AttentionWorkerSession(channel, backend, {
       kvMemory: o.kvMemory,
       log,
+      freeWindowBlocks: true,
       ...(o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {}),
     });
   if (o.shm) {

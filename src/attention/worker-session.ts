@@ -17,6 +17,7 @@ import {
   type WorkerStats,
 } from "./protocol.js";
 import type { AttentionStep } from "./service.js";
+import { globalBlocksForBudget } from "./window-blocks.js";
 
 /** One in-flight micro-batch on the worker: its step metadata and its attention buffers. */
 interface MicroBatchState {
@@ -41,6 +42,12 @@ export interface WorkerSessionOptions {
   readonly log: (line: string) => void;
   /** Spin budget of the native data-plane loop before it sleeps (µs); default 1000. */
   readonly spinMicros?: number;
+  /**
+   * A model mixing window and global layers keeps the window layers' KV in a pool of its own that
+   * holds only blocks inside the window (window-blocks.ts). Attention workers do; a prefill
+   * instance's session does not (its KV hand-off reads the one block table).
+   */
+  readonly freeWindowBlocks?: boolean;
 }
 
 /** How often the control plane looks at a native loop's state (a failed loop ends the connection). */
@@ -109,7 +116,7 @@ export class AttentionWorkerSession {
         need(m.ints.length === 2, "RESERVE needs [seqId, numTokens]");
         const [seqId, n] = [m.ints[0]!, m.ints[1]!];
         need(n >= 0 && n <= this.config!.maxContext, `RESERVE of ${n} tokens exceeds the context`);
-        if (!kv.allocator.reserve(seqId, n))
+        if (!kv.reserve(seqId, n))
           this.options.log(
             `RESERVE seq ${seqId} to ${n} tokens: out of blocks (model-side mirror out of step)`,
           );
@@ -117,10 +124,10 @@ export class AttentionWorkerSession {
       }
       case MsgType.RELEASE:
         need(m.ints.length === 1, "RELEASE needs [seqId]");
-        kv.allocator.release(m.ints[0]!);
+        kv.release(m.ints[0]!);
         return;
       case MsgType.RESET:
-        for (const s of [...kv.allocator.sequences()]) kv.allocator.release(s);
+        kv.releaseAll();
         return;
       case MsgType.STEP:
         this.step(kv, m);
@@ -200,7 +207,8 @@ export class AttentionWorkerSession {
     }
     const geometry: KvGeometry = { ...req };
     const budget = Math.min(this.options.kvMemory, req.kvMemory ?? this.options.kvMemory);
-    const numBlocks = Math.floor(budget / kvBytesPerBlock(geometry));
+    const split = this.options.freeWindowBlocks === true;
+    const numBlocks = globalBlocksForBudget(geometry, budget, split);
     if (numBlocks < 1) {
       void this.channel.send(
         errorReply(m, `KV budget of ${budget} bytes holds no block of ${kvBytesPerBlock(geometry)} bytes`),
@@ -208,7 +216,7 @@ export class AttentionWorkerSession {
       return;
     }
     this.stopDataPlane();
-    this.kv = new KvAttention(this.backend, geometry, numBlocks);
+    this.kv = new KvAttention(this.backend, geometry, numBlocks, split);
     this.config = req;
     const dataPlaneNote = req.dataPlane ? this.startDataPlane(req, req.dataPlane, this.kv) : "";
     const qw = req.maxTokens * req.numHeads * req.headDim;

@@ -49,7 +49,7 @@ export async function buildEngine(
   if (kind === "colocated" || kind === "attention-workers") {
     const attention =
       kind === "colocated"
-        ? new LocalAttentionService(backend, sizes.geometry, sizes.numBlocks)
+        ? new LocalAttentionService(backend, sizes.geometry, sizes.localBlocks)
         : await connectAttentionWorkers(sizes, options, depth, log);
     parts = { executor: sliceExecutor(model, backend, sizes, depth), attention };
   } else {
@@ -83,7 +83,7 @@ export function buildColocatedEngine(
   if (kind !== "colocated") throw new Error(`buildColocatedEngine: the options ask for ${kind}`);
   const sizes = resolveSizes(model, options);
   const depth = pipelineDepth(attention ? "attention-workers" : kind, options);
-  const service = attention ?? new LocalAttentionService(backend, sizes.geometry, sizes.numBlocks);
+  const service = attention ?? new LocalAttentionService(backend, sizes.geometry, sizes.localBlocks);
   return engineCore(model, sizes, depth, {
     executor: sliceExecutor(model, backend, sizes, depth),
     attention: service,

@@ -1,4 +1,5 @@
-import { type KvGeometry, kvBytesPerBlock } from "../attention/kv-attention.js";
+import type { KvGeometry } from "../attention/kv-attention.js";
+import { globalBlocksForBudget } from "../attention/window-blocks.js";
 import type { DType } from "../model/tensor.js";
 import type { LoadedModel } from "../model/types.js";
 import type { CoreOptions } from "./options.js";
@@ -17,8 +18,10 @@ export interface EngineSizes {
   readonly maxTokensPerStep: number;
   readonly maxWaiting: number;
   readonly geometry: KvGeometry;
-  /** KV blocks of an in-process cache (attention workers size their own). */
+  /** KV blocks of an in-process cache whose layers share one block table (attention workers size their own). */
   readonly numBlocks: number;
+  /** KV blocks of the colocated service's global pool (its window layers' pool is sized from it). */
+  readonly localBlocks: number;
 }
 
 export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
@@ -41,7 +44,18 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
     ...(c.attnSoftcap !== undefined ? { softcap: c.attnSoftcap } : {}),
   };
-  const numBlocks =
-    o.kvBlocks ?? Math.max(1, Math.floor((o.kvMemory ?? DEFAULT_KV_MEMORY) / kvBytesPerBlock(geometry)));
-  return { maxContext, maxRunning, maxTokensPerStep, maxWaiting: o.maxWaiting ?? 1024, geometry, numBlocks };
+  const budget = o.kvMemory ?? DEFAULT_KV_MEMORY;
+  const numBlocks = o.kvBlocks ?? Math.max(1, globalBlocksForBudget(geometry, budget, false));
+  // The colocated cache keeps window layers' KV apart when the model mixes them (window-blocks.ts):
+  // the window blocks it frees leave room for more global ones.
+  const localBlocks = o.kvBlocks ?? Math.max(1, globalBlocksForBudget(geometry, budget, true));
+  return {
+    maxContext,
+    maxRunning,
+    maxTokensPerStep,
+    maxWaiting: o.maxWaiting ?? 1024,
+    geometry,
+    numBlocks,
+    localBlocks,
+  };
 }

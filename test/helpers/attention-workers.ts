@@ -32,13 +32,23 @@ export class InProcessWorker implements WorkerEndpoint {
     if (this.transport === "shm") {
       const [engineSide, workerSide] = createShmChannelPair();
       this.sessions.push(
-        new AttentionWorkerSession(workerSide, this.backend, { kvMemory: this.kvMemory, log }),
+        new AttentionWorkerSession(workerSide, this.backend, {
+          kvMemory: this.kvMemory,
+          log,
+          freeWindowBlocks: true,
+        }),
       );
       return engineSide;
     }
     if (!this.server) {
       this.server = await listenTcp({ host: "127.0.0.1", port: 0, secret: this.secret, log }, (ch) => {
-        this.sessions.push(new AttentionWorkerSession(ch, this.backend, { kvMemory: this.kvMemory, log }));
+        this.sessions.push(
+          new AttentionWorkerSession(ch, this.backend, {
+            kvMemory: this.kvMemory,
+            log,
+            freeWindowBlocks: true,
+          }),
+        );
       });
     }
     return connectTcp({ host: "127.0.0.1", port: this.server.port, secret: this.secret, log });
