@@ -36,6 +36,7 @@ import { AddressedWorker } from "../../src/placement/attention-worker-endpoints.
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import type { CoreOptions } from "../../src/placement/options.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
+import type { SliceExecutor } from "../../src/runtime/executor.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { startAttentionWorker } from "./worker-proc.js";
@@ -150,11 +151,13 @@ let weightBytes = 0;
 for (const t of model.weights.values()) weightBytes += t.data.byteLength;
 const baseOpts: CoreOptions = { maxRunning, maxTokensPerStep, blockSize, kvDtype, maxWaiting: 1 << 20 };
 // A throwaway core (1 KV block) only to read the executor's activation size for these limits.
-const contextBytes = buildColocatedEngine(model, backend, {
-  ...baseOpts,
-  kvBlocks: 1,
-  pipelineDepth: 1,
-}).executor.microBatchBytes();
+const contextBytes = (
+  buildColocatedEngine(model, backend, {
+    ...baseOpts,
+    kvBlocks: 1,
+    pipelineDepth: 1,
+  }).executor as SliceExecutor
+).microBatchBytes();
 
 // KV bytes per token from the model shape alone (k and v, every layer, every KV head).
 const kvBytesPerToken = 2 * shape.layers * kvHeads * headDim * bytesPerElement(kvDtype);

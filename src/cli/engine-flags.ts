@@ -53,6 +53,12 @@ export function addEngineFlags(cmd: Command): Command {
       "split KV across attention workers by head or request",
       choiceArg(["head", "request"] as const),
     )
+    .option(
+      "--model-workers <n>",
+      "model worker processes (Lamina's (a, b) topology): slices rotate over them, KV on the attention workers",
+      intArg(1, 32),
+    )
+    .option("--model-worker-threads <n>", "kernel threads of each model worker (default 1)", intArg(1, 1024))
     .option("--pipeline-depth <n>", "micro-batches in flight (staggered pipelining)", intArg(1, 16))
     .option(
       "--transport <kind>",
@@ -111,6 +117,8 @@ export interface EngineFlagValues {
   spinUs?: number;
   partition?: "head" | "request";
   pipelineDepth?: number;
+  modelWorkers?: number;
+  modelWorkerThreads?: number;
   transport?: "shm" | "tcp";
   mode?: "colocated" | "pd" | "adrenaline";
   prefillInstances?: number;
@@ -139,6 +147,8 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     spinMicros: f.spinUs,
     partition: f.partition,
     pipelineDepth: f.pipelineDepth,
+    modelWorkers: f.modelWorkers,
+    modelWorkerThreads: f.modelWorkerThreads,
     transport: f.transport,
     mode: f.mode,
     prefillInstances: f.prefillInstances,

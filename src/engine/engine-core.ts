@@ -1,5 +1,6 @@
 import { type AttentionService, AttentionWorkerLostError } from "../attention/service.js";
-import type { SliceExecutor } from "../runtime/executor.js";
+import type { ModelExecutor } from "../runtime/model-executor.js";
+import { ModelWorkerLostError } from "../runtime/model-executor.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { EngineStats, GenerateRequest, Readiness, TokenEvent } from "./api.js";
 import { InvalidRequestError, PromptTooLongError, QueueFullError } from "./errors.js";
@@ -46,7 +47,7 @@ export class EngineCore {
   onReadinessChange: () => void = () => {};
 
   constructor(
-    readonly executor: SliceExecutor,
+    readonly executor: ModelExecutor,
     readonly attention: AttentionService,
     tokenizer: Tokenizer,
     readonly options: EngineCoreOptions,
@@ -154,6 +155,13 @@ export class EngineCore {
    * end first (they fail or complete), then the service rebuilds. True if the step is over.
    */
   private async recoverBetweenSteps(events: TokenEvent[]): Promise<boolean> {
+    if (this.executor.recovery?.needsRecovery()) {
+      const error = await this.landAll(events);
+      if (error !== undefined && !(error instanceof ModelWorkerLostError))
+        await this.recoverOrThrow(error, events);
+      await this.recoverModelWorkers();
+      return true;
+    }
     if (!this.attention.recovery?.needsRecovery()) return false;
     const error = await this.landAll(events);
     if (error !== undefined) {
@@ -195,8 +203,26 @@ export class EngineCore {
 
   /** With nothing in flight: a lost attention worker is recovered from; anything else is thrown. */
   private async recoverOrThrow(error: unknown, events: TokenEvent[]): Promise<void> {
+    if (error instanceof ModelWorkerLostError && this.executor.recovery) {
+      await this.recoverModelWorkers();
+      return;
+    }
     if (!(error instanceof AttentionWorkerLostError && this.attention.recovery)) throw error;
     await this.recover(events);
+  }
+
+  /**
+   * A model worker was lost: it is replaced, and the steps it took down run again at the next
+   * launch (their sequences had not advanced; their KV stays on the attention workers).
+   */
+  private async recoverModelWorkers(): Promise<void> {
+    this.setUnready("recovering: a model worker was lost");
+    try {
+      await this.executor.recovery!.recover();
+    } finally {
+      this.setUnready(null);
+    }
+    this.recoveries++;
   }
 
   /**

@@ -1,5 +1,5 @@
-import type { AttentionService } from "../attention/service.js";
-import type { SliceExecutor } from "../runtime/executor.js";
+import type { AttentionDrive, AttentionService } from "../attention/service.js";
+import type { ModelExecutor } from "../runtime/model-executor.js";
 import { createModelStep, type ModelStep } from "../runtime/step.js";
 import type { ScheduledChunk, Scheduler } from "./scheduler.js";
 import type { Sequence } from "./sequence.js";
@@ -50,7 +50,7 @@ export class MicroBatchPipeline {
     depth: number,
     maxTokensPerStep: number,
     maxRunning: number,
-    private readonly executor: SliceExecutor,
+    private readonly executor: ModelExecutor,
     private readonly attention: AttentionService,
   ) {
     this.batches = Array.from({ length: Math.max(1, depth) }, (_, id) => ({
@@ -106,8 +106,13 @@ export class MicroBatchPipeline {
   }
 
   /** Waits until some micro-batch in flight has finished; returns the oldest finished one. */
+  /** Who completes forward passes only when driven: model workers, else the attention service. */
+  private get drive(): AttentionDrive | null {
+    return this.executor.drive ?? this.attention.drive ?? null;
+  }
+
   async next(): Promise<MicroBatch> {
-    if (this.attention.drive) {
+    if (this.drive) {
       await this.driveUntil(() => this.batches.some((b) => b.pending !== null && b.outcome !== null));
       return this.oldestFinished();
     }
@@ -120,7 +125,7 @@ export class MicroBatchPipeline {
 
   /** Waits for every micro-batch in flight. */
   async settleAll(): Promise<void> {
-    if (this.attention.drive) await this.driveUntil(() => this.unfinished() === 0);
+    if (this.drive) await this.driveUntil(() => this.unfinished() === 0);
     await Promise.all(this.batches.map((b) => b.pending));
   }
 
@@ -141,7 +146,7 @@ export class MicroBatchPipeline {
   private async driveUntil(done: () => boolean): Promise<void> {
     let idle = 0;
     while (!done()) {
-      const drive = this.attention.drive;
+      const drive = this.drive;
       if (!drive) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         continue;

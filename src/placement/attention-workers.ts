@@ -13,6 +13,8 @@ export async function connectAttentionWorkers(
   options: EngineOptions,
   microBatches: number,
   log: (line: string) => void,
+  /** Model workers post the layers too: keep the segments' names for them to map. */
+  shareDataPlane = false,
 ): Promise<RemoteAttentionService> {
   const addrs = options.attentionWorkerAddrs ?? [];
   const endpoints: WorkerEndpoint[] = [];
@@ -39,6 +41,7 @@ export async function connectAttentionWorkers(
     microBatches,
     ...(options.attentionTimeoutMs !== undefined ? { replyTimeoutMs: options.attentionTimeoutMs } : {}),
     ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
+    shareDataPlane,
     log,
   });
 }

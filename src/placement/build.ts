@@ -7,7 +7,9 @@ import type { KernelBackend } from "../kernels/backend.js";
 import type { LoadedModel } from "../model/types.js";
 import type { HybridAttentionService } from "../pd/hybrid-attention.js";
 import { SliceExecutor } from "../runtime/executor.js";
+import type { ModelExecutor } from "../runtime/model-executor.js";
 import { connectAttentionWorkers } from "./attention-workers.js";
+import { buildModelWorkerPlacement } from "./model-workers.js";
 import type { EngineOptions } from "./options.js";
 import { buildPdPlacement, type PrefillOpener } from "./pd.js";
 import { type EngineSizes, resolveSizes } from "./sizes.js";
@@ -20,13 +22,15 @@ export interface BuildContext {
 }
 
 /** What a placement contributes to the engine: who runs the slices, and who runs attention. */
-interface Assembled {
-  readonly executor: SliceExecutor;
+export interface Assembled {
+  readonly executor: ModelExecutor;
   readonly attention: AttentionService;
 }
 
 /** Micro-batches in flight: asked for, else 2 where attention runs elsewhere (Lamina's ping-pong). */
 export function pipelineDepth(kind: PlacementKind, o: EngineOptions): number {
+  // With model workers, Lamina's n = a + 1: every model worker busy while one batch is in attention.
+  if (o.modelWorkers !== undefined) return o.pipelineDepth ?? o.modelWorkers + 1;
   return o.pipelineDepth ?? (kind === "attention-workers" ? 2 : 1);
 }
 
@@ -46,7 +50,9 @@ export async function buildEngine(
   const sizes = resolveSizes(model, options);
   const depth = pipelineDepth(kind, options);
   let parts: Assembled;
-  if (kind === "colocated" || kind === "attention-workers") {
+  if (kind === "attention-workers" && options.modelWorkers !== undefined) {
+    parts = await buildModelWorkerPlacement(model, sizes, options, depth, log);
+  } else if (kind === "colocated" || kind === "attention-workers") {
     const attention =
       kind === "colocated"
         ? new LocalAttentionService(backend, sizes.geometry, sizes.localBlocks)

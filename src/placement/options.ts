@@ -42,6 +42,14 @@ export interface EngineOptions extends CoreOptions {
   readonly attentionTimeoutMs?: number;
   readonly partition?: "head" | "request";
   readonly pipelineDepth?: number;
+  /**
+   * Model worker processes (Lamina's a): they run the slices, rotating over the micro-batches
+   * (slice k of micro-batch j on worker (j + k) mod a), and exchange each layer with the attention
+   * workers directly. Needs locally spawned attention workers over shared memory. Default depth a + 1.
+   */
+  readonly modelWorkers?: number;
+  /** Kernel threads of each model worker (default 1). */
+  readonly modelWorkerThreads?: number;
   readonly transport?: "shm" | "tcp";
   /**
    * Placement of prefill: colocated (default), "pd" (prefill instances hand each prompt's KV to

@@ -39,6 +39,23 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
   positiveInt(o.attentionTimeoutMs, "--attention-timeout-ms", 1);
   positiveInt(o.spinMicros, "--spin-us", 0);
   positiveInt(o.prefillInstances, "--prefill-instances", 1);
+  positiveInt(o.modelWorkers, "--model-workers", 1);
+  positiveInt(o.modelWorkerThreads, "--model-worker-threads", 1);
+  if (o.modelWorkerThreads !== undefined && o.modelWorkers === undefined)
+    throw new Error("--model-worker-threads needs --model-workers");
+  if (o.modelWorkers !== undefined) {
+    if (mode !== "colocated") throw new Error(`--model-workers does not combine with --mode ${mode}`);
+    if (spawned < 1)
+      throw new Error(
+        "--model-workers needs locally spawned attention workers (--attention-workers N): model workers reach them over shared memory",
+      );
+    if (o.transport === "tcp")
+      throw new Error(
+        "--model-workers needs --transport shm (model workers on other hosts are not supported yet)",
+      );
+    if (o.backend === "reference")
+      throw new Error("--model-workers needs the native kernels (their data plane)");
+  }
   if (o.prefillTtftMs !== undefined && !(o.prefillTtftMs > 0))
     throw new Error(`--prefill-ttft-ms must be positive (got ${o.prefillTtftMs})`);
   if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))

@@ -1,5 +1,5 @@
-import type { AttentionService } from "../attention/service.js";
-import type { SlicedModel } from "../graph/converter.js";
+import type { AttentionService, LayerAttention } from "../attention/service.js";
+import type { AttentionOp, SlicedModel } from "../graph/converter.js";
 import type { Op } from "../graph/ops.js";
 import type { KernelBackend, PreparedWeight, RopeTables } from "../kernels/backend.js";
 import { buildRopeTables } from "../kernels/rope.js";
@@ -7,12 +7,13 @@ import type { ModelConfig } from "../model/config.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import { type BufferPlan, planBuffers } from "./buffer-plan.js";
+import type { ModelExecutor } from "./model-executor.js";
 import { MoeScratch, type PreparedMoe, prepareMoe, runMoe } from "./moe-runner.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
 /** One micro-batch's state on a model worker: activation buffers only (no per-request state). */
 interface MicroBatchBuffers {
-  readonly buffers: readonly Float32Array[];
+  buffers: readonly Float32Array[];
   readonly timing: StepTiming;
   /** Scratch of the mixture-of-experts layers, if the model has any. */
   readonly moe: MoeScratch | null;
@@ -30,7 +31,7 @@ export interface ExecutorLimits {
  * attention service at every cut. It holds weights and nothing per request, so the same
  * executor serves colocated, disaggregated and offloading placements alike.
  */
-export class SliceExecutor {
+export class SliceExecutor implements ModelExecutor {
   private readonly plan: BufferPlan;
   private readonly prepared = new Map<string, PreparedWeight>();
   private readonly vectors = new Map<string, Float32Array>();
@@ -55,11 +56,7 @@ export class SliceExecutor {
   ) {
     this.headDim = config.headDim;
     this.scale = config.attentionScale ?? 1 / Math.sqrt(config.headDim);
-    this.order = [];
-    for (const s of sliced.slices) {
-      this.order.push(...s.ops);
-      if (s.attention) this.order.push(s.attention);
-    }
+    this.order = sliceOrder(sliced);
     this.plan = planBuffers(sliced.graph, this.order);
     const need = (name: string): Tensor => {
       const t = weights.get(name);
@@ -114,6 +111,50 @@ export class SliceExecutor {
     return t;
   }
 
+  /** The activation buffers one micro-batch needs: row space and width of each, in plan order. */
+  get bufferShapes(): readonly { readonly rows: "tokens" | "logits"; readonly width: number }[] {
+    return this.plan.buffers;
+  }
+
+  /**
+   * Runs micro-batch `microBatch` in buffers the caller holds (a model worker's shared plane, where
+   * the next slice may run in another process) instead of its own.
+   */
+  adoptBuffers(microBatch: number, buffers: readonly Float32Array[]): void {
+    const ctx = this.batches[microBatch];
+    if (!ctx) throw new Error(`micro-batch ${microBatch} is outside the executor's ${this.batches.length}`);
+    const own = ctx.buffers;
+    if (buffers.length !== own.length || buffers.some((b, i) => b.length < own[i]!.length))
+      throw new Error("adopted activation buffers do not match the buffer plan");
+    ctx.buffers = buffers;
+  }
+
+  /** Slices of the forward pass: n attention ops give n + 1. */
+  get sliceCount(): number {
+    return this.sliced.slices.length;
+  }
+
+  /** The buffer of `tensor` in micro-batch `microBatch`. */
+  tensorOf(microBatch: number, tensor: string): Float32Array {
+    return this.buf(this.batches[microBatch]!, tensor);
+  }
+
+  /**
+   * Runs slice `k` of `step`: its ops, with q handed to `attention.beginLayer` as soon as it is
+   * complete. Returns the slice's attention op (its k, v and out tensors), null for the last.
+   */
+  runSlice(step: ModelStep, k: number, attention: Pick<LayerAttention, "beginLayer">): AttentionOp | null {
+    const ctx = this.batches[step.microBatch]!;
+    const slice = this.sliced.slices[k]!;
+    const att = slice.attention ?? null;
+    for (let i = 0; i < slice.ops.length; i++) {
+      this.runOp(ctx, step, slice.ops[i]!);
+      if (att && i + 1 === slice.qReadyAfter) attention.beginLayer(att.layer, step, this.buf(ctx, att.q));
+    }
+    if (att && slice.qReadyAfter === 0) attention.beginLayer(att.layer, step, this.buf(ctx, att.q));
+    return att;
+  }
+
   /** Bytes of activation buffers one micro-batch holds. */
   microBatchBytes(): number {
     const activations = this.plan.buffers.reduce(
@@ -142,18 +183,13 @@ export class SliceExecutor {
     if (!ctx)
       throw new Error(`micro-batch ${step.microBatch} is outside the executor's ${this.batches.length}`);
     const timing = ctx.timing;
-    for (const slice of this.sliced.slices) {
+    for (let k = 0; k < this.sliced.slices.length; k++) {
       let t0 = performance.now();
-      const att = slice.attention;
-      for (let i = 0; i < slice.ops.length; i++) {
-        this.runOp(ctx, step, slice.ops[i]!);
-        if (att && i + 1 === slice.qReadyAfter) attention.beginLayer(att.layer, step, this.buf(ctx, att.q));
-      }
+      const att = this.runSlice(step, k, attention);
       if (!att) {
         timing.model += (performance.now() - t0) / 1000;
         break;
       }
-      if (slice.qReadyAfter === 0) attention.beginLayer(att.layer, step, this.buf(ctx, att.q));
       const t1 = performance.now();
       timing.model += (t1 - t0) / 1000;
       const pending = attention.finishLayer(
@@ -262,6 +298,16 @@ function roundTo(dtype: string, v: number): number {
   if (dtype === "bf16") return bf16ToF32(f32ToBf16(v));
   if (dtype === "f16") return f16ToF32(f32ToF16(v));
   return Math.fround(v);
+}
+
+/** Every op of the sliced model in execution order, attention ops included (the buffer plan's input). */
+export function sliceOrder(sliced: SlicedModel): Op[] {
+  const order: Op[] = [];
+  for (const s of sliced.slices) {
+    order.push(...s.ops);
+    if (s.attention) order.push(s.attention);
+  }
+  return order;
 }
 
 function copyRow(dst: Float32Array, dstOff: number, src: Float32Array, srcOff: number, n: number): void {

@@ -1,0 +1,403 @@
+import type { RemoteAttentionService, SharedPlaneTarget } from "../attention/remote-service.js";
+import { type AttentionDrive, AttentionWorkerLostError } from "../attention/service.js";
+import type { SlicedModel } from "../graph/converter.js";
+import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
+import { type ShmNative, shmNative } from "../transport/shm-native.js";
+import { planBuffers } from "./buffer-plan.js";
+import { sliceOrder } from "./executor.js";
+import type { ModelExecutor, ModelRecovery } from "./model-executor.js";
+import { ModelWorkerLostError } from "./model-executor.js";
+import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes, replicaOf } from "./model-plane.js";
+import { MODEL_WORKER_PROTOCOL_VERSION, type ModelWorkerConfigure } from "./model-worker-protocol.js";
+import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
+
+/** One model worker process as the front end drives it (spawned by the placement). */
+export interface ModelWorkerProc {
+  readonly pid: number;
+  /** Sends CONFIGURE; resolves on its reply, rejects on an error reply, exit or timeout. */
+  configure(c: ModelWorkerConfigure, timeoutMs: number): Promise<void>;
+  alive(): boolean;
+  kill(): void;
+  stop(): Promise<void>;
+}
+
+export interface ModelWorkerExecutorOptions {
+  readonly attention: RemoteAttentionService;
+  readonly sliced: SlicedModel;
+  readonly maxTokens: number;
+  readonly maxSeqs: number;
+  readonly maxContext: number;
+  readonly microBatches: number;
+  readonly replicas: number;
+  readonly spawn: (replica: number) => Promise<ModelWorkerProc>;
+  readonly spinUs: number;
+  /** A replica silent this long on a slice that is due is declared lost (and killed). */
+  readonly timeoutMs: number;
+  readonly log: (line: string) => void;
+}
+
+interface Pending {
+  seq: number;
+  resolve: ((logits: Float32Array) => void) | null;
+  reject: ((e: Error) => void) | null;
+}
+
+/** How long the front end sleeps at a time while it waits (it checks the replicas in between). */
+const SLEEP_SLICE_MS = 20;
+/** How long replicas may take to stop between slices when the front end pauses them. */
+const PAUSE_TIMEOUT_MS = 10_000;
+const CONFIGURE_TIMEOUT_MS = 60_000;
+
+/**
+ * The front end's executor when model workers run the slices (Lamina's (a, b) topology): a
+ * launch writes the step into the shared model plane and posts its STEP to the attention workers;
+ * model workers then run its slices by the rotation, exchanging each layer with the attention
+ * workers directly; the front end only waits for the logits. Waiting is driven by the engine's
+ * pipeline (`drive`), natively: spin, then a futex on the plane's doorbell.
+ */
+export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, ModelRecovery {
+  private readonly pending: Pending[];
+  private readonly procs: (ModelWorkerProc | null)[];
+  private readonly logitsSlot: number;
+  private epoch = -1;
+  private lost = "";
+  private steps = 0;
+  private lastProgress = performance.now();
+  private lastDoorbell = 0;
+  private reconfiguring: Promise<void> | null = null;
+  private readonly shm: ShmNative;
+
+  private constructor(
+    private readonly o: ModelWorkerExecutorOptions,
+    readonly plane: ModelPlane,
+    readonly planeName: string,
+    logitsSlot: number,
+  ) {
+    this.shm = shmNative();
+    this.logitsSlot = logitsSlot;
+    this.pending = Array.from({ length: o.microBatches }, () => ({ seq: 0, resolve: null, reject: null }));
+    this.procs = Array.from({ length: o.replicas }, () => null);
+  }
+
+  /** Creates the plane, spawns the model workers and configures each with the attention workers. */
+  static async start(o: ModelWorkerExecutorOptions): Promise<ModelWorkerExecutor> {
+    const plan = planBuffers(o.sliced.graph, sliceOrder(o.sliced));
+    const targets = sharedTargets(o.attention);
+    const shape: ModelPlaneShape = {
+      microBatches: o.microBatches,
+      replicas: o.replicas,
+      targets: targets.length,
+      maxTokens: o.maxTokens,
+      maxSeqs: o.maxSeqs,
+      buffers: plan.buffers.map((b) => ({ rows: b.rows, width: b.width })),
+    };
+    const name = newSegmentName();
+    const buffer = shmNative().create(name, modelPlaneBytes(shape));
+    unlinkAtExit(name);
+    const plane = new ModelPlane(buffer, shape);
+    plane.initialise();
+    const ex = new ModelWorkerExecutor(o, plane, name, plan.slotOf.get(o.sliced.graph.output)!);
+    try {
+      await Promise.all(Array.from({ length: o.replicas }, (_, r) => ex.bringUp(r)));
+      ex.epoch = o.attention.layoutEpoch;
+    } catch (e) {
+      await ex.close();
+      throw e;
+    }
+    return ex;
+  }
+
+  get drive(): AttentionDrive {
+    return this;
+  }
+
+  get recovery(): ModelRecovery {
+    return this;
+  }
+
+  /** Spawns replica r and configures it with the attention workers serving now. */
+  private async bringUp(r: number): Promise<void> {
+    const proc = await this.o.spawn(r);
+    this.procs[r] = proc;
+    await proc.configure(this.configureFor(r, sharedTargets(this.o.attention)), CONFIGURE_TIMEOUT_MS);
+    this.o.log(`model worker ${r} (pid ${proc.pid}) serving replica ${r} of ${this.o.replicas}`);
+  }
+
+  private configureFor(r: number, targets: SharedPlaneTarget[]): ModelWorkerConfigure {
+    const g = this.o.attention.geometry;
+    return {
+      v: MODEL_WORKER_PROTOCOL_VERSION,
+      type: "configure",
+      epoch: this.o.attention.layoutEpoch,
+      plane: this.planeName,
+      shape: {
+        ...this.plane.shape,
+        buffers: this.plane.shape.buffers.map((b) => ({ rows: b.rows, width: b.width })),
+      },
+      replica: r,
+      targets: targets.map((t) => ({ ...t, shape: { ...t.shape } })),
+      qWidth: g.numHeads * g.headDim,
+      kvWidth: g.numKvHeads * g.headDim,
+      maxContext: this.o.maxContext,
+      spinUs: this.o.spinUs,
+      timeoutMs: this.o.timeoutMs,
+    };
+  }
+
+  async forward(step: ModelStep): Promise<Float32Array> {
+    if (this.lost) throw new ModelWorkerLostError(-1, this.lost);
+    // The attention workers were laid out again (a recovery): the replicas map the new segments.
+    if (this.o.attention.layoutEpoch !== this.epoch) {
+      this.reconfiguring ??= this.quiesce().finally(() => {
+        this.reconfiguring = null;
+      });
+      await this.reconfiguring;
+    }
+    const j = step.microBatch;
+    const b = this.plane.batches[j]!;
+    const subs = this.o.attention.postStepForModelWorkers(step);
+    const n = step.nTokens;
+    for (let t = 0; t < n; t++) {
+      b.tokens[t] = step.tokens[t]!;
+      b.positions[t] = step.positions[t]!;
+    }
+    for (let s = 0; s <= step.nSeqs; s++) b.seqStart[s] = step.seqStart[s]!;
+    for (let s = 0; s < step.nSeqs; s++) b.seqIds[s] = step.seqIds[s]!;
+    for (let r = 0; r < step.nLogits; r++) b.logitRows[r] = step.logitRows[r]!;
+    for (let t = 0; t < subs.length; t++) {
+      const sub = subs[t]!;
+      const rows = b.rows[t]!;
+      for (let i = 0; i < sub.nTokens; i++) rows[i] = sub.rows[i]!;
+      b.words[B.subTokens + t] = sub.nTokens;
+    }
+    b.words[B.nTokens] = n;
+    b.words[B.nSeqs] = step.nSeqs;
+    b.words[B.nLogits] = step.nLogits;
+    Atomics.store(b.words, B.sliceDone, 0);
+    const seq = Atomics.add(b.words, B.stepSeq, 1) + 1;
+    const p = this.pending[j]!;
+    p.seq = seq;
+    const result = new Promise<Float32Array>((resolve, reject) => {
+      p.resolve = resolve;
+      p.reject = reject;
+    });
+    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    return result;
+  }
+
+  blocked(): number {
+    let n = 0;
+    for (const p of this.pending) if (p.resolve) n++;
+    return n;
+  }
+
+  /** Waits until some launched micro-batch ends (its logits are in, or it failed) and settles it. */
+  pump(): void {
+    const h = this.plane.header;
+    for (;;) {
+      if (this.settle() > 0) return;
+      if (this.checkHealth()) return;
+      const seen = Atomics.load(h, H.doorbell);
+      if (seen !== this.lastDoorbell) {
+        this.lastDoorbell = seen;
+        this.lastProgress = performance.now();
+      }
+      const spinUntil = performance.now() + this.o.spinUs / 1000;
+      let moved = false;
+      while (!moved && performance.now() < spinUntil) moved = Atomics.load(h, H.doorbell) !== seen;
+      if (moved) continue;
+      Atomics.add(h, H.sleepers, 1);
+      this.shm.wait(this.plane.buffer, this.plane.doorbellOffset, seen, SLEEP_SLICE_MS);
+      Atomics.sub(h, H.sleepers, 1);
+    }
+  }
+
+  /** Settles every micro-batch whose step ended; returns how many. */
+  private settle(): number {
+    let n = 0;
+    for (let j = 0; j < this.pending.length; j++) {
+      const p = this.pending[j]!;
+      if (!p.resolve) continue;
+      const b = this.plane.batches[j]!;
+      if (Atomics.load(b.words, B.logitsSeq) === p.seq) {
+        const resolve = p.resolve;
+        p.resolve = null;
+        p.reject = null;
+        this.steps++;
+        resolve(b.buffers[this.logitsSlot]!);
+        n++;
+      } else if (Atomics.load(b.words, B.failedSeq) === p.seq) {
+        const why = this.plane.errorOf(j);
+        // An attention worker that failed under a replica is the attention service's loss.
+        const attention = this.o.attention.probeDataPlane();
+        this.failOne(p, attention ? new AttentionWorkerLostError("data plane", attention) : new Error(why));
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private failOne(p: Pending, e: Error): void {
+    const reject = p.reject;
+    p.resolve = null;
+    p.reject = null;
+    reject?.(e);
+  }
+
+  /** Fails everything in flight; true if something was failed. */
+  private failAll(e: Error): boolean {
+    let n = 0;
+    for (const p of this.pending)
+      if (p.reject) {
+        this.failOne(p, e);
+        n++;
+      }
+    return n > 0;
+  }
+
+  /**
+   * A dead replica, a lost attention worker, or a replica silent past the timeout on a slice
+   * that is due (it is killed: a stopped process would hold the rotation for ever) fails every
+   * micro-batch in flight; recovery then replaces what was lost.
+   */
+  private checkHealth(): boolean {
+    for (let r = 0; r < this.procs.length; r++) {
+      const proc = this.procs[r];
+      if (proc && !proc.alive()) return this.declareLost(r, `process ${proc.pid} exited`);
+    }
+    const attention = this.o.attention.probeDataPlane();
+    if (attention || this.o.attention.needsRecovery())
+      return this.failAll(
+        new AttentionWorkerLostError("data plane", attention || "an attention worker was lost"),
+      );
+    if (performance.now() - this.lastProgress > this.o.timeoutMs) {
+      const r = this.dueReplica();
+      if (r >= 0) {
+        this.procs[r]?.kill();
+        return this.declareLost(r, `no progress within ${this.o.timeoutMs} ms`);
+      }
+      this.lastProgress = performance.now();
+    }
+    return false;
+  }
+
+  /** The replica the oldest unfinished micro-batch waits for. */
+  private dueReplica(): number {
+    for (let j = 0; j < this.pending.length; j++) {
+      if (!this.pending[j]!.resolve) continue;
+      const done = Atomics.load(this.plane.batches[j]!.words, B.sliceDone);
+      return replicaOf(j, done, this.o.replicas);
+    }
+    return -1;
+  }
+
+  private declareLost(r: number, why: string): boolean {
+    if (!this.lost) this.o.log(`model worker ${r} lost: ${why}`);
+    this.lost ||= `model worker ${r}: ${why}`;
+    this.failAll(new ModelWorkerLostError(r, why));
+    return true;
+  }
+
+  needsRecovery(): boolean {
+    if (this.lost) return true;
+    for (let r = 0; r < this.procs.length; r++) {
+      const proc = this.procs[r];
+      if (proc && !proc.alive()) {
+        this.lost = `model worker ${r}: process ${proc.pid} exited`;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Replaces lost replicas and makes every micro-batch launchable again (nothing is in flight). */
+  async recover(): Promise<void> {
+    await this.quiesce();
+    this.lost = "";
+  }
+
+  /**
+   * Pauses the live replicas between slices, respawns dead ones, re-maps the attention workers'
+   * segments if they moved, lets the attention workers drain what was posted, and resets every
+   * micro-batch to idle before the replicas go on.
+   */
+  private async quiesce(): Promise<void> {
+    const h = this.plane.header;
+    const epoch = Atomics.load(h, H.runEpoch) + 1;
+    Atomics.store(h, H.pauseEpoch, epoch);
+    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    await this.waitForAcks(epoch);
+    const targets = sharedTargets(this.o.attention);
+    const moved = this.o.attention.layoutEpoch !== this.epoch;
+    await Promise.all(
+      this.procs.map(async (proc, r) => {
+        if (!proc?.alive()) {
+          await proc?.stop();
+          this.o.log(`model worker ${r}: starting a replacement`);
+          await this.bringUp(r);
+        } else if (moved) await proc.configure(this.configureFor(r, targets), CONFIGURE_TIMEOUT_MS);
+      }),
+    );
+    this.epoch = this.o.attention.layoutEpoch;
+    for (let j = 0; j < this.plane.batches.length; j++) {
+      if (!moved && !this.o.attention.settleForModelWorkers(j))
+        throw new Error(`attention workers did not settle micro-batch ${j}`);
+      const w = this.plane.batches[j]!.words;
+      const seq = Atomics.load(w, B.stepSeq);
+      Atomics.store(w, B.failedSeq, seq);
+      Atomics.store(w, B.sliceDone, 0);
+    }
+    Atomics.store(h, H.runEpoch, epoch);
+    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    this.lastProgress = performance.now();
+  }
+
+  /** Waits until every live replica says it stopped taking slices; a silent one is killed. */
+  private async waitForAcks(epoch: number): Promise<void> {
+    const t0 = performance.now();
+    for (;;) {
+      let waiting = -1;
+      for (let r = 0; r < this.procs.length; r++) {
+        const proc = this.procs[r];
+        if (proc?.alive() && Atomics.load(this.plane.replicaWords(r), 1) !== epoch) waiting = r;
+      }
+      if (waiting < 0) return;
+      if (performance.now() - t0 > PAUSE_TIMEOUT_MS) {
+        this.o.log(`model worker ${waiting} did not pause within ${PAUSE_TIMEOUT_MS} ms: replacing it`);
+        this.procs[waiting]!.kill();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
+  timing(): StepTiming {
+    const t = createStepTiming();
+    for (let r = 0; r < this.o.replicas; r++) {
+      const s = this.plane.replicaSeconds(r);
+      t.model += s[0]!;
+      t.attention += s[1]!;
+    }
+    t.steps = this.steps;
+    return t;
+  }
+
+  /** Model worker pids (tests kill them). */
+  pids(): number[] {
+    return this.procs.map((p) => p?.pid ?? 0);
+  }
+
+  async close(): Promise<void> {
+    this.failAll(new Error("engine shutting down"));
+    await Promise.all(this.procs.map((p) => p?.stop().catch(() => undefined)));
+    unlinkSegmentName(this.planeName);
+  }
+}
+
+function sharedTargets(attention: RemoteAttentionService): SharedPlaneTarget[] {
+  const shared = attention.sharedPlane();
+  if ("reason" in shared)
+    throw new Error(`model workers cannot reach the attention workers: ${shared.reason}`);
+  return shared.targets;
+}

@@ -1,0 +1,89 @@
+import { z } from "zod";
+import { MAX_REPLICAS, MAX_TARGETS } from "./model-plane.js";
+
+/**
+ * The control messages between a front end and a locally spawned model worker (Node IPC). Only
+ * control travels here: a step's inputs, activations and logits live in the shared model plane,
+ * and the per-layer exchange goes straight to the attention workers' data plane.
+ *
+ *   worker → front end   hello {pid, kernels}                once the model and kernels are loaded
+ *   front end → worker   configure {plane, shape, replica, targets, …}   (again after a relayout)
+ *   worker → front end   configured {epoch} | error {message}
+ *   front end → worker   stop
+ */
+export const MODEL_WORKER_PROTOCOL_VERSION = 1;
+
+const version = z.literal(MODEL_WORKER_PROTOCOL_VERSION);
+const count = (max: number) => z.number().int().min(1).max(max);
+
+const dataPlaneShapeSchema = z.strictObject({
+  numTags: count(64),
+  maxTokens: count(1 << 20),
+  maxSeqs: count(1 << 16),
+  maxBlocksPerSeq: count(1 << 20),
+  qWidth: count(1 << 20),
+  kvWidth: count(1 << 20),
+  numLayers: count(1024),
+});
+
+export const configureSchema = z.strictObject({
+  v: version,
+  type: z.literal("configure"),
+  /** Layout generation of the attention workers these targets belong to. */
+  epoch: z.number().int().min(0),
+  plane: z.string().regex(/^\/lamina-[\w-]+$/),
+  shape: z.strictObject({
+    microBatches: count(32),
+    replicas: count(MAX_REPLICAS),
+    targets: count(MAX_TARGETS),
+    maxTokens: count(1 << 20),
+    maxSeqs: count(1 << 16),
+    buffers: z.array(z.strictObject({ rows: z.enum(["tokens", "logits"]), width: count(1 << 24) })).max(4096),
+  }),
+  replica: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_REPLICAS - 1),
+  targets: z
+    .array(
+      z.strictObject({
+        segment: z.string().regex(/^\/lamina-[\w-]+$/),
+        shape: dataPlaneShapeSchema,
+        outColOff: z.number().int().min(0),
+        kvColOff: z.number().int().min(0),
+      }),
+    )
+    .min(1)
+    .max(MAX_TARGETS),
+  qWidth: count(1 << 20),
+  kvWidth: count(1 << 20),
+  maxContext: count(1 << 24),
+  spinUs: z.number().int().min(0).max(1_000_000),
+  timeoutMs: count(3_600_000),
+});
+export type ModelWorkerConfigure = z.infer<typeof configureSchema>;
+
+export const toWorkerSchema = z.discriminatedUnion("type", [
+  configureSchema,
+  z.strictObject({ v: version, type: z.literal("stop") }),
+]);
+export type ToModelWorker = z.infer<typeof toWorkerSchema>;
+
+export const fromWorkerSchema = z.discriminatedUnion("type", [
+  z.strictObject({ v: version, type: z.literal("hello"), pid: z.number().int(), kernels: z.string() }),
+  z.strictObject({ v: version, type: z.literal("configured"), epoch: z.number().int() }),
+  z.strictObject({ v: version, type: z.literal("error"), message: z.string() }),
+]);
+export type FromModelWorker = z.infer<typeof fromWorkerSchema>;
+
+/** A message as zod sees it, or a one-line reason it is not one. */
+export function parseMessage<T>(
+  schema: z.ZodType<T>,
+  m: unknown,
+): { ok: true; value: T } | { ok: false; why: string } {
+  const r = schema.safeParse(m);
+  if (r.success) return { ok: true, value: r.data };
+  const issue = r.error.issues[0];
+  return { ok: false, why: `${issue?.path.join(".") || "message"}: ${issue?.message ?? "invalid"}` };
+}

@@ -1,0 +1,195 @@
+import type { ShmNative } from "../transport/shm-native.js";
+import type { SliceExecutor } from "./executor.js";
+import { B, H, type ModelPlane, type PlaneBatch, replicaOf } from "./model-plane.js";
+import type { PlaneAttention } from "./plane-attention.js";
+import type { ModelStep } from "./step.js";
+
+export interface ReplicaLimits {
+  readonly vocabSize: number;
+  readonly maxContext: number;
+  /** Busy-poll before sleeping (µs). */
+  readonly spinUs: number;
+}
+
+/** How long one sleep lasts before the loop looks again (and lets its event loop run). */
+const IDLE_SLEEP_MS = 20;
+const ATTENTION_SLEEP_MS = 1;
+/** The event loop (control messages) gets a turn at least this often, busy or not. */
+const YIELD_EVERY_MS = 10;
+
+/**
+ * A model worker's loop: runs every slice that the rotation gives this replica, as soon as its
+ * input is there. Slice 0 of a micro-batch starts when the front end launches its step; slice
+ * k > 0 when the attention workers have answered layer k − 1 (posted by whichever replica ran
+ * slice k − 1). The micro-batch's activations live in the shared plane, so nothing moves between
+ * replicas but the right to run the next slice. The replica holds no per-request state.
+ */
+export class ReplicaLoop {
+  private readonly steps: ModelStep[];
+  /** Per micro-batch, the object that posts q when a slice's q is complete (made once). */
+  private readonly qPosters: { beginLayer(layer: number, step: ModelStep, q: Float32Array): void }[];
+  private readonly words: Int32Array;
+  private readonly seconds: Float64Array;
+  private stopped = false;
+  private waitMask = 0;
+  private lastYield = 0;
+
+  constructor(
+    private readonly executor: SliceExecutor,
+    private readonly plane: ModelPlane,
+    private attention: PlaneAttention,
+    readonly replica: number,
+    private readonly limits: ReplicaLimits,
+    private readonly shm: ShmNative,
+  ) {
+    this.words = plane.replicaWords(replica);
+    this.seconds = plane.replicaSeconds(replica);
+    this.steps = plane.batches.map((b, j) => {
+      executor.adoptBuffers(j, b.buffers);
+      return {
+        microBatch: j,
+        nTokens: 0,
+        nSeqs: 0,
+        nLogits: 0,
+        tokens: b.tokens,
+        positions: b.positions,
+        seqIds: b.seqIds,
+        seqStart: b.seqStart,
+        logitRows: b.logitRows,
+      };
+    });
+    this.qPosters = plane.batches.map((b) => ({
+      beginLayer: (layer: number, step: ModelStep, q: Float32Array) =>
+        this.attention.postQ(b, step, layer, q),
+    }));
+    Atomics.store(this.words, 0, process.pid);
+  }
+
+  /** New attention workers (after the front end laid attention out again); only while paused. */
+  replaceAttention(attention: PlaneAttention): void {
+    this.attention.close();
+    this.attention = attention;
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Runs until stopped, yielding to the event loop every few milliseconds. */
+  async run(): Promise<void> {
+    while (!this.stopped) {
+      if (this.runReady() === 0) this.waitForWork();
+      if (performance.now() - this.lastYield >= YIELD_EVERY_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.lastYield = performance.now();
+      }
+    }
+  }
+
+  /** One pass over the micro-batches: runs each slice that is this replica's and ready. */
+  runReady(): number {
+    const h = this.plane.header;
+    const pause = Atomics.load(h, H.pauseEpoch);
+    if (pause !== Atomics.load(h, H.runEpoch)) {
+      // The front end is replacing a replica: take nothing new, and say so (once).
+      if (Atomics.load(this.words, 1) !== pause) {
+        Atomics.store(this.words, 1, pause);
+        this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+      }
+      return 0;
+    }
+    let ran = 0;
+    this.waitMask = 0;
+    const R = this.plane.shape.replicas;
+    for (let j = 0; j < this.plane.batches.length; j++) {
+      const b = this.plane.batches[j]!;
+      const seq = Atomics.load(b.words, B.stepSeq);
+      if (seq === Atomics.load(b.words, B.logitsSeq) || seq === Atomics.load(b.words, B.failedSeq)) continue;
+      const k = Atomics.load(b.words, B.sliceDone);
+      if (replicaOf(j, k, R) !== this.replica) continue;
+      if (k > 0 && !this.attention.ready(b, j)) {
+        this.waitMask |= 1 << j;
+        continue;
+      }
+      this.runItem(j, b, seq, k);
+      ran++;
+    }
+    return ran;
+  }
+
+  private runItem(j: number, b: PlaneBatch, seq: number, k: number): void {
+    const step = this.steps[j]!;
+    const t0 = performance.now();
+    try {
+      step.nTokens = Atomics.load(b.words, B.nTokens);
+      step.nSeqs = Atomics.load(b.words, B.nSeqs);
+      step.nLogits = Atomics.load(b.words, B.nLogits);
+      if (k === 0) this.check(b, step);
+      const ex = this.executor;
+      if (k > 0) {
+        const prev = ex.sliced.slices[k - 1]!.attention!;
+        this.attention.take(b, j, ex.tensorOf(j, prev.out));
+      }
+      const att = ex.runSlice(step, k, this.qPosters[j]!);
+      if (att) this.attention.postKv(b, step, att.layer, ex.tensorOf(j, att.k), ex.tensorOf(j, att.v));
+      Atomics.store(b.words, B.sliceDone, k + 1);
+      if (!att) Atomics.store(b.words, B.logitsSeq, seq);
+      Atomics.add(this.words, 2, 1);
+    } catch (e) {
+      this.plane.setError(j, `model worker ${this.replica}, slice ${k}: ${(e as Error).message}`);
+      Atomics.store(b.words, B.failedSeq, seq);
+    }
+    this.seconds[0]! += (performance.now() - t0) / 1000;
+    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+  }
+
+  /** The step as the front end wrote it: every count and index in range (ids index the embedding). */
+  private check(b: PlaneBatch, step: ModelStep): void {
+    const { maxTokens, maxSeqs, targets } = this.plane.shape;
+    const n = step.nTokens;
+    const bad = (what: string) => {
+      throw new Error(`malformed step: ${what}`);
+    };
+    if (!(n >= 1 && n <= maxTokens)) bad(`${n} tokens`);
+    if (!(step.nSeqs >= 1 && step.nSeqs <= Math.min(maxSeqs, n))) bad(`${step.nSeqs} sequences`);
+    if (!(step.nLogits >= 0 && step.nLogits <= step.nSeqs)) bad(`${step.nLogits} logit rows`);
+    for (let t = 0; t < n; t++) {
+      if (!(b.tokens[t]! >= 0 && b.tokens[t]! < this.limits.vocabSize)) bad(`token id ${b.tokens[t]}`);
+      if (!(b.positions[t]! >= 0 && b.positions[t]! < this.limits.maxContext))
+        bad(`position ${b.positions[t]}`);
+    }
+    if (b.seqStart[0] !== 0 || b.seqStart[step.nSeqs] !== n) bad("sequence ranges do not cover the tokens");
+    for (let s = 0; s < step.nSeqs; s++)
+      if (b.seqStart[s]! >= b.seqStart[s + 1]!) bad("empty sequence range");
+    for (let r = 0; r < step.nLogits; r++)
+      if (!(b.logitRows[r]! >= 0 && b.logitRows[r]! < n)) bad("logit row");
+    for (let t = 0; t < targets; t++) {
+      const m = b.words[B.subTokens + t]!;
+      if (!(m >= 0 && m <= n)) bad(`attention worker ${t} rows`);
+      const rows = b.rows[t]!;
+      for (let i = 0; i < m; i++)
+        if (!(rows[i]! >= 0 && rows[i]! < n)) bad(`attention worker ${t} row ${rows[i]}`);
+    }
+  }
+
+  /**
+   * Nothing of this replica's is ready: wait for an attention reply it needs (a native wait on the
+   * attention workers' doorbells), else for the plane's doorbell (a launch, another replica's slice).
+   */
+  private waitForWork(): void {
+    const t0 = performance.now();
+    if (this.waitMask !== 0) {
+      this.attention.wait(this.waitMask, ATTENTION_SLEEP_MS);
+      // Time a slice of this replica's waited on attention (idle time is not counted).
+      this.seconds[1]! += (performance.now() - t0) / 1000;
+    } else {
+      const h = this.plane.header;
+      const seen = Atomics.load(h, H.doorbell);
+      const spinUntil = t0 + this.limits.spinUs / 1000;
+      while (performance.now() < spinUntil) if (Atomics.load(h, H.doorbell) !== seen) return;
+      Atomics.add(h, H.sleepers, 1);
+      this.shm.wait(this.plane.buffer, this.plane.doorbellOffset, seen, IDLE_SLEEP_MS);
+      Atomics.sub(h, H.sleepers, 1);
+    }
+  }
+}
