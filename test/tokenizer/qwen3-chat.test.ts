@@ -1,0 +1,47 @@
+// Qwen3's real tokenizer.json with its own chat template, end to end: the rendered multi-turn
+// prompt encodes to ChatML's special-token ids around the ordinary vocabulary's ids, and the
+// reasoning tags are single tokens that decoding keeps (Qwen3 marks them not special).
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { loadHfTokenizer } from "../../src/tokenizer/index.js";
+import { tokenizerDir } from "./fixtures.js";
+
+const IM_START = 151644;
+const IM_END = 151645;
+const THINK = 151667;
+const END_THINK = 151668;
+// Qwen2/3 vocabulary: "user", "assistant", "\n", "\n\n".
+const USER = 872;
+const ASSISTANT = 77091;
+const NL = 198;
+const NL2 = 271;
+
+describe("Qwen3's tokenizer and chat template together", () => {
+  const qwen3 = loadHfTokenizer(tokenizerDir("tokenizer-qwen3"));
+
+  it("a reasoning turn followed by a question renders and encodes to ChatML's ids", () => {
+    const text = qwen3.applyChatTemplate(
+      [
+        { role: "user", content: "2+2?" },
+        { role: "assistant", content: "<think>\nadd\n</think>\n\n4" },
+        { role: "user", content: "and 3+3?" },
+      ],
+      { addGenerationPrompt: true },
+    );
+    const ids = qwen3.encode(text, { addSpecialTokens: false });
+    assert.deepEqual(ids.slice(0, 3), [IM_START, USER, NL]);
+    assert.deepEqual(ids.slice(-3), [IM_START, ASSISTANT, NL]);
+    assert.equal(ids.filter((i) => i === IM_START).length, 4);
+    assert.equal(ids.filter((i) => i === IM_END).length, 3);
+    assert.ok(!ids.includes(THINK), "earlier turns' reasoning is dropped by the template");
+    // Decoding skips ChatML's special tokens and nothing else.
+    assert.equal(qwen3.decode(ids), "user\n2+2?\nassistant\n4\nuser\nand 3+3?\nassistant\n");
+  });
+
+  it("the reasoning tags are single tokens that decoding keeps", () => {
+    const ids = qwen3.encode("<think>\n\n</think>\n\n6", { addSpecialTokens: false });
+    assert.deepEqual(ids.slice(0, 3), [THINK, NL2, END_THINK]);
+    assert.equal(qwen3.decode(ids), "<think>\n\n</think>\n\n6");
+    assert.ok(qwen3.eosTokenIds.includes(IM_END));
+  });
+});
