@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { GGUF_QUANTIZE, type GgufQuantize } from "../convert/gguf-format.js";
 import { modelToGguf } from "../convert/to-gguf.js";
 import { explainSlices, sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
@@ -11,6 +12,7 @@ interface ConvertFlags {
   explain?: boolean;
   to?: string;
   out?: string;
+  quantize?: string;
 }
 
 const FORMATS = ["gguf"];
@@ -30,32 +32,52 @@ export function registerConvertCommand(program: Command): void {
     .option("--explain", "print slices, cut tensors and bytes per token per layer on the wire")
     .option("--to <format>", `write the model in another format (${FORMATS.join(", ")})`)
     .option("--out <file>", "output file for --to")
+    .option(
+      "--quantize <type>",
+      `with --to gguf: quantize the matrices (${GGUF_QUANTIZE.join(", ")}; llama.cpp's mixes)`,
+    )
     .action(async (flags: ConvertFlags) => {
       if (flags.to !== undefined && !FORMATS.includes(flags.to)) {
         throw new Error(`--to ${flags.to}: unknown format; supported: ${FORMATS.join(", ")}`);
       }
       if (flags.to !== undefined && !flags.out) throw new Error(`--to ${flags.to} needs --out FILE`);
       if (flags.out && flags.to === undefined) throw new Error("--out needs --to FORMAT (e.g. --to gguf)");
+      const quantize = quantizeFlag(flags);
       const model = await loadModel(flags.model, flags.tokenizer ? { tokenizerPath: flags.tokenizer } : {});
       if (flags.explain || flags.to === undefined) {
         const sliced = sliceModel(buildLlamaGraph(model.config));
         process.stdout.write(`${model.source.label} (${describeFamily(model.config)})\n`);
         process.stdout.write(`${explainSlices(sliced)}\n`);
       }
-      if (flags.to === "gguf" && flags.out) writeGgufWithProgress(model, flags.out, flags.tokenizer);
+      if (flags.to === "gguf" && flags.out)
+        writeGgufWithProgress(model, flags.out, flags.tokenizer, quantize);
     });
+}
+
+/** --quantize, checked before the model is loaded. */
+function quantizeFlag(flags: ConvertFlags): GgufQuantize | undefined {
+  if (flags.quantize === undefined) return undefined;
+  if (flags.to !== "gguf") throw new Error("--quantize needs --to gguf");
+  if (!(GGUF_QUANTIZE as readonly string[]).includes(flags.quantize)) {
+    throw new Error(
+      `--quantize ${flags.quantize}: unknown quantization; supported: ${GGUF_QUANTIZE.join(", ")}`,
+    );
+  }
+  return flags.quantize as GgufQuantize;
 }
 
 function writeGgufWithProgress(
   model: Awaited<ReturnType<typeof loadModel>>,
   out: string,
   tokenizer: string | undefined,
+  quantize: GgufQuantize | undefined,
 ): void {
   const tty = process.stderr.isTTY === true;
   const started = performance.now();
   const summary = modelToGguf(model, out, {
     // An HF --tokenizer is a directory; a llama2.c one was already used by the loader.
     ...(tokenizer && model.source.kind === "hf" ? { tokenizerDir: tokenizer } : {}),
+    ...(quantize ? { quantize } : {}),
     onTensor: (i, n, name) => {
       // One line rewritten in place on a terminal; every tenth tensor as its own line otherwise.
       const line = `writing ${out}: tensor ${i + 1}/${n} ${name}`;

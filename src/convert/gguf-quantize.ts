@@ -21,6 +21,12 @@ const clamp = (v: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, v
 /** Nearest integer, ties away from zero (C's roundf, as ggml rounds). */
 const nearest = (v: number) => Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
 
+function maxAbs(x: Float32Array, at: number, n: number): number {
+  let m = 0;
+  for (let j = 0; j < n; j++) m = Math.max(m, Math.abs(x[at + j]!));
+  return m;
+}
+
 /** Q8_0: per 32 values d = max|x| / 127, q = x / d. */
 function q8_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   let amax = 0;
@@ -79,17 +85,14 @@ function q4_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
 
 /**
  * Q6_K: 16 sub-blocks of 16, x ≈ d·sc·q with q in −32..31 and int8 sc under the block's f16 d: a
- * sub-block's scale maps its value of largest magnitude to −32 (the full signed range).
+ * sub-block's scale maps its largest magnitude to 31 (symmetric, so neither end is clamped).
  */
 function q6_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   const s: number[] = [];
-  for (let j = 0; j < 16; j++) {
-    let max = 0;
-    for (let l = 0; l < 16; l++) if (Math.abs(x[xo + j * 16 + l]!) > Math.abs(max)) max = x[xo + j * 16 + l]!;
-    s.push(max / -32);
-  }
-  const d = putHalf(out, o + 208, Math.max(...s.map(Math.abs)) / 127);
-  const sc = s.map((v) => (d === 0 ? 0 : clamp(nearest(v / d), -127, 127)));
+  for (let j = 0; j < 16; j++) s.push(maxAbs(x, xo + j * 16, 16) / 31);
+  const d = putHalf(out, o + 208, Math.max(...s) / 127);
+  // Rounded up, so a sub-block's largest magnitude still fits in −31..31 (no clamping).
+  const sc = s.map((v) => (d === 0 ? 0 : clamp(Math.ceil(v / d - 1e-6), 0, 127)));
   for (let j = 0; j < 16; j++) out[o + 192 + j] = sc[j]! & 255;
   const q = new Uint8Array(256);
   for (let e = 0; e < 256; e++) {
