@@ -5,6 +5,8 @@ import { explainSlices, sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
 import { describeFamily } from "../model/config.js";
 import { loadModel } from "../model/load.js";
+import { describeRotation } from "../util/rotation.js";
+import { intArg } from "./parse.js";
 
 interface ConvertFlags {
   model?: string;
@@ -13,6 +15,8 @@ interface ConvertFlags {
   to?: string;
   out?: string;
   quantize?: string;
+  modelWorkers?: number;
+  pipelineDepth?: number;
 }
 
 const FORMATS = ["gguf"];
@@ -30,6 +34,16 @@ export function registerConvertCommand(program: Command): void {
       "tokenizer for a llama2.c checkpoint, or a Hugging Face tokenizer directory",
     )
     .option("--explain", "print slices, cut tensors and bytes per token per layer on the wire")
+    .option(
+      "--model-workers <a>",
+      "with --explain: the rotation of the slices over a model workers (serve --model-workers)",
+      intArg(1, 32),
+    )
+    .option(
+      "--pipeline-depth <n>",
+      "with --model-workers: micro-batches in flight (default a + 1)",
+      intArg(1, 16),
+    )
     .option("--to <format>", `write the model in another format (${FORMATS.join(", ")})`)
     .option("--out <file>", "output file for --to")
     .option(
@@ -48,6 +62,15 @@ export function registerConvertCommand(program: Command): void {
         const sliced = sliceModel(buildLlamaGraph(model.config));
         process.stdout.write(`${model.source.label} (${describeFamily(model.config)})\n`);
         process.stdout.write(`${explainSlices(sliced)}\n`);
+        if (flags.modelWorkers !== undefined) {
+          const a = flags.modelWorkers;
+          const n = flags.pipelineDepth ?? a + 1;
+          process.stdout.write(
+            `\nrotation over ${a} model worker(s), ${n} micro-batches in flight (slice k of micro-batch j on worker (j + k) mod ${a}):\n`,
+          );
+          for (const line of describeRotation(n, sliced.slices.length, a))
+            process.stdout.write(`  ${line}\n`);
+        }
       }
       if (flags.to === "gguf" && flags.out)
         writeGgufWithProgress(model, flags.out, flags.tokenizer, quantize);

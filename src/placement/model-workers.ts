@@ -1,8 +1,8 @@
 import { sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
 import type { LoadedModel } from "../model/types.js";
-import { describeRotation } from "../runtime/model-plane.js";
 import { ModelWorkerExecutor } from "../runtime/model-worker-executor.js";
+import { describeRotation } from "../util/rotation.js";
 import { connectAttentionWorkers } from "./attention-workers.js";
 import type { Assembled } from "./build.js";
 import { spawnModelWorker } from "./model-worker-procs.js";

@@ -206,21 +206,3 @@ export class ModelPlane {
     Atomics.store(b.words, B.errorBytes, bytes.length);
   }
 }
-
-/**
- * Which model worker runs slice k of micro-batch j: ((j + k) mod R), Lamina's rotation (replicas
- * numbered from 0 here, from 1 in the paper). With R = n − 1 for n micro-batches, every replica
- * is busy while one micro-batch waits on attention.
- */
-export function replicaOf(microBatch: number, slice: number, replicas: number): number {
-  return (microBatch + slice) % replicas;
-}
-
-/** The schedule as the start-up log prints it: for each micro-batch, the replica of each slice. */
-export function describeRotation(microBatches: number, slices: number, replicas: number): string[] {
-  const shown = Math.min(slices, 6);
-  return Array.from({ length: microBatches }, (_, j) => {
-    const parts = Array.from({ length: shown }, (_, k) => `s${k}→mw${replicaOf(j, k, replicas)}`);
-    return `micro-batch ${j}: ${parts.join(" ")}${slices > shown ? " …" : ""}`;
-  });
-}

@@ -3,11 +3,12 @@ import { type AttentionDrive, AttentionWorkerLostError } from "../attention/serv
 import type { SlicedModel } from "../graph/converter.js";
 import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
+import { replicaOf } from "../util/rotation.js";
 import { planBuffers } from "./buffer-plan.js";
 import { sliceOrder } from "./executor.js";
 import type { ModelExecutor, ModelRecovery } from "./model-executor.js";
 import { ModelWorkerLostError } from "./model-executor.js";
-import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes, replicaOf } from "./model-plane.js";
+import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes } from "./model-plane.js";
 import { MODEL_WORKER_PROTOCOL_VERSION, type ModelWorkerConfigure } from "./model-worker-protocol.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 

@@ -1,6 +1,7 @@
 import type { ShmNative } from "../transport/shm-native.js";
+import { replicaOf } from "../util/rotation.js";
 import type { SliceExecutor } from "./executor.js";
-import { B, H, type ModelPlane, type PlaneBatch, replicaOf } from "./model-plane.js";
+import { B, H, type ModelPlane, type PlaneBatch } from "./model-plane.js";
 import type { PlaneAttention } from "./plane-attention.js";
 import type { ModelStep } from "./step.js";
 

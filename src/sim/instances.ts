@@ -1,3 +1,4 @@
+import { slicesPerReplica } from "../util/rotation.js";
 import {
   attentionTime,
   kvBytesPerToken,
@@ -205,6 +206,8 @@ export class LaminaInstance implements DecodeInstanceModel {
   private readonly link: number;
   private readonly modelLink: number;
   private readonly attLink: number;
+  /** The busiest replica's slices over an even share (1 when the rotation divides evenly). */
+  private readonly busiestShare: number;
 
   constructor(
     private readonly m: SimModel,
@@ -233,6 +236,9 @@ export class LaminaInstance implements DecodeInstanceModel {
     this.modelLink = this.tp * linkBandwidth(modelAcc, net);
     this.attLink = b * linkBandwidth(attAcc, net);
     this.link = Math.min(this.modelLink, this.attLink);
+    const slices = m.layers + 1;
+    const perReplica = slicesPerReplica(microBatches, slices, this.replicas);
+    this.busiestShare = (Math.max(...perReplica) * this.replicas) / (microBatches * slices);
   }
 
   step(s: StepInput, out: StepCost): void {
@@ -261,7 +267,8 @@ export class LaminaInstance implements DecodeInstanceModel {
       kvShip = (s.prefillTokens * kvBytesPerToken(m)) / this.link;
     }
     const chain = tm + ta + tx;
-    const modelBusy = (n * tm) / r + prefill;
+    // Each replica runs the slices the rotation gives it (the runtime's rule); the busiest sets the pace.
+    const modelBusy = (this.busiestShare * n * tm) / r + prefill;
     const attBusy = n * ta;
     const netBusy = Math.max((n * bytes) / 2 / r / this.modelLink, (n * bytes) / 2 / this.attLink) + kvShip;
     const time = Math.max(chain, modelBusy, attBusy, netBusy);

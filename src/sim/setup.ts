@@ -1,4 +1,5 @@
 import { type OffloadBound, offloadBound } from "../util/offload-bound.js";
+import { slicesPerReplica } from "../util/rotation.js";
 import type { Catalog } from "./catalog.js";
 import { findAccelerator } from "./catalog.js";
 import { attentionTime, kvBytesPerToken, nonAttentionTime, usableBytes, weightsFit } from "./cost-model.js";
@@ -153,7 +154,9 @@ function laminaCluster(c: BuildContext, p: Extract<Placement, { kind: "lamina" }
     n = replicas === 1 ? 2 : replicas + 1;
   }
   const inst = new LaminaInstance(m, ma, c.acc(p.attentionDevice), p.a, p.b, n, c.o.network, eff, c.maxBatch);
-  const notes = [`lamina: n=${n} micro-batches over ${inst.replicas} replica(s) of TP${inst.tp}`];
+  const notes = [
+    `lamina: n=${n} micro-batches over ${inst.replicas} replica(s) of TP${inst.tp}; slice k of micro-batch j on replica (j + k) mod ${inst.replicas}, slices per cycle: ${slicesPerReplica(n, m.layers + 1, inst.replicas).join("/")}`,
+  ];
   if (inst.attentionImbalance > 1) {
     notes.push(
       `lamina: ${m.kvHeads} KV heads do not divide among ${p.b} attention workers; request-level split assumed`,
