@@ -6,9 +6,10 @@
 // DRAM, as they do in a decode step.
 //
 //   node dist/bench/kernels/matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128] [--dtype f32,bf16]
-//                                     [--threads 1,2] [--gib 0.75] [--variant avx512bf16,avx512]
+//                                     [--threads 1,2] [--gib 0.75] [--variant avx512bf16,avx512] [--reps 4]
 //
-// --variant: the compiled kernel variants to compare (default: the one this CPU gets).
+// --variant: the compiled kernel variants to compare (default: the one this CPU gets); --reps:
+// repetitions of each product and its limit, alternating (each figure is the best).
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1,2" },
     gib: { type: "string", default: "0.75" },
     variant: { type: "string" },
+    reps: { type: "string", default: "4" },
   },
 });
 const rows = intFlag(values.rows, "rows");
@@ -38,6 +40,7 @@ const dtypes = values.dtype.split(",").map((d) => {
   return d as DType;
 });
 const workingSet = Number(values.gib) * 2 ** 30;
+const reps = intFlag(values.reps, "reps");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 const variants = values.variant?.split(",") ?? [backend.info().variant];
@@ -86,10 +89,10 @@ function measure(
   for (const threads of threadCounts) {
     backend.setThreads(threads);
     pass();
-    // The product and its limit alternate, best of four each, so load on the host affects both.
+    // The product and its limit alternate, best of `reps` each, so load on the host affects both.
     let flops = 0; // the same count every round
     const [tPeak, tPass] = bestAlternating(
-      4,
+      reps,
       () => {
         flops = dot ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
       },
