@@ -90,9 +90,8 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
                             : nullptr;
   if (a.nTokens == 0) return info.Env().Undefined();
   const QuantTable* q = current();
-  const int64_t nx = a.cols / 32;
-  xq_.resize(size_t(a.nTokens * nx));
-  ActBlock* xq = xq_.data();
+  xq_.resize(size_t(a.nTokens * actStride(a.cols)));
+  uint8_t* xq = xq_.data();
   const int64_t threads = pool_->size();
   if (a.nTokens * a.cols < 65536) {
     q->quantizeActs(xq, x, a.cols, 0, a.nTokens);

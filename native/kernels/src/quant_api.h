@@ -31,7 +31,7 @@ class Api {
   const QuantTable* pinned_ = nullptr;  // set by selectQuantVariant
   const KernelTable* followed_ = nullptr;
   const QuantTable* following_ = nullptr;
-  std::vector<ActBlock> xq_;  // a call's quantized activations; grows once
+  std::vector<uint8_t> xq_;  // a call's quantized activations (actStride bytes a token); grows once
 };
 
 }  // namespace lk::quant

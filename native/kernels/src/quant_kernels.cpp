@@ -1,12 +1,17 @@
-// The quantized products, compiled once per variant (see quant_kernels.h and binding.gyp). A row's
-// dot product with a token walks the weight blocks; each 32-value block of weights is decoded once
-// into 32 unsigned bytes (Q8_0: their magnitudes, the signs moved onto the activations) and dotted
-// with every token of the tile as bytes: 8 int32 lanes of 4 products each, converted to float and
-// scaled by the block's scales times the activation block's d. A format's offset or min is one
-// scalar correction per block from the activation block's sums.
+// The quantized products, compiled once per variant (see quant_kernels.h and binding.gyp).
+//
+// A row's product with a token walks the weights in groups of 256 values (one K-quant super-block,
+// or eight Q8_0/Q4_0 blocks): each 32-value block is decoded to 32 bytes (Q8_0: its magnitudes,
+// the signs moved onto the activations) and dotted with the token's int8 activations, 8 int32
+// lanes of 4 products each. One tree of horizontal adds turns the group's 8 dot vectors into its 16
+// half-block sums, so the scales are applied as two float vectors per group: the weight side (the
+// block's scales, decoded once per row and group for all tokens of the tile) times the
+// activations' scales. A format's offset or min is two more FMAs against the activations'
+// precomputed d·Σq of each half.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "quant_kernels.h"
 
@@ -23,12 +28,12 @@
 namespace LK_VARIANT {
 namespace {
 
-using lk::ActBlock;
 using lk::QuantMatmulArgs;
 
-inline float half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
+inline float halfBits(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
   const uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
   float f;
@@ -39,85 +44,104 @@ inline float half(const uint8_t* p) {
   const uint32_t bits = e == 31 ? (sign | 0x7f800000u | (m << 13)) : (sign | ((e + 112) << 23) | (m << 13));
   std::memcpy(&f, &bits, 4);
   return f;
+#endif
 }
 
-// Q4_K's j-th six-bit scale and min from its 12 packed bytes.
-inline void scaleMinK4(int j, const uint8_t* s, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+inline float half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return halfBits(h);
+}
+
+// Q4_K's eight six-bit scales and mins from its 12 packed bytes.
+inline void scalesMinsK4(const uint8_t* s, uint8_t* sc, uint8_t* m) {
+  for (int j = 0; j < 4; j++) {
+    sc[j] = s[j] & 63;
+    m[j] = s[j + 4] & 63;
+    sc[j + 4] = (s[j + 8] & 15) | ((s[j] >> 6) << 4);
+    m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
   }
 }
 
-// One 32-value block of a weight row, ready for the dot products: unsigned bytes (or, for Q8_0,
-// the signed bytes themselves), the float scale of each half (lo: values 0-15, hi: 16-31), and the
-// offset each half subtracts per unit of activation (times the activation sum).
-struct Scales {
-  float lo, hi, offLo, offHi;
+constexpr int64_t groupBytes(int QT) { return QT == lk::kQ8_0 ? 8 * 34 : QT == lk::kQ4_0 ? 8 * 18 : lk::kQuantFormats[QT].bytes; }
+constexpr int64_t blockBytes(int QT) { return lk::kQuantFormats[QT].bytes; }
+constexpr bool hasOffset(int QT) { return QT != lk::kQ8_0; }
+
+// Scales of one 256-value group of a row, per half-block: lo[b] for values 0-15 of block b and
+// hi[b] for 16-31; off*: what each half subtracts per unit of d·Σq (the offset or min).
+struct GroupScales {
+  float lo[8], hi[8], offLo[8], offHi[8];
 };
 
-// The block's scales; `sub` is the block's index within its super-block (K-quants).
-template <int QT>
-inline Scales blockScales(const uint8_t* sb, int sub) {
-  if constexpr (QT == lk::kQ8_0) {
-    const float d = half(sb);
-    return {d, d, 0.0f, 0.0f};
-  } else if constexpr (QT == lk::kQ4_0) {
-    const float d = half(sb);
-    return {d, d, 8.0f * d, 8.0f * d};
-  } else if constexpr (QT == lk::kQ4_K) {
-    int sc, m;
-    scaleMinK4(sub, sb + 4, sc, m);
-    const float d = half(sb) * float(sc), mn = half(sb + 2) * float(m);
-    return {d, d, mn, mn};
+inline void groupScales(int QT, const uint8_t* g, GroupScales& s) {
+  if (QT == lk::kQ8_0 || QT == lk::kQ4_0) {
+    for (int b = 0; b < 8; b++) {
+      const float d = half(g + b * blockBytes(QT));
+      s.lo[b] = s.hi[b] = d;
+      s.offLo[b] = s.offHi[b] = QT == lk::kQ4_0 ? 8.0f * d : 0.0f;
+    }
+  } else if (QT == lk::kQ4_K) {
+    uint8_t sc[8], m[8];
+    scalesMinsK4(g + 4, sc, m);
+    const float d = half(g), dmin = half(g + 2);
+    for (int b = 0; b < 8; b++) {
+      s.lo[b] = s.hi[b] = d * float(sc[b]);
+      s.offLo[b] = s.offHi[b] = dmin * float(m[b]);
+    }
   } else {
-    const float d = half(sb + 208);
-    const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 192) + 2 * sub;
-    const float lo = d * float(sc[0]), hi = d * float(sc[1]);
-    return {lo, hi, 32.0f * lo, 32.0f * hi};
+    const float d = half(g + 208);
+    const int8_t* sc = reinterpret_cast<const int8_t*>(g + 192);
+    for (int b = 0; b < 8; b++) {
+      s.lo[b] = d * float(sc[2 * b]);
+      s.hi[b] = d * float(sc[2 * b + 1]);
+      s.offLo[b] = 32.0f * s.lo[b];
+      s.offHi[b] = 32.0f * s.hi[b];
+    }
   }
 }
 
-constexpr int64_t blockValues(int QT) { return QT == lk::kQ4_K || QT == lk::kQ6_K ? 256 : 32; }
-constexpr int64_t blockBytes(int QT) { return lk::kQuantFormats[QT].bytes; }
-
-// The block's 32 weights as integers (unsigned for all but Q8_0), for the scalar path.
+// Block b of a group as 32 integers (unsigned for all but Q8_0), for the scalar path.
 template <int QT>
-inline void blockInts(const uint8_t* sb, int sub, int32_t* v) {
+inline void blockInts(const uint8_t* g, int b, int32_t* v) {
   if constexpr (QT == lk::kQ8_0) {
-    for (int j = 0; j < 32; j++) v[j] = int8_t(sb[2 + j]);
+    for (int j = 0; j < 32; j++) v[j] = int8_t(g[b * 34 + 2 + j]);
   } else if constexpr (QT == lk::kQ4_0) {
+    const uint8_t* qs = g + b * 18 + 2;
     for (int j = 0; j < 16; j++) {
-      v[j] = sb[2 + j] & 15;
-      v[j + 16] = sb[2 + j] >> 4;
+      v[j] = qs[j] & 15;
+      v[j + 16] = qs[j] >> 4;
     }
   } else if constexpr (QT == lk::kQ4_K) {
-    const uint8_t* qs = sb + 16 + (sub / 2) * 32;
-    for (int j = 0; j < 32; j++) v[j] = sub % 2 ? qs[j] >> 4 : qs[j] & 15;
+    const uint8_t* qs = g + 16 + (b / 2) * 32;
+    for (int j = 0; j < 32; j++) v[j] = b % 2 ? qs[j] >> 4 : qs[j] & 15;
   } else {
-    const int n = sub / 4, k = sub % 4;
-    const uint8_t* ql = sb + n * 64 + (k % 2) * 32;
-    const uint8_t* qh = sb + 128 + n * 32;
+    const int n = b / 4, k = b % 4;
+    const uint8_t* ql = g + n * 64 + (k % 2) * 32;
+    const uint8_t* qh = g + 128 + n * 32;
     for (int j = 0; j < 32; j++) v[j] = (k < 2 ? ql[j] & 15 : ql[j] >> 4) | (((qh[j] >> (2 * k)) & 3) << 4);
   }
 }
 
-inline void quantizeBlockScalar(const float* x, ActBlock& b) {
-  float amax = 0.0f;
-  for (int j = 0; j < 32; j++) amax = std::max(amax, std::fabs(x[j]));
-  const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-  int s0 = 0, s1 = 0;
-  for (int j = 0; j < 32; j++) {
-    const int q = std::max(-127, std::min(127, int(std::nearbyint(x[j] * id))));
-    b.q[j] = int8_t(q);
-    (j < 16 ? s0 : s1) += q;
+// Blocks [b0, b1) of a token row, scalar: the values, d and the half sums written in layout order.
+inline void quantizeBlocksScalar(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
+  float* d = const_cast<float*>(lk::actD(row));
+  float* ds16 = const_cast<float*>(lk::actDs16(row, cols));
+  int8_t* q = const_cast<int8_t*>(lk::actQ(row, cols));
+  for (int64_t b = b0; b < b1; b++) {
+    const float* xb = x + b * 32;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = std::max(amax, std::fabs(xb[j]));
+    const float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+    int s[2] = {0, 0};
+    for (int j = 0; j < 32; j++) {
+      const int v = std::max(-127, std::min(127, int(std::nearbyint(xb[j] * id))));
+      q[b * 32 + j] = int8_t(v);
+      s[j / 16] += v;
+    }
+    d[b] = db;
+    ds16[lk::ds16Index(b, 0)] = db * float(s[0]);
+    ds16[lk::ds16Index(b, 1)] = db * float(s[1]);
   }
-  b.d = d;
-  b.sum[0] = int16_t(s0);
-  b.sum[1] = int16_t(s1);
 }
 
 #if defined(__AVX2__)
@@ -148,119 +172,211 @@ inline __m256i dotBytes(__m256i u, __m256i s) {
 #endif
 }
 
-inline void quantizeBlock(const float* x, ActBlock& b) {
+// Blocks [b0, b1) of a token row, eight lanes at a time per block.
+inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
+  float* d = const_cast<float*>(lk::actD(row));
+  float* ds16 = const_cast<float*>(lk::actDs16(row, cols));
+  int8_t* q = const_cast<int8_t*>(lk::actQ(row, cols));
   const __m256 signBit = _mm256_set1_ps(-0.0f);
-  __m256 v[4];
-  for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(x + 8 * i);
-  __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBit, v[0]), _mm256_andnot_ps(signBit, v[1])),
-                           _mm256_max_ps(_mm256_andnot_ps(signBit, v[2]), _mm256_andnot_ps(signBit, v[3])));
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  const float amax = _mm_cvtss_f32(m4);
-  const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-  const __m256 idv = _mm256_set1_ps(id);
-  __m256i q[4];
-  for (int i = 0; i < 4; i++) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));  // nearest, ties to even
-  b.d = d;
-  b.sum[0] = int16_t(hsum8i(_mm256_add_epi32(q[0], q[1])));
-  b.sum[1] = int16_t(hsum8i(_mm256_add_epi32(q[2], q[3])));
-  // The packs interleave 128-bit lanes; one permute puts the 32 bytes back in order.
-  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.q),
-                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  for (int64_t b = b0; b < b1; b++) {
+    const float* xb = x + b * 32;
+    __m256 v[4];
+    for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(xb + 8 * i);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBit, v[0]), _mm256_andnot_ps(signBit, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(signBit, v[2]), _mm256_andnot_ps(signBit, v[3])));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float db = _mm_cvtss_f32(m4) / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i qi[4];
+    for (int i = 0; i < 4; i++) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));  // nearest, ties to even
+    d[b] = db;
+    ds16[lk::ds16Index(b, 0)] = db * float(hsum8i(_mm256_add_epi32(qi[0], qi[1])));
+    ds16[lk::ds16Index(b, 1)] = db * float(hsum8i(_mm256_add_epi32(qi[2], qi[3])));
+    // The packs interleave 128-bit lanes; one permute puts the 32 bytes back in order.
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * 32),
+                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
 }
 
-// The block's 32 weights as bytes: Q8_0 signed, the others unsigned (0-15, Q6_K 0-63).
+// Block b of a group as bytes: Q8_0 signed, the others unsigned (0-15, Q6_K 0-63).
 template <int QT>
-inline __m256i blockBytesVec(const uint8_t* sb, int sub) {
+inline __m256i blockVec(const uint8_t* g, int b) {
   const __m256i low4 = _mm256_set1_epi8(15);
   if constexpr (QT == lk::kQ8_0) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 2));
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + b * 34 + 2));
   } else if constexpr (QT == lk::kQ4_0) {
-    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sb + 2));
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
-    return _mm256_and_si256(both, low4);
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + b * 18 + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
   } else if constexpr (QT == lk::kQ4_K) {
-    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 16 + (sub / 2) * 32));
-    return _mm256_and_si256(sub % 2 ? _mm256_srli_epi16(qs, 4) : qs, low4);
+    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + (b / 2) * 32));
+    return _mm256_and_si256(b % 2 ? _mm256_srli_epi16(qs, 4) : qs, low4);
   } else {
-    const int n = sub / 4, k = sub % 4;
-    const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + n * 64 + (k % 2) * 32));
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 128 + n * 32));
+    const int n = b / 4, k = b % 4;
+    const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + n * 64 + (k % 2) * 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 128 + n * 32));
     const __m256i lo = _mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), low4);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
     return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
   }
 }
 
-// R rows (rs apart, from r) x T tokens (from t): every block of each row decoded once for the T
-// tokens, sums in float vectors, the offset corrections in scalars.
+// Weight side of a group, as the reduction lays out the half sums: a = [lo 0-3 | hi 0-3] and
+// b = [lo 4-7 | hi 4-7].
+struct GroupVecs {
+  __m256 wa, wb, oa, ob;
+};
+
+// Eight unsigned bytes (four of them, repeated) as floats.
+inline __m256 u8x4Twice(uint32_t four) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set1_epi32(int(four)))); }
+
+template <int QT>
+inline GroupVecs groupVecs(const uint8_t* g) {
+  GroupVecs v;
+  if constexpr (QT == lk::kQ8_0 || QT == lk::kQ4_0) {
+    // The eight blocks' f16 scales, gathered, widened, and laid out as the half sums are.
+    uint16_t h[8];
+    for (int b = 0; b < 8; b++) std::memcpy(&h[b], g + b * blockBytes(QT), 2);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+    v.wa = _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
+    v.wb = _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7));
+    const __m256 eight = _mm256_set1_ps(QT == lk::kQ4_0 ? 8.0f : 0.0f);
+    v.oa = _mm256_mul_ps(v.wa, eight);
+    v.ob = _mm256_mul_ps(v.wb, eight);
+  } else if constexpr (QT == lk::kQ4_K) {
+    // Scales and mins of blocks 0-3 are the low six bits of bytes 0-3 and 4-7; those of blocks 4-7
+    // take their low four bits from bytes 8-11 and their top two from the top of bytes 0-3 / 4-7.
+    uint32_t w[3];
+    std::memcpy(w, g + 4, 12);
+    const uint32_t scLo = w[0] & 0x3f3f3f3fu, mLo = w[1] & 0x3f3f3f3fu;
+    const uint32_t scHi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+    const uint32_t mHi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+    const __m256 d = _mm256_set1_ps(half(g)), dmin = _mm256_set1_ps(half(g + 2));
+    v.wa = _mm256_mul_ps(d, u8x4Twice(scLo));
+    v.wb = _mm256_mul_ps(d, u8x4Twice(scHi));
+    v.oa = _mm256_mul_ps(dmin, u8x4Twice(mLo));
+    v.ob = _mm256_mul_ps(dmin, u8x4Twice(mHi));
+  } else {
+    // Block b's halves have scales 2b and 2b + 1: reorder the 16 to [0 2 4 6 1 3 5 7 | 8 ...].
+    const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 192)),
+                                        _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
+    const __m256 d = _mm256_set1_ps(half(g + 208));
+    v.wa = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+    v.wb = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+    v.oa = _mm256_mul_ps(v.wa, _mm256_set1_ps(32.0f));
+    v.ob = _mm256_mul_ps(v.wb, _mm256_set1_ps(32.0f));
+  }
+  return v;
+}
+
+// R rows (rs apart, from r) x T tokens (from t). Whole 256-value groups are decoded once per row
+// for the T tokens; a Q8_0/Q4_0 row's last blocks that make no whole group go one at a time.
 template <int QT, int R, int T>
 inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
-  constexpr int64_t BV = blockValues(QT), BB = blockBytes(QT), NS = BV / 32;
-  const int64_t nb = a.cols / BV, nx = a.cols / 32;
-  __m256 acc[R][T];
-  float corr[R][T];
+  constexpr int64_t GB = groupBytes(QT), BB = blockBytes(QT);
+  const int64_t nb = a.cols / 32, ng = a.cols / 256;
+  const int64_t rowBytes = a.cols / (QT == lk::kQ8_0 || QT == lk::kQ4_0 ? 32 : 256) * BB;
+  const int64_t xs = lk::actStride(a.cols);
+  __m256 acc[R][T], corr[R][T];
   for (int i = 0; i < R; i++)
-    for (int j = 0; j < T; j++) {
-      acc[i][j] = _mm256_setzero_ps();
-      corr[i][j] = 0.0f;
-    }
-  const uint8_t* rowp[R];
-  for (int i = 0; i < R; i++) rowp[i] = a.w + (r + i * rs) * nb * BB;
-  for (int64_t b = 0; b < nb; b++) {
+    for (int j = 0; j < T; j++) acc[i][j] = corr[i][j] = _mm256_setzero_ps();
+  const uint8_t* xrow[T];
+  for (int j = 0; j < T; j++) xrow[j] = a.xq + (t + j) * xs;
+  for (int64_t gi = 0; gi < ng; gi++) {
     for (int i = 0; i < R; i++) {
-      const uint8_t* sb = rowp[i] + b * BB;
-      __builtin_prefetch(sb + 8 * BB, 0, 0);
-      for (int sub = 0; sub < NS; sub++) {
-        const Scales s = blockScales<QT>(sb, sub);
-        const __m256i wv = blockBytesVec<QT>(sb, sub);
-        const __m256i u = QT == lk::kQ8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-        const __m256 sv = _mm256_setr_ps(s.lo, s.lo, s.lo, s.lo, s.hi, s.hi, s.hi, s.hi);
-        for (int j = 0; j < T; j++) {
-          const ActBlock& x = a.xq[(t + j) * nx + b * NS + sub];
-          __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q));
-          if constexpr (QT == lk::kQ8_0) xv = _mm256_sign_epi8(xv, wv);
-          const __m256 dot = _mm256_cvtepi32_ps(dotBytes(u, xv));
-          acc[i][j] = _mm256_fmadd_ps(dot, _mm256_mul_ps(sv, _mm256_set1_ps(x.d)), acc[i][j]);
-          if constexpr (QT != lk::kQ8_0) corr[i][j] += x.d * (s.offLo * float(x.sum[0]) + s.offHi * float(x.sum[1]));
+      const uint8_t* g = a.w + (r + i * rs) * rowBytes + gi * GB;
+      __builtin_prefetch(g + 4 * GB, 0, 0);
+      const GroupVecs gv = groupVecs<QT>(g);
+      __m256i wq[8];
+      for (int b = 0; b < 8; b++) wq[b] = blockVec<QT>(g, b);
+      for (int j = 0; j < T; j++) {
+        const int8_t* xq = lk::actQ(xrow[j], a.cols) + gi * 256;
+        __m256i p[8];
+        for (int b = 0; b < 8; b++) {
+          __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+          if constexpr (QT == lk::kQ8_0) {
+            p[b] = dotBytes(_mm256_sign_epi8(wq[b], wq[b]), _mm256_sign_epi8(xv, wq[b]));
+          } else {
+            p[b] = dotBytes(wq[b], xv);
+          }
+        }
+        const __m256i ha = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        const __m256i hb = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+        const float* dx = lk::actD(xrow[j]) + gi * 8;
+        const __m256 dxa = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(dx));
+        const __m256 dxb = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(dx + 4));
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ha), _mm256_mul_ps(gv.wa, dxa), acc[i][j]);
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hb), _mm256_mul_ps(gv.wb, dxb), acc[i][j]);
+        if constexpr (hasOffset(QT)) {
+          const float* s16 = lk::actDs16(xrow[j], a.cols) + gi * 16;
+          corr[i][j] = _mm256_fmadd_ps(gv.oa, _mm256_loadu_ps(s16), corr[i][j]);
+          corr[i][j] = _mm256_fmadd_ps(gv.ob, _mm256_loadu_ps(s16 + 8), corr[i][j]);
         }
       }
     }
   }
   for (int i = 0; i < R; i++) {
     const int64_t row = r + i * rs;
-    for (int j = 0; j < T; j++)
-      a.out[(t + j) * a.rows + row] = hsum8(acc[i][j]) - corr[i][j] + (a.bias ? a.bias[row] : 0.0f);
+    const uint8_t* rowp = a.w + row * rowBytes;
+    for (int j = 0; j < T; j++) {
+      float s = hsum8(acc[i][j]) - hsum8(corr[i][j]);
+      for (int64_t b = ng * 8; b < nb; b++) {  // Q8_0/Q4_0 blocks past the last whole group
+        const uint8_t* blk = rowp + b * BB;
+        const __m256i wv = blockVec<QT>(blk, 0);
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lk::actQ(xrow[j], a.cols) + b * 32));
+        const __m256i p = QT == lk::kQ8_0 ? dotBytes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)) : dotBytes(wv, xv);
+        const float dw = half(blk), dx = lk::actD(xrow[j])[b];
+        const float* s16 = lk::actDs16(xrow[j], a.cols);
+        s += dw * dx * float(hsum8i(p));
+        if (QT == lk::kQ4_0) s -= 8.0f * dw * (s16[lk::ds16Index(b, 0)] + s16[lk::ds16Index(b, 1)]);
+      }
+      a.out[(t + j) * a.rows + row] = s + (a.bias ? a.bias[row] : 0.0f);
+    }
   }
 }
 
 #else  // portable: the same arithmetic in scalar code
 
-inline void quantizeBlock(const float* x, ActBlock& b) { quantizeBlockScalar(x, b); }
+inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
+  quantizeBlocksScalar(x, cols, row, b0, b1);
+}
 
 template <int QT, int R, int T>
 inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
-  constexpr int64_t BV = blockValues(QT), BB = blockBytes(QT), NS = BV / 32;
-  const int64_t nb = a.cols / BV, nx = a.cols / 32;
+  const bool k = QT == lk::kQ4_K || QT == lk::kQ6_K;
+  const int64_t nb = a.cols / 32, rowBytes = a.cols / (k ? 256 : 32) * blockBytes(QT);
   for (int i = 0; i < R; i++) {
     const int64_t row = r + i * rs;
-    const uint8_t* rowp = a.w + row * nb * BB;
     for (int j = 0; j < T; j++) {
+      const uint8_t* x = a.xq + (t + j) * lk::actStride(a.cols);
+      const int8_t* xq = lk::actQ(x, a.cols);
+      const float* s16 = lk::actDs16(x, a.cols);
       float acc = 0.0f;
-      for (int64_t b = 0; b < nb; b++)
-        for (int sub = 0; sub < NS; sub++) {
-          const uint8_t* sb = rowp + b * BB;
-          const Scales s = blockScales<QT>(sb, sub);
+      for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+        // A group of up to 8 blocks: one K super-block, or Q8_0/Q4_0 blocks b0..b0+7.
+        const uint8_t* g = a.w + row * rowBytes + (k ? (b0 / 8) * blockBytes(QT) : b0 * blockBytes(QT));
+        const int n = int(std::min<int64_t>(8, nb - b0));
+        GroupScales s;
+        if (k || n == 8) groupScales(QT, g, s);
+        else
+          for (int b = 0; b < n; b++) {
+            const float d = half(g + b * blockBytes(QT));
+            s.lo[b] = s.hi[b] = d;
+            s.offLo[b] = s.offHi[b] = QT == lk::kQ4_0 ? 8.0f * d : 0.0f;
+          }
+        for (int b = 0; b < n; b++) {
           int32_t v[32];
-          blockInts<QT>(sb, sub, v);
-          const ActBlock& x = a.xq[(t + j) * nx + b * NS + sub];
+          blockInts<QT>(g, b, v);
           int32_t lo = 0, hi = 0;
-          for (int k = 0; k < 16; k++) lo += v[k] * x.q[k];
-          for (int k = 16; k < 32; k++) hi += v[k] * x.q[k];
-          acc += x.d * (s.lo * float(lo) + s.hi * float(hi) - s.offLo * float(x.sum[0]) - s.offHi * float(x.sum[1]));
+          for (int e = 0; e < 16; e++) lo += v[e] * xq[(b0 + b) * 32 + e];
+          for (int e = 16; e < 32; e++) hi += v[e] * xq[(b0 + b) * 32 + e];
+          const float dx = lk::actD(x)[b0 + b];
+          acc += dx * (s.lo[b] * float(lo) + s.hi[b] * float(hi)) - s.offLo[b] * s16[lk::ds16Index(b0 + b, 0)] -
+                 s.offHi[b] * s16[lk::ds16Index(b0 + b, 1)];
         }
+      }
       a.out[(t + j) * a.rows + row] = acc + (a.bias ? a.bias[row] : 0.0f);
     }
   }
@@ -268,15 +384,19 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
 
 #endif
 
-void quantizeActs(ActBlock* dst, const float* x, int64_t cols, int64_t t0, int64_t t1) {
-  const int64_t nb = cols / 32;
-  for (int64_t t = t0; t < t1; t++)
-    for (int64_t b = 0; b < nb; b++) quantizeBlock(x + t * cols + b * 32, dst[t * nb + b]);
+void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_t t1) {
+  const int64_t xs = lk::actStride(cols);
+  for (int64_t t = t0; t < t1; t++) {
+    uint8_t* row = dst + t * xs;
+    // Unused ds16 slots of a last partial group stay defined.
+    std::fill(reinterpret_cast<float*>(row), reinterpret_cast<float*>(row) + lk::actFloats(cols), 0.0f);
+    quantizeBlocks(x + t * cols, cols, row, 0, cols / 32);
+  }
 }
 
 // Rows [r0, r1): one token reads the range as four streams a quarter apart (as the float matvec
 // does: more lines in flight than one stream); a batch takes two rows at a time against four
-// tokens, so each decoded block serves eight dot products.
+// tokens, so each decoded group serves eight dot products.
 template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   if (a.nTokens == 1) {

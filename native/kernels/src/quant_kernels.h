@@ -1,5 +1,5 @@
 // Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_K, Q6_K). The activations are
-// quantized per 32 values to int8 first (ActBlock), so each 32-value block of a product is one
+// quantized per 32 values to int8 first (the activation rows below), so each 32-value block is one
 // integer dot product of bytes, scaled once in float: the weights are read from memory at their
 // stored size (4.5 to 8.5 bits a value) and never widened to floats.
 //
@@ -26,19 +26,31 @@ struct QuantFormat {
 constexpr QuantFormat kQuantFormats[kQuantTypes] = {
     {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210}};
 
-// 32 activations as d * q with d = max|x| / 127 and q = x / d rounded to nearest (even), and the
-// sums of q over each half: the formats that store an offset (Q4_0's 8, Q6_K's 32) or a min (Q4_K)
-// correct for it with these sums instead of per-value arithmetic.
-struct ActBlock {
-  float d;
-  int16_t sum[2];
-  int8_t q[32];
-};
-static_assert(sizeof(ActBlock) == 40, "ActBlock is packed as 40 bytes");
+// A token's activations quantized per 32 values: x ≈ d * q with d = max|x| / 127 and q = x / d
+// rounded to nearest (even). Laid out per token as floats then bytes (actStride(cols) bytes):
+//   d[nb]      one scale per 32-value block (nb = cols / 32)
+//   ds16[16ng] d times the sum of q over each 16-value half, in kernel order (ds16Index), for
+//              ng = nb / 8 rounded up groups of 8 blocks: the formats that store an offset
+//              (Q4_0's 8, Q6_K's 32) or a min (Q4_K) correct for it with these instead of
+//              per-value arithmetic
+//   q[cols]    int8
+inline int64_t actFloats(int64_t cols) { return cols / 32 + (cols / 32 + 7) / 8 * 16; }
+inline int64_t actStride(int64_t cols) { return actFloats(cols) * 4 + cols; }
+inline const float* actD(const uint8_t* row) { return reinterpret_cast<const float*>(row); }
+inline const float* actDs16(const uint8_t* row, int64_t cols) { return actD(row) + cols / 32; }
+inline const int8_t* actQ(const uint8_t* row, int64_t cols) {
+  return reinterpret_cast<const int8_t*>(row + actFloats(cols) * 4);
+}
+// Where half h (0: values 0-15, 1: 16-31) of block b sits in ds16: groups of 8 blocks as
+// [lo 0-3, hi 0-3, lo 4-7, hi 4-7], the order the kernels' reduction leaves the half sums in.
+inline int64_t ds16Index(int64_t b, int h) {
+  const int64_t j = b % 8;
+  return (b / 8) * 16 + (j < 4 ? j : 4 + j) + 4 * h;
+}
 
 struct QuantMatmulArgs {
   float* out;           // [nTokens, rows]
-  const ActBlock* xq;   // [nTokens, cols / 32]
+  const uint8_t* xq;    // nTokens rows of actStride(cols) bytes
   const uint8_t* w;     // rows of cols / block blocks each
   int qtype;
   int64_t rows;
@@ -49,8 +61,8 @@ struct QuantMatmulArgs {
 
 struct QuantTable {
   const char* name;
-  // Token rows [t0, t1) of x [nTokens, cols] into dst [nTokens, cols / 32]; cols % 32 == 0.
-  void (*quantizeActs)(ActBlock* dst, const float* x, int64_t cols, int64_t t0, int64_t t1);
+  // Token rows [t0, t1) of x [nTokens, cols] into dst (actStride(cols) bytes a token); cols % 32 == 0.
+  void (*quantizeActs)(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_t t1);
   // Output rows [r0, r1) for every token.
   void (*matmul)(const QuantMatmulArgs& a, int64_t r0, int64_t r1);
 };
