@@ -28,7 +28,10 @@ export function registerConvertCommand(program: Command): void {
     .description(
       "explain a model's slices (--explain), or write it as GGUF for llama.cpp (--to gguf --out FILE)",
     )
-    .option("--model <path>", "Hugging Face directory or llama2.c .bin (default: the demo model)")
+    .option(
+      "--model <path>",
+      "Hugging Face directory, llama2.c .bin, .gguf file or Hub id (default: the demo model)",
+    )
     .option(
       "--tokenizer <path>",
       "tokenizer for a llama2.c checkpoint, or a Hugging Face tokenizer directory",

@@ -18,7 +18,8 @@ import type { ProgressCallback } from "./load-progress.js";
 
 /**
  * `--model ORG/NAME`: fetches what we need of a Hugging Face Hub model repository into a local
- * cache (LAMINA_CACHE, else ~/.cache/lamina/hub) and returns the directory, ready for loadHfModel.
+ * cache (LAMINA_CACHE, else ~/.cache/lamina/hub) and returns the directory, ready for loadHfModel;
+ * `--model ORG/NAME/FILE.gguf` fetches that one GGUF file of the repository instead.
  * Only the files the loader reads are fetched; files already complete are skipped and partial
  * ones (*.part) resume with a range request. HF_TOKEN authenticates, HF_ENDPOINT changes the Hub.
  */
@@ -44,6 +45,15 @@ export interface HubDownloadOptions {
   readonly onProgress?: ProgressCallback;
   /** Draw a cli-progress bar on stderr (default: when stderr is a terminal). */
   readonly progressBar?: boolean;
+  /** Fetch only this .gguf file at the repository's root (a GGUF file carries config and tokenizer). */
+  readonly ggufFile?: string;
+}
+
+/** ORG/NAME/FILE.gguf: a GGUF file at the root of a Hub repository, or null. */
+export function parseHubGguf(spec: string): { repoId: string; file: string } | null {
+  const m = /^([^/]+\/[^/]+)\/([^/]+\.gguf)$/.exec(spec);
+  if (!m || !isHubId(m[1]!) || m[2]!.startsWith(".")) return null;
+  return { repoId: m[1]!, file: m[2]! };
 }
 
 /** An ORG/NAME repository id, as the Hub spells them. */
@@ -101,8 +111,19 @@ async function chooseFiles(
   repoId: string,
   entries: readonly ListFileEntry[],
   fetchIndex: (size: number) => Promise<string>,
+  ggufFile?: string,
 ): Promise<{ path: string; size: number }[]> {
   const byPath = new Map(entries.filter((e) => e.type === "file").map((e) => [e.path, e.size]));
+  if (ggufFile !== undefined) {
+    const size = byPath.get(ggufFile);
+    if (size === undefined) {
+      const ggufs = [...byPath.keys()].filter((p) => p.endsWith(".gguf"));
+      throw new HubError(
+        `${repoId} has no file ${ggufFile} (its .gguf files: ${ggufs.length > 0 ? ggufs.join(", ") : "none"})`,
+      );
+    }
+    return [{ path: ggufFile, size }];
+  }
   const chosen: { path: string; size: number }[] = [];
   const add = (p: string) => {
     const size = byPath.get(p);
@@ -154,7 +175,8 @@ export async function downloadHubModel(repoId: string, opts: HubDownloadOptions 
     for await (const e of listFiles({ ...hub, fetch: timedFetch })) entries.push(e);
   } catch (e) {
     const failure = hubFailure(repoId, e);
-    if (existsSync(path.join(dir, COMPLETE_MARKER))) {
+    const cached = opts.ggufFile ?? COMPLETE_MARKER;
+    if (existsSync(path.join(dir, cached))) {
       process.stderr.write(`${failure.message}\nusing the cached copy in ${dir}\n`);
       return dir;
     }
@@ -164,10 +186,15 @@ export async function downloadHubModel(repoId: string, opts: HubDownloadOptions 
   mkdirSync(dir, { recursive: true });
   let files: { path: string; size: number }[];
   try {
-    files = await chooseFiles(repoId, entries, async (size) => {
-      await fetchOne(hub, dir, INDEX_FILE, size, () => {});
-      return readFileSync(path.join(dir, INDEX_FILE), "utf8");
-    });
+    files = await chooseFiles(
+      repoId,
+      entries,
+      async (size) => {
+        await fetchOne(hub, dir, INDEX_FILE, size, () => {});
+        return readFileSync(path.join(dir, INDEX_FILE), "utf8");
+      },
+      opts.ggufFile,
+    );
   } catch (e) {
     throw e instanceof HubError ? e : hubFailure(repoId, e);
   }
@@ -200,7 +227,9 @@ export async function downloadHubModel(repoId: string, opts: HubDownloadOptions 
   } finally {
     bar?.stop();
   }
-  writeFileSync(path.join(dir, COMPLETE_MARKER), JSON.stringify({ repoId, revision, files }, null, 2));
+  // A single GGUF file is its own marker (complete once renamed from .part).
+  if (!opts.ggufFile)
+    writeFileSync(path.join(dir, COMPLETE_MARKER), JSON.stringify({ repoId, revision, files }, null, 2));
   return dir;
 }
 

@@ -1,8 +1,9 @@
 import { existsSync, statSync } from "node:fs";
+import path from "node:path";
 import { loadBuiltinModel } from "./builtin-model.js";
 import { loadGgufModel } from "./gguf-loader.js";
 import { loadHfModel } from "./hf-loader.js";
-import { downloadHubModel, isHubId } from "./hub.js";
+import { downloadHubModel, isHubId, parseHubGguf } from "./hub.js";
 import { loadLlama2cModel } from "./llama2c-loader.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { loadRandomDemoModel } from "./random-demo-model.js";
@@ -24,7 +25,8 @@ export interface LoadModelOptions {
  * trained TinyStories model shipped in the package); "random" → the random-weight demo model;
  * an existing directory → Hugging Face safetensors; an existing .bin file → llama2.c checkpoint;
  * an existing .gguf file → llama.cpp's GGUF (llama, mistral-as-llama, qwen2);
- * ORG/NAME that is not a local path → downloaded from the Hugging Face Hub into the cache.
+ * ORG/NAME that is not a local path → downloaded from the Hugging Face Hub into the cache;
+ * ORG/NAME/FILE.gguf → that GGUF file of a Hub repository, downloaded the same way.
  */
 export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   if (spec === undefined || spec === "demo") return loadBuiltinModel();
@@ -45,6 +47,20 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
         `pass a Hugging Face model directory, a .bin checkpoint, a .gguf file, ORG/NAME from the Hub, ${BUILTIN_FORMS}`,
     );
   }
+  const hubGguf = parseHubGguf(spec);
+  if (hubGguf) {
+    if (opts.tokenizerPath)
+      throw new Error(`--model ${spec}: a GGUF file carries its own tokenizer; drop --tokenizer`);
+    const dir = await downloadHubModel(hubGguf.repoId, {
+      ggufFile: hubGguf.file,
+      ...(opts.revision ? { revision: opts.revision } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
+    return loadGgufModel(
+      path.join(dir, hubGguf.file),
+      opts.onProgress ? { onProgress: opts.onProgress } : {},
+    );
+  }
   if (isHubId(spec)) {
     const dir = await downloadHubModel(spec, {
       ...(opts.revision ? { revision: opts.revision } : {}),
@@ -54,7 +70,7 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
   }
   throw new Error(
     `--model ${spec}: no such file or directory, and not a Hugging Face Hub id (ORG/NAME); ` +
-      `pass a model directory, a llama2.c .bin checkpoint, a .gguf file, ORG/NAME, ${BUILTIN_FORMS}`,
+      `pass a model directory, a llama2.c .bin checkpoint, a .gguf file, ORG/NAME, ORG/NAME/FILE.gguf, ${BUILTIN_FORMS}`,
   );
 }
 

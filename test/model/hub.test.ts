@@ -1,17 +1,31 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { downloadHubModel, hubSnapshotDir, isHubId } from "../../src/model/hub.js";
+import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { downloadHubModel, hubSnapshotDir, isHubId, parseHubGguf } from "../../src/model/hub.js";
 import { loadModel } from "../../src/model/load.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-hub-"));
 const repoDir = path.join(tmp, "repo");
 const REPO = "tiny-org/tiny-llama";
+/** A second repository holding only GGUF files (as llama.cpp model repositories do). */
+const GGUF_REPO = "tiny-org/tiny-llama-gguf";
+const ggufDir = path.join(tmp, "gguf-repo");
+const repoDirs: Record<string, string> = { [REPO]: repoDir, [GGUF_REPO]: ggufDir };
 
 /** What the fake Hub was asked for: "GET path range". */
 const requests: string[] = [];
@@ -24,11 +38,12 @@ function fakeHub(): Server {
   return createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     requests.push(`${req.method} ${url.pathname} ${req.headers.range ?? ""}`.trim());
-    if (url.pathname === `/api/models/${REPO}/tree/main`) {
-      const files = readdirSync(repoDir).map((f) => ({
+    const listed = Object.keys(repoDirs).find((r) => url.pathname === `/api/models/${r}/tree/main`);
+    if (listed) {
+      const files = readdirSync(repoDirs[listed]!).map((f) => ({
         type: "file",
         path: f,
-        size: statSync(path.join(repoDir, f)).size,
+        size: statSync(path.join(repoDirs[listed]!, f)).size,
         oid: "0",
       }));
       // An extra file the loader does not need: it must not be fetched.
@@ -37,8 +52,9 @@ function fakeHub(): Server {
       res.end(JSON.stringify(files));
       return;
     }
-    const prefix = `/${REPO}/resolve/main/`;
-    const file = url.pathname.startsWith(prefix) ? path.join(repoDir, url.pathname.slice(prefix.length)) : "";
+    const repo = Object.keys(repoDirs).find((r) => url.pathname.startsWith(`/${r}/resolve/main/`));
+    const prefix = `/${repo}/resolve/main/`;
+    const file = repo ? path.join(repoDirs[repo]!, url.pathname.slice(prefix.length)) : "";
     if (!file || !existsSync(file)) {
       res.writeHead(404, { "X-Error-Code": "EntryNotFound" });
       res.end("not found");
@@ -60,6 +76,10 @@ function fakeHub(): Server {
 
 before(async () => {
   writeTinyModel(repoDir, "llama-gqa");
+  const tiny = await loadModel(repoDir);
+  mkdirSync(ggufDir);
+  modelToGguf(tiny, path.join(ggufDir, "tiny-q8_0.gguf"), { quantize: "q8_0" });
+  modelToGguf(tiny, path.join(ggufDir, "tiny-f32.gguf"));
   server = fakeHub();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -187,5 +207,34 @@ describe("Hugging Face Hub downloads", () => {
       downloadHubModel("nobody/nothing", { cacheDir: path.join(tmp, "c3"), progressBar: false }),
       /no model repository nobody\/nothing on the Hugging Face Hub \(HTTP 404\)/,
     );
+  });
+});
+
+describe("a Hub repository's GGUF file (ORG/NAME/FILE.gguf)", () => {
+  test("is told apart from ids and paths", () => {
+    assert.deepEqual(parseHubGguf("org/name/model-Q4_K_M.gguf"), {
+      repoId: "org/name",
+      file: "model-Q4_K_M.gguf",
+    });
+    for (const s of ["org/name", "org/name/sub/x.gguf", "./a/b.gguf", "org/name/x.bin", "org/../x.gguf"])
+      assert.equal(parseHubGguf(s), null, s);
+  });
+
+  test("fetches that one file and loads it; a missing file is named with the ones there are", async () => {
+    process.env.HF_ENDPOINT = endpoint;
+    process.env.LAMINA_CACHE = path.join(tmp, "cache-gguf");
+    try {
+      requests.length = 0;
+      const m = await loadModel(`${GGUF_REPO}/tiny-q8_0.gguf`);
+      assert.match(m.source.label, /tiny-q8_0\.gguf \(GGUF llama, F32 \+ Q8_0\)/);
+      const fetched = requests.filter((r) => r.includes("/resolve/"));
+      assert.ok(fetched.length > 0 && fetched.every((r) => r.includes("tiny-q8_0.gguf")), fetched.join("; "));
+      await assert.rejects(
+        loadModel(`${GGUF_REPO}/tiny-q2_k.gguf`),
+        /tiny-org\/tiny-llama-gguf has no file tiny-q2_k\.gguf \(its \.gguf files: (tiny-f32\.gguf, tiny-q8_0\.gguf|tiny-q8_0\.gguf, tiny-f32\.gguf)\)/,
+      );
+    } finally {
+      delete process.env.LAMINA_CACHE;
+    }
   });
 });
