@@ -30,12 +30,6 @@ inline __m512bh toBf16x32(const float* x) {
 
 inline __m512bh loadBf16x32(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
-// The first n <= 32 bf16 at p, zero above (a masked load: nothing past p + n is touched).
-inline __m512bh loadBf16Part(const uint16_t* p, int64_t n) {
-  if (n >= 32) return loadBf16x32(p);
-  return (__m512bh)_mm512_maskz_loadu_epi16(__mmask32((1u << n) - 1), p);
-}
-
 // ---- streaming tiles (1..kSmallBatch tokens): R weight rows x T tokens over the whole of K ----
 
 // As matmulTile in kernels.cpp, with the weights read as 32 bf16 a step and multiplied by the

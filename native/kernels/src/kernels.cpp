@@ -458,7 +458,6 @@ struct Step {
 // Per task: the query heads of its KV heads.
 struct AttnScratch {
   std::vector<float> q;       // [H, headDim] queries, in the pair order of the KV dtype
-  std::vector<uint16_t> qb;   // [H, headDim] queries rounded to bf16, in order (bf16 dot scores)
   std::vector<float> acc;     // [H, headDim] running numerator, same order
   std::vector<float> scores;  // [H, kChunk]
   std::vector<float> m, l;    // [H] running max and denominator
@@ -469,7 +468,6 @@ inline AttnScratch& attnScratch(int64_t H, int64_t D) {
   if (int64_t(s.acc.size()) < H * D) {
     s.acc.resize(H * D);
     s.q.resize(H * D);
-    s.qb.resize(H * D);
   }
   if (int64_t(s.scores.size()) < H * kChunk) s.scores.resize(H * kChunk);
   if (int64_t(s.m.size()) < H) {
@@ -697,65 +695,6 @@ inline void pairScores(const float* q, int64_t D, const void* kBase, const int64
   }
 }
 
-#if defined(__AVX512BF16__)
-// Scores on a bf16 cache through vdpbf16ps: the queries rounded to bf16 once per task (qb, in
-// order), each key row's 32 bf16 a step loaded as they are and multiplied pairwise, no widening.
-// The tile is pairScoresTile's (GB heads x KB keys, one transposing reduction), with q for the GB
-// heads held in registers across the KB keys.
-template <int GB, int KB>
-inline void dotScoresTile(const uint16_t* qb, int64_t D, const uint16_t* kBase, const int64_t* rows, int64_t off,
-                          float scale, float* scores) {
-  static_assert(GB * KB == W, "one tile fills one vector of scores");
-  vf acc[W];
-  for (int i = 0; i < W; i++) acc[i] = splat(0.0f);
-  for (int64_t i = 0; i < D; i += 32) {
-    const int64_t len = std::min<int64_t>(32, D - i);  // the tail of a head_dim not a multiple of 32
-    __m512bh qv[GB];
-    for (int g = 0; g < GB; g++) qv[g] = loadBf16Part(qb + g * D + i, len);
-    for (int j = 0; j < KB; j++) {
-      const __m512bh kv = loadBf16Part(kBase + rows[j] + off + i, len);
-      for (int g = 0; g < GB; g++) {
-        vf& a = acc[tileAcc(g * KB + j)];
-        a = (vf)_mm512_dpbf16_ps((__m512)a, qv[g], kv);
-      }
-    }
-  }
-  alignas(64) float r[W];
-  storef(r, reduceW(acc) * scale);
-  for (int g = 0; g < GB; g++)
-    for (int j = 0; j < KB; j++) scores[g * kChunk + j] = r[g * KB + j];
-}
-
-// Heads [0, GB) over keys [0, n): whole tiles, then the tail keys one at a time.
-template <int GB>
-inline void dotScores(const uint16_t* qb, int64_t D, const uint16_t* kBase, const int64_t* rows, int64_t off,
-                      int64_t n, float scale, float* scores) {
-  constexpr int KB = W / GB;
-  int64_t j = 0;
-  for (; j + KB <= n; j += KB) dotScoresTile<GB, KB>(qb, D, kBase, rows + j, off, scale, scores + j);
-  for (; j < n; j++)
-    for (int g = 0; g < GB; g++) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t i = 0; i < D; i += 32) {
-        const int64_t len = std::min<int64_t>(32, D - i);
-        acc = _mm512_dpbf16_ps(acc, loadBf16Part(qb + g * D + i, len), loadBf16Part(kBase + rows[j] + off + i, len));
-      }
-      scores[g * kChunk + j] = _mm512_reduce_add_ps(acc) * scale;
-    }
-}
-
-// All G query heads of one KV head: 4 heads a tile where G allows
-// (4 keys each), else 2 (8 keys), else 1 (16 keys).
-inline void dotScoresAll(const uint16_t* qb, int64_t G, int64_t D, const void* kBase, const int64_t* rows, int64_t off,
-                         int64_t n, float scale, float* scores) {
-  const uint16_t* k = static_cast<const uint16_t*>(kBase);
-  int64_t g = 0;
-  for (; g + 4 <= G; g += 4) dotScores<4>(qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
-  for (; g + 2 <= G; g += 2) dotScores<2>(qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
-  for (; g < G; g++) dotScores<1>(qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
-}
-#endif
-
 // All G query heads of one KV head over n keys. `pairs`: head_dim is a multiple of 2W, and q is in
 // pair order; then heads go in groups of 2 (tiles of 2 heads x W/2 keys: q for both heads stays in
 // registers, where 4-head tiles reload it from cache for every key pair and measured slower even
@@ -824,15 +763,6 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     toPairOrder(s.q.data(), qt, H * D);
     q = s.q.data();
   }
-#if defined(__AVX512BF16__)
-  // A bf16 cache's scores through vdpbf16ps, on the queries rounded to bf16 (see dotScoresTile).
-  constexpr bool bf16Scores = DT == 2;
-  if constexpr (bf16Scores) {
-    int64_t i = 0;
-    for (; i + 32 <= H * D; i += 32) _mm512_storeu_si512(s.qb.data() + i, (__m512i)toBf16x32(qt + i));
-    for (; i < H * D; i++) s.qb[i] = f32_to_bf16(qt[i]);
-  }
-#endif
   std::fill(acc, acc + H * D, 0.0f);
   std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
   std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
@@ -873,17 +803,9 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
       for (int r = 0; r < st.nRuns; r++)
         if (i < st.len[r]) rows[m++] = st.base[r] + i * D;
     for (int64_t kh = 0; kh < nh; kh++)
-      for (int64_t m = 0; m < n; m += kSub) {
-#if defined(__AVX512BF16__)
-        if (bf16Scores) {
-          dotScoresAll(s.qb.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, std::min(kSub, n - m), a.scale,
-                       sc + kh * G * kChunk + m);
-          continue;
-        }
-#endif
+      for (int64_t m = 0; m < n; m += kSub)
         scoresAll<DT>(pairs, q + kh * G * D, G, D, c.k, rows + m, kh * headStride, std::min(kSub, n - m), a.scale,
                       sc + kh * G * kChunk + m);
-      }
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < H; g++) {
       float* row = sc + g * kChunk;
