@@ -697,6 +697,19 @@ describe("GGUF import: clear errors", () => {
     await assert.rejects(loadModel(header), /file ends inside .*general\.architecture.*truncated/);
   });
 
+  it("quantized tensors: rows that are not whole blocks, and data cut short, are named", async () => {
+    const odd = writeRaw(
+      "q8-odd.gguf",
+      ggufBytes(base, [{ name: "token_embd.weight", type: 8, shape: [2, 48], data: new Uint8Array(102) }]),
+    );
+    await assert.rejects(loadModel(odd), /row length 48 is not a multiple of the Q8_0 block size 32/);
+    const whole = ggufBytes(base, [
+      { name: "token_embd.weight", type: 12, shape: [2, 256], data: new Uint8Array(288) },
+    ]);
+    const cut = writeRaw("q4k-cut.gguf", whole.subarray(0, whole.length - 100));
+    await assert.rejects(loadModel(cut), /tensor "token_embd\.weight".*truncated file/);
+  });
+
   it("an unknown tensor type names the tensor and the type", async () => {
     const file = writeRaw("type.gguf", ggufBytes(base, [{ ...f32("blk.0.attn_q.weight", 8), type: 99 }]));
     await assert.rejects(loadModel(file), /tensor "blk\.0\.attn_q\.weight" has unknown ggml tensor type 99/);
