@@ -9,8 +9,8 @@
  *
  * Layout (little-endian int32 words unless said; regions 64-byte aligned):
  *   0      header: magic, version, pauseEpoch, runEpoch, …, doorbell (word 8), sleepers (word 9)
- *   256    replica lines, 64 bytes each: pid, ackEpoch, slices run, (f64 at +16) seconds running
- *          slices, (f64 at +24) seconds waiting for work
+ *   256    replica lines, 64 bytes each: pid, ackEpoch, slices run, then f64s at +16: seconds
+ *          running slices, seconds waiting on attention, attention compute the workers reported
  *   4096   micro-batch regions (`batchBytes` each): counters (stepSeq, sliceDone, logitsSeq,
  *          failedSeq, nTokens, nSeqs, nLogits, errorBytes), rows per attention worker from word 16,
  *          an error text at +256, the step's int arrays from +1024, then the activation buffers
@@ -172,13 +172,13 @@ export class ModelPlane {
       throw new Error(`model plane: version ${v}, this build speaks ${MODEL_PLANE_VERSION}`);
   }
 
-  /** Replica r's line: [pid, ackEpoch, slices] and [modelSeconds, waitSeconds]. */
+  /** Replica r's line: [pid, ackEpoch, slices] and [model, attention-wait, attention-compute seconds]. */
   replicaWords(r: number): Int32Array {
     return new Int32Array(this.buffer, REPLICAS_AT + r * REPLICA_LINE, 4);
   }
 
   replicaSeconds(r: number): Float64Array {
-    return new Float64Array(this.buffer, REPLICAS_AT + r * REPLICA_LINE + 16, 2);
+    return new Float64Array(this.buffer, REPLICAS_AT + r * REPLICA_LINE + 16, 3);
   }
 
   /** Byte offset of the doorbell word (futex). */

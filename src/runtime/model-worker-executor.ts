@@ -62,7 +62,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   private readonly logitsSlot: number;
   private epoch = -1;
   private lost = "";
-  private steps = 0;
+  /** Steps landed, per micro-batch. */
+  private readonly steps: number[];
   private lastProgress = performance.now();
   private lastDoorbell = 0;
   private reconfiguring: Promise<void> | null = null;
@@ -78,6 +79,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     this.logitsSlot = logitsSlot;
     this.pending = Array.from({ length: o.microBatches }, () => ({ seq: 0, resolve: null, reject: null }));
     this.procs = Array.from({ length: o.replicas }, () => null);
+    this.steps = new Array<number>(o.microBatches).fill(0);
   }
 
   /** Creates the plane, spawns the model workers and configures each with the attention workers. */
@@ -196,17 +198,16 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   pump(): void {
     const h = this.plane.header;
     for (;;) {
+      // Read before looking: a ring after this makes the sleep below return at once.
+      const seen = Atomics.load(h, H.doorbell);
       if (this.settle() > 0) return;
       if (this.checkHealth()) return;
-      const seen = Atomics.load(h, H.doorbell);
       if (seen !== this.lastDoorbell) {
         this.lastDoorbell = seen;
         this.lastProgress = performance.now();
       }
-      const spinUntil = performance.now() + this.o.spinUs / 1000;
-      let moved = false;
-      while (!moved && performance.now() < spinUntil) moved = Atomics.load(h, H.doorbell) !== seen;
-      if (moved) continue;
+      // No spin: a step takes a whole forward pass, and a spinning front end would take a core
+      // from the model workers; the futex wake costs a few µs per step.
       Atomics.add(h, H.sleepers, 1);
       this.shm.wait(this.plane.buffer, this.plane.doorbellOffset, seen, SLEEP_SLICE_MS);
       Atomics.sub(h, H.sleepers, 1);
@@ -224,7 +225,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
         const resolve = p.resolve;
         p.resolve = null;
         p.reject = null;
-        this.steps++;
+        this.steps[j]!++;
         resolve(b.buffers[this.logitsSlot]!);
         n++;
       } else if (Atomics.load(b.words, B.failedSeq) === p.seq) {
@@ -380,11 +381,19 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       t.model += s[0]!;
       t.attention += s[1]!;
     }
-    t.steps = this.steps;
+    // As the in-process executor counts them: steps of the busiest micro-batch.
+    t.steps = Math.max(...this.steps);
     return t;
   }
 
-  /** Model worker pids (tests kill them). */
+  /** Attention compute the attention workers reported for the layers taken, in seconds. */
+  reportedAttentionSeconds(): number {
+    let s = 0;
+    for (let r = 0; r < this.o.replicas; r++) s += this.plane.replicaSeconds(r)[2]!;
+    return s;
+  }
+
+  /** Model worker pids (tests kill them; benchmarks pin them). */
   pids(): number[] {
     return this.procs.map((p) => p?.pid ?? 0);
   }

@@ -33,6 +33,7 @@ export class ReplicaLoop {
   private readonly seconds: Float64Array;
   private stopped = false;
   private waitMask = 0;
+  private seen = 0;
   private lastYield = 0;
 
   constructor(
@@ -90,6 +91,8 @@ export class ReplicaLoop {
   /** One pass over the micro-batches: runs each slice that is this replica's and ready. */
   runReady(): number {
     const h = this.plane.header;
+    // Read before looking: a ring after this makes the wait that may follow return at once.
+    this.seen = Atomics.load(h, H.doorbell);
     const pause = Atomics.load(h, H.pauseEpoch);
     if (pause !== Atomics.load(h, H.runEpoch)) {
       // The front end is replacing a replica: take nothing new, and say so (once).
@@ -129,7 +132,7 @@ export class ReplicaLoop {
       const ex = this.executor;
       if (k > 0) {
         const prev = ex.sliced.slices[k - 1]!.attention!;
-        this.attention.take(b, j, ex.tensorOf(j, prev.out));
+        this.seconds[2]! += this.attention.take(b, j, ex.tensorOf(j, prev.out)) / 1e6;
       }
       const att = ex.runSlice(step, k, this.qPosters[j]!);
       if (att) this.attention.postKv(b, step, att.layer, ex.tensorOf(j, att.k), ex.tensorOf(j, att.v));
@@ -185,7 +188,7 @@ export class ReplicaLoop {
       this.seconds[1]! += (performance.now() - t0) / 1000;
     } else {
       const h = this.plane.header;
-      const seen = Atomics.load(h, H.doorbell);
+      const seen = this.seen;
       const spinUntil = t0 + this.limits.spinUs / 1000;
       while (performance.now() < spinUntil) if (Atomics.load(h, H.doorbell) !== seen) return;
       Atomics.add(h, H.sleepers, 1);
