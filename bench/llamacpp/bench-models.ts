@@ -1,5 +1,6 @@
 import { existsSync, renameSync } from "node:fs";
 import path from "node:path";
+import type { GgufQuantize } from "../../src/convert/gguf-format.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
@@ -54,17 +55,18 @@ export async function ensureBenchModel(
   shape: BenchShape,
   dtype: DType,
   log: (line: string) => void,
+  quantize?: GgufQuantize,
 ): Promise<BenchModelFiles> {
   const dir = path.join(cacheRoot, `${shape}-${dtype}`);
-  const gguf = path.join(cacheRoot, `${shape}-${dtype}.gguf`);
+  const gguf = path.join(cacheRoot, `${shape}-${dtype}${quantize ? `-${quantize}` : ""}.gguf`);
   if (!existsSync(path.join(dir, "config.json"))) {
     log(`generating ${shape} (${dtype}, random weights) in ${dir} ...`);
     writeRandomModelDir(dir, hfConfig(shape, dtype), dtype, 20251122, true);
   }
   if (!existsSync(gguf)) {
-    log(`converting ${shape} to GGUF ...`);
+    log(`converting ${shape} to GGUF${quantize ? ` (${quantize})` : ""} ...`);
     const model = await loadModel(dir);
-    modelToGguf(model, `${gguf}.partial`);
+    modelToGguf(model, `${gguf}.partial`, quantize ? { quantize } : {});
     renameSync(`${gguf}.partial`, gguf);
   }
   return { dir, gguf };

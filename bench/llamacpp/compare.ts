@@ -2,7 +2,10 @@
  * Lamina vs llama.cpp on the same weights, precision and thread count, in one run.
  *
  *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b] [--reps 3]
- *        [--tokens 32] [--threads 2] [--dtype bf16]
+ *        [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m]
+ *
+ * --quantize: both engines run the same quantized GGUF file (our export at that quantization);
+ * without it ours runs the Hugging Face directory and llama.cpp its GGUF export at --dtype.
  *
  * Random-weight models of two shapes are generated as Hugging Face directories (cached under
  * .lamina-cache/bench-models) and exported to GGUF with our converter; our engine runs in-process
@@ -15,6 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { median } from "../../src/bench/stats.js";
+import { GGUF_QUANTIZE, type GgufQuantize } from "../../src/convert/gguf-format.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
@@ -41,6 +45,10 @@ const tokens = intFlag(flag("tokens", "32"), "tokens");
 const threads = intFlag(flag("threads", "2"), "threads");
 const dtype = flag("dtype", "bf16") as DType;
 if (!["bf16", "f16"].includes(dtype)) throw new Error(`--dtype ${dtype}: use bf16 or f16`);
+const quantizeFlag = flag("quantize", "");
+if (quantizeFlag && !(GGUF_QUANTIZE as readonly string[]).includes(quantizeFlag))
+  throw new Error(`--quantize ${quantizeFlag}: use ${GGUF_QUANTIZE.join(", ")}`);
+const quantize = quantizeFlag ? (quantizeFlag as GgufQuantize) : undefined;
 const cacheRoot = path.join(root, ".lamina-cache", "bench-models");
 const PROMPT_LEN = 16;
 const PREFILL_LEN = 512;
@@ -60,13 +68,14 @@ const decodeScenario = (seqs: number, target: number): Scenario => ({
       tokens,
     ),
 });
+// Targets (issues 4 and 17): quantized files have their own, higher ones.
 const scenarios: Scenario[] = [
-  decodeScenario(1, 1.0),
+  decodeScenario(1, quantize ? 1.2 : 1.0),
   decodeScenario(8, 0),
-  decodeScenario(32, 1.5),
+  decodeScenario(32, quantize ? 2.0 : 1.5),
   {
     metric: `prefill tok/s, ${PREFILL_LEN}-token prompt`,
-    target: 0.8,
+    target: quantize ? 1.0 : 0.8,
     run: (e) => e.prefill(benchPrompt(PREFILL_LEN, 99)),
   },
 ];
@@ -85,9 +94,9 @@ let binary = "";
 let flashAttention: string | undefined;
 
 for (const shape of shapes) {
-  const files = await ensureBenchModel(cacheRoot, shape, dtype, log);
+  const files = await ensureBenchModel(cacheRoot, shape, dtype, log, quantize);
   log(`${shape}: loading both engines ...`);
-  const model = await loadModel(files.dir);
+  const model = await loadModel(quantize ? files.gguf : files.dir);
   const ours = new OursRunner(model, loadKernelBackend({ backend: "native", threads }));
   const theirs = await LlamaCppRunner.open(files.gguf, threads);
   binary = theirs.binary;
@@ -122,7 +131,7 @@ for (const shape of shapes) {
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const lines = [
-  `| model (${dtype}, random weights) | metric | lamina | llama.cpp | lamina / llama.cpp | target |`,
+  `| model (${quantize ?? dtype}, random weights) | metric | lamina | llama.cpp | lamina / llama.cpp | target |`,
   "| --- | --- | ---: | ---: | ---: | ---: |",
   ...rows.map((r) => {
     const t = r.target as number;
@@ -139,7 +148,7 @@ process.stdout.write(
 const outDir = path.join(root, "bench/results");
 mkdirSync(outDir, { recursive: true });
 writeFileSync(
-  path.join(outDir, `llamacpp-${shapes.join("+")}.json`),
+  path.join(outDir, `llamacpp-${shapes.join("+")}${quantize ? `-${quantize}` : ""}.json`),
   `${JSON.stringify(
     {
       date: new Date().toISOString(),
@@ -147,6 +156,7 @@ writeFileSync(
       cpus: os.cpus().length,
       threads,
       dtype,
+      quantize: quantize ?? null,
       reps,
       decodeTokens: tokens,
       promptTokens: PROMPT_LEN,
