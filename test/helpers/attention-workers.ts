@@ -69,13 +69,23 @@ export async function remoteAttention(
     depth: number;
     blockSize?: number;
     kvBlocks?: number;
+    /**
+     * The engine's step size and running sequences (the step is at least one token a sequence),
+     * which bound how far back a window layer's keys are still read.
+     */
+    maxTokensPerStep?: number;
+    maxRunning?: number;
   },
 ): Promise<{ service: RemoteAttentionService; workers: InProcessWorker[] }> {
   const workers = Array.from(
     { length: o.workers },
     (_, i) => new InProcessWorker(`w${i}`, backend, o.transport),
   );
-  const sizes = resolveSizes(model, { blockSize: o.blockSize ?? 16 });
+  const sizes = resolveSizes(model, {
+    blockSize: o.blockSize ?? 16,
+    ...(o.maxTokensPerStep !== undefined ? { maxTokensPerStep: o.maxTokensPerStep } : {}),
+    ...(o.maxRunning !== undefined ? { maxRunning: o.maxRunning } : {}),
+  });
   const service = await RemoteAttentionService.connect(workers, {
     partition: o.partition,
     geometry: sizes.geometry,

@@ -1,0 +1,106 @@
+// A model mixing window and global layers (tiny Gemma 2: window 6 on layers 0 and 2) frees its
+// window layers' KV blocks while it generates, in-process and on an attention worker, and the
+// capacity the engine reports counts the blocks that frees.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import type { KvAttention } from "../../src/attention/kv-attention.js";
+import type { LocalAttentionService } from "../../src/attention/local-service.js";
+import { windowBlocksPerSeq } from "../../src/attention/window-blocks.js";
+import type { EngineCore } from "../../src/engine/engine-core.js";
+import { loadModel } from "../../src/model/load.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
+import { remoteAttention } from "../helpers/attention-workers.js";
+import { nativeBackend } from "../helpers/backends.js";
+import { greedy } from "../helpers/engine-driver.js";
+import { writeTinyModel } from "../helpers/tiny-models.js";
+
+const backend = nativeBackend();
+const tmp = mkdtempSync(path.join(tmpdir(), "lamina-window-kv-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const SIZES: EngineOptions = { maxTokensPerStep: 8, maxRunning: 2, blockSize: 4 };
+const prompt = [256, ...Buffer.from("Lily and Ben went to the park")];
+const GENERATE = 40;
+
+/** Runs one request to the end, recording the most blocks each pool of `kv()` held after a step. */
+async function peaks(core: EngineCore, kv: () => KvAttention) {
+  core.add({ id: "r", promptTokenIds: prompt, params: greedy(GENERATE, { ignoreEos: true }) });
+  let global = 0;
+  let window = 0;
+  while (core.hasWork) {
+    await core.runStep();
+    const k = kv();
+    global = Math.max(global, k.allocator.usedBlocks);
+    window = Math.max(window, k.windowAllocator!.usedBlocks);
+  }
+  return { global, window, end: () => [kv().allocator.usedBlocks, kv().windowAllocator!.usedBlocks] };
+}
+
+/**
+ * The global pool's peak covers the sequence: seen between steps, the step that finishes a request
+ * releases it in-process (so the peak seen covers all but the last two tokens), while a worker
+ * releases at the next step (all but the last, whose KV is never written).
+ */
+function assertCoversAll(peak: number, total: number): void {
+  assert.ok(
+    peak >= Math.ceil((total - 2) / 4) && peak <= Math.ceil((total - 1) / 4),
+    `global pool peak ${peak}`,
+  );
+}
+
+describe("tiny Gemma 2's window layers free their KV as a sequence grows", async () => {
+  const model = await loadModel(writeTinyModel(path.join(tmp, "gemma2"), "gemma2").dir);
+  const total = prompt.length + GENERATE;
+  const geometry = resolveSizes(model, SIZES).geometry;
+
+  it("in-process: the global pool holds every position, the window pool only the window", async () => {
+    const core = buildColocatedEngine(model, backend, SIZES);
+    const local = core.attention as LocalAttentionService;
+    const p = await peaks(core, () => local.kv);
+    assertCoversAll(p.global, total);
+    assert.ok(p.window <= windowBlocksPerSeq(geometry), `window pool peak ${p.window}`);
+    assert.ok(p.window < p.global / 3, `window pool peak ${p.window} against ${p.global}`);
+    assert.deepEqual(p.end(), [0, 0]);
+  });
+
+  it("on an attention worker (head partition, shm), as the worker accounts it", async () => {
+    const { service, workers } = await remoteAttention(model, backend, {
+      workers: 1,
+      partition: "head",
+      depth: 1,
+      transport: "shm",
+      blockSize: 4,
+      maxTokensPerStep: 8,
+      maxRunning: 2,
+    });
+    try {
+      const core = buildColocatedEngine(model, backend, SIZES, service);
+      const p = await peaks(core, () => workers[0]!.sessions[0]!.cache!);
+      assertCoversAll(p.global, total);
+      assert.ok(p.window <= windowBlocksPerSeq(geometry), `window pool peak ${p.window}`);
+      assert.ok(p.window < p.global / 3, `window pool peak ${p.window} against ${p.global}`);
+      // STATS is answered after the RELEASE sent before it: both pools are empty again.
+      await service.workerStats();
+      assert.deepEqual(p.end(), [0, 0]);
+    } finally {
+      await service.close();
+      for (const w of workers) await w.close();
+    }
+  });
+
+  it("the capacity reported counts the freed blocks: more global blocks in the same budget", () => {
+    const sizes = resolveSizes(model, { ...SIZES, kvMemory: 4 << 20 });
+    const core = buildColocatedEngine(model, backend, { ...SIZES, kvMemory: 4 << 20 });
+    const total = core.attention.usage()[0]!.totalBlocks;
+    assert.equal(total, sizes.localBlocks);
+    assert.ok(
+      total > sizes.numBlocks,
+      `${total} global blocks against ${sizes.numBlocks} with one shared table`,
+    );
+  });
+});
