@@ -33,6 +33,10 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
     // Long rows, and a row count that leaves batch 1's quarter tiles (rows i, i + q, i + 2q,
     // i + 3q) a remainder row.
     [9, 1601],
+    // One and two columns: the bf16 dot variant's packed pairs start at a cache line from K = 2 on,
+    // at the group's start for K = 1 (no room to shift).
+    [7, 1],
+    [5, 2],
   ];
   for (const dtype of DTYPES) {
     for (const [rows, cols] of shapes) {

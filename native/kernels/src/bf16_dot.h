@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "kernel_table.h"
 #include "simd.h"
@@ -33,29 +34,36 @@ inline __m512bh loadBf16x32(const uint16_t* p) { return (__m512bh)_mm512_loadu_s
 // ---- streaming tiles (1..kSmallBatch tokens): R weight rows x T tokens over the whole of K ----
 
 // As matmulTile in kernels.cpp, with the weights read as 32 bf16 a step and multiplied by the
-// activations rounded to bf16, two products a lane per instruction.
+// activations already rounded to bf16 (xb: the slice's copy, see dotStreamRange), two products a
+// lane per instruction.
 template <int R, int T>
-inline void dotTile(const lk::MatmulArgs& a, int64_t r, int64_t t, int64_t rs) {
+inline void dotTile(const lk::MatmulArgs& a, const uint16_t* xb, int64_t r, int64_t t, int64_t rs) {
   const int64_t K = a.cols, kv = K / 32 * 32;
   const uint16_t* w = static_cast<const uint16_t*>(a.w);
   __m512 acc[R][T];
   for (int i = 0; i < R; i++)
     for (int j = 0; j < T; j++) acc[i][j] = _mm512_setzero_ps();
-  const float* xs[T];
-  for (int j = 0; j < T; j++) xs[j] = a.x + (t + j) * K;
+  const uint16_t* xs[T];
+  for (int j = 0; j < T; j++) xs[j] = xb + (t + j) * K;
   for (int64_t k = 0; k < kv; k += 32) {
-    __m512bh xb[T];
-    for (int j = 0; j < T; j++) xb[j] = toBf16x32(xs[j] + k);
+    __m512bh xv[T];
+    for (int j = 0; j < T; j++) xv[j] = loadBf16x32(xs[j] + k);
     for (int i = 0; i < R; i++) {
-      const __m512bh wv = loadBf16x32(w + (r + i * rs) * K + k);
-      for (int j = 0; j < T; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xb[j]);
+      // Two 32-byte halves: weight rows are not 64-byte aligned, and one 64-byte load then spans
+      // two cache lines every time (batch 1, 4096x4096, one thread: 1.41 against 1.13 ms for the
+      // fp32 tiles as one load; about even, and batch 3 and 8 ahead, as two).
+      const uint16_t* wp = w + (r + i * rs) * K + k;
+      const __m512bh wv = (__m512bh)_mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 16)), 1);
+      for (int j = 0; j < T; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
     }
   }
   for (int i = 0; i < R; i++) {
     const int64_t row = r + i * rs;
     for (int j = 0; j < T; j++) {
       float s = _mm512_reduce_add_ps(acc[i][j]);
-      for (int64_t k = kv; k < K; k++) s += bf16_to_f32(w[row * K + k]) * bf16_to_f32(f32_to_bf16(xs[j][k]));
+      for (int64_t k = kv; k < K; k++) s += bf16_to_f32(w[row * K + k]) * bf16_to_f32(xs[j][k]);
       if (a.bias) s += a.bias[row];
       a.out[(t + j) * a.rows + row] = s;
     }
@@ -63,14 +71,23 @@ inline void dotTile(const lk::MatmulArgs& a, int64_t r, int64_t t, int64_t rs) {
 }
 
 // Rows [r0, r1) for up to kSmallBatch tokens, as four streams a quarter of the range apart (see
-// matvecRange in kernels.cpp), three tokens a tile.
+// matvecRange in kernels.cpp), three tokens a tile. The slice first rounds x to bf16 once into
+// per-thread scratch: converting in the tiles redid it for every 4 rows, and made batch 8 slower
+// than the fp32 tiles (3.9 against 3.3 ms, 4096x4096, one thread).
 inline void dotStreamRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
+  thread_local std::vector<uint16_t> scratch;
+  const int64_t n = a.nTokens * a.cols;
+  if (int64_t(scratch.size()) < n) scratch.resize(size_t(n));
+  uint16_t* xb = scratch.data();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) _mm512_storeu_si512(xb + i, (__m512i)toBf16x32(a.x + i));
+  for (; i < n; i++) xb[i] = f32_to_bf16(a.x[i]);
   auto tiles = [&](auto rowsTag, int64_t r, int64_t rs) {
     constexpr int R = decltype(rowsTag)::value;
     int64_t t = 0;
-    for (; t + 3 <= a.nTokens; t += 3) dotTile<R, 3>(a, r, t, rs);
-    if (a.nTokens - t == 2) dotTile<R, 2>(a, r, t, rs);
-    else if (a.nTokens - t == 1) dotTile<R, 1>(a, r, t, rs);
+    for (; t + 3 <= a.nTokens; t += 3) dotTile<R, 3>(a, xb, r, t, rs);
+    if (a.nTokens - t == 2) dotTile<R, 2>(a, xb, r, t, rs);
+    else if (a.nTokens - t == 1) dotTile<R, 1>(a, xb, r, t, rs);
   };
   const int64_t q = (r1 - r0) / 4;
   for (int64_t i = 0; i < q; i++) tiles(std::integral_constant<int, 4>{}, r0 + i, q);
@@ -82,13 +99,22 @@ inline void dotStreamRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
 // The packed activations of this variant for bf16 weights: group g (at the same offset as the fp32
 // layout, xt + g * K * kTokenGroup floats, so thread-parallel packing by group is unchanged) holds
 // for key pair p and token j the word xt32[p * kTokenGroup + j] = bf16Pair(x[j][2p], x[j][2p + 1]),
-// zero past K and for the last group's missing tokens. It takes half the fp32 layout's space.
+// zero past K and for the last group's missing tokens. It takes half the fp32 layout's space, so
+// it starts at the first 64-byte boundary of its group's space (pairGroup): the pair vectors the
+// tiles load are then whole cache lines.
+// The pairs take (K + 1) / 2 * 128 bytes of the group's K * 128, so the up to 60 bytes of the shift
+// fit for every K from 2 on; K = 1 stays where it is.
+inline uint32_t* pairGroup(const float* xt, int64_t g, int64_t K) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(xt + g * K * lk::kTokenGroup);
+  return reinterpret_cast<uint32_t*>(K >= 2 ? (p + 63) & ~uintptr_t(63) : p);
+}
+
 inline void packPairs(float* xt, const float* x, int64_t nTokens, int64_t K, int64_t g0, int64_t g1) {
   constexpr int64_t G = lk::kTokenGroup;
   const int64_t pairs = (K + 1) / 2;
   for (int64_t g = g0; g < g1; g++) {
     const int64_t t0 = g * G, nt = std::min(G, nTokens - t0);
-    uint32_t* dst = reinterpret_cast<uint32_t*>(xt + g * K * G);
+    uint32_t* dst = pairGroup(xt, g, K);
     for (int64_t p0 = 0; p0 < pairs; p0 += 64) {  // a 64 x 32 block of words written while in L1
       const int64_t p1 = std::min(pairs, p0 + 64);
       for (int64_t j = 0; j < G; j++) {
@@ -182,7 +208,7 @@ inline void dotBatchRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
     const int64_t p1 = std::min(r1, p0 + kDotPanel);
     for (int64_t g = 0; g < lk::tokenGroups(a.nTokens); g++) {
       const int64_t t0 = g * lk::kTokenGroup, nt = std::min(lk::kTokenGroup, a.nTokens - t0);
-      const uint32_t* xg = reinterpret_cast<const uint32_t*>(a.xt + g * K * lk::kTokenGroup);
+      const uint32_t* xg = pairGroup(a.xt, g, K);
       for (int64_t r = p0; r < p1; r += kDotRows) {
         const int rows = int(std::min<int64_t>(kDotRows, p1 - r));
         if (nt > 16) dotOuterRows<2>(rows, a, r, xg, t0, nt);
@@ -193,17 +219,20 @@ inline void dotBatchRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
 }
 
 // n rounds of kDotChains independent vdpbf16ps chains (16 lanes x 2 products x 2 flops each a
-// round): the instruction's peak, the yardstick for the batched product. 24 chains: 10 (as the FMA
-// loop has) measured about 740 GFLOP/s on 2 Zen 4 threads, below what the batched product itself
-// reached, so the instruction's latency times its throughput needs more than 10 in flight. The sum
-// is returned so the loop cannot be dropped.
+// round): the instruction's peak, the yardstick for the batched product. 24 chains cover any
+// latency × throughput product of current cores. The sum is returned so the loop cannot be dropped.
 constexpr int kDotChains = 24;
 inline double dotLoop(int64_t n) {
   __m512 c[kDotChains];
   for (int i = 0; i < kDotChains; i++) c[i] = _mm512_set1_ps(1e-3f * float(i));
   const __m512bh m = (__m512bh)_mm512_set1_epi32(0x3f7f3f7f), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
-  for (int64_t r = 0; r < n; r++)
+  // Unrolled by hand of the compiler: left to itself GCC 12 interchanged the loops and kept the
+  // chains in memory (a load, two dot products and a store per chain), which timed the store
+  // forwarding, not the instruction.
+  for (int64_t r = 0; r < n; r++) {
+#pragma GCC unroll 32
     for (int i = 0; i < kDotChains; i++) c[i] = _mm512_dpbf16_ps(c[i], m, b);
+  }
   __m512 s = c[0];
   for (int i = 1; i < kDotChains; i++) s = _mm512_add_ps(s, c[i]);
   return _mm512_reduce_add_ps(s);
