@@ -28,7 +28,10 @@ export interface KvGeometry {
   readonly softcap?: number;
 }
 
-/** Whether the geometry asks for more than the uniform attention every layer shares (the native data plane's loop runs only that). */
+/**
+ * Whether the geometry asks for more than one attention setting shared by every layer (the native
+ * data plane's loop runs only that): window layers among global ones, another scale, a soft-cap.
+ */
 export function hasPerLayerAttention(g: KvGeometry): boolean {
   return (
     (g.slidingWindow !== null && g.slidingLayers !== undefined && g.slidingLayers.includes(false)) ||
