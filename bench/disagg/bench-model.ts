@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import type { DType } from "../../src/model/tensor.js";
 import { BYTE_BOS, BYTE_EOS, BYTE_VOCAB } from "../common/byte-tokenizer.js";
+import { intFlag } from "../common/flags.js";
 import { TORCH_DTYPE, writeRandomModelDir } from "../common/random-model.js";
 
 /** Shape of a random-weight Llama written for the disaggregation benchmarks. */
@@ -13,6 +14,33 @@ export interface BenchShape {
   readonly intermediate: number;
   readonly maxPositions: number;
   readonly dtype: DType;
+}
+
+/** The shape flags the decode benchmarks share (defaults: a model whose sides balance near 640 tokens). */
+export const SHAPE_FLAGS = {
+  hidden: { type: "string", default: "1024" },
+  layers: { type: "string", default: "8" },
+  heads: { type: "string", default: "16" },
+  "kv-heads": { type: "string", default: "16" },
+  intermediate: { type: "string", default: "2816" },
+  dtype: { type: "string", default: "bf16" },
+} as const;
+
+/** The shape from parsed SHAPE_FLAGS, with room for `positions` tokens. */
+export function shapeFromFlags(
+  values: Record<keyof typeof SHAPE_FLAGS, string | boolean | undefined>,
+  positions: number,
+): BenchShape {
+  const num = (k: keyof typeof SHAPE_FLAGS) => intFlag(values[k] as string, k);
+  return {
+    hidden: num("hidden"),
+    layers: num("layers"),
+    heads: num("heads"),
+    kvHeads: num("kv-heads"),
+    intermediate: num("intermediate"),
+    maxPositions: Math.max(1024, positions),
+    dtype: values.dtype as DType,
+  };
 }
 
 /**

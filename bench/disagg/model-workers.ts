@@ -21,23 +21,17 @@ import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
-import type { DType } from "../../src/model/tensor.js";
 import { buildEngine } from "../../src/placement/build.js";
 import type { EngineOptions } from "../../src/placement/options.js";
 import { ModelWorkerExecutor } from "../../src/runtime/model-worker-executor.js";
 import { intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
-import { benchPrompt, ensureBenchModel } from "./bench-model.js";
+import { benchPrompt, ensureBenchModel, SHAPE_FLAGS, shapeFromFlags } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf } from "./worker-proc.js";
 
 const { values } = parseArgs({
   options: {
-    hidden: { type: "string", default: "1024" },
-    layers: { type: "string", default: "8" },
-    heads: { type: "string", default: "16" },
-    "kv-heads": { type: "string", default: "16" },
-    intermediate: { type: "string", default: "2816" },
-    dtype: { type: "string", default: "bf16" },
+    ...SHAPE_FLAGS,
     batch: { type: "string", default: "32" },
     prompt: { type: "string", default: "640" },
     gen: { type: "string", default: "48" },
@@ -52,15 +46,7 @@ const promptLen = num("prompt");
 const gen = num("gen");
 const reps = num("reps");
 const modelWorkers = num("model-workers");
-const shape = {
-  hidden: num("hidden"),
-  layers: num("layers"),
-  heads: num("heads"),
-  kvHeads: num("kv-heads"),
-  intermediate: num("intermediate"),
-  maxPositions: Math.max(1024, promptLen + gen + 16),
-  dtype: values.dtype as DType,
-};
+const shape = shapeFromFlags(values, promptLen + gen + 16);
 
 const cores = availableParallelism();
 const pinned = !values["no-pin"] && canPin(cores);
@@ -121,7 +107,8 @@ async function run(setup: string, o: EngineOptions): Promise<SetupResult> {
     const reported = () => (ex ? ex.reportedAttentionSeconds() : service.attentionMicros / 1e6);
     while (core.hasWork) {
       const events = await core.runStep();
-      for (const ev of events) if (ev.error) throw new Error(`${setup}: request ${ev.requestId}: ${ev.error}`);
+      for (const ev of events)
+        if (ev.error) throw new Error(`${setup}: request ${ev.requestId}: ${ev.error}`);
       if (decoding) for (const ev of events) tokens += ev.tokenIds.length;
       for (const ev of events) got.set(ev.requestId, (got.get(ev.requestId) ?? 0) + ev.tokenIds.length);
       if (!decoding && got.size === batch && [...got.values()].every((n) => n >= 1)) {

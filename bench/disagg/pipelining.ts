@@ -32,17 +32,12 @@ import type { CoreOptions } from "../../src/placement/options.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
 import { intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
-import { benchPrompt, ensureBenchModel } from "./bench-model.js";
+import { benchPrompt, ensureBenchModel, SHAPE_FLAGS, shapeFromFlags } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf, startAttentionWorker } from "./worker-proc.js";
 
 const { values } = parseArgs({
   options: {
-    hidden: { type: "string", default: "1024" },
-    layers: { type: "string", default: "8" },
-    heads: { type: "string", default: "16" },
-    "kv-heads": { type: "string", default: "16" },
-    intermediate: { type: "string", default: "2816" },
-    dtype: { type: "string", default: "bf16" },
+    ...SHAPE_FLAGS,
     "kv-dtype": { type: "string", default: "f32" },
     batch: { type: "string", default: "32" },
     prompt: { type: "string", default: "640" },
@@ -58,15 +53,7 @@ const batch = num("batch");
 const promptLen = num("prompt");
 const gen = num("gen");
 const reps = num("reps");
-const shape = {
-  hidden: num("hidden"),
-  layers: num("layers"),
-  heads: num("heads"),
-  kvHeads: num("kv-heads"),
-  intermediate: num("intermediate"),
-  maxPositions: Math.max(1024, promptLen + gen + 16),
-  dtype: values.dtype as DType,
-};
+const shape = shapeFromFlags(values, promptLen + gen + 16);
 const kvDtype = values["kv-dtype"] as DType;
 // shm only: the per-layer exchange on the native data plane (default) or over the ring's messages.
 const exchange = values.exchange;
