@@ -34,7 +34,7 @@ export interface KvGeometry {
  */
 export function hasPerLayerAttention(g: KvGeometry): boolean {
   return (
-    (g.slidingWindow !== null && g.slidingLayers !== undefined && g.slidingLayers.includes(false)) ||
+    (g.slidingWindow !== null && g.slidingLayers?.includes(false) === true) ||
     g.scale !== undefined ||
     (g.softcap ?? 0) > 0
   );
