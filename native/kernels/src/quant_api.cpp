@@ -107,8 +107,8 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   // One token: 32 slices per thread (the last thread waits for a thirty-second of the call), none
-  // under 64 KiB of weights (each is read as four streams, which need length). A batch: 32-row
-  // slices, at least two per thread. Whole 4-row tiles in every slice.
+  // under 64 KiB of weights (a slice is one sequential stream, which needs length). A batch:
+  // 32-row slices, at least two per thread.
   const int64_t rowBytes = wBytes / a.rows;
   int64_t per = a.nTokens == 1 ? std::max(ceilDiv(a.rows, threads * 32), ceilDiv(int64_t(64) << 10, rowBytes)) : 32;
   per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, threads * 2)));
