@@ -66,56 +66,73 @@ const results: Row[] = [];
 const PEAK_ROUNDS = 2_000_000;
 for (const dtype of dtypes) {
   const prepared = rotatingWeights(backend, dtype, rows, cols, workingSet, 0.01);
-  for (const variant of variants) {
-    backend.selectVariant(variant);
-    const dot = dtype === "bf16" && backend.info().bf16Dot;
-    for (const batch of batches) results.push(...measure(prepared, variant, dot, dtype, batch));
-  }
+  for (const batch of batches) results.push(...measure(prepared, dtype, batch));
 }
 
-function measure(
-  prepared: ReturnType<typeof rotatingWeights>,
-  variant: string,
-  dot: boolean,
-  dtype: DType,
-  batch: number,
-): Row[] {
+/** Whether `variant` multiplies weights of `dtype` with vdpbf16ps. */
+function usesDot(variant: string, dtype: DType): boolean {
+  backend.selectVariant(variant);
+  return dtype === "bf16" && backend.info().bf16Dot;
+}
+
+/**
+ * Every variant's product and the limits they are measured against (the FMA loop, and the
+ * vdpbf16ps loop when a variant uses it), alternating within each repetition so load on the host
+ * falls on all of them alike.
+ */
+function measure(prepared: ReturnType<typeof rotatingWeights>, dtype: DType, batch: number): Row[] {
   const out: Row[] = [];
   const x = new Float32Array(batch * cols).fill(1);
   const y = new Float32Array(batch * rows);
-  const pass = () => {
+  const dots = variants.map((v) => usesDot(v, dtype));
+  const dotVariant = variants[dots.indexOf(true)];
+  const passes = variants.map((v) => () => {
+    backend.selectVariant(v);
     for (const w of prepared) backend.matmul(y, x, w, batch);
-  };
+  });
+  // Each variant's FMA peak (its own vector width), then the vdpbf16ps peak if one uses it.
+  const fmaFlops = variants.map(() => 0);
+  let dotFlops = 0; // the same counts every round
+  const limits = [
+    ...variants.map((v, i) => () => {
+      backend.selectVariant(v);
+      fmaFlops[i] = backend.fmaPeak(PEAK_ROUNDS);
+    }),
+    ...(dotVariant === undefined
+      ? []
+      : [
+          () => {
+            backend.selectVariant(dotVariant);
+            dotFlops = backend.bf16DotPeak(PEAK_ROUNDS);
+          },
+        ]),
+  ];
   for (const threads of threadCounts) {
     backend.setThreads(threads);
-    pass();
-    // The product and its limit alternate, best of `reps` each, so load on the host affects both.
-    let flops = 0; // the same count every round
-    const [tPeak, tPass] = bestAlternating(
-      reps,
-      () => {
-        flops = dot ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
-      },
-      pass,
-    ) as [number, number];
-    const peak = flops / tPeak / 1e9;
-    const t = tPass / prepared.length;
-    const gflops = (2 * rows * cols * batch) / t / 1e9;
-    out.push({
-      variant,
-      limit: dot ? "vdpbf16ps" : "FMA",
-      threads,
-      dtype,
-      batch,
-      gflops,
-      peakGflops: peak,
-      pctOfPeak: (100 * gflops) / peak,
-      msPerCall: t * 1e3,
+    for (const pass of passes) pass();
+    const times = bestAlternating(reps, ...limits, ...passes);
+    const dotPeak = dotVariant === undefined ? 0 : dotFlops / times[variants.length]! / 1e9;
+    variants.forEach((variant, i) => {
+      const t = times[limits.length + i]! / prepared.length;
+      const gflops = (2 * rows * cols * batch) / t / 1e9;
+      const peak = dots[i] ? dotPeak : fmaFlops[i]! / times[i]! / 1e9;
+      out.push({
+        variant,
+        limit: dots[i] ? "vdpbf16ps" : "FMA",
+        threads,
+        dtype,
+        batch,
+        gflops,
+        peakGflops: peak,
+        pctOfPeak: (100 * gflops) / peak,
+        msPerCall: t * 1e3,
+      });
     });
   }
   return out;
 }
 results.sort((a, b) => a.threads - b.threads || a.batch - b.batch);
+backend.selectVariant(variants[0]!);
 
 console.log(
   `${cpuModel()}; ${rows}x${cols} weights spanning ${(workingSet / 2 ** 20).toFixed(0)} MiB per dtype`,
