@@ -85,9 +85,11 @@ const op: Extract<Op, { kind: "moe" }> = {
   hidden: inter,
 };
 const tensors = new Map<string, Tensor>();
-op.gate.forEach((n, e) => tensors.set(n, weight(n, inter, dim, 3 * e + 1)));
-op.up.forEach((n, e) => tensors.set(n, weight(n, inter, dim, 3 * e + 2)));
-op.down.forEach((n, e) => tensors.set(n, weight(n, dim, inter, 3 * e + 3)));
+for (let e = 0; e < E; e++) {
+  tensors.set(op.gate[e]!, weight(op.gate[e]!, inter, dim, 3 * e + 1));
+  tensors.set(op.up[e]!, weight(op.up[e]!, inter, dim, 3 * e + 2));
+  tensors.set(op.down[e]!, weight(op.down[e]!, dim, inter, 3 * e + 3));
+}
 const moe = prepareMoe(backend, op, (n) => tensors.get(n)!);
 const expertBytes = 3 * inter * dim * bytesPerElement(dtype);
 const maxBatch = Math.max(...batches);
