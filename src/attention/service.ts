@@ -36,6 +36,11 @@ export interface KvUsage {
   readonly blockSize: number;
 }
 
+/** Tokens the KV caches hold in all: every worker's blocks times their size. */
+export function kvCapacityTokens(usage: readonly KvUsage[]): number {
+  return usage.reduce((sum, u) => sum + u.totalBlocks * u.blockSize, 0);
+}
+
 /** Raised by `finishLayer` (or `beginLayer`) when a worker holding KV is lost mid-step. */
 export class AttentionWorkerLostError extends Error {
   constructor(

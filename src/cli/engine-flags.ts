@@ -22,6 +22,11 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--threads <n>", "kernel threads (default: all cores)", intArg(1, 1024))
     .option("--kv-memory <size>", "KV cache budget per attention instance, e.g. 512MiB", sizeArg)
     .option("--block-size <n>", "KV block size in tokens", intArg(1, 1024))
+    .option(
+      "--kv-dtype <dtype>",
+      "KV cache element type, on attention workers and prefill instances too (default: f32 for an f32 model, else f16)",
+      choiceArg(["f32", "f16", "bf16"] as const),
+    )
     .option("--max-model-len <n>", "cap on prompt + output tokens", intArg(2))
     .option("--max-running <n>", "sequences batched at once", intArg(1, 4096))
     .option(
@@ -108,6 +113,7 @@ export interface EngineFlagValues {
   threads?: number;
   kvMemory?: number;
   blockSize?: number;
+  kvDtype?: "f32" | "f16" | "bf16";
   maxModelLen?: number;
   maxRunning?: number;
   attentionWorkers?: number;
@@ -138,6 +144,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     threads: f.threads,
     kvMemory: f.kvMemory,
     blockSize: f.blockSize,
+    kvDtype: f.kvDtype,
     maxModelLen: f.maxModelLen,
     maxRunning: f.maxRunning,
     attentionWorkers: f.attentionWorkers,

@@ -105,6 +105,8 @@ export interface EngineStats {
     readonly worker: string;
     readonly usedBlocks: number;
     readonly totalBlocks: number;
+    /** Tokens this worker's KV cache holds (its blocks times their size). */
+    readonly capacityTokens: number;
   }[];
   readonly preemptions: number;
   readonly refused: number;

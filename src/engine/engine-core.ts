@@ -332,9 +332,12 @@ export class EngineCore {
       peakRunning: this.scheduler.peakRunning,
       readiness: this.readiness,
       waiting: this.scheduler.waiting.length,
-      kv: this.attention
-        .usage()
-        .map((u) => ({ worker: u.worker, usedBlocks: u.usedBlocks, totalBlocks: u.totalBlocks })),
+      kv: this.attention.usage().map((u) => ({
+        worker: u.worker,
+        usedBlocks: u.usedBlocks,
+        totalBlocks: u.totalBlocks,
+        capacityTokens: u.totalBlocks * u.blockSize,
+      })),
       preemptions: this.scheduler.preemptions,
       refused: this.refused,
       promptTokens: this.promptTokens,

@@ -1,4 +1,5 @@
 import { type MessagePort, parentPort } from "node:worker_threads";
+import { kvCapacityTokens } from "../attention/service.js";
 import type { TokenEvent } from "../engine/api.js";
 import type { EngineCore } from "../engine/engine-core.js";
 import { EngineError } from "../engine/errors.js";
@@ -99,7 +100,8 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       model: setup.info,
       source: setup.model.source,
       backend: setup.backend.describe(),
-      attention: setup.core.attention.description,
+      // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);

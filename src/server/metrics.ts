@@ -117,6 +117,11 @@ function registerLoadGauges(registry: Registry, scrape: Scrape, stats: () => Eng
     });
   perWorker("lamina_kv_blocks_used", "KV cache blocks in use per attention worker.", (kv) => kv.usedBlocks);
   perWorker("lamina_kv_blocks_total", "KV cache blocks per attention worker.", (kv) => kv.totalBlocks);
+  perWorker(
+    "lamina_kv_capacity_tokens",
+    "Tokens the KV cache holds per attention worker (blocks times block size).",
+    (kv) => kv.capacityTokens,
+  );
   perWorker("lamina_kv_usage_ratio", "Share of KV cache blocks in use per attention worker (0..1).", (kv) =>
     kv.totalBlocks ? kv.usedBlocks / kv.totalBlocks : 0,
   );

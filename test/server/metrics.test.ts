@@ -49,6 +49,11 @@ describe("GET /metrics (stories260K, real engine)", () => {
     assert.equal(m.get("lamina_num_requests_running"), 0);
     assert.equal(m.get('lamina_kv_blocks_used{worker="local"}'), 0);
     assert.ok((m.get('lamina_kv_blocks_total{worker="local"}') ?? 0) > 0);
+    // The live engine's capacity in tokens: its blocks times the block size (16 by default).
+    assert.equal(
+      m.get('lamina_kv_capacity_tokens{worker="local"}'),
+      (m.get('lamina_kv_blocks_total{worker="local"}') ?? 0) * 16,
+    );
     assert.ok((m.get("lamina_steps_total") ?? 0) >= 16);
     assert.ok((m.get("lamina_step_model_seconds_total") ?? 0) > 0);
     assert.ok((m.get("lamina_step_model_seconds") ?? 0) > 0, "per-step model time over the scrape window");
@@ -90,8 +95,8 @@ describe("engine-derived metrics", () => {
     readiness: { ready: true },
     waiting: 2,
     kv: [
-      { worker: "attn-0", usedBlocks: 30, totalBlocks: 100 },
-      { worker: "attn-1", usedBlocks: 10, totalBlocks: 100 },
+      { worker: "attn-0", usedBlocks: 30, totalBlocks: 100, capacityTokens: 1600 },
+      { worker: "attn-1", usedBlocks: 10, totalBlocks: 100, capacityTokens: 3200 },
     ],
     preemptions: 4,
     refused: 7,
@@ -108,6 +113,7 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get('lamina_kv_blocks_used{worker="attn-0"}'), 30);
     assert.equal(m.get('lamina_kv_blocks_used{worker="attn-1"}'), 10);
     assert.equal(m.get('lamina_kv_usage_ratio{worker="attn-0"}'), 0.3);
+    assert.equal(m.get('lamina_kv_capacity_tokens{worker="attn-1"}'), 3200);
     assert.equal(m.get("lamina_num_requests_running"), 5);
     assert.equal(m.get("lamina_num_requests_waiting"), 2);
     assert.equal(m.get("lamina_preemptions_total"), 4);

@@ -30,6 +30,7 @@ describe("lamina serve flags", () => {
       ],
       [["--pipeline-depth", "1.5"], /'--pipeline-depth <n>' argument '1.5' is invalid/],
       [["--max-waiting", "-1"], /'--max-waiting <n>' argument '-1' is invalid/],
+      [["--kv-dtype", "int8"], /'--kv-dtype <dtype>' argument 'int8' is invalid.*f32, f16, bf16/],
     ];
     for (const [args, message] of cases) {
       await assert.rejects(
@@ -165,7 +166,11 @@ describe("lamina serve as a process", () => {
       assert.match(log(), /model: stories260K — stories260K \(built-in demo: .*TinyStories/);
       // On a machine whose cores all go to the model side, attention stays in-process by default
       // and the log names the flag that splits it.
-      assert.match(log(), /attention: in-process \(the default on \d+ cores.*--attention-workers N/);
+      // The start-up log says how many tokens the KV cache holds.
+      assert.match(
+        log(),
+        /attention: in-process, KV capacity [1-9]\d* tokens \(the default on \d+ cores.*--attention-workers N/,
+      );
       const done = (await (
         await fetch(`${url}/v1/completions`, {
           method: "POST",
