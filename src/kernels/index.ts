@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { KernelBackend } from "./backend.js";
-import { loadNativeAddon, NativeBackend } from "./native.js";
+import { loadNativeAddon, type NativeAddon, NativeBackend } from "./native.js";
 import { ReferenceBackend } from "./reference.js";
 
 export type BackendChoice = "auto" | "native" | "reference";
@@ -72,6 +72,8 @@ export interface KernelReport {
   supported: string[];
   /** How products on bf16 weights multiply: vdpbf16ps with activations rounded to bf16, or fp32 FMA. */
   bf16Products: string;
+  /** The quantized products' variant (block-format weights; "reference" without the addon). */
+  quantProducts: string;
   threads: number;
   addonPath: string | null;
   error?: string;
@@ -109,6 +111,12 @@ function cpuFlagsFromOs(): string[] {
 }
 
 /** What `lamina doctor` prints: which kernels this thread would get, and why. */
+/** The quantized products' variant and what else this CPU runs, in one line. */
+function quantProducts(addon: NativeAddon): string {
+  const q = addon.quantInfo();
+  return `${q.variant}, int8 activations per 32 values (supported: ${q.supported.join(" ")})`;
+}
+
 export function kernelReport(): KernelReport {
   const env = process.env.LAMINA_BACKEND;
   if (env === "reference")
@@ -118,6 +126,7 @@ export function kernelReport(): KernelReport {
       reason: "LAMINA_BACKEND=reference",
       supported: [],
       bf16Products: FMA_PRODUCTS,
+      quantProducts: "reference",
       threads: 1,
       addonPath: null,
     };
@@ -130,6 +139,7 @@ export function kernelReport(): KernelReport {
       reason: i.reason,
       supported: i.supported,
       bf16Products: i.bf16Dot ? "vdpbf16ps (activations rounded to bf16, fp32 sums)" : FMA_PRODUCTS,
+      quantProducts: quantProducts(addon),
       threads: i.threads,
       addonPath: path,
     };
@@ -140,6 +150,7 @@ export function kernelReport(): KernelReport {
       reason: "the native addon could not be loaded; the TypeScript reference kernels are used",
       supported: [],
       bf16Products: FMA_PRODUCTS,
+      quantProducts: "reference",
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

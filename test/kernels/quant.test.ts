@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
+import { kernelReport } from "../../src/kernels/index.js";
 import { quantizeActivations } from "../../src/kernels/quant-reference.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import { dequantizeTensor, quantRowBytes } from "../../src/model/gguf-dequant.js";
@@ -183,4 +184,23 @@ test("quantized weights with rows that are not whole blocks, or too few bytes, a
     /x has 63 elements, needs at least 64/,
   );
   assert.throws(() => native.prepareExperts([w]), /w-q8_0 is stored as q8_0, which needs floats here/);
+});
+
+test("the quantized products follow the addon's variant, with VNNI where the CPU has it; doctor names them", () => {
+  const q = native.quantInfo();
+  const info = native.info();
+  assert.equal(q.pinned, false);
+  assert.ok(q.supported.includes(q.variant));
+  if (info.variant.startsWith("avx512"))
+    assert.equal(q.variant, info.cpu.includes("avx512vnni") ? "avx512vnni" : "avx512");
+  assert.ok(kernelReport().quantProducts.startsWith(`${q.variant}, int8 activations per 32 values`));
+  try {
+    native.selectVariant("avx2");
+    assert.match(native.quantInfo().variant, /^avx2(vnni)?$/);
+    native.selectVariant("portable");
+    assert.equal(native.quantInfo().variant, "portable");
+  } finally {
+    native.selectVariant(info.variant);
+  }
+  assert.equal(native.quantInfo().variant, q.variant);
 });
