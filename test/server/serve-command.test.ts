@@ -3,7 +3,10 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
+import { type EngineFlagValues, engineOptionsFromFlags } from "../../src/cli/engine-flags.js";
 import { defaultAttentionWorkers, registerServeCommand } from "../../src/cli/serve-command.js";
+import { loadModel } from "../../src/model/load.js";
+import { resolveSizes } from "../../src/placement/sizes.js";
 import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { storiesModelPath } from "./helpers.js";
 
@@ -50,6 +53,13 @@ describe("lamina serve flags", () => {
     assert.equal(defaultAttentionWorkers({ attentionWorkers: 3 }, 2), 3);
     assert.equal(defaultAttentionWorkers({ attentionWorkerAddrs: ["h:1"] }, 8), undefined);
     assert.equal(defaultAttentionWorkers({ mode: "pd" }, 8), undefined);
+  });
+
+  it("--kv-dtype sets the KV cache's element type (default: the model's, f32 here)", async () => {
+    const model = await loadModel(storiesModelPath());
+    const dtypeOf = (f: EngineFlagValues) => resolveSizes(model, engineOptionsFromFlags(f)).geometry.kvDtype;
+    assert.equal(dtypeOf({}), "f32");
+    for (const kvDtype of ["f32", "f16", "bf16"] as const) assert.equal(dtypeOf({ kvDtype }), kvDtype);
   });
 
   it("refuses spawning and connecting attention workers at once", async () => {
