@@ -4,7 +4,7 @@
 // the last-level cache) to come from DRAM; each figure alternates with its stream read.
 //
 //   node dist/bench/kernels/quant-matvec.js [--rows 4096] [--cols 4096] [--type q8_0,q4_k,q4_0,q6_k]
-//                                           [--threads 1,2] [--gib 1.5] [--variant avx512vnni,avx2]
+//                                           [--threads 1,2] [--gib 1.5] [--variant avx512vnni,avx2] [--reps 5]
 //
 // --variant: quantized-product variants to compare (default: the one this CPU gets).
 import { parseArgs } from "node:util";
@@ -25,8 +25,10 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1,2" },
     gib: { type: "string", default: "1.5" },
     variant: { type: "string" },
+    reps: { type: "string", default: "5" },
   },
 });
+const reps = intFlag(values.reps, "reps");
 const rows = intFlag(values.rows, "rows");
 const cols = intFlag(values.cols, "cols");
 const threadCounts = intListFlag(values.threads, "threads");
@@ -82,7 +84,10 @@ for (const type of types) {
     for (const threads of threadCounts) {
       backend.setThreads(threads);
       pass();
-      const [tRead, tPass] = bestAlternating(5, () => backend.streamRead(stream), pass) as [number, number];
+      const [tRead, tPass] = bestAlternating(reps, () => backend.streamRead(stream), pass) as [
+        number,
+        number,
+      ];
       const limit = stream.byteLength / tRead / 1e9;
       const t = tPass / prepared.length;
       const gb = bytes / t / 1e9;
