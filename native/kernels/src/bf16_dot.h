@@ -5,7 +5,8 @@
 // bf16 (round-to-nearest-even) and sums the exact bf16 x bf16 products in fp32, as bf16 GEMMs on
 // CPUs do (oneDNN, llama.cpp's bf16 dot). The weights are bf16 already, so the only new error is
 // the activations' rounding: unit roundoff 2^-8 per element, the same as a bf16 KV cache adds to
-// attention. Every batch size (matvec, small batch, batched) rounds the same way, so a token's
+// attention. (The hardware conversion the streaming tiles use also flushes denormal activations,
+// below 1.2e-38, to zero; the batched packing rounds them like any other value.) Every batch size (matvec, small batch, batched) rounds the same way, so a token's
 // result does not depend on what it was batched with beyond fp32 summation order.
 #pragma once
 #include <algorithm>
