@@ -16,6 +16,8 @@
  *          an error text at +256, the step's int arrays from +1024, then the activation buffers
  */
 
+import type { ShmNative } from "../transport/shm-native.js";
+
 export const MODEL_PLANE_MAGIC = 0x4d504c4e; // "NLPM"
 export const MODEL_PLANE_VERSION = 1;
 export const MAX_REPLICAS = 32;
@@ -186,10 +188,10 @@ export class ModelPlane {
     return H.doorbell * 4;
   }
 
-  /** Rings the doorbell: the count moves on, sleepers are woken. */
-  ring(wake: (byteOffset: number) => void): void {
+  /** Rings the doorbell: the count moves on, and every sleeper is woken (a futex on the word). */
+  ring(shm: Pick<ShmNative, "wake">): void {
     Atomics.add(this.header, H.doorbell, 1);
-    if (Atomics.load(this.header, H.sleepers) > 0) wake(this.doorbellOffset);
+    if (Atomics.load(this.header, H.sleepers) > 0) shm.wake(this.buffer, this.doorbellOffset, 1 << 30);
   }
 
   /** A failure text a replica left for micro-batch j. */

@@ -184,7 +184,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       p.resolve = resolve;
       p.reject = reject;
     });
-    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    this.plane.ring(this.shm);
     return result;
   }
 
@@ -327,7 +327,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     const h = this.plane.header;
     const epoch = Atomics.load(h, H.runEpoch) + 1;
     Atomics.store(h, H.pauseEpoch, epoch);
-    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    this.plane.ring(this.shm);
     await this.waitForAcks(epoch);
     const targets = sharedTargets(this.o.attention);
     const moved = this.o.attention.layoutEpoch !== this.epoch;
@@ -350,7 +350,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       Atomics.store(w, B.sliceDone, 0);
     }
     Atomics.store(h, H.runEpoch, epoch);
-    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    this.plane.ring(this.shm);
     this.lastProgress = performance.now();
   }
 

@@ -98,7 +98,7 @@ export class ReplicaLoop {
       // The front end is replacing a replica: take nothing new, and say so (once).
       if (Atomics.load(this.words, 1) !== pause) {
         Atomics.store(this.words, 1, pause);
-        this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+        this.plane.ring(this.shm);
       }
       return 0;
     }
@@ -144,7 +144,7 @@ export class ReplicaLoop {
       Atomics.store(b.words, B.failedSeq, seq);
     }
     this.seconds[0]! += (performance.now() - t0) / 1000;
-    this.plane.ring((off) => this.shm.wake(this.plane.buffer, off, 1 << 30));
+    this.plane.ring(this.shm);
   }
 
   /** The step as the front end wrote it: every count and index in range (ids index the embedding). */
