@@ -1,8 +1,11 @@
 import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
 import { shmNative } from "../transport/shm-native.js";
-import type { BlockAllocator } from "./block-allocator.js";
+import type { BlockMirror } from "./block-mirror.js";
 import type { DataPlaneAddon, ShapeArgs } from "./data-plane-native.js";
 import type { SubStep } from "./sub-step.js";
+
+/** Where a step's block tables come from: the mirror's global pool and its window pool, if any. */
+export type StepTables = Pick<BlockMirror, "table"> & Partial<Pick<BlockMirror, "window">>;
 
 /** What one link's segment must hold: its worker's share of the heads, at the engine's limits. */
 export interface DataPlaneShape {
@@ -56,6 +59,8 @@ export class DataPlaneLink {
   private closed = false;
   /** Scratch for a step's block tables, [maxSeqs × maxBlocksPerSeq]; refilled every step. */
   private readonly tables: Int32Array;
+  /** The same for the window pool's tables (where the worker keeps one). */
+  private readonly windowTables: Int32Array;
 
   private constructor(
     private readonly addon: DataPlaneAddon,
@@ -68,6 +73,7 @@ export class DataPlaneLink {
     private readonly ownsName = true,
   ) {
     this.tables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
+    this.windowTables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
   }
 
   /** Creates and maps a segment for `shape` and opens its client; the name goes into CONFIGURE. */
@@ -127,14 +133,16 @@ export class DataPlaneLink {
     if (this.segment && this.ownsName) unlinkSegmentName(this.name);
   }
 
-  /** The step's sequences this worker serves, with their block tables from the mirror. */
-  postStep(tag: number, sub: SubStep, mirror: BlockAllocator, timeoutMs: number): void {
+  /** The step's sequences this worker serves, with their block tables (both pools) from the mirror. */
+  postStep(tag: number, sub: SubStep, mirror: StepTables, timeoutMs: number): void {
     const mb = this.shape.maxBlocksPerSeq;
+    const win = mirror.window ?? null;
     for (let s = 0; s < sub.nSeqs; s++) {
-      const table = mirror.table(sub.seqIds[s]!);
-      if (!table) throw new Error(`attention: sequence ${sub.seqIds[s]} has no KV reserved`);
-      const row = s * mb;
-      for (let b = 0; b < table.length; b++) this.tables[row + b] = table[b]!;
+      const seqId = sub.seqIds[s]!;
+      const table = mirror.table(seqId);
+      if (!table) throw new Error(`attention: sequence ${seqId} has no KV reserved`);
+      copyTable(this.tables, s * mb, table);
+      if (win) copyTable(this.windowTables, s * mb, win.table(seqId)!);
     }
     this.addon.dpPostStep(
       this.id,
@@ -144,6 +152,7 @@ export class DataPlaneLink {
       sub.seqStart,
       sub.positions,
       this.tables,
+      win ? this.windowTables : null,
       timeoutMs,
     );
   }
@@ -198,4 +207,9 @@ export class DataPlaneLink {
     this.unlinkName();
     this.addon.dpClientClose(this.id);
   }
+}
+
+/** A sequence's table into its row of a step's tables (entries past it are never read). */
+function copyTable(dst: Int32Array, row: number, table: readonly number[]): void {
+  for (let b = 0; b < table.length; b++) dst[row + b] = table[b]!;
 }

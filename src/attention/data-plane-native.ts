@@ -32,12 +32,17 @@ export type CacheArgs = [
   vCaches: readonly TensorData[],
   dtype: number,
   numBlocks: number,
+  /** The window layers' own pool (window-blocks.ts), 0: none; a windowed layer's cache then holds this many. */
+  windowBlocks: number,
   blockSize: number,
   nKvHeads: number,
   headDim: number,
   nHeads: number,
   maxContext: number,
-  slidingWindow: number,
+  /** Per layer, given once: sliding window (0: none), softmax scale, score soft-cap (0: none). */
+  windows: Int32Array,
+  scales: Float32Array,
+  softcaps: Float32Array,
   threads: number,
   spinUs: number,
 ];
@@ -58,6 +63,8 @@ export interface DataPlaneAddon {
     seqStart: Int32Array,
     positions: Int32Array,
     tables: Int32Array,
+    /** The window pool's tables, for a worker that keeps one; else null. */
+    windowTables: Int32Array | null,
     timeoutMs: number,
   ): void;
   dpPostQ(
@@ -113,7 +120,7 @@ export interface DataPlaneAddon {
 }
 
 /** The layout version both sides must agree on (native/kernels/src/dataplane_layout.h). */
-export const DATA_PLANE_LAYOUT = 2;
+export const DATA_PLANE_LAYOUT = 3;
 
 /** This thread's addon with the data-plane functions, or why there is none. */
 export function dataPlaneAddon(): DataPlaneAddon | string {

@@ -11,20 +11,24 @@ export interface DataPlaneServerOptions {
   readonly spinUs: number;
 }
 
-/** The cache and loop settings as the native calls take them. */
+/** The cache and loop settings as the native calls take them, per-layer attention settings included. */
 function cacheArgs(kv: KvAttention, o: DataPlaneServerOptions): CacheArgs {
   const g = kv.geometry;
+  const windows = Int32Array.from({ length: g.numLayers }, (_, l) => (kv.windowed(l) ? g.slidingWindow! : 0));
   return [
     kv.caches.map((c) => c.k),
     kv.caches.map((c) => c.v),
     dtypeCode(g.kvDtype, "data plane"),
     kv.allocator.numBlocks,
+    kv.windowAllocator?.numBlocks ?? 0,
     g.blockSize,
     g.numKvHeads,
     g.headDim,
     g.numHeads,
     g.maxContext,
-    g.slidingWindow ?? 0,
+    windows,
+    new Float32Array(g.numLayers).fill(kv.scale),
+    new Float32Array(g.numLayers).fill(g.softcap ?? 0),
     o.threads,
     o.spinUs,
   ];

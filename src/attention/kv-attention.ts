@@ -28,18 +28,6 @@ export interface KvGeometry {
   readonly softcap?: number;
 }
 
-/**
- * Whether the geometry asks for more than one attention setting shared by every layer (the native
- * data plane's loop runs only that): window layers among global ones, another scale, a soft-cap.
- */
-export function hasPerLayerAttention(g: KvGeometry): boolean {
-  return (
-    (g.slidingWindow !== null && g.slidingLayers?.includes(false) === true) ||
-    g.scale !== undefined ||
-    (g.softcap ?? 0) > 0
-  );
-}
-
 /** Bytes one KV block takes across all layers (k and v). */
 export function kvBytesPerBlock(
   g: Pick<KvGeometry, "numLayers" | "numKvHeads" | "headDim" | "blockSize" | "kvDtype">,
@@ -88,9 +76,10 @@ export class KvAttention {
   readonly maxBlocksPerSeq: number;
   /** Per micro-batch (keyed by `step.microBatch`): the metadata its step was prepared with. */
   private readonly metas = new Map<number, StepMeta>();
-  private readonly scale: number;
+  /** Softmax scale of every layer. */
+  readonly scale: number;
   /** Per layer: whether it attends within the sliding window only. */
-  private readonly windowed: readonly boolean[];
+  private readonly windowedLayers: readonly boolean[];
 
   constructor(
     readonly backend: KernelBackend,
@@ -105,7 +94,7 @@ export class KvAttention {
     this.maxBlocksPerSeq = Math.ceil(geometry.maxContext / geometry.blockSize);
     this.scale = geometry.scale ?? 1 / Math.sqrt(geometry.headDim);
     const w = geometry.slidingWindow;
-    this.windowed = Array.from(
+    this.windowedLayers = Array.from(
       { length: geometry.numLayers },
       (_, l) => w !== null && (geometry.slidingLayers === undefined || geometry.slidingLayers[l] === true),
     );
@@ -135,9 +124,14 @@ export class KvAttention {
     }
   }
 
+  /** Whether layer l attends within the sliding window only. */
+  windowed(l: number): boolean {
+    return this.windowedLayers[l] === true;
+  }
+
   /** Whether layer l's KV lives in the window layers' own pool. */
   private inWindowPool(l: number): boolean {
-    return this.windowAllocator !== null && this.windowed[l] === true;
+    return this.windowAllocator !== null && this.windowedLayers[l] === true;
   }
 
   /**
@@ -287,7 +281,7 @@ export class KvAttention {
   }
 
   private ranges(meta: StepMeta, layer: number): KeyRanges {
-    return this.windowed[layer] ? meta.window : meta.global;
+    return this.windowedLayers[layer] ? meta.window : meta.global;
   }
 
   private meta(step: AttentionStep): StepMeta {

@@ -24,7 +24,7 @@ import { z } from "zod";
  * then come with each step from the model side's mirror, so RESERVE/RELEASE only keep the
  * worker's own accounting (STATS) in step.
  */
-export const ATTENTION_PROTOCOL_VERSION = 2;
+export const ATTENTION_PROTOCOL_VERSION = 3;
 
 export const MsgType = {
   CONFIGURE: 1,
@@ -95,6 +95,11 @@ export type ConfigureRequest = z.infer<typeof configureRequestSchema>;
 export const configureReplySchema = z.strictObject({
   version: z.literal(ATTENTION_PROTOCOL_VERSION),
   numBlocks: z.number().int().min(1),
+  /**
+   * Blocks of the window layers' own pool (window-blocks.ts), 0 when every layer shares the
+   * global pool: the model side mirrors it to fill the data plane's window-pool tables.
+   */
+  windowBlocks: z.number().int().min(0),
   pid: z.number().int(),
   kernels: z.string(),
   /** Whether the worker serves the per-layer exchange over the requested data plane. */

@@ -3,7 +3,7 @@ import { parseControl } from "../transport/control.js";
 import { RequestTimeoutError } from "../transport/errors.js";
 import type { Message, ReceivedMessage } from "../transport/message.js";
 import { RpcClient } from "../transport/rpc.js";
-import { BlockAllocator } from "./block-allocator.js";
+import { BlockMirror } from "./block-mirror.js";
 import { DataPlaneLink, type DataPlaneShape, dataPlaneShape } from "./data-plane-link.js";
 import { DATA_PLANE_LAYOUT, type DataPlaneAddon, dataPlaneAddon } from "./data-plane-native.js";
 import { DataPlaneWaits } from "./data-plane-waits.js";
@@ -45,7 +45,7 @@ interface Link {
   rpc: RpcClient | null;
   alive: boolean;
   /** Block accounting mirrored exactly from what we asked the worker to do. */
-  mirror: BlockAllocator | null;
+  mirror: BlockMirror | null;
   /** Head partitioning: KV heads [kvLo, kvHi) and the query heads of those groups. */
   kvLo: number;
   kvHi: number;
@@ -375,7 +375,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     l.outColOff = kvLo * group * g.headDim;
     l.kvLo = kvLo;
     l.kvHi = kvLo + perKv;
-    l.mirror = new BlockAllocator(reply.numBlocks, g.blockSize);
+    l.mirror = new BlockMirror(g, reply.numBlocks, reply.windowBlocks);
     this.refreshActive();
     l.pid = reply.pid;
     l.kernels = reply.kernels;

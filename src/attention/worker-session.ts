@@ -7,7 +7,7 @@ import { errorReply } from "../transport/rpc.js";
 import { dataPlaneShape } from "./data-plane-link.js";
 import { DATA_PLANE_LAYOUT, dataPlaneAddon } from "./data-plane-native.js";
 import { DataPlaneServer } from "./data-plane-server.js";
-import { hasPerLayerAttention, KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
+import { KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
 import {
   ATTENTION_PROTOCOL_VERSION,
   type ConfigureReply,
@@ -243,6 +243,7 @@ export class AttentionWorkerSession {
     const reply: ConfigureReply = {
       version: ATTENTION_PROTOCOL_VERSION,
       numBlocks,
+      windowBlocks: this.kv.windowAllocator?.numBlocks ?? 0,
       pid: process.pid,
       kernels: this.backend.describe(),
       dataPlane: this.dataPlane !== null,
@@ -272,10 +273,6 @@ export class AttentionWorkerSession {
     if (req.layout !== DATA_PLANE_LAYOUT)
       return refuse(`data-plane layout ${req.layout}, this worker speaks ${DATA_PLANE_LAYOUT}`);
     if (this.backend.name !== "native") return refuse(`the ${this.backend.name} kernels have no data plane`);
-    // The native loop runs one attention for every layer: per-layer windows, another scale or a
-    // soft-cap (Gemma) go over messages, where each layer's attention is set up in KvAttention.
-    if (hasPerLayerAttention(kv.geometry))
-      return refuse("per-layer windows, scale or soft-capping are not carried by the native data plane");
     const addon = dataPlaneAddon();
     if (typeof addon === "string") return refuse(addon);
     const options = { threads: 0, spinUs: this.options.spinMicros ?? DEFAULT_DATA_PLANE_SPIN_US };

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { DATA_PLANE_LAYOUT } from "../../src/attention/data-plane-native.js";
 import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { loadModel } from "../../src/model/load.js";
@@ -340,7 +341,7 @@ describe("attention worker under fuzzed and malformed frames", () => {
     const asked = (await c.rpc.request(
       {
         type: MsgType.CONFIGURE,
-        control: { ...CONFIG, dataPlane: { segment: "/lamina-not-there", layout: 2 } },
+        control: { ...CONFIG, dataPlane: { segment: "/lamina-not-there", layout: DATA_PLANE_LAYOUT } },
       },
       (m) => m.control,
     )) as { dataPlane: boolean; dataPlaneNote: string };

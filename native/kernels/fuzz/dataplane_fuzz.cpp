@@ -1,6 +1,6 @@
 // libFuzzer target: the attention worker's native data plane as a hostile model side drives it.
 // Each input is a series of postings written byte for byte into one micro-batch's slots (queue
-// entries, sequence ranges, positions, block tables, and a few floats of q/k/v), published by
+// entries, sequence ranges, positions, block tables of both pools, and a few floats of q/k/v), published by
 // bumping the posted counter; the worker takes them as its loop would. Whatever the bytes, the
 // worker must reject or compute, never read or write outside the segment and the cache (run
 // under AddressSanitizer). Built and run for a bounded time by test/attention/dataplane-fuzz.
@@ -19,6 +19,9 @@ namespace {
 
 constexpr Geometry kGeometry{2, 8, 4, 4, 16, 8, 2};  // tags, tokens, seqs, blocks/seq, q, kv, layers
 constexpr int64_t kBlocks = 6, kBlockSize = 4, kKvHeads = 1, kHeadDim = 8, kHeads = 2;
+// Layer 0 is a window layer whose KV lives in a pool of its own (its tables in the windowTables
+// slot), layer 1 a global layer with a soft-cap: the per-layer settings Gemma gives the loop.
+constexpr int64_t kWindowBlocks = 3;
 
 struct Fixture {
   std::vector<char> segment;
@@ -33,19 +36,22 @@ struct Fixture {
     c.segment = base();
     c.segmentBytes = segmentBytes(kGeometry);
     for (int l = 0; l < 2; l++) {
-      k[l].assign(size_t(kBlocks * kKvHeads * kBlockSize * kHeadDim), 0.5f);
+      k[l].assign(size_t((l == 0 ? kWindowBlocks : kBlocks) * kKvHeads * kBlockSize * kHeadDim), 0.5f);
       v[l].assign(k[l].size(), 0.25f);
       c.kCaches.push_back(k[l].data());
       c.vCaches.push_back(v[l].data());
     }
     c.dtype = lk::kF32;
     c.numBlocks = kBlocks;
+    c.windowBlocks = kWindowBlocks;
     c.blockSize = kBlockSize;
     c.nKvHeads = kKvHeads;
     c.headDim = kHeadDim;
     c.nHeads = kHeads;
     c.maxContext = kGeometry.maxBlocksPerSeq * kBlockSize;
-    c.slidingWindow = 3;
+    c.windows = {3, 0};
+    c.scales = {0.35f, 0.25f};
+    c.softcaps = {0.0f, 5.0f};
     c.threads = 1;
     c.table = lk::table_portable();
     worker = std::make_unique<Worker>(std::move(c));

@@ -183,7 +183,7 @@ Napi::Value Api::ClientClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// dpPostStep(id, tag, nTokens, nSeqs, seqStart, positions, tables, timeoutMs)
+// dpPostStep(id, tag, nTokens, nSeqs, seqStart, positions, tables, windowTables | null, timeoutMs)
 Napi::Value Api::PostStep(const Napi::CallbackInfo& info) {
   const char* m = "dpPostStep";
   Endpoint& c = client(info, 0);
@@ -194,7 +194,10 @@ Napi::Value Api::PostStep(const Napi::CallbackInfo& info) {
   const auto* positions = static_cast<const int32_t*>(array(info, 5, m, "positions", napi_int32_array, n).data);
   const int64_t tableLen = int64_t(nSeqs) * c.geometry().maxBlocksPerSeq;
   const auto* tables = static_cast<const int32_t*>(array(info, 6, m, "tables", napi_int32_array, tableLen).data);
-  c.postStep(tag, n, nSeqs, seqStart, positions, tables, integer(info, 7, m, "timeoutMs") * 1000000);
+  const int32_t* windowTables =
+      present(info, 7) ? static_cast<const int32_t*>(array(info, 7, m, "windowTables", napi_int32_array, tableLen).data)
+                       : nullptr;
+  c.postStep(tag, n, nSeqs, seqStart, positions, tables, windowTables, integer(info, 8, m, "timeoutMs") * 1000000);
   return info.Env().Undefined();
 }
 
@@ -292,20 +295,28 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
   c.dtype = int(integer(info, i + 2, m, "dtype"));
   if (c.dtype > 2) typeError(env, std::string(m) + ": dtype code must be 0, 1 or 2");
   c.numBlocks = integer(info, i + 3, m, "numBlocks", 1);
-  c.blockSize = integer(info, i + 4, m, "blockSize", 1);
-  c.nKvHeads = integer(info, i + 5, m, "nKvHeads", 1);
-  c.headDim = integer(info, i + 6, m, "headDim", 1);
-  c.nHeads = integer(info, i + 7, m, "nHeads", 1);
-  c.maxContext = integer(info, i + 8, m, "maxContext", 1);
-  c.slidingWindow = integer(info, i + 9, m, "slidingWindow");
-  c.threads = int(integer(info, i + 10, m, "threads"));
+  c.windowBlocks = integer(info, i + 4, m, "windowBlocks");
+  c.blockSize = integer(info, i + 5, m, "blockSize", 1);
+  c.nKvHeads = integer(info, i + 6, m, "nKvHeads", 1);
+  c.headDim = integer(info, i + 7, m, "headDim", 1);
+  c.nHeads = integer(info, i + 8, m, "nHeads", 1);
+  c.maxContext = integer(info, i + 9, m, "maxContext", 1);
+  c.threads = int(integer(info, i + 13, m, "threads"));
   if (c.threads == 0) c.threads = pool_->size();
-  c.spinNs = integer(info, i + 11, m, "spinUs") * 1000;
+  c.spinNs = integer(info, i + 14, m, "spinUs") * 1000;
   c.table = *table_;
   if (c.nHeads % c.nKvHeads) typeError(env, std::string(m) + ": nHeads must be a multiple of nKvHeads");
   if (ks.Length() != vs.Length() || ks.Length() == 0)
     typeError(env, std::string(m) + ": one k and one v cache per layer");
-  const int64_t total = c.numBlocks * c.nKvHeads * c.blockSize * c.headDim;
+  // The per-layer attention settings, once for the loop's life (never per posting).
+  const int32_t layers = int32_t(ks.Length());
+  const auto* windows = static_cast<const int32_t*>(array(info, i + 10, m, "windows", napi_int32_array, layers).data);
+  const auto* scales = static_cast<const float*>(array(info, i + 11, m, "scales", napi_float32_array, layers).data);
+  const auto* softcaps = static_cast<const float*>(array(info, i + 12, m, "softcaps", napi_float32_array, layers).data);
+  c.windows.assign(windows, windows + layers);
+  c.scales.assign(scales, scales + layers);
+  c.softcaps.assign(softcaps, softcaps + layers);
+  const int64_t perBlock = c.nKvHeads * c.blockSize * c.headDim;
   const napi_typedarray_type type = c.dtype == kF32 ? napi_float32_array : napi_uint16_array;
   for (uint32_t l = 0; l < ks.Length(); l++) {
     for (int side = 0; side < 2; side++) {
@@ -315,7 +326,7 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
       void* data;
       napi_value ab;
       if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok ||
-          t != type || int64_t(length) < total)
+          t != type || int64_t(length) < perBlock * (c.windowBlocks > 0 && c.windows[l] > 0 ? c.windowBlocks : c.numBlocks))
         typeError(env, std::string(m) + ": layer " + std::to_string(l) + "'s cache is not a typed array of the geometry");
       (side == 0 ? c.kCaches : c.vCaches).push_back(data);
       entry.keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
@@ -324,8 +335,9 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
   return c;
 }
 
-// dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, blockSize, nKvHeads, headDim, nHeads,
-//         maxContext, slidingWindow, threads, spinUs) → id
+// dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, windowBlocks, blockSize, nKvHeads, headDim,
+//         nHeads, maxContext, windows: Int32Array, scales: Float32Array, softcaps: Float32Array,
+//         threads, spinUs) → id. A windowed layer's cache holds windowBlocks blocks when that is > 0.
 Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
   const char* m = "dpServe";
   Napi::ArrayBuffer seg = segmentArg(info, 0, m);

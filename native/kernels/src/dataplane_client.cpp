@@ -96,7 +96,7 @@ void Client::publish(int tag, int32_t* entry) {
 }
 
 void Client::postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
-                      const int32_t* tables, int64_t timeoutNs) {
+                      const int32_t* tables, const int32_t* windowTables, int64_t timeoutNs) {
   if (nTokens < 1 || nTokens > g_.maxTokens || nSeqs < 1 || nSeqs > g_.maxSeqs)
     throw std::range_error("data plane: a step of " + std::to_string(nTokens) + " tokens and " +
                            std::to_string(nSeqs) + " sequences exceeds the segment's limits");
@@ -105,8 +105,10 @@ void Client::postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* se
   std::memcpy(base + layout_.seqStart, seqStart, 4 * size_t(nSeqs + 1));
   std::memcpy(base + layout_.positions, positions, 4 * size_t(nTokens));
   std::memcpy(base + layout_.blockTables, tables, 4 * size_t(nSeqs) * size_t(g_.maxBlocksPerSeq));
+  if (windowTables)
+    std::memcpy(base + layout_.windowTables, windowTables, 4 * size_t(nSeqs) * size_t(g_.maxBlocksPerSeq));
   e[0] = kStep;
-  e[1] = 0;
+  e[1] = windowTables ? 1 : 0;
   e[2] = nTokens;
   e[3] = nSeqs;
   publish(tag, e);

@@ -19,8 +19,12 @@ class Endpoint {
   virtual ~Endpoint() = default;
   virtual Kind kind() const = 0;
   virtual const Geometry& geometry() const = 0;
+  /**
+   * `windowTables` (or null): the sequences' tables in the window layers' own pool, for a worker
+   * that keeps one (window-blocks.ts); same shape as `tables`.
+   */
   virtual void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
-                        const int32_t* tables, int64_t timeoutNs) = 0;
+                        const int32_t* tables, const int32_t* windowTables, int64_t timeoutNs) = 0;
   /** Rows `rows[0..nRows)` of src (rows of srcWidth floats; null: 0..nRows-1), columns [colOff, colOff + width). */
   virtual void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
                      int64_t colOff, int64_t timeoutNs) = 0;
@@ -51,7 +55,7 @@ class Client : public Endpoint {
 
   const Geometry& geometry() const override { return g_; }
   void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
-                const int32_t* tables, int64_t timeoutNs) override;
+                const int32_t* tables, const int32_t* windowTables, int64_t timeoutNs) override;
   void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
              int64_t colOff, int64_t timeoutNs) override;
   void postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,

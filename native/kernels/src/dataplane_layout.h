@@ -16,7 +16,9 @@
 //          kind, layer, nTokens, nSeqs, order), then KV postings made and OUT replies taken
 //   +128   worker line: consumed (postings taken), replied (OUT replies published), reply
 //          layer, reply compute µs
-//   +256   seqStart[maxSeqs + 1], positions[maxTokens], blockTables[maxSeqs × maxBlocksPerSeq]
+//   +256   seqStart[maxSeqs + 1], positions[maxTokens], blockTables[maxSeqs × maxBlocksPerSeq],
+//          windowTables[maxSeqs × maxBlocksPerSeq] (the window layers' own pool, where the worker
+//          keeps one: a STEP says in its layer word, 1, that it filled them)
 //   then   q[maxTokens × qWidth], k[maxTokens × kvWidth], v[…], out[maxTokens × qWidth] (f32)
 //
 // Per micro-batch the postings run STEP, then Q and KV for each layer; the model side posts the
@@ -31,7 +33,7 @@
 namespace lk::dp {
 
 constexpr int32_t kMagic = 0x4c504444;  // "DDPL"
-constexpr int32_t kLayout = 2;
+constexpr int32_t kLayout = 3;
 constexpr int kQueue = 4;
 // A queue entry: kind, layer, nTokens, nSeqs, order (the segment's post count when it was made:
 // the worker takes postings of all micro-batches in the order they were made).
@@ -71,7 +73,7 @@ inline size_t align(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 // Byte offsets inside one tag's region.
 struct TagLayout {
-  size_t seqStart, positions, blockTables, q, k, v, out, bytes;
+  size_t seqStart, positions, blockTables, windowTables, q, k, v, out, bytes;
 };
 
 inline TagLayout tagLayout(const Geometry& g) {
@@ -82,6 +84,8 @@ inline TagLayout tagLayout(const Geometry& g) {
   t.positions = at;
   at = align(at + 4 * size_t(g.maxTokens), 64);
   t.blockTables = at;
+  at = align(at + 4 * size_t(g.maxSeqs) * size_t(g.maxBlocksPerSeq), 64);
+  t.windowTables = at;
   at = align(at + 4 * size_t(g.maxSeqs) * size_t(g.maxBlocksPerSeq), 64);
   t.q = at;
   at = align(at + 4 * size_t(g.maxTokens) * size_t(g.qWidth), 64);

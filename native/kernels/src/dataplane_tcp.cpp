@@ -82,12 +82,12 @@ void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBL
 
 }  // namespace
 
-int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t nSeqs) {
+int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t nSeqs, int32_t layer) {
   if (nTokens < 1 || nTokens > g.maxTokens) return -1;
   switch (kind) {
     case kStep:
-      if (nSeqs < 1 || nSeqs > g.maxSeqs || nSeqs > nTokens) return -1;
-      return 4 * (int64_t(nSeqs) + 1 + nTokens + int64_t(nSeqs) * g.maxBlocksPerSeq);
+      if (nSeqs < 1 || nSeqs > g.maxSeqs || nSeqs > nTokens || (layer != 0 && layer != 1)) return -1;
+      return 4 * (int64_t(nSeqs) + 1 + nTokens + (1 + int64_t(layer)) * int64_t(nSeqs) * g.maxBlocksPerSeq);
     case kQ:
       return 4 * int64_t(nTokens) * g.qWidth;
     case kKv:
@@ -112,7 +112,7 @@ TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host,
   worker_ = std::make_unique<Worker>(std::move(c));
   int64_t most = 0;
   for (int32_t k : {int32_t(kStep), int32_t(kQ), int32_t(kKv)})
-    most = std::max(most, payloadBytes(g, k, g.maxTokens, std::min(g.maxSeqs, g.maxTokens)));
+    most = std::max(most, payloadBytes(g, k, g.maxTokens, std::min(g.maxSeqs, g.maxTokens), k == kStep ? 1 : 0));
   payload_.resize(size_t(most));
   out_.resize(size_t(g.maxTokens) * size_t(g.qWidth));
   stepTokens_.assign(size_t(g.numTags), 0);
@@ -208,7 +208,7 @@ void TcpBridge::readFrame() {
   if (!why.empty()) throw std::runtime_error(why);
   if (h.magic != kFrameMagic) throw std::runtime_error("data-plane frame without its magic");
   if (h.tag < 0 || h.tag >= g_.numTags) throw std::runtime_error("data-plane frame for micro-batch " + std::to_string(h.tag));
-  const int64_t want = payloadBytes(g_, h.kind, h.nTokens, h.nSeqs);
+  const int64_t want = payloadBytes(g_, h.kind, h.nTokens, h.nSeqs, h.kind == kStep ? h.layer : 0);
   if (h.kind == kOut || want < 0 || h.bytes != want)
     throw std::runtime_error("data-plane frame of kind " + std::to_string(h.kind) + " with " + std::to_string(h.bytes) +
                              " bytes for " + std::to_string(h.nTokens) + " tokens is malformed");
@@ -217,10 +217,13 @@ void TcpBridge::readFrame() {
   const int64_t bound = kFrameNs;
   const auto* p = reinterpret_cast<const int32_t*>(payload_.data());
   switch (h.kind) {
-    case kStep:
-      client_->postStep(h.tag, h.nTokens, h.nSeqs, p, p + h.nSeqs + 1, p + h.nSeqs + 1 + h.nTokens, bound);
+    case kStep: {
+      const int32_t* tables = p + h.nSeqs + 1 + h.nTokens;
+      const int32_t* windowTables = h.layer == 1 ? tables + int64_t(h.nSeqs) * g_.maxBlocksPerSeq : nullptr;
+      client_->postStep(h.tag, h.nTokens, h.nSeqs, p, p + h.nSeqs + 1, tables, windowTables, bound);
       stepTokens_[size_t(h.tag)] = h.nTokens;
       break;
+    }
     case kQ:
       client_->postQ(h.tag, h.layer, reinterpret_cast<const float*>(p), nullptr, h.nTokens, g_.qWidth, 0, bound);
       break;
@@ -307,7 +310,7 @@ TcpClient::TcpClient(const std::string& host, int port, const std::string& token
   }
   int64_t most = 0;
   for (int32_t k : {int32_t(kStep), int32_t(kQ), int32_t(kKv)})
-    most = std::max(most, payloadBytes(g, k, g.maxTokens, std::min(g.maxSeqs, g.maxTokens)));
+    most = std::max(most, payloadBytes(g, k, g.maxTokens, std::min(g.maxSeqs, g.maxTokens), k == kStep ? 1 : 0));
   sendBuf_.resize(size_t(most));
   out_.assign(size_t(g.numTags), std::vector<float>(size_t(g.maxTokens) * size_t(g.qWidth)));
   expect_.assign(size_t(g.numTags), 0);
@@ -338,15 +341,18 @@ void TcpClient::send(const FrameHead& h, const void* payload, size_t bytes, int6
 }
 
 void TcpClient::postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
-                         const int32_t* tables, int64_t timeoutNs) {
+                         const int32_t* tables, const int32_t* windowTables, int64_t timeoutNs) {
   checkTag(tag);
-  const int64_t bytes = payloadBytes(g_, kStep, nTokens, nSeqs);
+  const int32_t withWindow = windowTables ? 1 : 0;
+  const int64_t bytes = payloadBytes(g_, kStep, nTokens, nSeqs, withWindow);
   if (bytes < 0) throw std::range_error("data plane: a step's counts exceed the configured limits");
   auto* p = reinterpret_cast<int32_t*>(sendBuf_.data());
   std::memcpy(p, seqStart, 4 * size_t(nSeqs + 1));
   std::memcpy(p + nSeqs + 1, positions, 4 * size_t(nTokens));
-  std::memcpy(p + nSeqs + 1 + nTokens, tables, 4 * size_t(nSeqs) * size_t(g_.maxBlocksPerSeq));
-  send({kFrameMagic, kStep, tag, 0, nTokens, nSeqs, int32_t(bytes)}, p, size_t(bytes), timeoutNs);
+  const size_t tableWords = size_t(nSeqs) * size_t(g_.maxBlocksPerSeq);
+  std::memcpy(p + nSeqs + 1 + nTokens, tables, 4 * tableWords);
+  if (windowTables) std::memcpy(p + nSeqs + 1 + nTokens + tableWords, windowTables, 4 * tableWords);
+  send({kFrameMagic, kStep, tag, withWindow, nTokens, nSeqs, int32_t(bytes)}, p, size_t(bytes), timeoutNs);
 }
 
 void TcpClient::postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,

@@ -23,13 +23,16 @@ constexpr int32_t kFrameMagic = 0x4650444c;  // "LDPF"
 constexpr int32_t kOut = 4;
 constexpr size_t kTokenBytes = 32;
 
-/** A frame's header: magic, kind, tag, layer, nTokens, nSeqs (or compute µs for OUT), payload bytes. */
+/**
+ * A frame's header: magic, kind, tag, layer, nTokens, nSeqs (or compute µs for OUT), payload bytes.
+ * A STEP's layer word is 1 when its payload carries window-pool tables after the global ones.
+ */
 struct FrameHead {
   int32_t magic, kind, tag, layer, nTokens, nSeqs, bytes;
 };
 
-/** The exact payload of a frame with these counts, or -1 when the counts are out of range. */
-int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t nSeqs);
+/** The exact payload of a frame with these counts (and layer word), or -1 when they are out of range. */
+int64_t payloadBytes(const Geometry& g, int32_t kind, int32_t nTokens, int32_t nSeqs, int32_t layer = 0);
 
 /** The worker side: listens on one port for one model side, then bridges it to a Worker loop. */
 class TcpBridge {
@@ -74,7 +77,7 @@ class TcpClient : public Endpoint {
   Kind kind() const override { return Kind::kTcp; }
   const Geometry& geometry() const override { return g_; }
   void postStep(int tag, int32_t nTokens, int32_t nSeqs, const int32_t* seqStart, const int32_t* positions,
-                const int32_t* tables, int64_t timeoutNs) override;
+                const int32_t* tables, const int32_t* windowTables, int64_t timeoutNs) override;
   void postQ(int tag, int32_t layer, const float* q, const int32_t* rows, int32_t nRows, int64_t srcWidth,
              int64_t colOff, int64_t timeoutNs) override;
   void postKv(int tag, int32_t layer, const float* k, const float* v, const int32_t* rows, int32_t nRows,

@@ -38,23 +38,43 @@ Worker::Worker(WorkerConfig c) : c_(std::move(c)) {
     throw std::runtime_error("data-plane block tables are too short for the context");
   layout_ = tagLayout(g_);
   if (segmentBytes(g_) > c_.segmentBytes) throw std::runtime_error("data-plane segment is truncated");
+  const size_t layers = c_.kCaches.size();
+  if (c_.windows.size() != layers || c_.scales.size() != layers || c_.softcaps.size() != layers)
+    throw std::runtime_error("data plane: per-layer windows, scales and soft-caps need one entry per layer");
+  for (size_t l = 0; l < layers; l++) {
+    const int32_t w = c_.windows[l];
+    if (w < 0) throw std::runtime_error("data plane: layer " + std::to_string(l) + "'s window is negative");
+    if (!(c_.scales[l] > 0) || !std::isfinite(c_.scales[l]) || !(c_.softcaps[l] >= 0) || !std::isfinite(c_.softcaps[l]))
+      throw std::runtime_error("data plane: layer " + std::to_string(l) + "'s scale or soft-cap is out of range");
+    auto at = std::find(windows_.begin(), windows_.end(), w);
+    if (at == windows_.end()) at = windows_.insert(windows_.end(), w);
+    rangeOf_.push_back(int32_t(at - windows_.begin()));
+    if (inWindowPool(int(l))) widestPoolWindow_ = std::max(widestPoolWindow_, w);
+  }
+  if (c_.windowBlocks > 0 && widestPoolWindow_ == 0)
+    throw std::runtime_error("data plane: a window pool without a windowed layer");
   tags_.resize(size_t(g_.numTags));
   for (auto& t : tags_) {
     const size_t n = size_t(g_.maxTokens);
+    const size_t tableWords = size_t(g_.maxSeqs) * size_t(g_.maxBlocksPerSeq);
     t.seqStart.resize(size_t(g_.maxSeqs) + 1);
     t.slots.resize(n);
+    t.windowSlots.resize(c_.windowBlocks > 0 ? n : 0);
     t.qSeq.resize(n);
-    t.ctxStart.resize(n);
     t.ctxEnd.resize(n);
-    t.earlyEnd.resize(n);
-    t.lateStart.resize(n);
-    t.tables.resize(size_t(g_.maxSeqs) * size_t(g_.maxBlocksPerSeq));
+    t.ranges.resize(windows_.size());
+    for (Ranges& r : t.ranges) {
+      r.ctxStart.resize(n);
+      r.earlyEnd.resize(n);
+      r.lateStart.resize(n);
+    }
+    t.tables.resize(tableWords);
+    t.windowTables.resize(c_.windowBlocks > 0 ? tableWords : 0);
     t.lse.resize(n * size_t(c_.nHeads));
     t.lateLse.resize(n * size_t(c_.nHeads));
     t.lateOut.resize(n * size_t(g_.qWidth));
   }
   pool_ = std::make_unique<ThreadPool>(std::max(1, c_.threads));
-  scale_ = 1.0f / std::sqrt(float(c_.headDim));
 }
 
 Worker::~Worker() { stop(); }
@@ -189,6 +209,12 @@ void Worker::onStep(int tag, const int32_t* e) {
   if (n < 1 || n > g_.maxTokens) reject(tag, "STEP of " + std::to_string(n) + " tokens is out of range");
   if (nSeqs < 1 || nSeqs > g_.maxSeqs || nSeqs > n)
     reject(tag, "STEP of " + std::to_string(nSeqs) + " sequences is out of range");
+  // The layer word says whether the window-pool tables were filled: exactly when there is a pool.
+  const bool withWindow = e[1] == 1;
+  if (e[1] != 0 && e[1] != 1) reject(tag, "STEP window-table flag " + std::to_string(e[1]) + " is not 0 or 1");
+  if (withWindow != (c_.windowBlocks > 0))
+    reject(tag, withWindow ? "STEP carries window-pool tables but this worker keeps no window pool"
+                           : "STEP lacks the window-pool tables this worker's window layers read");
   const char* base = tagBase(tag);
   const size_t mb = size_t(g_.maxBlocksPerSeq);
   // Copied out of the shared slot before they are checked, so the checked values are the used ones.
@@ -196,41 +222,41 @@ void Worker::onStep(int tag, const int32_t* e) {
   std::memcpy(seqStart, base + layout_.seqStart, 4 * size_t(nSeqs + 1));
   std::memcpy(s.ctxEnd.data(), base + layout_.positions, 4 * size_t(n));  // positions, for now
   std::memcpy(s.tables.data(), base + layout_.blockTables, 4 * size_t(nSeqs) * mb);
+  if (withWindow) std::memcpy(s.windowTables.data(), base + layout_.windowTables, 4 * size_t(nSeqs) * mb);
   if (seqStart[0] != 0 || seqStart[nSeqs] != n) reject(tag, "STEP seqStart must run from 0 to nTokens");
   for (int32_t q = 0; q < nSeqs; q++)
     if (seqStart[q] >= seqStart[q + 1]) reject(tag, "STEP seqStart must increase");
   const int64_t bs = c_.blockSize;
-  const int64_t window = c_.slidingWindow;
   // Positions sit in ctxEnd until the ranges are built; ctxEnd = position + 1 afterwards.
   std::vector<int32_t>& pos = s.ctxEnd;
   for (int32_t q = 0; q < nSeqs; q++) {
     const int32_t first = seqStart[q], last = seqStart[q + 1];
-    int32_t maxPos = 0;
+    int32_t maxPos = 0, minPos = INT32_MAX;
     for (int32_t t = first; t < last; t++) {
       if (pos[size_t(t)] < 0 || pos[size_t(t)] >= c_.maxContext)
         reject(tag, "STEP position " + std::to_string(pos[size_t(t)]) + " is outside the context");
       maxPos = std::max(maxPos, pos[size_t(t)]);
+      minPos = std::min(minPos, pos[size_t(t)]);
     }
+    checkTables(tag, s, q, minPos, maxPos, withWindow);
     const int32_t* table = s.tables.data() + size_t(q) * mb;
-    for (int64_t b = 0; b <= maxPos / bs; b++)
-      if (table[b] < 0 || table[b] >= c_.numBlocks)
-        reject(tag, "STEP block table entry " + std::to_string(b) + " of sequence row " + std::to_string(q) + " = " +
-                        std::to_string(table[b]) + " is outside the cache");
+    const int32_t* windowTable = withWindow ? s.windowTables.data() + size_t(q) * mb : nullptr;
     const int32_t split = pos[size_t(first)];
     for (int32_t t = first; t < last; t++) {
       const int32_t p = pos[size_t(t)];
-      const int32_t start = window > 0 ? int32_t(std::max<int64_t>(0, p + 1 - window)) : 0;
       const size_t i = size_t(t);
       s.slots[i] = int32_t(table[p / bs] * bs + p % bs);
+      if (windowTable) s.windowSlots[i] = int32_t(windowTable[p / bs] * bs + p % bs);
       s.qSeq[i] = q;
-      s.ctxStart[i] = start;
-      s.earlyEnd[i] = std::max(start, split);
+      for (size_t r = 0; r < windows_.size(); r++) {
+        const int64_t w = windows_[r];
+        const int32_t start = w > 0 ? int32_t(std::max<int64_t>(0, p + 1 - w)) : 0;
+        s.ranges[r].ctxStart[i] = start;
+        s.ranges[r].earlyEnd[i] = s.ranges[r].lateStart[i] = std::max(start, split);
+      }
     }
   }
-  for (int32_t t = 0; t < n; t++) {
-    s.ctxEnd[size_t(t)] = s.ctxEnd[size_t(t)] + 1;
-    s.lateStart[size_t(t)] = s.earlyEnd[size_t(t)];
-  }
+  for (int32_t t = 0; t < n; t++) s.ctxEnd[size_t(t)] = s.ctxEnd[size_t(t)] + 1;
   s.nTokens = n;
   s.nSeqs = nSeqs;
   s.prepared = true;
@@ -238,19 +264,38 @@ void Worker::onStep(int tag, const int32_t* e) {
   steps_++;
 }
 
+void Worker::checkTables(int tag, const TagState& s, int32_t q, int32_t minPos, int32_t maxPos, bool withWindow) {
+  const int64_t bs = c_.blockSize;
+  const size_t mb = size_t(g_.maxBlocksPerSeq);
+  auto check = [&](const int32_t* table, int64_t from, int64_t blocks, const char* pool) {
+    for (int64_t b = from; b <= maxPos / bs; b++)
+      if (table[b] < 0 || table[b] >= blocks)
+        reject(tag, std::string("STEP ") + pool + " entry " + std::to_string(b) + " of sequence row " +
+                        std::to_string(q) + " = " + std::to_string(table[b]) + " is outside the cache");
+  };
+  check(s.tables.data() + size_t(q) * mb, 0, c_.numBlocks, "block table");
+  // The window pool's tables hold −1 below the window's reach: only the blocks a window layer
+  // reads (from the earliest token's window start) must be real blocks of that pool.
+  if (withWindow)
+    check(s.windowTables.data() + size_t(q) * mb, std::max<int64_t>(0, int64_t(minPos) + 1 - widestPoolWindow_) / bs,
+          c_.windowBlocks, "window-pool table");
+}
+
 AttnArgs Worker::args(TagState& s, int layer, int tag, float* out, const int32_t* start, const int32_t* end,
                       float* lse) {
   AttnArgs a{};
   a.out = out;
   a.q = reinterpret_cast<const float*>(tagBase(tag) + layout_.q);
+  const bool pooled = inWindowPool(layer);
   a.cache = {c_.kCaches[size_t(layer)], c_.vCaches[size_t(layer)], c_.dtype, c_.blockSize, c_.nKvHeads, c_.headDim};
-  a.blockTables = s.tables.data();
+  a.blockTables = pooled ? s.windowTables.data() : s.tables.data();
   a.maxBlocksPerSeq = g_.maxBlocksPerSeq;
   a.qSeq = s.qSeq.data();
   a.ctxStart = start;
   a.ctxEnd = end;
   a.nHeads = c_.nHeads;
-  a.scale = scale_;
+  a.scale = c_.scales[size_t(layer)];
+  a.softcap = c_.softcaps[size_t(layer)];
   a.lse = lse;
   return a;
 }
@@ -264,7 +309,8 @@ void Worker::onQ(int tag, const int32_t* e) {
   const int64_t t0 = nowNs();
   // Early q: attention over the keys cached before this step, straight into the reply slot.
   float* out = reinterpret_cast<float*>(tagBase(tag) + layout_.out);
-  runner_.run(c_.table, *pool_, args(s, layer, tag, out, s.ctxStart.data(), s.earlyEnd.data(), s.lse.data()),
+  const Ranges& r = s.ranges[size_t(rangeOf_[size_t(layer)])];
+  runner_.run(c_.table, *pool_, args(s, layer, tag, out, r.ctxStart.data(), r.earlyEnd.data(), s.lse.data()),
               s.nTokens);
   s.earlyNs = nowNs() - t0;
   s.earlyLayer = layer;
@@ -280,9 +326,11 @@ void Worker::onKv(int tag, const int32_t* e) {
   const KvArgs cache{c_.kCaches[size_t(layer)], c_.vCaches[size_t(layer)], c_.dtype, c_.blockSize, c_.nKvHeads,
                      c_.headDim};
   c_.table->kvWrite(cache, reinterpret_cast<const float*>(base + layout_.k),
-                    reinterpret_cast<const float*>(base + layout_.v), s.slots.data(), 0, s.nTokens);
+                    reinterpret_cast<const float*>(base + layout_.v),
+                    inWindowPool(layer) ? s.windowSlots.data() : s.slots.data(), 0, s.nTokens);
+  const Ranges& r = s.ranges[size_t(rangeOf_[size_t(layer)])];
   runner_.run(c_.table, *pool_,
-              args(s, layer, tag, s.lateOut.data(), s.lateStart.data(), s.ctxEnd.data(), s.lateLse.data()), s.nTokens);
+              args(s, layer, tag, s.lateOut.data(), r.lateStart.data(), s.ctxEnd.data(), s.lateLse.data()), s.nTokens);
   float* out = reinterpret_cast<float*>(base + layout_.out);
   AttentionRunner::merge(c_.table, *pool_, out, s.lse.data(), s.lateOut.data(), s.lateLse.data(),
                          int64_t(s.nTokens) * c_.nHeads, c_.headDim);

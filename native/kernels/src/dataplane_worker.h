@@ -23,8 +23,14 @@ struct WorkerConfig {
   size_t segmentBytes = 0;
   std::vector<void*> kCaches, vCaches;  // one pair per layer
   int dtype = 0;
-  int64_t numBlocks = 0, blockSize = 0, nKvHeads = 0, headDim = 0, nHeads = 0;
-  int64_t maxContext = 0, slidingWindow = 0;  // 0: no window
+  // numBlocks: the global pool; windowBlocks: the window layers' own pool (0: every layer's KV
+  // lives in the global pool), whose tables a STEP carries in the windowTables slot.
+  int64_t numBlocks = 0, windowBlocks = 0, blockSize = 0, nKvHeads = 0, headDim = 0, nHeads = 0;
+  int64_t maxContext = 0;
+  // Per layer, given once: sliding window (0: none; a windowed layer's KV is in the window pool
+  // when there is one), softmax scale, score soft-cap (0: none).
+  std::vector<int32_t> windows;
+  std::vector<float> scales, softcaps;
   int threads = 1;
   int64_t spinNs = 0;
   const KernelTable* table = nullptr;
@@ -56,8 +62,13 @@ class Worker {
   bool pollOnce();
 
  private:
+  /** A step's key ranges for the layers of one window size (see KvAttention's KeyRanges). */
+  struct Ranges {
+    std::vector<int32_t> ctxStart, earlyEnd, lateStart;
+  };
   struct TagState {
-    std::vector<int32_t> seqStart, slots, qSeq, ctxStart, ctxEnd, earlyEnd, lateStart, tables;
+    std::vector<int32_t> seqStart, slots, windowSlots, qSeq, ctxEnd, tables, windowTables;
+    std::vector<Ranges> ranges;  // one per distinct window (windows_)
     std::vector<float> lse, lateOut, lateLse;
     int32_t nTokens = 0, nSeqs = 0;
     int32_t consumed = 0;
@@ -72,6 +83,9 @@ class Worker {
   bool drain();
   void runPosting(int tag);
   void onStep(int tag, const int32_t* entry);
+  /** Checks sequence row q's table entries that tokens at [minPos, maxPos] read, in both pools. */
+  void checkTables(int tag, const TagState& s, int32_t q, int32_t minPos, int32_t maxPos, bool withWindow);
+  bool inWindowPool(int layer) const { return c_.windowBlocks > 0 && c_.windows[size_t(layer)] > 0; }
   void onQ(int tag, const int32_t* entry);
   void onKv(int tag, const int32_t* entry);
   AttnArgs args(TagState& s, int layer, int tag, float* out, const int32_t* start, const int32_t* end, float* lse);
@@ -92,7 +106,9 @@ class Worker {
   std::atomic<int> state_{kNotAttached};
   std::atomic<int64_t> spinNs_{0}, computeNs_{0};
   std::atomic<uint64_t> steps_{0}, layers_{0};
-  float scale_ = 1;
+  std::vector<int32_t> windows_;   // the distinct per-layer windows (0 included when used)
+  std::vector<int32_t> rangeOf_;   // per layer: its index into windows_ and TagState::ranges
+  int32_t widestPoolWindow_ = 0;   // the widest window of a layer in the window pool
 };
 
 }  // namespace lk::dp

@@ -1,0 +1,42 @@
+import { BlockAllocator } from "./block-allocator.js";
+import type { KvGeometry } from "./kv-attention.js";
+import { windowKeepFrom } from "./window-blocks.js";
+
+/**
+ * The model side's exact mirror of one attention worker's block accounting: its global pool (the
+ * one admission counts) and, where the worker keeps the window layers' KV in a pool of its own
+ * (window-blocks.ts), that pool too. The window pool's freeing rule depends on the reservation
+ * alone, so applying it here at every RESERVE the worker is sent keeps both tables identical to
+ * the worker's; the native data plane's STEP carries both.
+ */
+export class BlockMirror extends BlockAllocator {
+  /** The window layers' pool, or null when every layer's KV is in the global pool. */
+  readonly window: BlockAllocator | null;
+
+  constructor(
+    private readonly geometry: KvGeometry,
+    numBlocks: number,
+    windowBlocks: number,
+  ) {
+    super(numBlocks, geometry.blockSize);
+    if (windowBlocks > 0 && geometry.slidingWindow === null)
+      throw new Error(
+        `attention worker keeps a window pool of ${windowBlocks} blocks for a model without a window`,
+      );
+    this.window = windowBlocks > 0 ? new BlockAllocator(windowBlocks, geometry.blockSize) : null;
+  }
+
+  /** As the worker's KvAttention.reserve: both pools, all or nothing, the window's front freed. */
+  override reserve(seqId: number, numTokens: number): boolean {
+    const keep = this.window ? windowKeepFrom(this.geometry, numTokens) : 0;
+    if (!this.canReserve(seqId, numTokens)) return false;
+    if (this.window && !this.window.canReserve(seqId, numTokens, keep)) return false;
+    this.window?.reserve(seqId, numTokens, keep);
+    return super.reserve(seqId, numTokens);
+  }
+
+  override release(seqId: number): void {
+    super.release(seqId);
+    this.window?.release(seqId);
+  }
+}
