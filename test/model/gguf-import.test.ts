@@ -257,6 +257,17 @@ describe("GGUF import: tokenizers against llama.cpp's own test vectors", () => {
         assert.deepEqual(t.encode(v.text, { addSpecialTokens: false }), v.ids, JSON.stringify(v.text));
       }
       assert.equal(t.hasChatTemplate, hf.hasChatTemplate);
+      // tokenizer.chat_template renders a conversation as the Hugging Face tokenizer does.
+      if (dir === "tokenizer-qwen3")
+        assert.ok(hf.hasChatTemplate, "Qwen3's tokenizer_config.json has a chat template");
+      if (hf.hasChatTemplate) {
+        const messages = [
+          { role: "system", content: "Answer briefly." },
+          { role: "user", content: "Hello, who are you?" },
+        ] as const;
+        const opts = { addGenerationPrompt: true };
+        assert.equal(t.applyChatTemplate(messages, opts), hf.applyChatTemplate(messages, opts));
+      }
     });
   }
 });
