@@ -8,7 +8,8 @@
  * hand-off between slices (see replica-loop.ts).
  *
  * Layout (little-endian int32 words unless said; regions 64-byte aligned):
- *   0      header: magic, version, pauseEpoch, runEpoch, …, doorbell (word 8), sleepers (word 9)
+ *   0      header: magic, version, pauseEpoch, runEpoch, …, the replicas' doorbell and sleepers
+ *          (words 8, 9), the front end's doorbell and sleepers (words 16, 17)
  *   256    replica lines, 64 bytes each: pid, ackEpoch, slices run, then f64s at +16: seconds
  *          running slices, seconds waiting on attention, attention compute the workers reported
  *   4096   micro-batch regions (`batchBytes` each): counters (stepSeq, sliceDone, logitsSeq,
@@ -23,8 +24,21 @@ export const MODEL_PLANE_VERSION = 1;
 export const MAX_REPLICAS = 32;
 export const MAX_TARGETS = 48;
 
-/** Header words. */
-export const H = { magic: 0, version: 1, pauseEpoch: 2, runEpoch: 3, doorbell: 8, sleepers: 9 } as const;
+/**
+ * Header words. Two doorbells: the replicas' (launches, slices done, pause and resume) and the
+ * front end's (a step's logits or failure, a pause acknowledged), so neither side is woken for
+ * what only concerns the other.
+ */
+export const H = {
+  magic: 0,
+  version: 1,
+  pauseEpoch: 2,
+  runEpoch: 3,
+  doorbell: 8,
+  sleepers: 9,
+  frontDoorbell: 16,
+  frontSleepers: 17,
+} as const;
 /** Micro-batch counter words. */
 export const B = {
   stepSeq: 0,
@@ -117,6 +131,7 @@ export class ModelPlane {
   /** The header words (doorbell, epochs). */
   readonly header: Int32Array;
   readonly batches: readonly PlaneBatch[];
+  private readonly replicaLines: readonly { words: Int32Array; seconds: Float64Array }[];
 
   constructor(
     readonly buffer: ArrayBuffer,
@@ -129,6 +144,10 @@ export class ModelPlane {
     if (buffer.byteLength < modelPlaneBytes(shape))
       throw new RangeError("model plane: the segment is smaller than its shape needs");
     this.header = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    this.replicaLines = Array.from({ length: shape.replicas }, (_, r) => ({
+      words: new Int32Array(buffer, REPLICAS_AT + r * REPLICA_LINE, 4),
+      seconds: new Float64Array(buffer, REPLICAS_AT + r * REPLICA_LINE + 16, 3),
+    }));
     const lay = batchLayout(shape);
     this.batches = Array.from({ length: shape.microBatches }, (_, j) => {
       const base = HEADER_BYTES + j * lay.bytes;
@@ -176,22 +195,24 @@ export class ModelPlane {
 
   /** Replica r's line: [pid, ackEpoch, slices] and [model, attention-wait, attention-compute seconds]. */
   replicaWords(r: number): Int32Array {
-    return new Int32Array(this.buffer, REPLICAS_AT + r * REPLICA_LINE, 4);
+    return this.replicaLines[r]!.words;
   }
 
   replicaSeconds(r: number): Float64Array {
-    return new Float64Array(this.buffer, REPLICAS_AT + r * REPLICA_LINE + 16, 3);
+    return this.replicaLines[r]!.seconds;
   }
 
-  /** Byte offset of the doorbell word (futex). */
-  get doorbellOffset(): number {
-    return H.doorbell * 4;
+  /** Rings a doorbell (H.doorbell or H.frontDoorbell): its count moves on, every sleeper on it wakes. */
+  ring(shm: Pick<ShmNative, "wake">, doorbell: number = H.doorbell): void {
+    Atomics.add(this.header, doorbell, 1);
+    if (Atomics.load(this.header, doorbell + 1) > 0) shm.wake(this.buffer, doorbell * 4, 1 << 30);
   }
 
-  /** Rings the doorbell: the count moves on, and every sleeper is woken (a futex on the word). */
-  ring(shm: Pick<ShmNative, "wake">): void {
-    Atomics.add(this.header, H.doorbell, 1);
-    if (Atomics.load(this.header, H.sleepers) > 0) shm.wake(this.buffer, this.doorbellOffset, 1 << 30);
+  /** Sleeps on a doorbell while it still reads `seen`, up to timeoutMs (counted as a sleeper). */
+  sleep(shm: Pick<ShmNative, "wait">, doorbell: number, seen: number, timeoutMs: number): void {
+    Atomics.add(this.header, doorbell + 1, 1);
+    shm.wait(this.buffer, doorbell * 4, seen, timeoutMs);
+    Atomics.sub(this.header, doorbell + 1, 1);
   }
 
   /** A failure text a replica left for micro-batch j. */

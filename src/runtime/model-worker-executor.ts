@@ -65,7 +65,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   /** Steps landed, per micro-batch. */
   private readonly steps: number[];
   private lastProgress = performance.now();
-  private lastDoorbell = 0;
+  /** Slices run by every replica so far, when last seen (progress, for the stall bound). */
+  private lastSlices = 0;
   private reconfiguring: Promise<void> | null = null;
   private readonly shm: ShmNative;
 
@@ -199,18 +200,12 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     const h = this.plane.header;
     for (;;) {
       // Read before looking: a ring after this makes the sleep below return at once.
-      const seen = Atomics.load(h, H.doorbell);
+      const seen = Atomics.load(h, H.frontDoorbell);
       if (this.settle() > 0) return;
       if (this.checkHealth()) return;
-      if (seen !== this.lastDoorbell) {
-        this.lastDoorbell = seen;
-        this.lastProgress = performance.now();
-      }
       // No spin: a step takes a whole forward pass, and a spinning front end would take a core
       // from the model workers; the futex wake costs a few µs per step.
-      Atomics.add(h, H.sleepers, 1);
-      this.shm.wait(this.plane.buffer, this.plane.doorbellOffset, seen, SLEEP_SLICE_MS);
-      Atomics.sub(h, H.sleepers, 1);
+      this.plane.sleep(this.shm, H.frontDoorbell, seen, SLEEP_SLICE_MS);
     }
   }
 
@@ -272,6 +267,12 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       return this.failAll(
         new AttentionWorkerLostError("data plane", attention || "an attention worker was lost"),
       );
+    let slices = 0;
+    for (let r = 0; r < this.o.replicas; r++) slices += Atomics.load(this.plane.replicaWords(r), 2);
+    if (slices !== this.lastSlices) {
+      this.lastSlices = slices;
+      this.lastProgress = performance.now();
+    }
     if (performance.now() - this.lastProgress > this.o.timeoutMs) {
       const r = this.dueReplica();
       if (r >= 0) {

@@ -98,7 +98,7 @@ export class ReplicaLoop {
       // The front end is replacing a replica: take nothing new, and say so (once).
       if (Atomics.load(this.words, 1) !== pause) {
         Atomics.store(this.words, 1, pause);
-        this.plane.ring(this.shm);
+        this.plane.ring(this.shm, H.frontDoorbell);
       }
       return 0;
     }
@@ -137,14 +137,21 @@ export class ReplicaLoop {
       const att = ex.runSlice(step, k, this.qPosters[j]!);
       if (att) this.attention.postKv(b, step, att.layer, ex.tensorOf(j, att.k), ex.tensorOf(j, att.v));
       Atomics.store(b.words, B.sliceDone, k + 1);
-      if (!att) Atomics.store(b.words, B.logitsSeq, seq);
       Atomics.add(this.words, 2, 1);
+      this.seconds[0]! += (performance.now() - t0) / 1000;
+      if (!att) {
+        Atomics.store(b.words, B.logitsSeq, seq);
+        this.plane.ring(this.shm, H.frontDoorbell);
+      } else if (this.plane.shape.replicas > 1) {
+        // The next slice is another replica's: it may sleep on the doorbell until sliceDone moves.
+        this.plane.ring(this.shm);
+      }
     } catch (e) {
       this.plane.setError(j, `model worker ${this.replica}, slice ${k}: ${(e as Error).message}`);
       Atomics.store(b.words, B.failedSeq, seq);
+      this.plane.ring(this.shm, H.frontDoorbell);
+      this.plane.ring(this.shm);
     }
-    this.seconds[0]! += (performance.now() - t0) / 1000;
-    this.plane.ring(this.shm);
   }
 
   /** The step as the front end wrote it: every count and index in range (ids index the embedding). */
@@ -191,9 +198,7 @@ export class ReplicaLoop {
       const seen = this.seen;
       const spinUntil = t0 + this.limits.spinUs / 1000;
       while (performance.now() < spinUntil) if (Atomics.load(h, H.doorbell) !== seen) return;
-      Atomics.add(h, H.sleepers, 1);
-      this.shm.wait(this.plane.buffer, this.plane.doorbellOffset, seen, IDLE_SLEEP_MS);
-      Atomics.sub(h, H.sleepers, 1);
+      this.plane.sleep(this.shm, H.doorbell, seen, IDLE_SLEEP_MS);
     }
   }
 }
