@@ -5,7 +5,7 @@ import { parseControl } from "../transport/control.js";
 import type { ReceivedMessage, WireTensor } from "../transport/message.js";
 import { errorReply } from "../transport/rpc.js";
 import { dataPlaneShape } from "./data-plane-link.js";
-import { DATA_PLANE_LAYOUT, dataPlaneAddon } from "./data-plane-native.js";
+import { DATA_PLANE_LAYOUT, type DataPlaneWorkerInfo, dataPlaneAddon } from "./data-plane-native.js";
 import { DataPlaneServer } from "./data-plane-server.js";
 import { KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
 import {
@@ -83,6 +83,11 @@ export class AttentionWorkerSession {
   }
 
   /** The KV cache made at CONFIGURE (null before): a prefill instance prefills straight into it. */
+  /** The native data-plane loop's state and counters, or null when this connection has none. */
+  dataPlaneInfo(): DataPlaneWorkerInfo | null {
+    return this.dataPlane?.info() ?? null;
+  }
+
   get cache(): KvAttention | null {
     return this.kv;
   }
