@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { connect } from "node:net";
 import { describe, it } from "node:test";
 import { BlockAllocator } from "../../src/attention/block-allocator.js";
+import { BlockMirror } from "../../src/attention/block-mirror.js";
 import { DataPlaneLink, type DataPlaneShape } from "../../src/attention/data-plane-link.js";
 import {
   DATA_PLANE_LAYOUT,
@@ -165,6 +166,73 @@ describe("native data plane", () => {
         p.server.stop();
         p.link.close();
       }
+    }
+  });
+
+  it("window layers in a pool of their own: the STEP must carry that pool's tables, each entry inside it", () => {
+    // Layer 0 has the window (its KV in a 4-block pool of its own: one sequence, window 4, steps
+    // of 8), layer 1 is global with a soft-cap: the settings go to the loop once, at dpServe.
+    const windowed = { ...geometry, maxSeqs: 1, slidingWindow: 4, slidingLayers: [true, false], softcap: 2 };
+    const serve = () => {
+      const link = DataPlaneLink.create(addon, shape, 50);
+      const kv = new KvAttention(backend, windowed, 8, true);
+      assert.equal(kv.windowAllocator?.numBlocks, 4);
+      return { link, server: DataPlaneServer.start(addon, link.name, kv, { threads: 1, spinUs: 50 }) };
+    };
+    const { sub } = step(3);
+    const cases = [
+      // The global mirror alone: no window tables posted.
+      { tables: step(3).mirror, why: /lacks the window-pool tables/ },
+      // A window-pool table whose entry is a block of the global pool's range, past the window pool's 4.
+      {
+        tables: (() => {
+          const m = new BlockMirror(windowed, 8, 4);
+          const far = new BlockAllocator(8, 4);
+          for (let i = 0; i < 5; i++) far.reserve(100 + i, 4);
+          far.reserve(7, 3);
+          m.reserve(7, 3);
+          return { table: (id: number) => m.table(id), window: far };
+        })(),
+        why: /window-pool table entry 0 of sequence row 0 = 5 is outside the cache/,
+      },
+    ];
+    for (const c of cases) {
+      const { link, server } = serve();
+      try {
+        link.postStep(0, sub, c.tables, 1000);
+        assert.ok(addon.dpWait(Int32Array.of(link.id), 1, 5000) <= -2 || link.failure() !== "");
+        assert.match(link.failure(), c.why);
+        assert.equal(server.info().state, "failed");
+      } finally {
+        server.stop();
+        link.close();
+      }
+    }
+    // The right tables from the model side's mirror of both pools: the loop computes both layers.
+    const { link, server } = serve();
+    try {
+      const m = new BlockMirror(windowed, 8, 4);
+      assert.ok(m.reserve(7, 3));
+      link.postStep(0, sub, m, 1000);
+      for (const layer of [0, 1]) {
+        link.postQ(0, layer, new Float32Array(3 * 32).fill(0.5), sub, 32, 0, 1000);
+        link.postKv(
+          0,
+          layer,
+          new Float32Array(3 * 16).fill(0.25),
+          new Float32Array(3 * 16),
+          sub,
+          16,
+          0,
+          1000,
+        );
+        assert.ok(addon.dpWait(Int32Array.of(link.id), 1, 5000) >= 0, link.failure());
+        link.take(0, new Float32Array(3 * 32), sub, 32, 0);
+      }
+      assert.deepEqual([server.info().state, server.info().layers], ["running", 2]);
+    } finally {
+      server.stop();
+      link.close();
     }
   });
 
