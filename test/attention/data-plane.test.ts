@@ -23,9 +23,11 @@ import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { AttentionWorkerLostError } from "../../src/attention/service.js";
 import { SubStep } from "../../src/attention/sub-step.js";
 import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
+import { dtypeCode } from "../../src/kernels/native.js";
 import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
 import { RpcClient } from "../../src/transport/rpc.js";
 import { createShmChannelPair } from "../../src/transport/shm-channel.js";
+import { shmNative } from "../../src/transport/shm-native.js";
 import { connectTcp, listenTcp } from "../../src/transport/tcp.js";
 import { nativeBackend } from "../helpers/backends.js";
 
@@ -232,6 +234,58 @@ describe("native data plane", () => {
       assert.deepEqual([server.info().state, server.info().layers], ["running", 2]);
     } finally {
       server.stop();
+      link.close();
+    }
+  });
+
+  it("the per-layer settings are checked once, at dpServe, by name", () => {
+    const link = DataPlaneLink.create(addon, shape, 50);
+    const kv = new KvAttention(backend, geometry, 4);
+    const segment = shmNative().open(link.name);
+    const serve = (windows: Int32Array, scales: Float32Array, softcaps: Float32Array, windowBlocks = 0) =>
+      addon.dpServe(
+        segment,
+        kv.caches.map((c) => c.k),
+        kv.caches.map((c) => c.v),
+        dtypeCode("f32", "test"),
+        4,
+        windowBlocks,
+        4,
+        2,
+        8,
+        4,
+        32,
+        windows,
+        scales,
+        softcaps,
+        1,
+        50,
+      );
+    const two = (a: number, b: number) => Float32Array.of(a, b);
+    try {
+      assert.throws(
+        () => serve(Int32Array.of(0, 0), Float32Array.of(0.3), two(0, 0)),
+        /scales has 1 elements, needs at least 2/,
+      );
+      assert.throws(
+        () => serve(Int32Array.of(0, 0, 0), two(0.3, 0.3), two(0, 0)),
+        /windows has 3 entries for 2 layers/,
+      );
+      assert.throws(
+        () => serve(Int32Array.of(-1, 0), two(0.3, 0.3), two(0, 0)),
+        /layer 0's window is negative/,
+      );
+      assert.throws(() => serve(Int32Array.of(0, 0), two(0.3, 0), two(0, 0)), /layer 1's scale or soft-cap/);
+      assert.throws(
+        () => serve(Int32Array.of(0, 0), two(0.3, 0.3), two(Number.NaN, 0)),
+        /layer 0's scale or soft-cap/,
+      );
+      // A window pool needs a windowed layer to hold (its cache must cover that pool's blocks).
+      assert.throws(
+        () => serve(Int32Array.of(0, 0), two(0.3, 0.3), two(0, 0), 2),
+        /window pool without a windowed layer/,
+      );
+    } finally {
       link.close();
     }
   });

@@ -310,9 +310,16 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
     typeError(env, std::string(m) + ": one k and one v cache per layer");
   // The per-layer attention settings, once for the loop's life (never per posting).
   const int32_t layers = int32_t(ks.Length());
-  const auto* windows = static_cast<const int32_t*>(array(info, i + 10, m, "windows", napi_int32_array, layers).data);
-  const auto* scales = static_cast<const float*>(array(info, i + 11, m, "scales", napi_float32_array, layers).data);
-  const auto* softcaps = static_cast<const float*>(array(info, i + 12, m, "softcaps", napi_float32_array, layers).data);
+  auto perLayer = [&](size_t at, const char* name, napi_typedarray_type type) {
+    const Span s = array(info, at, m, name, type, layers);
+    if (s.length != size_t(layers))
+      typeError(env, std::string(m) + ": " + name + " has " + std::to_string(s.length) + " entries for " +
+                         std::to_string(layers) + " layers");
+    return s.data;
+  };
+  const auto* windows = static_cast<const int32_t*>(perLayer(i + 10, "windows", napi_int32_array));
+  const auto* scales = static_cast<const float*>(perLayer(i + 11, "scales", napi_float32_array));
+  const auto* softcaps = static_cast<const float*>(perLayer(i + 12, "softcaps", napi_float32_array));
   c.windows.assign(windows, windows + layers);
   c.scales.assign(scales, scales + layers);
   c.softcaps.assign(softcaps, softcaps + layers);
