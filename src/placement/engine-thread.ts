@@ -142,6 +142,8 @@ async function loop(c: EngineCore): Promise<void> {
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
+  // Model workers first (they post into the attention workers' segments), then attention.
+  await c.executor.close?.();
   await c.attention.close();
   post({ v: 1, type: "events", events: [], stats: c.stats() });
   post({ v: 1, type: "closed" });
