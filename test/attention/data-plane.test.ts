@@ -163,6 +163,19 @@ describe("native data plane", () => {
         c.server.stop();
         c.link.close();
       }
+      // A KV's layer is range-checked before its order (right after a STEP no Q is pending, and the
+      // fuzzer found a KV for layer −1, written into the queue directly, indexing the caches at −1;
+      // this client refuses −1 itself, so a layer past the last stands in for it here).
+      const d = pair();
+      try {
+        d.link.postStep(0, sub, mirror, 1000);
+        d.link.postKv(0, 99, new Float32Array(32), new Float32Array(32), sub, 16, 0, 1000);
+        assert.ok(addon.dpWait(Int32Array.of(d.link.id), 1, 5000) <= -2);
+        assert.match(d.link.failure(), /KV for layer 99 is out of range/);
+      } finally {
+        d.server.stop();
+        d.link.close();
+      }
     } finally {
       for (const p of [a, b]) {
         p.server.stop();

@@ -319,6 +319,9 @@ void Worker::onQ(int tag, const int32_t* e) {
 void Worker::onKv(int tag, const int32_t* e) {
   TagState& s = tags_[size_t(tag)];
   const int32_t layer = e[1];
+  // The range first: after a STEP no Q is pending (earlyLayer −1), and a KV naming layer −1 would
+  // otherwise pass the order check below.
+  if (layer < 0 || layer >= g_.numLayers) reject(tag, "KV for layer " + std::to_string(layer) + " is out of range");
   if (!s.prepared || s.earlyLayer != layer) reject(tag, "KV for layer " + std::to_string(layer) + " before its Q");
   if (e[2] != s.nTokens) reject(tag, "KV of " + std::to_string(e[2]) + " tokens in a step of " + std::to_string(s.nTokens));
   const int64_t t0 = nowNs();
