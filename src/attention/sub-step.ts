@@ -58,7 +58,7 @@ export interface SeqArrays {
 }
 
 /** Copies a part's sequences, positions and tokens into another holder's arrays. */
-export function copySeqs(dst: SeqArrays, src: SubStep): void {
+export function copySeqs(dst: SeqArrays, src: Readonly<SeqArrays>): void {
   dst.nSeqs = src.nSeqs;
   dst.nTokens = src.nTokens;
   for (let s = 0; s < src.nSeqs; s++) dst.seqIds[s] = src.seqIds[s]!;

@@ -1,6 +1,6 @@
 import type { Architecture, ModelConfig, MoeConfig } from "./config.js";
 import type { RawConfig } from "./hf-config.js";
-import { gemmaFeatures } from "./hf-gemma.js";
+import { type GemmaFeatures, gemmaFeatures } from "./hf-gemma.js";
 
 /**
  * What distinguishes each family's graph, read from its config.json fields: projection biases,
@@ -8,23 +8,7 @@ import { gemmaFeatures } from "./hf-gemma.js";
  * Gemma's norms, activation, scaling and soft-capping (hf-gemma.ts).
  * A field that would change the math in a way we do not implement is refused by name.
  */
-export type FamilyFeatures = Pick<
-  ModelConfig,
-  | "attentionBias"
-  | "slidingWindow"
-  | "qkNorm"
-  | "fusedProjections"
-  | "moe"
-  | "slidingLayers"
-  | "normPlusOne"
-  | "embedScale"
-  | "postNorms"
-  | "activation"
-  | "attentionScale"
-  | "attnSoftcap"
-  | "finalSoftcap"
-  | "localRopeTheta"
->;
+export type FamilyFeatures = Pick<ModelConfig, "attentionBias" | "fusedProjections" | "moe"> & GemmaFeatures;
 
 export function familyFeatures(raw: RawConfig, arch: Architecture, file: string): FamilyFeatures {
   switch (arch) {

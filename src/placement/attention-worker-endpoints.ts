@@ -40,7 +40,8 @@ function processStopped(pid: number): boolean {
 }
 let exitHook = false;
 
-function trackChild(child: ChildProcess): void {
+/** A locally spawned process (attention worker, model worker) never outlives its engine. */
+export function trackChild(child: ChildProcess): void {
   children.add(child);
   child.once("exit", () => children.delete(child));
   if (!exitHook) {

@@ -7,12 +7,11 @@ import {
   type ModelWorkerConfigure,
   parseMessage,
 } from "../runtime/model-worker-protocol.js";
+import { trackChild } from "./attention-worker-endpoints.js";
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 /** A model worker loads the weights before it says hello: a large model takes a while. */
 const START_TIMEOUT_MS = 300_000;
-const children = new Set<ChildProcess>();
-let exitHook = false;
 
 export interface ModelWorkerSpawnOptions {
   /** The model as `--model` names it; undefined: the built-in demo. */
@@ -93,18 +92,10 @@ export async function spawnModelWorker(
 ): Promise<ModelWorkerProc> {
   const args = ["model-worker", "--threads", String(o.threads), ...(o.model ? ["--model", o.model] : [])];
   const child = fork(CLI, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  children.add(child);
-  child.once("exit", (code, signal) => {
-    children.delete(child);
-    o.log(`model worker ${replica} (pid ${child.pid}) exited (${signal ?? code})`);
-  });
-  if (!exitHook) {
-    exitHook = true;
-    // Locally spawned model workers never outlive their front end.
-    process.once("exit", () => {
-      for (const c of children) c.kill("SIGKILL");
-    });
-  }
+  trackChild(child);
+  child.once("exit", (code, signal) =>
+    o.log(`model worker ${replica} (pid ${child.pid}) exited (${signal ?? code})`),
+  );
   const proc = new SpawnedModelWorker(child);
   try {
     const hello = await proc.next(START_TIMEOUT_MS);

@@ -129,11 +129,6 @@ export class SliceExecutor implements ModelExecutor {
     ctx.buffers = buffers;
   }
 
-  /** Slices of the forward pass: n attention ops give n + 1. */
-  get sliceCount(): number {
-    return this.sliced.slices.length;
-  }
-
   /** The buffer of `tensor` in micro-batch `microBatch`. */
   tensorOf(microBatch: number, tensor: string): Float32Array {
     return this.buf(this.batches[microBatch]!, tensor);

@@ -1,5 +1,6 @@
 import type { RemoteAttentionService, SharedPlaneTarget } from "../attention/remote-service.js";
 import { type AttentionDrive, AttentionWorkerLostError } from "../attention/service.js";
+import { copySeqs, type SeqArrays } from "../attention/sub-step.js";
 import type { SlicedModel } from "../graph/converter.js";
 import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
@@ -62,6 +63,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   private readonly logitsSlot: number;
   private epoch = -1;
   private lost = "";
+  /** Each micro-batch's step arrays in the plane, as `copySeqs` fills them (made once). */
+  private readonly seqViews: SeqArrays[];
   /** Steps landed, per micro-batch. */
   private readonly steps: number[];
   private lastProgress = performance.now();
@@ -81,6 +84,14 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     this.pending = Array.from({ length: o.microBatches }, () => ({ seq: 0, resolve: null, reject: null }));
     this.procs = Array.from({ length: o.replicas }, () => null);
     this.steps = new Array<number>(o.microBatches).fill(0);
+    this.seqViews = plane.batches.map((b) => ({
+      nSeqs: 0,
+      nTokens: 0,
+      seqIds: b.seqIds,
+      seqStart: b.seqStart,
+      positions: b.positions,
+      tokens: b.tokens,
+    }));
   }
 
   /** Creates the plane, spawns the model workers and configures each with the attention workers. */
@@ -160,13 +171,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     const j = step.microBatch;
     const b = this.plane.batches[j]!;
     const subs = this.o.attention.postStepForModelWorkers(step);
-    const n = step.nTokens;
-    for (let t = 0; t < n; t++) {
-      b.tokens[t] = step.tokens[t]!;
-      b.positions[t] = step.positions[t]!;
-    }
-    for (let s = 0; s <= step.nSeqs; s++) b.seqStart[s] = step.seqStart[s]!;
-    for (let s = 0; s < step.nSeqs; s++) b.seqIds[s] = step.seqIds[s]!;
+    copySeqs(this.seqViews[j]!, step);
     for (let r = 0; r < step.nLogits; r++) b.logitRows[r] = step.logitRows[r]!;
     for (let t = 0; t < subs.length; t++) {
       const sub = subs[t]!;
@@ -174,7 +179,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       for (let i = 0; i < sub.nTokens; i++) rows[i] = sub.rows[i]!;
       b.words[B.subTokens + t] = sub.nTokens;
     }
-    b.words[B.nTokens] = n;
+    b.words[B.nTokens] = step.nTokens;
     b.words[B.nSeqs] = step.nSeqs;
     b.words[B.nLogits] = step.nLogits;
     Atomics.store(b.words, B.sliceDone, 0);
@@ -258,10 +263,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
    * micro-batch in flight; recovery then replaces what was lost.
    */
   private checkHealth(): boolean {
-    for (let r = 0; r < this.procs.length; r++) {
-      const proc = this.procs[r];
-      if (proc && !proc.alive()) return this.declareLost(r, `process ${proc.pid} exited`);
-    }
+    const dead = this.deadReplica();
+    if (dead >= 0) return this.declareLost(dead, `process ${this.procs[dead]!.pid} exited`);
     const attention = this.o.attention.probeDataPlane();
     if (attention || this.o.attention.needsRecovery())
       return this.failAll(
@@ -303,14 +306,14 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
 
   needsRecovery(): boolean {
     if (this.lost) return true;
-    for (let r = 0; r < this.procs.length; r++) {
-      const proc = this.procs[r];
-      if (proc && !proc.alive()) {
-        this.lost = `model worker ${r}: process ${proc.pid} exited`;
-        return true;
-      }
-    }
-    return false;
+    const dead = this.deadReplica();
+    if (dead >= 0) this.lost = `model worker ${dead}: process ${this.procs[dead]!.pid} exited`;
+    return dead >= 0;
+  }
+
+  /** A replica whose process has exited, or -1. */
+  private deadReplica(): number {
+    return this.procs.findIndex((p) => p !== null && !p.alive());
   }
 
   /** Replaces lost replicas and makes every micro-batch launchable again (nothing is in flight). */

@@ -102,15 +102,6 @@ export class PlaneAttention {
     this.addon.dpWait(this.ids, this.ids.length, timeoutMs, mask >>> 0);
   }
 
-  /** A failed or gone attention worker, as its segment reports it; else "". */
-  failure(): string {
-    for (const l of this.links) {
-      const f = l.failure();
-      if (f) return f;
-    }
-    return "";
-  }
-
   close(): void {
     for (const l of this.links) l.close();
     this.links.length = 0;
