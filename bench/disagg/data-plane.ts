@@ -6,7 +6,9 @@
 //      a few µs and reported beside it. Limit: a native cache-line ping-pong between two processes
 //      (1 token), memcpy of the bytes the layer moves (64 and 256 tokens).
 //   2. Single-stream decode of a random SmolLM2-135M-shaped model: one attention worker against
-//      in-process attention with the same model-side thread.
+//      in-process attention with the same model-side thread; the distribution of the model side's
+//      per-layer wait (finishLayer) on the data plane, beside the host's own noise floor on each
+//      core (a spinning probe's lost time: interrupts and the host taking the vCPU away).
 // Both sides are pinned to their own core where the machine has two.
 //
 //   node dist/bench/disagg/data-plane.js [--iters 2000] [--gen 64] [--reps 3] [--spin-us µs]
@@ -18,6 +20,7 @@
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { dataPlaneAddon, type HostJitter } from "../../src/attention/data-plane-native.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import type { AttentionStep } from "../../src/attention/service.js";
 import { median } from "../../src/bench/stats.js";
@@ -225,6 +228,9 @@ const shape = {
 const model = await loadModel(ensureBenchModel(path.join(tmpdir(), "lamina-bench-models"), shape));
 type Placement = "in-process" | Mode;
 
+/** The model side's per-layer waits on the data plane (µs), every rep's decode after its first token. */
+const layerWaits: number[] = [];
+
 async function decode(placement: Placement): Promise<{ tokPerS: number; perLayerUs: number }> {
   const opts = { maxRunning: 1, maxTokensPerStep: 512, pipelineDepth: 1 };
   const w = placement === "in-process" ? null : spawned();
@@ -241,6 +247,20 @@ async function decode(placement: Placement): Promise<{ tokPerS: number; perLayer
   if (w) pinWorker(w);
   try {
     const core = buildColocatedEngine(model, backend, opts, svc);
+    // Each layer's wait for its output, as the engine thread sees it (depth 1: finishLayer returns
+    // with the output in place). Preallocated, so timing adds no allocation to the loop.
+    const waits = new Float64Array(gen * shape.layers + shape.layers);
+    let nWaits = 0;
+    let timing = false;
+    if (svc && placement === "native") {
+      const finish = svc.finishLayer.bind(svc);
+      svc.finishLayer = (...a: Parameters<typeof finish>) => {
+        const t = performance.now();
+        const r = finish(...a);
+        if (timing && nWaits < waits.length) waits[nWaits++] = (performance.now() - t) * 1000;
+        return r;
+      };
+    }
     const params = resolveSamplingParams({ temperature: 0, maxTokens: gen, ignoreEos: true });
     core.add({ id: "s", promptTokenIds: benchPrompt(32, 0), params });
     let t0 = 0;
@@ -251,21 +271,31 @@ async function decode(placement: Placement): Promise<{ tokPerS: number; perLayer
       const n = events.reduce((a, e) => a + e.tokenIds.length, 0);
       if (first && n > 0) {
         first = false;
+        timing = true;
         t0 = performance.now();
         continue;
       }
       tokens += n;
     }
     const s = (performance.now() - t0) / 1000;
+    for (let i = 0; i < nWaits; i++) layerWaits.push(waits[i]!);
     return { tokPerS: tokens / s, perLayerUs: (s / tokens / shape.layers) * 1e6 };
   } finally {
     await svc?.close();
   }
 }
 
+/** The noise floor of both cores in this run: a spinning probe's lost time on each (1 s each). */
+function hostJitter(): (HostJitter & { cpu: number })[] {
+  const dp = dataPlaneAddon();
+  if (typeof dp === "string") return [];
+  return (pinned ? [0, 1] : [-1]).map((cpu) => ({ cpu, ...dp.dpHostJitter(1000, cpu) }));
+}
+const jitterBefore = values["skip-decode"] ? [] : hostJitter();
 const decodes: Record<Placement, number[]> = { "in-process": [], native: [], messages: [] };
 for (let r = 0; r < (values["skip-decode"] ? 0 : reps); r++)
   for (const p of ["in-process", "native", "messages"] as const) decodes[p].push((await decode(p)).tokPerS);
+const jitterAfter = values["skip-decode"] ? [] : hostJitter();
 if (!values["skip-decode"]) printDecodes();
 function printDecodes(): void {
   const local = median(decodes["in-process"]);
@@ -281,6 +311,36 @@ function printDecodes(): void {
       `| ${p} | ${t.toFixed(1)} | ${(t / local).toFixed(2)} | ${p === "in-process" ? "–" : added.toFixed(1)} |`,
     );
   }
+  const w = waitSummary();
+  if (w)
+    console.log(
+      `\nnative data plane, the model side's wait per layer (${w.n} layers): median ${w.p50.toFixed(1)} µs, p90 ${w.p90.toFixed(1)}, p99 ${w.p99.toFixed(1)}, mean ${w.mean.toFixed(1)}; layers over 25 µs: ${(100 * w.slowShare).toFixed(1)}% of them, ${(100 * w.slowTime).toFixed(0)}% of the wait`,
+    );
+  for (const [when, js] of [
+    ["before", jitterBefore],
+    ["after", jitterAfter],
+  ] as const)
+    for (const j of js)
+      console.log(
+        `host noise floor ${when}, core ${j.cpu < 0 ? "any" : j.cpu}${j.pinned || j.cpu < 0 ? "" : " (not pinned)"}: ${(j.gaps / j.seconds).toFixed(0)} interruptions/s, ${((100 * j.lostSeconds) / j.seconds).toFixed(1)}% of the time lost, longest ${j.longestUs.toFixed(0)} µs`,
+      );
+}
+
+function waitSummary() {
+  if (layerWaits.length === 0) return null;
+  const xs = Float64Array.from(layerWaits).sort();
+  const at = (f: number) => xs[Math.floor((xs.length - 1) * f)]!;
+  const sum = xs.reduce((a, b) => a + b, 0);
+  const slow = xs.filter((x) => x > 25);
+  return {
+    n: xs.length,
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    mean: sum / xs.length,
+    slowShare: slow.length / xs.length,
+    slowTime: slow.reduce((a, b) => a + b, 0) / sum,
+  };
 }
 
 writeResults(`data-plane-${transport}.json`, {
@@ -289,5 +349,6 @@ writeResults(`data-plane-${transport}.json`, {
   spinMicros: spinMicros ?? "defaults",
   cacheLinePingPong: cacheLine,
   roundTrips: trips,
-  decode: { shape, gen, reps, tokPerS: decodes },
+  decode: { shape, gen, reps, tokPerS: decodes, layerWaitUs: waitSummary() },
+  hostJitter: { before: jitterBefore, after: jitterAfter },
 });

@@ -117,6 +117,18 @@ export interface DataPlaneAddon {
   ): { id: number; port: number };
   dpStop(id: number): void;
   dpWorkerInfo(id: number): DataPlaneWorkerInfo;
+  /** Spins on core `cpu` (−1: any) for `ms` and reports the time the core was taken away (benchmarks). */
+  dpHostJitter(ms: number, cpu: number): HostJitter;
+}
+
+/** The host's noise floor on one core: steps of over 2 µs between clock reads of a spinning loop. */
+export interface HostJitter {
+  readonly seconds: number;
+  readonly gaps: number;
+  readonly lostSeconds: number;
+  readonly longestUs: number;
+  /** Whether the probe ran on the core asked for. */
+  readonly pinned: boolean;
 }
 
 /** The layout version both sides must agree on (native/kernels/src/dataplane_layout.h). */

@@ -107,7 +107,7 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
       {"dpReady", &Api::Ready},               {"dpTake", &Api::Take},             {"dpWait", &Api::Wait},
       {"dpClientInfo", &Api::ClientInfo},     {"dpServe", &Api::Serve},           {"dpStop", &Api::Stop},
       {"dpWorkerInfo", &Api::WorkerInfo},     {"dpTcpClientOpen", &Api::TcpClientOpen},
-      {"dpServeTcp", &Api::ServeTcp},
+      {"dpServeTcp", &Api::ServeTcp},         {"dpHostJitter", &Api::HostJitter},
   };
   for (const Entry& e : entries) {
     // The member pointer travels as the function's data, next to this Api.
@@ -417,4 +417,22 @@ Napi::Value Api::WorkerInfo(const Napi::CallbackInfo& info) {
   return counters(info.Env(), e.bridge ? e.bridge->counters() : e.worker->counters());
 }
 
+// dpHostJitter(ms, cpu) → {seconds, gaps, lostSeconds, longestUs, pinned}: how much of `ms` a
+// spinning core (cpu −1: any) lost to interrupts, the host and other threads.
+Napi::Value Api::HostJitter(const Napi::CallbackInfo& info) {
+  const int64_t ms = integer(info, 0, "dpHostJitter", "ms", 1);
+  if (ms > 60'000) rangeError(info.Env(), "dpHostJitter: at most 60000 ms");
+  const int64_t cpu = integer(info, 1, "dpHostJitter", "cpu", -1);
+  if (cpu > 4095) rangeError(info.Env(), "dpHostJitter: cpu out of range");
+  const JitterStats j = hostJitter(ms * 1'000'000, int(cpu));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("seconds", double(j.elapsedNs) * 1e-9);
+  o.Set("gaps", double(j.gaps));
+  o.Set("lostSeconds", double(j.lostNs) * 1e-9);
+  o.Set("longestUs", double(j.longestNs) * 1e-3);
+  o.Set("pinned", j.pinned);
+  return o;
+}
+
 }  // namespace lk::dp
+

@@ -52,6 +52,7 @@ class Api {
   WorkerConfig workerConfig(const Napi::CallbackInfo& info, size_t i, const char* m, WorkerEntry& entry);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value WorkerInfo(const Napi::CallbackInfo& info);
+  Napi::Value HostJitter(const Napi::CallbackInfo& info);
 
   Endpoint& client(const Napi::CallbackInfo& info, size_t i);
 

@@ -127,6 +127,17 @@ void futexWake(std::atomic<int32_t>* w);
 bool pidAlive(int32_t pid);
 int64_t nowNs();
 
+/** What `hostJitter` saw: steps of over 2 µs between clock reads on a spinning core. */
+struct JitterStats {
+  int64_t elapsedNs = 0, gaps = 0, lostNs = 0, longestNs = 0;
+  bool pinned = false;
+};
+/**
+ * Spins on core `cpu` (any core when negative) for `durationNs` on a thread of its own and reports
+ * the time the core was taken away: the noise floor of every latency measured on this host.
+ */
+JitterStats hostJitter(int64_t durationNs, int cpu);
+
 /** One step of a busy-wait: tells the core this is a spin loop (cheaper for its sibling and power). */
 inline void cpuRelax() {
 #if defined(__x86_64__)

@@ -1,5 +1,6 @@
 // The operating-system calls of the native data plane: a futex on a word of a shared mapping,
-// a liveness check of the peer process, and a monotonic clock.
+// a liveness check of the peer process, a monotonic clock, and a probe of how often the host
+// takes a core away.
 #include <cstdint>
 #include <algorithm>
 #include <cerrno>
@@ -10,8 +11,11 @@
 #include <ctime>
 
 #include <unistd.h>
+#include <thread>
 #if defined(__linux__)
 #include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #endif
 
@@ -62,6 +66,39 @@ bool pidAlive(int32_t pid) {
 int64_t nowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+JitterStats hostJitter(int64_t durationNs, int cpu) {
+  JitterStats r;
+  auto probe = [&] {
+#if defined(__linux__)
+    if (cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu, &set);
+      r.pinned = pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+    }
+#endif
+    // A core running this loop reads the clock every few tens of ns; any longer step between two
+    // reads is time the core ran something else (an interrupt, the host, another thread).
+    constexpr int64_t kGapNs = 2000;
+    const int64_t t0 = nowNs();
+    int64_t last = t0;
+    for (;;) {
+      const int64_t t = nowNs();
+      const int64_t g = t - last;
+      if (g > kGapNs) {
+        r.gaps++;
+        r.lostNs += g;
+        r.longestNs = std::max(r.longestNs, g);
+      }
+      last = t;
+      if (t - t0 >= durationNs) break;
+    }
+    r.elapsedNs = last - t0;
+  };
+  std::thread(probe).join();
+  return r;
 }
 
 }  // namespace lk::dp
