@@ -145,4 +145,16 @@ inline void cpuRelax() {
 #endif
 }
 
+/** How long a wait spins on its core alone before each step also offers the core to others. */
+constexpr int64_t kPureSpinNs = 20'000;
+
+/**
+ * One step of a wait that has spun `spunNs` so far. A reply due within kPureSpinNs is caught at
+ * the speed of a cache line. Past that, each step also yields (sched_yield returns at once when no
+ * other thread is runnable here): where busy threads outnumber cores (a front end, its HTTP
+ * thread and a client beside the two sides), a spinner would otherwise hold a core they need until
+ * the scheduler takes it away, a whole time slice later.
+ */
+void spinStep(int64_t spunNs);
+
 }  // namespace lk::dp

@@ -68,6 +68,18 @@ int64_t nowNs() {
       .count();
 }
 
+void spinStep(int64_t spunNs) {
+  if (spunNs < kPureSpinNs) {
+    cpuRelax();
+    return;
+  }
+#if defined(__linux__)
+  sched_yield();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 JitterStats hostJitter(int64_t durationNs, int cpu) {
   JitterStats r;
   auto probe = [&] {

@@ -455,7 +455,7 @@ int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs) {
       return -1;
     }
     if (n > 0 && waited < clients[0]->spinBudgetNs_) {
-      cpuRelax();
+      spinStep(waited);
       continue;
     }
     for (int i = 0; i < n; i++) fds[i] = {clients[i]->fd_, POLLIN, 0};

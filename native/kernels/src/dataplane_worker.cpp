@@ -120,7 +120,9 @@ void Worker::loop() {
       if (drain()) continue;
       // Nothing to do: spin on the doorbell, then sleep on it.
       const int64_t t0 = nowNs();
-      while (postCount->load(std::memory_order_acquire) == seen && nowNs() - t0 < c_.spinNs) cpuRelax();
+      for (int64_t spun = 0; postCount->load(std::memory_order_acquire) == seen && spun < c_.spinNs;
+           spun = nowNs() - t0)
+        spinStep(spun);
       spinNs_ += nowNs() - t0;
       if (postCount->load(std::memory_order_acquire) != seen) continue;
       sleeping->store(1, std::memory_order_seq_cst);
