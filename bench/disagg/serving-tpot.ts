@@ -1,0 +1,179 @@
+// Serving with one attention worker against in-process attention: `lamina serve` on stories260K,
+// once with `--attention-workers 0` and once with `--attention-workers 1` (the native data plane),
+// alternating, each driven by `lamina bench serve` with the first requests of the Azure
+// conversation trace at the trace's own timestamps. The limit is the in-process run beside it:
+// median TPOT and TTFT with the worker over those in-process, per repetition and as the median of
+// the repetitions' ratios.
+//
+//   node dist/bench/disagg/serving-tpot.js [--reps 3] [--prompts 200] [--dataset azure-conv]
+//       [--extra "<more serve flags>"]
+//
+// Prints a table and writes bench/results/serving-tpot.json.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { median } from "../../src/bench/stats.js";
+import { sharedDataPath } from "../../src/util/shared-data.js";
+import { intFlag } from "../common/flags.js";
+import { REPO_ROOT, writeResults } from "../common/results.js";
+
+const { values } = parseArgs({
+  options: {
+    reps: { type: "string", default: "3" },
+    prompts: { type: "string", default: "200" },
+    dataset: { type: "string", default: "azure-conv" },
+    extra: { type: "string", default: "" },
+  },
+});
+const reps = intFlag(values.reps, "--reps");
+const prompts = intFlag(values.prompts, "--prompts");
+const BIN = path.join(REPO_ROOT, "bin", "lamina.js");
+const MODEL = path.join(sharedDataPath("models", "stories260K"), "stories260K.bin");
+const extra = values.extra.split(/\s+/).filter((a) => a.length > 0);
+
+interface Run {
+  attentionWorkers: number;
+  tpotMedianMs: number;
+  ttftMedianMs: number;
+  itlMedianMs: number;
+  completed: number;
+  failed: number;
+  outputTokPerS: number;
+}
+
+/** Starts a server in its own process group and resolves with its port once /health answers 200. */
+async function startServer(attentionWorkers: number): Promise<{ child: ChildProcess; port: number }> {
+  const args = [
+    BIN,
+    "serve",
+    "--model",
+    MODEL,
+    "--port",
+    "0",
+    "--attention-workers",
+    String(attentionWorkers),
+  ];
+  const child = spawn(process.execPath, [...args, ...extra], {
+    detached: true,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (d: string) => {
+      log += d;
+      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`lamina serve exited (${code}):\n${log}`)));
+  });
+  for (let i = 0; i < 600; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return { child, port };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  stopServer(child);
+  throw new Error(`lamina serve did not become ready:\n${log}`);
+}
+
+/** The server, its engine thread and its attention worker: the whole process group. */
+function stopServer(child: ChildProcess): void {
+  try {
+    if (child.pid) process.kill(-child.pid, "SIGKILL");
+  } catch {
+    /* already gone */
+  }
+}
+
+async function benchServe(port: number, out: string): Promise<void> {
+  const args = [BIN, "bench", "serve", "--base-url", `http://127.0.0.1:${port}`, "--dataset", values.dataset];
+  args.push(
+    "--num-prompts",
+    String(prompts),
+    "--max-concurrency",
+    "64",
+    "--warmup",
+    "4",
+    "--result-json",
+    out,
+  );
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  if (code !== 0) throw new Error(`lamina bench serve exited with ${code}`);
+}
+
+async function run(attentionWorkers: number, dir: string): Promise<Run> {
+  const { child, port } = await startServer(attentionWorkers);
+  try {
+    const out = path.join(dir, `run-${attentionWorkers}-${Date.now()}.json`);
+    await benchServe(port, out);
+    const r = JSON.parse(readFileSync(out, "utf8"));
+    return {
+      attentionWorkers,
+      tpotMedianMs: r.tpot_ms.median,
+      ttftMedianMs: r.ttft_ms.median,
+      itlMedianMs: r.itl_ms.median,
+      completed: r.completed,
+      failed: r.failed,
+      outputTokPerS: r.output_throughput,
+    };
+  } finally {
+    stopServer(child);
+  }
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), "lamina-serving-tpot-"));
+const pairs: { inProcess: Run; worker: Run }[] = [];
+try {
+  for (let r = 0; r < reps; r++) {
+    // The order alternates, so a host that drifts during the run favours neither side.
+    const order = r % 2 === 0 ? [0, 1] : [1, 0];
+    const got: Run[] = [];
+    for (const n of order) {
+      got.push(await run(n, dir));
+      console.error(
+        `rep ${r + 1}: --attention-workers ${n}: median TPOT ${got.at(-1)!.tpotMedianMs.toFixed(3)} ms`,
+      );
+    }
+    pairs.push({
+      inProcess: got.find((g) => g.attentionWorkers === 0)!,
+      worker: got.find((g) => g.attentionWorkers === 1)!,
+    });
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+console.log(
+  `\nCPU: ${cpus()[0]?.model ?? "?"}, ${cpus().length} cores; stories260K, ${values.dataset} first ${prompts} requests at their timestamps`,
+);
+console.log(
+  "| rep | TPOT in-process ms | TPOT 1 worker ms | × | TTFT in-process ms | TTFT 1 worker ms | × | completed |",
+);
+console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+pairs.forEach((p, i) => {
+  const a = p.inProcess;
+  const b = p.worker;
+  console.log(
+    `| ${i + 1} | ${a.tpotMedianMs.toFixed(3)} | ${b.tpotMedianMs.toFixed(3)} | ${(b.tpotMedianMs / a.tpotMedianMs).toFixed(2)} | ${a.ttftMedianMs.toFixed(1)} | ${b.ttftMedianMs.toFixed(1)} | ${(b.ttftMedianMs / a.ttftMedianMs).toFixed(2)} | ${a.completed}/${b.completed} |`,
+  );
+});
+const tpotRatio = median(pairs.map((p) => p.worker.tpotMedianMs / p.inProcess.tpotMedianMs));
+const ttftRatio = median(pairs.map((p) => p.worker.ttftMedianMs / p.inProcess.ttftMedianMs));
+console.log(
+  `median of the ratios: TPOT ${tpotRatio.toFixed(2)}× in-process (target ≤ 1.3×), TTFT ${ttftRatio.toFixed(2)}×`,
+);
+writeResults("serving-tpot.json", {
+  machine: { cpu: cpus()[0]?.model ?? "?", cores: cpus().length },
+  dataset: values.dataset,
+  prompts,
+  extra,
+  pairs,
+  tpotRatio,
+  ttftRatio,
+});
