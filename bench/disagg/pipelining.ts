@@ -126,6 +126,10 @@ async function runDepth(depth: number): Promise<DepthResult> {
     const wall = (performance.now() - t0) / 1000;
     const s1 = core.stats().timing;
     const steps = s1.steps - s0.steps;
+    if (!(steps > 0))
+      throw new Error(
+        `depth ${depth}: no decode step was measured (sequences finished before the last one had its first token); raise --gen (now ${gen}) or lower --batch or --prompt`,
+      );
     const attention = (service.attentionMicros - a0) / 1e6;
     return {
       depth,
