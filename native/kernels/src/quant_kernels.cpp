@@ -126,6 +126,7 @@ inline void blockInts(const uint8_t* g, int b, int32_t* v) {
 inline void quantizeBlocksScalar(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
   float* d = const_cast<float*>(lk::actD(row));
   float* ds16 = const_cast<float*>(lk::actDs16(row, cols));
+  float* ds32 = const_cast<float*>(lk::actDs32(row, cols));
   int8_t* q = const_cast<int8_t*>(lk::actQ(row, cols));
   for (int64_t b = b0; b < b1; b++) {
     const float* xb = x + b * 32;
@@ -141,6 +142,7 @@ inline void quantizeBlocksScalar(const float* x, int64_t cols, uint8_t* row, int
     d[b] = db;
     ds16[lk::ds16Index(b, 0)] = db * float(s[0]);
     ds16[lk::ds16Index(b, 1)] = db * float(s[1]);
+    ds32[b] = db * float(s[0] + s[1]);
   }
 }
 
@@ -176,6 +178,7 @@ inline __m256i dotBytes(__m256i u, __m256i s) {
 inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
   float* d = const_cast<float*>(lk::actD(row));
   float* ds16 = const_cast<float*>(lk::actDs16(row, cols));
+  float* ds32 = const_cast<float*>(lk::actDs32(row, cols));
   int8_t* q = const_cast<int8_t*>(lk::actQ(row, cols));
   const __m256 signBit = _mm256_set1_ps(-0.0f);
   for (int64_t b = b0; b < b1; b++) {
@@ -192,8 +195,10 @@ inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b
     __m256i qi[4];
     for (int i = 0; i < 4; i++) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));  // nearest, ties to even
     d[b] = db;
-    ds16[lk::ds16Index(b, 0)] = db * float(hsum8i(_mm256_add_epi32(qi[0], qi[1])));
-    ds16[lk::ds16Index(b, 1)] = db * float(hsum8i(_mm256_add_epi32(qi[2], qi[3])));
+    const int s0 = hsum8i(_mm256_add_epi32(qi[0], qi[1])), s1 = hsum8i(_mm256_add_epi32(qi[2], qi[3]));
+    ds16[lk::ds16Index(b, 0)] = db * float(s0);
+    ds16[lk::ds16Index(b, 1)] = db * float(s1);
+    ds32[b] = db * float(s0 + s1);
     // The packs interleave 128-bit lanes; one permute puts the 32 bytes back in order.
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * 32),
@@ -337,6 +342,8 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
   }
 }
 
+#include "quant_panel.h"
+
 #else  // portable: the same arithmetic in scalar code
 
 inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
@@ -394,13 +401,17 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
   }
 }
 
-// Rows [r0, r1): one token reads the rows one after another, one sequential stream (four rows a
+// Rows [r0, r1): a batch of kPanelMinTokens or more runs the panels (quant_panel.h); one token reads
+// the rows one after another, one sequential stream (four rows a
 // quarter of the range apart, as the float matvec reads them, measured 2-4x slower from DRAM here:
 // at 4.5-8.5 bits a weight the decoding, not the bytes, sets the pace, and four rows' worth of it
-// between one stream's loads left the loads late); a batch takes two rows at a time against four
-// tokens, so each decoded group serves eight dot products.
+// between one stream's loads left the loads late); without AVX2 a batch takes two rows at a time
+// against four tokens, so each decoded group serves eight dot products.
 template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
+#if defined(__AVX2__)
+  if (a.nTokens >= kPanelMinTokens) return panelRange<QT>(a, r0, r1);
+#endif
   if (a.nTokens == 1) {
     for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
     return;

@@ -29,15 +29,17 @@ constexpr QuantFormat kQuantFormats[kQuantTypes] = {
 // A token's activations quantized per 32 values: x ≈ d * q with d = max|x| / 127 and q = x / d
 // rounded to nearest (even). Laid out per token as floats then bytes (actStride(cols) bytes):
 //   d[nb]      one scale per 32-value block (nb = cols / 32)
+//   ds32[nb]   d times the sum of q over each block (the batched products' offsets and mins)
 //   ds16[16ng] d times the sum of q over each 16-value half, in kernel order (ds16Index), for
 //              ng = nb / 8 rounded up groups of 8 blocks: the formats that store an offset
 //              (Q4_0's 8, Q6_K's 32) or a min (Q4_K) correct for it with these instead of
 //              per-value arithmetic
 //   q[cols]    int8
-inline int64_t actFloats(int64_t cols) { return cols / 32 + (cols / 32 + 7) / 8 * 16; }
+inline int64_t actFloats(int64_t cols) { return 2 * (cols / 32) + (cols / 32 + 7) / 8 * 16; }
 inline int64_t actStride(int64_t cols) { return actFloats(cols) * 4 + cols; }
 inline const float* actD(const uint8_t* row) { return reinterpret_cast<const float*>(row); }
-inline const float* actDs16(const uint8_t* row, int64_t cols) { return actD(row) + cols / 32; }
+inline const float* actDs32(const uint8_t* row, int64_t cols) { return actD(row) + cols / 32; }
+inline const float* actDs16(const uint8_t* row, int64_t cols) { return actD(row) + 2 * (cols / 32); }
 inline const int8_t* actQ(const uint8_t* row, int64_t cols) {
   return reinterpret_cast<const int8_t*>(row + actFloats(cols) * 4);
 }
