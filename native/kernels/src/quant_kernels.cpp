@@ -344,6 +344,80 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
 
 #include "quant_panel.h"
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define LK_ROW_Q4K_512 1
+
+// One Q4_K row against one token with 512-bit vectors, two blocks a vector and no lane sums until
+// the row ends. A 64-byte load of quants holds blocks 0 and 2 (or 4 and 6) in its low nibbles and
+// 1 and 3 (5 and 7) in its high ones; the token's activations are laid out once per call in that
+// order (q4kOrder), so each half is one AND (and a shift) against 64 activation bytes read as they
+// lie. The 16 int32 lanes of a dot (8 a block) are converted and multiplied by their block's scale
+// d·sc·dx, spread two blocks a vector by a permute from one vector of the group's eight; the mins go
+// to the upper lanes of a second accumulator (dmin·m times the activations' d·Σq per block). The
+// group's scales and mins are decoded from their 12 packed bytes with vector shifts and masks.
+inline void rowQ4K(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
+  constexpr int64_t GB = 144;
+  const int64_t ng = a.cols / 256;
+  const uint8_t* w = a.w + row * ng * GB;
+  const float* xd = lk::actD(a.xq);
+  const float* xs = lk::actDs32(a.xq, a.cols);
+  const __m512i low4 = _mm512_set1_epi8(15);
+  // Vector v of a group holds blocks (0, 2), (1, 3), (4, 6), (5, 7).
+  const __m512i spread[4] = {
+      _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+      _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3),
+      _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+      _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7)};
+  const __m512i dLanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m128i scShift = _mm_setr_epi32(0, 0, 0, 4);
+  const __m128i scLowMask = _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+  const __m128i scHighMask = _mm_setr_epi32(0, 0x30303030, 0, 0x30303030);
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  __m512 mins = _mm512_setzero_ps();
+  for (int64_t gi = 0; gi < ng; gi++) {
+    const uint8_t* g = w + gi * GB;
+    __builtin_prefetch(g + 4 * GB, 0, 3);
+    // Bytes 4-15 as dwords s0 s1 s2: [sc 0-3, sc 4-7, m 0-3, m 4-7] = [s0 & 63, (s2 & 15) | (s0 >> 6
+    // << 4), s1 & 63, (s2 >> 4) | (s1 >> 6 << 4)] bytewise.
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 4));
+    const __m128i low = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)), scShift), scLowMask);
+    const __m128i high = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2), scHighMask);
+    const __m512 scm = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_or_si128(low, high)));
+    uint32_t dd;
+    std::memcpy(&dd, g, 4);
+    const __m512 d = _mm512_permutexvar_ps(dLanes, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)))));
+    const __m512 xsc = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(xd + gi * 8))),
+                                                           _mm256_castps_pd(_mm256_loadu_ps(xs + gi * 8)), 1));
+    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(scm, d), xsc);  // [d·sc·dx per block | dmin·m·d·Σq per block]
+    mins = _mm512_mask_add_ps(mins, __mmask16(0xff00), mins, v);
+    const int8_t* x = xq + gi * 256;
+    for (int h = 0; h < 2; h++) {
+      const __m512i qs = _mm512_loadu_si512(g + 16 + 64 * h);
+      const __m512i wv[2] = {_mm512_and_si512(qs, low4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4)};
+      for (int k = 0; k < 2; k++) {
+        const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
+#if defined(__AVX512VNNI__)
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[k], xv);
+#else
+        const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
+#endif
+        const int j = 2 * h + k;
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[j]);
+      }
+    }
+  }
+  const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+  a.out[row] = _mm512_reduce_add_ps(sum) - _mm512_reduce_add_ps(mins) + (a.bias ? a.bias[row] : 0.0f);
+}
+
+// A token's int8 activations with each 256-value group's blocks in rowQ4K's order: 0 2 1 3 4 6 5 7.
+inline void q4kOrder(const int8_t* xq, int64_t cols, int8_t* out) {
+  static constexpr int kFrom[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+  for (int64_t g = 0; g < cols; g += 256)
+    for (int i = 0; i < 8; i++) std::memcpy(out + g + 32 * i, xq + g + 32 * kFrom[i], 32);
+}
+#endif
+
 #else  // portable: the same arithmetic in scalar code
 
 inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b0, int64_t b1) {
@@ -410,8 +484,19 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
 template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
+  static_assert(kPanelMinTokens == 2, "one token per matrix-vector pass below");
   if (a.nTokens >= kPanelMinTokens) return panelRange<QT>(a, r0, r1);
+#if defined(LK_ROW_Q4K_512)
+  if constexpr (QT == lk::kQ4_K) {
+    thread_local std::vector<int8_t> ordered;  // grows to the widest row once
+    if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
+    q4kOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
+    for (int64_t r = r0; r < r1; r++) rowQ4K(a, ordered.data(), r);
+    return;
+  }
 #endif
+  for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
+#else
   if (a.nTokens == 1) {
     for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
     return;
@@ -426,6 +511,7 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) tokens(std::integral_constant<int, 2>{}, r);
   if (r < r1) tokens(std::integral_constant<int, 1>{}, r);
+#endif
 }
 
 void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
