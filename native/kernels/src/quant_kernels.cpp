@@ -347,18 +347,22 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define LK_ROW_Q4K_512 1
 
-// One Q4_K row against one token with 512-bit vectors, two blocks a vector and no lane sums until
-// the row ends. A 64-byte load of quants holds blocks 0 and 2 (or 4 and 6) in its low nibbles and
+// N Q4_K rows against one token with 512-bit vectors, two blocks a vector and no lane sums until
+// the rows end (N = 4 rows a quarter of the slice apart: four sequential streams, whose loads are
+// in flight together; one stream left a thread at 44-50% of the streaming read, four at 90%,
+// alternating runs, one thread; the activations and their scales are loaded once for the N). A 64-byte load of quants holds blocks 0 and 2 (or 4 and 6) in its low nibbles and
 // 1 and 3 (5 and 7) in its high ones; the token's activations are laid out once per call in that
 // order (q4kOrder), so each half is one AND (and a shift) against 64 activation bytes read as they
 // lie. The 16 int32 lanes of a dot (8 a block) are converted and multiplied by their block's scale
 // d·sc·dx, spread two blocks a vector by a permute from one vector of the group's eight; the mins go
 // to the upper lanes of a second accumulator (dmin·m times the activations' d·Σq per block). The
 // group's scales and mins are decoded from their 12 packed bytes with vector shifts and masks.
-inline void rowQ4K(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
+template <int N>
+inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
   constexpr int64_t GB = 144;
   const int64_t ng = a.cols / 256;
-  const uint8_t* w = a.w + row * ng * GB;
+  const uint8_t* w[N];
+  for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15);
@@ -372,10 +376,17 @@ inline void rowQ4K(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
   const __m128i scShift = _mm_setr_epi32(0, 0, 0, 4);
   const __m128i scLowMask = _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
   const __m128i scHighMask = _mm_setr_epi32(0, 0x30303030, 0, 0x30303030);
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-  __m512 mins = _mm512_setzero_ps();
+  __m512 acc[N][4], mins[N];
+  for (int n = 0; n < N; n++) {
+    mins[n] = _mm512_setzero_ps();
+    for (int j = 0; j < 4; j++) acc[n][j] = _mm512_setzero_ps();
+  }
   for (int64_t gi = 0; gi < ng; gi++) {
-    const uint8_t* g = w + gi * GB;
+    const __m512 xsc = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(xd + gi * 8))),
+                                                           _mm256_castps_pd(_mm256_loadu_ps(xs + gi * 8)), 1));
+    const int8_t* x = xq + gi * 256;
+    for (int n = 0; n < N; n++) {
+    const uint8_t* g = w[n] + gi * GB;
     __builtin_prefetch(g + 4 * GB, 0, 3);
     // Bytes 4-15 as dwords s0 s1 s2: [sc 0-3, sc 4-7, m 0-3, m 4-7] = [s0 & 63, (s2 & 15) | (s0 >> 6
     // << 4), s1 & 63, (s2 >> 4) | (s1 >> 6 << 4)] bytewise.
@@ -386,11 +397,8 @@ inline void rowQ4K(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
     uint32_t dd;
     std::memcpy(&dd, g, 4);
     const __m512 d = _mm512_permutexvar_ps(dLanes, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)))));
-    const __m512 xsc = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(xd + gi * 8))),
-                                                           _mm256_castps_pd(_mm256_loadu_ps(xs + gi * 8)), 1));
     const __m512 v = _mm512_mul_ps(_mm512_mul_ps(scm, d), xsc);  // [d·sc·dx per block | dmin·m·d·Σq per block]
-    mins = _mm512_mask_add_ps(mins, __mmask16(0xff00), mins, v);
-    const int8_t* x = xq + gi * 256;
+    mins[n] = _mm512_mask_add_ps(mins[n], __mmask16(0xff00), mins[n], v);
     for (int h = 0; h < 2; h++) {
       const __m512i qs = _mm512_loadu_si512(g + 16 + 64 * h);
       const __m512i wv[2] = {_mm512_and_si512(qs, low4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4)};
@@ -402,12 +410,15 @@ inline void rowQ4K(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
         const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
 #endif
         const int j = 2 * h + k;
-        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[j]);
+        acc[n][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[n][j]);
       }
     }
+    }
   }
-  const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-  a.out[row] = _mm512_reduce_add_ps(sum) - _mm512_reduce_add_ps(mins) + (a.bias ? a.bias[row] : 0.0f);
+  for (int n = 0; n < N; n++) {
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[n][0], acc[n][1]), _mm512_add_ps(acc[n][2], acc[n][3]));
+    a.out[rows[n]] = _mm512_reduce_add_ps(sum) - _mm512_reduce_add_ps(mins[n]) + (a.bias ? a.bias[rows[n]] : 0.0f);
+  }
 }
 
 // A token's int8 activations with each 256-value group's blocks in rowQ4K's order: 0 2 1 3 4 6 5 7.
@@ -491,7 +502,14 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
     thread_local std::vector<int8_t> ordered;  // grows to the widest row once
     if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
     q4kOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
-    for (int64_t r = r0; r < r1; r++) rowQ4K(a, ordered.data(), r);
+    const int8_t* xo = ordered.data();
+    const int64_t q = (r1 - r0) / 4;
+    int64_t r = r0;
+    for (; r < r0 + q; r++) {
+      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
+      rowsQ4K<4>(a, xo, rows);
+    }
+    for (r = r0 + 4 * q; r < r1; r++) rowsQ4K<1>(a, xo, &r);
     return;
   }
 #endif
