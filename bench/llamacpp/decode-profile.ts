@@ -4,9 +4,13 @@
 // streaming read measured in the same run.
 //
 //   node dist/bench/llamacpp/decode-profile.js [--shape llama3.2-1b|smollm2-135m] [--threads 2] [--tokens 24]
-//                                              [--reps 3]
+//                                              [--reps 3] [--quantize q8_0|q4_0|q4_k_m]
+//
+// --quantize: the model's GGUF export at that quantization (the file the llama.cpp comparison
+// runs) instead of the bf16 directory; the matmuls are then also broken down by weight type and shape.
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { GGUF_QUANTIZE, type GgufQuantize } from "../../src/convert/gguf-format.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
@@ -24,6 +28,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     tokens: { type: "string", default: "24" },
     reps: { type: "string", default: "3" },
+    quantize: { type: "string" },
   },
 });
 if (!(values.shape in BENCH_SHAPES))
@@ -32,14 +37,19 @@ const shape = values.shape as BenchShape;
 const threads = intFlag(values.threads, "threads");
 const tokens = intFlag(values.tokens, "tokens", 2);
 const reps = intFlag(values.reps, "reps");
+const quantize = values.quantize as GgufQuantize | undefined;
+if (quantize !== undefined && !(GGUF_QUANTIZE as readonly string[]).includes(quantize))
+  throw new Error(`--quantize takes ${GGUF_QUANTIZE.join(", ")}; got "${quantize}"`);
 
 const files = await ensureBenchModel(
   path.join(REPO_ROOT, ".lamina-cache", "bench-models"),
   shape,
   "bf16",
   (l) => console.log(l),
+  quantize,
 );
-const model = await loadModel(files.dir);
+const model = await loadModel(quantize ? files.gguf : files.dir);
+const weights = quantize ?? "bf16";
 const native = loadKernelBackend({ backend: "native", threads }) as NativeBackend;
 
 // Every backend method timed; matmul also counts the weight bytes it reads.
@@ -56,6 +66,10 @@ const timed = new Proxy(native, {
       if (key === "matmul") {
         const w = args[2] as PreparedWeight;
         matmulBytes += w.rows * weightRowBytes(w.dtype, w.cols);
+        if (quantize) {
+          const each = `  ${w.dtype} ${w.rows}x${w.cols}`;
+          millis.set(each, (millis.get(each) ?? 0) + performance.now() - t0);
+        }
       }
       return r;
     };
@@ -114,7 +128,7 @@ passes.sort((a, b) => a.pct - b.pct);
 const { stepMs, streamGBs, pct: stepPct } = passes[(passes.length - 1) >> 1]!;
 
 console.log(
-  `${shape} bf16, one sequence, ${native.describe()}: ${stepMs.toFixed(1)} ms per decode step ` +
+  `${shape} ${weights}, one sequence, ${native.describe()}: ${stepMs.toFixed(1)} ms per decode step ` +
     `(${timedStepMs.toFixed(1)} ms with every kernel call timed)`,
 );
 console.log("kernel      | ms/step | share of the timed step");
@@ -132,8 +146,9 @@ console.log(
     `streaming read beside it (${streamGBs.toFixed(1)} GB/s); every pass: ` +
     passes.map((p) => `${p.pct.toFixed(0)}%`).join(", "),
 );
-writeResults(`decode-profile-${shape}.json`, {
+writeResults(`decode-profile-${shape}${quantize ? `-${quantize}` : ""}.json`, {
   shape,
+  weights,
   backend: native.describe(),
   steps,
   stepMs,
