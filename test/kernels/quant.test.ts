@@ -1,6 +1,8 @@
 // The quantized products (weights in ggml block formats, activations quantized per 32 values)
-// against the TypeScript reference on odd row counts and batches 1/3/17/256, for every block
-// format and every quantized variant this CPU runs; and the reference itself against a float
+// against the TypeScript reference on odd row counts and batches 1/2/3/5/17/256 (one token; small
+// batches run a token at a time, 2 below every format's batched threshold and 3 and 5 on either
+// side of Q4_K's on AVX-512; 17 and 256 the batched kernel with partial tiles of tokens and rows),
+// for every block format and every quantized variant this CPU runs; and the reference itself against a float
 // product of the dequantized weights, within the activation rounding it allows.
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -66,7 +68,7 @@ function assertNear(got: Float32Array, want: Float32Array, what: string, rtol: n
   }
 }
 
-test("quantized products match the reference: every format, odd row counts, batch 1/3/17/256, every variant", () => {
+test("quantized products match the reference: every format, odd row counts, batch 1/2/3/5/17/256, every variant", () => {
   const { supported } = native.quantInfo();
   assert.ok(supported.includes("portable") && supported.includes("avx2"), supported.join(","));
   const ran = new Set<string>();
@@ -85,7 +87,7 @@ test("quantized products match the reference: every format, odd row counts, batc
           const wNat = native.prepareWeight(w);
           assert.equal(wNat.dtype, type);
           const bias = randomF32(rows, rng(seed++));
-          for (const n of [1, 3, 17, 256]) {
+          for (const n of [1, 2, 3, 5, 17, 256]) {
             if (n === 256 && rows * cols > 40_000) continue; // the reference is slow; 256 runs on the smaller shapes
             const x = randomF32(n * cols, rng(seed++), 2);
             const want = new Float32Array(n * rows);

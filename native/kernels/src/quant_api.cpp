@@ -102,10 +102,29 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
     });
   }
   a.xq = xq;
+  if (a.nTokens > 1 && a.nTokens < q->batchFrom[a.qtype]) {
+    // A small batch: one matrix-vector product per token.
+    const int64_t xs = actStride(a.cols);
+    for (int64_t t = 0; t < a.nTokens; t++) {
+      QuantMatmulArgs one = a;
+      one.xq = xq + t * xs;
+      one.out = a.out + t * a.rows;
+      one.nTokens = 1;
+      run(q, one, wBytes);
+    }
+  } else {
+    run(q, a, wBytes);
+  }
+  return info.Env().Undefined();
+}
+
+// Rows of one product in slices on the pool (inline when small).
+void Api::run(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes) {
   if (a.rows * a.cols * a.nTokens < 65536) {
     q->matmul(a, 0, a.rows);
-    return info.Env().Undefined();
+    return;
   }
+  const int64_t threads = pool_->size();
   // One token: 8 slices per thread (the last thread waits for an eighth of the call), none under
   // 64 KiB of weights: a slice is one to four sequential streams, each of which the prefetcher has
   // to find anew, so they need length. 32 slices per thread measured 61-65% of the streaming read
@@ -120,7 +139,6 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
     const int64_t r0 = task * per;
     q->matmul(a, r0, std::min(a.rows, r0 + per));
   });
-  return info.Env().Undefined();
 }
 
 // quantEmbedding(out, table, qtype, vocab, dim, tokens, nTokens): out[t] = row tokens[t], dequantized.

@@ -25,6 +25,7 @@ class Api {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SelectVariant(const Napi::CallbackInfo& info);
   const QuantTable* current();
+  void run(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes);
 
   const KernelTable* const* table_;
   ThreadPool* pool_;

@@ -486,7 +486,8 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
   }
 }
 
-// Rows [r0, r1): a batch of kPanelMinTokens or more runs the panels (quant_panel.h); one token reads
+// Rows [r0, r1): a batch runs the panels (quant_panel.h; the caller sends smaller batches than
+// kPanelFrom one token at a time); one token reads
 // the rows one after another, one sequential stream (four rows a
 // quarter of the range apart, as the float matvec reads them, measured 2-4x slower from DRAM here:
 // at 4.5-8.5 bits a weight the decoding, not the bytes, sets the pace, and four rows' worth of it
@@ -495,8 +496,7 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
 template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
-  static_assert(kPanelMinTokens == 2, "one token per matrix-vector pass below");
-  if (a.nTokens >= kPanelMinTokens) return panelRange<QT>(a, r0, r1);
+  if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
 #if defined(LK_ROW_Q4K_512)
   if constexpr (QT == lk::kQ4_K) {
     thread_local std::vector<int8_t> ordered;  // grows to the widest row once
@@ -556,7 +556,14 @@ namespace lk {
 #define LK_QSTR(a) LK_QSTR2(a)
 
 const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul};
+#if defined(__AVX2__)
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul,
+                                   {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
+                                    LK_VARIANT::kPanelFrom[3]}};
+#else
+  // The scalar tile takes a batch at any size.
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2}};
+#endif
   return &table;
 }
 

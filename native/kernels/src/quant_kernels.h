@@ -67,6 +67,9 @@ struct QuantTable {
   void (*quantizeActs)(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_t t1);
   // Output rows [r0, r1) for every token.
   void (*matmul)(const QuantMatmulArgs& a, int64_t r0, int64_t r1);
+  // By QuantType: the smallest batch that matmul should get whole; a smaller one is cheaper as one
+  // matrix-vector product per token (the batched kernel decodes the weights once per call first).
+  int64_t batchFrom[kQuantTypes];
 };
 
 const QuantTable* quant_table_portable();

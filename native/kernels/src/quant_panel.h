@@ -96,10 +96,16 @@ constexpr bool panelOffset(int QT) { return QT != lk::kQ8_0 || kPanelVnni; }
 constexpr int64_t panelBlockStride(int QT) { return 32 * PanelLanes::L + 8 * panelHalves(QT) * PanelLanes::L; }
 // Rows a panel holds.
 constexpr int64_t kPanelRows = int64_t(PanelLanes::L) * PanelLanes::R;
-// Batches from this many tokens take the panels: decoding a 4096x4096 matrix into panels costs
-// about two matrix-vector products, and the matrix-vector tile's per-token lane sums cost more
-// than that from two tokens on (measured: 2 tokens 1.7 ms against 2.7-3.1 ms, one thread).
-constexpr int64_t kPanelMinTokens = 2;
+// The smallest batch worth a panel, by format: decoding a 4096x4096 matrix into panels costs about
+// 1.7 ms on one thread, 2-4 matrix-vector products (Q8_0 0.77 ms, Q4_K 0.38 ms on AVX-512, 0.7 ms on
+// AVX2; the panels then add about 0.06 ms a token), so below this a batch runs one matrix-vector
+// product per token.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+constexpr int64_t kPanelQ4KFrom = 5;
+#else
+constexpr int64_t kPanelQ4KFrom = 3;
+#endif
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3};
 
 // dword k of eight rows' 32-byte vectors into out[k] (an 8x8 transpose of 32-bit elements).
 inline void transpose8x8(const __m256i* v, __m256i* out) {
