@@ -7,7 +7,8 @@
 // half-block sums, so the scales are applied as two float vectors per group: the weight side (the
 // block's scales, decoded once per row and group for all tokens of the tile) times the
 // activations' scales. A format's offset or min is two more FMAs against the activations'
-// precomputed d·Σq of each half.
+// precomputed d·Σq of each half. Batches of tokens go to the panels of quant_panel.h instead, and
+// one token on Q4_K with AVX-512 to rowsQ4K.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -350,8 +351,9 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
 // N Q4_K rows against one token with 512-bit vectors, two blocks a vector and no lane sums until
 // the rows end (N = 4 rows a quarter of the slice apart: four sequential streams, whose loads are
 // in flight together; one stream left a thread at 44-50% of the streaming read, four at 90%,
-// alternating runs, one thread; the activations and their scales are loaded once for the N). A 64-byte load of quants holds blocks 0 and 2 (or 4 and 6) in its low nibbles and
-// 1 and 3 (5 and 7) in its high ones; the token's activations are laid out once per call in that
+// alternating runs, one thread; the activations and their scales are loaded once for the N).
+// A 64-byte load of quants holds blocks 0 and 2 (or 4 and 6) in its low nibbles and 1 and 3
+// (5 and 7) in its high ones; the token's activations are laid out once per call in that
 // order (q4kOrder), so each half is one AND (and a shift) against 64 activation bytes read as they
 // lie. The 16 int32 lanes of a dot (8 a block) are converted and multiplied by their block's scale
 // d·sc·dx, spread two blocks a vector by a permute from one vector of the group's eight; the mins go
@@ -386,33 +388,33 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
                                                            _mm256_castps_pd(_mm256_loadu_ps(xs + gi * 8)), 1));
     const int8_t* x = xq + gi * 256;
     for (int n = 0; n < N; n++) {
-    const uint8_t* g = w[n] + gi * GB;
-    __builtin_prefetch(g + 4 * GB, 0, 3);
-    // Bytes 4-15 as dwords s0 s1 s2: [sc 0-3, sc 4-7, m 0-3, m 4-7] = [s0 & 63, (s2 & 15) | (s0 >> 6
-    // << 4), s1 & 63, (s2 >> 4) | (s1 >> 6 << 4)] bytewise.
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 4));
-    const __m128i low = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)), scShift), scLowMask);
-    const __m128i high = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2), scHighMask);
-    const __m512 scm = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_or_si128(low, high)));
-    uint32_t dd;
-    std::memcpy(&dd, g, 4);
-    const __m512 d = _mm512_permutexvar_ps(dLanes, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)))));
-    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(scm, d), xsc);  // [d·sc·dx per block | dmin·m·d·Σq per block]
-    mins[n] = _mm512_mask_add_ps(mins[n], __mmask16(0xff00), mins[n], v);
-    for (int h = 0; h < 2; h++) {
-      const __m512i qs = _mm512_loadu_si512(g + 16 + 64 * h);
-      const __m512i wv[2] = {_mm512_and_si512(qs, low4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4)};
-      for (int k = 0; k < 2; k++) {
-        const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
+      const uint8_t* g = w[n] + gi * GB;
+      __builtin_prefetch(g + 4 * GB, 0, 3);
+      // Bytes 4-15 as dwords s0 s1 s2: [sc 0-3, sc 4-7, m 0-3, m 4-7] = [s0 & 63, (s2 & 15) | (s0 >> 6
+      // << 4), s1 & 63, (s2 >> 4) | (s1 >> 6 << 4)] bytewise.
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 4));
+      const __m128i low = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)), scShift), scLowMask);
+      const __m128i high = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2), scHighMask);
+      const __m512 scm = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_or_si128(low, high)));
+      uint32_t dd;
+      std::memcpy(&dd, g, 4);
+      const __m512 d = _mm512_permutexvar_ps(dLanes, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)))));
+      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(scm, d), xsc);  // [d·sc·dx per block | dmin·m·d·Σq per block]
+      mins[n] = _mm512_mask_add_ps(mins[n], __mmask16(0xff00), mins[n], v);
+      for (int h = 0; h < 2; h++) {
+        const __m512i qs = _mm512_loadu_si512(g + 16 + 64 * h);
+        const __m512i wv[2] = {_mm512_and_si512(qs, low4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4)};
+        for (int k = 0; k < 2; k++) {
+          const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
 #if defined(__AVX512VNNI__)
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[k], xv);
+          const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[k], xv);
 #else
-        const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
+          const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
 #endif
-        const int j = 2 * h + k;
-        acc[n][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[n][j]);
+          const int j = 2 * h + k;
+          acc[n][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[n][j]);
+        }
       }
-    }
     }
   }
   for (int n = 0; n < N; n++) {
@@ -421,7 +423,7 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
   }
 }
 
-// A token's int8 activations with each 256-value group's blocks in rowQ4K's order: 0 2 1 3 4 6 5 7.
+// A token's int8 activations with each 256-value group's blocks in rowsQ4K's order: 0 2 1 3 4 6 5 7.
 inline void q4kOrder(const int8_t* xq, int64_t cols, int8_t* out) {
   static constexpr int kFrom[8] = {0, 2, 1, 3, 4, 6, 5, 7};
   for (int64_t g = 0; g < cols; g += 256)
@@ -486,13 +488,13 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
   }
 }
 
-// Rows [r0, r1): a batch runs the panels (quant_panel.h; the caller sends smaller batches than
-// kPanelFrom one token at a time); one token reads
-// the rows one after another, one sequential stream (four rows a
-// quarter of the range apart, as the float matvec reads them, measured 2-4x slower from DRAM here:
-// at 4.5-8.5 bits a weight the decoding, not the bytes, sets the pace, and four rows' worth of it
-// between one stream's loads left the loads late); without AVX2 a batch takes two rows at a time
-// against four tokens, so each decoded group serves eight dot products.
+// Rows [r0, r1): a batch runs the panels (quant_panel.h; the caller sends batches smaller than
+// kPanelFrom one token at a time). One token on AVX-512 Q4_K reads four rows a quarter of the range
+// apart (rowsQ4K); with the lane-sum tile it reads the rows one after another, one sequential
+// stream (four streams, as the float matvec reads them, measured 2-4x slower from DRAM with this
+// tile: its decoding, not the bytes, sets the pace, and four rows' worth of it between one stream's
+// loads left the loads late). Without AVX2 a batch takes two rows at a time against four tokens,
+// so each decoded group serves eight dot products.
 template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
