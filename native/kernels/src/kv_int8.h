@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernel_table.h"
@@ -211,8 +212,9 @@ inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float soft
   s.m[g] = mNew;
 }
 
-// One query token against KV heads [h0, h1) over keys [p0, p1) (the KernelTable::attention contract).
-inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+// One query token against KV heads [h0, h1) over keys [p0, p1) (the KernelTable::attention
+// contract), widening int8 to fp32: the path of variants without integer dot products.
+inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                       float* lse) {
   const lk::KvArgs& c = a.cache;
   const int64_t D = c.headDim, D4 = D * kI8Group, bs = c.blockSize, nKv = c.nKvHeads;
@@ -265,6 +267,22 @@ inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, 
       out[g * D + d] = ((ag[4 * d] + ag[4 * d + 1]) + (ag[4 * d + 2] + ag[4 * d + 3])) * inv;
     if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
   }
+}
+
+}  // namespace i8
+}  // namespace LK_VARIANT
+
+#include "kv_int8_vnni.h"
+
+namespace LK_VARIANT {
+namespace i8 {
+
+inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                      float* lse) {
+#if defined(LK_I8_VNNI)
+  if (hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
+#endif
+  attentionWiden(a, t, h0, h1, p0, p1, out, lse);
 }
 
 }  // namespace i8
