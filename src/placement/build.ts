@@ -1,5 +1,5 @@
 import { LocalAttentionService } from "../attention/local-service.js";
-import { type AttentionService, type KvUsage, kvCapacityTokens } from "../attention/service.js";
+import type { AttentionService } from "../attention/service.js";
 import { EngineCore } from "../engine/engine-core.js";
 import { sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
@@ -72,14 +72,7 @@ export async function buildEngine(
     };
     parts = await buildPdPlacement(c);
   }
-  log(kvCapacityLine(sizes, parts.attention.usage()));
   return engineCore(model, sizes, depth, parts);
-}
-
-/** The start-up line on KV capacity: its element type and the tokens every KV holder has room for. */
-export function kvCapacityLine(sizes: EngineSizes, usage: readonly KvUsage[]): string {
-  const each = usage.map((u) => `${u.worker} ${u.totalBlocks * u.blockSize}`).join(", ");
-  return `KV cache ${sizes.geometry.kvDtype}: capacity ${kvCapacityTokens(usage)} tokens (${each})`;
 }
 
 /**

@@ -196,7 +196,7 @@ describe("lamina serve as a process", () => {
       // The start-up log says how many tokens the KV cache holds.
       assert.match(
         log(),
-        /attention: in-process, KV capacity [1-9]\d* tokens \(the default on \d+ cores.*--attention-workers N/,
+        /attention: in-process, KV capacity [1-9]\d* tokens of f32 \(the default on \d+ cores.*--attention-workers N/,
       );
       const done = (await (
         await fetch(`${url}/v1/completions`, {
