@@ -11,8 +11,11 @@
 //   node dist/bench/disagg/long-context.js [--memory 64MiB] [--kv-memory <size, default --memory>]
 //       [--attention-workers 1] [--partition head|request] [--prompt 2048] [--gen auto] [--requests auto]
 //       [--max-running 256] [--max-tokens-per-step 512] [--block-size 16] [--hidden 512] [--layers 4]
-//       [--heads 8] [--kv-heads 2] [--intermediate 1408] [--dtype bf16] [--kv-dtype f16] [--pipeline-depth 2]
+//       [--heads 8] [--kv-heads 2] [--intermediate 1408] [--dtype bf16] [--kv-dtype f16|bf16|f32|int8]
+//       [--pipeline-depth 2] [--out disagg-long-context.json]
 //
+// --kv-dtype int8 counts its per-(token, KV head) scales in the bytes per token; --out names the
+// JSON file under bench/results (long-context-kv-dtype.ts runs this once per KV dtype).
 // --gen auto: enough output tokens that the first admitted sequence is still decoding when the
 // disaggregated capacity's last one finishes its prefill (with a chunked-prefill token budget a
 // few tokens each would end every sequence before the next long prompt is in, and the batch would
@@ -29,9 +32,11 @@ import { sizeArg } from "../../src/cli/parse.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { Sequence } from "../../src/engine/sequence.js";
+import type { KvDType } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
+import { KV_DTYPES, kvBytesPerHeadToken } from "../../src/kernels/kv-cache.js";
 import { loadModel } from "../../src/model/load.js";
-import { bytesPerElement, type DType } from "../../src/model/tensor.js";
+import type { DType } from "../../src/model/tensor.js";
 import { AddressedWorker } from "../../src/placement/attention-worker-endpoints.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import type { CoreOptions } from "../../src/placement/options.js";
@@ -71,6 +76,7 @@ try {
       dtype: { type: "string", default: "bf16" },
       "kv-dtype": { type: "string", default: "f16" },
       "pipeline-depth": { type: "string", default: "2" },
+      out: { type: "string", default: "disagg-long-context.json" },
     },
     strict: true,
     allowPositionals: false,
@@ -114,7 +120,7 @@ const blockSize = int("block-size");
 const depth = int("pipeline-depth");
 if (depth > 2) fail(`--pipeline-depth must be 1 or 2, got ${depth}`);
 const dtype = choice("dtype", DTYPES);
-const kvDtype = choice("kv-dtype", DTYPES);
+const kvDtype: KvDType = choice("kv-dtype", KV_DTYPES);
 const heads = int("heads");
 const kvHeads = int("kv-heads");
 const hidden = int("hidden");
@@ -159,8 +165,8 @@ const contextBytes = (
   }).executor as SliceExecutor
 ).microBatchBytes();
 
-// KV bytes per token from the model shape alone (k and v, every layer, every KV head).
-const kvBytesPerToken = 2 * shape.layers * kvHeads * headDim * bytesPerElement(kvDtype);
+// KV bytes per token from the model shape alone (k and v, every layer, every KV head; int8's scales).
+const kvBytesPerToken = shape.layers * kvHeads * kvBytesPerHeadToken(kvDtype, headDim);
 
 /** Tokens one sequence holds at its longest (the last sampled token is never written to the KV). */
 const seqTokens = (gen: number) => promptLen + gen - 1;
@@ -462,7 +468,7 @@ try {
       decodeTokensPerSecond: dis.decodeTokensPerSecond / Math.max(1e-9, co.decodeTokensPerSecond),
     },
   };
-  writeResults("disagg-long-context.json", out);
+  writeResults(str("out"), out);
 } finally {
   for (const w of started) w.child.kill("SIGKILL");
 }

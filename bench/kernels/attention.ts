@@ -4,19 +4,22 @@
 //
 //   node dist/bench/kernels/attention.js [--batch 8] [--ctx 4096,16384] [--heads 32] [--kv-heads 8,32]
 //                                        [--head-dim 128] [--block 16,32,64] [--threads 1,2]
-//                                        [--dtype f32,bf16] [--variant avx512bf16,avx512] [--reps 4]
+//                                        [--dtype f32,bf16,f16,int8] [--variant avx512bf16,avx512] [--reps 4]
 //                                        [--huge-pages on|off] [--warm]
 //
+// --dtype int8: the bytes counted are the int8 K and V rows and their f32 scales (one per token
+// and KV head, each); its target is 80% of the read (16-bit: MHA 90%, GQA 85%).
 // --block: KV block sizes (tokens) to compare; --variant: compiled kernel variants to compare
 // (default: the one this CPU gets), timed in turn with the streaming read within each repetition so
 // load on a shared host falls on all of them; --reps: repetitions (each figure is the best);
 // --warm: no streaming read between the calls, so a cache that fits in the last-level cache is
 // read from there (the kernels' arithmetic rate; the limit column is then still DRAM's).
 import { parseArgs } from "node:util";
-import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
+import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
+import { allocKvLayer, kvBytesPerHeadToken, parseKvDtype } from "../../src/kernels/kv-cache.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
-import { allocTensorData, bytesPerElement, type DType, f32ToBf16 } from "../../src/model/tensor.js";
+import { f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
@@ -55,15 +58,18 @@ const variants = values.variant?.split(",") ?? [backend.info().variant];
 for (const v of variants)
   if (!backend.info().supported.includes(v))
     throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
-const kvDtypes = values.dtype.split(",").map((d) => {
-  if (d !== "f32" && d !== "bf16" && d !== "f16") throw new Error(`--dtype takes f32, bf16, f16; got "${d}"`);
-  return d as DType;
-});
+const kvDtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 
-function kvBuffer(dtype: DType, n: number, fillValue: number) {
-  const data = allocTensorData(dtype, n);
-  if (hugePages === "on") backend.adviseHugePages(data);
-  return data.fill(fillValue);
+/** A cache of `numBlocks` blocks, every element 0.01 (int8: 1 × a scale of 0.01), advised as the engine's is. */
+function filledCache(dtype: KvDType, numBlocks: number, blockSize: number, nKvHeads: number): KvLayerCache {
+  const advise = hugePages === "on" ? (d: KvLayerCache["k"]) => void backend.adviseHugePages(d) : undefined;
+  const c = allocKvLayer(dtype, numBlocks, blockSize, nKvHeads, headDim, advise);
+  const fill = { f32: 0.01, bf16: f32ToBf16(0.01), f16: f32ToF16(0.01), int8: 1 }[dtype];
+  c.k.fill(fill);
+  c.v.fill(fill);
+  c.kScale?.fill(0.01);
+  c.vScale?.fill(0.01);
+  return c;
 }
 const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
 
@@ -72,32 +78,22 @@ interface Row {
   blockSize: number;
   ctx: number;
   threads: number;
-  kvDtype: DType;
+  kvDtype: KvDType;
   nKvHeads: number;
   limitGbPerS: number;
   gbPerS: number;
   pctOfLimit: number;
   msPerCall: number;
-  /** The issue's target share of the read bandwidth for 16-bit KV (MHA 90%, GQA 85%); null for f32. */
+  /** The issues' target share of the read bandwidth: 16-bit KV MHA 90%, GQA 85%; int8 80%; null for f32. */
   targetPct: number | null;
 }
 const results: Row[] = [];
 
 /** The attention call of one case: `batch` decode tokens over scattered blocks of a fresh cache. */
-function attentionCase(ctx: number, nKvHeads: number, dtype: DType, blockSize: number): AttentionArgs {
+function attentionCase(ctx: number, nKvHeads: number, dtype: KvDType, blockSize: number): AttentionArgs {
   const blocksPerSeq = Math.ceil(ctx / blockSize);
   const numBlocks = batch * blocksPerSeq;
-  const n = numBlocks * blockSize * nKvHeads * headDim;
-  const fillValue = dtype === "f32" ? 0.01 : f32ToBf16(0.01);
-  const cache: KvLayerCache = {
-    dtype,
-    numBlocks,
-    blockSize,
-    nKvHeads,
-    headDim,
-    k: kvBuffer(dtype, n, fillValue),
-    v: kvBuffer(dtype, n, fillValue),
-  };
+  const cache = filledCache(dtype, numBlocks, blockSize, nKvHeads);
   // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
   const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
   let seed = 12345;
@@ -133,7 +129,7 @@ for (const blockSize of blockSizes)
 function measure(args: AttentionArgs, blockSize: number, threads: number): Row[] {
   const { dtype, nKvHeads } = args.cache;
   const ctx = args.ctxEnd[0]!;
-  const bytes = 2 * batch * ctx * nKvHeads * headDim * bytesPerElement(dtype);
+  const bytes = batch * ctx * nKvHeads * kvBytesPerHeadToken(dtype, headDim); // K, V (and int8's scales)
   backend.setThreads(threads);
   const calls = variants.map((v) => () => {
     backend.selectVariant(v);
@@ -169,7 +165,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
       gbPerS: gb,
       pctOfLimit: (100 * gb) / limit,
       msPerCall: tAttn[i]! * 1e3,
-      targetPct: dtype === "f32" ? null : nKvHeads === nHeads ? 90 : 85,
+      targetPct: dtype === "f32" ? null : dtype === "int8" ? 80 : nKvHeads === nHeads ? 90 : 85,
     };
   });
 }

@@ -3,8 +3,9 @@
  * the per-layer exchange with an attention worker over a shared-memory segment, written and read
  * by native code on both sides. JavaScript only sizes and maps the segment and calls these.
  */
+
+import type { KvData } from "../kernels/backend.js";
 import { loadNativeAddon } from "../kernels/native.js";
-import type { TensorData } from "../model/tensor.js";
 
 export interface DataPlaneWorkerInfo {
   readonly state: "not attached" | "running" | "failed" | "stopped";
@@ -28,8 +29,8 @@ export type ShapeArgs = [
 
 /** A worker loop's KV cache and settings as the native calls take them (see cacheArgs). */
 export type CacheArgs = [
-  kCaches: readonly TensorData[],
-  vCaches: readonly TensorData[],
+  kCaches: readonly KvData[],
+  vCaches: readonly KvData[],
   dtype: number,
   numBlocks: number,
   /** The window layers' own pool (window-blocks.ts), 0: none; a windowed layer's cache then holds this many. */
@@ -45,6 +46,9 @@ export type CacheArgs = [
   softcaps: Float32Array,
   threads: number,
   spinUs: number,
+  /** An int8 cache's per-layer scales (KvLayerCache.kScale, vScale); empty for the float types. */
+  kScales: readonly Float32Array[],
+  vScales: readonly Float32Array[],
 ];
 
 export interface DataPlaneAddon {

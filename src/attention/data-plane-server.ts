@@ -1,4 +1,4 @@
-import { dtypeCode } from "../kernels/native.js";
+import { kvDtypeCode } from "../kernels/native.js";
 import { shmNative } from "../transport/shm-native.js";
 import { type DataPlaneShape, shapeArgs } from "./data-plane-link.js";
 import type { CacheArgs, DataPlaneAddon, DataPlaneWorkerInfo } from "./data-plane-native.js";
@@ -18,7 +18,7 @@ function cacheArgs(kv: KvAttention, o: DataPlaneServerOptions): CacheArgs {
   return [
     kv.caches.map((c) => c.k),
     kv.caches.map((c) => c.v),
-    dtypeCode(g.kvDtype, "data plane"),
+    kvDtypeCode(g.kvDtype, "data plane"),
     kv.allocator.numBlocks,
     kv.windowAllocator?.numBlocks ?? 0,
     g.blockSize,
@@ -31,6 +31,8 @@ function cacheArgs(kv: KvAttention, o: DataPlaneServerOptions): CacheArgs {
     new Float32Array(g.numLayers).fill(g.softcap ?? 0),
     o.threads,
     o.spinUs,
+    kv.caches.flatMap((c) => (c.kScale ? [c.kScale] : [])),
+    kv.caches.flatMap((c) => (c.vScale ? [c.vScale] : [])),
   ];
 }
 

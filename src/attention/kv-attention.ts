@@ -1,5 +1,5 @@
-import type { AttentionArgs, KernelBackend, KvLayerCache } from "../kernels/backend.js";
-import { allocTensorData, bytesPerElement, type DType } from "../model/tensor.js";
+import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../kernels/backend.js";
+import { allocKvLayer, kvBytesPerHeadToken } from "../kernels/kv-cache.js";
 import { BlockAllocator } from "./block-allocator.js";
 import type { AttentionStep } from "./service.js";
 import { windowKeepFrom, windowPoolBlocks, windowSplit } from "./window-blocks.js";
@@ -12,7 +12,7 @@ export interface KvGeometry {
   readonly numKvHeads: number;
   readonly headDim: number;
   readonly blockSize: number;
-  readonly kvDtype: DType;
+  readonly kvDtype: KvDType;
   /** Longest sequence (tokens) a block table must cover. */
   readonly maxContext: number;
   /** Largest step, for preallocated per-step metadata. */
@@ -28,11 +28,11 @@ export interface KvGeometry {
   readonly softcap?: number;
 }
 
-/** Bytes one KV block takes across all layers (k and v). */
+/** Bytes one KV block takes across all layers (k and v, an int8 cache's scales included). */
 export function kvBytesPerBlock(
   g: Pick<KvGeometry, "numLayers" | "numKvHeads" | "headDim" | "blockSize" | "kvDtype">,
 ): number {
-  return 2 * g.numLayers * g.numKvHeads * g.blockSize * g.headDim * bytesPerElement(g.kvDtype);
+  return g.numLayers * g.numKvHeads * g.blockSize * kvBytesPerHeadToken(g.kvDtype, g.headDim);
 }
 
 /**
@@ -98,29 +98,21 @@ export class KvAttention {
       { length: geometry.numLayers },
       (_, l) => w !== null && (geometry.slidingLayers === undefined || geometry.slidingLayers[l] === true),
     );
-    const perBlock = geometry.numKvHeads * geometry.blockSize * geometry.headDim;
     this.caches = [];
     // LAMINA_KV_HUGE_PAGES=1 asks for huge pages on these fresh buffers: attention's scattered
     // block reads then cost far fewer TLB misses, but every first touch of a 2 MiB page faults and
     // zeroes it inside kvWrite, which costs more than it saves until the cache is warm (measured on
     // a short decode run). Off by default; a long-running server may want it.
     const huge = process.env.LAMINA_KV_HUGE_PAGES === "1";
-    const alloc = (blocks: number) => {
-      const data = allocTensorData(geometry.kvDtype, blocks * perBlock);
-      if (huge) backend.adviseHugePages?.(data);
-      return data;
-    };
+    const advise = huge
+      ? (data: Parameters<NonNullable<KernelBackend["adviseHugePages"]>>[0]) => {
+          backend.adviseHugePages?.(data);
+        }
+      : undefined;
     for (let l = 0; l < geometry.numLayers; l++) {
       const blocks = this.inWindowPool(l) ? windowBlocks : numBlocks;
-      this.caches.push({
-        dtype: geometry.kvDtype,
-        numBlocks: blocks,
-        blockSize: geometry.blockSize,
-        nKvHeads: geometry.numKvHeads,
-        headDim: geometry.headDim,
-        k: alloc(blocks),
-        v: alloc(blocks),
-      });
+      const g = geometry;
+      this.caches.push(allocKvLayer(g.kvDtype, blocks, g.blockSize, g.numKvHeads, g.headDim, advise));
     }
   }
 

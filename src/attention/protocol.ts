@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { KV_DTYPES } from "../kernels/kv-cache.js";
 
 /**
  * The attention-worker protocol, carried as transport Messages (src/transport/message.ts).
@@ -24,7 +25,8 @@ import { z } from "zod";
  * then come with each step from the model side's mirror, so RESERVE/RELEASE only keep the
  * worker's own accounting (STATS) in step.
  */
-export const ATTENTION_PROTOCOL_VERSION = 3;
+// Version 4: CONFIGURE's kvDtype may be "int8" (kv-cache.ts).
+export const ATTENTION_PROTOCOL_VERSION = 4;
 
 export const MsgType = {
   CONFIGURE: 1,
@@ -47,7 +49,8 @@ export const configureRequestSchema = z.strictObject({
   numKvHeads: z.number().int().min(1).max(4096),
   headDim: z.number().int().min(1).max(1024),
   blockSize: z.number().int().min(1).max(4096),
-  kvDtype: z.enum(["f32", "f16", "bf16"]),
+  /** int8 needs a block size that is a multiple of 4 (the worker's cache refuses others by name). */
+  kvDtype: z.enum(KV_DTYPES),
   maxContext: z
     .number()
     .int()

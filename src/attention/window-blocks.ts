@@ -1,4 +1,4 @@
-import { bytesPerElement } from "../model/tensor.js";
+import { kvBytesPerHeadToken } from "../kernels/kv-cache.js";
 import type { KvGeometry } from "./kv-attention.js";
 
 /**
@@ -43,7 +43,7 @@ export function windowKeepFrom(g: KvGeometry, numTokens: number): number {
 
 /** Bytes of one block of `layers` layers' K and V. */
 function blockBytes(g: KvGeometry, layers: number): number {
-  return 2 * layers * g.numKvHeads * g.blockSize * g.headDim * bytesPerElement(g.kvDtype);
+  return layers * g.numKvHeads * g.blockSize * kvBytesPerHeadToken(g.kvDtype, g.headDim);
 }
 
 /**

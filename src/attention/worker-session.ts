@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { KernelBackend } from "../kernels/backend.js";
+import { checkKvBlockSize } from "../kernels/kv-cache.js";
 import type { Channel } from "../transport/channel.js";
 import { parseControl } from "../transport/control.js";
 import type { ReceivedMessage, WireTensor } from "../transport/message.js";
@@ -208,6 +209,12 @@ export class AttentionWorkerSession {
       void this.channel.send(
         errorReply(m, `slidingLayers has ${req.slidingLayers.length} entries for ${req.numLayers} layers`),
       );
+      return;
+    }
+    try {
+      checkKvBlockSize(req.kvDtype, req.blockSize);
+    } catch (e) {
+      void this.channel.send(errorReply(m, (e as Error).message));
       return;
     }
     const geometry: KvGeometry = { ...req };

@@ -1,4 +1,6 @@
 import { type Command, InvalidArgumentError } from "commander";
+import type { KvDType } from "../kernels/backend.js";
+import { KV_DTYPES } from "../kernels/kv-cache.js";
 import type { EngineOptions } from "../placement/options.js";
 import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
 
@@ -24,8 +26,8 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--block-size <n>", "KV block size in tokens", intArg(1, 1024))
     .option(
       "--kv-dtype <dtype>",
-      "KV cache element type, on attention workers and prefill instances too (default: f32 for an f32 model, else f16)",
-      choiceArg(["f32", "f16", "bf16"] as const),
+      "KV cache element type, on attention workers and prefill instances too: f32, f16, bf16, or int8 (a scale per token and KV head; block size a multiple of 4) (default: f32 for an f32 model, else f16)",
+      choiceArg(KV_DTYPES),
     )
     .option("--max-model-len <n>", "cap on prompt + output tokens", intArg(2))
     .option("--max-running <n>", "sequences batched at once", intArg(1, 4096))
@@ -113,7 +115,7 @@ export interface EngineFlagValues {
   threads?: number;
   kvMemory?: number;
   blockSize?: number;
-  kvDtype?: "f32" | "f16" | "bf16";
+  kvDtype?: KvDType;
   maxModelLen?: number;
   maxRunning?: number;
   attentionWorkers?: number;

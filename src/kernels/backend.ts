@@ -27,7 +27,7 @@ export interface KernelBackend {
    * Optional: asks the OS to back a large, not yet touched buffer (a KV cache) with huge pages, so
    * scattered block reads cost fewer TLB misses. Returns the bytes advised (0: nothing done).
    */
-  adviseHugePages?(x: TensorData): number;
+  adviseHugePages?(x: KvData): number;
 
   /** out[n, rows] = x[n, cols] · Wᵀ (+ bias[rows]). */
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void;
@@ -179,19 +179,33 @@ export interface MoeRouteArgs {
   readonly expertStart: Int32Array;
 }
 
+/** A KV cache's element type: a float type, or int8 with a scale per token and KV head. */
+export type KvDType = DType | "int8";
+
+/** A KV cache's storage: Int8Array for int8, else the float types' storage. */
+export type KvData = TensorData | Int8Array;
+
 /**
- * One layer's paged KV storage. Layout, block-major:
- *   element (block b, kv head h, offset o, dim i) at ((b * nKvHeads + h) * blockSize + o) * headDim + i
- * A token's slot is block * blockSize + offset. K and V have the same layout.
+ * One layer's paged KV storage. Layout, block-major: the token at (block b, kv head h, offset o)
+ * has row index ((b * nKvHeads + h) * blockSize + o), and
+ *   K element i at row * headDim + i;
+ *   V element i at the same place, except in an int8 cache, whose V stores each group of 4 tokens
+ *   of a block (o / 4) interleaved: element i of the token at row r = group start + o % 4 is at
+ *   (r - o % 4) * headDim + i * 4 + o % 4 (kv-cache.ts `kvValueIndex`).
+ * An int8 cache's value is int8 × its row's scale: kScale[row], vScale[row] (symmetric, absmax / 127).
+ * A token's slot is block * blockSize + offset.
  */
 export interface KvLayerCache {
-  readonly dtype: DType;
+  readonly dtype: KvDType;
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly nKvHeads: number;
   readonly headDim: number;
-  readonly k: TensorData;
-  readonly v: TensorData;
+  readonly k: KvData;
+  readonly v: KvData;
+  /** int8 only: [numBlocks * nKvHeads * blockSize] per-row scales. */
+  readonly kScale?: Float32Array;
+  readonly vScale?: Float32Array;
 }
 
 /**

@@ -14,6 +14,8 @@ import {
 import type {
   AttentionArgs,
   KernelBackend,
+  KvData,
+  KvDType,
   KvLayerCache,
   MoeRouteArgs,
   PreparedExperts,
@@ -76,8 +78,8 @@ export interface NativeAddon {
   scale(out: Float32Array, x: Float32Array, factor: number, n: number): void;
   softmax(out: Float32Array, x: Float32Array, nRows: number, dim: number, log: boolean): void;
   kvWrite(
-    kc: TensorData,
-    vc: TensorData,
+    kc: KvData,
+    vc: KvData,
     dtype: number,
     numBlocks: number,
     blockSize: number,
@@ -87,12 +89,14 @@ export interface NativeAddon {
     v: Float32Array,
     slots: Int32Array,
     nTokens: number,
+    kScale?: Float32Array,
+    vScale?: Float32Array,
   ): void;
   attention(
     out: Float32Array,
     q: Float32Array,
-    kc: TensorData,
-    vc: TensorData,
+    kc: KvData,
+    vc: KvData,
     dtype: number,
     numBlocks: number,
     blockSize: number,
@@ -109,6 +113,8 @@ export interface NativeAddon {
     lse: Float32Array | undefined,
     /** Score soft-cap (0: none). */
     softcap: number,
+    kScale?: Float32Array,
+    vScale?: Float32Array,
   ): void;
   mergeAttention(
     outA: Float32Array,
@@ -149,7 +155,7 @@ export interface NativeAddon {
   fmaPeak(rounds: number): number;
   /** As fmaPeak with bf16 dot-product chains (vdpbf16ps); 0 where the variant has none. */
   bf16DotPeak(rounds: number): number;
-  adviseHugePages(x: TensorData): number;
+  adviseHugePages(x: KvData): number;
   /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */
   quantMatmul(
     out: Float32Array,
@@ -182,6 +188,15 @@ const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
 export function dtypeCode(dtype: DType, what: string): number {
   const code = DTYPE_CODE[dtype];
   if (code === undefined) throw new TypeError(`${what}: unknown dtype ${String(dtype)}`);
+  return code;
+}
+
+const KV_DTYPE_CODE: Record<KvDType, number> = { ...DTYPE_CODE, int8: 3 };
+
+/** The addon's code for a KV cache dtype (int8 is a KV dtype only). */
+export function kvDtypeCode(dtype: KvDType, what: string): number {
+  const code = KV_DTYPE_CODE[dtype];
+  if (code === undefined) throw new TypeError(`${what}: unknown KV dtype ${String(dtype)}`);
   return code;
 }
 
@@ -313,7 +328,7 @@ export class NativeBackend implements KernelBackend {
     return this.addon.bf16DotPeak(rounds);
   }
 
-  adviseHugePages(x: TensorData): number {
+  adviseHugePages(x: KvData): number {
     return this.addon.adviseHugePages(x);
   }
 
@@ -472,7 +487,7 @@ export class NativeBackend implements KernelBackend {
     this.addon.kvWrite(
       c.k,
       c.v,
-      dtypeCode(c.dtype, "kvWrite"),
+      kvDtypeCode(c.dtype, "kvWrite"),
       c.numBlocks,
       c.blockSize,
       c.nKvHeads,
@@ -481,6 +496,8 @@ export class NativeBackend implements KernelBackend {
       v,
       slots,
       nTokens,
+      c.kScale,
+      c.vScale,
     );
   }
 
@@ -491,7 +508,7 @@ export class NativeBackend implements KernelBackend {
       a.q,
       c.k,
       c.v,
-      dtypeCode(c.dtype, "attention"),
+      kvDtypeCode(c.dtype, "attention"),
       c.numBlocks,
       c.blockSize,
       c.nKvHeads,
@@ -506,6 +523,8 @@ export class NativeBackend implements KernelBackend {
       a.scale,
       a.lse,
       a.softcap ?? 0,
+      c.kScale,
+      c.vScale,
     );
   }
 

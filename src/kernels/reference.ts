@@ -17,6 +17,7 @@ import type {
   PreparedWeight,
 } from "./backend.js";
 import { checkCount, checkLength } from "./checks.js";
+import { checkKvBlockSize, kvValueIndex, quantizeKvRow, readKey, readValue } from "./kv-cache.js";
 import { gatherRowsReference, moeCombineReference, moeRouteReference } from "./moe-reference.js";
 import {
   isQuantReference,
@@ -40,6 +41,18 @@ function widen(dtype: DType, bits: number): number {
 function narrow(dtype: DType, value: number): number {
   if (dtype === "f32") return value;
   return dtype === "bf16" ? f32ToBf16(value) : f32ToF16(value);
+}
+
+/** An int8 cache's block size and scales, checked as the native addon checks them. */
+function checkInt8Cache(what: string, c: KvLayerCache): void {
+  if (c.dtype !== "int8") return;
+  checkKvBlockSize(c.dtype, c.blockSize);
+  const rows = c.numBlocks * c.nKvHeads * c.blockSize;
+  if (!(c.k instanceof Int8Array) || !(c.v instanceof Int8Array))
+    throw new TypeError(`${what}: an int8 cache's k and v must be Int8Arrays`);
+  if (!c.kScale || !c.vScale) throw new TypeError(`${what}: an int8 cache needs kScale and vScale`);
+  checkLength(what, "cache.kScale", c.kScale, rows);
+  checkLength(what, "cache.vScale", c.vScale, rows);
 }
 
 interface ReferenceExperts extends PreparedExperts {
@@ -322,6 +335,7 @@ export class ReferenceBackend implements KernelBackend {
     checkLength("kvWrite", "slots", slots, nTokens);
     checkLength("kvWrite", "cache.k", cache.k, numBlocks * blockSize * width);
     checkLength("kvWrite", "cache.v", cache.v, numBlocks * blockSize * width);
+    checkInt8Cache("kvWrite", cache);
     for (let t = 0; t < nTokens; t++) {
       const slot = slots[t]!;
       if (slot < 0) continue; // padding token: nothing to store
@@ -332,11 +346,17 @@ export class ReferenceBackend implements KernelBackend {
       const block = Math.floor(slot / blockSize);
       const off = slot % blockSize;
       for (let h = 0; h < nKvHeads; h++) {
-        const dst = ((block * nKvHeads + h) * blockSize + off) * headDim;
+        const row = (block * nKvHeads + h) * blockSize + off;
         const src = t * width + h * headDim;
+        if (dtype === "int8") {
+          const vAt = kvValueIndex(dtype, row, headDim, 0);
+          cache.kScale![row] = quantizeKvRow(cache.k as Int8Array, row * headDim, 1, k, src, headDim);
+          cache.vScale![row] = quantizeKvRow(cache.v as Int8Array, vAt, 4, v, src, headDim);
+          continue;
+        }
         for (let i = 0; i < headDim; i++) {
-          cache.k[dst + i] = narrow(dtype, k[src + i]!);
-          cache.v[dst + i] = narrow(dtype, v[src + i]!);
+          cache.k[row * headDim + i] = narrow(dtype, k[src + i]!);
+          cache.v[row * headDim + i] = narrow(dtype, v[src + i]!);
         }
       }
     }
@@ -358,7 +378,7 @@ export class ReferenceBackend implements KernelBackend {
       lse,
     } = args;
     const cap = args.softcap ?? 0;
-    const { dtype, blockSize, nKvHeads, headDim, numBlocks } = cache;
+    const { blockSize, nKvHeads, headDim, numBlocks } = cache;
     if (nHeads % nKvHeads !== 0)
       throw new TypeError(`attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
     const group = nHeads / nKvHeads;
@@ -370,6 +390,7 @@ export class ReferenceBackend implements KernelBackend {
     checkLength("attention", "ctxStart", ctxStart, nTokens);
     checkLength("attention", "ctxEnd", ctxEnd, nTokens);
     if (lse) checkLength("attention", "lse", lse, nTokens * nHeads);
+    checkInt8Cache("attention", cache);
     const scores: number[] = [];
     const acc = new Float64Array(headDim);
     for (let t = 0; t < nTokens; t++) {
@@ -386,22 +407,13 @@ export class ReferenceBackend implements KernelBackend {
         scores.length = 0;
         let m = Number.NEGATIVE_INFINITY;
         for (let p = start; p < end; p++) {
-          const ko = this.#cacheOffset(
-            blockTables,
-            seq,
-            maxBlocksPerSeq,
-            p,
-            blockSize,
-            nKvHeads,
-            kvh,
-            headDim,
-          );
-          if (ko < 0 || ko >= numBlocks * nKvHeads * blockSize * headDim)
+          const kr = this.#cacheRow(blockTables, seq, maxBlocksPerSeq, p, blockSize, nKvHeads, kvh);
+          if (kr < 0 || kr >= numBlocks * nKvHeads * blockSize)
             throw new RangeError(
               `attention: block table entry for token ${t} position ${p} is outside the cache`,
             );
           let s = 0;
-          for (let i = 0; i < headDim; i++) s += q[qo + i]! * readElement(dtype, cache.k, ko + i);
+          for (let i = 0; i < headDim; i++) s += q[qo + i]! * readKey(cache, kr, i);
           s *= scale;
           if (cap > 0) s = cap * Math.tanh(s / cap);
           scores.push(s);
@@ -412,17 +424,8 @@ export class ReferenceBackend implements KernelBackend {
         for (let p = start; p < end; p++) {
           const w = Math.exp(scores[p - start]! - m);
           sum += w;
-          const vo = this.#cacheOffset(
-            blockTables,
-            seq,
-            maxBlocksPerSeq,
-            p,
-            blockSize,
-            nKvHeads,
-            kvh,
-            headDim,
-          );
-          for (let i = 0; i < headDim; i++) acc[i] = acc[i]! + w * readElement(dtype, cache.v, vo + i);
+          const vr = this.#cacheRow(blockTables, seq, maxBlocksPerSeq, p, blockSize, nKvHeads, kvh);
+          for (let i = 0; i < headDim; i++) acc[i] = acc[i]! + w * readValue(cache, vr, i);
         }
         for (let i = 0; i < headDim; i++) out[qo + i] = sum > 0 ? acc[i]! / sum : 0;
         if (lse) lse[t * nHeads + h] = sum > 0 ? m + Math.log(sum) : Number.NEGATIVE_INFINITY;
@@ -430,7 +433,8 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
-  #cacheOffset(
+  /** The row index ((block * nKvHeads + kvh) * blockSize + offset) of a sequence's position. */
+  #cacheRow(
     blockTables: Int32Array,
     seq: number,
     maxBlocksPerSeq: number,
@@ -438,10 +442,9 @@ export class ReferenceBackend implements KernelBackend {
     blockSize: number,
     nKvHeads: number,
     kvh: number,
-    headDim: number,
   ): number {
     const block = blockTables[seq * maxBlocksPerSeq + Math.floor(pos / blockSize)]!;
-    return ((block * nKvHeads + kvh) * blockSize + (pos % blockSize)) * headDim;
+    return (block * nKvHeads + kvh) * blockSize + (pos % blockSize);
   }
 
   mergeAttention(

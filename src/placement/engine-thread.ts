@@ -5,6 +5,7 @@ import type { EngineCore } from "../engine/engine-core.js";
 import { EngineError } from "../engine/errors.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
+import { defaultKvDtype } from "./sizes.js";
 
 /**
  * The engine's thread: loads the model, then loops schedule → execute → sample while there is
@@ -101,7 +102,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       source: setup.model.source,
       backend: setup.backend.describe(),
       // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
-      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens`,
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)}`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);

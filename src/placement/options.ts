@@ -1,4 +1,4 @@
-import type { DType } from "../model/tensor.js";
+import type { KvDType } from "../kernels/backend.js";
 
 /** Engine sizing knobs, with defaults that work on a small machine. */
 export interface CoreOptions {
@@ -12,8 +12,8 @@ export interface CoreOptions {
   /** KV memory budget in bytes (default 1 GiB), or an exact block count. */
   readonly kvMemory?: number;
   readonly kvBlocks?: number;
-  /** KV precision (default: f32 for f32 models, f16 otherwise). */
-  readonly kvDtype?: DType;
+  /** KV precision (default: f32 for f32 models, f16 otherwise; int8 keeps a scale per token and KV head). */
+  readonly kvDtype?: KvDType;
   /** Micro-batches in flight (staggered pipelining; default 1 in-process, 2 with attention workers). */
   readonly pipelineDepth?: number;
 }

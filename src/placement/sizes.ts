@@ -1,5 +1,6 @@
 import type { KvGeometry } from "../attention/kv-attention.js";
 import { globalBlocksForBudget } from "../attention/window-blocks.js";
+import { checkKvBlockSize } from "../kernels/kv-cache.js";
 import type { DType } from "../model/tensor.js";
 import type { LoadedModel } from "../model/types.js";
 import type { CoreOptions } from "./options.js";
@@ -44,6 +45,7 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
     ...(c.attnSoftcap !== undefined ? { softcap: c.attnSoftcap } : {}),
   };
+  checkKvBlockSize(geometry.kvDtype, geometry.blockSize);
   const budget = o.kvMemory ?? DEFAULT_KV_MEMORY;
   const numBlocks = o.kvBlocks ?? Math.max(1, globalBlocksForBudget(geometry, budget, false));
   // The colocated cache keeps window layers' KV apart when the model mixes them (window-blocks.ts):

@@ -273,6 +273,8 @@ describe("native data plane", () => {
         softcaps,
         1,
         50,
+        [],
+        [],
       );
     const two = (a: number, b: number) => Float32Array.of(a, b);
     try {

@@ -11,8 +11,8 @@ import {
   windowBlocksPerSeq,
   windowPoolBlocks,
 } from "../../src/attention/window-blocks.js";
+import { kvBytesPerHeadToken } from "../../src/kernels/kv-cache.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
-import { bytesPerElement } from "../../src/model/tensor.js";
 import { randomF32, rng } from "../kernels/fixtures.js";
 
 const backend = new ReferenceBackend();
@@ -157,8 +157,7 @@ describe("capacity", () => {
     const split = globalBlocksForBudget(long, budget, true);
     assert.equal(shared, Math.floor(budget / kvBytesPerBlock(long)));
     assert.ok(split > 4 * shared, `${split} global blocks against ${shared}`);
-    const e = bytesPerElement(long.kvDtype);
-    const layerBlock = 2 * long.numKvHeads * long.blockSize * long.headDim * e;
+    const layerBlock = long.numKvHeads * long.blockSize * kvBytesPerHeadToken(long.kvDtype, long.headDim);
     const used = split * layerBlock * 1 + windowPoolBlocks(long, split) * layerBlock * 5;
     assert.ok(used <= budget, `${used} bytes of ${budget}`);
     assert.ok(used > budget - layerBlock, "and the budget is used up");

@@ -318,6 +318,8 @@ describe("attention worker under fuzzed and malformed frames", () => {
       { ...CONFIG, numHeads: 0 },
       { ...CONFIG, headDim: 1.5 },
       { ...CONFIG, kvDtype: "f64" },
+      { ...CONFIG, kvDtype: "int4" },
+      { ...CONFIG, kvDtype: "int8", blockSize: 6 },
       { ...CONFIG, extra: true },
       { ...CONFIG, numHeads: 3 },
       { ...CONFIG, kvMemory: 1 },
@@ -331,6 +333,16 @@ describe("attention worker under fuzzed and malformed frames", () => {
         `CONFIGURE ${JSON.stringify(control)} is refused with an error reply`,
       );
     }
+    // The KV dtype's errors name it.
+    const configure = (control: unknown) =>
+      c.rpc.request({ type: MsgType.CONFIGURE, control }, (m) => m.control);
+    await assert.rejects(configure({ ...CONFIG, kvDtype: "int4" }), /kvDtype/);
+    await assert.rejects(
+      configure({ ...CONFIG, kvDtype: "int8", blockSize: 6 }),
+      /int8 KV cache needs a block size that is a multiple of 4, got 6/,
+    );
+    const int8 = (await configure({ ...CONFIG, kvDtype: "int8" })) as { numBlocks: number };
+    assert.ok(int8.numBlocks > 0, "an int8 cache with blocks of 4 is configured");
     const reply = (await c.rpc.request({ type: MsgType.CONFIGURE, control: CONFIG }, (m) => m.control)) as {
       numBlocks: number;
       pid: number;

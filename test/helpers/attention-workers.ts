@@ -4,7 +4,7 @@ import {
   type WorkerEndpoint,
 } from "../../src/attention/remote-service.js";
 import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
-import type { KernelBackend } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvDType } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
 import type { Channel } from "../../src/transport/channel.js";
@@ -75,6 +75,7 @@ export async function remoteAttention(
      */
     maxTokensPerStep?: number;
     maxRunning?: number;
+    kvDtype?: KvDType;
   },
 ): Promise<{ service: RemoteAttentionService; workers: InProcessWorker[] }> {
   const workers = Array.from(
@@ -85,6 +86,7 @@ export async function remoteAttention(
     blockSize: o.blockSize ?? 16,
     ...(o.maxTokensPerStep !== undefined ? { maxTokensPerStep: o.maxTokensPerStep } : {}),
     ...(o.maxRunning !== undefined ? { maxRunning: o.maxRunning } : {}),
+    ...(o.kvDtype !== undefined ? { kvDtype: o.kvDtype } : {}),
   });
   const service = await RemoteAttentionService.connect(workers, {
     partition: o.partition,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
+import { allocKvLayer } from "../../src/kernels/kv-cache.js";
 import type { DType, FloatTensor } from "../../src/model/tensor.js";
 import { allocTensorData, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { SeededRandom } from "../../src/util/seeded-random.js";
@@ -33,22 +34,13 @@ export function randomTensor(
 }
 
 export function emptyCache(
-  dtype: DType,
+  dtype: KvDType,
   numBlocks: number,
   blockSize: number,
   nKvHeads: number,
   headDim: number,
 ): KvLayerCache {
-  const n = numBlocks * blockSize * nKvHeads * headDim;
-  return {
-    dtype,
-    numBlocks,
-    blockSize,
-    nKvHeads,
-    headDim,
-    k: allocTensorData(dtype, n),
-    v: allocTensorData(dtype, n),
-  };
+  return allocKvLayer(dtype, numBlocks, blockSize, nKvHeads, headDim);
 }
 
 /**

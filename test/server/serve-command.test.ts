@@ -33,7 +33,7 @@ describe("lamina serve flags", () => {
       ],
       [["--pipeline-depth", "1.5"], /'--pipeline-depth <n>' argument '1.5' is invalid/],
       [["--max-waiting", "-1"], /'--max-waiting <n>' argument '-1' is invalid/],
-      [["--kv-dtype", "int8"], /'--kv-dtype <dtype>' argument 'int8' is invalid.*f32, f16, bf16/],
+      [["--kv-dtype", "int4"], /'--kv-dtype <dtype>' argument 'int4' is invalid.*f32, f16, bf16, int8/],
     ];
     for (const [args, message] of cases) {
       await assert.rejects(
@@ -59,7 +59,24 @@ describe("lamina serve flags", () => {
     const model = await loadModel(storiesModelPath());
     const dtypeOf = (f: EngineFlagValues) => resolveSizes(model, engineOptionsFromFlags(f)).geometry.kvDtype;
     assert.equal(dtypeOf({}), "f32");
-    for (const kvDtype of ["f32", "f16", "bf16"] as const) assert.equal(dtypeOf({ kvDtype }), kvDtype);
+    for (const kvDtype of ["f32", "f16", "bf16", "int8"] as const)
+      assert.equal(dtypeOf({ kvDtype }), kvDtype);
+  });
+
+  it("int8 KV counts its smaller rows (scales included) in the blocks a budget holds, and needs blocks of 4k tokens", async () => {
+    const model = await loadModel(storiesModelPath());
+    const sizes = (f: EngineFlagValues) =>
+      resolveSizes(model, engineOptionsFromFlags({ kvMemory: 1 << 20, ...f }));
+    const g = sizes({}).geometry;
+    // f32: 2 × headDim × 4 bytes a token and KV head; int8: 2 × (headDim + a 4-byte scale).
+    const perTokenF32 = g.numLayers * g.numKvHeads * 2 * g.headDim * 4;
+    const perTokenI8 = g.numLayers * g.numKvHeads * 2 * (g.headDim + 4);
+    assert.equal(sizes({}).numBlocks, Math.floor((1 << 20) / (perTokenF32 * 16)));
+    assert.equal(sizes({ kvDtype: "int8" }).numBlocks, Math.floor((1 << 20) / (perTokenI8 * 16)));
+    assert.throws(
+      () => sizes({ kvDtype: "int8", blockSize: 6 }),
+      /int8 KV cache needs a block size that is a multiple of 4, got 6/,
+    );
   });
 
   it("refuses spawning and connecting attention workers at once", async () => {
@@ -179,7 +196,7 @@ describe("lamina serve as a process", () => {
       // The start-up log says how many tokens the KV cache holds.
       assert.match(
         log(),
-        /attention: in-process, KV capacity [1-9]\d* tokens \(the default on \d+ cores.*--attention-workers N/,
+        /attention: in-process, KV capacity [1-9]\d* tokens of f32 \(the default on \d+ cores.*--attention-workers N/,
       );
       const done = (await (
         await fetch(`${url}/v1/completions`, {

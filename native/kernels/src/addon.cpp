@@ -35,7 +35,16 @@ int dtypeOf(const Napi::CallbackInfo& info, size_t i, const char* method) {
   return int(d);
 }
 
-napi_typedarray_type storageType(int dtype) { return dtype == lk::kF32 ? napi_float32_array : napi_uint16_array; }
+// A KV cache's dtype: the float types, or 3 (int8 with per-row scales, kv_int8.h).
+int kvDtypeOf(const Napi::CallbackInfo& info, size_t i, const char* method) {
+  const int64_t d = integer(info, i, method, "dtype");
+  if (d > 3) typeError(info.Env(), std::string(method) + ": KV dtype code must be 0 (f32), 1 (f16), 2 (bf16) or 3 (int8)");
+  return int(d);
+}
+
+napi_typedarray_type storageType(int dtype) {
+  return dtype == lk::kF32 ? napi_float32_array : dtype == lk::kI8 ? napi_int8_array : napi_uint16_array;
+}
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -442,10 +451,10 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   // Reads the cache geometry arguments starting at index i: kc, vc, dtype, numBlocks, blockSize,
-  // nKvHeads, headDim.
-  lk::KvArgs cacheArgs(const Napi::CallbackInfo& info, size_t i, const char* m, int64_t* numBlocks) {
+  // nKvHeads, headDim; an int8 cache's kScale and vScale at `scalesAt` and the next.
+  lk::KvArgs cacheArgs(const Napi::CallbackInfo& info, size_t i, const char* m, int64_t* numBlocks, size_t scalesAt) {
     lk::KvArgs c{};
-    c.dtype = dtypeOf(info, i + 2, m);
+    c.dtype = kvDtypeOf(info, i + 2, m);
     *numBlocks = integer(info, i + 3, m, "cache.numBlocks");
     c.blockSize = integer(info, i + 4, m, "cache.blockSize", 1);
     c.nKvHeads = integer(info, i + 5, m, "cache.nKvHeads", 1);
@@ -453,14 +462,23 @@ class Kernels : public Napi::Addon<Kernels> {
     const int64_t total = *numBlocks * c.nKvHeads * c.blockSize * c.headDim;
     c.k = array(info, i, m, "cache.k", storageType(c.dtype), total).data;
     c.v = array(info, i + 1, m, "cache.v", storageType(c.dtype), total).data;
+    if (c.dtype == lk::kI8) {
+      if (c.blockSize % lk::kI8Group)
+        typeError(info.Env(), std::string(m) + ": an int8 cache needs a block size that is a multiple of " +
+                                  std::to_string(lk::kI8Group) + ", got " + std::to_string(c.blockSize));
+      const int64_t rows = *numBlocks * c.nKvHeads * c.blockSize;
+      c.kScale = static_cast<float*>(array(info, scalesAt, m, "cache.kScale", napi_float32_array, rows).data);
+      c.vScale = static_cast<float*>(array(info, scalesAt + 1, m, "cache.vScale", napi_float32_array, rows).data);
+    }
     return c;
   }
 
-  // kvWrite(kc, vc, dtype, numBlocks, blockSize, nKvHeads, headDim, k, v, slots, nTokens)
+  // kvWrite(kc, vc, dtype, numBlocks, blockSize, nKvHeads, headDim, k, v, slots, nTokens,
+  //         kScale?, vScale? (int8))
   void KvWrite(const Napi::CallbackInfo& info) {
     const char* m = "kvWrite";
     int64_t numBlocks;
-    const lk::KvArgs c = cacheArgs(info, 0, m, &numBlocks);
+    const lk::KvArgs c = cacheArgs(info, 0, m, &numBlocks, 11);
     const int64_t n = integer(info, 10, m, "nTokens");
     const int64_t width = c.nKvHeads * c.headDim;
     const float* k = static_cast<const float*>(array(info, 7, m, "k", napi_float32_array, n * width).data);
@@ -474,13 +492,14 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   // attention(out, q, kc, vc, dtype, numBlocks, blockSize, nKvHeads, headDim, blockTables,
-  //           maxBlocksPerSeq, qSeq, ctxStart, ctxEnd, nTokens, nHeads, scale, lse?, softcap?)
+  //           maxBlocksPerSeq, qSeq, ctxStart, ctxEnd, nTokens, nHeads, scale, lse?, softcap?,
+  //           kScale?, vScale? (int8))
   void Attention(const Napi::CallbackInfo& info) {
     const char* m = "attention";
     Napi::Env env = info.Env();
     int64_t numBlocks;
     lk::AttnArgs a{};
-    a.cache = cacheArgs(info, 2, m, &numBlocks);
+    a.cache = cacheArgs(info, 2, m, &numBlocks, 19);
     const int64_t bs = a.cache.blockSize, D = a.cache.headDim, nKv = a.cache.nKvHeads;
     a.maxBlocksPerSeq = integer(info, 10, m, "maxBlocksPerSeq", 1);
     const int64_t n = integer(info, 14, m, "nTokens");

@@ -293,7 +293,7 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
   Napi::Array ks = info[i].As<Napi::Array>(), vs = info[i + 1].As<Napi::Array>();
   WorkerConfig c;
   c.dtype = int(integer(info, i + 2, m, "dtype"));
-  if (c.dtype > 2) typeError(env, std::string(m) + ": dtype code must be 0, 1 or 2");
+  if (c.dtype > 3) typeError(env, std::string(m) + ": KV dtype code must be 0, 1, 2 or 3 (int8)");
   c.numBlocks = integer(info, i + 3, m, "numBlocks", 1);
   c.windowBlocks = integer(info, i + 4, m, "windowBlocks");
   c.blockSize = integer(info, i + 5, m, "blockSize", 1);
@@ -324,27 +324,47 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
   c.scales.assign(scales, scales + layers);
   c.softcaps.assign(softcaps, softcaps + layers);
   const int64_t perBlock = c.nKvHeads * c.blockSize * c.headDim;
-  const napi_typedarray_type type = c.dtype == kF32 ? napi_float32_array : napi_uint16_array;
+  const napi_typedarray_type type =
+      c.dtype == kF32 ? napi_float32_array : c.dtype == kI8 ? napi_int8_array : napi_uint16_array;
+  const bool int8 = c.dtype == kI8;
+  if (int8 && c.blockSize % kI8Group)
+    typeError(env, std::string(m) + ": an int8 cache needs a block size that is a multiple of " +
+                       std::to_string(kI8Group));
+  if (int8 && (!info[i + 15].IsArray() || !info[i + 16].IsArray() ||
+               info[i + 15].As<Napi::Array>().Length() != ks.Length() ||
+               info[i + 16].As<Napi::Array>().Length() != ks.Length()))
+    typeError(env, std::string(m) + ": an int8 cache needs kScales and vScales, one per layer");
+  // One typed array of `want` with at least `need` elements, kept alive as long as the loop.
+  auto take = [&](Napi::Value v, napi_typedarray_type want, int64_t need, uint32_t l, const char* what) {
+    napi_typedarray_type t;
+    size_t length, offset;
+    void* data;
+    napi_value ab;
+    if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok ||
+        t != want || int64_t(length) < need)
+      typeError(env, std::string(m) + ": layer " + std::to_string(l) + "'s " + what +
+                         " is not a typed array of the geometry");
+    entry.keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    return data;
+  };
   for (uint32_t l = 0; l < ks.Length(); l++) {
-    for (int side = 0; side < 2; side++) {
-      Napi::Value v = (side == 0 ? ks : vs).Get(l);
-      napi_typedarray_type t;
-      size_t length, offset;
-      void* data;
-      napi_value ab;
-      if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok ||
-          t != type || int64_t(length) < perBlock * (c.windowBlocks > 0 && c.windows[l] > 0 ? c.windowBlocks : c.numBlocks))
-        typeError(env, std::string(m) + ": layer " + std::to_string(l) + "'s cache is not a typed array of the geometry");
-      (side == 0 ? c.kCaches : c.vCaches).push_back(data);
-      entry.keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
-    }
+    const int64_t blocks = c.windowBlocks > 0 && c.windows[l] > 0 ? c.windowBlocks : c.numBlocks;
+    c.kCaches.push_back(take(ks.Get(l), type, perBlock * blocks, l, "k cache"));
+    c.vCaches.push_back(take(vs.Get(l), type, perBlock * blocks, l, "v cache"));
+    if (!int8) continue;
+    const int64_t rows = blocks * c.nKvHeads * c.blockSize;
+    c.kScales.push_back(static_cast<float*>(
+        take(info[i + 15].As<Napi::Array>().Get(l), napi_float32_array, rows, l, "k scales")));
+    c.vScales.push_back(static_cast<float*>(
+        take(info[i + 16].As<Napi::Array>().Get(l), napi_float32_array, rows, l, "v scales")));
   }
   return c;
 }
 
 // dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, windowBlocks, blockSize, nKvHeads, headDim,
 //         nHeads, maxContext, windows: Int32Array, scales: Float32Array, softcaps: Float32Array,
-//         threads, spinUs) → id. A windowed layer's cache holds windowBlocks blocks when that is > 0.
+//         threads, spinUs, kScales[]?, vScales[]? (int8: Float32Array per layer)) → id. A windowed
+//         layer's cache holds windowBlocks blocks when that is > 0.
 Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
   const char* m = "dpServe";
   Napi::ArrayBuffer seg = segmentArg(info, 0, m);

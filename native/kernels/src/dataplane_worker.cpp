@@ -283,13 +283,22 @@ void Worker::checkTables(int tag, const TagState& s, int32_t q, int32_t minPos, 
           c_.windowBlocks, "window-pool table");
 }
 
+KvArgs Worker::cache(int layer) const {
+  KvArgs c{c_.kCaches[size_t(layer)], c_.vCaches[size_t(layer)], c_.dtype, c_.blockSize, c_.nKvHeads, c_.headDim};
+  if (c_.dtype == kI8) {
+    c.kScale = c_.kScales[size_t(layer)];
+    c.vScale = c_.vScales[size_t(layer)];
+  }
+  return c;
+}
+
 AttnArgs Worker::args(TagState& s, int layer, int tag, float* out, const int32_t* start, const int32_t* end,
                       float* lse) {
   AttnArgs a{};
   a.out = out;
   a.q = reinterpret_cast<const float*>(tagBase(tag) + layout_.q);
   const bool pooled = inWindowPool(layer);
-  a.cache = {c_.kCaches[size_t(layer)], c_.vCaches[size_t(layer)], c_.dtype, c_.blockSize, c_.nKvHeads, c_.headDim};
+  a.cache = cache(layer);
   a.blockTables = pooled ? s.windowTables.data() : s.tables.data();
   a.maxBlocksPerSeq = g_.maxBlocksPerSeq;
   a.qSeq = s.qSeq.data();
@@ -328,9 +337,7 @@ void Worker::onKv(int tag, const int32_t* e) {
   if (e[2] != s.nTokens) reject(tag, "KV of " + std::to_string(e[2]) + " tokens in a step of " + std::to_string(s.nTokens));
   const int64_t t0 = nowNs();
   char* base = tagBase(tag);
-  const KvArgs cache{c_.kCaches[size_t(layer)], c_.vCaches[size_t(layer)], c_.dtype, c_.blockSize, c_.nKvHeads,
-                     c_.headDim};
-  c_.table->kvWrite(cache, reinterpret_cast<const float*>(base + layout_.k),
+  c_.table->kvWrite(cache(layer), reinterpret_cast<const float*>(base + layout_.k),
                     reinterpret_cast<const float*>(base + layout_.v),
                     inWindowPool(layer) ? s.windowSlots.data() : s.slots.data(), 0, s.nTokens);
   const Ranges& r = s.ranges[size_t(rangeOf_[size_t(layer)])];

@@ -22,6 +22,7 @@ struct WorkerConfig {
   void* segment = nullptr;
   size_t segmentBytes = 0;
   std::vector<void*> kCaches, vCaches;  // one pair per layer
+  std::vector<float*> kScales, vScales;  // int8 caches: one pair per layer (KvArgs::kScale)
   int dtype = 0;
   // numBlocks: the global pool; windowBlocks: the window layers' own pool (0: every layer's KV
   // lives in the global pool), whose tables a STEP carries in the windowTables slot.
@@ -88,6 +89,8 @@ class Worker {
   bool inWindowPool(int layer) const { return c_.windowBlocks > 0 && c_.windows[size_t(layer)] > 0; }
   void onQ(int tag, const int32_t* entry);
   void onKv(int tag, const int32_t* entry);
+  /** Layer `layer`'s cache as the kernels take it (an int8 cache with its scales). */
+  KvArgs cache(int layer) const;
   AttnArgs args(TagState& s, int layer, int tag, float* out, const int32_t* start, const int32_t* end, float* lse);
   [[noreturn]] void reject(int tag, const std::string& what);
   void fail(const std::string& what);

@@ -8,7 +8,8 @@
 
 namespace lk {
 
-enum DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+// kI8: the KV cache only (kv_int8.h): int8 rows with an f32 scale per token and KV head.
+enum DType : int { kF32 = 0, kF16 = 1, kBF16 = 2, kI8 = 3 };
 
 struct MatmulArgs {
   float* out;         // [nTokens, rows]
@@ -33,12 +34,19 @@ inline int64_t tokenGroups(int64_t nTokens) { return (nTokens + kTokenGroup - 1)
 
 struct KvArgs {
   void* k;  // cache, block-major: ((block * nKvHeads + h) * blockSize + off) * headDim + i
-  void* v;
+  void* v;  // the same, except int8 (see kv_int8.h: tokens interleaved in groups of kI8Group)
   int dtype;
   int64_t blockSize;
   int64_t nKvHeads;
   int64_t headDim;
+  // int8 only: the scale of each (token, KV head) row, at (block * nKvHeads + h) * blockSize + off.
+  float* kScale = nullptr;
+  float* vScale = nullptr;
 };
+
+// int8 V rows are stored in groups of this many tokens of a block, interleaved element by element
+// (kv_int8.h), so integer dot products can sum over keys; int8 caches need blockSize % kI8Group == 0.
+constexpr int64_t kI8Group = 4;
 
 struct AttnArgs {
   float* out;

@@ -9,6 +9,7 @@
 
 #include "bf16_dot.h"
 #include "kernel_table.h"
+#include "kv_int8.h"
 #include "simd.h"
 
 #ifndef LK_VARIANT
@@ -402,6 +403,7 @@ void softmax(float* out, const float* x, int64_t dim, bool log, int64_t r0, int6
 // ---- KV cache -------------------------------------------------------------------------------------
 
 void kvWrite(const KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0, int64_t t1) {
+  if (c.dtype == lk::kI8) return i8::kvWrite(c, k, v, slots, t0, t1);  // kv_int8.h
   const int64_t width = c.nKvHeads * c.headDim;
   for (int64_t t = t0; t < t1; t++) {
     const int64_t slot = slots[t];
@@ -850,6 +852,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
 
 void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                float* lse) {
+  if (a.cache.dtype == lk::kI8) return i8::attention(a, t, h0, h1, p0, p1, out, lse);  // kv_int8.h
   if (a.cache.dtype == lk::kF32) attentionPart<0>(a, t, h0, h1, p0, p1, out, lse);
   else if (a.cache.dtype == lk::kF16) attentionPart<1>(a, t, h0, h1, p0, p1, out, lse);
   else attentionPart<2>(a, t, h0, h1, p0, p1, out, lse);

@@ -1,0 +1,308 @@
+// The int8 KV cache (included by kernels.cpp, so compiled into every variant): kvWrite quantizes
+// each (token, KV head) row symmetrically (scale = absmax / 127, round half to even), and attention
+// reads the int8 rows directly: scores are scale * kScale[j] * (q . k_j), and the values pass folds
+// vScale[j] into the probability, so no dequantized copy of a row exists anywhere.
+//
+// Layout (block-major, like the float caches):
+//   K  row (block, h, off) at ((block * nKv + h) * bs + off) * D, D int8s.
+//   V  a block's tokens in groups of kI8Group (4): group (block, h, off / 4) starts where its first
+//      token's row would, ((block * nKv + h) * bs + off / 4 * 4) * D, and holds element d of its
+//      four tokens at d * 4 + off % 4. One 32-bit lane of an integer dot product then sums four
+//      keys' contributions to one element, and the widening path keeps its accumulator in the same
+//      (element, key) order, reduced over the four keys once per task.
+//   kScale / vScale  one f32 per row at (block * nKv + h) * bs + off.
+// Lanes of a group outside a task's key range get probability 0: whatever their bytes hold (int8
+// has no NaN), they add nothing.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "kernel_table.h"
+#include "simd.h"
+
+namespace LK_VARIANT {
+namespace i8 {
+
+using lk::kI8Group;
+
+typedef int8_t vb __attribute__((vector_size(W)));
+
+// W int8s widened to W floats (sign-extending loads: GCC lowers the generic conversion of a byte
+// vector to one scalar conversion per lane, which made this path 3x slower).
+inline vf loadI8(const int8_t* p) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  return (vf)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__SSE2__)
+  int32_t word;
+  std::memcpy(&word, p, 4);
+  const __m128i b = _mm_cvtsi32_si128(word);
+  // Each byte to the top of its 32-bit lane, then an arithmetic shift back: sign extension.
+  const __m128i x = _mm_unpacklo_epi16(_mm_unpacklo_epi8(b, b), _mm_unpacklo_epi8(b, b));
+  return (vf)_mm_cvtepi32_ps(_mm_srai_epi32(x, 24));
+#else
+  vb b;
+  std::memcpy(&b, p, sizeof b);
+  return __builtin_convertvector(b, vf);
+#endif
+}
+
+// Quantizes x[0, D) to dst[i * stride]; returns the row's scale (0 for a zero row).
+inline float quantizeRow(int8_t* dst, int64_t stride, const float* x, int64_t D) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < D; i++) amax = std::max(amax, std::fabs(x[i]));
+  const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+  for (int64_t i = 0; i < D; i++) {
+    const float r = std::nearbyint(x[i] * inv);  // ties to even, the default rounding mode
+    dst[i * stride] = int8_t(std::min(127.0f, std::max(-127.0f, r)));
+  }
+  return amax / 127.0f;
+}
+
+inline void kvWrite(const lk::KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0,
+                    int64_t t1) {
+  const int64_t D = c.headDim, width = c.nKvHeads * D;
+  int8_t* k8 = static_cast<int8_t*>(c.k);
+  int8_t* v8 = static_cast<int8_t*>(c.v);
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t slot = slots[t];
+    if (slot < 0) continue;  // padding token
+    const int64_t block = slot / c.blockSize, off = slot % c.blockSize, lane = off % kI8Group;
+    for (int64_t h = 0; h < c.nKvHeads; h++) {
+      const int64_t row = (block * c.nKvHeads + h) * c.blockSize + off;
+      c.kScale[row] = quantizeRow(k8 + row * D, 1, k + t * width + h * D, D);
+      c.vScale[row] = quantizeRow(v8 + (row - lane) * D + lane, kI8Group, v + t * width + h * D, D);
+    }
+  }
+}
+
+// Keys per online-softmax step, in groups of kI8Group.
+constexpr int64_t kStepKeys = 64;
+constexpr int64_t kStepGroups = kStepKeys / kI8Group;
+
+// One step: its groups, each the row of its first token for KV head 0 (head h adds h * bs) and the
+// lanes [lo, hi) inside the task's key range.
+struct Step {
+  int64_t n;
+  int64_t row[kStepGroups];
+  int lo[kStepGroups], hi[kStepGroups];
+};
+
+struct Scratch {
+  std::vector<float> acc;  // [H, 4 * D] numerators, (element, key lane) order
+  std::vector<float> p;    // [H, kStepKeys] scores, then probabilities
+  std::vector<float> w;    // [H, kStepGroups, W] each group's folded probabilities, repeated across a vector
+  std::vector<float> m, l;
+};
+
+inline Scratch& scratch(int64_t H, int64_t D) {
+  thread_local Scratch s;
+  if (int64_t(s.acc.size()) < H * 4 * D) s.acc.resize(size_t(H * 4 * D));
+  if (int64_t(s.p.size()) < H * kStepKeys) s.p.resize(size_t(H * kStepKeys));
+  if (int64_t(s.w.size()) < H * kStepGroups * W) s.w.resize(size_t(H * kStepGroups * W));
+  if (int64_t(s.m.size()) < H) {
+    s.m.resize(size_t(H));
+    s.l.resize(size_t(H));
+  }
+  return s;
+}
+
+// Groups from position p on, until the step is full or the range ends; returns the next position.
+inline int64_t gather(const lk::AttnArgs& a, const int32_t* table, int64_t p, int64_t p1, Step& st) {
+  const int64_t bs = a.cache.blockSize, nKv = a.cache.nKvHeads;
+  st.n = 0;
+  while (p < p1 && st.n < kStepGroups) {
+    const int64_t off = p % bs, lo = off % kI8Group, first = p - lo;
+    st.row[st.n] = int64_t(table[p / bs]) * nKv * bs + (off - lo);
+    st.lo[st.n] = int(lo);
+    st.hi[st.n] = int(std::min<int64_t>(kI8Group, p1 - first));
+    st.n++;
+    p = first + kI8Group;
+  }
+  return p;
+}
+
+// Scores of GB query heads against the step's keys of one KV head (rows offset by `headRow`):
+// p[g * kStepKeys + 4 * group + lane], -inf outside the range.
+template <int GB>
+inline void scores(const lk::AttnArgs& a, const float* q, const Step& st, int64_t headRow, float* p) {
+  const int64_t D = a.cache.headDim, dv = D / W * W;
+  const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
+  for (int64_t gi = 0; gi < st.n; gi++) {
+    for (int lane = 0; lane < kI8Group; lane++) {
+      const int64_t j = gi * kI8Group + lane;
+      if (lane < st.lo[gi] || lane >= st.hi[gi]) {
+        for (int g = 0; g < GB; g++) p[g * kStepKeys + j] = -INFINITY;
+        continue;
+      }
+      const int64_t row = st.row[gi] + headRow + lane;
+      const int8_t* kr = k8 + row * D;
+      vf acc[GB];
+      for (int g = 0; g < GB; g++) acc[g] = splat(0.0f);
+      for (int64_t i = 0; i < dv; i += W) {
+        const vf kv = loadI8(kr + i);
+        for (int g = 0; g < GB; g++) acc[g] += loadf(q + g * D + i) * kv;
+      }
+      const float f = a.scale * a.cache.kScale[row];
+      for (int g = 0; g < GB; g++) {
+        float s = hsum(acc[g]);
+        for (int64_t i = dv; i < D; i++) s += q[g * D + i] * float(kr[i]);
+        p[g * kStepKeys + j] = s * f;
+      }
+    }
+  }
+}
+
+// acc[g] (4 * D, element-key order) += the step's V groups of one KV head weighted by w (each
+// group's four folded probabilities repeated across a vector), GB heads and NC vectors of columns
+// held in registers over the step's groups.
+template <int GB, int NC>
+inline void valueCols(float* acc, int64_t D4, int64_t i, const int8_t* vBase, const Step& st, const float* w) {
+  vf o[GB][NC];
+  for (int g = 0; g < GB; g++)
+    for (int c = 0; c < NC; c++) o[g][c] = loadf(acc + g * D4 + i + c * W);
+  for (int64_t gi = 0; gi < st.n; gi++) {
+    const int8_t* vg = vBase + st.row[gi] * (D4 / kI8Group) + i;
+    vf v[NC];
+    for (int c = 0; c < NC; c++) v[c] = loadI8(vg + c * W);
+    for (int g = 0; g < GB; g++) {
+      const vf wg = loadf(w + (g * kStepGroups + gi) * W);
+      for (int c = 0; c < NC; c++) o[g][c] += wg * v[c];
+    }
+  }
+  for (int g = 0; g < GB; g++)
+    for (int c = 0; c < NC; c++) storef(acc + g * D4 + i + c * W, o[g][c]);
+}
+
+template <int GB>
+inline void values(float* acc, int64_t D, const int8_t* vBase, const Step& st, const float* w) {
+  const int64_t D4 = D * kI8Group, dv = D4 / W * W;
+  constexpr int NC = GB >= 4 ? 2 : 4;
+  int64_t i = 0;
+  for (; i + NC * W <= dv; i += NC * W) valueCols<GB, NC>(acc, D4, i, vBase, st, w);
+  for (; i < dv; i += W) valueCols<GB, 1>(acc, D4, i, vBase, st, w);
+  for (; i < D4; i++) {  // odd head_dim: the elements past the last whole vector
+    const int lane = int(i % kI8Group);
+    for (int64_t gi = 0; gi < st.n; gi++) {
+      const float vv = float(vBase[st.row[gi] * D + i]);
+      for (int g = 0; g < GB; g++) acc[g * D4 + i] += w[(g * kStepGroups + gi) * W + lane] * vv;
+    }
+  }
+}
+
+// Heads [0, n) in tiles of 4, 2 and 1.
+template <typename F4, typename F2, typename F1>
+inline void headTiles(int64_t n, F4 f4, F2 f2, F1 f1) {
+  int64_t g = 0;
+  for (; g + 4 <= n; g += 4) f4(g);
+  for (; g + 2 <= n; g += 2) f2(g);
+  for (; g < n; g++) f1(g);
+}
+
+// One step's online-softmax update of head g's row of scores (n keys, -inf where out of range):
+// rescales its accumulator and returns the probabilities in place (0 from n to kStepKeys).
+inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float softcap, int64_t D4) {
+  if (softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
+    const float inv = 1.0f / softcap;
+    for (int64_t j = 0; j < n; j++)
+      if (row[j] != -INFINITY) row[j] = softcap * std::tanh(row[j] * inv);
+  }
+  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
+  vf mv = splat(-INFINITY);
+  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
+  const float mNew = std::max(s.m[g], hmax(mv));
+  const float corr = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
+  if (corr != 1.0f) {
+    float* ag = s.acc.data() + g * D4;
+    for (int64_t i = 0; i < D4; i++) ag[i] *= corr;
+  }
+  vf lv = splat(0.0f);
+  for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
+    const vf e = vexp(loadf(row + j) - mNew);
+    storef(row + j, e);
+    lv += e;
+  }
+  s.l[g] = s.l[g] * corr + hsum(lv);
+  s.m[g] = mNew;
+}
+
+// One query token against KV heads [h0, h1) over keys [p0, p1) (the KernelTable::attention
+// contract), widening int8 to fp32: the path of variants without integer dot products.
+inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                      float* lse) {
+  const lk::KvArgs& c = a.cache;
+  const int64_t D = c.headDim, D4 = D * kI8Group, bs = c.blockSize, nKv = c.nKvHeads;
+  const int64_t G = a.nHeads / nKv, H = (h1 - h0) * G;
+  Scratch& s = scratch(H, D);
+  std::fill(s.acc.begin(), s.acc.begin() + H * D4, 0.0f);
+  std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
+  std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
+  const float* q = a.q + (t * a.nHeads + h0 * G) * D;  // the task's query heads are contiguous
+  const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
+  const int8_t* v8 = static_cast<const int8_t*>(c.v);
+  Step st;
+  for (int64_t p = gather(a, table, p0, p1, st); st.n > 0; p = gather(a, table, p, p1, st)) {
+    const int64_t n = st.n * kI8Group;
+    for (int64_t kh = 0; kh < h1 - h0; kh++) {
+      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
+      float* pk = s.p.data() + g0 * kStepKeys;
+      const float* qk = q + g0 * D;
+      headTiles(
+          G, [&](int64_t g) { scores<4>(a, qk + g * D, st, headRow, pk + g * kStepKeys); },
+          [&](int64_t g) { scores<2>(a, qk + g * D, st, headRow, pk + g * kStepKeys); },
+          [&](int64_t g) { scores<1>(a, qk + g * D, st, headRow, pk + g * kStepKeys); });
+      for (int64_t g = g0; g < g0 + G; g++) {
+        float* row = s.p.data() + g * kStepKeys;
+        softmaxStep(s, g, row, n, a.softcap, D4);
+        // Fold each key's V scale into its probability, repeated across a vector for its group.
+        for (int64_t gi = 0; gi < st.n; gi++) {
+          float* wv = s.w.data() + (g * kStepGroups + gi) * W;
+          for (int lane = 0; lane < kI8Group; lane++) {
+            const bool in = lane >= st.lo[gi] && lane < st.hi[gi];  // a lane outside: its scale may be unset
+            wv[lane] = in ? row[gi * kI8Group + lane] * c.vScale[st.row[gi] + headRow + lane] : 0.0f;
+          }
+          for (int r = kI8Group; r < W; r++) wv[r] = wv[r % kI8Group];
+        }
+      }
+      const int8_t* vBase = v8 + headRow * D;
+      float* ak = s.acc.data() + g0 * D4;
+      const float* wk = s.w.data() + g0 * kStepGroups * W;
+      headTiles(
+          G, [&](int64_t g) { values<4>(ak + g * D4, D, vBase, st, wk + g * kStepGroups * W); },
+          [&](int64_t g) { values<2>(ak + g * D4, D, vBase, st, wk + g * kStepGroups * W); },
+          [&](int64_t g) { values<1>(ak + g * D4, D, vBase, st, wk + g * kStepGroups * W); });
+    }
+  }
+  for (int64_t g = 0; g < H; g++) {
+    const float l = s.l[g];
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    const float* ag = s.acc.data() + g * D4;
+    for (int64_t d = 0; d < D; d++)
+      out[g * D + d] = ((ag[4 * d] + ag[4 * d + 1]) + (ag[4 * d + 2] + ag[4 * d + 3])) * inv;
+    if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
+  }
+}
+
+}  // namespace i8
+}  // namespace LK_VARIANT
+
+#include "kv_int8_vnni.h"
+
+namespace LK_VARIANT {
+namespace i8 {
+
+inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                      float* lse) {
+#if defined(LK_I8_VNNI)
+  if (hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
+#endif
+  attentionWiden(a, t, h0, h1, p0, p1, out, lse);
+}
+
+}  // namespace i8
+}  // namespace LK_VARIANT

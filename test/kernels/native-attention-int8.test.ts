@@ -1,0 +1,207 @@
+// The int8 KV cache: kvWrite's quantization and paged attention reading int8 directly, native (every
+// variant this CPU runs) against the reference backend, over odd head sizes, GQA and MHA, several
+// batch sizes and contexts; the quantization error against an f32 cache; and the errors a
+// malformed int8 cache gets.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import { kvValueIndex, parseKvDtype } from "../../src/kernels/kv-cache.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import {
+  assertClose,
+  emptyCache,
+  fillCache,
+  type PagedLayout,
+  pagedLayout,
+  randomF32,
+  rng,
+} from "./fixtures.js";
+import { forEachVariant, nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+
+interface Case {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  blockSize: number;
+  seqLens: number[];
+}
+
+const CASES: Case[] = [
+  { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 16, seqLens: [300, 17, 1] }, // GQA 4, the fast path's shape
+  { nHeads: 6, nKvHeads: 2, headDim: 20, blockSize: 16, seqLens: [37, 70, 6] }, // group 3, odd head size
+  { nHeads: 3, nKvHeads: 3, headDim: 5, blockSize: 4, seqLens: [9, 2, 23] }, // MHA, tiny odd head, one group a block
+  { nHeads: 28, nKvHeads: 4, headDim: 72, blockSize: 32, seqLens: [130, 64] }, // group 7
+  { nHeads: 4, nKvHeads: 4, headDim: 130, blockSize: 8, seqLens: [2100, 5] }, // MHA, long: split over threads
+  { nHeads: 2, nKvHeads: 1, headDim: 256, blockSize: 16, seqLens: [45] }, // group 2, wide head
+];
+
+/** Query tokens: a decode per sequence, a causal prefill chunk, a sub-range starting mid-group, an empty range. */
+function queries(layout: PagedLayout) {
+  const qSeq: number[] = [];
+  const start: number[] = [];
+  const end: number[] = [];
+  const add = (s: number, a: number, b: number) => {
+    qSeq.push(s);
+    start.push(a);
+    end.push(b);
+  };
+  layout.seqLens.forEach((len, s) => {
+    add(s, 0, len);
+  });
+  const last = layout.seqLens.length - 1;
+  const len = layout.seqLens[last]!;
+  for (let p = Math.max(0, len - 5); p < len; p++) add(last, 0, p + 1);
+  add(0, Math.min(3, layout.seqLens[0]! - 1), layout.seqLens[0]!);
+  add(0, 1, 1);
+  return {
+    qSeq: new Int32Array(qSeq),
+    ctxStart: new Int32Array(start),
+    ctxEnd: new Int32Array(end),
+    n: qSeq.length,
+  };
+}
+
+function setup(c: Case, seed: number) {
+  const layout = pagedLayout(c.seqLens, c.blockSize, rng(seed));
+  const make = (b: KernelBackend, dtype: "int8" | "f32") => {
+    const cache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+    fillCache(b, cache, layout, rng(seed + 1));
+    return cache;
+  };
+  const qs = queries(layout);
+  const q = randomF32(qs.n * c.nHeads * c.headDim, rng(seed + 2), 2);
+  return { layout, ref8: make(ref, "int8"), nat8: make(native, "int8"), refF32: make(ref, "f32"), q, ...qs };
+}
+
+function run(b: KernelBackend, cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case) {
+  const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(Number.NaN);
+  const lse = new Float32Array(s.n * c.nHeads).fill(Number.NaN);
+  const args: AttentionArgs = {
+    out,
+    q: s.q,
+    cache,
+    blockTables: s.layout.blockTables,
+    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+    qSeq: s.qSeq,
+    ctxStart: s.ctxStart,
+    ctxEnd: s.ctxEnd,
+    nTokens: s.n,
+    nHeads: c.nHeads,
+    scale: 1 / Math.sqrt(c.headDim),
+    lse,
+  };
+  b.attention(args);
+  return { out, lse };
+}
+
+test("kvWrite quantizes each (token, KV head) row as the reference does: same codes, same scales", () => {
+  for (const [ci, c] of CASES.entries()) {
+    const s = setup(c, 10 + ci);
+    assert.deepEqual(s.nat8.kScale, s.ref8.kScale, `K scales, case ${ci}`);
+    assert.deepEqual(s.nat8.vScale, s.ref8.vScale, `V scales, case ${ci}`);
+    assert.deepEqual(s.nat8.k, s.ref8.k, `K codes, case ${ci}`);
+    assert.deepEqual(s.nat8.v, s.ref8.v, `V codes, case ${ci}`);
+  }
+});
+
+test("an int8 row is its f32 row within half a step (absmax / 254), V in the interleaved layout", () => {
+  const c = CASES[1]!;
+  const s = setup(c, 30);
+  const rows = s.layout.numBlocks * c.nKvHeads * c.blockSize;
+  let checked = 0;
+  for (let row = 0; row < rows; row++) {
+    const ks = s.ref8.kScale![row]!;
+    const vs = s.ref8.vScale![row]!;
+    if (ks === 0) continue; // a slot nobody wrote
+    for (let i = 0; i < c.headDim; i++) {
+      const k = (s.refF32.k as Float32Array)[row * c.headDim + i]!;
+      const v = (s.refF32.v as Float32Array)[row * c.headDim + i]!;
+      assert.ok(Math.abs((s.ref8.k as Int8Array)[row * c.headDim + i]! * ks - k) <= ks / 2 + 1e-7, "K");
+      const at = kvValueIndex("int8", row, c.headDim, i);
+      assert.ok(Math.abs((s.ref8.v as Int8Array)[at]! * vs - v) <= vs / 2 + 1e-7, "V");
+    }
+    checked++;
+  }
+  assert.ok(checked >= 113, `${checked} rows checked`);
+});
+
+test("a padding slot (-1) writes nothing into an int8 cache", () => {
+  const c = CASES[1]!;
+  const s = setup(c, 40);
+  const before = [s.nat8.k, s.nat8.v, s.nat8.kScale!, s.nat8.vScale!].map((a) =>
+    Uint8Array.from(new Uint8Array(a.buffer)),
+  );
+  const w = c.nKvHeads * c.headDim;
+  native.kvWrite(s.nat8, randomF32(w, rng(1)), randomF32(w, rng(2)), new Int32Array([-1]), 1);
+  const after = [s.nat8.k, s.nat8.v, s.nat8.kScale!, s.nat8.vScale!].map((a) => new Uint8Array(a.buffer));
+  assert.deepEqual(after, before);
+});
+
+test("int8 attention matches the reference on the same cache (every variant, GQA/MHA, odd heads, long contexts)", () => {
+  const ran = new Set<string>();
+  for (const [ci, c] of CASES.entries()) {
+    const s = setup(c, 100 + ci);
+    const expected = run(ref, s.ref8, s, c);
+    for (const threads of [1, 2]) {
+      native.setThreads(threads);
+      forEachVariant(native, (v) => {
+        const got = run(native, s.nat8, s, c);
+        const what = `${v} ${threads}t heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
+        assertClose(got.out, expected.out, `out ${what}`, INT8_KERNEL_RTOL);
+        assertClose(got.lse, expected.lse, `lse ${what}`, INT8_KERNEL_RTOL);
+        ran.add(v);
+      });
+    }
+    const last = run(native, s.nat8, s, c); // the empty range: zeros and -Infinity
+    const row = (s.n - 1) * c.nHeads;
+    assert.equal(last.lse[row], Number.NEGATIVE_INFINITY);
+    assert.equal(last.out[row * c.headDim], 0);
+  }
+  native.setThreads(2);
+  console.log(`int8 attention variants tested: ${[...ran].join(", ")}`);
+  assert.deepEqual([...ran], native.info().supported, "every supported variant ran");
+});
+
+/**
+ * The native kernels' agreement with the reference on the same int8 cache. The widening path
+ * computes in fp32 on exactly the reference's values (1e-5 would do); the integer dot-product path
+ * (AVX-512 VNNI) also rounds each query head to int8 (relative error ≤ 1/254 of its largest
+ * element per element) and each step's folded probabilities to 8 bits: the tolerance covers those.
+ */
+const INT8_KERNEL_RTOL = 2e-2;
+
+test("int8 attention is within the quantization error of attention over the f32 cache", () => {
+  // Keys and values uniform in [-1, 1): a step of 1/127 of the row's largest element, so each
+  // element is off by at most 1/254 of it, and an output (a convex combination of V rows, with
+  // scores off by |q|₁ / 254 / √d at most) by a few hundredths.
+  for (const [ci, c] of CASES.entries()) {
+    const s = setup(c, 200 + ci);
+    const exact = run(ref, s.refF32, s, c);
+    const got = run(native, s.nat8, s, c);
+    let worst = 0;
+    for (let i = 0; i < exact.out.length; i++) worst = Math.max(worst, Math.abs(got.out[i]! - exact.out[i]!));
+    assert.ok(worst < 0.05, `case ${ci}: largest output error ${worst}`);
+  }
+});
+
+test("a malformed int8 cache is refused by name", () => {
+  const c = CASES[1]!;
+  const s = setup(c, 300);
+  const { kScale: _k, vScale: _v, ...noScales } = s.nat8;
+  for (const b of [native, ref])
+    assert.throws(() => run(b, noScales as KvLayerCache, s, c), /kScale/, `${b.name}: no scales`);
+  const odd = { ...s.nat8, blockSize: 6 };
+  for (const b of [native, ref])
+    assert.throws(
+      () => b.kvWrite(odd, new Float32Array(40), new Float32Array(40), new Int32Array([0]), 1),
+      /multiple of 4/,
+    );
+  assert.throws(
+    () => emptyCache("int8", 2, 6, 1, 8),
+    /int8 KV cache needs a block size that is a multiple of 4, got 6/,
+  );
+  assert.throws(() => parseKvDtype("int4", "--kv-dtype"), /unknown KV dtype "int4".*f32, f16, bf16, int8/);
+});
