@@ -57,12 +57,8 @@ export async function ensureBenchModel(
   log: (line: string) => void,
   quantize?: GgufQuantize,
 ): Promise<BenchModelFiles> {
-  const dir = path.join(cacheRoot, `${shape}-${dtype}`);
+  const dir = ensureBenchModelDir(cacheRoot, shape, dtype, log);
   const gguf = path.join(cacheRoot, `${shape}-${dtype}${quantize ? `-${quantize}` : ""}.gguf`);
-  if (!existsSync(path.join(dir, "config.json"))) {
-    log(`generating ${shape} (${dtype}, random weights) in ${dir} ...`);
-    writeRandomModelDir(dir, hfConfig(shape, dtype), dtype, 20251122, true);
-  }
   if (!existsSync(gguf)) {
     log(`converting ${shape} to GGUF${quantize ? ` (${quantize})` : ""} ...`);
     const model = await loadModel(dir);
@@ -70,6 +66,21 @@ export async function ensureBenchModel(
     renameSync(`${gguf}.partial`, gguf);
   }
   return { dir, gguf };
+}
+
+/** The cached Hugging Face directory alone (no GGUF export), generated on first use. */
+export function ensureBenchModelDir(
+  cacheRoot: string,
+  shape: BenchShape,
+  dtype: DType,
+  log: (line: string) => void,
+) {
+  const dir = path.join(cacheRoot, `${shape}-${dtype}`);
+  if (!existsSync(path.join(dir, "config.json"))) {
+    log(`generating ${shape} (${dtype}, random weights) in ${dir} ...`);
+    writeRandomModelDir(dir, hfConfig(shape, dtype), dtype, 20251122, true);
+  }
+  return dir;
 }
 
 function hfConfig(shape: BenchShape, dtype: DType): Record<string, unknown> {

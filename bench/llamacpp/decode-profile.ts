@@ -4,7 +4,11 @@
 // streaming read measured in the same run.
 //
 //   node dist/bench/llamacpp/decode-profile.js [--shape llama3.2-1b|smollm2-135m] [--threads 2] [--tokens 24]
-//                                              [--reps 3] [--quantize q8_0|q4_0|q4_k_m]
+//                                              [--reps 3] [--quantize q8_0|q4_0|q4_k_m] [--models DIR]
+//
+// --models: where the generated model is cached (default .lamina-cache/bench-models, which git
+// ignores; the llama.cpp comparison uses the same). Only the model directory is generated unless
+// --quantize asks for a GGUF export.
 //
 // --quantize: the model's GGUF export at that quantization (the file the llama.cpp comparison
 // runs) instead of the bf16 directory; the matmuls are then also broken down by weight type and shape.
@@ -20,7 +24,13 @@ import { loadModel } from "../../src/model/load.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { intFlag } from "../common/flags.js";
 import { bestTime, REPO_ROOT, writeResults } from "../common/results.js";
-import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
+import {
+  BENCH_SHAPES,
+  type BenchShape,
+  benchPrompt,
+  ensureBenchModel,
+  ensureBenchModelDir,
+} from "./bench-models.js";
 
 const { values } = parseArgs({
   options: {
@@ -29,6 +39,7 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "24" },
     reps: { type: "string", default: "3" },
     quantize: { type: "string" },
+    models: { type: "string", default: path.join(REPO_ROOT, ".lamina-cache", "bench-models") },
   },
 });
 if (!(values.shape in BENCH_SHAPES))
@@ -41,14 +52,12 @@ const quantize = values.quantize as GgufQuantize | undefined;
 if (quantize !== undefined && !(GGUF_QUANTIZE as readonly string[]).includes(quantize))
   throw new Error(`--quantize takes ${GGUF_QUANTIZE.join(", ")}; got "${quantize}"`);
 
-const files = await ensureBenchModel(
-  path.join(REPO_ROOT, ".lamina-cache", "bench-models"),
-  shape,
-  "bf16",
-  (l) => console.log(l),
-  quantize,
+const log = (l: string) => console.log(l);
+const model = await loadModel(
+  quantize
+    ? (await ensureBenchModel(values.models, shape, "bf16", log, quantize)).gguf
+    : ensureBenchModelDir(values.models, shape, "bf16", log),
 );
-const model = await loadModel(quantize ? files.gguf : files.dir);
 const weights = quantize ?? "bf16";
 const native = loadKernelBackend({ backend: "native", threads }) as NativeBackend;
 
