@@ -155,7 +155,17 @@ console.log(
     `streaming read beside it (${streamGBs.toFixed(1)} GB/s); every pass: ` +
     passes.map((p) => `${p.pct.toFixed(0)}%`).join(", "),
 );
+// The same figure as tokens per second: one decode step is one token of the sequence, and the
+// limit is the streaming read divided by the weight bytes a token reads.
+const tokPerS = 1000 / stepMs;
+const limitTokPerS = (streamGBs * 1e9) / weightBytesPerStep;
+console.log(
+  `decode: ${tokPerS.toFixed(1)} tok/s against ${limitTokPerS.toFixed(1)} tok/s (streaming read ÷ ` +
+    `${(weightBytesPerStep / 1e9).toFixed(3)} GB per token): ${((100 * tokPerS) / limitTokPerS).toFixed(0)}%`,
+);
 writeResults(`decode-profile-${shape}${quantize ? `-${quantize}` : ""}.json`, {
+  tokPerS,
+  limitTokPerS,
   shape,
   weights,
   backend: native.describe(),
