@@ -890,7 +890,8 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   // With pairs of a permuting dtype, q and the accumulator are kept in loadPair's even/odd order.
   const bool permuted = pairs && pairPermuted<DT>();
   const float* q = qt;
-  // A bf16 cache on a CPU with AVX-512-BF16 multiplies through vdpbf16ps (see dpScoresTile).
+  // A bf16 cache on a CPU with AVX-512-BF16 multiplies through vdpbf16ps (see dpScoresTile) when
+  // queries are grouped; for MHA (G = 1) the widening kernels measured faster (BENCHMARKS.md).
 #if defined(__AVX512BF16__)
   const bool dp = DT == 2 && D % 32 == 0 && G >= 2;
 #else
