@@ -7,7 +7,13 @@ import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kerne
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import { assertClose, emptyCache, fillCache, pagedLayout, randomF32, rng } from "./fixtures.js";
-import { forEachVariant, nativeKernels } from "./native-setup.js";
+import {
+  attentionTakesBf16Dot,
+  BF16_DOT_RTOL,
+  forEachVariant,
+  nativeKernels,
+  roundedToBf16,
+} from "./native-setup.js";
 
 const ref = new ReferenceBackend();
 const native = nativeKernels();
@@ -60,7 +66,7 @@ test("geluMul, softcap and scale follow their formulas, also in place, on every 
 /** A decode token and a prefill chunk over two sequences; scores large enough for a cap of 1.5 to bend. */
 function setup(dtype: DType) {
   const nHeads = 4;
-  const nKvHeads = 2;
+  const nKvHeads = 2; // grouped: on avx512bf16 a bf16 cache takes the bf16 dot-product path
   const headDim = 32;
   const layout = pagedLayout([29, 41], 8, rng(5));
   const caches: KvLayerCache[] = [ref, native].map(() =>
@@ -81,6 +87,7 @@ function setup(dtype: DType) {
     ctxEnd: new Int32Array(ctxEnd),
     n,
     nHeads,
+    nKvHeads,
     headDim,
   };
 }
@@ -122,12 +129,20 @@ test("attention with soft-capped scores: native matches the reference on every K
     for (let i = 0; i < expected.out.length; i++)
       moved = Math.max(moved, Math.abs(expected.out[i]! - uncapped.out[i]!));
     assert.ok(moved > 0.05, `the cap changes the result (max change ${moved})`);
+    // The bf16 dot-product path multiplies queries rounded to bf16 (see attentionTakesBf16Dot).
+    const roundedQ = { ...s, q: roundedToBf16(s.q) };
+    const expectedDot = attend(ref, s.caches[0]!, roundedQ, 1.5);
+    const uncappedDot = attend(ref, s.caches[0]!, roundedQ, 0);
     forEachVariant(native, (v) => {
+      const dot = attentionTakesBf16Dot(native, dtype, s.nHeads, s.nKvHeads, s.headDim);
+      const [want, wantUncapped, rtol] = dot
+        ? [expectedDot, uncappedDot, BF16_DOT_RTOL]
+        : [expected, uncapped, 1e-5];
       const got = attend(native, s.caches[1]!, s, 1.5);
-      assertClose(got.out, expected.out, `out ${v} ${dtype}`);
-      assertClose(got.lse, expected.lse, `lse ${v} ${dtype}`);
+      assertClose(got.out, want.out, `out ${v} ${dtype}`, rtol);
+      assertClose(got.lse, want.lse, `lse ${v} ${dtype}`, rtol);
       const plain = attend(native, s.caches[1]!, s, 0);
-      assertClose(plain.out, uncapped.out, `uncapped out ${v} ${dtype}`);
+      assertClose(plain.out, wantUncapped.out, `uncapped out ${v} ${dtype}`, rtol);
     });
   }
 });

@@ -14,7 +14,13 @@ import {
   randomF32,
   rng,
 } from "./fixtures.js";
-import { forEachVariant, nativeKernels, roundedToBf16 } from "./native-setup.js";
+import {
+  attentionTakesBf16Dot,
+  BF16_DOT_RTOL,
+  forEachVariant,
+  nativeKernels,
+  roundedToBf16,
+} from "./native-setup.js";
 
 const ref = new ReferenceBackend();
 const native = nativeKernels();
@@ -111,9 +117,9 @@ test("kvWrite fills the paged cache identically to the reference (bit-exact narr
   }
 });
 
-/** Whether a variant with bf16 dot products takes them for this case (see `expectation`). */
+/** Whether the variant selected now takes bf16 dot products for this case (see `expectation`). */
 function takesBf16Dot(dtype: DType, c: Case): boolean {
-  return native.info().bf16Dot && dtype === "bf16" && c.nHeads / c.nKvHeads >= 2 && c.headDim % 32 === 0;
+  return attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
 }
 
 /**
@@ -132,7 +138,7 @@ function expectation(
   const plain = { ...run(ref, cache, s, c), rtol: 1e-5 };
   const rounded =
     cache.dtype === "bf16"
-      ? { ...run(ref, cache, { ...s, q: roundedToBf16(s.q) }, c), rtol: 2 ** -8 }
+      ? { ...run(ref, cache, { ...s, q: roundedToBf16(s.q) }, c), rtol: BF16_DOT_RTOL }
       : plain;
   return () => (takesBf16Dot(cache.dtype, c) ? rounded : plain);
 }

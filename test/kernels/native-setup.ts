@@ -26,3 +26,22 @@ export function roundedToBf16(x: Float32Array): Float32Array {
   for (let i = 0; i < x.length; i++) out[i] = bf16ToF32(f32ToBf16(x[i]!));
   return out;
 }
+
+/**
+ * Whether the variant selected now runs attention on this cache through bf16 dot products
+ * (avx512bf16's vdpbf16ps): a bf16 cache, 2 or more query heads per KV head, head_dim a multiple
+ * of 32. That path rounds the queries and the probabilities to bf16, so tests compare it with the
+ * reference run on the rounded queries, within one bf16 step (BF16_DOT_RTOL) of the largest output.
+ */
+export function attentionTakesBf16Dot(
+  native: NativeBackend,
+  kvDtype: string,
+  nHeads: number,
+  nKvHeads: number,
+  headDim: number,
+): boolean {
+  return native.info().bf16Dot && kvDtype === "bf16" && nHeads / nKvHeads >= 2 && headDim % 32 === 0;
+}
+
+/** One bf16 step: how far rounding the probabilities to bf16 may move an attention output. */
+export const BF16_DOT_RTOL = 2 ** -8;
