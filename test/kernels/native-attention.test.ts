@@ -2,7 +2,7 @@
 // tables, ragged ranges, GQA and MHA, every KV dtype and every variant this CPU runs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import {
@@ -118,7 +118,7 @@ test("kvWrite fills the paged cache identically to the reference (bit-exact narr
 });
 
 /** Whether the variant selected now takes bf16 dot products for this case (see `expectation`). */
-function takesBf16Dot(dtype: DType, c: Case): boolean {
+function takesBf16Dot(dtype: KvDType, c: Case): boolean {
   return attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
 }
 
