@@ -27,8 +27,9 @@ void AttentionRunner::run(const KernelTable* k, ThreadPool& pool, const AttnArgs
   // A task is one token's KV heads [h0, h1) over a part of its keys. All of a token's heads in
   // one task read each block as one contiguous region; when there are too few tokens to keep
   // every thread busy, long contexts are cut into parts (flash-decoding) and short ones into
-  // head groups. Four tasks a thread even out unequal contexts.
-  const int64_t want = int64_t(pool.size()) * 4;
+  // head groups. Four tasks a thread even out unequal contexts; one thread has nothing to even
+  // out, and each extra task would only walk the token's blocks and set up its scratch again.
+  const int64_t want = pool.size() == 1 ? 1 : int64_t(pool.size()) * 4;
   const int64_t nSplit = attentionSplits(want, n, longest);
   const int64_t headParts = n * nSplit >= want ? 1 : std::min(nKv, ceilDiv(want, n * nSplit));
   auto heads = [&](int64_t part, int64_t& h0, int64_t& h1) {
