@@ -221,7 +221,8 @@ int Client::waitAny(Client* const* clients, int n, int64_t timeoutNs, uint32_t t
   };
   int i = readyIndex();
   if (i >= 0) return i;
-  const int64_t spin = n > 0 ? clients[0]->spinBudgetNs_ : 0;
+  // The spin never outlasts the wait itself.
+  const int64_t spin = n > 0 ? std::min(clients[0]->spinBudgetNs_, timeoutNs) : 0;
   for (int64_t spun = 0; spun < spin; spun = nowNs() - t0) {
     spinStep(spun);
     if ((i = readyIndex()) >= 0) break;
