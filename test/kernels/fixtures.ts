@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
+import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { allocKvLayer } from "../../src/kernels/kv-cache.js";
 import type { DType, FloatTensor } from "../../src/model/tensor.js";
 import { allocTensorData, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
@@ -122,4 +122,71 @@ export function fillCache(
     for (let p = 0; p < len; p++) slots[p] = layout.slot(s, p);
     backend.kvWrite(cache, k, v, slots, len);
   });
+}
+
+/** Query tokens over a paged layout: the sequence each reads, its key range [ctxStart, ctxEnd) and q. */
+export interface PagedQueries {
+  readonly layout: PagedLayout;
+  readonly q: Float32Array;
+  readonly qSeq: Int32Array;
+  readonly ctxStart: Int32Array;
+  readonly ctxEnd: Int32Array;
+  readonly n: number;
+}
+
+/** The query ranges `build` adds, one `add(seq, start, end)` per query token. */
+export function queryRanges(build: (add: (seq: number, start: number, end: number) => void) => void) {
+  const qSeq: number[] = [];
+  const start: number[] = [];
+  const end: number[] = [];
+  build((s, a, b) => {
+    qSeq.push(s);
+    start.push(a);
+    end.push(b);
+  });
+  return {
+    qSeq: new Int32Array(qSeq),
+    ctxStart: new Int32Array(start),
+    ctxEnd: new Int32Array(end),
+    n: qSeq.length,
+  };
+}
+
+/**
+ * Paged attention of the queries over `cache` with their log-sum-exp (outputs filled with NaN
+ * first, so a row the kernel leaves unwritten shows). `scale` defaults to 1/√headDim; `ctxStart`
+ * and `ctxEnd` replace the queries' own ranges.
+ */
+export function pagedAttention(
+  b: KernelBackend,
+  cache: KvLayerCache,
+  s: PagedQueries,
+  nHeads: number,
+  headDim: number,
+  o: {
+    scale?: number;
+    softcap?: number;
+    ctxStart?: Int32Array | undefined;
+    ctxEnd?: Int32Array | undefined;
+  } = {},
+): { out: Float32Array; lse: Float32Array } {
+  const out = new Float32Array(s.n * nHeads * headDim).fill(Number.NaN);
+  const lse = new Float32Array(s.n * nHeads).fill(Number.NaN);
+  const args: AttentionArgs = {
+    out,
+    q: s.q,
+    cache,
+    blockTables: s.layout.blockTables,
+    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+    qSeq: s.qSeq,
+    ctxStart: o.ctxStart ?? s.ctxStart,
+    ctxEnd: o.ctxEnd ?? s.ctxEnd,
+    nTokens: s.n,
+    nHeads,
+    scale: o.scale ?? 1 / Math.sqrt(headDim),
+    ...(o.softcap === undefined ? {} : { softcap: o.softcap }),
+    lse,
+  };
+  b.attention(args);
+  return { out, lse };
 }

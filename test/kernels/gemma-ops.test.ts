@@ -3,10 +3,18 @@
 // on every variant this CPU runs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
-import { assertClose, emptyCache, fillCache, pagedLayout, randomF32, rng } from "./fixtures.js";
+import {
+  assertClose,
+  emptyCache,
+  fillCache,
+  pagedAttention,
+  pagedLayout,
+  randomF32,
+  rng,
+} from "./fixtures.js";
 import {
   attentionTakesBf16Dot,
   BF16_DOT_RTOL,
@@ -99,25 +107,12 @@ function attend(
   softcap: number,
   range?: [Int32Array, Int32Array],
 ) {
-  const out = new Float32Array(s.n * s.nHeads * s.headDim);
-  const lse = new Float32Array(s.n * s.nHeads);
-  const args: AttentionArgs = {
-    out,
-    q: s.q,
-    cache,
-    blockTables: s.layout.blockTables,
-    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
-    qSeq: s.qSeq,
-    ctxStart: range?.[0] ?? s.ctxStart,
-    ctxEnd: range?.[1] ?? s.ctxEnd,
-    nTokens: s.n,
-    nHeads: s.nHeads,
+  return pagedAttention(b, cache, s, s.nHeads, s.headDim, {
     scale: 1 / Math.sqrt(24),
     softcap,
-    lse,
-  };
-  b.attention(args);
-  return { out, lse };
+    ctxStart: range?.[0],
+    ctxEnd: range?.[1],
+  });
 }
 
 test("attention with soft-capped scores: native matches the reference on every KV dtype and variant", () => {

@@ -4,7 +4,7 @@
 // malformed int8 cache gets.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AttentionArgs, KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
 import { kvValueIndex, parseKvDtype } from "../../src/kernels/kv-cache.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import {
@@ -12,7 +12,9 @@ import {
   emptyCache,
   fillCache,
   type PagedLayout,
+  pagedAttention,
   pagedLayout,
+  queryRanges,
   randomF32,
   rng,
 } from "./fixtures.js";
@@ -40,28 +42,16 @@ const CASES: Case[] = [
 
 /** Query tokens: a decode per sequence, a causal prefill chunk, a sub-range starting mid-group, an empty range. */
 function queries(layout: PagedLayout) {
-  const qSeq: number[] = [];
-  const start: number[] = [];
-  const end: number[] = [];
-  const add = (s: number, a: number, b: number) => {
-    qSeq.push(s);
-    start.push(a);
-    end.push(b);
-  };
-  layout.seqLens.forEach((len, s) => {
-    add(s, 0, len);
+  return queryRanges((add) => {
+    layout.seqLens.forEach((len, s) => {
+      add(s, 0, len);
+    });
+    const last = layout.seqLens.length - 1;
+    const len = layout.seqLens[last]!;
+    for (let p = Math.max(0, len - 5); p < len; p++) add(last, 0, p + 1);
+    add(0, Math.min(3, layout.seqLens[0]! - 1), layout.seqLens[0]!);
+    add(0, 1, 1);
   });
-  const last = layout.seqLens.length - 1;
-  const len = layout.seqLens[last]!;
-  for (let p = Math.max(0, len - 5); p < len; p++) add(last, 0, p + 1);
-  add(0, Math.min(3, layout.seqLens[0]! - 1), layout.seqLens[0]!);
-  add(0, 1, 1);
-  return {
-    qSeq: new Int32Array(qSeq),
-    ctxStart: new Int32Array(start),
-    ctxEnd: new Int32Array(end),
-    n: qSeq.length,
-  };
 }
 
 function setup(c: Case, seed: number) {
@@ -77,24 +67,7 @@ function setup(c: Case, seed: number) {
 }
 
 function run(b: KernelBackend, cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case) {
-  const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(Number.NaN);
-  const lse = new Float32Array(s.n * c.nHeads).fill(Number.NaN);
-  const args: AttentionArgs = {
-    out,
-    q: s.q,
-    cache,
-    blockTables: s.layout.blockTables,
-    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
-    qSeq: s.qSeq,
-    ctxStart: s.ctxStart,
-    ctxEnd: s.ctxEnd,
-    nTokens: s.n,
-    nHeads: c.nHeads,
-    scale: 1 / Math.sqrt(c.headDim),
-    lse,
-  };
-  b.attention(args);
-  return { out, lse };
+  return pagedAttention(b, cache, s, c.nHeads, c.headDim);
 }
 
 test("kvWrite quantizes each (token, KV head) row as the reference does: same codes, same scales", () => {

@@ -2,7 +2,7 @@
 // tables, ragged ranges, GQA and MHA, every KV dtype and every variant this CPU runs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import {
@@ -10,7 +10,9 @@ import {
   emptyCache,
   fillCache,
   type PagedLayout,
+  pagedAttention,
   pagedLayout,
+  queryRanges,
   randomF32,
   rng,
 } from "./fixtures.js";
@@ -44,24 +46,12 @@ const CASES: Case[] = [
 
 /** Query tokens over three sequences: a decode, a causal prefill chunk, a sub-range, an empty range. */
 function ragged(layout: PagedLayout) {
-  const qSeq: number[] = [];
-  const start: number[] = [];
-  const end: number[] = [];
-  const add = (s: number, a: number, b: number) => {
-    qSeq.push(s);
-    start.push(a);
-    end.push(b);
-  };
-  add(0, 0, layout.seqLens[0]!);
-  for (let p = layout.seqLens[1]! - 9; p < layout.seqLens[1]!; p++) add(1, 0, p + 1);
-  add(2, 2, layout.seqLens[2]!);
-  add(2, 3, 3);
-  return {
-    qSeq: new Int32Array(qSeq),
-    ctxStart: new Int32Array(start),
-    ctxEnd: new Int32Array(end),
-    n: qSeq.length,
-  };
+  return queryRanges((add) => {
+    add(0, 0, layout.seqLens[0]!);
+    for (let p = layout.seqLens[1]! - 9; p < layout.seqLens[1]!; p++) add(1, 0, p + 1);
+    add(2, 2, layout.seqLens[2]!);
+    add(2, 3, 3);
+  });
 }
 
 function setup(c: Case, dtype: DType, seed: number) {
@@ -84,24 +74,7 @@ function run(
   c: Case,
   ranges?: { ctxStart: Int32Array; ctxEnd: Int32Array },
 ) {
-  const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(Number.NaN);
-  const lse = new Float32Array(s.n * c.nHeads).fill(Number.NaN);
-  const args: AttentionArgs = {
-    out,
-    q: s.q,
-    cache,
-    blockTables: s.layout.blockTables,
-    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
-    qSeq: s.qSeq,
-    ctxStart: ranges?.ctxStart ?? s.ctxStart,
-    ctxEnd: ranges?.ctxEnd ?? s.ctxEnd,
-    nTokens: s.n,
-    nHeads: c.nHeads,
-    scale: 1 / Math.sqrt(c.headDim),
-    lse,
-  };
-  b.attention(args);
-  return { out, lse };
+  return pagedAttention(b, cache, s, c.nHeads, c.headDim, ranges ?? {});
 }
 
 test("kvWrite fills the paged cache identically to the reference (bit-exact narrowing)", () => {
