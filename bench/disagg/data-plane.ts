@@ -254,9 +254,9 @@ async function decode(placement: Placement): Promise<{ tokPerS: number; perLayer
     let timing = false;
     if (svc && placement === "native") {
       const finish = svc.finishLayer.bind(svc);
-      svc.finishLayer = (...a: Parameters<typeof finish>) => {
+      svc.finishLayer = (layer, step, k, v, out) => {
         const t = performance.now();
-        const r = finish(...a);
+        const r = finish(layer, step, k, v, out);
         if (timing && nWaits < waits.length) waits[nWaits++] = (performance.now() - t) * 1000;
         return r;
       };

@@ -77,17 +77,28 @@ async function startServer(attentionWorkers: number): Promise<{ child: ChildProc
     if (ok) return { child, port };
     await new Promise((r) => setTimeout(r, 100));
   }
-  stopServer(child);
+  await stopServer(child);
   throw new Error(`lamina serve did not become ready:\n${log}`);
 }
 
-/** The server, its engine thread and its attention worker: the whole process group. */
-function stopServer(child: ChildProcess): void {
-  try {
-    if (child.pid) process.kill(-child.pid, "SIGKILL");
-  } catch {
-    /* already gone */
+/**
+ * Stops the server as a user would (SIGTERM: it drains, stops its workers and removes its segments),
+ * then kills whatever of its process group is left after 10 s.
+ */
+async function stopServer(child: ChildProcess): Promise<void> {
+  const group = (signal: NodeJS.Signals) => {
+    try {
+      if (child.pid) process.kill(-child.pid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once("exit", r));
+    group("SIGTERM");
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
   }
+  group("SIGKILL");
 }
 
 async function benchServe(port: number, out: string): Promise<void> {
@@ -123,7 +134,7 @@ async function run(attentionWorkers: number, dir: string): Promise<Run> {
       outputTokPerS: r.output_throughput,
     };
   } finally {
-    stopServer(child);
+    await stopServer(child);
   }
 }
 
