@@ -31,10 +31,11 @@ export function builtinModelDir(): string {
   );
 }
 
-export async function loadBuiltinModel(): Promise<LoadedModel> {
+export async function loadBuiltinModel(opts: { readonly weights?: boolean } = {}): Promise<LoadedModel> {
   const dir = builtinModelDir();
   const model = await loadLlama2cModel(path.join(dir, BUILTIN_CHECKPOINT), {
     tokenizerPath: path.join(dir, BUILTIN_TOKENIZER),
+    ...(opts.weights === false ? { weights: false } : {}),
   });
   return { ...model, source: { ...model.source, label: BUILTIN_MODEL_LABEL } };
 }

@@ -205,6 +205,7 @@ function loadWeights(
   g: GgufFile,
   config: ModelConfig,
   types: Set<string>,
+  withData: boolean,
   onProgress?: ProgressCallback,
 ): Map<string, Tensor> {
   const expected = expectedTensors(config);
@@ -223,6 +224,10 @@ function loadWeights(
   });
   const total = infos.reduce((a, t) => a + t.byteLength, 0);
   const weights = new Map<string, Tensor>();
+  if (!withData) {
+    for (const info of infos) types.add(info.typeName);
+    return weights;
+  }
   let done = 0;
   expected.forEach((t, i) => {
     const info = infos[i]!;
@@ -256,6 +261,8 @@ function generationDefaults(meta: Meta, config: ModelConfig): GenerationDefaults
 
 export interface GgufLoadOptions {
   readonly onProgress?: ProgressCallback;
+  /** False: the tensor directory is checked against the metadata, no tensor data is read (`weights` is empty). */
+  readonly weights?: boolean;
 }
 
 /** Loads a .gguf model file: config and tokenizer from the metadata, weights from the tensors. */
@@ -267,11 +274,13 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
     const config = ggufConfig(meta, arch, g);
     const tokenizer = ggufTokenizer(file, meta.get);
     const types = new Set<string>();
-    const weights = loadWeights(g, config, types, opts.onProgress);
+    const weights = loadWeights(g, config, types, opts.weights !== false, opts.onProgress);
     const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
     return {
       config,
       weights,
+      embedDtype:
+        g.header.tensors.get(ggufTensorName("model.embed_tokens.weight"))?.typeName.toLowerCase() ?? "f32",
       tokenizer,
       generation: generationDefaults(meta, config),
       source: { kind: "gguf", path: file, label },

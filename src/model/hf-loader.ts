@@ -13,6 +13,8 @@ export interface HfLoadOptions {
   readonly label?: string;
   /** Read the tokenizer from this directory instead of the model's own. */
   readonly tokenizerDir?: string;
+  /** False: the tensors' headers are checked against the config, no tensor data is read (`weights` is empty). */
+  readonly weights?: boolean;
 }
 
 /**
@@ -27,10 +29,14 @@ export async function loadHfModel(dir: string, opts: HfLoadOptions = {}): Promis
   const config = loadHfConfig(configFile);
   const generation = loadGenerationConfig(path.join(dir, "generation_config.json"));
   const tokenizer = await loadHfTokenizer(opts.tokenizerDir ?? dir);
-  const weights = loadHfWeights(dir, config, opts.onProgress);
+  const { weights, embedDtype } = loadHfWeights(dir, config, {
+    data: opts.weights !== false,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  });
   return {
     config,
     weights,
+    embedDtype,
     tokenizer,
     generation,
     source: { kind: "hf", path: dir, label: opts.label ?? path.basename(path.resolve(dir)) },

@@ -6,12 +6,24 @@ import { SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
 import type { Tensor } from "./tensor.js";
 import type { WeightStore } from "./types.js";
 
+export interface HfWeightsOptions {
+  readonly onProgress?: ProgressCallback;
+  /** False: check the headers only and read no tensor data (`weights` comes back empty). */
+  readonly data?: boolean;
+}
+
 /**
  * Reads the weights a config needs from a Hugging Face directory's safetensors. Every expected
  * tensor must be present with the expected shape (checked on the headers, before any data is
  * read); extra tensors (rotary inv_freq, a redundant lm_head under tied embeddings) are ignored.
+ * Also returns the token embedding's stored type, known from the headers alone.
  */
-export function loadHfWeights(dir: string, config: ModelConfig, onProgress?: ProgressCallback): WeightStore {
+export function loadHfWeights(
+  dir: string,
+  config: ModelConfig,
+  opts: HfWeightsOptions = {},
+): { weights: WeightStore; embedDtype: string } {
+  const onProgress = opts.onProgress;
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const expected = expectedTensors(config);
@@ -30,8 +42,10 @@ export function loadHfWeights(dir: string, config: ModelConfig, onProgress?: Pro
         );
       }
     }
-    const total = ckpt.byteSize(expected.map((t) => t.name));
+    const embedDtype = ckpt.describe("model.embed_tokens.weight")?.entry.dtype ?? "f32";
     const weights = new Map<string, Tensor>();
+    if (opts.data === false) return { weights, embedDtype };
+    const total = ckpt.byteSize(expected.map((t) => t.name));
     let done = 0;
     for (const t of expected) {
       const tensor = ckpt.read(t.name);
@@ -39,7 +53,7 @@ export function loadHfWeights(dir: string, config: ModelConfig, onProgress?: Pro
       done += tensor.data.byteLength;
       onProgress?.({ phase: "weights", file: ckpt.describe(t.name)!.file, done, total });
     }
-    return weights;
+    return { weights, embedDtype };
   } finally {
     ckpt.close();
   }

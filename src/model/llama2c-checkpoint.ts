@@ -187,7 +187,10 @@ export interface Llama2cCheckpoint {
 }
 
 /** Reads a legacy llama2.c .bin into HF-named, HF-laid-out fp32 tensors. */
-export function readLlama2cCheckpoint(file: string): Llama2cCheckpoint {
+export function readLlama2cCheckpoint(
+  file: string,
+  opts: { readonly data?: boolean } = {},
+): Llama2cCheckpoint {
   const fd = openSync(file, "r");
   try {
     const fileSize = fstatSync(fd).size;
@@ -196,6 +199,7 @@ export function readLlama2cCheckpoint(file: string): Llama2cCheckpoint {
     checkSize(file, fileSize, layout);
 
     const weights = new Map<string, Tensor>();
+    if (opts.data === false) return { header, config: llama2cConfig(header), weights };
     let offset = HEADER_BYTES;
     let scratch: Float32Array | null = null;
     for (const f of layout) {

@@ -7,6 +7,8 @@ import type { LoadedModel } from "./types.js";
 export interface Llama2cLoadOptions {
   /** The llama2.c tokenizer .bin; by default tokenizer.bin or tok<vocab>.bin beside the checkpoint. */
   readonly tokenizerPath?: string;
+  /** False: the header and file size are checked, no tensor is read (`weights` is empty). */
+  readonly weights?: boolean;
 }
 
 /**
@@ -14,12 +16,13 @@ export interface Llama2cLoadOptions {
  * (1), which is how TinyStories models end a story, so BOS joins EOS (2) as a stop token.
  */
 export async function loadLlama2cModel(file: string, opts: Llama2cLoadOptions = {}): Promise<LoadedModel> {
-  const ckpt = readLlama2cCheckpoint(file);
+  const ckpt = readLlama2cCheckpoint(file, { data: opts.weights !== false });
   const tokenizerPath = opts.tokenizerPath ?? findLlama2cTokenizer(file, ckpt.config.vocabSize);
   const tokenizer = await loadLlama2cTokenizer(tokenizerPath, { vocabSize: ckpt.config.vocabSize });
   return {
     config: ckpt.config,
     weights: ckpt.weights,
+    embedDtype: "f32",
     tokenizer,
     generation: { eosTokenIds: [2, 1] },
     source: {

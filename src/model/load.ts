@@ -18,6 +18,12 @@ export interface LoadModelOptions {
   readonly onProgress?: ProgressCallback;
   /** Hub revision (branch, tag or commit) for ORG/NAME specs. */
   readonly revision?: string;
+  /**
+   * False: read the config, tokenizer and generation settings and check the weight files' headers
+   * against the config, but read no tensor data (`weights` is empty). A front end whose model
+   * workers hold the weights needs nothing more. Default true.
+   */
+  readonly weights?: boolean;
 }
 
 /**
@@ -29,18 +35,22 @@ export interface LoadModelOptions {
  * ORG/NAME/FILE.gguf → that GGUF file of a Hub repository, downloaded the same way.
  */
 export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  if (spec === undefined || spec === "demo") return loadBuiltinModel();
-  if (spec === "random") return loadRandomDemoModel();
+  const withWeights = opts.weights !== false;
+  if (spec === undefined || spec === "demo") return loadBuiltinModel({ weights: withWeights });
+  if (spec === "random") return loadRandomDemoModel({ weights: withWeights });
   if (existsSync(spec)) {
     const st = statSync(spec);
     if (st.isDirectory()) return loadHfModel(spec, hfOptions(opts));
     if (spec.endsWith(".gguf")) {
       if (opts.tokenizerPath)
         throw new Error(`--model ${spec}: a GGUF file carries its own tokenizer; drop --tokenizer`);
-      return loadGgufModel(spec, opts.onProgress ? { onProgress: opts.onProgress } : {});
+      return loadGgufModel(spec, ggufOptions(opts));
     }
     if (spec.endsWith(".bin")) {
-      return loadLlama2cModel(spec, opts.tokenizerPath ? { tokenizerPath: opts.tokenizerPath } : {});
+      return loadLlama2cModel(spec, {
+        ...(opts.tokenizerPath ? { tokenizerPath: opts.tokenizerPath } : {}),
+        weights: withWeights,
+      });
     }
     throw new Error(
       `--model ${spec}: a file that is not a llama2.c .bin checkpoint or a .gguf file; ` +
@@ -56,10 +66,7 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
       ...(opts.revision ? { revision: opts.revision } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
-    return loadGgufModel(
-      path.join(dir, hubGguf.file),
-      opts.onProgress ? { onProgress: opts.onProgress } : {},
-    );
+    return loadGgufModel(path.join(dir, hubGguf.file), ggufOptions(opts));
   }
   if (isHubId(spec)) {
     const dir = await downloadHubModel(spec, {
@@ -74,8 +81,13 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
   );
 }
 
+function ggufOptions(opts: LoadModelOptions) {
+  return { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), weights: opts.weights !== false };
+}
+
 function hfOptions(opts: LoadModelOptions) {
   return {
+    weights: opts.weights !== false,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.tokenizerPath ? { tokenizerDir: opts.tokenizerPath } : {}),
   };

@@ -36,7 +36,7 @@ export function randomDemoConfig(vocabSize: number): ModelConfig {
 
 export const RANDOM_DEMO_LABEL = "random (built-in model with random weights: output is gibberish)";
 
-export async function loadRandomDemoModel(): Promise<LoadedModel> {
+export async function loadRandomDemoModel(opts: { readonly weights?: boolean } = {}): Promise<LoadedModel> {
   const tokenizer = createByteTokenizer();
   const config = {
     ...randomDemoConfig(tokenizer.vocabSize),
@@ -44,10 +44,14 @@ export async function loadRandomDemoModel(): Promise<LoadedModel> {
     eosTokenIds: tokenizer.eosTokenIds,
   };
   // Embedding std 0.1 with tied embeddings puts logits at std ≈ 1.6: varied text, not one token forever.
-  const weights = randomWeights(config, { dtype: "bf16", seed: RANDOM_DEMO_SEED, embedStd: 0.1 });
+  const weights =
+    opts.weights === false
+      ? new Map()
+      : randomWeights(config, { dtype: "bf16", seed: RANDOM_DEMO_SEED, embedStd: 0.1 });
   return {
     config,
     weights,
+    embedDtype: "bf16",
     tokenizer,
     generation: {},
     // Kind "demo": the engine gives it the byte tokenizer.

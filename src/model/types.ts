@@ -32,7 +32,13 @@ export interface ModelSource {
 
 export interface LoadedModel {
   readonly config: ModelConfig;
+  /** Empty when the model was loaded without its weights (`LoadModelOptions.weights: false`). */
   readonly weights: WeightStore;
+  /**
+   * The token embedding's type as stored ("f32", "bf16", "q8_0", …). Loaders set it from the file's
+   * headers, so a model loaded without its weights still knows it (the default KV dtype follows it).
+   */
+  readonly embedDtype?: string;
   readonly tokenizer: Tokenizer;
   readonly generation: GenerationDefaults;
   readonly source: ModelSource;

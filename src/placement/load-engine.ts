@@ -39,10 +39,12 @@ export async function loadEngine(options: EngineOptions, context: BuildContext =
   validatePlacement(options); // fail on bad flags before the model loads
   const threads = modelThreads(options);
   const backend = loadKernelBackend({ backend: options.backend ?? "auto", ...(threads ? { threads } : {}) });
-  const model = await loadModel(
-    options.model,
-    options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {},
-  );
+  // With model workers the weights live in their processes; this one checks the files' headers
+  // and keeps the config and tokenizer.
+  const model = await loadModel(options.model, {
+    ...(options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {}),
+    weights: !(options.modelWorkers && options.modelWorkers > 0),
+  });
   const core = await buildEngine(model, backend, options, context);
   const info: ModelInfo = {
     id: servedModelId(options, model),

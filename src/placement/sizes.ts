@@ -7,9 +7,10 @@ import type { CoreOptions } from "./options.js";
 
 export const DEFAULT_KV_MEMORY = 1 << 30;
 
+/** f32 KV for an f32 model, else f16 (from the embedding's stored type, known without the weights). */
 export function defaultKvDtype(model: LoadedModel): DType {
-  const emb = model.weights.get("model.embed_tokens.weight");
-  return emb && emb.dtype === "f32" ? "f32" : "f16";
+  const emb = model.weights.get("model.embed_tokens.weight")?.dtype ?? model.embedDtype;
+  return emb === "f32" ? "f32" : "f16";
 }
 
 /** Resolved sizes shared by the engine and whichever attention service it uses. */

@@ -10,12 +10,14 @@ describe("model workers: stories260K over every topology equals colocated", asyn
   const model = await loadModel(storiesDir);
   const reqs = requests(model);
   const expected = await colocated(model, reqs);
+  // The front end holds no weights: its model workers load their own.
+  const frontEnd = await loadModel(storiesDir, { weights: false });
   for (const modelWorkers of [1, 2])
     for (const attentionWorkers of [1, 2])
       for (const depth of [1, 2, 3])
         it(`${modelWorkers} model worker(s) × ${attentionWorkers} attention worker(s), depth ${depth}`, async () => {
           await withModelWorkers(
-            model,
+            frontEnd,
             storiesDir,
             {
               modelWorkers,

@@ -17,7 +17,7 @@ describe("llama2.c checkpoints", () => {
     const hfDir = sharedDataPath("models", "stories260K", "hf");
     const hfConfig = loadHfConfig(path.join(hfDir, "config.json"));
     assert.deepEqual(bin.config, hfConfig);
-    const hf = loadHfWeights(hfDir, hfConfig);
+    const hf = loadHfWeights(hfDir, hfConfig).weights;
     assert.equal(bin.weights.size, hf.size);
     assert.equal(bin.weights.size, 1 + 5 * 9 + 1); // embeddings, 9 per layer, final norm; lm_head tied
     for (const [name, t] of hf) {
