@@ -1,6 +1,7 @@
 // A small persistent pool: n-1 worker threads plus the calling thread share each job's tasks
 // through an atomic counter. Idle workers spin briefly (a decode step calls kernels back to back)
-// and then sleep on a condition variable so an idle process costs no CPU.
+// and then sleep on a condition variable so an idle process costs no CPU. The caller waits only
+// for workers that joined a job, never for one that has not woken yet.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -44,10 +45,14 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::atomic<uint64_t> generation_{0};
+  // The current job: its generation in the high 32 bits, an "open" bit (workers may join), and
+  // the count of workers that joined and have not left yet in the low bits.
+  static constexpr int kGenShift = 32;
+  static constexpr uint64_t kOpen = uint64_t(1) << 31;
+  static constexpr uint64_t kCountMask = kOpen - 1;
+  std::atomic<uint64_t> state_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> next_{0};
-  std::atomic<int> checkedOut_{0};
   int64_t nTasks_ = 0;
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
