@@ -41,6 +41,45 @@ interface Run {
   completed: number;
   failed: number;
   outputTokPerS: number;
+  /** The engine's step breakdown from /metrics at the end of the run (seconds, totals). */
+  steps: number;
+  modelSeconds: number;
+  attentionSeconds: number;
+  transportSeconds: number;
+  pollSeconds: number;
+  /** CPU seconds the server and its children (attention workers) used during the run. */
+  serverCpuSeconds: number;
+  workerCpuSeconds: number;
+}
+
+/** One Prometheus sample's value from /metrics text (0 when absent). */
+function metric(text: string, name: string): number {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, "m").exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** utime + stime of a process, in seconds (Linux /proc; 0 elsewhere). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+/** The server's children (its spawned attention workers), from /proc. */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter((x) => x.length > 0)
+      .map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** Starts a server in its own process group and resolves with its port once /health answers 200. */
@@ -122,9 +161,22 @@ async function run(attentionWorkers: number, dir: string): Promise<Run> {
   const { child, port } = await startServer(attentionWorkers);
   try {
     const out = path.join(dir, `run-${attentionWorkers}-${Date.now()}.json`);
+    const kids = childPids(child.pid!);
+    const cpu0 = cpuSeconds(child.pid!);
+    const kids0 = kids.reduce((a, k) => a + cpuSeconds(k), 0);
     await benchServe(port, out);
+    const serverCpuSeconds = cpuSeconds(child.pid!) - cpu0;
+    const workerCpuSeconds = kids.reduce((a, k) => a + cpuSeconds(k), 0) - kids0;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const r = JSON.parse(readFileSync(out, "utf8"));
     return {
+      steps: metric(text, "lamina_steps_total"),
+      modelSeconds: metric(text, "lamina_step_model_seconds_total"),
+      attentionSeconds: metric(text, "lamina_step_attention_seconds_total"),
+      transportSeconds: metric(text, "lamina_step_transport_seconds_total"),
+      pollSeconds: metric(text, "lamina_transport_poll_seconds_total"),
+      serverCpuSeconds,
+      workerCpuSeconds,
       attentionWorkers,
       tpotMedianMs: r.tpot_ms.median,
       ttftMedianMs: r.ttft_ms.median,
@@ -173,6 +225,21 @@ pairs.forEach((p, i) => {
   console.log(
     `| ${i + 1} | ${a.tpotMedianMs.toFixed(3)} | ${b.tpotMedianMs.toFixed(3)} | ${(b.tpotMedianMs / a.tpotMedianMs).toFixed(2)} | ${a.ttftMedianMs.toFixed(1)} | ${b.ttftMedianMs.toFixed(1)} | ${(b.ttftMedianMs / a.ttftMedianMs).toFixed(2)} | ${a.completed}/${b.completed} |`,
   );
+});
+console.log(
+  "\n| rep | placement | steps | model µs/step | attention µs/step | transport µs/step | polling s | server CPU s | worker CPU s |",
+);
+console.log("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+pairs.forEach((p, i) => {
+  for (const [name, r] of [
+    ["in-process", p.inProcess],
+    ["1 worker", p.worker],
+  ] as const) {
+    const per = (x: number) => ((x / Math.max(1, r.steps)) * 1e6).toFixed(0);
+    console.log(
+      `| ${i + 1} | ${name} | ${r.steps} | ${per(r.modelSeconds)} | ${per(r.attentionSeconds)} | ${per(r.transportSeconds)} | ${r.pollSeconds.toFixed(2)} | ${r.serverCpuSeconds.toFixed(1)} | ${r.workerCpuSeconds.toFixed(1)} |`,
+    );
+  }
 });
 const tpotRatio = median(pairs.map((p) => p.worker.tpotMedianMs / p.inProcess.tpotMedianMs));
 const ttftRatio = median(pairs.map((p) => p.worker.ttftMedianMs / p.inProcess.ttftMedianMs));
