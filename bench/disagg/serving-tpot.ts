@@ -10,7 +10,7 @@
 //
 // Prints a table and writes bench/results/serving-tpot.json.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -69,17 +69,25 @@ function cpuSeconds(pid: number): number {
   }
 }
 
-/** The server's children (its spawned attention workers), from /proc. */
+/** The server's children (its spawned attention workers): processes whose parent it is, from /proc. */
 function childPids(pid: number): number[] {
+  const kids: number[] = [];
+  let entries: string[] = [];
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-      .trim()
-      .split(/\s+/)
-      .filter((x) => x.length > 0)
-      .map(Number);
+    entries = readdirSync("/proc").filter((e) => /^\d+$/.test(e));
   } catch {
-    return [];
+    return kids;
   }
+  for (const e of entries) {
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) kids.push(Number(e));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return kids;
 }
 
 /** Starts a server in its own process group and resolves with its port once /health answers 200. */
