@@ -51,12 +51,12 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
 }
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
-function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" {
-  // The writer knows llama.cpp's llama and qwen2 layouts only; the other families have tensors
-  // (q/k norms, fused projections, experts) and metadata it does not write.
-  if (!["llama", "mistral", "qwen2"].includes(c.architecture)) {
+function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "qwen3" {
+  // The writer knows llama.cpp's llama, qwen2 and qwen3 layouts only; the other families have
+  // tensors (fused projections, experts, Gemma's extra norms) and metadata it does not write.
+  if (!["llama", "mistral", "qwen2", "qwen3"].includes(c.architecture)) {
     throw new Error(
-      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, qwen2)`,
+      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, qwen2, qwen3)`,
     );
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
@@ -66,6 +66,11 @@ function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" {
     );
   }
   if (c.architecture === "qwen2") return "qwen2";
+  if (c.architecture === "qwen3") {
+    if (c.attentionBias)
+      throw new Error(`GGUF export of ${label}: a qwen3 model with q/k/v biases is not supported`);
+    return "qwen3";
+  }
   if (c.attentionBias) {
     throw new Error(`GGUF export of ${label}: a ${c.architecture} model with q/k/v biases is not supported`);
   }

@@ -25,7 +25,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  * widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
-const SUPPORTED_ARCHS = ["llama", "qwen2"] as const;
+const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3"] as const;
 
 class Meta {
   constructor(
@@ -129,6 +129,7 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
     ropeScaling: ropeScaling(meta, arch, g, headDim),
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
+    ...(arch === "qwen3" ? { qkNorm: true } : {}),
     slidingWindow: null,
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
