@@ -1,6 +1,6 @@
 import type { ModelConfig } from "../model/config.js";
 import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
-import { ggufTensorName as modelGgufName } from "../model/gguf-names.js";
+import { ggufExpertSlice, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
@@ -39,6 +39,12 @@ export function planTensors(
   const ropeFreqs = llama3RopeFactors(config);
   if (ropeFreqs) out.push(f32Source("rope_freqs.weight", ropeFreqs));
   for (const [hfName, t] of weights) {
+    const slice = ggufExpertSlice(hfName);
+    if (slice) {
+      // A layer's experts go out as one stack per projection, written where expert 0 comes.
+      if (slice.expert === 0) out.push(expertStack(config, weights, hfName, slice.name, opts));
+      continue;
+    }
     const name = ggufTensorName(hfName);
     const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
     if (t.shape.length === 1) {
@@ -66,17 +72,56 @@ export function planTensors(
  * to Q8_0, and if not even that fits, stays as stored (null).
  */
 export function quantTarget(q: GgufQuantize, name: string, cols: number, nLayers: number): QuantType | null {
+  // The router stays as stored, as llama.cpp's own quantizer leaves it.
+  if (/\.ffn_gate_inp\.weight$/.test(name)) return null;
   const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
   const moreBits =
     layer < nLayers / 8 || layer >= (7 * nLayers) / 8 || (layer - Math.floor(nLayers / 8)) % 3 === 2;
   let want: QuantType = "q8_0";
   if (q === "q4_0") want = name === "output.weight" ? "q6_k" : "q4_0";
   if (q === "q4_k_m") {
-    const six = name === "output.weight" || (/\.(attn_v|ffn_down)\.weight$/.test(name) && moreBits);
+    const six =
+      name === "output.weight" || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
     want = six ? "q6_k" : "q4_k";
   }
   if (quantFits(want, cols)) return want;
   return quantFits("q8_0", cols) ? "q8_0" : null;
+}
+
+/**
+ * The stack [experts, rows, cols] of one projection of a layer's experts, from expert 0's weight
+ * name: every expert in the same format (quantized alike, or as stored).
+ */
+function expertStack(
+  config: ModelConfig,
+  weights: WeightStore,
+  firstName: string,
+  name: string,
+  opts: TensorPlanOptions,
+): GgufTensorSource {
+  const n = config.moe!.numExperts;
+  const parts = Array.from({ length: n }, (_, e) => {
+    const hf = firstName.replace(/\.experts\.0\./, `.experts.${e}.`);
+    const t = weights.get(hf);
+    if (!t) throw new Error(`GGUF export: missing expert weight "${hf}"`);
+    return t;
+  });
+  const first = parts[0]!;
+  const target = opts.quantize ? quantTarget(opts.quantize, name, first.shape[1]!, config.numLayers) : null;
+  const sources = parts.map((t, e) => {
+    if (t.dtype !== first.dtype || t.shape.join() !== first.shape.join())
+      throw new Error(`GGUF export: expert ${e} of ${name} differs in type or shape from expert 0`);
+    return target && target !== t.dtype ? quantizedSource(name, t, target, 0) : storedSource(name, t, 0);
+  });
+  return {
+    name,
+    type: sources[0]!.type,
+    shape: [n, ...first.shape],
+    byteLength: sources.reduce((a, s) => a + s.byteLength, 0),
+    *chunks() {
+      for (const s of sources) yield* s.chunks();
+    },
+  };
 }
 
 /** A matrix's values as fp32, whatever it is stored as. */

@@ -52,11 +52,12 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "qwen3" {
-  // The writer knows llama.cpp's llama, qwen2 and qwen3 layouts only; the other families have
-  // tensors (fused projections, experts, Gemma's extra norms) and metadata it does not write.
-  if (!["llama", "mistral", "qwen2", "qwen3"].includes(c.architecture)) {
+  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2 and qwen3
+  // layouts only; the other families have tensors (fused projections, Qwen3-MoE's experts,
+  // Gemma's extra norms) and metadata it does not write.
+  if (!["llama", "mistral", "mixtral", "qwen2", "qwen3"].includes(c.architecture)) {
     throw new Error(
-      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, qwen2, qwen3)`,
+      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, mixtral, qwen2, qwen3)`,
     );
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
@@ -117,6 +118,11 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     { key: k("rope.freq_base"), value: gguf.f32(c.ropeTheta) },
     { key: k("rope.dimension_count"), value: gguf.u32(c.headDim) },
   ];
+  if (c.moe) {
+    // Mixtral: every layer a mixture (feed_forward_length is each expert's width).
+    kv.push({ key: k("expert_count"), value: gguf.u32(c.moe.numExperts) });
+    kv.push({ key: k("expert_used_count"), value: gguf.u32(c.moe.topK) });
+  }
   const s = c.ropeScaling;
   if (s?.type === "linear") {
     kv.push({ key: k("rope.scaling.type"), value: gguf.str("linear") });

@@ -151,7 +151,8 @@ export interface PreparedExperts {
   readonly count: number;
   readonly rows: number;
   readonly cols: number;
-  readonly dtype: DType;
+  /** A float type, or a block format (a GGUF model's experts stay quantized). */
+  readonly dtype: WeightDType;
 }
 
 /**

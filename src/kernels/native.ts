@@ -167,6 +167,16 @@ export interface NativeAddon {
     nTokens: number,
     bias: Float32Array | undefined,
   ): void;
+  quantGroupedMatmul(
+    out: Float32Array,
+    x: Float32Array,
+    w: Uint8Array,
+    qtype: number,
+    rows: number,
+    cols: number,
+    experts: number,
+    expertStart: Int32Array,
+  ): void;
   quantEmbedding(
     out: Float32Array,
     table: Uint8Array,
@@ -245,6 +255,20 @@ const QUANT_CODE: Record<QuantType, number> = { q8_0: 0, q4_0: 1, q4_k: 2, q6_k:
 class NativeQuantWeight implements PreparedWeight {
   readonly code: number;
   constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly dtype: QuantType,
+    readonly data: Uint8Array,
+  ) {
+    this.code = QUANT_CODE[dtype];
+  }
+}
+
+/** Experts in a block format: their bytes one after another, each [rows, cols] as stored. */
+class NativeQuantExperts implements PreparedExperts {
+  readonly code: number;
+  constructor(
+    readonly count: number,
     readonly rows: number,
     readonly cols: number,
     readonly dtype: QuantType,
@@ -372,6 +396,7 @@ export class NativeBackend implements KernelBackend {
   }
 
   prepareExperts(ws: readonly Tensor[]): PreparedExperts {
+    if (ws.some((w) => isQuantTensor(w))) return this.prepareQuantExperts(ws);
     const members = ws.map((w) => this.prepareWeight(floatTensor(w, "prepareExperts")) as NativeWeight);
     const first = members[0];
     if (!first) throw new TypeError("prepareExperts: no experts");
@@ -383,6 +408,33 @@ export class NativeBackend implements KernelBackend {
     }
     const data = members.map((m) => m.data);
     return new NativeExperts(members.length, first.rows, first.cols, first.dtype, data, this.addon);
+  }
+
+  /** Quantized experts (a GGUF mixture): copied once into one buffer, as llama.cpp stacks them. */
+  private prepareQuantExperts(ws: readonly Tensor[]): PreparedExperts {
+    const members = ws.map((w) => this.prepareWeight(w));
+    const first = members[0];
+    if (!(first instanceof NativeQuantWeight))
+      throw new TypeError("prepareExperts: no experts, or expert 0 is not quantized");
+    for (const [i, m] of members.entries()) {
+      if (
+        !(m instanceof NativeQuantWeight) ||
+        m.rows !== first.rows ||
+        m.cols !== first.cols ||
+        m.dtype !== first.dtype
+      ) {
+        const what =
+          m instanceof NativeQuantWeight ? `[${m.rows}, ${m.cols}] ${m.dtype}` : "not in a block format";
+        throw new TypeError(
+          `prepareExperts: ${ws[i]!.name} is ${what}, expert 0 is [${first.rows}, ${first.cols}] ${first.dtype}`,
+        );
+      }
+    }
+    const bytes = quantRowBytes(first.dtype, first.cols) * first.rows;
+    const data = new Uint8Array(new SharedArrayBuffer(bytes * members.length));
+    for (const [e, m] of members.entries())
+      data.set((m as NativeQuantWeight).data.subarray(0, bytes), e * bytes);
+    return new NativeQuantExperts(members.length, first.rows, first.cols, first.dtype, data);
   }
 
   moeRoute(a: MoeRouteArgs): void {
@@ -404,6 +456,10 @@ export class NativeBackend implements KernelBackend {
   }
 
   groupedMatmul(out: Float32Array, x: Float32Array, w: PreparedExperts, expertStart: Int32Array): void {
+    if (w instanceof NativeQuantExperts) {
+      this.addon.quantGroupedMatmul(out, x, w.data, w.code, w.rows, w.cols, w.count, expertStart);
+      return;
+    }
     if (!(w instanceof NativeExperts))
       throw new TypeError("groupedMatmul: w was not prepared by the native backend");
     this.addon.groupedMatmul(out, x, w.handle, expertStart);

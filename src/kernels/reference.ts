@@ -59,6 +59,10 @@ interface ReferenceExperts extends PreparedExperts {
   readonly members: readonly ReferenceWeight[];
 }
 
+interface ReferenceQuantExperts extends PreparedExperts {
+  readonly quantMembers: readonly PreparedWeight[];
+}
+
 /** out[outOff + t·rows + r] = x[xOff + t·cols ...] · row r of w (+ bias[r]), for nTokens tokens. */
 function matmulRows(
   out: Float32Array,
@@ -132,6 +136,23 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   prepareExperts(ws: readonly Tensor[]): PreparedExperts {
+    if (ws.some((w) => isQuantTensor(w))) {
+      // Quantized experts (a GGUF mixture): each through the quantized reference product.
+      const members = ws.map((w) => this.prepareWeight(w));
+      const first = members[0]!;
+      for (const [i, m] of members.entries()) {
+        if (!isQuantReference(m) || m.rows !== first.rows || m.cols !== first.cols || m.dtype !== first.dtype)
+          throw new TypeError(`prepareExperts: ${ws[i]!.name} differs from expert 0 in format or shape`);
+      }
+      const quant: ReferenceQuantExperts = {
+        count: members.length,
+        rows: first.rows,
+        cols: first.cols,
+        dtype: ws[0]!.dtype,
+        quantMembers: members,
+      };
+      return quant;
+    }
     const members = ws.map((w) => this.prepareWeight(floatTensor(w, "prepareExperts")) as ReferenceWeight);
     const first = members[0];
     if (!first) throw new TypeError("prepareExperts: no experts");
@@ -160,6 +181,23 @@ export class ReferenceBackend implements KernelBackend {
   }
 
   groupedMatmul(out: Float32Array, x: Float32Array, w: PreparedExperts, expertStart: Int32Array): void {
+    const rq = w as ReferenceQuantExperts;
+    if (Array.isArray(rq.quantMembers)) {
+      checkLength("groupedMatmul", "expertStart", expertStart, rq.count + 1);
+      for (let e = 0; e < rq.count; e++) {
+        const r0 = expertStart[e]!;
+        const n = expertStart[e + 1]! - r0;
+        if (n < 0) throw new RangeError(`groupedMatmul: expertStart decreases at expert ${e}`);
+        if (n > 0)
+          quantMatmulReference(
+            out.subarray(r0 * rq.rows, (r0 + n) * rq.rows),
+            x.subarray(r0 * rq.cols, (r0 + n) * rq.cols),
+            rq.quantMembers[e]!,
+            n,
+          );
+      }
+      return;
+    }
     const re = w as ReferenceExperts;
     if (!Array.isArray(re.members))
       throw new TypeError("groupedMatmul: w was not prepared by the reference backend");

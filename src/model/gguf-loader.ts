@@ -1,9 +1,9 @@
 import path from "node:path";
 import type { Tokenizer } from "../tokenizer/types.js";
-import type { Architecture, ModelConfig, RopeScaling } from "./config.js";
+import type { Architecture, ModelConfig, MoeConfig, RopeScaling } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { dequantize, isQuantName, quantTypeOf } from "./gguf-dequant.js";
-import { ggufTensorName } from "./gguf-names.js";
+import { ggufExpertSlice, ggufTensorName } from "./gguf-names.js";
 import {
   GgufError,
   GgufFile,
@@ -96,8 +96,39 @@ function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): 
   return s;
 }
 
+/**
+ * Experts in llama.cpp's llama architecture are Mixtral: every layer a mixture, softmax over the
+ * experts, top-k, renormalised (as llama.cpp runs it). Other architectures with experts have
+ * names of their own ("qwen3moe", …) and are refused as architectures.
+ */
+function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeConfig | undefined {
+  const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
+  if (numExperts === 0) return undefined;
+  if (arch !== "llama")
+    throw new GgufError(
+      meta.file,
+      `experts in the ${arch} architecture are not supported (only llama's, i.e. Mixtral)`,
+    );
+  const topK = meta.need(`${arch}.expert_used_count`);
+  if (topK < 1 || topK > numExperts)
+    throw new GgufError(
+      meta.file,
+      `${arch}.expert_used_count ${topK} is not between 1 and expert_count ${numExperts}`,
+    );
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: ffn,
+    normalizeTopK: true,
+    sparseLayers: Array.from({ length: layers }, () => true),
+  };
+}
+
 function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufFile): ModelConfig {
   const k = (name: string) => `${arch}.${name}`;
+  const numLayers = meta.need(k("block_count"));
+  const ffn = meta.need(k("feed_forward_length"));
+  const moe = mixtureOf(meta, arch, numLayers, ffn);
   const hidden = meta.need(k("embedding_length"));
   const numHeads = meta.need(k("attention.head_count"));
   const numKvHeads = meta.num(k("attention.head_count_kv")) ?? numHeads;
@@ -115,11 +146,11 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
   const bos = meta.num("tokenizer.ggml.bos_token_id");
   const eos = meta.num("tokenizer.ggml.eos_token_id");
   return {
-    architecture: arch satisfies Architecture,
+    architecture: (moe ? "mixtral" : arch) satisfies Architecture,
     vocabSize,
     hiddenSize: hidden,
-    intermediateSize: meta.need(k("feed_forward_length")),
-    numLayers: meta.need(k("block_count")),
+    intermediateSize: ffn,
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -130,6 +161,7 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
     ...(arch === "qwen3" ? { qkNorm: true } : {}),
+    ...(moe ? { moe } : {}),
     slidingWindow: null,
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
@@ -161,7 +193,16 @@ export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: numb
 
 /** One tensor's data in an engine dtype: as stored, but for a vector in a block format (as f32). */
 export function ggufTensorData(g: GgufFile, info: GgufTensorInfo, hfName: string): Tensor {
-  const bytes = g.readBytes(info.name);
+  return tensorFromBytes(g, info, g.readBytes(info.name), hfName);
+}
+
+/** A tensor of `info`'s type and shape over `bytes` (its data, or one expert's slice of a stack). */
+function tensorFromBytes(
+  g: GgufFile,
+  info: Pick<GgufTensorInfo, "name" | "typeName" | "shape">,
+  bytes: Uint8Array,
+  hfName: string,
+): Tensor {
   const count = info.shape.reduce((a, b) => a * b, 1);
   const view = (dtype: "f32" | "f16" | "bf16"): Tensor => ({
     name: hfName,
@@ -210,30 +251,57 @@ function loadWeights(
   onProgress?: ProgressCallback,
 ): Map<string, Tensor> {
   const expected = expectedTensors(config);
+  const experts = config.moe?.numExperts ?? 0;
   const infos = expected.map((t) => {
-    const info = g.header.tensors.get(ggufTensorName(t.name));
+    // An expert's matrix is one slice of its layer's stack: [experts, rows, cols].
+    const slice = ggufExpertSlice(t.name);
+    const name = slice ? slice.name : ggufTensorName(t.name);
+    const info = g.header.tensors.get(name);
     if (info === undefined) {
-      throw new GgufError(g.file, `missing tensor "${ggufTensorName(t.name)}" (the model's ${t.name})`);
+      throw new GgufError(g.file, `missing tensor "${name}" (the model's ${t.name})`);
     }
-    if (!sameShape(info.shape, t.shape)) {
+    const want = slice ? [experts, ...t.shape] : t.shape;
+    if (!sameShape(info.shape, want)) {
       throw new GgufError(
         g.file,
-        `tensor "${info.name}" has shape [${info.shape.join(", ")}], but the metadata implies [${t.shape.join(", ")}]`,
+        `tensor "${info.name}" has shape [${info.shape.join(", ")}], but the metadata implies [${want.join(", ")}]`,
       );
     }
-    return info;
+    return { info, expert: slice ? slice.expert : -1 };
   });
-  const total = infos.reduce((a, t) => a + t.byteLength, 0);
+  const total = infos.reduce(
+    (a, t) => a + (t.expert >= 0 ? t.info.byteLength / experts : t.info.byteLength),
+    0,
+  );
   const weights = new Map<string, Tensor>();
   if (!withData) {
-    for (const info of infos) types.add(info.typeName);
+    for (const { info } of infos) types.add(info.typeName);
     return weights;
   }
   let done = 0;
+  // The stacks of the layer whose experts are being sliced (each read once, not once per expert;
+  // the expected order goes expert by expert through a layer's three stacks).
+  const stacks = new Map<string, Uint8Array>();
   expected.forEach((t, i) => {
-    const info = infos[i]!;
-    let tensor = ggufTensorData(g, info, t.name);
-    const heads = config.architecture === "llama" ? qkHeads(config, t.name) : 0;
+    const { info, expert } = infos[i]!;
+    let tensor: Tensor;
+    if (expert >= 0) {
+      let bytes = stacks.get(info.name);
+      if (!bytes) {
+        bytes = g.readBytes(info.name);
+        stacks.set(info.name, bytes);
+      }
+      const n = info.byteLength / experts;
+      const part = new Uint8Array(new SharedArrayBuffer(n));
+      part.set(bytes.subarray(expert * n, (expert + 1) * n));
+      tensor = tensorFromBytes(g, { name: info.name, typeName: info.typeName, shape: t.shape }, part, t.name);
+    } else {
+      stacks.clear();
+      tensor = ggufTensorData(g, info, t.name);
+    }
+    // llama.cpp's llama architecture (Mixtral's too) keeps q/k rows in interleaved pairs.
+    const heads =
+      config.architecture === "llama" || config.architecture === "mixtral" ? qkHeads(config, t.name) : 0;
     if (heads > 0) {
       const raw = new Uint8Array(tensor.data.buffer);
       const fixed = deinterleaveRows(raw, heads, raw.length / info.shape[0]!);
@@ -241,7 +309,7 @@ function loadWeights(
     }
     weights.set(t.name, tensor);
     types.add(info.typeName);
-    done += info.byteLength;
+    done += expert >= 0 ? info.byteLength / experts : info.byteLength;
     onProgress?.({ phase: "weights", file: g.file, done, total });
   });
   return weights;

@@ -92,8 +92,9 @@ for (const src of sources) {
 }
 
 // Every tiny checkpoint variant llama.cpp can run the same way: llama3 and linear RoPE scaling,
-// an explicit head_dim, bf16/f16 weights, Qwen2 biases, Qwen3's q/k norms, and a byte-level (gpt2)
-// vocabulary. The families the GGUF writer exports (llama, mistral, qwen2, qwen3); the others are refused by name
+// an explicit head_dim, bf16/f16 weights, Qwen2 biases, Qwen3's q/k norms, Mixtral's experts (stacked per
+// projection), and a byte-level (gpt2) vocabulary. The families the GGUF writer exports (llama,
+// mistral, mixtral, qwen2, qwen3); the others are refused by name
 // (checked at the end). Mistral's sliding window is not expressed the same way in llama.cpp.
 const GGUF_EXPORTABLE = new Set<string>([
   "llama-mha",
@@ -102,6 +103,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "linear-rope",
   "qwen2",
   "qwen3",
+  "mixtral",
   "head-dim",
 ]);
 

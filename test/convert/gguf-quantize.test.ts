@@ -15,6 +15,7 @@ import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import { quantTarget } from "../../src/convert/gguf-tensors.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { dequantize, ggmlQuantName } from "../../src/model/gguf-dequant.js";
+import { GgufFile } from "../../src/model/gguf-reader.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
@@ -112,10 +113,10 @@ describe("quantization mixes", () => {
   });
 });
 
-/** A tiny llama whose rows are multiples of 256 long (so every format fits), with sharp logits. */
-async function wideTinyModel(): Promise<LoadedModel> {
-  const dir = path.join(tmp, "tiny-wide");
-  writeTinyModel(dir, "llama-mha");
+/** A tiny llama (or Mixtral) whose rows are multiples of 256 long (so every format fits), with sharp logits. */
+async function wideTinyModel(variant: "llama-mha" | "mixtral" = "llama-mha"): Promise<LoadedModel> {
+  const dir = path.join(tmp, `tiny-wide-${variant}`);
+  writeTinyModel(dir, variant);
   const file = path.join(dir, "config.json");
   const json = { ...JSON.parse(readFileSync(file, "utf8")), hidden_size: 256, intermediate_size: 512 };
   writeFileSync(file, JSON.stringify(json));
@@ -209,6 +210,26 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
       await checkGreedy(file, float, ours, "Hello, world", 12);
     });
   }
+
+  it("a tiny Mixtral at q4_k_m: each layer's experts stacked per projection in Q4_K/Q6_K, the router as stored; llama.cpp and ours agree (or a near tie)", async () => {
+    const float = await wideTinyModel("mixtral");
+    const { file, ours } = await exported(float, "q4_k_m", "wide-mixtral");
+    const g = GgufFile.open(file);
+    try {
+      const t = (name: string) => g.header.tensors.get(name)!;
+      const e = float.config.moe!.numExperts;
+      assert.deepEqual(t("blk.0.ffn_gate_exps.weight").shape, [e, 512, 256]);
+      assert.deepEqual(t("blk.0.ffn_down_exps.weight").shape, [e, 256, 512]);
+      assert.equal(t("blk.1.ffn_up_exps.weight").typeName, "Q4_K");
+      assert.equal(t("blk.0.ffn_down_exps.weight").typeName, "Q6_K"); // the first eighth: more bits
+      assert.equal(t("blk.0.ffn_gate_inp.weight").typeName, "F32");
+    } finally {
+      g.close();
+    }
+    // Every expert's slice came back as its own matrix in the stack's format.
+    assert.equal(ours.weights.get("model.layers.1.block_sparse_moe.experts.3.w3.weight")!.dtype, "q4_k");
+    await checkGreedy(file, float, ours, "Hello, world", 12);
+  });
 });
 
 describe("lamina convert --quantize", () => {

@@ -185,7 +185,6 @@ test("quantized weights with rows that are not whole blocks, or too few bytes, a
     () => native.matmul(new Float32Array(4), new Float32Array(63), p, 1),
     /x has 63 elements, needs at least 64/,
   );
-  assert.throws(() => native.prepareExperts([w]), /w-q8_0 is stored as q8_0, which needs floats here/);
 });
 
 test("the quantized products follow the addon's variant, with VNNI where the CPU has it; doctor names them", () => {
@@ -205,4 +204,54 @@ test("the quantized products follow the addon's variant, with VNNI where the CPU
     native.selectVariant(info.variant);
   }
   assert.equal(native.quantInfo().variant, q.variant);
+});
+
+test("grouped products on quantized experts (a GGUF mixture) equal each expert's own product: every format and variant, empty experts included", () => {
+  const { supported } = native.quantInfo();
+  let seed = 900;
+  try {
+    for (const type of QUANT_TYPES) {
+      const cols = colsFor(type)[0]!;
+      const rows = 21;
+      const experts = Array.from({ length: 5 }, (_, e) => quantWeight(type, rows, cols, seed + e));
+      seed += 5;
+      const setRef = ref.prepareExperts(experts);
+      const setNat = native.prepareExperts(experts);
+      assert.equal(setNat.dtype, type);
+      // Experts 1 and 3 get no rows; expert 4 gets enough for the batched path (17).
+      const counts = [2, 0, 5, 0, 17];
+      const start = new Int32Array(counts.length + 1);
+      counts.forEach((c, e) => {
+        start[e + 1] = start[e]! + c;
+      });
+      const total = start[counts.length]!;
+      const x = randomF32(total * cols, rng(seed++), 2);
+      const want = new Float32Array(total * rows);
+      for (let e = 0; e < counts.length; e++) {
+        if (counts[e] === 0) continue;
+        const part = new Float32Array(counts[e]! * rows);
+        ref.matmul(
+          part,
+          x.subarray(start[e]! * cols, start[e + 1]! * cols),
+          ref.prepareWeight(experts[e]!),
+          counts[e]!,
+        );
+        want.set(part, start[e]! * rows);
+      }
+      const viaRef = new Float32Array(total * rows);
+      ref.groupedMatmul(viaRef, x, setRef, start);
+      assertNear(viaRef, want, `${type} reference grouped`, 1e-6);
+      for (const v of supported) {
+        native.selectQuantVariant(v);
+        const got = new Float32Array(total * rows).fill(Number.NaN);
+        native.groupedMatmul(got, x, setNat, start);
+        assertNear(got, want, `${type} ${v} grouped`, 2e-5);
+      }
+    }
+    // Experts that differ in format are refused by name.
+    const mixed = [quantWeight("q8_0", 4, 32, 1), quantWeight("q4_0", 4, 32, 2)];
+    assert.throws(() => native.prepareExperts(mixed), /w-q4_0 is \[4, 32\] q4_0, expert 0 is \[4, 32\] q8_0/);
+  } finally {
+    native.selectQuantVariant(null);
+  }
 });

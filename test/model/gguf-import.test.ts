@@ -101,7 +101,15 @@ describe("GGUF import: round trip through the project's GGUF writer", () => {
     await sameGreedy(a, b, "Once upon a time");
   });
 
-  for (const variant of ["llama-mha", "llama-gqa", "linear-rope", "qwen2", "qwen3", "head-dim"] as const) {
+  for (const variant of [
+    "llama-mha",
+    "llama-gqa",
+    "linear-rope",
+    "qwen2",
+    "qwen3",
+    "mixtral",
+    "head-dim",
+  ] as const) {
     it(`tiny ${variant} (byte-level BPE vocabulary): same config, weights, tokenization, greedy tokens`, async () => {
       const dir = path.join(tmp, `tiny-${variant}`);
       writeTinyModel(dir, variant);

@@ -49,6 +49,7 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
     Method method;
   };
   static const Entry entries[] = {{"quantMatmul", &Api::Matmul},
+                                  {"quantGroupedMatmul", &Api::GroupedMatmul},
                                   {"quantEmbedding", &Api::Embedding},
                                   {"quantInfo", &Api::Info},
                                   {"selectQuantVariant", &Api::SelectVariant}};
@@ -90,24 +91,72 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
                             : nullptr;
   if (a.nTokens == 0) return info.Env().Undefined();
   const QuantTable* q = current();
-  xq_.resize(size_t(a.nTokens * actStride(a.cols)));
+  quantizeRows(q, x, a.cols, a.nTokens);
+  a.xq = xq_.data();
+  product(q, a, wBytes);
+  return info.Env().Undefined();
+}
+
+// quantGroupedMatmul(out, x, w, qtype, rows, cols, experts, expertStart): w holds `experts`
+// matrices [rows, cols] one after another; rows expertStart[e] .. expertStart[e + 1] of x go
+// through expert e into the same rows of out. The activations are quantized once for all.
+Napi::Value Api::GroupedMatmul(const Napi::CallbackInfo& info) {
+  const char* m = "quantGroupedMatmul";
+  QuantMatmulArgs a{};
+  a.qtype = qtypeOf(info, 3, m);
+  a.rows = integer(info, 4, m, "rows", 1);
+  a.cols = integer(info, 5, m, "cols", 1);
+  const int64_t experts = integer(info, 6, m, "experts", 1);
+  const int32_t* start =
+      static_cast<const int32_t*>(array(info, 7, m, "expertStart", napi_int32_array, experts + 1).data);
+  const int64_t total = start[experts];
+  for (int64_t e = 0; e < experts; e++)
+    if (start[e] < 0 || start[e] > start[e + 1])
+      throw Napi::RangeError::New(info.Env(), std::string(m) + ": expertStart is not non-decreasing from 0");
+  const int64_t wBytes = matrixBytes(info, m, a.qtype, a.rows, a.cols);
+  float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, total * a.rows).data);
+  const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, total * a.cols).data);
+  const uint8_t* w = bytesArg(info, 2, m, "w", wBytes * experts);
+  if (total == 0) return info.Env().Undefined();
+  const QuantTable* q = current();
+  quantizeRows(q, x, a.cols, total);
+  const int64_t xs = actStride(a.cols);
+  for (int64_t e = 0; e < experts; e++) {
+    const int64_t n = start[e + 1] - start[e];
+    if (n == 0) continue;
+    QuantMatmulArgs one = a;
+    one.w = w + e * wBytes;
+    one.xq = xq_.data() + start[e] * xs;
+    one.out = out + start[e] * a.rows;
+    one.nTokens = n;
+    product(q, one, wBytes);
+  }
+  return info.Env().Undefined();
+}
+
+// The int8 activations of nTokens rows of x into xq_ (on the pool when large).
+void Api::quantizeRows(const QuantTable* q, const float* x, int64_t cols, int64_t nTokens) {
+  xq_.resize(size_t(nTokens * actStride(cols)));
   uint8_t* xq = xq_.data();
   const int64_t threads = pool_->size();
-  if (a.nTokens * a.cols < 65536) {
-    q->quantizeActs(xq, x, a.cols, 0, a.nTokens);
+  if (nTokens * cols < 65536) {
+    q->quantizeActs(xq, x, cols, 0, nTokens);
   } else {
-    const int64_t per = ceilDiv(a.nTokens, threads * 4);
-    pool_->forEach(ceilDiv(a.nTokens, per), [&](int64_t task) {
-      q->quantizeActs(xq, x, a.cols, task * per, std::min(a.nTokens, (task + 1) * per));
+    const int64_t per = ceilDiv(nTokens, threads * 4);
+    pool_->forEach(ceilDiv(nTokens, per), [&](int64_t task) {
+      q->quantizeActs(xq, x, cols, task * per, std::min(nTokens, (task + 1) * per));
     });
   }
-  a.xq = xq;
+}
+
+// One product on quantized activations: a small batch as one matrix-vector product per token.
+void Api::product(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes) {
   if (a.nTokens > 1 && a.nTokens < q->batchFrom[a.qtype]) {
     // A small batch: one matrix-vector product per token.
     const int64_t xs = actStride(a.cols);
     for (int64_t t = 0; t < a.nTokens; t++) {
       QuantMatmulArgs one = a;
-      one.xq = xq + t * xs;
+      one.xq = a.xq + t * xs;
       one.out = a.out + t * a.rows;
       one.nTokens = 1;
       run(q, one, wBytes);
@@ -115,7 +164,6 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   } else {
     run(q, a, wBytes);
   }
-  return info.Env().Undefined();
 }
 
 // Rows of one product in slices on the pool (inline when small).

@@ -1,4 +1,5 @@
-// The Node-API face of the quantized products (quant_kernels.h): quantMatmul, quantEmbedding,
+// The Node-API face of the quantized products (quant_kernels.h): quantMatmul, quantGroupedMatmul
+// (a mixture's experts, each over its own rows of the gathered tokens), quantEmbedding,
 // quantInfo and selectQuantVariant on the kernels addon. The quantized variant follows the addon's
 // current variant (its VNNI flavour where the CPU has one) unless selectQuantVariant pins one.
 #pragma once
@@ -21,6 +22,9 @@ class Api {
 
  private:
   Napi::Value Matmul(const Napi::CallbackInfo& info);
+  Napi::Value GroupedMatmul(const Napi::CallbackInfo& info);
+  void quantizeRows(const QuantTable* q, const float* x, int64_t cols, int64_t nTokens);
+  void product(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes);
   Napi::Value Embedding(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SelectVariant(const Napi::CallbackInfo& info);
