@@ -124,6 +124,32 @@ inline Scratch& scratch(int64_t H, int64_t D) {
   return s;
 }
 
+// Reorders the step's groups across its runs (groups in a row of one block): the i-th of every
+// run, then the (i+1)-th, so each stretch of groups reads from all the step's blocks at once.
+// Several sequential streams keep more lines in flight than one, as in the float kernels.
+inline void interleaveRuns(Step& st) {
+  int64_t start[kStepGroups], len[kStepGroups], nRuns = 0;
+  for (int64_t gi = 0; gi < st.n; gi++) {
+    if (gi > 0 && st.row[gi] == st.row[gi - 1] + kI8Group) {
+      len[nRuns - 1]++;
+      continue;
+    }
+    start[nRuns] = gi;
+    len[nRuns++] = 1;
+  }
+  if (nRuns < 2) return;
+  const Step in = st;
+  int64_t n = 0;
+  for (int64_t i = 0; n < in.n; i++)
+    for (int64_t r = 0; r < nRuns; r++) {
+      if (i >= len[r]) continue;
+      const int64_t gi = start[r] + i;
+      st.row[n] = in.row[gi];
+      st.lo[n] = in.lo[gi];
+      st.hi[n++] = in.hi[gi];
+    }
+}
+
 // Groups from position p on, until the step is full or the range ends; returns the next position.
 inline int64_t gather(const lk::AttnArgs& a, const int32_t* table, int64_t p, int64_t p1, Step& st) {
   const int64_t bs = a.cache.blockSize, nKv = a.cache.nKvHeads;
@@ -136,6 +162,7 @@ inline int64_t gather(const lk::AttnArgs& a, const int32_t* table, int64_t p, in
     st.n++;
     p = first + kI8Group;
   }
+  interleaveRuns(st);
   return p;
 }
 

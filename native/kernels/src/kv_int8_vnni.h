@@ -79,20 +79,6 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
   return _mm512_insertf32x4(r, grp(3), 3);
 }
 
-// Requests the K and V of groups [gi0, gi0 + 4) of step `st` at `headRow` (if it has them).
-inline void prefetchGroups(const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t headRow) {
-  const int64_t D = a.cache.headDim;
-  const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
-  const int8_t* v8 = static_cast<const int8_t*>(a.cache.v);
-  for (int64_t gi = gi0; gi < std::min<int64_t>(st.n, gi0 + 4); gi++) {
-    const int64_t at = (st.row[gi] + headRow) * D;
-    for (int64_t o = 0; o < 4 * D; o += 64) {
-      __builtin_prefetch(k8 + at + o, 0, 3);
-      __builtin_prefetch(v8 + at + o, 0, 3);
-    }
-  }
-}
-
 // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
 // Groups past st.n give scores nobody reads.
 template <int HG>
@@ -184,9 +170,27 @@ LK_VNNI inline void vnniValues(VnniScratch& s, const Step& st, const int8_t* vBa
   for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c);
 }
 
+// e^x for x <= 0 (-inf included): 2^n · 2^f, n = round(x · log2 e), |f| <= 1/2, 2^f by its Taylor
+// polynomial to degree 5 (relative error under 3e-6, far below the 8-bit rounding of the
+// probabilities that follows); x is clamped at -127 first, whose power of two scalef flushes to 0.
+LK_VNNI inline __m512 expNonPositive(__m512 x) {
+  const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(1.44269504f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.33335581e-3f);  // ln2^5 / 5!
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.61812911e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.55041087e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.40226507e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93147181e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
 // Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running
-// max and sum, and its probabilities times their V scales as 8 bits against the largest.
-inline void vnniSoftmax(VnniScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+// max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
+// passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
+// the rounding to bytes.
+LK_VNNI inline void vnniSoftmax(VnniScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
   float* row = s.p.data() + g * kStepKeys;
   const int64_t n = st.n * 4;
   if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
@@ -195,25 +199,22 @@ inline void vnniSoftmax(VnniScratch& s, int64_t g, const Step& st, const lk::Att
       if (row[j] != -INFINITY) row[j] = a.softcap * std::tanh(row[j] * inv);
   }
   for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
-  vf mv = splat(-INFINITY);
-  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
-  const float mNew = std::max(s.m[g], hmax(mv));
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
+  const float mNew = std::max(s.m[g], _mm512_reduce_max_ps(mv));
   s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
-  vf lv = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {
-    const vf e = vexp(loadf(row + j) - mNew);
-    storef(row + j, e);
-    lv += e;
+  const __m512 mB = _mm512_set1_ps(mNew);
+  __m512 lv = _mm512_setzero_ps(), wm = _mm512_setzero_ps();
+  for (int64_t j = 0; j < kStepKeys; j += 16) {
+    const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
+    lv = _mm512_add_ps(lv, e);
+    const __m512 w = _mm512_mul_ps(e, _mm512_loadu_ps(s.vScaleRow + j));
+    wm = _mm512_max_ps(wm, w);
+    _mm512_storeu_ps(row + j, w);
   }
-  s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
+  s.l[g] = s.l[g] * s.corr[g] + _mm512_reduce_add_ps(lv);
   s.m[g] = mNew;
-  vf wm = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {
-    const vf w = loadf(row + j) * loadf(s.vScaleRow + j);
-    storef(row + j, w);
-    wm = vmax(wm, w);
-  }
-  const float wmax = hmax(wm);
+  const float wmax = _mm512_reduce_max_ps(wm);
   const __m512 toByte = _mm512_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
   s.unit[g] = wmax / 255.0f;
   uint8_t* p8 = s.p8.data() + g * kStepKeys;
@@ -277,30 +278,37 @@ LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, 
   std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
   const int8_t* v8 = static_cast<const int8_t*>(c.v);
-  Step steps[2];
+  const int8_t* k8 = static_cast<const int8_t*>(c.k);
+  // Each step: every KV head's scores, then every head's softmax, then every head's values, so K
+  // (then V) is read block by block across the heads: a block's rows of all the task's heads are
+  // one contiguous region, and with the step's groups interleaved across its blocks (gather) the
+  // reads are several sequential streams the hardware prefetcher follows at once.
+  Step steps[3];
   int64_t p = gather(a, table, p0, p1, steps[0]);
-  for (int64_t stepNo = 0; steps[stepNo % 2].n > 0; stepNo++) {
-    const Step& st = steps[stepNo % 2];
-    Step& next = steps[(stepNo + 1) % 2];
-    p = gather(a, table, p, p1, next);
+  p = gather(a, table, p, p1, steps[1]);
+  for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
+    const Step& st = steps[stepNo % 3];
+    Step& far = steps[(stepNo + 2) % 3];
+    p = gather(a, table, p, p1, far);
+    // Each block is a region of its own: touching its first lines two steps ahead gets the page
+    // walk and the prefetcher's training done before the data is needed (as the float kernels do).
+    for (int64_t gi = 0; gi < far.n; gi++)
+      if (gi == 0 || far.row[gi] % bs == 0) {
+        const int64_t at = (far.row[gi] + h0 * bs) * D;
+        __builtin_prefetch(k8 + at, 0, 3);
+        __builtin_prefetch(k8 + at + 64, 0, 3);
+        __builtin_prefetch(v8 + at, 0, 3);
+        __builtin_prefetch(v8 + at + 64, 0, 3);
+      }
     for (int64_t kh = 0; kh < nKvTask; kh++) {
       const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
-      // The next (step, KV head)'s K and V, requested tile by tile while this one computes: each
-      // group's are 4 · D bytes of a block of their own, runs too short and scattered for the
-      // hardware prefetcher to find in time; one unit ahead is about the bytes a DRAM latency
-      // covers and fits in L1 beside this unit's.
-      const bool lastHead = kh + 1 == nKvTask;
-      const Step& ahead = lastHead ? next : st;
-      const int64_t aheadRow = (h0 + (lastHead ? 0 : kh + 1)) * bs;
       vnniHeadTiles(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
-        for (int64_t gi = 0; gi < st.n; gi += 4) {
-          if (g == 0) prefetchGroups(a, ahead, gi, aheadRow);
-          vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data());
-        }
+        for (int64_t gi = 0; gi < st.n; gi += 4) vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data());
       });
-      if (st.n < ahead.n)  // groups of the next unit past this one's last
-        for (int64_t gi = (st.n + 3) / 4 * 4; gi < ahead.n; gi += 4) prefetchGroups(a, ahead, gi, aheadRow);
+    }
+    for (int64_t kh = 0; kh < nKvTask; kh++) {
+      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       // Lanes of the range's partial first and last groups.
       for (int64_t gi = 0; gi < st.n; gi++) {
         if (st.lo[gi] == 0 && st.hi[gi] == 4) continue;
@@ -310,6 +318,9 @@ LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, 
       }
       stepVScales(s, st, c.vScale + headRow);
       for (int64_t g = g0; g < g0 + G; g++) vnniSoftmax(s, g, st, a);
+    }
+    for (int64_t kh = 0; kh < nKvTask; kh++) {
+      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       const int8_t* vBase = v8 + headRow * D;
       vnniHeadTiles(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
