@@ -28,7 +28,7 @@ namespace i8 {
 
 struct VnniScratch {
   std::vector<int8_t> q8;        // [H, dp] queries as int8, zero past D
-  std::vector<int8_t> qArr;      // [H, dp / 16, 64] per 64 bytes of a K group: the query's 4 quads, each repeated 4x
+  std::vector<int8_t> qArr;      // [H, ceil(D / 16), 64] per 64 bytes of a K group: the query's 4 quads, each repeated 4x
   std::vector<int32_t> qSum;     // [H] sum of each head's int8 query
   std::vector<float> qFac;       // [H] its scale times the softmax scale
   std::vector<float> p;          // [H, kStepKeys] scores, then probabilities
