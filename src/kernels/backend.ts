@@ -189,10 +189,11 @@ export type KvData = TensorData | Int8Array;
 /**
  * One layer's paged KV storage. Layout, block-major: the token at (block b, kv head h, offset o)
  * has row index ((b * nKvHeads + h) * blockSize + o), and
- *   K element i at row * headDim + i;
- *   V element i at the same place, except in an int8 cache, whose V stores each group of 4 tokens
- *   of a block (o / 4) interleaved: element i of the token at row r = group start + o % 4 is at
- *   (r - o % 4) * headDim + i * 4 + o % 4 (kv-cache.ts `kvValueIndex`).
+ *   K element i at row * headDim + i, V element i at the same place, except in an int8 cache,
+ *   which stores each group of 4 tokens of a block (o / 4) interleaved, in the 4 · headDim
+ *   elements from the group's first row: V element i of the token at lane o % 4 at i * 4 + o % 4
+ *   (kv-cache.ts `kvValueIndex`), K elements by quads, 4c..4c+3 of the four tokens together
+ *   (`kvKeyIndex`), so one 32-bit word holds four K elements of one token.
  * An int8 cache's value is int8 × its row's scale: kScale[row], vScale[row] (symmetric, absmax / 127).
  * A token's slot is block * blockSize + offset.
  */

@@ -5,8 +5,8 @@ import type { KvData, KvDType, KvLayerCache } from "./backend.js";
 export const KV_DTYPES = ["f32", "f16", "bf16", "int8"] as const satisfies readonly KvDType[];
 
 /**
- * int8 V rows are stored in groups of this many tokens of a block, interleaved element by element
- * (see KvLayerCache), so an int8 cache's block size must be a multiple of it.
+ * int8 K and V rows are stored in groups of this many tokens of a block, interleaved (see
+ * KvLayerCache), so an int8 cache's block size must be a multiple of it.
  */
 export const INT8_GROUP = 4;
 
@@ -61,20 +61,36 @@ export function allocKvLayer(
 }
 
 /**
- * Element index of V element i of the token at (row, off): `row` is the token's row index
- * ((block * nKvHeads + h) * blockSize + off). Float caches store rows in order; int8 caches
- * interleave each group of INT8_GROUP tokens.
+ * Element index of K element i of the token at `row` (its row index,
+ * (block * nKvHeads + h) * blockSize + offset). Float caches store rows in order; int8 caches
+ * store each group of INT8_GROUP tokens by quads of elements: the group's elements 4c..4c+3 of
+ * its four tokens lie together, token by token (16 bytes; a last quad of w < 4 elements takes
+ * 4w), so a 32-bit word holds four elements of one token and one vector several tokens' words.
+ */
+export function kvKeyIndex(dtype: KvDType, row: number, headDim: number, i: number): number {
+  if (dtype !== "int8") return row * headDim + i;
+  const lane = row % INT8_GROUP; // blockSize is a multiple of the group, so row and offset agree
+  const quad = i - (i % 4);
+  const width = Math.min(4, headDim - quad);
+  return (row - lane) * headDim + quad * INT8_GROUP + lane * width + (i % 4);
+}
+
+/**
+ * Element index of V element i of the token at `row`. Float caches store rows in order; int8
+ * caches interleave each group of INT8_GROUP tokens element by element (element i of the four
+ * tokens in one 32-bit word).
  */
 export function kvValueIndex(dtype: KvDType, row: number, headDim: number, i: number): number {
   if (dtype !== "int8") return row * headDim + i;
-  const lane = row % INT8_GROUP; // blockSize is a multiple of the group, so row and offset agree
+  const lane = row % INT8_GROUP;
   return (row - lane) * headDim + i * INT8_GROUP + lane;
 }
 
 /** K element i of the token at `row`, widened (an int8 element times its row's scale). */
 export function readKey(c: KvLayerCache, row: number, i: number): number {
-  if (c.dtype === "int8") return (c.k as Int8Array)[row * c.headDim + i]! * c.kScale![row]!;
-  return readElement(c.dtype as DType, c.k as Exclude<KvData, Int8Array>, row * c.headDim + i);
+  const at = kvKeyIndex(c.dtype, row, c.headDim, i);
+  if (c.dtype === "int8") return (c.k as Int8Array)[at]! * c.kScale![row]!;
+  return readElement(c.dtype as DType, c.k as Exclude<KvData, Int8Array>, at);
 }
 
 /** V element i of the token at `row`, widened. */
@@ -85,14 +101,13 @@ export function readValue(c: KvLayerCache, row: number, i: number): number {
 }
 
 /**
- * Quantizes x[0, n) (stride 1) into dst at `at`, `stride` apart, as the native kvWrite does:
+ * Quantizes x[from, from + n) into dst, element i at index(i), as the native kvWrite does:
  * symmetric, scale = absmax / 127 in f32, each value x · (127 / absmax) rounded half to even.
  * Returns the scale (0 for a zero row).
  */
 export function quantizeKvRow(
   dst: Int8Array,
-  at: number,
-  stride: number,
+  index: (i: number) => number,
   x: Float32Array,
   from: number,
   n: number,
@@ -102,7 +117,7 @@ export function quantizeKvRow(
   const inv = amax > 0 ? Math.fround(127 / amax) : 0;
   for (let i = 0; i < n; i++) {
     const r = roundHalfEven(Math.fround(x[from + i]! * inv));
-    dst[at + i * stride] = Math.min(127, Math.max(-127, r));
+    dst[index(i)] = Math.min(127, Math.max(-127, r));
   }
   return Math.fround(amax / 127);
 }

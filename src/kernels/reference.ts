@@ -17,7 +17,7 @@ import type {
   PreparedWeight,
 } from "./backend.js";
 import { checkCount, checkLength } from "./checks.js";
-import { checkKvBlockSize, kvValueIndex, quantizeKvRow, readKey, readValue } from "./kv-cache.js";
+import { checkKvBlockSize, kvKeyIndex, kvValueIndex, quantizeKvRow, readKey, readValue } from "./kv-cache.js";
 import { gatherRowsReference, moeCombineReference, moeRouteReference } from "./moe-reference.js";
 import {
   isQuantReference,
@@ -387,9 +387,10 @@ export class ReferenceBackend implements KernelBackend {
         const row = (block * nKvHeads + h) * blockSize + off;
         const src = t * width + h * headDim;
         if (dtype === "int8") {
-          const vAt = kvValueIndex(dtype, row, headDim, 0);
-          cache.kScale![row] = quantizeKvRow(cache.k as Int8Array, row * headDim, 1, k, src, headDim);
-          cache.vScale![row] = quantizeKvRow(cache.v as Int8Array, vAt, 4, v, src, headDim);
+          const kAt = (i: number) => kvKeyIndex(dtype, row, headDim, i);
+          const vAt = (i: number) => kvValueIndex(dtype, row, headDim, i);
+          cache.kScale![row] = quantizeKvRow(cache.k as Int8Array, kAt, k, src, headDim);
+          cache.vScale![row] = quantizeKvRow(cache.v as Int8Array, vAt, v, src, headDim);
           continue;
         }
         for (let i = 0; i < headDim; i++) {

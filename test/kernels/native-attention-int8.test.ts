@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
-import { kvValueIndex, parseKvDtype } from "../../src/kernels/kv-cache.js";
+import { kvKeyIndex, kvValueIndex, parseKvDtype } from "../../src/kernels/kv-cache.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import {
   assertClose,
@@ -80,7 +80,7 @@ test("kvWrite quantizes each (token, KV head) row as the reference does: same co
   }
 });
 
-test("an int8 row is its f32 row within half a step (absmax / 254), V in the interleaved layout", () => {
+test("an int8 row is its f32 row within half a step (absmax / 254), K and V in the interleaved layouts", () => {
   const c = CASES[1]!;
   const s = setup(c, 30);
   const rows = s.layout.numBlocks * c.nKvHeads * c.blockSize;
@@ -92,13 +92,36 @@ test("an int8 row is its f32 row within half a step (absmax / 254), V in the int
     for (let i = 0; i < c.headDim; i++) {
       const k = (s.refF32.k as Float32Array)[row * c.headDim + i]!;
       const v = (s.refF32.v as Float32Array)[row * c.headDim + i]!;
-      assert.ok(Math.abs((s.ref8.k as Int8Array)[row * c.headDim + i]! * ks - k) <= ks / 2 + 1e-7, "K");
+      const kAt = kvKeyIndex("int8", row, c.headDim, i);
+      assert.ok(Math.abs((s.ref8.k as Int8Array)[kAt]! * ks - k) <= ks / 2 + 1e-7, "K");
       const at = kvValueIndex("int8", row, c.headDim, i);
       assert.ok(Math.abs((s.ref8.v as Int8Array)[at]! * vs - v) <= vs / 2 + 1e-7, "V");
     }
     checked++;
   }
   assert.ok(checked >= 113, `${checked} rows checked`);
+});
+
+test("the int8 layouts: K by quads of elements token by token, V element by element, each group in its own 4 rows", () => {
+  // headDim 6: quads of 4 and 2 elements. The token at row 5 (lane 1 of the group at row 4).
+  const d = 6;
+  const base = 4 * d;
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5].map((i) => kvKeyIndex("int8", 5, d, i) - base),
+    [4, 5, 6, 7, 16 + 2, 16 + 3],
+  );
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5].map((i) => kvValueIndex("int8", 5, d, i) - base),
+    [1, 5, 9, 13, 17, 21],
+  );
+  // Every element of a group's four tokens has its own place within the group's 4 · headDim.
+  for (const hd of [5, 6, 7, 8, 20, 130]) {
+    const seen = new Set<number>();
+    for (let row = 0; row < 4; row++) for (let i = 0; i < hd; i++) seen.add(kvKeyIndex("int8", row, hd, i));
+    assert.equal(seen.size, 4 * hd, `K, headDim ${hd}`);
+    assert.ok(Math.max(...seen) === 4 * hd - 1 && Math.min(...seen) === 0, `K range, headDim ${hd}`);
+  }
+  assert.equal(kvKeyIndex("f32", 5, d, 3), 5 * d + 3);
 });
 
 test("a padding slot (-1) writes nothing into an int8 cache", () => {

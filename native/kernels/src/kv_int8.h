@@ -3,13 +3,16 @@
 // reads the int8 rows directly: scores are scale * kScale[j] * (q . k_j), and the values pass folds
 // vScale[j] into the probability, so no dequantized copy of a row exists anywhere.
 //
-// Layout (block-major, like the float caches):
-//   K  row (block, h, off) at ((block * nKv + h) * bs + off) * D, D int8s.
-//   V  a block's tokens in groups of kI8Group (4): group (block, h, off / 4) starts where its first
-//      token's row would, ((block * nKv + h) * bs + off / 4 * 4) * D, and holds element d of its
-//      four tokens at d * 4 + off % 4. One 32-bit lane of an integer dot product then sums four
-//      keys' contributions to one element, and the widening path keeps its accumulator in the same
-//      (element, key) order, reduced over the four keys once per task.
+// Layout (block-major, like the float caches): a block's tokens in groups of kI8Group (4); group
+// (block, h, off / 4) takes the 4 * D bytes from where its first token's row would start,
+// ((block * nKv + h) * bs + off / 4 * 4) * D, in K and in V.
+//   K  by quads of elements: elements 4c..4c+3 of the group's four tokens lie together, token by
+//      token, at 16c + 4 * (off % 4) (a last quad of w < 4 elements: at 16c + w * (off % 4)). A
+//      32-bit lane of an integer dot product then sums four elements of one key, and a 64-byte
+//      vector holds 16 elements of four keys: scores come out key by key, no reduction per key.
+//   V  element d of the four tokens at d * 4 + off % 4. One 32-bit lane of an integer dot
+//      product then sums four keys' contributions to one element, and the widening path keeps its
+//      accumulator in the same (element, key) order, reduced over the four keys once per task.
 //   kScale / vScale  one f32 per row at (block * nKv + h) * bs + off.
 // Lanes of a group outside a task's key range get probability 0: whatever their bytes hold (int8
 // has no NaN), they add nothing.
@@ -52,16 +55,23 @@ inline vf loadI8(const int8_t* p) {
 #endif
 }
 
-// Quantizes x[0, D) to dst[i * stride]; returns the row's scale (0 for a zero row).
-inline float quantizeRow(int8_t* dst, int64_t stride, const float* x, int64_t D) {
+// Quantizes x[0, D) to dst[at(i)]; returns the row's scale (0 for a zero row).
+template <typename At>
+inline float quantizeRow(int8_t* dst, At at, const float* x, int64_t D) {
   float amax = 0.0f;
   for (int64_t i = 0; i < D; i++) amax = std::max(amax, std::fabs(x[i]));
   const float inv = amax > 0 ? 127.0f / amax : 0.0f;
   for (int64_t i = 0; i < D; i++) {
     const float r = std::nearbyint(x[i] * inv);  // ties to even, the default rounding mode
-    dst[i * stride] = int8_t(std::min(127.0f, std::max(-127.0f, r)));
+    dst[at(i)] = int8_t(std::min(127.0f, std::max(-127.0f, r)));
   }
   return amax / 127.0f;
+}
+
+// Where K element d of the group's token `lane` lies, from the group's first byte.
+inline int64_t keyAt(int64_t D, int64_t lane, int64_t d) {
+  const int64_t quad = d & ~int64_t(3);
+  return quad * kI8Group + lane * std::min<int64_t>(4, D - quad) + (d & 3);
 }
 
 inline void kvWrite(const lk::KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0,
@@ -74,15 +84,15 @@ inline void kvWrite(const lk::KvArgs& c, const float* k, const float* v, const i
     if (slot < 0) continue;  // padding token
     const int64_t block = slot / c.blockSize, off = slot % c.blockSize, lane = off % kI8Group;
     for (int64_t h = 0; h < c.nKvHeads; h++) {
-      const int64_t row = (block * c.nKvHeads + h) * c.blockSize + off;
-      c.kScale[row] = quantizeRow(k8 + row * D, 1, k + t * width + h * D, D);
-      c.vScale[row] = quantizeRow(v8 + (row - lane) * D + lane, kI8Group, v + t * width + h * D, D);
+      const int64_t row = (block * c.nKvHeads + h) * c.blockSize + off, group = (row - lane) * D;
+      c.kScale[row] = quantizeRow(k8 + group, [&](int64_t i) { return keyAt(D, lane, i); }, k + t * width + h * D, D);
+      c.vScale[row] = quantizeRow(v8 + group, [&](int64_t i) { return i * kI8Group + lane; }, v + t * width + h * D, D);
     }
   }
 }
 
-// Keys per online-softmax step, in groups of kI8Group.
-constexpr int64_t kStepKeys = 64;
+// Keys per online-softmax step, in groups of kI8Group (a multiple of 16: whole score tiles).
+constexpr int64_t kStepKeys = 128;
 constexpr int64_t kStepGroups = kStepKeys / kI8Group;
 
 // One step: its groups, each the row of its first token for KV head 0 (head h adds h * bs) and the
@@ -94,7 +104,8 @@ struct Step {
 };
 
 struct Scratch {
-  std::vector<float> acc;  // [H, 4 * D] numerators, (element, key lane) order
+  std::vector<float> qRep;  // [H, D / 4, W] each query quad repeated across a vector
+  std::vector<float> acc;   // [H, 4 * D] numerators, (element, key lane) order
   std::vector<float> p;    // [H, kStepKeys] scores, then probabilities
   std::vector<float> w;    // [H, kStepGroups, W] each group's folded probabilities, repeated across a vector
   std::vector<float> m, l;
@@ -102,6 +113,7 @@ struct Scratch {
 
 inline Scratch& scratch(int64_t H, int64_t D) {
   thread_local Scratch s;
+  if (int64_t(s.qRep.size()) < H * D / 4 * W) s.qRep.resize(size_t(H * D / 4 * W));
   if (int64_t(s.acc.size()) < H * 4 * D) s.acc.resize(size_t(H * 4 * D));
   if (int64_t(s.p.size()) < H * kStepKeys) s.p.resize(size_t(H * kStepKeys));
   if (int64_t(s.w.size()) < H * kStepGroups * W) s.w.resize(size_t(H * kStepGroups * W));
@@ -110,6 +122,32 @@ inline Scratch& scratch(int64_t H, int64_t D) {
     s.l.resize(size_t(H));
   }
   return s;
+}
+
+// Reorders the step's groups across its runs (groups in a row of one block): the i-th of every
+// run, then the (i+1)-th, so each stretch of groups reads from all the step's blocks at once.
+// Several sequential streams keep more lines in flight than one, as in the float kernels.
+inline void interleaveRuns(Step& st) {
+  int64_t start[kStepGroups], len[kStepGroups], nRuns = 0;
+  for (int64_t gi = 0; gi < st.n; gi++) {
+    if (gi > 0 && st.row[gi] == st.row[gi - 1] + kI8Group) {
+      len[nRuns - 1]++;
+      continue;
+    }
+    start[nRuns] = gi;
+    len[nRuns++] = 1;
+  }
+  if (nRuns < 2) return;
+  const Step in = st;
+  int64_t n = 0;
+  for (int64_t i = 0; n < in.n; i++)
+    for (int64_t r = 0; r < nRuns; r++) {
+      if (i >= len[r]) continue;
+      const int64_t gi = start[r] + i;
+      st.row[n] = in.row[gi];
+      st.lo[n] = in.lo[gi];
+      st.hi[n++] = in.hi[gi];
+    }
 }
 
 // Groups from position p on, until the step is full or the range ends; returns the next position.
@@ -124,35 +162,45 @@ inline int64_t gather(const lk::AttnArgs& a, const int32_t* table, int64_t p, in
     st.n++;
     p = first + kI8Group;
   }
+  interleaveRuns(st);
   return p;
 }
 
 // Scores of GB query heads against the step's keys of one KV head (rows offset by `headRow`):
-// p[g * kStepKeys + 4 * group + lane], -inf outside the range.
+// p[g * kStepKeys + 4 * group + lane], -inf outside the range. A group's K quads are 16 bytes (4
+// keys x 4 elements), widened W at a time and multiplied by the query's quad repeated across a
+// vector (qRep: [GB, D / 4, W]); each key's four partial sums are added at the end.
 template <int GB>
-inline void scores(const lk::AttnArgs& a, const float* q, const Step& st, int64_t headRow, float* p) {
-  const int64_t D = a.cache.headDim, dv = D / W * W;
+inline void scores(const lk::AttnArgs& a, const float* q, const float* qRep, const Step& st, int64_t headRow,
+                   float* p) {
+  constexpr int NV = 16 / W;  // vectors a quad of four keys takes
+  const int64_t D = a.cache.headDim, nq = D / 4, r = D % 4;
   const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
   for (int64_t gi = 0; gi < st.n; gi++) {
-    for (int lane = 0; lane < kI8Group; lane++) {
-      const int64_t j = gi * kI8Group + lane;
-      if (lane < st.lo[gi] || lane >= st.hi[gi]) {
-        for (int g = 0; g < GB; g++) p[g * kStepKeys + j] = -INFINITY;
-        continue;
-      }
-      const int64_t row = st.row[gi] + headRow + lane;
-      const int8_t* kr = k8 + row * D;
-      vf acc[GB];
-      for (int g = 0; g < GB; g++) acc[g] = splat(0.0f);
-      for (int64_t i = 0; i < dv; i += W) {
-        const vf kv = loadI8(kr + i);
-        for (int g = 0; g < GB; g++) acc[g] += loadf(q + g * D + i) * kv;
-      }
-      const float f = a.scale * a.cache.kScale[row];
+    const int8_t* kg = k8 + (st.row[gi] + headRow) * D;
+    vf acc[GB][NV];
+    for (int g = 0; g < GB; g++)
+      for (int v = 0; v < NV; v++) acc[g][v] = splat(0.0f);
+    for (int64_t c = 0; c < nq; c++) {
+      vf kv[NV];
+      for (int v = 0; v < NV; v++) kv[v] = loadI8(kg + 16 * c + v * W);
       for (int g = 0; g < GB; g++) {
-        float s = hsum(acc[g]);
-        for (int64_t i = dv; i < D; i++) s += q[g * D + i] * float(kr[i]);
-        p[g * kStepKeys + j] = s * f;
+        const vf qv = loadf(qRep + (g * nq + c) * W);
+        for (int v = 0; v < NV; v++) acc[g][v] += qv * kv[v];
+      }
+    }
+    for (int g = 0; g < GB; g++) {
+      alignas(64) float part[16];  // key lane j's partial sums at 4j..4j+3
+      for (int v = 0; v < NV; v++) storef(part + v * W, acc[g][v]);
+      for (int lane = 0; lane < kI8Group; lane++) {
+        const int64_t j = gi * kI8Group + lane;
+        if (lane < st.lo[gi] || lane >= st.hi[gi]) {
+          p[g * kStepKeys + j] = -INFINITY;
+          continue;
+        }
+        float sum = (part[4 * lane] + part[4 * lane + 1]) + (part[4 * lane + 2] + part[4 * lane + 3]);
+        for (int64_t e = 0; e < r; e++) sum += q[g * D + 4 * nq + e] * float(kg[16 * nq + lane * r + e]);
+        p[g * kStepKeys + j] = sum * a.scale * a.cache.kScale[st.row[gi] + headRow + lane];
       }
     }
   }
@@ -243,6 +291,10 @@ inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t
   std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
   std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
   const float* q = a.q + (t * a.nHeads + h0 * G) * D;  // the task's query heads are contiguous
+  const int64_t nq = D / 4;
+  for (int64_t g = 0; g < H; g++)
+    for (int64_t c = 0; c < nq; c++)
+      for (int l = 0; l < W; l++) s.qRep[size_t((g * nq + c) * W + l)] = q[g * D + 4 * c + l % 4];
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
   const int8_t* v8 = static_cast<const int8_t*>(c.v);
   Step st;
@@ -252,10 +304,11 @@ inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t
       const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       float* pk = s.p.data() + g0 * kStepKeys;
       const float* qk = q + g0 * D;
+      const float* rk = s.qRep.data() + g0 * nq * W;
       headTiles(
-          G, [&](int64_t g) { scores<4>(a, qk + g * D, st, headRow, pk + g * kStepKeys); },
-          [&](int64_t g) { scores<2>(a, qk + g * D, st, headRow, pk + g * kStepKeys); },
-          [&](int64_t g) { scores<1>(a, qk + g * D, st, headRow, pk + g * kStepKeys); });
+          G, [&](int64_t g) { scores<4>(a, qk + g * D, rk + g * nq * W, st, headRow, pk + g * kStepKeys); },
+          [&](int64_t g) { scores<2>(a, qk + g * D, rk + g * nq * W, st, headRow, pk + g * kStepKeys); },
+          [&](int64_t g) { scores<1>(a, qk + g * D, rk + g * nq * W, st, headRow, pk + g * kStepKeys); });
       for (int64_t g = g0; g < g0 + G; g++) {
         float* row = s.p.data() + g * kStepKeys;
         softmaxStep(s, g, row, n, a.softcap, D4);
@@ -299,7 +352,8 @@ namespace i8 {
 inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                       float* lse) {
 #if defined(LK_I8_VNNI)
-  if (hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
+  // The VNNI path takes whole quads of K elements (the last quad of an odd head is narrower).
+  if (a.cache.headDim % 4 == 0 && hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
 #endif
   attentionWiden(a, t, h0, h1, p0, p1, out, lse);
 }

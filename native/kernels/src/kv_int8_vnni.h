@@ -2,10 +2,13 @@
 // variants (included by kv_int8.h); the functions carry target("avx512vnni") and are called only
 // where the CPU reports it (kv_int8.h checks once), so the variant itself still runs without it.
 //
-// Scores: each query head is rounded to int8 once per task (symmetric, absmax / 127); a key row
-// is read as unsigned by flipping its sign bits (k + 128), so one vpdpbusd multiplies 4 pairs and
-// sum (k + 128) · q = k · q + 128 · sum q, whose second term is known per head. A tile is 16 dot
-// products (4 heads × 4 keys, 2 × 8 or 1 × 16), reduced together by one transposing tree.
+// Scores: each query head is rounded to int8 once per task (symmetric, absmax / 127); keys are
+// read as unsigned by flipping their sign bits (k + 128), so one vpdpbusd multiplies 4 pairs and
+// sum (k + 128) · q = k · q + 128 · sum q, whose second term is known per head. The K layout
+// (kv_int8.h) puts 16 elements of a group's four keys in 64 bytes, 4 of one key per 32-bit lane,
+// so one vpdpbusd against the query's matching quads (each repeated over its 128-bit lane) gives
+// four partial sums of each of the four keys. A tile is 4 groups (16 keys) x 1, 2 or 4 heads; the
+// four groups' sums of a head are added across 128-bit lanes into one vector of 16 scores.
 // Values: each step's probabilities, V scale folded in, are rounded to 8 bits against the step's
 // largest (a scale per head and step); the V layout (kv_int8.h) puts element d of a group's four
 // keys in one 32-bit lane, so one vpdpbusd against the four probabilities broadcast sums the
@@ -25,15 +28,13 @@ namespace i8 {
 
 struct VnniScratch {
   std::vector<int8_t> q8;        // [H, dp] queries as int8, zero past D
+  std::vector<int8_t> qArr;      // [H, ceil(D / 16), 64] per 64 bytes of a K group: the query's 4 quads, each repeated 4x
   std::vector<int32_t> qSum;     // [H] sum of each head's int8 query
   std::vector<float> qFac;       // [H] its scale times the softmax scale
   std::vector<float> p;          // [H, kStepKeys] scores, then probabilities
   std::vector<uint8_t> p8;       // [H, kStepKeys] probabilities as 8 bits (V scale folded in)
   std::vector<float> acc;        // [H, nc * 16] numerators
   std::vector<float> m, l, corr, unit;  // [H] running max and sum; per step: rescale, 8-bit unit
-  // Per query head g, as the score tile's lanes want it: 128 · sum q_g and its factor, repeated.
-  std::vector<int32_t> tileCorr;  // [H, 16]
-  std::vector<float> tileFac;     // [H, 16]
   alignas(64) float vScaleRow[kStepKeys];  // the step's V scales of one KV head, 0 outside the range
 };
 
@@ -43,29 +44,21 @@ inline VnniScratch& vnniScratch(int64_t H, int64_t dp, int64_t dc) {
     if (int64_t(v.size()) < n) v.resize(size_t(n));
   };
   grow(s.q8, H * dp);
+  grow(s.qArr, H * dp * 4);
   grow(s.qSum, H);
   grow(s.qFac, H);
   grow(s.p, H * kStepKeys);
   grow(s.p8, H * kStepKeys);
   grow(s.acc, H * dc);
   for (auto* v : {&s.m, &s.l, &s.corr, &s.unit}) grow(*v, H);
-  grow(s.tileCorr, H * 16);
-  grow(s.tileFac, H * 16);
   return s;
 }
 
-// Lane i of the result is the sum of the 16 lanes of v[i]: pairs, then quads, then 128-bit lanes.
-__attribute__((always_inline)) inline __m512i reduce16(const __m512i* v) {
-  __m512i t[8], u[4];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; i++)
-    t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; i++)
-    u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]), _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
-  // u[i]: each 128-bit lane holds [v[4i], v[4i+1], v[4i+2], v[4i+3]] partial sums.
-  const __m512i y01 = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], 0x44), _mm512_shuffle_i32x4(u[0], u[1], 0xee));
-  const __m512i y23 = _mm512_add_epi32(_mm512_shuffle_i32x4(u[2], u[3], 0x44), _mm512_shuffle_i32x4(u[2], u[3], 0xee));
+// Lanes 4i..4i+3 of the result: the four 32-bit lanes of v[i], each summed over v[i]'s four
+// 128-bit lanes (a group's four keys, from their partial sums over quads 4c + lane).
+__attribute__((always_inline)) inline __m512i reduce4(const __m512i* v) {
+  const __m512i y01 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x44), _mm512_shuffle_i32x4(v[0], v[1], 0xee));
+  const __m512i y23 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2], v[3], 0x44), _mm512_shuffle_i32x4(v[2], v[3], 0xee));
   return _mm512_add_epi32(_mm512_shuffle_i32x4(y01, y23, 0x88), _mm512_shuffle_i32x4(y01, y23, 0xdd));
 }
 
@@ -77,68 +70,53 @@ inline void dpbusd(__m512i& acc, __m512i a, __m512i b) { asm("vpdpbusd %2, %1, %
 // A group's four 8-bit probabilities read as one word.
 typedef int32_t ByteWord __attribute__((may_alias));
 
-// The kScales of a score tile's KG groups (4 each; a group past the step's last reads the
-// first's), repeated for its 4 / KG heads: lane g * 4KG + 4 gl + j.
-template <int KG>
+// The kScales of a tile's 4 groups (a group past the step's last reads the first's).
 inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
   auto grp = [&](int gl) { return _mm_loadu_ps(ks + st.row[gi0 + gl < st.n ? gi0 + gl : gi0]); };
-  if constexpr (KG == 1) {
-    return _mm512_broadcast_f32x4(grp(0));
-  } else if constexpr (KG == 2) {
-    const __m512 lo = _mm512_insertf32x4(_mm512_castps128_ps512(grp(0)), grp(1), 1);
-    return _mm512_shuffle_f32x4(lo, lo, 0x44);
-  } else {
-    __m512 r = _mm512_castps128_ps512(grp(0));
-    r = _mm512_insertf32x4(r, grp(1), 1);
-    r = _mm512_insertf32x4(r, grp(2), 2);
-    return _mm512_insertf32x4(r, grp(3), 3);
-  }
+  __m512 r = _mm512_castps128_ps512(grp(0));
+  r = _mm512_insertf32x4(r, grp(1), 1);
+  r = _mm512_insertf32x4(r, grp(2), 2);
+  return _mm512_insertf32x4(r, grp(3), 3);
 }
 
-// Scores of HG heads x KG groups (HG * KG = 4) of one KV head: p[g * kStepKeys + 4 * group + lane].
-// Groups past st.n give zeros nobody reads.
+// Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
+// Groups past st.n give scores nobody reads.
 template <int HG>
 LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
                                   int64_t g0, int64_t headRow, float* p) {
-  constexpr int KG = 4 / HG;
-  const int64_t D = a.cache.headDim, dp = (D + 63) / 64 * 64;
+  const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
   const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
   const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
-  __m512i acc[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_si512();
-  // A group past the step's last reads the first group's rows again; its lanes are never used.
-  const int8_t* rows[KG];
-#pragma GCC unroll 4
-  for (int gl = 0; gl < KG; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
-  const int8_t* q8 = s.q8.data() + g0 * dp;
-  // Chunks of 64 dims outermost, so every accumulator index below is a constant (registers).
-  for (int64_t i = 0; i < dp; i += 64) {
-    const __mmask64 mask = D - i >= 64 ? ~__mmask64(0) : (__mmask64(1) << (D - i)) - 1;
-    __m512i qv[HG];
-#pragma GCC unroll 4
-    for (int g = 0; g < HG; g++) qv[g] = _mm512_loadu_si512(q8 + g * dp + i);
-#pragma GCC unroll 4
-    for (int gl = 0; gl < KG; gl++)
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) {
-        const __m512i ku = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[gl] + j * D + i), flip);
-#pragma GCC unroll 4
-        for (int g = 0; g < HG; g++)
-          dpbusd(acc[g * 4 * KG + gl * 4 + j], ku, qv[g]);
-      }
-  }
-  const __m512i dots = reduce16(acc);
-  // Lane g * 4KG + 4 gl + j: (dot - 128 · sum q_g) · qFac_g · kScale of key (gl, j); the tile's
-  // kScales are KG runs of 4 (one per group), repeated for each head.
-  const float* ks = a.cache.kScale + headRow;
-  const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_loadu_si512(s.tileCorr.data() + g0 * 16))),
-                                  _mm512_mul_ps(_mm512_loadu_ps(s.tileFac.data() + g0 * 16), tileKScale<KG>(ks, st, gi0)));
-  alignas(64) float r[16];
-  _mm512_store_ps(r, sc);
+  __m512i acc[HG][4];
 #pragma GCC unroll 4
   for (int g = 0; g < HG; g++)
-    std::memcpy(p + (g0 + g) * kStepKeys + gi0 * 4, r + g * 4 * KG, sizeof(float) * 4 * KG);
+#pragma GCC unroll 4
+    for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm512_setzero_si512();
+  const int8_t* rows[4];
+#pragma GCC unroll 4
+  for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
+  const int8_t* qa = s.qArr.data() + g0 * nc * 64;
+  for (int64_t c = 0; c < nc; c++) {
+    const int64_t left = bytes - c * 64;
+    const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+    __m512i qv[HG];
+#pragma GCC unroll 4
+    for (int g = 0; g < HG; g++) qv[g] = _mm512_loadu_si512(qa + (g * nc + c) * 64);
+#pragma GCC unroll 4
+    for (int gl = 0; gl < 4; gl++) {
+      const __m512i ku = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[gl] + c * 64), flip);
+#pragma GCC unroll 4
+      for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
+    }
+  }
+  // (dot - 128 · sum q) · qFac · kScale, key by key.
+  const __m512 ks = tileKScale(a.cache.kScale + headRow, st, gi0);
+#pragma GCC unroll 4
+  for (int g = 0; g < HG; g++) {
+    const __m512i dots = _mm512_sub_epi32(reduce4(acc[g]), _mm512_set1_epi32(128 * s.qSum[size_t(g0 + g)]));
+    const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_mul_ps(_mm512_set1_ps(s.qFac[size_t(g0 + g)]), ks));
+    _mm512_storeu_ps(p + (g0 + g) * kStepKeys + gi0 * 4, sc);
+  }
 }
 
 // acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
@@ -192,9 +170,27 @@ LK_VNNI inline void vnniValues(VnniScratch& s, const Step& st, const int8_t* vBa
   for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c);
 }
 
+// e^x for x <= 0 (-inf included): 2^n · 2^f, n = round(x · log2 e), |f| <= 1/2, 2^f by its Taylor
+// polynomial to degree 5 (relative error under 3e-6, far below the 8-bit rounding of the
+// probabilities that follows); x is clamped at -127 first, whose power of two scalef flushes to 0.
+LK_VNNI inline __m512 expNonPositive(__m512 x) {
+  const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(1.44269504f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.33335581e-3f);  // ln2^5 / 5!
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.61812911e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.55041087e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.40226507e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93147181e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
 // Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running
-// max and sum, and its probabilities times their V scales as 8 bits against the largest.
-inline void vnniSoftmax(VnniScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+// max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
+// passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
+// the rounding to bytes.
+LK_VNNI inline void vnniSoftmax(VnniScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
   float* row = s.p.data() + g * kStepKeys;
   const int64_t n = st.n * 4;
   if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
@@ -203,25 +199,22 @@ inline void vnniSoftmax(VnniScratch& s, int64_t g, const Step& st, const lk::Att
       if (row[j] != -INFINITY) row[j] = a.softcap * std::tanh(row[j] * inv);
   }
   for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
-  vf mv = splat(-INFINITY);
-  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
-  const float mNew = std::max(s.m[g], hmax(mv));
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
+  const float mNew = std::max(s.m[g], _mm512_reduce_max_ps(mv));
   s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
-  vf lv = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {
-    const vf e = vexp(loadf(row + j) - mNew);
-    storef(row + j, e);
-    lv += e;
+  const __m512 mB = _mm512_set1_ps(mNew);
+  __m512 lv = _mm512_setzero_ps(), wm = _mm512_setzero_ps();
+  for (int64_t j = 0; j < kStepKeys; j += 16) {
+    const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
+    lv = _mm512_add_ps(lv, e);
+    const __m512 w = _mm512_mul_ps(e, _mm512_loadu_ps(s.vScaleRow + j));
+    wm = _mm512_max_ps(wm, w);
+    _mm512_storeu_ps(row + j, w);
   }
-  s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
+  s.l[g] = s.l[g] * s.corr[g] + _mm512_reduce_add_ps(lv);
   s.m[g] = mNew;
-  vf wm = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {
-    const vf w = loadf(row + j) * loadf(s.vScaleRow + j);
-    storef(row + j, w);
-    wm = vmax(wm, w);
-  }
-  const float wmax = hmax(wm);
+  const float wmax = _mm512_reduce_max_ps(wm);
   const __m512 toByte = _mm512_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
   s.unit[g] = wmax / 255.0f;
   uint8_t* p8 = s.p8.data() + g * kStepKeys;
@@ -251,73 +244,71 @@ inline void vnniHeadTiles(int64_t n, F f) {
   for (; g < n; g++) f(std::integral_constant<int, 1>{}, g);
 }
 
-// Per head tile of each KV head (tiles as vnniHeadTiles makes them), the score tile's lanes of
-// 128 · sum q and of q's scale times the softmax scale.
-inline void fillTileVectors(VnniScratch& s, int64_t nKvTask, int64_t G);
-
-// Each query head of the task rounded to int8, with its sum and scale.
-inline void quantizeQueries(VnniScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
+// Each query head of the task rounded to int8, with its sum and scale, and arranged for the K
+// layout: per 64 bytes c of a group (elements 16c..16c+15 of four keys), quad 4c + i repeated
+// over 128-bit lane i.
+LK_VNNI inline void quantizeQueries(VnniScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
+  const int64_t nc = (4 * D + 63) / 64;
+  const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   for (int64_t g = 0; g < H; g++) {
     int8_t* q8 = s.q8.data() + g * dp;
-    const float qs = quantizeRow(q8, 1, q + g * D, D);
+    const float qs = quantizeRow(q8, [](int64_t i) { return i; }, q + g * D, D);
     std::fill(q8 + D, q8 + dp, int8_t(0));
     int32_t sum = 0;
     for (int64_t i = 0; i < D; i++) sum += q8[i];
     s.qSum[g] = sum;
     s.qFac[g] = qs * scale;
+    for (int64_t c = 0; c < nc; c++) {
+      const __m512i quads = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8 + 16 * c)));
+      _mm512_storeu_si512(s.qArr.data() + (g * nc + c) * 64, _mm512_permutexvar_epi32(spread, quads));
+    }
   }
-}
-
-inline void fillTileVectors(VnniScratch& s, int64_t nKvTask, int64_t G) {
-  for (int64_t kh = 0; kh < nKvTask; kh++)
-    vnniHeadTiles(G, [&](auto hg, int64_t g) {
-      constexpr int HG = decltype(hg)::value, KG = 4 / HG;
-      const int64_t g0 = kh * G + g;
-      for (int h = 0; h < HG; h++)
-        for (int i = 0; i < 4 * KG; i++) {
-          s.tileCorr[size_t(g0 * 16 + h * 4 * KG + i)] = 128 * s.qSum[size_t(g0 + h)];
-          s.tileFac[size_t(g0 * 16 + h * 4 * KG + i)] = s.qFac[size_t(g0 + h)];
-        }
-    });
 }
 
 LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                                   float* out, float* lse) {
   const lk::KvArgs& c = a.cache;
-  const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
+  const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads, nKvTask = h1 - h0;
   const int64_t dp = (D + 63) / 64 * 64, dc = (D + 15) / 16 * 16;
-  const int64_t G = a.nHeads / nKv, H = (h1 - h0) * G;
+  const int64_t G = a.nHeads / nKv, H = nKvTask * G;
   VnniScratch& s = vnniScratch(H, dp, dc);
   quantizeQueries(s, a.q + (t * a.nHeads + h0 * G) * D, H, D, dp, a.scale);
-  fillTileVectors(s, h1 - h0, G);
   std::fill(s.acc.begin(), s.acc.begin() + H * dc, 0.0f);
   std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
   std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
   const int8_t* v8 = static_cast<const int8_t*>(c.v);
   const int8_t* k8 = static_cast<const int8_t*>(c.k);
-  Step steps[2];
+  // Each step: every KV head's scores, then every head's softmax, then every head's values, so K
+  // (then V) is read block by block across the heads: a block's rows of all the task's heads are
+  // one contiguous region, and with the step's groups interleaved across its blocks (gather) the
+  // reads are several sequential streams the hardware prefetcher follows at once.
+  Step steps[3];
   int64_t p = gather(a, table, p0, p1, steps[0]);
-  for (int64_t stepNo = 0; steps[stepNo % 2].n > 0; stepNo++) {
-    const Step& st = steps[stepNo % 2];
-    Step& next = steps[(stepNo + 1) % 2];
-    p = gather(a, table, p, p1, next);
-    for (int64_t kh = 0; kh < h1 - h0; kh++) {
-      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
-      // The next step's rows of this KV head, requested while this one computes: each group's K and
-      // V are 4 · D bytes of a block of their own, runs too short and scattered for the hardware
-      // prefetcher to find in time.
-      for (int64_t gi = 0; gi < next.n; gi++) {
-        const int64_t at = (next.row[gi] + headRow) * D;
-        for (int64_t o = 0; o < 4 * D; o += 64) {
-          __builtin_prefetch(k8 + at + o, 0, 3);
-          __builtin_prefetch(v8 + at + o, 0, 3);
-        }
+  p = gather(a, table, p, p1, steps[1]);
+  for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
+    const Step& st = steps[stepNo % 3];
+    Step& far = steps[(stepNo + 2) % 3];
+    p = gather(a, table, p, p1, far);
+    // Each block is a region of its own: touching its first lines two steps ahead gets the page
+    // walk and the prefetcher's training done before the data is needed (as the float kernels do).
+    for (int64_t gi = 0; gi < far.n; gi++)
+      if (gi == 0 || far.row[gi] % bs == 0) {
+        const int64_t at = (far.row[gi] + h0 * bs) * D;
+        __builtin_prefetch(k8 + at, 0, 3);
+        __builtin_prefetch(k8 + at + 64, 0, 3);
+        __builtin_prefetch(v8 + at, 0, 3);
+        __builtin_prefetch(v8 + at + 64, 0, 3);
       }
+    for (int64_t kh = 0; kh < nKvTask; kh++) {
+      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       vnniHeadTiles(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
-        for (int64_t gi = 0; gi < st.n; gi += 4 / HG) vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data());
+        for (int64_t gi = 0; gi < st.n; gi += 4) vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data());
       });
+    }
+    for (int64_t kh = 0; kh < nKvTask; kh++) {
+      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       // Lanes of the range's partial first and last groups.
       for (int64_t gi = 0; gi < st.n; gi++) {
         if (st.lo[gi] == 0 && st.hi[gi] == 4) continue;
@@ -327,6 +318,9 @@ LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, 
       }
       stepVScales(s, st, c.vScale + headRow);
       for (int64_t g = g0; g < g0 + G; g++) vnniSoftmax(s, g, st, a);
+    }
+    for (int64_t kh = 0; kh < nKvTask; kh++) {
+      const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       const int8_t* vBase = v8 + headRow * D;
       vnniHeadTiles(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
