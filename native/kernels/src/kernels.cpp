@@ -849,7 +849,8 @@ inline void quadScores(const uint16_t* qx, const uint16_t* qb, int64_t D, const 
 // All G query heads of one KV head over n keys: 4 heads a time through quadScores where G allows
 // (qx: qb rearranged by quadQueries for each 4), then 2 x 8-key tiles, then 1 x 16. Against the
 // 4 x 4 tiles of dpScoresTile, quadScores took 2.9-3.2 against 3.5-3.7 ms a call (GQA, context
-// 4,096, 2 threads, alternating).
+// 4,096, 2 threads, calls back to back, alternating); with the cache evicted before each call, as
+// the attention bench does, it and the prefetch below together gain 0-9% (BENCHMARKS.md).
 inline void dpScoresAll(const uint16_t* qb, const uint16_t* qx, int64_t G, int64_t D, const void* kBase,
                         const int64_t* rows, int64_t off, int64_t n, float scale, float* scores) {
   const uint16_t* k = static_cast<const uint16_t*>(kBase);
@@ -1000,8 +1001,9 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   // too few of the rows' cache misses in flight: the reads and the arithmetic took about the sum of
   // their times. So each kernel call first asks for the rows of the call after it (the next 16 keys
   // of the same KV head, or the next head's first 16) in L1. Alternating A/B, context 4,096, 2
-  // threads, bf16, with quadScores: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16, 4.8-5.0
-  // against 5.0-5.1 on avx2; for MHA it was slower (13.3 against 15.3 ms), so only G >= 2 does it.
+  // threads, bf16, calls back to back: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16 (both with
+  // quadScores), 4.8-5.0 against 5.0-5.1 on avx2; for MHA it was slower (15.3 against 13.3 ms),
+  // so only G >= 2 does it.
   const bool prefetchNext = G >= 2;
   auto nextCall = [&](const void* base, int64_t n, int64_t kh, int64_t m) {
     if (!prefetchNext) return;
