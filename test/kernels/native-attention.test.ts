@@ -39,6 +39,8 @@ const CASES: Case[] = [
   { nHeads: 6, nKvHeads: 2, headDim: 20, blockSize: 16 }, // GQA, group 3, odd head size
   { nHeads: 3, nKvHeads: 3, headDim: 64, blockSize: 5 }, // MHA, small odd blocks
   { nHeads: 28, nKvHeads: 4, headDim: 128, blockSize: 32 }, // group 7 (Qwen2-7B-like)
+  // group 8: two 4-head passes of the bf16 dot-product scores kernel per KV head
+  { nHeads: 16, nKvHeads: 2, headDim: 128, blockSize: 16 },
   // MHA, head size past the values kernel's register-wide column pass: the leftover columns
   // (from 64 on, with AVX2 and the 4-wide portable variant alike) take the narrow path.
   { nHeads: 4, nKvHeads: 4, headDim: 72, blockSize: 16 },
@@ -275,8 +277,13 @@ test("one token's KV heads split into head groups (with and without range parts)
   // One decode token leaves fewer tasks than threads want, so its KV heads are cut into groups of
   // unequal size (6 heads into 4 groups on one thread, 6 on two) and, for the longer context,
   // its range into parts as well; every task reads its heads' rows of a block as one region.
-  const c: Case = { nHeads: 12, nKvHeads: 6, headDim: 32, blockSize: 16 };
-  for (const len of [300, 1100])
-    for (const dtype of ["f32", "bf16"] as const)
-      checkAcrossThreads(c, dtype, [len], [3], 600 + len, `ctx ${len}`);
+  // Groups of 2 and of 4 (on a bf16 cache, each task's queries go into the 4-head scores kernel's
+  // order per KV head).
+  for (const c of [
+    { nHeads: 12, nKvHeads: 6, headDim: 32, blockSize: 16 },
+    { nHeads: 24, nKvHeads: 6, headDim: 64, blockSize: 16 },
+  ])
+    for (const len of [300, 1100])
+      for (const dtype of ["f32", "bf16"] as const)
+        checkAcrossThreads(c, dtype, [len], [3], 600 + len, `group ${c.nHeads / c.nKvHeads} ctx ${len}`);
 });

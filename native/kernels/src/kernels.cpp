@@ -467,6 +467,7 @@ struct AttnScratch {
   std::vector<float> m, l;    // [H] running max and denominator
   std::vector<uint16_t> qb;   // [H, headDim] queries rounded to bf16, in order (bf16 dot products)
   std::vector<uint16_t> pb;   // [H, kChunk] probabilities rounded to bf16 (bf16 dot products)
+  std::vector<uint16_t> qx;   // qb of each KV head's query heads in fours, in quadScoresTile's order
 };
 
 inline AttnScratch& attnScratch(int64_t H, int64_t D) {
@@ -475,6 +476,7 @@ inline AttnScratch& attnScratch(int64_t H, int64_t D) {
     s.acc.resize(H * D);
     s.q.resize(H * D);
     s.qb.resize(H * D);
+    s.qx.resize(H * D);
   }
   if (int64_t(s.scores.size()) < H * kChunk) {
     s.scores.resize(H * kChunk);
@@ -789,13 +791,71 @@ inline void dpScores(const uint16_t* qb, int64_t D, const uint16_t* k, const int
     }
 }
 
-// All G query heads of one KV head over n keys: 4 heads x 4 keys a tile where G allows, else 2 x 8,
-// else 1 x 16.
-inline void dpScoresAll(const uint16_t* qb, int64_t G, int64_t D, const void* kBase, const int64_t* rows, int64_t off,
-                        int64_t n, float scale, float* scores) {
+// Scores of 4 query heads x KB keys (KB a multiple of 4) with no horizontal sums. The queries are
+// rearranged once per task (quadQueries): vector c holds dims [8c, 8c + 8) of the 4 heads, one head
+// per 128-bit lane. Each key's dims [8c, 8c + 8) are broadcast to all four lanes straight from its
+// row (a 16-byte broadcast load), so one vdpbf16ps leaves lane (g, p) with head g's products of the
+// key's dim pair p: each key has one accumulator over the whole head_dim (KB independent chains),
+// and a 4 x 4 transpose-add per 4 keys gives their 16 scores (6 ops, against 45 in reduceW for
+// dpScoresTile's 16), stored as one 4-key run per head.
+template <int KB>
+inline void quadScoresTile(const uint16_t* qx, int64_t D, const uint16_t* k, const int64_t* rows, int64_t off,
+                           float scale, float* scores) {
+  static_assert(KB % 4 == 0, "keys in fours");
+  __m512 acc[KB];
+  const uint16_t* kr[KB];
+  for (int j = 0; j < KB; j++) {
+    acc[j] = _mm512_setzero_ps();
+    kr[j] = k + rows[j] + off;
+  }
+  for (int64_t c = 0; c < D / 8; c++) {
+    const __m512bh qv = (__m512bh)_mm512_loadu_si512(qx + c * 32);
+    for (int j = 0; j < KB; j++) {
+      const __m128i k8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kr[j] + c * 8));
+      acc[j] = _mm512_dpbf16_ps(acc[j], qv, (__m512bh)_mm512_broadcast_i32x4(k8));
+    }
+  }
+  const __m512 sv = _mm512_set1_ps(scale);
+  for (int j = 0; j < KB; j += 4) {
+    // In each 128-bit lane (one head), keys j..j+3: pair sums 0+1 and 2+3 side by side, then added.
+    const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(acc[j], acc[j + 1]), _mm512_unpackhi_ps(acc[j], acc[j + 1]));
+    const __m512 t23 =
+        _mm512_add_ps(_mm512_unpacklo_ps(acc[j + 2], acc[j + 3]), _mm512_unpackhi_ps(acc[j + 2], acc[j + 3]));
+    const __m512d a = _mm512_castps_pd(t01), b = _mm512_castps_pd(t23);
+    const __m512 sum = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    const __m512 r = _mm512_mul_ps(sum, sv);  // lane 4g + i: head g, key j + i
+    _mm_storeu_ps(scores + j, _mm512_extractf32x4_ps(r, 0));
+    _mm_storeu_ps(scores + kChunk + j, _mm512_extractf32x4_ps(r, 1));
+    _mm_storeu_ps(scores + 2 * kChunk + j, _mm512_extractf32x4_ps(r, 2));
+    _mm_storeu_ps(scores + 3 * kChunk + j, _mm512_extractf32x4_ps(r, 3));
+  }
+}
+
+// 4 heads' queries (qb: [4, D] in bf16) in quadScoresTile's order, [D / 8][4 heads][8 dims].
+inline void quadQueries(uint16_t* qx, const uint16_t* qb, int64_t D) {
+  for (int64_t c = 0; c < D / 8; c++)
+    for (int g = 0; g < 4; g++) std::memcpy(qx + (c * 4 + g) * 8, qb + g * D + c * 8, 16);
+}
+
+// 4 heads over n keys: tiles of 16 keys (one kernel call's), then of 4, the rest through dpScores.
+inline void quadScores(const uint16_t* qx, const uint16_t* qb, int64_t D, const uint16_t* k, const int64_t* rows,
+                       int64_t off, int64_t n, float scale, float* scores) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) quadScoresTile<16>(qx, D, k, rows + j, off, scale, scores + j);
+  for (; j + 4 <= n; j += 4) quadScoresTile<4>(qx, D, k, rows + j, off, scale, scores + j);
+  if (j < n) dpScores<4>(qb, D, k, rows + j, off, n - j, scale, scores + j);
+}
+
+// All G query heads of one KV head over n keys: 4 heads a time through quadScores where G allows
+// (qx: qb rearranged by quadQueries for each 4), then 2 x 8-key tiles, then 1 x 16. Against the
+// 4 x 4 tiles of dpScoresTile, quadScores took 2.9-3.2 against 3.5-3.7 ms a call (GQA, context
+// 4,096, 2 threads, calls back to back, alternating); with the cache evicted before each call, as
+// the attention bench does, it and the prefetch below together gain 0-9% (BENCHMARKS.md).
+inline void dpScoresAll(const uint16_t* qb, const uint16_t* qx, int64_t G, int64_t D, const void* kBase,
+                        const int64_t* rows, int64_t off, int64_t n, float scale, float* scores) {
   const uint16_t* k = static_cast<const uint16_t*>(kBase);
   int64_t g = 0;
-  for (; g + 4 <= G; g += 4) dpScores<4>(qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
+  for (; g + 4 <= G; g += 4) quadScores(qx + g * D, qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
   for (; g + 2 <= G; g += 2) dpScores<2>(qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
   for (; g < G; g++) dpScores<1>(qb + g * D, D, k, rows, off, n, scale, scores + g * kChunk);
 }
@@ -869,6 +929,16 @@ inline void touchRows(const void* base, int64_t first) {
   __builtin_prefetch(p + 64, 0, 3);
 }
 
+// All cache lines of n rows (rows[j] + off is row j's first element) into L1.
+template <int DT>
+inline void prefetchRows(const void* base, const int64_t* rows, int64_t off, int64_t n, int64_t D) {
+  constexpr int64_t esize = DT == 0 ? 4 : 2;
+  for (int64_t j = 0; j < n; j++) {
+    const char* p = static_cast<const char*>(base) + (rows[j] + off) * esize;
+    for (int64_t b = 0; b < D * esize; b += 64) __builtin_prefetch(p + b, 0, 3);
+  }
+}
+
 // One query token against KV heads [h0, h1) over keys [p0, p1). The heads walk the range
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
 // contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
@@ -900,6 +970,9 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   if (dp) {
 #if defined(__AVX512BF16__)
     for (int64_t i = 0; i < H * D; i += 32) _mm512_storeu_si512(s.qb.data() + i, (__m512i)toBf16x32(qt + i));
+    for (int64_t kh = 0; kh < h1 - h0; kh++)
+      for (int64_t g = kh * G; g + 4 <= (kh + 1) * G; g += 4)
+        quadQueries(s.qx.data() + g * D, s.qb.data() + g * D, D);
 #endif
   } else if (permuted) {
     toPairOrder(s.q.data(), qt, H * D);
@@ -924,16 +997,31 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   };
   const int64_t nh = h1 - h0;
   int64_t rows[kChunk];  // the step's keys' row offsets, in the order the kernels read them
+  // With grouped queries each row feeds several heads' arithmetic, and the core, busy with it, keeps
+  // too few of the rows' cache misses in flight: the reads and the arithmetic took about the sum of
+  // their times. So each kernel call first asks for the rows of the call after it (the next 16 keys
+  // of the same KV head, or the next head's first 16) in L1. Alternating A/B, context 4,096, 2
+  // threads, bf16, calls back to back: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16 (both with
+  // quadScores), 4.8-5.0 against 5.0-5.1 on avx2; for MHA it was slower (15.3 against 13.3 ms),
+  // so only G >= 2 does it.
+  const bool prefetchNext = G >= 2;
+  auto nextCall = [&](const void* base, int64_t n, int64_t kh, int64_t m) {
+    if (!prefetchNext) return;
+    if (m + kSub < n) return prefetchRows<DT>(base, rows + m + kSub, kh * headStride, std::min(kSub, n - m - kSub), D);
+    if (kh + 1 < nh) prefetchRows<DT>(base, rows, (kh + 1) * headStride, std::min(kSub, n), D);
+  };
   auto scores = [&](int64_t n, int64_t kh, int64_t m) {
     float* out = sc + kh * G * kChunk + m;
     const int64_t ns = std::min(kSub, n - m);
+    nextCall(c.k, n, kh, m);
 #if defined(__AVX512BF16__)
-    if (dp) return dpScoresAll(s.qb.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
+    if (dp) return dpScoresAll(s.qb.data() + kh * G * D, s.qx.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
 #endif
     scoresAll<DT>(pairs, q + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
   };
   auto values = [&](int64_t n, int64_t kh, int64_t m) {
     const int64_t ns = std::min(kSub, n - m), first = kh * G * kChunk + m;
+    nextCall(c.v, n, kh, m);
 #if defined(__AVX512BF16__)
     if (dp) return dpValuesAll(acc + kh * G * D, G, D, c.v, rows + m, kh * headStride, ns, s.pb.data() + first);
 #endif
