@@ -17,6 +17,7 @@ import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
 import { loadTrace } from "../../src/sim/trace.js";
 import { writeResults } from "../common/results.js";
+import { pdSimModel } from "../pd/pd-predict.js";
 import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { CACHE_ROOT } from "./paths.js";
 import {
@@ -66,6 +67,7 @@ const EFFORT: ProfileEffort = {
   overheadSteps: 12,
   overheadRounds: 1,
   transportBytes: 1 << 20,
+  stallSeconds: 0.6,
 };
 const dtype = "bf16";
 const colocatedThreads = values.threads ? int(values.threads, "threads") : CORES;
@@ -106,8 +108,13 @@ const measure = async (): Promise<DeviceProfile> => {
     dtype,
     EFFORT,
     colocatedThreads,
+    () => {},
+    [{ model: pd.model, sim: pdSimModel(pd.modelDir) }],
   );
   profiles.push({ ...profile, details });
+  console.log(
+    `profile ${profiles.length - 1}: host stall ${details.stall.map((x) => `${x.factor.toFixed(3)} at ${x.threads} thread(s)`).join(", ")}; message one-way ${(details.messageLatencyS * 1e6).toFixed(1)} µs; prefill ${((profile.prefill?.flops ?? 0) / 1e9).toFixed(0)} GFLOP/s, at PD's widths ${((profile.prefillShapes?.[0]?.flops ?? 0) / 1e9).toFixed(0)}; load ${details.loadAverage[0]!.toFixed(2)}`,
+  );
   return profile;
 };
 let before = await measure();

@@ -96,9 +96,14 @@ export async function measureEngineOverheads(
 
 /**
  * Bytes per second through a shared-memory channel pair (one tensor there, one back), from the
- * difference between a large and a small message's round trip, so fixed per-message costs cancel.
+ * difference between a large and a small message's round trip, so fixed per-message costs cancel;
+ * and the one-way latency of a message (half the small one's round trip), which links exchanging
+ * per layer over messages pay (PD's prefill instances).
  */
-export async function measureShmBandwidth(bytes: number, reps: number): Promise<number> {
+export async function measureShmLink(
+  bytes: number,
+  reps: number,
+): Promise<{ bandwidth: number; messageLatencyS: number }> {
   const [a, b] = createShmChannelPair({ capacityBytes: 2 ** Math.ceil(Math.log2(4 * bytes + (1 << 16))) });
   b.onMessage((m) => {
     const t = m.tensors[0]!;
@@ -128,7 +133,7 @@ export async function measureShmBandwidth(bytes: number, reps: number): Promise<
   try {
     const small = await rtt(16);
     const large = await rtt(bytes / 4);
-    return (2 * (bytes - 64)) / Math.max(1e-9, large - small);
+    return { bandwidth: (2 * (bytes - 64)) / Math.max(1e-9, large - small), messageLatencyS: small / 2 };
   } finally {
     await a.close();
     await b.close();

@@ -2,7 +2,7 @@ import type { DeviceProfile } from "./profile.js";
 import { BlockPool } from "./replica/kv-blocks.js";
 import { HybridSpace, type KvSpace, SinglePool } from "./replica/kv-space.js";
 import { AttentionWorkersCost, ColocatedCost, PdCost, type PlacementCost } from "./replica/placement-cost.js";
-import { sideRates } from "./replica/rates.js";
+import { profileForModel, sideRates, stallFactor } from "./replica/rates.js";
 import { type ReplicaRequest, type ReplicaResult, runReplica } from "./replica/run.js";
 import { type EngineOverheads, SideCost } from "./replica/step-cost.js";
 import type { SimModel } from "./types.js";
@@ -52,12 +52,13 @@ export interface EngineRunPrediction extends ReplicaResult {
  * One function for every placement, so all of them are predicted from the same measurement.
  */
 export function predictEngineRun(
-  profile: DeviceProfile,
+  measured: DeviceProfile,
   model: SimModel,
   requests: readonly ReplicaRequest[],
   shape: EngineShape,
   placement: EnginePlacement,
 ): EngineRunPrediction {
+  const profile = profileForModel(measured, model);
   const o = overheadsFor(profile, placement);
   const side = (threads: number) => new SideCost(model, sideRates(profile, threads));
   let kv: KvSpace = new SinglePool(new BlockPool(shape.kvBlocks, shape.blockSize));
@@ -116,7 +117,10 @@ export function predictEngineRun(
   };
 }
 
-/** The engine's fixed step costs for the thread count its model side (or decode instance) runs. */
+/**
+ * The engine's fixed step costs for the thread count its model side (or decode instance) runs,
+ * times that thread count's host stall (the costs are medians of short runs, as the rates are).
+ */
 function overheadsFor(p: DeviceProfile, placement: EnginePlacement): EngineOverheads {
   const threads =
     placement.kind === "colocated"
@@ -126,10 +130,12 @@ function overheadsFor(p: DeviceProfile, placement: EnginePlacement): EngineOverh
         : placement.decodeThreads;
   const s = p.split;
   const useSplit = s !== undefined && s.modelThreads === threads && threads !== p.threads;
+  const stall = stallFactor(p, threads);
   return {
-    layerS: (useSplit ? s.layerOverheadS : undefined) ?? p.layerOverheadS,
-    tokenS: (useSplit ? s.tokenOverheadS : undefined) ?? p.tokenOverheadS ?? 0,
+    layerS: stall * ((useSplit ? s.layerOverheadS : undefined) ?? p.layerOverheadS),
+    tokenS: stall * ((useSplit ? s.tokenOverheadS : undefined) ?? p.tokenOverheadS ?? 0),
     latencyS: p.transport.latencyS,
+    messageLatencyS: p.transport.messageLatencyS ?? p.transport.latencyS,
     linkBytesPerS: p.transport.bandwidth,
   };
 }
