@@ -88,7 +88,7 @@ export async function measureProfile(
   effort: ProfileEffort,
   threads = availableParallelism(),
   log: (line: string) => void = () => {},
-  /** Other models whose widths the prefill rate is also measured on (profile.prefillShapes). */
+  /** Other models whose widths the prefill rate and the model side's GEMMs are also measured on (profile.modelShapes). */
   prefillModels: readonly { readonly model: LoadedModel; readonly sim: SimModel }[] = [],
 ): Promise<{ profile: DeviceProfile; details: ProfileDetails }> {
   const cores = threads;
@@ -151,7 +151,7 @@ export async function measureProfile(
   const sm = modelFromHfConfig(calibrationConfig(shape, dtype), "calibration config");
   const prefillFlops =
     (2 * matmulParams(sm) * chunk + 2 * sm.layers * queryDim(sm) * chunk * chunk) / timing.seconds;
-  const prefillShapes = [];
+  const modelShapes = [];
   for (const { model: m, sim } of prefillModels) {
     const mc = m.config;
     const n = Math.min(PREFILL_CHUNK, mc.maxPositionEmbeddings - 1);
@@ -159,11 +159,14 @@ export async function measureProfile(
     const t = (await measurePrefillChunk(m, backend, n, modelThreads, cores, effort.reps)).find(
       (x) => x.threads === modelThreads,
     )!;
-    prefillShapes.push({
+    const g = measureGemm(backend, mc, dtype, modelThreads, effort.batches, effort.reps);
+    modelShapes.push({
       hidden: mc.hiddenSize,
       intermediate: mc.intermediateSize,
       threads: modelThreads,
-      flops: (2 * matmulParams(sim) * n + 2 * sim.layers * queryDim(sim) * n * n) / t.seconds,
+      prefillFlops: (2 * matmulParams(sim) * n + 2 * sim.layers * queryDim(sim) * n * n) / t.seconds,
+      gemm: { peakFlops: g.peakFlops, halfBatch: g.halfBatch },
+      weightBandwidth: g.weightBandwidth,
     });
   }
   backend.setThreads(cores);
@@ -185,7 +188,7 @@ export async function measureProfile(
     },
     stall: stall.map((s) => ({ threads: s.threads, factor: s.factor })),
     prefill: { threads: modelThreads, flops: prefillFlops },
-    prefillShapes,
+    modelShapes,
     split: {
       modelThreads,
       attentionThreads: 1,

@@ -58,23 +58,11 @@ export function predictEngineRun(
   shape: EngineShape,
   placement: EnginePlacement,
 ): EngineRunPrediction {
-  const profile = profileForModel(measured, model);
-  const o = overheadsFor(profile, placement);
-  const side = (threads: number) => new SideCost(model, sideRates(profile, threads));
+  const cost = placementCost(measured, model, placement);
   let kv: KvSpace = new SinglePool(new BlockPool(shape.kvBlocks, shape.blockSize));
-  let cost: PlacementCost;
   let hybrid: HybridSpace | null = null;
   let instances = 0;
-  if (placement.kind === "colocated") cost = new ColocatedCost(side(placement.threads), o);
-  else if (placement.kind === "attention-workers") {
-    cost = new AttentionWorkersCost(
-      placement.pipelineDepth,
-      side(placement.modelThreads),
-      side(placement.attentionThreads),
-      placement.workers,
-      o,
-    );
-  } else {
+  if (placement.kind === "pd" || placement.kind === "adrenaline") {
     instances = placement.prefillInstances;
     hybrid = new HybridSpace(
       new BlockPool(shape.kvBlocks, shape.blockSize),
@@ -89,12 +77,6 @@ export function predictEngineRun(
       },
     );
     kv = hybrid;
-    cost = new PdCost(
-      side(placement.decodeThreads),
-      side(placement.prefillThreads),
-      side(placement.executorThreads),
-      o,
-    );
   }
   const r = runReplica(requests, {
     maxRunning: shape.maxRunning,
@@ -115,6 +97,35 @@ export function predictEngineRun(
       decisions: hybrid.decisions,
     },
   };
+}
+
+/**
+ * How long the placement takes to land its micro-batches on this profiled machine: the step model
+ * predictEngineRun replays with, also used to predict single measured steps.
+ */
+export function placementCost(
+  measured: DeviceProfile,
+  model: SimModel,
+  placement: EnginePlacement,
+): PlacementCost {
+  const profile = profileForModel(measured, model);
+  const o = overheadsFor(profile, placement);
+  const side = (threads: number) => new SideCost(model, sideRates(profile, threads));
+  if (placement.kind === "colocated") return new ColocatedCost(side(placement.threads), o);
+  if (placement.kind === "attention-workers")
+    return new AttentionWorkersCost(
+      placement.pipelineDepth,
+      side(placement.modelThreads),
+      side(placement.attentionThreads),
+      placement.workers,
+      o,
+    );
+  return new PdCost(
+    side(placement.decodeThreads),
+    side(placement.prefillThreads),
+    side(placement.executorThreads),
+    o,
+  );
 }
 
 /**

@@ -55,17 +55,20 @@ export const deviceProfileSchema = z.object({
    */
   prefill: z.object({ threads: z.number().int().positive(), flops: z.number().positive() }).optional(),
   /**
-   * The prefill rate measured on other models' widths (a prompt chunk's GEMMs run well below the
-   * rate at narrow widths: 512 hidden reaches about 3/4 of 768 on one core): a prediction for a
-   * model of this hidden and intermediate size uses its entry instead of `prefill`.
+   * Rates measured on other models' widths with `threads` kernel threads (matrix products run well
+   * below the rate at narrow widths: 512 hidden prefills at about 3/4 of 768's rate on one core): a
+   * prediction for a model of this hidden and intermediate size uses its entry instead of `prefill`,
+   * and its GEMM fit and weight rate for sides of that thread count.
    */
-  prefillShapes: z
+  modelShapes: z
     .array(
       z.object({
         hidden: z.number().int().positive(),
         intermediate: z.number().int().positive(),
         threads: z.number().int().positive(),
-        flops: z.number().positive(),
+        prefillFlops: z.number().positive(),
+        gemm: z.object({ peakFlops: z.number().positive(), halfBatch: z.number().positive() }).optional(),
+        weightBandwidth: z.number().positive().optional(),
       }),
     )
     .optional(),

@@ -84,11 +84,18 @@ describe("replica model terms measured by the calibration", () => {
     assert.ok(Math.abs(stalled.seconds / free.seconds - 1.25) < 1e-9, `${stalled.seconds / free.seconds}`);
   });
 
-  it("the prefill rate measured at the model's widths replaces the profile's for that model only", () => {
-    const own = { hidden: 512, intermediate: 1376, threads: 1, flops: 3e10 };
-    const p = { ...PROFILE, prefillShapes: [own] };
+  it("rates measured at the model's widths replace the profile's for that model only", () => {
+    const own = { hidden: 512, intermediate: 1376, threads: 1, prefillFlops: 3e10 };
+    const p = { ...PROFILE, modelShapes: [own] };
     assert.deepEqual(profileForModel(p, MODEL).prefill, { threads: 1, flops: 3e10 });
     assert.equal(profileForModel(p, { ...MODEL, hidden: 768 }), p);
+    // GEMM fit and weight rate: for the sides of the thread count they were measured with.
+    const gemm = { peakFlops: 2e10, halfBatch: 8 };
+    const q = profileForModel({ ...PROFILE, modelShapes: [{ ...own, gemm, weightBandwidth: 6e9 }] }, MODEL);
+    assert.deepEqual(q.split!.gemm, gemm);
+    assert.equal(q.split!.weightBandwidth, 6e9);
+    assert.deepEqual(q.gemm, PROFILE.gemm, "the 2-thread rates stay");
+    assert.equal(sideRates(q, 1).weightBandwidth, 6e9);
     const prompt = [{ arrival: 0, prompt: 500, output: 1 }];
     const place = { kind: "colocated", threads: 1 } as const;
     const fast = predictEngineRun(PROFILE, MODEL, prompt, SHAPE, place);

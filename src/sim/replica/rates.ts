@@ -63,12 +63,24 @@ export function stallFactor(p: DeviceProfile, threads: number): number {
 }
 
 /**
- * The profile as it applies to `model`: its prefill rate is the one measured on the model's own
- * widths (prefillShapes) where the profile has it, else the profile's `prefill`.
+ * The profile as it applies to `model`: where the profile measured rates on the model's own widths
+ * (modelShapes), its prefill rate is that one, and sides of the thread count measured there get its
+ * GEMM fit and weight rate; else the profile as it is.
  */
 export function profileForModel(p: DeviceProfile, model: SimModel): DeviceProfile {
-  const own = p.prefillShapes?.find(
-    (s) => s.hidden === model.hidden && s.intermediate === model.intermediate,
-  );
-  return own ? { ...p, prefill: { threads: own.threads, flops: own.flops } } : p;
+  const own = p.modelShapes?.find((s) => s.hidden === model.hidden && s.intermediate === model.intermediate);
+  if (!own) return p;
+  const q: { -readonly [K in keyof DeviceProfile]: DeviceProfile[K] } = {
+    ...p,
+    prefill: { threads: own.threads, flops: own.prefillFlops },
+  };
+  if (own.gemm && own.weightBandwidth !== undefined) {
+    if (p.split?.modelThreads === own.threads)
+      q.split = { ...p.split, gemm: own.gemm, weightBandwidth: own.weightBandwidth };
+    if ((p.threads ?? own.threads) === own.threads) {
+      q.gemm = own.gemm;
+      q.weightBandwidth = own.weightBandwidth;
+    }
+  }
+  return q;
 }
