@@ -17,6 +17,7 @@ import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
 import { loadTrace } from "../../src/sim/trace.js";
 import { writeResults } from "../common/results.js";
+import { pdSimModel, predictPd } from "../pd/pd-predict.js";
 import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { CACHE_ROOT } from "./paths.js";
 import {
@@ -66,6 +67,7 @@ const EFFORT: ProfileEffort = {
   overheadSteps: 12,
   overheadRounds: 1,
   transportBytes: 1 << 20,
+  stallSeconds: 0.6,
 };
 const dtype = "bf16";
 const colocatedThreads = values.threads ? int(values.threads, "threads") : CORES;
@@ -106,8 +108,13 @@ const measure = async (): Promise<DeviceProfile> => {
     dtype,
     EFFORT,
     colocatedThreads,
+    () => {},
+    [{ model: pd.model, sim: pdSimModel(pd.modelDir) }],
   );
   profiles.push({ ...profile, details });
+  console.log(
+    `profile ${profiles.length - 1}: host stall ${details.stall.map((x) => `${x.factor.toFixed(3)} at ${x.threads} thread(s)`).join(", ")}; message one-way ${(details.messageLatencyS * 1e6).toFixed(1)} µs; prefill ${((profile.prefill?.flops ?? 0) / 1e9).toFixed(0)} GFLOP/s, at PD's widths ${((profile.modelShapes?.[0]?.prefillFlops ?? 0) / 1e9).toFixed(0)} (weights ${((profile.modelShapes?.[0]?.weightBandwidth ?? 0) / 1e9).toFixed(1)} GB/s against ${((profile.split?.weightBandwidth ?? 0) / 1e9).toFixed(1)}); load ${details.loadAverage[0]!.toFixed(2)}`,
+  );
   return profile;
 };
 let before = await measure();
@@ -135,6 +142,7 @@ for (let round = 0; round < rounds; round++) {
   before = after;
 }
 const summary = printCalibration(rows, placements);
+const sensitivity = pdSensitivity(before);
 console.log(
   `(load average at the end ${loadavg()
     .map((x) => x.toFixed(2))
@@ -147,6 +155,7 @@ writeResults("calibration.json", {
   workload,
   pdTrace: pd.trace,
   summary,
+  sensitivity,
   rows,
   profiles,
 });
@@ -162,5 +171,37 @@ function meanOf(a: Measured, b: Measured): Measured {
   if (ttft !== undefined) out.ttftS = ttft;
   if (tpot !== undefined) out.tpotS = tpot;
   if (pre !== undefined) out.preemptions = pre;
+  if (a.stepCheck && b.stepCheck)
+    out.stepCheck = {
+      medianRatio: (a.stepCheck.medianRatio + b.stepCheck.medianRatio) / 2,
+      totalRatio: (a.stepCheck.totalRatio + b.stepCheck.totalRatio) / 2,
+    };
+  return out;
+}
+
+/**
+ * How PD's and Adrenaline's predictions move when every step is slower by a factor (the last
+ * profile with its host stall raised): the replay has arrivals at fixed times, so slower steps
+ * lengthen the queue, the decode instance's KV runs short more often and preemption by recompute
+ * adds prefill work, which slows the steps further. Printed so a step-time error can be told from
+ * a scheduling one.
+ */
+function pdSensitivity(profile: DeviceProfile) {
+  const out = [];
+  console.log("\nPD / Adrenaline prediction with every step slower by a factor (last profile):");
+  console.log(
+    "factor | PD tok/s | PD preemptions | PD TTFT s | Adrenaline tok/s | Adrenaline preemptions | Adrenaline TTFT s",
+  );
+  for (const factor of [1, 1.1, 1.2, 1.3, 1.4]) {
+    const p: DeviceProfile = {
+      ...profile,
+      stall: (profile.stall ?? [{ threads: 1, factor: 1 }]).map((s) => ({ ...s, factor: s.factor * factor })),
+    };
+    const [a, b] = (["pd", "adrenaline"] as const).map((m) => predictPd(p, pd.modelDir, pd.trace, m));
+    out.push({ factor, pd: a!, adrenaline: b! });
+    console.log(
+      `${factor.toFixed(1)} | ${a!.throughputTokS.toFixed(1)} | ${a!.preemptions} | ${a!.ttftMeanS.toFixed(2)} | ${b!.throughputTokS.toFixed(1)} | ${b!.preemptions} | ${b!.ttftMeanS.toFixed(2)}`,
+    );
+  }
   return out;
 }

@@ -27,6 +27,14 @@ export interface DecodeMeasurement {
    * it still has to generate. The prediction is compared on exactly this work.
    */
   readonly decodeTrace: Trace;
+  /** Every pure-decode step: running sequences, their KV context (tokens) and its wall time. */
+  readonly steps: readonly DecodeStep[];
+}
+
+export interface DecodeStep {
+  readonly seqs: number;
+  readonly ctx: number;
+  readonly seconds: number;
 }
 
 /**
@@ -51,9 +59,14 @@ export async function measureDecode(
   let decodeSteps = 0;
   let prefillSeconds = 0;
   let guard = 0;
+  const steps: DecodeStep[] = [];
   while (core.hasWork) {
     if (++guard > 1_000_000) throw new Error(`${name}: engine did not finish`);
     if (!decodeTrace && pureDecode(core)) decodeTrace = snapshot(core, name);
+    const running = core.scheduler.running;
+    const seqs = running.length;
+    let ctx = 0;
+    for (const q of running) ctx += q.length;
     const t0 = performance.now();
     const events = await core.runStep();
     const dt = (performance.now() - t0) / 1000;
@@ -63,6 +76,7 @@ export async function measureDecode(
     }
     decodeSeconds += dt;
     decodeSteps++;
+    steps.push({ seqs, ctx, seconds: dt });
     for (const ev of events) {
       if (ev.error) throw new Error(`${name}: request ${ev.requestId} failed: ${ev.error}`);
       decodeTokens += ev.tokenIds.length;
@@ -77,6 +91,7 @@ export async function measureDecode(
     decodeSteps,
     prefillSeconds,
     decodeTrace,
+    steps,
   };
 }
 

@@ -1,8 +1,10 @@
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { median } from "../../src/bench/stats.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
-import { createShmChannelPair, type Message, RpcClient } from "../../src/transport/index.js";
+import { createShmChannel, type Message, RpcClient } from "../../src/transport/index.js";
 import { calibrationPrompt } from "./calib-model.js";
 import { buildCalibrationCore, type CalibrationRequest, type Placement } from "./decode-run.js";
 import { fitLine } from "./fit.js";
@@ -95,22 +97,29 @@ export async function measureEngineOverheads(
 }
 
 /**
- * Bytes per second through a shared-memory channel pair (one tensor there, one back), from the
- * difference between a large and a small message's round trip, so fixed per-message costs cancel.
+ * The shared-memory message link as a per-layer exchange uses it, the far end on another thread
+ * with its own event loop (echo-worker.ts): bytes per second from the difference between a large
+ * and a small message's round trip (fixed per-message costs cancel), and the one-way latency of a
+ * message when both ends have gone idle, as they do between a decode instance's layers: the
+ * requester computes `gapMicros` before each request and the far end `holdMicros` before each
+ * reply, longer than either end spins before it sleeps, so every message pays a wake-up.
+ * Latency = (round trip − hold) / 2. PD's prefill instances exchange per layer over this link.
  */
-export async function measureShmBandwidth(bytes: number, reps: number): Promise<number> {
-  const [a, b] = createShmChannelPair({ capacityBytes: 2 ** Math.ceil(Math.log2(4 * bytes + (1 << 16))) });
-  b.onMessage((m) => {
-    const t = m.tensors[0]!;
-    void b.send({
-      type: m.type,
-      requestId: m.requestId,
-      ints: [],
-      tensors: [{ dtype: "f32", shape: t.shape.slice(), data: new Float32Array(t.data as Float32Array) }],
-    } as Message);
-  });
-  const rpc = new RpcClient(a);
-  const rtt = async (floats: number): Promise<number> => {
+export async function measureShmLink(
+  bytes: number,
+  reps: number,
+  exchange: { gapMicros: number; holdMicros: number } = { gapMicros: 500, holdMicros: 300 },
+): Promise<{ bandwidth: number; messageLatencyS: number }> {
+  const capacityBytes = 2 ** Math.ceil(Math.log2(4 * bytes + (1 << 16)));
+  const echo = async (holdMicros: number) => {
+    const a = createShmChannel({ capacityBytes });
+    const worker = new Worker(new URL("./echo-worker.js", import.meta.url), {
+      workerData: { name: a.name, holdMicros },
+    });
+    await once(worker, "message");
+    return { a, worker, rpc: new RpcClient(a) };
+  };
+  const rtt = async (rpc: RpcClient, floats: number, gapMicros: number): Promise<number> => {
     const msg: Message = {
       type: 1,
       ints: [],
@@ -119,18 +128,34 @@ export async function measureShmBandwidth(bytes: number, reps: number): Promise<
     for (let i = 0; i < 3; i++) await rpc.request(msg, () => 0);
     const t: number[] = [];
     for (let i = 0; i < reps; i++) {
+      const end = performance.now() + gapMicros / 1000;
+      while (performance.now() < end) {}
       const t0 = performance.now();
       await rpc.request(msg, () => 0);
       t.push((performance.now() - t0) / 1000);
     }
     return median(t);
   };
+  const close = async (e: Awaited<ReturnType<typeof echo>>) => {
+    e.worker.postMessage("close");
+    await once(e.worker, "message");
+    await e.a.close();
+    await e.worker.terminate();
+  };
+  const quick = await echo(0);
+  let bandwidth: number;
   try {
-    const small = await rtt(16);
-    const large = await rtt(bytes / 4);
-    return (2 * (bytes - 64)) / Math.max(1e-9, large - small);
+    const small = await rtt(quick.rpc, 16, 0);
+    const large = await rtt(quick.rpc, bytes / 4, 0);
+    bandwidth = (2 * (bytes - 64)) / Math.max(1e-9, large - small);
   } finally {
-    await a.close();
-    await b.close();
+    await close(quick);
+  }
+  const held = await echo(exchange.holdMicros);
+  try {
+    const idle = await rtt(held.rpc, 16, exchange.gapMicros);
+    return { bandwidth, messageLatencyS: Math.max(0, idle - exchange.holdMicros / 1e6) / 2 };
+  } finally {
+    await close(held);
   }
 }

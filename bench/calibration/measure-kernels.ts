@@ -42,6 +42,37 @@ export function linearShapes(c: ModelConfig): { layer: [number, number][]; head:
   };
 }
 
+/**
+ * The model's matrix products as one decode pass (every layer's own weights, so they stream from
+ * DRAM as in a decode step, then the lm_head): `pass(batch)` runs it for up to `maxBatch` rows.
+ */
+export function linearPass(
+  backend: KernelBackend,
+  c: ModelConfig,
+  dtype: DType,
+  maxBatch: number,
+): { params: number; pass: (batch: number) => void } {
+  const shapes = linearShapes(c);
+  const all: [number, number][] = [];
+  for (let l = 0; l < c.numLayers; l++) all.push(...shapes.layer);
+  all.push(shapes.head);
+  const one = dtype === "f32" ? 0.01 : dtype === "bf16" ? f32ToBf16(0.01) : f32ToF16(0.01);
+  const weights: PreparedWeight[] = all.map(([rows, cols], i) => {
+    const data = allocTensorData(dtype, rows * cols);
+    data.fill(one);
+    return backend.prepareWeight({ name: `w${i}`, dtype, shape: [rows, cols], data });
+  });
+  const widest = Math.max(...all.map(([r, k]) => Math.max(r, k)));
+  const x = new Float32Array(maxBatch * widest).fill(0.5);
+  const out = new Float32Array(maxBatch * widest);
+  return {
+    params: all.reduce((s, [r, k]) => s + r * k, 0),
+    pass: (batch) => {
+      for (const w of weights) backend.matmul(out, x, w, batch);
+    },
+  };
+}
+
 export interface GemmSweep {
   readonly dtype: DType;
   readonly threads: number;
@@ -67,27 +98,10 @@ export function measureGemm(
   reps: number,
 ): GemmSweep {
   backend.setThreads(threads);
-  const shapes = linearShapes(c);
-  const all: [number, number][] = [];
-  for (let l = 0; l < c.numLayers; l++) all.push(...shapes.layer);
-  all.push(shapes.head);
-  const one = dtype === "f32" ? 0.01 : dtype === "bf16" ? f32ToBf16(0.01) : f32ToF16(0.01);
-  const weights: PreparedWeight[] = all.map(([rows, cols], i) => {
-    const data = allocTensorData(dtype, rows * cols);
-    data.fill(one);
-    return backend.prepareWeight({ name: `w${i}`, dtype, shape: [rows, cols], data });
-  });
-  const params = all.reduce((s, [r, k]) => s + r * k, 0);
+  const { params, pass } = linearPass(backend, c, dtype, Math.max(...batches));
   const bytesPerParam = dtype === "f32" ? 4 : 2;
-  const maxB = Math.max(...batches);
-  const widest = Math.max(...all.map(([r, k]) => Math.max(r, k)));
-  const x = new Float32Array(maxB * widest).fill(0.5);
-  const out = new Float32Array(maxB * widest);
-  // Repetitions go round the whole sweep, so a change in machine load hits every batch alike.
-  const pass = (batch: number) => {
-    for (const w of weights) backend.matmul(out, x, w, batch);
-  };
   pass(1);
+  // Repetitions go round the whole sweep, so a change in machine load hits every batch alike.
   const times = batches.map(() => [] as number[]);
   for (let r = 0; r < reps; r++) {
     batches.forEach((batch, i) => {

@@ -6,20 +6,21 @@
  */
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
+import { median } from "../../src/bench/stats.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { buildColocatedEngine, buildEngine, buildPdEngine } from "../../src/placement/build.js";
 import type { CoreOptions } from "../../src/placement/options.js";
-import { type EnginePlacement, predictEngineRun } from "../../src/sim/predict-engine.js";
+import { type EnginePlacement, placementCost, predictEngineRun } from "../../src/sim/predict-engine.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
 import type { SimModel } from "../../src/sim/types.js";
 import { ensureBenchModel } from "../disagg/bench-model.js";
 import { predictPd } from "../pd/pd-predict.js";
 import { replay } from "../pd/pd-replay.js";
 import { PD_SHAPE, PD_SIZES, pdTraceSlice, type TraceRequest } from "../pd/pd-setup.js";
-import { type CalibrationRequest, measureDecode } from "./decode-run.js";
+import { type CalibrationRequest, type DecodeStep, measureDecode } from "./decode-run.js";
 
 export type PlacementName = "colocated" | "workers-depth1" | "workers-depth2" | "pd" | "adrenaline";
 export const PLACEMENTS: readonly PlacementName[] = [
@@ -36,6 +37,13 @@ export interface Measured {
   readonly ttftS?: number;
   readonly tpotS?: number;
   readonly preemptions?: number;
+  /**
+   * Depth-1 decode placements: every measured pure-decode step against the prediction of that
+   * same step (its sequences and context): the median of measured / predicted over steps (the
+   * model's error on a typical step) and the whole run's sum over sum (that error and the steps
+   * the host stalled: their quotient is what the run lost to stalls).
+   */
+  readonly stepCheck?: { readonly medianRatio: number; readonly totalRatio: number };
 }
 
 /** What a placement needs to be measured now and predicted later from any profile. */
@@ -149,9 +157,40 @@ async function runDecode(
         },
         placement,
       );
-      return { tokS: p.throughputTokS };
+      const depthOne = placement.kind === "colocated" || placement.pipelineDepth === 1;
+      return depthOne
+        ? { tokS: p.throughputTokS, stepCheck: stepCheck(m.steps, profile, d.simModel, placement) }
+        : { tokS: p.throughputTokS };
     },
   };
 }
 
 export const CORES = availableParallelism();
+
+/** Measured pure-decode steps against the placement's step model on the same batches. */
+function stepCheck(
+  steps: readonly DecodeStep[],
+  profile: DeviceProfile,
+  model: SimModel,
+  placement: EnginePlacement,
+): { medianRatio: number; totalRatio: number } {
+  const cost = placementCost(profile, model, placement);
+  let measured = 0;
+  let predicted = 0;
+  const ratios = steps.map((s) => {
+    const p = cost.cycle([
+      {
+        seqs: s.seqs,
+        decodeRows: s.seqs,
+        ownDecodeCtx: s.ctx,
+        ownPrefillTokens: 0,
+        ownPrefillWork: 0,
+        remote: [],
+      },
+    ]);
+    measured += s.seconds;
+    predicted += p;
+    return s.seconds / p;
+  });
+  return { medianRatio: median(ratios), totalRatio: measured / predicted };
+}

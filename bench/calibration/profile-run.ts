@@ -2,13 +2,16 @@ import { availableParallelism, loadavg, totalmem } from "node:os";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
+import type { LoadedModel } from "../../src/model/types.js";
 import { measurePrefillChunk } from "../../src/placement/prefill-partition.js";
 import { matmulParams, queryDim } from "../../src/sim/cost-model.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
+import type { SimModel } from "../../src/sim/types.js";
 import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
-import { type EngineOverheads, measureEngineOverheads, measureShmBandwidth } from "./measure-engine.js";
+import { type EngineOverheads, measureEngineOverheads, measureShmLink } from "./measure-engine.js";
 import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
+import { measureStall, type StallSample } from "./measure-stall.js";
 
 /** How much measuring to do: the benchmark's full sweep or a test's quick one. */
 export interface ProfileEffort {
@@ -20,6 +23,8 @@ export interface ProfileEffort {
   readonly overheadSteps: number;
   readonly overheadRounds: number;
   readonly transportBytes: number;
+  /** Seconds of the sustained loop the host stall is measured on, per thread count. */
+  readonly stallSeconds: number;
 }
 
 export const FULL_EFFORT: ProfileEffort = {
@@ -31,6 +36,7 @@ export const FULL_EFFORT: ProfileEffort = {
   overheadSteps: 24,
   overheadRounds: 3,
   transportBytes: 1 << 20,
+  stallSeconds: 1,
 };
 
 export const QUICK_EFFORT: ProfileEffort = {
@@ -42,6 +48,7 @@ export const QUICK_EFFORT: ProfileEffort = {
   overheadSteps: 10,
   overheadRounds: 1,
   transportBytes: 1 << 18,
+  stallSeconds: 0.2,
 };
 
 /** Everything measured, kept beside the profile in the JSON for inspection. */
@@ -58,11 +65,15 @@ export interface ProfileDetails {
   readonly overheads: EngineOverheads;
   readonly splitOverheads: EngineOverheads;
   readonly transportBandwidth: number;
+  readonly messageLatencyS: number;
+  readonly stall: readonly StallSample[];
   readonly prefillChunk: { tokens: number; threads: number; seconds: number };
 }
 
 /** Tokens of the prompt chunk the prefill rate is measured on (the engines' default step budget). */
 const PREFILL_CHUNK = 512;
+/** Batch of the host-stall loop: a mid-sized decode step of the calibration workloads. */
+const STALL_BATCH = 8;
 
 /**
  * Measures this machine's device profile on the shapes of calibration model `shape`: full-machine
@@ -77,6 +88,8 @@ export async function measureProfile(
   effort: ProfileEffort,
   threads = availableParallelism(),
   log: (line: string) => void = () => {},
+  /** Other models whose widths the prefill rate and the model side's GEMMs are also measured on (profile.modelShapes). */
+  prefillModels: readonly { readonly model: LoadedModel; readonly sim: SimModel }[] = [],
 ): Promise<{ profile: DeviceProfile; details: ProfileDetails }> {
   const cores = threads;
   const modelThreads = Math.max(1, availableParallelism() - 1);
@@ -122,7 +135,12 @@ export async function measureProfile(
     { colocated: modelThreads, disaggregated: modelThreads },
     { batches: effort.overheadBatches, steps: effort.overheadSteps, rounds: effort.overheadRounds },
   );
-  const transportBandwidth = await measureShmBandwidth(effort.transportBytes, effort.reps * 4);
+  const link = await measureShmLink(effort.transportBytes, effort.reps * 4);
+  log(
+    `host stall: the decode-shaped matrix pass back to back for ${effort.stallSeconds} s (${cores} threads, then ${modelThreads}) ...`,
+  );
+  const stallThreads = [...new Set([cores, modelThreads])];
+  const stall = stallThreads.map((t) => measureStall(backend, c, dtype, t, STALL_BATCH, effort.stallSeconds));
   log(`prefill of a ${PREFILL_CHUNK}-token chunk (${modelThreads} threads) ...`);
   // A whole engine step of one prompt chunk: GEMMs, causal attention and the step's own costs, as a
   // FLOP rate the replica of our engine applies to prompt chunks of any model.
@@ -133,6 +151,24 @@ export async function measureProfile(
   const sm = modelFromHfConfig(calibrationConfig(shape, dtype), "calibration config");
   const prefillFlops =
     (2 * matmulParams(sm) * chunk + 2 * sm.layers * queryDim(sm) * chunk * chunk) / timing.seconds;
+  const modelShapes = [];
+  for (const { model: m, sim } of prefillModels) {
+    const mc = m.config;
+    const n = Math.min(PREFILL_CHUNK, mc.maxPositionEmbeddings - 1);
+    log(`prefill of a ${n}-token chunk, ${mc.hiddenSize} hidden / ${mc.intermediateSize} intermediate ...`);
+    const t = (await measurePrefillChunk(m, backend, n, modelThreads, cores, effort.reps)).find(
+      (x) => x.threads === modelThreads,
+    )!;
+    const g = measureGemm(backend, mc, dtype, modelThreads, effort.batches, effort.reps);
+    modelShapes.push({
+      hidden: mc.hiddenSize,
+      intermediate: mc.intermediateSize,
+      threads: modelThreads,
+      prefillFlops: (2 * matmulParams(sim) * n + 2 * sim.layers * queryDim(sim) * n * n) / t.seconds,
+      gemm: { peakFlops: g.peakFlops, halfBatch: g.halfBatch },
+      weightBandwidth: g.weightBandwidth,
+    });
+  }
   backend.setThreads(cores);
   const profile: DeviceProfile = {
     version: 1,
@@ -145,8 +181,14 @@ export async function measureProfile(
     attentionBandwidth: attention.bandwidth,
     layerOverheadS: overheads.layerOverheadS,
     tokenOverheadS: overheads.tokenOverheadS,
-    transport: { bandwidth: transportBandwidth, latencyS: overheads.transportLatencyS },
+    transport: {
+      bandwidth: link.bandwidth,
+      latencyS: overheads.transportLatencyS,
+      messageLatencyS: link.messageLatencyS,
+    },
+    stall: stall.map((s) => ({ threads: s.threads, factor: s.factor })),
     prefill: { threads: modelThreads, flops: prefillFlops },
+    modelShapes,
     split: {
       modelThreads,
       attentionThreads: 1,
@@ -171,7 +213,9 @@ export async function measureProfile(
       attentionSplit,
       overheads,
       splitOverheads,
-      transportBandwidth,
+      transportBandwidth: link.bandwidth,
+      messageLatencyS: link.messageLatencyS,
+      stall,
       prefillChunk: { tokens: chunk, threads: modelThreads, seconds: timing.seconds },
     },
   };

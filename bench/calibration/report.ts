@@ -31,6 +31,10 @@ export function printProfile(p: DeviceProfile, d: ProfileDetails): void {
   }
   const o = d.overheads;
   console.log(
-    `\nengine overheads (skeleton): ${us(o.layerOverheadS)} µs per layer per step, ${us(o.tokenOverheadS)} µs per sequence per step, shm one-way ${us(o.transportLatencyS)} µs; shm bandwidth ${g(d.transportBandwidth)} GB/s`,
+    `\nengine overheads (skeleton): ${us(o.layerOverheadS)} µs per layer per step, ${us(o.tokenOverheadS)} µs per sequence per step, shm one-way ${us(o.transportLatencyS)} µs; shm bandwidth ${g(d.transportBandwidth)} GB/s, message one-way ${us(d.messageLatencyS)} µs`,
   );
+  for (const s of d.stall)
+    console.log(
+      `host stall, ${s.threads} thread(s): ${s.passes} back-to-back passes at batch ${s.batch}, mean ${(s.meanS * 1e3).toFixed(2)} ms over median ${(s.medianS * 1e3).toFixed(2)} ms = ${s.factor.toFixed(3)}`,
+    );
 }

@@ -52,6 +52,23 @@ export function printCalibration(rows: readonly RoundRow[], placements: readonly
       preemptions: pre,
     };
   }
+  const checked = placements.filter((n) => rows.some((r) => r.placement === n && r.predicted.stepCheck));
+  if (checked.length > 0) {
+    console.log(
+      "\nper-step check (each measured pure-decode step against the prediction of that step; medians of rounds):",
+    );
+    console.log(
+      "| placement | median step measured / predicted | whole run measured / predicted | lost to stalls |",
+    );
+    console.log(`|${" --- |".repeat(4)}`);
+    for (const name of checked) {
+      const cs = rows.filter((r) => r.placement === name).map((r) => r.predicted.stepCheck!);
+      const med = median(cs.map((c) => c.medianRatio));
+      const tot = median(cs.map((c) => c.totalRatio));
+      console.log(`| ${name} | ${med.toFixed(3)} | ${tot.toFixed(3)} | ${pct(100 * (tot / med - 1))} |`);
+      out[`${name}StepCheck`] = { medianRatio: med, totalRatio: tot };
+    }
+  }
   if (placements.includes("pd") && placements.includes("adrenaline")) {
     const ratios = (which: "measured" | "predicted") =>
       [...new Set(rows.map((r) => r.round))].map((round) => {

@@ -10,6 +10,7 @@ import { prefillThreadSplit } from "../../src/pd/thread-share.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import { type EngineRunPrediction, predictEngineRun } from "../../src/sim/predict-engine.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
+import type { SimModel } from "../../src/sim/types.js";
 import { PD_BLOCK_BYTES, PD_CONTEXT, PD_SIZES, type TraceRequest } from "./pd-setup.js";
 
 export function predictPd(
@@ -19,8 +20,7 @@ export function predictPd(
   mode: "pd" | "adrenaline",
   offloadRatio: number | null = null,
 ): EngineRunPrediction {
-  const file = path.join(modelDir, "config.json");
-  const model = modelFromHfConfig(JSON.parse(readFileSync(file, "utf8")), file);
+  const model = pdSimModel(modelDir);
   // The runtime's split (placement/pd.ts): prefill gets --prefill-threads, the executor the other cores.
   const split = prefillThreadSplit(availableParallelism(), PD_SIZES.prefillThreads);
   return predictEngineRun(
@@ -44,4 +44,10 @@ export function predictPd(
       offloadRatio,
     },
   );
+}
+
+/** The simulator's model of the benchmark's model directory (its config.json). */
+export function pdSimModel(modelDir: string): SimModel {
+  const file = path.join(modelDir, "config.json");
+  return modelFromHfConfig(JSON.parse(readFileSync(file, "utf8")), file);
 }

@@ -2,7 +2,7 @@ import type { DeviceProfile } from "./profile.js";
 import { BlockPool } from "./replica/kv-blocks.js";
 import { HybridSpace, type KvSpace, SinglePool } from "./replica/kv-space.js";
 import { AttentionWorkersCost, ColocatedCost, PdCost, type PlacementCost } from "./replica/placement-cost.js";
-import { sideRates } from "./replica/rates.js";
+import { profileForModel, sideRates, stallFactor } from "./replica/rates.js";
 import { type ReplicaRequest, type ReplicaResult, runReplica } from "./replica/run.js";
 import { type EngineOverheads, SideCost } from "./replica/step-cost.js";
 import type { SimModel } from "./types.js";
@@ -52,28 +52,17 @@ export interface EngineRunPrediction extends ReplicaResult {
  * One function for every placement, so all of them are predicted from the same measurement.
  */
 export function predictEngineRun(
-  profile: DeviceProfile,
+  measured: DeviceProfile,
   model: SimModel,
   requests: readonly ReplicaRequest[],
   shape: EngineShape,
   placement: EnginePlacement,
 ): EngineRunPrediction {
-  const o = overheadsFor(profile, placement);
-  const side = (threads: number) => new SideCost(model, sideRates(profile, threads));
+  const cost = placementCost(measured, model, placement);
   let kv: KvSpace = new SinglePool(new BlockPool(shape.kvBlocks, shape.blockSize));
-  let cost: PlacementCost;
   let hybrid: HybridSpace | null = null;
   let instances = 0;
-  if (placement.kind === "colocated") cost = new ColocatedCost(side(placement.threads), o);
-  else if (placement.kind === "attention-workers") {
-    cost = new AttentionWorkersCost(
-      placement.pipelineDepth,
-      side(placement.modelThreads),
-      side(placement.attentionThreads),
-      placement.workers,
-      o,
-    );
-  } else {
+  if (placement.kind === "pd" || placement.kind === "adrenaline") {
     instances = placement.prefillInstances;
     hybrid = new HybridSpace(
       new BlockPool(shape.kvBlocks, shape.blockSize),
@@ -88,12 +77,6 @@ export function predictEngineRun(
       },
     );
     kv = hybrid;
-    cost = new PdCost(
-      side(placement.decodeThreads),
-      side(placement.prefillThreads),
-      side(placement.executorThreads),
-      o,
-    );
   }
   const r = runReplica(requests, {
     maxRunning: shape.maxRunning,
@@ -116,7 +99,39 @@ export function predictEngineRun(
   };
 }
 
-/** The engine's fixed step costs for the thread count its model side (or decode instance) runs. */
+/**
+ * How long the placement takes to land its micro-batches on this profiled machine: the step model
+ * predictEngineRun replays with, also used to predict single measured steps.
+ */
+export function placementCost(
+  measured: DeviceProfile,
+  model: SimModel,
+  placement: EnginePlacement,
+): PlacementCost {
+  const profile = profileForModel(measured, model);
+  const o = overheadsFor(profile, placement);
+  const side = (threads: number) => new SideCost(model, sideRates(profile, threads));
+  if (placement.kind === "colocated") return new ColocatedCost(side(placement.threads), o);
+  if (placement.kind === "attention-workers")
+    return new AttentionWorkersCost(
+      placement.pipelineDepth,
+      side(placement.modelThreads),
+      side(placement.attentionThreads),
+      placement.workers,
+      o,
+    );
+  return new PdCost(
+    side(placement.decodeThreads),
+    side(placement.prefillThreads),
+    side(placement.executorThreads),
+    o,
+  );
+}
+
+/**
+ * The engine's fixed step costs for the thread count its model side (or decode instance) runs,
+ * times that thread count's host stall (the costs are medians of short runs, as the rates are).
+ */
 function overheadsFor(p: DeviceProfile, placement: EnginePlacement): EngineOverheads {
   const threads =
     placement.kind === "colocated"
@@ -126,10 +141,12 @@ function overheadsFor(p: DeviceProfile, placement: EnginePlacement): EngineOverh
         : placement.decodeThreads;
   const s = p.split;
   const useSplit = s !== undefined && s.modelThreads === threads && threads !== p.threads;
+  const stall = stallFactor(p, threads);
   return {
-    layerS: (useSplit ? s.layerOverheadS : undefined) ?? p.layerOverheadS,
-    tokenS: (useSplit ? s.tokenOverheadS : undefined) ?? p.tokenOverheadS ?? 0,
+    layerS: stall * ((useSplit ? s.layerOverheadS : undefined) ?? p.layerOverheadS),
+    tokenS: stall * ((useSplit ? s.tokenOverheadS : undefined) ?? p.tokenOverheadS ?? 0),
     latencyS: p.transport.latencyS,
+    messageLatencyS: p.transport.messageLatencyS ?? p.transport.latencyS,
     linkBytesPerS: p.transport.bandwidth,
   };
 }

@@ -35,7 +35,16 @@ export const deviceProfileSchema = z.object({
   weightBandwidth: z.number().positive(),
   attentionBandwidth: z.number().positive(),
   layerOverheadS: z.number().nonnegative(),
-  transport: z.object({ bandwidth: z.number().positive(), latencyS: z.number().nonnegative() }),
+  transport: z.object({
+    bandwidth: z.number().positive(),
+    latencyS: z.number().nonnegative(),
+    /**
+     * One-way latency of a message between processes over the shared-memory channel (half a small
+     * request's round trip), s: the per-layer exchange of links without the native data plane (a PD
+     * decode instance and its prefill instances). Without it those links are charged `latencyS`.
+     */
+    messageLatencyS: z.number().nonnegative().optional(),
+  }),
   threads: z.number().int().positive().optional(),
   /** Host-side cost per running sequence per step (sampling, detokenization, scheduling), s. */
   tokenOverheadS: z.number().nonnegative().optional(),
@@ -45,6 +54,31 @@ export const deviceProfileSchema = z.object({
    * engine (replica/) prefills at the sweep's asymptote.
    */
   prefill: z.object({ threads: z.number().int().positive(), flops: z.number().positive() }).optional(),
+  /**
+   * Rates measured on other models' widths with `threads` kernel threads (matrix products run well
+   * below the rate at narrow widths: 512 hidden prefills at about 3/4 of 768's rate on one core): a
+   * prediction for a model of this hidden and intermediate size uses its entry instead of `prefill`,
+   * and its GEMM fit and weight rate for sides of that thread count.
+   */
+  modelShapes: z
+    .array(
+      z.object({
+        hidden: z.number().int().positive(),
+        intermediate: z.number().int().positive(),
+        threads: z.number().int().positive(),
+        prefillFlops: z.number().positive(),
+        gemm: z.object({ peakFlops: z.number().positive(), halfBatch: z.number().positive() }).optional(),
+        weightBandwidth: z.number().positive().optional(),
+      }),
+    )
+    .optional(),
+  /**
+   * Host stall per kernel thread count: a sustained loop's mean pass time over its median (≥ 1).
+   * The rates above are medians of short bursts; an engine run lasts seconds and pays every pass a
+   * descheduled thread delays, so a side running `threads` threads has its rates divided and its
+   * fixed costs multiplied by the factor measured for that thread count (1 where none was).
+   */
+  stall: z.array(z.object({ threads: z.number().int().positive(), factor: z.number().min(1) })).optional(),
   /**
    * Rates each side reaches when the machine is split between the model worker and the attention
    * workers (disaggregated on one host: they share its cores). Without it the disaggregated

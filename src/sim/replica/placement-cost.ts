@@ -139,7 +139,8 @@ export class PdCost implements PlacementCost {
     seqs: number,
   ): number {
     const L = this.decode.m.layers;
-    const lat = this.o.latencyS;
+    // Prefill instances exchange over messages, not the native data plane (placement/pd.ts).
+    const lat = this.o.messageLatencyS;
     let inst = 0;
     let preLeft = preLayer > 0 ? L : 0;
     let dec = 0;

@@ -1,4 +1,5 @@
 import type { DeviceProfile } from "../profile.js";
+import type { SimModel } from "../types.js";
 
 /** What one side of a placement reaches with its kernel threads: the rates the step model uses. */
 export interface SideRates {
@@ -19,7 +20,8 @@ export interface SideRates {
  * rates at the profile's thread count, the split's at the model side's (GEMMs) and the attention
  * worker's (attention) thread counts, and in between proportional to threads (each thread streams
  * and computes on its own core). Every placement's prediction draws on this one function, so they
- * all come from the same measurement.
+ * all come from the same measurement. Each rate is divided by the host stall of that thread count
+ * (stallFactor): what a run of many steps reaches, not a free core's median.
  */
 export function sideRates(p: DeviceProfile, threads: number): SideRates {
   const whole = p.threads ?? threads;
@@ -39,12 +41,46 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       ? p.prefill.flops
       : p.prefill.flops * (threads / p.prefill.threads)
     : gemm.peakFlops * gemmScale;
+  const stall = stallFactor(p, threads);
   return {
     threads,
-    peakFlops: gemm.peakFlops * gemmScale,
+    peakFlops: (gemm.peakFlops * gemmScale) / stall,
     halfBatch: gemm.halfBatch,
-    prefillFlops: prefill,
-    weightBandwidth: weight,
-    attentionBandwidth: att,
+    prefillFlops: prefill / stall,
+    weightBandwidth: weight / stall,
+    attentionBandwidth: att / stall,
   };
+}
+
+/**
+ * The profile's host stall for a side running `threads` kernel threads: the factor measured with
+ * that many threads, else with the most threads below it, else 1 (none measured).
+ */
+export function stallFactor(p: DeviceProfile, threads: number): number {
+  let best: { threads: number; factor: number } | undefined;
+  for (const s of p.stall ?? []) if (s.threads <= threads && (!best || s.threads > best.threads)) best = s;
+  return best?.factor ?? 1;
+}
+
+/**
+ * The profile as it applies to `model`: where the profile measured rates on the model's own widths
+ * (modelShapes), its prefill rate is that one, and sides of the thread count measured there get its
+ * GEMM fit and weight rate; else the profile as it is.
+ */
+export function profileForModel(p: DeviceProfile, model: SimModel): DeviceProfile {
+  const own = p.modelShapes?.find((s) => s.hidden === model.hidden && s.intermediate === model.intermediate);
+  if (!own) return p;
+  const q: { -readonly [K in keyof DeviceProfile]: DeviceProfile[K] } = {
+    ...p,
+    prefill: { threads: own.threads, flops: own.prefillFlops },
+  };
+  if (own.gemm && own.weightBandwidth !== undefined) {
+    if (p.split?.modelThreads === own.threads)
+      q.split = { ...p.split, gemm: own.gemm, weightBandwidth: own.weightBandwidth };
+    if ((p.threads ?? own.threads) === own.threads) {
+      q.gemm = own.gemm;
+      q.weightBandwidth = own.weightBandwidth;
+    }
+  }
+  return q;
 }

@@ -30,7 +30,10 @@ export interface RemoteLoad {
 export interface EngineOverheads {
   readonly layerS: number;
   readonly tokenS: number;
+  /** One-way latency of the native data plane's per-layer exchange (attention workers). */
   readonly latencyS: number;
+  /** One-way latency of a message over the shm channel (PD/Adrenaline's per-layer exchange). */
+  readonly messageLatencyS: number;
   readonly linkBytesPerS: number;
 }
 

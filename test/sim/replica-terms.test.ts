@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { predictEngineRun } from "../../src/sim/predict-engine.js";
+import { type DeviceProfile, parseDeviceProfile } from "../../src/sim/profile.js";
+import { PdCost } from "../../src/sim/replica/placement-cost.js";
+import { profileForModel, sideRates, stallFactor } from "../../src/sim/replica/rates.js";
+import { type BatchLoad, SideCost } from "../../src/sim/replica/step-cost.js";
+import type { SimModel } from "../../src/sim/types.js";
+
+// The model terms the calibration measures besides kernel rates: host stall per thread count,
+// the prefill rate at a model's own widths, and the message latency of PD's per-layer exchange.
+const PROFILE: DeviceProfile = {
+  version: 1,
+  name: "test-2core",
+  memoryBytes: 8e9,
+  threads: 2,
+  gemm: { peakFlops: 1e11, halfBatch: 4 },
+  weightBandwidth: 2e10,
+  attentionBandwidth: 2e10,
+  layerOverheadS: 2e-5,
+  tokenOverheadS: 5e-5,
+  transport: { bandwidth: 5e9, latencyS: 2e-5 },
+  prefill: { threads: 1, flops: 6e10 },
+  split: {
+    modelThreads: 1,
+    attentionThreads: 1,
+    gemm: { peakFlops: 5e10, halfBatch: 4 },
+    weightBandwidth: 1.2e10,
+    attentionBandwidth: 1.2e10,
+  },
+};
+const MODEL: SimModel = {
+  name: "pd-bench",
+  aliases: [],
+  source: "test",
+  params: 25.6e6,
+  weightBytes: 51e6,
+  layers: 8,
+  hidden: 512,
+  heads: 8,
+  kvHeads: 8,
+  headDim: 64,
+  intermediate: 1376,
+  vocab: 258,
+  bytesPerElement: 2,
+};
+const DECODE = Array.from({ length: 16 }, (_, i) => ({
+  arrival: 0,
+  prompt: 64 + i,
+  output: 30,
+  prefilled: true,
+}));
+const SHAPE = { maxRunning: 16, maxTokensPerStep: 512, kvBlocks: 4096, blockSize: 16, maxContext: 640 };
+
+describe("replica model terms measured by the calibration", () => {
+  it("host stall: the factor of the side's thread count, else the nearest count below, else 1", () => {
+    const p = {
+      ...PROFILE,
+      stall: [
+        { threads: 1, factor: 1.25 },
+        { threads: 2, factor: 1.1 },
+      ],
+    };
+    assert.equal(stallFactor(PROFILE, 2), 1);
+    assert.equal(stallFactor(p, 1), 1.25);
+    assert.equal(stallFactor(p, 2), 1.1);
+    assert.equal(stallFactor(p, 4), 1.1);
+    assert.equal(stallFactor({ ...PROFILE, stall: [{ threads: 2, factor: 1.1 }] }, 1), 1);
+    assert.throws(() => parseDeviceProfile({ ...PROFILE, stall: [{ threads: 1, factor: 0.9 }] }), /stall/);
+  });
+
+  it("host stall divides every rate of a side and stretches a colocated run by its factor", () => {
+    const p = { ...PROFILE, stall: [{ threads: 2, factor: 1.25 }] };
+    const a = sideRates(PROFILE, 2);
+    const b = sideRates(p, 2);
+    for (const k of ["peakFlops", "prefillFlops", "weightBandwidth", "attentionBandwidth"] as const)
+      assert.ok(Math.abs(b[k] * 1.25 - a[k]) < 1e-6 * a[k], k);
+    assert.equal(b.halfBatch, a.halfBatch);
+    const place = { kind: "colocated", threads: 2 } as const;
+    const free = predictEngineRun(PROFILE, MODEL, DECODE, SHAPE, place);
+    const stalled = predictEngineRun(p, MODEL, DECODE, SHAPE, place);
+    // Kernels and fixed costs alike: the whole step takes 1.25× (same schedule, no arrivals).
+    assert.equal(stalled.steps, free.steps);
+    assert.ok(Math.abs(stalled.seconds / free.seconds - 1.25) < 1e-9, `${stalled.seconds / free.seconds}`);
+  });
+
+  it("rates measured at the model's widths replace the profile's for that model only", () => {
+    const own = { hidden: 512, intermediate: 1376, threads: 1, prefillFlops: 3e10 };
+    const p = { ...PROFILE, modelShapes: [own] };
+    assert.deepEqual(profileForModel(p, MODEL).prefill, { threads: 1, flops: 3e10 });
+    assert.equal(profileForModel(p, { ...MODEL, hidden: 768 }), p);
+    // GEMM fit and weight rate: for the sides of the thread count they were measured with.
+    const gemm = { peakFlops: 2e10, halfBatch: 8 };
+    const q = profileForModel({ ...PROFILE, modelShapes: [{ ...own, gemm, weightBandwidth: 6e9 }] }, MODEL);
+    assert.deepEqual(q.split!.gemm, gemm);
+    assert.equal(q.split!.weightBandwidth, 6e9);
+    assert.deepEqual(q.gemm, PROFILE.gemm, "the 2-thread rates stay");
+    assert.equal(sideRates(q, 1).weightBandwidth, 6e9);
+    const prompt = [{ arrival: 0, prompt: 500, output: 1 }];
+    const place = { kind: "colocated", threads: 1 } as const;
+    const fast = predictEngineRun(PROFILE, MODEL, prompt, SHAPE, place);
+    const slow = predictEngineRun(p, MODEL, prompt, SHAPE, place);
+    assert.ok(slow.seconds > 1.8 * fast.seconds, `${slow.seconds} vs ${fast.seconds}`);
+  });
+
+  it("PD's per-layer exchange to a prefill instance pays the message latency, not the data plane's", () => {
+    const side = new SideCost(MODEL, sideRates(PROFILE, 1));
+    const o = { layerS: 0, tokenS: 0, latencyS: 0, linkBytesPerS: 5e9 };
+    const load: BatchLoad = {
+      seqs: 4,
+      decodeRows: 4,
+      ownDecodeCtx: 0,
+      ownPrefillTokens: 0,
+      ownPrefillWork: 0,
+      remote: [{ decodeRows: 4, decodeCtx: 4 * 200, prefillTokens: 0, prefillWork: 0, streamedTokens: 0 }],
+    };
+    const quick = new PdCost(side, side, side, { ...o, messageLatencyS: 0 }).step(load);
+    const slow = new PdCost(side, side, side, { ...o, messageLatencyS: 1e-4 }).step(load);
+    // One round trip per layer on the decode instance's critical path.
+    assert.ok(Math.abs(slow - quick - MODEL.layers * 2e-4) < 1e-9, `${slow - quick}`);
+    const p = { ...PROFILE, transport: { ...PROFILE.transport, messageLatencyS: 1e-4 } };
+    const pd = {
+      prefillInstances: 1,
+      decodeThreads: 1,
+      prefillThreads: 1,
+      executorThreads: 1,
+      prefillKvBlocks: 384,
+    };
+    const trace = Array.from({ length: 8 }, (_, i) => ({ arrival: i * 0.1, prompt: 200, output: 20 }));
+    const a = predictEngineRun(
+      PROFILE,
+      MODEL,
+      trace,
+      { ...SHAPE, kvBlocks: 128 },
+      { kind: "adrenaline", ...pd },
+    );
+    const b = predictEngineRun(p, MODEL, trace, { ...SHAPE, kvBlocks: 128 }, { kind: "adrenaline", ...pd });
+    assert.ok(b.offload!.maxRatioSeen > 0, "some requests are offloaded");
+    assert.ok(b.tpotMeanS > a.tpotMeanS, `${b.tpotMeanS} vs ${a.tpotMeanS}`);
+  });
+});
