@@ -8,7 +8,7 @@
 // block's scales, decoded once per row and group for all tokens of the tile) times the
 // activations' scales. A format's offset or min is two more FMAs against the activations'
 // precomputed d·Σq of each half. Batches of tokens go to the panels of quant_panel.h instead, and
-// one token on Q4_K with AVX-512 to rowsQ4K.
+// one token on Q4_K to rowsQ4K (AVX-512) or rowQ4K (AVX2, AVX-VNNI).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -432,19 +432,22 @@ inline void q4kOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 
 #else
 
-// N Q4_K rows against one token with 256-bit vectors (AVX2 and AVX-VNNI): rowsQ4K's plan on half
-// the width. A 32-byte load of quants holds block 2k in its low nibbles and 2k + 1 in its high ones,
-// so the activations are read as they lie. The two blocks' 8-lane dots are folded into one vector
-// (lanes [2k 2k 2k+1 2k+1] in each 128-bit half, an unpack pair and an add: no horizontal adds),
-// converted once and multiplied by their scales d·sc·dx, spread from one vector of the group's eight
-// by a permute; the mins go to a second accumulator (dmin·m times the activations' d·Σq per block).
-// One accumulator a row for the four pairs keeps N = 4 rows' state in registers.
-template <int N>
-inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
+// One Q4_K row against one token with 256-bit vectors (AVX2 and AVX-VNNI), rowsQ4K's arithmetic on
+// half the width. A 32-byte load of quants holds block 2k in its low nibbles and 2k + 1 in its high
+// ones, so the activations are read as they lie. The two blocks' 8-lane dots are folded into one
+// vector (lanes [2k 2k 2k+1 2k+1] in each 128-bit half: an unpack pair and an add, no horizontal
+// adds), converted once and multiplied by their scales d·sc·dx, spread from one vector of the
+// group's eight by a permute; the mins go to a second accumulator (dmin·m times the activations'
+// d·Σq per block). The rows go one after another, one stream a thread: four rows a quarter of the
+// slice apart, as the 512-bit path reads them, ran at 34-44% of the streaming read here against
+// 64-78% for one row (two rows 39-61%), alternating, both threads, AVX2 and AVX-VNNI alike: on
+// sixteen 256-bit registers four rows' state does not fit. Folding all eight dots with horizontal
+// adds instead of the pairwise unpacks measured the same.
+inline void rowQ4K(const QuantMatmulArgs& a, int64_t row) {
   constexpr int64_t GB = 144;
   const int64_t ng = a.cols / 256;
-  const uint8_t* w[N];
-  for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
+  const uint8_t* w = a.w + row * ng * GB;
+  const int8_t* xq = lk::actQ(a.xq, a.cols);
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m256i low4 = _mm256_set1_epi8(15);
@@ -453,37 +456,33 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
   const __m128i scShift = _mm_setr_epi32(0, 0, 0, 4);
   const __m128i scLowMask = _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
   const __m128i scHighMask = _mm_setr_epi32(0, 0x30303030, 0, 0x30303030);
-  __m256 acc[N], mins[N];
-  for (int n = 0; n < N; n++) acc[n] = mins[n] = _mm256_setzero_ps();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, mins = _mm256_setzero_ps();
   for (int64_t gi = 0; gi < ng; gi++) {
-    const __m256 xdv = _mm256_loadu_ps(xd + gi * 8), xsv = _mm256_loadu_ps(xs + gi * 8);
+    const uint8_t* g = w + gi * GB;
     const int8_t* x = xq + gi * 256;
-    for (int n = 0; n < N; n++) {
-      const uint8_t* g = w[n] + gi * GB;
-      __builtin_prefetch(g + 4 * GB, 0, 3);
-      // [sc 0-3, sc 4-7, m 0-3, m 4-7] from bytes 4-15, as rowsQ4K decodes them.
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 4));
-      const __m128i low = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)), scShift), scLowMask);
-      const __m128i high = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2), scHighMask);
-      const __m128i scm = _mm_or_si128(low, high);
-      uint32_t dd;
-      std::memcpy(&dd, g, 4);
-      const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)));  // [d, dmin, ...]
-      const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
-      const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
-      const __m256 v = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dm)), xdv);  // d·sc·dx per block
-      mins[n] = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dm))), xsv, mins[n]);
-      for (int k = 0; k < 4; k++) {
-        const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + 32 * k));
-        const __m256i p0 = dotBytes(_mm256_and_si256(qs, low4), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * k)));
-        const __m256i p1 = dotBytes(_mm256_and_si256(_mm256_srli_epi16(qs, 4), low4),
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * k + 32)));
-        const __m256i p = _mm256_add_epi32(_mm256_unpacklo_epi64(p0, p1), _mm256_unpackhi_epi64(p0, p1));
-        acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permutevar8x32_ps(v, spread[k]), acc[n]);
-      }
+    __builtin_prefetch(g + 4 * GB, 0, 3);
+    // [sc 0-3, sc 4-7, m 0-3, m 4-7] from bytes 4-15, as rowsQ4K decodes them.
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 4));
+    const __m128i low = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0)), scShift), scLowMask);
+    const __m128i high = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2), scHighMask);
+    const __m128i scm = _mm_or_si128(low, high);
+    uint32_t dd;
+    std::memcpy(&dd, g, 4);
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)));  // [d, dmin, ...]
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm));
+    const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_broadcastss_ps(dm)), _mm256_loadu_ps(xd + gi * 8));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(m, _mm256_broadcastss_ps(_mm_movehdup_ps(dm))), _mm256_loadu_ps(xs + gi * 8), mins);
+    for (int k = 0; k < 4; k++) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + 32 * k));
+      const __m256i p0 = dotBytes(_mm256_and_si256(qs, low4), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * k)));
+      const __m256i p1 = dotBytes(_mm256_and_si256(_mm256_srli_epi16(qs, 4), low4),
+                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * k + 32)));
+      const __m256i p = _mm256_add_epi32(_mm256_unpacklo_epi64(p0, p1), _mm256_unpackhi_epi64(p0, p1));
+      acc[k % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permutevar8x32_ps(v, spread[k]), acc[k % 2]);
     }
   }
-  for (int n = 0; n < N; n++) a.out[rows[n]] = hsum8(_mm256_sub_ps(acc[n], mins[n])) + (a.bias ? a.bias[rows[n]] : 0.0f);
+  a.out[row] = hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), mins)) + (a.bias ? a.bias[row] : 0.0f);
 }
 #endif
 
@@ -546,7 +545,7 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
 
 // Rows [r0, r1): a batch runs the panels (quant_panel.h; the caller sends batches smaller than
 // kPanelFrom one token at a time). One token on AVX-512 Q4_K reads four rows a quarter of the range
-// apart (rowsQ4K); with the lane-sum tile it reads the rows one after another, one sequential
+// apart (rowsQ4K), on AVX2 Q4_K one row after another (rowQ4K); with the lane-sum tile it reads the rows one after another, one sequential
 // stream (four streams, as the float matvec reads them, measured 2-4x slower from DRAM with this
 // tile: its decoding, not the bytes, sets the pace, and four rows' worth of it between one stream's
 // loads left the loads late). Without AVX2 a batch takes two rows at a time against four tokens,
@@ -556,14 +555,14 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
   if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
   if constexpr (QT == lk::kQ4_K) {
-#if defined(LK_ROW_Q4K_512)
+#if !defined(LK_ROW_Q4K_512)
+    for (int64_t r = r0; r < r1; r++) rowQ4K(a, r);
+    return;
+#else
     thread_local std::vector<int8_t> ordered;  // grows to the widest row once
     if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
     q4kOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
     const int8_t* xo = ordered.data();
-#else
-    const int8_t* xo = lk::actQ(a.xq, a.cols);  // the 256-bit rows read the blocks in stored order
-#endif
     const int64_t q = (r1 - r0) / 4;
     int64_t r = r0;
     for (; r < r0 + q; r++) {
@@ -572,6 +571,7 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
     }
     for (r = r0 + 4 * q; r < r1; r++) rowsQ4K<1>(a, xo, &r);
     return;
+#endif
   }
   for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
 #else
