@@ -51,14 +51,25 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
 }
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
-function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "qwen3" {
-  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2 and qwen3
-  // layouts only; the other families have tensors (fused projections, Qwen3-MoE's experts,
-  // Gemma's extra norms) and metadata it does not write.
-  if (!["llama", "mistral", "mixtral", "qwen2", "qwen3"].includes(c.architecture)) {
+function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "qwen3" | "qwen3moe" {
+  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3 and
+  // qwen3moe layouts only; the other families have tensors (Phi-3's fused projections, Gemma's
+  // extra norms) and metadata it does not write.
+  if (!["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"].includes(c.architecture)) {
     throw new Error(
-      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, mixtral, qwen2, qwen3)`,
+      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, mixtral, qwen2, qwen3, qwen3_moe)`,
     );
+  }
+  if (c.architecture === "qwen3_moe") {
+    // llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights.
+    if (!c.moe || c.moe.sparseLayers.some((s) => !s))
+      throw new Error(
+        `GGUF export of ${label}: a qwen3_moe model with dense layers (mlp_only_layers, decoder_sparse_step) has no equivalent in llama.cpp's qwen3moe`,
+      );
+    if (!c.moe.normalizeTopK)
+      throw new Error(
+        `GGUF export of ${label}: llama.cpp's qwen3moe renormalises the top-k expert weights; this model does not (norm_topk_prob false)`,
+      );
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
     throw new Error(
@@ -67,6 +78,11 @@ function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "q
     );
   }
   if (c.architecture === "qwen2") return "qwen2";
+  if (c.architecture === "qwen3_moe") {
+    if (c.attentionBias)
+      throw new Error(`GGUF export of ${label}: a qwen3_moe model with q/k/v biases is not supported`);
+    return "qwen3moe";
+  }
   if (c.architecture === "qwen3") {
     if (c.attentionBias)
       throw new Error(`GGUF export of ${label}: a qwen3 model with q/k/v biases is not supported`);
@@ -122,6 +138,8 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     // Mixtral: every layer a mixture (feed_forward_length is each expert's width).
     kv.push({ key: k("expert_count"), value: gguf.u32(c.moe.numExperts) });
     kv.push({ key: k("expert_used_count"), value: gguf.u32(c.moe.topK) });
+    if (arch === "qwen3moe")
+      kv.push({ key: k("expert_feed_forward_length"), value: gguf.u32(c.moe.expertIntermediateSize) });
   }
   const s = c.ropeScaling;
   if (s?.type === "linear") {

@@ -25,7 +25,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  * widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
-const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3"] as const;
+const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe"] as const;
 
 class Meta {
   constructor(
@@ -97,17 +97,19 @@ function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): 
 }
 
 /**
- * Experts in llama.cpp's llama architecture are Mixtral: every layer a mixture, softmax over the
- * experts, top-k, renormalised (as llama.cpp runs it). Other architectures with experts have
- * names of their own ("qwen3moe", …) and are refused as architectures.
+ * The mixture of llama.cpp's llama architecture with experts (Mixtral) and of qwen3moe: every
+ * layer a mixture, softmax over the experts, top-k, renormalised (as llama.cpp runs both).
+ * Qwen3-MoE states each expert's width apart from the dense feed_forward_length.
  */
 function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeConfig | undefined {
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
+  if (arch === "qwen3moe" && numExperts === 0)
+    throw new GgufError(meta.file, "a qwen3moe file needs qwen3moe.expert_count");
   if (numExperts === 0) return undefined;
-  if (arch !== "llama")
+  if (arch !== "llama" && arch !== "qwen3moe")
     throw new GgufError(
       meta.file,
-      `experts in the ${arch} architecture are not supported (only llama's, i.e. Mixtral)`,
+      `experts in the ${arch} architecture are not supported (llama's and qwen3moe's are)`,
     );
   const topK = meta.need(`${arch}.expert_used_count`);
   if (topK < 1 || topK > numExperts)
@@ -118,7 +120,7 @@ function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeCo
   return {
     numExperts,
     topK,
-    expertIntermediateSize: ffn,
+    expertIntermediateSize: arch === "qwen3moe" ? meta.need(`${arch}.expert_feed_forward_length`) : ffn,
     normalizeTopK: true,
     sparseLayers: Array.from({ length: layers }, () => true),
   };
@@ -146,7 +148,7 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
   const bos = meta.num("tokenizer.ggml.bos_token_id");
   const eos = meta.num("tokenizer.ggml.eos_token_id");
   return {
-    architecture: (moe ? "mixtral" : arch) satisfies Architecture,
+    architecture: (arch === "qwen3moe" ? "qwen3_moe" : moe ? "mixtral" : arch) satisfies Architecture,
     vocabSize,
     hiddenSize: hidden,
     intermediateSize: ffn,
@@ -160,7 +162,7 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
     ropeScaling: ropeScaling(meta, arch, g, headDim),
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
-    ...(arch === "qwen3" ? { qkNorm: true } : {}),
+    ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
     ...(moe ? { moe } : {}),
     slidingWindow: null,
     bosTokenId: bos ?? null,

@@ -15,8 +15,9 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "mlp.gate_proj.weight": "ffn_gate.weight",
   "mlp.up_proj.weight": "ffn_up.weight",
   "mlp.down_proj.weight": "ffn_down.weight",
-  // Mixtral's router (llama.cpp keeps Mixtral as its llama architecture with experts).
+  // The routers of Mixtral (llama.cpp's llama architecture with experts) and of Qwen3-MoE.
   "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",
+  "mlp.gate.weight": "ffn_gate_inp.weight",
 };
 const GLOBAL_NAMES: Readonly<Record<string, string>> = {
   "model.embed_tokens.weight": "token_embd.weight",
@@ -37,17 +38,21 @@ export function ggufTensorName(hfName: string): string {
 
 /**
  * llama.cpp keeps a layer's experts as one 3-D tensor per projection ([experts, rows, cols]):
- * Mixtral's w1 (gate), w3 (up) and w2 (down) of expert E are slice E of ffn_gate_exps,
- * ffn_up_exps and ffn_down_exps. Null for a weight that is not an expert's.
+ * expert E's gate (Mixtral's w1), up (w3) and down (w2) projections are slice E of
+ * ffn_gate_exps, ffn_up_exps and ffn_down_exps. Null for a weight that is not an expert's.
  */
 export function ggufExpertSlice(hfName: string): { readonly name: string; readonly expert: number } | null {
   const m = EXPERT_WEIGHT.exec(hfName);
   if (!m) return null;
   return { name: `blk.${m[1]}.${EXPERT_STACKS[m[3] as keyof typeof EXPERT_STACKS]}`, expert: Number(m[2]) };
 }
-const EXPERT_WEIGHT = /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/;
+const EXPERT_WEIGHT =
+  /^model\.layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(w1|w2|w3|gate_proj|up_proj|down_proj)\.weight$/;
 const EXPERT_STACKS = {
   w1: "ffn_gate_exps.weight",
   w3: "ffn_up_exps.weight",
   w2: "ffn_down_exps.weight",
+  gate_proj: "ffn_gate_exps.weight",
+  up_proj: "ffn_up_exps.weight",
+  down_proj: "ffn_down_exps.weight",
 } as const;
