@@ -1,49 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { predictEngineRun } from "../../src/sim/predict-engine.js";
-import { type DeviceProfile, parseDeviceProfile } from "../../src/sim/profile.js";
+import { parseDeviceProfile } from "../../src/sim/profile.js";
 import { PdCost } from "../../src/sim/replica/placement-cost.js";
 import { profileForModel, sideRates, stallFactor } from "../../src/sim/replica/rates.js";
 import { type BatchLoad, SideCost } from "../../src/sim/replica/step-cost.js";
-import type { SimModel } from "../../src/sim/types.js";
+import { PD_BENCH_MODEL, TWO_CORE_PROFILE } from "./engine-fixtures.js";
 
 // The model terms the calibration measures besides kernel rates: host stall per thread count,
 // the prefill rate at a model's own widths, and the message latency of PD's per-layer exchange.
-const PROFILE: DeviceProfile = {
-  version: 1,
-  name: "test-2core",
-  memoryBytes: 8e9,
-  threads: 2,
-  gemm: { peakFlops: 1e11, halfBatch: 4 },
-  weightBandwidth: 2e10,
-  attentionBandwidth: 2e10,
-  layerOverheadS: 2e-5,
-  tokenOverheadS: 5e-5,
-  transport: { bandwidth: 5e9, latencyS: 2e-5 },
-  prefill: { threads: 1, flops: 6e10 },
-  split: {
-    modelThreads: 1,
-    attentionThreads: 1,
-    gemm: { peakFlops: 5e10, halfBatch: 4 },
-    weightBandwidth: 1.2e10,
-    attentionBandwidth: 1.2e10,
-  },
-};
-const MODEL: SimModel = {
-  name: "pd-bench",
-  aliases: [],
-  source: "test",
-  params: 25.6e6,
-  weightBytes: 51e6,
-  layers: 8,
-  hidden: 512,
-  heads: 8,
-  kvHeads: 8,
-  headDim: 64,
-  intermediate: 1376,
-  vocab: 258,
-  bytesPerElement: 2,
-};
+const PROFILE = TWO_CORE_PROFILE;
+const MODEL = PD_BENCH_MODEL;
 const DECODE = Array.from({ length: 16 }, (_, i) => ({
   arrival: 0,
   prompt: 64 + i,
