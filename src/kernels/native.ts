@@ -431,9 +431,17 @@ export class NativeBackend implements KernelBackend {
       }
     }
     const bytes = quantRowBytes(first.dtype, first.cols) * first.rows;
+    const datas = members.map((m) => (m as NativeQuantWeight).data);
+    // Experts loaded from a GGUF stack are consecutive views of one buffer: used in place.
+    const inPlace = datas.every(
+      (d, e) => d.buffer === datas[0]!.buffer && d.byteOffset === datas[0]!.byteOffset + e * bytes,
+    );
+    if (inPlace) {
+      const view = new Uint8Array(datas[0]!.buffer, datas[0]!.byteOffset, bytes * members.length);
+      return new NativeQuantExperts(members.length, first.rows, first.cols, first.dtype, view);
+    }
     const data = new Uint8Array(new SharedArrayBuffer(bytes * members.length));
-    for (const [e, m] of members.entries())
-      data.set((m as NativeQuantWeight).data.subarray(0, bytes), e * bytes);
+    for (const [e, d] of datas.entries()) data.set(d.subarray(0, bytes), e * bytes);
     return new NativeQuantExperts(members.length, first.rows, first.cols, first.dtype, data);
   }
 

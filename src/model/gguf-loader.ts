@@ -210,7 +210,11 @@ function tensorFromBytes(
     name: hfName,
     dtype,
     shape: info.shape,
-    data: dtype === "f32" ? new Float32Array(bytes.buffer) : new Uint16Array(bytes.buffer),
+    // Over exactly these bytes: an expert's matrix is a view into its layer's stack.
+    data:
+      dtype === "f32"
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+        : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2),
   });
   if (info.typeName === "F32") return view("f32");
   if (info.typeName === "F16") return view("f16");
@@ -293,9 +297,10 @@ function loadWeights(
         bytes = g.readBytes(info.name);
         stacks.set(info.name, bytes);
       }
+      // A view, not a copy: the stack is held once, and the backends' grouped products can use
+      // it as it is (the experts lie one after another in it).
       const n = info.byteLength / experts;
-      const part = new Uint8Array(new SharedArrayBuffer(n));
-      part.set(bytes.subarray(expert * n, (expert + 1) * n));
+      const part = bytes.subarray(expert * n, (expert + 1) * n);
       tensor = tensorFromBytes(g, { name: info.name, typeName: info.typeName, shape: t.shape }, part, t.name);
     } else {
       stacks.clear();

@@ -226,8 +226,12 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
     } finally {
       g.close();
     }
-    // Every expert's slice came back as its own matrix in the stack's format.
-    assert.equal(ours.weights.get("model.layers.1.block_sparse_moe.experts.3.w3.weight")!.dtype, "q4_k");
+    // Every expert's slice came back as its own matrix in the stack's format, a view into the stack
+    // (held once, not copied per expert).
+    const up = (e: number) => ours.weights.get(`model.layers.1.block_sparse_moe.experts.${e}.w3.weight`)!;
+    assert.equal(up(3).dtype, "q4_k");
+    assert.equal(up(3).data.buffer, up(0).data.buffer);
+    assert.equal(up(3).data.byteOffset, up(0).data.byteOffset + 3 * up(0).data.byteLength);
     await checkGreedy(file, float, ours, "Hello, world", 12);
   });
 });
