@@ -14,6 +14,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { scrapeMetrics } from "../../src/bench/server-metrics.js";
 import { median } from "../../src/bench/stats.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { intFlag } from "../common/flags.js";
@@ -50,12 +51,6 @@ interface Run {
   /** CPU seconds the server and its children (attention workers) used during the run. */
   serverCpuSeconds: number;
   workerCpuSeconds: number;
-}
-
-/** One Prometheus sample's value from /metrics text (0 when absent). */
-function metric(text: string, name: string): number {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, "m").exec(text);
-  return m ? Number(m[1]) : 0;
 }
 
 /** utime + stime of a process, in seconds (Linux /proc; 0 elsewhere). */
@@ -175,14 +170,15 @@ async function run(attentionWorkers: number, dir: string): Promise<Run> {
     await benchServe(port, out);
     const serverCpuSeconds = cpuSeconds(child.pid!) - cpu0;
     const workerCpuSeconds = kids.reduce((a, k) => a + cpuSeconds(k), 0) - kids0;
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const scrape = await scrapeMetrics(`http://127.0.0.1:${port}`);
+    const metric = (name: string) => scrape?.get(name) ?? 0;
     const r = JSON.parse(readFileSync(out, "utf8"));
     return {
-      steps: metric(text, "lamina_steps_total"),
-      modelSeconds: metric(text, "lamina_step_model_seconds_total"),
-      attentionSeconds: metric(text, "lamina_step_attention_seconds_total"),
-      transportSeconds: metric(text, "lamina_step_transport_seconds_total"),
-      pollSeconds: metric(text, "lamina_transport_poll_seconds_total"),
+      steps: metric("lamina_steps_total"),
+      modelSeconds: metric("lamina_step_model_seconds_total"),
+      attentionSeconds: metric("lamina_step_attention_seconds_total"),
+      transportSeconds: metric("lamina_step_transport_seconds_total"),
+      pollSeconds: metric("lamina_transport_poll_seconds_total"),
       serverCpuSeconds,
       workerCpuSeconds,
       attentionWorkers,

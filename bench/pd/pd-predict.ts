@@ -21,8 +21,6 @@ export function predictPd(
   offloadRatio: number | null = null,
 ): EngineRunPrediction {
   const model = pdSimModel(modelDir);
-  // The runtime's split (placement/pd.ts): prefill gets --prefill-threads, the executor the other cores.
-  const split = prefillThreadSplit(availableParallelism(), PD_SIZES.prefillThreads);
   return predictEngineRun(
     profile,
     model,
@@ -34,16 +32,23 @@ export function predictPd(
       blockSize: 16,
       maxContext: PD_CONTEXT,
     },
-    {
-      kind: mode,
-      prefillInstances: 1,
-      decodeThreads: PD_SIZES.threads!,
-      prefillThreads: split.prefill,
-      executorThreads: split.attention,
-      prefillKvBlocks: Math.floor(PD_SIZES.prefillKvMemory! / PD_BLOCK_BYTES),
-      offloadRatio,
-    },
+    pdPlacement(mode, offloadRatio),
   );
+}
+
+/** The benchmark's PD or Adrenaline placement as the simulator describes it. */
+export function pdPlacement(mode: "pd" | "adrenaline", offloadRatio: number | null = null) {
+  // The runtime's split (placement/pd.ts): prefill gets --prefill-threads, the executor the other cores.
+  const split = prefillThreadSplit(availableParallelism(), PD_SIZES.prefillThreads);
+  return {
+    kind: mode,
+    prefillInstances: 1,
+    decodeThreads: PD_SIZES.threads!,
+    prefillThreads: split.prefill,
+    executorThreads: split.attention,
+    prefillKvBlocks: Math.floor(PD_SIZES.prefillKvMemory! / PD_BLOCK_BYTES),
+    offloadRatio,
+  };
 }
 
 /** The simulator's model of the benchmark's model directory (its config.json). */

@@ -12,11 +12,9 @@
  * Writes bench/results/pd-step-check-<mode>.json.
  */
 import { readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
-import { prefillThreadSplit } from "../../src/pd/thread-share.js";
 import { buildPdEngine } from "../../src/placement/build.js";
 import type { ModelStep } from "../../src/runtime/step.js";
 import { placementCost } from "../../src/sim/predict-engine.js";
@@ -27,7 +25,7 @@ import { runReplica } from "../../src/sim/replica/run.js";
 import type { BatchLoad } from "../../src/sim/replica/step-cost.js";
 import { pdContext } from "../calibration/placements.js";
 import { RESULTS_DIR, writeResults } from "../common/results.js";
-import { pdSimModel } from "./pd-predict.js";
+import { pdPlacement, pdSimModel } from "./pd-predict.js";
 import { replay } from "./pd-replay.js";
 import { PD_BLOCK_BYTES, PD_CONTEXT, PD_SIZES } from "./pd-setup.js";
 
@@ -81,7 +79,7 @@ const measured = await replay(mode, core, attention, [...c.trace]).finally(() =>
 
 // (1) The replica on the runtime's own step times.
 let k = 0;
-const split = prefillThreadSplit(availableParallelism(), PD_SIZES.prefillThreads);
+const placement = pdPlacement(mode);
 const kv = new HybridSpace(
   new BlockPool(Math.floor(PD_SIZES.kvMemory! / PD_BLOCK_BYTES), 16),
   [new BlockPool(Math.floor(PD_SIZES.prefillKvMemory! / PD_BLOCK_BYTES), 16)],
@@ -90,7 +88,7 @@ const kv = new HybridSpace(
     offloadRatio: null,
     maxBatch: PD_SIZES.maxRunning!,
     decodeThreads: PD_SIZES.threads!,
-    executorThreads: split.attention,
+    executorThreads: placement.executorThreads,
     blocksPerRequest: Math.ceil(PD_CONTEXT / 16),
   },
 );
@@ -115,14 +113,7 @@ console.log(
 );
 
 // (2) The step model on each recorded step, by kind.
-const cost = placementCost(profile, sim, {
-  kind: mode,
-  prefillInstances: 1,
-  decodeThreads: PD_SIZES.threads!,
-  prefillThreads: split.prefill,
-  executorThreads: split.attention,
-  prefillKvBlocks: Math.floor(PD_SIZES.prefillKvMemory! / PD_BLOCK_BYTES),
-});
+const cost = placementCost(profile, sim, placement);
 const kinds = new Map<string, { n: number; measured: number; predicted: number; tokens: number }>();
 for (const f of forwards) {
   const r = f.load.remote[0]!;

@@ -410,7 +410,10 @@ export class NativeBackend implements KernelBackend {
     return new NativeExperts(members.length, first.rows, first.cols, first.dtype, data, this.addon);
   }
 
-  /** Quantized experts (a GGUF mixture): copied once into one buffer, as llama.cpp stacks them. */
+  /**
+   * Quantized experts (a GGUF mixture) as one buffer, as llama.cpp stacks them: the loader's stack
+   * itself when the experts are consecutive views of it, else a copy.
+   */
   private prepareQuantExperts(ws: readonly Tensor[]): PreparedExperts {
     const members = ws.map((w) => this.prepareWeight(w));
     const first = members[0];

@@ -254,6 +254,8 @@ function loadWeights(
   config: ModelConfig,
   types: Set<string>,
   withData: boolean,
+  /** The file's architecture is llama.cpp's llama (Mixtral's too): q/k rows in interleaved pairs. */
+  interleavedQk: boolean,
   onProgress?: ProgressCallback,
 ): Map<string, Tensor> {
   const expected = expectedTensors(config);
@@ -273,12 +275,11 @@ function loadWeights(
         `tensor "${info.name}" has shape [${info.shape.join(", ")}], but the metadata implies [${want.join(", ")}]`,
       );
     }
-    return { info, expert: slice ? slice.expert : -1 };
+    // An expert's share of its stack's bytes, else the tensor's.
+    const bytes = slice ? info.byteLength / experts : info.byteLength;
+    return { info, expert: slice ? slice.expert : -1, bytes };
   });
-  const total = infos.reduce(
-    (a, t) => a + (t.expert >= 0 ? t.info.byteLength / experts : t.info.byteLength),
-    0,
-  );
+  const total = infos.reduce((a, t) => a + t.bytes, 0);
   const weights = new Map<string, Tensor>();
   if (!withData) {
     for (const { info } of infos) types.add(info.typeName);
@@ -289,7 +290,7 @@ function loadWeights(
   // the expected order goes expert by expert through a layer's three stacks).
   const stacks = new Map<string, Uint8Array>();
   expected.forEach((t, i) => {
-    const { info, expert } = infos[i]!;
+    const { info, expert, bytes: n } = infos[i]!;
     let tensor: Tensor;
     if (expert >= 0) {
       let bytes = stacks.get(info.name);
@@ -299,24 +300,21 @@ function loadWeights(
       }
       // A view, not a copy: the stack is held once, and the backends' grouped products can use
       // it as it is (the experts lie one after another in it).
-      const n = info.byteLength / experts;
       const part = bytes.subarray(expert * n, (expert + 1) * n);
       tensor = tensorFromBytes(g, { name: info.name, typeName: info.typeName, shape: t.shape }, part, t.name);
     } else {
       stacks.clear();
       tensor = ggufTensorData(g, info, t.name);
     }
-    // llama.cpp's llama architecture (Mixtral's too) keeps q/k rows in interleaved pairs.
-    const heads =
-      config.architecture === "llama" || config.architecture === "mixtral" ? qkHeads(config, t.name) : 0;
+    const heads = interleavedQk ? qkHeads(config, t.name) : 0;
     if (heads > 0) {
-      const raw = new Uint8Array(tensor.data.buffer);
+      const raw = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
       const fixed = deinterleaveRows(raw, heads, raw.length / info.shape[0]!);
       tensor = withBytes(tensor, fixed);
     }
     weights.set(t.name, tensor);
     types.add(info.typeName);
-    done += expert >= 0 ? info.byteLength / experts : info.byteLength;
+    done += n;
     onProgress?.({ phase: "weights", file: g.file, done, total });
   });
   return weights;
@@ -350,7 +348,7 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
     const config = ggufConfig(meta, arch, g);
     const tokenizer = ggufTokenizer(file, meta.get);
     const types = new Set<string>();
-    const weights = loadWeights(g, config, types, opts.weights !== false, opts.onProgress);
+    const weights = loadWeights(g, config, types, opts.weights !== false, arch === "llama", opts.onProgress);
     const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
     return {
       config,

@@ -30,6 +30,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "spin_wait.h"
+
 namespace lk::dp {
 
 constexpr int32_t kMagic = 0x4c504444;  // "DDPL"
@@ -125,7 +127,11 @@ inline std::atomic<int32_t>* word(const void* base, size_t byteOffset, int index
 void futexWait(std::atomic<int32_t>* w, int32_t expected, int64_t timeoutNs);
 void futexWake(std::atomic<int32_t>* w);
 bool pidAlive(int32_t pid);
-int64_t nowNs();
+// The waits' clock and steps (spin_wait.h, shared with the kernel pool).
+using lk::cpuRelax;
+using lk::kPureSpinNs;
+using lk::nowNs;
+using lk::spinStep;
 
 /** What `hostJitter` saw: steps of over 2 µs between clock reads on a spinning core. */
 struct JitterStats {
@@ -137,24 +143,5 @@ struct JitterStats {
  * the time the core was taken away: the noise floor of every latency measured on this host.
  */
 JitterStats hostJitter(int64_t durationNs, int cpu);
-
-/** One step of a busy-wait: tells the core this is a spin loop (cheaper for its sibling and power). */
-inline void cpuRelax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
-
-/** How long a wait spins on its core alone before each step also offers the core to others. */
-constexpr int64_t kPureSpinNs = 20'000;
-
-/**
- * One step of a wait that has spun `spunNs` so far. A reply due within kPureSpinNs is caught at
- * the speed of a cache line. Past that, each step also yields (sched_yield returns at once when no
- * other thread is runnable here): where busy threads outnumber cores (a front end, its HTTP
- * thread and a client beside the two sides), a spinner would otherwise hold a core they need until
- * the scheduler takes it away, a whole time slice later.
- */
-void spinStep(int64_t spunNs);
 
 }  // namespace lk::dp

@@ -1,10 +1,8 @@
 // The operating-system calls of the native data plane: a futex on a word of a shared mapping,
-// a liveness check of the peer process, a monotonic clock, and a probe of how often the host
-// takes a core away.
+// a liveness check of the peer process, and a probe of how often the host takes a core away.
 #include <cstdint>
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -61,23 +59,6 @@ bool pidAlive(int32_t pid) {
   if (close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X')) return false;
 #endif
   return true;
-}
-
-int64_t nowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-void spinStep(int64_t spunNs) {
-  if (spunNs < kPureSpinNs) {
-    cpuRelax();
-    return;
-  }
-#if defined(__linux__)
-  sched_yield();
-#else
-  std::this_thread::yield();
-#endif
 }
 
 JitterStats hostJitter(int64_t durationNs, int cpu) {

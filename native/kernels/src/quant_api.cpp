@@ -32,6 +32,13 @@ const uint8_t* bytesArg(const Napi::CallbackInfo& info, size_t i, const char* m,
 }
 
 // Bytes of a [rows, cols] matrix in a block format; cols must be whole blocks.
+// A product's weight format and shape, arguments 3 (qtype), 4 (rows) and 5 (cols).
+void matrixShape(const Napi::CallbackInfo& info, const char* m, QuantMatmulArgs& a) {
+  a.qtype = qtypeOf(info, 3, m);
+  a.rows = integer(info, 4, m, "rows", 1);
+  a.cols = integer(info, 5, m, "cols", 1);
+}
+
 int64_t matrixBytes(const Napi::CallbackInfo& info, const char* m, int qtype, int64_t rows, int64_t cols) {
   const QuantFormat& f = kQuantFormats[qtype];
   if (cols % f.block)
@@ -79,9 +86,7 @@ const QuantTable* Api::current() {
 Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   const char* m = "quantMatmul";
   QuantMatmulArgs a{};
-  a.qtype = qtypeOf(info, 3, m);
-  a.rows = integer(info, 4, m, "rows", 1);
-  a.cols = integer(info, 5, m, "cols", 1);
+  matrixShape(info, m, a);
   a.nTokens = integer(info, 6, m, "nTokens");
   const int64_t wBytes = matrixBytes(info, m, a.qtype, a.rows, a.cols);
   a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, a.nTokens * a.rows).data);
@@ -103,9 +108,7 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
 Napi::Value Api::GroupedMatmul(const Napi::CallbackInfo& info) {
   const char* m = "quantGroupedMatmul";
   QuantMatmulArgs a{};
-  a.qtype = qtypeOf(info, 3, m);
-  a.rows = integer(info, 4, m, "rows", 1);
-  a.cols = integer(info, 5, m, "cols", 1);
+  matrixShape(info, m, a);
   const int64_t experts = integer(info, 6, m, "experts", 1);
   const int32_t* start =
       static_cast<const int32_t*>(array(info, 7, m, "expertStart", napi_int32_array, experts + 1).data);

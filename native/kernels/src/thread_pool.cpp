@@ -1,22 +1,15 @@
 #include "thread_pool.h"
 
-#include <chrono>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define LK_PAUSE() _mm_pause()
-#else
-#define LK_PAUSE() std::this_thread::yield()
-#endif
+#include "spin_wait.h"
 
 namespace lk {
 
-// How long an idle worker polls for the next job before sleeping, and how long of that it polls
-// without giving way. Past kPureSpinFor each poll yields the core: where threads outnumber cores
-// (two vCPUs, an HTTP thread, a client, an attention worker) a worker that polled through its
-// whole budget took the core from the thread whose job it was waiting for: a kernel call with
-// a 200 µs gap before it took 117 µs instead of 5.
-constexpr auto kSpinFor = std::chrono::microseconds(100);
-constexpr auto kPureSpinFor = std::chrono::microseconds(20);
+// How long an idle worker polls for the next job before sleeping. Its polls give way after
+// kPureSpinNs (spin_wait.h): where threads outnumber cores (two vCPUs, an HTTP thread, a client,
+// an attention worker) a worker that polled through its whole budget without giving way took the
+// core from the thread whose job it was waiting for: a kernel call with a 200 µs gap before it
+// took 117 µs instead of 5.
+constexpr int64_t kSpinForNs = 100'000;
 
 ThreadPool::ThreadPool(int threads) { start(threads); }
 ThreadPool::~ThreadPool() { stop(); }
@@ -57,21 +50,14 @@ void ThreadPool::drain() {
 void ThreadPool::workerLoop(uint64_t seen) {
   const auto generation = [this] { return state_.load(std::memory_order_acquire) >> kGenShift; };
   for (;;) {
-    auto spinStart = std::chrono::steady_clock::now();
-    int polls = 0;
-    bool yielding = false;
-    while (generation() == seen && !stopping_.load(std::memory_order_acquire)) {
-      if (yielding)
-        std::this_thread::yield();
-      else
-        LK_PAUSE();
-      if (++polls % 64 == 0 || yielding) {
-        const auto spun = std::chrono::steady_clock::now() - spinStart;
-        yielding = spun > kPureSpinFor;
-        if (spun > kSpinFor) {
-          std::unique_lock<std::mutex> lk(mu_);
-          cv_.wait(lk, [&] { return generation() != seen || stopping_.load(); });
-        }
+    const int64_t t0 = nowNs();
+    for (int64_t spun = 0; generation() == seen && !stopping_.load(std::memory_order_acquire);
+         spun = nowNs() - t0) {
+      if (spun > kSpinForNs) {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation() != seen || stopping_.load(); });
+      } else {
+        spinStep(spun);
       }
     }
     if (stopping_.load(std::memory_order_acquire)) return;
@@ -116,14 +102,10 @@ void ThreadPool::run(int64_t nTasks, TaskFn fn, void* ctx) {
   // run since the job was posted is not waited for: on a machine with more busy threads than
   // cores that wait is a whole time slice, for a job the caller has already done.
   state_.fetch_and(~kOpen, std::memory_order_acq_rel);
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int polls = 0; (state_.load(std::memory_order_acquire) & kCountMask) != 0; polls++) {
-    // A joined worker the scheduler took the core from needs a core to finish its task.
-    if (polls >= 64 && std::chrono::steady_clock::now() - t0 > kPureSpinFor)
-      std::this_thread::yield();
-    else
-      LK_PAUSE();
-  }
+  // A joined worker the scheduler took the core from needs a core to finish its task.
+  const int64_t t0 = nowNs();
+  for (int64_t spun = 0; (state_.load(std::memory_order_acquire) & kCountMask) != 0; spun = nowNs() - t0)
+    spinStep(spun);
 }
 
 }  // namespace lk

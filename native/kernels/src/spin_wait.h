@@ -1,0 +1,37 @@
+// How this addon waits for another thread without a system call first, shared by the kernel
+// pool's idle workers and the data plane's waits: spin on the core alone for kPureSpinNs, then
+// offer the core to other runnable threads at every step (a yield returns at once when there are
+// none). Where busy threads outnumber cores, a spinner that never gives way holds a core the
+// thread it waits for may need until the scheduler takes it away, a whole time slice later.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+namespace lk {
+
+/** A monotonic clock in nanoseconds. */
+inline int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/** One step of a busy-wait: tells the core this is a spin loop (cheaper for its sibling and power). */
+inline void cpuRelax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/** How long a wait spins on its core alone before each step also offers the core to others. */
+constexpr int64_t kPureSpinNs = 20'000;
+
+/** One step of a wait that has spun `spunNs` so far. */
+inline void spinStep(int64_t spunNs) {
+  if (spunNs < kPureSpinNs)
+    cpuRelax();
+  else
+    std::this_thread::yield();
+}
+
+}  // namespace lk
