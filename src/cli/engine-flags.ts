@@ -65,6 +65,11 @@ export function addEngineFlags(cmd: Command): Command {
       "model worker processes (Lamina's (a, b) topology): slices rotate over them, KV on the attention workers",
       intArg(1, 32),
     )
+    .option(
+      "--model-worker-addrs <list>",
+      "host:port of running `lamina model-worker --listen` processes on this host, comma-separated (instead of --model-workers)",
+      addrListArg,
+    )
     .option("--model-worker-threads <n>", "kernel threads of each model worker (default 1)", intArg(1, 1024))
     .option("--pipeline-depth <n>", "micro-batches in flight (staggered pipelining)", intArg(1, 16))
     .option(
@@ -126,6 +131,7 @@ export interface EngineFlagValues {
   partition?: "head" | "request";
   pipelineDepth?: number;
   modelWorkers?: number;
+  modelWorkerAddrs?: string[];
   modelWorkerThreads?: number;
   transport?: "shm" | "tcp";
   mode?: "colocated" | "pd" | "adrenaline";
@@ -157,6 +163,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     partition: f.partition,
     pipelineDepth: f.pipelineDepth,
     modelWorkers: f.modelWorkers,
+    modelWorkerAddrs: f.modelWorkerAddrs,
     modelWorkerThreads: f.modelWorkerThreads,
     transport: f.transport,
     mode: f.mode,

@@ -1,18 +1,35 @@
 import type { Command } from "commander";
 import { runModelWorker } from "../runtime/model-worker-process.js";
-import { intArg } from "./parse.js";
+import { intArg, listenArg } from "./parse.js";
 
 /** `lamina model-worker`: a process that holds the weights and runs model slices for a front end. */
 export function registerModelWorkerCommand(program: Command): void {
   program
     .command("model-worker")
-    .description("run a model worker (weights, no per-request state); started by `serve --model-workers N`")
+    .description(
+      "run a model worker (weights, no per-request state) for a front end on this host: `serve --model-worker-addrs` connects to it",
+    )
+    .option("--listen <host:port>", "serve front ends over TCP, one at a time (port 0 picks one)", listenArg)
+    .option("--token <secret>", "shared secret front ends must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--model <path|id>", "the front end's model (default: the built-in demo)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
-    .action(async (flags: { model?: string; threads?: number }) => {
-      await runModelWorker({
-        ...(flags.model ? { model: flags.model } : {}),
-        ...(flags.threads ? { threads: flags.threads } : {}),
-      });
-    });
+    .action(
+      async (flags: {
+        listen?: { host: string; port: number };
+        token?: string;
+        model?: string;
+        threads?: number;
+      }) => {
+        const token = flags.token ?? process.env.LAMINA_ATTENTION_TOKEN;
+        const worker = await runModelWorker({
+          ...(flags.listen ? { listen: flags.listen } : {}),
+          ...(token ? { token } : {}),
+          ...(flags.model ? { model: flags.model } : {}),
+          ...(flags.threads ? { threads: flags.threads } : {}),
+        });
+        const stop = () => void worker.close().then(() => process.exit(0));
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      },
+    );
 }

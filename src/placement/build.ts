@@ -13,7 +13,7 @@ import { buildModelWorkerPlacement } from "./model-workers.js";
 import type { EngineOptions } from "./options.js";
 import { buildPdPlacement, type PrefillOpener } from "./pd.js";
 import { type EngineSizes, resolveSizes } from "./sizes.js";
-import { type PlacementKind, validatePlacement } from "./validate.js";
+import { modelWorkerCount, type PlacementKind, validatePlacement } from "./validate.js";
 
 export interface BuildContext {
   readonly log?: (line: string) => void;
@@ -30,7 +30,8 @@ export interface Assembled {
 /** Micro-batches in flight: asked for, else 2 where attention runs elsewhere (Lamina's ping-pong). */
 export function pipelineDepth(kind: PlacementKind, o: EngineOptions): number {
   // With model workers, Lamina's n = a + 1: every model worker busy while one batch is in attention.
-  if (o.modelWorkers !== undefined) return o.pipelineDepth ?? o.modelWorkers + 1;
+  const a = modelWorkerCount(o);
+  if (a !== undefined) return o.pipelineDepth ?? a + 1;
   return o.pipelineDepth ?? (kind === "attention-workers" ? 2 : 1);
 }
 
@@ -50,7 +51,7 @@ export async function buildEngine(
   const sizes = resolveSizes(model, options);
   const depth = pipelineDepth(kind, options);
   let parts: Assembled;
-  if (kind === "attention-workers" && options.modelWorkers !== undefined) {
+  if (kind === "attention-workers" && modelWorkerCount(options) !== undefined) {
     parts = await buildModelWorkerPlacement(model, sizes, options, depth, log);
   } else if (kind === "colocated" || kind === "attention-workers") {
     const attention =

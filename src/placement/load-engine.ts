@@ -8,7 +8,7 @@ import { loadModel } from "../model/load.js";
 import type { LoadedModel } from "../model/types.js";
 import { type BuildContext, buildEngine } from "./build.js";
 import type { EngineOptions } from "./options.js";
-import { validatePlacement } from "./validate.js";
+import { modelWorkerCount, validatePlacement } from "./validate.js";
 
 export interface EngineSetup {
   readonly core: EngineCore;
@@ -43,7 +43,7 @@ export async function loadEngine(options: EngineOptions, context: BuildContext =
   // and keeps the config and tokenizer.
   const model = await loadModel(options.model, {
     ...(options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {}),
-    weights: !(options.modelWorkers && options.modelWorkers > 0),
+    weights: !modelWorkerCount(options),
   });
   const core = await buildEngine(model, backend, options, context);
   const info: ModelInfo = {

@@ -6,6 +6,7 @@ import {
   fromWorkerSchema,
   type ModelWorkerConfigure,
   parseMessage,
+  type ToModelWorker,
 } from "../runtime/model-worker-protocol.js";
 import { trackChild } from "./attention-worker-endpoints.js";
 
@@ -17,35 +18,38 @@ export interface ModelWorkerSpawnOptions {
   /** The model as `--model` names it; undefined: the built-in demo. */
   readonly model: string | undefined;
   readonly threads: number;
+  /** The front end's `modelFingerprint`: a worker that says hello with another is refused. */
+  readonly fingerprint: string;
   readonly log: (line: string) => void;
 }
 
 /**
- * A locally spawned model worker (`lamina model-worker`, Node IPC for control). Every message it
- * sends is validated; one that is not a message of the protocol ends it.
+ * The front end's side of one model worker's control messages, whatever carries them: every
+ * message received is validated, and each request waits for the next one (or the link's end).
  */
-class SpawnedModelWorker implements ModelWorkerProc {
+export abstract class ControlledModelWorker implements ModelWorkerProc {
   private waiter: ((m: FromModelWorker | Error) => void) | null = null;
 
-  constructor(private readonly child: ChildProcess) {
-    child.on("message", (raw: unknown) => {
+  abstract readonly pid: number;
+  protected abstract post(m: ToModelWorker): void;
+  abstract alive(): boolean;
+  abstract kill(): void;
+  abstract stop(): Promise<void>;
+
+  /** Hands a raw message (or the link's end) to whoever waits for the next one. */
+  protected receive(raw: unknown | Error): void {
+    let m: FromModelWorker | Error;
+    if (raw instanceof Error) m = raw;
+    else {
       const parsed = parseMessage(fromWorkerSchema, raw);
-      this.deliver(parsed.ok ? parsed.value : new Error(`model worker sent a bad message: ${parsed.why}`));
-    });
-    child.once("exit", (code, signal) => this.deliver(new Error(`model worker exited (${signal ?? code})`)));
-  }
-
-  get pid(): number {
-    return this.child.pid ?? 0;
-  }
-
-  private deliver(m: FromModelWorker | Error): void {
+      m = parsed.ok ? parsed.value : new Error(`model worker sent a bad message: ${parsed.why}`);
+    }
     const w = this.waiter;
     this.waiter = null;
     w?.(m);
   }
 
-  /** The next message (or the process's end), within timeoutMs. */
+  /** The next message (or the link's end), within timeoutMs. */
   next(timeoutMs: number): Promise<FromModelWorker> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -62,11 +66,38 @@ class SpawnedModelWorker implements ModelWorkerProc {
 
   async configure(c: ModelWorkerConfigure, timeoutMs: number): Promise<void> {
     const reply = this.next(timeoutMs);
-    this.child.send(c);
+    this.post(c);
     const m = await reply;
     if (m.type === "error") throw new Error(`model worker ${this.pid}: ${m.message}`);
     if (m.type !== "configured" || m.epoch !== c.epoch)
       throw new Error(`model worker ${this.pid}: unexpected ${m.type} reply to configure`);
+  }
+}
+
+/** Throws unless `hello` is a hello from a worker of the front end's model. */
+export function checkHello(hello: FromModelWorker, fingerprint: string, where: string): void {
+  if (hello.type === "error") throw new Error(`${where}: ${hello.message}`);
+  if (hello.type !== "hello") throw new Error(`${where} sent ${hello.type} before hello`);
+  if (hello.model !== fingerprint)
+    throw new Error(
+      `${where} holds another model (fingerprint ${hello.model}, the front end's is ${fingerprint}): start it with the front end's --model`,
+    );
+}
+
+/** A locally spawned model worker (`lamina model-worker`, Node IPC for control). */
+class SpawnedModelWorker extends ControlledModelWorker {
+  constructor(private readonly child: ChildProcess) {
+    super();
+    child.on("message", (raw: unknown) => this.receive(raw));
+    child.once("exit", (code, signal) => this.receive(new Error(`model worker exited (${signal ?? code})`)));
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  protected post(m: ToModelWorker): void {
+    this.child.send(m);
   }
 
   alive(): boolean {
@@ -99,8 +130,9 @@ export async function spawnModelWorker(
   const proc = new SpawnedModelWorker(child);
   try {
     const hello = await proc.next(START_TIMEOUT_MS);
-    if (hello.type !== "hello") throw new Error(`model worker sent ${hello.type} before hello`);
-    if (hello.pid !== child.pid) throw new Error("model worker's hello names another process");
+    checkHello(hello, o.fingerprint, `model worker ${replica}`);
+    if (hello.type === "hello" && hello.pid !== child.pid)
+      throw new Error("model worker's hello names another process");
   } catch (e) {
     child.kill("SIGKILL");
     throw e;

@@ -48,6 +48,12 @@ export interface EngineOptions extends CoreOptions {
    * workers directly. Needs locally spawned attention workers over shared memory. Default depth a + 1.
    */
   readonly modelWorkers?: number;
+  /**
+   * Addresses host:port of running model workers (`lamina model-worker --listen`, with
+   * `attentionToken` as the shared secret) instead of spawning them: one replica each. They share
+   * the model plane's memory, so they run on this host; a lost one is connected to again.
+   */
+  readonly modelWorkerAddrs?: readonly string[];
   /** Kernel threads of each model worker (default 1). */
   readonly modelWorkerThreads?: number;
   readonly transport?: "shm" | "tcp";

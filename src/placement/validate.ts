@@ -19,6 +19,11 @@ export function attentionToken(o: EngineOptions): string | undefined {
   return o.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN;
 }
 
+/** Model workers asked for: spawned (`--model-workers`) or at addresses; undefined for none. */
+export function modelWorkerCount(o: EngineOptions): number | undefined {
+  return o.modelWorkers ?? (o.modelWorkerAddrs?.length ? o.modelWorkerAddrs.length : undefined);
+}
+
 /**
  * Every consistency check on the placement flags, in one place: exclusive flags, flags that need
  * a mode, and secrets for processes at addresses. Returns which placement the options ask for.
@@ -41,9 +46,18 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
   positiveInt(o.prefillInstances, "--prefill-instances", 1);
   positiveInt(o.modelWorkers, "--model-workers", 1);
   positiveInt(o.modelWorkerThreads, "--model-worker-threads", 1);
+  exclusive(o.modelWorkers, "--model-workers", o.modelWorkerAddrs?.[0], "--model-worker-addrs");
   if (o.modelWorkerThreads !== undefined && o.modelWorkers === undefined)
-    throw new Error("--model-worker-threads needs --model-workers");
-  if (o.modelWorkers !== undefined) {
+    throw new Error(
+      "--model-worker-threads needs --model-workers (a model worker at an address sets its own --threads)",
+    );
+  if ((o.modelWorkerAddrs?.length ?? 0) > 32)
+    throw new Error("--model-worker-addrs: at most 32 model workers");
+  if ((o.modelWorkerAddrs?.length ?? 0) > 0 && !attentionToken(o))
+    throw new Error(
+      "model workers at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
+    );
+  if (modelWorkerCount(o) !== undefined) {
     if (mode !== "colocated") throw new Error(`--model-workers does not combine with --mode ${mode}`);
     if (spawned < 1)
       throw new Error(

@@ -10,7 +10,7 @@
  * Layout (little-endian int32 words unless said; regions 64-byte aligned):
  *   0      header: magic, version, pauseEpoch, runEpoch, …, the replicas' doorbell and sleepers
  *          (words 8, 9), the front end's doorbell and sleepers (words 16, 17)
- *   256    replica lines, 64 bytes each: pid, ackEpoch, slices run, then f64s at +16: seconds
+ *   256    replica lines, 64 bytes each: pid, ackEpoch, slices run, lease, then f64s at +16: seconds
  *          running slices, seconds waiting on attention, attention compute the workers reported
  *   4096   micro-batch regions (`batchBytes` each): counters (stepSeq, sliceDone, logitsSeq,
  *          failedSeq, nTokens, nSeqs, nLogits, errorBytes), rows per attention worker from word 16,
@@ -20,7 +20,7 @@
 import type { ShmNative } from "../transport/shm-native.js";
 
 export const MODEL_PLANE_MAGIC = 0x4d504c4e; // "NLPM"
-export const MODEL_PLANE_VERSION = 1;
+export const MODEL_PLANE_VERSION = 2;
 export const MAX_REPLICAS = 32;
 export const MAX_TARGETS = 48;
 
@@ -39,6 +39,8 @@ export const H = {
   frontDoorbell: 16,
   frontSleepers: 17,
 } as const;
+/** Words of a replica's line (`replicaWords`). */
+export const RW = { pid: 0, ackEpoch: 1, slices: 2, lease: 3 } as const;
 /** Micro-batch counter words. */
 export const B = {
   stepSeq: 0,
@@ -193,7 +195,11 @@ export class ModelPlane {
       throw new Error(`model plane: version ${v}, this build speaks ${MODEL_PLANE_VERSION}`);
   }
 
-  /** Replica r's line: [pid, ackEpoch, slices] and [model, attention-wait, attention-compute seconds]. */
+  /**
+   * Replica r's line: [pid, ackEpoch, slices, lease] and [model, attention-wait, attention-compute
+   * seconds]. The front end sets the lease when it configures a replica and moves it on when it gives
+   * the replica up; a loop runs slices only under its own lease.
+   */
   replicaWords(r: number): Int32Array {
     return this.replicaLines[r]!.words;
   }

@@ -9,7 +9,7 @@ import { planBuffers } from "./buffer-plan.js";
 import { sliceOrder } from "./executor.js";
 import type { ModelExecutor, ModelRecovery } from "./model-executor.js";
 import { ModelWorkerLostError } from "./model-executor.js";
-import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes } from "./model-plane.js";
+import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes, RW } from "./model-plane.js";
 import { MODEL_WORKER_PROTOCOL_VERSION, type ModelWorkerConfigure } from "./model-worker-protocol.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
@@ -72,6 +72,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   private lastSlices = 0;
   private reconfiguring: Promise<void> | null = null;
   private readonly shm: ShmNative;
+  /** The last lease handed out (each bring-up of a replica gets a new one). */
+  private lastLease = 0;
 
   private constructor(
     private readonly o: ModelWorkerExecutorOptions,
@@ -134,6 +136,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   private async bringUp(r: number): Promise<void> {
     const proc = await this.o.spawn(r);
     this.procs[r] = proc;
+    Atomics.store(this.plane.replicaWords(r), RW.lease, ++this.lastLease);
     await proc.configure(this.configureFor(r, sharedTargets(this.o.attention)), CONFIGURE_TIMEOUT_MS);
     this.o.log(`model worker ${r} (pid ${proc.pid}) serving replica ${r} of ${this.o.replicas}`);
   }
@@ -150,6 +153,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
         buffers: this.plane.shape.buffers.map((b) => ({ rows: b.rows, width: b.width })),
       },
       replica: r,
+      lease: Atomics.load(this.plane.replicaWords(r), RW.lease),
       targets: targets.map((t) => ({ ...t, shape: { ...t.shape } })),
       qWidth: g.numHeads * g.headDim,
       kvWidth: g.numKvHeads * g.headDim,
@@ -185,6 +189,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     Atomics.store(b.words, B.sliceDone, 0);
     const seq = Atomics.add(b.words, B.stepSeq, 1) + 1;
     const p = this.pending[j]!;
+    // The stall bound counts from the first launch after an idle spell, not from the last slice run.
+    if (this.blocked() === 0) this.lastProgress = performance.now();
     p.seq = seq;
     const result = new Promise<Float32Array>((resolve, reject) => {
       p.resolve = resolve;
@@ -271,7 +277,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
         new AttentionWorkerLostError("data plane", attention || "an attention worker was lost"),
       );
     let slices = 0;
-    for (let r = 0; r < this.o.replicas; r++) slices += Atomics.load(this.plane.replicaWords(r), 2);
+    for (let r = 0; r < this.o.replicas; r++) slices += Atomics.load(this.plane.replicaWords(r), RW.slices);
     if (slices !== this.lastSlices) {
       this.lastSlices = slices;
       this.lastProgress = performance.now();
@@ -299,6 +305,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
 
   private declareLost(r: number, why: string): boolean {
     if (!this.lost) this.o.log(`model worker ${r} lost: ${why}`);
+    // Whatever the process does next (a stalled one may wake), it no longer runs slices here.
+    Atomics.store(this.plane.replicaWords(r), RW.lease, 0);
     this.lost ||= `model worker ${r}: ${why}`;
     this.failAll(new ModelWorkerLostError(r, why));
     return true;
@@ -338,6 +346,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     await Promise.all(
       this.procs.map(async (proc, r) => {
         if (!proc?.alive()) {
+          Atomics.store(this.plane.replicaWords(r), RW.lease, 0);
           await proc?.stop();
           this.o.log(`model worker ${r}: starting a replacement`);
           await this.bringUp(r);
@@ -365,7 +374,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       let waiting = -1;
       for (let r = 0; r < this.procs.length; r++) {
         const proc = this.procs[r];
-        if (proc?.alive() && Atomics.load(this.plane.replicaWords(r), 1) !== epoch) waiting = r;
+        if (proc?.alive() && Atomics.load(this.plane.replicaWords(r), RW.ackEpoch) !== epoch) waiting = r;
       }
       if (waiting < 0) return;
       if (performance.now() - t0 > PAUSE_TIMEOUT_MS) {

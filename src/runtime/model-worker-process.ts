@@ -1,11 +1,16 @@
-import { dataPlaneAddon } from "../attention/data-plane-native.js";
-import { sliceModel } from "../graph/converter.js";
+import { type DataPlaneAddon, dataPlaneAddon } from "../attention/data-plane-native.js";
+import { type SlicedModel, sliceModel } from "../graph/converter.js";
 import { buildLlamaGraph } from "../graph/llama-graph.js";
+import type { KernelBackend } from "../kernels/backend.js";
 import { loadKernelBackend } from "../kernels/index.js";
+import { modelFingerprint } from "../model/fingerprint.js";
 import { loadModel } from "../model/load.js";
-import { shmNative } from "../transport/shm-native.js";
+import type { LoadedModel } from "../model/types.js";
+import { type ShmNative, shmNative } from "../transport/shm-native.js";
+import { listenTcp } from "../transport/tcp.js";
 import { SliceExecutor } from "./executor.js";
 import { ModelPlane } from "./model-plane.js";
+import { channelLink, type FrontEndLink, ipcLink } from "./model-worker-links.js";
 import {
   type FromModelWorker,
   MODEL_WORKER_PROTOCOL_VERSION,
@@ -20,41 +25,189 @@ export interface ModelWorkerOptions {
   /** The model, as `--model` names it (the front end passes its own). */
   readonly model?: string;
   readonly threads?: number;
+  /** Serve front ends that connect over TCP (one at a time) instead of the parent over IPC. */
+  readonly listen?: { readonly host: string; readonly port: number };
+  /** The shared secret connecting front ends must prove (with `listen`). */
+  readonly token?: string;
   readonly log?: (line: string) => void;
 }
 
 /**
- * A model worker process: loads the weights and kernels, maps the front end's model plane and
- * the attention workers' data-plane segments, and runs the slices the rotation gives its replica
- * (replica-loop.ts). It holds weights and nothing per request, so a lost one is replaced by a
- * fresh process. Spawned by the front end, it talks to it over Node IPC (model-worker-protocol.ts)
- * and exits with it.
+ * A model worker process: loads the weights and kernels once, then serves a front end: maps its
+ * model plane and the attention workers' data-plane segments, and runs the slices the rotation
+ * gives its replica (replica-loop.ts). It holds weights and nothing per request, so a lost one is
+ * replaced by a fresh process, or, when it listens, by the next connection to it.
+ *
+ * Spawned by `serve --model-workers N`, it talks to its parent over Node IPC and exits with it.
+ * Started with `--listen`, it serves authenticated front ends over TCP, one at a time, and keeps
+ * its weights loaded between them (a front end restarts without reloading them). The plane is
+ * shared memory, so the front end must run on the same host.
  */
-export async function runModelWorker(o: ModelWorkerOptions): Promise<void> {
-  const send = process.send?.bind(process);
-  if (!send)
-    throw new Error(
-      "model-worker is started by `lamina serve --model-workers N`, which talks to it over IPC; it cannot run on its own yet",
-    );
+export async function runModelWorker(
+  o: ModelWorkerOptions,
+): Promise<{ port: number | null; close(): Promise<void> }> {
   const log = o.log ?? ((line: string) => process.stderr.write(`model-worker[${process.pid}]: ${line}\n`));
-  const reply = (m: FromModelWorker) => send(m, undefined, {}, () => {});
+  if (!o.listen && !process.send)
+    throw new Error(
+      "model-worker needs --listen HOST:PORT (with --token), or to be started by `lamina serve --model-workers N`",
+    );
+  if (o.listen && !o.token)
+    throw new Error("model-worker --listen needs a shared secret: --token SECRET or LAMINA_ATTENTION_TOKEN");
   const dp = dataPlaneAddon();
   if (typeof dp === "string") throw new Error(`model workers need the native data plane: ${dp}`);
   const backend = loadKernelBackend({ backend: "native", ...(o.threads ? { threads: o.threads } : {}) });
   const model = await loadModel(o.model);
-  const sliced = sliceModel(buildLlamaGraph(model.config));
-  const shm = shmNative();
-  let loop: ReplicaLoop | null = null;
+  const host = new ModelWorkerHost(model, backend, dp, shmNative(), log);
 
-  const configure = (c: ModelWorkerConfigure) => {
-    const attention = new PlaneAttention(dp, c.targets, c.qWidth, c.kvWidth, c.spinUs, c.timeoutMs);
-    if (loop) {
-      loop.replaceAttention(attention);
-      return;
+  if (!o.listen) {
+    const link = ipcLink();
+    await host.serve(link, (why) => {
+      log(why);
+      process.exit(1);
+    });
+    process.exit(0);
+  }
+  // The session being served; a front end that connects while the last one is closing waits for it.
+  let current: { link: FrontEndLink; closed: boolean; finished: Promise<void> } | null = null;
+  const server = await listenTcp(
+    { host: o.listen.host, port: o.listen.port, secret: o.token!, log },
+    (channel) => {
+      const link = channelLink(channel);
+      const previous = current;
+      if (previous && !previous.closed) {
+        link.send({
+          v: MODEL_WORKER_PROTOCOL_VERSION,
+          type: "error",
+          message: `busy: serving the front end at ${previous.link.description}`,
+        });
+        setTimeout(() => link.close(), 100);
+        return;
+      }
+      const session = { link, closed: false, finished: Promise.resolve() };
+      link.onClose(() => {
+        session.closed = true;
+      });
+      current = session;
+      session.finished = (previous?.finished ?? Promise.resolve()).then(() => {
+        log(`front end connected: ${link.description}`);
+        return host
+          .serve(link, (why) => {
+            log(why);
+            link.close();
+          })
+          .then(() => log(`front end ${link.description} gone; waiting for the next`));
+      });
+    },
+  );
+  log(`listening on ${server.host}:${server.port} with ${backend.describe()}`);
+  return { port: server.port, close: () => server.close() };
+}
+
+/** The model and kernels, loaded once, and the session with the front end being served. */
+class ModelWorkerHost {
+  private readonly sliced: SlicedModel;
+  private readonly fingerprint: string;
+
+  constructor(
+    private readonly model: LoadedModel,
+    private readonly backend: KernelBackend,
+    private readonly dp: DataPlaneAddon,
+    private readonly shm: ShmNative,
+    private readonly log: (line: string) => void,
+  ) {
+    this.sliced = sliceModel(buildLlamaGraph(model.config));
+    this.fingerprint = modelFingerprint(model.config);
+  }
+
+  /**
+   * Serves one front end until it closes the link or says stop; resolves once the replica loop
+   * has ended and its mappings are released. `onLoopFailure` is told when the loop fails.
+   */
+  serve(link: FrontEndLink, onLoopFailure: (why: string) => void): Promise<void> {
+    const reply = (m: FromModelWorker) => link.send(m);
+    let loop: ReplicaLoop | null = null;
+    let running: Promise<void> = Promise.resolve();
+    let attention: PlaneAttention | null = null;
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    let ending = false;
+    const end = async () => {
+      if (ending) return;
+      ending = true;
+      loop?.stop();
+      await running;
+      attention?.close();
+      done();
+    };
+
+    const configure = (c: ModelWorkerConfigure) => {
+      const next = new PlaneAttention(this.dp, c.targets, c.qWidth, c.kvWidth, c.spinUs, c.timeoutMs);
+      if (loop) {
+        loop.replaceAttention(next);
+        attention = next;
+        return;
+      }
+      try {
+        loop = this.startLoop(c, next);
+      } catch (e) {
+        next.close();
+        throw e;
+      }
+      attention = next;
+      const started = loop;
+      running = started.run().then(
+        () => {
+          if (started.evicted) onLoopFailure(`replica ${c.replica}: the front end gave this replica up`);
+        },
+        (e: Error) => onLoopFailure(`replica loop failed: ${e.message}`),
+      );
+      this.log(`replica ${c.replica} of ${c.shape.replicas}: ${this.backend.describe()}`);
+    };
+
+    link.onMessage((m: unknown) => {
+      if (ending) return;
+      const parsed = parseMessage(toWorkerSchema, m);
+      if (!parsed.ok) {
+        reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: `bad message: ${parsed.why}` });
+        return;
+      }
+      const msg = parsed.value;
+      if (msg.type === "stop") {
+        void end();
+        return;
+      }
+      try {
+        configure(msg);
+        reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "configured", epoch: msg.epoch });
+      } catch (e) {
+        reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: (e as Error).message });
+      }
+    });
+    link.onClose(() => void end());
+    reply({
+      v: MODEL_WORKER_PROTOCOL_VERSION,
+      type: "hello",
+      pid: process.pid,
+      kernels: this.backend.describe(),
+      model: this.fingerprint,
+    });
+    return finished;
+  }
+
+  private startLoop(c: ModelWorkerConfigure, attention: PlaneAttention): ReplicaLoop {
+    let buffer: ArrayBuffer;
+    try {
+      buffer = this.shm.open(c.plane);
+    } catch (e) {
+      throw new Error(
+        `cannot map the model plane ${c.plane} (${(e as Error).message}): a model worker shares memory with its front end, which must run on this host`,
+      );
     }
-    const plane = new ModelPlane(shm.open(c.plane), c.shape);
+    const plane = new ModelPlane(buffer, c.shape);
     plane.check();
-    const executor = new SliceExecutor(sliced, model.weights, backend, model.config, {
+    const executor = new SliceExecutor(this.sliced, this.model.weights, this.backend, this.model.config, {
       maxTokens: c.shape.maxTokens,
       maxLogitRows: c.shape.maxSeqs,
       microBatches: c.shape.microBatches,
@@ -62,40 +215,14 @@ export async function runModelWorker(o: ModelWorkerOptions): Promise<void> {
     const mine = executor.bufferShapes;
     if (mine.length !== c.shape.buffers.length || mine.some((b, i) => b.width !== c.shape.buffers[i]!.width))
       throw new Error("the front end's buffer plan differs from this worker's (another model or build?)");
-    loop = new ReplicaLoop(
+    return new ReplicaLoop(
       executor,
       plane,
       attention,
       c.replica,
-      { vocabSize: model.config.vocabSize, maxContext: c.maxContext, spinUs: c.spinUs },
-      shm,
+      c.lease,
+      { vocabSize: this.model.config.vocabSize, maxContext: c.maxContext, spinUs: c.spinUs },
+      this.shm,
     );
-    void loop.run().catch((e: Error) => {
-      log(`replica loop failed: ${e.message}`);
-      process.exit(1);
-    });
-    log(`replica ${c.replica} of ${c.shape.replicas}: ${backend.describe()}`);
-  };
-
-  process.on("message", (m: unknown) => {
-    const parsed = parseMessage(toWorkerSchema, m);
-    if (!parsed.ok) {
-      reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: `bad message: ${parsed.why}` });
-      return;
-    }
-    const msg = parsed.value;
-    if (msg.type === "stop") {
-      loop?.stop();
-      process.exit(0);
-    }
-    try {
-      configure(msg);
-      reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "configured", epoch: msg.epoch });
-    } catch (e) {
-      reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: (e as Error).message });
-    }
-  });
-  // Never outlive the front end.
-  process.once("disconnect", () => process.exit(0));
-  reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "hello", pid: process.pid, kernels: backend.describe() });
+  }
 }

@@ -2,16 +2,23 @@ import { z } from "zod";
 import { MAX_REPLICAS, MAX_TARGETS } from "./model-plane.js";
 
 /**
- * The control messages between a front end and a locally spawned model worker (Node IPC). Only
- * control travels here: a step's inputs, activations and logits live in the shared model plane,
- * and the per-layer exchange goes straight to the attention workers' data plane.
+ * The control messages between a front end and a model worker: over Node IPC to one it spawned,
+ * or as the control payload of MODEL_WORKER_MESSAGE frames on an authenticated TCP channel to one
+ * started with `--listen`. Only control travels here: a step's inputs, activations and logits live
+ * in the shared model plane, and the per-layer exchange goes straight to the attention workers'
+ * data plane.
  *
- *   worker → front end   hello {pid, kernels}                once the model and kernels are loaded
- *   front end → worker   configure {plane, shape, replica, targets, …}   (again after a relayout)
+ *   worker → front end   hello {pid, kernels, model}      once the model and kernels are loaded
+ *                                                          (on connect, for a listening worker)
+ *   front end → worker   configure {plane, shape, replica, lease, targets, …}   (again after a relayout)
  *   worker → front end   configured {epoch} | error {message}
  *   front end → worker   stop
+ *
+ * Version 2 added the model's fingerprint to hello and the replica's lease to configure.
  */
-export const MODEL_WORKER_PROTOCOL_VERSION = 1;
+export const MODEL_WORKER_PROTOCOL_VERSION = 2;
+/** The frame type that carries these messages over TCP (the payload is the message as JSON). */
+export const MODEL_WORKER_MESSAGE = 0x40;
 
 const version = z.literal(MODEL_WORKER_PROTOCOL_VERSION);
 const count = (max: number) => z.number().int().min(1).max(max);
@@ -45,6 +52,12 @@ export const configureSchema = z.strictObject({
     .int()
     .min(0)
     .max(MAX_REPLICAS - 1),
+  /**
+   * The replica's lease in the plane: the loop runs slices only while its replica line holds it,
+   * so a replica the front end gave up on (a stalled process it could not kill) never touches the
+   * plane again once the front end moved the lease on.
+   */
+  lease: z.number().int().min(1).max(0x7fffffff),
   targets: z
     .array(
       z.strictObject({
@@ -71,7 +84,14 @@ export const toWorkerSchema = z.discriminatedUnion("type", [
 export type ToModelWorker = z.infer<typeof toWorkerSchema>;
 
 export const fromWorkerSchema = z.discriminatedUnion("type", [
-  z.strictObject({ v: version, type: z.literal("hello"), pid: z.number().int(), kernels: z.string() }),
+  z.strictObject({
+    v: version,
+    type: z.literal("hello"),
+    pid: z.number().int(),
+    kernels: z.string(),
+    /** `modelFingerprint` of the worker's model: the front end refuses a worker of another model. */
+    model: z.string().regex(/^[0-9a-f]{16}$/),
+  }),
   z.strictObject({ v: version, type: z.literal("configured"), epoch: z.number().int() }),
   z.strictObject({ v: version, type: z.literal("error"), message: z.string() }),
 ]);

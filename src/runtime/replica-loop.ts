@@ -1,7 +1,7 @@
 import type { ShmNative } from "../transport/shm-native.js";
 import { replicaOf } from "../util/rotation.js";
 import type { SliceExecutor } from "./executor.js";
-import { B, H, type ModelPlane, type PlaneBatch } from "./model-plane.js";
+import { B, H, type ModelPlane, type PlaneBatch, RW } from "./model-plane.js";
 import type { PlaneAttention } from "./plane-attention.js";
 import type { ModelStep } from "./step.js";
 
@@ -41,6 +41,8 @@ export class ReplicaLoop {
     private readonly plane: ModelPlane,
     private attention: PlaneAttention,
     readonly replica: number,
+    /** The lease the front end gave this replica (its line's lease word while it is wanted). */
+    private readonly lease: number,
     private readonly limits: ReplicaLimits,
     private readonly shm: ShmNative,
   ) {
@@ -64,7 +66,9 @@ export class ReplicaLoop {
       beginLayer: (layer: number, step: ModelStep, q: Float32Array) =>
         this.attention.postQ(b, step, layer, q),
     }));
-    Atomics.store(this.words, 0, process.pid);
+    if (!this.leased())
+      throw new Error(`replica ${replica}: the plane holds another lease (a newer front end?)`);
+    Atomics.store(this.words, RW.pid, process.pid);
   }
 
   /** New attention workers (after the front end laid attention out again); only while paused. */
@@ -77,10 +81,25 @@ export class ReplicaLoop {
     this.stopped = true;
   }
 
+  /**
+   * False once the front end moved the replica's lease on (it gave this replica up, e.g. after a
+   * stall it could not end): the loop then stops without touching the plane again.
+   */
+  private leased(): boolean {
+    if (Atomics.load(this.words, RW.lease) === this.lease) return true;
+    this.stopped = true;
+    return false;
+  }
+
+  /** Whether the loop stopped because its lease moved on (not by stop()). */
+  get evicted(): boolean {
+    return this.stopped && Atomics.load(this.words, RW.lease) !== this.lease;
+  }
+
   /** Runs until stopped, yielding to the event loop every few milliseconds. */
   async run(): Promise<void> {
     while (!this.stopped) {
-      if (this.runReady() === 0) this.waitForWork();
+      if (this.runReady() === 0 && !this.stopped) this.waitForWork();
       if (performance.now() - this.lastYield >= YIELD_EVERY_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         this.lastYield = performance.now();
@@ -93,11 +112,12 @@ export class ReplicaLoop {
     const h = this.plane.header;
     // Read before looking: a ring after this makes the wait that may follow return at once.
     this.seen = Atomics.load(h, H.doorbell);
+    if (!this.leased()) return 0;
     const pause = Atomics.load(h, H.pauseEpoch);
     if (pause !== Atomics.load(h, H.runEpoch)) {
       // The front end is replacing a replica: take nothing new, and say so (once).
-      if (Atomics.load(this.words, 1) !== pause) {
-        Atomics.store(this.words, 1, pause);
+      if (Atomics.load(this.words, RW.ackEpoch) !== pause) {
+        Atomics.store(this.words, RW.ackEpoch, pause);
         this.plane.ring(this.shm, H.frontDoorbell);
       }
       return 0;
@@ -115,6 +135,7 @@ export class ReplicaLoop {
         this.waitMask |= 1 << j;
         continue;
       }
+      if (!this.leased()) return ran;
       this.runItem(j, b, seq, k);
       ran++;
     }
@@ -137,7 +158,7 @@ export class ReplicaLoop {
       const att = ex.runSlice(step, k, this.qPosters[j]!);
       if (att) this.attention.postKv(b, step, att.layer, ex.tensorOf(j, att.k), ex.tensorOf(j, att.v));
       Atomics.store(b.words, B.sliceDone, k + 1);
-      Atomics.add(this.words, 2, 1);
+      Atomics.add(this.words, RW.slices, 1);
       this.seconds[0]! += (performance.now() - t0) / 1000;
       if (!att) {
         Atomics.store(b.words, B.logitsSeq, seq);

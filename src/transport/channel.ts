@@ -36,7 +36,8 @@ export interface Channel {
   /**
    * Sets the one receive callback (replacing any earlier one). It runs synchronously per message;
    * the message's views are only valid until it returns (see ReceivedMessage). An exception
-   * thrown by the callback closes the channel with that reason.
+   * thrown by the callback closes the channel with that reason. TCP channels keep (copied) what
+   * arrives before the first callback is set and deliver it in a microtask once it is.
    */
   onMessage(handler: MessageHandler): void;
   /** Called once, whatever closed the channel. Registering after close calls back at once. */

@@ -26,7 +26,17 @@ import {
   proofMatches,
 } from "./handshake.js";
 import { type FrameLimits, HANDSHAKE_LIMITS } from "./limits.js";
-import { align8, FIRST_RESERVED_TYPE, type Message, PROTOCOL_VERSION } from "./message.js";
+import {
+  align8,
+  copyMessage,
+  FIRST_RESERVED_TYPE,
+  type Message,
+  PROTOCOL_VERSION,
+  type ReceivedMessage,
+} from "./message.js";
+
+/** Messages kept for a receiver that has not set its handler yet. */
+const MAX_EARLY = 64;
 
 export interface TcpChannelOptions {
   limits: FrameLimits;
@@ -59,6 +69,11 @@ export class TcpChannel implements Channel {
   private readonly reader: FrameReader;
   private readonly encoder: FrameEncoder;
   private handler: MessageHandler | null = null;
+  /**
+   * Messages that arrived before a handler was set (a peer that speaks first, right after the
+   * handshake, before the opener's `connectTcp` has resolved): copied, and delivered once one is.
+   */
+  private early: ReceivedMessage[] = [];
   private readonly closer = new CloseNotifier();
   private readonly queue: PendingSend[] = [];
   private blocked = false;
@@ -140,6 +155,12 @@ export class TcpChannel implements Channel {
 
   onMessage(handler: MessageHandler): void {
     this.handler = handler;
+    const early = this.early;
+    this.early = [];
+    if (early.length > 0)
+      queueMicrotask(() => {
+        for (const m of early) if (!this.closer.info) this.handler?.(m);
+      });
   }
 
   onClose(handler: (info: CloseInfo) => void): void {
@@ -201,7 +222,9 @@ export class TcpChannel implements Channel {
     if (m.type < FIRST_RESERVED_TYPE) {
       if (this.state !== "open")
         throw new FrameError(`message type ${m.type} before the handshake completed`);
-      this.handler?.(m);
+      if (this.handler) this.handler(m);
+      else if (this.early.length < MAX_EARLY) this.early.push(copyMessage(m));
+      else throw new FrameError(`more than ${MAX_EARLY} messages before the receiver was ready`);
       return;
     }
     switch (m.type) {

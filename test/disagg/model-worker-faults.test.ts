@@ -36,6 +36,27 @@ describe("model workers: faults", async () => {
     );
   });
 
+  it("an idle spell longer than the timeout is not a stall: the next request runs on the same workers", async () => {
+    const reqs = requests(model, 2, 6);
+    const expected = await colocated(model, reqs);
+    await withModelWorkers(
+      model,
+      storiesDir,
+      { modelWorkers: 1, attentionWorkers: 1, pipelineDepth: 2, attentionTimeoutMs: 300 },
+      async (core, ex) => {
+        const pids = ex.pids();
+        for (const r of reqs) {
+          // Idle past the timeout (a server between requests), then one request.
+          await new Promise((resolve) => setTimeout(resolve, 700));
+          const got = await runToCompletion(core, [r]);
+          assert.deepEqual(got.get(r.id)!.tokens, expected[reqs.indexOf(r)]);
+        }
+        assert.equal(core.recoveries, 0, "no model worker was declared lost");
+        assert.deepEqual(ex.pids(), pids, "the same processes serve");
+      },
+    );
+  });
+
   it("a stopped model worker is declared lost after the timeout, killed and replaced", async () => {
     const reqs = requests(model, 3, 30);
     const expected = await colocated(model, reqs);

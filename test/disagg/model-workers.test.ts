@@ -52,12 +52,18 @@ describe("model workers: control messages", () => {
     });
     try {
       const next = () => new Promise<unknown>((resolve) => child.once("message", resolve));
-      assert.deepEqual(Object.keys((await next()) as object).sort(), ["kernels", "pid", "type", "v"]);
+      assert.deepEqual(Object.keys((await next()) as object).sort(), [
+        "kernels",
+        "model",
+        "pid",
+        "type",
+        "v",
+      ]);
       for (const bad of [
-        { v: 1, type: "configure" },
-        { v: 9, type: "stop" },
+        { v: 2, type: "configure" },
+        { v: 1, type: "stop" },
         "not an object",
-        { v: 1, type: "configure", epoch: 0, plane: "/etc/passwd" },
+        { v: 2, type: "configure", epoch: 0, plane: "/etc/passwd" },
       ]) {
         const reply = next();
         child.send(bad);
@@ -67,7 +73,7 @@ describe("model workers: control messages", () => {
       }
       assert.equal(child.exitCode, null, "still running");
       const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.send({ v: 1, type: "stop" });
+      child.send({ v: 2, type: "stop" });
       assert.equal(await exited, 0);
     } finally {
       child.kill("SIGKILL");
