@@ -103,10 +103,17 @@ export class DataPlaneLink {
     shape: DataPlaneShape,
     spinUs: number,
     timeoutMs: number,
+    /** 0: the front end; 1 + r: model worker r, posting the layers of the slices it runs. */
+    peer = 0,
   ): DataPlaneLink {
-    const id = addon.dpTcpClientOpen(host, port, token, ...shapeArgs(shape), spinUs, timeoutMs);
-    return new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null);
+    const id = addon.dpTcpClientOpen(host, port, token, ...shapeArgs(shape), spinUs, timeoutMs, peer);
+    const link = new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null);
+    link.tcp = { host, port, token };
+    return link;
   }
+
+  /** Where model workers connect to the same TCP data plane (with their own peer ids); null over shared memory. */
+  tcp: { readonly host: string; readonly port: number; readonly token: string } | null = null;
 
   /**
    * Another model-side process's client on a segment the front end made (a model worker): the
@@ -123,9 +130,14 @@ export class DataPlaneLink {
     return this.segment !== null;
   }
 
-  /** See RemoteAttentionService.settleForModelWorkers. */
+  /** See RemoteAttentionService.settleForModelWorkers (over TCP the worker settles it and answers). */
   settle(tag: number, timeoutMs: number): boolean {
-    return this.closed || !this.shared || this.addon.dpSettleTag(this.id, tag, timeoutMs);
+    return this.closed || this.addon.dpSettleTag(this.id, tag, timeoutMs);
+  }
+
+  /** Forgets OUTs received and never taken (TCP; after the front end settled a failed step). */
+  resync(): void {
+    if (!this.closed) this.addon.dpResync(this.id);
   }
 
   /** Once the worker has mapped the segment (or refused it) the name is not needed any more. */
@@ -180,7 +192,7 @@ export class DataPlaneLink {
     colOff: number,
     timeoutMs: number,
   ): void {
-    this.addon.dpPostKv(this.id, tag, layer, k, v, sub.rows, sub.nTokens, srcWidth, colOff, timeoutMs);
+    this.addon.dpPostKv(this.id, tag, layer, k, v, sub.rows, sub.nTokens, srcWidth, colOff, timeoutMs, 0);
   }
 
   ready(tag: number): boolean {

@@ -93,7 +93,11 @@ export interface DataPlaneAddon {
     srcWidth: number,
     colOff: number,
     timeoutMs: number,
+    /** TCP: the peer the OUT goes to (1 + r for model worker r; default 0, the front end). */
+    replyTo?: number,
   ): void;
+  /** TCP: forgets replies received and never taken (after a failed step was settled). */
+  dpResync(id: number): void;
   dpReady(id: number, tag: number): boolean;
   dpTake(
     id: number,
@@ -108,11 +112,12 @@ export interface DataPlaneAddon {
   dpWait(ids: Int32Array, n: number, timeoutMs: number, tagMask?: number): number;
   dpClientInfo(id: number): { spinSeconds: number; failure: string };
   dpServe(segment: ArrayBuffer, ...cache: CacheArgs): number;
+  /** peer: 0 for the front end, 1 + r for model worker r (each on a socket of its own). */
   dpTcpClientOpen(
     host: string,
     port: number,
     token: string,
-    ...rest: [...ShapeArgs, spinUs: number, timeoutMs: number]
+    ...rest: [...ShapeArgs, spinUs: number, timeoutMs: number, peer?: number]
   ): number;
   dpServeTcp(
     host: string,
@@ -136,7 +141,7 @@ export interface HostJitter {
 }
 
 /** The layout version both sides must agree on (native/kernels/src/dataplane_layout.h). */
-export const DATA_PLANE_LAYOUT = 3;
+export const DATA_PLANE_LAYOUT = 4;
 
 /** This thread's addon with the data-plane functions, or why there is none. */
 export function dataPlaneAddon(): DataPlaneAddon | string {

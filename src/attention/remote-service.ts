@@ -808,9 +808,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 
   /**
-   * The data plane as model workers see it: each serving worker's segment, and where its share
-   * sits in a full q/out row and k/v row. Null (with the reason) unless every serving worker has
-   * a shared-memory plane.
+   * The data plane as model workers see it: each serving worker's segment (same host) or data-plane
+   * socket (TCP: address and token, a model worker connects with its own peer id), and where its
+   * share sits in a full q/out row and k/v row. Null (with the reason) unless every serving worker
+   * has a native plane, all of one kind.
    */
   sharedPlane(): { targets: SharedPlaneTarget[] } | { reason: string } {
     if (!this.dpMode) return { reason: "not every attention worker has the native data plane" };
@@ -818,9 +819,11 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     const targets: SharedPlaneTarget[] = [];
     for (const l of this.active()) {
       const dp = l.dp!;
-      if (!dp.shared) return { reason: `attention worker ${l.endpoint.name} is reached over TCP` };
-      targets.push({ segment: dp.name, shape: dp.shape, outColOff: l.outColOff, kvColOff: l.kvLo * hd });
+      const where = dp.tcp ? { tcp: { ...dp.tcp } } : { segment: dp.name };
+      targets.push({ ...where, shape: dp.shape, outColOff: l.outColOff, kvColOff: l.kvLo * hd });
     }
+    if (new Set(targets.map((t) => t.tcp === undefined)).size > 1)
+      return { reason: "some attention workers are reached over shared memory and some over TCP" };
     return { targets };
   }
 
@@ -870,9 +873,18 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 }
 
-/** One serving attention worker's segment as a model worker maps it. */
-export interface SharedPlaneTarget {
-  readonly segment: string;
+/** One serving attention worker's data plane as a model worker reaches it: its segment, or its socket. */
+export type SharedPlaneTarget = (
+  | { readonly segment: string; readonly tcp?: undefined }
+  | {
+      readonly tcp: { readonly host: string; readonly port: number; readonly token: string };
+      readonly segment?: undefined;
+    }
+) &
+  SharedPlaneShare;
+
+/** Where a worker's share sits in full rows, and its plane's shape. */
+export interface SharedPlaneShare {
   readonly shape: DataPlaneShape;
   /** Its query heads' first column in a full q/out row. */
   readonly outColOff: number;

@@ -45,7 +45,7 @@ export interface EngineOptions extends CoreOptions {
   /**
    * Model worker processes (Lamina's a): they run the slices, rotating over the micro-batches
    * (slice k of micro-batch j on worker (j + k) mod a), and exchange each layer with the attention
-   * workers directly. Needs locally spawned attention workers over shared memory. Default depth a + 1.
+   * workers directly. Needs attention workers (spawned, over shared memory or TCP, or at addresses). Default depth a + 1.
    */
   readonly modelWorkers?: number;
   /**

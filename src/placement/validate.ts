@@ -59,13 +59,9 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
     );
   if (modelWorkerCount(o) !== undefined) {
     if (mode !== "colocated") throw new Error(`--model-workers does not combine with --mode ${mode}`);
-    if (spawned < 1)
+    if (spawned < 1 && addrs.length === 0)
       throw new Error(
-        "--model-workers needs locally spawned attention workers (--attention-workers N): model workers reach them over shared memory",
-      );
-    if (o.transport === "tcp")
-      throw new Error(
-        "--model-workers needs --transport shm (model workers on other hosts are not supported yet)",
+        "model workers need attention workers (--attention-workers N or --attention-worker-addrs): they hold the KV cache",
       );
     if (o.backend === "reference")
       throw new Error("--model-workers needs the native kernels (their data plane)");

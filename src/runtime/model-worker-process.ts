@@ -143,7 +143,16 @@ class ModelWorkerHost {
     };
 
     const configure = (c: ModelWorkerConfigure) => {
-      const next = new PlaneAttention(this.dp, c.targets, c.qWidth, c.kvWidth, c.spinUs, c.timeoutMs);
+      const next = new PlaneAttention(
+        this.dp,
+        c.targets,
+        c.qWidth,
+        c.kvWidth,
+        c.spinUs,
+        c.timeoutMs,
+        c.replica,
+        c.shape.replicas,
+      );
       if (loop) {
         loop.replaceAttention(next);
         attention = next;

@@ -14,9 +14,10 @@ import { MAX_REPLICAS, MAX_TARGETS } from "./model-plane.js";
  *   worker → front end   configured {epoch} | error {message}
  *   front end → worker   stop
  *
- * Version 2 added the model's fingerprint to hello and the replica's lease to configure.
+ * Version 2 added the model's fingerprint to hello and the replica's lease to configure; version 3
+ * attention workers reached over TCP (a target's `tcp` address and token instead of a segment).
  */
-export const MODEL_WORKER_PROTOCOL_VERSION = 2;
+export const MODEL_WORKER_PROTOCOL_VERSION = 3;
 /** The frame type that carries these messages over TCP (the payload is the message as JSON). */
 export const MODEL_WORKER_MESSAGE = 0x40;
 
@@ -32,6 +33,13 @@ const dataPlaneShapeSchema = z.strictObject({
   kvWidth: count(1 << 20),
   numLayers: count(1024),
 });
+
+/** What every attention worker target carries beside where to reach it. */
+const targetFields = {
+  shape: dataPlaneShapeSchema,
+  outColOff: z.number().int().min(0),
+  kvColOff: z.number().int().min(0),
+};
 
 export const configureSchema = z.strictObject({
   v: version,
@@ -60,12 +68,17 @@ export const configureSchema = z.strictObject({
   lease: z.number().int().min(1).max(0x7fffffff),
   targets: z
     .array(
-      z.strictObject({
-        segment: z.string().regex(/^\/lamina-[\w-]+$/),
-        shape: dataPlaneShapeSchema,
-        outColOff: z.number().int().min(0),
-        kvColOff: z.number().int().min(0),
-      }),
+      z.union([
+        z.strictObject({ segment: z.string().regex(/^\/lamina-[\w-]+$/), ...targetFields }),
+        z.strictObject({
+          tcp: z.strictObject({
+            host: z.string().min(1).max(255),
+            port: z.number().int().min(1).max(65535),
+            token: z.string().length(32),
+          }),
+          ...targetFields,
+        }),
+      ]),
     )
     .min(1)
     .max(MAX_TARGETS),

@@ -2,13 +2,16 @@ import { DataPlaneLink } from "../attention/data-plane-link.js";
 import type { DataPlaneAddon } from "../attention/data-plane-native.js";
 import type { SharedPlaneTarget } from "../attention/remote-service.js";
 import type { AttentionStep } from "../attention/service.js";
+import { replicaOf } from "../util/rotation.js";
 import { B, type PlaneBatch } from "./model-plane.js";
 
 /**
- * A model worker's side of the attention exchange: the attention workers' data-plane segments
- * (which the front end created and posted each step's STEP into), mapped here too. The replica
- * running slice k of a micro-batch posts its layer's q and k/v; the replica running slice k + 1,
- * in this process or another, takes the output. Each call is one native call per attention worker.
+ * A model worker's side of the attention exchange: the attention workers' data planes, into which
+ * the front end posted each step's STEP. Same-host workers' segments are mapped here too; workers
+ * reached over TCP get a socket of this process's own (peer 1 + replica). The replica running slice
+ * k of a micro-batch posts its layer's q and k/v; the replica running slice k + 1, in this process
+ * or another, takes the output (over TCP the KV names that replica, and the OUT goes to it). Each
+ * call is one native call per attention worker.
  */
 export class PlaneAttention {
   private readonly links: DataPlaneLink[] = [];
@@ -23,9 +26,20 @@ export class PlaneAttention {
     private readonly kvWidth: number,
     spinUs: number,
     private readonly timeoutMs: number,
+    /** This process's replica, and how many rotate (the OUT of slice k's layer goes to slice k + 1's). */
+    replica: number,
+    private readonly replicas: number,
   ) {
     try {
-      for (const t of targets) this.links.push(DataPlaneLink.attach(addon, t.segment, t.shape, spinUs));
+      for (const t of targets) {
+        if (t.tcp) {
+          const { host, port, token } = t.tcp;
+          this.links.push(
+            DataPlaneLink.connectTcp(addon, host, port, token, t.shape, spinUs, timeoutMs, 1 + replica),
+          );
+        } else if (t.segment) this.links.push(DataPlaneLink.attach(addon, t.segment, t.shape, spinUs));
+        else throw new Error("an attention worker target names neither a segment nor a socket");
+      }
     } catch (e) {
       this.close();
       throw e;
@@ -52,7 +66,16 @@ export class PlaneAttention {
     }
   }
 
-  postKv(batch: PlaneBatch, step: AttentionStep, layer: number, k: Float32Array, v: Float32Array): void {
+  /** `nextSlice`: the slice that takes this layer's output (over TCP its replica is sent the OUT). */
+  postKv(
+    batch: PlaneBatch,
+    step: AttentionStep,
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    nextSlice: number,
+  ): void {
+    const replyTo = 1 + replicaOf(step.microBatch, nextSlice, this.replicas);
     for (let t = 0; t < this.links.length; t++) {
       const n = subTokens(batch, t);
       if (n === 0) continue;
@@ -67,8 +90,14 @@ export class PlaneAttention {
         this.kvWidth,
         this.targets[t]!.kvColOff,
         this.timeoutMs,
+        replyTo,
       );
     }
+  }
+
+  /** After the front end settled failed steps: forgets OUTs received and never taken (TCP). */
+  resync(): void {
+    for (const l of this.links) l.resync();
   }
 
   /** Whether every attention worker the batch's last layer went to has answered. */

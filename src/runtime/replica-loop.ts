@@ -35,6 +35,8 @@ export class ReplicaLoop {
   private waitMask = 0;
   private seen = 0;
   private lastYield = 0;
+  /** The run epoch this loop last ran under (a change means the front end recovered in between). */
+  private runEpoch: number;
 
   constructor(
     private readonly executor: SliceExecutor,
@@ -68,6 +70,7 @@ export class ReplicaLoop {
     }));
     if (!this.leased())
       throw new Error(`replica ${replica}: the plane holds another lease (a newer front end?)`);
+    this.runEpoch = Atomics.load(plane.header, H.runEpoch);
     Atomics.store(this.words, RW.pid, process.pid);
   }
 
@@ -122,6 +125,13 @@ export class ReplicaLoop {
       }
       return 0;
     }
+    const run = Atomics.load(h, H.runEpoch);
+    if (run !== this.runEpoch) {
+      // Resumed after a recovery: the front end settled the failed steps; replies this replica
+      // received for them and never took are void.
+      this.runEpoch = run;
+      this.attention.resync();
+    }
     let ran = 0;
     this.waitMask = 0;
     const R = this.plane.shape.replicas;
@@ -156,7 +166,7 @@ export class ReplicaLoop {
         this.seconds[2]! += this.attention.take(b, j, ex.tensorOf(j, prev.out)) / 1e6;
       }
       const att = ex.runSlice(step, k, this.qPosters[j]!);
-      if (att) this.attention.postKv(b, step, att.layer, ex.tensorOf(j, att.k), ex.tensorOf(j, att.v));
+      if (att) this.attention.postKv(b, step, att.layer, ex.tensorOf(j, att.k), ex.tensorOf(j, att.v), k + 1);
       Atomics.store(b.words, B.sliceDone, k + 1);
       Atomics.add(this.words, RW.slices, 1);
       this.seconds[0]! += (performance.now() - t0) / 1000;

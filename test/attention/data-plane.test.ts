@@ -418,14 +418,15 @@ describe("native data plane", () => {
         sock.write(bytes);
         return sock;
       };
-      // Someone without the token: dropped, and the socket still waits for the model side.
-      const intruder = await send(Buffer.alloc(32, "x"));
+      // Someone without the token (32 bytes and a peer id): dropped, and the socket still waits
+      // for the model side.
+      const intruder = await send(Buffer.alloc(36, "x"));
       await once(intruder, "close");
       assert.equal(a.closed, false);
       // The model side with a frame whose payload size does not match its counts.
       const head = Buffer.alloc(28);
       for (const [i, v] of [0x4650444c, 2, 0, 0, 1, 0, 12345].entries()) head.writeInt32LE(v, 4 * i);
-      const sock = await send(Buffer.concat([Buffer.from(reply.dataPlaneTcp.token), head]));
+      const sock = await send(Buffer.concat([Buffer.from(reply.dataPlaneTcp.token), Buffer.alloc(4), head]));
       await until("the malformed frame to close the connection", () => a.closed);
       assert.ok(
         logs.some((l) => /data plane failed: data-plane frame of kind 2 with 12345 bytes/.test(l)),

@@ -9,32 +9,33 @@ import { backend, colocated, requests, storiesDir, withModelWorkers } from "../h
 describe("model workers: faults", async () => {
   const model = await loadModel(storiesDir);
 
-  it("a model worker killed mid-run is replaced; every request completes with the same tokens", async () => {
-    const reqs = requests(model, 5, 40);
-    const expected = await colocated(model, reqs);
-    await withModelWorkers(
-      model,
-      storiesDir,
-      { modelWorkers: 2, attentionWorkers: 1, pipelineDepth: 3 },
-      async (core, ex) => {
-        for (const r of reqs) core.add(r);
-        const out = new Map(reqs.map((r) => [r.id, [] as number[]]));
-        let steps = 0;
-        const victim = ex.pids()[1]!;
-        while (core.hasWork) {
-          if (++steps === 12) process.kill(victim, "SIGKILL");
-          for (const ev of await core.runStep()) {
-            assert.equal(ev.error, undefined, `no request sees the loss: ${ev.error}`);
-            out.get(ev.requestId)!.push(...ev.tokenIds);
+  for (const transport of ["shm", "tcp"] as const)
+    it(`a model worker killed mid-run is replaced; every request completes with the same tokens (${transport})`, async () => {
+      const reqs = requests(model, 5, 40);
+      const expected = await colocated(model, reqs);
+      await withModelWorkers(
+        model,
+        storiesDir,
+        { modelWorkers: 2, attentionWorkers: 1, pipelineDepth: 3, transport },
+        async (core, ex) => {
+          for (const r of reqs) core.add(r);
+          const out = new Map(reqs.map((r) => [r.id, [] as number[]]));
+          let steps = 0;
+          const victim = ex.pids()[1]!;
+          while (core.hasWork) {
+            if (++steps === 12) process.kill(victim, "SIGKILL");
+            for (const ev of await core.runStep()) {
+              assert.equal(ev.error, undefined, `no request sees the loss: ${ev.error}`);
+              out.get(ev.requestId)!.push(...ev.tokenIds);
+            }
           }
-        }
-        assert.ok(steps > 12, "the kill happened mid-run");
-        assert.deepEqual([...out.values()], expected);
-        assert.ok(core.recoveries >= 1, "a recovery ran");
-        assert.notEqual(ex.pids()[1], victim, "replaced by a new process");
-      },
-    );
-  });
+          assert.ok(steps > 12, "the kill happened mid-run");
+          assert.deepEqual([...out.values()], expected);
+          assert.ok(core.recoveries >= 1, "a recovery ran");
+          assert.notEqual(ex.pids()[1], victim, "replaced by a new process");
+        },
+      );
+    });
 
   it("an idle spell longer than the timeout is not a stall: the next request runs on the same workers", async () => {
     const reqs = requests(model, 2, 6);
@@ -119,14 +120,10 @@ describe("model workers: faults", async () => {
     );
   });
 
-  it("placement flags: model workers need local attention workers over shared memory", async () => {
+  it("placement flags: model workers need attention workers, and colocated mode", async () => {
     await assert.rejects(
       buildEngine(model, backend, { modelWorkers: 1 }),
-      /needs locally spawned attention workers/,
-    );
-    await assert.rejects(
-      buildEngine(model, backend, { modelWorkers: 1, attentionWorkers: 1, transport: "tcp" }),
-      /--transport shm/,
+      /model workers need attention workers \(--attention-workers N or --attention-worker-addrs\)/,
     );
     await assert.rejects(
       buildEngine(model, backend, { modelWorkers: 1, attentionWorkers: 1, mode: "pd" }),

@@ -108,6 +108,7 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
       {"dpClientInfo", &Api::ClientInfo},     {"dpServe", &Api::Serve},           {"dpStop", &Api::Stop},
       {"dpWorkerInfo", &Api::WorkerInfo},     {"dpTcpClientOpen", &Api::TcpClientOpen},
       {"dpServeTcp", &Api::ServeTcp},         {"dpHostJitter", &Api::HostJitter},
+      {"dpResync", &Api::Resync},
   };
   for (const Entry& e : entries) {
     // The member pointer travels as the function's data, next to this Api.
@@ -168,11 +169,19 @@ Napi::Value Api::ClientAttach(const Napi::CallbackInfo& info) {
 Napi::Value Api::SettleTag(const Napi::CallbackInfo& info) {
   const char* m = "dpSettleTag";
   Endpoint& e = client(info, 0);
-  if (e.kind() != Endpoint::Kind::kShm) typeError(info.Env(), std::string(m) + ": shared-memory clients only");
   const int32_t tag = int32Arg(info, 1, m, "tag");
   if (tag >= e.geometry().numTags) rangeError(info.Env(), std::string(m) + ": tag out of range");
-  return Napi::Boolean::New(info.Env(),
-                            static_cast<Client&>(e).settleTag(tag, integer(info, 2, m, "timeoutMs") * 1000000));
+  const int64_t timeout = integer(info, 2, m, "timeoutMs") * 1000000;
+  const bool ok = e.kind() == Endpoint::Kind::kShm ? static_cast<Client&>(e).settleTag(tag, timeout)
+                                                   : static_cast<TcpClient&>(e).settleTag(tag, timeout);
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
+// dpResync(id): forgets replies received and never taken (TCP; shared memory keeps its counters in
+// the segment, where settling fixed them)
+Napi::Value Api::Resync(const Napi::CallbackInfo& info) {
+  client(info, 0).resync();
+  return info.Env().Undefined();
 }
 
 Napi::Value Api::ClientClose(const Napi::CallbackInfo& info) {
@@ -214,7 +223,8 @@ Napi::Value Api::PostQ(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// dpPostKv(id, tag, layer, k, v, rows, nRows, srcWidth, colOff, timeoutMs)
+// dpPostKv(id, tag, layer, k, v, rows, nRows, srcWidth, colOff, timeoutMs[, replyTo]): replyTo (TCP)
+// is the peer the OUT goes to (1 + r for model worker r; default 0, the poster's front end)
 Napi::Value Api::PostKv(const Napi::CallbackInfo& info) {
   const char* m = "dpPostKv";
   Endpoint& c = client(info, 0);
@@ -225,6 +235,7 @@ Napi::Value Api::PostKv(const Napi::CallbackInfo& info) {
   const int64_t kvRows = std::min(tensorRows(info, k, m, width, colOff, c.geometry().kvWidth),
                                   tensorRows(info, v, m, width, colOff, c.geometry().kvWidth));
   const int32_t* rows = rowsArg(info, 5, m, nRows, kvRows);
+  if (info.Length() > 10 && !info[10].IsUndefined()) c.routeNextOut(int32Arg(info, 10, m, "replyTo"));
   c.postKv(int32Arg(info, 1, m, "tag"), int32Arg(info, 2, m, "layer"), static_cast<const float*>(k.data),
            static_cast<const float*>(v.data), rows, nRows, width, colOff, integer(info, 9, m, "timeoutMs") * 1000000);
   return info.Env().Undefined();
@@ -269,11 +280,8 @@ Napi::Value Api::Wait(const Napi::CallbackInfo& info) {
   if (!waitShm_.empty() && !waitTcp_.empty()) typeError(info.Env(), "dpWait: shared-memory and TCP clients in one wait");
   const int64_t timeout = integer(info, 2, m, "timeoutMs") * 1000000;
   uint32_t mask = ~0u;
-  if (info.Length() > 3 && !info[3].IsUndefined()) {
-    if (!waitTcp_.empty()) typeError(info.Env(), "dpWait: a micro-batch mask is for shared-memory clients");
-    mask = uint32_t(integer(info, 3, m, "tagMask"));
-  }
-  const int code = waitShm_.empty() ? TcpClient::waitAny(waitTcp_.data(), n, timeout)
+  if (info.Length() > 3 && !info[3].IsUndefined()) mask = uint32_t(integer(info, 3, m, "tagMask"));
+  const int code = waitShm_.empty() ? TcpClient::waitAny(waitTcp_.data(), n, timeout, mask)
                                     : Client::waitAny(waitShm_.data(), n, timeout, mask);
   return Napi::Number::New(info.Env(), code);
 }
@@ -401,7 +409,7 @@ Napi::Value Api::ServeTcp(const Napi::CallbackInfo& info) {
 }
 
 // dpTcpClientOpen(host, port, token, numTags, maxTokens, maxSeqs, maxBlocksPerSeq, qWidth, kvWidth,
-//                 numLayers, spinUs, timeoutMs) → id
+//                 numLayers, spinUs, timeoutMs[, peer]) → id; peer 0: the front end, 1 + r: model worker r
 Napi::Value Api::TcpClientOpen(const Napi::CallbackInfo& info) {
   const char* m = "dpTcpClientOpen";
   if (!info[0].IsString() || !info[2].IsString())
@@ -411,7 +419,8 @@ Napi::Value Api::TcpClientOpen(const Napi::CallbackInfo& info) {
   ClientEntry e{std::make_unique<TcpClient>(info[0].As<Napi::String>().Utf8Value(), int(port),
                                             info[2].As<Napi::String>().Utf8Value(), g,
                                             integer(info, 10, m, "spinUs") * 1000,
-                                            integer(info, 11, m, "timeoutMs") * 1000000),
+                                            integer(info, 11, m, "timeoutMs") * 1000000,
+                                            info.Length() > 12 ? int32Arg(info, 12, m, "peer") : 0),
                 Napi::ObjectReference()};
   clients_.push_back(std::move(e));
   return Napi::Number::New(info.Env(), double(clients_.size() - 1));

@@ -37,6 +37,7 @@ class Api {
   Napi::Value ClientOpen(const Napi::CallbackInfo& info);
   Napi::Value ClientAttach(const Napi::CallbackInfo& info);
   Napi::Value SettleTag(const Napi::CallbackInfo& info);
+  Napi::Value Resync(const Napi::CallbackInfo& info);
   Napi::Value ClientClose(const Napi::CallbackInfo& info);
   Napi::Value PostStep(const Napi::CallbackInfo& info);
   Napi::Value PostQ(const Napi::CallbackInfo& info);

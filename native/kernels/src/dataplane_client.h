@@ -38,6 +38,13 @@ class Endpoint {
   virtual std::string failure() const = 0;
   virtual double spinSeconds() const = 0;
   virtual int32_t awaiting() const = 0;
+  /**
+   * Over TCP, the peer the attention worker sends the next KV's OUT to (a model worker running
+   * the micro-batch's next slice); shared memory needs none (the OUT is in the segment).
+   */
+  virtual void routeNextOut(int32_t /*peer*/) {}
+  /** Forgets replies this side received and never took (after a failed step was settled). */
+  virtual void resync() {}
 };
 
 class Client : public Endpoint {

@@ -35,7 +35,9 @@
 namespace lk::dp {
 
 constexpr int32_t kMagic = 0x4c504444;  // "DDPL"
-constexpr int32_t kLayout = 3;
+// 4: a TCP data-plane socket names its peer after the token, KV frames name their reply peer,
+// SETTLE/SETTLED frames (dataplane_tcp.h); the segment itself is as in 3.
+constexpr int32_t kLayout = 4;
 constexpr int kQueue = 4;
 // A queue entry: kind, layer, nTokens, nSeqs, order (the segment's post count when it was made:
 // the worker takes postings of all micro-batches in the order they were made).

@@ -79,6 +79,11 @@ std::string writeAll(int fd, iovec* iov, int n, int64_t timeoutNs) {
 
 void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK); }
 
+// A peer's socket failed (closed, reset, stalled mid-frame), as opposed to a frame that broke the rules.
+struct PeerGone : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 
 }  // namespace
 
@@ -117,6 +122,9 @@ TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host,
   out_.resize(size_t(g.maxTokens) * size_t(g.qWidth));
   stepTokens_.assign(size_t(g.numTags), 0);
   stepLayer_.assign(size_t(g.numTags), 0);
+  replyTo_.assign(size_t(g.numTags), 0);
+  needStep_.assign(size_t(g.numTags), 1);
+  peers_.assign(kMaxPeers, -1);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -127,13 +135,14 @@ TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host,
   listenFd_ = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const bool ok = listenFd_ >= 0 && bind(listenFd_, res->ai_addr, res->ai_addrlen) == 0 && listen(listenFd_, 1) == 0;
+  const bool ok = listenFd_ >= 0 && bind(listenFd_, res->ai_addr, res->ai_addrlen) == 0 && listen(listenFd_, 8) == 0;
   freeaddrinfo(res);
   if (!ok) {
     const std::string why = std::strerror(errno);
     if (listenFd_ >= 0) close(listenFd_);
     throw std::runtime_error("data plane: listen on " + host + ": " + why);
   }
+  setNonBlocking(listenFd_);
   sockaddr_storage a{};
   socklen_t len = sizeof a;
   getsockname(listenFd_, reinterpret_cast<sockaddr*>(&a), &len);
@@ -144,7 +153,9 @@ TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host,
 TcpBridge::~TcpBridge() {
   stop();
   if (listenFd_ >= 0) close(listenFd_);
-  if (fd_ >= 0) close(fd_);
+  for (int fd : peers_)
+    if (fd >= 0) close(fd);
+  for (const Pending& p : pending_) close(p.fd);
 }
 
 void TcpBridge::start() {
@@ -174,46 +185,80 @@ void TcpBridge::fail(const std::string& why) {
   if (error_.empty()) error_ = why;
 }
 
-bool TcpBridge::acceptPeer() {
-  const int64_t end = nowNs() + int64_t(kAcceptMs) * 1000000;
-  while (!stopping_) {
-    pollfd p{listenFd_, POLLIN, 0};
-    if (poll(&p, 1, 50) > 0) {
-      const int fd = accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      setNonBlocking(fd);
-      char token[kTokenBytes];
-      if (!readFull(fd, token, kTokenBytes, 5'000'000'000).empty() ||
-          std::memcmp(token, token_.data(), kTokenBytes) != 0) {
-        close(fd);  // not our model side: keep listening for it
-        continue;
-      }
-      noDelay(fd);
-      fd_ = fd;
-      close(listenFd_);
-      listenFd_ = -1;
-      return true;
+// New connections are read without blocking (a stranger that connects and says nothing cannot
+// hold the exchange up): each has 5 s to prove the token and name its peer id.
+void TcpBridge::acceptPending() {
+  for (;;) {
+    const int fd = accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    if (pending_.size() >= 8) {
+      close(fd);
+      continue;
     }
-    if (nowNs() > end) {
-      fail("no model side connected to the data plane within 30 s");
-      return false;
-    }
+    pending_.push_back({fd, nowNs() + 5'000'000'000, 0, {}});
   }
-  return false;
 }
 
-void TcpBridge::readFrame() {
+void TcpBridge::readPending(Pending& p) {
+  const ssize_t r = recv(p.fd, p.buf + p.got, sizeof p.buf - p.got, MSG_DONTWAIT);
+  if (r > 0) p.got += size_t(r);
+  const bool gone = r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  if (p.got < sizeof p.buf) {
+    if (gone || nowNs() > p.deadline) {
+      close(p.fd);
+      p.fd = -1;
+    }
+    return;
+  }
+  int32_t peer = -1;
+  std::memcpy(&peer, p.buf + kTokenBytes, 4);
+  if (std::memcmp(p.buf, token_.data(), kTokenBytes) != 0 || peer < 0 || peer >= kMaxPeers) {
+    close(p.fd);  // not one of our model side's peers: keep listening for them
+    p.fd = -1;
+    return;
+  }
+  noDelay(p.fd);
+  // A peer that connects again (a replaced model worker) takes over its id.
+  if (peers_[size_t(peer)] >= 0) close(peers_[size_t(peer)]);
+  peers_[size_t(peer)] = p.fd;
+  anyPeer_ = true;
+  p.fd = -1;
+}
+
+void TcpBridge::dropPeer(int peer) {
+  close(peers_[size_t(peer)]);
+  peers_[size_t(peer)] = -1;
+}
+
+void TcpBridge::readFrame(int peer) {
+  const int fd = peers_[size_t(peer)];
   FrameHead h{};
-  std::string why = readFull(fd_, &h, sizeof h, kFrameNs);
-  if (!why.empty()) throw std::runtime_error(why);
+  std::string why = readFull(fd, &h, sizeof h, kFrameNs);
+  if (!why.empty()) throw PeerGone(why);
   if (h.magic != kFrameMagic) throw std::runtime_error("data-plane frame without its magic");
   if (h.tag < 0 || h.tag >= g_.numTags) throw std::runtime_error("data-plane frame for micro-batch " + std::to_string(h.tag));
+  if (h.kind == kSettle) {
+    if (h.bytes != 0) throw std::runtime_error("a data-plane SETTLE with a payload");
+    settle(h.tag, peer);
+    return;
+  }
   const int64_t want = payloadBytes(g_, h.kind, h.nTokens, h.nSeqs, h.kind == kStep ? h.layer : 0);
   if (h.kind == kOut || want < 0 || h.bytes != want)
     throw std::runtime_error("data-plane frame of kind " + std::to_string(h.kind) + " with " + std::to_string(h.bytes) +
                              " bytes for " + std::to_string(h.nTokens) + " tokens is malformed");
-  why = readFull(fd_, payload_.data(), size_t(want), kFrameNs);
-  if (!why.empty()) throw std::runtime_error(why);
+  if (h.kind == kKv && (h.nSeqs < 0 || h.nSeqs >= kMaxPeers))
+    throw std::runtime_error("a data-plane KV for reply peer " + std::to_string(h.nSeqs));
+  // A model worker's first layer of a step: the front end posted its STEP before the model worker
+  // could start, so read the front end's socket until it is in (bounded by its frame timeout).
+  const int64_t t0 = nowNs();
+  while (peer != 0 && h.kind != kStep && needStep_[size_t(h.tag)]) {
+    if (peers_[0] < 0) throw std::runtime_error("a model worker posted a layer with no front end connected");
+    pollfd p{peers_[0], POLLIN, 0};
+    if (poll(&p, 1, 10) > 0) handle(0);
+    else if (nowNs() - t0 > kFrameNs) throw std::runtime_error("a model worker posted a layer of a step never posted");
+  }
+  why = readFull(fd, payload_.data(), size_t(want), kFrameNs);
+  if (!why.empty()) throw PeerGone(why);
   const int64_t bound = kFrameNs;
   const auto* p = reinterpret_cast<const int32_t*>(payload_.data());
   switch (h.kind) {
@@ -222,6 +267,7 @@ void TcpBridge::readFrame() {
       const int32_t* windowTables = h.layer == 1 ? tables + int64_t(h.nSeqs) * g_.maxBlocksPerSeq : nullptr;
       client_->postStep(h.tag, h.nTokens, h.nSeqs, p, p + h.nSeqs + 1, tables, windowTables, bound);
       stepTokens_[size_t(h.tag)] = h.nTokens;
+      needStep_[size_t(h.tag)] = 0;
       break;
     }
     case kQ:
@@ -231,49 +277,114 @@ void TcpBridge::readFrame() {
       const auto* k = reinterpret_cast<const float*>(p);
       client_->postKv(h.tag, h.layer, k, k + int64_t(h.nTokens) * g_.kvWidth, nullptr, h.nTokens, g_.kvWidth, 0, bound);
       stepLayer_[size_t(h.tag)] = h.layer;
+      replyTo_[size_t(h.tag)] = h.nSeqs;
+      if (h.layer == g_.numLayers - 1) needStep_[size_t(h.tag)] = 1;
     }
   }
+}
+
+void TcpBridge::settle(int tag, int peer) {
+  // Postings are run as they are read, so what is left of the micro-batch is an OUT no peer took
+  // (its model worker was lost): settling drops it, and the next posting must be a STEP.
+  const bool ok = client_->settleTag(tag, kFrameNs);
+  needStep_[size_t(tag)] = 1;
+  FrameHead h{kFrameMagic, kSettled, tag, 0, 0, ok ? 1 : 0, 0};
+  iovec iov{&h, sizeof h};
+  const std::string why = writeAll(peers_[size_t(peer)], &iov, 1, kFrameNs);
+  if (!why.empty()) throw std::runtime_error(why);
+}
+
+void TcpBridge::handle(int peer) {
+  try {
+    readFrame(peer);
+  } catch (const PeerGone& e) {
+    // A model worker that went away is the front end's to replace; the front end going is the end.
+    if (peer == 0) throw std::runtime_error(e.what());
+    dropPeer(peer);
+    return;
+  }
+  if (!worker_->pollOnce()) throw std::runtime_error(worker_->counters().error);
+  sendReplies();
 }
 
 void TcpBridge::sendReplies() {
   for (int t = 0; t < g_.numTags; t++) {
     if (!client_->ready(t)) continue;
+    const int peer = replyTo_[size_t(t)];
+    // Its peer is not connected (a model worker being replaced): the OUT waits, and a SETTLE drops it.
+    if (peers_[size_t(peer)] < 0) continue;
     const int32_t n = stepTokens_[size_t(t)];
     const int32_t micros = client_->take(t, out_.data(), nullptr, n, g_.qWidth, 0);
     FrameHead h{kFrameMagic, kOut, t, stepLayer_[size_t(t)], n, micros, int32_t(4 * int64_t(n) * g_.qWidth)};
     iovec iov[2] = {{&h, sizeof h}, {out_.data(), size_t(h.bytes)}};
-    const std::string why = writeAll(fd_, iov, 2, kFrameNs);
-    if (!why.empty()) throw std::runtime_error(why);
+    const std::string why = writeAll(peers_[size_t(peer)], iov, 2, kFrameNs);
+    if (why.empty()) continue;
+    if (peer == 0) throw std::runtime_error(why);
+    dropPeer(peer);
   }
 }
 
 void TcpBridge::loop() {
-  if (!acceptPeer()) return;
+  const int64_t acceptBy = nowNs() + int64_t(kAcceptMs) * 1000000;
+  pollfd fds[1 + kMaxPeers + 8];
+  int ids[1 + kMaxPeers + 8];
   try {
     while (!stopping_) {
-      // Spin on the socket for the budget, then block in poll (a slice at a time, to see stop).
-      pollfd p{fd_, POLLIN, 0};
+      // The listening socket, the connections still proving themselves, then the peers (the front
+      // end first, so a STEP is read before the layers that follow it).
+      int n = 0;
+      fds[n] = {listenFd_, POLLIN, 0};
+      ids[n++] = -1;
+      for (size_t i = 0; i < pending_.size(); i++) {
+        fds[n] = {pending_[i].fd, POLLIN, 0};
+        ids[n++] = -2 - int(i);
+      }
+      for (int peer = 0; peer < kMaxPeers; peer++)
+        if (peers_[size_t(peer)] >= 0) {
+          fds[n] = {peers_[size_t(peer)], POLLIN, 0};
+          ids[n++] = peer;
+        }
+      // Spin on the sockets for the budget, then block in poll (a slice at a time, to see stop).
       const int64_t t0 = nowNs();
       int r = 0;
-      while ((r = poll(&p, 1, 0)) == 0 && nowNs() - t0 < spinNs_) cpuRelax();
-      if (r == 0) r = poll(&p, 1, 50);
-      if (r <= 0) continue;
-      readFrame();
-      if (!worker_->pollOnce()) throw std::runtime_error(worker_->counters().error);
-      sendReplies();
+      while ((r = poll(fds, nfds_t(n), 0)) == 0 && nowNs() - t0 < spinNs_) cpuRelax();
+      if (r == 0) r = poll(fds, nfds_t(n), pending_.empty() ? 50 : 10);
+      if (!anyPeer_ && nowNs() > acceptBy) {
+        fail("no model side connected to the data plane within 30 s");
+        break;
+      }
+      if (r < 0) continue;
+      for (int i = 0; i < n; i++) {
+        if (ids[i] >= -1 && !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (ids[i] == -1) acceptPending();
+        else if (ids[i] <= -2) readPending(pending_[size_t(-2 - ids[i])]);
+        else if (peers_[size_t(ids[i])] == fds[i].fd) {
+          // Still readable? (a model worker's frame may have made the bridge read the front end's already)
+          pollfd q{fds[i].fd, POLLIN, 0};
+          if (poll(&q, 1, 0) > 0) handle(ids[i]);
+        }
+      }
+      const size_t before = pending_.size();
+      pending_.erase(std::remove_if(pending_.begin(), pending_.end(), [](const Pending& p) { return p.fd < 0; }),
+                     pending_.end());
+      // A peer that just joined may be owed an OUT that waited for it.
+      if (pending_.size() != before) sendReplies();
     }
   } catch (const std::exception& e) {
     fail(e.what());
   }
-  shutdown(fd_, SHUT_RDWR);
+  for (int fd : peers_)
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
 }
 
 // ---- model side -------------------------------------------------------------------------------
 
 TcpClient::TcpClient(const std::string& host, int port, const std::string& token, const Geometry& g, int64_t spinNs,
-                     int64_t timeoutNs)
+                     int64_t timeoutNs, int32_t peer)
     : g_(g), spinBudgetNs_(spinNs) {
   if (token.size() != kTokenBytes) throw std::runtime_error("data-plane token must be 32 bytes");
+  if (peer < 0 || peer >= kMaxPeers) throw std::range_error("data plane: peer id out of range");
+  routed_ = peer != 0;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -302,8 +413,8 @@ TcpClient::TcpClient(const std::string& host, int port, const std::string& token
     throw std::runtime_error("data plane: connect to " + host + ":" + p + ": " + why);
   }
   noDelay(fd_);
-  iovec iov{const_cast<char*>(token.data()), kTokenBytes};
-  const std::string why = writeAll(fd_, &iov, 1, timeoutNs);
+  iovec iov[2] = {{const_cast<char*>(token.data()), kTokenBytes}, {&peer, sizeof peer}};
+  const std::string why = writeAll(fd_, iov, 2, timeoutNs);
   if (!why.empty()) {
     close(fd_);
     throw std::runtime_error("data plane: " + why);
@@ -316,6 +427,7 @@ TcpClient::TcpClient(const std::string& host, int port, const std::string& token
   expect_.assign(size_t(g.numTags), 0);
   taken_.assign(size_t(g.numTags), 0);
   replied_.assign(size_t(g.numTags), 0);
+  settled_.assign(size_t(g.numTags), 0);
   micros_.assign(size_t(g.numTags), 0);
 }
 
@@ -379,7 +491,38 @@ void TcpClient::postKv(int tag, int32_t layer, const float* k, const float* v, c
     std::memcpy(dst + (int64_t(nRows) + r) * w, v + src, 4 * size_t(w));
   }
   expect_[size_t(tag)]++;
-  send({kFrameMagic, kKv, tag, layer, nRows, 0, int32_t(bytes)}, dst, size_t(bytes), timeoutNs);
+  send({kFrameMagic, kKv, tag, layer, nRows, nextReplyTo_, int32_t(bytes)}, dst, size_t(bytes), timeoutNs);
+  nextReplyTo_ = 0;
+}
+
+void TcpClient::routeNextOut(int32_t peer) {
+  if (peer < 0 || peer >= kMaxPeers) throw std::range_error("data plane: reply peer out of range");
+  nextReplyTo_ = peer;
+}
+
+void TcpClient::resync() {
+  progress();
+  for (size_t t = 0; t < taken_.size(); t++) {
+    taken_[t] = replied_[t];
+    expect_[t] = replied_[t];
+  }
+}
+
+bool TcpClient::settleTag(int tag, int64_t timeoutNs) {
+  checkTag(tag);
+  const int32_t before = settled_[size_t(tag)];
+  send({kFrameMagic, kSettle, tag, 0, 0, 0, 0}, nullptr, 0, timeoutNs);
+  const int64_t t0 = nowNs();
+  while (settled_[size_t(tag)] == before) {
+    if (!failed_.empty() || nowNs() - t0 > timeoutNs) return false;
+    pollfd p{fd_, POLLIN, 0};
+    poll(&p, 1, 1);
+    progress();
+  }
+  // What this side received of the micro-batch and never took is void.
+  taken_[size_t(tag)] = replied_[size_t(tag)];
+  expect_[size_t(tag)] = replied_[size_t(tag)];
+  return micros_[size_t(tag)] == 1;
 }
 
 void TcpClient::progress() {
@@ -388,6 +531,13 @@ void TcpClient::progress() {
     if (poll(&p, 1, 0) <= 0) return;
     FrameHead h{};
     std::string why = readFull(fd_, &h, sizeof h, kFrameNs);
+    const bool settled = why.empty() && h.magic == kFrameMagic && h.kind == kSettled && h.tag >= 0 &&
+                         h.tag < g_.numTags && h.bytes == 0;
+    if (settled) {
+      settled_[size_t(h.tag)]++;
+      micros_[size_t(h.tag)] = h.nSeqs;
+      continue;
+    }
     if (why.empty()) {
       const bool ok = h.magic == kFrameMagic && h.kind == kOut && h.tag >= 0 && h.tag < g_.numTags &&
                       h.bytes == payloadBytes(g_, kOut, h.nTokens, 1);
@@ -403,14 +553,19 @@ void TcpClient::progress() {
   }
 }
 
+// The front end's socket pairs each OUT with the KV it posted, so an OUT still on its way from a
+// step that failed is never taken for the next step's (it lands before the new KV's). A model
+// worker's socket counts OUTs as they arrive: the OUT of a layer one replica posted goes to the
+// replica running the next slice, and stale ones are dropped when the front end resumes (resync).
 bool TcpClient::ready(int tag) const {
   const size_t t = size_t(tag);
+  if (routed_) return replied_[t] > taken_[t];
   return expect_[t] != taken_[t] && replied_[t] - expect_[t] >= 0;
 }
 
 int32_t TcpClient::awaiting() const {
   int32_t n = 0;
-  for (size_t t = 0; t < expect_.size(); t++) n += expect_[t] != taken_[t];
+  for (size_t t = 0; t < expect_.size(); t++) n += expect_[t] > taken_[t];
   return n;
 }
 
@@ -422,13 +577,23 @@ int32_t TcpClient::take(int tag, float* out, const int32_t* rows, int32_t nRows,
   const int64_t w = g_.qWidth;
   for (int32_t r = 0; r < nRows; r++)
     std::memcpy(out + int64_t(rows ? rows[r] : r) * dstWidth + colOff, src + int64_t(r) * w, 4 * size_t(w));
-  taken_[size_t(tag)] = expect_[size_t(tag)];
+  taken_[size_t(tag)] = routed_ ? replied_[size_t(tag)] : expect_[size_t(tag)];
   return micros_[size_t(tag)];
 }
 
-std::string TcpClient::failure() const { return failed_; }
+std::string TcpClient::failure() const {
+  // A closed socket is seen here without reading a frame (the front end posts only STEPs and
+  // would otherwise learn of a lost worker from its control channel, an event-loop turn away).
+  if (failed_.empty() && fd_ >= 0) {
+    pollfd p{fd_, POLLIN, 0};
+    char c;
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR) || recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0))
+      failed_ = "the attention worker closed the data-plane connection";
+  }
+  return failed_;
+}
 
-int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs) {
+int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs, uint32_t tagMask) {
   const int64_t t0 = nowNs();
   pollfd fds[64];  // a service has at most a few workers; no allocation per wait
   if (n > 64) throw std::range_error("data plane: at most 64 TCP clients in one wait");
@@ -437,12 +602,14 @@ int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs) {
     if (n > 0) clients[0]->spinNs_ += std::min(nowNs() - t0, clients[0]->spinBudgetNs_);
   };
   for (;;) {
+    // Every socket is read before any is looked at: a caller that needs all of them (a model
+    // worker taking one layer's OUT from every attention worker) must see the later ones move too.
+    for (int i = 0; i < n; i++) clients[i]->progress();
     for (int i = 0; i < n; i++) {
       TcpClient* c = clients[i];
-      c->progress();
       int found = -1;
       for (int t = 0; t < c->g_.numTags && found == -1; t++)
-        if (c->ready(t)) found = i;
+        if ((tagMask >> (t & 31) & 1) && c->ready(t)) found = i;
       if (found == -1 && !c->failed_.empty()) found = -(2 + i);
       if (found != -1) {
         spun();
