@@ -149,6 +149,31 @@ describe("attention workers on other hosts (network namespaces), one behind a 2 
     }
   });
 
+  it("model workers reach a worker on another host over data-plane sockets of their own", async () => {
+    const dir = path.join(sharedDataPath("models", "stories260K"), "hf");
+    const frontEnd = await loadModel(dir, { weights: false });
+    const engine = await buildEngine(frontEnd, backend, {
+      model: dir,
+      modelWorkers: 2,
+      attentionWorkerAddrs: [addrs[0]!],
+      attentionToken: TEST_TOKEN,
+      maxTokensPerStep: 16,
+      kvMemory: 16 << 20,
+    });
+    const service = engine.attention as RemoteAttentionService;
+    try {
+      const plane = service.sharedPlane();
+      assert.ok("targets" in plane, "the model workers have the native data plane");
+      assert.equal(plane.targets[0]!.tcp?.host, hosts[0]!.nsAddr, "over TCP, to the other host");
+      const res = await stepLoop(engine, storyRequests(model));
+      assert.deepEqual(res.errors, []);
+      assert.deepEqual(res.tokens, expected);
+    } finally {
+      await engine.executor.close?.();
+      await service.close();
+    }
+  });
+
   it("the CLI's `generate --attention-worker-addrs` matches colocated `generate`", async () => {
     const dir = path.join(sharedDataPath("models", "stories260K"), "hf");
     const common = [
