@@ -8,7 +8,10 @@
 //
 //   node dist/bench/disagg/model-workers.js [--hidden 1024] [--layers 8] [--heads 16] [--kv-heads 16]
 //       [--intermediate 2816] [--dtype bf16] [--batch 32] [--prompt 640] [--gen 48] [--reps 3]
-//       [--model-workers 1]
+//       [--model-workers 1] [--transport shm|tcp]
+//
+// --transport tcp runs every setup with the attention worker over loopback TCP (each model worker
+// then has a native data-plane socket of its own to it).
 //
 // With --model-workers 2 (depth 3) and at least 3 cores, the second setup is Lamina's rotation over
 // two replicas; the bench says how many cores it used.
@@ -37,6 +40,7 @@ const { values } = parseArgs({
     gen: { type: "string", default: "48" },
     reps: { type: "string", default: "3" },
     "model-workers": { type: "string", default: "1" },
+    transport: { type: "string", default: "shm" },
     "no-pin": { type: "boolean", default: false },
   },
 });
@@ -46,6 +50,8 @@ const promptLen = num("prompt");
 const gen = num("gen");
 const reps = num("reps");
 const modelWorkers = num("model-workers");
+const transport = values.transport as string;
+if (transport !== "shm" && transport !== "tcp") throw new Error(`--transport: shm or tcp (got ${transport})`);
 const shape = shapeFromFlags(values, promptLen + gen + 16);
 
 const cores = availableParallelism();
@@ -158,7 +164,7 @@ const results: SetupResult[][] = setups.map(() => []);
 for (let rep = 0; rep < reps; rep++) {
   // Alternate the order so that a drift in the host's speed falls on every setup alike.
   const order = rep % 2 === 0 ? [0, 1, 2] : [2, 1, 0];
-  for (const i of order) results[i]!.push(await run(setups[i]![0], setups[i]![1]));
+  for (const i of order) results[i]!.push(await run(setups[i]![0], { ...setups[i]![1], transport }));
 }
 const pick = (rs: SetupResult[]) => {
   const m = median(rs.map((r) => r.decodeTokensPerSecond));
@@ -167,7 +173,7 @@ const pick = (rs: SetupResult[]) => {
 const medians = results.map(pick);
 const cpu = cpus()[0]?.model ?? "?";
 console.log(
-  `\n${cpu}, ${cores} cores${pinned ? " (pinned: model side core 0, attention worker core " + (cores - 1) + ")" : ""}; batch ${batch}, context ${promptLen}..${promptLen + gen}, ${shape.layers} layers of hidden ${shape.hidden} ${shape.dtype}; median of ${reps}`,
+  `\n${cpu}, ${cores} cores, attention over ${transport}${pinned ? " (pinned: model side core 0, attention worker core " + (cores - 1) + ")" : ""}; batch ${batch}, context ${promptLen}..${promptLen + gen}, ${shape.layers} layers of hidden ${shape.hidden} ${shape.dtype}; median of ${reps}`,
 );
 console.log(
   "| setup | decode tok/s | step ms | model ms/step | attention ms/step | ideal ms | × ideal | model idle | attention idle |",
@@ -179,13 +185,14 @@ for (const r of medians)
   );
 const ratio = medians[1]!.decodeTokensPerSecond / medians[0]!.decodeTokensPerSecond;
 console.log(`model worker process / engine-thread model side: ${ratio.toFixed(2)}× decode throughput`);
-writeResults("disagg-model-workers.json", {
+writeResults(`disagg-model-workers${transport === "tcp" ? "-tcp" : ""}.json`, {
   machine: { cpu, cores, pinned },
   shape,
   batch,
   prompt: promptLen,
   gen,
   modelWorkers,
+  transport,
   results,
   medians,
   ratio,

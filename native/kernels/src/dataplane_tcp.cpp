@@ -54,9 +54,14 @@ std::string readFull(int fd, void* p, size_t n, int64_t timeoutNs) {
 std::string writeAll(int fd, iovec* iov, int n, int64_t timeoutNs) {
   const int64_t end = nowNs() + timeoutNs;
   while (n > 0) {
-    const ssize_t w = writev(fd, iov, n);
+    // sendmsg with MSG_NOSIGNAL, not writev: a peer gone mid-write is an error here, never a
+    // SIGPIPE that ends the process (whatever the embedding host does with that signal).
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = size_t(n);
+    const ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return std::string("writev: ") + std::strerror(errno);
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return std::string("sendmsg: ") + std::strerror(errno);
       const int64_t left = end - nowNs();
       if (left <= 0) return "the peer took no data-plane bytes within the bound";
       pollfd pfd{fd, POLLOUT, 0};
@@ -223,6 +228,13 @@ void TcpBridge::readPending(Pending& p) {
   peers_[size_t(peer)] = p.fd;
   anyPeer_ = true;
   p.fd = -1;
+}
+
+void TcpBridge::adoptPeer(int peer, int fd) {
+  if (peer < 0 || peer >= kMaxPeers || peers_[size_t(peer)] >= 0) throw std::range_error("data plane: peer taken");
+  setNonBlocking(fd);
+  peers_[size_t(peer)] = fd;
+  anyPeer_ = true;
 }
 
 void TcpBridge::dropPeer(int peer) {

@@ -1,9 +1,9 @@
 // The native data plane over TCP, for attention workers on other hosts. The same postings and
 // replies as over shared memory, as frames on a socket of their own beside the authenticated
-// control channel: the model side writes each with one writev (header and tensor, from a
+// control channel: the model side writes each with one gathered send (header and tensor, from a
 // preallocated buffer), the worker side's bridge thread reads and checks each frame (kind, counts,
 // exact payload size) before it reads the payload, hands it to a Worker loop on a private segment
-// (the same checks and kernels as the shared-memory path), and sends each OUT back with writev.
+// (the same checks and kernels as the shared-memory path), and sends each OUT back the same way.
 // Each socket is authenticated by a token the worker gave the model side over the control channel,
 // followed by the peer's id: 0 for the front end (the engine), 1 + r for model worker r, which posts
 // the layers of the slices it runs on a socket of its own. A KV names the peer its OUT goes to (the
@@ -60,6 +60,10 @@ class TcpBridge {
   void start();
   void stop();
   WorkerCounters counters() const;
+  /** The fuzzer: serves `fd` as peer `peer`, as if it had connected and proved the token. */
+  void adoptPeer(int peer, int fd);
+  /** The fuzzer: runs the bridge's loop on this thread until its front end goes or it fails. */
+  void runHere() { loop(); }
 
  private:
   void loop();
