@@ -1,15 +1,15 @@
 import type { ModelConfig } from "../model/config.js";
 import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
-import { ggufExpertSlice, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
+import { ggufExpertSlice, isNormWeight, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
 import { quantFits, quantizeMatrix } from "./gguf-quantize.js";
 import type { GgufTensorSource } from "./gguf-writer.js";
 
-export function ggufTensorName(hfName: string): string {
+export function ggufTensorName(hfName: string, postNorms = false): string {
   try {
-    return modelGgufName(hfName);
+    return modelGgufName(hfName, postNorms);
   } catch (e) {
     throw new Error(`GGUF export: ${(e as Error).message}`);
   }
@@ -21,6 +21,11 @@ export interface TensorPlanOptions {
    * which llama.cpp's "llama" RoPE expects; its "qwen2" RoPE is rotate-half already (false).
    */
   readonly interleaveQk: boolean;
+  /**
+   * The model's norm weights are Gemma's offsets from 1 (ModelConfig.normPlusOne): llama.cpp
+   * stores the scale itself, 1 + w, computed in f32 as the engine computes it.
+   */
+  readonly normPlusOne?: boolean;
   /** Quantize the matrices (see quantTarget); absent: each as stored. */
   readonly quantize?: GgufQuantize;
 }
@@ -45,10 +50,11 @@ export function planTensors(
       if (slice.expert === 0) out.push(expertStack(config, weights, hfName, slice.name, opts));
       continue;
     }
-    const name = ggufTensorName(hfName);
+    const name = ggufTensorName(hfName, config.postNorms);
     const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
     if (t.shape.length === 1) {
       let data = toFloat32(t);
+      if (opts.normPlusOne && isNormWeight(hfName)) data = Float32Array.from(data, (v) => v + 1);
       if (heads > 0) {
         const bytes = interleaveRows(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), heads, 4);
         data = new Float32Array(bytes.buffer);

@@ -1,6 +1,8 @@
 import type { ModelConfig } from "../model/config.js";
+import type { GemmaGgufArch } from "../model/gguf-gemma.js";
 import type { LoadedModel } from "../model/types.js";
 import { type GgufQuantize, LlamaFileType } from "./gguf-format.js";
+import { gemmaGgufArchitecture, gemmaMetadata } from "./gguf-gemma.js";
 import { planTensors } from "./gguf-tensors.js";
 import { extractVocab, vocabMetadata } from "./gguf-vocab.js";
 import { type GgufKv, type GgufWriteSummary, gguf, writeGguf } from "./gguf-writer.js";
@@ -23,9 +25,10 @@ export interface ToGgufSummary extends GgufWriteSummary {
 }
 
 /**
- * Writes a loaded model as a GGUF file llama.cpp can run: Llama-architecture metadata, tensors
+ * Writes a loaded model as a GGUF file llama.cpp can run: its architecture's metadata, tensors
  * under llama.cpp's names in their stored precision (q/k rows back in Meta's interleaved order
- * for the "llama" architecture), and the tokenizer.
+ * for the "llama" architecture, Gemma's norms as scales rather than offsets from 1), and the
+ * tokenizer.
  */
 export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOptions = {}): ToGgufSummary {
   const c = model.config;
@@ -37,10 +40,12 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     { key: "general.name", value: gguf.str(model.source.label) },
     { key: "general.file_type", value: gguf.u32(LlamaFileType[fileType]) },
     ...architectureMetadata(arch, c),
+    ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
     interleaveQk: arch === "llama",
+    normPlusOne: c.normPlusOne === true,
     ...(opts.quantize ? { quantize: opts.quantize } : {}),
   });
   const summary = writeGguf(file, metadata, tensors, {
@@ -50,16 +55,24 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
+type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | GemmaGgufArch;
+
+function isGemma(arch: GgufArch): arch is GemmaGgufArch {
+  return arch === "gemma2" || arch === "gemma3";
+}
+
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
-function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "qwen3" | "qwen3moe" {
-  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3 and
-  // qwen3moe layouts only; the other families have tensors (Phi-3's fused projections, Gemma's
-  // extra norms) and metadata it does not write.
-  if (!["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"].includes(c.architecture)) {
+function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
+  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
+  // qwen3moe, gemma2 and gemma3 layouts only; Phi-3 has tensors (fused projections) and
+  // metadata it does not write.
+  const families = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text"];
+  if (!families.includes(c.architecture)) {
     throw new Error(
-      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, mixtral, qwen2, qwen3, qwen3_moe)`,
+      `GGUF export of ${label}: the ${c.architecture} family is not supported (${families.join(", ")})`,
     );
   }
+  if (c.architecture === "gemma2" || c.architecture === "gemma3_text") return gemmaGgufArchitecture(c, label);
   if (c.architecture === "qwen3_moe") {
     // llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights.
     if (!c.moe || c.moe.sparseLayers.some((s) => !s))

@@ -19,6 +19,15 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",
   "mlp.gate.weight": "ffn_gate_inp.weight",
 };
+/**
+ * Gemma 2 and 3 (four norms a layer): there post_attention_layernorm is the norm on the attention
+ * output, and the norm before the FFN is pre_feedforward_layernorm.
+ */
+const POST_NORM_NAMES: Readonly<Record<string, string>> = {
+  "post_attention_layernorm.weight": "post_attention_norm.weight",
+  "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+  "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+};
 const GLOBAL_NAMES: Readonly<Record<string, string>> = {
   "model.embed_tokens.weight": "token_embd.weight",
   "model.norm.weight": "output_norm.weight",
@@ -26,12 +35,15 @@ const GLOBAL_NAMES: Readonly<Record<string, string>> = {
 };
 const LAYER_PREFIX = /^model\.layers\.(\d+)\.(.+)$/;
 
-/** llama.cpp's name for a Hugging Face weight name; throws for a weight llama.cpp has no name for. */
-export function ggufTensorName(hfName: string): string {
+/**
+ * llama.cpp's name for a Hugging Face weight name; throws for a weight llama.cpp has no name for.
+ * `postNorms`: the model has Gemma's four norms a layer (ModelConfig.postNorms).
+ */
+export function ggufTensorName(hfName: string, postNorms = false): string {
   const global = GLOBAL_NAMES[hfName];
   if (global) return global;
   const m = LAYER_PREFIX.exec(hfName);
-  const local = m ? LAYER_NAMES[m[2]!] : undefined;
+  const local = m ? ((postNorms ? POST_NORM_NAMES[m[2]!] : undefined) ?? LAYER_NAMES[m[2]!]) : undefined;
   if (!m || !local) throw new Error(`no llama.cpp name for weight "${hfName}"`);
   return `blk.${m[1]}.${local}`;
 }
@@ -56,3 +68,11 @@ const EXPERT_STACKS = {
   up_proj: "ffn_up_exps.weight",
   down_proj: "ffn_down_exps.weight",
 } as const;
+
+/**
+ * Whether a weight is an RMSNorm's (Gemma stores those as offsets from 1, llama.cpp as the scale
+ * itself): every norm's name ends in "norm.weight", and no other weight's does.
+ */
+export function isNormWeight(hfName: string): boolean {
+  return hfName.endsWith("norm.weight");
+}
