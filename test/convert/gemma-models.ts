@@ -113,12 +113,13 @@ export function writeGemmaModel(
   };
   const configFile = path.join(dir, "config.json");
   writeJson(configFile, config);
-  const weights = randomWeights(parseHfConfig(config, configFile), {
+  const parsed = parseHfConfig(config, configFile);
+  const weights = randomWeights(parsed, {
     dtype,
     seed: spec.seed,
-    // Small: Gemma scales embeddings by √hidden and ties the output to them, so large ones make
+    // Small: Gemma scales embeddings by √hidden and ties the output to them, so larger ones make
     // the residual stream (and the next token) mostly the current token's own embedding.
-    embedStd: 0.05,
+    embedStd: 0.4 / Math.sqrt(parsed.hiddenSize),
     normSpread: 0.1,
   });
   writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });

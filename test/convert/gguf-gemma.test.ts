@@ -28,6 +28,7 @@ import { generateAlone } from "../helpers/engine-driver.js";
 import { GEMMA_BOS, GEMMA_EOS, type GemmaVariant, writeGemmaModel } from "./gemma-models.js";
 import { readGguf } from "./gguf-reader.js";
 import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { agreeOrNearTie } from "./near-tie.js";
 
 const LLAMA_THREADS = 1;
 const STEPS = 30;
@@ -372,4 +373,36 @@ describe("Gemma GGUF metadata as llama.cpp reads it", () => {
       /gemma2\.attn_logit_softcapping = 0 is not positive/,
     );
   });
+});
+
+describe("quantized Gemma GGUF files we write", () => {
+  // 256-wide rows in ffn_down (intermediate 256) take Q4_K/Q6_K; the rest, 64 wide, fall back to Q8_0.
+  const want = { q8_0: ["q8_0"], q4_k_m: ["q4_k", "q6_k", "q8_0"] };
+  for (const q of ["q8_0", "q4_k_m"] as const) {
+    it(`gemma3 at ${q}: llama.cpp, ours and the float model agree on greedy tokens (or a near tie)`, async () => {
+      const dir = path.join(tmp, `quant-gemma3-${q}`);
+      writeGemmaModel(dir, "gemma3", { query_pre_attn_scalar: 16, intermediate_size: 256 });
+      const float = await loadModel(dir);
+      const file = `${dir}.gguf`;
+      modelToGguf(float, file, { quantize: q });
+      const quant = await loadModel(file);
+      const types = new Set(
+        [...quant.weights.values()].filter((t) => t.shape.length > 1).map((t) => t.dtype),
+      );
+      assert.deepEqual([...types].sort(), want[q]);
+      assert.deepEqual(quant.config, float.config);
+      const ids = float.tokenizer.encode("Once upon a time, in a land far away");
+      const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+      try {
+        const theirs = await llamaCppGreedy(model, ids, STEPS, -1, LLAMA_THREADS);
+        assert.equal(theirs.length, STEPS);
+        assert.ok(new Set(theirs).size >= 5, `a degenerate continuation: ${theirs.join(" ")}`);
+        const mine = await ours(quant, ids);
+        agreeOrNearTie("ours vs the float model", float, quant, ids, mine, await ours(float, ids));
+        agreeOrNearTie("ours vs llama.cpp", float, quant, ids, mine, theirs);
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
 });
