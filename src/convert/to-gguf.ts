@@ -37,10 +37,14 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   const vocab = extractVocab(model, opts.tokenizerDir);
   const metadata: GgufKv[] = [
     { key: "general.architecture", value: gguf.str(arch) },
-    { key: "general.name", value: gguf.str(model.source.label) },
+    ...safeName(model.source.label, vocab.tokens),
     { key: "general.file_type", value: gguf.u32(LlamaFileType[fileType]) },
     ...architectureMetadata(arch, c),
     ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
+    // Phi-3's window (0: none), as llama.cpp's converter writes it.
+    ...(arch === "phi3"
+      ? [{ key: `${arch}.attention.sliding_window`, value: gguf.u32(c.slidingWindow ?? 0) }]
+      : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
@@ -55,7 +59,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
-type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | GemmaGgufArch;
+type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | GemmaGgufArch;
 
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
   return arch === "gemma2" || arch === "gemma3";
@@ -64,9 +68,18 @@ function isGemma(arch: GgufArch): arch is GemmaGgufArch {
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, gemma2 and gemma3 layouts only; Phi-3 has tensors (fused projections) and
-  // metadata it does not write.
-  const families = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text"];
+  // qwen3moe, phi3, gemma2 and gemma3 layouts only.
+  const families = [
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "qwen3_moe",
+    "phi3",
+    "gemma2",
+    "gemma3_text",
+  ];
   if (!families.includes(c.architecture)) {
     throw new Error(
       `GGUF export of ${label}: the ${c.architecture} family is not supported (${families.join(", ")})`,
@@ -85,11 +98,14 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
       );
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
+    // llama.cpp's phi3 reads a window and then turns it off.
+    const where = c.architecture === "phi3" ? "phi3 (which ignores its window)" : "llama architecture";
     throw new Error(
       `GGUF export of ${label}: sliding-window attention (window ${c.slidingWindow} < context ` +
-        `${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's llama architecture`,
+        `${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's ${where}`,
     );
   }
+  if (c.architecture === "phi3") return phi3Architecture(c, label);
   if (c.architecture === "qwen2") return "qwen2";
   if (c.architecture === "qwen3_moe") {
     if (c.attentionBias)
@@ -106,6 +122,40 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   }
   if (c.headDim % 2 !== 0) throw new Error(`GGUF export of ${label}: head_dim ${c.headDim} is odd`);
   return "llama";
+}
+
+/**
+ * Phi-3 as llama.cpp's phi3: q/k/v fused as attn_qkv and gate/up as ffn_up (gate rows first, as
+ * both store them), rotate-half RoPE.
+ */
+function phi3Architecture(c: ModelConfig, label: string): "phi3" {
+  if (!c.fusedProjections || c.attentionBias || c.moe)
+    throw new Error(
+      `GGUF export of ${label}: llama.cpp's phi3 wants fused projections without biases or experts`,
+    );
+  if (c.numHeads * c.headDim !== c.hiddenSize)
+    throw new Error(
+      `GGUF export of ${label}: llama.cpp's phi3 needs heads × head_dim = hidden (${c.numHeads} × ${c.headDim} ≠ ${c.hiddenSize})`,
+    );
+  if (c.ropeScaling?.type === "longrope")
+    // llama.cpp applies one factor table to every position, long once the context it is given
+    // exceeds the original length; the engine switches table at that position.
+    throw new Error(
+      `GGUF export of ${label}: LongRoPE (short/long factors) is not supported: llama.cpp picks one factor table per context size, the engine one per position`,
+    );
+  return "phi3";
+}
+
+/**
+ * llama.cpp gives tokens named "<s>", "</s>", "<unk>" and "<|endoftext|>" special attributes when
+ * general.name contains "phi3" or "phi-3", and fails to load (std::map::at) if any is missing from
+ * the vocabulary: such a name is left out then (it is informational only).
+ */
+function safeName(label: string, tokens: readonly string[]): GgufKv[] {
+  if (!/phi-?3/i.test(label)) return [{ key: "general.name", value: gguf.str(label) }];
+  const have = new Set(tokens);
+  const all = ["<s>", "</s>", "<unk>", "<|endoftext|>"].every((t) => have.has(t));
+  return all ? [{ key: "general.name", value: gguf.str(label) }] : [];
 }
 
 /** The one precision of the model's matrices (general.file_type); mixed precisions are refused. */

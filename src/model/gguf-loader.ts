@@ -20,14 +20,15 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
- * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "gemma2" and "gemma3".
+ * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3" (without
+ * LongRoPE), "gemma2" and "gemma3".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama architecture are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_K/Q6_K blocks that the quantized kernels
  * multiply without widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
-const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3"] as const;
+const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma2", "gemma3"] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -80,6 +81,14 @@ function isGemma(arch: SupportedArch): arch is GemmaGgufArch {
 }
 
 function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling | null {
+  if (g.header.tensors.has("rope_factors_long.weight") || g.header.tensors.has("rope_factors_short.weight")) {
+    // llama.cpp applies one table to every position (chosen by the context size); the engine
+    // switches at the original length, per position, as transformers does between passes.
+    throw new GgufError(
+      meta.file,
+      "LongRoPE factors (rope_factors_long / rope_factors_short) are not supported in GGUF import",
+    );
+  }
   if (g.header.tensors.has("rope_freqs.weight")) return llama3Scaling(meta, arch, g, headDim);
   const type = meta.get(`${arch}.rope.scaling.type`);
   if (type === undefined || type === "none") return null;
@@ -167,6 +176,9 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const rope = ropeScaling(meta, arch, g, headDim);
   const shape = { numLayers, hiddenSize: hidden, numHeads, headDim, ropeTheta, ropeScaling: rope };
   const gemma = isGemma(arch) ? gemmaGgufFeatures(meta, arch, shape) : undefined;
+  // Phi-3's window as its converter writes it (0: none). llama.cpp turns it off; the engine
+  // attends within it, as the model was trained.
+  const window = arch === "phi3" ? (meta.num(k("attention.sliding_window")) ?? 0) : 0;
   const family: Architecture = isGemma(arch)
     ? GEMMA_FAMILY[arch]
     : arch === "qwen3moe"
@@ -191,7 +203,8 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     attentionBias: arch === "qwen2",
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
     ...(moe ? { moe } : {}),
-    slidingWindow: null,
+    ...(arch === "phi3" ? { fusedProjections: true } : {}),
+    slidingWindow: window > 0 ? window : null,
     ...gemma,
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],

@@ -8,6 +8,9 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "self_attn.k_proj.bias": "attn_k.bias",
   "self_attn.v_proj.bias": "attn_v.bias",
   "self_attn.o_proj.weight": "attn_output.weight",
+  // Phi-3's fused projections: q/k/v rows in one matrix, and gate then up rows in ffn_up.
+  "self_attn.qkv_proj.weight": "attn_qkv.weight",
+  "mlp.gate_up_proj.weight": "ffn_up.weight",
   // Qwen3's per-head RMSNorm of q and k (after the projections, before RoPE).
   "self_attn.q_norm.weight": "attn_q_norm.weight",
   "self_attn.k_norm.weight": "attn_k_norm.weight",

@@ -25,10 +25,10 @@ import { toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { engineBackends } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
-import { GEMMA_BOS, GEMMA_EOS, type GemmaVariant, writeGemmaModel } from "./gemma-models.js";
 import { readGguf } from "./gguf-reader.js";
 import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
 import { agreeOrNearTie } from "./near-tie.js";
+import { GEMMA_BOS, GEMMA_EOS, type GemmaVariant, writeGemmaModel } from "./sentencepiece-models.js";
 
 const LLAMA_THREADS = 1;
 const STEPS = 30;

@@ -97,8 +97,9 @@ for (const src of sources) {
 // Every tiny checkpoint variant llama.cpp can run the same way: llama3 and linear RoPE scaling,
 // an explicit head_dim, bf16/f16 weights, Qwen2 biases, Qwen3's q/k norms, Mixtral's experts (stacked per
 // projection), and a byte-level (gpt2) vocabulary. The families the GGUF writer exports (llama,
-// mistral, mixtral, qwen2, qwen3; Gemma 2 and 3 in gguf-gemma.test.ts); the others are refused by
-// name (checked at the end). Mistral's sliding window is not expressed the same way in llama.cpp.
+// mistral, mixtral, qwen2, qwen3; Gemma 2 and 3 in gguf-gemma.test.ts, Phi-3 in gguf-phi3.test.ts);
+// the others are refused by name (checked at the end). Mistral's sliding window is not expressed the
+// same way in llama.cpp.
 const GGUF_EXPORTABLE = new Set<string>([
   "llama-mha",
   "llama-gqa",
@@ -136,13 +137,17 @@ describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {
       writeTinyModel(d, variant);
       const model = await loadModel(d);
       // The tiny Qwen3-MoE has a dense layer and no renormalisation, which llama.cpp's qwen3moe lacks;
-      // the tiny Gemmas' query_pre_attn_scalar is not the head_dim llama.cpp's gemma2/gemma3 scale by.
-      const why =
-        variant === "qwen3-moe"
-          ? /dense layers .* no equivalent in llama\.cpp's qwen3moe/
-          : variant === "gemma2" || variant === "gemma3"
-            ? /query_pre_attn_scalar .* differs from the .* llama\.cpp's gemma[23] fixes/
-            : /family is not supported/;
+      // the tiny Gemmas' query_pre_attn_scalar is not the head_dim llama.cpp's gemma2/gemma3 scale by;
+      // the tiny Phi-3's window is shorter than its context and llama.cpp's phi3 ignores windows, and
+      // LongRoPE there switches tables per context size, not per position.
+      const why = {
+        "qwen3-moe": /dense layers .* no equivalent in llama\.cpp's qwen3moe/,
+        gemma2: /query_pre_attn_scalar .* differs from the .* llama\.cpp's gemma2 fixes/,
+        gemma3: /query_pre_attn_scalar .* differs from the .* llama\.cpp's gemma3 fixes/,
+        phi3: /window 10 < context 256\) has no equivalent in llama\.cpp's phi3/,
+        "phi3-longrope": /LongRoPE \(short\/long factors\) is not supported/,
+      }[variant as string];
+      assert.ok(why, `no expected refusal for ${variant}`);
       assert.throws(() => modelToGguf(model, `${d}.gguf`), why, variant);
     }
   });

@@ -8,11 +8,13 @@ import { sharedDataPath } from "../../src/util/shared-data.js";
 import { FAMILY_SPECS } from "../helpers/tiny-families.js";
 
 /**
- * Tiny Gemma 2 / Gemma 3 checkpoints as Hugging Face directories, with a Gemma-style tokenizer:
- * a SentencePiece vocabulary (stories260K's pieces and merges) laid out as Gemma's is
- * (<pad> 0, <eos> 1, <bos> 2, <unk> 3, then the byte pieces <0x00>…<0xFF> and the merged ones,
- * then the turn markers), no dummy-prefix space, byte fallback, and a <bos> added by the
- * post-processor.
+ * Tiny checkpoints of the families whose vocabularies are SentencePiece's, as Hugging Face
+ * directories with such a tokenizer (stories260K's pieces and merges, byte fallback):
+ *  - Gemma 2 / Gemma 3, laid out as Gemma's is (<pad> 0, <eos> 1, <bos> 2, <unk> 3, then the byte
+ *    pieces <0x00>…<0xFF> and the merged ones, then the turn markers), no dummy-prefix space;
+ *  - Phi-3, laid out as Phi-3's is (Llama 2's: <unk> 0, <s> 1, </s> 2, bytes, pieces, then
+ *    <|endoftext|> and <|end|>), with the dummy prefix.
+ * Both add their BOS in the post-processor.
  */
 export const GEMMA_PAD = 0;
 export const GEMMA_EOS = 1;
@@ -21,13 +23,18 @@ const SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"];
 const TURN_MARKERS = ["<start_of_turn>", "<end_of_turn>"];
 
 interface StoriesTokenizer {
+  added_tokens: { id: number; content: string }[];
   model: { vocab: Record<string, number>; merges: [string, string][] };
+}
+
+function storiesTokenizer(): StoriesTokenizer {
+  const file = sharedDataPath("models", "stories260K", "hf", "tokenizer.json");
+  return JSON.parse(readFileSync(file, "utf8")) as StoriesTokenizer;
 }
 
 /** The Gemma-style tokenizer.json object and its vocabulary size. */
 export function gemmaTokenizerJson(): { json: object; vocabSize: number } {
-  const file = sharedDataPath("models", "stories260K", "hf", "tokenizer.json");
-  const stories = JSON.parse(readFileSync(file, "utf8")) as StoriesTokenizer;
+  const stories = storiesTokenizer();
   const vocab: Record<string, number> = {};
   SPECIALS.forEach((t, id) => {
     vocab[t] = id;
@@ -102,6 +109,7 @@ export function writeGemmaModel(
   mkdirSync(dir, { recursive: true });
   const { json: tokenizer, vocabSize } = gemmaTokenizerJson();
   const spec = FAMILY_SPECS[variant];
+  if (spec === undefined) throw new Error(`no tiny ${variant}`);
   const config = {
     ...spec.config,
     vocab_size: vocabSize,
@@ -141,4 +149,57 @@ export function writeGemmaModel(
 
 function writeJson(file: string, value: unknown): void {
   writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+export const PHI3_BOS = 1;
+export const PHI3_EOS = 2;
+
+/**
+ * A tiny Phi-3 (the tiny-model family spec with `overrides`) with a Phi-3-style tokenizer:
+ * stories260K's Llama 2-style one (dummy prefix, <s> added) plus <|endoftext|> and <|end|>.
+ */
+export function writePhi3Model(dir: string, overrides: Record<string, unknown> = {}): void {
+  mkdirSync(dir, { recursive: true });
+  const tokenizer = storiesTokenizer() as StoriesTokenizer & Record<string, unknown>;
+  let next = Math.max(...Object.values(tokenizer.model.vocab)) + 1;
+  for (const content of ["<|endoftext|>", "<|end|>"]) {
+    const id = next++;
+    tokenizer.model.vocab[content] = id;
+    tokenizer.added_tokens.push({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    } as { id: number; content: string });
+  }
+  const spec = FAMILY_SPECS.phi3;
+  const config = {
+    ...spec.config,
+    vocab_size: next,
+    bos_token_id: PHI3_BOS,
+    eos_token_id: PHI3_EOS,
+    pad_token_id: next - 2,
+    torch_dtype: "float32",
+    ...overrides,
+  };
+  const configFile = path.join(dir, "config.json");
+  writeJson(configFile, config);
+  const weights = randomWeights(parseHfConfig(config, configFile), {
+    dtype: "f32",
+    seed: spec.seed,
+    embedStd: 0.5,
+  });
+  writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });
+  writeJson(path.join(dir, "generation_config.json"), { bos_token_id: PHI3_BOS, eos_token_id: PHI3_EOS });
+  writeJson(path.join(dir, "tokenizer.json"), tokenizer);
+  writeJson(path.join(dir, "tokenizer_config.json"), {
+    add_bos_token: true,
+    add_eos_token: false,
+    bos_token: "<s>",
+    eos_token: "</s>",
+    unk_token: "<unk>",
+  });
 }
