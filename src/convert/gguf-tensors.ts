@@ -62,7 +62,9 @@ export function planTensors(
       out.push(f32Source(name, data));
       continue;
     }
-    const target = opts.quantize ? quantTarget(opts.quantize, name, t.shape[1]!, config.numLayers) : null;
+    const target = opts.quantize
+      ? quantTarget(opts.quantize, name, t.shape[1]!, config.numLayers, config.tieWordEmbeddings)
+      : null;
     out.push(
       target && target !== t.dtype ? quantizedSource(name, t, target, heads) : storedSource(name, t, heads),
     );
@@ -74,20 +76,27 @@ export function planTensors(
  * The block format of one matrix under a quantization, after llama.cpp's mixes: q8_0 everywhere;
  * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K with Q6_K for the output matrix and for
  * attn_v and ffn_down in the first and last eighth of the layers and every third layer between
- * (llama.cpp's "use_more_bits"). A matrix whose rows are not whole blocks of its format falls back
- * to Q8_0, and if not even that fits, stays as stored (null).
+ * (llama.cpp's "use_more_bits"). With tied embeddings the embedding table is the output matrix
+ * and is quantized as one. A matrix whose rows are not whole blocks of its format falls back to
+ * Q8_0, and if not even that fits, stays as stored (null).
  */
-export function quantTarget(q: GgufQuantize, name: string, cols: number, nLayers: number): QuantType | null {
+export function quantTarget(
+  q: GgufQuantize,
+  name: string,
+  cols: number,
+  nLayers: number,
+  tiedEmbeddings = false,
+): QuantType | null {
   // The router stays as stored, as llama.cpp's own quantizer leaves it.
   if (/\.ffn_gate_inp\.weight$/.test(name)) return null;
   const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
   const moreBits =
     layer < nLayers / 8 || layer >= (7 * nLayers) / 8 || (layer - Math.floor(nLayers / 8)) % 3 === 2;
+  const output = name === "output.weight" || (tiedEmbeddings && name === "token_embd.weight");
   let want: QuantType = "q8_0";
-  if (q === "q4_0") want = name === "output.weight" ? "q6_k" : "q4_0";
+  if (q === "q4_0") want = output ? "q6_k" : "q4_0";
   if (q === "q4_k_m") {
-    const six =
-      name === "output.weight" || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
+    const six = output || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
     want = six ? "q6_k" : "q4_k";
   }
   if (quantFits(want, cols)) return want;

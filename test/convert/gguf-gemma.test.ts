@@ -18,7 +18,7 @@ import {
   gemmaAttentionScale,
   gemmaGgufFeatures,
 } from "../../src/model/gguf-gemma.js";
-import type { GgufMetaValue } from "../../src/model/gguf-reader.js";
+import { GgufFile, type GgufMetaValue } from "../../src/model/gguf-reader.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
 import { toFloat32 } from "../../src/model/tensor.js";
@@ -378,6 +378,22 @@ describe("Gemma GGUF metadata as llama.cpp reads it", () => {
 describe("quantized Gemma GGUF files we write", () => {
   // 256-wide rows in ffn_down (intermediate 256) take Q4_K/Q6_K; the rest, 64 wide, fall back to Q8_0.
   const want = { q8_0: ["q8_0"], q4_k_m: ["q4_k", "q6_k", "q8_0"] };
+  it("q4_0 and q4_k_m put the tied embedding table in Q6_K, as llama.cpp quantizes the output matrix", async () => {
+    const dir = path.join(tmp, "quant-gemma3-wide");
+    writeGemmaModel(dir, "gemma3", { query_pre_attn_scalar: 16, hidden_size: 256, intermediate_size: 256 });
+    const float = await loadModel(dir);
+    for (const q of ["q4_0", "q4_k_m"] as const) {
+      modelToGguf(float, `${dir}-${q}.gguf`, { quantize: q });
+      const g = GgufFile.open(`${dir}-${q}.gguf`);
+      try {
+        const type = (name: string) => g.header.tensors.get(name)!.typeName;
+        assert.equal(type("token_embd.weight"), "Q6_K", q);
+        assert.equal(type("blk.1.attn_q.weight"), q === "q4_0" ? "Q4_0" : "Q4_K", q);
+      } finally {
+        g.close();
+      }
+    }
+  });
   for (const q of ["q8_0", "q4_k_m"] as const) {
     it(`gemma3 at ${q}: llama.cpp, ours and the float model agree on greedy tokens (or a near tie)`, async () => {
       const dir = path.join(tmp, `quant-gemma3-${q}`);

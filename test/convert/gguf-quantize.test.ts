@@ -95,6 +95,10 @@ describe("quantization mixes", () => {
     const t = (name: string, cols = 512) => quantTarget("q4_k_m", name, cols, 16);
     assert.equal(t("output.weight"), "q6_k");
     assert.equal(t("token_embd.weight"), "q4_k");
+    // Tied embeddings: the table is the output matrix too, and quantized as llama.cpp quantizes that.
+    assert.equal(quantTarget("q4_k_m", "token_embd.weight", 512, 16, true), "q6_k");
+    assert.equal(quantTarget("q4_0", "token_embd.weight", 512, 16, true), "q6_k");
+    assert.equal(quantTarget("q4_0", "token_embd.weight", 64, 16, true), "q8_0");
     assert.equal(t("blk.5.attn_q.weight"), "q4_k");
     // use_more_bits(i, 16): i < 2, i >= 14, or (i - 2) % 3 == 2.
     const sixes = [...Array(16).keys()].filter((l) => t(`blk.${l}.ffn_down.weight`) === "q6_k");
