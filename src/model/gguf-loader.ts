@@ -166,6 +166,14 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new GgufError(meta.file, `head dimension ${headDim} is not an even integer`);
   }
+  // Partial rotary embeddings (Phi-4-mini's, for one) rotate fewer dimensions than a head has.
+  const rotated = meta.num(k("rope.dimension_count")) ?? headDim;
+  if (rotated !== headDim) {
+    throw new GgufError(
+      meta.file,
+      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are not supported`,
+    );
+  }
   const embd = g.header.tensors.get("token_embd.weight");
   if (embd === undefined) throw new GgufError(meta.file, 'missing tensor "token_embd.weight"');
   const tokens = meta.get("tokenizer.ggml.tokens");

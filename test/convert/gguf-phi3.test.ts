@@ -140,7 +140,7 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
     }
   });
 
-  it("a GGUF file with LongRoPE factor tensors is refused on import", async () => {
+  it("a GGUF file with LongRoPE factor tensors, or rotating part of each head, is refused on import", async () => {
     const file = path.join(tmp, "longrope.gguf");
     const f32 = (name: string, shape: number[]) => {
       const data = new Float32Array(shape.reduce((x, y) => x * y, 1)).fill(1);
@@ -154,25 +154,32 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
         },
       };
     };
-    writeGguf(
-      file,
-      [
-        { key: "general.architecture", value: gguf.str("phi3") },
-        { key: "phi3.block_count", value: gguf.u32(1) },
-        { key: "phi3.context_length", value: gguf.u32(16) },
-        { key: "phi3.embedding_length", value: gguf.u32(8) },
-        { key: "phi3.feed_forward_length", value: gguf.u32(16) },
-        { key: "phi3.attention.head_count", value: gguf.u32(2) },
-      ],
-      [
-        f32("token_embd.weight", [4, 8]),
-        f32("rope_factors_long.weight", [2]),
-        f32("rope_factors_short.weight", [2]),
-      ],
-    );
+    const meta = [
+      { key: "general.architecture", value: gguf.str("phi3") },
+      { key: "phi3.block_count", value: gguf.u32(1) },
+      { key: "phi3.context_length", value: gguf.u32(16) },
+      { key: "phi3.embedding_length", value: gguf.u32(8) },
+      { key: "phi3.feed_forward_length", value: gguf.u32(16) },
+      { key: "phi3.attention.head_count", value: gguf.u32(2) },
+    ];
+    writeGguf(file, meta, [
+      f32("token_embd.weight", [4, 8]),
+      f32("rope_factors_long.weight", [2]),
+      f32("rope_factors_short.weight", [2]),
+    ]);
     await assert.rejects(
       loadModel(file),
       /LongRoPE factors \(rope_factors_long \/ rope_factors_short\) are not supported/,
+    );
+    const partial = path.join(tmp, "partial-rotary.gguf");
+    writeGguf(
+      partial,
+      [...meta, { key: "phi3.rope.dimension_count", value: gguf.u32(2) }],
+      [f32("token_embd.weight", [4, 8])],
+    );
+    await assert.rejects(
+      loadModel(partial),
+      /phi3\.rope\.dimension_count 2 ≠ head dimension 4: partial rotary embeddings are not supported/,
     );
   });
 });
