@@ -358,6 +358,15 @@ describe("Gemma GGUF metadata as llama.cpp reads it", () => {
     }
   });
 
+  it("gemma2's window layers take rope.freq_base_swa where it differs, but not beside rope scaling (theirs keep it, ours drop it)", () => {
+    const swa = meta({ "gemma2.rope.freq_base_swa": 100 });
+    assert.equal(gemmaGgufFeatures(swa, "gemma2", shape).localRopeTheta, 100);
+    assert.throws(
+      () => gemmaGgufFeatures(swa, "gemma2", { ...shape, ropeScaling: { type: "linear", factor: 2 } }),
+      /gemma2 with its own window-layer RoPE base \(gemma2\.rope\.freq_base_swa\) and rope scaling is not supported/,
+    );
+  });
+
   it("bad window metadata is named", () => {
     assert.throws(
       () =>
