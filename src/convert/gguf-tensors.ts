@@ -43,6 +43,12 @@ export function planTensors(
   const out: GgufTensorSource[] = [];
   const ropeFreqs = llama3RopeFactors(config);
   if (ropeFreqs) out.push(f32Source("rope_freqs.weight", ropeFreqs));
+  const s = config.ropeScaling;
+  if (s?.type === "longrope") {
+    // Phi-3's LongRoPE tables, one divisor per frequency, under llama.cpp's names.
+    out.push(f32Source("rope_factors_long.weight", Float32Array.from(s.longFactor)));
+    out.push(f32Source("rope_factors_short.weight", Float32Array.from(s.shortFactor)));
+  }
   for (const [hfName, t] of weights) {
     const slice = ggufExpertSlice(hfName);
     if (slice) {

@@ -41,10 +41,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     { key: "general.file_type", value: gguf.u32(LlamaFileType[fileType]) },
     ...architectureMetadata(arch, c),
     ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
-    // Phi-3's window (0: none), as llama.cpp's converter writes it.
-    ...(arch === "phi3"
-      ? [{ key: `${arch}.attention.sliding_window`, value: gguf.u32(c.slidingWindow ?? 0) }]
-      : []),
+    ...(arch === "phi3" ? phi3Metadata(c) : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
@@ -137,13 +134,27 @@ function phi3Architecture(c: ModelConfig, label: string): "phi3" {
     throw new Error(
       `GGUF export of ${label}: llama.cpp's phi3 needs heads × head_dim = hidden (${c.numHeads} × ${c.headDim} ≠ ${c.hiddenSize})`,
     );
-  if (c.ropeScaling?.type === "longrope")
-    // llama.cpp applies one factor table to every position, long once the context it is given
-    // exceeds the original length; the engine switches table at that position.
-    throw new Error(
-      `GGUF export of ${label}: LongRoPE (short/long factors) is not supported: llama.cpp picks one factor table per context size, the engine one per position`,
-    );
+  // LongRoPE is written as llama.cpp's converter writes it (see phi3Metadata); llama.cpp applies
+  // one factor table to every position, the long one once the context it is given exceeds the
+  // original length, where the engine switches tables at that position.
   return "phi3";
+}
+
+/**
+ * Phi-3's keys as llama.cpp's converter writes them: the window (0: none) and, with LongRoPE, the
+ * original context length and the attention factor (the factor tables are tensors).
+ */
+function phi3Metadata(c: ModelConfig): GgufKv[] {
+  const kv: GgufKv[] = [{ key: "phi3.attention.sliding_window", value: gguf.u32(c.slidingWindow ?? 0) }];
+  const s = c.ropeScaling;
+  if (s?.type === "longrope") {
+    kv.push({
+      key: "phi3.rope.scaling.original_context_length",
+      value: gguf.u32(s.originalMaxPositionEmbeddings),
+    });
+    kv.push({ key: "phi3.rope.scaling.attn_factor", value: gguf.f32(s.attentionFactor) });
+  }
+  return kv;
 }
 
 /**

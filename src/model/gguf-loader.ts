@@ -11,6 +11,7 @@ import {
   type GgufMetaValue,
   type GgufTensorInfo,
   readGgufHeader,
+  shortestF32,
 } from "./gguf-reader.js";
 import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
@@ -20,8 +21,8 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
- * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3" (without
- * LongRoPE), "gemma2" and "gemma3".
+ * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma2" and
+ * "gemma3".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama architecture are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_K/Q6_K blocks that the quantized kernels
@@ -82,12 +83,12 @@ function isGemma(arch: SupportedArch): arch is GemmaGgufArch {
 
 function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling | null {
   if (g.header.tensors.has("rope_factors_long.weight") || g.header.tensors.has("rope_factors_short.weight")) {
-    // llama.cpp applies one table to every position (chosen by the context size); the engine
-    // switches at the original length, per position, as transformers does between passes.
-    throw new GgufError(
-      meta.file,
-      "LongRoPE factors (rope_factors_long / rope_factors_short) are not supported in GGUF import",
-    );
+    if (arch !== "phi3")
+      throw new GgufError(
+        meta.file,
+        `LongRoPE factors (rope_factors_long / rope_factors_short) in the ${arch} architecture are not supported (phi3's are)`,
+      );
+    return longRopeScaling(meta, arch, g, headDim);
   }
   if (g.header.tensors.has("rope_freqs.weight")) return llama3Scaling(meta, arch, g, headDim);
   const type = meta.get(`${arch}.rope.scaling.type`);
@@ -102,6 +103,34 @@ function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): Ro
   if (factor === undefined || factor <= 0)
     throw new GgufError(meta.file, `linear RoPE scaling needs ${arch}.rope.scaling.factor`);
   return factor === 1 ? null : { type: "linear", factor };
+}
+
+/**
+ * Phi-3's LongRoPE: the short and long factor tables, the original context length and the
+ * attention factor (1 where the file states none, as llama.cpp takes it). llama.cpp applies one
+ * table to every position, the long one once the context it is given exceeds the original length;
+ * the engine switches tables at that position, as it does for the same model from safetensors.
+ */
+function longRopeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling {
+  const table = (name: string): number[] => {
+    const info = g.header.tensors.get(name);
+    if (info === undefined)
+      throw new GgufError(meta.file, `LongRoPE needs both factor tables: missing "${name}"`);
+    if (info.typeName !== "F32" || info.shape.length !== 1 || info.shape[0] !== headDim / 2)
+      throw new GgufError(
+        meta.file,
+        `tensor "${name}" is ${info.typeName} [${info.shape.join(", ")}], want F32 [${headDim / 2}] (half the head dimension)`,
+      );
+    // As the metadata's floats: the decimals the writer meant (1.05, not 1.0499999523).
+    return Array.from(new Float32Array(g.readBytes(name).slice().buffer), shortestF32);
+  };
+  return {
+    type: "longrope",
+    shortFactor: table("rope_factors_short.weight"),
+    longFactor: table("rope_factors_long.weight"),
+    originalMaxPositionEmbeddings: meta.need(`${arch}.rope.scaling.original_context_length`),
+    attentionFactor: meta.num(`${arch}.rope.scaling.attn_factor`) ?? 1,
+  };
 }
 
 /** Llama 3 scaling recovered from the rope_freqs tensor (see gguf-rope.ts), or a clear error. */

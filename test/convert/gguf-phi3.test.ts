@@ -1,5 +1,6 @@
 // Phi-3 through GGUF: q/k/v fused as attn_qkv and gate/up as ffn_up, as llama.cpp's phi3 reads
-// them; llama.cpp continues greedily as we do and our loader gives back the same model. Also the
+// them, and LongRoPE's factor tables; llama.cpp continues greedily as we do and our loader gives
+// back the same model. Also the
 // cause of llama.cpp's `_Map_base::at` on such files: it looks up "<s>", "</s>", "<unk>" and
 // "<|endoftext|>" whenever general.name contains "phi3", so the writer leaves such a name out
 // when the vocabulary lacks one of them.
@@ -11,6 +12,8 @@ import { after, before, describe, it } from "node:test";
 import type { Llama } from "node-llama-cpp";
 import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
+import type { RopeScaling } from "../../src/model/config.js";
+import { shortestF32 } from "../../src/model/gguf-reader.js";
 import { loadModel } from "../../src/model/load.js";
 import { type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
@@ -124,23 +127,72 @@ describe("llama.cpp's Phi-3 name check", () => {
   });
 });
 
-describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", () => {
-  it("a window shorter than the context (llama.cpp's phi3 turns it off), and LongRoPE", async () => {
-    for (const [variant, why] of [
-      ["phi3", /sliding-window attention \(window 10 < context 256\) has no equivalent in llama\.cpp's phi3/],
-      [
-        "phi3-longrope",
-        /LongRoPE \(short\/long factors\) is not supported: llama\.cpp picks one factor table per context size/,
-      ],
-    ] as const) {
-      const dir = path.join(tmp, `refused-${variant}`);
-      writeTinyModel(dir, variant);
-      const model = await loadModel(dir);
-      assert.throws(() => modelToGguf(model, `${dir}.gguf`), why, variant);
-    }
+describe("Phi-3 with LongRoPE as GGUF", () => {
+  const half = 8; // head_dim 16
+  // Decimals as a config.json states them (GGUF keeps the float32 nearest, which reads back as them).
+  const shortFactor = Array.from({ length: half }, (_, i) => Number((1 + 0.4 * i).toFixed(1)));
+  const longFactor = Array.from({ length: half }, (_, i) => 1 + 2.5 * i);
+  let a: LoadedModel;
+  let b: LoadedModel;
+  let file: string;
+  before(async () => {
+    // An original context (512) beyond what the test runs: llama.cpp then applies the short table
+    // to every position, as the engine does below the original length.
+    const dir = path.join(tmp, "tiny-phi3-longrope");
+    writePhi3Model(dir, {
+      sliding_window: null,
+      max_position_embeddings: 1024,
+      original_max_position_embeddings: 512,
+      rope_scaling: { type: "longrope", short_factor: shortFactor, long_factor: longFactor },
+    });
+    a = await loadModel(dir);
+    file = `${dir}.gguf`;
+    modelToGguf(a, file);
+    b = await loadModel(file);
   });
 
-  it("a GGUF file with LongRoPE factor tensors, or rotating part of each head, is refused on import", async () => {
+  it("the factor tables as rope_factors_short / rope_factors_long, the original length and attention factor as keys", () => {
+    const g = readGguf(file);
+    const f32 = (name: string) => {
+      const t = g.tensors.get(name)!;
+      return Array.from(new Float32Array(t.data.slice().buffer));
+    };
+    assert.deepEqual(f32("rope_factors_short.weight"), shortFactor.map(Math.fround));
+    assert.deepEqual(f32("rope_factors_long.weight"), longFactor.map(Math.fround));
+    assert.equal(g.metadata.get("phi3.rope.scaling.original_context_length"), 512);
+    const attn = Math.sqrt(1 + Math.log(2) / Math.log(512));
+    assert.equal(g.metadata.get("phi3.rope.scaling.attn_factor"), Math.fround(attn));
+  });
+
+  it("loads back with the same config (the computed attention factor as the float32 GGUF stores)", () => {
+    const s = a.config.ropeScaling as Extract<RopeScaling, { type: "longrope" }>;
+    const attentionFactor = shortestF32(Math.fround(s.attentionFactor));
+    assert.deepEqual(b.config, { ...a.config, ropeScaling: { ...s, attentionFactor } });
+  });
+
+  it(`llama.cpp gives our ${STEPS} greedy tokens, as does the file loaded back in ours`, async () => {
+    const ids = a.tokenizer.encode("Once upon a time, in a land far away");
+    const theirs = await llamaCppTokens(file, ids);
+    assert.deepEqual(await ours(a, ids), theirs, "ours (Hugging Face directory) vs llama.cpp");
+    assert.deepEqual(await ours(b, ids), theirs, "ours (the GGUF file) vs llama.cpp");
+    // The short table matters here: without it the continuation differs.
+    const plain = { ...a, config: { ...a.config, ropeScaling: null } };
+    assert.notDeepEqual(await ours(plain, ids), theirs, "the LongRoPE tables make no difference here");
+  });
+});
+
+describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", () => {
+  it("a window shorter than the context (llama.cpp's phi3 turns it off)", async () => {
+    const dir = path.join(tmp, "refused-phi3");
+    writeTinyModel(dir, "phi3");
+    const model = await loadModel(dir);
+    assert.throws(
+      () => modelToGguf(model, `${dir}.gguf`),
+      /sliding-window attention \(window 10 < context 256\) has no equivalent in llama\.cpp's phi3/,
+    );
+  });
+
+  it("LongRoPE tables outside phi3, of the wrong size or without their original length, and partial rotary embeddings are refused on import", async () => {
     const file = path.join(tmp, "longrope.gguf");
     const f32 = (name: string, shape: number[]) => {
       const data = new Float32Array(shape.reduce((x, y) => x * y, 1)).fill(1);
@@ -154,23 +206,33 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
         },
       };
     };
-    const meta = [
-      { key: "general.architecture", value: gguf.str("phi3") },
-      { key: "phi3.block_count", value: gguf.u32(1) },
-      { key: "phi3.context_length", value: gguf.u32(16) },
-      { key: "phi3.embedding_length", value: gguf.u32(8) },
-      { key: "phi3.feed_forward_length", value: gguf.u32(16) },
-      { key: "phi3.attention.head_count", value: gguf.u32(2) },
+    const metaOf = (arch: string) => [
+      { key: "general.architecture", value: gguf.str(arch) },
+      { key: `${arch}.block_count`, value: gguf.u32(1) },
+      { key: `${arch}.context_length`, value: gguf.u32(16) },
+      { key: `${arch}.embedding_length`, value: gguf.u32(8) },
+      { key: `${arch}.feed_forward_length`, value: gguf.u32(16) },
+      { key: `${arch}.attention.head_count`, value: gguf.u32(2) },
     ];
-    writeGguf(file, meta, [
-      f32("token_embd.weight", [4, 8]),
-      f32("rope_factors_long.weight", [2]),
-      f32("rope_factors_short.weight", [2]),
-    ]);
-    await assert.rejects(
-      loadModel(file),
-      /LongRoPE factors \(rope_factors_long \/ rope_factors_short\) are not supported/,
-    );
+    const meta = metaOf("phi3");
+    // Head dimension 8 / 2 = 4: two factors a table.
+    const tables = (n: number) => [
+      f32("rope_factors_long.weight", [n]),
+      f32("rope_factors_short.weight", [n]),
+    ];
+    const cases = [
+      [
+        metaOf("llama"),
+        2,
+        /LongRoPE factors \(rope_factors_long \/ rope_factors_short\) in the llama architecture are not supported \(phi3's are\)/,
+      ],
+      [meta, 3, /tensor "rope_factors_short\.weight" is F32 \[3\], want F32 \[2\]/],
+      [meta, 2, /missing metadata "phi3\.rope\.scaling\.original_context_length"/],
+    ] as const;
+    for (const [kv, n, why] of cases) {
+      writeGguf(file, kv, [f32("token_embd.weight", [4, 8]), ...tables(n)]);
+      await assert.rejects(loadModel(file), why);
+    }
     const partial = path.join(tmp, "partial-rotary.gguf");
     writeGguf(
       partial,
