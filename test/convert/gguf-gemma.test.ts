@@ -27,7 +27,7 @@ import { engineBackends } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
 import { readGguf } from "./gguf-reader.js";
 import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
-import { agreeOrNearTie } from "./near-tie.js";
+import { agreeOrFloatTie, agreeOrNearTie } from "./near-tie.js";
 import { GEMMA_BOS, GEMMA_EOS, type GemmaVariant, writeGemmaModel } from "./sentencepiece-models.js";
 
 const LLAMA_THREADS = 1;
@@ -203,7 +203,7 @@ for (const c of CASES) {
       assert.deepEqual(b.tokenizer.eosTokenIds, [GEMMA_EOS]);
     });
 
-    it(`llama.cpp tokenizes as we do and gives our ${STEPS} greedy tokens, as does the file loaded back in ours`, async () => {
+    it(`llama.cpp tokenizes as we do and gives our ${STEPS} greedy tokens (or parts from them only at a tie), as does the file loaded back in ours`, async () => {
       const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
       try {
         for (const text of TEXTS) {
@@ -223,8 +223,9 @@ for (const c of CASES) {
         assert.ok(new Set(theirs).size >= 5, `a degenerate continuation: ${theirs.join(" ")}`);
         const unwindowed = { ...a, config: { ...a.config, slidingWindow: null, slidingLayers: undefined } };
         assert.notDeepEqual(await ours(unwindowed, ids), theirs, "the window layers make no difference here");
-        assert.deepEqual(await ours(a, ids), theirs, "ours (Hugging Face directory) vs llama.cpp");
-        assert.deepEqual(await ours(b, ids), theirs, "ours (the GGUF file) vs llama.cpp");
+        const mine = await ours(a, ids);
+        agreeOrFloatTie("ours (Hugging Face directory) vs llama.cpp", a, ids, mine, theirs);
+        assert.deepEqual(await ours(b, ids), mine, "ours (the GGUF file) vs ours (Hugging Face directory)");
       } finally {
         await model.dispose();
       }

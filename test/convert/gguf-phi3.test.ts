@@ -22,6 +22,7 @@ import { generateAlone } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { readGguf } from "./gguf-reader.js";
 import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { agreeOrFloatTie } from "./near-tie.js";
 import { PHI3_BOS, writePhi3Model } from "./sentencepiece-models.js";
 
 const STEPS = 30;
@@ -93,7 +94,7 @@ describe("Phi-3 as GGUF (llama.cpp's phi3)", () => {
     for (const text of TEXTS) assert.deepEqual(b.tokenizer.encode(text), a.tokenizer.encode(text), text);
   });
 
-  it(`llama.cpp tokenizes as we do and gives our ${STEPS} greedy tokens, as does the file loaded back in ours`, async () => {
+  it(`llama.cpp tokenizes as we do and gives our ${STEPS} greedy tokens (or parts from them only at a tie), as does the file loaded back in ours`, async () => {
     const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
     try {
       for (const text of TEXTS)
@@ -108,8 +109,9 @@ describe("Phi-3 as GGUF (llama.cpp's phi3)", () => {
     }
     const ids = a.tokenizer.encode("Once upon a time, in a land far away");
     const theirs = await llamaCppTokens(file, ids);
-    assert.deepEqual(await ours(a, ids), theirs, "ours (Hugging Face directory) vs llama.cpp");
-    assert.deepEqual(await ours(b, ids), theirs, "ours (the GGUF file) vs llama.cpp");
+    const mine = await ours(a, ids);
+    agreeOrFloatTie("ours (Hugging Face directory) vs llama.cpp", a, ids, mine, theirs);
+    assert.deepEqual(await ours(b, ids), mine, "ours (the GGUF file) vs ours (Hugging Face directory)");
   });
 });
 
@@ -170,11 +172,18 @@ describe("Phi-3 with LongRoPE as GGUF", () => {
     assert.deepEqual(b.config, { ...a.config, ropeScaling: { ...s, attentionFactor } });
   });
 
-  it(`llama.cpp gives our ${STEPS} greedy tokens, as does the file loaded back in ours`, async () => {
+  it(`llama.cpp gives our ${STEPS} greedy tokens (or parts from them only at a tie), as does the file loaded back in ours`, async () => {
     const ids = a.tokenizer.encode("Once upon a time, in a land far away");
     const theirs = await llamaCppTokens(file, ids);
-    assert.deepEqual(await ours(a, ids), theirs, "ours (Hugging Face directory) vs llama.cpp");
-    assert.deepEqual(await ours(b, ids), theirs, "ours (the GGUF file) vs llama.cpp");
+    const mine = await ours(a, ids);
+    agreeOrFloatTie("ours (Hugging Face directory) vs llama.cpp", a, ids, mine, theirs);
+    agreeOrFloatTie(
+      "ours (the GGUF file) vs ours (Hugging Face directory)",
+      a,
+      ids,
+      await ours(b, ids),
+      mine,
+    );
     // The short table matters here: without it the continuation differs.
     const plain = { ...a, config: { ...a.config, ropeScaling: null } };
     assert.notDeepEqual(await ours(plain, ids), theirs, "the LongRoPE tables make no difference here");
