@@ -1,15 +1,15 @@
 import type { ModelConfig } from "../model/config.js";
 import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
-import { ggufExpertSlice, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
+import { ggufExpertSlice, isNormWeight, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
 import { quantFits, quantizeMatrix } from "./gguf-quantize.js";
 import type { GgufTensorSource } from "./gguf-writer.js";
 
-export function ggufTensorName(hfName: string): string {
+export function ggufTensorName(hfName: string, postNorms = false): string {
   try {
-    return modelGgufName(hfName);
+    return modelGgufName(hfName, postNorms);
   } catch (e) {
     throw new Error(`GGUF export: ${(e as Error).message}`);
   }
@@ -21,6 +21,11 @@ export interface TensorPlanOptions {
    * which llama.cpp's "llama" RoPE expects; its "qwen2" RoPE is rotate-half already (false).
    */
   readonly interleaveQk: boolean;
+  /**
+   * The model's norm weights are Gemma's offsets from 1 (ModelConfig.normPlusOne): llama.cpp
+   * stores the scale itself, 1 + w, computed in f32 as the engine computes it.
+   */
+  readonly normPlusOne?: boolean;
   /** Quantize the matrices (see quantTarget); absent: each as stored. */
   readonly quantize?: GgufQuantize;
 }
@@ -38,6 +43,12 @@ export function planTensors(
   const out: GgufTensorSource[] = [];
   const ropeFreqs = llama3RopeFactors(config);
   if (ropeFreqs) out.push(f32Source("rope_freqs.weight", ropeFreqs));
+  const s = config.ropeScaling;
+  if (s?.type === "longrope") {
+    // Phi-3's LongRoPE tables, one divisor per frequency, under llama.cpp's names.
+    out.push(f32Source("rope_factors_long.weight", Float32Array.from(s.longFactor)));
+    out.push(f32Source("rope_factors_short.weight", Float32Array.from(s.shortFactor)));
+  }
   for (const [hfName, t] of weights) {
     const slice = ggufExpertSlice(hfName);
     if (slice) {
@@ -45,10 +56,11 @@ export function planTensors(
       if (slice.expert === 0) out.push(expertStack(config, weights, hfName, slice.name, opts));
       continue;
     }
-    const name = ggufTensorName(hfName);
+    const name = ggufTensorName(hfName, config.postNorms);
     const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
     if (t.shape.length === 1) {
       let data = toFloat32(t);
+      if (opts.normPlusOne && isNormWeight(hfName)) data = Float32Array.from(data, (v) => v + 1);
       if (heads > 0) {
         const bytes = interleaveRows(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), heads, 4);
         data = new Float32Array(bytes.buffer);
@@ -56,7 +68,9 @@ export function planTensors(
       out.push(f32Source(name, data));
       continue;
     }
-    const target = opts.quantize ? quantTarget(opts.quantize, name, t.shape[1]!, config.numLayers) : null;
+    const target = opts.quantize
+      ? quantTarget(opts.quantize, name, t.shape[1]!, config.numLayers, config.tieWordEmbeddings)
+      : null;
     out.push(
       target && target !== t.dtype ? quantizedSource(name, t, target, heads) : storedSource(name, t, heads),
     );
@@ -68,20 +82,27 @@ export function planTensors(
  * The block format of one matrix under a quantization, after llama.cpp's mixes: q8_0 everywhere;
  * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K with Q6_K for the output matrix and for
  * attn_v and ffn_down in the first and last eighth of the layers and every third layer between
- * (llama.cpp's "use_more_bits"). A matrix whose rows are not whole blocks of its format falls back
- * to Q8_0, and if not even that fits, stays as stored (null).
+ * (llama.cpp's "use_more_bits"). With tied embeddings the embedding table is the output matrix
+ * and is quantized as one. A matrix whose rows are not whole blocks of its format falls back to
+ * Q8_0, and if not even that fits, stays as stored (null).
  */
-export function quantTarget(q: GgufQuantize, name: string, cols: number, nLayers: number): QuantType | null {
+export function quantTarget(
+  q: GgufQuantize,
+  name: string,
+  cols: number,
+  nLayers: number,
+  tiedEmbeddings = false,
+): QuantType | null {
   // The router stays as stored, as llama.cpp's own quantizer leaves it.
   if (/\.ffn_gate_inp\.weight$/.test(name)) return null;
   const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
   const moreBits =
     layer < nLayers / 8 || layer >= (7 * nLayers) / 8 || (layer - Math.floor(nLayers / 8)) % 3 === 2;
+  const output = name === "output.weight" || (tiedEmbeddings && name === "token_embd.weight");
   let want: QuantType = "q8_0";
-  if (q === "q4_0") want = name === "output.weight" ? "q6_k" : "q4_0";
+  if (q === "q4_0") want = output ? "q6_k" : "q4_0";
   if (q === "q4_k_m") {
-    const six =
-      name === "output.weight" || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
+    const six = output || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
     want = six ? "q6_k" : "q4_k";
   }
   if (quantFits(want, cols)) return want;

@@ -1,6 +1,8 @@
 import type { ModelConfig } from "../model/config.js";
+import type { GemmaGgufArch } from "../model/gguf-gemma.js";
 import type { LoadedModel } from "../model/types.js";
 import { type GgufQuantize, LlamaFileType } from "./gguf-format.js";
+import { gemmaGgufArchitecture, gemmaMetadata } from "./gguf-gemma.js";
 import { planTensors } from "./gguf-tensors.js";
 import { extractVocab, vocabMetadata } from "./gguf-vocab.js";
 import { type GgufKv, type GgufWriteSummary, gguf, writeGguf } from "./gguf-writer.js";
@@ -23,9 +25,10 @@ export interface ToGgufSummary extends GgufWriteSummary {
 }
 
 /**
- * Writes a loaded model as a GGUF file llama.cpp can run: Llama-architecture metadata, tensors
+ * Writes a loaded model as a GGUF file llama.cpp can run: its architecture's metadata, tensors
  * under llama.cpp's names in their stored precision (q/k rows back in Meta's interleaved order
- * for the "llama" architecture), and the tokenizer.
+ * for the "llama" architecture, Gemma's norms as scales rather than offsets from 1), and the
+ * tokenizer.
  */
 export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOptions = {}): ToGgufSummary {
   const c = model.config;
@@ -34,13 +37,16 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   const vocab = extractVocab(model, opts.tokenizerDir);
   const metadata: GgufKv[] = [
     { key: "general.architecture", value: gguf.str(arch) },
-    { key: "general.name", value: gguf.str(model.source.label) },
+    ...safeName(model.source.label, vocab.tokens),
     { key: "general.file_type", value: gguf.u32(LlamaFileType[fileType]) },
     ...architectureMetadata(arch, c),
+    ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
+    ...(arch === "phi3" ? phi3Metadata(c) : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
     interleaveQk: arch === "llama",
+    normPlusOne: c.normPlusOne === true,
     ...(opts.quantize ? { quantize: opts.quantize } : {}),
   });
   const summary = writeGguf(file, metadata, tensors, {
@@ -50,16 +56,33 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
+type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | GemmaGgufArch;
+
+function isGemma(arch: GgufArch): arch is GemmaGgufArch {
+  return arch === "gemma2" || arch === "gemma3";
+}
+
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
-function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "qwen3" | "qwen3moe" {
-  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3 and
-  // qwen3moe layouts only; the other families have tensors (Phi-3's fused projections, Gemma's
-  // extra norms) and metadata it does not write.
-  if (!["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"].includes(c.architecture)) {
+function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
+  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
+  // qwen3moe, phi3, gemma2 and gemma3 layouts only.
+  const families = [
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "qwen3_moe",
+    "phi3",
+    "gemma2",
+    "gemma3_text",
+  ];
+  if (!families.includes(c.architecture)) {
     throw new Error(
-      `GGUF export of ${label}: the ${c.architecture} family is not supported (llama, mistral, mixtral, qwen2, qwen3, qwen3_moe)`,
+      `GGUF export of ${label}: the ${c.architecture} family is not supported (${families.join(", ")})`,
     );
   }
+  if (c.architecture === "gemma2" || c.architecture === "gemma3_text") return gemmaGgufArchitecture(c, label);
   if (c.architecture === "qwen3_moe") {
     // llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights.
     if (!c.moe || c.moe.sparseLayers.some((s) => !s))
@@ -72,11 +95,14 @@ function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "q
       );
   }
   if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
+    // llama.cpp's phi3 reads a window and then turns it off.
+    const where = c.architecture === "phi3" ? "phi3 (which ignores its window)" : "llama architecture";
     throw new Error(
       `GGUF export of ${label}: sliding-window attention (window ${c.slidingWindow} < context ` +
-        `${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's llama architecture`,
+        `${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's ${where}`,
     );
   }
+  if (c.architecture === "phi3") return phi3Architecture(c, label);
   if (c.architecture === "qwen2") return "qwen2";
   if (c.architecture === "qwen3_moe") {
     if (c.attentionBias)
@@ -93,6 +119,54 @@ function ggufArchitecture(c: ModelConfig, label: string): "llama" | "qwen2" | "q
   }
   if (c.headDim % 2 !== 0) throw new Error(`GGUF export of ${label}: head_dim ${c.headDim} is odd`);
   return "llama";
+}
+
+/**
+ * Phi-3 as llama.cpp's phi3: q/k/v fused as attn_qkv and gate/up as ffn_up (gate rows first, as
+ * both store them), rotate-half RoPE.
+ */
+function phi3Architecture(c: ModelConfig, label: string): "phi3" {
+  if (!c.fusedProjections || c.attentionBias || c.moe)
+    throw new Error(
+      `GGUF export of ${label}: llama.cpp's phi3 wants fused projections without biases or experts`,
+    );
+  if (c.numHeads * c.headDim !== c.hiddenSize)
+    throw new Error(
+      `GGUF export of ${label}: llama.cpp's phi3 needs heads × head_dim = hidden (${c.numHeads} × ${c.headDim} ≠ ${c.hiddenSize})`,
+    );
+  // LongRoPE is written as llama.cpp's converter writes it (see phi3Metadata); llama.cpp applies
+  // one factor table to every position, the long one once the context it is given exceeds the
+  // original length, where the engine switches tables at that position.
+  return "phi3";
+}
+
+/**
+ * Phi-3's keys as llama.cpp's converter writes them: the window (0: none) and, with LongRoPE, the
+ * original context length and the attention factor (the factor tables are tensors).
+ */
+function phi3Metadata(c: ModelConfig): GgufKv[] {
+  const kv: GgufKv[] = [{ key: "phi3.attention.sliding_window", value: gguf.u32(c.slidingWindow ?? 0) }];
+  const s = c.ropeScaling;
+  if (s?.type === "longrope") {
+    kv.push({
+      key: "phi3.rope.scaling.original_context_length",
+      value: gguf.u32(s.originalMaxPositionEmbeddings),
+    });
+    kv.push({ key: "phi3.rope.scaling.attn_factor", value: gguf.f32(s.attentionFactor) });
+  }
+  return kv;
+}
+
+/**
+ * llama.cpp gives tokens named "<s>", "</s>", "<unk>" and "<|endoftext|>" special attributes when
+ * general.name contains "phi3" or "phi-3", and fails to load (std::map::at) if any is missing from
+ * the vocabulary: such a name is left out then (it is informational only).
+ */
+function safeName(label: string, tokens: readonly string[]): GgufKv[] {
+  if (!/phi-?3/i.test(label)) return [{ key: "general.name", value: gguf.str(label) }];
+  const have = new Set(tokens);
+  const all = ["<s>", "</s>", "<unk>", "<|endoftext|>"].every((t) => have.has(t));
+  return all ? [{ key: "general.name", value: gguf.str(label) }] : [];
 }
 
 /** The one precision of the model's matrices (general.file_type); mixed precisions are refused. */

@@ -3,29 +3,42 @@ import type { Tokenizer } from "../tokenizer/types.js";
 import type { Architecture, ModelConfig, MoeConfig, RopeScaling } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { dequantize, isQuantName, quantTypeOf } from "./gguf-dequant.js";
-import { ggufExpertSlice, ggufTensorName } from "./gguf-names.js";
+import { GEMMA_FAMILY, type GemmaGgufArch, gemmaGgufFeatures } from "./gguf-gemma.js";
+import { ggufExpertSlice, ggufTensorName, isNormWeight } from "./gguf-names.js";
 import {
   GgufError,
   GgufFile,
   type GgufMetaValue,
   type GgufTensorInfo,
   readGgufHeader,
+  shortestF32,
 } from "./gguf-reader.js";
 import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
-import type { Tensor } from "./tensor.js";
+import { type Tensor, toFloat32 } from "./tensor.js";
 import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
- * (Mistral is stored as llama) and "qwen2". Tensors are renamed to Hugging Face names, q/k rows of
- * the llama architecture are put back in rotate-half order, and every matrix is kept as stored:
- * F32/F16/BF16, or Q8_0/Q4_0/Q4_K/Q6_K blocks that the quantized kernels multiply without
- * widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
+ * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma2" and
+ * "gemma3".
+ * Tensors are renamed to Hugging Face names, q/k rows of the llama architecture are put back in
+ * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
+ * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_K/Q6_K blocks that the quantized kernels
+ * multiply without widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
-const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe"] as const;
+const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma2", "gemma3"] as const;
+type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
+
+/** llama.cpp architectures of families the engine does not run, with what to say about them. */
+const REFUSED_ARCHS: Readonly<Record<string, string>> = {
+  gemma: "Gemma 1 is not a family the engine runs",
+  gemma3n: "Gemma 3n (per-layer embeddings, AltUp) is not a family the engine runs",
+  gemma4: "Gemma 4 is not a family the engine runs",
+  "gemma-embedding": "EmbeddingGemma is an encoder (bidirectional attention), not a decoder the engine runs",
+};
 
 class Meta {
   constructor(
@@ -51,19 +64,32 @@ class Meta {
   }
 }
 
-function architectureOf(meta: Meta): (typeof SUPPORTED_ARCHS)[number] {
+function architectureOf(meta: Meta): SupportedArch {
   const arch = meta.get("general.architecture");
   if (typeof arch !== "string") throw new GgufError(meta.file, 'missing metadata "general.architecture"');
   if (!(SUPPORTED_ARCHS as readonly string[]).includes(arch)) {
+    const why = REFUSED_ARCHS[arch];
     throw new GgufError(
       meta.file,
-      `unsupported architecture "${arch}" (supported: ${SUPPORTED_ARCHS.join(", ")}; Mistral is stored as llama)`,
+      `unsupported architecture "${arch}"${why ? `: ${why}` : ""} (supported: ${SUPPORTED_ARCHS.join(", ")}; Mistral is stored as llama)`,
     );
   }
-  return arch as (typeof SUPPORTED_ARCHS)[number];
+  return arch as SupportedArch;
+}
+
+function isGemma(arch: SupportedArch): arch is GemmaGgufArch {
+  return arch === "gemma2" || arch === "gemma3";
 }
 
 function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling | null {
+  if (g.header.tensors.has("rope_factors_long.weight") || g.header.tensors.has("rope_factors_short.weight")) {
+    if (arch !== "phi3")
+      throw new GgufError(
+        meta.file,
+        `LongRoPE factors (rope_factors_long / rope_factors_short) in the ${arch} architecture are not supported (phi3's are)`,
+      );
+    return longRopeScaling(meta, arch, g, headDim);
+  }
   if (g.header.tensors.has("rope_freqs.weight")) return llama3Scaling(meta, arch, g, headDim);
   const type = meta.get(`${arch}.rope.scaling.type`);
   if (type === undefined || type === "none") return null;
@@ -77,6 +103,34 @@ function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): Ro
   if (factor === undefined || factor <= 0)
     throw new GgufError(meta.file, `linear RoPE scaling needs ${arch}.rope.scaling.factor`);
   return factor === 1 ? null : { type: "linear", factor };
+}
+
+/**
+ * Phi-3's LongRoPE: the short and long factor tables, the original context length and the
+ * attention factor (1 where the file states none, as llama.cpp takes it). llama.cpp applies one
+ * table to every position, the long one once the context it is given exceeds the original length;
+ * the engine switches tables at that position, as it does for the same model from safetensors.
+ */
+function longRopeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling {
+  const table = (name: string): number[] => {
+    const info = g.header.tensors.get(name);
+    if (info === undefined)
+      throw new GgufError(meta.file, `LongRoPE needs both factor tables: missing "${name}"`);
+    if (info.typeName !== "F32" || info.shape.length !== 1 || info.shape[0] !== headDim / 2)
+      throw new GgufError(
+        meta.file,
+        `tensor "${name}" is ${info.typeName} [${info.shape.join(", ")}], want F32 [${headDim / 2}] (half the head dimension)`,
+      );
+    // As the metadata's floats: the decimals the writer meant (1.05, not 1.0499999523).
+    return Array.from(new Float32Array(g.readBytes(name).slice().buffer), shortestF32);
+  };
+  return {
+    type: "longrope",
+    shortFactor: table("rope_factors_short.weight"),
+    longFactor: table("rope_factors_long.weight"),
+    originalMaxPositionEmbeddings: meta.need(`${arch}.rope.scaling.original_context_length`),
+    attentionFactor: meta.num(`${arch}.rope.scaling.attn_factor`) ?? 1,
+  };
 }
 
 /** Llama 3 scaling recovered from the rope_freqs tensor (see gguf-rope.ts), or a clear error. */
@@ -126,7 +180,7 @@ function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeCo
   };
 }
 
-function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufFile): ModelConfig {
+function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const k = (name: string) => `${arch}.${name}`;
   const numLayers = meta.need(k("block_count"));
   const ffn = meta.need(k("feed_forward_length"));
@@ -141,14 +195,36 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new GgufError(meta.file, `head dimension ${headDim} is not an even integer`);
   }
+  // Partial rotary embeddings (Phi-4-mini's, for one) rotate fewer dimensions than a head has.
+  const rotated = meta.num(k("rope.dimension_count")) ?? headDim;
+  if (rotated !== headDim) {
+    throw new GgufError(
+      meta.file,
+      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are not supported`,
+    );
+  }
   const embd = g.header.tensors.get("token_embd.weight");
   if (embd === undefined) throw new GgufError(meta.file, 'missing tensor "token_embd.weight"');
   const tokens = meta.get("tokenizer.ggml.tokens");
   const vocabSize = meta.num(k("vocab_size")) ?? (Array.isArray(tokens) ? tokens.length : embd.shape[0]!);
   const bos = meta.num("tokenizer.ggml.bos_token_id");
   const eos = meta.num("tokenizer.ggml.eos_token_id");
+  const ropeTheta = meta.num(k("rope.freq_base")) ?? 10000;
+  const rope = ropeScaling(meta, arch, g, headDim);
+  const shape = { numLayers, hiddenSize: hidden, numHeads, headDim, ropeTheta, ropeScaling: rope };
+  const gemma = isGemma(arch) ? gemmaGgufFeatures(meta, arch, shape) : undefined;
+  // Phi-3's window as its converter writes it (0: none). llama.cpp turns it off; the engine
+  // attends within it, as the model was trained.
+  const window = arch === "phi3" ? (meta.num(k("attention.sliding_window")) ?? 0) : 0;
+  const family: Architecture = isGemma(arch)
+    ? GEMMA_FAMILY[arch]
+    : arch === "qwen3moe"
+      ? "qwen3_moe"
+      : moe
+        ? "mixtral"
+        : arch;
   return {
-    architecture: (arch === "qwen3moe" ? "qwen3_moe" : moe ? "mixtral" : arch) satisfies Architecture,
+    architecture: family,
     vocabSize,
     hiddenSize: hidden,
     intermediateSize: ffn,
@@ -158,13 +234,15 @@ function ggufConfig(meta: Meta, arch: (typeof SUPPORTED_ARCHS)[number], g: GgufF
     headDim,
     maxPositionEmbeddings: meta.need(k("context_length")),
     rmsNormEps: meta.num(k("attention.layer_norm_rms_epsilon")) ?? 1e-6,
-    ropeTheta: meta.num(k("rope.freq_base")) ?? 10000,
-    ropeScaling: ropeScaling(meta, arch, g, headDim),
+    ropeTheta,
+    ropeScaling: rope,
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
     ...(moe ? { moe } : {}),
-    slidingWindow: null,
+    ...(arch === "phi3" ? { fusedProjections: true } : {}),
+    slidingWindow: window > 0 ? window : null,
+    ...gemma,
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
   };
@@ -235,6 +313,17 @@ function tensorFromBytes(
   return { name: hfName, dtype: quantTypeOf(info.typeName), shape: info.shape, data: bytes };
 }
 
+/**
+ * A Gemma norm's offsets from 1 (what Hugging Face stores and ModelConfig.normPlusOne reads) from
+ * llama.cpp's scale. In f32 the engine's 1 + (s − 1) gives back s exactly for every s ≥ 0.5.
+ */
+function normOffsets(t: Tensor): Tensor {
+  const scale = toFloat32(t);
+  const data = new Float32Array(new SharedArrayBuffer(scale.byteLength));
+  for (let i = 0; i < scale.length; i++) data[i] = scale[i]! - 1;
+  return { name: t.name, dtype: "f32", shape: t.shape, data };
+}
+
 /** The same tensor over other bytes (of the same length). */
 function withBytes(t: Tensor, bytes: Uint8Array): Tensor {
   if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: new Float32Array(bytes.buffer) };
@@ -263,7 +352,7 @@ function loadWeights(
   const infos = expected.map((t) => {
     // An expert's matrix is one slice of its layer's stack: [experts, rows, cols].
     const slice = ggufExpertSlice(t.name);
-    const name = slice ? slice.name : ggufTensorName(t.name);
+    const name = slice ? slice.name : ggufTensorName(t.name, config.postNorms);
     const info = g.header.tensors.get(name);
     if (info === undefined) {
       throw new GgufError(g.file, `missing tensor "${name}" (the model's ${t.name})`);
@@ -312,6 +401,7 @@ function loadWeights(
       const fixed = deinterleaveRows(raw, heads, raw.length / info.shape[0]!);
       tensor = withBytes(tensor, fixed);
     }
+    if (config.normPlusOne && isNormWeight(t.name)) tensor = normOffsets(tensor);
     weights.set(t.name, tensor);
     types.add(info.typeName);
     done += n;

@@ -8,6 +8,9 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "self_attn.k_proj.bias": "attn_k.bias",
   "self_attn.v_proj.bias": "attn_v.bias",
   "self_attn.o_proj.weight": "attn_output.weight",
+  // Phi-3's fused projections: q/k/v rows in one matrix, and gate then up rows in ffn_up.
+  "self_attn.qkv_proj.weight": "attn_qkv.weight",
+  "mlp.gate_up_proj.weight": "ffn_up.weight",
   // Qwen3's per-head RMSNorm of q and k (after the projections, before RoPE).
   "self_attn.q_norm.weight": "attn_q_norm.weight",
   "self_attn.k_norm.weight": "attn_k_norm.weight",
@@ -19,6 +22,15 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",
   "mlp.gate.weight": "ffn_gate_inp.weight",
 };
+/**
+ * Gemma 2 and 3 (four norms a layer): there post_attention_layernorm is the norm on the attention
+ * output, and the norm before the FFN is pre_feedforward_layernorm.
+ */
+const POST_NORM_NAMES: Readonly<Record<string, string>> = {
+  "post_attention_layernorm.weight": "post_attention_norm.weight",
+  "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+  "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+};
 const GLOBAL_NAMES: Readonly<Record<string, string>> = {
   "model.embed_tokens.weight": "token_embd.weight",
   "model.norm.weight": "output_norm.weight",
@@ -26,12 +38,15 @@ const GLOBAL_NAMES: Readonly<Record<string, string>> = {
 };
 const LAYER_PREFIX = /^model\.layers\.(\d+)\.(.+)$/;
 
-/** llama.cpp's name for a Hugging Face weight name; throws for a weight llama.cpp has no name for. */
-export function ggufTensorName(hfName: string): string {
+/**
+ * llama.cpp's name for a Hugging Face weight name; throws for a weight llama.cpp has no name for.
+ * `postNorms`: the model has Gemma's four norms a layer (ModelConfig.postNorms).
+ */
+export function ggufTensorName(hfName: string, postNorms = false): string {
   const global = GLOBAL_NAMES[hfName];
   if (global) return global;
   const m = LAYER_PREFIX.exec(hfName);
-  const local = m ? LAYER_NAMES[m[2]!] : undefined;
+  const local = m ? ((postNorms ? POST_NORM_NAMES[m[2]!] : undefined) ?? LAYER_NAMES[m[2]!]) : undefined;
   if (!m || !local) throw new Error(`no llama.cpp name for weight "${hfName}"`);
   return `blk.${m[1]}.${local}`;
 }
@@ -56,3 +71,11 @@ const EXPERT_STACKS = {
   up_proj: "ffn_up_exps.weight",
   down_proj: "ffn_down_exps.weight",
 } as const;
+
+/**
+ * Whether a weight is an RMSNorm's (Gemma stores those as offsets from 1, llama.cpp as the scale
+ * itself): every norm's name ends in "norm.weight", and no other weight's does.
+ */
+export function isNormWeight(hfName: string): boolean {
+  return hfName.endsWith("norm.weight");
+}

@@ -141,7 +141,7 @@ class HeaderCursor {
  * A float32 as the shortest decimal that rounds to it (1e-5, not 0.000009999999747378752), which
  * is the value the writer meant; it is the same float32.
  */
-function shortestF32(x: number): number {
+export function shortestF32(x: number): number {
   if (!Number.isFinite(x)) return x;
   for (let digits = 1; digits < 9; digits++) {
     const d = Number(x.toPrecision(digits));

@@ -25,10 +25,10 @@ import type { LoadedModel } from "../../src/model/types.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
-import { referenceLogits } from "../helpers/reference-forward.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { randomF32, rng } from "../kernels/fixtures.js";
 import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { agreeOrNearTie } from "./near-tie.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-quant-"));
@@ -95,6 +95,10 @@ describe("quantization mixes", () => {
     const t = (name: string, cols = 512) => quantTarget("q4_k_m", name, cols, 16);
     assert.equal(t("output.weight"), "q6_k");
     assert.equal(t("token_embd.weight"), "q4_k");
+    // Tied embeddings: the table is the output matrix too, and quantized as llama.cpp quantizes that.
+    assert.equal(quantTarget("q4_k_m", "token_embd.weight", 512, 16, true), "q6_k");
+    assert.equal(quantTarget("q4_0", "token_embd.weight", 512, 16, true), "q6_k");
+    assert.equal(quantTarget("q4_0", "token_embd.weight", 64, 16, true), "q8_0");
     assert.equal(t("blk.5.attn_q.weight"), "q4_k");
     // use_more_bits(i, 16): i < 2, i >= 14, or (i - 2) % 3 == 2.
     const sixes = [...Array(16).keys()].filter((l) => t(`blk.${l}.ffn_down.weight`) === "q6_k");
@@ -143,31 +147,6 @@ async function llamaCppTokens(file: string, ids: readonly number[], n: number): 
   } finally {
     await gguf.dispose();
   }
-}
-
-/**
- * Two greedy continuations of `ids` agree, or first differ where the float model's logits of the
- * two tokens are closer than twice the largest change quantization makes to any logit there
- * (float64 forward passes of the float and the quantized weights): a near tie that either side's
- * rounding may break either way.
- */
-function agreeOrNearTie(
-  what: string,
-  float: LoadedModel,
-  quant: LoadedModel,
-  ids: number[],
-  a: number[],
-  b: number[],
-) {
-  const at = a.findIndex((t, i) => t !== b[i]);
-  if (at < 0) return;
-  const prefix = [...ids, ...a.slice(0, at)];
-  const lf = referenceLogits(float.config, float.weights, prefix).at(-1)!;
-  const lq = referenceLogits(quant.config, quant.weights, prefix).at(-1)!;
-  let moved = 0;
-  for (let i = 0; i < lf.length; i++) moved = Math.max(moved, Math.abs(lq[i]! - lf[i]!));
-  const gap = Math.abs(lf[a[at]!]! - lf[b[at]!]!);
-  assert.ok(gap <= 2 * moved, `${what}: step ${at} (${a[at]} vs ${b[at]}): float gap ${gap} > 2 × ${moved}`);
 }
 
 /** Ours on the quantized file against the float model and llama.cpp on the same file. */
