@@ -16,7 +16,9 @@ import type { ModelGraph } from "./ops.js";
 export function buildLlamaGraph(c: ModelConfig): ModelGraph {
   const g = new GraphBuilder();
   const d = c.hiddenSize;
-  const scale = c.embedScale ? { scale: Math.sqrt(d) } : {};
+  const scale = c.embedScale
+    ? { scale: Math.sqrt(d), ...(c.embedScaleExact ? { scaleExact: true } : {}) }
+    : {};
   let h = g.emit("h0", d, (out) => ({ kind: "embed", out, table: "model.embed_tokens.weight", ...scale }));
   for (let l = 0; l < c.numLayers; l++) h = decoderLayer(g, c, l, h);
   const logits = lmHead(g, c, h);

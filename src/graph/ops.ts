@@ -9,7 +9,14 @@ export type Op =
    * out = rows of the embedding table for the step's token ids, times `scale` when given (Gemma's
    * √hidden, rounded to the table's dtype first as transformers rounds it to the activations').
    */
-  | { readonly kind: "embed"; readonly out: string; readonly table: string; readonly scale?: number }
+  | {
+      readonly kind: "embed";
+      readonly out: string;
+      readonly table: string;
+      readonly scale?: number;
+      /** Apply `scale` as given (f32), not rounded to the table's dtype first. */
+      readonly scaleExact?: boolean;
+    }
   /**
    * out = x / rms(x) * weight per row, or * (1 + weight) with `plusOne` (Gemma); with `heads`,
    * per each of that many equal slices of a row (q/k norms: one weight [width / heads] shared by

@@ -84,6 +84,11 @@ export interface ModelConfig {
   readonly normPlusOne?: boolean;
   /** Gemma: token embeddings times √hidden_size (rounded to the embedding's dtype, as transformers does). */
   readonly embedScale?: boolean;
+  /**
+   * GGUF Gemma: the √hidden_size scale is applied in f32, as llama.cpp does, not rounded to the
+   * embedding's dtype (a bf16 table at hidden 3584 would otherwise scale 0.2% differently).
+   */
+  readonly embedScaleExact?: boolean;
   /** Gemma: RMSNorms on the attention output and the FFN output too, before each joins the residual stream. */
   readonly postNorms?: boolean;
   /** The FFN's gate activation: SiLU (SwiGLU) or Gemma's tanh-approximated GELU (GeGLU). Absent: silu. */

@@ -117,6 +117,7 @@ export function gemmaGgufFeatures(
     ...(localRopeTheta !== undefined ? { localRopeTheta } : {}),
     normPlusOne: true,
     embedScale: true,
+    embedScaleExact: true,
     postNorms: true,
     activation: "gelu_tanh",
     attentionScale: gemmaAttentionScale(arch, c),

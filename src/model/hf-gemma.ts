@@ -16,6 +16,7 @@ export type GemmaFeatures = Pick<
   | "qkNorm"
   | "normPlusOne"
   | "embedScale"
+  | "embedScaleExact"
   | "postNorms"
   | "activation"
   | "attentionScale"

@@ -77,7 +77,8 @@ export class SliceExecutor implements ModelExecutor {
         this.vectors.set(op.weight, w);
       } else if (op.kind === "embed") {
         const table = need(op.table);
-        if (op.scale !== undefined) this.embedScale = roundTo(table.dtype, op.scale);
+        if (op.scale !== undefined)
+          this.embedScale = op.scaleExact ? op.scale : roundTo(table.dtype, op.scale);
       } else if (op.kind === "moe") {
         this.moes.set(op.out, prepareMoe(backend, op, need));
       }

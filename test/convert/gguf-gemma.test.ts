@@ -177,7 +177,8 @@ for (const c of CASES) {
     });
 
     it("loads back with the same config, matrices, norm scales and tokenizer", () => {
-      assert.deepEqual(b.config, a.config);
+      // The one difference: from GGUF the √hidden embedding scale is applied in f32, as llama.cpp does.
+      assert.deepEqual(b.config, { ...a.config, embedScaleExact: true });
       assert.deepEqual([...b.weights.keys()].sort(), [...a.weights.keys()].sort());
       for (const [name, t] of a.weights) {
         const u = b.weights.get(name)!;
@@ -416,7 +417,7 @@ describe("quantized Gemma GGUF files we write", () => {
         [...quant.weights.values()].filter((t) => t.shape.length > 1).map((t) => t.dtype),
       );
       assert.deepEqual([...types].sort(), want[q]);
-      assert.deepEqual(quant.config, float.config);
+      assert.deepEqual(quant.config, { ...float.config, embedScaleExact: true });
       const ids = float.tokenizer.encode("Once upon a time, in a land far away");
       const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
       try {

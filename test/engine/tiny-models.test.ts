@@ -111,3 +111,31 @@ for (const { name: backendName, backend } of engineBackends()) {
     });
   }
 }
+
+describe("Gemma's √hidden embedding scale, rounded (safetensors) or exact (GGUF)", async () => {
+  const backend = engineBackends()[0]!.backend;
+  // bf16 at hidden 48: √48 = 6.928… rounds to 6.9375 in bf16, so the two differ by 0.13%.
+  const tiny = writeTinyModel(path.join(root, "gemma2-scale"), "gemma2");
+  const rounded = await loadModel(tiny.dir);
+  const exact: LoadedModel = { ...rounded, config: { ...rounded.config, embedScaleExact: true } };
+
+  it("each follows the float64 reference of its own rule, and the two differ", async () => {
+    const outs: Float32Array[][] = [];
+    for (const model of [rounded, exact]) {
+      const ref = referenceLogits(model.config, model.weights, prompt);
+      const got = await engineLogits(model, backend, "f32");
+      const tol = tolerance("f32", backend, tiny.weights);
+      for (let pos = 0; pos < prompt.length; pos++) {
+        const r = ref[pos]!;
+        const scale = Math.max(...r.map(Math.abs), 1e-6);
+        for (let i = 0; i < r.length; i++)
+          assert.ok(Math.abs(got[pos]![i]! - r[i]!) <= tol * scale, `position ${pos}, logit ${i}`);
+      }
+      outs.push(got);
+    }
+    let moved = 0;
+    for (let i = 0; i < outs[0]![0]!.length; i++)
+      moved = Math.max(moved, Math.abs(outs[0]![0]![i]! - outs[1]![0]![i]!));
+    assert.ok(moved > 1e-4, `the exact scale changes the logits (max |diff| ${moved})`);
+  });
+});

@@ -113,7 +113,8 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
   // Gemma's norms scale by (1 + weight).
   const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, normWeight(c, rw, name), c.rmsNormEps);
   const emb = "model.embed_tokens.weight";
-  const embScale = c.embedScale ? roundToDtype(asFloat(w.get(emb)!).dtype, Math.sqrt(c.hiddenSize)) : 1;
+  const root = Math.sqrt(c.hiddenSize);
+  const embScale = c.embedScale ? (c.embedScaleExact ? root : roundToDtype(asFloat(w.get(emb)!).dtype, root)) : 1;
   let hs = tokens.map((t) =>
     Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at(emb, t, i) * embScale),
   );
