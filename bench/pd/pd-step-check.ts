@@ -130,16 +130,17 @@ for (const f of forwards) {
   const r = f.load.remote[0]!;
   const kind = `${r.prefillTokens + f.load.ownPrefillTokens > 0 ? "with prompt chunks" : "decode only"}${r.decodeRows > 0 ? ", offloaded rows" : ""}`;
   const e = kinds.get(kind) ?? { n: 0, measured: 0, predicted: 0, tokens: 0 };
+  const predicted = cost.cycle([f.load]);
   e.n++;
   e.measured += f.seconds;
-  e.predicted += cost.cycle([f.load]);
+  e.predicted += predicted;
   passes.push({
     kind,
     seqs: f.load.seqs,
     decodeRows: f.load.decodeRows,
     ctx: f.load.ownDecodeCtx + r.decodeCtx,
     measured: f.seconds,
-    predicted: cost.cycle([f.load]),
+    predicted,
   });
   e.tokens += r.prefillTokens + f.load.ownPrefillTokens;
   kinds.set(kind, e);
