@@ -10,6 +10,7 @@ import type { DeviceProfile } from "../../src/sim/profile.js";
 import type { SimModel } from "../../src/sim/types.js";
 import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { type EngineOverheads, measureEngineOverheads, measureShmLink } from "./measure-engine.js";
+import { type KvHandoffCost, measureKvHandoff } from "./measure-handoff.js";
 import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
 import { measureStall, type StallSample } from "./measure-stall.js";
 
@@ -66,6 +67,7 @@ export interface ProfileDetails {
   readonly splitOverheads: EngineOverheads;
   readonly transportBandwidth: number;
   readonly messageLatencyS: number;
+  readonly kvHandoff: KvHandoffCost;
   readonly stall: readonly StallSample[];
   readonly prefillChunk: { tokens: number; threads: number; seconds: number };
 }
@@ -136,6 +138,15 @@ export async function measureProfile(
     { batches: effort.overheadBatches, steps: effort.overheadSteps, rounds: effort.overheadRounds },
   );
   const link = await measureShmLink(effort.transportBytes, effort.reps * 4);
+  // The prefill instance's KV handoff, at the first PD model's KV width (else this model's).
+  const hc = prefillModels[0]?.model.config ?? c;
+  log(`KV handoff of a ${PREFILL_CHUNK}-token chunk (${hc.numKvHeads * hc.headDim} floats per token) ...`);
+  const kvHandoff = await measureKvHandoff(
+    hc.numKvHeads * hc.headDim,
+    hc.numLayers,
+    PREFILL_CHUNK,
+    effort.reps * 2,
+  );
   log(
     `host stall: the decode-shaped matrix pass back to back for ${effort.stallSeconds} s (${cores} threads, then ${modelThreads}) ...`,
   );
@@ -185,6 +196,7 @@ export async function measureProfile(
       bandwidth: link.bandwidth,
       latencyS: overheads.transportLatencyS,
       messageLatencyS: link.messageLatencyS,
+      kvHandoff: { layerS: kvHandoff.layerS, bytesPerS: kvHandoff.bytesPerS },
     },
     stall: stall.map((s) => ({ threads: s.threads, factor: s.factor })),
     prefill: { threads: modelThreads, flops: prefillFlops },
@@ -215,6 +227,7 @@ export async function measureProfile(
       splitOverheads,
       transportBandwidth: link.bandwidth,
       messageLatencyS: link.messageLatencyS,
+      kvHandoff,
       stall,
       prefillChunk: { tokens: chunk, threads: modelThreads, seconds: timing.seconds },
     },

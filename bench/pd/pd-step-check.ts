@@ -75,7 +75,10 @@ core.runStep = async () => {
   stepSeconds.push((performance.now() - t0) / 1000);
   return events;
 };
-const measured = await replay(mode, core, attention, [...c.trace]).finally(() => attention.close());
+const measured = await replay(mode, core, attention, [...c.trace], () => {
+  forwards.length = 0;
+  stepSeconds.length = 0;
+}).finally(() => attention.close());
 
 // (1) The replica on the runtime's own step times.
 let k = 0;
@@ -115,13 +118,30 @@ console.log(
 // (2) The step model on each recorded step, by kind.
 const cost = placementCost(profile, sim, placement);
 const kinds = new Map<string, { n: number; measured: number; predicted: number; tokens: number }>();
+const passes: {
+  kind: string;
+  seqs: number;
+  decodeRows: number;
+  ctx: number;
+  measured: number;
+  predicted: number;
+}[] = [];
 for (const f of forwards) {
   const r = f.load.remote[0]!;
   const kind = `${r.prefillTokens + f.load.ownPrefillTokens > 0 ? "with prompt chunks" : "decode only"}${r.decodeRows > 0 ? ", offloaded rows" : ""}`;
   const e = kinds.get(kind) ?? { n: 0, measured: 0, predicted: 0, tokens: 0 };
+  const predicted = cost.cycle([f.load]);
   e.n++;
   e.measured += f.seconds;
-  e.predicted += cost.cycle([f.load]);
+  e.predicted += predicted;
+  passes.push({
+    kind,
+    seqs: f.load.seqs,
+    decodeRows: f.load.decodeRows,
+    ctx: f.load.ownDecodeCtx + r.decodeCtx,
+    measured: f.seconds,
+    predicted,
+  });
   e.tokens += r.prefillTokens + f.load.ownPrefillTokens;
   kinds.set(kind, e);
 }
@@ -144,6 +164,7 @@ writeResults(`pd-step-check-${mode}.json`, {
   replicaOnMeasuredSteps: replica,
   kinds: Object.fromEntries(kinds),
   stepSeconds,
+  passes,
 });
 process.exit(0);
 

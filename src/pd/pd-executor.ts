@@ -62,15 +62,17 @@ export class PdExecutor extends SliceExecutor {
     this.route(step, pd);
     const V = this.config.vocabSize;
     const remoteOf: number[] = [];
-    const runs: Promise<Float32Array>[] = [
-      pd.local.nSeqs > 0 ? super.forward(pd.local, attention) : Promise.resolve(pd.logits),
-    ];
+    const remote: Promise<Float32Array>[] = [];
+    // The prefill instances' chunks go out first: with no offloaded rows the local pass never
+    // waits, so it runs to its end before anything after it is sent (prefill would then start
+    // only when the decode instance's own rows are done, the two in series instead of side by side).
     pd.prefill.forEach((b, i) => {
       if (b.nSeqs === 0) return;
-      runs.push(this.hybrid.instances[i]!.link.prefill(b, V));
+      remote.push(this.hybrid.instances[i]!.link.prefill(b, V));
       remoteOf.push(i);
     });
-    const results = await Promise.allSettled(runs);
+    const local = pd.local.nSeqs > 0 ? super.forward(pd.local, attention) : Promise.resolve(pd.logits);
+    const results = await Promise.allSettled([local, ...remote]);
     const replies = this.settled(results, remoteOf);
     this.mergeLogits(step, pd, replies);
     for (let row = 0, s = 0; s < step.nSeqs && row < step.nLogits; s++) {

@@ -118,7 +118,7 @@ export class PrefillServer {
 }
 
 /** One PREFILL request, copied out of the transport's buffers. */
-interface PrefillJob {
+export interface PrefillJob {
   readonly requestId: number;
   readonly nSeqs: number;
   readonly nTokens: number;
@@ -166,9 +166,10 @@ function parsePrefill(m: ReceivedMessage, kv: KvAttention, vocab: number): Prefi
 
 /**
  * Sends each layer's KV of the sequences that are not kept here, as soon as the layer is done.
- * Buffers are sized once for the largest step and reused by every job.
+ * Buffers are sized once for the largest step and reused by every job. (Exported for the
+ * calibration, which times it: the prefill instance's thread pays it between prefill layers.)
  */
-class KvHandoff {
+export class KvHandoff {
   private readonly rows: Int32Array;
   private readonly rowSeq: Int32Array;
   private readonly rowPos: Int32Array;
@@ -279,11 +280,24 @@ class ExecutorCacheAttention implements AttentionService {
     out: Float32Array,
   ): Promise<void> {
     this.kv.run(layer, this.view, this.q!, k, v, out);
-    await this.handoff.layerDone(layer, k, v);
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await handOffLayer(this.handoff, layer, k, v);
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * What the prefill instance does after each prefill layer: hand the layer's KV back, then yield so
+ * the attention executor's requests run in between.
+ */
+export async function handOffLayer(
+  handoff: KvHandoff,
+  layer: number,
+  k: Float32Array,
+  v: Float32Array,
+): Promise<void> {
+  await handoff.layerDone(layer, k, v);
+  await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 /** The prefill executor's key in the shared cache, apart from the decode side's micro-batches. */

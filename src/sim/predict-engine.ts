@@ -148,5 +148,6 @@ function overheadsFor(p: DeviceProfile, placement: EnginePlacement): EngineOverh
     latencyS: p.transport.latencyS,
     messageLatencyS: p.transport.messageLatencyS ?? p.transport.latencyS,
     linkBytesPerS: p.transport.bandwidth,
+    ...(p.transport.kvHandoff ? { kvHandoff: p.transport.kvHandoff } : {}),
   };
 }

@@ -44,6 +44,13 @@ export const deviceProfileSchema = z.object({
      * decode instance and its prefill instances). Without it those links are charged `latencyS`.
      */
     messageLatencyS: z.number().nonnegative().optional(),
+    /**
+     * What a PD prefill instance's thread pays after each prefill layer besides its compute: a
+     * yield to its event loop (`layerS`), and gathering the layer's K and V rows of requests whose
+     * KV goes back and writing them into the channel, at `bytesPerS` of rows as sent (f32). Without
+     * it the stream back is charged the KV's bytes at `bandwidth`.
+     */
+    kvHandoff: z.object({ layerS: z.number().nonnegative(), bytesPerS: z.number().positive() }).optional(),
   }),
   threads: z.number().int().positive().optional(),
   /** Host-side cost per running sequence per step (sampling, detokenization, scheduling), s. */

@@ -4,11 +4,12 @@ import { predictEngineRun } from "../../src/sim/predict-engine.js";
 import { parseDeviceProfile } from "../../src/sim/profile.js";
 import { PdCost } from "../../src/sim/replica/placement-cost.js";
 import { profileForModel, sideRates, stallFactor } from "../../src/sim/replica/rates.js";
-import { type BatchLoad, SideCost } from "../../src/sim/replica/step-cost.js";
+import { type BatchLoad, HANDOFF_BYTES_PER_ELEMENT, SideCost } from "../../src/sim/replica/step-cost.js";
 import { PD_BENCH_MODEL, TWO_CORE_PROFILE } from "./engine-fixtures.js";
 
 // The model terms the calibration measures besides kernel rates: host stall per thread count,
-// the prefill rate at a model's own widths, and the message latency of PD's per-layer exchange.
+// the prefill rate at a model's own widths, the message latency of PD's per-layer exchange, and
+// the prefill instance's KV handoff after each of its layers.
 const PROFILE = TWO_CORE_PROFILE;
 const MODEL = PD_BENCH_MODEL;
 const DECODE = Array.from({ length: 16 }, (_, i) => ({
@@ -104,5 +105,57 @@ describe("replica model terms measured by the calibration", () => {
     const b = predictEngineRun(p, MODEL, trace, { ...SHAPE, kvBlocks: 128 }, { kind: "adrenaline", ...pd });
     assert.ok(b.offload!.maxRatioSeen > 0, "some requests are offloaded");
     assert.ok(b.tpotMeanS > a.tpotMeanS, `${b.tpotMeanS} vs ${a.tpotMeanS}`);
+  });
+
+  it("PD's prefill instance pays the measured KV handoff after each layer, in series with its prefill", () => {
+    const side = new SideCost(MODEL, sideRates(PROFILE, 1));
+    const o = { layerS: 0, tokenS: 0, latencyS: 0, messageLatencyS: 0, linkBytesPerS: 5e9 };
+    const prompt = (streamedTokens: number, decodeRows = 0): BatchLoad => ({
+      seqs: 1 + decodeRows,
+      decodeRows,
+      ownDecodeCtx: decodeRows * 300,
+      ownPrefillTokens: 0,
+      ownPrefillWork: 0,
+      remote: [{ decodeRows: 0, decodeCtx: 0, prefillTokens: 500, prefillWork: 500 * 500, streamedTokens }],
+    });
+    const compute = side.prefill(500, 500 * 500);
+    const handoff = { layerS: 1e-4, bytesPerS: 2e9 };
+    const measured = new PdCost(side, side, side, { ...o, kvHandoff: handoff });
+    // Kept on the prefill instance (Adrenaline's offloaded prompt): only the yield after each layer.
+    const kept = measured.step(prompt(0));
+    assert.ok(Math.abs(kept - compute - MODEL.layers * 1e-4) < 1e-12, `${kept - compute}`);
+    // Handed back: every layer's K and V rows, as sent (f32), at the measured rate.
+    const bytes = 500 * 2 * MODEL.layers * MODEL.kvHeads * MODEL.headDim * HANDOFF_BYTES_PER_ELEMENT;
+    const streamed = measured.step(prompt(500));
+    assert.ok(Math.abs(streamed - kept - bytes / 2e9) < 1e-12, `${streamed - kept} vs ${bytes / 2e9}`);
+    // Without the measurement: the KV's (f16) bytes at the link's bandwidth, a different charge.
+    const linkOnly = new PdCost(side, side, side, o);
+    const kvBytes = 500 * 2 * MODEL.layers * MODEL.kvHeads * MODEL.headDim * MODEL.bytesPerElement;
+    assert.ok(Math.abs(linkOnly.step(prompt(500)) - compute - kvBytes / 5e9) < 1e-12);
+    // The decode instance's own rows run beside the prefill (the runtime sends the chunks first):
+    // shorter than the prefill, they add nothing to the step.
+    assert.equal(measured.step(prompt(500, 4)), streamed);
+    // Through the profile: a slower handoff delays PD's first tokens.
+    const pd = {
+      kind: "pd",
+      prefillInstances: 1,
+      decodeThreads: 1,
+      prefillThreads: 1,
+      executorThreads: 1,
+      prefillKvBlocks: 384,
+    } as const;
+    const trace = Array.from({ length: 8 }, (_, i) => ({ arrival: i * 0.1, prompt: 400, output: 20 }));
+    const at = (bytesPerS: number) =>
+      predictEngineRun(
+        parseDeviceProfile({
+          ...PROFILE,
+          transport: { ...PROFILE.transport, kvHandoff: { layerS: 0, bytesPerS } },
+        }),
+        MODEL,
+        trace,
+        { ...SHAPE, kvBlocks: 128 },
+        pd,
+      );
+    assert.ok(at(1e8).ttftMeanS > at(1e10).ttftMeanS + 0.05, `${at(1e8).ttftMeanS} vs ${at(1e10).ttftMeanS}`);
   });
 });

@@ -1,5 +1,10 @@
-import { kvBytesPerToken } from "../cost-model.js";
-import type { BatchLoad, EngineOverheads, SideCost } from "./step-cost.js";
+import { kvBytesPerToken, kvDim } from "../cost-model.js";
+import {
+  type BatchLoad,
+  type EngineOverheads,
+  HANDOFF_BYTES_PER_ELEMENT,
+  type SideCost,
+} from "./step-cost.js";
 
 /** How long the engine takes to land its micro-batches, per placement (s). */
 export interface PlacementCost {
@@ -80,6 +85,8 @@ export class AttentionWorkersCost implements PlacementCost {
 export class PdCost implements PlacementCost {
   readonly depth = 1;
   private readonly kvBytes: number;
+  /** Bytes of K and V one prompt token hands back over all layers, as the prefill instance sends them. */
+  private readonly handoffBytes: number;
   constructor(
     private readonly decode: SideCost,
     private readonly prefill: SideCost,
@@ -87,6 +94,7 @@ export class PdCost implements PlacementCost {
     private readonly o: EngineOverheads,
   ) {
     this.kvBytes = kvBytesPerToken(decode.m);
+    this.handoffBytes = 2 * decode.m.layers * kvDim(decode.m) * HANDOFF_BYTES_PER_ELEMENT;
   }
 
   cycle(loads: readonly BatchLoad[]): number {
@@ -110,7 +118,7 @@ export class PdCost implements PlacementCost {
         r.prefillTokens > 0
           ? this.prefill.prefill(r.prefillTokens, r.prefillWork) +
             L * o.layerS +
-            (r.streamedTokens * this.kvBytes) / o.linkBytesPerS
+            this.handoff(r.streamedTokens)
           : 0;
       const attLayer =
         r.decodeRows > 0
@@ -123,6 +131,17 @@ export class PdCost implements PlacementCost {
       );
     }
     return end;
+  }
+
+  /**
+   * The prefill instance's thread after its prefill layers: with the profile's measured handoff, a
+   * yield per layer and the streamed rows' K and V (as sent) at the measured rate, in series with
+   * the layers (the same thread); without it, the KV's bytes at the link's bandwidth.
+   */
+  private handoff(streamedTokens: number): number {
+    const h = this.o.kvHandoff;
+    if (!h) return (streamedTokens * this.kvBytes) / this.o.linkBytesPerS;
+    return this.decode.m.layers * h.layerS + (streamedTokens * this.handoffBytes) / h.bytesPerS;
   }
 
   /**

@@ -35,7 +35,15 @@ export interface EngineOverheads {
   /** One-way latency of a message over the shm channel (PD/Adrenaline's per-layer exchange). */
   readonly messageLatencyS: number;
   readonly linkBytesPerS: number;
+  /**
+   * A PD prefill instance's cost after each prefill layer (profile transport.kvHandoff): its yield,
+   * and the KV rows handed back to the decode instance (bytes as sent) at their measured rate.
+   */
+  readonly kvHandoff?: { readonly layerS: number; readonly bytesPerS: number };
 }
+
+/** Bytes per element of the K and V rows a prefill instance hands back (pd/prefill-server.ts sends f32). */
+export const HANDOFF_BYTES_PER_ELEMENT = 4;
 
 /**
  * Step-time pieces on one side, the simulator's roofline (cost-model.ts) with measured rates:
