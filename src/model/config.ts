@@ -11,6 +11,7 @@ export type Architecture =
   | "phi3"
   | "mixtral"
   | "qwen3_moe"
+  | "gemma"
   | "gemma2"
   | "gemma3_text";
 

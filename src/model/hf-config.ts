@@ -7,7 +7,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
- * phi3, mixtral, qwen3_moe, gemma2, gemma3_text). Defaults are the ones transformers applies when a key is absent;
+ * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -22,6 +22,7 @@ const SUPPORTED: readonly Architecture[] = [
   "phi3",
   "mixtral",
   "qwen3_moe",
+  "gemma",
   "gemma2",
   "gemma3_text",
 ];
@@ -35,17 +36,19 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   phi3: { maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
   mixtral: { maxPositions: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6 },
   qwen3_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  gemma: { maxPositions: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
   gemma2: { maxPositions: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
   gemma3_text: { maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 1e6 },
 };
 
 /** Gemma ties the LM head to the embeddings unless told otherwise. */
-const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma2", "gemma3_text"];
+const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma", "gemma2", "gemma3_text"];
 
 /** Qwen3's configs default head_dim to 128 rather than hidden / heads. */
 const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
   qwen3: 128,
   qwen3_moe: 128,
+  gemma: 256,
   gemma2: 256,
   gemma3_text: 256,
 };
@@ -144,7 +147,7 @@ function headGeometry(raw: RawConfig, architecture: Architecture, file: string) 
 
 function toModelConfig(raw: RawConfig, architecture: Architecture, file: string): ModelConfig {
   const { numHeads, numKvHeads, headDim } = headGeometry(raw, architecture, file);
-  const gemma = architecture === "gemma2" || architecture === "gemma3_text";
+  const gemma = architecture === "gemma" || architecture === "gemma2" || architecture === "gemma3_text";
   if (!gemma && raw.hidden_act != null && raw.hidden_act !== "silu") {
     throw new Error(`${file}: hidden_act "${raw.hidden_act}" is not supported (only silu)`);
   }

@@ -46,6 +46,7 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         ...(moe ? { moe } : {}),
       };
     }
+    case "gemma":
     case "gemma2":
     case "gemma3_text":
       return { attentionBias: noAttentionBias(raw, arch, file), ...gemmaFeatures(raw, arch, file) };

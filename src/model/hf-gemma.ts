@@ -25,16 +25,22 @@ export type GemmaFeatures = Pick<
   | "localRopeTheta"
 >;
 
-type Gemma = Extract<Architecture, "gemma2" | "gemma3_text">;
+type Gemma = Extract<Architecture, "gemma" | "gemma2" | "gemma3_text">;
 
 const DEFAULTS: Record<Gemma, { attnSoftcap: number | null; finalSoftcap: number | null; pattern: number }> =
   {
+    gemma: { attnSoftcap: null, finalSoftcap: null, pattern: 0 },
     gemma2: { attnSoftcap: 50, finalSoftcap: 30, pattern: 2 },
     gemma3_text: { attnSoftcap: null, finalSoftcap: null, pattern: 6 },
   };
 
 export function gemmaFeatures(raw: RawConfig, arch: Gemma, file: string): GemmaFeatures {
-  const act = raw.hidden_activation ?? raw.hidden_act ?? "gelu_pytorch_tanh";
+  // Gemma 1 checkpoints say hidden_act "gelu", which transformers overrides with the tanh
+  // approximation unless hidden_activation names another.
+  const act =
+    arch === "gemma"
+      ? (raw.hidden_activation ?? "gelu_pytorch_tanh")
+      : (raw.hidden_activation ?? raw.hidden_act ?? "gelu_pytorch_tanh");
   if (act !== "gelu_pytorch_tanh") {
     throw new Error(
       `${file}: hidden_activation "${act}" is not supported for ${arch} (only gelu_pytorch_tanh)`,
@@ -47,7 +53,8 @@ export function gemmaFeatures(raw: RawConfig, arch: Gemma, file: string): GemmaF
   const softcap = (v: number | null | undefined, dflt: number | null) => (v === undefined ? dflt : v);
   const attnSoftcap = softcap(raw.attn_logit_softcapping, d.attnSoftcap);
   const finalSoftcap = softcap(raw.final_logit_softcapping, d.finalSoftcap);
-  const sliding = windowLayers(raw, arch, file, d.pattern);
+  // Gemma 1 has no window layers (its sliding_window, if any, is unused).
+  const sliding = arch === "gemma" ? [] : windowLayers(raw, arch, file, d.pattern);
   const any = sliding.includes(true);
   return {
     slidingWindow: any ? (raw.sliding_window ?? 4096) : null,
@@ -55,9 +62,11 @@ export function gemmaFeatures(raw: RawConfig, arch: Gemma, file: string): GemmaF
     ...(arch === "gemma3_text" ? { qkNorm: true, localRopeTheta: raw.rope_local_base_freq ?? 10000 } : {}),
     normPlusOne: true,
     embedScale: true,
-    postNorms: true,
+    // Gemma 1 norms only before attention and the FFN, as Llama; its scores scale by head_dim^-½.
+    ...(arch !== "gemma"
+      ? { postNorms: true, attentionScale: (raw.query_pre_attn_scalar ?? 256) ** -0.5 }
+      : {}),
     activation: "gelu_tanh",
-    attentionScale: (raw.query_pre_attn_scalar ?? 256) ** -0.5,
     ...(attnSoftcap !== null ? { attnSoftcap } : {}),
     ...(finalSoftcap !== null ? { finalSoftcap } : {}),
   };

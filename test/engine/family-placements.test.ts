@@ -21,7 +21,16 @@ const backend = nativeBackend();
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-families-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const FAMILIES = ["qwen3", "phi3", "phi3-longrope", "mixtral", "qwen3-moe", "gemma2", "gemma3"] as const;
+const FAMILIES = [
+  "qwen3",
+  "phi3",
+  "phi3-longrope",
+  "mixtral",
+  "qwen3-moe",
+  "gemma",
+  "gemma2",
+  "gemma3",
+] as const;
 
 /** Byte-token prompts (the tiny tokenizer's ids are bytes), long enough to cross phi3-longrope's switch at 8. */
 const PROMPTS = ["Once upon a time", "The dog", "Lily and Ben went to the park and saw"].map((p) => [

@@ -14,6 +14,7 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   "phi3-longrope": ["split×2, silu_mul"],
   mixtral: ["moe"],
   "qwen3-moe": ["moe", "silu_mul"],
+  gemma: ["gelu_mul"],
   gemma2: ["gelu_mul, linear, rmsnorm", "(window 6, q after", "linear, softcap"],
   gemma3: ["linear, rmsnorm, rope, linear×2, rmsnorm, rope", "(window 5, q after", "attention L2 (q after"],
 };

@@ -114,7 +114,11 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
   const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, normWeight(c, rw, name), c.rmsNormEps);
   const emb = "model.embed_tokens.weight";
   const root = Math.sqrt(c.hiddenSize);
-  const embScale = c.embedScale ? (c.embedScaleExact ? root : roundToDtype(asFloat(w.get(emb)!).dtype, root)) : 1;
+  const embScale = c.embedScale
+    ? c.embedScaleExact
+      ? root
+      : roundToDtype(asFloat(w.get(emb)!).dtype, root)
+    : 1;
   let hs = tokens.map((t) =>
     Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at(emb, t, i) * embScale),
   );

@@ -115,6 +115,32 @@ export const FAMILY_SPECS = {
     seed: 25,
   },
   /**
+   * Gemma (1) as its config.json spells it: GeGLU (hidden_act "gelu", which transformers runs as
+   * the tanh approximation), (1 + w) norms, √hidden embeddings, tied; no post-norms, soft-caps or
+   * window; scores scaled by head_dim^-½. bf16 at hidden 48.
+   */
+  gemma: {
+    config: {
+      ...base,
+      architectures: ["GemmaForCausalLM"],
+      model_type: "gemma",
+      hidden_size: 48,
+      intermediate_size: 96,
+      num_hidden_layers: 3,
+      num_key_value_heads: 2,
+      head_dim: 24,
+      hidden_act: "gelu",
+      hidden_activation: null,
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: undefined,
+      attention_bias: false,
+      attention_dropout: 0.0,
+      pad_token_id: 0,
+    },
+    dtype: "bf16",
+    seed: 27,
+  },
+  /**
    * Gemma 2 as its config.json spells it: window layers (0, 2) alternate with global ones (1, 3),
    * a window of 6 the test prompts outgrow, query_pre_attn_scalar ≠ head_dim, and soft-caps small
    * enough to bend these tiny models' scores and logits (the real ones are 50 and 30). bf16 with

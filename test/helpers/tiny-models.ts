@@ -27,6 +27,7 @@ export const TINY_VARIANTS = [
   "phi3-longrope", // phi3 (3.5-mini style): longrope with an original context of 8, GQA, f32
   "mixtral", // mixtral: 4 experts, top-2 (softmax over the top-k), GQA, bf16
   "qwen3-moe", // qwen3_moe: 8 experts, top-3 without renormalising, layer 0 dense, f32
+  "gemma", // gemma: GeGLU, (1 + w) norms, √hidden embeddings, tied, llama-style norms, bf16
   "gemma2", // gemma2: GeGLU, (1 + w) norms, post-norms, soft-caps, window layers 0 and 2, bf16
   "gemma3", // gemma3_text: + q/k norms, window layers' own RoPE base, linear-scaled global RoPE, f32
 ] as const;

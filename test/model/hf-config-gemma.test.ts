@@ -1,4 +1,4 @@
-// Gemma 2 and Gemma 3 (text) config.json: transformers' defaults for what a file leaves out, the
+// Gemma, Gemma 2 and Gemma 3 (text) config.json: transformers' defaults for what a file leaves out, the
 // window layers each form names, and every field we cannot run faithfully refused by name.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -19,6 +19,26 @@ const gemma2 = { ...common, model_type: "gemma2" };
 const gemma3 = { ...common, model_type: "gemma3_text" };
 
 describe("Gemma config.json", () => {
+  test("gemma (1): tied, head_dim 256, GeGLU whatever hidden_act says, llama-style norms, no window or soft-caps", () => {
+    const c = parseHfConfig({ ...common, model_type: "gemma", hidden_act: "gelu", sliding_window: 4096 }, F);
+    assert.equal(c.headDim, 256);
+    assert.equal(c.tieWordEmbeddings, true);
+    assert.equal(c.activation, "gelu_tanh");
+    assert.ok(c.normPlusOne && c.embedScale);
+    assert.equal(c.postNorms, undefined);
+    assert.equal(c.attentionScale, undefined, "head_dim^-½, the default");
+    assert.equal(c.slidingWindow, null);
+    assert.equal(c.attnSoftcap, undefined);
+    assert.equal(c.finalSoftcap, undefined);
+    const names = expectedTensors(c).map((t) => t.name);
+    assert.ok(names.includes("model.layers.5.post_attention_layernorm.weight"));
+    assert.ok(!names.includes("model.layers.5.pre_feedforward_layernorm.weight"));
+    assert.throws(
+      () => parseHfConfig({ ...common, model_type: "gemma", hidden_activation: "relu" }, F),
+      /hidden_activation "relu" is not supported for gemma/,
+    );
+  });
+
   test("gemma2: transformers' defaults (soft-caps 50 and 30, head_dim 256, tied, scale 256^-½, even layers windowed)", () => {
     const c = parseHfConfig(gemma2, F);
     assert.equal(c.attnSoftcap, 50);
