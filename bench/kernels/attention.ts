@@ -20,8 +20,8 @@
 // instruction the variant's kernel multiplies with, measured on the same threads in the same
 // repetitions (the vdpbf16ps loop where a bf16 cache with grouped queries goes through it, else
 // the variant's FMA loop). Grouped queries do `group` times MHA's flops per byte. The no-overlap
-// column is the rate if reading and arithmetic took turns instead of overlapping,
-// 1 / (1 / read + 1 / arithmetic): a kernel between it and the read limit overlaps them in part.
+// column, 1 / (1 / read + 1 / arithmetic), is the most a kernel computing at that peak would read
+// if its reads and its arithmetic took turns: a target above it needs the two to overlap.
 // int8 caches multiply through integer dot products no loop here measures: no arithmetic limit.
 import { parseArgs } from "node:util";
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
@@ -102,6 +102,8 @@ interface Row {
   peakGflops: number | null;
   /** peakGflops / flopsPerByte: the KV rate the arithmetic alone allows. */
   arithLimitGbPerS: number | null;
+  /** gbPerS against arithLimitGbPerS (with --warm: how close the kernel runs to the instruction's peak). */
+  pctOfArith: number | null;
   /** 1 / (1 / read + 1 / arithmetic): the rate with no overlap of reading and arithmetic. */
   noOverlapGbPerS: number | null;
   /** The issues' target share of the read bandwidth: 16-bit KV MHA 90%, GQA 85%; int8 80%; null for f32. */
@@ -219,6 +221,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
       instruction: instructions[i]!,
       peakGflops: peak,
       arithLimitGbPerS: arith,
+      pctOfArith: arith === null ? null : (100 * gb) / arith,
       noOverlapGbPerS: arith === null ? null : 1 / (1 / limit + 1 / arith),
       targetPct: dtype === "f32" ? null : dtype === "int8" ? 80 : nKvHeads === nHeads ? 90 : 85,
     };
@@ -227,7 +230,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
 
 console.log(`${cpuModel()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}`);
 console.log(
-  "variant    | block | context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | no-overlap GB/s",
+  "variant    | block | context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | % of arith | no-overlap GB/s",
 );
 const fixed = (x: number | null, width: number) => (x === null ? "–" : x.toFixed(1)).padStart(width);
 for (const r of results)
@@ -248,6 +251,7 @@ for (const r of results)
       (r.instruction ?? "–").padStart(11),
       fixed(r.peakGflops, 12),
       fixed(r.arithLimitGbPerS, 16),
+      (r.pctOfArith === null ? "–" : r.pctOfArith.toFixed(0)).padStart(10),
       fixed(r.noOverlapGbPerS, 15),
     ].join(" | "),
   );
