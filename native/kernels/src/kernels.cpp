@@ -452,7 +452,7 @@ constexpr int64_t kChunk = 512;
 // streaming read against 64-key steps on an AVX-512 EPYC (2 threads, alternating builds), and 256
 // keys were slower. With 8 KV heads a block of 16 is only 32 KiB of K, and the plain read of that
 // pattern alone reaches 64-83% of the streaming read; blocks of 64 in steps of 8 blocks (512 keys)
-// read 73-91%, and GQA attention went from 47-48% (blocks of 16) to 66-73% (BENCHMARKS.md).
+// read 73-91%, and GQA attention on blocks of 32 and 64 went from 46-57% to 66-77% (BENCHMARKS.md).
 constexpr int64_t kStepBlocks = 8, kMinStep = 128;
 inline int64_t stepKeys(int64_t blockSize) { return std::clamp(kStepBlocks * blockSize, kMinStep, kChunk); }
 // Keys per kernel call within a step: the values kernel passes over its keys once per few columns,
