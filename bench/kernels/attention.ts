@@ -14,6 +14,15 @@
 // load on a shared host falls on all of them; --reps: repetitions (each figure is the best);
 // --warm: no streaming read between the calls, so a cache that fits in the last-level cache is
 // read from there (the kernels' arithmetic rate; the limit column is then still DRAM's).
+//
+// Beside the read limit each row states the arithmetic limit: the flops of the two products (q·K
+// and p·V, 4 · query heads · head_dim per token) per byte of K and V read, against the peak of the
+// instruction the variant's kernel multiplies with, measured on the same threads in the same
+// repetitions (the vdpbf16ps loop where a bf16 cache with grouped queries goes through it, else
+// the variant's FMA loop). Grouped queries do `group` times MHA's flops per byte. The no-overlap
+// column, 1 / (1 / read + 1 / arithmetic), is the most a kernel computing at that peak would read
+// if its reads and its arithmetic took turns: a target above it needs the two to overlap.
+// int8 caches multiply through integer dot products no loop here measures: no arithmetic limit.
 import { parseArgs } from "node:util";
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
@@ -72,6 +81,8 @@ function filledCache(dtype: KvDType, numBlocks: number, blockSize: number, nKvHe
   return c;
 }
 const stream = new Float32Array(2 ** 28).fill(1); // 1 GiB, past the last-level cache
+// Rounds of the peak loops (FMA, vdpbf16ps) per thread: a few ms of work on this class of machine.
+const PEAK_ROUNDS = 200_000;
 
 interface Row {
   variant: string;
@@ -84,6 +95,17 @@ interface Row {
   gbPerS: number;
   pctOfLimit: number;
   msPerCall: number;
+  /** Flops of q·K and p·V per byte of KV read. */
+  flopsPerByte: number;
+  /** The instruction the kernel multiplies with, whose measured peak sets the arithmetic limit. */
+  instruction: "vdpbf16ps" | "FMA" | null;
+  peakGflops: number | null;
+  /** peakGflops / flopsPerByte: the KV rate the arithmetic alone allows. */
+  arithLimitGbPerS: number | null;
+  /** gbPerS against arithLimitGbPerS (with --warm: how close the kernel runs to the instruction's peak). */
+  pctOfArith: number | null;
+  /** 1 / (1 / read + 1 / arithmetic): the rate with no overlap of reading and arithmetic. */
+  noOverlapGbPerS: number | null;
   /** The issues' target share of the read bandwidth: 16-bit KV MHA 90%, GQA 85%; int8 80%; null for f32. */
   targetPct: number | null;
 }
@@ -125,35 +147,65 @@ for (const blockSize of blockSizes)
         for (const threads of threadCounts) results.push(...measure(args, blockSize, threads));
       }
 
-/** One case on one thread count: every variant and the limit, alternating. */
+/**
+ * The instruction `variant`'s attention multiplies a `dtype` cache with, as attentionPart
+ * (native/kernels/src/kernels.cpp) chooses: vdpbf16ps for a bf16 cache with grouped queries and
+ * head_dim a multiple of 32 where the variant has it, the widening FMA kernels otherwise; null for
+ * int8 (integer dot products).
+ */
+function attentionInstruction(variant: string, dtype: KvDType, group: number): Row["instruction"] {
+  if (dtype === "int8") return null;
+  backend.selectVariant(variant);
+  return dtype === "bf16" && group >= 2 && headDim % 32 === 0 && backend.info().bf16Dot ? "vdpbf16ps" : "FMA";
+}
+
+/** One case on one thread count: every variant, the read limit and the arithmetic peaks, alternating. */
 function measure(args: AttentionArgs, blockSize: number, threads: number): Row[] {
   const { dtype, nKvHeads } = args.cache;
   const ctx = args.ctxEnd[0]!;
   const bytes = batch * ctx * nKvHeads * kvBytesPerHeadToken(dtype, headDim); // K, V (and int8's scales)
+  const flopsPerByte = (4 * nHeads * headDim) / (nKvHeads * kvBytesPerHeadToken(dtype, headDim));
   backend.setThreads(threads);
   const calls = variants.map((v) => () => {
     backend.selectVariant(v);
     backend.attention(args);
   });
   for (const call of calls) call();
-  // The calls and their limit alternate, best of `reps` each, so load on the host affects all. Each
-  // call follows a streaming read (which evicts the last-level cache), so every variant starts
+  // Each variant's instruction peak: a loop in registers, so it can run between a read and a call
+  // without warming anything.
+  const instructions = variants.map((v) => attentionInstruction(v, dtype, nHeads / nKvHeads));
+  const peakFlops = variants.map(() => 0);
+  const peaks = variants.map((v, i) => () => {
+    if (instructions[i] === null) return;
+    backend.selectVariant(v);
+    peakFlops[i] =
+      instructions[i] === "vdpbf16ps" ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
+  });
+  // The calls and their limits alternate, best of `reps` each, so load on the host affects all.
+  // Each call follows a streaming read (which evicts the last-level cache), so every variant starts
   // from the same cold cache: one straight after another would find a small cache warm.
   const read = () => backend.streamRead(stream);
   let tRead: number;
   let tAttn: number[];
+  let tPeak: number[];
   if (values.warm) {
     // The read measured on its own: between the calls it would evict what they read.
-    tAttn = bestAlternating(reps, ...calls);
+    const times = bestAlternating(reps, ...peaks, ...calls);
+    tPeak = times.slice(0, peaks.length);
+    tAttn = times.slice(peaks.length);
     tRead = bestAlternating(reps, read)[0]!;
   } else {
-    const times = bestAlternating(reps, ...calls.flatMap((call) => [read, call]));
-    tRead = Math.min(...times.filter((_, i) => i % 2 === 0));
-    tAttn = times.filter((_, i) => i % 2 === 1);
+    const times = bestAlternating(reps, ...peaks, ...calls.flatMap((call) => [read, call]));
+    tPeak = times.slice(0, peaks.length);
+    const paired = times.slice(peaks.length);
+    tRead = Math.min(...paired.filter((_, i) => i % 2 === 0));
+    tAttn = paired.filter((_, i) => i % 2 === 1);
   }
   const limit = stream.byteLength / tRead / 1e9;
   return variants.map((variant, i) => {
     const gb = bytes / tAttn[i]! / 1e9;
+    const peak = instructions[i] === null ? null : peakFlops[i]! / tPeak[i]! / 1e9;
+    const arith = peak === null ? null : peak / flopsPerByte;
     return {
       variant,
       blockSize,
@@ -165,6 +217,12 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
       gbPerS: gb,
       pctOfLimit: (100 * gb) / limit,
       msPerCall: tAttn[i]! * 1e3,
+      flopsPerByte,
+      instruction: instructions[i]!,
+      peakGflops: peak,
+      arithLimitGbPerS: arith,
+      pctOfArith: arith === null ? null : (100 * gb) / arith,
+      noOverlapGbPerS: arith === null ? null : 1 / (1 / limit + 1 / arith),
       targetPct: dtype === "f32" ? null : dtype === "int8" ? 80 : nKvHeads === nHeads ? 90 : 85,
     };
   });
@@ -172,8 +230,9 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
 
 console.log(`${cpuModel()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}`);
 console.log(
-  "variant    | block | context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call",
+  "variant    | block | context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | % of arith | no-overlap GB/s",
 );
+const fixed = (x: number | null, width: number) => (x === null ? "–" : x.toFixed(1)).padStart(width);
 for (const r of results)
   console.log(
     [
@@ -188,6 +247,12 @@ for (const r of results)
       r.pctOfLimit.toFixed(0).padStart(16),
       (r.targetPct === null ? "" : `≥ ${r.targetPct}%`).padStart(6),
       r.msPerCall.toFixed(2).padStart(7),
+      r.flopsPerByte.toFixed(1).padStart(6),
+      (r.instruction ?? "–").padStart(11),
+      fixed(r.peakGflops, 12),
+      fixed(r.arithLimitGbPerS, 16),
+      (r.pctOfArith === null ? "–" : r.pctOfArith.toFixed(0)).padStart(10),
+      fixed(r.noOverlapGbPerS, 15),
     ].join(" | "),
   );
 

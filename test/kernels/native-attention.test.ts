@@ -287,3 +287,23 @@ test("one token's KV heads split into head groups (with and without range parts)
       for (const dtype of ["f32", "bf16"] as const)
         checkAcrossThreads(c, dtype, [len], [3], 600 + len, `group ${c.nHeads / c.nKvHeads} ctx ${len}`);
 });
+
+test("blocks of 32, 64 and 128 (steps of 256 and 512 keys) match the reference over several steps", () => {
+  // A step takes 8 blocks (at least 128 keys, at most 512): these contexts span several steps of
+  // each length and end inside one, start off a block boundary, and on two threads are cut into
+  // parts; GQA with head_dim 128 takes the bf16 dot-product kernels where the variant has them.
+  for (const blockSize of [32, 64, 128])
+    for (const c of [
+      { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize },
+      { nHeads: 2, nKvHeads: 2, headDim: 64, blockSize },
+    ])
+      for (const dtype of ["f32", "bf16"] as const)
+        checkAcrossThreads(
+          c,
+          dtype,
+          [1700, 700],
+          [5, 0],
+          700 + blockSize,
+          `bs ${blockSize} group ${c.nHeads / c.nKvHeads}`,
+        );
+});

@@ -443,15 +443,23 @@ void kvWrite(const KvArgs& c, const float* k, const float* v, const int32_t* slo
 
 // ---- attention ------------------------------------------------------------------------------------
 
-// Keys per online-softmax step; a multiple of every W. A step of 128 keys reads 8 blocks of 16 at
-// once: against 64 (4 blocks) MHA on bf16 went from 70-89% to 96-99% of the streaming read on an
-// AVX-512 EPYC (2 threads, alternating builds); GQA stayed level, and 256 was slower than 128.
-constexpr int64_t kChunk = 128;
+// The most keys one online-softmax step takes, and the row stride of the per-step score buffers; a
+// multiple of every W.
+constexpr int64_t kChunk = 512;
+// Keys per step: kStepBlocks blocks, at least kMinStep keys and at most kChunk (stepKeys). A step
+// reads its blocks at once, and each block's rows of the task's KV heads are one contiguous region.
+// With blocks of 16, 128-key steps (8 blocks) took MHA on bf16 from 70-89% to 96-99% of the
+// streaming read against 64-key steps on an AVX-512 EPYC (2 threads, alternating builds), and 256
+// keys were slower. With 8 KV heads a block of 16 is only 32 KiB of K, and the plain read of that
+// pattern alone reaches 64-83% of the streaming read; blocks of 64 in steps of 8 blocks (512 keys)
+// read 73-91%, and GQA attention on blocks of 32 and 64 went from 46-57% to 66-77% (BENCHMARKS.md).
+constexpr int64_t kStepBlocks = 8, kMinStep = 128;
+inline int64_t stepKeys(int64_t blockSize) { return std::clamp(kStepBlocks * blockSize, kMinStep, kChunk); }
 // Keys per kernel call within a step: the values kernel passes over its keys once per few columns,
 // so their rows (4 KiB for head_dim 128 in bf16) have to stay in L1 between passes.
 constexpr int64_t kSub = 16;
 
-// One online-softmax step: up to kChunk keys as contiguous runs, one per physical block. A run's
+// One online-softmax step: up to stepKeys keys as contiguous runs, one per physical block. A run's
 // rows for KV head h start at element base + h * headStride (all heads of a block are stored one
 // after another, so one task's heads of one block are a single contiguous region).
 struct Step {
@@ -943,7 +951,7 @@ inline void prefetchRows(const void* base, const int64_t* rows, int64_t off, int
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
 // contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
 // a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
-// online-softmax steps of kChunk keys, their keys interleaved across the step's blocks: every head's
+// online-softmax steps of stepKeys(blockSize) keys, their keys interleaved across the step's blocks: every head's
 // scores for the step, the softmax update, then the values.
 template <int DT>
 void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
@@ -982,12 +990,13 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
   std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t]) * a.maxBlocksPerSeq;
+  const int64_t chunk = stepKeys(bs);
   auto gather = [&](int64_t p, Step& st) {
     st.n = 0;
     st.nRuns = 0;
-    while (p < p1 && st.n < kChunk) {
+    while (p < p1 && st.n < chunk) {
       const int64_t off = p % bs;
-      const int64_t len = std::min<int64_t>({bs - off, p1 - p, kChunk - st.n});
+      const int64_t len = std::min<int64_t>({bs - off, p1 - p, chunk - st.n});
       st.base[st.nRuns] = (table[p / bs] * nKv * bs + off) * D + h0 * headStride;
       st.len[st.nRuns++] = len;
       st.n += len;
