@@ -8,13 +8,16 @@ import { type GgufKv, gguf } from "./gguf-writer.js";
  * (see model/gguf-gemma.ts for what it fixes rather than reads).
  */
 export function gemmaGgufArchitecture(c: ModelConfig, label: string): GemmaGgufArch {
-  const arch: GemmaGgufArch = c.architecture === "gemma2" ? "gemma2" : "gemma3";
+  const arch: GemmaGgufArch =
+    c.architecture === "gemma" ? "gemma" : c.architecture === "gemma2" ? "gemma2" : "gemma3";
   const refuse = (why: string): never => {
     throw new Error(`GGUF export of ${label}: ${why}`);
   };
-  if (!c.embedScale || !c.postNorms || c.activation !== "gelu_tanh")
+  // Gemma 1 has Llama's two norms a layer; Gemma 2 and 3 add norms after attention and the FFN.
+  const postNorms = arch !== "gemma";
+  if (!c.embedScale || (c.postNorms === true) !== postNorms || c.activation !== "gelu_tanh")
     refuse(
-      `llama.cpp's ${arch} scales embeddings by √hidden, has post-norms and GeGLU; this model lacks one`,
+      `llama.cpp's ${arch} scales embeddings by √hidden, ${postNorms ? "has" : "has no"} post-norms and GeGLU; this model differs`,
     );
   if (c.attentionBias || c.moe || c.fusedProjections)
     refuse(`llama.cpp's ${arch} has no q/k/v biases, experts or fused projections`);
@@ -30,7 +33,12 @@ export function gemmaGgufArchitecture(c: ModelConfig, label: string): GemmaGgufA
   if (c.ropeScaling !== null && c.ropeScaling.type !== "linear")
     refuse(`${c.ropeScaling.type} RoPE scaling in llama.cpp's ${arch} is not supported (linear is)`);
   const windowed = c.slidingWindow !== null && (c.slidingLayers ?? []).some(Boolean);
-  if (arch === "gemma2") {
+  if (arch === "gemma") {
+    if (c.attnSoftcap !== undefined || c.finalSoftcap !== undefined || windowed)
+      refuse("llama.cpp's gemma has no soft-caps or window layers");
+    if (!c.tieWordEmbeddings)
+      refuse("llama.cpp's gemma takes the output matrix from the embeddings; lm_head is separate here");
+  } else if (arch === "gemma2") {
     if (c.attnSoftcap === undefined || c.finalSoftcap === undefined)
       refuse(
         "llama.cpp's gemma2 always soft-caps attention scores and logits; this model does not (a null soft-cap)",
@@ -64,6 +72,7 @@ export function gemmaMetadata(arch: GemmaGgufArch, c: ModelConfig): GgufKv[] {
     kv.push({ key: k("attn_logit_softcapping"), value: gguf.f32(c.attnSoftcap) });
   if (c.finalSoftcap !== undefined)
     kv.push({ key: k("final_logit_softcapping"), value: gguf.f32(c.finalSoftcap) });
+  if (arch === "gemma") return kv;
   const layers = Array.from(
     { length: c.numLayers },
     (_, l) => c.slidingWindow !== null && (c.slidingLayers?.[l] ?? true),

@@ -59,13 +59,13 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
 type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | GemmaGgufArch;
 
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
-  return arch === "gemma2" || arch === "gemma3";
+  return arch === "gemma" || arch === "gemma2" || arch === "gemma3";
 }
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, phi3, gemma2 and gemma3 layouts only.
+  // qwen3moe, phi3, gemma, gemma2 and gemma3 layouts only.
   const families = [
     "llama",
     "mistral",
@@ -74,6 +74,7 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     "qwen3",
     "qwen3_moe",
     "phi3",
+    "gemma",
     "gemma2",
     "gemma3_text",
   ];
@@ -82,7 +83,8 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
       `GGUF export of ${label}: the ${c.architecture} family is not supported (${families.join(", ")})`,
     );
   }
-  if (c.architecture === "gemma2" || c.architecture === "gemma3_text") return gemmaGgufArchitecture(c, label);
+  if (c.architecture === "gemma" || c.architecture === "gemma2" || c.architecture === "gemma3_text")
+    return gemmaGgufArchitecture(c, label);
   if (c.architecture === "qwen3_moe") {
     // llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights.
     if (!c.moe || c.moe.sparseLayers.some((s) => !s))

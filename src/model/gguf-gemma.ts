@@ -14,14 +14,17 @@ import type { GemmaFeatures } from "./hf-gemma.js";
  * Which layers use the window: attention.sliding_window_pattern, a period n (layer l uses the
  * window when l mod n < n − 1; default 2 for gemma2, 6 for gemma3) or one flag per layer.
  */
-export type GemmaGgufArch = "gemma2" | "gemma3";
+export type GemmaGgufArch = "gemma" | "gemma2" | "gemma3";
 
 /** Our family for each of llama.cpp's Gemma architectures. */
-export const GEMMA_FAMILY = { gemma2: "gemma2", gemma3: "gemma3_text" } as const;
+export const GEMMA_FAMILY = { gemma: "gemma", gemma2: "gemma2", gemma3: "gemma3_text" } as const;
 
-const DEFAULT_PATTERN: Record<GemmaGgufArch, number> = { gemma2: 2, gemma3: 6 };
-/** Layer counts llama.cpp takes for the 27B models, whose attention scale it derives from hidden / heads. */
-const LAYERS_27B: Record<GemmaGgufArch, number> = { gemma2: 46, gemma3: 62 };
+const DEFAULT_PATTERN: Record<Exclude<GemmaGgufArch, "gemma">, number> = { gemma2: 2, gemma3: 6 };
+/**
+ * Layer counts llama.cpp takes for the 27B models, whose attention scale it derives from hidden /
+ * heads (gemma, Gemma 1, always scales by head_dim^-½).
+ */
+const LAYERS_27B: Record<GemmaGgufArch, number> = { gemma: -1, gemma2: 46, gemma3: 62 };
 
 /** The attention scale llama.cpp applies for a Gemma of this shape. */
 export function gemmaAttentionScale(
@@ -55,7 +58,7 @@ export interface GemmaMeta {
   num(key: string): number | undefined;
 }
 
-function windowLayers(meta: GemmaMeta, arch: GemmaGgufArch, numLayers: number): boolean[] {
+function windowLayers(meta: GemmaMeta, arch: Exclude<GemmaGgufArch, "gemma">, numLayers: number): boolean[] {
   const key = `${arch}.attention.sliding_window_pattern`;
   const v = meta.get(key);
   if (Array.isArray(v)) {
@@ -82,6 +85,15 @@ export function gemmaGgufFeatures(
     readonly ropeScaling: RopeScaling | null;
   },
 ): GemmaFeatures {
+  // Gemma 1: Llama's two norms a layer, no window or soft-caps, head_dim^-½ scores (the default).
+  if (arch === "gemma")
+    return {
+      slidingWindow: null,
+      normPlusOne: true,
+      embedScale: true,
+      embedScaleExact: true,
+      activation: "gelu_tanh",
+    };
   const k = (name: string) => `${arch}.${name}`;
   let sliding: boolean[] = [];
   let window: number | undefined;

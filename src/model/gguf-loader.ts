@@ -21,20 +21,19 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
- * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma2" and
- * "gemma3".
+ * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2"
+ * and "gemma3".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama architecture are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_K/Q6_K blocks that the quantized kernels
  * multiply without widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
-const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma2", "gemma3"] as const;
+const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2", "gemma3"] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
 const REFUSED_ARCHS: Readonly<Record<string, string>> = {
-  gemma: "Gemma 1 is not a family the engine runs",
   gemma3n: "Gemma 3n (per-layer embeddings, AltUp) is not a family the engine runs",
   gemma4: "Gemma 4 is not a family the engine runs",
   "gemma-embedding": "EmbeddingGemma is an encoder (bidirectional attention), not a decoder the engine runs",
@@ -78,7 +77,7 @@ function architectureOf(meta: Meta): SupportedArch {
 }
 
 function isGemma(arch: SupportedArch): arch is GemmaGgufArch {
-  return arch === "gemma2" || arch === "gemma3";
+  return arch === "gemma" || arch === "gemma2" || arch === "gemma3";
 }
 
 function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling | null {

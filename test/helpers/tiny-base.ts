@@ -11,6 +11,8 @@ export interface VariantSpec {
   readonly config: Record<string, unknown>;
   readonly dtype: DType;
   readonly seed: number;
+  /** Embedding values' spread (default 0.5); Gemma's √hidden scale wants a smaller one. */
+  readonly embedStd?: number;
 }
 
 export const base = {

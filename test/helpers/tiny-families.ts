@@ -139,6 +139,9 @@ export const FAMILY_SPECS = {
     },
     dtype: "bf16",
     seed: 27,
+    // √48 scales the embeddings up and the output is tied to them: at a larger spread the residual
+    // stream stays its token's own embedding and every step repeats its input.
+    embedStd: 0.003,
   },
   /**
    * Gemma 2 as its config.json spells it: window layers (0, 2) alternate with global ones (1, 3),

@@ -122,7 +122,7 @@ export function writeTinyModel(dir: string, variant: TinyVariant): TinyModel {
   const weights = randomWeights(config, {
     dtype: spec.dtype,
     seed: spec.seed,
-    embedStd: 0.5,
+    embedStd: spec.embedStd ?? 0.5,
     normSpread: 0.1,
     biasStd: 0.2,
   });
