@@ -274,10 +274,7 @@ describe("Gemma GGUF: what llama.cpp would run differently is refused by name", 
 
   it("a Gemma architecture the engine does not run is named on import", async () => {
     const cases = [
-      [
-        "gemma3n",
-        /unsupported architecture "gemma3n": Gemma 3n .*\(supported: .*gemma, gemma2, gemma3/,
-      ],
+      ["gemma3n", /unsupported architecture "gemma3n": Gemma 3n .*\(supported: .*gemma, gemma2, gemma3/],
       ["gemma-embedding", /unsupported architecture "gemma-embedding": EmbeddingGemma is an encoder/],
     ] as const;
     for (const [arch, why] of cases) {
