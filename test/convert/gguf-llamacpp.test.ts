@@ -126,9 +126,10 @@ describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {
         const ids = model.tokenizer.encode(text);
         const theirs = await llamaCppGreedy(gguf, ids, 30, TINY_EOS, LLAMA_THREADS);
         assert.equal(theirs.length, 30);
-        // The tiny Gemma (1) is made to continue with varied tokens (its embedding spread), so this
-        // comparison can fail; llama-gqa, qwen2 and qwen3 repeat their last token here.
-        if (variant === "gemma")
+        // A continuation that repeats one token would let the comparison pass whatever was computed.
+        // The tiny llama-gqa still does (tied, embedding spread 0.5): the int8-KV bounds are measured
+        // on it as it is; the other tied ones take TIED_EMBED_STD and continue with varied tokens.
+        if (variant !== "llama-gqa")
           assert.ok(new Set(theirs).size >= 5, `a degenerate continuation: ${theirs.join(" ")}`);
         assert.deepEqual(await ours(model, ids, backends[0]!, 30), theirs);
       } finally {

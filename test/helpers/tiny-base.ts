@@ -15,6 +15,13 @@ export interface VariantSpec {
   readonly embedStd?: number;
 }
 
+/**
+ * The embedding spread of tiny models whose output matrix is the embedding table: at the default
+ * 0.5 the residual stream stays its token's own embedding and greedy decoding repeats its input,
+ * which would let a comparison of two engines' tokens pass whatever they computed.
+ */
+export const TIED_EMBED_STD = 0.05;
+
 export const base = {
   architectures: ["LlamaForCausalLM"],
   model_type: "llama",

@@ -1,4 +1,4 @@
-import { base, type VariantSpec } from "./tiny-base.js";
+import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
  * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3), with the field names
@@ -26,7 +26,8 @@ export const FAMILY_SPECS = {
       layer_types: ["full_attention", "full_attention"],
     },
     dtype: "f32",
-    seed: 21,
+    seed: 23,
+    embedStd: TIED_EMBED_STD,
   },
   phi3: {
     config: {

@@ -5,7 +5,7 @@ import { parseHfConfig } from "../../src/model/hf-config.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
-import { base, TINY_BOS, TINY_EOS, type VariantSpec } from "./tiny-base.js";
+import { base, TIED_EMBED_STD, TINY_BOS, TINY_EOS, type VariantSpec } from "./tiny-base.js";
 import { FAMILY_SPECS } from "./tiny-families.js";
 
 /**
@@ -92,6 +92,7 @@ const SPECS: Record<TinyVariant, VariantSpec> = {
     },
     dtype: "f32",
     seed: 16,
+    embedStd: TIED_EMBED_STD,
   },
   "head-dim": {
     config: { ...base, hidden_size: 48, head_dim: 16, num_key_value_heads: 2 },
