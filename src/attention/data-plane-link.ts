@@ -71,6 +71,8 @@ export class DataPlaneLink {
     private readonly segment: ArrayBuffer | null,
     /** Whether this side made the segment's name (and removes it). */
     private readonly ownsName = true,
+    /** Where model workers connect to the same TCP data plane (with their own peer ids); null over shared memory. */
+    readonly tcp: { readonly host: string; readonly port: number; readonly token: string } | null = null,
   ) {
     this.tables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
     this.windowTables = new Int32Array(shape.maxSeqs * shape.maxBlocksPerSeq);
@@ -107,13 +109,8 @@ export class DataPlaneLink {
     peer = 0,
   ): DataPlaneLink {
     const id = addon.dpTcpClientOpen(host, port, token, ...shapeArgs(shape), spinUs, timeoutMs, peer);
-    const link = new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null);
-    link.tcp = { host, port, token };
-    return link;
+    return new DataPlaneLink(addon, `tcp ${host}:${port}`, id, shape, null, false, { host, port, token });
   }
-
-  /** Where model workers connect to the same TCP data plane (with their own peer ids); null over shared memory. */
-  tcp: { readonly host: string; readonly port: number; readonly token: string } | null = null;
 
   /**
    * Another model-side process's client on a segment the front end made (a model worker): the

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { parseHostPort } from "../util/host-port.js";
 
 /**
  * Commander argument parsers. A bad value is refused with the form expected
@@ -92,9 +93,8 @@ export function addrListArg(value: string): string[] {
   const list = listArg(value);
   if (list.length === 0) throw new InvalidArgumentError("expected host:port[,host:port...]");
   for (const a of list) {
-    const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(a);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
-      throw new InvalidArgumentError(`"${a}" is not host:port`);
+    const hp = parseHostPort(a);
+    if (!hp || hp.port < 1) throw new InvalidArgumentError(`"${a}" is not host:port`);
   }
   return list;
 }
@@ -126,7 +126,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 
 /** HOST:PORT to listen on (IPv6 hosts in brackets; port 0 picks a free one). */
 export function listenArg(value: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
-  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected HOST:PORT, got "${value}"`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+  const hp = parseHostPort(value);
+  if (!hp) throw new InvalidArgumentError(`expected HOST:PORT, got "${value}"`);
+  return hp;
 }

@@ -7,6 +7,7 @@ import {
 import type { Channel } from "../transport/channel.js";
 import { shmNative } from "../transport/shm-native.js";
 import { connectTcp } from "../transport/tcp.js";
+import { parseHostPort } from "../util/host-port.js";
 import { ControlledModelWorker, checkHello } from "./model-worker-procs.js";
 
 /** How long a running model worker has to say hello once connected (its model is already loaded). */
@@ -71,19 +72,14 @@ class ConnectedModelWorker extends ControlledModelWorker {
   }
 }
 
-/** host:port → its parts (IPv6 in brackets). */
-export function parseAddress(addr: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr.trim());
-  if (!m || Number(m[2]) > 65535) throw new Error(`model worker address must be HOST:PORT (got "${addr}")`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
-}
-
 /** Connects to a listening model worker, authenticates, and checks its hello. */
 export async function connectModelWorker(
   addr: string,
   o: ModelWorkerConnectOptions,
 ): Promise<ModelWorkerProc> {
-  const { host, port } = parseAddress(addr);
+  const hp = parseHostPort(addr);
+  if (!hp) throw new Error(`model worker address must be HOST:PORT (got "${addr}")`);
+  const { host, port } = hp;
   const channel = await connectTcp({ host, port, secret: o.secret, log: o.log });
   const proc = new ConnectedModelWorker(channel, addr);
   try {

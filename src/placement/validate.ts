@@ -24,6 +24,14 @@ export function modelWorkerCount(o: EngineOptions): number | undefined {
   return o.modelWorkers ?? (o.modelWorkerAddrs?.length ? o.modelWorkerAddrs.length : undefined);
 }
 
+/** Processes at addresses authenticate with the shared secret: throws, naming them, when there is none. */
+function needsSecret(o: EngineOptions, addrs: readonly string[] | undefined, what: string): void {
+  if ((addrs?.length ?? 0) > 0 && !attentionToken(o))
+    throw new Error(
+      `${what} at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN`,
+    );
+}
+
 /**
  * Every consistency check on the placement flags, in one place: exclusive flags, flags that need
  * a mode, and secrets for processes at addresses. Returns which placement the options ask for.
@@ -53,10 +61,7 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
     );
   if ((o.modelWorkerAddrs?.length ?? 0) > 32)
     throw new Error("--model-worker-addrs: at most 32 model workers");
-  if ((o.modelWorkerAddrs?.length ?? 0) > 0 && !attentionToken(o))
-    throw new Error(
-      "model workers at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
-    );
+  needsSecret(o, o.modelWorkerAddrs, "model workers");
   if (modelWorkerCount(o) !== undefined) {
     if (mode !== "colocated") throw new Error(`--model-workers does not combine with --mode ${mode}`);
     if (spawned < 1 && addrs.length === 0)
@@ -71,17 +76,11 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
   if (o.offloadRatio !== undefined && (!(o.offloadRatio >= 0) || mode !== "adrenaline"))
     throw new Error("--offload-ratio needs --mode adrenaline and a ratio ≥ 0");
   if (mode === "colocated") {
-    if (addrs.length > 0 && !attentionToken(o))
-      throw new Error(
-        "attention workers at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
-      );
+    needsSecret(o, addrs, "attention workers");
     return spawned > 0 || addrs.length > 0 ? "attention-workers" : "colocated";
   }
   if (spawned > 0 || addrs.length > 0)
     throw new Error(`--mode ${mode} does not combine with attention workers`);
-  if ((o.prefillInstanceAddrs?.length ?? 0) > 0 && !attentionToken(o))
-    throw new Error(
-      "prefill instances at given addresses need the shared secret: --attention-token or LAMINA_ATTENTION_TOKEN",
-    );
+  needsSecret(o, o.prefillInstanceAddrs, "prefill instances");
   return mode;
 }

@@ -305,11 +305,15 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
 
   private declareLost(r: number, why: string): boolean {
     if (!this.lost) this.o.log(`model worker ${r} lost: ${why}`);
-    // Whatever the process does next (a stalled one may wake), it no longer runs slices here.
-    Atomics.store(this.plane.replicaWords(r), RW.lease, 0);
+    this.revokeLease(r);
     this.lost ||= `model worker ${r}: ${why}`;
     this.failAll(new ModelWorkerLostError(r, why));
     return true;
+  }
+
+  /** Whatever replica r's process does next (a stalled one may wake), it no longer runs slices here. */
+  private revokeLease(r: number): void {
+    Atomics.store(this.plane.replicaWords(r), RW.lease, 0);
   }
 
   needsRecovery(): boolean {
@@ -346,7 +350,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     await Promise.all(
       this.procs.map(async (proc, r) => {
         if (!proc?.alive()) {
-          Atomics.store(this.plane.replicaWords(r), RW.lease, 0);
+          this.revokeLease(r);
           await proc?.stop();
           this.o.log(`model worker ${r}: starting a replacement`);
           await this.bringUp(r);

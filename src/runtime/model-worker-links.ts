@@ -12,6 +12,8 @@ import {
  */
 export interface FrontEndLink {
   readonly description: string;
+  /** Whether the front end is gone (or the link was closed here). */
+  readonly closed: boolean;
   send(m: FromModelWorker): void;
   onMessage(handler: (raw: unknown) => void): void;
   /** Called once when the front end is gone (disconnect, closed channel). */
@@ -25,6 +27,9 @@ export function ipcLink(): FrontEndLink {
   if (!send) throw new Error("no IPC channel to a front end");
   return {
     description: `front end pid ${process.ppid} (IPC)`,
+    get closed() {
+      return !process.connected;
+    },
     send: (m) => void send(m, undefined, {}, () => {}),
     onMessage: (h) => void process.on("message", h),
     onClose: (h) => void process.once("disconnect", () => h("the front end disconnected")),
@@ -36,6 +41,9 @@ export function ipcLink(): FrontEndLink {
 export function channelLink(channel: Channel): FrontEndLink {
   const link: FrontEndLink = {
     description: channel.description,
+    get closed() {
+      return channel.closed;
+    },
     send: (m) => {
       channel.send({ type: MODEL_WORKER_MESSAGE, control: m }).catch(() => {
         // Closed: the close handler reports it.

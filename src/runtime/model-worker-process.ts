@@ -68,13 +68,13 @@ export async function runModelWorker(
     process.exit(0);
   }
   // The session being served; a front end that connects while the last one is closing waits for it.
-  let current: { link: FrontEndLink; closed: boolean; finished: Promise<void> } | null = null;
+  let current: { link: FrontEndLink; finished: Promise<void> } | null = null;
   const server = await listenTcp(
     { host: o.listen.host, port: o.listen.port, secret: o.token!, log },
     (channel) => {
       const link = channelLink(channel);
       const previous = current;
-      if (previous && !previous.closed) {
+      if (previous && !previous.link.closed) {
         link.send({
           v: MODEL_WORKER_PROTOCOL_VERSION,
           type: "error",
@@ -83,10 +83,7 @@ export async function runModelWorker(
         setTimeout(() => link.close(), 100);
         return;
       }
-      const session = { link, closed: false, finished: Promise.resolve() };
-      link.onClose(() => {
-        session.closed = true;
-      });
+      const session = { link, finished: Promise.resolve() };
       current = session;
       session.finished = (previous?.finished ?? Promise.resolve()).then(() => {
         log(`front end connected: ${link.description}`);

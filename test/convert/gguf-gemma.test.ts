@@ -3,11 +3,8 @@
 // base, head_dim), llama.cpp tokenizes as we do and continues greedily as we do, our loader gives
 // back the same model, and what llama.cpp would run differently is refused by name.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
-import type { Llama } from "node-llama-cpp";
+import { before, describe, it } from "node:test";
 
 import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
@@ -25,8 +22,9 @@ import { toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { engineBackends } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
+import { assertSameWeights } from "../helpers/same-weights.js";
 import { readGguf } from "./gguf-reader.js";
-import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 import { agreeOrFloatTie, agreeOrNearTie } from "./near-tie.js";
 import { GEMMA_BOS, GEMMA_EOS, type GemmaVariant, writeGemmaModel } from "./sentencepiece-models.js";
 
@@ -41,15 +39,8 @@ const TEXTS = [
   "日本語 🙂",
 ];
 
-const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-gemma-"));
-let llama: Llama;
-before(async () => {
-  llama = await openLlamaCpp();
-});
-after(async () => {
-  await llama?.dispose();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const llamaCpp = llamaCppFixture("lamina-gguf-gemma-");
+const tmp = llamaCpp.tmp;
 
 interface Case {
   readonly name: string;
@@ -101,10 +92,6 @@ const CASES: Case[] = [
     pattern: [false, true, true],
   },
 ];
-
-function bytesOf(t: Tensor): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
 
 /** What a norm multiplies by: 1 + w in f32, as the engine computes it. */
 function scaleOf(t: Tensor): number[] {
@@ -179,17 +166,7 @@ for (const c of CASES) {
     it("loads back with the same config, matrices, norm scales and tokenizer", () => {
       // The one difference: from GGUF the √hidden embedding scale is applied in f32, as llama.cpp does.
       assert.deepEqual(b.config, { ...a.config, embedScaleExact: true });
-      assert.deepEqual([...b.weights.keys()].sort(), [...a.weights.keys()].sort());
-      for (const [name, t] of a.weights) {
-        const u = b.weights.get(name)!;
-        assert.deepEqual(u.shape, t.shape, name);
-        if (t.shape.length > 1) {
-          assert.equal(u.dtype, t.dtype, name);
-          assert.ok(bytesOf(u).equals(bytesOf(t)), `${name}: not bit-identical`);
-        } else {
-          assert.deepEqual(scaleOf(u), scaleOf(t), name);
-        }
-      }
+      assertSameWeights(a.weights, b.weights, scaleOf);
       for (const text of TEXTS) {
         const ids = a.tokenizer.encode(text);
         assert.equal(ids[0], GEMMA_BOS, JSON.stringify(text));
@@ -205,7 +182,7 @@ for (const c of CASES) {
     });
 
     it(`llama.cpp tokenizes as we do and gives our ${STEPS} greedy tokens (or parts from them only at a tie), as does the file loaded back in ours`, async () => {
-      const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+      const model = await llamaCpp.loadModel(file);
       try {
         for (const text of TEXTS) {
           const ids = a.tokenizer.encode(text, { addSpecialTokens: false });
@@ -415,7 +392,7 @@ describe("quantized Gemma GGUF files we write", () => {
       assert.deepEqual([...types].sort(), want[q]);
       assert.deepEqual(quant.config, { ...float.config, embedScaleExact: true });
       const ids = float.tokenizer.encode("Once upon a time, in a land far away");
-      const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+      const model = await llamaCpp.loadModel(file);
       try {
         const theirs = await llamaCppGreedy(model, ids, STEPS, -1, LLAMA_THREADS);
         assert.equal(theirs.length, STEPS);

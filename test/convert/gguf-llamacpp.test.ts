@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Llama, LlamaModel } from "node-llama-cpp";
+import type { LlamaModel } from "node-llama-cpp";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
@@ -15,7 +14,7 @@ import { sharedDataPath } from "../../src/util/shared-data.js";
 import { engineBackends } from "../helpers/backends.js";
 import { greedy, runToCompletion } from "../helpers/engine-driver.js";
 import { TINY_EOS, TINY_VARIANTS, writeTinyModel } from "../helpers/tiny-models.js";
-import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 
 // llama.cpp's threads spin while they wait for each other; one thread keeps this test quick and
 // steady on a busy 2-core machine, and greedy output does not depend on the count.
@@ -33,15 +32,8 @@ const sources = [
   { name: "hf/", spec: path.join(dir, "hf") },
   { name: "llama2.c .bin", spec: path.join(dir, "stories260K.bin") },
 ];
-const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-llamacpp-"));
-let llama: Llama;
-before(async () => {
-  llama = await openLlamaCpp();
-});
-after(async () => {
-  await llama?.dispose();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const llamaCpp = llamaCppFixture("lamina-gguf-llamacpp-");
+const tmp = llamaCpp.tmp;
 
 /** Our greedy continuation, stopping at EOS like llama.cpp's. */
 async function ours(
@@ -65,7 +57,7 @@ for (const src of sources) {
       model = await loadModel(src.spec);
       const file = path.join(tmp, `${src.name.replace(/\W/g, "")}.gguf`);
       modelToGguf(model, file);
-      gguf = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+      gguf = await llamaCpp.loadModel(file);
     });
     after(async () => {
       await gguf?.dispose();
@@ -119,7 +111,7 @@ describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {
       writeTinyModel(d, variant);
       const model = await loadModel(d);
       modelToGguf(model, `${d}.gguf`);
-      const gguf = await llama.loadModel({ modelPath: `${d}.gguf`, gpuLayers: 0 });
+      const gguf = await llamaCpp.loadModel(`${d}.gguf`);
       try {
         const text = "Hello, world";
         assert.deepEqual([...gguf.tokenize(text)], model.tokenizer.encode(text, { addSpecialTokens: false }));
@@ -174,7 +166,7 @@ describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {
     const back = await loadModel(`${d}.gguf`);
     assert.equal(back.config.architecture, "qwen3_moe");
     assert.deepEqual(back.config.moe, model.config.moe);
-    const gguf = await llama.loadModel({ modelPath: `${d}.gguf`, gpuLayers: 0 });
+    const gguf = await llamaCpp.loadModel(`${d}.gguf`);
     try {
       const ids = model.tokenizer.encode("Hello, world");
       // Past the end-of-sequence token too (-1: llama.cpp stops at nothing), so all 30 compare.

@@ -5,41 +5,28 @@
 // "<|endoftext|>" whenever general.name contains "phi3", so the writer leaves such a name out
 // when the vocabulary lacks one of them.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
-import type { Llama } from "node-llama-cpp";
+import { before, describe, it } from "node:test";
 import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import type { RopeScaling } from "../../src/model/config.js";
 import { shortestF32 } from "../../src/model/gguf-reader.js";
 import { loadModel } from "../../src/model/load.js";
-import { type Tensor, toFloat32 } from "../../src/model/tensor.js";
+import { toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { engineBackends } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
+import { tensorBytes } from "../helpers/same-weights.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { readGguf } from "./gguf-reader.js";
-import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 import { agreeOrFloatTie } from "./near-tie.js";
 import { PHI3_BOS, writePhi3Model } from "./sentencepiece-models.js";
 
 const STEPS = 30;
 const TEXTS = ["Once upon a time", "Hello, world!  Two  spaces", "a\nnew line", "Zoë's café 🙂"];
-const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-phi3-"));
-let llama: Llama;
-before(async () => {
-  llama = await openLlamaCpp();
-});
-after(async () => {
-  await llama?.dispose();
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-function bytesOf(t: Tensor): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
+const llamaCpp = llamaCppFixture("lamina-gguf-phi3-");
+const tmp = llamaCpp.tmp;
 
 async function ours(model: LoadedModel, ids: readonly number[]): Promise<number[]> {
   return generateAlone(model, engineBackends()[0]!.backend, ids, STEPS, { maxRunning: 1, kvBlocks: 64 });
@@ -47,7 +34,7 @@ async function ours(model: LoadedModel, ids: readonly number[]): Promise<number[
 
 /** llama.cpp's greedy tokens on `file` (past EOS too), checked to be no loop on one token. */
 async function llamaCppTokens(file: string, ids: readonly number[]): Promise<number[]> {
-  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const model = await llamaCpp.loadModel(file);
   try {
     const theirs = await llamaCppGreedy(model, ids, STEPS, -1, 1);
     assert.equal(theirs.length, STEPS);
@@ -80,7 +67,9 @@ describe("Phi-3 as GGUF (llama.cpp's phi3)", () => {
     const qkv = g.tensors.get("blk.0.attn_qkv.weight")!;
     const up = g.tensors.get("blk.0.ffn_up.weight")!;
     assert.deepEqual(qkv.shape, a.weights.get("model.layers.0.self_attn.qkv_proj.weight")!.shape);
-    assert.ok(Buffer.from(up.data).equals(bytesOf(a.weights.get("model.layers.0.mlp.gate_up_proj.weight")!)));
+    assert.ok(
+      Buffer.from(up.data).equals(tensorBytes(a.weights.get("model.layers.0.mlp.gate_up_proj.weight")!)),
+    );
     assert.ok(!g.tensors.has("blk.0.attn_q.weight") && !g.tensors.has("blk.0.ffn_gate.weight"));
   });
 
@@ -88,14 +77,14 @@ describe("Phi-3 as GGUF (llama.cpp's phi3)", () => {
     assert.deepEqual(b.config, a.config);
     for (const [name, t] of a.weights) {
       const u = b.weights.get(name)!;
-      if (t.shape.length > 1) assert.ok(bytesOf(u).equals(bytesOf(t)), name);
+      if (t.shape.length > 1) assert.ok(tensorBytes(u).equals(tensorBytes(t)), name);
       else assert.deepEqual(toFloat32(u), toFloat32(t), name);
     }
     for (const text of TEXTS) assert.deepEqual(b.tokenizer.encode(text), a.tokenizer.encode(text), text);
   });
 
   it(`llama.cpp tokenizes as we do and gives our ${STEPS} greedy tokens (or parts from them only at a tie), as does the file loaded back in ours`, async () => {
-    const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+    const model = await llamaCpp.loadModel(file);
     try {
       for (const text of TEXTS)
         assert.deepEqual(

@@ -4,12 +4,10 @@
 // (or diverges only where its top two logits are within the quantization's effect on them).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { Llama } from "node-llama-cpp";
 import type { GgufQuantize } from "../../src/convert/gguf-format.js";
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import { quantTarget } from "../../src/convert/gguf-tensors.js";
@@ -27,19 +25,12 @@ import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { randomF32, rng } from "../kernels/fixtures.js";
-import { llamaCppGreedy, openLlamaCpp } from "./llama-cpp.js";
+import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 import { agreeOrNearTie } from "./near-tie.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-quant-"));
-let llama: Llama;
-before(async () => {
-  llama = await openLlamaCpp();
-});
-after(async () => {
-  await llama?.dispose();
-  rmSync(tmp, { recursive: true, force: true });
-});
+const llamaCpp = llamaCppFixture("lamina-gguf-quant-");
+const tmp = llamaCpp.tmp;
 
 /**
  * Worst error each quantizer may leave in a block, from its step: Q8_0 half of max|x|/127;
@@ -139,7 +130,7 @@ async function exported(model: LoadedModel, q: GgufQuantize, name: string) {
 
 /** llama.cpp's greedy continuation of `ids` on a file. */
 async function llamaCppTokens(file: string, ids: readonly number[], n: number): Promise<number[]> {
-  const gguf = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const gguf = await llamaCpp.loadModel(file);
   try {
     const theirs = await llamaCppGreedy(gguf, ids, n, -1, 1);
     assert.equal(theirs.length, n);

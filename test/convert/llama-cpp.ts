@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before } from "node:test";
 import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp";
 
 /**
@@ -13,6 +17,26 @@ export function openLlamaCpp(): Promise<Llama> {
     progressLogs: false,
     logLevel: LlamaLogLevel.error,
   });
+}
+
+/**
+ * A test file's scratch folder and llama.cpp: llama.cpp is opened before the file's tests, and
+ * released, with the folder removed, after them.
+ */
+export function llamaCppFixture(prefix: string): {
+  readonly tmp: string;
+  loadModel(file: string): Promise<LlamaModel>;
+} {
+  const tmp = mkdtempSync(path.join(tmpdir(), prefix));
+  let llama: Llama | undefined;
+  before(async () => {
+    llama = await openLlamaCpp();
+  });
+  after(async () => {
+    await llama?.dispose();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  return { tmp, loadModel: (file) => llama!.loadModel({ modelPath: file, gpuLayers: 0 }) };
 }
 
 /**

@@ -15,7 +15,7 @@ import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
-import { f16ToF32, f32ToF16, type QuantTensor, type Tensor, toFloat32 } from "../../src/model/tensor.js";
+import { f16ToF32, f32ToF16, type QuantTensor, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { loadTokenizerFor } from "../../src/placement/load-tokenizer.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
@@ -23,6 +23,7 @@ import { sharedDataPath } from "../../src/util/shared-data.js";
 import { llamaCppGreedy, openLlamaCpp } from "../convert/llama-cpp.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
+import { assertSameWeights } from "../helpers/same-weights.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { llamaCppVectors, tokenizerDir } from "../tokenizer/fixtures.js";
 
@@ -39,26 +40,12 @@ const TEXTS = [
   "",
 ];
 
-function bytesOf(t: Tensor): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
-
 /** Same config, bit-identical matrices, 1-D tensors equal in value (the writer stores them as f32). */
 function assertSameModel(a: LoadedModel, b: LoadedModel): void {
   // GGUF keeps one EOS id; the rest of the config must come back as it was.
   assert.deepEqual({ ...b.config, eosTokenIds: [] }, { ...a.config, eosTokenIds: [] });
   assert.deepEqual(b.config.eosTokenIds, a.config.eosTokenIds.slice(0, 1));
-  assert.deepEqual([...b.weights.keys()].sort(), [...a.weights.keys()].sort());
-  for (const [name, t] of a.weights) {
-    const u = b.weights.get(name)!;
-    assert.deepEqual(u.shape, t.shape, name);
-    if (t.shape.length > 1) {
-      assert.equal(u.dtype, t.dtype, name);
-      assert.ok(bytesOf(u).equals(bytesOf(t)), `${name}: not bit-identical`);
-    } else {
-      assert.deepEqual(toFloat32(u), toFloat32(t), name);
-    }
-  }
+  assertSameWeights(a.weights, b.weights);
   for (const text of TEXTS) {
     assert.deepEqual(b.tokenizer.encode(text), a.tokenizer.encode(text), JSON.stringify(text));
     const ids = a.tokenizer.encode(text);

@@ -440,6 +440,7 @@ TcpClient::TcpClient(const std::string& host, int port, const std::string& token
   taken_.assign(size_t(g.numTags), 0);
   replied_.assign(size_t(g.numTags), 0);
   settled_.assign(size_t(g.numTags), 0);
+  settledOk_.assign(size_t(g.numTags), 0);
   micros_.assign(size_t(g.numTags), 0);
 }
 
@@ -534,7 +535,7 @@ bool TcpClient::settleTag(int tag, int64_t timeoutNs) {
   // What this side received of the micro-batch and never took is void.
   taken_[size_t(tag)] = replied_[size_t(tag)];
   expect_[size_t(tag)] = replied_[size_t(tag)];
-  return micros_[size_t(tag)] == 1;
+  return settledOk_[size_t(tag)] != 0;
 }
 
 void TcpClient::progress() {
@@ -547,7 +548,7 @@ void TcpClient::progress() {
                          h.tag < g_.numTags && h.bytes == 0;
     if (settled) {
       settled_[size_t(h.tag)]++;
-      micros_[size_t(h.tag)] = h.nSeqs;
+      settledOk_[size_t(h.tag)] = h.nSeqs == 1;
       continue;
     }
     if (why.empty()) {

@@ -149,6 +149,8 @@ class TcpClient : public Endpoint {
   std::vector<std::vector<float>> out_;
   /** Per micro-batch: KVs posted here, OUTs received, OUTs taken, settles answered. */
   std::vector<int32_t> expect_, replied_, taken_, settled_, micros_;
+  /** Per micro-batch: whether the worker's last SETTLED said it drained in time. */
+  std::vector<uint8_t> settledOk_;
   int32_t nextReplyTo_ = 0;
   /** A model worker's socket (peer > 0): OUTs come for layers other replicas posted. */
   bool routed_ = false;
