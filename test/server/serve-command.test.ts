@@ -123,7 +123,9 @@ describe("lamina serve as a process", () => {
         body: JSON.stringify({
           model: "stories260K",
           prompt: "Once",
-          max_tokens: 300,
+          // Nearly the whole context (512): at a few thousand tokens a second on a fast host, 300
+          // could finish before the signal arrived, and there would be nothing left to drain.
+          max_tokens: 500,
           ignore_eos: true,
           stream: true,
         }),
