@@ -67,8 +67,13 @@ export function addEngineFlags(cmd: Command): Command {
     )
     .option(
       "--model-worker-addrs <list>",
-      "host:port of running `lamina model-worker --listen` processes on this host, comma-separated (instead of --model-workers)",
+      "host:port of running `lamina model-worker --listen` processes, comma-separated (instead of --model-workers; on other hosts with --model-plane tcp)",
       addrListArg,
+    )
+    .option(
+      "--model-plane <kind>",
+      "the model workers' plane: shm (one segment, workers on this host; default) or tcp (each keeps a copy, linked over TCP: workers on other hosts)",
+      choiceArg(["shm", "tcp"] as const),
     )
     .option("--model-worker-threads <n>", "kernel threads of each model worker (default 1)", intArg(1, 1024))
     .option("--pipeline-depth <n>", "micro-batches in flight (staggered pipelining)", intArg(1, 16))
@@ -133,6 +138,7 @@ export interface EngineFlagValues {
   modelWorkers?: number;
   modelWorkerAddrs?: string[];
   modelWorkerThreads?: number;
+  modelPlane?: "shm" | "tcp";
   transport?: "shm" | "tcp";
   mode?: "colocated" | "pd" | "adrenaline";
   prefillInstances?: number;
@@ -165,6 +171,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     modelWorkers: f.modelWorkers,
     modelWorkerAddrs: f.modelWorkerAddrs,
     modelWorkerThreads: f.modelWorkerThreads,
+    modelPlane: f.modelPlane,
     transport: f.transport,
     mode: f.mode,
     prefillInstances: f.prefillInstances,

@@ -5,6 +5,7 @@ import {
   type FromModelWorker,
   fromWorkerSchema,
   type ModelWorkerConfigure,
+  type ModelWorkerPeers,
   parseMessage,
   type ToModelWorker,
 } from "../runtime/model-worker-protocol.js";
@@ -31,6 +32,7 @@ export abstract class ControlledModelWorker implements ModelWorkerProc {
   private waiter: ((m: FromModelWorker | Error) => void) | null = null;
 
   abstract readonly pid: number;
+  abstract readonly host: string;
   protected abstract post(m: ToModelWorker): void;
   abstract alive(): boolean;
   abstract kill(): void;
@@ -64,13 +66,29 @@ export abstract class ControlledModelWorker implements ModelWorkerProc {
     });
   }
 
-  async configure(c: ModelWorkerConfigure, timeoutMs: number): Promise<void> {
+  async configure(c: ModelWorkerConfigure, timeoutMs: number): Promise<number | undefined> {
+    const m = await this.request(c, timeoutMs);
+    if (typeof c.plane !== "string" && !m.planePort)
+      throw new Error(`model worker ${this.pid}: configured a plane over TCP without saying its port`);
+    return m.planePort;
+  }
+
+  async peers(p: ModelWorkerPeers, timeoutMs: number): Promise<void> {
+    await this.request(p, timeoutMs);
+  }
+
+  /** Sends a request and waits for its configured reply (an error reply or another message throws). */
+  private async request(
+    m: ModelWorkerConfigure | ModelWorkerPeers,
+    timeoutMs: number,
+  ): Promise<Extract<FromModelWorker, { type: "configured" }>> {
     const reply = this.next(timeoutMs);
-    this.post(c);
-    const m = await reply;
-    if (m.type === "error") throw new Error(`model worker ${this.pid}: ${m.message}`);
-    if (m.type !== "configured" || m.epoch !== c.epoch)
-      throw new Error(`model worker ${this.pid}: unexpected ${m.type} reply to configure`);
+    this.post(m);
+    const r = await reply;
+    if (r.type === "error") throw new Error(`model worker ${this.pid}: ${r.message}`);
+    if (r.type !== "configured" || r.epoch !== m.epoch)
+      throw new Error(`model worker ${this.pid}: unexpected ${r.type} reply to ${m.type}`);
+    return r;
   }
 }
 
@@ -86,6 +104,8 @@ export function checkHello(hello: FromModelWorker, fingerprint: string, where: s
 
 /** A locally spawned model worker (`lamina model-worker`, Node IPC for control). */
 class SpawnedModelWorker extends ControlledModelWorker {
+  readonly host = "127.0.0.1";
+
   constructor(private readonly child: ChildProcess) {
     super();
     child.on("message", (raw: unknown) => this.receive(raw));

@@ -34,6 +34,8 @@ class ConnectedModelWorker extends ControlledModelWorker {
   constructor(
     private readonly channel: Channel,
     readonly address: string,
+    /** Where the front end reached it (its copy of a plane over TCP listens there too). */
+    readonly host: string,
   ) {
     super();
     channel.onMessage((msg) => {
@@ -81,7 +83,7 @@ export async function connectModelWorker(
   if (!hp) throw new Error(`model worker address must be HOST:PORT (got "${addr}")`);
   const { host, port } = hp;
   const channel = await connectTcp({ host, port, secret: o.secret, log: o.log });
-  const proc = new ConnectedModelWorker(channel, addr);
+  const proc = new ConnectedModelWorker(channel, addr, host);
   try {
     const hello = await proc.next(HELLO_TIMEOUT_MS);
     checkHello(hello, o.fingerprint, `model worker at ${addr}`);

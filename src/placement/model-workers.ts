@@ -69,6 +69,7 @@ export async function buildModelWorkerPlacement(
       replicas,
       spawn,
       spinUs: options.spinMicros ?? DEFAULT_SPIN_US,
+      plane: options.modelPlane ?? "shm",
       timeoutMs: options.attentionTimeoutMs ?? DEFAULT_TIMEOUT_MS,
       log,
     });

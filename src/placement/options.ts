@@ -50,12 +50,19 @@ export interface EngineOptions extends CoreOptions {
   readonly modelWorkers?: number;
   /**
    * Addresses host:port of running model workers (`lamina model-worker --listen`, with
-   * `attentionToken` as the shared secret) instead of spawning them: one replica each. They share
-   * the model plane's memory, so they run on this host; a lost one is connected to again.
+   * `attentionToken` as the shared secret) instead of spawning them: one replica each. Over a
+   * shared-memory plane they run on this host; with `modelPlane: "tcp"` anywhere. A lost one is
+   * connected to again.
    */
   readonly modelWorkerAddrs?: readonly string[];
   /** Kernel threads of each model worker (default 1). */
   readonly modelWorkerThreads?: number;
+  /**
+   * The model workers' plane: "shm" (default), one shared segment, so they run on this host; "tcp",
+   * each process keeps a copy and the writes the others must see travel as frames (model workers
+   * on other hosts).
+   */
+  readonly modelPlane?: "shm" | "tcp";
   readonly transport?: "shm" | "tcp";
   /**
    * Placement of prefill: colocated (default), "pd" (prefill instances hand each prompt's KV to

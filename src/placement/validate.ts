@@ -59,6 +59,8 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
     throw new Error(
       "--model-worker-threads needs --model-workers (a model worker at an address sets its own --threads)",
     );
+  if (o.modelPlane !== undefined && modelWorkerCount(o) === undefined)
+    throw new Error("--model-plane needs model workers (--model-workers N or --model-worker-addrs)");
   if ((o.modelWorkerAddrs?.length ?? 0) > 32)
     throw new Error("--model-worker-addrs: at most 32 model workers");
   needsSecret(o, o.modelWorkerAddrs, "model workers");

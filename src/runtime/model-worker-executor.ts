@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { RemoteAttentionService, SharedPlaneTarget } from "../attention/remote-service.js";
 import { type AttentionDrive, AttentionWorkerLostError } from "../attention/service.js";
 import { copySeqs, type SeqArrays } from "../attention/sub-step.js";
@@ -10,14 +11,27 @@ import { sliceOrder } from "./executor.js";
 import type { ModelExecutor, ModelRecovery } from "./model-executor.js";
 import { ModelWorkerLostError } from "./model-executor.js";
 import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes, RW } from "./model-plane.js";
-import { MODEL_WORKER_PROTOCOL_VERSION, type ModelWorkerConfigure } from "./model-worker-protocol.js";
+import {
+  MODEL_WORKER_PROTOCOL_VERSION,
+  type ModelWorkerConfigure,
+  type ModelWorkerPeers,
+} from "./model-worker-protocol.js";
+import { PlaneNet, type PlaneNetInfo } from "./plane-net.js";
+import { FrontPlaneSync } from "./plane-sync.js";
 import { createStepTiming, type ModelStep, type StepTiming } from "./step.js";
 
 /** One model worker process as the front end drives it (spawned by the placement). */
 export interface ModelWorkerProc {
   readonly pid: number;
-  /** Sends CONFIGURE; resolves on its reply, rejects on an error reply, exit or timeout. */
-  configure(c: ModelWorkerConfigure, timeoutMs: number): Promise<void>;
+  /** The host the front end reaches it at (its copy of a plane over TCP listens there). */
+  readonly host: string;
+  /**
+   * Sends CONFIGURE; resolves on its reply (with the port its copy of a plane over TCP listens on),
+   * rejects on an error reply, exit or timeout.
+   */
+  configure(c: ModelWorkerConfigure, timeoutMs: number): Promise<number | undefined>;
+  /** Tells a replica of a plane over TCP where the others' copies listen. */
+  peers(p: ModelWorkerPeers, timeoutMs: number): Promise<void>;
   alive(): boolean;
   kill(): void;
   stop(): Promise<void>;
@@ -33,6 +47,11 @@ export interface ModelWorkerExecutorOptions {
   readonly replicas: number;
   readonly spawn: (replica: number) => Promise<ModelWorkerProc>;
   readonly spinUs: number;
+  /**
+   * The model plane: one shared segment (the model workers on this host), or over TCP, each
+   * process with a copy of its own (model workers on other hosts; plane-sync.ts).
+   */
+  readonly plane: "shm" | "tcp";
   /** A replica silent this long on a slice that is due is declared lost (and killed). */
   readonly timeoutMs: number;
   readonly log: (line: string) => void;
@@ -74,6 +93,10 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   private readonly shm: ShmNative;
   /** The last lease handed out (each bring-up of a replica gets a new one). */
   private lastLease = 0;
+  /** A plane over TCP: the links to the replicas' copies, and where each listens. */
+  private readonly sync: FrontPlaneSync | null;
+  private readonly planeToken: string;
+  private readonly planePorts: (number | null)[];
 
   private constructor(
     private readonly o: ModelWorkerExecutorOptions,
@@ -82,6 +105,12 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     logitsSlot: number,
   ) {
     this.shm = shmNative();
+    this.planeToken = randomBytes(16).toString("hex");
+    this.sync =
+      o.plane === "tcp"
+        ? new FrontPlaneSync(plane, PlaneNet.open(plane.buffer, this.planeToken, 0, o.timeoutMs))
+        : null;
+    this.planePorts = Array.from({ length: o.replicas }, () => null);
     this.logitsSlot = logitsSlot;
     this.pending = Array.from({ length: o.microBatches }, () => ({ seq: 0, resolve: null, reject: null }));
     this.procs = Array.from({ length: o.replicas }, () => null);
@@ -116,6 +145,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     const ex = new ModelWorkerExecutor(o, plane, name, plan.slotOf.get(o.sliced.graph.output)!);
     try {
       await Promise.all(Array.from({ length: o.replicas }, (_, r) => ex.bringUp(r)));
+      await ex.sendPeers();
       ex.epoch = o.attention.layoutEpoch;
     } catch (e) {
       await ex.close();
@@ -137,8 +167,33 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     const proc = await this.o.spawn(r);
     this.procs[r] = proc;
     Atomics.store(this.plane.replicaWords(r), RW.lease, ++this.lastLease);
-    await proc.configure(this.configureFor(r, sharedTargets(this.o.attention)), CONFIGURE_TIMEOUT_MS);
-    this.o.log(`model worker ${r} (pid ${proc.pid}) serving replica ${r} of ${this.o.replicas}`);
+    this.planePorts[r] = null;
+    const port = await proc.configure(
+      this.configureFor(r, sharedTargets(this.o.attention)),
+      CONFIGURE_TIMEOUT_MS,
+    );
+    if (this.sync) {
+      this.sync.link(r, proc.host, port!);
+      this.planePorts[r] = port!;
+    }
+    this.o.log(
+      `model worker ${r} (pid ${proc.pid}) serving replica ${r} of ${this.o.replicas}${this.sync ? ` (plane over TCP, its copy at ${proc.host}:${port})` : ""}`,
+    );
+  }
+
+  /** A plane over TCP: every live replica learns where the others' copies listen (they link to each other). */
+  private async sendPeers(): Promise<void> {
+    if (!this.sync) return;
+    const peers: ModelWorkerPeers = {
+      v: MODEL_WORKER_PROTOCOL_VERSION,
+      type: "peers",
+      epoch: this.o.attention.layoutEpoch,
+      peers: this.procs.map((p, r) => {
+        const port = this.planePorts[r];
+        return p?.alive() && port ? { host: p.host, port } : null;
+      }),
+    };
+    await Promise.all(this.procs.map((p) => (p?.alive() ? p.peers(peers, CONFIGURE_TIMEOUT_MS) : undefined)));
   }
 
   private configureFor(r: number, targets: SharedPlaneTarget[]): ModelWorkerConfigure {
@@ -147,7 +202,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       v: MODEL_WORKER_PROTOCOL_VERSION,
       type: "configure",
       epoch: this.o.attention.layoutEpoch,
-      plane: this.planeName,
+      plane: this.sync ? { tcp: { token: this.planeToken } } : this.planeName,
       shape: {
         ...this.plane.shape,
         buffers: this.plane.shape.buffers.map((b) => ({ rows: b.rows, width: b.width })),
@@ -197,6 +252,8 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
       p.reject = reject;
     });
     this.plane.ring(this.shm);
+    const unreachable = this.sync?.launched(j, seq);
+    if (unreachable) this.declareLost(unreachable.replica, unreachable.why);
     return result;
   }
 
@@ -314,6 +371,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   /** Whatever replica r's process does next (a stalled one may wake), it no longer runs slices here. */
   private revokeLease(r: number): void {
     Atomics.store(this.plane.replicaWords(r), RW.lease, 0);
+    this.sync?.revoked(r);
   }
 
   needsRecovery(): boolean {
@@ -344,6 +402,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     const epoch = Atomics.load(h, H.runEpoch) + 1;
     Atomics.store(h, H.pauseEpoch, epoch);
     this.plane.ring(this.shm);
+    this.sync?.paused(epoch);
     await this.waitForAcks(epoch);
     const targets = sharedTargets(this.o.attention);
     const moved = this.o.attention.layoutEpoch !== this.epoch;
@@ -357,6 +416,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
         } else if (moved) await proc.configure(this.configureFor(r, targets), CONFIGURE_TIMEOUT_MS);
       }),
     );
+    await this.sendPeers();
     this.epoch = this.o.attention.layoutEpoch;
     for (let j = 0; j < this.plane.batches.length; j++) {
       if (!moved && !this.o.attention.settleForModelWorkers(j))
@@ -368,6 +428,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     }
     Atomics.store(h, H.runEpoch, epoch);
     this.plane.ring(this.shm);
+    this.sync?.resumed();
     this.lastProgress = performance.now();
   }
 
@@ -410,6 +471,11 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     return s;
   }
 
+  /** A plane over TCP: the front end's link counters (frames and bytes each way, refusals); else null. */
+  planeNetInfo(): PlaneNetInfo | null {
+    return this.sync?.net.info() ?? null;
+  }
+
   /** Model worker pids (tests kill them; benchmarks pin them). */
   pids(): number[] {
     return this.procs.map((p) => p?.pid ?? 0);
@@ -418,6 +484,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   async close(): Promise<void> {
     this.failAll(new Error("engine shutting down"));
     await Promise.all(this.procs.map((p) => p?.stop().catch(() => undefined)));
+    this.sync?.close();
     unlinkSegmentName(this.planeName);
   }
 }

@@ -6,19 +6,23 @@ import { loadKernelBackend } from "../kernels/index.js";
 import { modelFingerprint } from "../model/fingerprint.js";
 import { loadModel } from "../model/load.js";
 import type { LoadedModel } from "../model/types.js";
+import { newSegmentName, unlinkSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
 import { listenTcp } from "../transport/tcp.js";
 import { SliceExecutor } from "./executor.js";
-import { ModelPlane } from "./model-plane.js";
+import { ModelPlane, modelPlaneBytes, RW } from "./model-plane.js";
 import { channelLink, type FrontEndLink, ipcLink } from "./model-worker-links.js";
 import {
   type FromModelWorker,
   MODEL_WORKER_PROTOCOL_VERSION,
   type ModelWorkerConfigure,
+  type ModelWorkerPeers,
   parseMessage,
   toWorkerSchema,
 } from "./model-worker-protocol.js";
 import { PlaneAttention } from "./plane-attention.js";
+import { PlaneNet } from "./plane-net.js";
+import { contextTensors, ReplicaPlaneSync } from "./plane-sync.js";
 import { ReplicaLoop } from "./replica-loop.js";
 
 export interface ModelWorkerOptions {
@@ -41,7 +45,8 @@ export interface ModelWorkerOptions {
  * Spawned by `serve --model-workers N`, it talks to its parent over Node IPC and exits with it.
  * Started with `--listen`, it serves authenticated front ends over TCP, one at a time, and keeps
  * its weights loaded between them (a front end restarts without reloading them). The plane is
- * shared memory, so the front end must run on the same host.
+ * shared memory with a front end on the same host, or a copy of its own, linked over TCP, for one
+ * on another (plane-sync.ts).
  */
 export async function runModelWorker(
   o: ModelWorkerOptions,
@@ -57,7 +62,8 @@ export async function runModelWorker(
   if (typeof dp === "string") throw new Error(`model workers need the native data plane: ${dp}`);
   const backend = loadKernelBackend({ backend: "native", ...(o.threads ? { threads: o.threads } : {}) });
   const model = await loadModel(o.model);
-  const host = new ModelWorkerHost(model, backend, dp, shmNative(), log);
+  // A plane over TCP listens where the control channel does (spawned workers: loopback).
+  const host = new ModelWorkerHost(model, backend, dp, shmNative(), o.listen?.host ?? "127.0.0.1", log);
 
   if (!o.listen) {
     const link = ipcLink();
@@ -110,6 +116,7 @@ class ModelWorkerHost {
     private readonly backend: KernelBackend,
     private readonly dp: DataPlaneAddon,
     private readonly shm: ShmNative,
+    private readonly planeHost: string,
     private readonly log: (line: string) => void,
   ) {
     this.sliced = sliceModel(buildLlamaGraph(model.config));
@@ -125,6 +132,7 @@ class ModelWorkerHost {
     let loop: ReplicaLoop | null = null;
     let running: Promise<void> = Promise.resolve();
     let attention: PlaneAttention | null = null;
+    let sync: ReplicaPlaneSync | null = null;
     let done!: () => void;
     const finished = new Promise<void>((resolve) => {
       done = resolve;
@@ -136,10 +144,11 @@ class ModelWorkerHost {
       loop?.stop();
       await running;
       attention?.close();
+      sync?.close();
       done();
     };
 
-    const configure = (c: ModelWorkerConfigure) => {
+    const configure = (c: ModelWorkerConfigure): number | undefined => {
       const next = new PlaneAttention(
         this.dp,
         c.targets,
@@ -153,10 +162,13 @@ class ModelWorkerHost {
       if (loop) {
         loop.replaceAttention(next);
         attention = next;
-        return;
+        return sync ? planePort : undefined;
       }
       try {
-        loop = this.startLoop(c, next);
+        const started = this.startLoop(c, next);
+        loop = started.loop;
+        sync = started.sync;
+        planePort = started.port;
       } catch (e) {
         next.close();
         throw e;
@@ -169,7 +181,18 @@ class ModelWorkerHost {
         },
         (e: Error) => onLoopFailure(`replica loop failed: ${e.message}`),
       );
-      this.log(`replica ${c.replica} of ${c.shape.replicas}: ${this.backend.describe()}`);
+      this.log(
+        `replica ${c.replica} of ${c.shape.replicas}: ${this.backend.describe()}${sync ? `; its copy of the plane listens on ${this.planeHost}:${planePort}` : ""}`,
+      );
+      return sync ? planePort : undefined;
+    };
+    let planePort = 0;
+
+    const peers = (m: ModelWorkerPeers) => {
+      if (!sync) throw new Error("peers: this replica's plane is shared memory, not TCP");
+      m.peers.forEach((p, s) => {
+        if (p) sync!.linkPeer(s, p.host, p.port);
+      });
     };
 
     link.onMessage((m: unknown) => {
@@ -185,8 +208,18 @@ class ModelWorkerHost {
         return;
       }
       try {
-        configure(msg);
-        reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "configured", epoch: msg.epoch });
+        if (msg.type === "peers") {
+          peers(msg);
+          reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "configured", epoch: msg.epoch });
+          return;
+        }
+        const port = configure(msg);
+        reply({
+          v: MODEL_WORKER_PROTOCOL_VERSION,
+          type: "configured",
+          epoch: msg.epoch,
+          ...(port ? { planePort: port } : {}),
+        });
       } catch (e) {
         reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: (e as Error).message });
       }
@@ -202,17 +235,32 @@ class ModelWorkerHost {
     return finished;
   }
 
-  private startLoop(c: ModelWorkerConfigure, attention: PlaneAttention): ReplicaLoop {
+  private startLoop(
+    c: ModelWorkerConfigure,
+    attention: PlaneAttention,
+  ): { loop: ReplicaLoop; sync: ReplicaPlaneSync | null; port: number } {
     let buffer: ArrayBuffer;
-    try {
-      buffer = this.shm.open(c.plane);
-    } catch (e) {
-      throw new Error(
-        `cannot map the model plane ${c.plane} (${(e as Error).message}): a model worker shares memory with its front end, which must run on this host`,
-      );
+    const shared = typeof c.plane === "string" ? c.plane : null;
+    if (shared) {
+      try {
+        buffer = this.shm.open(shared);
+      } catch (e) {
+        throw new Error(
+          `cannot map the model plane ${shared} (${(e as Error).message}): over shared memory a model worker runs on its front end's host (a front end on another host takes --model-plane tcp)`,
+        );
+      }
+    } else {
+      // This replica's own copy: mapped for its futex doorbells, the name gone at once.
+      const name = newSegmentName();
+      buffer = this.shm.create(name, modelPlaneBytes(c.shape));
+      unlinkSegmentName(name);
     }
     const plane = new ModelPlane(buffer, c.shape);
-    plane.check();
+    if (shared) plane.check();
+    else {
+      plane.initialise();
+      Atomics.store(plane.replicaWords(c.replica), RW.lease, c.lease);
+    }
     const executor = new SliceExecutor(this.sliced, this.model.weights, this.backend, this.model.config, {
       maxTokens: c.shape.maxTokens,
       maxLogitRows: c.shape.maxSeqs,
@@ -221,14 +269,42 @@ class ModelWorkerHost {
     const mine = executor.bufferShapes;
     if (mine.length !== c.shape.buffers.length || mine.some((b, i) => b.width !== c.shape.buffers[i]!.width))
       throw new Error("the front end's buffer plan differs from this worker's (another model or build?)");
-    return new ReplicaLoop(
-      executor,
-      plane,
-      attention,
-      c.replica,
-      c.lease,
-      { vocabSize: this.model.config.vocabSize, maxContext: c.maxContext, spinUs: c.spinUs },
-      this.shm,
-    );
+    let sync: ReplicaPlaneSync | null = null;
+    let port = 0;
+    if (typeof c.plane !== "string") {
+      const net = PlaneNet.open(buffer, c.plane.tcp.token, 1 + c.replica, c.timeoutMs);
+      try {
+        port = net.listen(this.planeHost);
+        const output = this.sliced.graph.output;
+        const vocab = this.sliced.graph.tensors.get(output)!.width;
+        sync = new ReplicaPlaneSync(
+          plane,
+          net,
+          c.replica,
+          contextTensors(this.sliced),
+          (j, t) => executor.tensorOf(j, t),
+          (j) => ({ buffer: executor.tensorOf(j, output), width: vocab }),
+        );
+      } catch (e) {
+        net.close();
+        throw e;
+      }
+    }
+    try {
+      const loop = new ReplicaLoop(
+        executor,
+        plane,
+        attention,
+        c.replica,
+        c.lease,
+        { vocabSize: this.model.config.vocabSize, maxContext: c.maxContext, spinUs: c.spinUs },
+        this.shm,
+        sync,
+      );
+      return { loop, sync, port };
+    } catch (e) {
+      sync?.close();
+      throw e;
+    }
   }
 }

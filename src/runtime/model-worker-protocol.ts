@@ -11,13 +11,17 @@ import { MAX_REPLICAS, MAX_TARGETS } from "./model-plane.js";
  *   worker → front end   hello {pid, kernels, model}      once the model and kernels are loaded
  *                                                          (on connect, for a listening worker)
  *   front end → worker   configure {plane, shape, replica, lease, targets, …}   (again after a relayout)
+ *   worker → front end   configured {epoch, planePort?} | error {message}
+ *   front end → worker   peers {epoch, peers}     (a plane over TCP: where the other replicas' copies listen)
  *   worker → front end   configured {epoch} | error {message}
  *   front end → worker   stop
  *
  * Version 2 added the model's fingerprint to hello and the replica's lease to configure; version 3
- * attention workers reached over TCP (a target's `tcp` address and token instead of a segment).
+ * attention workers reached over TCP (a target's `tcp` address and token instead of a segment);
+ * version 4 the model plane over TCP (`plane: {tcp: {token}}`, the copy's port in configured, and
+ * peers), for model workers on other hosts.
  */
-export const MODEL_WORKER_PROTOCOL_VERSION = 3;
+export const MODEL_WORKER_PROTOCOL_VERSION = 4;
 /** The frame type that carries these messages over TCP (the payload is the message as JSON). */
 export const MODEL_WORKER_MESSAGE = 0x40;
 
@@ -46,7 +50,11 @@ export const configureSchema = z.strictObject({
   type: z.literal("configure"),
   /** Layout generation of the attention workers these targets belong to. */
   epoch: z.number().int().min(0),
-  plane: z.string().regex(/^\/lamina-[\w-]+$/),
+  /** The shared segment's name, or a plane over TCP: the replica keeps a copy and listens for frames. */
+  plane: z.union([
+    z.string().regex(/^\/lamina-[\w-]+$/),
+    z.strictObject({ tcp: z.strictObject({ token: z.string().length(32) }) }),
+  ]),
   shape: z.strictObject({
     microBatches: count(32),
     replicas: count(MAX_REPLICAS),
@@ -90,8 +98,23 @@ export const configureSchema = z.strictObject({
 });
 export type ModelWorkerConfigure = z.infer<typeof configureSchema>;
 
+const peerAddress = z.strictObject({
+  host: z.string().min(1).max(255),
+  port: z.number().int().min(1).max(65535),
+});
+
+export const peersSchema = z.strictObject({
+  v: version,
+  type: z.literal("peers"),
+  epoch: z.number().int().min(0),
+  /** Per replica, where its copy of the plane listens (null: not reachable now, e.g. being replaced). */
+  peers: z.array(peerAddress.nullable()).min(1).max(MAX_REPLICAS),
+});
+export type ModelWorkerPeers = z.infer<typeof peersSchema>;
+
 export const toWorkerSchema = z.discriminatedUnion("type", [
   configureSchema,
+  peersSchema,
   z.strictObject({ v: version, type: z.literal("stop") }),
 ]);
 export type ToModelWorker = z.infer<typeof toWorkerSchema>;
@@ -105,7 +128,13 @@ export const fromWorkerSchema = z.discriminatedUnion("type", [
     /** `modelFingerprint` of the worker's model: the front end refuses a worker of another model. */
     model: z.string().regex(/^[0-9a-f]{16}$/),
   }),
-  z.strictObject({ v: version, type: z.literal("configured"), epoch: z.number().int() }),
+  z.strictObject({
+    v: version,
+    type: z.literal("configured"),
+    epoch: z.number().int(),
+    /** A plane over TCP: the port this replica's copy listens on (at the host the front end reached it by). */
+    planePort: z.number().int().min(1).max(65535).optional(),
+  }),
   z.strictObject({ v: version, type: z.literal("error"), message: z.string() }),
 ]);
 export type FromModelWorker = z.infer<typeof fromWorkerSchema>;

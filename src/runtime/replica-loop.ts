@@ -3,6 +3,7 @@ import { replicaOf } from "../util/rotation.js";
 import type { SliceExecutor } from "./executor.js";
 import { B, H, type ModelPlane, type PlaneBatch, RW } from "./model-plane.js";
 import type { PlaneAttention } from "./plane-attention.js";
+import type { ReplicaPlaneSync } from "./plane-sync.js";
 import type { ModelStep } from "./step.js";
 
 export interface ReplicaLimits {
@@ -47,6 +48,8 @@ export class ReplicaLoop {
     private readonly lease: number,
     private readonly limits: ReplicaLimits,
     private readonly shm: ShmNative,
+    /** Over TCP (model workers on other hosts): sends what the others must see of this copy's writes. */
+    private readonly sync: ReplicaPlaneSync | null = null,
   ) {
     this.words = plane.replicaWords(replica);
     this.seconds = plane.replicaSeconds(replica);
@@ -122,6 +125,11 @@ export class ReplicaLoop {
       if (Atomics.load(this.words, RW.ackEpoch) !== pause) {
         Atomics.store(this.words, RW.ackEpoch, pause);
         this.plane.ring(this.shm, H.frontDoorbell);
+        try {
+          this.sync?.acked();
+        } catch {
+          // The front end is unreachable: its link's loss voids this replica's lease.
+        }
       }
       return 0;
     }
@@ -173,15 +181,22 @@ export class ReplicaLoop {
       if (!att) {
         Atomics.store(b.words, B.logitsSeq, seq);
         this.plane.ring(this.shm, H.frontDoorbell);
-      } else if (this.plane.shape.replicas > 1) {
+        this.sync?.logits(j, seq);
+      } else {
         // The next slice is another replica's: it may sleep on the doorbell until sliceDone moves.
-        this.plane.ring(this.shm);
+        if (this.plane.shape.replicas > 1) this.plane.ring(this.shm);
+        this.sync?.sliceDone(j, k, seq);
       }
     } catch (e) {
       this.plane.setError(j, `model worker ${this.replica}, slice ${k}: ${(e as Error).message}`);
       Atomics.store(b.words, B.failedSeq, seq);
       this.plane.ring(this.shm, H.frontDoorbell);
       this.plane.ring(this.shm);
+      try {
+        this.sync?.failed(j, seq);
+      } catch {
+        // The front end is unreachable: it sees this replica's loss instead.
+      }
     }
   }
 

@@ -22,6 +22,7 @@
 #include "kernel_table.h"
 #include "moe_kernels.h"
 #include "quant_api.h"
+#include "plane_net_api.h"
 #include "thread_pool.h"
 
 namespace {
@@ -86,6 +87,8 @@ class Kernels : public Napi::Addon<Kernels> {
     dp_->registerFunctions(env, exports);
     quant_ = std::make_unique<lk::quant::Api>(&table_, pool_.get());
     quant_->registerFunctions(env, exports);
+    planeNet_ = std::make_unique<lk::pn::Api>();
+    planeNet_->registerFunctions(env, exports);
     (void)env;
   }
 
@@ -641,6 +644,7 @@ class Kernels : public Napi::Addon<Kernels> {
   std::string reason_;
   std::unique_ptr<lk::ThreadPool> pool_;
   std::unique_ptr<lk::quant::Api> quant_;  // the quantized products (quant_api.h)
+  std::unique_ptr<lk::pn::Api> planeNet_;  // the model plane over TCP (plane_net_api.h)
   std::unique_ptr<lk::dp::Api> dp_;  // the native data plane (declared last: it stops its threads first)
 };
 

@@ -1,5 +1,7 @@
 #include "dataplane_tcp.h"
 
+#include "socket_io.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -17,72 +19,17 @@
 
 namespace lk::dp {
 
+using net::noDelay;
+using net::readFull;
+using net::setNonBlocking;
+using net::writeAll;
+
 namespace {
 
 // A frame's payload must arrive within this once its header has (a peer that stalls mid-frame
 // is treated as gone).
 constexpr int64_t kFrameNs = 5'000'000'000;
 constexpr int kAcceptMs = 30'000;
-
-void noDelay(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-// Reads exactly n bytes within timeoutNs; the reason on failure, else "".
-std::string readFull(int fd, void* p, size_t n, int64_t timeoutNs) {
-  char* at = static_cast<char*>(p);
-  const int64_t end = nowNs() + timeoutNs;
-  while (n > 0) {
-    const ssize_t r = recv(fd, at, n, MSG_DONTWAIT);
-    if (r > 0) {
-      at += r;
-      n -= size_t(r);
-      continue;
-    }
-    if (r == 0) return "the peer closed the data-plane connection";
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return std::string("recv: ") + std::strerror(errno);
-    const int64_t left = end - nowNs();
-    if (left <= 0) return "a data-plane frame stalled mid-way";
-    pollfd pfd{fd, POLLIN, 0};
-    poll(&pfd, 1, int(std::min<int64_t>(left / 1000000 + 1, 100)));
-  }
-  return "";
-}
-
-// Writes every byte of the iovecs within timeoutNs; the reason on failure, else "".
-std::string writeAll(int fd, iovec* iov, int n, int64_t timeoutNs) {
-  const int64_t end = nowNs() + timeoutNs;
-  while (n > 0) {
-    // sendmsg with MSG_NOSIGNAL, not writev: a peer gone mid-write is an error here, never a
-    // SIGPIPE that ends the process (whatever the embedding host does with that signal).
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = size_t(n);
-    const ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return std::string("sendmsg: ") + std::strerror(errno);
-      const int64_t left = end - nowNs();
-      if (left <= 0) return "the peer took no data-plane bytes within the bound";
-      pollfd pfd{fd, POLLOUT, 0};
-      poll(&pfd, 1, int(std::min<int64_t>(left / 1000000 + 1, 100)));
-      continue;
-    }
-    size_t done = size_t(w);
-    while (n > 0 && done >= iov->iov_len) {
-      done -= iov->iov_len;
-      iov++;
-      n--;
-    }
-    if (n > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + done;
-      iov->iov_len -= done;
-    }
-  }
-  return "";
-}
-
-void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBLOCK); }
 
 // A peer's socket failed (closed, reset, stalled mid-frame), as opposed to a frame that broke the rules.
 struct PeerGone : std::runtime_error {
@@ -130,29 +77,7 @@ TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host,
   replyTo_.assign(size_t(g.numTags), 0);
   needStep_.assign(size_t(g.numTags), 1);
   peers_.assign(kMaxPeers, -1);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), "0", &hints, &res) != 0 || !res)
-    throw std::runtime_error("data plane: cannot listen on " + host);
-  listenFd_ = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const bool ok = listenFd_ >= 0 && bind(listenFd_, res->ai_addr, res->ai_addrlen) == 0 && listen(listenFd_, 8) == 0;
-  freeaddrinfo(res);
-  if (!ok) {
-    const std::string why = std::strerror(errno);
-    if (listenFd_ >= 0) close(listenFd_);
-    throw std::runtime_error("data plane: listen on " + host + ": " + why);
-  }
-  setNonBlocking(listenFd_);
-  sockaddr_storage a{};
-  socklen_t len = sizeof a;
-  getsockname(listenFd_, reinterpret_cast<sockaddr*>(&a), &len);
-  port_ = a.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port)
-                                  : ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+  listenFd_ = net::listenOn(host, port_, "data plane");
 }
 
 TcpBridge::~TcpBridge() {
@@ -397,34 +322,7 @@ TcpClient::TcpClient(const std::string& host, int port, const std::string& token
   if (token.size() != kTokenBytes) throw std::runtime_error("data-plane token must be 32 bytes");
   if (peer < 0 || peer >= kMaxPeers) throw std::range_error("data plane: peer id out of range");
   routed_ = peer != 0;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST;
-  addrinfo* res = nullptr;
-  const std::string p = std::to_string(port);
-  if (getaddrinfo(host.c_str(), p.c_str(), &hints, &res) != 0 || !res)
-    throw std::runtime_error("data plane: bad address " + host);
-  fd_ = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  setNonBlocking(fd_);
-  int rc = connect(fd_, res->ai_addr, res->ai_addrlen);
-  freeaddrinfo(res);
-  if (rc != 0 && errno == EINPROGRESS) {
-    pollfd pfd{fd_, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (poll(&pfd, 1, int(timeoutNs / 1000000)) == 1 && getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-        err == 0)
-      rc = 0;
-    else
-      errno = err ? err : ETIMEDOUT;
-  }
-  if (rc != 0) {
-    const std::string why = std::strerror(errno);
-    close(fd_);
-    throw std::runtime_error("data plane: connect to " + host + ":" + p + ": " + why);
-  }
-  noDelay(fd_);
+  fd_ = net::connectTo(host, port, timeoutNs, "data plane");
   iovec iov[2] = {{const_cast<char*>(token.data()), kTokenBytes}, {&peer, sizeof peer}};
   const std::string why = writeAll(fd_, iov, 2, timeoutNs);
   if (!why.empty()) {

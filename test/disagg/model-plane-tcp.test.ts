@@ -1,0 +1,173 @@
+// The model plane over TCP (`--model-plane tcp`): each model worker keeps its own copy of the plane
+// and the front end and the replicas send each other what they wrote (the step, each slice's
+// context, the logits) as frames, so model workers can run on other hosts. Every topology must give
+// the colocated greedy tokens, as over shared memory.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { RemoteAttentionService } from "../../src/attention/remote-service.js";
+import { loadModel } from "../../src/model/load.js";
+import { buildEngine } from "../../src/placement/build.js";
+import { RW } from "../../src/runtime/model-plane.js";
+import { createModelStep } from "../../src/runtime/step.js";
+import { runToCompletion } from "../helpers/engine-driver.js";
+import { backend, colocated, requests, storiesDir, withModelWorkers } from "../helpers/model-workers.js";
+
+describe("model plane over TCP: stories260K over every topology equals colocated", async () => {
+  const model = await loadModel(storiesDir);
+  const reqs = requests(model);
+  const expected = await colocated(model, reqs);
+  const frontEnd = await loadModel(storiesDir, { weights: false });
+  for (const modelWorkers of [1, 2])
+    for (const attentionWorkers of [1, 2])
+      for (const depth of [1, 2, 3])
+        it(`${modelWorkers} model worker(s) × ${attentionWorkers} attention worker(s), depth ${depth}`, async () => {
+          await withModelWorkers(
+            frontEnd,
+            storiesDir,
+            {
+              modelWorkers,
+              attentionWorkers,
+              pipelineDepth: depth,
+              partition: depth === 2 ? "request" : "head",
+              transport: "tcp",
+              modelPlane: "tcp",
+            },
+            async (core, ex) => {
+              const plane = (core.attention as RemoteAttentionService).sharedPlane();
+              assert.ok("targets" in plane && plane.targets.every((t) => t.tcp), "attention over TCP");
+              const res = await runToCompletion(core, reqs);
+              assert.deepEqual(
+                [...res.values()].map((c) => c.tokens),
+                expected,
+              );
+              // The replicas' counters reached the front end's copy (in their frames).
+              for (let r = 0; r < modelWorkers; r++)
+                assert.ok(
+                  Atomics.load(ex.plane.replicaWords(r), RW.slices) > 0,
+                  `model worker ${r} ran slices`,
+                );
+              const net = ex.planeNetInfo();
+              assert.ok(net, "the front end's copy is linked over TCP");
+              assert.equal(net.malformed, 0);
+              assert.ok(net.framesIn >= res.size, "logits came back as frames");
+              assert.equal(core.recoveries, 0, "no model worker was lost on the way");
+              assert.ok(
+                core.attention.usage().every((u) => u.usedBlocks === 0),
+                "no KV left behind",
+              );
+            },
+          );
+        });
+
+  it("attention workers over shared memory with the plane over TCP (model workers on this host)", async () => {
+    await withModelWorkers(
+      frontEnd,
+      storiesDir,
+      { modelWorkers: 2, attentionWorkers: 1, pipelineDepth: 3, transport: "shm", modelPlane: "tcp" },
+      async (core) => {
+        const res = await runToCompletion(core, reqs);
+        assert.deepEqual(
+          [...res.values()].map((c) => c.tokens),
+          expected,
+        );
+      },
+    );
+  });
+});
+
+describe("model plane over TCP: faults", async () => {
+  const model = await loadModel(storiesDir);
+  const plane = {
+    modelWorkers: 2,
+    attentionWorkers: 1,
+    pipelineDepth: 3,
+    transport: "tcp",
+    modelPlane: "tcp",
+  } as const;
+
+  it("a model worker killed mid-run is replaced and linked anew; every request completes with the same tokens", async () => {
+    const reqs = requests(model, 5, 40);
+    const expected = await colocated(model, reqs);
+    await withModelWorkers(model, storiesDir, plane, async (core, ex) => {
+      for (const r of reqs) core.add(r);
+      const out = new Map(reqs.map((r) => [r.id, [] as number[]]));
+      let steps = 0;
+      const victim = ex.pids()[1]!;
+      while (core.hasWork) {
+        if (++steps === 12) process.kill(victim, "SIGKILL");
+        for (const ev of await core.runStep()) {
+          assert.equal(ev.error, undefined, `no request sees the loss: ${ev.error}`);
+          out.get(ev.requestId)!.push(...ev.tokenIds);
+        }
+      }
+      assert.ok(steps > 12, "the kill happened mid-run");
+      assert.deepEqual([...out.values()], expected);
+      assert.ok(core.recoveries >= 1, "a recovery ran");
+      assert.notEqual(ex.pids()[1], victim, "replaced by a new process");
+      assert.deepEqual([...ex.planeNetInfo()!.linked].sort(), [1, 2], "both replicas' copies linked");
+    });
+  });
+
+  it("a stopped model worker is declared lost after the timeout, killed and replaced", async () => {
+    const reqs = requests(model, 3, 30);
+    const expected = await colocated(model, reqs);
+    await withModelWorkers(model, storiesDir, { ...plane, attentionTimeoutMs: 1500 }, async (core, ex) => {
+      for (const r of reqs) core.add(r);
+      const out = new Map(reqs.map((r) => [r.id, [] as number[]]));
+      let steps = 0;
+      let victim = 0;
+      while (core.hasWork) {
+        if (++steps === 8) {
+          victim = ex.pids()[0]!;
+          process.kill(victim, "SIGSTOP");
+        }
+        for (const ev of await core.runStep()) {
+          assert.equal(ev.error, undefined, `no request sees the stall: ${ev.error}`);
+          out.get(ev.requestId)!.push(...ev.tokenIds);
+        }
+      }
+      assert.deepEqual([...out.values()], expected);
+      assert.notEqual(ex.pids()[0], victim, "replaced by a new process");
+    });
+  });
+
+  it("a malformed step fails that step with a clear error, and the workers go on serving", async () => {
+    const reqs = requests(model, 2, 10);
+    const expected = await colocated(model, reqs);
+    await withModelWorkers(
+      model,
+      storiesDir,
+      { ...plane, modelWorkers: 1, pipelineDepth: 2 },
+      async (core, ex) => {
+        assert.ok(core.attention.reserve(999, 2));
+        const step = createModelStep(16, 8, 0);
+        step.nTokens = 2;
+        step.nSeqs = 1;
+        step.nLogits = 1;
+        step.seqIds[0] = 999;
+        step.seqStart[1] = 2;
+        step.positions.set([0, 1]);
+        step.tokens.set([1, model.config.vocabSize + 5]); // outside the vocabulary
+        step.logitRows[0] = 1;
+        const pending = ex.forward(step);
+        const drive = ex.drive;
+        while (drive.blocked() > 0) drive.pump();
+        // The reason travels back in the failure's frame.
+        await assert.rejects(pending, /malformed step: token id/);
+        core.attention.release(999);
+        const res = await runToCompletion(core, reqs);
+        assert.deepEqual(
+          [...res.values()].map((c) => c.tokens),
+          expected,
+        );
+      },
+    );
+  });
+
+  it("--model-plane needs model workers", async () => {
+    await assert.rejects(
+      buildEngine(model, backend, { attentionWorkers: 1, modelPlane: "tcp" }),
+      /--model-plane needs model workers/,
+    );
+  });
+});
