@@ -1,6 +1,7 @@
 // Coverage-guided fuzzing of the attention worker's native data plane (libFuzzer with Address-
 // and UndefinedBehaviorSanitizer, native/kernels/fuzz/): hostile postings into its segment, and
-// hostile frames from two peers into its TCP bridge, each for a bounded time.
+// hostile frames from two peers into its TCP bridge, and hostile model-plane frames into a model
+// worker's copy of the plane (plane_net.cpp), each for a bounded time.
 // A crash, a sanitizer report or a hang fails the test with the fuzzer's output. Needs clang;
 // .ci/run installs it.
 import assert from "node:assert/strict";
@@ -39,10 +40,25 @@ function tcpSeed(): Buffer {
   return Buffer.concat([split, step, ...layers]);
 }
 
+/**
+ * Model-plane frames for the plane_net target to start from (its segment: 4096 bytes): one that
+ * writes a range, stores a counter under a guard and rings a doorbell, and one behind its guard.
+ */
+function planeSeed(): Buffer {
+  const frame = (guardVal: number) => {
+    const head = Buffer.alloc(32 + 8 + 8);
+    for (const [i, v] of [0x4e504c4d, 1, 1, 1, 256, guardVal, 128, 16, 1024, 16, 64, 7].entries())
+      head.writeInt32LE(v, 4 * i);
+    return Buffer.concat([head, Buffer.alloc(16, 3)]);
+  };
+  return Buffer.concat([frame(0), frame(-1)]);
+}
+
 describe("native data plane under libFuzzer", () => {
   const targets = [
     ["dataplane", "postings into a worker's segment"],
     ["dataplane_tcp", "frames from a front end and a model worker into the TCP bridge"],
+    ["plane_net", "model-plane frames into a model worker's copy of the plane"],
   ] as const;
   for (const [target, what] of targets)
     it(`survives ${SECONDS} s of coverage-guided ${what}`, { timeout: 240_000 }, () => {
@@ -56,6 +72,7 @@ describe("native data plane under libFuzzer", () => {
       const corpus = path.join(tmp, `${target}_corpus`);
       mkdirSync(corpus, { recursive: true });
       if (target === "dataplane_tcp") writeFileSync(path.join(corpus, "exchange"), tcpSeed());
+      if (target === "plane_net") writeFileSync(path.join(corpus, "frames"), planeSeed());
       const run = spawnSync(
         bin,
         [

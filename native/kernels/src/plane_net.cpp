@@ -227,6 +227,11 @@ std::string PlaneNet::readFrame(int fd) {
   if (!why.empty()) return why;
   Region regions[kMaxRegions];
   Store stores[kMaxStores];
+  if (h.magic != kMagic || h.version != kVersion) {
+    malformed_++;
+    return h.magic != kMagic ? "malformed frame: not a model-plane frame (bad magic)"
+                             : "malformed frame: version " + std::to_string(h.version) + ", this build speaks 1";
+  }
   // The counts are checked before they size a read.
   if (h.nRegions < 0 || h.nRegions > kMaxRegions || h.nStores < 0 || h.nStores > kMaxStores) {
     malformed_++;
