@@ -191,6 +191,6 @@ function head(
   h.writeInt32LE(0, 20);
   h.writeInt32LE(ringOff, 24);
   h.writeInt32LE(payload, 28);
-  regions.forEach((v, i) => h.writeInt32LE(v, 32 + 4 * i));
+  for (const [i, v] of regions.entries()) h.writeInt32LE(v, 32 + 4 * i);
   return h;
 }
