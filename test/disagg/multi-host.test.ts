@@ -7,8 +7,10 @@ import type { RemoteAttentionService } from "../../src/attention/remote-service.
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { buildColocatedEngine, buildEngine } from "../../src/placement/build.js";
+import { ModelWorkerExecutor } from "../../src/runtime/model-worker-executor.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
+import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { DelayProxy } from "./delay-proxy.js";
 import { stepLoop } from "./step-loop.js";
 import {
@@ -171,6 +173,52 @@ describe("attention workers on other hosts (network namespaces), one behind a 2 
     } finally {
       await engine.executor.close?.();
       await service.close();
+    }
+  });
+
+  it("model workers on other hosts: the model plane over TCP, one worker beside the attention worker, one on this host", async () => {
+    const dir = path.join(sharedDataPath("models", "stories260K"), "hf");
+    const h = hosts[0]!;
+    // As an operator would start them: one inside the attention worker's namespace (another host),
+    // one on this host's side of the link, each listening where the others can reach it.
+    const started: GroupChild[] = [];
+    const startModelWorker = async (listen: string, prefix: string[]) => {
+      const argv = [LAMINA_BIN, "model-worker", "--listen", listen, "--token", TEST_TOKEN, "--model", dir];
+      const cmd = prefix.length > 0 ? prefix[0]! : process.execPath;
+      const args = prefix.length > 0 ? [...prefix.slice(1), process.execPath, ...argv] : argv;
+      const g = spawnGroup(cmd, [...args, "--threads", "1"], { stdio: ["ignore", "ignore", "pipe"] });
+      started.push(g);
+      const m = await g.waitForOutput(/listening on (\S+:\d+) /, "model worker's listening line", 30_000);
+      return m[1]!;
+    };
+    try {
+      const remote = await startModelWorker(`${h.nsAddr}:0`, ["ip", "netns", "exec", h.ns]);
+      const local = await startModelWorker(`${h.hostAddr}:0`, []);
+      const frontEnd = await loadModel(dir, { weights: false });
+      const engine = await buildEngine(frontEnd, backend, {
+        model: dir,
+        modelWorkerAddrs: [local, remote],
+        modelPlane: "tcp",
+        attentionWorkerAddrs: [addrs[0]!],
+        attentionToken: TEST_TOKEN,
+        maxTokensPerStep: 16,
+        kvMemory: 16 << 20,
+      });
+      try {
+        assert.ok(engine.executor instanceof ModelWorkerExecutor);
+        const res = await stepLoop(engine, storyRequests(model));
+        assert.deepEqual(res.errors, []);
+        assert.deepEqual(res.tokens, expected);
+        const net = engine.executor.planeNetInfo()!;
+        assert.deepEqual([...net.linked].sort(), [1, 2], "the front end reaches both copies");
+        assert.equal(net.malformed, 0);
+        assert.equal(engine.recoveries, 0);
+      } finally {
+        await engine.executor.close?.();
+        await engine.attention.close();
+      }
+    } finally {
+      for (const g of started) await g.stop();
     }
   });
 
