@@ -8,10 +8,12 @@
 //
 //   node dist/bench/disagg/model-workers.js [--hidden 1024] [--layers 8] [--heads 16] [--kv-heads 16]
 //       [--intermediate 2816] [--dtype bf16] [--batch 32] [--prompt 640] [--gen 48] [--reps 3]
-//       [--model-workers 1] [--transport shm|tcp]
+//       [--model-workers 1] [--transport shm|tcp] [--model-plane shm|tcp]
 //
 // --transport tcp runs every setup with the attention worker over loopback TCP (each model worker
-// then has a native data-plane socket of its own to it).
+// then has a native data-plane socket of its own to it). --model-plane tcp runs the model worker
+// setups with the model plane over TCP (as for model workers on other hosts: each keeps a copy of
+// the plane, and the step, the context between replicas and the logits travel as frames).
 //
 // With --model-workers 2 (depth 3) and at least 3 cores, the second setup is Lamina's rotation over
 // two replicas; the bench says how many cores it used.
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     reps: { type: "string", default: "3" },
     "model-workers": { type: "string", default: "1" },
     transport: { type: "string", default: "shm" },
+    "model-plane": { type: "string", default: "shm" },
     "no-pin": { type: "boolean", default: false },
   },
 });
@@ -52,6 +55,9 @@ const reps = num("reps");
 const modelWorkers = num("model-workers");
 const transport = values.transport as string;
 if (transport !== "shm" && transport !== "tcp") throw new Error(`--transport: shm or tcp (got ${transport})`);
+const modelPlane = values["model-plane"] as string;
+if (modelPlane !== "shm" && modelPlane !== "tcp")
+  throw new Error(`--model-plane: shm or tcp (got ${modelPlane})`);
 const shape = shapeFromFlags(values, promptLen + gen + 16);
 
 const cores = availableParallelism();
@@ -156,9 +162,9 @@ const setups: [string, EngineOptions][] = [
   ["engine thread runs the slices, depth 2", { pipelineDepth: 2 }],
   [
     `${modelWorkers} model worker(s), depth ${modelWorkers + 1}`,
-    { modelWorkers, pipelineDepth: modelWorkers + 1 },
+    { modelWorkers, pipelineDepth: modelWorkers + 1, modelPlane },
   ],
-  [`${modelWorkers} model worker(s), depth 1`, { modelWorkers, pipelineDepth: 1 }],
+  [`${modelWorkers} model worker(s), depth 1`, { modelWorkers, pipelineDepth: 1, modelPlane }],
 ];
 const results: SetupResult[][] = setups.map(() => []);
 for (let rep = 0; rep < reps; rep++) {
@@ -173,7 +179,7 @@ const pick = (rs: SetupResult[]) => {
 const medians = results.map(pick);
 const cpu = cpus()[0]?.model ?? "?";
 console.log(
-  `\n${cpu}, ${cores} cores, attention over ${transport}${pinned ? " (pinned: model side core 0, attention worker core " + (cores - 1) + ")" : ""}; batch ${batch}, context ${promptLen}..${promptLen + gen}, ${shape.layers} layers of hidden ${shape.hidden} ${shape.dtype}; median of ${reps}`,
+  `\n${cpu}, ${cores} cores, attention over ${transport}, model plane over ${modelPlane}${pinned ? " (pinned: model side core 0, attention worker core " + (cores - 1) + ")" : ""}; batch ${batch}, context ${promptLen}..${promptLen + gen}, ${shape.layers} layers of hidden ${shape.hidden} ${shape.dtype}; median of ${reps}`,
 );
 console.log(
   "| setup | decode tok/s | step ms | model ms/step | attention ms/step | ideal ms | × ideal | model idle | attention idle |",
@@ -185,15 +191,19 @@ for (const r of medians)
   );
 const ratio = medians[1]!.decodeTokensPerSecond / medians[0]!.decodeTokensPerSecond;
 console.log(`model worker process / engine-thread model side: ${ratio.toFixed(2)}× decode throughput`);
-writeResults(`disagg-model-workers${transport === "tcp" ? "-tcp" : ""}.json`, {
-  machine: { cpu, cores, pinned },
-  shape,
-  batch,
-  prompt: promptLen,
-  gen,
-  modelWorkers,
-  transport,
-  results,
-  medians,
-  ratio,
-});
+writeResults(
+  `disagg-model-workers${transport === "tcp" ? "-tcp" : ""}${modelPlane === "tcp" ? "-plane-tcp" : ""}.json`,
+  {
+    machine: { cpu, cores, pinned },
+    shape,
+    batch,
+    prompt: promptLen,
+    gen,
+    modelWorkers,
+    transport,
+    modelPlane,
+    results,
+    medians,
+    ratio,
+  },
+);

@@ -13,7 +13,7 @@
  *   256    replica lines, 64 bytes each: pid, ackEpoch, slices run, lease, then f64s at +16: seconds
  *          running slices, seconds waiting on attention, attention compute the workers reported
  *   4096   micro-batch regions (`batchBytes` each): counters (stepSeq, sliceDone, logitsSeq,
- *          failedSeq, nTokens, nSeqs, nLogits, errorBytes), rows per attention worker from word 16,
+ *          failedSeq, nTokens, nSeqs, nLogits, errorBytes, lostPeer), rows per attention worker from word 16,
  *          an error text at +256, the step's int arrays from +1024, then the activation buffers
  */
 
@@ -51,6 +51,8 @@ export const B = {
   nSeqs: 5,
   nLogits: 6,
   errorBytes: 7,
+  /** With a failure over a TCP plane: 1 + the replica whose link the failing one lost (0: none). */
+  lostPeer: 8,
   subTokens: 16,
 } as const;
 

@@ -241,6 +241,7 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
     b.words[B.nTokens] = step.nTokens;
     b.words[B.nSeqs] = step.nSeqs;
     b.words[B.nLogits] = step.nLogits;
+    b.words[B.lostPeer] = 0;
     Atomics.store(b.words, B.sliceDone, 0);
     const seq = Atomics.add(b.words, B.stepSeq, 1) + 1;
     const p = this.pending[j]!;
@@ -293,6 +294,14 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
         n++;
       } else if (Atomics.load(b.words, B.failedSeq) === p.seq) {
         const why = this.plane.errorOf(j);
+        // Over a TCP plane a replica that lost its link to another reports it: that one is lost
+        // (unreachable, if not dead yet), and every step in flight is re-run once it is replaced.
+        const peer = Atomics.load(b.words, B.lostPeer) - 1;
+        if (peer >= 0 && peer < this.o.replicas) {
+          this.procs[peer]?.kill();
+          this.declareLost(peer, why);
+          return n + 1;
+        }
         // An attention worker that failed under a replica is the attention service's loss.
         const attention = this.o.attention.probeDataPlane();
         this.failOne(p, attention ? new AttentionWorkerLostError("data plane", attention) : new Error(why));

@@ -6,7 +6,7 @@ import { loadKernelBackend } from "../kernels/index.js";
 import { modelFingerprint } from "../model/fingerprint.js";
 import { loadModel } from "../model/load.js";
 import type { LoadedModel } from "../model/types.js";
-import { newSegmentName, unlinkSegmentName } from "../transport/shm-names.js";
+import { newSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
 import { listenTcp } from "../transport/tcp.js";
 import { SliceExecutor } from "./executor.js";
@@ -253,7 +253,7 @@ class ModelWorkerHost {
       // This replica's own copy: mapped for its futex doorbells, the name gone at once.
       const name = newSegmentName();
       buffer = this.shm.create(name, modelPlaneBytes(c.shape));
-      unlinkSegmentName(name);
+      this.shm.unlink(name);
     }
     const plane = new ModelPlane(buffer, c.shape);
     if (shared) plane.check();

@@ -5,8 +5,8 @@ import { MAX_REPLICAS, MAX_TARGETS } from "./model-plane.js";
  * The control messages between a front end and a model worker: over Node IPC to one it spawned,
  * or as the control payload of MODEL_WORKER_MESSAGE frames on an authenticated TCP channel to one
  * started with `--listen`. Only control travels here: a step's inputs, activations and logits live
- * in the shared model plane, and the per-layer exchange goes straight to the attention workers'
- * data plane.
+ * in the model plane (shared memory, or each process's copy linked over TCP: plane-sync.ts), and
+ * the per-layer exchange goes straight to the attention workers' data plane.
  *
  *   worker → front end   hello {pid, kernels, model}      once the model and kernels are loaded
  *                                                          (on connect, for a listening worker)

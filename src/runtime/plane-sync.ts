@@ -60,6 +60,16 @@ function stepRegions(f: PlaneFrame, b: PlaneBatch, targets: number): PlaneFrame 
   return f;
 }
 
+/** A replica's link to another replica failed: that replica is lost (the front end replaces it). */
+export class PlanePeerLostError extends Error {
+  constructor(
+    readonly replica: number,
+    why: string,
+  ) {
+    super(`lost the link to model worker ${replica}: ${why}`);
+  }
+}
+
 /** The front end's side: it writes its copy as over shared memory, then calls these. */
 export class FrontPlaneSync {
   private readonly frame = new PlaneFrame();
@@ -107,14 +117,19 @@ export class FrontPlaneSync {
     );
   }
 
-  /** Every micro-batch was reset (failedSeq = stepSeq, sliceDone = 0); the replicas go on at runEpoch. */
+  /**
+   * Every micro-batch was reset (failedSeq = stepSeq, sliceDone = 0); the replicas go on at
+   * runEpoch. Each copy takes the front end's step numbers too: a replica the last launch's chain
+   * never reached would otherwise hold an older step, not marked failed, as due.
+   */
   resumed(): void {
-    const f = this.frame.reset();
     for (const b of this.plane.batches) {
+      const f = this.frame.reset();
+      f.store(wordAt(b, B.stepSeq), Atomics.load(b.words, B.stepSeq));
       f.store(wordAt(b, B.failedSeq), Atomics.load(b.words, B.failedSeq));
       f.store(wordAt(b, B.sliceDone), 0);
+      this.toAll(f);
     }
-    this.toAll(f);
     this.toAll(
       this.frame
         .reset()
@@ -208,7 +223,11 @@ export class ReplicaPlaneSync {
         f.view(this.tensorOf(j, c.tensor), (c.rows === "tokens" ? nTokens : nSeqs) * c.width);
       f.store(wordAt(b, B.sliceDone), k + 1).store(wordAt(b, B.stepSeq), seq);
       f.guard(wordAt(b, B.stepSeq), seq).ring(4 * H.doorbell);
-      this.net.send(1 + next, f);
+      try {
+        this.net.send(1 + next, f);
+      } catch (e) {
+        throw new PlanePeerLostError(next, (e as Error).message);
+      }
     }
     const now = performance.now();
     if (now - this.lastProgress >= PROGRESS_MS) {
@@ -236,6 +255,7 @@ export class ReplicaPlaneSync {
     const b = this.plane.batches[j]!;
     const f = this.line(this.frame.reset()).view(b.error, Atomics.load(b.words, B.errorBytes));
     f.store(wordAt(b, B.errorBytes), Atomics.load(b.words, B.errorBytes));
+    f.store(wordAt(b, B.lostPeer), Atomics.load(b.words, B.lostPeer));
     f.store(wordAt(b, B.failedSeq), seq).ring(4 * H.frontDoorbell);
     this.net.send(0, f);
   }

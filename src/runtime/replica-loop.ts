@@ -3,7 +3,7 @@ import { replicaOf } from "../util/rotation.js";
 import type { SliceExecutor } from "./executor.js";
 import { B, H, type ModelPlane, type PlaneBatch, RW } from "./model-plane.js";
 import type { PlaneAttention } from "./plane-attention.js";
-import type { ReplicaPlaneSync } from "./plane-sync.js";
+import { PlanePeerLostError, type ReplicaPlaneSync } from "./plane-sync.js";
 import type { ModelStep } from "./step.js";
 
 export interface ReplicaLimits {
@@ -189,6 +189,7 @@ export class ReplicaLoop {
       }
     } catch (e) {
       this.plane.setError(j, `model worker ${this.replica}, slice ${k}: ${(e as Error).message}`);
+      if (e instanceof PlanePeerLostError) Atomics.store(b.words, B.lostPeer, 1 + e.replica);
       Atomics.store(b.words, B.failedSeq, seq);
       this.plane.ring(this.shm, H.frontDoorbell);
       this.plane.ring(this.shm);

@@ -77,7 +77,7 @@ TcpBridge::TcpBridge(WorkerConfig c, const Geometry& g, const std::string& host,
   replyTo_.assign(size_t(g.numTags), 0);
   needStep_.assign(size_t(g.numTags), 1);
   peers_.assign(kMaxPeers, -1);
-  listenFd_ = net::listenOn(host, port_, "data plane");
+  listenFd_ = net::listenOn(host, port_, "data plane", true);
 }
 
 TcpBridge::~TcpBridge() {
@@ -322,7 +322,8 @@ TcpClient::TcpClient(const std::string& host, int port, const std::string& token
   if (token.size() != kTokenBytes) throw std::runtime_error("data-plane token must be 32 bytes");
   if (peer < 0 || peer >= kMaxPeers) throw std::range_error("data plane: peer id out of range");
   routed_ = peer != 0;
-  fd_ = net::connectTo(host, port, timeoutNs, "data plane");
+  // Host names too (a worker named by --attention-worker-addrs host1:7001): resolved here, once.
+  fd_ = net::connectTo(host, port, timeoutNs, "data plane", true);
   iovec iov[2] = {{const_cast<char*>(token.data()), kTokenBytes}, {&peer, sizeof peer}};
   const std::string why = writeAll(fd_, iov, 2, timeoutNs);
   if (!why.empty()) {
