@@ -7,6 +7,7 @@ import {
 import type { Channel } from "../transport/channel.js";
 import { shmNative } from "../transport/shm-native.js";
 import { connectTcp } from "../transport/tcp.js";
+import { hostId } from "../util/host-id.js";
 import { parseHostPort } from "../util/host-port.js";
 import { ControlledModelWorker, checkHello } from "./model-worker-procs.js";
 
@@ -28,7 +29,10 @@ export interface ModelWorkerConnectOptions {
  */
 class ConnectedModelWorker extends ControlledModelWorker {
   pid = 0;
-  /** Whether the worker's pid is visible here (same host and pid namespace): liveness then checks it. */
+  /**
+   * Whether the worker's pid is visible here (the same machine, and the pid alive in this pid
+   * namespace): liveness then checks it. On another machine the same number is another process.
+   */
   private pidVisible = false;
 
   constructor(
@@ -46,9 +50,9 @@ class ConnectedModelWorker extends ControlledModelWorker {
   }
 
   /** Takes the hello's pid; liveness also checks the process where this host can see it. */
-  adopt(pid: number): void {
+  adopt(pid: number, host: string | undefined): void {
     this.pid = pid;
-    this.pidVisible = pid > 0 && shmNative().pidAlive(pid);
+    this.pidVisible = host === hostId() && pid > 0 && shmNative().pidAlive(pid);
   }
 
   protected post(m: ToModelWorker): void {
@@ -87,7 +91,7 @@ export async function connectModelWorker(
   try {
     const hello = await proc.next(HELLO_TIMEOUT_MS);
     checkHello(hello, o.fingerprint, `model worker at ${addr}`);
-    if (hello.type === "hello") proc.adopt(hello.pid);
+    if (hello.type === "hello") proc.adopt(hello.pid, hello.host);
   } catch (e) {
     await channel.close("refused");
     throw e;

@@ -9,6 +9,7 @@ import type { LoadedModel } from "../model/types.js";
 import { newSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
 import { listenTcp } from "../transport/tcp.js";
+import { hostId } from "../util/host-id.js";
 import { SliceExecutor } from "./executor.js";
 import { ModelPlane, modelPlaneBytes, RW } from "./model-plane.js";
 import { channelLink, type FrontEndLink, ipcLink } from "./model-worker-links.js";
@@ -231,6 +232,7 @@ class ModelWorkerHost {
       pid: process.pid,
       kernels: this.backend.describe(),
       model: this.fingerprint,
+      host: hostId(),
     });
     return finished;
   }

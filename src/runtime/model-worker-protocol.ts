@@ -127,6 +127,8 @@ export const fromWorkerSchema = z.discriminatedUnion("type", [
     kernels: z.string(),
     /** `modelFingerprint` of the worker's model: the front end refuses a worker of another model. */
     model: z.string().regex(/^[0-9a-f]{16}$/),
+    /** The worker's machine (util/host-id.ts): a front end with the same one may check its pid. */
+    host: z.string().max(128).optional(),
   }),
   z.strictObject({
     v: version,

@@ -61,6 +61,7 @@ describe("model workers: control messages", () => {
     try {
       const next = () => new Promise<unknown>((resolve) => child.once("message", resolve));
       assert.deepEqual(Object.keys((await next()) as object).sort(), [
+        "host",
         "kernels",
         "model",
         "pid",
