@@ -7,7 +7,7 @@ export function registerModelWorkerCommand(program: Command): void {
   program
     .command("model-worker")
     .description(
-      "run a model worker (weights, no per-request state) for a front end on this host: `serve --model-worker-addrs` connects to it",
+      "run a model worker (weights, no per-request state) for a front end: `serve --model-worker-addrs` connects to it (from another host with --model-plane tcp; the plane's frames come to the --listen host, on a port of their own)",
     )
     .option("--listen <host:port>", "serve front ends over TCP, one at a time (port 0 picks one)", listenArg)
     .option("--token <secret>", "shared secret front ends must prove (or LAMINA_ATTENTION_TOKEN)")
