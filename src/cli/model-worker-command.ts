@@ -13,12 +13,18 @@ export function registerModelWorkerCommand(program: Command): void {
     .option("--token <secret>", "shared secret front ends must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--model <path|id>", "the front end's model (default: the built-in demo)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
+    .option(
+      "--plane-port <n>",
+      "with --model-plane tcp front ends: the port the plane's frames come to (default: any free one)",
+      intArg(1, 65535),
+    )
     .action(
       async (flags: {
         listen?: { host: string; port: number };
         token?: string;
         model?: string;
         threads?: number;
+        planePort?: number;
       }) => {
         const token = flags.token ?? process.env.LAMINA_ATTENTION_TOKEN;
         const worker = await runModelWorker({
@@ -26,6 +32,7 @@ export function registerModelWorkerCommand(program: Command): void {
           ...(token ? { token } : {}),
           ...(flags.model ? { model: flags.model } : {}),
           ...(flags.threads ? { threads: flags.threads } : {}),
+          ...(flags.planePort ? { planePort: flags.planePort } : {}),
         });
         const stop = () => void worker.close().then(() => process.exit(0));
         process.once("SIGINT", stop);

@@ -34,6 +34,8 @@ export interface ModelWorkerOptions {
   readonly listen?: { readonly host: string; readonly port: number };
   /** The shared secret connecting front ends must prove (with `listen`). */
   readonly token?: string;
+  /** A model plane over TCP: the port its frames come to (default 0: any free one, named to the front end). */
+  readonly planePort?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -64,7 +66,14 @@ export async function runModelWorker(
   const backend = loadKernelBackend({ backend: "native", ...(o.threads ? { threads: o.threads } : {}) });
   const model = await loadModel(o.model);
   // A plane over TCP listens where the control channel does (spawned workers: loopback).
-  const host = new ModelWorkerHost(model, backend, dp, shmNative(), o.listen?.host ?? "127.0.0.1", log);
+  const host = new ModelWorkerHost(
+    model,
+    backend,
+    dp,
+    shmNative(),
+    { host: o.listen?.host ?? "127.0.0.1", port: o.planePort ?? 0 },
+    log,
+  );
 
   if (!o.listen) {
     const link = ipcLink();
@@ -117,7 +126,8 @@ class ModelWorkerHost {
     private readonly backend: KernelBackend,
     private readonly dp: DataPlaneAddon,
     private readonly shm: ShmNative,
-    private readonly planeHost: string,
+    /** Where a copy of a plane over TCP listens for frames. */
+    private readonly planeAt: { readonly host: string; readonly port: number },
     private readonly log: (line: string) => void,
   ) {
     this.sliced = sliceModel(buildLlamaGraph(model.config));
@@ -183,7 +193,7 @@ class ModelWorkerHost {
         (e: Error) => onLoopFailure(`replica loop failed: ${e.message}`),
       );
       this.log(
-        `replica ${c.replica} of ${c.shape.replicas}: ${this.backend.describe()}${sync ? `; its copy of the plane listens on ${this.planeHost}:${planePort}` : ""}`,
+        `replica ${c.replica} of ${c.shape.replicas}: ${this.backend.describe()}${sync ? `; its copy of the plane listens on ${this.planeAt.host}:${planePort}` : ""}`,
       );
       return sync ? planePort : undefined;
     };
@@ -276,7 +286,7 @@ class ModelWorkerHost {
     if (typeof c.plane !== "string") {
       const net = PlaneNet.open(buffer, c.plane.tcp.token, 1 + c.replica, c.timeoutMs);
       try {
-        port = net.listen(this.planeHost);
+        port = net.listen(this.planeAt.host, this.planeAt.port);
         const output = this.sliced.graph.output;
         const vocab = this.sliced.graph.tensors.get(output)!.width;
         sync = new ReplicaPlaneSync(

@@ -9,7 +9,8 @@ import { loadNativeAddon } from "../kernels/native.js";
  */
 export interface PlaneNetAddon {
   pnOpen(segment: ArrayBuffer, token: string, self: number): number;
-  pnListen(id: number, host: string): number;
+  /** Port 0 (the default): any free port. */
+  pnListen(id: number, host: string, port?: number): number;
   pnConnect(id: number, peer: number, host: string, port: number, timeoutMs: number): void;
   /** regions: [byteOffset, byteLength]…; stores: [byteOffset, value]…; guardOff/ringOff −1: none. */
   pnSend(
@@ -127,8 +128,8 @@ export class PlaneNet {
     return new PlaneNet(addon, addon.pnOpen(segment, token, self), timeoutMs);
   }
 
-  listen(host: string): number {
-    return this.addon.pnListen(this.id, host);
+  listen(host: string, port = 0): number {
+    return this.addon.pnListen(this.id, host, port);
   }
 
   connect(peer: number, host: string, port: number): void {

@@ -5,6 +5,7 @@
 // messages with clear errors, and be taken back after a restart mid-run with no token changed.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -31,8 +32,22 @@ interface Listening {
 }
 
 /** Starts `lamina model-worker --listen` in its own process group and waits for its listening line. */
-async function startModelWorker(modelDir: string, listen = "127.0.0.1:0"): Promise<Listening> {
-  const args = [LAMINA_BIN, "model-worker", "--listen", listen, "--token", TEST_TOKEN, "--model", modelDir];
+async function startModelWorker(
+  modelDir: string,
+  listen = "127.0.0.1:0",
+  extra: string[] = [],
+): Promise<Listening> {
+  const args = [
+    LAMINA_BIN,
+    "model-worker",
+    "--listen",
+    listen,
+    "--token",
+    TEST_TOKEN,
+    "--model",
+    modelDir,
+    ...extra,
+  ];
   const proc = spawnGroup(process.execPath, [...args, "--threads", "1"], {
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -47,6 +62,15 @@ async function startModelWorker(modelDir: string, listen = "127.0.0.1:0"): Promi
     await proc.stop();
     throw err;
   }
+}
+
+/** A port nothing listens on now (the worker's fixed plane port). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 function options(addrs: string[], more: EngineOptions = {}): EngineOptions {
@@ -99,12 +123,17 @@ describe("model workers at addresses (lamina model-worker --listen)", () => {
   let model: LoadedModel;
   let bare: LoadedModel;
   let workers: Listening[] = [];
+  let planePort = 0;
   const tmp = mkdtempSync(path.join(tmpdir(), "lamina-mw-listen-"));
 
   before(async () => {
     model = await loadModel(storiesDir);
     bare = await loadModel(storiesDir, { weights: false });
-    workers = await Promise.all([startModelWorker(storiesDir), startModelWorker(storiesDir)]);
+    planePort = await freePort();
+    workers = await Promise.all([
+      startModelWorker(storiesDir, "127.0.0.1:0", ["--plane-port", String(planePort)]),
+      startModelWorker(storiesDir),
+    ]);
   });
 
   after(async () => {
@@ -131,6 +160,23 @@ describe("model workers at addresses (lamina model-worker --listen)", () => {
       } finally {
         await closeCore(core);
       }
+    }
+    // The next front end, over a TCP model plane (as from another host): the same workers serve it,
+    // the first one taking the plane's frames on the port it was given.
+    const core = await buildEngine(
+      bare,
+      backend,
+      options(
+        workers.map((w) => w.addr),
+        { modelPlane: "tcp", transport: "tcp" },
+      ),
+    );
+    try {
+      const got = [...(await runToCompletion(core, reqs)).values()].map((c) => c.tokens);
+      assert.deepEqual(got, expected, "over the TCP model plane");
+      assert.match(workers[0]!.proc.output(), new RegExp(`plane listens on 127\\.0\\.0\\.1:${planePort}\\b`));
+    } finally {
+      await closeCore(core);
     }
     // A front end that goes leaves the workers listening, weights loaded.
     for (const w of workers) assert.equal(w.proc.child.exitCode, null, w.proc.output());

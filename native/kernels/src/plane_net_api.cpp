@@ -91,10 +91,12 @@ Napi::Value Api::Open(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(nets_.size() - 1));
 }
 
-// pnListen(id, host) → port
+// pnListen(id, host, port = 0) → port
 Napi::Value Api::Listen(const Napi::CallbackInfo& info) {
   PlaneNet& n = net(info);
-  return Napi::Number::New(info.Env(), n.listen(stringArg(info, 1, "pnListen", "host")));
+  const int32_t port = present(info, 2) ? int32Arg(info, 2, "pnListen", "port") : 0;
+  if (port > 65535) rangeError(info.Env(), "pnListen: port out of range");
+  return Napi::Number::New(info.Env(), n.listen(stringArg(info, 1, "pnListen", "host"), port));
 }
 
 // pnConnect(id, peer, host, port, timeoutMs)
