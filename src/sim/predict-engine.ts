@@ -17,6 +17,11 @@ export type EnginePlacement =
       readonly modelThreads: number;
       /** Kernel threads of each attention worker (1 for spawned workers). */
       readonly attentionThreads: number;
+      /**
+       * Model worker processes the micro-batches rotate over (Lamina's a; --model-workers), each
+       * with modelThreads; absent: the engine thread is the one model side.
+       */
+      readonly modelWorkers?: number;
     }
   | {
       readonly kind: "pd" | "adrenaline";
@@ -119,6 +124,7 @@ export function placementCost(
       side(placement.attentionThreads),
       placement.workers,
       o,
+      placement.modelWorkers ?? 1,
     );
   return new PdCost(
     side(placement.decodeThreads),

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { predictEngineRun } from "../../src/sim/predict-engine.js";
+import { placementCost, predictEngineRun } from "../../src/sim/predict-engine.js";
+import { slicesPerReplica } from "../../src/util/rotation.js";
 import { PD_BENCH_MODEL, TWO_CORE_PROFILE } from "./engine-fixtures.js";
 
 const PROFILE = TWO_CORE_PROFILE;
@@ -71,5 +72,32 @@ describe("predictEngineRun (the replica of our engine)", () => {
     const col = predictEngineRun(PROFILE, MODEL, decode, shape, { kind: "colocated", threads: 2 });
     assert.equal(col.preemptions, 0);
     assert.equal(col.outputTokens, 32 * 40);
+  });
+
+  it("model workers: one replica is the engine-thread model side; two at depth 3 share the model work by the rotation", () => {
+    const step = (placement: Parameters<typeof placementCost>[2]) =>
+      placementCost(PROFILE, MODEL, placement).cycle(
+        Array.from({ length: placement.kind === "attention-workers" ? placement.pipelineDepth : 1 }, () => ({
+          seqs: 16,
+          decodeRows: 16,
+          ownDecodeCtx: 16 * 64,
+          ownPrefillTokens: 0,
+          ownPrefillWork: 0,
+          remote: [],
+        })),
+      );
+    const aw = { kind: "attention-workers", workers: 1, modelThreads: 1, attentionThreads: 1 } as const;
+    // The same step model with one replica, whoever runs it.
+    assert.equal(step({ ...aw, pipelineDepth: 2, modelWorkers: 1 }), step({ ...aw, pipelineDepth: 2 }));
+    // Two replicas at depth 3: the model side's three micro-batches over two cores. With attention
+    // made negligible (many workers) the cycle is the busiest replica's slices of the three
+    // micro-batches' work, as util/rotation.ts counts them (not an even half).
+    const many = { ...aw, workers: 1000 };
+    const one = step({ ...many, pipelineDepth: 3 });
+    const two = step({ ...many, pipelineDepth: 3, modelWorkers: 2 });
+    const slices = MODEL.layers + 1;
+    const share = Math.max(...slicesPerReplica(3, slices, 2)) / (3 * slices);
+    assert.ok(Math.abs(two / one - share) < 1e-9, `${two / one} against ${share}`);
+    assert.ok(two < one * 0.7, "two replicas pace the cycle faster than one");
   });
 });

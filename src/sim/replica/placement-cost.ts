@@ -1,3 +1,4 @@
+import { slicesPerReplica } from "../../util/rotation.js";
 import { kvBytesPerToken, kvDim } from "../cost-model.js";
 import {
   type BatchLoad,
@@ -43,13 +44,25 @@ export class ColocatedCost implements PlacementCost {
  * simulator's LaminaInstance, with measured rates).
  */
 export class AttentionWorkersCost implements PlacementCost {
+  /**
+   * With model worker processes: the busiest replica's share of the slices over an even share (the
+   * runtime's rotation, util/rotation.ts; 1 when it divides evenly or the engine thread is the model side).
+   */
+  private readonly busiestShare: number;
+
   constructor(
     readonly depth: number,
     private readonly model: SideCost,
     private readonly attention: SideCost,
     private readonly workers: number,
     private readonly o: EngineOverheads,
-  ) {}
+    /** Model replicas the micro-batches rotate over (1: one model side, the engine thread or one model worker). */
+    private readonly replicas = 1,
+  ) {
+    const slices = model.m.layers + 1;
+    const perReplica = slicesPerReplica(depth, slices, replicas);
+    this.busiestShare = (Math.max(...perReplica) * replicas) / (depth * slices);
+  }
   cycle(loads: readonly BatchLoad[]): number {
     let chain = 0;
     let modelBusy = 0;
@@ -71,7 +84,9 @@ export class AttentionWorkersCost implements PlacementCost {
       modelBusy += tm;
       attBusy += ta;
     }
-    return this.depth === 1 ? chain : Math.max(chain, modelBusy, attBusy);
+    // Each replica runs the slices the rotation gives it, on a core of its own; the busiest sets the pace.
+    const modelPace = (modelBusy * this.busiestShare) / this.replicas;
+    return this.depth === 1 ? chain : Math.max(chain, modelPace, attBusy);
   }
 }
 
