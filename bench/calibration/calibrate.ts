@@ -1,6 +1,7 @@
 // Calibration of the simulator against our own engine, every placement from one device profile:
-// colocated, one attention worker without and with pipelining (the decode phase of a small
-// Azure-Conv workload on a random-weight model), PD and Adrenaline (bench/pd's trace replay with a
+// colocated, one attention worker without and with pipelining, and model worker processes (1 at
+// depth 2, or 2 at depth 3 on 4+ cores), each on the decode phase of a small Azure-Conv workload on
+// a random-weight model; PD and Adrenaline (bench/pd's trace replay with a
 // KV-limited decode instance). Each round measures a device profile, then runs every placement
 // (order reversed every other round so drifting load hits all alike); a run is predicted by
 // sim/predict-engine.ts from the profiles measured just before and after it (the mean of the two).
@@ -72,7 +73,8 @@ const EFFORT: ProfileEffort = {
 const dtype = "bf16";
 const colocatedThreads = values.threads ? int(values.threads, "threads") : CORES;
 const backend = loadKernelBackend({ backend: "native" });
-const model = await loadModel(ensureCalibrationModel(CACHE_ROOT, "bench", dtype));
+const modelDir = ensureCalibrationModel(CACHE_ROOT, "bench", dtype);
+const model = await loadModel(modelDir);
 const simModel = modelFromHfConfig(calibrationConfig("bench", dtype), "calibration-bench config");
 const workload = scaledWorkload(loadTrace("azure-conv"), {
   requests: int(values.requests, "requests"),
@@ -87,6 +89,7 @@ const blockBytes = 2 * c.numLayers * c.numKvHeads * c.headDim * 2 * 16;
 const decode: DecodeContext = {
   backend,
   model,
+  modelDir,
   simModel,
   workload,
   cores: CORES,

@@ -22,14 +22,26 @@ import { replay } from "../pd/pd-replay.js";
 import { PD_SHAPE, PD_SIZES, pdTraceSlice, type TraceRequest } from "../pd/pd-setup.js";
 import { type CalibrationRequest, type DecodeStep, measureDecode } from "./decode-run.js";
 
-export type PlacementName = "colocated" | "workers-depth1" | "workers-depth2" | "pd" | "adrenaline";
+export type PlacementName =
+  | "colocated"
+  | "workers-depth1"
+  | "workers-depth2"
+  | "model-workers"
+  | "pd"
+  | "adrenaline";
 export const PLACEMENTS: readonly PlacementName[] = [
   "colocated",
   "workers-depth1",
   "workers-depth2",
+  "model-workers",
   "pd",
   "adrenaline",
 ];
+/**
+ * Model worker processes of the "model-workers" placement: 2 at depth 3 (Lamina's rotation) where
+ * the host has a core for each besides the attention worker and the front end, else 1 at depth 2.
+ */
+export const MODEL_WORKER_REPLICAS = availableParallelism() >= 4 ? 2 : 1;
 
 /** One measured run, in the terms every placement shares. */
 export interface Measured {
@@ -56,6 +68,8 @@ export interface PlacementRun {
 export interface DecodeContext {
   readonly backend: KernelBackend;
   readonly model: LoadedModel;
+  /** Where the model is (model workers load it themselves). */
+  readonly modelDir: string;
   readonly simModel: SimModel;
   readonly workload: readonly CalibrationRequest[];
   readonly cores: number;
@@ -111,6 +125,31 @@ async function runDecode(
     d.backend.setThreads(d.colocatedThreads);
     core = buildColocatedEngine(d.model, d.backend, { ...options, pipelineDepth: 1 });
     placement = { kind: "colocated", threads: d.colocatedThreads };
+  } else if (name === "model-workers") {
+    // The model side in model worker processes of 1 thread each, this process the front end.
+    const replicas = MODEL_WORKER_REPLICAS;
+    core = await buildEngine(d.model, d.backend, {
+      ...options,
+      model: d.modelDir,
+      modelWorkers: replicas,
+      modelWorkerThreads: 1,
+      attentionWorkers: 1,
+      transport: "shm",
+      pipelineDepth: replicas + 1,
+    });
+    const built = core;
+    close = async () => {
+      await built.executor.close?.();
+      await built.attention.close();
+    };
+    placement = {
+      kind: "attention-workers",
+      workers: 1,
+      pipelineDepth: replicas + 1,
+      modelThreads: 1,
+      attentionThreads: 1,
+      modelWorkers: replicas,
+    };
   } else {
     const depth = name === "workers-depth1" ? 1 : 2;
     d.backend.setThreads(modelThreads);
