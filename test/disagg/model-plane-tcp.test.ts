@@ -8,8 +8,8 @@ import type { RemoteAttentionService } from "../../src/attention/remote-service.
 import { loadModel } from "../../src/model/load.js";
 import { buildEngine } from "../../src/placement/build.js";
 import { RW } from "../../src/runtime/model-plane.js";
-import { createModelStep } from "../../src/runtime/step.js";
 import { runToCompletion } from "../helpers/engine-driver.js";
+import { killedMidRun, malformedStep, stoppedMidRun } from "../helpers/model-worker-faults.js";
 import { backend, colocated, requests, storiesDir, withModelWorkers } from "../helpers/model-workers.js";
 
 describe("model plane over TCP: stories260K over every topology equals colocated", async () => {
@@ -85,84 +85,16 @@ describe("model plane over TCP: faults", async () => {
     modelPlane: "tcp",
   } as const;
 
-  it("a model worker killed mid-run is replaced and linked anew; every request completes with the same tokens", async () => {
-    const reqs = requests(model, 5, 40);
-    const expected = await colocated(model, reqs);
-    await withModelWorkers(model, storiesDir, plane, async (core, ex) => {
-      for (const r of reqs) core.add(r);
-      const out = new Map(reqs.map((r) => [r.id, [] as number[]]));
-      let steps = 0;
-      const victim = ex.pids()[1]!;
-      while (core.hasWork) {
-        if (++steps === 12) process.kill(victim, "SIGKILL");
-        for (const ev of await core.runStep()) {
-          assert.equal(ev.error, undefined, `no request sees the loss: ${ev.error}`);
-          out.get(ev.requestId)!.push(...ev.tokenIds);
-        }
-      }
-      assert.ok(steps > 12, "the kill happened mid-run");
-      assert.deepEqual([...out.values()], expected);
-      assert.ok(core.recoveries >= 1, "a recovery ran");
-      assert.notEqual(ex.pids()[1], victim, "replaced by a new process");
-      assert.deepEqual([...ex.planeNetInfo()!.linked].sort(), [1, 2], "both replicas' copies linked");
-    });
-  });
+  it("a model worker killed mid-run is replaced and linked anew; every request completes with the same tokens", () =>
+    killedMidRun(model, plane, (ex) =>
+      assert.deepEqual([...ex.planeNetInfo()!.linked].sort(), [1, 2], "both replicas' copies linked"),
+    ));
 
-  it("a stopped model worker is declared lost after the timeout, killed and replaced", async () => {
-    const reqs = requests(model, 3, 30);
-    const expected = await colocated(model, reqs);
-    await withModelWorkers(model, storiesDir, { ...plane, attentionTimeoutMs: 1500 }, async (core, ex) => {
-      for (const r of reqs) core.add(r);
-      const out = new Map(reqs.map((r) => [r.id, [] as number[]]));
-      let steps = 0;
-      let victim = 0;
-      while (core.hasWork) {
-        if (++steps === 8) {
-          victim = ex.pids()[0]!;
-          process.kill(victim, "SIGSTOP");
-        }
-        for (const ev of await core.runStep()) {
-          assert.equal(ev.error, undefined, `no request sees the stall: ${ev.error}`);
-          out.get(ev.requestId)!.push(...ev.tokenIds);
-        }
-      }
-      assert.deepEqual([...out.values()], expected);
-      assert.notEqual(ex.pids()[0], victim, "replaced by a new process");
-    });
-  });
+  it("a stopped model worker is declared lost after the timeout, killed and replaced", () =>
+    stoppedMidRun(model, plane));
 
-  it("a malformed step fails that step with a clear error, and the workers go on serving", async () => {
-    const reqs = requests(model, 2, 10);
-    const expected = await colocated(model, reqs);
-    await withModelWorkers(
-      model,
-      storiesDir,
-      { ...plane, modelWorkers: 1, pipelineDepth: 2 },
-      async (core, ex) => {
-        assert.ok(core.attention.reserve(999, 2));
-        const step = createModelStep(16, 8, 0);
-        step.nTokens = 2;
-        step.nSeqs = 1;
-        step.nLogits = 1;
-        step.seqIds[0] = 999;
-        step.seqStart[1] = 2;
-        step.positions.set([0, 1]);
-        step.tokens.set([1, model.config.vocabSize + 5]); // outside the vocabulary
-        step.logitRows[0] = 1;
-        const pending = ex.forward(step);
-        const drive = ex.drive;
-        while (drive.blocked() > 0) drive.pump();
-        // The reason travels back in the failure's frame.
-        await assert.rejects(pending, /malformed step: token id/);
-        core.attention.release(999);
-        const res = await runToCompletion(core, reqs);
-        assert.deepEqual(
-          [...res.values()].map((c) => c.tokens),
-          expected,
-        );
-      },
-    );
-  });
+  it("a malformed step fails that step with a clear error (its reason in the failure's frame); the workers go on", () =>
+    malformedStep(model, { ...plane, modelWorkers: 1, pipelineDepth: 2 }));
 
   it("--model-plane needs model workers", async () => {
     await assert.rejects(

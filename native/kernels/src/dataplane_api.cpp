@@ -12,29 +12,9 @@ using namespace lk::napi_args;
 
 namespace {
 
-// Runs `body`, turning the data plane's own exceptions into JavaScript errors.
-template <class F>
-Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
-  try {
-    return body();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::range_error& e) {
-    throw Napi::RangeError::New(info.Env(), e.what());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
-}
-
 Napi::ArrayBuffer segmentArg(const Napi::CallbackInfo& info, size_t i, const char* m) {
   if (!info[i].IsArrayBuffer()) typeError(info.Env(), std::string(m) + ": segment must be an ArrayBuffer");
   return info[i].As<Napi::ArrayBuffer>();
-}
-
-int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* m, const char* name, int64_t min = 0) {
-  const int64_t v = integer(info, i, m, name, min);
-  if (v > INT32_MAX) rangeError(info.Env(), std::string(m) + ": " + name + " is too large");
-  return int32_t(v);
 }
 
 Geometry geometryArgs(const Napi::CallbackInfo& info, size_t i, const char* m) {
@@ -96,32 +76,17 @@ Api::~Api() {
 }
 
 void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
-  using Method = Napi::Value (Api::*)(const Napi::CallbackInfo&);
-  struct Entry {
-    const char* name;
-    Method method;
-  };
-  static const Entry entries[] = {
-      {"dpSegmentBytes", &Api::SegmentBytes}, {"dpClientOpen", &Api::ClientOpen}, {"dpClientAttach", &Api::ClientAttach}, {"dpSettleTag", &Api::SettleTag}, {"dpClientClose", &Api::ClientClose},
-      {"dpPostStep", &Api::PostStep},         {"dpPostQ", &Api::PostQ},           {"dpPostKv", &Api::PostKv},
-      {"dpReady", &Api::Ready},               {"dpTake", &Api::Take},             {"dpWait", &Api::Wait},
-      {"dpClientInfo", &Api::ClientInfo},     {"dpServe", &Api::Serve},           {"dpStop", &Api::Stop},
-      {"dpWorkerInfo", &Api::WorkerInfo},     {"dpTcpClientOpen", &Api::TcpClientOpen},
-      {"dpServeTcp", &Api::ServeTcp},         {"dpHostJitter", &Api::HostJitter},
-      {"dpResync", &Api::Resync},
-  };
-  for (const Entry& e : entries) {
-    // The member pointer travels as the function's data, next to this Api.
-    auto* bound = new std::pair<Api*, Method>(this, e.method);
-    exports.Set(e.name, Napi::Function::New(
-                            env,
-                            [](const Napi::CallbackInfo& info) -> Napi::Value {
-                              auto* b = static_cast<std::pair<Api*, Method>*>(info.Data());
-                              return guarded(info, [&] { return (b->first->*(b->second))(info); });
-                            },
-                            e.name, bound));
-    env.AddCleanupHook([bound] { delete bound; });
-  }
+  exportMethods<Api>(env, exports, this,
+                     {{"dpSegmentBytes", &Api::SegmentBytes}, {"dpClientOpen", &Api::ClientOpen},
+                      {"dpClientAttach", &Api::ClientAttach},   {"dpSettleTag", &Api::SettleTag},
+                      {"dpClientClose", &Api::ClientClose},     {"dpPostStep", &Api::PostStep},
+                      {"dpPostQ", &Api::PostQ},                 {"dpPostKv", &Api::PostKv},
+                      {"dpReady", &Api::Ready},                 {"dpTake", &Api::Take},
+                      {"dpWait", &Api::Wait},                   {"dpClientInfo", &Api::ClientInfo},
+                      {"dpServe", &Api::Serve},                 {"dpStop", &Api::Stop},
+                      {"dpWorkerInfo", &Api::WorkerInfo},       {"dpTcpClientOpen", &Api::TcpClientOpen},
+                      {"dpServeTcp", &Api::ServeTcp},           {"dpHostJitter", &Api::HostJitter},
+                      {"dpResync", &Api::Resync}});
 }
 
 Endpoint& Api::client(const Napi::CallbackInfo& info, size_t i) {

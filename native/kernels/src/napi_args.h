@@ -6,7 +6,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace lk::napi_args {
 
@@ -64,6 +67,47 @@ inline int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* met
 inline double number(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name) {
   if (!info[i].IsNumber()) typeError(info.Env(), std::string(method) + ": " + name + " must be a number");
   return info[i].As<Napi::Number>().DoubleValue();
+}
+
+inline int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* method, const char* name,
+                        int64_t min = 0) {
+  const int64_t v = integer(info, i, method, name, min);
+  if (v > INT32_MAX) rangeError(info.Env(), std::string(method) + ": " + name + " is too large");
+  return int32_t(v);
+}
+
+// Runs `body`, turning the native code's own exceptions into JavaScript errors (a range_error into
+// a RangeError), so no C++ exception crosses into Node.
+template <class F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::range_error& e) {
+    throw Napi::RangeError::New(info.Env(), e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+// Exports member functions of `api` under their names, each bound to it and guarded.
+template <class Api>
+void exportMethods(Napi::Env env, Napi::Object exports, Api* api,
+                   std::initializer_list<std::pair<const char*, Napi::Value (Api::*)(const Napi::CallbackInfo&)>> methods) {
+  using Method = Napi::Value (Api::*)(const Napi::CallbackInfo&);
+  for (const auto& [name, method] : methods) {
+    // The member pointer travels as the function's data, next to the Api.
+    auto* bound = new std::pair<Api*, Method>(api, method);
+    exports.Set(name, Napi::Function::New(
+                          env,
+                          [](const Napi::CallbackInfo& info) -> Napi::Value {
+                            auto* b = static_cast<std::pair<Api*, Method>*>(info.Data());
+                            return guarded(info, [&] { return (b->first->*(b->second))(info); });
+                          },
+                          name, bound));
+    env.AddCleanupHook([bound] { delete bound; });
+  }
 }
 
 }  // namespace lk::napi_args

@@ -11,25 +11,6 @@ using namespace lk::napi_args;
 
 namespace {
 
-template <class F>
-Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
-  try {
-    return body();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::range_error& e) {
-    throw Napi::RangeError::New(info.Env(), e.what());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), e.what());
-  }
-}
-
-int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* m, const char* name, int64_t min = 0) {
-  const int64_t v = integer(info, i, m, name, min);
-  if (v > INT32_MAX) rangeError(info.Env(), std::string(m) + ": " + name + " is too large");
-  return int32_t(v);
-}
-
 std::string stringArg(const Napi::CallbackInfo& info, size_t i, const char* m, const char* name) {
   if (!info[i].IsString()) typeError(info.Env(), std::string(m) + ": " + name + " must be a string");
   return info[i].As<Napi::String>().Utf8Value();
@@ -49,26 +30,15 @@ Api::~Api() {
 }
 
 void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
-  using Method = Napi::Value (Api::*)(const Napi::CallbackInfo&);
-  struct Fn {
-    const char* name;
-    Method method;
-  };
-  static const Fn fns[] = {
-      {"pnOpen", &Api::Open}, {"pnListen", &Api::Listen}, {"pnConnect", &Api::Connect}, {"pnSend", &Api::Send},
-      {"pnDrop", &Api::Drop}, {"pnOnLoss", &Api::OnLoss}, {"pnInfo", &Api::Info},       {"pnClose", &Api::Close},
-  };
-  for (const Fn& f : fns) {
-    auto* bound = new std::pair<Api*, Method>(this, f.method);
-    exports.Set(f.name, Napi::Function::New(
-                            env,
-                            [](const Napi::CallbackInfo& info) -> Napi::Value {
-                              auto* b = static_cast<std::pair<Api*, Method>*>(info.Data());
-                              return guarded(info, [&] { return (b->first->*(b->second))(info); });
-                            },
-                            f.name, bound));
-    env.AddCleanupHook([bound] { delete bound; });
-  }
+  exportMethods<Api>(env, exports, this,
+                     {{"pnOpen", &Api::Open},
+                      {"pnListen", &Api::Listen},
+                      {"pnConnect", &Api::Connect},
+                      {"pnSend", &Api::Send},
+                      {"pnDrop", &Api::Drop},
+                      {"pnOnLoss", &Api::OnLoss},
+                      {"pnInfo", &Api::Info},
+                      {"pnClose", &Api::Close}});
 }
 
 PlaneNet& Api::net(const Napi::CallbackInfo& info) {

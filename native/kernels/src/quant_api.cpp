@@ -50,27 +50,12 @@ int64_t matrixBytes(const Napi::CallbackInfo& info, const char* m, int qtype, in
 }  // namespace
 
 void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
-  using Method = Napi::Value (Api::*)(const Napi::CallbackInfo&);
-  struct Entry {
-    const char* name;
-    Method method;
-  };
-  static const Entry entries[] = {{"quantMatmul", &Api::Matmul},
-                                  {"quantGroupedMatmul", &Api::GroupedMatmul},
-                                  {"quantEmbedding", &Api::Embedding},
-                                  {"quantInfo", &Api::Info},
-                                  {"selectQuantVariant", &Api::SelectVariant}};
-  for (const Entry& e : entries) {
-    auto* bound = new std::pair<Api*, Method>(this, e.method);
-    exports.Set(e.name, Napi::Function::New(
-                            env,
-                            [](const Napi::CallbackInfo& info) -> Napi::Value {
-                              auto* b = static_cast<std::pair<Api*, Method>*>(info.Data());
-                              return (b->first->*(b->second))(info);
-                            },
-                            e.name, bound));
-    env.AddCleanupHook([bound] { delete bound; });
-  }
+  exportMethods<Api>(env, exports, this,
+                     {{"quantMatmul", &Api::Matmul},
+                      {"quantGroupedMatmul", &Api::GroupedMatmul},
+                      {"quantEmbedding", &Api::Embedding},
+                      {"quantInfo", &Api::Info},
+                      {"selectQuantVariant", &Api::SelectVariant}});
 }
 
 const QuantTable* Api::current() {
