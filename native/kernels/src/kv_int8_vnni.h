@@ -81,7 +81,7 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
 
 // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
 // Groups past st.n give scores nobody reads.
-// pace(lines) is told before each 64-byte column of the 4 groups is read (the read-ahead).
+// pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
 template <int HG, typename Pace>
 LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
                                   int64_t g0, int64_t headRow, float* p, Pace& pace) {
@@ -98,7 +98,7 @@ LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, c
   for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
   const int8_t* qa = s.qArr.data() + g0 * nc * 64;
   for (int64_t c = 0; c < nc; c++) {
-    pace(4);
+    pace(4 * 64);
     const int64_t left = bytes - c * 64;
     const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
     __m512i qv[HG];
@@ -123,7 +123,7 @@ LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, c
 
 // acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
 // heads x NC column vectors held in registers over the step; then folded in fp32: acc · corr +
-// sum · unit. pace(lines) is told before each group's NC lines are read.
+// sum · unit. pace(bytes) is told before each group's NC * 64 bytes are read.
 template <int HG, int NC, typename Pace>
 LK_VNNI inline void vnniValueCols(VnniScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
                                   int64_t g0, int64_t c0, Pace& pace) {
@@ -141,7 +141,7 @@ LK_VNNI inline void vnniValueCols(VnniScratch& s, const Step& st, const int8_t* 
   }
   const ByteWord* words = reinterpret_cast<const ByteWord*>(s.p8.data() + g0 * kStepKeys);  // 4 bytes a group
   for (int64_t gi = 0; gi < st.n; gi++) {
-    pace(NC);
+    pace(NC * 64);
     const int8_t* vg = vBase + st.row[gi] * D + c0 * 64;
     __m512i v[NC];
 #pragma GCC unroll 4
@@ -270,10 +270,10 @@ LK_VNNI inline void quantizeQueries(VnniScratch& s, const float* q, int64_t H, i
 }
 
 // How far ahead of the kernels the task's K and V lines are asked for: 256 lines (16 KiB, one KV
-// head's K or V of a 128-key step). Swept on an AVX-512 EPYC (2 threads, batch 8, 8 KV heads,
+// head's K or V of a 128-key step at head_dim 128). Swept on an AVX-512 EPYC (2 threads, batch 8, 8 KV heads,
 // context 16,384, 12 alternating repetitions): 64 lines 8.9 ms a call, 128 8.4, 256 8.2, 512 and
 // 1,024 8.4-9.3, 2,048 9.7, against 12.0 with none (BENCHMARKS.md).
-constexpr int64_t kReadAheadLines = 256;
+constexpr int64_t kReadAheadBytes = 256 * 64;
 
 LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                                   float* out, float* lse) {
@@ -297,14 +297,14 @@ LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, 
   int64_t gathered = 1;  // the last step gathered
   int64_t p = gather(a, table, p0, p1, steps[0]);
   p = gather(a, table, p, p1, steps[1]);
-  // The kernels' reads asked for kReadAheadLines ahead, in their order (each head's K groups, then
+  // The kernels' reads asked for kReadAheadBytes ahead, in their order (each head's K groups, then
   // each head's V groups, step by step), paced from inside the tiles' loops.
   auto ra = makeReadAhead(
-      kReadAheadLines, nKvTask, 4 * D, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
+      kReadAheadBytes, nKvTask, 4 * D, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
       [&](int64_t st, int phase, int64_t kh, int64_t j) {
         return reinterpret_cast<const char*>((phase ? v8 : k8) + (steps[st % 3].row[j] + (h0 + kh) * bs) * D);
       });
-  auto pace = [&](int64_t lines) { ra.consumed(lines); };
+  auto pace = [&](int64_t bytes) { ra.consumed(bytes); };
   auto noPace = [](int64_t) {};
   for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
     const Step& st = steps[stepNo % 3];
