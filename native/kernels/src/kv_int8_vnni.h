@@ -270,9 +270,10 @@ LK_VNNI inline void quantizeQueries(VnniScratch& s, const float* q, int64_t H, i
 }
 
 // How far ahead of the kernels the task's K and V lines are asked for: 256 lines (16 KiB, one KV
-// head's K or V of a 128-key step at head_dim 128). Swept on an AVX-512 EPYC (2 threads, batch 8, 8 KV heads,
-// context 16,384, 12 alternating repetitions): 64 lines 8.9 ms a call, 128 8.4, 256 8.2, 512 and
-// 1,024 8.4-9.3, 2,048 9.7, against 12.0 with none (BENCHMARKS.md).
+// head's K or V of a 128-key step at head_dim 128). Swept on an AVX-512 EPYC (2 threads, batch 8,
+// 8 KV heads, context 16,384, distances alternating call by call, best of 12): 64 lines 8.9 ms a
+// call, 128 8.4, 256 8.2, against 12.0 with none; in other runs 512 and 1,024 were level with 256
+// or slower, 2,048 slower; prefetcht1/t2 instead of t0 slower, nta level (BENCHMARKS.md).
 constexpr int64_t kReadAheadBytes = 256 * 64;
 
 LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
