@@ -5,13 +5,15 @@
 //   node dist/bench/kernels/attention.js [--batch 8] [--ctx 4096,16384] [--heads 32] [--kv-heads 8,32]
 //                                        [--head-dim 128] [--block 16,32,64] [--threads 1,2]
 //                                        [--dtype f32,bf16,f16,int8] [--variant avx512bf16,avx512] [--reps 4]
-//                                        [--huge-pages on|off] [--warm]
+//                                        [--huge-pages on|off] [--layout scattered|contiguous] [--warm]
 //
 // --dtype int8: the bytes counted are the int8 K and V rows and their f32 scales (one per token
 // and KV head, each); its target is 80% of the read (16-bit: MHA 90%, GQA 85%).
 // --block: KV block sizes (tokens) to compare; --variant: compiled kernel variants to compare
 // (default: the one this CPU gets), timed in turn with the streaming read within each repetition so
 // load on a shared host falls on all of them; --reps: repetitions (each figure is the best);
+// --layout contiguous: each sequence's blocks in order, one after another, against the
+// scattered default (to see what the scattering costs the hardware prefetcher);
 // --warm: no streaming read between the calls, so a cache that fits in the last-level cache is
 // read from there (the kernels' arithmetic rate; the limit column is then still DRAM's).
 //
@@ -47,12 +49,18 @@ const { values } = parseArgs({
     reps: { type: "string", default: "4" },
     warm: { type: "boolean", default: false },
     "huge-pages": { type: "string", default: "on" },
+    layout: { type: "string", default: "scattered" },
   },
 });
 // on: the cache is advised for huge pages before it is first touched, as the engine's KV cache is.
 const hugePages = values["huge-pages"];
 if (hugePages !== "on" && hugePages !== "off")
   throw new Error(`--huge-pages must be on or off, got "${hugePages}"`);
+// scattered: each sequence's blocks in a shuffled order over the cache, as an allocator leaves them;
+// contiguous: sequence s's blocks one after another (what the hardware prefetcher finds easiest).
+const layout = values.layout;
+if (layout !== "scattered" && layout !== "contiguous")
+  throw new Error(`--layout must be scattered or contiguous, got "${layout}"`);
 const batch = intFlag(values.batch, "batch");
 const contexts = intListFlag(values.ctx, "ctx");
 const nHeads = intFlag(values.heads, "heads");
@@ -119,7 +127,7 @@ function attentionCase(ctx: number, nKvHeads: number, dtype: KvDType, blockSize:
   // Scatter: block i of sequence s is physical block perm[s * blocksPerSeq + i].
   const perm = Int32Array.from({ length: numBlocks }, (_, i) => i);
   let seed = 12345;
-  for (let i = numBlocks - 1; i > 0; i--) {
+  for (let i = numBlocks - 1; layout === "scattered" && i > 0; i--) {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     const j = seed % (i + 1);
     [perm[i], perm[j]] = [perm[j]!, perm[i]!];
@@ -264,5 +272,6 @@ writeResults("kernels-attention.json", {
   nHeads,
   headDim,
   blockSizes,
+  layout,
   results,
 });

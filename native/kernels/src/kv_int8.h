@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kernel_table.h"
+#include "read_ahead.h"
 #include "simd.h"
 
 namespace LK_VARIANT {

@@ -81,9 +81,10 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
 
 // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
 // Groups past st.n give scores nobody reads.
-template <int HG>
+// pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
+template <int HG, typename Pace>
 LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
-                                  int64_t g0, int64_t headRow, float* p) {
+                                  int64_t g0, int64_t headRow, float* p, Pace& pace) {
   const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
   const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
   const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
@@ -97,6 +98,7 @@ LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, c
   for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
   const int8_t* qa = s.qArr.data() + g0 * nc * 64;
   for (int64_t c = 0; c < nc; c++) {
+    pace(4 * 64);
     const int64_t left = bytes - c * 64;
     const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
     __m512i qv[HG];
@@ -121,10 +123,10 @@ LK_VNNI inline void vnniScoreTile(const VnniScratch& s, const lk::AttnArgs& a, c
 
 // acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
 // heads x NC column vectors held in registers over the step; then folded in fp32: acc · corr +
-// sum · unit.
-template <int HG, int NC>
+// sum · unit. pace(bytes) is told before each group's NC * 64 bytes are read.
+template <int HG, int NC, typename Pace>
 LK_VNNI inline void vnniValueCols(VnniScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
-                                  int64_t g0, int64_t c0) {
+                                  int64_t g0, int64_t c0, Pace& pace) {
   __m512i sum[HG][NC];
 #pragma GCC unroll 4
   for (int g = 0; g < HG; g++)
@@ -139,6 +141,7 @@ LK_VNNI inline void vnniValueCols(VnniScratch& s, const Step& st, const int8_t* 
   }
   const ByteWord* words = reinterpret_cast<const ByteWord*>(s.p8.data() + g0 * kStepKeys);  // 4 bytes a group
   for (int64_t gi = 0; gi < st.n; gi++) {
+    pace(NC * 64);
     const int8_t* vg = vBase + st.row[gi] * D + c0 * 64;
     __m512i v[NC];
 #pragma GCC unroll 4
@@ -162,12 +165,13 @@ LK_VNNI inline void vnniValueCols(VnniScratch& s, const Step& st, const int8_t* 
   }
 }
 
-template <int HG>
-LK_VNNI inline void vnniValues(VnniScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0) {
+template <int HG, typename Pace>
+LK_VNNI inline void vnniValues(VnniScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
+                               Pace& pace) {
   const int64_t nc = dc / 16;
   int64_t c = 0;
-  for (; c + 4 <= nc; c += 4) vnniValueCols<HG, 4>(s, st, vBase, D, dc, g0, c);
-  for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c);
+  for (; c + 4 <= nc; c += 4) vnniValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+  for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
 }
 
 // e^x for x <= 0 (-inf included): 2^n · 2^f, n = round(x · log2 e), |f| <= 1/2, 2^f by its Taylor
@@ -265,6 +269,13 @@ LK_VNNI inline void quantizeQueries(VnniScratch& s, const float* q, int64_t H, i
   }
 }
 
+// How far ahead of the kernels the task's K and V lines are asked for: 256 lines (16 KiB, one KV
+// head's K or V of a 128-key step at head_dim 128). Swept on an AVX-512 EPYC (2 threads, batch 8,
+// 8 KV heads, context 16,384, distances alternating call by call, best of 12): 64 lines 8.9 ms a
+// call, 128 8.4, 256 8.2, against 12.0 with none; in other runs 512 and 1,024 were level with 256
+// or slower, 2,048 slower; prefetcht1/t2 instead of t0 slower, nta level (BENCHMARKS.md).
+constexpr int64_t kReadAheadBytes = 256 * 64;
+
 LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                                   float* out, float* lse) {
   const lk::KvArgs& c = a.cache;
@@ -284,27 +295,53 @@ LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, 
   // one contiguous region, and with the step's groups interleaved across its blocks (gather) the
   // reads are several sequential streams the hardware prefetcher follows at once.
   Step steps[3];
+  int64_t gathered = 1;  // the last step gathered
   int64_t p = gather(a, table, p0, p1, steps[0]);
   p = gather(a, table, p, p1, steps[1]);
+  // The kernels' reads asked for kReadAheadBytes ahead, in their order (each head's K groups, then
+  // each head's V groups, step by step), paced from inside the tiles' loops.
+  auto ra = makeReadAhead(
+      kReadAheadBytes, nKvTask, 4 * D, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
+      [&](int64_t st, int phase, int64_t kh, int64_t j) {
+        return reinterpret_cast<const char*>((phase ? v8 : k8) + (steps[st % 3].row[j] + (h0 + kh) * bs) * D);
+      });
+  auto pace = [&](int64_t bytes) { ra.consumed(bytes); };
+  auto noPace = [](int64_t) {};
   for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
     const Step& st = steps[stepNo % 3];
     Step& far = steps[(stepNo + 2) % 3];
     p = gather(a, table, p, p1, far);
-    // Each block is a region of its own: touching its first lines two steps ahead gets the page
-    // walk and the prefetcher's training done before the data is needed (as the float kernels do).
+    gathered = stepNo + 2;
+    // Each (block, KV head) is a region of its own (2 KiB of K and of V at head_dim 128, blocks of
+    // 16): touching the first lines of every head's region two steps ahead gets the page walks and
+    // the hardware prefetcher's training done before the data is needed, and each block's K and V
+    // scales (one line per head) are asked for then too. Each helped beside the read-ahead (a
+    // call at context 16,384 in 8.2 ms with both, 8.9-9.0 with one, 9.4 with neither).
     for (int64_t gi = 0; gi < far.n; gi++)
       if (gi == 0 || far.row[gi] % bs == 0) {
-        const int64_t at = (far.row[gi] + h0 * bs) * D;
-        __builtin_prefetch(k8 + at, 0, 3);
-        __builtin_prefetch(k8 + at + 64, 0, 3);
-        __builtin_prefetch(v8 + at, 0, 3);
-        __builtin_prefetch(v8 + at + 64, 0, 3);
+        for (int64_t kh = 0; kh < nKvTask; kh++) {
+          const int64_t at = (far.row[gi] + (h0 + kh) * bs) * D;
+          __builtin_prefetch(k8 + at, 0, 3);
+          __builtin_prefetch(k8 + at + 64, 0, 3);
+          __builtin_prefetch(v8 + at, 0, 3);
+          __builtin_prefetch(v8 + at + 64, 0, 3);
+        }
+        const char* ks = reinterpret_cast<const char*>(c.kScale + far.row[gi] + h0 * bs);
+        const char* vs = reinterpret_cast<const char*>(c.vScale + far.row[gi] + h0 * bs);
+        for (int64_t b = 0; b < nKvTask * bs * int64_t(sizeof(float)); b += 64) {
+          __builtin_prefetch(ks + b, 0, 3);
+          __builtin_prefetch(vs + b, 0, 3);
+        }
       }
     for (int64_t kh = 0; kh < nKvTask; kh++) {
       const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
+      // The read-ahead is paced by one tile of heads only: every tile reads the same lines.
       vnniHeadTiles(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
-        for (int64_t gi = 0; gi < st.n; gi += 4) vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data());
+        for (int64_t gi = 0; gi < st.n; gi += 4) {
+          if (g == 0) vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data(), pace);
+          else vnniScoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data(), noPace);
+        }
       });
     }
     for (int64_t kh = 0; kh < nKvTask; kh++) {
@@ -324,7 +361,8 @@ LK_VNNI inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, 
       const int8_t* vBase = v8 + headRow * D;
       vnniHeadTiles(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
-        vnniValues<HG>(s, st, vBase, D, dc, g0 + g);
+        if (g == 0) vnniValues<HG>(s, st, vBase, D, dc, g0 + g, pace);
+        else vnniValues<HG>(s, st, vBase, D, dc, g0 + g, noPace);
       });
     }
   }
