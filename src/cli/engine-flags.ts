@@ -9,7 +9,7 @@ import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
  * kernels, sizes, and the placement of attention, so any placement can be tried from the CLI.
  */
 export function addEngineFlags(cmd: Command): Command {
-  return cmd
+  cmd
     .option(
       "--model <path|org/name>",
       "Hugging Face directory, llama2.c .bin, .gguf file (llama, mistral, mixtral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3; F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K), Hub id ORG/NAME, or a Hub repository's ORG/NAME/FILE.gguf (default: the built-in demo model)",
@@ -60,22 +60,6 @@ export function addEngineFlags(cmd: Command): Command {
       "split KV across attention workers by head or request",
       choiceArg(["head", "request"] as const),
     )
-    .option(
-      "--model-workers <n>",
-      "model worker processes (Lamina's (a, b) topology): slices rotate over them, KV on the attention workers",
-      intArg(1, 32),
-    )
-    .option(
-      "--model-worker-addrs <list>",
-      "host:port of running `lamina model-worker --listen` processes, comma-separated (instead of --model-workers; on other hosts with --model-plane tcp)",
-      addrListArg,
-    )
-    .option(
-      "--model-plane <kind>",
-      "the model workers' plane: shm (one segment, workers on this host; default) or tcp (each keeps a copy, linked over TCP: workers on other hosts)",
-      choiceArg(["shm", "tcp"] as const),
-    )
-    .option("--model-worker-threads <n>", "kernel threads of each model worker (default 1)", intArg(1, 1024))
     .option("--pipeline-depth <n>", "micro-batches in flight (staggered pipelining)", intArg(1, 16))
     .option(
       "--transport <kind>",
@@ -109,6 +93,28 @@ export function addEngineFlags(cmd: Command): Command {
       "adrenaline: fixed offloaded/kept request ratio (default: the load-aware bound)",
       ratioArg,
     );
+  return addModelWorkerFlags(cmd);
+}
+
+/** Lamina's (a, b) topology: the model worker processes and their plane. */
+function addModelWorkerFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      "--model-workers <n>",
+      "model worker processes (Lamina's (a, b) topology): slices rotate over them, KV on the attention workers",
+      intArg(1, 32),
+    )
+    .option(
+      "--model-worker-addrs <list>",
+      "host:port of running `lamina model-worker --listen` processes, comma-separated (instead of --model-workers; on other hosts with --model-plane tcp)",
+      addrListArg,
+    )
+    .option(
+      "--model-plane <kind>",
+      "the model workers' plane: shm (one segment, workers on this host; default) or tcp (each keeps a copy, linked over TCP: workers on other hosts)",
+      choiceArg(["shm", "tcp"] as const),
+    )
+    .option("--model-worker-threads <n>", "kernel threads of each model worker (default 1)", intArg(1, 1024));
 }
 
 function ratioArg(value: string): number {

@@ -17,14 +17,14 @@ import {
   type FromModelWorker,
   MODEL_WORKER_PROTOCOL_VERSION,
   type ModelWorkerConfigure,
-  type ModelWorkerPeers,
   parseMessage,
   toWorkerSchema,
 } from "./model-worker-protocol.js";
-import { PlaneAttention } from "./plane-attention.js";
+import type { PlaneAttention } from "./plane-attention.js";
 import { PlaneNet } from "./plane-net.js";
 import { contextTensors, ReplicaPlaneSync } from "./plane-sync.js";
 import { ReplicaLoop } from "./replica-loop.js";
+import { ReplicaSession, type StartedReplica } from "./replica-session.js";
 
 export interface ModelWorkerOptions {
   /** The model, as `--model` names it (the front end passes its own). */
@@ -140,74 +140,14 @@ class ModelWorkerHost {
    */
   serve(link: FrontEndLink, onLoopFailure: (why: string) => void): Promise<void> {
     const reply = (m: FromModelWorker) => link.send(m);
-    let loop: ReplicaLoop | null = null;
-    let running: Promise<void> = Promise.resolve();
-    let attention: PlaneAttention | null = null;
-    let sync: ReplicaPlaneSync | null = null;
-    let done!: () => void;
-    const finished = new Promise<void>((resolve) => {
-      done = resolve;
-    });
-    let ending = false;
-    const end = async () => {
-      if (ending) return;
-      ending = true;
-      loop?.stop();
-      await running;
-      attention?.close();
-      sync?.close();
-      done();
-    };
-
-    const configure = (c: ModelWorkerConfigure): number | undefined => {
-      const next = new PlaneAttention(
-        this.dp,
-        c.targets,
-        c.qWidth,
-        c.kvWidth,
-        c.spinUs,
-        c.timeoutMs,
-        c.replica,
-        c.shape.replicas,
-      );
-      if (loop) {
-        loop.replaceAttention(next);
-        attention = next;
-        return sync ? planePort : undefined;
-      }
-      try {
-        const started = this.startLoop(c, next);
-        loop = started.loop;
-        sync = started.sync;
-        planePort = started.port;
-      } catch (e) {
-        next.close();
-        throw e;
-      }
-      attention = next;
-      const started = loop;
-      running = started.run().then(
-        () => {
-          if (started.evicted) onLoopFailure(`replica ${c.replica}: the front end gave this replica up`);
-        },
-        (e: Error) => onLoopFailure(`replica loop failed: ${e.message}`),
-      );
-      this.log(
-        `replica ${c.replica} of ${c.shape.replicas}: ${this.backend.describe()}${sync ? `; its copy of the plane listens on ${this.planeAt.host}:${planePort}` : ""}`,
-      );
-      return sync ? planePort : undefined;
-    };
-    let planePort = 0;
-
-    const peers = (m: ModelWorkerPeers) => {
-      if (!sync) throw new Error("peers: this replica's plane is shared memory, not TCP");
-      m.peers.forEach((p, s) => {
-        if (p) sync!.linkPeer(s, p.host, p.port);
-      });
-    };
-
+    const session = new ReplicaSession(
+      this.dp,
+      (c, attention) => this.startLoop(c, attention),
+      onLoopFailure,
+      (line) => this.log(`${line}; ${this.backend.describe()}`),
+    );
     link.onMessage((m: unknown) => {
-      if (ending) return;
+      if (session.ended) return;
       const parsed = parseMessage(toWorkerSchema, m);
       if (!parsed.ok) {
         reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: `bad message: ${parsed.why}` });
@@ -215,16 +155,13 @@ class ModelWorkerHost {
       }
       const msg = parsed.value;
       if (msg.type === "stop") {
-        void end();
+        void session.end();
         return;
       }
       try {
-        if (msg.type === "peers") {
-          peers(msg);
-          reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "configured", epoch: msg.epoch });
-          return;
-        }
-        const port = configure(msg);
+        let port: number | undefined;
+        if (msg.type === "peers") session.peers(msg);
+        else port = session.configure(msg);
         reply({
           v: MODEL_WORKER_PROTOCOL_VERSION,
           type: "configured",
@@ -235,7 +172,8 @@ class ModelWorkerHost {
         reply({ v: MODEL_WORKER_PROTOCOL_VERSION, type: "error", message: (e as Error).message });
       }
     });
-    link.onClose(() => void end());
+    // The session ends once, on STOP or when the front end is gone.
+    link.onClose(() => void session.end());
     reply({
       v: MODEL_WORKER_PROTOCOL_VERSION,
       type: "hello",
@@ -244,13 +182,10 @@ class ModelWorkerHost {
       model: this.fingerprint,
       host: hostId(),
     });
-    return finished;
+    return session.finished;
   }
 
-  private startLoop(
-    c: ModelWorkerConfigure,
-    attention: PlaneAttention,
-  ): { loop: ReplicaLoop; sync: ReplicaPlaneSync | null; port: number } {
+  private startLoop(c: ModelWorkerConfigure, attention: PlaneAttention): StartedReplica {
     let buffer: ArrayBuffer;
     const shared = typeof c.plane === "string" ? c.plane : null;
     if (shared) {
@@ -313,7 +248,7 @@ class ModelWorkerHost {
         this.shm,
         sync,
       );
-      return { loop, sync, port };
+      return { loop, sync, port, address: `${this.planeAt.host}:${port}` };
     } catch (e) {
       sync?.close();
       throw e;
