@@ -3,7 +3,7 @@
 // written into socket pairs the bridge serves as if both had proved the token; the bridge then runs
 // until the front end's stream ends or a frame breaks the rules. Whatever the bytes, the bridge must
 // reject or compute, never read or write out of bounds, and never hang (run under AddressSanitizer).
-// Built and run for a bounded time by test/attention/dataplane-fuzz.
+// Built and run for a bounded time by test/attention/dataplane-tcp-fuzz.
 #include <sys/socket.h>
 #include <unistd.h>
 

@@ -3,7 +3,7 @@
 // serves until the stream ends or a frame breaks the rules. Whatever the bytes, no write may land
 // outside the segment (its guard zones stay intact), nothing may be read out of bounds and nothing
 // may hang (run under AddressSanitizer). Built and run for a bounded time by
-// test/attention/dataplane-fuzz.
+// test/runtime/plane-net-fuzz.
 #include <sys/socket.h>
 #include <unistd.h>
 
