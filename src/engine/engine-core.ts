@@ -327,6 +327,7 @@ export class EngineCore {
 
   stats(): EngineStats {
     const service = this.attention.stats?.();
+    const plane = this.executor.planeStats?.();
     return {
       running: this.scheduler.running.length,
       peakRunning: this.scheduler.peakRunning,
@@ -344,6 +345,7 @@ export class EngineCore {
       generationTokens: this.outputs.generationTokens,
       timing: stepTimingStats(this.executor.timing(), this.wallSeconds, service),
       ...(service?.offload ? { offload: service.offload } : {}),
+      ...(plane ? { modelPlane: plane } : {}),
     };
   }
 }

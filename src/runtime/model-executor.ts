@@ -1,4 +1,5 @@
 import type { AttentionDrive, AttentionService } from "../attention/service.js";
+import type { ModelPlaneStats } from "../engine/api.js";
 import type { ModelStep, StepTiming } from "./step.js";
 
 /**
@@ -14,6 +15,8 @@ export interface ModelExecutor {
   readonly drive?: AttentionDrive | null;
   /** Present where model workers can be lost and replaced. */
   readonly recovery?: ModelRecovery;
+  /** A model plane over TCP: its link counters (absent or null otherwise). */
+  planeStats?(): ModelPlaneStats | null;
   close?(): Promise<void>;
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { RemoteAttentionService, SharedPlaneTarget } from "../attention/remote-service.js";
 import { type AttentionDrive, AttentionWorkerLostError } from "../attention/service.js";
 import { copySeqs, type SeqArrays } from "../attention/sub-step.js";
+import type { ModelPlaneStats } from "../engine/api.js";
 import type { SlicedModel } from "../graph/converter.js";
 import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
@@ -483,6 +484,13 @@ export class ModelWorkerExecutor implements ModelExecutor, AttentionDrive, Model
   /** A plane over TCP: the front end's link counters (frames and bytes each way, refusals); else null. */
   planeNetInfo(): PlaneNetInfo | null {
     return this.sync?.net.info() ?? null;
+  }
+
+  planeStats(): ModelPlaneStats | null {
+    const i = this.planeNetInfo();
+    if (!i) return null;
+    const { framesIn, framesOut, bytesIn, bytesOut, stale, malformed } = i;
+    return { framesIn, framesOut, bytesIn, bytesOut, stale, malformed };
   }
 
   /** Model worker pids (tests kill them; benchmarks pin them). */

@@ -187,6 +187,37 @@ const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineSt
     "Pipeline bubbles: time a side waited on the other.",
     (s) => s.timing.idle,
   ],
+  // The front end's links of a model plane over TCP (--model-plane tcp; 0 otherwise).
+  [
+    "lamina_model_plane_frames_sent_total",
+    "Model-plane frames the front end sent.",
+    (s) => s.modelPlane?.framesOut ?? 0,
+  ],
+  [
+    "lamina_model_plane_frames_received_total",
+    "Model-plane frames the front end received (logits, failures, progress).",
+    (s) => s.modelPlane?.framesIn ?? 0,
+  ],
+  [
+    "lamina_model_plane_bytes_sent_total",
+    "Model-plane payload bytes sent.",
+    (s) => s.modelPlane?.bytesOut ?? 0,
+  ],
+  [
+    "lamina_model_plane_bytes_received_total",
+    "Model-plane payload bytes received.",
+    (s) => s.modelPlane?.bytesIn ?? 0,
+  ],
+  [
+    "lamina_model_plane_stale_frames_total",
+    "Model-plane frames dropped because their step was given up (a recovery).",
+    (s) => s.modelPlane?.stale ?? 0,
+  ],
+  [
+    "lamina_model_plane_malformed_frames_total",
+    "Model-plane frames refused as malformed (their link closed).",
+    (s) => s.modelPlane?.malformed ?? 0,
+  ],
 ];
 
 /** The engine keeps the totals; a scrape copies them in (no snapshot yet: keep the last value). */

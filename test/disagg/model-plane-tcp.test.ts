@@ -50,6 +50,9 @@ describe("model plane over TCP: stories260K over every topology equals colocated
               assert.ok(net, "the front end's copy is linked over TCP");
               assert.equal(net.malformed, 0);
               assert.ok(net.framesIn >= res.size, "logits came back as frames");
+              // The same counters reach the engine's stats (and /metrics).
+              const st = core.stats().modelPlane;
+              assert.ok(st && st.framesOut > 0 && st.framesIn >= net.framesIn && st.bytesIn > 0);
               assert.equal(core.recoveries, 0, "no model worker was lost on the way");
               assert.ok(
                 core.attention.usage().every((u) => u.usedBlocks === 0),
