@@ -115,7 +115,8 @@ export class PlaneFrame {
 
 /** This process's links (a thin owner of the native handle). */
 export class PlaneNet {
-  private closed = false;
+  /** The counters as they stood when the links closed (stats are read after close too). */
+  private final: PlaneNetInfo | null = null;
 
   private constructor(
     private readonly addon: PlaneNetAddon,
@@ -160,12 +161,12 @@ export class PlaneNet {
   }
 
   info(): PlaneNetInfo {
-    return this.addon.pnInfo(this.id);
+    return this.final ?? this.addon.pnInfo(this.id);
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.final) return;
+    this.final = { ...this.addon.pnInfo(this.id), linked: [] };
     this.addon.pnClose(this.id);
   }
 }

@@ -10,7 +10,14 @@ import { buildEngine } from "../../src/placement/build.js";
 import { RW } from "../../src/runtime/model-plane.js";
 import { runToCompletion } from "../helpers/engine-driver.js";
 import { killedMidRun, malformedStep, stoppedMidRun } from "../helpers/model-worker-faults.js";
-import { backend, colocated, requests, storiesDir, withModelWorkers } from "../helpers/model-workers.js";
+import {
+  backend,
+  closeCore,
+  colocated,
+  requests,
+  storiesDir,
+  withModelWorkers,
+} from "../helpers/model-workers.js";
 
 describe("model plane over TCP: stories260K over every topology equals colocated", async () => {
   const model = await loadModel(storiesDir);
@@ -61,6 +68,26 @@ describe("model plane over TCP: stories260K over every topology equals colocated
             },
           );
         });
+
+  it("the engine's stats are read after it closed, as the engine thread posts them last", async () => {
+    const core = await buildEngine(frontEnd, backend, {
+      model: storiesDir,
+      maxTokensPerStep: 16,
+      modelWorkers: 1,
+      attentionWorkers: 1,
+      modelPlane: "tcp",
+    });
+    let closed = false;
+    try {
+      await runToCompletion(core, reqs.slice(0, 1));
+      await closeCore(core);
+      closed = true;
+      const st = core.stats().modelPlane;
+      assert.ok(st && st.framesIn > 0, "the counters as they stood at close");
+    } finally {
+      if (!closed) await closeCore(core);
+    }
+  });
 
   it("attention workers over shared memory with the plane over TCP (model workers on this host)", async () => {
     await withModelWorkers(
