@@ -125,18 +125,7 @@ export interface EngineStats {
   /** Present under --mode pd / adrenaline. */
   readonly offload?: import("../attention/service.js").OffloadStats;
   /** Present with model workers on a plane over TCP: this process's frames and bytes each way. */
-  readonly modelPlane?: ModelPlaneStats;
-}
-
-/** The front end's links of a model plane over TCP (runtime/plane-net.ts). */
-export interface ModelPlaneStats {
-  readonly framesIn: number;
-  readonly framesOut: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  /** Frames dropped by their guard (a step given up in a recovery). */
-  readonly stale: number;
-  readonly malformed: number;
+  readonly modelPlane?: import("../runtime/model-executor.js").ModelPlaneStats;
 }
 
 /**

@@ -1,5 +1,4 @@
 import type { AttentionDrive, AttentionService } from "../attention/service.js";
-import type { ModelPlaneStats } from "../engine/api.js";
 import type { ModelStep, StepTiming } from "./step.js";
 
 /**
@@ -7,6 +6,17 @@ import type { ModelStep, StepTiming } from "./step.js";
  * model workers in other processes (`ModelWorkerExecutor`). `forward` resolves with the logits
  * rows of the step ([nLogits, vocab] valid).
  */
+/** The front end's links of a model plane over TCP (plane-net.ts). */
+export interface ModelPlaneStats {
+  readonly framesIn: number;
+  readonly framesOut: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Frames dropped by their guard (a step given up in a recovery). */
+  readonly stale: number;
+  readonly malformed: number;
+}
+
 export interface ModelExecutor {
   forward(step: ModelStep, attention: AttentionService): Promise<Float32Array>;
   /** Model and attention-wait seconds, and steps of the busiest micro-batch. */

@@ -2,14 +2,13 @@ import { randomBytes } from "node:crypto";
 import type { RemoteAttentionService, SharedPlaneTarget } from "../attention/remote-service.js";
 import { type AttentionDrive, AttentionWorkerLostError } from "../attention/service.js";
 import { copySeqs, type SeqArrays } from "../attention/sub-step.js";
-import type { ModelPlaneStats } from "../engine/api.js";
 import type { SlicedModel } from "../graph/converter.js";
 import { newSegmentName, unlinkAtExit, unlinkSegmentName } from "../transport/shm-names.js";
 import { type ShmNative, shmNative } from "../transport/shm-native.js";
 import { replicaOf } from "../util/rotation.js";
 import { planBuffers } from "./buffer-plan.js";
 import { sliceOrder } from "./executor.js";
-import type { ModelExecutor, ModelRecovery } from "./model-executor.js";
+import type { ModelExecutor, ModelPlaneStats, ModelRecovery } from "./model-executor.js";
 import { ModelWorkerLostError } from "./model-executor.js";
 import { B, H, ModelPlane, type ModelPlaneShape, modelPlaneBytes, RW } from "./model-plane.js";
 import {
