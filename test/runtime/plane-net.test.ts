@@ -102,6 +102,32 @@ describe("model plane frames over TCP", () => {
     }
   });
 
+  it("two replicas that each link to the other both send and receive (one connection per direction)", async () => {
+    const bufs = [new ArrayBuffer(BYTES), new ArrayBuffer(BYTES)];
+    const [r0, r1] = bufs.map((b, i) => PlaneNet.open(b, TOKEN, 1 + i, 2000)) as [PlaneNet, PlaneNet];
+    try {
+      const ports = [r0.listen("127.0.0.1"), r1.listen("127.0.0.1")];
+      r0.connect(2, "127.0.0.1", ports[1]!);
+      r1.connect(1, "127.0.0.1", ports[0]!);
+      // Let each side take the other's connection before anything is sent.
+      await until("both links", () => r0.info().linked.includes(2) && r1.info().linked.includes(1));
+      for (let round = 1; round <= 3; round++) {
+        r0.send(2, new PlaneFrame().store(64, round).ring(128));
+        r1.send(1, new PlaneFrame().store(64, 10 * round).ring(128));
+        await until(
+          `round ${round}`,
+          () =>
+            new Int32Array(bufs[1]!, 64, 1)[0] === round && new Int32Array(bufs[0]!, 64, 1)[0] === 10 * round,
+        );
+      }
+      assert.equal(r0.info().error, "");
+      assert.equal(r1.info().error, "");
+    } finally {
+      r0.close();
+      r1.close();
+    }
+  });
+
   it("refuses a wrong token, a segment of another size and its own peer id, by name", () => {
     const b = PlaneNet.open(new ArrayBuffer(BYTES), TOKEN, 1, 2000);
     try {

@@ -118,6 +118,16 @@ void PlaneNet::install(int32_t peer, int fd) {
   wakeLoop();
 }
 
+void PlaneNet::adoptInbound(int32_t peer, int fd) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto link = std::make_shared<Link>(fd, peer);
+    inbound_.push_back(link);
+    if (peer == 0) links_[0] = link;
+  }
+  wakeLoop();
+}
+
 void PlaneNet::drop(int32_t peer) {
   if (peer < 0 || peer >= kMaxPeers) return;
   std::shared_ptr<Link> old;
@@ -140,7 +150,10 @@ void PlaneNet::onLoss(int32_t peer, int32_t off, int32_t val, int32_t ringOff) {
 bool PlaneNet::linked(int32_t peer) const {
   if (peer < 0 || peer >= kMaxPeers) return false;
   std::lock_guard<std::mutex> g(mu_);
-  return bool(links_[size_t(peer)]);
+  if (links_[size_t(peer)]) return true;
+  for (const auto& l : inbound_)
+    if (l->peer == peer) return true;
+  return false;
 }
 
 Stats PlaneNet::stats() const {
@@ -208,11 +221,15 @@ void PlaneNet::lost(const std::shared_ptr<Link>& link, const std::string& why) {
   Loss loss;
   {
     std::lock_guard<std::mutex> g(mu_);
-    // Only the link that failed: the peer may have been linked again since.
-    if (links_[size_t(link->peer)] != link) return;
+    inbound_.erase(std::remove(inbound_.begin(), inbound_.end(), link), inbound_.end());
+    error_ = "peer " + std::to_string(link->peer) + ": " + why;
+    // Only the send link that failed: the peer may have been linked again since.
+    if (links_[size_t(link->peer)] != link) {
+      shutdown(link->fd, SHUT_RDWR);
+      return;
+    }
     links_[size_t(link->peer)].reset();
     loss = loss_[size_t(link->peer)];
-    error_ = "peer " + std::to_string(link->peer) + ": " + why;
   }
   shutdown(link->fd, SHUT_RDWR);
   if (loss.off >= 0) {
@@ -304,7 +321,7 @@ void PlaneNet::readPending(Pending& p) {
   iovec iov{const_cast<uint8_t*>(&answer), 1};
   const bool sent = net::writeAll(p.fd, &iov, 1, kHelloNs).empty();
   if (answer == kAccepted && sent) {
-    install(p.hello.peer, p.fd);
+    adoptInbound(p.hello.peer, p.fd);
     p.fd = -1;
   }
   p.deadline = 0;
@@ -323,6 +340,8 @@ void PlaneNet::loop() {
       listenFd = listenFd_;
       for (const auto& l : links_)
         if (l) polled.push_back(l);
+      for (const auto& l : inbound_)
+        if (std::find(polled.begin(), polled.end(), l) == polled.end()) polled.push_back(l);
     }
     if (listenFd >= 0) fds.push_back({listenFd, POLLIN, 0});
     const size_t pendingAt = fds.size();

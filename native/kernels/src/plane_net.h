@@ -12,6 +12,9 @@
 // checked against the segment before a byte lands (checkFrame); a malformed frame closes that link.
 // Connections are authenticated by a token (given over the control channel), then name the
 // connecting peer and the segment's size; the acceptor answers one byte (kAccepted or a refusal).
+// Each process sends to a peer over the connection it made to that peer, except to peer 0 (the front
+// end), which connects to the replicas and is answered over that same connection. Two replicas each
+// connect to the other, so each pair has one connection per direction and no race between them.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -79,6 +82,7 @@ class PlaneNet {
   /** Writes the regions of this process's copy, the stores and the ring to `peer`'s copy. Throws on failure. */
   void send(int32_t peer, const Region* regions, int nRegions, const Store* stores, int nStores, int32_t guardOff,
             int32_t guardVal, int32_t ringOff, int64_t timeoutNs);
+  /** Whether a connection to or from `peer` is open. */
   bool linked(int32_t peer) const;
   Stats stats() const;
   /** The last link that failed or broke the rules, and why ("" if none). */
@@ -106,7 +110,10 @@ class PlaneNet {
   void loop();
   void acceptPending();
   void readPending(Pending& p);
+  /** A connection this side made (the send link to `peer`). */
   void install(int32_t peer, int fd);
+  /** A connection a peer made: read from; also the send link when the peer is 0 (the front end). */
+  void adoptInbound(int32_t peer, int fd);
   void lost(const std::shared_ptr<Link>& link, const std::string& why);
   /** Reads and applies one frame; "" or why the link must close. */
   std::string readFrame(int fd);
@@ -120,7 +127,10 @@ class PlaneNet {
   int32_t self_;
   int listenFd_ = -1;
   int wakeFd_ = -1;
+  /** Per peer, the link this side sends on. */
   std::vector<std::shared_ptr<Link>> links_;
+  /** Connections peers made, read from (peer 0's is its send link too). */
+  std::vector<std::shared_ptr<Link>> inbound_;
   std::vector<Loss> loss_;
   std::vector<Pending> pending_;
   std::vector<char> scratch_;
