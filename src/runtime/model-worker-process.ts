@@ -22,7 +22,7 @@ import {
 } from "./model-worker-protocol.js";
 import type { PlaneAttention } from "./plane-attention.js";
 import { PlaneNet } from "./plane-net.js";
-import { contextTensors, ReplicaPlaneSync } from "./plane-sync.js";
+import { ReplicaPlaneSync } from "./plane-sync.js";
 import { ReplicaLoop } from "./replica-loop.js";
 import { ReplicaSession, type StartedReplica } from "./replica-session.js";
 
@@ -222,16 +222,7 @@ class ModelWorkerHost {
       const net = PlaneNet.open(buffer, c.plane.tcp.token, 1 + c.replica, c.timeoutMs);
       try {
         port = net.listen(this.planeAt.host, this.planeAt.port);
-        const output = this.sliced.graph.output;
-        const vocab = this.sliced.graph.tensors.get(output)!.width;
-        sync = new ReplicaPlaneSync(
-          plane,
-          net,
-          c.replica,
-          contextTensors(this.sliced),
-          (j, t) => executor.tensorOf(j, t),
-          (j) => ({ buffer: executor.tensorOf(j, output), width: vocab }),
-        );
+        sync = new ReplicaPlaneSync(plane, net, c.replica, this.sliced, (j, t) => executor.tensorOf(j, t));
       } catch (e) {
         net.close();
         throw e;

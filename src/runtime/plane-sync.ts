@@ -27,10 +27,6 @@ import { PlaneFrame, type PlaneNet } from "./plane-net.js";
  * slice.
  */
 
-/** Bytes of a replica line the replica reports (pid, ackEpoch, slices; then its seconds). */
-const LINE_WORDS_BYTES = 12;
-const LINE_SECONDS_AT = 16;
-const LINE_SECONDS_BYTES = 24;
 /** How often a replica tells the front end of its progress between logits (the stall bound's input). */
 const PROGRESS_MS = 10;
 
@@ -98,13 +94,7 @@ export class FrontPlaneSync {
     f.store(wordAt(b, B.sliceDone), 0)
       .store(wordAt(b, B.stepSeq), seq)
       .ring(4 * H.doorbell);
-    const r = replicaOf(j, 0, this.plane.shape.replicas);
-    try {
-      this.net.send(1 + r, f);
-      return null;
-    } catch (e) {
-      return { replica: r, why: (e as Error).message };
-    }
+    return this.trySend(replicaOf(j, 0, this.plane.shape.replicas), f);
   }
 
   /** The replicas stop between slices (pauseEpoch = epoch); an unreachable one is being replaced. */
@@ -155,16 +145,19 @@ export class FrontPlaneSync {
     this.net.drop(1 + r);
   }
 
-  private toAll(f: PlaneFrame): { replica: number; why: string } | null {
-    let failed: { replica: number; why: string } | null = null;
-    for (let r = 0; r < this.plane.shape.replicas; r++) {
-      try {
-        this.net.send(1 + r, f);
-      } catch (e) {
-        failed ??= { replica: r, why: (e as Error).message };
-      }
+  /** Sends to replica r; the replica and why when it cannot be reached, else null. */
+  private trySend(r: number, f: PlaneFrame): { replica: number; why: string } | null {
+    try {
+      this.net.send(1 + r, f);
+      return null;
+    } catch (e) {
+      return { replica: r, why: (e as Error).message };
     }
-    return failed;
+  }
+
+  /** To every replica; an unreachable one is being replaced (its loss is seen by its process or link). */
+  private toAll(f: PlaneFrame): void {
+    for (let r = 0; r < this.plane.shape.replicas; r++) this.trySend(r, f);
   }
 
   close(): void {
@@ -179,7 +172,7 @@ export interface ContextTensor {
   readonly width: number;
 }
 
-export function contextTensors(sliced: SlicedModel): ContextTensor[][] {
+function contextTensors(sliced: SlicedModel): ContextTensor[][] {
   return sliced.slices.map((s) =>
     s.context.map((tensor) => {
       const info = sliced.graph.tensors.get(tensor)!;
@@ -193,16 +186,21 @@ export class ReplicaPlaneSync {
   private readonly frame = new PlaneFrame();
   private readonly lineAt: number;
   private lastProgress = 0;
+  private readonly context: readonly (readonly ContextTensor[])[];
+  /** The logits tensor and its row width (the vocabulary). */
+  private readonly output: { readonly tensor: string; readonly width: number };
 
   constructor(
     private readonly plane: ModelPlane,
     readonly net: PlaneNet,
     private readonly replica: number,
-    private readonly context: readonly (readonly ContextTensor[])[],
+    sliced: SlicedModel,
     /** Micro-batch j's buffer of a tensor (the executor's tensorOf). */
     private readonly tensorOf: (j: number, tensor: string) => Float32Array,
-    private readonly logitsOf: (j: number) => { readonly buffer: Float32Array; readonly width: number },
   ) {
+    this.context = contextTensors(sliced);
+    const output = sliced.graph.output;
+    this.output = { tensor: output, width: sliced.graph.tensors.get(output)!.width };
     this.lineAt = plane.replicaWords(replica).byteOffset;
     // The front end gone (its link closed or failed): the lease is void, so the loop stops.
     net.onLoss(0, this.lineAt + 4 * RW.lease, 0, 4 * H.doorbell);
@@ -241,8 +239,8 @@ export class ReplicaPlaneSync {
   /** The last slice ran: the logits to the front end. */
   logits(j: number, seq: number): void {
     const b = this.plane.batches[j]!;
-    const { buffer, width } = this.logitsOf(j);
-    const f = this.line(this.frame.reset()).view(buffer, b.words[B.nLogits]! * width);
+    const { tensor, width } = this.output;
+    const f = this.line(this.frame.reset()).view(this.tensorOf(j, tensor), b.words[B.nLogits]! * width);
     f.store(wordAt(b, B.logitsSeq), seq)
       .guard(wordAt(b, B.stepSeq), seq)
       .ring(4 * H.frontDoorbell);
@@ -270,8 +268,10 @@ export class ReplicaPlaneSync {
     if (s !== this.replica) this.net.connect(1 + s, host, port);
   }
 
+  /** This replica's line as the front end reads it: the words before its lease (which stays the front end's), and its seconds. */
   private line(f: PlaneFrame): PlaneFrame {
-    return f.region(this.lineAt, LINE_WORDS_BYTES).region(this.lineAt + LINE_SECONDS_AT, LINE_SECONDS_BYTES);
+    const seconds = this.plane.replicaSeconds(this.replica);
+    return f.view(this.plane.replicaWords(this.replica), RW.lease).view(seconds, seconds.length);
   }
 
   close(): void {

@@ -29,11 +29,16 @@ bool aligned(int32_t off, int64_t bytes, int64_t span) { return off >= 0 && off 
 
 }  // namespace
 
-std::string checkFrame(const Head& h, const Region* regions, const Store* stores, int64_t bytes) {
+std::string checkHead(const Head& h) {
   if (h.magic != kMagic) return "not a model-plane frame (bad magic)";
   if (h.version != kVersion) return "model-plane frame version " + std::to_string(h.version) + ", this build speaks 1";
   if (h.nRegions < 0 || h.nRegions > kMaxRegions) return "region count out of range";
   if (h.nStores < 0 || h.nStores > kMaxStores) return "store count out of range";
+  return "";
+}
+
+std::string checkFrame(const Head& h, const Region* regions, const Store* stores, int64_t bytes) {
+  if (std::string bad = checkHead(h); !bad.empty()) return bad;
   if (h.payload < 0 || h.payload > bytes) return "payload larger than the segment";
   if (h.guardOff != -1 && !aligned(h.guardOff, bytes, 4)) return "guard word outside the segment";
   if (h.ringOff != -1 && !aligned(h.ringOff, bytes, 8)) return "doorbell outside the segment";
@@ -244,15 +249,10 @@ std::string PlaneNet::readFrame(int fd) {
   if (!why.empty()) return why;
   Region regions[kMaxRegions];
   Store stores[kMaxStores];
-  if (h.magic != kMagic || h.version != kVersion) {
-    malformed_++;
-    return h.magic != kMagic ? "malformed frame: not a model-plane frame (bad magic)"
-                             : "malformed frame: version " + std::to_string(h.version) + ", this build speaks 1";
-  }
   // The counts are checked before they size a read.
-  if (h.nRegions < 0 || h.nRegions > kMaxRegions || h.nStores < 0 || h.nStores > kMaxStores) {
+  if (std::string bad = checkHead(h); !bad.empty()) {
     malformed_++;
-    return "malformed frame: region or store count out of range";
+    return "malformed frame: " + bad;
   }
   if (h.nRegions > 0) why = net::readFull(fd, regions, sizeof(Region) * size_t(h.nRegions), kFrameNs);
   if (why.empty() && h.nStores > 0) why = net::readFull(fd, stores, sizeof(Store) * size_t(h.nStores), kFrameNs);

@@ -60,7 +60,9 @@ struct Hello {
   int64_t segmentBytes;
 };
 
-/** "" when the frame fits a segment of `bytes`, else what is wrong with it. */
+/** "" when the header's magic, version and counts are sound (checked before the tables are read). */
+std::string checkHead(const Head& h);
+/** "" when the frame fits a segment of `bytes`, else what is wrong with it (checkHead included). */
 std::string checkFrame(const Head& h, const Region* regions, const Store* stores, int64_t bytes);
 
 struct Stats {
@@ -119,7 +121,6 @@ class PlaneNet {
   std::string readFrame(int fd);
   void ring(int32_t off);
   void wakeLoop();
-  bool checkOffset(int64_t off, int64_t len) const { return off >= 0 && len >= 0 && off + len <= bytes_; }
 
   char* base_;
   int64_t bytes_;
