@@ -6,7 +6,7 @@ import type { LoadedModel } from "../../src/model/types.js";
 import { measurePrefillChunk } from "../../src/placement/prefill-partition.js";
 import { matmulParams, queryDim } from "../../src/sim/cost-model.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
-import type { DeviceProfile } from "../../src/sim/profile.js";
+import type { DeviceProfile, GemmFit } from "../../src/sim/profile.js";
 import type { SimModel } from "../../src/sim/types.js";
 import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { type EngineOverheads, measureEngineOverheads, measureShmLink } from "./measure-engine.js";
@@ -70,6 +70,15 @@ export interface ProfileDetails {
   readonly kvHandoff: KvHandoffCost;
   readonly stall: readonly StallSample[];
   readonly prefillChunk: { tokens: number; threads: number; seconds: number };
+}
+
+/** A sweep as the profile carries it: the roofline fit and the measured pass rates it was fit to. */
+function gemmFit(g: GemmSweep): GemmFit {
+  return {
+    peakFlops: g.peakFlops,
+    halfBatch: g.halfBatch,
+    points: g.points.map((p) => ({ batch: p.batch, flops: p.gflops * 1e9 })),
+  };
 }
 
 /** Tokens of the prompt chunk the prefill rate is measured on (the engines' default step budget). */
@@ -176,7 +185,7 @@ export async function measureProfile(
       intermediate: mc.intermediateSize,
       threads: modelThreads,
       prefillFlops: (2 * matmulParams(sim) * n + 2 * sim.layers * queryDim(sim) * n * n) / t.seconds,
-      gemm: { peakFlops: g.peakFlops, halfBatch: g.halfBatch },
+      gemm: gemmFit(g),
       weightBandwidth: g.weightBandwidth,
     });
   }
@@ -187,7 +196,7 @@ export async function measureProfile(
     measuredAt: new Date().toISOString().slice(0, 10),
     memoryBytes: totalmem(),
     threads: cores,
-    gemm: { peakFlops: gemm.peakFlops, halfBatch: gemm.halfBatch },
+    gemm: gemmFit(gemm),
     weightBandwidth: gemm.weightBandwidth,
     attentionBandwidth: attention.bandwidth,
     layerOverheadS: overheads.layerOverheadS,
@@ -204,7 +213,7 @@ export async function measureProfile(
     split: {
       modelThreads,
       attentionThreads: 1,
-      gemm: { peakFlops: gemmSplit.peakFlops, halfBatch: gemmSplit.halfBatch },
+      gemm: gemmFit(gemmSplit),
       weightBandwidth: gemmSplit.weightBandwidth,
       attentionBandwidth: attentionSplit.bandwidth,
       layerOverheadS: splitOverheads.layerOverheadS,

@@ -7,6 +7,8 @@ export interface SideRates {
   /** Batched GEMM asymptote (FLOP/s) and the batch at half of it. */
   readonly peakFlops: number;
   readonly halfBatch: number;
+  /** The measured GEMM pass rates (FLOP/s) at increasing batches, where the profile has them. */
+  readonly gemmCurve?: readonly { readonly batch: number; readonly flops: number }[];
   /** GEMM rate of a prompt chunk (hundreds of tokens), FLOP/s; prefill attention runs at it too. */
   readonly prefillFlops: number;
   /** Batch-1 weight streaming, bytes/s. */
@@ -46,6 +48,9 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
     threads,
     peakFlops: (gemm.peakFlops * gemmScale) / stall,
     halfBatch: gemm.halfBatch,
+    ...(gemm.points
+      ? { gemmCurve: gemm.points.map((q) => ({ batch: q.batch, flops: (q.flops * gemmScale) / stall })) }
+      : {}),
     prefillFlops: prefill / stall,
     weightBandwidth: weight / stall,
     attentionBandwidth: att / stall,

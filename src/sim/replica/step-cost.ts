@@ -64,11 +64,30 @@ export class SideCost {
   /** GEMMs of `tokens` decode tokens (a few per sequence). */
   gemm(tokens: number): number {
     if (tokens <= 0) return 0;
+    const curve = this.r.gemmCurve;
+    if (curve && curve.length >= 2) return this.measuredGemm(tokens, curve);
     const m = this.m;
     const compute = (this.flopsPerToken * (tokens + this.r.halfBatch)) / this.r.peakFlops;
     const memory =
       (m.weightBytes + 2 * m.bytesPerElement * tokens * m.hidden * m.layers) / this.r.weightBandwidth;
     return Math.max(compute, memory);
+  }
+
+  /**
+   * GEMMs from the measured pass rates: the time of a pass at each measured batch (this model's
+   * FLOPs at the rate measured there), linear between them, the first point's time below it (a
+   * pass is never cheaper than streaming the weights once), and beyond the last point that time
+   * plus the last segment's cost per token.
+   */
+  private measuredGemm(tokens: number, curve: NonNullable<SideRates["gemmCurve"]>): number {
+    const time = (i: number) => (this.flopsPerToken * curve[i]!.batch) / curve[i]!.flops;
+    if (tokens <= curve[0]!.batch) return time(0);
+    let i = 1;
+    while (i < curve.length - 1 && curve[i]!.batch < tokens) i++;
+    const b0 = curve[i - 1]!.batch;
+    const b1 = curve[i]!.batch;
+    const slope = (time(i) - time(i - 1)) / (b1 - b0);
+    return tokens <= b1 ? time(i - 1) + slope * (tokens - b0) : time(i) + Math.max(0, slope) * (tokens - b1);
   }
 
   /** GEMMs and causal attention of prompt chunks: `tokens` in all, `work` as in BatchLoad. */
