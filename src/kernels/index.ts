@@ -74,6 +74,8 @@ export interface KernelReport {
   bf16Products: string;
   /** The quantized products' variant (block-format weights; "reference" without the addon). */
   quantProducts: string;
+  /** The path int8 KV attention takes: "avx512vnni" or "avxvnni" dot products, "widen", or "reference". */
+  int8Attention: string;
   threads: number;
   addonPath: string | null;
   error?: string;
@@ -110,13 +112,13 @@ function cpuFlagsFromOs(): string[] {
   }
 }
 
-/** What `lamina doctor` prints: which kernels this thread would get, and why. */
 /** The quantized products' variant and what else this CPU runs, in one line. */
 function quantProducts(addon: NativeAddon): string {
   const q = addon.quantInfo();
   return `${q.variant}, int8 activations per 32 values (supported: ${q.supported.join(" ")})`;
 }
 
+/** What `lamina doctor` prints: which kernels this thread would get, and why. */
 export function kernelReport(): KernelReport {
   const env = process.env.LAMINA_BACKEND;
   if (env === "reference")
@@ -127,6 +129,7 @@ export function kernelReport(): KernelReport {
       supported: [],
       bf16Products: FMA_PRODUCTS,
       quantProducts: "reference",
+      int8Attention: "reference",
       threads: 1,
       addonPath: null,
     };
@@ -140,6 +143,7 @@ export function kernelReport(): KernelReport {
       supported: i.supported,
       bf16Products: i.bf16Dot ? "vdpbf16ps (activations rounded to bf16, fp32 sums)" : FMA_PRODUCTS,
       quantProducts: quantProducts(addon),
+      int8Attention: i.int8Attention,
       threads: i.threads,
       addonPath: path,
     };
@@ -151,6 +155,7 @@ export function kernelReport(): KernelReport {
       supported: [],
       bf16Products: FMA_PRODUCTS,
       quantProducts: "reference",
+      int8Attention: "reference",
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

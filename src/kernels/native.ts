@@ -32,6 +32,8 @@ export interface NativeAddon {
     supported: string[];
     /** Products on bf16 weights use vdpbf16ps and round their activations to bf16 first. */
     bf16Dot: boolean;
+    /** The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, else "widen". */
+    int8Attention: string;
   };
   selectVariant(name: string): void;
   setThreads(n: number): void;

@@ -119,6 +119,7 @@ class Kernels : public Napi::Addon<Kernels> {
     o.Set("reason", reason_);
     // Products on bf16 weights round their activations to bf16 (vdpbf16ps; see bf16_dot.h).
     o.Set("bf16Dot", table_->dotLoop != nullptr);
+    o.Set("int8Attention", table_->int8Attention());
     o.Set("threads", threads());
     Napi::Array cpu = Napi::Array::New(env);
     uint32_t i = 0;

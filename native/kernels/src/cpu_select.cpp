@@ -17,6 +17,19 @@ static bool hasAvx512() {
 static bool hasAvx512Bf16() { return hasAvx512() && __builtin_cpu_supports("avx512bf16"); }
 #endif
 
+// GCC 12's __builtin_cpu_supports knows "avx512vnni" but not "avxvnni": CPUID leaf 7 subleaf 1,
+// EAX bit 4, read directly (the AVX2 check covers the OS saving the registers).
+bool cpuHasAvxVnni() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  unsigned a = 7, b = 0, c = 1, d = 0;
+  __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+  return hasAvx2() && (a & (1u << 4)) != 0;
+#else
+  return false;
+#endif
+}
+
 std::vector<std::string> cpuFeatures() {
   std::vector<std::string> out;
 #if defined(__x86_64__) || defined(_M_X64)
@@ -34,6 +47,7 @@ std::vector<std::string> cpuFeatures() {
   LK_FEATURE("avx512vnni")
   LK_FEATURE("avx512bf16")
 #undef LK_FEATURE
+  if (cpuHasAvxVnni()) out.emplace_back("avxvnni");
 #endif
   return out;
 }

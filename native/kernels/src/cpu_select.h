@@ -15,6 +15,9 @@ struct VariantChoice {
 /** CPU features relevant to the kernels that this CPU (and OS) supports. */
 std::vector<std::string> cpuFeatures();
 
+/** Whether this CPU (and OS) runs AVX-VNNI: vpdpbusd on ymm registers in its VEX form. */
+bool cpuHasAvxVnni();
+
 /** Variants this CPU can run, best first. */
 std::vector<std::string> supportedVariants();
 

@@ -99,6 +99,9 @@ struct KernelTable {
   // arithmetic yardstick of the bf16 products; null where the variant has no such instruction.
   double (*dotLoop)(int64_t n);
   double dotFlopsPerRound;
+  // The path int8 KV attention takes on this CPU: an integer dot-product instruction set
+  // ("avx512vnni", "avxvnni") or "widen" (int8 widened to fp32).
+  const char* (*int8Attention)();
 };
 
 const KernelTable* table_portable();

@@ -1201,6 +1201,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       nullptr,                0.0,
 #endif
+      LK_VARIANT::i8::attentionPath,
   };
   return &table;
 }

@@ -345,6 +345,7 @@ inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t
 }  // namespace i8
 }  // namespace LK_VARIANT
 
+#include "kv_int8_avxvnni.h"
 #include "kv_int8_vnni.h"
 
 namespace LK_VARIANT {
@@ -355,8 +356,21 @@ inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, 
 #if defined(LK_I8_VNNI)
   // The VNNI path takes whole quads of K elements (the last quad of an odd head is narrower).
   if (a.cache.headDim % 4 == 0 && hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
+#elif defined(LK_I8_AVXVNNI)
+  // The AVX-VNNI path takes whole 32-byte halves of a group's 64-byte columns.
+  if (a.cache.headDim % 8 == 0 && hasAvxVnni()) return attentionAvxVnni(a, t, h0, h1, p0, p1, out, lse);
 #endif
   attentionWiden(a, t, h0, h1, p0, p1, out, lse);
+}
+
+// Which path int8 attention takes on this CPU for head sizes that allow it (others widen).
+inline const char* attentionPath() {
+#if defined(LK_I8_VNNI)
+  if (hasVnni()) return "avx512vnni";
+#elif defined(LK_I8_AVXVNNI)
+  if (hasAvxVnni()) return "avxvnni";
+#endif
+  return "widen";
 }
 
 }  // namespace i8

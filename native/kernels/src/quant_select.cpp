@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu_select.h"
 #include "quant_kernels.h"
 
 namespace lk {
@@ -15,13 +16,6 @@ static bool hasAvx512() {
   return hasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
 }
-// GCC 12's __builtin_cpu_supports knows "avx512vnni" but not "avxvnni": CPUID leaf 7 subleaf 1,
-// EAX bit 4, read directly (the AVX2 check above already covers the OS saving the registers).
-static bool hasAvxVnni() {
-  unsigned a = 7, b = 0, c = 1, d = 0;
-  __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-  return hasAvx2() && (a & (1u << 4)) != 0;
-}
 #endif
 
 std::vector<std::string> supportedQuantVariants() {
@@ -30,7 +24,7 @@ std::vector<std::string> supportedQuantVariants() {
   __builtin_cpu_init();
   if (hasAvx512() && __builtin_cpu_supports("avx512vnni")) out.emplace_back("avx512vnni");
   if (hasAvx512()) out.emplace_back("avx512");
-  if (hasAvxVnni()) out.emplace_back("avx2vnni");
+  if (cpuHasAvxVnni()) out.emplace_back("avx2vnni");
   if (hasAvx2()) out.emplace_back("avx2");
 #endif
   out.emplace_back("portable");

@@ -1,0 +1,190 @@
+// int8 KV attention through AVX-VNNI: vpdpbusd on 256-bit vectors, VEX-encoded (Alder Lake and
+// later, Zen 5), for the AVX2 variant (included by kv_int8.h). The functions carry
+// target("avxvnni") and run only where the CPU reports it (kv_int8.h asks once), so the variant
+// itself still runs on any AVX2 CPU.
+//
+// The arithmetic and the layouts are the AVX-512 path's (kv_int8_vnni.h), on half the width: a
+// 64-byte column of a K group is taken as two 32-byte halves (quads 4c, 4c + 1 and 4c + 2, 4c + 3
+// of the four keys) against the same arrangement of the query (each quad repeated over its 128-bit
+// lane), and each key's partial sums are added across the two 128-bit lanes at the end; V is
+// summed 8 elements a vector. Sixteen ymm registers hold the score accumulators of at most 2 heads
+// x 4 groups, so head tiles stop at 2. Head sizes must be a multiple of 8 (whole 32-byte halves:
+// AVX2 has no byte-masked loads); other heads take the widening path.
+#pragma once
+#include "cpu_select.h"
+#include "kv_int8_dot.h"
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define LK_I8_AVXVNNI 1
+#define LK_AVXVNNI __attribute__((target("avxvnni")))
+
+namespace LK_VARIANT {
+namespace i8 {
+
+// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b (inline assembly, as on
+// AVX-512: the intrinsic's copies of the accumulator multiplied the instructions).
+inline void dpbusd(__m256i& acc, __m256i a, __m256i b) {
+  asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+}
+
+// Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
+// Groups past st.n give scores nobody reads. pace(bytes) is told before each 64-byte column.
+template <int HG, typename Pace>
+LK_AVXVNNI inline void ymmScoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
+                                    int64_t g0, int64_t headRow, float* p, Pace& pace) {
+  const int64_t D = a.cache.headDim, nc = (4 * D + 63) / 64, halves = 4 * D / 32;
+  const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
+  const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
+  __m256i acc[HG][4];
+  for (int g = 0; g < HG; g++)
+    for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm256_setzero_si256();
+  const int8_t* rows[4];
+  for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
+  const int8_t* qa = s.qArr.data() + g0 * nc * 64;
+  for (int64_t h = 0; h < halves; h++) {
+    if ((h & 1) == 0) pace(4 * 64);
+    __m256i qv[HG];
+    for (int g = 0; g < HG; g++) qv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + g * nc * 64 + h * 32));
+    for (int gl = 0; gl < 4; gl++) {
+      const __m256i ku =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[gl] + h * 32)), flip);
+      for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
+    }
+  }
+  // (dot - 128 · sum q) · qFac · kScale, four keys (one group) at a time.
+  const float* ks = a.cache.kScale + headRow;
+  for (int g = 0; g < HG; g++) {
+    const __m128i bias = _mm_set1_epi32(128 * s.qSum[size_t(g0 + g)]);
+    const __m128 fac = _mm_set1_ps(s.qFac[size_t(g0 + g)]);
+    for (int gl = 0; gl < 4; gl++) {
+      const int64_t gi = gi0 + gl < st.n ? gi0 + gl : gi0;
+      const __m128i dots = _mm_sub_epi32(
+          _mm_add_epi32(_mm256_castsi256_si128(acc[g][gl]), _mm256_extracti128_si256(acc[g][gl], 1)), bias);
+      const __m128 sc = _mm_mul_ps(_mm_cvtepi32_ps(dots), _mm_mul_ps(fac, _mm_loadu_ps(ks + st.row[gi])));
+      _mm_storeu_ps(p + (g0 + g) * kStepKeys + (gi0 + gl) * 4, sc);
+    }
+  }
+}
+
+// acc[g] += this step's V groups weighted by the heads' 8-bit probabilities, HG heads x NC vectors
+// of 8 elements (32 bytes of a group: element d of its four keys a 32-bit lane) from element 8 * c0,
+// held in registers over the step; then folded in fp32: acc · corr + sum · unit.
+template <int HG, int NC, typename Pace>
+LK_AVXVNNI inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
+                                    int64_t g0, int64_t c0, Pace& pace) {
+  __m256i sum[HG][NC];
+  for (int g = 0; g < HG; g++)
+    for (int c = 0; c < NC; c++) sum[g][c] = _mm256_setzero_si256();
+  const ByteWord* words = reinterpret_cast<const ByteWord*>(s.p8.data() + g0 * kStepKeys);  // 4 bytes a group
+  for (int64_t gi = 0; gi < st.n; gi++) {
+    pace(NC * 32);
+    const int8_t* vg = vBase + st.row[gi] * D + c0 * 32;
+    __m256i v[NC];
+    for (int c = 0; c < NC; c++) v[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vg + c * 32));
+    for (int g = 0; g < HG; g++) {
+      const __m256i w = _mm256_set1_epi32(words[g * (kStepKeys / 4) + gi]);
+      for (int c = 0; c < NC; c++) dpbusd(sum[g][c], w, v[c]);
+    }
+  }
+  for (int g = 0; g < HG; g++) {
+    float* ag = s.acc.data() + (g0 + g) * dc;
+    const __m256 corr = _mm256_set1_ps(s.corr[g0 + g]), unit = _mm256_set1_ps(s.unit[g0 + g]);
+    for (int c = 0; c < NC; c++) {
+      float* at = ag + (c0 + c) * 8;
+      _mm256_storeu_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[g][c]), unit, _mm256_mul_ps(_mm256_loadu_ps(at), corr)));
+    }
+  }
+}
+
+// Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
+// path's (vnniSoftmax), the exponentials by the variant's vexp, and the probabilities rounded to
+// bytes by two saturating packs.
+LK_AVXVNNI inline void ymmSoftmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+  float* row = s.p.data() + g * kStepKeys;
+  const int64_t n = st.n * 4;
+  if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
+    const float inv = 1.0f / a.softcap;
+    for (int64_t j = 0; j < n; j++)
+      if (row[j] != -INFINITY) row[j] = a.softcap * std::tanh(row[j] * inv);
+  }
+  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
+  vf mv = splat(-INFINITY);
+  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
+  const float mNew = std::max(s.m[g], hmax(mv));
+  s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
+  vf lv = splat(0.0f), wm = splat(0.0f);
+  for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
+    const vf e = vexp(loadf(row + j) - mNew);
+    lv += e;
+    const vf w = e * loadf(s.vScaleRow + j);
+    wm = vmax(wm, w);
+    storef(row + j, w);
+  }
+  s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
+  s.m[g] = mNew;
+  const float wmax = hmax(wm);
+  const __m256 toByte = _mm256_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
+  s.unit[g] = wmax / 255.0f;
+  uint8_t* p8 = s.p8.data() + g * kStepKeys;
+  for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
+    const __m256i b0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j), toByte));
+    const __m256i b1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j + 8), toByte));
+    // packus works within 128-bit lanes: [b0 0-3, b1 0-3 | b0 4-7, b1 4-7], put back in order.
+    const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), 0xd8);
+    const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), b8);
+  }
+}
+
+// The kernels of the shared step loop (kv_int8_dot.h) on 256-bit vectors.
+struct Ymm {
+  static constexpr int kMaxHeads = 2;
+  // Each query head rounded to int8 and arranged as the AVX-512 path does (per 64 bytes c of a
+  // group, quad 4c + i repeated over 128-bit lane i), so each 32-byte half lines up with K's.
+  LK_AVXVNNI static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp,
+                                         float scale) {
+    const int64_t nc = (4 * D + 63) / 64;
+    for (int64_t g = 0; g < H; g++) {
+      const int8_t* q8 = quantizeQueryHead(s, q, g, D, dp, scale);
+      for (int64_t c = 0; c < nc; c++) {
+        int8_t* dst = s.qArr.data() + (g * nc + c) * 64;
+        for (int i = 0; i < 4; i++) {
+          const __m128i quad = _mm_set1_epi32(*reinterpret_cast<const ByteWord*>(q8 + 16 * c + 4 * i));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16 * i), quad);
+        }
+      }
+    }
+  }
+  template <int HG, typename Pace>
+  LK_AVXVNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
+                                   int64_t headRow, float* p, Pace& pace) {
+    ymmScoreTile<HG>(s, a, st, gi0, g0, headRow, p, pace);
+  }
+  template <int HG, typename Pace>
+  LK_AVXVNNI static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
+                                Pace& pace) {
+    const int64_t n8 = D / 8;
+    int64_t c = 0;
+    for (; c + 4 <= n8; c += 4) ymmValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c < n8; c++) ymmValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
+  }
+  LK_AVXVNNI static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+    ymmSoftmax(s, g, st, a);
+  }
+};
+
+inline void attentionAvxVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
+                             float* out, float* lse) {
+  attentionIntDot<Ymm>(a, t, h0, h1, p0, p1, out, lse);
+}
+
+// Whether this CPU runs vpdpbusd on ymm registers in its VEX form (asked once).
+inline bool hasAvxVnni() {
+  static const bool yes = lk::cpuHasAvxVnni();
+  return yes;
+}
+
+}  // namespace i8
+}  // namespace LK_VARIANT
+
+#endif
