@@ -100,14 +100,7 @@ LK_AVXVNNI inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t*
 // path's (vnniSoftmax), the exponentials by the variant's vexp, and the probabilities rounded to
 // bytes by two saturating packs.
 LK_AVXVNNI inline void ymmSoftmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-  float* row = s.p.data() + g * kStepKeys;
-  const int64_t n = st.n * 4;
-  if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
-    const float inv = 1.0f / a.softcap;
-    for (int64_t j = 0; j < n; j++)
-      if (row[j] != -INFINITY) row[j] = a.softcap * std::tanh(row[j] * inv);
-  }
-  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
+  float* row = stepScores(s, g, st, a.softcap);
   vf mv = splat(-INFINITY);
   for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
   const float mNew = std::max(s.m[g], hmax(mv));

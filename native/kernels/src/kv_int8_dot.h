@@ -54,6 +54,20 @@ inline const int8_t* quantizeQueryHead(DotScratch& s, const float* q, int64_t g,
   return q8;
 }
 
+// Head g's row of the step's scores made ready for its softmax: soft-capped where the model caps
+// (Gemma 2: cap * tanh(score / cap)), -inf past the step's keys.
+inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap) {
+  float* row = s.p.data() + g * kStepKeys;
+  const int64_t n = st.n * 4;
+  if (softcap > 0) {
+    const float inv = 1.0f / softcap;
+    for (int64_t j = 0; j < n; j++)
+      if (row[j] != -INFINITY) row[j] = softcap * std::tanh(row[j] * inv);
+  }
+  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
+  return row;
+}
+
 // A group's four 8-bit probabilities read as one word.
 typedef int32_t ByteWord __attribute__((may_alias));
 

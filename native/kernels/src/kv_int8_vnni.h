@@ -165,14 +165,7 @@ LK_VNNI inline __m512 expNonPositive(__m512 x) {
 // passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
 // the rounding to bytes.
 LK_VNNI inline void vnniSoftmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-  float* row = s.p.data() + g * kStepKeys;
-  const int64_t n = st.n * 4;
-  if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
-    const float inv = 1.0f / a.softcap;
-    for (int64_t j = 0; j < n; j++)
-      if (row[j] != -INFINITY) row[j] = a.softcap * std::tanh(row[j] * inv);
-  }
-  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
+  float* row = stepScores(s, g, st, a.softcap);
   __m512 mv = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
   const float mNew = std::max(s.m[g], _mm512_reduce_max_ps(mv));
