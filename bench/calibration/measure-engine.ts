@@ -96,6 +96,9 @@ export async function measureEngineOverheads(
   };
 }
 
+/** Windows the message latency is measured in (see measureShmLink). */
+const LATENCY_WINDOWS = 3;
+
 /**
  * The shared-memory message link as a per-layer exchange uses it, the far end on another thread
  * with its own event loop (echo-worker.ts): bytes per second from the difference between a large
@@ -105,9 +108,6 @@ export async function measureEngineOverheads(
  * reply, longer than either end spins before it sleeps, so every message pays a wake-up.
  * Latency = (round trip − hold) / 2. PD's prefill instances exchange per layer over this link.
  */
-/** Windows the message latency is measured in (see measureShmLink). */
-const LATENCY_WINDOWS = 3;
-
 export async function measureShmLink(
   bytes: number,
   reps: number,

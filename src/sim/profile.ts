@@ -8,6 +8,24 @@ import type { Trace } from "./trace.js";
 import type { Accelerator, Network, SimModel } from "./types.js";
 
 /**
+ * A GEMM fit: the roofline asymptote and half-batch, and optionally the measured points it was fit
+ * to, as the FLOP/s a whole decode pass reached at each batch. Where points are given the replica
+ * of our engine interpolates between them (the roofline's two parameters cannot follow the measured
+ * curve: on an AVX-512 EPYC it ran batch 8 and 16 about 10% slower than measured and batch 32 13%
+ * faster), and the fit is kept for batches beyond the last point and for the cluster simulator.
+ */
+const gemmFitSchema = z.object({
+  peakFlops: z.number().positive(),
+  halfBatch: z.number().positive(),
+  points: z
+    .array(z.object({ batch: z.number().int().positive(), flops: z.number().positive() }))
+    .min(2)
+    .refine((pts) => pts.every((p, i) => i === 0 || p.batch > pts[i - 1]!.batch), "batches must increase")
+    .optional(),
+});
+export type GemmFit = z.infer<typeof gemmFitSchema>;
+
+/**
  * A device profile: throughputs of the project's own kernels measured on one machine, so the
  * simulator can predict what our engine does there. Written by a benchmark, read here.
  *
@@ -27,24 +45,6 @@ import type { Accelerator, Network, SimModel } from "./types.js";
  *   }
  * }
  */
-/**
- * A GEMM fit: the roofline asymptote and half-batch, and optionally the measured points it was fit
- * to, as the FLOP/s a whole decode pass reached at each batch. Where points are given the replica
- * of our engine interpolates between them (the roofline's two parameters cannot follow the measured
- * curve: on an AVX-512 EPYC it ran batch 8 and 16 about 10% slower than measured and batch 32 13%
- * faster), and the fit is kept for batches beyond the last point and for the cluster simulator.
- */
-const gemmFitSchema = z.object({
-  peakFlops: z.number().positive(),
-  halfBatch: z.number().positive(),
-  points: z
-    .array(z.object({ batch: z.number().int().positive(), flops: z.number().positive() }))
-    .min(2)
-    .refine((pts) => pts.every((p, i) => i === 0 || p.batch > pts[i - 1]!.batch), "batches must increase")
-    .optional(),
-});
-export type GemmFit = z.infer<typeof gemmFitSchema>;
-
 export const deviceProfileSchema = z.object({
   version: z.literal(1),
   name: z.string().min(1),

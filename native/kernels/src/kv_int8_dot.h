@@ -7,7 +7,6 @@
 #pragma once
 
 #if defined(__AVX2__)
-#define LK_I8_DOT 1
 
 namespace LK_VARIANT {
 namespace i8 {
