@@ -141,10 +141,11 @@ export interface AttentionSweep {
 }
 
 /**
- * Layer caches the attention sweep rotates over: at least the model's layers, and enough that their
- * KV at the smallest context is several times a last-level cache. A decode step reads each layer's
- * KV once with every other layer's KV and all weights read in between, so it comes from DRAM; one
- * layer timed again and again stays in cache and read 1.5-1.9x faster on an AVX-512 EPYC (2 threads,
+ * Layer caches the attention sweep rotates over (or the model's layers, if more). A decode step
+ * reads each layer's KV once with every other layer's KV and all weights read in between, so it
+ * comes from DRAM; at the calibration's batch and contexts (32 sequences, 128 tokens and up) 16
+ * layers' KV is several times a last-level cache, so the rotation reads from DRAM too. One layer
+ * timed again and again stays in cache and read 1.5-1.9x faster on an AVX-512 EPYC (2 threads,
  * batch 32, context 276: 0.31 ms a layer against 0.40-0.45 in the rotation and in the engine).
  */
 const ATTENTION_ROTATION = 16;

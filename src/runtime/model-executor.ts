@@ -1,11 +1,6 @@
 import type { AttentionDrive, AttentionService } from "../attention/service.js";
 import type { ModelStep, StepTiming } from "./step.js";
 
-/**
- * Who runs the model slices of a step, as the engine sees it: the in-process `SliceExecutor`, or
- * model workers in other processes (`ModelWorkerExecutor`). `forward` resolves with the logits
- * rows of the step ([nLogits, vocab] valid).
- */
 /** The front end's links of a model plane over TCP (plane-net.ts). */
 export interface ModelPlaneStats {
   readonly framesIn: number;
@@ -17,6 +12,11 @@ export interface ModelPlaneStats {
   readonly malformed: number;
 }
 
+/**
+ * Who runs the model slices of a step, as the engine sees it: the in-process `SliceExecutor`, or
+ * model workers in other processes (`ModelWorkerExecutor`). `forward` resolves with the logits
+ * rows of the step ([nLogits, vocab] valid).
+ */
 export interface ModelExecutor {
   forward(step: ModelStep, attention: AttentionService): Promise<Float32Array>;
   /** Model and attention-wait seconds, and steps of the busiest micro-batch. */

@@ -23,7 +23,8 @@ export class ReplicaSession {
   private running: Promise<void> = Promise.resolve();
   private attention: PlaneAttention | null = null;
   private sync: ReplicaPlaneSync | null = null;
-  private planePort = 0;
+  /** The port this replica's copy of a TCP plane listens on (undefined: the plane is shared memory). */
+  private planePort: number | undefined;
   private ending = false;
   private resolveFinished!: () => void;
   /** Resolves when the session has ended and released everything. */
@@ -58,7 +59,7 @@ export class ReplicaSession {
       // The attention workers were laid out again: the same loop goes on with the new links.
       this.loop.replaceAttention(next);
       this.attention = next;
-      return this.sync ? this.planePort : undefined;
+      return this.planePort;
     }
     let started: StartedReplica;
     try {
@@ -67,7 +68,8 @@ export class ReplicaSession {
       next.close();
       throw e;
     }
-    ({ loop: this.loop, sync: this.sync, port: this.planePort } = started);
+    ({ loop: this.loop, sync: this.sync } = started);
+    this.planePort = started.sync ? started.port : undefined;
     this.attention = next;
     const loop = started.loop;
     this.running = loop.run().then(
@@ -79,7 +81,7 @@ export class ReplicaSession {
     this.log(
       `replica ${c.replica} of ${c.shape.replicas}${this.sync ? `; its copy of the plane listens on ${started.address}` : ""}`,
     );
-    return this.sync ? this.planePort : undefined;
+    return this.planePort;
   }
 
   /** A TCP plane: links to the other replicas' copies where the front end says they listen. */

@@ -159,6 +159,20 @@ function registerOffloadGauges(registry: Registry, scrape: Scrape): void {
     });
 }
 
+/** The model plane's link counters (EngineStats.modelPlane), each exported as lamina_model_plane_<name>_total. */
+const MODEL_PLANE_COUNTERS: readonly [
+  name: string,
+  help: string,
+  key: keyof NonNullable<EngineStats["modelPlane"]>,
+][] = [
+  ["frames_sent", "Model-plane frames the front end sent.", "framesOut"],
+  ["frames_received", "Model-plane frames the front end received (logits, failures, progress).", "framesIn"],
+  ["bytes_sent", "Model-plane payload bytes sent.", "bytesOut"],
+  ["bytes_received", "Model-plane payload bytes received.", "bytesIn"],
+  ["stale_frames", "Model-plane frames dropped because their step was given up (a recovery).", "stale"],
+  ["malformed_frames", "Model-plane frames refused as malformed (their link closed).", "malformed"],
+];
+
 /** Counters whose value is the engine's own running total. */
 const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineStats) => number][] = [
   ["lamina_prompt_tokens_total", "Prompt tokens processed.", (s) => s.promptTokens],
@@ -188,36 +202,11 @@ const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineSt
     (s) => s.timing.idle,
   ],
   // The front end's links of a model plane over TCP (--model-plane tcp; 0 otherwise).
-  [
-    "lamina_model_plane_frames_sent_total",
-    "Model-plane frames the front end sent.",
-    (s) => s.modelPlane?.framesOut ?? 0,
-  ],
-  [
-    "lamina_model_plane_frames_received_total",
-    "Model-plane frames the front end received (logits, failures, progress).",
-    (s) => s.modelPlane?.framesIn ?? 0,
-  ],
-  [
-    "lamina_model_plane_bytes_sent_total",
-    "Model-plane payload bytes sent.",
-    (s) => s.modelPlane?.bytesOut ?? 0,
-  ],
-  [
-    "lamina_model_plane_bytes_received_total",
-    "Model-plane payload bytes received.",
-    (s) => s.modelPlane?.bytesIn ?? 0,
-  ],
-  [
-    "lamina_model_plane_stale_frames_total",
-    "Model-plane frames dropped because their step was given up (a recovery).",
-    (s) => s.modelPlane?.stale ?? 0,
-  ],
-  [
-    "lamina_model_plane_malformed_frames_total",
-    "Model-plane frames refused as malformed (their link closed).",
-    (s) => s.modelPlane?.malformed ?? 0,
-  ],
+  ...MODEL_PLANE_COUNTERS.map(([name, help, key]): [string, string, (s: EngineStats) => number] => [
+    `lamina_model_plane_${name}_total`,
+    help,
+    (s) => s.modelPlane?.[key] ?? 0,
+  ]),
 ];
 
 /** The engine keeps the totals; a scrape copies them in (no snapshot yet: keep the last value). */

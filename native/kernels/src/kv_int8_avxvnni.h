@@ -27,45 +27,6 @@ inline void dpbusd(__m256i& acc, __m256i a, __m256i b) {
   asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
 }
 
-// Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
-// Groups past st.n give scores nobody reads. pace(bytes) is told before each 64-byte column.
-template <int HG, typename Pace>
-LK_AVXVNNI inline void ymmScoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
-                                    int64_t g0, int64_t headRow, float* p, Pace& pace) {
-  const int64_t D = a.cache.headDim, nc = (4 * D + 63) / 64, halves = 4 * D / 32;
-  const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
-  const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
-  __m256i acc[HG][4];
-  for (int g = 0; g < HG; g++)
-    for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm256_setzero_si256();
-  const int8_t* rows[4];
-  for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
-  const int8_t* qa = s.qArr.data() + g0 * nc * 64;
-  for (int64_t h = 0; h < halves; h++) {
-    if ((h & 1) == 0) pace(4 * 64);
-    __m256i qv[HG];
-    for (int g = 0; g < HG; g++) qv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + g * nc * 64 + h * 32));
-    for (int gl = 0; gl < 4; gl++) {
-      const __m256i ku =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[gl] + h * 32)), flip);
-      for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
-    }
-  }
-  // (dot - 128 · sum q) · qFac · kScale, four keys (one group) at a time.
-  const float* ks = a.cache.kScale + headRow;
-  for (int g = 0; g < HG; g++) {
-    const __m128i bias = _mm_set1_epi32(128 * s.qSum[size_t(g0 + g)]);
-    const __m128 fac = _mm_set1_ps(s.qFac[size_t(g0 + g)]);
-    for (int gl = 0; gl < 4; gl++) {
-      const int64_t gi = gi0 + gl < st.n ? gi0 + gl : gi0;
-      const __m128i dots = _mm_sub_epi32(
-          _mm_add_epi32(_mm256_castsi256_si128(acc[g][gl]), _mm256_extracti128_si256(acc[g][gl], 1)), bias);
-      const __m128 sc = _mm_mul_ps(_mm_cvtepi32_ps(dots), _mm_mul_ps(fac, _mm_loadu_ps(ks + st.row[gi])));
-      _mm_storeu_ps(p + (g0 + g) * kStepKeys + (gi0 + gl) * 4, sc);
-    }
-  }
-}
-
 // acc[g] += this step's V groups weighted by the heads' 8-bit probabilities, HG heads x NC vectors
 // of 8 elements (32 bytes of a group: element d of its four keys a 32-bit lane) from element 8 * c0,
 // held in registers over the step; then folded in fp32: acc · corr + sum · unit.
@@ -96,39 +57,6 @@ LK_AVXVNNI inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t*
   }
 }
 
-// Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
-// path's (vnniSoftmax), the exponentials by the variant's vexp, and the probabilities rounded to
-// bytes by two saturating packs.
-LK_AVXVNNI inline void ymmSoftmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-  float* row = stepScores(s, g, st, a.softcap);
-  vf mv = splat(-INFINITY);
-  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
-  const float mNew = std::max(s.m[g], hmax(mv));
-  s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
-  vf lv = splat(0.0f), wm = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
-    const vf e = vexp(loadf(row + j) - mNew);
-    lv += e;
-    const vf w = e * loadf(s.vScaleRow + j);
-    wm = vmax(wm, w);
-    storef(row + j, w);
-  }
-  s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
-  s.m[g] = mNew;
-  const float wmax = hmax(wm);
-  const __m256 toByte = _mm256_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
-  s.unit[g] = wmax / 255.0f;
-  uint8_t* p8 = s.p8.data() + g * kStepKeys;
-  for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
-    const __m256i b0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j), toByte));
-    const __m256i b1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j + 8), toByte));
-    // packus works within 128-bit lanes: [b0 0-3, b1 0-3 | b0 4-7, b1 4-7], put back in order.
-    const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), 0xd8);
-    const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), b8);
-  }
-}
-
 // The kernels of the shared step loop (kv_int8_dot.h) on 256-bit vectors.
 struct Ymm {
   static constexpr int kMaxHeads = 2;
@@ -149,11 +77,6 @@ struct Ymm {
     }
   }
   template <int HG, typename Pace>
-  LK_AVXVNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
-                                   int64_t headRow, float* p, Pace& pace) {
-    ymmScoreTile<HG>(s, a, st, gi0, g0, headRow, p, pace);
-  }
-  template <int HG, typename Pace>
   LK_AVXVNNI static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
                                 Pace& pace) {
     const int64_t n8 = D / 8;
@@ -161,8 +84,77 @@ struct Ymm {
     for (; c + 4 <= n8; c += 4) ymmValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
     for (; c < n8; c++) ymmValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
+
+  // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
+  // Groups past st.n give scores nobody reads. pace(bytes) is told before each 64-byte column.
+  template <int HG, typename Pace>
+  LK_AVXVNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
+                                   int64_t g0, int64_t headRow, float* p, Pace& pace) {
+    const int64_t D = a.cache.headDim, nc = (4 * D + 63) / 64, halves = 4 * D / 32;
+    const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
+    const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
+    __m256i acc[HG][4];
+    for (int g = 0; g < HG; g++)
+      for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm256_setzero_si256();
+    const int8_t* rows[4];
+    for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
+    const int8_t* qa = s.qArr.data() + g0 * nc * 64;
+    for (int64_t h = 0; h < halves; h++) {
+      if ((h & 1) == 0) pace(4 * 64);
+      __m256i qv[HG];
+      for (int g = 0; g < HG; g++) qv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + g * nc * 64 + h * 32));
+      for (int gl = 0; gl < 4; gl++) {
+        const __m256i ku =
+            _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[gl] + h * 32)), flip);
+        for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
+      }
+    }
+    // (dot - 128 · sum q) · qFac · kScale, four keys (one group) at a time.
+    const float* ks = a.cache.kScale + headRow;
+    for (int g = 0; g < HG; g++) {
+      const __m128i bias = _mm_set1_epi32(128 * s.qSum[size_t(g0 + g)]);
+      const __m128 fac = _mm_set1_ps(s.qFac[size_t(g0 + g)]);
+      for (int gl = 0; gl < 4; gl++) {
+        const int64_t gi = gi0 + gl < st.n ? gi0 + gl : gi0;
+        const __m128i dots = _mm_sub_epi32(
+            _mm_add_epi32(_mm256_castsi256_si128(acc[g][gl]), _mm256_extracti128_si256(acc[g][gl], 1)), bias);
+        const __m128 sc = _mm_mul_ps(_mm_cvtepi32_ps(dots), _mm_mul_ps(fac, _mm_loadu_ps(ks + st.row[gi])));
+        _mm_storeu_ps(p + (g0 + g) * kStepKeys + (gi0 + gl) * 4, sc);
+      }
+    }
+  }
+
+  // Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
+  // path's (Zmm::softmax), the exponentials by the variant's vexp, and the probabilities rounded to
+  // bytes by two saturating packs.
   LK_AVXVNNI static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-    ymmSoftmax(s, g, st, a);
+    float* row = stepScores(s, g, st, a.softcap);
+    vf mv = splat(-INFINITY);
+    for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
+    const float mNew = std::max(s.m[g], hmax(mv));
+    s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
+    vf lv = splat(0.0f), wm = splat(0.0f);
+    for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
+      const vf e = vexp(loadf(row + j) - mNew);
+      lv += e;
+      const vf w = e * loadf(s.vScaleRow + j);
+      wm = vmax(wm, w);
+      storef(row + j, w);
+    }
+    s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
+    s.m[g] = mNew;
+    const float wmax = hmax(wm);
+    const __m256 toByte = _mm256_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
+    s.unit[g] = wmax / 255.0f;
+    uint8_t* p8 = s.p8.data() + g * kStepKeys;
+    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
+      const __m256i b0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j), toByte));
+      const __m256i b1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j + 8), toByte));
+      // packus works within 128-bit lanes: [b0 0-3, b1 0-3 | b0 4-7, b1 4-7], put back in order.
+      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), 0xd8);
+      const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), b8);
+    }
   }
 };
 

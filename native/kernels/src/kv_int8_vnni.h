@@ -49,48 +49,6 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
   return _mm512_insertf32x4(r, grp(3), 3);
 }
 
-// Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
-// Groups past st.n give scores nobody reads.
-// pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
-template <int HG, typename Pace>
-LK_VNNI inline void vnniScoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
-                                  int64_t g0, int64_t headRow, float* p, Pace& pace) {
-  const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
-  const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
-  const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
-  __m512i acc[HG][4];
-#pragma GCC unroll 4
-  for (int g = 0; g < HG; g++)
-#pragma GCC unroll 4
-    for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm512_setzero_si512();
-  const int8_t* rows[4];
-#pragma GCC unroll 4
-  for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
-  const int8_t* qa = s.qArr.data() + g0 * nc * 64;
-  for (int64_t c = 0; c < nc; c++) {
-    pace(4 * 64);
-    const int64_t left = bytes - c * 64;
-    const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
-    __m512i qv[HG];
-#pragma GCC unroll 4
-    for (int g = 0; g < HG; g++) qv[g] = _mm512_loadu_si512(qa + (g * nc + c) * 64);
-#pragma GCC unroll 4
-    for (int gl = 0; gl < 4; gl++) {
-      const __m512i ku = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[gl] + c * 64), flip);
-#pragma GCC unroll 4
-      for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
-    }
-  }
-  // (dot - 128 · sum q) · qFac · kScale, key by key.
-  const __m512 ks = tileKScale(a.cache.kScale + headRow, st, gi0);
-#pragma GCC unroll 4
-  for (int g = 0; g < HG; g++) {
-    const __m512i dots = _mm512_sub_epi32(reduce4(acc[g]), _mm512_set1_epi32(128 * s.qSum[size_t(g0 + g)]));
-    const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_mul_ps(_mm512_set1_ps(s.qFac[size_t(g0 + g)]), ks));
-    _mm512_storeu_ps(p + (g0 + g) * kStepKeys + gi0 * 4, sc);
-  }
-}
-
 // acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
 // heads x NC column vectors held in registers over the step; then folded in fp32: acc · corr +
 // sum · unit. pace(bytes) is told before each group's NC * 64 bytes are read.
@@ -135,15 +93,6 @@ LK_VNNI inline void vnniValueCols(DotScratch& s, const Step& st, const int8_t* v
   }
 }
 
-template <int HG, typename Pace>
-LK_VNNI inline void vnniValues(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
-                               Pace& pace) {
-  const int64_t nc = dc / 16;
-  int64_t c = 0;
-  for (; c + 4 <= nc; c += 4) vnniValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
-  for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
-}
-
 // e^x for x <= 0 (-inf included): 2^n · 2^f, n = round(x · log2 e), |f| <= 1/2, 2^f by its Taylor
 // polynomial to degree 5 (relative error under 3e-6, far below the 8-bit rounding of the
 // probabilities that follows); x is clamped at -127 first, whose power of two scalef flushes to 0.
@@ -160,70 +109,105 @@ LK_VNNI inline __m512 expNonPositive(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running
-// max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
-// passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
-// the rounding to bytes.
-LK_VNNI inline void vnniSoftmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-  float* row = stepScores(s, g, st, a.softcap);
-  __m512 mv = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
-  const float mNew = std::max(s.m[g], _mm512_reduce_max_ps(mv));
-  s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
-  const __m512 mB = _mm512_set1_ps(mNew);
-  __m512 lv = _mm512_setzero_ps(), wm = _mm512_setzero_ps();
-  for (int64_t j = 0; j < kStepKeys; j += 16) {
-    const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
-    lv = _mm512_add_ps(lv, e);
-    const __m512 w = _mm512_mul_ps(e, _mm512_loadu_ps(s.vScaleRow + j));
-    wm = _mm512_max_ps(wm, w);
-    _mm512_storeu_ps(row + j, w);
-  }
-  s.l[g] = s.l[g] * s.corr[g] + _mm512_reduce_add_ps(lv);
-  s.m[g] = mNew;
-  const float wmax = _mm512_reduce_max_ps(wm);
-  const __m512 toByte = _mm512_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
-  s.unit[g] = wmax / 255.0f;
-  uint8_t* p8 = s.p8.data() + g * kStepKeys;
-  for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
-    const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + j), toByte));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(b));
-  }
-}
-
-// Each query head of the task rounded to int8, with its sum and scale, and arranged for the K
-// layout: per 64 bytes c of a group (elements 16c..16c+15 of four keys), quad 4c + i repeated
-// over 128-bit lane i.
-LK_VNNI inline void zmmQuantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
-  const int64_t nc = (4 * D + 63) / 64;
-  const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-  for (int64_t g = 0; g < H; g++) {
-    const int8_t* q8 = quantizeQueryHead(s, q, g, D, dp, scale);
-    for (int64_t c = 0; c < nc; c++) {
-      const __m512i quads = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8 + 16 * c)));
-      _mm512_storeu_si512(s.qArr.data() + (g * nc + c) * 64, _mm512_permutexvar_epi32(spread, quads));
-    }
-  }
-}
-
 // The kernels of the shared step loop (kv_int8_dot.h) on 512-bit vectors.
 struct Zmm {
   static constexpr int kMaxHeads = 4;
+
+  // Each query head of the task rounded to int8, with its sum and scale, and arranged for the K
+  // layout: per 64 bytes c of a group (elements 16c..16c+15 of four keys), quad 4c + i repeated
+  // over 128-bit lane i.
   LK_VNNI static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
-    zmmQuantizeQueries(s, q, H, D, dp, scale);
+    const int64_t nc = (4 * D + 63) / 64;
+    const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t g = 0; g < H; g++) {
+      const int8_t* q8 = quantizeQueryHead(s, q, g, D, dp, scale);
+      for (int64_t c = 0; c < nc; c++) {
+        const __m512i quads = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q8 + 16 * c)));
+        _mm512_storeu_si512(s.qArr.data() + (g * nc + c) * 64, _mm512_permutexvar_epi32(spread, quads));
+      }
+    }
   }
+
+  // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
+  // Groups past st.n give scores nobody reads.
+  // pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
   template <int HG, typename Pace>
-  LK_VNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
-                                int64_t headRow, float* p, Pace& pace) {
-    vnniScoreTile<HG>(s, a, st, gi0, g0, headRow, p, pace);
+  LK_VNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
+                                int64_t g0, int64_t headRow, float* p, Pace& pace) {
+    const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
+    const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
+    const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
+    __m512i acc[HG][4];
+  #pragma GCC unroll 4
+    for (int g = 0; g < HG; g++)
+  #pragma GCC unroll 4
+      for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm512_setzero_si512();
+    const int8_t* rows[4];
+  #pragma GCC unroll 4
+    for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
+    const int8_t* qa = s.qArr.data() + g0 * nc * 64;
+    for (int64_t c = 0; c < nc; c++) {
+      pace(4 * 64);
+      const int64_t left = bytes - c * 64;
+      const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+      __m512i qv[HG];
+  #pragma GCC unroll 4
+      for (int g = 0; g < HG; g++) qv[g] = _mm512_loadu_si512(qa + (g * nc + c) * 64);
+  #pragma GCC unroll 4
+      for (int gl = 0; gl < 4; gl++) {
+        const __m512i ku = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[gl] + c * 64), flip);
+  #pragma GCC unroll 4
+        for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
+      }
+    }
+    // (dot - 128 · sum q) · qFac · kScale, key by key.
+    const __m512 ks = tileKScale(a.cache.kScale + headRow, st, gi0);
+  #pragma GCC unroll 4
+    for (int g = 0; g < HG; g++) {
+      const __m512i dots = _mm512_sub_epi32(reduce4(acc[g]), _mm512_set1_epi32(128 * s.qSum[size_t(g0 + g)]));
+      const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_mul_ps(_mm512_set1_ps(s.qFac[size_t(g0 + g)]), ks));
+      _mm512_storeu_ps(p + (g0 + g) * kStepKeys + gi0 * 4, sc);
+    }
   }
+
   template <int HG, typename Pace>
   LK_VNNI static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
                              Pace& pace) {
-    vnniValues<HG>(s, st, vBase, D, dc, g0, pace);
+    const int64_t nc = dc / 16;
+    int64_t c = 0;
+    for (; c + 4 <= nc; c += 4) vnniValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
+
+  // Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running
+  // max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
+  // passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
+  // the rounding to bytes.
   LK_VNNI static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-    vnniSoftmax(s, g, st, a);
+    float* row = stepScores(s, g, st, a.softcap);
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
+    const float mNew = std::max(s.m[g], _mm512_reduce_max_ps(mv));
+    s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
+    const __m512 mB = _mm512_set1_ps(mNew);
+    __m512 lv = _mm512_setzero_ps(), wm = _mm512_setzero_ps();
+    for (int64_t j = 0; j < kStepKeys; j += 16) {
+      const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
+      lv = _mm512_add_ps(lv, e);
+      const __m512 w = _mm512_mul_ps(e, _mm512_loadu_ps(s.vScaleRow + j));
+      wm = _mm512_max_ps(wm, w);
+      _mm512_storeu_ps(row + j, w);
+    }
+    s.l[g] = s.l[g] * s.corr[g] + _mm512_reduce_add_ps(lv);
+    s.m[g] = mNew;
+    const float wmax = _mm512_reduce_max_ps(wm);
+    const __m512 toByte = _mm512_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
+    s.unit[g] = wmax / 255.0f;
+    uint8_t* p8 = s.p8.data() + g * kStepKeys;
+    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
+      const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + j), toByte));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(b));
+    }
   }
 };
 
