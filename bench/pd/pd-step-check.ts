@@ -102,6 +102,7 @@ const replica = runReplica(
     maxTokensPerStep: PD_SIZES.maxTokensPerStep!,
     prefillInstances: 1,
     kv,
+    maxContext: PD_CONTEXT,
     cost: { depth: 1, cycle: () => stepSeconds[Math.min(k++, stepSeconds.length - 1)]! },
   },
 );

@@ -26,13 +26,20 @@ export class BlockMirror extends BlockAllocator {
     this.window = windowBlocks > 0 ? new BlockAllocator(windowBlocks, geometry.blockSize) : null;
   }
 
-  /** As the worker's KvAttention.reserve: both pools, all or nothing, the window's front freed. */
-  override reserve(seqId: number, numTokens: number): boolean {
+  /**
+   * As the worker's KvAttention.reserve: both pools, all or nothing, the global one `ahead` further,
+   * the window's front freed.
+   */
+  reserveAhead(seqId: number, numTokens: number, ahead: number): boolean {
     const keep = this.window ? windowKeepFrom(this.geometry, numTokens) : 0;
-    if (!this.canReserve(seqId, numTokens)) return false;
+    if (!this.canReserve(seqId, numTokens + ahead)) return false;
     if (this.window && !this.window.canReserve(seqId, numTokens, keep)) return false;
     this.window?.reserve(seqId, numTokens, keep);
-    return super.reserve(seqId, numTokens);
+    return super.reserve(seqId, numTokens + ahead);
+  }
+
+  override reserve(seqId: number, numTokens: number): boolean {
+    return this.reserveAhead(seqId, numTokens, 0);
   }
 
   override release(seqId: number): void {

@@ -127,16 +127,17 @@ export class KvAttention {
   }
 
   /**
-   * Grows the sequence's reservation to [0, numTokens) in every pool, all or nothing; in the
-   * window pool, blocks no query of the next step can reach are freed.
+   * Grows the sequence's reservation to [0, numTokens + ahead) in the global pool and [0,
+   * numTokens) in the window pool, all or nothing; in the window pool, blocks no query of the next
+   * step (which ends at numTokens) can reach are freed.
    */
-  reserve(seqId: number, numTokens: number): boolean {
+  reserve(seqId: number, numTokens: number, ahead = 0): boolean {
     const win = this.windowAllocator;
     const keep = win ? windowKeepFrom(this.geometry, numTokens) : 0;
-    if (!this.allocator.canReserve(seqId, numTokens)) return false;
+    if (!this.allocator.canReserve(seqId, numTokens + ahead)) return false;
     if (win && !win.canReserve(seqId, numTokens, keep)) return false;
     win?.reserve(seqId, numTokens, keep);
-    return this.allocator.reserve(seqId, numTokens);
+    return this.allocator.reserve(seqId, numTokens + ahead);
   }
 
   release(seqId: number): void {

@@ -24,8 +24,8 @@ export class LocalAttentionService implements AttentionService {
     return this.kv.geometry.blockSize;
   }
 
-  reserve(seqId: number, numTokens: number): boolean {
-    return this.kv.reserve(seqId, numTokens);
+  reserve(seqId: number, numTokens: number, ahead = 0): boolean {
+    return this.kv.reserve(seqId, numTokens, ahead);
   }
 
   release(seqId: number): void {

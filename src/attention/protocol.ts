@@ -25,8 +25,9 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
  * then come with each step from the model side's mirror, so RESERVE/RELEASE only keep the
  * worker's own accounting (STATS) in step.
  */
-// Version 4: CONFIGURE's kvDtype may be "int8" (kv-cache.ts).
-export const ATTENTION_PROTOCOL_VERSION = 4;
+// Version 4: CONFIGURE's kvDtype may be "int8" (kv-cache.ts). Version 5: RESERVE carries the
+// tokens held ahead of the step's end, [seqId, numTokens, ahead] (KvAdmission.reserve).
+export const ATTENTION_PROTOCOL_VERSION = 5;
 
 export const MsgType = {
   CONFIGURE: 1,

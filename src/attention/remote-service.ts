@@ -560,13 +560,13 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     return links.length > 0 && links.every((l) => l.mirror!.canReserve(seqId, numTokens));
   }
 
-  reserve(seqId: number, numTokens: number): boolean {
-    if (!this.canReserve(seqId, numTokens)) return false;
+  reserve(seqId: number, numTokens: number, ahead = 0): boolean {
+    if (!this.canReserve(seqId, numTokens + ahead)) return false;
     if (this.partition === "request" && !this.owner.has(seqId)) this.owner.set(seqId, this.pickOwner()!);
     for (const l of this.linksFor(seqId)) {
-      if (l.mirror!.blocksNeeded(seqId, numTokens) === 0) continue;
-      l.mirror!.reserve(seqId, numTokens);
-      this.post(l, { type: MsgType.RESERVE, ints: [seqId, numTokens] });
+      if (l.mirror!.blocksNeeded(seqId, numTokens + ahead) === 0) continue;
+      l.mirror!.reserveAhead(seqId, numTokens, ahead);
+      this.post(l, { type: MsgType.RESERVE, ints: [seqId, numTokens, ahead] });
     }
     return true;
   }

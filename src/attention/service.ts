@@ -56,11 +56,14 @@ export class AttentionWorkerLostError extends Error {
 export interface KvAdmission {
   readonly blockSize: number;
   /**
-   * Grows sequence `seqId`'s KV reservation to hold positions [0, numTokens). Returns false and
-   * changes nothing if there is no room. Remote services keep an exact mirror of their workers'
-   * block accounting and send the allocation ahead of the next layer.
+   * Grows sequence `seqId`'s KV reservation to hold positions [0, numTokens), the end of its next
+   * step, and `ahead` more positions after them (room kept for its output: the scheduler's output
+   * reserve) in every pool that keeps all positions; a window layers' pool frees what the step
+   * cannot reach, from numTokens alone. Returns false and changes nothing if there is no room.
+   * Remote services keep an exact mirror of their workers' block accounting and send the
+   * allocation ahead of the next layer.
    */
-  reserve(seqId: number, numTokens: number): boolean;
+  reserve(seqId: number, numTokens: number, ahead?: number): boolean;
   /** Frees every block the sequence holds, everywhere. Unknown ids are ignored. */
   release(seqId: number): void;
   usage(): readonly KvUsage[];

@@ -119,10 +119,13 @@ export class AttentionWorkerSession {
     // messages), and sends each step one way only.
     switch (m.type) {
       case MsgType.RESERVE: {
-        need(m.ints.length === 2, "RESERVE needs [seqId, numTokens]");
-        const [seqId, n] = [m.ints[0]!, m.ints[1]!];
-        need(n >= 0 && n <= this.config!.maxContext, `RESERVE of ${n} tokens exceeds the context`);
-        if (!kv.reserve(seqId, n))
+        need(m.ints.length === 3, "RESERVE needs [seqId, numTokens, ahead]");
+        const [seqId, n, ahead] = [m.ints[0]!, m.ints[1]!, m.ints[2]!];
+        need(
+          n >= 0 && ahead >= 0 && n + ahead <= this.config!.maxContext,
+          `RESERVE of ${n} + ${ahead} tokens exceeds the context`,
+        );
+        if (!kv.reserve(seqId, n, ahead))
           this.options.log(
             `RESERVE seq ${seqId} to ${n} tokens: out of blocks (model-side mirror out of step)`,
           );

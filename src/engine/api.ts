@@ -109,6 +109,8 @@ export interface EngineStats {
     readonly capacityTokens: number;
   }[];
   readonly preemptions: number;
+  /** Share of a request's remaining output reserved in KV at admission now (util/output-reserve.ts). */
+  readonly outputReserveRatio: number;
   readonly refused: number;
   readonly promptTokens: number;
   readonly generationTokens: number;

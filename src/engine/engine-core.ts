@@ -340,6 +340,7 @@ export class EngineCore {
         capacityTokens: u.totalBlocks * u.blockSize,
       })),
       preemptions: this.scheduler.preemptions,
+      outputReserveRatio: this.scheduler.reserve.ratio,
       refused: this.refused,
       promptTokens: this.promptTokens,
       generationTokens: this.outputs.generationTokens,

@@ -1,4 +1,5 @@
 import type { AttentionService } from "../attention/service.js";
+import { OutputReserve, type OutputReserveOptions } from "../util/output-reserve.js";
 import type { Sequence } from "./sequence.js";
 
 export interface SchedulerLimits {
@@ -8,6 +9,10 @@ export interface SchedulerLimits {
   readonly maxTokensPerStep: number;
   /** Requests allowed to wait; beyond it new ones are refused at once. */
   readonly maxWaiting: number;
+  /** Longest sequence served; bounds the output a request is admitted with room for. */
+  readonly maxContext?: number;
+  /** KV reserved for a request's future output at admission (util/output-reserve.ts); the default if absent. */
+  readonly outputReserve?: OutputReserveOptions;
 }
 
 /** One sequence's share of a step: compute tokens [start, start + count); sample if it reaches the end. */
@@ -21,8 +26,10 @@ export interface ScheduledChunk {
 /**
  * Continuous batching with chunked prefill (vLLM-style, one token budget for decode and prefill):
  * running sequences first (decodes and unfinished prefills), then waiting ones in arrival order.
- * KV admission asks the attention service; when a running sequence cannot grow, the most recent
- * arrival is preempted by recompute (its KV freed, its tokens re-prefilled later).
+ * KV admission asks the attention service, for a waiting sequence's tokens plus a share of the
+ * output it may still produce (OutputReserve: the share rises after preemptions and falls while
+ * the cache is calm); when a running sequence cannot grow, the most recent arrival is preempted by
+ * recompute (its KV freed, its tokens re-prefilled later).
  */
 export class Scheduler {
   readonly waiting: Sequence[] = [];
@@ -30,12 +37,15 @@ export class Scheduler {
   preemptions = 0;
   /** The most sequences running at once so far. */
   peakRunning = 0;
+  readonly reserve: OutputReserve;
   private readonly chunks: ScheduledChunk[] = [];
 
   constructor(
     readonly limits: SchedulerLimits,
     private readonly attention: AttentionService,
-  ) {}
+  ) {
+    this.reserve = new OutputReserve(limits.outputReserve);
+  }
 
   get hasWork(): boolean {
     return this.running.length > 0 || this.waiting.length > 0;
@@ -64,6 +74,7 @@ export class Scheduler {
   ): readonly ScheduledChunk[] {
     const chunks = this.chunks;
     chunks.length = 0;
+    const preemptedBefore = this.preemptions;
     for (let i = 0; i < this.running.length && budget > 0 && chunks.length < maxSeqs; i++) {
       const seq = this.running[i]!;
       if (seq.inFlight) continue;
@@ -86,7 +97,7 @@ export class Scheduler {
     ) {
       const seq = this.waiting[0]!;
       const count = Math.min(seq.length - seq.numComputed, budget);
-      if (!this.attention.reserve(seq.id, seq.numComputed + count)) break;
+      if (!this.admit(seq, count)) break;
       this.waiting.shift();
       seq.status = "running";
       if (seq.firstScheduledTime === 0) seq.firstScheduledTime = performance.now();
@@ -95,7 +106,22 @@ export class Scheduler {
       chunks.push(this.chunk(seq, count));
       budget -= count;
     }
+    this.reserve.planned(this.preemptions > preemptedBefore);
     return chunks;
+  }
+
+  /**
+   * Reserves KV for a waiting sequence: its tokens and the reserve's share of its remaining output.
+   * With nothing running (no KV will be freed by waiting) a sequence whose reserve does not fit is
+   * admitted with what the step needs, so a request that fits the cache still runs.
+   */
+  private admit(seq: Sequence, count: number): boolean {
+    const need = seq.numComputed + count;
+    const context = this.limits.maxContext ?? Number.POSITIVE_INFINITY;
+    const remaining = Math.min(seq.params.maxTokens - seq.output.length, context - seq.length);
+    const ahead = this.reserve.admit(seq.length, seq.numComputed, count, remaining) - need;
+    if (this.attention.reserve(seq.id, need, ahead)) return true;
+    return ahead > 0 && this.running.length === 0 && this.attention.reserve(seq.id, need);
   }
 
   /** The most recent arrival not in flight (the caller's own sequence is always a candidate). */

@@ -184,32 +184,37 @@ export class HybridAttentionService implements AttentionService, AttentionRecove
     }
   }
 
-  reserve(seqId: number, numTokens: number): boolean {
+  /**
+   * `ahead` is held where the sequence's KV lives (the decode instance's cache, or the prefill
+   * instance it is offloaded to); the scratch blocks a kept sequence's prompt is prefilled into
+   * on a prefill instance hold only the step's tokens.
+   */
+  reserve(seqId: number, numTokens: number, ahead = 0): boolean {
     const p = this.placement.get(seqId);
-    if (!p) return this.place(seqId, numTokens);
-    if (p.where >= 0) return this.instances[p.where]!.remote.reserve(seqId, numTokens);
-    if (!this.local.allocator.canReserve(seqId, numTokens)) return false;
+    if (!p) return this.place(seqId, numTokens, ahead);
+    if (p.where >= 0) return this.instances[p.where]!.remote.reserve(seqId, numTokens, ahead);
+    if (!this.local.allocator.canReserve(seqId, numTokens + ahead)) return false;
     if (p.scratch >= 0 && !this.instances[p.scratch]!.remote.reserve(seqId, numTokens)) return false;
-    return this.local.allocator.reserve(seqId, numTokens);
+    return this.local.allocator.reserve(seqId, numTokens + ahead);
   }
 
   /** First reservation of a sequence: offload it, or keep it (prefilled remotely when possible). */
-  private place(seqId: number, n: number): boolean {
+  private place(seqId: number, n: number, ahead: number): boolean {
     const i = this.pickInstance();
     const remote = i >= 0 ? this.instances[i]!.remote : null;
     if (remote && this.o.mode === "adrenaline") {
       this.decisions++;
       const limit = this.limit(this.bound());
-      if (shouldOffload(this.kept, this.offloaded, limit) && remote.reserve(seqId, n)) {
+      if (shouldOffload(this.kept, this.offloaded, limit) && remote.reserve(seqId, n, ahead)) {
         this.placement.set(seqId, { where: i, scratch: -1, prefilled: false });
         this.offloaded++;
         this.maxRatioSeen = Math.max(this.maxRatioSeen, this.offloaded / Math.max(1, this.kept));
         return true;
       }
     }
-    if (!this.local.allocator.canReserve(seqId, n)) return false;
+    if (!this.local.allocator.canReserve(seqId, n + ahead)) return false;
     const scratch = remote?.reserve(seqId, n) ? i : -1;
-    this.local.allocator.reserve(seqId, n);
+    this.local.allocator.reserve(seqId, n + ahead);
     this.placement.set(seqId, { where: -1, scratch, prefilled: false });
     this.kept++;
     return true;

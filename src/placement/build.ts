@@ -129,6 +129,7 @@ function engineCore(model: LoadedModel, sizes: EngineSizes, depth: number, parts
     maxWaiting: sizes.maxWaiting,
     maxTokensPerStep: sizes.maxTokensPerStep,
     maxContext: sizes.maxContext,
+    outputReserve: sizes.outputReserve,
     eosTokenIds: [...eos],
     vocabSize: model.config.vocabSize,
     pipelineDepth: depth,

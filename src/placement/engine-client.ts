@@ -64,6 +64,7 @@ const EMPTY_STATS: EngineStats = {
   waiting: 0,
   kv: [],
   preemptions: 0,
+  outputReserveRatio: 0,
   refused: 0,
   promptTokens: 0,
   generationTokens: 0,

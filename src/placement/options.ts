@@ -1,4 +1,5 @@
 import type { KvDType } from "../kernels/backend.js";
+import type { OutputReserveOptions } from "../util/output-reserve.js";
 
 /** Engine sizing knobs, with defaults that work on a small machine. */
 export interface CoreOptions {
@@ -16,6 +17,8 @@ export interface CoreOptions {
   readonly kvDtype?: KvDType;
   /** Micro-batches in flight (staggered pipelining; default 1 in-process, 2 with attention workers). */
   readonly pipelineDepth?: number;
+  /** KV reserved at admission for a request's future output (util/output-reserve.ts; default DEFAULT_OUTPUT_RESERVE). */
+  readonly outputReserve?: OutputReserveOptions;
 }
 
 /** Everything `createEngine` accepts: which model, which kernels, sizes, and placement. */

@@ -3,6 +3,11 @@ import { globalBlocksForBudget } from "../attention/window-blocks.js";
 import { checkKvBlockSize } from "../kernels/kv-cache.js";
 import type { DType } from "../model/tensor.js";
 import type { LoadedModel } from "../model/types.js";
+import {
+  checkOutputReserve,
+  DEFAULT_OUTPUT_RESERVE,
+  type OutputReserveOptions,
+} from "../util/output-reserve.js";
 import type { CoreOptions } from "./options.js";
 
 export const DEFAULT_KV_MEMORY = 1 << 30;
@@ -24,6 +29,7 @@ export interface EngineSizes {
   readonly numBlocks: number;
   /** KV blocks of the colocated service's global pool (its window layers' pool is sized from it). */
   readonly localBlocks: number;
+  readonly outputReserve: OutputReserveOptions;
 }
 
 export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
@@ -60,5 +66,6 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     geometry,
     numBlocks,
     localBlocks,
+    outputReserve: checkOutputReserve(o.outputReserve ?? DEFAULT_OUTPUT_RESERVE),
   };
 }

@@ -109,6 +109,13 @@ function registerLoadGauges(registry: Registry, scrape: Scrape, stats: () => Eng
   gauge(registry, "lamina_num_requests_waiting", "Requests waiting for admission.", [], (g) =>
     g.set(scrape.snapshot?.waiting ?? 0),
   );
+  gauge(
+    registry,
+    "lamina_kv_output_reserve_ratio",
+    "Share of a request's remaining output reserved in KV when it is admitted (1 after a preemption, falling while none happen).",
+    [],
+    (g) => g.set(scrape.snapshot?.outputReserveRatio ?? 0),
+  );
   // Reset first: a worker that left must not keep reporting its last value.
   const perWorker = (name: string, help: string, value: (kv: EngineStats["kv"][number]) => number) =>
     gauge(registry, name, help, ["worker"], (g) => {

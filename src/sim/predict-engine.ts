@@ -89,6 +89,7 @@ export function predictEngineRun(
     prefillInstances: instances,
     kv,
     cost,
+    maxContext: shape.maxContext,
   });
   if (!hybrid) return r;
   const b = hybrid.bound();

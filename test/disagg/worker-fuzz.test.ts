@@ -88,7 +88,7 @@ async function configured() {
 /** A valid STEP for one sequence of `n` tokens at positions 0..n-1 (seq 1 reserved first). */
 function stepMessages(n: number): Message[] {
   return [
-    { type: MsgType.RESERVE, ints: [1, n] },
+    { type: MsgType.RESERVE, ints: [1, n, 0] },
     {
       type: MsgType.STEP,
       ints: [0, n, 1],
@@ -205,20 +205,26 @@ const violations: { name: string; messages: Message[] }[] = [
   {
     name: "STEP with seqStart not ending at nTokens",
     messages: [
-      { type: MsgType.RESERVE, ints: [1, 2] },
+      { type: MsgType.RESERVE, ints: [1, 2, 0] },
       { type: MsgType.STEP, ints: [0, 2, 1], tensors: [i32([1]), i32([0, 1]), i32([0, 1])] },
     ],
   },
   {
     name: "STEP position beyond the context",
     messages: [
-      { type: MsgType.RESERVE, ints: [1, 2] },
+      { type: MsgType.RESERVE, ints: [1, 2, 0] },
       { type: MsgType.STEP, ints: [0, 1, 1], tensors: [i32([1]), i32([0, 1]), i32([64])] },
     ],
   },
   { name: "STEP without tensors", messages: [{ type: MsgType.STEP, ints: [0, 1, 1] }] },
   { name: "RESERVE with wrong ints", messages: [{ type: MsgType.RESERVE, ints: [1] }] },
-  { name: "RESERVE beyond the context", messages: [{ type: MsgType.RESERVE, ints: [1, 65] }] },
+  {
+    name: "RESERVE without its ahead (version 4's form)",
+    messages: [{ type: MsgType.RESERVE, ints: [1, 2] }],
+  },
+  { name: "RESERVE beyond the context", messages: [{ type: MsgType.RESERVE, ints: [1, 65, 0] }] },
+  { name: "RESERVE ahead beyond the context", messages: [{ type: MsgType.RESERVE, ints: [1, 60, 5] }] },
+  { name: "RESERVE with a negative ahead", messages: [{ type: MsgType.RESERVE, ints: [1, 2, -1] }] },
   { name: "RELEASE with no ints", messages: [{ type: MsgType.RELEASE }] },
 ];
 

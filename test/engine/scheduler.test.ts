@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { PromptTooLongError, QueueFullError } from "../../src/engine/errors.js";
 import { loadModel } from "../../src/model/load.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
+import { NO_OUTPUT_RESERVE } from "../../src/util/output-reserve.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 import { nativeBackend } from "../helpers/backends.js";
 import { generateAlone, greedy, runToCompletion } from "../helpers/engine-driver.js";
@@ -24,8 +25,14 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
   it("preempts by recompute under KV pressure and still completes every request with the same tokens", async () => {
     const alone: number[][] = [];
     for (const p of prompts) alone.push(await generateAlone(model, backend, p, 40, { blockSize: 4 }));
-    // Each request needs about 12 blocks of 4 tokens; 30 blocks hold two or three at a time.
-    const core = buildColocatedEngine(model, backend, { blockSize: 4, kvBlocks: 30, maxRunning: 6 });
+    // Each request needs about 12 blocks of 4 tokens; 30 blocks hold two or three at a time. With
+    // no output reserve, admission fills the cache and growing sequences preempt.
+    const core = buildColocatedEngine(model, backend, {
+      blockSize: 4,
+      kvBlocks: 30,
+      maxRunning: 6,
+      outputReserve: NO_OUTPUT_RESERVE,
+    });
     const res = await runToCompletion(
       core,
       prompts.map((p, i) => ({ id: `r${i}`, promptTokenIds: p, params: greedy(40, { ignoreEos: true }) })),
@@ -34,6 +41,24 @@ describe("scheduler: admission, preemption, cancellation, limits", async () => {
       core.scheduler.preemptions > 0,
       "the cache was too small to hold every request: something was preempted",
     );
+    prompts.forEach((_, i) => {
+      assert.deepEqual(res.get(`r${i}`)!.tokens, alone[i], `request ${i}`);
+    });
+    assert.equal(core.attention.usage()[0]!.usedBlocks, 0);
+  });
+
+  it("the default output reserve admits fewer at once and preempts nothing on the same workload", async () => {
+    const alone: number[][] = [];
+    for (const p of prompts) alone.push(await generateAlone(model, backend, p, 40, { blockSize: 4 }));
+    const core = buildColocatedEngine(model, backend, { blockSize: 4, kvBlocks: 30, maxRunning: 6 });
+    const res = await runToCompletion(
+      core,
+      prompts.map((p, i) => ({ id: `r${i}`, promptTokenIds: p, params: greedy(40, { ignoreEos: true }) })),
+    );
+    // Every request's 40 output tokens are reserved when it is admitted (the ratio starts at 1 and
+    // 40-odd planned steps lower it by less than a tenth), so no running request runs out of room.
+    assert.equal(core.scheduler.preemptions, 0);
+    assert.ok(core.scheduler.peakRunning >= 2 && core.scheduler.peakRunning < prompts.length);
     prompts.forEach((_, i) => {
       assert.deepEqual(res.get(`r${i}`)!.tokens, alone[i], `request ${i}`);
     });

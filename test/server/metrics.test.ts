@@ -99,6 +99,7 @@ describe("engine-derived metrics", () => {
       { worker: "attn-1", usedBlocks: 10, totalBlocks: 100, capacityTokens: 3200 },
     ],
     preemptions: 4,
+    outputReserveRatio: 0.25,
     refused: 7,
     promptTokens: 1000,
     generationTokens: 500,
@@ -117,6 +118,7 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get("lamina_num_requests_running"), 5);
     assert.equal(m.get("lamina_num_requests_waiting"), 2);
     assert.equal(m.get("lamina_preemptions_total"), 4);
+    assert.equal(m.get("lamina_kv_output_reserve_ratio"), 0.25);
     assert.equal(m.get("lamina_requests_refused_total"), 7);
     assert.equal(m.get("lamina_step_model_seconds"), 0.02);
     assert.equal(m.get("lamina_step_transport_seconds"), 0.005);

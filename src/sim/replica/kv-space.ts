@@ -7,7 +7,8 @@ import type { BlockPool } from "./kv-blocks.js";
  * cache and the prefill instances' attention executors.
  */
 export interface KvSpace {
-  reserve(seqId: number, tokens: number): boolean;
+  /** [0, tokens) and `ahead` more where the sequence's KV lives (the runtime's KvAdmission.reserve). */
+  reserve(seqId: number, tokens: number, ahead?: number): boolean;
   release(seqId: number): void;
   /** Prefill instance that computes this sequence's next prompt chunk, or -1 for the engine itself. */
   prefillTarget(seqId: number): number;
@@ -20,8 +21,8 @@ export interface KvSpace {
 /** One pool: the engine's cache, or its attention workers' (their accounting is mirrored exactly). */
 export class SinglePool implements KvSpace {
   constructor(readonly pool: BlockPool) {}
-  reserve(seqId: number, tokens: number): boolean {
-    return this.pool.reserve(seqId, tokens);
+  reserve(seqId: number, tokens: number, ahead = 0): boolean {
+    return this.pool.reserve(seqId, tokens + ahead);
   }
   release(seqId: number): void {
     this.pool.release(seqId);
@@ -100,30 +101,30 @@ export class HybridSpace implements KvSpace {
     return best;
   }
 
-  reserve(seqId: number, tokens: number): boolean {
+  reserve(seqId: number, tokens: number, ahead = 0): boolean {
     const p = this.placed.get(seqId);
-    if (!p) return this.place(seqId, tokens);
-    if (p.where >= 0) return this.executors[p.where]!.reserve(seqId, tokens);
-    if (!this.local.canReserve(seqId, tokens)) return false;
+    if (!p) return this.place(seqId, tokens, ahead);
+    if (p.where >= 0) return this.executors[p.where]!.reserve(seqId, tokens + ahead);
+    if (!this.local.canReserve(seqId, tokens + ahead)) return false;
     if (p.scratch >= 0 && !this.executors[p.scratch]!.reserve(seqId, tokens)) return false;
-    return this.local.reserve(seqId, tokens);
+    return this.local.reserve(seqId, tokens + ahead);
   }
 
-  private place(seqId: number, tokens: number): boolean {
+  private place(seqId: number, tokens: number, ahead: number): boolean {
     const i = this.pickInstance();
     const remote = i >= 0 ? this.executors[i]! : null;
     if (remote && this.c.mode === "adrenaline") {
       this.decisions++;
-      if (shouldOffload(this.kept, this.offloaded, this.limit()) && remote.reserve(seqId, tokens)) {
+      if (shouldOffload(this.kept, this.offloaded, this.limit()) && remote.reserve(seqId, tokens + ahead)) {
         this.placed.set(seqId, { where: i, scratch: -1, prefilled: false });
         this.offloaded++;
         this.maxRatioSeen = Math.max(this.maxRatioSeen, this.offloaded / Math.max(1, this.kept));
         return true;
       }
     }
-    if (!this.local.canReserve(seqId, tokens)) return false;
+    if (!this.local.canReserve(seqId, tokens + ahead)) return false;
     const scratch = remote?.reserve(seqId, tokens) ? i : -1;
-    this.local.reserve(seqId, tokens);
+    this.local.reserve(seqId, tokens + ahead);
     this.placed.set(seqId, { where: -1, scratch, prefilled: false });
     this.kept++;
     return true;

@@ -1,3 +1,4 @@
+import type { OutputReserveOptions } from "../../util/output-reserve.js";
 import type { KvSpace } from "./kv-space.js";
 import type { PlacementCost } from "./placement-cost.js";
 import { type ReplicaChunk, ReplicaScheduler, ReplicaSeq } from "./scheduler.js";
@@ -23,6 +24,10 @@ export interface ReplicaOptions {
   readonly prefillInstances: number;
   readonly kv: KvSpace;
   readonly cost: PlacementCost;
+  /** Longest sequence served (bounds the output a request is admitted with room for). */
+  readonly maxContext?: number;
+  /** The runtime scheduler's output reserve; its default if absent. */
+  readonly outputReserve?: OutputReserveOptions;
 }
 
 /** What a replayed run measured, defined as the runtime's benchmarks define it. */
@@ -56,7 +61,7 @@ export function runReplica(requests: readonly ReplicaRequest[], o: ReplicaOption
     return s;
   });
   const order = [...seqs].sort((a, b) => a.arrival - b.arrival || a.id - b.id);
-  const sched = new ReplicaScheduler(o.maxRunning, o.kv);
+  const sched = new ReplicaScheduler(o.maxRunning, o.kv, o.maxContext, o.outputReserve);
   const depth = o.cost.depth;
   let now = 0;
   let next = 0;

@@ -1,3 +1,4 @@
+import { OutputReserve, type OutputReserveOptions } from "../../util/output-reserve.js";
 import type { KvSpace } from "./kv-space.js";
 
 /** A request as the replica tracks it (the runtime's engine/sequence.ts, lengths only). */
@@ -32,7 +33,8 @@ export interface ReplicaChunk {
 /**
  * The runtime's scheduler (engine/scheduler.ts), line for line on lengths instead of tokens:
  * continuous batching with chunked prefill under one token budget, running sequences first, then
- * waiting ones in order while KV admits them and the running set is under its cap; when a running
+ * waiting ones in order while KV admits them (their tokens plus the OutputReserve's share of their
+ * remaining output, the one implementation both use) and the running set is under its cap; when a running
  * sequence cannot grow, the most recent running sequence not in flight is preempted by recompute
  * (its KV freed, its whole context prefilled again later). Keeping this identical is what lets the
  * simulator predict the preemptions the runtime pays.
@@ -41,11 +43,16 @@ export class ReplicaScheduler {
   readonly waiting: ReplicaSeq[] = [];
   readonly running: ReplicaSeq[] = [];
   preemptions = 0;
+  readonly reserve: OutputReserve;
 
   constructor(
     private readonly maxRunning: number,
     private readonly kv: KvSpace,
-  ) {}
+    private readonly maxContext = Number.POSITIVE_INFINITY,
+    outputReserve?: OutputReserveOptions,
+  ) {
+    this.reserve = new OutputReserve(outputReserve);
+  }
 
   get hasWork(): boolean {
     return this.running.length > 0 || this.waiting.length > 0;
@@ -53,6 +60,7 @@ export class ReplicaScheduler {
 
   schedule(budget: number, maxSeqs = Number.POSITIVE_INFINITY): ReplicaChunk[] {
     const chunks: ReplicaChunk[] = [];
+    const preemptedBefore = this.preemptions;
     for (let i = 0; i < this.running.length && budget > 0 && chunks.length < maxSeqs; i++) {
       const seq = this.running[i]!;
       if (seq.inFlight) continue;
@@ -75,14 +83,24 @@ export class ReplicaScheduler {
     ) {
       const seq = this.waiting[0]!;
       const count = Math.min(seq.length - seq.numComputed, budget);
-      if (!this.kv.reserve(seq.id, seq.numComputed + count)) break;
+      if (!this.admit(seq, count)) break;
       this.waiting.shift();
       seq.status = "running";
       this.running.push(seq);
       chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
       budget -= count;
     }
+    this.reserve.planned(this.preemptions > preemptedBefore);
     return chunks;
+  }
+
+  /** As the runtime's Scheduler.admit: the reserve if it fits, else alone what the step needs. */
+  private admit(seq: ReplicaSeq, count: number): boolean {
+    const need = seq.numComputed + count;
+    const remaining = Math.min(seq.maxTokens - seq.generated, this.maxContext - seq.length);
+    const ahead = this.reserve.admit(seq.length, seq.numComputed, count, remaining) - need;
+    if (this.kv.reserve(seq.id, need, ahead)) return true;
+    return ahead > 0 && this.running.length === 0 && this.kv.reserve(seq.id, need);
   }
 
   /** The step's chunks were computed: KV advances, sampling rows get a token, finished ones leave. */
