@@ -2,6 +2,12 @@ import { type Command, InvalidArgumentError } from "commander";
 import type { KvDType } from "../kernels/backend.js";
 import { KV_DTYPES } from "../kernels/kv-cache.js";
 import type { EngineOptions } from "../placement/options.js";
+import {
+  checkOutputReserve,
+  DEFAULT_OUTPUT_RESERVE,
+  NO_OUTPUT_RESERVE,
+  type OutputReserveOptions,
+} from "../util/output-reserve.js";
 import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
 
 /**
@@ -31,6 +37,11 @@ export function addEngineFlags(cmd: Command): Command {
     )
     .option("--max-model-len <n>", "cap on prompt + output tokens", intArg(2))
     .option("--max-running <n>", "sequences batched at once", intArg(1, 4096))
+    .option(
+      "--output-reserve <spec>",
+      "KV held at admission for a share of each request's remaining output: default (1 after a preemption, falling by 0.002 a step to 0.1), none (admit on current tokens only), or INITIAL,MIN,DECAY",
+      outputReserveArg,
+    )
     .option(
       "--attention-workers <n>",
       "locally spawned attention workers (0 = in-process attention)",
@@ -117,6 +128,19 @@ function addModelWorkerFlags(cmd: Command): Command {
     .option("--model-worker-threads <n>", "kernel threads of each model worker (default 1)", intArg(1, 1024));
 }
 
+function outputReserveArg(value: string): OutputReserveOptions {
+  if (value === "default") return DEFAULT_OUTPUT_RESERVE;
+  if (value === "none") return NO_OUTPUT_RESERVE;
+  const parts = value.split(",").map((p) => (p.trim() === "" ? Number.NaN : Number(p)));
+  if (parts.length !== 3)
+    throw new InvalidArgumentError(`expected default, none or INITIAL,MIN,DECAY, got "${value}"`);
+  try {
+    return checkOutputReserve({ initial: parts[0]!, min: parts[1]!, decay: parts[2]! });
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
 function ratioArg(value: string): number {
   const r = Number(value);
   if (value.trim() === "" || !Number.isFinite(r) || r < 0)
@@ -134,6 +158,7 @@ export interface EngineFlagValues {
   kvDtype?: KvDType;
   maxModelLen?: number;
   maxRunning?: number;
+  outputReserve?: OutputReserveOptions;
   attentionWorkers?: number;
   attentionWorkerAddrs?: string[];
   attentionToken?: string;
@@ -167,6 +192,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     kvDtype: f.kvDtype,
     maxModelLen: f.maxModelLen,
     maxRunning: f.maxRunning,
+    outputReserve: f.outputReserve,
     attentionWorkers: f.attentionWorkers,
     attentionWorkerAddrs: f.attentionWorkerAddrs,
     attentionToken: f.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN,

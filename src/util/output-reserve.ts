@@ -31,7 +31,11 @@ export interface OutputReserveOptions {
 /** From 1 to 0.1 over 450 calm micro-batches; see docs/BENCHMARKS.md (scheduling under KV pressure). */
 export const DEFAULT_OUTPUT_RESERVE: OutputReserveOptions = { initial: 1, min: 0.1, decay: 0.002 };
 
-/** Admission as the scheduler had it before this: current tokens only, never adapted. */
+/**
+ * No room for output: a request is admitted with its current tokens held (a chunked prompt's
+ * later chunks included), never adapted. (The scheduler before the reserve held only the first
+ * chunk's tokens, so a prompt's later chunks could preempt the requests admitted after it.)
+ */
 export const NO_OUTPUT_RESERVE: OutputReserveOptions = { initial: 0, min: 0, decay: 0 };
 
 export function checkOutputReserve(o: OutputReserveOptions): OutputReserveOptions {

@@ -7,6 +7,7 @@ import { type EngineFlagValues, engineOptionsFromFlags } from "../../src/cli/eng
 import { defaultAttentionWorkers, registerServeCommand } from "../../src/cli/serve-command.js";
 import { loadModel } from "../../src/model/load.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
+import { DEFAULT_OUTPUT_RESERVE, NO_OUTPUT_RESERVE } from "../../src/util/output-reserve.js";
 import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { storiesModelPath } from "./helpers.js";
 
@@ -34,6 +35,9 @@ describe("lamina serve flags", () => {
       [["--pipeline-depth", "1.5"], /'--pipeline-depth <n>' argument '1.5' is invalid/],
       [["--max-waiting", "-1"], /'--max-waiting <n>' argument '-1' is invalid/],
       [["--kv-dtype", "int4"], /'--kv-dtype <dtype>' argument 'int4' is invalid.*f32, f16, bf16, int8/],
+      [["--output-reserve", "some"], /'--output-reserve <spec>'.*default, none or INITIAL,MIN,DECAY/],
+      [["--output-reserve", "0.5,0.6,0"], /'--output-reserve <spec>'.*min <= initial/],
+      [["--output-reserve", "1,0.1,"], /'--output-reserve <spec>'.*decay NaN/],
     ];
     for (const [args, message] of cases) {
       await assert.rejects(
@@ -53,6 +57,24 @@ describe("lamina serve flags", () => {
     assert.equal(defaultAttentionWorkers({ attentionWorkers: 3 }, 2), 3);
     assert.equal(defaultAttentionWorkers({ attentionWorkerAddrs: ["h:1"] }, 8), undefined);
     assert.equal(defaultAttentionWorkers({ mode: "pd" }, 8), undefined);
+  });
+
+  it("--output-reserve sets the scheduler's output reserve (default: DEFAULT_OUTPUT_RESERVE)", async () => {
+    const model = await loadModel(storiesModelPath());
+    const reserveOf = (args: string[]) => {
+      const program = new Command("lamina").exitOverride();
+      const serve = registerServeCommand(program).exitOverride();
+      serve.action(() => {});
+      program.parse(["node", "lamina", "serve", ...args]);
+      return resolveSizes(model, engineOptionsFromFlags(serve.opts() as EngineFlagValues)).outputReserve;
+    };
+    assert.deepEqual(reserveOf([]), DEFAULT_OUTPUT_RESERVE);
+    assert.deepEqual(reserveOf(["--output-reserve", "none"]), NO_OUTPUT_RESERVE);
+    assert.deepEqual(reserveOf(["--output-reserve", "0.8,0.2,0.01"]), {
+      initial: 0.8,
+      min: 0.2,
+      decay: 0.01,
+    });
   });
 
   it("--kv-dtype sets the KV cache's element type (default: the model's, f32 here)", async () => {
