@@ -45,3 +45,27 @@ export function measureStall(
   const meanS = times.reduce((a, t) => a + t, 0) / times.length;
   return { threads, batch, passes: times.length, medianS, meanS, factor: Math.max(1, meanS / medianS) };
 }
+
+/** Windows the stall is measured in (see measureStallWindows). */
+export const STALL_WINDOWS = 3;
+
+/**
+ * measureStall over STALL_WINDOWS windows of `seconds` each, and the window with the median factor:
+ * one burst of the host's other work in one window (a profile read 1.20 at two threads where the
+ * profiles around it read 1.02-1.04) otherwise moved the predictions of the two rounds the profile
+ * sits between, which had not seen it (REPRODUCTION.md).
+ */
+export function measureStallWindows(
+  backend: KernelBackend,
+  c: ModelConfig,
+  dtype: DType,
+  threads: number,
+  batch: number,
+  seconds: number,
+): StallSample {
+  const samples = Array.from({ length: STALL_WINDOWS }, () =>
+    measureStall(backend, c, dtype, threads, batch, seconds),
+  );
+  samples.sort((a, b) => a.factor - b.factor);
+  return samples[Math.floor(samples.length / 2)]!;
+}

@@ -12,7 +12,7 @@ import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from
 import { type EngineOverheads, measureEngineOverheads, measureShmLink } from "./measure-engine.js";
 import { type KvHandoffCost, measureKvHandoff } from "./measure-handoff.js";
 import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
-import { measureStall, type StallSample } from "./measure-stall.js";
+import { measureStallWindows, STALL_WINDOWS, type StallSample } from "./measure-stall.js";
 
 /** How much measuring to do: the benchmark's full sweep or a test's quick one. */
 export interface ProfileEffort {
@@ -157,10 +157,12 @@ export async function measureProfile(
     effort.reps * 2,
   );
   log(
-    `host stall: the decode-shaped matrix pass back to back for ${effort.stallSeconds} s (${cores} threads, then ${modelThreads}) ...`,
+    `host stall: the decode-shaped matrix pass back to back, the median of ${STALL_WINDOWS} windows of ${effort.stallSeconds} s (${cores} threads, then ${modelThreads}) ...`,
   );
   const stallThreads = [...new Set([cores, modelThreads])];
-  const stall = stallThreads.map((t) => measureStall(backend, c, dtype, t, STALL_BATCH, effort.stallSeconds));
+  const stall = stallThreads.map((t) =>
+    measureStallWindows(backend, c, dtype, t, STALL_BATCH, effort.stallSeconds),
+  );
   log(`prefill of a ${PREFILL_CHUNK}-token chunk (${modelThreads} threads) ...`);
   // A whole engine step of one prompt chunk: GEMMs, causal attention and the step's own costs, as a
   // FLOP rate the replica of our engine applies to prompt chunks of any model.

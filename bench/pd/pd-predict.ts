@@ -11,6 +11,7 @@ import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import { type EngineRunPrediction, predictEngineRun } from "../../src/sim/predict-engine.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
 import type { SimModel } from "../../src/sim/types.js";
+import type { OutputReserveOptions } from "../../src/util/output-reserve.js";
 import { PD_BLOCK_BYTES, PD_CONTEXT, PD_SIZES, type TraceRequest } from "./pd-setup.js";
 
 export function predictPd(
@@ -19,6 +20,7 @@ export function predictPd(
   trace: readonly TraceRequest[],
   mode: "pd" | "adrenaline",
   offloadRatio: number | null = null,
+  outputReserve?: OutputReserveOptions,
 ): EngineRunPrediction {
   const model = pdSimModel(modelDir);
   return predictEngineRun(
@@ -31,6 +33,7 @@ export function predictPd(
       kvBlocks: Math.floor(PD_SIZES.kvMemory! / PD_BLOCK_BYTES),
       blockSize: 16,
       maxContext: PD_CONTEXT,
+      ...(outputReserve ? { outputReserve } : {}),
     },
     pdPlacement(mode, offloadRatio),
   );

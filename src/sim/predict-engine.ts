@@ -1,3 +1,4 @@
+import type { OutputReserveOptions } from "../util/output-reserve.js";
 import type { DeviceProfile } from "./profile.js";
 import { BlockPool } from "./replica/kv-blocks.js";
 import { HybridSpace, type KvSpace, SinglePool } from "./replica/kv-space.js";
@@ -44,6 +45,8 @@ export interface EngineShape {
   readonly kvBlocks: number;
   readonly blockSize: number;
   readonly maxContext: number;
+  /** The scheduler's output reserve (EngineOptions.outputReserve); the runtime's default if absent. */
+  readonly outputReserve?: OutputReserveOptions;
 }
 
 export interface EngineRunPrediction extends ReplicaResult {
@@ -90,6 +93,7 @@ export function predictEngineRun(
     kv,
     cost,
     maxContext: shape.maxContext,
+    ...(shape.outputReserve ? { outputReserve: shape.outputReserve } : {}),
   });
   if (!hybrid) return r;
   const b = hybrid.bound();
