@@ -6,7 +6,7 @@
 // the repetitions' ratios.
 //
 //   node dist/bench/disagg/serving-tpot.js [--reps 3] [--prompts 200] [--dataset azure-conv]
-//       [--extra "<more serve flags>"]
+//       [--extra "<more serve flags>"] [--worker-extra "<serve flags for the worker run only>"]
 //
 // Prints a table and writes bench/results/serving-tpot.json.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     prompts: { type: "string", default: "200" },
     dataset: { type: "string", default: "azure-conv" },
     extra: { type: "string", default: "" },
+    "worker-extra": { type: "string", default: "" },
   },
 });
 const reps = intFlag(values.reps, "--reps");
@@ -33,6 +34,7 @@ const prompts = intFlag(values.prompts, "--prompts");
 const BIN = path.join(REPO_ROOT, "bin", "lamina.js");
 const MODEL = path.join(sharedDataPath("models", "stories260K"), "stories260K.bin");
 const extra = values.extra.split(/\s+/).filter((a) => a.length > 0);
+const workerExtra = values["worker-extra"].split(/\s+/).filter((a) => a.length > 0);
 
 interface Run {
   attentionWorkers: number;
@@ -97,7 +99,7 @@ async function startServer(attentionWorkers: number): Promise<{ child: ChildProc
     "--attention-workers",
     String(attentionWorkers),
   ];
-  const child = spawn(process.execPath, [...args, ...extra], {
+  const child = spawn(process.execPath, [...args, ...extra, ...(attentionWorkers > 0 ? workerExtra : [])], {
     detached: true,
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -255,6 +257,7 @@ writeResults("serving-tpot.json", {
   dataset: values.dataset,
   prompts,
   extra,
+  workerExtra,
   pairs,
   tpotRatio,
   ttftRatio,

@@ -48,6 +48,11 @@ export function addEngineFlags(cmd: Command): Command {
       intArg(0, 64),
     )
     .option(
+      "--attention-worker-threads <n>",
+      "kernel threads of each spawned attention worker (default 1)",
+      intArg(1, 1024),
+    )
+    .option(
       "--attention-worker-addrs <list>",
       "host:port of running attention workers, comma-separated",
       addrListArg,
@@ -161,6 +166,7 @@ export interface EngineFlagValues {
   outputReserve?: OutputReserveOptions;
   attentionWorkers?: number;
   attentionWorkerAddrs?: string[];
+  attentionWorkerThreads?: number;
   attentionToken?: string;
   attentionTimeoutMs?: number;
   spinUs?: number;
@@ -195,6 +201,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     outputReserve: f.outputReserve,
     attentionWorkers: f.attentionWorkers,
     attentionWorkerAddrs: f.attentionWorkerAddrs,
+    attentionWorkerThreads: f.attentionWorkerThreads,
     attentionToken: f.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN,
     attentionTimeoutMs: f.attentionTimeoutMs,
     spinMicros: f.spinUs,

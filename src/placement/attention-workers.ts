@@ -27,7 +27,7 @@ export async function connectAttentionWorkers(
         new SpawnedWorker(`local-${i}`, {
           transport: options.transport ?? "shm",
           kvMemory: options.kvMemory ?? DEFAULT_KV_MEMORY,
-          threads: 1,
+          threads: options.attentionWorkerThreads ?? 1,
           ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
           log,
         }),

@@ -33,6 +33,11 @@ export interface EngineOptions extends CoreOptions {
   readonly servedModelName?: string;
   /** Locally spawned attention workers (0 = in-process attention). */
   readonly attentionWorkers?: number;
+  /**
+   * Kernel threads of each spawned attention worker (default 1). With one micro-batch in flight
+   * the model side waits while the worker computes, so the worker may take the cores it leaves.
+   */
+  readonly attentionWorkerThreads?: number;
   /** Addresses host:port of running attention workers. */
   readonly attentionWorkerAddrs?: readonly string[];
   readonly attentionToken?: string;

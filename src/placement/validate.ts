@@ -54,6 +54,11 @@ export function validatePlacement(o: EngineOptions): PlacementKind {
   positiveInt(o.prefillInstances, "--prefill-instances", 1);
   positiveInt(o.modelWorkers, "--model-workers", 1);
   positiveInt(o.modelWorkerThreads, "--model-worker-threads", 1);
+  positiveInt(o.attentionWorkerThreads, "--attention-worker-threads", 1);
+  if (o.attentionWorkerThreads !== undefined && spawned < 1)
+    throw new Error(
+      "--attention-worker-threads needs --attention-workers N (a worker at an address sets its own --threads)",
+    );
   exclusive(o.modelWorkers, "--model-workers", o.modelWorkerAddrs?.[0], "--model-worker-addrs");
   if (o.modelWorkerThreads !== undefined && o.modelWorkers === undefined)
     throw new Error(
