@@ -55,17 +55,8 @@ export const STALL_WINDOWS = 3;
  * profiles around it read 1.02-1.04) otherwise moved the predictions of the two rounds the profile
  * sits between, which had not seen it (REPRODUCTION.md).
  */
-export function measureStallWindows(
-  backend: KernelBackend,
-  c: ModelConfig,
-  dtype: DType,
-  threads: number,
-  batch: number,
-  seconds: number,
-): StallSample {
-  const samples = Array.from({ length: STALL_WINDOWS }, () =>
-    measureStall(backend, c, dtype, threads, batch, seconds),
-  );
+export function measureStallWindows(...args: Parameters<typeof measureStall>): StallSample {
+  const samples = Array.from({ length: STALL_WINDOWS }, () => measureStall(...args));
   samples.sort((a, b) => a.factor - b.factor);
   return samples[Math.floor(samples.length / 2)]!;
 }
