@@ -3,6 +3,7 @@ import { kvCapacityTokens } from "../attention/service.js";
 import type { TokenEvent } from "../engine/api.js";
 import type { EngineCore } from "../engine/engine-core.js";
 import { EngineError } from "../engine/errors.js";
+import { describeOutputReserve } from "../util/output-reserve.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
 import { defaultKvDtype } from "./sizes.js";
@@ -102,7 +103,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       source: setup.model.source,
       backend: setup.backend.describe(),
       // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
-      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)}`,
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);

@@ -38,6 +38,13 @@ export const DEFAULT_OUTPUT_RESERVE: OutputReserveOptions = { initial: 1, min: 0
  */
 export const NO_OUTPUT_RESERVE: OutputReserveOptions = { initial: 0, min: 0, decay: 0 };
 
+/** How the start-up log names a reserve: "none", or its ratio's start, floor and step. */
+export function describeOutputReserve(o: OutputReserveOptions): string {
+  if (o.initial === 0) return "none";
+  if (o.decay === 0 || o.min === o.initial) return `${o.initial} of the remaining output`;
+  return `${o.initial} of the remaining output after a preemption, falling by ${o.decay} a micro-batch to ${o.min}`;
+}
+
 export function checkOutputReserve(o: OutputReserveOptions): OutputReserveOptions {
   const unit = (x: number) => Number.isFinite(x) && x >= 0 && x <= 1;
   if (!unit(o.initial) || !unit(o.min) || !unit(o.decay) || o.min > o.initial)
@@ -50,9 +57,9 @@ export function checkOutputReserve(o: OutputReserveOptions): OutputReserveOption
 export class OutputReserve {
   private current: number;
 
-  constructor(private readonly o: OutputReserveOptions = DEFAULT_OUTPUT_RESERVE) {
-    checkOutputReserve(o);
-    this.current = o.initial;
+  constructor(readonly options: OutputReserveOptions = DEFAULT_OUTPUT_RESERVE) {
+    checkOutputReserve(options);
+    this.current = options.initial;
   }
 
   get ratio(): number {
@@ -70,6 +77,7 @@ export class OutputReserve {
 
   /** After planning one micro-batch: `preempted` if it preempted anything. */
   planned(preempted: boolean): void {
-    this.current = preempted ? this.o.initial : Math.max(this.o.min, this.current - this.o.decay);
+    const o = this.options;
+    this.current = preempted ? o.initial : Math.max(o.min, this.current - o.decay);
   }
 }

@@ -10,6 +10,7 @@ import { SinglePool } from "../../src/sim/replica/kv-space.js";
 import { ReplicaScheduler, ReplicaSeq } from "../../src/sim/replica/scheduler.js";
 import {
   DEFAULT_OUTPUT_RESERVE,
+  describeOutputReserve,
   NO_OUTPUT_RESERVE,
   OutputReserve,
   type OutputReserveOptions,
@@ -163,6 +164,11 @@ describe("replica scheduler", () => {
     assert.equal(r.ratio, 1);
     assert.throws(() => new OutputReserve({ initial: 0.5, min: 0.6, decay: 0 }), /min <= initial/);
     assert.throws(() => new OutputReserve({ initial: 2, min: 0, decay: 0 }), /initial 2/);
+    assert.equal(describeOutputReserve(NO_OUTPUT_RESERVE), "none");
+    assert.equal(
+      describeOutputReserve({ initial: 0.5, min: 0.5, decay: 0.1 }),
+      "0.5 of the remaining output",
+    );
   });
 
   it("preempts by recompute when KV runs short: the victim's whole context is prefilled again", () => {
