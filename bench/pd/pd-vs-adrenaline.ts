@@ -7,8 +7,9 @@
  *   node dist/bench/pd/pd-vs-adrenaline.js [--requests 24] [--rate-scale 4] [--reserves default,none] [--out FILE]
  *
  * --reserves runs each mode under each output reserve (util/output-reserve.ts): `default`, the
- * scheduler's, and `none`, admission on current tokens only (the scheduler before the reserve), in
- * that order per mode, so the two are measured side by side.
+ * scheduler's, and `none`, the current tokens held and nothing for output (the scheduler before
+ * the reserve held only a prompt's first chunk), in that order per mode, so the two are measured
+ * side by side.
  *
  * Figures are stated against limits measured in the same run: output throughput against the decode
  * instance's ceiling (a full batch of B_max short requests decoding with ample KV), TPOT against
@@ -27,11 +28,7 @@ import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { buildColocatedEngine, buildPdEngine } from "../../src/placement/build.js";
 import { parseDeviceProfile } from "../../src/sim/profile.js";
-import {
-  DEFAULT_OUTPUT_RESERVE,
-  NO_OUTPUT_RESERVE,
-  type OutputReserveOptions,
-} from "../../src/util/output-reserve.js";
+import { NAMED_OUTPUT_RESERVES } from "../../src/util/output-reserve.js";
 import { benchPrompt, ensureBenchModel } from "../disagg/bench-model.js";
 import { predictPd } from "./pd-predict.js";
 import { type RunResult, replay } from "./pd-replay.js";
@@ -49,10 +46,7 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../.
 const OUT = outIdx >= 0 ? process.argv[outIdx + 1]! : path.join(REPO, "bench/results/pd-adrenaline.json");
 const REQUESTS = arg("requests", 24);
 const RATE_SCALE = arg("rate-scale", 4);
-const RESERVE_OPTIONS: Record<string, OutputReserveOptions> = {
-  default: DEFAULT_OUTPUT_RESERVE,
-  none: NO_OUTPUT_RESERVE,
-};
+const RESERVE_OPTIONS = NAMED_OUTPUT_RESERVES;
 const reservesIdx = process.argv.indexOf("--reserves");
 const RESERVES = (reservesIdx >= 0 ? (process.argv[reservesIdx + 1] ?? "") : "default")
   .split(",")

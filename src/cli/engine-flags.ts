@@ -4,8 +4,7 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
 import type { EngineOptions } from "../placement/options.js";
 import {
   checkOutputReserve,
-  DEFAULT_OUTPUT_RESERVE,
-  NO_OUTPUT_RESERVE,
+  NAMED_OUTPUT_RESERVES,
   type OutputReserveOptions,
 } from "../util/output-reserve.js";
 import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
@@ -39,7 +38,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--max-running <n>", "sequences batched at once", intArg(1, 4096))
     .option(
       "--output-reserve <spec>",
-      "KV held at admission for a share of each request's remaining output: default (1 after a preemption, falling by 0.002 a step to 0.1), none (admit on current tokens only), or INITIAL,MIN,DECAY",
+      "KV held at admission for a share of each request's remaining output: default (1 after a preemption, falling by 0.002 a step to 0.1), none (the current tokens held, nothing for output), or INITIAL,MIN,DECAY",
       outputReserveArg,
     )
     .option(
@@ -134,8 +133,8 @@ function addModelWorkerFlags(cmd: Command): Command {
 }
 
 function outputReserveArg(value: string): OutputReserveOptions {
-  if (value === "default") return DEFAULT_OUTPUT_RESERVE;
-  if (value === "none") return NO_OUTPUT_RESERVE;
+  const named = NAMED_OUTPUT_RESERVES[value];
+  if (named) return named;
   const parts = value.split(",").map((p) => (p.trim() === "" ? Number.NaN : Number(p)));
   if (parts.length !== 3)
     throw new InvalidArgumentError(`expected default, none or INITIAL,MIN,DECAY, got "${value}"`);

@@ -110,18 +110,20 @@ export class Scheduler {
     return chunks;
   }
 
-  /**
-   * Reserves KV for a waiting sequence: its tokens and the reserve's share of its remaining output.
-   * With nothing running (no KV will be freed by waiting) a sequence whose reserve does not fit is
-   * admitted with what the step needs, so a request that fits the cache still runs.
-   */
+  /** Reserves KV for a waiting sequence through the output reserve (OutputReserve.tryAdmit). */
   private admit(seq: Sequence, count: number): boolean {
-    const need = seq.numComputed + count;
     const context = this.limits.maxContext ?? Number.POSITIVE_INFINITY;
     const remaining = Math.min(seq.params.maxTokens - seq.output.length, context - seq.length);
-    const ahead = this.reserve.admit(seq.length, seq.numComputed, count, remaining) - need;
-    if (this.attention.reserve(seq.id, need, ahead)) return true;
-    return ahead > 0 && this.running.length === 0 && this.attention.reserve(seq.id, need);
+    const alone = this.running.length === 0;
+    return this.reserve.tryAdmit(
+      this.attention,
+      seq.id,
+      seq.length,
+      seq.numComputed,
+      count,
+      remaining,
+      alone,
+    );
   }
 
   /** The most recent arrival not in flight (the caller's own sequence is always a candidate). */

@@ -38,6 +38,17 @@ export const DEFAULT_OUTPUT_RESERVE: OutputReserveOptions = { initial: 1, min: 0
  */
 export const NO_OUTPUT_RESERVE: OutputReserveOptions = { initial: 0, min: 0, decay: 0 };
 
+/** The reserves `--output-reserve` and the benchmarks name. */
+export const NAMED_OUTPUT_RESERVES: Readonly<Record<string, OutputReserveOptions>> = {
+  default: DEFAULT_OUTPUT_RESERVE,
+  none: NO_OUTPUT_RESERVE,
+};
+
+/** Where admission reserves: the runtime's attention service, or the replica's KV space. */
+export interface ReservingKv {
+  reserve(seqId: number, tokens: number, ahead?: number): boolean;
+}
+
 /** How the start-up log names a reserve: "none", or its ratio's start, floor and step. */
 export function describeOutputReserve(o: OutputReserveOptions): string {
   if (o.initial === 0) return "none";
@@ -73,6 +84,27 @@ export class OutputReserve {
    */
   admit(length: number, computed: number, count: number, remaining: number): number {
     return Math.max(computed + count, length + Math.ceil(this.current * Math.max(0, remaining)));
+  }
+
+  /**
+   * Admits a waiting sequence into `kv`: its tokens up to the step's end and, held ahead of them,
+   * the share of its `remaining` output. `alone` (nothing running, so waiting frees no KV): a
+   * sequence whose reserve does not fit is admitted with what the step needs, so a request that
+   * fits the cache still runs.
+   */
+  tryAdmit(
+    kv: ReservingKv,
+    seqId: number,
+    length: number,
+    computed: number,
+    count: number,
+    remaining: number,
+    alone: boolean,
+  ): boolean {
+    const need = computed + count;
+    const ahead = this.admit(length, computed, count, remaining) - need;
+    if (kv.reserve(seqId, need, ahead)) return true;
+    return ahead > 0 && alone && kv.reserve(seqId, need);
   }
 
   /** After planning one micro-batch: `preempted` if it preempted anything. */

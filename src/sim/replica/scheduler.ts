@@ -94,13 +94,11 @@ export class ReplicaScheduler {
     return chunks;
   }
 
-  /** As the runtime's Scheduler.admit: the reserve if it fits, else alone what the step needs. */
+  /** As the runtime's Scheduler.admit (OutputReserve.tryAdmit). */
   private admit(seq: ReplicaSeq, count: number): boolean {
-    const need = seq.numComputed + count;
     const remaining = Math.min(seq.maxTokens - seq.generated, this.maxContext - seq.length);
-    const ahead = this.reserve.admit(seq.length, seq.numComputed, count, remaining) - need;
-    if (this.kv.reserve(seq.id, need, ahead)) return true;
-    return ahead > 0 && this.running.length === 0 && this.kv.reserve(seq.id, need);
+    const alone = this.running.length === 0;
+    return this.reserve.tryAdmit(this.kv, seq.id, seq.length, seq.numComputed, count, remaining, alone);
   }
 
   /** The step's chunks were computed: KV advances, sampling rows get a token, finished ones leave. */
