@@ -1,7 +1,8 @@
 // Batched matrix products (decode batches and prefill chunks) on the native kernels, as a share of
 // the arithmetic peak this same run measures on the same threads with a pure loop of the best
-// instruction the product uses: vdpbf16ps for bf16 weights on a variant with bf16 dot products
-// (avx512bf16), the FMA otherwise. Weights
+// instruction the product uses: AMX tiles for batches on bf16 weights on a variant with them
+// (amxbf16), vdpbf16ps for bf16 weights on a variant with bf16 dot products (avx512bf16), the FMA
+// otherwise. Weights
 // rotate through enough matrices (--gib, default 0.75 GiB, past the last-level cache) to come from
 // DRAM, as they do in a decode step.
 //
@@ -51,7 +52,7 @@ for (const v of variants)
 interface Row {
   variant: string;
   /** The instruction whose peak the product is measured against. */
-  limit: "vdpbf16ps" | "FMA";
+  limit: Instruction;
   threads: number;
   dtype: DType;
   batch: number;
@@ -69,56 +70,64 @@ for (const dtype of dtypes) {
   for (const batch of batches) results.push(...measure(prepared, dtype, batch));
 }
 
-/** Whether `variant` multiplies weights of `dtype` with vdpbf16ps. */
-function usesDot(variant: string, dtype: DType): boolean {
+type Instruction = "AMX" | "vdpbf16ps" | "FMA";
+
+/** The instruction `variant` multiplies weights of `dtype` with at this batch (amx_bf16.h, bf16_dot.h). */
+function instructionOf(variant: string, dtype: DType, batch: number): Instruction {
   backend.selectVariant(variant);
-  return dtype === "bf16" && backend.info().bf16Dot;
+  const { bf16Dot, tiles } = backend.info();
+  if (dtype !== "bf16") return "FMA";
+  if (tiles && batch > 8 && cols % 32 === 0) return "AMX";
+  return bf16Dot ? "vdpbf16ps" : "FMA";
 }
 
 /**
- * Every variant's product and the limits they are measured against (the FMA loop, and the
- * vdpbf16ps loop when a variant uses it), alternating within each repetition so load on the host
- * falls on all of them alike.
+ * Every variant's product and the limits they are measured against (each variant's FMA loop, and
+ * the vdpbf16ps and AMX tile loops when a variant uses them), alternating within each repetition so
+ * load on the host falls on all of them alike.
  */
 function measure(prepared: ReturnType<typeof rotatingWeights>, dtype: DType, batch: number): Row[] {
   const out: Row[] = [];
   const x = new Float32Array(batch * cols).fill(1);
   const y = new Float32Array(batch * rows);
-  const dots = variants.map((v) => usesDot(v, dtype));
-  const dotVariant = variants[dots.indexOf(true)];
+  const instructions = variants.map((v) => instructionOf(v, dtype, batch));
   const passes = variants.map((v) => () => {
     backend.selectVariant(v);
     for (const w of prepared) backend.matmul(y, x, w, batch);
   });
-  // Each variant's FMA peak (its own vector width), then the vdpbf16ps peak if one uses it.
-  const fmaFlops = variants.map(() => 0);
-  let dotFlops = 0; // the same counts every round
-  const limits = [
-    ...variants.map((v, i) => () => {
-      backend.selectVariant(v);
-      fmaFlops[i] = backend.fmaPeak(PEAK_ROUNDS);
-    }),
-    ...(dotVariant === undefined
-      ? []
-      : [
-          () => {
-            backend.selectVariant(dotVariant);
-            dotFlops = backend.bf16DotPeak(PEAK_ROUNDS);
-          },
-        ]),
-  ];
+  // Flops of each limit's last run (the same count every round), keyed by the limit's index.
+  const flops: number[] = [];
+  const limit = (variant: string, loop: () => number) => {
+    const i = flops.push(0) - 1;
+    return () => {
+      backend.selectVariant(variant);
+      flops[i] = loop();
+    };
+  };
+  const limits = variants.map((v) => limit(v, () => backend.fmaPeak(PEAK_ROUNDS)));
+  const special: Partial<Record<Instruction, number>> = {};
+  for (const [ins, loop] of [
+    ["vdpbf16ps", () => backend.bf16DotPeak(PEAK_ROUNDS)],
+    ["AMX", () => backend.tilePeak(PEAK_ROUNDS / 16)],
+  ] as const) {
+    const v = variants[instructions.indexOf(ins)];
+    if (v === undefined) continue;
+    special[ins] = limits.length;
+    limits.push(limit(v, loop));
+  }
   for (const threads of threadCounts) {
     backend.setThreads(threads);
     for (const pass of passes) pass();
     const times = bestAlternating(reps, ...limits, ...passes);
-    const dotPeak = dotVariant === undefined ? 0 : dotFlops / times[variants.length]! / 1e9;
+    const gflopsOf = (i: number) => flops[i]! / times[i]! / 1e9;
     variants.forEach((variant, i) => {
       const t = times[limits.length + i]! / prepared.length;
       const gflops = (2 * rows * cols * batch) / t / 1e9;
-      const peak = dots[i] ? dotPeak : fmaFlops[i]! / times[i]! / 1e9;
+      const ins = instructions[i]!;
+      const peak = gflopsOf(ins === "FMA" ? i : special[ins]!);
       out.push({
         variant,
-        limit: dots[i] ? "vdpbf16ps" : "FMA",
+        limit: ins,
         threads,
         dtype,
         batch,

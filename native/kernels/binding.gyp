@@ -22,7 +22,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "dependencies": ["kernels_portable"],
-      "conditions": [["target_arch=='x64'", {"dependencies": ["kernels_avx2", "kernels_avx512", "kernels_avx512bf16", "quant_avx2vnni", "quant_avx512vnni"]}]],
+      "conditions": [["target_arch=='x64'", {"dependencies": ["kernels_avx2", "kernels_avx512", "kernels_avx512bf16", "kernels_amxbf16", "quant_avx2vnni", "quant_avx512vnni"]}]],
       "libraries": ["-pthread"],
       "cflags_cc": ["-pthread"],
     },
@@ -67,6 +67,16 @@
           "sources": ["src/kernels.cpp"],
           "defines": ["LK_VARIANT=avx512bf16"],
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16"],
+        },
+        {
+          # avx512bf16 plus AMX-BF16 tiles for batched products on bf16 weights (see
+          # src/amx_bf16.h); also holds the tiles' software twin, amxbf16-emulated, for tests.
+          "target_name": "kernels_amxbf16",
+          "type": "static_library",
+          "sources": ["src/kernels.cpp"],
+          "defines": ["LK_VARIANT=amxbf16"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16",
+                        "-mamx-tile", "-mamx-bf16"],
         },
       ],
     }],

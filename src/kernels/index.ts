@@ -65,7 +65,7 @@ export function loadKernelBackend(opts: LoadKernelOptions = {}): KernelBackend {
 export interface KernelReport {
   /** CPU features relevant to the kernels. */
   cpu: string[];
-  /** The kernel variant in use: "avx512bf16", "avx512", "avx2", "portable" or "reference". */
+  /** The kernel variant in use: "amxbf16", "avx512bf16", "avx512", "avx2", "portable" or "reference". */
   variant: string;
   reason: string;
   /** Every variant this CPU can run, best first (LAMINA_KERNEL_VARIANT may name any of them). */
@@ -141,7 +141,11 @@ export function kernelReport(): KernelReport {
       variant: i.variant,
       reason: i.reason,
       supported: i.supported,
-      bf16Products: i.bf16Dot ? "vdpbf16ps (activations rounded to bf16, fp32 sums)" : FMA_PRODUCTS,
+      bf16Products: i.tiles
+        ? "AMX tiles for batches, vdpbf16ps otherwise (activations rounded to bf16, fp32 sums)"
+        : i.bf16Dot
+          ? "vdpbf16ps (activations rounded to bf16, fp32 sums)"
+          : FMA_PRODUCTS,
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
       threads: i.threads,

@@ -32,6 +32,10 @@ export interface NativeAddon {
     supported: string[];
     /** Products on bf16 weights use vdpbf16ps and round their activations to bf16 first. */
     bf16Dot: boolean;
+    /** Batched products on bf16 weights go through AMX tiles (the same rounding as bf16Dot). */
+    tiles: boolean;
+    /** Variants whose special instructions run in software, for tests; selectable, never chosen. */
+    emulated: string[];
     /** The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, else "widen". */
     int8Attention: string;
   };
@@ -157,6 +161,8 @@ export interface NativeAddon {
   fmaPeak(rounds: number): number;
   /** As fmaPeak with bf16 dot-product chains (vdpbf16ps); 0 where the variant has none. */
   bf16DotPeak(rounds: number): number;
+  /** As fmaPeak with AMX tile dot-product chains (tdpbf16ps); 0 where the variant has no tiles. */
+  tilePeak(rounds: number): number;
   adviseHugePages(x: KvData): number;
   /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */
   quantMatmul(
@@ -319,7 +325,11 @@ export class NativeBackend implements KernelBackend {
 
   describe(): string {
     const i = this.addon.info();
-    const dot = i.bf16Dot ? ", bf16 products through vdpbf16ps" : "";
+    const dot = i.tiles
+      ? ", bf16 products through vdpbf16ps, batches through AMX tiles"
+      : i.bf16Dot
+        ? ", bf16 products through vdpbf16ps"
+        : "";
     return `native ${i.variant} (${i.reason}${dot}), ${i.threads} thread${i.threads === 1 ? "" : "s"}`;
   }
 
@@ -352,6 +362,14 @@ export class NativeBackend implements KernelBackend {
    */
   bf16DotPeak(rounds: number): number {
     return this.addon.bf16DotPeak(rounds);
+  }
+
+  /**
+   * Flops of a pure AMX tile loop (tdpbf16ps) on every thread, the yardstick of the batched bf16
+   * products in the amxbf16 variant; 0 for a variant without tiles.
+   */
+  tilePeak(rounds: number): number {
+    return this.addon.tilePeak(rounds);
   }
 
   adviseHugePages(x: KvData): number {

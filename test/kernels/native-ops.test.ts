@@ -37,6 +37,10 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
     // at the group's start for K = 1 (no room to shift).
     [7, 1],
     [5, 2],
+    // Whole 32-key steps of the AMX tiles: 32-row blocks, a 16-row block and rows short of a tile
+    // (which take the vdpbf16ps tiles), across a 64-row panel.
+    [101, 64],
+    [48, 96],
   ];
   for (const dtype of DTYPES) {
     for (const [rows, cols] of shapes) {
@@ -57,27 +61,37 @@ test("matmul matches the reference for every dtype, batch and variant", () => {
         const expectedRounded = new Float32Array(n * rows);
         if (dtype === "bf16")
           ref.matmul(expectedRounded, roundedToBf16(x), wRef, n, n % 2 ? bias : undefined);
-        forEachVariant(native, (v) => {
-          const out = new Float32Array(n * rows).fill(Number.NaN);
-          native.matmul(out, x, wNat, n, n % 2 ? bias : undefined);
-          const dot = dtype === "bf16" && native.info().bf16Dot;
-          assertClose(
-            out,
-            dot ? expectedRounded : expected,
-            `matmul ${v} ${dtype} ${rows}x${cols} batch ${n}`,
-          );
-          ran.add(dot ? `${v} (bf16 dot)` : v);
-        });
+        forEachVariant(
+          native,
+          (v) => {
+            const out = new Float32Array(n * rows).fill(Number.NaN);
+            native.matmul(out, x, wNat, n, n % 2 ? bias : undefined);
+            const { bf16Dot, tiles } = native.info();
+            const dot = dtype === "bf16" && bf16Dot;
+            assertClose(
+              out,
+              dot ? expectedRounded : expected,
+              `matmul ${v} ${dtype} ${rows}x${cols} batch ${n}`,
+            );
+            const amx = dot && tiles && n > 8 && cols % 32 === 0;
+            ran.add(amx ? `${v} (AMX tiles)` : dot ? `${v} (bf16 dot)` : v);
+          },
+          { emulated: true },
+        );
       }
     }
   }
   // Which variants ran, so a log shows what this CPU covered.
   console.log(`matmul variants tested: ${[...ran].join(", ")}`);
+  const { supported, emulated } = native.info();
   assert.deepEqual(
     [...ran].filter((v) => !v.includes("(")),
-    native.info().supported,
-    "every supported variant ran",
+    [...supported, ...emulated],
+    "every supported and emulated variant ran",
   );
+  // The tiles ran wherever this CPU has them or their software twin.
+  for (const v of [...supported, ...emulated].filter((x) => x.startsWith("amx")))
+    assert.ok(ran.has(`${v} (AMX tiles)`), `${v} took its tiles`);
 });
 
 test("a threaded matmul gives the same result with 1 and 3 threads", () => {
@@ -100,6 +114,37 @@ test("a threaded matmul gives the same result with 1 and 3 threads", () => {
       native.setThreads(2);
     }
   }
+});
+
+test("the AMX tiles (or their software twin) give the same products on 1 and 3 threads", () => {
+  const { supported, emulated, cpu } = native.info();
+  const amx = [...supported, ...emulated].filter((v) => v.startsWith("amx"));
+  // Both need AVX-512-BF16 (the twin is the same build with the tile instructions in software).
+  assert.equal(amx.length > 0, cpu.includes("avx512bf16"));
+  const rand = rng(12);
+  // 515 rows: slices of whole 32-row blocks, 16-row blocks and rows short of a tile; 40 tokens: a
+  // second group of 8; K = 256: eight 32-key steps.
+  const wt = randomTensor("w", "bf16", [515, 256], rand);
+  const w = native.prepareWeight(wt);
+  const x = randomF32(40 * 256, rand);
+  const bias = randomF32(515, rand);
+  const expected = new Float32Array(40 * 515);
+  ref.matmul(expected, roundedToBf16(x), ref.prepareWeight(wt), 40, bias);
+  try {
+    for (const v of amx)
+      for (const threads of [1, 3]) {
+        native.selectVariant(v);
+        native.setThreads(threads);
+        assert.ok(native.info().tiles, `${v} has tiles`);
+        const out = new Float32Array(40 * 515).fill(Number.NaN);
+        native.matmul(out, x, w, 40, bias);
+        assertClose(out, expected, `matmul ${v} ${threads} threads`);
+      }
+  } finally {
+    native.setThreads(2);
+    native.selectVariant(supported[0]!);
+  }
+  console.log(`AMX tile variants tested: ${amx.join(", ")}`);
 });
 
 test("embedding gathers rows from f32/bf16/f16 tables exactly", () => {

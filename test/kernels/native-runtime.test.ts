@@ -116,11 +116,19 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
   // What `lamina doctor` prints: every variant this CPU runs, and how bf16 products multiply.
   assert.deepEqual(r.supported, native.info().supported);
   assert.equal(/vdpbf16ps/.test(r.bf16Products), native.info().bf16Dot);
+  assert.equal(/AMX tiles/.test(r.bf16Products), native.info().tiles);
   if (!process.env.LAMINA_KERNEL_VARIANT) {
-    // A CPU with AVX-512-BF16 gets the variant that uses it.
+    // A CPU with AVX-512-BF16 gets the variant that uses it, with AMX tiles where the CPU has them
+    // and the OS grants them to this process.
     assert.equal(r.supported.includes("avx512bf16"), r.cpu.includes("avx512bf16"));
-    if (r.cpu.includes("avx512bf16")) assert.equal(r.variant, "avx512bf16");
+    assert.equal(r.supported.includes("amxbf16"), r.cpu.includes("amx-bf16"));
+    if (r.cpu.includes("amx-bf16")) assert.equal(r.variant, "amxbf16");
+    else if (r.cpu.includes("avx512bf16")) assert.equal(r.variant, "avx512bf16");
   }
+  // The tiles' software twin: selectable wherever AVX-512-BF16 runs, never chosen by itself.
+  const { emulated, supported } = native.info();
+  assert.deepEqual(emulated, r.cpu.includes("avx512bf16") ? ["amxbf16-emulated"] : []);
+  assert.ok(!supported.includes("amxbf16-emulated"));
 });
 
 test("native entry points throw a TypeError/RangeError naming the bad argument", () => {

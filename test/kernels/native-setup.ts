@@ -7,11 +7,19 @@ export function nativeKernels(): NativeBackend {
   return loadKernelBackend({ backend: "native", threads: 2 }) as NativeBackend;
 }
 
-/** Runs `body` once per compiled variant this CPU supports, restoring the best one afterwards. */
-export function forEachVariant(native: NativeBackend, body: (variant: string) => void): void {
-  const { supported } = native.info();
+/**
+ * Runs `body` once per compiled variant this CPU supports (and, with `emulated`, once per variant
+ * whose special instructions run in software here, e.g. amxbf16-emulated), restoring the best one
+ * afterwards.
+ */
+export function forEachVariant(
+  native: NativeBackend,
+  body: (variant: string) => void,
+  opts: { emulated?: boolean } = {},
+): void {
+  const { supported, emulated } = native.info();
   try {
-    for (const v of supported) {
+    for (const v of opts.emulated ? [...supported, ...emulated] : supported) {
       native.selectVariant(v);
       body(v);
     }

@@ -76,6 +76,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("streamRead", &Kernels::StreamRead),
                              InstanceMethod("fmaPeak", &Kernels::FmaPeak),
                              InstanceMethod("bf16DotPeak", &Kernels::Bf16DotPeak),
+                             InstanceMethod("tilePeak", &Kernels::TilePeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
                              InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
@@ -119,6 +120,8 @@ class Kernels : public Napi::Addon<Kernels> {
     o.Set("reason", reason_);
     // Products on bf16 weights round their activations to bf16 (vdpbf16ps; see bf16_dot.h).
     o.Set("bf16Dot", table_->dotLoop != nullptr);
+    // Batched products on bf16 weights through AMX tiles (amx_bf16.h), real or emulated.
+    o.Set("tiles", table_->tileLoop != nullptr);
     o.Set("int8Attention", table_->int8Attention());
     o.Set("threads", threads());
     Napi::Array cpu = Napi::Array::New(env);
@@ -129,6 +132,10 @@ class Kernels : public Napi::Addon<Kernels> {
     i = 0;
     for (const auto& v : lk::supportedVariants()) variants.Set(i++, v);
     o.Set("supported", variants);
+    Napi::Array emulated = Napi::Array::New(env);
+    i = 0;
+    for (const auto& v : lk::emulatedVariants()) emulated.Set(i++, v);
+    o.Set("emulated", emulated);
     return o;
   }
 
@@ -590,15 +597,25 @@ class Kernels : public Napi::Addon<Kernels> {
   // bf16DotPeak(rounds): as fmaPeak with the variant's bf16 dot-product chains (vdpbf16ps);
   // returns the flops done, or 0 where the variant has no such instruction.
   Napi::Value Bf16DotPeak(const Napi::CallbackInfo& info) {
-    const int64_t rounds = integer(info, 0, "bf16DotPeak", "rounds", 1);
-    const KernelTable* k = table_;
-    if (!k->dotLoop) return Napi::Number::New(info.Env(), 0);
+    return peakOf(info, "bf16DotPeak", table_->dotLoop, table_->dotFlopsPerRound);
+  }
+
+  // tilePeak(rounds): as bf16DotPeak with the variant's AMX tile chains (tdpbf16ps); 0 where the
+  // variant has no tiles.
+  Napi::Value TilePeak(const Napi::CallbackInfo& info) {
+    return peakOf(info, "tilePeak", table_->tileLoop, table_->tileFlopsPerRound);
+  }
+
+  // 16 tasks per thread of `rounds` rounds of `loop`; the flops done, or 0 without a loop.
+  Napi::Value peakOf(const Napi::CallbackInfo& info, const char* name, double (*loop)(int64_t), double flops) {
+    const int64_t rounds = integer(info, 0, name, "rounds", 1);
+    if (!loop) return Napi::Number::New(info.Env(), 0);
     const int64_t n = int64_t(threads()) * 16;
     partials_.assign(size_t(n), 0.0);
-    pool_->forEach(n, [&](int64_t t) { partials_[size_t(t)] = k->dotLoop(rounds); });
+    pool_->forEach(n, [&](int64_t t) { partials_[size_t(t)] = loop(rounds); });
     double sink = 0;
     for (double v : partials_) sink += v;
-    return Napi::Number::New(info.Env(), double(n) * double(rounds) * k->dotFlopsPerRound + (sink == 0.5 ? 1 : 0));
+    return Napi::Number::New(info.Env(), double(n) * double(rounds) * flops + (sink == 0.5 ? 1 : 0));
   }
 
   // adviseHugePages(x): asks Linux to back the 2 MiB-aligned interior of a large typed array with

@@ -21,7 +21,13 @@ bool cpuHasAvxVnni();
 /** Variants this CPU can run, best first. */
 std::vector<std::string> supportedVariants();
 
-/** The table for `name`, or null if unknown or not supported here. */
+/**
+ * Variants whose special instructions run in software (amxbf16-emulated: the AMX tiles), for
+ * testing their logic on CPUs without those instructions; selectable by name, never chosen.
+ */
+std::vector<std::string> emulatedVariants();
+
+/** The table for `name` (a supported or an emulated variant), or null if unknown or not supported here. */
 const KernelTable* variantTable(const std::string& name);
 
 /** The best supported variant, unless LAMINA_KERNEL_VARIANT names a supported one. */

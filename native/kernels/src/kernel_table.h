@@ -1,5 +1,5 @@
 // The interface between the Node-API layer and one compiled variant of the kernels.
-// Every variant (portable, avx2, avx512, avx512bf16) is the same source compiled with different target flags
+// Every variant (portable, avx2, avx512, avx512bf16, amxbf16) is the same source compiled with different target flags
 // into its own namespace; each exposes a KernelTable. Kernels work on a sub-range of rows/tasks
 // so the thread pool in the addon layer decides how work is split; kernels never allocate except
 // for per-thread scratch that grows once.
@@ -102,6 +102,10 @@ struct KernelTable {
   // The path int8 KV attention takes on this CPU: an integer dot-product instruction set
   // ("avx512vnni", "avxvnni") or "widen" (int8 widened to fp32).
   const char* (*int8Attention)();
+  // n rounds of independent AMX tile dot-product chains (tileFlopsPerRound flops a round), the
+  // arithmetic yardstick of the tiled bf16 products; null where the variant has no tiles.
+  double (*tileLoop)(int64_t n);
+  double tileFlopsPerRound;
 };
 
 const KernelTable* table_portable();
@@ -109,6 +113,10 @@ const KernelTable* table_portable();
 const KernelTable* table_avx2();
 const KernelTable* table_avx512();
 const KernelTable* table_avx512bf16();
+const KernelTable* table_amxbf16();
+// amxbf16 with its tile instructions done in software (amx_bf16.h): a test of the tiled
+// products' logic on any CPU with AVX-512-BF16, never chosen by itself.
+const KernelTable* table_amxbf16_emulated();
 #endif
 
 }  // namespace lk

@@ -7,13 +7,14 @@
 #include <type_traits>
 #include <vector>
 
+#include "amx_bf16.h"
 #include "bf16_dot.h"
 #include "kernel_table.h"
 #include "kv_int8.h"
 #include "simd.h"
 
 #ifndef LK_VARIANT
-#error "compile with -DLK_VARIANT=<portable|avx2|avx512|avx512bf16>"
+#error "compile with -DLK_VARIANT=<portable|avx2|avx512|avx512bf16|amxbf16>"
 #endif
 
 namespace LK_VARIANT {
@@ -275,11 +276,16 @@ void matmulRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
   batchRange<DT>(a, r0, r1);
 }
 
-void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) {
+template <class Tiles>
+void matmulWith(const MatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX512BF16__)
-  // bf16 weights through vdpbf16ps (bf16_dot.h, with its precision contract).
+  // bf16 weights through vdpbf16ps (bf16_dot.h, with its precision contract), batches through the
+  // AMX tiles on the variant that has them (amx_bf16.h, the same contract).
   if (a.dtype == lk::kBF16) {
     if (a.nTokens <= lk::kSmallBatch || a.xt == nullptr) return dotStreamRange(a, r0, r1);
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+    if (amxTakes(a)) return amxBatchRange<Tiles>(a, r0, r1);
+#endif
     return dotBatchRange(a, r0, r1);
   }
 #endif
@@ -287,6 +293,13 @@ void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) {
   else if (a.dtype == lk::kF16) matmulRange<1>(a, r0, r1);
   else matmulRange<2>(a, r0, r1);
 }
+
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) { matmulWith<HwTiles>(a, r0, r1); }
+void matmulEmulated(const MatmulArgs& a, int64_t r0, int64_t r1) { matmulWith<EmuTiles>(a, r0, r1); }
+#else
+void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) { matmulWith<void>(a, r0, r1); }
+#endif
 
 // ---- row-wise ops ---------------------------------------------------------------------------------
 
@@ -1189,6 +1202,9 @@ namespace lk {
 #define LK_CAT(a, b) LK_CAT2(a, b)
 #define LK_STR2(a) #a
 #define LK_STR(a) LK_STR2(a)
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define LK_AMX 1
+#endif
 
 const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   static const KernelTable table = {
@@ -1202,8 +1218,26 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       nullptr,                0.0,
 #endif
       LK_VARIANT::i8::attentionPath,
+#if defined(LK_AMX)
+      LK_VARIANT::tileLoop<LK_VARIANT::HwTiles>, LK_VARIANT::kTileFlopsPerRound,
+#else
+      nullptr,                0.0,
+#endif
   };
   return &table;
 }
+
+#if defined(LK_AMX)
+const KernelTable* table_amxbf16_emulated() {
+  static const KernelTable table = [] {
+    KernelTable t = *table_amxbf16();
+    t.name = "amxbf16-emulated";
+    t.matmul = LK_VARIANT::matmulEmulated;
+    t.tileLoop = LK_VARIANT::tileLoop<LK_VARIANT::EmuTiles>;
+    return t;
+  }();
+  return &table;
+}
+#endif
 
 }  // namespace lk
