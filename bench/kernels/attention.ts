@@ -159,7 +159,8 @@ for (const blockSize of blockSizes)
  * The instruction `variant`'s attention multiplies a `dtype` cache with, as attentionPart
  * (native/kernels/src/kernels.cpp) chooses: vdpbf16ps for a bf16 cache with grouped queries and
  * head_dim a multiple of 32 where the variant has it, the widening FMA kernels otherwise; null for
- * int8 (integer dot products).
+ * int8 (integer dot products). The amxbf16 variant takes a group of up to 16 heads' scores through
+ * its AMX tiles and the values through vdpbf16ps: its limit stays vdpbf16ps's, the slower of the two.
  */
 function attentionInstruction(variant: string, dtype: KvDType, group: number): Row["instruction"] {
   if (dtype === "int8") return null;

@@ -44,6 +44,8 @@ const CASES: Case[] = [
   // MHA, head size past the values kernel's register-wide column pass: the leftover columns
   // (from 64 on, with AVX2 and the 4-wide portable variant alike) take the narrow path.
   { nHeads: 4, nKvHeads: 4, headDim: 72, blockSize: 16 },
+  // group 17: more query heads than one AMX tile holds (amxbf16 then scores through vdpbf16ps)
+  { nHeads: 34, nKvHeads: 2, headDim: 32, blockSize: 16 },
 ];
 
 /** Query tokens over three sequences: a decode, a causal prefill chunk, a sub-range, an empty range. */
@@ -124,15 +126,21 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
     for (const dtype of KV_DTYPES) {
       const s = setup(c, dtype, 100 + ci);
       const expectedFor = expectation(s.refCache, s, c);
-      forEachVariant(native, (v) => {
-        const expected = expectedFor();
-        const got = run(native, s.natCache, s, c);
-        const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
-        assertClose(got.out, expected.out, `out ${what}`, expected.rtol);
-        assertClose(got.lse, expected.lse, `lse ${what}`, expected.rtol);
-        ran.add(v);
-        if (takesBf16Dot(dtype, c)) ran.add(`${v} (bf16 dot products)`);
-      });
+      forEachVariant(
+        native,
+        (v) => {
+          const expected = expectedFor();
+          const got = run(native, s.natCache, s, c);
+          const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
+          assertClose(got.out, expected.out, `out ${what}`, expected.rtol);
+          assertClose(got.lse, expected.lse, `lse ${what}`, expected.rtol);
+          ran.add(v);
+          if (takesBf16Dot(dtype, c)) ran.add(`${v} (bf16 dot products)`);
+          if (takesBf16Dot(dtype, c) && native.info().tiles && c.nHeads / c.nKvHeads <= 16)
+            ran.add(`${v} (AMX scores)`);
+        },
+        { emulated: true },
+      );
       // The empty range: zeros and -Infinity.
       const last = run(native, s.natCache, s, c);
       const row = (s.n - 1) * c.nHeads;
@@ -142,11 +150,14 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
   }
   // Which variants ran, so a log shows what this CPU covered.
   console.log(`attention variants tested: ${[...ran].join(", ")}`);
+  const { supported, emulated } = native.info();
   assert.deepEqual(
     [...ran].filter((v) => !v.includes("(")),
-    native.info().supported,
-    "every supported variant ran",
+    [...supported, ...emulated],
+    "every supported and emulated variant ran",
   );
+  for (const v of [...supported, ...emulated].filter((x) => x.startsWith("amx")))
+    assert.ok(ran.has(`${v} (AMX scores)`), `${v} took its tiles`);
 });
 
 test("merging two disjoint key ranges with their lse equals attention over the whole range", () => {
@@ -253,12 +264,16 @@ function checkAcrossThreads(
   try {
     for (const threads of [1, 2]) {
       native.setThreads(threads);
-      forEachVariant(native, (v) => {
-        const expected = expectedFor();
-        const got = run(native, natCache, s, c);
-        assertClose(got.out, expected.out, `out ${v} ${dtype} ${what} ${threads} thread(s)`, expected.rtol);
-        assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ${what} ${threads} thread(s)`, expected.rtol);
-      });
+      forEachVariant(
+        native,
+        (v) => {
+          const expected = expectedFor();
+          const got = run(native, natCache, s, c);
+          assertClose(got.out, expected.out, `out ${v} ${dtype} ${what} ${threads} thread(s)`, expected.rtol);
+          assertClose(got.lse, expected.lse, `lse ${v} ${dtype} ${what} ${threads} thread(s)`, expected.rtol);
+        },
+        { emulated: true },
+      );
     }
   } finally {
     native.setThreads(threadsBefore);

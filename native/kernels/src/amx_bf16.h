@@ -18,12 +18,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "bf16_dot.h"
 #include "kernel_table.h"
 
 #if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #include <immintrin.h>
+
+// This build has the tile kernels (kernels.cpp builds its tables and the tiled paths on it).
+#define LK_AMX 1
 
 namespace LK_VARIANT {
 
@@ -221,6 +225,66 @@ inline void amxBatchRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
     }
   }
   Tiles::release();
+}
+
+// ---- decode attention scores through the tiles (bf16 cache, grouped queries) ----------------------
+//
+// Scores of one KV head's G <= 16 query heads against up to 16 keys as one tile product per 32
+// dims: the keys' rows are the A tile (16 keys x 32 dims) and the queries the B tile (16 dim pairs x
+// 16 heads, zero past G), so C[key][head] holds the scores with no reduction. The step's keys come
+// interleaved across its blocks (attentionPart), not at one stride, so each call first copies its
+// rows into a staging tile (16 rows of head_dim, zero past n); the values stay on vdpbf16ps, whose
+// kernel already runs near that instruction's peak (BENCHMARKS.md).
+
+// The B tiles of one KV head's queries: for each 32 dims c, word [c][p][n] holds head n's dims
+// 32c + 2p and 32c + 2p + 1 (qb: [G, D] in bf16, already rounded), zero for n >= G.
+inline void amxQueryTiles(uint32_t* dst, const uint16_t* qb, int64_t G, int64_t D) {
+  for (int64_t c = 0; c < D / 32; c++)
+    for (int64_t p = 0; p < 16; p++)
+      for (int64_t n = 0; n < 16; n++) {
+        const uint16_t* e = qb + n * D + 32 * c + 2 * p;
+        dst[(c * 16 + p) * 16 + n] = n < G ? uint32_t(e[0]) | uint32_t(e[1]) << 16 : 0u;
+      }
+}
+
+// scores[g * kChunk + j] = scale * q_g . K_j for the G heads (qTiles: amxQueryTiles) and n <= 16 keys
+// (rows[j] + off: key j's first element); D a multiple of 32. Even and odd 32-dim chunks go to two
+// C tiles (0 and 3) so consecutive products do not wait on each other.
+template <class Tiles>
+inline void amxScores(const uint32_t* qTiles, int64_t G, int64_t D, const uint16_t* k, const int64_t* rows,
+                      int64_t off, int64_t n, float scale, float* scores, int64_t chunk) {
+  thread_local std::vector<uint16_t> stage;
+  if (int64_t(stage.size()) < 16 * D) stage.assign(size_t(16 * D), 0);
+  uint16_t* st = stage.data();
+  for (int64_t j = 0; j < 16; j++) {
+    uint16_t* dst = st + j * D;
+    if (j < n) {
+      const uint16_t* src = k + rows[j] + off;
+      for (int64_t i = 0; i < D; i += 32) _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
+    } else {
+      std::memset(dst, 0, size_t(D) * 2);  // padding keys: their scores are not stored
+    }
+  }
+  Tiles::template zero<0>();
+  Tiles::template zero<3>();
+  const int64_t stride = D * 2;
+  for (int64_t c = 0; c < D / 32; c++) {
+    const uint32_t* qc = qTiles + c * 256;
+    if (c % 2 == 0) {
+      Tiles::template load<1>(st + 32 * c, stride);
+      Tiles::template load<2>(qc, 64);
+      Tiles::template dp<0, 1, 2>();
+    } else {
+      Tiles::template load<4>(st + 32 * c, stride);
+      Tiles::template load<5>(qc, 64);
+      Tiles::template dp<3, 4, 5>();
+    }
+  }
+  alignas(64) float even[16][16], odd[16][16];
+  Tiles::template store<0>(even, 64);
+  Tiles::template store<3>(odd, 64);
+  for (int64_t g = 0; g < G; g++)
+    for (int64_t j = 0; j < n; j++) scores[g * chunk + j] = (even[j][g] + odd[j][g]) * scale;
 }
 
 // n rounds of six independent tdpbf16ps chains (tiles 0-5 += 6 x 7): the tiles' peak, the

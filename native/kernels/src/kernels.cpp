@@ -283,7 +283,7 @@ void matmulWith(const MatmulArgs& a, int64_t r0, int64_t r1) {
   // AMX tiles on the variant that has them (amx_bf16.h, the same contract).
   if (a.dtype == lk::kBF16) {
     if (a.nTokens <= lk::kSmallBatch || a.xt == nullptr) return dotStreamRange(a, r0, r1);
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if defined(LK_AMX)
     if (amxTakes(a)) return amxBatchRange<Tiles>(a, r0, r1);
 #endif
     return dotBatchRange(a, r0, r1);
@@ -294,7 +294,7 @@ void matmulWith(const MatmulArgs& a, int64_t r0, int64_t r1) {
   else matmulRange<2>(a, r0, r1);
 }
 
-#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#if defined(LK_AMX)
 void matmul(const MatmulArgs& a, int64_t r0, int64_t r1) { matmulWith<HwTiles>(a, r0, r1); }
 void matmulEmulated(const MatmulArgs& a, int64_t r0, int64_t r1) { matmulWith<EmuTiles>(a, r0, r1); }
 #else
@@ -966,7 +966,7 @@ inline void prefetchRows(const void* base, const int64_t* rows, int64_t off, int
 // a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
 // online-softmax steps of stepKeys(blockSize) keys, their keys interleaved across the step's blocks: every head's
 // scores for the step, the softmax update, then the values.
-template <int DT>
+template <int DT, class Tiles>
 void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                    float* lse) {
   const KvArgs& c = a.cache;
@@ -988,12 +988,27 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
 #else
   constexpr bool dp = false;
 #endif
+  // The amxbf16 build takes the grouped scores through its tiles (amx_bf16.h) where one tile holds
+  // the group (G <= 16): the queries as B tiles per KV head, the tiles configured for this task.
+#if defined(LK_AMX)
+  const bool amx = dp && !std::is_void_v<Tiles> && G <= 16;
+  thread_local std::vector<uint32_t> qTiles;
+#endif
   if (dp) {
 #if defined(__AVX512BF16__)
     for (int64_t i = 0; i < H * D; i += 32) _mm512_storeu_si512(s.qb.data() + i, (__m512i)toBf16x32(qt + i));
     for (int64_t kh = 0; kh < h1 - h0; kh++)
       for (int64_t g = kh * G; g + 4 <= (kh + 1) * G; g += 4)
         quadQueries(s.qx.data() + g * D, s.qb.data() + g * D, D);
+#endif
+#if defined(LK_AMX)
+    if (amx) {
+      const int64_t perHead = D / 32 * 256;
+      if (int64_t(qTiles.size()) < (h1 - h0) * perHead) qTiles.resize(size_t((h1 - h0) * perHead));
+      for (int64_t kh = 0; kh < h1 - h0; kh++)
+        amxQueryTiles(qTiles.data() + kh * perHead, s.qb.data() + kh * G * D, G, D);
+      Tiles::configure();
+    }
 #endif
   } else if (permuted) {
     toPairOrder(s.q.data(), qt, H * D);
@@ -1036,6 +1051,11 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     float* out = sc + kh * G * kChunk + m;
     const int64_t ns = std::min(kSub, n - m);
     nextCall(c.k, n, kh, m);
+#if defined(LK_AMX)
+    if (amx)
+      return amxScores<Tiles>(qTiles.data() + kh * (D / 32 * 256), G, D, static_cast<const uint16_t*>(c.k), rows + m,
+                              kh * headStride, ns, a.scale, out, kChunk);
+#endif
 #if defined(__AVX512BF16__)
     if (dp) return dpScoresAll(s.qb.data() + kh * G * D, s.qx.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
 #endif
@@ -1127,15 +1147,35 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     }
     if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
   }
+#if defined(LK_AMX)
+  if (amx) Tiles::release();
+#endif
 }
 
+template <class Tiles>
+void attentionWith(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                   float* lse) {
+  if (a.cache.dtype == lk::kI8) return i8::attention(a, t, h0, h1, p0, p1, out, lse);  // kv_int8.h
+  if (a.cache.dtype == lk::kF32) attentionPart<0, Tiles>(a, t, h0, h1, p0, p1, out, lse);
+  else if (a.cache.dtype == lk::kF16) attentionPart<1, Tiles>(a, t, h0, h1, p0, p1, out, lse);
+  else attentionPart<2, Tiles>(a, t, h0, h1, p0, p1, out, lse);
+}
+
+#if defined(LK_AMX)
 void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                float* lse) {
-  if (a.cache.dtype == lk::kI8) return i8::attention(a, t, h0, h1, p0, p1, out, lse);  // kv_int8.h
-  if (a.cache.dtype == lk::kF32) attentionPart<0>(a, t, h0, h1, p0, p1, out, lse);
-  else if (a.cache.dtype == lk::kF16) attentionPart<1>(a, t, h0, h1, p0, p1, out, lse);
-  else attentionPart<2>(a, t, h0, h1, p0, p1, out, lse);
+  attentionWith<HwTiles>(a, t, h0, h1, p0, p1, out, lse);
 }
+void attentionEmulated(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                       float* lse) {
+  attentionWith<EmuTiles>(a, t, h0, h1, p0, p1, out, lse);
+}
+#else
+void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+               float* lse) {
+  attentionWith<void>(a, t, h0, h1, p0, p1, out, lse);
+}
+#endif
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {
   const int64_t dv = D / W * W;
@@ -1202,9 +1242,6 @@ namespace lk {
 #define LK_CAT(a, b) LK_CAT2(a, b)
 #define LK_STR2(a) #a
 #define LK_STR(a) LK_STR2(a)
-#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
-#define LK_AMX 1
-#endif
 
 const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   static const KernelTable table = {
@@ -1233,6 +1270,7 @@ const KernelTable* table_amxbf16_emulated() {
     KernelTable t = *table_amxbf16();
     t.name = "amxbf16-emulated";
     t.matmul = LK_VARIANT::matmulEmulated;
+    t.attention = LK_VARIANT::attentionEmulated;
     t.tileLoop = LK_VARIANT::tileLoop<LK_VARIANT::EmuTiles>;
     return t;
   }();
