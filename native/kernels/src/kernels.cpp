@@ -1124,9 +1124,15 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     // The step's keys interleaved across its runs (key m from run m % nRuns while all last), so
     // the kernels read every block of the step at once: several sequential streams keep more lines
     // in flight than one (a plain read of the same blocks gains about a fifth).
-    for (int64_t i = 0, m = 0; m < n; i++)
-      for (int r = 0; r < st.nRuns; r++)
-        if (i < st.len[r]) rows[m++] = st.base[r] + i * D;
+#if defined(LK_AMX)
+    if (amx) {  // run by run: the tiles load a call's 16 keys of one block at one stride (amxScores)
+      for (int64_t r = 0, m = 0; r < st.nRuns; r++)
+        for (int64_t i = 0; i < st.len[r]; i++) rows[m++] = st.base[r] + i * D;
+    } else
+#endif
+      for (int64_t i = 0, m = 0; m < n; i++)
+        for (int r = 0; r < st.nRuns; r++)
+          if (i < st.len[r]) rows[m++] = st.base[r] + i * D;
     for (int64_t kh = 0; kh < nh; kh++)
       for (int64_t m = 0; m < n; m += kSub) scores(n, kh, m);
     softmax(n);
