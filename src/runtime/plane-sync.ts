@@ -9,10 +9,11 @@ import { PlaneFrame, type PlaneNet } from "./plane-net.js";
  * write the same bytes and counters into their copies and ring the same doorbells. Over shared
  * memory none of this runs; the processes share one copy. Which writes go where:
  *
- *   front end → slice 0's replica   a launch: the step (counts, arrays), sliceDone = 0, stepSeq
+ *   front end → slice 0's replica   a launch: the step (counts, arrays), how the last step ended
+ *                               (logitsSeq, failedSeq), sliceDone = 0, stepSeq
  *   replica → next replica      the step again, the micro-batch's context (the tensors later slices
- *                               read, as the converter lists them per slice), sliceDone = k + 1 and
- *                               stepSeq
+ *                               read, as the converter lists them per slice), how the last step
+ *                               ended, sliceDone = k + 1 and stepSeq
  *   replica → front end         the logits and logitsSeq, a failure, a pause acknowledged, and
  *                               (at most every PROGRESS_MS) its counters and sliceDone, which the
  *                               front end's stall bound reads
@@ -56,6 +57,19 @@ function stepRegions(f: PlaneFrame, b: PlaneBatch, targets: number): PlaneFrame 
   return f;
 }
 
+/**
+ * How the micro-batch's earlier steps ended (logitsSeq, failedSeq), as this copy knows: stored
+ * ahead of a step's sliceDone and stepSeq, so a replica that reads the new slice beside the old
+ * step number sees that step ended (replica-loop.ts). A step is launched only after the last one
+ * ended, and the front end's copy knows how; each frame of the step carries it on to the next
+ * replica, whose own copy is stale for steps whose last slice ran elsewhere.
+ */
+function settled(f: PlaneFrame, b: PlaneBatch): PlaneFrame {
+  return f
+    .store(wordAt(b, B.logitsSeq), Atomics.load(b.words, B.logitsSeq))
+    .store(wordAt(b, B.failedSeq), Atomics.load(b.words, B.failedSeq));
+}
+
 /** A replica's link to another replica failed: that replica is lost (the front end replaces it). */
 export class PlanePeerLostError extends Error {
   constructor(
@@ -90,7 +104,7 @@ export class FrontPlaneSync {
    */
   launched(j: number, seq: number): { replica: number; why: string } | null {
     const b = this.plane.batches[j]!;
-    const f = stepRegions(this.frame.reset(), b, this.plane.shape.targets);
+    const f = settled(stepRegions(this.frame.reset(), b, this.plane.shape.targets), b);
     f.store(wordAt(b, B.sliceDone), 0)
       .store(wordAt(b, B.stepSeq), seq)
       .ring(4 * H.doorbell);
@@ -219,7 +233,9 @@ export class ReplicaPlaneSync {
       const f = stepRegions(this.frame.reset(), b, this.plane.shape.targets);
       for (const c of this.context[k]!)
         f.view(this.tensorOf(j, c.tensor), (c.rows === "tokens" ? nTokens : nSeqs) * c.width);
-      f.store(wordAt(b, B.sliceDone), k + 1).store(wordAt(b, B.stepSeq), seq);
+      settled(f, b)
+        .store(wordAt(b, B.sliceDone), k + 1)
+        .store(wordAt(b, B.stepSeq), seq);
       f.guard(wordAt(b, B.stepSeq), seq).ring(4 * H.doorbell);
       try {
         this.net.send(1 + next, f);

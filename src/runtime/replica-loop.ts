@@ -1,5 +1,5 @@
 import type { ShmNative } from "../transport/shm-native.js";
-import { replicaOf } from "../util/rotation.js";
+import { DUE_READS, dueSlice } from "./due-slice.js";
 import type { SliceExecutor } from "./executor.js";
 import { B, H, type ModelPlane, type PlaneBatch, RW } from "./model-plane.js";
 import type { PlaneAttention } from "./plane-attention.js";
@@ -35,6 +35,8 @@ export class ReplicaLoop {
   private stopped = false;
   private waitMask = 0;
   private seen = 0;
+  /** A micro-batch's words as last read (DUE_READS order), reused on every pass. */
+  private readonly seenWords = new Int32Array(DUE_READS.length);
   private lastYield = 0;
   /** The run epoch this loop last ran under (a change means the front end recovered in between). */
   private runEpoch: number;
@@ -145,10 +147,12 @@ export class ReplicaLoop {
     const R = this.plane.shape.replicas;
     for (let j = 0; j < this.plane.batches.length; j++) {
       const b = this.plane.batches[j]!;
-      const seq = Atomics.load(b.words, B.stepSeq);
-      if (seq === Atomics.load(b.words, B.logitsSeq) || seq === Atomics.load(b.words, B.failedSeq)) continue;
-      const k = Atomics.load(b.words, B.sliceDone);
-      if (replicaOf(j, k, R) !== this.replica) continue;
+      // The order of these reads is what keeps a frame landing meanwhile harmless (due-slice.ts).
+      const seen = this.seenWords;
+      for (let i = 0; i < DUE_READS.length; i++) seen[i] = Atomics.load(b.words, DUE_READS[i]!);
+      const k = dueSlice(seen, j, R, this.replica);
+      if (k < 0) continue;
+      const seq = seen[0]!;
       if (k > 0 && !this.attention.ready(b, j)) {
         this.waitMask |= 1 << j;
         continue;
