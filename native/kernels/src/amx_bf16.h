@@ -1,5 +1,6 @@
-// Batched products on bf16 weights through AMX-BF16 tiles (Sapphire Rapids and later), for the
-// amxbf16 variant only (included by kernels.cpp; empty unless compiled with -mamx-tile -mamx-bf16).
+// Batched products on bf16 weights, and decode attention's grouped scores on a bf16 cache (below),
+// through AMX-BF16 tiles (Sapphire Rapids and later), for the amxbf16 variant only (included by
+// kernels.cpp; empty unless compiled with -mamx-tile -mamx-bf16).
 //
 // One tdpbf16ps multiplies a 16 x 32 tile of bf16 by a 16 x (16 pairs) tile into 16 x 16 fp32
 // sums: 8,192 multiply-adds, 256 times a vdpbf16ps's 32. The product y = x W^T is computed
