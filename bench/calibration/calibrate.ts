@@ -11,12 +11,12 @@
 //
 // Prints predicted against measured per placement and writes bench/results/calibration.json.
 import { loadavg } from "node:os";
-import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
 import { loadTrace } from "../../src/sim/trace.js";
+import { benchArgs } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { pdSimModel, predictPd } from "../pd/pd-predict.js";
 import { calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
@@ -34,7 +34,7 @@ import { measureProfile, type ProfileEffort } from "./profile-run.js";
 import { printCalibration, type RoundRow } from "./summary.js";
 import { scaledWorkload } from "./workload.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     rounds: { type: "string", default: "3" },
     requests: { type: "string", default: "32" },

@@ -9,14 +9,14 @@
 // Writes bench/results/calibration-profile.json (the profile plus every sweep point).
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { DType } from "../../src/model/tensor.js";
+import { benchArgs } from "../common/flags.js";
 import { CACHE_ROOT, PROFILE_FILE, REPO_ROOT } from "./paths.js";
 import { FULL_EFFORT, measureProfile, QUICK_EFFORT } from "./profile-run.js";
 import { printProfile } from "./report.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     dtype: { type: "string", default: "bf16" },
     quick: { type: "boolean", default: false },

@@ -19,7 +19,6 @@
 // Prints tables and writes bench/results/data-plane.json.
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { dataPlaneAddon, type HostJitter } from "../../src/attention/data-plane-native.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import type { AttentionStep } from "../../src/attention/service.js";
@@ -30,13 +29,13 @@ import { loadModel } from "../../src/model/load.js";
 import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { memcpyGBs, nativeRoundTrip } from "../transport/limits.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf } from "./worker-proc.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     iters: { type: "string", default: "2000" },
     gen: { type: "string", default: "64" },
@@ -46,12 +45,12 @@ const { values } = parseArgs({
     "skip-decode": { type: "boolean", default: false },
   },
 });
-const iters = intFlag(values.iters, "--iters", 10);
-const gen = intFlag(values.gen, "--gen", 8);
+const iters = intFlag(values.iters, "iters", 10);
+const gen = intFlag(values.gen, "gen", 8);
 // Unset: each side's own default spin budget.
-const spinMicros = values["spin-us"] === undefined ? undefined : intFlag(values["spin-us"], "--spin-us", 0);
+const spinMicros = values["spin-us"] === undefined ? undefined : intFlag(values["spin-us"], "spin-us", 0);
 const spin = spinMicros === undefined ? {} : { spinMicros };
-const reps = intFlag(values.reps, "--reps", 1);
+const reps = intFlag(values.reps, "reps", 1);
 const transport = values.transport as "shm" | "tcp";
 if (transport !== "shm" && transport !== "tcp")
   throw new Error(`--transport must be shm or tcp, got "${transport}"`);

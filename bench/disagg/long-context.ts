@@ -24,7 +24,6 @@
 // not depend on it.
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { kvBytesPerBlock } from "../../src/attention/kv-attention.js";
 import { type Partition, RemoteAttentionService } from "../../src/attention/remote-service.js";
 import type { AttentionService } from "../../src/attention/service.js";
@@ -42,6 +41,7 @@ import { buildColocatedEngine } from "../../src/placement/build.js";
 import type { CoreOptions } from "../../src/placement/options.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
 import type { SliceExecutor } from "../../src/runtime/executor.js";
+import { benchArgs } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel } from "./bench-model.js";
 import { startAttentionWorker } from "./worker-proc.js";
@@ -56,7 +56,7 @@ function fail(message: string): never {
 
 let values: Record<string, string | boolean | undefined>;
 try {
-  values = parseArgs({
+  values = benchArgs({
     options: {
       memory: { type: "string", default: "64MiB" },
       "kv-memory": { type: "string" },

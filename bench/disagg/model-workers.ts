@@ -19,7 +19,6 @@
 // two replicas; the bench says how many cores it used.
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import type { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { median } from "../../src/bench/stats.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
@@ -29,12 +28,12 @@ import { loadModel } from "../../src/model/load.js";
 import { buildEngine } from "../../src/placement/build.js";
 import type { EngineOptions } from "../../src/placement/options.js";
 import { ModelWorkerExecutor } from "../../src/runtime/model-worker-executor.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel, SHAPE_FLAGS, shapeFromFlags } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf } from "./worker-proc.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     ...SHAPE_FLAGS,
     batch: { type: "string", default: "32" },

@@ -19,7 +19,6 @@
 // have 16–80.
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { median } from "../../src/bench/stats.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
@@ -30,12 +29,12 @@ import { AddressedWorker, SpawnedWorker } from "../../src/placement/attention-wo
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import type { CoreOptions } from "../../src/placement/options.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt, ensureBenchModel, SHAPE_FLAGS, shapeFromFlags } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf, startAttentionWorker } from "./worker-proc.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     ...SHAPE_FLAGS,
     "kv-dtype": { type: "string", default: "f32" },

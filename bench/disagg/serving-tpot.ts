@@ -13,14 +13,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { scrapeMetrics } from "../../src/bench/server-metrics.js";
 import { median } from "../../src/bench/stats.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { REPO_ROOT, writeResults } from "../common/results.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     reps: { type: "string", default: "3" },
     prompts: { type: "string", default: "200" },
@@ -29,8 +28,8 @@ const { values } = parseArgs({
     "worker-extra": { type: "string", default: "" },
   },
 });
-const reps = intFlag(values.reps, "--reps");
-const prompts = intFlag(values.prompts, "--prompts");
+const reps = intFlag(values.reps, "reps");
+const prompts = intFlag(values.prompts, "prompts");
 const BIN = path.join(REPO_ROOT, "bin", "lamina.js");
 const MODEL = path.join(sharedDataPath("models", "stories260K"), "stories260K.bin");
 const extra = values.extra.split(/\s+/).filter((a) => a.length > 0);

@@ -9,7 +9,6 @@
 // Prints a table and writes bench/results/window-data-plane.json.
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { median } from "../../src/bench/stats.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
@@ -19,13 +18,13 @@ import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
 import { BYTE_BOS, BYTE_EOS, BYTE_VOCAB } from "../common/byte-tokenizer.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { writeRandomModelDir } from "../common/random-model.js";
 import { writeResults } from "../common/results.js";
 import { benchPrompt } from "./bench-model.js";
 import { canPin, pinProcess, pinSelf } from "./worker-proc.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     gen: { type: "string", default: "48" },
     prompt: { type: "string", default: "192" },
@@ -33,10 +32,10 @@ const { values } = parseArgs({
     window: { type: "string", default: "64" },
   },
 });
-const gen = intFlag(values.gen, "--gen", 8);
-const promptLength = intFlag(values.prompt, "--prompt", 2);
-const reps = intFlag(values.reps, "--reps", 1);
-const window = intFlag(values.window, "--window", 1);
+const gen = intFlag(values.gen, "gen", 8);
+const promptLength = intFlag(values.prompt, "prompt", 2);
+const reps = intFlag(values.reps, "reps", 1);
+const window = intFlag(values.window, "window", 1);
 
 const cores = availableParallelism();
 const pinned = canPin(cores);

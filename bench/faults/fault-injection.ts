@@ -20,7 +20,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import {
   DEFAULT_BOUNDS,
   DEFAULT_WINDOW,
@@ -35,10 +34,10 @@ import {
   runFaultSession,
   undisturbedBaseline,
 } from "../../test/helpers/fault-harness.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { RESULTS_DIR, writeResults } from "../common/results.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     runs: { type: "string" },
     seed: { type: "string", default: "1" },

@@ -25,17 +25,16 @@
 // column, 1 / (1 / read + 1 / arithmetic), is the most a kernel computing at that peak would read
 // if its reads and its arithmetic took turns: a target above it needs the two to overlap.
 // int8 caches multiply through integer dot products no loop here measures: no arithmetic limit.
-import { parseArgs } from "node:util";
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { allocKvLayer, kvBytesPerHeadToken, parseKvDtype } from "../../src/kernels/kv-cache.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     batch: { type: "string", default: "8" },
     ctx: { type: "string", default: "4096,16384" },

@@ -5,10 +5,10 @@
 // the same run; two fully independent cores would reach 2× it.
 //
 //   node dist/bench/kernels/corun.js [--seconds 2]
-import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { cpuModel } from "../common/cpu-model.js";
+import { benchArgs } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 
 type Kind = "stream" | "compute";
@@ -42,7 +42,7 @@ if (!isMainThread) {
   const { kind, seconds } = workerData as { kind: Kind; seconds: number };
   parentPort!.postMessage(rate(kind, seconds));
 } else {
-  const { values } = parseArgs({ options: { seconds: { type: "string", default: "2" } } });
+  const { values } = benchArgs({ options: { seconds: { type: "string", default: "2" } } });
   const seconds = Number(values.seconds);
   if (!(seconds > 0)) throw new Error(`--seconds must be positive, got ${values.seconds}`);
   const run = (n: number, kind: Kind) =>

@@ -11,16 +11,15 @@
 //
 // --variant: the compiled kernel variants to compare (default: the one this CPU gets); --reps:
 // repetitions of each product and its limit, alternating (each figure is the best).
-import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import type { DType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     rows: { type: "string", default: "4096" },
     cols: { type: "string", default: "4096" },

@@ -3,15 +3,14 @@
 // enough matrices (--gib, default 1.5 GiB, past the last-level cache) to come from DRAM.
 //
 //   node dist/bench/kernels/matvec.js [--rows 4096] [--cols 4096] [--threads 1,2] [--gib 1.5] [--variant avx2]
-import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { bytesPerElement } from "../../src/model/tensor.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     rows: { type: "string", default: "4096" },
     cols: { type: "string", default: "4096" },

@@ -12,7 +12,6 @@
 //
 //   node dist/bench/kernels/moe.js [--experts 128] [--top-k 8] [--hidden 2048] [--inter 768]
 //     [--batches 1,8,32] [--threads 2] [--reps 9] [--dtype bf16] [--variant avx2]
-import { parseArgs } from "node:util";
 import type { Op } from "../../src/graph/ops.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
@@ -26,10 +25,10 @@ import {
 } from "../../src/model/tensor.js";
 import { MoeScratch, prepareMoe, runMoe } from "../../src/runtime/moe-runner.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { timeOnce, writeResults } from "../common/results.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     experts: { type: "string", default: "128" },
     "top-k": { type: "string", default: "8" },

@@ -4,14 +4,13 @@
 // in the same run: a call after a gap should cost the same, not the idle pool worker's polling.
 //
 //   node dist/bench/kernels/pool-latency.js [--busy 0,1,2] [--calls 2000] [--gap-us 200]
-import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     busy: { type: "string", default: "0,1,2" },
     calls: { type: "string", default: "2000" },

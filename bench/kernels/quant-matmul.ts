@@ -6,18 +6,17 @@
 //
 //   node dist/bench/kernels/quant-matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128]
 //                                           [--type q8_0,q4_k] [--threads 1] [--gib 0.5] [--reps 5]
-import { parseArgs } from "node:util";
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import type { PreparedWeight } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { QUANT_TYPES, type QuantType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     rows: { type: "string", default: "4096" },
     cols: { type: "string", default: "4096" },

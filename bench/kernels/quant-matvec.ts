@@ -7,17 +7,16 @@
 //                                           [--threads 1,2] [--gib 1.5] [--variant avx512vnni,avx2] [--reps 5]
 //
 // --variant: quantized-product variants to compare (default: the one this CPU gets).
-import { parseArgs } from "node:util";
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import type { PreparedWeight } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { QUANT_TYPES, type QuantType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     rows: { type: "string", default: "4096" },
     cols: { type: "string", default: "4096" },

@@ -13,7 +13,6 @@
 // --quantize: the model's GGUF export at that quantization (the file the llama.cpp comparison
 // runs) instead of the bf16 directory; the matmuls are then also broken down by weight type and shape.
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { GGUF_QUANTIZE, type GgufQuantize } from "../../src/convert/gguf-format.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
@@ -22,7 +21,7 @@ import type { NativeBackend } from "../../src/kernels/native.js";
 import { weightRowBytes } from "../../src/model/gguf-dequant.js";
 import { loadModel } from "../../src/model/load.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { bestTime, REPO_ROOT, writeResults } from "../common/results.js";
 import {
   BENCH_SHAPES,
@@ -32,7 +31,7 @@ import {
   ensureBenchModelDir,
 } from "./bench-models.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     shape: { type: "string", default: "llama3.2-1b" },
     threads: { type: "string", default: "2" },

@@ -6,16 +6,15 @@
 //   npx tsc -p tsconfig.json && node dist/bench/model/load.js [--reps 5]
 //
 // Prints a table and writes bench/results/model-load.json.
-import { parseArgs } from "node:util";
 import { loadBuiltinModel } from "../../src/model/builtin-model.js";
 import { loadModel } from "../../src/model/load.js";
 import { loadRandomDemoModel } from "../../src/model/random-demo-model.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 
-const { values } = parseArgs({ options: { reps: { type: "string", default: "5" } } });
+const { values } = benchArgs({ options: { reps: { type: "string", default: "5" } } });
 const reps = intFlag(values.reps, "reps");
 
 interface Case {

@@ -13,7 +13,6 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { buildPdEngine } from "../../src/placement/build.js";
 import type { ModelStep } from "../../src/runtime/step.js";
@@ -24,12 +23,13 @@ import { HybridSpace } from "../../src/sim/replica/kv-space.js";
 import { runReplica } from "../../src/sim/replica/run.js";
 import type { BatchLoad } from "../../src/sim/replica/step-cost.js";
 import { pdContext } from "../calibration/placements.js";
+import { benchArgs } from "../common/flags.js";
 import { RESULTS_DIR, writeResults } from "../common/results.js";
 import { pdPlacement, pdSimModel } from "./pd-predict.js";
 import { replay } from "./pd-replay.js";
 import { PD_BLOCK_BYTES, PD_CONTEXT, PD_SIZES } from "./pd-setup.js";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     mode: { type: "string", default: "pd" },
     requests: { type: "string", default: "24" },

@@ -3,19 +3,18 @@
 // as bench/results/sim-speed.json.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/sim/speed.js [--reps 3]
-import { parseArgs } from "node:util";
 import { findNetwork, loadCatalog, resolveModel } from "../../src/sim/catalog.js";
 import type { Placement } from "../../src/sim/placement.js";
 import { formatTable } from "../../src/sim/report.js";
 import { simulate } from "../../src/sim/simulate.js";
 import { loadTrace } from "../../src/sim/trace.js";
-import { intFlag } from "../common/flags.js";
+import { benchArgs, intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 
 /** Wall-clock limit for simulating one hour of Azure-Conv. */
 const LIMIT_MS = 10_000;
 
-const { values } = parseArgs({ options: { reps: { type: "string", default: "3" } } });
+const { values } = benchArgs({ options: { reps: { type: "string", default: "3" } } });
 const reps = intFlag(values.reps, "reps");
 
 const catalog = loadCatalog();
