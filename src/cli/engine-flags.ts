@@ -2,6 +2,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import type { KvDType } from "../kernels/backend.js";
 import { KV_DTYPES } from "../kernels/kv-cache.js";
 import type { EngineOptions } from "../placement/options.js";
+import { DEFAULT_BLOCK_SIZE } from "../placement/sizes.js";
 import {
   checkOutputReserve,
   NAMED_OUTPUT_RESERVES,
@@ -28,7 +29,7 @@ export function addEngineFlags(cmd: Command): Command {
     )
     .option("--threads <n>", "kernel threads (default: all cores)", intArg(1, 1024))
     .option("--kv-memory <size>", "KV cache budget per attention instance, e.g. 512MiB", sizeArg)
-    .option("--block-size <n>", "KV block size in tokens", intArg(1, 1024))
+    .option("--block-size <n>", `KV block size in tokens (default: ${DEFAULT_BLOCK_SIZE})`, intArg(1, 1024))
     .option(
       "--kv-dtype <dtype>",
       "KV cache element type, on attention workers and prefill instances too: f32, f16, bf16, or int8 (a scale per token and KV head; block size a multiple of 4) (default: f32 for an f32 model, else f16)",

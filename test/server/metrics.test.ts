@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { EngineStats } from "../../src/engine/api.js";
+import { DEFAULT_BLOCK_SIZE } from "../../src/placement/sizes.js";
 import { createMetrics } from "../../src/server/metrics.js";
 import { type LiveServer, startServer, waitFor } from "./helpers.js";
 
@@ -49,10 +50,10 @@ describe("GET /metrics (stories260K, real engine)", () => {
     assert.equal(m.get("lamina_num_requests_running"), 0);
     assert.equal(m.get('lamina_kv_blocks_used{worker="local"}'), 0);
     assert.ok((m.get('lamina_kv_blocks_total{worker="local"}') ?? 0) > 0);
-    // The live engine's capacity in tokens: its blocks times the block size (16 by default).
+    // The live engine's capacity in tokens: its blocks times the block size (the default here).
     assert.equal(
       m.get('lamina_kv_capacity_tokens{worker="local"}'),
-      (m.get('lamina_kv_blocks_total{worker="local"}') ?? 0) * 16,
+      (m.get('lamina_kv_blocks_total{worker="local"}') ?? 0) * DEFAULT_BLOCK_SIZE,
     );
     assert.ok((m.get("lamina_steps_total") ?? 0) >= 16);
     assert.ok((m.get("lamina_step_model_seconds_total") ?? 0) > 0);

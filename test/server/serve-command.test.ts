@@ -6,7 +6,7 @@ import { Command, CommanderError } from "commander";
 import { type EngineFlagValues, engineOptionsFromFlags } from "../../src/cli/engine-flags.js";
 import { defaultAttentionWorkers, registerServeCommand } from "../../src/cli/serve-command.js";
 import { loadModel } from "../../src/model/load.js";
-import { resolveSizes } from "../../src/placement/sizes.js";
+import { DEFAULT_BLOCK_SIZE, resolveSizes } from "../../src/placement/sizes.js";
 import { DEFAULT_OUTPUT_RESERVE, NO_OUTPUT_RESERVE } from "../../src/util/output-reserve.js";
 import { type GroupChild, spawnGroup } from "../helpers/processes.js";
 import { storiesModelPath } from "./helpers.js";
@@ -93,8 +93,16 @@ describe("lamina serve flags", () => {
     // f32: 2 × headDim × 4 bytes a token and KV head; int8: 2 × (headDim + a 4-byte scale).
     const perTokenF32 = g.numLayers * g.numKvHeads * 2 * g.headDim * 4;
     const perTokenI8 = g.numLayers * g.numKvHeads * 2 * (g.headDim + 4);
-    assert.equal(sizes({}).numBlocks, Math.floor((1 << 20) / (perTokenF32 * 16)));
-    assert.equal(sizes({ kvDtype: "int8" }).numBlocks, Math.floor((1 << 20) / (perTokenI8 * 16)));
+    assert.equal(g.blockSize, DEFAULT_BLOCK_SIZE);
+    assert.equal(sizes({}).numBlocks, Math.floor((1 << 20) / (perTokenF32 * DEFAULT_BLOCK_SIZE)));
+    assert.equal(
+      sizes({ kvDtype: "int8" }).numBlocks,
+      Math.floor((1 << 20) / (perTokenI8 * DEFAULT_BLOCK_SIZE)),
+    );
+    assert.equal(
+      sizes({ kvDtype: "int8", blockSize: 16 }).numBlocks,
+      Math.floor((1 << 20) / (perTokenI8 * 16)),
+    );
     assert.throws(
       () => sizes({ kvDtype: "int8", blockSize: 6 }),
       /int8 KV cache needs a block size that is a multiple of 4, got 6/,
@@ -128,29 +136,35 @@ async function startServe(args: string[]): Promise<{ proc: GroupChild; url: stri
   }
 }
 
+const JSON_HEADERS = { "content-type": "application/json" };
+// A stream still running when the signal arrives. stories260K wrote its whole context (500 tokens)
+// in about a tenth of a second on a fast host, sometimes before the signal got there, and there was
+// nothing left to drain; the random model's 2048-token context takes 4 choices of 2,000 tokens, about
+// 30 times as long.
+const LONG_STREAM = JSON.stringify({
+  model: "random",
+  prompt: "Once",
+  max_tokens: 2000,
+  n: 4,
+  ignore_eos: true,
+  stream: true,
+});
+
 describe("lamina serve as a process", () => {
   it("binds 127.0.0.1, labels the model, drains in-flight requests on SIGTERM and exits 0", {
     timeout: 60_000,
   }, async () => {
-    const { proc, url, log } = await startServe(["--model", storiesModelPath(), "--port", "0"]);
+    const { proc, url, log } = await startServe(["--model", "random", "--port", "0"]);
     try {
       const exited = proc.exited.then((s) => s.code);
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
-      assert.match(log(), /model: stories260K — /);
+      assert.match(log(), /model: random — /);
       assert.match(log(), /kernels: /);
       // A long request is in flight when the signal arrives: it must still complete.
       const inFlight = fetch(`${url}/v1/completions`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          model: "stories260K",
-          prompt: "Once",
-          // Nearly the whole context (512): at a few thousand tokens a second on a fast host, 300
-          // could finish before the signal arrived, and there would be nothing left to drain.
-          max_tokens: 500,
-          ignore_eos: true,
-          stream: true,
-        }),
+        headers: JSON_HEADERS,
+        body: LONG_STREAM,
       });
       const res = await inFlight;
       assert.equal(res.status, 200);
@@ -172,7 +186,7 @@ describe("lamina serve as a process", () => {
   }, async () => {
     const { proc, url, log } = await startServe([
       "--model",
-      storiesModelPath(),
+      "random",
       "--port",
       "0",
       "--attention-workers",
@@ -183,14 +197,8 @@ describe("lamina serve as a process", () => {
       const exited = proc.exited.then((s) => s.code);
       const res = await fetch(`${url}/v1/completions`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          model: "stories260K",
-          prompt: "Once",
-          max_tokens: 500,
-          ignore_eos: true,
-          stream: true,
-        }),
+        headers: JSON_HEADERS,
+        body: LONG_STREAM,
       });
       assert.equal(res.status, 200);
       proc.child.kill("SIGTERM");
