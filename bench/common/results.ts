@@ -7,12 +7,15 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 /** Where benchmarks write their JSON (gitignored). */
 export const RESULTS_DIR = path.join(REPO_ROOT, "bench", "results");
 
-/** Writes `data` as JSON to bench/results/<name>, prints and returns the path written. */
+/**
+ * Writes `data` as JSON to bench/results/<name> (or to `name` itself where it is an absolute path,
+ * as a user's `--out /tmp/x.json` means), prints and returns the path written.
+ */
 export function writeResults(name: string, data: unknown): string {
-  const file = path.join(RESULTS_DIR, name);
+  const file = path.isAbsolute(name) ? name : path.join(RESULTS_DIR, name);
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
-  console.log(`wrote ${path.relative(REPO_ROOT, file)}`);
+  console.log(`wrote ${path.isAbsolute(name) ? file : path.relative(REPO_ROOT, file)}`);
   return file;
 }
 
