@@ -103,7 +103,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       source: setup.model.source,
       backend: setup.backend.describe(),
       // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
-      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);
