@@ -1,6 +1,6 @@
 import { BlockAllocator } from "./block-allocator.js";
 import type { KvGeometry } from "./kv-attention.js";
-import { windowKeepFrom } from "./window-blocks.js";
+import { type GlobalPool, reserveInPools } from "./window-blocks.js";
 
 /**
  * The model side's exact mirror of one attention worker's block accounting: its global pool (the
@@ -12,6 +12,8 @@ import { windowKeepFrom } from "./window-blocks.js";
 export class BlockMirror extends BlockAllocator {
   /** The window layers' pool, or null when every layer's KV is in the global pool. */
   readonly window: BlockAllocator | null;
+  /** The global pool as reserveInPools takes it. */
+  private readonly global: GlobalPool;
 
   constructor(
     private readonly geometry: KvGeometry,
@@ -24,6 +26,12 @@ export class BlockMirror extends BlockAllocator {
         `attention worker keeps a window pool of ${windowBlocks} blocks for a model without a window`,
       );
     this.window = windowBlocks > 0 ? new BlockAllocator(windowBlocks, geometry.blockSize) : null;
+    // The base class's reserve (this class's own comes back to reserveAhead), made once: reservations
+    // run every step for every sequence.
+    this.global = {
+      canReserve: (s, n) => super.canReserve(s, n),
+      reserve: (s, n) => super.reserve(s, n),
+    };
   }
 
   /**
@@ -31,11 +39,7 @@ export class BlockMirror extends BlockAllocator {
    * the window's front freed.
    */
   reserveAhead(seqId: number, numTokens: number, ahead: number): boolean {
-    const keep = this.window ? windowKeepFrom(this.geometry, numTokens) : 0;
-    if (!this.canReserve(seqId, numTokens + ahead)) return false;
-    if (this.window && !this.window.canReserve(seqId, numTokens, keep)) return false;
-    this.window?.reserve(seqId, numTokens, keep);
-    return super.reserve(seqId, numTokens + ahead);
+    return reserveInPools(this.geometry, this.global, this.window, seqId, numTokens, ahead);
   }
 
   override reserve(seqId: number, numTokens: number): boolean {

@@ -2,7 +2,7 @@ import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../ker
 import { allocKvLayer, kvBytesPerHeadToken } from "../kernels/kv-cache.js";
 import { BlockAllocator } from "./block-allocator.js";
 import type { AttentionStep } from "./service.js";
-import { windowKeepFrom, windowPoolBlocks, windowSplit } from "./window-blocks.js";
+import { reserveInPools, windowPoolBlocks, windowSplit } from "./window-blocks.js";
 
 export interface KvGeometry {
   readonly numLayers: number;
@@ -132,12 +132,7 @@ export class KvAttention {
    * step (which ends at numTokens) can reach are freed.
    */
   reserve(seqId: number, numTokens: number, ahead = 0): boolean {
-    const win = this.windowAllocator;
-    const keep = win ? windowKeepFrom(this.geometry, numTokens) : 0;
-    if (!this.allocator.canReserve(seqId, numTokens + ahead)) return false;
-    if (win && !win.canReserve(seqId, numTokens, keep)) return false;
-    win?.reserve(seqId, numTokens, keep);
-    return this.allocator.reserve(seqId, numTokens + ahead);
+    return reserveInPools(this.geometry, this.allocator, this.windowAllocator, seqId, numTokens, ahead);
   }
 
   release(seqId: number): void {

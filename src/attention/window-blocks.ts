@@ -1,4 +1,5 @@
 import { kvBytesPerHeadToken } from "../kernels/kv-cache.js";
+import type { BlockAllocator } from "./block-allocator.js";
 import type { KvGeometry } from "./kv-attention.js";
 
 /**
@@ -39,6 +40,32 @@ export function windowPoolBlocks(g: KvGeometry, globalBlocks: number): number {
 /** The first block index of a sequence's window table still needed once [0, numTokens) is reserved. */
 export function windowKeepFrom(g: KvGeometry, numTokens: number): number {
   return Math.max(0, Math.floor((numTokens - g.maxTokens + 1 - g.slidingWindow!) / g.blockSize));
+}
+
+/** What reserveInPools needs of the global pool (a BlockMirror passes its own base-class methods). */
+export interface GlobalPool {
+  canReserve(seqId: number, numTokens: number): boolean;
+  reserve(seqId: number, numTokens: number): boolean;
+}
+
+/**
+ * The one reservation rule of a cache whose window layers have a pool of their own, for the worker's
+ * KvAttention and the model side's mirror of it alike: both pools or neither, the global pool
+ * `ahead` tokens beyond the step's end, the window pool's blocks before windowKeepFrom freed.
+ */
+export function reserveInPools(
+  g: KvGeometry,
+  global: GlobalPool,
+  window: BlockAllocator | null,
+  seqId: number,
+  numTokens: number,
+  ahead: number,
+): boolean {
+  const keep = window ? windowKeepFrom(g, numTokens) : 0;
+  if (!global.canReserve(seqId, numTokens + ahead)) return false;
+  if (window && !window.canReserve(seqId, numTokens, keep)) return false;
+  window?.reserve(seqId, numTokens, keep);
+  return global.reserve(seqId, numTokens + ahead);
 }
 
 /** Bytes of one block of `layers` layers' K and V. */
