@@ -4,8 +4,8 @@
 // end after one goes, refuse a second front end, a wrong secret, another model and malformed
 // messages with clear errors, and be taken back after a restart mid-run with no token changed.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -65,12 +65,32 @@ async function startModelWorker(
 }
 
 /** A port nothing listens on now (the worker's fixed plane port). */
+/**
+ * A port that is free now and that the kernel will not hand to an outgoing connection before the
+ * worker binds it. Port 0 picks from the ephemeral range, the one the engine's own connections
+ * draw from between this call and the bind (a CI run once lost the port to one of them): so the
+ * port is drawn below that range.
+ */
 async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  let low = 32768;
+  try {
+    low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  } catch {
+    // not Linux: Linux's default range
+  }
+  const base = low > 11_000 ? 10_000 : 1_024;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = base + Math.floor(Math.random() * Math.max(1, low - base));
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+  throw new Error("no free port below the ephemeral range");
 }
 
 function options(addrs: string[], more: EngineOptions = {}): EngineOptions {
