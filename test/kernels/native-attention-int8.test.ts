@@ -159,10 +159,11 @@ test("int8 attention matches the reference on the same cache (every variant, GQA
   native.setThreads(2);
   console.log(`int8 attention variants tested (path): ${[...ran].join(", ")}`);
   // Every variant ran, each on the dot-product path its CPU has: AVX-512 VNNI for the AVX-512
-  // variants, AVX-VNNI for the AVX2 one, else widening.
+  // builds (amxbf16 is one: AMX on top of AVX-512-BF16), AVX-VNNI for the AVX2 one, else widening.
   const cpu = new Set(native.info().cpu);
+  const avx512Build = (v: string) => v.startsWith("avx512") || v.startsWith("amx");
   const path = (v: string) =>
-    v.startsWith("avx512") && cpu.has("avx512vnni")
+    avx512Build(v) && cpu.has("avx512vnni")
       ? "avx512vnni"
       : v === "avx2" && cpu.has("avxvnni")
         ? "avxvnni"
