@@ -157,14 +157,15 @@ for (const blockSize of blockSizes)
 /**
  * The instruction `variant`'s attention multiplies a `dtype` cache with, as attentionPart
  * (native/kernels/src/kernels.cpp) chooses: vdpbf16ps for a bf16 cache with grouped queries and
- * head_dim a multiple of 32 where the variant has it, the widening FMA kernels otherwise; null for
- * int8 (integer dot products). The amxbf16 variant takes a group of up to 16 heads' scores through
- * its AMX tiles and the values through vdpbf16ps: its limit stays vdpbf16ps's, the slower of the two.
+ * head_dim a multiple of 32 where the variant takes it for attention (avx512bf16; the addon's
+ * bf16DotAttention), the widening FMA kernels otherwise; null for int8 (integer dot products).
  */
 function attentionInstruction(variant: string, dtype: KvDType, group: number): Row["instruction"] {
   if (dtype === "int8") return null;
   backend.selectVariant(variant);
-  return dtype === "bf16" && group >= 2 && headDim % 32 === 0 && backend.info().bf16Dot ? "vdpbf16ps" : "FMA";
+  return dtype === "bf16" && group >= 2 && headDim % 32 === 0 && backend.info().bf16DotAttention
+    ? "vdpbf16ps"
+    : "FMA";
 }
 
 /** One case on one thread count: every variant, the read limit and the arithmetic peaks, alternating. */

@@ -76,12 +76,16 @@ export interface KernelReport {
   quantProducts: string;
   /** The path int8 KV attention takes: "avx512vnni" or "avxvnni" dot products, "widen", or "reference". */
   int8Attention: string;
+  /** How grouped-query attention multiplies a bf16 cache: vdpbf16ps, or K and V widened to fp32. */
+  bf16Attention: string;
   threads: number;
   addonPath: string | null;
   error?: string;
 }
 
 const FMA_PRODUCTS = "fp32 multiply-add (weights widened to fp32)";
+const BF16_DOT_ATTENTION = "vdpbf16ps for grouped queries (queries and probabilities rounded to bf16)";
+const WIDENED_ATTENTION = "fp32 multiply-add (K and V widened to fp32)";
 
 const RELEVANT_FLAGS = [
   "sse4_2",
@@ -130,6 +134,7 @@ export function kernelReport(): KernelReport {
       bf16Products: FMA_PRODUCTS,
       quantProducts: "reference",
       int8Attention: "reference",
+      bf16Attention: WIDENED_ATTENTION,
       threads: 1,
       addonPath: null,
     };
@@ -148,6 +153,7 @@ export function kernelReport(): KernelReport {
           : FMA_PRODUCTS,
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
+      bf16Attention: i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
       threads: i.threads,
       addonPath: path,
     };
@@ -160,6 +166,7 @@ export function kernelReport(): KernelReport {
       bf16Products: FMA_PRODUCTS,
       quantProducts: "reference",
       int8Attention: "reference",
+      bf16Attention: WIDENED_ATTENTION,
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

@@ -34,6 +34,11 @@ export interface NativeAddon {
     bf16Dot: boolean;
     /** Batched products on bf16 weights go through AMX tiles (the same rounding as bf16Dot). */
     tiles: boolean;
+    /**
+     * Grouped-query attention on a bf16 cache goes through vdpbf16ps (queries and probabilities
+     * rounded to bf16): avx512bf16 only, not amxbf16, whose CPUs issue it at half the FMA's rate.
+     */
+    bf16DotAttention: boolean;
     /** Variants whose special instructions run in software, for tests; selectable, never chosen. */
     emulated: string[];
     /** The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, else "widen". */

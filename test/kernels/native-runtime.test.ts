@@ -117,6 +117,9 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
   assert.deepEqual(r.supported, native.info().supported);
   assert.equal(/vdpbf16ps/.test(r.bf16Products), native.info().bf16Dot);
   assert.equal(/AMX tiles/.test(r.bf16Products), native.info().tiles);
+  // and how grouped-query attention multiplies a bf16 cache (vdpbf16ps on avx512bf16 only).
+  assert.equal(/vdpbf16ps/.test(r.bf16Attention), native.info().bf16DotAttention);
+  assert.equal(native.info().bf16DotAttention, native.info().variant === "avx512bf16");
   if (!process.env.LAMINA_KERNEL_VARIANT) {
     // A CPU with AVX-512-BF16 gets the variant that uses it, with AMX tiles where the CPU has them
     // and the OS grants them to this process.

@@ -37,8 +37,8 @@ export function roundedToBf16(x: Float32Array): Float32Array {
 
 /**
  * Whether the variant selected now runs attention on this cache through bf16 dot products
- * (avx512bf16's vdpbf16ps): a bf16 cache, 2 or more query heads per KV head, head_dim a multiple
- * of 32. That path rounds the queries and the probabilities to bf16, so tests compare it with the
+ * (avx512bf16's vdpbf16ps; the addon says which variants do): a bf16 cache, 2 or more query heads
+ * per KV head, head_dim a multiple of 32. That path rounds the queries and the probabilities to bf16, so tests compare it with the
  * reference run on the rounded queries, within one bf16 step (BF16_DOT_RTOL) of the largest output.
  */
 export function attentionTakesBf16Dot(
@@ -48,7 +48,7 @@ export function attentionTakesBf16Dot(
   nKvHeads: number,
   headDim: number,
 ): boolean {
-  return native.info().bf16Dot && kvDtype === "bf16" && nHeads / nKvHeads >= 2 && headDim % 32 === 0;
+  return native.info().bf16DotAttention && kvDtype === "bf16" && nHeads / nKvHeads >= 2 && headDim % 32 === 0;
 }
 
 /** One bf16 step: how far rounding the probabilities to bf16 may move an attention output. */

@@ -120,6 +120,8 @@ class Kernels : public Napi::Addon<Kernels> {
     o.Set("reason", reason_);
     // Products on bf16 weights round their activations to bf16 (vdpbf16ps; see bf16_dot.h).
     o.Set("bf16Dot", table_->dotLoop != nullptr);
+    // Grouped-query attention on a bf16 cache through vdpbf16ps (queries and probabilities rounded).
+    o.Set("bf16DotAttention", table_->bf16DotAttention);
     // Batched products on bf16 weights through AMX tiles (amx_bf16.h), real or emulated.
     o.Set("tiles", table_->tileLoop != nullptr);
     o.Set("int8Attention", table_->int8Attention());

@@ -1,6 +1,7 @@
-// Batched products on bf16 weights, and decode attention's grouped scores on a bf16 cache (below),
-// through AMX-BF16 tiles (Sapphire Rapids and later), for the amxbf16 variant only (included by
-// kernels.cpp; empty unless compiled with -mamx-tile -mamx-bf16).
+// Batched products on bf16 weights through AMX-BF16 tiles (Sapphire Rapids and later), for the
+// amxbf16 variant only (included by kernels.cpp; empty unless compiled with -mamx-tile -mamx-bf16).
+// Decode attention's grouped scores went through the tiles too, until an Emerald Rapids Xeon ran
+// them slower than the widening kernel (BENCHMARKS.md, "The amxbf16 variant on a Xeon").
 //
 // One tdpbf16ps multiplies a 16 x 32 tile of bf16 by a 16 x (16 pairs) tile into 16 x 16 fp32
 // sums: 8,192 multiply-adds, 256 times a vdpbf16ps's 32. The product y = x W^T is computed
@@ -226,81 +227,6 @@ inline void amxBatchRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
     }
   }
   Tiles::release();
-}
-
-// ---- decode attention scores through the tiles (bf16 cache, grouped queries) ----------------------
-//
-// Scores of one KV head's G <= 16 query heads against up to 16 keys as one tile product per 32
-// dims: the keys' rows are the A tile (16 keys x 32 dims) and the queries the B tile (16 dim pairs x
-// 16 heads, zero past G), so C[key][head] holds the scores with no reduction. For the tiles the
-// step's keys go run by run (attentionPart), so a call's 16 keys of one block lie at one stride and
-// are loaded where they are; the values stay on vdpbf16ps, whose kernel already runs near that
-// instruction's peak (BENCHMARKS.md).
-
-// The B tiles of one KV head's queries: for each 32 dims c, word [c][p][n] holds head n's dims
-// 32c + 2p and 32c + 2p + 1 (qb: [G, D] in bf16, already rounded), zero for n >= G.
-inline void amxQueryTiles(uint32_t* dst, const uint16_t* qb, int64_t G, int64_t D) {
-  for (int64_t c = 0; c < D / 32; c++)
-    for (int64_t p = 0; p < 16; p++)
-      for (int64_t n = 0; n < 16; n++) {
-        const uint16_t* e = qb + n * D + 32 * c + 2 * p;
-        dst[(c * 16 + p) * 16 + n] = n < G ? uint32_t(e[0]) | uint32_t(e[1]) << 16 : 0u;
-      }
-}
-
-// scores[g * kChunk + j] = scale * q_g . K_j for the G heads (qTiles: amxQueryTiles) and n <= 16 keys
-// (rows[j] + off: key j's first element); D a multiple of 32. Sixteen keys at one stride (one run of
-// a block, as attentionPart orders them for the tiles) are the A tiles where they lie; others are
-// copied into a staging tile first (zero past n). Even and odd 32-dim chunks go to two C tiles (0
-// and 3) so consecutive products do not wait on each other; C is [key][head], so each head's scores
-// are a gather of one column of both.
-template <class Tiles>
-inline void amxScores(const uint32_t* qTiles, int64_t G, int64_t D, const uint16_t* k, const int64_t* rows,
-                      int64_t off, int64_t n, float scale, float* scores, int64_t chunk) {
-  bool direct = n == 16;
-  for (int64_t j = 1; j < n && direct; j++) direct = rows[j] == rows[0] + j * D;
-  const uint16_t* a = k + rows[0] + off;
-  if (!direct) {
-    thread_local std::vector<uint16_t> stage;
-    if (int64_t(stage.size()) < 16 * D) stage.assign(size_t(16 * D), 0);
-    uint16_t* st = stage.data();
-    for (int64_t j = 0; j < 16; j++) {
-      uint16_t* dst = st + j * D;
-      if (j < n) {
-        const uint16_t* src = k + rows[j] + off;
-        for (int64_t i = 0; i < D; i += 32) _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
-      } else {
-        std::memset(dst, 0, size_t(D) * 2);  // padding keys: their scores are not stored
-      }
-    }
-    a = st;
-  }
-  Tiles::template zero<0>();
-  Tiles::template zero<3>();
-  const int64_t stride = D * 2;
-  for (int64_t c = 0; c < D / 32; c++) {
-    const uint32_t* qc = qTiles + c * 256;
-    if (c % 2 == 0) {
-      Tiles::template load<1>(a + 32 * c, stride);
-      Tiles::template load<2>(qc, 64);
-      Tiles::template dp<0, 1, 2>();
-    } else {
-      Tiles::template load<4>(a + 32 * c, stride);
-      Tiles::template load<5>(qc, 64);
-      Tiles::template dp<3, 4, 5>();
-    }
-  }
-  alignas(64) float even[16][16], odd[16][16];
-  Tiles::template store<0>(even, 64);
-  Tiles::template store<3>(odd, 64);
-  const __m512i column = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(16));
-  const __mmask16 keys = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
-  const __m512 sv = _mm512_set1_ps(scale);
-  for (int64_t g = 0; g < G; g++) {
-    const __m512 e = _mm512_i32gather_ps(column, &even[0][g], 4), o = _mm512_i32gather_ps(column, &odd[0][g], 4);
-    _mm512_mask_storeu_ps(scores + g * chunk, keys, _mm512_mul_ps(_mm512_add_ps(e, o), sv));
-  }
 }
 
 // n rounds of six independent tdpbf16ps chains (tiles 0-5 += 6 x 7): the tiles' peak, the

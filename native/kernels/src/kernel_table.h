@@ -102,6 +102,9 @@ struct KernelTable {
   // The path int8 KV attention takes on this CPU: an integer dot-product instruction set
   // ("avx512vnni", "avxvnni") or "widen" (int8 widened to fp32).
   const char* (*int8Attention)();
+  // Whether grouped-query attention on a bf16 cache multiplies through bf16 dot products
+  // (vdpbf16ps: queries and probabilities rounded to bf16) rather than widening K and V to fp32.
+  bool bf16DotAttention;
   // n rounds of independent AMX tile dot-product chains (tileFlopsPerRound flops a round), the
   // arithmetic yardstick of the tiled bf16 products; null where the variant has no tiles.
   double (*tileLoop)(int64_t n);

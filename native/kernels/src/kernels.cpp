@@ -993,7 +993,7 @@ inline void prefetchRows(const void* base, const int64_t* rows, int64_t off, int
 // a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
 // online-softmax steps of stepKeys(blockSize) keys, their keys interleaved across the step's blocks: every head's
 // scores for the step, the softmax update, then the values.
-template <int DT, class Tiles>
+template <int DT>
 void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                    float* lse) {
   const KvArgs& c = a.cache;
@@ -1009,17 +1009,15 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   const bool permuted = pairs && pairPermuted<DT>();
   const float* q = qt;
   // A bf16 cache on a CPU with AVX-512-BF16 multiplies through vdpbf16ps (see dpScoresTile) when
-  // queries are grouped; for MHA (G = 1) the widening kernels measured faster (BENCHMARKS.md).
-#if defined(__AVX512BF16__)
+  // queries are grouped; for MHA (G = 1) the widening kernels measured faster (BENCHMARKS.md). Not
+  // on the amxbf16 build: the CPUs with AMX (Intel's) issue vdpbf16ps at half the FMA's rate of
+  // multiply-adds, and on an Emerald Rapids Xeon the widening kernel read a grouped-query cache
+  // faster (55-59% of the streaming read against 48-57%; the scores through AMX tiles, tried there,
+  // 36-44%: BENCHMARKS.md, "The amxbf16 variant on a Xeon").
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
   const bool dp = DT == 2 && D % 32 == 0 && G >= 2;
 #else
   constexpr bool dp = false;
-#endif
-  // The amxbf16 build takes the grouped scores through its tiles (amx_bf16.h) where one tile holds
-  // the group (G <= 16): the queries as B tiles per KV head, the tiles configured for this task.
-#if defined(LK_AMX)
-  const bool amx = dp && !std::is_void_v<Tiles> && G <= 16;
-  thread_local std::vector<uint32_t> qTiles;
 #endif
   if (dp) {
 #if defined(__AVX512BF16__)
@@ -1027,15 +1025,6 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     for (int64_t kh = 0; kh < h1 - h0; kh++)
       for (int64_t g = kh * G; g + 4 <= (kh + 1) * G; g += 4)
         quadQueries(s.qx.data() + g * D, s.qb.data() + g * D, D);
-#endif
-#if defined(LK_AMX)
-    if (amx) {
-      const int64_t perHead = D / 32 * 256;
-      if (int64_t(qTiles.size()) < (h1 - h0) * perHead) qTiles.resize(size_t((h1 - h0) * perHead));
-      for (int64_t kh = 0; kh < h1 - h0; kh++)
-        amxQueryTiles(qTiles.data() + kh * perHead, s.qb.data() + kh * G * D, G, D);
-      Tiles::configure();
-    }
 #endif
   } else if (permuted) {
     toPairOrder(s.q.data(), qt, H * D);
@@ -1079,11 +1068,6 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     float* out = sc + kh * G * kChunk + m;
     const int64_t ns = std::min(kSub, n - m);
     nextCall(c.k, n, kh, m);
-#if defined(LK_AMX)
-    if (amx)
-      return amxScores<Tiles>(qTiles.data() + kh * (D / 32 * 256), G, D, static_cast<const uint16_t*>(c.k), rows + m,
-                              kh * headStride, ns, a.scale, out, kChunk);
-#endif
 #if defined(__AVX512BF16__)
     if (dp) return dpScoresAll(s.qb.data() + kh * G * D, s.qx.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
 #endif
@@ -1152,15 +1136,9 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     // The step's keys interleaved across its runs (key m from run m % nRuns while all last), so
     // the kernels read every block of the step at once: several sequential streams keep more lines
     // in flight than one (a plain read of the same blocks gains about a fifth).
-#if defined(LK_AMX)
-    if (amx) {  // run by run: the tiles load a call's 16 keys of one block at one stride (amxScores)
-      for (int64_t r = 0, m = 0; r < st.nRuns; r++)
-        for (int64_t i = 0; i < st.len[r]; i++) rows[m++] = st.base[r] + i * D;
-    } else
-#endif
-      for (int64_t i = 0, m = 0; m < n; i++)
-        for (int r = 0; r < st.nRuns; r++)
-          if (i < st.len[r]) rows[m++] = st.base[r] + i * D;
+    for (int64_t i = 0, m = 0; m < n; i++)
+      for (int r = 0; r < st.nRuns; r++)
+        if (i < st.len[r]) rows[m++] = st.base[r] + i * D;
     for (int64_t kh = 0; kh < nh; kh++)
       for (int64_t m = 0; m < n; m += kSub) scores(n, kh, m);
     softmax(n);
@@ -1181,35 +1159,15 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     }
     if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
   }
-#if defined(LK_AMX)
-  if (amx) Tiles::release();
-#endif
 }
 
-template <class Tiles>
-void attentionWith(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
-                   float* lse) {
+void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+               float* lse) {
   if (a.cache.dtype == lk::kI8) return i8::attention(a, t, h0, h1, p0, p1, out, lse);  // kv_int8.h
-  if (a.cache.dtype == lk::kF32) attentionPart<0, Tiles>(a, t, h0, h1, p0, p1, out, lse);
-  else if (a.cache.dtype == lk::kF16) attentionPart<1, Tiles>(a, t, h0, h1, p0, p1, out, lse);
-  else attentionPart<2, Tiles>(a, t, h0, h1, p0, p1, out, lse);
+  if (a.cache.dtype == lk::kF32) attentionPart<0>(a, t, h0, h1, p0, p1, out, lse);
+  else if (a.cache.dtype == lk::kF16) attentionPart<1>(a, t, h0, h1, p0, p1, out, lse);
+  else attentionPart<2>(a, t, h0, h1, p0, p1, out, lse);
 }
-
-#if defined(LK_AMX)
-void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
-               float* lse) {
-  attentionWith<HwTiles>(a, t, h0, h1, p0, p1, out, lse);
-}
-void attentionEmulated(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
-                       float* lse) {
-  attentionWith<EmuTiles>(a, t, h0, h1, p0, p1, out, lse);
-}
-#else
-void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
-               float* lse) {
-  attentionWith<void>(a, t, h0, h1, p0, p1, out, lse);
-}
-#endif
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {
   const int64_t dv = D / W * W;
@@ -1289,6 +1247,11 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       nullptr,                0.0,
 #endif
       LK_VARIANT::i8::attentionPath,
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
+      true,
+#else
+      false,
+#endif
 #if defined(LK_AMX)
       LK_VARIANT::tileLoop<LK_VARIANT::HwTiles>, LK_VARIANT::kTileFlopsPerRound,
 #else
@@ -1304,7 +1267,6 @@ const KernelTable* table_amxbf16_emulated() {
     KernelTable t = *table_amxbf16();
     t.name = "amxbf16-emulated";
     t.matmul = LK_VARIANT::matmulEmulated;
-    t.attention = LK_VARIANT::attentionEmulated;
     t.tileLoop = LK_VARIANT::tileLoop<LK_VARIANT::EmuTiles>;
     return t;
   }();
