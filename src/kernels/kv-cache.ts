@@ -1,4 +1,10 @@
-import { allocTensorData, bytesPerElement, type DType, readElement } from "../model/tensor.js";
+import {
+  allocSharedBytes,
+  allocTensorData,
+  bytesPerElement,
+  type DType,
+  readElement,
+} from "../model/tensor.js";
 import type { KvData, KvDType, KvLayerCache } from "./backend.js";
 
 /** Every KV cache element type, as `--kv-dtype` and the attention-worker protocol name them. */
@@ -35,7 +41,10 @@ export function checkKvBlockSize(dtype: KvDType, blockSize: number): void {
 
 /** Zeroed storage for one layer's K or V of `elements` elements, on a SharedArrayBuffer. */
 function allocKv(dtype: KvDType, elements: number): KvData {
-  if (dtype === "int8") return new Int8Array(new SharedArrayBuffer(elements));
+  if (dtype === "int8") {
+    const bytes = allocSharedBytes(elements);
+    return new Int8Array(bytes.buffer, bytes.byteOffset, elements);
+  }
   return allocTensorData(dtype, elements);
 }
 
@@ -56,7 +65,7 @@ export function allocKvLayer(
   advise?.(v);
   const base = { dtype, numBlocks, blockSize, nKvHeads, headDim, k, v };
   if (dtype !== "int8") return base;
-  const scales = () => new Float32Array(new SharedArrayBuffer(rows * 4));
+  const scales = () => allocTensorData("f32", rows) as Float32Array;
   return { ...base, kScale: scales(), vScale: scales() };
 }
 

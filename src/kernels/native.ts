@@ -4,10 +4,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { quantRowBytes } from "../model/gguf-dequant.js";
 import {
+  allocSharedBytes,
   type DType,
   floatTensor,
   isQuantTensor,
   type QuantType,
+  setLineGap,
   type Tensor,
   type TensorData,
 } from "../model/tensor.js";
@@ -169,6 +171,8 @@ export interface NativeAddon {
   /** As fmaPeak with AMX tile dot-product chains (tdpbf16ps); 0 where the variant has no tiles. */
   tilePeak(rounds: number): number;
   adviseHugePages(x: KvData): number;
+  /** Bytes from x's first element to the next 64-byte boundary. */
+  lineGap(x: Uint8Array): number;
   /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */
   quantMatmul(
     out: Float32Array,
@@ -326,7 +330,11 @@ class NativeExperts implements PreparedExperts {
 export class NativeBackend implements KernelBackend {
   readonly name = "native";
 
-  constructor(private readonly addon: NativeAddon) {}
+  constructor(private readonly addon: NativeAddon) {
+    // From now on shared storage (weights, KV caches) starts on cache lines: a 64-byte load of a
+    // row no longer straddles two (docs/BENCHMARKS.md, "Weights on cache lines").
+    setLineGap((view) => addon.lineGap(view));
+  }
 
   describe(): string {
     const i = this.addon.info();
@@ -468,7 +476,7 @@ export class NativeBackend implements KernelBackend {
       const view = new Uint8Array(datas[0]!.buffer, datas[0]!.byteOffset, bytes * members.length);
       return new NativeQuantExperts(members.length, first.rows, first.cols, first.dtype, view);
     }
-    const data = new Uint8Array(new SharedArrayBuffer(bytes * members.length));
+    const data = allocSharedBytes(bytes * members.length);
     for (const [e, d] of datas.entries()) data.set(d.subarray(0, bytes), e * bytes);
     return new NativeQuantExperts(members.length, first.rows, first.cols, first.dtype, data);
   }

@@ -16,7 +16,7 @@ import {
 import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
-import { type Tensor, toFloat32 } from "./tensor.js";
+import { allocSharedBytes, allocTensorData, type Tensor, tensorDataOver, toFloat32 } from "./tensor.js";
 import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
@@ -138,7 +138,7 @@ function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): 
   if (info.typeName !== "F32") {
     throw new GgufError(meta.file, `tensor "rope_freqs.weight" has type ${info.typeName} (want F32)`);
   }
-  const divisors = new Float32Array(g.readBytes(info.name).buffer);
+  const divisors = tensorDataOver("f32", g.readBytes(info.name)) as Float32Array;
   const original =
     meta.num(`${arch}.rope.scaling.original_context_length`) ?? meta.need(`${arch}.context_length`);
   const theta = meta.num(`${arch}.rope.freq_base`) ?? 10000;
@@ -258,7 +258,7 @@ export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: numb
     throw new Error(`${rows} q/k rows do not split into ${nHeads} heads of an even size`);
   }
   const half = hd / 2;
-  const dst = new Uint8Array(new SharedArrayBuffer(src.length));
+  const dst = allocSharedBytes(src.length);
   for (let h = 0; h < nHeads; h++) {
     for (let p = 0; p < 2; p++) {
       for (let i = 0; i < half; i++) {
@@ -305,7 +305,7 @@ function tensorFromBytes(
   }
   if (info.shape.length < 2) {
     const values = dequantize(info.typeName, bytes, count);
-    const data = new Float32Array(new SharedArrayBuffer(values.byteLength));
+    const data = allocTensorData("f32", values.length) as Float32Array;
     data.set(values);
     return { name: hfName, dtype: "f32", shape: info.shape, data };
   }
@@ -318,16 +318,16 @@ function tensorFromBytes(
  */
 function normOffsets(t: Tensor): Tensor {
   const scale = toFloat32(t);
-  const data = new Float32Array(new SharedArrayBuffer(scale.byteLength));
+  const data = allocTensorData("f32", scale.length) as Float32Array;
   for (let i = 0; i < scale.length; i++) data[i] = scale[i]! - 1;
   return { name: t.name, dtype: "f32", shape: t.shape, data };
 }
 
 /** The same tensor over other bytes (of the same length). */
 function withBytes(t: Tensor, bytes: Uint8Array): Tensor {
-  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: new Float32Array(bytes.buffer) };
+  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: tensorDataOver("f32", bytes) as Float32Array };
   if (t.dtype === "f16" || t.dtype === "bf16")
-    return { ...t, dtype: t.dtype, data: new Uint16Array(bytes.buffer) };
+    return { ...t, dtype: t.dtype, data: tensorDataOver(t.dtype, bytes) as Uint16Array };
   return { ...t, dtype: t.dtype, data: bytes };
 }
 

@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { endianness } from "node:os";
+import { allocSharedBytes } from "./tensor.js";
 
 /**
  * Runtime reader for GGUF (ggml's model container, versions 2 and 3): the header, typed
@@ -324,11 +325,11 @@ export class GgufFile {
     return t;
   }
 
-  /** The raw bytes of one tensor, in fresh SharedArrayBuffer-backed storage. */
+  /** The raw bytes of one tensor, in fresh SharedArrayBuffer-backed storage (allocSharedBytes). */
   readBytes(name: string): Uint8Array {
     if (this.fd === null) throw new GgufError(this.file, "file already closed");
     const t = this.tensor(name);
-    const bytes = new Uint8Array(new SharedArrayBuffer(t.byteLength));
+    const bytes = allocSharedBytes(t.byteLength);
     readFully(this.fd, bytes, t.offset, `tensor "${name}"`, this.file);
     return bytes;
   }

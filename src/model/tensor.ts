@@ -59,10 +59,44 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
-/** Allocates zeroed storage of the right element type on a SharedArrayBuffer. */
+/**
+ * How many bytes past the start of a view its first 64-byte cache line begins: the native kernels
+ * install this when they load (JavaScript cannot see addresses). Node's large buffers start 16
+ * bytes past a page, so without it every 64-byte vector load of a weight or KV row straddles two
+ * lines (docs/BENCHMARKS.md, "Weights on cache lines").
+ */
+let lineGap: ((view: Uint8Array) => number) | null = null;
+
+/** Installs (or, with null, removes) the function that places shared storage on cache lines. */
+export function setLineGap(gap: ((view: Uint8Array) => number) | null): void {
+  lineGap = gap;
+}
+
+/** Storage this small is not worth the 64 spare bytes. */
+const MIN_ALIGNED_BYTES = 1024;
+
+/**
+ * Zeroed SharedArrayBuffer-backed bytes, starting on a 64-byte cache line once the native kernels
+ * have loaded (the view then has a byteOffset of up to 63 into a buffer 64 bytes longer).
+ */
+export function allocSharedBytes(bytes: number): Uint8Array {
+  if (lineGap === null || bytes < MIN_ALIGNED_BYTES) return new Uint8Array(new SharedArrayBuffer(bytes));
+  const sab = new SharedArrayBuffer(bytes + 64);
+  const gap = lineGap(new Uint8Array(sab, 0, 1));
+  return new Uint8Array(sab, gap, bytes);
+}
+
+/** `bytes` seen as elements of `dtype` (f32, or the 16-bit formats), sharing its storage. */
+export function tensorDataOver(dtype: DType, bytes: Uint8Array): TensorData {
+  const n = bytes.byteLength / bytesPerElement(dtype);
+  return dtype === "f32"
+    ? new Float32Array(bytes.buffer, bytes.byteOffset, n)
+    : new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+}
+
+/** Allocates zeroed storage of the right element type on a SharedArrayBuffer (see allocSharedBytes). */
 export function allocTensorData(dtype: DType, count: number): TensorData {
-  const sab = new SharedArrayBuffer(count * bytesPerElement(dtype));
-  return dtype === "f32" ? new Float32Array(sab) : new Uint16Array(sab);
+  return tensorDataOver(dtype, allocSharedBytes(count * bytesPerElement(dtype)));
 }
 
 const f32Scratch = new Float32Array(1);

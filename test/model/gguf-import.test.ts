@@ -15,7 +15,7 @@ import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
-import { f16ToF32, f32ToF16, type QuantTensor, toFloat32 } from "../../src/model/tensor.js";
+import { f16ToF32, f32ToF16, type QuantTensor, tensorDataOver, toFloat32 } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { loadTokenizerFor } from "../../src/placement/load-tokenizer.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
@@ -547,7 +547,7 @@ function quantizeTensors(file: string, out: string, plan: Record<string, (typeof
       let data = src.subarray(info.offset, info.offset + info.byteLength);
       if (q) {
         head.writeUInt32LE(q.type, typeAt);
-        data = Buffer.from(q.quant(new Float32Array(g.readBytes(info.name).buffer)).data);
+        data = Buffer.from(q.quant(tensorDataOver("f32", g.readBytes(info.name)) as Float32Array).data);
       }
       head.writeBigUInt64LE(BigInt(offset), typeAt + 4);
       const padded = Math.ceil(data.length / alignment) * alignment;
@@ -684,7 +684,7 @@ describe("GGUF import: clear errors", () => {
     const v2 = GgufFile.open(writeRaw("v2.gguf", ggufBytes(base, [t], { version: 2 })));
     try {
       assert.equal(v2.header.version, 2);
-      assert.deepEqual(new Float32Array(v2.readBytes("a").buffer), x);
+      assert.deepEqual(tensorDataOver("f32", v2.readBytes("a")), x);
     } finally {
       v2.close();
     }

@@ -78,6 +78,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("bf16DotPeak", &Kernels::Bf16DotPeak),
                              InstanceMethod("tilePeak", &Kernels::TilePeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
+                             InstanceMethod("lineGap", &Kernels::LineGap),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
                              InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
                              InstanceMethod("moeRoute", &Kernels::MoeRoute),
@@ -625,6 +626,21 @@ class Kernels : public Napi::Addon<Kernels> {
   // as scattered blocks of a few KiB, each on its own 4 KiB page otherwise: one TLB miss per block.
   // Effective for pages not yet touched (a fresh, lazily zeroed allocation). Returns the bytes
   // advised: 0 where unsupported, refused, or smaller than one huge page.
+  // lineGap(x): bytes from x's first element to the next 64-byte boundary (0 if it lies on one).
+  // JavaScript cannot see addresses, and Node's large buffers start 16 bytes past a page; tensor
+  // allocation (src/model/tensor.ts) asks this to place its views on cache lines.
+  Napi::Value LineGap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    napi_typedarray_type type;
+    size_t length = 0, offset = 0;
+    void* data = nullptr;
+    napi_value ab;
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        napi_get_typedarray_info(env, info[0], &type, &length, &data, &ab, &offset) != napi_ok)
+      typeError(env, "lineGap: x must be a typed array");
+    return Napi::Number::New(env, double((64 - reinterpret_cast<uintptr_t>(data) % 64) % 64));
+  }
+
   Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     napi_typedarray_type type;
