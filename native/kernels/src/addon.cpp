@@ -621,45 +621,44 @@ class Kernels : public Napi::Addon<Kernels> {
     return Napi::Number::New(info.Env(), double(n) * double(rounds) * flops + (sink == 0.5 ? 1 : 0));
   }
 
+  // The first argument as a typed array of any element type: where its data lies and its bytes.
+  static std::pair<void*, size_t> typedArrayBytes(const Napi::CallbackInfo& info, const char* what) {
+    napi_typedarray_type type;
+    size_t length = 0, offset = 0;
+    void* data = nullptr;
+    napi_value ab;
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        napi_get_typedarray_info(info.Env(), info[0], &type, &length, &data, &ab, &offset) != napi_ok)
+      typeError(info.Env(), what);
+    size_t elem = 1;
+    if (type == napi_float32_array || type == napi_int32_array || type == napi_uint32_array) elem = 4;
+    else if (type == napi_uint16_array || type == napi_int16_array) elem = 2;
+    else if (type == napi_float64_array) elem = 8;
+    return {data, length * elem};
+  }
+
+  // lineGap(x): bytes from x's first element to the next 64-byte boundary (0 if it lies on one).
+  // JavaScript cannot see addresses, and Node's large buffers start 16 bytes past a page; tensor
+  // allocation (src/model/tensor.ts) asks this to place its views on cache lines.
+  Napi::Value LineGap(const Napi::CallbackInfo& info) {
+    const void* data = typedArrayBytes(info, "lineGap: x must be a typed array").first;
+    return Napi::Number::New(info.Env(), double((64 - reinterpret_cast<uintptr_t>(data) % 64) % 64));
+  }
+
   // adviseHugePages(x): asks Linux to back the 2 MiB-aligned interior of a large typed array with
   // transparent huge pages (THP in "madvise" mode honours only advised ranges). A KV cache is read
   // as scattered blocks of a few KiB, each on its own 4 KiB page otherwise: one TLB miss per block.
   // Effective for pages not yet touched (a fresh, lazily zeroed allocation). Returns the bytes
   // advised: 0 where unsupported, refused, or smaller than one huge page.
-  // lineGap(x): bytes from x's first element to the next 64-byte boundary (0 if it lies on one).
-  // JavaScript cannot see addresses, and Node's large buffers start 16 bytes past a page; tensor
-  // allocation (src/model/tensor.ts) asks this to place its views on cache lines.
-  Napi::Value LineGap(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    napi_typedarray_type type;
-    size_t length = 0, offset = 0;
-    void* data = nullptr;
-    napi_value ab;
-    if (info.Length() < 1 || !info[0].IsTypedArray() ||
-        napi_get_typedarray_info(env, info[0], &type, &length, &data, &ab, &offset) != napi_ok)
-      typeError(env, "lineGap: x must be a typed array");
-    return Napi::Number::New(env, double((64 - reinterpret_cast<uintptr_t>(data) % 64) % 64));
-  }
-
   Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    napi_typedarray_type type;
-    size_t length = 0, offset = 0;
-    void* data = nullptr;
-    napi_value ab;
-    if (info.Length() < 1 || !info[0].IsTypedArray() ||
-        napi_get_typedarray_info(env, info[0], &type, &length, &data, &ab, &offset) != napi_ok)
-      typeError(env, "adviseHugePages: x must be a typed array");
-    size_t elem = 1;
-    if (type == napi_float32_array || type == napi_int32_array || type == napi_uint32_array) elem = 4;
-    else if (type == napi_uint16_array || type == napi_int16_array) elem = 2;
-    else if (type == napi_float64_array) elem = 8;
+    const auto [data, bytes] = typedArrayBytes(info, "adviseHugePages: x must be a typed array");
     double advised = 0;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     const uintptr_t huge = uintptr_t(2) << 20;
     const uintptr_t base = reinterpret_cast<uintptr_t>(data);
     const uintptr_t a = (base + huge - 1) & ~(huge - 1);
-    const uintptr_t b = (base + length * elem) & ~(huge - 1);
+    const uintptr_t b = (base + bytes) & ~(huge - 1);
     if (b > a && madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE) == 0) advised = double(b - a);
 #endif
     return Napi::Number::New(env, advised);
