@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "line_vector.h"
 #include "attention_runner.h"
 #include "napi_args.h"
 #include "cpu_select.h"
@@ -666,7 +667,7 @@ class Kernels : public Napi::Addon<Kernels> {
 
   std::vector<double> partials_;
   lk::AttentionRunner runner_;  // attention dispatch and its flash-decoding scratch
-  std::vector<float> packedX_;  // a batched matmul's activations, packed by token group
+  lk::LineVector<float> packedX_;  // a batched matmul's activations, packed by token group
   // groupedMatmul's per-call plan: one product per expert with rows, where its packed rows start
   // (-1: not packed), and the row slices run as one pool job. They grow once, then are reused.
   struct MoeTask {

@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "line_vector.h"
 #include "kernel_table.h"
 #include "simd.h"
 
@@ -76,7 +77,7 @@ inline void dotTile(const lk::MatmulArgs& a, const uint16_t* xb, int64_t r, int6
 // per-thread scratch: converting in the tiles redid it for every 4 rows, and made batch 8 slower
 // than the fp32 tiles (3.9 against 3.3 ms, 4096x4096, one thread).
 inline void dotStreamRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
-  thread_local std::vector<uint16_t> scratch;
+  thread_local lk::LineVector<uint16_t> scratch;
   const int64_t n = a.nTokens * a.cols;
   if (int64_t(scratch.size()) < n) scratch.resize(size_t(n));
   uint16_t* xb = scratch.data();

@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "line_vector.h"
 #include "amx_bf16.h"
 #include "bf16_dot.h"
 #include "kernel_table.h"
@@ -509,13 +510,13 @@ inline void splitRuns(Step& st, int64_t rowElems, int64_t rowBytes) {
 
 // Per task: the query heads of its KV heads.
 struct AttnScratch {
-  std::vector<float> q;       // [H, headDim] queries, in the pair order of the KV dtype
-  std::vector<float> acc;     // [H, headDim] running numerator, same order
-  std::vector<float> scores;  // [H, kChunk]
+  lk::LineVector<float> q;       // [H, headDim] queries, in the pair order of the KV dtype
+  lk::LineVector<float> acc;     // [H, headDim] running numerator, same order
+  lk::LineVector<float> scores;  // [H, kChunk]
   std::vector<float> m, l;    // [H] running max and denominator
-  std::vector<uint16_t> qb;   // [H, headDim] queries rounded to bf16, in order (bf16 dot products)
-  std::vector<uint16_t> pb;   // [H, kChunk] probabilities rounded to bf16 (bf16 dot products)
-  std::vector<uint16_t> qx;   // qb of each KV head's query heads in fours, in quadScoresTile's order
+  lk::LineVector<uint16_t> qb;   // [H, headDim] queries rounded to bf16, in order (bf16 dot products)
+  lk::LineVector<uint16_t> pb;   // [H, kChunk] probabilities rounded to bf16 (bf16 dot products)
+  lk::LineVector<uint16_t> qx;   // qb of each KV head's query heads in fours, in quadScoresTile's order
 };
 
 inline AttnScratch& attnScratch(int64_t H, int64_t D) {

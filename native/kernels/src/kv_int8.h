@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "line_vector.h"
 #include "kernel_table.h"
 #include "read_ahead.h"
 #include "simd.h"
@@ -105,10 +106,10 @@ struct Step {
 };
 
 struct Scratch {
-  std::vector<float> qRep;  // [H, D / 4, W] each query quad repeated across a vector
-  std::vector<float> acc;   // [H, 4 * D] numerators, (element, key lane) order
-  std::vector<float> p;    // [H, kStepKeys] scores, then probabilities
-  std::vector<float> w;    // [H, kStepGroups, W] each group's folded probabilities, repeated across a vector
+  lk::LineVector<float> qRep;  // [H, D / 4, W] each query quad repeated across a vector
+  lk::LineVector<float> acc;   // [H, 4 * D] numerators, (element, key lane) order
+  lk::LineVector<float> p;    // [H, kStepKeys] scores, then probabilities
+  lk::LineVector<float> w;    // [H, kStepGroups, W] each group's folded probabilities, repeated across a vector
   std::vector<float> m, l;
 };
 

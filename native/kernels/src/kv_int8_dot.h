@@ -12,13 +12,13 @@ namespace LK_VARIANT {
 namespace i8 {
 
 struct DotScratch {
-  std::vector<int8_t> q8;        // [H, dp] queries as int8, zero past D
-  std::vector<int8_t> qArr;      // [H, ceil(D / 16), 64] per 64 bytes of a K group: the query's 4 quads, each repeated 4x
+  lk::LineVector<int8_t> q8;        // [H, dp] queries as int8, zero past D
+  lk::LineVector<int8_t> qArr;      // [H, ceil(D / 16), 64] per 64 bytes of a K group: the query's 4 quads, each repeated 4x
   std::vector<int32_t> qSum;     // [H] sum of each head's int8 query
   std::vector<float> qFac;       // [H] its scale times the softmax scale
-  std::vector<float> p;          // [H, kStepKeys] scores, then probabilities
-  std::vector<uint8_t> p8;       // [H, kStepKeys] probabilities as 8 bits (V scale folded in)
-  std::vector<float> acc;        // [H, dc] numerators (dc: head_dim rounded up to 16)
+  lk::LineVector<float> p;          // [H, kStepKeys] scores, then probabilities
+  lk::LineVector<uint8_t> p8;       // [H, kStepKeys] probabilities as 8 bits (V scale folded in)
+  lk::LineVector<float> acc;        // [H, dc] numerators (dc: head_dim rounded up to 16)
   std::vector<float> m, l, corr, unit;  // [H] running max and sum; per step: rescale, 8-bit unit
   alignas(64) float vScaleRow[kStepKeys];  // the step's V scales of one KV head, 0 outside the range
 };
