@@ -65,7 +65,7 @@ export function allocKvLayer(
   advise?.(v);
   const base = { dtype, numBlocks, blockSize, nKvHeads, headDim, k, v };
   if (dtype !== "int8") return base;
-  const scales = () => allocTensorData("f32", rows) as Float32Array;
+  const scales = () => allocTensorData("f32", rows);
   return { ...base, kScale: scales(), vScale: scales() };
 }
 

@@ -138,7 +138,7 @@ function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): 
   if (info.typeName !== "F32") {
     throw new GgufError(meta.file, `tensor "rope_freqs.weight" has type ${info.typeName} (want F32)`);
   }
-  const divisors = tensorDataOver("f32", g.readBytes(info.name)) as Float32Array;
+  const divisors = tensorDataOver("f32", g.readBytes(info.name));
   const original =
     meta.num(`${arch}.rope.scaling.original_context_length`) ?? meta.need(`${arch}.context_length`);
   const theta = meta.num(`${arch}.rope.freq_base`) ?? 10000;
@@ -305,7 +305,7 @@ function tensorFromBytes(
   }
   if (info.shape.length < 2) {
     const values = dequantize(info.typeName, bytes, count);
-    const data = allocTensorData("f32", values.length) as Float32Array;
+    const data = allocTensorData("f32", values.length);
     data.set(values);
     return { name: hfName, dtype: "f32", shape: info.shape, data };
   }
@@ -318,14 +318,14 @@ function tensorFromBytes(
  */
 function normOffsets(t: Tensor): Tensor {
   const scale = toFloat32(t);
-  const data = allocTensorData("f32", scale.length) as Float32Array;
+  const data = allocTensorData("f32", scale.length);
   for (let i = 0; i < scale.length; i++) data[i] = scale[i]! - 1;
   return { name: t.name, dtype: "f32", shape: t.shape, data };
 }
 
 /** The same tensor over other bytes (of the same length). */
 function withBytes(t: Tensor, bytes: Uint8Array): Tensor {
-  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: tensorDataOver("f32", bytes) as Float32Array };
+  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: tensorDataOver("f32", bytes) };
   if (t.dtype === "f16" || t.dtype === "bf16")
     return { ...t, dtype: t.dtype, data: tensorDataOver(t.dtype, bytes) as Uint16Array };
   return { ...t, dtype: t.dtype, data: bytes };

@@ -87,6 +87,8 @@ export function allocSharedBytes(bytes: number): Uint8Array {
 }
 
 /** `bytes` seen as elements of `dtype` (f32, or the 16-bit formats), sharing its storage. */
+export function tensorDataOver(dtype: "f32", bytes: Uint8Array): Float32Array;
+export function tensorDataOver(dtype: DType, bytes: Uint8Array): TensorData;
 export function tensorDataOver(dtype: DType, bytes: Uint8Array): TensorData {
   const n = bytes.byteLength / bytesPerElement(dtype);
   return dtype === "f32"
@@ -95,6 +97,8 @@ export function tensorDataOver(dtype: DType, bytes: Uint8Array): TensorData {
 }
 
 /** Allocates zeroed storage of the right element type on a SharedArrayBuffer (see allocSharedBytes). */
+export function allocTensorData(dtype: "f32", count: number): Float32Array;
+export function allocTensorData(dtype: DType, count: number): TensorData;
 export function allocTensorData(dtype: DType, count: number): TensorData {
   return tensorDataOver(dtype, allocSharedBytes(count * bytesPerElement(dtype)));
 }

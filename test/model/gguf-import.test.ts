@@ -547,7 +547,7 @@ function quantizeTensors(file: string, out: string, plan: Record<string, (typeof
       let data = src.subarray(info.offset, info.offset + info.byteLength);
       if (q) {
         head.writeUInt32LE(q.type, typeAt);
-        data = Buffer.from(q.quant(tensorDataOver("f32", g.readBytes(info.name)) as Float32Array).data);
+        data = Buffer.from(q.quant(tensorDataOver("f32", g.readBytes(info.name))).data);
       }
       head.writeBigUInt64LE(BigInt(offset), typeAt + 4);
       const padded = Math.ceil(data.length / alignment) * alignment;

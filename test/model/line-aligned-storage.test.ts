@@ -45,7 +45,7 @@ test("with the native kernels loaded, tensors and KV caches start on cache lines
 test("a view of shared bytes at an offset reads the same elements as the bytes", () => {
   nativeKernels();
   const bytes = allocSharedBytes(8192);
-  const f = tensorDataOver("f32", bytes) as Float32Array;
+  const f = tensorDataOver("f32", bytes);
   f[0] = 1.5;
   f[2047] = -2;
   const again = new Float32Array(bytes.buffer, bytes.byteOffset, 2048);

@@ -988,6 +988,17 @@ inline void prefetchRows(const void* base, const int64_t* rows, int64_t off, int
   }
 }
 
+// Whether grouped-query attention on a bf16 cache multiplies through vdpbf16ps: the AVX-512-BF16
+// build only. Not the amxbf16 build: the CPUs with AMX (Intel's) issue vdpbf16ps at half the FMA's
+// rate of multiply-adds, and on an Emerald Rapids Xeon the widening kernel read a grouped-query
+// cache faster (55-59% of the streaming read against 48-57%; the scores through AMX tiles, tried
+// there, 36-44%: BENCHMARKS.md, "The amxbf16 variant on a Xeon").
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
+constexpr bool kBf16DotAttention = true;
+#else
+constexpr bool kBf16DotAttention = false;
+#endif
+
 // One query token against KV heads [h0, h1) over keys [p0, p1). The heads walk the range
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
 // contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
@@ -1009,17 +1020,10 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   // With pairs of a permuting dtype, q and the accumulator are kept in loadPair's even/odd order.
   const bool permuted = pairs && pairPermuted<DT>();
   const float* q = qt;
-  // A bf16 cache on a CPU with AVX-512-BF16 multiplies through vdpbf16ps (see dpScoresTile) when
-  // queries are grouped; for MHA (G = 1) the widening kernels measured faster (BENCHMARKS.md). Not
-  // on the amxbf16 build: the CPUs with AMX (Intel's) issue vdpbf16ps at half the FMA's rate of
-  // multiply-adds, and on an Emerald Rapids Xeon the widening kernel read a grouped-query cache
-  // faster (55-59% of the streaming read against 48-57%; the scores through AMX tiles, tried there,
-  // 36-44%: BENCHMARKS.md, "The amxbf16 variant on a Xeon").
-#if defined(__AVX512BF16__) && !defined(LK_AMX)
-  const bool dp = DT == 2 && D % 32 == 0 && G >= 2;
-#else
-  constexpr bool dp = false;
-#endif
+  // A bf16 cache with grouped queries multiplies through vdpbf16ps (see dpScoresTile) where this
+  // build does (kBf16DotAttention); for MHA (G = 1) the widening kernels measured faster
+  // (BENCHMARKS.md).
+  const bool dp = kBf16DotAttention && DT == 2 && D % 32 == 0 && G >= 2;
   if (dp) {
 #if defined(__AVX512BF16__)
     for (int64_t i = 0; i < H * D; i += 32) _mm512_storeu_si512(s.qb.data() + i, (__m512i)toBf16x32(qt + i));
@@ -1247,12 +1251,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       nullptr,                0.0,
 #endif
-      LK_VARIANT::i8::attentionPath,
-#if defined(__AVX512BF16__) && !defined(LK_AMX)
-      true,
-#else
-      false,
-#endif
+      LK_VARIANT::i8::attentionPath, LK_VARIANT::kBf16DotAttention,
 #if defined(LK_AMX)
       LK_VARIANT::tileLoop<LK_VARIANT::HwTiles>, LK_VARIANT::kTileFlopsPerRound,
 #else
