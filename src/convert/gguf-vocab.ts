@@ -218,6 +218,8 @@ function preTokenizerName(pre: unknown): string {
   const text = JSON.stringify(pre ?? null);
   if (text.includes("\\\\p{N}{1,3}")) return "llama-bpe";
   if (text.includes('"Split"') && text.includes("\\\\p{N}")) return "qwen2";
+  // Every digit on its own, then GPT-2's words (SmolLM's tokenizers, StarCoder's): llama.cpp's "smollm".
+  if (mentions(pre, "Digits") && text.includes('"individual_digits":true')) return "smollm";
   return "gpt-2";
 }
 

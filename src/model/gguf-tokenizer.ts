@@ -1,6 +1,7 @@
 import { parseHfTokenizerConfig } from "../tokenizer/hf-config.js";
 import { createHfTokenizer } from "../tokenizer/hf-tokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
+import { preTokenizerNames, preTokenizerRule } from "./gguf-pre-tokenizers.js";
 import { GgufError, type GgufMetaValue } from "./gguf-reader.js";
 
 /**
@@ -10,21 +11,11 @@ import { GgufError, type GgufMetaValue } from "./gguf-reader.js";
  *    the merged piece's score (transformers' own SentencePiece conversion), with byte fallback to
  *    the <0x..> tokens and the ▁ space marker (plus the dummy prefix when add_space_prefix);
  *  - "gpt2" (byte-level BPE): tokens and merges as stored, with the pre-tokenizer that
- *    tokenizer.ggml.pre names (default/gpt-2, llama-bpe, qwen2; others are refused).
+ *    tokenizer.ggml.pre names, as llama.cpp runs it (gguf-pre-tokenizers.ts; others are refused).
  */
 
 const SPACE_MARK = "\u2581";
 const TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
-
-/** llama.cpp's pre-tokenizer names → the split regex (null: GPT-2's own, inside ByteLevel). */
-const PRE_TOKENIZERS: Readonly<Record<string, string | null>> = {
-  default: null,
-  "gpt-2": null,
-  "llama-bpe":
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-  qwen2:
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-};
 
 export type MetaGetter = (key: string) => GgufMetaValue | undefined;
 
@@ -138,11 +129,11 @@ function spmTokenizerJson(file: string, v: Vocab, get: MetaGetter): Record<strin
 
 function bpeTokenizerJson(file: string, v: Vocab, get: MetaGetter): Record<string, unknown> {
   const pre = get("tokenizer.ggml.pre") ?? "default";
-  const regex = typeof pre === "string" ? PRE_TOKENIZERS[pre] : undefined;
-  if (typeof pre !== "string" || regex === undefined) {
+  const rule = typeof pre === "string" ? preTokenizerRule(pre) : undefined;
+  if (rule === undefined) {
     throw new GgufError(
       file,
-      `tokenizer.ggml.pre "${String(pre)}" is not supported (supported: ${Object.keys(PRE_TOKENIZERS).join(", ")})`,
+      `tokenizer.ggml.pre "${String(pre)}" is not supported (supported: ${preTokenizerNames().join(", ")})`,
     );
   }
   const merges = get("tokenizer.ggml.merges") ?? [];
@@ -155,13 +146,20 @@ function bpeTokenizerJson(file: string, v: Vocab, get: MetaGetter): Record<strin
     trim_offsets: true,
     use_regex: useRegex,
   });
-  const split = { type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false };
+  const splits = (rule.regexes ?? []).map((regex) => ({
+    type: "Split",
+    pattern: { Regex: regex },
+    behavior: "Isolated",
+    invert: false,
+  }));
   return {
     version: "1.0",
     added_tokens: addedTokens(v),
-    normalizer: pre === "qwen2" ? { type: "NFC" } : null,
+    normalizer: rule.nfc ? { type: "NFC" } : null,
     pre_tokenizer:
-      regex === null ? byteLevel(true) : { type: "Sequence", pretokenizers: [split, byteLevel(false)] },
+      rule.regexes === null
+        ? byteLevel(true)
+        : { type: "Sequence", pretokenizers: [...splits, byteLevel(false)] },
     post_processor: null,
     decoder: byteLevel(true),
     model: {
@@ -172,7 +170,7 @@ function bpeTokenizerJson(file: string, v: Vocab, get: MetaGetter): Record<strin
       end_of_word_suffix: null,
       fuse_unk: false,
       byte_fallback: false,
-      ignore_merges: pre === "llama-bpe",
+      ignore_merges: rule.ignoreMerges,
       vocab: vocabObject(v.tokens),
       merges: (merges as string[]).map((m) => {
         const at = m.indexOf(" ", 1);

@@ -25,7 +25,8 @@ export function openLlamaCpp(): Promise<Llama> {
  */
 export function llamaCppFixture(prefix: string): {
   readonly tmp: string;
-  loadModel(file: string): Promise<LlamaModel>;
+  /** `vocabOnly`: the tokenizer alone (a GGUF file of metadata without tensors loads). */
+  loadModel(file: string, opts?: { vocabOnly?: boolean }): Promise<LlamaModel>;
 } {
   const tmp = mkdtempSync(path.join(tmpdir(), prefix));
   let llama: Llama | undefined;
@@ -36,7 +37,11 @@ export function llamaCppFixture(prefix: string): {
     await llama?.dispose();
     rmSync(tmp, { recursive: true, force: true });
   });
-  return { tmp, loadModel: (file) => llama!.loadModel({ modelPath: file, gpuLayers: 0 }) };
+  return {
+    tmp,
+    loadModel: (file, opts) =>
+      llama!.loadModel({ modelPath: file, gpuLayers: 0, vocabOnly: opts?.vocabOnly ?? false }),
+  };
 }
 
 /**

@@ -5,6 +5,7 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 import { extractVocab } from "../../src/convert/gguf-vocab.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { loadGgufTokenizer } from "../../src/model/gguf-loader.js";
 import { loadModel } from "../../src/model/load.js";
 import { toFloat32 } from "../../src/model/tensor.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
@@ -144,6 +145,37 @@ describe("GGUF export of other checkpoint kinds", () => {
     assert.equal(g.metadata.get("tokenizer.ggml.pre"), "gpt-2");
     const mha = (await convert(writeTinyModel(path.join(tmp, "mha"), "llama-mha").dir, "mha")).g;
     assert.ok(mha.tensors.has("output.weight"));
+  });
+
+  it("a tokenizer that splits every digit before GPT-2's words (SmolLM's) is written as llama.cpp's smollm", async () => {
+    const { dir } = writeTinyModel(path.join(tmp, "digits"), "llama-gqa");
+    const tokFile = path.join(dir, "tokenizer.json");
+    const tok = JSON.parse(readFileSync(tokFile, "utf8")) as Record<string, unknown>;
+    tok.pre_tokenizer = {
+      type: "Sequence",
+      pretokenizers: [{ type: "Digits", individual_digits: true }, tok.pre_tokenizer],
+    };
+    // Merges that join digits, so the split shows in the ids: "1 2", then "12 3", on the ids of
+    // bytes 0xF8 and 0xF9 (never in UTF-8 text) to keep the vocabulary's size.
+    const model = tok.model as { vocab: Record<string, number>; merges: string[][] };
+    const next = 0xf8;
+    delete model.vocab["\u00f8"];
+    delete model.vocab["\u00f9"];
+    model.vocab["12"] = next;
+    model.vocab["123"] = next + 1;
+    model.merges = [
+      ["1", "2"],
+      ["12", "3"],
+    ];
+    writeFileSync(tokFile, JSON.stringify(tok));
+    const { g, model: loaded } = await convert(dir, "digits");
+    assert.equal(g.metadata.get("tokenizer.ggml.pre"), "smollm");
+    const back = loadGgufTokenizer(path.join(tmp, "digits.gguf"));
+    for (const text of ["1234 and 12", "a123b"]) {
+      const want = loaded.tokenizer.encode(text, { addSpecialTokens: false });
+      assert.ok(!want.includes(next) && !want.includes(next + 1), "every digit on its own");
+      assert.deepEqual(back.encode(text, { addSpecialTokens: false }), want, text);
+    }
   });
 
   it("llama3 RoPE scaling becomes a rope_freqs tensor of Llama 3's factors and no scaling keys", async () => {

@@ -191,9 +191,16 @@ describe("GGUF import: byte-level BPE pre-tokenizers named by tokenizer.ggml.pre
   );
   const tokens = [...bytes, "12", "123", "\u0120w", "'s", "<|end|>"];
   const expected: Record<string, string> = {
-    default: "i|t|'s|\u0120|123|4|5|\u0120w|<|end|>", // GPT-2: " ?\p{N}+" keeps 12345 together
+    "gpt-2": "i|t|'s|\u0120|123|4|5|\u0120w|<|end|>", // " ?\p{N}+" keeps " 12345" one word
+    // llama.cpp's "default" (and no name): punctuation runs first, so "'" never meets "s"; then
+    // digit runs, then threes of digits.
+    default: "i|t|'|s|\u0120|123|4|5|\u0120w|<|end|>",
     "llama-bpe": "i|t|'s|\u0120|123|4|5|\u0120w|<|end|>", // digits in runs of up to 3: 123, 45
     qwen2: "i|t|'s|\u0120|1|2|3|4|5|\u0120w|<|end|>", // one digit at a time
+    smollm: "i|t|'s|\u0120|1|2|3|4|5|\u0120w|<|end|>", // every digit, then GPT-2's words
+    // Aliases llama.cpp gives the same rules.
+    "deepseek-r1-qwen": "i|t|'s|\u0120|1|2|3|4|5|\u0120w|<|end|>",
+    falcon3: "i|t|'s|\u0120|123|4|5|\u0120w|<|end|>",
   };
   for (const [pre, want] of Object.entries(expected)) {
     it(`"${pre}" splits text as llama.cpp's pre-tokenizer of that name does`, () => {
