@@ -24,8 +24,23 @@ export const GgufType = {
 } as const;
 export type GgufScalarType = Exclude<keyof typeof GgufType, "array">;
 
-/** Tensor element types (ggml_type) this project writes: floats and four block formats. */
-export const GgmlType = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_k: 12, q6_k: 14, bf16: 30 } as const;
+/**
+ * Tensor element types (ggml_type) this project writes: floats, the four block formats it
+ * quantizes to, and the others it reads (written back as they were stored).
+ */
+export const GgmlType = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q5_0: 6,
+  q5_1: 7,
+  q8_0: 8,
+  q4_k: 12,
+  q5_k: 13,
+  q6_k: 14,
+  bf16: 30,
+} as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
 /** Values per block and bytes per block of each type (1 and the element size for floats). */
@@ -37,6 +52,10 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
   q8_0: { block: 32, bytes: 34 },
   q4_k: { block: 256, bytes: 144 },
   q6_k: { block: 256, bytes: 210 },
+  q4_1: { block: 32, bytes: 20 },
+  q5_0: { block: 32, bytes: 22 },
+  q5_1: { block: 32, bytes: 24 },
+  q5_k: { block: 256, bytes: 176 },
 };
 
 /**

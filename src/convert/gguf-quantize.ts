@@ -46,12 +46,14 @@ function q4_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
 }
 
 /**
- * Q4_K: 8 sub-blocks of 32, each x ≈ d·sc·q − dmin·m with q in 0..15 and six-bit sc, m under the
- * block's f16 d and dmin: a sub-block's scale spans its range (min clamped to ≤ 0), its min the
- * negated minimum.
+ * Q4_K and Q5_K: 8 sub-blocks of 32, each x ≈ d·sc·q − dmin·m with q in 0..2^bits − 1 and six-bit
+ * sc, m under the block's f16 d and dmin: a sub-block's scale spans its range (min clamped to
+ * ≤ 0), its min the negated minimum. Q5_K keeps each q's fifth bit in qh (bit j of qh[l] for
+ * sub-block j) and its nibbles after it.
  */
-function q4_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
-  const scales: number[] = [];
+function kQuant(bits: 4 | 5, x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const top = (1 << bits) - 1;
+  const highs: number[] = [];
   const mins: number[] = [];
   for (let j = 0; j < 8; j++) {
     let lo = 0;
@@ -61,26 +63,73 @@ function q4_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
       hi = Math.max(hi, x[xo + j * 32 + l]!);
     }
     mins.push(-lo);
-    scales.push((hi - lo) / 15);
+    highs.push(hi);
   }
-  const d = putHalf(out, o, Math.max(...scales) / 63);
   const dmin = putHalf(out, o + 2, Math.max(...mins) / 63);
-  const sc = scales.map((s) => (d === 0 ? 0 : clamp(Math.ceil(s / d - 1e-6), 0, 63)));
   const m = mins.map((v) => (dmin === 0 ? 0 : clamp(Math.ceil(v / dmin - 1e-6), 0, 63)));
+  // Each scale spans the sub-block's top from its stored (rounded up) min, so no value is clamped.
+  const scales = highs.map((hi, j) => (hi + Math.fround(dmin * m[j]!)) / top);
+  const d = putHalf(out, o, Math.max(...scales) / 63);
+  const sc = scales.map((s) => (d === 0 ? 0 : clamp(Math.ceil(s / d - 1e-6), 0, 63)));
   for (let j = 0; j < 4; j++) {
     out[o + 4 + j] = sc[j]! | ((sc[j + 4]! >> 4) << 6);
     out[o + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
     out[o + 12 + j] = (sc[j + 4]! & 15) | ((m[j + 4]! & 15) << 4);
   }
+  const qs = o + (bits === 5 ? 48 : 16);
+  if (bits === 5) out.fill(0, o + 16, o + 48);
   for (let j = 0; j < 8; j++) {
     const step = Math.fround(d * sc[j]!);
     const lo = Math.fround(dmin * m[j]!);
     for (let l = 0; l < 32; l++) {
-      const q = step === 0 ? 0 : clamp(nearest((x[xo + j * 32 + l]! + lo) / step), 0, 15);
-      const byte = o + 16 + (j >> 1) * 32 + l;
-      out[byte] = j & 1 ? out[byte]! | (q << 4) : q;
+      const q = step === 0 ? 0 : clamp(nearest((x[xo + j * 32 + l]! + lo) / step), 0, top);
+      const byte = qs + (j >> 1) * 32 + l;
+      out[byte] = j & 1 ? out[byte]! | ((q & 15) << 4) : q & 15;
+      if (bits === 5) out[o + 16 + l] = out[o + 16 + l]! | ((q >> 4) << j);
     }
   }
+}
+
+const q4_K = (x: Float32Array, xo: number, out: Uint8Array, o: number) => kQuant(4, x, xo, out, o);
+const q5_K = (x: Float32Array, xo: number, out: Uint8Array, o: number) => kQuant(5, x, xo, out, o);
+
+/**
+ * Q4_1 and Q5_1: per 32 values x ≈ d·q + m with m the minimum and d its range over 2^bits − 1;
+ * Q5_1 keeps the fifth bits in a u32 after m (bit j for value j).
+ */
+function minQuant(bits: 4 | 5, x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const top = (1 << bits) - 1;
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < 32; j++) {
+    lo = Math.min(lo, x[xo + j]!);
+    hi = Math.max(hi, x[xo + j]!);
+  }
+  const d = putHalf(out, o, (hi - lo) / top);
+  const m = putHalf(out, o + 2, lo);
+  const q = (j: number) => (d === 0 ? 0 : clamp(nearest((x[xo + j]! - m) / d), 0, top));
+  writeNibbles(bits, q, out, o + 4);
+}
+
+/** Q5_0: per 32 values d = (the value of largest magnitude) / −16, q = x / d + 16 in 0..31. */
+function q5_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  let max = 0;
+  for (let j = 0; j < 32; j++) if (Math.abs(x[xo + j]!) > Math.abs(max)) max = x[xo + j]!;
+  const d = putHalf(out, o, max / -16);
+  writeNibbles(5, (j) => (d === 0 ? 16 : clamp(nearest(x[xo + j]! / d) + 16, 0, 31)), out, o + 2);
+}
+
+/** 32 values' low nibbles (j with j + 16), after a u32 of their fifth bits when there are 5. */
+function writeNibbles(bits: 4 | 5, q: (j: number) => number, out: Uint8Array, at: number): void {
+  const qs = bits === 5 ? at + 4 : at;
+  let qh = 0;
+  for (let j = 0; j < 16; j++) {
+    const a = q(j);
+    const b = q(j + 16);
+    out[qs + j] = (a & 15) | ((b & 15) << 4);
+    qh |= ((a >> 4) << j) | ((b >> 4) << (j + 16));
+  }
+  if (bits === 5) for (let k = 0; k < 4; k++) out[at + k] = (qh >>> (8 * k)) & 255;
 }
 
 /**
@@ -119,6 +168,10 @@ const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn:
   q4_0: { block: 32, bytes: 18, fn: q4_0 },
   q4_k: { block: 256, bytes: 144, fn: q4_K },
   q6_k: { block: 256, bytes: 210, fn: q6_K },
+  q4_1: { block: 32, bytes: 20, fn: (x, xo, out, o) => minQuant(4, x, xo, out, o) },
+  q5_0: { block: 32, bytes: 22, fn: q5_0 },
+  q5_1: { block: 32, bytes: 24, fn: (x, xo, out, o) => minQuant(5, x, xo, out, o) },
+  q5_k: { block: 256, bytes: 176, fn: q5_K },
 };
 
 /** Whether rows of `cols` values are whole blocks of the format. */

@@ -266,7 +266,16 @@ export function loadNativeAddon(): { addon: NativeAddon; path: string } {
 }
 
 /** The addon's codes for the block formats (quant_kernels.h). */
-const QUANT_CODE: Record<QuantType, number> = { q8_0: 0, q4_0: 1, q4_k: 2, q6_k: 3 };
+const QUANT_CODE: Record<QuantType, number> = {
+  q8_0: 0,
+  q4_0: 1,
+  q4_k: 2,
+  q6_k: 3,
+  q4_1: 4,
+  q5_0: 5,
+  q5_1: 6,
+  q5_k: 7,
+};
 
 /** A weight in a block format, as stored (the product quantizes the activations instead). */
 class NativeQuantWeight implements PreparedWeight {

@@ -16,16 +16,26 @@ import {
  *     each 64-element chunk: low nibbles of 32 bytes, then their high nibbles; x = d·sc·q − dmin·m.
  *   Q6_K (210 bytes / 256): u8 ql[128], u8 qh[64], int8 scales[16], f16 d; each 128-element half:
  *     q = (4 low bits from ql) | (2 high bits from qh) − 32, x = d·scale·q, a scale per 16 elements.
+ *   Q4_1 (20 bytes / 32): f16 d, f16 m, u8 qs[16]; Q4_0's nibbles, x = d·q + m.
+ *   Q5_0 (22 bytes / 32): f16 d, u32 qh, u8 qs[16]; q = nibble | bit j of qh << 4 (element j),
+ *     x = d·(q − 16).
+ *   Q5_1 (24 bytes / 32): f16 d, f16 m, u32 qh, u8 qs[16]; Q5_0's q, x = d·q + m.
+ *   Q5_K (176 bytes / 256): f16 d, f16 dmin, u8 scales[12] (as Q4_K), u8 qh[32], u8 qs[128]; Q4_K's
+ *     nibbles, each 32-element block b taking bit b of qh[l] as its fifth bit.
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
-export type QuantName = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K";
+export type QuantName = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K" | "Q4_1" | "Q5_0" | "Q5_1" | "Q5_K";
 
 export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: number }>> = {
   Q8_0: { block: 32, bytes: 34 },
   Q4_0: { block: 32, bytes: 18 },
   Q4_K: { block: 256, bytes: 144 },
   Q6_K: { block: 256, bytes: 210 },
+  Q4_1: { block: 32, bytes: 20 },
+  Q5_0: { block: 32, bytes: 22 },
+  Q5_1: { block: 32, bytes: 24 },
+  Q5_K: { block: 256, bytes: 176 },
 };
 
 const f = Math.fround;
@@ -100,7 +110,68 @@ function q6_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   }
 }
 
-const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = { Q8_0: q8_0, Q4_0: q4_0, Q4_K: q4_K, Q6_K: q6_K };
+function q4_1(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  const m = half(src, at + 2);
+  for (let j = 0; j < 16; j++) {
+    const b = src[at + 4 + j]!;
+    out[o + j] = f(f(d * (b & 15)) + m);
+    out[o + j + 16] = f(f(d * (b >> 4)) + m);
+  }
+}
+
+/** Q5_0/Q5_1's 32 five-bit values: the nibbles at `qs`, the fifth bits in the u32 at `qh`. */
+function fiveBits(src: Uint8Array, qh: number, qs: number, j: number): [number, number] {
+  const h = (src[qh]! | (src[qh + 1]! << 8) | (src[qh + 2]! << 16) | (src[qh + 3]! << 24)) >>> 0;
+  const b = src[qs + j]!;
+  return [(b & 15) | (((h >>> j) & 1) << 4), (b >> 4) | (((h >>> (j + 16)) & 1) << 4)];
+}
+
+function q5_0(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  for (let j = 0; j < 16; j++) {
+    const [lo, hi] = fiveBits(src, at + 2, at + 6, j);
+    out[o + j] = f(d * (lo - 16));
+    out[o + j + 16] = f(d * (hi - 16));
+  }
+}
+
+function q5_1(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  const m = half(src, at + 2);
+  for (let j = 0; j < 16; j++) {
+    const [lo, hi] = fiveBits(src, at + 4, at + 8, j);
+    out[o + j] = f(f(d * lo) + m);
+    out[o + j + 16] = f(f(d * hi) + m);
+  }
+}
+
+function q5_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  const dmin = half(src, at + 2);
+  const qh = at + 16;
+  for (let b = 0; b < 8; b++) {
+    const [sc, m] = scaleMinK4(b, src, at + 4);
+    const ds = f(d * sc);
+    const mm = f(dmin * m);
+    const qs = at + 48 + (b >> 1) * 32;
+    for (let l = 0; l < 32; l++) {
+      const nib = b & 1 ? src[qs + l]! >> 4 : src[qs + l]! & 15;
+      out[o + b * 32 + l] = f(f(ds * (nib | (((src[qh + l]! >> b) & 1) << 4))) - mm);
+    }
+  }
+}
+
+const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
+  Q8_0: q8_0,
+  Q4_0: q4_0,
+  Q4_K: q4_K,
+  Q6_K: q6_K,
+  Q4_1: q4_1,
+  Q5_0: q5_0,
+  Q5_1: q5_1,
+  Q5_K: q5_K,
+};
 
 export function isQuantName(name: string): name is QuantName {
   return Object.hasOwn(QUANT_BLOCKS, name);

@@ -47,6 +47,11 @@ const BOUND: Record<
   q4_k: { block: 32, of: (xs) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 15) * 1.1 },
   // Half a step of the sub-block's scale rounded up to a multiple of d (max |scale| / 127 over the block).
   q6_k: { block: 16, of: (xs, sb) => (maxAbs(xs) / 31 + maxAbs(sb) / 31 / 127) * 0.51 },
+  // Min-and-range formats: half a step of the block's range, plus the f16 rounding of m.
+  q4_1: { block: 32, of: (xs) => ((Math.max(...xs) - Math.min(...xs)) / 15) * 0.51 + maxAbs(xs) * 2 ** -10 },
+  q5_1: { block: 32, of: (xs) => ((Math.max(...xs) - Math.min(...xs)) / 31) * 0.51 + maxAbs(xs) * 2 ** -10 },
+  q5_0: { block: 32, of: (xs) => (maxAbs(xs) / 16) * 1.01 },
+  q5_k: { block: 32, of: (xs) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 31) * 1.1 },
 };
 
 function maxAbs(xs: Float32Array): number {

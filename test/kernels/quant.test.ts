@@ -40,6 +40,10 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
     q4_0: { at: [0], bytes: 18 },
     q4_k: { at: [0, 2], bytes: 144 },
     q6_k: { at: [208], bytes: 210 },
+    q4_1: { at: [0, 2], bytes: 20 },
+    q5_0: { at: [0], bytes: 22 },
+    q5_1: { at: [0, 2], bytes: 24 },
+    q5_k: { at: [0, 2], bytes: 176 },
   }[type];
   for (let b = 0; b < data.length / bytes; b++) {
     for (const o of at) {

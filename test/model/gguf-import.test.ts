@@ -472,6 +472,95 @@ function quantQ6_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
   return { data, meant };
 }
 
+/**
+ * Q4_1 / Q5_1: per 32 values, f16 d = range / (2^bits − 1) and f16 m = min, q = (x − m)/d; Q5_1's
+ * fifth bits in a little-endian u32 after m (bit j for element j), then the nibbles as Q4_0's.
+ */
+function quantMin(bits: 4 | 5, x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const top = (1 << bits) - 1;
+  const bytes = bits === 4 ? 20 : 24;
+  const nb = x.length / 32;
+  const data = new Uint8Array(nb * bytes);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    const xs = x.subarray(b * 32, b * 32 + 32);
+    const d = putHalf(data, b * bytes, (Math.max(...xs) - Math.min(...xs)) / top);
+    const m = putHalf(data, b * bytes + 2, Math.min(...xs));
+    const q = Array.from(xs, (v) => (d === 0 ? 0 : Math.max(0, Math.min(top, Math.round((v - m) / d)))));
+    q.forEach((qi, j) => {
+      meant[b * 32 + j] = d * qi + m;
+    });
+    packFive(data, b * bytes + 4, q, bits === 5);
+  }
+  return { data, meant };
+}
+
+/** 32 values' nibbles (element j low, j + 16 high), after their fifth bits as a u32 if `five`. */
+function packFive(data: Uint8Array, at: number, q: number[], five: boolean): void {
+  const qs = five ? at + 4 : at;
+  for (let j = 0; j < 16; j++) data[qs + j] = (q[j]! & 15) | ((q[j + 16]! & 15) << 4);
+  if (!five) return;
+  let h = 0;
+  q.forEach((qi, j) => {
+    h += (qi >> 4) * 2 ** j;
+  });
+  for (let k = 0; k < 4; k++) data[at + k] = Math.floor(h / 256 ** k) % 256;
+}
+
+/** Q5_0: per 32 values, d = (signed max)/−16, q = x/d + 16 in 0..31. */
+function quantQ5_0(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const nb = x.length / 32;
+  const data = new Uint8Array(nb * 22);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    let max = 0;
+    for (let j = 0; j < 32; j++) if (Math.abs(x[b * 32 + j]!) > Math.abs(max)) max = x[b * 32 + j]!;
+    const d = putHalf(data, b * 22, max / -16);
+    const q = Array.from(x.subarray(b * 32, b * 32 + 32), (v) =>
+      d === 0 ? 16 : Math.max(0, Math.min(31, Math.round(v / d + 16))),
+    );
+    q.forEach((qi, j) => {
+      meant[b * 32 + j] = d * (qi - 16);
+    });
+    packFive(data, b * 22 + 2, q, true);
+  }
+  return { data, meant };
+}
+
+/** Q5_K: Q4_K's scales and mins with q in 0..31: qh[32] (bit j of byte l: sub-block j, element l), then qs. */
+function quantQ5_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const nb = x.length / 256;
+  const data = new Uint8Array(nb * 176);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 176;
+    const sub = [...Array(8).keys()].map((j) => x.subarray(b * 256 + j * 32, b * 256 + j * 32 + 32));
+    const mins = sub.map((s) => Math.max(0, -Math.min(...s)));
+    const scales = sub.map((s, j) => (Math.max(...s) + mins[j]!) / 31);
+    const d = putHalf(data, o, Math.max(...scales) / 63);
+    const dmin = putHalf(data, o + 2, Math.max(...mins) / 63);
+    const sc = scales.map((v) => (d === 0 ? 0 : Math.min(63, Math.round(v / d))));
+    const m = mins.map((v) => (dmin === 0 ? 0 : Math.min(63, Math.round(v / dmin))));
+    for (let j = 0; j < 4; j++) {
+      data[o + 4 + j] = sc[j]! | ((sc[j + 4]! >> 4) << 6);
+      data[o + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
+      data[o + 12 + j] = (sc[j + 4]! & 15) | ((m[j + 4]! & 15) << 4);
+    }
+    for (let j = 0; j < 8; j++) {
+      const step = d * sc[j]!;
+      const lo = dmin * m[j]!;
+      for (let l = 0; l < 32; l++) {
+        const q = step === 0 ? 0 : Math.max(0, Math.min(31, Math.round((sub[j]![l]! + lo) / step)));
+        data[o + 16 + l] = data[o + 16 + l]! | ((q >> 4) << j);
+        const byte = o + 48 + (j >> 1) * 32 + l;
+        data[byte] = j & 1 ? data[byte]! | ((q & 15) << 4) : q & 15;
+        meant[b * 256 + j * 32 + l] = step * q - lo;
+      }
+    }
+  }
+  return { data, meant };
+}
+
 /** Smooth, varied test values: a few rows of 512 with different offsets and ranges. */
 function testValues(rows: number, cols: number): Float32Array {
   const x = new Float32Array(rows * cols);
@@ -492,6 +581,12 @@ const QUANTS = [
   { name: "Q4_0", type: 2, quant: quantQ4_0, maxErr: 0.25 },
   { name: "Q4_K", type: 12, quant: quantQ4_K, maxErr: 0.16 },
   { name: "Q6_K", type: 14, quant: quantQ6_K, maxErr: 0.06 },
+  // Half a step of the outlier's block: Q4_1 4.2/15/2, Q5_0 3/16/2, Q5_1 4.2/31/2, Q5_K 4.2/31/2
+  // plus its scale and min rounding.
+  { name: "Q4_1", type: 3, quant: (x: Float32Array) => quantMin(4, x), maxErr: 0.15 },
+  { name: "Q5_0", type: 6, quant: quantQ5_0, maxErr: 0.1 },
+  { name: "Q5_1", type: 7, quant: (x: Float32Array) => quantMin(5, x), maxErr: 0.075 },
+  { name: "Q5_K", type: 13, quant: quantQ5_K, maxErr: 0.09 },
 ] as const;
 
 describe("GGUF import: quantized tensors stay in their block format", () => {
@@ -671,6 +766,46 @@ describe("GGUF import: K-quants in a model", () => {
   });
 });
 
+describe("GGUF import: the 5-bit and min formats in a model", () => {
+  it("Q4_1, Q5_0, Q5_1 and Q5_K matrices (Q4_K_M's fallback for rows that are not whole 256-blocks, Q5_K_M's own): greedy tokens as llama.cpp's", async () => {
+    const a = await wideTinyModel();
+    const file = path.join(tmp, "wide5.gguf");
+    modelToGguf(a, file);
+    const byName = (n: string) => QUANTS.find((q) => q.name === n)!;
+    const kinds = ["Q5_0", "Q5_1", "Q4_1", "Q5_K"].map(byName);
+    const plan: Record<string, (typeof QUANTS)[number]> = {
+      "token_embd.weight": byName("Q5_K"),
+      "output.weight": byName("Q5_0"),
+    };
+    const tensors = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+    tensors.forEach((t, i) => {
+      for (let l = 0; l < a.config.numLayers; l++)
+        plan[`blk.${l}.${t}.weight`] = kinds[(i + l) % kinds.length]!;
+    });
+    const qfile = path.join(tmp, "wide-5.gguf");
+    quantizeTensors(file, qfile, plan);
+    const b = await loadModel(qfile);
+    const dtypes = new Set([...b.weights.values()].map((w) => w.dtype));
+    for (const d of ["q4_1", "q5_0", "q5_1", "q5_k"]) assert.ok(dtypes.has(d as never), `no ${d} weight`);
+    const llama = await openLlamaCpp();
+    try {
+      const model = await llama.loadModel({ modelPath: qfile, gpuLayers: 0 });
+      try {
+        const ids = b.tokenizer.encode("Hello, world");
+        const theirs = await llamaCppGreedy(model, ids, 12, -1, 1);
+        assert.equal(theirs.length, 12);
+        assert.ok(new Set(theirs).size >= 3, `a degenerate continuation: ${theirs.join(" ")}`);
+        const ours = await generateAlone(b, nativeBackend(), ids, 12, { maxRunning: 1, kvBlocks: 64 });
+        assert.deepEqual(ours, theirs);
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      await llama.dispose();
+    }
+  });
+});
+
 describe("GGUF import: clear errors", () => {
   const base: Kv[] = [["general.architecture", "str", "llama"]];
   const f32 = (name: string, n: number) => ({ name, type: 0, shape: [n], data: new Uint8Array(n * 4) });
@@ -730,16 +865,16 @@ describe("GGUF import: clear errors", () => {
 
   it("a known but unsupported tensor type names the tensor and the type", () => {
     const file = writeRaw(
-      "q5k.gguf",
+      "q3k.gguf",
       ggufBytes(base, [
-        { name: "blk.0.ffn_up.weight", type: 13, shape: [1, 256], data: new Uint8Array(176) },
+        { name: "blk.0.ffn_up.weight", type: 11, shape: [1, 256], data: new Uint8Array(110) },
       ]),
     );
     const g = GgufFile.open(file);
     try {
       assert.throws(
         () => ggufTensorData(g, g.tensor("blk.0.ffn_up.weight"), "x"),
-        /tensor "blk\.0\.ffn_up\.weight" has type Q5_K, which the GGUF import does not support/,
+        /tensor "blk\.0\.ffn_up\.weight" has type Q3_K, which the GGUF import does not support/,
       );
     } finally {
       g.close();

@@ -64,9 +64,26 @@ inline void scalesMinsK4(const uint8_t* s, uint8_t* sc, uint8_t* m) {
   }
 }
 
-constexpr int64_t groupBytes(int QT) { return QT == lk::kQ8_0 ? 8 * 34 : QT == lk::kQ4_0 ? 8 * 18 : lk::kQuantFormats[QT].bytes; }
+constexpr int64_t groupBytes(int QT) { return lk::isSuperBlock(QT) ? lk::kQuantFormats[QT].bytes : 8 * lk::kQuantFormats[QT].bytes; }
 constexpr int64_t blockBytes(int QT) { return lk::kQuantFormats[QT].bytes; }
 constexpr bool hasOffset(int QT) { return QT != lk::kQ8_0; }
+
+// A 32-value block's scale d and what it subtracts per unit of the activations' d·Σq: Q4_0 8d and
+// Q5_0 16d (their values are d·(q − 8), d·(q − 16)), Q4_1 and Q5_1 −m (d·q + m), Q8_0 nothing.
+inline void blockScale(int QT, const uint8_t* blk, float& d, float& off) {
+  d = half(blk);
+  off = QT == lk::kQ4_0   ? 8.0f * d
+        : QT == lk::kQ5_0 ? 16.0f * d
+        : (QT == lk::kQ4_1 || QT == lk::kQ5_1) ? -half(blk + 2)
+                                               : 0.0f;
+}
+
+// Where a 32-value block's nibbles and fifth bits (a little-endian u32) start.
+constexpr int64_t nibblesAt(int QT) {
+  return QT == lk::kQ4_0 ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
+}
+constexpr int64_t fifthBitsAt(int QT) { return QT == lk::kQ5_0 ? 2 : 4; }
+constexpr bool hasFifthBit(int QT) { return QT == lk::kQ5_0 || QT == lk::kQ5_1 || QT == lk::kQ5_K; }
 
 // Scales of one 256-value group of a row, per half-block: lo[b] for values 0-15 of block b and
 // hi[b] for 16-31; off*: what each half subtracts per unit of d·Σq (the offset or min).
@@ -75,13 +92,14 @@ struct GroupScales {
 };
 
 inline void groupScales(int QT, const uint8_t* g, GroupScales& s) {
-  if (QT == lk::kQ8_0 || QT == lk::kQ4_0) {
+  if (!lk::isSuperBlock(QT)) {
     for (int b = 0; b < 8; b++) {
-      const float d = half(g + b * blockBytes(QT));
+      float d, off;
+      blockScale(QT, g + b * blockBytes(QT), d, off);
       s.lo[b] = s.hi[b] = d;
-      s.offLo[b] = s.offHi[b] = QT == lk::kQ4_0 ? 8.0f * d : 0.0f;
+      s.offLo[b] = s.offHi[b] = off;
     }
-  } else if (QT == lk::kQ4_K) {
+  } else if (QT == lk::kQ4_K || QT == lk::kQ5_K) {
     uint8_t sc[8], m[8];
     scalesMinsK4(g + 4, sc, m);
     const float d = half(g), dmin = half(g + 2);
@@ -112,9 +130,19 @@ inline void blockInts(const uint8_t* g, int b, int32_t* v) {
       v[j] = qs[j] & 15;
       v[j + 16] = qs[j] >> 4;
     }
-  } else if constexpr (QT == lk::kQ4_K) {
-    const uint8_t* qs = g + 16 + (b / 2) * 32;
-    for (int j = 0; j < 32; j++) v[j] = b % 2 ? qs[j] >> 4 : qs[j] & 15;
+  } else if constexpr (QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1) {
+    const uint8_t* blk = g + b * blockBytes(QT);
+    const uint8_t* qs = blk + nibblesAt(QT);
+    uint32_t qh = 0;
+    if (hasFifthBit(QT)) std::memcpy(&qh, blk + fifthBitsAt(QT), 4);
+    for (int j = 0; j < 16; j++) {
+      v[j] = (qs[j] & 15) | int((qh >> j) & 1) << 4;
+      v[j + 16] = (qs[j] >> 4) | int((qh >> (j + 16)) & 1) << 4;
+    }
+  } else if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
+    const uint8_t* qs = g + (QT == lk::kQ5_K ? 48 : 16) + (b / 2) * 32;
+    for (int j = 0; j < 32; j++)
+      v[j] = (b % 2 ? qs[j] >> 4 : qs[j] & 15) | (QT == lk::kQ5_K ? ((g[16 + j] >> b) & 1) << 4 : 0);
   } else {
     const int n = b / 4, k = b % 4;
     const uint8_t* ql = g + n * 64 + (k % 2) * 32;
@@ -216,9 +244,29 @@ inline __m256i blockVec(const uint8_t* g, int b) {
   } else if constexpr (QT == lk::kQ4_0) {
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + b * 18 + 2));
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
-  } else if constexpr (QT == lk::kQ4_K) {
-    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + (b / 2) * 32));
-    return _mm256_and_si256(b % 2 ? _mm256_srli_epi16(qs, 4) : qs, low4);
+  } else if constexpr (QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1) {
+    const uint8_t* blk = g + b * blockBytes(QT);
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + nibblesAt(QT)));
+    const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
+    if constexpr (!hasFifthBit(QT)) return v;
+    uint32_t qh;
+    std::memcpy(&qh, blk + fifthBitsAt(QT), 4);
+    // Byte j takes bit j of qh: each byte of qh spread over 8 bytes, tested against its bit.
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(int(qh)), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                                     2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ULL));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+  } else if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
+    const __m256i qs =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + (QT == lk::kQ5_K ? 48 : 16) + (b / 2) * 32));
+    const __m256i v = _mm256_and_si256(b % 2 ? _mm256_srli_epi16(qs, 4) : qs, low4);
+    if constexpr (QT == lk::kQ4_K) return v;
+    // Bit b of qh[l] is element l's fifth bit.
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16));
+    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(b)), _mm256_set1_epi8(1));
+    return _mm256_or_si256(v, _mm256_slli_epi16(hi, 4));
   } else {
     const int n = b / 4, k = b % 4;
     const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + n * 64 + (k % 2) * 32));
@@ -251,7 +299,16 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     const __m256 eight = _mm256_set1_ps(QT == lk::kQ4_0 ? 8.0f : 0.0f);
     v.oa = _mm256_mul_ps(v.wa, eight);
     v.ob = _mm256_mul_ps(v.wb, eight);
-  } else if constexpr (QT == lk::kQ4_K) {
+  } else if constexpr (!lk::isSuperBlock(QT)) {
+    alignas(32) float d[8], off[8];
+    for (int b = 0; b < 8; b++) blockScale(QT, g + b * blockBytes(QT), d[b], off[b]);
+    const __m256i lo = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), hi = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
+    const __m256 dv = _mm256_load_ps(d), ov = _mm256_load_ps(off);
+    v.wa = _mm256_permutevar8x32_ps(dv, lo);
+    v.wb = _mm256_permutevar8x32_ps(dv, hi);
+    v.oa = _mm256_permutevar8x32_ps(ov, lo);
+    v.ob = _mm256_permutevar8x32_ps(ov, hi);
+  } else if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
     // Scales and mins of blocks 0-3 are the low six bits of bytes 0-3 and 4-7; those of blocks 4-7
     // take their low four bits from bytes 8-11 and their top two from the top of bytes 0-3 / 4-7.
     uint32_t w[3];
@@ -283,7 +340,7 @@ template <int QT, int R, int T>
 inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
   constexpr int64_t GB = groupBytes(QT), BB = blockBytes(QT);
   const int64_t nb = a.cols / 32, ng = a.cols / 256;
-  const int64_t rowBytes = a.cols / (QT == lk::kQ8_0 || QT == lk::kQ4_0 ? 32 : 256) * BB;
+  const int64_t rowBytes = a.cols / (lk::isSuperBlock(QT) ? 256 : 32) * BB;
   const int64_t xs = lk::actStride(a.cols);
   __m256 acc[R][T], corr[R][T];
   for (int i = 0; i < R; i++)
@@ -328,15 +385,17 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
     const uint8_t* rowp = a.w + row * rowBytes;
     for (int j = 0; j < T; j++) {
       float s = hsum8(acc[i][j]) - hsum8(corr[i][j]);
-      for (int64_t b = ng * 8; b < nb; b++) {  // Q8_0/Q4_0 blocks past the last whole group
+      for (int64_t b = ng * 8; b < nb; b++) {  // 32-value blocks past the last whole group
         const uint8_t* blk = rowp + b * BB;
         const __m256i wv = blockVec<QT>(blk, 0);
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lk::actQ(xrow[j], a.cols) + b * 32));
         const __m256i p = QT == lk::kQ8_0 ? dotBytes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)) : dotBytes(wv, xv);
-        const float dw = half(blk), dx = lk::actD(xrow[j])[b];
+        float dw, off;
+        blockScale(QT, blk, dw, off);
+        const float dx = lk::actD(xrow[j])[b];
         const float* s16 = lk::actDs16(xrow[j], a.cols);
         s += dw * dx * float(hsum8i(p));
-        if (QT == lk::kQ4_0) s -= 8.0f * dw * (s16[lk::ds16Index(b, 0)] + s16[lk::ds16Index(b, 1)]);
+        s -= off * (s16[lk::ds16Index(b, 0)] + s16[lk::ds16Index(b, 1)]);
       }
       a.out[(t + j) * a.rows + row] = s + (a.bias ? a.bias[row] : 0.0f);
     }
@@ -496,7 +555,7 @@ inline void quantizeBlocks(const float* x, int64_t cols, uint8_t* row, int64_t b
 
 template <int QT, int R, int T>
 inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
-  const bool k = QT == lk::kQ4_K || QT == lk::kQ6_K;
+  const bool k = lk::isSuperBlock(QT);
   const int64_t nb = a.cols / 32, rowBytes = a.cols / (k ? 256 : 32) * blockBytes(QT);
   for (int i = 0; i < R; i++) {
     const int64_t row = r + i * rs;
@@ -513,9 +572,10 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
         if (k || n == 8) groupScales(QT, g, s);
         else
           for (int b = 0; b < n; b++) {
-            const float d = half(g + b * blockBytes(QT));
+            float d, off;
+            blockScale(QT, g + b * blockBytes(QT), d, off);
             s.lo[b] = s.hi[b] = d;
-            s.offLo[b] = s.offHi[b] = QT == lk::kQ4_0 ? 8.0f * d : 0.0f;
+            s.offLo[b] = s.offHi[b] = off;
           }
         for (int b = 0; b < n; b++) {
           int32_t v[32];
@@ -602,6 +662,14 @@ void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       return matmulRange<lk::kQ4_0>(a, r0, r1);
     case lk::kQ4_K:
       return matmulRange<lk::kQ4_K>(a, r0, r1);
+    case lk::kQ4_1:
+      return matmulRange<lk::kQ4_1>(a, r0, r1);
+    case lk::kQ5_0:
+      return matmulRange<lk::kQ5_0>(a, r0, r1);
+    case lk::kQ5_1:
+      return matmulRange<lk::kQ5_1>(a, r0, r1);
+    case lk::kQ5_K:
+      return matmulRange<lk::kQ5_K>(a, r0, r1);
     default:
       return matmulRange<lk::kQ6_K>(a, r0, r1);
   }
@@ -621,10 +689,11 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
 #if defined(__AVX2__)
   static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul,
                                    {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
-                                    LK_VARIANT::kPanelFrom[3]}};
+                                    LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
+                                    LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7]}};
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2}};
 #endif
   return &table;
 }

@@ -11,11 +11,11 @@
 // a format's offset or min is one more FMA against the activations' d·Σq of that block.
 //
 // Panel bytes, per group of L rows g and block b (blockStride bytes):
-//   q[8][L][4]       the block's 32 values as unsigned bytes (Q4_0/Q4_K 0-15, Q6_K 0-63, Q8_0 +128
+//   q[8][L][4]       the block's 32 values as unsigned bytes (4-bit formats 0-15, 5-bit 0-31, Q6_K 0-63, Q8_0 +128
 //                    with VNNI; Q8_0 as signed bytes without VNNI, multiplied by the sign trick)
 //   scale[H][L]      each row's scale of the (half-)block (H = 2 for Q6_K, else 1)
-//   off[H][L]        each row's offset per unit of the activations' d·Σq (Q4_0: 8d, Q8_0 with
-//                    VNNI: 128d, Q4_K: dmin·m, Q6_K: 32·scale)
+//   off[H][L]        each row's offset per unit of the activations' d·Σq (Q4_0: 8d, Q5_0: 16d, Q8_0
+//                    with VNNI: 128d, Q4_K/Q5_K: dmin·m, Q4_1/Q5_1: −m, Q6_K: 32·scale)
 
 #if defined(__AVX512VNNI__) || defined(__AVXVNNI__)
 constexpr bool kPanelVnni = true;
@@ -105,7 +105,7 @@ constexpr int64_t kPanelQ4KFrom = 5;
 #else
 constexpr int64_t kPanelQ4KFrom = 3;
 #endif
-constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3};
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3};
 
 // dword k of eight rows' 32-byte vectors into out[k] (an 8x8 transpose of 32-bit elements).
 inline void transpose8x8(const __m256i* v, __m256i* out) {
@@ -132,11 +132,12 @@ void packScales(const uint8_t* row, int64_t nb, uint8_t* group, int l) {
   constexpr int L = PanelLanes::L, H = panelHalves(QT);
   constexpr int64_t BS = panelBlockStride(QT);
   auto scaleAt = [&](int64_t b) { return reinterpret_cast<float*>(group + b * BS + 32 * L); };
-  if constexpr (QT == lk::kQ8_0 || QT == lk::kQ4_0) {
+  if constexpr (!lk::isSuperBlock(QT)) {
     for (int64_t b = 0; b < nb; b++) {
-      const float d = half(row + b * blockBytes(QT));
+      float d, off;
+      blockScale(QT, row + b * blockBytes(QT), d, off);
       scaleAt(b)[l] = d;
-      scaleAt(b)[L + l] = QT == lk::kQ4_0 ? 8.0f * d : kPanelVnni ? 128.0f * d : 0.0f;
+      scaleAt(b)[L + l] = QT == lk::kQ8_0 ? (kPanelVnni ? 128.0f * d : 0.0f) : off;
     }
   } else {
     for (int64_t g0 = 0; g0 < nb; g0 += 8) {
@@ -163,7 +164,7 @@ template <int QT>
 void packPanel(const QuantMatmulArgs& a, int64_t r0, int64_t n, uint8_t* panel) {
   constexpr int L = PanelLanes::L, H = panelHalves(QT);
   constexpr int64_t BS = panelBlockStride(QT);
-  constexpr bool kQuad = QT == lk::kQ4_K || QT == lk::kQ6_K;
+  constexpr bool kQuad = lk::isSuperBlock(QT);
   const int64_t nb = a.cols / 32, gs = nb * BS;
   const int64_t rowBytes = a.cols / (kQuad ? 256 : 32) * blockBytes(QT);
   for (int64_t p8 = 0; p8 < kPanelRows; p8 += 8) {

@@ -87,14 +87,33 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
       o[j] = d * float((b[2 + j] & 15) - 8);
       o[j + 16] = d * float((b[2 + j] >> 4) - 8);
     }
-  } else if (qtype == kQ4_K) {
+  } else if (qtype == kQ4_1 || qtype == kQ5_0 || qtype == kQ5_1) {
+    // d, then m (the _1 formats), then the fifth bits as a u32 (Q5_*), then the nibbles.
+    const bool min = qtype != kQ5_0, five = qtype != kQ4_1;
+    const float d = half(b), m = min ? half(b + 2) : 0.0f;
+    const uint8_t* p = b + (min ? 4 : 2);
+    uint32_t qh = 0;
+    if (five) std::memcpy(&qh, p, 4);
+    const uint8_t* qs = p + (five ? 4 : 0);
+    const int off = qtype == kQ5_0 ? 16 : 0;
+    for (int j = 0; j < 16; j++) {
+      const int lo = (qs[j] & 15) | (five ? int((qh >> j) & 1) << 4 : 0);
+      const int hi = (qs[j] >> 4) | (five ? int((qh >> (j + 16)) & 1) << 4 : 0);
+      o[j] = d * float(lo - off) + m;
+      o[j + 16] = d * float(hi - off) + m;
+    }
+  } else if (qtype == kQ4_K || qtype == kQ5_K) {
     const float d = half(b), dmin = half(b + 2);
+    const bool five = qtype == kQ5_K;
     for (int sub = 0; sub < 8; sub++) {
       int sc, m;
       scaleMin(sub, b + 4, sc, m);
       const float ds = d * float(sc), mn = dmin * float(m);
-      const uint8_t* qs = b + 16 + (sub / 2) * 32;
-      for (int j = 0; j < 32; j++) o[sub * 32 + j] = ds * float(sub % 2 ? qs[j] >> 4 : qs[j] & 15) - mn;
+      const uint8_t* qs = b + (five ? 48 : 16) + (sub / 2) * 32;
+      for (int j = 0; j < 32; j++) {
+        const int q = (sub % 2 ? qs[j] >> 4 : qs[j] & 15) | (five ? ((b[16 + j] >> sub) & 1) << 4 : 0);
+        o[sub * 32 + j] = ds * float(q) - mn;
+      }
     }
   } else {
     const float d = half(b + 208);
