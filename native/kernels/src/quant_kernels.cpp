@@ -418,9 +418,13 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
 // d·sc·dx, spread two blocks a vector by a permute from one vector of the group's eight; the mins go
 // to the upper lanes of a second accumulator (dmin·m times the activations' d·Σq per block). The
 // group's scales and mins are decoded from their 12 packed bytes with vector shifts and masks.
-template <int N>
+// Q5_K runs the same with its fifth bits: qh[l] holds bit b for element l of block b, so each
+// half of a vector (blocks b and b + 2) takes its bit by a shift of the 32 qh bytes, repeated in
+// both halves.
+template <int QT, int N>
 inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
-  constexpr int64_t GB = 144;
+  constexpr bool kFive = QT == lk::kQ5_K;
+  constexpr int64_t GB = blockBytes(QT), QS = kFive ? 48 : 16;
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
@@ -434,6 +438,12 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
       _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
       _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7)};
   const __m512i dLanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  // Q5_K: the shift that brings block j's bit (j = 0, 1, 4, 5 in the low half; j + 2 in the high) down.
+  __m512i fifthShift[4];
+  for (int v = 0; v < 4 && kFive; v++) {
+    const int j = (v / 2) * 4 + v % 2;
+    fifthShift[v] = _mm512_inserti64x4(_mm512_set1_epi16(short(j)), _mm256_set1_epi16(short(j + 2)), 1);
+  }
   const __m128i scShift = _mm_setr_epi32(0, 0, 0, 4);
   const __m128i scLowMask = _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
   const __m128i scHighMask = _mm_setr_epi32(0, 0x30303030, 0, 0x30303030);
@@ -460,9 +470,18 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
       const __m512 d = _mm512_permutexvar_ps(dLanes, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)))));
       const __m512 v = _mm512_mul_ps(_mm512_mul_ps(scm, d), xsc);  // [d·sc·dx per block | dmin·m·d·Σq per block]
       mins[n] = _mm512_mask_add_ps(mins[n], __mmask16(0xff00), mins[n], v);
+      __m512i qh = _mm512_setzero_si512();
+      if constexpr (kFive) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16)));
       for (int h = 0; h < 2; h++) {
-        const __m512i qs = _mm512_loadu_si512(g + 16 + 64 * h);
-        const __m512i wv[2] = {_mm512_and_si512(qs, low4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4)};
+        const __m512i qs = _mm512_loadu_si512(g + QS + 64 * h);
+        __m512i wv[2] = {_mm512_and_si512(qs, low4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4)};
+        if constexpr (kFive) {
+          for (int k = 0; k < 2; k++) {
+            // Blocks 4h + k (low half) and 4h + k + 2 (high half).
+            const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(qh, fifthShift[2 * h + k]), _mm512_set1_epi8(1));
+            wv[k] = _mm512_or_si512(wv[k], _mm512_slli_epi16(bit, 4));
+          }
+        }
         for (int k = 0; k < 2; k++) {
           const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
 #if defined(__AVX512VNNI__)
@@ -480,6 +499,73 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
     const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[n][0], acc[n][1]), _mm512_add_ps(acc[n][2], acc[n][3]));
     a.out[rows[n]] = _mm512_reduce_add_ps(sum) - _mm512_reduce_add_ps(mins[n]) + (a.bias ? a.bias[rows[n]] : 0.0f);
   }
+}
+
+// N rows of a 32-value block format with a 4- or 5-bit unsigned q (Q4_0, Q4_1, Q5_0, Q5_1) against
+// one token, rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams), two
+// blocks a 512-bit vector (each block's 16 nibble bytes as its elements 0-15 then 16-31, Q5's
+// fifth bits set from its u32 as a byte mask), one byte dot product against the token's 64
+// activation bytes as they lie, and the 16 lanes scaled by the two blocks' d·dx in float. The
+// offsets (Q4_0 8d, Q5_0 16d, the min formats −m) go to a scalar per row against the activations'
+// d·Σq of each block.
+template <int QT, int N>
+inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
+  constexpr int64_t BB = blockBytes(QT);
+  const int64_t nb = a.cols / 32;
+  const int8_t* xq = lk::actQ(a.xq, a.cols);
+  const float* xd = lk::actD(a.xq);
+  const float* xs = lk::actDs32(a.xq, a.cols);
+  const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
+  const uint8_t* w[N];
+  __m512 acc[N];
+  float corr[N];
+  for (int n = 0; n < N; n++) {
+    w[n] = a.w + rows[n] * nb * BB;
+    acc[n] = _mm512_setzero_ps();
+    corr[n] = 0.0f;
+  }
+  // One block (a lone last one) or two, from block b of each row.
+  auto blocks = [&](int64_t b, int count) {
+    const __m512i xv = count == 2 ? _mm512_loadu_si512(xq + b * 32)
+                                  : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32)));
+    for (int n = 0; n < N; n++) {
+      const uint8_t* p = w[n] + b * BB;
+      __builtin_prefetch(p + 8 * BB, 0, 3);
+      __m512i v;
+      uint64_t bits = 0;
+      float d[2], off[2];
+      for (int i = 0; i < count; i++) {
+        const uint8_t* blk = p + i * BB;
+        const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + nibblesAt(QT)));
+        const __m256i two = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+        v = i == 0 ? _mm512_castsi256_si512(two) : _mm512_inserti64x4(v, two, 1);
+        if constexpr (hasFifthBit(QT)) {
+          uint32_t qh;
+          std::memcpy(&qh, blk + fifthBitsAt(QT), 4);
+          bits |= uint64_t(qh) << (32 * i);
+        }
+        blockScale(QT, blk, d[i], off[i]);
+        corr[n] += off[i] * xs[b + i];
+      }
+      if (count == 1) v = _mm512_zextsi256_si512(_mm512_castsi512_si256(v));
+      v = _mm512_and_si512(v, low4);
+      if constexpr (hasFifthBit(QT)) v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
+#if defined(__AVX512VNNI__)
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
+#else
+      const __m512i dot = _mm512_madd_epi16(_mm512_maddubs_epi16(v, xv), _mm512_set1_epi16(1));
+#endif
+      const __m512 scale = count == 2 ? _mm512_mask_blend_ps(__mmask16(0xff00), _mm512_set1_ps(d[0] * xd[b]),
+                                                             _mm512_set1_ps(d[1] * xd[b + 1]))
+                                      : _mm512_maskz_mov_ps(__mmask16(0xff), _mm512_set1_ps(d[0] * xd[b]));
+      acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[n]);
+    }
+  };
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) blocks(b, 2);
+  if (b < nb) blocks(b, 1);
+  for (int n = 0; n < N; n++)
+    a.out[rows[n]] = _mm512_reduce_add_ps(acc[n]) - corr[n] + (a.bias ? a.bias[rows[n]] : 0.0f);
 }
 
 // A token's int8 activations with each 256-value group's blocks in rowsQ4K's order: 0 2 1 3 4 6 5 7.
@@ -616,22 +702,39 @@ template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
   if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
-  if constexpr (QT == lk::kQ4_K) {
-#if !defined(LK_ROW_Q4K_512)
-    for (int64_t r = r0; r < r1; r++) rowQ4K(a, r);
+#if defined(LK_ROW_Q4K_512)
+  if constexpr (QT == lk::kQ4_0 || QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1) {
+    const int64_t q = (r1 - r0) / 4;
+    int64_t r = r0;
+    for (; r < r0 + q; r++) {
+      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
+      rowsBlock32<QT, 4>(a, rows);
+    }
+    for (r = r0 + 4 * q; r < r1; r++) rowsBlock32<QT, 1>(a, &r);
     return;
+  }
+#endif
+  if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
+#if !defined(LK_ROW_Q4K_512)
+    if constexpr (QT == lk::kQ4_K) {
+      for (int64_t r = r0; r < r1; r++) rowQ4K(a, r);
+      return;
+    }
 #else
     thread_local std::vector<int8_t> ordered;  // grows to the widest row once
     if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
     q4kOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
     const int8_t* xo = ordered.data();
-    const int64_t q = (r1 - r0) / 4;
+    // Q5_K's bits take the registers four rows' state would need: two streams, half the slice apart.
+    constexpr int S = QT == lk::kQ5_K ? 2 : 4;
+    const int64_t q = (r1 - r0) / S;
     int64_t r = r0;
     for (; r < r0 + q; r++) {
-      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
-      rowsQ4K<4>(a, xo, rows);
+      int64_t rows[S];
+      for (int i = 0; i < S; i++) rows[i] = r + i * q;
+      rowsQ4K<QT, S>(a, xo, rows);
     }
-    for (r = r0 + 4 * q; r < r1; r++) rowsQ4K<1>(a, xo, &r);
+    for (r = r0 + S * q; r < r1; r++) rowsQ4K<QT, 1>(a, xo, &r);
     return;
 #endif
   }
