@@ -60,12 +60,13 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
 
 /**
  * general.file_type (llama_ftype): a model whose matrices are all of one float type, or the
- * quantization mixes `--quantize` writes (llama.cpp's MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M).
+ * quantization mixes `--quantize` writes (llama.cpp's MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M,
+ * MOSTLY_Q5_K_M).
  */
-export const LlamaFileType = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q8_0: 7, q4_k_m: 15 } as const;
+export const LlamaFileType = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q8_0: 7, q4_k_m: 15, q5_k_m: 17 } as const;
 
 /** The quantizations `convert --to gguf --quantize` writes. */
-export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m"] as const;
+export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m", "q5_k_m"] as const;
 export type GgufQuantize = (typeof GGUF_QUANTIZE)[number];
 
 /** tokenizer.ggml.token_type values (llama_token_type). */

@@ -80,11 +80,12 @@ export function planTensors(
 
 /**
  * The block format of one matrix under a quantization, after llama.cpp's mixes: q8_0 everywhere;
- * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K with Q6_K for the output matrix and for
- * attn_v and ffn_down in the first and last eighth of the layers and every third layer between
- * (llama.cpp's "use_more_bits"). With tied embeddings the embedding table is the output matrix
- * and is quantized as one. A matrix whose rows are not whole blocks of its format falls back to
- * Q8_0, and if not even that fits, stays as stored (null).
+ * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K (q5_k_m in Q5_K) with Q6_K for the output
+ * matrix and for attn_v and ffn_down in the first and last eighth of the layers and every third
+ * layer between (llama.cpp's "use_more_bits"). With tied embeddings the embedding table is the
+ * output matrix and is quantized as one. A matrix whose rows are not whole 256-value blocks falls
+ * back as llama.cpp's quantizer does (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0), and one whose
+ * rows are not whole 32-value blocks either stays as stored (null).
  */
 export function quantTarget(
   q: GgufQuantize,
@@ -101,12 +102,13 @@ export function quantTarget(
   const output = name === "output.weight" || (tiedEmbeddings && name === "token_embd.weight");
   let want: QuantType = "q8_0";
   if (q === "q4_0") want = output ? "q6_k" : "q4_0";
-  if (q === "q4_k_m") {
+  if (q === "q4_k_m" || q === "q5_k_m") {
     const six = output || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
-    want = six ? "q6_k" : "q4_k";
+    want = six ? "q6_k" : q === "q4_k_m" ? "q4_k" : "q5_k";
   }
   if (quantFits(want, cols)) return want;
-  return quantFits("q8_0", cols) ? "q8_0" : null;
+  const fallback: QuantType = want === "q4_k" ? "q5_0" : want === "q5_k" ? "q5_1" : "q8_0";
+  return quantFits(fallback, cols) ? fallback : null;
 }
 
 /**

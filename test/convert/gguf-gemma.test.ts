@@ -360,8 +360,9 @@ describe("Gemma GGUF metadata as llama.cpp reads it", () => {
 });
 
 describe("quantized Gemma GGUF files we write", () => {
-  // 256-wide rows in ffn_down (intermediate 256) take Q4_K/Q6_K; the rest, 64 wide, fall back to Q8_0.
-  const want = { q8_0: ["q8_0"], q4_k_m: ["q4_k", "q6_k", "q8_0"] };
+  // 256-wide rows in ffn_down (intermediate 256) take Q4_K/Q6_K; the rest, 64 wide, fall back as
+  // llama.cpp's quantizer does: Q4_K to Q5_0, Q6_K to Q8_0.
+  const want = { q8_0: ["q8_0"], q4_k_m: ["q4_k", "q5_0", "q6_k", "q8_0"] };
   it("q4_0 and q4_k_m put the tied embedding table in Q6_K, as llama.cpp quantizes the output matrix", async () => {
     const dir = path.join(tmp, "quant-gemma3-wide");
     writeGemmaModel(dir, "gemma3", { query_pre_attn_scalar: 16, hidden_size: 256, intermediate_size: 256 });

@@ -87,7 +87,7 @@ describe("quantizers", () => {
 });
 
 describe("quantization mixes", () => {
-  it("q4_k_m: Q4_K, with Q6_K for the output and for attn_v/ffn_down of the first and last eighth and every third layer between; Q8_0 or as stored where rows are not whole blocks", () => {
+  it("q4_k_m: Q4_K, with Q6_K for the output and for attn_v/ffn_down of the first and last eighth and every third layer between; llama.cpp's fallbacks, or as stored, where rows are not whole blocks", () => {
     const t = (name: string, cols = 512) => quantTarget("q4_k_m", name, cols, 16);
     assert.equal(t("output.weight"), "q6_k");
     assert.equal(t("token_embd.weight"), "q4_k");
@@ -103,8 +103,24 @@ describe("quantization mixes", () => {
       [...Array(16).keys()].filter((l) => t(`blk.${l}.attn_v.weight`) === "q6_k"),
       sixes,
     );
-    assert.equal(t("blk.3.attn_q.weight", 64), "q8_0");
+    // Rows that are not whole 256-value blocks: Q4_K falls back to Q5_0, Q6_K to Q8_0 (llama.cpp's).
+    assert.equal(t("blk.3.attn_q.weight", 64), "q5_0");
+    assert.equal(t("blk.0.attn_v.weight", 576), "q8_0");
+    assert.equal(t("output.weight", 576), "q8_0");
     assert.equal(t("blk.3.ffn_down.weight", 172), null);
+  });
+  it("q5_k_m: Q5_K where q4_k_m has Q4_K, the same Q6_K layers, Q5_1 where rows are not whole 256-blocks", () => {
+    const t = (name: string, cols = 512) => quantTarget("q5_k_m", name, cols, 16);
+    assert.equal(t("output.weight"), "q6_k");
+    assert.equal(t("token_embd.weight"), "q5_k");
+    assert.equal(t("blk.5.attn_q.weight"), "q5_k");
+    assert.deepEqual(
+      [...Array(16).keys()].filter((l) => t(`blk.${l}.ffn_down.weight`) === "q6_k"),
+      [0, 1, 4, 7, 10, 13, 14, 15],
+    );
+    assert.equal(t("blk.5.attn_q.weight", 576), "q5_1");
+    assert.equal(t("blk.0.ffn_down.weight", 576), "q8_0");
+    assert.equal(t("blk.5.ffn_up.weight", 100), null);
   });
   it("q8_0 everywhere; q4_0 with a Q6_K output", () => {
     assert.equal(quantTarget("q8_0", "output.weight", 512, 4), "q8_0");
@@ -175,11 +191,25 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
     assert.equal(same, 3);
   });
 
-  for (const q of ["q8_0", "q4_0", "q4_k_m"] as const) {
+  it("stories260K at q4_k_m: rows of 64 take llama.cpp's Q5_0 fallback (Q8_0 for Q6_K's); llama.cpp and ours agree (or a near tie)", async () => {
+    const float = await loadModel(path.join(sharedDataPath("models", "stories260K"), "hf"));
+    const { file, ours } = await exported(float, "q4_k_m", "stories");
+    assert.equal(ours.weights.get("model.layers.2.self_attn.q_proj.weight")!.dtype, "q5_0");
+    assert.equal(ours.weights.get("model.layers.0.self_attn.v_proj.weight")!.dtype, "q8_0"); // more bits
+    assert.equal(ours.weights.get("model.layers.0.mlp.down_proj.weight")!.dtype, "f32"); // 172: no block fits
+    for (const prompt of ["Once upon a time", "The dog"]) await checkGreedy(file, float, ours, prompt, 24);
+  });
+
+  for (const q of ["q8_0", "q4_0", "q4_k_m", "q5_k_m"] as const) {
     it(`a tiny llama with 256-wide rows at ${q}: llama.cpp and ours agree (or a near tie)`, async () => {
       const float = await wideTinyModel();
       const { file, ours } = await exported(float, q, "wide");
-      const want = { q8_0: ["q8_0"], q4_0: ["q4_0", "q6_k"], q4_k_m: ["q4_k", "q6_k"] }[q];
+      const want = {
+        q8_0: ["q8_0"],
+        q4_0: ["q4_0", "q6_k"],
+        q4_k_m: ["q4_k", "q6_k"],
+        q5_k_m: ["q5_k", "q6_k"],
+      }[q];
       const types = new Set([...ours.weights.values()].filter((t) => t.shape.length > 1).map((t) => t.dtype));
       assert.deepEqual([...types].sort(), want);
       await checkGreedy(file, float, ours, "Hello, world", 12);
@@ -234,7 +264,7 @@ describe("lamina convert --quantize", () => {
   it("refuses an unknown quantization and --quantize without --to gguf, by name", () => {
     const bad = cli("--to", "gguf", "--out", path.join(tmp, "x.gguf"), "--quantize", "q3_k");
     assert.notEqual(bad.status, 0);
-    assert.match(bad.stderr, /--quantize q3_k: unknown quantization; supported: q8_0, q4_0, q4_k_m/);
+    assert.match(bad.stderr, /--quantize q3_k: unknown quantization; supported: q8_0, q4_0, q4_k_m, q5_k_m/);
     const noTo = cli("--quantize", "q8_0");
     assert.notEqual(noTo.status, 0);
     assert.match(noTo.stderr, /--quantize needs --to gguf/);
