@@ -163,6 +163,33 @@ function q6_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   }
 }
 
+/**
+ * Q3_K: 16 sub-blocks of 16, x ≈ d·(sc − 32)·(q − 4) with q − 4 in −4..3 and a six-bit sc under the
+ * block's f16 d (sc ≥ 32 here: a sub-block's scale maps its largest magnitude to 4 steps, so its
+ * largest positive value may be clamped by up to one step); q's third bit in hmask, its low two
+ * in qs.
+ */
+function q3_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const s: number[] = [];
+  for (let j = 0; j < 16; j++) s.push(maxAbs(x, xo + j * 16, 16) / 4);
+  const d = putHalf(out, o + 108, Math.max(...s) / 31);
+  const sc = s.map((v) => (d === 0 ? 0 : clamp(Math.ceil(v / d - 1e-6), 0, 31)));
+  out.fill(0, o, o + 108);
+  sc.forEach((v, i) => {
+    const stored = v + 32;
+    out[o + 96 + (i < 8 ? i : i - 8)] |= (stored & 15) << (i < 8 ? 0 : 4);
+    out[o + 104 + (i % 4)] |= (stored >> 4) << (2 * (i >> 2));
+  });
+  for (let e = 0; e < 256; e++) {
+    const step = Math.fround(d * sc[e >> 4]!);
+    const q = (step === 0 ? 0 : clamp(nearest(x[xo + e]! / step), -4, 3)) + 4;
+    const b = e >> 5;
+    const l = e & 31;
+    out[o + 32 + (b >> 2) * 32 + l] |= (q & 3) << (2 * (b & 3));
+    out[o + l] |= (q >> 2) << b;
+  }
+}
+
 const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn: typeof q8_0 }>> = {
   q8_0: { block: 32, bytes: 34, fn: q8_0 },
   q4_0: { block: 32, bytes: 18, fn: q4_0 },
@@ -172,6 +199,7 @@ const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn:
   q5_0: { block: 32, bytes: 22, fn: q5_0 },
   q5_1: { block: 32, bytes: 24, fn: (x, xo, out, o) => minQuant(5, x, xo, out, o) },
   q5_k: { block: 256, bytes: 176, fn: q5_K },
+  q3_k: { block: 256, bytes: 110, fn: q3_K },
 };
 
 /** Whether rows of `cols` values are whole blocks of the format. */

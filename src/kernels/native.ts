@@ -275,6 +275,7 @@ const QUANT_CODE: Record<QuantType, number> = {
   q5_0: 5,
   q5_1: 6,
   q5_k: 7,
+  q3_k: 8,
 };
 
 /** A weight in a block format, as stored (the product quantizes the activations instead). */

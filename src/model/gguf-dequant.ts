@@ -22,10 +22,13 @@ import {
  *   Q5_1 (24 bytes / 32): f16 d, f16 m, u32 qh, u8 qs[16]; Q5_0's q, x = d·q + m.
  *   Q5_K (176 bytes / 256): f16 d, f16 dmin, u8 scales[12] (as Q4_K), u8 qh[32], u8 qs[128]; Q4_K's
  *     nibbles, each 32-element block b taking bit b of qh[l] as its fifth bit.
+ *   Q3_K (110 bytes / 256): u8 hmask[32], u8 qs[64], u8 scales[12] (16 six-bit scales, stored + 32),
+ *     f16 d; block b (32 elements): q = (2 bits of qs[32·(b >> 2) + l] at 2·(b & 3)) | bit b of
+ *     hmask[l] << 2, x = d·(sc − 32)·(q − 4), a scale per 16 elements.
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
-export type QuantName = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K" | "Q4_1" | "Q5_0" | "Q5_1" | "Q5_K";
+export type QuantName = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K" | "Q4_1" | "Q5_0" | "Q5_1" | "Q5_K" | "Q3_K";
 
 export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: number }>> = {
   Q8_0: { block: 32, bytes: 34 },
@@ -36,6 +39,7 @@ export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: nu
   Q5_0: { block: 32, bytes: 22 },
   Q5_1: { block: 32, bytes: 24 },
   Q5_K: { block: 256, bytes: 176 },
+  Q3_K: { block: 256, bytes: 110 },
 };
 
 const f = Math.fround;
@@ -162,6 +166,27 @@ function q5_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   }
 }
 
+/** Q3_K's 16 six-bit scales (as stored, 0..63) from its 12 packed bytes at `at`. */
+export function scalesK3(src: Uint8Array, at: number): number[] {
+  return Array.from({ length: 16 }, (_, i) => {
+    const low = i < 8 ? src[at + i]! & 15 : src[at + i - 8]! >> 4;
+    return low | (((src[at + 8 + (i % 4)]! >> (2 * (i >> 2))) & 3) << 4);
+  });
+}
+
+function q3_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at + 108);
+  const sc = scalesK3(src, at + 96);
+  for (let b = 0; b < 8; b++) {
+    const qs = at + 32 + (b >> 2) * 32;
+    const shift = 2 * (b & 3);
+    for (let l = 0; l < 32; l++) {
+      const q = ((src[qs + l]! >> shift) & 3) | (((src[at + l]! >> b) & 1) << 2);
+      out[o + b * 32 + l] = f(f(d * (sc[2 * b + (l >> 4)]! - 32)) * (q - 4));
+    }
+  }
+}
+
 const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q8_0: q8_0,
   Q4_0: q4_0,
@@ -171,6 +196,7 @@ const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q5_0: q5_0,
   Q5_1: q5_1,
   Q5_K: q5_K,
+  Q3_K: q3_K,
 };
 
 export function isQuantName(name: string): name is QuantName {

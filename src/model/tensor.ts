@@ -12,7 +12,7 @@ export type TensorData = Float32Array | Uint16Array;
  * ggml's block formats, kept as stored by the GGUF import (layouts in gguf-dequant.ts): matrices
  * whose rows are whole blocks, multiplied by the quantized kernels without widening.
  */
-export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q6_k" | "q4_1" | "q5_0" | "q5_1" | "q5_k";
+export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q6_k" | "q4_1" | "q5_0" | "q5_1" | "q5_k" | "q3_k";
 
 /** Any stored weight type: floats, or a block format. */
 export type WeightDType = DType | QuantType;
@@ -26,6 +26,7 @@ export const QUANT_TYPES: readonly QuantType[] = [
   "q5_0",
   "q5_1",
   "q5_k",
+  "q3_k",
 ];
 
 export interface FloatTensor {

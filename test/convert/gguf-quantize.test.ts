@@ -52,6 +52,8 @@ const BOUND: Record<
   q5_1: { block: 32, of: (xs) => ((Math.max(...xs) - Math.min(...xs)) / 31) * 0.51 + maxAbs(xs) * 2 ** -10 },
   q5_0: { block: 32, of: (xs) => (maxAbs(xs) / 16) * 1.01 },
   q5_k: { block: 32, of: (xs) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 31) * 1.1 },
+  // A whole step (the top clamped from 4 steps to 3) of the sub-block's scale rounded up to a multiple of d.
+  q3_k: { block: 16, of: (xs, sb) => (maxAbs(xs) / 4 + maxAbs(sb) / 4 / 31) * 1.01 },
 };
 
 function maxAbs(xs: Float32Array): number {

@@ -107,6 +107,16 @@ inline void groupScales(int QT, const uint8_t* g, GroupScales& s) {
       s.lo[b] = s.hi[b] = d * float(sc[b]);
       s.offLo[b] = s.offHi[b] = dmin * float(m[b]);
     }
+  } else if (QT == lk::kQ3_K) {
+    const float d = half(g + 108);
+    int sc[16];
+    lk::q3kScales(g + 96, sc);
+    for (int b = 0; b < 8; b++) {
+      s.lo[b] = d * float(sc[2 * b] - 32);
+      s.hi[b] = d * float(sc[2 * b + 1] - 32);
+      s.offLo[b] = 4.0f * s.lo[b];
+      s.offHi[b] = 4.0f * s.hi[b];
+    }
   } else {
     const float d = half(g + 208);
     const int8_t* sc = reinterpret_cast<const int8_t*>(g + 192);
@@ -143,6 +153,9 @@ inline void blockInts(const uint8_t* g, int b, int32_t* v) {
     const uint8_t* qs = g + (QT == lk::kQ5_K ? 48 : 16) + (b / 2) * 32;
     for (int j = 0; j < 32; j++)
       v[j] = (b % 2 ? qs[j] >> 4 : qs[j] & 15) | (QT == lk::kQ5_K ? ((g[16 + j] >> b) & 1) << 4 : 0);
+  } else if constexpr (QT == lk::kQ3_K) {
+    const uint8_t* qs = g + 32 + (b / 4) * 32;
+    for (int j = 0; j < 32; j++) v[j] = ((qs[j] >> (2 * (b % 4))) & 3) | (((g[j] >> b) & 1) << 2);
   } else {
     const int n = b / 4, k = b % 4;
     const uint8_t* ql = g + n * 64 + (k % 2) * 32;
@@ -267,6 +280,13 @@ inline __m256i blockVec(const uint8_t* g, int b) {
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16));
     const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(b)), _mm256_set1_epi8(1));
     return _mm256_or_si256(v, _mm256_slli_epi16(hi, 4));
+  } else if constexpr (QT == lk::kQ3_K) {
+    // Two bits of qs at 2·(b % 4), the third from bit b of hmask: q + 4 in 0..7.
+    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 32 + (b / 4) * 32));
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g));
+    const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(qs, _mm_cvtsi32_si128(2 * (b % 4))), _mm256_set1_epi8(3));
+    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(b)), _mm256_set1_epi8(1));
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 2));
   } else {
     const int n = b / 4, k = b % 4;
     const __m256i ql = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + n * 64 + (k % 2) * 32));
@@ -321,6 +341,22 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     v.wb = _mm256_mul_ps(d, u8x4Twice(scHi));
     v.oa = _mm256_mul_ps(dmin, u8x4Twice(mLo));
     v.ob = _mm256_mul_ps(dmin, u8x4Twice(mHi));
+  } else if constexpr (QT == lk::kQ3_K) {
+    // The 16 scales (sc − 32) in the order the half sums lie: [lo 0-3 | hi 0-3], [lo 4-7 | hi 4-7].
+    int sc[16];
+    lk::q3kScales(g + 96, sc);
+    alignas(32) float a[8], b8[8];
+    for (int i = 0; i < 4; i++) {
+      a[i] = float(sc[2 * i] - 32);
+      a[4 + i] = float(sc[2 * i + 1] - 32);
+      b8[i] = float(sc[2 * (i + 4)] - 32);
+      b8[4 + i] = float(sc[2 * (i + 4) + 1] - 32);
+    }
+    const __m256 d = _mm256_set1_ps(half(g + 108));
+    v.wa = _mm256_mul_ps(d, _mm256_load_ps(a));
+    v.wb = _mm256_mul_ps(d, _mm256_load_ps(b8));
+    v.oa = _mm256_mul_ps(v.wa, _mm256_set1_ps(4.0f));
+    v.ob = _mm256_mul_ps(v.wb, _mm256_set1_ps(4.0f));
   } else {
     // Block b's halves have scales 2b and 2b + 1: reorder the 16 to [0 2 4 6 1 3 5 7 | 8 ...].
     const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 192)),
@@ -773,6 +809,8 @@ void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       return matmulRange<lk::kQ5_1>(a, r0, r1);
     case lk::kQ5_K:
       return matmulRange<lk::kQ5_K>(a, r0, r1);
+    case lk::kQ3_K:
+      return matmulRange<lk::kQ3_K>(a, r0, r1);
     default:
       return matmulRange<lk::kQ6_K>(a, r0, r1);
   }
@@ -793,10 +831,10 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
   static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul,
                                    {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
                                     LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
-                                    LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7]}};
+                                    LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8]}};
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2}};
 #endif
   return &table;
 }

@@ -102,6 +102,18 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
       o[j] = d * float(lo - off) + m;
       o[j + 16] = d * float(hi - off) + m;
     }
+  } else if (qtype == kQ3_K) {
+    const float d = half(b + 108);
+    int sc[16];
+    q3kScales(b + 96, sc);
+    for (int blk = 0; blk < 8; blk++) {
+      const uint8_t* qs = b + 32 + (blk / 4) * 32;
+      const int shift = 2 * (blk % 4);
+      for (int l = 0; l < 32; l++) {
+        const int q = ((qs[l] >> shift) & 3) | (((b[l] >> blk) & 1) << 2);
+        o[blk * 32 + l] = d * float(sc[2 * blk + l / 16] - 32) * float(q - 4);
+      }
+    }
   } else if (qtype == kQ4_K || qtype == kQ5_K) {
     const float d = half(b), dmin = half(b + 2);
     const bool five = qtype == kQ5_K;
