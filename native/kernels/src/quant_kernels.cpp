@@ -342,19 +342,19 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     v.oa = _mm256_mul_ps(dmin, u8x4Twice(mLo));
     v.ob = _mm256_mul_ps(dmin, u8x4Twice(mHi));
   } else if constexpr (QT == lk::kQ3_K) {
-    // The 16 scales (sc − 32) in the order the half sums lie: [lo 0-3 | hi 0-3], [lo 4-7 | hi 4-7].
-    int sc[16];
-    lk::q3kScales(g + 96, sc);
-    alignas(32) float a[8], b8[8];
-    for (int i = 0; i < 4; i++) {
-      a[i] = float(sc[2 * i] - 32);
-      a[4 + i] = float(sc[2 * i + 1] - 32);
-      b8[i] = float(sc[2 * (i + 4)] - 32);
-      b8[4 + i] = float(sc[2 * (i + 4) + 1] - 32);
-    }
+    // The 16 six-bit scales: low nibbles from bytes 0-7 (scales 0-7) and their high nibbles (8-15),
+    // the top two bits from bytes 8-11 at 2·(i / 4); minus 32, then laid out as Q6_K's below.
+    const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96));
+    const __m128i low4 = _mm_set1_epi8(15);
+    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b8, low4), _mm_and_si128(_mm_srli_epi16(b8, 4), low4));
+    uint32_t t;
+    std::memcpy(&t, g + 104, 4);
+    const __m128i top = _mm_and_si128(_mm_setr_epi32(int(t), int(t >> 2), int(t >> 4), int(t >> 6)), _mm_set1_epi8(3));
+    const __m128i all = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+    const __m128i sc = _mm_shuffle_epi8(all, _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
     const __m256 d = _mm256_set1_ps(half(g + 108));
-    v.wa = _mm256_mul_ps(d, _mm256_load_ps(a));
-    v.wb = _mm256_mul_ps(d, _mm256_load_ps(b8));
+    v.wa = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+    v.wb = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
     v.oa = _mm256_mul_ps(v.wa, _mm256_set1_ps(4.0f));
     v.ob = _mm256_mul_ps(v.wb, _mm256_set1_ps(4.0f));
   } else {
