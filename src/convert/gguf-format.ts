@@ -36,6 +36,7 @@ export const GgmlType = {
   q5_0: 6,
   q5_1: 7,
   q8_0: 8,
+  q2_k: 10,
   q3_k: 11,
   q4_k: 12,
   q5_k: 13,
@@ -58,6 +59,7 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
   q5_1: { block: 32, bytes: 24 },
   q5_k: { block: 256, bytes: 176 },
   q3_k: { block: 256, bytes: 110 },
+  q2_k: { block: 256, bytes: 84 },
 };
 
 /**

@@ -190,6 +190,40 @@ function q3_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   }
 }
 
+/**
+ * Q2_K: 16 sub-blocks of 16, x ≈ d·sc·q − dmin·m with q in 0..3 and four-bit sc, m under the block's
+ * f16 d and dmin (as Q4_K's scales and mins, each sized from the other's stored value).
+ */
+function q2_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const lows: number[] = [];
+  const highs: number[] = [];
+  for (let j = 0; j < 16; j++) {
+    let lo = 0;
+    let hi = 0;
+    for (let l = 0; l < 16; l++) {
+      lo = Math.min(lo, x[xo + j * 16 + l]!);
+      hi = Math.max(hi, x[xo + j * 16 + l]!);
+    }
+    lows.push(-lo);
+    highs.push(hi);
+  }
+  const dmin = putHalf(out, o + 82, Math.max(...lows) / 15);
+  const m = lows.map((v) => (dmin === 0 ? 0 : clamp(Math.ceil(v / dmin - 1e-6), 0, 15)));
+  const scales = highs.map((hi, j) => (hi + Math.fround(dmin * m[j]!)) / 3);
+  const d = putHalf(out, o + 80, Math.max(...scales) / 15);
+  const sc = scales.map((v) => (d === 0 ? 0 : clamp(Math.ceil(v / d - 1e-6), 0, 15)));
+  for (let j = 0; j < 16; j++) out[o + j] = sc[j]! | (m[j]! << 4);
+  out.fill(0, o + 16, o + 80);
+  for (let e = 0; e < 256; e++) {
+    const j = e >> 4;
+    const step = Math.fround(d * sc[j]!);
+    const lo = Math.fround(dmin * m[j]!);
+    const q = step === 0 ? 0 : clamp(nearest((x[xo + e]! + lo) / step), 0, 3);
+    const b = e >> 5;
+    out[o + 16 + (b >> 2) * 32 + (e & 31)] |= q << (2 * (b & 3));
+  }
+}
+
 const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn: typeof q8_0 }>> = {
   q8_0: { block: 32, bytes: 34, fn: q8_0 },
   q4_0: { block: 32, bytes: 18, fn: q4_0 },
@@ -200,6 +234,7 @@ const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn:
   q5_1: { block: 32, bytes: 24, fn: (x, xo, out, o) => minQuant(5, x, xo, out, o) },
   q5_k: { block: 256, bytes: 176, fn: q5_K },
   q3_k: { block: 256, bytes: 110, fn: q3_K },
+  q2_k: { block: 256, bytes: 84, fn: q2_K },
 };
 
 /** Whether rows of `cols` values are whole blocks of the format. */

@@ -25,10 +25,23 @@ import {
  *   Q3_K (110 bytes / 256): u8 hmask[32], u8 qs[64], u8 scales[12] (16 six-bit scales, stored + 32),
  *     f16 d; block b (32 elements): q = (2 bits of qs[32·(b >> 2) + l] at 2·(b & 3)) | bit b of
  *     hmask[l] << 2, x = d·(sc − 32)·(q − 4), a scale per 16 elements.
+ *   Q2_K (84 bytes / 256): u8 scales[16] (scale in the low nibble, min in the high), u8 qs[64],
+ *     f16 d, f16 dmin; block b: q = 2 bits of qs[32·(b >> 2) + l] at 2·(b & 3), x = d·sc·q − dmin·m,
+ *     a scale and min per 16 elements.
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
-export type QuantName = "Q8_0" | "Q4_0" | "Q4_K" | "Q6_K" | "Q4_1" | "Q5_0" | "Q5_1" | "Q5_K" | "Q3_K";
+export type QuantName =
+  | "Q8_0"
+  | "Q4_0"
+  | "Q4_K"
+  | "Q6_K"
+  | "Q4_1"
+  | "Q5_0"
+  | "Q5_1"
+  | "Q5_K"
+  | "Q3_K"
+  | "Q2_K";
 
 export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: number }>> = {
   Q8_0: { block: 32, bytes: 34 },
@@ -40,6 +53,7 @@ export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: nu
   Q5_1: { block: 32, bytes: 24 },
   Q5_K: { block: 256, bytes: 176 },
   Q3_K: { block: 256, bytes: 110 },
+  Q2_K: { block: 256, bytes: 84 },
 };
 
 const f = Math.fround;
@@ -187,6 +201,20 @@ function q3_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   }
 }
 
+function q2_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at + 80);
+  const dmin = half(src, at + 82);
+  for (let b = 0; b < 8; b++) {
+    const qs = at + 16 + (b >> 2) * 32;
+    const shift = 2 * (b & 3);
+    for (let l = 0; l < 32; l++) {
+      const s = src[at + 2 * b + (l >> 4)]!;
+      const q = (src[qs + l]! >> shift) & 3;
+      out[o + b * 32 + l] = f(f(f(d * (s & 15)) * q) - f(dmin * (s >> 4)));
+    }
+  }
+}
+
 const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q8_0: q8_0,
   Q4_0: q4_0,
@@ -197,6 +225,7 @@ const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q5_1: q5_1,
   Q5_K: q5_K,
   Q3_K: q3_K,
+  Q2_K: q2_K,
 };
 
 export function isQuantName(name: string): name is QuantName {

@@ -33,6 +33,8 @@ export const GGML_TYPES: Readonly<Record<number, { name: string; block: number; 
   12: { name: "Q4_K", block: 256, bytes: 144 },
   13: { name: "Q5_K", block: 256, bytes: 176 },
   14: { name: "Q6_K", block: 256, bytes: 210 },
+  20: { name: "IQ4_NL", block: 32, bytes: 18 },
+  23: { name: "IQ4_XS", block: 256, bytes: 136 },
   30: { name: "BF16", block: 1, bytes: 2 },
 };
 

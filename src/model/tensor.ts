@@ -12,7 +12,17 @@ export type TensorData = Float32Array | Uint16Array;
  * ggml's block formats, kept as stored by the GGUF import (layouts in gguf-dequant.ts): matrices
  * whose rows are whole blocks, multiplied by the quantized kernels without widening.
  */
-export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q6_k" | "q4_1" | "q5_0" | "q5_1" | "q5_k" | "q3_k";
+export type QuantType =
+  | "q8_0"
+  | "q4_0"
+  | "q4_k"
+  | "q6_k"
+  | "q4_1"
+  | "q5_0"
+  | "q5_1"
+  | "q5_k"
+  | "q3_k"
+  | "q2_k";
 
 /** Any stored weight type: floats, or a block format. */
 export type WeightDType = DType | QuantType;
@@ -27,6 +37,7 @@ export const QUANT_TYPES: readonly QuantType[] = [
   "q5_1",
   "q5_k",
   "q3_k",
+  "q2_k",
 ];
 
 export interface FloatTensor {

@@ -54,6 +54,11 @@ const BOUND: Record<
   q5_k: { block: 32, of: (xs) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 31) * 1.1 },
   // A whole step (the top clamped from 4 steps to 3) of the sub-block's scale rounded up to a multiple of d.
   q3_k: { block: 16, of: (xs, sb) => (maxAbs(xs) / 4 + maxAbs(sb) / 4 / 31) * 1.01 },
+  // Half a step of the range over 3, the scale rounded up by up to a sixteenth of the block's largest.
+  q2_k: {
+    block: 16,
+    of: (xs, sb) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 3) * 0.51 + (maxAbs(sb) * 2) / 3 / 15,
+  },
 };
 
 function maxAbs(xs: Float32Array): number {

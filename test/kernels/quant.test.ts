@@ -45,6 +45,7 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
     q5_1: { at: [0, 2], bytes: 24 },
     q5_k: { at: [0, 2], bytes: 176 },
     q3_k: { at: [108], bytes: 110 },
+    q2_k: { at: [80, 82], bytes: 84 },
   }[type];
   for (let b = 0; b < data.length / bytes; b++) {
     for (const o of at) {

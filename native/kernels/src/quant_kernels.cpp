@@ -107,6 +107,14 @@ inline void groupScales(int QT, const uint8_t* g, GroupScales& s) {
       s.lo[b] = s.hi[b] = d * float(sc[b]);
       s.offLo[b] = s.offHi[b] = dmin * float(m[b]);
     }
+  } else if (QT == lk::kQ2_K) {
+    const float d = half(g + 80), dmin = half(g + 82);
+    for (int b = 0; b < 8; b++) {
+      s.lo[b] = d * float(g[2 * b] & 15);
+      s.hi[b] = d * float(g[2 * b + 1] & 15);
+      s.offLo[b] = dmin * float(g[2 * b] >> 4);
+      s.offHi[b] = dmin * float(g[2 * b + 1] >> 4);
+    }
   } else if (QT == lk::kQ3_K) {
     const float d = half(g + 108);
     int sc[16];
@@ -153,6 +161,9 @@ inline void blockInts(const uint8_t* g, int b, int32_t* v) {
     const uint8_t* qs = g + (QT == lk::kQ5_K ? 48 : 16) + (b / 2) * 32;
     for (int j = 0; j < 32; j++)
       v[j] = (b % 2 ? qs[j] >> 4 : qs[j] & 15) | (QT == lk::kQ5_K ? ((g[16 + j] >> b) & 1) << 4 : 0);
+  } else if constexpr (QT == lk::kQ2_K) {
+    const uint8_t* qs = g + 16 + (b / 4) * 32;
+    for (int j = 0; j < 32; j++) v[j] = (qs[j] >> (2 * (b % 4))) & 3;
   } else if constexpr (QT == lk::kQ3_K) {
     const uint8_t* qs = g + 32 + (b / 4) * 32;
     for (int j = 0; j < 32; j++) v[j] = ((qs[j] >> (2 * (b % 4))) & 3) | (((g[j] >> b) & 1) << 2);
@@ -280,6 +291,9 @@ inline __m256i blockVec(const uint8_t* g, int b) {
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16));
     const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(b)), _mm256_set1_epi8(1));
     return _mm256_or_si256(v, _mm256_slli_epi16(hi, 4));
+  } else if constexpr (QT == lk::kQ2_K) {
+    const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16 + (b / 4) * 32));
+    return _mm256_and_si256(_mm256_srl_epi16(qs, _mm_cvtsi32_si128(2 * (b % 4))), _mm256_set1_epi8(3));
   } else if constexpr (QT == lk::kQ3_K) {
     // Two bits of qs at 2·(b % 4), the third from bit b of hmask: q + 4 in 0..7.
     const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 32 + (b / 4) * 32));
@@ -341,6 +355,17 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     v.wb = _mm256_mul_ps(d, u8x4Twice(scHi));
     v.oa = _mm256_mul_ps(dmin, u8x4Twice(mLo));
     v.ob = _mm256_mul_ps(dmin, u8x4Twice(mHi));
+  } else if constexpr (QT == lk::kQ2_K) {
+    // Scales in the low nibbles of bytes 0-15, mins in the high; reordered as Q6_K's below.
+    const __m128i raw = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)),
+                                         _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
+    const __m128i sc = _mm_and_si128(raw, _mm_set1_epi8(15));
+    const __m128i mn = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
+    const __m256 d = _mm256_set1_ps(half(g + 80)), dmin = _mm256_set1_ps(half(g + 82));
+    v.wa = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc)));
+    v.wb = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sc, 8))));
+    v.oa = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn)));
+    v.ob = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(mn, 8))));
   } else if constexpr (QT == lk::kQ3_K) {
     // The 16 six-bit scales: low nibbles from bytes 0-7 (scales 0-7) and their high nibbles (8-15),
     // the top two bits from bytes 8-11 at 2·(i / 4); minus 32, then laid out as Q6_K's below.
@@ -811,6 +836,8 @@ void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       return matmulRange<lk::kQ5_K>(a, r0, r1);
     case lk::kQ3_K:
       return matmulRange<lk::kQ3_K>(a, r0, r1);
+    case lk::kQ2_K:
+      return matmulRange<lk::kQ2_K>(a, r0, r1);
     default:
       return matmulRange<lk::kQ6_K>(a, r0, r1);
   }
@@ -831,10 +858,11 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
   static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul,
                                    {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
                                     LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
-                                    LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8]}};
+                                    LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8],
+                                    LK_VARIANT::kPanelFrom[9]}};
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
 #endif
   return &table;
 }

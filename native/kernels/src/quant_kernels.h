@@ -1,4 +1,4 @@
-// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K). The activations are
+// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K). The activations are
 // quantized per 32 values to int8 first (the activation rows below), so each 32-value block is one
 // integer dot product of bytes, scaled once in float: the weights are read from memory at their
 // stored size (4.5 to 8.5 bits a value) and never widened to floats.
@@ -25,7 +25,8 @@ enum QuantType : int {
   kQ5_1 = 6,
   kQ5_K = 7,
   kQ3_K = 8,
-  kQuantTypes = 9
+  kQ2_K = 9,
+  kQuantTypes = 10
 };
 
 // Values per block and bytes per block, by QuantType.
@@ -36,9 +37,9 @@ struct QuantFormat {
 };
 constexpr QuantFormat kQuantFormats[kQuantTypes] = {
     {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
-    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}};
+    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}};
 // K-quants: one 256-value super-block a group; the others are 32-value blocks, eight a group.
-constexpr bool isSuperBlock(int qt) { return qt == kQ4_K || qt == kQ6_K || qt == kQ5_K || qt == kQ3_K; }
+constexpr bool isSuperBlock(int qt) { return qt == kQ4_K || qt == kQ6_K || qt == kQ5_K || qt == kQ3_K || qt == kQ2_K; }
 
 // A token's activations quantized per 32 values: x ≈ d * q with d = max|x| / 127 and q = x / d
 // rounded to nearest (even). Laid out per token as floats then bytes (actStride(cols) bytes):
@@ -46,7 +47,7 @@ constexpr bool isSuperBlock(int qt) { return qt == kQ4_K || qt == kQ6_K || qt ==
 //   ds32[nb]   d times the sum of q over each block (the batched products' offsets and mins)
 //   ds16[16ng] d times the sum of q over each 16-value half, in kernel order (ds16Index), for
 //              ng = nb / 8 rounded up groups of 8 blocks: the formats that store an offset
-//              (Q4_0's 8, Q5_0's 16, Q3_K's 4, Q6_K's 32) or a min (Q4_K, Q5_K, Q4_1, Q5_1) correct for it with these instead of
+//              (Q4_0's 8, Q5_0's 16, Q3_K's 4, Q6_K's 32) or a min (Q2_K, Q4_K, Q5_K, Q4_1, Q5_1) correct for it with these instead of
 //              per-value arithmetic
 //   q[cols]    int8
 inline int64_t actFloats(int64_t cols) { return 2 * (cols / 32) + (cols / 32 + 7) / 8 * 16; }

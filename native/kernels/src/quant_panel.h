@@ -90,7 +90,7 @@ struct PanelLanes {
 };
 #endif
 
-constexpr int panelHalves(int QT) { return QT == lk::kQ6_K || QT == lk::kQ3_K ? 2 : 1; }
+constexpr int panelHalves(int QT) { return QT == lk::kQ6_K || QT == lk::kQ3_K || QT == lk::kQ2_K ? 2 : 1; }
 // Q8_0 without VNNI keeps its signed bytes and has no offset.
 constexpr bool panelOffset(int QT) { return QT != lk::kQ8_0 || kPanelVnni; }
 constexpr int64_t panelBlockStride(int QT) { return 32 * PanelLanes::L + 8 * panelHalves(QT) * PanelLanes::L; }
@@ -105,7 +105,7 @@ constexpr int64_t kPanelQ4KFrom = 5;
 #else
 constexpr int64_t kPanelQ4KFrom = 3;
 #endif
-constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3};
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3};
 
 // dword k of eight rows' 32-byte vectors into out[k] (an 8x8 transpose of 32-bit elements).
 inline void transpose8x8(const __m256i* v, __m256i* out) {

@@ -102,6 +102,16 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
       o[j] = d * float(lo - off) + m;
       o[j + 16] = d * float(hi - off) + m;
     }
+  } else if (qtype == kQ2_K) {
+    const float d = half(b + 80), dmin = half(b + 82);
+    for (int blk = 0; blk < 8; blk++) {
+      const uint8_t* qs = b + 16 + (blk / 4) * 32;
+      const int shift = 2 * (blk % 4);
+      for (int l = 0; l < 32; l++) {
+        const uint8_t s = b[2 * blk + l / 16];
+        o[blk * 32 + l] = d * float(s & 15) * float((qs[l] >> shift) & 3) - dmin * float(s >> 4);
+      }
+    }
   } else if (qtype == kQ3_K) {
     const float d = half(b + 108);
     int sc[16];
