@@ -401,16 +401,22 @@ function quantQ4_0(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
   return { data, meant };
 }
 
-/** Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins under f16 d and dmin; x ≈ d·sc·q − dmin·m. */
-function quantQ4_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+/**
+ * Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins under f16 d and dmin; x ≈ d·sc·q −
+ * dmin·m with q in 0..15 (Q4_K: nibbles from byte 16) or 0..31 (Q5_K: bit j of qh byte l, bytes
+ * 16-47, is sub-block j's element l's fifth bit; the nibbles from byte 48).
+ */
+function quantK(bits: 4 | 5, x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const top = (1 << bits) - 1;
+  const bytes = bits === 4 ? 144 : 176;
   const nb = x.length / 256;
-  const data = new Uint8Array(nb * 144);
+  const data = new Uint8Array(nb * bytes);
   const meant = new Float64Array(x.length);
   for (let b = 0; b < nb; b++) {
-    const o = b * 144;
+    const o = b * bytes;
     const sub = [...Array(8).keys()].map((j) => x.subarray(b * 256 + j * 32, b * 256 + j * 32 + 32));
     const mins = sub.map((s) => Math.max(0, -Math.min(...s)));
-    const scales = sub.map((s, j) => (Math.max(...s) + mins[j]!) / 15);
+    const scales = sub.map((s, j) => (Math.max(...s) + mins[j]!) / top);
     const d = putHalf(data, o, Math.max(...scales) / 63);
     const dmin = putHalf(data, o + 2, Math.max(...mins) / 63);
     const sc = scales.map((s) => (d === 0 ? 0 : Math.min(63, Math.round(s / d))));
@@ -420,13 +426,15 @@ function quantQ4_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
       data[o + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
       data[o + 12 + j] = (sc[j + 4]! & 15) | ((m[j + 4]! & 15) << 4);
     }
+    const qs = o + (bits === 4 ? 16 : 48);
     for (let j = 0; j < 8; j++) {
       const step = d * sc[j]!;
       const lo = dmin * m[j]!;
       for (let l = 0; l < 32; l++) {
-        const q = step === 0 ? 0 : Math.max(0, Math.min(15, Math.round((sub[j]![l]! + lo) / step)));
-        const byte = o + 16 + (j >> 1) * 32 + l;
-        data[byte] = j & 1 ? data[byte]! | (q << 4) : q;
+        const q = step === 0 ? 0 : Math.max(0, Math.min(top, Math.round((sub[j]![l]! + lo) / step)));
+        const byte = qs + (j >> 1) * 32 + l;
+        data[byte] = j & 1 ? data[byte]! | ((q & 15) << 4) : q & 15;
+        if (bits === 5) data[o + 16 + l] = data[o + 16 + l]! | ((q >> 4) << j);
         meant[b * 256 + j * 32 + l] = step * q - lo;
       }
     }
@@ -528,40 +536,6 @@ function quantQ5_0(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
   return { data, meant };
 }
 
-/** Q5_K: Q4_K's scales and mins with q in 0..31: qh[32] (bit j of byte l: sub-block j, element l), then qs. */
-function quantQ5_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
-  const nb = x.length / 256;
-  const data = new Uint8Array(nb * 176);
-  const meant = new Float64Array(x.length);
-  for (let b = 0; b < nb; b++) {
-    const o = b * 176;
-    const sub = [...Array(8).keys()].map((j) => x.subarray(b * 256 + j * 32, b * 256 + j * 32 + 32));
-    const mins = sub.map((s) => Math.max(0, -Math.min(...s)));
-    const scales = sub.map((s, j) => (Math.max(...s) + mins[j]!) / 31);
-    const d = putHalf(data, o, Math.max(...scales) / 63);
-    const dmin = putHalf(data, o + 2, Math.max(...mins) / 63);
-    const sc = scales.map((v) => (d === 0 ? 0 : Math.min(63, Math.round(v / d))));
-    const m = mins.map((v) => (dmin === 0 ? 0 : Math.min(63, Math.round(v / dmin))));
-    for (let j = 0; j < 4; j++) {
-      data[o + 4 + j] = sc[j]! | ((sc[j + 4]! >> 4) << 6);
-      data[o + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
-      data[o + 12 + j] = (sc[j + 4]! & 15) | ((m[j + 4]! & 15) << 4);
-    }
-    for (let j = 0; j < 8; j++) {
-      const step = d * sc[j]!;
-      const lo = dmin * m[j]!;
-      for (let l = 0; l < 32; l++) {
-        const q = step === 0 ? 0 : Math.max(0, Math.min(31, Math.round((sub[j]![l]! + lo) / step)));
-        data[o + 16 + l] = data[o + 16 + l]! | ((q >> 4) << j);
-        const byte = o + 48 + (j >> 1) * 32 + l;
-        data[byte] = j & 1 ? data[byte]! | ((q & 15) << 4) : q & 15;
-        meant[b * 256 + j * 32 + l] = step * q - lo;
-      }
-    }
-  }
-  return { data, meant };
-}
-
 /**
  * Q3_K: 16 sub-blocks of 16, x ≈ d·(sc − 32)·q with q in −4..3; sc six bits (stored with +32: low
  * four bits in bytes 96-103, sub-blocks 8-15 in the high nibbles; top two in bytes 104-107, two bits
@@ -652,14 +626,14 @@ function testValues(rows: number, cols: number): Float32Array {
 const QUANTS = [
   { name: "Q8_0", type: 8, quant: quantQ8_0, maxErr: 0.02 },
   { name: "Q4_0", type: 2, quant: quantQ4_0, maxErr: 0.25 },
-  { name: "Q4_K", type: 12, quant: quantQ4_K, maxErr: 0.16 },
+  { name: "Q4_K", type: 12, quant: (x: Float32Array) => quantK(4, x), maxErr: 0.16 },
   { name: "Q6_K", type: 14, quant: quantQ6_K, maxErr: 0.06 },
   // Half a step of the outlier's block: Q4_1 4.2/15/2, Q5_0 3/16/2, Q5_1 4.2/31/2, Q5_K 4.2/31/2
   // plus its scale and min rounding.
   { name: "Q4_1", type: 3, quant: (x: Float32Array) => quantMin(4, x), maxErr: 0.15 },
   { name: "Q5_0", type: 6, quant: quantQ5_0, maxErr: 0.1 },
   { name: "Q5_1", type: 7, quant: (x: Float32Array) => quantMin(5, x), maxErr: 0.075 },
-  { name: "Q5_K", type: 13, quant: quantQ5_K, maxErr: 0.09 },
+  { name: "Q5_K", type: 13, quant: (x: Float32Array) => quantK(5, x), maxErr: 0.09 },
   // Half a step of 3/3.5 in the outlier's sub-block, plus the scale's rounding to a multiple of d.
   { name: "Q3_K", type: 11, quant: quantQ3_K, maxErr: 0.5 },
   // Half a step of 4.2/3 in the outlier's sub-block, plus the scale's and min's rounding.
