@@ -41,6 +41,7 @@ export const GgmlType = {
   q4_k: 12,
   q5_k: 13,
   q6_k: 14,
+  iq4_nl: 20,
   bf16: 30,
 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
@@ -60,6 +61,7 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
   q5_k: { block: 256, bytes: 176 },
   q3_k: { block: 256, bytes: 110 },
   q2_k: { block: 256, bytes: 84 },
+  iq4_nl: { block: 32, bytes: 18 },
 };
 
 /**

@@ -1,3 +1,4 @@
+import { IQ4_NL_LEVELS } from "../model/gguf-dequant.js";
 import { f16ToF32, f32ToF16, type QuantType } from "../model/tensor.js";
 
 /**
@@ -224,6 +225,22 @@ function q2_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   }
 }
 
+/** IQ4_NL: per 32 values d = (the value of largest magnitude) / −127, each value the nearest level. */
+function iq4_nl(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  let max = 0;
+  for (let j = 0; j < 32; j++) if (Math.abs(x[xo + j]!) > Math.abs(max)) max = x[xo + j]!;
+  const d = putHalf(out, o, max / -127);
+  const q = (j: number) => {
+    if (d === 0) return 8; // level 1: the nearest to zero
+    const v = x[xo + j]! / d;
+    let best = 0;
+    for (let k = 1; k < 16; k++)
+      if (Math.abs(IQ4_NL_LEVELS[k]! - v) < Math.abs(IQ4_NL_LEVELS[best]! - v)) best = k;
+    return best;
+  };
+  for (let j = 0; j < 16; j++) out[o + 2 + j] = q(j) | (q(j + 16) << 4);
+}
+
 const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn: typeof q8_0 }>> = {
   q8_0: { block: 32, bytes: 34, fn: q8_0 },
   q4_0: { block: 32, bytes: 18, fn: q4_0 },
@@ -235,6 +252,7 @@ const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn:
   q5_k: { block: 256, bytes: 176, fn: q5_K },
   q3_k: { block: 256, bytes: 110, fn: q3_K },
   q2_k: { block: 256, bytes: 84, fn: q2_K },
+  iq4_nl: { block: 32, bytes: 18, fn: iq4_nl },
 };
 
 /** Whether rows of `cols` values are whole blocks of the format. */

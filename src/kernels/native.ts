@@ -277,6 +277,7 @@ const QUANT_CODE: Record<QuantType, number> = {
   q5_k: 7,
   q3_k: 8,
   q2_k: 9,
+  iq4_nl: 10,
 };
 
 /** A weight in a block format, as stored (the product quantizes the activations instead). */

@@ -28,6 +28,8 @@ import {
  *   Q2_K (84 bytes / 256): u8 scales[16] (scale in the low nibble, min in the high), u8 qs[64],
  *     f16 d, f16 dmin; block b: q = 2 bits of qs[32·(b >> 2) + l] at 2·(b & 3), x = d·sc·q − dmin·m,
  *     a scale and min per 16 elements.
+ *   IQ4_NL (18 bytes / 32): f16 d, u8 qs[16]; Q4_0's nibbles index a fixed table of 16 int8 levels
+ *     (IQ4_NL_LEVELS), x = d·level.
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
@@ -41,7 +43,8 @@ export type QuantName =
   | "Q5_1"
   | "Q5_K"
   | "Q3_K"
-  | "Q2_K";
+  | "Q2_K"
+  | "IQ4_NL";
 
 export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: number }>> = {
   Q8_0: { block: 32, bytes: 34 },
@@ -54,6 +57,7 @@ export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: nu
   Q5_K: { block: 256, bytes: 176 },
   Q3_K: { block: 256, bytes: 110 },
   Q2_K: { block: 256, bytes: 84 },
+  IQ4_NL: { block: 32, bytes: 18 },
 };
 
 const f = Math.fround;
@@ -215,6 +219,20 @@ function q2_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   }
 }
 
+/** IQ4_NL's 16 levels, denser near zero (ggml's kvalues_iq4nl). */
+export const IQ4_NL_LEVELS: readonly number[] = [
+  -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+function iq4_nl(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  for (let j = 0; j < 16; j++) {
+    const b = src[at + 2 + j]!;
+    out[o + j] = f(d * IQ4_NL_LEVELS[b & 15]!);
+    out[o + j + 16] = f(d * IQ4_NL_LEVELS[b >> 4]!);
+  }
+}
+
 const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q8_0: q8_0,
   Q4_0: q4_0,
@@ -226,6 +244,7 @@ const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q5_K: q5_K,
   Q3_K: q3_K,
   Q2_K: q2_K,
+  IQ4_NL: iq4_nl,
 };
 
 export function isQuantName(name: string): name is QuantName {

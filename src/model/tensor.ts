@@ -22,7 +22,8 @@ export type QuantType =
   | "q5_1"
   | "q5_k"
   | "q3_k"
-  | "q2_k";
+  | "q2_k"
+  | "iq4_nl";
 
 /** Any stored weight type: floats, or a block format. */
 export type WeightDType = DType | QuantType;
@@ -38,6 +39,7 @@ export const QUANT_TYPES: readonly QuantType[] = [
   "q5_k",
   "q3_k",
   "q2_k",
+  "iq4_nl",
 ];
 
 export interface FloatTensor {

@@ -55,6 +55,8 @@ const BOUND: Record<
   // A whole step (the top clamped from 4 steps to 3) of the sub-block's scale rounded up to a multiple of d.
   q3_k: { block: 16, of: (xs, sb) => (maxAbs(xs) / 4 + maxAbs(sb) / 4 / 31) * 1.01 },
   // Half a step of the range over 3, the scale rounded up by up to a sixteenth of the block's largest.
+  // Half the widest gap between levels (24, 89 to 113) or the 14 beyond 113, in steps of max|x|/127.
+  iq4_nl: { block: 32, of: (xs) => (maxAbs(xs) / 127) * 14 * 1.01 },
   q2_k: {
     block: 16,
     of: (xs, sb) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 3) * 0.51 + (maxAbs(sb) * 2) / 3 / 15,

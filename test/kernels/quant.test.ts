@@ -46,6 +46,7 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
     q5_k: { at: [0, 2], bytes: 176 },
     q3_k: { at: [108], bytes: 110 },
     q2_k: { at: [80, 82], bytes: 84 },
+    iq4_nl: { at: [0], bytes: 18 },
   }[type];
   for (let b = 0; b < data.length / bytes; b++) {
     for (const o of at) {

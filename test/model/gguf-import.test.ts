@@ -608,6 +608,29 @@ function quantQ2_K(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
   return { data, meant };
 }
 
+/** IQ4_NL: per 32 values, d = (signed max)/−127; each value the nearest of 16 fixed levels, nibbles as Q4_0's. */
+function quantIQ4_NL(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const levels = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+  const nb = x.length / 32;
+  const data = new Uint8Array(nb * 18);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    let max = 0;
+    for (let j = 0; j < 32; j++) if (Math.abs(x[b * 32 + j]!) > Math.abs(max)) max = x[b * 32 + j]!;
+    const d = putHalf(data, b * 18, max / -127);
+    const q = Array.from(x.subarray(b * 32, b * 32 + 32), (v) => {
+      if (d === 0) return 8;
+      const dist = levels.map((l) => Math.abs(l - v / d));
+      return dist.indexOf(Math.min(...dist));
+    });
+    q.forEach((qi, j) => {
+      meant[b * 32 + j] = d * levels[qi]!;
+    });
+    for (let j = 0; j < 16; j++) data[b * 18 + 2 + j] = q[j]! | (q[j + 16]! << 4);
+  }
+  return { data, meant };
+}
+
 /** Smooth, varied test values: a few rows of 512 with different offsets and ranges. */
 function testValues(rows: number, cols: number): Float32Array {
   const x = new Float32Array(rows * cols);
@@ -638,6 +661,8 @@ const QUANTS = [
   { name: "Q3_K", type: 11, quant: quantQ3_K, maxErr: 0.5 },
   // Half a step of 4.2/3 in the outlier's sub-block, plus the scale's and min's rounding.
   { name: "Q2_K", type: 10, quant: quantQ2_K, maxErr: 0.85 },
+  // Half the widest gap between levels (24) in steps of 3/127, in the outlier's block.
+  { name: "IQ4_NL", type: 20, quant: quantIQ4_NL, maxErr: 0.3 },
 ] as const;
 
 describe("GGUF import: quantized tensors stay in their block format", () => {
@@ -856,8 +881,8 @@ describe("GGUF import: the 5-bit, min and 3-bit formats in a model", () => {
   }
   const byName = (n: string) => QUANTS.find((q) => q.name === n)!;
 
-  it("Q4_1, Q5_0, Q5_1 and Q5_K matrices (Q4_K_M's fallback for rows that are not whole 256-blocks, Q5_K_M's own): greedy tokens as llama.cpp's", async () => {
-    const kinds = ["Q5_0", "Q5_1", "Q4_1", "Q5_K"].map(byName);
+  it("Q4_1, Q5_0, Q5_1, Q5_K and IQ4_NL matrices (Q4_K_M's fallback for rows that are not whole 256-blocks, Q5_K_M's own): greedy tokens as llama.cpp's", async () => {
+    const kinds = ["Q5_0", "Q5_1", "Q4_1", "Q5_K", "IQ4_NL"].map(byName);
     const { ours, theirs } = await bothGreedy("wide5", kinds, byName("Q5_K"));
     assert.deepEqual(ours, theirs);
   });
@@ -938,16 +963,16 @@ describe("GGUF import: clear errors", () => {
 
   it("a known but unsupported tensor type names the tensor and the type", () => {
     const file = writeRaw(
-      "iq4nl.gguf",
+      "iq4xs.gguf",
       ggufBytes(base, [
-        { name: "blk.0.ffn_up.weight", type: 20, shape: [1, 256], data: new Uint8Array(8 * 18) },
+        { name: "blk.0.ffn_up.weight", type: 23, shape: [1, 256], data: new Uint8Array(136) },
       ]),
     );
     const g = GgufFile.open(file);
     try {
       assert.throws(
         () => ggufTensorData(g, g.tensor("blk.0.ffn_up.weight"), "x"),
-        /tensor "blk\.0\.ffn_up\.weight" has type IQ4_NL, which the GGUF import does not support/,
+        /tensor "blk\.0\.ffn_up\.weight" has type IQ4_XS, which the GGUF import does not support/,
       );
     } finally {
       g.close();

@@ -66,7 +66,7 @@ inline void scalesMinsK4(const uint8_t* s, uint8_t* sc, uint8_t* m) {
 
 constexpr int64_t groupBytes(int QT) { return lk::isSuperBlock(QT) ? lk::kQuantFormats[QT].bytes : 8 * lk::kQuantFormats[QT].bytes; }
 constexpr int64_t blockBytes(int QT) { return lk::kQuantFormats[QT].bytes; }
-constexpr bool hasOffset(int QT) { return QT != lk::kQ8_0; }
+constexpr bool hasOffset(int QT) { return !lk::signedQuant(QT); }
 
 // A 32-value block's scale d and what it subtracts per unit of the activations' d·Σq: Q4_0 8d and
 // Q5_0 16d (their values are d·(q − 8), d·(q − 16)), Q4_1 and Q5_1 −m (d·q + m), Q8_0 nothing.
@@ -142,6 +142,12 @@ template <int QT>
 inline void blockInts(const uint8_t* g, int b, int32_t* v) {
   if constexpr (QT == lk::kQ8_0) {
     for (int j = 0; j < 32; j++) v[j] = int8_t(g[b * 34 + 2 + j]);
+  } else if constexpr (QT == lk::kIQ4_NL) {
+    const uint8_t* qs = g + b * 18 + 2;
+    for (int j = 0; j < 16; j++) {
+      v[j] = lk::kIq4nlLevels[qs[j] & 15];
+      v[j + 16] = lk::kIq4nlLevels[qs[j] >> 4];
+    }
   } else if constexpr (QT == lk::kQ4_0) {
     const uint8_t* qs = g + b * 18 + 2;
     for (int j = 0; j < 16; j++) {
@@ -265,6 +271,12 @@ inline __m256i blockVec(const uint8_t* g, int b) {
   const __m256i low4 = _mm256_set1_epi8(15);
   if constexpr (QT == lk::kQ8_0) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + b * 34 + 2));
+  } else if constexpr (QT == lk::kIQ4_NL) {
+    // The nibbles as Q4_0's, each replaced by its level (a byte shuffle of the 16 levels).
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + b * 18 + 2));
+    const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
+    const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels));
+    return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), idx);
   } else if constexpr (QT == lk::kQ4_0) {
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + b * 18 + 2));
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
@@ -420,7 +432,7 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
         __m256i p[8];
         for (int b = 0; b < 8; b++) {
           __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-          if constexpr (QT == lk::kQ8_0) {
+          if constexpr (lk::signedQuant(QT)) {
             p[b] = dotBytes(_mm256_sign_epi8(wq[b], wq[b]), _mm256_sign_epi8(xv, wq[b]));
           } else {
             p[b] = dotBytes(wq[b], xv);
@@ -450,7 +462,7 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
         const uint8_t* blk = rowp + b * BB;
         const __m256i wv = blockVec<QT>(blk, 0);
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lk::actQ(xrow[j], a.cols) + b * 32));
-        const __m256i p = QT == lk::kQ8_0 ? dotBytes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)) : dotBytes(wv, xv);
+        const __m256i p = lk::signedQuant(QT) ? dotBytes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)) : dotBytes(wv, xv);
         float dw, off;
         blockScale(QT, blk, dw, off);
         const float dx = lk::actD(xrow[j])[b];
@@ -838,6 +850,8 @@ void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       return matmulRange<lk::kQ3_K>(a, r0, r1);
     case lk::kQ2_K:
       return matmulRange<lk::kQ2_K>(a, r0, r1);
+    case lk::kIQ4_NL:
+      return matmulRange<lk::kIQ4_NL>(a, r0, r1);
     default:
       return matmulRange<lk::kQ6_K>(a, r0, r1);
   }
@@ -859,10 +873,10 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
                                    {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
                                     LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
                                     LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8],
-                                    LK_VARIANT::kPanelFrom[9]}};
+                                    LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10]}};
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
 #endif
   return &table;
 }

@@ -1,4 +1,4 @@
-// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K). The activations are
+// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL). The activations are
 // quantized per 32 values to int8 first (the activation rows below), so each 32-value block is one
 // integer dot product of bytes, scaled once in float: the weights are read from memory at their
 // stored size (4.5 to 8.5 bits a value) and never widened to floats.
@@ -26,7 +26,8 @@ enum QuantType : int {
   kQ5_K = 7,
   kQ3_K = 8,
   kQ2_K = 9,
-  kQuantTypes = 10
+  kIQ4_NL = 10,
+  kQuantTypes = 11
 };
 
 // Values per block and bytes per block, by QuantType.
@@ -37,7 +38,11 @@ struct QuantFormat {
 };
 constexpr QuantFormat kQuantFormats[kQuantTypes] = {
     {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
-    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}};
+    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}, {"iq4_nl", 32, 18}};
+// IQ4_NL's 16 levels (its nibbles index them).
+constexpr int8_t kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+// Formats whose decoded values are signed bytes (the others are unsigned with an offset).
+constexpr bool signedQuant(int qt) { return qt == kQ8_0 || qt == kIQ4_NL; }
 // K-quants: one 256-value super-block a group; the others are 32-value blocks, eight a group.
 constexpr bool isSuperBlock(int qt) { return qt == kQ4_K || qt == kQ6_K || qt == kQ5_K || qt == kQ3_K || qt == kQ2_K; }
 

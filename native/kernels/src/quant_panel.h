@@ -92,7 +92,7 @@ struct PanelLanes {
 
 constexpr int panelHalves(int QT) { return QT == lk::kQ6_K || QT == lk::kQ3_K || QT == lk::kQ2_K ? 2 : 1; }
 // Q8_0 without VNNI keeps its signed bytes and has no offset.
-constexpr bool panelOffset(int QT) { return QT != lk::kQ8_0 || kPanelVnni; }
+constexpr bool panelOffset(int QT) { return !lk::signedQuant(QT) || kPanelVnni; }
 constexpr int64_t panelBlockStride(int QT) { return 32 * PanelLanes::L + 8 * panelHalves(QT) * PanelLanes::L; }
 // Rows a panel holds.
 constexpr int64_t kPanelRows = int64_t(PanelLanes::L) * PanelLanes::R;
@@ -105,7 +105,7 @@ constexpr int64_t kPanelQ4KFrom = 5;
 #else
 constexpr int64_t kPanelQ4KFrom = 3;
 #endif
-constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3};
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3, 3};
 
 // dword k of eight rows' 32-byte vectors into out[k] (an 8x8 transpose of 32-bit elements).
 inline void transpose8x8(const __m256i* v, __m256i* out) {
@@ -137,7 +137,7 @@ void packScales(const uint8_t* row, int64_t nb, uint8_t* group, int l) {
       float d, off;
       blockScale(QT, row + b * blockBytes(QT), d, off);
       scaleAt(b)[l] = d;
-      scaleAt(b)[L + l] = QT == lk::kQ8_0 ? (kPanelVnni ? 128.0f * d : 0.0f) : off;
+      scaleAt(b)[L + l] = lk::signedQuant(QT) ? (kPanelVnni ? 128.0f * d : 0.0f) : off;
     }
   } else {
     for (int64_t g0 = 0; g0 < nb; g0 += 8) {
@@ -180,7 +180,7 @@ void packPanel(const QuantMatmulArgs& a, int64_t r0, int64_t n, uint8_t* panel) 
           continue;
         }
         v[i] = kQuad ? blockVec<QT>(rows[i] + (b / 8) * blockBytes(QT), int(b % 8)) : blockVec<QT>(rows[i], int(b));
-        if (QT == lk::kQ8_0 && kPanelVnni) v[i] = _mm256_xor_si256(v[i], _mm256_set1_epi8(char(0x80)));
+        if (lk::signedQuant(QT) && kPanelVnni) v[i] = _mm256_xor_si256(v[i], _mm256_set1_epi8(char(0x80)));
       }
       transpose8x8(v, out);
       uint8_t* blk = group + b * BS + l0 * 4;
@@ -230,7 +230,7 @@ void panelTile(const QuantMatmulArgs& a, const uint8_t* panel, int64_t r0, int64
         for (int j = 0; j < T; j++) {
           const typename V::I x = V::bcast4(xq[j] + b * 32 + 4 * k);
           for (int i = 0; i < R; i++) {
-            if constexpr (QT == lk::kQ8_0 && !kPanelVnni) s[i][j] = V::dotSigned(s[i][j], w[i], x);
+            if constexpr (lk::signedQuant(QT) && !kPanelVnni) s[i][j] = V::dotSigned(s[i][j], w[i], x);
             else s[i][j] = V::dot(s[i][j], w[i], x);
           }
         }

@@ -102,6 +102,12 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
       o[j] = d * float(lo - off) + m;
       o[j + 16] = d * float(hi - off) + m;
     }
+  } else if (qtype == kIQ4_NL) {
+    const float d = half(b);
+    for (int j = 0; j < 16; j++) {
+      o[j] = d * float(kIq4nlLevels[b[2 + j] & 15]);
+      o[j + 16] = d * float(kIq4nlLevels[b[2 + j] >> 4]);
+    }
   } else if (qtype == kQ2_K) {
     const float d = half(b + 80), dmin = half(b + 82);
     for (int blk = 0; blk < 8; blk++) {
