@@ -1,4 +1,4 @@
-import { IQ4_NL_LEVELS } from "../model/gguf-dequant.js";
+import { ggmlQuantName, IQ4_NL_LEVELS, QUANT_BLOCKS } from "../model/gguf-dequant.js";
 import { f16ToF32, f32ToF16, type QuantType } from "../model/tensor.js";
 
 /**
@@ -47,31 +47,50 @@ function q4_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
 }
 
 /**
- * Q4_K and Q5_K: 8 sub-blocks of 32, each x ≈ d·sc·q − dmin·m with q in 0..2^bits − 1 and six-bit
- * sc, m under the block's f16 d and dmin: a sub-block's scale spans its range (min clamped to
- * ≤ 0), its min the negated minimum. Q5_K keeps each q's fifth bit in qh (bit j of qh[l] for
- * sub-block j) and its nibbles after it.
+ * The K-quants' scales and mins over `n` sub-blocks of `size` values at x[xo..]: each sub-block's
+ * min is its negated minimum (clamped to ≥ 0) in steps of dmin, its scale spans its top from that
+ * stored (rounded-up) min over `top` steps, in steps of d; both as integers up to `codes`, rounded
+ * up, and d and dmin stored as f16 at `dAt` and `dminAt`. So no value is clamped at either end.
  */
-function kQuant(bits: 4 | 5, x: Float32Array, xo: number, out: Uint8Array, o: number): void {
-  const top = (1 << bits) - 1;
+function scalesAndMins(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  size: number,
+  top: number,
+  codes: number,
+  out: Uint8Array,
+  dAt: number,
+  dminAt: number,
+): { d: number; dmin: number; sc: number[]; m: number[] } {
   const highs: number[] = [];
   const mins: number[] = [];
-  for (let j = 0; j < 8; j++) {
+  for (let j = 0; j < n; j++) {
     let lo = 0;
     let hi = 0;
-    for (let l = 0; l < 32; l++) {
-      lo = Math.min(lo, x[xo + j * 32 + l]!);
-      hi = Math.max(hi, x[xo + j * 32 + l]!);
+    for (let l = 0; l < size; l++) {
+      lo = Math.min(lo, x[xo + j * size + l]!);
+      hi = Math.max(hi, x[xo + j * size + l]!);
     }
     mins.push(-lo);
     highs.push(hi);
   }
-  const dmin = putHalf(out, o + 2, Math.max(...mins) / 63);
-  const m = mins.map((v) => (dmin === 0 ? 0 : clamp(Math.ceil(v / dmin - 1e-6), 0, 63)));
-  // Each scale spans the sub-block's top from its stored (rounded up) min, so no value is clamped.
+  const dmin = putHalf(out, dminAt, Math.max(...mins) / codes);
+  const m = mins.map((v) => (dmin === 0 ? 0 : clamp(Math.ceil(v / dmin - 1e-6), 0, codes)));
   const scales = highs.map((hi, j) => (hi + Math.fround(dmin * m[j]!)) / top);
-  const d = putHalf(out, o, Math.max(...scales) / 63);
-  const sc = scales.map((s) => (d === 0 ? 0 : clamp(Math.ceil(s / d - 1e-6), 0, 63)));
+  const d = putHalf(out, dAt, Math.max(...scales) / codes);
+  const sc = scales.map((v) => (d === 0 ? 0 : clamp(Math.ceil(v / d - 1e-6), 0, codes)));
+  return { d, dmin, sc, m };
+}
+
+/**
+ * Q4_K and Q5_K: 8 sub-blocks of 32, each x ≈ d·sc·q − dmin·m with q in 0..2^bits − 1 and six-bit
+ * sc, m under the block's f16 d and dmin (scalesAndMins). Q5_K keeps each q's fifth bit in qh (bit
+ * j of qh[l] for sub-block j) and its nibbles after it.
+ */
+function kQuant(bits: 4 | 5, x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const top = (1 << bits) - 1;
+  const { d, dmin, sc, m } = scalesAndMins(x, xo, 8, 32, top, 63, out, o, o + 2);
   for (let j = 0; j < 4; j++) {
     out[o + 4 + j] = sc[j]! | ((sc[j + 4]! >> 4) << 6);
     out[o + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
@@ -193,26 +212,10 @@ function q3_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
 
 /**
  * Q2_K: 16 sub-blocks of 16, x ≈ d·sc·q − dmin·m with q in 0..3 and four-bit sc, m under the block's
- * f16 d and dmin (as Q4_K's scales and mins, each sized from the other's stored value).
+ * f16 d and dmin (sized as Q4_K's).
  */
 function q2_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
-  const lows: number[] = [];
-  const highs: number[] = [];
-  for (let j = 0; j < 16; j++) {
-    let lo = 0;
-    let hi = 0;
-    for (let l = 0; l < 16; l++) {
-      lo = Math.min(lo, x[xo + j * 16 + l]!);
-      hi = Math.max(hi, x[xo + j * 16 + l]!);
-    }
-    lows.push(-lo);
-    highs.push(hi);
-  }
-  const dmin = putHalf(out, o + 82, Math.max(...lows) / 15);
-  const m = lows.map((v) => (dmin === 0 ? 0 : clamp(Math.ceil(v / dmin - 1e-6), 0, 15)));
-  const scales = highs.map((hi, j) => (hi + Math.fround(dmin * m[j]!)) / 3);
-  const d = putHalf(out, o + 80, Math.max(...scales) / 15);
-  const sc = scales.map((v) => (d === 0 ? 0 : clamp(Math.ceil(v / d - 1e-6), 0, 15)));
+  const { d, dmin, sc, m } = scalesAndMins(x, xo, 16, 16, 3, 15, out, o + 80, o + 82);
   for (let j = 0; j < 16; j++) out[o + j] = sc[j]! | (m[j]! << 4);
   out.fill(0, o + 16, o + 80);
   for (let e = 0; e < 256; e++) {
@@ -241,28 +244,32 @@ function iq4_nl(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   for (let j = 0; j < 16; j++) out[o + 2 + j] = q(j) | (q(j + 16) << 4);
 }
 
-const QUANTIZERS: Readonly<Record<QuantType, { block: number; bytes: number; fn: typeof q8_0 }>> = {
-  q8_0: { block: 32, bytes: 34, fn: q8_0 },
-  q4_0: { block: 32, bytes: 18, fn: q4_0 },
-  q4_k: { block: 256, bytes: 144, fn: q4_K },
-  q6_k: { block: 256, bytes: 210, fn: q6_K },
-  q4_1: { block: 32, bytes: 20, fn: (x, xo, out, o) => minQuant(4, x, xo, out, o) },
-  q5_0: { block: 32, bytes: 22, fn: q5_0 },
-  q5_1: { block: 32, bytes: 24, fn: (x, xo, out, o) => minQuant(5, x, xo, out, o) },
-  q5_k: { block: 256, bytes: 176, fn: q5_K },
-  q3_k: { block: 256, bytes: 110, fn: q3_K },
-  q2_k: { block: 256, bytes: 84, fn: q2_K },
-  iq4_nl: { block: 32, bytes: 18, fn: iq4_nl },
+/** Each format's block writer (its block and byte sizes are the reader's: QUANT_BLOCKS). */
+const QUANTIZERS: Readonly<Record<QuantType, typeof q8_0>> = {
+  q8_0,
+  q4_0,
+  q4_k: q4_K,
+  q6_k: q6_K,
+  q4_1: (x, xo, out, o) => minQuant(4, x, xo, out, o),
+  q5_0,
+  q5_1: (x, xo, out, o) => minQuant(5, x, xo, out, o),
+  q5_k: q5_K,
+  q3_k: q3_K,
+  q2_k: q2_K,
+  iq4_nl,
 };
+
+const blocksOf = (type: QuantType) => QUANT_BLOCKS[ggmlQuantName(type)];
 
 /** Whether rows of `cols` values are whole blocks of the format. */
 export function quantFits(type: QuantType, cols: number): boolean {
-  return cols % QUANTIZERS[type].block === 0;
+  return cols % blocksOf(type).block === 0;
 }
 
 /** A row-major matrix of `cols` columns quantized to `type`, rows one after another. */
 export function quantizeMatrix(type: QuantType, x: Float32Array, cols: number): Uint8Array {
-  const { block, bytes, fn } = QUANTIZERS[type];
+  const { block, bytes } = blocksOf(type);
+  const fn = QUANTIZERS[type];
   if (!quantFits(type, cols) || x.length % cols !== 0) {
     throw new Error(`${type}: rows of ${cols} values are not whole ${block}-value blocks`);
   }

@@ -1,3 +1,4 @@
+import { GGML_TYPES } from "./gguf-reader.js";
 import {
   bytesPerElement,
   f16ToF32,
@@ -33,32 +34,15 @@ import {
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
-export type QuantName =
-  | "Q8_0"
-  | "Q4_0"
-  | "Q4_K"
-  | "Q6_K"
-  | "Q4_1"
-  | "Q5_0"
-  | "Q5_1"
-  | "Q5_K"
-  | "Q3_K"
-  | "Q2_K"
-  | "IQ4_NL";
+/** ggml's name of a block format ("Q4_K"), as GGUF's tensor table spells it. */
+export type QuantName = Uppercase<QuantType>;
 
-export const QUANT_BLOCKS: Readonly<Record<QuantName, { block: number; bytes: number }>> = {
-  Q8_0: { block: 32, bytes: 34 },
-  Q4_0: { block: 32, bytes: 18 },
-  Q4_K: { block: 256, bytes: 144 },
-  Q6_K: { block: 256, bytes: 210 },
-  Q4_1: { block: 32, bytes: 20 },
-  Q5_0: { block: 32, bytes: 22 },
-  Q5_1: { block: 32, bytes: 24 },
-  Q5_K: { block: 256, bytes: 176 },
-  Q3_K: { block: 256, bytes: 110 },
-  Q2_K: { block: 256, bytes: 84 },
-  IQ4_NL: { block: 32, bytes: 18 },
-};
+/** Values and bytes per block of each format the engine reads, from the GGUF reader's type table. */
+export const QUANT_BLOCKS = Object.fromEntries(
+  Object.values(GGML_TYPES)
+    .filter((t) => (QUANT_TYPES as readonly string[]).includes(t.name.toLowerCase()))
+    .map((t) => [t.name, { block: t.block, bytes: t.bytes }]),
+) as Readonly<Record<QuantName, { block: number; bytes: number }>>;
 
 const f = Math.fround;
 
@@ -69,15 +53,6 @@ function half(src: Uint8Array, at: number): number {
 function q8_0(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   const d = half(src, at);
   for (let j = 0; j < 32; j++) out[o + j] = f(d * ((src[at + 2 + j]! << 24) >> 24));
-}
-
-function q4_0(src: Uint8Array, at: number, out: Float32Array, o: number): void {
-  const d = half(src, at);
-  for (let j = 0; j < 16; j++) {
-    const b = src[at + 2 + j]!;
-    out[o + j] = f(d * ((b & 15) - 8));
-    out[o + j + 16] = f(d * ((b >> 4) - 8));
-  }
 }
 
 /** The j-th six-bit scale and min of a Q4_K block's 12 packed bytes (ggml's get_scale_min_k4). */
@@ -132,41 +107,34 @@ function q6_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   }
 }
 
-function q4_1(src: Uint8Array, at: number, out: Float32Array, o: number): void {
-  const d = half(src, at);
-  const m = half(src, at + 2);
-  for (let j = 0; j < 16; j++) {
-    const b = src[at + 4 + j]!;
-    out[o + j] = f(f(d * (b & 15)) + m);
-    out[o + j + 16] = f(f(d * (b >> 4)) + m);
-  }
+/**
+ * Q4_0, Q4_1, Q5_0 and Q5_1: f16 d, then f16 m (the _1 formats), then the fifth bits as a u32 (Q5_*),
+ * then 16 bytes of nibbles (element j low, j + 16 high); x = d·(q − 8 or 16), or d·q + m.
+ */
+function nibbleFormat(
+  min: boolean,
+  five: boolean,
+): (src: Uint8Array, at: number, out: Float32Array, o: number) => void {
+  const offset = min ? 0 : five ? 16 : 8;
+  return (src, at, out, o) => {
+    const d = half(src, at);
+    const m = min ? half(src, at + 2) : 0;
+    const p = at + (min ? 4 : 2);
+    const h = five ? (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | (src[p + 3]! << 24)) >>> 0 : 0;
+    const qs = p + (five ? 4 : 0);
+    for (let j = 0; j < 16; j++) {
+      const b = src[qs + j]!;
+      const lo = (b & 15) | (((h >>> j) & 1) << 4);
+      const hi = (b >> 4) | (((h >>> (j + 16)) & 1) << 4);
+      out[o + j] = min ? f(f(d * lo) + m) : f(d * (lo - offset));
+      out[o + j + 16] = min ? f(f(d * hi) + m) : f(d * (hi - offset));
+    }
+  };
 }
-
-/** Q5_0/Q5_1's 32 five-bit values: the nibbles at `qs`, the fifth bits in the u32 at `qh`. */
-function fiveBits(src: Uint8Array, qh: number, qs: number, j: number): [number, number] {
-  const h = (src[qh]! | (src[qh + 1]! << 8) | (src[qh + 2]! << 16) | (src[qh + 3]! << 24)) >>> 0;
-  const b = src[qs + j]!;
-  return [(b & 15) | (((h >>> j) & 1) << 4), (b >> 4) | (((h >>> (j + 16)) & 1) << 4)];
-}
-
-function q5_0(src: Uint8Array, at: number, out: Float32Array, o: number): void {
-  const d = half(src, at);
-  for (let j = 0; j < 16; j++) {
-    const [lo, hi] = fiveBits(src, at + 2, at + 6, j);
-    out[o + j] = f(d * (lo - 16));
-    out[o + j + 16] = f(d * (hi - 16));
-  }
-}
-
-function q5_1(src: Uint8Array, at: number, out: Float32Array, o: number): void {
-  const d = half(src, at);
-  const m = half(src, at + 2);
-  for (let j = 0; j < 16; j++) {
-    const [lo, hi] = fiveBits(src, at + 4, at + 8, j);
-    out[o + j] = f(f(d * lo) + m);
-    out[o + j + 16] = f(f(d * hi) + m);
-  }
-}
+const q4_0 = nibbleFormat(false, false);
+const q4_1 = nibbleFormat(true, false);
+const q5_0 = nibbleFormat(false, true);
+const q5_1 = nibbleFormat(true, true);
 
 function q5_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   const d = half(src, at);

@@ -12,23 +12,12 @@ export type TensorData = Float32Array | Uint16Array;
  * ggml's block formats, kept as stored by the GGUF import (layouts in gguf-dequant.ts): matrices
  * whose rows are whole blocks, multiplied by the quantized kernels without widening.
  */
-export type QuantType =
-  | "q8_0"
-  | "q4_0"
-  | "q4_k"
-  | "q6_k"
-  | "q4_1"
-  | "q5_0"
-  | "q5_1"
-  | "q5_k"
-  | "q3_k"
-  | "q2_k"
-  | "iq4_nl";
+export type QuantType = (typeof QUANT_TYPES)[number];
 
 /** Any stored weight type: floats, or a block format. */
 export type WeightDType = DType | QuantType;
 
-export const QUANT_TYPES: readonly QuantType[] = [
+export const QUANT_TYPES = [
   "q8_0",
   "q4_0",
   "q4_k",
@@ -40,7 +29,7 @@ export const QUANT_TYPES: readonly QuantType[] = [
   "q3_k",
   "q2_k",
   "iq4_nl",
-];
+] as const;
 
 export interface FloatTensor {
   readonly name: string;

@@ -78,6 +78,8 @@ inline void blockScale(int QT, const uint8_t* blk, float& d, float& off) {
                                                : 0.0f;
 }
 
+// The 32-value formats stored as nibbles, with a fifth bit each in the Q5 formats.
+constexpr bool nibbleBlock(int QT) { return QT == lk::kQ4_0 || QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1; }
 // Where a 32-value block's nibbles and fifth bits (a little-endian u32) start.
 constexpr int64_t nibblesAt(int QT) {
   return QT == lk::kQ4_0 ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
@@ -148,13 +150,7 @@ inline void blockInts(const uint8_t* g, int b, int32_t* v) {
       v[j] = lk::kIq4nlLevels[qs[j] & 15];
       v[j + 16] = lk::kIq4nlLevels[qs[j] >> 4];
     }
-  } else if constexpr (QT == lk::kQ4_0) {
-    const uint8_t* qs = g + b * 18 + 2;
-    for (int j = 0; j < 16; j++) {
-      v[j] = qs[j] & 15;
-      v[j + 16] = qs[j] >> 4;
-    }
-  } else if constexpr (QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1) {
+  } else if constexpr (nibbleBlock(QT)) {
     const uint8_t* blk = g + b * blockBytes(QT);
     const uint8_t* qs = blk + nibblesAt(QT);
     uint32_t qh = 0;
@@ -277,10 +273,7 @@ inline __m256i blockVec(const uint8_t* g, int b) {
     const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
     const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels));
     return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), idx);
-  } else if constexpr (QT == lk::kQ4_0) {
-    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + b * 18 + 2));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
-  } else if constexpr (QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1) {
+  } else if constexpr (nibbleBlock(QT)) {
     const uint8_t* blk = g + b * blockBytes(QT);
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + nibblesAt(QT)));
     const __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
@@ -776,7 +769,7 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
   if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
 #if defined(LK_ROW_Q4K_512)
-  if constexpr (QT == lk::kQ4_0 || QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1) {
+  if constexpr (nibbleBlock(QT)) {
     const int64_t q = (r1 - r0) / 4;
     int64_t r = r0;
     for (; r < r0 + q; r++) {

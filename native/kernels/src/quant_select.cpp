@@ -81,21 +81,15 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
   if (qtype == kQ8_0) {
     const float d = half(b);
     for (int j = 0; j < 32; j++) o[j] = d * float(int8_t(b[2 + j]));
-  } else if (qtype == kQ4_0) {
-    const float d = half(b);
-    for (int j = 0; j < 16; j++) {
-      o[j] = d * float((b[2 + j] & 15) - 8);
-      o[j + 16] = d * float((b[2 + j] >> 4) - 8);
-    }
-  } else if (qtype == kQ4_1 || qtype == kQ5_0 || qtype == kQ5_1) {
+  } else if (qtype == kQ4_0 || qtype == kQ4_1 || qtype == kQ5_0 || qtype == kQ5_1) {
     // d, then m (the _1 formats), then the fifth bits as a u32 (Q5_*), then the nibbles.
-    const bool min = qtype != kQ5_0, five = qtype != kQ4_1;
+    const bool min = qtype == kQ4_1 || qtype == kQ5_1, five = qtype == kQ5_0 || qtype == kQ5_1;
     const float d = half(b), m = min ? half(b + 2) : 0.0f;
     const uint8_t* p = b + (min ? 4 : 2);
     uint32_t qh = 0;
     if (five) std::memcpy(&qh, p, 4);
     const uint8_t* qs = p + (five ? 4 : 0);
-    const int off = qtype == kQ5_0 ? 16 : 0;
+    const int off = min ? 0 : five ? 16 : 8;
     for (int j = 0; j < 16; j++) {
       const int lo = (qs[j] & 15) | (five ? int((qh >> j) & 1) << 4 : 0);
       const int hi = (qs[j] >> 4) | (five ? int((qh >> (j + 16)) & 1) << 4 : 0);
