@@ -18,7 +18,7 @@ export function addEngineFlags(cmd: Command): Command {
   cmd
     .option(
       "--model <path|org/name>",
-      "Hugging Face directory, llama2.c .bin, .gguf file (llama, mistral, mixtral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL), Hub id ORG/NAME, or a Hub repository's ORG/NAME/FILE.gguf (default: the built-in demo model)",
+      "Hugging Face directory, llama2.c .bin, .gguf file (llama, mistral, mixtral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS), Hub id ORG/NAME, or a Hub repository's ORG/NAME/FILE.gguf (default: the built-in demo model)",
     )
     .option("--tokenizer <path>", "tokenizer.bin for a llama2.c checkpoint (default: found beside it)")
     .option(

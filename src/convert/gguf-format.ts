@@ -42,6 +42,7 @@ export const GgmlType = {
   q5_k: 13,
   q6_k: 14,
   iq4_nl: 20,
+  iq4_xs: 23,
   bf16: 30,
 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
@@ -62,6 +63,7 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
   q3_k: { block: 256, bytes: 110 },
   q2_k: { block: 256, bytes: 84 },
   iq4_nl: { block: 32, bytes: 18 },
+  iq4_xs: { block: 256, bytes: 136 },
 };
 
 /**
@@ -69,10 +71,19 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
  * quantization mixes `--quantize` writes (llama.cpp's MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M,
  * MOSTLY_Q5_K_M).
  */
-export const LlamaFileType = { f32: 0, f16: 1, bf16: 32, q4_0: 2, q8_0: 7, q4_k_m: 15, q5_k_m: 17 } as const;
+export const LlamaFileType = {
+  f32: 0,
+  f16: 1,
+  bf16: 32,
+  q4_0: 2,
+  q8_0: 7,
+  q4_k_m: 15,
+  q5_k_m: 17,
+  iq4_xs: 30,
+} as const;
 
 /** The quantizations `convert --to gguf --quantize` writes. */
-export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m", "q5_k_m"] as const;
+export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "iq4_xs"] as const;
 export type GgufQuantize = (typeof GGUF_QUANTIZE)[number];
 
 /** tokenizer.ggml.token_type values (llama_token_type). */

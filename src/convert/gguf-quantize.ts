@@ -244,6 +244,42 @@ function iq4_nl(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   for (let j = 0; j < 16; j++) out[o + 2 + j] = q(j) | (q(j + 16) << 4);
 }
 
+/**
+ * IQ4_XS: each 32-value block's own scale s = (its value of largest magnitude) / −127 as IQ4_NL's;
+ * d = (the super-block's largest s) / −32, so that block stores ls = 0, and every block's six-bit
+ * ls − 32 = s / d rounded (clamped to −32..31); each value the nearest level of the stored scale.
+ */
+function iq4_xs(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const s = new Float64Array(8);
+  let top = 0;
+  for (let b = 0; b < 8; b++) {
+    let max = 0;
+    for (let j = 0; j < 32; j++) if (Math.abs(x[xo + 32 * b + j]!) > Math.abs(max)) max = x[xo + 32 * b + j]!;
+    s[b] = max / -127;
+    if (Math.abs(s[b]!) > Math.abs(top)) top = s[b]!;
+  }
+  const d = putHalf(out, o, top / -32);
+  let high = 0;
+  for (let b = 0; b < 8; b++) {
+    const l = d === 0 ? 0 : clamp(nearest(s[b]! / d), -32, 31);
+    const ls = l + 32;
+    out[o + 4 + (b >> 1)] |= (ls & 15) << (4 * (b & 1));
+    high |= (ls >> 4) << (2 * b);
+    const dl = Math.fround(d * l);
+    const q = (j: number) => {
+      if (dl === 0) return 8; // level 1: the nearest to zero
+      const v = x[xo + 32 * b + j]! / dl;
+      let best = 0;
+      for (let k = 1; k < 16; k++)
+        if (Math.abs(IQ4_NL_LEVELS[k]! - v) < Math.abs(IQ4_NL_LEVELS[best]! - v)) best = k;
+      return best;
+    };
+    for (let j = 0; j < 16; j++) out[o + 8 + 16 * b + j] = q(j) | (q(j + 16) << 4);
+  }
+  out[o + 2] = high & 255;
+  out[o + 3] = high >> 8;
+}
+
 /** Each format's block writer (its block and byte sizes are the reader's: QUANT_BLOCKS). */
 const QUANTIZERS: Readonly<Record<QuantType, typeof q8_0>> = {
   q8_0,
@@ -257,6 +293,7 @@ const QUANTIZERS: Readonly<Record<QuantType, typeof q8_0>> = {
   q3_k: q3_K,
   q2_k: q2_K,
   iq4_nl,
+  iq4_xs,
 };
 
 const blocksOf = (type: QuantType) => QUANT_BLOCKS[ggmlQuantName(type)];

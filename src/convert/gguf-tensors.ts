@@ -82,9 +82,10 @@ export function planTensors(
  * The block format of one matrix under a quantization, after llama.cpp's mixes: q8_0 everywhere;
  * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K (q5_k_m in Q5_K) with Q6_K for the output
  * matrix and for attn_v and ffn_down in the first and last eighth of the layers and every third
- * layer between (llama.cpp's "use_more_bits"). With tied embeddings the embedding table is the
+ * layer between (llama.cpp's "use_more_bits"); iq4_xs in IQ4_XS with Q6_K for the output matrix
+ * (llama.cpp's IQ4_XS mix without its per-tensor exceptions). With tied embeddings the embedding table is the
  * output matrix and is quantized as one. A matrix whose rows are not whole 256-value blocks falls
- * back as llama.cpp's quantizer does (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0), and one whose
+ * back as llama.cpp's quantizer does (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, IQ4_XS to IQ4_NL), and one whose
  * rows are not whole 32-value blocks either stays as stored (null).
  */
 export function quantTarget(
@@ -106,8 +107,10 @@ export function quantTarget(
     const six = output || (/\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.test(name) && moreBits);
     want = six ? "q6_k" : q === "q4_k_m" ? "q4_k" : "q5_k";
   }
+  if (q === "iq4_xs") want = output ? "q6_k" : "iq4_xs";
   if (quantFits(want, cols)) return want;
-  const fallback: QuantType = want === "q4_k" ? "q5_0" : want === "q5_k" ? "q5_1" : "q8_0";
+  const fallback: QuantType =
+    want === "q4_k" ? "q5_0" : want === "q5_k" ? "q5_1" : want === "iq4_xs" ? "iq4_nl" : "q8_0";
   return quantFits(fallback, cols) ? fallback : null;
 }
 

@@ -14,7 +14,7 @@ export interface ToGgufOptions {
   readonly alignment?: number;
   /** Called before each tensor is written. */
   readonly onTensor?: (index: number, count: number, name: string) => void;
-  /** Quantize the matrices: q8_0, q4_0, q4_k_m or q5_k_m (llama.cpp's mixes; see quantTarget). */
+  /** Quantize the matrices: q8_0, q4_0, q4_k_m, q5_k_m or iq4_xs (llama.cpp's mixes; see quantTarget). */
   readonly quantize?: GgufQuantize;
 }
 

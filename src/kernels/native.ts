@@ -278,6 +278,7 @@ const QUANT_CODE: Record<QuantType, number> = {
   q3_k: 8,
   q2_k: 9,
   iq4_nl: 10,
+  iq4_xs: 11,
 };
 
 /** A weight in a block format, as stored (the product quantizes the activations instead). */

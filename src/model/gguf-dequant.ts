@@ -31,6 +31,9 @@ import {
  *     a scale and min per 16 elements.
  *   IQ4_NL (18 bytes / 32): f16 d, u8 qs[16]; Q4_0's nibbles index a fixed table of 16 int8 levels
  *     (IQ4_NL_LEVELS), x = d·level.
+ *   IQ4_XS (136 bytes / 256): f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128]; block b (32 elements)
+ *     has a six-bit scale ls (low four bits: nibble b % 2 of scales_l[b >> 1]; top two: bits 2b of
+ *     scales_h) and 16 bytes of IQ4_NL nibbles at 8 + 16b; x = d·(ls − 32)·level.
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
@@ -201,6 +204,24 @@ function iq4_nl(src: Uint8Array, at: number, out: Float32Array, o: number): void
   }
 }
 
+/** IQ4_XS's six-bit scale of 32-value block b (0..63 as stored; the scale is d·(ls − 32)). */
+export function iq4xsScale(src: Uint8Array, at: number, b: number): number {
+  const high = ((src[at + 2]! | (src[at + 3]! << 8)) >> (2 * b)) & 3;
+  return ((src[at + 4 + (b >> 1)]! >> (4 * (b & 1))) & 15) | (high << 4);
+}
+
+function iq4_xs(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = half(src, at);
+  for (let b = 0; b < 8; b++) {
+    const dl = f(d * (iq4xsScale(src, at, b) - 32));
+    for (let j = 0; j < 16; j++) {
+      const q = src[at + 8 + 16 * b + j]!;
+      out[o + 32 * b + j] = f(dl * IQ4_NL_LEVELS[q & 15]!);
+      out[o + 32 * b + j + 16] = f(dl * IQ4_NL_LEVELS[q >> 4]!);
+    }
+  }
+}
+
 const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q8_0: q8_0,
   Q4_0: q4_0,
@@ -213,6 +234,7 @@ const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q3_K: q3_K,
   Q2_K: q2_K,
   IQ4_NL: iq4_nl,
+  IQ4_XS: iq4_xs,
 };
 
 export function isQuantName(name: string): name is QuantName {

@@ -25,7 +25,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  * and "gemma3".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama architecture are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
- * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL blocks that the quantized kernels
+ * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
  * multiply without widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
@@ -300,7 +300,7 @@ function tensorFromBytes(
     throw new GgufError(
       g.file,
       `tensor "${info.name}" has type ${info.typeName}, which the GGUF import does not support ` +
-        "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL)",
+        "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)",
     );
   }
   if (info.shape.length < 2) {

@@ -33,8 +33,16 @@ export const GGML_TYPES: Readonly<Record<number, { name: string; block: number; 
   12: { name: "Q4_K", block: 256, bytes: 144 },
   13: { name: "Q5_K", block: 256, bytes: 176 },
   14: { name: "Q6_K", block: 256, bytes: 210 },
+  // The lattice formats (named, so a file holding them is refused by type, not as unreadable).
+  16: { name: "IQ2_XXS", block: 256, bytes: 66 },
+  17: { name: "IQ2_XS", block: 256, bytes: 74 },
+  18: { name: "IQ3_XXS", block: 256, bytes: 98 },
+  19: { name: "IQ1_S", block: 256, bytes: 50 },
   20: { name: "IQ4_NL", block: 32, bytes: 18 },
+  21: { name: "IQ3_S", block: 256, bytes: 110 },
+  22: { name: "IQ2_S", block: 256, bytes: 82 },
   23: { name: "IQ4_XS", block: 256, bytes: 136 },
+  29: { name: "IQ1_M", block: 256, bytes: 56 },
   30: { name: "BF16", block: 1, bytes: 2 },
 };
 

@@ -29,6 +29,7 @@ export const QUANT_TYPES = [
   "q3_k",
   "q2_k",
   "iq4_nl",
+  "iq4_xs",
 ] as const;
 
 export interface FloatTensor {

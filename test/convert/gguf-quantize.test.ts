@@ -57,6 +57,12 @@ const BOUND: Record<
   // Half a step of the range over 3, the scale rounded up by up to a sixteenth of the block's largest.
   // Half the widest gap between levels (24, 89 to 113) or the 14 beyond 113, in steps of max|x|/127.
   iq4_nl: { block: 32, of: (xs) => (maxAbs(xs) / 127) * 14 * 1.01 },
+  // IQ4_NL's bound on the block's stored scale (its own within one unit of d = max over the
+  // super-block / 127 / 32), plus 127 such units where the stored scale came out smaller.
+  iq4_xs: {
+    block: 32,
+    of: (xs, sb) => ((maxAbs(xs) / 127 + maxAbs(sb) / 127 / 32) * 14 + maxAbs(sb) / 32) * 1.01,
+  },
   q2_k: {
     block: 16,
     of: (xs, sb) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 3) * 0.51 + (maxAbs(sb) * 2) / 3 / 15,
@@ -129,6 +135,15 @@ describe("quantization mixes", () => {
     );
     assert.equal(t("blk.5.attn_q.weight", 576), "q5_1");
     assert.equal(t("blk.0.ffn_down.weight", 576), "q8_0");
+    assert.equal(t("blk.5.ffn_up.weight", 100), null);
+  });
+  it("iq4_xs: IQ4_XS with a Q6_K output; IQ4_NL where rows are not whole 256-blocks (llama.cpp's fallback)", () => {
+    const t = (name: string, cols = 512) => quantTarget("iq4_xs", name, cols, 16);
+    assert.equal(t("output.weight"), "q6_k");
+    assert.equal(t("token_embd.weight"), "iq4_xs");
+    assert.equal(t("blk.0.ffn_down.weight"), "iq4_xs");
+    assert.equal(t("blk.5.attn_q.weight", 576), "iq4_nl");
+    assert.equal(t("output.weight", 576), "q8_0");
     assert.equal(t("blk.5.ffn_up.weight", 100), null);
   });
   it("q8_0 everywhere; q4_0 with a Q6_K output", () => {
@@ -209,7 +224,7 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
     for (const prompt of ["Once upon a time", "The dog"]) await checkGreedy(file, float, ours, prompt, 24);
   });
 
-  for (const q of ["q8_0", "q4_0", "q4_k_m", "q5_k_m"] as const) {
+  for (const q of ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "iq4_xs"] as const) {
     it(`a tiny llama with 256-wide rows at ${q}: llama.cpp and ours agree (or a near tie)`, async () => {
       const float = await wideTinyModel();
       const { file, ours } = await exported(float, q, "wide");
@@ -218,6 +233,7 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
         q4_0: ["q4_0", "q6_k"],
         q4_k_m: ["q4_k", "q6_k"],
         q5_k_m: ["q5_k", "q6_k"],
+        iq4_xs: ["iq4_xs", "q6_k"],
       }[q];
       const types = new Set([...ours.weights.values()].filter((t) => t.shape.length > 1).map((t) => t.dtype));
       assert.deepEqual([...types].sort(), want);
@@ -273,7 +289,10 @@ describe("lamina convert --quantize", () => {
   it("refuses an unknown quantization and --quantize without --to gguf, by name", () => {
     const bad = cli("--to", "gguf", "--out", path.join(tmp, "x.gguf"), "--quantize", "q3_k");
     assert.notEqual(bad.status, 0);
-    assert.match(bad.stderr, /--quantize q3_k: unknown quantization; supported: q8_0, q4_0, q4_k_m, q5_k_m/);
+    assert.match(
+      bad.stderr,
+      /--quantize q3_k: unknown quantization; supported: q8_0, q4_0, q4_k_m, q5_k_m, iq4_xs/,
+    );
     const noTo = cli("--quantize", "q8_0");
     assert.notEqual(noTo.status, 0);
     assert.match(noTo.stderr, /--quantize needs --to gguf/);

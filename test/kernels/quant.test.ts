@@ -10,7 +10,12 @@ import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import { kernelReport } from "../../src/kernels/index.js";
 import { quantizeActivations } from "../../src/kernels/quant-reference.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
-import { dequantizeTensor, quantRowBytes } from "../../src/model/gguf-dequant.js";
+import {
+  dequantizeTensor,
+  ggmlQuantName,
+  QUANT_BLOCKS,
+  quantRowBytes,
+} from "../../src/model/gguf-dequant.js";
 import { QUANT_TYPES, type QuantTensor, type QuantType } from "../../src/model/tensor.js";
 import { randomF32, rng } from "./fixtures.js";
 import { nativeKernels } from "./native-setup.js";
@@ -47,6 +52,7 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
     q3_k: { at: [108], bytes: 110 },
     q2_k: { at: [80, 82], bytes: 84 },
     iq4_nl: { at: [0], bytes: 18 },
+    iq4_xs: { at: [0], bytes: 136 },
   }[type];
   for (let b = 0; b < data.length / bytes; b++) {
     for (const o of at) {
@@ -60,7 +66,7 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
 }
 
 function colsFor(type: QuantType): number[] {
-  return type.endsWith("_k") ? [256, 768] : [32, 96, 608];
+  return QUANT_BLOCKS[ggmlQuantName(type)].block === 256 ? [256, 768] : [32, 96, 608];
 }
 
 /** |a − b| within rtol of the product's magnitude (its largest |value| over the tokens, at least 1e-3). */

@@ -82,7 +82,7 @@ inline void blockScale(int QT, const uint8_t* blk, float& d, float& off) {
 constexpr bool nibbleBlock(int QT) { return QT == lk::kQ4_0 || QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1; }
 // Where a 32-value block's nibbles and fifth bits (a little-endian u32) start.
 constexpr int64_t nibblesAt(int QT) {
-  return QT == lk::kQ4_0 ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
+  return QT == lk::kQ4_0 || QT == lk::kIQ4_NL ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
 }
 constexpr int64_t fifthBitsAt(int QT) { return QT == lk::kQ5_0 ? 2 : 4; }
 constexpr bool hasFifthBit(int QT) { return QT == lk::kQ5_0 || QT == lk::kQ5_1 || QT == lk::kQ5_K; }
@@ -108,6 +108,12 @@ inline void groupScales(int QT, const uint8_t* g, GroupScales& s) {
     for (int b = 0; b < 8; b++) {
       s.lo[b] = s.hi[b] = d * float(sc[b]);
       s.offLo[b] = s.offHi[b] = dmin * float(m[b]);
+    }
+  } else if (QT == lk::kIQ4_XS) {
+    const float d = half(g);
+    for (int b = 0; b < 8; b++) {
+      s.lo[b] = s.hi[b] = d * float(lk::iq4xsScale(g, b) - 32);
+      s.offLo[b] = s.offHi[b] = 0.0f;
     }
   } else if (QT == lk::kQ2_K) {
     const float d = half(g + 80), dmin = half(g + 82);
@@ -144,8 +150,8 @@ template <int QT>
 inline void blockInts(const uint8_t* g, int b, int32_t* v) {
   if constexpr (QT == lk::kQ8_0) {
     for (int j = 0; j < 32; j++) v[j] = int8_t(g[b * 34 + 2 + j]);
-  } else if constexpr (QT == lk::kIQ4_NL) {
-    const uint8_t* qs = g + b * 18 + 2;
+  } else if constexpr (QT == lk::kIQ4_NL || QT == lk::kIQ4_XS) {
+    const uint8_t* qs = QT == lk::kIQ4_NL ? g + b * 18 + 2 : g + 8 + b * 16;
     for (int j = 0; j < 16; j++) {
       v[j] = lk::kIq4nlLevels[qs[j] & 15];
       v[j + 16] = lk::kIq4nlLevels[qs[j] >> 4];
@@ -267,9 +273,11 @@ inline __m256i blockVec(const uint8_t* g, int b) {
   const __m256i low4 = _mm256_set1_epi8(15);
   if constexpr (QT == lk::kQ8_0) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + b * 34 + 2));
-  } else if constexpr (QT == lk::kIQ4_NL) {
-    // The nibbles as Q4_0's, each replaced by its level (a byte shuffle of the 16 levels).
-    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + b * 18 + 2));
+  } else if constexpr (QT == lk::kIQ4_NL || QT == lk::kIQ4_XS) {
+    // The nibbles as Q4_0's, each replaced by its level (a byte shuffle of the 16 levels); IQ4_XS's
+    // eight blocks of 16 nibble bytes follow its 8 bytes of scales.
+    const uint8_t* at = QT == lk::kIQ4_NL ? g + b * 18 + 2 : g + 8 + b * 16;
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
     const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
     const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels));
     return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), idx);
@@ -360,6 +368,15 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     v.wb = _mm256_mul_ps(d, u8x4Twice(scHi));
     v.oa = _mm256_mul_ps(dmin, u8x4Twice(mLo));
     v.ob = _mm256_mul_ps(dmin, u8x4Twice(mHi));
+  } else if constexpr (QT == lk::kIQ4_XS) {
+    // One scale a 32-value block, both halves; no offset.
+    alignas(32) float d[8];
+    const float dd = half(g);
+    for (int b = 0; b < 8; b++) d[b] = dd * float(lk::iq4xsScale(g, b) - 32);
+    const __m256 dv = _mm256_load_ps(d);
+    v.wa = _mm256_permutevar8x32_ps(dv, _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
+    v.wb = _mm256_permutevar8x32_ps(dv, _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7));
+    v.oa = v.ob = _mm256_setzero_ps();
   } else if constexpr (QT == lk::kQ2_K) {
     // Scales in the low nibbles of bytes 0-15, mins in the high; reordered as Q6_K's below.
     const __m128i raw = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)),
@@ -573,7 +590,9 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
 // fifth bits set from its u32 as a byte mask), one byte dot product against the token's 64
 // activation bytes as they lie, and the 16 lanes scaled by the two blocks' d·dx in float. The
 // offsets (Q4_0 8d, Q5_0 16d, the min formats −m) go to a scalar per row against the activations'
-// d·Σq of each block.
+// d·Σq of each block. IQ4_NL (VNNI builds only) runs the same with each nibble replaced by its level
+// plus 128 (one byte shuffle: unsigned bytes for the unsigned-by-signed dot), the 128 taken back
+// off as that offset: 128d.
 template <int QT, int N>
 inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
   constexpr int64_t BB = blockBytes(QT);
@@ -582,6 +601,9 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
+  alignas(16) uint8_t lifted[16];
+  for (int i = 0; i < 16; i++) lifted[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lifted)));
   const uint8_t* w[N];
   __m512 acc[N];
   float corr[N];
@@ -611,10 +633,12 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
           bits |= uint64_t(qh) << (32 * i);
         }
         blockScale(QT, blk, d[i], off[i]);
+        if constexpr (QT == lk::kIQ4_NL) off[i] = 128.0f * d[i];
         corr[n] += off[i] * xs[b + i];
       }
       if (count == 1) v = _mm512_zextsi256_si512(_mm512_castsi512_si256(v));
       v = _mm512_and_si512(v, low4);
+      if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
       if constexpr (hasFifthBit(QT)) v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
 #if defined(__AVX512VNNI__)
       const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
@@ -633,6 +657,81 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
   for (int n = 0; n < N; n++)
     a.out[rows[n]] = _mm512_reduce_add_ps(acc[n]) - corr[n] + (a.bias ? a.bias[rows[n]] : 0.0f);
 }
+
+#if defined(__AVX512VNNI__)
+// N IQ4_XS rows against one token, rowsQ4K's way (N rows a quarter of the slice apart, no lane sums
+// until the rows end). A 64-byte load of a group's quants holds blocks 4h..4h+3, 16 nibble bytes
+// each: its low nibbles are the blocks' first 16 values, its high nibbles their last 16, against
+// activations laid out once per call in that order (iq4xsOrder). Each nibble becomes its level
+// plus 128 by one byte shuffle (unsigned bytes for the unsigned-by-signed VNNI dot), and the low and
+// high halves go into one dot, whose lanes 4k..4k+3 are block 4h + k's. The eight six-bit scales
+// come out of their 6 packed bytes with two variable shifts: block b's low four bits are bits 4b of
+// the u32 at byte 4, its top two bits 2b of the u16 at byte 2. The +128 comes back off as 128 times
+// each block's d·(ls − 32) times the activations' d·Σq, in a second accumulator.
+template <int N>
+inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
+  constexpr int64_t GB = 136;
+  const int64_t ng = a.cols / 256;
+  const uint8_t* w[N];
+  for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
+  const float* xd = lk::actD(a.xq);
+  const float* xs = lk::actDs32(a.xq, a.cols);
+  const __m512i low4 = _mm512_set1_epi8(15);
+  alignas(16) uint8_t lifted[16];
+  for (int i = 0; i < 16; i++) lifted[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lifted)));
+  const __m256i lowShift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i highShift = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i spread[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                             _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
+  __m512 acc[N][2];
+  __m256 lift[N];
+  for (int n = 0; n < N; n++) {
+    acc[n][0] = acc[n][1] = _mm512_setzero_ps();
+    lift[n] = _mm256_setzero_ps();
+  }
+  for (int64_t gi = 0; gi < ng; gi++) {
+    const __m256 dx = _mm256_loadu_ps(xd + gi * 8), dsum = _mm256_loadu_ps(xs + gi * 8);
+    const int8_t* x = xq + gi * 256;
+    for (int n = 0; n < N; n++) {
+      const uint8_t* g = w[n] + gi * GB;
+      __builtin_prefetch(g + 4 * GB, 0, 3);
+      uint32_t sl;
+      std::memcpy(&sl, g + 4, 4);
+      const int sh = g[2] | (g[3] << 8);
+      const __m256i ls = _mm256_or_si256(
+          _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(sl)), lowShift), _mm256_set1_epi32(15)),
+          _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), highShift), _mm256_set1_epi32(3)), 4));
+      const __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))),
+                                     _mm256_set1_ps(half(g)));  // d·(ls − 32) per block
+      lift[n] = _mm256_fmadd_ps(s, dsum, lift[n]);
+      const __m512 sx = _mm512_castps256_ps512(_mm256_mul_ps(s, dx));
+      for (int h = 0; h < 2; h++) {
+        const __m512i qs = _mm512_loadu_si512(g + 8 + 64 * h);
+        const __m512i lo = _mm512_shuffle_epi8(levels, _mm512_and_si512(qs, low4));
+        const __m512i hi = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4));
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x + 128 * h));
+        p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(x + 128 * h + 64));
+        acc[n][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[h], sx), acc[n][h]);
+      }
+    }
+  }
+  for (int n = 0; n < N; n++) {
+    a.out[rows[n]] = _mm512_reduce_add_ps(_mm512_add_ps(acc[n][0], acc[n][1])) - 128.0f * hsum8(lift[n]) +
+                     (a.bias ? a.bias[rows[n]] : 0.0f);
+  }
+}
+
+// A token's int8 activations in rowsIQ4XS's order: per 128 values (blocks 4h..4h+3), the four
+// blocks' first 16 values, then their last 16.
+inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
+  for (int64_t q = 0; q < cols; q += 128)
+    for (int k = 0; k < 4; k++) {
+      std::memcpy(out + q + 16 * k, xq + q + 32 * k, 16);
+      std::memcpy(out + q + 64 + 16 * k, xq + q + 32 * k + 16, 16);
+    }
+}
+#endif
 
 // A token's int8 activations with each 256-value group's blocks in rowsQ4K's order: 0 2 1 3 4 6 5 7.
 inline void q4kOrder(const int8_t* xq, int64_t cols, int8_t* out) {
@@ -769,7 +868,12 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
   if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
 #if defined(LK_ROW_Q4K_512)
-  if constexpr (nibbleBlock(QT)) {
+#if defined(__AVX512VNNI__)
+  constexpr bool kRows32 = nibbleBlock(QT) || QT == lk::kIQ4_NL;
+#else
+  constexpr bool kRows32 = nibbleBlock(QT);  // IQ4_NL's lifted levels would saturate vpmaddubsw
+#endif
+  if constexpr (kRows32) {
     const int64_t q = (r1 - r0) / 4;
     int64_t r = r0;
     for (; r < r0 + q; r++) {
@@ -804,6 +908,21 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
     return;
 #endif
   }
+#if defined(LK_ROW_Q4K_512) && defined(__AVX512VNNI__)
+  if constexpr (QT == lk::kIQ4_XS) {
+    thread_local std::vector<int8_t> ordered;
+    if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
+    iq4xsOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
+    const int64_t q = (r1 - r0) / 4;
+    int64_t r = r0;
+    for (; r < r0 + q; r++) {
+      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
+      rowsIQ4XS<4>(a, ordered.data(), rows);
+    }
+    for (r = r0 + 4 * q; r < r1; r++) rowsIQ4XS<1>(a, ordered.data(), &r);
+    return;
+  }
+#endif
   for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
 #else
   if (a.nTokens == 1) {
@@ -845,6 +964,8 @@ void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       return matmulRange<lk::kQ2_K>(a, r0, r1);
     case lk::kIQ4_NL:
       return matmulRange<lk::kIQ4_NL>(a, r0, r1);
+    case lk::kIQ4_XS:
+      return matmulRange<lk::kIQ4_XS>(a, r0, r1);
     default:
       return matmulRange<lk::kQ6_K>(a, r0, r1);
   }
@@ -866,10 +987,10 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
                                    {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
                                     LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
                                     LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8],
-                                    LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10]}};
+                                    LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10], LK_VARIANT::kPanelFrom[11]}};
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
 #endif
   return &table;
 }

@@ -1,4 +1,4 @@
-// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL). The activations are
+// Products with weights kept in ggml's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS). The activations are
 // quantized per 32 values to int8 first (the activation rows below), so each 32-value block is one
 // integer dot product of bytes, scaled once in float: the weights are read from memory at their
 // stored size (4.5 to 8.5 bits a value) and never widened to floats.
@@ -27,7 +27,8 @@ enum QuantType : int {
   kQ3_K = 8,
   kQ2_K = 9,
   kIQ4_NL = 10,
-  kQuantTypes = 11
+  kIQ4_XS = 11,
+  kQuantTypes = 12
 };
 
 // Values per block and bytes per block, by QuantType.
@@ -38,13 +39,15 @@ struct QuantFormat {
 };
 constexpr QuantFormat kQuantFormats[kQuantTypes] = {
     {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
-    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}, {"iq4_nl", 32, 18}};
-// IQ4_NL's 16 levels (its nibbles index them).
+    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136}};
+// IQ4_NL's 16 levels (its nibbles index them; IQ4_XS's too).
 constexpr int8_t kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 // Formats whose decoded values are signed bytes (the others are unsigned with an offset).
-constexpr bool signedQuant(int qt) { return qt == kQ8_0 || qt == kIQ4_NL; }
+constexpr bool signedQuant(int qt) { return qt == kQ8_0 || qt == kIQ4_NL || qt == kIQ4_XS; }
 // K-quants: one 256-value super-block a group; the others are 32-value blocks, eight a group.
-constexpr bool isSuperBlock(int qt) { return qt == kQ4_K || qt == kQ6_K || qt == kQ5_K || qt == kQ3_K || qt == kQ2_K; }
+constexpr bool isSuperBlock(int qt) {
+  return qt == kQ4_K || qt == kQ6_K || qt == kQ5_K || qt == kQ3_K || qt == kQ2_K || qt == kIQ4_XS;
+}
 
 // A token's activations quantized per 32 values: x ≈ d * q with d = max|x| / 127 and q = x / d
 // rounded to nearest (even). Laid out per token as floats then bytes (actStride(cols) bytes):
@@ -68,6 +71,14 @@ inline const int8_t* actQ(const uint8_t* row, int64_t cols) {
 inline int64_t ds16Index(int64_t b, int h) {
   const int64_t j = b % 8;
   return (b / 8) * 16 + (j < 4 ? j : 4 + j) + 4 * h;
+}
+
+// IQ4_XS's eight six-bit scales as stored (0..63; the value is ls − 32): the low four bits in the
+// nibbles of bytes 4-7 (block b in byte 4 + b / 2, high nibble for odd b), the top two at bits 2·b
+// of the u16 at byte 2.
+inline int iq4xsScale(const uint8_t* g, int b) {
+  const int high = ((g[2] | (g[3] << 8)) >> (2 * b)) & 3;
+  return ((g[4 + b / 2] >> (4 * (b % 2))) & 15) | (high << 4);
 }
 
 // Q3_K's 16 six-bit scales as stored (0..63; the value is sc − 32) from its 12 packed bytes: the low

@@ -105,7 +105,7 @@ constexpr int64_t kPanelQ4KFrom = 5;
 #else
 constexpr int64_t kPanelQ4KFrom = 3;
 #endif
-constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3, 3};
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3, 3, 3};
 
 // dword k of eight rows' 32-byte vectors into out[k] (an 8x8 transpose of 32-bit elements).
 inline void transpose8x8(const __m256i* v, __m256i* out) {
@@ -147,7 +147,8 @@ void packScales(const uint8_t* row, int64_t nb, uint8_t* group, int l) {
       for (int b = 0; b < 8; b++) {
         float* sc = scaleAt(g0 + b);
         sc[l] = s.lo[b];
-        sc[H * L + l] = s.offLo[b];
+        // A signed format's bytes went up by 128 for the unsigned-by-signed VNNI dot (packPanel).
+        sc[H * L + l] = lk::signedQuant(QT) ? (kPanelVnni ? 128.0f * s.lo[b] : 0.0f) : s.offLo[b];
         if (H == 2) {
           sc[L + l] = s.hi[b];
           sc[3 * L + l] = s.offHi[b];

@@ -102,6 +102,16 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
       o[j] = d * float(kIq4nlLevels[b[2 + j] & 15]);
       o[j + 16] = d * float(kIq4nlLevels[b[2 + j] >> 4]);
     }
+  } else if (qtype == kIQ4_XS) {
+    const float d = half(b);
+    for (int blk = 0; blk < 8; blk++) {
+      const float dl = d * float(iq4xsScale(b, blk) - 32);
+      const uint8_t* qs = b + 8 + 16 * blk;
+      for (int j = 0; j < 16; j++) {
+        o[blk * 32 + j] = dl * float(kIq4nlLevels[qs[j] & 15]);
+        o[blk * 32 + j + 16] = dl * float(kIq4nlLevels[qs[j] >> 4]);
+      }
+    }
   } else if (qtype == kQ2_K) {
     const float d = half(b + 80), dmin = half(b + 82);
     for (int blk = 0; blk < 8; blk++) {
