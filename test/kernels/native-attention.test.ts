@@ -46,6 +46,9 @@ const CASES: Case[] = [
   { nHeads: 4, nKvHeads: 4, headDim: 72, blockSize: 16 },
   // group 17: four 4-head passes of the bf16 dot-product scores kernel and one head left over
   { nHeads: 34, nKvHeads: 2, headDim: 32, blockSize: 16 },
+  // group 4 at head_dim 64 and 96: the held-query scores kernel's other register counts
+  { nHeads: 8, nKvHeads: 2, headDim: 64, blockSize: 16 },
+  { nHeads: 12, nKvHeads: 3, headDim: 96, blockSize: 8 },
 ];
 
 /** Query tokens over three sequences: a decode, a causal prefill chunk, a sub-range, an empty range. */

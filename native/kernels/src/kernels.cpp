@@ -886,9 +886,59 @@ inline void quadQueries(uint16_t* qx, const uint16_t* qb, int64_t D) {
     for (int g = 0; g < 4; g++) std::memcpy(qx + (c * 4 + g) * 8, qb + g * D + c * 8, 16);
 }
 
-// 4 heads over n keys: tiles of 16 keys (one kernel call's), then of 4, the rest through dpScores.
+// Scores of 4 query heads x 4 keys at a time with the heads' queries held in registers (head_dim
+// C * 32, C <= 4: at most 16 vectors): each key's row is read as C full 64-byte loads, and each load
+// feeds 4 vdpbf16ps (one a head) where quadScoresTile issues a 16-byte broadcast load per vdpbf16ps.
+// The 16 accumulators go through one transposing tree of adds (shuffles of 256- and 128-bit halves,
+// then unpacks), which leaves lane 4g + j with head g's score of key j. Against quadScores, on keys
+// in L1 (head_dim 128): 2.9 against 4.0 ns a key and KV head.
+template <int C>
+inline void heldScores(const uint16_t* qb, const uint16_t* k, const int64_t* rows, int64_t off, int64_t n, float scale,
+                       float* scores) {
+  __m512bh q[4][C];
+  for (int g = 0; g < 4; g++)
+    for (int i = 0; i < C; i++) q[g][i] = (__m512bh)_mm512_loadu_si512(qb + g * C * 32 + 32 * i);
+  const __m512 sv = _mm512_set1_ps(scale);
+  for (int64_t j = 0; j + 4 <= n; j += 4) {
+    __m512 acc[16];  // acc[4 * key + head]
+    for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
+    for (int i = 0; i < C; i++)
+      for (int kk = 0; kk < 4; kk++) {
+        const __m512bh kv = (__m512bh)_mm512_loadu_si512(k + rows[j + kk] + off + 32 * i);
+        for (int g = 0; g < 4; g++) acc[4 * kk + g] = _mm512_dpbf16_ps(acc[4 * kk + g], q[g][i], kv);
+      }
+    __m512 t8[8], t4[4], t2[2];
+    for (int a = 0; a < 8; a++)
+      t8[a] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * a], acc[2 * a + 1], 0x44),
+                            _mm512_shuffle_f32x4(acc[2 * a], acc[2 * a + 1], 0xEE));
+    for (int a = 0; a < 4; a++)
+      t4[a] = _mm512_add_ps(_mm512_shuffle_f32x4(t8[2 * a], t8[2 * a + 1], 0x88),
+                            _mm512_shuffle_f32x4(t8[2 * a], t8[2 * a + 1], 0xDD));
+    for (int a = 0; a < 2; a++)
+      t2[a] = _mm512_add_ps(_mm512_unpacklo_ps(t4[2 * a], t4[2 * a + 1]), _mm512_unpackhi_ps(t4[2 * a], t4[2 * a + 1]));
+    const __m512d x = _mm512_castps_pd(t2[0]), y = _mm512_castps_pd(t2[1]);
+    const __m512 r = _mm512_mul_ps(
+        _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y))), sv);
+    _mm_storeu_ps(scores + j, _mm512_extractf32x4_ps(r, 0));
+    _mm_storeu_ps(scores + kChunk + j, _mm512_extractf32x4_ps(r, 1));
+    _mm_storeu_ps(scores + 2 * kChunk + j, _mm512_extractf32x4_ps(r, 2));
+    _mm_storeu_ps(scores + 3 * kChunk + j, _mm512_extractf32x4_ps(r, 3));
+  }
+}
+
+// 4 heads over n keys: heldScores where head_dim allows (32 to 128), else tiles of 16 keys (one
+// kernel call's), then of 4; the rest through dpScores.
 inline void quadScores(const uint16_t* qx, const uint16_t* qb, int64_t D, const uint16_t* k, const int64_t* rows,
                        int64_t off, int64_t n, float scale, float* scores) {
+  const int64_t held = n / 4 * 4;
+  if (D == 128 || D == 96 || D == 64 || D == 32) {
+    if (D == 128) heldScores<4>(qb, k, rows, off, held, scale, scores);
+    else if (D == 96) heldScores<3>(qb, k, rows, off, held, scale, scores);
+    else if (D == 64) heldScores<2>(qb, k, rows, off, held, scale, scores);
+    else heldScores<1>(qb, k, rows, off, held, scale, scores);
+    if (held < n) dpScores<4>(qb, D, k, rows + held, off, n - held, scale, scores + held);
+    return;
+  }
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) quadScoresTile<16>(qx, D, k, rows + j, off, scale, scores + j);
   for (; j + 4 <= n; j += 4) quadScoresTile<4>(qx, D, k, rows + j, off, scale, scores + j);
