@@ -733,6 +733,72 @@ inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 }
 #endif
 
+// N Q6_K rows against one token, rowsQ4K's way (N rows a quarter of the slice apart). Each 128-value
+// half of a group is two 512-bit vectors read as the activations lie: the half's 64 ql bytes hold
+// values 0-63 in their low nibbles (0-31 from bytes 0-31, 32-63 from bytes 32-63) and 64-127 in
+// their high ones, and its 32 qh bytes, repeated in both 256-bit halves, give each its top two bits
+// by one variable shift (0 and 2 for the low vector, 4 and 6 for the high). A dot's lanes 4k..4k+3
+// are one 16-value scale group, so the lanes are scaled by d·sc·dx spread from one vector of the
+// group's 16; the −32 comes off as 32·d·sc times the activations' d·Σq of each 16 values (their
+// ds16, put in scale order by one permute).
+template <int N>
+inline void rowsQ6K(const QuantMatmulArgs& a, const int64_t* rows) {
+  constexpr int64_t GB = 210;
+  const int64_t ng = a.cols / 256;
+  const uint8_t* w[N];
+  for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
+  const int8_t* xq = lk::actQ(a.xq, a.cols);
+  const float* xd = lk::actD(a.xq);
+  const float* s16 = lk::actDs16(a.xq, a.cols);
+  const __m512i low4 = _mm512_set1_epi8(15), three = _mm512_set1_epi8(3);
+  const __m512i shiftLo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i shiftHi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i ds16Order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+  const __m512i blockOf = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  // Vector v of a group (half v / 2, low or high nibbles) holds scale groups 4v..4v+3.
+  __m512i spread[4];
+  for (int v = 0; v < 4; v++)
+    spread[v] = _mm512_setr_epi32(4 * v, 4 * v, 4 * v, 4 * v, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 2,
+                                  4 * v + 2, 4 * v + 2, 4 * v + 2, 4 * v + 3, 4 * v + 3, 4 * v + 3, 4 * v + 3);
+  __m512 acc[N][2], corr[N];
+  for (int n = 0; n < N; n++) acc[n][0] = acc[n][1] = corr[n] = _mm512_setzero_ps();
+  for (int64_t gi = 0; gi < ng; gi++) {
+    const __m512 dx = _mm512_permutexvar_ps(blockOf, _mm512_castps256_ps512(_mm256_loadu_ps(xd + gi * 8)));
+    const __m512 sums = _mm512_permutexvar_ps(ds16Order, _mm512_loadu_ps(s16 + gi * 16));
+    const int8_t* x = xq + gi * 256;
+    for (int n = 0; n < N; n++) {
+      const uint8_t* g = w[n] + gi * GB;
+      __builtin_prefetch(g + 4 * GB, 0, 3);
+      const __m512 sc = _mm512_mul_ps(
+          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 192)))),
+          _mm512_set1_ps(half(g + 208)));  // d·sc per 16 values
+      corr[n] = _mm512_fmadd_ps(sc, sums, corr[n]);
+      const __m512 sx = _mm512_mul_ps(sc, dx);
+      for (int h = 0; h < 2; h++) {
+        const __m512i ql = _mm512_loadu_si512(g + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 128 + 32 * h)));
+        const __m512i wv[2] = {
+            _mm512_or_si512(_mm512_and_si512(ql, low4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shiftLo), three), 4)),
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shiftHi), three), 4))};
+        for (int k = 0; k < 2; k++) {
+          const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
+#if defined(__AVX512VNNI__)
+          const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[k], xv);
+#else
+          const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
+#endif
+          acc[n][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[2 * h + k], sx), acc[n][k]);
+        }
+      }
+    }
+  }
+  for (int n = 0; n < N; n++)
+    a.out[rows[n]] = _mm512_reduce_add_ps(_mm512_add_ps(acc[n][0], acc[n][1])) - 32.0f * _mm512_reduce_add_ps(corr[n]) +
+                     (a.bias ? a.bias[rows[n]] : 0.0f);
+}
+
 // A token's int8 activations with each 256-value group's blocks in rowsQ4K's order: 0 2 1 3 4 6 5 7.
 inline void q4kOrder(const int8_t* xq, int64_t cols, int8_t* out) {
   static constexpr int kFrom[8] = {0, 2, 1, 3, 4, 6, 5, 7};
@@ -908,6 +974,18 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
     return;
 #endif
   }
+#if defined(LK_ROW_Q4K_512)
+  if constexpr (QT == lk::kQ6_K) {
+    const int64_t q = (r1 - r0) / 4;
+    int64_t r = r0;
+    for (; r < r0 + q; r++) {
+      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
+      rowsQ6K<4>(a, rows);
+    }
+    for (r = r0 + 4 * q; r < r1; r++) rowsQ6K<1>(a, &r);
+    return;
+  }
+#endif
 #if defined(LK_ROW_Q4K_512) && defined(__AVX512VNNI__)
   if constexpr (QT == lk::kIQ4_XS) {
     thread_local std::vector<int8_t> ordered;
