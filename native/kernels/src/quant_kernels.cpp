@@ -733,29 +733,34 @@ inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 }
 #endif
 
-// N Q6_K rows against one token, rowsQ4K's way (N rows a quarter of the slice apart). Each 128-value
-// half of a group is two 512-bit vectors read as the activations lie: the half's 64 ql bytes hold
-// values 0-63 in their low nibbles (0-31 from bytes 0-31, 32-63 from bytes 32-63) and 64-127 in
-// their high ones, and its 32 qh bytes, repeated in both 256-bit halves, give each its top two bits
-// by one variable shift (0 and 2 for the low vector, 4 and 6 for the high). A dot's lanes 4k..4k+3
-// are one 16-value scale group, so the lanes are scaled by d·sc·dx spread from one vector of the
-// group's 16; the −32 comes off as 32·d·sc times the activations' d·Σq of each 16 values (their
-// ds16, put in scale order by one permute).
-template <int N>
-inline void rowsQ6K(const QuantMatmulArgs& a, const int64_t* rows) {
-  constexpr int64_t GB = 210;
+// N rows of a K-quant with a scale per 16 values (Q6_K, Q3_K, Q2_K) against one token, rowsQ4K's way
+// (N rows a quarter of the slice apart). Each 128-value half of a group is two 512-bit vectors read
+// as the activations lie, a dot's lanes 4k..4k+3 one 16-value scale group, scaled by d·sc·dx
+// spread from one vector of the group's 16; the offset (Q6_K's 32, Q3_K's 4) or min (Q2_K's
+// dmin·m) comes off against the activations' d·Σq of each 16 values (their ds16, put in scale order
+// by one permute). How a half's two vectors are built:
+//   Q6_K: its 64 ql bytes hold values 0-63 in their low nibbles (0-31 from bytes 0-31, 32-63 from
+//     bytes 32-63) and 64-127 in their high ones; its 32 qh bytes, repeated in both 256-bit halves,
+//     give each its top two bits by one variable shift (0 and 2 for the low vector, 4 and 6 for
+//     the high).
+//   Q3_K and Q2_K: its 32 qs bytes, repeated in both 256-bit halves, hold values 32j..32j+31 at
+//     bits 2j (one variable shift: 0 and 2, then 4 and 6); Q3_K's third bit of value 128n + 32j + l
+//     is bit 4n + j of hmask[l] (the 32 hmask bytes repeated, one more variable shift).
+template <int QT, int N>
+inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
+  constexpr int64_t GB = blockBytes(QT);
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
   const int8_t* xq = lk::actQ(a.xq, a.cols);
   const float* xd = lk::actD(a.xq);
   const float* s16 = lk::actDs16(a.xq, a.cols);
-  const __m512i low4 = _mm512_set1_epi8(15), three = _mm512_set1_epi8(3);
-  const __m512i shiftLo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i shiftHi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i low4 = _mm512_set1_epi8(15), three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+  auto shifts = [](int lo, int hi) { return _mm512_inserti64x4(_mm512_set1_epi16(short(lo)), _mm256_set1_epi16(short(hi)), 1); };
+  const __m512i shift2[2] = {shifts(0, 2), shifts(4, 6)};
   const __m512i ds16Order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
   const __m512i blockOf = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  // Vector v of a group (half v / 2, low or high nibbles) holds scale groups 4v..4v+3.
+  // Vector v of a group (half v / 2, its first or second 64 values) holds scale groups 4v..4v+3.
   __m512i spread[4];
   for (int v = 0; v < 4; v++)
     spread[v] = _mm512_setr_epi32(4 * v, 4 * v, 4 * v, 4 * v, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 2,
@@ -769,19 +774,53 @@ inline void rowsQ6K(const QuantMatmulArgs& a, const int64_t* rows) {
     for (int n = 0; n < N; n++) {
       const uint8_t* g = w[n] + gi * GB;
       __builtin_prefetch(g + 4 * GB, 0, 3);
-      const __m512 sc = _mm512_mul_ps(
-          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 192)))),
-          _mm512_set1_ps(half(g + 208)));  // d·sc per 16 values
-      corr[n] = _mm512_fmadd_ps(sc, sums, corr[n]);
+      __m512 sc, off;  // d·scale per 16 values, and what each subtracts per unit of d·Σq
+      if constexpr (QT == lk::kQ6_K) {
+        sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 192)))),
+                           _mm512_set1_ps(half(g + 208)));
+        off = _mm512_mul_ps(sc, _mm512_set1_ps(32.0f));
+      } else if constexpr (QT == lk::kQ3_K) {
+        // Low four bits: scales 0-7 from the low nibbles of bytes 96-103, 8-15 from their high
+        // ones; the top two of scale i at bits 2·(i / 4) of byte 104 + i % 4. Stored + 32.
+        const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96));
+        const __m128i m4 = _mm_set1_epi8(15);
+        const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b8, m4), _mm_and_si128(_mm_srli_epi16(b8, 4), m4));
+        uint32_t t;
+        std::memcpy(&t, g + 104, 4);
+        const __m128i top = _mm_and_si128(_mm_setr_epi32(int(t), int(t >> 2), int(t >> 4), int(t >> 6)), _mm_set1_epi8(3));
+        const __m128i s8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+        sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8)), _mm512_set1_ps(half(g + 108)));
+        off = _mm512_mul_ps(sc, _mm512_set1_ps(4.0f));
+      } else {
+        // Scale in the low nibble of bytes 0-15, min in the high.
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g));
+        const __m128i m4 = _mm_set1_epi8(15);
+        sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, m4))), _mm512_set1_ps(half(g + 80)));
+        off = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m4))),
+                            _mm512_set1_ps(half(g + 82)));
+      }
+      corr[n] = _mm512_fmadd_ps(off, sums, corr[n]);
       const __m512 sx = _mm512_mul_ps(sc, dx);
       for (int h = 0; h < 2; h++) {
-        const __m512i ql = _mm512_loadu_si512(g + 64 * h);
-        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 128 + 32 * h)));
-        const __m512i wv[2] = {
-            _mm512_or_si512(_mm512_and_si512(ql, low4),
-                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shiftLo), three), 4)),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shiftHi), three), 4))};
+        __m512i wv[2];
+        if constexpr (QT == lk::kQ6_K) {
+          const __m512i ql = _mm512_loadu_si512(g + 64 * h);
+          const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 128 + 32 * h)));
+          const __m512i nib[2] = {_mm512_and_si512(ql, low4), _mm512_and_si512(_mm512_srli_epi16(ql, 4), low4)};
+          for (int k = 0; k < 2; k++)
+            wv[k] = _mm512_or_si512(nib[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift2[k]), three), 4));
+        } else {
+          constexpr int64_t QS = QT == lk::kQ3_K ? 32 : 16;
+          const __m512i qs = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + QS + 32 * h)));
+          for (int k = 0; k < 2; k++) wv[k] = _mm512_and_si512(_mm512_srlv_epi16(qs, shift2[k]), three);
+          if constexpr (QT == lk::kQ3_K) {
+            const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g)));
+            for (int k = 0; k < 2; k++) {
+              const __m512i bits = _mm512_and_si512(_mm512_srlv_epi16(hm, shifts(4 * h + 2 * k, 4 * h + 2 * k + 1)), one);
+              wv[k] = _mm512_or_si512(wv[k], _mm512_slli_epi16(bits, 2));
+            }
+          }
+        }
         for (int k = 0; k < 2; k++) {
           const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
 #if defined(__AVX512VNNI__)
@@ -795,7 +834,7 @@ inline void rowsQ6K(const QuantMatmulArgs& a, const int64_t* rows) {
     }
   }
   for (int n = 0; n < N; n++)
-    a.out[rows[n]] = _mm512_reduce_add_ps(_mm512_add_ps(acc[n][0], acc[n][1])) - 32.0f * _mm512_reduce_add_ps(corr[n]) +
+    a.out[rows[n]] = _mm512_reduce_add_ps(_mm512_add_ps(acc[n][0], acc[n][1])) - _mm512_reduce_add_ps(corr[n]) +
                      (a.bias ? a.bias[rows[n]] : 0.0f);
 }
 
@@ -975,14 +1014,18 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #endif
   }
 #if defined(LK_ROW_Q4K_512)
-  if constexpr (QT == lk::kQ6_K) {
-    const int64_t q = (r1 - r0) / 4;
+  if constexpr (QT == lk::kQ6_K || QT == lk::kQ3_K || QT == lk::kQ2_K) {
+    // Q3_K's third bits take the registers four rows' state would need: two streams, half the
+    // slice apart (four: 25-27% of the streaming read on two threads, two: 48-51%, one: 44-45%).
+    constexpr int S = QT == lk::kQ3_K ? 2 : 4;
+    const int64_t q = (r1 - r0) / S;
     int64_t r = r0;
     for (; r < r0 + q; r++) {
-      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
-      rowsQ6K<4>(a, rows);
+      int64_t rows[S];
+      for (int i = 0; i < S; i++) rows[i] = r + i * q;
+      rowsHalves<QT, S>(a, rows);
     }
-    for (r = r0 + 4 * q; r < r1; r++) rowsQ6K<1>(a, &r);
+    for (r = r0 + S * q; r < r1; r++) rowsHalves<QT, 1>(a, &r);
     return;
   }
 #endif
