@@ -490,6 +490,16 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define LK_ROW_Q4K_512 1
 
+// dotBytes on 512 bits: lane i sums u[4i + k] * s[4i + k], u unsigned and s signed bytes (without VNNI
+// the pairwise 16-bit sums must not saturate: every caller's u is at most 63).
+inline __m512i dotBytes512(__m512i u, __m512i s) {
+#if defined(__AVX512VNNI__)
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
+#else
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+#endif
+}
+
 // N Q4_K rows against one token with 512-bit vectors, two blocks a vector and no lane sums until
 // the rows end (N = 4 rows a quarter of the slice apart: four sequential streams, whose loads are
 // in flight together; one stream left a thread at 44-50% of the streaming read, four at 90%,
@@ -567,11 +577,7 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
         }
         for (int k = 0; k < 2; k++) {
           const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
-#if defined(__AVX512VNNI__)
-          const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[k], xv);
-#else
-          const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
-#endif
+          const __m512i p = dotBytes512(wv[k], xv);
           const int j = 2 * h + k;
           acc[n][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[n][j]);
         }
@@ -640,11 +646,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
       v = _mm512_and_si512(v, low4);
       if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
       if constexpr (hasFifthBit(QT)) v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
-#if defined(__AVX512VNNI__)
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v, xv);
-#else
-      const __m512i dot = _mm512_madd_epi16(_mm512_maddubs_epi16(v, xv), _mm512_set1_epi16(1));
-#endif
+      const __m512i dot = dotBytes512(v, xv);
       const __m512 scale = count == 2 ? _mm512_mask_blend_ps(__mmask16(0xff00), _mm512_set1_ps(d[0] * xd[b]),
                                                              _mm512_set1_ps(d[1] * xd[b + 1]))
                                       : _mm512_maskz_mov_ps(__mmask16(0xff), _mm512_set1_ps(d[0] * xd[b]));
@@ -823,11 +825,7 @@ inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
         }
         for (int k = 0; k < 2; k++) {
           const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
-#if defined(__AVX512VNNI__)
-          const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[k], xv);
-#else
-          const __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[k], xv), _mm512_set1_epi16(1));
-#endif
+          const __m512i p = dotBytes512(wv[k], xv);
           acc[n][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[2 * h + k], sx), acc[n][k]);
         }
       }
