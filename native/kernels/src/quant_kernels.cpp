@@ -324,6 +324,19 @@ inline __m256i blockVec(const uint8_t* g, int b) {
   }
 }
 
+// Q3_K's 16 scales of a group as signed bytes (sc − 32), in order: the low four bits of scales 0-7
+// from the low nibbles of bytes 96-103, of 8-15 from their high nibbles; the top two bits of scale i
+// at bits 2·(i / 4) of byte 104 + i % 4.
+inline __m128i q3kScaleBytes(const uint8_t* g) {
+  const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96));
+  const __m128i low4 = _mm_set1_epi8(15);
+  const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b8, low4), _mm_and_si128(_mm_srli_epi16(b8, 4), low4));
+  uint32_t t;
+  std::memcpy(&t, g + 104, 4);
+  const __m128i top = _mm_and_si128(_mm_setr_epi32(int(t), int(t >> 2), int(t >> 4), int(t >> 6)), _mm_set1_epi8(3));
+  return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+}
+
 // Weight side of a group, as the reduction lays out the half sums: a = [lo 0-3 | hi 0-3] and
 // b = [lo 4-7 | hi 4-7].
 struct GroupVecs {
@@ -389,16 +402,8 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     v.oa = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn)));
     v.ob = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(mn, 8))));
   } else if constexpr (QT == lk::kQ3_K) {
-    // The 16 six-bit scales: low nibbles from bytes 0-7 (scales 0-7) and their high nibbles (8-15),
-    // the top two bits from bytes 8-11 at 2·(i / 4); minus 32, then laid out as Q6_K's below.
-    const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96));
-    const __m128i low4 = _mm_set1_epi8(15);
-    const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b8, low4), _mm_and_si128(_mm_srli_epi16(b8, 4), low4));
-    uint32_t t;
-    std::memcpy(&t, g + 104, 4);
-    const __m128i top = _mm_and_si128(_mm_setr_epi32(int(t), int(t >> 2), int(t >> 4), int(t >> 6)), _mm_set1_epi8(3));
-    const __m128i all = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
-    const __m128i sc = _mm_shuffle_epi8(all, _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
+    // The 16 scales laid out as Q6_K's below.
+    const __m128i sc = _mm_shuffle_epi8(q3kScaleBytes(g), _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
     const __m256 d = _mm256_set1_ps(half(g + 108));
     v.wa = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
     v.wb = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
@@ -498,6 +503,14 @@ inline __m512i dotBytes512(__m512i u, __m512i s) {
 #else
   return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
 #endif
+}
+
+// IQ4_NL's 16 levels plus 128 (unsigned bytes for the unsigned-by-signed dot) in every 128-bit lane,
+// for a byte shuffle by nibble.
+inline __m512i liftedIq4nlLevels() {
+  alignas(16) uint8_t lifted[16];
+  for (int i = 0; i < 16; i++) lifted[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lifted)));
 }
 
 // N Q4_K rows against one token with 512-bit vectors, two blocks a vector and no lane sums until
@@ -607,9 +620,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
-  alignas(16) uint8_t lifted[16];
-  for (int i = 0; i < 16; i++) lifted[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lifted)));
+  const __m512i levels = liftedIq4nlLevels();
   const uint8_t* w[N];
   __m512 acc[N];
   float corr[N];
@@ -679,9 +690,7 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t*
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15);
-  alignas(16) uint8_t lifted[16];
-  for (int i = 0; i < 16; i++) lifted[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lifted)));
+  const __m512i levels = liftedIq4nlLevels();
   const __m256i lowShift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i highShift = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m512i spread[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
@@ -782,16 +791,7 @@ inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
                            _mm512_set1_ps(half(g + 208)));
         off = _mm512_mul_ps(sc, _mm512_set1_ps(32.0f));
       } else if constexpr (QT == lk::kQ3_K) {
-        // Low four bits: scales 0-7 from the low nibbles of bytes 96-103, 8-15 from their high
-        // ones; the top two of scale i at bits 2·(i / 4) of byte 104 + i % 4. Stored + 32.
-        const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 96));
-        const __m128i m4 = _mm_set1_epi8(15);
-        const __m128i lo = _mm_unpacklo_epi64(_mm_and_si128(b8, m4), _mm_and_si128(_mm_srli_epi16(b8, 4), m4));
-        uint32_t t;
-        std::memcpy(&t, g + 104, 4);
-        const __m128i top = _mm_and_si128(_mm_setr_epi32(int(t), int(t >> 2), int(t >> 4), int(t >> 6)), _mm_set1_epi8(3));
-        const __m128i s8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
-        sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8)), _mm512_set1_ps(half(g + 108)));
+        sc = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q3kScaleBytes(g))), _mm512_set1_ps(half(g + 108)));
         off = _mm512_mul_ps(sc, _mm512_set1_ps(4.0f));
       } else {
         // Scale in the low nibble of bytes 0-15, min in the high.
