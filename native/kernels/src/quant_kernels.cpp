@@ -490,6 +490,16 @@ inline void tile(const QuantMatmulArgs& a, int64_t r, int64_t rs, int64_t t) {
   }
 }
 
+// A token's int8 activations in the IQ4_XS row paths' order: per 128 values (blocks 4h..4h+3), the
+// four blocks' first 16 values, then their last 16 (the low and the high nibbles of their quants).
+inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
+  for (int64_t q = 0; q < cols; q += 128)
+    for (int k = 0; k < 4; k++) {
+      std::memcpy(out + q + 16 * k, xq + q + 32 * k, 16);
+      std::memcpy(out + q + 64 + 16 * k, xq + q + 32 * k + 16, 16);
+    }
+}
+
 #include "quant_panel.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
@@ -733,15 +743,6 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t*
   }
 }
 
-// A token's int8 activations in rowsIQ4XS's order: per 128 values (blocks 4h..4h+3), the four
-// blocks' first 16 values, then their last 16.
-inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
-  for (int64_t q = 0; q < cols; q += 128)
-    for (int k = 0; k < 4; k++) {
-      std::memcpy(out + q + 16 * k, xq + q + 32 * k, 16);
-      std::memcpy(out + q + 64 + 16 * k, xq + q + 32 * k + 16, 16);
-    }
-}
 #endif
 
 // N rows of a K-quant with a scale per 16 values (Q6_K, Q3_K, Q2_K) against one token, rowsQ4K's way
@@ -899,6 +900,54 @@ inline void rowQ4K(const QuantMatmulArgs& a, int64_t row) {
   }
   a.out[row] = hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), mins)) + (a.bias ? a.bias[row] : 0.0f);
 }
+
+// One IQ4_XS row against one token with 256-bit vectors (AVX2 and AVX-VNNI), one stream as rowQ4K:
+// a 32-byte load of quants holds blocks 2k and 2k + 1, its low nibbles their first 16 values and
+// its high ones their last 16, against activations in iq4xsOrder. The levels are signed bytes (a
+// byte shuffle of the nibbles), multiplied by the sign trick (|w| against x with w's sign), so the
+// 16-bit pairwise sums of the AVX2 build cannot saturate; one dot of the low and one of the high
+// nibbles leave lanes 0-3 for block 2k and 4-7 for 2k + 1, scaled by d·(ls − 32)·dx.
+inline void rowIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
+  constexpr int64_t GB = 136;
+  const int64_t ng = a.cols / 256;
+  const uint8_t* w = a.w + row * ng * GB;
+  const float* xd = lk::actD(a.xq);
+  const __m256i low4 = _mm256_set1_epi8(15);
+  const __m128i levels128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels));
+  const __m256i levels = _mm256_set_m128i(levels128, levels128);
+  const __m256i lowShift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i highShift = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t gi = 0; gi < ng; gi++) {
+    const uint8_t* g = w + gi * GB;
+    const int8_t* x = xq + gi * 256;
+    uint32_t sl;
+    std::memcpy(&sl, g + 4, 4);
+    const int sh = g[2] | (g[3] << 8);
+    const __m256i ls = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(sl)), lowShift), _mm256_set1_epi32(15)),
+        _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), highShift), _mm256_set1_epi32(3)), 4));
+    const __m256 sx = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))),
+                                                  _mm256_set1_ps(half(g))),
+                                    _mm256_loadu_ps(xd + gi * 8));  // d·(ls − 32)·dx per block
+    for (int k = 0; k < 4; k++) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 8 + 32 * k));
+      const __m256i lo = _mm256_shuffle_epi8(levels, _mm256_and_si256(qs, low4));
+      const __m256i hi = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(qs, 4), low4));
+      // Blocks 2k and 2k + 1: the first 16 values of each at x + 128 (k / 2) + 32 (k % 2), the last 16
+      // 64 bytes on.
+      const int8_t* xk = x + 128 * (k / 2) + 32 * (k % 2);
+      const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xk));
+      const __m256i xhi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xk + 64));
+      const __m256i p = _mm256_add_epi32(dotBytes(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(xlo, lo)),
+                                         dotBytes(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(xhi, hi)));
+      const __m256 scale = _mm256_permutevar8x32_ps(sx, _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1,
+                                                                          2 * k + 1, 2 * k + 1));
+      acc[k % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[k % 2]);
+    }
+  }
+  a.out[row] = hsum8(_mm256_add_ps(acc[0], acc[1])) + (a.bias ? a.bias[row] : 0.0f);
+}
 #endif
 
 #else  // portable: the same arithmetic in scalar code
@@ -1024,6 +1073,15 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       rowsHalves<QT, S>(a, rows);
     }
     for (r = r0 + S * q; r < r1; r++) rowsHalves<QT, 1>(a, &r);
+    return;
+  }
+#endif
+#if !defined(LK_ROW_Q4K_512)
+  if constexpr (QT == lk::kIQ4_XS) {
+    thread_local std::vector<int8_t> ordered;
+    if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
+    iq4xsOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
+    for (int64_t r = r0; r < r1; r++) rowIQ4XS(a, ordered.data(), r);
     return;
   }
 #endif
