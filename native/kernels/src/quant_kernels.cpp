@@ -337,6 +337,21 @@ inline __m128i q3kScaleBytes(const uint8_t* g) {
   return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
 }
 
+// IQ4_XS's eight block scales d·(ls − 32) of a group, from their 6 packed bytes by two variable
+// shifts: block b's low four bits are bits 4b of the u32 at byte 4, its top two bits 2b of the u16 at
+// byte 2 (lk::iq4xsScale, eight at once).
+inline __m256 iq4xsScaleVec(const uint8_t* g) {
+  uint32_t sl;
+  std::memcpy(&sl, g + 4, 4);
+  const int sh = g[2] | (g[3] << 8);
+  const __m256i low = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(sl)), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                       _mm256_set1_epi32(15));
+  const __m256i high = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                        _mm256_set1_epi32(3));
+  const __m256i ls = _mm256_or_si256(low, _mm256_slli_epi32(high, 4));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))), _mm256_set1_ps(half(g)));
+}
+
 // Weight side of a group, as the reduction lays out the half sums: a = [lo 0-3 | hi 0-3] and
 // b = [lo 4-7 | hi 4-7].
 struct GroupVecs {
@@ -383,10 +398,7 @@ inline GroupVecs groupVecs(const uint8_t* g) {
     v.ob = _mm256_mul_ps(dmin, u8x4Twice(mHi));
   } else if constexpr (QT == lk::kIQ4_XS) {
     // One scale a 32-value block, both halves; no offset.
-    alignas(32) float d[8];
-    const float dd = half(g);
-    for (int b = 0; b < 8; b++) d[b] = dd * float(lk::iq4xsScale(g, b) - 32);
-    const __m256 dv = _mm256_load_ps(d);
+    const __m256 dv = iq4xsScaleVec(g);
     v.wa = _mm256_permutevar8x32_ps(dv, _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
     v.wb = _mm256_permutevar8x32_ps(dv, _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7));
     v.oa = v.ob = _mm256_setzero_ps();
@@ -687,9 +699,8 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
 // each: its low nibbles are the blocks' first 16 values, its high nibbles their last 16, against
 // activations laid out once per call in that order (iq4xsOrder). Each nibble becomes its level
 // plus 128 by one byte shuffle (unsigned bytes for the unsigned-by-signed VNNI dot), and the low and
-// high halves go into one dot, whose lanes 4k..4k+3 are block 4h + k's. The eight six-bit scales
-// come out of their 6 packed bytes with two variable shifts: block b's low four bits are bits 4b of
-// the u32 at byte 4, its top two bits 2b of the u16 at byte 2. The +128 comes back off as 128 times
+// high halves go into one dot, whose lanes 4k..4k+3 are block 4h + k's (scales: iq4xsScaleVec).
+// The +128 comes back off as 128 times
 // each block's d·(ls − 32) times the activations' d·Σq, in a second accumulator.
 template <int N>
 inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
@@ -701,8 +712,6 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t*
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15);
   const __m512i levels = liftedIq4nlLevels();
-  const __m256i lowShift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-  const __m256i highShift = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m512i spread[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                              _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
   __m512 acc[N][2];
@@ -717,14 +726,7 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t*
     for (int n = 0; n < N; n++) {
       const uint8_t* g = w[n] + gi * GB;
       __builtin_prefetch(g + 4 * GB, 0, 3);
-      uint32_t sl;
-      std::memcpy(&sl, g + 4, 4);
-      const int sh = g[2] | (g[3] << 8);
-      const __m256i ls = _mm256_or_si256(
-          _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(sl)), lowShift), _mm256_set1_epi32(15)),
-          _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), highShift), _mm256_set1_epi32(3)), 4));
-      const __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))),
-                                     _mm256_set1_ps(half(g)));  // d·(ls − 32) per block
+      const __m256 s = iq4xsScaleVec(g);
       lift[n] = _mm256_fmadd_ps(s, dsum, lift[n]);
       const __m512 sx = _mm512_castps256_ps512(_mm256_mul_ps(s, dx));
       for (int h = 0; h < 2; h++) {
@@ -915,21 +917,11 @@ inline void rowIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, int64_t row) {
   const __m256i low4 = _mm256_set1_epi8(15);
   const __m128i levels128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels));
   const __m256i levels = _mm256_set_m128i(levels128, levels128);
-  const __m256i lowShift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-  const __m256i highShift = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t gi = 0; gi < ng; gi++) {
     const uint8_t* g = w + gi * GB;
     const int8_t* x = xq + gi * 256;
-    uint32_t sl;
-    std::memcpy(&sl, g + 4, 4);
-    const int sh = g[2] | (g[3] << 8);
-    const __m256i ls = _mm256_or_si256(
-        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(sl)), lowShift), _mm256_set1_epi32(15)),
-        _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sh), highShift), _mm256_set1_epi32(3)), 4));
-    const __m256 sx = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))),
-                                                  _mm256_set1_ps(half(g))),
-                                    _mm256_loadu_ps(xd + gi * 8));  // d·(ls − 32)·dx per block
+    const __m256 sx = _mm256_mul_ps(iq4xsScaleVec(g), _mm256_loadu_ps(xd + gi * 8));  // d·(ls − 32)·dx per block
     for (int k = 0; k < 4; k++) {
       const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 8 + 32 * k));
       const __m256i lo = _mm256_shuffle_epi8(levels, _mm256_and_si256(qs, low4));
@@ -1008,6 +1000,31 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
   }
 }
 
+#if defined(__AVX2__)
+// Rows [r0, r1) of one token as S sequential streams a slice's S-th apart: kernel(N, rows) gets
+// rows r, r + q, ... (N = S) while whole streams last, then each row left over alone (N = 1).
+template <int S, typename Kernel>
+inline void inStreams(int64_t r0, int64_t r1, Kernel kernel) {
+  const int64_t q = (r1 - r0) / S;
+  int64_t r = r0;
+  for (; r < r0 + q; r++) {
+    int64_t rows[S];
+    for (int i = 0; i < S; i++) rows[i] = r + i * q;
+    kernel(std::integral_constant<int, S>{}, rows);
+  }
+  for (r = r0 + S * q; r < r1; r++) kernel(std::integral_constant<int, 1>{}, &r);
+}
+
+// The token's int8 activations reordered once per call for a row path, in a per-thread buffer that
+// grows to the widest row once.
+inline const int8_t* orderedActs(const QuantMatmulArgs& a, void (*order)(const int8_t*, int64_t, int8_t*)) {
+  thread_local std::vector<int8_t> buf;
+  if (buf.size() < size_t(a.cols)) buf.resize(size_t(a.cols));
+  order(lk::actQ(a.xq, a.cols), a.cols, buf.data());
+  return buf.data();
+}
+#endif
+
 // Rows [r0, r1): a batch runs the panels (quant_panel.h; the caller sends batches smaller than
 // kPanelFrom one token at a time). One token on AVX-512 Q4_K reads four rows a quarter of the range
 // apart (rowsQ4K), on AVX2 Q4_K one row after another (rowQ4K); with the lane-sum tile it reads the rows one after another, one sequential
@@ -1025,78 +1042,34 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #else
   constexpr bool kRows32 = nibbleBlock(QT);  // IQ4_NL's lifted levels would saturate vpmaddubsw
 #endif
-  if constexpr (kRows32) {
-    const int64_t q = (r1 - r0) / 4;
-    int64_t r = r0;
-    for (; r < r0 + q; r++) {
-      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
-      rowsBlock32<QT, 4>(a, rows);
-    }
-    for (r = r0 + 4 * q; r < r1; r++) rowsBlock32<QT, 1>(a, &r);
-    return;
-  }
-#endif
+  if constexpr (kRows32)
+    return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsBlock32<QT, decltype(n)::value>(a, rows); });
   if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
-#if !defined(LK_ROW_Q4K_512)
-    if constexpr (QT == lk::kQ4_K) {
-      for (int64_t r = r0; r < r1; r++) rowQ4K(a, r);
-      return;
-    }
-#else
-    thread_local std::vector<int8_t> ordered;  // grows to the widest row once
-    if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
-    q4kOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
-    const int8_t* xo = ordered.data();
+    const int8_t* xo = orderedActs(a, q4kOrder);
     // Q5_K's bits take the registers four rows' state would need: two streams, half the slice apart.
     constexpr int S = QT == lk::kQ5_K ? 2 : 4;
-    const int64_t q = (r1 - r0) / S;
-    int64_t r = r0;
-    for (; r < r0 + q; r++) {
-      int64_t rows[S];
-      for (int i = 0; i < S; i++) rows[i] = r + i * q;
-      rowsQ4K<QT, S>(a, xo, rows);
-    }
-    for (r = r0 + S * q; r < r1; r++) rowsQ4K<QT, 1>(a, xo, &r);
-    return;
-#endif
+    return inStreams<S>(r0, r1, [&](auto n, const int64_t* rows) { rowsQ4K<QT, decltype(n)::value>(a, xo, rows); });
   }
-#if defined(LK_ROW_Q4K_512)
   if constexpr (QT == lk::kQ6_K || QT == lk::kQ3_K || QT == lk::kQ2_K) {
     // Q3_K's third bits take the registers four rows' state would need: two streams, half the
     // slice apart (four: 25-27% of the streaming read on two threads, two: 48-51%, one: 44-45%).
     constexpr int S = QT == lk::kQ3_K ? 2 : 4;
-    const int64_t q = (r1 - r0) / S;
-    int64_t r = r0;
-    for (; r < r0 + q; r++) {
-      int64_t rows[S];
-      for (int i = 0; i < S; i++) rows[i] = r + i * q;
-      rowsHalves<QT, S>(a, rows);
-    }
-    for (r = r0 + S * q; r < r1; r++) rowsHalves<QT, 1>(a, &r);
-    return;
+    return inStreams<S>(r0, r1, [&](auto n, const int64_t* rows) { rowsHalves<QT, decltype(n)::value>(a, rows); });
+  }
+#if defined(__AVX512VNNI__)
+  if constexpr (QT == lk::kIQ4_XS) {
+    const int8_t* xo = orderedActs(a, iq4xsOrder);
+    return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsIQ4XS<decltype(n)::value>(a, xo, rows); });
   }
 #endif
-#if !defined(LK_ROW_Q4K_512)
-  if constexpr (QT == lk::kIQ4_XS) {
-    thread_local std::vector<int8_t> ordered;
-    if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
-    iq4xsOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
-    for (int64_t r = r0; r < r1; r++) rowIQ4XS(a, ordered.data(), r);
+#else
+  if constexpr (QT == lk::kQ4_K) {
+    for (int64_t r = r0; r < r1; r++) rowQ4K(a, r);
     return;
   }
-#endif
-#if defined(LK_ROW_Q4K_512) && defined(__AVX512VNNI__)
   if constexpr (QT == lk::kIQ4_XS) {
-    thread_local std::vector<int8_t> ordered;
-    if (ordered.size() < size_t(a.cols)) ordered.resize(size_t(a.cols));
-    iq4xsOrder(lk::actQ(a.xq, a.cols), a.cols, ordered.data());
-    const int64_t q = (r1 - r0) / 4;
-    int64_t r = r0;
-    for (; r < r0 + q; r++) {
-      const int64_t rows[4] = {r, r + q, r + 2 * q, r + 3 * q};
-      rowsIQ4XS<4>(a, ordered.data(), rows);
-    }
-    for (r = r0 + 4 * q; r < r1; r++) rowsIQ4XS<1>(a, ordered.data(), &r);
+    const int8_t* xo = orderedActs(a, iq4xsOrder);
+    for (int64_t r = r0; r < r1; r++) rowIQ4XS(a, xo, r);
     return;
   }
 #endif
