@@ -22,6 +22,13 @@ const clamp = (v: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, v
 /** Nearest integer, ties away from zero (C's roundf, as ggml rounds). */
 const nearest = (v: number) => Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
 
+/** The value of largest magnitude among x[at..at + n), with its sign. */
+function signedMax(x: Float32Array, at: number, n: number): number {
+  let max = 0;
+  for (let j = 0; j < n; j++) if (Math.abs(x[at + j]!) > Math.abs(max)) max = x[at + j]!;
+  return max;
+}
+
 function maxAbs(x: Float32Array, at: number, n: number): number {
   let m = 0;
   for (let j = 0; j < n; j++) m = Math.max(m, Math.abs(x[at + j]!));
@@ -39,8 +46,7 @@ function q8_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
 
 /** Q4_0: per 32 values d = (the value of largest magnitude) / −8, q = x / d + 8 in 0..15. */
 function q4_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
-  let max = 0;
-  for (let j = 0; j < 32; j++) if (Math.abs(x[xo + j]!) > Math.abs(max)) max = x[xo + j]!;
+  const max = signedMax(x, xo, 32);
   const d = putHalf(out, o, max / -8);
   const q = (j: number) => (d === 0 ? 8 : clamp(nearest(x[xo + j]! / d) + 8, 0, 15));
   for (let j = 0; j < 16; j++) out[o + 2 + j] = q(j) | (q(j + 16) << 4);
@@ -133,8 +139,7 @@ function minQuant(bits: 4 | 5, x: Float32Array, xo: number, out: Uint8Array, o: 
 
 /** Q5_0: per 32 values d = (the value of largest magnitude) / −16, q = x / d + 16 in 0..31. */
 function q5_0(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
-  let max = 0;
-  for (let j = 0; j < 32; j++) if (Math.abs(x[xo + j]!) > Math.abs(max)) max = x[xo + j]!;
+  const max = signedMax(x, xo, 32);
   const d = putHalf(out, o, max / -16);
   writeNibbles(5, (j) => (d === 0 ? 16 : clamp(nearest(x[xo + j]! / d) + 16, 0, 31)), out, o + 2);
 }
@@ -230,9 +235,12 @@ function q2_K(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
 
 /** IQ4_NL: per 32 values d = (the value of largest magnitude) / −127, each value the nearest level. */
 function iq4_nl(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
-  let max = 0;
-  for (let j = 0; j < 32; j++) if (Math.abs(x[xo + j]!) > Math.abs(max)) max = x[xo + j]!;
-  const d = putHalf(out, o, max / -127);
+  const max = signedMax(x, xo, 32);
+  levelNibbles(x, xo, putHalf(out, o, max / -127), out, o + 2);
+}
+
+/** 32 values at x[xo..] as the nearest IQ4_NL levels of scale d, 16 nibble bytes at out[at..] (Q4_0's order). */
+function levelNibbles(x: Float32Array, xo: number, d: number, out: Uint8Array, at: number): void {
   const q = (j: number) => {
     if (d === 0) return 8; // level 1: the nearest to zero
     const v = x[xo + j]! / d;
@@ -241,7 +249,7 @@ function iq4_nl(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
       if (Math.abs(IQ4_NL_LEVELS[k]! - v) < Math.abs(IQ4_NL_LEVELS[best]! - v)) best = k;
     return best;
   };
-  for (let j = 0; j < 16; j++) out[o + 2 + j] = q(j) | (q(j + 16) << 4);
+  for (let j = 0; j < 16; j++) out[at + j] = q(j) | (q(j + 16) << 4);
 }
 
 /**
@@ -253,9 +261,7 @@ function iq4_xs(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   const s = new Float64Array(8);
   let top = 0;
   for (let b = 0; b < 8; b++) {
-    let max = 0;
-    for (let j = 0; j < 32; j++) if (Math.abs(x[xo + 32 * b + j]!) > Math.abs(max)) max = x[xo + 32 * b + j]!;
-    s[b] = max / -127;
+    s[b] = signedMax(x, xo + 32 * b, 32) / -127;
     if (Math.abs(s[b]!) > Math.abs(top)) top = s[b]!;
   }
   const d = putHalf(out, o, top / -32);
@@ -265,16 +271,7 @@ function iq4_xs(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
     const ls = l + 32;
     out[o + 4 + (b >> 1)] |= (ls & 15) << (4 * (b & 1));
     high |= (ls >> 4) << (2 * b);
-    const dl = Math.fround(d * l);
-    const q = (j: number) => {
-      if (dl === 0) return 8; // level 1: the nearest to zero
-      const v = x[xo + 32 * b + j]! / dl;
-      let best = 0;
-      for (let k = 1; k < 16; k++)
-        if (Math.abs(IQ4_NL_LEVELS[k]! - v) < Math.abs(IQ4_NL_LEVELS[best]! - v)) best = k;
-      return best;
-    };
-    for (let j = 0; j < 16; j++) out[o + 8 + 16 * b + j] = q(j) | (q(j + 16) << 4);
+    levelNibbles(x, xo + 32 * b, Math.fround(d * l), out, o + 8 + 16 * b);
   }
   out[o + 2] = high & 255;
   out[o + 3] = high >> 8;

@@ -156,7 +156,7 @@ function q5_K(src: Uint8Array, at: number, out: Float32Array, o: number): void {
 }
 
 /** Q3_K's 16 six-bit scales (as stored, 0..63) from its 12 packed bytes at `at`. */
-export function scalesK3(src: Uint8Array, at: number): number[] {
+function scalesK3(src: Uint8Array, at: number): number[] {
   return Array.from({ length: 16 }, (_, i) => {
     const low = i < 8 ? src[at + i]! & 15 : src[at + i - 8]! >> 4;
     return low | (((src[at + 8 + (i % 4)]! >> (2 * (i >> 2))) & 3) << 4);
@@ -195,31 +195,29 @@ export const IQ4_NL_LEVELS: readonly number[] = [
   -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
-function iq4_nl(src: Uint8Array, at: number, out: Float32Array, o: number): void {
-  const d = half(src, at);
+/** 32 values from 16 nibble bytes at src[qs..] (Q4_0's order), each d times the level it indexes. */
+function levels32(src: Uint8Array, qs: number, d: number, out: Float32Array, o: number): void {
   for (let j = 0; j < 16; j++) {
-    const b = src[at + 2 + j]!;
+    const b = src[qs + j]!;
     out[o + j] = f(d * IQ4_NL_LEVELS[b & 15]!);
     out[o + j + 16] = f(d * IQ4_NL_LEVELS[b >> 4]!);
   }
 }
 
+function iq4_nl(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  levels32(src, at + 2, half(src, at), out, o);
+}
+
 /** IQ4_XS's six-bit scale of 32-value block b (0..63 as stored; the scale is d·(ls − 32)). */
-export function iq4xsScale(src: Uint8Array, at: number, b: number): number {
+function iq4xsScale(src: Uint8Array, at: number, b: number): number {
   const high = ((src[at + 2]! | (src[at + 3]! << 8)) >> (2 * b)) & 3;
   return ((src[at + 4 + (b >> 1)]! >> (4 * (b & 1))) & 15) | (high << 4);
 }
 
 function iq4_xs(src: Uint8Array, at: number, out: Float32Array, o: number): void {
   const d = half(src, at);
-  for (let b = 0; b < 8; b++) {
-    const dl = f(d * (iq4xsScale(src, at, b) - 32));
-    for (let j = 0; j < 16; j++) {
-      const q = src[at + 8 + 16 * b + j]!;
-      out[o + 32 * b + j] = f(dl * IQ4_NL_LEVELS[q & 15]!);
-      out[o + 32 * b + j + 16] = f(dl * IQ4_NL_LEVELS[q >> 4]!);
-    }
-  }
+  for (let b = 0; b < 8; b++)
+    levels32(src, at + 8 + 16 * b, f(d * (iq4xsScale(src, at, b) - 32)), out, o + 32 * b);
 }
 
 const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
