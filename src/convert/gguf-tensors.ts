@@ -78,6 +78,9 @@ export function planTensors(
   return out;
 }
 
+/** llama.cpp's quantizer's format for rows that are not whole 256-value blocks (others: Q8_0). */
+const FALLBACK: Partial<Record<QuantType, QuantType>> = { q4_k: "q5_0", q5_k: "q5_1", iq4_xs: "iq4_nl" };
+
 /**
  * The block format of one matrix under a quantization, after llama.cpp's mixes: q8_0 everywhere;
  * q4_0 with the output matrix in Q6_K; q4_k_m in Q4_K (q5_k_m in Q5_K) with Q6_K for the output
@@ -109,8 +112,7 @@ export function quantTarget(
   }
   if (q === "iq4_xs") want = output ? "q6_k" : "iq4_xs";
   if (quantFits(want, cols)) return want;
-  const fallback: QuantType =
-    want === "q4_k" ? "q5_0" : want === "q5_k" ? "q5_1" : want === "iq4_xs" ? "iq4_nl" : "q8_0";
+  const fallback = FALLBACK[want] ?? "q8_0";
   return quantFits(fallback, cols) ? fallback : null;
 }
 

@@ -77,6 +77,14 @@ void scaleMin(int j, const uint8_t* s, int& sc, int& m) {
   }
 }
 
+// 32 values from 16 nibble bytes (Q4_0's order), each d times the IQ4_NL level it indexes.
+void levels32(float* o, const uint8_t* qs, float d) {
+  for (int j = 0; j < 16; j++) {
+    o[j] = d * float(kIq4nlLevels[qs[j] & 15]);
+    o[j + 16] = d * float(kIq4nlLevels[qs[j] >> 4]);
+  }
+}
+
 void dequantBlock(float* o, const uint8_t* b, int qtype) {
   if (qtype == kQ8_0) {
     const float d = half(b);
@@ -97,21 +105,9 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
       o[j + 16] = d * float(hi - off) + m;
     }
   } else if (qtype == kIQ4_NL) {
-    const float d = half(b);
-    for (int j = 0; j < 16; j++) {
-      o[j] = d * float(kIq4nlLevels[b[2 + j] & 15]);
-      o[j + 16] = d * float(kIq4nlLevels[b[2 + j] >> 4]);
-    }
+    levels32(o, b + 2, half(b));
   } else if (qtype == kIQ4_XS) {
-    const float d = half(b);
-    for (int blk = 0; blk < 8; blk++) {
-      const float dl = d * float(iq4xsScale(b, blk) - 32);
-      const uint8_t* qs = b + 8 + 16 * blk;
-      for (int j = 0; j < 16; j++) {
-        o[blk * 32 + j] = dl * float(kIq4nlLevels[qs[j] & 15]);
-        o[blk * 32 + j + 16] = dl * float(kIq4nlLevels[qs[j] >> 4]);
-      }
-    }
+    for (int blk = 0; blk < 8; blk++) levels32(o + 32 * blk, b + 8 + 16 * blk, half(b) * float(iq4xsScale(b, blk) - 32));
   } else if (qtype == kQ2_K) {
     const float d = half(b + 80), dmin = half(b + 82);
     for (int blk = 0; blk < 8; blk++) {
