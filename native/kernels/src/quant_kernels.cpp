@@ -625,72 +625,166 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
   }
 }
 
+// A token's int8 activations in rowsBlock32's order: per pair of 32-value blocks, the first 16
+// values of both, then their last 16 (the low and the high nibbles of their quants); a lone last
+// block stays as it lies.
+inline void block32Order(const int8_t* xq, int64_t cols, int8_t* out) {
+  int64_t b = 0;
+  for (; b + 64 <= cols; b += 64)
+    for (int k = 0; k < 2; k++) {
+      std::memcpy(out + b + 16 * k, xq + b + 32 * k, 16);
+      std::memcpy(out + b + 32 + 16 * k, xq + b + 32 * k + 16, 16);
+    }
+  std::memcpy(out + b, xq + b, size_t(cols - b));
+}
+
+// The permute indices and lane masks of BlockWords, built at compile time (rowsBlock32 runs once per
+// four rows, too often to build them there).
+template <int64_t BB, int AT, int L>
+struct BlockWordTable {
+  static constexpr int kWindows = int(((L - 1) * BB / 2 + AT) / 64 + 1);
+  struct Table {
+    alignas(64) int16_t word[kWindows][32];
+    uint32_t keep[kWindows];
+  };
+  static constexpr Table make() {
+    Table t{};
+    for (int i = 0; i < L; i++) {
+      const int64_t w = i * BB / 2 + AT, k = w / 64;
+      t.word[k][i] = int16_t(w % 64);
+      t.keep[k] |= 1u << i;
+    }
+    return t;
+  }
+  static constexpr Table kTable = make();
+};
+
+// Words of up to L blocks BB bytes apart (word AT of each: a block's d, a min format's m, or a
+// Q5 format's fifth-bit words), lane i from block i, read from the group's bytes in 64-byte vectors:
+// one two-vector word permute per 128 bytes, each lane kept from the permute whose window holds its
+// word. A gather of 16 blocks' scales took about a quarter of the row path's time in cache on an
+// AMD EPYC (Zen 5).
+template <int64_t BB, int AT, int L>
+struct BlockWords {
+  using T = BlockWordTable<BB, AT, L>;
+  static constexpr int kWindows = T::kWindows;
+  // The words of the blocks in the first `windows` windows, from the group's 128-byte windows raw[2k], raw[2k + 1].
+  static __m512i words(const __m512i* raw, int windows) {
+    __m512i out = _mm512_permutex2var_epi16(raw[0], _mm512_load_si512(T::kTable.word[0]), raw[1]);
+    for (int k = 1; k < kWindows; k++)  // unrolled; the windows past the group's bytes skipped
+      if (k < windows)
+        out = _mm512_mask_mov_epi16(out, __mmask32(T::kTable.keep[k]),
+                                    _mm512_permutex2var_epi16(raw[2 * k], _mm512_load_si512(T::kTable.word[k]), raw[2 * k + 1]));
+    return out;
+  }
+};
+
 // N rows of a 32-value block format with a 4- or 5-bit unsigned q (Q4_0, Q4_1, Q5_0, Q5_1) against
-// one token, rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams), two
-// blocks a 512-bit vector (each block's 16 nibble bytes as its elements 0-15 then 16-31, Q5's
-// fifth bits set from its u32 as a byte mask), one byte dot product against the token's 64
-// activation bytes as they lie, and the 16 lanes scaled by the two blocks' d·dx in float. The
-// offsets (Q4_0 8d, Q5_0 16d, the min formats −m) go to a scalar per row against the activations'
-// d·Σq of each block. IQ4_NL (VNNI builds only) runs the same with each nibble replaced by its level
-// plus 128 (one byte shuffle: unsigned bytes for the unsigned-by-signed dot), the 128 taken back
-// off as that offset: 128d.
+// one token, rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams) and no
+// lane sums until the rows end. Per 16 blocks of a row, a few word permutes (BlockWords) lift their
+// f16 scales (and mins, and Q5's fifth bits) out of the bytes as they lie, and one vector multiply
+// by the activations' d gives the 16 scales; the offsets (Q4_0 8d, Q5_0 16d, the min formats −m)
+// meet the activations' d·Σq there too, so nothing is scalar per block. Two blocks a 512-bit
+// vector: their 16 nibble bytes side by side, then shifted down by four, against activations in
+// block32Order; Q5's fifth bits a byte mask in the same order, one qword a pair, laid out per
+// group. The dot's lanes (blocks 0, 1, 0, 1 by fours) take their scales by one permute. IQ4_NL
+// (VNNI builds only) runs the same with each nibble replaced by its level plus 128 (one byte
+// shuffle: unsigned bytes for the unsigned-by-signed dot), the 128 taken back off as that offset:
+// 128d. Against a pair loop that decoded each block's scale, offset and fifth bits in scalar code:
+// BENCHMARKS.md, "The 32-value formats' row path". Groups of 32 blocks (one per row of a 576- to
+// 1024-value row) were no faster in cache.
 template <int QT, int N>
-inline void rowsBlock32(const QuantMatmulArgs& a, const int64_t* rows) {
+inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
   constexpr int64_t BB = blockBytes(QT);
+  constexpr bool kMin = QT == lk::kQ4_1 || QT == lk::kQ5_1, kFive = hasFifthBit(QT);
+  constexpr float kOff = QT == lk::kQ4_0 ? 8.0f : QT == lk::kQ5_0 ? 16.0f : QT == lk::kIQ4_NL ? 128.0f : 0.0f;
+  constexpr int L = 16;  // blocks a group
+  constexpr int kH = int(fifthBitsAt(QT) / 2);  // Q5: the fifth bits' first word in a block
+  constexpr int kTop = kFive ? kH + 1 : kMin ? 1 : 0;  // the last word of a block read
+  constexpr int kLoads = 2 * BlockWordTable<BB, kTop, L>::kWindows;
+  // Blocks ahead of the pair in hand that each row's stream is prefetched: past the next group.
+  constexpr int64_t kAhead = 32;
   const int64_t nb = a.cols / 32;
-  const int8_t* xq = lk::actQ(a.xq, a.cols);
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
   const __m512i levels = liftedIq4nlLevels();
+  // Q5: the permute that lays each pair of blocks' 64 fifth bits out in block32Order (block 0's
+  // bits 0-15, block 1's, block 0's 16-31, block 1's) as one qword, from the blocks' low and high words.
+  alignas(64) static constexpr int16_t kPairBits[32] = {0, 1, 32, 33, 2,  3,  34, 35, 4,  5,  36, 37, 6,  7,  38, 39,
+                                                        8, 9, 40, 41, 10, 11, 42, 43, 12, 13, 44, 45, 14, 15, 46, 47};
+  [[maybe_unused]] alignas(64) uint64_t fifth[N][8];
+  const __m512i pair0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1), two = _mm512_set1_epi32(2);
   const uint8_t* w[N];
-  __m512 acc[N];
-  float corr[N];
+  __m512 acc[N], corr[N], sc[N];
   for (int n = 0; n < N; n++) {
     w[n] = a.w + rows[n] * nb * BB;
-    acc[n] = _mm512_setzero_ps();
-    corr[n] = 0.0f;
+    acc[n] = corr[n] = _mm512_setzero_ps();
   }
-  // One block (a lone last one) or two, from block b of each row.
-  auto blocks = [&](int64_t b, int count) {
-    const __m512i xv = count == 2 ? _mm512_loadu_si512(xq + b * 32)
-                                  : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32)));
-    for (int n = 0; n < N; n++) {
-      const uint8_t* p = w[n] + b * BB;
-      __builtin_prefetch(p + 8 * BB, 0, 3);
-      __m512i v;
-      uint64_t bits = 0;
-      float d[2], off[2];
-      for (int i = 0; i < count; i++) {
-        const uint8_t* blk = p + i * BB;
-        const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + nibblesAt(QT)));
-        const __m256i two = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
-        v = i == 0 ? _mm512_castsi256_si512(two) : _mm512_inserti64x4(v, two, 1);
-        if constexpr (hasFifthBit(QT)) {
-          uint32_t qh;
-          std::memcpy(&qh, blk + fifthBitsAt(QT), 4);
-          bits |= uint64_t(qh) << (32 * i);
-        }
-        blockScale(QT, blk, d[i], off[i]);
-        if constexpr (QT == lk::kIQ4_NL) off[i] = 128.0f * d[i];
-        corr[n] += off[i] * xs[b + i];
-      }
-      if (count == 1) v = _mm512_zextsi256_si512(_mm512_castsi512_si256(v));
-      v = _mm512_and_si512(v, low4);
-      if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
-      if constexpr (hasFifthBit(QT)) v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
-      const __m512i dot = dotBytes512(v, xv);
-      const __m512 scale = count == 2 ? _mm512_mask_blend_ps(__mmask16(0xff00), _mm512_set1_ps(d[0] * xd[b]),
-                                                             _mm512_set1_ps(d[1] * xd[b + 1]))
-                                      : _mm512_maskz_mov_ps(__mmask16(0xff), _mm512_set1_ps(d[0] * xd[b]));
-      acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[n]);
+  for (int64_t g = 0; g < nb; g += L) {
+    const int64_t cnt = std::min<int64_t>(L, nb - g);
+    const int windows = int(((cnt - 1) * BB / 2 + kTop) / 64 + 1);  // 128-byte windows holding the group's words
+    __mmask64 bytes[kLoads];
+    for (int j = 0; j < kLoads; j++) {
+      const int64_t left = std::clamp<int64_t>(cnt * BB - 64 * j, 0, 64);
+      bytes[j] = left == 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
     }
-  };
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) blocks(b, 2);
-  if (b < nb) blocks(b, 1);
+    const __mmask16 live = __mmask16((1u << cnt) - 1);
+    const __m512 xdv = _mm512_maskz_loadu_ps(live, xd + g), xsv = _mm512_maskz_loadu_ps(live, xs + g);
+    for (int n = 0; n < N; n++) {
+      __m512i raw[kLoads];
+      for (int j = 0; j < kLoads; j++) raw[j] = _mm512_maskz_loadu_epi8(bytes[j], w[n] + g * BB + 64 * j);
+      const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 0, L>::words(raw, windows)));
+      sc[n] = _mm512_mul_ps(d, xdv);
+      if constexpr (kFive) {
+        const __m512i lo = BlockWords<BB, kH, L>::words(raw, windows), hi = BlockWords<BB, kH + 1, L>::words(raw, windows);
+        _mm512_store_si512(fifth[n], _mm512_permutex2var_epi16(lo, _mm512_load_si512(kPairBits), hi));
+      }
+      if constexpr (kMin) {
+        const __m512 m = _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 1, L>::words(raw, windows)));
+        corr[n] = _mm512_fnmadd_ps(m, xsv, corr[n]);
+      } else {
+        corr[n] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(kOff)), xsv, corr[n]);
+      }
+    }
+    __m512i idx = pair0;
+    int64_t k = 0;
+    for (; 2 * k + 2 <= cnt; k++, idx = _mm512_add_epi32(idx, two)) {
+      const int64_t b = g + 2 * k;
+      const __m512i xv = _mm512_loadu_si512(xq + b * 32);
+      for (int n = 0; n < N; n++) {
+        const uint8_t* p = w[n] + b * BB;
+        __builtin_prefetch(p + kAhead * BB, 0, 3);
+        const __m256i both = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + BB + nibblesAt(QT)),
+                                                 reinterpret_cast<const __m128i*>(p + nibblesAt(QT)));
+        __m512i v =
+            _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1), low4);
+        if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
+        if constexpr (kFive)
+          v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(_load_mask64(reinterpret_cast<__mmask64*>(&fifth[n][k])), five));
+        acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(idx, sc[n]), acc[n]);
+      }
+    }
+    if (2 * k < cnt) {  // a lone last block: its 32 values as they lie, lanes 0-7 of the dot
+      const int64_t b = g + 2 * k;
+      const __m512i xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32)));
+      const __m512i lone = _mm512_set1_epi32(int(2 * k));
+      for (int n = 0; n < N; n++) {
+        const uint8_t* p = w[n] + b * BB;
+        const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + nibblesAt(QT)));
+        __m512i v = _mm512_and_si512(_mm512_zextsi256_si512(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs)), low4);
+        if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
+        if constexpr (kFive) {
+          uint32_t bits;
+          std::memcpy(&bits, p + fifthBitsAt(QT), 4);
+          v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
+        }
+        acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(lone, sc[n]), acc[n]);
+      }
+    }
+  }
   for (int n = 0; n < N; n++)
-    a.out[rows[n]] = _mm512_reduce_add_ps(acc[n]) - corr[n] + (a.bias ? a.bias[rows[n]] : 0.0f);
+    a.out[rows[n]] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[n], corr[n])) + (a.bias ? a.bias[rows[n]] : 0.0f);
 }
 
 #if defined(__AVX512VNNI__)
@@ -1042,8 +1136,10 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #else
   constexpr bool kRows32 = nibbleBlock(QT);  // IQ4_NL's lifted levels would saturate vpmaddubsw
 #endif
-  if constexpr (kRows32)
-    return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsBlock32<QT, decltype(n)::value>(a, rows); });
+  if constexpr (kRows32) {
+    const int8_t* xo = orderedActs(a, block32Order);
+    return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsBlock32<QT, decltype(n)::value>(a, xo, rows); });
+  }
   if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
     const int8_t* xo = orderedActs(a, q4kOrder);
     // Q5_K's bits take the registers four rows' state would need: two streams, half the slice apart.
