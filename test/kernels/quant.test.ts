@@ -66,7 +66,8 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
 }
 
 function colsFor(type: QuantType): number[] {
-  return QUANT_BLOCKS[ggmlQuantName(type)].block === 256 ? [256, 768] : [32, 96, 608];
+  // 1056: two whole groups of the AVX-512 row path's 16 blocks and a lone last block.
+  return QUANT_BLOCKS[ggmlQuantName(type)].block === 256 ? [256, 768] : [32, 96, 608, 1056];
 }
 
 /** |a − b| within rtol of the product's magnitude (its largest |value| over the tokens, at least 1e-3). */

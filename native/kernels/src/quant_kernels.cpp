@@ -716,10 +716,12 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
   [[maybe_unused]] alignas(64) uint64_t fifth[N][8];
   const __m512i pair0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1), two = _mm512_set1_epi32(2);
   const uint8_t* w[N];
-  __m512 acc[N], corr[N], sc[N];
+  // The offsets' lanes (one a block) go into the same sum as the dot's (two a block): only its
+  // total is the row's product.
+  __m512 acc[N], sc[N];
   for (int n = 0; n < N; n++) {
     w[n] = a.w + rows[n] * nb * BB;
-    acc[n] = corr[n] = _mm512_setzero_ps();
+    acc[n] = _mm512_setzero_ps();
   }
   for (int64_t g = 0; g < nb; g += L) {
     const int64_t cnt = std::min<int64_t>(L, nb - g);
@@ -742,9 +744,9 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
       }
       if constexpr (kMin) {
         const __m512 m = _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 1, L>::words(raw, windows)));
-        corr[n] = _mm512_fnmadd_ps(m, xsv, corr[n]);
+        acc[n] = _mm512_fmadd_ps(m, xsv, acc[n]);
       } else {
-        corr[n] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(kOff)), xsv, corr[n]);
+        acc[n] = _mm512_fnmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(kOff)), xsv, acc[n]);
       }
     }
     __m512i idx = pair0;
@@ -784,7 +786,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
     }
   }
   for (int n = 0; n < N; n++)
-    a.out[rows[n]] = _mm512_reduce_add_ps(_mm512_sub_ps(acc[n], corr[n])) + (a.bias ? a.bias[rows[n]] : 0.0f);
+    a.out[rows[n]] = _mm512_reduce_add_ps(acc[n]) + (a.bias ? a.bias[rows[n]] : 0.0f);
 }
 
 #if defined(__AVX512VNNI__)
