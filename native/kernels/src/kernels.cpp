@@ -1007,14 +1007,18 @@ inline void dpValuesAll(float* acc, int64_t G, int64_t D, const void* vBase, con
 }
 
 // The unpack order of dpValuesCols: within each 32 columns, lane l of the first vector holds column
-// 8 * (l / 4) + l % 4, of the second that plus 4.
+// 8 * (l / 4) + l % 4, of the second that plus 4. Column c comes from lane 4 * (c / 8) + c % 4 of the
+// first vector (c % 8 < 4) or the second: two two-vector permutes per 32 columns (the scalar loop was
+// 4% of a call at a context of 1,024 keys).
 inline void fromUnpackOrder(float* dst, const float* src, int64_t D, float scale) {
-  for (int64_t c = 0; c < D; c += 32)
-    for (int l = 0; l < 16; l++) {
-      const int64_t col = c + 8 * (l / 4) + l % 4;
-      dst[col] = src[c + l] * scale;
-      dst[col + 4] = src[c + 16 + l] * scale;
-    }
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int64_t c = 0; c < D; c += 32) {
+    const __m512 a = _mm512_loadu_ps(src + c), b = _mm512_loadu_ps(src + c + 16);
+    _mm512_storeu_ps(dst + c, _mm512_mul_ps(_mm512_permutex2var_ps(a, lo, b), s));
+    _mm512_storeu_ps(dst + c + 16, _mm512_mul_ps(_mm512_permutex2var_ps(a, hi, b), s));
+  }
 }
 #endif
 
