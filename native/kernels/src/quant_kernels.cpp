@@ -684,15 +684,15 @@ struct BlockWords {
 // lane sums until the rows end. Per 16 blocks of a row, a few word permutes (BlockWords) lift their
 // f16 scales (and mins, and Q5's fifth bits) out of the bytes as they lie, and one vector multiply
 // by the activations' d gives the 16 scales; the offsets (Q4_0 8d, Q5_0 16d, the min formats −m)
-// meet the activations' d·Σq there too, so nothing is scalar per block. Two blocks a 512-bit
+// meet the activations' d·Σq there too (in the dot's accumulator), so nothing is scalar per block. Two blocks a 512-bit
 // vector: their 16 nibble bytes side by side, then shifted down by four, against activations in
 // block32Order; Q5's fifth bits a byte mask in the same order, one qword a pair, laid out per
 // group. The dot's lanes (blocks 0, 1, 0, 1 by fours) take their scales by one permute. IQ4_NL
 // (VNNI builds only) runs the same with each nibble replaced by its level plus 128 (one byte
 // shuffle: unsigned bytes for the unsigned-by-signed dot), the 128 taken back off as that offset:
 // 128d. Against a pair loop that decoded each block's scale, offset and fifth bits in scalar code:
-// BENCHMARKS.md, "The 32-value formats' row path". Groups of 32 blocks (one per row of a 576- to
-// 1024-value row) were no faster in cache.
+// BENCHMARKS.md, "The 32-value formats' row path". Groups of 32 blocks (one group a row for rows
+// of 576 to 1024 values) were no faster in cache.
 template <int QT, int N>
 inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
   constexpr int64_t BB = blockBytes(QT);
