@@ -785,8 +785,22 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
       }
     }
   }
-  for (int n = 0; n < N; n++)
-    a.out[rows[n]] = _mm512_reduce_add_ps(acc[n]) + (a.bias ? a.bias[rows[n]] : 0.0f);
+  if constexpr (N == 4) {
+    // The four rows' lane sums at once: pairwise unpacks and adds leave each 128-bit lane with the
+    // four rows' partial sums, and three adds of lanes finish them.
+    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(acc[0], acc[1]), _mm512_unpackhi_ps(acc[0], acc[1]));
+    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(acc[2], acc[3]), _mm512_unpackhi_ps(acc[2], acc[3]));
+    const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+    const __m512 q = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                                   _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));  // [r0 r1 r2 r3] per lane
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(q), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(q), 1)));
+    alignas(16) float sum[4];
+    _mm_store_ps(sum, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    for (int n = 0; n < N; n++) a.out[rows[n]] = sum[n] + (a.bias ? a.bias[rows[n]] : 0.0f);
+  } else {
+    for (int n = 0; n < N; n++)
+      a.out[rows[n]] = _mm512_reduce_add_ps(acc[n]) + (a.bias ? a.bias[rows[n]] : 0.0f);
+  }
 }
 
 #if defined(__AVX512VNNI__)
