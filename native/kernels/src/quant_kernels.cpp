@@ -528,11 +528,19 @@ inline __m512i dotBytes512(__m512i u, __m512i s) {
 }
 
 // IQ4_NL's 16 levels plus 128 (unsigned bytes for the unsigned-by-signed dot) in every 128-bit lane,
-// for a byte shuffle by nibble.
+// for a byte shuffle by nibble. The table is built at compile time: the row paths that use it run
+// once per four rows.
+struct LiftedLevels {
+  alignas(16) uint8_t v[16];
+};
+constexpr LiftedLevels liftedLevelTable() {
+  LiftedLevels t{};
+  for (int i = 0; i < 16; i++) t.v[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
+  return t;
+}
 inline __m512i liftedIq4nlLevels() {
-  alignas(16) uint8_t lifted[16];
-  for (int i = 0; i < 16; i++) lifted[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
-  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lifted)));
+  static constexpr LiftedLevels kLifted = liftedLevelTable();
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kLifted.v)));
 }
 
 // out[rows[n]] = the lane sum of v[n] plus the bias, for the N rows of a row path. Four rows take

@@ -107,7 +107,8 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
   } else if (qtype == kIQ4_NL) {
     levels32(o, b + 2, half(b));
   } else if (qtype == kIQ4_XS) {
-    for (int blk = 0; blk < 8; blk++) levels32(o + 32 * blk, b + 8 + 16 * blk, half(b) * float(iq4xsScale(b, blk) - 32));
+    const float d = half(b);
+    for (int blk = 0; blk < 8; blk++) levels32(o + 32 * blk, b + 8 + 16 * blk, d * float(iq4xsScale(b, blk) - 32));
   } else if (qtype == kQ2_K) {
     const float d = half(b + 80), dmin = half(b + 82);
     for (int blk = 0; blk < 8; blk++) {
