@@ -1162,14 +1162,14 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
       if (dp) {  // the probabilities rounded to bf16 for the values kernel, and summed as rounded
         uint16_t* pg = s.pb.data() + g * kChunk;
         for (int64_t j = 0; j < nPad; j += W) {
-          const __m256bh e = _mm512_cvtneps_pbh((__m512)vexp(loadf(row + j) - mNew));
+          const __m256bh e = _mm512_cvtneps_pbh((__m512)vexpNonPositive(loadf(row + j) - mNew));
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(pg + j), (__m256i)e);
           lv += (vf)_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)e), 16));
         }
       } else
 #endif
         for (int64_t j = 0; j < nPad; j += W) {
-          const vf e = vexp(loadf(row + j) - mNew);
+          const vf e = vexpNonPositive(loadf(row + j) - mNew);
           storef(row + j, e);
           lv += e;
         }

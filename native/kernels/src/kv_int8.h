@@ -284,7 +284,7 @@ inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float soft
   }
   vf lv = splat(0.0f);
   for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
-    const vf e = vexp(loadf(row + j) - mNew);
+    const vf e = vexpNonPositive(loadf(row + j) - mNew);
     storef(row + j, e);
     lv += e;
   }

@@ -125,7 +125,7 @@ struct Ymm {
   }
 
   // Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
-  // path's (Zmm::softmax), the exponentials by the variant's vexp, and the probabilities rounded to
+  // path's (Zmm::softmax), the exponentials by the variant's vexpNonPositive, and the probabilities rounded to
   // bytes by two saturating packs.
   LK_AVXVNNI static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
     float* row = stepScores(s, g, st, a.softcap);
@@ -135,7 +135,7 @@ struct Ymm {
     s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
     vf lv = splat(0.0f), wm = splat(0.0f);
     for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
-      const vf e = vexp(loadf(row + j) - mNew);
+      const vf e = vexpNonPositive(loadf(row + j) - mNew);
       lv += e;
       const vf w = e * loadf(s.vScaleRow + j);
       wm = vmax(wm, w);

@@ -93,22 +93,6 @@ LK_VNNI inline void vnniValueCols(DotScratch& s, const Step& st, const int8_t* v
   }
 }
 
-// e^x for x <= 0 (-inf included): 2^n · 2^f, n = round(x · log2 e), |f| <= 1/2, 2^f by its Taylor
-// polynomial to degree 5 (relative error under 3e-6, far below the 8-bit rounding of the
-// probabilities that follows); x is clamped at -127 first, whose power of two scalef flushes to 0.
-LK_VNNI inline __m512 expNonPositive(__m512 x) {
-  const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(1.44269504f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.33335581e-3f);  // ln2^5 / 5!
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.61812911e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.55041087e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.40226507e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93147181e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 // The kernels of the shared step loop (kv_int8_dot.h) on 512-bit vectors.
 struct Zmm {
   static constexpr int kMaxHeads = 4;
@@ -192,7 +176,7 @@ struct Zmm {
     const __m512 mB = _mm512_set1_ps(mNew);
     __m512 lv = _mm512_setzero_ps(), wm = _mm512_setzero_ps();
     for (int64_t j = 0; j < kStepKeys; j += 16) {
-      const __m512 e = expNonPositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
+      const __m512 e = (__m512)vexpNonPositive((vf)_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
       lv = _mm512_add_ps(lv, e);
       const __m512 w = _mm512_mul_ps(e, _mm512_loadu_ps(s.vScaleRow + j));
       wm = _mm512_max_ps(wm, w);
