@@ -9,13 +9,13 @@
 //
 // --dtype int8: the bytes counted are the int8 K and V rows and their f32 scales (one per token
 // and KV head, each); its target is 80% of the read (16-bit: MHA 90%, GQA 85%).
-// --block: KV block sizes (tokens) to compare; --variant: compiled kernel variants to compare
-// (default: the one this CPU gets), timed in turn with the streaming read within each repetition so
-// load on a shared host falls on all of them; --reps: repetitions (each figure is the best);
-// --layout contiguous: each sequence's blocks in order, one after another, against the
-// scattered default (to see what the scattering costs the hardware prefetcher);
-// --warm: no streaming read between the calls, so a cache that fits in the last-level cache is
-// read from there (the kernels' arithmetic rate; the limit column is then still DRAM's).
+// --block: KV block sizes (tokens) to compare (default: the engine's); --variant: compiled kernel
+// variants to compare (default: the one this CPU gets), timed in turn with the streaming read
+// within each repetition so load on a shared host falls on all of them; --reps: repetitions (each
+// figure is the best); --layout contiguous: each sequence's blocks in order, one after another,
+// against the scattered default (to see what the scattering costs the hardware prefetcher); --warm:
+// no streaming read between the calls, so a cache that fits in the last-level cache is read from
+// there (the kernels' arithmetic rate; the limit column is then still DRAM's).
 //
 // Beside the read limit each row states the arithmetic limit: the flops of the two products (q·K
 // and p·V, 4 · query heads · head_dim per token) per byte of K and V read, against the peak of the
@@ -30,6 +30,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import { allocKvLayer, kvBytesPerHeadToken, parseKvDtype } from "../../src/kernels/kv-cache.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import { DEFAULT_BLOCK_SIZE } from "../../src/placement/sizes.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
@@ -41,7 +42,7 @@ const { values } = benchArgs({
     heads: { type: "string", default: "32" },
     "kv-heads": { type: "string", default: "8,32" },
     "head-dim": { type: "string", default: "128" },
-    block: { type: "string", default: "16" },
+    block: { type: "string", default: String(DEFAULT_BLOCK_SIZE) },
     threads: { type: "string", default: "1,2" },
     dtype: { type: "string", default: "f32,bf16" },
     variant: { type: "string" },
