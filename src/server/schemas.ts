@@ -36,7 +36,10 @@ const stop = oneOf(`a non-empty string or an array of at most ${MAX_STOP} non-em
  * defaults are the engine's (engine/sampling-params.ts), the same for every front end.
  */
 const sampling = {
-  model: z.string().min(1),
+  // OpenAI requires it; a server of one model does not need it (llama.cpp's and vLLM's servers
+  // take its absence as that model), so a bare `curl` with only a prompt or messages is served.
+  // A name other than the served model's is still a 404 (checkModel).
+  model: z.string().min(1).optional(),
   temperature: z.number().nullish(),
   top_p: z.number().nullish(),
   top_k: z.number().int().nullish(),

@@ -99,6 +99,30 @@ describe("API details (stories260K, real engine)", () => {
     );
   });
 
+  it("a request without `model` is served by the one model, and names it; a wrong name is still a 404", async () => {
+    const post = async (path: string, body: Record<string, unknown>) => {
+      const res = await fetch(`${s.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    const chat = await post("/v1/chat/completions", {
+      messages: [{ role: "user", content: "Once upon a time" }],
+      max_tokens: 4,
+    });
+    assert.equal(chat.status, 200, JSON.stringify(chat.json));
+    assert.equal(chat.json.model, "stories260K");
+    assert.equal((chat.json.choices as unknown[]).length, 1);
+    const completion = await post("/v1/completions", { prompt: "Once", max_tokens: 2 });
+    assert.equal(completion.status, 200, JSON.stringify(completion.json));
+    assert.equal(completion.json.model, "stories260K");
+    const wrong = await post("/v1/completions", { model: "gpt-17", prompt: "Once", max_tokens: 2 });
+    assert.equal(wrong.status, 404);
+    assert.equal((wrong.json.error as { code: string }).code, "model_not_found");
+  });
+
   it("400s for union-typed fields name the parameter and the forms it accepts", async () => {
     const completions = `${s.url}/v1/completions`;
     const chat = `${s.url}/v1/chat/completions`;
