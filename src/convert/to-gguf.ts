@@ -42,10 +42,11 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...architectureMetadata(arch, c),
     ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
     ...(arch === "phi3" ? phi3Metadata(c) : []),
+    ...(arch === "granite" ? graniteMetadata(c) : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
-    interleaveQk: arch === "llama",
+    interleaveQk: arch === "llama" || arch === "granite",
     normPlusOne: c.normPlusOne === true,
     ...(opts.quantize ? { quantize: opts.quantize } : {}),
   });
@@ -56,7 +57,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
-type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | GemmaGgufArch;
+type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "granite" | GemmaGgufArch;
 
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
   return arch === "gemma" || arch === "gemma2" || arch === "gemma3";
@@ -65,7 +66,7 @@ function isGemma(arch: GgufArch): arch is GemmaGgufArch {
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, phi3, gemma, gemma2 and gemma3 layouts only.
+  // qwen3moe, phi3, gemma, gemma2, gemma3 and granite layouts only.
   const families = [
     "llama",
     "mistral",
@@ -77,6 +78,7 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     "gemma",
     "gemma2",
     "gemma3_text",
+    "granite",
   ];
   if (!families.includes(c.architecture)) {
     throw new Error(
@@ -105,6 +107,11 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     );
   }
   if (c.architecture === "phi3") return phi3Architecture(c, label);
+  if (c.architecture === "granite") {
+    if (c.attentionBias || c.moe)
+      throw new Error(`GGUF export of ${label}: llama.cpp's granite wants no q/k/v biases or experts`);
+    return "granite";
+  }
   if (c.architecture === "qwen2") return "qwen2";
   if (c.architecture === "qwen3_moe") {
     if (c.attentionBias)
@@ -156,6 +163,22 @@ function phi3Metadata(c: ModelConfig): GgufKv[] {
     });
     kv.push({ key: "phi3.rope.scaling.attn_factor", value: gguf.f32(s.attentionFactor) });
   }
+  return kv;
+}
+
+/**
+ * Granite's multipliers under llama.cpp's keys: the logit scale always (its granite requires it),
+ * the attention scale where the model has one (else llama.cpp uses 1/√head_dim, as the engine does),
+ * the embedding and residual scales where they are not 1.
+ */
+function graniteMetadata(c: ModelConfig): GgufKv[] {
+  const kv: GgufKv[] = [{ key: "granite.logit_scale", value: gguf.f32(c.logitsDivisor ?? 1) }];
+  if (c.attentionScale !== undefined)
+    kv.push({ key: "granite.attention.scale", value: gguf.f32(c.attentionScale) });
+  if (c.embedMultiplier !== undefined)
+    kv.push({ key: "granite.embedding_scale", value: gguf.f32(c.embedMultiplier) });
+  if (c.residualMultiplier !== undefined)
+    kv.push({ key: "granite.residual_scale", value: gguf.f32(c.residualMultiplier) });
   return kv;
 }
 

@@ -6,19 +6,21 @@ import type { ModelGraph } from "./ops.js";
 
 /**
  * The forward pass of the pre-norm decoder families we run (Llama 1/2/3, Mistral, Qwen2, Qwen3,
- * Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3) as an operator graph. This and decoder-blocks.ts are
+ * Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite 3) as an operator graph. This and decoder-blocks.ts are
  * the only places that know the architecture; the converter, executor and every placement work
  * from the graph. The families differ inside a layer's attention (biases, fused qkv, q/k norms,
  * RoPE base) and FFN (fused gate/up, activation, mixture of experts), in Gemma's extra norms on
- * each block's output and scaled embeddings, and in soft-capped logits; tied models by the
- * lm_head weight name.
+ * each block's output and scaled embeddings, Granite's multipliers (embeddings, block outputs,
+ * logits), and in soft-capped logits; tied models by the lm_head weight name.
  */
 export function buildLlamaGraph(c: ModelConfig): ModelGraph {
   const g = new GraphBuilder();
   const d = c.hiddenSize;
   const scale = c.embedScale
     ? { scale: Math.sqrt(d), ...(c.embedScaleExact ? { scaleExact: true } : {}) }
-    : {};
+    : c.embedMultiplier !== undefined
+      ? { scale: c.embedMultiplier, scaleExact: true }
+      : {};
   let h = g.emit("h0", d, (out) => ({ kind: "embed", out, table: "model.embed_tokens.weight", ...scale }));
   for (let l = 0; l < c.numLayers; l++) h = decoderLayer(g, c, l, h);
   const logits = lmHead(g, c, h);
@@ -61,11 +63,14 @@ function decoderLayer(g: GraphBuilder, c: ModelConfig, l: number, hIn: string): 
     weight: `${layerPrefix(l)}.self_attn.o_proj.weight`,
   }));
   if (c.postNorms) o = norm("attn_post_norm", o, norms.postAttention);
+  if (c.residualMultiplier !== undefined) o = residualScale(g, c.residualMultiplier, `L${l}.o_scaled`, o, d);
   const oOut = o;
   const hMid = g.emit(`L${l}.h_mid`, d, (out) => ({ kind: "add", out, a: hIn, b: oOut }));
   const y = norm("mlp_norm", hMid, c.postNorms ? norms.preFeedforward : norms.postAttention);
   let ffn = isSparseLayer(c, l) ? moeBlock(g, c, l, y) : mlpBlock(g, c, l, y);
   if (c.postNorms) ffn = norm("mlp_post_norm", ffn, norms.postFeedforward);
+  if (c.residualMultiplier !== undefined)
+    ffn = residualScale(g, c.residualMultiplier, `L${l}.mlp_scaled`, ffn, d);
   const fOut = ffn;
   return g.emit(`h${l + 1}`, d, (out) => ({ kind: "add", out, a: hMid, b: fOut }));
 }
@@ -94,7 +99,21 @@ function lmHead(g: GraphBuilder, c: ModelConfig, h: string): string {
     (out) => ({ kind: "linear", out, x: normed, weight: head }),
     "logits",
   );
+  let scaled = logits;
+  const divisor = c.logitsDivisor;
+  if (divisor !== undefined)
+    scaled = g.emit(
+      "logits_scaled",
+      c.vocabSize,
+      (out) => ({ kind: "scale", out, x: logits, factor: 1 / divisor }),
+      "logits",
+    );
   const cap = c.finalSoftcap;
-  if (cap === undefined) return logits;
-  return g.emit("logits_capped", c.vocabSize, (out) => ({ kind: "softcap", out, x: logits, cap }), "logits");
+  if (cap === undefined) return scaled;
+  return g.emit("logits_capped", c.vocabSize, (out) => ({ kind: "softcap", out, x: scaled, cap }), "logits");
+}
+
+/** Granite: a block's output times the residual multiplier before it joins the residual stream. */
+function residualScale(g: GraphBuilder, factor: number, name: string, x: string, d: number): string {
+  return g.emit(name, d, (out) => ({ kind: "scale", out, x, factor }));
 }

@@ -64,6 +64,8 @@ export type Op =
   | { readonly kind: "gelu_mul"; readonly out: string; readonly gate: string; readonly up: string }
   /** out = cap · tanh(x / cap) (Gemma 2's final logit soft-capping). */
   | { readonly kind: "softcap"; readonly out: string; readonly x: string; readonly cap: number }
+  /** out = x · factor (Granite's residual multiplier on each block's output, and its logit divisor). */
+  | { readonly kind: "scale"; readonly out: string; readonly x: string; readonly factor: number }
   /** out = columns [offset, offset + width(out)) of x: one part of a fused projection's output. */
   | { readonly kind: "split"; readonly out: string; readonly x: string; readonly offset: number }
   /**
@@ -125,6 +127,7 @@ export function opInputs(op: Op): string[] {
     case "select_rows":
     case "split":
     case "softcap":
+    case "scale":
       return [op.x];
     case "moe":
       return [op.x, op.logits];
@@ -162,6 +165,7 @@ export function opAliasableInput(op: Op): string | null {
     case "rmsnorm":
     case "rope":
     case "softcap":
+    case "scale":
       return op.x;
     case "silu_mul":
     case "gelu_mul":

@@ -13,7 +13,8 @@ export type Architecture =
   | "qwen3_moe"
   | "gemma"
   | "gemma2"
-  | "gemma3_text";
+  | "gemma3_text"
+  | "granite";
 
 export type RopeScaling =
   | {
@@ -102,6 +103,12 @@ export interface ModelConfig {
   readonly finalSoftcap?: number;
   /** Gemma 3: the window layers' RoPE base (without rope scaling); the global layers keep ropeTheta and ropeScaling. */
   readonly localRopeTheta?: number;
+  /** Granite: token embeddings times this (embedding_multiplier, applied in f32). Absent: none. */
+  readonly embedMultiplier?: number;
+  /** Granite: each block's output (attention, FFN) times this before it joins the residual stream. Absent: none. */
+  readonly residualMultiplier?: number;
+  /** Granite: logits divided by this (logits_scaling). Absent: none. */
+  readonly logitsDivisor?: number;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
 }
@@ -140,6 +147,9 @@ export function describeFamily(c: ModelConfig): string {
     );
   }
   if (c.localRopeTheta !== undefined) parts.push(`window layers' RoPE base ${c.localRopeTheta}`);
+  if (c.embedMultiplier !== undefined) parts.push(`embeddings × ${c.embedMultiplier}`);
+  if (c.residualMultiplier !== undefined) parts.push(`block outputs × ${c.residualMultiplier}`);
+  if (c.logitsDivisor !== undefined) parts.push(`logits ÷ ${c.logitsDivisor}`);
   if (c.moe) {
     const sparse = c.moe.sparseLayers.filter(Boolean).length;
     const norm = c.moe.normalizeTopK ? "renormalised" : "not renormalised";

@@ -21,15 +21,25 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
- * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2"
- * and "gemma3".
- * Tensors are renamed to Hugging Face names, q/k rows of the llama architecture are put back in
+ * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
+ * "gemma3" and "granite".
+ * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
  * multiply without widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
-const SUPPORTED_ARCHS = ["llama", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2", "gemma3"] as const;
+const SUPPORTED_ARCHS = [
+  "llama",
+  "qwen2",
+  "qwen3",
+  "qwen3moe",
+  "phi3",
+  "gemma",
+  "gemma2",
+  "gemma3",
+  "granite",
+] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -242,8 +252,46 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...(arch === "phi3" ? { fusedProjections: true } : {}),
     slidingWindow: window > 0 ? window : null,
     ...gemma,
+    ...(arch === "granite" ? graniteGgufFeatures(meta) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
+  };
+}
+
+/**
+ * Granite's multipliers as llama.cpp's granite reads them: embeddings times embedding_scale and
+ * each block's output times residual_scale (absent or 0: none), logits divided by logit_scale (a
+ * key the architecture requires), scores scaled by attention.scale (absent or 0: 1/√head_dim).
+ * A file that turns RoPE off (rope.scaling.finetuned false) is refused.
+ */
+function graniteGgufFeatures(
+  meta: Meta,
+): Pick<ModelConfig, "embedMultiplier" | "residualMultiplier" | "logitsDivisor" | "attentionScale"> {
+  const scale = (key: string): number | undefined => {
+    const v = meta.num(`granite.${key}`);
+    if (v !== undefined && v < 0)
+      throw new GgufError(meta.file, `metadata "granite.${key}" = ${v} is negative`);
+    return v === 0 || v === 1 ? undefined : v;
+  };
+  const logit = meta.num("granite.logit_scale");
+  if (logit === undefined) throw new GgufError(meta.file, 'missing metadata "granite.logit_scale"');
+  if (!(logit > 0))
+    throw new GgufError(meta.file, `metadata "granite.logit_scale" = ${logit} is not positive`);
+  if (meta.get("granite.rope.scaling.finetuned") === false)
+    throw new GgufError(
+      meta.file,
+      "granite without RoPE (granite.rope.scaling.finetuned false) is not supported",
+    );
+  const embed = scale("embedding_scale");
+  const residual = scale("residual_scale");
+  const attention = meta.num("granite.attention.scale");
+  if (attention !== undefined && attention < 0)
+    throw new GgufError(meta.file, `metadata "granite.attention.scale" = ${attention} is negative`);
+  return {
+    ...(embed !== undefined ? { embedMultiplier: embed } : {}),
+    ...(residual !== undefined ? { residualMultiplier: residual } : {}),
+    ...(logit !== 1 ? { logitsDivisor: logit } : {}),
+    ...(attention !== undefined && attention > 0 ? { attentionScale: attention } : {}),
   };
 }
 
@@ -437,7 +485,9 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
     const config = ggufConfig(meta, arch, g);
     const tokenizer = ggufTokenizer(file, meta.get);
     const types = new Set<string>();
-    const weights = loadWeights(g, config, types, opts.weights !== false, arch === "llama", opts.onProgress);
+    // llama.cpp's llama and granite store q/k rows in interleaved pairs (its "normal" RoPE).
+    const interleaved = arch === "llama" || arch === "granite";
+    const weights = loadWeights(g, config, types, opts.weights !== false, interleaved, opts.onProgress);
     const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
     return {
       config,

@@ -7,7 +7,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
- * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text). Defaults are the ones transformers applies when a key is absent;
+ * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -25,6 +25,7 @@ const SUPPORTED: readonly Architecture[] = [
   "gemma",
   "gemma2",
   "gemma3_text",
+  "granite",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -39,6 +40,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   gemma: { maxPositions: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
   gemma2: { maxPositions: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
   gemma3_text: { maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 1e6 },
+  granite: { maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
 };
 
 /** Gemma ties the LM head to the embeddings unless told otherwise. */
@@ -96,6 +98,10 @@ const configSchema = z.object({
   decoder_sparse_step: posInt.nullish(),
   mlp_only_layers: z.array(z.number().int().nonnegative()).nullish(),
   shared_expert_intermediate_size: z.number().int().nonnegative().nullish(),
+  embedding_multiplier: z.number().positive().nullish(),
+  residual_multiplier: z.number().positive().nullish(),
+  attention_multiplier: z.number().positive().nullish(),
+  logits_scaling: z.number().positive().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });

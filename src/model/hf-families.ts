@@ -5,10 +5,15 @@ import { type GemmaFeatures, gemmaFeatures } from "./hf-gemma.js";
 /**
  * What distinguishes each family's graph, read from its config.json fields: projection biases,
  * the sliding window, Qwen3's q/k norms, Phi-3's fused projections, the mixtures of experts and
- * Gemma's norms, activation, scaling and soft-capping (hf-gemma.ts).
+ * Gemma's norms, activation, scaling and soft-capping (hf-gemma.ts), and Granite's multipliers.
  * A field that would change the math in a way we do not implement is refused by name.
  */
-export type FamilyFeatures = Pick<ModelConfig, "attentionBias" | "fusedProjections" | "moe"> & GemmaFeatures;
+export type FamilyFeatures = Pick<ModelConfig, "attentionBias" | "fusedProjections" | "moe"> &
+  GemmaFeatures &
+  GraniteFeatures;
+
+/** Granite's four multipliers (GraniteConfig). */
+type GraniteFeatures = Pick<ModelConfig, "embedMultiplier" | "residualMultiplier" | "logitsDivisor">;
 
 export function familyFeatures(raw: RawConfig, arch: Architecture, file: string): FamilyFeatures {
   switch (arch) {
@@ -50,7 +55,30 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
     case "gemma2":
     case "gemma3_text":
       return { attentionBias: noAttentionBias(raw, arch, file), ...gemmaFeatures(raw, arch, file) };
+    case "granite":
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: null,
+        ...graniteFeatures(raw),
+      };
   }
+}
+
+/**
+ * Granite (transformers' GraniteConfig): embeddings times embedding_multiplier, each block's output
+ * times residual_multiplier before it joins the residual stream, logits divided by logits_scaling,
+ * and scores scaled by attention_multiplier itself, not 1/√head_dim (all default to 1, the
+ * attention scale included). Multipliers of 1 leave no op in the graph.
+ */
+function graniteFeatures(raw: RawConfig): GraniteFeatures & Pick<ModelConfig, "attentionScale"> {
+  const unlessOne = <K extends keyof GraniteFeatures>(key: K, v: number | null | undefined) =>
+    v == null || v === 1 ? {} : { [key]: v };
+  return {
+    attentionScale: raw.attention_multiplier ?? 1,
+    ...unlessOne("embedMultiplier", raw.embedding_multiplier),
+    ...unlessOne("residualMultiplier", raw.residual_multiplier),
+    ...unlessOne("logitsDivisor", raw.logits_scaling),
+  };
 }
 
 /** In transformers' Llama-style attention `attention_bias` also puts a bias on o_proj, which the graph does not express. */

@@ -270,6 +270,9 @@ export class SliceExecutor implements ModelExecutor {
       case "softcap":
         be.softcap(out, this.buf(ctx, op.x), op.cap, rows * info.width);
         return;
+      case "scale":
+        be.scale(out, this.buf(ctx, op.x), op.factor, rows * info.width);
+        return;
       case "add":
         be.add(out, this.buf(ctx, op.a), this.buf(ctx, op.b), rows * info.width);
         return;

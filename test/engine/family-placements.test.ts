@@ -30,6 +30,7 @@ const FAMILIES = [
   "gemma",
   "gemma2",
   "gemma3",
+  "granite",
 ] as const;
 
 /** Byte-token prompts (the tiny tokenizer's ids are bytes), long enough to cross phi3-longrope's switch at 8. */

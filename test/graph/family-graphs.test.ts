@@ -17,6 +17,7 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   gemma: ["gelu_mul"],
   gemma2: ["gelu_mul, linear, rmsnorm", "(window 6, q after", "linear, softcap"],
   gemma3: ["linear, rmsnorm, rope, linear×2, rmsnorm, rope", "(window 5, q after", "attention L2 (q after"],
+  granite: ["linear, scale, add", "linear, scale"],
 };
 
 describe("the converter on each family's graph", () => {

@@ -118,7 +118,10 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
     ? c.embedScaleExact
       ? root
       : roundToDtype(asFloat(w.get(emb)!).dtype, root)
-    : 1;
+    : (c.embedMultiplier ?? 1);
+  // Granite: each block's output joins the residual stream times this; logits are divided by that.
+  const residual = c.residualMultiplier ?? 1;
+  const divisor = c.logitsDivisor ?? 1;
   let hs = tokens.map((t) =>
     Float64Array.from({ length: c.hiddenSize }, (_, i) => rw.at(emb, t, i) * embScale),
   );
@@ -129,17 +132,17 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
       const att = referenceAttention(c, l, qkv, pos);
       let o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
       if (c.postNorms) o = norm(o, `${p}.post_attention_layernorm.weight`);
-      const mid = h.map((v, i) => v + o[i]!);
+      const mid = h.map((v, i) => v + residual * o[i]!);
       const preFfn = c.postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
       let d = referenceFfn(c, rw, l, norm(mid, `${p}.${preFfn}.weight`));
       if (c.postNorms) d = norm(d, `${p}.post_feedforward_layernorm.weight`);
-      return mid.map((v, i) => v + d[i]!);
+      return mid.map((v, i) => v + residual * d[i]!);
     });
   }
   const head = c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   const cap = c.finalSoftcap;
   return hs.map((h) => {
-    const logits = rw.linear(norm(h, "model.norm.weight"), head);
+    const logits = rw.linear(norm(h, "model.norm.weight"), head).map((v) => v / divisor);
     return cap === undefined ? logits : logits.map((v) => cap * Math.tanh(v / cap));
   });
 }

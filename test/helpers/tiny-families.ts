@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3), with the field names
+ * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -207,5 +207,30 @@ export const FAMILY_SPECS = {
     },
     dtype: "f32",
     seed: 27,
+  },
+  /**
+   * Granite 3 as its config.json spells it: embeddings × embedding_multiplier, each block's output ×
+   * residual_multiplier, logits ÷ logits_scaling and scores × attention_multiplier (here 1/head_dim,
+   * not 1/√head_dim), tied, GQA, bf16. A real 2B model's embedding and residual multipliers (12 and
+   * 0.22) leave these random blocks too little say: greedy decoding repeats its input, so the tiny
+   * model scales the blocks up instead.
+   */
+  granite: {
+    config: {
+      ...base,
+      architectures: ["GraniteForCausalLM"],
+      model_type: "granite",
+      num_key_value_heads: 2,
+      tie_word_embeddings: true,
+      embedding_multiplier: 2.0,
+      residual_multiplier: 2.5,
+      attention_multiplier: 0.0625,
+      logits_scaling: 8.0,
+      attention_dropout: 0.0,
+      pad_token_id: 0,
+    },
+    dtype: "bf16",
+    seed: 28,
+    embedStd: TIED_EMBED_STD,
   },
 } satisfies Record<string, VariantSpec>;

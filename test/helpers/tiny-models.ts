@@ -30,6 +30,7 @@ export const TINY_VARIANTS = [
   "gemma", // gemma: GeGLU, (1 + w) norms, √hidden embeddings, tied, llama-style norms, bf16
   "gemma2", // gemma2: GeGLU, (1 + w) norms, post-norms, soft-caps, window layers 0 and 2, bf16
   "gemma3", // gemma3_text: + q/k norms, window layers' own RoPE base, linear-scaled global RoPE, f32
+  "granite", // granite: embedding, residual, attention and logit multipliers, GQA, tied, bf16
 ] as const;
 
 export type TinyVariant = (typeof TINY_VARIANTS)[number];

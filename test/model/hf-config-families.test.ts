@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { buildRopeTables } from "../../src/kernels/rope.js";
+import { describeFamily } from "../../src/model/config.js";
 import { expectedTensors } from "../../src/model/expected-tensors.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 
@@ -17,6 +18,15 @@ const qwen3 = { ...common, model_type: "qwen3", head_dim: 32 };
 const phi3 = { ...common, model_type: "phi3" };
 const mixtral = { ...common, model_type: "mixtral" };
 const qwen3Moe = { ...common, model_type: "qwen3_moe", head_dim: 16, num_hidden_layers: 4 };
+const granite = {
+  ...common,
+  model_type: "granite",
+  embedding_multiplier: 12.0,
+  residual_multiplier: 0.22,
+  attention_multiplier: 0.015625,
+  logits_scaling: 8.0,
+  tie_word_embeddings: true,
+};
 const names = (c: Parameters<typeof expectedTensors>[0]) => expectedTensors(c).map((t) => t.name);
 
 describe("config.json of the newer families", () => {
@@ -143,5 +153,27 @@ describe("config.json of the newer families", () => {
       () => parseHfConfig({ ...qwen3Moe, mlp_only_layers: [9] }, F),
       /mlp_only_layers names layer 9/,
     );
+  });
+
+  test("granite: its four multipliers; scores × attention_multiplier (1 when absent, not 1/√head_dim)", () => {
+    const c = parseHfConfig(granite, F);
+    assert.equal(c.architecture, "granite");
+    assert.equal(c.embedMultiplier, 12);
+    assert.equal(c.residualMultiplier, 0.22);
+    assert.equal(c.logitsDivisor, 8);
+    assert.equal(c.attentionScale, 0.015625);
+    assert.equal(c.tieWordEmbeddings, true);
+    assert.match(describeFamily(c), /embeddings × 12, block outputs × 0\.22, logits ÷ 8/);
+    // transformers' GraniteConfig defaults every multiplier to 1, the attention scale included.
+    const bare = parseHfConfig({ ...common, model_type: "granite" }, F);
+    assert.equal(bare.attentionScale, 1);
+    assert.equal(bare.embedMultiplier, undefined, "a multiplier of 1 leaves no op");
+    assert.equal(bare.residualMultiplier, undefined);
+    assert.equal(bare.logitsDivisor, undefined);
+    assert.equal(bare.tieWordEmbeddings, false);
+    assert.deepEqual(names(bare), names(parseHfConfig({ ...common, model_type: "llama" }, F)));
+    assert.throws(() => parseHfConfig({ ...granite, logits_scaling: 0 }, F), /logits_scaling/);
+    assert.throws(() => parseHfConfig({ ...granite, attention_bias: true }, F), /attention_bias=true/);
+    assert.throws(() => parseHfConfig({ ...granite, mlp_bias: true }, F), /mlp_bias=true/);
   });
 });
