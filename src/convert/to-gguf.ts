@@ -1,5 +1,6 @@
 import type { ModelConfig } from "../model/config.js";
 import type { GemmaGgufArch } from "../model/gguf-gemma.js";
+import { smollm3RopeLayers } from "../model/gguf-loader.js";
 import type { LoadedModel } from "../model/types.js";
 import { type GgufQuantize, LlamaFileType } from "./gguf-format.js";
 import { gemmaGgufArchitecture, gemmaMetadata } from "./gguf-gemma.js";
@@ -46,7 +47,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
-    interleaveQk: arch === "llama" || arch === "granite",
+    interleaveQk: arch === "llama" || arch === "granite" || arch === "smollm3",
     normPlusOne: c.normPlusOne === true,
     ...(opts.quantize ? { quantize: opts.quantize } : {}),
   });
@@ -57,7 +58,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
-type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "granite" | GemmaGgufArch;
+type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "granite" | "smollm3" | GemmaGgufArch;
 
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
   return arch === "gemma" || arch === "gemma2" || arch === "gemma3";
@@ -66,7 +67,7 @@ function isGemma(arch: GgufArch): arch is GemmaGgufArch {
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, phi3, gemma, gemma2, gemma3 and granite layouts only.
+  // qwen3moe, phi3, gemma, gemma2, gemma3, granite and smollm3 layouts only.
   const families = [
     "llama",
     "mistral",
@@ -79,6 +80,7 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     "gemma2",
     "gemma3_text",
     "granite",
+    "smollm3",
   ];
   if (!families.includes(c.architecture)) {
     throw new Error(
@@ -107,6 +109,15 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     );
   }
   if (c.architecture === "phi3") return phi3Architecture(c, label);
+  if (c.architecture === "smollm3") {
+    // llama.cpp's smollm3 fixes its no-RoPE layers at every fourth; no key states others.
+    const fixed = smollm3RopeLayers(c.numLayers).ropeLayers;
+    if (JSON.stringify(c.ropeLayers) !== JSON.stringify(fixed) || c.attentionBias || c.moe)
+      throw new Error(
+        `GGUF export of ${label}: llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...) and has no biases or experts; this model's no-RoPE layers are ${describeNoRope(c)}`,
+      );
+    return "smollm3";
+  }
   if (c.architecture === "granite") {
     if (c.attentionBias || c.moe)
       throw new Error(`GGUF export of ${label}: llama.cpp's granite wants no q/k/v biases or experts`);
@@ -164,6 +175,11 @@ function phi3Metadata(c: ModelConfig): GgufKv[] {
     kv.push({ key: "phi3.rope.scaling.attn_factor", value: gguf.f32(s.attentionFactor) });
   }
   return kv;
+}
+
+function describeNoRope(c: ModelConfig): string {
+  const nope = (c.ropeLayers ?? []).flatMap((r, l) => (r ? [] : [l]));
+  return nope.length > 0 ? nope.join(", ") : "none";
 }
 
 /**

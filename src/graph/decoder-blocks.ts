@@ -1,4 +1,4 @@
-import { isWindowLayer, type ModelConfig } from "../model/config.js";
+import { isWindowLayer, type ModelConfig, ropeOnLayer } from "../model/config.js";
 import { attentionNames, expertNames, mlpNames } from "../model/weight-names.js";
 import type { GraphBuilder } from "./graph-builder.js";
 
@@ -70,6 +70,9 @@ export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: st
       ...plusOne(c),
     }));
   }
+  // SmolLM3's no-RoPE layers attend with q and k as projected.
+  if (!ropeOnLayer(c, l))
+    return g.emit(`L${l}.attn`, qWidth, (out) => ({ kind: "attention", layer: l, q: qRaw, k: kRaw, v, out }));
   const qIn = qRaw;
   const kIn = kRaw;
   const local = c.localRopeTheta !== undefined && isWindowLayer(c, l) ? { local: true } : {};

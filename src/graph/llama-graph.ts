@@ -6,12 +6,13 @@ import type { ModelGraph } from "./ops.js";
 
 /**
  * The forward pass of the pre-norm decoder families we run (Llama 1/2/3, Mistral, Qwen2, Qwen3,
- * Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite 3) as an operator graph. This and decoder-blocks.ts are
- * the only places that know the architecture; the converter, executor and every placement work
- * from the graph. The families differ inside a layer's attention (biases, fused qkv, q/k norms,
- * RoPE base) and FFN (fused gate/up, activation, mixture of experts), in Gemma's extra norms on
- * each block's output and scaled embeddings, Granite's multipliers (embeddings, block outputs,
- * logits), and in soft-capped logits; tied models by the lm_head weight name.
+ * Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite 3, SmolLM3) as an operator graph. This and
+ * decoder-blocks.ts are the only places that know the architecture; the converter, executor and
+ * every placement work from the graph. The families differ inside a layer's attention (biases,
+ * fused qkv, q/k norms, RoPE base, SmolLM3's layers without RoPE) and FFN (fused gate/up,
+ * activation, mixture of experts), in Gemma's extra norms on each block's output and scaled
+ * embeddings, Granite's multipliers (embeddings, block outputs, logits), and in soft-capped
+ * logits; tied models by the lm_head weight name.
  */
 export function buildLlamaGraph(c: ModelConfig): ModelGraph {
   const g = new GraphBuilder();

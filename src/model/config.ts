@@ -14,7 +14,8 @@ export type Architecture =
   | "gemma"
   | "gemma2"
   | "gemma3_text"
-  | "granite";
+  | "granite"
+  | "smollm3";
 
 export type RopeScaling =
   | {
@@ -103,6 +104,11 @@ export interface ModelConfig {
   readonly finalSoftcap?: number;
   /** Gemma 3: the window layers' RoPE base (without rope scaling); the global layers keep ropeTheta and ropeScaling. */
   readonly localRopeTheta?: number;
+  /**
+   * SmolLM3: per layer, whether q and k are rotated (its no_rope_layers; every fourth layer attends
+   * without positions). Absent: every layer.
+   */
+  readonly ropeLayers?: readonly boolean[];
   /** Granite: token embeddings times this (embedding_multiplier, applied in f32). Absent: none. */
   readonly embedMultiplier?: number;
   /** Granite: each block's output (attention, FFN) times this before it joins the residual stream. Absent: none. */
@@ -111,6 +117,11 @@ export interface ModelConfig {
   readonly logitsDivisor?: number;
   readonly bosTokenId: number | null;
   readonly eosTokenIds: readonly number[];
+}
+
+/** Whether layer `l` rotates its q and k (all but SmolLM3's no-RoPE layers). */
+export function ropeOnLayer(c: Pick<ModelConfig, "ropeLayers">, l: number): boolean {
+  return c.ropeLayers === undefined || c.ropeLayers[l] === true;
 }
 
 /** Whether layer `l` attends within the sliding window only. */
@@ -147,6 +158,10 @@ export function describeFamily(c: ModelConfig): string {
     );
   }
   if (c.localRopeTheta !== undefined) parts.push(`window layers' RoPE base ${c.localRopeTheta}`);
+  if (c.ropeLayers) {
+    const nope = c.ropeLayers.flatMap((r, l) => (r ? [] : [l]));
+    parts.push(`no RoPE on layer${nope.length === 1 ? "" : "s"} ${nope.join(", ")} of ${c.numLayers}`);
+  }
   if (c.embedMultiplier !== undefined) parts.push(`embeddings × ${c.embedMultiplier}`);
   if (c.residualMultiplier !== undefined) parts.push(`block outputs × ${c.residualMultiplier}`);
   if (c.logitsDivisor !== undefined) parts.push(`logits ÷ ${c.logitsDivisor}`);

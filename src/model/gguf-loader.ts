@@ -22,7 +22,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3" and "granite".
+ * "gemma3", "granite" and "smollm3".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
@@ -39,6 +39,7 @@ const SUPPORTED_ARCHS = [
   "gemma2",
   "gemma3",
   "granite",
+  "smollm3",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -253,9 +254,19 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     slidingWindow: window > 0 ? window : null,
     ...gemma,
     ...(arch === "granite" ? graniteGgufFeatures(meta) : {}),
+    ...(arch === "smollm3" ? smollm3RopeLayers(numLayers) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
   };
+}
+
+/**
+ * SmolLM3's no-RoPE layers as llama.cpp's smollm3 fixes them (no key says it): every fourth, layers
+ * 3, 7, 11 and so on, attend without rotating q and k.
+ */
+export function smollm3RopeLayers(numLayers: number): Pick<ModelConfig, "ropeLayers"> {
+  const rope = Array.from({ length: numLayers }, (_, l) => (l + 1) % 4 !== 0);
+  return rope.every(Boolean) ? {} : { ropeLayers: rope };
 }
 
 /**
@@ -485,8 +496,8 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
     const config = ggufConfig(meta, arch, g);
     const tokenizer = ggufTokenizer(file, meta.get);
     const types = new Set<string>();
-    // llama.cpp's llama and granite store q/k rows in interleaved pairs (its "normal" RoPE).
-    const interleaved = arch === "llama" || arch === "granite";
+    // llama.cpp's llama, granite and smollm3 store q/k rows in interleaved pairs (its "normal" RoPE).
+    const interleaved = arch === "llama" || arch === "granite" || arch === "smollm3";
     const weights = loadWeights(g, config, types, opts.weights !== false, interleaved, opts.onProgress);
     const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
     return {

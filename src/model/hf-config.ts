@@ -7,7 +7,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
- * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite). Defaults are the ones transformers applies when a key is absent;
+ * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -26,6 +26,7 @@ const SUPPORTED: readonly Architecture[] = [
   "gemma2",
   "gemma3_text",
   "granite",
+  "smollm3",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -41,10 +42,11 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   gemma2: { maxPositions: 8192, rmsNormEps: 1e-6, ropeTheta: 10000 },
   gemma3_text: { maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 1e6 },
   granite: { maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  smollm3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 2e6 },
 };
 
-/** Gemma ties the LM head to the embeddings unless told otherwise. */
-const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma", "gemma2", "gemma3_text"];
+/** Gemma and SmolLM3 tie the LM head to the embeddings unless told otherwise. */
+const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma", "gemma2", "gemma3_text", "smollm3"];
 
 /** Qwen3's configs default head_dim to 128 rather than hidden / heads. */
 const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
@@ -102,6 +104,8 @@ const configSchema = z.object({
   residual_multiplier: z.number().positive().nullish(),
   attention_multiplier: z.number().positive().nullish(),
   logits_scaling: z.number().positive().nullish(),
+  no_rope_layers: z.array(z.number().int().min(0).max(1)).nullish(),
+  no_rope_layer_interval: posInt.nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });

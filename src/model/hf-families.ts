@@ -8,7 +8,7 @@ import { type GemmaFeatures, gemmaFeatures } from "./hf-gemma.js";
  * Gemma's norms, activation, scaling and soft-capping (hf-gemma.ts), and Granite's multipliers.
  * A field that would change the math in a way we do not implement is refused by name.
  */
-export type FamilyFeatures = Pick<ModelConfig, "attentionBias" | "fusedProjections" | "moe"> &
+export type FamilyFeatures = Pick<ModelConfig, "attentionBias" | "fusedProjections" | "moe" | "ropeLayers"> &
   GemmaFeatures &
   GraniteFeatures;
 
@@ -55,6 +55,12 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
     case "gemma2":
     case "gemma3_text":
       return { attentionBias: noAttentionBias(raw, arch, file), ...gemmaFeatures(raw, arch, file) };
+    case "smollm3":
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: qwenSlidingWindow(raw, arch, file),
+        ...smollm3RopeLayers(raw, file),
+      };
     case "granite":
       return {
         attentionBias: noAttentionBias(raw, arch, file),
@@ -62,6 +68,23 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         ...graniteFeatures(raw),
       };
   }
+}
+
+/**
+ * SmolLM3: `no_rope_layers` (1: the layer rotates q and k, 0: it does not), or, where the config
+ * leaves it out, every `no_rope_layer_interval`-th layer (default 4) without, as transformers
+ * derives it. Every layer rotating leaves the field out.
+ */
+function smollm3RopeLayers(raw: RawConfig, file: string): Pick<ModelConfig, "ropeLayers"> {
+  const n = raw.num_hidden_layers;
+  const given = raw.no_rope_layers;
+  if (given != null && given.length !== n)
+    throw new Error(`${file}: no_rope_layers has ${given.length} entries for ${n} layers`);
+  const interval = raw.no_rope_layer_interval ?? 4;
+  const rope = given
+    ? given.map((v) => v === 1)
+    : Array.from({ length: n }, (_, l) => (l + 1) % interval !== 0);
+  return rope.every(Boolean) ? {} : { ropeLayers: rope };
 }
 
 /**

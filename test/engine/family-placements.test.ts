@@ -31,6 +31,7 @@ const FAMILIES = [
   "gemma2",
   "gemma3",
   "granite",
+  "smollm3",
 ] as const;
 
 /** Byte-token prompts (the tiny tokenizer's ids are bytes), long enough to cross phi3-longrope's switch at 8. */

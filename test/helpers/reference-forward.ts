@@ -206,8 +206,11 @@ function referenceQkv(c: ModelConfig, rw: ReferenceWeights, l: number, x: Float6
     c.localRopeTheta !== undefined && windowed(c, l)
       ? { ...c, ropeTheta: c.localRopeTheta, ropeScaling: null }
       : c;
-  referenceRope(rc, q, c.numHeads, pos);
-  referenceRope(rc, k, c.numKvHeads, pos);
+  // SmolLM3's no-RoPE layers (no_rope_layers 0) attend with q and k as projected.
+  if (c.ropeLayers?.[l] !== false) {
+    referenceRope(rc, q, c.numHeads, pos);
+    referenceRope(rc, k, c.numKvHeads, pos);
+  }
   return { q, k, v };
 }
 

@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite), with the field names
+ * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -231,6 +231,31 @@ export const FAMILY_SPECS = {
     },
     dtype: "bf16",
     seed: 28,
+    embedStd: TIED_EMBED_STD,
+  },
+  /**
+   * SmolLM3 as its config.json spells it: Llama layers, tied, GQA, with layer 3 of 4 attending
+   * without RoPE (no_rope_layers 0), as every fourth layer of the real models does.
+   */
+  smollm3: {
+    config: {
+      ...base,
+      architectures: ["SmolLM3ForCausalLM"],
+      model_type: "smollm3",
+      num_hidden_layers: 4,
+      num_key_value_heads: 2,
+      tie_word_embeddings: true,
+      rope_theta: 50000.0,
+      no_rope_layers: [1, 1, 1, 0],
+      no_rope_layer_interval: 4,
+      use_sliding_window: false,
+      sliding_window: null,
+      layer_types: ["full_attention", "full_attention", "full_attention", "full_attention"],
+      attention_dropout: 0.0,
+      pad_token_id: 0,
+    },
+    dtype: "f32",
+    seed: 29,
     embedStd: TIED_EMBED_STD,
   },
 } satisfies Record<string, VariantSpec>;

@@ -31,6 +31,7 @@ export const TINY_VARIANTS = [
   "gemma2", // gemma2: GeGLU, (1 + w) norms, post-norms, soft-caps, window layers 0 and 2, bf16
   "gemma3", // gemma3_text: + q/k norms, window layers' own RoPE base, linear-scaled global RoPE, f32
   "granite", // granite: embedding, residual, attention and logit multipliers, GQA, tied, bf16
+  "smollm3", // smollm3: layer 3 of 4 without RoPE, GQA, tied, f32
 ] as const;
 
 export type TinyVariant = (typeof TINY_VARIANTS)[number];

@@ -176,4 +176,22 @@ describe("config.json of the newer families", () => {
     assert.throws(() => parseHfConfig({ ...granite, attention_bias: true }, F), /attention_bias=true/);
     assert.throws(() => parseHfConfig({ ...granite, mlp_bias: true }, F), /mlp_bias=true/);
   });
+
+  test("smollm3: no_rope_layers, or every no_rope_layer_interval-th layer without RoPE; tied by default", () => {
+    const smol = { ...common, model_type: "smollm3", num_hidden_layers: 8 };
+    const c = parseHfConfig(smol, F);
+    assert.deepEqual(c.ropeLayers, [true, true, true, false, true, true, true, false]);
+    assert.equal(c.tieWordEmbeddings, true);
+    assert.equal(c.ropeTheta, 2e6);
+    assert.match(describeFamily(c), /no RoPE on layers 3, 7 of 8/);
+    const given = parseHfConfig({ ...smol, no_rope_layers: [1, 0, 1, 1, 1, 1, 1, 1] }, F);
+    assert.deepEqual(given.ropeLayers, [true, false, true, true, true, true, true, true]);
+    assert.deepEqual(parseHfConfig({ ...smol, no_rope_layer_interval: 3 }, F).ropeLayers?.indexOf(false), 2);
+    assert.equal(parseHfConfig({ ...smol, no_rope_layers: Array(8).fill(1) }, F).ropeLayers, undefined);
+    assert.throws(
+      () => parseHfConfig({ ...smol, no_rope_layers: [1, 0] }, F),
+      /no_rope_layers has 2 entries for 8 layers/,
+    );
+    assert.throws(() => parseHfConfig({ ...smol, use_sliding_window: true }, F), /use_sliding_window=true/);
+  });
 });
