@@ -1,4 +1,4 @@
-import type { ModelConfig } from "../model/config.js";
+import { hasPostNorms, type ModelConfig } from "../model/config.js";
 import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
 import { ggufExpertSlice, isNormWeight, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
@@ -56,7 +56,7 @@ export function planTensors(
       if (slice.expert === 0) out.push(expertStack(config, weights, hfName, slice.name, opts));
       continue;
     }
-    const name = ggufTensorName(hfName, config.postNorms);
+    const name = ggufTensorName(hfName, hasPostNorms(config));
     const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
     if (t.shape.length === 1) {
       let data = toFloat32(t);

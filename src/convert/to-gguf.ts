@@ -58,7 +58,16 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
-type GgufArch = "llama" | "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "granite" | "smollm3" | GemmaGgufArch;
+type GgufArch =
+  | "llama"
+  | "qwen2"
+  | "qwen3"
+  | "qwen3moe"
+  | "phi3"
+  | "granite"
+  | "smollm3"
+  | "olmo2"
+  | GemmaGgufArch;
 
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
   return arch === "gemma" || arch === "gemma2" || arch === "gemma3";
@@ -67,7 +76,7 @@ function isGemma(arch: GgufArch): arch is GemmaGgufArch {
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, phi3, gemma, gemma2, gemma3, granite and smollm3 layouts only.
+  // qwen3moe, phi3, gemma, gemma2, gemma3, granite, smollm3 and olmo2 layouts only.
   const families = [
     "llama",
     "mistral",
@@ -81,6 +90,7 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     "gemma3_text",
     "granite",
     "smollm3",
+    "olmo2",
   ];
   if (!families.includes(c.architecture)) {
     throw new Error(
@@ -109,6 +119,13 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     );
   }
   if (c.architecture === "phi3") return phi3Architecture(c, label);
+  if (c.architecture === "olmo2") {
+    if (!c.qkNorm || !c.qkNormFull || !c.postNormsOnly || c.attentionBias || c.moe)
+      throw new Error(
+        `GGUF export of ${label}: llama.cpp's olmo2 wants norms after the blocks only, whole-projection q/k norms, no biases or experts`,
+      );
+    return "olmo2";
+  }
   if (c.architecture === "smollm3") {
     // llama.cpp's smollm3 fixes its no-RoPE layers at every fourth; no key states others.
     const fixed = smollm3RopeLayers(c.numLayers).ropeLayers;

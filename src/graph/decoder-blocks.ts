@@ -57,7 +57,7 @@ export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: st
       x: qIn,
       weight: n.qNorm,
       eps,
-      heads: c.numHeads,
+      ...(c.qkNormFull ? {} : { heads: c.numHeads }),
       ...plusOne(c),
     }));
     kRaw = g.emit(`L${l}.k_normed`, kvWidth, (out) => ({
@@ -66,7 +66,7 @@ export function attentionBlock(g: GraphBuilder, c: ModelConfig, l: number, x: st
       x: kIn,
       weight: n.kNorm,
       eps,
-      heads: c.numKvHeads,
+      ...(c.qkNormFull ? {} : { heads: c.numKvHeads }),
       ...plusOne(c),
     }));
   }

@@ -1,18 +1,19 @@
-import { isWindowLayer, type ModelConfig } from "../model/config.js";
+import { hasPostNorms, isWindowLayer, type ModelConfig } from "../model/config.js";
 import { isSparseLayer, layerNormNames, layerPrefix } from "../model/weight-names.js";
 import { attentionBlock, mlpBlock, moeBlock, plusOne } from "./decoder-blocks.js";
 import { GraphBuilder } from "./graph-builder.js";
 import type { ModelGraph } from "./ops.js";
 
 /**
- * The forward pass of the pre-norm decoder families we run (Llama 1/2/3, Mistral, Qwen2, Qwen3,
- * Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite 3, SmolLM3) as an operator graph. This and
+ * The forward pass of the decoder families we run (Llama 1/2/3, Mistral, Qwen2, Qwen3, Phi-3,
+ * Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite 3, SmolLM3, OLMo 2) as an operator graph. This and
  * decoder-blocks.ts are the only places that know the architecture; the converter, executor and
  * every placement work from the graph. The families differ inside a layer's attention (biases,
- * fused qkv, q/k norms, RoPE base, SmolLM3's layers without RoPE) and FFN (fused gate/up,
- * activation, mixture of experts), in Gemma's extra norms on each block's output and scaled
- * embeddings, Granite's multipliers (embeddings, block outputs, logits), and in soft-capped
- * logits; tied models by the lm_head weight name.
+ * fused qkv, q/k norms per head or over the whole projection, RoPE base, SmolLM3's layers without
+ * RoPE) and FFN (fused gate/up, activation, mixture of experts), in where the norms sit (before
+ * each block; Gemma's after it too; OLMo 2's after it only), in scaled embeddings, Granite's
+ * multipliers (embeddings, block outputs, logits) and soft-capped logits; tied models by the
+ * lm_head weight name.
  */
 export function buildLlamaGraph(c: ModelConfig): ModelGraph {
   const g = new GraphBuilder();
@@ -55,7 +56,8 @@ function decoderLayer(g: GraphBuilder, c: ModelConfig, l: number, hIn: string): 
       eps: c.rmsNormEps,
       ...plusOne(c),
     }));
-  const x = norm("attn_norm", hIn, norms.input);
+  // OLMo 2 norms nothing on the way into a block, only its output.
+  const x = c.postNormsOnly ? hIn : norm("attn_norm", hIn, norms.input);
   const attn = attentionBlock(g, c, l, x);
   let o = g.emit(`L${l}.o`, d, (out) => ({
     kind: "linear",
@@ -63,13 +65,15 @@ function decoderLayer(g: GraphBuilder, c: ModelConfig, l: number, hIn: string): 
     x: attn,
     weight: `${layerPrefix(l)}.self_attn.o_proj.weight`,
   }));
-  if (c.postNorms) o = norm("attn_post_norm", o, norms.postAttention);
+  if (hasPostNorms(c)) o = norm("attn_post_norm", o, norms.postAttention);
   if (c.residualMultiplier !== undefined) o = residualScale(g, c.residualMultiplier, `L${l}.o_scaled`, o, d);
   const oOut = o;
   const hMid = g.emit(`L${l}.h_mid`, d, (out) => ({ kind: "add", out, a: hIn, b: oOut }));
-  const y = norm("mlp_norm", hMid, c.postNorms ? norms.preFeedforward : norms.postAttention);
+  const y = c.postNormsOnly
+    ? hMid
+    : norm("mlp_norm", hMid, c.postNorms ? norms.preFeedforward : norms.postAttention);
   let ffn = isSparseLayer(c, l) ? moeBlock(g, c, l, y) : mlpBlock(g, c, l, y);
-  if (c.postNorms) ffn = norm("mlp_post_norm", ffn, norms.postFeedforward);
+  if (hasPostNorms(c)) ffn = norm("mlp_post_norm", ffn, norms.postFeedforward);
   if (c.residualMultiplier !== undefined)
     ffn = residualScale(g, c.residualMultiplier, `L${l}.mlp_scaled`, ffn, d);
   const fOut = ffn;

@@ -15,7 +15,8 @@ export type Architecture =
   | "gemma2"
   | "gemma3_text"
   | "granite"
-  | "smollm3";
+  | "smollm3"
+  | "olmo2";
 
 export type RopeScaling =
   | {
@@ -72,6 +73,11 @@ export interface ModelConfig {
   readonly attentionBias: boolean;
   /** Qwen3: an RMSNorm over each head of q and of k (weights [headDim]) before RoPE. Absent: none. */
   readonly qkNorm?: boolean;
+  /**
+   * OLMo 2: `qkNorm` over the whole q and k projections (weights [heads·headDim], one statistic a
+   * token) rather than over each head. Absent: per head.
+   */
+  readonly qkNormFull?: boolean;
   /** Phi-3: q/k/v stored as one qkv_proj and gate/up as one gate_up_proj. Absent: separate. */
   readonly fusedProjections?: boolean;
   /** A mixture of experts in place of the MLP (on the layers it names). Absent: dense everywhere. */
@@ -94,6 +100,11 @@ export interface ModelConfig {
   readonly embedScaleExact?: boolean;
   /** Gemma: RMSNorms on the attention output and the FFN output too, before each joins the residual stream. */
   readonly postNorms?: boolean;
+  /**
+   * OLMo 2: RMSNorms on the attention output and the FFN output only (post_attention_layernorm,
+   * post_feedforward_layernorm), none on the blocks' inputs. Absent: pre-norms.
+   */
+  readonly postNormsOnly?: boolean;
   /** The FFN's gate activation: SiLU (SwiGLU) or Gemma's tanh-approximated GELU (GeGLU). Absent: silu. */
   readonly activation?: "silu" | "gelu_tanh";
   /** Attention's softmax scale; absent: 1/√headDim (Gemma: query_pre_attn_scalar^-½). */
@@ -119,6 +130,11 @@ export interface ModelConfig {
   readonly eosTokenIds: readonly number[];
 }
 
+/** Whether the model's layers carry norms after their blocks, under Gemma's names (GGUF: post_attention_norm, post_ffw_norm). */
+export function hasPostNorms(c: Pick<ModelConfig, "postNorms" | "postNormsOnly">): boolean {
+  return c.postNorms === true || c.postNormsOnly === true;
+}
+
 /** Whether layer `l` rotates its q and k (all but SmolLM3's no-RoPE layers). */
 export function ropeOnLayer(c: Pick<ModelConfig, "ropeLayers">, l: number): boolean {
   return c.ropeLayers === undefined || c.ropeLayers[l] === true;
@@ -141,12 +157,13 @@ export function gqaGroup(c: ModelConfig): number {
 export function describeFamily(c: ModelConfig): string {
   const parts: string[] = [];
   if (c.attentionBias) parts.push("q/k/v biases");
-  if (c.qkNorm) parts.push("q/k norms");
+  if (c.qkNorm) parts.push(c.qkNormFull ? "q/k norms over the whole projections" : "q/k norms");
   if (c.fusedProjections) parts.push("fused qkv and gate/up projections");
   if (c.ropeScaling) parts.push(`${c.ropeScaling.type} RoPE scaling`);
   if (c.normPlusOne) parts.push("(1 + w) RMSNorm");
   if (c.embedScale) parts.push("embeddings × √hidden");
   if (c.postNorms) parts.push("post-attention and post-FFN norms");
+  if (c.postNormsOnly) parts.push("norms after each block only");
   if (c.activation === "gelu_tanh") parts.push("GeGLU (tanh GELU)");
   if (c.attentionScale !== undefined) parts.push(`attention scale ${c.attentionScale.toPrecision(4)}`);
   if (c.attnSoftcap !== undefined) parts.push(`attention soft-cap ${c.attnSoftcap}`);

@@ -17,9 +17,10 @@ export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
   const out: ExpectedTensor[] = [{ name: "model.embed_tokens.weight", shape: [c.vocabSize, d] }];
   for (let l = 0; l < c.numLayers; l++) {
     const norms = layerNormNames(l);
-    out.push({ name: norms.input, shape: [d] });
+    if (!c.postNormsOnly) out.push({ name: norms.input, shape: [d] });
     out.push(...attentionTensors(c, l));
     out.push({ name: norms.postAttention, shape: [d] });
+    if (c.postNormsOnly) out.push({ name: norms.postFeedforward, shape: [d] });
     if (c.postNorms) {
       out.push({ name: norms.preFeedforward, shape: [d] }, { name: norms.postFeedforward, shape: [d] });
     }
@@ -50,7 +51,13 @@ function attentionTensors(c: ModelConfig, l: number): ExpectedTensor[] {
     out.push({ name: n.bias("k_proj"), shape: [kvDim] });
     out.push({ name: n.bias("v_proj"), shape: [kvDim] });
   }
-  if (c.qkNorm) out.push({ name: n.qNorm, shape: [c.headDim] }, { name: n.kNorm, shape: [c.headDim] });
+  if (c.qkNorm) {
+    const full = c.qkNormFull === true;
+    out.push(
+      { name: n.qNorm, shape: [full ? qDim : c.headDim] },
+      { name: n.kNorm, shape: [full ? kvDim : c.headDim] },
+    );
+  }
   out.push({ name: n.o, shape: [d, qDim] });
   return out;
 }

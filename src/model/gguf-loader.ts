@@ -1,6 +1,12 @@
 import path from "node:path";
 import type { Tokenizer } from "../tokenizer/types.js";
-import type { Architecture, ModelConfig, MoeConfig, RopeScaling } from "./config.js";
+import {
+  type Architecture,
+  hasPostNorms,
+  type ModelConfig,
+  type MoeConfig,
+  type RopeScaling,
+} from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { dequantize, isQuantName, quantTypeOf } from "./gguf-dequant.js";
 import { GEMMA_FAMILY, type GemmaGgufArch, gemmaGgufFeatures } from "./gguf-gemma.js";
@@ -22,7 +28,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite" and "smollm3".
+ * "gemma3", "granite", "smollm3" and "olmo2".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
@@ -40,6 +46,7 @@ const SUPPORTED_ARCHS = [
   "gemma3",
   "granite",
   "smollm3",
+  "olmo2",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -255,9 +262,25 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...gemma,
     ...(arch === "granite" ? graniteGgufFeatures(meta) : {}),
     ...(arch === "smollm3" ? smollm3RopeLayers(numLayers) : {}),
+    ...(arch === "olmo2" ? olmo2GgufFeatures(meta) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
   };
+}
+
+/**
+ * OLMo 2 as llama.cpp's olmo2 runs it: norms after each block only, q and k normed over their whole
+ * projections (rotate-half RoPE, so q/k rows as Hugging Face stores them). A window (OLMo 3's
+ * window layers, which llama.cpp's olmo2 also reads) is refused.
+ */
+function olmo2GgufFeatures(meta: Meta): Pick<ModelConfig, "qkNorm" | "qkNormFull" | "postNormsOnly"> {
+  const window = meta.num("olmo2.attention.sliding_window") ?? 0;
+  if (window > 0)
+    throw new GgufError(
+      meta.file,
+      `olmo2 with a sliding window (${window}; OLMo 3's window layers) is not supported`,
+    );
+  return { qkNorm: true, qkNormFull: true, postNormsOnly: true };
 }
 
 /**
@@ -410,7 +433,7 @@ function loadWeights(
   const infos = expected.map((t) => {
     // An expert's matrix is one slice of its layer's stack: [experts, rows, cols].
     const slice = ggufExpertSlice(t.name);
-    const name = slice ? slice.name : ggufTensorName(t.name, config.postNorms);
+    const name = slice ? slice.name : ggufTensorName(t.name, hasPostNorms(config));
     const info = g.header.tensors.get(name);
     if (info === undefined) {
       throw new GgufError(g.file, `missing tensor "${name}" (the model's ${t.name})`);

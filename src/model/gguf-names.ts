@@ -40,7 +40,7 @@ const LAYER_PREFIX = /^model\.layers\.(\d+)\.(.+)$/;
 
 /**
  * llama.cpp's name for a Hugging Face weight name; throws for a weight llama.cpp has no name for.
- * `postNorms`: the model has Gemma's four norms a layer (ModelConfig.postNorms).
+ * `postNorms`: the model norms its blocks' outputs, under Gemma's names (config.ts, hasPostNorms).
  */
 export function ggufTensorName(hfName: string, postNorms = false): string {
   const global = GLOBAL_NAMES[hfName];

@@ -7,7 +7,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
- * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3). Defaults are the ones transformers applies when a key is absent;
+ * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -27,6 +27,7 @@ const SUPPORTED: readonly Architecture[] = [
   "gemma3_text",
   "granite",
   "smollm3",
+  "olmo2",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -43,6 +44,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   gemma3_text: { maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 1e6 },
   granite: { maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
   smollm3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 2e6 },
+  olmo2: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000 },
 };
 
 /** Gemma and SmolLM3 tie the LM head to the embeddings unless told otherwise. */

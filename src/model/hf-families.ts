@@ -8,7 +8,10 @@ import { type GemmaFeatures, gemmaFeatures } from "./hf-gemma.js";
  * Gemma's norms, activation, scaling and soft-capping (hf-gemma.ts), and Granite's multipliers.
  * A field that would change the math in a way we do not implement is refused by name.
  */
-export type FamilyFeatures = Pick<ModelConfig, "attentionBias" | "fusedProjections" | "moe" | "ropeLayers"> &
+export type FamilyFeatures = Pick<
+  ModelConfig,
+  "attentionBias" | "fusedProjections" | "moe" | "ropeLayers" | "qkNormFull" | "postNormsOnly"
+> &
   GemmaFeatures &
   GraniteFeatures;
 
@@ -60,6 +63,15 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         attentionBias: noAttentionBias(raw, arch, file),
         slidingWindow: qwenSlidingWindow(raw, arch, file),
         ...smollm3RopeLayers(raw, file),
+      };
+    case "olmo2":
+      // Norms after each block only, and q/k normed over their whole projections.
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: qwenSlidingWindow(raw, arch, file),
+        qkNorm: true,
+        qkNormFull: true,
+        postNormsOnly: true,
       };
     case "granite":
       return {

@@ -32,6 +32,7 @@ const FAMILIES = [
   "gemma3",
   "granite",
   "smollm3",
+  "olmo2",
 ] as const;
 
 /** Byte-token prompts (the tiny tokenizer's ids are bytes), long enough to cross phi3-longrope's switch at 8. */

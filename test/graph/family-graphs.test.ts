@@ -18,6 +18,10 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   gemma2: ["gelu_mul, linear, rmsnorm", "(window 6, q after", "linear, softcap"],
   gemma3: ["linear, rmsnorm, rope, linear×2, rmsnorm, rope", "(window 5, q after", "attention L2 (q after"],
   granite: ["linear, scale, add", "linear, scale"],
+  olmo2: [
+    "[embed, linear, rmsnorm, rope, linear×2, rmsnorm, rope] → attention L0",
+    "[linear, rmsnorm, add, linear×2, silu_mul, linear, rmsnorm, add, linear, rmsnorm, rope",
+  ],
   smollm3: ["rmsnorm, linear×3] → attention L3", "rope] → attention L2"],
 };
 

@@ -127,15 +127,18 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
   );
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
-    const qkv = hs.map((h, pos) => referenceQkv(c, rw, l, norm(h, `${p}.input_layernorm.weight`), pos));
+    // OLMo 2 norms no block's input, only its output.
+    const pre = (x: Float64Array, name: string) => (c.postNormsOnly ? x : norm(x, name));
+    const post = c.postNorms === true || c.postNormsOnly === true;
+    const qkv = hs.map((h, pos) => referenceQkv(c, rw, l, pre(h, `${p}.input_layernorm.weight`), pos));
     hs = hs.map((h, pos) => {
       const att = referenceAttention(c, l, qkv, pos);
       let o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
-      if (c.postNorms) o = norm(o, `${p}.post_attention_layernorm.weight`);
+      if (post) o = norm(o, `${p}.post_attention_layernorm.weight`);
       const mid = h.map((v, i) => v + residual * o[i]!);
       const preFfn = c.postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
-      let d = referenceFfn(c, rw, l, norm(mid, `${p}.${preFfn}.weight`));
-      if (c.postNorms) d = norm(d, `${p}.post_feedforward_layernorm.weight`);
+      let d = referenceFfn(c, rw, l, pre(mid, `${p}.${preFfn}.weight`));
+      if (post) d = norm(d, `${p}.post_feedforward_layernorm.weight`);
       return mid.map((v, i) => v + residual * d[i]!);
     });
   }
@@ -198,8 +201,9 @@ function referenceQkv(c: ModelConfig, rw: ReferenceWeights, l: number, x: Float6
     v = rw.linear(x, `${p}.v_proj.weight`, b("v_proj"));
   }
   if (c.qkNorm) {
-    q = normHeads(q, normWeight(c, rw, `${p}.q_norm.weight`), hd, c.rmsNormEps);
-    k = normHeads(k, normWeight(c, rw, `${p}.k_norm.weight`), hd, c.rmsNormEps);
+    // Per head, or (OLMo 2) over the whole projection as one slice.
+    q = normHeads(q, normWeight(c, rw, `${p}.q_norm.weight`), c.qkNormFull ? q.length : hd, c.rmsNormEps);
+    k = normHeads(k, normWeight(c, rw, `${p}.k_norm.weight`), c.qkNormFull ? k.length : hd, c.rmsNormEps);
   }
   // Gemma 3's window layers rotate with their own base and no scaling.
   const rc =

@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3), with the field names
+ * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -257,5 +257,24 @@ export const FAMILY_SPECS = {
     dtype: "f32",
     seed: 29,
     embedStd: TIED_EMBED_STD,
+  },
+  /**
+   * OLMo 2 as its config.json spells it: no norms before the blocks, RMSNorms on each block's
+   * output (post_attention_layernorm, post_feedforward_layernorm), q and k normed over their whole
+   * projections (weights [heads·head_dim]), GQA, untied, bf16.
+   */
+  olmo2: {
+    config: {
+      ...base,
+      architectures: ["Olmo2ForCausalLM"],
+      model_type: "olmo2",
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      rope_theta: 500000.0,
+      attention_dropout: 0.0,
+      pad_token_id: 0,
+    },
+    dtype: "bf16",
+    seed: 30,
   },
 } satisfies Record<string, VariantSpec>;

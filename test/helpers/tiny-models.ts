@@ -32,6 +32,7 @@ export const TINY_VARIANTS = [
   "gemma3", // gemma3_text: + q/k norms, window layers' own RoPE base, linear-scaled global RoPE, f32
   "granite", // granite: embedding, residual, attention and logit multipliers, GQA, tied, bf16
   "smollm3", // smollm3: layer 3 of 4 without RoPE, GQA, tied, f32
+  "olmo2", // olmo2: norms after the blocks only, whole-projection q/k norms, GQA, untied, bf16
 ] as const;
 
 export type TinyVariant = (typeof TINY_VARIANTS)[number];

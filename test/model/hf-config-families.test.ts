@@ -194,4 +194,25 @@ describe("config.json of the newer families", () => {
     );
     assert.throws(() => parseHfConfig({ ...smol, use_sliding_window: true }, F), /use_sliding_window=true/);
   });
+
+  test("olmo2: norms after the blocks only and whole-projection q/k norms, as its tensors show", () => {
+    const c = parseHfConfig({ ...common, model_type: "olmo2" }, F);
+    assert.equal(c.postNormsOnly, true);
+    assert.equal(c.qkNorm, true);
+    assert.equal(c.qkNormFull, true);
+    assert.equal(c.rmsNormEps, 1e-5);
+    assert.equal(c.tieWordEmbeddings, false);
+    const t = expectedTensors(c);
+    const n = t.map((x) => x.name);
+    assert.ok(!n.some((x) => x.endsWith("input_layernorm.weight")), "no norm before attention");
+    assert.ok(!n.some((x) => x.endsWith("pre_feedforward_layernorm.weight")), "no norm before the FFN");
+    assert.ok(n.includes("model.layers.1.post_feedforward_layernorm.weight"));
+    assert.deepEqual(t.find((x) => x.name === "model.layers.0.self_attn.q_norm.weight")?.shape, [64]);
+    assert.deepEqual(t.find((x) => x.name === "model.layers.0.self_attn.k_norm.weight")?.shape, [32]);
+    assert.match(describeFamily(c), /q\/k norms over the whole projections, norms after each block only/);
+    assert.throws(
+      () => parseHfConfig({ ...common, model_type: "olmo2", attention_bias: true }, F),
+      /attention_bias=true/,
+    );
+  });
 });
