@@ -6,6 +6,7 @@
 //                                        [--head-dim 128] [--block 16,32,64] [--threads 1,2]
 //                                        [--dtype f32,bf16,f16,int8] [--variant avx512bf16,avx512] [--reps 4]
 //                                        [--huge-pages on|off] [--layout scattered|contiguous] [--warm]
+//                                        [--calls 1]
 //
 // --dtype int8: the bytes counted are the int8 K and V rows and their f32 scales (one per token
 // and KV head, each); its target is 80% of the read (16-bit: MHA 90%, GQA 85%).
@@ -15,7 +16,9 @@
 // figure is the best); --layout contiguous: each sequence's blocks in order, one after another,
 // against the scattered default (to see what the scattering costs the hardware prefetcher); --warm:
 // no streaming read between the calls, so a cache that fits in the last-level cache is read from
-// there (the kernels' arithmetic rate; the limit column is then still DRAM's).
+// there (the kernels' arithmetic rate; the limit column is then still DRAM's); --calls N (with
+// --warm): each timing covers N calls back to back, divided by N, for a cache small enough to sit
+// in L2, whose single call (tens of µs) the timer and the call's own cost would blur.
 //
 // Beside the read limit each row states the arithmetic limit: the flops of the two products (q·K
 // and p·V, 4 · query heads · head_dim per token) per byte of K and V read, against the peak of the
@@ -48,6 +51,7 @@ const { values } = benchArgs({
     variant: { type: "string" },
     reps: { type: "string", default: "4" },
     warm: { type: "boolean", default: false },
+    calls: { type: "string", default: "1" },
     "huge-pages": { type: "string", default: "on" },
     layout: { type: "string", default: "scattered" },
   },
@@ -69,6 +73,9 @@ const blockSizes = intListFlag(values.block, "block");
 const threadCounts = intListFlag(values.threads, "threads");
 const kvHeadCounts = intListFlag(values["kv-heads"], "kv-heads");
 const reps = intFlag(values.reps, "reps");
+const callsPerTiming = intFlag(values.calls, "calls");
+// Between cold calls the streaming read evicts the cache; calls back to back would find it warm.
+if (callsPerTiming > 1 && !values.warm) throw new Error("--calls above 1 needs --warm");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 const variants = values.variant?.split(",") ?? [backend.info().variant];
@@ -178,7 +185,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
   backend.setThreads(threads);
   const calls = variants.map((v) => () => {
     backend.selectVariant(v);
-    backend.attention(args);
+    for (let c = 0; c < callsPerTiming; c++) backend.attention(args);
   });
   for (const call of calls) call();
   // Each variant's instruction peak: a loop in registers, so it can run between a read and a call
@@ -202,7 +209,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     // The read measured on its own: between the calls it would evict what they read.
     const times = bestAlternating(reps, ...peaks, ...calls);
     tPeak = times.slice(0, peaks.length);
-    tAttn = times.slice(peaks.length);
+    tAttn = times.slice(peaks.length).map((t) => t / callsPerTiming);
     tRead = bestAlternating(reps, read)[0]!;
   } else {
     const times = bestAlternating(reps, ...peaks, ...calls.flatMap((call) => [read, call]));
@@ -275,5 +282,7 @@ writeResults("kernels-attention.json", {
   headDim,
   blockSizes,
   layout,
+  warm: values.warm,
+  callsPerTiming,
   results,
 });
