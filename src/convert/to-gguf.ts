@@ -264,7 +264,8 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     { key: k("attention.value_length"), value: gguf.u32(c.headDim) },
     { key: k("attention.layer_norm_rms_epsilon"), value: gguf.f32(c.rmsNormEps) },
     { key: k("rope.freq_base"), value: gguf.f32(c.ropeTheta) },
-    { key: k("rope.dimension_count"), value: gguf.u32(c.headDim) },
+    // Partial rotary embeddings (Phi-4-mini's) rotate fewer dims than a head has.
+    { key: k("rope.dimension_count"), value: gguf.u32(c.rotaryDim ?? c.headDim) },
   ];
   if (c.moe) {
     // Mixtral: every layer a mixture (feed_forward_length is each expert's width).

@@ -47,7 +47,9 @@ export interface KernelBackend {
 
   /**
    * Rotate-half (GPT-NeoX / Hugging Face) RoPE in place on x[n, nHeads * headDim], token t at
-   * positions[t]. cos/sin are tables [maxPos, headDim / 2] built by `buildRopeTables`.
+   * positions[t]. cos/sin are tables [maxPos, rotaryDim / 2] built by `buildRopeTables`. Only the
+   * first `rotaryDim` dims of each head rotate (pairs i and i + rotaryDim / 2; default: all of them,
+   * partial rotary embeddings as Phi-4-mini's otherwise), the rest pass through.
    */
   rope(
     x: Float32Array,
@@ -57,6 +59,7 @@ export interface KernelBackend {
     headDim: number,
     cos: Float32Array,
     sin: Float32Array,
+    rotaryDim?: number,
   ): void;
 
   /**

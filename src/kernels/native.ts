@@ -83,6 +83,7 @@ export interface NativeAddon {
     headDim: number,
     cos: Float32Array,
     sin: Float32Array,
+    rotaryDim?: number,
   ): void;
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
@@ -563,8 +564,9 @@ export class NativeBackend implements KernelBackend {
     headDim: number,
     cos: Float32Array,
     sin: Float32Array,
+    rotaryDim = headDim,
   ): void {
-    this.addon.rope(x, positions, nTokens, nHeads, headDim, cos, sin);
+    this.addon.rope(x, positions, nTokens, nHeads, headDim, cos, sin, rotaryDim);
   }
 
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {

@@ -273,11 +273,14 @@ export class ReferenceBackend implements KernelBackend {
     headDim: number,
     cos: Float32Array,
     sin: Float32Array,
+    rotaryDim = headDim,
   ): void {
     checkCount("rope", "nTokens", nTokens);
     checkLength("rope", "x", x, nTokens * nHeads * headDim);
     checkLength("rope", "positions", positions, nTokens);
-    const half = headDim >> 1;
+    if (!Number.isInteger(rotaryDim) || rotaryDim < 2 || rotaryDim % 2 !== 0 || rotaryDim > headDim)
+      throw new RangeError(`rope: rotaryDim must be even and at most headDim (${headDim}), got ${rotaryDim}`);
+    const half = rotaryDim >> 1;
     const maxPos = Math.min(cos.length, sin.length) / half;
     for (let t = 0; t < nTokens; t++) {
       const p = positions[t]!;

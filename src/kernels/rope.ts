@@ -2,7 +2,7 @@ import type { ModelConfig } from "../model/config.js";
 import type { RopeTables } from "./backend.js";
 
 /**
- * Per-pair inverse frequencies theta^(-2i/headDim), i < headDim/2, after the checkpoint's
+ * Per-pair inverse frequencies theta^(-2i/dim), i < dim/2, after the checkpoint's
  * frequency scaling. "linear" divides positions by `factor`, which is the same as dividing every
  * frequency by it. "llama3" follows Meta's rule (Hugging Face `_compute_llama3_parameters`):
  * wavelengths longer than original_max / low_freq_factor are slowed by `factor`, those shorter
@@ -10,12 +10,16 @@ import type { RopeTables } from "./backend.js";
  * "longrope" divides frequency i by its factor: the short list unless `long` is set.
  */
 export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
-  const { headDim, ropeTheta, ropeScaling } = config;
-  if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
-    throw new RangeError(`rope: headDim must be a positive even integer, got ${headDim}`);
-  const half = headDim / 2;
+  const { ropeTheta, ropeScaling } = config;
+  // dim: the rotated dims of a head (all of them but with partial rotary embeddings).
+  const dim = config.rotaryDim ?? config.headDim;
+  if (!Number.isInteger(dim) || dim <= 0 || dim % 2 !== 0)
+    throw new RangeError(
+      `rope: the rotary dimension (rotaryDim, else headDim) must be a positive even integer, got ${dim}`,
+    );
+  const half = dim / 2;
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = ropeTheta ** (-(2 * i) / headDim);
+  for (let i = 0; i < half; i++) inv[i] = ropeTheta ** (-(2 * i) / dim);
   if (ropeScaling === null) return inv;
   if (ropeScaling.type === "linear") {
     for (let i = 0; i < half; i++) inv[i] = inv[i]! / ropeScaling.factor;
@@ -44,7 +48,7 @@ export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
 }
 
 /**
- * cos/sin tables [maxPos, headDim / 2] for positions 0..maxPos-1 (angle = pos * invFreq[i]).
+ * cos/sin tables [maxPos, rotaryDim / 2] (rotaryDim: headDim but with partial rotary embeddings) for positions 0..maxPos-1 (angle = pos * invFreq[i]).
  * LongRoPE picks its frequencies per position: short factors below the original context, long
  * ones from there on, with cos and sin scaled by the attention factor everywhere. transformers
  * picks them per forward pass instead (long for every token once any position in the batch

@@ -68,6 +68,11 @@ export interface ModelConfig {
   readonly rmsNormEps: number;
   readonly ropeTheta: number;
   readonly ropeScaling: RopeScaling | null;
+  /**
+   * Partial rotary embeddings (Phi-4-mini: partial_rotary_factor · headDim): RoPE rotates the first
+   * rotaryDim dims of each head, paired within them, and the rest pass through. Absent: headDim.
+   */
+  readonly rotaryDim?: number;
   readonly tieWordEmbeddings: boolean;
   /** Qwen2-style biases on the q/k/v projections. */
   readonly attentionBias: boolean;
@@ -160,6 +165,7 @@ export function describeFamily(c: ModelConfig): string {
   if (c.qkNorm) parts.push(c.qkNormFull ? "q/k norms over the whole projections" : "q/k norms");
   if (c.fusedProjections) parts.push("fused qkv and gate/up projections");
   if (c.ropeScaling) parts.push(`${c.ropeScaling.type} RoPE scaling`);
+  if (c.rotaryDim !== undefined) parts.push(`RoPE on ${c.rotaryDim} of ${c.headDim} dims a head`);
   if (c.normPlusOne) parts.push("(1 + w) RMSNorm");
   if (c.embedScale) parts.push("embeddings × √hidden");
   if (c.postNorms) parts.push("post-attention and post-FFN norms");

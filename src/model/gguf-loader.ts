@@ -136,7 +136,7 @@ function longRopeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number)
     if (info.typeName !== "F32" || info.shape.length !== 1 || info.shape[0] !== headDim / 2)
       throw new GgufError(
         meta.file,
-        `tensor "${name}" is ${info.typeName} [${info.shape.join(", ")}], want F32 [${headDim / 2}] (half the head dimension)`,
+        `tensor "${name}" is ${info.typeName} [${info.shape.join(", ")}], want F32 [${headDim / 2}] (half the rotated dimensions)`,
       );
     // As the metadata's floats: the decimals the writer meant (1.05, not 1.0499999523).
     return Array.from(new Float32Array(g.readBytes(name).slice().buffer), shortestF32);
@@ -212,12 +212,13 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new GgufError(meta.file, `head dimension ${headDim} is not an even integer`);
   }
-  // Partial rotary embeddings (Phi-4-mini's, for one) rotate fewer dimensions than a head has.
+  // Partial rotary embeddings (Phi-4-mini's) rotate fewer dimensions than a head has: phi3's only,
+  // the one family whose attention applies them.
   const rotated = meta.num(k("rope.dimension_count")) ?? headDim;
-  if (rotated !== headDim) {
+  if (rotated !== headDim && (arch !== "phi3" || rotated > headDim || rotated % 2 !== 0)) {
     throw new GgufError(
       meta.file,
-      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are not supported`,
+      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are supported for phi3 only (an even count below the head dimension)`,
     );
   }
   const embd = g.header.tensors.get("token_embd.weight");
@@ -227,7 +228,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const bos = meta.num("tokenizer.ggml.bos_token_id");
   const eos = meta.num("tokenizer.ggml.eos_token_id");
   const ropeTheta = meta.num(k("rope.freq_base")) ?? 10000;
-  const rope = ropeScaling(meta, arch, g, headDim);
+  const rope = ropeScaling(meta, arch, g, rotated);
   const shape = { numLayers, hiddenSize: hidden, numHeads, headDim, ropeTheta, ropeScaling: rope };
   const gemma = isGemma(arch) ? gemmaGgufFeatures(meta, arch, shape) : undefined;
   // Phi-3's window as its converter writes it (0: none). llama.cpp turns it off; the engine
@@ -253,6 +254,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     rmsNormEps: meta.num(k("attention.layer_norm_rms_epsilon")) ?? 1e-6,
     ropeTheta,
     ropeScaling: rope,
+    ...(rotated !== headDim ? { rotaryDim: rotated } : {}),
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),

@@ -157,6 +157,36 @@ function headGeometry(raw: RawConfig, architecture: Architecture, file: string) 
   return { numHeads, numKvHeads, headDim };
 }
 
+/**
+ * Partial rotary embeddings: RoPE over the first partial_rotary_factor · head_dim dims of each head
+ * (top level, or in rope_scaling / rope_parameters as transformers ≥ 5 writes it). Only Phi-3's
+ * attention (Phi-4-mini's) applies it in transformers; elsewhere a factor below 1 is refused.
+ * Undefined: the whole head.
+ */
+function partialRotary(
+  raw: RawConfig,
+  arch: Architecture,
+  headDim: number,
+  file: string,
+): number | undefined {
+  const factor =
+    raw.partial_rotary_factor ??
+    raw.rope_parameters?.partial_rotary_factor ??
+    raw.rope_scaling?.partial_rotary_factor ??
+    undefined;
+  if (factor === undefined || factor === 1) return undefined;
+  if (arch !== "phi3")
+    throw new Error(
+      `${file}: partial_rotary_factor ${factor} is not supported for ${arch} (only phi3's attention applies it)`,
+    );
+  const dim = headDim * factor;
+  if (!Number.isInteger(dim) || dim < 2 || dim % 2 !== 0 || factor > 1)
+    throw new Error(
+      `${file}: partial_rotary_factor ${factor} × head_dim ${headDim} = ${dim} is not an even number of dims within the head`,
+    );
+  return dim;
+}
+
 function toModelConfig(raw: RawConfig, architecture: Architecture, file: string): ModelConfig {
   const { numHeads, numKvHeads, headDim } = headGeometry(raw, architecture, file);
   const gemma = architecture === "gemma" || architecture === "gemma2" || architecture === "gemma3_text";
@@ -164,11 +194,7 @@ function toModelConfig(raw: RawConfig, architecture: Architecture, file: string)
     throw new Error(`${file}: hidden_act "${raw.hidden_act}" is not supported (only silu)`);
   }
   if (raw.mlp_bias === true) throw new Error(`${file}: mlp_bias=true is not supported`);
-  if (raw.partial_rotary_factor != null && raw.partial_rotary_factor !== 1) {
-    throw new Error(
-      `${file}: partial_rotary_factor ${raw.partial_rotary_factor} is not supported (only 1: RoPE over the whole head)`,
-    );
-  }
+  const rotaryDim = partialRotary(raw, architecture, headDim, file);
   const features = familyFeatures(raw, architecture, file);
   const defaults = DEFAULTS[architecture];
   const maxPositionEmbeddings = raw.max_position_embeddings ?? defaults.maxPositions;
@@ -188,10 +214,11 @@ function toModelConfig(raw: RawConfig, architecture: Architecture, file: string)
     ropeTheta: raw.rope_theta ?? ropeParams?.rope_theta ?? defaults.ropeTheta,
     ropeScaling: parseRopeScaling(raw.rope_scaling ?? ropeParams, {
       file,
-      headDim,
+      headDim: rotaryDim ?? headDim,
       maxPositionEmbeddings,
       originalMaxPositionEmbeddings: raw.original_max_position_embeddings ?? undefined,
     }),
+    ...(rotaryDim !== undefined ? { rotaryDim } : {}),
     tieWordEmbeddings: raw.tie_word_embeddings ?? TIED_BY_DEFAULT.includes(architecture),
     ...features,
     bosTokenId: raw.bos_token_id ?? null,

@@ -29,6 +29,7 @@ export type RawRopeScaling = z.output<typeof ropeScalingSchema>;
 /** What the longrope rule needs from the rest of config.json. */
 export interface RopeContext {
   readonly file: string;
+  /** The dims of a head RoPE rotates: head_dim, or less with partial rotary embeddings. */
   readonly headDim: number;
   readonly maxPositionEmbeddings: number;
   /** Phi-3's top-level original_max_position_embeddings (the pretraining context). */
@@ -43,11 +44,6 @@ export function parseRopeScaling(rs: RawRopeScaling, ctx: RopeContext): RopeScal
     if (value === undefined) throw new Error(`${file}: rope_scaling of type "${kind}" needs "${key}"`);
     return value;
   };
-  if (rs.partial_rotary_factor !== undefined && rs.partial_rotary_factor !== 1) {
-    throw new Error(
-      `${file}: rope_scaling.partial_rotary_factor ${rs.partial_rotary_factor} is not supported (only 1: RoPE over the whole head)`,
-    );
-  }
   switch (kind) {
     case "default":
       return null;
@@ -93,7 +89,7 @@ function longRope(
   ] as const) {
     if (list.length !== half) {
       throw new Error(
-        `${ctx.file}: rope_scaling.${key} has ${list.length} entries, but head_dim ${ctx.headDim} needs ${half}`,
+        `${ctx.file}: rope_scaling.${key} has ${list.length} entries, but ${ctx.headDim} rotated dims a head need ${half}`,
       );
     }
   }

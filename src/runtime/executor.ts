@@ -44,6 +44,8 @@ export class SliceExecutor implements ModelExecutor {
   private embedScale = 1;
   private readonly scale: number;
   private readonly headDim: number;
+  /** The dims of a head RoPE rotates (all but with partial rotary embeddings). */
+  private readonly rotaryDim: number;
   private readonly order: Op[];
   private readonly batches: MicroBatchBuffers[];
 
@@ -55,6 +57,7 @@ export class SliceExecutor implements ModelExecutor {
     readonly limits: ExecutorLimits,
   ) {
     this.headDim = config.headDim;
+    this.rotaryDim = config.rotaryDim ?? config.headDim;
     this.scale = config.attentionScale ?? 1 / Math.sqrt(config.headDim);
     this.order = sliceOrder(sliced);
     this.plan = planBuffers(sliced.graph, this.order);
@@ -258,7 +261,7 @@ export class SliceExecutor implements ModelExecutor {
         const x = this.buf(ctx, op.x);
         if (x !== out) copyRow(out, 0, x, 0, rows * info.width);
         const tables = op.local ? this.localRope : this.rope;
-        be.rope(out, step.positions, rows, op.heads, this.headDim, tables.cos, tables.sin);
+        be.rope(out, step.positions, rows, op.heads, this.headDim, tables.cos, tables.sin, this.rotaryDim);
         return;
       }
       case "silu_mul":

@@ -88,7 +88,7 @@ for (const src of sources) {
 
 // Every tiny checkpoint variant llama.cpp can run the same way: llama3 and linear RoPE scaling,
 // an explicit head_dim, bf16/f16 weights, Qwen2 biases, Qwen3's q/k norms, Mixtral's experts (stacked per
-// projection), Granite's multipliers, SmolLM3's no-RoPE layers, OLMo 2's norms, and a byte-level (gpt2) vocabulary. The families the GGUF
+// projection), Granite's multipliers, SmolLM3's no-RoPE layers, OLMo 2's norms, Phi-4-mini's partial rotary embeddings, and a byte-level (gpt2) vocabulary. The families the GGUF
 // writer exports (llama, mistral, mixtral, qwen2, qwen3, granite, smollm3, olmo2; Gemma 2 and 3 in gguf-gemma.test.ts,
 // Phi-3 in gguf-phi3.test.ts);
 // the others are refused by name (checked at the end). Mistral's sliding window is not expressed the
@@ -106,6 +106,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "granite",
   "smollm3",
   "olmo2",
+  "phi4-mini",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

@@ -179,6 +179,25 @@ describe("Phi-3 with LongRoPE as GGUF", () => {
   });
 });
 
+describe("Phi-4-mini's partial rotary embeddings as GGUF", () => {
+  it("travel as rope.dimension_count and load back with the same config and the same tokens", async () => {
+    const dir = path.join(tmp, "phi4-mini");
+    writeTinyModel(dir, "phi4-mini");
+    const model = await loadModel(dir);
+    assert.equal(model.config.rotaryDim, 12);
+    modelToGguf(model, `${dir}.gguf`);
+    assert.equal(readGguf(`${dir}.gguf`).metadata.get("phi3.rope.dimension_count"), 12);
+    const back = await loadModel(`${dir}.gguf`);
+    assert.deepEqual(back.config, model.config);
+    const backend = engineBackends()[0]!.backend;
+    const ids = model.tokenizer.encode("Hello, world");
+    assert.deepEqual(
+      await generateAlone(back, backend, ids, 20),
+      await generateAlone(model, backend, ids, 20),
+    );
+  });
+});
+
 describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", () => {
   it("a window shorter than the context (llama.cpp's phi3 turns it off)", async () => {
     const dir = path.join(tmp, "refused-phi3");
@@ -190,7 +209,7 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
     );
   });
 
-  it("LongRoPE tables outside phi3, of the wrong size or without their original length, and partial rotary embeddings are refused on import", async () => {
+  it("LongRoPE tables outside phi3, of the wrong size or without their original length, and partial rotary embeddings outside phi3 are refused on import", async () => {
     const file = path.join(tmp, "longrope.gguf");
     const f32 = (name: string, shape: number[]) => {
       const data = new Float32Array(shape.reduce((x, y) => x * y, 1)).fill(1);
@@ -234,12 +253,12 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
     const partial = path.join(tmp, "partial-rotary.gguf");
     writeGguf(
       partial,
-      [...meta, { key: "phi3.rope.dimension_count", value: gguf.u32(2) }],
+      [...metaOf("llama"), { key: "llama.rope.dimension_count", value: gguf.u32(2) }],
       [f32("token_embd.weight", [4, 8])],
     );
     await assert.rejects(
       loadModel(partial),
-      /phi3\.rope\.dimension_count 2 ≠ head dimension 4: partial rotary embeddings are not supported/,
+      /llama\.rope\.dimension_count 2 ≠ head dimension 4: partial rotary embeddings are supported for phi3 only/,
     );
   });
 });

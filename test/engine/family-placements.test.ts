@@ -25,6 +25,7 @@ const FAMILIES = [
   "qwen3",
   "phi3",
   "phi3-longrope",
+  "phi4-mini",
   "mixtral",
   "qwen3-moe",
   "gemma",

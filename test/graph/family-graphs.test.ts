@@ -12,6 +12,7 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   qwen3: ["rmsnorm, rope"],
   phi3: ["split"],
   "phi3-longrope": ["split×2, silu_mul"],
+  "phi4-mini": ["split"],
   mixtral: ["moe"],
   "qwen3-moe": ["moe", "silu_mul"],
   gemma: ["gelu_mul"],

@@ -228,7 +228,8 @@ function normHeads(x: Float64Array, g: Float64Array, hd: number, eps: number): F
 /** Rotate-half RoPE in place; LongRoPE's frequencies by position and its magnitude factor. */
 function referenceRope(c: ModelConfig, x: Float64Array, heads: number, pos: number): void {
   const hd = c.headDim;
-  const half = hd / 2;
+  // Partial rotary embeddings: the first rotaryDim dims of a head rotate, paired within them.
+  const half = (c.rotaryDim ?? hd) / 2;
   const s = c.ropeScaling;
   const invFreq = ropeInvFreq(c, s?.type === "longrope" && pos >= s.originalMaxPositionEmbeddings);
   const mag = s?.type === "longrope" ? s.attentionFactor : 1;
@@ -321,8 +322,8 @@ function referenceFfn(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float6
 
 /** RoPE inverse frequencies with llama3 / linear / longrope scaling, computed independently of the engine. */
 export function ropeInvFreq(c: ModelConfig, long = false): Float64Array {
-  const half = c.headDim / 2;
-  const inv = Float64Array.from({ length: half }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / c.headDim));
+  const dim = c.rotaryDim ?? c.headDim;
+  const inv = Float64Array.from({ length: dim / 2 }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / dim));
   const s = c.ropeScaling;
   if (!s) return inv;
   if (s.type === "linear") return inv.map((f) => f / s.factor);

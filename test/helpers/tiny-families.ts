@@ -71,6 +71,30 @@ export const FAMILY_SPECS = {
     dtype: "f32",
     seed: 23,
   },
+  /**
+   * Phi-4-mini's attention: RoPE over the first 3/4 of each head (partial_rotary_factor 0.75: 12 of
+   * 16 dims), the rest passed through; GQA, tied, no window shorter than the context.
+   */
+  "phi4-mini": {
+    config: {
+      ...base,
+      architectures: ["Phi3ForCausalLM"],
+      model_type: "phi3",
+      attention_bias: undefined,
+      mlp_bias: undefined,
+      num_key_value_heads: 2,
+      partial_rotary_factor: 0.75,
+      tie_word_embeddings: true,
+      sliding_window: 262144,
+      original_max_position_embeddings: 256,
+      resid_pdrop: 0.0,
+      embd_pdrop: 0.0,
+      attention_dropout: 0.0,
+    },
+    dtype: "f32",
+    seed: 31,
+    embedStd: TIED_EMBED_STD,
+  },
   mixtral: {
     config: {
       ...base,

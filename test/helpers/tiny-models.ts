@@ -25,6 +25,7 @@ export const TINY_VARIANTS = [
   "qwen3", // qwen3: per-head q/k RMSNorm, head_dim 32 ≠ 64/4, GQA, f32, tied
   "phi3", // phi3: fused qkv_proj / gate_up_proj, plain RoPE, sliding window 10, f32
   "phi3-longrope", // phi3 (3.5-mini style): longrope with an original context of 8, GQA, f32
+  "phi4-mini", // phi3 (4-mini style): RoPE on 12 of 16 dims a head, GQA, tied, f32
   "mixtral", // mixtral: 4 experts, top-2 (softmax over the top-k), GQA, bf16
   "qwen3-moe", // qwen3_moe: 8 experts, top-3 without renormalising, layer 0 dense, f32
   "gemma", // gemma: GeGLU, (1 + w) norms, √hidden embeddings, tied, llama-style norms, bf16

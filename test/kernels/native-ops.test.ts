@@ -199,6 +199,28 @@ test("rmsnorm, rope, siluMul, add, softmax and logSoftmax match the reference", 
       nTok * nHeads * headDim,
       "rope",
     );
+    // Partial rotary embeddings: 6 of the head's 22 dims rotate (pairs 0-3 with 3-5 ... within
+    // them, tables of 3 a position), and every other dim comes back as it went in.
+    run(
+      (b, o) => {
+        o.set(x.subarray(0, nTok * nHeads * headDim));
+        b.rope(
+          o,
+          positions,
+          nTok,
+          nHeads,
+          headDim,
+          cos.subarray(0, maxPos * 3),
+          sin.subarray(0, maxPos * 3),
+          6,
+        );
+        for (let t = 0; t < nTok * nHeads; t++)
+          for (let i = 6; i < headDim; i++)
+            assert.equal(o[t * headDim + i], x[t * headDim + i], "a passed-through dim");
+      },
+      nTok * nHeads * headDim,
+      "rope (6 of 22 dims)",
+    );
     run(
       (b, o) => {
         o.set(big);

@@ -183,6 +183,10 @@ test("native entry points throw a TypeError/RangeError naming the bad argument",
     name: "RangeError",
     message: /rope: positions\[0\] = 4/,
   });
+  assert.throws(() => native.rope(new Float32Array(4), new Int32Array([0]), 1, 1, 4, cos, cos, 6), {
+    name: "RangeError",
+    message: /rope: rotaryDim must be even and at most headDim \(4\), got 6/,
+  });
   assert.throws(() => native.setThreads(0), { name: "TypeError", message: /setThreads: n/ });
   assert.throws(() => native.selectVariant("mmx"), { name: "RangeError", message: /mmx/ });
 });

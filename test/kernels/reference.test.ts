@@ -56,6 +56,23 @@ test("rope rotates the two halves of each head by the table's angle", () => {
   );
 });
 
+test("rope with rotaryDim rotates the first rotaryDim dims of a head, paired within them, and passes the rest", () => {
+  // headDim 6, rotaryDim 4: pairs (0, 2) and (1, 3); dims 4 and 5 pass through.
+  const a = [1, 0.25];
+  const cos = new Float32Array([Math.cos(a[0]!), Math.cos(a[1]!)]);
+  const sin = new Float32Array([Math.sin(a[0]!), Math.sin(a[1]!)]);
+  const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+  ref.rope(x, new Int32Array([0]), 1, 1, 6, cos, sin, 4);
+  const [c0, c1] = [cos[0]!, cos[1]!];
+  const [s0, s1] = [sin[0]!, sin[1]!];
+  assertClose(x, [1 * c0 - 3 * s0, 2 * c1 - 4 * s1, 3 * c0 + 1 * s0, 4 * c1 + 2 * s1, 5, 6], "partial rope");
+  assert.throws(
+    () => ref.rope(x, new Int32Array([0]), 1, 1, 6, cos, sin, 8),
+    /rotaryDim must be even and at most headDim \(6\)/,
+  );
+  assert.throws(() => ref.rope(x, new Int32Array([0]), 1, 1, 6, cos, sin, 3), /rotaryDim must be even/);
+});
+
 test("kvWrite stores at block-major slots with round-to-nearest-even narrowing", () => {
   // 2 blocks of 2 slots, 2 kv heads, headDim 1. Slot 3 = block 1, offset 1.
   for (const dtype of ["f32", "bf16", "f16"] as const) {

@@ -81,15 +81,39 @@ describe("config.json of the newer families", () => {
     assert.ok(Math.abs(s.attentionFactor - Math.sqrt(1 + Math.log(32) / Math.log(4096))) < 1e-12);
     assert.throws(
       () => parseHfConfig({ ...long, rope_scaling: { ...long.rope_scaling, short_factor: [1, 2] } }, F),
-      /rope_scaling\.short_factor has 2 entries, but head_dim 16 needs 8/,
+      /rope_scaling\.short_factor has 2 entries, but 16 rotated dims a head need 8/,
     );
     assert.throws(
       () => parseHfConfig({ ...long, original_max_position_embeddings: undefined }, F),
       /rope_scaling of type "longrope" needs "factor"/,
     );
+    // Phi-4-mini: RoPE over the first 3/4 of each head, its LongRoPE factors one per rotated pair.
+    const partial = parseHfConfig(
+      {
+        ...long,
+        partial_rotary_factor: 0.75,
+        rope_scaling: { ...long.rope_scaling, short_factor: Array(6).fill(1), long_factor: Array(6).fill(2) },
+      },
+      F,
+    );
+    assert.equal(partial.rotaryDim, 12);
+    assert.match(describeFamily(partial), /RoPE on 12 of 16 dims a head/);
     assert.throws(
-      () => parseHfConfig({ ...phi3, partial_rotary_factor: 0.75 }, F),
-      /partial_rotary_factor 0\.75/,
+      () => parseHfConfig({ ...long, partial_rotary_factor: 0.75 }, F),
+      /rope_scaling\.short_factor has 8 entries, but 12 rotated dims a head need 6/,
+    );
+    assert.equal(
+      parseHfConfig({ ...phi3, rope_parameters: { rope_type: "default", partial_rotary_factor: 0.5 } }, F)
+        .rotaryDim,
+      8,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...phi3, partial_rotary_factor: 0.7 }, F),
+      /partial_rotary_factor 0\.7 × head_dim 16 = 11\.2 is not an even number of dims/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...qwen3, partial_rotary_factor: 0.5 }, F),
+      /partial_rotary_factor 0\.5 is not supported for qwen3 \(only phi3's attention applies it\)/,
     );
   });
 

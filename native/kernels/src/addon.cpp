@@ -238,14 +238,18 @@ class Kernels : public Napi::Addon<Kernels> {
     parallelRange(n, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->rmsnorm(out, x, w, dim, eps, a, b); });
   }
 
-  // rope(x, positions, nTokens, nHeads, headDim, cos, sin)
+  // rope(x, positions, nTokens, nHeads, headDim, cos, sin, rotaryDim = headDim)
   void Rope(const Napi::CallbackInfo& info) {
     const char* m = "rope";
     const int64_t n = integer(info, 2, m, "nTokens");
     const int64_t nHeads = integer(info, 3, m, "nHeads", 1);
     const int64_t headDim = integer(info, 4, m, "headDim", 2);
     if (headDim % 2) typeError(info.Env(), "rope: headDim must be even");
-    const int64_t half = headDim / 2;
+    const int64_t rotaryDim = info.Length() > 7 && !info[7].IsUndefined() ? integer(info, 7, m, "rotaryDim", 2) : headDim;
+    if (rotaryDim % 2 || rotaryDim > headDim)
+      rangeError(info.Env(), "rope: rotaryDim must be even and at most headDim (" + std::to_string(headDim) +
+                                 "), got " + std::to_string(rotaryDim));
+    const int64_t half = rotaryDim / 2;
     float* x = static_cast<float*>(array(info, 0, m, "x", napi_float32_array, n * nHeads * headDim).data);
     const int32_t* pos = static_cast<const int32_t*>(array(info, 1, m, "positions", napi_int32_array, n).data);
     const Span c = array(info, 5, m, "cos", napi_float32_array, half);
@@ -259,7 +263,7 @@ class Kernels : public Napi::Addon<Kernels> {
     const float* cp = static_cast<const float*>(c.data);
     const float* sp = static_cast<const float*>(s.data);
     parallelRange(n, std::max<int64_t>(1, 32768 / (nHeads * headDim)),
-                  [&](int64_t a, int64_t b) { k->rope(x, pos, nHeads, headDim, cp, sp, a, b); });
+                  [&](int64_t a, int64_t b) { k->rope(x, pos, nHeads, headDim, rotaryDim, cp, sp, a, b); });
   }
 
   void SiluMul(const Napi::CallbackInfo& info) {

@@ -75,8 +75,9 @@ struct KernelTable {
   void (*embedding)(float* out, const void* table, int dtype, int64_t dim, const int32_t* tokens, int64_t t0,
                     int64_t t1);
   void (*rmsnorm)(float* out, const float* x, const float* w, int64_t dim, float eps, int64_t t0, int64_t t1);
-  void (*rope)(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, const float* cos, const float* sin,
-               int64_t t0, int64_t t1);
+  // Rotates the first `rotaryDim` dims of each head (pairs i, i + rotaryDim / 2), the rest as they are.
+  void (*rope)(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, int64_t rotaryDim, const float* cos,
+               const float* sin, int64_t t0, int64_t t1);
   void (*siluMul)(float* out, const float* g, const float* u, int64_t i0, int64_t i1);
   void (*add)(float* out, const float* a, const float* b, int64_t i0, int64_t i1);
   // Softmax (or log-softmax) of rows [r0, r1); out may alias x.

@@ -342,9 +342,11 @@ void rmsnorm(float* out, const float* x, const float* w, int64_t dim, float eps,
   }
 }
 
-void rope(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, const float* cosT, const float* sinT,
-          int64_t t0, int64_t t1) {
-  const int64_t half = headDim / 2;
+// Partial rotary embeddings (Phi-4-mini's): only the first rotaryDim dims of a head rotate, paired
+// within them; the head's other dims pass through.
+void rope(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, int64_t rotaryDim, const float* cosT,
+          const float* sinT, int64_t t0, int64_t t1) {
+  const int64_t half = rotaryDim / 2;
   const int64_t hv = half / W * W;
   for (int64_t t = t0; t < t1; t++) {
     const float* c = cosT + int64_t(pos[t]) * half;
