@@ -43,11 +43,11 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...architectureMetadata(arch, c),
     ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
     ...(arch === "phi3" ? phi3Metadata(c) : []),
-    ...(arch === "granite" ? graniteMetadata(c) : []),
+    ...(arch === "granite" || arch === "granitemoe" ? graniteMetadata(arch, c) : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
-    interleaveQk: arch === "llama" || arch === "granite" || arch === "smollm3",
+    interleaveQk: arch === "llama" || arch === "granite" || arch === "granitemoe" || arch === "smollm3",
     normPlusOne: c.normPlusOne === true,
     ...(opts.quantize ? { quantize: opts.quantize } : {}),
   });
@@ -65,6 +65,7 @@ type GgufArch =
   | "qwen3moe"
   | "phi3"
   | "granite"
+  | "granitemoe"
   | "smollm3"
   | "olmo2"
   | GemmaGgufArch;
@@ -136,9 +137,15 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     return "smollm3";
   }
   if (c.architecture === "granite") {
-    if (c.attentionBias || c.moe)
-      throw new Error(`GGUF export of ${label}: llama.cpp's granite wants no q/k/v biases or experts`);
-    return "granite";
+    if (c.attentionBias)
+      throw new Error(`GGUF export of ${label}: llama.cpp's granite wants no q/k/v biases`);
+    if (!c.moe) return "granite";
+    // llama.cpp's granitemoe: every layer a mixture, the top-k softmax renormalised.
+    if (c.moe.sparseLayers.some((s) => !s) || !c.moe.normalizeTopK)
+      throw new Error(
+        `GGUF export of ${label}: llama.cpp's granitemoe makes every layer a mixture with renormalised top-k weights; this model does not`,
+      );
+    return "granitemoe";
   }
   if (c.architecture === "qwen2") return "qwen2";
   if (c.architecture === "qwen3_moe") {
@@ -204,14 +211,14 @@ function describeNoRope(c: ModelConfig): string {
  * the attention scale where the model has one (else llama.cpp uses 1/√head_dim, as the engine does),
  * the embedding and residual scales where they are not 1.
  */
-function graniteMetadata(c: ModelConfig): GgufKv[] {
-  const kv: GgufKv[] = [{ key: "granite.logit_scale", value: gguf.f32(c.logitsDivisor ?? 1) }];
+function graniteMetadata(arch: "granite" | "granitemoe", c: ModelConfig): GgufKv[] {
+  const kv: GgufKv[] = [{ key: `${arch}.logit_scale`, value: gguf.f32(c.logitsDivisor ?? 1) }];
   if (c.attentionScale !== undefined)
-    kv.push({ key: "granite.attention.scale", value: gguf.f32(c.attentionScale) });
+    kv.push({ key: `${arch}.attention.scale`, value: gguf.f32(c.attentionScale) });
   if (c.embedMultiplier !== undefined)
-    kv.push({ key: "granite.embedding_scale", value: gguf.f32(c.embedMultiplier) });
+    kv.push({ key: `${arch}.embedding_scale`, value: gguf.f32(c.embedMultiplier) });
   if (c.residualMultiplier !== undefined)
-    kv.push({ key: "granite.residual_scale", value: gguf.f32(c.residualMultiplier) });
+    kv.push({ key: `${arch}.residual_scale`, value: gguf.f32(c.residualMultiplier) });
   return kv;
 }
 

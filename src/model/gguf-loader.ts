@@ -28,7 +28,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "smollm3" and "olmo2".
+ * "gemma3", "granite", "granitemoe", "smollm3" and "olmo2".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
@@ -45,6 +45,7 @@ const SUPPORTED_ARCHS = [
   "gemma2",
   "gemma3",
   "granite",
+  "granitemoe",
   "smollm3",
   "olmo2",
 ] as const;
@@ -168,19 +169,19 @@ function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): 
 }
 
 /**
- * The mixture of llama.cpp's llama architecture with experts (Mixtral) and of qwen3moe: every
+ * The mixture of llama.cpp's llama architecture with experts (Mixtral), of granitemoe and of qwen3moe: every
  * layer a mixture, softmax over the experts, top-k, renormalised (as llama.cpp runs both).
  * Qwen3-MoE states each expert's width apart from the dense feed_forward_length.
  */
 function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeConfig | undefined {
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
-  if (arch === "qwen3moe" && numExperts === 0)
-    throw new GgufError(meta.file, "a qwen3moe file needs qwen3moe.expert_count");
+  if ((arch === "qwen3moe" || arch === "granitemoe") && numExperts === 0)
+    throw new GgufError(meta.file, `a ${arch} file needs ${arch}.expert_count`);
   if (numExperts === 0) return undefined;
-  if (arch !== "llama" && arch !== "qwen3moe")
+  if (arch !== "llama" && arch !== "qwen3moe" && arch !== "granitemoe")
     throw new GgufError(
       meta.file,
-      `experts in the ${arch} architecture are not supported (llama's and qwen3moe's are)`,
+      `experts in the ${arch} architecture are not supported (llama's, granitemoe's and qwen3moe's are)`,
     );
   const topK = meta.need(`${arch}.expert_used_count`);
   if (topK < 1 || topK > numExperts)
@@ -238,9 +239,11 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ? GEMMA_FAMILY[arch]
     : arch === "qwen3moe"
       ? "qwen3_moe"
-      : moe
-        ? "mixtral"
-        : arch;
+      : arch === "granitemoe"
+        ? "granite"
+        : moe
+          ? "mixtral"
+          : arch;
   return {
     architecture: family,
     vocabSize,
@@ -262,7 +265,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...(arch === "phi3" ? { fusedProjections: true } : {}),
     slidingWindow: window > 0 ? window : null,
     ...gemma,
-    ...(arch === "granite" ? graniteGgufFeatures(meta) : {}),
+    ...(arch === "granite" || arch === "granitemoe" ? graniteGgufFeatures(meta, arch) : {}),
     ...(arch === "smollm3" ? smollm3RopeLayers(numLayers) : {}),
     ...(arch === "olmo2" ? olmo2GgufFeatures(meta) : {}),
     bosTokenId: bos ?? null,
@@ -302,27 +305,30 @@ export function smollm3RopeLayers(numLayers: number): Pick<ModelConfig, "ropeLay
  */
 function graniteGgufFeatures(
   meta: Meta,
+  arch: "granite" | "granitemoe",
 ): Pick<ModelConfig, "embedMultiplier" | "residualMultiplier" | "logitsDivisor" | "attentionScale"> {
   const scale = (key: string): number | undefined => {
-    const v = meta.num(`granite.${key}`);
+    const v = meta.num(`${arch}.${key}`);
     if (v !== undefined && v < 0)
-      throw new GgufError(meta.file, `metadata "granite.${key}" = ${v} is negative`);
+      throw new GgufError(meta.file, `metadata "${arch}.${key}" = ${v} is negative`);
     return v === 0 || v === 1 ? undefined : v;
   };
-  const logit = meta.num("granite.logit_scale");
-  if (logit === undefined) throw new GgufError(meta.file, 'missing metadata "granite.logit_scale"');
+  const logit = meta.num(`${arch}.logit_scale`);
+  if (logit === undefined) throw new GgufError(meta.file, `missing metadata "${arch}.logit_scale"`);
   if (!(logit > 0))
-    throw new GgufError(meta.file, `metadata "granite.logit_scale" = ${logit} is not positive`);
-  if (meta.get("granite.rope.scaling.finetuned") === false)
+    throw new GgufError(meta.file, `metadata "${arch}.logit_scale" = ${logit} is not positive`);
+  if (meta.get(`${arch}.rope.scaling.finetuned`) === false)
     throw new GgufError(
       meta.file,
-      "granite without RoPE (granite.rope.scaling.finetuned false) is not supported",
+      `${arch} without RoPE (${arch}.rope.scaling.finetuned false) is not supported`,
     );
+  if ((meta.num(`${arch}.expert_shared_feed_forward_length`) ?? 0) > 0)
+    throw new GgufError(meta.file, `${arch} with a shared expert is not supported`);
   const embed = scale("embedding_scale");
   const residual = scale("residual_scale");
-  const attention = meta.num("granite.attention.scale");
+  const attention = meta.num(`${arch}.attention.scale`);
   if (attention !== undefined && attention < 0)
-    throw new GgufError(meta.file, `metadata "granite.attention.scale" = ${attention} is negative`);
+    throw new GgufError(meta.file, `metadata "${arch}.attention.scale" = ${attention} is negative`);
   return {
     ...(embed !== undefined ? { embedMultiplier: embed } : {}),
     ...(residual !== undefined ? { residualMultiplier: residual } : {}),
@@ -522,7 +528,7 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
     const tokenizer = ggufTokenizer(file, meta.get);
     const types = new Set<string>();
     // llama.cpp's llama, granite and smollm3 store q/k rows in interleaved pairs (its "normal" RoPE).
-    const interleaved = arch === "llama" || arch === "granite" || arch === "smollm3";
+    const interleaved = arch === "llama" || arch === "granite" || arch === "granitemoe" || arch === "smollm3";
     const weights = loadWeights(g, config, types, opts.weights !== false, interleaved, opts.onProgress);
     const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
     return {

@@ -126,6 +126,10 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
   }
   const modelType = (json as { model_type?: unknown }).model_type;
   if (modelType === undefined) throw new Error(`${file}: missing "model_type"`);
+  if (modelType === "granitemoe")
+    throw new Error(
+      `${file}: model_type "granitemoe" from a Hugging Face directory is not supported (its experts are stacked per projection); a GGUF file of it (llama.cpp's granitemoe) is`,
+    );
   if (typeof modelType !== "string" || !SUPPORTED.includes(modelType as Architecture)) {
     throw new Error(
       `${file}: unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED.join(", ")})`,

@@ -65,7 +65,9 @@ export interface ExpertNames {
 export function expertNames(c: ModelConfig, l: number): ExpertNames {
   if (!c.moe) throw new Error(`${c.architecture}: layer ${l} has no mixture of experts`);
   const ids = Array.from({ length: c.moe.numExperts }, (_, e) => e);
-  if (c.architecture === "mixtral") {
+  // Granite's experts (GGUF's granitemoe) take Mixtral's names: the engine never reads them from a
+  // Hugging Face directory, whose GraniteMoE stacks them per projection.
+  if (c.architecture === "mixtral" || c.architecture === "granite") {
     const p = `${layerPrefix(l)}.block_sparse_moe`;
     return {
       router: `${p}.gate.weight`,

@@ -1,21 +1,26 @@
 // Granite through GGUF: the multipliers under llama.cpp's granite keys, read back as written, and
-// the files llama.cpp's granite would run differently refused by name. (That llama.cpp computes the
-// same tokens from the exported file is in gguf-llamacpp.test.ts, with the other tiny variants.)
+// the files llama.cpp's granite would run differently refused by name (that llama.cpp computes the
+// same tokens from the exported file is in gguf-llamacpp.test.ts, with the other tiny variants); and
+// GraniteMoE as llama.cpp's granitemoe, against llama.cpp here.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
+import type { ModelConfig } from "../../src/model/config.js";
 import { loadModel } from "../../src/model/load.js";
+import { randomWeights } from "../../src/model/random-weights.js";
+import type { LoadedModel } from "../../src/model/types.js";
+import { buildColocatedEngine } from "../../src/placement/build.js";
 import { engineBackends } from "../helpers/backends.js";
-import { generateAlone } from "../helpers/engine-driver.js";
+import { generateAlone, greedy, runToCompletion } from "../helpers/engine-driver.js";
+import { TIED_EMBED_STD } from "../helpers/tiny-base.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { readGguf } from "./gguf-reader.js";
+import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 
-const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-granite-"));
-after(() => rmSync(tmp, { recursive: true, force: true }));
+const llamaCpp = llamaCppFixture("lamina-gguf-granite-");
+const tmp = llamaCpp.tmp;
 
 describe("Granite through GGUF", () => {
   it("writes llama.cpp's granite keys and loads back with the same config and the same tokens", async () => {
@@ -83,5 +88,58 @@ describe("Granite through GGUF", () => {
       writeGguf(file, kv, [embd]);
       await assert.rejects(loadModel(file), why);
     }
+  });
+
+  it("GraniteMoE (a granite with experts) as llama.cpp's granitemoe: the same 30 greedy tokens, and back", async () => {
+    // No Hugging Face GraniteMoE directory is read (it stacks each projection's experts): the tiny
+    // Granite's config with every layer a mixture of 4 experts, top-2 renormalised, as llama.cpp's
+    // granitemoe runs them, and random weights for it.
+    const d = path.join(tmp, "tiny-granite-moe");
+    writeTinyModel(d, "granite");
+    const dense = await loadModel(d);
+    const config: ModelConfig = {
+      ...dense.config,
+      moe: {
+        numExperts: 4,
+        topK: 2,
+        expertIntermediateSize: dense.config.intermediateSize,
+        normalizeTopK: true,
+        sparseLayers: Array.from({ length: dense.config.numLayers }, () => true),
+      },
+    };
+    const model: LoadedModel = {
+      ...dense,
+      config,
+      weights: randomWeights(config, { dtype: "bf16", seed: 31, embedStd: TIED_EMBED_STD }),
+    };
+    const file = `${d}-moe.gguf`;
+    assert.equal(modelToGguf(model, file).architecture, "granitemoe");
+    const meta = readGguf(file).metadata;
+    assert.equal(meta.get("granitemoe.expert_count"), 4);
+    assert.equal(meta.get("granitemoe.logit_scale"), 8);
+    const back = await loadModel(file);
+    assert.deepEqual(back.config, config);
+    const ids = model.tokenizer.encode("Hello, world");
+    const backend = engineBackends()[0]!.backend;
+    const run = async (m: LoadedModel) => {
+      const core = buildColocatedEngine(m, backend, { maxRunning: 1, kvBlocks: 64 });
+      const params = greedy(30, { ignoreEos: true });
+      return (await runToCompletion(core, [{ id: "p", promptTokenIds: ids, params }])).get("p")!.tokens;
+    };
+    const gguf = await llamaCpp.loadModel(file);
+    try {
+      const theirs = await llamaCppGreedy(gguf, ids, 30, -1, 1);
+      assert.equal(theirs.length, 30);
+      assert.ok(new Set(theirs).size >= 5, `a degenerate continuation: ${theirs.join(" ")}`);
+      assert.deepEqual(await run(model), theirs);
+      assert.deepEqual(await run(back), theirs);
+    } finally {
+      await gguf.dispose();
+    }
+    const notAll = { ...model, config: { ...config, moe: { ...config.moe!, normalizeTopK: false } } };
+    assert.throws(
+      () => modelToGguf(notAll, `${d}-x.gguf`),
+      /llama\.cpp's granitemoe makes every layer a mixture/,
+    );
   });
 });

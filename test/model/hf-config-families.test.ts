@@ -199,6 +199,10 @@ describe("config.json of the newer families", () => {
     assert.throws(() => parseHfConfig({ ...granite, logits_scaling: 0 }, F), /logits_scaling/);
     assert.throws(() => parseHfConfig({ ...granite, attention_bias: true }, F), /attention_bias=true/);
     assert.throws(() => parseHfConfig({ ...granite, mlp_bias: true }, F), /mlp_bias=true/);
+    assert.throws(
+      () => parseHfConfig({ ...granite, model_type: "granitemoe" }, F),
+      /"granitemoe" from a Hugging Face directory is not supported .* a GGUF file of it \(llama\.cpp's granitemoe\) is/,
+    );
   });
 
   test("smollm3: no_rope_layers, or every no_rope_layer_interval-th layer without RoPE; tied by default", () => {
