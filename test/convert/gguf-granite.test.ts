@@ -13,9 +13,10 @@ import { randomWeights } from "../../src/model/random-weights.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { engineBackends } from "../helpers/backends.js";
-import { generateAlone, greedy, runToCompletion } from "../helpers/engine-driver.js";
+import { greedy, runToCompletion } from "../helpers/engine-driver.js";
 import { TIED_EMBED_STD } from "../helpers/tiny-base.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
+import { ggufRoundTrip, minimalMeta, onesF32 } from "./gguf-fixtures.js";
 import { readGguf } from "./gguf-reader.js";
 import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 
@@ -24,46 +25,18 @@ const tmp = llamaCpp.tmp;
 
 describe("Granite through GGUF", () => {
   it("writes llama.cpp's granite keys and loads back with the same config and the same tokens", async () => {
-    const d = path.join(tmp, "tiny-granite");
-    writeTinyModel(d, "granite");
-    const model = await loadModel(d);
-    const file = `${d}.gguf`;
-    assert.equal(modelToGguf(model, file).architecture, "granite");
+    const { file } = await ggufRoundTrip(path.join(tmp, "tiny-granite"), "granite", "granite");
     const meta = readGguf(file).metadata;
     assert.equal(meta.get("granite.logit_scale"), 8);
     assert.equal(meta.get("granite.attention.scale"), 0.0625);
     assert.equal(meta.get("granite.embedding_scale"), 2);
     assert.equal(meta.get("granite.residual_scale"), 2.5);
-    const back = await loadModel(file);
-    assert.deepEqual(back.config, model.config);
-    const backend = engineBackends()[0]!.backend;
-    const ids = model.tokenizer.encode("Hello, world");
-    assert.deepEqual(
-      await generateAlone(back, backend, ids, 20),
-      await generateAlone(model, backend, ids, 20),
-    );
   });
 
   it("a file without the logit scale, with RoPE off, or with negative scales is refused on import", async () => {
     const file = path.join(tmp, "bad-granite.gguf");
-    const data = new Float32Array(32).fill(1);
-    const embd = {
-      name: "token_embd.weight",
-      type: "f32" as const,
-      shape: [4, 8],
-      byteLength: data.byteLength,
-      *chunks() {
-        yield new Uint8Array(data.buffer);
-      },
-    };
-    const base = [
-      { key: "general.architecture", value: gguf.str("granite") },
-      { key: "granite.block_count", value: gguf.u32(1) },
-      { key: "granite.context_length", value: gguf.u32(16) },
-      { key: "granite.embedding_length", value: gguf.u32(8) },
-      { key: "granite.feed_forward_length", value: gguf.u32(16) },
-      { key: "granite.attention.head_count", value: gguf.u32(2) },
-    ];
+    const embd = onesF32("token_embd.weight", [4, 8]);
+    const base = minimalMeta("granite");
     const logit = { key: "granite.logit_scale", value: gguf.f32(8) };
     const cases = [
       [base, /missing metadata "granite\.logit_scale"/],

@@ -18,6 +18,7 @@ import { engineBackends } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
 import { tensorBytes } from "../helpers/same-weights.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
+import { ggufRoundTrip, minimalMeta, onesF32 } from "./gguf-fixtures.js";
 import { readGguf } from "./gguf-reader.js";
 import { llamaCppFixture, llamaCppGreedy } from "./llama-cpp.js";
 import { agreeOrFloatTie } from "./near-tie.js";
@@ -181,20 +182,9 @@ describe("Phi-3 with LongRoPE as GGUF", () => {
 
 describe("Phi-4-mini's partial rotary embeddings as GGUF", () => {
   it("travel as rope.dimension_count and load back with the same config and the same tokens", async () => {
-    const dir = path.join(tmp, "phi4-mini");
-    writeTinyModel(dir, "phi4-mini");
-    const model = await loadModel(dir);
+    const { model, file } = await ggufRoundTrip(path.join(tmp, "phi4-mini"), "phi4-mini", "phi3");
     assert.equal(model.config.rotaryDim, 12);
-    modelToGguf(model, `${dir}.gguf`);
-    assert.equal(readGguf(`${dir}.gguf`).metadata.get("phi3.rope.dimension_count"), 12);
-    const back = await loadModel(`${dir}.gguf`);
-    assert.deepEqual(back.config, model.config);
-    const backend = engineBackends()[0]!.backend;
-    const ids = model.tokenizer.encode("Hello, world");
-    assert.deepEqual(
-      await generateAlone(back, backend, ids, 20),
-      await generateAlone(model, backend, ids, 20),
-    );
+    assert.equal(readGguf(file).metadata.get("phi3.rope.dimension_count"), 12);
   });
 });
 
@@ -211,26 +201,8 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
 
   it("LongRoPE tables outside phi3, of the wrong size or without their original length, and partial rotary embeddings outside phi3 are refused on import", async () => {
     const file = path.join(tmp, "longrope.gguf");
-    const f32 = (name: string, shape: number[]) => {
-      const data = new Float32Array(shape.reduce((x, y) => x * y, 1)).fill(1);
-      return {
-        name,
-        type: "f32" as const,
-        shape,
-        byteLength: data.byteLength,
-        *chunks() {
-          yield new Uint8Array(data.buffer);
-        },
-      };
-    };
-    const metaOf = (arch: string) => [
-      { key: "general.architecture", value: gguf.str(arch) },
-      { key: `${arch}.block_count`, value: gguf.u32(1) },
-      { key: `${arch}.context_length`, value: gguf.u32(16) },
-      { key: `${arch}.embedding_length`, value: gguf.u32(8) },
-      { key: `${arch}.feed_forward_length`, value: gguf.u32(16) },
-      { key: `${arch}.attention.head_count`, value: gguf.u32(2) },
-    ];
+    const f32 = onesF32;
+    const metaOf = minimalMeta;
     const meta = metaOf("phi3");
     // Head dimension 8 / 2 = 4: two factors a table.
     const tables = (n: number) => [

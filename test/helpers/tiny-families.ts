@@ -7,6 +7,18 @@ import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
  */
 const half = 8; // head_dim 16 → 8 RoPE frequencies
 
+/** Phi-3's config.json fields every Phi-3 variant below shares (dropouts it ignores included). */
+const phi3Base = {
+  ...base,
+  architectures: ["Phi3ForCausalLM"],
+  model_type: "phi3",
+  attention_bias: undefined,
+  mlp_bias: undefined,
+  resid_pdrop: 0.0,
+  embd_pdrop: 0.0,
+  attention_dropout: 0.0,
+};
+
 export const FAMILY_SPECS = {
   qwen3: {
     config: {
@@ -30,29 +42,13 @@ export const FAMILY_SPECS = {
     embedStd: TIED_EMBED_STD,
   },
   phi3: {
-    config: {
-      ...base,
-      architectures: ["Phi3ForCausalLM"],
-      model_type: "phi3",
-      attention_bias: undefined,
-      mlp_bias: undefined,
-      sliding_window: 10,
-      original_max_position_embeddings: 256,
-      resid_pdrop: 0.0,
-      embd_pdrop: 0.0,
-      attention_dropout: 0.0,
-      pad_token_id: 0,
-    },
+    config: { ...phi3Base, sliding_window: 10, original_max_position_embeddings: 256, pad_token_id: 0 },
     dtype: "f32",
     seed: 22,
   },
   "phi3-longrope": {
     config: {
-      ...base,
-      architectures: ["Phi3ForCausalLM"],
-      model_type: "phi3",
-      attention_bias: undefined,
-      mlp_bias: undefined,
+      ...phi3Base,
       hidden_size: 64,
       num_key_value_heads: 2,
       max_position_embeddings: 256,
@@ -64,9 +60,6 @@ export const FAMILY_SPECS = {
         long_factor: Array.from({ length: half }, (_, i) => 1 + 2.5 * i),
       },
       sliding_window: 262144,
-      resid_pdrop: 0.0,
-      embd_pdrop: 0.0,
-      attention_dropout: 0.0,
     },
     dtype: "f32",
     seed: 23,
@@ -77,19 +70,12 @@ export const FAMILY_SPECS = {
    */
   "phi4-mini": {
     config: {
-      ...base,
-      architectures: ["Phi3ForCausalLM"],
-      model_type: "phi3",
-      attention_bias: undefined,
-      mlp_bias: undefined,
+      ...phi3Base,
       num_key_value_heads: 2,
       partial_rotary_factor: 0.75,
       tie_word_embeddings: true,
       sliding_window: 262144,
       original_max_position_embeddings: 256,
-      resid_pdrop: 0.0,
-      embd_pdrop: 0.0,
-      attention_dropout: 0.0,
     },
     dtype: "f32",
     seed: 31,
