@@ -1,6 +1,6 @@
-import type { ModelConfig } from "../model/config.js";
+import { type ModelConfig, noRopeLayers, ropeLayersEvery } from "../model/config.js";
 import type { GemmaGgufArch } from "../model/gguf-gemma.js";
-import { smollm3RopeLayers } from "../model/gguf-loader.js";
+import { interleavesQk, SMOLLM3_NO_ROPE_STEP } from "../model/gguf-names.js";
 import type { LoadedModel } from "../model/types.js";
 import { type GgufQuantize, LlamaFileType } from "./gguf-format.js";
 import { gemmaGgufArchitecture, gemmaMetadata } from "./gguf-gemma.js";
@@ -47,7 +47,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
-    interleaveQk: arch === "llama" || arch === "granite" || arch === "granitemoe" || arch === "smollm3",
+    interleaveQk: interleavesQk(arch),
     normPlusOne: c.normPlusOne === true,
     ...(opts.quantize ? { quantize: opts.quantize } : {}),
   });
@@ -129,10 +129,10 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   }
   if (c.architecture === "smollm3") {
     // llama.cpp's smollm3 fixes its no-RoPE layers at every fourth; no key states others.
-    const fixed = smollm3RopeLayers(c.numLayers).ropeLayers;
+    const fixed = ropeLayersEvery(c.numLayers, SMOLLM3_NO_ROPE_STEP).ropeLayers;
     if (JSON.stringify(c.ropeLayers) !== JSON.stringify(fixed) || c.attentionBias || c.moe)
       throw new Error(
-        `GGUF export of ${label}: llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...) and has no biases or experts; this model's no-RoPE layers are ${describeNoRope(c)}`,
+        `GGUF export of ${label}: llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...) and has no biases or experts; this model's no-RoPE layers are ${noRopeLayers(c).join(", ") || "none"}`,
       );
     return "smollm3";
   }
@@ -199,11 +199,6 @@ function phi3Metadata(c: ModelConfig): GgufKv[] {
     kv.push({ key: "phi3.rope.scaling.attn_factor", value: gguf.f32(s.attentionFactor) });
   }
   return kv;
-}
-
-function describeNoRope(c: ModelConfig): string {
-  const nope = (c.ropeLayers ?? []).flatMap((r, l) => (r ? [] : [l]));
-  return nope.length > 0 ? nope.join(", ") : "none";
 }
 
 /**

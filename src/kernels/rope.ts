@@ -48,7 +48,8 @@ export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
 }
 
 /**
- * cos/sin tables [maxPos, rotaryDim / 2] (rotaryDim: headDim but with partial rotary embeddings) for positions 0..maxPos-1 (angle = pos * invFreq[i]).
+ * cos/sin tables [maxPos, rotaryDim / 2] (rotaryDim: headDim but with partial rotary embeddings)
+ * for positions 0..maxPos-1 (angle = pos * invFreq[i]).
  * LongRoPE picks its frequencies per position: short factors below the original context, long
  * ones from there on, with cos and sin scaled by the attention factor everywhere. transformers
  * picks them per forward pass instead (long for every token once any position in the batch

@@ -140,6 +140,27 @@ export function hasPostNorms(c: Pick<ModelConfig, "postNorms" | "postNormsOnly">
   return c.postNorms === true || c.postNormsOnly === true;
 }
 
+/**
+ * `ropeLayers` from a rotate-or-not flag per layer: absent where every layer rotates, so a model
+ * without no-RoPE layers compares equal however it was read.
+ */
+export function ropeLayersOf(rope: readonly boolean[]): Pick<ModelConfig, "ropeLayers"> {
+  return rope.every(Boolean) ? {} : { ropeLayers: rope };
+}
+
+/** SmolLM3's placement: layers l with (l + 1) a multiple of `interval` attend without RoPE. */
+export function ropeLayersEvery(numLayers: number, interval: number): Pick<ModelConfig, "ropeLayers"> {
+  return ropeLayersOf(Array.from({ length: numLayers }, (_, l) => (l + 1) % interval !== 0));
+}
+
+/** The layers that attend without RoPE, in order. */
+export function noRopeLayers(c: Pick<ModelConfig, "ropeLayers">): number[] {
+  return (c.ropeLayers ?? []).flatMap((r, l) => (r ? [] : [l]));
+}
+
+/** OLMo 2's norms: after each block only, q and k normed over their whole projections. */
+export const OLMO2_NORMS = { qkNorm: true, qkNormFull: true, postNormsOnly: true } as const;
+
 /** Whether layer `l` rotates its q and k (all but SmolLM3's no-RoPE layers). */
 export function ropeOnLayer(c: Pick<ModelConfig, "ropeLayers">, l: number): boolean {
   return c.ropeLayers === undefined || c.ropeLayers[l] === true;
@@ -182,7 +203,7 @@ export function describeFamily(c: ModelConfig): string {
   }
   if (c.localRopeTheta !== undefined) parts.push(`window layers' RoPE base ${c.localRopeTheta}`);
   if (c.ropeLayers) {
-    const nope = c.ropeLayers.flatMap((r, l) => (r ? [] : [l]));
+    const nope = noRopeLayers(c);
     parts.push(`no RoPE on layer${nope.length === 1 ? "" : "s"} ${nope.join(", ")} of ${c.numLayers}`);
   }
   if (c.embedMultiplier !== undefined) parts.push(`embeddings × ${c.embedMultiplier}`);

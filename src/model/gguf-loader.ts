@@ -5,12 +5,20 @@ import {
   hasPostNorms,
   type ModelConfig,
   type MoeConfig,
+  OLMO2_NORMS,
   type RopeScaling,
+  ropeLayersEvery,
 } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { dequantize, isQuantName, quantTypeOf } from "./gguf-dequant.js";
 import { GEMMA_FAMILY, type GemmaGgufArch, gemmaGgufFeatures } from "./gguf-gemma.js";
-import { ggufExpertSlice, ggufTensorName, isNormWeight } from "./gguf-names.js";
+import {
+  ggufExpertSlice,
+  ggufTensorName,
+  interleavesQk,
+  isNormWeight,
+  SMOLLM3_NO_ROPE_STEP,
+} from "./gguf-names.js";
 import {
   GgufError,
   GgufFile,
@@ -266,7 +274,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     slidingWindow: window > 0 ? window : null,
     ...gemma,
     ...(arch === "granite" || arch === "granitemoe" ? graniteGgufFeatures(meta, arch) : {}),
-    ...(arch === "smollm3" ? smollm3RopeLayers(numLayers) : {}),
+    ...(arch === "smollm3" ? ropeLayersEvery(numLayers, SMOLLM3_NO_ROPE_STEP) : {}),
     ...(arch === "olmo2" ? olmo2GgufFeatures(meta) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
@@ -285,16 +293,7 @@ function olmo2GgufFeatures(meta: Meta): Pick<ModelConfig, "qkNorm" | "qkNormFull
       meta.file,
       `olmo2 with a sliding window (${window}; OLMo 3's window layers) is not supported`,
     );
-  return { qkNorm: true, qkNormFull: true, postNormsOnly: true };
-}
-
-/**
- * SmolLM3's no-RoPE layers as llama.cpp's smollm3 fixes them (no key says it): every fourth, layers
- * 3, 7, 11 and so on, attend without rotating q and k.
- */
-export function smollm3RopeLayers(numLayers: number): Pick<ModelConfig, "ropeLayers"> {
-  const rope = Array.from({ length: numLayers }, (_, l) => (l + 1) % 4 !== 0);
-  return rope.every(Boolean) ? {} : { ropeLayers: rope };
+  return OLMO2_NORMS;
 }
 
 /**
@@ -527,9 +526,14 @@ export function loadGgufModel(file: string, opts: GgufLoadOptions = {}): LoadedM
     const config = ggufConfig(meta, arch, g);
     const tokenizer = ggufTokenizer(file, meta.get);
     const types = new Set<string>();
-    // llama.cpp's llama, granite and smollm3 store q/k rows in interleaved pairs (its "normal" RoPE).
-    const interleaved = arch === "llama" || arch === "granite" || arch === "granitemoe" || arch === "smollm3";
-    const weights = loadWeights(g, config, types, opts.weights !== false, interleaved, opts.onProgress);
+    const weights = loadWeights(
+      g,
+      config,
+      types,
+      opts.weights !== false,
+      interleavesQk(arch),
+      opts.onProgress,
+    );
     const label = `${path.basename(file)} (GGUF ${arch}, ${[...types].sort().join(" + ")})`;
     return {
       config,

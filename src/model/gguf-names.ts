@@ -79,3 +79,14 @@ const EXPERT_STACKS = {
 export function isNormWeight(hfName: string): boolean {
   return hfName.endsWith("norm.weight");
 }
+
+/**
+ * llama.cpp's architectures that store q/k rows in interleaved pairs (its "normal" RoPE): the GGUF
+ * writer interleaves them, the loader puts them back in Hugging Face's rotate-half order.
+ */
+export function interleavesQk(arch: string): boolean {
+  return arch === "llama" || arch === "granite" || arch === "granitemoe" || arch === "smollm3";
+}
+
+/** llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...), with no key to say so. */
+export const SMOLLM3_NO_ROPE_STEP = 4;

@@ -1,4 +1,11 @@
-import type { Architecture, ModelConfig, MoeConfig } from "./config.js";
+import {
+  type Architecture,
+  type ModelConfig,
+  type MoeConfig,
+  OLMO2_NORMS,
+  ropeLayersEvery,
+  ropeLayersOf,
+} from "./config.js";
 import type { RawConfig } from "./hf-config.js";
 import { type GemmaFeatures, gemmaFeatures } from "./hf-gemma.js";
 
@@ -65,13 +72,10 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         ...smollm3RopeLayers(raw, file),
       };
     case "olmo2":
-      // Norms after each block only, and q/k normed over their whole projections.
       return {
         attentionBias: noAttentionBias(raw, arch, file),
         slidingWindow: qwenSlidingWindow(raw, arch, file),
-        qkNorm: true,
-        qkNormFull: true,
-        postNormsOnly: true,
+        ...OLMO2_NORMS,
       };
     case "granite":
       return {
@@ -92,11 +96,9 @@ function smollm3RopeLayers(raw: RawConfig, file: string): Pick<ModelConfig, "rop
   const given = raw.no_rope_layers;
   if (given != null && given.length !== n)
     throw new Error(`${file}: no_rope_layers has ${given.length} entries for ${n} layers`);
-  const interval = raw.no_rope_layer_interval ?? 4;
-  const rope = given
-    ? given.map((v) => v === 1)
-    : Array.from({ length: n }, (_, l) => (l + 1) % interval !== 0);
-  return rope.every(Boolean) ? {} : { ropeLayers: rope };
+  return given
+    ? ropeLayersOf(given.map((v) => v === 1))
+    : ropeLayersEvery(n, raw.no_rope_layer_interval ?? 4);
 }
 
 /**
