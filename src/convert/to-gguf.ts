@@ -1,4 +1,10 @@
-import { type ModelConfig, noRopeLayers, ropeLayersEvery } from "../model/config.js";
+import {
+  type ModelConfig,
+  noRopeLayers,
+  type RopeScaling,
+  ropeLayersEvery,
+  yarnMscale,
+} from "../model/config.js";
 import type { GemmaGgufArch } from "../model/gguf-gemma.js";
 import { interleavesQk, SMOLLM3_NO_ROPE_STEP } from "../model/gguf-names.js";
 import type { LoadedModel } from "../model/types.js";
@@ -98,6 +104,17 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
       `GGUF export of ${label}: the ${c.architecture} family is not supported (${families.join(", ")})`,
     );
   }
+  const yarn = c.ropeScaling?.type === "yarn" ? c.ropeScaling : null;
+  if (yarn && !yarn.truncate)
+    throw new Error(
+      `GGUF export of ${label}: YaRN with truncate = false has no equivalent in llama.cpp (it always floors and ceils the ramp's ends)`,
+    );
+  // Measured against the llama.cpp the tests run: files with yarn_beta_fast 16 and yarn_beta_slow
+  // 2 gave the tokens of 32 and 1, its context's defaults, which win over the file's keys.
+  if (yarn && (yarn.betaFast !== 32 || yarn.betaSlow !== 1))
+    throw new Error(
+      `GGUF export of ${label}: YaRN beta_fast ${yarn.betaFast} / beta_slow ${yarn.betaSlow}: llama.cpp runs YaRN with 32 and 1 whatever the file's keys say`,
+    );
   if (c.architecture === "gemma" || c.architecture === "gemma2" || c.architecture === "gemma3_text")
     return gemmaGgufArchitecture(c, label);
   if (c.architecture === "qwen3_moe") {
@@ -281,7 +298,26 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     kv.push({ key: k("rope.scaling.type"), value: gguf.str("linear") });
     kv.push({ key: k("rope.scaling.factor"), value: gguf.f32(s.factor) });
   }
+  if (s?.type === "yarn") kv.push(...yarnMetadata(k, s));
   // Llama 3 scaling travels as the rope_freqs tensor alone: llama.cpp reads any scaling factor key
   // as linear scaling and rejects "llama3" as a scaling type, so neither is written.
+  return kv;
+}
+
+/**
+ * YaRN under llama.cpp's keys: its cos/sin magnitude is mscale(factor) times rope.scaling.attn_factor
+ * (measured: a file with attn_factor 2 ran as a magnitude of 2 · mscale), so a model's own attention
+ * factor travels as the ratio, written only where it is not 1. Not rope.scaling.yarn_attn_factor,
+ * where llama.cpp's own converter puts it: the llama.cpp the tests run ignores that key (a file with
+ * 2 there ran as mscale alone). The betas are llama.cpp's defaults (architecture check).
+ */
+function yarnMetadata(k: (name: string) => string, s: Extract<RopeScaling, { type: "yarn" }>): GgufKv[] {
+  const kv: GgufKv[] = [
+    { key: k("rope.scaling.type"), value: gguf.str("yarn") },
+    { key: k("rope.scaling.factor"), value: gguf.f32(s.factor) },
+    { key: k("rope.scaling.original_context_length"), value: gguf.u32(s.originalMaxPositionEmbeddings) },
+  ];
+  const ratio = s.attentionFactor / yarnMscale(s.factor);
+  if (Math.abs(ratio - 1) > 1e-6) kv.push({ key: k("rope.scaling.attn_factor"), value: gguf.f32(ratio) });
   return kv;
 }

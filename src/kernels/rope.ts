@@ -1,4 +1,4 @@
-import type { ModelConfig } from "../model/config.js";
+import type { ModelConfig, RopeScaling } from "../model/config.js";
 import type { RopeTables } from "./backend.js";
 
 /**
@@ -7,7 +7,10 @@ import type { RopeTables } from "./backend.js";
  * frequency by it. "llama3" follows Meta's rule (Hugging Face `_compute_llama3_parameters`):
  * wavelengths longer than original_max / low_freq_factor are slowed by `factor`, those shorter
  * than original_max / high_freq_factor are kept, and the band between is interpolated.
- * "longrope" divides frequency i by its factor: the short list unless `long` is set.
+ * "longrope" divides frequency i by its factor: the short list unless `long` is set. "yarn"
+ * (Hugging Face `_compute_yarn_parameters`, llama.cpp's rope_yarn) keeps the frequencies that
+ * turn many times within the original context, divides the slow ones by `factor`, and ramps
+ * linearly between (yarnRamp).
  */
 export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
   const { ropeTheta, ropeScaling } = config;
@@ -30,6 +33,15 @@ export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
     for (let i = 0; i < half; i++) inv[i] = inv[i]! / factors[i]!;
     return inv;
   }
+  if (ropeScaling.type === "yarn") {
+    const [low, high] = yarnRamp(ropeScaling, dim, ropeTheta);
+    for (let i = 0; i < half; i++) {
+      // 1 keeps frequency i as it is (it turns often enough within the original context), 0 divides it by factor.
+      const keep = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
+      inv[i] = inv[i]! * (keep + (1 - keep) / ropeScaling.factor);
+    }
+    return inv;
+  }
   const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldLen } = ropeScaling;
   const lowFreqWavelen = oldLen / lowFreqFactor;
   const highFreqWavelen = oldLen / highFreqFactor;
@@ -45,6 +57,25 @@ export function ropeInvFreq(config: ModelConfig, long = false): Float64Array {
     inv[i] = (1 - smooth) * (f / factor) + smooth * f;
   }
   return inv;
+}
+
+/**
+ * YaRN's ramp over frequency indices: the (fractional) index of the frequency that turns betaFast
+ * times over the original context, and of the one that turns betaSlow times, floored and ceiled
+ * where `truncate`, kept within [0, dim − 1] and at least 0.001 apart.
+ */
+function yarnRamp(s: Extract<RopeScaling, { type: "yarn" }>, dim: number, theta: number): [number, number] {
+  const indexFor = (turns: number) =>
+    (dim * Math.log(s.originalMaxPositionEmbeddings / (turns * 2 * Math.PI))) / (2 * Math.log(theta));
+  let low = indexFor(s.betaFast);
+  let high = indexFor(s.betaSlow);
+  if (s.truncate) {
+    low = Math.floor(low);
+    high = Math.ceil(high);
+  }
+  low = Math.max(low, 0);
+  high = Math.min(high, dim - 1);
+  return [low, high === low ? high + 0.001 : high];
 }
 
 /**
@@ -64,7 +95,7 @@ export function buildRopeTables(config: ModelConfig, maxPos: number): RopeTables
   const longRope = scaling?.type === "longrope" ? scaling : null;
   const long = longRope ? ropeInvFreq(config, true) : short;
   const switchAt = longRope ? longRope.originalMaxPositionEmbeddings : Number.POSITIVE_INFINITY;
-  const magnitude = longRope ? longRope.attentionFactor : 1;
+  const magnitude = scaling?.type === "longrope" || scaling?.type === "yarn" ? scaling.attentionFactor : 1;
   const half = short.length;
   const cos = new Float32Array(new SharedArrayBuffer(maxPos * half * 4));
   const sin = new Float32Array(new SharedArrayBuffer(maxPos * half * 4));

@@ -38,7 +38,28 @@ export type RopeScaling =
       readonly longFactor: readonly number[];
       readonly originalMaxPositionEmbeddings: number;
       readonly attentionFactor: number;
+    }
+  | {
+      /**
+       * YaRN (Qwen2.5/Qwen3 long context, and others): each frequency blends its original value
+       * (extrapolation) with the value divided by `factor` (interpolation) by a linear ramp over
+       * the frequency index between the dims that turn `betaFast` and `betaSlow` times over
+       * `originalMaxPositionEmbeddings` (floored and ceiled where `truncate`), and cos/sin are
+       * scaled by `attentionFactor` at every position.
+       */
+      readonly type: "yarn";
+      readonly factor: number;
+      readonly originalMaxPositionEmbeddings: number;
+      readonly betaFast: number;
+      readonly betaSlow: number;
+      readonly attentionFactor: number;
+      readonly truncate: boolean;
     };
+
+/** YaRN's default magnitude for a context scaled by `factor`: 0.1 · m · ln(factor) + 1 (1 for no scaling). */
+export function yarnMscale(factor: number, m = 1): number {
+  return factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1;
+}
 
 /** A mixture-of-experts FFN (Mixtral, Qwen3-MoE): each token runs its top-k experts' SwiGLU MLPs. */
 export interface MoeConfig {

@@ -8,6 +8,7 @@ import {
   OLMO2_NORMS,
   type RopeScaling,
   ropeLayersEvery,
+  yarnMscale,
 } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { dequantize, isQuantName, quantTypeOf } from "./gguf-dequant.js";
@@ -119,16 +120,68 @@ function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): Ro
   if (g.header.tensors.has("rope_freqs.weight")) return llama3Scaling(meta, arch, g, headDim);
   const type = meta.get(`${arch}.rope.scaling.type`);
   if (type === undefined || type === "none") return null;
+  if (type === "yarn") return yarnScaling(meta, arch);
   if (type !== "linear") {
     throw new GgufError(
       meta.file,
-      `${arch}.rope.scaling.type "${String(type)}" is not supported (only linear)`,
+      `${arch}.rope.scaling.type "${String(type)}" is not supported (linear and yarn are)`,
     );
   }
   const factor = meta.num(`${arch}.rope.scaling.factor`);
   if (factor === undefined || factor <= 0)
     throw new GgufError(meta.file, `linear RoPE scaling needs ${arch}.rope.scaling.factor`);
   return factor === 1 ? null : { type: "linear", factor };
+}
+
+/**
+ * YaRN as the file states it for llama.cpp's rope_yarn: a ramp between the dims that turn
+ * yarn_beta_fast and yarn_beta_slow times over the original context (32 and 1 unless stated;
+ * always floored and ceiled), cos/sin scaled by mscale(factor) = 0.1 · ln(factor) + 1 times the
+ * file's attn_factor. The DeepSeek-style log multiplier and an extrapolation mix other than 1
+ * change that in ways no architecture the engine runs uses, and are refused.
+ */
+function yarnScaling(meta: Meta, arch: string): RopeScaling {
+  const k = (name: string) => `${arch}.rope.scaling.${name}`;
+  const factor = meta.num(k("factor"));
+  if (factor === undefined || !(factor > 0))
+    throw new GgufError(meta.file, `YaRN RoPE scaling needs a positive ${k("factor")}`);
+  const logMul = meta.num(k("yarn_log_multiplier")) ?? 0;
+  if (logMul !== 0)
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_log_multiplier")} = ${logMul} is not supported (DeepSeek's YaRN magnitude)`,
+    );
+  const ext = meta.num(k("yarn_ext_factor"));
+  if (ext !== undefined && ext !== 1 && ext >= 0)
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_ext_factor")} = ${ext} is not supported (only YaRN's full ramp, 1)`,
+    );
+  // llama.cpp's converter writes a model's own attention factor here; llama.cpp releases disagree
+  // on it (older ones multiply it into the magnitude, newer ones replace it by mscale(factor)).
+  const yarnAttn = meta.num(k("yarn_attn_factor"));
+  if (yarnAttn !== undefined && yarnAttn !== 1)
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_attn_factor")} = ${yarnAttn} is not supported (llama.cpp releases apply it differently; ${k("attn_factor")} is)`,
+    );
+  const betaFast = meta.num(k("yarn_beta_fast")) ?? 32;
+  const betaSlow = meta.num(k("yarn_beta_slow")) ?? 1;
+  if (!(betaFast > betaSlow && betaSlow > 0))
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_beta_fast")} (${betaFast}) must exceed ${k("yarn_beta_slow")} (${betaSlow}) > 0`,
+    );
+  return {
+    type: "yarn",
+    factor,
+    originalMaxPositionEmbeddings:
+      meta.num(k("original_context_length")) ?? meta.need(`${arch}.context_length`),
+    betaFast,
+    betaSlow,
+    attentionFactor: yarnMscale(factor) * (meta.num(k("attn_factor")) ?? 1),
+    truncate: true,
+  };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { RopeScaling } from "./config.js";
+import { type RopeScaling, yarnMscale } from "./config.js";
 
 /**
  * config.json's `rope_scaling` (or transformers ≥ 5's `rope_parameters`) → RopeScaling. A type
@@ -20,6 +20,11 @@ export const ropeScalingSchema = z
     short_factor: z.array(z.number().positive()).optional(),
     long_factor: z.array(z.number().positive()).optional(),
     attention_factor: z.number().positive().nullish(),
+    beta_fast: z.number().positive().nullish(),
+    beta_slow: z.number().positive().nullish(),
+    mscale: z.number().nullish(),
+    mscale_all_dim: z.number().nullish(),
+    truncate: z.boolean().optional(),
     partial_rotary_factor: z.number().positive().optional(),
   })
   .nullish();
@@ -62,9 +67,11 @@ export function parseRopeScaling(rs: RawRopeScaling, ctx: RopeContext): RopeScal
       };
     case "longrope":
       return longRope(rs, ctx, need);
+    case "yarn":
+      return yarn(rs, ctx);
     default:
       throw new Error(
-        `${file}: rope_scaling type "${kind}" is not supported (supported: llama3, linear, longrope)`,
+        `${file}: rope_scaling type "${kind}" is not supported (supported: llama3, linear, longrope, yarn)`,
       );
   }
 }
@@ -111,5 +118,39 @@ function longRope(
     longFactor,
     originalMaxPositionEmbeddings: originalMax,
     attentionFactor,
+  };
+}
+
+/**
+ * YaRN as transformers computes it, with `factor` as written (transformers 5, vLLM and llama.cpp
+ * take it so; some 4.x releases replaced it by max_position_embeddings / original when both are
+ * given), or that ratio where no factor is written. The original context defaults to
+ * max_position_embeddings; beta_fast and beta_slow to 32 and 1; the attention factor, unless
+ * given, is mscale(factor, mscale) / mscale(factor, mscale_all_dim) where both are set, else
+ * mscale(factor) = 0.1 · ln(factor) + 1.
+ */
+function yarn(rs: NonNullable<RawRopeScaling>, ctx: RopeContext): RopeScaling {
+  const original = rs.original_max_position_embeddings ?? ctx.maxPositionEmbeddings;
+  const factor = rs.factor ?? ctx.maxPositionEmbeddings / original;
+  if (!(factor > 0)) throw new Error(`${ctx.file}: rope_scaling of type "yarn" needs a positive "factor"`);
+  const betaFast = rs.beta_fast ?? 32;
+  const betaSlow = rs.beta_slow ?? 1;
+  if (!(betaFast > betaSlow))
+    throw new Error(
+      `${ctx.file}: rope_scaling beta_fast (${betaFast}) must exceed beta_slow (${betaSlow}): the ramp runs from the fast-turning frequencies to the slow ones`,
+    );
+  const attentionFactor =
+    rs.attention_factor ??
+    (rs.mscale && rs.mscale_all_dim
+      ? yarnMscale(factor, rs.mscale) / yarnMscale(factor, rs.mscale_all_dim)
+      : yarnMscale(factor));
+  return {
+    type: "yarn",
+    factor,
+    originalMaxPositionEmbeddings: original,
+    betaFast,
+    betaSlow,
+    attentionFactor,
+    truncate: rs.truncate ?? true,
   };
 }

@@ -86,7 +86,7 @@ for (const src of sources) {
   });
 }
 
-// Every tiny checkpoint variant llama.cpp can run the same way: llama3 and linear RoPE scaling,
+// Every tiny checkpoint variant llama.cpp can run the same way: llama3, linear and YaRN RoPE scaling,
 // an explicit head_dim, bf16/f16 weights, Qwen2 biases, Qwen3's q/k norms, Mixtral's experts (stacked per
 // projection), Granite's multipliers, SmolLM3's no-RoPE layers, OLMo 2's norms, Phi-4-mini's partial rotary embeddings, and a byte-level (gpt2) vocabulary. The families the GGUF
 // writer exports (llama, mistral, mixtral, qwen2, qwen3, granite, smollm3, olmo2; Gemma 2 and 3 in gguf-gemma.test.ts,
@@ -100,6 +100,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "linear-rope",
   "qwen2",
   "qwen3",
+  "qwen3-yarn",
   "mixtral",
   "head-dim",
   "gemma",

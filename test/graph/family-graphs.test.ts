@@ -10,6 +10,7 @@ import { FAMILY_SPECS } from "../helpers/tiny-families.js";
 /** Op kinds each family's slices must show. */
 const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   qwen3: ["rmsnorm, rope"],
+  "qwen3-yarn": ["rmsnorm, rope"],
   phi3: ["split"],
   "phi3-longrope": ["split×2, silu_mul"],
   "phi4-mini": ["split"],

@@ -225,14 +225,14 @@ function normHeads(x: Float64Array, g: Float64Array, hd: number, eps: number): F
   return out;
 }
 
-/** Rotate-half RoPE in place; LongRoPE's frequencies by position and its magnitude factor. */
+/** Rotate-half RoPE in place; LongRoPE's frequencies by position, and LongRoPE's and YaRN's magnitude factor. */
 function referenceRope(c: ModelConfig, x: Float64Array, heads: number, pos: number): void {
   const hd = c.headDim;
   // Partial rotary embeddings: the first rotaryDim dims of a head rotate, paired within them.
   const half = (c.rotaryDim ?? hd) / 2;
   const s = c.ropeScaling;
   const invFreq = ropeInvFreq(c, s?.type === "longrope" && pos >= s.originalMaxPositionEmbeddings);
-  const mag = s?.type === "longrope" ? s.attentionFactor : 1;
+  const mag = s?.type === "longrope" || s?.type === "yarn" ? s.attentionFactor : 1;
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < half; i++) {
       const a = pos * invFreq[i]!;
@@ -320,7 +320,7 @@ function referenceFfn(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float6
   return rw.linear(a, `${p}.mlp.down_proj.weight`);
 }
 
-/** RoPE inverse frequencies with llama3 / linear / longrope scaling, computed independently of the engine. */
+/** RoPE inverse frequencies with llama3 / linear / longrope / yarn scaling, computed independently of the engine. */
 export function ropeInvFreq(c: ModelConfig, long = false): Float64Array {
   const dim = c.rotaryDim ?? c.headDim;
   const inv = Float64Array.from({ length: dim / 2 }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / dim));
@@ -328,6 +328,20 @@ export function ropeInvFreq(c: ModelConfig, long = false): Float64Array {
   if (!s) return inv;
   if (s.type === "linear") return inv.map((f) => f / s.factor);
   if (s.type === "longrope") return inv.map((f, i) => f / (long ? s.longFactor : s.shortFactor)[i]!);
+  if (s.type === "yarn") {
+    // The YaRN paper's rule: the dim whose frequency turns r times over the original context is
+    // d(r) = dim · ln(L / (2π r)) / (2 ln θ); below d(βfast) frequencies extrapolate (unchanged),
+    // above d(βslow) they interpolate (÷ factor), linearly between.
+    const d = (r: number) =>
+      (dim * Math.log(s.originalMaxPositionEmbeddings / (2 * Math.PI * r))) / (2 * Math.log(c.ropeTheta));
+    const lo = Math.max(0, s.truncate ? Math.floor(d(s.betaFast)) : d(s.betaFast));
+    let hi = Math.min(dim - 1, s.truncate ? Math.ceil(d(s.betaSlow)) : d(s.betaSlow));
+    if (hi === lo) hi += 0.001;
+    return inv.map((f, i) => {
+      const ramp = Math.min(1, Math.max(0, (i - lo) / (hi - lo)));
+      return (f / s.factor) * ramp + f * (1 - ramp);
+    });
+  }
   const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
   const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
   return inv.map((f) => {

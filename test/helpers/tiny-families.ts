@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
+ * Tiny configs of the newer families (Qwen3 with and without YaRN, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -39,6 +39,28 @@ export const FAMILY_SPECS = {
     },
     dtype: "f32",
     seed: 23,
+    embedStd: TIED_EMBED_STD,
+  },
+  /**
+   * Qwen3 with YaRN as Qwen's model cards enable it (rope_type yarn, a factor, the original
+   * context): an original context of 64 puts the ramp over the first 5 of 16 frequencies.
+   */
+  "qwen3-yarn": {
+    config: {
+      ...base,
+      architectures: ["Qwen3ForCausalLM"],
+      model_type: "qwen3",
+      num_key_value_heads: 2,
+      head_dim: 32,
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: true,
+      attention_bias: false,
+      use_sliding_window: false,
+      sliding_window: null,
+      rope_scaling: { rope_type: "yarn", factor: 4.0, original_max_position_embeddings: 64 },
+    },
+    dtype: "f32",
+    seed: 25,
     embedStd: TIED_EMBED_STD,
   },
   phi3: {

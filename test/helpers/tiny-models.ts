@@ -23,6 +23,7 @@ export const TINY_VARIANTS = [
   "qwen2", // qwen2: q/k/v biases, GQA, f32, tied, eos list
   "head-dim", // explicit head_dim (16) ≠ hidden/heads (48/4 = 12), f32, untied
   "qwen3", // qwen3: per-head q/k RMSNorm, head_dim 32 ≠ 64/4, GQA, f32, tied
+  "qwen3-yarn", // qwen3 with YaRN rope scaling (factor 4 over an original context of 64), f32, tied
   "phi3", // phi3: fused qkv_proj / gate_up_proj, plain RoPE, sliding window 10, f32
   "phi3-longrope", // phi3 (3.5-mini style): longrope with an original context of 8, GQA, f32
   "phi4-mini", // phi3 (4-mini style): RoPE on 12 of 16 dims a head, GQA, tied, f32

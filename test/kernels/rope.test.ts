@@ -1,5 +1,6 @@
-// RoPE tables: llama3 and linear frequency scaling, checked against the rule written out here
-// independently (Hugging Face's `_compute_llama3_parameters`, in its where-based form).
+// RoPE tables: llama3, linear and YaRN frequency scaling, checked against the rules written out
+// here independently (Hugging Face's `_compute_llama3_parameters` in its where-based form, and
+// `_compute_yarn_parameters` in its extrapolation/interpolation-mask form).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { buildRopeTables } from "../../src/kernels/rope.js";
@@ -98,6 +99,63 @@ test("linear scaling divides positions by the factor", () => {
   for (let i = 0; i < 8; i++) {
     assert.ok(Math.abs(linear.cos[40 * 8 + i]! - plain.cos[10 * 8 + i]!) < 1e-6);
     assert.ok(Math.abs(linear.sin[40 * 8 + i]! - plain.sin[10 * 8 + i]!) < 1e-6);
+  }
+});
+
+/** transformers' YaRN: inv_freq = interpolation · (1 − mask) + extrapolation · mask. */
+function yarnExpected(headDim: number, theta: number, s: Extract<RopeScaling, { type: "yarn" }>): number[] {
+  const corr = (rot: number) =>
+    (headDim * Math.log(s.originalMaxPositionEmbeddings / (rot * 2 * Math.PI))) / (2 * Math.log(theta));
+  let lo = corr(s.betaFast);
+  let hi = corr(s.betaSlow);
+  if (s.truncate) [lo, hi] = [Math.floor(lo), Math.ceil(hi)];
+  [lo, hi] = [Math.max(lo, 0), Math.min(hi, headDim - 1)];
+  if (lo === hi) hi += 0.001;
+  const out: number[] = [];
+  for (let i = 0; i < headDim / 2; i++) {
+    const posFreq = theta ** ((2 * i) / headDim);
+    const mask = 1 - Math.min(1, Math.max(0, (i - lo) / (hi - lo)));
+    out.push((1 / (s.factor * posFreq)) * (1 - mask) + (1 / posFreq) * mask);
+  }
+  return out;
+}
+
+test("YaRN (Qwen3's recommended 4× over 32k) matches transformers' rule, magnitude included", () => {
+  const yarn = (over: Partial<Extract<RopeScaling, { type: "yarn" }>>) =>
+    ({
+      type: "yarn",
+      factor: 4,
+      originalMaxPositionEmbeddings: 32768,
+      betaFast: 32,
+      betaSlow: 1,
+      attentionFactor: 1 + 0.1 * Math.log(4),
+      truncate: true,
+      ...over,
+    }) as const;
+  for (const s of [
+    yarn({}),
+    yarn({ truncate: false }),
+    yarn({ betaFast: 16, betaSlow: 2, attentionFactor: 1.25 }),
+  ]) {
+    const freqs = yarnExpected(128, 1000000, s);
+    const t = buildRopeTables(config(128, 1000000, s), 40001);
+    for (const pos of [0, 1, 333, 40000]) {
+      for (let i = 0; i < 64; i++) {
+        const a = pos * freqs[i]!;
+        const c = t.cos[pos * 64 + i]!;
+        const si = t.sin[pos * 64 + i]!;
+        assert.ok(Math.abs(c - s.attentionFactor * Math.cos(a)) < 4e-6, `cos pos ${pos} i ${i}`);
+        assert.ok(Math.abs(si - s.attentionFactor * Math.sin(a)) < 4e-6, `sin pos ${pos} i ${i}`);
+      }
+    }
+    // Fast frequencies keep their value, the slowest is divided by the factor, and some between are blended.
+    assert.equal(freqs[0], 1);
+    assert.ok(Math.abs(freqs[63]! / (1000000 ** (-126 / 128) / 4) - 1) < 1e-12);
+    const blended = freqs.filter((f, i) => {
+      const base = 1000000 ** (-(2 * i) / 128);
+      return Math.abs(f - base) > 1e-9 * base && Math.abs(f - base / 4) > 1e-9 * base;
+    });
+    assert.ok(blended.length > 0, "the ramp blends some frequencies");
   }
 });
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { buildRopeTables } from "../../src/kernels/rope.js";
-import { describeFamily } from "../../src/model/config.js";
+import { describeFamily, type RopeScaling } from "../../src/model/config.js";
 import { expectedTensors } from "../../src/model/expected-tensors.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 
@@ -15,6 +15,9 @@ const common = {
   num_key_value_heads: 2,
 };
 const qwen3 = { ...common, model_type: "qwen3", head_dim: 32 };
+/** One field of a parsed YaRN scaling (undefined for any other kind). */
+const field = <K extends keyof Extract<RopeScaling, { type: "yarn" }>>(s: RopeScaling | null, k: K) =>
+  s?.type === "yarn" ? s[k] : undefined;
 const phi3 = { ...common, model_type: "phi3" };
 const mixtral = { ...common, model_type: "mixtral" };
 const qwen3Moe = { ...common, model_type: "qwen3_moe", head_dim: 16, num_hidden_layers: 4 };
@@ -46,9 +49,40 @@ describe("config.json of the newer families", () => {
       /layer_types\[1\] = "sliding_attention" is not supported/,
     );
     assert.throws(() => parseHfConfig({ ...qwen3, attention_bias: true }, F), /attention_bias=true/);
+    // YaRN as Qwen3's model card enables it: the betas default to 32 and 1, the magnitude to
+    // 0.1 · ln(factor) + 1; mscale / mscale_all_dim (DeepSeek's form) give a ratio; a factor left
+    // out is max_position_embeddings / original; the ramp must run from fast to slow.
+    const yarn = (rs: Record<string, unknown>) =>
+      parseHfConfig(
+        { ...qwen3, max_position_embeddings: 40960, rope_scaling: { rope_type: "yarn", ...rs } },
+        F,
+      ).ropeScaling;
+    assert.deepEqual(yarn({ factor: 4, original_max_position_embeddings: 32768 }), {
+      type: "yarn",
+      factor: 4,
+      originalMaxPositionEmbeddings: 32768,
+      betaFast: 32,
+      betaSlow: 1,
+      attentionFactor: 1 + 0.1 * Math.log(4),
+      truncate: true,
+    });
+    const deepseek = yarn({
+      factor: 40,
+      original_max_position_embeddings: 4096,
+      mscale: 1,
+      mscale_all_dim: 0.5,
+      beta_fast: 16,
+      truncate: false,
+    });
+    assert.equal(field(deepseek, "attentionFactor"), (1 + 0.1 * Math.log(40)) / (1 + 0.05 * Math.log(40)));
+    assert.equal(field(deepseek, "betaFast"), 16);
+    assert.equal(field(deepseek, "truncate"), false);
+    assert.equal(field(yarn({ factor: 2, attention_factor: 1.5 }), "attentionFactor"), 1.5);
+    assert.equal(field(yarn({ original_max_position_embeddings: 64 }), "factor"), 40960 / 64);
+    assert.equal(field(yarn({ factor: 2 }), "originalMaxPositionEmbeddings"), 40960);
     assert.throws(
-      () => parseHfConfig({ ...qwen3, rope_scaling: { rope_type: "yarn", factor: 4 } }, F),
-      /rope_scaling type "yarn" is not supported/,
+      () => yarn({ factor: 4, beta_fast: 1, beta_slow: 2 }),
+      /beta_fast \(1\) must exceed beta_slow \(2\)/,
     );
   });
 

@@ -105,8 +105,8 @@ describe("config.json", () => {
       /must be a multiple of num_key_value_heads \(3\)/,
     );
     assert.throws(
-      () => parseHfConfig({ ...llama, rope_scaling: { type: "yarn", factor: 4 } }, F),
-      /config\.json: rope_scaling type "yarn" is not supported/,
+      () => parseHfConfig({ ...llama, rope_scaling: { type: "dynamic", factor: 4 } }, F),
+      /config\.json: rope_scaling type "dynamic" is not supported \(supported: llama3, linear, longrope, yarn\)/,
     );
     assert.throws(
       () => parseHfConfig({ ...llama, rope_scaling: { rope_type: "llama3", factor: 8 } }, F),
