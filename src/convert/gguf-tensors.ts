@@ -1,6 +1,7 @@
 import { hasPostNorms, type ModelConfig } from "../model/config.js";
 import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
 import { ggufExpertSlice, isNormWeight, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
+import { interleaveRows, qkHeads } from "../model/qk-row-order.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
@@ -179,11 +180,6 @@ function quantizedSource(
 }
 
 /** How many heads a q/k projection holds (0 for every other tensor). */
-function qkHeads(c: ModelConfig, hfName: string): number {
-  if (/\.self_attn\.q_proj\.(weight|bias)$/.test(hfName)) return c.numHeads;
-  if (/\.self_attn\.k_proj\.(weight|bias)$/.test(hfName)) return c.numKvHeads;
-  return 0;
-}
 
 function f32Source(name: string, data: Float32Array): GgufTensorSource {
   return {
@@ -209,29 +205,6 @@ function storedSource(name: string, t: Tensor, interleaveHeads: number): GgufTen
       yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes) : bytes;
     },
   };
-}
-
-/**
- * Rotate-half → interleaved row order within each head: row h·hd + p·hd/2 + i (half p, index i)
- * moves to h·hd + 2i + p. The inverse of the permutation Hugging Face's Llama conversion applies.
- */
-export function interleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
-  const rows = src.length / rowBytes;
-  const hd = rows / nHeads;
-  if (!Number.isInteger(hd) || hd % 2 !== 0) {
-    throw new Error(`GGUF export: ${rows} q/k rows do not split into ${nHeads} heads of an even size`);
-  }
-  const half = hd / 2;
-  const dst = new Uint8Array(src.length);
-  for (let h = 0; h < nHeads; h++) {
-    for (let p = 0; p < 2; p++) {
-      for (let i = 0; i < half; i++) {
-        const from = (h * hd + p * half + i) * rowBytes;
-        dst.set(src.subarray(from, from + rowBytes), (h * hd + 2 * i + p) * rowBytes);
-      }
-    }
-  }
-  return dst;
 }
 
 /**

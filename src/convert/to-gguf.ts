@@ -74,6 +74,7 @@ type GgufArch =
   | "granitemoe"
   | "smollm3"
   | "olmo2"
+  | "ernie4_5"
   | GemmaGgufArch;
 
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
@@ -83,7 +84,7 @@ function isGemma(arch: GgufArch): arch is GemmaGgufArch {
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
 function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
   // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, phi3, gemma, gemma2, gemma3, granite, smollm3 and olmo2 layouts only.
+  // qwen3moe, phi3, gemma, gemma2, gemma3, granite, smollm3, olmo2 and ernie4_5 layouts only.
   const families = [
     "llama",
     "mistral",
@@ -98,6 +99,7 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     "granite",
     "smollm3",
     "olmo2",
+    "ernie4_5",
   ];
   if (!families.includes(c.architecture)) {
     throw new Error(
@@ -143,6 +145,14 @@ function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
         `GGUF export of ${label}: llama.cpp's olmo2 wants norms after the blocks only, whole-projection q/k norms, no biases or experts`,
       );
     return "olmo2";
+  }
+  if (c.architecture === "ernie4_5") {
+    // llama.cpp's ernie4_5 is Llama's graph with interleaved q/k rows (written back as the checkpoint had them).
+    if (c.attentionBias || c.moe)
+      throw new Error(
+        `GGUF export of ${label}: llama.cpp's ernie4_5 (dense) wants no q/k/v biases or experts`,
+      );
+    return "ernie4_5";
   }
   if (c.architecture === "smollm3") {
     // llama.cpp's smollm3 fixes its no-RoPE layers at every fourth; no key states others.

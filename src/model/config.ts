@@ -16,7 +16,8 @@ export type Architecture =
   | "gemma3_text"
   | "granite"
   | "smollm3"
-  | "olmo2";
+  | "olmo2"
+  | "ernie4_5";
 
 export type RopeScaling =
   | {

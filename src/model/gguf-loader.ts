@@ -31,13 +31,14 @@ import {
 import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
-import { allocSharedBytes, allocTensorData, type Tensor, tensorDataOver, toFloat32 } from "./tensor.js";
+import { qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
+import { allocTensorData, type Tensor, tensorDataOver, toFloat32 } from "./tensor.js";
 import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3" and "olmo2".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2" and "ernie4_5".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
@@ -57,6 +58,7 @@ const SUPPORTED_ARCHS = [
   "granitemoe",
   "smollm3",
   "olmo2",
+  "ernie4_5",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -389,29 +391,6 @@ function graniteGgufFeatures(
   };
 }
 
-/**
- * Rotate-half row order within each head from llama.cpp's interleaved pairs: row h·hd + 2i + p
- * goes back to h·hd + p·hd/2 + i (the inverse of the permutation the GGUF writer applies).
- */
-export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
-  const rows = src.length / rowBytes;
-  const hd = rows / nHeads;
-  if (!Number.isInteger(hd) || hd % 2 !== 0) {
-    throw new Error(`${rows} q/k rows do not split into ${nHeads} heads of an even size`);
-  }
-  const half = hd / 2;
-  const dst = allocSharedBytes(src.length);
-  for (let h = 0; h < nHeads; h++) {
-    for (let p = 0; p < 2; p++) {
-      for (let i = 0; i < half; i++) {
-        const from = (h * hd + 2 * i + p) * rowBytes;
-        dst.set(src.subarray(from, from + rowBytes), (h * hd + p * half + i) * rowBytes);
-      }
-    }
-  }
-  return dst;
-}
-
 /** One tensor's data in an engine dtype: as stored, but for a vector in a block format (as f32). */
 export function ggufTensorData(g: GgufFile, info: GgufTensorInfo, hfName: string): Tensor {
   return tensorFromBytes(g, info, g.readBytes(info.name), hfName);
@@ -466,19 +445,6 @@ function normOffsets(t: Tensor): Tensor {
 }
 
 /** The same tensor over other bytes (of the same length). */
-function withBytes(t: Tensor, bytes: Uint8Array): Tensor {
-  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: tensorDataOver("f32", bytes) };
-  if (t.dtype === "f16" || t.dtype === "bf16")
-    return { ...t, dtype: t.dtype, data: tensorDataOver(t.dtype, bytes) as Uint16Array };
-  return { ...t, dtype: t.dtype, data: bytes };
-}
-
-function qkHeads(c: ModelConfig, hfName: string): number {
-  if (/\.self_attn\.q_proj\.(weight|bias)$/.test(hfName)) return c.numHeads;
-  if (/\.self_attn\.k_proj\.(weight|bias)$/.test(hfName)) return c.numKvHeads;
-  return 0;
-}
-
 function loadWeights(
   g: GgufFile,
   config: ModelConfig,
@@ -537,11 +503,7 @@ function loadWeights(
       tensor = ggufTensorData(g, info, t.name);
     }
     const heads = interleavedQk ? qkHeads(config, t.name) : 0;
-    if (heads > 0) {
-      const raw = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
-      const fixed = deinterleaveRows(raw, heads, raw.length / info.shape[0]!);
-      tensor = withBytes(tensor, fixed);
-    }
+    if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
     if (config.normPlusOne && isNormWeight(t.name)) tensor = normOffsets(tensor);
     weights.set(t.name, tensor);
     types.add(info.typeName);

@@ -82,10 +82,16 @@ export function isNormWeight(hfName: string): boolean {
 
 /**
  * llama.cpp's architectures that store q/k rows in interleaved pairs (its "normal" RoPE): the GGUF
- * writer interleaves them, the loader puts them back in Hugging Face's rotate-half order.
+ * writer interleaves them, the loader puts them back in the engine's rotate-half order.
  */
 export function interleavesQk(arch: string): boolean {
-  return arch === "llama" || arch === "granite" || arch === "granitemoe" || arch === "smollm3";
+  return (
+    arch === "llama" ||
+    arch === "granite" ||
+    arch === "granitemoe" ||
+    arch === "smollm3" ||
+    arch === "ernie4_5"
+  );
 }
 
 /** llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...), with no key to say so. */

@@ -28,6 +28,7 @@ const SUPPORTED: readonly Architecture[] = [
   "granite",
   "smollm3",
   "olmo2",
+  "ernie4_5",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -45,10 +46,11 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   granite: { maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
   smollm3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 2e6 },
   olmo2: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000 },
+  ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
 };
 
-/** Gemma and SmolLM3 tie the LM head to the embeddings unless told otherwise. */
-const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma", "gemma2", "gemma3_text", "smollm3"];
+/** Gemma, SmolLM3 and ERNIE 4.5 tie the LM head to the embeddings unless told otherwise. */
+const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5"];
 
 /** Qwen3's configs default head_dim to 128 rather than hidden / heads. */
 const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
@@ -57,6 +59,7 @@ const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
   gemma: 256,
   gemma2: 256,
   gemma3_text: 256,
+  ernie4_5: 128,
 };
 
 const posInt = z.number().int().positive();
@@ -108,6 +111,10 @@ const configSchema = z.object({
   logits_scaling: z.number().positive().nullish(),
   no_rope_layers: z.array(z.number().int().min(0).max(1)).nullish(),
   no_rope_layer_interval: posInt.nullish(),
+  /** ERNIE 4.5: biases on every projection, attention and MLP alike. */
+  use_bias: z.boolean().nullish(),
+  /** ERNIE 4.5's remote code: positions divided by it before RoPE. */
+  compression_ratio: z.number().positive().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });

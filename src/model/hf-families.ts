@@ -83,7 +83,26 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         slidingWindow: null,
         ...graniteFeatures(raw),
       };
+    case "ernie4_5":
+      return { attentionBias: ernieNoBias(raw, file), slidingWindow: null };
   }
+}
+
+/**
+ * ERNIE 4.5 (dense) is Llama's graph with q/k rows in interleaved RoPE pairs, which the loaders
+ * reorder (qk-row-order.ts). `use_bias` puts biases on o_proj and the MLP too, which the graph does
+ * not express; the remote code's `compression_ratio` rescales positions.
+ */
+function ernieNoBias(raw: RawConfig, file: string): false {
+  if (raw.use_bias === true)
+    throw new Error(
+      `${file}: ernie4_5 use_bias=true (biases on every projection, o_proj and the MLP included) is not supported`,
+    );
+  if (raw.compression_ratio != null && raw.compression_ratio !== 1)
+    throw new Error(
+      `${file}: ernie4_5 compression_ratio ${raw.compression_ratio} (positions rescaled before RoPE) is not supported`,
+    );
+  return noAttentionBias(raw, "ernie4_5", file);
 }
 
 /**

@@ -2,6 +2,7 @@ import path from "node:path";
 import type { ModelConfig } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import type { ProgressCallback } from "./load-progress.js";
+import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
 import { SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
 import type { Tensor } from "./tensor.js";
 import type { WeightStore } from "./types.js";
@@ -47,8 +48,11 @@ export function loadHfWeights(
     if (opts.data === false) return { weights, embedDtype };
     const total = ckpt.byteSize(expected.map((t) => t.name));
     let done = 0;
+    const interleaved = hfInterleavesQk(config.architecture);
     for (const t of expected) {
-      const tensor = ckpt.read(t.name);
+      let tensor = ckpt.read(t.name);
+      const heads = interleaved ? qkHeads(config, t.name) : 0;
+      if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
       weights.set(t.name, tensor);
       done += tensor.data.byteLength;
       onProgress?.({ phase: "weights", file: ckpt.describe(t.name)!.file, done, total });

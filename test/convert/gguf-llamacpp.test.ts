@@ -108,6 +108,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "smollm3",
   "olmo2",
   "phi4-mini",
+  "ernie4_5",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

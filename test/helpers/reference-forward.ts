@@ -108,7 +108,16 @@ export function referenceRmsnorm(x: Float64Array, g: Float64Array, eps: number):
  * cache, no paging, no slices — the whole sequence at once with a causal mask. Returns the logits
  * of every position. It shares nothing with the engine except the weight names.
  */
-export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly number[]): Float64Array[] {
+/**
+ * `interleavedQk`: the weights hold q/k rows as the checkpoint stores them in interleaved RoPE
+ * pairs (ERNIE 4.5), rotated here pair by pair, not reordered as the engine's loaders reorder them.
+ */
+export function referenceLogits(
+  c: ModelConfig,
+  w: WeightStore,
+  tokens: readonly number[],
+  opts: { interleavedQk?: boolean } = {},
+): Float64Array[] {
   const rw = referenceWeights(w);
   // Gemma's norms scale by (1 + weight).
   const norm = (x: Float64Array, name: string) => referenceRmsnorm(x, normWeight(c, rw, name), c.rmsNormEps);
@@ -130,7 +139,9 @@ export function referenceLogits(c: ModelConfig, w: WeightStore, tokens: readonly
     // OLMo 2 norms no block's input, only its output.
     const pre = (x: Float64Array, name: string) => (c.postNormsOnly ? x : norm(x, name));
     const post = c.postNorms === true || c.postNormsOnly === true;
-    const qkv = hs.map((h, pos) => referenceQkv(c, rw, l, pre(h, `${p}.input_layernorm.weight`), pos));
+    const qkv = hs.map((h, pos) =>
+      referenceQkv(c, rw, l, pre(h, `${p}.input_layernorm.weight`), pos, opts.interleavedQk ?? false),
+    );
     hs = hs.map((h, pos) => {
       const att = referenceAttention(c, l, qkv, pos);
       let o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
@@ -181,7 +192,14 @@ interface Qkv {
 }
 
 /** q, k (normed per head for Qwen3, then rotated) and v of one token. */
-function referenceQkv(c: ModelConfig, rw: ReferenceWeights, l: number, x: Float64Array, pos: number): Qkv {
+function referenceQkv(
+  c: ModelConfig,
+  rw: ReferenceWeights,
+  l: number,
+  x: Float64Array,
+  pos: number,
+  interleaved: boolean,
+): Qkv {
   const p = `model.layers.${l}.self_attn`;
   const hd = c.headDim;
   let q: Float64Array;
@@ -212,8 +230,8 @@ function referenceQkv(c: ModelConfig, rw: ReferenceWeights, l: number, x: Float6
       : c;
   // SmolLM3's no-RoPE layers (no_rope_layers 0) attend with q and k as projected.
   if (c.ropeLayers?.[l] !== false) {
-    referenceRope(rc, q, c.numHeads, pos);
-    referenceRope(rc, k, c.numKvHeads, pos);
+    referenceRope(rc, q, c.numHeads, pos, interleaved);
+    referenceRope(rc, k, c.numKvHeads, pos, interleaved);
   }
   return { q, k, v };
 }
@@ -225,8 +243,17 @@ function normHeads(x: Float64Array, g: Float64Array, hd: number, eps: number): F
   return out;
 }
 
-/** Rotate-half RoPE in place; LongRoPE's frequencies by position, and LongRoPE's and YaRN's magnitude factor. */
-function referenceRope(c: ModelConfig, x: Float64Array, heads: number, pos: number): void {
+/**
+ * RoPE in place, rotating dims i and i + half (rotate-half) or, `interleaved`, dims 2i and 2i + 1
+ * (ERNIE 4.5's checkpoints); LongRoPE's frequencies by position, and LongRoPE's and YaRN's magnitude factor.
+ */
+function referenceRope(
+  c: ModelConfig,
+  x: Float64Array,
+  heads: number,
+  pos: number,
+  interleaved = false,
+): void {
   const hd = c.headDim;
   // Partial rotary embeddings: the first rotaryDim dims of a head rotate, paired within them.
   const half = (c.rotaryDim ?? hd) / 2;
@@ -236,10 +263,11 @@ function referenceRope(c: ModelConfig, x: Float64Array, heads: number, pos: numb
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < half; i++) {
       const a = pos * invFreq[i]!;
-      const x1 = x[h * hd + i]!;
-      const x2 = x[h * hd + half + i]!;
-      x[h * hd + i] = mag * (x1 * Math.cos(a) - x2 * Math.sin(a));
-      x[h * hd + half + i] = mag * (x2 * Math.cos(a) + x1 * Math.sin(a));
+      const [j1, j2] = interleaved ? [h * hd + 2 * i, h * hd + 2 * i + 1] : [h * hd + i, h * hd + half + i];
+      const x1 = x[j1]!;
+      const x2 = x[j2]!;
+      x[j1] = mag * (x1 * Math.cos(a) - x2 * Math.sin(a));
+      x[j2] = mag * (x2 * Math.cos(a) + x1 * Math.sin(a));
     }
   }
 }

@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3 with and without YaRN, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
+ * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -61,6 +61,27 @@ export const FAMILY_SPECS = {
     },
     dtype: "f32",
     seed: 25,
+    embedStd: TIED_EMBED_STD,
+  },
+  /**
+   * ERNIE 4.5 (0.3B's shape, scaled down): Llama's layers with q/k rows in interleaved RoPE pairs,
+   * head_dim 32 ≠ 64/4, GQA, tied, rope_theta 500000, no biases.
+   */
+  ernie4_5: {
+    config: {
+      ...base,
+      architectures: ["Ernie4_5ForCausalLM"],
+      model_type: "ernie4_5",
+      num_key_value_heads: 2,
+      head_dim: 32,
+      rope_theta: 500000.0,
+      tie_word_embeddings: true,
+      use_bias: false,
+      attention_bias: undefined,
+      mlp_bias: undefined,
+    },
+    dtype: "f32",
+    seed: 28,
     embedStd: TIED_EMBED_STD,
   },
   phi3: {

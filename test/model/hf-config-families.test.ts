@@ -277,4 +277,43 @@ describe("config.json of the newer families", () => {
       /attention_bias=true/,
     );
   });
+
+  test("ernie4_5: ERNIE-4.5-0.3B's config.json (transformers' defaults), biases and rescaled positions refused", () => {
+    // As the 0.3B checkpoint writes it, with the fields its remote code adds at their neutral values.
+    const ernie = {
+      architectures: ["Ernie4_5ForCausalLM"],
+      model_type: "ernie4_5",
+      vocab_size: 103424,
+      hidden_size: 1024,
+      intermediate_size: 3072,
+      num_hidden_layers: 18,
+      num_attention_heads: 16,
+      num_key_value_heads: 2,
+      max_position_embeddings: 131072,
+      rope_theta: 500000,
+      use_bias: false,
+      compression_ratio: 1.0,
+      torch_dtype: "bfloat16",
+    };
+    const c = parseHfConfig(ernie, F);
+    assert.equal(c.architecture, "ernie4_5");
+    assert.equal(c.headDim, 128, "head_dim 128, not hidden / heads = 64");
+    assert.equal(c.tieWordEmbeddings, true);
+    assert.equal(c.rmsNormEps, 1e-5);
+    assert.equal(c.ropeTheta, 500000);
+    assert.equal(c.attentionBias, false);
+    assert.deepEqual(
+      expectedTensors(c).find((t) => t.name.endsWith("0.self_attn.q_proj.weight"))?.shape,
+      [2048, 1024],
+    );
+    assert.ok(!names(c).includes("lm_head.weight"), "tied: no lm_head");
+    assert.throws(
+      () => parseHfConfig({ ...ernie, use_bias: true }, F),
+      /ernie4_5 use_bias=true .* not supported/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...ernie, compression_ratio: 2 }, F),
+      /ernie4_5 compression_ratio 2 .* not supported/,
+    );
+  });
 });

@@ -1,0 +1,72 @@
+import type { Architecture, ModelConfig } from "./config.js";
+import { allocSharedBytes, type Tensor, tensorDataOver } from "./tensor.js";
+
+/**
+ * The two row orders of q/k projections. The engine's RoPE rotates halves (dim i with i + hd/2,
+ * Hugging Face's rotate_half); llama.cpp's "normal" RoPE, and ERNIE 4.5's checkpoints, rotate
+ * interleaved pairs (dims 2i and 2i + 1). Permuting a projection's rows within each head turns one
+ * into the other, so the engine loads interleaved weights in its own order and writes them back.
+ */
+
+/** Families whose Hugging Face checkpoints hold q/k rows in interleaved pairs (ERNIE 4.5 rotates pairs). */
+export function hfInterleavesQk(arch: Architecture): boolean {
+  return arch === "ernie4_5";
+}
+
+/** Heads whose rows a q or k projection (weight or bias) holds; 0 for any other tensor. */
+export function qkHeads(c: ModelConfig, hfName: string): number {
+  if (/\.self_attn\.q_proj\.(weight|bias)$/.test(hfName)) return c.numHeads;
+  if (/\.self_attn\.k_proj\.(weight|bias)$/.test(hfName)) return c.numKvHeads;
+  return 0;
+}
+
+function headSize(rows: number, nHeads: number): number {
+  const hd = rows / nHeads;
+  if (!Number.isInteger(hd) || hd % 2 !== 0)
+    throw new Error(`${rows} q/k rows do not split into ${nHeads} heads of an even size`);
+  return hd;
+}
+
+/**
+ * Rotate-half row order from interleaved pairs: row h·hd + 2i + p goes to h·hd + p·hd/2 + i.
+ * Into shared memory (the engine's weights are shared with its worker threads).
+ */
+export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
+  const hd = headSize(src.length / rowBytes, nHeads);
+  const half = hd / 2;
+  const dst = allocSharedBytes(src.length);
+  for (let h = 0; h < nHeads; h++)
+    for (let p = 0; p < 2; p++)
+      for (let i = 0; i < half; i++) {
+        const from = (h * hd + 2 * i + p) * rowBytes;
+        dst.set(src.subarray(from, from + rowBytes), (h * hd + p * half + i) * rowBytes);
+      }
+  return dst;
+}
+
+/** Interleaved row order from rotate-half: row h·hd + p·hd/2 + i goes to h·hd + 2i + p. */
+export function interleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
+  const hd = headSize(src.length / rowBytes, nHeads);
+  const half = hd / 2;
+  const dst = new Uint8Array(src.length);
+  for (let h = 0; h < nHeads; h++)
+    for (let p = 0; p < 2; p++)
+      for (let i = 0; i < half; i++) {
+        const from = (h * hd + p * half + i) * rowBytes;
+        dst.set(src.subarray(from, from + rowBytes), (h * hd + 2 * i + p) * rowBytes);
+      }
+  return dst;
+}
+
+/**
+ * A q/k projection (or its bias) stored in interleaved pairs, as the same tensor with its rows in
+ * rotate-half order. Rows of a block format are whole blocks, so they move as bytes like any other.
+ */
+export function qkRowsToRotateHalf(t: Tensor, heads: number): Tensor {
+  const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const bytes = deinterleaveRows(raw, heads, raw.length / t.shape[0]!);
+  if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: tensorDataOver("f32", bytes) };
+  if (t.dtype === "f16" || t.dtype === "bf16")
+    return { ...t, dtype: t.dtype, data: tensorDataOver(t.dtype, bytes) as Uint16Array };
+  return { ...t, dtype: t.dtype, data: bytes };
+}
