@@ -59,7 +59,8 @@ export function planTensors(
     }
     const name = ggufTensorName(hfName, hasPostNorms(config));
     const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
-    if (t.shape.length === 1) {
+    // Vectors, and [1, n] weights (ERNIE 4.5's selection bias) stored as the vectors they are.
+    if (t.shape.length === 1 || (t.shape.length === 2 && t.shape[0] === 1)) {
       let data = toFloat32(t);
       if (opts.normPlusOne && isNormWeight(hfName)) data = Float32Array.from(data, (v) => v + 1);
       if (heads > 0) {

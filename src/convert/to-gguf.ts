@@ -1,15 +1,10 @@
-import {
-  type ModelConfig,
-  noRopeLayers,
-  type RopeScaling,
-  ropeLayersEvery,
-  yarnMscale,
-} from "../model/config.js";
+import { type ModelConfig, type RopeScaling, yarnMscale } from "../model/config.js";
 import type { GemmaGgufArch } from "../model/gguf-gemma.js";
-import { interleavesQk, SMOLLM3_NO_ROPE_STEP } from "../model/gguf-names.js";
+import { interleavesQk } from "../model/gguf-names.js";
 import type { LoadedModel } from "../model/types.js";
+import { ernieLayerPattern, type GgufArch, ggufArchitecture } from "./gguf-architecture.js";
 import { type GgufQuantize, LlamaFileType } from "./gguf-format.js";
-import { gemmaGgufArchitecture, gemmaMetadata } from "./gguf-gemma.js";
+import { gemmaMetadata } from "./gguf-gemma.js";
 import { planTensors } from "./gguf-tensors.js";
 import { extractVocab, vocabMetadata } from "./gguf-vocab.js";
 import { type GgufKv, type GgufWriteSummary, gguf, writeGguf } from "./gguf-writer.js";
@@ -64,152 +59,14 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
   return { ...summary, architecture: arch, fileType, tokenizerModel: vocab.model };
 }
 
-type GgufArch =
-  | "llama"
-  | "qwen2"
-  | "qwen3"
-  | "qwen3moe"
-  | "phi3"
-  | "granite"
-  | "granitemoe"
-  | "smollm3"
-  | "olmo2"
-  | "ernie4_5"
-  | GemmaGgufArch;
-
 function isGemma(arch: GgufArch): arch is GemmaGgufArch {
   return arch === "gemma" || arch === "gemma2" || arch === "gemma3";
-}
-
-/** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
-function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
-  // The writer knows llama.cpp's llama (Mistral and Mixtral are stored as llama), qwen2, qwen3,
-  // qwen3moe, phi3, gemma, gemma2, gemma3, granite, smollm3, olmo2 and ernie4_5 layouts only.
-  const families = [
-    "llama",
-    "mistral",
-    "mixtral",
-    "qwen2",
-    "qwen3",
-    "qwen3_moe",
-    "phi3",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "granite",
-    "smollm3",
-    "olmo2",
-    "ernie4_5",
-  ];
-  if (!families.includes(c.architecture)) {
-    throw new Error(
-      `GGUF export of ${label}: the ${c.architecture} family is not supported (${families.join(", ")})`,
-    );
-  }
-  const yarn = c.ropeScaling?.type === "yarn" ? c.ropeScaling : null;
-  if (yarn && !yarn.truncate)
-    throw new Error(
-      `GGUF export of ${label}: YaRN with truncate = false has no equivalent in llama.cpp (it always floors and ceils the ramp's ends)`,
-    );
-  // Measured against the llama.cpp the tests run: files with yarn_beta_fast 16 and yarn_beta_slow
-  // 2 gave the tokens of 32 and 1, its context's defaults, which win over the file's keys.
-  if (yarn && (yarn.betaFast !== 32 || yarn.betaSlow !== 1))
-    throw new Error(
-      `GGUF export of ${label}: YaRN beta_fast ${yarn.betaFast} / beta_slow ${yarn.betaSlow}: llama.cpp runs YaRN with 32 and 1 whatever the file's keys say`,
-    );
-  if (c.architecture === "gemma" || c.architecture === "gemma2" || c.architecture === "gemma3_text")
-    return gemmaGgufArchitecture(c, label);
-  if (c.architecture === "qwen3_moe") {
-    // llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights.
-    if (!c.moe || c.moe.sparseLayers.some((s) => !s))
-      throw new Error(
-        `GGUF export of ${label}: a qwen3_moe model with dense layers (mlp_only_layers, decoder_sparse_step) has no equivalent in llama.cpp's qwen3moe`,
-      );
-    if (!c.moe.normalizeTopK)
-      throw new Error(
-        `GGUF export of ${label}: llama.cpp's qwen3moe renormalises the top-k expert weights; this model does not (norm_topk_prob false)`,
-      );
-  }
-  if (c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings) {
-    // llama.cpp's phi3 reads a window and then turns it off.
-    const where = c.architecture === "phi3" ? "phi3 (which ignores its window)" : "llama architecture";
-    throw new Error(
-      `GGUF export of ${label}: sliding-window attention (window ${c.slidingWindow} < context ` +
-        `${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's ${where}`,
-    );
-  }
-  if (c.architecture === "phi3") return phi3Architecture(c, label);
-  if (c.architecture === "olmo2") {
-    if (!c.qkNorm || !c.qkNormFull || !c.postNormsOnly || c.attentionBias || c.moe)
-      throw new Error(
-        `GGUF export of ${label}: llama.cpp's olmo2 wants norms after the blocks only, whole-projection q/k norms, no biases or experts`,
-      );
-    return "olmo2";
-  }
-  if (c.architecture === "ernie4_5") {
-    // llama.cpp's ernie4_5 is Llama's graph with interleaved q/k rows (written back as the checkpoint had them).
-    if (c.attentionBias || c.moe)
-      throw new Error(
-        `GGUF export of ${label}: llama.cpp's ernie4_5 (dense) wants no q/k/v biases or experts`,
-      );
-    return "ernie4_5";
-  }
-  if (c.architecture === "smollm3") {
-    // llama.cpp's smollm3 fixes its no-RoPE layers at every fourth; no key states others.
-    const fixed = ropeLayersEvery(c.numLayers, SMOLLM3_NO_ROPE_STEP).ropeLayers;
-    if (JSON.stringify(c.ropeLayers) !== JSON.stringify(fixed) || c.attentionBias || c.moe)
-      throw new Error(
-        `GGUF export of ${label}: llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...) and has no biases or experts; this model's no-RoPE layers are ${noRopeLayers(c).join(", ") || "none"}`,
-      );
-    return "smollm3";
-  }
-  if (c.architecture === "granite") {
-    if (c.attentionBias)
-      throw new Error(`GGUF export of ${label}: llama.cpp's granite wants no q/k/v biases`);
-    if (!c.moe) return "granite";
-    // llama.cpp's granitemoe: every layer a mixture, the top-k softmax renormalised.
-    if (c.moe.sparseLayers.some((s) => !s) || !c.moe.normalizeTopK)
-      throw new Error(
-        `GGUF export of ${label}: llama.cpp's granitemoe makes every layer a mixture with renormalised top-k weights; this model does not`,
-      );
-    return "granitemoe";
-  }
-  if (c.architecture === "qwen2") return "qwen2";
-  if (c.architecture === "qwen3_moe") {
-    if (c.attentionBias)
-      throw new Error(`GGUF export of ${label}: a qwen3_moe model with q/k/v biases is not supported`);
-    return "qwen3moe";
-  }
-  if (c.architecture === "qwen3") {
-    if (c.attentionBias)
-      throw new Error(`GGUF export of ${label}: a qwen3 model with q/k/v biases is not supported`);
-    return "qwen3";
-  }
-  if (c.attentionBias) {
-    throw new Error(`GGUF export of ${label}: a ${c.architecture} model with q/k/v biases is not supported`);
-  }
-  if (c.headDim % 2 !== 0) throw new Error(`GGUF export of ${label}: head_dim ${c.headDim} is odd`);
-  return "llama";
 }
 
 /**
  * Phi-3 as llama.cpp's phi3: q/k/v fused as attn_qkv and gate/up as ffn_up (gate rows first, as
  * both store them), rotate-half RoPE.
  */
-function phi3Architecture(c: ModelConfig, label: string): "phi3" {
-  if (!c.fusedProjections || c.attentionBias || c.moe)
-    throw new Error(
-      `GGUF export of ${label}: llama.cpp's phi3 wants fused projections without biases or experts`,
-    );
-  if (c.numHeads * c.headDim !== c.hiddenSize)
-    throw new Error(
-      `GGUF export of ${label}: llama.cpp's phi3 needs heads × head_dim = hidden (${c.numHeads} × ${c.headDim} ≠ ${c.hiddenSize})`,
-    );
-  // LongRoPE is written as llama.cpp's converter writes it (see phi3Metadata); llama.cpp applies
-  // one factor table to every position, the long one once the context it is given exceeds the
-  // original length, where the engine switches tables at that position.
-  return "phi3";
-}
 
 /**
  * Phi-3's keys as llama.cpp's converter writes them: the window (0: none) and, with LongRoPE, the
@@ -300,8 +157,15 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     // Mixtral: every layer a mixture (feed_forward_length is each expert's width).
     kv.push({ key: k("expert_count"), value: gguf.u32(c.moe.numExperts) });
     kv.push({ key: k("expert_used_count"), value: gguf.u32(c.moe.topK) });
-    if (arch === "qwen3moe")
+    if (arch === "qwen3moe" || arch === "ernie4_5-moe")
       kv.push({ key: k("expert_feed_forward_length"), value: gguf.u32(c.moe.expertIntermediateSize) });
+    const pattern = arch === "ernie4_5-moe" ? ernieLayerPattern(c) : null;
+    if (pattern) {
+      kv.push({ key: k("leading_dense_block_count"), value: gguf.u32(pattern.lead) });
+      kv.push({ key: k("interleave_moe_layer_step"), value: gguf.u32(pattern.step) });
+      if (c.moe.sharedExpertSize)
+        kv.push({ key: k("expert_shared_feed_forward_length"), value: gguf.u32(c.moe.sharedExpertSize) });
+    }
   }
   const s = c.ropeScaling;
   if (s?.type === "linear") {

@@ -119,7 +119,10 @@ export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
   return g.emit(`L${l}.down`, c.hiddenSize, (out) => ({ kind: "linear", out, x: act, weight: n.down }));
 }
 
-/** A mixture of experts: router logits, then the routed experts' SwiGLU MLPs summed by weight. */
+/**
+ * A mixture of experts: router logits, then the routed experts' SwiGLU MLPs summed by weight, and
+ * a shared expert's SwiGLU MLP added where the model has one (ERNIE 4.5).
+ */
 export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
   const moe = c.moe!;
   const n = expertNames(c, l);
@@ -129,7 +132,7 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     x: y,
     weight: n.router,
   }));
-  return g.emit(`L${l}.moe`, c.hiddenSize, (out) => ({
+  const mixture = g.emit(`L${l}.moe`, c.hiddenSize, (out) => ({
     kind: "moe",
     out,
     x: y,
@@ -140,5 +143,19 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     topK: moe.topK,
     normalizeTopK: moe.normalizeTopK,
     hidden: moe.expertIntermediateSize,
+    ...(n.selectionBias ? { selectionBias: n.selectionBias } : {}),
   }));
+  if (!n.shared) return mixture;
+  const w = moe.sharedExpertSize!;
+  const sh = n.shared;
+  const gate = g.emit(`L${l}.shared_gate`, w, (out) => ({ kind: "linear", out, x: y, weight: sh.gate }));
+  const up = g.emit(`L${l}.shared_up`, w, (out) => ({ kind: "linear", out, x: y, weight: sh.up }));
+  const act = g.emit(`L${l}.shared_act`, w, (out) => ({ kind: "silu_mul", out, gate, up }));
+  const shared = g.emit(`L${l}.shared_down`, c.hiddenSize, (out) => ({
+    kind: "linear",
+    out,
+    x: act,
+    weight: sh.down,
+  }));
+  return g.emit(`L${l}.moe_shared`, c.hiddenSize, (out) => ({ kind: "add", out, a: mixture, b: shared }));
 }

@@ -85,6 +85,11 @@ export type Op =
       readonly normalizeTopK: boolean;
       /** Rows of each expert's gate/up output. */
       readonly hidden: number;
+      /**
+       * A per-expert bias ([1, experts]) added to the softmax probabilities for choosing the
+       * top-k only (ERNIE 4.5); the routing weights stay the probabilities.
+       */
+      readonly selectionBias?: string;
     }
   | { readonly kind: "add"; readonly out: string; readonly a: string; readonly b: string }
   /** out = the rows of x whose logits are wanted (the last token of each sequence). */
@@ -150,7 +155,7 @@ export function opWeights(op: Op): string[] {
     case "linear":
       return op.bias ? [op.weight, op.bias] : [op.weight];
     case "moe":
-      return [...op.gate, ...op.up, ...op.down];
+      return [...op.gate, ...op.up, ...op.down, ...(op.selectionBias ? [op.selectionBias] : [])];
     default:
       return [];
   }

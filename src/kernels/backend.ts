@@ -163,6 +163,8 @@ export interface PreparedExperts {
  * [nTokens, nExperts] (a tie goes to the lower expert index), in slot order from the largest.
  * A slot's weight is its expert's softmax probability over all experts, or, with normalizeTopK,
  * over the chosen ones only (the same as rescaling the chosen probabilities to sum to 1).
+ * With selectionBias the experts are instead the topK largest of probability + bias (ties again to
+ * the lower index), and the weights the same probabilities of the experts so chosen.
  * The nTokens·topK (token, slot) pairs are then laid out grouped by expert, in token order
  * within an expert: the pair's row in that layout is slotRow[t·topK + j], the token of row r is
  * rowToken[r], and expert e's rows are [expertStart[e], expertStart[e + 1]).
@@ -173,6 +175,8 @@ export interface MoeRouteArgs {
   readonly nExperts: number;
   readonly topK: number;
   readonly normalizeTopK: boolean;
+  /** [nExperts]: added to each expert's probability for choosing only (ERNIE 4.5). Absent: none. */
+  readonly selectionBias?: Float32Array;
   /** [nTokens·topK] out. */
   readonly slotWeight: Float32Array;
   /** [nTokens·topK] out. */

@@ -19,6 +19,7 @@ export function checkRouteArgs(method: string, a: MoeRouteArgs): void {
   checkLength(method, "slotRow", a.slotRow, pairs);
   checkLength(method, "rowToken", a.rowToken, pairs);
   checkLength(method, "expertStart", a.expertStart, a.nExperts + 1);
+  if (a.selectionBias) checkLength(method, "selectionBias", a.selectionBias, a.nExperts);
 }
 
 export function moeRouteReference(a: MoeRouteArgs): void {
@@ -26,6 +27,10 @@ export function moeRouteReference(a: MoeRouteArgs): void {
   const { logits, nTokens, nExperts: E, topK: k, slotWeight, slotRow, rowToken, expertStart } = a;
   expertStart.fill(0, 0, E + 1);
   for (let t = 0; t < nTokens; t++) {
+    if (a.selectionBias) {
+      biasedChoice(a, t);
+      continue;
+    }
     const base = t * E;
     // Selection of the k largest, one at a time: a strict > keeps the lower index on a tie.
     for (let j = 0; j < k; j++) {
@@ -53,6 +58,37 @@ export function moeRouteReference(a: MoeRouteArgs): void {
   }
   for (let e = E; e > 0; e--) expertStart[e] = expertStart[e - 1]!;
   expertStart[0] = 0;
+}
+
+/**
+ * Token t's experts by probability + selectionBias, their weights the probabilities (over all
+ * experts, or renormalised over the chosen). Exponentials are recomputed rather than kept, so
+ * routing needs no scratch.
+ */
+function biasedChoice(a: MoeRouteArgs, t: number): void {
+  const { logits, nExperts: E, topK: k, slotWeight, slotRow, expertStart } = a;
+  const bias = a.selectionBias!;
+  const base = t * E;
+  let top = logits[base]!;
+  for (let e = 1; e < E; e++) top = Math.max(top, logits[base + e]!);
+  let z = 0;
+  for (let e = 0; e < E; e++) z += Math.exp(logits[base + e]! - top);
+  const prob = (e: number) => Math.exp(logits[base + e]! - top) / z;
+  for (let j = 0; j < k; j++) {
+    let best = -1;
+    let bestKey = 0;
+    for (let e = 0; e < E; e++) {
+      if (chosenBefore(slotRow, t * k, j, e)) continue;
+      const key = prob(e) + bias[e]!;
+      if (best === -1 || key > bestKey) [best, bestKey] = [e, key];
+    }
+    slotRow[t * k + j] = best;
+    expertStart[best + 1]!++;
+  }
+  let sum = 0;
+  for (let j = 0; j < k; j++) sum += prob(slotRow[t * k + j]!);
+  const norm = a.normalizeTopK ? sum : 1;
+  for (let j = 0; j < k; j++) slotWeight[t * k + j] = prob(slotRow[t * k + j]!) / norm;
 }
 
 function chosenBefore(slotRow: Int32Array, first: number, j: number, e: number): boolean {

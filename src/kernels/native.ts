@@ -152,6 +152,7 @@ export interface NativeAddon {
     slotRow: Int32Array,
     rowToken: Int32Array,
     expertStart: Int32Array,
+    selectionBias?: Float32Array,
   ): void;
   gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, nRows: number, dim: number): void;
   moeCombine(
@@ -506,6 +507,7 @@ export class NativeBackend implements KernelBackend {
       a.slotRow,
       a.rowToken,
       a.expertStart,
+      a.selectionBias,
     );
   }
 

@@ -17,7 +17,8 @@ export type Architecture =
   | "granite"
   | "smollm3"
   | "olmo2"
-  | "ernie4_5";
+  | "ernie4_5"
+  | "ernie4_5_moe";
 
 export type RopeScaling =
   | {
@@ -75,6 +76,14 @@ export interface MoeConfig {
   readonly normalizeTopK: boolean;
   /** Per layer: true where the FFN is the mixture, false where it is the dense MLP (Qwen3-MoE's mlp_only_layers, decoder_sparse_step). */
   readonly sparseLayers: readonly boolean[];
+  /**
+   * ERNIE 4.5's (DeepSeek V3's kind of) routing: each token's experts are the top-k of its softmax
+   * probabilities plus a per-expert bias (a weight, [1, experts]); the weights stay the
+   * probabilities. Absent: the top-k of the router logits.
+   */
+  readonly selectionBias?: boolean;
+  /** Rows of a shared expert's gate and up projections: a SwiGLU MLP every token runs, added to the mixture. Absent: none. */
+  readonly sharedExpertSize?: number;
 }
 
 export interface ModelConfig {
@@ -237,6 +246,8 @@ export function describeFamily(c: ModelConfig): string {
     parts.push(
       `${c.moe.numExperts} experts (top-${c.moe.topK}, ${norm}) on ${sparse} of ${c.numLayers} layers`,
     );
+    if (c.moe.selectionBias) parts.push("experts chosen with a per-expert bias");
+    if (c.moe.sharedExpertSize) parts.push(`a shared expert ${c.moe.sharedExpertSize} wide`);
   }
   return parts.length > 0 ? `${c.architecture}: ${parts.join(", ")}` : c.architecture;
 }

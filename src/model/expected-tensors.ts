@@ -86,6 +86,15 @@ function expertTensors(c: ModelConfig, l: number): ExpectedTensor[] {
     out.push({ name: n.up[e]!, shape: [i, d] });
     out.push({ name: n.down[e]!, shape: [d, i] });
   }
+  if (n.selectionBias) out.push({ name: n.selectionBias, shape: [1, moe.numExperts] });
+  if (n.shared) {
+    const s = moe.sharedExpertSize!;
+    out.push(
+      { name: n.shared.gate, shape: [s, d] },
+      { name: n.shared.up, shape: [s, d] },
+      { name: n.shared.down, shape: [d, s] },
+    );
+  }
   return out;
 }
 

@@ -38,7 +38,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3", "olmo2" and "ernie4_5".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "ernie4_5" and "ernie4_5-moe".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
@@ -59,6 +59,7 @@ const SUPPORTED_ARCHS = [
   "smollm3",
   "olmo2",
   "ernie4_5",
+  "ernie4_5-moe",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -236,7 +237,14 @@ function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): 
  * layer a mixture, softmax over the experts, top-k, renormalised (as llama.cpp runs both).
  * Qwen3-MoE states each expert's width apart from the dense feed_forward_length.
  */
-function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeConfig | undefined {
+function mixtureOf(
+  meta: Meta,
+  arch: string,
+  layers: number,
+  ffn: number,
+  g: GgufFile,
+): MoeConfig | undefined {
+  if (arch === "ernie4_5-moe") return ernieMixture(meta, layers, g);
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
   if ((arch === "qwen3moe" || arch === "granitemoe") && numExperts === 0)
     throw new GgufError(meta.file, `a ${arch} file needs ${arch}.expert_count`);
@@ -261,11 +269,47 @@ function mixtureOf(meta: Meta, arch: string, layers: number, ffn: number): MoeCo
   };
 }
 
+/**
+ * ERNIE 4.5 MoE as llama.cpp's ernie4_5-moe runs it: layer l a mixture from
+ * leading_dense_block_count on where (l + 1) is a multiple of interleave_moe_layer_step; softmax
+ * probabilities, chosen with the layer's exp_probs_b added where the file has it, renormalised;
+ * a shared expert of expert_shared_feed_forward_length where that is above 0.
+ */
+function ernieMixture(meta: Meta, layers: number, g: GgufFile): MoeConfig {
+  const k = (name: string) => `ernie4_5-moe.${name}`;
+  const numExperts = meta.need(k("expert_count"));
+  const topK = meta.need(k("expert_used_count"));
+  if (topK > numExperts)
+    throw new GgufError(
+      meta.file,
+      `${k("expert_used_count")} ${topK} is not between 1 and expert_count ${numExperts}`,
+    );
+  const lead = meta.num(k("leading_dense_block_count")) ?? 0;
+  const step = meta.need(k("interleave_moe_layer_step"));
+  const sparseLayers = Array.from({ length: layers }, (_, l) => l >= lead && (l + 1) % step === 0);
+  const first = sparseLayers.indexOf(true);
+  if (first < 0)
+    throw new GgufError(
+      meta.file,
+      `no layer of this ernie4_5-moe file is a mixture (${lead} leading dense of ${layers})`,
+    );
+  const shared = meta.num(k("expert_shared_feed_forward_length")) ?? 0;
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: meta.need(k("expert_feed_forward_length")),
+    normalizeTopK: true,
+    sparseLayers,
+    ...(g.header.tensors.has(`blk.${first}.exp_probs_b.bias`) ? { selectionBias: true } : {}),
+    ...(shared > 0 ? { sharedExpertSize: shared } : {}),
+  };
+}
+
 function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const k = (name: string) => `${arch}.${name}`;
   const numLayers = meta.need(k("block_count"));
   const ffn = meta.need(k("feed_forward_length"));
-  const moe = mixtureOf(meta, arch, numLayers, ffn);
+  const moe = mixtureOf(meta, arch, numLayers, ffn, g);
   const hidden = meta.need(k("embedding_length"));
   const numHeads = meta.need(k("attention.head_count"));
   const numKvHeads = meta.num(k("attention.head_count_kv")) ?? numHeads;
@@ -302,11 +346,13 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ? GEMMA_FAMILY[arch]
     : arch === "qwen3moe"
       ? "qwen3_moe"
-      : arch === "granitemoe"
-        ? "granite"
-        : moe
-          ? "mixtral"
-          : arch;
+      : arch === "ernie4_5-moe"
+        ? "ernie4_5_moe"
+        : arch === "granitemoe"
+          ? "granite"
+          : moe
+            ? "mixtral"
+            : arch;
   return {
     architecture: family,
     vocabSize,
@@ -465,7 +511,9 @@ function loadWeights(
       throw new GgufError(g.file, `missing tensor "${name}" (the model's ${t.name})`);
     }
     const want = slice ? [experts, ...t.shape] : t.shape;
-    if (!sameShape(info.shape, want)) {
+    // A [1, n] weight (ERNIE 4.5's selection bias) is stored as the vector it is.
+    const vectorOf = want.length === 2 && want[0] === 1 && sameShape(info.shape, [want[1]!]);
+    if (!sameShape(info.shape, want) && !vectorOf) {
       throw new GgufError(
         g.file,
         `tensor "${info.name}" has shape [${info.shape.join(", ")}], but the metadata implies [${want.join(", ")}]`,
@@ -500,7 +548,13 @@ function loadWeights(
       tensor = tensorFromBytes(g, { name: info.name, typeName: info.typeName, shape: t.shape }, part, t.name);
     } else {
       stacks.clear();
-      tensor = ggufTensorData(g, info, t.name);
+      // In the model's shape (a [1, n] weight read from its vector).
+      tensor = tensorFromBytes(
+        g,
+        { name: info.name, typeName: info.typeName, shape: t.shape },
+        g.readBytes(info.name),
+        t.name,
+      );
     }
     const heads = interleavedQk ? qkHeads(config, t.name) : 0;
     if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);

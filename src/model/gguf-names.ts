@@ -21,6 +21,11 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   // The routers of Mixtral (llama.cpp's llama architecture with experts) and of Qwen3-MoE.
   "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",
   "mlp.gate.weight": "ffn_gate_inp.weight",
+  // ERNIE 4.5's expert selection bias ([1, experts], stored 1-D) and shared expert.
+  "mlp.moe_statics.e_score_correction_bias": "exp_probs_b.bias",
+  "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
+  "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
+  "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
 };
 /**
  * Gemma 2 and 3 (four norms a layer): there post_attention_layernorm is the norm on the attention
@@ -90,7 +95,8 @@ export function interleavesQk(arch: string): boolean {
     arch === "granite" ||
     arch === "granitemoe" ||
     arch === "smollm3" ||
-    arch === "ernie4_5"
+    arch === "ernie4_5" ||
+    arch === "ernie4_5-moe"
   );
 }
 

@@ -29,6 +29,7 @@ const SUPPORTED: readonly Architecture[] = [
   "smollm3",
   "olmo2",
   "ernie4_5",
+  "ernie4_5_moe",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -47,10 +48,18 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   smollm3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 2e6 },
   olmo2: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000 },
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
+  ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
 };
 
 /** Gemma, SmolLM3 and ERNIE 4.5 tie the LM head to the embeddings unless told otherwise. */
-const TIED_BY_DEFAULT: readonly Architecture[] = ["gemma", "gemma2", "gemma3_text", "smollm3", "ernie4_5"];
+const TIED_BY_DEFAULT: readonly Architecture[] = [
+  "gemma",
+  "gemma2",
+  "gemma3_text",
+  "smollm3",
+  "ernie4_5",
+  "ernie4_5_moe",
+];
 
 /** Qwen3's configs default head_dim to 128 rather than hidden / heads. */
 const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
@@ -60,6 +69,7 @@ const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
   gemma2: 256,
   gemma3_text: 256,
   ernie4_5: 128,
+  ernie4_5_moe: 128,
 };
 
 const posInt = z.number().int().positive();
@@ -115,6 +125,13 @@ const configSchema = z.object({
   use_bias: z.boolean().nullish(),
   /** ERNIE 4.5's remote code: positions divided by it before RoPE. */
   compression_ratio: z.number().positive().nullish(),
+  /** ERNIE 4.5 MoE (a list in the multimodal models, which are not run). */
+  moe_num_experts: z.number().int().nonnegative().nullish(),
+  moe_k: posInt.nullish(),
+  moe_num_shared_experts: z.number().int().nonnegative().nullish(),
+  moe_layer_start_index: z.number().int().nonnegative().nullish(),
+  moe_layer_end_index: z.number().int().nullish(),
+  moe_layer_interval: posInt.nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });

@@ -84,25 +84,68 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         ...graniteFeatures(raw),
       };
     case "ernie4_5":
-      return { attentionBias: ernieNoBias(raw, file), slidingWindow: null };
+      return { attentionBias: ernieNoBias(raw, "ernie4_5", file), slidingWindow: null };
+    case "ernie4_5_moe": {
+      const moe = ernieExperts(raw, file);
+      return {
+        attentionBias: ernieNoBias(raw, "ernie4_5_moe", file),
+        slidingWindow: null,
+        ...(moe ? { moe } : {}),
+      };
+    }
   }
 }
 
 /**
- * ERNIE 4.5 (dense) is Llama's graph with q/k rows in interleaved RoPE pairs, which the loaders
+ * ERNIE 4.5 MoE (transformers' Ernie4_5_MoeConfig): layer l is a mixture where (l + 1) is a
+ * multiple of moe_layer_interval and moe_layer_start_index ≤ l ≤ moe_layer_end_index (-1: the
+ * last); the others run the dense MLP of intermediate_size. The router's softmax probabilities
+ * plus e_score_correction_bias choose moe_k of moe_num_experts, weighted by the probabilities
+ * renormalised; moe_num_shared_experts experts' worth of shared MLP (moe_intermediate_size each)
+ * joins every token's mixture.
+ */
+function ernieExperts(raw: RawConfig, file: string): MoeConfig | undefined {
+  const numExperts = raw.moe_num_experts ?? 64;
+  const topK = raw.moe_k ?? 6;
+  const n = raw.num_hidden_layers;
+  const start = raw.moe_layer_start_index ?? 1;
+  const end =
+    raw.moe_layer_end_index == null || raw.moe_layer_end_index < 0 ? n - 1 : raw.moe_layer_end_index;
+  const step = raw.moe_layer_interval ?? 1;
+  const sparseLayers = Array.from(
+    { length: n },
+    (_, l) => numExperts > 0 && (l + 1) % step === 0 && l >= start && l <= end,
+  );
+  if (!sparseLayers.includes(true)) return undefined;
+  checkTopK(numExperts, topK, file, "moe_k");
+  const width = raw.moe_intermediate_size ?? 1536;
+  const shared = raw.moe_num_shared_experts ?? 2;
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: width,
+    normalizeTopK: true,
+    sparseLayers,
+    selectionBias: true,
+    ...(shared > 0 ? { sharedExpertSize: shared * width } : {}),
+  };
+}
+
+/**
+ * ERNIE 4.5 (dense, and the MoE's attention) is Llama's graph with q/k rows in interleaved RoPE pairs, which the loaders
  * reorder (qk-row-order.ts). `use_bias` puts biases on o_proj and the MLP too, which the graph does
  * not express; the remote code's `compression_ratio` rescales positions.
  */
-function ernieNoBias(raw: RawConfig, file: string): false {
+function ernieNoBias(raw: RawConfig, arch: "ernie4_5" | "ernie4_5_moe", file: string): false {
   if (raw.use_bias === true)
     throw new Error(
-      `${file}: ernie4_5 use_bias=true (biases on every projection, o_proj and the MLP included) is not supported`,
+      `${file}: ${arch} use_bias=true (biases on every projection, o_proj and the MLP included) is not supported`,
     );
   if (raw.compression_ratio != null && raw.compression_ratio !== 1)
     throw new Error(
-      `${file}: ernie4_5 compression_ratio ${raw.compression_ratio} (positions rescaled before RoPE) is not supported`,
+      `${file}: ${arch} compression_ratio ${raw.compression_ratio} (positions rescaled before RoPE) is not supported`,
     );
-  return noAttentionBias(raw, "ernie4_5", file);
+  return noAttentionBias(raw, arch, file);
 }
 
 /**
@@ -162,9 +205,9 @@ function qwenSlidingWindow(raw: RawConfig, arch: Architecture, file: string): nu
   return null;
 }
 
-function checkTopK(numExperts: number, topK: number, file: string): void {
+function checkTopK(numExperts: number, topK: number, file: string, field = "num_experts_per_tok"): void {
   if (topK > numExperts) {
-    throw new Error(`${file}: num_experts_per_tok (${topK}) exceeds the number of experts (${numExperts})`);
+    throw new Error(`${file}: ${field} (${topK}) exceeds the number of experts (${numExperts})`);
   }
 }
 

@@ -10,7 +10,7 @@ import { allocSharedBytes, type Tensor, tensorDataOver } from "./tensor.js";
 
 /** Families whose Hugging Face checkpoints hold q/k rows in interleaved pairs (ERNIE 4.5 rotates pairs). */
 export function hfInterleavesQk(arch: Architecture): boolean {
-  return arch === "ernie4_5";
+  return arch === "ernie4_5" || arch === "ernie4_5_moe";
 }
 
 /** Heads whose rows a q or k projection (weight or bias) holds; 0 for any other tensor. */

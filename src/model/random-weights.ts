@@ -11,7 +11,7 @@ export interface RandomWeightOptions {
   readonly embedStd?: number;
   /** RMSNorm weights are 1 ± this (0: exactly 1); Gemma's, stored as offsets from 1, are 0 ± this. */
   readonly normSpread?: number;
-  /** Standard deviation of q/k/v biases. */
+  /** Standard deviation of biases (q/k/v, and ERNIE 4.5's expert selection bias). */
   readonly biasStd?: number;
 }
 
@@ -30,7 +30,8 @@ export function randomWeights(config: ModelConfig, opts: RandomWeightOptions): M
       t = nearConstantTensor(rng, name, opts.dtype, shape, config.normPlusOne ? 0 : 1, opts.normSpread ?? 0);
     } else if (name === "model.embed_tokens.weight") {
       t = randomTensor(rng, name, opts.dtype, shape, opts.embedStd ?? 0.1);
-    } else if (name.endsWith(".bias")) {
+    } else if (name.endsWith(".bias") || name.endsWith("_bias")) {
+      // ERNIE 4.5's e_score_correction_bias too: a spread near the routing probabilities', so both choose.
       t = randomTensor(rng, name, opts.dtype, shape, opts.biasStd ?? 0.1);
     } else {
       const fanIn = shape[1]!;

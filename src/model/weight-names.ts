@@ -55,12 +55,17 @@ export interface ExpertNames {
   readonly gate: readonly string[];
   readonly up: readonly string[];
   readonly down: readonly string[];
+  /** ERNIE 4.5's per-expert selection bias ([1, experts]), where the config has one. */
+  readonly selectionBias?: string;
+  /** The shared expert's SwiGLU MLP, where the config has one. */
+  readonly shared?: { readonly gate: string; readonly up: string; readonly down: string };
 }
 
 /**
  * The router and experts of a mixture-of-experts layer. Mixtral names them
- * `block_sparse_moe.gate` and `experts.E.w1` (gate) / `w3` (up) / `w2` (down); Qwen3-MoE
- * `mlp.gate` and `mlp.experts.E.{gate,up,down}_proj`.
+ * `block_sparse_moe.gate` and `experts.E.w1` (gate) / `w3` (up) / `w2` (down); Qwen3-MoE and
+ * ERNIE 4.5 `mlp.gate` and `mlp.experts.E.{gate,up,down}_proj`, ERNIE's selection bias
+ * `mlp.moe_statics.e_score_correction_bias` and shared expert `mlp.shared_experts.*`.
  */
 export function expertNames(c: ModelConfig, l: number): ExpertNames {
   if (!c.moe) throw new Error(`${c.architecture}: layer ${l} has no mixture of experts`);
@@ -76,13 +81,24 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
       down: ids.map((e) => `${p}.experts.${e}.w2.weight`),
     };
   }
-  if (c.architecture === "qwen3_moe") {
+  if (c.architecture === "qwen3_moe" || c.architecture === "ernie4_5_moe") {
     const p = `${layerPrefix(l)}.mlp`;
+    const s = `${p}.shared_experts`;
     return {
       router: `${p}.gate.weight`,
       gate: ids.map((e) => `${p}.experts.${e}.gate_proj.weight`),
       up: ids.map((e) => `${p}.experts.${e}.up_proj.weight`),
       down: ids.map((e) => `${p}.experts.${e}.down_proj.weight`),
+      ...(c.moe.selectionBias ? { selectionBias: `${p}.moe_statics.e_score_correction_bias` } : {}),
+      ...(c.moe.sharedExpertSize
+        ? {
+            shared: {
+              gate: `${s}.gate_proj.weight`,
+              up: `${s}.up_proj.weight`,
+              down: `${s}.down_proj.weight`,
+            },
+          }
+        : {}),
     };
   }
   throw new Error(`${c.architecture}: no expert weight naming for this family`);

@@ -1,6 +1,6 @@
 import type { Op } from "../graph/ops.js";
 import type { KernelBackend, PreparedExperts } from "../kernels/backend.js";
-import type { Tensor } from "../model/tensor.js";
+import { type Tensor, toFloat32 } from "../model/tensor.js";
 
 type MoeOp = Extract<Op, { kind: "moe" }>;
 
@@ -10,6 +10,8 @@ export interface PreparedMoe {
   readonly gate: PreparedExperts;
   readonly up: PreparedExperts;
   readonly down: PreparedExperts;
+  /** The op's selection bias as f32 (ERNIE 4.5), read once. */
+  readonly selectionBias?: Float32Array;
 }
 
 export function prepareMoe(backend: KernelBackend, op: MoeOp, need: (name: string) => Tensor): PreparedMoe {
@@ -18,6 +20,7 @@ export function prepareMoe(backend: KernelBackend, op: MoeOp, need: (name: strin
     gate: backend.prepareExperts(op.gate.map(need)),
     up: backend.prepareExperts(op.up.map(need)),
     down: backend.prepareExperts(op.down.map(need)),
+    ...(op.selectionBias ? { selectionBias: Float32Array.from(toFloat32(need(op.selectionBias))) } : {}),
   };
 }
 
@@ -103,6 +106,7 @@ export function runMoe(
       nExperts,
       topK,
       normalizeTopK,
+      ...(m.selectionBias ? { selectionBias: m.selectionBias } : {}),
       slotWeight: s.slotWeight,
       slotRow: s.slotRow,
       rowToken: s.rowToken,

@@ -109,6 +109,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "olmo2",
   "phi4-mini",
   "ernie4_5",
+  "ernie4_5-moe",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

@@ -42,10 +42,45 @@ function routerWeight(c: ModelConfig, l: number): string {
     : `model.layers.${l}.mlp.gate.weight`;
 }
 
+/**
+ * ERNIE 4.5's routing (transformers' Ernie4_5_MoeTopKRouter): softmax over all experts; the k
+ * largest of probability + bias (the correction bias, for choosing only; ties to the lower index);
+ * their probabilities divided by their sum.
+ */
+export function referenceBiasedRoute(
+  logits: ArrayLike<number>,
+  bias: ArrayLike<number>,
+  topK: number,
+): { experts: number[]; weights: number[] } {
+  const m = Math.max(...Array.from(logits));
+  const e = Array.from(logits, (v) => Math.exp(v - m));
+  const z = e.reduce((a, v) => a + v, 0);
+  const p = e.map((v) => v / z);
+  const experts = p
+    .map((_, i) => i)
+    .sort((a, b) => p[b]! + bias[b]! - (p[a]! + bias[a]!) || a - b)
+    .slice(0, topK);
+  const s = experts.reduce((a, i) => a + p[i]!, 0);
+  return { experts, weights: experts.map((i) => p[i]! / s) };
+}
+
 export function referenceMoe(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float64Array): Float64Array {
   const moe = c.moe!;
-  const { experts, weights } = referenceRoute(rw.linear(y, routerWeight(c, l)), moe.topK, moe.normalizeTopK);
-  const out = new Float64Array(c.hiddenSize);
+  const logits = rw.linear(y, routerWeight(c, l));
+  const p = `model.layers.${l}.mlp`;
+  const { experts, weights } = moe.selectionBias
+    ? referenceBiasedRoute(logits, rw.vec(`${p}.moe_statics.e_score_correction_bias`), moe.topK)
+    : referenceRoute(logits, moe.topK, moe.normalizeTopK);
+  // ERNIE 4.5's shared expert: a SwiGLU MLP every token runs, added to the mixture.
+  const out = moe.sharedExpertSize
+    ? referenceSwiglu(
+        rw,
+        y,
+        `${p}.shared_experts.gate_proj.weight`,
+        `${p}.shared_experts.up_proj.weight`,
+        `${p}.shared_experts.down_proj.weight`,
+      )
+    : new Float64Array(c.hiddenSize);
   experts.forEach((e, j) => {
     const d = referenceSwiglu(
       rw,

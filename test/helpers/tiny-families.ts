@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
+ * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5 dense and MoE, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -82,6 +82,36 @@ export const FAMILY_SPECS = {
     },
     dtype: "f32",
     seed: 28,
+    embedStd: TIED_EMBED_STD,
+  },
+  /**
+   * ERNIE 4.5 MoE (21B-A3B's routing, scaled down): layer 0 dense, layers 1 and 2 mixtures of 4
+   * experts, top-2 chosen on probability + e_score_correction_bias, renormalised, plus one shared
+   * expert; ERNIE's interleaved q/k rows.
+   */
+  "ernie4_5-moe": {
+    config: {
+      ...base,
+      architectures: ["Ernie4_5_MoeForCausalLM"],
+      model_type: "ernie4_5_moe",
+      num_hidden_layers: 3,
+      num_key_value_heads: 2,
+      head_dim: 32,
+      rope_theta: 500000.0,
+      tie_word_embeddings: true,
+      use_bias: false,
+      moe_num_experts: 4,
+      moe_k: 2,
+      moe_intermediate_size: 32,
+      moe_num_shared_experts: 1,
+      moe_layer_start_index: 1,
+      moe_layer_end_index: -1,
+      moe_layer_interval: 1,
+      attention_bias: undefined,
+      mlp_bias: undefined,
+    },
+    dtype: "f32",
+    seed: 29,
     embedStd: TIED_EMBED_STD,
   },
   phi3: {

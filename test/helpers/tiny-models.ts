@@ -36,6 +36,7 @@ export const TINY_VARIANTS = [
   "smollm3", // smollm3: layer 3 of 4 without RoPE, GQA, tied, f32
   "olmo2", // olmo2: norms after the blocks only, whole-projection q/k norms, GQA, untied, bf16
   "ernie4_5", // ernie4_5: q/k rows in interleaved RoPE pairs, head_dim 32 ≠ 64/4, GQA, tied, f32
+  "ernie4_5-moe", // ernie4_5_moe: layer 0 dense, 4 experts top-2 chosen with a selection bias, a shared expert, f32
 ] as const;
 
 export type TinyVariant = (typeof TINY_VARIANTS)[number];

@@ -8,7 +8,7 @@ import type { KernelBackend, MoeRouteArgs } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import { referenceElement } from "../helpers/reference-forward.js";
-import { referenceRoute } from "../helpers/reference-moe.js";
+import { referenceBiasedRoute, referenceRoute } from "../helpers/reference-moe.js";
 import { assertClose, randomF32, randomTensor, rng } from "./fixtures.js";
 import { forEachVariant, nativeKernels, roundedToBf16 } from "./native-setup.js";
 
@@ -173,6 +173,75 @@ test("gather, grouped products and combine equal each token's experts run one by
     }
   }
 });
+
+test("routing with a selection bias (ERNIE 4.5): chosen by probability + bias, weighted by probability", () => {
+  // Token 0: the bias lifts expert 3 (lowest logit) above expert 1; token 1: with equal
+  // probabilities the bias alone orders the experts.
+  const E = 4;
+  const logits = Float32Array.from([2, 1.5, 0, -1, 0, 0, 0, 0]);
+  const bias = Float32Array.from([0, 0, 0.1, 0.9]);
+  const p0 = [2, 1.5, 0, -1].map((v) => Math.exp(v)).map((v, _, all) => v / all.reduce((a, b) => a + b));
+  for (const [name, be] of backends) {
+    const a = { ...routeArgs(logits, 2, E, 2, true), selectionBias: bias };
+    be.moeRoute(a);
+    const expertOf = (row: number) =>
+      [...a.expertStart].findIndex((s, e) => row >= s && row < a.expertStart[e + 1]!);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((s) => expertOf(a.slotRow[s]!)),
+      [3, 0, 3, 2],
+      name,
+    );
+    // Weights: the plain probabilities of experts 3 and 0, renormalised; token 1's are equal.
+    const w = [p0[3]! / (p0[3]! + p0[0]!), p0[0]! / (p0[3]! + p0[0]!), 0.5, 0.5];
+    for (let j = 0; j < 4; j++) assert.ok(Math.abs(a.slotWeight[j]! - w[j]!) < 1e-6, `${name} slot ${j}`);
+  }
+  // Random logits and biases against the suite's rule, with and without renormalising (the
+  // weights then keep their share of all experts' probability).
+  const rand = rng(11);
+  for (const [E2, k, n] of [
+    [8, 2, 13],
+    [16, 6, 5],
+  ] as const) {
+    const l = randomF32(n * E2, rand, 2);
+    const b = randomF32(E2, rand, 0.1);
+    for (const [name, be] of backends) {
+      for (const normalize of [true, false]) {
+        const a = { ...routeArgs(l, n, E2, k, normalize), selectionBias: b };
+        be.moeRoute(a);
+        for (let t = 0; t < n; t++) {
+          const want = referenceBiasedRoute(l.subarray(t * E2, (t + 1) * E2), b, k);
+          const total = normalize ? 1 : probabilitiesOf(l.subarray(t * E2, (t + 1) * E2), want.experts);
+          for (let j = 0; j < k; j++) {
+            const row = a.slotRow[t * k + j]!;
+            const e = want.experts[j]!;
+            assert.ok(
+              row >= a.expertStart[e]! && row < a.expertStart[e + 1]!,
+              `${name} E=${E2} t=${t} j=${j}`,
+            );
+            assert.ok(
+              Math.abs(a.slotWeight[t * k + j]! - want.weights[j]! * total) < 1e-6,
+              `${name} weight t=${t} j=${j}`,
+            );
+          }
+        }
+      }
+    }
+  }
+  for (const [name, be] of backends)
+    assert.throws(
+      () => be.moeRoute({ ...routeArgs(logits, 2, E, 2, true), selectionBias: new Float32Array(3) }),
+      /selectionBias/,
+      name,
+    );
+});
+
+/** The summed softmax probability of `experts` (what renormalising divides by). */
+function probabilitiesOf(logits: Float32Array, experts: number[]): number {
+  const m = Math.max(...logits);
+  const e = Array.from(logits, (v) => Math.exp(v - m));
+  const z = e.reduce((a, v) => a + v, 0);
+  return experts.reduce((a, i) => a + e[i]! / z, 0);
+}
 
 test("bad arguments are refused by name", () => {
   for (const [name, be] of backends) {

@@ -316,4 +316,67 @@ describe("config.json of the newer families", () => {
       /ernie4_5 compression_ratio 2 .* not supported/,
     );
   });
+
+  test("ernie4_5_moe: ERNIE-4.5-21B-A3B's routing, shared experts and mixture layers", () => {
+    const moe = {
+      model_type: "ernie4_5_moe",
+      vocab_size: 103424,
+      hidden_size: 2560,
+      intermediate_size: 12288,
+      num_hidden_layers: 28,
+      num_attention_heads: 20,
+      num_key_value_heads: 4,
+      max_position_embeddings: 131072,
+      rope_theta: 500000,
+      moe_num_experts: 64,
+      moe_k: 6,
+      moe_intermediate_size: 1536,
+      moe_num_shared_experts: 2,
+      moe_layer_start_index: 1,
+      moe_layer_end_index: 27,
+      moe_layer_interval: 1,
+      use_bias: false,
+    };
+    const c = parseHfConfig(moe, F);
+    assert.equal(c.architecture, "ernie4_5_moe");
+    assert.equal(c.headDim, 128);
+    assert.equal(c.tieWordEmbeddings, true);
+    assert.deepEqual(c.moe, {
+      numExperts: 64,
+      topK: 6,
+      expertIntermediateSize: 1536,
+      normalizeTopK: true,
+      sparseLayers: Array.from({ length: 28 }, (_, l) => l >= 1),
+      selectionBias: true,
+      sharedExpertSize: 3072,
+    });
+    const t = expectedTensors(c);
+    const shape = (n: string) => t.find((x) => x.name === n)?.shape;
+    assert.deepEqual(shape("model.layers.1.mlp.moe_statics.e_score_correction_bias"), [1, 64]);
+    assert.deepEqual(shape("model.layers.1.mlp.shared_experts.gate_proj.weight"), [3072, 2560]);
+    assert.deepEqual(shape("model.layers.0.mlp.gate_proj.weight"), [12288, 2560], "layer 0 is dense");
+    assert.match(describeFamily(c), /64 experts \(top-6, renormalised\) on 27 of 28 layers/);
+    // Every other layer from 3 up to 9; no shared expert.
+    const every = parseHfConfig(
+      {
+        ...moe,
+        num_hidden_layers: 12,
+        moe_layer_start_index: 3,
+        moe_layer_end_index: 9,
+        moe_layer_interval: 2,
+        moe_num_shared_experts: 0,
+      },
+      F,
+    ).moe!;
+    assert.deepEqual(
+      every.sparseLayers.flatMap((s, l) => (s ? [l] : [])),
+      [3, 5, 7, 9],
+    );
+    assert.equal(every.sharedExpertSize, undefined);
+    assert.throws(
+      () => parseHfConfig({ ...moe, moe_k: 65 }, F),
+      /moe_k \(65\) exceeds the number of experts \(64\)/,
+    );
+    assert.throws(() => parseHfConfig({ ...moe, use_bias: true }, F), /ernie4_5_moe use_bias=true/);
+  });
 });

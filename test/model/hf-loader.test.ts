@@ -25,7 +25,7 @@ function fresh(variant: TinyVariant) {
 
 /** ERNIE 4.5 stores q/k rows in interleaved RoPE pairs; the loader puts them in rotate-half order. */
 const interleavedQk = (variant: TinyVariant, name: string) =>
-  variant === "ernie4_5" && /\.(q|k)_proj\.weight$/.test(name);
+  (variant === "ernie4_5" || variant === "ernie4_5-moe") && /\.(q|k)_proj\.weight$/.test(name);
 
 /** Row 2i + p of each head (head size from the tiny ERNIE's head_dim, 32) moved to p · 16 + i. */
 function rotateHalfRows(t: Tensor): Uint16Array | Float32Array {

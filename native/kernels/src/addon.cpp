@@ -416,7 +416,7 @@ class Kernels : public Napi::Addon<Kernels> {
     });
   }
 
-  // moeRoute(logits, nTokens, nExperts, topK, normalizeTopK, slotWeight, slotRow, rowToken, expertStart)
+  // moeRoute(logits, nTokens, nExperts, topK, normalizeTopK, slotWeight, slotRow, rowToken, expertStart[, selectionBias])
   void MoeRoute(const Napi::CallbackInfo& info) {
     const char* m = "moeRoute";
     const int64_t n = integer(info, 1, m, "nTokens");
@@ -429,7 +429,10 @@ class Kernels : public Napi::Addon<Kernels> {
     int32_t* slotRow = static_cast<int32_t*>(array(info, 6, m, "slotRow", napi_int32_array, n * topK).data);
     int32_t* rowToken = static_cast<int32_t*>(array(info, 7, m, "rowToken", napi_int32_array, n * topK).data);
     int32_t* start = static_cast<int32_t*>(array(info, 8, m, "expertStart", napi_int32_array, E + 1).data);
-    lk::moeRoute(logits, n, E, topK, normalize, weight, slotRow, rowToken, start);
+    const float* bias =
+        present(info, 9) ? static_cast<const float*>(array(info, 9, m, "selectionBias", napi_float32_array, E).data)
+                         : nullptr;
+    lk::moeRoute(logits, n, E, topK, normalize, bias, weight, slotRow, rowToken, start);
   }
 
   // gatherRows(out, x, rows, nRows, dim)

@@ -4,6 +4,7 @@
 // allocates: routing uses slotRow for each slot's expert until rows are assigned, and expertStart
 // as its own cursor.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -11,16 +12,53 @@
 
 namespace lk {
 
+// One token's experts by softmax probability + bias (ERNIE 4.5's selection bias; ties to the lower
+// index), weighted by the probabilities alone: over all experts, or renormalised over the chosen.
+inline void moeBiasedChoice(const float* l, const float* bias, int64_t E, int64_t k, bool normalizeTopK,
+                            float* weight, int32_t* chosen, int32_t* expertStart) {
+  double top = l[0];
+  for (int64_t e = 1; e < E; e++) top = std::max(top, double(l[e]));
+  double z = 0;
+  for (int64_t e = 0; e < E; e++) z += std::exp(double(l[e]) - top);
+  auto prob = [&](int64_t e) { return std::exp(double(l[e]) - top) / z; };
+  for (int64_t j = 0; j < k; j++) {
+    int64_t best = -1;
+    double bestKey = 0;
+    for (int64_t e = 0; e < E; e++) {
+      bool taken = false;
+      for (int64_t i = 0; i < j; i++) taken = taken || chosen[i] == e;
+      if (taken) continue;
+      const double key = prob(e) + double(bias[e]);
+      if (best < 0 || key > bestKey) {
+        best = e;
+        bestKey = key;
+      }
+    }
+    chosen[j] = int32_t(best);
+    expertStart[best + 1]++;
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < k; j++) sum += prob(chosen[j]);
+  const double norm = normalizeTopK ? sum : 1;
+  for (int64_t j = 0; j < k; j++) weight[j] = float(prob(chosen[j]) / norm);
+}
+
 // Top-k experts of each token by router logit (ties to the lower index, slots from the largest),
-// weights = softmax over all experts, or over the chosen ones when normalizeTopK; then the
-// (token, slot) pairs grouped by expert in token order (see MoeRouteArgs in src/kernels/backend.ts).
+// weights = softmax over all experts, or over the chosen ones when normalizeTopK; with a
+// selection bias, moeBiasedChoice's choice instead. Then the (token, slot) pairs grouped by expert
+// in token order (see MoeRouteArgs in src/kernels/backend.ts).
 inline void moeRoute(const float* logits, int64_t nTokens, int64_t nExperts, int64_t topK, bool normalizeTopK,
-                     float* slotWeight, int32_t* slotRow, int32_t* rowToken, int32_t* expertStart) {
+                     const float* selectionBias, float* slotWeight, int32_t* slotRow, int32_t* rowToken,
+                     int32_t* expertStart) {
   const int64_t E = nExperts, k = topK;
   std::memset(expertStart, 0, sizeof(int32_t) * size_t(E + 1));
   for (int64_t t = 0; t < nTokens; t++) {
     const float* l = logits + t * E;
     int32_t* chosen = slotRow + t * k;
+    if (selectionBias) {
+      moeBiasedChoice(l, selectionBias, E, k, normalizeTopK, slotWeight + t * k, chosen, expertStart);
+      continue;
+    }
     for (int64_t j = 0; j < k; j++) {
       int64_t best = -1;
       for (int64_t e = 0; e < E; e++) {

@@ -1,0 +1,168 @@
+import { type Architecture, type ModelConfig, noRopeLayers, ropeLayersEvery } from "../model/config.js";
+import type { GemmaGgufArch } from "../model/gguf-gemma.js";
+import { SMOLLM3_NO_ROPE_STEP } from "../model/gguf-names.js";
+import { gemmaGgufArchitecture } from "./gguf-gemma.js";
+
+/**
+ * Which of llama.cpp's architectures a model is exported as, and the refusal, by name, of what
+ * llama.cpp would run differently from the engine. One rule per family; the checks every family
+ * shares (RoPE scaling, windows, biases) come first.
+ */
+
+export type GgufArch =
+  | "llama"
+  | "qwen2"
+  | "qwen3"
+  | "qwen3moe"
+  | "phi3"
+  | "granite"
+  | "granitemoe"
+  | "smollm3"
+  | "olmo2"
+  | "ernie4_5"
+  | "ernie4_5-moe"
+  | GemmaGgufArch;
+
+type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
+
+/** Families the writer knows (Mistral and Mixtral are stored as llama.cpp's llama). */
+const RULES: Partial<Record<Architecture, Rule>> = {
+  llama: plainLlama,
+  mistral: plainLlama,
+  mixtral: plainLlama,
+  qwen2: () => "qwen2",
+  qwen3: (c, refuse) =>
+    c.attentionBias ? refuse("a qwen3 model with q/k/v biases is not supported") : "qwen3",
+  qwen3_moe: qwen3Moe,
+  phi3,
+  // Gemma's windows and scales are checked by its own rule (gguf-gemma.ts).
+  gemma: (c, _, label) => gemmaGgufArchitecture(c, label),
+  gemma2: (c, _, label) => gemmaGgufArchitecture(c, label),
+  gemma3_text: (c, _, label) => gemmaGgufArchitecture(c, label),
+  granite,
+  smollm3,
+  olmo2: (c, refuse) =>
+    !c.qkNorm || !c.qkNormFull || !c.postNormsOnly || c.attentionBias || c.moe
+      ? refuse(
+          "llama.cpp's olmo2 wants norms after the blocks only, whole-projection q/k norms, no biases or experts",
+        )
+      : "olmo2",
+  // llama.cpp's ernie4_5 is Llama's graph with interleaved q/k rows (written back as the checkpoint had them).
+  ernie4_5: (c, refuse) =>
+    c.attentionBias || c.moe
+      ? refuse("llama.cpp's ernie4_5 (dense) wants no q/k/v biases or experts")
+      : "ernie4_5",
+  ernie4_5_moe: ernieMoe,
+};
+
+/** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
+export function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
+  const refuse = (why: string): never => {
+    throw new Error(`GGUF export of ${label}: ${why}`);
+  };
+  const rule = RULES[c.architecture];
+  if (!rule) refuse(`the ${c.architecture} family is not supported (${Object.keys(RULES).join(", ")})`);
+  const yarn = c.ropeScaling?.type === "yarn" ? c.ropeScaling : null;
+  if (yarn && !yarn.truncate)
+    refuse(
+      "YaRN with truncate = false has no equivalent in llama.cpp (it always floors and ceils the ramp's ends)",
+    );
+  // Measured against the llama.cpp the tests run: files with yarn_beta_fast 16 and yarn_beta_slow
+  // 2 gave the tokens of 32 and 1, its context's defaults, which win over the file's keys.
+  if (yarn && (yarn.betaFast !== 32 || yarn.betaSlow !== 1))
+    refuse(
+      `YaRN beta_fast ${yarn.betaFast} / beta_slow ${yarn.betaSlow}: llama.cpp runs YaRN with 32 and 1 whatever the file's keys say`,
+    );
+  if (!c.architecture.startsWith("gemma")) refuseWindow(c, refuse);
+  return rule!(c, refuse, label);
+}
+
+/** A window shorter than the context: llama.cpp's llama has none, and its phi3 reads one and turns it off. */
+function refuseWindow(c: ModelConfig, refuse: (why: string) => never): void {
+  if (c.slidingWindow === null || c.slidingWindow >= c.maxPositionEmbeddings) return;
+  const where = c.architecture === "phi3" ? "phi3 (which ignores its window)" : "llama architecture";
+  refuse(
+    `sliding-window attention (window ${c.slidingWindow} < context ${c.maxPositionEmbeddings}) has no equivalent in llama.cpp's ${where}`,
+  );
+}
+
+function plainLlama(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (c.attentionBias) refuse(`a ${c.architecture} model with q/k/v biases is not supported`);
+  if (c.headDim % 2 !== 0) refuse(`head_dim ${c.headDim} is odd`);
+  return "llama";
+}
+
+/** llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights. */
+function qwen3Moe(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (!c.moe || c.moe.sparseLayers.some((s) => !s))
+    refuse(
+      "a qwen3_moe model with dense layers (mlp_only_layers, decoder_sparse_step) has no equivalent in llama.cpp's qwen3moe",
+    );
+  if (!c.moe!.normalizeTopK)
+    refuse(
+      "llama.cpp's qwen3moe renormalises the top-k expert weights; this model does not (norm_topk_prob false)",
+    );
+  if (c.attentionBias) refuse("a qwen3_moe model with q/k/v biases is not supported");
+  return "qwen3moe";
+}
+
+function phi3(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (!c.fusedProjections || c.attentionBias || c.moe)
+    refuse("llama.cpp's phi3 wants fused projections without biases or experts");
+  if (c.numHeads * c.headDim !== c.hiddenSize)
+    refuse(
+      `llama.cpp's phi3 needs heads × head_dim = hidden (${c.numHeads} × ${c.headDim} ≠ ${c.hiddenSize})`,
+    );
+  // LongRoPE is written as llama.cpp's converter writes it (to-gguf.ts, phi3Metadata); llama.cpp
+  // applies one factor table to every position, the long one once the context it is given
+  // exceeds the original length, where the engine switches tables at that position.
+  return "phi3";
+}
+
+/** llama.cpp's smollm3 fixes its no-RoPE layers at every fourth; no key states others. */
+function smollm3(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  const fixed = ropeLayersEvery(c.numLayers, SMOLLM3_NO_ROPE_STEP).ropeLayers;
+  if (JSON.stringify(c.ropeLayers) !== JSON.stringify(fixed) || c.attentionBias || c.moe)
+    refuse(
+      `llama.cpp's smollm3 leaves RoPE out of every fourth layer (3, 7, ...) and has no biases or experts; this model's no-RoPE layers are ${noRopeLayers(c).join(", ") || "none"}`,
+    );
+  return "smollm3";
+}
+
+/** Granite, or with experts llama.cpp's granitemoe: every layer a mixture, the top-k softmax renormalised. */
+function granite(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (c.attentionBias) refuse("llama.cpp's granite wants no q/k/v biases");
+  if (!c.moe) return "granite";
+  if (c.moe.sparseLayers.some((s) => !s) || !c.moe.normalizeTopK)
+    refuse(
+      "llama.cpp's granitemoe makes every layer a mixture with renormalised top-k weights; this model does not",
+    );
+  return "granitemoe";
+}
+
+/** llama.cpp's ernie4_5-moe: mixtures from a number of leading dense layers on, every step-th. */
+function ernieMoe(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  const moe = c.moe;
+  if (c.attentionBias || !moe || !moe.normalizeTopK || !ernieLayerPattern(c))
+    refuse(
+      `llama.cpp's ernie4_5-moe wants renormalised experts on every step-th layer after the leading dense ones, and no q/k/v biases; this model's mixtures are on layers ${
+        moe?.sparseLayers.flatMap((s, l) => (s ? [l] : [])).join(", ") ?? "none"
+      }`,
+    );
+  return "ernie4_5-moe";
+}
+
+/**
+ * ERNIE 4.5 MoE's mixture layers as llama.cpp states them: the leading dense layers' count and the
+ * step (layer l a mixture where l ≥ lead and (l + 1) is a multiple of step), or null where no such
+ * pair gives exactly the model's layers (transformers' moe_layer_end_index before the last layer).
+ */
+export function ernieLayerPattern(c: ModelConfig): { lead: number; step: number } | null {
+  const sparse = c.moe?.sparseLayers ?? [];
+  const lead = sparse.indexOf(true);
+  if (lead < 0) return null;
+  for (let step = 1; step <= sparse.length; step++) {
+    if (sparse.every((s, l) => s === (l >= lead && (l + 1) % step === 0))) return { lead, step };
+  }
+  return null;
+}
