@@ -44,6 +44,7 @@ export const GgmlType = {
   iq4_nl: 20,
   iq4_xs: 23,
   bf16: 30,
+  mxfp4: 39,
 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
@@ -64,6 +65,7 @@ export const GGML_BLOCK: Readonly<Record<GgmlTypeName, { block: number; bytes: n
   q2_k: { block: 256, bytes: 84 },
   iq4_nl: { block: 32, bytes: 18 },
   iq4_xs: { block: 256, bytes: 136 },
+  mxfp4: { block: 32, bytes: 17 },
 };
 
 /**
@@ -80,10 +82,11 @@ export const LlamaFileType = {
   q4_k_m: 15,
   q5_k_m: 17,
   iq4_xs: 30,
+  mxfp4_moe: 38,
 } as const;
 
 /** The quantizations `convert --to gguf --quantize` writes. */
-export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "iq4_xs"] as const;
+export const GGUF_QUANTIZE = ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "iq4_xs", "mxfp4_moe"] as const;
 export type GgufQuantize = (typeof GGUF_QUANTIZE)[number];
 
 /** tokenizer.ggml.token_type values (llama_token_type). */

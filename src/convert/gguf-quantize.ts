@@ -1,4 +1,4 @@
-import { ggmlQuantName, IQ4_NL_LEVELS, QUANT_BLOCKS } from "../model/gguf-dequant.js";
+import { ggmlQuantName, IQ4_NL_LEVELS, MXFP4_LEVELS, QUANT_BLOCKS } from "../model/gguf-dequant.js";
 import { f16ToF32, f32ToF16, type QuantType } from "../model/tensor.js";
 
 /**
@@ -277,6 +277,26 @@ function iq4_xs(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   out[o + 3] = high >> 8;
 }
 
+/**
+ * MXFP4 (the OCP microscaling rule, as ggml's reference quantizer applies it): the block's shared
+ * scale is 2^(⌊log₂ max|x|⌋ − 2), stored as its E8M0 exponent; each value the nearest e2m1 level
+ * (kept doubled, against half that scale), values past 6 scales clamped to it.
+ */
+function mxfp4(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
+  const max = Math.abs(signedMax(x, xo, 32));
+  const e = max > 0 ? clamp(Math.floor(Math.log2(max)) - 2 + 127, 0, 254) : 0;
+  out[o] = e;
+  const d = 2 ** (e - 128);
+  const q = (j: number) => {
+    const v = x[xo + j]! / d;
+    let best = 0;
+    for (let k = 1; k < 16; k++)
+      if (Math.abs(MXFP4_LEVELS[k]! - v) < Math.abs(MXFP4_LEVELS[best]! - v)) best = k;
+    return best;
+  };
+  for (let j = 0; j < 16; j++) out[o + 1 + j] = q(j) | (q(j + 16) << 4);
+}
+
 /** Each format's block writer (its block and byte sizes are the reader's: QUANT_BLOCKS). */
 const QUANTIZERS: Readonly<Record<QuantType, typeof q8_0>> = {
   q8_0,
@@ -291,6 +311,7 @@ const QUANTIZERS: Readonly<Record<QuantType, typeof q8_0>> = {
   q2_k: q2_K,
   iq4_nl,
   iq4_xs,
+  mxfp4,
 };
 
 const blocksOf = (type: QuantType) => QUANT_BLOCKS[ggmlQuantName(type)];

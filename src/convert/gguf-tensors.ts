@@ -113,6 +113,8 @@ export function quantTarget(
     want = six ? "q6_k" : q === "q4_k_m" ? "q4_k" : "q5_k";
   }
   if (q === "iq4_xs") want = output ? "q6_k" : "iq4_xs";
+  // llama.cpp's MXFP4_MOE: the experts' stacks in MXFP4, every other matrix Q8_0.
+  if (q === "mxfp4_moe" && /_exps\.weight$/.test(name)) want = "mxfp4";
   if (quantFits(want, cols)) return want;
   const fallback = FALLBACK[want] ?? "q8_0";
   return quantFits(fallback, cols) ? fallback : null;

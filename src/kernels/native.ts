@@ -281,6 +281,7 @@ const QUANT_CODE: Record<QuantType, number> = {
   q2_k: 9,
   iq4_nl: 10,
   iq4_xs: 11,
+  mxfp4: 12,
 };
 
 /** A weight in a block format, as stored (the product quantizes the activations instead). */

@@ -34,6 +34,8 @@ import {
  *   IQ4_XS (136 bytes / 256): f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128]; block b (32 elements)
  *     has a six-bit scale ls (low four bits: nibble b % 2 of scales_l[b >> 1]; top two: bits 2b of
  *     scales_h) and 16 bytes of IQ4_NL nibbles at 8 + 16b; x = d·(ls − 32)·level.
+ *   MXFP4 (17 bytes / 32): u8 e (E8M0), u8 qs[16]; Q4_0's nibbles index the e2m1 values doubled
+ *     (MXFP4_LEVELS), x = 2^(e − 128)·level.
  * Products are rounded to fp32 step by step as ggml computes them.
  */
 
@@ -208,6 +210,18 @@ function iq4_nl(src: Uint8Array, at: number, out: Float32Array, o: number): void
   levels32(src, at + 2, half(src, at), out, o);
 }
 
+/** MXFP4's 16 levels: the e2m1 values (0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives) doubled. */
+export const MXFP4_LEVELS: readonly number[] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+function mxfp4(src: Uint8Array, at: number, out: Float32Array, o: number): void {
+  const d = 2 ** (src[at]! - 128); // the E8M0 scale, halved for the doubled levels
+  for (let j = 0; j < 16; j++) {
+    const b = src[at + 1 + j]!;
+    out[o + j] = f(d * MXFP4_LEVELS[b & 15]!);
+    out[o + j + 16] = f(d * MXFP4_LEVELS[b >> 4]!);
+  }
+}
+
 /** IQ4_XS's six-bit scale of 32-value block b (0..63 as stored; the scale is d·(ls − 32)). */
 function iq4xsScale(src: Uint8Array, at: number, b: number): number {
   const high = ((src[at + 2]! | (src[at + 3]! << 8)) >> (2 * b)) & 3;
@@ -233,6 +247,7 @@ const DEQUANT: Readonly<Record<QuantName, typeof q8_0>> = {
   Q2_K: q2_K,
   IQ4_NL: iq4_nl,
   IQ4_XS: iq4_xs,
+  MXFP4: mxfp4,
 };
 
 export function isQuantName(name: string): name is QuantName {

@@ -467,7 +467,7 @@ function tensorFromBytes(
     throw new GgufError(
       g.file,
       `tensor "${info.name}" has type ${info.typeName}, which the GGUF import does not support ` +
-        "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)",
+        "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4)",
     );
   }
   if (info.shape.length < 2) {

@@ -44,6 +44,7 @@ export const GGML_TYPES: Readonly<Record<number, { name: string; block: number; 
   23: { name: "IQ4_XS", block: 256, bytes: 136 },
   29: { name: "IQ1_M", block: 256, bytes: 56 },
   30: { name: "BF16", block: 1, bytes: 2 },
+  39: { name: "MXFP4", block: 32, bytes: 17 },
 };
 
 export interface GgufTensorInfo {

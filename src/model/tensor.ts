@@ -30,6 +30,7 @@ export const QUANT_TYPES = [
   "q2_k",
   "iq4_nl",
   "iq4_xs",
+  "mxfp4",
 ] as const;
 
 export interface FloatTensor {

@@ -67,6 +67,12 @@ const BOUND: Record<
     block: 16,
     of: (xs, sb) => ((Math.max(0, ...xs) - Math.min(0, ...xs)) / 3) * 0.51 + (maxAbs(sb) * 2) / 3 / 15,
   },
+  // The scale's unit d = 2^(⌊log₂ max|x|⌋ − 3) against the doubled levels: the largest values
+  // clamp from under 16 units to 12, and the widest gap between levels (8 to 12) is 4 units.
+  mxfp4: {
+    block: 32,
+    of: (xs) => (maxAbs(xs) === 0 ? 0 : 4 * 2 ** (Math.floor(Math.log2(maxAbs(xs))) - 3) * 1.01),
+  },
 };
 
 function maxAbs(xs: Float32Array): number {
@@ -145,6 +151,15 @@ describe("quantization mixes", () => {
     assert.equal(t("blk.5.attn_q.weight", 576), "iq4_nl");
     assert.equal(t("output.weight", 576), "q8_0");
     assert.equal(t("blk.5.ffn_up.weight", 100), null);
+  });
+  it("mxfp4_moe: the experts' stacks in MXFP4, every other matrix Q8_0, the router as stored", () => {
+    const t = (name: string, cols = 512) => quantTarget("mxfp4_moe", name, cols, 16);
+    assert.equal(t("blk.3.ffn_up_exps.weight"), "mxfp4");
+    assert.equal(t("blk.3.ffn_down_exps.weight"), "mxfp4");
+    assert.equal(t("blk.3.ffn_up.weight"), "q8_0");
+    assert.equal(t("output.weight"), "q8_0");
+    assert.equal(t("blk.3.ffn_gate_inp.weight"), null);
+    assert.equal(t("blk.3.ffn_up_exps.weight", 100), null);
   });
   it("q8_0 everywhere; q4_0 with a Q6_K output", () => {
     assert.equal(quantTarget("q8_0", "output.weight", 512, 4), "q8_0");
@@ -241,6 +256,21 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
     });
   }
 
+  it("a tiny Mixtral at mxfp4_moe (llama.cpp's MXFP4_MOE): experts in MXFP4, the rest Q8_0; llama.cpp and ours agree (or a near tie)", async () => {
+    const float = await wideTinyModel("mixtral");
+    const { file, ours } = await exported(float, "mxfp4_moe", "wide-mixtral-mx");
+    const g = GgufFile.open(file);
+    try {
+      assert.equal(g.header.tensors.get("blk.1.ffn_up_exps.weight")!.typeName, "MXFP4");
+      assert.equal(g.header.tensors.get("blk.1.attn_q.weight")!.typeName, "Q8_0");
+      assert.equal(g.header.metadata.get("general.file_type"), 38);
+    } finally {
+      g.close();
+    }
+    assert.equal(ours.weights.get("model.layers.0.block_sparse_moe.experts.2.w2.weight")!.dtype, "mxfp4");
+    await checkGreedy(file, float, ours, "Hello, world", 12);
+  });
+
   it("a tiny Mixtral at q4_k_m: each layer's experts stacked per projection in Q4_K/Q6_K, the router as stored; llama.cpp and ours agree (or a near tie)", async () => {
     const float = await wideTinyModel("mixtral");
     const { file, ours } = await exported(float, "q4_k_m", "wide-mixtral");
@@ -291,7 +321,7 @@ describe("lamina convert --quantize", () => {
     assert.notEqual(bad.status, 0);
     assert.match(
       bad.stderr,
-      /--quantize q3_k: unknown quantization; supported: q8_0, q4_0, q4_k_m, q5_k_m, iq4_xs/,
+      /--quantize q3_k: unknown quantization; supported: q8_0, q4_0, q4_k_m, q5_k_m, iq4_xs, mxfp4_moe/,
     );
     const noTo = cli("--quantize", "q8_0");
     assert.notEqual(noTo.status, 0);

@@ -53,6 +53,7 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
     q2_k: { at: [80, 82], bytes: 84 },
     iq4_nl: { at: [0], bytes: 18 },
     iq4_xs: { at: [0], bytes: 136 },
+    mxfp4: { at: [], bytes: 17 },
   }[type];
   for (let b = 0; b < data.length / bytes; b++) {
     for (const o of at) {
@@ -62,6 +63,9 @@ function noiseWeight(type: QuantType, rows: number, cols: number, seed: number):
         (((Math.floor((rand() + 1) * 3) + 8) << 2) | (type.endsWith("_k") ? 0 : rand() < 0 ? 0x80 : 0)) & 255;
     }
   }
+  // MXFP4's one-byte E8M0 scale: exponents about 2^-9 .. 2^-4 (its levels reach 12).
+  if (type === "mxfp4")
+    for (let b = 0; b < data.length / bytes; b++) data[b * bytes] = 119 + Math.floor((rand() + 1) * 3);
   return { name: `noise-${type}`, dtype: type, shape: [rows, cols], data };
 }
 

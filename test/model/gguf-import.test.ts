@@ -673,6 +673,34 @@ function quantIQ4_XS(x: Float32Array): { data: Uint8Array; meant: Float64Array }
   return { data, meant };
 }
 
+/**
+ * MXFP4 (OCP microscaling, ggml's block_mxfp4): 17 bytes per 32 values, an E8M0 exponent byte e
+ * and 16 bytes of nibbles in Q4_0's order; a nibble indexes the e2m1 values 0, 0.5, 1, 1.5, 2, 3,
+ * 4, 6 (bit 3: negative), x = 2^(e − 127)·value. The shared exponent is ⌊log₂ max|x|⌋ − 2 (so the
+ * block's largest value lands in 4..8, clamped to 6).
+ */
+function quantMXFP4(x: Float32Array): { data: Uint8Array; meant: Float64Array } {
+  const e2m1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+  const nb = x.length / 32;
+  const data = new Uint8Array(nb * 17);
+  const meant = new Float64Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    const max = Math.max(...Array.from(x.subarray(b * 32, b * 32 + 32), Math.abs));
+    const e = max === 0 ? 0 : Math.floor(Math.log2(max)) - 2 + 127;
+    const scale = 2 ** (e - 127);
+    data[b * 17] = e;
+    const q = Array.from(x.subarray(b * 32, b * 32 + 32), (v) => {
+      const dist = e2m1.map((l) => Math.abs(l - v / scale));
+      return dist.indexOf(Math.min(...dist));
+    });
+    q.forEach((qi, j) => {
+      meant[b * 32 + j] = scale * e2m1[qi]!;
+    });
+    for (let j = 0; j < 16; j++) data[b * 17 + 1 + j] = q[j]! | (q[j + 16]! << 4);
+  }
+  return { data, meant };
+}
+
 /** Smooth, varied test values: a few rows of 512 with different offsets and ranges. */
 function testValues(rows: number, cols: number): Float32Array {
   const x = new Float32Array(rows * cols);
@@ -707,6 +735,8 @@ const QUANTS = [
   { name: "IQ4_NL", type: 20, quant: quantIQ4_NL, maxErr: 0.3 },
   // The same in the outlier's block (its scale is the super-block's largest, stored exactly).
   { name: "IQ4_XS", type: 23, quant: quantIQ4_XS, maxErr: 0.3 },
+  // Half the widest gap between e2m1 values (4 to 6) in the outlier's block (scale 2^(1 − 2)).
+  { name: "MXFP4", type: 39, quant: quantMXFP4, maxErr: 0.5 },
 ] as const;
 
 describe("GGUF import: quantized tensors stay in their block format", () => {
@@ -936,6 +966,14 @@ describe("GGUF import: the 5-bit, min and 3-bit formats in a model", () => {
     // llama.cpp rounds the activations of an IQ4_XS product to 8 bits per 256 values, we per 32.
     // Measured: all 12 tokens the same here; with IQ4_XS among the 5-bit formats of the test above,
     // 8 the same, then 216 against 240 at 0.0043 apart in a 4.6 range of the exact logits.
+    assert.equal(ours[0], theirs[0], "the first token");
+    agreeOrFloatTie("ours vs llama.cpp", b, ids, ours, theirs, 2e-3);
+  });
+
+  it("MXFP4 matrices (llama.cpp's MXFP4_MOE experts' format): greedy tokens as llama.cpp's, or a near tie of the exact logits", async () => {
+    const { b, ids, ours, theirs } = await bothGreedy("widemx", [byName("MXFP4")], byName("Q8_0"));
+    // Both sides round the activations to 8 bits per 32 values (llama.cpp's MXFP4 dot takes Q8_0
+    // activations), so they agree but for the order of the sums.
     assert.equal(ours[0], theirs[0], "the first token");
     agreeOrFloatTie("ours vs llama.cpp", b, ids, ours, theirs, 2e-3);
   });

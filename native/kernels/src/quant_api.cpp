@@ -15,7 +15,7 @@ int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int qtypeOf(const Napi::CallbackInfo& info, size_t i, const char* m) {
   const int64_t q = integer(info, i, m, "qtype");
-  if (q >= kQuantTypes) typeError(info.Env(), std::string(m) + ": qtype must be 0 (q8_0), 1 (q4_0), 2 (q4_k), 3 (q6_k), 4 (q4_1), 5 (q5_0), 6 (q5_1), 7 (q5_k), 8 (q3_k), 9 (q2_k), 10 (iq4_nl) or 11 (iq4_xs)");
+  if (q >= kQuantTypes) typeError(info.Env(), std::string(m) + ": qtype must be 0 (q8_0), 1 (q4_0), 2 (q4_k), 3 (q6_k), 4 (q4_1), 5 (q5_0), 6 (q5_1), 7 (q5_k), 8 (q3_k), 9 (q2_k), 10 (iq4_nl), 11 (iq4_xs) or 12 (mxfp4)");
   return int(q);
 }
 

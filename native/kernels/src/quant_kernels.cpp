@@ -71,7 +71,7 @@ constexpr bool hasOffset(int QT) { return !lk::signedQuant(QT); }
 // A 32-value block's scale d and what it subtracts per unit of the activations' d·Σq: Q4_0 8d and
 // Q5_0 16d (their values are d·(q − 8), d·(q − 16)), Q4_1 and Q5_1 −m (d·q + m), Q8_0 nothing.
 inline void blockScale(int QT, const uint8_t* blk, float& d, float& off) {
-  d = half(blk);
+  d = QT == lk::kMXFP4 ? lk::e8m0Half(blk[0]) : half(blk);
   off = QT == lk::kQ4_0   ? 8.0f * d
         : QT == lk::kQ5_0 ? 16.0f * d
         : (QT == lk::kQ4_1 || QT == lk::kQ5_1) ? -half(blk + 2)
@@ -82,7 +82,7 @@ inline void blockScale(int QT, const uint8_t* blk, float& d, float& off) {
 constexpr bool nibbleBlock(int QT) { return QT == lk::kQ4_0 || QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1; }
 // Where a 32-value block's nibbles and fifth bits (a little-endian u32) start.
 constexpr int64_t nibblesAt(int QT) {
-  return QT == lk::kQ4_0 || QT == lk::kIQ4_NL ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
+  return QT == lk::kMXFP4 ? 1 : QT == lk::kQ4_0 || QT == lk::kIQ4_NL ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
 }
 constexpr int64_t fifthBitsAt(int QT) { return QT == lk::kQ5_0 ? 2 : 4; }
 constexpr bool hasFifthBit(int QT) { return QT == lk::kQ5_0 || QT == lk::kQ5_1 || QT == lk::kQ5_K; }
@@ -150,11 +150,12 @@ template <int QT>
 inline void blockInts(const uint8_t* g, int b, int32_t* v) {
   if constexpr (QT == lk::kQ8_0) {
     for (int j = 0; j < 32; j++) v[j] = int8_t(g[b * 34 + 2 + j]);
-  } else if constexpr (QT == lk::kIQ4_NL || QT == lk::kIQ4_XS) {
-    const uint8_t* qs = QT == lk::kIQ4_NL ? g + b * 18 + 2 : g + 8 + b * 16;
+  } else if constexpr (QT == lk::kIQ4_NL || QT == lk::kIQ4_XS || QT == lk::kMXFP4) {
+    const uint8_t* qs = QT == lk::kIQ4_XS ? g + 8 + b * 16 : g + b * blockBytes(QT) + nibblesAt(QT);
+    const int8_t* levels = QT == lk::kMXFP4 ? lk::kMxfp4Levels : lk::kIq4nlLevels;
     for (int j = 0; j < 16; j++) {
-      v[j] = lk::kIq4nlLevels[qs[j] & 15];
-      v[j + 16] = lk::kIq4nlLevels[qs[j] >> 4];
+      v[j] = levels[qs[j] & 15];
+      v[j + 16] = levels[qs[j] >> 4];
     }
   } else if constexpr (nibbleBlock(QT)) {
     const uint8_t* blk = g + b * blockBytes(QT);
@@ -273,13 +274,14 @@ inline __m256i blockVec(const uint8_t* g, int b) {
   const __m256i low4 = _mm256_set1_epi8(15);
   if constexpr (QT == lk::kQ8_0) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + b * 34 + 2));
-  } else if constexpr (QT == lk::kIQ4_NL || QT == lk::kIQ4_XS) {
+  } else if constexpr (QT == lk::kIQ4_NL || QT == lk::kIQ4_XS || QT == lk::kMXFP4) {
     // The nibbles as Q4_0's, each replaced by its level (a byte shuffle of the 16 levels); IQ4_XS's
     // eight blocks of 16 nibble bytes follow its 8 bytes of scales.
-    const uint8_t* at = QT == lk::kIQ4_NL ? g + b * 18 + 2 : g + 8 + b * 16;
+    const uint8_t* at = QT == lk::kIQ4_XS ? g + 8 + b * 16 : g + b * blockBytes(QT) + nibblesAt(QT);
     const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
     const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low4);
-    const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels));
+    const __m128i levels = _mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(QT == lk::kMXFP4 ? lk::kMxfp4Levels : lk::kIq4nlLevels));
     return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), idx);
   } else if constexpr (nibbleBlock(QT)) {
     const uint8_t* blk = g + b * blockBytes(QT);
@@ -533,14 +535,32 @@ inline __m512i dotBytes512(__m512i u, __m512i s) {
 struct LiftedLevels {
   alignas(16) uint8_t v[16];
 };
-constexpr LiftedLevels liftedLevelTable() {
+constexpr LiftedLevels liftedLevelTable(const int8_t* levels) {
   LiftedLevels t{};
-  for (int i = 0; i < 16; i++) t.v[i] = uint8_t(lk::kIq4nlLevels[i] + 128);
+  for (int i = 0; i < 16; i++) t.v[i] = uint8_t(levels[i] + 128);
   return t;
 }
 inline __m512i liftedIq4nlLevels() {
-  static constexpr LiftedLevels kLifted = liftedLevelTable();
+  static constexpr LiftedLevels kLifted = liftedLevelTable(lk::kIq4nlLevels);
   return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kLifted.v)));
+}
+// MXFP4's doubled e2m1 levels, lifted the same way.
+inline __m512i liftedMxfp4Levels() {
+  static constexpr LiftedLevels kLifted = liftedLevelTable(lk::kMxfp4Levels);
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kLifted.v)));
+}
+
+// The E8M0 scales of blocks [g, g + cnt) of an MXFP4 row (one byte at the start of each 17-byte
+// block: no word permute reaches them) as 2^(e − 128): exponent bits (e − 1) << 23, or for e < 2
+// the subnormal 0x00200000 << e. Lanes past cnt are 0.
+inline __m512 mxfp4Scales(const uint8_t* row, int64_t g, int64_t cnt) {
+  alignas(16) uint8_t e[16] = {};
+  for (int64_t i = 0; i < cnt; i++) e[i] = row[(g + i) * 17];
+  const __m512i ev = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(e)));
+  const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(ev, _mm512_set1_epi32(1)), 23);
+  const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), ev);
+  const __m512i bits = _mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(ev, _mm512_set1_epi32(2)), tiny);
+  return _mm512_maskz_mov_ps(__mmask16((1u << cnt) - 1), _mm512_castsi512_ps(bits));
 }
 
 // out[rows[n]] = the lane sum of v[n] plus the bias, for the N rows of a row path. Four rows take
@@ -728,7 +748,8 @@ template <int QT, int N>
 inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
   constexpr int64_t BB = blockBytes(QT);
   constexpr bool kMin = QT == lk::kQ4_1 || QT == lk::kQ5_1, kFive = hasFifthBit(QT);
-  constexpr float kOff = QT == lk::kQ4_0 ? 8.0f : QT == lk::kQ5_0 ? 16.0f : QT == lk::kIQ4_NL ? 128.0f : 0.0f;
+  constexpr bool kLevels = QT == lk::kIQ4_NL || QT == lk::kMXFP4;
+  constexpr float kOff = QT == lk::kQ4_0 ? 8.0f : QT == lk::kQ5_0 ? 16.0f : kLevels ? 128.0f : 0.0f;
   constexpr int L = 16;  // blocks a group
   constexpr int kH = int(fifthBitsAt(QT) / 2);  // Q5: the fifth bits' first word in a block
   constexpr int kTop = kFive ? kH + 1 : kMin ? 1 : 0;  // the last word of a block read
@@ -739,7 +760,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
   const float* xd = lk::actD(a.xq);
   const float* xs = lk::actDs32(a.xq, a.cols);
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
-  const __m512i levels = liftedIq4nlLevels();
+  const __m512i levels = QT == lk::kMXFP4 ? liftedMxfp4Levels() : liftedIq4nlLevels();
   // Q5: the permute that lays each pair of blocks' 64 fifth bits out in block32Order (block 0's
   // bits 0-15, block 1's, block 0's 16-31, block 1's) as one qword, from the blocks' low and high words.
   alignas(64) static constexpr int16_t kPairBits[32] = {0, 1, 32, 33, 2,  3,  34, 35, 4,  5,  36, 37, 6,  7,  38, 39,
@@ -767,7 +788,8 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
     for (int n = 0; n < N; n++) {
       __m512i raw[kLoads];
       for (int j = 0; j < kLoads; j++) raw[j] = _mm512_maskz_loadu_epi8(bytes[j], w[n] + g * BB + 64 * j);
-      const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 0, L>::words(raw, windows)));
+      const __m512 d = QT == lk::kMXFP4 ? mxfp4Scales(w[n], g, cnt)
+                                        : _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 0, L>::words(raw, windows)));
       sc[n] = _mm512_mul_ps(d, xdv);
       if constexpr (kFive) {
         const __m512i lo = BlockWords<BB, kH, L>::words(raw, windows), hi = BlockWords<BB, kH + 1, L>::words(raw, windows);
@@ -792,7 +814,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
                                                  reinterpret_cast<const __m128i*>(p + nibblesAt(QT)));
         __m512i v =
             _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1), low4);
-        if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
+        if constexpr (kLevels) v = _mm512_shuffle_epi8(levels, v);
         if constexpr (kFive)
           v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(_load_mask64(reinterpret_cast<__mmask64*>(&fifth[n][k])), five));
         acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(idx, sc[n]), acc[n]);
@@ -806,7 +828,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
         const uint8_t* p = w[n] + b * BB;
         const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + nibblesAt(QT)));
         __m512i v = _mm512_and_si512(_mm512_zextsi256_si512(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs)), low4);
-        if constexpr (QT == lk::kIQ4_NL) v = _mm512_shuffle_epi8(levels, v);
+        if constexpr (kLevels) v = _mm512_shuffle_epi8(levels, v);
         if constexpr (kFive) {
           uint32_t bits;
           std::memcpy(&bits, p + fifthBitsAt(QT), 4);
@@ -1164,7 +1186,7 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
 #if defined(LK_ROW_Q4K_512)
 #if defined(__AVX512VNNI__)
-  constexpr bool kRows32 = nibbleBlock(QT) || QT == lk::kIQ4_NL;
+  constexpr bool kRows32 = nibbleBlock(QT) || QT == lk::kIQ4_NL || QT == lk::kMXFP4;
 #else
   constexpr bool kRows32 = nibbleBlock(QT);  // IQ4_NL's lifted levels would saturate vpmaddubsw
 #endif
@@ -1244,6 +1266,8 @@ void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
       return matmulRange<lk::kIQ4_NL>(a, r0, r1);
     case lk::kIQ4_XS:
       return matmulRange<lk::kIQ4_XS>(a, r0, r1);
+    case lk::kMXFP4:
+      return matmulRange<lk::kMXFP4>(a, r0, r1);
     default:
       return matmulRange<lk::kQ6_K>(a, r0, r1);
   }
@@ -1265,10 +1289,11 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
                                    {LK_VARIANT::kPanelFrom[0], LK_VARIANT::kPanelFrom[1], LK_VARIANT::kPanelFrom[2],
                                     LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
                                     LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8],
-                                    LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10], LK_VARIANT::kPanelFrom[11]}};
+                                    LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10], LK_VARIANT::kPanelFrom[11],
+                                    LK_VARIANT::kPanelFrom[12]}};
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
 #endif
   return &table;
 }

@@ -28,7 +28,8 @@ enum QuantType : int {
   kQ2_K = 9,
   kIQ4_NL = 10,
   kIQ4_XS = 11,
-  kQuantTypes = 12
+  kMXFP4 = 12,
+  kQuantTypes = 13
 };
 
 // Values per block and bytes per block, by QuantType.
@@ -39,11 +40,20 @@ struct QuantFormat {
 };
 constexpr QuantFormat kQuantFormats[kQuantTypes] = {
     {"q8_0", 32, 34}, {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
-    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136}};
+    {"q4_1", 32, 20}, {"q5_0", 32, 22}, {"q5_1", 32, 24}, {"q5_k", 256, 176}, {"q3_k", 256, 110}, {"q2_k", 256, 84}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136}, {"mxfp4", 32, 17}};
 // IQ4_NL's 16 levels (its nibbles index them; IQ4_XS's too).
 constexpr int8_t kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+// MXFP4's 16 levels: the e2m1 values doubled (its scale is 2^(e − 128), half the E8M0 scale).
+constexpr int8_t kMxfp4Levels[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+// MXFP4's E8M0 byte as the scale of its doubled levels: 2^(e − 128) (subnormal for e < 2).
+inline float e8m0Half(uint8_t e) {
+  const uint32_t bits = e < 2 ? 0x00200000u << e : uint32_t(e - 1) << 23;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
 // Formats whose decoded values are signed bytes (the others are unsigned with an offset).
-constexpr bool signedQuant(int qt) { return qt == kQ8_0 || qt == kIQ4_NL || qt == kIQ4_XS; }
+constexpr bool signedQuant(int qt) { return qt == kQ8_0 || qt == kIQ4_NL || qt == kIQ4_XS || qt == kMXFP4; }
 // K-quants: one 256-value super-block a group; the others are 32-value blocks, eight a group.
 constexpr bool isSuperBlock(int qt) {
   return qt == kQ4_K || qt == kQ6_K || qt == kQ5_K || qt == kQ3_K || qt == kQ2_K || qt == kIQ4_XS;

@@ -105,7 +105,7 @@ constexpr int64_t kPanelQ4KFrom = 5;
 #else
 constexpr int64_t kPanelQ4KFrom = 3;
 #endif
-constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3, 3, 3};
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelQ4KFrom, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
 
 // dword k of eight rows' 32-byte vectors into out[k] (an 8x8 transpose of 32-bit elements).
 inline void transpose8x8(const __m256i* v, __m256i* out) {

@@ -106,6 +106,12 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
     }
   } else if (qtype == kIQ4_NL) {
     levels32(o, b + 2, half(b));
+  } else if (qtype == kMXFP4) {
+    const float d = e8m0Half(b[0]);
+    for (int j = 0; j < 16; j++) {
+      o[j] = d * float(kMxfp4Levels[b[1 + j] & 15]);
+      o[j + 16] = d * float(kMxfp4Levels[b[1 + j] >> 4]);
+    }
   } else if (qtype == kIQ4_XS) {
     const float d = half(b);
     for (int blk = 0; blk < 8; blk++) levels32(o + 32 * blk, b + 8 + 16 * blk, d * float(iq4xsScale(b, blk) - 32));
