@@ -41,12 +41,8 @@ const RULES: Partial<Record<Architecture, Rule>> = {
   gemma3_text: (c, _, label) => gemmaGgufArchitecture(c, label),
   granite,
   smollm3,
-  olmo2: (c, refuse) =>
-    !c.qkNorm || !c.qkNormFull || !c.postNormsOnly || c.attentionBias || c.moe
-      ? refuse(
-          "llama.cpp's olmo2 wants norms after the blocks only, whole-projection q/k norms, no biases or experts",
-        )
-      : "olmo2",
+  olmo2,
+  olmo3,
   // llama.cpp's ernie4_5 is Llama's graph with interleaved q/k rows (written back as the checkpoint had them).
   ernie4_5: (c, refuse) =>
     c.attentionBias || c.moe
@@ -73,7 +69,7 @@ export function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     refuse(
       `YaRN beta_fast ${yarn.betaFast} / beta_slow ${yarn.betaSlow}: llama.cpp runs YaRN with 32 and 1 whatever the file's keys say`,
     );
-  if (!c.architecture.startsWith("gemma")) refuseWindow(c, refuse);
+  if (!c.architecture.startsWith("gemma") && c.architecture !== "olmo3") refuseWindow(c, refuse);
   return rule!(c, refuse, label);
 }
 
@@ -90,6 +86,30 @@ function plainLlama(c: ModelConfig, refuse: (why: string) => never): GgufArch {
   if (c.attentionBias) refuse(`a ${c.architecture} model with q/k/v biases is not supported`);
   if (c.headDim % 2 !== 0) refuse(`head_dim ${c.headDim} is odd`);
   return "llama";
+}
+
+function olmo2(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (!c.qkNorm || !c.qkNormFull || !c.postNormsOnly || c.attentionBias || c.moe)
+    refuse(
+      "llama.cpp's olmo2 wants norms after the blocks only, whole-projection q/k norms, no biases or experts",
+    );
+  return "olmo2";
+}
+
+/**
+ * OLMo 3 as llama.cpp's olmo2 with a window: llama.cpp makes every fourth layer full whatever the
+ * file says, rotates the window layers with the (window) base unscaled, the full ones as the model.
+ */
+function olmo3(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  const every4 = Array.from({ length: c.numLayers }, (_, l) => l % 4 < 3);
+  const layers = c.slidingLayers ?? Array.from({ length: c.numLayers }, () => c.slidingWindow !== null);
+  if (c.slidingWindow !== null && JSON.stringify(layers) !== JSON.stringify(every4))
+    refuse(
+      `llama.cpp's olmo2 attends within its window on all but every fourth layer; this model's window layers are ${layers.flatMap((s, l) => (s ? [l] : [])).join(", ")}`,
+    );
+  if (c.slidingWindow !== null && c.localRopeTheta === undefined)
+    refuse("llama.cpp's olmo2 rotates window layers without RoPE scaling; this model scales them");
+  return olmo2(c, refuse);
 }
 
 /** llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights. */

@@ -45,6 +45,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...(isGemma(arch) ? gemmaMetadata(arch, c) : []),
     ...(arch === "phi3" ? phi3Metadata(c) : []),
     ...(arch === "granite" || arch === "granitemoe" ? graniteMetadata(arch, c) : []),
+    ...(arch === "olmo2" ? olmo3Metadata(c) : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
@@ -193,5 +194,18 @@ function yarnMetadata(k: (name: string) => string, s: Extract<RopeScaling, { typ
   ];
   const ratio = s.attentionFactor / yarnMscale(s.factor);
   if (Math.abs(ratio - 1) > 1e-6) kv.push({ key: k("rope.scaling.attn_factor"), value: gguf.f32(ratio) });
+  return kv;
+}
+
+/**
+ * OLMo 3's window under llama.cpp's olmo2 keys: its size (llama.cpp fixes the pattern, every fourth
+ * layer full; gguf-architecture.ts refuses others) and the window layers' RoPE base where it is
+ * not the model's.
+ */
+function olmo3Metadata(c: ModelConfig): GgufKv[] {
+  if (c.slidingWindow === null) return [];
+  const kv: GgufKv[] = [{ key: "olmo2.attention.sliding_window", value: gguf.u32(c.slidingWindow) }];
+  if (c.localRopeTheta !== undefined && c.localRopeTheta !== c.ropeTheta)
+    kv.push({ key: "olmo2.rope.freq_base_swa", value: gguf.f32(c.localRopeTheta) });
   return kv;
 }

@@ -17,6 +17,7 @@ export type Architecture =
   | "granite"
   | "smollm3"
   | "olmo2"
+  | "olmo3"
   | "ernie4_5"
   | "ernie4_5_moe";
 

@@ -376,7 +376,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...gemma,
     ...(arch === "granite" || arch === "granitemoe" ? graniteGgufFeatures(meta, arch) : {}),
     ...(arch === "smollm3" ? ropeLayersEvery(numLayers, SMOLLM3_NO_ROPE_STEP) : {}),
-    ...(arch === "olmo2" ? olmo2GgufFeatures(meta) : {}),
+    ...(arch === "olmo2" ? olmo2GgufFeatures(meta, numLayers, ropeTheta) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
   };
@@ -387,14 +387,41 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
  * projections (rotate-half RoPE, so q/k rows as Hugging Face stores them). A window (OLMo 3's
  * window layers, which llama.cpp's olmo2 also reads) is refused.
  */
-function olmo2GgufFeatures(meta: Meta): Pick<ModelConfig, "qkNorm" | "qkNormFull" | "postNormsOnly"> {
+/**
+ * The window layers a sliding_window_pattern states: a bool a layer (true: window), or n (every n-th
+ * layer full, the others window, as llama.cpp's set_swa_pattern), absent 4 (llama.cpp's olmo2);
+ * or what is wrong with it.
+ */
+export function windowLayersOf(pattern: unknown, numLayers: number): boolean[] | string {
+  if (Array.isArray(pattern)) {
+    if (pattern.length !== numLayers) return `has ${pattern.length} entries for ${numLayers} layers`;
+    return pattern.map((v) => v === true);
+  }
+  const every = pattern === undefined ? 4 : pattern;
+  if (typeof every !== "number" || !Number.isInteger(every) || every < 1)
+    return `= ${String(pattern)} is not a layer count`;
+  return Array.from({ length: numLayers }, (_, l) => l % every < every - 1);
+}
+
+function olmo2GgufFeatures(
+  meta: Meta,
+  numLayers: number,
+  ropeTheta: number,
+): Partial<ModelConfig> & typeof OLMO2_NORMS {
   const window = meta.num("olmo2.attention.sliding_window") ?? 0;
-  if (window > 0)
-    throw new GgufError(
-      meta.file,
-      `olmo2 with a sliding window (${window}; OLMo 3's window layers) is not supported`,
-    );
-  return OLMO2_NORMS;
+  if (window <= 0) return OLMO2_NORMS;
+  // OLMo 3: window layers as the pattern key states them (a bool a layer, true: window; or n: each
+  // n-th layer full), else llama.cpp's fixed pattern, every fourth layer full; their RoPE unscaled.
+  const slidingLayers = windowLayersOf(meta.get("olmo2.attention.sliding_window_pattern"), numLayers);
+  if (typeof slidingLayers === "string")
+    throw new GgufError(meta.file, `olmo2.attention.sliding_window_pattern ${slidingLayers}`);
+  return {
+    ...OLMO2_NORMS,
+    architecture: "olmo3",
+    slidingWindow: window,
+    slidingLayers,
+    localRopeTheta: meta.num("olmo2.rope.freq_base_swa") ?? ropeTheta,
+  };
 }
 
 /**

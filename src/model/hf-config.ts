@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Architecture, ModelConfig } from "./config.js";
 import { familyFeatures } from "./hf-families.js";
 import { refusePerLayerTypeRope } from "./hf-gemma.js";
-import { parseRopeScaling, ropeScalingSchema } from "./hf-rope.js";
+import { flattenLayerTypeRope, parseRopeScaling, ropeScalingSchema } from "./hf-rope.js";
 import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
@@ -28,6 +28,7 @@ const SUPPORTED: readonly Architecture[] = [
   "granite",
   "smollm3",
   "olmo2",
+  "olmo3",
   "ernie4_5",
   "ernie4_5_moe",
 ];
@@ -47,6 +48,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   granite: { maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 },
   smollm3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 2e6 },
   olmo2: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000 },
+  olmo3: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
 };
@@ -158,6 +160,12 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
     throw new Error(
       `${file}: unsupported model_type ${JSON.stringify(modelType)} (supported: ${SUPPORTED.join(", ")})`,
     );
+  }
+  if (modelType === "olmo3") {
+    // OLMo 3 states RoPE per layer type (transformers 5): the window layers' plain, the full layers' scaled.
+    const { flat, localTheta } = flattenLayerTypeRope(json, file);
+    const c = toModelConfig(parseWithSchema(file, configSchema, flat), "olmo3", file);
+    return localTheta !== undefined ? { ...c, localRopeTheta: localTheta } : c;
   }
   refusePerLayerTypeRope(json, file);
   const raw = parseWithSchema(file, configSchema, json);

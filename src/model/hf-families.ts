@@ -77,6 +77,8 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         slidingWindow: qwenSlidingWindow(raw, arch, file),
         ...OLMO2_NORMS,
       };
+    case "olmo3":
+      return { attentionBias: noAttentionBias(raw, arch, file), ...olmo3Windows(raw, file), ...OLMO2_NORMS };
     case "granite":
       return {
         attentionBias: noAttentionBias(raw, arch, file),
@@ -259,5 +261,34 @@ function qwen3MoeExperts(raw: RawConfig, file: string): MoeConfig | undefined {
     expertIntermediateSize: raw.moe_intermediate_size ?? 768,
     normalizeTopK: raw.norm_topk_prob ?? false,
     sparseLayers,
+  };
+}
+
+/**
+ * OLMo 3 (transformers' Olmo3Config): OLMo 2's layers, three of every four attending within
+ * sliding_window (layer_types, by default every fourth layer full), the window layers rotating
+ * with plain RoPE of the model's base (rope_parameters' sliding_attention base where given, set by
+ * the caller) and the full layers with the model's scaling (YaRN in the released checkpoints).
+ */
+function olmo3Windows(
+  raw: RawConfig,
+  file: string,
+): Pick<ModelConfig, "slidingWindow" | "slidingLayers" | "localRopeTheta"> {
+  const n = raw.num_hidden_layers;
+  const types =
+    raw.layer_types ??
+    Array.from({ length: n }, (_, l) => ((l + 1) % 4 === 0 ? "full_attention" : "sliding_attention"));
+  if (types.length !== n) throw new Error(`${file}: layer_types has ${types.length} entries for ${n} layers`);
+  const bad = types.findIndex((t) => t !== "full_attention" && t !== "sliding_attention");
+  if (bad >= 0)
+    throw new Error(
+      `${file}: layer_types[${bad}] = "${types[bad]}" is not supported (full_attention or sliding_attention)`,
+    );
+  const sliding = types.map((t) => t === "sliding_attention");
+  if (!sliding.includes(true)) return { slidingWindow: null };
+  return {
+    slidingWindow: raw.sliding_window ?? 4096,
+    slidingLayers: sliding,
+    localRopeTheta: raw.rope_theta ?? raw.rope_parameters?.rope_theta ?? 500000,
   };
 }

@@ -154,3 +154,29 @@ function yarn(rs: NonNullable<RawRopeScaling>, ctx: RopeContext): RopeScaling {
     truncate: rs.truncate ?? true,
   };
 }
+
+/**
+ * A config.json whose rope_parameters are given per layer type (transformers 5's form for models
+ * with window layers: {"sliding_attention": {...}, "full_attention": {...}}) as the flat form the
+ * schema reads: the full layers' parameters as rope_parameters (their scaling is the model's), and
+ * the window layers' base apart. Window layers that scale their own RoPE are refused by name.
+ */
+export function flattenLayerTypeRope(json: object, file: string): { flat: object; localTheta?: number } {
+  const rp = (json as { rope_parameters?: unknown }).rope_parameters;
+  if (!rp || typeof rp !== "object" || !("full_attention" in rp || "sliding_attention" in rp))
+    return { flat: json };
+  const { full_attention: full, sliding_attention: sliding } = rp as Record<
+    string,
+    Record<string, unknown> | undefined
+  >;
+  const kind = sliding?.rope_type ?? sliding?.type ?? "default";
+  if (kind !== "default")
+    throw new Error(
+      `${file}: rope_parameters.sliding_attention of type "${String(kind)}" is not supported (the window layers' RoPE unscaled is)`,
+    );
+  const theta = sliding?.rope_theta;
+  return {
+    flat: { ...json, rope_parameters: full ?? null },
+    ...(typeof theta === "number" ? { localTheta: theta } : {}),
+  };
+}

@@ -110,6 +110,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "phi4-mini",
   "ernie4_5",
   "ernie4_5-moe",
+  "olmo3",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

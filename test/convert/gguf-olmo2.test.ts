@@ -1,15 +1,15 @@
 // OLMo 2 through GGUF: the post-block norms under llama.cpp's names (post_attention_norm,
 // post_ffw_norm), whole-projection q/k norms, q/k rows as stored (rotate-half RoPE), read back as
-// written; OLMo 3's window layers refused on import. (That llama.cpp computes the same tokens from
+// written; OLMo 3 as olmo2 with a window, its pattern as llama.cpp fixes it. (That llama.cpp computes the same tokens from
 // the exported file is in gguf-llamacpp.test.ts, with the other tiny variants.)
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { gguf, writeGguf } from "../../src/convert/gguf-writer.js";
-import { loadModel } from "../../src/model/load.js";
-import { ggufRoundTrip, minimalMeta, onesF32 } from "./gguf-fixtures.js";
+import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { windowLayersOf } from "../../src/model/gguf-loader.js";
+import { ggufRoundTrip } from "./gguf-fixtures.js";
 import { readGguf } from "./gguf-reader.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-gguf-olmo2-"));
@@ -27,16 +27,29 @@ describe("OLMo 2 through GGUF", () => {
     ]);
   });
 
-  it("a window (OLMo 3's window layers) is refused on import", async () => {
-    const file = path.join(tmp, "olmo3.gguf");
-    writeGguf(
-      file,
-      [...minimalMeta("olmo2"), { key: "olmo2.attention.sliding_window", value: gguf.u32(4096) }],
-      [onesF32("token_embd.weight", [4, 8])],
-    );
-    await assert.rejects(
-      loadModel(file),
-      /olmo2 with a sliding window \(4096; OLMo 3's window layers\) is not supported/,
+  it("OLMo 3 as llama.cpp's olmo2 with a window: written, read back with the same config and tokens", async () => {
+    const { file } = await ggufRoundTrip(path.join(tmp, "tiny-olmo3"), "olmo3", "olmo2");
+    const meta = readGguf(file).metadata;
+    assert.equal(meta.get("olmo2.attention.sliding_window"), 6);
+    assert.equal(meta.get("olmo2.rope.scaling.type"), "yarn");
+    assert.equal(meta.has("olmo2.rope.freq_base_swa"), false, "the window layers' base is the model's");
+  });
+
+  it("a window pattern from the file: bools, or every n-th layer full; llama.cpp's every fourth by default", () => {
+    assert.deepEqual(windowLayersOf(undefined, 8), [true, true, true, false, true, true, true, false]);
+    assert.deepEqual(windowLayersOf(2, 4), [true, false, true, false]);
+    assert.deepEqual(windowLayersOf([true, false, true, true], 4), [true, false, true, true]);
+    assert.equal(windowLayersOf([true], 4), "has 1 entries for 4 layers");
+    assert.equal(windowLayersOf(0, 4), "= 0 is not a layer count");
+  });
+
+  it("window layers llama.cpp's olmo2 cannot state are refused on export", async () => {
+    const dir = path.join(tmp, "olmo3-odd");
+    const { model } = await ggufRoundTrip(dir, "olmo3", "olmo2");
+    const odd = { ...model, config: { ...model.config, slidingLayers: [true, false, true, false] } };
+    assert.throws(
+      () => modelToGguf(odd, `${dir}-odd.gguf`),
+      /llama\.cpp's olmo2 attends within its window on all but every fourth layer; this model's window layers are 0, 2/,
     );
   });
 });

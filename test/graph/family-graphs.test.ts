@@ -13,6 +13,7 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   "qwen3-yarn": ["rmsnorm, rope"],
   ernie4_5: ["[embed, rmsnorm, linear, rope, linear×2, rope] → attention L0 (q after 4 ops)"],
   "ernie4_5-moe": ["linear, moe, linear×2, silu_mul, linear, add×2"],
+  olmo3: ["(window 6, q after"],
   phi3: ["split"],
   "phi3-longrope": ["split×2, silu_mul"],
   "phi4-mini": ["split"],

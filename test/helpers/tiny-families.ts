@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5 dense and MoE, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
+ * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5 dense and MoE, OLMo 3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -19,21 +19,26 @@ const phi3Base = {
   attention_dropout: 0.0,
 };
 
+/** Qwen3's config.json fields (rope_theta aside) the Qwen3 variants below share. */
+const qwen3Base = {
+  ...base,
+  architectures: ["Qwen3ForCausalLM"],
+  model_type: "qwen3",
+  num_key_value_heads: 2,
+  head_dim: 32,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  attention_bias: false,
+  use_sliding_window: false,
+  sliding_window: null,
+};
+
 export const FAMILY_SPECS = {
   qwen3: {
     config: {
-      ...base,
-      architectures: ["Qwen3ForCausalLM"],
-      model_type: "qwen3",
-      num_key_value_heads: 2,
-      head_dim: 32,
-      rms_norm_eps: 1e-6,
+      ...qwen3Base,
       rope_theta: 1000000.0,
-      tie_word_embeddings: true,
-      attention_bias: false,
       attention_dropout: 0.0,
-      use_sliding_window: false,
-      sliding_window: null,
       max_window_layers: 2,
       layer_types: ["full_attention", "full_attention"],
     },
@@ -47,16 +52,7 @@ export const FAMILY_SPECS = {
    */
   "qwen3-yarn": {
     config: {
-      ...base,
-      architectures: ["Qwen3ForCausalLM"],
-      model_type: "qwen3",
-      num_key_value_heads: 2,
-      head_dim: 32,
-      rms_norm_eps: 1e-6,
-      tie_word_embeddings: true,
-      attention_bias: false,
-      use_sliding_window: false,
-      sliding_window: null,
+      ...qwen3Base,
       rope_scaling: { rope_type: "yarn", factor: 4.0, original_max_position_embeddings: 64 },
     },
     dtype: "f32",
@@ -359,5 +355,36 @@ export const FAMILY_SPECS = {
     },
     dtype: "bf16",
     seed: 30,
+  },
+  /**
+   * OLMo 3 (7B's pattern, scaled down): OLMo 2's layers, layers 0-2 attending within 6 keys with
+   * plain RoPE, layer 3 over all with YaRN (factor 4 over an original 32), as rope_parameters per
+   * layer type (transformers 5's form).
+   */
+  olmo3: {
+    config: {
+      ...base,
+      architectures: ["Olmo3ForCausalLM"],
+      model_type: "olmo3",
+      num_hidden_layers: 4,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      sliding_window: 6,
+      layer_types: ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+      rope_theta: undefined,
+      rope_scaling: undefined,
+      rope_parameters: {
+        sliding_attention: { rope_type: "default", rope_theta: 10000.0 },
+        full_attention: {
+          rope_type: "yarn",
+          rope_theta: 10000.0,
+          factor: 4.0,
+          original_max_position_embeddings: 32,
+        },
+      },
+      attention_dropout: 0.0,
+    },
+    dtype: "f32",
+    seed: 32,
   },
 } satisfies Record<string, VariantSpec>;

@@ -379,4 +379,74 @@ describe("config.json of the newer families", () => {
     );
     assert.throws(() => parseHfConfig({ ...moe, use_bias: true }, F), /ernie4_5_moe use_bias=true/);
   });
+
+  test("olmo3: Olmo-3-7B's window layers (three of four, plain RoPE) and YaRN on the full ones", () => {
+    // As the 7B's config.json writes it (transformers 4.57: a flat rope_scaling, layer_types).
+    const olmo3 = {
+      model_type: "olmo3",
+      vocab_size: 100278,
+      hidden_size: 4096,
+      intermediate_size: 11008,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      num_key_value_heads: 32,
+      max_position_embeddings: 65536,
+      rms_norm_eps: 1e-6,
+      rope_theta: 500000,
+      sliding_window: 4096,
+      layer_types: Array.from({ length: 32 }, (_, l) =>
+        (l + 1) % 4 === 0 ? "full_attention" : "sliding_attention",
+      ),
+      rope_scaling: {
+        rope_type: "yarn",
+        factor: 8.0,
+        original_max_position_embeddings: 8192,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        attention_factor: 1.2079441541679836,
+      },
+    };
+    const c = parseHfConfig(olmo3, F);
+    assert.equal(c.architecture, "olmo3");
+    assert.equal(c.postNormsOnly, true);
+    assert.equal(c.qkNormFull, true);
+    assert.equal(c.slidingWindow, 4096);
+    assert.deepEqual(
+      c.slidingLayers?.flatMap((s, l) => (s ? [] : [l])),
+      [3, 7, 11, 15, 19, 23, 27, 31],
+    );
+    assert.equal(c.localRopeTheta, 500000, "window layers: the model's base, unscaled");
+    assert.equal(c.ropeScaling?.type, "yarn");
+    assert.match(
+      describeFamily(c),
+      /sliding window 4096 on 24 of 32 layers, window layers' RoPE base 500000/,
+    );
+    // transformers 5's form: rope_parameters per layer type, the window layers' base of their own.
+    const { rope_theta: _, rope_scaling, layer_types: __, ...rest } = olmo3;
+    const perType = parseHfConfig(
+      {
+        ...rest,
+        rope_parameters: {
+          sliding_attention: { rope_type: "default", rope_theta: 250000 },
+          full_attention: { ...rope_scaling, rope_theta: 500000 },
+        },
+      },
+      F,
+    );
+    assert.deepEqual([perType.ropeTheta, perType.localRopeTheta], [500000, 250000]);
+    assert.deepEqual(perType.ropeScaling, c.ropeScaling);
+    assert.deepEqual(perType.slidingLayers, c.slidingLayers, "layer_types default: every fourth layer full");
+    assert.throws(
+      () =>
+        parseHfConfig(
+          { ...rest, rope_parameters: { sliding_attention: { rope_type: "linear", factor: 2 } } },
+          F,
+        ),
+      /rope_parameters\.sliding_attention of type "linear" is not supported/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...olmo3, layer_types: ["full_attention"] }, F),
+      /layer_types has 1 entries for 32 layers/,
+    );
+  });
 });
