@@ -1,10 +1,13 @@
+import { existsSync } from "node:fs";
 import path from "node:path";
 import type { ModelConfig } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
+import { type Fp8Scheme, fp8ScaleName, fp8Scheme, fp8ToBf16 } from "./fp8-weights.js";
+import { readJsonFile } from "./json-file.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
 import { SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
-import type { Tensor } from "./tensor.js";
+import { type Tensor, toFloat32 } from "./tensor.js";
 import type { WeightStore } from "./types.js";
 
 export interface HfWeightsOptions {
@@ -25,10 +28,11 @@ export function loadHfWeights(
   opts: HfWeightsOptions = {},
 ): { weights: WeightStore; embedDtype: string } {
   const onProgress = opts.onProgress;
+  const configFile = path.join(dir, "config.json");
+  const fp8 = existsSync(configFile) ? fp8Scheme(readJsonFile(configFile), configFile) : null;
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const expected = expectedTensors(config);
-    const configFile = path.join(dir, "config.json");
     for (const t of expected) {
       const found = ckpt.describe(t.name);
       if (found === undefined) {
@@ -42,6 +46,14 @@ export function loadHfWeights(
             `but ${configFile} implies [${t.shape.join(", ")}]`,
         );
       }
+      if (found.entry.dtype === "f8_e4m3") {
+        if (!fp8)
+          throw new Error(
+            `${found.file}: tensor "${t.name}" is FP8 (F8_E4M3), but ${configFile} has no fp8 quantization_config`,
+          );
+        if (!ckpt.describe(fp8ScaleName(t.name)))
+          throw new Error(`${dir}: FP8 tensor "${t.name}" has no scale "${fp8ScaleName(t.name)}"`);
+      }
     }
     const embedDtype = ckpt.describe("model.embed_tokens.weight")?.entry.dtype ?? "f32";
     const weights = new Map<string, Tensor>();
@@ -50,15 +62,26 @@ export function loadHfWeights(
     let done = 0;
     const interleaved = hfInterleavesQk(config.architecture);
     for (const t of expected) {
-      let tensor = ckpt.read(t.name);
+      let tensor =
+        fp8 && ckpt.describe(t.name)!.entry.dtype === "f8_e4m3"
+          ? widenFp8(ckpt, t.name, fp8)
+          : ckpt.read(t.name);
       const heads = interleaved ? qkHeads(config, t.name) : 0;
       if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
       weights.set(t.name, tensor);
-      done += tensor.data.byteLength;
+      const stored = ckpt.describe(t.name)!.entry;
+      done += stored.end - stored.begin; // the bytes read (an FP8 weight widens to twice them)
       onProgress?.({ phase: "weights", file: ckpt.describe(t.name)!.file, done, total });
     }
     return { weights, embedDtype };
   } finally {
     ckpt.close();
   }
+}
+
+/** An FP8 weight and its scale (f32 or bf16 as stored) widened to bf16. */
+function widenFp8(ckpt: SafetensorsCheckpoint, name: string, scheme: Fp8Scheme): Tensor {
+  const entry = ckpt.describe(name)!.entry;
+  const scale = toFloat32(ckpt.read(fp8ScaleName(name)));
+  return fp8ToBf16(name, ckpt.readBytes(name), entry.shape, scale, scheme);
 }

@@ -85,6 +85,12 @@ export class SafetensorsCheckpoint {
     return shard.read(name);
   }
 
+  readBytes(name: string): Uint8Array {
+    const shard = this.byName.get(name);
+    if (shard === undefined) throw new Error(`${this.dir}: no tensor named "${name}" in the checkpoint`);
+    return shard.readBytes(name);
+  }
+
   /** Total bytes of tensor data (for progress reporting). */
   byteSize(names: Iterable<string>): number {
     let n = 0;

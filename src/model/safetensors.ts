@@ -16,14 +16,22 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** One readSync call is kept under 1 GiB (the platform limit is near 2 GiB). */
 const MAX_READ_CHUNK = 1 << 30;
 
-const DTYPES: Readonly<Record<string, DType>> = { F32: "f32", F16: "f16", BF16: "bf16" };
+/** FP8 (E4M3) weights are read as their bytes and widened with their scales (fp8-weights.ts). */
+export type StoredDType = DType | "f8_e4m3";
+const DTYPES: Readonly<Record<string, StoredDType>> = {
+  F32: "f32",
+  F16: "f16",
+  BF16: "bf16",
+  F8_E4M3: "f8_e4m3",
+};
+const storedBytes = (d: StoredDType) => (d === "f8_e4m3" ? 1 : bytesPerElement(d));
 
 /** Safetensors' own spelling of a dtype (for writing and for messages). */
 export const SAFETENSORS_DTYPE: Readonly<Record<DType, string>> = { f32: "F32", f16: "F16", bf16: "BF16" };
 
 export interface SafetensorsEntry {
   readonly name: string;
-  readonly dtype: DType;
+  readonly dtype: StoredDType;
   readonly shape: readonly number[];
   /** Absolute byte offsets in the file (header already added). */
   readonly begin: number;
@@ -99,7 +107,7 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number)
     );
   }
   const [begin, end] = offsets as [number, number];
-  const expected = elementCount(shape) * bytesPerElement(dtype);
+  const expected = elementCount(shape) * storedBytes(dtype);
   if (end - begin !== expected) {
     throw new SafetensorsError(
       file,
@@ -218,10 +226,25 @@ export class SafetensorsFile {
     if (this.fd === null) throw new SafetensorsError(this.file, "file already closed");
     const entry = this.header.tensors.get(name);
     if (entry === undefined) throw new SafetensorsError(this.file, `no tensor named "${name}"`);
+    if (entry.dtype === "f8_e4m3")
+      throw new SafetensorsError(
+        this.file,
+        `tensor "${name}" is FP8 (F8_E4M3): it is read with its scale, as its bytes`,
+      );
     const data = allocTensorData(entry.dtype, elementCount(entry.shape));
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     readFully(this.fd, bytes, entry.begin, () => `tensor "${name}"`, this.file);
     return { name, dtype: entry.dtype, shape: entry.shape, data };
+  }
+
+  /** One tensor's stored bytes as they lie (FP8 weights, widened by their reader). */
+  readBytes(name: string): Uint8Array {
+    if (this.fd === null) throw new SafetensorsError(this.file, "file already closed");
+    const entry = this.header.tensors.get(name);
+    if (entry === undefined) throw new SafetensorsError(this.file, `no tensor named "${name}"`);
+    const bytes = new Uint8Array(entry.end - entry.begin);
+    readFully(this.fd, bytes, entry.begin, () => `tensor "${name}"`, this.file);
+    return bytes;
   }
 
   close(): void {

@@ -164,7 +164,7 @@ describe("safetensors", () => {
     const file = writeRaw("i8.safetensors", { "w.q": { dtype: "I8", shape: [4], data_offsets: [0, 4] } }, 4);
     assert.throws(
       () => readSafetensorsHeader(file),
-      /i8\.safetensors: tensor "w\.q" has unsupported dtype I8 \(supported: F32, F16, BF16\)/,
+      /i8\.safetensors: tensor "w\.q" has unsupported dtype I8 \(supported: F32, F16, BF16, F8_E4M3\)/,
     );
   });
 
