@@ -19,6 +19,7 @@ export type GgufArch =
   | "granitemoe"
   | "smollm3"
   | "olmo2"
+  | "olmoe"
   | "ernie4_5"
   | "ernie4_5-moe"
   | GemmaGgufArch;
@@ -43,6 +44,7 @@ const RULES: Partial<Record<Architecture, Rule>> = {
   smollm3,
   olmo2,
   olmo3,
+  olmoe,
   // llama.cpp's ernie4_5 is Llama's graph with interleaved q/k rows (written back as the checkpoint had them).
   ernie4_5: (c, refuse) =>
     c.attentionBias || c.moe
@@ -110,6 +112,26 @@ function olmo3(c: ModelConfig, refuse: (why: string) => never): GgufArch {
   if (c.slidingWindow !== null && c.localRopeTheta === undefined)
     refuse("llama.cpp's olmo2 rotates window layers without RoPE scaling; this model scales them");
   return olmo2(c, refuse);
+}
+
+/**
+ * llama.cpp's olmoe: every layer a mixture keeping the chosen experts' softmax share, q/k normed
+ * over their whole projections, and (its k norm being as wide as the hidden state) no grouped queries.
+ */
+function olmoe(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (!c.moe || c.moe.sparseLayers.some((s) => !s) || c.moe.normalizeTopK)
+    refuse(
+      "llama.cpp's olmoe makes every layer a mixture without renormalising the top-k weights; this model does not",
+    );
+  if (!c.qkNorm || !c.qkNormFull || c.postNormsOnly || c.attentionBias)
+    refuse(
+      "llama.cpp's olmoe wants whole-projection q/k norms before RoPE, norms before each block, no biases",
+    );
+  if (c.numKvHeads !== c.numHeads)
+    refuse(
+      `llama.cpp's olmoe has no grouped queries (its k norm is hidden-wide); this model has ${c.numKvHeads} KV heads for ${c.numHeads}`,
+    );
+  return "olmoe";
 }
 
 /** llama.cpp's qwen3moe runs every layer as a mixture and renormalises the top-k weights. */

@@ -18,6 +18,7 @@ export type Architecture =
   | "smollm3"
   | "olmo2"
   | "olmo3"
+  | "olmoe"
   | "ernie4_5"
   | "ernie4_5_moe";
 

@@ -38,7 +38,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "ernie4_5" and "ernie4_5-moe".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5" and "ernie4_5-moe".
  * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
  * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
  * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
@@ -58,6 +58,7 @@ const SUPPORTED_ARCHS = [
   "granitemoe",
   "smollm3",
   "olmo2",
+  "olmoe",
   "ernie4_5",
   "ernie4_5-moe",
 ] as const;
@@ -246,10 +247,10 @@ function mixtureOf(
 ): MoeConfig | undefined {
   if (arch === "ernie4_5-moe") return ernieMixture(meta, layers, g);
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
-  if ((arch === "qwen3moe" || arch === "granitemoe") && numExperts === 0)
+  if ((arch === "qwen3moe" || arch === "granitemoe" || arch === "olmoe") && numExperts === 0)
     throw new GgufError(meta.file, `a ${arch} file needs ${arch}.expert_count`);
   if (numExperts === 0) return undefined;
-  if (arch !== "llama" && arch !== "qwen3moe" && arch !== "granitemoe")
+  if (arch !== "llama" && arch !== "qwen3moe" && arch !== "granitemoe" && arch !== "olmoe")
     throw new GgufError(
       meta.file,
       `experts in the ${arch} architecture are not supported (llama's, granitemoe's and qwen3moe's are)`,
@@ -264,7 +265,8 @@ function mixtureOf(
     numExperts,
     topK,
     expertIntermediateSize: arch === "qwen3moe" ? meta.need(`${arch}.expert_feed_forward_length`) : ffn,
-    normalizeTopK: true,
+    // llama.cpp's olmoe keeps the chosen experts' share of the softmax (OLMoE's norm_topk_prob False).
+    normalizeTopK: arch !== "olmoe",
     sparseLayers: Array.from({ length: layers }, () => true),
   };
 }
@@ -348,11 +350,13 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
       ? "qwen3_moe"
       : arch === "ernie4_5-moe"
         ? "ernie4_5_moe"
-        : arch === "granitemoe"
-          ? "granite"
-          : moe
-            ? "mixtral"
-            : arch;
+        : arch === "olmoe"
+          ? "olmoe"
+          : arch === "granitemoe"
+            ? "granite"
+            : moe
+              ? "mixtral"
+              : arch;
   return {
     architecture: family,
     vocabSize,
@@ -370,6 +374,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     attentionBias: arch === "qwen2",
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
+    ...(arch === "olmoe" ? { qkNorm: true, qkNormFull: true } : {}),
     ...(moe ? { moe } : {}),
     ...(arch === "phi3" ? { fusedProjections: true } : {}),
     slidingWindow: window > 0 ? window : null,

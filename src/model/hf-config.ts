@@ -29,6 +29,7 @@ const SUPPORTED: readonly Architecture[] = [
   "smollm3",
   "olmo2",
   "olmo3",
+  "olmoe",
   "ernie4_5",
   "ernie4_5_moe",
 ];
@@ -49,6 +50,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   smollm3: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 2e6 },
   olmo2: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000 },
   olmo3: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 500000 },
+  olmoe: { maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
 };
@@ -123,6 +125,8 @@ const configSchema = z.object({
   logits_scaling: z.number().positive().nullish(),
   no_rope_layers: z.array(z.number().int().min(0).max(1)).nullish(),
   no_rope_layer_interval: posInt.nullish(),
+  /** OLMoE: q/k/v clamped to ±clip_qkv (not run: refused where set). */
+  clip_qkv: z.number().nullish(),
   /** ERNIE 4.5: biases on every projection, attention and MLP alike. */
   use_bias: z.boolean().nullish(),
   /** ERNIE 4.5's remote code: positions divided by it before RoPE. */

@@ -77,6 +77,12 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         slidingWindow: qwenSlidingWindow(raw, arch, file),
         ...OLMO2_NORMS,
       };
+    case "olmoe":
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        slidingWindow: null,
+        ...olmoeFeatures(raw, file),
+      };
     case "olmo3":
       return { attentionBias: noAttentionBias(raw, arch, file), ...olmo3Windows(raw, file), ...OLMO2_NORMS };
     case "granite":
@@ -290,5 +296,30 @@ function olmo3Windows(
     slidingWindow: raw.sliding_window ?? 4096,
     slidingLayers: sliding,
     localRopeTheta: raw.rope_theta ?? raw.rope_parameters?.rope_theta ?? 500000,
+  };
+}
+
+/**
+ * OLMoE (transformers' OlmoeConfig): Llama's pre-norm layers with q and k normed over their whole
+ * projections (OLMo 2's q/k norms) and every layer a mixture of num_experts SwiGLU experts of
+ * intermediate_size, top num_experts_per_tok by softmax probability, renormalised only with
+ * norm_topk_prob (False in the released models). clip_qkv clamps q/k/v, which the graph does not.
+ */
+function olmoeFeatures(raw: RawConfig, file: string): Pick<ModelConfig, "qkNorm" | "qkNormFull" | "moe"> {
+  if (raw.clip_qkv != null)
+    throw new Error(`${file}: olmoe clip_qkv ${raw.clip_qkv} (q/k/v clamped) is not supported`);
+  const numExperts = raw.num_experts ?? 64;
+  const topK = raw.num_experts_per_tok ?? 8;
+  checkTopK(numExperts, topK, file);
+  return {
+    qkNorm: true,
+    qkNormFull: true,
+    moe: {
+      numExperts,
+      topK,
+      expertIntermediateSize: raw.intermediate_size,
+      normalizeTopK: raw.norm_topk_prob ?? false,
+      sparseLayers: Array.from({ length: raw.num_hidden_layers }, () => true),
+    },
   };
 }

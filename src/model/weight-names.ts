@@ -81,7 +81,7 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
       down: ids.map((e) => `${p}.experts.${e}.w2.weight`),
     };
   }
-  if (c.architecture === "qwen3_moe" || c.architecture === "ernie4_5_moe") {
+  if (c.architecture === "qwen3_moe" || c.architecture === "ernie4_5_moe" || c.architecture === "olmoe") {
     const p = `${layerPrefix(l)}.mlp`;
     const s = `${p}.shared_experts`;
     return {

@@ -111,6 +111,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "ernie4_5",
   "ernie4_5-moe",
   "olmo3",
+  "olmoe",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

@@ -1,6 +1,6 @@
 // OLMo 2 through GGUF: the post-block norms under llama.cpp's names (post_attention_norm,
 // post_ffw_norm), whole-projection q/k norms, q/k rows as stored (rotate-half RoPE), read back as
-// written; OLMo 3 as olmo2 with a window, its pattern as llama.cpp fixes it. (That llama.cpp computes the same tokens from
+// written; OLMo 3 as olmo2 with a window, its pattern as llama.cpp fixes it; OLMoE as olmoe. (That llama.cpp computes the same tokens from
 // the exported file is in gguf-llamacpp.test.ts, with the other tiny variants.)
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -51,5 +51,15 @@ describe("OLMo 2 through GGUF", () => {
       () => modelToGguf(odd, `${dir}-odd.gguf`),
       /llama\.cpp's olmo2 attends within its window on all but every fourth layer; this model's window layers are 0, 2/,
     );
+  });
+  it("OLMoE as llama.cpp's olmoe: loads back with the same config and tokens; grouped queries refused", async () => {
+    const dir = path.join(tmp, "tiny-olmoe");
+    const { model, file } = await ggufRoundTrip(dir, "olmoe", "olmoe");
+    const g = readGguf(file);
+    assert.equal(g.metadata.get("olmoe.expert_count"), 4);
+    assert.equal(g.metadata.get("olmoe.feed_forward_length"), 32, "each expert's width");
+    assert.deepEqual(g.tensors.get("blk.0.attn_k_norm.weight")!.shape, [64]);
+    const gqa = { ...model, config: { ...model.config, numKvHeads: 2 } };
+    assert.throws(() => modelToGguf(gqa, `${dir}-gqa.gguf`), /llama\.cpp's olmoe has no grouped queries/);
   });
 });

@@ -14,6 +14,10 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   ernie4_5: ["[embed, rmsnorm, linear, rope, linear×2, rope] → attention L0 (q after 4 ops)"],
   "ernie4_5-moe": ["linear, moe, linear×2, silu_mul, linear, add×2"],
   olmo3: ["(window 6, q after"],
+  olmoe: [
+    "[embed, rmsnorm, linear, rmsnorm, rope, linear×2, rmsnorm, rope] → attention L0",
+    "linear, moe, add",
+  ],
   phi3: ["split"],
   "phi3-longrope": ["split×2, silu_mul"],
   "phi4-mini": ["split"],

@@ -1,7 +1,7 @@
 import { base, TIED_EMBED_STD, type VariantSpec } from "./tiny-base.js";
 
 /**
- * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5 dense and MoE, OLMo 3, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
+ * Tiny configs of the newer families (Qwen3 with and without YaRN, ERNIE 4.5 dense and MoE, OLMo 3, OLMoE, Phi-3, Mixtral, Qwen3-MoE, Gemma 2 and 3, Granite, SmolLM3, OLMo 2), with the field names
  * their real config.json files use (including ones we accept and ignore because they only matter
  * in training, like dropouts and router losses).
  */
@@ -355,6 +355,27 @@ export const FAMILY_SPECS = {
     },
     dtype: "bf16",
     seed: 30,
+  },
+  /**
+   * OLMoE (1B-7B's shape, scaled down): pre-norm layers, whole-projection q/k norms, every layer a
+   * mixture of 4 experts, top-2 keeping their softmax share (norm_topk_prob false), MHA.
+   */
+  olmoe: {
+    config: {
+      ...base,
+      architectures: ["OlmoeForCausalLM"],
+      model_type: "olmoe",
+      intermediate_size: 32,
+      num_experts: 4,
+      num_experts_per_tok: 2,
+      norm_topk_prob: false,
+      clip_qkv: null,
+      router_aux_loss_coef: 0.01,
+      output_router_logits: false,
+      attention_dropout: 0.0,
+    },
+    dtype: "f32",
+    seed: 33,
   },
   /**
    * OLMo 3 (7B's pattern, scaled down): OLMo 2's layers, layers 0-2 attending within 6 keys with

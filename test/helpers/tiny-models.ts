@@ -35,6 +35,7 @@ export const TINY_VARIANTS = [
   "granite", // granite: embedding, residual, attention and logit multipliers, GQA, tied, bf16
   "smollm3", // smollm3: layer 3 of 4 without RoPE, GQA, tied, f32
   "olmo2", // olmo2: norms after the blocks only, whole-projection q/k norms, GQA, untied, bf16
+  "olmoe", // olmoe: pre-norms, whole-projection q/k norms, 4 experts top-2 unrenormalised on every layer, MHA, f32
   "olmo3", // olmo3: olmo2's layers, window layers 0-2 (plain RoPE) and a full layer 3 (YaRN), per-layer-type rope_parameters, f32
   "ernie4_5", // ernie4_5: q/k rows in interleaved RoPE pairs, head_dim 32 ≠ 64/4, GQA, tied, f32
   "ernie4_5-moe", // ernie4_5_moe: layer 0 dense, 4 experts top-2 chosen with a selection bias, a shared expert, f32

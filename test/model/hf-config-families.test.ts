@@ -449,4 +449,34 @@ describe("config.json of the newer families", () => {
       /layer_types has 1 entries for 32 layers/,
     );
   });
+
+  test("olmoe: OLMoE-1B-7B's experts (64, top-8, not renormalised) and whole-projection q/k norms", () => {
+    const olmoe = {
+      model_type: "olmoe",
+      vocab_size: 50304,
+      hidden_size: 2048,
+      intermediate_size: 1024,
+      num_hidden_layers: 16,
+      num_attention_heads: 16,
+      num_key_value_heads: 16,
+      num_experts: 64,
+      num_experts_per_tok: 8,
+      norm_topk_prob: false,
+      clip_qkv: null,
+      max_position_embeddings: 4096,
+      rope_theta: 10000,
+    };
+    const c = parseHfConfig(olmoe, F);
+    assert.equal(c.architecture, "olmoe");
+    assert.deepEqual([c.qkNorm, c.qkNormFull, c.postNormsOnly], [true, true, undefined]);
+    assert.deepEqual(
+      [c.moe?.numExperts, c.moe?.topK, c.moe?.expertIntermediateSize, c.moe?.normalizeTopK],
+      [64, 8, 1024, false],
+    );
+    assert.deepEqual(
+      expectedTensors(c).find((t) => t.name === "model.layers.0.self_attn.q_norm.weight")?.shape,
+      [2048],
+    );
+    assert.throws(() => parseHfConfig({ ...olmoe, clip_qkv: 8 }, F), /olmoe clip_qkv 8 .* not supported/);
+  });
 });
