@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import type { ModelConfig } from "./config.js";
-import { allocTensorData, type Tensor } from "./tensor.js";
+import { deinterleaveRows } from "./qk-row-order.js";
+import { allocTensorData, type Tensor, tensorDataOver } from "./tensor.js";
 import type { WeightStore } from "./types.js";
 
 /**
@@ -157,29 +158,6 @@ export function llama2cConfig(h: Llama2cHeader): ModelConfig {
   };
 }
 
-/**
- * Reorders the rows of a [nHeads·hd, cols] projection from interleaved pairs (x0,x1),(x2,x3)…
- * to halves (x0,x2,…,x1,x3,…) within each head: new row h·hd + p·hd/2 + i = old row h·hd + 2i + p.
- */
-export function interleavedToRotateHalf(
-  src: Float32Array,
-  dst: Float32Array,
-  nHeads: number,
-  cols: number,
-): void {
-  const hd = src.length / cols / nHeads;
-  const half = hd / 2;
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let p = 0; p < 2; p++) {
-        const from = (h * hd + 2 * i + p) * cols;
-        const to = (h * hd + p * half + i) * cols;
-        dst.set(src.subarray(from, from + cols), to);
-      }
-    }
-  }
-}
-
 export interface Llama2cCheckpoint {
   readonly header: Llama2cHeader;
   readonly config: ModelConfig;
@@ -201,19 +179,15 @@ export function readLlama2cCheckpoint(
     const weights = new Map<string, Tensor>();
     if (opts.data === false) return { header, config: llama2cConfig(header), weights };
     let offset = HEADER_BYTES;
-    let scratch: Float32Array | null = null;
     for (const f of layout) {
       for (let l = 0; l < f.layers; l++, offset += f.floats * 4) {
         if (f.hfName === null) continue;
         const name = f.hfName(l);
-        const data = allocTensorData("f32", f.floats) as Float32Array;
+        let data = allocTensorData("f32", f.floats) as Float32Array;
+        readExactly(fd, data, offset);
         if (f.ropeHeads > 0) {
-          if (scratch === null || scratch.length < f.floats) scratch = new Float32Array(f.floats);
-          const raw = scratch.subarray(0, f.floats);
-          readExactly(fd, raw, offset);
-          interleavedToRotateHalf(raw, data, f.ropeHeads, header.dim);
-        } else {
-          readExactly(fd, data, offset);
+          const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          data = tensorDataOver("f32", deinterleaveRows(raw, f.ropeHeads, header.dim * 4));
         }
         weights.set(name, { name, dtype: "f32", shape: f.shape, data });
       }

@@ -5,7 +5,8 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { loadHfConfig } from "../../src/model/hf-config.js";
 import { loadHfWeights } from "../../src/model/hf-weights.js";
-import { interleavedToRotateHalf, readLlama2cCheckpoint } from "../../src/model/llama2c-checkpoint.js";
+import { readLlama2cCheckpoint } from "../../src/model/llama2c-checkpoint.js";
+import { deinterleaveRows } from "../../src/model/qk-row-order.js";
 import { sharedDataPath } from "../../src/util/shared-data.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-llama2c-"));
@@ -35,8 +36,7 @@ describe("llama2.c checkpoints", () => {
   test("the q/k permutation moves pair members to the two halves of each head", () => {
     // 2 heads of size 4, one column: rows [a0 a1 a2 a3 | b0 b1 b2 b3] → [a0 a2 a1 a3 | b0 b2 b1 b3]
     const src = Float32Array.from([0, 1, 2, 3, 10, 11, 12, 13]);
-    const dst = new Float32Array(8);
-    interleavedToRotateHalf(src, dst, 2, 1);
+    const dst = new Float32Array(deinterleaveRows(new Uint8Array(src.buffer), 2, 4).slice().buffer);
     assert.deepEqual(Array.from(dst), [0, 2, 1, 3, 10, 12, 11, 13]);
   });
 
