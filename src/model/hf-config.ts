@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { Architecture, ModelConfig } from "./config.js";
 import { familyFeatures } from "./hf-families.js";
 import { refusePerLayerTypeRope } from "./hf-gemma.js";
+import { textModelConfig } from "./hf-multimodal.js";
 import { flattenLayerTypeRope, parseRopeScaling, ropeScalingSchema } from "./hf-rope.js";
 import { parseWithSchema, readJsonFile } from "./json-file.js";
 
@@ -154,6 +155,8 @@ export function parseHfConfig(json: unknown, file: string): ModelConfig {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new Error(`${file}: config.json must be a JSON object`);
   }
+  const text = textModelConfig(json, file);
+  if (text) return parseHfConfig(text, file);
   const modelType = (json as { model_type?: unknown }).model_type;
   if (modelType === undefined) throw new Error(`${file}: missing "model_type"`);
   if (modelType === "granitemoe")

@@ -3,6 +3,7 @@ import path from "node:path";
 import type { ModelConfig } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { type Fp8Scheme, fp8ScaleName, fp8Scheme, fp8ToBf16 } from "./fp8-weights.js";
+import { nestedWeightNames } from "./hf-multimodal.js";
 import { readJsonFile } from "./json-file.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
@@ -33,8 +34,13 @@ export function loadHfWeights(
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const expected = expectedTensors(config);
+    // Each weight under its own name, or where a multimodal checkpoint nests its text model's.
+    const storedAs = new Map<string, string>();
+    for (const t of expected)
+      storedAs.set(t.name, [t.name, ...nestedWeightNames(t.name)].find((n) => ckpt.describe(n)) ?? t.name);
+    const at = (name: string) => storedAs.get(name)!;
     for (const t of expected) {
-      const found = ckpt.describe(t.name);
+      const found = ckpt.describe(at(t.name));
       if (found === undefined) {
         throw new Error(
           `${dir}: missing tensor "${t.name}" (expected shape [${t.shape.join(", ")}] from ${configFile})`,
@@ -51,27 +57,30 @@ export function loadHfWeights(
           throw new Error(
             `${found.file}: tensor "${t.name}" is FP8 (F8_E4M3), but ${configFile} has no fp8 quantization_config`,
           );
-        if (!ckpt.describe(fp8ScaleName(t.name)))
-          throw new Error(`${dir}: FP8 tensor "${t.name}" has no scale "${fp8ScaleName(t.name)}"`);
+        if (!ckpt.describe(fp8ScaleName(at(t.name))))
+          throw new Error(`${dir}: FP8 tensor "${at(t.name)}" has no scale "${fp8ScaleName(at(t.name))}"`);
       }
     }
-    const embedDtype = ckpt.describe("model.embed_tokens.weight")?.entry.dtype ?? "f32";
+    const embedDtype = ckpt.describe(at("model.embed_tokens.weight"))?.entry.dtype ?? "f32";
     const weights = new Map<string, Tensor>();
     if (opts.data === false) return { weights, embedDtype };
-    const total = ckpt.byteSize(expected.map((t) => t.name));
+    const total = ckpt.byteSize(expected.map((t) => at(t.name)));
     let done = 0;
     const interleaved = hfInterleavesQk(config.architecture);
     for (const t of expected) {
-      let tensor =
-        fp8 && ckpt.describe(t.name)!.entry.dtype === "f8_e4m3"
-          ? widenFp8(ckpt, t.name, fp8)
-          : ckpt.read(t.name);
+      const name = at(t.name);
+      let tensor: Tensor = {
+        ...(fp8 && ckpt.describe(name)!.entry.dtype === "f8_e4m3"
+          ? widenFp8(ckpt, name, fp8)
+          : ckpt.read(name)),
+        name: t.name,
+      };
       const heads = interleaved ? qkHeads(config, t.name) : 0;
       if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
       weights.set(t.name, tensor);
-      const stored = ckpt.describe(t.name)!.entry;
-      done += stored.end - stored.begin; // the bytes read (an FP8 weight widens to twice them)
-      onProgress?.({ phase: "weights", file: ckpt.describe(t.name)!.file, done, total });
+      const stored = ckpt.describe(name)!;
+      done += stored.entry.end - stored.entry.begin; // the bytes read (an FP8 weight widens to twice them)
+      onProgress?.({ phase: "weights", file: stored.file, done, total });
     }
     return { weights, embedDtype };
   } finally {
