@@ -1,7 +1,8 @@
 /**
  * Multimodal checkpoints run as their language model alone: Gemma 3's 4B, 12B and 27B releases
- * (Gemma3ForConditionalGeneration, model_type "gemma3") nest the text model's config in
- * text_config, which states only what differs from transformers' Gemma3TextConfig defaults, and
+ * (Gemma3ForConditionalGeneration, model_type "gemma3") and Mistral Small 3.1/3.2
+ * (Mistral3ForConditionalGeneration, "mistral3") nest the text model's config in text_config
+ * (Gemma's stating only what differs from transformers' Gemma3TextConfig defaults), and
  * store its weights under a prefix (language_model.model.*, or model.language_model.* as newer
  * transformers save them) beside the vision tower's, which are not read.
  */
@@ -21,6 +22,8 @@ const GEMMA3_TEXT_DEFAULTS = {
 /** Wrapper model types whose text model the engine runs, and that model's type. */
 const WRAPPERS: Readonly<Record<string, { text: string; defaults: object }>> = {
   gemma3: { text: "gemma3_text", defaults: GEMMA3_TEXT_DEFAULTS },
+  // Mistral Small 3.1 / 3.2 (Mistral3ForConditionalGeneration): a Mistral whose text_config is complete.
+  mistral3: { text: "mistral", defaults: {} },
 };
 
 /** The text model's config.json of a multimodal one (null for any other config). */

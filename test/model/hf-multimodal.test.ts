@@ -19,16 +19,22 @@ import { writeTinyModel } from "../helpers/tiny-models.js";
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-multimodal-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** The tiny Gemma 3 in `dir` rewritten as Gemma3ForConditionalGeneration saves it. */
-function asMultimodal(dir: string, prefix: "language_model.model." | "model.language_model."): void {
+/** A tiny model in `dir` rewritten as Gemma3ForConditionalGeneration (or Mistral3's) saves it. */
+function asMultimodal(
+  dir: string,
+  prefix: "language_model.model." | "model.language_model.",
+  type = "gemma3",
+): void {
   const cfg = path.join(dir, "config.json");
   const text = JSON.parse(readFileSync(cfg, "utf8"));
   const { bos_token_id, eos_token_id, ...textOnly } = text;
   writeFileSync(
     cfg,
     JSON.stringify({
-      architectures: ["Gemma3ForConditionalGeneration"],
-      model_type: "gemma3",
+      architectures: [
+        type === "gemma3" ? "Gemma3ForConditionalGeneration" : "Mistral3ForConditionalGeneration",
+      ],
+      model_type: type,
       bos_token_id,
       eos_token_id,
       text_config: textOnly,
@@ -45,7 +51,7 @@ function asMultimodal(dir: string, prefix: "language_model.model." | "model.lang
   };
   const renamed = [...readSafetensors(file).values()].map((t) => ({
     ...t,
-    name: t.name.replace(/^model\./, prefix),
+    name: t.name === "lm_head.weight" ? "language_model.lm_head.weight" : t.name.replace(/^model\./, prefix),
   }));
   writeSafetensors(file, [...renamed, vision], { format: "pt" });
 }
@@ -71,6 +77,18 @@ describe("multimodal checkpoints as their language model", () => {
       );
     });
   }
+
+  it("Mistral Small 3 (mistral3) with its Mistral under language_model.*: the same config and greedy tokens", async () => {
+    const plain = await loadModel(writeTinyModel(path.join(tmp, "plain-mistral"), "mistral").dir);
+    const dir = writeTinyModel(path.join(tmp, "mm-mistral"), "mistral").dir;
+    asMultimodal(dir, "language_model.model.", "mistral3");
+    const mm = await loadModel(dir);
+    assert.deepEqual(mm.config, plain.config);
+    assert.ok(mm.weights.has("lm_head.weight"), "the untied head from language_model.lm_head.weight");
+    const backend = engineBackends()[0]!.backend;
+    const ids = plain.tokenizer.encode("Hello");
+    assert.deepEqual(await generateAlone(mm, backend, ids, 12), await generateAlone(plain, backend, ids, 12));
+  });
 
   it("gemma-3-4b-it's config.json: the text model from text_config and Gemma3TextConfig's defaults", () => {
     const c = parseHfConfig(
