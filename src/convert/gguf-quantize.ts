@@ -239,14 +239,23 @@ function iq4_nl(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   levelNibbles(x, xo, putHalf(out, o, max / -127), out, o + 2);
 }
 
-/** 32 values at x[xo..] as the nearest IQ4_NL levels of scale d, 16 nibble bytes at out[at..] (Q4_0's order). */
-function levelNibbles(x: Float32Array, xo: number, d: number, out: Uint8Array, at: number): void {
+/**
+ * 32 values at x[xo..] as the nearest levels (IQ4_NL's, or `levels`) of scale d, 16 nibble bytes
+ * at out[at..] (Q4_0's order).
+ */
+function levelNibbles(
+  x: Float32Array,
+  xo: number,
+  d: number,
+  out: Uint8Array,
+  at: number,
+  levels: readonly number[] = IQ4_NL_LEVELS,
+): void {
   const q = (j: number) => {
-    if (d === 0) return 8; // level 1: the nearest to zero
+    if (d === 0) return 8; // IQ4_NL's level 1 (MXFP4's −0): the nearest to zero
     const v = x[xo + j]! / d;
     let best = 0;
-    for (let k = 1; k < 16; k++)
-      if (Math.abs(IQ4_NL_LEVELS[k]! - v) < Math.abs(IQ4_NL_LEVELS[best]! - v)) best = k;
+    for (let k = 1; k < 16; k++) if (Math.abs(levels[k]! - v) < Math.abs(levels[best]! - v)) best = k;
     return best;
   };
   for (let j = 0; j < 16; j++) out[at + j] = q(j) | (q(j + 16) << 4);
@@ -286,15 +295,7 @@ function mxfp4(x: Float32Array, xo: number, out: Uint8Array, o: number): void {
   const max = Math.abs(signedMax(x, xo, 32));
   const e = max > 0 ? clamp(Math.floor(Math.log2(max)) - 2 + 127, 0, 254) : 0;
   out[o] = e;
-  const d = 2 ** (e - 128);
-  const q = (j: number) => {
-    const v = x[xo + j]! / d;
-    let best = 0;
-    for (let k = 1; k < 16; k++)
-      if (Math.abs(MXFP4_LEVELS[k]! - v) < Math.abs(MXFP4_LEVELS[best]! - v)) best = k;
-    return best;
-  };
-  for (let j = 0; j < 16; j++) out[o + 1 + j] = q(j) | (q(j + 16) << 4);
+  levelNibbles(x, xo, 2 ** (e - 128), out, o + 1, MXFP4_LEVELS);
 }
 
 /** Each format's block writer (its block and byte sizes are the reader's: QUANT_BLOCKS). */

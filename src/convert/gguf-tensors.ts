@@ -182,8 +182,6 @@ function quantizedSource(
   };
 }
 
-/** How many heads a q/k projection holds (0 for every other tensor). */
-
 function f32Source(name: string, data: Float32Array): GgufTensorSource {
   return {
     name,

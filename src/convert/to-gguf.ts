@@ -65,11 +65,6 @@ function isGemma(arch: GgufArch): arch is GemmaGgufArch {
 }
 
 /**
- * Phi-3 as llama.cpp's phi3: q/k/v fused as attn_qkv and gate/up as ffn_up (gate rows first, as
- * both store them), rotate-half RoPE.
- */
-
-/**
  * Phi-3's keys as llama.cpp's converter writes them: the window (0: none) and, with LongRoPE, the
  * original context length and the attention factor (the factor tables are tensors).
  */

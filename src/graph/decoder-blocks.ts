@@ -99,24 +99,32 @@ export function plusOne(c: ModelConfig): { plusOne?: true } {
 export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
   const n = mlpNames(l);
   const width = c.intermediateSize;
-  let gate: string;
-  let up: string;
-  if (c.fusedProjections) {
-    const both = g.emit(`L${l}.gate_up`, 2 * width, (out) => ({
-      kind: "linear",
-      out,
-      x: y,
-      weight: n.gateUp,
-    }));
-    gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "split", out, x: both, offset: 0 }));
-    up = g.emit(`L${l}.up`, width, (out) => ({ kind: "split", out, x: both, offset: width }));
-  } else {
-    gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "linear", out, x: y, weight: n.gate }));
-    up = g.emit(`L${l}.up`, width, (out) => ({ kind: "linear", out, x: y, weight: n.up }));
-  }
   const kind = c.activation === "gelu_tanh" ? "gelu_mul" : "silu_mul";
+  if (!c.fusedProjections) return gatedMlp(g, `L${l}.`, y, n, width, c.hiddenSize, kind);
+  const both = g.emit(`L${l}.gate_up`, 2 * width, (out) => ({ kind: "linear", out, x: y, weight: n.gateUp }));
+  const gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "split", out, x: both, offset: 0 }));
+  const up = g.emit(`L${l}.up`, width, (out) => ({ kind: "split", out, x: both, offset: width }));
   const act = g.emit(`L${l}.act`, width, (out) => ({ kind, out, gate, up }));
   return g.emit(`L${l}.down`, c.hiddenSize, (out) => ({ kind: "linear", out, x: act, weight: n.down }));
+}
+
+/**
+ * A gated MLP from separate gate, up and down weights, its tensors named `prefix` + gate, up, act
+ * and down: the dense MLP's (prefix `L{l}.`) and ERNIE 4.5's shared expert's (`L{l}.shared_`).
+ */
+function gatedMlp(
+  g: GraphBuilder,
+  prefix: string,
+  y: string,
+  w: { readonly gate: string; readonly up: string; readonly down: string },
+  width: number,
+  d: number,
+  kind: "silu_mul" | "gelu_mul",
+): string {
+  const gate = g.emit(`${prefix}gate`, width, (out) => ({ kind: "linear", out, x: y, weight: w.gate }));
+  const up = g.emit(`${prefix}up`, width, (out) => ({ kind: "linear", out, x: y, weight: w.up }));
+  const act = g.emit(`${prefix}act`, width, (out) => ({ kind, out, gate, up }));
+  return g.emit(`${prefix}down`, d, (out) => ({ kind: "linear", out, x: act, weight: w.down }));
 }
 
 /**
@@ -146,16 +154,6 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     ...(n.selectionBias ? { selectionBias: n.selectionBias } : {}),
   }));
   if (!n.shared) return mixture;
-  const w = moe.sharedExpertSize!;
-  const sh = n.shared;
-  const gate = g.emit(`L${l}.shared_gate`, w, (out) => ({ kind: "linear", out, x: y, weight: sh.gate }));
-  const up = g.emit(`L${l}.shared_up`, w, (out) => ({ kind: "linear", out, x: y, weight: sh.up }));
-  const act = g.emit(`L${l}.shared_act`, w, (out) => ({ kind: "silu_mul", out, gate, up }));
-  const shared = g.emit(`L${l}.shared_down`, c.hiddenSize, (out) => ({
-    kind: "linear",
-    out,
-    x: act,
-    weight: sh.down,
-  }));
+  const shared = gatedMlp(g, `L${l}.shared_`, y, n.shared, moe.sharedExpertSize!, c.hiddenSize, "silu_mul");
   return g.emit(`L${l}.moe_shared`, c.hiddenSize, (out) => ({ kind: "add", out, a: mixture, b: shared }));
 }

@@ -197,12 +197,19 @@ export const IQ4_NL_LEVELS: readonly number[] = [
   -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
-/** 32 values from 16 nibble bytes at src[qs..] (Q4_0's order), each d times the level it indexes. */
-function levels32(src: Uint8Array, qs: number, d: number, out: Float32Array, o: number): void {
+/** 32 values from 16 nibble bytes at src[qs..] (Q4_0's order), each d times the level it indexes (IQ4_NL's, or `levels`). */
+function levels32(
+  src: Uint8Array,
+  qs: number,
+  d: number,
+  out: Float32Array,
+  o: number,
+  levels: readonly number[] = IQ4_NL_LEVELS,
+): void {
   for (let j = 0; j < 16; j++) {
     const b = src[qs + j]!;
-    out[o + j] = f(d * IQ4_NL_LEVELS[b & 15]!);
-    out[o + j + 16] = f(d * IQ4_NL_LEVELS[b >> 4]!);
+    out[o + j] = f(d * levels[b & 15]!);
+    out[o + j + 16] = f(d * levels[b >> 4]!);
   }
 }
 
@@ -214,12 +221,8 @@ function iq4_nl(src: Uint8Array, at: number, out: Float32Array, o: number): void
 export const MXFP4_LEVELS: readonly number[] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 function mxfp4(src: Uint8Array, at: number, out: Float32Array, o: number): void {
-  const d = 2 ** (src[at]! - 128); // the E8M0 scale, halved for the doubled levels
-  for (let j = 0; j < 16; j++) {
-    const b = src[at + 1 + j]!;
-    out[o + j] = f(d * MXFP4_LEVELS[b & 15]!);
-    out[o + j + 16] = f(d * MXFP4_LEVELS[b >> 4]!);
-  }
+  // The E8M0 scale, halved for the doubled levels.
+  levels32(src, at + 1, 2 ** (src[at]! - 128), out, o, MXFP4_LEVELS);
 }
 
 /** IQ4_XS's six-bit scale of 32-value block b (0..63 as stored; the scale is d·(ls − 32)). */

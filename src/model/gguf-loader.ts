@@ -39,9 +39,10 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
  * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5" and "ernie4_5-moe".
- * Tensors are renamed to Hugging Face names, q/k rows of the llama and granite architectures are put back in
- * rotate-half order, Gemma's norm scales go back to Hugging Face's offsets from 1, and every
- * matrix is kept as stored: F32/F16/BF16, or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS blocks that the quantized kernels
+ * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
+ * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
+ * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
+ * or Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS/MXFP4 blocks that the quantized kernels
  * multiply without widening. A vector in a block format (llama.cpp writes none) is dequantized to f32.
  */
 
@@ -63,6 +64,22 @@ const SUPPORTED_ARCHS = [
   "ernie4_5-moe",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
+
+/** The engine's family of each llama.cpp architecture but Gemma's (gguf-gemma.ts); llama with experts is Mixtral. */
+const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architecture>> = {
+  llama: "llama",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  qwen3moe: "qwen3_moe",
+  phi3: "phi3",
+  granite: "granite",
+  granitemoe: "granite",
+  smollm3: "smollm3",
+  olmo2: "olmo2",
+  olmoe: "olmoe",
+  ernie4_5: "ernie4_5",
+  "ernie4_5-moe": "ernie4_5_moe",
+};
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
 const REFUSED_ARCHS: Readonly<Record<string, string>> = {
@@ -346,17 +363,9 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const window = arch === "phi3" ? (meta.num(k("attention.sliding_window")) ?? 0) : 0;
   const family: Architecture = isGemma(arch)
     ? GEMMA_FAMILY[arch]
-    : arch === "qwen3moe"
-      ? "qwen3_moe"
-      : arch === "ernie4_5-moe"
-        ? "ernie4_5_moe"
-        : arch === "olmoe"
-          ? "olmoe"
-          : arch === "granitemoe"
-            ? "granite"
-            : moe
-              ? "mixtral"
-              : arch;
+    : arch === "llama" && moe
+      ? "mixtral"
+      : FAMILY_OF[arch];
   return {
     architecture: family,
     vocabSize,
@@ -388,11 +397,6 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
 }
 
 /**
- * OLMo 2 as llama.cpp's olmo2 runs it: norms after each block only, q and k normed over their whole
- * projections (rotate-half RoPE, so q/k rows as Hugging Face stores them). A window (OLMo 3's
- * window layers, which llama.cpp's olmo2 also reads) is refused.
- */
-/**
  * The window layers a sliding_window_pattern states: a bool a layer (true: window), or n (every n-th
  * layer full, the others window, as llama.cpp's set_swa_pattern), absent 4 (llama.cpp's olmo2);
  * or what is wrong with it.
@@ -408,6 +412,11 @@ export function windowLayersOf(pattern: unknown, numLayers: number): boolean[] |
   return Array.from({ length: numLayers }, (_, l) => l % every < every - 1);
 }
 
+/**
+ * OLMo 2 as llama.cpp's olmo2 runs it: norms after each block only, q and k normed over their whole
+ * projections (rotate-half RoPE, so q/k rows as Hugging Face stores them); with a window, OLMo 3
+ * (windowLayersOf, above).
+ */
 function olmo2GgufFeatures(
   meta: Meta,
   numLayers: number,

@@ -8,7 +8,8 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
- * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2). Defaults are the ones transformers applies when a key is absent;
+ * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2, olmo3, olmoe, ernie4_5,
+ * ernie4_5_moe; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read

@@ -1,9 +1,11 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { loadHfTokenizer } from "../tokenizer/index.js";
+import { fp8Scheme } from "./fp8-weights.js";
 import { loadGenerationConfig } from "./generation-config.js";
-import { loadHfConfig } from "./hf-config.js";
+import { parseHfConfig } from "./hf-config.js";
 import { loadHfWeights } from "./hf-weights.js";
+import { readJsonFile } from "./json-file.js";
 import type { ProgressCallback } from "./load-progress.js";
 import type { LoadedModel } from "./types.js";
 
@@ -26,11 +28,13 @@ export async function loadHfModel(dir: string, opts: HfLoadOptions = {}): Promis
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: not a model directory`);
   const configFile = path.join(dir, "config.json");
   if (!existsSync(configFile)) throw new Error(`${dir}: no config.json (not a Hugging Face model directory)`);
-  const config = loadHfConfig(configFile);
+  const json = readJsonFile(configFile);
+  const config = parseHfConfig(json, configFile);
   const generation = loadGenerationConfig(path.join(dir, "generation_config.json"));
   const tokenizer = await loadHfTokenizer(opts.tokenizerDir ?? dir);
   const { weights, embedDtype } = loadHfWeights(dir, config, {
     data: opts.weights !== false,
+    fp8: fp8Scheme(json, configFile),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });
   return {

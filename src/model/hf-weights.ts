@@ -1,10 +1,8 @@
-import { existsSync } from "node:fs";
 import path from "node:path";
 import type { ModelConfig } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
-import { type Fp8Scheme, fp8ScaleName, fp8Scheme, fp8ToBf16 } from "./fp8-weights.js";
+import { type Fp8Scheme, fp8ScaleName, fp8ToBf16 } from "./fp8-weights.js";
 import { nestedWeightNames } from "./hf-multimodal.js";
-import { readJsonFile } from "./json-file.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
 import { SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
@@ -15,6 +13,8 @@ export interface HfWeightsOptions {
   readonly onProgress?: ProgressCallback;
   /** False: check the headers only and read no tensor data (`weights` comes back empty). */
   readonly data?: boolean;
+  /** config.json's FP8 quantization (fp8-weights.ts), read with the config; absent: none. */
+  readonly fp8?: Fp8Scheme | null;
 }
 
 /**
@@ -30,7 +30,7 @@ export function loadHfWeights(
 ): { weights: WeightStore; embedDtype: string } {
   const onProgress = opts.onProgress;
   const configFile = path.join(dir, "config.json");
-  const fp8 = existsSync(configFile) ? fp8Scheme(readJsonFile(configFile), configFile) : null;
+  const fp8 = opts.fp8 ?? null;
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const expected = expectedTensors(config);
@@ -69,16 +69,16 @@ export function loadHfWeights(
     const interleaved = hfInterleavesQk(config.architecture);
     for (const t of expected) {
       const name = at(t.name);
+      const stored = ckpt.describe(name)!;
       let tensor: Tensor = {
-        ...(fp8 && ckpt.describe(name)!.entry.dtype === "f8_e4m3"
-          ? widenFp8(ckpt, name, fp8)
+        ...(fp8 && stored.entry.dtype === "f8_e4m3"
+          ? widenFp8(ckpt, name, stored.entry.shape, fp8)
           : ckpt.read(name)),
         name: t.name,
       };
       const heads = interleaved ? qkHeads(config, t.name) : 0;
       if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
       weights.set(t.name, tensor);
-      const stored = ckpt.describe(name)!;
       done += stored.entry.end - stored.entry.begin; // the bytes read (an FP8 weight widens to twice them)
       onProgress?.({ phase: "weights", file: stored.file, done, total });
     }
@@ -89,8 +89,12 @@ export function loadHfWeights(
 }
 
 /** An FP8 weight and its scale (f32 or bf16 as stored) widened to bf16. */
-function widenFp8(ckpt: SafetensorsCheckpoint, name: string, scheme: Fp8Scheme): Tensor {
-  const entry = ckpt.describe(name)!.entry;
+function widenFp8(
+  ckpt: SafetensorsCheckpoint,
+  name: string,
+  shape: readonly number[],
+  scheme: Fp8Scheme,
+): Tensor {
   const scale = toFloat32(ckpt.read(fp8ScaleName(name)));
-  return fp8ToBf16(name, ckpt.readBytes(name), entry.shape, scale, scheme);
+  return fp8ToBf16(name, ckpt.readBytes(name), shape, scale, scheme);
 }

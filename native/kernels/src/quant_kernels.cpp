@@ -555,7 +555,7 @@ inline __m512i liftedMxfp4Levels() {
 // the subnormal 0x00200000 << e. Lanes past cnt are 0.
 inline __m512 mxfp4Scales(const uint8_t* row, int64_t g, int64_t cnt) {
   alignas(16) uint8_t e[16] = {};
-  for (int64_t i = 0; i < cnt; i++) e[i] = row[(g + i) * 17];
+  for (int64_t i = 0; i < cnt; i++) e[i] = row[(g + i) * blockBytes(lk::kMXFP4)];
   const __m512i ev = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(e)));
   const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(ev, _mm512_set1_epi32(1)), 23);
   const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), ev);

@@ -77,11 +77,12 @@ void scaleMin(int j, const uint8_t* s, int& sc, int& m) {
   }
 }
 
-// 32 values from 16 nibble bytes (Q4_0's order), each d times the IQ4_NL level it indexes.
-void levels32(float* o, const uint8_t* qs, float d) {
+// 32 values from 16 nibble bytes (Q4_0's order), each d times the level it indexes (IQ4_NL's,
+// or MXFP4's).
+void levels32(float* o, const uint8_t* qs, float d, const int8_t* levels = kIq4nlLevels) {
   for (int j = 0; j < 16; j++) {
-    o[j] = d * float(kIq4nlLevels[qs[j] & 15]);
-    o[j + 16] = d * float(kIq4nlLevels[qs[j] >> 4]);
+    o[j] = d * float(levels[qs[j] & 15]);
+    o[j + 16] = d * float(levels[qs[j] >> 4]);
   }
 }
 
@@ -107,11 +108,7 @@ void dequantBlock(float* o, const uint8_t* b, int qtype) {
   } else if (qtype == kIQ4_NL) {
     levels32(o, b + 2, half(b));
   } else if (qtype == kMXFP4) {
-    const float d = e8m0Half(b[0]);
-    for (int j = 0; j < 16; j++) {
-      o[j] = d * float(kMxfp4Levels[b[1 + j] & 15]);
-      o[j + 16] = d * float(kMxfp4Levels[b[1 + j] >> 4]);
-    }
+    levels32(o, b + 1, e8m0Half(b[0]), kMxfp4Levels);
   } else if (qtype == kIQ4_XS) {
     const float d = half(b);
     for (int blk = 0; blk < 8; blk++) levels32(o + 32 * blk, b + 8 + 16 * blk, d * float(iq4xsScale(b, blk) - 32));
