@@ -49,6 +49,8 @@ export type CacheArgs = [
   /** An int8 cache's per-layer scales (KvLayerCache.kScale, vScale); empty for the float types. */
   kScales: readonly Float32Array[],
   vScales: readonly Float32Array[],
+  /** Attention sinks, [layers, nHeads] logits of this worker's heads; empty: none. */
+  sinks: Float32Array,
 ];
 
 export interface DataPlaneAddon {

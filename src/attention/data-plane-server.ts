@@ -33,6 +33,7 @@ function cacheArgs(kv: KvAttention, o: DataPlaneServerOptions): CacheArgs {
     o.spinUs,
     kv.caches.flatMap((c) => (c.kScale ? [c.kScale] : [])),
     kv.caches.flatMap((c) => (c.vScale ? [c.vScale] : [])),
+    g.sinks ?? new Float32Array(0),
   ];
 }
 

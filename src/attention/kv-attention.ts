@@ -26,6 +26,11 @@ export interface KvGeometry {
   readonly scale?: number;
   /** Attention score soft-cap (Gemma 2); absent: none. */
   readonly softcap?: number;
+  /**
+   * Attention sinks (gpt-oss): [numLayers, numHeads] learned logits for the heads this instance
+   * computes, each joining its head's softmax with a zero value; absent: none.
+   */
+  readonly sinks?: Float32Array;
 }
 
 /** Bytes one KV block takes across all layers (k and v, an int8 cache's scales included). */
@@ -80,6 +85,10 @@ export class KvAttention {
   readonly scale: number;
   /** Per layer: whether it attends within the sliding window only. */
   private readonly windowedLayers: readonly boolean[];
+  /** Per layer: its heads' attention sinks (views made once), or null without sinks. */
+  private readonly layerSinks: readonly Float32Array[] | null;
+  /** The log-sum-exp a full-range call needs for its sinks when the caller asks for none. */
+  private readonly sinkLse: Float32Array;
 
   constructor(
     readonly backend: KernelBackend,
@@ -98,6 +107,16 @@ export class KvAttention {
       { length: geometry.numLayers },
       (_, l) => w !== null && (geometry.slidingLayers === undefined || geometry.slidingLayers[l] === true),
     );
+    const sinks = geometry.sinks;
+    if (sinks !== undefined && sinks.length !== geometry.numLayers * geometry.numHeads)
+      throw new Error(
+        `attention: ${sinks.length} attention sinks for ${geometry.numLayers} layers of ${geometry.numHeads} heads`,
+      );
+    const h = geometry.numHeads;
+    this.layerSinks = sinks
+      ? Array.from({ length: geometry.numLayers }, (_, l) => sinks.subarray(l * h, (l + 1) * h))
+      : null;
+    this.sinkLse = new Float32Array(sinks ? geometry.maxTokens * h : 0);
     this.caches = [];
     // LAMINA_KV_HUGE_PAGES=1 asks for huge pages on these fresh buffers: attention's scattered
     // block reads then cost far fewer TLB misses, but every first touch of a 2 MiB page faults and
@@ -222,12 +241,27 @@ export class KvAttention {
   ): void {
     const meta = this.meta(step);
     this.backend.kvWrite(this.caches[layer]!, k, v, this.slots(meta, layer), step.nTokens);
-    this.attend(meta, layer, step, q, out, this.ranges(meta, layer).ctxStart, meta.ctxEnd, lse);
+    const l = lse ?? (this.layerSinks ? this.sinkLse : undefined);
+    this.attend(meta, layer, step, q, out, this.ranges(meta, layer).ctxStart, meta.ctxEnd, l);
+    this.foldSinks(layer, step, out, l);
+  }
+
+  /** Applies the layer's attention sinks to a whole key range's result (nothing without sinks). */
+  private foldSinks(
+    layer: number,
+    step: AttentionStep,
+    out: Float32Array,
+    lse: Float32Array | undefined,
+  ): void {
+    if (!this.layerSinks || !lse) return;
+    const g = this.geometry;
+    this.backend.attentionSinks(out, lse, this.layerSinks[layer]!, step.nTokens, g.numHeads, g.headDim);
   }
 
   /**
    * Early q (Lamina §2): attention over the keys cached before this step, while this step's own
-   * k/v are still on their way. Writes a partial result and its log-sum-exp for `finishLate`.
+   * k/v are still on their way. Writes a partial result and its log-sum-exp for `finishLate`
+   * (which folds in the attention sinks, once, after merging).
    */
   runEarly(layer: number, step: AttentionStep, q: Float32Array, out: Float32Array, lse: Float32Array): void {
     const meta = this.meta(step);
@@ -262,6 +296,7 @@ export class KvAttention {
       this.geometry.numHeads,
       this.geometry.headDim,
     );
+    this.foldSinks(layer, step, out, lse);
   }
 
   private slots(meta: StepMeta, layer: number): Int32Array {

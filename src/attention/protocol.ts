@@ -26,8 +26,9 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
  * worker's own accounting (STATS) in step.
  */
 // Version 4: CONFIGURE's kvDtype may be "int8" (kv-cache.ts). Version 5: RESERVE carries the
-// tokens held ahead of the step's end, [seqId, numTokens, ahead] (KvAdmission.reserve).
-export const ATTENTION_PROTOCOL_VERSION = 5;
+// tokens held ahead of the step's end, [seqId, numTokens, ahead] (KvAdmission.reserve). Version 6:
+// CONFIGURE may carry attention sinks (gpt-oss), which change every result of the layers.
+export const ATTENTION_PROTOCOL_VERSION = 6;
 
 export const MsgType = {
   CONFIGURE: 1,
@@ -74,6 +75,11 @@ export const configureRequestSchema = z.strictObject({
   scale: z.number().positive().finite().optional(),
   /** Attention score soft-cap (Gemma 2); absent: none. */
   softcap: z.number().positive().finite().optional(),
+  /** Attention sinks (gpt-oss): [numLayers, numHeads] logits for this worker's heads; absent: none. */
+  sinks: z
+    .array(z.number().finite())
+    .max(1 << 20)
+    .optional(),
   /** KV budget the model side asks for; the worker may grant less (its --kv-memory). */
   kvMemory: z.number().int().min(1).nullable(),
   /** Most micro-batches in flight at once. */

@@ -321,6 +321,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       ...(g.slidingLayers ? { slidingLayers: [...g.slidingLayers] } : {}),
       ...(g.scale !== undefined ? { scale: g.scale } : {}),
       ...(g.softcap !== undefined ? { softcap: g.softcap } : {}),
+      ...(g.sinks ? { sinks: headSinks(g.sinks, g.numHeads, kvLo * group, perKv * group) } : {}),
       kvMemory: this.kvMemory,
       maxTags: this.microBatches,
       dataPlane: null,
@@ -903,4 +904,11 @@ const CONFIGURE_REPLIES_PER_LAYER = 4;
 
 function divisors(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
+}
+
+/** The sinks of query heads [h0, h0 + n) of every layer, from [layers, heads] logits. */
+function headSinks(sinks: Float32Array, heads: number, h0: number, n: number): number[] {
+  const out: number[] = [];
+  for (let at = 0; at < sinks.length; at += heads) for (let h = h0; h < h0 + n; h++) out.push(sinks[at + h]!);
+  return out;
 }

@@ -214,13 +214,23 @@ export class AttentionWorkerSession {
       );
       return;
     }
+    if (req.sinks && req.sinks.length !== req.numLayers * req.numHeads) {
+      void this.channel.send(
+        errorReply(
+          m,
+          `sinks has ${req.sinks.length} entries for ${req.numLayers} layers of ${req.numHeads} heads`,
+        ),
+      );
+      return;
+    }
     try {
       checkKvBlockSize(req.kvDtype, req.blockSize);
     } catch (e) {
       void this.channel.send(errorReply(m, (e as Error).message));
       return;
     }
-    const geometry: KvGeometry = { ...req };
+    const { sinks, ...rest } = req;
+    const geometry: KvGeometry = { ...rest, ...(sinks ? { sinks: Float32Array.from(sinks) } : {}) };
     const budget = Math.min(this.options.kvMemory, req.kvMemory ?? this.options.kvMemory);
     const split = this.options.freeWindowBlocks === true;
     const numBlocks = globalBlocksForBudget(geometry, budget, split);

@@ -139,6 +139,7 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     out,
     x: y,
     weight: n.router,
+    ...(n.routerBias ? { bias: n.routerBias } : {}),
   }));
   const mixture = g.emit(`L${l}.moe`, c.hiddenSize, (out) => ({
     kind: "moe",
@@ -152,6 +153,8 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     normalizeTopK: moe.normalizeTopK,
     hidden: moe.expertIntermediateSize,
     ...(n.selectionBias ? { selectionBias: n.selectionBias } : {}),
+    ...(n.biases ? { biases: n.biases } : {}),
+    ...(moe.swigluClamp ? { swigluClamp: moe.swigluClamp } : {}),
   }));
   if (!n.shared) return mixture;
   const shared = gatedMlp(g, `L${l}.shared_`, y, n.shared, moe.sharedExpertSize!, c.hiddenSize, "silu_mul");

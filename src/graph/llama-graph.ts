@@ -64,6 +64,7 @@ function decoderLayer(g: GraphBuilder, c: ModelConfig, l: number, hIn: string): 
     out,
     x: attn,
     weight: `${layerPrefix(l)}.self_attn.o_proj.weight`,
+    ...(c.outputBias ? { bias: `${layerPrefix(l)}.self_attn.o_proj.bias` } : {}),
   }));
   if (hasPostNorms(c)) o = norm("attn_post_norm", o, norms.postAttention);
   if (c.residualMultiplier !== undefined) o = residualScale(g, c.residualMultiplier, `L${l}.o_scaled`, o, d);

@@ -90,6 +90,14 @@ export type Op =
        * top-k only (ERNIE 4.5); the routing weights stay the probabilities.
        */
       readonly selectionBias?: string;
+      /** gpt-oss: per-expert biases of the gate, up ([hidden] each) and down ([dim]) projections. */
+      readonly biases?: {
+        readonly gate: readonly string[];
+        readonly up: readonly string[];
+        readonly down: readonly string[];
+      };
+      /** gpt-oss's clamped SwiGLU (MoeConfig.swigluClamp) in place of silu(gate)·up. */
+      readonly swigluClamp?: { readonly alpha: number; readonly limit: number };
     }
   | { readonly kind: "add"; readonly out: string; readonly a: string; readonly b: string }
   /** out = the rows of x whose logits are wanted (the last token of each sequence). */
@@ -155,7 +163,13 @@ export function opWeights(op: Op): string[] {
     case "linear":
       return op.bias ? [op.weight, op.bias] : [op.weight];
     case "moe":
-      return [...op.gate, ...op.up, ...op.down, ...(op.selectionBias ? [op.selectionBias] : [])];
+      return [
+        ...op.gate,
+        ...op.up,
+        ...op.down,
+        ...(op.selectionBias ? [op.selectionBias] : []),
+        ...(op.biases ? [...op.biases.gate, ...op.biases.up, ...op.biases.down] : []),
+      ];
     default:
       return [];
   }

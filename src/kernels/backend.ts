@@ -97,6 +97,31 @@ export interface KernelBackend {
     dim: number,
   ): void;
 
+  /**
+   * For each expert e: rows [expertStart[e], expertStart[e + 1]) of out ([rows, width]) += row e
+   * of bias ([nExperts, width]): gpt-oss's expert biases after a grouped product.
+   */
+  expertBias(
+    out: Float32Array,
+    bias: Float32Array,
+    expertStart: Int32Array,
+    nExperts: number,
+    width: number,
+  ): void;
+
+  /**
+   * gpt-oss's clamped SwiGLU for i < n: g = min(gate[i], limit), u = clamp(up[i], ±limit),
+   * out[i] = (u + 1) · g · σ(alpha · g); out may alias gate.
+   */
+  swigluClamped(
+    out: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    n: number,
+    alpha: number,
+    limit: number,
+  ): void;
+
   /** out[i] = silu(gate[i]) * up[i] for i < n; out may alias gate. */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
 
@@ -135,6 +160,21 @@ export interface KernelBackend {
     lseA: Float32Array,
     outB: Float32Array,
     lseB: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void;
+
+  /**
+   * Folds attention sinks into finished attention rows (gpt-oss): each head's learned logit
+   * `sinks[h]` joins the softmax as one more key whose value is zero, so
+   * out ← out · e^lse / (e^lse + e^sink) and lse ← log(e^lse + e^sink). A row with no keys
+   * (lse = -Infinity) becomes zeros. Call it once on the whole key range's result.
+   */
+  attentionSinks(
+    out: Float32Array,
+    lse: Float32Array,
+    sinks: Float32Array,
     nTokens: number,
     nHeads: number,
     headDim: number,

@@ -86,6 +86,21 @@ export interface NativeAddon {
     rotaryDim?: number,
   ): void;
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  expertBias(
+    out: Float32Array,
+    bias: Float32Array,
+    expertStart: Int32Array,
+    nExperts: number,
+    width: number,
+  ): void;
+  swigluClamped(
+    out: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    n: number,
+    alpha: number,
+    limit: number,
+  ): void;
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
   geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
   softcap(out: Float32Array, x: Float32Array, cap: number, n: number): void;
@@ -135,6 +150,14 @@ export interface NativeAddon {
     lseA: Float32Array,
     outB: Float32Array,
     lseB: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void;
+  attentionSinks(
+    out: Float32Array,
+    lse: Float32Array,
+    sinks: Float32Array,
     nTokens: number,
     nHeads: number,
     headDim: number,
@@ -576,6 +599,27 @@ export class NativeBackend implements KernelBackend {
     this.addon.siluMul(out, gate, up, n);
   }
 
+  expertBias(
+    out: Float32Array,
+    bias: Float32Array,
+    expertStart: Int32Array,
+    nExperts: number,
+    width: number,
+  ): void {
+    this.addon.expertBias(out, bias, expertStart, nExperts, width);
+  }
+
+  swigluClamped(
+    out: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    n: number,
+    alpha: number,
+    limit: number,
+  ): void {
+    this.addon.swigluClamped(out, gate, up, n, alpha, limit);
+  }
+
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
     this.addon.add(out, a, b, n);
   }
@@ -656,5 +700,16 @@ export class NativeBackend implements KernelBackend {
     headDim: number,
   ): void {
     this.addon.mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim);
+  }
+
+  attentionSinks(
+    out: Float32Array,
+    lse: Float32Array,
+    sinks: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void {
+    this.addon.attentionSinks(out, lse, sinks, nTokens, nHeads, headDim);
   }
 }

@@ -300,6 +300,43 @@ export class ReferenceBackend implements KernelBackend {
     }
   }
 
+  expertBias(
+    out: Float32Array,
+    bias: Float32Array,
+    expertStart: Int32Array,
+    nExperts: number,
+    width: number,
+  ): void {
+    checkLength("expertBias", "bias", bias, nExperts * width);
+    checkLength("expertBias", "expertStart", expertStart, nExperts + 1);
+    for (let e = 0; e < nExperts; e++) {
+      const r0 = expertStart[e]!;
+      const r1 = expertStart[e + 1]!;
+      if (r0 < 0 || r1 < r0 || r1 * width > out.length)
+        throw new RangeError(`expertBias: expertStart[${e}..${e + 1}] is not an ordered range inside out`);
+      for (let r = r0; r < r1; r++)
+        for (let i = 0; i < width; i++) out[r * width + i] = out[r * width + i]! + bias[e * width + i]!;
+    }
+  }
+
+  swigluClamped(
+    out: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    n: number,
+    alpha: number,
+    limit: number,
+  ): void {
+    checkLength("swigluClamped", "gate", gate, n);
+    checkLength("swigluClamped", "up", up, n);
+    checkLength("swigluClamped", "out", out, n);
+    for (let i = 0; i < n; i++) {
+      const g = Math.min(gate[i]!, limit);
+      const u = Math.min(Math.max(up[i]!, -limit), limit);
+      out[i] = ((u + 1) * g) / (1 + Math.exp(-alpha * g));
+    }
+  }
+
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
     checkLength("siluMul", "gate", gate, n);
     checkLength("siluMul", "up", up, n);
@@ -519,6 +556,36 @@ export class ReferenceBackend implements KernelBackend {
       const z = wa + wb;
       for (let i = 0; i < headDim; i++) outA[o + i] = (outA[o + i]! * wa + outB[o + i]! * wb) / z;
       lseA[r] = m + Math.log(z);
+    }
+  }
+
+  attentionSinks(
+    out: Float32Array,
+    lse: Float32Array,
+    sinks: Float32Array,
+    nTokens: number,
+    nHeads: number,
+    headDim: number,
+  ): void {
+    checkCount("attentionSinks", "nTokens", nTokens);
+    checkLength("attentionSinks", "out", out, nTokens * nHeads * headDim);
+    checkLength("attentionSinks", "lse", lse, nTokens * nHeads);
+    checkLength("attentionSinks", "sinks", sinks, nHeads);
+    for (let r = 0; r < nTokens * nHeads; r++) {
+      const s = sinks[r % nHeads]!;
+      const l = lse[r]!;
+      const o = r * headDim;
+      if (l === Number.NEGATIVE_INFINITY) {
+        out.fill(0, o, o + headDim);
+        lse[r] = s;
+        continue;
+      }
+      const m = Math.max(l, s);
+      const wl = Math.exp(l - m);
+      const ws = Math.exp(s - m);
+      const f = wl / (wl + ws);
+      for (let i = 0; i < headDim; i++) out[o + i] = out[o + i]! * f;
+      lse[r] = m + Math.log(wl + ws);
     }
   }
 }

@@ -20,7 +20,8 @@ export type Architecture =
   | "olmo3"
   | "olmoe"
   | "ernie4_5"
-  | "ernie4_5_moe";
+  | "ernie4_5_moe"
+  | "gpt_oss";
 
 export type RopeScaling =
   | {
@@ -86,6 +87,15 @@ export interface MoeConfig {
   readonly selectionBias?: boolean;
   /** Rows of a shared expert's gate and up projections: a SwiGLU MLP every token runs, added to the mixture. Absent: none. */
   readonly sharedExpertSize?: number;
+  /** gpt-oss: the router carries a bias ([experts]) added to its logits. Absent: none. */
+  readonly routerBias?: boolean;
+  /** gpt-oss: every expert's gate, up and down projections carry biases. Absent: none. */
+  readonly expertBias?: boolean;
+  /**
+   * gpt-oss's clamped SwiGLU in place of silu(gate)·up: gate clamped above at `limit`, up to
+   * ±limit, then (up + 1) · gate · σ(alpha · gate). Absent: SwiGLU.
+   */
+  readonly swigluClamp?: { readonly alpha: number; readonly limit: number };
 }
 
 export interface ModelConfig {
@@ -109,6 +119,13 @@ export interface ModelConfig {
   readonly tieWordEmbeddings: boolean;
   /** Qwen2-style biases on the q/k/v projections. */
   readonly attentionBias: boolean;
+  /** gpt-oss: a bias on o_proj too. Absent: none. */
+  readonly outputBias?: boolean;
+  /**
+   * gpt-oss: attention sinks, a learned logit per query head (`self_attn.sinks`, [numHeads]) that
+   * joins each softmax as a key whose value is zero. Absent: none.
+   */
+  readonly attnSinks?: boolean;
   /** Qwen3: an RMSNorm over each head of q and of k (weights [headDim]) before RoPE. Absent: none. */
   readonly qkNorm?: boolean;
   /**

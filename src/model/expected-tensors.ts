@@ -59,6 +59,8 @@ function attentionTensors(c: ModelConfig, l: number): ExpectedTensor[] {
     );
   }
   out.push({ name: n.o, shape: [d, qDim] });
+  if (c.outputBias) out.push({ name: n.oBias, shape: [d] });
+  if (c.attnSinks) out.push({ name: n.sinks, shape: [c.numHeads] });
   return out;
 }
 
@@ -87,6 +89,14 @@ function expertTensors(c: ModelConfig, l: number): ExpectedTensor[] {
     out.push({ name: n.down[e]!, shape: [d, i] });
   }
   if (n.selectionBias) out.push({ name: n.selectionBias, shape: [1, moe.numExperts] });
+  if (n.routerBias) out.push({ name: n.routerBias, shape: [moe.numExperts] });
+  if (n.biases)
+    for (let e = 0; e < moe.numExperts; e++)
+      out.push(
+        { name: n.biases.gate[e]!, shape: [i] },
+        { name: n.biases.up[e]!, shape: [i] },
+        { name: n.biases.down[e]!, shape: [d] },
+      );
   if (n.shared) {
     const s = moe.sharedExpertSize!;
     out.push(

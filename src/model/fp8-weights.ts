@@ -19,9 +19,11 @@ export function fp8Scheme(config: unknown, file: string): Fp8Scheme | null {
   if (q == null) return null;
   if (typeof q !== "object") throw new Error(`${file}: quantization_config is not an object`);
   const { quant_method: method, fmt, weight_block_size: block } = q as Record<string, unknown>;
+  // gpt-oss's releases: MXFP4 experts (blocks and scales), read by gpt-oss-experts.ts as MXFP4.
+  if (method === "mxfp4" && (config as { model_type?: unknown }).model_type === "gpt_oss") return null;
   if (method !== "fp8")
     throw new Error(
-      `${file}: quantization_config.quant_method ${JSON.stringify(method)} is not supported (fp8 is; a GGUF file of the model may be)`,
+      `${file}: quantization_config.quant_method ${JSON.stringify(method)} is not supported (fp8 is, and mxfp4 for gpt_oss; a GGUF file of the model may be)`,
     );
   if (fmt !== undefined && fmt !== "e4m3")
     throw new Error(`${file}: FP8 format ${JSON.stringify(fmt)} is not supported (e4m3 is)`);

@@ -9,7 +9,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
  * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2, olmo3, olmoe, ernie4_5,
- * ernie4_5_moe; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
+ * ernie4_5_moe, gpt_oss; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -34,6 +34,7 @@ const SUPPORTED: readonly Architecture[] = [
   "olmoe",
   "ernie4_5",
   "ernie4_5_moe",
+  "gpt_oss",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -55,6 +56,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   olmoe: { maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
+  gpt_oss: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 150000 },
 };
 
 /** Gemma, SmolLM3 and ERNIE 4.5 tie the LM head to the embeddings unless told otherwise. */
@@ -76,6 +78,7 @@ const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
   gemma3_text: 256,
   ernie4_5: 128,
   ernie4_5_moe: 128,
+  gpt_oss: 64,
 };
 
 const posInt = z.number().int().positive();
@@ -140,6 +143,9 @@ const configSchema = z.object({
   moe_layer_start_index: z.number().int().nonnegative().nullish(),
   moe_layer_end_index: z.number().int().nullish(),
   moe_layer_interval: posInt.nullish(),
+  /** gpt-oss's clamped SwiGLU (transformers fixes alpha at 1.702; newer configs state both). */
+  swiglu_limit: z.number().positive().nullish(),
+  swiglu_alpha: z.number().positive().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });

@@ -17,7 +17,14 @@ import { type GemmaFeatures, gemmaFeatures } from "./hf-gemma.js";
  */
 export type FamilyFeatures = Pick<
   ModelConfig,
-  "attentionBias" | "fusedProjections" | "moe" | "ropeLayers" | "qkNormFull" | "postNormsOnly"
+  | "attentionBias"
+  | "fusedProjections"
+  | "moe"
+  | "ropeLayers"
+  | "qkNormFull"
+  | "postNormsOnly"
+  | "outputBias"
+  | "attnSinks"
 > &
   GemmaFeatures &
   GraniteFeatures;
@@ -93,6 +100,8 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
       };
     case "ernie4_5":
       return { attentionBias: ernieNoBias(raw, "ernie4_5", file), slidingWindow: null };
+    case "gpt_oss":
+      return gptOssFeatures(raw, file);
     case "ernie4_5_moe": {
       const moe = ernieExperts(raw, file);
       return {
@@ -296,6 +305,56 @@ function olmo3Windows(
     slidingWindow: raw.sliding_window ?? 4096,
     slidingLayers: sliding,
     localRopeTheta: raw.rope_theta ?? raw.rope_parameters?.rope_theta ?? 500000,
+  };
+}
+
+/**
+ * gpt-oss (transformers' GptOssConfig): q/k/v/o biases (attention_bias), a learned sink logit per
+ * head, layer_types alternating window (sliding_window keys, from layer 0) and full attention, and
+ * every layer a mixture of num_local_experts biased experts under a biased router: top
+ * num_experts_per_tok by logit, weighted by the softmax over the chosen (Mixtral's renormalised
+ * top-k), each expert a clamped SwiGLU (alpha 1.702, limit swiglu_limit).
+ */
+function gptOssFeatures(
+  raw: RawConfig,
+  file: string,
+): Pick<
+  ModelConfig,
+  "attentionBias" | "outputBias" | "attnSinks" | "moe" | "slidingWindow" | "slidingLayers"
+> {
+  const n = raw.num_hidden_layers;
+  const types =
+    raw.layer_types ??
+    Array.from({ length: n }, (_, l) => (l % 2 === 0 ? "sliding_attention" : "full_attention"));
+  if (types.length !== n) throw new Error(`${file}: layer_types has ${types.length} entries for ${n} layers`);
+  const bad = types.findIndex((t) => t !== "full_attention" && t !== "sliding_attention");
+  if (bad >= 0)
+    throw new Error(
+      `${file}: layer_types[${bad}] = "${types[bad]}" is not supported (full_attention or sliding_attention)`,
+    );
+  const bias = raw.attention_bias ?? true;
+  const numExperts = raw.num_local_experts ?? raw.num_experts ?? 128;
+  const topK = raw.num_experts_per_tok ?? 4;
+  if (numExperts === 0) throw new Error(`${file}: num_local_experts must be positive`);
+  checkTopK(numExperts, topK, file);
+  const sliding = types.map((t) => t === "sliding_attention");
+  return {
+    attentionBias: bias,
+    outputBias: bias,
+    attnSinks: true,
+    ...(sliding.includes(true)
+      ? { slidingWindow: raw.sliding_window ?? 128, slidingLayers: sliding }
+      : { slidingWindow: null }),
+    moe: {
+      numExperts,
+      topK,
+      expertIntermediateSize: raw.intermediate_size,
+      normalizeTopK: true,
+      sparseLayers: Array.from({ length: n }, () => true),
+      routerBias: true,
+      expertBias: true,
+      swigluClamp: { alpha: raw.swiglu_alpha ?? 1.702, limit: raw.swiglu_limit ?? 7 },
+    },
   };
 }
 

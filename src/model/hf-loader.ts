@@ -8,6 +8,7 @@ import { loadHfWeights } from "./hf-weights.js";
 import { readJsonFile } from "./json-file.js";
 import type { ProgressCallback } from "./load-progress.js";
 import type { LoadedModel } from "./types.js";
+import { isAttentionSideWeight } from "./weight-names.js";
 
 export interface HfLoadOptions {
   readonly onProgress?: ProgressCallback;
@@ -15,8 +16,11 @@ export interface HfLoadOptions {
   readonly label?: string;
   /** Read the tokenizer from this directory instead of the model's own. */
   readonly tokenizerDir?: string;
-  /** False: the tensors' headers are checked against the config, no tensor data is read (`weights` is empty). */
-  readonly weights?: boolean;
+  /**
+   * False: the tensors' headers are checked against the config, no tensor data is read (`weights`
+   * is empty); "attention": only the attention side's weights are read (isAttentionSideWeight).
+   */
+  readonly weights?: boolean | "attention";
 }
 
 /**
@@ -33,7 +37,7 @@ export async function loadHfModel(dir: string, opts: HfLoadOptions = {}): Promis
   const generation = loadGenerationConfig(path.join(dir, "generation_config.json"));
   const tokenizer = await loadHfTokenizer(opts.tokenizerDir ?? dir);
   const { weights, embedDtype } = loadHfWeights(dir, config, {
-    data: opts.weights !== false,
+    data: opts.weights === "attention" ? isAttentionSideWeight : opts.weights !== false,
     fp8: fp8Scheme(json, configFile),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });

@@ -2,6 +2,12 @@ import path from "node:path";
 import type { ModelConfig } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
 import { type Fp8Scheme, fp8ScaleName, fp8ToBf16 } from "./fp8-weights.js";
+import {
+  checkStackedExperts,
+  isSplitExpertName,
+  readStackedExperts,
+  stackedSources,
+} from "./gpt-oss-experts.js";
 import { nestedWeightNames } from "./hf-multimodal.js";
 import type { ProgressCallback } from "./load-progress.js";
 import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
@@ -11,8 +17,8 @@ import type { WeightStore } from "./types.js";
 
 export interface HfWeightsOptions {
   readonly onProgress?: ProgressCallback;
-  /** False: check the headers only and read no tensor data (`weights` comes back empty). */
-  readonly data?: boolean;
+  /** False: check the headers only and read no tensor data (`weights` comes back empty); a function: only the weights it names. */
+  readonly data?: boolean | ((name: string) => boolean);
   /** config.json's FP8 quantization (fp8-weights.ts), read with the config; absent: none. */
   readonly fp8?: Fp8Scheme | null;
 }
@@ -33,7 +39,10 @@ export function loadHfWeights(
   const fp8 = opts.fp8 ?? null;
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
-    const expected = expectedTensors(config);
+    // gpt-oss stacks each layer's experts: those tensors are checked and split per layer below.
+    const stacked = config.architecture === "gpt_oss" ? config.numLayers : 0;
+    const expected = expectedTensors(config).filter((t) => stacked === 0 || !isSplitExpertName(t.name));
+    const forms = Array.from({ length: stacked }, (_, l) => checkStackedExperts(ckpt, config, l, dir));
     // Each weight under its own name, or where a multimodal checkpoint nests its text model's.
     const storedAs = new Map<string, string>();
     for (const t of expected)
@@ -64,7 +73,15 @@ export function loadHfWeights(
     const embedDtype = ckpt.describe(at("model.embed_tokens.weight"))?.entry.dtype ?? "f32";
     const weights = new Map<string, Tensor>();
     if (opts.data === false) return { weights, embedDtype };
-    const total = ckpt.byteSize(expected.map((t) => at(t.name)));
+    const only = opts.data;
+    if (typeof only === "function") {
+      // Some weights only (gpt-oss's sinks, which are never stacked experts).
+      for (const t of expected.filter((e) => only(e.name)))
+        weights.set(t.name, { ...ckpt.read(at(t.name)), name: t.name });
+      return { weights, embedDtype };
+    }
+    const sources = forms.flatMap((_, l) => stackedSources(ckpt, l));
+    const total = ckpt.byteSize([...expected.map((t) => at(t.name)), ...sources]);
     let done = 0;
     const interleaved = hfInterleavesQk(config.architecture);
     for (const t of expected) {
@@ -82,6 +99,11 @@ export function loadHfWeights(
       done += stored.entry.end - stored.entry.begin; // the bytes read (an FP8 weight widens to twice them)
       onProgress?.({ phase: "weights", file: stored.file, done, total });
     }
+    forms.forEach((form, l) => {
+      for (const t of readStackedExperts(ckpt, config, l, form)) weights.set(t.name, t);
+      done += ckpt.byteSize(stackedSources(ckpt, l));
+      onProgress?.({ phase: "weights", file: dir, done, total });
+    });
     return { weights, embedDtype };
   } finally {
     ckpt.close();

@@ -21,9 +21,10 @@ export interface LoadModelOptions {
   /**
    * False: read the config, tokenizer and generation settings and check the weight files' headers
    * against the config, but read no tensor data (`weights` is empty). A front end whose model
-   * workers hold the weights needs nothing more. Default true.
+   * workers hold the weights needs nothing more. "attention": only the weights the attention side
+   * is configured with (gpt-oss's sinks), for such a front end. Default true.
    */
-  readonly weights?: boolean;
+  readonly weights?: boolean | "attention";
 }
 
 /**
@@ -35,7 +36,8 @@ export interface LoadModelOptions {
  * ORG/NAME/FILE.gguf → that GGUF file of a Hub repository, downloaded the same way.
  */
 export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  const withWeights = opts.weights !== false;
+  // Only Hugging Face directories hold models with attention-side weights (gpt-oss).
+  const withWeights = opts.weights === true || opts.weights === undefined;
   if (spec === undefined || spec === "demo") return loadBuiltinModel({ weights: withWeights });
   if (spec === "random") return loadRandomDemoModel({ weights: withWeights });
   if (existsSync(spec)) {
@@ -82,12 +84,15 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
 }
 
 function ggufOptions(opts: LoadModelOptions) {
-  return { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), weights: opts.weights !== false };
+  return {
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    weights: opts.weights === true || opts.weights === undefined,
+  };
 }
 
 function hfOptions(opts: LoadModelOptions) {
   return {
-    weights: opts.weights !== false,
+    weights: opts.weights ?? true,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.tokenizerPath ? { tokenizerDir: opts.tokenizerPath } : {}),
   };

@@ -30,6 +30,9 @@ export function randomWeights(config: ModelConfig, opts: RandomWeightOptions): M
       t = nearConstantTensor(rng, name, opts.dtype, shape, config.normPlusOne ? 0 : 1, opts.normSpread ?? 0);
     } else if (name === "model.embed_tokens.weight") {
       t = randomTensor(rng, name, opts.dtype, shape, opts.embedStd ?? 0.1);
+    } else if (name.endsWith(".sinks")) {
+      // gpt-oss's sink logits, of the order of the attention scores, so they take a real share.
+      t = randomTensor(rng, name, opts.dtype, shape, 1);
     } else if (name.endsWith(".bias") || name.endsWith("_bias")) {
       // ERNIE 4.5's e_score_correction_bias too: a spread near the routing probabilities', so both choose.
       t = randomTensor(rng, name, opts.dtype, shape, opts.biasStd ?? 0.1);

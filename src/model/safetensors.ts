@@ -16,15 +16,19 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** One readSync call is kept under 1 GiB (the platform limit is near 2 GiB). */
 const MAX_READ_CHUNK = 1 << 30;
 
-/** FP8 (E4M3) weights are read as their bytes and widened with their scales (fp8-weights.ts). */
-export type StoredDType = DType | "f8_e4m3";
+/**
+ * FP8 (E4M3) weights are read as their bytes and widened with their scales (fp8-weights.ts); U8
+ * tensors (gpt-oss's MXFP4 blocks and scales) are read as their bytes and repacked by their reader.
+ */
+export type StoredDType = DType | "f8_e4m3" | "u8";
 const DTYPES: Readonly<Record<string, StoredDType>> = {
   F32: "f32",
   F16: "f16",
   BF16: "bf16",
   F8_E4M3: "f8_e4m3",
+  U8: "u8",
 };
-const storedBytes = (d: StoredDType) => (d === "f8_e4m3" ? 1 : bytesPerElement(d));
+const storedBytes = (d: StoredDType) => (d === "f8_e4m3" || d === "u8" ? 1 : bytesPerElement(d));
 
 /** Safetensors' own spelling of a dtype (for writing and for messages). */
 export const SAFETENSORS_DTYPE: Readonly<Record<DType, string>> = { f32: "F32", f16: "F16", bf16: "BF16" };
@@ -226,10 +230,12 @@ export class SafetensorsFile {
     if (this.fd === null) throw new SafetensorsError(this.file, "file already closed");
     const entry = this.header.tensors.get(name);
     if (entry === undefined) throw new SafetensorsError(this.file, `no tensor named "${name}"`);
-    if (entry.dtype === "f8_e4m3")
+    if (entry.dtype === "f8_e4m3" || entry.dtype === "u8")
       throw new SafetensorsError(
         this.file,
-        `tensor "${name}" is FP8 (F8_E4M3): it is read with its scale, as its bytes`,
+        entry.dtype === "u8"
+          ? `tensor "${name}" is U8: bytes, not weights (read by the format that stored them)`
+          : `tensor "${name}" is FP8 (F8_E4M3): it is read with its scale, as its bytes`,
       );
     const data = allocTensorData(entry.dtype, elementCount(entry.shape));
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

@@ -36,7 +36,17 @@ export function attentionNames(l: number) {
     bias: (proj: "q_proj" | "k_proj" | "v_proj") => `${p}.${proj}.bias`,
     qNorm: `${p}.q_norm.weight`,
     kNorm: `${p}.k_norm.weight`,
+    oBias: `${p}.o_proj.bias`,
+    sinks: `${p}.sinks`,
   };
+}
+
+/**
+ * Weights the attention side is configured with rather than the model side's graph: gpt-oss's
+ * sinks. A front end whose model workers hold the weights reads only these.
+ */
+export function isAttentionSideWeight(name: string): boolean {
+  return /^model\.layers\.\d+\.self_attn\.sinks$/.test(name);
 }
 
 /** The dense SwiGLU MLP of layer `l`. Phi-3 stores gate and up as one `gate_up_proj` (gate rows first). */
@@ -57,6 +67,14 @@ export interface ExpertNames {
   readonly down: readonly string[];
   /** ERNIE 4.5's per-expert selection bias ([1, experts]), where the config has one. */
   readonly selectionBias?: string;
+  /** gpt-oss's router bias ([experts]), where the config has one. */
+  readonly routerBias?: string;
+  /** gpt-oss's per-expert biases: gate and up [expert width], down [hidden], where the config has them. */
+  readonly biases?: {
+    readonly gate: readonly string[];
+    readonly up: readonly string[];
+    readonly down: readonly string[];
+  };
   /** The shared expert's SwiGLU MLP, where the config has one. */
   readonly shared?: { readonly gate: string; readonly up: string; readonly down: string };
 }
@@ -96,6 +114,28 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
               gate: `${s}.gate_proj.weight`,
               up: `${s}.up_proj.weight`,
               down: `${s}.down_proj.weight`,
+            },
+          }
+        : {}),
+    };
+  }
+  if (c.architecture === "gpt_oss") {
+    // The checkpoint stacks each projection's experts (gate and up interleaved in one gate_up_proj);
+    // the loader splits them into these per-expert names (gpt-oss-experts.ts).
+    const p = `${layerPrefix(l)}.mlp`;
+    const per = (proj: string, what: string) => ids.map((e) => `${p}.experts.${e}.${proj}.${what}`);
+    return {
+      router: `${p}.router.weight`,
+      gate: per("gate_proj", "weight"),
+      up: per("up_proj", "weight"),
+      down: per("down_proj", "weight"),
+      ...(c.moe.routerBias ? { routerBias: `${p}.router.bias` } : {}),
+      ...(c.moe.expertBias
+        ? {
+            biases: {
+              gate: per("gate_proj", "bias"),
+              up: per("up_proj", "bias"),
+              down: per("down_proj", "bias"),
             },
           }
         : {}),

@@ -40,10 +40,10 @@ export async function loadEngine(options: EngineOptions, context: BuildContext =
   const threads = modelThreads(options);
   const backend = loadKernelBackend({ backend: options.backend ?? "auto", ...(threads ? { threads } : {}) });
   // With model workers the weights live in their processes; this one checks the files' headers
-  // and keeps the config and tokenizer.
+  // and keeps the config, the tokenizer and what configures the attention side (gpt-oss's sinks).
   const model = await loadModel(options.model, {
     ...(options.tokenizerPath ? { tokenizerPath: options.tokenizerPath } : {}),
-    weights: !modelWorkerCount(options),
+    weights: modelWorkerCount(options) ? "attention" : true,
   });
   const core = await buildEngine(model, backend, options, context);
   const info: ModelInfo = {

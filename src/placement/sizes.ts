@@ -1,8 +1,9 @@
 import type { KvGeometry } from "../attention/kv-attention.js";
 import { globalBlocksForBudget } from "../attention/window-blocks.js";
 import { checkKvBlockSize } from "../kernels/kv-cache.js";
-import type { DType } from "../model/tensor.js";
+import { type DType, toFloat32 } from "../model/tensor.js";
 import type { LoadedModel } from "../model/types.js";
+import { attentionNames } from "../model/weight-names.js";
 import {
   checkOutputReserve,
   DEFAULT_OUTPUT_RESERVE,
@@ -24,6 +25,25 @@ export const DEFAULT_BLOCK_SIZE = 64;
 export function defaultKvDtype(model: LoadedModel): DType {
   const emb = model.weights.get("model.embed_tokens.weight")?.dtype ?? model.embedDtype;
   return emb === "f32" ? "f32" : "f16";
+}
+
+/**
+ * Every layer's attention sinks as [layers, heads] logits: the attention side folds them into its
+ * results (kv-attention.ts), so whoever configures it needs them, weights or not.
+ */
+function attentionSinks(model: LoadedModel): Float32Array {
+  const c = model.config;
+  const out = new Float32Array(c.numLayers * c.numHeads);
+  for (let l = 0; l < c.numLayers; l++) {
+    const name = attentionNames(l).sinks;
+    const t = model.weights.get(name);
+    if (!t)
+      throw new Error(
+        `${c.architecture}: attention sinks ${name} are not loaded (a process that configures attention needs them)`,
+      );
+    out.set(toFloat32(t), l * c.numHeads);
+  }
+  return out;
 }
 
 /** Resolved sizes shared by the engine and whichever attention service it uses. */
@@ -59,6 +79,7 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     ...(c.slidingLayers ? { slidingLayers: c.slidingLayers } : {}),
     ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
     ...(c.attnSoftcap !== undefined ? { softcap: c.attnSoftcap } : {}),
+    ...(c.attnSinks ? { sinks: attentionSinks(model) } : {}),
   };
   checkKvBlockSize(geometry.kvDtype, geometry.blockSize);
   const budget = o.kvMemory ?? DEFAULT_KV_MEMORY;

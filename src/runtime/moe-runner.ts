@@ -12,6 +12,19 @@ export interface PreparedMoe {
   readonly down: PreparedExperts;
   /** The op's selection bias as f32 (ERNIE 4.5), read once. */
   readonly selectionBias?: Float32Array;
+  /** gpt-oss's expert biases as f32, [experts, width] per projection, read once. */
+  readonly biases?: { readonly gate: Float32Array; readonly up: Float32Array; readonly down: Float32Array };
+}
+
+/** One projection's per-expert bias vectors as one [experts, width] f32 array. */
+function stackBiases(names: readonly string[], need: (name: string) => Tensor): Float32Array {
+  const rows = names.map((n) => toFloat32(need(n)));
+  const width = rows[0]?.length ?? 0;
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((r, e) => {
+    out.set(r, e * width);
+  });
+  return out;
 }
 
 export function prepareMoe(backend: KernelBackend, op: MoeOp, need: (name: string) => Tensor): PreparedMoe {
@@ -21,6 +34,15 @@ export function prepareMoe(backend: KernelBackend, op: MoeOp, need: (name: strin
     up: backend.prepareExperts(op.up.map(need)),
     down: backend.prepareExperts(op.down.map(need)),
     ...(op.selectionBias ? { selectionBias: Float32Array.from(toFloat32(need(op.selectionBias))) } : {}),
+    ...(op.biases
+      ? {
+          biases: {
+            gate: stackBiases(op.biases.gate, need),
+            up: stackBiases(op.biases.up, need),
+            down: stackBiases(op.biases.down, need),
+          },
+        }
+      : {}),
   };
 }
 
@@ -116,8 +138,16 @@ export function runMoe(
     be.gatherRows(s.rowsIn, xc, s.rowToken, rows, dim);
     be.groupedMatmul(s.gate, s.rowsIn, m.gate, s.expertStart);
     be.groupedMatmul(s.up, s.rowsIn, m.up, s.expertStart);
-    be.siluMul(s.gate, s.gate, s.up, rows * hidden);
+    const b = m.biases;
+    if (b) {
+      be.expertBias(s.gate, b.gate, s.expertStart, nExperts, hidden);
+      be.expertBias(s.up, b.up, s.expertStart, nExperts, hidden);
+    }
+    const clamp = m.op.swigluClamp;
+    if (clamp) be.swigluClamped(s.gate, s.gate, s.up, rows * hidden, clamp.alpha, clamp.limit);
+    else be.siluMul(s.gate, s.gate, s.up, rows * hidden);
     be.groupedMatmul(s.rowsIn, s.gate, m.down, s.expertStart);
+    if (b) be.expertBias(s.rowsIn, b.down, s.expertStart, nExperts, dim);
     be.moeCombine(oc, s.rowsIn, s.slotRow, s.slotWeight, n, topK, dim);
   }
 }

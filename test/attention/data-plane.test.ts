@@ -255,7 +255,13 @@ describe("native data plane", () => {
     const link = DataPlaneLink.create(addon, shape, 50);
     const kv = new KvAttention(backend, geometry, 4);
     const segment = shmNative().open(link.name);
-    const serve = (windows: Int32Array, scales: Float32Array, softcaps: Float32Array, windowBlocks = 0) =>
+    const serve = (
+      windows: Int32Array,
+      scales: Float32Array,
+      softcaps: Float32Array,
+      windowBlocks = 0,
+      sinks = new Float32Array(0),
+    ) =>
       addon.dpServe(
         segment,
         kv.caches.map((c) => c.k),
@@ -275,6 +281,7 @@ describe("native data plane", () => {
         50,
         [],
         [],
+        sinks,
       );
     const two = (a: number, b: number) => Float32Array.of(a, b);
     try {
@@ -299,6 +306,15 @@ describe("native data plane", () => {
       assert.throws(
         () => serve(Int32Array.of(0, 0), two(0.3, 0.3), two(0, 0), 2),
         /window pool without a windowed layer/,
+      );
+      // Attention sinks: one logit per layer and head (2 layers of 4 heads here), all finite.
+      assert.throws(
+        () => serve(Int32Array.of(0, 0), two(0.3, 0.3), two(0, 0), 0, new Float32Array(4)),
+        /sinks has 4 entries for 2 layers of 4 heads/,
+      );
+      assert.throws(
+        () => serve(Int32Array.of(0, 0), two(0.3, 0.3), two(0, 0), 0, new Float32Array(8).fill(Number.NaN)),
+        /attention sink is not finite/,
       );
     } finally {
       link.close();

@@ -32,6 +32,8 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
     "[linear, rmsnorm, add, linear×2, silu_mul, linear, rmsnorm, add, linear, rmsnorm, rope",
   ],
   smollm3: ["rmsnorm, linear×3] → attention L3", "rope] → attention L2"],
+  "gpt-oss": ["(window 6, q after", "linear, moe, add"],
+  "gpt-oss-mxfp4": ["(window 6, q after", "linear, moe, add"],
 };
 
 describe("the converter on each family's graph", () => {

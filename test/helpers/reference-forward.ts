@@ -143,8 +143,10 @@ export function referenceLogits(
       referenceQkv(c, rw, l, pre(h, `${p}.input_layernorm.weight`), pos, opts.interleavedQk ?? false),
     );
     hs = hs.map((h, pos) => {
-      const att = referenceAttention(c, l, qkv, pos);
-      let o = rw.linear(att, `${p}.self_attn.o_proj.weight`);
+      const sinks = c.attnSinks ? rw.vec(`${p}.self_attn.sinks`) : undefined;
+      const att = referenceAttention(c, l, qkv, pos, sinks);
+      const oBias = c.outputBias ? `${p}.self_attn.o_proj.bias` : undefined;
+      let o = rw.linear(att, `${p}.self_attn.o_proj.weight`, oBias);
       if (post) o = norm(o, `${p}.post_attention_layernorm.weight`);
       const mid = h.map((v, i) => v + residual * o[i]!);
       const preFfn = c.postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
@@ -275,8 +277,16 @@ function referenceRope(
 /**
  * Causal GQA attention of token `pos` over tokens 0..pos (the last slidingWindow of them on a
  * window layer), scores scaled by 1/√headDim or the family's scale and soft-capped where it caps.
+ * gpt-oss's sinks (transformers' eager attention): each head's sink logit is one more column of
+ * the softmax, dropped after it (a key whose value is zero).
  */
-function referenceAttention(c: ModelConfig, l: number, qkv: readonly Qkv[], pos: number): Float64Array {
+function referenceAttention(
+  c: ModelConfig,
+  l: number,
+  qkv: readonly Qkv[],
+  pos: number,
+  sinks?: Float64Array,
+): Float64Array {
   const hd = c.headDim;
   const group = c.numHeads / c.numKvHeads;
   const att = new Float64Array(c.numHeads * hd);
@@ -291,9 +301,10 @@ function referenceAttention(c: ModelConfig, l: number, qkv: readonly Qkv[], pos:
       for (let i = 0; i < hd; i++) s += qkv[pos]!.q[head * hd + i]! * qkv[j]!.k[kh * hd + i]!;
       scores.push(cap === undefined ? s * scale : cap * Math.tanh((s * scale) / cap));
     }
-    const m = Math.max(...scores);
+    const sink = sinks?.[head];
+    const m = Math.max(...scores, sink ?? Number.NEGATIVE_INFINITY);
     const e = scores.map((s) => Math.exp(s - m));
-    const z = e.reduce((a, v) => a + v, 0);
+    const z = e.reduce((a, v) => a + v, 0) + (sink === undefined ? 0 : Math.exp(sink - m));
     for (let j = lo; j <= pos; j++) {
       for (let i = 0; i < hd; i++)
         att[head * hd + i] = att[head * hd + i]! + (e[j - lo]! / z) * qkv[j]!.v[kh * hd + i]!;

@@ -64,8 +64,39 @@ export function referenceBiasedRoute(
   return { experts, weights: experts.map((i) => p[i]! / s) };
 }
 
+/**
+ * gpt-oss's mixture (transformers' GptOssTopKRouter and GptOssExperts): router logits with their
+ * bias, the top k by logit, weighted by the softmax over those k; each expert
+ * down((clamp(up·y + b, ±limit) + 1) · g · σ(alpha · g)) + b with g = min(gate·y + b, limit).
+ */
+function referenceGptOssMoe(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float64Array): Float64Array {
+  const moe = c.moe!;
+  const { alpha, limit } = moe.swigluClamp!;
+  const p = `model.layers.${l}.mlp`;
+  const logits = rw.linear(y, `${p}.router.weight`, `${p}.router.bias`);
+  const experts = Array.from(logits, (_, e) => e)
+    .sort((a, b) => logits[b]! - logits[a]! || a - b)
+    .slice(0, moe.topK);
+  const m = logits[experts[0]!]!;
+  const ex = experts.map((e) => Math.exp(logits[e]! - m));
+  const z = ex.reduce((a, v) => a + v, 0);
+  const out = new Float64Array(c.hiddenSize);
+  experts.forEach((e, j) => {
+    const w = (proj: string, what: string) => `${p}.experts.${e}.${proj}.${what}`;
+    const g = rw.linear(y, w("gate_proj", "weight"), w("gate_proj", "bias")).map((v) => Math.min(v, limit));
+    const u = rw.linear(y, w("up_proj", "weight"), w("up_proj", "bias"));
+    const act = g.map(
+      (v, i) => (Math.min(Math.max(u[i]!, -limit), limit) + 1) * (v / (1 + Math.exp(-alpha * v))),
+    );
+    const d = rw.linear(act, w("down_proj", "weight"), w("down_proj", "bias"));
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! + (ex[j]! / z) * d[i]!;
+  });
+  return out;
+}
+
 export function referenceMoe(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float64Array): Float64Array {
   const moe = c.moe!;
+  if (c.architecture === "gpt_oss") return referenceGptOssMoe(c, rw, l, y);
   const logits = rw.linear(y, routerWeight(c, l));
   const p = `model.layers.${l}.mlp`;
   const { experts, weights } = moe.selectionBias

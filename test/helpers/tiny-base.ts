@@ -13,6 +13,8 @@ export interface VariantSpec {
   readonly seed: number;
   /** Embedding values' spread (default 0.5); Gemma's √hidden scale wants a smaller one. */
   readonly embedStd?: number;
+  /** gpt-oss: the experts stored as the released checkpoints store them, in MXFP4 blocks. */
+  readonly mxfp4Experts?: boolean;
 }
 
 /**

@@ -33,6 +33,36 @@ const qwen3Base = {
   sliding_window: null,
 };
 
+const gptOssBase = {
+  ...base,
+  architectures: ["GptOssForCausalLM"],
+  model_type: "gpt_oss",
+  num_hidden_layers: 4,
+  num_key_value_heads: 2,
+  head_dim: 16,
+  intermediate_size: 32,
+  num_local_experts: 4,
+  num_experts_per_tok: 2,
+  experts_per_token: 2,
+  sliding_window: 6,
+  layer_types: ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+  attention_bias: true,
+  mlp_bias: undefined,
+  swiglu_limit: 7.0,
+  rope_theta: 150000.0,
+  rope_scaling: {
+    rope_type: "yarn",
+    factor: 4.0,
+    beta_fast: 32.0,
+    beta_slow: 1.0,
+    original_max_position_embeddings: 64,
+  },
+  initial_context_length: 64,
+  router_aux_loss_coef: 0.9,
+  output_router_logits: false,
+  attention_dropout: 0.0,
+};
+
 export const FAMILY_SPECS = {
   qwen3: {
     config: {
@@ -407,5 +437,35 @@ export const FAMILY_SPECS = {
     },
     dtype: "f32",
     seed: 32,
+  },
+  /**
+   * gpt-oss (20B's pattern, scaled down): a sink logit per head, biases on q/k/v/o, layers 0 and 2
+   * attending within 6 keys, YaRN (factor 4 over an original 64), and every layer a mixture of 4
+   * experts (top-2, softmax over the chosen) with biases and the clamped SwiGLU, stacked as the
+   * checkpoints store them (gpt-oss-stack.ts).
+   */
+  "gpt-oss": {
+    config: gptOssBase,
+    dtype: "f32",
+    seed: 34,
+  },
+  /** As released: experts in MXFP4 blocks (quantization_config mxfp4), the rest bf16, YaRN untruncated. */
+  "gpt-oss-mxfp4": {
+    config: {
+      ...gptOssBase,
+      rope_scaling: { ...gptOssBase.rope_scaling, truncate: false },
+      quantization_config: {
+        quant_method: "mxfp4",
+        modules_to_not_convert: [
+          "model.layers.*.self_attn",
+          "model.layers.*.mlp.router",
+          "model.embed_tokens",
+          "lm_head",
+        ],
+      },
+    },
+    dtype: "bf16",
+    seed: 35,
+    mxfp4Experts: true,
   },
 } satisfies Record<string, VariantSpec>;

@@ -5,6 +5,8 @@ import { parseHfConfig } from "../../src/model/hf-config.js";
 import { randomWeights } from "../../src/model/random-weights.js";
 import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { DType, Tensor } from "../../src/model/tensor.js";
+import { stackGptOssExperts } from "./gpt-oss-stack.js";
+import { writeRawSafetensors } from "./raw-safetensors.js";
 import { base, TIED_EMBED_STD, TINY_BOS, TINY_EOS, type VariantSpec } from "./tiny-base.js";
 import { FAMILY_SPECS } from "./tiny-families.js";
 
@@ -39,6 +41,8 @@ export const TINY_VARIANTS = [
   "olmo3", // olmo3: olmo2's layers, window layers 0-2 (plain RoPE) and a full layer 3 (YaRN), per-layer-type rope_parameters, f32
   "ernie4_5", // ernie4_5: q/k rows in interleaved RoPE pairs, head_dim 32 ≠ 64/4, GQA, tied, f32
   "ernie4_5-moe", // ernie4_5_moe: layer 0 dense, 4 experts top-2 chosen with a selection bias, a shared expert, f32
+  "gpt-oss", // gpt_oss: sinks, q/k/v/o biases, window layers 0 and 2, YaRN, 4 biased experts top-2 (clamped SwiGLU), stacked, f32
+  "gpt-oss-mxfp4", // gpt_oss as released: the experts' stacked weights in MXFP4 blocks and scales, the rest bf16
 ] as const;
 
 export type TinyVariant = (typeof TINY_VARIANTS)[number];
@@ -136,7 +140,14 @@ export function writeTinyModel(dir: string, variant: TinyVariant): TinyModel {
     normSpread: 0.1,
     biasStd: 0.2,
   });
-  writeSafetensors(path.join(dir, "model.safetensors"), weights.values(), { format: "pt" });
+  const file = path.join(dir, "model.safetensors");
+  let written: ReadonlyMap<string, Tensor> = weights;
+  if (config.architecture === "gpt_oss") {
+    // Its checkpoints stack the experts (gpt-oss-stack.ts); the loader must split them back.
+    const { stored, loaded } = stackGptOssExperts(config, weights, spec.mxfp4Experts === true);
+    writeRawSafetensors(file, stored);
+    written = loaded;
+  } else writeSafetensors(file, weights.values(), { format: "pt" });
   writeJson(path.join(dir, "generation_config.json"), {
     bos_token_id: TINY_BOS,
     eos_token_id: spec.config.eos_token_id,
@@ -144,7 +155,7 @@ export function writeTinyModel(dir: string, variant: TinyVariant): TinyModel {
   });
   writeJson(path.join(dir, "tokenizer.json"), byteLevelTokenizerJson());
   writeJson(path.join(dir, "tokenizer_config.json"), tokenizerConfigJson());
-  return { dir, config, weights };
+  return { dir, config, weights: written };
 }
 
 function writeJson(file: string, value: unknown): void {

@@ -14,6 +14,7 @@ import { readSafetensors } from "../../src/model/safetensors.js";
 import { bf16ToF32, f32ToBf16, type Tensor, toFloat32 } from "../../src/model/tensor.js";
 import { engineBackends } from "../helpers/backends.js";
 import { generateAlone } from "../helpers/engine-driver.js";
+import { writeRawSafetensors } from "../helpers/raw-safetensors.js";
 import { referenceLogits } from "../helpers/reference-forward.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 
@@ -39,23 +40,6 @@ function toE4m3(v: number): number {
     if (d < 0 || (d === 0 && (b & 1) === 0 && (best & 1) === 1)) best = b;
   }
   return best;
-}
-
-/** A safetensors file of raw tensors (dtype strings as given). */
-function writeRawSafetensors(
-  file: string,
-  tensors: { name: string; dtype: string; shape: number[]; bytes: Uint8Array }[],
-) {
-  const header: Record<string, unknown> = {};
-  let at = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [at, at + t.bytes.length] };
-    at += t.bytes.length;
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  writeFileSync(file, Buffer.concat([len, json, ...tensors.map((t) => Buffer.from(t.bytes))]));
 }
 
 const BLOCK = 32;

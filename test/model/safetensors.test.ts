@@ -164,8 +164,19 @@ describe("safetensors", () => {
     const file = writeRaw("i8.safetensors", { "w.q": { dtype: "I8", shape: [4], data_offsets: [0, 4] } }, 4);
     assert.throws(
       () => readSafetensorsHeader(file),
-      /i8\.safetensors: tensor "w\.q" has unsupported dtype I8 \(supported: F32, F16, BF16, F8_E4M3\)/,
+      /i8\.safetensors: tensor "w\.q" has unsupported dtype I8 \(supported: F32, F16, BF16, F8_E4M3, U8\)/,
     );
+  });
+
+  test("U8 tensors (MXFP4 blocks) are bytes: read as such, refused as weights", () => {
+    const file = writeRaw("u8.safetensors", { b: { dtype: "U8", shape: [2, 2], data_offsets: [0, 4] } }, 4);
+    const st = SafetensorsFile.open(file);
+    try {
+      assert.equal(st.readBytes("b").length, 4);
+      assert.throws(() => st.read("b"), /u8\.safetensors: tensor "b" is U8: bytes, not weights/);
+    } finally {
+      st.close();
+    }
   });
 
   test("shape × dtype size must equal the byte range", () => {

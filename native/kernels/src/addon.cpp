@@ -74,6 +74,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
                              InstanceMethod("mergeAttention", &Kernels::MergeAttention),
+                             InstanceMethod("attentionSinks", &Kernels::AttentionSinks),
                              InstanceMethod("streamRead", &Kernels::StreamRead),
                              InstanceMethod("fmaPeak", &Kernels::FmaPeak),
                              InstanceMethod("bf16DotPeak", &Kernels::Bf16DotPeak),
@@ -85,6 +86,8 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("moeRoute", &Kernels::MoeRoute),
                              InstanceMethod("gatherRows", &Kernels::GatherRows),
                              InstanceMethod("moeCombine", &Kernels::MoeCombine),
+                             InstanceMethod("expertBias", &Kernels::ExpertBias),
+                             InstanceMethod("swigluClamped", &Kernels::SwigluClamped),
                          });
     dp_ = std::make_unique<lk::dp::Api>(&table_, pool_.get());
     dp_->registerFunctions(env, exports);
@@ -452,6 +455,38 @@ class Kernels : public Napi::Addon<Kernels> {
     parallelRange(n, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { lk::gatherRows(out, x, rows, dim, a, b); });
   }
 
+  // expertBias(out, bias, expertStart, nExperts, width): rows grouped by expert get their bias row.
+  void ExpertBias(const Napi::CallbackInfo& info) {
+    const char* m = "expertBias";
+    const int64_t E = integer(info, 3, m, "nExperts", 1);
+    const int64_t width = integer(info, 4, m, "width", 1);
+    const int32_t* start = static_cast<const int32_t*>(array(info, 2, m, "expertStart", napi_int32_array, E + 1).data);
+    const Span outs = array(info, 0, m, "out", napi_float32_array, 0);
+    const float* bias = static_cast<const float*>(array(info, 1, m, "bias", napi_float32_array, E * width).data);
+    const int64_t rows = int64_t(outs.length) / width;
+    for (int64_t e = 0; e < E; e++)
+      if (start[e] < 0 || start[e] > start[e + 1] || start[e + 1] > rows)
+        rangeError(info.Env(), "expertBias: expertStart[" + std::to_string(e) + ".." + std::to_string(e + 1) +
+                                   "] is not an ordered range inside out (" + std::to_string(rows) + " rows)");
+    float* out = static_cast<float*>(outs.data);
+    parallelRange(E, 1, [&](int64_t a, int64_t b) { lk::expertBias(out, bias, start, width, a, b); });
+  }
+
+  // swigluClamped(out, gate, up, n, alpha, limit)
+  void SwigluClamped(const Napi::CallbackInfo& info) {
+    const char* m = "swigluClamped";
+    const int64_t n = integer(info, 3, m, "n");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
+    const float* g = static_cast<const float*>(array(info, 1, m, "gate", napi_float32_array, n).data);
+    const float* u = static_cast<const float*>(array(info, 2, m, "up", napi_float32_array, n).data);
+    if (!info[4].IsNumber() || !info[5].IsNumber()) typeError(info.Env(), "swigluClamped: alpha and limit must be numbers");
+    const float alpha = float(info[4].As<Napi::Number>().DoubleValue());
+    const float limit = float(info[5].As<Napi::Number>().DoubleValue());
+    if (!std::isfinite(alpha) || !(limit > 0) || !std::isfinite(limit))
+      typeError(info.Env(), "swigluClamped: alpha must be finite and limit positive");
+    parallelRange(n, 16384, [&](int64_t a, int64_t b) { lk::swigluClamped(out, g, u, alpha, limit, a, b); });
+  }
+
   // moeCombine(out, y, slotRow, slotWeight, nTokens, topK, dim)
   void MoeCombine(const Napi::CallbackInfo& info) {
     const char* m = "moeCombine";
@@ -569,6 +604,18 @@ class Kernels : public Napi::Addon<Kernels> {
     const float* outB = static_cast<const float*>(array(info, 2, m, "outB", napi_float32_array, n * h * d).data);
     const float* lseB = static_cast<const float*>(array(info, 3, m, "lseB", napi_float32_array, n * h).data);
     lk::AttentionRunner::merge(table_, *pool_, outA, lseA, outB, lseB, n * h, d);
+  }
+
+  // attentionSinks(out, lse, sinks, nTokens, nHeads, headDim)
+  void AttentionSinks(const Napi::CallbackInfo& info) {
+    const char* m = "attentionSinks";
+    const int64_t n = integer(info, 3, m, "nTokens");
+    const int64_t h = integer(info, 4, m, "nHeads", 1);
+    const int64_t d = integer(info, 5, m, "headDim", 1);
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * h * d).data);
+    float* lse = static_cast<float*>(array(info, 1, m, "lse", napi_float32_array, n * h).data);
+    const float* sinks = static_cast<const float*>(array(info, 2, m, "sinks", napi_float32_array, h).data);
+    lk::AttentionRunner::sinks(*pool_, out, lse, sinks, n, h, d);
   }
 
   // streamRead(x): sums x with every pool thread; benchmarks time it as the memory-read limit.

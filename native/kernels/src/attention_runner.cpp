@@ -1,6 +1,7 @@
 #include "attention_runner.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace lk {
 
@@ -85,6 +86,32 @@ void AttentionRunner::merge(const KernelTable* k, ThreadPool& pool, float* outA,
   pool.forEach(ceilDiv(rows, per), [&](int64_t task) {
     const int64_t a = task * per;
     k->merge(outA, lseA, outB, lseB, d, a, std::min(rows, a + per));
+  });
+}
+
+void AttentionRunner::sinks(ThreadPool& pool, float* out, float* lse, const float* sinks, int64_t nTokens,
+                            int64_t nHeads, int64_t d) {
+  const int64_t rows = nTokens * nHeads;
+  if (rows <= 0) return;
+  const int64_t grain = std::max<int64_t>(1, 32768 / d);
+  const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(rows, grain), int64_t(pool.size()) * 4));
+  const int64_t per = ceilDiv(rows, nTasks);
+  pool.forEach(ceilDiv(rows, per), [&](int64_t task) {
+    const int64_t r1 = std::min(rows, (task + 1) * per);
+    for (int64_t r = task * per; r < r1; r++) {
+      const float s = sinks[r % nHeads], l = lse[r];
+      float* o = out + r * d;
+      if (std::isinf(l) && l < 0) {  // no keys: the sink takes all of the weight, and its value is zero
+        std::fill(o, o + d, 0.0f);
+        lse[r] = s;
+        continue;
+      }
+      const float m = std::max(l, s);
+      const float wl = std::exp(l - m), ws = std::exp(s - m);
+      const float f = wl / (wl + ws);
+      for (int64_t i = 0; i < d; i++) o[i] *= f;
+      lse[r] = m + std::log(wl + ws);
+    }
   });
 }
 

@@ -23,6 +23,15 @@ class AttentionRunner {
   static void merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,
                     const float* lseB, int64_t rows, int64_t headDim);
 
+  /**
+   * Folds attention sinks (gpt-oss: a learned logit per head that joins every softmax with a zero
+   * value) into finished rows: out ← out · e^lse / (e^lse + e^sink), lse ← log(e^lse + e^sink).
+   * Rows are [nTokens, nHeads] of headDim each; sinks[h] is head h's logit. Applied once, to the
+   * whole key range's result, so a split (early q, flash-decoding parts) counts the sink once.
+   */
+  static void sinks(ThreadPool& pool, float* out, float* lse, const float* sinks, int64_t nTokens, int64_t nHeads,
+                    int64_t headDim);
+
  private:
   std::vector<float> partOut_, partLse_, mergeLse_;
 };

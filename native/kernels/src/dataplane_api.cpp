@@ -320,6 +320,15 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
     entry.keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
     return data;
   };
+  // Attention sinks: [layers, nHeads] logits, or absent / empty for none.
+  if (info.Length() > i + 17 && !info[i + 17].IsUndefined()) {
+    const Span s = array(info, i + 17, m, "sinks", napi_float32_array, 0);
+    const auto* f = static_cast<const float*>(s.data);
+    if (s.length != 0 && s.length != size_t(layers) * size_t(c.nHeads))
+      typeError(env, std::string(m) + ": sinks has " + std::to_string(s.length) + " entries for " +
+                         std::to_string(layers) + " layers of " + std::to_string(c.nHeads) + " heads");
+    c.sinks.assign(f, f + s.length);
+  }
   for (uint32_t l = 0; l < ks.Length(); l++) {
     const int64_t blocks = c.windowBlocks > 0 && c.windows[l] > 0 ? c.windowBlocks : c.numBlocks;
     c.kCaches.push_back(take(ks.Get(l), type, perBlock * blocks, l, "k cache"));
@@ -336,7 +345,8 @@ WorkerConfig Api::workerConfig(const Napi::CallbackInfo& info, size_t i, const c
 
 // dpServe(segment, kCaches[], vCaches[], dtype, numBlocks, windowBlocks, blockSize, nKvHeads, headDim,
 //         nHeads, maxContext, windows: Int32Array, scales: Float32Array, softcaps: Float32Array,
-//         threads, spinUs, kScales[]?, vScales[]? (int8: Float32Array per layer)) → id. A windowed
+//         threads, spinUs, kScales[]?, vScales[]? (int8: Float32Array per layer), sinks?: Float32Array
+//         ([layers, nHeads] attention-sink logits; empty: none)) → id. A windowed
 //         layer's cache holds windowBlocks blocks when that is > 0.
 Napi::Value Api::Serve(const Napi::CallbackInfo& info) {
   const char* m = "dpServe";

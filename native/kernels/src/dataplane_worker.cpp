@@ -51,6 +51,10 @@ Worker::Worker(WorkerConfig c) : c_(std::move(c)) {
     rangeOf_.push_back(int32_t(at - windows_.begin()));
     if (inWindowPool(int(l))) widestPoolWindow_ = std::max(widestPoolWindow_, w);
   }
+  if (!c_.sinks.empty() && c_.sinks.size() != layers * size_t(c_.nHeads))
+    throw std::runtime_error("data plane: attention sinks need one logit per layer and head");
+  for (float s : c_.sinks)
+    if (!std::isfinite(s)) throw std::runtime_error("data plane: an attention sink is not finite");
   if (c_.windowBlocks > 0 && widestPoolWindow_ == 0)
     throw std::runtime_error("data plane: a window pool without a windowed layer");
   tags_.resize(size_t(g_.numTags));
@@ -346,6 +350,9 @@ void Worker::onKv(int tag, const int32_t* e) {
   float* out = reinterpret_cast<float*>(base + layout_.out);
   AttentionRunner::merge(c_.table, *pool_, out, s.lse.data(), s.lateOut.data(), s.lateLse.data(),
                          int64_t(s.nTokens) * c_.nHeads, c_.headDim);
+  if (!c_.sinks.empty())
+    AttentionRunner::sinks(*pool_, out, s.lse.data(), c_.sinks.data() + size_t(layer) * size_t(c_.nHeads), s.nTokens,
+                           c_.nHeads, c_.headDim);
   const int64_t computeNs = nowNs() - t0 + s.earlyNs;
   computeNs_ += computeNs;
   layers_++;

@@ -32,6 +32,8 @@ struct WorkerConfig {
   // when there is one), softmax scale, score soft-cap (0: none).
   std::vector<int32_t> windows;
   std::vector<float> scales, softcaps;
+  // Attention sinks (gpt-oss), [layers, nHeads] logits for this worker's heads; empty: none.
+  std::vector<float> sinks;
   int threads = 1;
   int64_t spinNs = 0;
   const KernelTable* table = nullptr;

@@ -3,6 +3,7 @@
 // it, not by arithmetic, so they are plain C++ shared by every variant, split into row ranges by
 // the addon's pool like the others.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -15,6 +16,16 @@ inline void geluMul(float* out, const float* g, const float* u, int64_t i0, int6
   for (int64_t i = i0; i < i1; i++) {
     const float x = g[i];
     out[i] = 0.5f * x * (1.0f + std::tanh(kC * (x + 0.044715f * x * x * x))) * u[i];
+  }
+}
+
+// gpt-oss's clamped SwiGLU for i in [i0, i1): g = min(g[i], limit), u = clamp(u[i], -limit, limit),
+// out[i] = (u + 1) * g * sigmoid(alpha * g). out may alias g.
+inline void swigluClamped(float* out, const float* g, const float* u, float alpha, float limit, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    const float x = std::min(g[i], limit);
+    const float y = std::min(std::max(u[i], -limit), limit);
+    out[i] = (y + 1.0f) * x / (1.0f + std::exp(-alpha * x));
   }
 }
 

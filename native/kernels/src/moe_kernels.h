@@ -93,6 +93,18 @@ inline void gatherRows(float* out, const float* x, const int32_t* rows, int64_t 
   for (int64_t r = r0; r < r1; r++) std::memcpy(out + r * dim, x + int64_t(rows[r]) * dim, sizeof(float) * size_t(dim));
 }
 
+// Experts [e0, e1): rows [start[e], start[e + 1]) of out (width wide) += bias row e (gpt-oss's
+// expert biases, after each grouped product).
+inline void expertBias(float* out, const float* bias, const int32_t* start, int64_t width, int64_t e0, int64_t e1) {
+  for (int64_t e = e0; e < e1; e++) {
+    const float* b = bias + e * width;
+    for (int64_t r = start[e]; r < start[e + 1]; r++) {
+      float* o = out + r * width;
+      for (int64_t i = 0; i < width; i++) o[i] += b[i];
+    }
+  }
+}
+
 // Tokens [t0, t1): out[t] = sum over slots j in order of slotWeight[t, j] * y[slotRow[t, j]].
 inline void moeCombine(float* out, const float* y, const int32_t* slotRow, const float* slotWeight, int64_t topK,
                        int64_t dim, int64_t t0, int64_t t1) {
