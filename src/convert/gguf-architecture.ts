@@ -22,6 +22,7 @@ export type GgufArch =
   | "olmoe"
   | "ernie4_5"
   | "ernie4_5-moe"
+  | "gpt-oss"
   | GemmaGgufArch;
 
 type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
@@ -51,6 +52,7 @@ const RULES: Partial<Record<Architecture, Rule>> = {
       ? refuse("llama.cpp's ernie4_5 (dense) wants no q/k/v biases or experts")
       : "ernie4_5",
   ernie4_5_moe: ernieMoe,
+  gpt_oss: gptOss,
 };
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
@@ -71,7 +73,8 @@ export function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     refuse(
       `YaRN beta_fast ${yarn.betaFast} / beta_slow ${yarn.betaSlow}: llama.cpp runs YaRN with 32 and 1 whatever the file's keys say`,
     );
-  if (!c.architecture.startsWith("gemma") && c.architecture !== "olmo3") refuseWindow(c, refuse);
+  if (!c.architecture.startsWith("gemma") && c.architecture !== "olmo3" && c.architecture !== "gpt_oss")
+    refuseWindow(c, refuse);
   return rule!(c, refuse, label);
 }
 
@@ -180,6 +183,28 @@ function granite(c: ModelConfig, refuse: (why: string) => never): GgufArch {
       "llama.cpp's granitemoe makes every layer a mixture with renormalised top-k weights; this model does not",
     );
   return "granitemoe";
+}
+
+/**
+ * llama.cpp's gpt-oss: window attention on the even layers, sinks, biases everywhere, every layer a
+ * mixture routed by softmax over the chosen logits, and the clamped SwiGLU at its fixed alpha 1.702
+ * and limit 7 (llama.cpp reads neither from the file).
+ */
+function gptOss(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  const moe = c.moe;
+  if (!moe || !moe.routerBias || !moe.expertBias || !moe.normalizeTopK || moe.sparseLayers.some((s) => !s))
+    refuse("llama.cpp's gpt-oss wants every layer a biased mixture routed by softmax over the chosen experts");
+  const clamp = moe!.swigluClamp;
+  if (!clamp || clamp.alpha !== 1.702 || clamp.limit !== 7)
+    refuse(
+      `llama.cpp's gpt-oss fixes the SwiGLU's alpha at 1.702 and limit at 7; this model has ${clamp ? `${clamp.alpha} and ${clamp.limit}` : "none"}`,
+    );
+  if (!c.attnSinks || !c.attentionBias || !c.outputBias) refuse("llama.cpp's gpt-oss wants sinks and q/k/v/o biases");
+  const even = Array.from({ length: c.numLayers }, (_, l) => l % 2 === 0);
+  if (c.slidingWindow === null || JSON.stringify(c.slidingLayers) !== JSON.stringify(even))
+    refuse("llama.cpp's gpt-oss attends within its window on the even layers (0, 2, ...) and over all on the odd ones");
+  if (c.localRopeTheta !== undefined) refuse("llama.cpp's gpt-oss rotates every layer alike");
+  return "gpt-oss";
 }
 
 /** llama.cpp's ernie4_5-moe: mixtures from a number of leading dense layers on, every step-th. */

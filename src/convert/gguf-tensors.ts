@@ -1,6 +1,11 @@
-import { hasPostNorms, type ModelConfig } from "../model/config.js";
+import type { ModelConfig } from "../model/config.js";
 import { dequantizeTensor, quantRowBytes } from "../model/gguf-dequant.js";
-import { ggufExpertSlice, isNormWeight, ggufTensorName as modelGgufName } from "../model/gguf-names.js";
+import {
+  ggufExpertSlice,
+  isNormWeight,
+  ggufTensorName as modelGgufName,
+  postAttentionNormNamed,
+} from "../model/gguf-names.js";
 import { interleaveRows, qkHeads } from "../model/qk-row-order.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
@@ -57,7 +62,7 @@ export function planTensors(
       if (slice.expert === 0) out.push(expertStack(config, weights, hfName, slice.name, opts));
       continue;
     }
-    const name = ggufTensorName(hfName, hasPostNorms(config));
+    const name = ggufTensorName(hfName, postAttentionNormNamed(config));
     const heads = opts.interleaveQk ? qkHeads(config, hfName) : 0;
     // Vectors, and [1, n] weights (ERNIE 4.5's selection bias) stored as the vectors they are.
     if (t.shape.length === 1 || (t.shape.length === 2 && t.shape[0] === 1)) {
@@ -139,6 +144,9 @@ function expertStack(
     return t;
   });
   const first = parts[0]!;
+  // gpt-oss's expert biases: one f32 [experts, width] table, never quantized.
+  if (first.shape.length === 1)
+    return f32Source(name, Float32Array.from(parts.flatMap((t) => Array.from(toFloat32(t)))), [n, first.shape[0]!]);
   const target = opts.quantize ? quantTarget(opts.quantize, name, first.shape[1]!, config.numLayers) : null;
   const sources = parts.map((t, e) => {
     if (t.dtype !== first.dtype || t.shape.join() !== first.shape.join())
@@ -182,11 +190,11 @@ function quantizedSource(
   };
 }
 
-function f32Source(name: string, data: Float32Array): GgufTensorSource {
+function f32Source(name: string, data: Float32Array, shape: readonly number[] = [data.length]): GgufTensorSource {
   return {
     name,
     type: "f32",
-    shape: [data.length],
+    shape,
     byteLength: data.byteLength,
     *chunks() {
       yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

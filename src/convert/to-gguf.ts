@@ -46,6 +46,7 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...(arch === "phi3" ? phi3Metadata(c) : []),
     ...(arch === "granite" || arch === "granitemoe" ? graniteMetadata(arch, c) : []),
     ...(arch === "olmo2" ? olmo3Metadata(c) : []),
+    ...(arch === "gpt-oss" ? [{ key: "gpt-oss.attention.sliding_window", value: gguf.u32(c.slidingWindow!) }] : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {
@@ -153,7 +154,7 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     // Mixtral: every layer a mixture (feed_forward_length is each expert's width).
     kv.push({ key: k("expert_count"), value: gguf.u32(c.moe.numExperts) });
     kv.push({ key: k("expert_used_count"), value: gguf.u32(c.moe.topK) });
-    if (arch === "qwen3moe" || arch === "ernie4_5-moe")
+    if (arch === "qwen3moe" || arch === "ernie4_5-moe" || arch === "gpt-oss")
       kv.push({ key: k("expert_feed_forward_length"), value: gguf.u32(c.moe.expertIntermediateSize) });
     const pattern = arch === "ernie4_5-moe" ? ernieLayerPattern(c) : null;
     if (pattern) {

@@ -2,7 +2,6 @@ import path from "node:path";
 import type { Tokenizer } from "../tokenizer/types.js";
 import {
   type Architecture,
-  hasPostNorms,
   type ModelConfig,
   type MoeConfig,
   OLMO2_NORMS,
@@ -16,6 +15,7 @@ import { GEMMA_FAMILY, type GemmaGgufArch, gemmaGgufFeatures } from "./gguf-gemm
 import {
   ggufExpertSlice,
   ggufTensorName,
+  postAttentionNormNamed,
   interleavesQk,
   isNormWeight,
   SMOLLM3_NO_ROPE_STEP,
@@ -38,7 +38,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5" and "ernie4_5-moe".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe" and "gpt-oss".
  * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
  * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
  * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
@@ -62,6 +62,7 @@ const SUPPORTED_ARCHS = [
   "olmoe",
   "ernie4_5",
   "ernie4_5-moe",
+  "gpt-oss",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -79,6 +80,7 @@ const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architec
   olmoe: "olmoe",
   ernie4_5: "ernie4_5",
   "ernie4_5-moe": "ernie4_5_moe",
+  "gpt-oss": "gpt_oss",
 };
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -263,6 +265,7 @@ function mixtureOf(
   g: GgufFile,
 ): MoeConfig | undefined {
   if (arch === "ernie4_5-moe") return ernieMixture(meta, layers, g);
+  if (arch === "gpt-oss") return gptOssMixture(meta, layers);
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
   if ((arch === "qwen3moe" || arch === "granitemoe" || arch === "olmoe") && numExperts === 0)
     throw new GgufError(meta.file, `a ${arch} file needs ${arch}.expert_count`);
@@ -285,6 +288,49 @@ function mixtureOf(
     // llama.cpp's olmoe keeps the chosen experts' share of the softmax (OLMoE's norm_topk_prob False).
     normalizeTopK: arch !== "olmoe",
     sparseLayers: Array.from({ length: layers }, () => true),
+  };
+}
+
+/**
+ * gpt-oss's mixture as llama.cpp runs it: every layer, the router's logits with their bias, top-k,
+ * weights the softmax over the chosen; experts with biases and the SwiGLU clamped at llama.cpp's
+ * fixed alpha 1.702 and limit 7.
+ */
+function gptOssMixture(meta: Meta, layers: number): MoeConfig {
+  const numExperts = meta.need("gpt-oss.expert_count");
+  const topK = meta.need("gpt-oss.expert_used_count");
+  if (topK > numExperts)
+    throw new GgufError(meta.file, `gpt-oss.expert_used_count ${topK} is not between 1 and expert_count ${numExperts}`);
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: meta.need("gpt-oss.expert_feed_forward_length"),
+    normalizeTopK: true,
+    sparseLayers: Array.from({ length: layers }, () => true),
+    routerBias: true,
+    expertBias: true,
+    swigluClamp: { alpha: 1.702, limit: 7 },
+  };
+}
+
+/**
+ * gpt-oss's attention as llama.cpp's gpt-oss runs it: sinks, q/k/v/o biases, and a window
+ * (attention.sliding_window, required) on the layers its pattern makes window ones (every other,
+ * from layer 0, unless attention.sliding_window_pattern says otherwise).
+ */
+function gptOssAttention(
+  meta: Meta,
+  numLayers: number,
+): Pick<ModelConfig, "attnSinks" | "attentionBias" | "outputBias" | "slidingWindow" | "slidingLayers"> {
+  const layers = windowLayersOf(meta.get("gpt-oss.attention.sliding_window_pattern") ?? 2, numLayers);
+  if (typeof layers === "string")
+    throw new GgufError(meta.file, `gpt-oss.attention.sliding_window_pattern ${layers}`);
+  return {
+    attnSinks: true,
+    attentionBias: true,
+    outputBias: true,
+    slidingWindow: meta.need("gpt-oss.attention.sliding_window"),
+    slidingLayers: layers,
   };
 }
 
@@ -391,6 +437,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...(arch === "granite" || arch === "granitemoe" ? graniteGgufFeatures(meta, arch) : {}),
     ...(arch === "smollm3" ? ropeLayersEvery(numLayers, SMOLLM3_NO_ROPE_STEP) : {}),
     ...(arch === "olmo2" ? olmo2GgufFeatures(meta, numLayers, ropeTheta) : {}),
+    ...(arch === "gpt-oss" ? gptOssAttention(meta, numLayers) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
   };
@@ -546,7 +593,7 @@ function loadWeights(
   const infos = expected.map((t) => {
     // An expert's matrix is one slice of its layer's stack: [experts, rows, cols].
     const slice = ggufExpertSlice(t.name);
-    const name = slice ? slice.name : ggufTensorName(t.name, hasPostNorms(config));
+    const name = slice ? slice.name : ggufTensorName(t.name, postAttentionNormNamed(config));
     const info = g.header.tensors.get(name);
     if (info === undefined) {
       throw new GgufError(g.file, `missing tensor "${name}" (the model's ${t.name})`);
@@ -618,6 +665,14 @@ function generationDefaults(meta: Meta, config: ModelConfig): GenerationDefaults
     const id = meta.num(key);
     if (id !== undefined && id >= 0 && id < config.vocabSize && !ids.includes(id)) ids.push(id);
   }
+  // gpt-oss's harmony format ends a reply with <|return|> or a tool call with <|call|>: llama.cpp
+  // ends generation at both, whatever eos_token_id names.
+  const tokens = meta.get("tokenizer.ggml.tokens");
+  if (config.architecture === "gpt_oss" && Array.isArray(tokens))
+    for (const end of ["<|return|>", "<|call|>"]) {
+      const id = tokens.indexOf(end);
+      if (id >= 0 && !ids.includes(id)) ids.push(id);
+    }
   return ids.length > 0 ? { eosTokenIds: ids } : {};
 }
 

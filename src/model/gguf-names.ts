@@ -1,3 +1,5 @@
+import { hasPostNorms, type ModelConfig } from "./config.js";
+
 /** Hugging Face weight names → llama.cpp's: one table for the GGUF writer and the GGUF loader. */
 const LAYER_NAMES: Readonly<Record<string, string>> = {
   "input_layernorm.weight": "attn_norm.weight",
@@ -8,6 +10,11 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "self_attn.k_proj.bias": "attn_k.bias",
   "self_attn.v_proj.bias": "attn_v.bias",
   "self_attn.o_proj.weight": "attn_output.weight",
+  // gpt-oss: o_proj's bias, the sinks (llama.cpp's converter names them a weight) and the router's bias.
+  "self_attn.o_proj.bias": "attn_output.bias",
+  "self_attn.sinks": "attn_sinks.weight",
+  "mlp.router.weight": "ffn_gate_inp.weight",
+  "mlp.router.bias": "ffn_gate_inp.bias",
   // Phi-3's fused projections: q/k/v rows in one matrix, and gate then up rows in ffn_up.
   "self_attn.qkv_proj.weight": "attn_qkv.weight",
   "mlp.gate_up_proj.weight": "ffn_up.weight",
@@ -59,23 +66,33 @@ export function ggufTensorName(hfName: string, postNorms = false): string {
 /**
  * llama.cpp keeps a layer's experts as one 3-D tensor per projection ([experts, rows, cols]):
  * expert E's gate (Mixtral's w1), up (w3) and down (w2) projections are slice E of
- * ffn_gate_exps, ffn_up_exps and ffn_down_exps. Null for a weight that is not an expert's.
+ * ffn_gate_exps, ffn_up_exps and ffn_down_exps (their biases, gpt-oss's, of the same names'
+ * .bias). Null for a weight that is not an expert's.
  */
 export function ggufExpertSlice(hfName: string): { readonly name: string; readonly expert: number } | null {
   const m = EXPERT_WEIGHT.exec(hfName);
   if (!m) return null;
-  return { name: `blk.${m[1]}.${EXPERT_STACKS[m[3] as keyof typeof EXPERT_STACKS]}`, expert: Number(m[2]) };
+  // gpt-oss's expert biases stack the same way ([experts, width]).
+  return { name: `blk.${m[1]}.${EXPERT_STACKS[m[3] as keyof typeof EXPERT_STACKS]}.${m[4]}`, expert: Number(m[2]) };
 }
 const EXPERT_WEIGHT =
-  /^model\.layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(w1|w2|w3|gate_proj|up_proj|down_proj)\.weight$/;
+  /^model\.layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(w1|w2|w3|gate_proj|up_proj|down_proj)\.(weight|bias)$/;
 const EXPERT_STACKS = {
-  w1: "ffn_gate_exps.weight",
-  w3: "ffn_up_exps.weight",
-  w2: "ffn_down_exps.weight",
-  gate_proj: "ffn_gate_exps.weight",
-  up_proj: "ffn_up_exps.weight",
-  down_proj: "ffn_down_exps.weight",
+  w1: "ffn_gate_exps",
+  w3: "ffn_up_exps",
+  w2: "ffn_down_exps",
+  gate_proj: "ffn_gate_exps",
+  up_proj: "ffn_up_exps",
+  down_proj: "ffn_down_exps",
 } as const;
+
+/**
+ * Whether the norm after attention goes by llama.cpp's post_attention_norm (Gemma's post-norms,
+ * gpt-oss's norm before the FFN) rather than ffn_norm.
+ */
+export function postAttentionNormNamed(c: Pick<ModelConfig, "architecture" | "postNorms" | "postNormsOnly">): boolean {
+  return hasPostNorms(c) || c.architecture === "gpt_oss";
+}
 
 /**
  * Whether a weight is an RMSNorm's (Gemma stores those as offsets from 1, llama.cpp as the scale

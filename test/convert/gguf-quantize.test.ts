@@ -271,6 +271,27 @@ describe("quantized GGUF files we write run in llama.cpp and in our engine", () 
     await checkGreedy(file, float, ours, "Hello, world", 12);
   });
 
+  it("a tiny gpt-oss at mxfp4_moe (how its GGUF releases ship): experts in MXFP4, biases and sinks f32; llama.cpp and ours agree (or a near tie)", async () => {
+    const float = await loadModel(writeTinyModel(path.join(tmp, "gpt-oss-mx"), "gpt-oss").dir);
+    const { file, ours } = await exported(float, "mxfp4_moe", "gpt-oss");
+    const g = GgufFile.open(file);
+    try {
+      const t = (name: string) => g.header.tensors.get(name)!;
+      assert.equal(t("blk.0.ffn_gate_exps.weight").typeName, "MXFP4");
+      assert.equal(t("blk.3.ffn_down_exps.weight").typeName, "MXFP4");
+      assert.deepEqual(
+        [t("blk.1.ffn_up_exps.bias").typeName, t("blk.1.ffn_up_exps.bias").shape],
+        ["F32", [4, 32]],
+      );
+      assert.equal(t("blk.2.attn_sinks.weight").typeName, "F32");
+      assert.equal(t("blk.2.attn_q.weight").typeName, "Q8_0");
+    } finally {
+      g.close();
+    }
+    assert.equal(ours.weights.get("model.layers.1.mlp.experts.3.up_proj.weight")!.dtype, "mxfp4");
+    await checkGreedy(file, float, ours, "Hello, world", 12);
+  });
+
   it("a tiny Mixtral at q4_k_m: each layer's experts stacked per projection in Q4_K/Q6_K, the router as stored; llama.cpp and ours agree (or a near tie)", async () => {
     const float = await wideTinyModel("mixtral");
     const { file, ours } = await exported(float, "q4_k_m", "wide-mixtral");
