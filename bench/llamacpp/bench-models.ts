@@ -1,10 +1,14 @@
-import { existsSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 import path from "node:path";
 import type { GgufQuantize } from "../../src/convert/gguf-format.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
+import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
+import { randomWeights } from "../../src/model/random-weights.js";
 import type { DType } from "../../src/model/tensor.js";
-import { BYTE_BOS, BYTE_EOS } from "../common/byte-tokenizer.js";
+import type { LoadedModel } from "../../src/model/types.js";
+import { loadHfTokenizer } from "../../src/tokenizer/hf-tokenizer.js";
+import { BYTE_BOS, BYTE_EOS, writeByteTokenizer, writeJson } from "../common/byte-tokenizer.js";
 import { TORCH_DTYPE, writeRandomModelDir } from "../common/random-model.js";
 
 /** The two model shapes the comparison runs, with random weights (shapes are what cost time). */
@@ -37,8 +41,46 @@ export const BENCH_SHAPES = {
       original_max_position_embeddings: 8192,
     },
   },
+  // gpt-oss-20b's layers (64 heads of 64, 8 KV heads, 32 experts top-4 of width 2880, window 128 on
+  // every other layer, sinks, biases), 4 of its 24, with a 32k vocabulary so the experts and
+  // attention, not the LM head, take most of a token's bytes. Runs from GGUF only (--quantize).
+  "gpt-oss-20b-4l": {
+    architectures: ["GptOssForCausalLM"],
+    model_type: "gpt_oss",
+    hidden_size: 2880,
+    num_hidden_layers: 4,
+    num_attention_heads: 64,
+    num_key_value_heads: 8,
+    head_dim: 64,
+    intermediate_size: 2880,
+    num_local_experts: 32,
+    num_experts_per_tok: 4,
+    sliding_window: 128,
+    attention_bias: true,
+    swiglu_limit: 7.0,
+    tie_word_embeddings: false,
+    mlp_bias: undefined,
+    vocab_size: 32768,
+    max_position_embeddings: 131072,
+    rope_theta: 150000.0,
+    rope_scaling: {
+      rope_type: "yarn",
+      factor: 32.0,
+      beta_fast: 32.0,
+      beta_slow: 1.0,
+      original_max_position_embeddings: 4096,
+    },
+  },
 } as const;
 export type BenchShape = keyof typeof BENCH_SHAPES;
+
+/** Shapes whose Hugging Face form the random-weight writer does not produce (gpt-oss stacks its experts). */
+const GGUF_ONLY: ReadonlySet<BenchShape> = new Set(["gpt-oss-20b-4l"]);
+
+/** The shapes a run without --shapes compares (those from GGUF only need --quantize). */
+export const DEFAULT_SHAPES: readonly BenchShape[] = (Object.keys(BENCH_SHAPES) as BenchShape[]).filter(
+  (s) => !GGUF_ONLY.has(s),
+);
 
 export interface BenchModelFiles {
   readonly dir: string;
@@ -57,6 +99,7 @@ export async function ensureBenchModel(
   log: (line: string) => void,
   quantize?: GgufQuantize,
 ): Promise<BenchModelFiles> {
+  if (GGUF_ONLY.has(shape)) return ensureGgufOnly(cacheRoot, shape, dtype, log, quantize);
   const dir = ensureBenchModelDir(cacheRoot, shape, dtype, log);
   const gguf = path.join(cacheRoot, `${shape}-${dtype}${quantize ? `-${quantize}` : ""}.gguf`);
   if (!existsSync(gguf)) {
@@ -68,6 +111,39 @@ export async function ensureBenchModel(
   return { dir, gguf };
 }
 
+/**
+ * A shape whose checkpoint form is not written here: its random weights go straight from memory to
+ * the GGUF file (a directory beside it holds the config and tokenizer the export reads).
+ */
+async function ensureGgufOnly(
+  cacheRoot: string,
+  shape: BenchShape,
+  dtype: DType,
+  log: (line: string) => void,
+  quantize?: GgufQuantize,
+): Promise<BenchModelFiles> {
+  if (!quantize) throw new Error(`${shape} runs from GGUF only: pass --quantize (its releases: mxfp4_moe)`);
+  const dir = path.join(cacheRoot, `${shape}-${dtype}-tokenizer`);
+  const gguf = path.join(cacheRoot, `${shape}-${dtype}-${quantize}.gguf`);
+  if (existsSync(gguf)) return { dir, gguf };
+  mkdirSync(dir, { recursive: true });
+  const json = hfConfig(shape, dtype);
+  writeJson(path.join(dir, "config.json"), json);
+  writeByteTokenizer(dir, true);
+  log(`generating ${shape} (${dtype}, random weights) in memory and writing it as GGUF (${quantize}) ...`);
+  const config = parseHfConfig(json, path.join(dir, "config.json"));
+  const model: LoadedModel = {
+    config,
+    weights: randomWeights(config, { dtype, seed: 20251122, embedStd: 0.5, normSpread: 0.1 }),
+    tokenizer: loadHfTokenizer(dir),
+    generation: {},
+    source: { kind: "hf", path: dir, label: shape },
+  };
+  modelToGguf(model, `${gguf}.partial`, { quantize });
+  renameSync(`${gguf}.partial`, gguf);
+  return { dir, gguf };
+}
+
 /** The cached Hugging Face directory alone (no GGUF export), generated on first use. */
 export function ensureBenchModelDir(
   cacheRoot: string,
@@ -75,6 +151,8 @@ export function ensureBenchModelDir(
   dtype: DType,
   log: (line: string) => void,
 ) {
+  if (GGUF_ONLY.has(shape))
+    throw new Error(`${shape} runs from GGUF only: pass --quantize (its releases: mxfp4_moe)`);
   const dir = path.join(cacheRoot, `${shape}-${dtype}`);
   if (!existsSync(path.join(dir, "config.json"))) {
     log(`generating ${shape} (${dtype}, random weights) in ${dir} ...`);
@@ -87,12 +165,12 @@ function hfConfig(shape: BenchShape, dtype: DType): Record<string, unknown> {
   return {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
-    ...BENCH_SHAPES[shape],
     rms_norm_eps: 1e-5,
     tie_word_embeddings: true,
     hidden_act: "silu",
     attention_bias: false,
     mlp_bias: false,
+    ...BENCH_SHAPES[shape],
     bos_token_id: BYTE_BOS,
     eos_token_id: BYTE_EOS,
     torch_dtype: TORCH_DTYPE[dtype],

@@ -1,11 +1,12 @@
 /**
  * Lamina vs llama.cpp on the same weights, precision and thread count, in one run.
  *
- *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b] [--reps 3]
+ *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b,gpt-oss-20b-4l] [--reps 3]
  *        [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m]
  *
  * --quantize: both engines run the same quantized GGUF file (our export at that quantization);
- * without it ours runs the Hugging Face directory and llama.cpp its GGUF export at --dtype.
+ * without it ours runs the Hugging Face directory and llama.cpp its GGUF export at --dtype. The
+ * gpt-oss shape runs from GGUF only (--quantize mxfp4_moe, as its releases ship).
  *
  * Random-weight models of two shapes are generated as Hugging Face directories (cached under
  * .lamina-cache/bench-models) and exported to GGUF with our converter; our engine runs in-process
@@ -23,7 +24,13 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import { intFlag } from "../common/flags.js";
-import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModel } from "./bench-models.js";
+import {
+  BENCH_SHAPES,
+  type BenchShape,
+  benchPrompt,
+  DEFAULT_SHAPES,
+  ensureBenchModel,
+} from "./bench-models.js";
 import { LlamaCppRunner } from "./llamacpp.js";
 import type { EngineRunner } from "./measure.js";
 import { OursRunner } from "./ours.js";
@@ -35,7 +42,7 @@ function flag(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
 }
 
-const shapes = flag("shapes", Object.keys(BENCH_SHAPES).join(",")).split(",") as BenchShape[];
+const shapes = flag("shapes", DEFAULT_SHAPES.join(",")).split(",") as BenchShape[];
 for (const s of shapes) {
   if (!(s in BENCH_SHAPES))
     throw new Error(`--shapes: unknown shape "${s}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
