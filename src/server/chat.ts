@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { EngineClient, GenerateRequest } from "../engine/api.js";
+import type { EngineClient, GenerateRequest, TokenEvent } from "../engine/api.js";
 import { ChatTemplateError } from "../tokenizer/prompt-ids.js";
-import type { ChatMessage } from "../tokenizer/types.js";
+import type { ChatMessage, Tokenizer } from "../tokenizer/types.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
+import { type HarmonyMarkers, HarmonyStream, harmonyMarkers } from "./harmony.js";
 import { chatLogprobs } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
@@ -47,10 +48,20 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
 
   const created = Math.floor(Date.now() / 1000);
   const model = engine.model.id;
-  const object = "chat.completion.chunk";
+  // gpt-oss's harmony replies: reasoning and answer apart, by token (harmony.ts).
+  const harmony = engine.tokenizer.hasChatTemplate ? harmonyMarkers(engine.tokenizer) : null;
   if (body.stream) {
     const includeUsage = body.stream_options?.include_usage === true;
-    const extra = includeUsage ? { usage: null } : {};
+    const head = {
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      ...(includeUsage ? { usage: null } : {}),
+    };
+    const streams = harmony
+      ? Array.from({ length: n }, () => new HarmonyStream(engine.tokenizer, harmony))
+      : null;
     const started = new Array<boolean>(n).fill(false);
     return streamChoices(
       reply,
@@ -61,32 +72,28 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
         if (!started[index]) {
           started[index] = true;
           const delta = { role: "assistant", content: "" };
-          out.push({
-            id,
-            object,
-            created,
-            model,
-            choices: [{ index, delta, logprobs: null, finish_reason: null }],
-            ...extra,
-          });
+          out.push({ ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
         }
+        const delta = streams
+          ? harmonyDelta(streams[index]!, event)
+          : event.text
+            ? { content: event.text }
+            : {};
         const hasLogprobs = logprobs != null && (event.logprobs?.length ?? 0) > 0;
-        if (event.text || hasLogprobs || event.finished) {
+        if (Object.keys(delta).length > 0 || hasLogprobs || event.finished) {
           const choice = {
             index,
-            delta: event.text ? { content: event.text } : {},
+            delta,
             logprobs:
               logprobs != null ? { content: chatLogprobs(event.logprobs ?? [], texts, logprobs) } : null,
             finish_reason: event.finished ? (event.finishReason ?? "stop") : null,
           };
-          out.push({ id, object, created, model, choices: [choice], ...extra });
+          out.push({ ...head, choices: [choice] });
         }
         return out;
       },
       (completionTokens) =>
-        includeUsage
-          ? [{ id, object, created, model, choices: [], usage: usage(prompt.length, completionTokens) }]
-          : [],
+        includeUsage ? [{ ...head, choices: [], usage: usage(prompt.length, completionTokens) }] : [],
     );
   }
 
@@ -96,7 +103,9 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     completionTokens += r.completionTokens;
     return {
       index,
-      message: { role: "assistant", content: r.text },
+      message: harmony
+        ? harmonyMessage(engine.tokenizer, harmony, r.tokenIds)
+        : { role: "assistant", content: r.text },
       logprobs: logprobs != null ? { content: chatLogprobs(r.logprobs, texts, logprobs) } : null,
       finish_reason: r.finishReason,
     };
@@ -108,6 +117,39 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     model,
     choices,
     usage: usage(prompt.length, completionTokens),
+  };
+}
+
+/**
+ * A harmony reply's new tokens as a delta: its reasoning and its answer, each only when the tokens
+ * added to it. The text is the tokens' own, so a stop string ends the reply without being cut from it.
+ */
+function harmonyDelta(
+  stream: HarmonyStream,
+  event: TokenEvent,
+): { reasoning_content?: string; content?: string } {
+  const t = stream.push(event.tokenIds);
+  if (event.finished) {
+    const rest = stream.flush();
+    t.reasoning += rest.reasoning;
+    t.content += rest.content;
+  }
+  return {
+    ...(t.reasoning ? { reasoning_content: t.reasoning } : {}),
+    ...(t.content ? { content: t.content } : {}),
+  };
+}
+
+/** A whole harmony reply as the assistant message: the answer, and the reasoning where there was some. */
+function harmonyMessage(tokenizer: Tokenizer, markers: HarmonyMarkers, ids: readonly number[]) {
+  const stream = new HarmonyStream(tokenizer, markers);
+  const t = stream.push(ids);
+  const rest = stream.flush();
+  const reasoning = t.reasoning + rest.reasoning;
+  return {
+    role: "assistant",
+    content: t.content + rest.content,
+    ...(reasoning ? { reasoning_content: reasoning } : {}),
   };
 }
 

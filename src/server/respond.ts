@@ -9,6 +9,8 @@ export interface ChoiceResult {
   finishReason: FinishReason;
   completionTokens: number;
   logprobs: TokenLogprob[];
+  /** The choice's tokens (gpt-oss's harmony replies are split by token, chat.ts). */
+  tokenIds: number[];
 }
 
 export interface Usage {
@@ -40,11 +42,13 @@ export async function collectChoices(generation: Generation, count: number): Pro
     finishReason: "stop",
     completionTokens: 0,
     logprobs: [],
+    tokenIds: [],
   }));
   for await (const { index, event } of generation.events()) {
     const r = results[index]!;
     if (event.text) parts[index]!.push(event.text);
     if (event.logprobs) for (const lp of event.logprobs) r.logprobs.push(lp);
+    for (const id of event.tokenIds) r.tokenIds.push(id);
     r.completionTokens = event.completionTokens;
     if (event.finished) {
       r.finishReason = event.finishReason ?? "stop";

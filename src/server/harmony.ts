@@ -1,0 +1,117 @@
+import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
+import type { Tokenizer } from "../tokenizer/types.js";
+
+/**
+ * gpt-oss answers in OpenAI's harmony format: each message is `<|start|>` header `<|message|>` body,
+ * ended by `<|end|>`, `<|return|>` (the reply is done) or `<|call|>` (a tool call), the header naming
+ * the role and `<|channel|>` analysis (reasoning), commentary or final (the answer). The reply
+ * starts inside the first header, the chat template having ended the prompt with
+ * `<|start|>assistant`. These are special tokens, which decoded text drops, so the reply is split by
+ * token id: analysis bodies become `reasoning_content` (as llama.cpp's and vLLM's servers name it),
+ * every other body `content`, and the markers and headers neither.
+ */
+
+export interface HarmonyMarkers {
+  readonly start: number;
+  readonly channel: number;
+  readonly message: number;
+  /** `<|end|>`, `<|return|>`, `<|call|>`: a body ends at any of them. */
+  readonly ends: ReadonlySet<number>;
+}
+
+const cache = new WeakMap<Tokenizer, HarmonyMarkers | null>();
+
+/** The vocabulary's harmony markers, or null when it lacks them (a model that does not speak harmony). */
+export function harmonyMarkers(tokenizer: Tokenizer): HarmonyMarkers | null {
+  const known = cache.get(tokenizer);
+  if (known !== undefined) return known;
+  const id = (text: string): number | null => {
+    const ids = tokenizer.encode(text, { addSpecialTokens: false });
+    if (ids.length !== 1) return null;
+    return tokenizer.decode(ids, { skipSpecialTokens: false }) === text ? ids[0]! : null;
+  };
+  const [start, channel, message, end, ret, call] = [
+    "<|start|>",
+    "<|channel|>",
+    "<|message|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+  ].map(id);
+  const markers =
+    start != null && channel != null && message != null && end != null && ret != null && call != null
+      ? { start, channel, message, ends: new Set([end, ret, call]) }
+      : null;
+  cache.set(tokenizer, markers);
+  return markers;
+}
+
+export interface HarmonyText {
+  reasoning: string;
+  content: string;
+}
+
+/** One reply's token stream split into reasoning and content as it arrives. */
+export class HarmonyStream {
+  private inHeader = true;
+  private header: number[] = [];
+  private body: IncrementalDetokenizer | null = null;
+  private toReasoning = false;
+
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly markers: HarmonyMarkers,
+  ) {}
+
+  /** The text the new tokens add to each part. */
+  push(ids: readonly number[]): HarmonyText {
+    const out: HarmonyText = { reasoning: "", content: "" };
+    const m = this.markers;
+    for (const id of ids) {
+      if (id === m.start) {
+        this.close(out);
+        this.inHeader = true;
+        this.header = [];
+      } else if (id === m.message && this.inHeader) {
+        this.open();
+      } else if (m.ends.has(id)) {
+        this.close(out);
+        this.inHeader = false;
+      } else if (this.inHeader) {
+        this.header.push(id);
+      } else {
+        // Body text, or (malformed) text outside any message: shown as content.
+        if (!this.body) this.open();
+        this.emit(out, this.body!.push(id));
+      }
+    }
+    return out;
+  }
+
+  /** What is left at the end of the reply (an unfinished character, a body without its end). */
+  flush(): HarmonyText {
+    const out: HarmonyText = { reasoning: "", content: "" };
+    this.close(out);
+    return out;
+  }
+
+  /** Starts a body, routed by its header's channel. */
+  private open(): void {
+    const header = this.tokenizer.decode(this.header, { skipSpecialTokens: false });
+    const channel = /<\|channel\|>\s*(\w+)/.exec(header)?.[1];
+    this.toReasoning = channel === "analysis";
+    this.inHeader = false;
+    this.header = [];
+    this.body = new IncrementalDetokenizer(this.tokenizer);
+  }
+
+  private close(out: HarmonyText): void {
+    if (this.body) this.emit(out, this.body.flush());
+    this.body = null;
+  }
+
+  private emit(out: HarmonyText, text: string): void {
+    if (this.toReasoning) out.reasoning += text;
+    else out.content += text;
+  }
+}
