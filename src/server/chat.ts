@@ -6,7 +6,7 @@ import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
 import { type HarmonyMarkers, HarmonyStream, harmonyMarkers } from "./harmony.js";
-import { chatLogprobs } from "./logprobs.js";
+import { chatLogprobs, type TokenTexts } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
 import { type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
@@ -62,39 +62,15 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     const streams = harmony
       ? Array.from({ length: n }, () => new HarmonyStream(engine.tokenizer, harmony))
       : null;
-    const started = new Array<boolean>(n).fill(false);
-    return streamChoices(
-      reply,
-      generation,
-      ({ index, event }) => {
-        const out: unknown[] = [];
-        // OpenAI opens every choice with a role-only delta.
-        if (!started[index]) {
-          started[index] = true;
-          const delta = { role: "assistant", content: "" };
-          out.push({ ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
-        }
-        const delta = streams
-          ? harmonyDelta(streams[index]!, event)
-          : event.text
-            ? { content: event.text }
-            : {};
-        const hasLogprobs = logprobs != null && (event.logprobs?.length ?? 0) > 0;
-        if (Object.keys(delta).length > 0 || hasLogprobs || event.finished) {
-          const choice = {
-            index,
-            delta,
-            logprobs:
-              logprobs != null ? { content: chatLogprobs(event.logprobs ?? [], texts, logprobs) } : null,
-            finish_reason: event.finished ? (event.finishReason ?? "stop") : null,
-          };
-          out.push({ ...head, choices: [choice] });
-        }
-        return out;
-      },
-      (completionTokens) =>
-        includeUsage ? [{ ...head, choices: [], usage: usage(prompt.length, completionTokens) }] : [],
-    );
+    return streamChat(reply, generation, {
+      head,
+      n,
+      logprobs,
+      texts,
+      streams,
+      includeUsage,
+      promptTokens: prompt.length,
+    });
   }
 
   const results = await collectChoices(generation, n);
@@ -118,6 +94,57 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     choices,
     usage: usage(prompt.length, completionTokens),
   };
+}
+
+/** What a streamed chat reply's chunks are made of. */
+interface ChatStream {
+  /** Every chunk's id, object, created and model (and usage: null when usage is asked for). */
+  readonly head: Record<string, unknown>;
+  readonly n: number;
+  readonly logprobs: number | null;
+  readonly texts: TokenTexts;
+  /** Per choice, its harmony split (harmony.ts); null: the text as it comes. */
+  readonly streams: readonly HarmonyStream[] | null;
+  readonly includeUsage: boolean;
+  readonly promptTokens: number;
+}
+
+/** Streams a started chat generation: a role-only delta first, then each choice's text (or parts). */
+function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream): Promise<void> {
+  const started = new Array<boolean>(c.n).fill(false);
+  const { head, logprobs } = c;
+  return streamChoices(
+    reply,
+    generation,
+    ({ index, event }) => {
+      const out: unknown[] = [];
+      // OpenAI opens every choice with a role-only delta.
+      if (!started[index]) {
+        started[index] = true;
+        const delta = { role: "assistant", content: "" };
+        out.push({ ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
+      }
+      const delta = c.streams
+        ? harmonyDelta(c.streams[index]!, event)
+        : event.text
+          ? { content: event.text }
+          : {};
+      const hasLogprobs = logprobs != null && (event.logprobs?.length ?? 0) > 0;
+      if (Object.keys(delta).length > 0 || hasLogprobs || event.finished) {
+        const choice = {
+          index,
+          delta,
+          logprobs:
+            logprobs != null ? { content: chatLogprobs(event.logprobs ?? [], c.texts, logprobs) } : null,
+          finish_reason: event.finished ? (event.finishReason ?? "stop") : null,
+        };
+        out.push({ ...head, choices: [choice] });
+      }
+      return out;
+    },
+    (completionTokens) =>
+      c.includeUsage ? [{ ...head, choices: [], usage: usage(c.promptTokens, completionTokens) }] : [],
+  );
 }
 
 /**
