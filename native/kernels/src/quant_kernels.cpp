@@ -550,19 +550,6 @@ inline __m512i liftedMxfp4Levels() {
   return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kLifted.v)));
 }
 
-// The E8M0 scales of blocks [g, g + cnt) of an MXFP4 row (one byte at the start of each 17-byte
-// block: no word permute reaches them) as 2^(e − 128): exponent bits (e − 1) << 23, or for e < 2
-// the subnormal 0x00200000 << e. Lanes past cnt are 0.
-inline __m512 mxfp4Scales(const uint8_t* row, int64_t g, int64_t cnt) {
-  alignas(16) uint8_t e[16] = {};
-  for (int64_t i = 0; i < cnt; i++) e[i] = row[(g + i) * blockBytes(lk::kMXFP4)];
-  const __m512i ev = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(e)));
-  const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(ev, _mm512_set1_epi32(1)), 23);
-  const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), ev);
-  const __m512i bits = _mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(ev, _mm512_set1_epi32(2)), tiny);
-  return _mm512_maskz_mov_ps(__mmask16((1u << cnt) - 1), _mm512_castsi512_ps(bits));
-}
-
 // out[rows[n]] = the lane sum of v[n] plus the bias, for the N rows of a row path. Four rows take
 // their sums at once: pairwise unpacks and adds leave each 128-bit lane with the four rows' partial
 // sums, and three adds of lanes finish them (32-value formats, 576 columns, in cache: 3-4% of the
@@ -730,6 +717,21 @@ struct BlockWords {
   }
 };
 
+// The E8M0 scales of an MXFP4 group's blocks (one byte at the start of each 17-byte block) as
+// 2^(e − 128), from the group's bytes as loaded: the word permute lifts the word holding block i's
+// byte (word ⌊17i/2⌋: its low byte for even i, its high byte for odd i), a shift by 0 or 8 a lane
+// takes the byte. Then exponent bits (e − 1) << 23, or for e < 2 the subnormal 0x00200000 << e.
+// Lanes past cnt are 0. Against a scalar gather of the 16 bytes: BENCHMARKS.md, "MXFP4 weights".
+inline __m512 mxfp4Scales(const __m512i* raw, int windows, int64_t cnt) {
+  const __m512i words = BlockWords<17, 0, 16>::words(raw, windows);
+  const __m512i byte = _mm512_and_si512(_mm512_srlv_epi16(words, _mm512_set1_epi32(0x00080000)), _mm512_set1_epi16(0xff));
+  const __m512i ev = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(byte));
+  const __m512i normal = _mm512_slli_epi32(_mm512_sub_epi32(ev, _mm512_set1_epi32(1)), 23);
+  const __m512i tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), ev);
+  const __m512i bits = _mm512_mask_mov_epi32(normal, _mm512_cmplt_epu32_mask(ev, _mm512_set1_epi32(2)), tiny);
+  return _mm512_maskz_mov_ps(__mmask16((1u << cnt) - 1), _mm512_castsi512_ps(bits));
+}
+
 // N rows of a 32-value block format with a 4- or 5-bit unsigned q (Q4_0, Q4_1, Q5_0, Q5_1) against
 // one token, rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams) and no
 // lane sums until the rows end. Per 16 blocks of a row, a few word permutes (BlockWords) lift their
@@ -788,7 +790,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
     for (int n = 0; n < N; n++) {
       __m512i raw[kLoads];
       for (int j = 0; j < kLoads; j++) raw[j] = _mm512_maskz_loadu_epi8(bytes[j], w[n] + g * BB + 64 * j);
-      const __m512 d = QT == lk::kMXFP4 ? mxfp4Scales(w[n], g, cnt)
+      const __m512 d = QT == lk::kMXFP4 ? mxfp4Scales(raw, windows, cnt)
                                         : _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 0, L>::words(raw, windows)));
       sc[n] = _mm512_mul_ps(d, xdv);
       if constexpr (kFive) {
