@@ -192,17 +192,22 @@ function granite(c: ModelConfig, refuse: (why: string) => never): GgufArch {
  */
 function gptOss(c: ModelConfig, refuse: (why: string) => never): GgufArch {
   const moe = c.moe;
-  if (!moe || !moe.routerBias || !moe.expertBias || !moe.normalizeTopK || moe.sparseLayers.some((s) => !s))
-    refuse("llama.cpp's gpt-oss wants every layer a biased mixture routed by softmax over the chosen experts");
+  if (!moe?.routerBias || !moe.expertBias || !moe.normalizeTopK || moe.sparseLayers.some((s) => !s))
+    refuse(
+      "llama.cpp's gpt-oss wants every layer a biased mixture routed by softmax over the chosen experts",
+    );
   const clamp = moe!.swigluClamp;
-  if (!clamp || clamp.alpha !== 1.702 || clamp.limit !== 7)
+  if (clamp?.alpha !== 1.702 || clamp.limit !== 7)
     refuse(
       `llama.cpp's gpt-oss fixes the SwiGLU's alpha at 1.702 and limit at 7; this model has ${clamp ? `${clamp.alpha} and ${clamp.limit}` : "none"}`,
     );
-  if (!c.attnSinks || !c.attentionBias || !c.outputBias) refuse("llama.cpp's gpt-oss wants sinks and q/k/v/o biases");
+  if (!c.attnSinks || !c.attentionBias || !c.outputBias)
+    refuse("llama.cpp's gpt-oss wants sinks and q/k/v/o biases");
   const even = Array.from({ length: c.numLayers }, (_, l) => l % 2 === 0);
   if (c.slidingWindow === null || JSON.stringify(c.slidingLayers) !== JSON.stringify(even))
-    refuse("llama.cpp's gpt-oss attends within its window on the even layers (0, 2, ...) and over all on the odd ones");
+    refuse(
+      "llama.cpp's gpt-oss attends within its window on the even layers (0, 2, ...) and over all on the odd ones",
+    );
   if (c.localRopeTheta !== undefined) refuse("llama.cpp's gpt-oss rotates every layer alike");
   return "gpt-oss";
 }

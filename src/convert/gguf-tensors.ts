@@ -146,7 +146,10 @@ function expertStack(
   const first = parts[0]!;
   // gpt-oss's expert biases: one f32 [experts, width] table, never quantized.
   if (first.shape.length === 1)
-    return f32Source(name, Float32Array.from(parts.flatMap((t) => Array.from(toFloat32(t)))), [n, first.shape[0]!]);
+    return f32Source(name, Float32Array.from(parts.flatMap((t) => Array.from(toFloat32(t)))), [
+      n,
+      first.shape[0]!,
+    ]);
   const target = opts.quantize ? quantTarget(opts.quantize, name, first.shape[1]!, config.numLayers) : null;
   const sources = parts.map((t, e) => {
     if (t.dtype !== first.dtype || t.shape.join() !== first.shape.join())
@@ -190,7 +193,11 @@ function quantizedSource(
   };
 }
 
-function f32Source(name: string, data: Float32Array, shape: readonly number[] = [data.length]): GgufTensorSource {
+function f32Source(
+  name: string,
+  data: Float32Array,
+  shape: readonly number[] = [data.length],
+): GgufTensorSource {
   return {
     name,
     type: "f32",

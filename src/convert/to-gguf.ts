@@ -46,7 +46,9 @@ export function modelToGguf(model: LoadedModel, file: string, opts: ToGgufOption
     ...(arch === "phi3" ? phi3Metadata(c) : []),
     ...(arch === "granite" || arch === "granitemoe" ? graniteMetadata(arch, c) : []),
     ...(arch === "olmo2" ? olmo3Metadata(c) : []),
-    ...(arch === "gpt-oss" ? [{ key: "gpt-oss.attention.sliding_window", value: gguf.u32(c.slidingWindow!) }] : []),
+    ...(arch === "gpt-oss"
+      ? [{ key: "gpt-oss.attention.sliding_window", value: gguf.u32(c.slidingWindow!) }]
+      : []),
     ...vocabMetadata(model, vocab),
   ];
   const tensors = planTensors(c, model.weights, {

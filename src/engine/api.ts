@@ -139,7 +139,11 @@ export interface PromptEncoder {
   minTokens(text: string): number;
   encode(text: string, addSpecialTokens: boolean): Promise<number[]>;
   /** The conversation through the chat template (or a plain transcript), as prompt ids. */
-  chat(turns: readonly import("../tokenizer/types.js").ChatMessage[]): Promise<number[]>;
+  /** `variables`: more variables for the chat template (ChatTemplateOptions.variables). */
+  chat(
+    turns: readonly import("../tokenizer/types.js").ChatMessage[],
+    variables?: Readonly<Record<string, unknown>>,
+  ): Promise<number[]>;
 }
 
 /**

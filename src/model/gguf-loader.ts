@@ -15,9 +15,9 @@ import { GEMMA_FAMILY, type GemmaGgufArch, gemmaGgufFeatures } from "./gguf-gemm
 import {
   ggufExpertSlice,
   ggufTensorName,
-  postAttentionNormNamed,
   interleavesQk,
   isNormWeight,
+  postAttentionNormNamed,
   SMOLLM3_NO_ROPE_STEP,
 } from "./gguf-names.js";
 import {
@@ -300,7 +300,10 @@ function gptOssMixture(meta: Meta, layers: number): MoeConfig {
   const numExperts = meta.need("gpt-oss.expert_count");
   const topK = meta.need("gpt-oss.expert_used_count");
   if (topK > numExperts)
-    throw new GgufError(meta.file, `gpt-oss.expert_used_count ${topK} is not between 1 and expert_count ${numExperts}`);
+    throw new GgufError(
+      meta.file,
+      `gpt-oss.expert_used_count ${topK} is not between 1 and expert_count ${numExperts}`,
+    );
   return {
     numExperts,
     topK,

@@ -73,7 +73,10 @@ export function ggufExpertSlice(hfName: string): { readonly name: string; readon
   const m = EXPERT_WEIGHT.exec(hfName);
   if (!m) return null;
   // gpt-oss's expert biases stack the same way ([experts, width]).
-  return { name: `blk.${m[1]}.${EXPERT_STACKS[m[3] as keyof typeof EXPERT_STACKS]}.${m[4]}`, expert: Number(m[2]) };
+  return {
+    name: `blk.${m[1]}.${EXPERT_STACKS[m[3] as keyof typeof EXPERT_STACKS]}.${m[4]}`,
+    expert: Number(m[2]),
+  };
 }
 const EXPERT_WEIGHT =
   /^model\.layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(w1|w2|w3|gate_proj|up_proj|down_proj)\.(weight|bias)$/;
@@ -90,7 +93,9 @@ const EXPERT_STACKS = {
  * Whether the norm after attention goes by llama.cpp's post_attention_norm (Gemma's post-norms,
  * gpt-oss's norm before the FFN) rather than ffn_norm.
  */
-export function postAttentionNormNamed(c: Pick<ModelConfig, "architecture" | "postNorms" | "postNormsOnly">): boolean {
+export function postAttentionNormNamed(
+  c: Pick<ModelConfig, "architecture" | "postNorms" | "postNormsOnly">,
+): boolean {
   return hasPostNorms(c) || c.architecture === "gpt_oss";
 }
 

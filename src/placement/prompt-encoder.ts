@@ -41,17 +41,17 @@ export class ThreadedPromptEncoder implements PromptEncoder {
     return this.onThread((id) => ({ v: 1, type: "encode", id, text, addSpecialTokens }));
   }
 
-  chat(turns: readonly ChatMessage[]): Promise<number[]> {
+  chat(turns: readonly ChatMessage[], variables?: Readonly<Record<string, unknown>>): Promise<number[]> {
     let chars = 0;
     for (const t of turns) chars += t.content.length;
     if (chars <= INLINE_CHARS) {
       try {
-        return Promise.resolve(chatPromptIds(this.tokenizer, turns));
+        return Promise.resolve(chatPromptIds(this.tokenizer, turns, variables));
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.onThread((id) => ({ v: 1, type: "chat", id, turns }));
+    return this.onThread((id) => ({ v: 1, type: "chat", id, turns, ...(variables ? { variables } : {}) }));
   }
 
   async close(): Promise<void> {

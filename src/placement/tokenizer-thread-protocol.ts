@@ -13,7 +13,14 @@ export type ToTokenizer =
       readonly text: string;
       readonly addSpecialTokens: boolean;
     }
-  | { readonly v: 1; readonly type: "chat"; readonly id: number; readonly turns: readonly ChatMessage[] };
+  | {
+      readonly v: 1;
+      readonly type: "chat";
+      readonly id: number;
+      readonly turns: readonly ChatMessage[];
+      /** More variables for the chat template (request fields such as reasoning_effort). */
+      readonly variables?: Readonly<Record<string, unknown>>;
+    };
 
 export type FromTokenizer =
   | { readonly v: 1; readonly type: "ready" }

@@ -49,5 +49,5 @@ port.on("message", async (m: ToTokenizer) => {
     return;
   }
   if (m.type === "encode") reply(m.id, () => tok.encode(m.text, { addSpecialTokens: m.addSpecialTokens }));
-  else reply(m.id, () => chatPromptIds(tok, m.turns));
+  else reply(m.id, () => chatPromptIds(tok, m.turns, m.variables));
 });

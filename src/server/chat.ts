@@ -23,7 +23,11 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
   const n = body.n ?? 1;
-  const prompt = await chatPromptIds(engine, body.messages);
+  const variables = {
+    ...(body.chat_template_kwargs ?? {}),
+    ...(body.reasoning_effort ? { reasoning_effort: body.reasoning_effort } : {}),
+  };
+  const prompt = await chatPromptIds(engine, body.messages, variables);
   const requested = body.max_completion_tokens ?? body.max_tokens ?? null;
   const param = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const id = requestId("chatcmpl");
@@ -188,6 +192,7 @@ function harmonyMessage(tokenizer: Tokenizer, markers: HarmonyMarkers, ids: read
 async function chatPromptIds(
   engine: EngineClient,
   messages: readonly ChatRequestMessage[],
+  variables: Readonly<Record<string, unknown>>,
 ): Promise<number[]> {
   const turns: ChatMessage[] = messages.map((m) => ({
     role: m.role === "developer" ? "system" : m.role,
@@ -204,7 +209,7 @@ async function chatPromptIds(
     throw promptTooLong(least, engine.model.contextLength, "messages", true);
   let ids: number[];
   try {
-    ids = await engine.prompts.chat(turns);
+    ids = await engine.prompts.chat(turns, Object.keys(variables).length > 0 ? variables : undefined);
   } catch (err) {
     if (err instanceof ChatTemplateError) throw badRequest(err.message, "messages");
     throw err;

@@ -111,6 +111,16 @@ export const chatRequestSchema = z
     max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(MAX_LOGPROBS).nullish(),
+    /** OpenAI's reasoning effort, given to the chat template (gpt-oss's harmony template reads it). */
+    reasoning_effort: z.enum(["minimal", "low", "medium", "high"]).nullish(),
+    /**
+     * vLLM's extension: more variables for the chat template (Qwen3's enable_thinking, ...). They
+     * cannot replace the messages, add_generation_prompt or the special tokens.
+     */
+    chat_template_kwargs: z
+      .record(z.string().regex(/^[A-Za-z_]\w*$/, "keys must be identifiers"), z.json())
+      .refine((r) => Object.keys(r).length <= 32, "at most 32 keys")
+      .nullish(),
   })
   .refine(streamOptionsNeedStream, streamOptionsError);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;

@@ -1,6 +1,13 @@
 import { ChatTemplate } from "./chat-template.js";
 import { decodeWithPieces } from "./pieces-decode.js";
-import type { ChatMessage, DecodeOptions, EncodeOptions, Tokenizer, TokenPieces } from "./types.js";
+import type {
+  ChatMessage,
+  ChatTemplateOptions,
+  DecodeOptions,
+  EncodeOptions,
+  Tokenizer,
+  TokenPieces,
+} from "./types.js";
 import { utf8Encoder } from "./utf8.js";
 
 /** Ids 0..255 are the bytes themselves; then the two specials. */
@@ -59,8 +66,8 @@ class ByteTokenizer implements Tokenizer, TokenPieces {
     return id === BYTE_BOS_ID || id === BYTE_EOS_ID;
   }
 
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
-    return this.template.render(messages, options?.addGenerationPrompt ?? true);
+  applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string {
+    return this.template.render(messages, options?.addGenerationPrompt ?? true, options?.variables);
   }
 }
 

@@ -27,9 +27,14 @@ export class ChatTemplate {
     }
   }
 
-  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string {
+  render(
+    messages: readonly ChatMessage[],
+    addGenerationPrompt: boolean,
+    variables: Readonly<Record<string, unknown>> = {},
+  ): string {
     try {
       return this.template.render({
+        ...variables,
         ...this.specialTokens,
         // Plain copies: templates index them like Python dicts and must not see our objects.
         messages: messages.map((m) => ({ role: m.role, content: m.content })),

@@ -4,7 +4,14 @@ import { ChatTemplate } from "./chat-template.js";
 import { readJsonFile, TokenizerFileError } from "./files.js";
 import { type HfTokenizerConfig, readHfTokenizerConfig } from "./hf-config.js";
 import { describeDecoder, HfTokenPieces } from "./hf-pieces.js";
-import type { ChatMessage, DecodeOptions, EncodeOptions, Tokenizer, TokenPieces } from "./types.js";
+import type {
+  ChatMessage,
+  ChatTemplateOptions,
+  DecodeOptions,
+  EncodeOptions,
+  Tokenizer,
+  TokenPieces,
+} from "./types.js";
 
 /**
  * A Hugging Face tokenizer directory (tokenizer.json + tokenizer_config.json) behind our Tokenizer
@@ -92,14 +99,14 @@ class HfTokenizer implements Tokenizer {
     });
   }
 
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
+  applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string {
     if (!this.template) {
       throw new Error(
         `tokenizer in ${this.dir} has no chat template (no chat_template in tokenizer_config.json, ` +
           "no chat_template.jinja); send a plain completion prompt instead",
       );
     }
-    return this.template.render(messages, options?.addGenerationPrompt ?? true);
+    return this.template.render(messages, options?.addGenerationPrompt ?? true, options?.variables);
   }
 }
 

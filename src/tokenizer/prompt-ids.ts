@@ -14,14 +14,18 @@ export class ChatTemplateError extends Error {
  * A model without a template (tiny story models, the random demo) gets a plain "role: content"
  * transcript ending in "assistant:". The same function runs inline and on the tokenizer thread.
  */
-export function chatPromptIds(tok: Tokenizer, turns: readonly ChatMessage[]): number[] {
+export function chatPromptIds(
+  tok: Tokenizer,
+  turns: readonly ChatMessage[],
+  variables?: Readonly<Record<string, unknown>>,
+): number[] {
   if (!tok.hasChatTemplate) {
     const text = `${turns.map((t) => `${t.role}: ${t.content}\n`).join("")}assistant:`;
     return tok.encode(text);
   }
   let text: string;
   try {
-    text = tok.applyChatTemplate(turns, { addGenerationPrompt: true });
+    text = tok.applyChatTemplate(turns, { addGenerationPrompt: true, ...(variables ? { variables } : {}) });
   } catch (err) {
     throw new ChatTemplateError((err as Error).message);
   }

@@ -28,6 +28,18 @@ export interface DecodeOptions {
   readonly skipSpecialTokens?: boolean;
 }
 
+/** How a conversation is rendered through the chat template. */
+export interface ChatTemplateOptions {
+  /** End with the assistant's turn opened (the prompt for a reply). Default true. */
+  readonly addGenerationPrompt?: boolean;
+  /**
+   * More variables for the template (transformers' apply_chat_template kwargs): gpt-oss's
+   * reasoning_effort, Qwen3's enable_thinking. They cannot replace the messages, the generation
+   * prompt flag or the special tokens.
+   */
+  readonly variables?: Readonly<Record<string, unknown>>;
+}
+
 /**
  * The one tokenizer interface the engine sees. Implementations: Hugging Face tokenizer.json
  * (through a library), llama2.c tokenizer.bin, and the random-weight demo model's byte-level tokenizer.
@@ -47,5 +59,5 @@ export interface Tokenizer {
    * Renders messages through the chat template; throws a clear error when there is none. The text
    * already holds the template's special tokens (BOS included), so encode it with addSpecialTokens: false.
    */
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
+  applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string;
 }
