@@ -232,7 +232,8 @@ export function gqaGroup(c: ModelConfig): number {
  */
 export function describeFamily(c: ModelConfig): string {
   const parts: string[] = [];
-  if (c.attentionBias) parts.push("q/k/v biases");
+  if (c.attentionBias) parts.push(c.outputBias ? "q/k/v/o biases" : "q/k/v biases");
+  if (c.attnSinks) parts.push("attention sinks");
   if (c.qkNorm) parts.push(c.qkNormFull ? "q/k norms over the whole projections" : "q/k norms");
   if (c.fusedProjections) parts.push("fused qkv and gate/up projections");
   if (c.ropeScaling) parts.push(`${c.ropeScaling.type} RoPE scaling`);
@@ -267,6 +268,9 @@ export function describeFamily(c: ModelConfig): string {
     );
     if (c.moe.selectionBias) parts.push("experts chosen with a per-expert bias");
     if (c.moe.sharedExpertSize) parts.push(`a shared expert ${c.moe.sharedExpertSize} wide`);
+    if (c.moe.routerBias || c.moe.expertBias) parts.push("router and expert biases");
+    const clamp = c.moe.swigluClamp;
+    if (clamp) parts.push(`SwiGLU clamped at ${clamp.limit} (alpha ${clamp.alpha})`);
   }
   return parts.length > 0 ? `${c.architecture}: ${parts.join(", ")}` : c.architecture;
 }

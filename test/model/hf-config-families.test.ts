@@ -479,4 +479,72 @@ describe("config.json of the newer families", () => {
     );
     assert.throws(() => parseHfConfig({ ...olmoe, clip_qkv: 8 }, F), /olmoe clip_qkv 8 .* not supported/);
   });
+
+  test("gpt_oss: gpt-oss-20b's config.json (sinks, biases, alternating windows, untruncated YaRN, 32 clamped experts)", () => {
+    const gptOss = {
+      model_type: "gpt_oss",
+      vocab_size: 201088,
+      hidden_size: 2880,
+      intermediate_size: 2880,
+      num_hidden_layers: 24,
+      num_attention_heads: 64,
+      num_key_value_heads: 8,
+      head_dim: 64,
+      num_local_experts: 32,
+      num_experts_per_tok: 4,
+      experts_per_token: 4,
+      sliding_window: 128,
+      attention_bias: true,
+      swiglu_limit: 7.0,
+      max_position_embeddings: 131072,
+      rms_norm_eps: 1e-5,
+      rope_theta: 150000,
+      rope_scaling: {
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        factor: 32.0,
+        original_max_position_embeddings: 4096,
+        rope_type: "yarn",
+        truncate: false,
+      },
+      tie_word_embeddings: false,
+      quantization_config: { quant_method: "mxfp4", modules_to_not_convert: ["model.layers.*.self_attn"] },
+    };
+    const c = parseHfConfig(gptOss, F);
+    assert.deepEqual(
+      [c.architecture, c.attentionBias, c.outputBias, c.attnSinks, c.slidingWindow],
+      ["gpt_oss", true, true, true, 128],
+    );
+    assert.deepEqual(
+      c.slidingLayers,
+      Array.from({ length: 24 }, (_, l) => l % 2 === 0),
+    );
+    assert.equal(c.ropeScaling?.type === "yarn" && c.ropeScaling.truncate, false);
+    assert.deepEqual(c.moe, {
+      numExperts: 32,
+      topK: 4,
+      expertIntermediateSize: 2880,
+      normalizeTopK: true,
+      sparseLayers: Array.from({ length: 24 }, () => true),
+      routerBias: true,
+      expertBias: true,
+      swigluClamp: { alpha: 1.702, limit: 7 },
+    });
+    assert.match(
+      describeFamily(c),
+      /q\/k\/v\/o biases, attention sinks, .*router and expert biases, SwiGLU clamped at 7/,
+    );
+    const names = expectedTensors(c).map((t) => t.name);
+    assert.ok(
+      names.includes("model.layers.3.self_attn.sinks") && names.includes("model.layers.3.mlp.router.bias"),
+    );
+    assert.throws(
+      () => parseHfConfig({ ...gptOss, layer_types: ["chunked_attention"] }, F),
+      /layer_types has 1 entries for 24 layers/,
+    );
+    assert.throws(
+      () => parseHfConfig({ ...gptOss, num_hidden_layers: 1, layer_types: ["chunked_attention"] }, F),
+      /layer_types\[0\] = "chunked_attention" is not supported/,
+    );
+  });
 });
