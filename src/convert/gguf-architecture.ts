@@ -23,6 +23,7 @@ export type GgufArch =
   | "ernie4_5"
   | "ernie4_5-moe"
   | "gpt-oss"
+  | "glm4"
   | GemmaGgufArch;
 
 type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
@@ -53,6 +54,7 @@ const RULES: Partial<Record<Architecture, Rule>> = {
       : "ernie4_5",
   ernie4_5_moe: ernieMoe,
   gpt_oss: gptOss,
+  glm4,
 };
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
@@ -210,6 +212,18 @@ function gptOss(c: ModelConfig, refuse: (why: string) => never): GgufArch {
     );
   if (c.localRopeTheta !== undefined) refuse("llama.cpp's gpt-oss rotates every layer alike");
   return "gpt-oss";
+}
+
+/**
+ * llama.cpp's glm4: q/k/v biases where present, none on o_proj, gate/up fused in ffn_up, a norm on
+ * each block's input and output, RoPE on `rope.dimension_count` dims in interleaved pairs.
+ */
+function glm4(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (!c.fusedGateUp || !c.postNorms || c.outputBias || c.moe || c.fusedProjections)
+    refuse(
+      "llama.cpp's glm4 wants gate/up fused, a norm after each block as well as before, no o_proj bias or experts",
+    );
+  return "glm4";
 }
 
 /** llama.cpp's ernie4_5-moe: mixtures from a number of leading dense layers on, every step-th. */

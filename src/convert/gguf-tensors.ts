@@ -6,7 +6,7 @@ import {
   ggufTensorName as modelGgufName,
   postAttentionNormNamed,
 } from "../model/gguf-names.js";
-import { interleaveRows, qkHeads } from "../model/qk-row-order.js";
+import { interleaveRows, qkHeads, rotatedDims } from "../model/qk-row-order.js";
 import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
@@ -69,7 +69,8 @@ export function planTensors(
       let data = toFloat32(t);
       if (opts.normPlusOne && isNormWeight(hfName)) data = Float32Array.from(data, (v) => v + 1);
       if (heads > 0) {
-        const bytes = interleaveRows(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), heads, 4);
+        const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+        const bytes = interleaveRows(raw, heads, 4, rotatedDims(config));
         data = new Float32Array(bytes.buffer);
       }
       out.push(f32Source(name, data));
@@ -79,7 +80,9 @@ export function planTensors(
       ? quantTarget(opts.quantize, name, t.shape[1]!, config.numLayers, config.tieWordEmbeddings)
       : null;
     out.push(
-      target && target !== t.dtype ? quantizedSource(name, t, target, heads) : storedSource(name, t, heads),
+      target && target !== t.dtype
+        ? quantizedSource(name, t, target, heads, rotatedDims(config))
+        : storedSource(name, t, heads, rotatedDims(config)),
     );
   }
   return out;
@@ -178,6 +181,8 @@ function quantizedSource(
   t: Tensor,
   type: QuantType,
   interleaveHeads: number,
+  /** The dims of each head RoPE rotates, whose rows are interleaved (qk-row-order.ts). */
+  rotated?: number,
 ): GgufTensorSource {
   const [rows, cols] = t.shape as [number, number];
   const rowBytes = quantRowBytes(type, cols);
@@ -188,7 +193,7 @@ function quantizedSource(
     byteLength: rows * rowBytes,
     *chunks() {
       const bytes = quantizeMatrix(type, matrixValues(t), cols);
-      yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes) : bytes;
+      yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes, rotated) : bytes;
     },
   };
 }
@@ -209,7 +214,7 @@ function f32Source(
   };
 }
 
-function storedSource(name: string, t: Tensor, interleaveHeads: number): GgufTensorSource {
+function storedSource(name: string, t: Tensor, interleaveHeads: number, rotated?: number): GgufTensorSource {
   const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   const rowBytes = t.data.byteLength / t.shape[0]!;
   return {
@@ -218,7 +223,7 @@ function storedSource(name: string, t: Tensor, interleaveHeads: number): GgufTen
     shape: t.shape,
     byteLength: t.data.byteLength,
     *chunks() {
-      yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes) : bytes;
+      yield interleaveHeads > 0 ? interleaveRows(bytes, interleaveHeads, rowBytes, rotated) : bytes;
     },
   };
 }

@@ -94,13 +94,13 @@ export function plusOne(c: ModelConfig): { plusOne?: true } {
 
 /**
  * The dense gated MLP, SwiGLU (GeGLU with the tanh GELU for Gemma): gate and up from two
- * projections, or one gate_up_proj split by columns (Phi-3).
+ * projections, or one gate_up_proj split by columns (Phi-3, GLM-4).
  */
 export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
   const n = mlpNames(l);
   const width = c.intermediateSize;
   const kind = c.activation === "gelu_tanh" ? "gelu_mul" : "silu_mul";
-  if (!c.fusedProjections) return gatedMlp(g, `L${l}.`, y, n, width, c.hiddenSize, kind);
+  if (!c.fusedProjections && !c.fusedGateUp) return gatedMlp(g, `L${l}.`, y, n, width, c.hiddenSize, kind);
   const both = g.emit(`L${l}.gate_up`, 2 * width, (out) => ({ kind: "linear", out, x: y, weight: n.gateUp }));
   const gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "split", out, x: both, offset: 0 }));
   const up = g.emit(`L${l}.up`, width, (out) => ({ kind: "split", out, x: both, offset: width }));

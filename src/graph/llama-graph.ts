@@ -46,7 +46,7 @@ export function buildLlamaGraph(c: ModelConfig): ModelGraph {
  */
 function decoderLayer(g: GraphBuilder, c: ModelConfig, l: number, hIn: string): string {
   const d = c.hiddenSize;
-  const norms = layerNormNames(l);
+  const norms = layerNormNames(l, c);
   const norm = (name: string, x: string, weight: string) =>
     g.emit(`L${l}.${name}`, d, (out) => ({
       kind: "rmsnorm",

@@ -21,7 +21,8 @@ export type Architecture =
   | "olmoe"
   | "ernie4_5"
   | "ernie4_5_moe"
-  | "gpt_oss";
+  | "gpt_oss"
+  | "glm4";
 
 export type RopeScaling =
   | {
@@ -135,6 +136,8 @@ export interface ModelConfig {
   readonly qkNormFull?: boolean;
   /** Phi-3: q/k/v stored as one qkv_proj and gate/up as one gate_up_proj. Absent: separate. */
   readonly fusedProjections?: boolean;
+  /** GLM-4: gate/up stored as one gate_up_proj (gate rows first), q/k/v apart. Absent: as fusedProjections says. */
+  readonly fusedGateUp?: boolean;
   /** A mixture of experts in place of the MLP (on the layers it names). Absent: dense everywhere. */
   readonly moe?: MoeConfig;
   /** Mistral's (also Phi-3's, Mixtral's, Gemma's) sliding window, if the checkpoint declares one (attention is limited to it). */
@@ -236,6 +239,7 @@ export function describeFamily(c: ModelConfig): string {
   if (c.attnSinks) parts.push("attention sinks");
   if (c.qkNorm) parts.push(c.qkNormFull ? "q/k norms over the whole projections" : "q/k norms");
   if (c.fusedProjections) parts.push("fused qkv and gate/up projections");
+  if (c.fusedGateUp) parts.push("fused gate/up projection");
   if (c.ropeScaling) parts.push(`${c.ropeScaling.type} RoPE scaling`);
   if (c.rotaryDim !== undefined) parts.push(`RoPE on ${c.rotaryDim} of ${c.headDim} dims a head`);
   if (c.normPlusOne) parts.push("(1 + w) RMSNorm");

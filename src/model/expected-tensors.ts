@@ -16,7 +16,7 @@ export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
   const d = c.hiddenSize;
   const out: ExpectedTensor[] = [{ name: "model.embed_tokens.weight", shape: [c.vocabSize, d] }];
   for (let l = 0; l < c.numLayers; l++) {
-    const norms = layerNormNames(l);
+    const norms = layerNormNames(l, c);
     if (!c.postNormsOnly) out.push({ name: norms.input, shape: [d] });
     out.push(...attentionTensors(c, l));
     out.push({ name: norms.postAttention, shape: [d] });
@@ -68,12 +68,13 @@ function mlpTensors(c: ModelConfig, l: number): ExpectedTensor[] {
   const d = c.hiddenSize;
   const i = c.intermediateSize;
   const n = mlpNames(l);
-  const inner: ExpectedTensor[] = c.fusedProjections
-    ? [{ name: n.gateUp, shape: [2 * i, d] }]
-    : [
-        { name: n.gate, shape: [i, d] },
-        { name: n.up, shape: [i, d] },
-      ];
+  const inner: ExpectedTensor[] =
+    c.fusedProjections || c.fusedGateUp
+      ? [{ name: n.gateUp, shape: [2 * i, d] }]
+      : [
+          { name: n.gate, shape: [i, d] },
+          { name: n.up, shape: [i, d] },
+        ];
   return [...inner, { name: n.down, shape: [d, i] }];
 }
 

@@ -31,14 +31,14 @@ import {
 import { llama3FromRopeFreqs } from "./gguf-rope.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { ProgressCallback } from "./load-progress.js";
-import { qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
+import { qkHeads, qkRowsToRotateHalf, rotatedDims } from "./qk-row-order.js";
 import { allocTensorData, type Tensor, tensorDataOver, toFloat32 } from "./tensor.js";
 import type { GenerationDefaults, LoadedModel } from "./types.js";
 
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe" and "gpt-oss".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss" and "glm4".
  * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
  * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
  * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
@@ -63,6 +63,7 @@ const SUPPORTED_ARCHS = [
   "ernie4_5",
   "ernie4_5-moe",
   "gpt-oss",
+  "glm4",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -81,6 +82,7 @@ const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architec
   ernie4_5: "ernie4_5",
   "ernie4_5-moe": "ernie4_5_moe",
   "gpt-oss": "gpt_oss",
+  glm4: "glm4",
 };
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -391,10 +393,13 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   // Partial rotary embeddings (Phi-4-mini's) rotate fewer dimensions than a head has: phi3's only,
   // the one family whose attention applies them.
   const rotated = meta.num(k("rope.dimension_count")) ?? headDim;
-  if (rotated !== headDim && (arch !== "phi3" || rotated > headDim || rotated % 2 !== 0)) {
+  if (
+    rotated !== headDim &&
+    ((arch !== "phi3" && arch !== "glm4") || rotated > headDim || rotated % 2 !== 0)
+  ) {
     throw new GgufError(
       meta.file,
-      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are supported for phi3 only (an even count below the head dimension)`,
+      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are supported for phi3 and glm4 only (an even count below the head dimension)`,
     );
   }
   const embd = g.header.tensors.get("token_embd.weight");
@@ -430,7 +435,9 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ropeScaling: rope,
     ...(rotated !== headDim ? { rotaryDim: rotated } : {}),
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
-    attentionBias: arch === "qwen2",
+    // llama.cpp's glm4 takes q/k/v biases where the file has them (GLM-4-0414's have).
+    attentionBias: arch === "qwen2" || (arch === "glm4" && g.header.tensors.has("blk.0.attn_q.bias")),
+    ...(arch === "glm4" ? { fusedGateUp: true, postNorms: true } : {}),
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
     ...(arch === "olmoe" ? { qkNorm: true, qkNormFull: true } : {}),
     ...(moe ? { moe } : {}),
@@ -648,7 +655,7 @@ function loadWeights(
       );
     }
     const heads = interleavedQk ? qkHeads(config, t.name) : 0;
-    if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
+    if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads, rotatedDims(config));
     if (config.normPlusOne && isNormWeight(t.name)) tensor = normOffsets(tensor);
     weights.set(t.name, tensor);
     types.add(info.typeName);

@@ -22,6 +22,10 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "self_attn.q_norm.weight": "attn_q_norm.weight",
   "self_attn.k_norm.weight": "attn_k_norm.weight",
   "post_attention_layernorm.weight": "ffn_norm.weight",
+  // GLM-4's norms on the attention output and the FFN output (its post_attention_layernorm is the
+  // norm before the FFN, ffn_norm as for Llama).
+  "post_self_attn_layernorm.weight": "post_attention_norm.weight",
+  "post_mlp_layernorm.weight": "post_ffw_norm.weight",
   "mlp.gate_proj.weight": "ffn_gate.weight",
   "mlp.up_proj.weight": "ffn_up.weight",
   "mlp.down_proj.weight": "ffn_down.weight",
@@ -90,12 +94,14 @@ const EXPERT_STACKS = {
 } as const;
 
 /**
- * Whether the norm after attention goes by llama.cpp's post_attention_norm (Gemma's post-norms,
- * gpt-oss's norm before the FFN) rather than ffn_norm.
+ * Whether the Hugging Face post_attention_layernorm goes by llama.cpp's post_attention_norm
+ * (Gemma's and OLMo 2's norm on the attention output, gpt-oss's norm before the FFN) rather than
+ * ffn_norm (Llama's, and GLM-4's, whose own names say which norm is which).
  */
 export function postAttentionNormNamed(
   c: Pick<ModelConfig, "architecture" | "postNorms" | "postNormsOnly">,
 ): boolean {
+  if (c.architecture === "glm4") return false;
   return hasPostNorms(c) || c.architecture === "gpt_oss";
 }
 
@@ -118,7 +124,8 @@ export function interleavesQk(arch: string): boolean {
     arch === "granitemoe" ||
     arch === "smollm3" ||
     arch === "ernie4_5" ||
-    arch === "ernie4_5-moe"
+    arch === "ernie4_5-moe" ||
+    arch === "glm4"
   );
 }
 

@@ -9,7 +9,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
  * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2, olmo3, olmoe, ernie4_5,
- * ernie4_5_moe, gpt_oss; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
+ * ernie4_5_moe, gpt_oss, glm4; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -35,6 +35,7 @@ const SUPPORTED: readonly Architecture[] = [
   "ernie4_5",
   "ernie4_5_moe",
   "gpt_oss",
+  "glm4",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -57,6 +58,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   gpt_oss: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 150000 },
+  glm4: { maxPositions: 131072, rmsNormEps: 1.5625e-7, ropeTheta: 10000 },
 };
 
 /** Gemma, SmolLM3 and ERNIE 4.5 tie the LM head to the embeddings unless told otherwise. */
@@ -79,6 +81,7 @@ const DEFAULT_HEAD_DIM: Partial<Record<Architecture, number>> = {
   ernie4_5: 128,
   ernie4_5_moe: 128,
   gpt_oss: 64,
+  glm4: 128,
 };
 
 const posInt = z.number().int().positive();
@@ -210,7 +213,8 @@ function headGeometry(raw: RawConfig, architecture: Architecture, file: string) 
 /**
  * Partial rotary embeddings: RoPE over the first partial_rotary_factor · head_dim dims of each head
  * (top level, or in rope_scaling / rope_parameters as transformers ≥ 5 writes it). Only Phi-3's
- * attention (Phi-4-mini's) applies it in transformers; elsewhere a factor below 1 is refused.
+ * attention (Phi-4-mini's) and GLM-4's (half a head, in interleaved pairs) apply it in transformers;
+ * elsewhere a factor below 1 is refused.
  * Undefined: the whole head.
  */
 function partialRotary(
@@ -223,11 +227,12 @@ function partialRotary(
     raw.partial_rotary_factor ??
     raw.rope_parameters?.partial_rotary_factor ??
     raw.rope_scaling?.partial_rotary_factor ??
-    undefined;
+    // GLM-4 rotates half of each head unless told otherwise (Glm4Config's default).
+    (arch === "glm4" ? 0.5 : undefined);
   if (factor === undefined || factor === 1) return undefined;
-  if (arch !== "phi3")
+  if (arch !== "phi3" && arch !== "glm4")
     throw new Error(
-      `${file}: partial_rotary_factor ${factor} is not supported for ${arch} (only phi3's attention applies it)`,
+      `${file}: partial_rotary_factor ${factor} is not supported for ${arch} (phi3's and glm4's attention apply it)`,
     );
   const dim = headDim * factor;
   if (!Number.isInteger(dim) || dim < 2 || dim % 2 !== 0 || factor > 1)

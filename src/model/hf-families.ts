@@ -25,6 +25,8 @@ export type FamilyFeatures = Pick<
   | "postNormsOnly"
   | "outputBias"
   | "attnSinks"
+  | "fusedGateUp"
+  | "postNorms"
 > &
   GemmaFeatures &
   GraniteFeatures;
@@ -102,6 +104,15 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
       return { attentionBias: ernieNoBias(raw, "ernie4_5", file), slidingWindow: null };
     case "gpt_oss":
       return gptOssFeatures(raw, file);
+    case "glm4":
+      // GLM-4-0414: q/k/v biases (none on o_proj), gate/up fused, a norm on each block's output
+      // as well as on its input (hf-gemma's post-norm graph under GLM's names, weight-names.ts).
+      return {
+        attentionBias: raw.attention_bias ?? true,
+        fusedGateUp: true,
+        postNorms: true,
+        slidingWindow: null,
+      };
     case "ernie4_5_moe": {
       const moe = ernieExperts(raw, file);
       return {

@@ -10,7 +10,7 @@ import {
 } from "./gpt-oss-experts.js";
 import { nestedWeightNames } from "./hf-multimodal.js";
 import type { ProgressCallback } from "./load-progress.js";
-import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf } from "./qk-row-order.js";
+import { hfInterleavesQk, qkHeads, qkRowsToRotateHalf, rotatedDims } from "./qk-row-order.js";
 import { SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
 import { type Tensor, toFloat32 } from "./tensor.js";
 import type { WeightStore } from "./types.js";
@@ -94,7 +94,7 @@ export function loadHfWeights(
         name: t.name,
       };
       const heads = interleaved ? qkHeads(config, t.name) : 0;
-      if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads);
+      if (heads > 0) tensor = qkRowsToRotateHalf(tensor, heads, rotatedDims(config));
       weights.set(t.name, tensor);
       done += stored.entry.end - stored.entry.begin; // the bytes read (an FP8 weight widens to twice them)
       onProgress?.({ phase: "weights", file: stored.file, done, total });

@@ -10,7 +10,12 @@ import { allocSharedBytes, type Tensor, tensorDataOver } from "./tensor.js";
 
 /** Families whose Hugging Face checkpoints hold q/k rows in interleaved pairs (ERNIE 4.5 rotates pairs). */
 export function hfInterleavesQk(arch: Architecture): boolean {
-  return arch === "ernie4_5" || arch === "ernie4_5_moe";
+  return arch === "ernie4_5" || arch === "ernie4_5_moe" || arch === "glm4";
+}
+
+/** The dims of each head RoPE rotates (GLM-4's first half; the whole head for most families). */
+export function rotatedDims(c: Pick<ModelConfig, "rotaryDim" | "headDim">): number {
+  return c.rotaryDim ?? c.headDim;
 }
 
 /** Heads whose rows a q or k projection (weight or bias) holds; 0 for any other tensor. */
@@ -28,13 +33,20 @@ function headSize(rows: number, nHeads: number): number {
 }
 
 /**
- * Rotate-half row order from interleaved pairs: row h·hd + 2i + p goes to h·hd + p·hd/2 + i.
- * Into shared memory (the engine's weights are shared with its worker threads).
+ * Rotate-half row order from interleaved pairs over each head's first `rotated` rows (all by
+ * default): row h·hd + 2i + p goes to h·hd + p·rotated/2 + i; the rows past them stay. Into shared
+ * memory (the engine's weights are shared with its worker threads).
  */
-export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
+export function deinterleaveRows(
+  src: Uint8Array,
+  nHeads: number,
+  rowBytes: number,
+  rotated?: number,
+): Uint8Array {
   const hd = headSize(src.length / rowBytes, nHeads);
-  const half = hd / 2;
+  const half = (rotated ?? hd) / 2;
   const dst = allocSharedBytes(src.length);
+  dst.set(src);
   for (let h = 0; h < nHeads; h++)
     for (let p = 0; p < 2; p++)
       for (let i = 0; i < half; i++) {
@@ -44,11 +56,19 @@ export function deinterleaveRows(src: Uint8Array, nHeads: number, rowBytes: numb
   return dst;
 }
 
-/** Interleaved row order from rotate-half: row h·hd + p·hd/2 + i goes to h·hd + 2i + p. */
-export function interleaveRows(src: Uint8Array, nHeads: number, rowBytes: number): Uint8Array {
+/**
+ * Interleaved row order from rotate-half over each head's first `rotated` rows (all by default):
+ * row h·hd + p·rotated/2 + i goes to h·hd + 2i + p; the rows past them stay.
+ */
+export function interleaveRows(
+  src: Uint8Array,
+  nHeads: number,
+  rowBytes: number,
+  rotated?: number,
+): Uint8Array {
   const hd = headSize(src.length / rowBytes, nHeads);
-  const half = hd / 2;
-  const dst = new Uint8Array(src.length);
+  const half = (rotated ?? hd) / 2;
+  const dst = Uint8Array.from(src);
   for (let h = 0; h < nHeads; h++)
     for (let p = 0; p < 2; p++)
       for (let i = 0; i < half; i++) {
@@ -62,9 +82,9 @@ export function interleaveRows(src: Uint8Array, nHeads: number, rowBytes: number
  * A q/k projection (or its bias) stored in interleaved pairs, as the same tensor with its rows in
  * rotate-half order. Rows of a block format are whole blocks, so they move as bytes like any other.
  */
-export function qkRowsToRotateHalf(t: Tensor, heads: number): Tensor {
+export function qkRowsToRotateHalf(t: Tensor, heads: number, rotated?: number): Tensor {
   const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  const bytes = deinterleaveRows(raw, heads, raw.length / t.shape[0]!);
+  const bytes = deinterleaveRows(raw, heads, raw.length / t.shape[0]!, rotated);
   if (t.dtype === "f32") return { ...t, dtype: t.dtype, data: tensorDataOver("f32", bytes) };
   if (t.dtype === "f16" || t.dtype === "bf16")
     return { ...t, dtype: t.dtype, data: tensorDataOver(t.dtype, bytes) as Uint16Array };

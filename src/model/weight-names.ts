@@ -12,10 +12,18 @@ export function layerPrefix(l: number): string {
 /**
  * The RMSNorms of layer `l`. Llama-style layers have two (before attention, before the FFN);
  * Gemma's have four, and there `post_attention_layernorm` is the norm on the attention output,
- * with `pre_feedforward_layernorm` before the FFN.
+ * with `pre_feedforward_layernorm` before the FFN. GLM-4's four: `post_self_attn_layernorm` on the
+ * attention output, `post_attention_layernorm` before the FFN, `post_mlp_layernorm` after it.
  */
-export function layerNormNames(l: number) {
+export function layerNormNames(l: number, c?: Pick<ModelConfig, "architecture">) {
   const p = layerPrefix(l);
+  if (c?.architecture === "glm4")
+    return {
+      input: `${p}.input_layernorm.weight`,
+      postAttention: `${p}.post_self_attn_layernorm.weight`,
+      preFeedforward: `${p}.post_attention_layernorm.weight`,
+      postFeedforward: `${p}.post_mlp_layernorm.weight`,
+    };
   return {
     input: `${p}.input_layernorm.weight`,
     postAttention: `${p}.post_attention_layernorm.weight`,

@@ -113,6 +113,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "olmo3",
   "olmoe",
   "gpt-oss",
+  "glm4",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

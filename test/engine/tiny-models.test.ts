@@ -73,9 +73,9 @@ for (const { name: backendName, backend } of engineBackends()) {
       for (const kvDtype of variant === "gpt-oss-mxfp4" ? [] : (["f32", "f16", "bf16"] as const)) {
         const tol = tolerance(kvDtype, backend, tiny.weights);
         it(`logits over a ${kvDtype} KV cache match a float64 reference within ${tol} of the largest`, async () => {
-          // The weights as written: ERNIE 4.5's q/k rows in the interleaved pairs its RoPE rotates.
+          // The weights as written: ERNIE 4.5's and GLM-4's q/k rows in the interleaved pairs their RoPE rotates.
           ref ??= referenceLogits(model.config, tiny.weights, prompt, {
-            interleavedQk: variant.startsWith("ernie4_5"),
+            interleavedQk: variant.startsWith("ernie4_5") || variant === "glm4",
           });
           const got = await engineLogits(model, backend, kvDtype);
           for (let pos = 0; pos < prompt.length; pos++) {

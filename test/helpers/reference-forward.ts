@@ -147,11 +147,14 @@ export function referenceLogits(
       const att = referenceAttention(c, l, qkv, pos, sinks);
       const oBias = c.outputBias ? `${p}.self_attn.o_proj.bias` : undefined;
       let o = rw.linear(att, `${p}.self_attn.o_proj.weight`, oBias);
-      if (post) o = norm(o, `${p}.post_attention_layernorm.weight`);
+      // GLM-4 names its four norms its own way: post_self_attn (attention output), post_attention
+      // (before the FFN), post_mlp (FFN output).
+      const glm = c.architecture === "glm4";
+      if (post) o = norm(o, `${p}.${glm ? "post_self_attn_layernorm" : "post_attention_layernorm"}.weight`);
       const mid = h.map((v, i) => v + residual * o[i]!);
-      const preFfn = c.postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+      const preFfn = c.postNorms && !glm ? "pre_feedforward_layernorm" : "post_attention_layernorm";
       let d = referenceFfn(c, rw, l, pre(mid, `${p}.${preFfn}.weight`));
-      if (post) d = norm(d, `${p}.post_feedforward_layernorm.weight`);
+      if (post) d = norm(d, `${p}.${glm ? "post_mlp_layernorm" : "post_feedforward_layernorm"}.weight`);
       return mid.map((v, i) => v + residual * d[i]!);
     });
   }
@@ -345,7 +348,7 @@ function referenceFfn(c: ModelConfig, rw: ReferenceWeights, l: number, y: Float6
   const p = `model.layers.${l}`;
   if (c.moe?.sparseLayers[l]) return referenceMoe(c, rw, l, y);
   if (c.activation === "gelu_tanh") return referenceGeglu(rw, y, p);
-  if (!c.fusedProjections)
+  if (!c.fusedProjections && !c.fusedGateUp)
     return referenceSwiglu(
       rw,
       y,

@@ -449,6 +449,25 @@ export const FAMILY_SPECS = {
     dtype: "f32",
     seed: 34,
   },
+  /**
+   * GLM-4-0414 (9B's pattern, scaled down): q/k/v biases, RoPE on the first half of each head in
+   * interleaved pairs, a norm after each block as well as before, gate/up fused, GQA, untied.
+   */
+  glm4: {
+    config: {
+      ...base,
+      architectures: ["Glm4ForCausalLM"],
+      model_type: "glm4",
+      num_key_value_heads: 2,
+      head_dim: 32,
+      partial_rotary_factor: 0.5,
+      attention_bias: true,
+      rms_norm_eps: 1e-5,
+      pad_token_id: 0,
+    },
+    dtype: "f32",
+    seed: 36,
+  },
   /** As released: experts in MXFP4 blocks (quantization_config mxfp4), the rest bf16, YaRN untruncated. */
   "gpt-oss-mxfp4": {
     config: {

@@ -147,7 +147,7 @@ describe("config.json of the newer families", () => {
     );
     assert.throws(
       () => parseHfConfig({ ...qwen3, partial_rotary_factor: 0.5 }, F),
-      /partial_rotary_factor 0\.5 is not supported for qwen3 \(only phi3's attention applies it\)/,
+      /partial_rotary_factor 0\.5 is not supported for qwen3 \(phi3's and glm4's attention apply it\)/,
     );
   });
 
@@ -545,6 +545,50 @@ describe("config.json of the newer families", () => {
     assert.throws(
       () => parseHfConfig({ ...gptOss, num_hidden_layers: 1, layer_types: ["chunked_attention"] }, F),
       /layer_types\[0\] = "chunked_attention" is not supported/,
+    );
+  });
+
+  test("glm4: GLM-4-9B-0414's shape (q/k/v biases, RoPE on half a head by default, norms around each block)", () => {
+    const glm4 = {
+      model_type: "glm4",
+      vocab_size: 151552,
+      hidden_size: 4096,
+      intermediate_size: 13696,
+      num_hidden_layers: 40,
+      num_attention_heads: 32,
+      num_key_value_heads: 2,
+      head_dim: 128,
+      attention_bias: true,
+      max_position_embeddings: 32768,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      tie_word_embeddings: false,
+      pad_token_id: 151329,
+      eos_token_id: [151329, 151336, 151338],
+    };
+    const c = parseHfConfig(glm4, F);
+    assert.deepEqual(
+      [
+        c.architecture,
+        c.attentionBias,
+        c.outputBias,
+        c.fusedGateUp,
+        c.fusedProjections,
+        c.postNorms,
+        c.rotaryDim,
+      ],
+      ["glm4", true, undefined, true, undefined, true, 64],
+    );
+    assert.deepEqual(c.eosTokenIds, [151329, 151336, 151338]);
+    assert.equal(parseHfConfig({ ...glm4, partial_rotary_factor: 0.25 }, F).rotaryDim, 32);
+    const names = expectedTensors(c).map((t) => t.name);
+    for (const n of ["post_self_attn_layernorm", "post_attention_layernorm", "post_mlp_layernorm"])
+      assert.ok(names.includes(`model.layers.0.${n}.weight`), n);
+    assert.ok(names.includes("model.layers.0.mlp.gate_up_proj.weight"));
+    assert.ok(!names.includes("model.layers.0.pre_feedforward_layernorm.weight"));
+    assert.match(
+      describeFamily(c),
+      /q\/k\/v biases, .*RoPE on 64 of 128 dims a head, .*post-attention and post-FFN norms/,
     );
   });
 });

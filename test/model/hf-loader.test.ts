@@ -23,18 +23,26 @@ function fresh(variant: TinyVariant) {
   return writeTinyModel(path.join(root, `${variant}-${counter++}`), variant);
 }
 
-/** ERNIE 4.5 stores q/k rows in interleaved RoPE pairs; the loader puts them in rotate-half order. */
-const interleavedQk = (variant: TinyVariant, name: string) =>
-  (variant === "ernie4_5" || variant === "ernie4_5-moe") && /\.(q|k)_proj\.weight$/.test(name);
+/**
+ * ERNIE 4.5 and GLM-4 store q/k rows (GLM's biases too) in interleaved RoPE pairs over the dims RoPE
+ * turns: all 32 of ERNIE's head, the first 16 of GLM's; the loader puts them in rotate-half order.
+ */
+function interleavedQk(variant: TinyVariant, name: string): number {
+  if ((variant === "ernie4_5" || variant === "ernie4_5-moe") && /\.(q|k)_proj\.weight$/.test(name)) return 32;
+  if (variant === "glm4" && /\.(q|k)_proj\.(weight|bias)$/.test(name)) return 16;
+  return 0;
+}
 
-/** Row 2i + p of each head (head size from the tiny ERNIE's head_dim, 32) moved to p · 16 + i. */
-function rotateHalfRows(t: Tensor): Uint16Array | Float32Array {
-  const [rows, cols] = t.shape as [number, number];
-  const out = new (t.data.constructor as typeof Uint16Array)(t.data.length);
+/** Row 2i + p of each 32-row head's first `rotated` moved to p · rotated/2 + i. */
+function rotateHalfRows(t: Tensor, rotated: number): Uint16Array | Float32Array {
+  const rows = t.shape[0]!;
+  const cols = t.shape[1] ?? 1;
+  const out = (t.data as Uint16Array).slice();
   const hd = 32;
   for (let r = 0; r < rows; r++) {
     const [h, j] = [Math.floor(r / hd), r % hd];
-    const to = h * hd + (j % 2) * (hd / 2) + Math.floor(j / 2);
+    if (j >= rotated) continue;
+    const to = h * hd + (j % 2) * (rotated / 2) + Math.floor(j / 2);
     out.set((t.data as Uint16Array).subarray(r * cols, (r + 1) * cols), to * cols);
   }
   return out;
@@ -56,7 +64,8 @@ describe("Hugging Face model directories", () => {
         const storage = isQuantTensor(t) ? Uint8Array : t.dtype === "f32" ? Float32Array : Uint16Array;
         assert.equal(got.data.constructor, storage, name);
         assert.ok(got.data.buffer instanceof SharedArrayBuffer);
-        assert.deepEqual(got.data, interleavedQk(variant, name) ? rotateHalfRows(t) : t.data, name);
+        const rotated = interleavedQk(variant, name);
+        assert.deepEqual(got.data, rotated > 0 ? rotateHalfRows(t, rotated) : t.data, name);
       }
       assert.deepEqual(model.tokenizer.encode("Hi"), [TINY_BOS, 72, 105]);
       assert.ok(model.generation.eosTokenIds?.includes(TINY_EOS));
