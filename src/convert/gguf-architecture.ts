@@ -24,6 +24,7 @@ export type GgufArch =
   | "ernie4_5-moe"
   | "gpt-oss"
   | "glm4"
+  | "qwen2moe"
   | GemmaGgufArch;
 
 type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
@@ -55,6 +56,7 @@ const RULES: Partial<Record<Architecture, Rule>> = {
   ernie4_5_moe: ernieMoe,
   gpt_oss: gptOss,
   glm4,
+  qwen2_moe: qwen2Moe,
 };
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
@@ -224,6 +226,20 @@ function glm4(c: ModelConfig, refuse: (why: string) => never): GgufArch {
       "llama.cpp's glm4 wants gate/up fused, a norm after each block as well as before, no o_proj bias or experts",
     );
   return "glm4";
+}
+
+/**
+ * llama.cpp's qwen2moe: every layer a mixture keeping the chosen experts' softmax share, and a shared
+ * expert behind its sigmoid gate where the model has one.
+ */
+function qwen2Moe(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  const moe = c.moe;
+  if (!moe || moe.sparseLayers.some((s) => !s) || moe.normalizeTopK)
+    refuse(
+      "llama.cpp's qwen2moe makes every layer a mixture without renormalising the top-k weights; this model does not (mlp_only_layers, decoder_sparse_step or norm_topk_prob)",
+    );
+  if (moe!.sharedExpertSize && !moe!.sharedExpertGate) refuse("llama.cpp's qwen2moe gates its shared expert");
+  return "qwen2moe";
 }
 
 /** llama.cpp's ernie4_5-moe: mixtures from a number of leading dense layers on, every step-th. */

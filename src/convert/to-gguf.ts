@@ -156,8 +156,10 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     // Mixtral: every layer a mixture (feed_forward_length is each expert's width).
     kv.push({ key: k("expert_count"), value: gguf.u32(c.moe.numExperts) });
     kv.push({ key: k("expert_used_count"), value: gguf.u32(c.moe.topK) });
-    if (arch === "qwen3moe" || arch === "ernie4_5-moe" || arch === "gpt-oss")
+    if (arch === "qwen3moe" || arch === "ernie4_5-moe" || arch === "gpt-oss" || arch === "qwen2moe")
       kv.push({ key: k("expert_feed_forward_length"), value: gguf.u32(c.moe.expertIntermediateSize) });
+    if (arch === "qwen2moe" && c.moe.sharedExpertSize)
+      kv.push({ key: k("expert_shared_feed_forward_length"), value: gguf.u32(c.moe.sharedExpertSize) });
     const pattern = arch === "ernie4_5-moe" ? ernieLayerPattern(c) : null;
     if (pattern) {
       kv.push({ key: k("leading_dense_block_count"), value: gguf.u32(pattern.lead) });

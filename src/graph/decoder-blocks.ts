@@ -129,7 +129,8 @@ function gatedMlp(
 
 /**
  * A mixture of experts: router logits, then the routed experts' SwiGLU MLPs summed by weight, and
- * a shared expert's SwiGLU MLP added where the model has one (ERNIE 4.5).
+ * a shared expert's SwiGLU MLP added where the model has one (ERNIE 4.5; Qwen2-MoE's through a
+ * sigmoid gate).
  */
 export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string): string {
   const moe = c.moe!;
@@ -157,6 +158,24 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     ...(moe.swigluClamp ? { swigluClamp: moe.swigluClamp } : {}),
   }));
   if (!n.shared) return mixture;
-  const shared = gatedMlp(g, `L${l}.shared_`, y, n.shared, moe.sharedExpertSize!, c.hiddenSize, "silu_mul");
-  return g.emit(`L${l}.moe_shared`, c.hiddenSize, (out) => ({ kind: "add", out, a: mixture, b: shared }));
+  let shared = gatedMlp(g, `L${l}.shared_`, y, n.shared, moe.sharedExpertSize!, c.hiddenSize, "silu_mul");
+  const sharedGate = n.sharedGate;
+  if (sharedGate) {
+    // Qwen2-MoE: the shared expert scaled by sigmoid of one logit a token.
+    const logit = g.emit(`L${l}.shared_logit`, 1, (out) => ({
+      kind: "linear",
+      out,
+      x: y,
+      weight: sharedGate,
+    }));
+    const ungated = shared;
+    shared = g.emit(`L${l}.shared_gated`, c.hiddenSize, (out) => ({
+      kind: "sigmoid_gate",
+      out,
+      x: ungated,
+      gate: logit,
+    }));
+  }
+  const s = shared;
+  return g.emit(`L${l}.moe_shared`, c.hiddenSize, (out) => ({ kind: "add", out, a: mixture, b: s }));
 }

@@ -66,6 +66,8 @@ export type Op =
   | { readonly kind: "softcap"; readonly out: string; readonly x: string; readonly cap: number }
   /** out = x · factor (Granite's residual multiplier on each block's output, and its logit divisor). */
   | { readonly kind: "scale"; readonly out: string; readonly x: string; readonly factor: number }
+  /** out[t, :] = sigmoid(gate[t]) · x[t, :], gate one value a row (Qwen2-MoE's shared-expert gate). */
+  | { readonly kind: "sigmoid_gate"; readonly out: string; readonly x: string; readonly gate: string }
   /** out = columns [offset, offset + width(out)) of x: one part of a fused projection's output. */
   | { readonly kind: "split"; readonly out: string; readonly x: string; readonly offset: number }
   /**
@@ -151,6 +153,8 @@ export function opInputs(op: Op): string[] {
       return [op.gate, op.up];
     case "add":
       return [op.a, op.b];
+    case "sigmoid_gate":
+      return [op.x, op.gate];
   }
 }
 
@@ -185,6 +189,7 @@ export function opAliasableInput(op: Op): string | null {
     case "rope":
     case "softcap":
     case "scale":
+    case "sigmoid_gate":
       return op.x;
     case "silu_mul":
     case "gelu_mul":

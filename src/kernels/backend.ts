@@ -134,6 +134,9 @@ export interface KernelBackend {
   /** out[i] = x[i] · factor for i < n; out may alias x. */
   scale(out: Float32Array, x: Float32Array, factor: number, n: number): void;
 
+  /** out[r, :] = sigmoid(gate[r]) · x[r, :] over rows of `width` (Qwen2-MoE's shared-expert gate); out may alias x. */
+  sigmoidGate(out: Float32Array, x: Float32Array, gate: Float32Array, rows: number, width: number): void;
+
   /** out[i] = a[i] + b[i] for i < n; out may alias a. */
   add(out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
 

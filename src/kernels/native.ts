@@ -105,6 +105,7 @@ export interface NativeAddon {
   geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
   softcap(out: Float32Array, x: Float32Array, cap: number, n: number): void;
   scale(out: Float32Array, x: Float32Array, factor: number, n: number): void;
+  sigmoidGate(out: Float32Array, x: Float32Array, gate: Float32Array, rows: number, width: number): void;
   softmax(out: Float32Array, x: Float32Array, nRows: number, dim: number, log: boolean): void;
   kvWrite(
     kc: KvData,
@@ -634,6 +635,10 @@ export class NativeBackend implements KernelBackend {
 
   scale(out: Float32Array, x: Float32Array, factor: number, n: number): void {
     this.addon.scale(out, x, factor, n);
+  }
+
+  sigmoidGate(out: Float32Array, x: Float32Array, gate: Float32Array, rows: number, width: number): void {
+    this.addon.sigmoidGate(out, x, gate, rows, width);
   }
 
   softmax(x: Float32Array, nRows: number, dim: number): void {

@@ -365,6 +365,16 @@ export class ReferenceBackend implements KernelBackend {
     for (let i = 0; i < n; i++) out[i] = cap * Math.tanh(x[i]! / cap);
   }
 
+  sigmoidGate(out: Float32Array, x: Float32Array, gate: Float32Array, rows: number, width: number): void {
+    checkLength("sigmoidGate", "x", x, rows * width);
+    checkLength("sigmoidGate", "out", out, rows * width);
+    checkLength("sigmoidGate", "gate", gate, rows);
+    for (let r = 0; r < rows; r++) {
+      const s = 1 / (1 + Math.exp(-gate[r]!));
+      for (let i = 0; i < width; i++) out[r * width + i] = s * x[r * width + i]!;
+    }
+  }
+
   scale(out: Float32Array, x: Float32Array, factor: number, n: number): void {
     checkLength("scale", "x", x, n);
     checkLength("scale", "out", out, n);

@@ -22,7 +22,8 @@ export type Architecture =
   | "ernie4_5"
   | "ernie4_5_moe"
   | "gpt_oss"
-  | "glm4";
+  | "glm4"
+  | "qwen2_moe";
 
 export type RopeScaling =
   | {
@@ -88,6 +89,11 @@ export interface MoeConfig {
   readonly selectionBias?: boolean;
   /** Rows of a shared expert's gate and up projections: a SwiGLU MLP every token runs, added to the mixture. Absent: none. */
   readonly sharedExpertSize?: number;
+  /**
+   * Qwen2-MoE: the shared expert's output is scaled by sigmoid(shared_expert_gate · x) (a [1,
+   * hidden] weight) before it joins the mixture. Absent: added as it is (ERNIE 4.5).
+   */
+  readonly sharedExpertGate?: boolean;
   /** gpt-oss: the router carries a bias ([experts]) added to its logits. Absent: none. */
   readonly routerBias?: boolean;
   /** gpt-oss: every expert's gate, up and down projections carry biases. Absent: none. */
@@ -271,7 +277,10 @@ export function describeFamily(c: ModelConfig): string {
       `${c.moe.numExperts} experts (top-${c.moe.topK}, ${norm}) on ${sparse} of ${c.numLayers} layers`,
     );
     if (c.moe.selectionBias) parts.push("experts chosen with a per-expert bias");
-    if (c.moe.sharedExpertSize) parts.push(`a shared expert ${c.moe.sharedExpertSize} wide`);
+    if (c.moe.sharedExpertSize)
+      parts.push(
+        `a shared expert ${c.moe.sharedExpertSize} wide${c.moe.sharedExpertGate ? ", sigmoid-gated" : ""}`,
+      );
     if (c.moe.routerBias || c.moe.expertBias) parts.push("router and expert biases");
     const clamp = c.moe.swigluClamp;
     if (clamp) parts.push(`SwiGLU clamped at ${clamp.limit} (alpha ${clamp.alpha})`);

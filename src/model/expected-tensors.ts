@@ -91,6 +91,7 @@ function expertTensors(c: ModelConfig, l: number): ExpectedTensor[] {
   }
   if (n.selectionBias) out.push({ name: n.selectionBias, shape: [1, moe.numExperts] });
   if (n.routerBias) out.push({ name: n.routerBias, shape: [moe.numExperts] });
+  if (n.sharedGate) out.push({ name: n.sharedGate, shape: [1, d] });
   if (n.biases)
     for (let e = 0; e < moe.numExperts; e++)
       out.push(

@@ -38,7 +38,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss" and "glm4".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss", "glm4" and "qwen2moe".
  * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
  * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
  * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
@@ -64,6 +64,7 @@ const SUPPORTED_ARCHS = [
   "ernie4_5-moe",
   "gpt-oss",
   "glm4",
+  "qwen2moe",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -83,6 +84,7 @@ const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architec
   "ernie4_5-moe": "ernie4_5_moe",
   "gpt-oss": "gpt_oss",
   glm4: "glm4",
+  qwen2moe: "qwen2_moe",
 };
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -268,6 +270,7 @@ function mixtureOf(
 ): MoeConfig | undefined {
   if (arch === "ernie4_5-moe") return ernieMixture(meta, layers, g);
   if (arch === "gpt-oss") return gptOssMixture(meta, layers);
+  if (arch === "qwen2moe") return qwen2MoeMixture(meta, layers, g);
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
   if ((arch === "qwen3moe" || arch === "granitemoe" || arch === "olmoe") && numExperts === 0)
     throw new GgufError(meta.file, `a ${arch} file needs ${arch}.expert_count`);
@@ -315,6 +318,36 @@ function gptOssMixture(meta: Meta, layers: number): MoeConfig {
     routerBias: true,
     expertBias: true,
     swigluClamp: { alpha: 1.702, limit: 7 },
+  };
+}
+
+/**
+ * Qwen2-MoE as llama.cpp's qwen2moe runs it: every layer a mixture keeping the chosen experts'
+ * softmax share, each expert expert_feed_forward_length wide, and a shared expert of
+ * expert_shared_feed_forward_length (where above 0) behind its sigmoid gate.
+ */
+function qwen2MoeMixture(meta: Meta, layers: number, g: GgufFile): MoeConfig {
+  const k = (name: string) => `qwen2moe.${name}`;
+  const numExperts = meta.need(k("expert_count"));
+  const topK = meta.need(k("expert_used_count"));
+  if (topK > numExperts)
+    throw new GgufError(
+      meta.file,
+      `${k("expert_used_count")} ${topK} is not between 1 and expert_count ${numExperts}`,
+    );
+  const shared = meta.num(k("expert_shared_feed_forward_length")) ?? 0;
+  if (shared > 0 && !g.header.tensors.has("blk.0.ffn_gate_inp_shexp.weight"))
+    throw new GgufError(
+      meta.file,
+      'a qwen2moe shared expert needs its gate, "blk.0.ffn_gate_inp_shexp.weight"',
+    );
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: meta.need(k("expert_feed_forward_length")),
+    normalizeTopK: false,
+    sparseLayers: Array.from({ length: layers }, () => true),
+    ...(shared > 0 ? { sharedExpertSize: shared, sharedExpertGate: true } : {}),
   };
 }
 
@@ -436,7 +469,9 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...(rotated !== headDim ? { rotaryDim: rotated } : {}),
     tieWordEmbeddings: !g.header.tensors.has("output.weight"),
     // llama.cpp's glm4 takes q/k/v biases where the file has them (GLM-4-0414's have).
-    attentionBias: arch === "qwen2" || (arch === "glm4" && g.header.tensors.has("blk.0.attn_q.bias")),
+    attentionBias:
+      arch === "qwen2" ||
+      ((arch === "glm4" || arch === "qwen2moe") && g.header.tensors.has("blk.0.attn_q.bias")),
     ...(arch === "glm4" ? { fusedGateUp: true, postNorms: true } : {}),
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
     ...(arch === "olmoe" ? { qkNorm: true, qkNormFull: true } : {}),

@@ -37,6 +37,11 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
   "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
   "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
+  // Qwen2-MoE's shared expert (singular) and its sigmoid gate ([1, hidden], stored 1-D).
+  "mlp.shared_expert.gate_proj.weight": "ffn_gate_shexp.weight",
+  "mlp.shared_expert.up_proj.weight": "ffn_up_shexp.weight",
+  "mlp.shared_expert.down_proj.weight": "ffn_down_shexp.weight",
+  "mlp.shared_expert_gate.weight": "ffn_gate_inp_shexp.weight",
 };
 /**
  * Gemma 2 and 3 (four norms a layer): there post_attention_layernorm is the norm on the attention

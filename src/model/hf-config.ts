@@ -9,7 +9,7 @@ import { parseWithSchema, readJsonFile } from "./json-file.js";
 /**
  * Hugging Face config.json → ModelConfig, for the families we run (llama, mistral, qwen2, qwen3,
  * phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2, olmo3, olmoe, ernie4_5,
- * ernie4_5_moe, gpt_oss, glm4; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
+ * ernie4_5_moe, gpt_oss, glm4, qwen2_moe; gemma3 and mistral3 as their text model, hf-multimodal.ts). Defaults are the ones transformers applies when a key is absent;
  * anything we cannot run faithfully (other RoPE scalings, o_proj/MLP biases, non-SiLU
  * activations, per-layer sliding windows, partial rotary embeddings) is refused with an error
  * naming the file and the field, rather than silently run wrong. Family-specific fields are read
@@ -36,6 +36,7 @@ const SUPPORTED: readonly Architecture[] = [
   "ernie4_5_moe",
   "gpt_oss",
   "glm4",
+  "qwen2_moe",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -59,6 +60,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   gpt_oss: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 150000 },
   glm4: { maxPositions: 131072, rmsNormEps: 1.5625e-7, ropeTheta: 10000 },
+  qwen2_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
 };
 
 /** Gemma, SmolLM3 and ERNIE 4.5 tie the LM head to the embeddings unless told otherwise. */
@@ -127,6 +129,8 @@ const configSchema = z.object({
   decoder_sparse_step: posInt.nullish(),
   mlp_only_layers: z.array(z.number().int().nonnegative()).nullish(),
   shared_expert_intermediate_size: z.number().int().nonnegative().nullish(),
+  /** Qwen2-MoE: biases on q/k/v (transformers' default true). */
+  qkv_bias: z.boolean().nullish(),
   embedding_multiplier: z.number().positive().nullish(),
   residual_multiplier: z.number().positive().nullish(),
   attention_multiplier: z.number().positive().nullish(),

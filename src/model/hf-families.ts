@@ -104,6 +104,14 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
       return { attentionBias: ernieNoBias(raw, "ernie4_5", file), slidingWindow: null };
     case "gpt_oss":
       return gptOssFeatures(raw, file);
+    case "qwen2_moe": {
+      const moe = qwen2MoeExperts(raw, file);
+      return {
+        attentionBias: raw.qkv_bias ?? true,
+        slidingWindow: qwenSlidingWindow(raw, "qwen2_moe", file),
+        ...(moe ? { moe } : {}),
+      };
+    }
     case "glm4":
       // GLM-4-0414: q/k/v biases (none on o_proj), gate/up fused, a norm on each block's output
       // as well as on its input (hf-gemma's post-norm graph under GLM's names, weight-names.ts).
@@ -265,6 +273,31 @@ function qwen3MoeExperts(raw: RawConfig, file: string): MoeConfig | undefined {
       `${file}: shared_expert_intermediate_size (a shared expert) is not supported for qwen3_moe`,
     );
   }
+  return qwenExperts(raw, file);
+}
+
+/**
+ * Qwen1.5-MoE and Qwen2-MoE (transformers' Qwen2MoeConfig): Qwen3-MoE's routed experts (default
+ * 60, top-4, not renormalised) and a shared expert of shared_expert_intermediate_size every token
+ * runs, scaled by sigmoid(shared_expert_gate · x).
+ */
+function qwen2MoeExperts(raw: RawConfig, file: string): MoeConfig | undefined {
+  const moe = qwenExperts(
+    {
+      ...raw,
+      num_experts: raw.num_experts ?? 60,
+      num_experts_per_tok: raw.num_experts_per_tok ?? 4,
+      moe_intermediate_size: raw.moe_intermediate_size ?? 1408,
+    },
+    file,
+  );
+  const shared = raw.shared_expert_intermediate_size ?? 5632;
+  if (!moe) return undefined;
+  return shared > 0 ? { ...moe, sharedExpertSize: shared, sharedExpertGate: true } : moe;
+}
+
+/** The routed experts of Qwen's MoE configs: num_experts, top num_experts_per_tok, on the layers decoder_sparse_step and mlp_only_layers leave. */
+function qwenExperts(raw: RawConfig, file: string): MoeConfig | undefined {
   const numExperts = raw.num_experts ?? 128;
   const topK = raw.num_experts_per_tok ?? 8;
   const step = raw.decoder_sparse_step ?? 1;

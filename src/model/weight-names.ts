@@ -85,6 +85,8 @@ export interface ExpertNames {
   };
   /** The shared expert's SwiGLU MLP, where the config has one. */
   readonly shared?: { readonly gate: string; readonly up: string; readonly down: string };
+  /** Qwen2-MoE's gate on the shared expert ([1, hidden]), where the config has one. */
+  readonly sharedGate?: string;
 }
 
 /**
@@ -125,6 +127,27 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
             },
           }
         : {}),
+    };
+  }
+  if (c.architecture === "qwen2_moe") {
+    // The shared expert is singular here (mlp.shared_expert), with its sigmoid gate beside it.
+    const p = `${layerPrefix(l)}.mlp`;
+    const s = `${p}.shared_expert`;
+    return {
+      router: `${p}.gate.weight`,
+      gate: ids.map((e) => `${p}.experts.${e}.gate_proj.weight`),
+      up: ids.map((e) => `${p}.experts.${e}.up_proj.weight`),
+      down: ids.map((e) => `${p}.experts.${e}.down_proj.weight`),
+      ...(c.moe.sharedExpertSize
+        ? {
+            shared: {
+              gate: `${s}.gate_proj.weight`,
+              up: `${s}.up_proj.weight`,
+              down: `${s}.down_proj.weight`,
+            },
+          }
+        : {}),
+      ...(c.moe.sharedExpertGate ? { sharedGate: `${p}.shared_expert_gate.weight` } : {}),
     };
   }
   if (c.architecture === "gpt_oss") {

@@ -276,6 +276,9 @@ export class SliceExecutor implements ModelExecutor {
       case "scale":
         be.scale(out, this.buf(ctx, op.x), op.factor, rows * info.width);
         return;
+      case "sigmoid_gate":
+        be.sigmoidGate(out, this.buf(ctx, op.x), this.buf(ctx, op.gate), rows, info.width);
+        return;
       case "add":
         be.add(out, this.buf(ctx, op.a), this.buf(ctx, op.b), rows * info.width);
         return;

@@ -114,6 +114,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "olmoe",
   "gpt-oss",
   "glm4",
+  "qwen2-moe",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

@@ -34,6 +34,7 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   smollm3: ["rmsnorm, linear×3] → attention L3", "rope] → attention L2"],
   "gpt-oss": ["(window 6, q after", "linear, moe, add"],
   "gpt-oss-mxfp4": ["(window 6, q after", "linear, moe, add"],
+  "qwen2-moe": ["linear, moe, linear×2, silu_mul, linear×2, sigmoid_gate, add×2"],
   glm4: ["linear, rmsnorm, add, rmsnorm, linear, split×2, silu_mul, linear, rmsnorm, add"],
 };
 

@@ -102,16 +102,16 @@ export function referenceMoe(c: ModelConfig, rw: ReferenceWeights, l: number, y:
   const { experts, weights } = moe.selectionBias
     ? referenceBiasedRoute(logits, rw.vec(`${p}.moe_statics.e_score_correction_bias`), moe.topK)
     : referenceRoute(logits, moe.topK, moe.normalizeTopK);
-  // ERNIE 4.5's shared expert: a SwiGLU MLP every token runs, added to the mixture.
+  // ERNIE 4.5's shared expert: a SwiGLU MLP every token runs, added to the mixture; Qwen2-MoE's
+  // (mlp.shared_expert) times sigmoid(shared_expert_gate · y).
+  const s = c.architecture === "qwen2_moe" ? `${p}.shared_expert` : `${p}.shared_experts`;
   const out = moe.sharedExpertSize
-    ? referenceSwiglu(
-        rw,
-        y,
-        `${p}.shared_experts.gate_proj.weight`,
-        `${p}.shared_experts.up_proj.weight`,
-        `${p}.shared_experts.down_proj.weight`,
-      )
+    ? referenceSwiglu(rw, y, `${s}.gate_proj.weight`, `${s}.up_proj.weight`, `${s}.down_proj.weight`)
     : new Float64Array(c.hiddenSize);
+  if (moe.sharedExpertGate) {
+    const g = 1 / (1 + Math.exp(-rw.linear(y, `${p}.shared_expert_gate.weight`)[0]!));
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! * g;
+  }
   experts.forEach((e, j) => {
     const d = referenceSwiglu(
       rw,

@@ -450,6 +450,36 @@ export const FAMILY_SPECS = {
     seed: 34,
   },
   /**
+   * Qwen1.5-MoE / Qwen2-MoE (A2.7B's pattern, scaled down): q/k/v biases, every layer 4 experts
+   * top-2 keeping their softmax share, and a shared expert behind a sigmoid gate.
+   */
+  "qwen2-moe": {
+    config: {
+      ...base,
+      architectures: ["Qwen2MoeForCausalLM"],
+      model_type: "qwen2_moe",
+      num_hidden_layers: 3,
+      num_key_value_heads: 2,
+      num_experts: 4,
+      num_experts_per_tok: 2,
+      moe_intermediate_size: 32,
+      shared_expert_intermediate_size: 48,
+      norm_topk_prob: false,
+      decoder_sparse_step: 1,
+      mlp_only_layers: [],
+      qkv_bias: true,
+      use_sliding_window: false,
+      sliding_window: 32,
+      max_window_layers: 3,
+      rms_norm_eps: 1e-6,
+      attention_bias: undefined,
+    },
+    dtype: "f32",
+    // Seed 37's continuation met a near tie (the reference's top two 6e-4 apart at logits near 3)
+    // that llama.cpp broke the other way; 38's has none in the 30 tokens compared.
+    seed: 38,
+  },
+  /**
    * GLM-4-0414 (9B's pattern, scaled down): q/k/v biases, RoPE on the first half of each head in
    * interleaved pairs, a norm after each block as well as before, gate/up fused, GQA, untied.
    */

@@ -43,6 +43,7 @@ export const TINY_VARIANTS = [
   "ernie4_5-moe", // ernie4_5_moe: layer 0 dense, 4 experts top-2 chosen with a selection bias, a shared expert, f32
   "gpt-oss", // gpt_oss: sinks, q/k/v/o biases, window layers 0 and 2, YaRN, 4 biased experts top-2 (clamped SwiGLU), stacked, f32
   "gpt-oss-mxfp4", // gpt_oss as released: the experts' stacked weights in MXFP4 blocks and scales, the rest bf16
+  "qwen2-moe", // qwen2_moe: q/k/v biases, 4 experts top-2 unrenormalised, a sigmoid-gated shared expert, f32
   "glm4", // glm4: q/k/v biases, RoPE on half of each head in interleaved pairs, norms before and after each block, fused gate/up, f32
 ] as const;
 

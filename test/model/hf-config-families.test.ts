@@ -591,4 +591,38 @@ describe("config.json of the newer families", () => {
       /q\/k\/v biases, .*RoPE on 64 of 128 dims a head, .*post-attention and post-FFN norms/,
     );
   });
+
+  test("qwen2_moe: Qwen1.5-MoE-A2.7B's config (60 experts top-4 unrenormalised, a gated shared expert, q/k/v biases)", () => {
+    const qwen2Moe = {
+      model_type: "qwen2_moe",
+      vocab_size: 151936,
+      hidden_size: 2048,
+      intermediate_size: 5632,
+      num_hidden_layers: 24,
+      num_attention_heads: 16,
+      num_key_value_heads: 16,
+      max_position_embeddings: 8192,
+      rope_theta: 1000000,
+      num_experts: 60,
+      num_experts_per_tok: 4,
+      moe_intermediate_size: 1408,
+      shared_expert_intermediate_size: 5632,
+      norm_topk_prob: false,
+      decoder_sparse_step: 1,
+      use_sliding_window: false,
+      sliding_window: 32768,
+    };
+    const c = parseHfConfig(qwen2Moe, F);
+    assert.deepEqual([c.architecture, c.attentionBias, c.slidingWindow], ["qwen2_moe", true, null]);
+    assert.deepEqual(
+      [c.moe?.numExperts, c.moe?.topK, c.moe?.expertIntermediateSize, c.moe?.normalizeTopK],
+      [60, 4, 1408, false],
+    );
+    assert.deepEqual([c.moe?.sharedExpertSize, c.moe?.sharedExpertGate], [5632, true]);
+    const gate = expectedTensors(c).find((t) => t.name === "model.layers.0.mlp.shared_expert_gate.weight");
+    assert.deepEqual(gate?.shape, [1, 2048]);
+    assert.match(describeFamily(c), /a shared expert 5632 wide, sigmoid-gated/);
+    const dense = parseHfConfig({ ...qwen2Moe, mlp_only_layers: [0] }, F);
+    assert.equal(dense.moe?.sparseLayers[0], false);
+  });
 });

@@ -70,6 +70,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("geluMul", &Kernels::GeluMul),
                              InstanceMethod("softcap", &Kernels::Softcap),
                              InstanceMethod("scale", &Kernels::Scale),
+                             InstanceMethod("sigmoidGate", &Kernels::SigmoidGate),
                              InstanceMethod("softmax", &Kernels::Softmax),
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
@@ -302,6 +303,17 @@ class Kernels : public Napi::Addon<Kernels> {
   // softcap(out, x, cap, n) and scale(out, x, factor, n)
   void Softcap(const Napi::CallbackInfo& info) { Unary(info, "softcap", "cap", true); }
   void Scale(const Napi::CallbackInfo& info) { Unary(info, "scale", "factor", false); }
+
+  // sigmoidGate(out, x, gate, rows, width): out[r, :] = sigmoid(gate[r]) * x[r, :].
+  void SigmoidGate(const Napi::CallbackInfo& info) {
+    const char* m = "sigmoidGate";
+    const int64_t rows = integer(info, 3, m, "rows");
+    const int64_t w = integer(info, 4, m, "width", 1);
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, rows * w).data);
+    const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, rows * w).data);
+    const float* gate = static_cast<const float*>(array(info, 2, m, "gate", napi_float32_array, rows).data);
+    parallelRange(rows, std::max<int64_t>(1, 16384 / w), [&](int64_t a, int64_t b) { lk::sigmoidGate(out, x, gate, w, a, b); });
+  }
 
   void Unary(const Napi::CallbackInfo& info, const char* m, const char* what, bool cap) {
     const int64_t n = integer(info, 3, m, "n");

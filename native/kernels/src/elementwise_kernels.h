@@ -29,6 +29,15 @@ inline void swigluClamped(float* out, const float* g, const float* u, float alph
   }
 }
 
+// Rows [r0, r1) of width w: out[r, :] = sigmoid(gate[r]) * x[r, :] (Qwen2-MoE's shared-expert gate,
+// one logit a row). out may alias x.
+inline void sigmoidGate(float* out, const float* x, const float* gate, int64_t w, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float s = 1.0f / (1.0f + std::exp(-gate[r]));
+    for (int64_t i = 0; i < w; i++) out[r * w + i] = s * x[r * w + i];
+  }
+}
+
 // out[i] = cap * tanh(x[i] / cap); out may alias x.
 inline void softcap(float* out, const float* x, float cap, int64_t i0, int64_t i1) {
   const float inv = 1.0f / cap;
