@@ -302,13 +302,7 @@ function mixtureOf(
  * fixed alpha 1.702 and limit 7.
  */
 function gptOssMixture(meta: Meta, layers: number): MoeConfig {
-  const numExperts = meta.need("gpt-oss.expert_count");
-  const topK = meta.need("gpt-oss.expert_used_count");
-  if (topK > numExperts)
-    throw new GgufError(
-      meta.file,
-      `gpt-oss.expert_used_count ${topK} is not between 1 and expert_count ${numExperts}`,
-    );
+  const { numExperts, topK } = expertCounts(meta, "gpt-oss");
   return {
     numExperts,
     topK,
@@ -321,6 +315,18 @@ function gptOssMixture(meta: Meta, layers: number): MoeConfig {
   };
 }
 
+/** A mixture's expert_count and expert_used_count, both required, the second at most the first. */
+function expertCounts(meta: Meta, arch: string): { numExperts: number; topK: number } {
+  const numExperts = meta.need(`${arch}.expert_count`);
+  const topK = meta.need(`${arch}.expert_used_count`);
+  if (topK > numExperts)
+    throw new GgufError(
+      meta.file,
+      `${arch}.expert_used_count ${topK} is not between 1 and expert_count ${numExperts}`,
+    );
+  return { numExperts, topK };
+}
+
 /**
  * Qwen2-MoE as llama.cpp's qwen2moe runs it: every layer a mixture keeping the chosen experts'
  * softmax share, each expert expert_feed_forward_length wide, and a shared expert of
@@ -328,13 +334,7 @@ function gptOssMixture(meta: Meta, layers: number): MoeConfig {
  */
 function qwen2MoeMixture(meta: Meta, layers: number, g: GgufFile): MoeConfig {
   const k = (name: string) => `qwen2moe.${name}`;
-  const numExperts = meta.need(k("expert_count"));
-  const topK = meta.need(k("expert_used_count"));
-  if (topK > numExperts)
-    throw new GgufError(
-      meta.file,
-      `${k("expert_used_count")} ${topK} is not between 1 and expert_count ${numExperts}`,
-    );
+  const { numExperts, topK } = expertCounts(meta, "qwen2moe");
   const shared = meta.num(k("expert_shared_feed_forward_length")) ?? 0;
   if (shared > 0 && !g.header.tensors.has("blk.0.ffn_gate_inp_shexp.weight"))
     throw new GgufError(
@@ -380,13 +380,7 @@ function gptOssAttention(
  */
 function ernieMixture(meta: Meta, layers: number, g: GgufFile): MoeConfig {
   const k = (name: string) => `ernie4_5-moe.${name}`;
-  const numExperts = meta.need(k("expert_count"));
-  const topK = meta.need(k("expert_used_count"));
-  if (topK > numExperts)
-    throw new GgufError(
-      meta.file,
-      `${k("expert_used_count")} ${topK} is not between 1 and expert_count ${numExperts}`,
-    );
+  const { numExperts, topK } = expertCounts(meta, "ernie4_5-moe");
   const lead = meta.num(k("leading_dense_block_count")) ?? 0;
   const step = meta.need(k("interleave_moe_layer_step"));
   const sparseLayers = Array.from({ length: layers }, (_, l) => l >= lead && (l + 1) % step === 0);

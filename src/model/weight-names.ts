@@ -109,35 +109,21 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
       down: ids.map((e) => `${p}.experts.${e}.w2.weight`),
     };
   }
-  if (c.architecture === "qwen3_moe" || c.architecture === "ernie4_5_moe" || c.architecture === "olmoe") {
+  if (
+    c.architecture === "qwen3_moe" ||
+    c.architecture === "ernie4_5_moe" ||
+    c.architecture === "olmoe" ||
+    c.architecture === "qwen2_moe"
+  ) {
     const p = `${layerPrefix(l)}.mlp`;
-    const s = `${p}.shared_experts`;
+    // Qwen2-MoE's shared expert is singular (mlp.shared_expert), with its sigmoid gate beside it.
+    const s = c.architecture === "qwen2_moe" ? `${p}.shared_expert` : `${p}.shared_experts`;
     return {
       router: `${p}.gate.weight`,
       gate: ids.map((e) => `${p}.experts.${e}.gate_proj.weight`),
       up: ids.map((e) => `${p}.experts.${e}.up_proj.weight`),
       down: ids.map((e) => `${p}.experts.${e}.down_proj.weight`),
       ...(c.moe.selectionBias ? { selectionBias: `${p}.moe_statics.e_score_correction_bias` } : {}),
-      ...(c.moe.sharedExpertSize
-        ? {
-            shared: {
-              gate: `${s}.gate_proj.weight`,
-              up: `${s}.up_proj.weight`,
-              down: `${s}.down_proj.weight`,
-            },
-          }
-        : {}),
-    };
-  }
-  if (c.architecture === "qwen2_moe") {
-    // The shared expert is singular here (mlp.shared_expert), with its sigmoid gate beside it.
-    const p = `${layerPrefix(l)}.mlp`;
-    const s = `${p}.shared_expert`;
-    return {
-      router: `${p}.gate.weight`,
-      gate: ids.map((e) => `${p}.experts.${e}.gate_proj.weight`),
-      up: ids.map((e) => `${p}.experts.${e}.up_proj.weight`),
-      down: ids.map((e) => `${p}.experts.${e}.down_proj.weight`),
       ...(c.moe.sharedExpertSize
         ? {
             shared: {
