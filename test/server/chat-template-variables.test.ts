@@ -7,6 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { ThreadedPromptEncoder } from "../../src/placement/prompt-encoder.js";
+import { loadHfTokenizer } from "../../src/tokenizer/index.js";
+import { chatPromptIds } from "../../src/tokenizer/prompt-ids.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 import { type LiveServer, postRaw, startServer } from "./helpers.js";
 
@@ -17,16 +20,18 @@ const TEMPLATE =
   "{% for m in messages %}{{ m.content }}{% endfor %}[{{ reasoning_effort | default('none') }}]" +
   "{% if enable_thinking is defined and enable_thinking is false %}[nothink]{% endif %}";
 
+/** The tiny model with the template above. */
+function templatedModel(name: string): string {
+  const dir = writeTinyModel(path.join(tmp, name), "llama-mha").dir;
+  const file = path.join(dir, "tokenizer_config.json");
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), chat_template: TEMPLATE }));
+  return dir;
+}
+
 describe("chat template variables from the request", () => {
   let s: LiveServer;
   before(async () => {
-    const dir = writeTinyModel(path.join(tmp, "tiny"), "llama-mha").dir;
-    const file = path.join(dir, "tokenizer_config.json");
-    writeFileSync(
-      file,
-      JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), chat_template: TEMPLATE }),
-    );
-    s = await startServer({ model: dir });
+    s = await startServer({ model: templatedModel("tiny") });
   });
   after(() => s.close());
 
@@ -66,5 +71,23 @@ describe("chat template variables from the request", () => {
     const key = await post({ chat_template_kwargs: { "not-a-name": 1 } });
     assert.equal(key.status, 400);
     assert.match(key.json.error?.param ?? "", /^chat_template_kwargs/);
+  });
+
+  it("a conversation too large to render inline takes its variables to the tokenizer thread", async () => {
+    const dir = templatedModel("threaded");
+    const tok = loadHfTokenizer(dir);
+    const encoder = new ThreadedPromptEncoder(tok, { kind: "hf", path: dir, label: "tiny" });
+    try {
+      const turns = [{ role: "user" as const, content: "word ".repeat(5000) }]; // 25 KB: over the inline limit
+      const vars = { reasoning_effort: "low", enable_thinking: false };
+      const ids = await encoder.chat(turns, vars);
+      assert.deepEqual(ids, chatPromptIds(tok, turns, vars));
+      assert.equal(
+        ids.length,
+        (await encoder.chat(turns)).length + "[low][nothink]".length - "[none]".length,
+      );
+    } finally {
+      await encoder.close();
+    }
   });
 });
