@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { EngineClient, GenerateRequest, TokenEvent } from "../engine/api.js";
 import { ChatTemplateError } from "../tokenizer/prompt-ids.js";
-import type { ChatMessage, Tokenizer } from "../tokenizer/types.js";
+import type { ChatMessage } from "../tokenizer/types.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
-import { type HarmonyMarkers, HarmonyStream, harmonyMarkers } from "./harmony.js";
 import { chatLogprobs, type TokenTexts } from "./logprobs.js";
+import { type ReplySplitter, replySplitter, splitReply } from "./reply-parts.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
 import { type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
@@ -52,8 +52,8 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
 
   const created = Math.floor(Date.now() / 1000);
   const model = engine.model.id;
-  // gpt-oss's harmony replies: reasoning and answer apart, by token (harmony.ts).
-  const harmony = engine.tokenizer.hasChatTemplate ? harmonyMarkers(engine.tokenizer) : null;
+  // Reasoning and answer apart, by token: gpt-oss's harmony channels, think tags (reply-parts.ts).
+  const splitter = replySplitter(engine.tokenizer, prompt);
   if (body.stream) {
     const includeUsage = body.stream_options?.include_usage === true;
     const head = {
@@ -63,9 +63,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
       model,
       ...(includeUsage ? { usage: null } : {}),
     };
-    const streams = harmony
-      ? Array.from({ length: n }, () => new HarmonyStream(engine.tokenizer, harmony))
-      : null;
+    const streams = splitter ? Array.from({ length: n }, splitter) : null;
     return streamChat(reply, generation, {
       head,
       n,
@@ -83,9 +81,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     completionTokens += r.completionTokens;
     return {
       index,
-      message: harmony
-        ? harmonyMessage(engine.tokenizer, harmony, r.tokenIds)
-        : { role: "assistant", content: r.text },
+      message: splitter ? partsMessage(splitter(), r.tokenIds) : { role: "assistant", content: r.text },
       logprobs: logprobs != null ? { content: chatLogprobs(r.logprobs, texts, logprobs) } : null,
       finish_reason: r.finishReason,
     };
@@ -107,8 +103,8 @@ interface ChatStream {
   readonly n: number;
   readonly logprobs: number | null;
   readonly texts: TokenTexts;
-  /** Per choice, its harmony split (harmony.ts); null: the text as it comes. */
-  readonly streams: readonly HarmonyStream[] | null;
+  /** Per choice, its split into reasoning and answer (reply-parts.ts); null: the text as it comes. */
+  readonly streams: readonly ReplySplitter[] | null;
   readonly includeUsage: boolean;
   readonly promptTokens: number;
 }
@@ -129,7 +125,7 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
         out.push({ ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
       }
       const delta = c.streams
-        ? harmonyDelta(c.streams[index]!, event)
+        ? partsDelta(c.streams[index]!, event)
         : event.text
           ? { content: event.text }
           : {};
@@ -152,11 +148,11 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
 }
 
 /**
- * A harmony reply's new tokens as a delta: its reasoning and its answer, each only when the tokens
+ * A split reply's new tokens as a delta: its reasoning and its answer, each only when the tokens
  * added to it. The text is the tokens' own, so a stop string ends the reply without being cut from it.
  */
-function harmonyDelta(
-  stream: HarmonyStream,
+function partsDelta(
+  stream: ReplySplitter,
   event: TokenEvent,
 ): { reasoning_content?: string; content?: string } {
   const t = stream.push(event.tokenIds);
@@ -171,17 +167,10 @@ function harmonyDelta(
   };
 }
 
-/** A whole harmony reply as the assistant message: the answer, and the reasoning where there was some. */
-function harmonyMessage(tokenizer: Tokenizer, markers: HarmonyMarkers, ids: readonly number[]) {
-  const stream = new HarmonyStream(tokenizer, markers);
-  const t = stream.push(ids);
-  const rest = stream.flush();
-  const reasoning = t.reasoning + rest.reasoning;
-  return {
-    role: "assistant",
-    content: t.content + rest.content,
-    ...(reasoning ? { reasoning_content: reasoning } : {}),
-  };
+/** A whole split reply as the assistant message: the answer, and the reasoning where there was some. */
+function partsMessage(splitter: ReplySplitter, ids: readonly number[]) {
+  const { reasoning, content } = splitReply(splitter, ids);
+  return { role: "assistant", content, ...(reasoning ? { reasoning_content: reasoning } : {}) };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
+import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
 
 /**
  * gpt-oss answers in OpenAI's harmony format: each message is `<|start|>` header `<|message|>` body,
@@ -46,13 +47,8 @@ export function harmonyMarkers(tokenizer: Tokenizer): HarmonyMarkers | null {
   return markers;
 }
 
-export interface HarmonyText {
-  reasoning: string;
-  content: string;
-}
-
 /** One reply's token stream split into reasoning and content as it arrives. */
-export class HarmonyStream {
+export class HarmonyStream implements ReplySplitter {
   private inHeader = true;
   private header: number[] = [];
   private body: IncrementalDetokenizer | null = null;
@@ -64,8 +60,8 @@ export class HarmonyStream {
   ) {}
 
   /** The text the new tokens add to each part. */
-  push(ids: readonly number[]): HarmonyText {
-    const out: HarmonyText = { reasoning: "", content: "" };
+  push(ids: readonly number[]): ReplyParts {
+    const out: ReplyParts = { reasoning: "", content: "" };
     const m = this.markers;
     for (const id of ids) {
       if (id === m.start) {
@@ -89,8 +85,8 @@ export class HarmonyStream {
   }
 
   /** What is left at the end of the reply (an unfinished character, a body without its end). */
-  flush(): HarmonyText {
-    const out: HarmonyText = { reasoning: "", content: "" };
+  flush(): ReplyParts {
+    const out: ReplyParts = { reasoning: "", content: "" };
     this.close(out);
     return out;
   }
@@ -105,12 +101,12 @@ export class HarmonyStream {
     this.body = new IncrementalDetokenizer(this.tokenizer);
   }
 
-  private close(out: HarmonyText): void {
+  private close(out: ReplyParts): void {
     if (this.body) this.emit(out, this.body.flush());
     this.body = null;
   }
 
-  private emit(out: HarmonyText, text: string): void {
+  private emit(out: ReplyParts, text: string): void {
     if (this.toReasoning) out.reasoning += text;
     else out.content += text;
   }

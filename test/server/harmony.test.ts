@@ -8,12 +8,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { expectedTensors } from "../../src/model/expected-tensors.js";
-import { parseHfConfig } from "../../src/model/hf-config.js";
-import { writeSafetensors } from "../../src/model/safetensors-writer.js";
 import { HarmonyStream, harmonyMarkers } from "../../src/server/harmony.js";
 import { loadHfTokenizer } from "../../src/tokenizer/hf-tokenizer.js";
-import { byteLevelTokenizerJson, TINY_BOS, TINY_EOS } from "../helpers/tiny-models.js";
+import { writeSuccessorModel, writeSuccessorTokenizer } from "../helpers/successor-model.js";
+import { byteLevelTokenizerJson } from "../helpers/tiny-models.js";
 import { type LiveServer, startServer } from "./helpers.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-harmony-"));
@@ -23,68 +21,20 @@ const MARKERS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return
 const [START, CHANNEL, MESSAGE, END, RETURN] = [258, 259, 260, 261, 262];
 const WORDS = ["analysis", "final", "assistant"];
 const [ANALYSIS, FINAL, ASSISTANT] = [264, 265, 266];
-const VOCAB = 267;
-const HIDDEN = 272;
 const h = "h".charCodeAt(0);
 const m = "m".charCodeAt(0);
 
-/** The byte-level tokenizer with harmony's markers (special) and three header words (plain). */
-function writeTokenizer(dir: string): void {
-  const json = byteLevelTokenizerJson() as { added_tokens: unknown[] };
-  const added = (id: number, content: string, special: boolean) => ({
-    id,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special,
-  });
-  json.added_tokens.push(...MARKERS.map((t, i) => added(258 + i, t, true)));
-  json.added_tokens.push(...WORDS.map((t, i) => added(264 + i, t, false)));
-  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(json));
-  writeFileSync(
-    path.join(dir, "tokenizer_config.json"),
-    JSON.stringify({
-      tokenizer_class: "PreTrainedTokenizerFast",
-      bos_token: "<s>",
-      eos_token: "<|return|>",
-      add_bos_token: false,
-      chat_template:
-        "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}" +
-        "{% if add_generation_prompt %}<|start|>assistant{% endif %}",
-    }),
-  );
-}
-
-/** A model whose greedy next token is next[last token]; "final" is the runner-up after <|channel|>. */
-function writeSuccessorModel(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const configJson = {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    vocab_size: VOCAB,
-    hidden_size: HIDDEN,
-    intermediate_size: 32,
-    num_hidden_layers: 1,
-    num_attention_heads: 4,
-    num_key_value_heads: 4,
-    max_position_embeddings: 256,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000.0,
-    tie_word_embeddings: false,
-    hidden_act: "silu",
-    bos_token_id: TINY_BOS,
-    eos_token_id: RETURN,
-    torch_dtype: "float32",
-  };
-  writeFileSync(path.join(dir, "config.json"), JSON.stringify(configJson));
-  writeFileSync(
-    path.join(dir, "generation_config.json"),
-    JSON.stringify({ eos_token_id: [RETURN, TINY_EOS] }),
-  );
-  const config = parseHfConfig(configJson, "config.json");
-  const next: [number, number, number][] = [
+const HARMONY = {
+  added: [
+    ...MARKERS.map((content) => ({ content, special: true })),
+    ...WORDS.map((content) => ({ content, special: false })),
+  ],
+  template:
+    "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}" +
+    "{% if add_generation_prompt %}<|start|>assistant{% endif %}",
+  eos: [RETURN],
+  // A harmony reply that repeats; "final" is the runner-up after <|channel|>.
+  next: [
     [ASSISTANT, CHANNEL, 10],
     [CHANNEL, ANALYSIS, 10],
     [CHANNEL, FINAL, 9],
@@ -95,22 +45,12 @@ function writeSuccessorModel(dir: string): void {
     [m, END, 10],
     [END, START, 10],
     [START, ASSISTANT, 10],
-  ];
-  const tensors = expectedTensors(config).map(({ name, shape }) => {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (name.endsWith("norm.weight")) data.fill(1);
-    if (name === "model.embed_tokens.weight") for (let t = 0; t < VOCAB; t++) data[t * HIDDEN + t] = 1;
-    if (name === "lm_head.weight") for (const [from, to, w] of next) data[to * HIDDEN + from] = w;
-    return { name, dtype: "f32" as const, shape, data };
-  });
-  writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
-  writeTokenizer(dir);
-}
+  ] as [number, number, number][],
+};
 
 describe("harmony replies split by token", () => {
   const dir = path.join(tmp, "tok");
-  mkdirSync(dir, { recursive: true });
-  writeTokenizer(dir);
+  writeSuccessorTokenizer(dir, HARMONY);
   const tokenizer = loadHfTokenizer(dir);
   const markers = harmonyMarkers(tokenizer)!;
   const ids = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
@@ -159,7 +99,7 @@ describe("POST /v1/chat/completions with a harmony model (real engine)", () => {
   let s: LiveServer;
   const dir = path.join(tmp, "successor");
   before(async () => {
-    writeSuccessorModel(dir);
+    writeSuccessorModel(dir, HARMONY);
     s = await startServer({ model: dir });
   });
   after(() => s.close());

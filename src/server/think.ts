@@ -1,0 +1,81 @@
+import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
+import type { Tokenizer } from "../tokenizer/types.js";
+import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
+
+/**
+ * Reasoning models that think inside `<think>` … `</think>` (Qwen3, DeepSeek-R1's distills, SmolLM3,
+ * GLM-Z1): what the reply says inside the block is `reasoning_content`, the rest `content`, as
+ * llama.cpp's server returns them by default. Split by token id where the vocabulary has both tags
+ * as single tokens; a prompt whose template already opened the block (R1's "<think>\n") starts the
+ * reply inside it, one that closed it (Qwen3 with enable_thinking false) outside. Each part loses
+ * the whitespace it starts with (the newlines around the tags).
+ */
+
+export interface ThinkMarkers {
+  readonly open: number;
+  readonly close: number;
+}
+
+const cache = new WeakMap<Tokenizer, ThinkMarkers | null>();
+
+/** The vocabulary's `<think>` and `</think>` tokens, or null without both. */
+export function thinkMarkers(tokenizer: Tokenizer): ThinkMarkers | null {
+  const known = cache.get(tokenizer);
+  if (known !== undefined) return known;
+  const id = (text: string): number | null => {
+    const ids = tokenizer.encode(text, { addSpecialTokens: false });
+    return ids.length === 1 && tokenizer.decode(ids, { skipSpecialTokens: false }) === text ? ids[0]! : null;
+  };
+  const open = id("<think>");
+  const close = id("</think>");
+  const markers = open != null && close != null ? { open, close } : null;
+  cache.set(tokenizer, markers);
+  return markers;
+}
+
+/** One reply's tokens split at its think tags as they arrive. */
+export class ThinkStream implements ReplySplitter {
+  private inside: boolean;
+  private part: IncrementalDetokenizer;
+  /** Whether each part has shown text yet (its leading whitespace is dropped until then). */
+  private started = { reasoning: false, content: false };
+
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly markers: ThinkMarkers,
+    prompt: readonly number[],
+  ) {
+    this.inside = prompt.lastIndexOf(markers.open) > prompt.lastIndexOf(markers.close);
+    this.part = new IncrementalDetokenizer(tokenizer);
+  }
+
+  push(ids: readonly number[]): ReplyParts {
+    const out: ReplyParts = { reasoning: "", content: "" };
+    for (const id of ids) {
+      if (id === this.markers.open || id === this.markers.close) {
+        this.emit(out, this.part.flush());
+        this.inside = id === this.markers.open;
+        this.part = new IncrementalDetokenizer(this.tokenizer);
+      } else {
+        this.emit(out, this.part.push(id));
+      }
+    }
+    return out;
+  }
+
+  flush(): ReplyParts {
+    const out: ReplyParts = { reasoning: "", content: "" };
+    this.emit(out, this.part.flush());
+    return out;
+  }
+
+  private emit(out: ReplyParts, text: string): void {
+    const key = this.inside ? "reasoning" : "content";
+    let t = text;
+    if (!this.started[key]) {
+      t = t.replace(/^\s+/, "");
+      if (t) this.started[key] = true;
+    }
+    out[key] += t;
+  }
+}
