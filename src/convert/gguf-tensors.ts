@@ -7,7 +7,7 @@ import {
   postAttentionNormNamed,
 } from "../model/gguf-names.js";
 import { interleaveRows, qkHeads, rotatedDims } from "../model/qk-row-order.js";
-import { isQuantTensor, type QuantType, type Tensor, toFloat32 } from "../model/tensor.js";
+import { isQuantTensor, type QuantType, stackFloat32, type Tensor, toFloat32 } from "../model/tensor.js";
 import type { WeightStore } from "../model/types.js";
 import type { GgmlTypeName, GgufQuantize } from "./gguf-format.js";
 import { quantFits, quantizeMatrix } from "./gguf-quantize.js";
@@ -148,11 +148,7 @@ function expertStack(
   });
   const first = parts[0]!;
   // gpt-oss's expert biases: one f32 [experts, width] table, never quantized.
-  if (first.shape.length === 1)
-    return f32Source(name, Float32Array.from(parts.flatMap((t) => Array.from(toFloat32(t)))), [
-      n,
-      first.shape[0]!,
-    ]);
+  if (first.shape.length === 1) return f32Source(name, stackFloat32(parts), [n, first.shape[0]!]);
   const target = opts.quantize ? quantTarget(opts.quantize, name, first.shape[1]!, config.numLayers) : null;
   const sources = parts.map((t, e) => {
     if (t.dtype !== first.dtype || t.shape.join() !== first.shape.join())

@@ -1,4 +1,4 @@
-import { isWindowLayer, type ModelConfig, ropeOnLayer } from "../model/config.js";
+import { hasFusedGateUp, isWindowLayer, type ModelConfig, ropeOnLayer } from "../model/config.js";
 import { attentionNames, expertNames, mlpNames } from "../model/weight-names.js";
 import type { GraphBuilder } from "./graph-builder.js";
 
@@ -100,7 +100,7 @@ export function mlpBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
   const n = mlpNames(l);
   const width = c.intermediateSize;
   const kind = c.activation === "gelu_tanh" ? "gelu_mul" : "silu_mul";
-  if (!c.fusedProjections && !c.fusedGateUp) return gatedMlp(g, `L${l}.`, y, n, width, c.hiddenSize, kind);
+  if (!hasFusedGateUp(c)) return gatedMlp(g, `L${l}.`, y, n, width, c.hiddenSize, kind);
   const both = g.emit(`L${l}.gate_up`, 2 * width, (out) => ({ kind: "linear", out, x: y, weight: n.gateUp }));
   const gate = g.emit(`L${l}.gate`, width, (out) => ({ kind: "split", out, x: both, offset: 0 }));
   const up = g.emit(`L${l}.up`, width, (out) => ({ kind: "split", out, x: both, offset: width }));
@@ -158,24 +158,20 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     ...(moe.swigluClamp ? { swigluClamp: moe.swigluClamp } : {}),
   }));
   if (!n.shared) return mixture;
-  let shared = gatedMlp(g, `L${l}.shared_`, y, n.shared, moe.sharedExpertSize!, c.hiddenSize, "silu_mul");
-  const sharedGate = n.sharedGate;
-  if (sharedGate) {
-    // Qwen2-MoE: the shared expert scaled by sigmoid of one logit a token.
-    const logit = g.emit(`L${l}.shared_logit`, 1, (out) => ({
-      kind: "linear",
-      out,
-      x: y,
-      weight: sharedGate,
-    }));
-    const ungated = shared;
-    shared = g.emit(`L${l}.shared_gated`, c.hiddenSize, (out) => ({
-      kind: "sigmoid_gate",
-      out,
-      x: ungated,
-      gate: logit,
-    }));
-  }
-  const s = shared;
-  return g.emit(`L${l}.moe_shared`, c.hiddenSize, (out) => ({ kind: "add", out, a: mixture, b: s }));
+  const shared = gatedMlp(g, `L${l}.shared_`, y, n.shared, moe.sharedExpertSize!, c.hiddenSize, "silu_mul");
+  const b = n.sharedGate ? sigmoidGated(g, `L${l}.shared_`, y, shared, n.sharedGate, c.hiddenSize) : shared;
+  return g.emit(`L${l}.moe_shared`, c.hiddenSize, (out) => ({ kind: "add", out, a: mixture, b }));
+}
+
+/** Qwen2-MoE's shared expert `x` scaled by the sigmoid of one logit a token, `gate` · y. */
+function sigmoidGated(
+  g: GraphBuilder,
+  prefix: string,
+  y: string,
+  x: string,
+  gate: string,
+  d: number,
+): string {
+  const logit = g.emit(`${prefix}logit`, 1, (out) => ({ kind: "linear", out, x: y, weight: gate }));
+  return g.emit(`${prefix}gated`, d, (out) => ({ kind: "sigmoid_gate", out, x, gate: logit }));
 }

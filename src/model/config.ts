@@ -194,6 +194,11 @@ export interface ModelConfig {
   readonly eosTokenIds: readonly number[];
 }
 
+/** Whether gate and up are one gate_up_proj (Phi-3's fused projections, GLM-4's fused gate/up). */
+export function hasFusedGateUp(c: Pick<ModelConfig, "fusedProjections" | "fusedGateUp">): boolean {
+  return c.fusedProjections === true || c.fusedGateUp === true;
+}
+
 /** Whether the model's layers carry norms after their blocks, under Gemma's names (GGUF: post_attention_norm, post_ffw_norm). */
 export function hasPostNorms(c: Pick<ModelConfig, "postNorms" | "postNormsOnly">): boolean {
   return c.postNorms === true || c.postNormsOnly === true;

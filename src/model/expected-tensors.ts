@@ -1,4 +1,4 @@
-import type { ModelConfig } from "./config.js";
+import { hasFusedGateUp, type ModelConfig } from "./config.js";
 import { attentionNames, expertNames, isSparseLayer, layerNormNames, mlpNames } from "./weight-names.js";
 
 /** One weight the graph needs: its Hugging Face name and shape. */
@@ -68,13 +68,12 @@ function mlpTensors(c: ModelConfig, l: number): ExpectedTensor[] {
   const d = c.hiddenSize;
   const i = c.intermediateSize;
   const n = mlpNames(l);
-  const inner: ExpectedTensor[] =
-    c.fusedProjections || c.fusedGateUp
-      ? [{ name: n.gateUp, shape: [2 * i, d] }]
-      : [
-          { name: n.gate, shape: [i, d] },
-          { name: n.up, shape: [i, d] },
-        ];
+  const inner: ExpectedTensor[] = hasFusedGateUp(c)
+    ? [{ name: n.gateUp, shape: [2 * i, d] }]
+    : [
+        { name: n.gate, shape: [i, d] },
+        { name: n.up, shape: [i, d] },
+      ];
   return [...inner, { name: n.down, shape: [d, i] }];
 }
 

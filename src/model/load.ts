@@ -36,8 +36,7 @@ export interface LoadModelOptions {
  * ORG/NAME/FILE.gguf → that GGUF file of a Hub repository, downloaded the same way.
  */
 export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  // Only Hugging Face directories hold models with attention-side weights (gpt-oss).
-  const withWeights = opts.weights === true || opts.weights === undefined;
+  const withWeights = allWeights(opts);
   if (spec === undefined || spec === "demo") return loadBuiltinModel({ weights: withWeights });
   if (spec === "random") return loadRandomDemoModel({ weights: withWeights });
   if (existsSync(spec)) {
@@ -83,11 +82,16 @@ export async function loadModel(spec?: string, opts: LoadModelOptions = {}): Pro
   );
 }
 
+/**
+ * Whether to read every weight, for formats without attention-side weights: only Hugging Face
+ * directories hold such a model (gpt-oss), so elsewhere "attention" reads none, as false does.
+ */
+function allWeights(opts: LoadModelOptions): boolean {
+  return opts.weights === true || opts.weights === undefined;
+}
+
 function ggufOptions(opts: LoadModelOptions) {
-  return {
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    weights: opts.weights === true || opts.weights === undefined,
-  };
+  return { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), weights: allWeights(opts) };
 }
 
 function hfOptions(opts: LoadModelOptions) {

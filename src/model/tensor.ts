@@ -183,3 +183,14 @@ export function toFloat32(tensor: Tensor): Float32Array {
   for (let i = 0; i < out.length; i++) out[i] = readElement(t.dtype, t.data, i);
   return out;
 }
+
+/** Vectors of one length (per-expert biases) as the rows of one fp32 [vectors, length] array. */
+export function stackFloat32(vectors: readonly Tensor[]): Float32Array {
+  const rows = vectors.map(toFloat32);
+  const width = rows[0]?.length ?? 0;
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((r, i) => {
+    out.set(r, i * width);
+  });
+  return out;
+}

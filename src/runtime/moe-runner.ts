@@ -1,6 +1,6 @@
 import type { Op } from "../graph/ops.js";
 import type { KernelBackend, PreparedExperts } from "../kernels/backend.js";
-import { type Tensor, toFloat32 } from "../model/tensor.js";
+import { stackFloat32, type Tensor, toFloat32 } from "../model/tensor.js";
 
 type MoeOp = Extract<Op, { kind: "moe" }>;
 
@@ -16,17 +16,6 @@ export interface PreparedMoe {
   readonly biases?: { readonly gate: Float32Array; readonly up: Float32Array; readonly down: Float32Array };
 }
 
-/** One projection's per-expert bias vectors as one [experts, width] f32 array. */
-function stackBiases(names: readonly string[], need: (name: string) => Tensor): Float32Array {
-  const rows = names.map((n) => toFloat32(need(n)));
-  const width = rows[0]?.length ?? 0;
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((r, e) => {
-    out.set(r, e * width);
-  });
-  return out;
-}
-
 export function prepareMoe(backend: KernelBackend, op: MoeOp, need: (name: string) => Tensor): PreparedMoe {
   return {
     op,
@@ -37,9 +26,9 @@ export function prepareMoe(backend: KernelBackend, op: MoeOp, need: (name: strin
     ...(op.biases
       ? {
           biases: {
-            gate: stackBiases(op.biases.gate, need),
-            up: stackBiases(op.biases.up, need),
-            down: stackBiases(op.biases.down, need),
+            gate: stackFloat32(op.biases.gate.map(need)),
+            up: stackFloat32(op.biases.up.map(need)),
+            down: stackFloat32(op.biases.down.map(need)),
           },
         }
       : {}),

@@ -155,12 +155,7 @@ function partsDelta(
   stream: ReplySplitter,
   event: TokenEvent,
 ): { reasoning_content?: string; content?: string } {
-  const t = stream.push(event.tokenIds);
-  if (event.finished) {
-    const rest = stream.flush();
-    t.reasoning += rest.reasoning;
-    t.content += rest.content;
-  }
+  const t = event.finished ? splitReply(stream, event.tokenIds) : stream.push(event.tokenIds);
   return {
     ...(t.reasoning ? { reasoning_content: t.reasoning } : {}),
     ...(t.content ? { content: t.content } : {}),

@@ -1,4 +1,5 @@
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
+import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
 
@@ -26,11 +27,7 @@ const cache = new WeakMap<Tokenizer, HarmonyMarkers | null>();
 export function harmonyMarkers(tokenizer: Tokenizer): HarmonyMarkers | null {
   const known = cache.get(tokenizer);
   if (known !== undefined) return known;
-  const id = (text: string): number | null => {
-    const ids = tokenizer.encode(text, { addSpecialTokens: false });
-    if (ids.length !== 1) return null;
-    return tokenizer.decode(ids, { skipSpecialTokens: false }) === text ? ids[0]! : null;
-  };
+  const id = (text: string) => singleTokenId(tokenizer, text);
   const [start, channel, message, end, ret, call] = [
     "<|start|>",
     "<|channel|>",

@@ -1,4 +1,5 @@
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
+import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
 
@@ -22,12 +23,8 @@ const cache = new WeakMap<Tokenizer, ThinkMarkers | null>();
 export function thinkMarkers(tokenizer: Tokenizer): ThinkMarkers | null {
   const known = cache.get(tokenizer);
   if (known !== undefined) return known;
-  const id = (text: string): number | null => {
-    const ids = tokenizer.encode(text, { addSpecialTokens: false });
-    return ids.length === 1 && tokenizer.decode(ids, { skipSpecialTokens: false }) === text ? ids[0]! : null;
-  };
-  const open = id("<think>");
-  const close = id("</think>");
+  const open = singleTokenId(tokenizer, "<think>");
+  const close = singleTokenId(tokenizer, "</think>");
   const markers = open != null && close != null ? { open, close } : null;
   cache.set(tokenizer, markers);
   return markers;

@@ -34,6 +34,12 @@ export function chatPromptIds(
   return ids;
 }
 
+/** The id of a text the vocabulary holds as one token (a chat format's marker), else null. */
+export function singleTokenId(tok: Tokenizer, text: string): number | null {
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  return ids.length === 1 && tok.decode(ids, { skipSpecialTokens: false }) === text ? ids[0]! : null;
+}
+
 /**
  * The fewest tokens `text` can encode to: every token covers at most `maxPieceBytes` bytes of
  * the (normalized) text, and normalization shrinks text by less than `slack` times. A prompt
