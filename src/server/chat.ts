@@ -1,15 +1,23 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { EngineClient, GenerateRequest, TokenEvent } from "../engine/api.js";
+import type { EngineClient, GenerateRequest } from "../engine/api.js";
 import { ChatTemplateError } from "../tokenizer/prompt-ids.js";
 import type { ChatMessage } from "../tokenizer/types.js";
+import {
+  ChoiceReader,
+  chatFinishReason,
+  replyDeltaChunk,
+  replyMessage,
+  templateToolCalls,
+} from "./chat-reply.js";
+import { type ToolUse, toolUse } from "./chat-tools.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
 import { chatLogprobs, type TokenTexts } from "./logprobs.js";
-import { type ReplySplitter, replySplitter, splitReply } from "./reply-parts.js";
+import { replySplitter } from "./reply-parts.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
-import { type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
+import { type ChatRequest, type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
 
 /** POST /v1/chat/completions */
 export async function handleChat(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply) {
@@ -23,11 +31,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
   const n = body.n ?? 1;
-  const variables = {
-    ...(body.chat_template_kwargs ?? {}),
-    ...(body.reasoning_effort ? { reasoning_effort: body.reasoning_effort } : {}),
-  };
-  const prompt = await chatPromptIds(engine, body.messages, variables);
+  const { prompt, tools, forced } = await chatPrompt(engine, body);
   const requested = body.max_completion_tokens ?? body.max_tokens ?? null;
   const param = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const id = requestId("chatcmpl");
@@ -52,8 +56,13 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
 
   const created = Math.floor(Date.now() / 1000);
   const model = engine.model.id;
-  // Reasoning and answer apart, by token: gpt-oss's harmony channels, think tags (reply-parts.ts).
-  const splitter = replySplitter(engine.tokenizer, prompt);
+  // Reasoning and answer apart, by token (reply-parts.ts), then the tool calls (chat-reply.ts).
+  const splitter = replySplitter(engine.tokenizer, prompt, tools !== null);
+  const reader = () => {
+    const r = new ChoiceReader(splitter?.() ?? null, tools);
+    if (forced) r.prime(forced.ids, forced.text);
+    return r;
+  };
   if (body.stream) {
     const includeUsage = body.stream_options?.include_usage === true;
     const head = {
@@ -63,13 +72,13 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
       model,
       ...(includeUsage ? { usage: null } : {}),
     };
-    const streams = splitter ? Array.from({ length: n }, splitter) : null;
+    const readers = Array.from({ length: n }, reader);
     return streamChat(reply, generation, {
       head,
       n,
       logprobs,
       texts,
-      streams,
+      readers,
       includeUsage,
       promptTokens: prompt.length,
     });
@@ -79,11 +88,12 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   let completionTokens = 0;
   const choices = results.map((r, index) => {
     completionTokens += r.completionTokens;
+    const whole = reader().read(r.tokenIds, r.text, true);
     return {
       index,
-      message: splitter ? partsMessage(splitter(), r.tokenIds) : { role: "assistant", content: r.text },
+      message: replyMessage(whole),
       logprobs: logprobs != null ? { content: chatLogprobs(r.logprobs, texts, logprobs) } : null,
-      finish_reason: r.finishReason,
+      finish_reason: chatFinishReason(r.finishReason, whole.calls.length),
     };
   });
   return {
@@ -103,8 +113,8 @@ interface ChatStream {
   readonly n: number;
   readonly logprobs: number | null;
   readonly texts: TokenTexts;
-  /** Per choice, its split into reasoning and answer (reply-parts.ts); null: the text as it comes. */
-  readonly streams: readonly ReplySplitter[] | null;
+  /** Per choice, its reader (reasoning, answer and tool calls apart). */
+  readonly readers: readonly ChoiceReader[];
   readonly includeUsage: boolean;
   readonly promptTokens: number;
 }
@@ -124,11 +134,9 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
         const delta = { role: "assistant", content: "" };
         out.push({ ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
       }
-      const delta = c.streams
-        ? partsDelta(c.streams[index]!, event)
-        : event.text
-          ? { content: event.text }
-          : {};
+      const reader = c.readers[index]!;
+      const before = reader.callCount;
+      const delta = replyDeltaChunk(reader.read(event.tokenIds, event.text, event.finished), before);
       const hasLogprobs = logprobs != null && (event.logprobs?.length ?? 0) > 0;
       if (Object.keys(delta).length > 0 || hasLogprobs || event.finished) {
         const choice = {
@@ -136,7 +144,9 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
           delta,
           logprobs:
             logprobs != null ? { content: chatLogprobs(event.logprobs ?? [], c.texts, logprobs) } : null,
-          finish_reason: event.finished ? (event.finishReason ?? "stop") : null,
+          finish_reason: event.finished
+            ? chatFinishReason(event.finishReason ?? "stop", reader.callCount)
+            : null,
         };
         out.push({ ...head, choices: [choice] });
       }
@@ -148,24 +158,23 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
 }
 
 /**
- * A split reply's new tokens as a delta: its reasoning and its answer, each only when the tokens
- * added to it. The text is the tokens' own, so a stop string ends the reply without being cut from it.
+ * A request's prompt: the conversation through the template (with the tools it offers), then the
+ * opening of a call where tool_choice requires one (`forced`, which the reply continues).
  */
-function partsDelta(
-  stream: ReplySplitter,
-  event: TokenEvent,
-): { reasoning_content?: string; content?: string } {
-  const t = event.finished ? splitReply(stream, event.tokenIds) : stream.push(event.tokenIds);
-  return {
-    ...(t.reasoning ? { reasoning_content: t.reasoning } : {}),
-    ...(t.content ? { content: t.content } : {}),
+async function chatPrompt(
+  engine: EngineClient,
+  body: ChatRequest,
+): Promise<{ prompt: number[]; tools: ToolUse | null; forced: { ids: number[]; text: string } | null }> {
+  const tools = toolUse(engine.tokenizer, body);
+  const variables = {
+    ...(body.chat_template_kwargs ?? {}),
+    ...(body.reasoning_effort ? { reasoning_effort: body.reasoning_effort } : {}),
+    ...(tools ? { tools: tools.tools } : {}),
   };
-}
-
-/** A whole split reply as the assistant message: the answer, and the reasoning where there was some. */
-function partsMessage(splitter: ReplySplitter, ids: readonly number[]) {
-  const { reasoning, content } = splitReply(splitter, ids);
-  return { role: "assistant", content, ...(reasoning ? { reasoning_content: reasoning } : {}) };
+  const prompt = await chatPromptIds(engine, body.messages, variables);
+  if (!tools?.prefill) return { prompt, tools, forced: null };
+  const ids = await engine.prompts.encode(tools.prefill, false);
+  return { prompt: [...prompt, ...ids], tools, forced: { ids, text: tools.prefill } };
 }
 
 /**
@@ -186,6 +195,9 @@ async function chatPromptIds(
         : typeof m.content === "string"
           ? m.content
           : m.content.map((p) => p.text).join(""),
+    ...(m.tool_calls ? { tool_calls: templateToolCalls(m.tool_calls) } : {}),
+    ...(m.tool_call_id != null ? { tool_call_id: m.tool_call_id } : {}),
+    ...(m.name !== undefined ? { name: m.name } : {}),
   }));
   let least = 0;
   for (const t of turns) least += engine.prompts.minTokens(t.content);

@@ -2,6 +2,7 @@ import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
+import type { ParsedToolCall } from "./tool-calls.js";
 
 /**
  * gpt-oss answers in OpenAI's harmony format: each message is `<|start|>` header `<|message|>` body,
@@ -10,7 +11,9 @@ import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
  * starts inside the first header, the chat template having ended the prompt with
  * `<|start|>assistant`. These are special tokens, which decoded text drops, so the reply is split by
  * token id: analysis bodies become `reasoning_content` (as llama.cpp's and vLLM's servers name it),
- * every other body `content`, and the markers and headers neither.
+ * every other body `content`, and the markers and headers neither. With tools offered, a message
+ * whose header addresses `to=functions.NAME` is a tool call, its body the arguments (harmony's
+ * commentary channel, ended by `<|call|>`).
  */
 
 export interface HarmonyMarkers {
@@ -50,10 +53,13 @@ export class HarmonyStream implements ReplySplitter {
   private header: number[] = [];
   private body: IncrementalDetokenizer | null = null;
   private toReasoning = false;
+  /** The function the open body calls, and its text so far. */
+  private call: { name: string; text: string } | null = null;
 
   constructor(
     private readonly tokenizer: Tokenizer,
     private readonly markers: HarmonyMarkers,
+    private readonly toolCalls = false,
   ) {}
 
   /** The text the new tokens add to each part. */
@@ -84,7 +90,7 @@ export class HarmonyStream implements ReplySplitter {
   /** What is left at the end of the reply (an unfinished character, a body without its end). */
   flush(): ReplyParts {
     const out: ReplyParts = { reasoning: "", content: "" };
-    this.close(out);
+    this.close(out, false);
     return out;
   }
 
@@ -93,18 +99,28 @@ export class HarmonyStream implements ReplySplitter {
     const header = this.tokenizer.decode(this.header, { skipSpecialTokens: false });
     const channel = /<\|channel\|>\s*(\w+)/.exec(header)?.[1];
     this.toReasoning = channel === "analysis";
+    const to = this.toolCalls ? /\bto=functions\.([^\s<]+)/.exec(header)?.[1] : undefined;
+    this.call = to ? { name: to, text: "" } : null;
     this.inHeader = false;
     this.header = [];
     this.body = new IncrementalDetokenizer(this.tokenizer);
   }
 
-  private close(out: ReplyParts): void {
+  /** Ends the open body; a call cut off before its end marker (`ended` false) is shown as content. */
+  private close(out: ReplyParts, ended = true): void {
     if (this.body) this.emit(out, this.body.flush());
     this.body = null;
+    if (this.call) {
+      const call: ParsedToolCall = { name: this.call.name, arguments: this.call.text.trim() || "{}" };
+      if (ended) (out.calls ??= []).push(call);
+      else out.content += this.call.text;
+      this.call = null;
+    }
   }
 
   private emit(out: ReplyParts, text: string): void {
-    if (this.toReasoning) out.reasoning += text;
+    if (this.call) this.call.text += text;
+    else if (this.toReasoning) out.reasoning += text;
     else out.content += text;
   }
 }

@@ -1,11 +1,14 @@
 import type { Tokenizer } from "../tokenizer/types.js";
 import { HarmonyStream, harmonyMarkers } from "./harmony.js";
 import { ThinkStream, thinkMarkers } from "./think.js";
+import type { ParsedToolCall } from "./tool-calls.js";
 
-/** A chat reply's text in two parts: the model's reasoning and its answer. */
+/** A chat reply's text in two parts, the model's reasoning and its answer, and calls read by token. */
 export interface ReplyParts {
   reasoning: string;
   content: string;
+  /** Tool calls the format marks by token (harmony's); text formats' are read from content. */
+  calls?: ParsedToolCall[];
 }
 
 /** Splits one reply's tokens into its parts as they arrive (whole reply: push all, then flush). */
@@ -19,20 +22,18 @@ export interface ReplySplitter {
 /**
  * How a chat reply of this model splits into reasoning and answer: gpt-oss's harmony channels
  * (harmony.ts), or think tags (think.ts); null for a model with neither, or without a chat template
- * (whose prompts are plain transcripts). Returns a maker of one splitter a reply.
+ * (whose prompts are plain transcripts). Returns a maker of one splitter a reply. `toolCalls`:
+ * harmony's messages to functions are calls (the request offered tools), not content.
  */
-export function replySplitter(tokenizer: Tokenizer, prompt: readonly number[]): (() => ReplySplitter) | null {
+export function replySplitter(
+  tokenizer: Tokenizer,
+  prompt: readonly number[],
+  toolCalls = false,
+): (() => ReplySplitter) | null {
   if (!tokenizer.hasChatTemplate) return null;
   const harmony = harmonyMarkers(tokenizer);
-  if (harmony) return () => new HarmonyStream(tokenizer, harmony);
+  if (harmony) return () => new HarmonyStream(tokenizer, harmony, toolCalls);
   const think = thinkMarkers(tokenizer);
   if (think) return () => new ThinkStream(tokenizer, think, prompt);
   return null;
-}
-
-/** A whole reply's parts. */
-export function splitReply(splitter: ReplySplitter, ids: readonly number[]): ReplyParts {
-  const t = splitter.push(ids);
-  const rest = splitter.flush();
-  return { reasoning: t.reasoning + rest.reasoning, content: t.content + rest.content };
 }

@@ -98,11 +98,51 @@ const messageContent = oneOf(
   [z.string(), z.array(textPart).min(1)],
 );
 
+/** A function's name, as OpenAI allows it (it goes into prompts and comes back in replies). */
+const functionName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1 to 64 letters, digits, underscores, dots or dashes");
+
+/** An assistant turn's tool call, as a client sends it back (arguments: the JSON text it got). */
+const toolCall = z.object({
+  id: z.string().min(1).max(256),
+  type: z.literal("function"),
+  function: z.object({ name: functionName, arguments: z.string().max(1 << 20) }),
+});
+
 const message = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
-  content: messageContent.nullable(),
+  // OpenAI lets an assistant turn with tool calls leave it out.
+  content: messageContent.nullish(),
   name: z.string().optional(),
+  tool_calls: z.array(toolCall).max(128).nullish(),
+  tool_call_id: z.string().max(256).nullish(),
 });
+
+/**
+ * A function the model may call. strict (arguments that follow the schema exactly) needs
+ * constrained decoding, which this server does not do: true is refused rather than ignored.
+ */
+const tool = z.object({
+  type: z.literal("function"),
+  function: z.object({
+    name: functionName,
+    description: z
+      .string()
+      .max(1 << 16)
+      .optional(),
+    parameters: z.record(z.string(), z.json()).optional(),
+    strict: z
+      .literal(false, { error: "true needs constrained decoding, which this server does not do" })
+      .nullish(),
+  }),
+});
+
+/** auto (the model decides), none (no tools), or one function the reply must call. */
+const toolChoice = oneOf('"none", "auto", "required" or {"type": "function", "function": {"name": "..."}}', [
+  z.enum(["none", "auto", "required"]),
+  z.object({ type: z.literal("function"), function: z.object({ name: functionName }) }),
+]);
 
 export const chatRequestSchema = z
   .object({
@@ -121,10 +161,16 @@ export const chatRequestSchema = z
       .record(z.string().regex(/^[A-Za-z_]\w*$/, "keys must be identifiers"), z.json())
       .refine((r) => Object.keys(r).length <= 32, "at most 32 keys")
       .nullish(),
+    tools: z.array(tool).min(1).max(128).nullish(),
+    tool_choice: toolChoice.nullish(),
+    /** false: at most one call a reply (the first the model makes). */
+    parallel_tool_calls: z.boolean().nullish(),
   })
   .refine(streamOptionsNeedStream, streamOptionsError);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 export type ChatRequestMessage = z.infer<typeof message>;
+export type ChatTool = z.infer<typeof tool>;
+export type ChatToolChoice = z.infer<typeof toolChoice>;
 
 /** `/tokenize` and `/detokenize` (vLLM extensions the benchmark client uses to size prompts). */
 export const tokenizeRequestSchema = z.object({

@@ -9,6 +9,8 @@ import type { ChatMessage } from "./types.js";
  */
 export class ChatTemplate {
   private readonly template: Template;
+  /** The Jinja text, as given. */
+  readonly source: string;
 
   /**
    * @param source the Jinja text
@@ -20,6 +22,7 @@ export class ChatTemplate {
     private readonly origin: string,
     private readonly specialTokens: Readonly<Record<string, string>>,
   ) {
+    this.source = source;
     try {
       this.template = new Template(source);
     } catch (err) {
@@ -37,13 +40,22 @@ export class ChatTemplate {
         ...variables,
         ...this.specialTokens,
         // Plain copies: templates index them like Python dicts and must not see our objects.
-        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        messages: messages.map(templateMessage),
         add_generation_prompt: addGenerationPrompt,
       });
     } catch (err) {
       throw new Error(`chat template in ${this.origin} failed: ${(err as Error).message}`);
     }
   }
+}
+
+/** A plain copy of a turn with only the fields it has (templates test `is defined`). */
+function templateMessage(m: ChatMessage): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: m.role, content: m.content };
+  if (m.tool_calls) out.tool_calls = m.tool_calls;
+  if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+  if (m.name !== undefined) out.name = m.name;
+  return out;
 }
 
 /**

@@ -24,6 +24,7 @@ class HfTokenizer implements Tokenizer {
   readonly eosTokenIds: readonly number[];
   readonly pieces: TokenPieces | undefined;
   readonly hasChatTemplate: boolean;
+  readonly chatTemplateText?: string;
   private readonly prefixIds: readonly number[];
   private readonly suffixIds: readonly number[];
   private readonly template: ChatTemplate | null;
@@ -58,6 +59,7 @@ class HfTokenizer implements Tokenizer {
       ? new ChatTemplate(config.chatTemplate, config.chatTemplateOrigin, config.specialTokens)
       : null;
     this.hasChatTemplate = this.template !== null;
+    if (this.template) this.chatTemplateText = this.template.source;
   }
 
   /**

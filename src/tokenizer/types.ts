@@ -1,7 +1,26 @@
-/** One chat turn, as the OpenAI API and Hugging Face chat templates know it. */
+/**
+ * A tool call an assistant turn made, as Hugging Face chat templates read it: the arguments an
+ * object where the request's JSON text parsed to one (templates write them with `tojson`), else the text.
+ */
+export interface ChatToolCall {
+  readonly id?: string;
+  readonly type: "function";
+  readonly function: { readonly name: string; readonly arguments: unknown };
+}
+
+/**
+ * One chat turn, as the OpenAI API and Hugging Face chat templates know it (the tool fields keep
+ * the names the templates read).
+ */
 export interface ChatMessage {
   readonly role: "system" | "user" | "assistant" | "tool";
   readonly content: string;
+  /** An assistant turn's tool calls. */
+  readonly tool_calls?: readonly ChatToolCall[];
+  /** A tool turn: the call it answers. */
+  readonly tool_call_id?: string;
+  /** A tool turn: the function's name; other turns: the speaker's. */
+  readonly name?: string;
 }
 
 export interface EncodeOptions {
@@ -55,6 +74,8 @@ export interface Tokenizer {
   readonly pieces?: TokenPieces;
   /** Whether the tokenizer has a chat template (tokenizer_config.json chat_template). */
   readonly hasChatTemplate: boolean;
+  /** The chat template's Jinja text where the tokenizer read one (tells which tool-call format it speaks). */
+  readonly chatTemplateText?: string;
   /**
    * Renders messages through the chat template; throws a clear error when there is none. The text
    * already holds the template's special tokens (BOS included), so encode it with addSpecialTokens: false.

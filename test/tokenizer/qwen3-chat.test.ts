@@ -1,8 +1,12 @@
 // Qwen3's real tokenizer.json with its own chat template, end to end: the rendered multi-turn
 // prompt encodes to ChatML's special-token ids around the ordinary vocabulary's ids, and the
-// reasoning tags are single tokens that decoding keeps (Qwen3 marks them not special).
+// reasoning tags are single tokens that decoding keeps (Qwen3 marks them not special); tools, a
+// call and its result render as Qwen3 was taught them, and the call format is read as Hermes tags.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { templateToolCalls } from "../../src/server/chat-reply.js";
+import { HermesCallReader } from "../../src/server/tool-call-text.js";
+import { toolCallFormat } from "../../src/server/tool-calls.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
 import { tokenizerDir } from "./fixtures.js";
 
@@ -43,5 +47,37 @@ describe("Qwen3's tokenizer and chat template together", () => {
     assert.deepEqual(ids.slice(0, 3), [THINK, NL2, END_THINK]);
     assert.equal(qwen3.decode(ids), "<think>\n\n</think>\n\n6");
     assert.ok(qwen3.eosTokenIds.includes(IM_END));
+  });
+
+  it("tools, a call and its result render as Qwen3's template teaches, and its calls read back", () => {
+    assert.equal(toolCallFormat(qwen3), "hermes");
+    const tool = { type: "function", function: { name: "get_weather", parameters: { type: "object" } } };
+    const text = qwen3.applyChatTemplate(
+      [
+        { role: "user", content: "weather in Paris?" },
+        {
+          role: "assistant",
+          content: "",
+          tool_calls: templateToolCalls([
+            { id: "call_1", function: { name: "get_weather", arguments: '{"city": "Paris"}' } },
+          ]),
+        },
+        { role: "tool", content: "sunny", tool_call_id: "call_1" },
+      ],
+      { addGenerationPrompt: true, variables: { tools: [tool] } },
+    );
+    // As Python's json.dumps writes it (transformers renders these templates).
+    const listed =
+      '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}';
+    assert.ok(text.includes(`<tools>\n${listed}\n</tools>`), text);
+    const call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
+    assert.ok(text.includes(call), text);
+    assert.ok(text.includes("<tool_response>\nsunny\n</tool_response>"), text);
+    // The tags are single tokens decoding keeps, so the reply's text holds them for the reader.
+    const ids = qwen3.encode(call, { addSpecialTokens: false });
+    assert.equal(qwen3.decode(ids), call);
+    const r = new HermesCallReader();
+    const t = r.push(qwen3.decode(ids));
+    assert.deepEqual(t.calls, [{ name: "get_weather", arguments: '{"city":"Paris"}' }]);
   });
 });
