@@ -3,7 +3,7 @@ import type { ChatToolCall } from "../tokenizer/types.js";
 import type { ToolUse } from "./chat-tools.js";
 import type { ReplySplitter } from "./reply-parts.js";
 import { HermesCallReader, JsonCallReader, type ToolCallReader } from "./tool-call-text.js";
-import { type ParsedToolCall, toolCallObject } from "./tool-calls.js";
+import { type ParsedToolCall, type ToolCallFormat, toolCallObject } from "./tool-calls.js";
 
 /** What a stretch of one chat reply adds: reasoning, answer text, and tool calls. */
 export interface ReplyDelta {
@@ -71,22 +71,22 @@ export function chatFinishReason(reason: FinishReason, calls: number): FinishRea
 }
 
 /** A whole reply as the assistant message: the answer (null beside calls when empty), reasoning, calls. */
-export function replyMessage(d: ReplyDelta) {
+export function replyMessage(d: ReplyDelta, format: ToolCallFormat | null) {
   return {
     role: "assistant",
     content: d.calls.length > 0 && !d.content ? null : d.content,
     ...(d.reasoning ? { reasoning_content: d.reasoning } : {}),
-    ...(d.calls.length > 0 ? { tool_calls: d.calls.map(toolCallObject) } : {}),
+    ...(d.calls.length > 0 ? { tool_calls: d.calls.map((c) => toolCallObject(c, format)) } : {}),
   };
 }
 
 /** A stretch of a streamed reply as a delta; `first`: the index the first of its calls gets. */
-export function replyDeltaChunk(d: ReplyDelta, first: number) {
+export function replyDeltaChunk(d: ReplyDelta, first: number, format: ToolCallFormat | null) {
   return {
     ...(d.reasoning ? { reasoning_content: d.reasoning } : {}),
     ...(d.content ? { content: d.content } : {}),
     ...(d.calls.length > 0
-      ? { tool_calls: d.calls.map((c, i) => ({ index: first + i, ...toolCallObject(c) })) }
+      ? { tool_calls: d.calls.map((c, i) => ({ index: first + i, ...toolCallObject(c, format) })) }
       : {}),
   };
 }

@@ -1,5 +1,6 @@
 import type { Tokenizer } from "../tokenizer/types.js";
 import { badRequest } from "./errors.js";
+import { mistralMarkers } from "./mistral-calls.js";
 import type { ChatTool, ChatToolChoice } from "./schemas.js";
 import { type ToolCallFormat, toolCallFormat } from "./tool-calls.js";
 
@@ -53,7 +54,7 @@ export function toolUse(
     const name = choice.function.name;
     if (!tools.some((t) => t.function.name === name))
       throw badRequest(`tool_choice names "${name}", which is not among the tools`, "tool_choice");
-    prefill = namedCallOpening(format, name);
+    prefill = namedCallOpening(format, name, mistralMarkers(tokenizer)?.args != null);
   } else if (choice === "required") {
     prefill = CALL_OPENING[format];
   }
@@ -70,10 +71,11 @@ const CALL_OPENING: Readonly<Record<ToolCallFormat, string>> = {
   hermes: "<tool_call>\n",
   "llama3-json": '{"name": "',
   harmony: "<|channel|>commentary to=functions.",
+  mistral: "[TOOL_CALLS]",
 };
 
-/** A call of `name` opened up to its arguments. */
-function namedCallOpening(format: ToolCallFormat, name: string): string {
+/** A call of `name` opened up to its arguments (`mistralArgs`: the vocabulary has Mistral's `[ARGS]`). */
+function namedCallOpening(format: ToolCallFormat, name: string, mistralArgs: boolean): string {
   switch (format) {
     case "hermes":
       return `<tool_call>\n{"name": "${name}", "arguments": `;
@@ -81,5 +83,7 @@ function namedCallOpening(format: ToolCallFormat, name: string): string {
       return `{"name": "${name}", "parameters": `;
     case "harmony":
       return `<|channel|>commentary to=functions.${name} <|constrain|>json<|message|>`;
+    case "mistral":
+      return mistralArgs ? `[TOOL_CALLS]${name}[ARGS]` : `[TOOL_CALLS] [{"name": "${name}", "arguments": `;
   }
 }

@@ -18,6 +18,7 @@ import { replySplitter } from "./reply-parts.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { toSamplingParams } from "./sampling.js";
 import { type ChatRequest, type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
+import type { ToolCallFormat } from "./tool-calls.js";
 
 /** POST /v1/chat/completions */
 export async function handleChat(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply) {
@@ -57,7 +58,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   const created = Math.floor(Date.now() / 1000);
   const model = engine.model.id;
   // Reasoning and answer apart, by token (reply-parts.ts), then the tool calls (chat-reply.ts).
-  const splitter = replySplitter(engine.tokenizer, prompt, tools !== null);
+  const splitter = replySplitter(engine.tokenizer, prompt, tools?.format ?? null);
   const reader = () => {
     const r = new ChoiceReader(splitter?.() ?? null, tools);
     if (forced) r.prime(forced.ids, forced.text);
@@ -79,6 +80,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
       logprobs,
       texts,
       readers,
+      format: tools?.format ?? null,
       includeUsage,
       promptTokens: prompt.length,
     });
@@ -91,7 +93,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     const whole = reader().read(r.tokenIds, r.text, true);
     return {
       index,
-      message: replyMessage(whole),
+      message: replyMessage(whole, tools?.format ?? null),
       logprobs: logprobs != null ? { content: chatLogprobs(r.logprobs, texts, logprobs) } : null,
       finish_reason: chatFinishReason(r.finishReason, whole.calls.length),
     };
@@ -115,6 +117,8 @@ interface ChatStream {
   readonly texts: TokenTexts;
   /** Per choice, its reader (reasoning, answer and tool calls apart). */
   readonly readers: readonly ChoiceReader[];
+  /** The tool-call format the reply is read in (it shapes the calls' ids), null without tools. */
+  readonly format: ToolCallFormat | null;
   readonly includeUsage: boolean;
   readonly promptTokens: number;
 }
@@ -136,7 +140,8 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
       }
       const reader = c.readers[index]!;
       const before = reader.callCount;
-      const delta = replyDeltaChunk(reader.read(event.tokenIds, event.text, event.finished), before);
+      const read = reader.read(event.tokenIds, event.text, event.finished);
+      const delta = replyDeltaChunk(read, before, c.format);
       const hasLogprobs = logprobs != null && (event.logprobs?.length ?? 0) > 0;
       if (Object.keys(delta).length > 0 || hasLogprobs || event.finished) {
         const choice = {

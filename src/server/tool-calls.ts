@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { harmonyMarkers } from "./harmony.js";
 
@@ -11,9 +12,10 @@ import { harmonyMarkers } from "./harmony.js";
  * - `llama3-json`: a reply that is one JSON object `{"name": ..., "parameters": {...}}` (or several
  *   joined by `;`), Llama 3.1-3.3's JSON tool calling;
  * - `harmony`: gpt-oss's messages addressed `to=functions.NAME`, their bodies the arguments (read
- *   by token in harmony.ts).
+ *   by token in harmony.ts);
+ * - `mistral`: calls after a `[TOOL_CALLS]` control token (read by token in mistral-calls.ts).
  */
-export type ToolCallFormat = "hermes" | "llama3-json" | "harmony";
+export type ToolCallFormat = "hermes" | "llama3-json" | "harmony" | "mistral";
 
 /** A call read from a reply: the function's name and its arguments as JSON text. */
 export interface ParsedToolCall {
@@ -26,15 +28,25 @@ export function toolCallFormat(tokenizer: Tokenizer): ToolCallFormat | null {
   if (!tokenizer.hasChatTemplate) return null;
   if (harmonyMarkers(tokenizer)) return "harmony";
   const t = tokenizer.chatTemplateText ?? "";
+  if (t.includes("[TOOL_CALLS]") && singleTokenId(tokenizer, "[TOOL_CALLS]") != null) return "mistral";
   if (t.includes("<tool_call>")) return "hermes";
   if (t.includes("<|python_tag|>") || /"parameters": dictionary/.test(t)) return "llama3-json";
   return null;
 }
 
-/** What the server answers for a call: OpenAI's form, with an id the client sends back with the result. */
-export function toolCallObject(call: ParsedToolCall) {
+const ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/**
+ * What the server answers for a call: OpenAI's form, with an id the client sends back with the
+ * result. Mistral's templates refuse ids that are not 9 letters or digits, so its calls get such ids.
+ */
+export function toolCallObject(call: ParsedToolCall, format: ToolCallFormat | null) {
+  const id =
+    format === "mistral"
+      ? Array.from(randomBytes(9), (b) => ALNUM[b % ALNUM.length]).join("")
+      : `call_${randomBytes(12).toString("hex")}`;
   return {
-    id: `call_${randomBytes(12).toString("hex")}`,
+    id,
     type: "function" as const,
     function: { name: call.name, arguments: call.arguments },
   };

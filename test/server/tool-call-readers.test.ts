@@ -1,5 +1,6 @@
 // Reading tool calls out of chat replies, piece by piece: Hermes tags (Qwen's templates), Llama 3's
-// JSON calls and gpt-oss's harmony messages to functions, however the reply is cut into events;
+// JSON calls, gpt-oss's harmony messages to functions and Mistral's [TOOL_CALLS] (both its forms),
+// however the reply is cut into events;
 // which format a template teaches; and a conversation with calls and results through a template.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,6 +9,7 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 import { templateToolCalls } from "../../src/server/chat-reply.js";
 import { HarmonyStream, harmonyMarkers } from "../../src/server/harmony.js";
+import { MistralCallStream, mistralMarkers } from "../../src/server/mistral-calls.js";
 import { HermesCallReader, JsonCallReader, type ToolCallReader } from "../../src/server/tool-call-text.js";
 import { parseCallJson, splitJsonObjects, toolCallFormat } from "../../src/server/tool-calls.js";
 import { loadHfTokenizer } from "../../src/tokenizer/hf-tokenizer.js";
@@ -150,8 +152,10 @@ describe("harmony messages to functions", () => {
     for (const cut of [1, 4, reply.length]) {
       const s = new HarmonyStream(tokenizer, harmonyMarkers(tokenizer)!, true);
       const parts = { reasoning: "", content: "", calls: [] as unknown[] };
-      for (let i = 0; i <= reply.length; i += cut) {
-        const t = i < reply.length ? s.push(reply.slice(i, i + cut)) : s.flush();
+      const pieces = [];
+      for (let i = 0; i < reply.length; i += cut) pieces.push(reply.slice(i, i + cut));
+      for (let i = 0; i <= pieces.length; i++) {
+        const t = i < pieces.length ? s.push(pieces[i]!) : s.flush();
         parts.reasoning += t.reasoning;
         parts.content += t.content;
         parts.calls.push(...(t.calls ?? []));
@@ -172,6 +176,63 @@ describe("harmony messages to functions", () => {
     const t = s.push(ids('<|channel|>commentary to=functions.f<|message|>{"a": '));
     const rest = s.flush();
     assert.deepEqual([t.content + rest.content, rest.calls], ['{"a": ', undefined]);
+  });
+});
+
+describe("Mistral's [TOOL_CALLS]", () => {
+  const dir = path.join(tmp, "mistral");
+  writeSuccessorTokenizer(dir, {
+    added: ["[TOOL_CALLS]", "[ARGS]"].map((content) => ({ content, special: true })),
+    template: "{% for m in messages %}{{ m.content }}{% endfor %}[TOOL_CALLS]",
+    eos: [],
+  });
+  const tokenizer = loadHfTokenizer(dir);
+  const markers = mistralMarkers(tokenizer)!;
+  const ids = (text: string) => tokenizer.encode(text, { addSpecialTokens: false });
+  const read = (text: string, cut: number) => {
+    const reply = ids(text);
+    const s = new MistralCallStream(tokenizer, markers);
+    const parts = { content: "", calls: [] as unknown[] };
+    const pieces = [];
+    for (let i = 0; i < reply.length; i += cut) pieces.push(reply.slice(i, i + cut));
+    for (let i = 0; i <= pieces.length; i++) {
+      const t = i < pieces.length ? s.push(pieces[i]!) : s.flush();
+      parts.content += t.content;
+      parts.calls.push(...(t.calls ?? []));
+    }
+    return parts;
+  };
+
+  it("a JSON list after the token (v3), or NAME[ARGS]{...} a call (later tokenizers), in any pieces", () => {
+    const calls = [
+      { name: "get_weather", arguments: '{"city":"Paris"}' },
+      { name: "get_time", arguments: "{}" },
+    ];
+    for (const cut of [1, 3, 1000]) {
+      assert.deepEqual(
+        read(
+          'Sure.[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]',
+          cut,
+        ),
+        { content: "Sure.", calls },
+      );
+      assert.deepEqual(
+        read('[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}', cut),
+        {
+          content: "",
+          calls,
+        },
+      );
+    }
+  });
+
+  it("is the format of a template that writes [TOOL_CALLS] with the token in its vocabulary", () => {
+    assert.equal(toolCallFormat(tokenizer), "mistral");
+  });
+
+  it("what does not read as calls is content", () => {
+    assert.deepEqual(read("a[TOOL_CALLS] [not json", 2), { content: "a [not json", calls: [] });
+    assert.deepEqual(read("[TOOL_CALLS]bad name[ARGS]{}", 2), { content: "bad name{}", calls: [] });
   });
 });
 

@@ -1,6 +1,7 @@
 // Tool calls through /v1/chat/completions on real engines: the tools reach the chat template, the
 // calls the model writes come back as tool_calls (finish_reason "tool_calls"), streamed or whole,
-// for Hermes tags (Qwen's templates), Llama 3's JSON and gpt-oss's harmony; tool_choice "none",
+// for Hermes tags (Qwen's templates), Llama 3's JSON, gpt-oss's harmony and Mistral's
+// [TOOL_CALLS] (with the 9-character ids its templates demand); tool_choice "none",
 // "required" and a named function change what the model is shown and made to write;
 // parallel_tool_calls false keeps one call; bad requests get a 400 naming the field. Each model
 // answers from a successor table (successor-model.ts): its last prompt token picks the reply.
@@ -317,5 +318,73 @@ describe("tool calls in harmony (gpt-oss-style model, real engine)", () => {
     });
     const plain = await whole(s, {});
     assert.deepEqual([plain.message.content, plain.message.tool_calls], ['{"city": "Paris"}', undefined]);
+  });
+});
+
+describe("tool calls after Mistral's [TOOL_CALLS] (real engine)", () => {
+  const [TOOL_CALLS, LIST, EOS] = [258, 259, 260];
+  let s: LiveServer;
+  before(async () => {
+    const dir = path.join(tmp, "mistral");
+    writeSuccessorModel(dir, {
+      added: [
+        { content: "[TOOL_CALLS]", special: true },
+        { content: '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', special: false },
+        { content: "<|eos|>", special: true },
+      ],
+      // As Mistral's templates do, ids that are not 9 characters are refused.
+      template:
+        // Tool names only: the tiny model's context is 256 bytes.
+        "{% if tools %}[AVAILABLE_TOOLS]{% for t in tools %}{{ t.function.name }}{% endfor %}[/AVAILABLE_TOOLS]{% endif %}" +
+        "{% for m in messages %}{% for c in m.tool_calls or [] %}{% if c.id | length != 9 %}" +
+        "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}" +
+        "[TOOL_CALLS]{% endfor %}{{ m.content }}|{% endfor %}{% if tools %}T{% else %}N{% endif %}",
+      eos: [EOS],
+      next: [
+        [c("T"), TOOL_CALLS, 10],
+        [TOOL_CALLS, c(" "), 10],
+        [c(" "), LIST, 10],
+        [LIST, EOS, 10],
+        [c("N"), c("H"), 10],
+        [c("H"), c("i"), 10],
+        [c("i"), EOS, 10],
+      ],
+    });
+    s = await startServer({ model: dir });
+  });
+  after(() => s.close());
+
+  it("the calls come back with ids Mistral's template takes back in the next turn", async () => {
+    const { message, finish } = await whole(s, { tools: [WEATHER] });
+    assert.deepEqual(
+      [message.content, callsOf(message), finish],
+      [null, [["function", "get_weather", '{"city":"Paris"}']], "tool_calls"],
+    );
+    const call = message.tool_calls![0]!;
+    assert.match(call.id, /^[A-Za-z0-9]{9}$/);
+    const st = await streamed(s, { tools: [WEATHER] });
+    assert.deepEqual(st, {
+      content: "",
+      calls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }],
+      finish: "tool_calls",
+    });
+    const next = await whole(s, {
+      tools: [WEATHER],
+      messages: [
+        ...ASK,
+        { role: "assistant", content: null, tool_calls: [call] },
+        { role: "tool", tool_call_id: call.id, content: "sunny" },
+      ],
+    });
+    assert.equal(next.finish, "tool_calls");
+    const refused = await postRaw(
+      `${s.url}/v1/chat/completions`,
+      JSON.stringify({
+        tools: [WEATHER],
+        messages: [...ASK, { role: "assistant", content: null, tool_calls: [{ ...call, id: "call_1" }] }],
+      }),
+    );
+    assert.equal(refused.status, 400);
+    assert.match(refused.json.error!.message, /length 9/);
   });
 });
