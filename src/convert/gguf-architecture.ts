@@ -25,6 +25,7 @@ export type GgufArch =
   | "gpt-oss"
   | "glm4"
   | "qwen2moe"
+  | "glm4moe"
   | GemmaGgufArch;
 
 type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
@@ -57,6 +58,7 @@ const RULES: Partial<Record<Architecture, Rule>> = {
   gpt_oss: gptOss,
   glm4,
   qwen2_moe: qwen2Moe,
+  glm4_moe: glm4Moe,
 };
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */
@@ -267,4 +269,24 @@ export function ernieLayerPattern(c: ModelConfig): { lead: number; step: number 
     if (sparse.every((s, l) => s === (l >= lead && (l + 1) % step === 0))) return { lead, step };
   }
   return null;
+}
+
+/**
+ * llama.cpp's glm4moe: dense layers first, then every layer a mixture scored by sigmoid and chosen
+ * with its correction bias, and a shared expert a whole number of experts wide (it multiplies the
+ * expert width by expert_shared_count).
+ */
+function glm4Moe(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  const moe = c.moe;
+  const lead = moe ? moe.sparseLayers.indexOf(true) : -1;
+  if (!moe?.sigmoidScores || !moe.selectionBias || lead < 0 || moe.sparseLayers.slice(lead).some((s) => !s))
+    refuse(
+      "llama.cpp's glm4moe wants leading dense layers, then every layer a mixture scored by sigmoid with a selection bias",
+    );
+  const shared = moe!.sharedExpertSize ?? 0;
+  if (shared === 0 || shared % moe!.expertIntermediateSize !== 0)
+    refuse(
+      `llama.cpp's glm4moe wants a shared expert a whole number of experts wide (${shared} for experts ${moe!.expertIntermediateSize} wide)`,
+    );
+  return "glm4moe";
 }

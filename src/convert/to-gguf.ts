@@ -1,4 +1,4 @@
-import { type ModelConfig, type RopeScaling, yarnMscale } from "../model/config.js";
+import { type ModelConfig, type MoeConfig, type RopeScaling, yarnMscale } from "../model/config.js";
 import type { GemmaGgufArch } from "../model/gguf-gemma.js";
 import { interleavesQk } from "../model/gguf-names.js";
 import type { LoadedModel } from "../model/types.js";
@@ -156,8 +156,15 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
     // Mixtral: every layer a mixture (feed_forward_length is each expert's width).
     kv.push({ key: k("expert_count"), value: gguf.u32(c.moe.numExperts) });
     kv.push({ key: k("expert_used_count"), value: gguf.u32(c.moe.topK) });
-    if (arch === "qwen3moe" || arch === "ernie4_5-moe" || arch === "gpt-oss" || arch === "qwen2moe")
+    if (
+      arch === "qwen3moe" ||
+      arch === "ernie4_5-moe" ||
+      arch === "gpt-oss" ||
+      arch === "qwen2moe" ||
+      arch === "glm4moe"
+    )
       kv.push({ key: k("expert_feed_forward_length"), value: gguf.u32(c.moe.expertIntermediateSize) });
+    if (arch === "glm4moe") kv.push(...glm4MoeMetadata(k, c.moe));
     if (arch === "qwen2moe" && c.moe.sharedExpertSize)
       kv.push({ key: k("expert_shared_feed_forward_length"), value: gguf.u32(c.moe.sharedExpertSize) });
     const pattern = arch === "ernie4_5-moe" ? ernieLayerPattern(c) : null;
@@ -177,6 +184,22 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
   // Llama 3 scaling travels as the rope_freqs tensor alone: llama.cpp reads any scaling factor key
   // as linear scaling and rejects "llama3" as a scaling type, so neither is written.
   return kv;
+}
+
+/** llama.cpp's glm4moe routing keys (the architecture check made the shared width a whole number of experts). */
+function glm4MoeMetadata(k: (name: string) => string, moe: MoeConfig): GgufKv[] {
+  return [
+    { key: k("leading_dense_block_count"), value: gguf.u32(moe.sparseLayers.indexOf(true)) },
+    {
+      key: k("expert_shared_count"),
+      value: gguf.u32((moe.sharedExpertSize ?? 0) / moe.expertIntermediateSize),
+    },
+    { key: k("expert_weights_scale"), value: gguf.f32(moe.routedScale ?? 1) },
+    { key: k("expert_weights_norm"), value: gguf.bool(moe.normalizeTopK) },
+    // llama.cpp's LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID.
+    { key: k("expert_gating_func"), value: gguf.u32(2) },
+    { key: k("nextn_predict_layers"), value: gguf.u32(0) },
+  ];
 }
 
 /**

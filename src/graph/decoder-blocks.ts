@@ -154,6 +154,8 @@ export function moeBlock(g: GraphBuilder, c: ModelConfig, l: number, y: string):
     normalizeTopK: moe.normalizeTopK,
     hidden: moe.expertIntermediateSize,
     ...(n.selectionBias ? { selectionBias: n.selectionBias } : {}),
+    ...(moe.sigmoidScores ? { sigmoid: true } : {}),
+    ...(moe.routedScale !== undefined ? { scale: moe.routedScale } : {}),
     ...(n.biases ? { biases: n.biases } : {}),
     ...(moe.swigluClamp ? { swigluClamp: moe.swigluClamp } : {}),
   }));

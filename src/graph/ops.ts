@@ -92,6 +92,10 @@ export type Op =
        * top-k only (ERNIE 4.5); the routing weights stay the probabilities.
        */
       readonly selectionBias?: string;
+      /** Scores by sigmoid of the logits rather than softmax (MoeConfig.sigmoidScores). */
+      readonly sigmoid?: boolean;
+      /** Multiplies the routing weights (MoeConfig.routedScale). Absent: 1. */
+      readonly scale?: number;
       /** gpt-oss: per-expert biases of the gate, up ([hidden] each) and down ([dim]) projections. */
       readonly biases?: {
         readonly gate: readonly string[];

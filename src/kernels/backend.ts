@@ -207,7 +207,9 @@ export interface PreparedExperts {
  * A slot's weight is its expert's softmax probability over all experts, or, with normalizeTopK,
  * over the chosen ones only (the same as rescaling the chosen probabilities to sum to 1).
  * With selectionBias the experts are instead the topK largest of probability + bias (ties again to
- * the lower index), and the weights the same probabilities of the experts so chosen.
+ * the lower index), and the weights the same probabilities of the experts so chosen. With sigmoid,
+ * an expert's score is the sigmoid of its logit in place of its softmax probability (DeepSeek V3,
+ * GLM-4.5), chosen by score + bias (or the score alone). Every weight is then multiplied by scale.
  * The nTokens·topK (token, slot) pairs are then laid out grouped by expert, in token order
  * within an expert: the pair's row in that layout is slotRow[t·topK + j], the token of row r is
  * rowToken[r], and expert e's rows are [expertStart[e], expertStart[e + 1]).
@@ -220,6 +222,10 @@ export interface MoeRouteArgs {
   readonly normalizeTopK: boolean;
   /** [nExperts]: added to each expert's probability for choosing only (ERNIE 4.5). Absent: none. */
   readonly selectionBias?: Float32Array;
+  /** Scores by sigmoid rather than softmax. Absent: softmax. */
+  readonly sigmoid?: boolean;
+  /** Multiplies every weight (GLM-4.5's routed_scaling_factor). Absent: 1. */
+  readonly scale?: number;
   /** [nTokens·topK] out. */
   readonly slotWeight: Float32Array;
   /** [nTokens·topK] out. */

@@ -20,6 +20,8 @@ export function checkRouteArgs(method: string, a: MoeRouteArgs): void {
   checkLength(method, "rowToken", a.rowToken, pairs);
   checkLength(method, "expertStart", a.expertStart, a.nExperts + 1);
   if (a.selectionBias) checkLength(method, "selectionBias", a.selectionBias, a.nExperts);
+  if (a.scale !== undefined && !Number.isFinite(a.scale))
+    throw new RangeError(`${method}: scale must be finite, got ${a.scale}`);
 }
 
 export function moeRouteReference(a: MoeRouteArgs): void {
@@ -27,7 +29,7 @@ export function moeRouteReference(a: MoeRouteArgs): void {
   const { logits, nTokens, nExperts: E, topK: k, slotWeight, slotRow, rowToken, expertStart } = a;
   expertStart.fill(0, 0, E + 1);
   for (let t = 0; t < nTokens; t++) {
-    if (a.selectionBias) {
+    if (a.selectionBias || a.sigmoid) {
       biasedChoice(a, t);
       continue;
     }
@@ -46,8 +48,9 @@ export function moeRouteReference(a: MoeRouteArgs): void {
     let z = 0;
     if (a.normalizeTopK) for (let j = 0; j < k; j++) z += Math.exp(logits[base + slotRow[t * k + j]!]! - top);
     else for (let e = 0; e < E; e++) z += Math.exp(logits[base + e]! - top);
+    const scale = a.scale ?? 1;
     for (let j = 0; j < k; j++)
-      slotWeight[t * k + j] = Math.exp(logits[base + slotRow[t * k + j]!]! - top) / z;
+      slotWeight[t * k + j] = (Math.exp(logits[base + slotRow[t * k + j]!]! - top) / z) * scale;
   }
   for (let e = 0; e < E; e++) expertStart[e + 1]! += expertStart[e]!;
   // Assign rows with expertStart[e] as e's cursor; afterwards it holds e's end, i.e. e+1's start.
@@ -61,25 +64,28 @@ export function moeRouteReference(a: MoeRouteArgs): void {
 }
 
 /**
- * Token t's experts by probability + selectionBias, their weights the probabilities (over all
- * experts, or renormalised over the chosen). Exponentials are recomputed rather than kept, so
- * routing needs no scratch.
+ * Token t's experts by score + selectionBias (or the score alone), their weights the scores (over
+ * all experts, or renormalised over the chosen) times scale. A score is the softmax probability, or
+ * with sigmoid the logit's sigmoid. Exponentials are recomputed rather than kept, so routing needs
+ * no scratch.
  */
 function biasedChoice(a: MoeRouteArgs, t: number): void {
   const { logits, nExperts: E, topK: k, slotWeight, slotRow, expertStart } = a;
-  const bias = a.selectionBias!;
+  const bias = a.selectionBias;
   const base = t * E;
   let top = logits[base]!;
   for (let e = 1; e < E; e++) top = Math.max(top, logits[base + e]!);
   let z = 0;
-  for (let e = 0; e < E; e++) z += Math.exp(logits[base + e]! - top);
-  const prob = (e: number) => Math.exp(logits[base + e]! - top) / z;
+  if (!a.sigmoid) for (let e = 0; e < E; e++) z += Math.exp(logits[base + e]! - top);
+  const prob = a.sigmoid
+    ? (e: number) => 1 / (1 + Math.exp(-logits[base + e]!))
+    : (e: number) => Math.exp(logits[base + e]! - top) / z;
   for (let j = 0; j < k; j++) {
     let best = -1;
     let bestKey = 0;
     for (let e = 0; e < E; e++) {
       if (chosenBefore(slotRow, t * k, j, e)) continue;
-      const key = prob(e) + bias[e]!;
+      const key = prob(e) + (bias ? bias[e]! : 0);
       if (best === -1 || key > bestKey) [best, bestKey] = [e, key];
     }
     slotRow[t * k + j] = best;
@@ -88,7 +94,8 @@ function biasedChoice(a: MoeRouteArgs, t: number): void {
   let sum = 0;
   for (let j = 0; j < k; j++) sum += prob(slotRow[t * k + j]!);
   const norm = a.normalizeTopK ? sum : 1;
-  for (let j = 0; j < k; j++) slotWeight[t * k + j] = prob(slotRow[t * k + j]!) / norm;
+  const scale = a.scale ?? 1;
+  for (let j = 0; j < k; j++) slotWeight[t * k + j] = (prob(slotRow[t * k + j]!) / norm) * scale;
 }
 
 function chosenBefore(slotRow: Int32Array, first: number, j: number, e: number): boolean {

@@ -177,6 +177,8 @@ export interface NativeAddon {
     rowToken: Int32Array,
     expertStart: Int32Array,
     selectionBias?: Float32Array,
+    sigmoid?: boolean,
+    scale?: number,
   ): void;
   gatherRows(out: Float32Array, x: Float32Array, rows: Int32Array, nRows: number, dim: number): void;
   moeCombine(
@@ -533,6 +535,8 @@ export class NativeBackend implements KernelBackend {
       a.rowToken,
       a.expertStart,
       a.selectionBias,
+      a.sigmoid ?? false,
+      a.scale ?? 1,
     );
   }
 

@@ -23,7 +23,8 @@ export type Architecture =
   | "ernie4_5_moe"
   | "gpt_oss"
   | "glm4"
-  | "qwen2_moe";
+  | "qwen2_moe"
+  | "glm4_moe";
 
 export type RopeScaling =
   | {
@@ -87,6 +88,14 @@ export interface MoeConfig {
    * probabilities. Absent: the top-k of the router logits.
    */
   readonly selectionBias?: boolean;
+  /**
+   * DeepSeek V3's kind of routing (GLM-4.5): an expert's score is the sigmoid of its router logit
+   * (not a softmax probability); the experts are the top-k of score + selection bias, weighted
+   * by their scores (renormalised with normalizeTopK). Absent: softmax.
+   */
+  readonly sigmoidScores?: boolean;
+  /** Multiplies the routed experts' weights (routed_scaling_factor: GLM-4.5's 2.5). Absent: 1. */
+  readonly routedScale?: number;
   /** Rows of a shared expert's gate and up projections: a SwiGLU MLP every token runs, added to the mixture. Absent: none. */
   readonly sharedExpertSize?: number;
   /**
@@ -281,7 +290,9 @@ export function describeFamily(c: ModelConfig): string {
     parts.push(
       `${c.moe.numExperts} experts (top-${c.moe.topK}, ${norm}) on ${sparse} of ${c.numLayers} layers`,
     );
+    if (c.moe.sigmoidScores) parts.push("sigmoid expert scores");
     if (c.moe.selectionBias) parts.push("experts chosen with a per-expert bias");
+    if (c.moe.routedScale !== undefined) parts.push(`routed experts × ${c.moe.routedScale}`);
     if (c.moe.sharedExpertSize)
       parts.push(
         `a shared expert ${c.moe.sharedExpertSize} wide${c.moe.sharedExpertGate ? ", sigmoid-gated" : ""}`,

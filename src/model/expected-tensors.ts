@@ -88,7 +88,12 @@ function expertTensors(c: ModelConfig, l: number): ExpectedTensor[] {
     out.push({ name: n.up[e]!, shape: [i, d] });
     out.push({ name: n.down[e]!, shape: [d, i] });
   }
-  if (n.selectionBias) out.push({ name: n.selectionBias, shape: [1, moe.numExperts] });
+  // ERNIE's is [1, experts], GLM-4.5's (DeepSeek V3's) a vector.
+  if (n.selectionBias)
+    out.push({
+      name: n.selectionBias,
+      shape: c.architecture === "glm4_moe" ? [moe.numExperts] : [1, moe.numExperts],
+    });
   if (n.routerBias) out.push({ name: n.routerBias, shape: [moe.numExperts] });
   if (n.sharedGate) out.push({ name: n.sharedGate, shape: [1, d] });
   if (n.biases)

@@ -38,7 +38,8 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
 /**
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
- * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss", "glm4" and "qwen2moe".
+ * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss", "glm4",
+ * "qwen2moe" and "glm4moe".
  * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
  * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
  * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
@@ -65,6 +66,7 @@ const SUPPORTED_ARCHS = [
   "gpt-oss",
   "glm4",
   "qwen2moe",
+  "glm4moe",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -85,6 +87,7 @@ const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architec
   "gpt-oss": "gpt_oss",
   glm4: "glm4",
   qwen2moe: "qwen2_moe",
+  glm4moe: "glm4_moe",
 };
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -271,6 +274,7 @@ function mixtureOf(
   if (arch === "ernie4_5-moe") return ernieMixture(meta, layers, g);
   if (arch === "gpt-oss") return gptOssMixture(meta, layers);
   if (arch === "qwen2moe") return qwen2MoeMixture(meta, layers, g);
+  if (arch === "glm4moe") return glm4MoeMixture(meta, layers);
   const numExperts = meta.num(`${arch}.expert_count`) ?? 0;
   if ((arch === "qwen3moe" || arch === "granitemoe" || arch === "olmoe") && numExperts === 0)
     throw new GgufError(meta.file, `a ${arch} file needs ${arch}.expert_count`);
@@ -352,6 +356,41 @@ function qwen2MoeMixture(meta: Meta, layers: number, g: GgufFile): MoeConfig {
 }
 
 /**
+ * GLM-4.5 as llama.cpp's glm4moe runs it: mixtures from leading_dense_block_count on, each expert
+ * scored by the sigmoid of its logit (expert_gating_func 2) and chosen with exp_probs_b added,
+ * weights renormalised where expert_weights_norm and scaled by expert_weights_scale, and
+ * expert_shared_count experts' worth of shared MLP.
+ */
+function glm4MoeMixture(meta: Meta, layers: number): MoeConfig {
+  const k = (name: string) => `glm4moe.${name}`;
+  const { numExperts, topK } = expertCounts(meta, "glm4moe");
+  const gating = meta.num(k("expert_gating_func")) ?? 2;
+  if (gating !== 2)
+    throw new GgufError(meta.file, `${k("expert_gating_func")} ${gating} is not supported (2: sigmoid)`);
+  const lead = meta.num(k("leading_dense_block_count")) ?? 0;
+  if (lead >= layers)
+    throw new GgufError(
+      meta.file,
+      `no layer of this glm4moe file is a mixture (${lead} leading dense of ${layers})`,
+    );
+  const width = meta.need(k("expert_feed_forward_length"));
+  const shared = meta.num(k("expert_shared_count")) ?? 0;
+  const scale = meta.num(k("expert_weights_scale")) ?? 1;
+  const norm = meta.get(k("expert_weights_norm"));
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: width,
+    normalizeTopK: norm === undefined ? true : norm === true,
+    sparseLayers: Array.from({ length: layers }, (_, l) => l >= lead),
+    sigmoidScores: true,
+    selectionBias: true,
+    ...(scale !== 1 ? { routedScale: scale } : {}),
+    ...(shared > 0 ? { sharedExpertSize: shared * width } : {}),
+  };
+}
+
+/**
  * gpt-oss's attention as llama.cpp's gpt-oss runs it: sinks, q/k/v/o biases, and a window
  * (attention.sliding_window, required) on the layers its pattern makes window ones (every other,
  * from layer 0, unless attention.sliding_window_pattern says otherwise).
@@ -404,7 +443,8 @@ function ernieMixture(meta: Meta, layers: number, g: GgufFile): MoeConfig {
 
 function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const k = (name: string) => `${arch}.${name}`;
-  const numLayers = meta.need(k("block_count"));
+  // GLM-4.5's files keep their multi-token-prediction layers after the decoder's: not run.
+  const numLayers = meta.need(k("block_count")) - (meta.num(k("nextn_predict_layers")) ?? 0);
   const ffn = meta.need(k("feed_forward_length"));
   const moe = mixtureOf(meta, arch, numLayers, ffn, g);
   const hidden = meta.need(k("embedding_length"));
@@ -422,11 +462,11 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
   const rotated = meta.num(k("rope.dimension_count")) ?? headDim;
   if (
     rotated !== headDim &&
-    ((arch !== "phi3" && arch !== "glm4") || rotated > headDim || rotated % 2 !== 0)
+    ((arch !== "phi3" && arch !== "glm4" && arch !== "glm4moe") || rotated > headDim || rotated % 2 !== 0)
   ) {
     throw new GgufError(
       meta.file,
-      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are supported for phi3 and glm4 only (an even count below the head dimension)`,
+      `${k("rope.dimension_count")} ${rotated} ≠ head dimension ${headDim}: partial rotary embeddings are supported for phi3, glm4 and glm4moe only (an even count below the head dimension)`,
     );
   }
   const embd = g.header.tensors.get("token_embd.weight");
@@ -465,9 +505,12 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     // llama.cpp's glm4 takes q/k/v biases where the file has them (GLM-4-0414's have).
     attentionBias:
       arch === "qwen2" ||
-      ((arch === "glm4" || arch === "qwen2moe") && g.header.tensors.has("blk.0.attn_q.bias")),
+      ((arch === "glm4" || arch === "qwen2moe" || arch === "glm4moe") &&
+        g.header.tensors.has("blk.0.attn_q.bias")),
     ...(arch === "glm4" ? { fusedGateUp: true, postNorms: true } : {}),
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),
+    // GLM-4.5's q/k norms are optional (use_qk_norm): there where the file has them.
+    ...(arch === "glm4moe" && g.header.tensors.has("blk.0.attn_q_norm.weight") ? { qkNorm: true } : {}),
     ...(arch === "olmoe" ? { qkNorm: true, qkNormFull: true } : {}),
     ...(moe ? { moe } : {}),
     ...(arch === "phi3" ? { fusedProjections: true } : {}),

@@ -34,6 +34,8 @@ const LAYER_NAMES: Readonly<Record<string, string>> = {
   "mlp.gate.weight": "ffn_gate_inp.weight",
   // ERNIE 4.5's expert selection bias ([1, experts], stored 1-D) and shared expert.
   "mlp.moe_statics.e_score_correction_bias": "exp_probs_b.bias",
+  // GLM-4.5's (DeepSeek V3's name, beside the router).
+  "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
   "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
   "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
   "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
@@ -100,14 +102,14 @@ const EXPERT_STACKS = {
 
 /**
  * Whether the Hugging Face post_attention_layernorm goes by llama.cpp's post_attention_norm
- * (Gemma's and OLMo 2's norm on the attention output, gpt-oss's norm before the FFN) rather than
- * ffn_norm (Llama's, and GLM-4's, whose own names say which norm is which).
+ * (Gemma's and OLMo 2's norm on the attention output, gpt-oss's and GLM-4.5's norm before the FFN)
+ * rather than ffn_norm (Llama's, and GLM-4's, whose own names say which norm is which).
  */
 export function postAttentionNormNamed(
   c: Pick<ModelConfig, "architecture" | "postNorms" | "postNormsOnly">,
 ): boolean {
   if (c.architecture === "glm4") return false;
-  return hasPostNorms(c) || c.architecture === "gpt_oss";
+  return hasPostNorms(c) || c.architecture === "gpt_oss" || c.architecture === "glm4_moe";
 }
 
 /**

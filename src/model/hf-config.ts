@@ -37,6 +37,7 @@ const SUPPORTED: readonly Architecture[] = [
   "gpt_oss",
   "glm4",
   "qwen2_moe",
+  "glm4_moe",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -58,6 +59,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   olmoe: { maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000 },
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
+  glm4_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 10000 },
   gpt_oss: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 150000 },
   glm4: { maxPositions: 131072, rmsNormEps: 1.5625e-7, ropeTheta: 10000 },
   qwen2_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
@@ -153,6 +155,16 @@ const configSchema = z.object({
   /** gpt-oss's clamped SwiGLU (transformers fixes alpha at 1.702; newer configs state both). */
   swiglu_limit: z.number().positive().nullish(),
   swiglu_alpha: z.number().positive().nullish(),
+  /** GLM-4.5 (DeepSeek V3's routing fields). */
+  n_routed_experts: z.number().int().nonnegative().nullish(),
+  n_shared_experts: z.number().int().nonnegative().nullish(),
+  first_k_dense_replace: z.number().int().nonnegative().nullish(),
+  routed_scaling_factor: z.number().positive().nullish(),
+  n_group: posInt.nullish(),
+  topk_group: posInt.nullish(),
+  use_qk_norm: z.boolean().nullish(),
+  /** Multi-token-prediction layers stored after the decoder's (GLM-4.5's); not run. */
+  num_nextn_predict_layers: z.number().int().nonnegative().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
 });
@@ -217,8 +229,8 @@ function headGeometry(raw: RawConfig, architecture: Architecture, file: string) 
 /**
  * Partial rotary embeddings: RoPE over the first partial_rotary_factor · head_dim dims of each head
  * (top level, or in rope_scaling / rope_parameters as transformers ≥ 5 writes it). Only Phi-3's
- * attention (Phi-4-mini's) and GLM-4's (half a head, in interleaved pairs) apply it in transformers;
- * elsewhere a factor below 1 is refused.
+ * attention (Phi-4-mini's), GLM-4's (half a head, in interleaved pairs) and GLM-4.5's (half a
+ * head, paired within it as Phi-3's) apply it in transformers; elsewhere a factor below 1 is refused.
  * Undefined: the whole head.
  */
 function partialRotary(
@@ -231,12 +243,12 @@ function partialRotary(
     raw.partial_rotary_factor ??
     raw.rope_parameters?.partial_rotary_factor ??
     raw.rope_scaling?.partial_rotary_factor ??
-    // GLM-4 rotates half of each head unless told otherwise (Glm4Config's default).
-    (arch === "glm4" ? 0.5 : undefined);
+    // GLM-4 and GLM-4.5 rotate half of each head unless told otherwise (their configs' default).
+    (arch === "glm4" || arch === "glm4_moe" ? 0.5 : undefined);
   if (factor === undefined || factor === 1) return undefined;
-  if (arch !== "phi3" && arch !== "glm4")
+  if (arch !== "phi3" && arch !== "glm4" && arch !== "glm4_moe")
     throw new Error(
-      `${file}: partial_rotary_factor ${factor} is not supported for ${arch} (phi3's and glm4's attention apply it)`,
+      `${file}: partial_rotary_factor ${factor} is not supported for ${arch} (phi3's, glm4's and glm4_moe's attention apply it)`,
     );
   const dim = headDim * factor;
   if (!Number.isInteger(dim) || dim < 2 || dim % 2 !== 0 || factor > 1)

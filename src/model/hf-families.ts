@@ -104,14 +104,10 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
       return { attentionBias: ernieNoBias(raw, "ernie4_5", file), slidingWindow: null };
     case "gpt_oss":
       return gptOssFeatures(raw, file);
-    case "qwen2_moe": {
-      const moe = qwen2MoeExperts(raw, file);
-      return {
-        attentionBias: raw.qkv_bias ?? true,
-        slidingWindow: qwenSlidingWindow(raw, "qwen2_moe", file),
-        ...(moe ? { moe } : {}),
-      };
-    }
+    case "qwen2_moe":
+    case "glm4_moe":
+    case "ernie4_5_moe":
+      return sharedExpertFamily(raw, arch, file);
     case "glm4":
       // GLM-4-0414: q/k/v biases (none on o_proj), gate/up fused, a norm on each block's output
       // as well as on its input (hf-gemma's post-norm graph under GLM's names, weight-names.ts).
@@ -121,6 +117,35 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
         postNorms: true,
         slidingWindow: null,
       };
+  }
+}
+
+/** The mixtures with a shared expert beside the routed ones: Qwen2-MoE, GLM-4.5, ERNIE 4.5 MoE. */
+function sharedExpertFamily(
+  raw: RawConfig,
+  arch: "qwen2_moe" | "glm4_moe" | "ernie4_5_moe",
+  file: string,
+): FamilyFeatures {
+  switch (arch) {
+    case "qwen2_moe": {
+      const moe = qwen2MoeExperts(raw, file);
+      return {
+        attentionBias: raw.qkv_bias ?? true,
+        slidingWindow: qwenSlidingWindow(raw, "qwen2_moe", file),
+        ...(moe ? { moe } : {}),
+      };
+    }
+    case "glm4_moe": {
+      // GLM-4.5: Llama's pre-norm layers with q/k/v biases (attention_bias), optional per-head q/k
+      // norms, half of each head rotated (partialRotary), the first layers dense.
+      const moe = glm4MoeExperts(raw, file);
+      return {
+        attentionBias: raw.attention_bias ?? false,
+        slidingWindow: null,
+        ...(raw.use_qk_norm ? { qkNorm: true } : {}),
+        ...(moe ? { moe } : {}),
+      };
+    }
     case "ernie4_5_moe": {
       const moe = ernieExperts(raw, file);
       return {
@@ -163,6 +188,43 @@ function ernieExperts(raw: RawConfig, file: string): MoeConfig | undefined {
     normalizeTopK: true,
     sparseLayers,
     selectionBias: true,
+    ...(shared > 0 ? { sharedExpertSize: shared * width } : {}),
+  };
+}
+
+/**
+ * GLM-4.5 (transformers' Glm4MoeConfig, DeepSeek V3's router): layers from first_k_dense_replace
+ * on are mixtures of n_routed_experts, the others the dense MLP of intermediate_size. Each
+ * expert's score is the sigmoid of its router logit; the top num_experts_per_tok of score +
+ * e_score_correction_bias are chosen, weighted by their scores (renormalised with norm_topk_prob)
+ * times routed_scaling_factor; n_shared_experts experts' worth of shared MLP joins the mixture.
+ * Group-limited choice (topk_group of n_group groups) is not run, so a config that limits is refused.
+ */
+function glm4MoeExperts(raw: RawConfig, file: string): MoeConfig | undefined {
+  const numExperts = raw.n_routed_experts ?? raw.num_experts ?? 128;
+  const topK = raw.num_experts_per_tok ?? 8;
+  const nGroup = raw.n_group ?? 1;
+  const topkGroup = raw.topk_group ?? 1;
+  if (topkGroup < nGroup)
+    throw new Error(
+      `${file}: glm4_moe topk_group ${topkGroup} of n_group ${nGroup} (experts chosen within groups) is not supported`,
+    );
+  const first = raw.first_k_dense_replace ?? 1;
+  const sparseLayers = Array.from({ length: raw.num_hidden_layers }, (_, l) => numExperts > 0 && l >= first);
+  if (!sparseLayers.includes(true)) return undefined;
+  checkTopK(numExperts, topK, file);
+  const width = raw.moe_intermediate_size ?? 1408;
+  const shared = raw.n_shared_experts ?? 1;
+  const scale = raw.routed_scaling_factor ?? 1;
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: width,
+    normalizeTopK: raw.norm_topk_prob ?? true,
+    sparseLayers,
+    sigmoidScores: true,
+    selectionBias: true,
+    ...(scale !== 1 ? { routedScale: scale } : {}),
     ...(shared > 0 ? { sharedExpertSize: shared * width } : {}),
   };
 }

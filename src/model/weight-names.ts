@@ -113,7 +113,8 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
     c.architecture === "qwen3_moe" ||
     c.architecture === "ernie4_5_moe" ||
     c.architecture === "olmoe" ||
-    c.architecture === "qwen2_moe"
+    c.architecture === "qwen2_moe" ||
+    c.architecture === "glm4_moe"
   ) {
     const p = `${layerPrefix(l)}.mlp`;
     // Qwen2-MoE's shared expert is singular (mlp.shared_expert), with its sigmoid gate beside it.
@@ -123,7 +124,15 @@ export function expertNames(c: ModelConfig, l: number): ExpertNames {
       gate: ids.map((e) => `${p}.experts.${e}.gate_proj.weight`),
       up: ids.map((e) => `${p}.experts.${e}.up_proj.weight`),
       down: ids.map((e) => `${p}.experts.${e}.down_proj.weight`),
-      ...(c.moe.selectionBias ? { selectionBias: `${p}.moe_statics.e_score_correction_bias` } : {}),
+      // GLM-4.5 keeps its selection bias beside the router (DeepSeek V3's name), ERNIE in moe_statics.
+      ...(c.moe.selectionBias
+        ? {
+            selectionBias:
+              c.architecture === "glm4_moe"
+                ? `${p}.gate.e_score_correction_bias`
+                : `${p}.moe_statics.e_score_correction_bias`,
+          }
+        : {}),
       ...(c.moe.sharedExpertSize
         ? {
             shared: {

@@ -118,6 +118,8 @@ export function runMoe(
       topK,
       normalizeTopK,
       ...(m.selectionBias ? { selectionBias: m.selectionBias } : {}),
+      ...(m.op.sigmoid ? { sigmoid: true } : {}),
+      ...(m.op.scale !== undefined ? { scale: m.op.scale } : {}),
       slotWeight: s.slotWeight,
       slotRow: s.slotRow,
       rowToken: s.rowToken,

@@ -115,6 +115,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "gpt-oss",
   "glm4",
   "qwen2-moe",
+  "glm4-moe",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

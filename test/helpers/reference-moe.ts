@@ -65,6 +65,27 @@ export function referenceBiasedRoute(
 }
 
 /**
+ * GLM-4.5's routing (DeepSeek V3's, transformers' DeepseekV3TopkRouter with one group): each
+ * expert's score the sigmoid of its logit; the k largest of score + correction bias chosen (ties to
+ * the lower index); their scores divided by their sum when normalising, times the scaling factor.
+ */
+export function referenceSigmoidRoute(
+  logits: ArrayLike<number>,
+  bias: ArrayLike<number>,
+  topK: number,
+  normalize: boolean,
+  scale: number,
+): { experts: number[]; weights: number[] } {
+  const score = Array.from(logits, (v) => 1 / (1 + Math.exp(-v)));
+  const experts = score
+    .map((_, i) => i)
+    .sort((a, b) => score[b]! + bias[b]! - (score[a]! + bias[a]!) || a - b)
+    .slice(0, topK);
+  const s = normalize ? experts.reduce((a, i) => a + score[i]!, 0) : 1;
+  return { experts, weights: experts.map((i) => (score[i]! / s) * scale) };
+}
+
+/**
  * gpt-oss's mixture (transformers' GptOssTopKRouter and GptOssExperts): router logits with their
  * bias, the top k by logit, weighted by the softmax over those k; each expert
  * down((clamp(up·y + b, ±limit) + 1) · g · σ(alpha · g)) + b with g = min(gate·y + b, limit).
@@ -99,9 +120,18 @@ export function referenceMoe(c: ModelConfig, rw: ReferenceWeights, l: number, y:
   if (c.architecture === "gpt_oss") return referenceGptOssMoe(c, rw, l, y);
   const logits = rw.linear(y, routerWeight(c, l));
   const p = `model.layers.${l}.mlp`;
-  const { experts, weights } = moe.selectionBias
-    ? referenceBiasedRoute(logits, rw.vec(`${p}.moe_statics.e_score_correction_bias`), moe.topK)
-    : referenceRoute(logits, moe.topK, moe.normalizeTopK);
+  const { experts, weights } =
+    c.architecture === "glm4_moe"
+      ? referenceSigmoidRoute(
+          logits,
+          rw.vec(`${p}.gate.e_score_correction_bias`),
+          moe.topK,
+          moe.normalizeTopK,
+          moe.routedScale ?? 1,
+        )
+      : moe.selectionBias
+        ? referenceBiasedRoute(logits, rw.vec(`${p}.moe_statics.e_score_correction_bias`), moe.topK)
+        : referenceRoute(logits, moe.topK, moe.normalizeTopK);
   // ERNIE 4.5's shared expert: a SwiGLU MLP every token runs, added to the mixture; Qwen2-MoE's
   // (mlp.shared_expert) times sigmoid(shared_expert_gate · y).
   const s = c.architecture === "qwen2_moe" ? `${p}.shared_expert` : `${p}.shared_experts`;

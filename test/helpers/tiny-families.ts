@@ -498,6 +498,37 @@ export const FAMILY_SPECS = {
     dtype: "f32",
     seed: 36,
   },
+  /**
+   * GLM-4.5 (Air's pattern, scaled down): q/k/v biases, per-head q/k norms, RoPE on the first
+   * half of each head paired within it, layer 0 dense, then 4 experts top-2 by sigmoid score +
+   * correction bias, renormalised and scaled by 2.5, and a shared expert; GQA, untied.
+   */
+  "glm4-moe": {
+    config: {
+      ...base,
+      architectures: ["Glm4MoeForCausalLM"],
+      model_type: "glm4_moe",
+      num_hidden_layers: 3,
+      num_key_value_heads: 2,
+      head_dim: 32,
+      partial_rotary_factor: 0.5,
+      attention_bias: true,
+      use_qk_norm: true,
+      first_k_dense_replace: 1,
+      n_routed_experts: 4,
+      n_shared_experts: 1,
+      num_experts_per_tok: 2,
+      moe_intermediate_size: 32,
+      norm_topk_prob: true,
+      routed_scaling_factor: 2.5,
+      n_group: 1,
+      topk_group: 1,
+      num_nextn_predict_layers: 0,
+      pad_token_id: 0,
+    },
+    dtype: "f32",
+    seed: 39,
+  },
   /** As released: experts in MXFP4 blocks (quantization_config mxfp4), the rest bf16, YaRN untruncated. */
   "gpt-oss-mxfp4": {
     config: {

@@ -235,6 +235,39 @@ test("routing with a selection bias (ERNIE 4.5): chosen by probability + bias, w
     );
 });
 
+test("routing by sigmoid scores (DeepSeek V3, GLM-4.5): chosen by score + bias, weighted by score times a scale", () => {
+  // Token 0: sigmoid scores of [2, 1.5, 0, -1]; the bias lifts expert 3 above expert 1 (as the
+  // softmax case above) and expert 2 above expert 0. Token 1 without a bias: the largest scores.
+  const E = 4;
+  const logits = Float32Array.from([2, 1.5, 0, -1, -1, 3, 0.5, 2]);
+  const bias = Float32Array.from([0, 0, 0.9, 0.9]);
+  const sig = (v: number) => 1 / (1 + Math.exp(-v));
+  for (const [name, be] of backends) {
+    for (const [selectionBias, normalize, experts, scores] of [
+      [bias, true, [2, 3], [sig(0), sig(-1)]],
+      [undefined, false, [0, 1], [sig(2), sig(1.5)]],
+    ] as const) {
+      const a = { ...routeArgs(logits.subarray(0, E), 1, E, 2, normalize), sigmoid: true, scale: 2.5 };
+      be.moeRoute(selectionBias ? { ...a, selectionBias } : a);
+      const expertOf = (row: number) =>
+        [...a.expertStart].findIndex((s, e) => row >= s && row < a.expertStart[e + 1]!);
+      assert.deepEqual([expertOf(a.slotRow[0]!), expertOf(a.slotRow[1]!)], [...experts], name);
+      const sum = normalize ? scores[0]! + scores[1]! : 1;
+      for (let j = 0; j < 2; j++)
+        assert.ok(Math.abs(a.slotWeight[j]! - (scores[j]! / sum) * 2.5) < 1e-6, `${name} slot ${j}`);
+    }
+    // The softmax path takes the scale too.
+    const plain = { ...routeArgs(logits, 2, E, 2, true), scale: 3 };
+    be.moeRoute(plain);
+    assert.ok(Math.abs(plain.slotWeight[0]! + plain.slotWeight[1]! - 3) < 1e-6, name);
+    assert.throws(
+      () => be.moeRoute({ ...routeArgs(logits, 2, E, 2, true), scale: Number.NaN }),
+      /scale/,
+      name,
+    );
+  }
+});
+
 /** The summed softmax probability of `experts` (what renormalising divides by). */
 function probabilitiesOf(logits: Float32Array, experts: number[]): number {
   const m = Math.max(...logits);

@@ -147,7 +147,7 @@ describe("config.json of the newer families", () => {
     );
     assert.throws(
       () => parseHfConfig({ ...qwen3, partial_rotary_factor: 0.5 }, F),
-      /partial_rotary_factor 0\.5 is not supported for qwen3 \(phi3's and glm4's attention apply it\)/,
+      /partial_rotary_factor 0\.5 is not supported for qwen3 \(phi3's, glm4's and glm4_moe's attention apply it\)/,
     );
   });
 
@@ -589,6 +589,66 @@ describe("config.json of the newer families", () => {
     assert.match(
       describeFamily(c),
       /q\/k\/v biases, .*RoPE on 64 of 128 dims a head, .*post-attention and post-FFN norms/,
+    );
+  });
+
+  test("glm4_moe: GLM-4.5-Air's config (sigmoid routing with a correction bias, x1 scaling, first layer dense, half-head RoPE)", () => {
+    const air = {
+      architectures: ["Glm4MoeForCausalLM"],
+      model_type: "glm4_moe",
+      vocab_size: 151552,
+      hidden_size: 4096,
+      intermediate_size: 10944,
+      num_hidden_layers: 46,
+      num_attention_heads: 96,
+      num_key_value_heads: 8,
+      head_dim: 128,
+      partial_rotary_factor: 0.5,
+      attention_bias: true,
+      use_qk_norm: false,
+      first_k_dense_replace: 1,
+      n_routed_experts: 128,
+      n_shared_experts: 1,
+      num_experts_per_tok: 8,
+      moe_intermediate_size: 1408,
+      norm_topk_prob: true,
+      routed_scaling_factor: 1.0,
+      n_group: 1,
+      topk_group: 1,
+      num_nextn_predict_layers: 1,
+      max_position_embeddings: 131072,
+      rms_norm_eps: 1e-5,
+      rope_theta: 1000000,
+      tie_word_embeddings: false,
+      eos_token_id: [151329, 151336, 151338],
+    };
+    const c = parseHfConfig(air, F);
+    const moe = c.moe!;
+    assert.deepEqual(
+      [c.architecture, c.attentionBias, c.qkNorm, c.rotaryDim, c.headDim, c.numLayers],
+      ["glm4_moe", true, undefined, 64, 128, 46],
+    );
+    assert.deepEqual(
+      [moe.numExperts, moe.topK, moe.expertIntermediateSize, moe.sharedExpertSize, moe.normalizeTopK],
+      [128, 8, 1408, 1408, true],
+    );
+    assert.deepEqual([moe.sigmoidScores, moe.selectionBias, moe.routedScale], [true, true, undefined]);
+    assert.deepEqual(moe.sparseLayers.slice(0, 3), [false, true, true]);
+    // GLM-4.5 (355B): q/k norms and 2.5x routed weights.
+    const big = parseHfConfig(
+      { ...air, use_qk_norm: true, routed_scaling_factor: 2.5, first_k_dense_replace: 3 },
+      F,
+    );
+    assert.deepEqual([big.qkNorm, big.moe!.routedScale, big.moe!.sparseLayers.indexOf(true)], [true, 2.5, 3]);
+    const names = expectedTensors(c).map((t) => t.name);
+    assert.ok(names.includes("model.layers.1.mlp.gate.e_score_correction_bias"));
+    assert.ok(names.includes("model.layers.1.mlp.shared_experts.down_proj.weight"));
+    assert.ok(names.includes("model.layers.0.mlp.gate_proj.weight"));
+    assert.ok(!names.some((n) => n.startsWith("model.layers.46.")), "the MTP layer is not run");
+    assert.match(describeFamily(c), /sigmoid expert scores, experts chosen with a per-expert bias/);
+    assert.throws(
+      () => parseHfConfig({ ...air, n_group: 8, topk_group: 4 }, F),
+      /topk_group 4 of n_group 8 \(experts chosen within groups\) is not supported/,
     );
   });
 

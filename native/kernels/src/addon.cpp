@@ -431,7 +431,8 @@ class Kernels : public Napi::Addon<Kernels> {
     });
   }
 
-  // moeRoute(logits, nTokens, nExperts, topK, normalizeTopK, slotWeight, slotRow, rowToken, expertStart[, selectionBias])
+  // moeRoute(logits, nTokens, nExperts, topK, normalizeTopK, slotWeight, slotRow, rowToken, expertStart[,
+  //          selectionBias[, sigmoid[, scale]]])
   void MoeRoute(const Napi::CallbackInfo& info) {
     const char* m = "moeRoute";
     const int64_t n = integer(info, 1, m, "nTokens");
@@ -447,7 +448,10 @@ class Kernels : public Napi::Addon<Kernels> {
     const float* bias =
         present(info, 9) ? static_cast<const float*>(array(info, 9, m, "selectionBias", napi_float32_array, E).data)
                          : nullptr;
-    lk::moeRoute(logits, n, E, topK, normalize, bias, weight, slotRow, rowToken, start);
+    const bool sigmoid = present(info, 10) && info[10].ToBoolean();
+    const double scale = present(info, 11) ? info[11].ToNumber().DoubleValue() : 1.0;
+    if (!std::isfinite(scale)) rangeError(info.Env(), "moeRoute: scale must be finite");
+    lk::moeRoute(logits, n, E, topK, normalize, bias, sigmoid, float(scale), weight, slotRow, rowToken, start);
   }
 
   // gatherRows(out, x, rows, nRows, dim)

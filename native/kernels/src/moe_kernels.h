@@ -12,15 +12,20 @@
 
 namespace lk {
 
-// One token's experts by softmax probability + bias (ERNIE 4.5's selection bias; ties to the lower
-// index), weighted by the probabilities alone: over all experts, or renormalised over the chosen.
+// One token's experts by score + bias (ERNIE 4.5's and DeepSeek V3's selection bias; no bias: the
+// scores alone; ties to the lower index), weighted by the scores alone: over all experts, or
+// renormalised over the chosen, times `scale`. A score is the softmax probability over all
+// experts, or with `sigmoid` each logit's own sigmoid (DeepSeek V3, GLM-4.5).
 inline void moeBiasedChoice(const float* l, const float* bias, int64_t E, int64_t k, bool normalizeTopK,
-                            float* weight, int32_t* chosen, int32_t* expertStart) {
+                            bool sigmoid, float scale, float* weight, int32_t* chosen, int32_t* expertStart) {
   double top = l[0];
   for (int64_t e = 1; e < E; e++) top = std::max(top, double(l[e]));
   double z = 0;
-  for (int64_t e = 0; e < E; e++) z += std::exp(double(l[e]) - top);
-  auto prob = [&](int64_t e) { return std::exp(double(l[e]) - top) / z; };
+  if (!sigmoid)
+    for (int64_t e = 0; e < E; e++) z += std::exp(double(l[e]) - top);
+  auto prob = [&](int64_t e) {
+    return sigmoid ? 1.0 / (1.0 + std::exp(-double(l[e]))) : std::exp(double(l[e]) - top) / z;
+  };
   for (int64_t j = 0; j < k; j++) {
     int64_t best = -1;
     double bestKey = 0;
@@ -28,7 +33,7 @@ inline void moeBiasedChoice(const float* l, const float* bias, int64_t E, int64_
       bool taken = false;
       for (int64_t i = 0; i < j; i++) taken = taken || chosen[i] == e;
       if (taken) continue;
-      const double key = prob(e) + double(bias[e]);
+      const double key = prob(e) + (bias ? double(bias[e]) : 0.0);
       if (best < 0 || key > bestKey) {
         best = e;
         bestKey = key;
@@ -40,23 +45,24 @@ inline void moeBiasedChoice(const float* l, const float* bias, int64_t E, int64_
   double sum = 0;
   for (int64_t j = 0; j < k; j++) sum += prob(chosen[j]);
   const double norm = normalizeTopK ? sum : 1;
-  for (int64_t j = 0; j < k; j++) weight[j] = float(prob(chosen[j]) / norm);
+  for (int64_t j = 0; j < k; j++) weight[j] = float(prob(chosen[j]) / norm * scale);
 }
 
 // Top-k experts of each token by router logit (ties to the lower index, slots from the largest),
-// weights = softmax over all experts, or over the chosen ones when normalizeTopK; with a
-// selection bias, moeBiasedChoice's choice instead. Then the (token, slot) pairs grouped by expert
-// in token order (see MoeRouteArgs in src/kernels/backend.ts).
+// weights = softmax over all experts, or over the chosen ones when normalizeTopK, times `scale`;
+// with a selection bias or sigmoid scores, moeBiasedChoice's choice instead. Then the (token, slot)
+// pairs grouped by expert in token order (see MoeRouteArgs in src/kernels/backend.ts).
 inline void moeRoute(const float* logits, int64_t nTokens, int64_t nExperts, int64_t topK, bool normalizeTopK,
-                     const float* selectionBias, float* slotWeight, int32_t* slotRow, int32_t* rowToken,
-                     int32_t* expertStart) {
+                     const float* selectionBias, bool sigmoid, float scale, float* slotWeight, int32_t* slotRow,
+                     int32_t* rowToken, int32_t* expertStart) {
   const int64_t E = nExperts, k = topK;
   std::memset(expertStart, 0, sizeof(int32_t) * size_t(E + 1));
   for (int64_t t = 0; t < nTokens; t++) {
     const float* l = logits + t * E;
     int32_t* chosen = slotRow + t * k;
-    if (selectionBias) {
-      moeBiasedChoice(l, selectionBias, E, k, normalizeTopK, slotWeight + t * k, chosen, expertStart);
+    if (selectionBias || sigmoid) {
+      moeBiasedChoice(l, selectionBias, E, k, normalizeTopK, sigmoid, scale, slotWeight + t * k, chosen,
+                      expertStart);
       continue;
     }
     for (int64_t j = 0; j < k; j++) {
@@ -75,7 +81,8 @@ inline void moeRoute(const float* logits, int64_t nTokens, int64_t nExperts, int
       for (int64_t j = 0; j < k; j++) z += std::exp(double(l[chosen[j]]) - top);
     else
       for (int64_t e = 0; e < E; e++) z += std::exp(double(l[e]) - top);
-    for (int64_t j = 0; j < k; j++) slotWeight[t * k + j] = float(std::exp(double(l[chosen[j]]) - top) / z);
+    for (int64_t j = 0; j < k; j++)
+      slotWeight[t * k + j] = float(std::exp(double(l[chosen[j]]) - top) / z * scale);
   }
   for (int64_t e = 0; e < E; e++) expertStart[e + 1] += expertStart[e];
   // expertStart[e] is e's cursor; afterwards it holds e's end, which is e+1's start: shift back.
