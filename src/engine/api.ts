@@ -31,6 +31,8 @@ export interface SamplingParams {
   readonly ignoreEos: boolean;
   /** null: no logprobs; n ≥ 0: chosen token's logprob plus n top alternatives. */
   readonly logprobs: number | null;
+  /** json_object: the reply is one JSON object, drawn under json-constraint.ts's automaton. */
+  readonly responseFormat: "text" | "json_object";
 }
 
 /**

@@ -1,6 +1,7 @@
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { FinishReason, TokenEvent } from "./api.js";
+import { acceptToken, JSON_START, type JsonState } from "./json-constraint.js";
 import type { MicroBatch } from "./micro-batches.js";
 import { Sampler } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
@@ -9,6 +10,8 @@ import { StopChecker } from "./stop-checker.js";
 interface SeqText {
   readonly detok: IncrementalDetokenizer;
   readonly stop: StopChecker;
+  /** JSON mode: the reply so far as the automaton read it; null without a constraint. */
+  json: JsonState | null;
 }
 
 /**
@@ -38,6 +41,7 @@ export class OutputProcessor {
     this.text.set(seq, {
       detok: new IncrementalDetokenizer(this.tokenizer, seq.promptTokens),
       stop: new StopChecker(seq.params.stop),
+      json: seq.params.responseFormat === "json_object" ? JSON_START : null,
     });
   }
 
@@ -66,7 +70,8 @@ export class OutputProcessor {
       const off = r * V;
       const want = seq.params.logprobs;
       if (want !== null) this.rawLogits.set(logits.subarray(off, off + V));
-      const token = this.sampler.sample(logits, off, seq);
+      const tx = this.text.get(seq)!;
+      const token = tx.json ? this.sampleJson(logits, off, seq, tx) : this.sampler.sample(logits, off, seq);
       if (want !== null) seq.pendingLogprobs.push(this.sampler.logprobs(this.rawLogits, 0, token, want));
       seq.appendToken(token);
       this.generationTokens++;
@@ -74,6 +79,26 @@ export class OutputProcessor {
       events.push(event);
       if (ended) finish(seq);
     }
+  }
+
+  /**
+   * A token that continues the reply's JSON object, or ends it once the object is closed. Should
+   * no token be allowed (a vocabulary without the bytes JSON needs), the reply ends at EOS.
+   */
+  private sampleJson(logits: Float32Array, off: number, seq: Sequence, tx: SeqText): number {
+    const pieces = this.tokenizer.pieces!;
+    const p = seq.params;
+    const isEnd = (t: number) => (!p.ignoreEos && this.eos.has(t)) || p.stopTokenIds.includes(t);
+    const state = tx.json!;
+    const token = this.sampler.sampleAllowed(
+      logits,
+      off,
+      seq,
+      (t) => acceptToken(state, t, pieces, isEnd) !== null,
+    );
+    if (token < 0) return this.eos.values().next().value ?? this.sampler.sample(logits, off, seq);
+    tx.json = acceptToken(state, token, pieces, isEnd);
+    return token;
   }
 
   private finishReason(seq: Sequence, token: number): FinishReason | null {

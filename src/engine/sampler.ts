@@ -33,10 +33,48 @@ export class Sampler {
 
   /** Samples from logits[off .. off + vocab). May modify that row in place. */
   sample(logits: Float32Array, off: number, st: SamplingState): number {
+    const p = st.params;
+    if (p.logitBias !== null) applyLogitBias(logits, off, this.vocabSize, p.logitBias);
+    this.applyPenalties(logits, off, st);
+    return this.draw(logits, off, st);
+  }
+
+  /**
+   * Samples only tokens `allowed` accepts (a constrained reply, json-constraint.ts): the same draw
+   * as sample's over the row with every refused token's logit at -∞. Drawn tokens are checked one
+   * at a time, each refusal removing that token and drawing again (the same distribution as
+   * masking first); after `MAX_REFUSALS` the whole vocabulary is checked once and masked. Returns
+   * -1 when no token is allowed.
+   */
+  sampleAllowed(
+    logits: Float32Array,
+    off: number,
+    st: SamplingState,
+    allowed: (token: number) => boolean,
+  ): number {
     const V = this.vocabSize;
     const p = st.params;
     if (p.logitBias !== null) applyLogitBias(logits, off, V, p.logitBias);
     this.applyPenalties(logits, off, st);
+    for (let tries = 0; tries < MAX_REFUSALS; tries++) {
+      const t = this.draw(logits, off, st);
+      if (logits[off + t] === Number.NEGATIVE_INFINITY) return -1;
+      if (allowed(t)) return t;
+      logits[off + t] = Number.NEGATIVE_INFINITY;
+    }
+    let any = false;
+    for (let t = 0; t < V; t++) {
+      if (logits[off + t] === Number.NEGATIVE_INFINITY) continue;
+      if (allowed(t)) any = true;
+      else logits[off + t] = Number.NEGATIVE_INFINITY;
+    }
+    return any ? this.draw(logits, off, st) : -1;
+  }
+
+  /** The draw itself, over logits already biased and penalised: greedy, or the filters then a sample. */
+  private draw(logits: Float32Array, off: number, st: SamplingState): number {
+    const V = this.vocabSize;
+    const p = st.params;
     if (p.temperature <= 0) return argmax(logits, off, V);
 
     const inv = 1 / p.temperature;
@@ -214,6 +252,9 @@ export class Sampler {
     return { tokenId: token, logprob: logits[off + token]! - lse, top };
   }
 }
+
+/** Drawn tokens a constrained sample refuses one by one before it checks the whole vocabulary. */
+const MAX_REFUSALS = 16;
 
 /**
  * Adds each biased token's bias to its logit, in place: a loop over the request's (at most 300)

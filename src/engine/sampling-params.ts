@@ -47,6 +47,7 @@ export function resolveSamplingParams(
     stopTokenIds: input.stopTokenIds ?? [],
     ignoreEos: input.ignoreEos ?? false,
     logprobs: input.logprobs ?? null,
+    responseFormat: input.responseFormat ?? "text",
   };
   const check = (ok: boolean, param: string, what: string): void => {
     if (!ok) throw new InvalidRequestError(`${param} ${what}`, param);
@@ -98,6 +99,11 @@ export function resolveSamplingParams(
     "must be non-negative integers",
   );
   check(typeof p.ignoreEos === "boolean", "ignore_eos", "must be a boolean");
+  check(
+    p.responseFormat === "text" || p.responseFormat === "json_object",
+    "response_format",
+    'must be "text" or "json_object"',
+  );
   check(
     p.logprobs === null || (Number.isInteger(p.logprobs) && p.logprobs >= 0 && p.logprobs <= MAX_LOGPROBS),
     "logprobs",

@@ -13,6 +13,7 @@ import { type ToolUse, toolUse } from "./chat-tools.js";
 import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
+import { harmonyMarkers } from "./harmony.js";
 import { chatLogprobs, type TokenTexts } from "./logprobs.js";
 import { replySplitter } from "./reply-parts.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
@@ -32,6 +33,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
   const n = body.n ?? 1;
+  checkJsonMode(engine, body);
   const { prompt, tools, forced } = await chatPrompt(engine, body);
   const requested = body.max_completion_tokens ?? body.max_tokens ?? null;
   const param = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
@@ -160,6 +162,24 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
     (completionTokens) =>
       c.includeUsage ? [{ ...head, choices: [], usage: usage(c.promptTokens, completionTokens) }] : [],
   );
+}
+
+/**
+ * JSON mode draws every token of the reply under a JSON automaton, so it needs the vocabulary as
+ * bytes, and it cannot share the reply with a format of its own: tool calls, or gpt-oss's harmony
+ * messages (their markers are not JSON).
+ */
+function checkJsonMode(engine: EngineClient, body: ChatRequest): void {
+  if (body.response_format?.type !== "json_object") return;
+  const refuse = (why: string) => {
+    throw badRequest(`response_format json_object ${why}`, "response_format");
+  };
+  if (body.tools && body.tool_choice !== "none")
+    refuse("cannot be combined with tools (calls are written in the template's own format)");
+  if (!engine.tokenizer.pieces)
+    refuse("needs a tokenizer whose tokens are known as bytes; this model's is not");
+  if (harmonyMarkers(engine.tokenizer))
+    refuse("cannot constrain this model's replies: they are harmony messages, whose markers are not JSON");
 }
 
 /**

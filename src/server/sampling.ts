@@ -20,6 +20,8 @@ export interface SamplingFields {
   stop: string[];
   stop_token_ids?: number[] | null;
   ignore_eos?: boolean | null;
+  /** Chat only: JSON mode (the chat handler checked the model and request can run it). */
+  response_format?: { type: "text" | "json_object" } | null;
 }
 
 export interface TokenBudget {
@@ -99,6 +101,7 @@ export function toSamplingParams(
   // (seed, choice), not seed + choice, which would make choice k of seed s choice 0 of seed s + k.
   if (fields.seed != null) input.seed = choiceSeed(fields.seed, choice);
   if (fields.ignore_eos != null) input.ignoreEos = fields.ignore_eos;
+  if (fields.response_format?.type === "json_object") input.responseFormat = "json_object";
   try {
     return resolveSamplingParams(input, defaults, vocabSize);
   } catch (e) {

@@ -165,6 +165,11 @@ export const chatRequestSchema = z
     tool_choice: toolChoice.nullish(),
     /** false: at most one call a reply (the first the model makes). */
     parallel_tool_calls: z.boolean().nullish(),
+    /** JSON mode; json_schema (schema-guided decoding) is refused rather than ignored. */
+    response_format: oneOf(
+      '{"type": "text"} or {"type": "json_object"} (json_schema needs schema-guided decoding, which this server does not do)',
+      [z.object({ type: z.literal("text") }), z.object({ type: z.literal("json_object") })],
+    ).nullish(),
   })
   .refine(streamOptionsNeedStream, streamOptionsError);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;

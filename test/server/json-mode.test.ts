@@ -1,0 +1,127 @@
+// JSON mode (response_format json_object) through /v1/chat/completions on real engines: a model
+// whose most likely reply is not JSON answers with the JSON object its less likely tokens spell,
+// and ends only once the object is closed, streamed or whole; past more refused tokens than the
+// sampler checks one by one; on stories260K (a real model, no chat template) every sampled reply
+// is a prefix of a JSON object, whole where it stopped; what JSON mode cannot run is refused.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { advanceJson, JSON_START, jsonComplete } from "../../src/engine/json-constraint.js";
+import { writeSuccessorModel } from "../helpers/successor-model.js";
+import { type LiveServer, postRaw, startServer } from "./helpers.js";
+
+const tmp = mkdtempSync(path.join(tmpdir(), "lamina-json-mode-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const c = (ch: string) => ch.charCodeAt(0);
+const ASK = [{ role: "user" as const, content: "hi" }];
+type Body = Record<string, unknown>;
+
+async function ask(s: LiveServer, body: Body) {
+  const r = await s.client.chat.completions.create({
+    model: s.engine.model.id,
+    messages: ASK,
+    temperature: 0,
+    ...body,
+  } as unknown as Parameters<typeof s.client.chat.completions.create>[0] & { stream?: false });
+  return { content: r.choices[0]!.message.content, finish: r.choices[0]!.finish_reason };
+}
+
+describe("JSON mode on a model built to answer otherwise (real engine)", () => {
+  const [OPEN, CLOSE, EOS] = [258, 259, 260];
+  let s: LiveServer;
+  before(async () => {
+    const dir = path.join(tmp, "model");
+    writeSuccessorModel(dir, {
+      added: [
+        { content: '{"a"', special: false },
+        { content: ":1}", special: false },
+        { content: "<|end|>", special: true },
+      ],
+      template: "{% for m in messages %}{{ m.content }}|{% endfor %}{{ lead or 'N' }}",
+      eos: [EOS],
+      next: [
+        // N: "Hi" first, the object's opening second.
+        [c("N"), c("H"), 10],
+        [c("N"), OPEN, 9],
+        [c("H"), c("i"), 10],
+        [c("i"), EOS, 10],
+        // After the opening: twenty letters (not JSON there) before its close.
+        ...Array.from({ length: 20 }, (_, i) => [OPEN, c("A") + i, 10 - i * 0.1] as [number, number, number]),
+        [OPEN, CLOSE, 5],
+        // After the close: more text first, the end second.
+        [CLOSE, c("H"), 10],
+        [CLOSE, EOS, 9],
+      ],
+    });
+    s = await startServer({ model: dir });
+  });
+  after(() => s.close());
+
+  it("answers the JSON object where it would have said Hi, and ends once it is closed", async () => {
+    assert.deepEqual(await ask(s, {}), { content: "Hi", finish: "stop" });
+    const json = { response_format: { type: "json_object" } };
+    assert.deepEqual(await ask(s, json), { content: '{"a":1}', finish: "stop" });
+    assert.deepEqual(await ask(s, { ...json, response_format: { type: "text" } }), {
+      content: "Hi",
+      finish: "stop",
+    });
+    const stream = await s.client.chat.completions.create({
+      model: s.engine.model.id,
+      messages: ASK,
+      temperature: 0,
+      stream: true,
+      response_format: { type: "json_object" },
+    });
+    let content = "";
+    for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? "";
+    assert.equal(content, '{"a":1}');
+  });
+
+  it("what JSON mode cannot run is refused by name", async () => {
+    const url = `${s.url}/v1/chat/completions`;
+    const tools = [{ type: "function", function: { name: "f" } }];
+    const cases: [Body, RegExp][] = [
+      [
+        { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } },
+        /schema-guided decoding/,
+      ],
+      [{ response_format: { type: "json_object" }, tools }, /cannot be combined with tools/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = await postRaw(url, JSON.stringify({ messages: ASK, ...extra }));
+      assert.equal(r.status, 400, JSON.stringify(extra));
+      assert.equal(r.json.error?.param, "response_format");
+      assert.match(r.json.error!.message, message);
+    }
+  });
+});
+
+describe("JSON mode on stories260K (real model)", () => {
+  let s: LiveServer;
+  before(async () => {
+    s = await startServer();
+  });
+  after(() => s.close());
+
+  it("every sampled reply is a JSON object's prefix, a whole object where it stopped", async () => {
+    const bytes = new TextEncoder();
+    for (let seed = 1; seed <= 6; seed++) {
+      const { content, finish } = await ask(s, {
+        response_format: { type: "json_object" },
+        temperature: 1,
+        seed,
+        max_tokens: 48,
+      });
+      const state = advanceJson(JSON_START, bytes.encode(content ?? ""));
+      assert.ok(state, `seed ${seed}: ${JSON.stringify(content)} is not a JSON object's prefix`);
+      if (finish === "stop") {
+        assert.ok(jsonComplete(state));
+        const v: unknown = JSON.parse(content!);
+        assert.ok(typeof v === "object" && v !== null && !Array.isArray(v));
+      } else assert.equal(finish, "length");
+    }
+  });
+});
