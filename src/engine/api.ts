@@ -31,8 +31,13 @@ export interface SamplingParams {
   readonly ignoreEos: boolean;
   /** null: no logprobs; n ≥ 0: chosen token's logprob plus n top alternatives. */
   readonly logprobs: number | null;
-  /** json_object: the reply is one JSON object, drawn under json-constraint.ts's automaton. */
-  readonly responseFormat: "text" | "json_object";
+  /**
+   * json_object: the reply is one JSON object; json_schema: one JSON value of `jsonSchema` (the
+   * subset json-schema.ts compiles); each drawn under json-constraint.ts's automaton.
+   */
+  readonly responseFormat: "text" | "json_object" | "json_schema";
+  /** The schema of json_schema, as the request gave it (compiled where the reply is sampled). */
+  readonly jsonSchema: unknown;
 }
 
 /**

@@ -1,232 +1,271 @@
 import type { TokenPieces } from "../tokenizer/types.js";
+import { firstBytes, type SchemaNode, type SchemaProp } from "./json-schema.js";
 
 /**
- * JSON mode (OpenAI's response_format json_object): a reply that is one JSON object. A byte-level
- * pushdown automaton says whether a token's bytes can continue the reply so far; the sampler
- * draws only tokens it accepts, and end-of-sequence only once the object is closed. Strings pass
- * any byte but controls, quotes and backslashes unescaped (UTF-8 is bytes like any other), so
- * the automaton needs no character decoding. Runs of whitespace are bounded, so a model cannot
- * stall in them, and the reply ends as soon as the object closes.
+ * Structured outputs: a reply that is one JSON value of a schema (json-schema.ts), or for JSON mode
+ * (response_format json_object) any JSON object. A byte-level pushdown automaton walks the schema
+ * and says whether a token's bytes can continue the reply so far; the sampler draws only tokens it
+ * accepts, and end-of-sequence only once the value is whole. Strings pass any byte but controls,
+ * quotes and backslashes unescaped (UTF-8 is bytes like any other), so no character decoding is
+ * needed. Runs of whitespace are bounded (see MAX_WHITESPACE_RUN) and the reply ends as soon as
+ * the value does.
  */
 
-/** What the automaton expects next. */
-enum Mode {
-  /** The top level: whitespace, then `{`. */
-  Start,
-  /** A value (after `:` or `,` in an array, or at an array's start when `]` is also allowed). */
-  Value,
-  /** After `{`: a key or `}`. */
-  ObjectStart,
-  /** After `,` in an object: a key. */
-  Key,
-  /** After a key: `:`. */
-  Colon,
-  /** After a value inside a container: `,` or its closing bracket. */
-  AfterValue,
-  /** Inside a string. */
-  Str,
-  /** After a backslash in a string. */
-  Escape,
-  /** In \uXXXX (aux: hex digits left). */
-  Unicode,
-  /** A number (aux: its part, see NUM_*). */
-  Num,
-  /** true / false / null (aux: the literal's index, count: its bytes read). */
-  Literal,
-  /** The object is closed: only end-of-sequence. */
-  Done,
-}
-
-// Number parts: what has been read.
-const NUM_MINUS = 0; // "-"
-const NUM_ZERO = 1; // a leading 0
-const NUM_INT = 2; // integer digits
-const NUM_DOT = 3; // "."
-const NUM_FRAC = 4; // fraction digits
-const NUM_E = 5; // "e"
-const NUM_E_SIGN = 6; // "e+" / "e-"
-const NUM_EXP = 7; // exponent digits
-
-const LITERALS = ["true", "false", "null"].map((s) => Array.from(s, (c) => c.charCodeAt(0)));
+/** JSON mode's schema: an object with any keys and values. */
+export const JSON_OBJECT: SchemaNode = { kind: "object", props: [], extra: { kind: "any" } };
 
 /**
- * Whitespace allowed in one run inside the object (a newline and the indentation of pretty-printed
- * JSON), before it (a space or newline the first token may carry) and after it (none: the reply
- * ends). A model that would rather not write JSON otherwise fills its reply with whitespace, the
- * likeliest bytes the automaton allows.
+ * Whitespace allowed in one run inside the value (a newline and the indentation of pretty-printed
+ * JSON), before it (a space or newline the first token may carry) and after it (none). A model that
+ * would rather not write JSON otherwise fills its reply with whitespace, the likeliest bytes allowed.
  */
 const MAX_WHITESPACE_RUN = 24;
 const MAX_LEADING_WHITESPACE = 2;
 
-/** The automaton's state: small and immutable, so checking a token copies nothing but its fields. */
+type Frame =
+  /** A value's first byte. */
+  | { readonly t: "value"; readonly node: SchemaNode }
+  /**
+   * Inside a string; `cand`: the allowed strings (an enum's, or an object's keys) still matching
+   * its bytes so far, null for any string; `esc`: 0, 1 after a backslash, 2-5 in \uXXXX.
+   */
+  | {
+      readonly t: "str";
+      readonly texts: readonly Uint8Array[] | null;
+      readonly cand: readonly number[] | null;
+      readonly pos: number;
+      readonly esc: number;
+      /** A key of the object below it. */
+      readonly key: boolean;
+    }
+  | { readonly t: "num"; readonly integer: boolean; readonly part: number }
+  | {
+      readonly t: "lit";
+      readonly texts: readonly Uint8Array[];
+      readonly cand: readonly number[];
+      readonly pos: number;
+    }
+  | {
+      readonly t: "obj";
+      readonly node: Extract<SchemaNode, { kind: "object" }>;
+      /** The first declared property that may still come. */
+      readonly next: number;
+      /** open: after `{`; comma: after `,`; colon: after a key; after: after a value. */
+      readonly phase: "open" | "comma" | "colon" | "after";
+      /** The property whose key was just read (-1: an undeclared key). */
+      readonly chosen: number;
+    }
+  | {
+      readonly t: "arr";
+      readonly node: Extract<SchemaNode, { kind: "array" }>;
+      readonly count: number;
+      readonly phase: "open" | "comma" | "after";
+    };
+
+/** The automaton's state: immutable, so checking a token copies only what it changes. */
 export interface JsonState {
-  readonly mode: Mode;
-  /** Open containers, innermost last: "o" object, "a" array. */
-  readonly stack: string;
-  /** A string being read is a key (then `:` follows). */
-  readonly key: boolean;
-  readonly aux: number;
-  readonly count: number;
+  readonly stack: readonly Frame[];
   /** Whitespace bytes in the current run. */
   readonly ws: number;
+  /** Whether any non-whitespace byte has been read. */
+  readonly started: boolean;
+  readonly done: boolean;
 }
 
-export const JSON_START: JsonState = { mode: Mode.Start, stack: "", key: false, aux: 0, count: 0, ws: 0 };
+/** The state before a reply of `node`. */
+export function jsonStart(node: SchemaNode): JsonState {
+  return { stack: [{ t: "value", node }], ws: 0, started: false, done: false };
+}
+
+// Number parts: what has been read.
+const NUM_MINUS = 0;
+const NUM_ZERO = 1;
+const NUM_INT = 2;
+const NUM_DOT = 3;
+const NUM_FRAC = 4;
+const NUM_E = 5;
+const NUM_E_SIGN = 6;
+const NUM_EXP = 7;
+const NUM_WHOLE = new Set([NUM_ZERO, NUM_INT, NUM_FRAC, NUM_EXP]);
+
+const utf8 = new TextEncoder();
+const ANY_LITERALS = ["true", "false", "null"].map((s) => utf8.encode(s));
 
 const isWs = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
 const isHex = (b: number) => isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
 
-/** Mutable copy the byte loop works on. */
+/** A mutable copy the byte loop works on (the stack is copied on first change). */
 interface Cursor {
-  mode: Mode;
-  stack: string;
-  key: boolean;
-  aux: number;
-  count: number;
+  stack: Frame[];
   ws: number;
+  started: boolean;
+  done: boolean;
 }
 
-/** The state after `bytes`, or null when they cannot continue a JSON object from `s`. */
+/** The state after `bytes`, or null when they cannot continue the value from `s`. */
 export function advanceJson(s: JsonState, bytes: Uint8Array): JsonState | null {
-  const c: Cursor = { ...s };
+  const c: Cursor = { stack: s.stack.slice(), ws: s.ws, started: s.started, done: s.done };
   for (let i = 0; i < bytes.length; i++) if (!step(c, bytes[i]!)) return null;
   return c;
 }
 
-/** Whether the reply can end here: the object is closed. */
+/** Whether the reply can end here: the value is whole (a number or literal at the top level may still go on). */
 export function jsonComplete(s: JsonState): boolean {
-  return s.mode === Mode.Done;
+  if (s.done) return true;
+  if (s.stack.length !== 1) return false;
+  const f = s.stack[0]!;
+  if (f.t === "num") return NUM_WHOLE.has(f.part);
+  return f.t === "lit" && f.cand.some((i) => f.texts[i]!.length === f.pos);
+}
+
+const top = (c: Cursor) => c.stack[c.stack.length - 1]!;
+const replace = (c: Cursor, f: Frame) => {
+  c.stack[c.stack.length - 1] = f;
+};
+
+/** Ends the value on top: its container expects what follows a value; at the bottom, the reply is done. */
+function finishValue(c: Cursor): void {
+  c.stack.pop();
+  if (c.stack.length === 0) c.done = true;
 }
 
 /** One byte; false when it cannot come next. */
 function step(c: Cursor, b: number): boolean {
-  if (isWs(b) && c.mode <= Mode.AfterValue) {
+  if (c.done) return false;
+  const f = top(c);
+  if (isWs(b) && (f.t === "value" || f.t === "obj" || f.t === "arr")) {
     c.ws++;
-    return c.ws <= (c.mode === Mode.Start ? MAX_LEADING_WHITESPACE : MAX_WHITESPACE_RUN);
+    return c.ws <= (c.started ? MAX_WHITESPACE_RUN : MAX_LEADING_WHITESPACE);
   }
-  if (c.mode !== Mode.Str && c.mode !== Mode.Escape && c.mode !== Mode.Unicode) c.ws = 0;
-  switch (c.mode) {
-    case Mode.Start:
-      if (b !== 0x7b) return false;
-      c.stack = "o";
-      c.mode = Mode.ObjectStart;
+  c.started = true;
+  c.ws = 0;
+  switch (f.t) {
+    case "value":
+      return startValue(c, f.node, b);
+    case "str":
+      return stringByte(c, f, b);
+    case "num":
+      return numberByte(c, f, b);
+    case "lit":
+      return literalByte(c, f, b);
+    case "obj":
+      return objectByte(c, f, b);
+    case "arr":
+      return arrayByte(c, f, b);
+  }
+}
+
+/** The first byte of a value of `node`, replacing the value frame on top. */
+function startValue(c: Cursor, node: SchemaNode, b: number): boolean {
+  switch (node.kind) {
+    case "ref":
+      return startValue(c, node.resolve(), b);
+    case "union": {
+      const option = node.options.find((o) => firstBytes(o).has(b));
+      return option !== undefined && startValue(c, option, b);
+    }
+    case "any":
+      if (b === 0x22) return startValue(c, { kind: "string", enum: null }, b);
+      if (b === 0x7b) return startValue(c, { kind: "object", props: [], extra: node }, b);
+      if (b === 0x5b)
+        return startValue(c, { kind: "array", items: node, min: 0, max: Number.POSITIVE_INFINITY }, b);
+      if (b === 0x2d || isDigit(b)) return startValue(c, { kind: "number", integer: false }, b);
+      return startValue(c, { kind: "literal", texts: ANY_LITERALS }, b);
+    case "string":
+      if (b !== 0x22) return false;
+      replace(c, {
+        t: "str",
+        texts: node.enum,
+        cand: node.enum ? node.enum.map((_, i) => i) : null,
+        pos: 0,
+        esc: 0,
+        key: false,
+      });
       return true;
-    case Mode.ObjectStart:
-      if (b === 0x7d) return close(c, "o");
-      return startKey(c, b);
-    case Mode.Key:
-      return startKey(c, b);
-    case Mode.Colon:
-      if (b !== 0x3a) return false;
-      c.mode = Mode.Value;
+    case "number":
+      if (b !== 0x2d && !isDigit(b)) return false;
+      replace(c, {
+        t: "num",
+        integer: node.integer,
+        part: b === 0x2d ? NUM_MINUS : b === 0x30 ? NUM_ZERO : NUM_INT,
+      });
       return true;
-    case Mode.Value:
-      // An array's first value may instead be its end.
-      if (b === 0x5d && c.aux === 1) return close(c, "a");
-      return startValue(c, b);
-    case Mode.AfterValue:
-      if (b === 0x2c) {
-        c.mode = c.stack.endsWith("o") ? Mode.Key : Mode.Value;
-        c.aux = 0;
-        return true;
-      }
-      return close(c, b === 0x7d ? "o" : b === 0x5d ? "a" : "");
-    case Mode.Str:
-      if (b === 0x22) {
-        c.mode = c.key ? Mode.Colon : Mode.AfterValue;
-        c.key = false;
-        return true;
-      }
-      if (b === 0x5c) c.mode = Mode.Escape;
-      return b >= 0x20;
-    case Mode.Escape:
-      if (b === 0x75) {
-        c.mode = Mode.Unicode;
-        c.aux = 4;
-        return true;
-      }
-      c.mode = Mode.Str;
-      return (
-        b === 0x22 ||
-        b === 0x5c ||
-        b === 0x2f ||
-        b === 0x62 ||
-        b === 0x66 ||
-        b === 0x6e ||
-        b === 0x72 ||
-        b === 0x74
-      );
-    case Mode.Unicode:
-      if (!isHex(b)) return false;
-      if (--c.aux === 0) c.mode = Mode.Str;
-      return true;
-    case Mode.Num:
-      return number(c, b);
-    case Mode.Literal: {
-      const lit = LITERALS[c.aux]!;
-      if (b !== lit[c.count]) return false;
-      if (++c.count === lit.length) c.mode = Mode.AfterValue;
+    case "literal": {
+      const cand = node.texts.flatMap((t, i) => (t[0] === b ? [i] : []));
+      if (cand.length === 0) return false;
+      replace(c, { t: "lit", texts: node.texts, cand, pos: 1 });
       return true;
     }
-    case Mode.Done:
-      return false;
+    case "object":
+      if (b !== 0x7b) return false;
+      replace(c, { t: "obj", node, next: 0, phase: "open", chosen: -1 });
+      return true;
+    case "array":
+      if (b !== 0x5b) return false;
+      replace(c, { t: "arr", node, count: 0, phase: "open" });
+      return true;
   }
 }
 
-function startKey(c: Cursor, b: number): boolean {
-  if (b !== 0x22) return false;
-  c.mode = Mode.Str;
-  c.key = true;
+function stringByte(c: Cursor, f: Extract<Frame, { t: "str" }>, b: number): boolean {
+  if (f.cand) {
+    // An enum or an object's keys: the bytes must spell one of them exactly (escapes included).
+    if (b === 0x22) {
+      const whole = f.cand.find((i) => f.texts![i]!.length === f.pos);
+      if (whole === undefined) return false;
+      return endString(c, f, whole);
+    }
+    const cand = f.cand.filter((i) => f.texts![i]![f.pos] === b);
+    if (cand.length === 0) return false;
+    replace(c, { ...f, cand, pos: f.pos + 1 });
+    return true;
+  }
+  if (f.esc === 1) {
+    if (b === 0x75) {
+      replace(c, { ...f, esc: 5 });
+      return true;
+    }
+    replace(c, { ...f, esc: 0 });
+    return (
+      b === 0x22 ||
+      b === 0x5c ||
+      b === 0x2f ||
+      b === 0x62 ||
+      b === 0x66 ||
+      b === 0x6e ||
+      b === 0x72 ||
+      b === 0x74
+    );
+  }
+  if (f.esc > 1) {
+    if (!isHex(b)) return false;
+    replace(c, { ...f, esc: f.esc === 2 ? 0 : f.esc - 1 });
+    return true;
+  }
+  if (b === 0x22) return endString(c, f, -1);
+  if (b === 0x5c) replace(c, { ...f, esc: 1 });
+  return b >= 0x20;
+}
+
+/** A string's closing quote: a key hands its choice to the object below, a value ends. */
+function endString(c: Cursor, f: Extract<Frame, { t: "str" }>, chosen: number): boolean {
+  if (!f.key) {
+    finishValue(c);
+    return true;
+  }
+  c.stack.pop();
+  const o = top(c) as Extract<Frame, { t: "obj" }>;
+  replace(c, { ...o, phase: "colon", chosen });
   return true;
 }
 
-function startValue(c: Cursor, b: number): boolean {
-  c.aux = 0;
-  if (b === 0x22) {
-    c.mode = Mode.Str;
-    c.key = false;
-    return true;
-  }
-  if (b === 0x7b) {
-    c.stack += "o";
-    c.mode = Mode.ObjectStart;
-    return true;
-  }
-  if (b === 0x5b) {
-    c.stack += "a";
-    c.mode = Mode.Value;
-    c.aux = 1; // `]` may close it at once
-    return true;
-  }
-  if (b === 0x2d || isDigit(b)) {
-    c.mode = Mode.Num;
-    c.aux = b === 0x2d ? NUM_MINUS : b === 0x30 ? NUM_ZERO : NUM_INT;
-    return true;
-  }
-  const lit = LITERALS.findIndex((l) => l[0] === b);
-  if (lit < 0) return false;
-  c.mode = Mode.Literal;
-  c.aux = lit;
-  c.count = 1;
-  return true;
-}
-
-/** Closes the innermost container, which must be `kind`; the object at the top level ends the reply. */
-function close(c: Cursor, kind: string): boolean {
-  if (!kind || !c.stack.endsWith(kind)) return false;
-  c.stack = c.stack.slice(0, -1);
-  c.mode = c.stack ? Mode.AfterValue : Mode.Done;
-  c.aux = 0;
-  return true;
-}
-
-/** A number's next byte; a byte that ends it is read as what follows the value. */
-function number(c: Cursor, b: number): boolean {
-  const part = c.aux;
+function numberByte(c: Cursor, f: Extract<Frame, { t: "num" }>, b: number): boolean {
+  const part = f.part;
+  let next = -1;
   if (isDigit(b)) {
     if (part === NUM_ZERO) return false; // no leading zeros
-    c.aux =
+    next =
       part === NUM_MINUS
         ? b === 0x30
           ? NUM_ZERO
@@ -236,37 +275,101 @@ function number(c: Cursor, b: number): boolean {
           : part === NUM_E || part === NUM_E_SIGN
             ? NUM_EXP
             : part;
+  } else if (b === 0x2e && !f.integer && (part === NUM_ZERO || part === NUM_INT)) next = NUM_DOT;
+  else if (
+    (b === 0x65 || b === 0x45) &&
+    !f.integer &&
+    (part === NUM_ZERO || part === NUM_INT || part === NUM_FRAC)
+  )
+    next = NUM_E;
+  else if ((b === 0x2b || b === 0x2d) && part === NUM_E) next = NUM_E_SIGN;
+  if (next >= 0) {
+    replace(c, { ...f, part: next });
     return true;
   }
-  if (b === 0x2e) {
-    if (part !== NUM_ZERO && part !== NUM_INT) return false;
-    c.aux = NUM_DOT;
+  // Any other byte ends a whole number and is read as what follows it.
+  if (!NUM_WHOLE.has(part)) return false;
+  finishValue(c);
+  return step(c, b);
+}
+
+function literalByte(c: Cursor, f: Extract<Frame, { t: "lit" }>, b: number): boolean {
+  const cand = f.cand.filter((i) => f.texts[i]![f.pos] === b);
+  if (cand.length > 0) {
+    replace(c, { ...f, cand, pos: f.pos + 1 });
     return true;
   }
-  if (b === 0x65 || b === 0x45) {
-    if (part !== NUM_ZERO && part !== NUM_INT && part !== NUM_FRAC) return false;
-    c.aux = NUM_E;
+  // A byte that continues no candidate ends a whole one and is read as what follows it.
+  if (!f.cand.some((i) => f.texts[i]!.length === f.pos)) return false;
+  finishValue(c);
+  return step(c, b);
+}
+
+/** The declared properties that may come next: from `next` up to the first required one. */
+function nextKeys(o: Extract<Frame, { t: "obj" }>): number[] {
+  const out: number[] = [];
+  const props: readonly SchemaProp[] = o.node.props;
+  for (let i = o.next; i < props.length; i++) {
+    out.push(i);
+    if (props[i]!.required) break;
+  }
+  return out;
+}
+
+function requiredLeft(o: Extract<Frame, { t: "obj" }>): boolean {
+  for (let i = o.next; i < o.node.props.length; i++) if (o.node.props[i]!.required) return true;
+  return false;
+}
+
+function objectByte(c: Cursor, o: Extract<Frame, { t: "obj" }>, b: number): boolean {
+  const free = o.node.extra !== null;
+  if (o.phase === "colon") {
+    if (b !== 0x3a) return false;
+    const node = o.chosen >= 0 ? o.node.props[o.chosen]!.node : o.node.extra!;
+    replace(c, { ...o, phase: "after", next: o.chosen >= 0 ? o.chosen + 1 : o.next });
+    c.stack.push({ t: "value", node });
     return true;
   }
-  if (b === 0x2b || b === 0x2d) {
-    if (part !== NUM_E) return false;
-    c.aux = NUM_E_SIGN;
+  if (b === 0x7d && (o.phase === "open" || o.phase === "after")) {
+    if (requiredLeft(o)) return false;
+    finishValue(c);
     return true;
   }
-  // The number is complete only after a digit.
-  if (part !== NUM_ZERO && part !== NUM_INT && part !== NUM_FRAC && part !== NUM_EXP) return false;
-  c.mode = Mode.AfterValue;
-  c.aux = 0;
-  if (isWs(b)) {
-    c.ws = 1;
+  if (b === 0x2c && o.phase === "after") {
+    if (!free && nextKeys(o).length === 0) return false;
+    replace(c, { ...o, phase: "comma" });
     return true;
   }
+  if (b !== 0x22 || o.phase === "after") return false;
+  // A key: one of the declared properties that may come next, or (declaring none) any string.
+  const keys = free ? null : nextKeys(o);
+  if (keys?.length === 0) return false;
+  const texts = free ? null : o.node.props.map((p) => p.key);
+  c.stack.push({ t: "str", texts, cand: keys, pos: 0, esc: 0, key: true });
+  return true;
+}
+
+function arrayByte(c: Cursor, a: Extract<Frame, { t: "arr" }>, b: number): boolean {
+  const { min, max, items } = a.node;
+  if (b === 0x5d && a.phase !== "comma") {
+    if (a.count < min) return false;
+    finishValue(c);
+    return true;
+  }
+  if (b === 0x2c) {
+    if (a.phase !== "after" || a.count >= max) return false;
+    replace(c, { ...a, phase: "comma" });
+    return true;
+  }
+  if (a.phase === "after" || a.count >= max) return false;
+  replace(c, { ...a, phase: "after", count: a.count + 1 });
+  c.stack.push({ t: "value", node: items });
   return step(c, b);
 }
 
 /**
- * Whether `token` may come next in a reply in state `s`: its bytes continue the object, or it
- * ends the sequence (`isEnd`) once the object is closed. Special tokens that do not end it never
+ * Whether `token` may come next in a reply in state `s`: its bytes continue the value, or it
+ * ends the sequence (`isEnd`) once the value is whole. Special tokens that do not end it never
  * may (their text is not the model's JSON). Returns the state after it (the same state for an
  * ending token), or null.
  */

@@ -1,7 +1,8 @@
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
-import type { FinishReason, TokenEvent } from "./api.js";
-import { acceptToken, JSON_START, type JsonState } from "./json-constraint.js";
+import type { FinishReason, SamplingParams, TokenEvent } from "./api.js";
+import { acceptToken, JSON_OBJECT, type JsonState, jsonStart } from "./json-constraint.js";
+import { compileSchema } from "./json-schema.js";
 import type { MicroBatch } from "./micro-batches.js";
 import { Sampler } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
@@ -41,7 +42,7 @@ export class OutputProcessor {
     this.text.set(seq, {
       detok: new IncrementalDetokenizer(this.tokenizer, seq.promptTokens),
       stop: new StopChecker(seq.params.stop),
-      json: seq.params.responseFormat === "json_object" ? JSON_START : null,
+      json: structuredStart(seq.params),
     });
   }
 
@@ -162,4 +163,11 @@ export function endEvent(
     promptTokens: seq.promptTokens.length,
     completionTokens: seq.output.length,
   };
+}
+
+/** The automaton a structured reply starts in (the schema was checked when the request was made), or null. */
+function structuredStart(p: SamplingParams): JsonState | null {
+  if (p.responseFormat === "json_object") return jsonStart(JSON_OBJECT);
+  if (p.responseFormat === "json_schema") return jsonStart(compileSchema(p.jsonSchema));
+  return null;
 }

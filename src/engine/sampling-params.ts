@@ -1,6 +1,7 @@
 import type { GenerationDefaults } from "../model/types.js";
 import type { LogitBias, SamplingParams } from "./api.js";
 import { InvalidRequestError } from "./errors.js";
+import { compileSchema, SchemaError } from "./json-schema.js";
 
 export const MAX_LOGPROBS = 20;
 /** OpenAI's documented range; higher values only flatten the distribution further. */
@@ -48,6 +49,7 @@ export function resolveSamplingParams(
     ignoreEos: input.ignoreEos ?? false,
     logprobs: input.logprobs ?? null,
     responseFormat: input.responseFormat ?? "text",
+    jsonSchema: input.jsonSchema ?? null,
   };
   const check = (ok: boolean, param: string, what: string): void => {
     if (!ok) throw new InvalidRequestError(`${param} ${what}`, param);
@@ -100,10 +102,22 @@ export function resolveSamplingParams(
   );
   check(typeof p.ignoreEos === "boolean", "ignore_eos", "must be a boolean");
   check(
-    p.responseFormat === "text" || p.responseFormat === "json_object",
+    p.responseFormat === "text" || p.responseFormat === "json_object" || p.responseFormat === "json_schema",
     "response_format",
-    'must be "text" or "json_object"',
+    'must be "text", "json_object" or "json_schema"',
   );
+  if (p.responseFormat === "json_schema") {
+    try {
+      compileSchema(p.jsonSchema);
+    } catch (e) {
+      if (e instanceof SchemaError)
+        throw new InvalidRequestError(
+          `response_format json_schema: ${e.message}`,
+          "response_format.json_schema.schema",
+        );
+      throw e;
+    }
+  }
   check(
     p.logprobs === null || (Number.isInteger(p.logprobs) && p.logprobs >= 0 && p.logprobs <= MAX_LOGPROBS),
     "logprobs",

@@ -170,9 +170,10 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
  * messages (their markers are not JSON).
  */
 function checkJsonMode(engine: EngineClient, body: ChatRequest): void {
-  if (body.response_format?.type !== "json_object") return;
+  const type = body.response_format?.type;
+  if (type !== "json_object" && type !== "json_schema") return;
   const refuse = (why: string) => {
-    throw badRequest(`response_format json_object ${why}`, "response_format");
+    throw badRequest(`response_format ${type} ${why}`, "response_format");
   };
   if (body.tools && body.tool_choice !== "none")
     refuse("cannot be combined with tools (calls are written in the template's own format)");

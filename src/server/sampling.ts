@@ -21,7 +21,10 @@ export interface SamplingFields {
   stop_token_ids?: number[] | null;
   ignore_eos?: boolean | null;
   /** Chat only: JSON mode (the chat handler checked the model and request can run it). */
-  response_format?: { type: "text" | "json_object" } | null;
+  response_format?:
+    | { type: "text" | "json_object" }
+    | { type: "json_schema"; json_schema: { schema?: Record<string, unknown> | undefined } }
+    | null;
 }
 
 export interface TokenBudget {
@@ -101,7 +104,13 @@ export function toSamplingParams(
   // (seed, choice), not seed + choice, which would make choice k of seed s choice 0 of seed s + k.
   if (fields.seed != null) input.seed = choiceSeed(fields.seed, choice);
   if (fields.ignore_eos != null) input.ignoreEos = fields.ignore_eos;
-  if (fields.response_format?.type === "json_object") input.responseFormat = "json_object";
+  const format = fields.response_format;
+  if (format?.type === "json_object") input.responseFormat = "json_object";
+  if (format?.type === "json_schema") {
+    input.responseFormat = "json_schema";
+    // No schema: any JSON value.
+    input.jsonSchema = format.json_schema.schema ?? {};
+  }
   try {
     return resolveSamplingParams(input, defaults, vocabSize);
   } catch (e) {

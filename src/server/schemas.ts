@@ -165,10 +165,24 @@ export const chatRequestSchema = z
     tool_choice: toolChoice.nullish(),
     /** false: at most one call a reply (the first the model makes). */
     parallel_tool_calls: z.boolean().nullish(),
-    /** JSON mode; json_schema (schema-guided decoding) is refused rather than ignored. */
+    /** JSON mode, or structured outputs: a schema's subset the constraint draws (engine/json-schema.ts). */
     response_format: oneOf(
-      '{"type": "text"} or {"type": "json_object"} (json_schema needs schema-guided decoding, which this server does not do)',
-      [z.object({ type: z.literal("text") }), z.object({ type: z.literal("json_object") })],
+      '{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}',
+      [
+        z.object({ type: z.literal("text") }),
+        z.object({ type: z.literal("json_object") }),
+        z.object({
+          type: z.literal("json_schema"),
+          json_schema: z.object({
+            name: z
+              .string()
+              .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1 to 64 letters, digits, underscores or dashes"),
+            description: z.string().optional(),
+            schema: z.record(z.string(), z.json()).optional(),
+            strict: z.boolean().nullish(),
+          }),
+        }),
+      ],
     ).nullish(),
   })
   .refine(streamOptionsNeedStream, streamOptionsError);

@@ -6,7 +6,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { SamplingParams } from "../../src/engine/api.js";
-import { advanceJson, JSON_START, type JsonState, jsonComplete } from "../../src/engine/json-constraint.js";
+import {
+  advanceJson,
+  JSON_OBJECT,
+  type JsonState,
+  jsonComplete,
+  jsonStart,
+} from "../../src/engine/json-constraint.js";
+
+const JSON_START = jsonStart(JSON_OBJECT);
+
 import { Rng } from "../../src/engine/rng.js";
 import { Sampler, type SamplingState } from "../../src/engine/sampler.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";

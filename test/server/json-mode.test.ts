@@ -1,16 +1,20 @@
-// JSON mode (response_format json_object) through /v1/chat/completions on real engines: a model
-// whose most likely reply is not JSON answers with the JSON object its less likely tokens spell,
-// and ends only once the object is closed, streamed or whole; past more refused tokens than the
-// sampler checks one by one; on stories260K (a real model, no chat template) every sampled reply
-// is a prefix of a JSON object, whole where it stopped; what JSON mode cannot run is refused.
+// JSON mode and structured outputs (response_format json_object and json_schema) through
+// /v1/chat/completions on real engines: a model whose most likely reply is not JSON answers with
+// the JSON object its less likely tokens spell, and ends only once the object is closed, streamed
+// or whole, past more refused tokens than the sampler checks one by one; a schema's types and enums
+// hold; on stories260K (a real model, no chat template) every sampled reply is a prefix of a JSON
+// object of the schema, whole where it stopped; what cannot run is refused by name.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { advanceJson, JSON_START, jsonComplete } from "../../src/engine/json-constraint.js";
+import { advanceJson, JSON_OBJECT, jsonComplete, jsonStart } from "../../src/engine/json-constraint.js";
+import { compileSchema } from "../../src/engine/json-schema.js";
 import { writeSuccessorModel } from "../helpers/successor-model.js";
 import { type LiveServer, postRaw, startServer } from "./helpers.js";
+
+const JSON_START = jsonStart(JSON_OBJECT);
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-json-mode-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -80,20 +84,57 @@ describe("JSON mode on a model built to answer otherwise (real engine)", () => {
     assert.equal(content, '{"a":1}');
   });
 
+  it("a json_schema reply follows the schema: its integer, or the one value its enum allows", async () => {
+    const format = (schema: unknown) => ({
+      response_format: { type: "json_schema", json_schema: { name: "answer", schema, strict: true } },
+    });
+    const integer = { type: "object", properties: { a: { type: "integer" } }, required: ["a"] };
+    assert.deepEqual(await ask(s, format(integer)), { content: '{"a":1}', finish: "stop" });
+    // 1 is not allowed: the model's ":1}" is refused, and the reply is the enum's 2 (whatever
+    // whitespace the untrained rest of the table prefers around it).
+    const two = {
+      type: "object",
+      properties: { a: { enum: [2] } },
+      required: ["a"],
+      additionalProperties: false,
+    };
+    const r = await ask(s, format(two));
+    assert.equal(r.finish, "stop");
+    assert.deepEqual(JSON.parse(r.content!), { a: 2 });
+  });
+
   it("what JSON mode cannot run is refused by name", async () => {
     const url = `${s.url}/v1/chat/completions`;
     const tools = [{ type: "function", function: { name: "f" } }];
-    const cases: [Body, RegExp][] = [
+    const schema = (x: unknown) => ({
+      response_format: { type: "json_schema", json_schema: { name: "x", schema: x } },
+    });
+    const cases: [Body, string, RegExp][] = [
       [
-        { response_format: { type: "json_schema", json_schema: { name: "x", schema: {} } } },
-        /schema-guided decoding/,
+        schema({ type: "string", pattern: "^a" }),
+        "response_format.json_schema.schema",
+        /"pattern" is not supported/,
       ],
-      [{ response_format: { type: "json_object" }, tools }, /cannot be combined with tools/],
+      [
+        schema({ $ref: "#/$defs/Nope" }),
+        "response_format.json_schema.schema",
+        /"Nope", which is not defined/,
+      ],
+      [
+        { response_format: { type: "json_schema", json_schema: { name: "bad name", schema: {} } } },
+        "response_format.json_schema.name",
+        /letters, digits/,
+      ],
+      [
+        { response_format: { type: "json_object" }, tools },
+        "response_format",
+        /cannot be combined with tools/,
+      ],
     ];
-    for (const [extra, message] of cases) {
+    for (const [extra, param, message] of cases) {
       const r = await postRaw(url, JSON.stringify({ messages: ASK, ...extra }));
       assert.equal(r.status, 400, JSON.stringify(extra));
-      assert.equal(r.json.error?.param, "response_format");
+      assert.equal(r.json.error?.param, param);
       assert.match(r.json.error!.message, message);
     }
   });
@@ -108,14 +149,23 @@ describe("JSON mode on stories260K (real model)", () => {
 
   it("every sampled reply is a JSON object's prefix, a whole object where it stopped", async () => {
     const bytes = new TextEncoder();
+    const person = {
+      type: "object",
+      properties: { name: { type: "string" }, age: { type: "integer" } },
+      required: ["name", "age"],
+    };
     for (let seed = 1; seed <= 6; seed++) {
+      const structured = seed > 3;
       const { content, finish } = await ask(s, {
-        response_format: { type: "json_object" },
+        response_format: structured
+          ? { type: "json_schema", json_schema: { name: "person", schema: person } }
+          : { type: "json_object" },
         temperature: 1,
         seed,
         max_tokens: 48,
       });
-      const state = advanceJson(JSON_START, bytes.encode(content ?? ""));
+      const start = structured ? jsonStart(compileSchema(person)) : JSON_START;
+      const state = advanceJson(start, bytes.encode(content ?? ""));
       assert.ok(state, `seed ${seed}: ${JSON.stringify(content)} is not a JSON object's prefix`);
       if (finish === "stop") {
         assert.ok(jsonComplete(state));
