@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import type { KvDType } from "../kernels/backend.js";
 import { KV_DTYPES } from "../kernels/kv-cache.js";
@@ -15,12 +16,7 @@ import { addrListArg, choiceArg, intArg, sizeArg } from "./parse.js";
  * kernels, sizes, and the placement of attention, so any placement can be tried from the CLI.
  */
 export function addEngineFlags(cmd: Command): Command {
-  cmd
-    .option(
-      "--model <path|org/name>",
-      "Hugging Face directory, llama2.c .bin, .gguf file (llama, mistral, mixtral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS), Hub id ORG/NAME, or a Hub repository's ORG/NAME/FILE.gguf (default: the built-in demo model)",
-    )
-    .option("--tokenizer <path>", "tokenizer.bin for a llama2.c checkpoint (default: found beside it)")
+  addModelFlags(cmd)
     .option(
       "--backend <name>",
       "kernels: auto, native or reference",
@@ -112,6 +108,21 @@ export function addEngineFlags(cmd: Command): Command {
   return addModelWorkerFlags(cmd);
 }
 
+/** Which model, its tokenizer and its chat template. */
+function addModelFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      "--model <path|org/name>",
+      "Hugging Face directory, llama2.c .bin, .gguf file (the families the README lists; F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_NL/IQ4_XS/MXFP4), Hub id ORG/NAME, or a Hub repository's ORG/NAME/FILE.gguf (default: the built-in demo model)",
+    )
+    .option("--tokenizer <path>", "tokenizer.bin for a llama2.c checkpoint (default: found beside it)")
+    .option(
+      "--chat-template <file|template>",
+      "a Jinja chat template (a file, or the template itself) in place of the model's own, or for a model without one",
+      chatTemplateArg,
+    );
+}
+
 /** Lamina's (a, b) topology: the model worker processes and their plane. */
 function addModelWorkerFlags(cmd: Command): Command {
   return cmd
@@ -153,9 +164,26 @@ function ratioArg(value: string): number {
   return r;
 }
 
+/**
+ * --chat-template: a file's text, or (as vLLM takes it) the template itself where the value is no
+ * file but reads as Jinja.
+ */
+function chatTemplateArg(value: string): string {
+  if (existsSync(value)) {
+    try {
+      return readFileSync(value, "utf8");
+    } catch (e) {
+      throw new InvalidArgumentError(`cannot read ${value}: ${(e as Error).message}`);
+    }
+  }
+  if (value.includes("{{") || value.includes("{%")) return value;
+  throw new InvalidArgumentError(`"${value}" is neither a file nor a Jinja template`);
+}
+
 export interface EngineFlagValues {
   model?: string;
   tokenizer?: string;
+  chatTemplate?: string;
   backend?: "auto" | "native" | "reference";
   threads?: number;
   kvMemory?: number;
@@ -191,6 +219,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
   const o: Record<string, unknown> = {
     model: f.model,
     tokenizerPath: f.tokenizer,
+    chatTemplate: f.chatTemplate,
     backend: f.backend,
     threads: f.threads,
     kvMemory: f.kvMemory,

@@ -7,6 +7,8 @@ import {
   PromptTooLongError,
   QueueFullError,
 } from "../engine/errors.js";
+import { ChatTemplate } from "../tokenizer/chat-template.js";
+import { withChatTemplate } from "../tokenizer/template-override.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import type { EngineOptions } from "./options.js";
@@ -110,6 +112,9 @@ export class WorkerEngineClient implements EngineClient {
     loadTokenizer: (ready: Extract<FromWorker, { type: "ready" }>) => Promise<Tokenizer>,
     log: (line: string) => void = () => {},
   ): Promise<WorkerEngineClient> {
+    // A chat template that does not parse is refused before any thread starts.
+    const template = options.chatTemplate;
+    if (template) new ChatTemplate(template, "--chat-template", {});
     const worker = new Worker(new URL("./engine-thread.js", import.meta.url));
     const ready = await new Promise<Extract<FromWorker, { type: "ready" }>>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
@@ -128,8 +133,15 @@ export class WorkerEngineClient implements EngineClient {
     });
     worker.removeAllListeners("error");
     worker.removeAllListeners("exit");
-    const tokenizer = await loadTokenizer(ready);
-    const prompts = new ThreadedPromptEncoder(tokenizer, ready.source, options.tokenizerPath);
+    let tokenizer: Tokenizer;
+    try {
+      const own = await loadTokenizer(ready);
+      tokenizer = template ? withChatTemplate(own, template, "--chat-template") : own;
+    } catch (e) {
+      await worker.terminate();
+      throw e;
+    }
+    const prompts = new ThreadedPromptEncoder(tokenizer, ready.source, options.tokenizerPath, template);
     return new WorkerEngineClient(
       worker,
       ready.model,

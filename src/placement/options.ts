@@ -27,6 +27,8 @@ export interface EngineOptions extends CoreOptions {
   readonly model?: string;
   /** Tokenizer file for llama2.c checkpoints when it is not beside the .bin. */
   readonly tokenizerPath?: string;
+  /** A chat template (Jinja text) in place of the model's own, or for a model without one. */
+  readonly chatTemplate?: string;
   readonly backend?: "auto" | "native" | "reference";
   readonly threads?: number;
   /** Id served as `model` in the API (default: derived from the model path). */

@@ -27,6 +27,8 @@ export class ThreadedPromptEncoder implements PromptEncoder {
     private readonly tokenizer: Tokenizer,
     private readonly source: ModelSource,
     private readonly tokenizerPath?: string,
+    /** A chat template in place of the model's own (EngineOptions.chatTemplate). */
+    private readonly chatTemplate?: string,
   ) {}
 
   /** A lower bound on the tokens `text` encodes to (0 when the vocabulary does not say). */
@@ -87,8 +89,14 @@ export class ThreadedPromptEncoder implements PromptEncoder {
       worker.on("error", (e) => this.fail(e, reject));
       worker.on("exit", () => this.fail(new Error("the tokenizer thread exited"), reject));
     });
-    const init: ToTokenizer = { v: 1, type: "init", source: this.source };
-    worker.postMessage(this.tokenizerPath ? { ...init, tokenizerPath: this.tokenizerPath } : init);
+    const init: ToTokenizer = {
+      v: 1,
+      type: "init",
+      source: this.source,
+      ...(this.tokenizerPath ? { tokenizerPath: this.tokenizerPath } : {}),
+      ...(this.chatTemplate ? { chatTemplate: this.chatTemplate } : {}),
+    };
+    worker.postMessage(init);
     return this.ready;
   }
 

@@ -5,7 +5,14 @@ import type { ChatMessage } from "../tokenizer/types.js";
 export const TOKENIZER_PROTOCOL_VERSION = 1;
 
 export type ToTokenizer =
-  | { readonly v: 1; readonly type: "init"; readonly source: ModelSource; readonly tokenizerPath?: string }
+  | {
+      readonly v: 1;
+      readonly type: "init";
+      readonly source: ModelSource;
+      readonly tokenizerPath?: string;
+      /** A chat template in place of the model's own (serve --chat-template). */
+      readonly chatTemplate?: string;
+    }
   | {
       readonly v: 1;
       readonly type: "encode";

@@ -1,5 +1,6 @@
 import { parentPort } from "node:worker_threads";
 import { ChatTemplateError, chatPromptIds } from "../tokenizer/prompt-ids.js";
+import { withChatTemplate } from "../tokenizer/template-override.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { loadTokenizerFor } from "./load-tokenizer.js";
 import {
@@ -36,7 +37,8 @@ port.on("message", async (m: ToTokenizer) => {
   if (m?.v !== TOKENIZER_PROTOCOL_VERSION) return;
   if (m.type === "init") {
     try {
-      tokenizer = await loadTokenizerFor(m.source, m.tokenizerPath);
+      const own = await loadTokenizerFor(m.source, m.tokenizerPath);
+      tokenizer = m.chatTemplate ? withChatTemplate(own, m.chatTemplate, "--chat-template") : own;
       post({ v: 1, type: "ready" });
     } catch (e) {
       post({ v: 1, type: "init_error", message: (e as Error).message });
