@@ -26,6 +26,7 @@ export type GgufArch =
   | "glm4"
   | "qwen2moe"
   | "glm4moe"
+  | "seed_oss"
   | GemmaGgufArch;
 
 type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
@@ -59,6 +60,11 @@ const RULES: Partial<Record<Architecture, Rule>> = {
   glm4,
   qwen2_moe: qwen2Moe,
   glm4_moe: glm4Moe,
+  // llama.cpp's seed_oss: Llama's graph with q/k/v biases where the file has them (it loads no o_proj bias).
+  seed_oss: (c, refuse) =>
+    c.moe || c.qkNorm || c.outputBias
+      ? refuse("llama.cpp's seed_oss has no o_proj bias, experts or q/k norms")
+      : "seed_oss",
 };
 
 /** llama.cpp's architecture for a config, or a clear error for what it would run differently. */

@@ -24,7 +24,8 @@ export type Architecture =
   | "gpt_oss"
   | "glm4"
   | "qwen2_moe"
-  | "glm4_moe";
+  | "glm4_moe"
+  | "seed_oss";
 
 export type RopeScaling =
   | {

@@ -39,7 +39,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
  * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss", "glm4",
- * "qwen2moe" and "glm4moe".
+ * "qwen2moe", "glm4moe" and "seed_oss".
  * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
  * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
  * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
@@ -67,6 +67,7 @@ const SUPPORTED_ARCHS = [
   "glm4",
   "qwen2moe",
   "glm4moe",
+  "seed_oss",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -88,6 +89,7 @@ const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architec
   glm4: "glm4",
   qwen2moe: "qwen2_moe",
   glm4moe: "glm4_moe",
+  seed_oss: "seed_oss",
 };
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -505,7 +507,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     // llama.cpp's glm4 takes q/k/v biases where the file has them (GLM-4-0414's have).
     attentionBias:
       arch === "qwen2" ||
-      ((arch === "glm4" || arch === "qwen2moe" || arch === "glm4moe") &&
+      ((arch === "glm4" || arch === "qwen2moe" || arch === "glm4moe" || arch === "seed_oss") &&
         g.header.tensors.has("blk.0.attn_q.bias")),
     ...(arch === "glm4" ? { fusedGateUp: true, postNorms: true } : {}),
     ...(arch === "qwen3" || arch === "qwen3moe" ? { qkNorm: true } : {}),

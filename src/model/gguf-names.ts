@@ -102,14 +102,19 @@ const EXPERT_STACKS = {
 
 /**
  * Whether the Hugging Face post_attention_layernorm goes by llama.cpp's post_attention_norm
- * (Gemma's and OLMo 2's norm on the attention output, gpt-oss's and GLM-4.5's norm before the FFN)
+ * (Gemma's and OLMo 2's norm on the attention output, gpt-oss's, GLM-4.5's and Seed-OSS's norm before the FFN)
  * rather than ffn_norm (Llama's, and GLM-4's, whose own names say which norm is which).
  */
 export function postAttentionNormNamed(
   c: Pick<ModelConfig, "architecture" | "postNorms" | "postNormsOnly">,
 ): boolean {
   if (c.architecture === "glm4") return false;
-  return hasPostNorms(c) || c.architecture === "gpt_oss" || c.architecture === "glm4_moe";
+  return (
+    hasPostNorms(c) ||
+    c.architecture === "gpt_oss" ||
+    c.architecture === "glm4_moe" ||
+    c.architecture === "seed_oss"
+  );
 }
 
 /**

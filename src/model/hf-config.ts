@@ -38,6 +38,7 @@ const SUPPORTED: readonly Architecture[] = [
   "glm4",
   "qwen2_moe",
   "glm4_moe",
+  "seed_oss",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -60,6 +61,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   ernie4_5: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   glm4_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 10000 },
+  seed_oss: { maxPositions: 524288, rmsNormEps: 1e-6, ropeTheta: 10000 },
   gpt_oss: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 150000 },
   glm4: { maxPositions: 131072, rmsNormEps: 1.5625e-7, ropeTheta: 10000 },
   qwen2_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
@@ -110,6 +112,8 @@ const configSchema = z.object({
   partial_rotary_factor: z.number().positive().nullish(),
   tie_word_embeddings: z.boolean().nullish(),
   attention_bias: z.boolean().nullish(),
+  /** Seed-OSS: a bias on o_proj (its own flag beside attention_bias's q/k/v). */
+  attention_out_bias: z.boolean().nullish(),
   mlp_bias: z.boolean().nullish(),
   hidden_act: z.string().nullish(),
   hidden_activation: z.string().nullish(),

@@ -108,6 +108,13 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
     case "glm4_moe":
     case "ernie4_5_moe":
       return sharedExpertFamily(raw, arch, file);
+    case "seed_oss":
+      // Seed-OSS: Llama's layers with q/k/v biases, and o_proj's where attention_out_bias says.
+      return {
+        attentionBias: raw.attention_bias ?? true,
+        ...(raw.attention_out_bias ? { outputBias: true } : {}),
+        slidingWindow: null,
+      };
     case "glm4":
       // GLM-4-0414: q/k/v biases (none on o_proj), gate/up fused, a norm on each block's output
       // as well as on its input (hf-gemma's post-norm graph under GLM's names, weight-names.ts).

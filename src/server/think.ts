@@ -5,7 +5,7 @@ import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
 
 /**
  * Reasoning models that think inside `<think>` … `</think>` (Qwen3, DeepSeek-R1's distills, SmolLM3,
- * GLM-Z1): what the reply says inside the block is `reasoning_content`, the rest `content`, as
+ * GLM-Z1; Seed-OSS's `<seed:think>`): what the reply says inside the block is `reasoning_content`, the rest `content`, as
  * llama.cpp's server returns them by default. Split by token id where the vocabulary has both tags
  * as single tokens; a prompt whose template already opened the block (R1's "<think>\n") starts the
  * reply inside it, one that closed it (Qwen3 with enable_thinking false) outside. Each part loses
@@ -19,13 +19,25 @@ export interface ThinkMarkers {
 
 const cache = new WeakMap<Tokenizer, ThinkMarkers | null>();
 
-/** The vocabulary's `<think>` and `</think>` tokens, or null without both. */
+/** The tag pairs models think between: most use <think>, Seed-OSS <seed:think>. */
+const TAGS = [
+  ["<think>", "</think>"],
+  ["<seed:think>", "</seed:think>"],
+] as const;
+
+/** The vocabulary's think tags (the first pair it has both of as single tokens), or null. */
 export function thinkMarkers(tokenizer: Tokenizer): ThinkMarkers | null {
   const known = cache.get(tokenizer);
   if (known !== undefined) return known;
-  const open = singleTokenId(tokenizer, "<think>");
-  const close = singleTokenId(tokenizer, "</think>");
-  const markers = open != null && close != null ? { open, close } : null;
+  let markers: ThinkMarkers | null = null;
+  for (const [o, c] of TAGS) {
+    const open = singleTokenId(tokenizer, o);
+    const close = singleTokenId(tokenizer, c);
+    if (open != null && close != null) {
+      markers = { open, close };
+      break;
+    }
+  }
   cache.set(tokenizer, markers);
   return markers;
 }

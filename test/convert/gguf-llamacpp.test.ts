@@ -116,6 +116,7 @@ const GGUF_EXPORTABLE = new Set<string>([
   "glm4",
   "qwen2-moe",
   "glm4-moe",
+  "seed-oss",
 ]);
 
 describe("tiny model variants as GGUF in llama.cpp equal our engine", () => {

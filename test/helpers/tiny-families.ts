@@ -529,6 +529,24 @@ export const FAMILY_SPECS = {
     dtype: "f32",
     seed: 39,
   },
+  /** Seed-OSS (36B's pattern, scaled down): q/k/v biases (none on o_proj, as released), GQA, untied. */
+  "seed-oss": {
+    config: {
+      ...base,
+      architectures: ["SeedOssForCausalLM"],
+      model_type: "seed_oss",
+      num_key_value_heads: 2,
+      head_dim: 32,
+      attention_bias: true,
+      attention_out_bias: false,
+      mlp_bias: false,
+      residual_dropout: 0.1,
+      rope_theta: 10000000.0,
+      rms_norm_eps: 1e-6,
+    },
+    dtype: "f32",
+    seed: 40,
+  },
   /** As released: experts in MXFP4 blocks (quantization_config mxfp4), the rest bf16, YaRN untruncated. */
   "gpt-oss-mxfp4": {
     config: {

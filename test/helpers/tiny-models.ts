@@ -45,6 +45,7 @@ export const TINY_VARIANTS = [
   "gpt-oss-mxfp4", // gpt_oss as released: the experts' stacked weights in MXFP4 blocks and scales, the rest bf16
   "qwen2-moe", // qwen2_moe: q/k/v biases, 4 experts top-2 unrenormalised, a sigmoid-gated shared expert, f32
   "glm4", // glm4: q/k/v biases, RoPE on half of each head in interleaved pairs, norms before and after each block, fused gate/up, f32
+  "seed-oss", // seed_oss: q/k/v biases, head_dim 32 ≠ 64/4, rope_theta 1e7, GQA, f32
   "glm4-moe", // glm4_moe: q/k/v biases, q/k norms, RoPE on half of each head, layer 0 dense, 4 experts top-2 by sigmoid score + bias (x2.5), a shared expert, f32
 ] as const;
 

@@ -592,6 +592,40 @@ describe("config.json of the newer families", () => {
     );
   });
 
+  test("seed_oss: Seed-OSS-36B's config (q/k/v biases, o_proj's by its own flag, head_dim 128 beside 5120/80)", () => {
+    const seed = {
+      architectures: ["SeedOssForCausalLM"],
+      model_type: "seed_oss",
+      vocab_size: 155136,
+      hidden_size: 5120,
+      intermediate_size: 27648,
+      num_hidden_layers: 64,
+      num_attention_heads: 80,
+      num_key_value_heads: 8,
+      head_dim: 128,
+      attention_bias: true,
+      attention_out_bias: false,
+      mlp_bias: false,
+      attention_dropout: 0.1,
+      residual_dropout: 0.1,
+      max_position_embeddings: 524288,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000000.0,
+      rope_scaling: { rope_type: "default" },
+      tie_word_embeddings: false,
+      bos_token_id: 0,
+      eos_token_id: 2,
+    };
+    const c = parseHfConfig(seed, F);
+    assert.deepEqual(
+      [c.architecture, c.attentionBias, c.outputBias, c.headDim, c.numKvHeads, c.ropeTheta],
+      ["seed_oss", true, undefined, 128, 8, 1e7],
+    );
+    assert.equal(parseHfConfig({ ...seed, attention_out_bias: true }, F).outputBias, true);
+    assert.ok(expectedTensors(c).some((t) => t.name === "model.layers.0.self_attn.q_proj.bias"));
+    assert.throws(() => parseHfConfig({ ...seed, mlp_bias: true }, F), /mlp_bias=true is not supported/);
+  });
+
   test("glm4_moe: GLM-4.5-Air's config (sigmoid routing with a correction bias, x1 scaling, first layer dense, half-head RoPE)", () => {
     const air = {
       architectures: ["Glm4MoeForCausalLM"],

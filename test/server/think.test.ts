@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { writeSuccessorModel } from "../helpers/successor-model.js";
+import { ThinkStream, thinkMarkers } from "../../src/server/think.js";
+import { loadHfTokenizer } from "../../src/tokenizer/hf-tokenizer.js";
+import { writeSuccessorModel, writeSuccessorTokenizer } from "../helpers/successor-model.js";
 import { type LiveServer, startServer } from "./helpers.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-think-"));
@@ -90,5 +92,26 @@ describe("POST /v1/chat/completions with think tags (real engine)", () => {
       reasoning += d?.reasoning_content ?? "";
     }
     assert.deepEqual([reasoning, content], ["hm", "Hi"]);
+  });
+});
+
+describe("Seed-OSS's <seed:think> tags", () => {
+  it("are the think markers of a vocabulary that has them, and split a reply the same way", () => {
+    const dir = path.join(tmp, "seed");
+    writeSuccessorTokenizer(dir, {
+      added: [
+        { content: "<seed:think>", special: false },
+        { content: "</seed:think>", special: false },
+      ],
+      template: "{% for m in messages %}{{ m.content }}{% endfor %}",
+      eos: [],
+    });
+    const tok = loadHfTokenizer(dir);
+    const markers = thinkMarkers(tok)!;
+    assert.deepEqual(markers, { open: 258, close: 259 });
+    const s = new ThinkStream(tok, markers, []);
+    const t = s.push(tok.encode("<seed:think>\nhm</seed:think>\n\nHi", { addSpecialTokens: false }));
+    const rest = s.flush();
+    assert.deepEqual([t.reasoning + rest.reasoning, t.content + rest.content], ["hm", "Hi"]);
   });
 });
