@@ -27,6 +27,7 @@ export type GgufArch =
   | "qwen2moe"
   | "glm4moe"
   | "seed_oss"
+  | "exaone4"
   | GemmaGgufArch;
 
 type Rule = (c: ModelConfig, refuse: (why: string) => never, label: string) => GgufArch;
@@ -61,6 +62,7 @@ const RULES: Partial<Record<Architecture, Rule>> = {
   qwen2_moe: qwen2Moe,
   glm4_moe: glm4Moe,
   // llama.cpp's seed_oss: Llama's graph with q/k/v biases where the file has them (it loads no o_proj bias).
+  exaone4,
   seed_oss: (c, refuse) =>
     c.moe || c.qkNorm || c.outputBias
       ? refuse("llama.cpp's seed_oss has no o_proj bias, experts or q/k norms")
@@ -85,7 +87,12 @@ export function ggufArchitecture(c: ModelConfig, label: string): GgufArch {
     refuse(
       `YaRN beta_fast ${yarn.betaFast} / beta_slow ${yarn.betaSlow}: llama.cpp runs YaRN with 32 and 1 whatever the file's keys say`,
     );
-  if (!c.architecture.startsWith("gemma") && c.architecture !== "olmo3" && c.architecture !== "gpt_oss")
+  if (
+    !c.architecture.startsWith("gemma") &&
+    c.architecture !== "olmo3" &&
+    c.architecture !== "gpt_oss" &&
+    c.architecture !== "exaone4"
+  )
     refuseWindow(c, refuse);
   return rule!(c, refuse, label);
 }
@@ -295,4 +302,24 @@ function glm4Moe(c: ModelConfig, refuse: (why: string) => never): GgufArch {
       `llama.cpp's glm4moe wants a shared expert a whole number of experts wide (${shared} for experts ${moe!.expertIntermediateSize} wide)`,
     );
   return "glm4moe";
+}
+
+/**
+ * llama.cpp's exaone4: norms on the blocks' outputs only and per-head q/k norms; window layers
+ * only in a 64-layer model (it recognises the 32B by its layer count), three of every four, the
+ * fourth global without RoPE. Any other model must rotate every layer over the whole context.
+ */
+function exaone4(c: ModelConfig, refuse: (why: string) => never): GgufArch {
+  if (!c.qkNorm || c.qkNormFull || !c.postNormsOnly || c.attentionBias || c.moe)
+    refuse("llama.cpp's exaone4 wants norms after the blocks only, per-head q/k norms, no biases or experts");
+  const windowed = c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings;
+  const pattern = Array.from({ length: c.numLayers }, (_, l) => l % 4 < 3);
+  const same = (a: readonly boolean[] | undefined) => JSON.stringify(a) === JSON.stringify(pattern);
+  if (windowed && (c.numLayers !== 64 || !same(c.slidingLayers) || !same(c.ropeLayers)))
+    refuse(
+      "llama.cpp's exaone4 attends within a window only in 64-layer models, on three of every four layers, the fourth global without RoPE",
+    );
+  if (!windowed && c.ropeLayers)
+    refuse("llama.cpp's exaone4 rotates every layer of a model without a window");
+  return "exaone4";
 }

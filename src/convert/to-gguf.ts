@@ -175,6 +175,8 @@ function architectureMetadata(arch: string, c: ModelConfig): GgufKv[] {
         kv.push({ key: k("expert_shared_feed_forward_length"), value: gguf.u32(c.moe.sharedExpertSize) });
     }
   }
+  if (arch === "exaone4" && c.slidingWindow !== null)
+    kv.push({ key: k("attention.sliding_window"), value: gguf.u32(c.slidingWindow) });
   const s = c.ropeScaling;
   if (s?.type === "linear") {
     kv.push({ key: k("rope.scaling.type"), value: gguf.str("linear") });

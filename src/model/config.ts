@@ -25,7 +25,8 @@ export type Architecture =
   | "glm4"
   | "qwen2_moe"
   | "glm4_moe"
-  | "seed_oss";
+  | "seed_oss"
+  | "exaone4";
 
 export type RopeScaling =
   | {

@@ -7,6 +7,7 @@ import {
   OLMO2_NORMS,
   type RopeScaling,
   ropeLayersEvery,
+  ropeLayersOf,
   yarnMscale,
 } from "./config.js";
 import { expectedTensors, sameShape } from "./expected-tensors.js";
@@ -39,7 +40,7 @@ import type { GenerationDefaults, LoadedModel } from "./types.js";
  * Loads a GGUF model file (llama.cpp's format) for the architectures the engine runs: "llama"
  * (Mistral and Mixtral are stored as llama), "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
  * "gemma3", "granite", "granitemoe", "smollm3", "olmo2", "olmoe", "ernie4_5", "ernie4_5-moe", "gpt-oss", "glm4",
- * "qwen2moe", "glm4moe" and "seed_oss".
+ * "qwen2moe", "glm4moe", "seed_oss" and "exaone4".
  * Tensors are renamed to Hugging Face names, q/k rows of the architectures that store them in
  * interleaved pairs (gguf-names.ts, interleavesQk) are put back in rotate-half order, Gemma's norm
  * scales go back to Hugging Face's offsets from 1, and every matrix is kept as stored: F32/F16/BF16,
@@ -68,6 +69,7 @@ const SUPPORTED_ARCHS = [
   "qwen2moe",
   "glm4moe",
   "seed_oss",
+  "exaone4",
 ] as const;
 type SupportedArch = (typeof SUPPORTED_ARCHS)[number];
 
@@ -90,6 +92,7 @@ const FAMILY_OF: Readonly<Record<Exclude<SupportedArch, GemmaGgufArch>, Architec
   qwen2moe: "qwen2_moe",
   glm4moe: "glm4_moe",
   seed_oss: "seed_oss",
+  exaone4: "exaone4",
 };
 
 /** llama.cpp architectures of families the engine does not run, with what to say about them. */
@@ -393,6 +396,27 @@ function glm4MoeMixture(meta: Meta, layers: number): MoeConfig {
 }
 
 /**
+ * EXAONE 4 as llama.cpp's exaone4 runs it: norms on the blocks' outputs only, per-head q/k norms,
+ * and only in a 64-layer file (the 32B's shape, which llama.cpp recognises by its layer count)
+ * window layers, three of every four (attention.sliding_window, else 4096), the fourth global
+ * without RoPE.
+ */
+function exaone4GgufFeatures(
+  meta: Meta,
+  numLayers: number,
+): Pick<ModelConfig, "qkNorm" | "postNormsOnly" | "slidingWindow" | "slidingLayers" | "ropeLayers"> {
+  const base = { qkNorm: true, postNormsOnly: true } as const;
+  if (numLayers !== 64) return { ...base, slidingWindow: null };
+  const sliding = Array.from({ length: numLayers }, (_, l) => l % 4 < 3);
+  return {
+    ...base,
+    slidingWindow: meta.num("exaone4.attention.sliding_window") ?? 4096,
+    slidingLayers: sliding,
+    ...ropeLayersOf(sliding),
+  };
+}
+
+/**
  * gpt-oss's attention as llama.cpp's gpt-oss runs it: sinks, q/k/v/o biases, and a window
  * (attention.sliding_window, required) on the layers its pattern makes window ones (every other,
  * from layer 0, unless attention.sliding_window_pattern says otherwise).
@@ -522,6 +546,7 @@ function ggufConfig(meta: Meta, arch: SupportedArch, g: GgufFile): ModelConfig {
     ...(arch === "smollm3" ? ropeLayersEvery(numLayers, SMOLLM3_NO_ROPE_STEP) : {}),
     ...(arch === "olmo2" ? olmo2GgufFeatures(meta, numLayers, ropeTheta) : {}),
     ...(arch === "gpt-oss" ? gptOssAttention(meta, numLayers) : {}),
+    ...(arch === "exaone4" ? exaone4GgufFeatures(meta, numLayers) : {}),
     bosTokenId: bos ?? null,
     eosTokenIds: eos === undefined ? [] : [eos],
   };

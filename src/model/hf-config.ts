@@ -39,6 +39,7 @@ const SUPPORTED: readonly Architecture[] = [
   "qwen2_moe",
   "glm4_moe",
   "seed_oss",
+  "exaone4",
 ];
 
 /** transformers' defaults per model type, for keys a config.json may leave out. */
@@ -62,6 +63,7 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   ernie4_5_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000 },
   glm4_moe: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 10000 },
   seed_oss: { maxPositions: 524288, rmsNormEps: 1e-6, ropeTheta: 10000 },
+  exaone4: { maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000 },
   gpt_oss: { maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 150000 },
   glm4: { maxPositions: 131072, rmsNormEps: 1.5625e-7, ropeTheta: 10000 },
   qwen2_moe: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 },
@@ -120,7 +122,8 @@ const configSchema = z.object({
   query_pre_attn_scalar: z.number().positive().nullish(),
   attn_logit_softcapping: z.number().positive().nullish(),
   final_logit_softcapping: z.number().positive().nullish(),
-  sliding_window_pattern: posInt.nullish(),
+  /** Gemma 3: a period; EXAONE 4: a period or letters, L (local) and G (global), repeating. */
+  sliding_window_pattern: z.union([posInt, z.string().regex(/^[LG]+$/, "must be letters L and G")]).nullish(),
   _sliding_window_pattern: posInt.nullish(),
   rope_local_base_freq: z.number().positive().nullish(),
   use_bidirectional_attention: z.boolean().nullish(),

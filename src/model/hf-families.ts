@@ -108,6 +108,25 @@ export function familyFeatures(raw: RawConfig, arch: Architecture, file: string)
     case "glm4_moe":
     case "ernie4_5_moe":
       return sharedExpertFamily(raw, arch, file);
+    case "exaone4":
+    case "seed_oss":
+    case "glm4":
+      return denseFamily(raw, arch, file);
+  }
+}
+
+/** The dense families added last: EXAONE 4, Seed-OSS, GLM-4-0414. */
+function denseFamily(raw: RawConfig, arch: "exaone4" | "seed_oss" | "glm4", file: string): FamilyFeatures {
+  switch (arch) {
+    case "exaone4":
+      // EXAONE 4: OLMo 2's layers (norms on the blocks' outputs only) with Qwen3's per-head q/k
+      // norms, and window layers among global ones that attend without RoPE.
+      return {
+        attentionBias: noAttentionBias(raw, arch, file),
+        qkNorm: true,
+        postNormsOnly: true,
+        ...exaoneWindows(raw, file),
+      };
     case "seed_oss":
       // Seed-OSS: Llama's layers with q/k/v biases, and o_proj's where attention_out_bias says.
       return {
@@ -197,6 +216,39 @@ function ernieExperts(raw: RawConfig, file: string): MoeConfig | undefined {
     selectionBias: true,
     ...(shared > 0 ? { sharedExpertSize: shared * width } : {}),
   };
+}
+
+/**
+ * EXAONE 4's layers (transformers' Exaone4Config): layer_types where given; else, with a
+ * sliding_window, sliding_window_pattern as a period (every n-th layer global) or as letters
+ * (L local, G global, repeating from layer 0; the last layer global whatever they say). The window
+ * layers rotate q and k, the global ones attend without RoPE; without a window, every layer
+ * attends globally with RoPE.
+ */
+function exaoneWindows(
+  raw: RawConfig,
+  file: string,
+): Pick<ModelConfig, "slidingWindow" | "slidingLayers" | "ropeLayers"> {
+  const n = raw.num_hidden_layers;
+  const window = raw.sliding_window ?? null;
+  const p = raw.sliding_window_pattern ?? 4;
+  let sliding: boolean[];
+  if (raw.layer_types) {
+    if (raw.layer_types.length !== n)
+      throw new Error(`${file}: layer_types has ${raw.layer_types.length} entries for ${n} layers`);
+    sliding = raw.layer_types.map((t, l) => {
+      if (t !== "sliding_attention" && t !== "full_attention")
+        throw new Error(
+          `${file}: layer_types[${l}] = "${t}" is not supported (full_attention or sliding_attention)`,
+        );
+      return t === "sliding_attention";
+    });
+  } else if (window === null) sliding = Array.from({ length: n }, () => false);
+  else if (typeof p === "string")
+    sliding = Array.from({ length: n }, (_, l) => l < n - 1 && p[l % p.length] === "L");
+  else sliding = Array.from({ length: n }, (_, l) => (l + 1) % p !== 0);
+  if (window === null || !sliding.includes(true)) return { slidingWindow: null };
+  return { slidingWindow: window, slidingLayers: sliding, ...ropeLayersOf(sliding) };
 }
 
 /**

@@ -93,7 +93,7 @@ function windowLayers(raw: RawConfig, arch: Gemma, file: string, defaultPattern:
   const pattern =
     arch === "gemma2"
       ? defaultPattern
-      : (raw.sliding_window_pattern ?? raw._sliding_window_pattern ?? defaultPattern);
+      : (numericPattern(raw.sliding_window_pattern, file) ?? raw._sliding_window_pattern ?? defaultPattern);
   return Array.from({ length: n }, (_, l) => (l + 1) % pattern !== 0);
 }
 
@@ -109,4 +109,12 @@ export function refusePerLayerTypeRope(json: object, file: string): void {
         "give rope_theta, rope_scaling and rope_local_base_freq",
     );
   }
+}
+
+/** Gemma 3's sliding_window_pattern is a period (EXAONE 4's may be letters, which Gemma's is not). */
+function numericPattern(p: number | string | null | undefined, file: string): number | undefined {
+  if (p == null) return undefined;
+  if (typeof p !== "number")
+    throw new Error(`${file}: sliding_window_pattern ${JSON.stringify(p)} must be a layer count`);
+  return p;
 }

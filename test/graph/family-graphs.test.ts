@@ -36,6 +36,8 @@ const SHOWS: Record<keyof typeof FAMILY_SPECS, string[]> = {
   "gpt-oss-mxfp4": ["(window 6, q after", "linear, moe, add"],
   "qwen2-moe": ["linear, moe, linear×2, silu_mul, linear×2, sigmoid_gate, add×2"],
   glm4: ["linear, rmsnorm, add, rmsnorm, linear, split×2, silu_mul, linear, rmsnorm, add"],
+  exaone4: ["rmsnorm, rope, linear×2, rmsnorm, rope] → attention L0"],
+  "exaone4-hybrid": ["(window 6, q after", "linear×2, rmsnorm] → attention L3"],
   "seed-oss": ["rope, linear×2, rope] → attention L0"],
   "glm4-moe": ["rmsnorm, rope", "linear, moe, linear×2, silu_mul, linear, add×2"],
 };

@@ -529,6 +529,44 @@ export const FAMILY_SPECS = {
     dtype: "f32",
     seed: 39,
   },
+  /**
+   * EXAONE 4.0 (1.2B's pattern, scaled down): OLMo 2's norms on the blocks' outputs, per-head q/k
+   * norms, no window, GQA, tied embeddings.
+   */
+  exaone4: {
+    config: {
+      ...base,
+      architectures: ["Exaone4ForCausalLM"],
+      model_type: "exaone4",
+      num_hidden_layers: 3,
+      num_key_value_heads: 2,
+      sliding_window: null,
+      sliding_window_pattern: null,
+      tie_word_embeddings: true,
+      rope_theta: 1000000.0,
+    },
+    dtype: "f32",
+    seed: 41,
+    embedStd: TIED_EMBED_STD,
+  },
+  /**
+   * EXAONE 4.0 (32B's pattern, scaled down): window layers 0-2 with RoPE, layer 3 global without
+   * (sliding_window_pattern "LLLG"), window 6.
+   */
+  "exaone4-hybrid": {
+    config: {
+      ...base,
+      architectures: ["Exaone4ForCausalLM"],
+      model_type: "exaone4",
+      num_hidden_layers: 4,
+      num_key_value_heads: 2,
+      sliding_window: 6,
+      sliding_window_pattern: "LLLG",
+      rope_theta: 1000000.0,
+    },
+    dtype: "f32",
+    seed: 42,
+  },
   /** Seed-OSS (36B's pattern, scaled down): q/k/v biases (none on o_proj, as released), GQA, untied. */
   "seed-oss": {
     config: {

@@ -45,6 +45,8 @@ export const TINY_VARIANTS = [
   "gpt-oss-mxfp4", // gpt_oss as released: the experts' stacked weights in MXFP4 blocks and scales, the rest bf16
   "qwen2-moe", // qwen2_moe: q/k/v biases, 4 experts top-2 unrenormalised, a sigmoid-gated shared expert, f32
   "glm4", // glm4: q/k/v biases, RoPE on half of each head in interleaved pairs, norms before and after each block, fused gate/up, f32
+  "exaone4", // exaone4 (1.2B's shape): norms after the blocks only, per-head q/k norms, no window, GQA, tied, f32
+  "exaone4-hybrid", // exaone4 (32B's shape): window layers 0-2 with RoPE, global layer 3 without, GQA, f32
   "seed-oss", // seed_oss: q/k/v biases, head_dim 32 ≠ 64/4, rope_theta 1e7, GQA, f32
   "glm4-moe", // glm4_moe: q/k/v biases, q/k norms, RoPE on half of each head, layer 0 dense, 4 experts top-2 by sigmoid score + bias (x2.5), a shared expert, f32
 ] as const;
@@ -132,6 +134,11 @@ export interface TinyModel {
 export function writeTinyModel(dir: string, variant: TinyVariant): TinyModel {
   const spec = SPECS[variant];
   if (spec === undefined) throw new Error(`unknown tiny model variant "${variant}"`);
+  return writeTinyModelOf(dir, spec);
+}
+
+/** A tiny model of a spec no variant names (a test's own shape). */
+export function writeTinyModelOf(dir: string, spec: VariantSpec): TinyModel {
   mkdirSync(dir, { recursive: true });
   const configJson = { ...spec.config, torch_dtype: TORCH_DTYPE[spec.dtype] };
   const configFile = path.join(dir, "config.json");

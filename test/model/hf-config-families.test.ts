@@ -592,6 +592,65 @@ describe("config.json of the newer families", () => {
     );
   });
 
+  test("exaone4: EXAONE-4.0-32B's window pattern (letters, the last layer global, globals without RoPE) and the 1.2B's none", () => {
+    const big = {
+      architectures: ["Exaone4ForCausalLM"],
+      model_type: "exaone4",
+      vocab_size: 102400,
+      hidden_size: 5120,
+      intermediate_size: 27392,
+      num_hidden_layers: 64,
+      num_attention_heads: 40,
+      num_key_value_heads: 8,
+      head_dim: 128,
+      max_position_embeddings: 131072,
+      rms_norm_eps: 1e-5,
+      rope_theta: 1000000,
+      rope_scaling: {
+        factor: 16.0,
+        high_freq_factor: 4.0,
+        low_freq_factor: 1.0,
+        original_max_position_embeddings: 8192,
+        rope_type: "llama3",
+      },
+      sliding_window: 4096,
+      sliding_window_pattern: "LLLG",
+      tie_word_embeddings: false,
+    };
+    const c = parseHfConfig(big, F);
+    assert.deepEqual(
+      [c.qkNorm, c.qkNormFull, c.postNormsOnly, c.slidingWindow],
+      [true, undefined, true, 4096],
+    );
+    assert.deepEqual(c.slidingLayers!.slice(0, 8), [true, true, true, false, true, true, true, false]);
+    assert.deepEqual(c.ropeLayers, c.slidingLayers);
+    // Letters: the last layer is global even where the pattern would make it a window layer.
+    const odd = parseHfConfig({ ...big, num_hidden_layers: 6 }, F);
+    assert.deepEqual(odd.slidingLayers, [true, true, true, false, true, false]);
+    // A period, and layer_types, as transformers derives and writes them.
+    assert.deepEqual(
+      parseHfConfig({ ...big, num_hidden_layers: 6, sliding_window_pattern: 3 }, F).slidingLayers,
+      [true, true, false, true, true, false],
+    );
+    const types = ["sliding_attention", "full_attention"];
+    assert.deepEqual(parseHfConfig({ ...big, num_hidden_layers: 2, layer_types: types }, F).slidingLayers, [
+      true,
+      false,
+    ]);
+    const small = parseHfConfig(
+      { ...big, num_hidden_layers: 30, sliding_window: null, sliding_window_pattern: null },
+      F,
+    );
+    assert.deepEqual(
+      [small.slidingWindow, small.slidingLayers, small.ropeLayers],
+      [null, undefined, undefined],
+    );
+    assert.throws(
+      () => parseHfConfig({ ...big, sliding_window_pattern: "LLXG" }, F),
+      /must be letters L and G/,
+    );
+  });
+
   test("seed_oss: Seed-OSS-36B's config (q/k/v biases, o_proj's by its own flag, head_dim 128 beside 5120/80)", () => {
     const seed = {
       architectures: ["SeedOssForCausalLM"],

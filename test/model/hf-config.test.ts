@@ -88,7 +88,7 @@ describe("config.json", () => {
   test("errors name the file and what is wrong", () => {
     assert.throws(
       () => parseHfConfig({ ...llama, model_type: "gpt2" }, F),
-      /model\/config\.json: unsupported model_type "gpt2" \(supported: llama, mistral, qwen2, qwen3, phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2, olmo3, olmoe, ernie4_5, ernie4_5_moe, gpt_oss, glm4, qwen2_moe, glm4_moe, seed_oss\)/,
+      /model\/config\.json: unsupported model_type "gpt2" \(supported: llama, mistral, qwen2, qwen3, phi3, mixtral, qwen3_moe, gemma, gemma2, gemma3_text, granite, smollm3, olmo2, olmo3, olmoe, ernie4_5, ernie4_5_moe, gpt_oss, glm4, qwen2_moe, glm4_moe, seed_oss, exaone4\)/,
     );
     assert.throws(
       () => parseHfConfig({ ...llama, model_type: undefined }, F),
