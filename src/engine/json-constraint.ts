@@ -385,3 +385,41 @@ export function acceptToken(
   if (bytes.length === 0) return null;
   return advanceJson(s, bytes);
 }
+
+/** Each token's first byte (256: none, or a special token), per vocabulary. */
+const tokenFirstBytes = new WeakMap<TokenPieces, Uint16Array>();
+
+function firstByteTable(pieces: TokenPieces, vocabSize: number): Uint16Array {
+  let t = tokenFirstBytes.get(pieces);
+  if (!t || t.length !== vocabSize) {
+    t = new Uint16Array(vocabSize);
+    for (let id = 0; id < vocabSize; id++) {
+      const b = pieces.isSpecial(id) ? undefined : pieces.bytes(id)[0];
+      t[id] = b === undefined ? 256 : b;
+    }
+    tokenFirstBytes.set(pieces, t);
+  }
+  return t;
+}
+
+/**
+ * The predicate the sampler asks of each candidate in state `s`: acceptToken, after a check of the
+ * token's first byte against the 256 the state allows (most tokens fail there, so a pass over the
+ * whole vocabulary runs the automaton for few of them).
+ */
+export function allowedTokens(
+  s: JsonState,
+  pieces: TokenPieces,
+  vocabSize: number,
+  isEnd: (token: number) => boolean,
+): (token: number) => boolean {
+  const first = firstByteTable(pieces, vocabSize);
+  const ok = new Uint8Array(257);
+  const one = new Uint8Array(1);
+  for (let b = 0; b < 256; b++) {
+    one[0] = b;
+    ok[b] = advanceJson(s, one) ? 1 : 0;
+  }
+  const complete = jsonComplete(s);
+  return (t) => (isEnd(t) ? complete : ok[first[t]!] === 1 && acceptToken(s, t, pieces, isEnd) !== null);
+}

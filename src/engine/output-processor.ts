@@ -1,7 +1,7 @@
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { FinishReason, SamplingParams, TokenEvent } from "./api.js";
-import { acceptToken, JSON_OBJECT, type JsonState, jsonStart } from "./json-constraint.js";
+import { acceptToken, allowedTokens, JSON_OBJECT, type JsonState, jsonStart } from "./json-constraint.js";
 import { compileSchema } from "./json-schema.js";
 import type { MicroBatch } from "./micro-batches.js";
 import { Sampler } from "./sampler.js";
@@ -95,7 +95,7 @@ export class OutputProcessor {
       logits,
       off,
       seq,
-      (t) => acceptToken(state, t, pieces, isEnd) !== null,
+      allowedTokens(state, pieces, this.vocabSize, isEnd),
     );
     if (token < 0) return this.eos.values().next().value ?? this.sampler.sample(logits, off, seq);
     tx.json = acceptToken(state, token, pieces, isEnd);

@@ -43,8 +43,9 @@ export class Sampler {
    * Samples only tokens `allowed` accepts (a constrained reply, json-constraint.ts): the same draw
    * as sample's over the row with every refused token's logit at -∞. Drawn tokens are checked one
    * at a time, each refusal removing that token and drawing again (the same distribution as
-   * masking first); after `MAX_REFUSALS` the whole vocabulary is checked once and masked. Returns
-   * -1 when no token is allowed.
+   * masking first); after a few refusals (greedy's argmax is cheap, a sampled draw's filters over
+   * the row are not) the whole vocabulary is checked once and masked. Returns -1 when no token is
+   * allowed.
    */
   sampleAllowed(
     logits: Float32Array,
@@ -56,7 +57,8 @@ export class Sampler {
     const p = st.params;
     if (p.logitBias !== null) applyLogitBias(logits, off, V, p.logitBias);
     this.applyPenalties(logits, off, st);
-    for (let tries = 0; tries < MAX_REFUSALS; tries++) {
+    const refusals = p.temperature <= 0 ? MAX_GREEDY_REFUSALS : MAX_SAMPLED_REFUSALS;
+    for (let tries = 0; tries < refusals; tries++) {
       const t = this.draw(logits, off, st);
       if (logits[off + t] === Number.NEGATIVE_INFINITY) return -1;
       if (allowed(t)) return t;
@@ -253,8 +255,12 @@ export class Sampler {
   }
 }
 
-/** Drawn tokens a constrained sample refuses one by one before it checks the whole vocabulary. */
-const MAX_REFUSALS = 16;
+/**
+ * Drawn tokens a constrained sample refuses one by one before it checks the whole vocabulary: a
+ * greedy draw is one argmax, a sampled one its filters (top-k, top-p) over the row again.
+ */
+const MAX_GREEDY_REFUSALS = 16;
+const MAX_SAMPLED_REFUSALS = 2;
 
 /**
  * Adds each biased token's bias to its logit, in place: a loop over the request's (at most 300)

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { SamplingParams } from "../../src/engine/api.js";
 import {
+  acceptToken,
   advanceJson,
+  allowedTokens,
   JSON_OBJECT,
   type JsonState,
   jsonComplete,
@@ -19,6 +21,8 @@ const JSON_START = jsonStart(JSON_OBJECT);
 import { Rng } from "../../src/engine/rng.js";
 import { Sampler, type SamplingState } from "../../src/engine/sampler.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import { loadHfTokenizer } from "../../src/tokenizer/index.js";
+import { tokenizerDir } from "../tokenizer/fixtures.js";
 
 const utf8 = new TextEncoder();
 
@@ -183,5 +187,30 @@ describe("the constrained draw", () => {
       const got = counts.get(t)! / draws;
       assert.ok(Math.abs(got - want) < 0.015, `token ${t}: ${got} vs ${want}`);
     });
+  });
+});
+
+describe("the first-byte check before the automaton", () => {
+  it("allows exactly the tokens the automaton accepts, over Qwen3's whole vocabulary", () => {
+    const tok = loadHfTokenizer(tokenizerDir("tokenizer-qwen3"));
+    const pieces = tok.pieces!;
+    const eos = new Set(tok.eosTokenIds);
+    const isEnd = (t: number) => eos.has(t);
+    const states = ["", '{"na', '{"name"', '{"a": [1, 2', '{"a": {}', '{"a": 1}'].map((t) => {
+      const s = advanceJson(JSON_START, new TextEncoder().encode(t));
+      assert.ok(s, t);
+      return s;
+    });
+    for (const s of states) {
+      const allowed = allowedTokens(s, pieces, tok.vocabSize, isEnd);
+      let count = 0;
+      for (let t = 0; t < tok.vocabSize; t++) {
+        const want = acceptToken(s, t, pieces, isEnd) !== null;
+        if (allowed(t) !== want)
+          assert.fail(`token ${t} (${JSON.stringify(tok.decode([t]))}): ${allowed(t)} vs ${want}`);
+        if (want) count++;
+      }
+      assert.ok(count > 0);
+    }
   });
 });
