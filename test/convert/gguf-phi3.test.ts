@@ -199,7 +199,7 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
     );
   });
 
-  it("LongRoPE tables outside phi3, of the wrong size or without their original length, and partial rotary embeddings outside phi3 and glm4 are refused on import", async () => {
+  it("LongRoPE tables outside phi3, of the wrong size or without their original length, and partial rotary embeddings outside phi3, glm4 and glm4moe are refused on import", async () => {
     const file = path.join(tmp, "longrope.gguf");
     const f32 = onesF32;
     const metaOf = minimalMeta;
@@ -230,7 +230,7 @@ describe("Phi-3 GGUF: what llama.cpp would run differently is refused by name", 
     );
     await assert.rejects(
       loadModel(partial),
-      /llama\.rope\.dimension_count 2 ≠ head dimension 4: partial rotary embeddings are supported for phi3 and glm4 only/,
+      /llama\.rope\.dimension_count 2 ≠ head dimension 4: partial rotary embeddings are supported for phi3, glm4 and glm4moe only/,
     );
   });
 });
