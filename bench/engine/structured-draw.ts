@@ -35,8 +35,8 @@ const rng = new Rng(1);
 const logits = new Float32Array(V);
 const row = new Float32Array(V);
 for (let i = 0; i < V; i++) logits[i] = 4 * (rng.next() + rng.next() + rng.next() - 1.5);
-const eos = new Set(tok.eosTokenIds);
-const isEnd = (t: number) => eos.has(t);
+const ends = new Uint8Array(V);
+for (const t of tok.eosTokenIds) ends[t] = 1;
 const utf8 = new TextEncoder();
 const at = (start: JsonState, text: string) => advanceJson(start, utf8.encode(text))!;
 
@@ -69,7 +69,7 @@ function timeDraws(s: JsonState | null, temperature: number): number {
     row.set(logits);
     const t0 = performance.now();
     const token = s
-      ? sampler.sampleAllowed(row, 0, st, allowedTokens(s, pieces!, V, isEnd))
+      ? sampler.sampleAllowed(row, 0, st, allowedTokens(s, pieces!, V, ends))
       : sampler.sample(row, 0, st);
     t.push((performance.now() - t0) * 1000);
     if (token < 0) throw new Error("no token allowed");

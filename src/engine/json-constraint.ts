@@ -386,40 +386,79 @@ export function acceptToken(
   return advanceJson(s, bytes);
 }
 
-/** Each token's first byte (256: none, or a special token), per vocabulary. */
-const tokenFirstBytes = new WeakMap<TokenPieces, Uint16Array>();
+/**
+ * Each token's first two bytes, per vocabulary: first[id] (256: none, or a special token) and
+ * second[id] (256: the token is one byte).
+ */
+interface LeadingBytes {
+  readonly first: Uint16Array;
+  readonly second: Uint16Array;
+}
+const leadingBytes = new WeakMap<TokenPieces, LeadingBytes>();
 
-function firstByteTable(pieces: TokenPieces, vocabSize: number): Uint16Array {
-  let t = tokenFirstBytes.get(pieces);
-  if (!t || t.length !== vocabSize) {
-    t = new Uint16Array(vocabSize);
+function leadingByteTables(pieces: TokenPieces, vocabSize: number): LeadingBytes {
+  let t = leadingBytes.get(pieces);
+  if (!t || t.first.length !== vocabSize) {
+    const first = new Uint16Array(vocabSize);
+    const second = new Uint16Array(vocabSize);
     for (let id = 0; id < vocabSize; id++) {
-      const b = pieces.isSpecial(id) ? undefined : pieces.bytes(id)[0];
-      t[id] = b === undefined ? 256 : b;
+      const bytes = pieces.isSpecial(id) ? undefined : pieces.bytes(id);
+      first[id] = bytes?.[0] ?? 256;
+      second[id] = bytes?.[1] ?? 256;
     }
-    tokenFirstBytes.set(pieces, t);
+    t = { first, second };
+    leadingBytes.set(pieces, t);
   }
   return t;
 }
 
+/** Checks a predicate makes one by one before it builds its second-byte rows (a pass over the vocabulary). */
+const SECOND_BYTE_AFTER = 64;
+
 /**
- * The predicate the sampler asks of each candidate in state `s`: acceptToken, after a check of the
- * token's first byte against the 256 the state allows (most tokens fail there, so a pass over the
- * whole vocabulary runs the automaton for few of them).
+ * The predicate the sampler asks of each candidate in state `s`: acceptToken, after checks of the
+ * token's first byte against the 256 the state allows and, once the predicate is asked often (a
+ * pass over the whole vocabulary), of its second byte against those the first allows (rows built
+ * as first bytes come up). Most tokens fail there, so such a pass runs the automaton for few.
  */
 export function allowedTokens(
   s: JsonState,
   pieces: TokenPieces,
   vocabSize: number,
-  isEnd: (token: number) => boolean,
+  /** 1 for each token that ends the sequence. */
+  ends: Uint8Array,
 ): (token: number) => boolean {
-  const first = firstByteTable(pieces, vocabSize);
-  const ok = new Uint8Array(257);
+  const { first, second } = leadingByteTables(pieces, vocabSize);
+  const isEnd = (t: number) => ends[t] === 1;
   const one = new Uint8Array(1);
+  const after = new Array<JsonState | null>(257).fill(null);
   for (let b = 0; b < 256; b++) {
     one[0] = b;
-    ok[b] = advanceJson(s, one) ? 1 : 0;
+    after[b] = advanceJson(s, one);
   }
+  /** Per first byte, the second bytes the state then allows (1), built on demand; 256: none needed. */
+  const rows = new Array<Uint8Array | undefined>(256);
+  const row = (b: number): Uint8Array => {
+    let r = rows[b];
+    if (!r) {
+      r = new Uint8Array(257).fill(1);
+      const state = after[b]!;
+      for (let c = 0; c < 256; c++) {
+        one[0] = c;
+        r[c] = advanceJson(state, one) ? 1 : 0;
+      }
+      rows[b] = r;
+    }
+    return r;
+  };
   const complete = jsonComplete(s);
-  return (t) => (isEnd(t) ? complete : ok[first[t]!] === 1 && acceptToken(s, t, pieces, isEnd) !== null);
+  let asked = 0;
+  return (t) => {
+    const b = first[t]!;
+    // End tokens are special (no first byte) where they are not a request's stop_token_ids.
+    if (b === 256 || ends[t] === 1) return ends[t] === 1 ? complete : false;
+    if (after[b] === null) return false;
+    if (++asked > SECOND_BYTE_AFTER && row(b)[second[t]!] === 0) return false;
+    return acceptToken(s, t, pieces, isEnd) !== null;
+  };
 }

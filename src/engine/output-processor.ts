@@ -13,6 +13,8 @@ interface SeqText {
   readonly stop: StopChecker;
   /** JSON mode: the reply so far as the automaton read it; null without a constraint. */
   json: JsonState | null;
+  /** JSON mode: the tokens that end the sequence (built at its first constrained draw). */
+  ends?: Uint8Array;
 }
 
 /**
@@ -88,18 +90,25 @@ export class OutputProcessor {
    */
   private sampleJson(logits: Float32Array, off: number, seq: Sequence, tx: SeqText): number {
     const pieces = this.tokenizer.pieces!;
-    const p = seq.params;
-    const isEnd = (t: number) => (!p.ignoreEos && this.eos.has(t)) || p.stopTokenIds.includes(t);
+    const ends = (tx.ends ??= this.endMask(seq));
     const state = tx.json!;
     const token = this.sampler.sampleAllowed(
       logits,
       off,
       seq,
-      allowedTokens(state, pieces, this.vocabSize, isEnd),
+      allowedTokens(state, pieces, this.vocabSize, ends),
     );
     if (token < 0) return this.eos.values().next().value ?? this.sampler.sample(logits, off, seq);
-    tx.json = acceptToken(state, token, pieces, isEnd);
+    tx.json = acceptToken(state, token, pieces, (t) => ends[t] === 1);
     return token;
+  }
+
+  /** The tokens that end a sequence (EOS unless ignored, its stop_token_ids), one flag a token. */
+  private endMask(seq: Sequence): Uint8Array {
+    const m = new Uint8Array(this.vocabSize);
+    if (!seq.params.ignoreEos) for (const t of this.eos) if (t < this.vocabSize) m[t] = 1;
+    for (const t of seq.params.stopTokenIds) if (t < this.vocabSize) m[t] = 1;
+    return m;
   }
 
   private finishReason(seq: Sequence, token: number): FinishReason | null {

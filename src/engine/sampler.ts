@@ -259,7 +259,7 @@ export class Sampler {
  * Drawn tokens a constrained sample refuses one by one before it checks the whole vocabulary: a
  * greedy draw is one argmax, a sampled one its filters (top-k, top-p) over the row again.
  */
-const MAX_GREEDY_REFUSALS = 16;
+const MAX_GREEDY_REFUSALS = 4;
 const MAX_SAMPLED_REFUSALS = 2;
 
 /**

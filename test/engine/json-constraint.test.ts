@@ -156,7 +156,7 @@ describe("the constrained draw", () => {
       });
       assert.equal(t, allowedSet[0], `allowed ${allowedSet}`);
       // Token 49 is the least likely: found by the pass over the whole vocabulary.
-      if (allowedSet[0] === 49) assert.ok(asked.length > 16 + V - 16 - 1, `${asked.length} checks`);
+      if (allowedSet[0] === 49) assert.ok(asked.length >= V, `${asked.length} checks`);
     }
     assert.equal(
       new Sampler(V).sampleAllowed(logitsOf(), 0, state({ temperature: 0 }), () => false),
@@ -194,15 +194,16 @@ describe("the first-byte check before the automaton", () => {
   it("allows exactly the tokens the automaton accepts, over Qwen3's whole vocabulary", () => {
     const tok = loadHfTokenizer(tokenizerDir("tokenizer-qwen3"));
     const pieces = tok.pieces!;
-    const eos = new Set(tok.eosTokenIds);
-    const isEnd = (t: number) => eos.has(t);
+    const ends = new Uint8Array(tok.vocabSize);
+    for (const t of tok.eosTokenIds) ends[t] = 1;
+    const isEnd = (t: number) => ends[t] === 1;
     const states = ["", '{"na', '{"name"', '{"a": [1, 2', '{"a": {}', '{"a": 1}'].map((t) => {
       const s = advanceJson(JSON_START, new TextEncoder().encode(t));
       assert.ok(s, t);
       return s;
     });
     for (const s of states) {
-      const allowed = allowedTokens(s, pieces, tok.vocabSize, isEnd);
+      const allowed = allowedTokens(s, pieces, tok.vocabSize, ends);
       let count = 0;
       for (let t = 0; t < tok.vocabSize; t++) {
         const want = acceptToken(s, t, pieces, isEnd) !== null;
