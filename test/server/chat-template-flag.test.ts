@@ -12,6 +12,7 @@ import { Command } from "commander";
 import { addEngineFlags, type EngineFlagValues, engineOptionsFromFlags } from "../../src/cli/engine-flags.js";
 import { createEngine } from "../../src/placement/create-engine.js";
 import { writeSuccessorModel } from "../helpers/successor-model.js";
+import { chatOnce } from "./chat-request.js";
 import { type LiveServer, startServer } from "./helpers.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-chat-template-flag-"));
@@ -52,12 +53,8 @@ describe("serve --chat-template (real engine)", () => {
   });
 
   const ask = async (s: LiveServer, content: string) => {
-    const r = await s.client.chat.completions.create({
-      model: s.engine.model.id,
-      messages: [{ role: "user", content }],
-      temperature: 0,
-    });
-    return [r.choices[0]!.message.content, r.usage!.prompt_tokens];
+    const { choice, usage } = await chatOnce(s, { messages: [{ role: "user", content }] });
+    return [choice.message.content, usage.prompt_tokens];
   };
 
   it("the given template renders the prompt, inline and on the tokenizer thread", async () => {

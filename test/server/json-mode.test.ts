@@ -12,7 +12,8 @@ import { after, before, describe, it } from "node:test";
 import { advanceJson, JSON_OBJECT, jsonComplete, jsonStart } from "../../src/engine/json-constraint.js";
 import { compileSchema } from "../../src/engine/json-schema.js";
 import { writeSuccessorModel } from "../helpers/successor-model.js";
-import { type LiveServer, postRaw, startServer } from "./helpers.js";
+import { type Body, chatOnce, expectBadRequests } from "./chat-request.js";
+import { type LiveServer, startServer } from "./helpers.js";
 
 const JSON_START = jsonStart(JSON_OBJECT);
 
@@ -21,16 +22,10 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const c = (ch: string) => ch.charCodeAt(0);
 const ASK = [{ role: "user" as const, content: "hi" }];
-type Body = Record<string, unknown>;
 
 async function ask(s: LiveServer, body: Body) {
-  const r = await s.client.chat.completions.create({
-    model: s.engine.model.id,
-    messages: ASK,
-    temperature: 0,
-    ...body,
-  } as unknown as Parameters<typeof s.client.chat.completions.create>[0] & { stream?: false });
-  return { content: r.choices[0]!.message.content, finish: r.choices[0]!.finish_reason };
+  const { choice } = await chatOnce(s, body);
+  return { content: choice.message.content, finish: choice.finish_reason };
 }
 
 describe("JSON mode on a model built to answer otherwise (real engine)", () => {
@@ -131,12 +126,7 @@ describe("JSON mode on a model built to answer otherwise (real engine)", () => {
         /cannot be combined with tools/,
       ],
     ];
-    for (const [extra, param, message] of cases) {
-      const r = await postRaw(url, JSON.stringify({ messages: ASK, ...extra }));
-      assert.equal(r.status, 400, JSON.stringify(extra));
-      assert.equal(r.json.error?.param, param);
-      assert.match(r.json.error!.message, message);
-    }
+    await expectBadRequests(url, { messages: ASK }, cases);
   });
 });
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeSuccessorModel } from "../helpers/successor-model.js";
+import { type Body, chatOnce, expectBadRequests } from "./chat-request.js";
 import { type LiveServer, postRaw, startServer } from "./helpers.js";
 
 const tmp = mkdtempSync(path.join(tmpdir(), "lamina-tool-calls-"));
@@ -55,14 +56,8 @@ async function streamed(s: LiveServer, body: Record<string, unknown>) {
   return { content, calls, finish };
 }
 
-async function whole(s: LiveServer, body: Record<string, unknown>) {
-  const r = await s.client.chat.completions.create({
-    model: s.engine.model.id,
-    messages: ASK,
-    temperature: 0,
-    ...body,
-  } as unknown as Parameters<typeof s.client.chat.completions.create>[0] & { stream?: false });
-  const choice = r.choices[0]!;
+async function whole(s: LiveServer, body: Body) {
+  const { choice } = await chatOnce(s, { messages: ASK, ...body });
   return { message: choice.message as unknown as Message, finish: choice.finish_reason };
 }
 
@@ -207,12 +202,7 @@ describe("tool calls in Hermes tags (Qwen-style template, real engine)", () => {
       [{ tools: [] }, "tools", /./],
       [{ tools: [WEATHER], tool_choice: "sometimes" }, "tool_choice", /"none", "auto", "required"/],
     ];
-    for (const [extra, param, message] of cases) {
-      const r = await postRaw(url, JSON.stringify({ messages: ASK, ...extra }));
-      assert.equal(r.status, 400, JSON.stringify(extra));
-      assert.equal(r.json.error?.param, param);
-      assert.match(r.json.error!.message, message);
-    }
+    await expectBadRequests(url, { messages: ASK }, cases);
   });
 });
 
