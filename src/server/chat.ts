@@ -17,7 +17,7 @@ import { harmonyMarkers } from "./harmony.js";
 import { chatLogprobs, type TokenTexts } from "./logprobs.js";
 import { replySplitter } from "./reply-parts.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
-import { toSamplingParams } from "./sampling.js";
+import { checkStructuredFormat, toSamplingParams } from "./sampling.js";
 import { type ChatRequest, type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
 import type { ToolCallFormat } from "./tool-calls.js";
 
@@ -177,8 +177,7 @@ function checkJsonMode(engine: EngineClient, body: ChatRequest): void {
   };
   if (body.tools && body.tool_choice !== "none")
     refuse("cannot be combined with tools (calls are written in the template's own format)");
-  if (!engine.tokenizer.pieces)
-    refuse("needs a tokenizer whose tokens are known as bytes; this model's is not");
+  checkStructuredFormat(engine.tokenizer, type);
   if (harmonyMarkers(engine.tokenizer))
     refuse("cannot constrain this model's replies: they are harmony messages, whose markers are not JSON");
 }

@@ -5,7 +5,7 @@ import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type TokenTexts } from "./logprobs.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
-import { toSamplingParams } from "./sampling.js";
+import { checkStructuredFormat, toSamplingParams } from "./sampling.js";
 import { type CompletionRequest, completionRequestSchema, parseBody } from "./schemas.js";
 
 /** OpenAI's default max_tokens for the legacy completions endpoint. */
@@ -21,6 +21,7 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
   const n = body.n ?? 1;
   if (body.best_of != null && body.best_of !== n)
     throw badRequest("best_of other than n is not supported", "best_of");
+  checkStructuredFormat(engine.tokenizer, body.response_format?.type);
 
   const prompts = await promptTokenIds(body.prompt, engine);
   const id = requestId("cmpl");

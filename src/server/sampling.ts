@@ -3,6 +3,7 @@ import { InvalidRequestError } from "../engine/errors.js";
 import { choiceSeed } from "../engine/rng.js";
 import { resolveSamplingParams, type SamplingInput } from "../engine/sampling-params.js";
 import type { GenerationDefaults } from "../model/types.js";
+import type { Tokenizer } from "../tokenizer/types.js";
 import { badRequest } from "./errors.js";
 
 /** The request fields that become SamplingParams (shared by both endpoints after validation). */
@@ -117,4 +118,16 @@ export function toSamplingParams(
     if (e instanceof InvalidRequestError) throw badRequest(e.message, e.param);
     throw e;
   }
+}
+
+/**
+ * A structured reply (response_format json_object or json_schema) is drawn token by token under
+ * the JSON automaton, which reads each token's bytes: a tokenizer that cannot give them is refused.
+ */
+export function checkStructuredFormat(tokenizer: Tokenizer, type: string | undefined): void {
+  if ((type === "json_object" || type === "json_schema") && !tokenizer.pieces)
+    throw badRequest(
+      `response_format ${type} needs a tokenizer whose tokens are known as bytes; this model's is not`,
+      "response_format",
+    );
 }

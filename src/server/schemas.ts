@@ -71,6 +71,26 @@ const streamOptionsError = {
 
 const tokenIds = z.array(z.number().int().min(0).max(MAX_TOKEN_ID)).min(1);
 
+/** JSON mode, or structured outputs (both endpoints, as vLLM takes them). */
+const responseFormat = oneOf(
+  '{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}',
+  [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({
+      type: z.literal("json_schema"),
+      json_schema: z.object({
+        name: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1 to 64 letters, digits, underscores or dashes"),
+        description: z.string().optional(),
+        schema: z.record(z.string(), z.json()).optional(),
+        strict: z.boolean().nullish(),
+      }),
+    }),
+  ],
+);
+
 export const completionRequestSchema = z
   .object({
     ...sampling,
@@ -88,6 +108,8 @@ export const completionRequestSchema = z
     echo: z.literal(false).nullish(),
     suffix: z.null().optional(),
     best_of: z.number().int().min(1).max(MAX_N).nullish(),
+    /** vLLM's extension of the completions endpoint: the text drawn as JSON (engine/json-schema.ts). */
+    response_format: responseFormat.nullish(),
   })
   .refine(streamOptionsNeedStream, streamOptionsError);
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
@@ -166,24 +188,7 @@ export const chatRequestSchema = z
     /** false: at most one call a reply (the first the model makes). */
     parallel_tool_calls: z.boolean().nullish(),
     /** JSON mode, or structured outputs: a schema's subset the constraint draws (engine/json-schema.ts). */
-    response_format: oneOf(
-      '{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}',
-      [
-        z.object({ type: z.literal("text") }),
-        z.object({ type: z.literal("json_object") }),
-        z.object({
-          type: z.literal("json_schema"),
-          json_schema: z.object({
-            name: z
-              .string()
-              .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1 to 64 letters, digits, underscores or dashes"),
-            description: z.string().optional(),
-            schema: z.record(z.string(), z.json()).optional(),
-            strict: z.boolean().nullish(),
-          }),
-        }),
-      ],
-    ).nullish(),
+    response_format: responseFormat.nullish(),
   })
   .refine(streamOptionsNeedStream, streamOptionsError);
 export type ChatRequest = z.infer<typeof chatRequestSchema>;

@@ -164,4 +164,25 @@ describe("JSON mode on stories260K (real model)", () => {
       } else assert.equal(finish, "length");
     }
   });
+
+  it("the completions endpoint draws its text as JSON too (vLLM's response_format there)", async () => {
+    const r = await fetch(`${s.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        prompt: "Once upon a time",
+        max_tokens: 40,
+        temperature: 1,
+        seed: 3,
+        response_format: { type: "json_object" },
+      }),
+    });
+    assert.equal(r.status, 200);
+    const body = (await r.json()) as { choices: { text: string; finish_reason: string }[] };
+    const { text, finish_reason } = body.choices[0]!;
+    assert.ok(text.trimStart().startsWith("{"), JSON.stringify(text));
+    const state = advanceJson(JSON_START, new TextEncoder().encode(text));
+    assert.ok(state, JSON.stringify(text));
+    if (finish_reason === "stop") assert.ok(jsonComplete(state));
+  });
 });
