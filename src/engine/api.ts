@@ -38,6 +38,16 @@ export interface SamplingParams {
   readonly responseFormat: "text" | "json_object" | "json_schema";
   /** The schema of json_schema, as the request gave it (compiled where the reply is sampled). */
   readonly jsonSchema: unknown;
+  /**
+   * A reasoning model's think tags, for a structured reply: the constraint waits while the reply
+   * thinks (from its start where the prompt opened the block, or from an `open` tag the reply
+   * starts with) and starts after `close`. null: constrained from the first token.
+   */
+  readonly structuredThink: {
+    readonly open: number;
+    readonly close: number;
+    readonly inside: boolean;
+  } | null;
 }
 
 /**

@@ -15,6 +15,10 @@ interface SeqText {
   json: JsonState | null;
   /** JSON mode: the tokens that end the sequence (built at its first constrained draw). */
   ends?: Uint8Array;
+  /** A structured reply that is thinking (params.structuredThink): drawn freely until the close tag. */
+  thinking: boolean;
+  /** No token of the structured value drawn yet (the reply may still open a think block). */
+  fresh: boolean;
 }
 
 /**
@@ -45,6 +49,8 @@ export class OutputProcessor {
       detok: new IncrementalDetokenizer(this.tokenizer, seq.promptTokens),
       stop: new StopChecker(seq.params.stop),
       json: structuredStart(seq.params),
+      thinking: seq.params.structuredThink?.inside === true,
+      fresh: true,
     });
   }
 
@@ -74,7 +80,11 @@ export class OutputProcessor {
       const want = seq.params.logprobs;
       if (want !== null) this.rawLogits.set(logits.subarray(off, off + V));
       const tx = this.text.get(seq)!;
-      const token = tx.json ? this.sampleJson(logits, off, seq, tx) : this.sampler.sample(logits, off, seq);
+      const token = !tx.json
+        ? this.sampler.sample(logits, off, seq)
+        : tx.thinking
+          ? this.sampleThinking(logits, off, seq, tx)
+          : this.sampleJson(logits, off, seq, tx);
       if (want !== null) seq.pendingLogprobs.push(this.sampler.logprobs(this.rawLogits, 0, token, want));
       seq.appendToken(token);
       this.generationTokens++;
@@ -92,14 +102,27 @@ export class OutputProcessor {
     const pieces = this.tokenizer.pieces!;
     const ends = (tx.ends ??= this.endMask(seq));
     const state = tx.json!;
-    const token = this.sampler.sampleAllowed(
-      logits,
-      off,
-      seq,
-      allowedTokens(state, pieces, this.vocabSize, ends),
-    );
+    const allowed = allowedTokens(state, pieces, this.vocabSize, ends);
+    // A reasoning model may open its think block before the value.
+    const open = tx.fresh ? (seq.params.structuredThink?.open ?? -1) : -1;
+    const token = this.sampler.sampleAllowed(logits, off, seq, (t) => t === open || allowed(t));
     if (token < 0) return this.eos.values().next().value ?? this.sampler.sample(logits, off, seq);
+    if (token === open) {
+      tx.thinking = true;
+      return token;
+    }
+    tx.fresh = false;
     tx.json = acceptToken(state, token, pieces, (t) => ends[t] === 1);
+    return token;
+  }
+
+  /** A structured reply's thinking, drawn freely; its close tag starts the value. */
+  private sampleThinking(logits: Float32Array, off: number, seq: Sequence, tx: SeqText): number {
+    const token = this.sampler.sample(logits, off, seq);
+    if (token === seq.params.structuredThink?.close) {
+      tx.thinking = false;
+      tx.fresh = false;
+    }
     return token;
   }
 

@@ -50,6 +50,7 @@ export function resolveSamplingParams(
     logprobs: input.logprobs ?? null,
     responseFormat: input.responseFormat ?? "text",
     jsonSchema: input.jsonSchema ?? null,
+    structuredThink: input.structuredThink ?? null,
   };
   const check = (ok: boolean, param: string, what: string): void => {
     if (!ok) throw new InvalidRequestError(`${param} ${what}`, param);
@@ -102,9 +103,31 @@ export function resolveSamplingParams(
   );
   check(typeof p.ignoreEos === "boolean", "ignore_eos", "must be a boolean");
   check(
+    p.logprobs === null || (Number.isInteger(p.logprobs) && p.logprobs >= 0 && p.logprobs <= MAX_LOGPROBS),
+    "logprobs",
+    `must be an integer in [0, ${MAX_LOGPROBS}]`,
+  );
+  checkStructured(p, check);
+  return p;
+}
+
+/** response_format's fields: a known format, think tags that are token ids, a schema that compiles. */
+function checkStructured(p: SamplingParams, check: (ok: boolean, param: string, what: string) => void): void {
+  check(
     p.responseFormat === "text" || p.responseFormat === "json_object" || p.responseFormat === "json_schema",
     "response_format",
     'must be "text", "json_object" or "json_schema"',
+  );
+  const think = p.structuredThink;
+  check(
+    think === null ||
+      (Number.isInteger(think.open) &&
+        think.open >= 0 &&
+        Number.isInteger(think.close) &&
+        think.close >= 0 &&
+        typeof think.inside === "boolean"),
+    "structured_think",
+    "must name the think tags' token ids",
   );
   if (p.responseFormat === "json_schema") {
     try {
@@ -118,12 +141,6 @@ export function resolveSamplingParams(
       throw e;
     }
   }
-  check(
-    p.logprobs === null || (Number.isInteger(p.logprobs) && p.logprobs >= 0 && p.logprobs <= MAX_LOGPROBS),
-    "logprobs",
-    `must be an integer in [0, ${MAX_LOGPROBS}]`,
-  );
-  return p;
 }
 
 /**

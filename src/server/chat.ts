@@ -19,6 +19,7 @@ import { replySplitter } from "./reply-parts.js";
 import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
 import { checkStructuredFormat, toSamplingParams } from "./sampling.js";
 import { type ChatRequest, type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
+import { thinkMarkers } from "./think.js";
 import type { ToolCallFormat } from "./tool-calls.js";
 
 /** POST /v1/chat/completions */
@@ -39,6 +40,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
   const param = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
   const id = requestId("chatcmpl");
   const requests: GenerateRequest[] = [];
+  const structuredThink = thinkBeforeValue(engine, body, prompt);
   for (let i = 0; i < n; i++) {
     const params = toSamplingParams(
       body,
@@ -50,7 +52,7 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
       engine.model.vocabSize,
       engine.model.generation,
     );
-    requests.push({ id: `${id}-${i}`, promptTokenIds: prompt, params });
+    requests.push({ id: `${id}-${i}`, promptTokenIds: prompt, params: { ...params, structuredThink } });
   }
 
   const generation = new Generation(engine, requests, ctx.metrics, arrivalMs);
@@ -180,6 +182,23 @@ function checkJsonMode(engine: EngineClient, body: ChatRequest): void {
   checkStructuredFormat(engine.tokenizer, type);
   if (harmonyMarkers(engine.tokenizer))
     refuse("cannot constrain this model's replies: they are harmony messages, whose markers are not JSON");
+}
+
+/**
+ * A structured reply of a model that thinks in tags (think.ts) reasons first, freely, and the
+ * constraint starts after the block: from the reply's start where the prompt opened the block, or
+ * from an open tag the reply starts with. A prompt that closed the block (Qwen3 with
+ * enable_thinking false) leaves the reply to the value alone.
+ */
+function thinkBeforeValue(engine: EngineClient, body: ChatRequest, prompt: readonly number[]) {
+  const type = body.response_format?.type;
+  if (type !== "json_object" && type !== "json_schema") return null;
+  const markers = thinkMarkers(engine.tokenizer);
+  if (!markers || !engine.tokenizer.hasChatTemplate) return null;
+  const opened = prompt.lastIndexOf(markers.open);
+  const closed = prompt.lastIndexOf(markers.close);
+  if (closed > opened) return null;
+  return { open: markers.open, close: markers.close, inside: opened > closed };
 }
 
 /**

@@ -130,6 +130,60 @@ describe("JSON mode on a model built to answer otherwise (real engine)", () => {
   });
 });
 
+describe("JSON mode on a model that thinks first (real engine)", () => {
+  const [OPEN, CLOSE, OBJ, END_OBJ, EOS] = [258, 259, 260, 261, 262];
+  let s: LiveServer;
+  before(async () => {
+    const dir = path.join(tmp, "think");
+    writeSuccessorModel(dir, {
+      added: [
+        { content: "<think>", special: false },
+        { content: "</think>", special: false },
+        { content: '{"a"', special: false },
+        { content: ":1}", special: false },
+        { content: "<|end|>", special: true },
+      ],
+      // "N": the reply opens its block; "open": the prompt did; "closed": the prompt closed it.
+      template:
+        "{% for m in messages %}{{ m.content }}|{% endfor %}N{% if open %}<think>{% endif %}" +
+        "{% if closed %}<think></think>{% endif %}",
+      eos: [EOS],
+      next: [
+        [c("N"), OPEN, 10],
+        [OPEN, c("h"), 10],
+        [c("h"), c("m"), 10],
+        [c("m"), CLOSE, 10],
+        // After the block: "Hi" first, the object second.
+        [CLOSE, c("H"), 10],
+        [CLOSE, OBJ, 9],
+        [c("H"), c("i"), 10],
+        [c("i"), EOS, 10],
+        [OBJ, END_OBJ, 10],
+        [END_OBJ, EOS, 10],
+      ],
+    });
+    s = await startServer({ model: dir });
+  });
+  after(() => s.close());
+
+  const parts = async (body: Body) => {
+    const { choice } = await chatOnce(s, body);
+    const m = choice.message as unknown as { content: string; reasoning_content?: string };
+    return [m.reasoning_content, m.content];
+  };
+  const json = { response_format: { type: "json_object" } };
+
+  it("reasons freely, then answers with the object, whether the reply or the prompt opened the block", async () => {
+    assert.deepEqual(await parts({}), ["hm", "Hi"]);
+    assert.deepEqual(await parts(json), ["hm", '{"a":1}']);
+    assert.deepEqual(await parts({ ...json, chat_template_kwargs: { open: true } }), ["hm", '{"a":1}']);
+    // A prompt that closed the block: the reply is the value from its first token (which the
+    // model's own "<think>" is not).
+    const closed = await parts({ ...json, chat_template_kwargs: { closed: true }, max_tokens: 3 });
+    assert.ok(closed[1]!.startsWith("{"), JSON.stringify(closed));
+  });
+});
+
 describe("JSON mode on stories260K (real model)", () => {
   let s: LiveServer;
   before(async () => {
