@@ -11,8 +11,14 @@ import { firstBytes, type SchemaNode, type SchemaProp } from "./json-schema.js";
  * the value does.
  */
 
+/** Any value, and the nodes a value of it starts (made once: startValue runs for every byte checked). */
+const ANY: SchemaNode = { kind: "any" };
+const ANY_STRING: SchemaNode = { kind: "string", enum: null };
+const ANY_NUMBER: SchemaNode = { kind: "number", integer: false };
+const ANY_ARRAY: SchemaNode = { kind: "array", items: ANY, min: 0, max: Number.POSITIVE_INFINITY };
+
 /** JSON mode's schema: an object with any keys and values. */
-export const JSON_OBJECT: SchemaNode = { kind: "object", props: [], extra: { kind: "any" } };
+export const JSON_OBJECT: SchemaNode = { kind: "object", props: [], extra: ANY };
 
 /**
  * Whitespace allowed in one run inside the value (a newline and the indentation of pretty-printed
@@ -89,13 +95,16 @@ const NUM_EXP = 7;
 const NUM_WHOLE = new Set([NUM_ZERO, NUM_INT, NUM_FRAC, NUM_EXP]);
 
 const utf8 = new TextEncoder();
-const ANY_LITERALS = ["true", "false", "null"].map((s) => utf8.encode(s));
+const ANY_LITERAL: SchemaNode = {
+  kind: "literal",
+  texts: ["true", "false", "null"].map((s) => utf8.encode(s)),
+};
 
 const isWs = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
 const isHex = (b: number) => isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
 
-/** A mutable copy the byte loop works on (the stack is copied on first change). */
+/** A mutable copy of a state the byte loop works on (its own copy of the stack). */
 interface Cursor {
   stack: Frame[];
   ws: number;
@@ -166,12 +175,11 @@ function startValue(c: Cursor, node: SchemaNode, b: number): boolean {
       return option !== undefined && startValue(c, option, b);
     }
     case "any":
-      if (b === 0x22) return startValue(c, { kind: "string", enum: null }, b);
-      if (b === 0x7b) return startValue(c, { kind: "object", props: [], extra: node }, b);
-      if (b === 0x5b)
-        return startValue(c, { kind: "array", items: node, min: 0, max: Number.POSITIVE_INFINITY }, b);
-      if (b === 0x2d || isDigit(b)) return startValue(c, { kind: "number", integer: false }, b);
-      return startValue(c, { kind: "literal", texts: ANY_LITERALS }, b);
+      if (b === 0x22) return startValue(c, ANY_STRING, b);
+      if (b === 0x7b) return startValue(c, JSON_OBJECT, b);
+      if (b === 0x5b) return startValue(c, ANY_ARRAY, b);
+      if (b === 0x2d || isDigit(b)) return startValue(c, ANY_NUMBER, b);
+      return startValue(c, ANY_LITERAL, b);
     case "string":
       if (b !== 0x22) return false;
       replace(c, {
@@ -429,7 +437,6 @@ export function allowedTokens(
   ends: Uint8Array,
 ): (token: number) => boolean {
   const { first, second } = leadingByteTables(pieces, vocabSize);
-  const isEnd = (t: number) => ends[t] === 1;
   const one = new Uint8Array(1);
   const after = new Array<JsonState | null>(257).fill(null);
   for (let b = 0; b < 256; b++) {
@@ -459,6 +466,7 @@ export function allowedTokens(
     if (b === 256 || ends[t] === 1) return ends[t] === 1 ? complete : false;
     if (after[b] === null) return false;
     if (++asked > SECOND_BYTE_AFTER && row(b)[second[t]!] === 0) return false;
-    return acceptToken(s, t, pieces, isEnd) !== null;
+    // The first byte is read already: the rest goes on from the state it left.
+    return advanceJson(after[b]!, pieces.bytes(t).subarray(1)) !== null;
   };
 }

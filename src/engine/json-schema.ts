@@ -292,8 +292,19 @@ function count(v: unknown, path: string, fallback: number): number {
 }
 
 /** The bytes a value of `n` can start with (refs resolved; a reference cycle with no byte between is refused). */
-export function firstBytes(n: SchemaNode, depth = 0): Set<number> {
+export function firstBytes(n: SchemaNode, depth = 0): ReadonlySet<number> {
+  const known = firstByteSets.get(n);
+  if (known) return known;
   if (depth > 64) throw new SchemaError("schema", "a reference cycle reaches no value");
+  const set = firstBytesOf(n, depth);
+  firstByteSets.set(n, set);
+  return set;
+}
+
+/** firstBytes, worked out once a node (the constraint asks it for every byte a union starts with). */
+const firstByteSets = new WeakMap<SchemaNode, ReadonlySet<number>>();
+
+function firstBytesOf(n: SchemaNode, depth: number): ReadonlySet<number> {
   switch (n.kind) {
     case "any":
       return new Set([0x22, 0x7b, 0x5b, 0x2d, ...range(0x30, 0x39), 0x74, 0x66, 0x6e]);

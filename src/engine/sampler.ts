@@ -33,10 +33,15 @@ export class Sampler {
 
   /** Samples from logits[off .. off + vocab). May modify that row in place. */
   sample(logits: Float32Array, off: number, st: SamplingState): number {
+    this.prepare(logits, off, st);
+    return this.draw(logits, off, st);
+  }
+
+  /** logit_bias, then the penalties: what every draw of the row sees. */
+  private prepare(logits: Float32Array, off: number, st: SamplingState): void {
     const p = st.params;
     if (p.logitBias !== null) applyLogitBias(logits, off, this.vocabSize, p.logitBias);
     this.applyPenalties(logits, off, st);
-    return this.draw(logits, off, st);
   }
 
   /**
@@ -54,10 +59,8 @@ export class Sampler {
     allowed: (token: number) => boolean,
   ): number {
     const V = this.vocabSize;
-    const p = st.params;
-    if (p.logitBias !== null) applyLogitBias(logits, off, V, p.logitBias);
-    this.applyPenalties(logits, off, st);
-    const refusals = p.temperature <= 0 ? MAX_GREEDY_REFUSALS : MAX_SAMPLED_REFUSALS;
+    this.prepare(logits, off, st);
+    const refusals = st.params.temperature <= 0 ? MAX_GREEDY_REFUSALS : MAX_SAMPLED_REFUSALS;
     for (let tries = 0; tries < refusals; tries++) {
       const t = this.draw(logits, off, st);
       if (logits[off + t] === Number.NEGATIVE_INFINITY) return -1;

@@ -3,7 +3,7 @@ import type { ChatToolCall } from "../tokenizer/types.js";
 import type { ToolUse } from "./chat-tools.js";
 import type { ReplySplitter } from "./reply-parts.js";
 import { HermesCallReader, JsonCallReader, type ToolCallReader } from "./tool-call-text.js";
-import { type ParsedToolCall, type ToolCallFormat, toolCallObject } from "./tool-calls.js";
+import { type ParsedToolCall, parseJsonObject, type ToolCallFormat, toolCallObject } from "./tool-calls.js";
 
 /** What a stretch of one chat reply adds: reasoning, answer text, and tool calls. */
 export interface ReplyDelta {
@@ -99,13 +99,7 @@ export function templateToolCalls(
   calls: readonly { id: string; function: { name: string; arguments: string } }[],
 ): ChatToolCall[] {
   return calls.map((c) => {
-    let args: unknown = c.function.arguments;
-    try {
-      const v: unknown = JSON.parse(c.function.arguments);
-      if (typeof v === "object" && v !== null && !Array.isArray(v)) args = v;
-    } catch {
-      // Not JSON: the template gets the text.
-    }
+    const args = parseJsonObject(c.function.arguments) ?? c.function.arguments;
     return { id: c.id, type: "function", function: { name: c.function.name, arguments: args } };
   });
 }

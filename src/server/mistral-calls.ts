@@ -2,7 +2,7 @@ import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { ReplyParts, ReplySplitter } from "./reply-parts.js";
-import { type ParsedToolCall, parseCallJson } from "./tool-calls.js";
+import { callOf, type ParsedToolCall, parseJsonObject } from "./tool-calls.js";
 
 /**
  * Mistral's tool calls follow a `[TOOL_CALLS]` control token, which decoded text drops, so they
@@ -95,15 +95,8 @@ export class MistralCallStream implements ReplySplitter {
 /** `NAME[ARGS]{...}`'s parts as a call, or null when the name or the arguments are not one. */
 function namedCall(name: string, args: string): ParsedToolCall[] | null {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) return null;
-  let v: unknown;
-  try {
-    v = JSON.parse(args);
-  } catch {
-    return null;
-  }
-  return typeof v === "object" && v !== null && !Array.isArray(v)
-    ? [{ name, arguments: JSON.stringify(v) }]
-    : null;
+  const v = parseJsonObject(args);
+  return v ? [{ name, arguments: JSON.stringify(v) }] : null;
 }
 
 /** `[{call}, ...]` (or one bare call) as calls, or null. */
@@ -114,6 +107,8 @@ function jsonList(text: string): ParsedToolCall[] | null {
   } catch {
     return null;
   }
-  const calls = (Array.isArray(v) ? v : [v]).map((o) => parseCallJson(JSON.stringify(o)));
+  const calls = (Array.isArray(v) ? v : [v]).map((o) =>
+    callOf(typeof o === "object" && o !== null && !Array.isArray(o) ? (o as Record<string, unknown>) : null),
+  );
   return calls.length > 0 && calls.every((c) => c !== null) ? (calls as ParsedToolCall[]) : null;
 }

@@ -57,15 +57,23 @@ export function toolCallObject(call: ParsedToolCall, format: ToolCallFormat | nu
  * or null when it is not one (the text then stays content, as vLLM's parsers leave it).
  */
 export function parseCallJson(text: string): ParsedToolCall | null {
+  return callOf(parseJsonObject(text));
+}
+
+/** The JSON object `text` holds, or null (not JSON, or JSON that is not an object). */
+export function parseJsonObject(text: string): Record<string, unknown> | null {
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch {
     return null;
   }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
-  const o = v as Record<string, unknown>;
-  if (typeof o.name !== "string" || o.name.length === 0) return null;
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+/** A parsed call object ({"name", "arguments"} or {"name", "parameters"}) as a call, or null. */
+export function callOf(o: Record<string, unknown> | null): ParsedToolCall | null {
+  if (!o || typeof o.name !== "string" || o.name.length === 0) return null;
   const args = o.arguments !== undefined ? o.arguments : o.parameters;
   if (typeof args === "string") return { name: o.name, arguments: args };
   if (args !== undefined && (typeof args !== "object" || args === null || Array.isArray(args))) return null;
