@@ -3,11 +3,35 @@
  * hold its positions in order (its block table). Pure accounting; the storage lives elsewhere.
  * A table may start with freed entries (-1): a sliding window's layers no longer read positions
  * that far back, so their blocks went back to the pool (see `reserve`'s keepFrom).
+ *
+ * Prefix caching: a full block whose KV is written may be *retained* (`retain`); it then stays in
+ * the pool with its contents after its last sequence lets go, and a later sequence with the same
+ * leading tokens `attach`es it instead of computing it again. Blocks are reference-counted for
+ * that. Unreferenced retained blocks count as free: a reservation takes never-used blocks first,
+ * then evicts retained ones, least recently released first. The model side keys retained blocks
+ * by the hash of the tokens up to their end (`lookup`); an attention worker runs the same
+ * operations in the same order without keys, so its accounting stays identical to the mirror's.
  */
 export class BlockAllocator {
   private readonly freeList: Int32Array;
   private freeTop: number;
   private readonly tables = new Map<number, number[]>();
+  /** Per block: the tables holding it. */
+  private readonly refs: Int32Array;
+  /** Per block: 1 while it holds a retained prefix (kept when unreferenced, until evicted). */
+  private readonly retained: Uint8Array;
+  /** Unreferenced retained blocks, a doubly linked list from least to most recently released. */
+  private readonly lruPrev: Int32Array;
+  private readonly lruNext: Int32Array;
+  private lruHead = -1;
+  private lruTail = -1;
+  private lruCount = 0;
+  private retainedCount = 0;
+  /** Model side only: the key of each retained block, and the block of each key. */
+  private readonly keyOf: (string | undefined)[];
+  private readonly byKey = new Map<string, number>();
+  /** Retained blocks evicted so far. */
+  evictions = 0;
 
   constructor(
     readonly numBlocks: number,
@@ -19,14 +43,25 @@ export class BlockAllocator {
     // Hand out low block ids first.
     for (let i = 0; i < numBlocks; i++) this.freeList[i] = numBlocks - 1 - i;
     this.freeTop = numBlocks;
+    this.refs = new Int32Array(numBlocks);
+    this.retained = new Uint8Array(numBlocks);
+    this.lruPrev = new Int32Array(numBlocks).fill(-1);
+    this.lruNext = new Int32Array(numBlocks).fill(-1);
+    this.keyOf = new Array(numBlocks);
   }
 
+  /** Blocks a reservation can take: never-used ones and unreferenced retained ones. */
   get freeBlocks(): number {
-    return this.freeTop;
+    return this.freeTop + this.lruCount;
   }
 
   get usedBlocks(): number {
-    return this.numBlocks - this.freeTop;
+    return this.numBlocks - this.freeBlocks;
+  }
+
+  /** Blocks holding a retained prefix, referenced or not. */
+  get cachedBlocks(): number {
+    return this.retainedCount;
   }
 
   blocksFor(numTokens: number): number {
@@ -51,7 +86,7 @@ export class BlockAllocator {
   }
 
   canReserve(seqId: number, numTokens: number, keepFrom = 0): boolean {
-    return this.blocksNeeded(seqId, numTokens, keepFrom) <= this.freeTop;
+    return this.blocksNeeded(seqId, numTokens, keepFrom) <= this.freeBlocks;
   }
 
   /**
@@ -61,25 +96,23 @@ export class BlockAllocator {
    */
   reserve(seqId: number, numTokens: number, keepFrom = 0): boolean {
     const need = this.blocksNeeded(seqId, numTokens, keepFrom);
-    if (need > this.freeTop) return false;
-    let table = this.tables.get(seqId);
-    if (!table) {
-      table = [];
-      this.tables.set(seqId, table);
-    }
+    if (need > this.freeBlocks) return false;
+    const table = this.tableOf(seqId);
     for (let i = 0; i < Math.min(keepFrom, table.length); i++) {
-      if (table[i]! >= 0) this.freeList[this.freeTop++] = table[i]!;
+      if (table[i]! >= 0) this.drop(table[i]!);
       table[i] = -1;
     }
     const end = this.blocksFor(numTokens);
-    for (let i = table.length; i < end; i++) table.push(i < keepFrom ? -1 : this.freeList[--this.freeTop]!);
+    for (let i = table.length; i < end; i++) table.push(i < keepFrom ? -1 : this.take());
     return true;
   }
 
   release(seqId: number): void {
     const table = this.tables.get(seqId);
     if (!table) return;
-    for (const b of table) if (b >= 0) this.freeList[this.freeTop++] = b;
+    // Last block first: a retained chain is then evicted from its end, so what stays is still a
+    // prefix a later lookup can reach.
+    for (let i = table.length - 1; i >= 0; i--) if (table[i]! >= 0) this.drop(table[i]!);
     this.tables.delete(seqId);
   }
 
@@ -89,5 +122,119 @@ export class BlockAllocator {
 
   sequences(): IterableIterator<number> {
     return this.tables.keys();
+  }
+
+  /** The retained block holding `key`'s prefix, or -1. */
+  lookup(key: string): number {
+    return this.byKey.get(key) ?? -1;
+  }
+
+  /** The retained blocks of the longest leading run of `keys` found (at most `max`). */
+  lookupRun(keys: readonly string[], max = keys.length): number[] {
+    const blocks: number[] = [];
+    for (let i = 0; i < Math.min(max, keys.length); i++) {
+      const b = this.lookup(keys[i]!);
+      if (b < 0) break;
+      blocks.push(b);
+    }
+    return blocks;
+  }
+
+  /**
+   * Starts the table of a sequence that holds nothing yet with retained blocks (a cached prefix).
+   * Throws, changing nothing, on a block that is not retained or a sequence already holding blocks.
+   */
+  attach(seqId: number, blocks: ArrayLike<number>): void {
+    if (this.held(seqId) > 0) throw new Error(`attach: sequence ${seqId} already holds KV blocks`);
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i]!;
+      if (!(Number.isInteger(b) && b >= 0 && b < this.numBlocks && this.retained[b] === 1))
+        throw new Error(`attach: block ${b} holds no cached prefix`);
+    }
+    const table = this.tableOf(seqId);
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i]!;
+      if (this.refs[b] === 0) this.unlink(b);
+      this.refs[b]!++;
+      table.push(b);
+    }
+  }
+
+  /**
+   * Marks the block at `index` of the sequence's table as holding a cached prefix (its KV is
+   * written and full). With a key (model side): false, changing nothing, when another block
+   * already holds that key, or the block is retained already. Throws on an index with no block.
+   */
+  retain(seqId: number, index: number, key?: string): boolean {
+    const b = this.tables.get(seqId)?.[index] ?? -1;
+    if (b < 0) throw new Error(`retain: sequence ${seqId} has no block at index ${index}`);
+    if (this.retained[b] === 1 || (key !== undefined && this.byKey.has(key))) return false;
+    this.retained[b] = 1;
+    this.retainedCount++;
+    if (key !== undefined) {
+      this.byKey.set(key, b);
+      this.keyOf[b] = key;
+    }
+    return true;
+  }
+
+  private tableOf(seqId: number): number[] {
+    let table = this.tables.get(seqId);
+    if (!table) {
+      table = [];
+      this.tables.set(seqId, table);
+    }
+    return table;
+  }
+
+  /** A block for a table: a never-used one, else the least recently released retained one. */
+  private take(): number {
+    let b: number;
+    if (this.freeTop > 0) b = this.freeList[--this.freeTop]!;
+    else {
+      b = this.lruHead;
+      this.unlink(b);
+      this.forget(b);
+      this.evictions++;
+    }
+    this.refs[b] = 1;
+    return b;
+  }
+
+  /** A table lets go of a block: the last one frees it, or keeps it as a cached prefix. */
+  private drop(b: number): void {
+    if (--this.refs[b]! > 0) return;
+    if (this.retained[b] === 0) {
+      this.freeList[this.freeTop++] = b;
+      return;
+    }
+    this.lruPrev[b] = this.lruTail;
+    this.lruNext[b] = -1;
+    if (this.lruTail >= 0) this.lruNext[this.lruTail] = b;
+    else this.lruHead = b;
+    this.lruTail = b;
+    this.lruCount++;
+  }
+
+  private unlink(b: number): void {
+    const p = this.lruPrev[b]!;
+    const n = this.lruNext[b]!;
+    if (p >= 0) this.lruNext[p] = n;
+    else this.lruHead = n;
+    if (n >= 0) this.lruPrev[n] = p;
+    else this.lruTail = p;
+    this.lruPrev[b] = -1;
+    this.lruNext[b] = -1;
+    this.lruCount--;
+  }
+
+  private forget(b: number): void {
+    this.retained[b] = 0;
+    this.retainedCount--;
+    const key = this.keyOf[b];
+    if (key !== undefined) {
+      this.byKey.delete(key);
+      this.keyOf[b] = undefined;
+    }
   }
 }

@@ -1,6 +1,6 @@
 import type { KernelBackend } from "../kernels/backend.js";
 import { KvAttention, type KvGeometry } from "./kv-attention.js";
-import type { AttentionService, AttentionStep, KvUsage } from "./service.js";
+import type { AttentionService, AttentionStep, KvUsage, PrefixCaching } from "./service.js";
 
 /**
  * Colocated placement: the KV cache and attention run in the model worker's own thread. This is
@@ -11,6 +11,8 @@ export class LocalAttentionService implements AttentionService {
   readonly kv: KvAttention;
   /** Per micro-batch: q handed over in beginLayer (the executor's own buffer, still unchanged). */
   private readonly q: (Float32Array | undefined)[] = [];
+  /** Cached prefixes, where every layer's KV shares one block table (no window pool). */
+  readonly prefix: PrefixCaching | null;
 
   /**
    * `numBlocks`: of the global layers' pool when a model mixing window and global layers keeps
@@ -18,6 +20,21 @@ export class LocalAttentionService implements AttentionService {
    */
   constructor(backend: KernelBackend, geometry: KvGeometry, numBlocks: number) {
     this.kv = new KvAttention(backend, geometry, numBlocks, true);
+    const a = this.kv.allocator;
+    // A window pool holds a sequence's window blocks apart, which a cached prefix cannot share; a
+    // window over every layer keeps all blocks in one pool and masks, so it can.
+    this.prefix =
+      this.kv.windowAllocator === null
+        ? {
+            attach: (seqId, keys) => {
+              const blocks = a.lookupRun(keys);
+              a.attach(seqId, blocks);
+              return blocks.length;
+            },
+            publish: (seqId, index, key) => void a.retain(seqId, index, key),
+            cachedBlocks: () => a.cachedBlocks,
+          }
+        : null;
   }
 
   get blockSize(): number {

@@ -14,6 +14,8 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
  *   KV (rpc)          ints [tag, layer]; tensors k, v         → reply OUT
  *   OUT (reply)       ints [tag, layer, computeMicros]; tensor out [nTokens, heads·headDim]
  *   STATS (rpc)       → reply control: WorkerStats
+ *   ATTACH            ints [seqId, block...]  a new sequence starts on these cached-prefix blocks
+ *   RETAIN            ints [seqId, index]     the sequence's block at index holds a cached prefix
  *
  * `tag` names the micro-batch (several are in flight under staggered pipelining). Errors come
  * back as transport error replies (FLAG_ERROR) and close nothing but that request.
@@ -27,8 +29,9 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
  */
 // Version 4: CONFIGURE's kvDtype may be "int8" (kv-cache.ts). Version 5: RESERVE carries the
 // tokens held ahead of the step's end, [seqId, numTokens, ahead] (KvAdmission.reserve). Version 6:
-// CONFIGURE may carry attention sinks (gpt-oss), which change every result of the layers.
-export const ATTENTION_PROTOCOL_VERSION = 6;
+// CONFIGURE may carry attention sinks (gpt-oss), which change every result of the layers. Version 7:
+// ATTACH and RETAIN (prefix caching; block-allocator.ts), which a worker must apply to stay in step.
+export const ATTENTION_PROTOCOL_VERSION = 7;
 
 export const MsgType = {
   CONFIGURE: 1,
@@ -40,6 +43,8 @@ export const MsgType = {
   KV: 7,
   OUT: 8,
   STATS: 9,
+  ATTACH: 10,
+  RETAIN: 11,
 } as const;
 
 export const configureRequestSchema = z.strictObject({
@@ -130,5 +135,7 @@ export const workerStatsSchema = z.strictObject({
   usedBlocks: z.number().int().min(0),
   totalBlocks: z.number().int().min(0),
   sequences: z.number().int().min(0),
+  /** Blocks holding a cached prefix (prefix caching), in use or kept for reuse. */
+  cachedBlocks: z.number().int().min(0),
 });
 export type WorkerStats = z.infer<typeof workerStatsSchema>;

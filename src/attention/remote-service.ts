@@ -25,8 +25,10 @@ import {
   type AttentionStep,
   AttentionWorkerLostError,
   type KvUsage,
+  type PrefixCaching,
 } from "./service.js";
 import { gatherRows, SubStep, scatterRows } from "./sub-step.js";
+import { windowSplit } from "./window-blocks.js";
 
 /** How to (re)open a connection to one attention worker. */
 export interface WorkerEndpoint {
@@ -91,6 +93,9 @@ interface PendingLayer {
  * partitioned across workers by KV head (balanced; default) or by request (balanced by KV load).
  * Block accounting is mirrored here so the scheduler's admission stays synchronous.
  */
+/** Most cached blocks one ATTACH gives a sequence (its ints, with the sequence id, stay in a frame's limit). */
+const MAX_ATTACH_BLOCKS = 4000;
+
 export class RemoteAttentionService implements AttentionService, AttentionRecovery {
   readonly blockSize: number;
   private readonly links: Link[];
@@ -141,6 +146,19 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     private readonly spinMicros: number,
   ) {
     this.blockSize = geometry.blockSize;
+    // Not where workers keep window layers' blocks in a pool of their own (as LocalAttentionService).
+    this.prefix =
+      windowSplit(geometry) === null
+        ? {
+            attach: (seqId, keys) => this.attachPrefix(seqId, keys),
+            publish: (seqId, index, key) => this.publishPrefix(seqId, index, key),
+            // Head partitioning: every worker holds a slice of the same blocks.
+            cachedBlocks: () =>
+              this.partition === "head"
+                ? (this.active()[0]?.mirror?.cachedBlocks ?? 0)
+                : this.active().reduce((n, l) => n + l.mirror!.cachedBlocks, 0),
+          }
+        : null;
     this.qWidthTotal = geometry.numHeads * geometry.headDim;
     this.kvWidthTotal = geometry.numKvHeads * geometry.headDim;
     this.links = endpoints.map((endpoint) => {
@@ -570,6 +588,52 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       this.post(l, { type: MsgType.RESERVE, ints: [seqId, numTokens, ahead] });
     }
     return true;
+  }
+
+  /**
+   * Prefix caching: each worker's mirror keys its retained blocks, and the worker is told the same
+   * operations (ATTACH, RETAIN) in the same order, so its accounting stays the mirror's. A new
+   * sequence under request partitioning goes to the worker holding the longest run of its prefix.
+   */
+  readonly prefix: PrefixCaching | null;
+
+  private attachPrefix(seqId: number, allKeys: readonly string[]): number {
+    // One ATTACH carries the blocks as header ints, which a frame limits.
+    const keys = allKeys.length > MAX_ATTACH_BLOCKS ? allKeys.slice(0, MAX_ATTACH_BLOCKS) : allKeys;
+    let links = this.active();
+    if (this.partition === "request") {
+      if (this.owner.has(seqId)) return 0;
+      let best: Link | null = null;
+      let bestRun = 0;
+      for (const l of links) {
+        const run = l.mirror!.lookupRun(keys).length;
+        if (
+          run > bestRun ||
+          (run === bestRun && run > 0 && l.mirror!.freeBlocks > best!.mirror!.freeBlocks)
+        ) {
+          best = l;
+          bestRun = run;
+        }
+      }
+      if (!best) return 0;
+      this.owner.set(seqId, best);
+      links = [best];
+    }
+    if (links.length === 0) return 0;
+    let n = keys.length;
+    for (const l of links) n = Math.min(n, l.mirror!.lookupRun(keys, n).length);
+    if (n === 0) return 0;
+    for (const l of links) {
+      const blocks = l.mirror!.lookupRun(keys, n);
+      l.mirror!.attach(seqId, blocks);
+      this.post(l, { type: MsgType.ATTACH, ints: [seqId, ...blocks] });
+    }
+    return n;
+  }
+
+  private publishPrefix(seqId: number, index: number, key: string): void {
+    for (const l of this.linksFor(seqId))
+      if (l.mirror!.retain(seqId, index, key)) this.post(l, { type: MsgType.RETAIN, ints: [seqId, index] });
   }
 
   release(seqId: number): void {

@@ -111,6 +111,24 @@ export interface AttentionDrive {
   pump(): void;
 }
 
+/**
+ * Capability: prefix caching. Full blocks whose KV is written are kept, keyed by a hash of every
+ * token up to their end (engine/prefix-keys.ts), and a new sequence starting with the same tokens
+ * takes them instead of computing them again. Absent where the KV layout cannot share blocks
+ * (window layers' own block pool, among global layers; pd / adrenaline).
+ */
+export interface PrefixCaching {
+  /**
+   * Gives sequence `seqId` (holding no KV yet) the cached blocks of the longest run of `keys`
+   * (its leading blocks' keys, in order) found; returns how many blocks it got.
+   */
+  attach(seqId: number, keys: readonly string[]): number;
+  /** The sequence's block `index` is full and written: keep it under `key`. */
+  publish(seqId: number, index: number, key: string): void;
+  /** Blocks holding a cached prefix now, over every worker. */
+  cachedBlocks(): number;
+}
+
 /** Adrenaline's offloading state (pd / adrenaline placements): offloaded (N) and kept (M) requests. */
 export interface OffloadStats {
   /** N/M now. */
@@ -140,6 +158,8 @@ export interface AttentionService extends KvAdmission, LayerAttention {
   readonly recovery?: AttentionRecovery;
   /** Present (non-null) while layers complete only when driven: see AttentionDrive. */
   readonly drive?: AttentionDrive | null;
+  /** Present where cached prefixes can be shared (see PrefixCaching). */
+  readonly prefix?: PrefixCaching | null;
   stats?(): AttentionServiceStats;
   close(): Promise<void>;
 }

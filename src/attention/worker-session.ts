@@ -100,6 +100,7 @@ export class AttentionWorkerSession {
       usedBlocks: a?.usedBlocks ?? 0,
       totalBlocks: a?.numBlocks ?? 0,
       sequences: a ? [...a.sequences()].length : 0,
+      cachedBlocks: a?.cachedBlocks ?? 0,
     };
   }
 
@@ -129,6 +130,27 @@ export class AttentionWorkerSession {
           this.options.log(
             `RESERVE seq ${seqId} to ${n} tokens: out of blocks (model-side mirror out of step)`,
           );
+        return;
+      }
+      case MsgType.ATTACH: {
+        need(m.ints.length >= 2, "ATTACH needs [seqId, block...]");
+        need(kv.windowAllocator === null, "ATTACH: a cache with a window pool shares no blocks");
+        need(m.ints.length - 1 <= kv.maxBlocksPerSeq, "ATTACH of more blocks than the context holds");
+        const seqId = m.ints[0]!;
+        try {
+          kv.allocator.attach(seqId, m.ints.subarray(1));
+        } catch (e) {
+          need(false, `ATTACH: ${(e as Error).message}`);
+        }
+        return;
+      }
+      case MsgType.RETAIN: {
+        need(m.ints.length === 2, "RETAIN needs [seqId, index]");
+        try {
+          kv.allocator.retain(m.ints[0]!, m.ints[1]!);
+        } catch (e) {
+          need(false, `RETAIN: ${(e as Error).message}`);
+        }
         return;
       }
       case MsgType.RELEASE:

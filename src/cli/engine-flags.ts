@@ -39,6 +39,10 @@ export function addEngineFlags(cmd: Command): Command {
       outputReserveArg,
     )
     .option(
+      "--no-prefix-caching",
+      "compute every prompt in full (by default the KV of whole blocks of a prompt prefix already computed is reused)",
+    )
+    .option(
       "--attention-workers <n>",
       "locally spawned attention workers (0 = in-process attention)",
       intArg(0, 64),
@@ -192,6 +196,7 @@ export interface EngineFlagValues {
   maxModelLen?: number;
   maxRunning?: number;
   outputReserve?: OutputReserveOptions;
+  prefixCaching?: boolean;
   attentionWorkers?: number;
   attentionWorkerAddrs?: string[];
   attentionWorkerThreads?: number;
@@ -228,6 +233,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     maxModelLen: f.maxModelLen,
     maxRunning: f.maxRunning,
     outputReserve: f.outputReserve,
+    prefixCaching: f.prefixCaching,
     attentionWorkers: f.attentionWorkers,
     attentionWorkerAddrs: f.attentionWorkerAddrs,
     attentionWorkerThreads: f.attentionWorkerThreads,

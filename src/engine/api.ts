@@ -90,6 +90,8 @@ export interface TokenEvent {
   readonly completionTokens: number;
   /** On a request's first event: seconds it waited before it was first scheduled. */
   readonly queueTime?: number;
+  /** On a request's first event: prompt tokens whose KV came from the prefix cache. */
+  readonly cachedTokens?: number;
 }
 
 export interface ModelInfo {
@@ -131,6 +133,13 @@ export interface EngineStats {
   readonly refused: number;
   readonly promptTokens: number;
   readonly generationTokens: number;
+  /** Prefix caching: prompt tokens admitted, those the cache held, and cached blocks now (all 0 when off). */
+  readonly prefixCache: {
+    readonly enabled: boolean;
+    readonly queriedTokens: number;
+    readonly hitTokens: number;
+    readonly cachedBlocks: number;
+  };
   /** Cumulative seconds spent per step phase since start, per side (see runtime step breakdown). */
   readonly timing: {
     readonly model: number;

@@ -177,6 +177,7 @@ export class EngineCore {
     const outcome = this.pipeline.release(batch);
     this.applyAborts(events); // those that waited for this batch
     if (!outcome.ok) return outcome.error ?? new Error("forward pass failed");
+    for (let i = 0; i < batch.nChunks; i++) this.scheduler.publish(batch.chunks[i]!);
     this.outputs.process(batch, outcome.logits, events, (seq) => this.finish(seq));
     return undefined;
   }
@@ -344,6 +345,12 @@ export class EngineCore {
       refused: this.refused,
       promptTokens: this.promptTokens,
       generationTokens: this.outputs.generationTokens,
+      prefixCache: {
+        enabled: this.scheduler.prefix !== null,
+        queriedTokens: this.scheduler.prefixQueriedTokens,
+        hitTokens: this.scheduler.prefixHitTokens,
+        cachedBlocks: this.scheduler.prefix?.cachedBlocks() ?? 0,
+      },
       timing: stepTimingStats(this.executor.timing(), this.wallSeconds, service),
       ...(service?.offload ? { offload: service.offload } : {}),
       ...(plane ? { modelPlane: plane } : {}),

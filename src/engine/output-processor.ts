@@ -169,7 +169,7 @@ export class OutputProcessor {
       ...(reason ? { finishReason: reason } : {}),
       promptTokens: seq.promptTokens.length,
       completionTokens: seq.output.length,
-      ...(first ? { queueTime: seq.queueSeconds() } : {}),
+      ...(first ? { queueTime: seq.queueSeconds(), cachedTokens: seq.cachedTokens } : {}),
     };
     seq.pendingTokens.length = 0;
     seq.pendingLogprobs.length = 0;

@@ -1,5 +1,6 @@
-import type { AttentionService } from "../attention/service.js";
+import type { AttentionService, PrefixCaching } from "../attention/service.js";
 import { OutputReserve, type OutputReserveOptions } from "../util/output-reserve.js";
+import { blockKeys } from "./prefix-keys.js";
 import type { Sequence } from "./sequence.js";
 
 export interface SchedulerLimits {
@@ -13,6 +14,8 @@ export interface SchedulerLimits {
   readonly maxContext?: number;
   /** KV reserved for a request's future output at admission (util/output-reserve.ts); the default if absent. */
   readonly outputReserve?: OutputReserveOptions;
+  /** Reuse cached KV of shared prompt prefixes where the attention service can (default true). */
+  readonly prefixCaching?: boolean;
 }
 
 /** One sequence's share of a step: compute tokens [start, start + count); sample if it reaches the end. */
@@ -39,12 +42,18 @@ export class Scheduler {
   peakRunning = 0;
   readonly reserve: OutputReserve;
   private readonly chunks: ScheduledChunk[] = [];
+  /** The attention service's prefix cache, or null (off, or a service that cannot share blocks). */
+  readonly prefix: PrefixCaching | null;
+  /** Prompt tokens admitted, and those of them the prefix cache held (first admissions only). */
+  prefixQueriedTokens = 0;
+  prefixHitTokens = 0;
 
   constructor(
     readonly limits: SchedulerLimits,
     private readonly attention: AttentionService,
   ) {
     this.reserve = new OutputReserve(limits.outputReserve);
+    this.prefix = limits.prefixCaching === false ? null : (attention.prefix ?? null);
   }
 
   get hasWork(): boolean {
@@ -96,11 +105,21 @@ export class Scheduler {
       this.running.length < this.limits.maxRunning
     ) {
       const seq = this.waiting[0]!;
+      this.attachCachedPrefix(seq);
       const count = Math.min(seq.length - seq.numComputed, budget);
-      if (!this.admit(seq, count)) break;
+      if (!this.admit(seq, count)) {
+        if (seq.numComputed > 0) this.attention.release(seq.id); // the cached blocks go back
+        seq.forgetKv();
+        break;
+      }
       this.waiting.shift();
       seq.status = "running";
-      if (seq.firstScheduledTime === 0) seq.firstScheduledTime = performance.now();
+      if (seq.firstScheduledTime === 0) {
+        seq.firstScheduledTime = performance.now();
+        seq.cachedTokens = seq.numComputed;
+        this.prefixQueriedTokens += seq.promptTokens.length;
+        this.prefixHitTokens += seq.numComputed;
+      }
       this.running.push(seq);
       this.peakRunning = Math.max(this.peakRunning, this.running.length);
       chunks.push(this.chunk(seq, count));
@@ -108,6 +127,35 @@ export class Scheduler {
     }
     this.reserve.planned(this.preemptions > preemptedBefore);
     return chunks;
+  }
+
+  /**
+   * A waiting sequence (holding no KV) starts on the cached blocks of its longest cached prefix.
+   * Its last token is always computed: its logits give the next token.
+   */
+  private attachCachedPrefix(seq: Sequence): void {
+    if (!this.prefix || seq.numComputed > 0) return;
+    const bs = this.attention.blockSize;
+    const full = Math.floor((seq.length - 1) / bs);
+    if (full === 0) return;
+    const n = this.prefix.attach(seq.id, blockKeys(seq, bs, full));
+    seq.numComputed = n * bs;
+    seq.cachedBlocks = n;
+  }
+
+  /**
+   * A step computed `chunk`: the blocks it filled go into the prefix cache (their KV is written).
+   * Called for completed micro-batches only, before a sequence that ended lets its blocks go.
+   */
+  publish(chunk: ScheduledChunk): void {
+    const seq = chunk.seq;
+    if (!this.prefix || seq.status !== "running") return;
+    const bs = this.attention.blockSize;
+    const full = Math.floor((chunk.start + chunk.count) / bs);
+    if (full <= seq.cachedBlocks) return;
+    const keys = blockKeys(seq, bs, full);
+    for (let b = seq.cachedBlocks; b < full; b++) this.prefix.publish(seq.id, b, keys[b]!);
+    seq.cachedBlocks = full;
   }
 
   /** Reserves KV for a waiting sequence through the output reserve (OutputReserve.tryAdmit). */
@@ -160,7 +208,7 @@ export class Scheduler {
       const w = this.waiting.indexOf(seq);
       if (w >= 0) this.waiting.splice(w, 1);
       this.attention.release(seq.id);
-      seq.numComputed = 0;
+      seq.forgetKv();
       seq.status = "waiting";
     }
     const ordered = [...seqs].sort((a, b) => a.id - b.id);
@@ -171,7 +219,7 @@ export class Scheduler {
     const r = this.running.indexOf(seq);
     if (r >= 0) this.running.splice(r, 1);
     this.attention.release(seq.id);
-    seq.numComputed = 0;
+    seq.forgetKv();
     seq.status = "waiting";
     seq.preemptions++;
     this.preemptions++;

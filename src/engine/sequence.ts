@@ -12,6 +12,12 @@ export class Sequence implements SamplingState {
   status: SequenceStatus = "waiting";
   /** Tokens whose KV is in the cache (prefix of prompt + output). */
   numComputed = 0;
+  /** Prefix-cache keys of its leading full blocks, as far as made (engine/prefix-keys.ts). */
+  readonly blockKeys: string[] = [];
+  /** Leading blocks already in the prefix cache (attached from it, or published to it). */
+  cachedBlocks = 0;
+  /** Prompt tokens taken from the prefix cache when it was first scheduled. */
+  cachedTokens = 0;
   readonly output: number[] = [];
   readonly outputCounts = new Map<number, number>();
   readonly rng: Rng;
@@ -50,6 +56,12 @@ export class Sequence implements SamplingState {
   tokenAt(i: number): number {
     const p = this.promptTokens.length;
     return i < p ? this.promptTokens[i]! : this.output[i - p]!;
+  }
+
+  /** Its KV was freed (preempted, or lost with a worker): everything is computed again. */
+  forgetKv(): void {
+    this.numComputed = 0;
+    this.cachedBlocks = 0;
   }
 
   appendToken(token: number): void {

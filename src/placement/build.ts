@@ -130,6 +130,7 @@ function engineCore(model: LoadedModel, sizes: EngineSizes, depth: number, parts
     maxTokensPerStep: sizes.maxTokensPerStep,
     maxContext: sizes.maxContext,
     outputReserve: sizes.outputReserve,
+    prefixCaching: sizes.prefixCaching,
     eosTokenIds: [...eos],
     vocabSize: model.config.vocabSize,
     pipelineDepth: depth,

@@ -70,6 +70,7 @@ const EMPTY_STATS: EngineStats = {
   refused: 0,
   promptTokens: 0,
   generationTokens: 0,
+  prefixCache: { enabled: false, queriedTokens: 0, hitTokens: 0, cachedBlocks: 0 },
   timing: { model: 0, attention: 0, transport: 0, idle: 0, steps: 0, polling: 0 },
 };
 

@@ -6,6 +6,7 @@ import { EngineError } from "../engine/errors.js";
 import { describeOutputReserve } from "../util/output-reserve.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
+import type { EngineOptions } from "./options.js";
 import { defaultKvDtype } from "./sizes.js";
 
 /**
@@ -103,7 +104,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       source: setup.model.source,
       backend: setup.backend.describe(),
       // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
-      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, prefix caching ${prefixCachingState(setup.core, options)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);
@@ -150,4 +151,11 @@ async function loop(c: EngineCore): Promise<void> {
   post({ v: 1, type: "events", events: [], stats: c.stats() });
   post({ v: 1, type: "closed" });
   port.close();
+}
+
+/** What the start-up log says of prefix caching: on, off by flag, or not offered by the placement. */
+function prefixCachingState(core: EngineCore, options: EngineOptions): string {
+  if (core.scheduler.prefix) return "on";
+  if (options.prefixCaching === false) return "off";
+  return "off (this placement's KV blocks are not shared: window layers' own pool, or pd / adrenaline)";
 }

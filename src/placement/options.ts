@@ -19,6 +19,11 @@ export interface CoreOptions {
   readonly pipelineDepth?: number;
   /** KV reserved at admission for a request's future output (util/output-reserve.ts; default DEFAULT_OUTPUT_RESERVE). */
   readonly outputReserve?: OutputReserveOptions;
+  /**
+   * Reuse the KV of prompt prefixes already computed (whole blocks; default on). Not offered where
+   * the KV layout cannot share blocks: window layers' own pool (Gemma 2/3, gpt-oss), pd / adrenaline.
+   */
+  readonly prefixCaching?: boolean;
 }
 
 /** Everything `createEngine` accepts: which model, which kernels, sizes, and placement. */

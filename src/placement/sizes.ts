@@ -58,6 +58,7 @@ export interface EngineSizes {
   /** KV blocks of the colocated service's global pool (its window layers' pool is sized from it). */
   readonly localBlocks: number;
   readonly outputReserve: OutputReserveOptions;
+  readonly prefixCaching: boolean;
 }
 
 export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
@@ -96,5 +97,6 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     numBlocks,
     localBlocks,
     outputReserve: checkOutputReserve(o.outputReserve ?? DEFAULT_OUTPUT_RESERVE),
+    prefixCaching: o.prefixCaching ?? true,
   };
 }

@@ -16,7 +16,7 @@ import { Generation } from "./generation.js";
 import { harmonyMarkers } from "./harmony.js";
 import { chatLogprobs, type TokenTexts } from "./logprobs.js";
 import { replySplitter } from "./reply-parts.js";
-import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
+import { abortOnDisconnect, collectChoices, promptCachedTokens, streamChoices, usage } from "./respond.js";
 import { checkStructuredFormat, toSamplingParams } from "./sampling.js";
 import { type ChatRequest, type ChatRequestMessage, chatRequestSchema, parseBody } from "./schemas.js";
 import { thinkMarkers } from "./think.js";
@@ -108,7 +108,14 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
     created,
     model,
     choices,
-    usage: usage(prompt.length, completionTokens),
+    usage: usage(
+      prompt.length,
+      completionTokens,
+      promptCachedTokens(
+        results.map((r) => r.cachedTokens),
+        n,
+      ),
+    ),
   };
 }
 
@@ -161,8 +168,16 @@ function streamChat(reply: FastifyReply, generation: Generation, c: ChatStream):
       }
       return out;
     },
-    (completionTokens) =>
-      c.includeUsage ? [{ ...head, choices: [], usage: usage(c.promptTokens, completionTokens) }] : [],
+    (completionTokens, cached) =>
+      c.includeUsage
+        ? [
+            {
+              ...head,
+              choices: [],
+              usage: usage(c.promptTokens, completionTokens, promptCachedTokens(cached, c.n)),
+            },
+          ]
+        : [],
   );
 }
 

@@ -4,7 +4,7 @@ import { checkModel, type RouteContext, requestId } from "./context.js";
 import { badRequest, promptTooLong } from "./errors.js";
 import { Generation } from "./generation.js";
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type TokenTexts } from "./logprobs.js";
-import { abortOnDisconnect, collectChoices, streamChoices, usage } from "./respond.js";
+import { abortOnDisconnect, collectChoices, promptCachedTokens, streamChoices, usage } from "./respond.js";
 import { checkStructuredFormat, toSamplingParams } from "./sampling.js";
 import { type CompletionRequest, completionRequestSchema, parseBody } from "./schemas.js";
 
@@ -41,6 +41,7 @@ export async function handleCompletion(ctx: RouteContext, request: FastifyReques
     logprobs: body.logprobs ?? null,
     texts,
     choices: requests.length,
+    n,
   };
   if (body.stream)
     return streamCompletion(reply, generation, out, body.stream_options?.include_usage === true);
@@ -94,6 +95,8 @@ interface CompletionOutput {
   readonly texts: TokenTexts;
   /** Number of choices (prompts × n). */
   readonly choices: number;
+  /** Choices per prompt. */
+  readonly n: number;
 }
 
 /**
@@ -141,7 +144,7 @@ function streamCompletion(
         },
       ];
     },
-    (completionTokens) =>
+    (completionTokens, cached) =>
       includeUsage
         ? [
             {
@@ -150,7 +153,7 @@ function streamCompletion(
               created,
               model,
               choices: [],
-              usage: usage(out.promptTokens, completionTokens),
+              usage: usage(out.promptTokens, completionTokens, promptCachedTokens(cached, out.n)),
             },
           ]
         : [],
@@ -176,7 +179,14 @@ async function completionReply(generation: Generation, out: CompletionOutput) {
     created: out.created,
     model: out.model,
     choices,
-    usage: usage(out.promptTokens, completionTokens),
+    usage: usage(
+      out.promptTokens,
+      completionTokens,
+      promptCachedTokens(
+        results.map((r) => r.cachedTokens),
+        out.n,
+      ),
+    ),
   };
 }
 

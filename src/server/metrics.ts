@@ -129,6 +129,13 @@ function registerLoadGauges(registry: Registry, scrape: Scrape, stats: () => Eng
     "Tokens the KV cache holds per attention worker (blocks times block size).",
     (kv) => kv.capacityTokens,
   );
+  gauge(
+    registry,
+    "lamina_prefix_cache_blocks",
+    "KV blocks holding a cached prefix (in use or kept for reuse; blocks not in use are free to evict).",
+    [],
+    (g) => g.set(scrape.snapshot?.prefixCache.cachedBlocks ?? 0),
+  );
   perWorker("lamina_kv_usage_ratio", "Share of KV cache blocks in use per attention worker (0..1).", (kv) =>
     kv.totalBlocks ? kv.usedBlocks / kv.totalBlocks : 0,
   );
@@ -185,6 +192,16 @@ const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineSt
   ["lamina_prompt_tokens_total", "Prompt tokens processed.", (s) => s.promptTokens],
   ["lamina_generation_tokens_total", "Tokens generated.", (s) => s.generationTokens],
   ["lamina_preemptions_total", "Requests preempted to free KV cache.", (s) => s.preemptions],
+  [
+    "lamina_prefix_cache_queries_total",
+    "Prompt tokens looked up in the prefix cache (each request's first admission).",
+    (s) => s.prefixCache.queriedTokens,
+  ],
+  [
+    "lamina_prefix_cache_hits_total",
+    "Prompt tokens whose KV the prefix cache held (not computed again).",
+    (s) => s.prefixCache.hitTokens,
+  ],
   ["lamina_requests_refused_total", "Requests refused because the waiting queue was full.", (s) => s.refused],
   ["lamina_steps_total", "Engine decode/prefill steps.", (s) => s.timing.steps],
   ["lamina_step_model_seconds_total", "Time spent in non-attention model slices.", (s) => s.timing.model],

@@ -11,20 +11,35 @@ export interface ChoiceResult {
   logprobs: TokenLogprob[];
   /** The choice's tokens (gpt-oss's harmony replies are split by token, chat.ts). */
   tokenIds: number[];
+  /** Prompt tokens the prefix cache held when the choice was first scheduled. */
+  cachedTokens: number;
 }
 
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** OpenAI's field: prompt tokens served from the prefix cache. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
-export function usage(promptTokens: number, completionTokens: number): Usage {
+export function usage(promptTokens: number, completionTokens: number, cachedTokens: number): Usage {
   return {
     prompt_tokens: promptTokens,
     completion_tokens: completionTokens,
     total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
   };
+}
+
+/**
+ * A request's cached prompt tokens: choices come n to a prompt, in prompt order, and the prompt
+ * counts once, with the most any of its choices found cached.
+ */
+export function promptCachedTokens(perChoice: readonly number[], n: number): number {
+  let total = 0;
+  for (let p = 0; p < perChoice.length; p += n) total += Math.max(...perChoice.slice(p, p + n));
+  return total;
 }
 
 /** Cancels the generation if the client disconnects before the response is complete. */
@@ -43,12 +58,14 @@ export async function collectChoices(generation: Generation, count: number): Pro
     completionTokens: 0,
     logprobs: [],
     tokenIds: [],
+    cachedTokens: 0,
   }));
   for await (const { index, event } of generation.events()) {
     const r = results[index]!;
     if (event.text) parts[index]!.push(event.text);
     if (event.logprobs) for (const lp of event.logprobs) r.logprobs.push(lp);
     for (const id of event.tokenIds) r.tokenIds.push(id);
+    if (event.cachedTokens !== undefined) r.cachedTokens = event.cachedTokens;
     r.completionTokens = event.completionTokens;
     if (event.finished) {
       r.finishReason = event.finishReason ?? "stop";
@@ -77,7 +94,7 @@ export async function streamChoices(
   reply: FastifyReply,
   generation: Generation,
   chunk: (ev: ChoiceEvent) => unknown[] | null,
-  tail: (completionTokens: number) => unknown[],
+  tail: (completionTokens: number, cachedTokens: readonly number[]) => unknown[],
 ): Promise<void> {
   reply.hijack();
   const sse = new SseWriter(reply.raw);
@@ -88,10 +105,12 @@ export async function streamChoices(
   }
   sse.start();
   const completion = new Map<number, number>();
+  const cached: number[] = [];
   try {
     for await (const ev of generation.events()) {
       if (sse.clientGone) break;
       completion.set(ev.index, ev.event.completionTokens);
+      if (ev.event.cachedTokens !== undefined) cached[ev.index] = ev.event.cachedTokens;
       if (ev.event.finishReason === "error") throw generationError(ev.event);
       const out = chunk(ev);
       if (out) for (const c of out) await sse.send(c);
@@ -102,7 +121,11 @@ export async function streamChoices(
     }
     let total = 0;
     for (const v of completion.values()) total += v;
-    for (const c of tail(total)) await sse.send(c);
+    for (const c of tail(
+      total,
+      Array.from(cached, (v) => v ?? 0),
+    ))
+      await sse.send(c);
   } catch (err) {
     generation.abort();
     const e =

@@ -226,6 +226,25 @@ const violations: { name: string; messages: Message[] }[] = [
   { name: "RESERVE ahead beyond the context", messages: [{ type: MsgType.RESERVE, ints: [1, 60, 5] }] },
   { name: "RESERVE with a negative ahead", messages: [{ type: MsgType.RESERVE, ints: [1, 2, -1] }] },
   { name: "RELEASE with no ints", messages: [{ type: MsgType.RELEASE }] },
+  {
+    name: "ATTACH of a block that holds no cached prefix",
+    messages: [{ type: MsgType.ATTACH, ints: [1, 0] }],
+  },
+  { name: "ATTACH of a block beyond the pool", messages: [{ type: MsgType.ATTACH, ints: [1, 1 << 30] }] },
+  { name: "ATTACH without blocks", messages: [{ type: MsgType.ATTACH, ints: [1] }] },
+  {
+    name: "ATTACH to a sequence holding blocks",
+    messages: [
+      ...stepMessages(1).slice(0, 1),
+      { type: MsgType.RETAIN, ints: [1, 0] },
+      { type: MsgType.ATTACH, ints: [1, 0] },
+    ],
+  },
+  { name: "RETAIN of a sequence with no KV", messages: [{ type: MsgType.RETAIN, ints: [9, 0] }] },
+  {
+    name: "RETAIN past the table",
+    messages: [...stepMessages(1).slice(0, 1), { type: MsgType.RETAIN, ints: [1, 3] }],
+  },
 ];
 
 describe("attention worker under fuzzed and malformed frames", () => {

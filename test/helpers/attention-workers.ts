@@ -76,6 +76,8 @@ export async function remoteAttention(
     maxTokensPerStep?: number;
     maxRunning?: number;
     kvDtype?: KvDType;
+    /** false: the exchange over transport messages, not the native data plane. */
+    dataPlane?: boolean;
   },
 ): Promise<{ service: RemoteAttentionService; workers: InProcessWorker[] }> {
   const workers = Array.from(
@@ -93,6 +95,7 @@ export async function remoteAttention(
     geometry: sizes.geometry,
     kvMemory: null,
     microBatches: Math.max(1, o.depth),
+    ...(o.dataPlane !== undefined ? { dataPlane: o.dataPlane } : {}),
   });
   return { service, workers };
 }

@@ -43,6 +43,8 @@ describe("POST /v1/completions (stories260K, real engine)", () => {
         prompt_tokens: c.prompt_token_ids.length,
         completion_tokens: c.generated_token_ids.length,
         total_tokens: c.prompt_token_ids.length + c.generated_token_ids.length,
+        // Shorter than a block of 64: nothing to take from the prefix cache.
+        prompt_tokens_details: { cached_tokens: 0 },
       });
     }
   });
@@ -84,7 +86,12 @@ describe("POST /v1/completions (stories260K, real engine)", () => {
     assert.ok(chunks > 10, `expected token-by-token chunks, got ${chunks}`);
     assert.equal(text, continuation(s, c.prompt_token_ids, c.generated_token_ids.slice(0, 40)));
     assert.equal(finish, "length");
-    assert.deepEqual(usage, { prompt_tokens: 5, completion_tokens: 40, total_tokens: 45 });
+    assert.deepEqual(usage, {
+      prompt_tokens: 5,
+      completion_tokens: 40,
+      total_tokens: 45,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
   });
 
   it("the raw stream is SSE ending in data: [DONE]", async () => {

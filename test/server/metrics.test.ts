@@ -104,6 +104,7 @@ describe("engine-derived metrics", () => {
     refused: 7,
     promptTokens: 1000,
     generationTokens: 500,
+    prefixCache: { enabled: true, queriedTokens: 900, hitTokens: 640, cachedBlocks: 12 },
     timing: { model: 2, attention: 1, transport: 0.5, idle: 0.5, steps: 100, polling: 0.25 },
     ...over,
   });
@@ -121,6 +122,9 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get("lamina_preemptions_total"), 4);
     assert.equal(m.get("lamina_kv_output_reserve_ratio"), 0.25);
     assert.equal(m.get("lamina_requests_refused_total"), 7);
+    assert.equal(m.get("lamina_prefix_cache_queries_total"), 900);
+    assert.equal(m.get("lamina_prefix_cache_hits_total"), 640);
+    assert.equal(m.get("lamina_prefix_cache_blocks"), 12);
     assert.equal(m.get("lamina_step_model_seconds"), 0.02);
     assert.equal(m.get("lamina_step_transport_seconds"), 0.005);
     assert.equal(m.get("lamina_pipeline_idle_ratio"), 0.125);
