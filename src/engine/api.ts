@@ -48,6 +48,29 @@ export interface SamplingParams {
     readonly close: number;
     readonly inside: boolean;
   } | null;
+  /** Strict tool calls: each call the reply makes is drawn under its tool's schema; null: none. */
+  readonly toolCalls: ToolCallConstraint | null;
+}
+
+/**
+ * How a reply's tool calls are drawn when a request's tools are strict (engine/tool-call-draw.ts):
+ * each call is one JSON object {"name": one of the tools, "<argsKey>": that tool's parameters},
+ * under the automaton of json-constraint.ts, and the rest of the reply is drawn freely.
+ */
+export interface ToolCallConstraint {
+  /** Each tool's name and parameters schema (the JSON Schema subset; null: any object). */
+  readonly tools: readonly { readonly name: string; readonly parameters: unknown }[];
+  /** The call object's key for the arguments: "arguments" (Hermes tags), "parameters" (Llama 3). */
+  readonly argsKey: "arguments" | "parameters";
+  /** The token that opens a call (Hermes `<tool_call>`); null: a call is the whole reply (Llama 3). */
+  readonly open: number | null;
+  /** The token that closes a call, drawn as soon as its object is whole; null: the reply ends there. */
+  readonly close: number | null;
+  /**
+   * The call's text the prompt already wrote (tool_choice required or named: the reply continues a
+   * call the prompt opened; with `open`, the text after that token), or null: the model decides.
+   */
+  readonly opened: string | null;
 }
 
 /**

@@ -60,6 +60,8 @@ type Frame =
       readonly phase: "open" | "comma" | "colon" | "after";
       /** The property whose key was just read (-1: an undeclared key). */
       readonly chosen: number;
+      /** Which string of its enum the last enum-valued property took (-1: none yet); a switch reads it. */
+      readonly tag: number;
     }
   | {
       readonly t: "arr";
@@ -174,6 +176,8 @@ function startValue(c: Cursor, node: SchemaNode, b: number): boolean {
       const option = node.options.find((o) => firstBytes(o).has(b));
       return option !== undefined && startValue(c, option, b);
     }
+    case "switch":
+      return false; // resolved by its object (objectByte) before its value starts
     case "any":
       if (b === 0x22) return startValue(c, ANY_STRING, b);
       if (b === 0x7b) return startValue(c, JSON_OBJECT, b);
@@ -207,7 +211,7 @@ function startValue(c: Cursor, node: SchemaNode, b: number): boolean {
     }
     case "object":
       if (b !== 0x7b) return false;
-      replace(c, { t: "obj", node, next: 0, phase: "open", chosen: -1 });
+      replace(c, { t: "obj", node, next: 0, phase: "open", chosen: -1, tag: -1 });
       return true;
     case "array":
       if (b !== 0x5b) return false;
@@ -256,10 +260,15 @@ function stringByte(c: Cursor, f: Extract<Frame, { t: "str" }>, b: number): bool
   return b >= 0x20;
 }
 
-/** A string's closing quote: a key hands its choice to the object below, a value ends. */
+/**
+ * A string's closing quote: a key hands its choice to the object below, a value ends (an enum's
+ * choice becoming the object's tag, which a later switch-valued property reads).
+ */
 function endString(c: Cursor, f: Extract<Frame, { t: "str" }>, chosen: number): boolean {
   if (!f.key) {
     finishValue(c);
+    const below = c.stack[c.stack.length - 1];
+    if (chosen >= 0 && below?.t === "obj") replace(c, { ...below, tag: chosen });
     return true;
   }
   c.stack.pop();
@@ -333,7 +342,11 @@ function objectByte(c: Cursor, o: Extract<Frame, { t: "obj" }>, b: number): bool
   const free = o.node.extra !== null;
   if (o.phase === "colon") {
     if (b !== 0x3a) return false;
-    const node = o.chosen >= 0 ? o.node.props[o.chosen]!.node : o.node.extra!;
+    let node = o.chosen >= 0 ? o.node.props[o.chosen]!.node : o.node.extra!;
+    if (node.kind === "switch") {
+      if (o.tag < 0 || o.tag >= node.cases.length) return false;
+      node = node.cases[o.tag]!;
+    }
     replace(c, { ...o, phase: "after", next: o.chosen >= 0 ? o.chosen + 1 : o.next });
     c.stack.push({ t: "value", node });
     return true;

@@ -27,6 +27,12 @@ export type SchemaNode =
   | { readonly kind: "array"; readonly items: SchemaNode; readonly min: number; readonly max: number }
   /** Alternatives told apart by their first byte. */
   | { readonly kind: "union"; readonly options: readonly SchemaNode[] }
+  /**
+   * A property's value picked by the enum value an earlier property of the same object took:
+   * cases[i] where that enum's i-th string was written (tool calls: the arguments of the tool the
+   * name names; built by tool-call-schema.ts, never compiled from a request's schema).
+   */
+  | { readonly kind: "switch"; readonly cases: readonly SchemaNode[] }
   | { readonly kind: "ref"; readonly resolve: () => SchemaNode };
 
 export interface SchemaProp {
@@ -320,6 +326,8 @@ function firstBytesOf(n: SchemaNode, depth: number): ReadonlySet<number> {
       return new Set([0x5b]);
     case "union":
       return new Set(n.options.flatMap((o) => [...firstBytes(o, depth + 1)]));
+    case "switch":
+      return new Set(n.cases.flatMap((o) => [...firstBytes(o, depth + 1)]));
     case "ref":
       return firstBytes(n.resolve(), depth + 1);
   }

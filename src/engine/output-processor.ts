@@ -7,6 +7,7 @@ import type { MicroBatch } from "./micro-batches.js";
 import { Sampler } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
 import { StopChecker } from "./stop-checker.js";
+import { ToolCallDraw } from "./tool-call-draw.js";
 
 interface SeqText {
   readonly detok: IncrementalDetokenizer;
@@ -19,6 +20,8 @@ interface SeqText {
   thinking: boolean;
   /** No token of the structured value drawn yet (the reply may still open a think block). */
   fresh: boolean;
+  /** Strict tool calls (params.toolCalls): how this reply's calls are drawn; null without. */
+  tools: ToolCallDraw | null;
 }
 
 /**
@@ -51,6 +54,7 @@ export class OutputProcessor {
       json: structuredStart(seq.params),
       thinking: seq.params.structuredThink?.inside === true,
       fresh: true,
+      tools: seq.params.toolCalls ? new ToolCallDraw(seq.params.toolCalls) : null,
     });
   }
 
@@ -81,7 +85,17 @@ export class OutputProcessor {
       if (want !== null) this.rawLogits.set(logits.subarray(off, off + V));
       const tx = this.text.get(seq)!;
       const token = !tx.json
-        ? this.sampler.sample(logits, off, seq)
+        ? tx.tools
+          ? tx.tools.draw(
+              this.sampler,
+              logits,
+              off,
+              seq,
+              this.tokenizer.pieces!,
+              V,
+              (tx.ends ??= this.endMask(seq)),
+            )
+          : this.sampler.sample(logits, off, seq)
         : tx.thinking
           ? this.sampleThinking(logits, off, seq, tx)
           : this.sampleJson(logits, off, seq, tx);

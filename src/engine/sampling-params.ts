@@ -2,6 +2,7 @@ import type { GenerationDefaults } from "../model/types.js";
 import type { LogitBias, SamplingParams } from "./api.js";
 import { InvalidRequestError } from "./errors.js";
 import { compileSchema, SchemaError } from "./json-schema.js";
+import { toolCallNode } from "./tool-call-schema.js";
 
 export const MAX_LOGPROBS = 20;
 /** OpenAI's documented range; higher values only flatten the distribution further. */
@@ -51,6 +52,7 @@ export function resolveSamplingParams(
     responseFormat: input.responseFormat ?? "text",
     jsonSchema: input.jsonSchema ?? null,
     structuredThink: input.structuredThink ?? null,
+    toolCalls: input.toolCalls ?? null,
   };
   const check = (ok: boolean, param: string, what: string): void => {
     if (!ok) throw new InvalidRequestError(`${param} ${what}`, param);
@@ -129,6 +131,7 @@ function checkStructured(p: SamplingParams, check: (ok: boolean, param: string, 
     "structured_think",
     "must name the think tags' token ids",
   );
+  checkToolCalls(p.toolCalls, check);
   if (p.responseFormat === "json_schema") {
     try {
       compileSchema(p.jsonSchema);
@@ -192,4 +195,30 @@ function resolveLogitBias(
 function isResolved(x: object): x is LogitBias {
   const r = x as Partial<LogitBias>;
   return r.ids instanceof Int32Array && r.biases instanceof Float32Array;
+}
+
+/** A strict tool-call constraint (chat-tools.ts builds it): its tokens ids, and schemas that compile. */
+function checkToolCalls(
+  tc: SamplingParams["toolCalls"],
+  check: (ok: boolean, param: string, what: string) => void,
+): void {
+  if (tc === null) return;
+  const tokenOrNull = (t: unknown) => t === null || (Number.isInteger(t) && (t as number) >= 0);
+  check(
+    Array.isArray(tc.tools) &&
+      tc.tools.length > 0 &&
+      tc.tools.every((t) => typeof t.name === "string") &&
+      (tc.argsKey === "arguments" || tc.argsKey === "parameters") &&
+      tokenOrNull(tc.open) &&
+      tokenOrNull(tc.close) &&
+      (tc.opened === null || typeof tc.opened === "string"),
+    "tools",
+    "must describe strict tool calls (names, token ids of the call's tags)",
+  );
+  try {
+    toolCallNode(tc);
+  } catch (e) {
+    if (e instanceof SchemaError) throw new InvalidRequestError(`strict tools: ${e.message}`, "tools");
+    throw e;
+  }
 }

@@ -1,3 +1,7 @@
+import type { ToolCallConstraint } from "../engine/api.js";
+import { SchemaError } from "../engine/json-schema.js";
+import { toolCallNode } from "../engine/tool-call-schema.js";
+import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { badRequest } from "./errors.js";
 import { mistralMarkers } from "./mistral-calls.js";
@@ -16,6 +20,8 @@ export interface ToolUse {
   readonly prefill: string;
   /** parallel_tool_calls false: the first call only. */
   readonly maxCalls: number;
+  /** Where a tool is strict: how the engine draws the calls (engine/tool-call-draw.ts); else null. */
+  readonly constraint: ToolCallConstraint | null;
 }
 
 const FORMATS = "Hermes <tool_call> tags as Qwen's templates teach, Llama 3's JSON calls, gpt-oss's harmony";
@@ -63,7 +69,53 @@ export function toolUse(
     tools,
     prefill,
     maxCalls: body.parallel_tool_calls === false ? 1 : Number.POSITIVE_INFINITY,
+    constraint: tools.some((t) => t.function.strict === true)
+      ? strictCalls(tokenizer, format, tools, prefill)
+      : null,
   };
+}
+
+/**
+ * The constraint for strict tools: every call's name is a tool's and its arguments a value of that
+ * tool's schema (a tool not marked strict takes any object). Drawn for the formats whose calls are
+ * whole JSON objects: Hermes tags (the tags single tokens) and Llama 3's JSON; the others refused.
+ */
+function strictCalls(
+  tokenizer: Tokenizer,
+  format: ToolCallFormat,
+  tools: readonly ChatTool[],
+  prefill: string,
+): ToolCallConstraint {
+  const refuse = (why: string) =>
+    badRequest(
+      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags and Llama 3's JSON calls`,
+      "tools",
+    );
+  if (!tokenizer.pieces) throw refuse("this model's tokenizer does not give its tokens as bytes");
+  const specs = tools.map((t) => ({
+    name: t.function.name,
+    parameters: t.function.strict === true ? (t.function.parameters ?? {}) : null,
+  }));
+  let c: ToolCallConstraint;
+  if (format === "hermes") {
+    const open = singleTokenId(tokenizer, "<tool_call>");
+    const close = singleTokenId(tokenizer, "</tool_call>");
+    if (open === null || close === null) throw refuse("this model's <tool_call> tags are not single tokens");
+    const opened = prefill ? prefill.slice("<tool_call>".length) : null;
+    c = { tools: specs, argsKey: "arguments", open, close, opened };
+  } else if (format === "llama3-json") {
+    c = { tools: specs, argsKey: "parameters", open: null, close: null, opened: prefill || null };
+  } else throw refuse(`this model's template teaches ${format} calls`);
+  for (let i = 0; i < specs.length; i++) {
+    try {
+      toolCallNode({ ...c, tools: [specs[i]!] });
+    } catch (e) {
+      if (e instanceof SchemaError)
+        throw badRequest(`tools[${i}].function.parameters: ${e.message}`, `tools[${i}].function.parameters`);
+      throw e;
+    }
+  }
+  return c;
 }
 
 /** Each format's opening of a call, up to where the function's name goes. */

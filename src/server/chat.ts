@@ -52,7 +52,11 @@ export async function handleChat(ctx: RouteContext, request: FastifyRequest, rep
       engine.model.vocabSize,
       engine.model.generation,
     );
-    requests.push({ id: `${id}-${i}`, promptTokenIds: prompt, params: { ...params, structuredThink } });
+    requests.push({
+      id: `${id}-${i}`,
+      promptTokenIds: prompt,
+      params: { ...params, structuredThink, toolCalls: tools?.constraint ?? null },
+    });
   }
 
   const generation = new Generation(engine, requests, ctx.metrics, arrivalMs);

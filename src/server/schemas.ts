@@ -142,8 +142,8 @@ const message = z.object({
 });
 
 /**
- * A function the model may call. strict (arguments that follow the schema exactly) needs
- * constrained decoding, which this server does not do: true is refused rather than ignored.
+ * A function the model may call. strict: its calls' arguments are drawn under its parameters
+ * schema (the JSON Schema subset structured outputs take; chat-tools.ts).
  */
 const tool = z.object({
   type: z.literal("function"),
@@ -154,9 +154,7 @@ const tool = z.object({
       .max(1 << 16)
       .optional(),
     parameters: z.record(z.string(), z.json()).optional(),
-    strict: z
-      .literal(false, { error: "true needs constrained decoding, which this server does not do" })
-      .nullish(),
+    strict: z.boolean().nullish(),
   }),
 });
 

@@ -21,6 +21,7 @@ const JSON_START = jsonStart(JSON_OBJECT);
 import { Rng } from "../../src/engine/rng.js";
 import { Sampler, type SamplingState } from "../../src/engine/sampler.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import { toolCallNode } from "../../src/engine/tool-call-schema.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
 import { tokenizerDir } from "../tokenizer/fixtures.js";
 
@@ -213,5 +214,59 @@ describe("the first-byte check before the automaton", () => {
       }
       assert.ok(count > 0);
     }
+  });
+});
+
+describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
+  const node = toolCallNode({
+    tools: [
+      { name: "a", parameters: { type: "object", properties: { x: { type: "integer" } }, required: ["x"] } },
+      { name: "b", parameters: { type: "object", properties: { y: { enum: ["p", "q"] } }, required: ["y"] } },
+      { name: "c", parameters: null },
+    ],
+    argsKey: "arguments",
+    open: null,
+    close: null,
+    opened: null,
+  });
+  const reads = (text: string) => advanceJson(jsonStart(node), utf8.encode(text));
+
+  it("takes each tool's arguments under that tool's schema, picked by the name written", () => {
+    for (const call of [
+      { name: "a", arguments: { x: 3 } },
+      { name: "b", arguments: { y: "q" } },
+      { name: "c", arguments: { anything: [1, "two"] } },
+    ]) {
+      const text = JSON.stringify(call);
+      for (let i = 0; i < text.length; i++) assert.ok(reads(text.slice(0, i)), `${text} to ${i}`);
+      assert.ok(jsonComplete(reads(text)!), text);
+    }
+  });
+
+  it("refuses another tool's arguments, a name no tool has, and a missing key", () => {
+    assert.equal(reads('{"name": "a", "arguments": {"y'), null);
+    assert.equal(reads('{"name": "b", "arguments": {"x'), null);
+    assert.equal(reads('{"name": "b", "arguments": {"y": "r'), null);
+    assert.equal(reads('{"name": "d'), null);
+    assert.equal(reads('{"arguments'), null, "the name comes first");
+    assert.equal(reads('{"name": "a"}'), null, "the arguments are required");
+  });
+
+  it("resolveSamplingParams refuses a malformed constraint and a schema it cannot draw", () => {
+    const base = { argsKey: "arguments" as const, open: 5, close: 6, opened: null };
+    const tools = [{ name: "a", parameters: null }];
+    assert.doesNotThrow(() => resolveSamplingParams({ toolCalls: { ...base, tools } }));
+    assert.throws(() => resolveSamplingParams({ toolCalls: { ...base, tools: [] } }), /strict tool calls/);
+    assert.throws(
+      () => resolveSamplingParams({ toolCalls: { ...base, tools, open: -1 } }),
+      /strict tool calls/,
+    );
+    assert.throws(
+      () =>
+        resolveSamplingParams({
+          toolCalls: { ...base, tools: [{ name: "a", parameters: { pattern: "x" } }] },
+        }),
+      /strict tools: .*pattern/,
+    );
   });
 });

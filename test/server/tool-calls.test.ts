@@ -195,9 +195,13 @@ describe("tool calls in Hermes tags (Qwen-style template, real engine)", () => {
         /letters/,
       ],
       [
-        { tools: [{ ...WEATHER, function: { ...WEATHER.function, strict: true } }] },
-        "tools[0].function.strict",
-        /constrained decoding/,
+        {
+          tools: [
+            { ...WEATHER, function: { ...WEATHER.function, strict: true, parameters: { minProperties: 1 } } },
+          ],
+        },
+        "tools[0].function.parameters",
+        /minProperties/,
       ],
       [{ tools: [] }, "tools", /./],
       [{ tools: [WEATHER], tool_choice: "sometimes" }, "tool_choice", /"none", "auto", "required"/],

@@ -1,0 +1,133 @@
+import type { TokenPieces } from "../tokenizer/types.js";
+import type { ToolCallConstraint } from "./api.js";
+import { acceptToken, advanceJson, allowedTokens, type JsonState, jsonStart } from "./json-constraint.js";
+import type { SchemaNode } from "./json-schema.js";
+import type { Sampler } from "./sampler.js";
+import type { Sequence } from "./sequence.js";
+import { toolCallNode } from "./tool-call-schema.js";
+
+const utf8 = new TextEncoder();
+const NO_ENDS = (_token: number) => false;
+
+/**
+ * One reply's strict tool calls (a request whose tools are strict): text is drawn freely, and each
+ * call under its automaton (tool-call-schema.ts), so its name is a tool's and its arguments a
+ * value of that tool's schema. A call starts at the format's open token (Hermes `<tool_call>`:
+ * its close token is drawn as soon as the object is whole, and text may follow) or, without one
+ * (Llama 3), is the whole reply: its first token is either text or the start of a call, which
+ * then ends the reply. Where the prompt opened the call (tool_choice required or named), the
+ * reply starts inside it.
+ */
+export class ToolCallDraw {
+  private readonly node: SchemaNode;
+  /** Inside a call: the automaton's state; null outside. */
+  private call: JsonState | null = null;
+  /** The call's object is whole: the close token comes next. */
+  private closeNext = false;
+  /** Llama 3 with the choice left to the model: nothing but whitespace drawn yet, text or call. */
+  private undecided: JsonState | null = null;
+  private noEnds: Uint8Array | null = null;
+
+  constructor(private readonly c: ToolCallConstraint) {
+    this.node = toolCallNode(c);
+    const start = jsonStart(this.node);
+    if (c.opened !== null) this.call = advanceJson(start, utf8.encode(c.opened));
+    else if (c.open === null) this.undecided = start;
+  }
+
+  /**
+   * The next token. `ends`: the tokens that end the sequence (one flag a token); a call ends the
+   * reply only where the format has no close token.
+   */
+  draw(
+    sampler: Sampler,
+    logits: Float32Array,
+    off: number,
+    seq: Sequence,
+    pieces: TokenPieces,
+    vocabSize: number,
+    ends: Uint8Array,
+  ): number {
+    const c = this.c;
+    if (this.closeNext) {
+      this.closeNext = false;
+      const token = sampler.sampleAllowed(logits, off, seq, (t) => t === c.close);
+      return token < 0 ? c.close! : token;
+    }
+    if (this.call) return this.drawInCall(this.call, sampler, logits, off, seq, pieces, vocabSize, ends);
+    if (this.undecided)
+      return this.drawFirst(this.undecided, sampler, logits, off, seq, pieces, vocabSize, ends);
+    const token = sampler.sample(logits, off, seq);
+    if (token === c.open) this.call = jsonStart(this.node);
+    return token;
+  }
+
+  private drawInCall(
+    state: JsonState,
+    sampler: Sampler,
+    logits: Float32Array,
+    off: number,
+    seq: Sequence,
+    pieces: TokenPieces,
+    vocabSize: number,
+    ends: Uint8Array,
+  ): number {
+    const isEnd = this.c.close === null ? (t: number) => ends[t] === 1 : NO_ENDS;
+    // With a close token the call cannot end the reply: no token counts as an end inside it.
+    if (this.c.close !== null && this.noEnds?.length !== vocabSize) this.noEnds = new Uint8Array(vocabSize);
+    const allowed = allowedTokens(state, pieces, vocabSize, this.c.close === null ? ends : this.noEnds!);
+    const token = sampler.sampleAllowed(logits, off, seq, allowed);
+    // No token continues the call (a vocabulary without the bytes it needs): the reply ends.
+    if (token < 0) return ends.indexOf(1) >= 0 ? ends.indexOf(1) : sampler.sample(logits, off, seq);
+    const next = acceptToken(state, token, pieces, isEnd)!;
+    this.call = next;
+    if (this.c.close !== null && next.done) {
+      this.call = null;
+      this.closeNext = true;
+    }
+    return token;
+  }
+
+  /** Llama 3, the model choosing: a token that starts a call enters it, any other is text. */
+  private drawFirst(
+    state: JsonState,
+    sampler: Sampler,
+    logits: Float32Array,
+    off: number,
+    seq: Sequence,
+    pieces: TokenPieces,
+    vocabSize: number,
+    ends: Uint8Array,
+  ): number {
+    const allowed = allowedTokens(state, pieces, vocabSize, ends);
+    const token = sampler.sampleAllowed(logits, off, seq, (t) => !callLike(pieces, t) || allowed(t));
+    if (token < 0) return sampler.sample(logits, off, seq);
+    const bytes = pieces.isSpecial(token) ? null : pieces.bytes(token);
+    const rest = bytes ? firstNonSpace(bytes) : -1;
+    if (rest < 0 && bytes && bytes.length > 0) {
+      // Whitespace only: still either (whitespace the call's automaton no longer takes means text).
+      this.undecided = advanceJson(state, bytes);
+      return token;
+    }
+    this.undecided = null;
+    if (callLike(pieces, token)) this.call = acceptToken(state, token, pieces, (t) => ends[t] === 1);
+    return token;
+  }
+}
+
+/** Index of the first byte that is not JSON whitespace, or -1. */
+function firstNonSpace(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return i;
+  }
+  return -1;
+}
+
+/** Whether a token's text starts a JSON object (after whitespace): a Llama 3 reply that does is a call. */
+function callLike(pieces: TokenPieces, token: number): boolean {
+  if (pieces.isSpecial(token)) return false;
+  const bytes = pieces.bytes(token);
+  const i = firstNonSpace(bytes);
+  return i >= 0 && bytes[i] === 0x7b;
+}
