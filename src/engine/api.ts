@@ -62,6 +62,8 @@ export interface ToolCallConstraint {
   readonly tools: readonly { readonly name: string; readonly parameters: unknown }[];
   /** The call object's key for the arguments: "arguments" (Hermes tags), "parameters" (Llama 3). */
   readonly argsKey: "arguments" | "parameters";
+  /** The calls come as one JSON list of call objects (Mistral's `[TOOL_CALLS] [...]`), not one object each. */
+  readonly list: boolean;
   /** The token that opens a call (Hermes `<tool_call>`); null: a call is the whole reply (Llama 3). */
   readonly open: number | null;
   /** The token that closes a call, drawn as soon as its object is whole; null: the reply ends there. */

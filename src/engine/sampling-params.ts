@@ -209,6 +209,7 @@ function checkToolCalls(
       tc.tools.length > 0 &&
       tc.tools.every((t) => typeof t.name === "string") &&
       (tc.argsKey === "arguments" || tc.argsKey === "parameters") &&
+      typeof tc.list === "boolean" &&
       tokenOrNull(tc.open) &&
       tokenOrNull(tc.close) &&
       (tc.opened === null || typeof tc.opened === "string"),

@@ -13,10 +13,10 @@ const NO_ENDS = (_token: number) => false;
  * One reply's strict tool calls (a request whose tools are strict): text is drawn freely, and each
  * call under its automaton (tool-call-schema.ts), so its name is a tool's and its arguments a
  * value of that tool's schema. A call starts at the format's open token (Hermes `<tool_call>`:
- * its close token is drawn as soon as the object is whole, and text may follow) or, without one
- * (Llama 3), is the whole reply: its first token is either text or the start of a call, which
- * then ends the reply. Where the prompt opened the call (tool_choice required or named), the
- * reply starts inside it.
+ * its close token is drawn as soon as the object is whole, and text may follow; Mistral's
+ * `[TOOL_CALLS]`: a list of calls that ends the reply) or, without one (Llama 3), is the whole
+ * reply: its first token is either text or the start of a call, which then ends the reply. Where
+ * the prompt opened the call (tool_choice required or named), the reply starts inside it.
  */
 export class ToolCallDraw {
   private readonly node: SchemaNode;

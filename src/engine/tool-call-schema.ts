@@ -7,13 +7,13 @@ const utf8 = new TextEncoder();
 const quoted = (s: string) => utf8.encode(JSON.stringify(s).slice(1, -1));
 
 /**
- * The schema of one strict tool call: an object whose "name" is one of the tools' names and whose
+ * The schema of one strict tool call (or, `list`, of a JSON list of them): an object whose "name" is one of the tools' names and whose
  * arguments, under `argsKey`, are a value of the schema of the tool that name names (a switch on
  * the name's enum). Throws SchemaError, naming the tool, where a tool's parameters do not compile.
  */
 export function toolCallNode(c: ToolCallConstraint): SchemaNode {
   const cases = c.tools.map((t) => (t.parameters == null ? JSON_OBJECT : compileSchema(t.parameters)));
-  return {
+  const call: SchemaNode = {
     kind: "object",
     props: [
       {
@@ -25,4 +25,6 @@ export function toolCallNode(c: ToolCallConstraint): SchemaNode {
     ],
     extra: null,
   };
+  // Mistral's list form: every call of the reply in one JSON list.
+  return c.list ? { kind: "array", items: call, min: 1, max: Number.POSITIVE_INFINITY } : call;
 }

@@ -78,7 +78,8 @@ export function toolUse(
 /**
  * The constraint for strict tools: every call's name is a tool's and its arguments a value of that
  * tool's schema (a tool not marked strict takes any object). Drawn for the formats whose calls are
- * whole JSON objects: Hermes tags (the tags single tokens) and Llama 3's JSON; the others refused.
+ * whole JSON objects: Hermes tags (the tags single tokens), Llama 3's JSON and Mistral's JSON list
+ * (not its NAME[ARGS] form, nor harmony's messages: refused).
  */
 function strictCalls(
   tokenizer: Tokenizer,
@@ -88,7 +89,7 @@ function strictCalls(
 ): ToolCallConstraint {
   const refuse = (why: string) =>
     badRequest(
-      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags and Llama 3's JSON calls`,
+      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags, Llama 3's JSON calls and Mistral's [TOOL_CALLS] JSON lists`,
       "tools",
     );
   if (!tokenizer.pieces) throw refuse("this model's tokenizer does not give its tokens as bytes");
@@ -102,13 +103,30 @@ function strictCalls(
     const close = singleTokenId(tokenizer, "</tool_call>");
     if (open === null || close === null) throw refuse("this model's <tool_call> tags are not single tokens");
     const opened = prefill ? prefill.slice("<tool_call>".length) : null;
-    c = { tools: specs, argsKey: "arguments", open, close, opened };
+    c = { tools: specs, argsKey: "arguments", list: false, open, close, opened };
   } else if (format === "llama3-json") {
-    c = { tools: specs, argsKey: "parameters", open: null, close: null, opened: prefill || null };
-  } else throw refuse(`this model's template teaches ${format} calls`);
+    c = {
+      tools: specs,
+      argsKey: "parameters",
+      list: false,
+      open: null,
+      close: null,
+      opened: prefill || null,
+    };
+  } else if (format === "mistral" && mistralMarkers(tokenizer)?.args == null) {
+    // [TOOL_CALLS] then one JSON list of every call, which ends the reply.
+    const open = singleTokenId(tokenizer, "[TOOL_CALLS]")!;
+    const opened = prefill ? prefill.slice("[TOOL_CALLS]".length) : null;
+    c = { tools: specs, argsKey: "arguments", list: true, open, close: null, opened };
+  } else
+    throw refuse(
+      format === "mistral"
+        ? "this model writes calls as NAME[ARGS]{...}, not as JSON objects"
+        : `this model's template teaches ${format} calls`,
+    );
   for (let i = 0; i < specs.length; i++) {
     try {
-      toolCallNode({ ...c, tools: [specs[i]!] });
+      toolCallNode({ ...c, tools: [specs[i]!], list: false });
     } catch (e) {
       if (e instanceof SchemaError)
         throw badRequest(`tools[${i}].function.parameters: ${e.message}`, `tools[${i}].function.parameters`);

@@ -225,6 +225,7 @@ describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
       { name: "c", parameters: null },
     ],
     argsKey: "arguments",
+    list: false,
     open: null,
     close: null,
     opened: null,
@@ -253,7 +254,7 @@ describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
   });
 
   it("resolveSamplingParams refuses a malformed constraint and a schema it cannot draw", () => {
-    const base = { argsKey: "arguments" as const, open: 5, close: 6, opened: null };
+    const base = { argsKey: "arguments" as const, list: false, open: 5, close: 6, opened: null };
     const tools = [{ name: "a", parameters: null }];
     assert.doesNotThrow(() => resolveSamplingParams({ toolCalls: { ...base, tools } }));
     assert.throws(() => resolveSamplingParams({ toolCalls: { ...base, tools: [] } }), /strict tool calls/);

@@ -53,13 +53,14 @@ async function ask(s: LiveServer, body: Body) {
 }
 
 /**
- * Where the table says nothing: `}` before `"` before other bytes before whitespace, so that what
- * a constraint leaves open is written in few tokens (an empty object or string where allowed).
+ * Where the table says nothing: `}` and `]` before `"` before other bytes before whitespace, so
+ * that what a constraint leaves open is written in few tokens (an empty object or string where
+ * allowed, a list that ends once it may).
  */
 function preferences(vocab: number): [number, number, number][] {
   const rows: [number, number, number][] = [];
   for (let from = 0; from < vocab; from++) {
-    rows.push([from, c("}"), 2], [from, c('"'), 1]);
+    rows.push([from, c("}"), 2], [from, c("]"), 2], [from, c('"'), 1]);
     for (const ws of [9, 10, 13, 32]) rows.push([from, ws, -5]);
   }
   return rows;
@@ -207,18 +208,50 @@ describe("strict tools as Llama 3 JSON (real engine): a call is the whole reply"
   });
 });
 
-describe("strict tools where calls are not whole JSON objects", () => {
+describe("strict tools after Mistral's [TOOL_CALLS] (a JSON list of calls, real engine)", () => {
+  const [TOOL_CALLS, LIST, EOS] = [258, 259, 260];
   let s: LiveServer;
   before(async () => {
-    // Mistral's [TOOL_CALLS] control token: its calls' form (a JSON list, or NAME[ARGS]{...}) varies.
-    const dir = path.join(tmp, "mistral-like");
+    const dir = path.join(tmp, "mistral");
     writeSuccessorModel(dir, {
       added: [
         { content: "[TOOL_CALLS]", special: true },
+        { content: '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', special: false },
+        { content: "<|eos|>", special: true },
+      ],
+      template: "{% for m in messages %}{{ m.content }}|{% endfor %}{% if tools %}[TOOL_CALLS]{% endif %}T",
+      eos: [EOS],
+      next: [...preferences(261), [c("T"), TOOL_CALLS, 10], [TOOL_CALLS, LIST, 10], [LIST, EOS, 10]],
+    });
+    s = await startServer({ model: dir });
+  });
+  after(() => s.close());
+
+  it("the list's calls are drawn under the schemas, and the reply ends with the list", async () => {
+    assert.deepEqual((await ask(s, { tools: [weather(false)] })).calls, [["get_weather", { city: "Paris" }]]);
+    const r = await ask(s, { tools: [weather(true)] });
+    assert.ok(r.calls.length >= 1);
+    for (const [name, args] of r.calls) {
+      assert.equal(name, "get_weather");
+      assert.ok(["Lyon", "Nice"].includes(args.city), JSON.stringify(args));
+    }
+    assert.equal(r.finish, "tool_calls");
+  });
+});
+
+describe("strict tools where calls are not whole JSON objects", () => {
+  let s: LiveServer;
+  before(async () => {
+    // Later Mistral tokenizers: [TOOL_CALLS]NAME[ARGS]{...}, the name outside any JSON.
+    const dir = path.join(tmp, "mistral-args");
+    writeSuccessorModel(dir, {
+      added: [
+        { content: "[TOOL_CALLS]", special: true },
+        { content: "[ARGS]", special: true },
         { content: "</s>", special: true },
       ],
       template: "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}[TOOL_CALLS]{% endif %}",
-      eos: [259],
+      eos: [260],
       next: [],
     });
     s = await startServer({ model: dir });
@@ -227,7 +260,11 @@ describe("strict tools where calls are not whole JSON objects", () => {
 
   it("are refused with the formats strict calls are drawn for", async () => {
     await expectBadRequests(`${s.url}/v1/chat/completions`, { model: s.engine.model.id, messages: ASK }, [
-      [{ tools: [weather(true)] }, "tools", /strict calls are drawn for Hermes <tool_call> tags/],
+      [
+        { tools: [weather(true)] },
+        "tools",
+        /NAME\[ARGS\].*strict calls are drawn for Hermes <tool_call> tags/,
+      ],
     ]);
   });
 });

@@ -4,7 +4,10 @@
 // call and its result render as Qwen3 was taught them, and the call format is read as Hermes tags.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { acceptToken, type JsonState, jsonComplete, jsonStart } from "../../src/engine/json-constraint.js";
+import { toolCallNode } from "../../src/engine/tool-call-schema.js";
 import { templateToolCalls } from "../../src/server/chat-reply.js";
+import { toolUse } from "../../src/server/chat-tools.js";
 import { HermesCallReader } from "../../src/server/tool-call-text.js";
 import { toolCallFormat } from "../../src/server/tool-calls.js";
 import { loadHfTokenizer } from "../../src/tokenizer/index.js";
@@ -79,5 +82,36 @@ describe("Qwen3's tokenizer and chat template together", () => {
     const r = new HermesCallReader();
     const t = r.push(qwen3.decode(ids));
     assert.deepEqual(t.calls, [{ name: "get_weather", arguments: '{"city":"Paris"}' }]);
+  });
+});
+
+describe("strict tools on Qwen3's vocabulary", () => {
+  const qwen3 = loadHfTokenizer(tokenizerDir("tokenizer-qwen3"));
+  const tools = [
+    {
+      type: "function" as const,
+      function: {
+        name: "get_weather",
+        parameters: { type: "object", properties: { city: { enum: ["Lyon", "Nice"] } }, required: ["city"] },
+        strict: true,
+      },
+    },
+  ];
+
+  it("opens at the <tool_call> token, closes at </tool_call>, and takes Qwen's tokens of a call that follows the schema", () => {
+    const use = toolUse(qwen3, { tools });
+    const c = use!.constraint!;
+    assert.deepEqual([c.open, c.close, c.argsKey, c.list], [151657, 151658, "arguments", false]);
+    const walk = (call: string) => {
+      let s: JsonState | null = jsonStart(toolCallNode(c));
+      for (const t of qwen3.encode(call, { addSpecialTokens: false })) {
+        s = acceptToken(s, t, qwen3.pieces!, () => false);
+        if (!s) return null;
+      }
+      return s;
+    };
+    assert.ok(jsonComplete(walk('{"name": "get_weather", "arguments": {"city": "Lyon"}}')!));
+    assert.equal(walk('{"name": "get_weather", "arguments": {"city": "Paris"}}'), null);
+    assert.equal(walk('{"name": "get_time"'), null);
   });
 });
