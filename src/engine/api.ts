@@ -64,6 +64,19 @@ export interface ToolCallConstraint {
   readonly argsKey: "arguments" | "parameters";
   /** The calls come as one JSON list of call objects (Mistral's `[TOOL_CALLS] [...]`), not one object each. */
   readonly list: boolean;
+  /**
+   * gpt-oss's harmony messages instead of JSON calls: a message whose header says
+   * `to=functions.NAME` is a call, NAME one of the tools' (drawn so), its body that tool's
+   * arguments, then `close` (`<|call|>`). `header`: the header text the reply continues (the
+   * prompt ended inside one); `calling`: the tool whose arguments the reply starts in (a named
+   * tool_choice), else null. Null for the JSON formats.
+   */
+  readonly harmony: {
+    readonly start: number;
+    readonly message: number;
+    readonly header: string;
+    readonly calling: string | null;
+  } | null;
   /** The token that opens a call (Hermes `<tool_call>`); null: a call is the whole reply (Llama 3). */
   readonly open: number | null;
   /** The token that closes a call, drawn as soon as its object is whole; null: the reply ends there. */

@@ -210,6 +210,11 @@ function checkToolCalls(
       tc.tools.every((t) => typeof t.name === "string") &&
       (tc.argsKey === "arguments" || tc.argsKey === "parameters") &&
       typeof tc.list === "boolean" &&
+      (tc.harmony === null ||
+        (tokenOrNull(tc.harmony.start) &&
+          tokenOrNull(tc.harmony.message) &&
+          typeof tc.harmony.header === "string" &&
+          (tc.harmony.calling === null || tc.tools.some((t) => t.name === tc.harmony!.calling)))) &&
       tokenOrNull(tc.open) &&
       tokenOrNull(tc.close) &&
       (tc.opened === null || typeof tc.opened === "string"),

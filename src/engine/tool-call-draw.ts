@@ -4,7 +4,7 @@ import { acceptToken, advanceJson, allowedTokens, type JsonState, jsonStart } fr
 import type { SchemaNode } from "./json-schema.js";
 import type { Sampler } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
-import { toolCallNode } from "./tool-call-schema.js";
+import { toolArgNodes, toolCallNode } from "./tool-call-schema.js";
 
 const utf8 = new TextEncoder();
 const NO_ENDS = (_token: number) => false;
@@ -27,11 +27,19 @@ export class ToolCallDraw {
   /** Llama 3 with the choice left to the model: nothing but whitespace drawn yet, text or call. */
   private undecided: JsonState | null = null;
   private noEnds: Uint8Array | null = null;
+  /** Harmony: each tool's arguments, and the header so far (null: in a message's body). */
+  private readonly argNodes: SchemaNode[];
+  private header: string | null = null;
 
   constructor(private readonly c: ToolCallConstraint) {
     this.node = toolCallNode(c);
+    this.argNodes = toolArgNodes(c);
     const start = jsonStart(this.node);
-    if (c.opened !== null) this.call = advanceJson(start, utf8.encode(c.opened));
+    if (c.harmony) {
+      const i = c.tools.findIndex((t) => t.name === c.harmony!.calling);
+      if (i >= 0) this.call = jsonStart(this.argNodes[i]!);
+      else this.header = c.harmony.header;
+    } else if (c.opened !== null) this.call = advanceJson(start, utf8.encode(c.opened));
     else if (c.open === null) this.undecided = start;
   }
 
@@ -57,6 +65,7 @@ export class ToolCallDraw {
     if (this.call) return this.drawInCall(this.call, sampler, logits, off, seq, pieces, vocabSize, ends);
     if (this.undecided)
       return this.drawFirst(this.undecided, sampler, logits, off, seq, pieces, vocabSize, ends);
+    if (c.harmony) return this.drawHarmony(sampler, logits, off, seq, pieces);
     const token = sampler.sample(logits, off, seq);
     if (token === c.open) this.call = jsonStart(this.node);
     return token;
@@ -85,6 +94,42 @@ export class ToolCallDraw {
       this.call = null;
       this.closeNext = true;
     }
+    return token;
+  }
+
+  /**
+   * Harmony outside a call: a message's body is drawn freely; in a header, a function named after
+   * `to=functions.` must be one of the tools (its name's text checked as it grows; a special token
+   * such as `<|message|>` may end the header only once the name is whole), and the body of a
+   * message to one is its arguments.
+   */
+  private drawHarmony(
+    sampler: Sampler,
+    logits: Float32Array,
+    off: number,
+    seq: Sequence,
+    pieces: TokenPieces,
+  ) {
+    const h = this.c.harmony!;
+    const header = this.header;
+    if (header === null) {
+      const token = sampler.sample(logits, off, seq);
+      if (token === h.start) this.header = "";
+      return token;
+    }
+    const names = this.c.tools.map((t) => t.name);
+    const token = sampler.sampleAllowed(logits, off, seq, (t) =>
+      pieces.isSpecial(t)
+        ? calledName(header, names, true) !== undefined
+        : headerOk(header + text(pieces, t), names),
+    );
+    if (token < 0) return sampler.sample(logits, off, seq);
+    if (token === h.message) {
+      this.header = null;
+      const name = calledName(header, names, true);
+      if (name) this.call = jsonStart(this.argNodes[names.indexOf(name)]!);
+    } else if (token === h.start) this.header = "";
+    else if (!pieces.isSpecial(token)) this.header = header + text(pieces, token);
     return token;
   }
 
@@ -130,4 +175,30 @@ function callLike(pieces: TokenPieces, token: number): boolean {
   const bytes = pieces.bytes(token);
   const i = firstNonSpace(bytes);
   return i >= 0 && bytes[i] === 0x7b;
+}
+
+const RECIPIENT = "to=functions.";
+
+/** A token's text, a char a byte (names are ASCII; other bytes only need to stay themselves). */
+function text(pieces: TokenPieces, token: number): string {
+  return String.fromCharCode(...pieces.bytes(token));
+}
+
+/**
+ * The function a harmony header names: null where it names none, undefined where the name is not
+ * (yet) one of `names`. `whole`: the header ends here, so the name must be complete.
+ */
+function calledName(header: string, names: readonly string[], whole: boolean): string | null | undefined {
+  const i = header.indexOf(RECIPIENT);
+  if (i < 0) return null;
+  const rest = header.slice(i + RECIPIENT.length);
+  const name = /^[^\s<]*/.exec(rest)![0];
+  const ended = whole || rest.length > name.length;
+  if (ended) return names.includes(name) ? name : undefined;
+  return names.some((n) => n.startsWith(name)) ? name : undefined;
+}
+
+/** Whether a header's text so far can still name one of the tools (or names no function). */
+function headerOk(header: string, names: readonly string[]): boolean {
+  return calledName(header, names, false) !== undefined;
 }

@@ -12,7 +12,7 @@ const quoted = (s: string) => utf8.encode(JSON.stringify(s).slice(1, -1));
  * the name's enum). Throws SchemaError, naming the tool, where a tool's parameters do not compile.
  */
 export function toolCallNode(c: ToolCallConstraint): SchemaNode {
-  const cases = c.tools.map((t) => (t.parameters == null ? JSON_OBJECT : compileSchema(t.parameters)));
+  const cases = toolArgNodes(c);
   const call: SchemaNode = {
     kind: "object",
     props: [
@@ -27,4 +27,9 @@ export function toolCallNode(c: ToolCallConstraint): SchemaNode {
   };
   // Mistral's list form: every call of the reply in one JSON list.
   return c.list ? { kind: "array", items: call, min: 1, max: Number.POSITIVE_INFINITY } : call;
+}
+
+/** Each tool's arguments: its parameters schema where it is strict, any object where not. */
+export function toolArgNodes(c: ToolCallConstraint): SchemaNode[] {
+  return c.tools.map((t) => (t.parameters == null ? JSON_OBJECT : compileSchema(t.parameters)));
 }

@@ -4,6 +4,7 @@ import { toolCallNode } from "../engine/tool-call-schema.js";
 import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { badRequest } from "./errors.js";
+import { harmonyMarkers } from "./harmony.js";
 import { mistralMarkers } from "./mistral-calls.js";
 import type { ChatTool, ChatToolChoice } from "./schemas.js";
 import { type ToolCallFormat, toolCallFormat } from "./tool-calls.js";
@@ -79,7 +80,7 @@ export function toolUse(
  * The constraint for strict tools: every call's name is a tool's and its arguments a value of that
  * tool's schema (a tool not marked strict takes any object). Drawn for the formats whose calls are
  * whole JSON objects: Hermes tags (the tags single tokens), Llama 3's JSON and Mistral's JSON list
- * (not its NAME[ARGS] form, nor harmony's messages: refused).
+ * (not its NAME[ARGS] form: refused), and harmony's messages to functions.
  */
 function strictCalls(
   tokenizer: Tokenizer,
@@ -89,7 +90,7 @@ function strictCalls(
 ): ToolCallConstraint {
   const refuse = (why: string) =>
     badRequest(
-      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags, Llama 3's JSON calls and Mistral's [TOOL_CALLS] JSON lists`,
+      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags, Llama 3's JSON calls, Mistral's [TOOL_CALLS] JSON lists and harmony's messages to functions`,
       "tools",
     );
   if (!tokenizer.pieces) throw refuse("this model's tokenizer does not give its tokens as bytes");
@@ -103,12 +104,13 @@ function strictCalls(
     const close = singleTokenId(tokenizer, "</tool_call>");
     if (open === null || close === null) throw refuse("this model's <tool_call> tags are not single tokens");
     const opened = prefill ? prefill.slice("<tool_call>".length) : null;
-    c = { tools: specs, argsKey: "arguments", list: false, open, close, opened };
+    c = { tools: specs, argsKey: "arguments", list: false, harmony: null, open, close, opened };
   } else if (format === "llama3-json") {
     c = {
       tools: specs,
       argsKey: "parameters",
       list: false,
+      harmony: null,
       open: null,
       close: null,
       opened: prefill || null,
@@ -117,13 +119,10 @@ function strictCalls(
     // [TOOL_CALLS] then one JSON list of every call, which ends the reply.
     const open = singleTokenId(tokenizer, "[TOOL_CALLS]")!;
     const opened = prefill ? prefill.slice("[TOOL_CALLS]".length) : null;
-    c = { tools: specs, argsKey: "arguments", list: true, open, close: null, opened };
-  } else
-    throw refuse(
-      format === "mistral"
-        ? "this model writes calls as NAME[ARGS]{...}, not as JSON objects"
-        : `this model's template teaches ${format} calls`,
-    );
+    c = { tools: specs, argsKey: "arguments", list: true, harmony: null, open, close: null, opened };
+  } else if (format === "harmony") {
+    c = harmonyCalls(tokenizer, specs, prefill);
+  } else throw refuse("this model writes calls as NAME[ARGS]{...}, not as JSON objects");
   for (let i = 0; i < specs.length; i++) {
     try {
       toolCallNode({ ...c, tools: [specs[i]!], list: false });
@@ -156,4 +155,29 @@ function namedCallOpening(format: ToolCallFormat, name: string, mistralArgs: boo
     case "mistral":
       return mistralArgs ? `[TOOL_CALLS]${name}[ARGS]` : `[TOOL_CALLS] [{"name": "${name}", "arguments": `;
   }
+}
+
+/**
+ * Harmony's strict calls: a header naming `to=functions.NAME` names a tool, and that message's
+ * body is its arguments, closed by <|call|>. The prompt may have opened the call (named: its body
+ * is next) or its recipient (required: the name is next).
+ */
+function harmonyCalls(
+  tokenizer: Tokenizer,
+  tools: ToolCallConstraint["tools"],
+  prefill: string,
+): ToolCallConstraint {
+  const m = harmonyMarkers(tokenizer)!;
+  const call = singleTokenId(tokenizer, "<|call|>")!;
+  const named = /to=functions\.(\S+) <\|constrain\|>json<\|message\|>$/.exec(prefill);
+  const header = prefill.startsWith("<|channel|>") ? prefill.slice("<|channel|>".length) : "";
+  return {
+    tools,
+    argsKey: "arguments",
+    list: false,
+    harmony: { start: m.start, message: m.message, header, calling: named ? named[1]! : null },
+    open: null,
+    close: call,
+    opened: null,
+  };
 }

@@ -226,6 +226,7 @@ describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
     ],
     argsKey: "arguments",
     list: false,
+    harmony: null,
     open: null,
     close: null,
     opened: null,
@@ -254,7 +255,14 @@ describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
   });
 
   it("resolveSamplingParams refuses a malformed constraint and a schema it cannot draw", () => {
-    const base = { argsKey: "arguments" as const, list: false, open: 5, close: 6, opened: null };
+    const base = {
+      argsKey: "arguments" as const,
+      list: false,
+      harmony: null,
+      open: 5,
+      close: 6,
+      opened: null,
+    };
     const tools = [{ name: "a", parameters: null }];
     assert.doesNotThrow(() => resolveSamplingParams({ toolCalls: { ...base, tools } }));
     assert.throws(() => resolveSamplingParams({ toolCalls: { ...base, tools: [] } }), /strict tool calls/);

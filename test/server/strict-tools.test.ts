@@ -239,6 +239,65 @@ describe("strict tools after Mistral's [TOOL_CALLS] (a JSON list of calls, real 
   });
 });
 
+describe("strict tools in harmony (gpt-oss-style model, real engine)", () => {
+  const MARKERS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>"];
+  const [CHANNEL, MESSAGE, RETURN, CALL] = [259, 260, 262, 263];
+  const [COMMENTARY, TO, TO_TIME, ARGS, ASSISTANT] = [264, 265, 266, 267, 268];
+  let s: LiveServer;
+  before(async () => {
+    const dir = path.join(tmp, "harmony");
+    writeSuccessorModel(dir, {
+      added: [
+        ...MARKERS.map((content) => ({ content, special: true })),
+        ...[
+          "commentary",
+          " to=functions.get_weather",
+          " to=functions.get_time",
+          '{"city": "Paris"}',
+          "assistant",
+        ].map((content) => ({ content, special: false })),
+      ],
+      template:
+        "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}" +
+        "<|start|>assistant",
+      eos: [RETURN, CALL],
+      // A message to get_weather (to get_time the runner-up), its arguments naming Paris.
+      next: [
+        ...preferences(269),
+        [ASSISTANT, CHANNEL, 10],
+        [CHANNEL, COMMENTARY, 10],
+        [COMMENTARY, TO, 10],
+        [COMMENTARY, TO_TIME, 9],
+        [TO, MESSAGE, 10],
+        [TO_TIME, MESSAGE, 10],
+        [MESSAGE, ARGS, 10],
+        [ARGS, CALL, 10],
+      ],
+    });
+    s = await startServer({ model: dir });
+  });
+  after(() => s.close());
+
+  it("a message to a strict tool has that tool's arguments; a function not offered is not called", async () => {
+    assert.deepEqual((await ask(s, { tools: [weather(false)] })).calls, [["get_weather", { city: "Paris" }]]);
+    const r = await ask(s, { tools: [weather(true)] });
+    assert.equal(r.calls.length, 1);
+    assert.equal(r.calls[0]![0], "get_weather");
+    assert.ok(["Lyon", "Nice"].includes(r.calls[0]![1].city), JSON.stringify(r.calls[0]![1]));
+    assert.equal(r.finish, "tool_calls");
+    const t = await ask(s, { tools: [clock(true)] });
+    assert.deepEqual(t.calls, [["get_time", { zone: "UTC" }]]);
+  });
+
+  it("tool_choice named: the prompt opens the call and its body follows the tool's schema", async () => {
+    const r = await ask(s, {
+      tools: [weather(true), clock(true)],
+      tool_choice: { type: "function", function: { name: "get_time" } },
+    });
+    assert.deepEqual(r.calls, [["get_time", { zone: "UTC" }]]);
+  });
+});
+
 describe("strict tools where calls are not whole JSON objects", () => {
   let s: LiveServer;
   before(async () => {
