@@ -65,16 +65,21 @@ export interface ToolCallConstraint {
   /** The calls come as one JSON list of call objects (Mistral's `[TOOL_CALLS] [...]`), not one object each. */
   readonly list: boolean;
   /**
-   * gpt-oss's harmony messages instead of JSON calls: a message whose header says
-   * `to=functions.NAME` is a call, NAME one of the tools' (drawn so), its body that tool's
-   * arguments, then `close` (`<|call|>`). `header`: the header text the reply continues (the
-   * prompt ended inside one); `calling`: the tool whose arguments the reply starts in (a named
-   * tool_choice), else null. Null for the JSON formats.
+   * Calls named in a header rather than in JSON: gpt-oss's harmony messages (a header saying
+   * `to=functions.NAME`, the message's body the arguments, then `close`, `<|call|>`) and Mistral's
+   * `[TOOL_CALLS]NAME[ARGS]{...}` (the header is the name). NAME is drawn among the tools' names,
+   * the body under that tool's schema. Null for the JSON formats.
    */
-  readonly harmony: {
+  readonly named: {
+    /** The token that opens a header (harmony's `<|start|>`, Mistral's `[TOOL_CALLS]`). */
     readonly start: number;
+    /** The token that ends a header; the arguments follow (`<|message|>`, `[ARGS]`). */
     readonly message: number;
-    readonly header: string;
+    /** What precedes the name in a header ("to=functions."; "": the whole header is the name). */
+    readonly recipient: string;
+    /** The header text the reply continues (the prompt ended inside one), or null: it starts in text. */
+    readonly header: string | null;
+    /** The tool whose arguments the reply starts in (the prompt named it), or null. */
     readonly calling: string | null;
   } | null;
   /** The token that opens a call (Hermes `<tool_call>`); null: a call is the whole reply (Llama 3). */

@@ -210,11 +210,12 @@ function checkToolCalls(
       tc.tools.every((t) => typeof t.name === "string") &&
       (tc.argsKey === "arguments" || tc.argsKey === "parameters") &&
       typeof tc.list === "boolean" &&
-      (tc.harmony === null ||
-        (tokenOrNull(tc.harmony.start) &&
-          tokenOrNull(tc.harmony.message) &&
-          typeof tc.harmony.header === "string" &&
-          (tc.harmony.calling === null || tc.tools.some((t) => t.name === tc.harmony!.calling)))) &&
+      (tc.named === null ||
+        (tokenOrNull(tc.named.start) &&
+          tokenOrNull(tc.named.message) &&
+          typeof tc.named.recipient === "string" &&
+          (tc.named.header === null || typeof tc.named.header === "string") &&
+          (tc.named.calling === null || tc.tools.some((t) => t.name === tc.named!.calling)))) &&
       tokenOrNull(tc.open) &&
       tokenOrNull(tc.close) &&
       (tc.opened === null || typeof tc.opened === "string"),

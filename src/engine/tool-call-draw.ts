@@ -15,8 +15,10 @@ const NO_ENDS = (_token: number) => false;
  * value of that tool's schema. A call starts at the format's open token (Hermes `<tool_call>`:
  * its close token is drawn as soon as the object is whole, and text may follow; Mistral's
  * `[TOOL_CALLS]`: a list of calls that ends the reply) or, without one (Llama 3), is the whole
- * reply: its first token is either text or the start of a call, which then ends the reply. Where
- * the prompt opened the call (tool_choice required or named), the reply starts inside it.
+ * reply: its first token is either text or the start of a call, which then ends the reply. Where a
+ * header names the function (harmony, Mistral's NAME[ARGS]), the name is drawn among the tools'
+ * and the body under its schema (drawNamed). Where the prompt opened the call (tool_choice
+ * required or named), the reply starts inside it.
  */
 export class ToolCallDraw {
   private readonly node: SchemaNode;
@@ -35,10 +37,10 @@ export class ToolCallDraw {
     this.node = toolCallNode(c);
     this.argNodes = toolArgNodes(c);
     const start = jsonStart(this.node);
-    if (c.harmony) {
-      const i = c.tools.findIndex((t) => t.name === c.harmony!.calling);
+    if (c.named) {
+      const i = c.tools.findIndex((t) => t.name === c.named!.calling);
       if (i >= 0) this.call = jsonStart(this.argNodes[i]!);
-      else this.header = c.harmony.header;
+      else this.header = c.named.header;
     } else if (c.opened !== null) this.call = advanceJson(start, utf8.encode(c.opened));
     else if (c.open === null) this.undecided = start;
   }
@@ -65,7 +67,7 @@ export class ToolCallDraw {
     if (this.call) return this.drawInCall(this.call, sampler, logits, off, seq, pieces, vocabSize, ends);
     if (this.undecided)
       return this.drawFirst(this.undecided, sampler, logits, off, seq, pieces, vocabSize, ends);
-    if (c.harmony) return this.drawHarmony(sampler, logits, off, seq, pieces);
+    if (c.named) return this.drawNamed(sampler, logits, off, seq, pieces);
     const token = sampler.sample(logits, off, seq);
     if (token === c.open) this.call = jsonStart(this.node);
     return token;
@@ -81,36 +83,33 @@ export class ToolCallDraw {
     vocabSize: number,
     ends: Uint8Array,
   ): number {
-    const isEnd = this.c.close === null ? (t: number) => ends[t] === 1 : NO_ENDS;
-    // With a close token the call cannot end the reply: no token counts as an end inside it.
-    if (this.c.close !== null && this.noEnds?.length !== vocabSize) this.noEnds = new Uint8Array(vocabSize);
-    const allowed = allowedTokens(state, pieces, vocabSize, this.c.close === null ? ends : this.noEnds!);
+    // A call that ends the reply (Llama 3, Mistral's list) may be followed by an end token; one
+    // with a close token, or followed by text (Mistral's NAME[ARGS]), by nothing inside it.
+    const endsReply = this.c.close === null && this.c.named === null;
+    const isEnd = endsReply ? (t: number) => ends[t] === 1 : NO_ENDS;
+    if (!endsReply && this.noEnds?.length !== vocabSize) this.noEnds = new Uint8Array(vocabSize);
+    const allowed = allowedTokens(state, pieces, vocabSize, endsReply ? ends : this.noEnds!);
     const token = sampler.sampleAllowed(logits, off, seq, allowed);
     // No token continues the call (a vocabulary without the bytes it needs): the reply ends.
     if (token < 0) return ends.indexOf(1) >= 0 ? ends.indexOf(1) : sampler.sample(logits, off, seq);
     const next = acceptToken(state, token, pieces, isEnd)!;
     this.call = next;
-    if (this.c.close !== null && next.done) {
+    if (next.done && !endsReply) {
       this.call = null;
-      this.closeNext = true;
+      this.closeNext = this.c.close !== null;
     }
     return token;
   }
 
   /**
-   * Harmony outside a call: a message's body is drawn freely; in a header, a function named after
-   * `to=functions.` must be one of the tools (its name's text checked as it grows; a special token
-   * such as `<|message|>` may end the header only once the name is whole), and the body of a
-   * message to one is its arguments.
+   * Calls named in a header, outside a call: text is drawn freely; in a header, a function named
+   * after the recipient prefix (harmony's `to=functions.`; Mistral's whole header) must be one of
+   * the tools, its text checked as it grows; a special token may end the header only once the
+   * name is whole (in Mistral's, only [ARGS]), and the body after a header naming a tool is its
+   * arguments.
    */
-  private drawHarmony(
-    sampler: Sampler,
-    logits: Float32Array,
-    off: number,
-    seq: Sequence,
-    pieces: TokenPieces,
-  ) {
-    const h = this.c.harmony!;
+  private drawNamed(sampler: Sampler, logits: Float32Array, off: number, seq: Sequence, pieces: TokenPieces) {
+    const h = this.c.named!;
     const header = this.header;
     if (header === null) {
       const token = sampler.sample(logits, off, seq);
@@ -118,15 +117,16 @@ export class ToolCallDraw {
       return token;
     }
     const names = this.c.tools.map((t) => t.name);
+    const r = h.recipient;
     const token = sampler.sampleAllowed(logits, off, seq, (t) =>
       pieces.isSpecial(t)
-        ? calledName(header, names, true) !== undefined
-        : headerOk(header + text(pieces, t), names),
+        ? calledName(header, r, names, true) !== undefined && (r !== "" || t === h.message)
+        : calledName(header + text(pieces, t), r, names, false) !== undefined,
     );
     if (token < 0) return sampler.sample(logits, off, seq);
     if (token === h.message) {
       this.header = null;
-      const name = calledName(header, names, true);
+      const name = calledName(header, r, names, true);
       if (name) this.call = jsonStart(this.argNodes[names.indexOf(name)]!);
     } else if (token === h.start) this.header = "";
     else if (!pieces.isSpecial(token)) this.header = header + text(pieces, token);
@@ -177,28 +177,27 @@ function callLike(pieces: TokenPieces, token: number): boolean {
   return i >= 0 && bytes[i] === 0x7b;
 }
 
-const RECIPIENT = "to=functions.";
-
 /** A token's text, a char a byte (names are ASCII; other bytes only need to stay themselves). */
 function text(pieces: TokenPieces, token: number): string {
   return String.fromCharCode(...pieces.bytes(token));
 }
 
 /**
- * The function a harmony header names: null where it names none, undefined where the name is not
- * (yet) one of `names`. `whole`: the header ends here, so the name must be complete.
+ * The function a header names after `recipient`: null where it names none, undefined where the
+ * name is not (yet) one of `names`. `whole`: the header ends here, so the name must be complete.
  */
-function calledName(header: string, names: readonly string[], whole: boolean): string | null | undefined {
-  const i = header.indexOf(RECIPIENT);
+function calledName(
+  header: string,
+  recipient: string,
+  names: readonly string[],
+  whole: boolean,
+): string | null | undefined {
+  const i = header.indexOf(recipient);
   if (i < 0) return null;
-  const rest = header.slice(i + RECIPIENT.length);
-  const name = /^[^\s<]*/.exec(rest)![0];
+  const rest = header.slice(i + recipient.length);
+  // After a recipient prefix the name ends at a space or tag; a header that is only a name ends at its token.
+  const name = recipient === "" ? rest : /^[^\s<]*/.exec(rest)![0];
   const ended = whole || rest.length > name.length;
   if (ended) return names.includes(name) ? name : undefined;
   return names.some((n) => n.startsWith(name)) ? name : undefined;
-}
-
-/** Whether a header's text so far can still name one of the tools (or names no function). */
-function headerOk(header: string, names: readonly string[]): boolean {
-  return calledName(header, names, false) !== undefined;
 }

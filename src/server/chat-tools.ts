@@ -79,8 +79,8 @@ export function toolUse(
 /**
  * The constraint for strict tools: every call's name is a tool's and its arguments a value of that
  * tool's schema (a tool not marked strict takes any object). Drawn for the formats whose calls are
- * whole JSON objects: Hermes tags (the tags single tokens), Llama 3's JSON and Mistral's JSON list
- * (not its NAME[ARGS] form: refused), and harmony's messages to functions.
+ * whole JSON objects (Hermes tags, the tags single tokens; Llama 3's JSON; Mistral's JSON list) and
+ * for those whose header names the function (harmony's messages, Mistral's NAME[ARGS]).
  */
 function strictCalls(
   tokenizer: Tokenizer,
@@ -90,7 +90,7 @@ function strictCalls(
 ): ToolCallConstraint {
   const refuse = (why: string) =>
     badRequest(
-      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags, Llama 3's JSON calls, Mistral's [TOOL_CALLS] JSON lists and harmony's messages to functions`,
+      `strict tools: ${why}; strict calls are drawn for Hermes <tool_call> tags, Llama 3's JSON calls, Mistral's [TOOL_CALLS] and harmony's messages to functions`,
       "tools",
     );
   if (!tokenizer.pieces) throw refuse("this model's tokenizer does not give its tokens as bytes");
@@ -104,13 +104,13 @@ function strictCalls(
     const close = singleTokenId(tokenizer, "</tool_call>");
     if (open === null || close === null) throw refuse("this model's <tool_call> tags are not single tokens");
     const opened = prefill ? prefill.slice("<tool_call>".length) : null;
-    c = { tools: specs, argsKey: "arguments", list: false, harmony: null, open, close, opened };
+    c = { tools: specs, argsKey: "arguments", list: false, named: null, open, close, opened };
   } else if (format === "llama3-json") {
     c = {
       tools: specs,
       argsKey: "parameters",
       list: false,
-      harmony: null,
+      named: null,
       open: null,
       close: null,
       opened: prefill || null,
@@ -119,10 +119,10 @@ function strictCalls(
     // [TOOL_CALLS] then one JSON list of every call, which ends the reply.
     const open = singleTokenId(tokenizer, "[TOOL_CALLS]")!;
     const opened = prefill ? prefill.slice("[TOOL_CALLS]".length) : null;
-    c = { tools: specs, argsKey: "arguments", list: true, harmony: null, open, close: null, opened };
+    c = { tools: specs, argsKey: "arguments", list: true, named: null, open, close: null, opened };
   } else if (format === "harmony") {
     c = harmonyCalls(tokenizer, specs, prefill);
-  } else throw refuse("this model writes calls as NAME[ARGS]{...}, not as JSON objects");
+  } else c = mistralArgsCalls(tokenizer, specs, prefill);
   for (let i = 0; i < specs.length; i++) {
     try {
       toolCallNode({ ...c, tools: [specs[i]!], list: false });
@@ -175,9 +175,44 @@ function harmonyCalls(
     tools,
     argsKey: "arguments",
     list: false,
-    harmony: { start: m.start, message: m.message, header, calling: named ? named[1]! : null },
+    named: {
+      start: m.start,
+      message: m.message,
+      recipient: "to=functions.",
+      header,
+      calling: named ? named[1]! : null,
+    },
     open: null,
     close: call,
+    opened: null,
+  };
+}
+
+/**
+ * Mistral's later form, `[TOOL_CALLS]NAME[ARGS]{...}` a call: the text between the two tokens is
+ * drawn among the tools' names, the JSON after [ARGS] under that tool's schema. The prompt may
+ * have opened the call (named: the arguments are next) or [TOOL_CALLS] (required: the name).
+ */
+function mistralArgsCalls(
+  tokenizer: Tokenizer,
+  tools: ToolCallConstraint["tools"],
+  prefill: string,
+): ToolCallConstraint {
+  const m = mistralMarkers(tokenizer)!;
+  const calling = /^\[TOOL_CALLS\](\S+)\[ARGS\]$/.exec(prefill);
+  return {
+    tools,
+    argsKey: "arguments",
+    list: false,
+    named: {
+      start: m.toolCalls,
+      message: m.args!,
+      recipient: "",
+      header: prefill === "[TOOL_CALLS]" ? "" : null,
+      calling: calling ? calling[1]! : null,
+    },
+    open: null,
+    close: null,
     opened: null,
   };
 }

@@ -226,7 +226,7 @@ describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
     ],
     argsKey: "arguments",
     list: false,
-    harmony: null,
+    named: null,
     open: null,
     close: null,
     opened: null,
@@ -258,7 +258,7 @@ describe("a strict tool call's automaton (tool-call-schema.ts)", () => {
     const base = {
       argsKey: "arguments" as const,
       list: false,
-      harmony: null,
+      named: null,
       open: 5,
       close: 6,
       opened: null,

@@ -298,32 +298,76 @@ describe("strict tools in harmony (gpt-oss-style model, real engine)", () => {
   });
 });
 
-describe("strict tools where calls are not whole JSON objects", () => {
+describe("strict tools as Mistral's [TOOL_CALLS]NAME[ARGS]{...} (real engine)", () => {
+  const [TOOL_CALLS, ARGS_MARK, EOS, NAME, ARGS] = [258, 259, 260, 261, 262];
   let s: LiveServer;
   before(async () => {
-    // Later Mistral tokenizers: [TOOL_CALLS]NAME[ARGS]{...}, the name outside any JSON.
     const dir = path.join(tmp, "mistral-args");
     writeSuccessorModel(dir, {
       added: [
         { content: "[TOOL_CALLS]", special: true },
         { content: "[ARGS]", special: true },
         { content: "</s>", special: true },
+        { content: "get_weather", special: false },
+        { content: '{"city": "Paris"}', special: false },
       ],
-      template: "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}[TOOL_CALLS]{% endif %}",
-      eos: [260],
+      template: "{% for m in messages %}{{ m.content }}|{% endfor %}{% if tools %}[TOOL_CALLS]{% endif %}T",
+      eos: [EOS],
+      next: [
+        ...preferences(263),
+        // After a call's arguments (a closing brace), the reply ends, as a trained model's does.
+        [c("}"), EOS, 5],
+        [c("T"), TOOL_CALLS, 10],
+        [TOOL_CALLS, NAME, 10],
+        [NAME, ARGS_MARK, 10],
+        [ARGS_MARK, ARGS, 10],
+        [ARGS, EOS, 10],
+      ],
+    });
+    s = await startServer({ model: dir });
+  });
+  after(() => s.close());
+
+  it("the name is one of the tools' and the arguments follow its schema", async () => {
+    assert.deepEqual((await ask(s, { tools: [weather(false)] })).calls, [["get_weather", { city: "Paris" }]]);
+    const r = await ask(s, { tools: [weather(true)] });
+    assert.equal(r.calls.length, 1);
+    assert.equal(r.calls[0]![0], "get_weather");
+    assert.ok(["Lyon", "Nice"].includes(r.calls[0]![1].city), JSON.stringify(r.calls[0]![1]));
+    // get_weather is not offered: the name is spelled as the one tool there is.
+    assert.deepEqual((await ask(s, { tools: [clock(true)] })).calls, [["get_time", { zone: "UTC" }]]);
+    const named = await ask(s, {
+      tools: [weather(true), clock(true)],
+      tool_choice: { type: "function", function: { name: "get_time" } },
+    });
+    assert.deepEqual(named.calls, [["get_time", { zone: "UTC" }]]);
+  });
+});
+
+describe("strict tools where the call's tags are not single tokens", () => {
+  let s: LiveServer;
+  before(async () => {
+    const dir = path.join(tmp, "hermes-split-tags");
+    writeSuccessorModel(dir, {
+      added: [{ content: "</s>", special: true }],
+      template:
+        "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}Call with <tool_call>.{% endif %}",
+      eos: [258],
       next: [],
     });
     s = await startServer({ model: dir });
   });
   after(() => s.close());
 
-  it("are refused with the formats strict calls are drawn for", async () => {
+  it("are refused, naming the formats strict calls are drawn for", async () => {
     await expectBadRequests(`${s.url}/v1/chat/completions`, { model: s.engine.model.id, messages: ASK }, [
       [
         { tools: [weather(true)] },
         "tools",
-        /NAME\[ARGS\].*strict calls are drawn for Hermes <tool_call> tags/,
+        /not single tokens.*strict calls are drawn for Hermes <tool_call> tags/,
       ],
     ]);
+    const free = await ask(s, { tools: [weather(false)], max_tokens: 2 });
+    assert.equal(free.calls.length, 0, "without strict the same request is served");
   });
 });
