@@ -7,7 +7,7 @@ import type { MicroBatch } from "./micro-batches.js";
 import { Sampler } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
 import { StopChecker } from "./stop-checker.js";
-import { ToolCallDraw } from "./tool-call-draw.js";
+import { type DrawContext, ToolCallDraw } from "./tool-call-draw.js";
 
 interface SeqText {
   readonly detok: IncrementalDetokenizer;
@@ -34,6 +34,7 @@ export class OutputProcessor {
   private readonly rawLogits: Float32Array;
   private readonly eos: Set<number>;
   private readonly text = new Map<Sequence, SeqText>();
+  private draws: DrawContext | null = null;
   generationTokens = 0;
 
   constructor(
@@ -86,15 +87,7 @@ export class OutputProcessor {
       const tx = this.text.get(seq)!;
       const token = !tx.json
         ? tx.tools
-          ? tx.tools.draw(
-              this.sampler,
-              logits,
-              off,
-              seq,
-              this.tokenizer.pieces!,
-              V,
-              (tx.ends ??= this.endMask(seq)),
-            )
+          ? tx.tools.draw(this.drawContext(logits, off, seq, tx))
           : this.sampler.sample(logits, off, seq)
         : tx.thinking
           ? this.sampleThinking(logits, off, seq, tx)
@@ -138,6 +131,24 @@ export class OutputProcessor {
       tx.fresh = false;
     }
     return token;
+  }
+
+  /** The one DrawContext strict tool calls are drawn with, filled for this row. */
+  private drawContext(logits: Float32Array, off: number, seq: Sequence, tx: SeqText): DrawContext {
+    const d = (this.draws ??= {
+      sampler: this.sampler,
+      logits,
+      off,
+      seq,
+      pieces: this.tokenizer.pieces!,
+      vocabSize: this.vocabSize,
+      ends: new Uint8Array(0),
+    });
+    d.logits = logits;
+    d.off = off;
+    d.seq = seq;
+    d.ends = tx.ends ??= this.endMask(seq);
+    return d;
   }
 
   /** The tokens that end a sequence (EOS unless ignored, its stop_token_ids), one flag a token. */

@@ -7,6 +7,23 @@ import type { Sequence } from "./sequence.js";
 import { toolArgNodes, toolCallNode } from "./tool-call-schema.js";
 
 const utf8 = new TextEncoder();
+
+/** What one draw works with (the output processor keeps one and refills it: nothing made per token). */
+export interface DrawContext {
+  sampler: Sampler;
+  logits: Float32Array;
+  /** Where the sequence's row starts in `logits`. */
+  off: number;
+  seq: Sequence;
+  pieces: TokenPieces;
+  vocabSize: number;
+  /** 1 for each token that ends the sequence. */
+  ends: Uint8Array;
+}
+
+const free = (d: DrawContext) => d.sampler.sample(d.logits, d.off, d.seq);
+const only = (d: DrawContext, ok: (t: number) => boolean) =>
+  d.sampler.sampleAllowed(d.logits, d.off, d.seq, ok);
 const NO_ENDS = (_token: number) => false;
 
 /**
@@ -49,50 +66,32 @@ export class ToolCallDraw {
    * The next token. `ends`: the tokens that end the sequence (one flag a token); a call ends the
    * reply only where the format has no close token.
    */
-  draw(
-    sampler: Sampler,
-    logits: Float32Array,
-    off: number,
-    seq: Sequence,
-    pieces: TokenPieces,
-    vocabSize: number,
-    ends: Uint8Array,
-  ): number {
+  draw(d: DrawContext): number {
     const c = this.c;
     if (this.closeNext) {
       this.closeNext = false;
-      const token = sampler.sampleAllowed(logits, off, seq, (t) => t === c.close);
+      const token = only(d, (t) => t === c.close);
       return token < 0 ? c.close! : token;
     }
-    if (this.call) return this.drawInCall(this.call, sampler, logits, off, seq, pieces, vocabSize, ends);
-    if (this.undecided)
-      return this.drawFirst(this.undecided, sampler, logits, off, seq, pieces, vocabSize, ends);
-    if (c.named) return this.drawNamed(sampler, logits, off, seq, pieces);
-    const token = sampler.sample(logits, off, seq);
+    if (this.call) return this.drawInCall(this.call, d);
+    if (this.undecided) return this.drawFirst(this.undecided, d);
+    if (c.named) return this.drawNamed(d);
+    const token = free(d);
     if (token === c.open) this.call = jsonStart(this.node);
     return token;
   }
 
-  private drawInCall(
-    state: JsonState,
-    sampler: Sampler,
-    logits: Float32Array,
-    off: number,
-    seq: Sequence,
-    pieces: TokenPieces,
-    vocabSize: number,
-    ends: Uint8Array,
-  ): number {
+  private drawInCall(state: JsonState, d: DrawContext): number {
     // A call that ends the reply (Llama 3, Mistral's list) may be followed by an end token; one
     // with a close token, or followed by text (Mistral's NAME[ARGS]), by nothing inside it.
     const endsReply = this.c.close === null && this.c.named === null;
-    const isEnd = endsReply ? (t: number) => ends[t] === 1 : NO_ENDS;
-    if (!endsReply && this.noEnds?.length !== vocabSize) this.noEnds = new Uint8Array(vocabSize);
-    const allowed = allowedTokens(state, pieces, vocabSize, endsReply ? ends : this.noEnds!);
-    const token = sampler.sampleAllowed(logits, off, seq, allowed);
+    const isEnd = endsReply ? (t: number) => d.ends[t] === 1 : NO_ENDS;
+    if (!endsReply && this.noEnds?.length !== d.vocabSize) this.noEnds = new Uint8Array(d.vocabSize);
+    const allowed = allowedTokens(state, d.pieces, d.vocabSize, endsReply ? d.ends : this.noEnds!);
+    const token = only(d, allowed);
     // No token continues the call (a vocabulary without the bytes it needs): the reply ends.
-    if (token < 0) return ends.indexOf(1) >= 0 ? ends.indexOf(1) : sampler.sample(logits, off, seq);
-    const next = acceptToken(state, token, pieces, isEnd)!;
+    if (token < 0) return d.ends.indexOf(1) >= 0 ? d.ends.indexOf(1) : free(d);
+    const next = acceptToken(state, token, d.pieces, isEnd)!;
     this.call = next;
     if (next.done && !endsReply) {
       this.call = null;
@@ -108,46 +107,37 @@ export class ToolCallDraw {
    * name is whole (in Mistral's, only [ARGS]), and the body after a header naming a tool is its
    * arguments.
    */
-  private drawNamed(sampler: Sampler, logits: Float32Array, off: number, seq: Sequence, pieces: TokenPieces) {
+  private drawNamed(d: DrawContext): number {
     const h = this.c.named!;
     const header = this.header;
     if (header === null) {
-      const token = sampler.sample(logits, off, seq);
+      const token = free(d);
       if (token === h.start) this.header = "";
       return token;
     }
     const names = this.c.tools.map((t) => t.name);
     const r = h.recipient;
-    const token = sampler.sampleAllowed(logits, off, seq, (t) =>
-      pieces.isSpecial(t)
+    const token = only(d, (t) =>
+      d.pieces.isSpecial(t)
         ? calledName(header, r, names, true) !== undefined && (r !== "" || t === h.message)
-        : calledName(header + text(pieces, t), r, names, false) !== undefined,
+        : calledName(header + text(d.pieces, t), r, names, false) !== undefined,
     );
-    if (token < 0) return sampler.sample(logits, off, seq);
+    if (token < 0) return free(d);
     if (token === h.message) {
       this.header = null;
       const name = calledName(header, r, names, true);
       if (name) this.call = jsonStart(this.argNodes[names.indexOf(name)]!);
     } else if (token === h.start) this.header = "";
-    else if (!pieces.isSpecial(token)) this.header = header + text(pieces, token);
+    else if (!d.pieces.isSpecial(token)) this.header = header + text(d.pieces, token);
     return token;
   }
 
   /** Llama 3, the model choosing: a token that starts a call enters it, any other is text. */
-  private drawFirst(
-    state: JsonState,
-    sampler: Sampler,
-    logits: Float32Array,
-    off: number,
-    seq: Sequence,
-    pieces: TokenPieces,
-    vocabSize: number,
-    ends: Uint8Array,
-  ): number {
-    const allowed = allowedTokens(state, pieces, vocabSize, ends);
-    const token = sampler.sampleAllowed(logits, off, seq, (t) => !callLike(pieces, t) || allowed(t));
-    if (token < 0) return sampler.sample(logits, off, seq);
-    const bytes = pieces.isSpecial(token) ? null : pieces.bytes(token);
+  private drawFirst(state: JsonState, d: DrawContext): number {
+    const allowed = allowedTokens(state, d.pieces, d.vocabSize, d.ends);
+    const token = only(d, (t) => !callLike(d.pieces, t) || allowed(t));
+    if (token < 0) return free(d);
+    const bytes = d.pieces.isSpecial(token) ? null : d.pieces.bytes(token);
     const rest = bytes ? firstNonSpace(bytes) : -1;
     if (rest < 0 && bytes && bytes.length > 0) {
       // Whitespace only: still either (whitespace the call's automaton no longer takes means text).
@@ -155,7 +145,7 @@ export class ToolCallDraw {
       return token;
     }
     this.undecided = null;
-    if (callLike(pieces, token)) this.call = acceptToken(state, token, pieces, (t) => ends[t] === 1);
+    if (callLike(d.pieces, token)) this.call = acceptToken(state, token, d.pieces, (t) => d.ends[t] === 1);
     return token;
   }
 }

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeSuccessorModel } from "../helpers/successor-model.js";
+import { HARMONY_MODEL, LLAMA3_MODEL, MISTRAL_MODEL, withRows } from "../helpers/tool-call-models.js";
 import { type Body, chatOnce, expectBadRequests } from "./chat-request.js";
 import { type LiveServer, startServer } from "./helpers.js";
 
@@ -164,32 +165,10 @@ describe("strict tools in Hermes tags (real engine)", () => {
 });
 
 describe("strict tools as Llama 3 JSON (real engine): a call is the whole reply", () => {
-  const [HEAD, ARGS, EOT] = [258, 259, 260];
   let s: LiveServer;
   before(async () => {
     const dir = path.join(tmp, "llama3");
-    writeSuccessorModel(dir, {
-      added: [
-        { content: '{"name": "get_weather", "parameters": ', special: false },
-        { content: '{"city": "Paris"}}', special: false },
-        { content: "<|eot_id|>", special: true },
-      ],
-      template:
-        '{% if tools %}Reply {"name": function name, "parameters": dictionary of argument name and its value}.' +
-        "{% endif %}{% for m in messages %}{{ m.content }}|{% endfor %}{{ lead or 'T' }}",
-      eos: [EOT],
-      // T -> " " HEAD ARGS <|eot_id|> (a space first: the reply is still text or call); N -> "Hi".
-      next: [
-        ...preferences(261),
-        [c("T"), c(" "), 10],
-        [c(" "), HEAD, 10],
-        [HEAD, ARGS, 10],
-        [ARGS, EOT, 10],
-        [c("N"), c("H"), 10],
-        [c("H"), c("i"), 10],
-        [c("i"), EOT, 10],
-      ],
-    });
+    writeSuccessorModel(dir, withRows(LLAMA3_MODEL, preferences(261)));
     s = await startServer({ model: dir });
   });
   after(() => s.close());
@@ -209,20 +188,10 @@ describe("strict tools as Llama 3 JSON (real engine): a call is the whole reply"
 });
 
 describe("strict tools after Mistral's [TOOL_CALLS] (a JSON list of calls, real engine)", () => {
-  const [TOOL_CALLS, LIST, EOS] = [258, 259, 260];
   let s: LiveServer;
   before(async () => {
     const dir = path.join(tmp, "mistral");
-    writeSuccessorModel(dir, {
-      added: [
-        { content: "[TOOL_CALLS]", special: true },
-        { content: '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', special: false },
-        { content: "<|eos|>", special: true },
-      ],
-      template: "{% for m in messages %}{{ m.content }}|{% endfor %}{% if tools %}[TOOL_CALLS]{% endif %}T",
-      eos: [EOS],
-      next: [...preferences(261), [c("T"), TOOL_CALLS, 10], [TOOL_CALLS, LIST, 10], [LIST, EOS, 10]],
-    });
+    writeSuccessorModel(dir, withRows(MISTRAL_MODEL, preferences(261)));
     s = await startServer({ model: dir });
   });
   after(() => s.close());
@@ -240,40 +209,10 @@ describe("strict tools after Mistral's [TOOL_CALLS] (a JSON list of calls, real 
 });
 
 describe("strict tools in harmony (gpt-oss-style model, real engine)", () => {
-  const MARKERS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>"];
-  const [CHANNEL, MESSAGE, RETURN, CALL] = [259, 260, 262, 263];
-  const [COMMENTARY, TO, TO_TIME, ARGS, ASSISTANT] = [264, 265, 266, 267, 268];
   let s: LiveServer;
   before(async () => {
     const dir = path.join(tmp, "harmony");
-    writeSuccessorModel(dir, {
-      added: [
-        ...MARKERS.map((content) => ({ content, special: true })),
-        ...[
-          "commentary",
-          " to=functions.get_weather",
-          " to=functions.get_time",
-          '{"city": "Paris"}',
-          "assistant",
-        ].map((content) => ({ content, special: false })),
-      ],
-      template:
-        "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}" +
-        "<|start|>assistant",
-      eos: [RETURN, CALL],
-      // A message to get_weather (to get_time the runner-up), its arguments naming Paris.
-      next: [
-        ...preferences(269),
-        [ASSISTANT, CHANNEL, 10],
-        [CHANNEL, COMMENTARY, 10],
-        [COMMENTARY, TO, 10],
-        [COMMENTARY, TO_TIME, 9],
-        [TO, MESSAGE, 10],
-        [TO_TIME, MESSAGE, 10],
-        [MESSAGE, ARGS, 10],
-        [ARGS, CALL, 10],
-      ],
-    });
+    writeSuccessorModel(dir, withRows(HARMONY_MODEL, preferences(269)));
     s = await startServer({ model: dir });
   });
   after(() => s.close());

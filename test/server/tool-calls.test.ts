@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeSuccessorModel } from "../helpers/successor-model.js";
+import { HARMONY_MODEL, LLAMA3_MODEL, MISTRAL_MODEL } from "../helpers/tool-call-models.js";
 import { type Body, chatOnce, expectBadRequests } from "./chat-request.js";
 import { type LiveServer, postRaw, startServer } from "./helpers.js";
 
@@ -211,30 +212,10 @@ describe("tool calls in Hermes tags (Qwen-style template, real engine)", () => {
 });
 
 describe("tool calls as Llama 3 JSON (real engine)", () => {
-  const [HEAD, ARGS, EOT] = [258, 259, 260];
   let s: LiveServer;
   before(async () => {
     const dir = path.join(tmp, "llama3");
-    writeSuccessorModel(dir, {
-      added: [
-        { content: '{"name": "get_weather", "parameters": ', special: false },
-        { content: '{"city": "Paris"}}', special: false },
-        { content: "<|eot_id|>", special: true },
-      ],
-      template:
-        '{% if tools %}Reply {"name": function name, "parameters": dictionary of argument name and its value}.' +
-        "{% endif %}{% for m in messages %}{{ m.content }}|{% endfor %}{% if tools %}{{ lead or 'T' }}{% else %}N{% endif %}",
-      eos: [EOT],
-      next: [
-        [c("T"), c(" "), 10],
-        [c(" "), HEAD, 10],
-        [HEAD, ARGS, 10],
-        [ARGS, EOT, 10],
-        [c("N"), c("H"), 10],
-        [c("H"), c("i"), 10],
-        [c("i"), EOT, 10],
-      ],
-    });
+    writeSuccessorModel(dir, LLAMA3_MODEL);
     s = await startServer({ model: dir });
   });
   after(() => s.close());
@@ -267,33 +248,10 @@ describe("tool calls as Llama 3 JSON (real engine)", () => {
 });
 
 describe("tool calls in harmony (gpt-oss-style model, real engine)", () => {
-  const MARKERS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>"];
-  const [CHANNEL, MESSAGE, RETURN, CALL] = [259, 260, 262, 263];
-  const [COMMENTARY, TO, ARGS, ASSISTANT] = [264, 265, 266, 267];
   let s: LiveServer;
   before(async () => {
     const dir = path.join(tmp, "harmony");
-    writeSuccessorModel(dir, {
-      added: [
-        ...MARKERS.map((content) => ({ content, special: true })),
-        ...["commentary", " to=functions.get_weather", '{"city": "Paris"}', "assistant"].map((content) => ({
-          content,
-          special: false,
-        })),
-      ],
-      template:
-        "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}<|end|>{% endfor %}" +
-        "<|start|>assistant",
-      eos: [RETURN, CALL],
-      next: [
-        [ASSISTANT, CHANNEL, 10],
-        [CHANNEL, COMMENTARY, 10],
-        [COMMENTARY, TO, 10],
-        [TO, MESSAGE, 10],
-        [MESSAGE, ARGS, 10],
-        [ARGS, CALL, 10],
-      ],
-    });
+    writeSuccessorModel(dir, HARMONY_MODEL);
     s = await startServer({ model: dir });
   });
   after(() => s.close());
@@ -316,34 +274,10 @@ describe("tool calls in harmony (gpt-oss-style model, real engine)", () => {
 });
 
 describe("tool calls after Mistral's [TOOL_CALLS] (real engine)", () => {
-  const [TOOL_CALLS, LIST, EOS] = [258, 259, 260];
   let s: LiveServer;
   before(async () => {
     const dir = path.join(tmp, "mistral");
-    writeSuccessorModel(dir, {
-      added: [
-        { content: "[TOOL_CALLS]", special: true },
-        { content: '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', special: false },
-        { content: "<|eos|>", special: true },
-      ],
-      // As Mistral's templates do, ids that are not 9 characters are refused.
-      template:
-        // Tool names only: the tiny model's context is 256 bytes.
-        "{% if tools %}[AVAILABLE_TOOLS]{% for t in tools %}{{ t.function.name }}{% endfor %}[/AVAILABLE_TOOLS]{% endif %}" +
-        "{% for m in messages %}{% for c in m.tool_calls or [] %}{% if c.id | length != 9 %}" +
-        "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}" +
-        "[TOOL_CALLS]{% endfor %}{{ m.content }}|{% endfor %}{% if tools %}T{% else %}N{% endif %}",
-      eos: [EOS],
-      next: [
-        [c("T"), TOOL_CALLS, 10],
-        [TOOL_CALLS, c(" "), 10],
-        [c(" "), LIST, 10],
-        [LIST, EOS, 10],
-        [c("N"), c("H"), 10],
-        [c("H"), c("i"), 10],
-        [c("i"), EOS, 10],
-      ],
-    });
+    writeSuccessorModel(dir, MISTRAL_MODEL);
     s = await startServer({ model: dir });
   });
   after(() => s.close());
