@@ -98,13 +98,19 @@ export class Scheduler {
       chunks.push(this.chunk(seq, count));
       budget -= count;
     }
+    // Waiting sequences in arrival order; one whose prefix another is computing now waits for it.
+    let w = 0;
     while (
       budget > 0 &&
       chunks.length < maxSeqs &&
-      this.waiting.length > 0 &&
+      w < this.waiting.length &&
       this.running.length < this.limits.maxRunning
     ) {
-      const seq = this.waiting[0]!;
+      const seq = this.waiting[w]!;
+      if (this.awaitsSharedPrefix(seq)) {
+        w++;
+        continue;
+      }
       this.attachCachedPrefix(seq);
       const count = Math.min(seq.length - seq.numComputed, budget);
       if (!this.admit(seq, count)) {
@@ -112,7 +118,7 @@ export class Scheduler {
         seq.forgetKv();
         break;
       }
-      this.waiting.shift();
+      this.waiting.splice(w, 1);
       seq.status = "running";
       if (seq.firstScheduledTime === 0) {
         seq.firstScheduledTime = performance.now();
@@ -127,6 +133,26 @@ export class Scheduler {
     }
     this.reserve.planned(this.preemptions > preemptedBefore);
     return chunks;
+  }
+
+  /**
+   * Whether a waiting sequence should let a running one finish the prefill they share: the running
+   * one is computing the first block this one would not find cached (equal chained keys: equal
+   * prompts up to that block's end), so admitting it now would compute that prefix twice (n > 1
+   * choices of one prompt, a burst of requests with one system prompt). It is admitted once the
+   * block is cached. Sequences behind it are admitted meanwhile.
+   */
+  private awaitsSharedPrefix(seq: Sequence): boolean {
+    if (!this.prefix || seq.numComputed > 0) return false;
+    const bs = this.attention.blockSize;
+    const full = Math.floor((seq.length - 1) / bs);
+    if (full === 0) return false;
+    const keys = blockKeys(seq, bs, full);
+    for (const r of this.running) {
+      const b = r.cachedBlocks; // the block r computes next
+      if (b < full && r.numComputed < r.promptTokens.length && r.blockKeys[b] === keys[b]) return true;
+    }
+    return false;
   }
 
   /**

@@ -105,6 +105,28 @@ describe("prefix caching", () => {
     );
   });
 
+  it("requests that arrive together with one prompt compute it once: the others wait for its blocks", async () => {
+    const prompt = model.tokenizer.encode(SYSTEM + tails[0]);
+    const reqs = ["x", "y", "z"].map((id) => ({
+      id,
+      promptTokenIds: prompt,
+      params: greedy(8, { ignoreEos: true, temperature: 0 }),
+    }));
+    const want = await runToCompletion(off(), reqs);
+    // A step budget of 16 tokens: the first request's prefill takes several steps.
+    const core = buildColocatedEngine(model, backend, { blockSize: BS, maxTokensPerStep: 16 });
+    const got = await runToCompletion(core, reqs);
+    const whole = Math.floor((prompt.length - 1) / BS) * BS;
+    assert.deepEqual(
+      [...got.values()].map((c) => c.events[0]!.cachedTokens),
+      [0, whole, whole],
+    );
+    assert.deepEqual(
+      [...got.values()].map((c) => c.tokens),
+      [...want.values()].map((c) => c.tokens),
+    );
+  });
+
   it("is off with prefixCaching: false (nothing reported cached)", async () => {
     assert.ok([...expected.cached.values()].every((c) => c === 0));
     assert.equal(off().stats().prefixCache.enabled, false);
