@@ -4,7 +4,8 @@
 //    prompt computed in full, the ideal being the tokens computed: P / (P - cached);
 //  - a multi-turn conversation (each turn's prompt is the last one, its reply and a new message)
 //    with caching on against off;
-//  - the cost where nothing is cached (hashing and lookups): a new prompt, on against off.
+//  - the cost where nothing is cached (hashing and lookups): a new prompt, on against off;
+//  - four requests with one new prompt at once (n = 4): computed once, the others waiting for it.
 // Each pair is timed alternating, medians of --reps. Both engines' KV pools (--kv-blocks) are
 // written through once first: a cache that keeps blocks walks its whole pool before it reuses one,
 // and the first write of each page costs a fault, once in a server's life.
@@ -116,7 +117,21 @@ for (let i = 0; i < reps; i++) {
   miss.off.push((await run(offEngine, benchPrompt(P, 700 + i), 1)).ttft);
 }
 
-// 3. A conversation: each turn sends the whole transcript again.
+// 3. Four requests with one prompt at once (n = 4 choices): seconds until every one has a token.
+async function together(core: EngineCore, prompt: number[], n: number) {
+  const reqs = Array.from({ length: n }, () => request(prompt, 1));
+  const t0 = performance.now();
+  for (const r of reqs) core.add(r);
+  while (core.hasWork) await core.runStep();
+  return (performance.now() - t0) / 1000;
+}
+const burst = { on: [] as number[], off: [] as number[] };
+for (let i = 0; i < reps; i++) {
+  burst.on.push(await together(on, benchPrompt(P, 1300 + i), 4));
+  burst.off.push(await together(offEngine, benchPrompt(P, 1300 + i), 4));
+}
+
+// 4. A conversation: each turn sends the whole transcript again.
 async function conversation(core: EngineCore, salt: number) {
   let transcript = benchPrompt(P / 2, salt);
   let seconds = 0;
@@ -152,6 +167,12 @@ const rows = [
     ideal: 1,
   },
   {
+    what: `4 requests with one new ${P}-token prompt at once, until each has a token`,
+    on: median(burst.on),
+    off: median(burst.off),
+    ideal: 4,
+  },
+  {
     what: `${turns}-turn conversation from ${P / 2} tokens, ${TURN_REPLY}-token replies (${chat.cached} tokens cached)`,
     on: median(chat.on),
     off: median(chat.off),
@@ -177,5 +198,6 @@ writeResults("prefix-cache.json", {
   rows,
   repeat,
   miss,
+  burst,
   chat,
 });
