@@ -56,6 +56,7 @@ export function formatReport(
     row("Engine busy (% of duration):", pct(server.engine_busy_share));
     row("Pipeline idle (% of step time):", pct(server.pipeline_idle_share));
     row("Preemptions:", server.preemptions);
+    row("Prompt tokens from the prefix cache:", pct(server.prefix_cache_hit_share));
   }
   lines.push("=".repeat(width));
   return lines.join("\n");

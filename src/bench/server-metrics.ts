@@ -31,6 +31,8 @@ export interface ServerSide {
   /** Share of step time spent in pipeline bubbles (disaggregated placements). */
   pipeline_idle_share: number | null;
   preemptions: number;
+  /** Share of the run's prompt tokens the server's prefix cache held (null: the server reports none). */
+  prefix_cache_hit_share: number | null;
 }
 
 /** What the server did between two scrapes taken around a run of `durationS` seconds. */
@@ -54,5 +56,13 @@ export function serverSide(before: Scrape, after: Scrape, durationS: number): Se
     engine_busy_share: durationS > 0 ? busy / durationS : null,
     pipeline_idle_share: busy + idle > 0 ? idle / (busy + idle) : null,
     preemptions: d("lamina_preemptions_total") ?? 0,
+    prefix_cache_hit_share: hitShare(
+      d("lamina_prefix_cache_hits_total"),
+      d("lamina_prefix_cache_queries_total"),
+    ),
   };
+}
+
+function hitShare(hits: number | null, queries: number | null): number | null {
+  return hits === null || queries === null || queries === 0 ? null : hits / queries;
 }

@@ -121,6 +121,8 @@ describe("server-side figures from two /metrics scrapes", () => {
       ["lamina_step_transport_seconds_total", 0],
       ["lamina_step_idle_seconds_total", 0],
       ["lamina_preemptions_total", 2],
+      ["lamina_prefix_cache_hits_total", 100],
+      ["lamina_prefix_cache_queries_total", 400],
     ]);
     const after = new Map([
       ["lamina_steps_total", 150],
@@ -130,6 +132,8 @@ describe("server-side figures from two /metrics scrapes", () => {
       ["lamina_step_transport_seconds_total", 0.5],
       ["lamina_step_idle_seconds_total", 0.5],
       ["lamina_preemptions_total", 5],
+      ["lamina_prefix_cache_hits_total", 400],
+      ["lamina_prefix_cache_queries_total", 1400],
     ]);
     // Busy 1.5 + 0.5 + 0.5 = 2.5 s of a 5 s run; idle 0.5 s of 3 s of step time.
     const r = serverSide(before, after, 5)!;
@@ -141,6 +145,8 @@ describe("server-side figures from two /metrics scrapes", () => {
         engine_busy_share: 0.5,
         pipeline_idle_share: null,
         preemptions: 3,
+        // 300 of the run's 1000 prompt tokens came from the cache.
+        prefix_cache_hit_share: 0.3,
       },
     );
     assert.ok(Math.abs(r.pipeline_idle_share! - 1 / 6) < 1e-12);
