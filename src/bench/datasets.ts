@@ -12,6 +12,8 @@ export interface BenchRequest {
   readonly timestamp?: number;
   /** Ids of the prompt's 512-token prefix blocks (Mooncake): equal ids are shared prefixes. */
   readonly prefixBlocks?: readonly number[];
+  /** Leading tokens every request of the run shares (the random dataset's --random-prefix-len). */
+  readonly sharedPrefixLen?: number;
 }
 
 export type DatasetName = "azure-conv" | "azure-code" | "mooncake" | "sharegpt" | "random";
@@ -154,12 +156,19 @@ export interface RandomDatasetOptions {
   readonly outputLen: number;
   /** Lengths are drawn uniformly from [len·(1−r), len·(1+r)]. */
   readonly rangeRatio: number;
+  /** Tokens every prompt starts with (a system prompt's worth: prefix caching's case), before its own. */
+  readonly prefixLen?: number;
 }
 
 export function randomDataset(count: number, o: RandomDatasetOptions, rng: BenchRng): BenchRequest[] {
   const draw = (len: number) =>
     Math.max(1, rng.int(Math.floor(len * (1 - o.rangeRatio)), Math.ceil(len * (1 + o.rangeRatio))));
-  return Array.from({ length: count }, () => ({ promptLen: draw(o.inputLen), outputLen: draw(o.outputLen) }));
+  const shared = o.prefixLen ?? 0;
+  return Array.from({ length: count }, () => ({
+    promptLen: shared + draw(o.inputLen),
+    outputLen: draw(o.outputLen),
+    ...(shared > 0 ? { sharedPrefixLen: shared } : {}),
+  }));
 }
 
 export interface LoadOptions {

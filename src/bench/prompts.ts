@@ -97,6 +97,9 @@ export async function buildJobs(
   return jobs;
 }
 
+/** Where in the pool the prefix every request shares is read (--random-prefix-len). */
+const SHARED_PREFIX_START = 0x5eed;
+
 /** Mooncake's prefix blocks are 512 tokens long. */
 export const TRACE_BLOCK_TOKENS = 512;
 
@@ -105,7 +108,8 @@ export const TRACE_BLOCK_TOKENS = 512;
  * pool. A trace that records prefix blocks (Mooncake's hash ids) gets one fixed window of the
  * pool per block id, so requests that share blocks in the trace share those tokens here too;
  * when the prompt was clamped, blocks shrink in proportion so the sharing structure survives.
- * The rest comes from the window at `start`, different for every request.
+ * A run's shared prefix (`sharedPrefixLen`) comes first, the same window for every request. The
+ * rest comes from the window at `start`, different for every request.
  */
 export function synthesizePrompt(
   pool: readonly number[],
@@ -118,6 +122,8 @@ export function synthesizePrompt(
   const take = (from: number, count: number) => {
     for (let k = 0; k < count && ids.length < length; k++) ids.push(pool[(from + k) % pool.length]!);
   };
+  // One fixed window for the prefix every request shares, wherever the run asks for one.
+  if (raw.sharedPrefixLen) take(SHARED_PREFIX_START, Math.min(raw.sharedPrefixLen, length) - ids.length);
   if (raw.prefixBlocks && raw.promptLen > 0) {
     const blockLen = Math.max(1, Math.round((TRACE_BLOCK_TOKENS * length) / raw.promptLen));
     for (const block of raw.prefixBlocks) {

@@ -24,6 +24,7 @@ interface BenchServeFlags {
   randomInputLen: number;
   randomOutputLen: number;
   randomRangeRatio: number;
+  randomPrefixLen: number;
   progress: boolean;
 }
 
@@ -100,6 +101,12 @@ function addBenchServeOptions(cmd: Command): Command {
       64,
     )
     .option(
+      "--random-prefix-len <n>",
+      "random dataset: tokens every prompt starts with, before its own (a shared system prompt)",
+      named("--random-prefix-len", intArg(0)),
+      0,
+    )
+    .option(
       "--random-range-ratio <r>",
       "random dataset: lengths within ±r of the mean",
       named("--random-range-ratio", ratioArg),
@@ -128,7 +135,12 @@ async function benchServeAction(f: BenchServeFlags): Promise<void> {
     seed: f.seed,
     slo: f.goodput ? parseSlo(f.goodput) : null,
     outputLen: f.outputLen,
-    random: { inputLen: f.randomInputLen, outputLen: f.randomOutputLen, rangeRatio: f.randomRangeRatio },
+    random: {
+      inputLen: f.randomInputLen,
+      outputLen: f.randomOutputLen,
+      rangeRatio: f.randomRangeRatio,
+      prefixLen: f.randomPrefixLen,
+    },
     resultJson: f.resultJson,
     progress: f.progress && process.stderr.isTTY === true,
   });

@@ -151,6 +151,30 @@ describe("bench datasets", () => {
     assert.deepEqual(synthesizePrompt(pool, [1], 1, { promptLen: 1, outputLen: 1 }, 3), [13]);
   });
 
+  it("--random-prefix-len: every prompt starts with the same tokens, then its own", () => {
+    const reqs = randomDataset(
+      3,
+      { inputLen: 40, outputLen: 4, rangeRatio: 0, prefixLen: 100 },
+      new BenchRng(2),
+    );
+    assert.deepEqual(
+      reqs.map((r) => [r.promptLen, r.sharedPrefixLen]),
+      [
+        [140, 100],
+        [140, 100],
+        [140, 100],
+      ],
+    );
+    const pool = Array.from({ length: 5000 }, (_, i) => i);
+    const [a, b] = reqs.map((r, i) => synthesizePrompt(pool, [1], r.promptLen, r, 1000 * (i + 1)));
+    assert.equal(a!.length, 140);
+    assert.equal(a![0], 1);
+    assert.deepEqual(a!.slice(0, 100), b!.slice(0, 100), "the shared prefix, BOS included");
+    assert.notDeepEqual(a!.slice(100, 110), b!.slice(100, 110), "each prompt's own tokens");
+    // Clamped below the shared length, a prompt is all shared prefix.
+    assert.deepEqual(synthesizePrompt(pool, [1], 30, reqs[2]!, 7), a!.slice(0, 30));
+  });
+
   it("Mooncake prefix blocks become shared token prefixes, scaled when the prompt is clamped", () => {
     const pool = Array.from({ length: 5000 }, (_, i) => i);
     const x = { promptLen: 1500, outputLen: 1, prefixBlocks: [0, 1, 2] };
