@@ -600,33 +600,29 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   private attachPrefix(seqId: number, allKeys: readonly string[]): number {
     // One ATTACH carries the blocks as header ints, which a frame limits.
     const keys = allKeys.length > MAX_ATTACH_BLOCKS ? allKeys.slice(0, MAX_ATTACH_BLOCKS) : allKeys;
+    if (this.partition === "request" && this.owner.has(seqId)) return 0;
     let links = this.active();
+    let runs = links.map((l) => l.mirror!.lookupRun(keys));
     if (this.partition === "request") {
-      if (this.owner.has(seqId)) return 0;
-      let best: Link | null = null;
-      let bestRun = 0;
-      for (const l of links) {
-        const run = l.mirror!.lookupRun(keys).length;
-        if (
-          run > bestRun ||
-          (run === bestRun && run > 0 && l.mirror!.freeBlocks > best!.mirror!.freeBlocks)
-        ) {
-          best = l;
-          bestRun = run;
-        }
+      // The worker holding the longest run (the most free blocks among equals); none holds any: no owner yet.
+      let best = -1;
+      for (let i = 0; i < links.length; i++) {
+        const longer = best < 0 ? runs[i]!.length > 0 : runs[i]!.length > runs[best]!.length;
+        const tie = best >= 0 && runs[i]!.length === runs[best]!.length;
+        if (longer || (tie && links[i]!.mirror!.freeBlocks > links[best]!.mirror!.freeBlocks)) best = i;
       }
-      if (!best) return 0;
-      this.owner.set(seqId, best);
-      links = [best];
+      if (best < 0) return 0;
+      this.owner.set(seqId, links[best]!);
+      links = [links[best]!];
+      runs = [runs[best]!];
     }
-    if (links.length === 0) return 0;
-    let n = keys.length;
-    for (const l of links) n = Math.min(n, l.mirror!.lookupRun(keys, n).length);
-    if (n === 0) return 0;
-    for (const l of links) {
-      const blocks = l.mirror!.lookupRun(keys, n);
-      l.mirror!.attach(seqId, blocks);
-      this.post(l, { type: MsgType.ATTACH, ints: [seqId, ...blocks] });
+    // Head partitioning: every worker attaches the same run (their mirrors agree; the shortest, to be sure).
+    const n = runs.reduce((m, r) => Math.min(m, r.length), keys.length);
+    if (links.length === 0 || n === 0) return 0;
+    for (let i = 0; i < links.length; i++) {
+      const blocks = runs[i]!.slice(0, n);
+      links[i]!.mirror!.attach(seqId, blocks);
+      this.post(links[i]!, { type: MsgType.ATTACH, ints: [seqId, ...blocks] });
     }
     return n;
   }

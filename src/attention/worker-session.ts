@@ -136,23 +136,13 @@ export class AttentionWorkerSession {
         need(m.ints.length >= 2, "ATTACH needs [seqId, block...]");
         need(kv.windowAllocator === null, "ATTACH: a cache with a window pool shares no blocks");
         need(m.ints.length - 1 <= kv.maxBlocksPerSeq, "ATTACH of more blocks than the context holds");
-        const seqId = m.ints[0]!;
-        try {
-          kv.allocator.attach(seqId, m.ints.subarray(1));
-        } catch (e) {
-          need(false, `ATTACH: ${(e as Error).message}`);
-        }
+        protocolOp("ATTACH", () => kv.allocator.attach(m.ints[0]!, m.ints.subarray(1)));
         return;
       }
-      case MsgType.RETAIN: {
+      case MsgType.RETAIN:
         need(m.ints.length === 2, "RETAIN needs [seqId, index]");
-        try {
-          kv.allocator.retain(m.ints[0]!, m.ints[1]!);
-        } catch (e) {
-          need(false, `RETAIN: ${(e as Error).message}`);
-        }
+        protocolOp("RETAIN", () => kv.allocator.retain(m.ints[0]!, m.ints[1]!));
         return;
-      }
       case MsgType.RELEASE:
         need(m.ints.length === 1, "RELEASE needs [seqId]");
         kv.release(m.ints[0]!);
@@ -424,4 +414,13 @@ const MIN_STEP_BUFFER_LIMIT = 256 << 20;
 
 function need(ok: boolean, what: string): void {
   if (!ok) throw new Error(`attention protocol: ${what}`);
+}
+
+/** An allocator operation a message asks for; what it refuses is the peer's protocol error. */
+function protocolOp(what: string, op: () => unknown): void {
+  try {
+    op();
+  } catch (e) {
+    need(false, `${what}: ${(e as Error).message}`);
+  }
 }

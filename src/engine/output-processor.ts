@@ -85,13 +85,7 @@ export class OutputProcessor {
       const want = seq.params.logprobs;
       if (want !== null) this.rawLogits.set(logits.subarray(off, off + V));
       const tx = this.text.get(seq)!;
-      const token = !tx.json
-        ? tx.tools
-          ? tx.tools.draw(this.drawContext(logits, off, seq, tx))
-          : this.sampler.sample(logits, off, seq)
-        : tx.thinking
-          ? this.sampleThinking(logits, off, seq, tx)
-          : this.sampleJson(logits, off, seq, tx);
+      const token = this.draw(logits, off, seq, tx);
       if (want !== null) seq.pendingLogprobs.push(this.sampler.logprobs(this.rawLogits, 0, token, want));
       seq.appendToken(token);
       this.generationTokens++;
@@ -99,6 +93,14 @@ export class OutputProcessor {
       events.push(event);
       if (ended) finish(seq);
     }
+  }
+
+  /** The row's token: drawn freely, under strict tool calls, or as a structured reply (thinking first). */
+  private draw(logits: Float32Array, off: number, seq: Sequence, tx: SeqText): number {
+    if (tx.json)
+      return tx.thinking ? this.sampleThinking(logits, off, seq, tx) : this.sampleJson(logits, off, seq, tx);
+    if (tx.tools) return tx.tools.draw(this.drawContext(logits, off, seq, tx));
+    return this.sampler.sample(logits, off, seq);
   }
 
   /**

@@ -143,14 +143,11 @@ export class Scheduler {
    * block is cached. Sequences behind it are admitted meanwhile.
    */
   private awaitsSharedPrefix(seq: Sequence): boolean {
-    if (!this.prefix || seq.numComputed > 0) return false;
-    const bs = this.attention.blockSize;
-    const full = Math.floor((seq.length - 1) / bs);
-    if (full === 0) return false;
-    const keys = blockKeys(seq, bs, full);
+    const keys = this.cacheableKeys(seq);
+    if (!keys) return false;
     for (const r of this.running) {
       const b = r.cachedBlocks; // the block r computes next
-      if (b < full && r.numComputed < r.promptTokens.length && r.blockKeys[b] === keys[b]) return true;
+      if (b < keys.length && r.numComputed < r.promptTokens.length && r.blockKeys[b] === keys[b]) return true;
     }
     return false;
   }
@@ -160,13 +157,22 @@ export class Scheduler {
    * Its last token is always computed: its logits give the next token.
    */
   private attachCachedPrefix(seq: Sequence): void {
-    if (!this.prefix || seq.numComputed > 0) return;
+    const keys = this.cacheableKeys(seq);
+    if (!keys) return;
+    const n = this.prefix!.attach(seq.id, keys);
+    seq.numComputed = n * this.attention.blockSize;
+    seq.cachedBlocks = n;
+  }
+
+  /**
+   * The keys of the whole blocks a waiting sequence could take from the cache (all but its last
+   * token's), or null: caching off, the sequence holds KV, or it has no such block.
+   */
+  private cacheableKeys(seq: Sequence): readonly string[] | null {
+    if (!this.prefix || seq.numComputed > 0) return null;
     const bs = this.attention.blockSize;
     const full = Math.floor((seq.length - 1) / bs);
-    if (full === 0) return;
-    const n = this.prefix.attach(seq.id, blockKeys(seq, bs, full));
-    seq.numComputed = n * bs;
-    seq.cachedBlocks = n;
+    return full === 0 ? null : blockKeys(seq, bs, full);
   }
 
   /**

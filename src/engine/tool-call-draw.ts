@@ -48,11 +48,13 @@ export class ToolCallDraw {
   private noEnds: Uint8Array | null = null;
   /** Harmony: each tool's arguments, and the header so far (null: in a message's body). */
   private readonly argNodes: SchemaNode[];
+  private readonly names: readonly string[];
   private header: string | null = null;
 
   constructor(private readonly c: ToolCallConstraint) {
-    this.node = toolCallNode(c);
     this.argNodes = toolArgNodes(c);
+    this.node = toolCallNode(c, this.argNodes);
+    this.names = c.tools.map((t) => t.name);
     const start = jsonStart(this.node);
     if (c.named) {
       const i = c.tools.findIndex((t) => t.name === c.named!.calling);
@@ -115,7 +117,7 @@ export class ToolCallDraw {
       if (token === h.start) this.header = "";
       return token;
     }
-    const names = this.c.tools.map((t) => t.name);
+    const names = this.names;
     const r = h.recipient;
     const token = only(d, (t) =>
       d.pieces.isSpecial(t)

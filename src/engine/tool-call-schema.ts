@@ -11,8 +11,10 @@ const quoted = (s: string) => utf8.encode(JSON.stringify(s).slice(1, -1));
  * arguments, under `argsKey`, are a value of the schema of the tool that name names (a switch on
  * the name's enum). Throws SchemaError, naming the tool, where a tool's parameters do not compile.
  */
-export function toolCallNode(c: ToolCallConstraint): SchemaNode {
-  const cases = toolArgNodes(c);
+export function toolCallNode(
+  c: ToolCallConstraint,
+  cases: readonly SchemaNode[] = toolArgNodes(c),
+): SchemaNode {
   const call: SchemaNode = {
     kind: "object",
     props: [

@@ -1,6 +1,5 @@
 import type { ToolCallConstraint } from "../engine/api.js";
-import { SchemaError } from "../engine/json-schema.js";
-import { toolCallNode } from "../engine/tool-call-schema.js";
+import { compileSchema, SchemaError } from "../engine/json-schema.js";
 import { singleTokenId } from "../tokenizer/prompt-ids.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { badRequest } from "./errors.js";
@@ -125,7 +124,7 @@ function strictCalls(
   } else c = mistralArgsCalls(tokenizer, specs, prefill);
   for (let i = 0; i < specs.length; i++) {
     try {
-      toolCallNode({ ...c, tools: [specs[i]!], list: false });
+      if (specs[i]!.parameters !== null) compileSchema(specs[i]!.parameters);
     } catch (e) {
       if (e instanceof SchemaError)
         throw badRequest(`tools[${i}].function.parameters: ${e.message}`, `tools[${i}].function.parameters`);
