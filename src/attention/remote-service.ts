@@ -147,6 +147,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   ) {
     this.blockSize = geometry.blockSize;
     // Not where workers keep window layers' blocks in a pool of their own (as LocalAttentionService).
+    this.rewritesKv = windowSplit(geometry) === null;
     this.prefix =
       windowSplit(geometry) === null
         ? {
@@ -596,6 +597,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
    * sequence under request partitioning goes to the worker holding the longest run of its prefix.
    */
   readonly prefix: PrefixCaching | null;
+  /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv): not with a window pool. */
+  readonly rewritesKv: boolean;
 
   private attachPrefix(seqId: number, allKeys: readonly string[]): number {
     // One ATTACH carries the blocks as header ints, which a frame limits.

@@ -160,6 +160,14 @@ export interface AttentionService extends KvAdmission, LayerAttention {
   readonly drive?: AttentionDrive | null;
   /** Present where cached prefixes can be shared (see PrefixCaching). */
   readonly prefix?: PrefixCaching | null;
+  /**
+   * True where KV at a sequence's positions past what the engine counts as computed may be written
+   * and later written again, and nothing is freed from a step's reach meanwhile: speculative
+   * decoding's refused draft tokens are overwritten by the next step. Absent (false) where window
+   * layers keep a pool of their own (it frees the blocks a step's end leaves behind) and in pd /
+   * adrenaline.
+   */
+  readonly rewritesKv?: boolean;
   stats?(): AttentionServiceStats;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
+import { DEFAULT_SPECULATION } from "../engine/speculative.js";
 import type { KvDType } from "../kernels/backend.js";
 import { KV_DTYPES } from "../kernels/kv-cache.js";
 import type { EngineOptions } from "../placement/options.js";
@@ -37,10 +38,6 @@ export function addEngineFlags(cmd: Command): Command {
       "--output-reserve <spec>",
       "KV held at admission for a share of each request's remaining output: default (1 after a preemption, falling by 0.002 a step to 0.1), none (the current tokens held, nothing for output), or INITIAL,MIN,DECAY",
       outputReserveArg,
-    )
-    .option(
-      "--no-prefix-caching",
-      "compute every prompt in full (by default the KV of whole blocks of a prompt prefix already computed is reused)",
     )
     .option(
       "--attention-workers <n>",
@@ -109,7 +106,26 @@ export function addEngineFlags(cmd: Command): Command {
       "adrenaline: fixed offloaded/kept request ratio (default: the load-aware bound)",
       ratioArg,
     );
-  return addModelWorkerFlags(cmd);
+  return addModelWorkerFlags(addReuseFlags(cmd));
+}
+
+/** What decoding reuses: cached prompt prefixes, and drafts looked up in a sequence's own tokens. */
+function addReuseFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      "--no-prefix-caching",
+      "compute every prompt in full (by default the KV of whole blocks of a prompt prefix already computed is reused)",
+    )
+    .option(
+      "--speculative-tokens <n>",
+      `speculative decoding by prompt lookup: tokens proposed a step from the sequence's own earlier text, checked in one forward pass (0: off; default ${DEFAULT_SPECULATION.tokens} for a model of 32 MiB of weights or more, else 0)`,
+      intArg(0, 16),
+    )
+    .option(
+      "--speculative-max-running <n>",
+      `speculate only while at most this many sequences run (default ${DEFAULT_SPECULATION.maxRunning})`,
+      intArg(1, 4096),
+    );
 }
 
 /** Which model, its tokenizer and its chat template. */
@@ -197,6 +213,8 @@ export interface EngineFlagValues {
   maxRunning?: number;
   outputReserve?: OutputReserveOptions;
   prefixCaching?: boolean;
+  speculativeTokens?: number;
+  speculativeMaxRunning?: number;
   attentionWorkers?: number;
   attentionWorkerAddrs?: string[];
   attentionWorkerThreads?: number;
@@ -234,6 +252,8 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     maxRunning: f.maxRunning,
     outputReserve: f.outputReserve,
     prefixCaching: f.prefixCaching,
+    speculativeTokens: f.speculativeTokens,
+    speculativeMaxRunning: f.speculativeMaxRunning,
     attentionWorkers: f.attentionWorkers,
     attentionWorkerAddrs: f.attentionWorkerAddrs,
     attentionWorkerThreads: f.attentionWorkerThreads,

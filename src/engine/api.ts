@@ -183,6 +183,16 @@ export interface EngineStats {
     readonly hitTokens: number;
     readonly cachedBlocks: number;
   };
+  /**
+   * Speculative decoding (engine/speculative.ts): draft tokens proposed, those the model drew too,
+   * and the steps that carried a draft (all 0 when off).
+   */
+  readonly speculation: {
+    readonly enabled: boolean;
+    readonly draftTokens: number;
+    readonly acceptedTokens: number;
+    readonly draftSteps: number;
+  };
   /** Cumulative seconds spent per step phase since start, per side (see runtime step breakdown). */
   readonly timing: {
     readonly model: number;

@@ -8,6 +8,7 @@ import { type MicroBatch, MicroBatchPipeline } from "./micro-batches.js";
 import { endEvent, OutputProcessor } from "./output-processor.js";
 import { Scheduler, type SchedulerLimits } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
+import { draftRows, speculationStats } from "./speculative.js";
 import { stepTimingStats } from "./step-timing.js";
 
 export interface EngineCoreOptions extends SchedulerLimits {
@@ -57,10 +58,12 @@ export class EngineCore {
       options.pipelineDepth,
       options.maxTokensPerStep,
       options.maxRunning,
+      options.maxRunning + draftRows(options.speculation, options.maxRunning),
       executor,
       attention,
     );
     this.outputs = new OutputProcessor(tokenizer, options.vocabSize, options.eosTokenIds, options.maxContext);
+    this.outputs.speculation = this.scheduler.speculation;
   }
 
   get hasWork(): boolean {
@@ -351,6 +354,7 @@ export class EngineCore {
         hitTokens: this.scheduler.prefixHitTokens,
         cachedBlocks: this.scheduler.prefix?.cachedBlocks() ?? 0,
       },
+      speculation: speculationStats(this.scheduler.speculation),
       timing: stepTimingStats(this.executor.timing(), this.wallSeconds, service),
       ...(service?.offload ? { offload: service.offload } : {}),
       ...(plane ? { modelPlane: plane } : {}),

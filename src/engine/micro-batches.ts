@@ -10,6 +10,8 @@ export interface BatchChunk {
   start: number;
   count: number;
   sample: boolean;
+  /** The chunk's last `drafts` tokens are its sequence's draft (speculative decoding). */
+  drafts: number;
 }
 
 /** How a launched micro-batch's forward pass ended. */
@@ -28,6 +30,9 @@ export interface MicroBatch {
   nChunks: number;
   /** The sequences sampled from this batch's logit rows, in row order. */
   readonly sampleRow: Sequence[];
+  /** Per sampled sequence: its first logit row, and its draft tokens (a row each after that one). */
+  readonly sampleAt: number[];
+  readonly sampleDrafts: number[];
   /** The forward pass in flight, or null when the batch is free. */
   pending: Promise<MicroBatch> | null;
   outcome: BatchOutcome | null;
@@ -50,15 +55,18 @@ export class MicroBatchPipeline {
     depth: number,
     maxTokensPerStep: number,
     maxRunning: number,
+    maxLogitRows: number,
     private readonly executor: ModelExecutor,
     private readonly attention: AttentionService,
   ) {
     this.batches = Array.from({ length: Math.max(1, depth) }, (_, id) => ({
       id,
-      step: createModelStep(maxTokensPerStep, maxRunning, id),
+      step: createModelStep(maxTokensPerStep, maxRunning, id, maxLogitRows),
       chunks: [],
       nChunks: 0,
       sampleRow: [],
+      sampleAt: [],
+      sampleDrafts: [],
       pending: null,
       outcome: null,
       launch: 0,
@@ -189,13 +197,14 @@ export class MicroBatchPipeline {
       const c = chunks[i]!;
       let own = batch.chunks[i];
       if (!own) {
-        own = { seq: c.seq, start: 0, count: 0, sample: false };
+        own = { seq: c.seq, start: 0, count: 0, sample: false, drafts: 0 };
         batch.chunks.push(own);
       }
       own.seq = c.seq;
       own.start = c.start;
       own.count = c.count;
       own.sample = c.sample;
+      own.drafts = c.drafts;
       c.seq.inFlight = true;
     }
     fillStep(batch);
@@ -205,24 +214,31 @@ export class MicroBatchPipeline {
 /** Microtask turns without progress before the pipeline yields one event-loop turn. */
 const MAX_IDLE_TURNS = 256;
 
-/** Writes a batch's chunks into its step: tokens, positions, sequence ranges, sampling rows. */
+/**
+ * Writes a batch's chunks into its step: tokens, positions, sequence ranges, sampling rows (a
+ * drafted chunk's last real token and each draft token get one).
+ */
 function fillStep(batch: MicroBatch): void {
   const st = batch.step;
   let t = 0;
   st.nLogits = 0;
   batch.sampleRow.length = 0;
+  batch.sampleAt.length = 0;
+  batch.sampleDrafts.length = 0;
   for (let s = 0; s < batch.nChunks; s++) {
-    const { seq, start, count, sample } = batch.chunks[s]!;
+    const { seq, start, count, sample, drafts } = batch.chunks[s]!;
     st.seqIds[s] = seq.id;
     st.seqStart[s] = t;
     for (let j = 0; j < count; j++) {
-      st.tokens[t] = seq.tokenAt(start + j);
+      st.tokens[t] = seq.stepToken(start + j);
       st.positions[t] = start + j;
       t++;
     }
     if (sample) {
-      st.logitRows[st.nLogits++] = t - 1;
       batch.sampleRow.push(seq);
+      batch.sampleAt.push(st.nLogits);
+      batch.sampleDrafts.push(drafts);
+      for (let r = t - 1 - drafts; r < t; r++) st.logitRows[st.nLogits++] = r;
     }
   }
   st.seqStart[batch.nChunks] = t;

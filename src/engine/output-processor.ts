@@ -6,6 +6,7 @@ import { compileSchema } from "./json-schema.js";
 import type { MicroBatch } from "./micro-batches.js";
 import { Sampler } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
+import type { Speculation } from "./speculative.js";
 import { StopChecker } from "./stop-checker.js";
 import { type DrawContext, ToolCallDraw } from "./tool-call-draw.js";
 
@@ -36,6 +37,8 @@ export class OutputProcessor {
   private readonly text = new Map<Sequence, SeqText>();
   private draws: DrawContext | null = null;
   generationTokens = 0;
+  /** Speculative decoding's counters, where the scheduler drafts (EngineCore sets it). */
+  speculation: Speculation | null = null;
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -75,24 +78,58 @@ export class OutputProcessor {
   ): void {
     for (let i = 0; i < batch.nChunks; i++) {
       const c = batch.chunks[i]!;
-      if (c.seq.status === "running") c.seq.numComputed = c.start + c.count;
+      // A draft's KV counts once its tokens are kept (sampleDrafted).
+      if (c.seq.status === "running") c.seq.numComputed = c.start + c.count - c.drafts;
     }
-    const V = this.vocabSize;
     for (let r = 0; r < batch.sampleRow.length; r++) {
       const seq = batch.sampleRow[r]!;
       if (seq.status !== "running") continue; // aborted during the step
-      const off = r * V;
-      const want = seq.params.logprobs;
-      if (want !== null) this.rawLogits.set(logits.subarray(off, off + V));
-      const tx = this.text.get(seq)!;
-      const token = this.draw(logits, off, seq, tx);
-      if (want !== null) seq.pendingLogprobs.push(this.sampler.logprobs(this.rawLogits, 0, token, want));
-      seq.appendToken(token);
-      this.generationTokens++;
-      const { event, ended } = this.event(seq, this.finishReason(seq, token));
+      const drafts = batch.sampleDrafts[r]!;
+      const at = batch.sampleAt[r]!;
+      const reason =
+        drafts === 0 ? this.sampleRow(logits, at, seq) : this.sampleDrafted(logits, at, drafts, seq);
+      const { event, ended } = this.event(seq, reason);
       events.push(event);
       if (ended) finish(seq);
     }
+  }
+
+  /** Draws the token of logit row `row` for `seq` and appends it; returns why it ends the sequence, if it does. */
+  private sampleRow(logits: Float32Array, row: number, seq: Sequence): FinishReason | null {
+    const off = row * this.vocabSize;
+    const want = seq.params.logprobs;
+    if (want !== null) this.rawLogits.set(logits.subarray(off, off + this.vocabSize));
+    const token = this.draw(logits, off, seq, this.text.get(seq)!);
+    if (want !== null) seq.pendingLogprobs.push(this.sampler.logprobs(this.rawLogits, 0, token, want));
+    seq.appendToken(token);
+    this.generationTokens++;
+    return this.finishReason(seq, token);
+  }
+
+  /**
+   * A speculative step (engine/speculative.ts): rows at, at + 1, … follow the sequence's last token
+   * and each of its `drafts` draft tokens. Each row is drawn as a plain step would draw it, and while
+   * the draw equals the draft token the row was computed after, the next row is valid too. The KV
+   * of the draft tokens kept counts as computed; the rest is written over by the next step.
+   */
+  private sampleDrafted(
+    logits: Float32Array,
+    at: number,
+    drafts: number,
+    seq: Sequence,
+  ): FinishReason | null {
+    const draft = seq.draft;
+    let kept = 0;
+    let reason: FinishReason | null = null;
+    for (let i = 0; i <= drafts; i++) {
+      reason = this.sampleRow(logits, at + i, seq);
+      if (reason !== null || i === drafts || seq.output[seq.output.length - 1] !== draft[i]) break;
+      kept++;
+    }
+    seq.numComputed += kept;
+    this.speculation?.verified(seq, drafts, kept);
+    draft.length = 0;
+    return reason;
   }
 
   /** The row's token: drawn freely, under strict tool calls, or as a structured reply (thinking first). */
@@ -173,16 +210,28 @@ export class OutputProcessor {
   /** Builds the event for a sequence's new tokens; a stop string found in the text ends it. */
   private event(seq: Sequence, reason: FinishReason | null): { event: TokenEvent; ended: boolean } {
     const tx = this.text.get(seq)!;
-    let text = "";
+    let emit = "";
+    let stopped = false;
     const eosEnded = reason === "stop" && !seq.params.ignoreEos;
+    // Token by token: a stop string ends the reply at the token that completed it, and tokens a
+    // speculative step kept after that one are dropped (as one token a step would not make them).
     for (let i = 0; i < seq.pendingTokens.length; i++) {
       const tok = seq.pendingTokens[i]!;
       // The token that ended generation (EOS / stop id) contributes no text.
       if (eosEnded && i === seq.pendingTokens.length - 1) break;
-      text += tx.detok.push(tok);
+      const r = tx.stop.push(tx.detok.push(tok));
+      emit += r.emit;
+      if (r.stopped) {
+        this.generationTokens -= seq.dropTokensAfter(i + 1);
+        stopped = true;
+        break;
+      }
     }
-    if (reason) text += tx.detok.flush();
-    let { emit, stopped } = tx.stop.push(text);
+    if (!stopped && reason) {
+      const r = tx.stop.push(tx.detok.flush());
+      emit += r.emit;
+      stopped = r.stopped;
+    }
     if (stopped) reason = "stop";
     else if (reason) emit += tx.stop.flush();
     const first = !seq.reportedFirst;

@@ -2,6 +2,7 @@ import type { AttentionService, PrefixCaching } from "../attention/service.js";
 import { OutputReserve, type OutputReserveOptions } from "../util/output-reserve.js";
 import { blockKeys } from "./prefix-keys.js";
 import type { Sequence } from "./sequence.js";
+import { draftRows, Speculation, type SpeculationOptions } from "./speculative.js";
 
 export interface SchedulerLimits {
   /** Sequences in the running set at once. */
@@ -16,14 +17,23 @@ export interface SchedulerLimits {
   readonly outputReserve?: OutputReserveOptions;
   /** Reuse cached KV of shared prompt prefixes where the attention service can (default true). */
   readonly prefixCaching?: boolean;
+  /**
+   * Speculative decoding by prompt lookup (engine/speculative.ts), where the attention service
+   * lets a sequence's KV past its computed length be written again; absent: off.
+   */
+  readonly speculation?: SpeculationOptions;
 }
 
-/** One sequence's share of a step: compute tokens [start, start + count); sample if it reaches the end. */
+/**
+ * One sequence's share of a step: compute tokens [start, start + count); sample if it reaches the
+ * end. The last `drafts` of them are the sequence's draft (seq.draft), each with a logit row too.
+ */
 export interface ScheduledChunk {
   readonly seq: Sequence;
   readonly start: number;
   readonly count: number;
   readonly sample: boolean;
+  readonly drafts: number;
 }
 
 /**
@@ -47,6 +57,8 @@ export class Scheduler {
   /** Prompt tokens admitted, and those of them the prefix cache held (first admissions only). */
   prefixQueriedTokens = 0;
   prefixHitTokens = 0;
+  /** Speculative decoding, or null (off, or a service that cannot take a draft's KV back). */
+  readonly speculation: Speculation | null;
 
   constructor(
     readonly limits: SchedulerLimits,
@@ -54,6 +66,8 @@ export class Scheduler {
   ) {
     this.reserve = new OutputReserve(limits.outputReserve);
     this.prefix = limits.prefixCaching === false ? null : (attention.prefix ?? null);
+    const spec = limits.speculation;
+    this.speculation = spec && spec.tokens > 0 && attention.rewritesKv ? new Speculation(spec) : null;
   }
 
   get hasWork(): boolean {
@@ -84,11 +98,22 @@ export class Scheduler {
     const chunks = this.chunks;
     chunks.length = 0;
     const preemptedBefore = this.preemptions;
+    // Logit rows a step has beyond one per sequence: what drafts may take.
+    let spareRows = draftRows(this.limits.speculation, this.limits.maxRunning);
     for (let i = 0; i < this.running.length && budget > 0 && chunks.length < maxSeqs; i++) {
       const seq = this.running[i]!;
       if (seq.inFlight) continue;
       const count = Math.min(seq.length - seq.numComputed, budget);
       if (count <= 0) continue;
+      if (count === 1 && seq.numComputed === seq.length - 1) {
+        const drafts = this.plannedDraft(seq, Math.min(budget - 1, spareRows));
+        if (drafts > 0) {
+          chunks.push(this.chunk(seq, 1 + drafts, drafts));
+          budget -= 1 + drafts;
+          spareRows -= drafts;
+          continue;
+        }
+      }
       while (!this.attention.reserve(seq.id, seq.numComputed + count)) {
         const victim = this.lastIdleRunning();
         this.preempt(victim);
@@ -133,6 +158,19 @@ export class Scheduler {
     }
     this.reserve.planned(this.preemptions > preemptedBefore);
     return chunks;
+  }
+
+  /**
+   * A decoding sequence's draft for this step, its KV reserved: how many tokens (0: no draft, or
+   * no room for one; a draft never preempts anything).
+   */
+  private plannedDraft(seq: Sequence, room: number): number {
+    if (!this.speculation || room <= 0) return 0;
+    const context = this.limits.maxContext ?? Number.POSITIVE_INFINITY;
+    const drafts = this.speculation.draft(seq, room, this.running.length, context);
+    if (drafts > 0 && this.attention.reserve(seq.id, seq.length + drafts)) return drafts;
+    seq.draft.length = 0;
+    return 0;
   }
 
   /**
@@ -183,7 +221,8 @@ export class Scheduler {
     const seq = chunk.seq;
     if (!this.prefix || seq.status !== "running") return;
     const bs = this.attention.blockSize;
-    const full = Math.floor((chunk.start + chunk.count) / bs);
+    // A draft's positions hold KV of tokens not yet verified: they are published once computed again.
+    const full = Math.floor((chunk.start + chunk.count - chunk.drafts) / bs);
     if (full <= seq.cachedBlocks) return;
     const keys = blockKeys(seq, bs, full);
     for (let b = seq.cachedBlocks; b < full; b++) this.prefix.publish(seq.id, b, keys[b]!);
@@ -214,18 +253,20 @@ export class Scheduler {
   }
 
   /** Chunk objects are pooled: a decode step allocates nothing per sequence. */
-  private readonly pool: { seq: Sequence; start: number; count: number; sample: boolean }[] = [];
+  private readonly pool: { seq: Sequence; start: number; count: number; sample: boolean; drafts: number }[] =
+    [];
 
-  private chunk(seq: Sequence, count: number): ScheduledChunk {
+  private chunk(seq: Sequence, count: number, drafts = 0): ScheduledChunk {
     let c = this.pool[this.chunks.length];
     if (!c) {
-      c = { seq, start: 0, count: 0, sample: false };
+      c = { seq, start: 0, count: 0, sample: false, drafts: 0 };
       this.pool.push(c);
     }
     c.seq = seq;
     c.start = seq.numComputed;
     c.count = count;
-    c.sample = seq.numComputed + count === seq.length;
+    c.sample = seq.numComputed + count - drafts === seq.length;
+    c.drafts = drafts;
     return c;
   }
 

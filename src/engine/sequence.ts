@@ -19,6 +19,13 @@ export class Sequence implements SamplingState {
   /** Prompt tokens taken from the prefix cache when it was first scheduled. */
   cachedTokens = 0;
   readonly output: number[] = [];
+  /**
+   * Speculative decoding: tokens proposed after its last one for the step in flight (verified
+   * when the step lands, then cleared); empty otherwise.
+   */
+  readonly draft: number[] = [];
+  /** The longest draft it is proposed next (speculative.ts adapts it to what it kept); 0: the full length. */
+  draftLimit = 0;
   readonly outputCounts = new Map<number, number>();
   readonly rng: Rng;
   /** Tokens sampled but not yet reported, and their logprobs. */
@@ -58,10 +65,33 @@ export class Sequence implements SamplingState {
     return i < p ? this.promptTokens[i]! : this.output[i - p]!;
   }
 
+  /** Token `i` of the sequence, or of its draft past the end (a speculative step's input). */
+  stepToken(i: number): number {
+    const n = this.length;
+    return i < n ? this.tokenAt(i) : this.draft[i - n]!;
+  }
+
   /** Its KV was freed (preempted, or lost with a worker): everything is computed again. */
   forgetKv(): void {
     this.numComputed = 0;
     this.cachedBlocks = 0;
+  }
+
+  /**
+   * Keeps the first `keep` of the tokens not yet reported and drops the rest (a stop string ended
+   * the reply before them); returns how many were dropped.
+   */
+  dropTokensAfter(keep: number): number {
+    const drop = this.pendingTokens.length - keep;
+    for (let i = 0; i < drop; i++) {
+      const t = this.output.pop()!;
+      const n = this.outputCounts.get(t)! - 1;
+      if (n === 0) this.outputCounts.delete(t);
+      else this.outputCounts.set(t, n);
+    }
+    this.pendingTokens.length = keep;
+    if (this.pendingLogprobs.length > keep) this.pendingLogprobs.length = keep;
+    return drop;
   }
 
   appendToken(token: number): void {

@@ -114,7 +114,7 @@ function sliceExecutor(model: LoadedModel, backend: KernelBackend, sizes: Engine
   const sliced = sliceModel(buildLlamaGraph(model.config));
   return new SliceExecutor(sliced, model.weights, backend, model.config, {
     maxTokens: sizes.maxTokensPerStep,
-    maxLogitRows: sizes.maxRunning,
+    maxLogitRows: sizes.maxLogitRows,
     microBatches: depth,
   });
 }
@@ -131,6 +131,7 @@ function engineCore(model: LoadedModel, sizes: EngineSizes, depth: number, parts
     maxContext: sizes.maxContext,
     outputReserve: sizes.outputReserve,
     prefixCaching: sizes.prefixCaching,
+    ...(sizes.speculation ? { speculation: sizes.speculation } : {}),
     eosTokenIds: [...eos],
     vocabSize: model.config.vocabSize,
     pipelineDepth: depth,

@@ -71,6 +71,7 @@ const EMPTY_STATS: EngineStats = {
   promptTokens: 0,
   generationTokens: 0,
   prefixCache: { enabled: false, queriedTokens: 0, hitTokens: 0, cachedBlocks: 0 },
+  speculation: { enabled: false, draftTokens: 0, acceptedTokens: 0, draftSteps: 0 },
   timing: { model: 0, attention: 0, transport: 0, idle: 0, steps: 0, polling: 0 },
 };
 

@@ -7,7 +7,7 @@ import { describeOutputReserve } from "../util/output-reserve.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
 import type { EngineOptions } from "./options.js";
-import { defaultKvDtype } from "./sizes.js";
+import { defaultKvDtype, SPECULATION_MIN_WEIGHT_BYTES } from "./sizes.js";
 
 /**
  * The engine's thread: loads the model, then loops schedule → execute → sample while there is
@@ -104,7 +104,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       source: setup.model.source,
       backend: setup.backend.describe(),
       // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
-      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, prefix caching ${prefixCachingState(setup.core, options)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, prefix caching ${prefixCachingState(setup.core, options)}, speculative decoding ${speculationState(setup.core, options)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);
@@ -151,6 +151,17 @@ async function loop(c: EngineCore): Promise<void> {
   post({ v: 1, type: "events", events: [], stats: c.stats() });
   post({ v: 1, type: "closed" });
   port.close();
+}
+
+/** What the start-up log says of speculative decoding: its settings, off by flag, or not offered. */
+function speculationState(core: EngineCore, options: EngineOptions): string {
+  const s = core.scheduler.speculation;
+  if (s)
+    return `${s.options.tokens} tokens by prompt lookup while at most ${s.options.maxRunning} sequences run`;
+  if (options.speculativeTokens === 0) return "off";
+  if (!core.attention.rewritesKv)
+    return "off (a draft's KV cannot be taken back here: window layers' own pool, or pd / adrenaline)";
+  return `off (a model under ${SPECULATION_MIN_WEIGHT_BYTES / 2 ** 20} MiB of weights spends a step on fixed costs a draft adds to; --speculative-tokens N turns it on)`;
 }
 
 /** What the start-up log says of prefix caching: on, off by flag, or not offered by the placement. */

@@ -63,7 +63,8 @@ export async function buildModelWorkerPlacement(
       attention,
       sliced,
       maxTokens: sizes.maxTokensPerStep,
-      maxSeqs: sizes.maxRunning,
+      // The plane's sequence slots double as its logit rows: a speculative step has more rows.
+      maxSeqs: sizes.maxLogitRows,
       maxContext: sizes.maxContext,
       microBatches: depth,
       replicas,

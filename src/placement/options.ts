@@ -24,6 +24,15 @@ export interface CoreOptions {
    * the KV layout cannot share blocks: window layers' own pool (Gemma 2/3, gpt-oss), pd / adrenaline.
    */
   readonly prefixCaching?: boolean;
+  /**
+   * Speculative decoding by prompt lookup: draft tokens proposed per step for a decoding sequence
+   * (engine/speculative.ts; 0: off; default 3 for a model of at least
+   * SPECULATION_MIN_WEIGHT_BYTES, else off). Not offered where a draft's KV cannot be taken back:
+   * window layers' own pool, pd / adrenaline.
+   */
+  readonly speculativeTokens?: number;
+  /** Speculate only while at most this many sequences run. */
+  readonly speculativeMaxRunning?: number;
 }
 
 /** Everything `createEngine` accepts: which model, which kernels, sizes, and placement. */

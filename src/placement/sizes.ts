@@ -1,5 +1,6 @@
 import type { KvGeometry } from "../attention/kv-attention.js";
 import { globalBlocksForBudget } from "../attention/window-blocks.js";
+import { DEFAULT_SPECULATION, draftRows, type SpeculationOptions } from "../engine/speculative.js";
 import { checkKvBlockSize } from "../kernels/kv-cache.js";
 import { type DType, toFloat32 } from "../model/tensor.js";
 import type { LoadedModel } from "../model/types.js";
@@ -59,6 +60,10 @@ export interface EngineSizes {
   readonly localBlocks: number;
   readonly outputReserve: OutputReserveOptions;
   readonly prefixCaching: boolean;
+  /** Speculative decoding's settings, or null when off. */
+  readonly speculation: SpeculationOptions | null;
+  /** Logit rows of a step: one a sequence, and the drafts' (speculative.ts draftRows). */
+  readonly maxLogitRows: number;
 }
 
 export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
@@ -83,6 +88,7 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     ...(c.attnSinks ? { sinks: attentionSinks(model) } : {}),
   };
   checkKvBlockSize(geometry.kvDtype, geometry.blockSize);
+  const speculation = speculationOptions(model, o);
   const budget = o.kvMemory ?? DEFAULT_KV_MEMORY;
   const numBlocks = o.kvBlocks ?? Math.max(1, globalBlocksForBudget(geometry, budget, false));
   // The colocated cache keeps window layers' KV apart when the model mixes them (window-blocks.ts):
@@ -98,5 +104,37 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
     localBlocks,
     outputReserve: checkOutputReserve(o.outputReserve ?? DEFAULT_OUTPUT_RESERVE),
     prefixCaching: o.prefixCaching ?? true,
+    speculation,
+    maxLogitRows: maxRunning + draftRows(speculation, maxRunning),
   };
+}
+
+/**
+ * Weights a step reads at least for speculative decoding to be on by default. A draft pays where
+ * a step's time goes to reading the weights, which its extra rows share; a model smaller than this
+ * (the built-in demo's 1 MB) spends a step on fixed costs that extra rows add to. Measured on the
+ * demo, 4 sequences decoded 0.83x as fast with drafts; SmolLM2-135M's shape (270 MB) 1.10-1.53x
+ * faster (docs/BENCHMARKS.md, speculative decoding).
+ */
+export const SPECULATION_MIN_WEIGHT_BYTES = 32 * 2 ** 20;
+
+/** The resolved speculation settings: the defaults where not given, null when 0 draft tokens. */
+function speculationOptions(model: LoadedModel, o: CoreOptions): SpeculationOptions | null {
+  const fallback = weightBytes(model) >= SPECULATION_MIN_WEIGHT_BYTES ? DEFAULT_SPECULATION.tokens : 0;
+  const tokens = o.speculativeTokens ?? fallback;
+  if (tokens === 0) return null;
+  return { tokens, maxRunning: o.speculativeMaxRunning ?? DEFAULT_SPECULATION.maxRunning };
+}
+
+/**
+ * Bytes of the model's weights: as loaded, or (a front end that loaded none: its model workers
+ * hold them) estimated from its shape at 2 bytes a parameter.
+ */
+function weightBytes(model: LoadedModel): number {
+  let bytes = 0;
+  for (const t of model.weights.values()) bytes += t.data.byteLength;
+  if (bytes > 0) return bytes;
+  const c = model.config;
+  const attention = c.hiddenSize * c.headDim * (2 * c.numHeads + 2 * c.numKvHeads);
+  return 2 * (c.numLayers * (attention + 3 * c.hiddenSize * c.intermediateSize) + c.vocabSize * c.hiddenSize);
 }

@@ -214,7 +214,8 @@ export class ReplicaLoop {
     };
     if (!(n >= 1 && n <= maxTokens)) bad(`${n} tokens`);
     if (!(step.nSeqs >= 1 && step.nSeqs <= Math.min(maxSeqs, n))) bad(`${step.nSeqs} sequences`);
-    if (!(step.nLogits >= 0 && step.nLogits <= step.nSeqs)) bad(`${step.nLogits} logit rows`);
+    // A speculative step has a row for each of a sequence's draft tokens too: at most a row a token.
+    if (!(step.nLogits >= 0 && step.nLogits <= Math.min(maxSeqs, n))) bad(`${step.nLogits} logit rows`);
     for (let t = 0; t < n; t++) {
       if (!(b.tokens[t]! >= 0 && b.tokens[t]! < this.limits.vocabSize)) bad(`token id ${b.tokens[t]}`);
       if (!(b.positions[t]! >= 0 && b.positions[t]! < this.limits.maxContext))

@@ -7,13 +7,21 @@ import type { AttentionStep } from "../attention/service.js";
 export interface ModelStep extends AttentionStep {
   /** [nTokens] token ids. */
   readonly tokens: Int32Array;
-  /** [nLogits] rows (token indices) whose logits are wanted: the last token of each sampling sequence. */
+  /**
+   * [nLogits] rows (token indices) whose logits are wanted: the last token of each sampling
+   * sequence, and each draft token of a speculative one.
+   */
   readonly logitRows: Int32Array;
   nLogits: number;
 }
 
-/** A step for micro-batch `microBatch`, preallocated at the largest sizes. */
-export function createModelStep(maxTokens: number, maxSeqs: number, microBatch: number): ModelStep {
+/** A step for micro-batch `microBatch`, preallocated at the largest sizes (`maxLogitRows`: maxSeqs and the drafts' rows). */
+export function createModelStep(
+  maxTokens: number,
+  maxSeqs: number,
+  microBatch: number,
+  maxLogitRows = maxSeqs,
+): ModelStep {
   return {
     microBatch,
     nTokens: 0,
@@ -23,7 +31,7 @@ export function createModelStep(maxTokens: number, maxSeqs: number, microBatch: 
     positions: new Int32Array(maxTokens),
     seqIds: new Int32Array(maxSeqs),
     seqStart: new Int32Array(maxSeqs + 1),
-    logitRows: new Int32Array(maxSeqs),
+    logitRows: new Int32Array(maxLogitRows),
   };
 }
 

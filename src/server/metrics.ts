@@ -202,6 +202,16 @@ const ENGINE_COUNTERS: readonly [name: string, help: string, value: (s: EngineSt
     "Prompt tokens whose KV the prefix cache held (not computed again).",
     (s) => s.prefixCache.hitTokens,
   ],
+  [
+    "lamina_spec_decode_draft_tokens_total",
+    "Draft tokens speculative decoding proposed (prompt lookup).",
+    (s) => s.speculation.draftTokens,
+  ],
+  [
+    "lamina_spec_decode_accepted_tokens_total",
+    "Draft tokens the model drew too (kept without a step of their own).",
+    (s) => s.speculation.acceptedTokens,
+  ],
   ["lamina_requests_refused_total", "Requests refused because the waiting queue was full.", (s) => s.refused],
   ["lamina_steps_total", "Engine decode/prefill steps.", (s) => s.timing.steps],
   ["lamina_step_model_seconds_total", "Time spent in non-attention model slices.", (s) => s.timing.model],

@@ -29,6 +29,9 @@ export function familiesEqualColocated(plane: "shm" | "tcp", tmp: string): void 
         modelWorkers: 2,
         attentionWorkers: 1,
         pipelineDepth: 3,
+        // Speculative steps too (a tiny model is below the size it is on by default for): more
+        // logit rows than sequences cross the plane, against colocated decoding one token a step.
+        speculativeTokens: 3,
         ...(plane === "tcp" ? { modelPlane: "tcp", transport: "tcp" } : {}),
       };
       // Every family, Gemma's per-layer windows, scales and soft-caps included, runs here: model

@@ -105,6 +105,7 @@ describe("engine-derived metrics", () => {
     promptTokens: 1000,
     generationTokens: 500,
     prefixCache: { enabled: true, queriedTokens: 900, hitTokens: 640, cachedBlocks: 12 },
+    speculation: { enabled: true, draftTokens: 300, acceptedTokens: 120, draftSteps: 110 },
     timing: { model: 2, attention: 1, transport: 0.5, idle: 0.5, steps: 100, polling: 0.25 },
     ...over,
   });
@@ -125,6 +126,8 @@ describe("engine-derived metrics", () => {
     assert.equal(m.get("lamina_prefix_cache_queries_total"), 900);
     assert.equal(m.get("lamina_prefix_cache_hits_total"), 640);
     assert.equal(m.get("lamina_prefix_cache_blocks"), 12);
+    assert.equal(m.get("lamina_spec_decode_draft_tokens_total"), 300);
+    assert.equal(m.get("lamina_spec_decode_accepted_tokens_total"), 120);
     assert.equal(m.get("lamina_step_model_seconds"), 0.02);
     assert.equal(m.get("lamina_step_transport_seconds"), 0.005);
     assert.equal(m.get("lamina_pipeline_idle_ratio"), 0.125);

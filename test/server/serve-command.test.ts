@@ -228,7 +228,7 @@ describe("lamina serve as a process", () => {
       // The start-up log says how many tokens the KV cache holds.
       assert.match(
         log(),
-        /attention: in-process, KV capacity [1-9]\d* tokens of f32 in blocks of 64, prefix caching on, output reserve 1 of the remaining output after a preemption, falling by 0\.002 a micro-batch to 0\.1 \(the default on \d+ cores.*--attention-workers N/,
+        /attention: in-process, KV capacity [1-9]\d* tokens of f32 in blocks of 64, prefix caching on, speculative decoding off \(a model under 32 MiB of weights spends a step on fixed costs a draft adds to; --speculative-tokens N turns it on\), output reserve 1 of the remaining output after a preemption, falling by 0\.002 a micro-batch to 0\.1 \(the default on \d+ cores.*--attention-workers N/,
       );
       const done = (await (
         await fetch(`${url}/v1/completions`, {
