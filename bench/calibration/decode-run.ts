@@ -134,7 +134,7 @@ export async function buildCalibrationCore(
   options: CoreOptions,
 ): Promise<{ core: EngineCore; close: () => Promise<void> }> {
   if (placement === "colocated") {
-    const core = buildColocatedEngine(model, backend, { ...options, pipelineDepth: 1 });
+    const core = buildColocatedEngine(model, backend, { ...options, pipelineDepth: 1, speculativeTokens: 0 });
     return { core, close: async () => {} };
   }
   const core = await buildEngine(model, backend, {
@@ -142,6 +142,8 @@ export async function buildCalibrationCore(
     attentionWorkers: 1,
     transport: "shm",
     pipelineDepth: 2,
+    // The simulator models one token a step: no speculative decoding.
+    speculativeTokens: 0,
   });
   const attention = core.attention;
   return { core, close: () => attention.close() };

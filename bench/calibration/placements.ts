@@ -116,7 +116,12 @@ async function runDecode(
   name: Exclude<PlacementName, "pd" | "adrenaline">,
   d: DecodeContext,
 ): Promise<PlacementRun> {
-  const options: CoreOptions = { maxRunning: d.workload.length, maxTokensPerStep: 1024 };
+  // The simulator models one token a step: no speculative decoding.
+  const options: CoreOptions = {
+    maxRunning: d.workload.length,
+    maxTokensPerStep: 1024,
+    speculativeTokens: 0,
+  };
   const modelThreads = Math.max(1, d.cores - 1);
   let placement: EnginePlacement;
   let close = async () => {};

@@ -231,7 +231,8 @@ type Placement = "in-process" | Mode;
 const layerWaits: number[] = [];
 
 async function decode(placement: Placement): Promise<{ tokPerS: number; perLayerUs: number }> {
-  const opts = { maxRunning: 1, maxTokensPerStep: 512, pipelineDepth: 1 };
+  // One token a step (no speculative decoding): the exchange per token is what is measured.
+  const opts = { maxRunning: 1, maxTokensPerStep: 512, pipelineDepth: 1, speculativeTokens: 0 };
   const w = placement === "in-process" ? null : spawned();
   const svc = w
     ? await RemoteAttentionService.connect([w], {

@@ -155,7 +155,15 @@ const backend = loadKernelBackend({ backend: "native", threads: 1 });
 // the loader's buffers as they are) and one activation context per micro-batch lane.
 let weightBytes = 0;
 for (const t of model.weights.values()) weightBytes += t.data.byteLength;
-const baseOpts: CoreOptions = { maxRunning, maxTokensPerStep, blockSize, kvDtype, maxWaiting: 1 << 20 };
+// One token a step (no speculative decoding) in both placements: batch and KV capacity are compared.
+const baseOpts: CoreOptions = {
+  maxRunning,
+  maxTokensPerStep,
+  blockSize,
+  kvDtype,
+  maxWaiting: 1 << 20,
+  speculativeTokens: 0,
+};
 // A throwaway core (1 KV block) only to read the executor's activation size for these limits.
 const contextBytes = (
   buildColocatedEngine(model, backend, {

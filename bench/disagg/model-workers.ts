@@ -95,6 +95,7 @@ async function run(setup: string, o: EngineOptions): Promise<SetupResult> {
     kvDtype: "f32",
     kvMemory: 4 * 2 ** 30,
     attentionWorkers: 1,
+    speculativeTokens: 0, // one token a step: the placements' steps are compared
     ...o,
   });
   const ex = core.executor instanceof ModelWorkerExecutor ? core.executor : null;

@@ -85,7 +85,13 @@ interface DepthResult {
 }
 
 async function runDepth(depth: number): Promise<DepthResult> {
-  const opts: CoreOptions = { maxRunning: batch, maxTokensPerStep: 512, pipelineDepth: depth, kvDtype };
+  const opts: CoreOptions = {
+    maxRunning: batch,
+    maxTokensPerStep: 512,
+    pipelineDepth: depth,
+    kvDtype,
+    speculativeTokens: 0, // one token a step: depths are compared by their steps
+  };
   const endpoint = worker
     ? new AddressedWorker("bench", "127.0.0.1", worker.port, token, () => {})
     : new SpawnedWorker("bench", { transport: "shm", kvMemory: 4 * 2 ** 30, threads: 1, log: () => {} });

@@ -97,6 +97,9 @@ async function startServer(attentionWorkers: number): Promise<{ child: ChildProc
     "0",
     "--attention-workers",
     String(attentionWorkers),
+    // One token a step: the per-layer exchange's cost per token is what is compared.
+    "--speculative-tokens",
+    "0",
   ];
   const child = spawn(process.execPath, [...args, ...extra, ...(attentionWorkers > 0 ? workerExtra : [])], {
     detached: true,

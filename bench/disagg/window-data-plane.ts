@@ -76,7 +76,8 @@ const model = await loadModel(dir);
 type Placement = "in-process" | "native" | "messages";
 
 async function decode(placement: Placement): Promise<number> {
-  const opts = { maxRunning: 1, maxTokensPerStep: 256, pipelineDepth: 1 };
+  // One token a step (no speculative decoding): the exchange per token is what is measured.
+  const opts = { maxRunning: 1, maxTokensPerStep: 256, pipelineDepth: 1, speculativeTokens: 0 };
   const w =
     placement === "in-process"
       ? null

@@ -55,7 +55,13 @@ const dir = ensureBenchModel(root, {
 const model = await loadModel(dir);
 const backend = loadKernelBackend({ backend: "native" });
 const engine = (prefixCaching: boolean) =>
-  buildColocatedEngine(model, backend, { blockSize, prefixCaching, maxRunning: 8, kvBlocks });
+  buildColocatedEngine(model, backend, {
+    blockSize,
+    prefixCaching,
+    maxRunning: 8,
+    kvBlocks,
+    speculativeTokens: 0,
+  });
 const on = engine(true);
 const offEngine = engine(false);
 

@@ -90,6 +90,7 @@ async function decode(backend: KernelBackend): Promise<{ steps: number; stepMs: 
     maxRunning: 1,
     maxTokensPerStep: 512,
     maxModelLen: 64 + tokens,
+    speculativeTokens: 0, // one token a step, as llama.cpp decodes
   });
   core.add({
     id: "p",

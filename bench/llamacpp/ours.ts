@@ -31,6 +31,8 @@ export class OursRunner implements EngineRunner {
       maxRunning: prompts.length,
       maxTokensPerStep: Math.max(512, longest),
       maxModelLen: longest + tokens + 16,
+      // One token a step, as llama.cpp decodes: the same work on both sides.
+      speculativeTokens: 0,
     });
     const params = resolveSamplingParams({ temperature: 0, maxTokens: tokens, ignoreEos: true });
     prompts.forEach((p, i) => {

@@ -64,7 +64,7 @@ const CONTEXT = PD_CONTEXT;
 async function decodeCeiling(model: LoadedModel): Promise<{ throughput: number; stepSeconds: number }> {
   const backend = loadKernelBackend({ threads: 1 });
   const B = SIZES.maxRunning!;
-  const core = buildColocatedEngine(model, backend, { ...SIZES, kvMemory: 256 * MB });
+  const core = buildColocatedEngine(model, backend, { ...SIZES, kvMemory: 256 * MB, speculativeTokens: 0 });
   for (let i = 0; i < B; i++)
     core.add({
       id: `c${i}`,
