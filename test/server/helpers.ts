@@ -81,3 +81,9 @@ export function kvUsed(engine: EngineClient): number {
   for (const kv of engine.stats().kv) used += kv.usedBlocks;
   return used;
 }
+
+/** A sample's value in a Prometheus text exposition (NaN when absent). */
+export function metric(text: string, name: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(" ")[1]) : Number.NaN;
+}

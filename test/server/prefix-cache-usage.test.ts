@@ -3,15 +3,10 @@
 // streamed or whole, chat or completions; /metrics counts them; --no-prefix-caching reports none.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type LiveServer, startServer, storiesModelPath } from "./helpers.js";
+import { type LiveServer, metric, startServer, storiesModelPath } from "./helpers.js";
 
 const PROMPT =
   "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her dog Max. One day she found";
-
-function metric(text: string, name: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(" ")[1]) : Number.NaN;
-}
 
 describe("prefix caching in the API's usage", () => {
   let s: LiveServer;

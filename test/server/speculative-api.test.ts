@@ -3,14 +3,9 @@
 // the draft tokens proposed and kept.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type LiveServer, startServer, storiesModelPath } from "./helpers.js";
+import { type LiveServer, metric, startServer, storiesModelPath } from "./helpers.js";
 
 const PROMPT = "Once upon a time, there was a little girl named Lily. Lily";
-
-function metric(text: string, name: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(" ")[1]) : Number.NaN;
-}
 
 describe("speculative decoding through the API", () => {
   let on: LiveServer;
