@@ -57,6 +57,7 @@ export function formatReport(
     row("Pipeline idle (% of step time):", pct(server.pipeline_idle_share));
     row("Preemptions:", server.preemptions);
     row("Prompt tokens from the prefix cache:", pct(server.prefix_cache_hit_share));
+    row("Speculative draft tokens kept:", pct(server.draft_kept_share));
   }
   lines.push("=".repeat(width));
   return lines.join("\n");

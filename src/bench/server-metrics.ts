@@ -33,6 +33,8 @@ export interface ServerSide {
   preemptions: number;
   /** Share of the run's prompt tokens the server's prefix cache held (null: the server reports none). */
   prefix_cache_hit_share: number | null;
+  /** Share of the run's speculative draft tokens the model drew too (null: no drafts, or none reported). */
+  draft_kept_share: number | null;
 }
 
 /** What the server did between two scrapes taken around a run of `durationS` seconds. */
@@ -59,6 +61,10 @@ export function serverSide(before: Scrape, after: Scrape, durationS: number): Se
     prefix_cache_hit_share: hitShare(
       d("lamina_prefix_cache_hits_total"),
       d("lamina_prefix_cache_queries_total"),
+    ),
+    draft_kept_share: hitShare(
+      d("lamina_spec_decode_accepted_tokens_total"),
+      d("lamina_spec_decode_draft_tokens_total"),
     ),
   };
 }

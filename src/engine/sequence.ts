@@ -26,6 +26,9 @@ export class Sequence implements SamplingState {
   readonly draft: number[] = [];
   /** The longest draft it is proposed next (speculative.ts adapts it to what it kept); 0: the full length. */
   draftLimit = 0;
+  /** Drafts that kept nothing, in a row; decode steps it waits before its next draft. */
+  draftMisses = 0;
+  draftWait = 0;
   readonly outputCounts = new Map<number, number>();
   readonly rng: Rng;
   /** Tokens sampled but not yet reported, and their logprobs. */

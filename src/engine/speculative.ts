@@ -14,6 +14,9 @@ export interface SpeculationOptions {
   readonly maxRunning: number;
 }
 
+/** The longest pause, in steps, of a sequence whose drafts keep missing (see Speculation.verified). */
+const MAX_DRAFT_PAUSE = 16;
+
 /** Defaults: 3 draft tokens while at most 4 sequences run. */
 export const DEFAULT_SPECULATION: SpeculationOptions = { tokens: 3, maxRunning: 4 };
 
@@ -52,6 +55,10 @@ export class Speculation {
   draft(seq: Sequence, room: number, running: number, maxContext: number): number {
     seq.draft.length = 0;
     if (running > this.options.maxRunning || !speculable(seq)) return 0;
+    if (seq.draftWait > 0) {
+      seq.draftWait--;
+      return 0;
+    }
     const p = seq.params;
     // Every proposal accepted plus the token after them must stay within max_tokens and the context.
     const limit = Math.min(
@@ -66,13 +73,17 @@ export class Speculation {
   /**
    * `seq`'s step with `drafted` proposals was verified and `accepted` of them kept. Its next draft
    * is at most one longer than what this one kept: a sequence whose drafts miss costs one extra row
-   * a step, one whose drafts hold grows back to the full length.
+   * a step, one whose drafts hold grows back to the full length. Misses in a row also pause its
+   * drafts, for 1, 3, 7 then 15 steps, so text the lookup keeps mispredicting costs at most an
+   * extra row every 16 steps; a kept token ends the pause.
    */
   verified(seq: Sequence, drafted: number, accepted: number): void {
     this.draftTokens += drafted;
     this.acceptedTokens += accepted;
     this.draftSteps++;
     seq.draftLimit = Math.min(this.options.tokens, accepted + 1);
+    seq.draftMisses = accepted === 0 ? seq.draftMisses + 1 : 0;
+    seq.draftWait = Math.min(MAX_DRAFT_PAUSE, 2 ** (seq.draftMisses - 1)) - 1;
   }
 }
 

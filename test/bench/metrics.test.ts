@@ -123,6 +123,8 @@ describe("server-side figures from two /metrics scrapes", () => {
       ["lamina_preemptions_total", 2],
       ["lamina_prefix_cache_hits_total", 100],
       ["lamina_prefix_cache_queries_total", 400],
+      ["lamina_spec_decode_draft_tokens_total", 50],
+      ["lamina_spec_decode_accepted_tokens_total", 20],
     ]);
     const after = new Map([
       ["lamina_steps_total", 150],
@@ -134,6 +136,8 @@ describe("server-side figures from two /metrics scrapes", () => {
       ["lamina_preemptions_total", 5],
       ["lamina_prefix_cache_hits_total", 400],
       ["lamina_prefix_cache_queries_total", 1400],
+      ["lamina_spec_decode_draft_tokens_total", 250],
+      ["lamina_spec_decode_accepted_tokens_total", 170],
     ]);
     // Busy 1.5 + 0.5 + 0.5 = 2.5 s of a 5 s run; idle 0.5 s of 3 s of step time.
     const r = serverSide(before, after, 5)!;
@@ -147,6 +151,8 @@ describe("server-side figures from two /metrics scrapes", () => {
         preemptions: 3,
         // 300 of the run's 1000 prompt tokens came from the cache.
         prefix_cache_hit_share: 0.3,
+        // 150 of the run's 200 draft tokens kept.
+        draft_kept_share: 0.75,
       },
     );
     assert.ok(Math.abs(r.pipeline_idle_share! - 1 / 6) < 1e-12);

@@ -123,6 +123,17 @@ describe("prompt lookup drafts", () => {
     assert.equal(spec.draft(s, 8, 1, 1000), 1, "after a draft that missed, one token");
     spec.verified(s, 1, 1);
     assert.equal(spec.draft(s, 8, 1, 1000), 2, "then one more for each it keeps");
+    // Misses in a row pause its drafts: 0, then 1, 3, 7, 15 steps (at most 16 in all).
+    const pauses: number[] = [];
+    for (let miss = 0; miss < 6; miss++) {
+      spec.verified(s, 1, 0);
+      let waited = 0;
+      while (spec.draft(s, 8, 1, 1000) === 0) waited++;
+      pauses.push(waited);
+    }
+    assert.deepEqual(pauses, [0, 1, 3, 7, 15, 15]);
+    spec.verified(s, 1, 1);
+    assert.equal(spec.draft(s, 8, 1, 1000), 2, "a kept token ends the pause");
   });
 });
 
