@@ -13,8 +13,8 @@ export class LocalAttentionService implements AttentionService {
   private readonly q: (Float32Array | undefined)[] = [];
   /** Cached prefixes, where every layer's KV shares one block table (no window pool). */
   readonly prefix: PrefixCaching | null;
-  /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv): not with a window pool. */
-  readonly rewritesKv: boolean;
+  /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv). */
+  readonly rewritesKv = true;
 
   /**
    * `numBlocks`: of the global layers' pool when a model mixing window and global layers keeps
@@ -25,7 +25,6 @@ export class LocalAttentionService implements AttentionService {
     const a = this.kv.allocator;
     // A window pool holds a sequence's window blocks apart, which a cached prefix cannot share; a
     // window over every layer keeps all blocks in one pool and masks, so it can.
-    this.rewritesKv = this.kv.windowAllocator === null;
     this.prefix =
       this.kv.windowAllocator === null
         ? {

@@ -147,7 +147,6 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   ) {
     this.blockSize = geometry.blockSize;
     // Not where workers keep window layers' blocks in a pool of their own (as LocalAttentionService).
-    this.rewritesKv = windowSplit(geometry) === null;
     this.prefix =
       windowSplit(geometry) === null
         ? {
@@ -597,8 +596,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
    * sequence under request partitioning goes to the worker holding the longest run of its prefix.
    */
   readonly prefix: PrefixCaching | null;
-  /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv): not with a window pool. */
-  readonly rewritesKv: boolean;
+  /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv). */
+  readonly rewritesKv = true;
 
   private attachPrefix(seqId: number, allKeys: readonly string[]): number {
     // One ATTACH carries the blocks as header ints, which a frame limits.

@@ -163,9 +163,10 @@ export interface AttentionService extends KvAdmission, LayerAttention {
   /**
    * True where KV at a sequence's positions past what the engine counts as computed may be written
    * and later written again, and nothing is freed from a step's reach meanwhile: speculative
-   * decoding's refused draft tokens are overwritten by the next step. Absent (false) where window
-   * layers keep a pool of their own (it frees the blocks a step's end leaves behind) and in pd /
-   * adrenaline.
+   * decoding's refused draft tokens are overwritten by the next step. A window layers' pool keeps
+   * a whole step's worth of tokens before a reservation's end (window-blocks.ts windowKeepFrom), so
+   * a step that takes back fewer tokens than a step holds finds its window still there. Absent
+   * (false) in pd / adrenaline, whose prefill instances hold offloaded KV by tokens appended.
    */
   readonly rewritesKv?: boolean;
   stats?(): AttentionServiceStats;

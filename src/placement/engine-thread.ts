@@ -159,8 +159,7 @@ function speculationState(core: EngineCore, options: EngineOptions): string {
   if (s)
     return `${s.options.tokens} tokens by prompt lookup while at most ${s.options.maxRunning} sequences run`;
   if (options.speculativeTokens === 0) return "off";
-  if (!core.attention.rewritesKv)
-    return "off (a draft's KV cannot be taken back here: window layers' own pool, or pd / adrenaline)";
+  if (!core.attention.rewritesKv) return "off (a draft's KV cannot be taken back in pd / adrenaline)";
   return `off (a model under ${SPECULATION_MIN_WEIGHT_BYTES / 2 ** 20} MiB of weights spends a step on fixed costs a draft adds to; --speculative-tokens N turns it on)`;
 }
 

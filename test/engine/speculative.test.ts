@@ -245,24 +245,49 @@ describe("speculative decoding by prompt lookup", () => {
     assert.equal(busy.stats().speculation.draftTokens, 0, "3 sequences ran together throughout");
   });
 
-  it("is not offered where window layers free their blocks (Gemma 2), and is where one pool masks the window (Phi-3)", async () => {
-    const gemma = await loadModel(writeTinyModel(path.join(tmp, "gemma2"), "gemma2").dir);
-    assert.equal(
-      buildColocatedEngine(gemma, backend, { blockSize: 4, speculativeTokens: 3 }).scheduler.speculation,
-      null,
-    );
-    const phi = await loadModel(writeTinyModel(path.join(tmp, "phi3"), "phi3").dir);
-    const prompt = Array.from({ length: 23 }, (_, i) => 3 + ((i * 7) % 5));
-    const ask = [{ id: "p", promptTokenIds: prompt, params: greedy(40, { ignoreEos: true }) }];
-    const want = await generate(
-      buildColocatedEngine(phi, backend, { blockSize: 4, speculativeTokens: 0 }),
-      ask,
-    );
-    const core = buildColocatedEngine(phi, backend, { blockSize: 4, speculativeTokens: 3 });
-    assert.notEqual(core.scheduler.speculation, null);
-    assert.deepEqual(tokensOf(await generate(core, ask)), tokensOf(want));
-    assert.ok(core.stats().speculation.draftTokens > 0, "the window model was drafted");
-  });
+  for (const variant of ["gemma2", "gemma3", "gpt-oss", "phi3"] as const)
+    it(`${variant}'s sliding window (its own pool, or one pool masked): the same tokens past the window`, async () => {
+      const m = await loadModel(writeTinyModel(path.join(tmp, variant), variant).dir);
+      const w = m.config.slidingWindow;
+      assert.ok(w !== null && w < 40, "a window the replies pass");
+      const prompt = Array.from({ length: 23 }, (_, i) => 3 + ((i * 7) % 5));
+      const ask = [1, 2].map((i) => ({
+        id: `p${i}`,
+        promptTokenIds: prompt.slice(i),
+        params: greedy(60, { ignoreEos: true }),
+      }));
+      // A step of at most 8 tokens: the window pool keeps little more than the window.
+      const o = { blockSize: 4, maxTokensPerStep: 8, maxRunning: 2 };
+      const want = await generate(buildColocatedEngine(m, backend, { ...o, speculativeTokens: 0 }), ask);
+      const core = buildColocatedEngine(m, backend, { ...o, speculativeTokens: 3 });
+      assert.deepEqual(tokensOf(await generate(core, ask)), tokensOf(want));
+      const s = core.stats().speculation;
+      // Drafts kept and refused (Gemma 3's and gpt-oss's replies have both): each refusal writes the
+      // window pool's positions again.
+      assert.ok(s.draftTokens > 0, `${variant} was drafted`);
+      if (variant !== "gemma3") return;
+      // On an attention worker, whose window pool the model side's mirror follows: the same tokens
+      // as that placement without drafts.
+      const onWorker = async (speculativeTokens: number) => {
+        const p = { workers: 1, partition: "head", depth: 1, transport: "shm", ...o } as const;
+        const { service, workers } = await remoteAttention(m, backend, p);
+        try {
+          const opts = { ...o, speculativeTokens, pipelineDepth: 1 };
+          const remote = buildColocatedEngine(m, backend, opts, service);
+          return {
+            tokens: tokensOf(await generate(remote, ask)),
+            kept: remote.stats().speculation.acceptedTokens,
+          };
+        } finally {
+          await service.close();
+          for (const wk of workers) await wk.close();
+        }
+      };
+      const plain = await onWorker(0);
+      const drafted = await onWorker(3);
+      assert.deepEqual(drafted.tokens, plain.tokens);
+      assert.ok(drafted.kept > 0);
+    });
 
   for (const p of [
     { workers: 1, partition: "head", depth: 2, transport: "shm" },
