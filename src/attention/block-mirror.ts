@@ -1,6 +1,6 @@
 import { BlockAllocator } from "./block-allocator.js";
 import type { KvGeometry } from "./kv-attention.js";
-import { type GlobalPool, reserveInPools } from "./window-blocks.js";
+import { type GlobalPool, reserveInPools, windowKeepFrom } from "./window-blocks.js";
 
 /**
  * The model side's exact mirror of one attention worker's block accounting: its global pool (the
@@ -40,6 +40,22 @@ export class BlockMirror extends BlockAllocator {
    */
   reserveAhead(seqId: number, numTokens: number, ahead: number): boolean {
     return reserveInPools(this.geometry, this.global, this.window, seqId, numTokens, ahead);
+  }
+
+  /**
+   * Whether reserveAhead would change anything: the global pool grows (past what `ahead` already
+   * took), or the window pool grows or frees its front. The window pool follows numTokens alone,
+   * so a step inside the global pool's reservation can still need a window block.
+   */
+  reserveChanges(seqId: number, numTokens: number, ahead: number): boolean {
+    if (this.blocksNeeded(seqId, numTokens + ahead) > 0) return true;
+    const w = this.window;
+    if (!w) return false;
+    const keep = windowKeepFrom(this.geometry, numTokens);
+    if (w.blocksNeeded(seqId, numTokens, keep) > 0) return true;
+    const table = w.table(seqId) ?? [];
+    for (let i = 0; i < Math.min(keep, table.length); i++) if (table[i]! >= 0) return true;
+    return false;
   }
 
   override reserve(seqId: number, numTokens: number): boolean {

@@ -218,6 +218,11 @@ export class KvAttention {
     for (let b = 0; b < table.length; b++) meta.windowTables[s * mb + b] = table[b]!;
     const first = step.seqStart[s]!;
     const last = step.seqStart[s + 1]!;
+    if (last > first && table.length * bs <= step.positions[last - 1]!) {
+      throw new Error(
+        `attention: sequence ${step.seqIds[s]}'s window pool has no block for position ${step.positions[last - 1]}`,
+      );
+    }
     if (last > first && table[(meta.window.ctxStart[first]! / bs) | 0]! < 0) {
       throw new Error(
         `attention: sequence ${step.seqIds[s]}'s window starts at ${meta.window.ctxStart[first]}, in a block already freed`,

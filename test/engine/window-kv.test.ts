@@ -16,7 +16,7 @@ import type { EngineOptions } from "../../src/placement/options.js";
 import { resolveSizes } from "../../src/placement/sizes.js";
 import { remoteAttention } from "../helpers/attention-workers.js";
 import { nativeBackend } from "../helpers/backends.js";
-import { greedy } from "../helpers/engine-driver.js";
+import { greedy, runToCompletion } from "../helpers/engine-driver.js";
 import { writeTinyModel } from "../helpers/tiny-models.js";
 
 const backend = nativeBackend();
@@ -113,4 +113,44 @@ describe("tiny Gemma 2's window layers free their KV as a sequence grows", async
       `${total} global blocks against ${sizes.numBlocks} with one shared table`,
     );
   });
+});
+
+describe("window layers' own pool on an attention worker, while the output reserve holds KV ahead", async () => {
+  // The global pool's reservation runs ahead of the step (the output reserve) while the window
+  // pool follows the step's end: a step inside the first can still need a window block, which
+  // the worker (and on the data plane, its step's tables) must be told of.
+  for (const variant of ["gemma2", "gpt-oss"] as const)
+    for (const transport of ["shm", "tcp"] as const)
+      it(`${variant}, ${transport === "shm" ? "native data plane" : "messages"}: in-process logprobs`, async () => {
+        const model = await loadModel(writeTinyModel(path.join(tmp, `${variant}-${transport}`), variant).dir);
+        // f32 KV: a worker receives q and k/v rounded to the cache's dtype, in-process attention does not.
+        const o = { blockSize: 4, maxTokensPerStep: 64, maxRunning: 2, kvDtype: "f32" as const };
+        const ask = () => ({
+          id: "r",
+          promptTokenIds: prompt,
+          params: greedy(GENERATE, { ignoreEos: true, logprobs: 0 }),
+        });
+        const want = (await runToCompletion(buildColocatedEngine(model, backend, o), [ask()])).get("r")!;
+        const { service, workers } = await remoteAttention(model, backend, {
+          workers: 1,
+          partition: "head",
+          depth: 1,
+          transport,
+          ...o,
+          ...(transport === "tcp" ? { dataPlane: false } : {}),
+        });
+        try {
+          const core = buildColocatedEngine(model, backend, { ...o, pipelineDepth: 1 }, service);
+          const got = (await runToCompletion(core, [ask()])).get("r")!;
+          assert.deepEqual(got.tokens, want.tokens);
+          for (let i = 0; i < want.logprobs.length; i++)
+            assert.ok(
+              Math.abs(got.logprobs[i]!.logprob - want.logprobs[i]!.logprob) < 1e-4,
+              `token ${i}: ${got.logprobs[i]!.logprob} against ${want.logprobs[i]!.logprob}`,
+            );
+        } finally {
+          await service.close();
+          for (const w of workers) await w.close();
+        }
+      });
 });
