@@ -2,7 +2,8 @@
 // default kernels and threads: decode tokens a second with --speculative-tokens K against the same
 // engine decoding one token a step (speculativeTokens 0), timed alternating, medians of --reps:
 //  - SmolLM2-135M's shape, random bf16 weights, greedy: a random model's greedy reply falls into a
-//    loop, which prompt lookup predicts (the case of replies that copy from their context);
+//    loop, which prompt lookup predicts (the case of replies that copy from their context); the
+//    same weights at Q4_K_M (a GGUF file the bench writes once), where a step reads 3.5x fewer bytes;
 //  - the same at temperature 1: replies that rarely repeat, so few drafts are proposed (the cost
 //    where speculation finds nothing);
 //  - stories260K (a trained model) telling stories, greedy: names and phrases repeat as they do in
@@ -13,8 +14,9 @@
 // equal those of one token a step (greedy; seeded at temperature 1).
 //
 //   node dist/bench/engine/speculative.js [--tokens 3] [--gen 256] [--reps 5]
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 import path from "node:path";
+import { modelToGguf } from "../../src/convert/to-gguf.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
@@ -52,6 +54,8 @@ const smol = await loadModel(
     dtype: "bf16",
   }),
 );
+// The same weights as llama.cpp's Q4_K_M mix (what people serve on CPUs), converted once.
+const smolQ4 = await loadModel(smolGguf());
 const stories = await loadModel(path.join(sharedDataPath("models", "stories260K"), "hf"));
 const backend = loadKernelBackend({ backend: "native" });
 
@@ -86,6 +90,8 @@ const storyRequests = (n: number) => (rep: number) =>
 const CASES: Case[] = [
   { what: "SmolLM2-135M shape, random bf16, greedy, 1 sequence", model: smol, requests: smolRequests(1, 0) },
   { what: "the same, 4 sequences", model: smol, requests: smolRequests(4, 0) },
+  { what: "the same at Q4_K_M, 1 sequence", model: smolQ4, requests: smolRequests(1, 0) },
+  { what: "the same at Q4_K_M, 4 sequences", model: smolQ4, requests: smolRequests(4, 0) },
   {
     what: "the same, 1 sequence, attention on 1 worker (shm)",
     model: smol,
@@ -96,6 +102,16 @@ const CASES: Case[] = [
   { what: "stories260K, greedy, 1 sequence", model: stories, requests: storyRequests(1) },
   { what: "stories260K, greedy, 4 sequences", model: stories, requests: storyRequests(4) },
 ];
+
+/** SmolLM2's shape as a Q4_K_M GGUF file beside the bf16 model (written on the first run). */
+function smolGguf(): string {
+  const file = path.join(root, "speculative-smollm2-shape-q4_k_m.gguf");
+  if (!existsSync(file)) {
+    modelToGguf(smol, `${file}.partial`, { quantize: "q4_k_m" });
+    renameSync(`${file}.partial`, file);
+  }
+  return file;
+}
 
 /** Decodes the requests to the end; seconds after the first token of each, tokens, steps, drafts. */
 async function run(core: EngineCore, reqs: GenerateRequest[]) {
@@ -133,7 +149,12 @@ for (const c of CASES) {
   const options = { maxRunning: 8, maxModelLen: 4096, pipelineDepth: 1 };
   const engine = (speculativeTokens: number) =>
     c.worker
-      ? buildEngine(c.model, backend, { ...options, speculativeTokens, attentionWorkers: 1, transport: "shm" })
+      ? buildEngine(c.model, backend, {
+          ...options,
+          speculativeTokens,
+          attentionWorkers: 1,
+          transport: "shm",
+        })
       : buildColocatedEngine(c.model, backend, { ...options, speculativeTokens });
   const on = await engine(K);
   const off = await engine(0);

@@ -113,7 +113,7 @@ export function resolveSizes(model: LoadedModel, o: CoreOptions): EngineSizes {
  * Weights a step reads at least for speculative decoding to be on by default. A draft pays where
  * a step's time goes to reading the weights, which its extra rows share; a model smaller than this
  * (the built-in demo's 1 MB) spends a step on fixed costs that extra rows add to. Measured on the
- * demo, 4 sequences decoded 0.83x as fast with drafts; SmolLM2-135M's shape (270 MB) 1.10-1.53x
+ * demo, 4 sequences decoded 0.83-0.90x as fast with drafts; SmolLM2-135M's shape (270 MB) 1.10-1.59x
  * faster (docs/BENCHMARKS.md, speculative decoding).
  */
 export const SPECULATION_MIN_WEIGHT_BYTES = 32 * 2 ** 20;
