@@ -13,6 +13,7 @@
 //   node dist/bench/engine/prefix-cache.js [--prompt 2048] [--turns 6] [--reps 5] [--block-size 64] [--kv-blocks 256]
 import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { median } from "../../src/bench/stats.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
@@ -90,8 +91,6 @@ async function run(core: EngineCore, prompt: number[], maxTokens: number) {
     }
   return { ttft, seconds: (performance.now() - t0) / 1000, tokens, cached };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // Warm-up: kernels' first calls, and every page of both KV pools written once (distinct prompts
 // fill the caching engine's pool; the other's takes the same blocks each time, so it is written

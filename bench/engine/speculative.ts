@@ -16,6 +16,7 @@
 //   node dist/bench/engine/speculative.js [--tokens 3] [--gen 256] [--reps 5]
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import path from "node:path";
+import { median } from "../../src/bench/stats.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
@@ -141,8 +142,6 @@ async function run(core: EngineCore, reqs: GenerateRequest[]) {
     kept: after.speculation.acceptedTokens - before.speculation.acceptedTokens,
   };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const rows = [];
 for (const c of CASES) {

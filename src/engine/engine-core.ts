@@ -62,8 +62,13 @@ export class EngineCore {
       executor,
       attention,
     );
-    this.outputs = new OutputProcessor(tokenizer, options.vocabSize, options.eosTokenIds, options.maxContext);
-    this.outputs.speculation = this.scheduler.speculation;
+    this.outputs = new OutputProcessor(
+      tokenizer,
+      options.vocabSize,
+      options.eosTokenIds,
+      options.maxContext,
+      this.scheduler.speculation,
+    );
   }
 
   get hasWork(): boolean {

@@ -30,8 +30,7 @@ export interface MicroBatch {
   nChunks: number;
   /** The sequences sampled from this batch's logit rows, in row order. */
   readonly sampleRow: Sequence[];
-  /** Per sampled sequence: its first logit row, and its draft tokens (a row each after that one). */
-  readonly sampleAt: number[];
+  /** Per sampled sequence, its draft tokens: its rows are one, then one a draft token. */
   readonly sampleDrafts: number[];
   /** The forward pass in flight, or null when the batch is free. */
   pending: Promise<MicroBatch> | null;
@@ -65,7 +64,6 @@ export class MicroBatchPipeline {
       chunks: [],
       nChunks: 0,
       sampleRow: [],
-      sampleAt: [],
       sampleDrafts: [],
       pending: null,
       outcome: null,
@@ -223,7 +221,6 @@ function fillStep(batch: MicroBatch): void {
   let t = 0;
   st.nLogits = 0;
   batch.sampleRow.length = 0;
-  batch.sampleAt.length = 0;
   batch.sampleDrafts.length = 0;
   for (let s = 0; s < batch.nChunks; s++) {
     const { seq, start, count, sample, drafts } = batch.chunks[s]!;
@@ -236,7 +233,6 @@ function fillStep(batch: MicroBatch): void {
     }
     if (sample) {
       batch.sampleRow.push(seq);
-      batch.sampleAt.push(st.nLogits);
       batch.sampleDrafts.push(drafts);
       for (let r = t - 1 - drafts; r < t; r++) st.logitRows[st.nLogits++] = r;
     }

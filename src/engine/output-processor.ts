@@ -37,14 +37,13 @@ export class OutputProcessor {
   private readonly text = new Map<Sequence, SeqText>();
   private draws: DrawContext | null = null;
   generationTokens = 0;
-  /** Speculative decoding's counters, where the scheduler drafts (EngineCore sets it). */
-  speculation: Speculation | null = null;
-
   constructor(
     private readonly tokenizer: Tokenizer,
     private readonly vocabSize: number,
     eosTokenIds: readonly number[],
     private readonly maxContext: number,
+    /** Speculative decoding, where the scheduler drafts: told what each draft kept. */
+    private readonly speculation: Speculation | null = null,
   ) {
     this.sampler = new Sampler(vocabSize);
     this.rawLogits = new Float32Array(vocabSize);
@@ -81,11 +80,11 @@ export class OutputProcessor {
       // A draft's KV counts once its tokens are kept (sampleDrafted).
       if (c.seq.status === "running") c.seq.numComputed = c.start + c.count - c.drafts;
     }
-    for (let r = 0; r < batch.sampleRow.length; r++) {
+    // Each sampled sequence's rows follow the previous one's: one, and one a draft token.
+    for (let r = 0, at = 0; r < batch.sampleRow.length; at += 1 + batch.sampleDrafts[r]!, r++) {
       const seq = batch.sampleRow[r]!;
       if (seq.status !== "running") continue; // aborted during the step
       const drafts = batch.sampleDrafts[r]!;
-      const at = batch.sampleAt[r]!;
       const reason =
         drafts === 0 ? this.sampleRow(logits, at, seq) : this.sampleDrafted(logits, at, drafts, seq);
       const { event, ended } = this.event(seq, reason);

@@ -67,7 +67,8 @@ export class Scheduler {
     this.reserve = new OutputReserve(limits.outputReserve);
     this.prefix = limits.prefixCaching === false ? null : (attention.prefix ?? null);
     const spec = limits.speculation;
-    this.speculation = spec && spec.tokens > 0 && attention.rewritesKv ? new Speculation(spec) : null;
+    this.speculation =
+      spec && spec.tokens > 0 && attention.rewritesKv ? new Speculation(spec, limits.maxContext) : null;
   }
 
   get hasWork(): boolean {
@@ -105,7 +106,7 @@ export class Scheduler {
       if (seq.inFlight) continue;
       const count = Math.min(seq.length - seq.numComputed, budget);
       if (count <= 0) continue;
-      if (count === 1 && seq.numComputed === seq.length - 1) {
+      if (seq.length - seq.numComputed === 1) {
         const drafts = this.plannedDraft(seq, Math.min(budget - 1, spareRows));
         if (drafts > 0) {
           chunks.push(this.chunk(seq, 1 + drafts, drafts));
@@ -166,8 +167,7 @@ export class Scheduler {
    */
   private plannedDraft(seq: Sequence, room: number): number {
     if (!this.speculation || room <= 0) return 0;
-    const context = this.limits.maxContext ?? Number.POSITIVE_INFINITY;
-    const drafts = this.speculation.draft(seq, room, this.running.length, context);
+    const drafts = this.speculation.draft(seq, room, this.running.length);
     if (drafts > 0 && this.attention.reserve(seq.id, seq.length + drafts)) return drafts;
     seq.draft.length = 0;
     return 0;

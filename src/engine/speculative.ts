@@ -45,14 +45,18 @@ export class Speculation {
   /** Steps that carried a draft. */
   draftSteps = 0;
 
-  constructor(readonly options: SpeculationOptions) {}
+  constructor(
+    readonly options: SpeculationOptions,
+    /** Longest sequence served: a draft and the token after it stay within it. */
+    private readonly maxContext = Number.POSITIVE_INFINITY,
+  ) {}
 
   /**
    * Proposes draft tokens for `seq`, a decoding sequence with one token to compute, into
    * `seq.draft`; returns how many (0: none, or speculation does not apply now). `room`: rows and
    * tokens the step can still give it; `running`: sequences running now.
    */
-  draft(seq: Sequence, room: number, running: number, maxContext: number): number {
+  draft(seq: Sequence, room: number, running: number): number {
     seq.draft.length = 0;
     if (running > this.options.maxRunning || !speculable(seq)) return 0;
     if (seq.draftWait > 0) {
@@ -65,7 +69,7 @@ export class Speculation {
       seq.draftLimit > 0 ? seq.draftLimit : this.options.tokens,
       room,
       p.maxTokens - seq.output.length - 1,
-      maxContext - seq.length - 1,
+      this.maxContext - seq.length - 1,
     );
     return proposeDrafts(seq, limit, seq.draft);
   }

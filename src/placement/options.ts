@@ -27,8 +27,8 @@ export interface CoreOptions {
   /**
    * Speculative decoding by prompt lookup: draft tokens proposed per step for a decoding sequence
    * (engine/speculative.ts; 0: off; default 3 for a model of at least
-   * SPECULATION_MIN_WEIGHT_BYTES, else off). Not offered where a draft's KV cannot be taken back:
-   * window layers' own pool, pd / adrenaline.
+   * SPECULATION_MIN_WEIGHT_BYTES, else off). Not offered where a draft's KV cannot be taken back
+   * (pd / adrenaline).
    */
   readonly speculativeTokens?: number;
   /** Speculate only while at most this many sequences run. */

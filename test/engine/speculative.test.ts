@@ -99,34 +99,35 @@ describe("prompt lookup drafts", () => {
   });
 
   it("does not draft a structured reply or strict tool calls, and stays within max_tokens", () => {
-    const spec = new Speculation({ tokens: 4, maxRunning: 4 });
+    const spec = new Speculation({ tokens: 4, maxRunning: 4 }, 1000);
     const prompt = [1, 2, 3, 4, 5, 6, 1, 2];
     const seq = (p: Partial<SamplingParams>) =>
       new Sequence(1, "r", prompt, { ...resolveSamplingParams({ maxTokens: 16 }), ...p });
-    assert.equal(spec.draft(seq({}), 8, 1, 1000), 4);
-    assert.equal(spec.draft(seq({ responseFormat: "json_object" }), 8, 1, 1000), 0);
+    assert.equal(spec.draft(seq({}), 8, 1), 4);
+    assert.equal(spec.draft(seq({ responseFormat: "json_object" }), 8, 1), 0);
     // Any strict tool calls (their fields do not matter here).
     const tools = {} as NonNullable<SamplingParams["toolCalls"]>;
-    assert.equal(spec.draft(seq({ toolCalls: tools }), 8, 1, 1000), 0);
-    assert.equal(spec.draft(seq({ maxTokens: 3 }), 8, 1, 1000), 2, "2 kept and the token after: 3");
-    assert.equal(spec.draft(seq({}), 8, 1, prompt.length + 2), 1, "the context's end");
-    assert.equal(spec.draft(seq({}), 8, 5, 1000), 0, "more sequences running than maxRunning");
+    assert.equal(spec.draft(seq({ toolCalls: tools }), 8, 1), 0);
+    assert.equal(spec.draft(seq({ maxTokens: 3 }), 8, 1), 2, "2 kept and the token after: 3");
+    const nearEnd = new Speculation({ tokens: 4, maxRunning: 4 }, prompt.length + 2);
+    assert.equal(nearEnd.draft(seq({}), 8, 1), 1, "the context's end");
+    assert.equal(spec.draft(seq({}), 8, 5), 0, "more sequences running than maxRunning");
     const s = seq({});
     spec.verified(s, 4, 0);
-    assert.equal(spec.draft(s, 8, 1, 1000), 1, "after a draft that missed, one token");
+    assert.equal(spec.draft(s, 8, 1), 1, "after a draft that missed, one token");
     spec.verified(s, 1, 1);
-    assert.equal(spec.draft(s, 8, 1, 1000), 2, "then one more for each it keeps");
+    assert.equal(spec.draft(s, 8, 1), 2, "then one more for each it keeps");
     // Misses in a row pause its drafts: 0, then 1, 3, 7, 15 steps (at most 16 in all).
     const pauses: number[] = [];
     for (let miss = 0; miss < 6; miss++) {
       spec.verified(s, 1, 0);
       let waited = 0;
-      while (spec.draft(s, 8, 1, 1000) === 0) waited++;
+      while (spec.draft(s, 8, 1) === 0) waited++;
       pauses.push(waited);
     }
     assert.deepEqual(pauses, [0, 1, 3, 7, 15, 15]);
     spec.verified(s, 1, 1);
-    assert.equal(spec.draft(s, 8, 1, 1000), 2, "a kept token ends the pause");
+    assert.equal(spec.draft(s, 8, 1), 2, "a kept token ends the pause");
   });
 });
 
