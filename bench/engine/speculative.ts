@@ -11,7 +11,8 @@
 //  - SmolLM2's shape with attention on one spawned attention worker: a step with drafts crosses
 //    the per-layer exchange once for all its tokens.
 // Each row also gives the share of draft tokens kept, the tokens a step, and whether the replies
-// equal those of one token a step (greedy; seeded at temperature 1).
+// equal those of one token a step (greedy; seeded at temperature 1). Last, the time a lookup takes
+// where nothing matches (1k, 8k and 32k tokens scanned) against a plain step.
 //
 //   node dist/bench/engine/speculative.js [--tokens 3] [--gen 256] [--reps 5]
 import { existsSync, mkdirSync, renameSync } from "node:fs";
@@ -20,7 +21,9 @@ import { median } from "../../src/bench/stats.js";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
 import type { EngineCore } from "../../src/engine/engine-core.js";
+import { proposeDrafts } from "../../src/engine/ngram-drafts.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
+import { Sequence } from "../../src/engine/sequence.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
@@ -205,4 +208,29 @@ for (const r of rows)
   console.log(
     `| ${r.what} | ${r.on.toFixed(1)} | ${r.off.toFixed(1)} | ${(r.on / r.off).toFixed(2)}× | ${(100 * r.keptShare).toFixed(0)}% | ${r.tokensPerStep.toFixed(2)} | ${r.same ? "yes" : "no"} |`,
   );
-writeResults("speculative.json", { cpu, variant, draftTokens: K, gen, reps, rows });
+
+// What looking costs where nothing matches (the whole sequence scanned), against the plain
+// engine's time per token on SmolLM2's shape, one sequence, in this run.
+const plainStepUs = 1e6 / rows[0]!.off;
+const lookups = [1024, 8192, 32768].map((length) => {
+  // Token ids from a multiplicative hash: no 2-gram repeats, so no lookup finds a match.
+  const prompt = Array.from({ length }, (_, i) => ((i * 2654435761) >>> 0) % 150_000);
+  const seq = new Sequence(0, "lookup", prompt, resolveSamplingParams({ maxTokens: 16 }));
+  const out: number[] = [];
+  const time = () => {
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) proposeDrafts(seq, K, out);
+    return ((performance.now() - t0) * 1000) / 100;
+  };
+  time(); // warm-up
+  const us = median(Array.from({ length: reps }, time));
+  return { length, us, shareOfPlainStep: us / plainStepUs };
+});
+console.log(
+  `\nlookup with no match against a plain step on SmolLM2's shape (${plainStepUs.toFixed(0)} µs a token)`,
+);
+console.log("| sequence tokens | lookup (µs) | share of a plain step |");
+console.log("| ---: | ---: | ---: |");
+for (const l of lookups)
+  console.log(`| ${l.length} | ${l.us.toFixed(1)} | ${(100 * l.shareOfPlainStep).toFixed(1)}% |`);
+writeResults("speculative.json", { cpu, variant, draftTokens: K, gen, reps, rows, lookups });
