@@ -2,8 +2,11 @@
  * Lamina vs llama.cpp on the same weights, precision and thread count, in one run.
  *
  *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b,gpt-oss-20b-4l] [--reps 3]
- *        [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m]
+ *        [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m] [--seqs 1,8,32]
+ *        [--no-prefill]
  *
+ * --seqs: the decode scenarios' sequence counts (small batches such as 2,4 show the products that
+ * read the weights once for a few tokens); --no-prefill leaves the 512-token prefill out.
  * --quantize: both engines run the same quantized GGUF file (our export at that quantization);
  * without it ours runs the Hugging Face directory and llama.cpp its GGUF export at --dtype. The
  * gpt-oss shape runs from GGUF only (--quantize mxfp4_moe, as its releases ship).
@@ -23,7 +26,7 @@ import { GGUF_QUANTIZE, type GgufQuantize } from "../../src/convert/gguf-format.
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
-import { intFlag } from "../common/flags.js";
+import { intFlag, intListFlag } from "../common/flags.js";
 import {
   BENCH_SHAPES,
   type BenchShape,
@@ -50,6 +53,8 @@ for (const s of shapes) {
 const reps = intFlag(flag("reps", "3"), "reps");
 const tokens = intFlag(flag("tokens", "32"), "tokens");
 const threads = intFlag(flag("threads", "2"), "threads");
+const seqCounts = intListFlag(flag("seqs", "1,8,32"), "seqs");
+const withPrefill = !process.argv.includes("--no-prefill");
 const dtype = flag("dtype", "bf16") as DType;
 if (!["bf16", "f16"].includes(dtype)) throw new Error(`--dtype ${dtype}: use bf16 or f16`);
 const quantizeFlag = flag("quantize", "");
@@ -76,15 +81,19 @@ const decodeScenario = (seqs: number, target: number): Scenario => ({
     ),
 });
 // Targets (issues 4 and 17): quantized files have their own, higher ones.
+const decodeTarget = (seqs: number) =>
+  seqs === 1 ? (quantize ? 1.2 : 1.0) : seqs === 32 ? (quantize ? 2.0 : 1.5) : 0;
 const scenarios: Scenario[] = [
-  decodeScenario(1, quantize ? 1.2 : 1.0),
-  decodeScenario(8, 0),
-  decodeScenario(32, quantize ? 2.0 : 1.5),
-  {
-    metric: `prefill tok/s, ${PREFILL_LEN}-token prompt`,
-    target: quantize ? 1.0 : 0.8,
-    run: (e) => e.prefill(benchPrompt(PREFILL_LEN, 99)),
-  },
+  ...seqCounts.map((seqs) => decodeScenario(seqs, decodeTarget(seqs))),
+  ...(withPrefill
+    ? [
+        {
+          metric: `prefill tok/s, ${PREFILL_LEN}-token prompt`,
+          target: quantize ? 1.0 : 0.8,
+          run: (e: EngineRunner) => e.prefill(benchPrompt(PREFILL_LEN, 99)),
+        },
+      ]
+    : []),
 ];
 
 function cpuModel(): string {

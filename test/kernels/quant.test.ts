@@ -1,7 +1,9 @@
 // The quantized products (weights in ggml block formats, activations quantized per 32 values)
-// against the TypeScript reference on odd row counts and batches 1/2/3/5/17/256 (one token; small
-// batches run a token at a time, 2 below every format's batched threshold and 3 and 5 on either
-// side of Q4_K's on AVX-512; 17 and 256 the batched kernel with partial tiles of tokens and rows),
+// against the TypeScript reference on odd row counts and batches 1/2/3/5/7/9/10/17/256 (one token;
+// small batches below every format's batched threshold, which the k-quants' 512-bit row paths and
+// the lane-sum tile take in chunks of four tokens (7: chunks of 4, 2 and 1) and the other row
+// paths a token at a time; 9 and 10 on either side of the k-quants' threshold on AVX-512; 17 and
+// 256 the batched kernel with partial tiles of tokens and rows),
 // for every block format and every quantized variant this CPU runs; and the reference itself against a float
 // product of the dequantized weights, within the activation rounding it allows.
 import assert from "node:assert/strict";
@@ -86,7 +88,7 @@ function assertNear(got: Float32Array, want: Float32Array, what: string, rtol: n
   }
 }
 
-test("quantized products match the reference: every format, odd row counts, batch 1/2/3/5/17/256, every variant", () => {
+test("quantized products match the reference: every format, odd row counts, batch 1/2/3/5/7/9/10/17/256, every variant", () => {
   const { supported } = native.quantInfo();
   assert.ok(supported.includes("portable") && supported.includes("avx2"), supported.join(","));
   const ran = new Set<string>();
@@ -105,15 +107,15 @@ test("quantized products match the reference: every format, odd row counts, batc
           const wNat = native.prepareWeight(w);
           assert.equal(wNat.dtype, type);
           const bias = randomF32(rows, rng(seed++));
-          for (const n of [1, 2, 3, 5, 17, 256]) {
+          for (const n of [1, 2, 3, 5, 7, 9, 10, 17, 256]) {
             if (n === 256 && rows * cols > 40_000) continue; // the reference is slow; 256 runs on the smaller shapes
             const x = randomF32(n * cols, rng(seed++), 2);
             const want = new Float32Array(n * rows);
-            ref.matmul(want, x, wRef, n, n === 3 ? bias : undefined);
+            ref.matmul(want, x, wRef, n, n === 3 || n === 7 ? bias : undefined);
             for (const v of supported) {
               native.selectQuantVariant(v);
               const got = new Float32Array(n * rows).fill(Number.NaN);
-              native.matmul(got, x, wNat, n, n === 3 ? bias : undefined);
+              native.matmul(got, x, wNat, n, n === 3 || n === 7 ? bias : undefined);
               assertNear(got, want, `${type} ${v} [${rows}x${cols}] n=${n}`, 2e-5);
               ran.add(`${type}/${v}`);
             }

@@ -83,7 +83,7 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   const QuantTable* q = current();
   quantizeRows(q, x, a.cols, a.nTokens);
   a.xq = xq_.data();
-  product(q, a, wBytes);
+  run(q, a, wBytes);
   return info.Env().Undefined();
 }
 
@@ -117,7 +117,7 @@ Napi::Value Api::GroupedMatmul(const Napi::CallbackInfo& info) {
     one.xq = xq_.data() + start[e] * xs;
     one.out = out + start[e] * a.rows;
     one.nTokens = n;
-    product(q, one, wBytes);
+    run(q, one, wBytes);
   }
   return info.Env().Undefined();
 }
@@ -137,23 +137,6 @@ void Api::quantizeRows(const QuantTable* q, const float* x, int64_t cols, int64_
   }
 }
 
-// One product on quantized activations: a small batch as one matrix-vector product per token.
-void Api::product(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes) {
-  if (a.nTokens > 1 && a.nTokens < q->batchFrom[a.qtype]) {
-    // A small batch: one matrix-vector product per token.
-    const int64_t xs = actStride(a.cols);
-    for (int64_t t = 0; t < a.nTokens; t++) {
-      QuantMatmulArgs one = a;
-      one.xq = a.xq + t * xs;
-      one.out = a.out + t * a.rows;
-      one.nTokens = 1;
-      run(q, one, wBytes);
-    }
-  } else {
-    run(q, a, wBytes);
-  }
-}
-
 // Rows of one product in slices on the pool (inline when small).
 void Api::run(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes) {
   if (a.rows * a.cols * a.nTokens < 65536) {
@@ -165,10 +148,13 @@ void Api::run(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes) {
   // 64 KiB of weights: a slice is one to four sequential streams, each of which the prefetcher has
   // to find anew, so they need length. 32 slices per thread measured 61-65% of the streaming read
   // for Q4_K at 4096x4096 on two threads against 87-95% for 8 (Q8_0 75-95% against 93-101%), and a
-  // SmolLM2-135M Q8_0 decode step 6.1-7.8 ms against 5.5-5.8, alternating runs. A batch: 32-row
-  // slices (one panel each), at least two per thread.
+  // SmolLM2-135M Q8_0 decode step 6.1-7.8 ms against 5.5-5.8, alternating runs. A batch smaller
+  // than the panels take reads the weights once for all its tokens, as one token does, and is
+  // sliced the same. A batch: 32-row slices (one panel each), at least two per thread.
   const int64_t rowBytes = wBytes / a.rows;
-  int64_t per = a.nTokens == 1 ? std::max(ceilDiv(a.rows, threads * 8), ceilDiv(int64_t(64) << 10, rowBytes)) : 32;
+  int64_t per = a.nTokens < q->batchFrom[a.qtype]
+                    ? std::max(ceilDiv(a.rows, threads * 8), ceilDiv(int64_t(64) << 10, rowBytes))
+                    : 32;
   per = std::min(per, std::max<int64_t>(4, ceilDiv(a.rows, threads * 2)));
   per = ceilDiv(per, 4) * 4;
   pool_->forEach(ceilDiv(a.rows, per), [&](int64_t task) {

@@ -24,7 +24,6 @@ class Api {
   Napi::Value Matmul(const Napi::CallbackInfo& info);
   Napi::Value GroupedMatmul(const Napi::CallbackInfo& info);
   void quantizeRows(const QuantTable* q, const float* x, int64_t cols, int64_t nTokens);
-  void product(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes);
   Napi::Value Embedding(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SelectVariant(const Napi::CallbackInfo& info);

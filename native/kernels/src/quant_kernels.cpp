@@ -519,6 +519,17 @@ inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define LK_ROW_Q4K_512 1
 
+// A small batch on the k-quants' row paths: rows in kBatchStreams streams, tokens in chunks of
+// kBatchTokens (each (row, token) pair keeps two accumulators; the row's decoded quants serve them all).
+#ifndef LK_BATCH_STREAMS
+#define LK_BATCH_STREAMS 1
+#endif
+#ifndef LK_BATCH_TOKENS
+#define LK_BATCH_TOKENS 4
+#endif
+constexpr int kBatchStreams = LK_BATCH_STREAMS;
+constexpr int kBatchTokens = LK_BATCH_TOKENS;
+
 // dotBytes on 512 bits: lane i sums u[4i + k] * s[4i + k], u unsigned and s signed bytes (without VNNI
 // the pairwise 16-bit sums must not saturate: every caller's u is at most 63).
 inline __m512i dotBytes512(__m512i u, __m512i s) {
@@ -550,12 +561,12 @@ inline __m512i liftedMxfp4Levels() {
   return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kLifted.v)));
 }
 
-// out[rows[n]] = the lane sum of v[n] plus the bias, for the N rows of a row path. Four rows take
+// out[t][rows[n]] = the lane sum of v[n] plus the bias, for the N rows of a row path. Four rows take
 // their sums at once: pairwise unpacks and adds leave each 128-bit lane with the four rows' partial
 // sums, and three adds of lanes finish them (32-value formats, 576 columns, in cache: 3-4% of the
 // call against four separate reductions).
 template <int N>
-inline void storeRowSums(const QuantMatmulArgs& a, const int64_t* rows, const __m512* v) {
+inline void storeRowSums(const QuantMatmulArgs& a, const int64_t* rows, const __m512* v, int64_t t = 0) {
   float sum[N];
   if constexpr (N == 4) {
     const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
@@ -569,32 +580,41 @@ inline void storeRowSums(const QuantMatmulArgs& a, const int64_t* rows, const __
   } else {
     for (int n = 0; n < N; n++) sum[n] = _mm512_reduce_add_ps(v[n]);
   }
-  for (int n = 0; n < N; n++) a.out[rows[n]] = sum[n] + (a.bias ? a.bias[rows[n]] : 0.0f);
+  float* out = a.out + t * a.rows;
+  for (int n = 0; n < N; n++) out[rows[n]] = sum[n] + (a.bias ? a.bias[rows[n]] : 0.0f);
 }
 
-// N Q4_K rows against one token with 512-bit vectors, two blocks a vector and no lane sums until
-// the rows end (N = 4 rows a quarter of the slice apart: four sequential streams, whose loads are
-// in flight together; one stream left a thread at 44-50% of the streaming read, four at 90%,
-// alternating runs, one thread; the activations and their scales are loaded once for the N).
+// N Q4_K rows against T tokens (t0 on) with 512-bit vectors, two blocks a vector and no lane sums
+// until the rows end (one token: N = 4 rows a quarter of the slice apart, four sequential streams
+// whose loads are in flight together; one stream left a thread at 44-50% of the streaming read,
+// four at 90%, alternating runs, one thread; the activations and their scales are loaded once for
+// the N. A small batch: N = 1 and T = 4, each group's quants decoded once for the four tokens).
 // A 64-byte load of quants holds blocks 0 and 2 (or 4 and 6) in its low nibbles and 1 and 3
 // (5 and 7) in its high ones; the token's activations are laid out once per call in that
 // order (q4kOrder), so each half is one AND (and a shift) against 64 activation bytes read as they
 // lie. The 16 int32 lanes of a dot (8 a block) are converted and multiplied by their block's scale
-// d·sc·dx, spread two blocks a vector by a permute from one vector of the group's eight; the mins go
-// to the upper lanes of a second accumulator (dmin·m times the activations' d·Σq per block). The
+// d·sc·dx, spread two blocks a vector by a permute from one vector of the group's eight; the mins
+// (dmin·m times the activations' d·Σq per block) come off the upper lanes of an accumulator. The
 // group's scales and mins are decoded from their 12 packed bytes with vector shifts and masks.
 // Q5_K runs the same with its fifth bits: qh[l] holds bit b for element l of block b, so each
 // half of a vector (blocks b and b + 2) takes its bit by a shift of the 32 qh bytes, repeated in
 // both halves.
-template <int QT, int N>
-inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
+template <int QT, int N, int T = 1>
+inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* rows, int64_t t0 = 0) {
   constexpr bool kFive = QT == lk::kQ5_K;
   constexpr int64_t GB = blockBytes(QT), QS = kFive ? 48 : 16;
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
-  const float* xd = lk::actD(a.xq);
-  const float* xs = lk::actDs32(a.xq, a.cols);
+  const float* xd[T];
+  const float* xs[T];
+  const int8_t* xq[T];
+  for (int t = 0; t < T; t++) {
+    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+    xd[t] = lk::actD(act);
+    xs[t] = lk::actDs32(act, a.cols);
+    xq[t] = xo + (t0 + t) * a.cols;
+  }
   const __m512i low4 = _mm512_set1_epi8(15);
   // Vector v of a group holds blocks (0, 2), (1, 3), (4, 6), (5, 7).
   const __m512i spread[4] = {
@@ -612,15 +632,16 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
   const __m128i scShift = _mm_setr_epi32(0, 0, 0, 4);
   const __m128i scLowMask = _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
   const __m128i scHighMask = _mm_setr_epi32(0, 0x30303030, 0, 0x30303030);
-  __m512 acc[N][4], mins[N];
-  for (int n = 0; n < N; n++) {
-    mins[n] = _mm512_setzero_ps();
-    for (int j = 0; j < 4; j++) acc[n][j] = _mm512_setzero_ps();
-  }
+  // Two accumulators a row and token (by the dot's place in its half); the mins come off the
+  // first one's upper lanes, which the final lane sum adds in with the rest.
+  __m512 acc[N][T][2];
+  for (int n = 0; n < N; n++)
+    for (int t = 0; t < T; t++) acc[n][t][0] = acc[n][t][1] = _mm512_setzero_ps();
   for (int64_t gi = 0; gi < ng; gi++) {
-    const __m512 xsc = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(xd + gi * 8))),
-                                                           _mm256_castps_pd(_mm256_loadu_ps(xs + gi * 8)), 1));
-    const int8_t* x = xq + gi * 256;
+    __m512 xsc[T];  // [dx per block | d·Σq per block], a token's
+    for (int t = 0; t < T; t++)
+      xsc[t] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(xd[t] + gi * 8))),
+                                                   _mm256_castps_pd(_mm256_loadu_ps(xs[t] + gi * 8)), 1));
     for (int n = 0; n < N; n++) {
       const uint8_t* g = w[n] + gi * GB;
       __builtin_prefetch(g + 4 * GB, 0, 3);
@@ -633,8 +654,12 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
       uint32_t dd;
       std::memcpy(&dd, g, 4);
       const __m512 d = _mm512_permutexvar_ps(dLanes, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(int(dd)))));
-      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(scm, d), xsc);  // [d·sc·dx per block | dmin·m·d·Σq per block]
-      mins[n] = _mm512_mask_add_ps(mins[n], __mmask16(0xff00), mins[n], v);
+      const __m512 ws = _mm512_mul_ps(scm, d);  // [d·sc per block | dmin·m per block]
+      __m512 v[T];                              // [d·sc·dx per block | dmin·m·d·Σq per block], a token's
+      for (int t = 0; t < T; t++) {
+        v[t] = _mm512_mul_ps(ws, xsc[t]);
+        acc[n][t][0] = _mm512_mask_sub_ps(acc[n][t][0], __mmask16(0xff00), acc[n][t][0], v[t]);
+      }
       __m512i qh = _mm512_setzero_si512();
       if constexpr (kFive) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 16)));
       for (int h = 0; h < 2; h++) {
@@ -647,20 +672,20 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* r
             wv[k] = _mm512_or_si512(wv[k], _mm512_slli_epi16(bit, 4));
           }
         }
-        for (int k = 0; k < 2; k++) {
-          const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
-          const __m512i p = dotBytes512(wv[k], xv);
-          const int j = 2 * h + k;
-          acc[n][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[j], v), acc[n][j]);
-        }
+        for (int t = 0; t < T; t++)
+          for (int k = 0; k < 2; k++) {
+            const __m512i xv = _mm512_loadu_si512(xq[t] + gi * 256 + 128 * h + 64 * k);
+            const __m512i p = dotBytes512(wv[k], xv);
+            acc[n][t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[2 * h + k], v[t]), acc[n][t][k]);
+          }
       }
     }
   }
-  __m512 row[N];
-  for (int n = 0; n < N; n++)
-    row[n] = _mm512_sub_ps(_mm512_add_ps(_mm512_add_ps(acc[n][0], acc[n][1]), _mm512_add_ps(acc[n][2], acc[n][3])),
-                           mins[n]);
-  storeRowSums<N>(a, rows, row);
+  for (int t = 0; t < T; t++) {
+    __m512 row[N];
+    for (int n = 0; n < N; n++) row[n] = _mm512_add_ps(acc[n][t][0], acc[n][t][1]);
+    storeRowSums<N>(a, rows, row, t0 + t);
+  }
 }
 
 // A token's int8 activations in rowsBlock32's order: per pair of 32-value blocks, the first 16
@@ -897,8 +922,8 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t*
 
 #endif
 
-// N rows of a K-quant with a scale per 16 values (Q6_K, Q3_K, Q2_K) against one token, rowsQ4K's way
-// (N rows a quarter of the slice apart). Each 128-value half of a group is two 512-bit vectors read
+// N rows of a K-quant with a scale per 16 values (Q6_K, Q3_K, Q2_K) against T tokens (t0 on),
+// rowsQ4K's way (one token: N rows a quarter of the slice apart; a small batch: one row, four tokens). Each 128-value half of a group is two 512-bit vectors read
 // as the activations lie, a dot's lanes 4k..4k+3 one 16-value scale group, scaled by d·sc·dx
 // spread from one vector of the group's 16; the offset (Q6_K's 32, Q3_K's 4) or min (Q2_K's
 // dmin·m) comes off against the activations' d·Σq of each 16 values (their ds16, put in scale order
@@ -910,15 +935,21 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t*
 //   Q3_K and Q2_K: its 32 qs bytes, repeated in both 256-bit halves, hold values 32j..32j+31 at
 //     bits 2j (one variable shift: 0 and 2, then 4 and 6); Q3_K's third bit of value 128n + 32j + l
 //     is bit 4n + j of hmask[l] (the 32 hmask bytes repeated, one more variable shift).
-template <int QT, int N>
-inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
+template <int QT, int N, int T = 1>
+inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows, int64_t t0 = 0) {
   constexpr int64_t GB = blockBytes(QT);
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
-  const int8_t* xq = lk::actQ(a.xq, a.cols);
-  const float* xd = lk::actD(a.xq);
-  const float* s16 = lk::actDs16(a.xq, a.cols);
+  const int8_t* xq[T];
+  const float* xd[T];
+  const float* s16[T];
+  for (int t = 0; t < T; t++) {
+    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+    xq[t] = lk::actQ(act, a.cols);
+    xd[t] = lk::actD(act);
+    s16[t] = lk::actDs16(act, a.cols);
+  }
   const __m512i low4 = _mm512_set1_epi8(15), three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
   auto shifts = [](int lo, int hi) { return _mm512_inserti64x4(_mm512_set1_epi16(short(lo)), _mm256_set1_epi16(short(hi)), 1); };
   const __m512i shift2[2] = {shifts(0, 2), shifts(4, 6)};
@@ -929,12 +960,16 @@ inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
   for (int v = 0; v < 4; v++)
     spread[v] = _mm512_setr_epi32(4 * v, 4 * v, 4 * v, 4 * v, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 1, 4 * v + 2,
                                   4 * v + 2, 4 * v + 2, 4 * v + 2, 4 * v + 3, 4 * v + 3, 4 * v + 3, 4 * v + 3);
-  __m512 acc[N][2], corr[N];
-  for (int n = 0; n < N; n++) acc[n][0] = acc[n][1] = corr[n] = _mm512_setzero_ps();
+  // Two accumulators a row and token; the offsets come off the first.
+  __m512 acc[N][T][2];
+  for (int n = 0; n < N; n++)
+    for (int t = 0; t < T; t++) acc[n][t][0] = acc[n][t][1] = _mm512_setzero_ps();
   for (int64_t gi = 0; gi < ng; gi++) {
-    const __m512 dx = _mm512_permutexvar_ps(blockOf, _mm512_castps256_ps512(_mm256_loadu_ps(xd + gi * 8)));
-    const __m512 sums = _mm512_permutexvar_ps(ds16Order, _mm512_loadu_ps(s16 + gi * 16));
-    const int8_t* x = xq + gi * 256;
+    __m512 dx[T], sums[T];  // a token's dx per 16 values, and its d·Σq per 16 values
+    for (int t = 0; t < T; t++) {
+      dx[t] = _mm512_permutexvar_ps(blockOf, _mm512_castps256_ps512(_mm256_loadu_ps(xd[t] + gi * 8)));
+      sums[t] = _mm512_permutexvar_ps(ds16Order, _mm512_loadu_ps(s16[t] + gi * 16));
+    }
     for (int n = 0; n < N; n++) {
       const uint8_t* g = w[n] + gi * GB;
       __builtin_prefetch(g + 4 * GB, 0, 3);
@@ -954,8 +989,11 @@ inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
         off = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(raw, 4), m4))),
                             _mm512_set1_ps(half(g + 82)));
       }
-      corr[n] = _mm512_fmadd_ps(off, sums, corr[n]);
-      const __m512 sx = _mm512_mul_ps(sc, dx);
+      __m512 sx[T];
+      for (int t = 0; t < T; t++) {
+        acc[n][t][0] = _mm512_fnmadd_ps(off, sums[t], acc[n][t][0]);
+        sx[t] = _mm512_mul_ps(sc, dx[t]);
+      }
       for (int h = 0; h < 2; h++) {
         __m512i wv[2];
         if constexpr (QT == lk::kQ6_K) {
@@ -976,17 +1014,21 @@ inline void rowsHalves(const QuantMatmulArgs& a, const int64_t* rows) {
             }
           }
         }
-        for (int k = 0; k < 2; k++) {
-          const __m512i xv = _mm512_loadu_si512(x + 128 * h + 64 * k);
-          const __m512i p = dotBytes512(wv[k], xv);
-          acc[n][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[2 * h + k], sx), acc[n][k]);
-        }
+        for (int t = 0; t < T; t++)
+          for (int k = 0; k < 2; k++) {
+            const __m512i xv = _mm512_loadu_si512(xq[t] + gi * 256 + 128 * h + 64 * k);
+            const __m512i p = dotBytes512(wv[k], xv);
+            acc[n][t][k] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[2 * h + k], sx[t]), acc[n][t][k]);
+          }
       }
     }
   }
-  __m512 row[N];
-  for (int n = 0; n < N; n++) row[n] = _mm512_sub_ps(_mm512_add_ps(acc[n][0], acc[n][1]), corr[n]);
-  storeRowSums<N>(a, rows, row);
+  for (int t = 0; t < T; t++) {
+    __m512 row[N];
+    for (int n = 0; n < N; n++) row[n] = _mm512_add_ps(acc[n][t][0], acc[n][t][1]);
+    storeRowSums<N>(a, rows, row, t0 + t);
+  }
 }
 
 // A token's int8 activations with each 256-value group's blocks in rowsQ4K's order: 0 2 1 3 4 6 5 7.
@@ -1165,27 +1207,60 @@ inline void inStreams(int64_t r0, int64_t r1, Kernel kernel) {
   for (r = r0 + S * q; r < r1; r++) kernel(std::integral_constant<int, 1>{}, &r);
 }
 
-// The token's int8 activations reordered once per call for a row path, in a per-thread buffer that
-// grows to the widest row once.
+// A small batch on the lane-sum tile: tokens in chunks of up to kTileTokens against a row, which
+// is decoded once a chunk.
+#ifndef LK_TILE_TOKENS
+#define LK_TILE_TOKENS 4
+#endif
+constexpr int kTileTokens = LK_TILE_TOKENS;
+
+// Tokens [t, nTokens) of a small batch against the same rows, in chunks of T, then T / 2, ... 1:
+// kernel(T, t0) for each (a chunk after the first finds the rows in L1).
+template <int T, typename Kernel>
+inline void inTokenChunks(int64_t t, int64_t nTokens, Kernel kernel) {
+  for (; t + T <= nTokens; t += T) kernel(std::integral_constant<int, T>{}, t);
+  if constexpr (T > 1) inTokenChunks<T / 2>(t, nTokens, kernel);
+}
+
+// The tokens' int8 activations reordered once per call for a row path (cols bytes a token), in a
+// per-thread buffer that grows to the widest batch once.
 inline const int8_t* orderedActs(const QuantMatmulArgs& a, void (*order)(const int8_t*, int64_t, int8_t*)) {
   thread_local std::vector<int8_t> buf;
-  if (buf.size() < size_t(a.cols)) buf.resize(size_t(a.cols));
-  order(lk::actQ(a.xq, a.cols), a.cols, buf.data());
+  if (buf.size() < size_t(a.cols * a.nTokens)) buf.resize(size_t(a.cols * a.nTokens));
+  for (int64_t t = 0; t < a.nTokens; t++)
+    order(lk::actQ(a.xq + t * lk::actStride(a.cols), a.cols), a.cols, buf.data() + t * a.cols);
   return buf.data();
 }
 #endif
 
-// Rows [r0, r1): a batch runs the panels (quant_panel.h; the caller sends batches smaller than
-// kPanelFrom one token at a time). One token on AVX-512 Q4_K reads four rows a quarter of the range
+// Rows [r0, r1): a batch of at least kPanelFrom tokens runs the panels (quant_panel.h); a smaller
+// one the row paths, the k-quants' 512-bit ones and the lane-sum tile with its tokens in chunks of
+// four against each row (decoded once a chunk), the others a token at a time. One token on AVX-512 Q4_K reads four rows a quarter of the range
 // apart (rowsQ4K), on AVX2 Q4_K one row after another (rowQ4K); with the lane-sum tile it reads the rows one after another, one sequential
 // stream (four streams, as the float matvec reads them, measured 2-4x slower from DRAM with this
 // tile: its decoding, not the bytes, sets the pace, and four rows' worth of it between one stream's
 // loads left the loads late). Without AVX2 a batch takes two rows at a time against four tokens,
 // so each decoded group serves eight dot products.
 template <int QT>
+void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1);
+
+// A small batch on a row path that takes one token: the rows [r0, r1) once a token (they stay in
+// the cache between tokens when the slice is small).
+template <int QT>
+void eachToken(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
+  for (int64_t t = 0; t < a.nTokens; t++) {
+    QuantMatmulArgs one = a;
+    one.xq = a.xq + t * lk::actStride(a.cols);
+    one.out = a.out + t * a.rows;
+    one.nTokens = 1;
+    matmulRange<QT>(one, r0, r1);
+  }
+}
+
+template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #if defined(__AVX2__)
-  if (a.nTokens > 1) return panelRange<QT>(a, r0, r1);
+  if (a.nTokens >= kPanelFrom[QT]) return panelRange<QT>(a, r0, r1);
 #if defined(LK_ROW_Q4K_512)
 #if defined(__AVX512VNNI__)
   constexpr bool kRows32 = nibbleBlock(QT) || QT == lk::kIQ4_NL || QT == lk::kMXFP4;
@@ -1193,16 +1268,29 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   constexpr bool kRows32 = nibbleBlock(QT);  // IQ4_NL's lifted levels would saturate vpmaddubsw
 #endif
   if constexpr (kRows32) {
+    if (a.nTokens > 1) return eachToken<QT>(a, r0, r1);
     const int8_t* xo = orderedActs(a, block32Order);
     return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsBlock32<QT, decltype(n)::value>(a, xo, rows); });
   }
   if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
     const int8_t* xo = orderedActs(a, q4kOrder);
+    if (a.nTokens > 1)
+      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
+        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+          rowsQ4K<QT, decltype(n)::value, decltype(t)::value>(a, xo, rows, t0);
+        });
+      });
     // Q5_K's bits take the registers four rows' state would need: two streams, half the slice apart.
     constexpr int S = QT == lk::kQ5_K ? 2 : 4;
     return inStreams<S>(r0, r1, [&](auto n, const int64_t* rows) { rowsQ4K<QT, decltype(n)::value>(a, xo, rows); });
   }
   if constexpr (QT == lk::kQ6_K || QT == lk::kQ3_K || QT == lk::kQ2_K) {
+    if (a.nTokens > 1)
+      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
+        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+          rowsHalves<QT, decltype(n)::value, decltype(t)::value>(a, rows, t0);
+        });
+      });
     // Q3_K's third bits take the registers four rows' state would need: two streams, half the
     // slice apart (four: 25-27% of the streaming read on two threads, two: 48-51%, one: 44-45%).
     constexpr int S = QT == lk::kQ3_K ? 2 : 4;
@@ -1210,22 +1298,27 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   }
 #if defined(__AVX512VNNI__)
   if constexpr (QT == lk::kIQ4_XS) {
+    if (a.nTokens > 1) return eachToken<QT>(a, r0, r1);
     const int8_t* xo = orderedActs(a, iq4xsOrder);
     return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsIQ4XS<decltype(n)::value>(a, xo, rows); });
   }
 #endif
 #else
   if constexpr (QT == lk::kQ4_K) {
+    if (a.nTokens > 1) return eachToken<QT>(a, r0, r1);
     for (int64_t r = r0; r < r1; r++) rowQ4K(a, r);
     return;
   }
   if constexpr (QT == lk::kIQ4_XS) {
+    if (a.nTokens > 1) return eachToken<QT>(a, r0, r1);
     const int8_t* xo = orderedActs(a, iq4xsOrder);
     for (int64_t r = r0; r < r1; r++) rowIQ4XS(a, xo, r);
     return;
   }
 #endif
-  for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
+  // The lane-sum tile, one row at a time; a small batch's tokens in chunks against the row.
+  for (int64_t r = r0; r < r1; r++)
+    inTokenChunks<kTileTokens>(0, a.nTokens, [&](auto t, int64_t t0) { tile<QT, 1, decltype(t)::value>(a, r, 1, t0); });
 #else
   if (a.nTokens == 1) {
     for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);

@@ -118,8 +118,9 @@ struct QuantTable {
   void (*quantizeActs)(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_t t1);
   // Output rows [r0, r1) for every token.
   void (*matmul)(const QuantMatmulArgs& a, int64_t r0, int64_t r1);
-  // By QuantType: the smallest batch that matmul should get whole; a smaller one is cheaper as one
-  // matrix-vector product per token (the batched kernel decodes the weights once per call first).
+  // By QuantType: the smallest batch the batched kernel takes (it decodes the weights into panels
+  // once per call first); matmul runs a smaller one as the matrix-vector path reads weights, the
+  // row paths taking its tokens at once where they can, else one at a time.
   int64_t batchFrom[kQuantTypes];
 };
 
