@@ -1,9 +1,9 @@
 // The quantized products (weights in ggml block formats, activations quantized per 32 values)
 // against the TypeScript reference on odd row counts and batches 1/2/3/5/7/9/10/17/256 (one token;
-// small batches below every format's batched threshold, which the k-quants' 512-bit row paths and
-// the lane-sum tile take in chunks of four tokens (7: chunks of 4, 2 and 1) and the other row
-// paths a token at a time; 9 and 10 on either side of the k-quants' threshold on AVX-512; 17 and
-// 256 the batched kernel with partial tiles of tokens and rows),
+// small batches below every format's batched threshold, which the 512-bit row paths and the
+// lane-sum tile take in chunks of four tokens (7: chunks of 4, 2 and 1) and the AVX2 builds' Q4_K
+// and IQ4_XS row paths a token at a time; 9 and 10 on either side of the 512-bit row paths'
+// threshold; 17 and 256 the batched kernel with partial tiles of tokens and rows),
 // for every block format and every quantized variant this CPU runs; and the reference itself against a float
 // product of the dequantized weights, within the activation rounding it allows.
 import assert from "node:assert/strict";

@@ -519,8 +519,10 @@ inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define LK_ROW_Q4K_512 1
 
-// A small batch on the k-quants' row paths: rows in kBatchStreams streams, tokens in chunks of
-// kBatchTokens (each (row, token) pair keeps two accumulators; the row's decoded quants serve them all).
+// A small batch on the 512-bit row paths: rows in kBatchStreams streams, tokens in chunks of
+// kBatchTokens (the row's decoded quants serve them all). One stream and four tokens measured best
+// at batches 2 and 4 for Q4_K and Q6_K (4096x4096, two threads) against two streams of two or four
+// tokens, four streams of two, and one of eight, whose accumulators no longer fit the registers.
 #ifndef LK_BATCH_STREAMS
 #define LK_BATCH_STREAMS 1
 #endif
@@ -758,8 +760,8 @@ inline __m512 mxfp4Scales(const __m512i* raw, int windows, int64_t cnt) {
 }
 
 // N rows of a 32-value block format with a 4- or 5-bit unsigned q (Q4_0, Q4_1, Q5_0, Q5_1) against
-// one token, rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams) and no
-// lane sums until the rows end. Per 16 blocks of a row, a few word permutes (BlockWords) lift their
+// T tokens (t0 on), rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams; a
+// small batch: one row, four tokens) and no lane sums until the rows end. Per 16 blocks of a row, a few word permutes (BlockWords) lift their
 // f16 scales (and mins, and Q5's fifth bits) out of the bytes as they lie, and one vector multiply
 // by the activations' d gives the 16 scales; the offsets (Q4_0 8d, Q5_0 16d, the min formats −m)
 // meet the activations' d·Σq there too (in the dot's accumulator), so nothing is scalar per block. Two blocks a 512-bit
@@ -771,8 +773,8 @@ inline __m512 mxfp4Scales(const __m512i* raw, int windows, int64_t cnt) {
 // 128d. Against a pair loop that decoded each block's scale, offset and fifth bits in scalar code:
 // BENCHMARKS.md, "The 32-value formats' row path". Groups of 32 blocks (one group a row for rows
 // of 576 to 1024 values) were no faster in cache.
-template <int QT, int N>
-inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
+template <int QT, int N, int T = 1>
+inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* rows, int64_t t0 = 0) {
   constexpr int64_t BB = blockBytes(QT);
   constexpr bool kMin = QT == lk::kQ4_1 || QT == lk::kQ5_1, kFive = hasFifthBit(QT);
   constexpr bool kLevels = QT == lk::kIQ4_NL || QT == lk::kMXFP4;
@@ -784,8 +786,15 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
   // Blocks ahead of the pair in hand that each row's stream is prefetched: past the next group.
   constexpr int64_t kAhead = 32;
   const int64_t nb = a.cols / 32;
-  const float* xd = lk::actD(a.xq);
-  const float* xs = lk::actDs32(a.xq, a.cols);
+  const float* xd[T];
+  const float* xs[T];
+  const int8_t* xq[T];
+  for (int t = 0; t < T; t++) {
+    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+    xd[t] = lk::actD(act);
+    xs[t] = lk::actDs32(act, a.cols);
+    xq[t] = xo + (t0 + t) * a.cols;
+  }
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
   const __m512i levels = QT == lk::kMXFP4 ? liftedMxfp4Levels() : liftedIq4nlLevels();
   // Q5: the permute that lays each pair of blocks' 64 fifth bits out in block32Order (block 0's
@@ -797,10 +806,10 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
   const uint8_t* w[N];
   // The offsets' lanes (one a block) go into the same sum as the dot's (two a block): only its
   // total is the row's product.
-  __m512 acc[N], sc[N];
+  __m512 acc[N][T], sc[N][T];
   for (int n = 0; n < N; n++) {
     w[n] = a.w + rows[n] * nb * BB;
-    acc[n] = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) acc[n][t] = _mm512_setzero_ps();
   }
   for (int64_t g = 0; g < nb; g += L) {
     const int64_t cnt = std::min<int64_t>(L, nb - g);
@@ -811,29 +820,30 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
       bytes[j] = left == 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
     }
     const __mmask16 live = __mmask16((1u << cnt) - 1);
-    const __m512 xdv = _mm512_maskz_loadu_ps(live, xd + g), xsv = _mm512_maskz_loadu_ps(live, xs + g);
     for (int n = 0; n < N; n++) {
       __m512i raw[kLoads];
       for (int j = 0; j < kLoads; j++) raw[j] = _mm512_maskz_loadu_epi8(bytes[j], w[n] + g * BB + 64 * j);
       const __m512 d = QT == lk::kMXFP4 ? mxfp4Scales(raw, windows, cnt)
                                         : _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 0, L>::words(raw, windows)));
-      sc[n] = _mm512_mul_ps(d, xdv);
       if constexpr (kFive) {
         const __m512i lo = BlockWords<BB, kH, L>::words(raw, windows), hi = BlockWords<BB, kH + 1, L>::words(raw, windows);
         _mm512_store_si512(fifth[n], _mm512_permutex2var_epi16(lo, _mm512_load_si512(kPairBits), hi));
       }
+      __m512 m;  // what a block's offset or min takes off per unit of the activations' d·Σq
       if constexpr (kMin) {
-        const __m512 m = _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 1, L>::words(raw, windows)));
-        acc[n] = _mm512_fmadd_ps(m, xsv, acc[n]);
+        m = _mm512_cvtph_ps(_mm512_castsi512_si256(BlockWords<BB, 1, L>::words(raw, windows)));
       } else {
-        acc[n] = _mm512_fnmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(kOff)), xsv, acc[n]);
+        m = _mm512_mul_ps(d, _mm512_set1_ps(-kOff));
+      }
+      for (int t = 0; t < T; t++) {
+        sc[n][t] = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(live, xd[t] + g));
+        acc[n][t] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(live, xs[t] + g), acc[n][t]);
       }
     }
     __m512i idx = pair0;
     int64_t k = 0;
     for (; 2 * k + 2 <= cnt; k++, idx = _mm512_add_epi32(idx, two)) {
       const int64_t b = g + 2 * k;
-      const __m512i xv = _mm512_loadu_si512(xq + b * 32);
       for (int n = 0; n < N; n++) {
         const uint8_t* p = w[n] + b * BB;
         __builtin_prefetch(p + kAhead * BB, 0, 3);
@@ -844,12 +854,14 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
         if constexpr (kLevels) v = _mm512_shuffle_epi8(levels, v);
         if constexpr (kFive)
           v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(_load_mask64(reinterpret_cast<__mmask64*>(&fifth[n][k])), five));
-        acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(idx, sc[n]), acc[n]);
+        for (int t = 0; t < T; t++) {
+          const __m512i xv = _mm512_loadu_si512(xq[t] + b * 32);
+          acc[n][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(idx, sc[n][t]), acc[n][t]);
+        }
       }
     }
     if (2 * k < cnt) {  // a lone last block: its 32 values as they lie, lanes 0-7 of the dot
       const int64_t b = g + 2 * k;
-      const __m512i xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32)));
       const __m512i lone = _mm512_set1_epi32(int(2 * k));
       for (int n = 0; n < N; n++) {
         const uint8_t* p = w[n] + b * BB;
@@ -861,15 +873,22 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
           std::memcpy(&bits, p + fifthBitsAt(QT), 4);
           v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
         }
-        acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(lone, sc[n]), acc[n]);
+        for (int t = 0; t < T; t++) {
+          const __m512i xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + b * 32)));
+          acc[n][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(lone, sc[n][t]), acc[n][t]);
+        }
       }
     }
   }
-  storeRowSums<N>(a, rows, acc);
+  for (int t = 0; t < T; t++) {
+    __m512 row[N];
+    for (int n = 0; n < N; n++) row[n] = acc[n][t];
+    storeRowSums<N>(a, rows, row, t0 + t);
+  }
 }
 
 #if defined(__AVX512VNNI__)
-// N IQ4_XS rows against one token, rowsQ4K's way (N rows a quarter of the slice apart, no lane sums
+// N IQ4_XS rows against T tokens (t0 on), rowsQ4K's way (N rows a quarter of the slice apart, no lane sums
 // until the rows end). A 64-byte load of a group's quants holds blocks 4h..4h+3, 16 nibble bytes
 // each: its low nibbles are the blocks' first 16 values, its high nibbles their last 16, against
 // activations laid out once per call in that order (iq4xsOrder). Each nibble becomes its level
@@ -877,47 +896,62 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xq, const int64_
 // high halves go into one dot, whose lanes 4k..4k+3 are block 4h + k's (scales: iq4xsScaleVec).
 // The +128 comes back off as 128 times
 // each block's d·(ls − 32) times the activations' d·Σq, in a second accumulator.
-template <int N>
-inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xq, const int64_t* rows) {
+template <int N, int T = 1>
+inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* rows, int64_t t0 = 0) {
   constexpr int64_t GB = 136;
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
-  const float* xd = lk::actD(a.xq);
-  const float* xs = lk::actDs32(a.xq, a.cols);
+  const float* xd[T];
+  const float* xs[T];
+  const int8_t* xq[T];
+  for (int t = 0; t < T; t++) {
+    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+    xd[t] = lk::actD(act);
+    xs[t] = lk::actDs32(act, a.cols);
+    xq[t] = xo + (t0 + t) * a.cols;
+  }
   const __m512i low4 = _mm512_set1_epi8(15);
   const __m512i levels = liftedIq4nlLevels();
   const __m512i spread[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                              _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
-  __m512 acc[N][2];
-  __m256 lift[N];
-  for (int n = 0; n < N; n++) {
-    acc[n][0] = acc[n][1] = _mm512_setzero_ps();
-    lift[n] = _mm256_setzero_ps();
-  }
+  __m512 acc[N][T][2];
+  __m256 lift[N][T];
+  for (int n = 0; n < N; n++)
+    for (int t = 0; t < T; t++) {
+      acc[n][t][0] = acc[n][t][1] = _mm512_setzero_ps();
+      lift[n][t] = _mm256_setzero_ps();
+    }
   for (int64_t gi = 0; gi < ng; gi++) {
-    const __m256 dx = _mm256_loadu_ps(xd + gi * 8), dsum = _mm256_loadu_ps(xs + gi * 8);
-    const int8_t* x = xq + gi * 256;
     for (int n = 0; n < N; n++) {
       const uint8_t* g = w[n] + gi * GB;
       __builtin_prefetch(g + 4 * GB, 0, 3);
       const __m256 s = iq4xsScaleVec(g);
-      lift[n] = _mm256_fmadd_ps(s, dsum, lift[n]);
-      const __m512 sx = _mm512_castps256_ps512(_mm256_mul_ps(s, dx));
+      __m512 sx[T];
+      for (int t = 0; t < T; t++) {
+        lift[n][t] = _mm256_fmadd_ps(s, _mm256_loadu_ps(xs[t] + gi * 8), lift[n][t]);
+        sx[t] = _mm512_castps256_ps512(_mm256_mul_ps(s, _mm256_loadu_ps(xd[t] + gi * 8)));
+      }
       for (int h = 0; h < 2; h++) {
         const __m512i qs = _mm512_loadu_si512(g + 8 + 64 * h);
         const __m512i lo = _mm512_shuffle_epi8(levels, _mm512_and_si512(qs, low4));
         const __m512i hi = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4));
-        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x + 128 * h));
-        p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(x + 128 * h + 64));
-        acc[n][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[h], sx), acc[n][h]);
+        for (int t = 0; t < T; t++) {
+          const int8_t* x = xq[t] + gi * 256;
+          __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x + 128 * h));
+          p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(x + 128 * h + 64));
+          acc[n][t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[h], sx[t]), acc[n][t][h]);
+        }
       }
     }
   }
-  __m512 row[N];
-  for (int n = 0; n < N; n++)
-    row[n] = _mm512_fnmadd_ps(_mm512_set1_ps(128.0f), _mm512_zextps256_ps512(lift[n]), _mm512_add_ps(acc[n][0], acc[n][1]));
-  storeRowSums<N>(a, rows, row);
+  for (int t = 0; t < T; t++) {
+    __m512 row[N];
+    for (int n = 0; n < N; n++)
+      row[n] = _mm512_fnmadd_ps(_mm512_set1_ps(128.0f), _mm512_zextps256_ps512(lift[n][t]),
+                                _mm512_add_ps(acc[n][t][0], acc[n][t][1]));
+    storeRowSums<N>(a, rows, row, t0 + t);
+  }
 }
 
 #endif
@@ -1234,8 +1268,8 @@ inline const int8_t* orderedActs(const QuantMatmulArgs& a, void (*order)(const i
 #endif
 
 // Rows [r0, r1): a batch of at least kPanelFrom tokens runs the panels (quant_panel.h); a smaller
-// one the row paths, the k-quants' 512-bit ones and the lane-sum tile with its tokens in chunks of
-// four against each row (decoded once a chunk), the others a token at a time. One token on AVX-512 Q4_K reads four rows a quarter of the range
+// one the row paths, the 512-bit ones and the lane-sum tile with its tokens in chunks of four
+// against each row (decoded once a chunk), the AVX2 builds' Q4_K and IQ4_XS a token at a time. One token on AVX-512 Q4_K reads four rows a quarter of the range
 // apart (rowsQ4K), on AVX2 Q4_K one row after another (rowQ4K); with the lane-sum tile it reads the rows one after another, one sequential
 // stream (four streams, as the float matvec reads them, measured 2-4x slower from DRAM with this
 // tile: its decoding, not the bytes, sets the pace, and four rows' worth of it between one stream's
@@ -1268,8 +1302,13 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   constexpr bool kRows32 = nibbleBlock(QT);  // IQ4_NL's lifted levels would saturate vpmaddubsw
 #endif
   if constexpr (kRows32) {
-    if (a.nTokens > 1) return eachToken<QT>(a, r0, r1);
     const int8_t* xo = orderedActs(a, block32Order);
+    if (a.nTokens > 1)
+      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
+        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+          rowsBlock32<QT, decltype(n)::value, decltype(t)::value>(a, xo, rows, t0);
+        });
+      });
     return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsBlock32<QT, decltype(n)::value>(a, xo, rows); });
   }
   if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
@@ -1298,8 +1337,13 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   }
 #if defined(__AVX512VNNI__)
   if constexpr (QT == lk::kIQ4_XS) {
-    if (a.nTokens > 1) return eachToken<QT>(a, r0, r1);
     const int8_t* xo = orderedActs(a, iq4xsOrder);
+    if (a.nTokens > 1)
+      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
+        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+          rowsIQ4XS<decltype(n)::value, decltype(t)::value>(a, xo, rows, t0);
+        });
+      });
     return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsIQ4XS<decltype(n)::value>(a, xo, rows); });
   }
 #endif

@@ -100,16 +100,22 @@ constexpr int64_t kPanelRows = int64_t(PanelLanes::L) * PanelLanes::R;
 // 1.7 ms on one thread, 2-4 matrix-vector products (Q8_0 0.77 ms, Q4_K 0.38 ms on AVX-512, 0.7 ms on
 // AVX2; the panels then add about 0.06 ms a token), so below this a batch runs one matrix-vector
 // product per token.
-// The k-quants' 512-bit row paths take a small batch whole, reading the weights once for all its
-// tokens, so the panels start later there: a Llama-3.2-1B-shaped Q4_K_M model decoding on two
-// threads made 92 tokens a second at 8 sequences on the row paths against 75 on the panels, 93
-// against 99 at 12 (the row paths' time grows with the tokens past 4, the panels' hardly).
+// The 512-bit row paths (every format but Q8_0; IQ4_NL, IQ4_XS and MXFP4 with VNNI) take a small
+// batch whole, reading the weights once for all its tokens, so the panels start later there.
+// Llama-3.2-1B-shaped models decoding on two threads, aggregate tokens a second on the row paths
+// against the panels: Q4_K_M 92 against 75 at 8 sequences, 93 against 99 at 12 (the row paths'
+// time grows with the tokens past 4, the panels' hardly); IQ4_XS 94 against 57 at 4, 87 against 75
+// at 6, 106 against 91 at 8. Q8_0 runs a small batch on the lane-sum tile, as fast as the panels
+// from 3 tokens.
 #if defined(__AVX512F__) && defined(__AVX512BW__)
-#ifndef LK_KQUANT_PANEL_FROM
-#define LK_KQUANT_PANEL_FROM 10
+constexpr int64_t kRowsTo = 10;
+#if defined(__AVX512VNNI__)
+constexpr int64_t kLevelsTo = kRowsTo;
+#else
+constexpr int64_t kLevelsTo = 3;
 #endif
-constexpr int64_t kPanelKFrom = LK_KQUANT_PANEL_FROM;
-constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, kPanelKFrom, kPanelKFrom, 3, 3, 3, kPanelKFrom, kPanelKFrom, kPanelKFrom, 3, 3, 3};
+constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3,      kRowsTo, kRowsTo, kRowsTo, kRowsTo, kRowsTo,  kRowsTo,
+                                                 kRowsTo, kRowsTo, kRowsTo, kLevelsTo, kLevelsTo, kLevelsTo};
 #else
 constexpr int64_t kPanelFrom[lk::kQuantTypes] = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
 #endif
