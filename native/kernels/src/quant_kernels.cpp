@@ -519,18 +519,11 @@ inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define LK_ROW_Q4K_512 1
 
-// A small batch on the 512-bit row paths: rows in kBatchStreams streams, tokens in chunks of
-// kBatchTokens (the row's decoded quants serve them all). One stream and four tokens measured best
-// at batches 2 and 4 for Q4_K and Q6_K (4096x4096, two threads) against two streams of two or four
-// tokens, four streams of two, and one of eight, whose accumulators no longer fit the registers.
-#ifndef LK_BATCH_STREAMS
-#define LK_BATCH_STREAMS 1
-#endif
-#ifndef LK_BATCH_TOKENS
-#define LK_BATCH_TOKENS 4
-#endif
-constexpr int kBatchStreams = LK_BATCH_STREAMS;
-constexpr int kBatchTokens = LK_BATCH_TOKENS;
+// A small batch on the 512-bit row paths: one row at a time, tokens in chunks of kBatchTokens (the
+// row's decoded quants serve them all). One row and four tokens measured best at batches 2 and 4
+// for Q4_K and Q6_K (4096x4096, two threads) against two rows of two or four tokens, four rows of
+// two, and one row of eight, whose accumulators no longer fit the registers.
+constexpr int kBatchTokens = 4;
 
 // dotBytes on 512 bits: lane i sums u[4i + k] * s[4i + k], u unsigned and s signed bytes (without VNNI
 // the pairwise 16-bit sums must not saturate: every caller's u is at most 63).
@@ -1256,6 +1249,24 @@ inline void inTokenChunks(int64_t t, int64_t nTokens, Kernel kernel) {
   if constexpr (T > 1) inTokenChunks<T / 2>(t, nTokens, kernel);
 }
 
+#if defined(LK_ROW_Q4K_512)
+// A small batch on a 512-bit row path: kernel(T, &row, t0) for each row and chunk of tokens. The
+// rows go in groups of about 16 KiB, each group's rows against one chunk after another: a chunk's
+// activations (4 KiB a token of 4096 values, and their scales) and the group's rows stay in L1
+// together, where two chunks' activations against one row at a time pushed the rows out.
+template <int QT, typename Kernel>
+inline void smallBatch(const QuantMatmulArgs& a, int64_t r0, int64_t r1, Kernel kernel) {
+  const int64_t rowBytes = a.cols / (lk::isSuperBlock(QT) ? 256 : 32) * blockBytes(QT);
+  const int64_t group = std::max<int64_t>(1, (int64_t(16) << 10) / rowBytes);
+  for (int64_t g = r0; g < r1; g += group) {
+    const int64_t g1 = std::min(r1, g + group);
+    inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+      for (int64_t r = g; r < g1; r++) kernel(t, &r, t0);
+    });
+  }
+}
+#endif
+
 // The tokens' int8 activations reordered once per call for a row path (cols bytes a token), in a
 // per-thread buffer that grows to the widest batch once.
 inline const int8_t* orderedActs(const QuantMatmulArgs& a, void (*order)(const int8_t*, int64_t, int8_t*)) {
@@ -1304,20 +1315,16 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   if constexpr (kRows32) {
     const int8_t* xo = orderedActs(a, block32Order);
     if (a.nTokens > 1)
-      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
-        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
-          rowsBlock32<QT, decltype(n)::value, decltype(t)::value>(a, xo, rows, t0);
-        });
+      return smallBatch<QT>(a, r0, r1, [&](auto t, const int64_t* rows, int64_t t0) {
+        rowsBlock32<QT, 1, decltype(t)::value>(a, xo, rows, t0);
       });
     return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsBlock32<QT, decltype(n)::value>(a, xo, rows); });
   }
   if constexpr (QT == lk::kQ4_K || QT == lk::kQ5_K) {
     const int8_t* xo = orderedActs(a, q4kOrder);
     if (a.nTokens > 1)
-      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
-        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
-          rowsQ4K<QT, decltype(n)::value, decltype(t)::value>(a, xo, rows, t0);
-        });
+      return smallBatch<QT>(a, r0, r1, [&](auto t, const int64_t* rows, int64_t t0) {
+        rowsQ4K<QT, 1, decltype(t)::value>(a, xo, rows, t0);
       });
     // Q5_K's bits take the registers four rows' state would need: two streams, half the slice apart.
     constexpr int S = QT == lk::kQ5_K ? 2 : 4;
@@ -1325,10 +1332,8 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   }
   if constexpr (QT == lk::kQ6_K || QT == lk::kQ3_K || QT == lk::kQ2_K) {
     if (a.nTokens > 1)
-      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
-        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
-          rowsHalves<QT, decltype(n)::value, decltype(t)::value>(a, rows, t0);
-        });
+      return smallBatch<QT>(a, r0, r1, [&](auto t, const int64_t* rows, int64_t t0) {
+        rowsHalves<QT, 1, decltype(t)::value>(a, rows, t0);
       });
     // Q3_K's third bits take the registers four rows' state would need: two streams, half the
     // slice apart (four: 25-27% of the streaming read on two threads, two: 48-51%, one: 44-45%).
@@ -1339,10 +1344,8 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   if constexpr (QT == lk::kIQ4_XS) {
     const int8_t* xo = orderedActs(a, iq4xsOrder);
     if (a.nTokens > 1)
-      return inStreams<kBatchStreams>(r0, r1, [&](auto n, const int64_t* rows) {
-        inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
-          rowsIQ4XS<decltype(n)::value, decltype(t)::value>(a, xo, rows, t0);
-        });
+      return smallBatch<QT>(a, r0, r1, [&](auto t, const int64_t* rows, int64_t t0) {
+        rowsIQ4XS<1, decltype(t)::value>(a, xo, rows, t0);
       });
     return inStreams<4>(r0, r1, [&](auto n, const int64_t* rows) { rowsIQ4XS<decltype(n)::value>(a, xo, rows); });
   }
