@@ -556,6 +556,23 @@ inline __m512i liftedMxfp4Levels() {
   return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kLifted.v)));
 }
 
+// Tokens t0 .. t0 + T − 1 of a row path's batch: each one's block scales d, its d·Σq per 32 values,
+// and its int8 activations in the path's order (xo, cols bytes a token).
+template <int T>
+struct TokenActs {
+  const float* d[T];
+  const float* ds32[T];
+  const int8_t* q[T];
+  TokenActs(const QuantMatmulArgs& a, const int8_t* xo, int64_t t0) {
+    for (int t = 0; t < T; t++) {
+      const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+      d[t] = lk::actD(act);
+      ds32[t] = lk::actDs32(act, a.cols);
+      q[t] = xo + (t0 + t) * a.cols;
+    }
+  }
+};
+
 // out[t][rows[n]] = the lane sum of v[n] plus the bias, for the N rows of a row path. Four rows take
 // their sums at once: pairwise unpacks and adds leave each 128-bit lane with the four rows' partial
 // sums, and three adds of lanes finish them (32-value formats, 576 columns, in cache: 3-4% of the
@@ -601,15 +618,10 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* r
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
-  const float* xd[T];
-  const float* xs[T];
-  const int8_t* xq[T];
-  for (int t = 0; t < T; t++) {
-    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
-    xd[t] = lk::actD(act);
-    xs[t] = lk::actDs32(act, a.cols);
-    xq[t] = xo + (t0 + t) * a.cols;
-  }
+  const TokenActs<T> x(a, xo, t0);
+  const float* const* xd = x.d;
+  const float* const* xs = x.ds32;
+  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15);
   // Vector v of a group holds blocks (0, 2), (1, 3), (4, 6), (5, 7).
   const __m512i spread[4] = {
@@ -779,15 +791,10 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_
   // Blocks ahead of the pair in hand that each row's stream is prefetched: past the next group.
   constexpr int64_t kAhead = 32;
   const int64_t nb = a.cols / 32;
-  const float* xd[T];
-  const float* xs[T];
-  const int8_t* xq[T];
-  for (int t = 0; t < T; t++) {
-    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
-    xd[t] = lk::actD(act);
-    xs[t] = lk::actDs32(act, a.cols);
-    xq[t] = xo + (t0 + t) * a.cols;
-  }
+  const TokenActs<T> x(a, xo, t0);
+  const float* const* xd = x.d;
+  const float* const* xs = x.ds32;
+  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
   const __m512i levels = QT == lk::kMXFP4 ? liftedMxfp4Levels() : liftedIq4nlLevels();
   // Q5: the permute that lays each pair of blocks' 64 fifth bits out in block32Order (block 0's
@@ -895,15 +902,10 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xo, const int64_t*
   const int64_t ng = a.cols / 256;
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
-  const float* xd[T];
-  const float* xs[T];
-  const int8_t* xq[T];
-  for (int t = 0; t < T; t++) {
-    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
-    xd[t] = lk::actD(act);
-    xs[t] = lk::actDs32(act, a.cols);
-    xq[t] = xo + (t0 + t) * a.cols;
-  }
+  const TokenActs<T> x(a, xo, t0);
+  const float* const* xd = x.d;
+  const float* const* xs = x.ds32;
+  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15);
   const __m512i levels = liftedIq4nlLevels();
   const __m512i spread[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
