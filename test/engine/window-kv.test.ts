@@ -123,7 +123,11 @@ describe("window layers' own pool on an attention worker, while the output reser
     for (const transport of ["shm", "tcp"] as const)
       it(`${variant}, ${transport === "shm" ? "native data plane" : "messages"}: in-process logprobs`, async () => {
         const model = await loadModel(writeTinyModel(path.join(tmp, `${variant}-${transport}`), variant).dir);
-        // f32 KV: a worker receives q and k/v rounded to the cache's dtype, in-process attention does not.
+        // f32 KV: a worker splits a step's attention into the keys cached before it and the step's own
+        // (merged by their log-sum-exp), which rounds apart from one pass by about 1e-7 on a 16-bit
+        // cache; this model's bf16 products round their activations to bf16, which can turn that
+        // into 1e-3 in a logprob (Gemma 2's random weights: 1.7e-3 with f16 KV, the same in-process
+        // with the split; f32 KV gives the same values bit for bit).
         const o = { blockSize: 4, maxTokensPerStep: 64, maxRunning: 2, kvDtype: "f32" as const };
         const ask = () => ({
           id: "r",
