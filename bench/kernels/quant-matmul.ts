@@ -2,7 +2,10 @@
 // with the same product on bf16 weights (the path a Hugging Face bf16 model takes), alternating in
 // every repetition, and as a share of the FMA peak this run measures on the same threads (the
 // quantized products multiply bytes, but the FMA peak is the yardstick the float products are held
-// to). Weights rotate through --gib (default 0.5 GiB) so they come from DRAM.
+// to). Weights rotate through --gib (default 0.5 GiB) so they come from DRAM. With batch 1 in
+// --batch, each batch's time is also given as a multiple of one token's on the same format and
+// threads: one token reads the weights, which no batch can avoid, so small batches (the row paths
+// that take a few tokens at once) are held to that.
 //
 //   node dist/bench/kernels/quant-matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128]
 //                                           [--type q8_0,q4_k] [--threads 1] [--gib 0.5] [--reps 5]
@@ -61,6 +64,9 @@ interface Row {
   gflops: number;
   fmaPeakGflops: number;
   pctOfFmaPeak: number;
+  /** The batch's time over one token's on the same weights and threads (the read of the weights,
+   *  which a batch cannot go below), where this run has batch 1; null otherwise. */
+  perOneToken: number | null;
 }
 const results: Row[] = [];
 const bf16 = rotatingWeights(backend, "bf16", rows, cols, workingSet, 0.01);
@@ -91,14 +97,20 @@ for (const type of types) {
         gflops,
         fmaPeakGflops: peak,
         pctOfFmaPeak: (100 * gflops) / peak,
+        perOneToken: null,
       });
     }
   }
 }
 
+for (const r of results) {
+  const one = results.find((o) => o.type === r.type && o.threads === r.threads && o.batch === 1);
+  r.perOneToken = one ? r.ms / one.ms : null;
+}
+
 const cpu = cpuModel();
 console.log(`${cpu}; ${backend.describe()}; quantized: ${backend.quantInfo().variant}; ${rows}x${cols}`);
-console.log("threads | type | batch |     ms | bf16 ms | GFLOP/s | FMA peak | % of FMA peak");
+console.log("threads | type | batch |     ms | bf16 ms | GFLOP/s | FMA peak | % of FMA peak | × 1 token");
 for (const r of results)
   console.log(
     `${String(r.threads).padStart(7)} | ${r.type} | ${String(r.batch).padStart(5)} | ${r.ms.toFixed(2).padStart(6)} | ${r.bf16Ms
@@ -107,6 +119,6 @@ for (const r of results)
         7,
       )} | ${r.gflops.toFixed(1).padStart(7)} | ${r.fmaPeakGflops.toFixed(0).padStart(8)} | ${r.pctOfFmaPeak
       .toFixed(0)
-      .padStart(13)}`,
+      .padStart(13)} | ${r.perOneToken === null ? "        –" : `${r.perOneToken.toFixed(2)}×`.padStart(9)}`,
   );
 writeResults("kernels-quant-matmul.json", { cpu, backend: backend.describe(), rows, cols, results });
