@@ -27,6 +27,11 @@ export class BlockAllocator {
   private lruTail = -1;
   private lruCount = 0;
   private retainedCount = 0;
+  /**
+   * Blocks taken into tables or let go from them so far: a reservation that leaves it as it was
+   * changed nothing a mirror of this allocator's accounting needs to hear of.
+   */
+  blockMoves = 0;
   /** Model side only: the key of each retained block, and the block of each key. */
   private readonly keyOf: (string | undefined)[];
   private readonly byKey = new Map<string, number>();
@@ -198,11 +203,13 @@ export class BlockAllocator {
       this.evictions++;
     }
     this.refs[b] = 1;
+    this.blockMoves++;
     return b;
   }
 
   /** A table lets go of a block: the last one frees it, or keeps it as a cached prefix. */
   private drop(b: number): void {
+    this.blockMoves++;
     if (--this.refs[b]! > 0) return;
     if (this.retained[b] === 0) {
       this.freeList[this.freeTop++] = b;

@@ -1,6 +1,6 @@
 import { BlockAllocator } from "./block-allocator.js";
 import type { KvGeometry } from "./kv-attention.js";
-import { type GlobalPool, reserveInPools, windowKeepFrom } from "./window-blocks.js";
+import { type GlobalPool, reserveInPools } from "./window-blocks.js";
 
 /**
  * The model side's exact mirror of one attention worker's block accounting: its global pool (the
@@ -43,19 +43,14 @@ export class BlockMirror extends BlockAllocator {
   }
 
   /**
-   * Whether reserveAhead would change anything: the global pool grows (past what `ahead` already
-   * took), or the window pool grows or frees its front. The window pool follows numTokens alone,
-   * so a step inside the global pool's reservation can still need a window block.
+   * reserveAhead, and whether it took or let go of a block in either pool (the worker, told of
+   * nothing else, would account the same). The window pool follows numTokens alone, so a step
+   * inside the global pool's reservation can still move it.
    */
-  reserveChanges(seqId: number, numTokens: number, ahead: number): boolean {
-    if (this.blocksNeeded(seqId, numTokens + ahead) > 0) return true;
-    const w = this.window;
-    if (!w) return false;
-    const keep = windowKeepFrom(this.geometry, numTokens);
-    if (w.blocksNeeded(seqId, numTokens, keep) > 0) return true;
-    const table = w.table(seqId) ?? [];
-    for (let i = 0; i < Math.min(keep, table.length); i++) if (table[i]! >= 0) return true;
-    return false;
+  reserveAheadMoves(seqId: number, numTokens: number, ahead: number): boolean {
+    const before = this.blockMoves + (this.window?.blockMoves ?? 0);
+    this.reserveAhead(seqId, numTokens, ahead);
+    return this.blockMoves + (this.window?.blockMoves ?? 0) !== before;
   }
 
   override reserve(seqId: number, numTokens: number): boolean {

@@ -583,9 +583,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     if (!this.canReserve(seqId, numTokens + ahead)) return false;
     if (this.partition === "request" && !this.owner.has(seqId)) this.owner.set(seqId, this.pickOwner()!);
     for (const l of this.linksFor(seqId)) {
-      if (!l.mirror!.reserveChanges(seqId, numTokens, ahead)) continue;
-      l.mirror!.reserveAhead(seqId, numTokens, ahead);
-      this.post(l, { type: MsgType.RESERVE, ints: [seqId, numTokens, ahead] });
+      if (l.mirror!.reserveAheadMoves(seqId, numTokens, ahead))
+        this.post(l, { type: MsgType.RESERVE, ints: [seqId, numTokens, ahead] });
     }
     return true;
   }

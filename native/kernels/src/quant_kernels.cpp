@@ -519,12 +519,6 @@ inline void iq4xsOrder(const int8_t* xq, int64_t cols, int8_t* out) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define LK_ROW_Q4K_512 1
 
-// A small batch on the 512-bit row paths: one row at a time, tokens in chunks of kBatchTokens (the
-// row's decoded quants serve them all). One row and four tokens measured best at batches 2 and 4
-// for Q4_K and Q6_K (4096x4096, two threads) against two rows of two or four tokens, four rows of
-// two, and one row of eight, whose accumulators no longer fit the registers.
-constexpr int kBatchTokens = 4;
-
 // dotBytes on 512 bits: lane i sums u[4i + k] * s[4i + k], u unsigned and s signed bytes (without VNNI
 // the pairwise 16-bit sums must not saturate: every caller's u is at most 63).
 inline __m512i dotBytes512(__m512i u, __m512i s) {
@@ -619,9 +613,6 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* r
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
   const TokenActs<T> x(a, xo, t0);
-  const float* const* xd = x.d;
-  const float* const* xs = x.ds32;
-  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15);
   // Vector v of a group holds blocks (0, 2), (1, 3), (4, 6), (5, 7).
   const __m512i spread[4] = {
@@ -647,8 +638,8 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* r
   for (int64_t gi = 0; gi < ng; gi++) {
     __m512 xsc[T];  // [dx per block | d·Σq per block], a token's
     for (int t = 0; t < T; t++)
-      xsc[t] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(xd[t] + gi * 8))),
-                                                   _mm256_castps_pd(_mm256_loadu_ps(xs[t] + gi * 8)), 1));
+      xsc[t] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(x.d[t] + gi * 8))),
+                                                   _mm256_castps_pd(_mm256_loadu_ps(x.ds32[t] + gi * 8)), 1));
     for (int n = 0; n < N; n++) {
       const uint8_t* g = w[n] + gi * GB;
       __builtin_prefetch(g + 4 * GB, 0, 3);
@@ -681,7 +672,7 @@ inline void rowsQ4K(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* r
         }
         for (int t = 0; t < T; t++)
           for (int k = 0; k < 2; k++) {
-            const __m512i xv = _mm512_loadu_si512(xq[t] + gi * 256 + 128 * h + 64 * k);
+            const __m512i xv = _mm512_loadu_si512(x.q[t] + gi * 256 + 128 * h + 64 * k);
             const __m512i p = dotBytes512(wv[k], xv);
             acc[n][t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[2 * h + k], v[t]), acc[n][t][k]);
           }
@@ -766,18 +757,19 @@ inline __m512 mxfp4Scales(const __m512i* raw, int windows, int64_t cnt) {
 
 // N rows of a 32-value block format with a 4- or 5-bit unsigned q (Q4_0, Q4_1, Q5_0, Q5_1) against
 // T tokens (t0 on), rowsQ4K's way: N rows a quarter of the slice apart (four sequential streams; a
-// small batch: one row, four tokens) and no lane sums until the rows end. Per 16 blocks of a row, a few word permutes (BlockWords) lift their
-// f16 scales (and mins, and Q5's fifth bits) out of the bytes as they lie, and one vector multiply
-// by the activations' d gives the 16 scales; the offsets (Q4_0 8d, Q5_0 16d, the min formats −m)
-// meet the activations' d·Σq there too (in the dot's accumulator), so nothing is scalar per block. Two blocks a 512-bit
-// vector: their 16 nibble bytes side by side, then shifted down by four, against activations in
-// block32Order; Q5's fifth bits a byte mask in the same order, one qword a pair, laid out per
-// group. The dot's lanes (blocks 0, 1, 0, 1 by fours) take their scales by one permute. IQ4_NL
-// (VNNI builds only) runs the same with each nibble replaced by its level plus 128 (one byte
-// shuffle: unsigned bytes for the unsigned-by-signed dot), the 128 taken back off as that offset:
-// 128d. Against a pair loop that decoded each block's scale, offset and fifth bits in scalar code:
-// BENCHMARKS.md, "The 32-value formats' row path". Groups of 32 blocks (one group a row for rows
-// of 576 to 1024 values) were no faster in cache.
+// small batch: one row, four tokens) and no lane sums until the rows end. Per 16 blocks of a row, a
+// few word permutes (BlockWords) lift their f16 scales (and mins, and Q5's fifth bits) out of the
+// bytes as they lie, and one vector multiply by the activations' d gives the 16 scales; the offsets
+// (Q4_0 8d, Q5_0 16d, the min formats −m) meet the activations' d·Σq there too (in the dot's
+// accumulator), so nothing is scalar per block. Two blocks a 512-bit vector: their 16 nibble bytes
+// side by side, then shifted down by four, against activations in block32Order; Q5's fifth bits a
+// byte mask in the same order, one qword a pair, laid out per group. The dot's lanes (blocks 0, 1,
+// 0, 1 by fours) take their scales by one permute. IQ4_NL (VNNI builds only) runs the same with
+// each nibble replaced by its level plus 128 (one byte shuffle: unsigned bytes for the
+// unsigned-by-signed dot), the 128 taken back off as that offset: 128d. Against a pair loop that
+// decoded each block's scale, offset and fifth bits in scalar code: BENCHMARKS.md, "The 32-value
+// formats' row path". Groups of 32 blocks (one group a row for rows of 576 to 1024 values) were no
+// faster in cache.
 template <int QT, int N, int T = 1>
 inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_t* rows, int64_t t0 = 0) {
   constexpr int64_t BB = blockBytes(QT);
@@ -792,9 +784,6 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_
   constexpr int64_t kAhead = 32;
   const int64_t nb = a.cols / 32;
   const TokenActs<T> x(a, xo, t0);
-  const float* const* xd = x.d;
-  const float* const* xs = x.ds32;
-  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
   const __m512i levels = QT == lk::kMXFP4 ? liftedMxfp4Levels() : liftedIq4nlLevels();
   // Q5: the permute that lays each pair of blocks' 64 fifth bits out in block32Order (block 0's
@@ -836,8 +825,8 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_
         m = _mm512_mul_ps(d, _mm512_set1_ps(-kOff));
       }
       for (int t = 0; t < T; t++) {
-        sc[n][t] = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(live, xd[t] + g));
-        acc[n][t] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(live, xs[t] + g), acc[n][t]);
+        sc[n][t] = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(live, x.d[t] + g));
+        acc[n][t] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(live, x.ds32[t] + g), acc[n][t]);
       }
     }
     __m512i idx = pair0;
@@ -855,7 +844,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_
         if constexpr (kFive)
           v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(_load_mask64(reinterpret_cast<__mmask64*>(&fifth[n][k])), five));
         for (int t = 0; t < T; t++) {
-          const __m512i xv = _mm512_loadu_si512(xq[t] + b * 32);
+          const __m512i xv = _mm512_loadu_si512(x.q[t] + b * 32);
           acc[n][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(idx, sc[n][t]), acc[n][t]);
         }
       }
@@ -874,7 +863,7 @@ inline void rowsBlock32(const QuantMatmulArgs& a, const int8_t* xo, const int64_
           v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(__mmask64(bits), five));
         }
         for (int t = 0; t < T; t++) {
-          const __m512i xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + b * 32)));
+          const __m512i xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q[t] + b * 32)));
           acc[n][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dotBytes512(v, xv)), _mm512_permutexvar_ps(lone, sc[n][t]), acc[n][t]);
         }
       }
@@ -903,9 +892,6 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xo, const int64_t*
   const uint8_t* w[N];
   for (int n = 0; n < N; n++) w[n] = a.w + rows[n] * ng * GB;
   const TokenActs<T> x(a, xo, t0);
-  const float* const* xd = x.d;
-  const float* const* xs = x.ds32;
-  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15);
   const __m512i levels = liftedIq4nlLevels();
   const __m512i spread[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
@@ -924,17 +910,17 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xo, const int64_t*
       const __m256 s = iq4xsScaleVec(g);
       __m512 sx[T];
       for (int t = 0; t < T; t++) {
-        lift[n][t] = _mm256_fmadd_ps(s, _mm256_loadu_ps(xs[t] + gi * 8), lift[n][t]);
-        sx[t] = _mm512_castps256_ps512(_mm256_mul_ps(s, _mm256_loadu_ps(xd[t] + gi * 8)));
+        lift[n][t] = _mm256_fmadd_ps(s, _mm256_loadu_ps(x.ds32[t] + gi * 8), lift[n][t]);
+        sx[t] = _mm512_castps256_ps512(_mm256_mul_ps(s, _mm256_loadu_ps(x.d[t] + gi * 8)));
       }
       for (int h = 0; h < 2; h++) {
         const __m512i qs = _mm512_loadu_si512(g + 8 + 64 * h);
         const __m512i lo = _mm512_shuffle_epi8(levels, _mm512_and_si512(qs, low4));
         const __m512i hi = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4));
         for (int t = 0; t < T; t++) {
-          const int8_t* x = xq[t] + gi * 256;
-          __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x + 128 * h));
-          p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(x + 128 * h + 64));
+          const int8_t* xt = x.q[t] + gi * 256;
+          __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xt + 128 * h));
+          p = _mm512_dpbusd_epi32(p, hi, _mm512_loadu_si512(xt + 128 * h + 64));
           acc[n][t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(spread[h], sx[t]), acc[n][t][h]);
         }
       }
@@ -952,11 +938,12 @@ inline void rowsIQ4XS(const QuantMatmulArgs& a, const int8_t* xo, const int64_t*
 #endif
 
 // N rows of a K-quant with a scale per 16 values (Q6_K, Q3_K, Q2_K) against T tokens (t0 on),
-// rowsQ4K's way (one token: N rows a quarter of the slice apart; a small batch: one row, four tokens). Each 128-value half of a group is two 512-bit vectors read
-// as the activations lie, a dot's lanes 4k..4k+3 one 16-value scale group, scaled by d·sc·dx
-// spread from one vector of the group's 16; the offset (Q6_K's 32, Q3_K's 4) or min (Q2_K's
-// dmin·m) comes off against the activations' d·Σq of each 16 values (their ds16, put in scale order
-// by one permute). How a half's two vectors are built:
+// rowsQ4K's way (one token: N rows a quarter of the slice apart; a small batch: one row, four
+// tokens). Each 128-value half of a group is two 512-bit vectors read as the activations lie, a
+// dot's lanes 4k..4k+3 one 16-value scale group, scaled by d·sc·dx spread from one vector of the
+// group's 16; the offset (Q6_K's 32, Q3_K's 4) or min (Q2_K's dmin·m) comes off against the
+// activations' d·Σq of each 16 values (their ds16, put in scale order by one permute). How a
+// half's two vectors are built:
 //   Q6_K: its 64 ql bytes hold values 0-63 in their low nibbles (0-31 from bytes 0-31, 32-63 from
 //     bytes 32-63) and 64-127 in their high ones; its 32 qh bytes, repeated in both 256-bit halves,
 //     give each its top two bits by one variable shift (0 and 2 for the low vector, 4 and 6 for
@@ -1221,6 +1208,20 @@ void quantizeActs(uint8_t* dst, const float* x, int64_t cols, int64_t t0, int64_
   }
 }
 
+// A small batch's tokens go against each row (or group of rows) in chunks of up to kChunkTokens,
+// the row decoded once a chunk. On the 512-bit row paths one row and four tokens measured best at
+// batches 2 and 4 for Q4_K and Q6_K (4096x4096, two threads) against two rows of two or four
+// tokens, four rows of two, and one row of eight, whose accumulators no longer fit the registers.
+constexpr int kChunkTokens = 4;
+
+// Tokens [t, nTokens) of a small batch against the same rows, in chunks of T, then T / 2, ... 1:
+// kernel(T, t0) for each (a chunk after the first finds the rows in L1).
+template <int T, typename Kernel>
+inline void inTokenChunks(int64_t t, int64_t nTokens, Kernel kernel) {
+  for (; t + T <= nTokens; t += T) kernel(std::integral_constant<int, T>{}, t);
+  if constexpr (T > 1) inTokenChunks<T / 2>(t, nTokens, kernel);
+}
+
 #if defined(__AVX2__)
 // Rows [r0, r1) of one token as S sequential streams a slice's S-th apart: kernel(N, rows) gets
 // rows r, r + q, ... (N = S) while whole streams last, then each row left over alone (N = 1).
@@ -1236,21 +1237,6 @@ inline void inStreams(int64_t r0, int64_t r1, Kernel kernel) {
   for (r = r0 + S * q; r < r1; r++) kernel(std::integral_constant<int, 1>{}, &r);
 }
 
-// A small batch on the lane-sum tile: tokens in chunks of up to kTileTokens against a row, which
-// is decoded once a chunk.
-#ifndef LK_TILE_TOKENS
-#define LK_TILE_TOKENS 4
-#endif
-constexpr int kTileTokens = LK_TILE_TOKENS;
-
-// Tokens [t, nTokens) of a small batch against the same rows, in chunks of T, then T / 2, ... 1:
-// kernel(T, t0) for each (a chunk after the first finds the rows in L1).
-template <int T, typename Kernel>
-inline void inTokenChunks(int64_t t, int64_t nTokens, Kernel kernel) {
-  for (; t + T <= nTokens; t += T) kernel(std::integral_constant<int, T>{}, t);
-  if constexpr (T > 1) inTokenChunks<T / 2>(t, nTokens, kernel);
-}
-
 #if defined(LK_ROW_Q4K_512)
 // A small batch on a 512-bit row path: kernel(T, &row, t0) for each row and chunk of tokens. The
 // rows go in groups of about 16 KiB, each group's rows against one chunk after another: a chunk's
@@ -1262,7 +1248,7 @@ inline void smallBatch(const QuantMatmulArgs& a, int64_t r0, int64_t r1, Kernel 
   const int64_t group = std::max<int64_t>(1, (int64_t(16) << 10) / rowBytes);
   for (int64_t g = r0; g < r1; g += group) {
     const int64_t g1 = std::min(r1, g + group);
-    inTokenChunks<kBatchTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+    inTokenChunks<kChunkTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
       for (int64_t r = g; r < g1; r++) kernel(t, &r, t0);
     });
   }
@@ -1282,12 +1268,13 @@ inline const int8_t* orderedActs(const QuantMatmulArgs& a, void (*order)(const i
 
 // Rows [r0, r1): a batch of at least kPanelFrom tokens runs the panels (quant_panel.h); a smaller
 // one the row paths, the 512-bit ones and the lane-sum tile with its tokens in chunks of four
-// against each row (decoded once a chunk), the AVX2 builds' Q4_K and IQ4_XS a token at a time. One token on AVX-512 Q4_K reads four rows a quarter of the range
-// apart (rowsQ4K), on AVX2 Q4_K one row after another (rowQ4K); with the lane-sum tile it reads the rows one after another, one sequential
-// stream (four streams, as the float matvec reads them, measured 2-4x slower from DRAM with this
-// tile: its decoding, not the bytes, sets the pace, and four rows' worth of it between one stream's
-// loads left the loads late). Without AVX2 a batch takes two rows at a time against four tokens,
-// so each decoded group serves eight dot products.
+// against each row (decoded once a chunk), the AVX2 builds' Q4_K and IQ4_XS a token at a time. One
+// token on AVX-512 Q4_K reads four rows a quarter of the range apart (rowsQ4K), on AVX2 Q4_K one
+// row after another (rowQ4K); with the lane-sum tile it reads the rows one after another, one
+// sequential stream (four streams, as the float matvec reads them, measured 2-4x slower from DRAM
+// with this tile: its decoding, not the bytes, sets the pace, and four rows' worth of it between
+// one stream's loads left the loads late). Without AVX2 a batch takes two rows at a time against
+// four tokens, so each decoded group serves eight dot products.
 template <int QT>
 void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1);
 
@@ -1367,18 +1354,16 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #endif
   // The lane-sum tile, one row at a time; a small batch's tokens in chunks against the row.
   for (int64_t r = r0; r < r1; r++)
-    inTokenChunks<kTileTokens>(0, a.nTokens, [&](auto t, int64_t t0) { tile<QT, 1, decltype(t)::value>(a, r, 1, t0); });
+    inTokenChunks<kChunkTokens>(0, a.nTokens, [&](auto t, int64_t t0) { tile<QT, 1, decltype(t)::value>(a, r, 1, t0); });
 #else
   if (a.nTokens == 1) {
     for (int64_t r = r0; r < r1; r++) tile<QT, 1, 1>(a, r, 1, 0);
     return;
   }
   auto tokens = [&](auto rowsTag, int64_t r) {
-    constexpr int R = decltype(rowsTag)::value;
-    int64_t t = 0;
-    for (; t + 4 <= a.nTokens; t += 4) tile<QT, R, 4>(a, r, 1, t);
-    for (; t + 2 <= a.nTokens; t += 2) tile<QT, R, 2>(a, r, 1, t);
-    if (t < a.nTokens) tile<QT, R, 1>(a, r, 1, t);
+    inTokenChunks<kChunkTokens>(0, a.nTokens, [&](auto t, int64_t t0) {
+      tile<QT, decltype(rowsTag)::value, decltype(t)::value>(a, r, 1, t0);
+    });
   };
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) tokens(std::integral_constant<int, 2>{}, r);
