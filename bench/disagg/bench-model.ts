@@ -14,6 +14,33 @@ export interface BenchShape {
   readonly intermediate: number;
   readonly maxPositions: number;
   readonly dtype: DType;
+  /**
+   * Window layers among global ones, as Gemma 3 has them: every `every`-th layer global, the others
+   * attending within `size` keys (written as a Gemma 3 text model; absent: a Llama).
+   */
+  readonly window?: { readonly size: number; readonly every: number };
+}
+
+/** The config.json fields that make a bench shape's Llama a Gemma 3 text model with its window layers. */
+function gemma3Fields(s: BenchShape, w: NonNullable<BenchShape["window"]>): Record<string, unknown> {
+  return {
+    architectures: ["Gemma3ForCausalLM"],
+    model_type: "gemma3_text",
+    head_dim: s.hidden / s.heads,
+    hidden_act: undefined,
+    hidden_activation: "gelu_pytorch_tanh",
+    rms_norm_eps: 1e-6,
+    query_pre_attn_scalar: s.hidden / s.heads,
+    attn_logit_softcapping: null,
+    final_logit_softcapping: null,
+    sliding_window: w.size,
+    sliding_window_pattern: w.every,
+    rope_theta: 1000000.0,
+    rope_local_base_freq: 10000.0,
+    tie_word_embeddings: true,
+    mlp_bias: undefined,
+    attention_bias: false,
+  };
 }
 
 /** The shape flags the decode benchmarks share (defaults: a model whose sides balance near 640 tokens). */
@@ -48,7 +75,8 @@ export function shapeFromFlags(
  * a byte-level tokenizer: timing depends on the shape, not on the values.
  */
 export function ensureBenchModel(root: string, s: BenchShape): string {
-  const name = `disagg-h${s.hidden}-l${s.layers}-a${s.heads}-kv${s.kvHeads}-i${s.intermediate}-p${s.maxPositions}-${s.dtype}`;
+  const windowed = s.window ? `-w${s.window.size}x${s.window.every}` : "";
+  const name = `disagg-h${s.hidden}-l${s.layers}-a${s.heads}-kv${s.kvHeads}-i${s.intermediate}-p${s.maxPositions}-${s.dtype}${windowed}`;
   const dir = path.join(root, name);
   if (existsSync(path.join(dir, "config.json"))) return dir;
   const configJson = {
@@ -71,6 +99,7 @@ export function ensureBenchModel(root: string, s: BenchShape): string {
     bos_token_id: BYTE_BOS,
     eos_token_id: BYTE_EOS,
     torch_dtype: TORCH_DTYPE[s.dtype],
+    ...(s.window ? gemma3Fields(s, s.window) : {}),
   };
   writeRandomModelDir(dir, configJson, s.dtype, 4242);
   return dir;

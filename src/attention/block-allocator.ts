@@ -145,18 +145,26 @@ export class BlockAllocator {
     return blocks;
   }
 
-  /**
-   * Starts the table of a sequence that holds nothing yet with retained blocks (a cached prefix).
-   * Throws, changing nothing, on a block that is not retained or a sequence already holding blocks.
-   */
-  attach(seqId: number, blocks: ArrayLike<number>): void {
+  /** Throws unless `attach(seqId, blocks)` would succeed. */
+  checkAttach(seqId: number, blocks: ArrayLike<number>): void {
     if (this.held(seqId) > 0) throw new Error(`attach: sequence ${seqId} already holds KV blocks`);
     for (let i = 0; i < blocks.length; i++) {
       const b = blocks[i]!;
       if (!(Number.isInteger(b) && b >= 0 && b < this.numBlocks && this.retained[b] === 1))
         throw new Error(`attach: block ${b} holds no cached prefix`);
     }
+  }
+
+  /**
+   * Starts the table of a sequence that holds nothing yet with retained blocks (a cached prefix),
+   * after `from` freed entries (a window pool: the blocks before the window are not needed).
+   * Throws, changing nothing, on a block that is not retained or a sequence already holding blocks.
+   */
+  attach(seqId: number, blocks: ArrayLike<number>, from = 0): void {
+    this.checkAttach(seqId, blocks);
+    if (!(Number.isInteger(from) && from >= 0)) throw new Error(`attach: bad first index ${from}`);
     const table = this.tableOf(seqId);
+    for (let i = 0; i < from; i++) table.push(-1);
     for (let i = 0; i < blocks.length; i++) {
       const b = blocks[i]!;
       if (this.refs[b] === 0) this.unlink(b);

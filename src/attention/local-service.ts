@@ -1,5 +1,6 @@
 import type { KernelBackend } from "../kernels/backend.js";
 import { KvAttention, type KvGeometry } from "./kv-attention.js";
+import { attachPrefix, longestPrefix, retainPrefix } from "./prefix-pools.js";
 import type { AttentionService, AttentionStep, KvUsage, PrefixCaching } from "./service.js";
 
 /**
@@ -11,8 +12,8 @@ export class LocalAttentionService implements AttentionService {
   readonly kv: KvAttention;
   /** Per micro-batch: q handed over in beginLayer (the executor's own buffer, still unchanged). */
   private readonly q: (Float32Array | undefined)[] = [];
-  /** Cached prefixes, where every layer's KV shares one block table (no window pool). */
-  readonly prefix: PrefixCaching | null;
+  /** Cached prefixes, in the global pool and the window layers' own where there is one. */
+  readonly prefix: PrefixCaching;
   /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv). */
   readonly rewritesKv = true;
 
@@ -22,21 +23,16 @@ export class LocalAttentionService implements AttentionService {
    */
   constructor(backend: KernelBackend, geometry: KvGeometry, numBlocks: number) {
     this.kv = new KvAttention(backend, geometry, numBlocks, true);
-    const a = this.kv.allocator;
-    // A window pool holds a sequence's window blocks apart, which a cached prefix cannot share; a
-    // window over every layer keeps all blocks in one pool and masks, so it can.
-    this.prefix =
-      this.kv.windowAllocator === null
-        ? {
-            attach: (seqId, keys) => {
-              const blocks = a.lookupRun(keys);
-              a.attach(seqId, blocks);
-              return blocks.length;
-            },
-            publish: (seqId, index, key) => void a.retain(seqId, index, key),
-            cachedBlocks: () => a.cachedBlocks,
-          }
-        : null;
+    const pools = { global: this.kv.allocator, window: this.kv.windowAllocator };
+    this.prefix = {
+      attach: (seqId, keys) => {
+        const found = longestPrefix(geometry, pools, keys);
+        if (found) attachPrefix(pools, seqId, found);
+        return found?.global.length ?? 0;
+      },
+      publish: (seqId, index, key) => void retainPrefix(pools, seqId, index, key),
+      cachedBlocks: () => pools.global.cachedBlocks,
+    };
   }
 
   get blockSize(): number {

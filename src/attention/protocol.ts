@@ -14,8 +14,12 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
  *   KV (rpc)          ints [tag, layer]; tensors k, v         → reply OUT
  *   OUT (reply)       ints [tag, layer, computeMicros]; tensor out [nTokens, heads·headDim]
  *   STATS (rpc)       → reply control: WorkerStats
- *   ATTACH            ints [seqId, block...]  a new sequence starts on these cached-prefix blocks
- *   RETAIN            ints [seqId, index]     the sequence's block at index holds a cached prefix
+ *   ATTACH            ints [seqId, n, windowFrom, block × n, windowBlock × (n − windowFrom)]
+ *                     a new sequence starts on these cached-prefix blocks (the window part only
+ *                     where the worker keeps the window layers' blocks in a pool of their own;
+ *                     windowFrom is 0 and it is empty otherwise; prefix-pools.ts)
+ *   RETAIN            ints [seqId, index, pools]  the sequence's block at index holds a cached
+ *                     prefix, in the global pool (pools & 1) and the window pool (pools & 2)
  *
  * `tag` names the micro-batch (several are in flight under staggered pipelining). Errors come
  * back as transport error replies (FLAG_ERROR) and close nothing but that request.
@@ -31,7 +35,8 @@ import { KV_DTYPES } from "../kernels/kv-cache.js";
 // tokens held ahead of the step's end, [seqId, numTokens, ahead] (KvAdmission.reserve). Version 6:
 // CONFIGURE may carry attention sinks (gpt-oss), which change every result of the layers. Version 7:
 // ATTACH and RETAIN (prefix caching; block-allocator.ts), which a worker must apply to stay in step.
-export const ATTENTION_PROTOCOL_VERSION = 7;
+// Version 8: ATTACH and RETAIN cover a window layers' pool too (prefix-pools.ts).
+export const ATTENTION_PROTOCOL_VERSION = 8;
 
 export const MsgType = {
   CONFIGURE: 1,
@@ -137,5 +142,8 @@ export const workerStatsSchema = z.strictObject({
   sequences: z.number().int().min(0),
   /** Blocks holding a cached prefix (prefix caching), in use or kept for reuse. */
   cachedBlocks: z.number().int().min(0),
+  /** The same two counts of the window layers' own pool (0 where there is none). */
+  windowUsedBlocks: z.number().int().min(0),
+  windowCachedBlocks: z.number().int().min(0),
 });
 export type WorkerStats = z.infer<typeof workerStatsSchema>;

@@ -9,6 +9,13 @@ import { DATA_PLANE_LAYOUT, type DataPlaneAddon, dataPlaneAddon } from "./data-p
 import { DataPlaneWaits } from "./data-plane-waits.js";
 import type { KvGeometry } from "./kv-attention.js";
 import {
+  attachPrefix,
+  longestCommonPrefix,
+  longestPrefix,
+  type PrefixPools,
+  retainPrefix,
+} from "./prefix-pools.js";
+import {
   ATTENTION_PROTOCOL_VERSION,
   type ConfigureReply,
   type ConfigureRequest,
@@ -28,7 +35,6 @@ import {
   type PrefixCaching,
 } from "./service.js";
 import { gatherRows, SubStep, scatterRows } from "./sub-step.js";
-import { windowSplit } from "./window-blocks.js";
 
 /** How to (re)open a connection to one attention worker. */
 export interface WorkerEndpoint {
@@ -61,6 +67,11 @@ interface Link {
   /** First column of this worker's heads in a full q/out row. */
   outColOff: number;
   subOf(microBatch: number): SubStep;
+}
+
+/** A live link's mirrored pools, as prefix caching takes them. */
+function poolsOf(l: Link): PrefixPools {
+  return { global: l.mirror!, window: l.mirror!.window };
 }
 
 /** One micro-batch as one worker sees it. */
@@ -146,19 +157,15 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     private readonly spinMicros: number,
   ) {
     this.blockSize = geometry.blockSize;
-    // Not where workers keep window layers' blocks in a pool of their own (as LocalAttentionService).
-    this.prefix =
-      windowSplit(geometry) === null
-        ? {
-            attach: (seqId, keys) => this.attachPrefix(seqId, keys),
-            publish: (seqId, index, key) => this.publishPrefix(seqId, index, key),
-            // Head partitioning: every worker holds a slice of the same blocks.
-            cachedBlocks: () =>
-              this.partition === "head"
-                ? (this.active()[0]?.mirror?.cachedBlocks ?? 0)
-                : this.active().reduce((n, l) => n + l.mirror!.cachedBlocks, 0),
-          }
-        : null;
+    this.prefix = {
+      attach: (seqId, keys) => this.attachPrefix(seqId, keys),
+      publish: (seqId, index, key) => this.publishPrefix(seqId, index, key),
+      // Head partitioning: every worker holds a slice of the same blocks.
+      cachedBlocks: () =>
+        this.partition === "head"
+          ? (this.active()[0]?.mirror?.cachedBlocks ?? 0)
+          : this.active().reduce((n, l) => n + l.mirror!.cachedBlocks, 0),
+    };
     this.qWidthTotal = geometry.numHeads * geometry.headDim;
     this.kvWidthTotal = geometry.numKvHeads * geometry.headDim;
     this.links = endpoints.map((endpoint) => {
@@ -594,7 +601,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
    * operations (ATTACH, RETAIN) in the same order, so its accounting stays the mirror's. A new
    * sequence under request partitioning goes to the worker holding the longest run of its prefix.
    */
-  readonly prefix: PrefixCaching | null;
+  readonly prefix: PrefixCaching;
   /** Speculative drafts' KV may be overwritten (see AttentionService.rewritesKv). */
   readonly rewritesKv = true;
 
@@ -603,34 +610,40 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     const keys = allKeys.length > MAX_ATTACH_BLOCKS ? allKeys.slice(0, MAX_ATTACH_BLOCKS) : allKeys;
     if (this.partition === "request" && this.owner.has(seqId)) return 0;
     let links = this.active();
-    let runs = links.map((l) => l.mirror!.lookupRun(keys));
     if (this.partition === "request") {
-      // The worker holding the longest run (the most free blocks among equals); none holds any: no owner yet.
+      // The worker holding the longest usable prefix (the most free blocks among equals); none holds
+      // any: no owner yet.
+      const runs = links.map((l) => longestPrefix(this.geometry, poolsOf(l), keys)?.global.length ?? 0);
       let best = -1;
       for (let i = 0; i < links.length; i++) {
-        const longer = best < 0 ? runs[i]!.length > 0 : runs[i]!.length > runs[best]!.length;
-        const tie = best >= 0 && runs[i]!.length === runs[best]!.length;
+        const longer = best < 0 ? runs[i]! > 0 : runs[i]! > runs[best]!;
+        const tie = best >= 0 && runs[i] === runs[best];
         if (longer || (tie && links[i]!.mirror!.freeBlocks > links[best]!.mirror!.freeBlocks)) best = i;
       }
       if (best < 0) return 0;
       this.owner.set(seqId, links[best]!);
       links = [links[best]!];
-      runs = [runs[best]!];
     }
-    // Head partitioning: every worker attaches the same run (their mirrors agree; the shortest, to be sure).
-    const n = runs.reduce((m, r) => Math.min(m, r.length), keys.length);
-    if (links.length === 0 || n === 0) return 0;
+    // Head partitioning: every worker attaches the same number of blocks (their mirrors agree; the
+    // longest all of them hold, to be sure).
+    const found = links.length > 0 ? longestCommonPrefix(this.geometry, links.map(poolsOf), keys) : null;
+    if (!found) return 0;
     for (let i = 0; i < links.length; i++) {
-      const blocks = runs[i]!.slice(0, n);
-      links[i]!.mirror!.attach(seqId, blocks);
-      this.post(links[i]!, { type: MsgType.ATTACH, ints: [seqId, ...blocks] });
+      const f = found[i]!;
+      attachPrefix(poolsOf(links[i]!), seqId, f);
+      this.post(links[i]!, {
+        type: MsgType.ATTACH,
+        ints: [seqId, f.global.length, f.windowFrom, ...f.global, ...f.window],
+      });
     }
-    return n;
+    return found[0]!.global.length;
   }
 
   private publishPrefix(seqId: number, index: number, key: string): void {
-    for (const l of this.linksFor(seqId))
-      if (l.mirror!.retain(seqId, index, key)) this.post(l, { type: MsgType.RETAIN, ints: [seqId, index] });
+    for (const l of this.linksFor(seqId)) {
+      const kept = retainPrefix(poolsOf(l), seqId, index, key);
+      if (kept !== 0) this.post(l, { type: MsgType.RETAIN, ints: [seqId, index, kept] });
+    }
   }
 
   release(seqId: number): void {

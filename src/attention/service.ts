@@ -114,8 +114,9 @@ export interface AttentionDrive {
 /**
  * Capability: prefix caching. Full blocks whose KV is written are kept, keyed by a hash of every
  * token up to their end (engine/prefix-keys.ts), and a new sequence starting with the same tokens
- * takes them instead of computing them again. Absent where the KV layout cannot share blocks
- * (window layers' own block pool, among global layers; pd / adrenaline).
+ * takes them instead of computing them again; where window layers keep a block pool of their own,
+ * the window blocks a prefix's next step reads are kept and found the same way (prefix-pools.ts).
+ * Absent in pd / adrenaline, whose prefill instances hold offloaded KV by tokens appended.
  */
 export interface PrefixCaching {
   /**

@@ -10,6 +10,13 @@ import { DATA_PLANE_LAYOUT, type DataPlaneWorkerInfo, dataPlaneAddon } from "./d
 import { DataPlaneServer } from "./data-plane-server.js";
 import { KvAttention, type KvGeometry, kvBytesPerBlock } from "./kv-attention.js";
 import {
+  attachPrefix,
+  type PrefixPools,
+  RETAINED_GLOBAL,
+  RETAINED_WINDOW,
+  retainPrefix,
+} from "./prefix-pools.js";
+import {
   ATTENTION_PROTOCOL_VERSION,
   type ConfigureReply,
   type ConfigureRequest,
@@ -101,6 +108,8 @@ export class AttentionWorkerSession {
       totalBlocks: a?.numBlocks ?? 0,
       sequences: a ? [...a.sequences()].length : 0,
       cachedBlocks: a?.cachedBlocks ?? 0,
+      windowUsedBlocks: this.kv?.windowAllocator?.usedBlocks ?? 0,
+      windowCachedBlocks: this.kv?.windowAllocator?.cachedBlocks ?? 0,
     };
   }
 
@@ -133,15 +142,38 @@ export class AttentionWorkerSession {
         return;
       }
       case MsgType.ATTACH: {
-        need(m.ints.length >= 2, "ATTACH needs [seqId, block...]");
-        need(kv.windowAllocator === null, "ATTACH: a cache with a window pool shares no blocks");
-        need(m.ints.length - 1 <= kv.maxBlocksPerSeq, "ATTACH of more blocks than the context holds");
-        protocolOp("ATTACH", () => kv.allocator.attach(m.ints[0]!, m.ints.subarray(1)));
+        need(m.ints.length >= 4, "ATTACH needs [seqId, blocks, windowFrom, block..., windowBlock...]");
+        const [seqId, n, from] = [m.ints[0]!, m.ints[1]!, m.ints[2]!];
+        need(
+          n >= 1 && n <= kv.maxBlocksPerSeq,
+          `ATTACH of ${n} blocks (the context holds ${kv.maxBlocksPerSeq})`,
+        );
+        const windowed = kv.windowAllocator !== null;
+        need(
+          windowed ? from >= 0 && from <= n : from === 0,
+          `ATTACH: window part from block ${from} of ${n}`,
+        );
+        need(
+          m.ints.length === 3 + n + (windowed ? n - from : 0),
+          `ATTACH of ${n} blocks from ${from} has ${m.ints.length} ints`,
+        );
+        const found = {
+          global: Array.from(m.ints.subarray(3, 3 + n)),
+          windowFrom: from,
+          window: Array.from(m.ints.subarray(3 + n)),
+        };
+        protocolOp("ATTACH", () => attachPrefix(this.pools(kv), seqId, found));
         return;
       }
       case MsgType.RETAIN:
-        need(m.ints.length === 2, "RETAIN needs [seqId, index]");
-        protocolOp("RETAIN", () => kv.allocator.retain(m.ints[0]!, m.ints[1]!));
+        need(m.ints.length === 3, "RETAIN needs [seqId, index, pools]");
+        need(
+          m.ints[2]! >= 1 && m.ints[2]! <= (RETAINED_GLOBAL | RETAINED_WINDOW),
+          `RETAIN: pools ${m.ints[2]} is not a set of RETAINED_* flags`,
+        );
+        protocolOp("RETAIN", () =>
+          retainPrefix(this.pools(kv), m.ints[0]!, m.ints[1]!, undefined, m.ints[2]!),
+        );
         return;
       case MsgType.RELEASE:
         need(m.ints.length === 1, "RELEASE needs [seqId]");
@@ -390,6 +422,11 @@ export class AttentionWorkerSession {
     const layer = m.ints[1]!;
     need(layer >= 0 && layer < this.config!.numLayers, `layer ${layer} out of range`);
     return layer;
+  }
+
+  /** The cache's pools, as prefix caching's operations take them. */
+  private pools(kv: KvAttention): PrefixPools {
+    return { global: kv.allocator, window: kv.windowAllocator };
   }
 
   private tensor(m: ReceivedMessage, i: number, dtype: WireTensor["dtype"], length: number): WireTensor {

@@ -167,5 +167,5 @@ function speculationState(core: EngineCore, options: EngineOptions): string {
 function prefixCachingState(core: EngineCore, options: EngineOptions): string {
   if (core.scheduler.prefix) return "on";
   if (options.prefixCaching === false) return "off";
-  return "off (this placement's KV blocks are not shared: window layers' own pool, or pd / adrenaline)";
+  return "off (pd / adrenaline's prefill instances do not share KV blocks)";
 }

@@ -20,8 +20,8 @@ export interface CoreOptions {
   /** KV reserved at admission for a request's future output (util/output-reserve.ts; default DEFAULT_OUTPUT_RESERVE). */
   readonly outputReserve?: OutputReserveOptions;
   /**
-   * Reuse the KV of prompt prefixes already computed (whole blocks; default on). Not offered where
-   * the KV layout cannot share blocks: window layers' own pool (Gemma 2/3, gpt-oss), pd / adrenaline.
+   * Reuse the KV of prompt prefixes already computed (whole blocks; default on). Not offered by
+   * pd / adrenaline, whose prefill instances hold offloaded KV by tokens appended.
    */
   readonly prefixCaching?: boolean;
   /**

@@ -226,25 +226,49 @@ const violations: { name: string; messages: Message[] }[] = [
   { name: "RESERVE ahead beyond the context", messages: [{ type: MsgType.RESERVE, ints: [1, 60, 5] }] },
   { name: "RESERVE with a negative ahead", messages: [{ type: MsgType.RESERVE, ints: [1, 2, -1] }] },
   { name: "RELEASE with no ints", messages: [{ type: MsgType.RELEASE }] },
+  // ATTACH: [seqId, n, windowFrom, block × n, windowBlock × (n − windowFrom)]; this model has no window pool.
   {
     name: "ATTACH of a block that holds no cached prefix",
-    messages: [{ type: MsgType.ATTACH, ints: [1, 0] }],
+    messages: [{ type: MsgType.ATTACH, ints: [1, 1, 0, 0] }],
   },
-  { name: "ATTACH of a block beyond the pool", messages: [{ type: MsgType.ATTACH, ints: [1, 1 << 30] }] },
+  {
+    name: "ATTACH of a block beyond the pool",
+    messages: [{ type: MsgType.ATTACH, ints: [1, 1, 0, 1 << 30] }],
+  },
   { name: "ATTACH without blocks", messages: [{ type: MsgType.ATTACH, ints: [1] }] },
+  { name: "ATTACH of zero blocks", messages: [{ type: MsgType.ATTACH, ints: [1, 0, 0, 0] }] },
+  { name: "ATTACH of more blocks than it carries", messages: [{ type: MsgType.ATTACH, ints: [1, 3, 0, 0] }] },
+  {
+    name: "ATTACH with a window part for a cache without a window pool",
+    messages: [{ type: MsgType.ATTACH, ints: [1, 1, 0, 0, 0] }],
+  },
+  { name: "ATTACH (version 7's form)", messages: [{ type: MsgType.ATTACH, ints: [1, 0] }] },
   {
     name: "ATTACH to a sequence holding blocks",
     messages: [
       ...stepMessages(1).slice(0, 1),
-      { type: MsgType.RETAIN, ints: [1, 0] },
-      { type: MsgType.ATTACH, ints: [1, 0] },
+      { type: MsgType.RETAIN, ints: [1, 0, 1] },
+      { type: MsgType.ATTACH, ints: [1, 1, 0, 0] },
     ],
   },
-  { name: "RETAIN of a sequence with no KV", messages: [{ type: MsgType.RETAIN, ints: [9, 0] }] },
+  { name: "RETAIN of a sequence with no KV", messages: [{ type: MsgType.RETAIN, ints: [9, 0, 1] }] },
   {
     name: "RETAIN past the table",
-    messages: [...stepMessages(1).slice(0, 1), { type: MsgType.RETAIN, ints: [1, 3] }],
+    messages: [...stepMessages(1).slice(0, 1), { type: MsgType.RETAIN, ints: [1, 3, 1] }],
   },
+  {
+    name: "RETAIN in a window pool the cache does not have",
+    messages: [...stepMessages(1).slice(0, 1), { type: MsgType.RETAIN, ints: [1, 0, 2] }],
+  },
+  {
+    name: "RETAIN naming no pool",
+    messages: [...stepMessages(1).slice(0, 1), { type: MsgType.RETAIN, ints: [1, 0, 0] }],
+  },
+  {
+    name: "RETAIN naming pools that do not exist",
+    messages: [...stepMessages(1).slice(0, 1), { type: MsgType.RETAIN, ints: [1, 0, 4] }],
+  },
+  { name: "RETAIN (version 7's form)", messages: [{ type: MsgType.RETAIN, ints: [1, 0] }] },
 ];
 
 describe("attention worker under fuzzed and malformed frames", () => {
