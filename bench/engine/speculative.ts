@@ -95,6 +95,7 @@ const CASES: Case[] = [
   { what: "SmolLM2-135M shape, random bf16, greedy, 1 sequence", model: smol, requests: smolRequests(1, 0) },
   { what: "the same, 4 sequences", model: smol, requests: smolRequests(4, 0) },
   { what: "the same at Q4_K_M, 1 sequence", model: smolQ4, requests: smolRequests(1, 0) },
+  { what: "the same at Q4_K_M, 2 sequences", model: smolQ4, requests: smolRequests(2, 0) },
   { what: "the same at Q4_K_M, 4 sequences", model: smolQ4, requests: smolRequests(4, 0) },
   {
     what: "the same, 1 sequence, attention on 1 worker (shm)",
