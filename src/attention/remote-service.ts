@@ -1,6 +1,7 @@
 import type { Channel } from "../transport/channel.js";
 import { parseControl } from "../transport/control.js";
 import { RequestTimeoutError } from "../transport/errors.js";
+import { DEFAULT_LIMITS } from "../transport/limits.js";
 import type { Message, ReceivedMessage } from "../transport/message.js";
 import { RpcClient } from "../transport/rpc.js";
 import { BlockMirror } from "./block-mirror.js";
@@ -104,8 +105,14 @@ interface PendingLayer {
  * partitioned across workers by KV head (balanced; default) or by request (balanced by KV load).
  * Block accounting is mirrored here so the scheduler's admission stays synchronous.
  */
-/** Most cached blocks one ATTACH gives a sequence (its ints, with the sequence id, stay in a frame's limit). */
-const MAX_ATTACH_BLOCKS = 4000;
+/**
+ * Most cached blocks one ATTACH gives a sequence: its ints (sequence id, count, window start, the
+ * blocks, and the window blocks a step after them reads) stay in a frame's limit.
+ */
+export function maxAttachBlocks(g: KvGeometry): number {
+  const windowPart = g.slidingWindow === null ? 0 : Math.ceil(g.slidingWindow / g.blockSize) + 1;
+  return DEFAULT_LIMITS.maxInts - 3 - windowPart;
+}
 
 export class RemoteAttentionService implements AttentionService, AttentionRecovery {
   readonly blockSize: number;
@@ -607,7 +614,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
 
   private attachPrefix(seqId: number, allKeys: readonly string[]): number {
     // One ATTACH carries the blocks as header ints, which a frame limits.
-    const keys = allKeys.length > MAX_ATTACH_BLOCKS ? allKeys.slice(0, MAX_ATTACH_BLOCKS) : allKeys;
+    const max = maxAttachBlocks(this.geometry);
+    if (max < 1) return 0; // a window so long its blocks alone fill a frame: no ATTACH could carry them
+    const keys = allKeys.length > max ? allKeys.slice(0, max) : allKeys;
     if (this.partition === "request" && this.owner.has(seqId)) return 0;
     let links = this.active();
     if (this.partition === "request") {

@@ -12,7 +12,9 @@ import {
   retainPrefix,
   windowFromBlock,
 } from "../../src/attention/prefix-pools.js";
+import { maxAttachBlocks } from "../../src/attention/remote-service.js";
 import { reserveInPools } from "../../src/attention/window-blocks.js";
+import { DEFAULT_LIMITS } from "../../src/transport/limits.js";
 
 // Blocks of 4, a window of 6, steps of at most 4 tokens: a step reaches back at most 9 keys.
 const g: KvGeometry = {
@@ -136,5 +138,23 @@ describe("prefix caching over a global and a window pool", () => {
     assert.throws(() => attachPrefix(p, 3, { ...f, windowFrom: 3 }), /do not end where/);
     assert.throws(() => attachPrefix({ global: p.global, window: null }, 3, f), /without a window pool/);
     assert.equal(p.global.held(3), 0);
+  });
+});
+
+describe("an ATTACH's size", () => {
+  it("keeps the blocks and the window part within a frame's ints, or attaches nothing", () => {
+    const ints = (geometry: KvGeometry) => {
+      const n = maxAttachBlocks(geometry);
+      return 3 + n + (n - windowFromBlock(geometry, n));
+    };
+    assert.equal(maxAttachBlocks({ ...g, slidingWindow: null }), DEFAULT_LIMITS.maxInts - 3);
+    for (const [window, blockSize] of [
+      [6, 4],
+      [4096, 16],
+      [1024, 64],
+      [128, 1],
+    ])
+      assert.ok(ints({ ...g, slidingWindow: window!, blockSize: blockSize! }) <= DEFAULT_LIMITS.maxInts);
+    assert.ok(maxAttachBlocks({ ...g, slidingWindow: 1 << 20, blockSize: 16 }) < 1, "nothing fits");
   });
 });
