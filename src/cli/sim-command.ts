@@ -25,6 +25,7 @@ interface RunFlags extends WorkloadFlags, PlacementFlags {
   chunkTokens: number;
   kvHeadroom: number;
   tpotSloMs?: number;
+  prefixCaching: boolean;
 }
 
 /** `lamina sim [run]`: simulate one configuration on a trace; `sim bandwidth` and `sim catalog` beside it. */
@@ -55,6 +56,10 @@ export function registerSimCommand(program: Command, io: SimIo = stdoutIo): Comm
       "TPOT SLO used by Adrenaline's load-aware bound",
       named("--tpot-slo-ms", floatAboveArg(0)),
     )
+    .option(
+      "--no-prefix-caching",
+      "model no prefix caching (by default decode instances that prefill their own prompts reuse cached prefix blocks where the trace records them: Mooncake's hash_ids)",
+    )
     .action(
       guarded(
         () => run,
@@ -80,6 +85,7 @@ function simulateOne(run: Command, o: RunFlags, io: SimIo): void {
     chunkTokens: o.chunkTokens,
     kvHeadroomTokens: o.kvHeadroom,
     tpotSlo: o.tpotSloMs === undefined ? undefined : o.tpotSloMs / 1e3,
+    prefixCaching: o.prefixCaching,
   });
   io.out(o.json ? JSON.stringify(r, null, 2) + "\n" : formatSimResult(r));
   if (o.out) {

@@ -35,6 +35,8 @@ export interface EngineTotals {
   /** Decode tokens produced by steps (the weight of the part averages). */
   decodeTokens: number;
   perRequestFinish: Float64Array;
+  /** Prompt tokens of first admissions with prefix caching on, and those of them found cached (null: off). */
+  prefix: { queriedTokens: number; hitTokens: number } | null;
   /** When the last request left the waiting queues (end of saturation), and the counters then. */
   saturatedUntil: number;
   tokensWhenSaturated: number;
@@ -81,6 +83,7 @@ export function emptyTotals(decodeOnly: boolean, perRequestFinish: Float64Array)
     partTotal: 0,
     decodeTokens: 0,
     perRequestFinish,
+    prefix: null,
     saturatedUntil: 0,
     tokensWhenSaturated: 0,
     batchTimeWhenSaturated: 0,

@@ -5,8 +5,9 @@ import { LOCAL_POOL, type PoolIndex, REMOTE_POOL, RequestState, RequestTable } f
 import { type EngineTotals, emptyTotals, markSaturationEnd } from "./engine-totals.js";
 import { StepCost, type StepInput } from "./instances.js";
 import { PrefillStage } from "./prefill-stage.js";
+import { SimPrefixCache } from "./prefix-cache.js";
 import type { Setup } from "./setup.js";
-import type { Trace } from "./trace.js";
+import type { PrefixBlocks, Trace } from "./trace.js";
 import type { SimModel } from "./types.js";
 
 export type { EngineTotals } from "./engine-totals.js";
@@ -51,6 +52,9 @@ class EventLoop {
   private pending = 0;
   /** Admissions so far: the latest one's number tags its prefill FIFO entry. */
   private admissions = 0;
+  /** The trace's prefix blocks and each decode instance's cache of them, where prefix caching is modelled. */
+  private readonly prefixBlocks: PrefixBlocks | null = null;
+  private readonly caches: SimPrefixCache[] = [];
 
   constructor(
     trace: Trace,
@@ -67,6 +71,40 @@ class EventLoop {
     let largest = 0;
     for (const s of this.insts) largest = Math.max(largest, s.model.localCapacity, s.model.remoteCapacity);
     this.largestPool = largest;
+    // Prefix caching where the runtime has it: decode instances prefilling their own prompts.
+    const prefix = trace.prefix;
+    if (setup.prefixCaching && prefix && this.colocatedPrefill) {
+      this.prefixBlocks = prefix;
+      this.caches = this.insts.map(
+        (s) => new SimPrefixCache(Math.floor(s.model.localCapacity / prefix.blockTokens)),
+      );
+      this.totals.prefix = { queriedTokens: 0, hitTokens: 0 };
+    }
+  }
+
+  /**
+   * Tokens of a prompt about to be prefilled on instance `s` that its prefix cache holds: whole
+   * blocks of its leading run, never its last token (whose logits give the first output token).
+   */
+  private cachedPrefix(s: InstanceState, id: number): number {
+    const p = this.prefixBlocks;
+    if (!p) return 0;
+    const blocks = this.caches[s.index]!.match(p.ids, p.start[id]!, p.start[id + 1]!);
+    const cached = Math.min(
+      blocks * p.blockTokens,
+      Math.floor((this.req.prompt[id]! - 1) / p.blockTokens) * p.blockTokens,
+    );
+    if (this.req.generated[id] === 0) {
+      this.totals.prefix!.queriedTokens += this.req.prompt[id]!;
+      this.totals.prefix!.hitTokens += cached;
+    }
+    return cached;
+  }
+
+  /** A prompt was prefilled on instance `s`: its blocks are cached there. */
+  private cachePrompt(s: InstanceState, id: number): void {
+    const p = this.prefixBlocks;
+    if (p) this.caches[s.index]!.insert(p.ids, p.start[id]!, p.start[id + 1]!);
   }
 
   run(): EngineTotals {
@@ -222,8 +260,10 @@ class EventLoop {
     if ((r.generated[id] === 0 && this.colocatedPrefill) || r.recompute[id]) {
       pool.used += r.prefillReserve(id);
       r.state[id] = Prefilling;
-      r.prefillLeft[id] = ctx;
-      r.prefillDone[id] = 0;
+      // A cached prefix is not computed again; the rest attends over it (planPrefillChunks' work).
+      const cached = this.cachedPrefix(s, id);
+      r.prefillLeft[id] = ctx - cached;
+      r.prefillDone[id] = cached;
       r.admitSeq[id] = ++this.admissions;
       s.prefilling++;
       s.prefillFifo.push(id);
@@ -415,6 +455,7 @@ class EventLoop {
       const reserved = r.prefillReserve(id);
       r.recompute[id] = 0;
       s.prefilling--;
+      this.cachePrompt(s, id);
       if (r.generated[id] === 0) this.firstToken(id);
       if (r.generated[id]! >= r.output[id]!) {
         pool.used -= reserved;

@@ -31,6 +31,11 @@ export function formatSimResult(r: SimResult): string {
       (r.utilization.prefill !== null ? ` · prefill busy ${f0(r.utilization.prefill * 100)}%` : ""),
     `  TBT breakdown ms: model ${f1(r.tbtBreakdownMs.model)} attention ${f1(r.tbtBreakdownMs.attention)} network ${f1(r.tbtBreakdownMs.network)} prefill ${f1(r.tbtBreakdownMs.prefill)} wait ${f1(r.tbtBreakdownMs.wait)}`,
     `  limited by: ${r.bottleneck}`,
+    ...(r.prefixCache
+      ? [
+          `  prefix cache: ${f1(r.prefixCache.hitShare * 100)}% of prompt tokens found cached (${r.prefixCache.hitTokens} of ${r.prefixCache.queriedTokens})`,
+        ]
+      : []),
     ...r.notes.map((n) => `  note: ${n}`),
     `  simulated in ${f0(r.wallMs)} ms`,
   ];

@@ -42,6 +42,12 @@ export interface SimOptions {
    * request at the served maximum sequence length (--max-model-len); default the mean context.
    */
   readonly maxContext?: number;
+  /**
+   * Prefix caching on decode instances that prefill their own prompts, where the trace records
+   * shared prefix blocks (default true, as the runtime; sim/prefix-cache.ts). The runtime does not
+   * cache prefixes in PD and Adrenaline, and neither does the model of them.
+   */
+  readonly prefixCaching?: boolean;
 }
 
 export interface Setup {
@@ -52,6 +58,7 @@ export interface Setup {
   readonly chunkTokens: number;
   readonly prefillBatchTokens: number;
   readonly kvHeadroomTokens: number;
+  readonly prefixCaching: boolean;
   readonly pricePerHour: number;
   readonly notes: string[];
   /** Seconds to move a prompt's KV from a prefill to a decode instance. */
@@ -283,6 +290,7 @@ export function buildSetup(o: SimOptions, meanContext: number): Setup {
     chunkTokens,
     prefillBatchTokens,
     kvHeadroomTokens,
+    prefixCaching: o.prefixCaching ?? true,
     pricePerHour,
   };
 }

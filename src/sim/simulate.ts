@@ -55,6 +55,12 @@ export interface SimResult {
   /** Share of decode time new requests waited for KV capacity / for the batch cap. */
   admission: { kvBlocked: number; batchCap: number };
   bottleneck: string;
+  /**
+   * Prefix caching (decode instances that prefill their own prompts, on a trace that records shared
+   * prefix blocks): prompt tokens of first admissions, those found cached, and their share; null
+   * where it is not modelled.
+   */
+  prefixCache: { queriedTokens: number; hitTokens: number; hitShare: number } | null;
   notes: string[];
   wallMs: number;
 }
@@ -169,6 +175,12 @@ export function simulate(trace: Trace, o: SimOptions): SimResult {
     limiters,
     admission: partial.admission,
     bottleneck: explainBottleneck(partial),
+    prefixCache: e.prefix
+      ? {
+          ...e.prefix,
+          hitShare: e.prefix.queriedTokens > 0 ? e.prefix.hitTokens / e.prefix.queriedTokens : 0,
+        }
+      : null,
     notes: setup.notes,
     wallMs: performance.now() - t0,
   };

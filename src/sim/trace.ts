@@ -11,7 +11,23 @@ export interface Trace {
   readonly arrival: Float64Array;
   readonly prompt: Int32Array;
   readonly output: Int32Array;
+  /** Which prompts share leading blocks (Mooncake's hash ids), where the trace records it. */
+  readonly prefix?: PrefixBlocks;
 }
+
+/**
+ * A trace's prefix blocks: request i's prompt is blocks ids[start[i]] .. ids[start[i + 1] − 1] of
+ * `blockTokens` tokens each (its last one partly filled); equal ids at the same place mean equal
+ * tokens up to that block's end, so their KV can be shared (prefix caching).
+ */
+export interface PrefixBlocks {
+  readonly blockTokens: number;
+  readonly start: Int32Array;
+  readonly ids: Int32Array;
+}
+
+/** Tokens of one of Mooncake's hash-id blocks (its README). */
+export const MOONCAKE_BLOCK_TOKENS = 512;
 
 export const NAMED_TRACES: Readonly<Record<string, readonly string[]>> = {
   "azure-conv": ["traces", "azure-2023", "AzureLLMInferenceTrace_conv.csv"],
@@ -23,9 +39,21 @@ interface Row {
   t: number;
   p: number;
   o: number;
+  /** Prefix block ids (Mooncake's hash_ids), where recorded. */
+  h?: readonly number[];
 }
 
-function fromRows(name: string, rows: Row[]): Trace {
+/** The rows' prefix blocks in their (sorted) order, or undefined when no row records any. */
+function prefixOf(rows: readonly Row[], blockTokens: number): PrefixBlocks | undefined {
+  if (!rows.some((r) => r.h !== undefined)) return undefined;
+  const start = new Int32Array(rows.length + 1);
+  for (let i = 0; i < rows.length; i++) start[i + 1] = start[i]! + (rows[i]!.h?.length ?? 0);
+  const ids = new Int32Array(start[rows.length]!);
+  for (let i = 0; i < rows.length; i++) ids.set(rows[i]!.h ?? [], start[i]!);
+  return { blockTokens, start, ids };
+}
+
+function fromRows(name: string, rows: Row[], blockTokens = MOONCAKE_BLOCK_TOKENS): Trace {
   if (rows.length === 0) throw new Error(`trace ${name}: no requests`);
   rows.sort((a, b) => a.t - b.t);
   const t0 = rows[0]!.t;
@@ -40,7 +68,8 @@ function fromRows(name: string, rows: Row[]): Trace {
     // A request yields at least one token (a zero-output row still costs a prefill and a first token).
     output[i] = Math.max(1, r.o);
   }
-  return { name, arrival, prompt, output };
+  const prefix = prefixOf(rows, blockTokens);
+  return prefix ? { name, arrival, prompt, output, prefix } : { name, arrival, prompt, output };
 }
 
 /** "2023-11-16 18:17:03.9799600" → seconds since the epoch (UTC; only differences matter). */
@@ -79,7 +108,10 @@ export function parseAzureCsv(text: string, name: string): Trace {
   return fromRows(name, rows);
 }
 
-/** Mooncake JSONL: {"timestamp": ms, "input_length": n, "output_length": n, ...} per line. */
+/**
+ * Mooncake JSONL: {"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": [...]} per
+ * line (hash_ids optional: the prompt's 512-token blocks, equal ids for shared prefixes).
+ */
 export function parseMooncakeJsonl(text: string, name: string): Trace {
   const rows: Row[] = [];
   const lines = text.split(/\r?\n/);
@@ -98,7 +130,13 @@ export function parseMooncakeJsonl(text: string, name: string): Trace {
     if (typeof t !== "number" || typeof p !== "number" || typeof out !== "number" || p < 0 || out < 0) {
       throw new Error(`trace ${name}: line ${i + 1} needs numeric timestamp, input_length, output_length`);
     }
-    rows.push({ t: t / 1000, p: Math.round(p), o: Math.round(out) });
+    const h = o.hash_ids;
+    if (
+      h !== undefined &&
+      !(Array.isArray(h) && h.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 31))
+    )
+      throw new Error(`trace ${name}: line ${i + 1}: hash_ids must be a list of non-negative integers`);
+    rows.push({ t: t / 1000, p: Math.round(p), o: Math.round(out), ...(h ? { h: h as number[] } : {}) });
   }
   return fromRows(name, rows);
 }
@@ -188,7 +226,10 @@ export function shapeTrace(t: Trace, mode: ArrivalMode, maxRequests?: number): T
     if (!(mode.rateScale > 0)) throw new Error("rate scale must be > 0");
     for (let i = 0; i < n; i++) arrival[i] = t.arrival[i]! / mode.rateScale;
   }
-  return { name: t.name, arrival, prompt: t.prompt.slice(0, n), output: t.output.slice(0, n) };
+  const shaped = { name: t.name, arrival, prompt: t.prompt.slice(0, n), output: t.output.slice(0, n) };
+  if (!t.prefix) return shaped;
+  const { blockTokens, start, ids } = t.prefix;
+  return { ...shaped, prefix: { blockTokens, start: start.slice(0, n + 1), ids: ids.slice(0, start[n]!) } };
 }
 
 export interface TraceStats {

@@ -14,7 +14,7 @@ import { runEngine } from "../../src/sim/engine.js";
 import type { Placement } from "../../src/sim/placement.js";
 import { buildSetup, type SimOptions } from "../../src/sim/setup.js";
 import { simulate } from "../../src/sim/simulate.js";
-import { shapeTrace, syntheticTrace, type Trace, traceStats } from "../../src/sim/trace.js";
+import { loadTrace, shapeTrace, syntheticTrace, type Trace, traceStats } from "../../src/sim/trace.js";
 import type { Accelerator } from "../../src/sim/types.js";
 
 /**
@@ -49,6 +49,8 @@ const arriving = syntheticTrace({
   seed: 7,
 });
 const saturated = shapeTrace(arriving, { kind: "saturate" });
+// Kimi's conversations with Mooncake's prefix blocks (prefix caching on the decode instances).
+const kimi = shapeTrace(loadTrace("kimi-conv"), { kind: "trace", rateScale: 1 }, 300);
 // One-token outputs finish at prefill; the oversized request is rejected up front.
 const edgeCases: Trace = {
   name: "edge-cases",
@@ -91,6 +93,11 @@ const CASES: GoldenCase[] = [
     trace: saturated,
     placement: { kind: "homogeneous", device: "H100", tp: 2, replicas: 1 },
     extra: { maxBatch: 48 },
+  },
+  {
+    name: "homogeneous colocated, Kimi's shared prefixes cached",
+    trace: kimi,
+    placement: { kind: "homogeneous", device: "H200", tp: 2, replicas: 2 },
   },
   {
     name: "homogeneous edge cases (rejection, one-token outputs)",
