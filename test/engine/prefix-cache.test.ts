@@ -195,6 +195,47 @@ describe("prefix caching", () => {
     });
   }
 
+  it("keeps a window pool's cache right under memory pressure: requests together, evictions and preemptions (gpt-oss)", async () => {
+    const m = await loadModel(writeTinyModel(path.join(tmp, "gpt-oss-pressure"), "gpt-oss").dir);
+    const prompt = Array.from({ length: 23 }, (_, i) => 3 + ((i * 7) % 50));
+    const asks = (wave: number) =>
+      Array.from({ length: 4 }, (_, i) => ({
+        id: `w${wave}-${i}`,
+        promptTokenIds: [...prompt, ...Array.from({ length: 1 + ((i + wave) % 5) }, (_, j) => 9 + j + i)],
+        params: greedy(24, { ignoreEos: true, logprobs: 0 }),
+      }));
+    // 20 global blocks of 4 tokens: four requests of about 50 tokens each do not fit at once.
+    const o = { blockSize: 4, kvBlocks: 20, maxRunning: 4, maxTokensPerStep: 8 };
+    const ref = buildColocatedEngine(m, backend, { ...o, prefixCaching: false });
+    const core = buildColocatedEngine(m, backend, o);
+    let hits = 0;
+    for (let wave = 0; wave < 3; wave++) {
+      const want = await runToCompletion(ref, asks(wave));
+      const got = await runToCompletion(core, asks(wave));
+      for (const [id, c] of got) {
+        assert.equal(c.error, undefined, `${id}: ${c.error}`);
+        assert.deepEqual(c.tokens, want.get(id)!.tokens, id);
+        const drift = Math.max(
+          ...c.logprobs.map((l, i) => Math.abs(l.logprob - want.get(id)!.logprobs[i]!.logprob)),
+        );
+        assert.ok(drift <= 1e-5, `${id}: logprobs ${drift} from a full computation's`);
+        hits += c.events[0]!.cachedTokens!;
+      }
+    }
+    const local = core.attention as LocalAttentionService;
+    assert.ok(hits > 0, "prompts found cached blocks");
+    assert.ok(core.stats().preemptions > 0, "a request was preempted");
+    assert.ok(
+      local.kv.allocator.evictions > 0 && local.kv.windowAllocator!.evictions > 0,
+      "both pools evicted",
+    );
+    assert.equal(
+      local.kv.allocator.usedBlocks + local.kv.windowAllocator!.usedBlocks,
+      0,
+      "every block let go",
+    );
+  });
+
   it("caches a model whose every layer has the window (Phi-3: one pool, the window masked), with the same tokens", async () => {
     const m = await loadModel(writeTinyModel(path.join(tmp, "phi3"), "phi3").dir);
     assert.equal(m.config.slidingWindow, 10);
