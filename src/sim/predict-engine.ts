@@ -1,5 +1,6 @@
 import type { OutputReserveOptions } from "../util/output-reserve.js";
 import type { DeviceProfile } from "./profile.js";
+import { CachingBlockPool } from "./replica/caching-pool.js";
 import { BlockPool } from "./replica/kv-blocks.js";
 import { HybridSpace, type KvSpace, SinglePool } from "./replica/kv-space.js";
 import { AttentionWorkersCost, ColocatedCost, PdCost, type PlacementCost } from "./replica/placement-cost.js";
@@ -47,6 +48,11 @@ export interface EngineShape {
   readonly maxContext: number;
   /** The scheduler's output reserve (EngineOptions.outputReserve); the runtime's default if absent. */
   readonly outputReserve?: OutputReserveOptions;
+  /**
+   * Prefix caching (the runtime's default where the placement offers it: not PD / Adrenaline),
+   * replayed on the requests' blockKeys; default false.
+   */
+  readonly prefixCaching?: boolean;
 }
 
 export interface EngineRunPrediction extends ReplicaResult {
@@ -67,7 +73,11 @@ export function predictEngineRun(
   placement: EnginePlacement,
 ): EngineRunPrediction {
   const cost = placementCost(measured, model, placement);
-  let kv: KvSpace = new SinglePool(new BlockPool(shape.kvBlocks, shape.blockSize));
+  let kv: KvSpace = new SinglePool(
+    shape.prefixCaching
+      ? new CachingBlockPool(shape.kvBlocks, shape.blockSize)
+      : new BlockPool(shape.kvBlocks, shape.blockSize),
+  );
   let hybrid: HybridSpace | null = null;
   let instances = 0;
   if (placement.kind === "pd" || placement.kind === "adrenaline") {
@@ -93,6 +103,7 @@ export function predictEngineRun(
     kv,
     cost,
     maxContext: shape.maxContext,
+    blockSize: shape.blockSize,
     ...(shape.outputReserve ? { outputReserve: shape.outputReserve } : {}),
   });
   if (!hybrid) return r;

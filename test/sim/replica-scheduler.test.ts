@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BlockAllocator } from "../../src/attention/block-allocator.js";
 import type { AttentionService } from "../../src/attention/service.js";
+import { blockKeys } from "../../src/engine/prefix-keys.js";
 import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import { Scheduler } from "../../src/engine/scheduler.js";
 import { Sequence } from "../../src/engine/sequence.js";
+import { CachingBlockPool } from "../../src/sim/replica/caching-pool.js";
 import { BlockPool } from "../../src/sim/replica/kv-blocks.js";
 import { SinglePool } from "../../src/sim/replica/kv-space.js";
 import { ReplicaScheduler, ReplicaSeq } from "../../src/sim/replica/scheduler.js";
@@ -177,5 +179,138 @@ describe("replica scheduler", () => {
     const victim = seqs.find((q) => q.preemptions > 0)!;
     assert.equal(victim.status, "done");
     assert.equal(victim.generated, victim.maxTokens, "a preempted request still produces all its tokens");
+  });
+});
+
+// Prefix caching: 12 prompts made of one of three shared openings (40, 72 and 100 tokens; two
+// requests in a row share one, so some arrive while another computes their opening) and a tail of
+// their own, into a KV short enough to evict cached blocks and preempt.
+const PREFIX_REQS = Array.from({ length: 12 }, (_, i) => {
+  const o = Math.floor(i / 2) % 3;
+  const tokens = [
+    ...Array.from({ length: [40, 72, 100][o]! }, (_, j) => 1000 * o + j),
+    ...Array.from({ length: 10 + ((i * 37) % 60) }, (_, j) => 5000 + 100 * i + j),
+  ];
+  return { at: Math.floor(i / 3), tokens, output: 30 + ((i * 53) % 60) };
+});
+
+interface PrefixReq {
+  readonly at: number;
+  readonly tokens: readonly number[];
+  readonly output: number;
+}
+
+/** The runtime's scheduler with its prefix cache on a BlockAllocator, landing as EngineCore does. */
+function runRuntimePrefix(
+  reqs: readonly PrefixReq[],
+  blocks: number,
+): { trace: Trace; preemptions: number; cached: number[]; keys: string[][] } {
+  const alloc = new BlockAllocator(blocks, 16);
+  const attention = {
+    blockSize: 16,
+    reserve: (id: number, n: number, ahead = 0) => alloc.reserve(id, n + ahead),
+    release: (id: number) => alloc.release(id),
+    prefix: {
+      attach: (id: number, keys: readonly string[]) => {
+        const run = alloc.lookupRun(keys);
+        alloc.attach(id, run);
+        return run.length;
+      },
+      publish: (id: number, index: number, key: string) => void alloc.retain(id, index, key),
+      cachedBlocks: () => alloc.cachedBlocks,
+    },
+  } as unknown as AttentionService;
+  const s = new Scheduler({ ...LIMITS, outputReserve: NO_OUTPUT_RESERVE }, attention);
+  const seqs: Sequence[] = [];
+  const trace: Trace = [];
+  let next = 0;
+  for (let step = 0; (next < reqs.length || s.hasWork) && step < 10_000; step++) {
+    while (next < reqs.length && reqs[next]!.at <= step) {
+      const r = reqs[next]!;
+      const params = resolveSamplingParams({ temperature: 0, maxTokens: r.output, ignoreEos: true });
+      const seq = new Sequence(next, `r${next}`, [...r.tokens], params);
+      seqs.push(seq);
+      s.add(seq);
+      next++;
+    }
+    const chunks = s.schedule();
+    trace.push(chunks.map((c) => `${c.seq.id}:${c.start}+${c.count}${c.sample ? "s" : ""}`).join(" "));
+    for (const c of [...chunks]) {
+      const seq = c.seq;
+      seq.numComputed = c.start + c.count;
+      s.publish(c);
+      if (!c.sample) continue;
+      seq.appendToken(7);
+      if (seq.output.length >= seq.params.maxTokens) {
+        seq.status = "finished";
+        s.remove(seq);
+      }
+    }
+  }
+  // The prompts' blocks only (the runtime extended each list with its output's blocks as it published them).
+  const keys = seqs.map((q) => {
+    const full = Math.floor(q.promptTokens.length / 16);
+    return blockKeys(q, 16, full).slice(0, full);
+  });
+  return { trace, preemptions: s.preemptions, cached: seqs.map((q) => q.cachedTokens), keys };
+}
+
+/** The replica on the same requests, the runtime's prompt block hashes numbered as its keys. */
+function runReplicaPrefix(reqs: readonly PrefixReq[], blocks: number, keys: readonly string[][]) {
+  const ids = new Map<string, number>();
+  const keyIds = keys.map((ks) =>
+    ks.map((k) => {
+      if (!ids.has(k)) ids.set(k, ids.size);
+      return ids.get(k)!;
+    }),
+  );
+  const pool = new CachingBlockPool(blocks, 16);
+  const s = new ReplicaScheduler(
+    LIMITS.maxRunning,
+    new SinglePool(pool),
+    LIMITS.maxContext,
+    NO_OUTPUT_RESERVE,
+    16,
+  );
+  const seqs = reqs.map((r, i) => new ReplicaSeq(i, r.at, r.tokens.length, r.output, keyIds[i]));
+  const trace: Trace = [];
+  let next = 0;
+  for (let step = 0; (next < seqs.length || s.hasWork) && step < 10_000; step++) {
+    while (next < seqs.length && seqs[next]!.arrival <= step) s.waiting.push(seqs[next++]!);
+    const chunks = s.schedule(LIMITS.maxTokensPerStep);
+    trace.push(chunks.map((c) => `${c.seq.id}:${c.start}+${c.count}${c.sample ? "s" : ""}`).join(" "));
+    s.land(chunks, step);
+  }
+  return { trace, preemptions: s.preemptions, cached: seqs.map((q) => q.cachedTokens), pool };
+}
+
+describe("replica scheduler: prefix caching", () => {
+  it("attaches, waits for a shared prefix, publishes, evicts and preempts exactly as the runtime, step for step", () => {
+    const a = runRuntimePrefix(PREFIX_REQS, BLOCKS);
+    assert.ok(a.preemptions > 0, "the workload must be KV-short enough to preempt");
+    assert.ok(a.cached.filter((c) => c > 0).length >= 6, `prompts found their openings cached: ${a.cached}`);
+    const b = runReplicaPrefix(PREFIX_REQS, BLOCKS, a.keys);
+    assert.equal(b.preemptions, a.preemptions);
+    assert.deepEqual(b.trace, a.trace);
+    assert.deepEqual(b.cached, a.cached);
+    assert.ok(b.pool.evictions > 0, "cached blocks were evicted");
+    assert.equal(b.pool.usedBlocks, 0);
+  });
+
+  it("a preempted sequence finds its own output's blocks cached again, as in the runtime", () => {
+    // 10 blocks: two 20-token prompts decoding together fill them at 80 tokens each; the newer is
+    // preempted, the older takes some of its blocks, and the newer comes back to what is left.
+    const reqs = [0, 1].map((i) => ({
+      at: 0,
+      tokens: Array.from({ length: 20 }, (_, j) => 100 * i + j),
+      output: 100,
+    }));
+    const a = runRuntimePrefix(reqs, 10);
+    assert.equal(a.preemptions, 1);
+    const b = runReplicaPrefix(reqs, 10, a.keys);
+    assert.deepEqual(b.trace, a.trace);
+    // Its recompute starts after 2 cached blocks: the prompt's and one holding prompt and output.
+    const resumed = a.trace.flatMap((t) => t.split(" ")).filter((c) => /^1:[1-9]\d*\+([2-9]|\d\d)/.test(c));
+    assert.deepEqual(resumed, ["1:32+49s"]);
   });
 });

@@ -1,4 +1,5 @@
 import { type OffloadBound, offloadBound, shouldOffload } from "../../util/offload-bound.js";
+import { CachingBlockPool } from "./caching-pool.js";
 import type { BlockPool } from "./kv-blocks.js";
 
 /**
@@ -16,11 +17,35 @@ export interface KvSpace {
   offloadedTo(seqId: number): number;
   /** Its prompt is in (the runtime's PdExecutor calls this after the chunk that samples). */
   prefillDone(seqId: number): void;
+  /** Prefix caching (the runtime's PrefixCaching), where this space offers it. */
+  readonly prefix: ReplicaPrefix | null;
+}
+
+/** The runtime's PrefixCaching on the replica's block keys (numbers standing for its hashes). */
+export interface ReplicaPrefix {
+  /** Gives a sequence holding no KV the cached blocks of its longest cached run of `keys`; how many. */
+  attach(seqId: number, keys: readonly number[]): number;
+  /** The sequence's block `index` is full and written: keep it under `key`. */
+  publish(seqId: number, index: number, key: number): void;
 }
 
 /** One pool: the engine's cache, or its attention workers' (their accounting is mirrored exactly). */
 export class SinglePool implements KvSpace {
-  constructor(readonly pool: BlockPool) {}
+  readonly prefix: ReplicaPrefix | null;
+  constructor(readonly pool: BlockPool | CachingBlockPool) {
+    const p = pool;
+    this.prefix =
+      p instanceof CachingBlockPool
+        ? {
+            attach: (seqId, keys) => {
+              const run = p.lookupRun(keys);
+              p.attach(seqId, run);
+              return run.length;
+            },
+            publish: (seqId, index, key) => p.retain(seqId, index, key),
+          }
+        : null;
+  }
   reserve(seqId: number, tokens: number, ahead = 0): boolean {
     return this.pool.reserve(seqId, tokens + ahead);
   }
@@ -61,6 +86,8 @@ interface Placed {
  * whose scratch does not fit is prefilled by the decode instance itself.
  */
 export class HybridSpace implements KvSpace {
+  /** The runtime's hybrid service caches no prefixes. */
+  readonly prefix = null;
   private readonly placed = new Map<number, Placed>();
   kept = 0;
   offloaded = 0;

@@ -15,6 +15,11 @@ export interface ReplicaRequest {
    * runs time only pure-decode steps.
    */
   readonly prefilled?: boolean;
+  /**
+   * Keys of the prompt's full blocks (equal keys: equal tokens up to that block's end), for
+   * prefix caching where the KV space offers it; absent: none of its blocks is shared.
+   */
+  readonly blockKeys?: readonly number[];
 }
 
 export interface ReplicaOptions {
@@ -28,6 +33,8 @@ export interface ReplicaOptions {
   readonly maxContext?: number;
   /** The runtime scheduler's output reserve; its default if absent. */
   readonly outputReserve?: OutputReserveOptions;
+  /** The KV block size (prefix caching's unit), where the space caches prefixes. */
+  readonly blockSize?: number;
 }
 
 /** What a replayed run measured, defined as the runtime's benchmarks define it. */
@@ -45,6 +52,8 @@ export interface ReplicaResult {
   readonly steps: number;
   /** Requests that could never be admitted (larger than the KV even alone). */
   readonly failed: number;
+  /** Prompt tokens requests took from the prefix cache when first scheduled. */
+  readonly cachedTokens: number;
 }
 
 /**
@@ -56,12 +65,12 @@ export interface ReplicaResult {
  */
 export function runReplica(requests: readonly ReplicaRequest[], o: ReplicaOptions): ReplicaResult {
   const seqs = requests.map((r, i) => {
-    const s = new ReplicaSeq(i, r.arrival, r.prompt, r.output);
+    const s = new ReplicaSeq(i, r.arrival, r.prompt, r.output, r.blockKeys);
     if (r.prefilled) s.numComputed = r.prompt - 1;
     return s;
   });
   const order = [...seqs].sort((a, b) => a.arrival - b.arrival || a.id - b.id);
-  const sched = new ReplicaScheduler(o.maxRunning, o.kv, o.maxContext, o.outputReserve);
+  const sched = new ReplicaScheduler(o.maxRunning, o.kv, o.maxContext, o.outputReserve, o.blockSize);
   const depth = o.cost.depth;
   let now = 0;
   let next = 0;
@@ -170,5 +179,6 @@ function summarize(
     runningMean: steps > 0 ? runningSum / steps : 0,
     steps,
     failed,
+    cachedTokens: seqs.reduce((n, s) => n + Math.max(0, s.cachedTokens), 0),
   };
 }

@@ -12,11 +12,20 @@ export class ReplicaSeq {
   preemptions = 0;
   firstTokenAt = -1;
   lastTokenAt = -1;
+  /** Leading blocks in the prefix cache (attached from it, or published to it). */
+  cachedBlocks = 0;
+  /** Prompt tokens taken from the prefix cache when it was first scheduled (-1: not yet scheduled). */
+  cachedTokens = -1;
+  /**
+   * `blockKeys`: the keys of the prompt's full blocks (equal keys: equal tokens up to that block's
+   * end), where prefix caching is replayed; absent: no block of it is ever shared.
+   */
   constructor(
     readonly id: number,
     readonly arrival: number,
     readonly prompt: number,
     readonly maxTokens: number,
+    readonly blockKeys: readonly number[] = [],
   ) {}
   get length(): number {
     return this.prompt + this.generated;
@@ -28,6 +37,15 @@ export interface ReplicaChunk {
   readonly start: number;
   readonly count: number;
   readonly sample: boolean;
+}
+
+/**
+ * Block `b`'s prefix-cache key: the prompt's given key, or past the prompt's full blocks (a block
+ * holding this sequence's own output) a key no other sequence has, as the runtime's hash of the
+ * tokens would be; the same for the same sequence again, which a preempted one finds cached.
+ */
+function blockKey(seq: ReplicaSeq, b: number): number {
+  return b < seq.blockKeys.length ? seq.blockKeys[b]! : -1 - (seq.id * 2 ** 21 + b);
 }
 
 /**
@@ -45,11 +63,13 @@ export class ReplicaScheduler {
   preemptions = 0;
   readonly reserve: OutputReserve;
 
+  /** `blockSize`: the KV block size, needed where the space caches prefixes (kv.prefix). */
   constructor(
     private readonly maxRunning: number,
     private readonly kv: KvSpace,
     private readonly maxContext = Number.POSITIVE_INFINITY,
     outputReserve?: OutputReserveOptions,
+    private readonly blockSize?: number,
   ) {
     this.reserve = new OutputReserve(outputReserve);
   }
@@ -75,16 +95,29 @@ export class ReplicaScheduler {
       chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
       budget -= count;
     }
+    // Waiting sequences in order; one whose prefix a running one is computing waits for it.
+    let w = 0;
     while (
       budget > 0 &&
       chunks.length < maxSeqs &&
-      this.waiting.length > 0 &&
+      w < this.waiting.length &&
       this.running.length < this.maxRunning
     ) {
-      const seq = this.waiting[0]!;
+      const seq = this.waiting[w]!;
+      if (this.awaitsSharedPrefix(seq)) {
+        w++;
+        continue;
+      }
+      this.attachCachedPrefix(seq);
       const count = Math.min(seq.length - seq.numComputed, budget);
-      if (!this.admit(seq, count)) break;
-      this.waiting.shift();
+      if (!this.admit(seq, count)) {
+        if (seq.numComputed > 0) this.kv.release(seq.id); // the cached blocks go back
+        seq.numComputed = 0;
+        seq.cachedBlocks = 0;
+        break;
+      }
+      this.waiting.splice(w, 1);
+      if (seq.cachedTokens < 0) seq.cachedTokens = seq.numComputed;
       seq.status = "running";
       this.running.push(seq);
       chunks.push({ seq, start: seq.numComputed, count, sample: seq.numComputed + count === seq.length });
@@ -92,6 +125,40 @@ export class ReplicaScheduler {
     }
     this.reserve.planned(this.preemptions > preemptedBefore);
     return chunks;
+  }
+
+  /** The keys of a waiting sequence's blocks it could take from the cache (all but its last token's), or null. */
+  private cacheableKeys(seq: ReplicaSeq): readonly number[] | null {
+    if (!this.kv.prefix || seq.numComputed > 0 || !this.blockSize) return null;
+    const full = Math.floor((seq.length - 1) / this.blockSize);
+    return full === 0 ? null : Array.from({ length: full }, (_, b) => blockKey(seq, b));
+  }
+
+  /** As the runtime's: a running sequence is computing the first block this one would not find cached. */
+  private awaitsSharedPrefix(seq: ReplicaSeq): boolean {
+    const keys = this.cacheableKeys(seq);
+    if (!keys) return false;
+    for (const r of this.running) {
+      const b = r.cachedBlocks;
+      if (b < keys.length && r.numComputed < r.prompt && r.blockKeys[b] === keys[b]) return true;
+    }
+    return false;
+  }
+
+  private attachCachedPrefix(seq: ReplicaSeq): void {
+    const keys = this.cacheableKeys(seq);
+    if (!keys) return;
+    const n = this.kv.prefix!.attach(seq.id, keys);
+    seq.numComputed = n * this.blockSize!;
+    seq.cachedBlocks = n;
+  }
+
+  /** A landed chunk filled blocks: those the prompt's keys name go into the prefix cache. */
+  private publish(seq: ReplicaSeq): void {
+    if (!this.kv.prefix || !this.blockSize) return;
+    const full = Math.floor(seq.numComputed / this.blockSize);
+    for (let b = seq.cachedBlocks; b < full; b++) this.kv.prefix.publish(seq.id, b, blockKey(seq, b));
+    if (full > seq.cachedBlocks) seq.cachedBlocks = full;
   }
 
   /** As the runtime's Scheduler.admit (OutputReserve.tryAdmit). */
@@ -109,6 +176,7 @@ export class ReplicaScheduler {
       seq.inFlight = false;
       if (seq.status !== "running") continue;
       seq.numComputed = c.start + c.count;
+      this.publish(seq);
       if (!c.sample) continue;
       this.kv.prefillDone(seq.id);
       seq.generated++;
@@ -138,6 +206,7 @@ export class ReplicaScheduler {
     if (r >= 0) this.running.splice(r, 1);
     this.kv.release(seq.id);
     seq.numComputed = 0;
+    seq.cachedBlocks = 0;
     seq.status = "waiting";
     seq.preemptions++;
     this.preemptions++;
