@@ -141,39 +141,11 @@ export class AttentionWorkerSession {
           );
         return;
       }
-      case MsgType.ATTACH: {
-        need(m.ints.length >= 4, "ATTACH needs [seqId, blocks, windowFrom, block..., windowBlock...]");
-        const [seqId, n, from] = [m.ints[0]!, m.ints[1]!, m.ints[2]!];
-        need(
-          n >= 1 && n <= kv.maxBlocksPerSeq,
-          `ATTACH of ${n} blocks (the context holds ${kv.maxBlocksPerSeq})`,
-        );
-        const windowed = kv.windowAllocator !== null;
-        need(
-          windowed ? from >= 0 && from <= n : from === 0,
-          `ATTACH: window part from block ${from} of ${n}`,
-        );
-        need(
-          m.ints.length === 3 + n + (windowed ? n - from : 0),
-          `ATTACH of ${n} blocks from ${from} has ${m.ints.length} ints`,
-        );
-        const found = {
-          global: Array.from(m.ints.subarray(3, 3 + n)),
-          windowFrom: from,
-          window: Array.from(m.ints.subarray(3 + n)),
-        };
-        protocolOp("ATTACH", () => attachPrefix(this.pools(kv), seqId, found));
+      case MsgType.ATTACH:
+        this.attach(kv, m);
         return;
-      }
       case MsgType.RETAIN:
-        need(m.ints.length === 3, "RETAIN needs [seqId, index, pools]");
-        need(
-          m.ints[2]! >= 1 && m.ints[2]! <= (RETAINED_GLOBAL | RETAINED_WINDOW),
-          `RETAIN: pools ${m.ints[2]} is not a set of RETAINED_* flags`,
-        );
-        protocolOp("RETAIN", () =>
-          retainPrefix(this.pools(kv), m.ints[0]!, m.ints[1]!, undefined, m.ints[2]!),
-        );
+        this.retain(kv, m);
         return;
       case MsgType.RELEASE:
         need(m.ints.length === 1, "RELEASE needs [seqId]");
@@ -422,6 +394,38 @@ export class AttentionWorkerSession {
     const layer = m.ints[1]!;
     need(layer >= 0 && layer < this.config!.numLayers, `layer ${layer} out of range`);
     return layer;
+  }
+
+  /** ATTACH: a new sequence starts on cached blocks of both pools (prefix-pools.ts), as the mirror did. */
+  private attach(kv: KvAttention, m: ReceivedMessage): void {
+    need(m.ints.length >= 4, "ATTACH needs [seqId, blocks, windowFrom, block..., windowBlock...]");
+    const [seqId, n, from] = [m.ints[0]!, m.ints[1]!, m.ints[2]!];
+    need(
+      n >= 1 && n <= kv.maxBlocksPerSeq,
+      `ATTACH of ${n} blocks (the context holds ${kv.maxBlocksPerSeq})`,
+    );
+    const windowed = kv.windowAllocator !== null;
+    need(windowed ? from >= 0 && from <= n : from === 0, `ATTACH: window part from block ${from} of ${n}`);
+    need(
+      m.ints.length === 3 + n + (windowed ? n - from : 0),
+      `ATTACH of ${n} blocks from ${from} has ${m.ints.length} ints`,
+    );
+    const found = {
+      global: Array.from(m.ints.subarray(3, 3 + n)),
+      windowFrom: from,
+      window: Array.from(m.ints.subarray(3 + n)),
+    };
+    protocolOp("ATTACH", () => attachPrefix(this.pools(kv), seqId, found));
+  }
+
+  /** RETAIN: the sequence's block holds a cached prefix in the pools the model side names. */
+  private retain(kv: KvAttention, m: ReceivedMessage): void {
+    need(m.ints.length === 3, "RETAIN needs [seqId, index, pools]");
+    need(
+      m.ints[2]! >= 1 && m.ints[2]! <= (RETAINED_GLOBAL | RETAINED_WINDOW),
+      `RETAIN: pools ${m.ints[2]} is not a set of RETAINED_* flags`,
+    );
+    protocolOp("RETAIN", () => retainPrefix(this.pools(kv), m.ints[0]!, m.ints[1]!, undefined, m.ints[2]!));
   }
 
   /** The cache's pools, as prefix caching's operations take them. */
