@@ -19,7 +19,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
-import { predictEngineRun } from "../../src/sim/predict-engine.js";
+import { placementCost, predictEngineRun } from "../../src/sim/predict-engine.js";
 import type { DeviceProfile } from "../../src/sim/profile.js";
 import type { ReplicaRequest } from "../../src/sim/replica/run.js";
 import { rng } from "../../src/sim/trace.js";
@@ -165,8 +165,25 @@ function predicted(profile: DeviceProfile, prefixCaching: boolean): Outcome {
   return { tokS: p.throughputTokS, ttftS: p.ttftMeanS, cachedTokens: p.cachedTokens };
 }
 
-const measure = async () =>
-  (await measureProfile(backend, CACHE_ROOT, "bench", dtype, EFFORT, threads)).profile;
+const profiles: DeviceProfile[] = [];
+const measure = async () => {
+  const { profile } = await measureProfile(backend, CACHE_ROOT, "bench", dtype, EFFORT, threads);
+  profiles.push(profile);
+  // What the replica charges a lone 300-token prompt chunk on this profile.
+  const cost = placementCost(profile, simModel, { kind: "colocated", threads });
+  const chunk = {
+    seqs: 1,
+    decodeRows: 0,
+    ownDecodeCtx: 0,
+    ownPrefillTokens: 300,
+    ownPrefillWork: 300 * 150,
+    remote: [],
+  };
+  console.log(
+    `profile ${profiles.length - 1}: prefill ${((profile.prefill?.flops ?? 0) / 1e9).toFixed(0)} GFLOP/s; a 300-token chunk ${(cost.cycle([chunk]) * 1e3).toFixed(1)} ms`,
+  );
+  return profile;
+};
 console.log(
   `${backend.describe()}; ${threads} threads; ${nRequests} requests at ${rate}/s, openings of ${OPENINGS.join("/")} tokens, blocks of ${BLOCK}`,
 );
@@ -202,5 +219,11 @@ const ratio = (xs: typeof rows, ys: typeof rows, f: (o: Outcome) => number, side
 console.log(
   `TTFT off / on: measured ${ratio(off, on, (o) => o.ttftS, "measured").toFixed(2)}×, predicted ${ratio(off, on, (o) => o.ttftS, "predicted").toFixed(2)}×`,
 );
-writeResults("prefix-check.json", { backend: backend.describe(), threads, reqs: replicaReqs, rows });
+writeResults("prefix-check.json", {
+  backend: backend.describe(),
+  threads,
+  reqs: replicaReqs,
+  rows,
+  profiles,
+});
 process.exit(0);

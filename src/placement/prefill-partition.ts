@@ -51,7 +51,8 @@ export function choosePartition(
 /**
  * Times one prefill chunk of `chunkTokens` tokens through the model with 1 … maxThreads kernel
  * threads (an in-process engine, a warm-up chunk first; the median of `reps`), restoring the
- * backend's thread count afterwards.
+ * backend's thread count afterwards. The same prompt runs every time, so the engine keeps no
+ * prefix cache: with one, every run after the first computed only the prompt's last block.
  */
 export async function measurePrefillChunk(
   model: LoadedModel,
@@ -62,7 +63,13 @@ export async function measurePrefillChunk(
   reps = 3,
 ): Promise<ChunkTiming[]> {
   const n = Math.max(1, Math.min(chunkTokens, model.config.maxPositionEmbeddings - 1));
-  const core = buildColocatedEngine(model, backend, { maxRunning: 1, maxTokensPerStep: n, pipelineDepth: 1 });
+  const core = buildColocatedEngine(model, backend, {
+    maxRunning: 1,
+    maxTokensPerStep: n,
+    pipelineDepth: 1,
+    prefixCaching: false,
+    speculativeTokens: 0,
+  });
   const vocab = model.config.vocabSize;
   const prompt = Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
   const params = resolveSamplingParams({ temperature: 0, maxTokens: 1, ignoreEos: true });
@@ -70,7 +77,10 @@ export async function measurePrefillChunk(
   const once = async (): Promise<number> => {
     core.add({ id: `partition-${id++}`, promptTokenIds: prompt, params });
     const t0 = performance.now();
-    while (core.hasWork) await core.runStep();
+    while (core.hasWork)
+      for (const ev of await core.runStep())
+        if (ev.cachedTokens)
+          throw new Error("prefill probe: the chunk was taken from a prefix cache, not computed");
     return (performance.now() - t0) / 1000;
   };
   const out: ChunkTiming[] = [];
