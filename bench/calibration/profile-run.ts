@@ -187,6 +187,7 @@ export async function measureProfile(
       intermediate: mc.intermediateSize,
       threads: modelThreads,
       prefillFlops: (2 * matmulParams(sim) * n + 2 * sim.layers * queryDim(sim) * n * n) / t.seconds,
+      prefillChunkTokens: n,
       gemm: gemmFit(g),
       weightBandwidth: g.weightBandwidth,
     });
@@ -210,7 +211,7 @@ export async function measureProfile(
       kvHandoff: { layerS: kvHandoff.layerS, bytesPerS: kvHandoff.bytesPerS },
     },
     stall: stall.map((s) => ({ threads: s.threads, factor: s.factor })),
-    prefill: { threads: modelThreads, flops: prefillFlops },
+    prefill: { threads: modelThreads, flops: prefillFlops, chunkTokens: chunk },
     modelShapes,
     split: {
       modelThreads,

@@ -79,7 +79,20 @@ export const deviceProfileSchema = z.object({
    * prefill runs far above the decode batches the GEMM sweep covers. Without it the replica of our
    * engine (replica/) prefills at the sweep's asymptote.
    */
-  prefill: z.object({ threads: z.number().int().positive(), flops: z.number().positive() }).optional(),
+  prefill: z
+    .object({
+      threads: z.number().int().positive(),
+      flops: z.number().positive(),
+      /**
+       * Tokens of the chunk the rate was measured on (from an empty context). With it the replica
+       * separates the chunk's attention, which the engine runs query by query over the cached keys
+       * (bound by the decode attention's KV read rate), from its GEMMs: a chunk after a long cached
+       * context (later chunks of a long prompt, a prompt after a cached prefix) costs more than its
+       * FLOPs at one rate say.
+       */
+      chunkTokens: z.number().int().positive().optional(),
+    })
+    .optional(),
   /**
    * Rates measured on other models' widths with `threads` kernel threads (matrix products run well
    * below the rate at narrow widths: 512 hidden prefills at about 3/4 of 768's rate on one core): a
@@ -93,6 +106,8 @@ export const deviceProfileSchema = z.object({
         intermediate: z.number().int().positive(),
         threads: z.number().int().positive(),
         prefillFlops: z.number().positive(),
+        /** As prefill.chunkTokens. */
+        prefillChunkTokens: z.number().int().positive().optional(),
         gemm: gemmFitSchema.optional(),
         weightBandwidth: z.number().positive().optional(),
       }),

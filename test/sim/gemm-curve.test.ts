@@ -71,3 +71,42 @@ describe("GEMM time from the measured pass rates", () => {
     assert.throws(() => withPoints([POINTS[0]!]), /points/);
   });
 });
+
+describe("prompt chunks after a cached context", () => {
+  // The measured chunk: 1024 tokens from an empty context, at the profile's prefill rate.
+  const n = 1024;
+  // Attention at 200 GB/s: a seventh of the measured chunk's time goes to its KV reads.
+  const chunkProfile = (chunkTokens?: number, attentionBandwidth = 2e11) =>
+    parseDeviceProfile({
+      ...TWO_CORE_PROFILE,
+      attentionBandwidth,
+      prefill: { threads: 2, flops: 2e11, ...(chunkTokens ? { chunkTokens } : {}) },
+    });
+  const q = MODEL.heads * MODEL.headDim;
+  const attnFlops = (work: number) => 2 * MODEL.layers * q * work;
+  const kvBytes = 2 * MODEL.layers * MODEL.kvHeads * MODEL.headDim * MODEL.bytesPerElement;
+
+  it("takes the measured time for the measured chunk, its attention and GEMMs apart", () => {
+    const side = new SideCost(MODEL, sideRates(chunkProfile(n), 2));
+    const measured = (FLOPS_PER_TOKEN * n + attnFlops(n * n)) / 2e11;
+    assert.ok(Math.abs(side.prefill(n, n * n) / measured - 1) < 1e-9);
+  });
+
+  it("charges the context's KV reads, query by query, at the decode attention's rate", () => {
+    const rates = sideRates(chunkProfile(n), 2);
+    const side = new SideCost(MODEL, rates);
+    // 128 new tokens after 896 cached: work 2·128·(896 + 64).
+    const work = 2 * 128 * (896 + 64);
+    const alone = side.prefill(128, 128 * 128);
+    const after = side.prefill(128, work);
+    const reads = ((work - 128 * 128) / 2) * kvBytes;
+    assert.ok(Math.abs((after - alone) / (reads / rates.attentionBandwidth) - 1) < 1e-9);
+    // Without the chunk's size: one rate for GEMMs and attention, as before.
+    const single = (FLOPS_PER_TOKEN * 128 + attnFlops(work)) / 2e11;
+    const flat = new SideCost(MODEL, sideRates(chunkProfile(), 2));
+    assert.ok(Math.abs(flat.prefill(128, work) / single - 1) < 1e-9);
+    // Reads that would take longer than the measured chunk did (20 GB/s): the rates do not fit, one rate.
+    const slow = new SideCost(MODEL, sideRates(chunkProfile(n, 2e10), 2));
+    assert.ok(Math.abs(slow.prefill(128, work) / single - 1) < 1e-9);
+  });
+});

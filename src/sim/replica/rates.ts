@@ -11,6 +11,8 @@ export interface SideRates {
   readonly gemmCurve?: readonly { readonly batch: number; readonly flops: number }[];
   /** GEMM rate of a prompt chunk (hundreds of tokens), FLOP/s; prefill attention runs at it too. */
   readonly prefillFlops: number;
+  /** Tokens of the chunk prefillFlops was measured on, where known (SideCost.prefill splits it). */
+  readonly prefillChunkTokens?: number;
   /** Batch-1 weight streaming, bytes/s. */
   readonly weightBandwidth: number;
   /** Decode attention KV read rate, bytes/s. */
@@ -52,6 +54,7 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       ? { gemmCurve: gemm.points.map((q) => ({ batch: q.batch, flops: (q.flops * gemmScale) / stall })) }
       : {}),
     prefillFlops: prefill / stall,
+    ...(p.prefill?.chunkTokens ? { prefillChunkTokens: p.prefill.chunkTokens } : {}),
     weightBandwidth: weight / stall,
     attentionBandwidth: att / stall,
   };
@@ -77,7 +80,11 @@ export function profileForModel(p: DeviceProfile, model: SimModel): DeviceProfil
   if (!own) return p;
   const q: { -readonly [K in keyof DeviceProfile]: DeviceProfile[K] } = {
     ...p,
-    prefill: { threads: own.threads, flops: own.prefillFlops },
+    prefill: {
+      threads: own.threads,
+      flops: own.prefillFlops,
+      ...(own.prefillChunkTokens ? { chunkTokens: own.prefillChunkTokens } : {}),
+    },
   };
   if (own.gemm && own.weightBandwidth !== undefined) {
     if (p.split?.modelThreads === own.threads)

@@ -53,12 +53,15 @@ export const HANDOFF_BYTES_PER_ELEMENT = 4;
 export class SideCost {
   private readonly flopsPerToken: number;
   private readonly kvBytes: number;
+  /** GEMM rate of prompt chunks apart from their attention (gemmRate), or null: one rate for both. */
+  private readonly prefillGemmRate: number | null;
   constructor(
     readonly m: SimModel,
     readonly r: SideRates,
   ) {
     this.flopsPerToken = 2 * matmulParams(m);
     this.kvBytes = kvBytesPerToken(m);
+    this.prefillGemmRate = SideCost.gemmRate(m, r, this.flopsPerToken, this.kvBytes);
   }
 
   /** GEMMs of `tokens` decode tokens (a few per sequence). */
@@ -93,13 +96,39 @@ export class SideCost {
   /** GEMMs and causal attention of prompt chunks: `tokens` in all, `work` as in BatchLoad. */
   prefill(tokens: number, work: number): number {
     if (tokens <= 0) return 0;
+    if (this.prefillGemmRate !== null)
+      return Math.max((this.flopsPerToken * tokens) / this.prefillGemmRate + this.contextReads(work), this.gemm(1));
     const flops = this.flopsPerToken * tokens + 2 * this.m.layers * queryDim(this.m) * work;
     return Math.max(flops / this.r.prefillFlops, this.gemm(1));
   }
 
-  /** Causal attention of prompt chunks alone (`work` as in BatchLoad), at the prefill rate. */
+  /** Causal attention of prompt chunks alone (`work` as in BatchLoad). */
   prefillAttention(work: number): number {
-    return work > 0 ? (2 * this.m.layers * queryDim(this.m) * work) / this.r.prefillFlops : 0;
+    if (work <= 0) return 0;
+    if (this.prefillGemmRate !== null) return this.contextReads(work);
+    return (2 * this.m.layers * queryDim(this.m) * work) / this.r.prefillFlops;
+  }
+
+  /**
+   * The engine's prompt-chunk attention: query by query, each reading the KV of its context
+   * (work / 2 token reads in all), at the decode attention's rate.
+   */
+  private contextReads(work: number): number {
+    return ((work / 2) * this.kvBytes) / this.r.attentionBandwidth;
+  }
+
+  /**
+   * The prompt chunk's GEMM rate, where the profile gives the chunk its prefill rate was measured
+   * on: that chunk's time less its attention (contextReads of n tokens from an empty context, work
+   * n²), the chunk's GEMM FLOPs over what is left. Null without the chunk's size, or where attention
+   * would take nearly all of it (the rates do not fit this model): then one rate covers both.
+   */
+  private static gemmRate(m: SimModel, r: SideRates, flopsPerToken: number, kvBytes: number): number | null {
+    const n = r.prefillChunkTokens;
+    if (n === undefined) return null;
+    const chunkS = (flopsPerToken * n + 2 * m.layers * queryDim(m) * n * n) / r.prefillFlops;
+    const gemmS = chunkS - ((n * n) / 2) * (kvBytes / r.attentionBandwidth);
+    return gemmS > 0.2 * chunkS ? (flopsPerToken * n) / gemmS : null;
   }
 
   /** Decode attention over `ctx` cached tokens (all layers). */
