@@ -176,11 +176,11 @@ const measure = async () => {
     decodeRows: 0,
     ownDecodeCtx: 0,
     ownPrefillTokens: 300,
-    ownPrefillWork: 300 * 150,
+    ownPrefillWork: 300 * 300,
     remote: [],
   };
   console.log(
-    `profile ${profiles.length - 1}: prefill ${((profile.prefill?.flops ?? 0) / 1e9).toFixed(0)} GFLOP/s; a 300-token chunk ${(cost.cycle([chunk]) * 1e3).toFixed(1)} ms`,
+    `profile ${profiles.length - 1}: prefill ${((profile.prefill?.flops ?? 0) / 1e9).toFixed(0)} GFLOP/s, context reads ${((profile.prefill?.contextBandwidth ?? 0) / 1e9).toFixed(1)} GB/s (${profile.prefill?.threads} thread); a 300-token chunk from nothing ${(cost.cycle([chunk]) * 1e3).toFixed(1)} ms`,
   );
   return profile;
 };

@@ -4,11 +4,12 @@ import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { measurePrefillChunk } from "../../src/placement/prefill-partition.js";
-import { matmulParams, queryDim } from "../../src/sim/cost-model.js";
+import { kvBytesPerToken, matmulParams, queryDim } from "../../src/sim/cost-model.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile, GemmFit } from "../../src/sim/profile.js";
 import type { SimModel } from "../../src/sim/types.js";
 import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
+import { measureContextReads } from "./measure-context.js";
 import { type EngineOverheads, measureEngineOverheads, measureShmLink } from "./measure-engine.js";
 import { type KvHandoffCost, measureKvHandoff } from "./measure-handoff.js";
 import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
@@ -171,6 +172,13 @@ export async function measureProfile(
     (t) => t.threads === modelThreads,
   )!;
   const sm = modelFromHfConfig(calibrationConfig(shape, dtype), "calibration config");
+  log(`prefill of a chunk after a cached context (${modelThreads} threads) ...`);
+  const contextBandwidth = await measureContextReads(model, backend, modelThreads, cores, {
+    context: Math.min(512, c.maxPositionEmbeddings - 256),
+    chunk: 128,
+    reps: effort.reps,
+    kvBytesPerToken: kvBytesPerToken(sm),
+  });
   const prefillFlops =
     (2 * matmulParams(sm) * chunk + 2 * sm.layers * queryDim(sm) * chunk * chunk) / timing.seconds;
   const modelShapes = [];
@@ -211,7 +219,7 @@ export async function measureProfile(
       kvHandoff: { layerS: kvHandoff.layerS, bytesPerS: kvHandoff.bytesPerS },
     },
     stall: stall.map((s) => ({ threads: s.threads, factor: s.factor })),
-    prefill: { threads: modelThreads, flops: prefillFlops, chunkTokens: chunk },
+    prefill: { threads: modelThreads, flops: prefillFlops, chunkTokens: chunk, contextBandwidth },
     modelShapes,
     split: {
       modelThreads,

@@ -91,6 +91,11 @@ export const deviceProfileSchema = z.object({
        * FLOPs at one rate say.
        */
       chunkTokens: z.number().int().positive().optional(),
+      /**
+       * The rate (bytes/s of K and V) at which a chunk's queries read the context before it, with
+       * `threads` threads; absent: the decode attention's rate (attentionBandwidth).
+       */
+      contextBandwidth: z.number().positive().optional(),
     })
     .optional(),
   /**

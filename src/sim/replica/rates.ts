@@ -13,6 +13,8 @@ export interface SideRates {
   readonly prefillFlops: number;
   /** Tokens of the chunk prefillFlops was measured on, where known (SideCost.prefill splits it). */
   readonly prefillChunkTokens?: number;
+  /** KV read rate of a chunk's queries over the context before it, bytes/s, where measured. */
+  readonly prefillContextBandwidth?: number;
   /** Batch-1 weight streaming, bytes/s. */
   readonly weightBandwidth: number;
   /** Decode attention KV read rate, bytes/s. */
@@ -55,6 +57,9 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       : {}),
     prefillFlops: prefill / stall,
     ...(p.prefill?.chunkTokens ? { prefillChunkTokens: p.prefill.chunkTokens } : {}),
+    ...(p.prefill?.contextBandwidth
+      ? { prefillContextBandwidth: (p.prefill.contextBandwidth * (threads / p.prefill.threads)) / stall }
+      : {}),
     weightBandwidth: weight / stall,
     attentionBandwidth: att / stall,
   };
@@ -84,6 +89,10 @@ export function profileForModel(p: DeviceProfile, model: SimModel): DeviceProfil
       threads: own.threads,
       flops: own.prefillFlops,
       ...(own.prefillChunkTokens ? { chunkTokens: own.prefillChunkTokens } : {}),
+      // The context's read rate is the machine's (its KV in cache), whatever the model's widths.
+      ...(p.prefill?.contextBandwidth && p.prefill.threads === own.threads
+        ? { contextBandwidth: p.prefill.contextBandwidth }
+        : {}),
     },
   };
   if (own.gemm && own.weightBandwidth !== undefined) {

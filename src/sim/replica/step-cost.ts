@@ -97,7 +97,10 @@ export class SideCost {
   prefill(tokens: number, work: number): number {
     if (tokens <= 0) return 0;
     if (this.prefillGemmRate !== null)
-      return Math.max((this.flopsPerToken * tokens) / this.prefillGemmRate + this.contextReads(work), this.gemm(1));
+      return Math.max(
+        (this.flopsPerToken * tokens) / this.prefillGemmRate + this.contextReads(work),
+        this.gemm(1),
+      );
     const flops = this.flopsPerToken * tokens + 2 * this.m.layers * queryDim(this.m) * work;
     return Math.max(flops / this.r.prefillFlops, this.gemm(1));
   }
@@ -111,10 +114,10 @@ export class SideCost {
 
   /**
    * The engine's prompt-chunk attention: query by query, each reading the KV of its context
-   * (work / 2 token reads in all), at the decode attention's rate.
+   * (work / 2 token reads in all), at the measured context read rate (else the decode attention's).
    */
   private contextReads(work: number): number {
-    return ((work / 2) * this.kvBytes) / this.r.attentionBandwidth;
+    return ((work / 2) * this.kvBytes) / (this.r.prefillContextBandwidth ?? this.r.attentionBandwidth);
   }
 
   /**
@@ -127,7 +130,7 @@ export class SideCost {
     const n = r.prefillChunkTokens;
     if (n === undefined) return null;
     const chunkS = (flopsPerToken * n + 2 * m.layers * queryDim(m) * n * n) / r.prefillFlops;
-    const gemmS = chunkS - ((n * n) / 2) * (kvBytes / r.attentionBandwidth);
+    const gemmS = chunkS - ((n * n) / 2) * (kvBytes / (r.prefillContextBandwidth ?? r.attentionBandwidth));
     return gemmS > 0.2 * chunkS ? (flopsPerToken * n) / gemmS : null;
   }
 
