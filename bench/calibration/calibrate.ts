@@ -30,7 +30,7 @@ import {
   pdContext,
   runPlacement,
 } from "./placements.js";
-import { measureProfile, type ProfileEffort } from "./profile-run.js";
+import { CALIBRATION_EFFORT, measureProfile } from "./profile-run.js";
 import { printCalibration, type RoundRow } from "./summary.js";
 import { scaledWorkload } from "./workload.js";
 
@@ -58,18 +58,6 @@ const placements = values.only
     })
   : PLACEMENTS;
 
-/** Sweeps sized to the workloads: the batches and contexts they run at. */
-const EFFORT: ProfileEffort = {
-  batches: [1, 2, 4, 8, 16, 32],
-  contexts: [128, 256, 512],
-  attentionBatch: 32,
-  reps: 3,
-  overheadBatches: [1, 16],
-  overheadSteps: 12,
-  overheadRounds: 1,
-  transportBytes: 1 << 20,
-  stallSeconds: 0.6,
-};
 const dtype = "bf16";
 const colocatedThreads = values.threads ? int(values.threads, "threads") : CORES;
 const backend = loadKernelBackend({ backend: "native" });
@@ -109,7 +97,7 @@ const measure = async (): Promise<DeviceProfile> => {
     CACHE_ROOT,
     "bench",
     dtype,
-    EFFORT,
+    CALIBRATION_EFFORT,
     colocatedThreads,
     () => {},
     [{ model: pd.model, sim: pdSimModel(pd.modelDir) }],

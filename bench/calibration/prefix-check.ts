@@ -27,7 +27,7 @@ import { benchArgs, intFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
 import { CALIB_BOS, calibrationConfig, ensureCalibrationModel } from "./calib-model.js";
 import { CACHE_ROOT } from "./paths.js";
-import { measureProfile, type ProfileEffort } from "./profile-run.js";
+import { CALIBRATION_EFFORT, measureProfile } from "./profile-run.js";
 
 const { values } = benchArgs({
   options: {
@@ -45,17 +45,6 @@ if (!(rate > 0))
 
 const BLOCK = 16;
 const OPENINGS = [192, 256, 320, 384];
-const EFFORT: ProfileEffort = {
-  batches: [1, 2, 4, 8, 16, 32],
-  contexts: [128, 256, 512],
-  attentionBatch: 32,
-  reps: 3,
-  overheadBatches: [1, 16],
-  overheadSteps: 12,
-  overheadRounds: 1,
-  transportBytes: 1 << 20,
-  stallSeconds: 0.6,
-};
 const dtype = "bf16";
 const threads = availableParallelism();
 const backend = loadKernelBackend({ backend: "native" });
@@ -167,7 +156,7 @@ function predicted(profile: DeviceProfile, prefixCaching: boolean): Outcome {
 
 const profiles: DeviceProfile[] = [];
 const measure = async () => {
-  const { profile } = await measureProfile(backend, CACHE_ROOT, "bench", dtype, EFFORT, threads);
+  const { profile } = await measureProfile(backend, CACHE_ROOT, "bench", dtype, CALIBRATION_EFFORT, threads);
   profiles.push(profile);
   // What the replica charges a lone 300-token prompt chunk on this profile.
   const cost = placementCost(profile, simModel, { kind: "colocated", threads });

@@ -29,6 +29,19 @@ export interface ProfileEffort {
   readonly stallSeconds: number;
 }
 
+/** Sweeps sized to the calibration's workloads (calibrate.ts, prefix-check.ts): the batches and contexts they run at. */
+export const CALIBRATION_EFFORT: ProfileEffort = {
+  batches: [1, 2, 4, 8, 16, 32],
+  contexts: [128, 256, 512],
+  attentionBatch: 32,
+  reps: 3,
+  overheadBatches: [1, 16],
+  overheadSteps: 12,
+  overheadRounds: 1,
+  transportBytes: 1 << 20,
+  stallSeconds: 0.6,
+};
+
 export const FULL_EFFORT: ProfileEffort = {
   batches: [1, 2, 4, 8, 16, 24, 32, 48],
   contexts: [128, 256, 512, 1024],

@@ -3,19 +3,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import {
-  type Catalog,
-  findAccelerator,
-  findNetwork,
-  loadCatalog,
-  resolveModel,
-} from "../../src/sim/catalog.js";
 import { runEngine } from "../../src/sim/engine.js";
 import type { Placement } from "../../src/sim/placement.js";
 import { buildSetup, type SimOptions } from "../../src/sim/setup.js";
 import { simulate } from "../../src/sim/simulate.js";
 import { loadTrace, shapeTrace, syntheticTrace, type Trace, traceStats } from "../../src/sim/trace.js";
-import type { Accelerator } from "../../src/sim/types.js";
+import { catalog, model, network } from "./tiny-catalog.js";
 
 /**
  * The simulator's exact numbers for a fixed set of runs, one or more per placement kind, compared
@@ -27,18 +20,6 @@ const FIXTURE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   "../../../test/sim/fixtures/engine-golden.json",
 );
-
-const base = loadCatalog();
-// Small device memory so that KV capacity binds: admission waits, preemption and recomputation run.
-const TINY: Accelerator = {
-  ...findAccelerator(base, "A100-80GB"),
-  name: "TINY",
-  aliases: [],
-  memoryBytes: 29e9,
-};
-const catalog: Catalog = { ...base, accelerators: [...base.accelerators, TINY] };
-const model = resolveModel(catalog, "llama2-7b");
-const network = findNetwork(catalog, "rdma-400g-fhbn");
 
 const arriving = syntheticTrace({
   requests: 600,

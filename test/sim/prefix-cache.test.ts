@@ -1,29 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  type Catalog,
-  findAccelerator,
-  findNetwork,
-  loadCatalog,
-  resolveModel,
-} from "../../src/sim/catalog.js";
 import type { Placement } from "../../src/sim/placement.js";
 import { SimPrefixCache } from "../../src/sim/prefix-cache.js";
 import type { SimOptions } from "../../src/sim/setup.js";
 import { simulate } from "../../src/sim/simulate.js";
 import { loadTrace, parseMooncakeJsonl, shapeTrace, type Trace, traceStats } from "../../src/sim/trace.js";
-import type { Accelerator } from "../../src/sim/types.js";
+import { catalog, model, network } from "./tiny-catalog.js";
 
-const base = loadCatalog();
-const TINY: Accelerator = {
-  ...findAccelerator(base, "A100-80GB"),
-  name: "TINY",
-  aliases: [],
-  memoryBytes: 29e9,
-};
-const catalog: Catalog = { ...base, accelerators: [...base.accelerators, TINY] };
-const model = resolveModel(catalog, "llama2-7b");
-const network = findNetwork(catalog, "rdma-400g-fhbn");
 const homogeneous: Placement = { kind: "homogeneous", device: "H100", tp: 1, replicas: 1 };
 
 /**

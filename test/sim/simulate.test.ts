@@ -1,31 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  type Catalog,
-  findAccelerator,
-  findNetwork,
-  loadCatalog,
-  resolveModel,
-} from "../../src/sim/catalog.js";
+import { findAccelerator, resolveModel } from "../../src/sim/catalog.js";
 import { attentionTime, nonAttentionTime } from "../../src/sim/cost-model.js";
 import { DEFAULT_EFFICIENCY } from "../../src/sim/efficiency.js";
 import type { Placement } from "../../src/sim/placement.js";
 import type { SimOptions } from "../../src/sim/setup.js";
 import { type SimResult, simulate } from "../../src/sim/simulate.js";
 import { loadTrace, shapeTrace, shareGptLike, syntheticTrace, type Trace } from "../../src/sim/trace.js";
-import type { Accelerator } from "../../src/sim/types.js";
-
-const base = loadCatalog();
-// A small-memory device so that KV capacity binds (and preemption happens) within a short trace.
-const TINY: Accelerator = {
-  ...findAccelerator(base, "A100-80GB"),
-  name: "TINY",
-  aliases: [],
-  memoryBytes: 29e9,
-};
-const catalog: Catalog = { ...base, accelerators: [...base.accelerators, TINY] };
-const model = resolveModel(catalog, "llama2-7b");
-const network = findNetwork(catalog, "rdma-400g-fhbn");
+import { catalog, model, network } from "./tiny-catalog.js";
 
 const PLACEMENTS: Array<[string, Placement, boolean]> = [
   ["homogeneous decode-only", { kind: "homogeneous", device: "TINY", tp: 1, replicas: 2 }, true],
