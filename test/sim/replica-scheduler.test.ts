@@ -43,7 +43,44 @@ const BLOCKS = 40;
 
 type Trace = string[];
 
-/** The runtime's scheduler, driven the way EngineCore lands a step (tokens appended, finished removed). */
+/**
+ * Requests through the runtime's scheduler, driven the way EngineCore lands a step (KV computed,
+ * filled blocks published, tokens appended, finished sequences removed).
+ */
+function driveRuntime(
+  s: Scheduler,
+  reqs: readonly { at: number; tokens: readonly number[]; output: number }[],
+): { trace: Trace; seqs: Sequence[] } {
+  const seqs: Sequence[] = [];
+  const trace: Trace = [];
+  let next = 0;
+  for (let step = 0; (next < reqs.length || s.hasWork) && step < 10_000; step++) {
+    while (next < reqs.length && reqs[next]!.at <= step) {
+      const r = reqs[next]!;
+      const params = resolveSamplingParams({ temperature: 0, maxTokens: r.output, ignoreEos: true });
+      const seq = new Sequence(next, `r${next}`, [...r.tokens], params);
+      seqs.push(seq);
+      s.add(seq);
+      next++;
+    }
+    const chunks = s.schedule();
+    trace.push(chunks.map((c) => `${c.seq.id}:${c.start}+${c.count}${c.sample ? "s" : ""}`).join(" "));
+    for (const c of [...chunks]) {
+      const seq = c.seq;
+      seq.numComputed = c.start + c.count;
+      s.publish(c);
+      if (!c.sample) continue;
+      seq.appendToken(7);
+      if (seq.output.length >= seq.params.maxTokens) {
+        seq.status = "finished";
+        s.remove(seq);
+      }
+    }
+  }
+  return { trace, seqs };
+}
+
+/** The runtime's scheduler on REQS (no prefix cache). */
 function runRuntime(reserve: OutputReserveOptions): { trace: Trace; preemptions: number } {
   const alloc = new BlockAllocator(BLOCKS, 16);
   const attention = {
@@ -52,36 +89,12 @@ function runRuntime(reserve: OutputReserveOptions): { trace: Trace; preemptions:
     release: (id: number) => alloc.release(id),
   } as unknown as AttentionService;
   const s = new Scheduler({ ...LIMITS, outputReserve: reserve }, attention);
-  const trace: Trace = [];
-  let next = 0;
-  for (let step = 0; (next < REQS.length || s.hasWork) && step < 10_000; step++) {
-    while (next < REQS.length && REQS[next]!.at <= step) {
-      const r = REQS[next]!;
-      const params = resolveSamplingParams({ temperature: 0, maxTokens: r.output, ignoreEos: true });
-      s.add(
-        new Sequence(
-          next,
-          `r${next}`,
-          Array.from({ length: r.prompt }, () => 1),
-          params,
-        ),
-      );
-      next++;
-    }
-    const chunks = s.schedule();
-    trace.push(chunks.map((c) => `${c.seq.id}:${c.start}+${c.count}${c.sample ? "s" : ""}`).join(" "));
-    for (const c of [...chunks]) {
-      const seq = c.seq;
-      seq.numComputed = c.start + c.count;
-      if (!c.sample) continue;
-      seq.appendToken(1);
-      if (seq.output.length >= seq.params.maxTokens) {
-        seq.status = "finished";
-        s.remove(seq);
-      }
-    }
-  }
-  return { trace, preemptions: s.preemptions };
+  const reqs = REQS.map((r) => ({
+    at: r.at,
+    tokens: Array.from({ length: r.prompt }, () => 1),
+    output: r.output,
+  }));
+  return { trace: driveRuntime(s, reqs).trace, preemptions: s.preemptions };
 }
 
 /** The simulator's replica on the same requests. */
@@ -221,32 +234,7 @@ function runRuntimePrefix(
     },
   } as unknown as AttentionService;
   const s = new Scheduler({ ...LIMITS, outputReserve: NO_OUTPUT_RESERVE }, attention);
-  const seqs: Sequence[] = [];
-  const trace: Trace = [];
-  let next = 0;
-  for (let step = 0; (next < reqs.length || s.hasWork) && step < 10_000; step++) {
-    while (next < reqs.length && reqs[next]!.at <= step) {
-      const r = reqs[next]!;
-      const params = resolveSamplingParams({ temperature: 0, maxTokens: r.output, ignoreEos: true });
-      const seq = new Sequence(next, `r${next}`, [...r.tokens], params);
-      seqs.push(seq);
-      s.add(seq);
-      next++;
-    }
-    const chunks = s.schedule();
-    trace.push(chunks.map((c) => `${c.seq.id}:${c.start}+${c.count}${c.sample ? "s" : ""}`).join(" "));
-    for (const c of [...chunks]) {
-      const seq = c.seq;
-      seq.numComputed = c.start + c.count;
-      s.publish(c);
-      if (!c.sample) continue;
-      seq.appendToken(7);
-      if (seq.output.length >= seq.params.maxTokens) {
-        seq.status = "finished";
-        s.remove(seq);
-      }
-    }
-  }
+  const { trace, seqs } = driveRuntime(s, reqs);
   // The prompts' blocks only (the runtime extended each list with its output's blocks as it published them).
   const keys = seqs.map((q) => {
     const full = Math.floor(q.promptTokens.length / 16);
