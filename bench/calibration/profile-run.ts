@@ -177,23 +177,27 @@ export async function measureProfile(
   const stall = stallThreads.map((t) =>
     measureStallWindows(backend, c, dtype, t, STALL_BATCH, effort.stallSeconds),
   );
-  log(`prefill of a ${PREFILL_CHUNK}-token chunk (${modelThreads} threads) ...`);
+  log(`prefill of a ${PREFILL_CHUNK}-token chunk (1 to ${cores} threads) ...`);
   // A whole engine step of one prompt chunk: GEMMs, causal attention and the step's own costs, as a
-  // FLOP rate the replica of our engine applies to prompt chunks of any model.
+  // FLOP rate the replica of our engine applies to prompt chunks of any model; at the model side's
+  // thread count, and at every core's (two threads prefill at less than twice one's rate).
   const chunk = Math.min(PREFILL_CHUNK, c.maxPositionEmbeddings - 1);
-  const timing = (await measurePrefillChunk(model, backend, chunk, modelThreads, cores, effort.reps)).find(
-    (t) => t.threads === modelThreads,
-  )!;
+  const timings = await measurePrefillChunk(model, backend, chunk, cores, cores, effort.reps);
   const sm = modelFromHfConfig(calibrationConfig(shape, dtype), "calibration config");
-  log(`prefill of a chunk after a cached context (${modelThreads} threads) ...`);
-  const contextBandwidth = await measureContextReads(model, backend, modelThreads, cores, {
-    context: Math.min(512, c.maxPositionEmbeddings - 256),
-    chunk: 128,
-    reps: effort.reps,
-    kvBytesPerToken: kvBytesPerToken(sm),
-  });
-  const prefillFlops =
-    (2 * matmulParams(sm) * chunk + 2 * sm.layers * queryDim(sm) * chunk * chunk) / timing.seconds;
+  const chunkFlops = 2 * matmulParams(sm) * chunk + 2 * sm.layers * queryDim(sm) * chunk * chunk;
+  const prefillAt = async (threads: number) => {
+    log(`prefill of a chunk after a cached context (${threads} threads) ...`);
+    const contextBandwidth = await measureContextReads(model, backend, threads, cores, {
+      context: Math.min(512, c.maxPositionEmbeddings - 256),
+      chunk: 128,
+      reps: effort.reps,
+      kvBytesPerToken: kvBytesPerToken(sm),
+    });
+    const seconds = timings.find((t) => t.threads === threads)!.seconds;
+    return { threads, flops: chunkFlops / seconds, chunkTokens: chunk, contextBandwidth };
+  };
+  const prefill = await prefillAt(modelThreads);
+  const prefillWhole = cores !== modelThreads ? await prefillAt(cores) : undefined;
   const modelShapes = [];
   for (const { model: m, sim } of prefillModels) {
     const mc = m.config;
@@ -232,7 +236,8 @@ export async function measureProfile(
       kvHandoff: { layerS: kvHandoff.layerS, bytesPerS: kvHandoff.bytesPerS },
     },
     stall: stall.map((s) => ({ threads: s.threads, factor: s.factor })),
-    prefill: { threads: modelThreads, flops: prefillFlops, chunkTokens: chunk, contextBandwidth },
+    prefill,
+    ...(prefillWhole ? { prefillWhole } : {}),
     modelShapes,
     split: {
       modelThreads,
@@ -262,7 +267,11 @@ export async function measureProfile(
       messageLatencyS: link.messageLatencyS,
       kvHandoff,
       stall,
-      prefillChunk: { tokens: chunk, threads: modelThreads, seconds: timing.seconds },
+      prefillChunk: {
+        tokens: chunk,
+        threads: modelThreads,
+        seconds: timings.find((t) => t.threads === modelThreads)!.seconds,
+      },
     },
   };
 }

@@ -99,6 +99,19 @@ export const deviceProfileSchema = z.object({
     })
     .optional(),
   /**
+   * The same measured with every core (`threads` the profile's), where it differs from `prefill`'s
+   * thread count: a side running that many threads takes it instead of `prefill` scaled by threads
+   * (two threads prefill at less than twice one's rate). For this profile's model widths only.
+   */
+  prefillWhole: z
+    .object({
+      threads: z.number().int().positive(),
+      flops: z.number().positive(),
+      chunkTokens: z.number().int().positive().optional(),
+      contextBandwidth: z.number().positive().optional(),
+    })
+    .optional(),
+  /**
    * Rates measured on other models' widths with `threads` kernel threads (matrix products run well
    * below the rate at narrow widths: 512 hidden prefills at about 3/4 of 768's rate on one core): a
    * prediction for a model of this hidden and intermediate size uses its entry instead of `prefill`,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { matmulParams } from "../../src/sim/cost-model.js";
 import { parseDeviceProfile } from "../../src/sim/profile.js";
-import { sideRates } from "../../src/sim/replica/rates.js";
+import { profileForModel, sideRates } from "../../src/sim/replica/rates.js";
 import { SideCost } from "../../src/sim/replica/step-cost.js";
 import { PD_BENCH_MODEL, TWO_CORE_PROFILE } from "./engine-fixtures.js";
 
@@ -108,5 +108,30 @@ describe("prompt chunks after a cached context", () => {
     // Reads that would take longer than the measured chunk did (20 GB/s): the rates do not fit, one rate.
     const slow = new SideCost(MODEL, sideRates(chunkProfile(n, 2e10), 2));
     assert.ok(Math.abs(slow.prefill(128, work) / single - 1) < 1e-9);
+  });
+});
+
+describe("the prompt-chunk rate at each side's thread count", () => {
+  const profile = parseDeviceProfile({
+    ...TWO_CORE_PROFILE,
+    stall: [],
+    prefill: { threads: 1, flops: 2e11, chunkTokens: 512, contextBandwidth: 3e10 },
+    prefillWhole: { threads: 2, flops: 3.4e11, chunkTokens: 512, contextBandwidth: 5e10 },
+    modelShapes: [{ hidden: 1, intermediate: 1, threads: 1, prefillFlops: 1e11 }],
+  });
+
+  it("takes the rate measured at that thread count, else scales one thread's", () => {
+    const two = sideRates(profile, 2);
+    assert.equal(two.prefillFlops, 3.4e11, "two threads prefill below twice one thread's rate");
+    assert.equal(two.prefillContextBandwidth, 5e10);
+    assert.equal(sideRates(profile, 1).prefillFlops, 2e11);
+    const { prefillWhole: _, ...onlyOne } = profile;
+    assert.equal(sideRates(onlyOne, 2).prefillFlops, 4e11, "without it: one thread's, scaled");
+  });
+
+  it("is the profile's own model's: a model of other widths takes its own entry", () => {
+    const other = profileForModel(profile, { ...MODEL, hidden: 1, intermediate: 1 });
+    assert.equal(other.prefillWhole, undefined);
+    assert.equal(sideRates(other, 2).prefillFlops, 2e11);
   });
 });

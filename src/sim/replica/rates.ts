@@ -42,10 +42,12 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       : s && threads < whole
         ? s.attentionBandwidth * (threads / s.attentionThreads)
         : p.attentionBandwidth * (threads / whole);
-  const prefill = p.prefill
-    ? threads === p.prefill.threads
-      ? p.prefill.flops
-      : p.prefill.flops * (threads / p.prefill.threads)
+  // The prompt-chunk measurement at this thread count where there is one, else scaled by threads.
+  const chunk = p.prefillWhole?.threads === threads ? p.prefillWhole : p.prefill;
+  const prefill = chunk
+    ? threads === chunk.threads
+      ? chunk.flops
+      : chunk.flops * (threads / chunk.threads)
     : gemm.peakFlops * gemmScale;
   const stall = stallFactor(p, threads);
   return {
@@ -56,9 +58,9 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       ? { gemmCurve: gemm.points.map((q) => ({ batch: q.batch, flops: (q.flops * gemmScale) / stall })) }
       : {}),
     prefillFlops: prefill / stall,
-    ...(p.prefill?.chunkTokens ? { prefillChunkTokens: p.prefill.chunkTokens } : {}),
-    ...(p.prefill?.contextBandwidth
-      ? { prefillContextBandwidth: (p.prefill.contextBandwidth * (threads / p.prefill.threads)) / stall }
+    ...(chunk?.chunkTokens ? { prefillChunkTokens: chunk.chunkTokens } : {}),
+    ...(chunk?.contextBandwidth
+      ? { prefillContextBandwidth: (chunk.contextBandwidth * (threads / chunk.threads)) / stall }
       : {}),
     weightBandwidth: weight / stall,
     attentionBandwidth: att / stall,
@@ -83,8 +85,10 @@ export function stallFactor(p: DeviceProfile, threads: number): number {
 export function profileForModel(p: DeviceProfile, model: SimModel): DeviceProfile {
   const own = p.modelShapes?.find((s) => s.hidden === model.hidden && s.intermediate === model.intermediate);
   if (!own) return p;
+  // prefillWhole was measured on the profile's own model: a model of other widths takes its entry.
+  const { prefillWhole: _ownModelOnly, ...rest } = p;
   const q: { -readonly [K in keyof DeviceProfile]: DeviceProfile[K] } = {
-    ...p,
+    ...rest,
     prefill: {
       threads: own.threads,
       flops: own.prefillFlops,
