@@ -94,7 +94,8 @@ class EventLoop {
       blocks * p.blockTokens,
       Math.floor((this.req.prompt[id]! - 1) / p.blockTokens) * p.blockTokens,
     );
-    if (this.req.generated[id] === 0) {
+    // First admissions only (as the runtime counts): not a prompt preempted and prefilled again.
+    if (this.req.generated[id] === 0 && this.req.recompute[id] === 0) {
       this.totals.prefix!.queriedTokens += this.req.prompt[id]!;
       this.totals.prefix!.hitTokens += cached;
     }
