@@ -123,17 +123,17 @@ export function retainPrefix(
   key?: string,
   only?: number,
 ): number {
-  let kept = 0;
-  const want = (flag: number) => only === undefined || (only & flag) !== 0;
-  if (want(RETAINED_GLOBAL) && pools.global.retain(seqId, index, key)) kept |= RETAINED_GLOBAL;
   const w = pools.window;
+  const want = (flag: number) => only === undefined || (only & flag) !== 0;
+  if (only !== undefined && want(RETAINED_WINDOW) && !w)
+    throw new Error("retain: a window block for a cache without a window pool");
+  let kept = 0;
+  if (want(RETAINED_GLOBAL) && pools.global.retain(seqId, index, key)) kept |= RETAINED_GLOBAL;
   if (w && want(RETAINED_WINDOW)) {
     const held = (w.table(seqId)?.[index] ?? -1) >= 0;
     if (only !== undefined && !held)
       throw new Error(`retain: sequence ${seqId} has no window block at index ${index}`);
     if (held && w.retain(seqId, index, key)) kept |= RETAINED_WINDOW;
   }
-  if (only !== undefined && (only & RETAINED_WINDOW) !== 0 && !w)
-    throw new Error("retain: a window block for a cache without a window pool");
   return kept;
 }

@@ -11,6 +11,7 @@ import { DataPlaneWaits } from "./data-plane-waits.js";
 import type { KvGeometry } from "./kv-attention.js";
 import {
   attachPrefix,
+  type FoundPrefix,
   longestCommonPrefix,
   longestPrefix,
   type PrefixPools,
@@ -619,23 +620,27 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     const keys = allKeys.length > max ? allKeys.slice(0, max) : allKeys;
     if (this.partition === "request" && this.owner.has(seqId)) return 0;
     let links = this.active();
+    let found: FoundPrefix[] | null;
     if (this.partition === "request") {
       // The worker holding the longest usable prefix (the most free blocks among equals); none holds
       // any: no owner yet.
-      const runs = links.map((l) => longestPrefix(this.geometry, poolsOf(l), keys)?.global.length ?? 0);
+      const each = links.map((l) => longestPrefix(this.geometry, poolsOf(l), keys));
+      const len = (i: number) => each[i]?.global.length ?? 0;
       let best = -1;
       for (let i = 0; i < links.length; i++) {
-        const longer = best < 0 ? runs[i]! > 0 : runs[i]! > runs[best]!;
-        const tie = best >= 0 && runs[i] === runs[best];
+        const longer = best < 0 ? len(i) > 0 : len(i) > len(best);
+        const tie = best >= 0 && len(i) === len(best);
         if (longer || (tie && links[i]!.mirror!.freeBlocks > links[best]!.mirror!.freeBlocks)) best = i;
       }
       if (best < 0) return 0;
       this.owner.set(seqId, links[best]!);
       links = [links[best]!];
+      found = [each[best]!];
+    } else {
+      // Head partitioning: every worker attaches the same number of blocks (their mirrors agree; the
+      // longest all of them hold, to be sure).
+      found = links.length > 0 ? longestCommonPrefix(this.geometry, links.map(poolsOf), keys) : null;
     }
-    // Head partitioning: every worker attaches the same number of blocks (their mirrors agree; the
-    // longest all of them hold, to be sure).
-    const found = links.length > 0 ? longestCommonPrefix(this.geometry, links.map(poolsOf), keys) : null;
     if (!found) return 0;
     for (let i = 0; i < links.length; i++) {
       const f = found[i]!;

@@ -103,7 +103,6 @@ export function predictEngineRun(
     kv,
     cost,
     maxContext: shape.maxContext,
-    blockSize: shape.blockSize,
     ...(shape.outputReserve ? { outputReserve: shape.outputReserve } : {}),
   });
   if (!hybrid) return r;

@@ -45,6 +45,25 @@ export type GemmFit = z.infer<typeof gemmFitSchema>;
  *   }
  * }
  */
+/** A prompt chunk measured through the engine (DeviceProfile.prefill and prefillWhole). */
+const prefillChunkSchema = z.object({
+  threads: z.number().int().positive(),
+  flops: z.number().positive(),
+  /**
+   * Tokens of the chunk the rate was measured on (from an empty context). With it the replica
+   * separates the chunk's attention, which the engine runs query by query over the cached keys
+   * (bound by the decode attention's KV read rate), from its GEMMs: a chunk after a long cached
+   * context (later chunks of a long prompt, a prompt after a cached prefix) costs more than its
+   * FLOPs at one rate say.
+   */
+  chunkTokens: z.number().int().positive().optional(),
+  /**
+   * The rate (bytes/s of K and V) at which a chunk's queries read the context before it, with
+   * `threads` threads; absent: the decode attention's rate (attentionBandwidth).
+   */
+  contextBandwidth: z.number().positive().optional(),
+});
+
 export const deviceProfileSchema = z.object({
   version: z.literal(1),
   name: z.string().min(1),
@@ -79,38 +98,13 @@ export const deviceProfileSchema = z.object({
    * prefill runs far above the decode batches the GEMM sweep covers. Without it the replica of our
    * engine (replica/) prefills at the sweep's asymptote.
    */
-  prefill: z
-    .object({
-      threads: z.number().int().positive(),
-      flops: z.number().positive(),
-      /**
-       * Tokens of the chunk the rate was measured on (from an empty context). With it the replica
-       * separates the chunk's attention, which the engine runs query by query over the cached keys
-       * (bound by the decode attention's KV read rate), from its GEMMs: a chunk after a long cached
-       * context (later chunks of a long prompt, a prompt after a cached prefix) costs more than its
-       * FLOPs at one rate say.
-       */
-      chunkTokens: z.number().int().positive().optional(),
-      /**
-       * The rate (bytes/s of K and V) at which a chunk's queries read the context before it, with
-       * `threads` threads; absent: the decode attention's rate (attentionBandwidth).
-       */
-      contextBandwidth: z.number().positive().optional(),
-    })
-    .optional(),
+  prefill: prefillChunkSchema.optional(),
   /**
    * The same measured with every core (`threads` the profile's), where it differs from `prefill`'s
    * thread count: a side running that many threads takes it instead of `prefill` scaled by threads
    * (two threads prefill at less than twice one's rate). For this profile's model widths only.
    */
-  prefillWhole: z
-    .object({
-      threads: z.number().int().positive(),
-      flops: z.number().positive(),
-      chunkTokens: z.number().int().positive().optional(),
-      contextBandwidth: z.number().positive().optional(),
-    })
-    .optional(),
+  prefillWhole: prefillChunkSchema.optional(),
   /**
    * Rates measured on other models' widths with `threads` kernel threads (matrix products run well
    * below the rate at narrow widths: 512 hidden prefills at about 3/4 of 768's rate on one core): a

@@ -258,7 +258,6 @@ function runReplicaPrefix(reqs: readonly PrefixReq[], blocks: number, keys: read
     new SinglePool(pool),
     LIMITS.maxContext,
     NO_OUTPUT_RESERVE,
-    16,
   );
   const seqs = reqs.map((r, i) => new ReplicaSeq(i, r.at, r.tokens.length, r.output, keyIds[i]));
   const trace: Trace = [];

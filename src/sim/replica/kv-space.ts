@@ -23,6 +23,8 @@ export interface KvSpace {
 
 /** The runtime's PrefixCaching on the replica's block keys (numbers standing for its hashes). */
 export interface ReplicaPrefix {
+  /** Tokens of a block, the unit of what is cached. */
+  readonly blockSize: number;
   /** Gives a sequence holding no KV the cached blocks of its longest cached run of `keys`; how many. */
   attach(seqId: number, keys: readonly number[]): number;
   /** The sequence's block `index` is full and written: keep it under `key`. */
@@ -37,6 +39,7 @@ export class SinglePool implements KvSpace {
     this.prefix =
       p instanceof CachingBlockPool
         ? {
+            blockSize: p.blockSize,
             attach: (seqId, keys) => {
               const run = p.lookupRun(keys);
               p.attach(seqId, run);

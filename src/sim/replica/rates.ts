@@ -44,11 +44,7 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
         : p.attentionBandwidth * (threads / whole);
   // The prompt-chunk measurement at this thread count where there is one, else scaled by threads.
   const chunk = p.prefillWhole?.threads === threads ? p.prefillWhole : p.prefill;
-  const prefill = chunk
-    ? threads === chunk.threads
-      ? chunk.flops
-      : chunk.flops * (threads / chunk.threads)
-    : gemm.peakFlops * gemmScale;
+  const prefill = chunk ? chunk.flops * (threads / chunk.threads) : gemm.peakFlops * gemmScale;
   const stall = stallFactor(p, threads);
   return {
     threads,

@@ -33,8 +33,6 @@ export interface ReplicaOptions {
   readonly maxContext?: number;
   /** The runtime scheduler's output reserve; its default if absent. */
   readonly outputReserve?: OutputReserveOptions;
-  /** The KV block size (prefix caching's unit), where the space caches prefixes. */
-  readonly blockSize?: number;
 }
 
 /** What a replayed run measured, defined as the runtime's benchmarks define it. */
@@ -70,7 +68,7 @@ export function runReplica(requests: readonly ReplicaRequest[], o: ReplicaOption
     return s;
   });
   const order = [...seqs].sort((a, b) => a.arrival - b.arrival || a.id - b.id);
-  const sched = new ReplicaScheduler(o.maxRunning, o.kv, o.maxContext, o.outputReserve, o.blockSize);
+  const sched = new ReplicaScheduler(o.maxRunning, o.kv, o.maxContext, o.outputReserve);
   const depth = o.cost.depth;
   let now = 0;
   let next = 0;

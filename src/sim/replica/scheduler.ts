@@ -63,13 +63,11 @@ export class ReplicaScheduler {
   preemptions = 0;
   readonly reserve: OutputReserve;
 
-  /** `blockSize`: the KV block size, needed where the space caches prefixes (kv.prefix). */
   constructor(
     private readonly maxRunning: number,
     private readonly kv: KvSpace,
     private readonly maxContext = Number.POSITIVE_INFINITY,
     outputReserve?: OutputReserveOptions,
-    private readonly blockSize?: number,
   ) {
     this.reserve = new OutputReserve(outputReserve);
   }
@@ -129,8 +127,9 @@ export class ReplicaScheduler {
 
   /** The keys of a waiting sequence's blocks it could take from the cache (all but its last token's), or null. */
   private cacheableKeys(seq: ReplicaSeq): readonly number[] | null {
-    if (!this.kv.prefix || seq.numComputed > 0 || !this.blockSize) return null;
-    const full = Math.floor((seq.length - 1) / this.blockSize);
+    const prefix = this.kv.prefix;
+    if (!prefix || seq.numComputed > 0) return null;
+    const full = Math.floor((seq.length - 1) / prefix.blockSize);
     return full === 0 ? null : Array.from({ length: full }, (_, b) => blockKey(seq, b));
   }
 
@@ -149,14 +148,15 @@ export class ReplicaScheduler {
     const keys = this.cacheableKeys(seq);
     if (!keys) return;
     const n = this.kv.prefix!.attach(seq.id, keys);
-    seq.numComputed = n * this.blockSize!;
+    seq.numComputed = n * this.kv.prefix!.blockSize;
     seq.cachedBlocks = n;
   }
 
   /** A landed chunk filled blocks: those the prompt's keys name go into the prefix cache. */
   private publish(seq: ReplicaSeq): void {
-    if (!this.kv.prefix || !this.blockSize) return;
-    const full = Math.floor(seq.numComputed / this.blockSize);
+    const prefix = this.kv.prefix;
+    if (!prefix) return;
+    const full = Math.floor(seq.numComputed / prefix.blockSize);
     for (let b = seq.cachedBlocks; b < full; b++) this.kv.prefix.publish(seq.id, b, blockKey(seq, b));
     if (full > seq.cachedBlocks) seq.cachedBlocks = full;
   }
