@@ -85,6 +85,7 @@ export interface KernelReport {
 
 const FMA_PRODUCTS = "fp32 multiply-add (weights widened to fp32)";
 const BF16_DOT_ATTENTION = "vdpbf16ps for grouped queries (queries and probabilities rounded to bf16)";
+const TILED_ATTENTION = `${BF16_DOT_ATTENTION}; prompt chunks in tiles of query tokens`;
 const WIDENED_ATTENTION = "fp32 multiply-add (K and V widened to fp32)";
 
 const RELEVANT_FLAGS = [
@@ -153,7 +154,7 @@ export function kernelReport(): KernelReport {
           : FMA_PRODUCTS,
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
-      bf16Attention: i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
+      bf16Attention: i.promptTiles ? TILED_ATTENTION : i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
       threads: i.threads,
       addonPath: path,
     };

@@ -17,10 +17,47 @@ int64_t attentionSplits(int64_t want, int64_t tokens, int64_t longest) {
   return std::max<int64_t>(1, std::min(ceilDiv(want, tokens), longest / kMinPart));
 }
 
+// Whether token u continues token u - 1's prompt run: the same sequence, and each end of its key
+// range at most one key past the previous token's (causal prompt tokens, a sliding window, or the
+// equal ranges of early-q attention over the keys cached before a step).
+bool continuesRun(const AttnArgs& a, int64_t u) {
+  const int32_t dEnd = a.ctxEnd[u] - a.ctxEnd[u - 1], dStart = a.ctxStart[u] - a.ctxStart[u - 1];
+  return a.qSeq[u] == a.qSeq[u - 1] && dEnd >= 0 && dEnd <= 1 && dStart >= 0 && dStart <= 1;
+}
+
 }  // namespace
+
+bool AttentionRunner::runTiles(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
+  if (!tileFits(*k, a)) return false;
+  const int64_t nKv = a.cache.nKvHeads, per = tileTokens(a.nHeads / nKv);
+  tiles_.clear();
+  singles_.clear();
+  for (int64_t t = 0, u; t < n; t = u) {
+    for (u = t + 1; u < n && continuesRun(a, u);) u++;
+    if (u - t < kTileMinTokens) {
+      for (int64_t i = t; i < u; i++) singles_.push_back(i);
+      continue;
+    }
+    // Last tiles first: they have the most keys, and starting them first evens out the threads.
+    for (int64_t e = u; e > t; e -= per) tiles_.push_back({std::max(t, e - per), e});
+  }
+  if (tiles_.empty()) return false;
+  // Tile tasks (a tile and one KV head) first, then the other tokens whole, one task each.
+  const int64_t nTileTasks = int64_t(tiles_.size()) * nKv, D = a.cache.headDim;
+  pool.forEach(nTileTasks + int64_t(singles_.size()), [&](int64_t task) {
+    if (task < nTileTasks) {
+      const Tile& tile = tiles_[size_t(task / nKv)];
+      return k->attentionTile(a, tile.t0, tile.t1, task % nKv);
+    }
+    const int64_t t = singles_[size_t(task - nTileTasks)], h = t * a.nHeads;
+    k->attention(a, t, 0, nKv, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
+  });
+  return true;
+}
 
 void AttentionRunner::run(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
   if (n <= 0) return;
+  if (runTiles(k, pool, a, n)) return;
   const int64_t D = a.cache.headDim, nKv = a.cache.nKvHeads, bs = a.cache.blockSize;
   const int64_t G = a.nHeads / nKv;
   int64_t longest = 0;

@@ -33,7 +33,19 @@ class AttentionRunner {
                     int64_t headDim);
 
  private:
+  /**
+   * The call's prompt runs (kTileMinTokens consecutive tokens of one sequence or more) in tiles of
+   * query tokens where the variant has them and tileFits allows, its other tokens one task each;
+   * false (nothing run) where there is no such run.
+   */
+  bool runTiles(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens);
+
+  struct Tile {
+    int64_t t0, t1;
+  };
   std::vector<float> partOut_, partLse_, mergeLse_;
+  std::vector<Tile> tiles_;        // this call's tiles, reused from call to call
+  std::vector<int64_t> singles_;   // this call's tokens outside any tile
 };
 
 }  // namespace lk

@@ -63,6 +63,14 @@ struct AttnArgs {
   float softcap;  // scores become softcap * tanh(score / softcap) before the softmax; 0: none
 };
 
+// Prompt tiles (attentionTile): a tile's rows are its tokens' query heads of one KV head, at most
+// kTileRows; runs of fewer than kTileMinTokens tokens (decode, speculative drafts) keep the
+// per-token kernel, so a sequence decodes alike whether or not it speculates.
+constexpr int64_t kTileRows = 64, kTileMaxHeadDim = 256, kTileMinTokens = 8;
+
+// Tokens a tile takes for query groups of `group` heads.
+inline int64_t tileTokens(int64_t group) { return group >= kTileRows ? 1 : kTileRows / group; }
+
 struct KernelTable {
   const char* name;
   // Float lanes per vector (4, 8 or 16).
@@ -90,6 +98,10 @@ struct KernelTable {
   // from these (flash-decoding).
   void (*attention)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                     float* lse);
+  // Query tokens [t0, t1) of one sequence, a prompt run (see tileRun), against KV head kh: writes
+  // their outputs and lse straight into a.out / a.lse. Null where the variant has no tiled path;
+  // where it has one, only for calls tileFits accepts.
+  void (*attentionTile)(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh);
   void (*merge)(float* outA, float* lseA, const float* outB, const float* lseB, int64_t headDim, int64_t r0,
                 int64_t r1);
   // Sum of x[i0, i1): a pure streaming read, the bandwidth yardstick for benchmarks.
@@ -111,6 +123,15 @@ struct KernelTable {
   double (*tileLoop)(int64_t n);
   double tileFlopsPerRound;
 };
+
+// Whether this call's prompt runs may go through k.attentionTile: the path of the bf16 dot
+// products (a bf16 cache, query groups of 2 to kTileRows, head_dim a multiple of 32 up to
+// kTileMaxHeadDim; no soft-capping, which the tiles do not apply).
+inline bool tileFits(const KernelTable& k, const AttnArgs& a) {
+  const int64_t G = a.nHeads / a.cache.nKvHeads, D = a.cache.headDim;
+  return k.attentionTile != nullptr && a.cache.dtype == kBF16 && G >= 2 && G <= kTileRows && D % 32 == 0 &&
+         D <= kTileMaxHeadDim && a.softcap == 0;
+}
 
 const KernelTable* table_portable();
 #if defined(__x86_64__) || defined(_M_X64)

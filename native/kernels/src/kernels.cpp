@@ -2,7 +2,9 @@
 // the target flags pick the vector width. All loops are over caller-given sub-ranges so the addon
 // layer can spread them over its thread pool.
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -1055,6 +1057,11 @@ constexpr bool kBf16DotAttention = true;
 constexpr bool kBf16DotAttention = false;
 #endif
 
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
+#include "attention_tile.h"
+void attentionTile(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) { attentionTileRows(a, t0, t1, kh); }
+#endif
+
 // One query token against KV heads [h0, h1) over keys [p0, p1). The heads walk the range
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
 // contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
@@ -1301,6 +1308,11 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       LK_STR(LK_VARIANT),     LK_VARIANT::W,         LK_VARIANT::matmul, LK_VARIANT::packTokens,
       LK_VARIANT::embedding,  LK_VARIANT::rmsnorm,   LK_VARIANT::rope,   LK_VARIANT::siluMul,
       LK_VARIANT::add,        LK_VARIANT::softmax,   LK_VARIANT::kvWrite, LK_VARIANT::attention,
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
+      LK_VARIANT::attentionTile,
+#else
+      nullptr,
+#endif
       LK_VARIANT::merge,      LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
 #if defined(__AVX512BF16__)
       LK_VARIANT::dotLoop,    LK_VARIANT::kDotFlopsPerRound,

@@ -1,0 +1,186 @@
+// Prompt attention in tiles of query tokens (native/kernels/src/attention_tile.h): runs of 8 or
+// more consecutive tokens of one sequence, against the reference and against themselves computed in
+// other calls, on every variant this CPU runs (the ones without tiles take the per-token path).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import {
+  assertClose,
+  emptyCache,
+  fillCache,
+  type PagedLayout,
+  pagedAttention,
+  pagedLayout,
+  queryRanges,
+  randomF32,
+  rng,
+} from "./fixtures.js";
+import { attentionTakesBf16Dot, BF16_DOT_RTOL, forEachVariant, nativeKernels, roundedToBf16 } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+
+interface Shape {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  blockSize: number;
+}
+
+// Groups of 3 (21 tokens a tile: 63 rows and one padding row), 4 (16 tokens), 8 (8 tokens, head_dim
+// 96: a last column chunk of 32), 2 (32 tokens, head_dim 256) and 64 (one token a tile).
+const SHAPES: Shape[] = [
+  { nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16 },
+  { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
+  { nHeads: 16, nKvHeads: 2, headDim: 96, blockSize: 32 },
+  { nHeads: 4, nKvHeads: 2, headDim: 256, blockSize: 16 },
+  { nHeads: 64, nKvHeads: 1, headDim: 32, blockSize: 16 },
+];
+
+// Sequence lengths: a prompt chunk after a cached context, a decode token's sequence, a sliding
+// window, early-q ranges, and a run too short for tiles.
+const LENS = [180, 97, 90, 70, 40];
+
+/**
+ * The query tokens of one call: sequence 0's chunk of 50 tokens after 130 cached (causal), a decode
+ * token, sequence 2's 30 tokens at positions 60-89 under a window of 40 keys (both ends move),
+ * sequence 3's 12 tokens all over the 70 keys cached before a step (early q), and 7 tokens of
+ * sequence 4 (below the 8 a tile run needs).
+ */
+function promptQueries() {
+  return queryRanges((add) => {
+    for (let p = 130; p < 180; p++) add(0, 0, p + 1);
+    add(1, 0, 97);
+    for (let p = 60; p < 90; p++) add(2, Math.max(0, p + 1 - 40), p + 1);
+    for (let i = 0; i < 12; i++) add(3, 0, 70);
+    for (let p = 33; p < 40; p++) add(4, 0, p + 1);
+  });
+}
+
+function setup(c: Shape, seed: number) {
+  const rand = rng(seed);
+  const layout = pagedLayout(LENS, c.blockSize, rand);
+  const caches = [ref, native].map((b) => {
+    const cache = emptyCache("bf16", layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+    fillCache(b, cache, layout, rng(seed + 1));
+    return cache;
+  });
+  const r = promptQueries();
+  return { layout, refCache: caches[0]!, natCache: caches[1]!, q: randomF32(r.n * c.nHeads * c.headDim, rand, 2), ...r };
+}
+
+test("prompt runs in tiles match the reference (causal chunks, sliding windows, early q, beside decode tokens)", () => {
+  const tiled = new Set<string>();
+  for (const [i, c] of SHAPES.entries()) {
+    const s = setup(c, 900 + i);
+    const dot = { ...pagedAttention(ref, s.refCache, { ...s, q: roundedToBf16(s.q) }, c.nHeads, c.headDim), rtol: BF16_DOT_RTOL };
+    const plain = { ...pagedAttention(ref, s.refCache, s, c.nHeads, c.headDim), rtol: 1e-5 };
+    const threadsBefore = native.info().threads;
+    try {
+      for (const threads of [1, 2]) {
+        native.setThreads(threads);
+        forEachVariant(
+          native,
+          (v) => {
+            const want = attentionTakesBf16Dot(native, "bf16", c.nHeads, c.nKvHeads, c.headDim) ? dot : plain;
+            const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
+            const what = `${v} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
+            assertClose(got.out, want.out, `out ${what}`, want.rtol);
+            assertClose(got.lse, want.lse, `lse ${what}`, want.rtol);
+            if (native.info().promptTiles) tiled.add(v);
+          },
+          { emulated: true },
+        );
+      }
+    } finally {
+      native.setThreads(threadsBefore);
+    }
+  }
+  console.log(`prompt tiles tested on: ${[...tiled].join(", ") || "none (no variant here has them)"}`);
+  const { supported } = native.info();
+  assert.deepEqual([...tiled], supported.filter((v) => v === "avx512bf16"), "tiles on the AVX-512-BF16 build only");
+});
+
+/** Attention of queries [from, to) of `s` alone, in a call of their own (lse optional). */
+function callOf(
+  s: ReturnType<typeof setup>,
+  c: Shape,
+  from: number,
+  to: number,
+  withLse: boolean,
+): { out: Float32Array; lse: Float32Array | undefined } {
+  const n = to - from;
+  const width = c.nHeads * c.headDim;
+  const out = new Float32Array(n * width).fill(Number.NaN);
+  const lse = withLse ? new Float32Array(n * c.nHeads).fill(Number.NaN) : undefined;
+  const args: AttentionArgs = {
+    out,
+    q: s.q.subarray(from * width, to * width),
+    cache: s.natCache as KvLayerCache,
+    blockTables: (s.layout as PagedLayout).blockTables,
+    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+    qSeq: s.qSeq.subarray(from, to),
+    ctxStart: s.ctxStart.subarray(from, to),
+    ctxEnd: s.ctxEnd.subarray(from, to),
+    nTokens: n,
+    nHeads: c.nHeads,
+    scale: 1 / Math.sqrt(c.headDim),
+    ...(lse ? { lse } : {}),
+  };
+  native.attention(args);
+  return { out, lse };
+}
+
+test("a prompt token's output is the same bits whichever call and tile it comes in", () => {
+  // The prefix cache and chunked prefill compute a prompt's tokens in calls of different sizes:
+  // sequence 0's 50-token causal chunk (queries 0-49) and sequence 2's 30 windowed tokens (queries
+  // 51-80, where each part starts its keys elsewhere) whole, then each cut in two (tiles cut
+  // elsewhere), on 1 and 2 threads, the second part without lse.
+  const runs = [
+    { from: 0, to: 50, cuts: [8, 29] },
+    { from: 51, to: 81, cuts: [60, 71] },
+  ];
+  for (const c of SHAPES.slice(0, 3)) {
+    const s = setup(c, 950);
+    const width = c.nHeads * c.headDim;
+    const threadsBefore = native.info().threads;
+    try {
+      forEachVariant(native, (v) => {
+        for (const { from, to, cuts } of runs) {
+          native.setThreads(2);
+          const whole = callOf(s, c, from, to, true);
+          for (const threads of [1, 2]) {
+            native.setThreads(threads);
+            for (const cut of cuts) {
+              const a = callOf(s, c, from, cut, true);
+              const b = callOf(s, c, cut, to, false);
+              const k = cut - from;
+              const what = `${v} heads ${c.nHeads}/${c.nKvHeads} queries ${from}-${to} cut at ${cut}, ${threads} thread(s)`;
+              assert.deepEqual(a.out, whole.out.subarray(0, k * width), `first part ${what}`);
+              assert.deepEqual(a.lse, whole.lse!.subarray(0, k * c.nHeads), `first part's lse ${what}`);
+              assert.deepEqual(b.out, whole.out.subarray(k * width), `second part (no lse) ${what}`);
+            }
+          }
+        }
+      });
+    } finally {
+      native.setThreads(threadsBefore);
+    }
+  }
+});
+
+test("a prompt run with soft-capped scores (Gemma 2) keeps the per-token kernel and its cap", () => {
+  const c = SHAPES[1]!;
+  const s = setup(c, 970);
+  const softcap = 5;
+  forEachVariant(native, (v) => {
+    const rounded = attentionTakesBf16Dot(native, "bf16", c.nHeads, c.nKvHeads, c.headDim);
+    const want = pagedAttention(ref, s.refCache, rounded ? { ...s, q: roundedToBf16(s.q) } : s, c.nHeads, c.headDim, {
+      softcap,
+    });
+    const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim, { softcap });
+    assertClose(got.out, want.out, `out ${v} softcap`, rounded ? BF16_DOT_RTOL : 1e-5);
+    assertClose(got.lse, want.lse, `lse ${v} softcap`, rounded ? BF16_DOT_RTOL : 1e-5);
+  });
+});
