@@ -20,7 +20,7 @@ export const BENCH_SHAPES = {
     num_key_value_heads: 3,
     intermediate_size: 1536,
     vocab_size: 49152,
-    max_position_embeddings: 2048,
+    max_position_embeddings: 8192,
     rope_theta: 100000.0,
     rope_scaling: null,
   },

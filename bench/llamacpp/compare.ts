@@ -3,10 +3,11 @@
  *
  *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b,gpt-oss-20b-4l] [--reps 3]
  *        [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m] [--seqs 1,8,32]
- *        [--no-prefill]
+ *        [--no-prefill] [--prefill-len 512,4096]
  *
  * --seqs: the decode scenarios' sequence counts (small batches such as 2,4 show the products that
- * read the weights once for a few tokens); --no-prefill leaves the 512-token prefill out.
+ * read the weights once for a few tokens); --no-prefill leaves the prefill out; --prefill-len: its
+ * prompt lengths (default 512, the issues' target; longer prompts show the attention over them).
  * --quantize: both engines run the same quantized GGUF file (our export at that quantization);
  * without it ours runs the Hugging Face directory and llama.cpp its GGUF export at --dtype. The
  * gpt-oss shape runs from GGUF only (--quantize mxfp4_moe, as its releases ship).
@@ -64,6 +65,7 @@ const quantize = quantizeFlag ? (quantizeFlag as GgufQuantize) : undefined;
 const cacheRoot = path.join(root, ".lamina-cache", "bench-models");
 const PROMPT_LEN = 16;
 const PREFILL_LEN = 512;
+const prefillLens = intListFlag(flag("prefill-len", String(PREFILL_LEN)), "prefill-len");
 
 interface Scenario {
   readonly metric: string;
@@ -86,13 +88,11 @@ const decodeTarget = (seqs: number) =>
 const scenarios: Scenario[] = [
   ...seqCounts.map((seqs) => decodeScenario(seqs, decodeTarget(seqs))),
   ...(withPrefill
-    ? [
-        {
-          metric: `prefill tok/s, ${PREFILL_LEN}-token prompt`,
-          target: quantize ? 1.0 : 0.8,
-          run: (e: EngineRunner) => e.prefill(benchPrompt(PREFILL_LEN, 99)),
-        },
-      ]
+    ? prefillLens.map((len) => ({
+        metric: `prefill tok/s, ${len}-token prompt`,
+        target: len === PREFILL_LEN ? (quantize ? 1.0 : 0.8) : 0,
+        run: (e: EngineRunner) => e.prefill(benchPrompt(len, 99)),
+      }))
     : []),
 ];
 
@@ -176,7 +176,7 @@ writeFileSync(
       reps,
       decodeTokens: tokens,
       promptTokens: PROMPT_LEN,
-      prefillTokens: PREFILL_LEN,
+      prefillTokens: prefillLens,
       llamaCpp: { binary, flashAttention },
       loadAverage: { before: loadBefore, after: loadAfter },
       rows,

@@ -154,7 +154,11 @@ export function kernelReport(): KernelReport {
           : FMA_PRODUCTS,
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
-      bf16Attention: i.promptTiles ? TILED_ATTENTION : i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
+      bf16Attention: i.promptTiles
+        ? TILED_ATTENTION
+        : i.bf16DotAttention
+          ? BF16_DOT_ATTENTION
+          : WIDENED_ATTENTION,
       threads: i.threads,
       addonPath: path,
     };

@@ -54,6 +54,7 @@ export interface NativeAddon {
   };
   selectVariant(name: string): void;
   setThreads(n: number): void;
+  setPromptTiles(on: boolean): void;
   matmul(
     out: Float32Array,
     x: Float32Array,
@@ -396,6 +397,14 @@ export class NativeBackend implements KernelBackend {
 
   setThreads(n: number): void {
     this.addon.setThreads(n);
+  }
+
+  /**
+   * Whether prompt runs take the tiled attention kernel where this variant has one (on by
+   * default; off for benchmarks comparing it with the per-token kernel).
+   */
+  setPromptTiles(on: boolean): void {
+    this.addon.setPromptTiles(on);
   }
 
   /** Switches this thread's addon instance to another compiled variant (for tests and benchmarks). */

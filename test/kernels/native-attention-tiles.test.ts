@@ -1,10 +1,12 @@
-// Prompt attention in tiles of query tokens (native/kernels/src/attention_tile.h): runs of 8 or
+// Prompt attention in tiles of query tokens (native/kernels/src/attention_tile*.h): runs of 8 or
 // more consecutive tokens of one sequence, against the reference and against themselves computed in
-// other calls, on every variant this CPU runs (the ones without tiles take the per-token path).
+// other calls, on every variant this CPU runs and every 16- and 32-bit KV dtype (vdpbf16ps tiles
+// where decode attention takes vdpbf16ps, fp32 multiply-add tiles elsewhere).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
+import type { DType } from "../../src/model/tensor.js";
 import {
   assertClose,
   emptyCache,
@@ -16,7 +18,13 @@ import {
   randomF32,
   rng,
 } from "./fixtures.js";
-import { attentionTakesBf16Dot, BF16_DOT_RTOL, forEachVariant, nativeKernels, roundedToBf16 } from "./native-setup.js";
+import {
+  attentionTakesBf16Dot,
+  BF16_DOT_RTOL,
+  forEachVariant,
+  nativeKernels,
+  roundedToBf16,
+} from "./native-setup.js";
 
 const ref = new ReferenceBackend();
 const native = nativeKernels();
@@ -28,15 +36,18 @@ interface Shape {
   blockSize: number;
 }
 
-// Groups of 3 (21 tokens a tile: 63 rows and one padding row), 4 (16 tokens), 8 (8 tokens, head_dim
-// 96: a last column chunk of 32), 2 (32 tokens, head_dim 256) and 64 (one token a tile).
+// Groups of 3 (21 tokens a tile: 63 rows and a padding row), 4 (16 tokens), 8 (8 tokens, head_dim
+// 96: a last column chunk narrower than the rest), 2 (32 tokens, head_dim 256), 64 (one token a
+// tile) and 1 (MHA, 64 tokens a tile; head_dim 48, no multiple of 32: fp32 tiles on every variant).
 const SHAPES: Shape[] = [
   { nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 16 },
   { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
   { nHeads: 16, nKvHeads: 2, headDim: 96, blockSize: 32 },
   { nHeads: 4, nKvHeads: 2, headDim: 256, blockSize: 16 },
   { nHeads: 64, nKvHeads: 1, headDim: 32, blockSize: 16 },
+  { nHeads: 2, nKvHeads: 2, headDim: 48, blockSize: 16 },
 ];
+const KV_DTYPES: DType[] = ["bf16", "f16", "f32"];
 
 // Sequence lengths: a prompt chunk after a cached context, a decode token's sequence, a sliding
 // window, early-q ranges, and a run too short for tiles.
@@ -58,48 +69,69 @@ function promptQueries() {
   });
 }
 
-function setup(c: Shape, seed: number) {
+function setup(c: Shape, seed: number, dtype: DType = "bf16") {
   const rand = rng(seed);
   const layout = pagedLayout(LENS, c.blockSize, rand);
   const caches = [ref, native].map((b) => {
-    const cache = emptyCache("bf16", layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
+    const cache = emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim);
     fillCache(b, cache, layout, rng(seed + 1));
     return cache;
   });
   const r = promptQueries();
-  return { layout, refCache: caches[0]!, natCache: caches[1]!, q: randomF32(r.n * c.nHeads * c.headDim, rand, 2), ...r };
+  return {
+    layout,
+    refCache: caches[0]!,
+    natCache: caches[1]!,
+    q: randomF32(r.n * c.nHeads * c.headDim, rand, 2),
+    ...r,
+  };
 }
 
 test("prompt runs in tiles match the reference (causal chunks, sliding windows, early q, beside decode tokens)", () => {
-  const tiled = new Set<string>();
-  for (const [i, c] of SHAPES.entries()) {
-    const s = setup(c, 900 + i);
-    const dot = { ...pagedAttention(ref, s.refCache, { ...s, q: roundedToBf16(s.q) }, c.nHeads, c.headDim), rtol: BF16_DOT_RTOL };
-    const plain = { ...pagedAttention(ref, s.refCache, s, c.nHeads, c.headDim), rtol: 1e-5 };
-    const threadsBefore = native.info().threads;
-    try {
-      for (const threads of [1, 2]) {
-        native.setThreads(threads);
-        forEachVariant(
-          native,
-          (v) => {
-            const want = attentionTakesBf16Dot(native, "bf16", c.nHeads, c.nKvHeads, c.headDim) ? dot : plain;
-            const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
-            const what = `${v} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
-            assertClose(got.out, want.out, `out ${what}`, want.rtol);
-            assertClose(got.lse, want.lse, `lse ${what}`, want.rtol);
-            if (native.info().promptTiles) tiled.add(v);
-          },
-          { emulated: true },
-        );
+  const ran = new Set<string>();
+  for (const [i, c] of SHAPES.entries())
+    for (const dtype of KV_DTYPES) {
+      const s = setup(c, 900 + i, dtype);
+      const plain = { ...pagedAttention(ref, s.refCache, s, c.nHeads, c.headDim), rtol: 1e-5 };
+      const dot =
+        dtype === "bf16"
+          ? {
+              ...pagedAttention(ref, s.refCache, { ...s, q: roundedToBf16(s.q) }, c.nHeads, c.headDim),
+              rtol: BF16_DOT_RTOL,
+            }
+          : plain;
+      const threadsBefore = native.info().threads;
+      try {
+        for (const threads of [1, 2]) {
+          native.setThreads(threads);
+          forEachVariant(
+            native,
+            (v) => {
+              const takesDot = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
+              const want = takesDot ? dot : plain;
+              const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
+              const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
+              assertClose(got.out, want.out, `out ${what}`, want.rtol);
+              assertClose(got.lse, want.lse, `lse ${what}`, want.rtol);
+              assert.ok(native.info().promptTiles, `${v} has prompt tiles`);
+              ran.add(takesDot ? `${v} (vdpbf16ps tiles)` : v);
+            },
+            { emulated: true },
+          );
+        }
+      } finally {
+        native.setThreads(threadsBefore);
       }
-    } finally {
-      native.setThreads(threadsBefore);
     }
-  }
-  console.log(`prompt tiles tested on: ${[...tiled].join(", ") || "none (no variant here has them)"}`);
-  const { supported } = native.info();
-  assert.deepEqual([...tiled], supported.filter((v) => v === "avx512bf16"), "tiles on the AVX-512-BF16 build only");
+  console.log(`prompt tiles tested on: ${[...ran].join(", ")}`);
+  const { supported, emulated } = native.info();
+  assert.deepEqual(
+    [...ran].filter((v) => !v.includes("(")).sort(),
+    [...supported, ...emulated].sort(),
+    "fp32 tiles on every variant",
+  );
+  for (const v of supported.filter((x) => x === "avx512bf16"))
+    assert.ok(ran.has(`${v} (vdpbf16ps tiles)`), `${v} took the vdpbf16ps tiles`);
 });
 
 /** Attention of queries [from, to) of `s` alone, in a call of their own (lse optional). */
@@ -141,33 +173,34 @@ test("a prompt token's output is the same bits whichever call and tile it comes 
     { from: 0, to: 50, cuts: [8, 29] },
     { from: 51, to: 81, cuts: [60, 71] },
   ];
-  for (const c of SHAPES.slice(0, 3)) {
-    const s = setup(c, 950);
-    const width = c.nHeads * c.headDim;
-    const threadsBefore = native.info().threads;
-    try {
-      forEachVariant(native, (v) => {
-        for (const { from, to, cuts } of runs) {
-          native.setThreads(2);
-          const whole = callOf(s, c, from, to, true);
-          for (const threads of [1, 2]) {
-            native.setThreads(threads);
-            for (const cut of cuts) {
-              const a = callOf(s, c, from, cut, true);
-              const b = callOf(s, c, cut, to, false);
-              const k = cut - from;
-              const what = `${v} heads ${c.nHeads}/${c.nKvHeads} queries ${from}-${to} cut at ${cut}, ${threads} thread(s)`;
-              assert.deepEqual(a.out, whole.out.subarray(0, k * width), `first part ${what}`);
-              assert.deepEqual(a.lse, whole.lse!.subarray(0, k * c.nHeads), `first part's lse ${what}`);
-              assert.deepEqual(b.out, whole.out.subarray(k * width), `second part (no lse) ${what}`);
+  for (const c of SHAPES.slice(0, 3))
+    for (const dtype of KV_DTYPES) {
+      const s = setup(c, 950, dtype);
+      const width = c.nHeads * c.headDim;
+      const threadsBefore = native.info().threads;
+      try {
+        forEachVariant(native, (v) => {
+          for (const { from, to, cuts } of runs) {
+            native.setThreads(2);
+            const whole = callOf(s, c, from, to, true);
+            for (const threads of [1, 2]) {
+              native.setThreads(threads);
+              for (const cut of cuts) {
+                const a = callOf(s, c, from, cut, true);
+                const b = callOf(s, c, cut, to, false);
+                const k = cut - from;
+                const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} queries ${from}-${to} cut at ${cut}, ${threads} thread(s)`;
+                assert.deepEqual(a.out, whole.out.subarray(0, k * width), `first part ${what}`);
+                assert.deepEqual(a.lse, whole.lse!.subarray(0, k * c.nHeads), `first part's lse ${what}`);
+                assert.deepEqual(b.out, whole.out.subarray(k * width), `second part (no lse) ${what}`);
+              }
             }
           }
-        }
-      });
-    } finally {
-      native.setThreads(threadsBefore);
+        });
+      } finally {
+        native.setThreads(threadsBefore);
+      }
     }
-  }
 });
 
 test("a prompt run with soft-capped scores (Gemma 2) keeps the per-token kernel and its cap", () => {
@@ -176,9 +209,16 @@ test("a prompt run with soft-capped scores (Gemma 2) keeps the per-token kernel 
   const softcap = 5;
   forEachVariant(native, (v) => {
     const rounded = attentionTakesBf16Dot(native, "bf16", c.nHeads, c.nKvHeads, c.headDim);
-    const want = pagedAttention(ref, s.refCache, rounded ? { ...s, q: roundedToBf16(s.q) } : s, c.nHeads, c.headDim, {
-      softcap,
-    });
+    const want = pagedAttention(
+      ref,
+      s.refCache,
+      rounded ? { ...s, q: roundedToBf16(s.q) } : s,
+      c.nHeads,
+      c.headDim,
+      {
+        softcap,
+      },
+    );
     const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim, { softcap });
     assertClose(got.out, want.out, `out ${v} softcap`, rounded ? BF16_DOT_RTOL : 1e-5);
     assertClose(got.lse, want.lse, `lse ${v} softcap`, rounded ? BF16_DOT_RTOL : 1e-5);

@@ -61,6 +61,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("info", &Kernels::Info),
                              InstanceMethod("selectVariant", &Kernels::SelectVariant),
                              InstanceMethod("setThreads", &Kernels::SetThreads),
+                             InstanceMethod("setPromptTiles", &Kernels::SetPromptTiles),
                              InstanceMethod("matmul", &Kernels::Matmul),
                              InstanceMethod("embedding", &Kernels::Embedding),
                              InstanceMethod("rmsnorm", &Kernels::Rmsnorm),
@@ -160,6 +161,13 @@ class Kernels : public Napi::Addon<Kernels> {
 
   void SetThreads(const Napi::CallbackInfo& info) {
     pool_->resize(int(std::min<int64_t>(integer(info, 0, "setThreads", "n", 1), 256)));
+  }
+
+  // setPromptTiles(on): whether prompt runs go through the tiled kernel where the variant has it
+  // (on by default); off, every token takes the per-token kernel: the benchmarks' comparison.
+  void SetPromptTiles(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsBoolean()) typeError(info.Env(), "setPromptTiles: on must be a boolean");
+    runner_.setTiles(info[0].As<Napi::Boolean>().Value());
   }
 
   // matmul(out, x, w, dtype, rows, cols, nTokens, bias?)

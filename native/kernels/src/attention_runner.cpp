@@ -28,7 +28,7 @@ bool continuesRun(const AttnArgs& a, int64_t u) {
 }  // namespace
 
 bool AttentionRunner::runTiles(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
-  if (!tileFits(*k, a)) return false;
+  if (!tilesOn_ || !tileFits(*k, a)) return false;
   const int64_t nKv = a.cache.nKvHeads, per = tileTokens(a.nHeads / nKv);
   tiles_.clear();
   singles_.clear();

@@ -32,6 +32,9 @@ class AttentionRunner {
   static void sinks(ThreadPool& pool, float* out, float* lse, const float* sinks, int64_t nTokens, int64_t nHeads,
                     int64_t headDim);
 
+  /** Whether prompt runs take the tiled kernel where the variant has one (on by default). */
+  void setTiles(bool on) { tilesOn_ = on; }
+
  private:
   /**
    * The call's prompt runs (kTileMinTokens consecutive tokens of one sequence or more) in tiles of
@@ -46,6 +49,7 @@ class AttentionRunner {
   std::vector<float> partOut_, partLse_, mergeLse_;
   std::vector<Tile> tiles_;        // this call's tiles, reused from call to call
   std::vector<int64_t> singles_;   // this call's tokens outside any tile
+  bool tilesOn_ = true;
 };
 
 }  // namespace lk

@@ -99,8 +99,7 @@ struct KernelTable {
   void (*attention)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                     float* lse);
   // Query tokens [t0, t1) of one sequence, a prompt run (see tileRun), against KV head kh: writes
-  // their outputs and lse straight into a.out / a.lse. Null where the variant has no tiled path;
-  // where it has one, only for calls tileFits accepts.
+  // their outputs and lse straight into a.out / a.lse; only for calls tileFits accepts.
   void (*attentionTile)(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh);
   void (*merge)(float* outA, float* lseA, const float* outB, const float* lseB, int64_t headDim, int64_t r0,
                 int64_t r1);
@@ -124,12 +123,12 @@ struct KernelTable {
   double tileFlopsPerRound;
 };
 
-// Whether this call's prompt runs may go through k.attentionTile: the path of the bf16 dot
-// products (a bf16 cache, query groups of 2 to kTileRows, head_dim a multiple of 32 up to
-// kTileMaxHeadDim; no soft-capping, which the tiles do not apply).
+// Whether this call's prompt runs may go through k.attentionTile: an f32, f16 or bf16 cache, query
+// groups of up to kTileRows heads, head_dim a multiple of 16 up to kTileMaxHeadDim, no
+// soft-capping (which the tiles do not apply). int8 caches keep the per-token kernel.
 inline bool tileFits(const KernelTable& k, const AttnArgs& a) {
   const int64_t G = a.nHeads / a.cache.nKvHeads, D = a.cache.headDim;
-  return k.attentionTile != nullptr && a.cache.dtype == kBF16 && G >= 2 && G <= kTileRows && D % 32 == 0 &&
+  return k.attentionTile != nullptr && a.cache.dtype != kI8 && G <= kTileRows && D % 16 == 0 &&
          D <= kTileMaxHeadDim && a.softcap == 0;
 }
 

@@ -1057,10 +1057,25 @@ constexpr bool kBf16DotAttention = true;
 constexpr bool kBf16DotAttention = false;
 #endif
 
-#if defined(__AVX512BF16__) && !defined(LK_AMX)
 #include "attention_tile.h"
-void attentionTile(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) { attentionTileRows(a, t0, t1, kh); }
+#include "attention_tile_fma.h"
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
+#include "attention_tile_dot.h"
 #endif
+
+// A prompt run's tile (see AttentionRunner): through vdpbf16ps where decode attention on the same
+// cache would take it (kBf16DotAttention, a bf16 cache, grouped queries, head_dim a multiple of 32:
+// the same rounding of queries and probabilities), else through fp32 multiply-adds.
+void attentionTile(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
+  const int dt = a.cache.dtype;
+#if defined(__AVX512BF16__) && !defined(LK_AMX)
+  if (dt == lk::kBF16 && a.nHeads / a.cache.nKvHeads >= 2 && a.cache.headDim % 32 == 0)
+    return attentionTileDot(a, t0, t1, kh);
+#endif
+  if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
+  else if (dt == lk::kF16) attentionTileFma<1>(a, t0, t1, kh);
+  else attentionTileFma<2>(a, t0, t1, kh);
+}
 
 // One query token against KV heads [h0, h1) over keys [p0, p1). The heads walk the range
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
@@ -1308,11 +1323,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       LK_STR(LK_VARIANT),     LK_VARIANT::W,         LK_VARIANT::matmul, LK_VARIANT::packTokens,
       LK_VARIANT::embedding,  LK_VARIANT::rmsnorm,   LK_VARIANT::rope,   LK_VARIANT::siluMul,
       LK_VARIANT::add,        LK_VARIANT::softmax,   LK_VARIANT::kvWrite, LK_VARIANT::attention,
-#if defined(__AVX512BF16__) && !defined(LK_AMX)
       LK_VARIANT::attentionTile,
-#else
-      nullptr,
-#endif
       LK_VARIANT::merge,      LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
 #if defined(__AVX512BF16__)
       LK_VARIANT::dotLoop,    LK_VARIANT::kDotFlopsPerRound,

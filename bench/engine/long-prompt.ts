@@ -1,0 +1,91 @@
+// Long prompts on an in-process engine: prefill throughput with prompt attention in tiles of query
+// tokens against the per-token kernel (the addon's setPromptTiles), alternating in the same run,
+// medians of --reps. Random bf16 weights of the llama.cpp comparison's shapes (generated once
+// under .lamina-cache/bench-models).
+//
+//   node dist/bench/engine/long-prompt.js [--shape smollm2-135m] [--prompt 512,2048,8192] [--reps 3] [--threads 2]
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { median } from "../../src/bench/stats.js";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
+import { loadModel } from "../../src/model/load.js";
+import { cpuModel } from "../common/cpu-model.js";
+import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
+import { writeResults } from "../common/results.js";
+import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModelDir } from "../llamacpp/bench-models.js";
+import { OursRunner } from "../llamacpp/ours.js";
+
+const { values } = benchArgs({
+  options: {
+    shape: { type: "string", default: "smollm2-135m" },
+    prompt: { type: "string", default: "512,2048,8192" },
+    reps: { type: "string", default: "3" },
+    threads: { type: "string", default: "2" },
+  },
+});
+const shape = values.shape as BenchShape;
+if (!(shape in BENCH_SHAPES))
+  throw new Error(`--shape: unknown shape "${shape}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
+const prompts = intListFlag(values.prompt, "prompt");
+const reps = intFlag(values.reps, "reps");
+const threads = intFlag(values.threads, "threads");
+const maxPositions = (BENCH_SHAPES[shape] as { max_position_embeddings: number }).max_position_embeddings;
+for (const p of prompts)
+  if (p + 1 > maxPositions)
+    throw new Error(`--prompt ${p}: ${shape} takes at most ${maxPositions - 1} prompt tokens`);
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const dir = ensureBenchModelDir(path.join(root, ".lamina-cache", "bench-models"), shape, "bf16", log);
+const model = await loadModel(dir);
+const backend = loadKernelBackend({ backend: "native", threads }) as NativeBackend;
+const runner = new OursRunner(model, backend);
+
+interface Row {
+  prompt: number;
+  tiledTokPerS: number;
+  perTokenTokPerS: number;
+  /** tiled / per-token prefill throughput */
+  speedup: number;
+}
+const rows: Row[] = [];
+try {
+  for (const len of prompts) {
+    const prompt = benchPrompt(len, 99);
+    const tiled: number[] = [];
+    const perToken: number[] = [];
+    backend.setPromptTiles(true);
+    await runner.prefill(prompt); // warm-up: pages of the KV pool and scratch
+    for (let r = 0; r < reps; r++)
+      for (const on of [true, false]) {
+        backend.setPromptTiles(on);
+        (on ? tiled : perToken).push(await runner.prefill(prompt));
+      }
+    const t = median(tiled);
+    const p = median(perToken);
+    rows.push({ prompt: len, tiledTokPerS: t, perTokenTokPerS: p, speedup: t / p });
+    log(`${len}: tiled ${t.toFixed(0)} tok/s, per-token ${p.toFixed(0)} tok/s`);
+  }
+} finally {
+  backend.setPromptTiles(true);
+}
+
+console.log(`${cpuModel()}; ${backend.describe()}; ${shape} (bf16, random weights), medians of ${reps}`);
+console.log("prompt tokens | tiled prefill tok/s | per-token prefill tok/s | tiled / per-token");
+for (const r of rows)
+  console.log(
+    [
+      String(r.prompt).padStart(13),
+      r.tiledTokPerS.toFixed(0).padStart(19),
+      r.perTokenTokPerS.toFixed(0).padStart(23),
+      `${r.speedup.toFixed(2)}×`.padStart(17),
+    ].join(" | "),
+  );
+writeResults(`engine-long-prompt-${shape}.json`, {
+  cpu: cpuModel(),
+  backend: backend.describe(),
+  shape,
+  reps,
+  rows,
+});
