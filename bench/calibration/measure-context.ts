@@ -5,10 +5,11 @@ import type { LoadedModel } from "../../src/model/types.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 
 /**
- * The rate at which a prompt chunk's attention reads the KV of the context before it (bytes of K
- * and V over all layers, each query token reading every earlier key): the engine attends query by
- * query, so a chunk after a long context (a prompt after a cached prefix, the later chunks of a
- * long prompt) costs these reads on top of its GEMMs. Measured as the time a `chunk`-token prompt
+ * The rate of a prompt chunk's attention over the context before it, as bytes of K and V over all
+ * layers counted once per query token and earlier key (the prompt tiles read each key once for a
+ * tile of queries, so this is an effective rate): a chunk after a long context (a prompt after a
+ * cached prefix, the later chunks of a long prompt) costs this on top of its GEMMs, in proportion
+ * to its queries times its context. Measured as the time a `chunk`-token prompt
  * tail takes after `context` cached tokens less the time the same number of tokens takes from an
  * empty context, over the extra reads; the median of `reps` (each on an opening of its own, made
  * cached by a first request).

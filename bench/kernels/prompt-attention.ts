@@ -6,6 +6,7 @@
 //   node dist/bench/kernels/prompt-attention.js [--shapes smollm2-135m,llama-3.2-1b,llama-3.1-8b]
 //                                               [--ctx 0,2048,8192] [--chunk 512] [--block 64]
 //                                               [--dtype bf16,f16] [--threads 2] [--reps 5]
+//                                               [--variant avx512bf16,avx2]
 //
 // The limit is the peak of the instruction the tiles multiply with: vdpbf16ps for a bf16 cache with
 // grouped queries where the variant takes it for attention (avx512bf16), else fp32 FMA (f16 and f32
@@ -38,6 +39,8 @@ const { values } = benchArgs({
     dtype: { type: "string", default: "bf16,f16" },
     threads: { type: "string", default: "2" },
     reps: { type: "string", default: "5" },
+    // Compiled kernel variants to run (default: the one this CPU gets), one after another.
+    variant: { type: "string" },
   },
 });
 const shapes = values.shapes.split(",").map((name) => {
@@ -54,13 +57,16 @@ const dtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 if (dtypes.includes("int8")) throw new Error("--dtype int8: int8 caches have no prompt tiles");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-const info = backend.info();
+const variants = values.variant?.split(",") ?? [backend.info().variant];
+for (const v of variants)
+  if (!backend.info().supported.includes(v))
+    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
 const PEAK_ROUNDS = 200_000;
 
 /** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTile). */
 function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): "vdpbf16ps" | "FMA" {
   const group = shape.nHeads / shape.nKvHeads;
-  return dtype === "bf16" && info.bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
+  return dtype === "bf16" && backend.info().bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
     ? "vdpbf16ps"
     : "FMA";
 }
@@ -113,6 +119,7 @@ function promptCall(
 }
 
 interface Row {
+  variant: string;
   shape: string;
   kvDtype: KvDType;
   instruction: "vdpbf16ps" | "FMA";
@@ -131,56 +138,61 @@ interface Row {
 const results: Row[] = [];
 backend.setThreads(threads);
 try {
-  for (const shape of shapes)
-    for (const dtype of dtypes)
-      for (const ctx of contexts) {
-        const { args, flops } = promptCall(shape, ctx, dtype);
-        const instruction = tileInstruction(dtype, shape);
-        const call = (tiles: boolean) => () => {
-          backend.setPromptTiles(tiles);
-          backend.attention(args);
-        };
-        let peakFlops = 0;
-        const peak = () => {
-          peakFlops =
-            instruction === "vdpbf16ps" ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
-        };
-        call(true)();
-        call(false)();
-        const [tPeak, tTiled, tPerToken] = bestAlternating(reps, peak, call(true), call(false)) as [
-          number,
-          number,
-          number,
-        ];
-        const peakGflops = peakFlops / tPeak / 1e9;
-        const g = (t: number) => flops / t / 1e9;
-        results.push({
-          shape: shape.name,
-          kvDtype: dtype,
-          instruction,
-          ctx,
-          chunk,
-          peakGflops,
-          tiledMs: tTiled * 1e3,
-          tiledGflops: g(tTiled),
-          tiledPctOfPeak: (100 * g(tTiled)) / peakGflops,
-          perTokenMs: tPerToken * 1e3,
-          perTokenGflops: g(tPerToken),
-          perTokenPctOfPeak: (100 * g(tPerToken)) / peakGflops,
-          speedup: tPerToken / tTiled,
-        });
-      }
+  for (const variant of variants)
+    for (const shape of shapes)
+      for (const dtype of dtypes)
+        for (const ctx of contexts) {
+          backend.selectVariant(variant);
+          const { args, flops } = promptCall(shape, ctx, dtype);
+          const instruction = tileInstruction(dtype, shape);
+          const call = (tiles: boolean) => () => {
+            backend.setPromptTiles(tiles);
+            backend.attention(args);
+          };
+          let peakFlops = 0;
+          const peak = () => {
+            peakFlops =
+              instruction === "vdpbf16ps" ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
+          };
+          call(true)();
+          call(false)();
+          const [tPeak, tTiled, tPerToken] = bestAlternating(reps, peak, call(true), call(false)) as [
+            number,
+            number,
+            number,
+          ];
+          const peakGflops = peakFlops / tPeak / 1e9;
+          const g = (t: number) => flops / t / 1e9;
+          results.push({
+            variant,
+            shape: shape.name,
+            kvDtype: dtype,
+            instruction,
+            ctx,
+            chunk,
+            peakGflops,
+            tiledMs: tTiled * 1e3,
+            tiledGflops: g(tTiled),
+            tiledPctOfPeak: (100 * g(tTiled)) / peakGflops,
+            perTokenMs: tPerToken * 1e3,
+            perTokenGflops: g(tPerToken),
+            perTokenPctOfPeak: (100 * g(tPerToken)) / peakGflops,
+            speedup: tPerToken / tTiled,
+          });
+        }
 } finally {
   backend.setPromptTiles(true);
+  backend.selectVariant(backend.info().supported[0]!);
 }
 
 console.log(`${cpuModel()}; ${backend.describe()}; chunk ${chunk}, block ${blockSize}, ${threads} thread(s)`);
 console.log(
-  "shape        | KV   | context | instruction | peak GFLOP/s | tiled ms | tiled GFLOP/s | % of peak | per-token ms | per-token GFLOP/s | % of peak | tiled speedup",
+  "variant    | shape        | KV   | context | instruction | peak GFLOP/s | tiled ms | tiled GFLOP/s | % of peak | per-token ms | per-token GFLOP/s | % of peak | tiled speedup",
 );
 for (const r of results)
   console.log(
     [
+      r.variant.padEnd(10),
       r.shape.padEnd(12),
       r.kvDtype.padEnd(4),
       String(r.ctx).padStart(7),

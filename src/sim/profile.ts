@@ -51,15 +51,16 @@ const prefillChunkSchema = z.object({
   flops: z.number().positive(),
   /**
    * Tokens of the chunk the rate was measured on (from an empty context). With it the replica
-   * separates the chunk's attention, which the engine runs query by query over the cached keys
-   * (bound by the decode attention's KV read rate), from its GEMMs: a chunk after a long cached
-   * context (later chunks of a long prompt, a prompt after a cached prefix) costs more than its
-   * FLOPs at one rate say.
+   * separates the chunk's attention, which costs in proportion to its (query, earlier key) pairs,
+   * from its GEMMs: a chunk after a long cached context (later chunks of a long prompt, a prompt
+   * after a cached prefix) costs more than its FLOPs at one rate say.
    */
   chunkTokens: z.number().int().positive().optional(),
   /**
-   * The rate (bytes/s of K and V) at which a chunk's queries read the context before it, with
-   * `threads` threads; absent: the decode attention's rate (attentionBandwidth).
+   * The rate of a chunk's attention over the context before it, with `threads` threads, as bytes/s
+   * of K and V counted once per query (the prompt tiles read a key once for a tile of queries, so
+   * this is an effective rate, well above the memory's); absent: the decode attention's rate
+   * (attentionBandwidth).
    */
   contextBandwidth: z.number().positive().optional(),
 });

@@ -113,8 +113,8 @@ export class SideCost {
   }
 
   /**
-   * The engine's prompt-chunk attention: query by query, each reading the KV of its context
-   * (work / 2 token reads in all), at the measured context read rate (else the decode attention's).
+   * The engine's prompt-chunk attention: in proportion to its (query, key) pairs (work / 2 of them,
+   * each a key's K and V rows), at the measured context rate (else the decode attention's read rate).
    */
   private contextReads(work: number): number {
     return ((work / 2) * this.kvBytes) / (this.r.prefillContextBandwidth ?? this.r.attentionBandwidth);
