@@ -84,9 +84,11 @@ export interface KernelReport {
 }
 
 const FMA_PRODUCTS = "fp32 multiply-add (weights widened to fp32)";
-const BF16_DOT_ATTENTION = "vdpbf16ps for grouped queries (queries and probabilities rounded to bf16)";
-const TILED_ATTENTION = `${BF16_DOT_ATTENTION}; prompt chunks in tiles of query tokens`;
-const WIDENED_ATTENTION = "fp32 multiply-add (K and V widened to fp32)";
+// Prompt runs (8+ tokens of a sequence) go through tiles of query tokens on every variant.
+const PROMPT_TILES = "prompt chunks in tiles of query tokens";
+const BF16_DOT_ATTENTION = `vdpbf16ps for grouped queries (queries and probabilities rounded to bf16); ${PROMPT_TILES}`;
+const WIDENED_ATTENTION = `fp32 multiply-add (K and V widened to fp32); ${PROMPT_TILES}`;
+const REFERENCE_ATTENTION = "fp32, one query token at a time (the TypeScript reference)";
 
 const RELEVANT_FLAGS = [
   "sse4_2",
@@ -135,7 +137,7 @@ export function kernelReport(): KernelReport {
       bf16Products: FMA_PRODUCTS,
       quantProducts: "reference",
       int8Attention: "reference",
-      bf16Attention: WIDENED_ATTENTION,
+      bf16Attention: REFERENCE_ATTENTION,
       threads: 1,
       addonPath: null,
     };
@@ -154,11 +156,7 @@ export function kernelReport(): KernelReport {
           : FMA_PRODUCTS,
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
-      bf16Attention: i.promptTiles
-        ? TILED_ATTENTION
-        : i.bf16DotAttention
-          ? BF16_DOT_ATTENTION
-          : WIDENED_ATTENTION,
+      bf16Attention: i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
       threads: i.threads,
       addonPath: path,
     };
@@ -171,7 +169,7 @@ export function kernelReport(): KernelReport {
       bf16Products: FMA_PRODUCTS,
       quantProducts: "reference",
       int8Attention: "reference",
-      bf16Attention: WIDENED_ATTENTION,
+      bf16Attention: REFERENCE_ATTENTION,
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

@@ -41,12 +41,6 @@ export interface NativeAddon {
      * rounded to bf16): avx512bf16 only, not amxbf16, whose CPUs issue it at half the FMA's rate.
      */
     bf16DotAttention: boolean;
-    /**
-     * Prompt runs (8 or more consecutive tokens of one sequence) of grouped queries on a bf16 cache
-     * go through tiles of query tokens that read each key once for the whole tile (vdpbf16ps, the
-     * same rounding as bf16DotAttention): avx512bf16 only.
-     */
-    promptTiles: boolean;
     /** Variants whose special instructions run in software, for tests; selectable, never chosen. */
     emulated: string[];
     /** The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, else "widen". */

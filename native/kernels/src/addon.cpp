@@ -129,8 +129,6 @@ class Kernels : public Napi::Addon<Kernels> {
     o.Set("bf16Dot", table_->dotLoop != nullptr);
     // Grouped-query attention on a bf16 cache through vdpbf16ps (queries and probabilities rounded).
     o.Set("bf16DotAttention", table_->bf16DotAttention);
-    // Prompt runs of grouped queries on a bf16 cache in tiles of query tokens (attention_tile.h).
-    o.Set("promptTiles", table_->attentionTile != nullptr);
     // Batched products on bf16 weights through AMX tiles (amx_bf16.h), real or emulated.
     o.Set("tiles", table_->tileLoop != nullptr);
     o.Set("int8Attention", table_->int8Attention());
