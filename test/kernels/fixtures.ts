@@ -71,6 +71,14 @@ export function assertClose(
 }
 
 /** A random paged layout: sequences of the given lengths spread over shuffled physical blocks. */
+/** An attention case's heads and cache geometry. */
+export interface AttentionShape {
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  blockSize: number;
+}
+
 export interface PagedLayout {
   numBlocks: number;
   blockSize: number;

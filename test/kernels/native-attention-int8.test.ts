@@ -8,6 +8,7 @@ import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
 import { kvKeyIndex, kvValueIndex, parseKvDtype } from "../../src/kernels/kv-cache.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import {
+  type AttentionShape,
   assertClose,
   emptyCache,
   fillCache,
@@ -23,11 +24,7 @@ import { forEachVariant, nativeKernels } from "./native-setup.js";
 const ref = new ReferenceBackend();
 const native = nativeKernels();
 
-interface Case {
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  blockSize: number;
+interface Case extends AttentionShape {
   seqLens: number[];
 }
 

@@ -8,6 +8,7 @@ import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import {
+  type AttentionShape,
   assertClose,
   emptyCache,
   fillCache,
@@ -29,12 +30,7 @@ import {
 const ref = new ReferenceBackend();
 const native = nativeKernels();
 
-interface Shape {
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  blockSize: number;
-}
+type Shape = AttentionShape;
 
 // Groups of 3 (21 tokens a tile: 63 rows and a padding row), 4 (16 tokens), 8 (8 tokens, head_dim
 // 96: a last column chunk narrower than the rest), 2 (32 tokens, head_dim 256), 64 (one token a

@@ -6,6 +6,7 @@ import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/bac
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import {
+  type AttentionShape,
   assertClose,
   emptyCache,
   fillCache,
@@ -28,12 +29,7 @@ const ref = new ReferenceBackend();
 const native = nativeKernels();
 const KV_DTYPES: DType[] = ["f32", "bf16", "f16"];
 
-interface Case {
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  blockSize: number;
-}
+type Case = AttentionShape;
 
 const CASES: Case[] = [
   { nHeads: 6, nKvHeads: 2, headDim: 20, blockSize: 16 }, // GQA, group 3, odd head size
