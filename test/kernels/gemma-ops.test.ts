@@ -157,3 +157,49 @@ test("soft-capped attention split into two key ranges and merged by lse equals t
   const bad = () => attend(native, s.caches[1]!, s, -1);
   assert.throws(bad, /softcap must be 0 \(none\) or positive/);
 });
+
+test("activations give an element the same bits wherever a range starts, and saturate at large |x|", () => {
+  // The vector code takes a range's last partial vector through a padded copy: an element's value
+  // must not depend on the offset its range starts at (thread ranges, batch layouts) or the threads
+  // (past 16,384 elements the pool cuts the range).
+  const n = 40_003;
+  const g = randomF32(n, rng(3), 60); // to ±30: the tanh and the exponential saturate
+  const u = randomF32(n, rng(4), 2);
+  const ops = {
+    geluMul: (b: KernelBackend, out: Float32Array, x: Float32Array, y: Float32Array, m: number) =>
+      b.geluMul(out, x, y, m),
+    softcap: (b: KernelBackend, out: Float32Array, x: Float32Array, _y: Float32Array, m: number) =>
+      b.softcap(out, x, 5, m),
+    swigluClamped: (b: KernelBackend, out: Float32Array, x: Float32Array, y: Float32Array, m: number) =>
+      b.swigluClamped(out, x, y, m, 1.702, 7),
+  };
+  const threadsBefore = native.info().threads;
+  try {
+    forEachVariant(native, (v) => {
+      for (const [name, op] of Object.entries(ops)) {
+        const want = new Float32Array(n);
+        op(ref, want, g, u, n);
+        native.setThreads(2);
+        const whole = new Float32Array(n);
+        op(native, whole, g, u, n);
+        assertClose(whole, want, `${v} ${name} against the reference`);
+        assert.ok(whole.every(Number.isFinite), `${v} ${name}: finite at large |x|`);
+        for (const threads of [1, 2])
+          for (const from of [1, 3, 7, 13]) {
+            native.setThreads(threads);
+            const part = new Float32Array(n - from);
+            op(native, part, g.subarray(from), u.subarray(from), n - from);
+            assert.deepEqual(part, whole.subarray(from), `${v} ${name} from ${from}, ${threads} thread(s)`);
+          }
+      }
+      // Saturation: softcap(±1e6) is ±cap exactly, GELU(30) is 30, GELU(-30) is -0 or a tiny negative.
+      const out = new Float32Array(2);
+      native.softcap(out, new Float32Array([1e6, -1e6]), 5, 2);
+      assert.deepEqual([...out], [5, -5], `${v} softcap saturates`);
+      native.geluMul(out, new Float32Array([30, -30]), new Float32Array([1, 1]), 2);
+      assert.ok(out[0] === 30 && Math.abs(out[1]!) < 1e-30, `${v} GELU saturates: ${out}`);
+    });
+  } finally {
+    native.setThreads(threadsBefore);
+  }
+});

@@ -198,24 +198,24 @@ test("a prompt token's output is the same bits whichever call and tile it comes 
     }
 });
 
-test("a prompt run with soft-capped scores (Gemma 2) keeps the per-token kernel and its cap", () => {
-  const c = SHAPES[1]!;
-  const s = setup(c, 970);
-  const softcap = 5;
-  forEachVariant(native, (v) => {
-    const rounded = attentionTakesBf16Dot(native, "bf16", c.nHeads, c.nKvHeads, c.headDim);
-    const want = pagedAttention(
-      ref,
-      s.refCache,
-      rounded ? { ...s, q: roundedToBf16(s.q) } : s,
-      c.nHeads,
-      c.headDim,
-      {
-        softcap,
-      },
-    );
-    const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim, { softcap });
-    assertClose(got.out, want.out, `out ${v} softcap`, rounded ? BF16_DOT_RTOL : 1e-5);
-    assertClose(got.lse, want.lse, `lse ${v} softcap`, rounded ? BF16_DOT_RTOL : 1e-5);
-  });
+test("a prompt run with soft-capped scores (Gemma 2) matches the reference on every KV dtype", () => {
+  // A cap of 5 on scores of a few units: the tanh bends them, so a cap not applied, or applied
+  // to unscaled scores, shows (tiles and the decode token's per-token kernel alike).
+  for (const c of [SHAPES[0]!, SHAPES[1]!])
+    for (const dtype of KV_DTYPES) {
+      const s = setup(c, 970, dtype);
+      const softcap = 5;
+      const at = (b: typeof ref | typeof native, cache: KvLayerCache, q: Float32Array) =>
+        pagedAttention(b, cache, { ...s, q }, c.nHeads, c.headDim, { softcap });
+      const plain = at(ref, s.refCache, s.q);
+      const dot = dtype === "bf16" ? at(ref, s.refCache, roundedToBf16(s.q)) : plain;
+      forEachVariant(native, (v) => {
+        const rounded = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
+        const want = rounded ? dot : plain;
+        const got = at(native, s.natCache, s.q);
+        const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} softcap`;
+        assertClose(got.out, want.out, `out ${what}`, rounded ? BF16_DOT_RTOL : 1e-5);
+        assertClose(got.lse, want.lse, `lse ${what}`, rounded ? BF16_DOT_RTOL : 1e-5);
+      });
+    }
 });

@@ -305,7 +305,7 @@ class Kernels : public Napi::Addon<Kernels> {
     float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
     const float* g = static_cast<const float*>(array(info, 1, m, "gate", napi_float32_array, n).data);
     const float* u = static_cast<const float*>(array(info, 2, m, "up", napi_float32_array, n).data);
-    parallelRange(n, 16384, [&](int64_t a, int64_t b) { lk::geluMul(out, g, u, a, b); });
+    parallelRange(n, 16384, [&](int64_t a, int64_t b) { table_->geluMul(out, g, u, a, b); });
   }
 
   // softcap(out, x, cap, n) and scale(out, x, factor, n)
@@ -330,7 +330,7 @@ class Kernels : public Napi::Addon<Kernels> {
     float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
     const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, n).data);
     parallelRange(n, 16384, [&](int64_t a, int64_t b) {
-      if (cap) lk::softcap(out, x, c, a, b);
+      if (cap) table_->softcap(out, x, c, a, b);
       else lk::scale(out, x, c, a, b);
     });
   }
@@ -508,7 +508,7 @@ class Kernels : public Napi::Addon<Kernels> {
     const float limit = float(info[5].As<Napi::Number>().DoubleValue());
     if (!std::isfinite(alpha) || !(limit > 0) || !std::isfinite(limit))
       typeError(info.Env(), "swigluClamped: alpha must be finite and limit positive");
-    parallelRange(n, 16384, [&](int64_t a, int64_t b) { lk::swigluClamped(out, g, u, alpha, limit, a, b); });
+    parallelRange(n, 16384, [&](int64_t a, int64_t b) { table_->swigluClamped(out, g, u, alpha, limit, a, b); });
   }
 
   // moeCombine(out, y, slotRow, slotWeight, nTokens, topK, dim)

@@ -89,3 +89,10 @@ inline bool tileRowsInside(const TileRowState& st, int64_t r0, int64_t k0, int64
     if (st.start[r0 + i] > k0 || st.end[r0 + i] < k0 + nk) return false;
   return true;
 }
+
+// Gemma 2's soft-capping of a step's scores, all R rows of nk slots (s[j][r]): the scaled score x
+// becomes cap * tanh(x / cap), as the per-token kernel does; the softmax then takes them unscaled.
+inline void tileSoftcap(float* s, int64_t R, int64_t nk, float scale, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < nk * R; i += W) storef(s + i, cap * vtanh(loadf(s + i) * scale * inv));
+}

@@ -172,7 +172,12 @@ inline void attentionTileDot(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
       case 3: tileScoresAll<3>(t.qp.data(), R, pairs, t.krow, nk, t.s.data()); break;
       default: tileScoresAll<4>(t.qp.data(), R, pairs, t.krow, nk, t.s.data()); break;
     }
-    for (int64_t v = 0; v < RV; v++) tileSoftmax(t, R, v, k0, nk, a.scale);
+    float scale = a.scale;
+    if (a.softcap > 0) {
+      tileSoftcap(t.s.data(), R, nk, scale, a.softcap);
+      scale = 1.0f;
+    }
+    for (int64_t v = 0; v < RV; v++) tileSoftmax(t, R, v, k0, nk, scale);
     tilePackValues(t.vp.data(), t.vrow, nk, D);
     int64_t c0 = 0;
     for (; c0 + 64 <= D; c0 += 64) tileValuesCols<4>(t.o.data(), D, t.pp.data(), R, t.vp.data(), nk / 2, rows, c0, t.st.corr);

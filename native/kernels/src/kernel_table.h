@@ -121,15 +121,20 @@ struct KernelTable {
   // arithmetic yardstick of the tiled bf16 products; null where the variant has no tiles.
   double (*tileLoop)(int64_t n);
   double tileFlopsPerRound;
+  // Element-wise activations over [i0, i1) (activation_kernels.h): out = gelu_tanh(g) * u;
+  // out = cap * tanh(x / cap); gpt-oss's clamped SwiGLU. out may alias the first input.
+  void (*geluMul)(float* out, const float* g, const float* u, int64_t i0, int64_t i1);
+  void (*softcap)(float* out, const float* x, float cap, int64_t i0, int64_t i1);
+  void (*swigluClamped)(float* out, const float* g, const float* u, float alpha, float limit, int64_t i0, int64_t i1);
 };
 
 // Whether this call's prompt runs may go through k.attentionTile: an f32, f16 or bf16 cache, query
-// groups of up to kTileRows heads, head_dim a multiple of 16 up to kTileMaxHeadDim, no
-// soft-capping (which the tiles do not apply). int8 caches keep the per-token kernel.
+// groups of up to kTileRows heads, head_dim a multiple of 16 up to kTileMaxHeadDim. int8 caches
+// keep the per-token kernel.
 inline bool tileFits(const KernelTable& k, const AttnArgs& a) {
   const int64_t G = a.nHeads / a.cache.nKvHeads, D = a.cache.headDim;
   return k.attentionTile != nullptr && a.cache.dtype != kI8 && G <= kTileRows && D % 16 == 0 &&
-         D <= kTileMaxHeadDim && a.softcap == 0;
+         D <= kTileMaxHeadDim;
 }
 
 const KernelTable* table_portable();

@@ -1057,6 +1057,7 @@ constexpr bool kBf16DotAttention = true;
 constexpr bool kBf16DotAttention = false;
 #endif
 
+#include "activation_kernels.h"
 #include "attention_tile.h"
 #include "attention_tile_fma.h"
 #if defined(__AVX512BF16__) && !defined(LK_AMX)
@@ -1170,7 +1171,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
       float* row = sc + g * kChunk;
       if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
         const float cap = a.softcap, inv = 1.0f / a.softcap;
-        for (int64_t j = 0; j < n; j++) row[j] = cap * std::tanh(row[j] * inv);
+        for (int64_t j = 0; j < n; j += W) storef(row + j, cap * vtanh(loadf(row + j) * inv));
       }
       for (int64_t j = n; j < nPad; j++) row[j] = -INFINITY;  // padding: exp -> 0
       vf mv = splat(-INFINITY);
@@ -1336,6 +1337,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       nullptr,                0.0,
 #endif
+      LK_VARIANT::geluMul,    LK_VARIANT::softcap,   LK_VARIANT::swigluClamped,
   };
   return &table;
 }

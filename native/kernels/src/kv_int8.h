@@ -270,8 +270,10 @@ inline void headTiles(int64_t n, F4 f4, F2 f2, F1 f1) {
 inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float softcap, int64_t D4) {
   if (softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
     const float inv = 1.0f / softcap;
-    for (int64_t j = 0; j < n; j++)
-      if (row[j] != -INFINITY) row[j] = softcap * std::tanh(row[j] * inv);
+    for (int64_t j = 0; j < n; j += W) {  // -inf (out of range) stays -inf
+      const vf x = loadf(row + j);
+      storef(row + j, x == -INFINITY ? x : softcap * vtanh(x * inv));
+    }
   }
   for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
   vf mv = splat(-INFINITY);

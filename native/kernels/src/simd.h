@@ -280,6 +280,23 @@ inline vf vexp(vf x) {
   return tooBig ? splat(INFINITY) : y;
 }
 
+// tanh(x): below |x| = 0.625 an odd polynomial in x (Cephes' tanhf coefficients: relative error
+// about 1e-7), above it 1 - 2 / (e^2|x| + 1) with x's sign (no cancellation there, |tanh| > 0.55;
+// e^2|x| saturating to +inf gives exactly ±1). For soft-capping and GELU's tanh form, which ran
+// std::tanh one element at a time.
+inline vf vtanh(vf x) {
+  const vf ax = x < 0.0f ? -x : x;
+  const vf z = x * x;
+  vf p = splat(-5.70498872745e-3f);
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const vf small = p * z * x + x;
+  const vf big = 1.0f - 2.0f / (vexp(ax + ax) + 1.0f);
+  return ax < 0.625f ? small : (x < 0.0f ? -big : big);
+}
+
 // e^x for x <= 0 (-inf included) in the softmax of decode attention, which runs it for every key
 // and query head; a relative error of a few parts per million is far below what follows (bf16 or
 // 8-bit probabilities, or f32 sums of many terms). With AVX-512: 2^n · 2^f, n = round(x · log2 e),
