@@ -3,9 +3,8 @@
 // on every variant this CPU runs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { KernelBackend, KvLayerCache } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
-import type { DType } from "../../src/model/tensor.js";
 import {
   assertClose,
   emptyCache,
@@ -72,7 +71,7 @@ test("geluMul, softcap and scale follow their formulas, also in place, on every 
 });
 
 /** A decode token and a prefill chunk over two sequences; scores large enough for a cap of 1.5 to bend. */
-function setup(dtype: DType) {
+function setup(dtype: KvDType) {
   const nHeads = 4;
   const nKvHeads = 2; // grouped: on avx512bf16 a bf16 cache takes the bf16 dot-product path
   const headDim = 32;
@@ -116,7 +115,7 @@ function attend(
 }
 
 test("attention with soft-capped scores: native matches the reference on every KV dtype and variant", () => {
-  for (const dtype of ["f32", "f16", "bf16"] as const) {
+  for (const dtype of ["f32", "f16", "bf16", "int8"] as const) {
     const s = setup(dtype);
     const expected = attend(ref, s.caches[0]!, s, 1.5);
     const uncapped = attend(ref, s.caches[0]!, s, 0);
@@ -130,14 +129,20 @@ test("attention with soft-capped scores: native matches the reference on every K
     const uncappedDot = attend(ref, s.caches[0]!, roundedQ, 0);
     forEachVariant(native, (v) => {
       const dot = attentionTakesBf16Dot(native, dtype, s.nHeads, s.nKvHeads, s.headDim);
+      // int8: its dot-product paths round queries and probabilities to 8 bits (2e-2, as in
+      // native-attention-int8), so the cap is also checked to move the native result itself.
       const [want, wantUncapped, rtol] = dot
         ? [expectedDot, uncappedDot, BF16_DOT_RTOL]
-        : [expected, uncapped, 1e-5];
+        : [expected, uncapped, dtype === "int8" ? 2e-2 : 1e-5];
       const got = attend(native, s.caches[1]!, s, 1.5);
       assertClose(got.out, want.out, `out ${v} ${dtype}`, rtol);
       assertClose(got.lse, want.lse, `lse ${v} ${dtype}`, rtol);
       const plain = attend(native, s.caches[1]!, s, 0);
       assertClose(plain.out, wantUncapped.out, `uncapped out ${v} ${dtype}`, rtol);
+      let nativeMoved = 0;
+      for (let i = 0; i < got.out.length; i++)
+        nativeMoved = Math.max(nativeMoved, Math.abs(got.out[i]! - plain.out[i]!));
+      assert.ok(nativeMoved > 0.05, `${v} ${dtype}: the cap moves the native result (${nativeMoved})`);
     });
   }
 });

@@ -60,8 +60,10 @@ inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap
   const int64_t n = st.n * 4;
   if (softcap > 0) {
     const float inv = 1.0f / softcap;
-    for (int64_t j = 0; j < n; j++)
-      if (row[j] != -INFINITY) row[j] = softcap * std::tanh(row[j] * inv);
+    for (int64_t j = 0; j < n; j += W) {  // -inf (out of range) stays -inf
+      const vf x = loadf(row + j);
+      storef(row + j, x == -INFINITY ? x : softcap * vtanh(x * inv));
+    }
   }
   for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
   return row;
