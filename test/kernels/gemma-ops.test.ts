@@ -171,6 +171,8 @@ test("activations give an element the same bits wherever a range starts, and sat
   const g = randomF32(n, rng(3), 60); // to ±30: the tanh and the exponential saturate
   const u = randomF32(n, rng(4), 2);
   const ops = {
+    siluMul: (b: KernelBackend, out: Float32Array, x: Float32Array, y: Float32Array, m: number) =>
+      b.siluMul(out, x, y, m),
     geluMul: (b: KernelBackend, out: Float32Array, x: Float32Array, y: Float32Array, m: number) =>
       b.geluMul(out, x, y, m),
     softcap: (b: KernelBackend, out: Float32Array, x: Float32Array, _y: Float32Array, m: number) =>

@@ -1,4 +1,4 @@
-// Element-wise activations with a transcendental per element (GELU's tanh form, soft-capping,
+// Element-wise activations with a transcendental per element (SiLU, GELU's tanh form, soft-capping,
 // gpt-oss's clamped SwiGLU), compiled per variant on the vector layer: one std::tanh or std::exp
 // an element took 10-20 ns, so at a Gemma FFN's width these, not the memory they pass over, set
 // their time. Every element goes through the vector code, the last partial vector through a padded
@@ -29,6 +29,14 @@ inline vf loadN(const float* p, int64_t n) { return n == W ? loadf(p) : loadPart
 inline void storeN(float* p, vf v, int64_t n) {
   if (n == W) storef(p, v);
   else storePart(p, v, n);
+}
+
+// out[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u.
+void siluMul(float* out, const float* g, const float* u, int64_t i0, int64_t i1) {
+  eachVector(i0, i1, [&](int64_t i, int64_t n) {
+    const vf x = loadN(g + i, n);
+    storeN(out + i, x / (1.0f + vexp(-x)) * loadN(u + i, n), n);
+  });
 }
 
 // out[i] = gelu_tanh(g[i]) * u[i]: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the form

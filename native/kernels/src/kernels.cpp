@@ -371,14 +371,7 @@ void rope(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, int64_t
   }
 }
 
-void siluMul(float* out, const float* g, const float* u, int64_t i0, int64_t i1) {
-  int64_t i = i0;
-  for (; i + W <= i1; i += W) {
-    const vf gv = loadf(g + i);
-    storef(out + i, gv / (1.0f + vexp(-gv)) * loadf(u + i));
-  }
-  for (; i < i1; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-}
+#include "activation_kernels.h"  // siluMul, geluMul, softcap, swigluClamped
 
 void add(float* out, const float* a, const float* b, int64_t i0, int64_t i1) {
   int64_t i = i0;
@@ -1057,7 +1050,6 @@ constexpr bool kBf16DotAttention = true;
 constexpr bool kBf16DotAttention = false;
 #endif
 
-#include "activation_kernels.h"
 #include "attention_tile.h"
 #include "attention_tile_fma.h"
 #if defined(__AVX512BF16__) && !defined(LK_AMX)
