@@ -111,21 +111,77 @@ inline uint32_t* pairGroup(const float* xt, int64_t g, int64_t K) {
   return reinterpret_cast<uint32_t*>(K >= 2 ? (p + 63) & ~uintptr_t(63) : p);
 }
 
+// 16 floats rounded to bf16 as f32_to_bf16 rounds them (to nearest even, NaN kept NaN), each in
+// the low half of its 32-bit lane.
+inline __m512i roundToBf16Lanes(__m512 v) {
+  const __m512i x = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __m512i nan = _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40)),
+                                       _mm512_set1_epi32(0xffff));
+  const __mmask16 isNan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_blend_epi32(isNan, rounded, nan);
+}
+
+// The 16 words bf16Pair(x[2i], x[2i + 1]) of x[0, 32), in order.
+inline __m512i bf16Pairs16(const float* x) {
+  const __m256i lo = _mm512_cvtepi32_epi16(roundToBf16Lanes(_mm512_loadu_ps(x)));
+  const __m256i hi = _mm512_cvtepi32_epi16(roundToBf16Lanes(_mm512_loadu_ps(x + 16)));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// r[i][c] -> r[c][i] for a 16 x 16 matrix of words: pairs of rows interleaved by words, then by
+// double words, then 128-bit lanes gathered across the four groups of rows.
+inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4i + k], lane L: column 4L + k of rows 4i..4i + 3.
+  for (int i = 0; i < 4; i++) {
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int k = 0; k < 4; k++) {
+    const __m512i a0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), a1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd);
+    const __m512i a2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
+    const __m512i a3 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+    r[k] = _mm512_shuffle_i32x4(a0, a2, 0x88);
+    r[8 + k] = _mm512_shuffle_i32x4(a0, a2, 0xdd);
+    r[4 + k] = _mm512_shuffle_i32x4(a1, a3, 0x88);
+    r[12 + k] = _mm512_shuffle_i32x4(a1, a3, 0xdd);
+  }
+}
+
+// Groups [g0, g1) in the layout above. Pairs in blocks of 16 (32 values of each token), 16 tokens at
+// a time: each token's 16 words rounded in one go, then transposed so each pair's 16 tokens are one
+// store (the scalar word-by-word packing was 9% of a 2048-token prefill of a 135M model); the pairs
+// past the last whole block word by word. Both round as bf16Pair does: the same words.
 inline void packPairs(float* xt, const float* x, int64_t nTokens, int64_t K, int64_t g0, int64_t g1) {
   constexpr int64_t G = lk::kTokenGroup;
-  const int64_t pairs = (K + 1) / 2;
+  static_assert(G % 16 == 0, "tokens in sixteens");
+  const int64_t pairs = (K + 1) / 2, blockPairs = K / 32 * 16;
   for (int64_t g = g0; g < g1; g++) {
     const int64_t t0 = g * G, nt = std::min(G, nTokens - t0);
     uint32_t* dst = pairGroup(xt, g, K);
-    for (int64_t p0 = 0; p0 < pairs; p0 += 64) {  // a 64 x 32 block of words written while in L1
-      const int64_t p1 = std::min(pairs, p0 + 64);
-      for (int64_t j = 0; j < G; j++) {
-        const float* src = j < nt ? x + (t0 + j) * K : nullptr;
-        for (int64_t p = p0; p < p1; p++) {
-          const float lo = src ? src[2 * p] : 0.0f;
-          const float hi = src && 2 * p + 1 < K ? src[2 * p + 1] : 0.0f;
-          dst[p * G + j] = bf16Pair(lo, hi);
-        }
+    for (int64_t p0 = 0; p0 < blockPairs; p0 += 16)
+      for (int64_t j0 = 0; j0 < G; j0 += 16) {
+        __m512i r[16];
+        for (int64_t i = 0; i < 16; i++)
+          r[i] = j0 + i < nt ? bf16Pairs16(x + (t0 + j0 + i) * K + 2 * p0) : _mm512_setzero_si512();
+        transpose16(r);
+        for (int64_t i = 0; i < 16; i++) _mm512_storeu_si512(dst + (p0 + i) * G + j0, r[i]);
+      }
+    for (int64_t j = 0; j < G; j++) {
+      const float* src = j < nt ? x + (t0 + j) * K : nullptr;
+      for (int64_t p = blockPairs; p < pairs; p++) {
+        const float lo = src ? src[2 * p] : 0.0f;
+        const float hi = src && 2 * p + 1 < K ? src[2 * p + 1] : 0.0f;
+        dst[p * G + j] = bf16Pair(lo, hi);
       }
     }
   }
