@@ -98,8 +98,9 @@ struct KernelTable {
   // from these (flash-decoding).
   void (*attention)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                     float* lse);
-  // Query tokens [t0, t1) of one sequence, a prompt run (see tileRun), against KV head kh: writes
-  // their outputs and lse straight into a.out / a.lse; only for calls tileFits accepts.
+  // Query tokens [t0, t1) of one sequence, a prompt run (AttentionRunner::runTiles), against KV
+  // head kh: writes their outputs and lse straight into a.out / a.lse; only for calls tileFits
+  // accepts.
   void (*attentionTile)(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh);
   void (*merge)(float* outA, float* lseA, const float* outB, const float* lseB, int64_t headDim, int64_t r0,
                 int64_t r1);
