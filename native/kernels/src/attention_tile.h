@@ -90,9 +90,11 @@ inline bool tileRowsInside(const TileRowState& st, int64_t r0, int64_t k0, int64
   return true;
 }
 
-// Gemma 2's soft-capping of a step's scores, all R rows of nk slots (s[j][r]): the scaled score x
-// becomes cap * tanh(x / cap), as the per-token kernel does; the softmax then takes them unscaled.
-inline void tileSoftcap(float* s, int64_t R, int64_t nk, float scale, float cap) {
-  const float inv = 1.0f / cap;
-  for (int64_t i = 0; i < nk * R; i += W) storef(s + i, cap * vtanh(loadf(s + i) * scale * inv));
+// A step's scores (all R rows of nk slots, s[j][r]) soft-capped where the model caps them (Gemma 2),
+// scaled as the per-token kernel's are; returns the scale the softmax still has to apply (1 once
+// capped, else the call's).
+inline float tileCapScores(const AttnArgs& a, float* s, int64_t R, int64_t nk) {
+  if (a.softcap <= 0) return a.scale;
+  softcapScores(s, nk * R, a.softcap, a.scale);
+  return 1.0f;
 }

@@ -172,11 +172,7 @@ inline void attentionTileDot(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
       case 3: tileScoresAll<3>(t.qp.data(), R, pairs, t.krow, nk, t.s.data()); break;
       default: tileScoresAll<4>(t.qp.data(), R, pairs, t.krow, nk, t.s.data()); break;
     }
-    float scale = a.scale;
-    if (a.softcap > 0) {
-      tileSoftcap(t.s.data(), R, nk, scale, a.softcap);
-      scale = 1.0f;
-    }
+    const float scale = tileCapScores(a, t.s.data(), R, nk);
     for (int64_t v = 0; v < RV; v++) tileSoftmax(t, R, v, k0, nk, scale);
     tilePackValues(t.vp.data(), t.vrow, nk, D);
     int64_t c0 = 0;

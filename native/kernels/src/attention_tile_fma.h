@@ -147,11 +147,7 @@ inline void attentionTileFma(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
     fmaWiden<DT>(t.kf.data(), krow, nk, D);
     for (int64_t j = 0; j < nk; j += kSKeys)
       for (int64_t r0 = 0; r0 < R; r0 += kFmaRowQuantum) fmaScores(t.qt.data(), R, D, t.kf.data() + j * D, r0, t.s.data() + j * R);
-    float scale = a.scale;
-    if (a.softcap > 0) {
-      tileSoftcap(t.s.data(), R, nk, scale, a.softcap);
-      scale = 1.0f;
-    }
+    const float scale = tileCapScores(a, t.s.data(), R, nk);
     for (int64_t r0 = 0; r0 < R; r0 += W) fmaSoftmax(t.s.data(), R, t.st, r0, k0, nk, scale);
     fmaWiden<DT>(t.vw.data(), vrow, nk, D);
     int64_t c0 = 0;

@@ -111,23 +111,10 @@ inline uint32_t* pairGroup(const float* xt, int64_t g, int64_t K) {
   return reinterpret_cast<uint32_t*>(K >= 2 ? (p + 63) & ~uintptr_t(63) : p);
 }
 
-// 16 floats rounded to bf16 as f32_to_bf16 rounds them (to nearest even, NaN kept NaN), each in
-// the low half of its 32-bit lane.
-inline __m512i roundToBf16Lanes(__m512 v) {
-  const __m512i x = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb), 16);
-  const __m512i nan = _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40)),
-                                       _mm512_set1_epi32(0xffff));
-  const __mmask16 isNan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  return _mm512_mask_blend_epi32(isNan, rounded, nan);
-}
-
 // The 16 words bf16Pair(x[2i], x[2i + 1]) of x[0, 32), in order.
 inline __m512i bf16Pairs16(const float* x) {
-  const __m256i lo = _mm512_cvtepi32_epi16(roundToBf16Lanes(_mm512_loadu_ps(x)));
-  const __m256i hi = _mm512_cvtepi32_epi16(roundToBf16Lanes(_mm512_loadu_ps(x + 16)));
+  const __m256i lo = _mm512_cvtepi32_epi16((__m512i)bf16Bits(loadf(x)));
+  const __m256i hi = _mm512_cvtepi32_epi16((__m512i)bf16Bits(loadf(x + 16)));
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 

@@ -1161,10 +1161,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < H; g++) {
       float* row = sc + g * kChunk;
-      if (a.softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
-        const float cap = a.softcap, inv = 1.0f / a.softcap;
-        for (int64_t j = 0; j < n; j += W) storef(row + j, cap * vtanh(loadf(row + j) * inv));
-      }
+      if (a.softcap > 0) softcapScores(row, n, a.softcap);  // Gemma 2
       for (int64_t j = n; j < nPad; j++) row[j] = -INFINITY;  // padding: exp -> 0
       vf mv = splat(-INFINITY);
       for (int64_t j = 0; j < nPad; j += W) mv = vmax(mv, loadf(row + j));

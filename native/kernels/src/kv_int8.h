@@ -268,13 +268,7 @@ inline void headTiles(int64_t n, F4 f4, F2 f2, F1 f1) {
 // One step's online-softmax update of head g's row of scores (n keys, -inf where out of range):
 // rescales its accumulator and returns the probabilities in place (0 from n to kStepKeys).
 inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float softcap, int64_t D4) {
-  if (softcap > 0) {  // Gemma 2: scores become cap * tanh(score / cap) before the softmax
-    const float inv = 1.0f / softcap;
-    for (int64_t j = 0; j < n; j += W) {  // -inf (out of range) stays -inf
-      const vf x = loadf(row + j);
-      storef(row + j, x == -INFINITY ? x : softcap * vtanh(x * inv));
-    }
-  }
+  if (softcap > 0) softcapScores(row, n, softcap);  // Gemma 2
   for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
   vf mv = splat(-INFINITY);
   for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));

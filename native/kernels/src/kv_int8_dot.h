@@ -58,13 +58,7 @@ inline const int8_t* quantizeQueryHead(DotScratch& s, const float* q, int64_t g,
 inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap) {
   float* row = s.p.data() + g * kStepKeys;
   const int64_t n = st.n * 4;
-  if (softcap > 0) {
-    const float inv = 1.0f / softcap;
-    for (int64_t j = 0; j < n; j += W) {  // -inf (out of range) stays -inf
-      const vf x = loadf(row + j);
-      storef(row + j, x == -INFINITY ? x : softcap * vtanh(x * inv));
-    }
-  }
+  if (softcap > 0) softcapScores(row, n, softcap);
   for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
   return row;
 }

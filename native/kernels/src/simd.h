@@ -162,14 +162,19 @@ inline vf load_bf16(const uint16_t* p) {
 #endif
 }
 
-// W floats narrowed to bf16 at p, round-to-nearest-even with NaN kept NaN: f32_to_bf16 lane-wise.
-inline void store_bf16(uint16_t* p, vf v) {
+// W floats rounded to bf16 as f32_to_bf16 rounds them (to nearest even, NaN kept NaN), each in the
+// low half of its 32-bit lane.
+inline vu bf16Bits(vf v) {
   vu x;
   std::memcpy(&x, &v, sizeof x);
   const vu rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
   const vu nan = (x >> 16) | 0x40u;
-  const vu r = (x & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
-  const vh h = __builtin_convertvector(r, vh);
+  return (x & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+}
+
+// W floats narrowed to bf16 at p: f32_to_bf16 lane-wise.
+inline void store_bf16(uint16_t* p, vf v) {
+  const vh h = __builtin_convertvector(bf16Bits(v), vh);
   std::memcpy(p, &h, sizeof h);
 }
 
@@ -295,6 +300,16 @@ inline vf vtanh(vf x) {
   const vf small = p * z * x + x;
   const vf big = 1.0f - 2.0f / (vexp(ax + ax) + 1.0f);
   return ax < 0.625f ? small : (x < 0.0f ? -big : big);
+}
+
+// Gemma 2's soft-capping of a row of attention scores, n of them (the buffer holds whole vectors
+// past n): x = score * scale becomes cap * tanh(x / cap); -inf (a key out of range) stays -inf.
+inline void softcapScores(float* row, int64_t n, float cap, float scale = 1.0f) {
+  const float inv = 1.0f / cap;
+  for (int64_t j = 0; j < n; j += W) {
+    const vf x = loadf(row + j) * scale;
+    storef(row + j, x == -INFINITY ? x : cap * vtanh(x * inv));
+  }
 }
 
 // e^x for x <= 0 (-inf included) in the softmax of decode attention, which runs it for every key
