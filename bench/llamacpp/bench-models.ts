@@ -41,6 +41,45 @@ export const BENCH_SHAPES = {
       original_max_position_embeddings: 8192,
     },
   },
+  // Qwen3-0.6B: q/k norms, head_dim 128 over a 1024-wide model, 16 query / 8 KV heads.
+  "qwen3-0.6b": {
+    architectures: ["Qwen3ForCausalLM"],
+    model_type: "qwen3",
+    hidden_size: 1024,
+    num_hidden_layers: 28,
+    num_attention_heads: 16,
+    num_key_value_heads: 8,
+    head_dim: 128,
+    intermediate_size: 3072,
+    rms_norm_eps: 1e-6,
+    vocab_size: 151936,
+    max_position_embeddings: 40960,
+    rope_theta: 1000000.0,
+    rope_scaling: null,
+  },
+  // Gemma-3-1B: GELU(tanh) FFN, head_dim 256, 4 query heads on 1 KV head, a 512-token window on five
+  // layers of six, four norms a layer, a 262,144-token vocabulary (the LM head is 40% of the weights).
+  "gemma3-1b": {
+    architectures: ["Gemma3ForCausalLM"],
+    model_type: "gemma3_text",
+    hidden_act: "gelu_pytorch_tanh",
+    hidden_activation: "gelu_pytorch_tanh",
+    hidden_size: 1152,
+    num_hidden_layers: 26,
+    num_attention_heads: 4,
+    num_key_value_heads: 1,
+    head_dim: 256,
+    query_pre_attn_scalar: 256,
+    intermediate_size: 6912,
+    rms_norm_eps: 1e-6,
+    vocab_size: 262144,
+    max_position_embeddings: 32768,
+    rope_theta: 1000000.0,
+    rope_local_base_freq: 10000.0,
+    rope_scaling: null,
+    sliding_window: 512,
+    sliding_window_pattern: 6,
+  },
   // gpt-oss-20b's layers (64 heads of 64, 8 KV heads, 32 experts top-4 of width 2880, window 128 on
   // every other layer, sinks, biases), 4 of its 24, with a 32k vocabulary so the experts and
   // attention, not the LM head, take most of a token's bytes. Runs from GGUF only (--quantize).
