@@ -3,8 +3,9 @@
 // model directory), with the weight bytes the matmuls read per step and their rate against a
 // streaming read measured in the same run.
 //
-//   node dist/bench/llamacpp/decode-profile.js [--shape llama3.2-1b|smollm2-135m] [--threads 2] [--tokens 24]
-//                                              [--reps 3] [--quantize q8_0|q4_0|q4_k_m] [--models DIR]
+//   node dist/bench/llamacpp/decode-profile.js [--shape llama3.2-1b|smollm2-135m|qwen3-0.6b|gemma3-1b]
+//                                              [--threads 2] [--tokens 24] [--reps 3]
+//                                              [--quantize q8_0|q4_0|q4_k_m] [--models DIR]
 //
 // --models: where the generated model is cached (default .lamina-cache/bench-models, which git
 // ignores; the llama.cpp comparison uses the same). Only the model directory is generated unless
