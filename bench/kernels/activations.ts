@@ -8,6 +8,7 @@
 //   node dist/bench/kernels/activations.js [--threads 2] [--reps 20] [--variant avx512bf16,avx2]
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
+import { SeededRandom } from "../../src/util/seeded-random.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
@@ -41,14 +42,10 @@ const CASES: Case[] = [
   { op: "swigluClamped", what: "gpt-oss experts, 512 tokens x 4", n: 2880 * 4 * 512 },
 ];
 
+/** n values uniform in [-scale / 2, scale / 2), the same on every run. */
 function random(n: number, scale: number): Float32Array {
-  const x = new Float32Array(n);
-  let s = 99;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    x[i] = (s / 2147483648 - 0.5) * scale;
-  }
-  return x;
+  const r = new SeededRandom(99);
+  return Float32Array.from({ length: n }, () => (r.next() - 0.5) * scale);
 }
 
 interface Row {

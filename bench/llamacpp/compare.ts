@@ -2,8 +2,8 @@
  * Lamina vs llama.cpp on the same weights, precision and thread count, in one run.
  *
  *   node dist/bench/llamacpp/compare.js [--shapes smollm2-135m,llama3.2-1b,qwen3-0.6b,gemma3-1b,gpt-oss-20b-4l]
- *        [--reps 3] [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m] [--seqs 1,8,32]
- *        [--no-prefill] [--prefill-len 512,4096]
+ *        [--reps 3] [--tokens 32] [--threads 2] [--dtype bf16] [--quantize q8_0|q4_0|q4_k_m]
+ *        [--seqs 1,8,32] [--no-prefill] [--prefill-len 512,4096]
  *
  * --seqs: the decode scenarios' sequence counts (small batches such as 2,4 show the products that
  * read the weights once for a few tokens); --no-prefill leaves the prefill out; --prefill-len: its
@@ -13,8 +13,9 @@
  * gpt-oss shape runs from GGUF only (--quantize mxfp4_moe, as its releases ship).
  *
  * Random-weight models of these shapes (default: the first two) are generated as Hugging Face
- * directories (cached under .lamina-cache/bench-models) and exported to GGUF with our converter; our engine runs in-process
- * on the native backend, llama.cpp through node-llama-cpp's prebuilt CPU binary. Scenarios
+ * directories (cached under .lamina-cache/bench-models) and exported to GGUF with our converter;
+ * our engine runs in-process on the native backend, llama.cpp through node-llama-cpp's prebuilt
+ * CPU binary. Scenarios
  * alternate between the engines, each repeated; figures are medians. Every figure is reported as
  * a ratio to llama.cpp measured in the same run. Writes bench/results/llamacpp-<shapes>.json.
  */

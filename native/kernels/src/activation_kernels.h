@@ -14,21 +14,19 @@ inline void eachVector(int64_t i0, int64_t i1, F&& f) {
   if (i < i1) f(i, i1 - i);
 }
 
-// Loads n <= W floats from p (the rest 0), and stores the first n lanes of v to p.
-inline vf loadPart(const float* p, int64_t n) {
+// Loads n <= W floats from p (the rest 0), and stores the first n lanes of v to p: a whole vector
+// directly, a partial one through a padded copy.
+inline vf loadN(const float* p, int64_t n) {
+  if (n == W) return loadf(p);
   alignas(64) float t[W] = {};
   std::memcpy(t, p, size_t(n) * 4);
   return loadf(t);
 }
-inline void storePart(float* p, vf v, int64_t n) {
+inline void storeN(float* p, vf v, int64_t n) {
+  if (n == W) return storef(p, v);
   alignas(64) float t[W];
   storef(t, v);
   std::memcpy(p, t, size_t(n) * 4);
-}
-inline vf loadN(const float* p, int64_t n) { return n == W ? loadf(p) : loadPart(p, n); }
-inline void storeN(float* p, vf v, int64_t n) {
-  if (n == W) storef(p, v);
-  else storePart(p, v, n);
 }
 
 // out[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u.

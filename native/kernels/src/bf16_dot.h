@@ -118,8 +118,9 @@ inline __m512i bf16Pairs16(const float* x) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-// r[i][c] -> r[c][i] for a 16 x 16 matrix of words: pairs of rows interleaved by words, then by
-// double words, then 128-bit lanes gathered across the four groups of rows.
+// r[i][c] -> r[c][i] for a 16 x 16 matrix of 32-bit words (AVX-512; quant_panel.h's transpose8x8 is
+// the 8 x 8 on 256-bit vectors): pairs of rows interleaved by words, then by double words (64 bits),
+// then 128-bit lanes gathered across the four groups of rows.
 inline void transpose16(__m512i* r) {
   __m512i t[16], u[16];
   for (int i = 0; i < 8; i++) {
