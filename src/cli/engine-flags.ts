@@ -25,6 +25,10 @@ export function addEngineFlags(cmd: Command): Command {
       "auto",
     )
     .option("--threads <n>", "kernel threads (default: all cores)", intArg(1, 1024))
+    .option(
+      "--no-weight-packing",
+      "keep Q8_0/Q4_0/Q5_0 weights as stored only (by default, on CPUs with AVX-512 VNNI, the kernels also hold a copy packed 16 rows a vector, which decodes faster for as much memory again)",
+    )
     .option("--kv-memory <size>", "KV cache budget per attention instance, e.g. 512MiB", sizeArg)
     .option("--block-size <n>", `KV block size in tokens (default: ${DEFAULT_BLOCK_SIZE})`, intArg(1, 1024))
     .option(
@@ -206,6 +210,7 @@ export interface EngineFlagValues {
   chatTemplate?: string;
   backend?: "auto" | "native" | "reference";
   threads?: number;
+  weightPacking?: boolean;
   kvMemory?: number;
   blockSize?: number;
   kvDtype?: KvDType;
@@ -245,6 +250,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     chatTemplate: f.chatTemplate,
     backend: f.backend,
     threads: f.threads,
+    weightPacking: f.weightPacking,
     kvMemory: f.kvMemory,
     blockSize: f.blockSize,
     kvDtype: f.kvDtype,

@@ -13,6 +13,7 @@ export function registerModelWorkerCommand(program: Command): void {
     .option("--token <secret>", "shared secret front ends must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--model <path|id>", "the front end's model (default: the built-in demo)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
+    .option("--no-weight-packing", "keep Q8_0/Q4_0/Q5_0 weights as stored only (no copy packed for decode)")
     .option(
       "--plane-port <n>",
       "with --model-plane tcp front ends: the port the plane's frames come to (default: any free one)",
@@ -24,6 +25,7 @@ export function registerModelWorkerCommand(program: Command): void {
         token?: string;
         model?: string;
         threads?: number;
+        weightPacking: boolean;
         planePort?: number;
       }) => {
         const token = flags.token ?? process.env.LAMINA_ATTENTION_TOKEN;
@@ -32,6 +34,7 @@ export function registerModelWorkerCommand(program: Command): void {
           ...(token ? { token } : {}),
           ...(flags.model ? { model: flags.model } : {}),
           ...(flags.threads ? { threads: flags.threads } : {}),
+          ...(flags.weightPacking ? {} : { weightPacking: false }),
           ...(flags.planePort ? { planePort: flags.planePort } : {}),
         });
         const stop = () => void worker.close().then(() => process.exit(0));

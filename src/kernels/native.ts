@@ -212,7 +212,12 @@ export interface NativeAddon {
     cols: number,
     nTokens: number,
     bias: Float32Array | undefined,
+    packed?: Uint8Array,
   ): void;
+  /** Bytes quantPack writes for this matrix where the current variant runs it packed, else 0. */
+  quantPackedBytes(qtype: number, rows: number, cols: number): number;
+  /** w's whole groups of 16 rows packed with the rows in a vector's lanes (quant_pack.h) into dst. */
+  quantPack(dst: Uint8Array, w: Uint8Array, qtype: number, rows: number, cols: number): void;
   quantGroupedMatmul(
     out: Float32Array,
     x: Float32Array,
@@ -233,7 +238,7 @@ export interface NativeAddon {
     nTokens: number,
   ): void;
   /** The quantized products' variant (it follows the addon's unless pinned) and those this CPU runs. */
-  quantInfo(): { variant: string; pinned: boolean; supported: string[] };
+  quantInfo(): { variant: string; pinned: boolean; packedRows: boolean; supported: string[] };
   /** Pins the quantized products to a variant (tests, benchmarks); null follows the addon's again. */
   selectQuantVariant(name: string | null): void;
 }
@@ -311,7 +316,11 @@ const QUANT_CODE: Record<QuantType, number> = {
   mxfp4: 12,
 };
 
-/** A weight in a block format, as stored (the product quantizes the activations instead). */
+/**
+ * A weight in a block format, as stored (the product quantizes the activations instead), and where
+ * the variant has a row path for 16 rows at once, the same rows packed for it (`packed`: an extra
+ * copy of the matrix, which decode reads instead of `data`).
+ */
 class NativeQuantWeight implements PreparedWeight {
   readonly code: number;
   constructor(
@@ -319,10 +328,17 @@ class NativeQuantWeight implements PreparedWeight {
     readonly cols: number,
     readonly dtype: QuantType,
     readonly data: Uint8Array,
+    readonly packed: Uint8Array | undefined,
   ) {
     this.code = QUANT_CODE[dtype];
   }
 }
+
+/**
+ * Packed copies by the stored bytes they were made from, so engines that prepare the same loaded
+ * model (a prefill instance beside a decode engine in one process) share one.
+ */
+const packedCopies = new WeakMap<Uint8Array, Uint8Array>();
 
 /** Experts in a block format: their bytes one after another, each [rows, cols] as stored. */
 class NativeQuantExperts implements PreparedExperts {
@@ -372,6 +388,10 @@ class NativeExperts implements PreparedExperts {
 /** The fast path: every method is one call into the addon, which checks its arguments. */
 export class NativeBackend implements KernelBackend {
   readonly name = "native";
+  private weightPacking = true;
+  /** The packed copies this backend's weights use, and their bytes (what describe() reports). */
+  private readonly packed = new WeakSet<Uint8Array>();
+  private packedBytes = 0;
 
   constructor(private readonly addon: NativeAddon) {
     // From now on shared storage (weights, KV caches) starts on cache lines: a 64-byte load of a
@@ -386,7 +406,11 @@ export class NativeBackend implements KernelBackend {
       : i.bf16Dot
         ? ", bf16 products through vdpbf16ps"
         : "";
-    return `native ${i.variant} (${i.reason}${dot}), ${i.threads} thread${i.threads === 1 ? "" : "s"}`;
+    const packed =
+      this.packedBytes > 0
+        ? `, ${(this.packedBytes / 2 ** 20).toFixed(1)} MiB of Q8_0/Q4_0/Q5_0 weights also packed 16 rows a vector for decode (--no-weight-packing: as stored only)`
+        : "";
+    return `native ${i.variant} (${i.reason}${dot}), ${i.threads} thread${i.threads === 1 ? "" : "s"}${packed}`;
   }
 
   setThreads(n: number): void {
@@ -462,16 +486,43 @@ export class NativeBackend implements KernelBackend {
       }
       if (w.data.length < bytes)
         throw new TypeError(`prepareWeight: ${w.name} has ${w.data.length} bytes, needs ${bytes}`);
-      return new NativeQuantWeight(rows, cols, w.dtype, w.data);
+      return new NativeQuantWeight(rows, cols, w.dtype, w.data, this.packedCopy(w.data, w.dtype, rows, cols));
     }
     if (w.data.length < rows * cols)
       throw new TypeError(`prepareWeight: ${w.name} has ${w.data.length} elements, needs ${rows * cols}`);
     return new NativeWeight(rows, cols, w.dtype, w.data);
   }
 
+  /**
+   * Whether weights prepared from now on get a packed copy where the variant has the 16-row path
+   * (on by default; `--no-weight-packing`, and prefill-only processes, turn it off).
+   */
+  setWeightPacking(on: boolean): void {
+    this.weightPacking = on;
+  }
+
+  /** `data` packed for the variant's 16-row path, if it has one for the format (else undefined). */
+  private packedCopy(data: Uint8Array, dtype: QuantType, rows: number, cols: number): Uint8Array | undefined {
+    if (!this.weightPacking) return undefined;
+    const code = QUANT_CODE[dtype];
+    const bytes = this.addon.quantPackedBytes(code, rows, cols);
+    if (bytes === 0) return undefined;
+    let packed = packedCopies.get(data);
+    if (packed?.byteLength !== bytes) {
+      packed = allocSharedBytes(bytes);
+      this.addon.quantPack(packed, data, code, rows, cols);
+      packedCopies.set(data, packed);
+    }
+    if (!this.packed.has(packed)) {
+      this.packed.add(packed);
+      this.packedBytes += bytes;
+    }
+    return packed;
+  }
+
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void {
     if (w instanceof NativeQuantWeight) {
-      this.addon.quantMatmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias);
+      this.addon.quantMatmul(out, x, w.data, w.code, w.rows, w.cols, nTokens, bias, w.packed);
     } else {
       if (!(w instanceof NativeWeight))
         throw new TypeError("matmul: w was not prepared by the native backend");

@@ -29,7 +29,8 @@ export interface PrefillHost {
  * the kernel thread pool under the configured split (thread-share.ts).
  */
 export async function openPrefillHost(s: PrefillHostSettings): Promise<PrefillHost> {
-  const backend = loadKernelBackend({ backend: s.backend, threads: s.prefillThreads });
+  // Prefill's batches read quantized weights as stored: no packed copy for decode here.
+  const backend = loadKernelBackend({ backend: s.backend, threads: s.prefillThreads, weightPacking: false });
   const pool = { current: s.prefillThreads };
   const prefill = threadShare(backend, s.prefillThreads, pool);
   const attention = threadShare(backend, s.attentionThreads, pool);

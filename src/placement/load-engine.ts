@@ -38,7 +38,11 @@ function modelThreads(options: EngineOptions): number | undefined {
 export async function loadEngine(options: EngineOptions, context: BuildContext = {}): Promise<EngineSetup> {
   validatePlacement(options); // fail on bad flags before the model loads
   const threads = modelThreads(options);
-  const backend = loadKernelBackend({ backend: options.backend ?? "auto", ...(threads ? { threads } : {}) });
+  const backend = loadKernelBackend({
+    backend: options.backend ?? "auto",
+    ...(threads ? { threads } : {}),
+    ...(options.weightPacking === false ? { weightPacking: false } : {}),
+  });
   // With model workers the weights live in their processes; this one checks the files' headers
   // and keeps the config, the tokenizer and what configures the attention side (gpt-oss's sinks).
   const model = await loadModel(options.model, {

@@ -19,6 +19,8 @@ export interface ModelWorkerSpawnOptions {
   /** The model as `--model` names it; undefined: the built-in demo. */
   readonly model: string | undefined;
   readonly threads: number;
+  /** False: the worker keeps quantized weights as stored only (`--no-weight-packing`). */
+  readonly weightPacking: boolean;
   /** The front end's `modelFingerprint`: a worker that says hello with another is refused. */
   readonly fingerprint: string;
   readonly log: (line: string) => void;
@@ -141,7 +143,13 @@ export async function spawnModelWorker(
   replica: number,
   o: ModelWorkerSpawnOptions,
 ): Promise<ModelWorkerProc> {
-  const args = ["model-worker", "--threads", String(o.threads), ...(o.model ? ["--model", o.model] : [])];
+  const args = [
+    "model-worker",
+    "--threads",
+    String(o.threads),
+    ...(o.model ? ["--model", o.model] : []),
+    ...(o.weightPacking ? [] : ["--no-weight-packing"]),
+  ];
   const child = fork(CLI, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   trackChild(child);
   child.once("exit", (code, signal) =>

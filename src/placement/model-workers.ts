@@ -42,6 +42,7 @@ export async function buildModelWorkerPlacement(
       return spawnModelWorker(r, {
         model: options.model,
         threads: options.modelWorkerThreads ?? 1,
+        weightPacking: options.weightPacking !== false,
         fingerprint,
         log,
       });

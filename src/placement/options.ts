@@ -45,6 +45,11 @@ export interface EngineOptions extends CoreOptions {
   readonly chatTemplate?: string;
   readonly backend?: "auto" | "native" | "reference";
   readonly threads?: number;
+  /**
+   * Q8_0/Q4_0/Q5_0 weights also packed 16 rows a vector for decode where the CPU has that row path
+   * (default true; false: as stored only, half their memory), here and in spawned model workers.
+   */
+  readonly weightPacking?: boolean;
   /** Id served as `model` in the API (default: derived from the model path). */
   readonly servedModelName?: string;
   /** Locally spawned attention workers (0 = in-process attention). */

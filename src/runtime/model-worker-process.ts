@@ -30,6 +30,8 @@ export interface ModelWorkerOptions {
   /** The model, as `--model` names it (the front end passes its own). */
   readonly model?: string;
   readonly threads?: number;
+  /** False: quantized weights as stored only, no packed copy (`--no-weight-packing`). */
+  readonly weightPacking?: boolean;
   /** Serve front ends that connect over TCP (one at a time) instead of the parent over IPC. */
   readonly listen?: { readonly host: string; readonly port: number };
   /** The shared secret connecting front ends must prove (with `listen`). */
@@ -63,7 +65,11 @@ export async function runModelWorker(
     throw new Error("model-worker --listen needs a shared secret: --token SECRET or LAMINA_ATTENTION_TOKEN");
   const dp = dataPlaneAddon();
   if (typeof dp === "string") throw new Error(`model workers need the native data plane: ${dp}`);
-  const backend = loadKernelBackend({ backend: "native", ...(o.threads ? { threads: o.threads } : {}) });
+  const backend = loadKernelBackend({
+    backend: "native",
+    ...(o.threads ? { threads: o.threads } : {}),
+    ...(o.weightPacking === false ? { weightPacking: false } : {}),
+  });
   const model = await loadModel(o.model);
   // A plane over TCP listens where the control channel does (spawned workers: loopback).
   const host = new ModelWorkerHost(

@@ -8,6 +8,8 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
+import { loadKernelBackend } from "../../src/kernels/index.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
 import { parseHfConfig } from "../../src/model/hf-config.js";
 import { loadModel } from "../../src/model/load.js";
 import { randomWeights } from "../../src/model/random-weights.js";
@@ -62,6 +64,20 @@ for (const [name, model] of await quantizedModels()) {
     const expected = tokensOf(
       await runToCompletion(buildColocatedEngine(model, backend, SIZES), requests(model)),
     );
+
+    it("with quantized weights as stored only (--no-weight-packing): the same tokens, and no packed copy", async () => {
+      const asStored = loadKernelBackend({ backend: "native", threads: 2, weightPacking: false });
+      const core = buildColocatedEngine(model, asStored, SIZES);
+      assert.deepEqual(tokensOf(await runToCompletion(core, requests(model))), expected);
+      assert.doesNotMatch(asStored.describe(), /packed/);
+      // The default backend packed the Q8_0/Q4_0/Q5_0 matrices of 16 rows or more, where the CPU
+      // has the row path for them (it is shared by both models: only the first packs).
+      const packable = [...model.weights.values()].some(
+        (t) => ["q8_0", "q4_0", "q5_0"].includes(t.dtype) && t.shape[0]! >= 16,
+      );
+      if ((backend as NativeBackend).quantInfo().packedRows && packable)
+        assert.match(backend.describe(), /MiB of Q8_0\/Q4_0\/Q5_0 weights also packed 16 rows a vector/);
+    });
 
     const workerCases = [
       { workers: 1, partition: "head", depth: 1, transport: "shm" },

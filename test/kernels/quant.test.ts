@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
+import type { PreparedWeight } from "../../src/kernels/backend.js";
 import { kernelReport } from "../../src/kernels/index.js";
+import type { NativeAddon } from "../../src/kernels/native.js";
 import { quantizeActivations } from "../../src/kernels/quant-reference.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import {
@@ -127,6 +129,57 @@ test("quantized products match the reference: every format, odd row counts, batc
     native.selectQuantVariant(null);
   }
   assert.equal(ran.size, QUANT_TYPES.length * supported.length);
+});
+
+test("Q8_0, Q4_0 and Q5_0 weights are packed 16 rows a vector where the variant has that row path: the reference's products, a tail of rows, one copy per loaded weight", () => {
+  const { packedRows, supported } = native.quantInfo();
+  const addon = (native as unknown as { addon: NativeAddon }).addon;
+  let seed = 700;
+  try {
+    for (const type of ["q8_0", "q4_0", "q5_0"] as const) {
+      // 50 rows: three groups of 16 packed and two rows read as stored; 1056 columns: 33 blocks.
+      const w = quantWeight(type, 50, 1056, seed++);
+      const wNat = native.prepareWeight(w) as PreparedWeight & { packed?: Uint8Array };
+      assert.equal(wNat.packed?.byteLength, packedRows ? 48 * quantRowBytes(type, 1056) : undefined);
+      if (packedRows) {
+        // A second engine preparing the same loaded weight shares the packed copy.
+        assert.equal((native.prepareWeight(w) as typeof wNat).packed, wNat.packed);
+        // Q4_0's layout only moves bytes: the same bytes as the 48 rows it packs.
+        if (type === "q4_0") {
+          const sorted = (a: Uint8Array) => Array.from(a).sort((x, y) => x - y);
+          assert.deepEqual(sorted(wNat.packed!), sorted(w.data.subarray(0, wNat.packed!.byteLength)));
+        }
+      }
+      // Fewer rows than a group: nothing to pack.
+      assert.equal(
+        (native.prepareWeight(quantWeight(type, 15, 64, seed++)) as typeof wNat).packed,
+        undefined,
+      );
+      const wRef = ref.prepareWeight(w);
+      const bias = randomF32(50, rng(seed++));
+      for (const n of [1, 2, 4, 5]) {
+        const x = randomF32(n * 1056, rng(seed++), 2);
+        const want = new Float32Array(n * 50);
+        ref.matmul(want, x, wRef, n, n === 5 ? bias : undefined);
+        for (const v of supported) {
+          native.selectQuantVariant(v);
+          const got = new Float32Array(n * 50).fill(Number.NaN);
+          native.matmul(got, x, wNat, n, n === 5 ? bias : undefined);
+          assertNear(got, want, `${type} ${v} packed=${native.quantInfo().packedRows} n=${n}`, 2e-5);
+        }
+      }
+    }
+  } finally {
+    native.selectQuantVariant(null);
+  }
+  assert.throws(
+    () => addon.quantPack(new Uint8Array(4096), new Uint8Array(4096), 2 /* q4_k */, 16, 256),
+    /quantPack: q4_k has no packed layout/,
+  );
+  assert.throws(
+    () => addon.quantPack(new Uint8Array(100), new Uint8Array(34 * 16), 0 /* q8_0 */, 16, 32),
+    /quantPack: dst has 100 bytes, needs at least 544/,
+  );
 });
 
 test("the reference product is the float product of the dequantized weights, within the activations' rounding", () => {

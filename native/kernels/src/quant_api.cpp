@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "napi_args.h"
+#include "quant_pack.h"
 
 namespace lk::quant {
 
@@ -54,12 +55,15 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
                      {{"quantMatmul", &Api::Matmul},
                       {"quantGroupedMatmul", &Api::GroupedMatmul},
                       {"quantEmbedding", &Api::Embedding},
+                      {"quantPackedBytes", &Api::PackedBytes},
+                      {"quantPack", &Api::Pack},
                       {"quantInfo", &Api::Info},
                       {"selectQuantVariant", &Api::SelectVariant}});
 }
 
-const QuantTable* Api::current() {
-  if (pinned_) return pinned_;
+const QuantTable* Api::current() { return pinned_ ? pinned_ : followed(); }
+
+const QuantTable* Api::followed() {
   if (followed_ != *table_) {
     followed_ = *table_;
     following_ = quantTableFor(followed_->name);
@@ -67,7 +71,10 @@ const QuantTable* Api::current() {
   return following_;
 }
 
-// quantMatmul(out, x, w, qtype, rows, cols, nTokens, bias?): out[n, rows] = x[n, cols] · Wᵀ (+ bias).
+// quantMatmul(out, x, w, qtype, rows, cols, nTokens, bias?, packed?): out[n, rows] = x[n, cols] · Wᵀ
+// (+ bias). packed: the same rows packed by quantPack, which the variant's packed row path reads
+// for a batch under the panels' where it has one (the rows past the last whole group, and every
+// other case, read w).
 Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   const char* m = "quantMatmul";
   QuantMatmulArgs a{};
@@ -79,12 +86,72 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   a.w = bytesArg(info, 2, m, "w", wBytes);
   a.bias = present(info, 7) ? static_cast<const float*>(array(info, 7, m, "bias", napi_float32_array, a.rows).data)
                             : nullptr;
+  const int64_t groups = a.rows / kPackRows;
+  const uint8_t* packed = present(info, 8) && packableType(a.qtype) && groups > 0
+                              ? bytesArg(info, 8, m, "packed", groups * kPackRows * (wBytes / a.rows))
+                              : nullptr;
   if (a.nTokens == 0) return info.Env().Undefined();
   const QuantTable* q = current();
   quantizeRows(q, x, a.cols, a.nTokens);
   a.xq = xq_.data();
-  run(q, a, wBytes);
+  if (packed && q->matmulPacked && a.nTokens < q->batchFrom[a.qtype])
+    runPacked(q, a, packed, wBytes);
+  else
+    run(q, a, wBytes);
   return info.Env().Undefined();
+}
+
+// quantPackedBytes(qtype, rows, cols): the bytes quantPack writes for this matrix where the addon's
+// variant (not one selectQuantVariant pins for a test) has a packed row path for its format and the
+// matrix a whole group of rows, else 0.
+Napi::Value Api::PackedBytes(const Napi::CallbackInfo& info) {
+  const char* m = "quantPackedBytes";
+  QuantMatmulArgs a{};
+  a.qtype = qtypeOf(info, 0, m);
+  a.rows = integer(info, 1, m, "rows", 1);
+  a.cols = integer(info, 2, m, "cols", 1);
+  const int64_t rowBytes = matrixBytes(info, m, a.qtype, 1, a.cols);
+  const bool packs = followed()->matmulPacked && packableType(a.qtype);
+  return Napi::Number::New(info.Env(), double(packs ? a.rows / kPackRows * kPackRows * rowBytes : 0));
+}
+
+// quantPack(dst, w, qtype, rows, cols): w's whole groups of 16 rows packed into dst (quant_pack.h),
+// on the pool.
+Napi::Value Api::Pack(const Napi::CallbackInfo& info) {
+  const char* m = "quantPack";
+  QuantMatmulArgs a{};
+  a.qtype = qtypeOf(info, 2, m);
+  a.rows = integer(info, 3, m, "rows", 1);
+  a.cols = integer(info, 4, m, "cols", 1);
+  if (!packableType(a.qtype))
+    typeError(info.Env(), std::string(m) + ": " + kQuantFormats[a.qtype].name + " has no packed layout");
+  const int64_t wBytes = matrixBytes(info, m, a.qtype, a.rows, a.cols), groups = a.rows / kPackRows;
+  uint8_t* dst = const_cast<uint8_t*>(bytesArg(info, 0, m, "dst", groups * kPackRows * (wBytes / a.rows)));
+  const uint8_t* w = bytesArg(info, 1, m, "w", wBytes);
+  const int64_t per = std::max<int64_t>(1, ceilDiv(groups, pool_->size() * 4));
+  pool_->forEach(ceilDiv(groups, per), [&](int64_t task) {
+    packRowGroups(dst, w, a.qtype, a.cols, task * per, std::min(groups, (task + 1) * per));
+  });
+  return info.Env().Undefined();
+}
+
+// Row groups of a packed product in slices on the pool (inline when small), sliced as run()
+// slices rows; the rows past the last whole group go through the unpacked path as one more task.
+void Api::runPacked(const QuantTable* q, const QuantMatmulArgs& a, const uint8_t* packed, int64_t wBytes) {
+  const int64_t groups = a.rows / kPackRows, tail = groups * kPackRows;
+  if (a.rows * a.cols * a.nTokens < 65536) {
+    q->matmulPacked(a, packed, 0, groups);
+    if (tail < a.rows) q->matmul(a, tail, a.rows);
+    return;
+  }
+  const int64_t threads = pool_->size(), groupBytes = wBytes / a.rows * kPackRows;
+  int64_t per = std::max(ceilDiv(groups, threads * 8), ceilDiv(int64_t(64) << 10, groupBytes));
+  per = std::min(per, std::max<int64_t>(1, ceilDiv(groups, threads * 2)));
+  const int64_t tasks = ceilDiv(groups, per);
+  pool_->forEach(tasks + (tail < a.rows ? 1 : 0), [&](int64_t task) {
+    if (task == tasks) return q->matmul(a, tail, a.rows);
+    q->matmulPacked(a, packed, task * per, std::min(groups, (task + 1) * per));
+  });
 }
 
 // quantGroupedMatmul(out, x, w, qtype, rows, cols, experts, expertStart): w holds `experts`
@@ -186,12 +253,13 @@ Napi::Value Api::Embedding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// quantInfo(): { variant, pinned, supported }
+// quantInfo(): { variant, pinned, packedRows (a row path on weights packed 16 rows a vector), supported }
 Napi::Value Api::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("variant", current()->name);
   o.Set("pinned", pinned_ != nullptr);
+  o.Set("packedRows", current()->matmulPacked != nullptr);
   Napi::Array list = Napi::Array::New(env);
   uint32_t i = 0;
   for (const auto& v : supportedQuantVariants()) list.Set(i++, v);

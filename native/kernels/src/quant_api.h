@@ -1,5 +1,6 @@
 // The Node-API face of the quantized products (quant_kernels.h): quantMatmul, quantGroupedMatmul
 // (a mixture's experts, each over its own rows of the gathered tokens), quantEmbedding,
+// quantPackedBytes and quantPack (weights with 16 rows in the lanes, quant_pack.h),
 // quantInfo and selectQuantVariant on the kernels addon. The quantized variant follows the addon's
 // current variant (its VNNI flavour where the CPU has one) unless selectQuantVariant pins one.
 #pragma once
@@ -28,7 +29,11 @@ class Api {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SelectVariant(const Napi::CallbackInfo& info);
   const QuantTable* current();
+  const QuantTable* followed();  // the addon's variant's table, whatever is pinned
   void run(const QuantTable* q, const QuantMatmulArgs& a, int64_t wBytes);
+  void runPacked(const QuantTable* q, const QuantMatmulArgs& a, const uint8_t* packed, int64_t wBytes);
+  Napi::Value PackedBytes(const Napi::CallbackInfo& info);
+  Napi::Value Pack(const Napi::CallbackInfo& info);
 
   const KernelTable* const* table_;
   ThreadPool* pool_;

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "quant_kernels.h"
+#include "quant_pack.h"
 
 #if defined(__AVX2__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -1240,6 +1241,7 @@ inline void inTokenChunks(int64_t t, int64_t nTokens, Kernel kernel) {
   if constexpr (T > 1) inTokenChunks<T / 2>(t, nTokens, kernel);
 }
 
+
 #if defined(__AVX2__)
 // Rows [r0, r1) of one token as S sequential streams a slice's S-th apart: kernel(N, rows) gets
 // rows r, r + q, ... (N = S) while whole streams last, then each row left over alone (N = 1).
@@ -1272,6 +1274,8 @@ inline void smallBatch(const QuantMatmulArgs& a, int64_t r0, int64_t r1, Kernel 
   }
 }
 #endif
+
+#include "quant_packed_rows.h"
 
 // The tokens' int8 activations reordered once per call for a row path (cols bytes a token), in a
 // per-thread buffer that grows to the widest batch once.
@@ -1389,6 +1393,21 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 #endif
 }
 
+#if defined(LK_PACKED_ROWS)
+// Row groups [g0, g1) of a matrix packed with 16 rows in the lanes (quant_pack.h), a batch smaller
+// than the panels take.
+void matmulPacked(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, int64_t g1) {
+  switch (a.qtype) {
+    case lk::kQ8_0:
+      return packedGroups<lk::kQ8_0>(a, packed, g0, g1);
+    case lk::kQ4_0:
+      return packedGroups<lk::kQ4_0>(a, packed, g0, g1);
+    default:
+      return packedGroups<lk::kQ5_0>(a, packed, g0, g1);
+  }
+}
+#endif
+
 void matmul(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
   switch (a.qtype) {
     case lk::kQ8_0:
@@ -1437,10 +1456,15 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
                                     LK_VARIANT::kPanelFrom[3], LK_VARIANT::kPanelFrom[4], LK_VARIANT::kPanelFrom[5],
                                     LK_VARIANT::kPanelFrom[6], LK_VARIANT::kPanelFrom[7], LK_VARIANT::kPanelFrom[8],
                                     LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10], LK_VARIANT::kPanelFrom[11],
-                                    LK_VARIANT::kPanelFrom[12]}};
+                                    LK_VARIANT::kPanelFrom[12]},
+#if defined(LK_PACKED_ROWS)
+                                   LK_VARIANT::matmulPacked};
+#else
+                                   nullptr};
+#endif
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, nullptr};
 #endif
   return &table;
 }
