@@ -12,12 +12,6 @@ using namespace lk::napi_args;
 
 namespace {
 
-// Batches under this many tokens take the packed row path where a weight has one, larger ones the
-// panels: at 4096x4096 (2 threads, AVX-512 EPYC) 32 tokens took 1.32-1.51 ms packed against
-// 1.65-1.74 in panels, 64 about the same, 128 and 256 longer (5.0-5.5 against 4.6-4.7 ms);
-// at 2048x2048 packed won from 12 tokens to 32 (0.35-0.38 against 0.46-0.48 ms at 32).
-constexpr int64_t kPackedBatchTo = 33;
-
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int qtypeOf(const Napi::CallbackInfo& info, size_t i, const char* m) {
@@ -79,8 +73,8 @@ const QuantTable* Api::followed() {
 
 // quantMatmul(out, x, w, qtype, rows, cols, nTokens, bias?, packed?): out[n, rows] = x[n, cols] · Wᵀ
 // (+ bias). packed: the same rows packed by quantPack, which the variant's packed row path reads
-// for a batch under kPackedBatchTo tokens where it has one (the rows past the last whole group, and every
-// other case, read w).
+// for a batch under its packedTo tokens where it has one (the rows past the last whole group, and
+// every other case, read w).
 Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   const char* m = "quantMatmul";
   QuantMatmulArgs a{};
@@ -100,7 +94,7 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
   const QuantTable* q = current();
   quantizeRows(q, x, a.cols, a.nTokens);
   a.xq = xq_.data();
-  if (packed && q->matmulPacked && a.nTokens < kPackedBatchTo)
+  if (packed && q->matmulPacked && a.nTokens < q->packedTo)
     runPacked(q, a, packed, wBytes);
   else
     run(q, a, wBytes);

@@ -1458,13 +1458,13 @@ const QuantTable* LK_QCAT(quant_table_, LK_VARIANT)() {
                                     LK_VARIANT::kPanelFrom[9], LK_VARIANT::kPanelFrom[10], LK_VARIANT::kPanelFrom[11],
                                     LK_VARIANT::kPanelFrom[12]},
 #if defined(LK_PACKED_ROWS)
-                                   LK_VARIANT::matmulPacked};
+                                   LK_VARIANT::matmulPacked, LK_VARIANT::kPackedTo};
 #else
-                                   nullptr};
+                                   nullptr, 0};
 #endif
 #else
   // The scalar tile takes a batch at any size.
-  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, nullptr};
+  static const QuantTable table = {LK_QSTR(LK_VARIANT), LK_VARIANT::quantizeActs, LK_VARIANT::matmul, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, nullptr, 0};
 #endif
   return &table;
 }

@@ -123,8 +123,9 @@ struct QuantTable {
   // row paths taking its tokens at once where they can, else one at a time.
   int64_t batchFrom[kQuantTypes];
   // Row groups [g0, g1) of a matrix packed with 16 rows in the lanes (quant_pack.h; the packable
-  // formats, batches under 33 tokens: quant_api.cpp), or null where the variant has no such path.
+  // formats), or null where the variant has no such path; it takes batches under packedTo tokens.
   void (*matmulPacked)(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, int64_t g1);
+  int64_t packedTo;
 };
 
 const QuantTable* quant_table_portable();

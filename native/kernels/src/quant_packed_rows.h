@@ -1,6 +1,8 @@
 // The row path on weights packed with 16 rows in the lanes (quant_pack.h): Q8_0, Q4_0 and Q5_0
-// against up to four tokens at once, AVX-512 VNNI builds only (included by quant_kernels.cpp inside
-// the variant's namespace, where prefetchLines and the activations' layout are defined).
+// against up to four tokens at once (included by quant_kernels.cpp inside the variant's namespace,
+// where prefetchLines, inStreams and the activations' layout are defined). AVX-512 VNNI builds take
+// the 16 rows of a 64-byte vector at once; the AVX2 and AVX-VNNI builds take its two 32-byte
+// halves (rows 0-7, 8-15) as eight-row groups of their own, from the same layout.
 //
 // Per block of a group of 16 rows: one f16 vector of the rows' scales; per 64-byte vector of
 // quants one vpdpbusd a token (two for the nibble formats: low and high nibbles), the token's four
@@ -101,6 +103,12 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
   }
 }
 
+// Batches under this many tokens take the packed path, larger ones the panels: at 4096x4096 (2
+// threads, AVX-512 EPYC) 32 tokens took 1.32-1.51 ms packed against 1.65-1.74 in panels, 64 about
+// the same, 128 and 256 longer (5.0-5.5 against 4.6-4.7 ms); at 2048x2048 packed won from 12
+// tokens to 32 (0.35-0.38 against 0.46-0.48 ms at 32).
+constexpr int64_t kPackedTo = 33;
+
 #ifndef LK_PACKED_STREAMS
 #define LK_PACKED_STREAMS 4
 #endif
@@ -116,6 +124,144 @@ inline void packedGroups(const QuantMatmulArgs& a, const uint8_t* packed, int64_
     });
   for (int64_t g = g0; g < g1; g++)
     inTokenChunks<4>(0, a.nTokens, [&](auto t, int64_t t0) { packedGroupsT<QT, decltype(t)::value, 1>(a, packed, &g, t0); });
+}
+
+#elif defined(__AVX2__) && !defined(LK_ROW_Q4K_512)
+#define LK_PACKED_ROWS 1
+
+// Without AVX-VNNI, Q8_0 goes through vpmaddubsw, whose pairwise 16-bit sums of its unsigned
+// storage (up to 255) times the activations would saturate: its weights are taken back to signed
+// bytes, their signs moved onto the activations, and no offset remains.
+#if defined(__AVXVNNI__)
+constexpr bool kSignedQ8 = false;
+#else
+constexpr bool kSignedQ8 = true;
+#endif
+
+// acc + the 4-byte dot products of the unsigned bytes u (at most 31, or VNNI) with the four signed
+// bytes at s in every lane.
+inline __m256i dotQuad(__m256i acc, __m256i u, const int8_t* s) {
+  int32_t quad;
+  std::memcpy(&quad, s, 4);
+  const __m256i x = _mm256_set1_epi32(quad);
+#if defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(acc, u, x);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+#endif
+}
+
+// Q8_0 without VNNI: w (stored as q + 128) back to signed bytes, |q| against the activations
+// carrying q's sign.
+inline __m256i dotQuadSigned(__m256i acc, __m256i w, const int8_t* s) {
+  int32_t quad;
+  std::memcpy(&quad, s, 4);
+  const __m256i q = _mm256_xor_si256(w, _mm256_set1_epi8(int8_t(0x80)));
+  const __m256i x = _mm256_sign_epi8(_mm256_set1_epi32(quad), q);
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), x), _mm256_set1_epi16(1)));
+}
+
+// 0x10 in byte i where bit i of the 32 bits at p is set (a Q5_0 half-mask of fifth bits).
+inline __m256i fifthBytes(const uint8_t* p) {
+  int32_t bits;
+  std::memcpy(&bits, p, 4);
+  const __m256i byteOf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  const __m256i sel = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(bits), byteOf), bit);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(sel, bit), _mm256_set1_epi8(0x10));
+}
+
+constexpr int64_t kPackedAhead = 2048;
+
+// Batches under this many tokens take the packed path: two tokens a pass leave it behind the panels
+// from about 16 (2048x2048, 2 threads, avx2 forced on an AVX-512 EPYC: 16 tokens Q4_0 0.37 against
+// 0.44 ms, Q5_0 level at 0.53; 32 tokens Q5_0 1.04 against 0.75).
+constexpr int64_t kPackedTo = 16;
+
+// S eight-row halves of packed groups (halves[s] = 2 g + h: group g's rows 8h..8h+7) against tokens
+// t0 .. t0 + T − 1, their blocks read side by side.
+template <int QT, int T, int S>
+inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const int64_t* halves, int64_t t0) {
+  constexpr int64_t PB = lk::kPackRows * blockBytes(QT);
+  constexpr int64_t kValues = QT == lk::kQ5_0 ? 96 : 32;
+  constexpr bool kSigned = QT == lk::kQ8_0 && kSignedQ8;
+  constexpr float kOff = kSigned ? 0.0f : QT == lk::kQ8_0 ? 128.0f : QT == lk::kQ4_0 ? 8.0f : 16.0f;
+  const int64_t nb = a.cols / 32;
+  const float* dx[T];
+  const float* ds[T];
+  const int8_t* xq[T];
+  for (int t = 0; t < T; t++) {
+    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+    dx[t] = lk::actD(act);
+    ds[t] = lk::actDs32(act, a.cols);
+    xq[t] = lk::actQ(act, a.cols);
+  }
+  const __m256i low4 = _mm256_set1_epi8(15);
+  const uint8_t* p[S];
+  int h[S];
+  __m256 acc[S][T], off[S][T];
+  for (int s = 0; s < S; s++) {
+    p[s] = packed + (halves[s] / 2) * nb * PB;
+    h[s] = int(halves[s] % 2);
+    for (int t = 0; t < T; t++) acc[s][t] = off[s][t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; b++) {
+#pragma GCC unroll 4
+    for (int s = 0; s < S; s++) {
+      const uint8_t* q = p[s] + b * PB;
+      if (h[s] == 0) prefetchLines<PB>(q + kPackedAhead);
+      const uint8_t* half = q + 32 * h[s];
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * h[s])));
+      __m256i dot[T];
+      for (int t = 0; t < T; t++) dot[t] = _mm256_setzero_si256();
+      if constexpr (QT == lk::kQ8_0) {
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+          const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + kValues + 64 * j));
+          for (int t = 0; t < T; t++)
+            dot[t] = kSigned ? dotQuadSigned(dot[t], u, xq[t] + 32 * b + 4 * j) : dotQuad(dot[t], u, xq[t] + 32 * b + 4 * j);
+        }
+      } else {
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + kValues + 64 * j));
+          __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+          if constexpr (QT == lk::kQ5_0) {
+            lo = _mm256_or_si256(lo, fifthBytes(q + 32 + 8 * j + 4 * h[s]));
+            hi = _mm256_or_si256(hi, fifthBytes(q + 64 + 8 * j + 4 * h[s]));
+          }
+          for (int t = 0; t < T; t++) {
+            dot[t] = dotQuad(dot[t], lo, xq[t] + 32 * b + 4 * j);
+            dot[t] = dotQuad(dot[t], hi, xq[t] + 32 * b + 16 + 4 * j);
+          }
+        }
+      }
+      for (int t = 0; t < T; t++) {
+        acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(dx[t][b])), acc[s][t]);
+        if constexpr (!kSigned) off[s][t] = _mm256_fmadd_ps(dw, _mm256_set1_ps(ds[t][b]), off[s][t]);
+      }
+    }
+  }
+  for (int s = 0; s < S; s++) {
+    const int64_t r0 = halves[s] * 8;
+    const __m256 bias = a.bias ? _mm256_loadu_ps(a.bias + r0) : _mm256_setzero_ps();
+    for (int t = 0; t < T; t++)
+      _mm256_storeu_ps(a.out + (t0 + t) * a.rows + r0,
+                       _mm256_add_ps(_mm256_fnmadd_ps(_mm256_set1_ps(kOff), off[s][t], acc[s][t]), bias));
+  }
+}
+
+// Row groups [g0, g1) as eight-row halves: one token in four streams (inStreams), a small batch a
+// half at a time against every token in chunks of two (the registers hold two tokens' sums).
+template <int QT>
+inline void packedGroups(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, int64_t g1) {
+  if (a.nTokens == 1)
+    return inStreams<4>(2 * g0, 2 * g1, [&](auto n, const int64_t* halves) {
+      packedHalvesT<QT, 1, decltype(n)::value>(a, packed, halves, 0);
+    });
+  for (int64_t hg = 2 * g0; hg < 2 * g1; hg++)
+    inTokenChunks<2>(0, a.nTokens, [&](auto t, int64_t t0) { packedHalvesT<QT, decltype(t)::value, 1>(a, packed, &hg, t0); });
 }
 
 #endif
