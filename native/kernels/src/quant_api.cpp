@@ -32,13 +32,14 @@ const uint8_t* bytesArg(const Napi::CallbackInfo& info, size_t i, const char* m,
   return a.Data();
 }
 
-// Bytes of a [rows, cols] matrix in a block format; cols must be whole blocks.
-// A product's weight format and shape, arguments 3 (qtype), 4 (rows) and 5 (cols).
-void matrixShape(const Napi::CallbackInfo& info, const char* m, QuantMatmulArgs& a) {
-  a.qtype = qtypeOf(info, 3, m);
-  a.rows = integer(info, 4, m, "rows", 1);
-  a.cols = integer(info, 5, m, "cols", 1);
+// A weight's format and shape: arguments at (qtype), at + 1 (rows) and at + 2 (cols).
+void matrixShape(const Napi::CallbackInfo& info, const char* m, QuantMatmulArgs& a, size_t at = 3) {
+  a.qtype = qtypeOf(info, at, m);
+  a.rows = integer(info, at + 1, m, "rows", 1);
+  a.cols = integer(info, at + 2, m, "cols", 1);
 }
+
+// Bytes of a [rows, cols] matrix in a block format; cols must be whole blocks.
 
 int64_t matrixBytes(const Napi::CallbackInfo& info, const char* m, int qtype, int64_t rows, int64_t cols) {
   const QuantFormat& f = kQuantFormats[qtype];
@@ -107,9 +108,7 @@ Napi::Value Api::Matmul(const Napi::CallbackInfo& info) {
 Napi::Value Api::PackedBytes(const Napi::CallbackInfo& info) {
   const char* m = "quantPackedBytes";
   QuantMatmulArgs a{};
-  a.qtype = qtypeOf(info, 0, m);
-  a.rows = integer(info, 1, m, "rows", 1);
-  a.cols = integer(info, 2, m, "cols", 1);
+  matrixShape(info, m, a, 0);
   const int64_t rowBytes = matrixBytes(info, m, a.qtype, 1, a.cols);
   const bool packs = followed()->matmulPacked && packableType(a.qtype);
   return Napi::Number::New(info.Env(), double(packs ? a.rows / kPackRows * kPackRows * rowBytes : 0));
@@ -120,9 +119,7 @@ Napi::Value Api::PackedBytes(const Napi::CallbackInfo& info) {
 Napi::Value Api::Pack(const Napi::CallbackInfo& info) {
   const char* m = "quantPack";
   QuantMatmulArgs a{};
-  a.qtype = qtypeOf(info, 2, m);
-  a.rows = integer(info, 3, m, "rows", 1);
-  a.cols = integer(info, 4, m, "cols", 1);
+  matrixShape(info, m, a, 2);
   if (!packableType(a.qtype))
     typeError(info.Env(), std::string(m) + ": " + kQuantFormats[a.qtype].name + " has no packed layout");
   const int64_t wBytes = matrixBytes(info, m, a.qtype, a.rows, a.cols), groups = a.rows / kPackRows;

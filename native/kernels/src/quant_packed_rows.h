@@ -11,6 +11,25 @@
 // meets the activations' d·Σq per block in a second accumulator, taken off once at the end.
 #pragma once
 
+#if defined(__AVX2__)
+// Tokens t0 .. t0 + T − 1 as the packed paths read them: each one's block scales d, its d·Σq per
+// block, and its int8 activations as they lie.
+template <int T>
+struct PackedActs {
+  const float* d[T];
+  const float* ds[T];
+  const int8_t* q[T];
+  PackedActs(const QuantMatmulArgs& a, int64_t t0) {
+    for (int t = 0; t < T; t++) {
+      const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
+      d[t] = lk::actD(act);
+      ds[t] = lk::actDs32(act, a.cols);
+      q[t] = lk::actQ(act, a.cols);
+    }
+  }
+};
+#endif
+
 #if defined(LK_ROW_Q4K_512) && defined(__AVX512VNNI__)
 #define LK_PACKED_ROWS 1
 
@@ -42,15 +61,10 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
   constexpr int64_t kValues = QT == lk::kQ5_0 ? 96 : 32;
   constexpr float kOff = QT == lk::kQ8_0 ? 128.0f : QT == lk::kQ4_0 ? 8.0f : 16.0f;
   const int64_t nb = a.cols / 32;
-  const float* dx[T];
-  const float* ds[T];
-  const int8_t* xq[T];
-  for (int t = 0; t < T; t++) {
-    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
-    dx[t] = lk::actD(act);
-    ds[t] = lk::actDs32(act, a.cols);
-    xq[t] = lk::actQ(act, a.cols);
-  }
+  const PackedActs<T> x(a, t0);
+  const float* const* dx = x.d;
+  const float* const* ds = x.ds;
+  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
   const uint8_t* p[S];
   __m512 acc[S][T], off[S][T];
@@ -188,15 +202,10 @@ inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const
   constexpr bool kSigned = QT == lk::kQ8_0 && kSignedQ8;
   constexpr float kOff = kSigned ? 0.0f : QT == lk::kQ8_0 ? 128.0f : QT == lk::kQ4_0 ? 8.0f : 16.0f;
   const int64_t nb = a.cols / 32;
-  const float* dx[T];
-  const float* ds[T];
-  const int8_t* xq[T];
-  for (int t = 0; t < T; t++) {
-    const uint8_t* act = a.xq + (t0 + t) * lk::actStride(a.cols);
-    dx[t] = lk::actD(act);
-    ds[t] = lk::actDs32(act, a.cols);
-    xq[t] = lk::actQ(act, a.cols);
-  }
+  const PackedActs<T> x(a, t0);
+  const float* const* dx = x.d;
+  const float* const* ds = x.ds;
+  const int8_t* const* xq = x.q;
   const __m256i low4 = _mm256_set1_epi8(15);
   const uint8_t* p[S];
   int h[S];
