@@ -27,7 +27,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--threads <n>", "kernel threads (default: all cores)", intArg(1, 1024))
     .option(
       "--no-weight-packing",
-      "keep Q8_0/Q4_0/Q5_0 weights as stored only (by default, on CPUs with AVX-512 VNNI, the kernels also hold a copy packed 16 rows a vector, which decodes faster for as much memory again)",
+      "keep weights in the 32-value block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) as stored only (by default, on CPUs with AVX2, the kernels also hold a copy packed 16 rows a vector, which decodes faster for as much memory again)",
     )
     .option("--kv-memory <size>", "KV cache budget per attention instance, e.g. 512MiB", sizeArg)
     .option("--block-size <n>", `KV block size in tokens (default: ${DEFAULT_BLOCK_SIZE})`, intArg(1, 1024))

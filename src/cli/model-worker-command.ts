@@ -13,7 +13,10 @@ export function registerModelWorkerCommand(program: Command): void {
     .option("--token <secret>", "shared secret front ends must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--model <path|id>", "the front end's model (default: the built-in demo)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
-    .option("--no-weight-packing", "keep Q8_0/Q4_0/Q5_0 weights as stored only (no copy packed for decode)")
+    .option(
+      "--no-weight-packing",
+      "keep weights in the 32-value block formats as stored only (no copy packed for decode)",
+    )
     .option(
       "--plane-port <n>",
       "with --model-plane tcp front ends: the port the plane's frames come to (default: any free one)",

@@ -9,7 +9,8 @@ export interface LoadKernelOptions {
   backend?: BackendChoice;
   threads?: number;
   /**
-   * Whether the native kernels also hold Q8_0/Q4_0/Q5_0 weights packed 16 rows a vector, where the
+   * Whether the native kernels also hold weights in the 32-value block formats (Q8_0, Q4_0, Q4_1,
+   * Q5_0, Q5_1, IQ4_NL) packed 16 rows a vector, where the
    * CPU has the row path for it (default true: decode reads them 1.4-4x faster, for as much memory
    * again); prefill-only processes, whose batches read the weights as stored, say false.
    */
@@ -129,7 +130,7 @@ function cpuFlagsFromOs(): string[] {
 /** The quantized products' variant and what else this CPU runs, in one line. */
 function quantProducts(addon: NativeAddon): string {
   const q = addon.quantInfo();
-  const packed = q.packedRows ? ", Q8_0/Q4_0/Q5_0 weights packed 16 rows a vector" : "";
+  const packed = q.packedRows ? ", 32-value block formats packed 16 rows a vector" : "";
   return `${q.variant}, int8 activations per 32 values${packed} (supported: ${q.supported.join(" ")})`;
 }
 

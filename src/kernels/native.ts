@@ -408,7 +408,7 @@ export class NativeBackend implements KernelBackend {
         : "";
     const packed =
       this.packedBytes > 0
-        ? `, ${(this.packedBytes / 2 ** 20).toFixed(1)} MiB of Q8_0/Q4_0/Q5_0 weights also packed 16 rows a vector for decode (--no-weight-packing: as stored only)`
+        ? `, ${(this.packedBytes / 2 ** 20).toFixed(1)} MiB of 32-value block weights (Q8_0, Q4_0/1, Q5_0/1, IQ4_NL) also packed 16 rows a vector for decode (--no-weight-packing: as stored only)`
         : "";
     return `native ${i.variant} (${i.reason}${dot}), ${i.threads} thread${i.threads === 1 ? "" : "s"}${packed}`;
   }

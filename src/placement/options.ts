@@ -46,7 +46,7 @@ export interface EngineOptions extends CoreOptions {
   readonly backend?: "auto" | "native" | "reference";
   readonly threads?: number;
   /**
-   * Q8_0/Q4_0/Q5_0 weights also packed 16 rows a vector for decode where the CPU has that row path
+   * Weights in the 32-value block formats also packed 16 rows a vector for decode where the CPU has that row path
    * (default true; false: as stored only, half their memory), here and in spawned model workers.
    */
   readonly weightPacking?: boolean;

@@ -70,13 +70,13 @@ for (const [name, model] of await quantizedModels()) {
       const core = buildColocatedEngine(model, asStored, SIZES);
       assert.deepEqual(tokensOf(await runToCompletion(core, requests(model))), expected);
       assert.doesNotMatch(asStored.describe(), /packed/);
-      // The default backend packed the Q8_0/Q4_0/Q5_0 matrices of 16 rows or more, where the CPU
+      // The default backend packed the 32-value block formats' matrices of 16 rows or more, where the CPU
       // has the row path for them (it is shared by both models: only the first packs).
       const packable = [...model.weights.values()].some(
-        (t) => ["q8_0", "q4_0", "q5_0"].includes(t.dtype) && t.shape[0]! >= 16,
+        (t) => ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"].includes(t.dtype) && t.shape[0]! >= 16,
       );
       if ((backend as NativeBackend).quantInfo().packedRows && packable)
-        assert.match(backend.describe(), /MiB of Q8_0\/Q4_0\/Q5_0 weights also packed 16 rows a vector/);
+        assert.match(backend.describe(), /MiB of 32-value block weights .* also packed 16 rows a vector/);
     });
 
     const workerCases = [

@@ -131,12 +131,12 @@ test("quantized products match the reference: every format, odd row counts, batc
   assert.equal(ran.size, QUANT_TYPES.length * supported.length);
 });
 
-test("Q8_0, Q4_0 and Q5_0 weights are packed 16 rows a vector where the variant has that row path: the reference's products, a tail of rows, one copy per loaded weight", () => {
+test("weights in the 32-value block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) are packed 16 rows a vector where the variant has that row path: the reference's products, a tail of rows, one copy per loaded weight", () => {
   const { packedRows, supported } = native.quantInfo();
   const addon = (native as unknown as { addon: NativeAddon }).addon;
   let seed = 700;
   try {
-    for (const type of ["q8_0", "q4_0", "q5_0"] as const) {
+    for (const type of ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"] as const) {
       // 50 rows: three groups of 16 packed and two rows read as stored; 1056 columns: 33 blocks.
       const w = quantWeight(type, 50, 1056, seed++);
       const wNat = native.prepareWeight(w) as PreparedWeight & { packed?: Uint8Array };
@@ -144,8 +144,8 @@ test("Q8_0, Q4_0 and Q5_0 weights are packed 16 rows a vector where the variant 
       if (packedRows) {
         // A second engine preparing the same loaded weight shares the packed copy.
         assert.equal((native.prepareWeight(w) as typeof wNat).packed, wNat.packed);
-        // Q4_0's layout only moves bytes: the same bytes as the 48 rows it packs.
-        if (type === "q4_0") {
+        // Q4_0's and IQ4_NL's layout only moves bytes: the same bytes as the 48 rows it packs.
+        if (type === "q4_0" || type === "iq4_nl") {
           const sorted = (a: Uint8Array) => Array.from(a).sort((x, y) => x - y);
           assert.deepEqual(sorted(wNat.packed!), sorted(w.data.subarray(0, wNat.packed!.byteLength)));
         }
@@ -175,6 +175,10 @@ test("Q8_0, Q4_0 and Q5_0 weights are packed 16 rows a vector where the variant 
   assert.throws(
     () => addon.quantPack(new Uint8Array(4096), new Uint8Array(4096), 2 /* q4_k */, 16, 256),
     /quantPack: q4_k has no packed layout/,
+  );
+  assert.throws(
+    () => addon.quantPack(new Uint8Array(4096), new Uint8Array(4096), 12 /* mxfp4 */, 16, 32),
+    /quantPack: mxfp4 has no packed layout/,
   );
   assert.throws(
     () => addon.quantPack(new Uint8Array(100), new Uint8Array(34 * 16), 0 /* q8_0 */, 16, 32),

@@ -1402,6 +1402,12 @@ void matmulPacked(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, i
       return packedGroups<lk::kQ8_0>(a, packed, g0, g1);
     case lk::kQ4_0:
       return packedGroups<lk::kQ4_0>(a, packed, g0, g1);
+    case lk::kQ4_1:
+      return packedGroups<lk::kQ4_1>(a, packed, g0, g1);
+    case lk::kQ5_1:
+      return packedGroups<lk::kQ5_1>(a, packed, g0, g1);
+    case lk::kIQ4_NL:
+      return packedGroups<lk::kIQ4_NL>(a, packed, g0, g1);
     default:
       return packedGroups<lk::kQ5_0>(a, packed, g0, g1);
   }

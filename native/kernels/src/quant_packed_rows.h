@@ -1,17 +1,31 @@
-// The row path on weights packed with 16 rows in the lanes (quant_pack.h): Q8_0, Q4_0 and Q5_0
-// against up to four tokens at once (included by quant_kernels.cpp inside the variant's namespace,
-// where prefetchLines, inStreams and the activations' layout are defined). AVX-512 VNNI builds take
-// the 16 rows of a 64-byte vector at once; the AVX2 and AVX-VNNI builds take its two 32-byte
-// halves (rows 0-7, 8-15) as eight-row groups of their own, from the same layout.
+// The row path on weights packed with 16 rows in the lanes (quant_pack.h): the 32-value block
+// formats Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL against up to four tokens at once (included by
+// quant_kernels.cpp inside the variant's namespace, where prefetchLines, inStreams and the
+// activations' layout are defined). AVX-512 VNNI builds take the 16 rows of a 64-byte vector at
+// once; the AVX2 and AVX-VNNI builds take its two 32-byte halves (rows 0-7, 8-15) as eight-row
+// groups of their own, from the same layout.
 //
 // Per block of a group of 16 rows: one f16 vector of the rows' scales; per 64-byte vector of
-// quants one vpdpbusd a token (two for the nibble formats: low and high nibbles), the token's four
-// matching int8 activations broadcast from memory; then one conversion and one FMA per token into
-// 16 row sums. The format's offset (Q8_0's 128 from its unsigned storage, Q4_0's 8, Q5_0's 16)
-// meets the activations' d·Σq per block in a second accumulator, taken off once at the end.
+// quants one vpdpbusd a token (two for the nibble formats: low and high nibbles, IQ4_NL's through
+// a byte shuffle of its levels), the token's four matching int8 activations broadcast from memory;
+// then one conversion and one FMA per token into 16 row sums. The format's offset or its mins
+// (packedOffset) meet the activations' d·Σq per block in a second accumulator, applied once at the end.
 #pragma once
 
 #if defined(__AVX2__)
+// What a packed block's sum takes off per unit of the activations' d·Σq against its scales
+// (out = sum − off · Σ scale · d·Σq): Q8_0's 128 (its unsigned storage), Q4_0's 8, Q5_0's 16,
+// IQ4_NL's 128 (its levels lifted to unsigned bytes) where the dot takes unsigned weights
+// (`liftedUnsigned`; else IQ4_NL and Q8_0 multiply signed bytes and take nothing off); the min
+// formats add their mins instead: −1 against the mins.
+constexpr float packedOffset(int qt, bool liftedUnsigned) {
+  return qt == lk::kQ4_1 || qt == lk::kQ5_1      ? -1.0f
+         : qt == lk::kQ4_0                       ? 8.0f
+         : qt == lk::kQ5_0                       ? 16.0f
+         : liftedUnsigned                        ? 128.0f
+                                                 : 0.0f;
+}
+
 // Tokens t0 .. t0 + T − 1 as the packed paths read them: each one's block scales d, its d·Σq per
 // block, and its int8 activations as they lie.
 template <int T>
@@ -58,14 +72,15 @@ constexpr int64_t kPackedAhead = LK_PACKED_AHEAD;
 template <int QT, int T, int S>
 inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const int64_t* groups, int64_t t0) {
   constexpr int64_t PB = lk::kPackRows * blockBytes(QT);  // a block of a group
-  constexpr int64_t kValues = QT == lk::kQ5_0 ? 96 : 32;
-  constexpr float kOff = QT == lk::kQ8_0 ? 128.0f : QT == lk::kQ4_0 ? 8.0f : 16.0f;
+  constexpr lk::PackedBlock L = lk::packedBlock(QT);
+  constexpr float kOff = packedOffset(QT, true);
   const int64_t nb = a.cols / 32;
   const PackedActs<T> x(a, t0);
   const float* const* dx = x.d;
   const float* const* ds = x.ds;
   const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
+  [[maybe_unused]] const __m512i levels = liftedIq4nlLevels();
   const uint8_t* p[S];
   __m512 acc[S][T], off[S][T];
   for (int s = 0; s < S; s++) {
@@ -78,22 +93,28 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
       const uint8_t* q = p[s] + b * PB;
       prefetchLines<PB>(q + kPackedAhead);
       const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+      // What takes the activations' d·Σq: the scales (an offset), or the min formats' mins.
+      const __m512 mw = L.mins >= 0 ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + L.mins))) : dw;
       __m512i dot[T][2];
       for (int t = 0; t < T; t++) dot[t][0] = dot[t][1] = _mm512_setzero_si512();
       if constexpr (QT == lk::kQ8_0) {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-          const __m512i u = _mm512_loadu_si512(q + kValues + 64 * j);
+          const __m512i u = _mm512_loadu_si512(q + L.values + 64 * j);
           for (int t = 0; t < T; t++) dpbusdQuad(dot[t][j & 1], u, xq[t] + 32 * b + 4 * j);
         }
       } else {
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-          const __m512i v = _mm512_loadu_si512(q + kValues + 64 * j);
+          const __m512i v = _mm512_loadu_si512(q + L.values + 64 * j);
           __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-          if constexpr (QT == lk::kQ5_0) {
-            lo = _mm512_mask_add_epi8(lo, fifthBits(q + 32 + 8 * j), lo, five);
-            hi = _mm512_mask_add_epi8(hi, fifthBits(q + 64 + 8 * j), hi, five);
+          if constexpr (L.masks >= 0) {
+            lo = _mm512_mask_add_epi8(lo, fifthBits(q + L.masks + 8 * j), lo, five);
+            hi = _mm512_mask_add_epi8(hi, fifthBits(q + L.masks + 32 + 8 * j), hi, five);
+          }
+          if constexpr (QT == lk::kIQ4_NL) {
+            lo = _mm512_shuffle_epi8(levels, lo);
+            hi = _mm512_shuffle_epi8(levels, hi);
           }
           for (int t = 0; t < T; t++) {
             dpbusdQuad(dot[t][0], lo, xq[t] + 32 * b + 4 * j);
@@ -104,7 +125,7 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
       for (int t = 0; t < T; t++) {
         const __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(dot[t][0], dot[t][1]));
         acc[s][t] = _mm512_fmadd_ps(sums, _mm512_mul_ps(dw, _mm512_set1_ps(dx[t][b])), acc[s][t]);
-        off[s][t] = _mm512_fmadd_ps(dw, _mm512_set1_ps(ds[t][b]), off[s][t]);
+        off[s][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(ds[t][b]), off[s][t]);
       }
     }
   }
@@ -143,13 +164,14 @@ inline void packedGroups(const QuantMatmulArgs& a, const uint8_t* packed, int64_
 #elif defined(__AVX2__) && !defined(LK_ROW_Q4K_512)
 #define LK_PACKED_ROWS 1
 
-// Without AVX-VNNI, Q8_0 goes through vpmaddubsw, whose pairwise 16-bit sums of its unsigned
-// storage (up to 255) times the activations would saturate: its weights are taken back to signed
-// bytes, their signs moved onto the activations, and no offset remains.
+// Without AVX-VNNI, Q8_0 and IQ4_NL go through vpmaddubsw, whose pairwise 16-bit sums of unsigned
+// bytes up to 255 (Q8_0's storage, IQ4_NL's lifted levels) times the activations would saturate:
+// their weights are taken as signed bytes, their signs moved onto the activations, and no offset
+// remains.
 #if defined(__AVXVNNI__)
-constexpr bool kSignedQ8 = false;
+constexpr bool kSignedWide = false;
 #else
-constexpr bool kSignedQ8 = true;
+constexpr bool kSignedWide = true;
 #endif
 
 // acc + the 4-byte dot products of the unsigned bytes u (at most 31, or VNNI) with the four signed
@@ -165,12 +187,11 @@ inline __m256i dotQuad(__m256i acc, __m256i u, const int8_t* s) {
 #endif
 }
 
-// Q8_0 without VNNI: w (stored as q + 128) back to signed bytes, |q| against the activations
-// carrying q's sign.
-inline __m256i dotQuadSigned(__m256i acc, __m256i w, const int8_t* s) {
+// acc + the 4-byte dot products of the signed bytes q with the four at s (without VNNI: |q| against
+// the activations carrying q's sign).
+inline __m256i dotQuadSigned(__m256i acc, __m256i q, const int8_t* s) {
   int32_t quad;
   std::memcpy(&quad, s, 4);
-  const __m256i q = _mm256_xor_si256(w, _mm256_set1_epi8(int8_t(0x80)));
   const __m256i x = _mm256_sign_epi8(_mm256_set1_epi32(quad), q);
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), x), _mm256_set1_epi16(1)));
 }
@@ -198,15 +219,19 @@ constexpr int64_t kPackedTo = 16;
 template <int QT, int T, int S>
 inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const int64_t* halves, int64_t t0) {
   constexpr int64_t PB = lk::kPackRows * blockBytes(QT);
-  constexpr int64_t kValues = QT == lk::kQ5_0 ? 96 : 32;
-  constexpr bool kSigned = QT == lk::kQ8_0 && kSignedQ8;
-  constexpr float kOff = kSigned ? 0.0f : QT == lk::kQ8_0 ? 128.0f : QT == lk::kQ4_0 ? 8.0f : 16.0f;
+  constexpr lk::PackedBlock L = lk::packedBlock(QT);
+  constexpr bool kSigned = (QT == lk::kQ8_0 || QT == lk::kIQ4_NL) && kSignedWide;
+  constexpr float kOff = packedOffset(QT, !kSigned);
   const int64_t nb = a.cols / 32;
   const PackedActs<T> x(a, t0);
   const float* const* dx = x.d;
   const float* const* ds = x.ds;
   const int8_t* const* xq = x.q;
   const __m256i low4 = _mm256_set1_epi8(15);
+  // IQ4_NL's levels as signed bytes, or lifted by 128 to unsigned ones for the VNNI dot.
+  const __m256i signedLevels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels)));
+  [[maybe_unused]] const __m256i levels =
+      kSigned ? signedLevels : _mm256_xor_si256(signedLevels, _mm256_set1_epi8(int8_t(0x80)));
   const uint8_t* p[S];
   int h[S];
   __m256 acc[S][T], off[S][T];
@@ -222,33 +247,42 @@ inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const
       if (h[s] == 0) prefetchLines<PB>(q + kPackedAhead);
       const uint8_t* half = q + 32 * h[s];
       const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * h[s])));
+      const __m256 mw =
+          L.mins >= 0 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + L.mins + 16 * h[s]))) : dw;
       __m256i dot[T];
       for (int t = 0; t < T; t++) dot[t] = _mm256_setzero_si256();
+      auto dotWith = [&](__m256i w, int t, const int8_t* x) {
+        dot[t] = kSigned ? dotQuadSigned(dot[t], w, x) : dotQuad(dot[t], w, x);
+      };
       if constexpr (QT == lk::kQ8_0) {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-          const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + kValues + 64 * j));
-          for (int t = 0; t < T; t++)
-            dot[t] = kSigned ? dotQuadSigned(dot[t], u, xq[t] + 32 * b + 4 * j) : dotQuad(dot[t], u, xq[t] + 32 * b + 4 * j);
+          __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + L.values + 64 * j));
+          if constexpr (kSigned) u = _mm256_xor_si256(u, _mm256_set1_epi8(int8_t(0x80)));  // back to q
+          for (int t = 0; t < T; t++) dotWith(u, t, xq[t] + 32 * b + 4 * j);
         }
       } else {
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + kValues + 64 * j));
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + L.values + 64 * j));
           __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-          if constexpr (QT == lk::kQ5_0) {
-            lo = _mm256_or_si256(lo, fifthBytes(q + 32 + 8 * j + 4 * h[s]));
-            hi = _mm256_or_si256(hi, fifthBytes(q + 64 + 8 * j + 4 * h[s]));
+          if constexpr (L.masks >= 0) {
+            lo = _mm256_or_si256(lo, fifthBytes(q + L.masks + 8 * j + 4 * h[s]));
+            hi = _mm256_or_si256(hi, fifthBytes(q + L.masks + 32 + 8 * j + 4 * h[s]));
+          }
+          if constexpr (QT == lk::kIQ4_NL) {
+            lo = _mm256_shuffle_epi8(levels, lo);
+            hi = _mm256_shuffle_epi8(levels, hi);
           }
           for (int t = 0; t < T; t++) {
-            dot[t] = dotQuad(dot[t], lo, xq[t] + 32 * b + 4 * j);
-            dot[t] = dotQuad(dot[t], hi, xq[t] + 32 * b + 16 + 4 * j);
+            dotWith(lo, t, xq[t] + 32 * b + 4 * j);
+            dotWith(hi, t, xq[t] + 32 * b + 16 + 4 * j);
           }
         }
       }
       for (int t = 0; t < T; t++) {
         acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(dx[t][b])), acc[s][t]);
-        if constexpr (!kSigned) off[s][t] = _mm256_fmadd_ps(dw, _mm256_set1_ps(ds[t][b]), off[s][t]);
+        if constexpr (kOff != 0.0f) off[s][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(ds[t][b]), off[s][t]);
       }
     }
   }
