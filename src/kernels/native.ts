@@ -214,7 +214,7 @@ export interface NativeAddon {
     bias: Float32Array | undefined,
     packed?: Uint8Array,
   ): void;
-  /** Bytes quantPack writes for this matrix where the current variant runs it packed, else 0. */
+  /** Bytes quantPack writes for this matrix where the addon's variant (not a pinned one) runs it packed, else 0. */
   quantPackedBytes(qtype: number, rows: number, cols: number): number;
   /** w's whole groups of 16 rows packed with the rows in a vector's lanes (quant_pack.h) into dst. */
   quantPack(dst: Uint8Array, w: Uint8Array, qtype: number, rows: number, cols: number): void;
@@ -335,8 +335,8 @@ class NativeQuantWeight implements PreparedWeight {
 }
 
 /**
- * Packed copies by the stored bytes they were made from, so engines that prepare the same loaded
- * model (a prefill instance beside a decode engine in one process) share one.
+ * Packed copies by the stored bytes they were made from, so executors that prepare the same loaded
+ * model in one process (PD's decode and prefill executors, the engines of a test) share one.
  */
 const packedCopies = new WeakMap<Uint8Array, Uint8Array>();
 

@@ -40,7 +40,6 @@ void matrixShape(const Napi::CallbackInfo& info, const char* m, QuantMatmulArgs&
 }
 
 // Bytes of a [rows, cols] matrix in a block format; cols must be whole blocks.
-
 int64_t matrixBytes(const Napi::CallbackInfo& info, const char* m, int qtype, int64_t rows, int64_t cols) {
   const QuantFormat& f = kQuantFormats[qtype];
   if (cols % f.block)
