@@ -10,9 +10,9 @@ export interface LoadKernelOptions {
   threads?: number;
   /**
    * Whether the native kernels also hold weights in the 32-value block formats (Q8_0, Q4_0, Q4_1,
-   * Q5_0, Q5_1, IQ4_NL) packed 16 rows a vector, where the
-   * CPU has the row path for it (default true: decode reads them 1.4-4x faster, for as much memory
-   * again); prefill-only processes, whose batches read the weights as stored, say false.
+   * Q5_0, Q5_1, IQ4_NL) packed 16 rows a vector, where the CPU has the row path for it (default
+   * true: decode reads them 1.2-4x faster, for as much memory again); prefill-only processes, whose
+   * batches read the weights as stored, say false.
    */
   weightPacking?: boolean;
 }

@@ -46,8 +46,9 @@ export interface EngineOptions extends CoreOptions {
   readonly backend?: "auto" | "native" | "reference";
   readonly threads?: number;
   /**
-   * Weights in the 32-value block formats also packed 16 rows a vector for decode where the CPU has that row path
-   * (default true; false: as stored only, half their memory), here and in spawned model workers.
+   * Weights in the 32-value block formats also packed 16 rows a vector for decode where the CPU has
+   * that row path (default true; false: as stored only, half their memory), here and in spawned
+   * model workers.
    */
   readonly weightPacking?: boolean;
   /** Id served as `model` in the API (default: derived from the model path). */

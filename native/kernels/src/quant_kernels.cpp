@@ -99,11 +99,8 @@ inline void blockScale(int QT, const uint8_t* blk, float& d, float& off) {
 
 // The 32-value formats stored as nibbles, with a fifth bit each in the Q5 formats.
 constexpr bool nibbleBlock(int QT) { return QT == lk::kQ4_0 || QT == lk::kQ4_1 || QT == lk::kQ5_0 || QT == lk::kQ5_1; }
-// Where a 32-value block's nibbles and fifth bits (a little-endian u32) start.
-constexpr int64_t nibblesAt(int QT) {
-  return QT == lk::kMXFP4 ? 1 : QT == lk::kQ4_0 || QT == lk::kIQ4_NL ? 2 : QT == lk::kQ4_1 ? 4 : QT == lk::kQ5_0 ? 6 : 8;
-}
-constexpr int64_t fifthBitsAt(int QT) { return QT == lk::kQ5_0 ? 2 : 4; }
+using lk::fifthBitsAt;
+using lk::nibblesAt;
 constexpr bool hasFifthBit(int QT) { return QT == lk::kQ5_0 || QT == lk::kQ5_1 || QT == lk::kQ5_K; }
 
 // Scales of one 256-value group of a row, per half-block: lo[b] for values 0-15 of block b and
@@ -1241,7 +1238,6 @@ inline void inTokenChunks(int64_t t, int64_t nTokens, Kernel kernel) {
   if constexpr (T > 1) inTokenChunks<T / 2>(t, nTokens, kernel);
 }
 
-
 #if defined(__AVX2__)
 // Rows [r0, r1) of one token as S sequential streams a slice's S-th apart: kernel(N, rows) gets
 // rows r, r + q, ... (N = S) while whole streams last, then each row left over alone (N = 1).
@@ -1394,8 +1390,8 @@ void matmulRange(const QuantMatmulArgs& a, int64_t r0, int64_t r1) {
 }
 
 #if defined(LK_PACKED_ROWS)
-// Row groups [g0, g1) of a matrix packed with 16 rows in the lanes (quant_pack.h), a batch smaller
-// than the panels take.
+// Row groups [g0, g1) of a matrix packed with 16 rows in the lanes (quant_pack.h; a packable format,
+// which the caller checks), a batch under the table's packedTo.
 void matmulPacked(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, int64_t g1) {
   switch (a.qtype) {
     case lk::kQ8_0:

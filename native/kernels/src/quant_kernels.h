@@ -52,6 +52,11 @@ inline float e8m0Half(uint8_t e) {
   __builtin_memcpy(&f, &bits, 4);
   return f;
 }
+// Where a 32-value block's nibbles and fifth bits (a little-endian u32) start.
+constexpr int64_t nibblesAt(int qt) {
+  return qt == kMXFP4 ? 1 : qt == kQ4_0 || qt == kIQ4_NL ? 2 : qt == kQ4_1 ? 4 : qt == kQ5_0 ? 6 : 8;
+}
+constexpr int64_t fifthBitsAt(int qt) { return qt == kQ5_0 ? 2 : 4; }
 // Formats whose decoded values are signed bytes (the others are unsigned with an offset).
 constexpr bool signedQuant(int qt) { return qt == kQ8_0 || qt == kIQ4_NL || qt == kIQ4_XS || qt == kMXFP4; }
 // K-quants: one 256-value super-block a group; the others are 32-value blocks, eight a group.

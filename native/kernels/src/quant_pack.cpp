@@ -4,8 +4,6 @@
 
 #include <cstring>
 
-#include "quant_kernels.h"
-
 namespace lk {
 
 bool packableType(int qtype) {
@@ -15,8 +13,6 @@ bool packableType(int qtype) {
 void packRowGroups(uint8_t* dst, const uint8_t* w, int qtype, int64_t cols, int64_t g0, int64_t g1) {
   const int64_t bb = kQuantFormats[qtype].bytes, nb = cols / 32, rowBytes = nb * bb;
   const PackedBlock at = packedBlock(qtype);
-  // Where the stored block keeps them: d at 0, m at 2, then the fifth bits' word, then the quants.
-  const int64_t qhFrom = at.mins >= 0 ? 4 : 2, qsFrom = qhFrom + (at.masks >= 0 ? 4 : 0);
   // Row by row, each row's blocks in order: the reads are one sequential stream, the writes stay
   // within the group's packed bytes (a few KiB to tens of KiB, in cache). About 10 GB/s on two
   // threads into touched memory; into a fresh allocation the page faults take most of the time.
@@ -38,10 +34,10 @@ void packRowGroups(uint8_t* dst, const uint8_t* w, int qtype, int64_t cols, int6
           }
           continue;
         }
-        for (int64_t j = 0; j < 4; j++) std::memcpy(out + at.values + 64 * j + 4 * r, blk + qsFrom + 4 * j, 4);
+        for (int64_t j = 0; j < 4; j++) std::memcpy(out + at.values + 64 * j + 4 * r, blk + nibblesAt(qtype) + 4 * j, 4);
         if (at.masks >= 0) {
           uint32_t qh;
-          std::memcpy(&qh, blk + qhFrom, 4);
+          std::memcpy(&qh, blk + fifthBitsAt(qtype), 4);
           for (int u = 0; u < 8; u++) {
             uint64_t mask = 0;
             if (r > 0) std::memcpy(&mask, out + at.masks + 8 * u, 8);

@@ -26,6 +26,14 @@ constexpr float packedOffset(int qt, bool liftedUnsigned) {
                                                  : 0.0f;
 }
 
+// How far ahead of its reads each stream of the packed paths asks for lines (1, 4 and 8 KiB measured
+// no better at 4096x4096).
+constexpr int64_t kPackedAhead = 2048;
+
+// Streams one token's groups are read in: one a thread reached 72-87% of the streaming read at
+// 4096x4096, two 91-101%, four 93-109%.
+constexpr int kPackedStreams = 4;
+
 // Tokens t0 .. t0 + T − 1 as the packed paths read them: each one's block scales d, its d·Σq per
 // block, and its int8 activations as they lie.
 template <int T>
@@ -54,18 +62,12 @@ inline void dpbusdQuad(__m512i& acc, __m512i u, const int8_t* s) {
   asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*reinterpret_cast<const int32_t*>(s)));
 }
 
-// A Q5_0 block's 64-bit mask of fifth bits (a mask-register load).
+// A Q5_0 or Q5_1 block's 64-bit mask of fifth bits (a mask-register load).
 inline __mmask64 fifthBits(const uint8_t* p) {
   uint64_t m;
   std::memcpy(&m, p, 8);
   return __mmask64(m);
 }
-
-// How far ahead of a group's block the packed stream is asked for (one sequential stream a thread).
-#ifndef LK_PACKED_AHEAD
-#define LK_PACKED_AHEAD 2048
-#endif
-constexpr int64_t kPackedAhead = LK_PACKED_AHEAD;
 
 // S row groups (groups[0..S)) of a packed matrix against tokens t0 .. t0 + T − 1, their blocks
 // read side by side (S sequential streams).
@@ -76,9 +78,6 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
   constexpr float kOff = packedOffset(QT, true);
   const int64_t nb = a.cols / 32;
   const PackedActs<T> x(a, t0);
-  const float* const* dx = x.d;
-  const float* const* ds = x.ds;
-  const int8_t* const* xq = x.q;
   const __m512i low4 = _mm512_set1_epi8(15), five = _mm512_set1_epi8(0x10);
   [[maybe_unused]] const __m512i levels = liftedIq4nlLevels();
   const uint8_t* p[S];
@@ -101,7 +100,7 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
           const __m512i u = _mm512_loadu_si512(q + L.values + 64 * j);
-          for (int t = 0; t < T; t++) dpbusdQuad(dot[t][j & 1], u, xq[t] + 32 * b + 4 * j);
+          for (int t = 0; t < T; t++) dpbusdQuad(dot[t][j & 1], u, x.q[t] + 32 * b + 4 * j);
         }
       } else {
 #pragma GCC unroll 4
@@ -117,15 +116,15 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
             hi = _mm512_shuffle_epi8(levels, hi);
           }
           for (int t = 0; t < T; t++) {
-            dpbusdQuad(dot[t][0], lo, xq[t] + 32 * b + 4 * j);
-            dpbusdQuad(dot[t][1], hi, xq[t] + 32 * b + 16 + 4 * j);
+            dpbusdQuad(dot[t][0], lo, x.q[t] + 32 * b + 4 * j);
+            dpbusdQuad(dot[t][1], hi, x.q[t] + 32 * b + 16 + 4 * j);
           }
         }
       }
       for (int t = 0; t < T; t++) {
         const __m512 sums = _mm512_cvtepi32_ps(_mm512_add_epi32(dot[t][0], dot[t][1]));
-        acc[s][t] = _mm512_fmadd_ps(sums, _mm512_mul_ps(dw, _mm512_set1_ps(dx[t][b])), acc[s][t]);
-        off[s][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(ds[t][b]), off[s][t]);
+        acc[s][t] = _mm512_fmadd_ps(sums, _mm512_mul_ps(dw, _mm512_set1_ps(x.d[t][b])), acc[s][t]);
+        off[s][t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(x.ds[t][b]), off[s][t]);
       }
     }
   }
@@ -144,17 +143,13 @@ inline void packedGroupsT(const QuantMatmulArgs& a, const uint8_t* packed, const
 // tokens to 32 (0.35-0.38 against 0.46-0.48 ms at 32).
 constexpr int64_t kPackedTo = 33;
 
-#ifndef LK_PACKED_STREAMS
-#define LK_PACKED_STREAMS 4
-#endif
-
-// Row groups [g0, g1): one token in S streams a slice's S-th apart (inStreams; as the row paths
-// read four rows at once), a small batch a group at a time against every token in chunks of four
-// (a group's blocks, 4.5 to 17 KiB at 4,096 columns, stay in L1 between chunks).
+// Row groups [g0, g1): one token in kPackedStreams streams, each a share of the slice (inStreams, as
+// the row paths read four rows at once); a small batch a group at a time against every token in
+// chunks of four (a group's blocks, 4.5 to 17 KiB at 4,096 columns, stay in L1 between chunks).
 template <int QT>
 inline void packedGroups(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, int64_t g1) {
   if (a.nTokens == 1)
-    return inStreams<LK_PACKED_STREAMS>(g0, g1, [&](auto n, const int64_t* groups) {
+    return inStreams<kPackedStreams>(g0, g1, [&](auto n, const int64_t* groups) {
       packedGroupsT<QT, 1, decltype(n)::value>(a, packed, groups, 0);
     });
   for (int64_t g = g0; g < g1; g++)
@@ -196,7 +191,7 @@ inline __m256i dotQuadSigned(__m256i acc, __m256i q, const int8_t* s) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), x), _mm256_set1_epi16(1)));
 }
 
-// 0x10 in byte i where bit i of the 32 bits at p is set (a Q5_0 half-mask of fifth bits).
+// 0x10 in byte i where bit i of the 32 bits at p is set (half of a Q5 block's mask of fifth bits).
 inline __m256i fifthBytes(const uint8_t* p) {
   int32_t bits;
   std::memcpy(&bits, p, 4);
@@ -206,8 +201,6 @@ inline __m256i fifthBytes(const uint8_t* p) {
   const __m256i sel = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(bits), byteOf), bit);
   return _mm256_and_si256(_mm256_cmpeq_epi8(sel, bit), _mm256_set1_epi8(0x10));
 }
-
-constexpr int64_t kPackedAhead = 2048;
 
 // Batches under this many tokens take the packed path: two tokens a pass leave it behind the panels
 // from about 16 (2048x2048, 2 threads, avx2 forced on an AVX-512 EPYC: 16 tokens Q4_0 0.37 against
@@ -224,9 +217,6 @@ inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const
   constexpr float kOff = packedOffset(QT, !kSigned);
   const int64_t nb = a.cols / 32;
   const PackedActs<T> x(a, t0);
-  const float* const* dx = x.d;
-  const float* const* ds = x.ds;
-  const int8_t* const* xq = x.q;
   const __m256i low4 = _mm256_set1_epi8(15);
   // IQ4_NL's levels as signed bytes, or lifted by 128 to unsigned ones for the VNNI dot.
   const __m256i signedLevels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lk::kIq4nlLevels)));
@@ -251,15 +241,15 @@ inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const
           L.mins >= 0 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + L.mins + 16 * h[s]))) : dw;
       __m256i dot[T];
       for (int t = 0; t < T; t++) dot[t] = _mm256_setzero_si256();
-      auto dotWith = [&](__m256i w, int t, const int8_t* x) {
-        dot[t] = kSigned ? dotQuadSigned(dot[t], w, x) : dotQuad(dot[t], w, x);
+      auto dotWith = [&](__m256i w, int t, const int8_t* quad) {
+        dot[t] = kSigned ? dotQuadSigned(dot[t], w, quad) : dotQuad(dot[t], w, quad);
       };
       if constexpr (QT == lk::kQ8_0) {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
           __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + L.values + 64 * j));
           if constexpr (kSigned) u = _mm256_xor_si256(u, _mm256_set1_epi8(int8_t(0x80)));  // back to q
-          for (int t = 0; t < T; t++) dotWith(u, t, xq[t] + 32 * b + 4 * j);
+          for (int t = 0; t < T; t++) dotWith(u, t, x.q[t] + 32 * b + 4 * j);
         }
       } else {
 #pragma GCC unroll 4
@@ -275,14 +265,14 @@ inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const
             hi = _mm256_shuffle_epi8(levels, hi);
           }
           for (int t = 0; t < T; t++) {
-            dotWith(lo, t, xq[t] + 32 * b + 4 * j);
-            dotWith(hi, t, xq[t] + 32 * b + 16 + 4 * j);
+            dotWith(lo, t, x.q[t] + 32 * b + 4 * j);
+            dotWith(hi, t, x.q[t] + 32 * b + 16 + 4 * j);
           }
         }
       }
       for (int t = 0; t < T; t++) {
-        acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(dx[t][b])), acc[s][t]);
-        if constexpr (kOff != 0.0f) off[s][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(ds[t][b]), off[s][t]);
+        acc[s][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(x.d[t][b])), acc[s][t]);
+        if constexpr (kOff != 0.0f) off[s][t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(x.ds[t][b]), off[s][t]);
       }
     }
   }
@@ -295,12 +285,12 @@ inline void packedHalvesT(const QuantMatmulArgs& a, const uint8_t* packed, const
   }
 }
 
-// Row groups [g0, g1) as eight-row halves: one token in four streams (inStreams), a small batch a
+// Row groups [g0, g1) as eight-row halves: one token in kPackedStreams streams, a small batch a
 // half at a time against every token in chunks of two (the registers hold two tokens' sums).
 template <int QT>
 inline void packedGroups(const QuantMatmulArgs& a, const uint8_t* packed, int64_t g0, int64_t g1) {
   if (a.nTokens == 1)
-    return inStreams<4>(2 * g0, 2 * g1, [&](auto n, const int64_t* halves) {
+    return inStreams<kPackedStreams>(2 * g0, 2 * g1, [&](auto n, const int64_t* halves) {
       packedHalvesT<QT, 1, decltype(n)::value>(a, packed, halves, 0);
     });
   for (int64_t hg = 2 * g0; hg < 2 * g1; hg++)
