@@ -14,8 +14,9 @@ void packRowGroups(uint8_t* dst, const uint8_t* w, int qtype, int64_t cols, int6
   const int64_t bb = kQuantFormats[qtype].bytes, nb = cols / 32, rowBytes = nb * bb;
   const PackedBlock at = packedBlock(qtype);
   // Row by row, each row's blocks in order: the reads are one sequential stream, the writes stay
-  // within the group's packed bytes (a few KiB to tens of KiB, in cache). About 10 GB/s on two
-  // threads into touched memory; into a fresh allocation the page faults take most of the time.
+  // within the group's packed bytes (a few KiB to tens of KiB, in cache). 7-14 GB/s on two
+  // threads into touched memory; into a fresh allocation the page faults take most of the time
+  // (bench/kernels/quant-pack.ts).
   for (int64_t g = g0; g < g1; g++) {
     const uint8_t* rows = w + g * kPackRows * rowBytes;
     uint8_t* group = dst + g * nb * kPackRows * bb;
