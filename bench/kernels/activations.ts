@@ -12,6 +12,7 @@ import { SeededRandom } from "../../src/util/seeded-random.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
+import { variantFlag } from "../common/variants.js";
 
 const { values } = benchArgs({
   options: {
@@ -23,10 +24,7 @@ const { values } = benchArgs({
 const threads = intFlag(values.threads, "threads");
 const reps = intFlag(values.reps, "reps");
 const backend = loadKernelBackend({ backend: "native", threads }) as NativeBackend;
-const variants = values.variant?.split(",") ?? [backend.info().variant];
-for (const v of variants)
-  if (!backend.info().supported.includes(v))
-    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
+const variants = variantFlag(backend, values.variant);
 
 interface Case {
   op: "geluMul" | "softcap" | "swigluClamped";

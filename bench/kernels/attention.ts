@@ -37,6 +37,7 @@ import { DEFAULT_BLOCK_SIZE } from "../../src/placement/sizes.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
+import { variantFlag } from "../common/variants.js";
 
 const { values } = benchArgs({
   options: {
@@ -78,10 +79,7 @@ const callsPerTiming = intFlag(values.calls, "calls");
 if (callsPerTiming > 1 && !values.warm) throw new Error("--calls above 1 needs --warm");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-const variants = values.variant?.split(",") ?? [backend.info().variant];
-for (const v of variants)
-  if (!backend.info().supported.includes(v))
-    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
+const variants = variantFlag(backend, values.variant);
 const kvDtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 
 /** A cache of `numBlocks` blocks, every element 0.01 (int8: 1 × a scale of 0.01), advised as the engine's is. */

@@ -17,6 +17,7 @@ import type { DType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
+import { variantFlag } from "../common/variants.js";
 import { rotatingWeights } from "./weights.js";
 
 const { values } = benchArgs({
@@ -43,10 +44,7 @@ const workingSet = Number(values.gib) * 2 ** 30;
 const reps = intFlag(values.reps, "reps");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-const variants = values.variant?.split(",") ?? [backend.info().variant];
-for (const v of variants)
-  if (!backend.info().supported.includes(v))
-    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
+const variants = variantFlag(backend, values.variant);
 
 interface Row {
   variant: string;

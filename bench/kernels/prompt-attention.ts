@@ -22,6 +22,7 @@ import { f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
+import { variantFlag } from "../common/variants.js";
 
 /** Attention shapes of models people serve: query heads, KV heads, head_dim. */
 const SHAPES: Record<string, { nHeads: number; nKvHeads: number; headDim: number }> = {
@@ -57,10 +58,7 @@ const dtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 if (dtypes.includes("int8")) throw new Error("--dtype int8: int8 caches have no prompt tiles");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-const variants = values.variant?.split(",") ?? [backend.info().variant];
-for (const v of variants)
-  if (!backend.info().supported.includes(v))
-    throw new Error(`--variant: "${v}" is not one this CPU runs (${backend.info().supported.join(", ")})`);
+const variants = variantFlag(backend, values.variant);
 const PEAK_ROUNDS = 200_000;
 
 /** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTile). */

@@ -82,7 +82,7 @@ export interface KernelReport {
   bf16Products: string;
   /** The quantized products' variant (block-format weights; "reference" without the addon). */
   quantProducts: string;
-  /** The path int8 KV attention takes: "avx512vnni" or "avxvnni" dot products, "widen", or "reference". */
+  /** The path int8 KV attention takes: "avx512vnni" or "avxvnni" dot products, "maddubs" (AVX2 byte products without VNNI), "widen", or "reference". */
   int8Attention: string;
   /** How grouped-query attention multiplies a bf16 cache: vdpbf16ps, or K and V widened to fp32. */
   bf16Attention: string;

@@ -41,9 +41,15 @@ export interface NativeAddon {
      * rounded to bf16): avx512bf16 only, not amxbf16, whose CPUs issue it at half the FMA's rate.
      */
     bf16DotAttention: boolean;
-    /** Variants whose special instructions run in software, for tests; selectable, never chosen. */
+    /**
+     * Variants that stand in for another CPU, for tests and benchmarks; selectable, never chosen:
+     * amxbf16-emulated (AMX tiles in software), avx2-novnni (avx2 as on a CPU without AVX-VNNI).
+     */
     emulated: string[];
-    /** The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, else "widen". */
+    /**
+     * The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, "maddubs"
+     * (AVX2 byte products without VNNI), else "widen".
+     */
     int8Attention: string;
   };
   selectVariant(name: string): void;

@@ -140,13 +140,17 @@ test("int8 attention matches the reference on the same cache (every variant, GQA
     const expected = run(ref, s.ref8, s, c);
     for (const threads of [1, 2]) {
       native.setThreads(threads);
-      forEachVariant(native, (v) => {
-        const got = run(native, s.nat8, s, c);
-        const what = `${v} ${threads}t heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
-        assertClose(got.out, expected.out, `out ${what}`, INT8_KERNEL_RTOL);
-        assertClose(got.lse, expected.lse, `lse ${what}`, INT8_KERNEL_RTOL);
-        ran.add(`${v} (${native.info().int8Attention})`);
-      });
+      forEachVariant(
+        native,
+        (v) => {
+          const got = run(native, s.nat8, s, c);
+          const what = `${v} ${threads}t heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
+          assertClose(got.out, expected.out, `out ${what}`, INT8_KERNEL_RTOL);
+          assertClose(got.lse, expected.lse, `lse ${what}`, INT8_KERNEL_RTOL);
+          ran.add(`${v} (${native.info().int8Attention})`);
+        },
+        { emulated: true },
+      );
     }
     const last = run(native, s.nat8, s, c); // the empty range: zeros and -Infinity
     const row = (s.n - 1) * c.nHeads;
@@ -155,27 +159,79 @@ test("int8 attention matches the reference on the same cache (every variant, GQA
   }
   native.setThreads(2);
   console.log(`int8 attention variants tested (path): ${[...ran].join(", ")}`);
-  // Every variant ran, each on the dot-product path its CPU has: AVX-512 VNNI for the AVX-512
-  // builds (amxbf16 is one: AMX on top of AVX-512-BF16), AVX-VNNI for the AVX2 one, else widening.
+  // Every variant ran, each on the byte-product path its CPU has: AVX-512 VNNI for the AVX-512
+  // builds (amxbf16 is one: AMX on top of AVX-512-BF16), AVX-VNNI for the AVX2 one, vpmaddubsw for
+  // it where the CPU has no AVX-VNNI (and for avx2-novnni, which stands in for such a CPU), else
+  // widening.
   const cpu = new Set(native.info().cpu);
   const avx512Build = (v: string) => v.startsWith("avx512") || v.startsWith("amx");
   const path = (v: string) =>
-    avx512Build(v) && cpu.has("avx512vnni")
-      ? "avx512vnni"
-      : v === "avx2" && cpu.has("avxvnni")
-        ? "avxvnni"
-        : "widen";
-  assert.deepEqual(
-    [...ran],
-    native.info().supported.map((v) => `${v} (${path(v)})`),
+    avx512Build(v)
+      ? cpu.has("avx512vnni")
+        ? "avx512vnni"
+        : "widen"
+      : v === "avx2"
+        ? cpu.has("avxvnni")
+          ? "avxvnni"
+          : "maddubs"
+        : v === "avx2-novnni"
+          ? "maddubs"
+          : "widen";
+  const { supported, emulated } = native.info();
+  assert.deepEqual([...ran].sort(), [...supported, ...emulated].map((v) => `${v} (${path(v)})`).sort());
+  if (cpu.has("avxvnni"))
+    assert.ok(emulated.includes("avx2-novnni"), "avx2-novnni stands in for AVX2 without VNNI");
+});
+
+test("int8 attention with every byte at its extreme: no product pair saturates on any path", () => {
+  // Every K element ±127 with the query's signs, every V element 127: each 4-byte dot product is
+  // 4 · 127², every key gets the same score, so every probability is the step's largest and rounds
+  // to its largest byte. vpmaddubsw sums products in pairs into saturating 16-bit lanes: with 8-bit
+  // probabilities (255 · 127 twice) or a sign-flipped K (255 · 127) the sums would clip at 32,767
+  // and the output fall short of V's row; the output must be V's row exactly, up to rounding.
+  const nHeads = 8,
+    nKvHeads = 2,
+    headDim = 128,
+    blockSize = 16;
+  const layout = pagedLayout([200, 37], blockSize, rng(7));
+  const width = nKvHeads * headDim;
+  const sign = (i: number) => ((i * 7) % 3 === 0 ? -1 : 1);
+  const caches = [native, ref].map((b) => {
+    const cache = emptyCache("int8", layout.numBlocks, blockSize, nKvHeads, headDim);
+    layout.seqLens.forEach((len, s) => {
+      const k = new Float32Array(len * width).map((_, i) => 3 * sign(i % headDim));
+      const v = new Float32Array(len * width).fill(2);
+      const slots = new Int32Array(len).map((_, p) => layout.slot(s, p));
+      b.kvWrite(cache, k, v, slots, len);
+    });
+    return cache;
+  });
+  const qs = queryRanges((add) => {
+    add(0, 0, 200);
+    add(1, 0, 37);
+  });
+  const q = new Float32Array(qs.n * nHeads * headDim).map((_, i) => 0.5 * sign(i % headDim));
+  const args = { ...qs, q, layout };
+  const expected = pagedAttention(ref, caches[1]!, args, nHeads, headDim);
+  for (const x of expected.out)
+    assert.ok(Math.abs(x - 2) < 1e-5, `reference: the mean of V rows of 2, got ${x}`);
+  forEachVariant(
+    native,
+    (v) => {
+      const got = pagedAttention(native, caches[0]!, args, nHeads, headDim);
+      assertClose(got.out, expected.out, `out ${v} (${native.info().int8Attention})`, 1e-5);
+      assertClose(got.lse, expected.lse, `lse ${v} (${native.info().int8Attention})`, 1e-5);
+    },
+    { emulated: true },
   );
 });
 
 /**
  * The native kernels' agreement with the reference on the same int8 cache. The widening path
  * computes in fp32 on exactly the reference's values (1e-5 would do); the integer dot-product paths
- * (AVX-512 VNNI, AVX-VNNI) also round each query head to int8 (relative error ≤ 1/254 of its largest
- * element per element) and each step's folded probabilities to 8 bits: the tolerance covers those.
+ * (AVX-512 VNNI, AVX-VNNI, vpmaddubsw) also round each query head to int8 (relative error ≤ 1/254 of
+ * its largest element per element) and each step's folded probabilities to 8 bits (7 for vpmaddubsw):
+ * the tolerance covers those.
  */
 const INT8_KERNEL_RTOL = 2e-2;
 

@@ -128,10 +128,14 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
     if (r.cpu.includes("amx-bf16")) assert.equal(r.variant, "amxbf16");
     else if (r.cpu.includes("avx512bf16")) assert.equal(r.variant, "avx512bf16");
   }
-  // The tiles' software twin: selectable wherever AVX-512-BF16 runs, never chosen by itself.
+  // The stand-ins for other CPUs, selectable by name and never chosen by themselves: the tiles'
+  // software twin wherever AVX-512-BF16 runs, and avx2 without its AVX-VNNI path where the CPU has it.
   const { emulated, supported } = native.info();
-  assert.deepEqual(emulated, r.cpu.includes("avx512bf16") ? ["amxbf16-emulated"] : []);
-  assert.ok(!supported.includes("amxbf16-emulated"));
+  assert.deepEqual(emulated, [
+    ...(r.cpu.includes("avx512bf16") ? ["amxbf16-emulated"] : []),
+    ...(r.cpu.includes("avxvnni") ? ["avx2-novnni"] : []),
+  ]);
+  for (const v of emulated) assert.ok(!supported.includes(v), v);
 });
 
 test("native entry points throw a TypeError/RangeError naming the bad argument", () => {

@@ -22,8 +22,10 @@ bool cpuHasAvxVnni();
 std::vector<std::string> supportedVariants();
 
 /**
- * Variants whose special instructions run in software (amxbf16-emulated: the AMX tiles), for
- * testing their logic on CPUs without those instructions; selectable by name, never chosen.
+ * Variants that stand in for a CPU this one is not, for testing and measuring their paths here:
+ * amxbf16-emulated (the AMX tiles' instructions run in software, on any AVX-512-BF16 CPU) and
+ * avx2-novnni (avx2 without its AVX-VNNI int8 attention, on CPUs with AVX-VNNI); selectable by
+ * name, never chosen.
  */
 std::vector<std::string> emulatedVariants();
 

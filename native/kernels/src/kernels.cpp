@@ -1234,12 +1234,18 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   }
 }
 
-void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
-               float* lse) {
-  if (a.cache.dtype == lk::kI8) return i8::attention(a, t, h0, h1, p0, p1, out, lse);  // kv_int8.h
+template <bool AllowVnni>
+void attentionWith(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                   float* lse) {
+  if (a.cache.dtype == lk::kI8) return i8::attention<AllowVnni>(a, t, h0, h1, p0, p1, out, lse);  // kv_int8.h
   if (a.cache.dtype == lk::kF32) attentionPart<0>(a, t, h0, h1, p0, p1, out, lse);
   else if (a.cache.dtype == lk::kF16) attentionPart<1>(a, t, h0, h1, p0, p1, out, lse);
   else attentionPart<2>(a, t, h0, h1, p0, p1, out, lse);
+}
+
+void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+               float* lse) {
+  attentionWith<true>(a, t, h0, h1, p0, p1, out, lse);
 }
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {
@@ -1320,7 +1326,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       nullptr,                0.0,
 #endif
-      LK_VARIANT::i8::attentionPath, LK_VARIANT::kBf16DotAttention,
+      LK_VARIANT::i8::attentionPath<true>, LK_VARIANT::kBf16DotAttention,
 #if defined(LK_AMX)
       LK_VARIANT::tileLoop<LK_VARIANT::HwTiles>, LK_VARIANT::kTileFlopsPerRound,
 #else
@@ -1330,6 +1336,21 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   };
   return &table;
 }
+
+#if defined(LK_I8_YMM)
+// The avx2 variant as it runs on an AVX2 CPU without AVX-VNNI (int8 attention through vpmaddubsw),
+// for tests and benchmarks on CPUs that have it.
+const KernelTable* table_avx2_novnni() {
+  static const KernelTable table = [] {
+    KernelTable t = *table_avx2();
+    t.name = "avx2-novnni";
+    t.attention = LK_VARIANT::attentionWith<false>;
+    t.int8Attention = LK_VARIANT::i8::attentionPath<false>;
+    return t;
+  }();
+  return &table;
+}
+#endif
 
 #if defined(LK_AMX)
 const KernelTable* table_amxbf16_emulated() {

@@ -353,30 +353,37 @@ inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t
 }  // namespace i8
 }  // namespace LK_VARIANT
 
-#include "kv_int8_avxvnni.h"
+#include "kv_int8_ymm.h"
 #include "kv_int8_vnni.h"
 
 namespace LK_VARIANT {
 namespace i8 {
 
+// The path for a cache of head size D on this CPU; AllowVnni false takes the path of a CPU without
+// VNNI even where this one has it (the avx2-novnni table, for tests and benchmarks).
+template <bool AllowVnni = true>
 inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                       float* lse) {
 #if defined(LK_I8_VNNI)
   // The VNNI path takes whole quads of K elements (the last quad of an odd head is narrower).
   if (a.cache.headDim % 4 == 0 && hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
-#elif defined(LK_I8_AVXVNNI)
-  // The AVX-VNNI path takes whole 32-byte halves of a group's 64-byte columns.
-  if (a.cache.headDim % 8 == 0 && hasAvxVnni()) return attentionAvxVnni(a, t, h0, h1, p0, p1, out, lse);
+#elif defined(LK_I8_YMM)
+  // The ymm paths take whole 32-byte halves of a group's 64-byte columns.
+  if (a.cache.headDim % 8 == 0) {
+    if (AllowVnni && hasAvxVnni()) return attentionAvxVnni(a, t, h0, h1, p0, p1, out, lse);
+    return attentionMaddubs(a, t, h0, h1, p0, p1, out, lse);
+  }
 #endif
   attentionWiden(a, t, h0, h1, p0, p1, out, lse);
 }
 
 // Which path int8 attention takes on this CPU for head sizes that allow it (others widen).
+template <bool AllowVnni = true>
 inline const char* attentionPath() {
 #if defined(LK_I8_VNNI)
   if (hasVnni()) return "avx512vnni";
-#elif defined(LK_I8_AVXVNNI)
-  if (hasAvxVnni()) return "avxvnni";
+#elif defined(LK_I8_YMM)
+  return AllowVnni && hasAvxVnni() ? "avxvnni" : "maddubs";
 #endif
   return "widen";
 }

@@ -1,7 +1,14 @@
-// int8 KV attention through AVX-VNNI: vpdpbusd on 256-bit vectors, VEX-encoded (Alder Lake and
-// later, Zen 5), for the AVX2 variant (included by kv_int8.h). The functions carry
-// target("avxvnni") and run only where the CPU reports it (kv_int8.h asks once), so the variant
-// itself still runs on any AVX2 CPU.
+// int8 KV attention on 256-bit vectors for the AVX2 variant (included by kv_int8.h), through one of
+// two byte products:
+//   AVX-VNNI (Alder Lake and later, Sierra Forest, Zen 5): vpdpbusd, VEX-encoded, sums four u8 x s8
+//     products into each 32-bit lane. Taken only where the CPU reports it (kv_int8.h asks once).
+//   AVX2 alone (Haswell to Comet Lake, Zen 2 and 3): vpmaddubsw sums pairs of the same products into
+//     saturating 16-bit lanes and vpmaddwd against ones adds the pairs, the same lane sums in two
+//     instructions. So that no pair saturates (each product at most 127 x 127, a pair 32,258), the
+//     scores multiply K's magnitudes by the query carrying K's signs (vpsignb) where the VNNI path
+//     flips K's sign bits, and the probabilities are rounded to 7 bits instead of 8.
+// Against the widening path (K and V widened to fp32, no read-ahead) the byte products took a call
+// at context 16,384, 8 KV heads, from 44.5 to XX ms (BENCHMARKS.md).
 //
 // The arithmetic and the layouts are the AVX-512 path's (kv_int8_vnni.h), on half the width: a
 // 64-byte column of a K group is taken as two 32-byte halves (quads 4c, 4c + 1 and 4c + 2, 4c + 3
@@ -9,29 +16,32 @@
 // lane), and each key's partial sums are added across the two 128-bit lanes at the end; V is
 // summed 8 elements a vector. Sixteen ymm registers hold the score accumulators of at most 2 heads
 // x 4 groups, so head tiles stop at 2. Head sizes must be a multiple of 8 (whole 32-byte halves:
-// AVX2 has no byte-masked loads); other heads take the widening path.
+// AVX2 has no byte-masked loads); other heads take the widening path. No function carries a target
+// attribute: vpdpbusd is written as inline assembly, and the rest is AVX2.
 #pragma once
 #include "cpu_select.h"
 #include "kv_int8_dot.h"
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
-#define LK_I8_AVXVNNI 1
-#define LK_AVXVNNI __attribute__((target("avxvnni")))
+#define LK_I8_YMM 1
 
 namespace LK_VARIANT {
 namespace i8 {
 
-// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b (inline assembly, as on
-// AVX-512: the intrinsic's copies of the accumulator multiplied the instructions).
-inline void dpbusd(__m256i& acc, __m256i a, __m256i b) {
-  asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b, where no pair of products
+// exceeds 32,767 in magnitude unless Vnni. vpdpbusd as inline assembly, as on AVX-512: the
+// intrinsic's copies of the accumulator multiplied the instructions.
+template <bool Vnni>
+inline void dotBytes(__m256i& acc, __m256i a, __m256i b) {
+  if constexpr (Vnni) asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+  else acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
 }
 
 // acc[g] += this step's V groups weighted by the heads' 8-bit probabilities, HG heads x NC vectors
 // of 8 elements (32 bytes of a group: element d of its four keys a 32-bit lane) from element 8 * c0,
 // held in registers over the step; then folded in fp32: acc · corr + sum · unit.
-template <int HG, int NC, typename Pace>
-LK_AVXVNNI inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
+template <bool Vnni, int HG, int NC, typename Pace>
+inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
                                     int64_t g0, int64_t c0, Pace& pace) {
   __m256i sum[HG][NC];
   for (int g = 0; g < HG; g++)
@@ -44,7 +54,7 @@ LK_AVXVNNI inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t*
     for (int c = 0; c < NC; c++) v[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vg + c * 32));
     for (int g = 0; g < HG; g++) {
       const __m256i w = _mm256_set1_epi32(words[g * (kStepKeys / 4) + gi]);
-      for (int c = 0; c < NC; c++) dpbusd(sum[g][c], w, v[c]);
+      for (int c = 0; c < NC; c++) dotBytes<Vnni>(sum[g][c], w, v[c]);
     }
   }
   for (int g = 0; g < HG; g++) {
@@ -57,12 +67,17 @@ LK_AVXVNNI inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t*
   }
 }
 
-// The kernels of the shared step loop (kv_int8_dot.h) on 256-bit vectors.
+// The kernels of the shared step loop (kv_int8_dot.h) on 256-bit vectors, through vpdpbusd where
+// Vnni, else vpmaddubsw and vpmaddwd.
+template <bool Vnni>
 struct Ymm {
   static constexpr int kMaxHeads = 2;
+  // The largest probability as a byte: 8 bits for vpdpbusd, 7 where a pair of products must stay
+  // under 32,768 (255 x 127 twice would not).
+  static constexpr float kProbMax = Vnni ? 255.0f : 127.0f;
   // Each query head rounded to int8 and arranged as the AVX-512 path does (per 64 bytes c of a
   // group, quad 4c + i repeated over 128-bit lane i), so each 32-byte half lines up with K's.
-  LK_AVXVNNI static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp,
+  static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp,
                                          float scale) {
     const int64_t nc = (4 * D + 63) / 64;
     for (int64_t g = 0; g < H; g++) {
@@ -77,18 +92,18 @@ struct Ymm {
     }
   }
   template <int HG, typename Pace>
-  LK_AVXVNNI static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
+  static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
                                 Pace& pace) {
     const int64_t n8 = D / 8;
     int64_t c = 0;
-    for (; c + 4 <= n8; c += 4) ymmValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
-    for (; c < n8; c++) ymmValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c + 4 <= n8; c += 4) ymmValueCols<Vnni, HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c < n8; c++) ymmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
 
   // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
   // Groups past st.n give scores nobody reads. pace(bytes) is told before each 64-byte column.
   template <int HG, typename Pace>
-  LK_AVXVNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
+  static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
                                    int64_t g0, int64_t headRow, float* p, Pace& pace) {
     const int64_t D = a.cache.headDim, nc = (4 * D + 63) / 64, halves = 4 * D / 32;
     const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
@@ -104,15 +119,21 @@ struct Ymm {
       __m256i qv[HG];
       for (int g = 0; g < HG; g++) qv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + g * nc * 64 + h * 32));
       for (int gl = 0; gl < 4; gl++) {
-        const __m256i ku =
-            _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[gl] + h * 32)), flip);
-        for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
+        const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[gl] + h * 32));
+        if constexpr (Vnni) {
+          const __m256i ku = _mm256_xor_si256(k, flip);  // k + 128 as unsigned
+          for (int g = 0; g < HG; g++) dotBytes<true>(acc[g][gl], ku, qv[g]);
+        } else {
+          const __m256i ka = _mm256_abs_epi8(k);  // |k| . (q with k's sign) = k . q (k = 0: q zeroed)
+          for (int g = 0; g < HG; g++) dotBytes<false>(acc[g][gl], ka, _mm256_sign_epi8(qv[g], k));
+        }
       }
     }
-    // (dot - 128 · sum q) · qFac · kScale, four keys (one group) at a time.
+    // (dot - 128 · sum q, where K's sign bits were flipped) · qFac · kScale, four keys (one group)
+    // at a time.
     const float* ks = a.cache.kScale + headRow;
     for (int g = 0; g < HG; g++) {
-      const __m128i bias = _mm_set1_epi32(128 * s.qSum[size_t(g0 + g)]);
+      const __m128i bias = _mm_set1_epi32(Vnni ? 128 * s.qSum[size_t(g0 + g)] : 0);
       const __m128 fac = _mm_set1_ps(s.qFac[size_t(g0 + g)]);
       for (int gl = 0; gl < 4; gl++) {
         const int64_t gi = gi0 + gl < st.n ? gi0 + gl : gi0;
@@ -127,7 +148,7 @@ struct Ymm {
   // Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
   // path's (Zmm::softmax), the exponentials by the variant's vexpNonPositive, and the probabilities rounded to
   // bytes by two saturating packs.
-  LK_AVXVNNI static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+  static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
     float* row = stepScores(s, g, st, a.softcap);
     vf mv = splat(-INFINITY);
     for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
@@ -144,10 +165,10 @@ struct Ymm {
     s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
     s.m[g] = mNew;
     const float wmax = hmax(wm);
-    const __m256 toByte = _mm256_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
-    s.unit[g] = wmax / 255.0f;
+    const __m256 toByte = _mm256_set1_ps(wmax > 0 ? kProbMax / wmax : 0.0f);
+    s.unit[g] = wmax / kProbMax;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;
-    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
+    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..kProbMax
       const __m256i b0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j), toByte));
       const __m256i b1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j + 8), toByte));
       // packus works within 128-bit lanes: [b0 0-3, b1 0-3 | b0 4-7, b1 4-7], put back in order.
@@ -160,7 +181,12 @@ struct Ymm {
 
 inline void attentionAvxVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                              float* out, float* lse) {
-  attentionIntDot<Ymm>(a, t, h0, h1, p0, p1, out, lse);
+  attentionIntDot<Ymm<true>>(a, t, h0, h1, p0, p1, out, lse);
+}
+
+inline void attentionMaddubs(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
+                             float* out, float* lse) {
+  attentionIntDot<Ymm<false>>(a, t, h0, h1, p0, p1, out, lse);
 }
 
 // Whether this CPU runs vpdpbusd on ymm registers in its VEX form (asked once).
