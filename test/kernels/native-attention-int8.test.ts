@@ -161,21 +161,20 @@ test("int8 attention matches the reference on the same cache (every variant, GQA
   console.log(`int8 attention variants tested (path): ${[...ran].join(", ")}`);
   // Every variant ran, each on the byte-product path its CPU has: AVX-512 VNNI for the AVX-512
   // builds (amxbf16 is one: AMX on top of AVX-512-BF16), AVX-VNNI for the AVX2 one, vpmaddubsw for
-  // it where the CPU has no AVX-VNNI (and for avx2-novnni, which stands in for such a CPU), else
-  // widening.
+  // either where the CPU has no VNNI (and for avx512-novnni and avx2-novnni, which stand in for
+  // such CPUs), and widening on the portable build.
   const cpu = new Set(native.info().cpu);
-  const avx512Build = (v: string) => v.startsWith("avx512") || v.startsWith("amx");
   const path = (v: string) =>
-    avx512Build(v)
-      ? cpu.has("avx512vnni")
-        ? "avx512vnni"
-        : "widen"
-      : v === "avx2"
-        ? cpu.has("avxvnni")
-          ? "avxvnni"
+    v.endsWith("-novnni")
+      ? "maddubs"
+      : v.startsWith("avx512") || v.startsWith("amx")
+        ? cpu.has("avx512vnni")
+          ? "avx512vnni"
           : "maddubs"
-        : v === "avx2-novnni"
-          ? "maddubs"
+        : v === "avx2"
+          ? cpu.has("avxvnni")
+            ? "avxvnni"
+            : "maddubs"
           : "widen";
   const { supported, emulated } = native.info();
   assert.deepEqual([...ran].sort(), [...supported, ...emulated].map((v) => `${v} (${path(v)})`).sort());

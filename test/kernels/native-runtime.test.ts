@@ -129,10 +129,12 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
     else if (r.cpu.includes("avx512bf16")) assert.equal(r.variant, "avx512bf16");
   }
   // The stand-ins for other CPUs, selectable by name and never chosen by themselves: the tiles'
-  // software twin wherever AVX-512-BF16 runs, and avx2 without its AVX-VNNI path where the CPU has it.
+  // software twin wherever AVX-512-BF16 runs, and avx512 and avx2 without their VNNI paths where the
+  // CPU has them.
   const { emulated, supported } = native.info();
   assert.deepEqual(emulated, [
     ...(r.cpu.includes("avx512bf16") ? ["amxbf16-emulated"] : []),
+    ...(r.cpu.includes("avx512vnni") ? ["avx512-novnni"] : []),
     ...(r.cpu.includes("avxvnni") ? ["avx2-novnni"] : []),
   ]);
   for (const v of emulated) assert.ok(!supported.includes(v), v);

@@ -99,6 +99,7 @@ std::vector<std::string> emulatedVariants() {
 #if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
   if (hasAvx512Bf16()) out.emplace_back("amxbf16-emulated");
+  if (hasAvx512() && __builtin_cpu_supports("avx512vnni")) out.emplace_back("avx512-novnni");
   if (hasAvx2() && cpuHasAvxVnni()) out.emplace_back("avx2-novnni");
 #endif
   return out;
@@ -120,7 +121,11 @@ std::vector<std::string> supportedVariants() {
 const KernelTable* variantTable(const std::string& name) {
 #if defined(__x86_64__) || defined(_M_X64)
   for (const auto& v : emulatedVariants())
-    if (v == name) return v == "avx2-novnni" ? table_avx2_novnni() : table_amxbf16_emulated();
+    if (v == name) {
+      if (v == "avx2-novnni") return table_avx2_novnni();
+      if (v == "avx512-novnni") return table_avx512_novnni();
+      return table_amxbf16_emulated();
+    }
 #endif
   for (const auto& v : supportedVariants()) {
     if (v != name) continue;

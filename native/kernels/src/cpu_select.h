@@ -23,9 +23,9 @@ std::vector<std::string> supportedVariants();
 
 /**
  * Variants that stand in for a CPU this one is not, for testing and measuring their paths here:
- * amxbf16-emulated (the AMX tiles' instructions run in software, on any AVX-512-BF16 CPU) and
- * avx2-novnni (avx2 without its AVX-VNNI int8 attention, on CPUs with AVX-VNNI); selectable by
- * name, never chosen.
+ * amxbf16-emulated (the AMX tiles' instructions run in software, on any AVX-512-BF16 CPU),
+ * avx512-novnni and avx2-novnni (those variants' int8 attention as on a CPU without AVX-512 VNNI or
+ * AVX-VNNI, on CPUs with it); selectable by name, never chosen.
  */
 std::vector<std::string> emulatedVariants();
 

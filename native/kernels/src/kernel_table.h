@@ -147,9 +147,11 @@ const KernelTable* table_amxbf16();
 // amxbf16 with its tile instructions done in software (amx_bf16.h): a test of the tiled
 // products' logic on any CPU with AVX-512-BF16, never chosen by itself.
 const KernelTable* table_amxbf16_emulated();
-// avx2 as on an AVX2 CPU without AVX-VNNI (int8 attention through vpmaddubsw, kv_int8_ymm.h): that
-// path tested and measured on CPUs that have AVX-VNNI, never chosen by itself.
+// avx2 and avx512 as on CPUs without AVX-VNNI and AVX-512 VNNI (int8 attention through
+// vpmaddubsw: kv_int8_ymm.h, kv_int8_zmm.h): those paths tested and measured on CPUs that have
+// VNNI, never chosen by themselves.
 const KernelTable* table_avx2_novnni();
+const KernelTable* table_avx512_novnni();
 #endif
 
 }  // namespace lk

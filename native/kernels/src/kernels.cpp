@@ -1337,13 +1337,13 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
   return &table;
 }
 
-#if defined(LK_I8_YMM)
-// The avx2 variant as it runs on an AVX2 CPU without AVX-VNNI (int8 attention through vpmaddubsw),
-// for tests and benchmarks on CPUs that have it.
-const KernelTable* table_avx2_novnni() {
+#if defined(LK_I8_YMM) || defined(LK_I8_ZMM)
+// The variant as it runs on a CPU without VNNI (int8 attention through vpmaddubsw: kv_int8_ymm.h,
+// kv_int8_zmm.h), for tests and benchmarks on CPUs that have it (avx2-novnni, avx512-novnni).
+const KernelTable* LK_CAT(LK_CAT(table_, LK_VARIANT), _novnni)() {
   static const KernelTable table = [] {
-    KernelTable t = *table_avx2();
-    t.name = "avx2-novnni";
+    KernelTable t = *LK_CAT(table_, LK_VARIANT)();
+    t.name = LK_STR(LK_VARIANT) "-novnni";
     t.attention = LK_VARIANT::attentionWith<false>;
     t.int8Attention = LK_VARIANT::i8::attentionPath<false>;
     return t;

@@ -354,19 +354,22 @@ inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t
 }  // namespace LK_VARIANT
 
 #include "kv_int8_ymm.h"
-#include "kv_int8_vnni.h"
+#include "kv_int8_zmm.h"
 
 namespace LK_VARIANT {
 namespace i8 {
 
 // The path for a cache of head size D on this CPU; AllowVnni false takes the path of a CPU without
-// VNNI even where this one has it (the avx2-novnni table, for tests and benchmarks).
+// VNNI even where this one has it (the -novnni tables, for tests and benchmarks).
 template <bool AllowVnni = true>
 inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                       float* lse) {
-#if defined(LK_I8_VNNI)
-  // The VNNI path takes whole quads of K elements (the last quad of an odd head is narrower).
-  if (a.cache.headDim % 4 == 0 && hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
+#if defined(LK_I8_ZMM)
+  // The zmm paths take whole quads of K elements (the last quad of an odd head is narrower).
+  if (a.cache.headDim % 4 == 0) {
+    if (AllowVnni && hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
+    return attentionZmmMaddubs(a, t, h0, h1, p0, p1, out, lse);
+  }
 #elif defined(LK_I8_YMM)
   // The ymm paths take whole 32-byte halves of a group's 64-byte columns.
   if (a.cache.headDim % 8 == 0) {
@@ -380,8 +383,8 @@ inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, 
 // Which path int8 attention takes on this CPU for head sizes that allow it (others widen).
 template <bool AllowVnni = true>
 inline const char* attentionPath() {
-#if defined(LK_I8_VNNI)
-  if (hasVnni()) return "avx512vnni";
+#if defined(LK_I8_ZMM)
+  return AllowVnni && hasVnni() ? "avx512vnni" : "maddubs";
 #elif defined(LK_I8_YMM)
   return AllowVnni && hasAvxVnni() ? "avxvnni" : "maddubs";
 #endif

@@ -1,6 +1,10 @@
-// int8 KV attention through AVX-512 VNNI integer dot products (vpdpbusd), for the AVX-512
-// variants (included by kv_int8.h); the functions carry target("avx512vnni") and are called only
-// where the CPU reports it (kv_int8.h checks once), so the variant itself still runs without it.
+// int8 KV attention on 512-bit vectors for the AVX-512 variants (included by kv_int8.h), through
+// AVX-512 VNNI's vpdpbusd where the CPU has it (kv_int8.h asks once), else (Skylake and other
+// AVX-512 CPUs without VNNI) through vpmaddubsw and vpmaddwd against ones, as the AVX2 path does
+// without AVX-VNNI (kv_int8_ymm.h): K's magnitudes against the query carrying K's signs (a masked
+// subtraction, AVX-512 having no vpsignb), probabilities rounded to 7 bits, so no 16-bit pair of
+// products saturates. No function carries a target attribute: vpdpbusd is inline assembly, the
+// rest AVX-512 F/BW.
 //
 // Scores: each query head is rounded to int8 once per task (symmetric, absmax / 127); keys are
 // read as unsigned by flipping their sign bits (k + 128), so one vpdpbusd multiplies 4 pairs and
@@ -15,14 +19,13 @@
 // group's keys into 16 elements at once. Integer sums are folded into fp32 once per step.
 //
 // Precision beyond the cache's own rounding: q to int8 (1/254 of each head's largest element) and
-// the probabilities to 8 bits (1/510 of a step's largest, absolute); the softmax's denominator
-// is summed from the unrounded probabilities.
+// the probabilities to 8 bits (1/510 of a step's largest, absolute; 7 bits and 1/254 without
+// VNNI); the softmax's denominator is summed from the unrounded probabilities.
 #pragma once
 #include "kv_int8_dot.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
-#define LK_I8_VNNI 1
-#define LK_VNNI __attribute__((target("avx512vnni")))
+#define LK_I8_ZMM 1
 
 namespace LK_VARIANT {
 namespace i8 {
@@ -35,10 +38,15 @@ __attribute__((always_inline)) inline __m512i reduce4(const __m512i* v) {
   return _mm512_add_epi32(_mm512_shuffle_i32x4(y01, y23, 0x88), _mm512_shuffle_i32x4(y01, y23, 0xdd));
 }
 
-// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b. Inline assembly: GCC copies
-// the accumulator around each intrinsic (the instruction overwrites it), which tripled the
-// instructions of the tiles below.
-inline void dpbusd(__m512i& acc, __m512i a, __m512i b) { asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b)); }
+// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b, where no pair of products
+// exceeds 32,767 in magnitude unless Vnni. vpdpbusd as inline assembly: GCC copies the accumulator
+// around each intrinsic (the instruction overwrites it), which tripled the instructions of the
+// tiles below.
+template <bool Vnni>
+inline void dotBytes(__m512i& acc, __m512i a, __m512i b) {
+  if constexpr (Vnni) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  else acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1)));
+}
 
 // The kScales of a tile's 4 groups (a group past the step's last reads the first's).
 inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
@@ -52,8 +60,8 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
 // acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
 // heads x NC column vectors held in registers over the step; then folded in fp32: acc · corr +
 // sum · unit. pace(bytes) is told before each group's NC * 64 bytes are read.
-template <int HG, int NC, typename Pace>
-LK_VNNI inline void vnniValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
+template <bool Vnni, int HG, int NC, typename Pace>
+inline void zmmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
                                   int64_t g0, int64_t c0, Pace& pace) {
   __m512i sum[HG][NC];
 #pragma GCC unroll 4
@@ -78,7 +86,7 @@ LK_VNNI inline void vnniValueCols(DotScratch& s, const Step& st, const int8_t* v
     for (int g = 0; g < HG; g++) {
       const __m512i w = _mm512_set1_epi32(words[g * (kStepKeys / 4) + gi]);
 #pragma GCC unroll 4
-      for (int c = 0; c < NC; c++) dpbusd(sum[g][c], w, v[c]);
+      for (int c = 0; c < NC; c++) dotBytes<Vnni>(sum[g][c], w, v[c]);
     }
   }
 #pragma GCC unroll 4
@@ -93,14 +101,19 @@ LK_VNNI inline void vnniValueCols(DotScratch& s, const Step& st, const int8_t* v
   }
 }
 
-// The kernels of the shared step loop (kv_int8_dot.h) on 512-bit vectors.
+// The kernels of the shared step loop (kv_int8_dot.h) on 512-bit vectors, through vpdpbusd where
+// Vnni, else vpmaddubsw and vpmaddwd.
+template <bool Vnni>
 struct Zmm {
   static constexpr int kMaxHeads = 4;
+  // The largest probability as a byte: 8 bits for vpdpbusd, 7 where a pair of products must stay
+  // under 32,768.
+  static constexpr float kProbMax = Vnni ? 255.0f : 127.0f;
 
   // Each query head of the task rounded to int8, with its sum and scale, and arranged for the K
   // layout: per 64 bytes c of a group (elements 16c..16c+15 of four keys), quad 4c + i repeated
   // over 128-bit lane i.
-  LK_VNNI static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
+  static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
     const int64_t nc = (4 * D + 63) / 64;
     const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     for (int64_t g = 0; g < H; g++) {
@@ -116,7 +129,7 @@ struct Zmm {
   // Groups past st.n give scores nobody reads.
   // pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
   template <int HG, typename Pace>
-  LK_VNNI static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
+  static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
                                 int64_t g0, int64_t headRow, float* p, Pace& pace) {
     const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
     const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
@@ -139,35 +152,45 @@ struct Zmm {
       for (int g = 0; g < HG; g++) qv[g] = _mm512_loadu_si512(qa + (g * nc + c) * 64);
   #pragma GCC unroll 4
       for (int gl = 0; gl < 4; gl++) {
-        const __m512i ku = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows[gl] + c * 64), flip);
+        const __m512i k = _mm512_maskz_loadu_epi8(mask, rows[gl] + c * 64);
+        if constexpr (Vnni) {
+          const __m512i ku = _mm512_xor_si512(k, flip);  // k + 128 as unsigned
   #pragma GCC unroll 4
-        for (int g = 0; g < HG; g++) dpbusd(acc[g][gl], ku, qv[g]);
+          for (int g = 0; g < HG; g++) dotBytes<true>(acc[g][gl], ku, qv[g]);
+        } else {
+          // |k| . (q negated where k < 0) = k . q
+          const __m512i ka = _mm512_abs_epi8(k);
+          const __mmask64 neg = _mm512_movepi8_mask(k);
+  #pragma GCC unroll 4
+          for (int g = 0; g < HG; g++)
+            dotBytes<false>(acc[g][gl], ka, _mm512_mask_sub_epi8(qv[g], neg, _mm512_setzero_si512(), qv[g]));
+        }
       }
     }
-    // (dot - 128 · sum q) · qFac · kScale, key by key.
+    // (dot - 128 · sum q, where K's sign bits were flipped) · qFac · kScale, key by key.
     const __m512 ks = tileKScale(a.cache.kScale + headRow, st, gi0);
   #pragma GCC unroll 4
     for (int g = 0; g < HG; g++) {
-      const __m512i dots = _mm512_sub_epi32(reduce4(acc[g]), _mm512_set1_epi32(128 * s.qSum[size_t(g0 + g)]));
+      const __m512i dots = _mm512_sub_epi32(reduce4(acc[g]), _mm512_set1_epi32(Vnni ? 128 * s.qSum[size_t(g0 + g)] : 0));
       const __m512 sc = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_mul_ps(_mm512_set1_ps(s.qFac[size_t(g0 + g)]), ks));
       _mm512_storeu_ps(p + (g0 + g) * kStepKeys + gi0 * 4, sc);
     }
   }
 
   template <int HG, typename Pace>
-  LK_VNNI static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
+  static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
                              Pace& pace) {
     const int64_t nc = dc / 16;
     int64_t c = 0;
-    for (; c + 4 <= nc; c += 4) vnniValueCols<HG, 4>(s, st, vBase, D, dc, g0, c, pace);
-    for (; c < nc; c++) vnniValueCols<HG, 1>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c + 4 <= nc; c += 4) zmmValueCols<Vnni, HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c < nc; c++) zmmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
 
   // Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running
   // max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
   // passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
   // the rounding to bytes.
-  LK_VNNI static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+  static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
     float* row = stepScores(s, g, st, a.softcap);
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
@@ -185,10 +208,10 @@ struct Zmm {
     s.l[g] = s.l[g] * s.corr[g] + _mm512_reduce_add_ps(lv);
     s.m[g] = mNew;
     const float wmax = _mm512_reduce_max_ps(wm);
-    const __m512 toByte = _mm512_set1_ps(wmax > 0 ? 255.0f / wmax : 0.0f);
-    s.unit[g] = wmax / 255.0f;
+    const __m512 toByte = _mm512_set1_ps(wmax > 0 ? kProbMax / wmax : 0.0f);
+    s.unit[g] = wmax / kProbMax;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;
-    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..255
+    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..kProbMax
       const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + j), toByte));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(b));
     }
@@ -197,7 +220,12 @@ struct Zmm {
 
 inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                           float* out, float* lse) {
-  attentionIntDot<Zmm>(a, t, h0, h1, p0, p1, out, lse);
+  attentionIntDot<Zmm<true>>(a, t, h0, h1, p0, p1, out, lse);
+}
+
+inline void attentionZmmMaddubs(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
+                                float* out, float* lse) {
+  attentionIntDot<Zmm<false>>(a, t, h0, h1, p0, p1, out, lse);
 }
 
 // Whether this CPU runs vpdpbusd on zmm registers (asked once).
