@@ -7,15 +7,16 @@
 //     instructions. So that no pair saturates (each product at most 127 x 127, a pair 32,258), the
 //     scores multiply K's magnitudes by the query carrying K's signs (vpsignb) where the VNNI path
 //     flips K's sign bits, and the probabilities are rounded to 7 bits instead of 8.
-// Against the widening path (K and V widened to fp32, no read-ahead) the byte products took a call
-// at context 16,384, 8 KV heads, from 44.5 to XX ms (BENCHMARKS.md).
+// Against the widening path (K and V widened to fp32, no read-ahead) that both CPUs took before, the
+// byte products took a call (batch 8, context 16,384, 8 KV heads, 2 threads) from 33-35 to 13-16 ms
+// on an AVX-512 EPYC running this build (BENCHMARKS.md).
 //
 // The arithmetic and the layouts are the AVX-512 path's (kv_int8_vnni.h), on half the width: a
 // 64-byte column of a K group is taken as two 32-byte halves (quads 4c, 4c + 1 and 4c + 2, 4c + 3
 // of the four keys) against the same arrangement of the query (each quad repeated over its 128-bit
 // lane), and each key's partial sums are added across the two 128-bit lanes at the end; V is
-// summed 8 elements a vector. Sixteen ymm registers hold the score accumulators of at most 2 heads
-// x 4 groups, so head tiles stop at 2. Head sizes must be a multiple of 8 (whole 32-byte halves:
+// summed 8 elements a vector. Sixteen ymm registers hold 8 score accumulators: 2 heads x 4 groups, or
+// 4 heads x 2 groups (Ymm::kMaxHeads). Head sizes must be a multiple of 8 (whole 32-byte halves:
 // AVX2 has no byte-masked loads); other heads take the widening path. No function carries a target
 // attribute: vpdpbusd is written as inline assembly, and the rest is AVX2.
 #pragma once
@@ -71,7 +72,9 @@ inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int
 // Vnni, else vpmaddubsw and vpmaddwd.
 template <bool Vnni>
 struct Ymm {
-  static constexpr int kMaxHeads = 2;
+  // Head tiles: 4 heads (their scores two groups at a time) for vpdpbusd, 1.4x faster than 2 on
+  // keys in L2; 2 for vpmaddubsw, whose products take two more registers (level at 4).
+  static constexpr int kMaxHeads = Vnni ? 4 : 2;
   // The largest probability as a byte: 8 bits for vpdpbusd, 7 where a pair of products must stay
   // under 32,768 (255 x 127 twice would not).
   static constexpr float kProbMax = Vnni ? 255.0f : 127.0f;
@@ -96,29 +99,43 @@ struct Ymm {
                                 Pace& pace) {
     const int64_t n8 = D / 8;
     int64_t c = 0;
-    for (; c + 4 <= n8; c += 4) ymmValueCols<Vnni, HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+    constexpr int NC = HG >= 4 ? 2 : 4;  // at most 8 accumulators
+    for (; c + NC <= n8; c += NC) ymmValueCols<Vnni, HG, NC>(s, st, vBase, D, dc, g0, c, pace);
     for (; c < n8; c++) ymmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
 
   // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
   // Groups past st.n give scores nobody reads. pace(bytes) is told before each 64-byte column.
+  // Four heads take the groups two at a time (8 accumulators), so each K load serves all four.
   template <int HG, typename Pace>
-  static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
-                                   int64_t g0, int64_t headRow, float* p, Pace& pace) {
+  static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
+                        int64_t headRow, float* p, Pace& pace) {
+    if constexpr (HG == 4) {
+      scoreGroups<4, 2>(s, a, st, gi0, g0, headRow, p, pace);
+      scoreGroups<4, 2>(s, a, st, gi0 + 2, g0, headRow, p, pace);
+    } else {
+      scoreGroups<HG, 4>(s, a, st, gi0, g0, headRow, p, pace);
+    }
+  }
+
+  // HG heads x NG groups from gi0 (groups past st.n read the step's first and give scores nobody reads).
+  template <int HG, int NG, typename Pace>
+  static void scoreGroups(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
+                          int64_t headRow, float* p, Pace& pace) {
     const int64_t D = a.cache.headDim, nc = (4 * D + 63) / 64, halves = 4 * D / 32;
     const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
     const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
-    __m256i acc[HG][4];
+    __m256i acc[HG][NG];
     for (int g = 0; g < HG; g++)
-      for (int gl = 0; gl < 4; gl++) acc[g][gl] = _mm256_setzero_si256();
-    const int8_t* rows[4];
-    for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
+      for (int gl = 0; gl < NG; gl++) acc[g][gl] = _mm256_setzero_si256();
+    const int8_t* rows[NG];
+    for (int gl = 0; gl < NG; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : 0] + headRow) * D;
     const int8_t* qa = s.qArr.data() + g0 * nc * 64;
     for (int64_t h = 0; h < halves; h++) {
-      if ((h & 1) == 0) pace(4 * 64);
+      if ((h & 1) == 0) pace(NG * 64);
       __m256i qv[HG];
       for (int g = 0; g < HG; g++) qv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + g * nc * 64 + h * 32));
-      for (int gl = 0; gl < 4; gl++) {
+      for (int gl = 0; gl < NG; gl++) {
         const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[gl] + h * 32));
         if constexpr (Vnni) {
           const __m256i ku = _mm256_xor_si256(k, flip);  // k + 128 as unsigned
@@ -135,8 +152,8 @@ struct Ymm {
     for (int g = 0; g < HG; g++) {
       const __m128i bias = _mm_set1_epi32(Vnni ? 128 * s.qSum[size_t(g0 + g)] : 0);
       const __m128 fac = _mm_set1_ps(s.qFac[size_t(g0 + g)]);
-      for (int gl = 0; gl < 4; gl++) {
-        const int64_t gi = gi0 + gl < st.n ? gi0 + gl : gi0;
+      for (int gl = 0; gl < NG; gl++) {
+        const int64_t gi = gi0 + gl < st.n ? gi0 + gl : 0;
         const __m128i dots = _mm_sub_epi32(
             _mm_add_epi32(_mm256_castsi256_si128(acc[g][gl]), _mm256_extracti128_si256(acc[g][gl], 1)), bias);
         const __m128 sc = _mm_mul_ps(_mm_cvtepi32_ps(dots), _mm_mul_ps(fac, _mm_loadu_ps(ks + st.row[gi])));
