@@ -80,7 +80,7 @@ struct Ymm {
   static constexpr float kProbMax = Vnni ? 255.0f : 127.0f;
   // Each query head rounded to int8 and arranged as the AVX-512 path does (per 64 bytes c of a
   // group, quad 4c + i repeated over 128-bit lane i), so each 32-byte half lines up with K's.
-  static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp,
+  LK_I8_TILE static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp,
                                          float scale) {
     const int64_t nc = (4 * D + 63) / 64;
     for (int64_t g = 0; g < H; g++) {
@@ -165,7 +165,7 @@ struct Ymm {
   // Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
   // path's (Zmm::softmax), the exponentials by the variant's vexpNonPositive, and the probabilities rounded to
   // bytes by two saturating packs.
-  static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+  LK_I8_TILE static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
     float* row = stepScores(s, g, st, a.softcap);
     vf mv = splat(-INFINITY);
     for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));

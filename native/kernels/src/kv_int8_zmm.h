@@ -113,7 +113,7 @@ struct Zmm {
   // Each query head of the task rounded to int8, with its sum and scale, and arranged for the K
   // layout: per 64 bytes c of a group (elements 16c..16c+15 of four keys), quad 4c + i repeated
   // over 128-bit lane i.
-  static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
+  LK_I8_TILE static void quantizeQueries(DotScratch& s, const float* q, int64_t H, int64_t D, int64_t dp, float scale) {
     const int64_t nc = (4 * D + 63) / 64;
     const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     for (int64_t g = 0; g < H; g++) {
@@ -129,7 +129,7 @@ struct Zmm {
   // Groups past st.n give scores nobody reads.
   // pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
   template <int HG, typename Pace>
-  static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
+  LK_I8_TILE static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
                                 int64_t g0, int64_t headRow, float* p, Pace& pace) {
     const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
     const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
@@ -178,7 +178,7 @@ struct Zmm {
   }
 
   template <int HG, typename Pace>
-  static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
+  LK_I8_TILE static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
                              Pace& pace) {
     const int64_t nc = dc / 16;
     int64_t c = 0;
@@ -190,7 +190,7 @@ struct Zmm {
   // max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
   // passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
   // the rounding to bytes.
-  static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+  LK_I8_TILE static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
     float* row = stepScores(s, g, st, a.softcap);
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
