@@ -26,7 +26,6 @@
 
 #include "line_vector.h"
 #include "kernel_table.h"
-#include "read_ahead.h"
 #include "simd.h"
 
 namespace LK_VARIANT {
