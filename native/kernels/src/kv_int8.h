@@ -26,6 +26,7 @@
 
 #include "line_vector.h"
 #include "kernel_table.h"
+#include "read_ahead.h"
 #include "simd.h"
 
 namespace LK_VARIANT {

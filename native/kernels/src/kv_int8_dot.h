@@ -1,9 +1,9 @@
-// int8 KV attention through byte products, the part its kernels share (included by kv_int8.h): on
-// 512-bit vectors (kv_int8_zmm.h: AVX-512 VNNI, or vpmaddubsw without it) and on 256-bit ones
-// (kv_int8_ymm.h: AVX-VNNI, or vpmaddubsw). Here: the task's scratch, the step's V scales, head
-// tiles and the step loop with its prefetches (Ahead: the next unit's lines); each instruction set
-// supplies its kernels as a struct K with quantizeQueries, scoreTile<HG>, values<HG>, softmax and
-// kMaxHeads (the widest head tile its registers hold). How the kernels work: kv_int8_zmm.h.
+// int8 KV attention through integer dot products (vpdpbusd), the part its two instruction sets
+// share (included by kv_int8.h): AVX-512 VNNI on 512-bit vectors (kv_int8_vnni.h) and AVX-VNNI on
+// 256-bit ones (kv_int8_avxvnni.h). Here: the task's scratch, the step's V scales, head tiles and
+// the step loop with its prefetches and read-ahead; each instruction set supplies its kernels as a
+// struct K with quantizeQueries, scoreTile<HG>, values<HG>, softmax and kMaxHeads (the widest head
+// tile its registers hold). How the kernels work: kv_int8_vnni.h.
 #pragma once
 
 #if defined(__AVX2__)
@@ -69,26 +69,6 @@ inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap
   return row;
 }
 
-// Where the kernels ask for the next unit's lines. The reads come in units: each KV head's K groups
-// of a step, then each head's V groups, step by step. While a kernel reads a line of group gi of
-// one unit it asks for the same line of group gi of the next unit: 16 KiB ahead at head_dim 128 and
-// 128-key steps, the distance a sweep of a paced read-ahead found best (64 lines ahead 8.9 ms a
-// call, 128 8.4, 256 8.2, against 12.0 with none; 512 and more level or slower; prefetcht1/t2
-// slower), at the cost of one prefetch and no bookkeeping a line, where that read-ahead kept a
-// position in the unit list: on keys in L2 a call took 33-34 against 40-47 us (AVX-512 VNNI) and 60
-// against 78-82 (AVX-VNNI), from DRAM level to 10-24% less (BENCHMARKS.md). base + row[gi] * D is
-// the next unit's group gi, for gi < n; base null (the head tiles after a KV head's first, which
-// read the same lines again): nothing to ask for.
-struct Ahead {
-  const int8_t* base = nullptr;
-  const int64_t* row = nullptr;
-  int64_t n = 0;
-  // Group gi of the next unit, or `fallback` (a group being read anyway) where it has none.
-  const int8_t* at(int64_t gi, int64_t D, const int8_t* fallback) const {
-    return base != nullptr && gi < n ? base + row[gi] * D : fallback;
-  }
-};
-
 // A group's four 8-bit probabilities read as one word.
 typedef int32_t ByteWord __attribute__((may_alias));
 
@@ -113,6 +93,13 @@ inline void dotHeadTiles(int64_t n, F f) {
   for (; g < n; g++) f(std::integral_constant<int, 1>{}, g);
 }
 
+// How far ahead of the kernels the task's K and V lines are asked for: 256 lines (16 KiB, one KV
+// head's K or V of a 128-key step at head_dim 128). Swept on an AVX-512 EPYC (2 threads, batch 8,
+// 8 KV heads, context 16,384, distances alternating call by call, best of 12): 64 lines 8.9 ms a
+// call, 128 8.4, 256 8.2, against 12.0 with none; in other runs 512 and 1,024 were level with 256
+// or slower, 2,048 slower; prefetcht1/t2 instead of t0 slower, nta level (BENCHMARKS.md).
+constexpr int64_t kReadAheadBytes = 256 * 64;
+
 template <class K>
 inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                             float* out, float* lse) {
@@ -133,22 +120,23 @@ inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_
   // one contiguous region, and with the step's groups interleaved across its blocks (gather) the
   // reads are several sequential streams the hardware prefetcher follows at once.
   Step steps[3];
+  int64_t gathered = 1;  // the last step gathered
   int64_t p = gather(a, table, p0, p1, steps[0]);
   p = gather(a, table, p, p1, steps[1]);
-  const Ahead none;
-  // The unit after (step stepNo, K or V, KV head kh): the next head's, V after the last head's K, the
-  // next step's first K after the last head's V.
-  auto nextUnit = [&](int64_t stepNo, bool v, int64_t kh) {
-    const Step& st = steps[stepNo % 3];
-    if (kh + 1 < nKvTask) return Ahead{(v ? v8 : k8) + (h0 + kh + 1) * bs * D, st.row, st.n};
-    if (!v) return Ahead{v8 + h0 * bs * D, st.row, st.n};
-    const Step& nx = steps[(stepNo + 1) % 3];
-    return Ahead{k8 + h0 * bs * D, nx.row, nx.n};
-  };
+  // The kernels' reads asked for kReadAheadBytes ahead, in their order (each head's K groups, then
+  // each head's V groups, step by step), paced from inside the tiles' loops.
+  auto ra = makeReadAhead(
+      kReadAheadBytes, nKvTask, 4 * D, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
+      [&](int64_t st, int phase, int64_t kh, int64_t j) {
+        return reinterpret_cast<const char*>((phase ? v8 : k8) + (steps[st % 3].row[j] + (h0 + kh) * bs) * D);
+      });
+  auto pace = [&](int64_t bytes) { ra.consumed(bytes); };
+  auto noPace = [](int64_t) {};
   for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
     const Step& st = steps[stepNo % 3];
     Step& far = steps[(stepNo + 2) % 3];
     p = gather(a, table, p, p1, far);
+    gathered = stepNo + 2;
     // Each (block, KV head) is a region of its own (2 KiB of K and of V at head_dim 128, blocks of
     // 16): touching the first lines of every head's region two steps ahead gets the page walks and
     // the hardware prefetcher's training done before the data is needed, and each block's K and V
@@ -172,12 +160,13 @@ inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_
       }
     for (int64_t kh = 0; kh < nKvTask; kh++) {
       const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
-      // The next unit is asked for by one tile of heads only: every tile reads the same lines.
-      const Ahead next = nextUnit(stepNo, false, kh);
+      // The read-ahead is paced by one tile of heads only: every tile reads the same lines.
       dotHeadTiles<K::kMaxHeads>(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
-        for (int64_t gi = 0; gi < st.n; gi += 4)
-          K::template scoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data(), g == 0 ? next : none);
+        for (int64_t gi = 0; gi < st.n; gi += 4) {
+          if (g == 0) K::template scoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data(), pace);
+          else K::template scoreTile<HG>(s, a, st, gi, g0 + g, headRow, s.p.data(), noPace);
+        }
       });
     }
     for (int64_t kh = 0; kh < nKvTask; kh++) {
@@ -195,10 +184,10 @@ inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_
     for (int64_t kh = 0; kh < nKvTask; kh++) {
       const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       const int8_t* vBase = v8 + headRow * D;
-      const Ahead next = nextUnit(stepNo, true, kh);
       dotHeadTiles<K::kMaxHeads>(G, [&](auto hg, int64_t g) {
         constexpr int HG = decltype(hg)::value;
-        K::template values<HG>(s, st, vBase, D, dc, g0 + g, g == 0 ? next : none);
+        if (g == 0) K::template values<HG>(s, st, vBase, D, dc, g0 + g, pace);
+        else K::template values<HG>(s, st, vBase, D, dc, g0 + g, noPace);
       });
     }
   }

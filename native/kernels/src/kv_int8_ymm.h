@@ -41,17 +41,16 @@ inline void dotBytes(__m256i& acc, __m256i a, __m256i b) {
 // acc[g] += this step's V groups weighted by the heads' 8-bit probabilities, HG heads x NC vectors
 // of 8 elements (32 bytes of a group: element d of its four keys a 32-bit lane) from element 8 * c0,
 // held in registers over the step; then folded in fp32: acc · corr + sum · unit.
-template <bool Vnni, int HG, int NC>
-inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
-                         int64_t c0, const Ahead& ahead) {
+template <bool Vnni, int HG, int NC, typename Pace>
+inline void ymmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
+                                    int64_t g0, int64_t c0, Pace& pace) {
   __m256i sum[HG][NC];
   for (int g = 0; g < HG; g++)
     for (int c = 0; c < NC; c++) sum[g][c] = _mm256_setzero_si256();
   const ByteWord* words = reinterpret_cast<const ByteWord*>(s.p8.data() + g0 * kStepKeys);  // 4 bytes a group
   for (int64_t gi = 0; gi < st.n; gi++) {
+    pace(NC * 32);
     const int8_t* vg = vBase + st.row[gi] * D + c0 * 32;
-    const int8_t* nx = ahead.at(gi, D, vg - c0 * 32) + c0 * 32;
-    for (int b = 0; b < NC * 32; b += 64) __builtin_prefetch(nx + b, 0, 3);
     __m256i v[NC];
     for (int c = 0; c < NC; c++) v[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vg + c * 32));
     for (int g = 0; g < HG; g++) {
@@ -95,34 +94,34 @@ struct Ymm {
       }
     }
   }
-  template <int HG>
+  template <int HG, typename Pace>
   static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
-                     const Ahead& ahead) {
+                                Pace& pace) {
     const int64_t n8 = D / 8;
     int64_t c = 0;
     constexpr int NC = HG >= 4 ? 2 : 4;  // at most 8 accumulators
-    for (; c + NC <= n8; c += NC) ymmValueCols<Vnni, HG, NC>(s, st, vBase, D, dc, g0, c, ahead);
-    for (; c < n8; c++) ymmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, ahead);
+    for (; c + NC <= n8; c += NC) ymmValueCols<Vnni, HG, NC>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c < n8; c++) ymmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
 
   // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
   // Groups past st.n give scores nobody reads. pace(bytes) is told before each 64-byte column.
   // Four heads take the groups two at a time (8 accumulators), so each K load serves all four.
-  template <int HG>
+  template <int HG, typename Pace>
   static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
-                        int64_t headRow, float* p, const Ahead& ahead) {
+                        int64_t headRow, float* p, Pace& pace) {
     if constexpr (HG == 4) {
-      scoreGroups<4, 2>(s, a, st, gi0, g0, headRow, p, ahead);
-      scoreGroups<4, 2>(s, a, st, gi0 + 2, g0, headRow, p, ahead);
+      scoreGroups<4, 2>(s, a, st, gi0, g0, headRow, p, pace);
+      scoreGroups<4, 2>(s, a, st, gi0 + 2, g0, headRow, p, pace);
     } else {
-      scoreGroups<HG, 4>(s, a, st, gi0, g0, headRow, p, ahead);
+      scoreGroups<HG, 4>(s, a, st, gi0, g0, headRow, p, pace);
     }
   }
 
   // HG heads x NG groups from gi0 (groups past st.n read the step's first and give scores nobody reads).
-  template <int HG, int NG>
+  template <int HG, int NG, typename Pace>
   static void scoreGroups(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0, int64_t g0,
-                          int64_t headRow, float* p, const Ahead& ahead) {
+                          int64_t headRow, float* p, Pace& pace) {
     const int64_t D = a.cache.headDim, nc = (4 * D + 63) / 64, halves = 4 * D / 32;
     const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
     const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
@@ -131,12 +130,9 @@ struct Ymm {
       for (int gl = 0; gl < NG; gl++) acc[g][gl] = _mm256_setzero_si256();
     const int8_t* rows[NG];
     for (int gl = 0; gl < NG; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : 0] + headRow) * D;
-    const int8_t* nx[NG];
-    for (int gl = 0; gl < NG; gl++) nx[gl] = ahead.at(gi0 + gl, D, rows[gl]);
     const int8_t* qa = s.qArr.data() + g0 * nc * 64;
     for (int64_t h = 0; h < halves; h++) {
-      if ((h & 1) == 0)
-        for (int gl = 0; gl < NG; gl++) __builtin_prefetch(nx[gl] + h * 32, 0, 3);
+      if ((h & 1) == 0) pace(NG * 64);
       __m256i qv[HG];
       for (int g = 0; g < HG; g++) qv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + g * nc * 64 + h * 32));
       for (int gl = 0; gl < NG; gl++) {

@@ -59,10 +59,10 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
 
 // acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
 // heads x NC column vectors held in registers over the step; then folded in fp32: acc · corr +
-// sum · unit. Each group's NC lines ask for the same lines of the next unit's group (Ahead).
-template <bool Vnni, int HG, int NC>
-inline void zmmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
-                         int64_t c0, const Ahead& ahead) {
+// sum · unit. pace(bytes) is told before each group's NC * 64 bytes are read.
+template <bool Vnni, int HG, int NC, typename Pace>
+inline void zmmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc,
+                                  int64_t g0, int64_t c0, Pace& pace) {
   __m512i sum[HG][NC];
 #pragma GCC unroll 4
   for (int g = 0; g < HG; g++)
@@ -77,10 +77,8 @@ inline void zmmValueCols(DotScratch& s, const Step& st, const int8_t* vBase, int
   }
   const ByteWord* words = reinterpret_cast<const ByteWord*>(s.p8.data() + g0 * kStepKeys);  // 4 bytes a group
   for (int64_t gi = 0; gi < st.n; gi++) {
+    pace(NC * 64);
     const int8_t* vg = vBase + st.row[gi] * D + c0 * 64;
-    const int8_t* nx = ahead.at(gi, D, vg - c0 * 64) + c0 * 64;
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++) __builtin_prefetch(nx + c * 64, 0, 3);
     __m512i v[NC];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) v[c] = _mm512_maskz_loadu_epi8(masks[c], vg + c * 64);
@@ -129,10 +127,10 @@ struct Zmm {
 
   // Scores of HG heads x the 4 groups from gi0 of one KV head: p[g * kStepKeys + 4 * group + lane].
   // Groups past st.n give scores nobody reads.
-  // Each 64-byte column of the 4 groups asks for the same column of the next unit's groups (Ahead).
-  template <int HG>
+  // pace(bytes) is told before each 64-byte column of the 4 groups is read (the read-ahead).
+  template <int HG, typename Pace>
   LK_I8_TILE static void scoreTile(const DotScratch& s, const lk::AttnArgs& a, const Step& st, int64_t gi0,
-                                   int64_t g0, int64_t headRow, float* p, const Ahead& ahead) {
+                                int64_t g0, int64_t headRow, float* p, Pace& pace) {
     const int64_t D = a.cache.headDim, bytes = 4 * D, nc = (bytes + 63) / 64;
     const int8_t* k8 = static_cast<const int8_t*>(a.cache.k);
     const __m512i flip = _mm512_set1_epi8(int8_t(0x80));
@@ -144,13 +142,9 @@ struct Zmm {
     const int8_t* rows[4];
   #pragma GCC unroll 4
     for (int gl = 0; gl < 4; gl++) rows[gl] = k8 + (st.row[gi0 + gl < st.n ? gi0 + gl : gi0] + headRow) * D;
-    const int8_t* nx[4];
-  #pragma GCC unroll 4
-    for (int gl = 0; gl < 4; gl++) nx[gl] = ahead.at(gi0 + gl, D, rows[gl]);
     const int8_t* qa = s.qArr.data() + g0 * nc * 64;
     for (int64_t c = 0; c < nc; c++) {
-  #pragma GCC unroll 4
-      for (int gl = 0; gl < 4; gl++) __builtin_prefetch(nx[gl] + c * 64, 0, 3);
+      pace(4 * 64);
       const int64_t left = bytes - c * 64;
       const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
       __m512i qv[HG];
@@ -183,13 +177,13 @@ struct Zmm {
     }
   }
 
-  template <int HG>
+  template <int HG, typename Pace>
   LK_I8_TILE static void values(DotScratch& s, const Step& st, const int8_t* vBase, int64_t D, int64_t dc, int64_t g0,
-                                const Ahead& ahead) {
+                             Pace& pace) {
     const int64_t nc = dc / 16;
     int64_t c = 0;
-    for (; c + 4 <= nc; c += 4) zmmValueCols<Vnni, HG, 4>(s, st, vBase, D, dc, g0, c, ahead);
-    for (; c < nc; c++) zmmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, ahead);
+    for (; c + 4 <= nc; c += 4) zmmValueCols<Vnni, HG, 4>(s, st, vBase, D, dc, g0, c, pace);
+    for (; c < nc; c++) zmmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
 
   // Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running

@@ -1,0 +1,62 @@
+// Software prefetch of an attention task's KV reads a fixed number of bytes ahead of its
+// kernels, in the order they read them, paced by what the kernels have read so far (included by
+// kv_int8.h inside each variant's namespace).
+//
+// Why: a decode-attention task reads, step by step, the K then the V items of each of its KV heads
+// from a few scattered blocks at once, and computes between its loads. The hardware prefetcher
+// alone then keeps too few lines in flight: on an AVX-512 EPYC one thread of the int8 kernel read
+// a 41% share of a one-thread streaming read while its arithmetic took only about a third of the
+// time. Asking for the lines ahead, a few at a time from inside the kernels' loops (a burst of a
+// whole item list per call measured slower), keeps the misses overlapping the arithmetic. Only the
+// int8 VNNI path uses it: the bf16 kernels (whose hardware-prefetched reads run at 60-75% of the
+// streaming read) took 20-30% longer with it at every distance (64 to 1,024 lines) and hint
+// tried, and the int8 widening path is bound by its arithmetic (BENCHMARKS.md).
+#pragma once
+#include <cstdint>
+
+namespace LK_VARIANT {
+
+// A task's reads: step s has items(s) items per KV head (0 while the step is not gathered yet, or
+// past the range's end); addr(s, phase, kh, j) is the first byte of item j of head kh, phase 0
+// for K and 1 for V. Each step reads every head's K items, then every head's V items.
+template <typename Items, typename Addr>
+class ReadAhead {
+ public:
+  ReadAhead(int64_t aheadBytes, int64_t heads, int64_t itemBytes, Items items, Addr addr)
+      : ahead_(aheadBytes), heads_(heads), itemBytes_(itemBytes), items_(items), addr_(addr) {}
+
+  // The kernels are about to read `bytes` more bytes: asks for the lines up to `ahead` bytes past
+  // them into L1, a whole item at a time.
+  inline void consumed(int64_t bytes) {
+    done_ += bytes;
+    while (issued_ < done_ + ahead_) {
+      if (n_ <= 0 && (n_ = items_(s_)) <= 0) return;  // not gathered yet (or the end): later
+      const char* p = addr_(s_, phase_, kh_, j_);
+      for (int64_t b = 0; b < itemBytes_; b += 64) __builtin_prefetch(p + b, 0, 3);
+      issued_ += itemBytes_;
+      if (++j_ < n_) continue;
+      j_ = 0;
+      if (++kh_ < heads_) continue;
+      kh_ = 0;
+      if (++phase_ < 2) continue;
+      phase_ = 0;
+      s_++;
+      n_ = 0;
+    }
+  }
+
+ private:
+  const int64_t ahead_, heads_, itemBytes_;
+  Items items_;
+  Addr addr_;
+  int64_t done_ = 0, issued_ = 0;  // bytes the kernels have read, bytes asked for
+  int64_t s_ = 0, n_ = 0, j_ = 0, kh_ = 0;  // the next item to ask for, and its step's item count
+  int phase_ = 0;
+};
+
+template <typename Items, typename Addr>
+ReadAhead<Items, Addr> makeReadAhead(int64_t aheadBytes, int64_t heads, int64_t itemBytes, Items items, Addr addr) {
+  return ReadAhead<Items, Addr>(aheadBytes, heads, itemBytes, items, addr);
+}
+
+}  // namespace LK_VARIANT
