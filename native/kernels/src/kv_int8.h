@@ -367,14 +367,14 @@ inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, 
 #if defined(LK_I8_ZMM)
   // The zmm paths take whole quads of K elements (the last quad of an odd head is narrower).
   if (a.cache.headDim % 4 == 0) {
-    if (AllowVnni && hasVnni()) return attentionVnni(a, t, h0, h1, p0, p1, out, lse);
-    return attentionZmmMaddubs(a, t, h0, h1, p0, p1, out, lse);
+    if (AllowVnni && hasVnni()) return attentionIntDot<Zmm<true>>(a, t, h0, h1, p0, p1, out, lse);
+    return attentionIntDot<Zmm<false>>(a, t, h0, h1, p0, p1, out, lse);
   }
 #elif defined(LK_I8_YMM)
   // The ymm paths take whole 32-byte halves of a group's 64-byte columns.
   if (a.cache.headDim % 8 == 0) {
-    if (AllowVnni && hasAvxVnni()) return attentionAvxVnni(a, t, h0, h1, p0, p1, out, lse);
-    return attentionMaddubs(a, t, h0, h1, p0, p1, out, lse);
+    if (AllowVnni && hasAvxVnni()) return attentionIntDot<Ymm<true>>(a, t, h0, h1, p0, p1, out, lse);
+    return attentionIntDot<Ymm<false>>(a, t, h0, h1, p0, p1, out, lse);
   }
 #endif
   attentionWiden(a, t, h0, h1, p0, p1, out, lse);

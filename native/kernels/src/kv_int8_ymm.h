@@ -196,16 +196,6 @@ struct Ymm {
   }
 };
 
-inline void attentionAvxVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
-                             float* out, float* lse) {
-  attentionIntDot<Ymm<true>>(a, t, h0, h1, p0, p1, out, lse);
-}
-
-inline void attentionMaddubs(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
-                             float* out, float* lse) {
-  attentionIntDot<Ymm<false>>(a, t, h0, h1, p0, p1, out, lse);
-}
-
 // Whether this CPU runs vpdpbusd on ymm registers in its VEX form (asked once).
 inline bool hasAvxVnni() {
   static const bool yes = lk::cpuHasAvxVnni();

@@ -218,16 +218,6 @@ struct Zmm {
   }
 };
 
-inline void attentionVnni(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
-                          float* out, float* lse) {
-  attentionIntDot<Zmm<true>>(a, t, h0, h1, p0, p1, out, lse);
-}
-
-inline void attentionZmmMaddubs(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
-                                float* out, float* lse) {
-  attentionIntDot<Zmm<false>>(a, t, h0, h1, p0, p1, out, lse);
-}
-
 // Whether this CPU runs vpdpbusd on zmm registers (asked once).
 inline bool hasVnni() {
   static const bool yes = __builtin_cpu_supports("avx512vnni");
