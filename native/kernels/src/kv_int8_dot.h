@@ -69,6 +69,29 @@ inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap
   return row;
 }
 
+// Head g's online-softmax step over the step's scores (invalid lanes already -inf), up to the
+// rounding to bytes each instruction set does: the rescale factor, running max and sum, and the
+// probabilities times their V scales in place of the scores; returns the largest of those. Two
+// passes over the step's scores: their max; the exponentials, summed and scaled (their max kept).
+inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+  float* row = stepScores(s, g, st, a.softcap);
+  vf mv = splat(-INFINITY);
+  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
+  const float mNew = std::max(s.m[g], hmax(mv));
+  s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
+  vf lv = splat(0.0f), wm = splat(0.0f);
+  for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
+    const vf e = vexpNonPositive(loadf(row + j) - mNew);
+    lv += e;
+    const vf w = e * loadf(s.vScaleRow + j);
+    wm = vmax(wm, w);
+    storef(row + j, w);
+  }
+  s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
+  s.m[g] = mNew;
+  return hmax(wm);
+}
+
 // A group's four 8-bit probabilities read as one word.
 typedef int32_t ByteWord __attribute__((may_alias));
 

@@ -162,26 +162,11 @@ struct Ymm {
     }
   }
 
-  // Head g's online-softmax step over the step's scores (invalid lanes already -inf): as the AVX-512
-  // path's (Zmm::softmax), the exponentials by the variant's vexpNonPositive, and the probabilities rounded to
-  // bytes by two saturating packs.
+  // Head g's online-softmax step (stepProbabilities), its probabilities rounded to bytes by two
+  // saturating packs.
   LK_I8_TILE static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-    float* row = stepScores(s, g, st, a.softcap);
-    vf mv = splat(-INFINITY);
-    for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
-    const float mNew = std::max(s.m[g], hmax(mv));
-    s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
-    vf lv = splat(0.0f), wm = splat(0.0f);
-    for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
-      const vf e = vexpNonPositive(loadf(row + j) - mNew);
-      lv += e;
-      const vf w = e * loadf(s.vScaleRow + j);
-      wm = vmax(wm, w);
-      storef(row + j, w);
-    }
-    s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
-    s.m[g] = mNew;
-    const float wmax = hmax(wm);
+    const float wmax = stepProbabilities(s, g, st, a);
+    const float* row = s.p.data() + g * kStepKeys;
     const __m256 toByte = _mm256_set1_ps(wmax > 0 ? kProbMax / wmax : 0.0f);
     s.unit[g] = wmax / kProbMax;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;

@@ -186,28 +186,11 @@ struct Zmm {
     for (; c < nc; c++) zmmValueCols<Vnni, HG, 1>(s, st, vBase, D, dc, g0, c, pace);
   }
 
-  // Head g's online-softmax step over n scores (invalid lanes already -inf): rescale factor, running
-  // max and sum, and its probabilities times their V scales as 8 bits against the largest. Three
-  // passes over the step's scores: their max; the exponentials, summed and scaled (their max kept);
-  // the rounding to bytes.
+  // Head g's online-softmax step (stepProbabilities), its probabilities rounded to bytes against the
+  // largest.
   LK_I8_TILE static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-    float* row = stepScores(s, g, st, a.softcap);
-    __m512 mv = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < kStepKeys; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(row + j));
-    const float mNew = std::max(s.m[g], _mm512_reduce_max_ps(mv));
-    s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
-    const __m512 mB = _mm512_set1_ps(mNew);
-    __m512 lv = _mm512_setzero_ps(), wm = _mm512_setzero_ps();
-    for (int64_t j = 0; j < kStepKeys; j += 16) {
-      const __m512 e = (__m512)vexpNonPositive((vf)_mm512_sub_ps(_mm512_loadu_ps(row + j), mB));
-      lv = _mm512_add_ps(lv, e);
-      const __m512 w = _mm512_mul_ps(e, _mm512_loadu_ps(s.vScaleRow + j));
-      wm = _mm512_max_ps(wm, w);
-      _mm512_storeu_ps(row + j, w);
-    }
-    s.l[g] = s.l[g] * s.corr[g] + _mm512_reduce_add_ps(lv);
-    s.m[g] = mNew;
-    const float wmax = _mm512_reduce_max_ps(wm);
+    const float wmax = stepProbabilities(s, g, st, a);
+    const float* row = s.p.data() + g * kStepKeys;
     const __m512 toByte = _mm512_set1_ps(wmax > 0 ? kProbMax / wmax : 0.0f);
     s.unit[g] = wmax / kProbMax;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;
