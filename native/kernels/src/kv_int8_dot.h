@@ -71,9 +71,10 @@ inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap
 
 // Head g's online-softmax step over the step's scores (invalid lanes already -inf), up to the
 // rounding to bytes each instruction set does: the rescale factor, running max and sum, and the
-// probabilities times their V scales in place of the scores; returns the largest of those. Two
-// passes over the step's scores: their max; the exponentials, summed and scaled (their max kept).
-inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
+// probabilities times their V scales in place of the scores, whose largest becomes byte value
+// probMax (s.unit[g]: one byte's worth); returns the factor to the bytes. Two passes over the step's
+// scores: their max; the exponentials, summed and scaled (their max kept).
+inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a, float probMax) {
   float* row = stepScores(s, g, st, a.softcap);
   vf mv = splat(-INFINITY);
   for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
@@ -89,7 +90,9 @@ inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const l
   }
   s.l[g] = s.l[g] * s.corr[g] + hsum(lv);
   s.m[g] = mNew;
-  return hmax(wm);
+  const float wmax = hmax(wm);
+  s.unit[g] = wmax / probMax;
+  return wmax > 0 ? probMax / wmax : 0.0f;
 }
 
 // A group's four 8-bit probabilities read as one word.

@@ -165,10 +165,8 @@ struct Ymm {
   // Head g's online-softmax step (stepProbabilities), its probabilities rounded to bytes by two
   // saturating packs.
   LK_I8_TILE static void softmax(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a) {
-    const float wmax = stepProbabilities(s, g, st, a);
+    const __m256 toByte = _mm256_set1_ps(stepProbabilities(s, g, st, a, kProbMax));
     const float* row = s.p.data() + g * kStepKeys;
-    const __m256 toByte = _mm256_set1_ps(wmax > 0 ? kProbMax / wmax : 0.0f);
-    s.unit[g] = wmax / kProbMax;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;
     for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..kProbMax
       const __m256i b0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j), toByte));
