@@ -134,6 +134,14 @@ function quantProducts(addon: NativeAddon): string {
   return `${q.variant}, int8 activations per 32 values${packed} (supported: ${q.supported.join(" ")})`;
 }
 
+/**
+ * How `backend` reads an int8 KV cache, for the start-up log: its byte-product path ("avx512vnni",
+ * "avxvnni", "maddubs" on CPUs without VNNI, or "widen"), or "reference".
+ */
+export function int8AttentionPath(backend: KernelBackend): string {
+  return backend instanceof NativeBackend ? backend.info().int8Attention : "reference";
+}
+
 /** What `lamina doctor` prints: which kernels this thread would get, and why. */
 export function kernelReport(): KernelReport {
   const env = process.env.LAMINA_BACKEND;

@@ -3,11 +3,14 @@ import { kvCapacityTokens } from "../attention/service.js";
 import type { TokenEvent } from "../engine/api.js";
 import type { EngineCore } from "../engine/engine-core.js";
 import { EngineError } from "../engine/errors.js";
+import type { KernelBackend } from "../kernels/backend.js";
+import { int8AttentionPath } from "../kernels/index.js";
 import { describeOutputReserve } from "../util/output-reserve.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
 import type { EngineOptions } from "./options.js";
 import { defaultKvDtype, SPECULATION_MIN_WEIGHT_BYTES } from "./sizes.js";
+import { validatePlacement } from "./validate.js";
 
 /**
  * The engine's thread: loads the model, then loops schedule → execute → sample while there is
@@ -91,6 +94,19 @@ port.on("message", (raw: ToWorker) => {
   wake = null;
 });
 
+/**
+ * The KV dtype for the start-up log; for int8 in this process's own cache (the colocated placement),
+ * also the path its kernels read it through (attention workers and prefill instances log their own).
+ */
+function kvDtypeLine(
+  setup: { model: Parameters<typeof defaultKvDtype>[0]; backend: KernelBackend },
+  options: EngineOptions,
+): string {
+  const dtype = options.kvDtype ?? defaultKvDtype(setup.model);
+  if (dtype !== "int8" || validatePlacement(options) !== "colocated") return dtype;
+  return `int8 (read through ${int8AttentionPath(setup.backend)})`;
+}
+
 async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Promise<void> {
   try {
     const setup = await loadEngine(options, { log: (message) => post({ v: 1, type: "log", message }) });
@@ -104,7 +120,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
       source: setup.model.source,
       backend: setup.backend.describe(),
       // What serve's start-up log prints: the placement and how many tokens its KV caches hold.
-      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${options.kvDtype ?? defaultKvDtype(setup.model)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, prefix caching ${prefixCachingState(setup.core, options)}, speculative decoding ${speculationState(setup.core, options)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
+      attention: `${setup.core.attention.description}, KV capacity ${kvCapacityTokens(setup.core.attention.usage())} tokens of ${kvDtypeLine(setup, options)} in blocks of ${setup.core.attention.usage()[0]?.blockSize}, prefix caching ${prefixCachingState(setup.core, options)}, speculative decoding ${speculationState(setup.core, options)}, output reserve ${describeOutputReserve(setup.core.scheduler.reserve.options)}`,
     });
     for (const m of queued.splice(0)) handle(m);
     await loop(setup.core);

@@ -3,14 +3,17 @@
 // workers over the native data plane (shared memory and TCP) and over messages, and prefill
 // instances (PD and Adrenaline).
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { LocalAttentionService } from "../../src/attention/local-service.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import type { GenerateRequest } from "../../src/engine/api.js";
 import type { KernelBackend, KvDType } from "../../src/kernels/backend.js";
+import { NativeBackend } from "../../src/kernels/native.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import { loadModel } from "../../src/model/load.js";
 import type { LoadedModel } from "../../src/model/types.js";
@@ -176,3 +179,42 @@ for (const source of ["stories260K", "tiny llama-gqa"] as const) {
       });
   });
 }
+
+describe("the start-up log names how int8 KV is read", () => {
+  // `lamina generate` on the built-in model with an int8 cache, once per kernel variant this CPU
+  // can select (the stand-ins for CPUs without VNNI included): the line says which byte-product path
+  // the in-process kernels read the cache through, as the addon reports it for that variant.
+  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+  const info = native instanceof NativeBackend ? native.info() : undefined;
+  const variants = info ? [...info.supported, ...info.emulated.filter((v) => v.endsWith("-novnni"))] : [];
+  for (const variant of variants)
+    it(`${variant}`, { timeout: 60_000 }, () => {
+      (native as NativeBackend).selectVariant(variant);
+      const expected = (native as NativeBackend).info().int8Attention;
+      (native as NativeBackend).selectVariant(info!.variant);
+      const run = spawnSync(
+        process.execPath,
+        [
+          path.join(repo, "bin", "lamina.js"),
+          "generate",
+          "--prompt",
+          "Once",
+          "--max-tokens",
+          "2",
+          "--kv-dtype",
+          "int8",
+        ],
+        {
+          cwd: tmp,
+          encoding: "utf8",
+          timeout: 60_000,
+          env: { ...process.env, LAMINA_KERNEL_VARIANT: variant },
+        },
+      );
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(
+        run.stderr + run.stdout,
+        new RegExp(`tokens of int8 \\(read through ${expected}\\) in blocks of`),
+      );
+    });
+});
