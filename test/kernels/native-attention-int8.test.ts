@@ -35,6 +35,8 @@ const CASES: Case[] = [
   { nHeads: 28, nKvHeads: 4, headDim: 72, blockSize: 32, seqLens: [130, 64] }, // group 7
   { nHeads: 4, nKvHeads: 4, headDim: 130, blockSize: 8, seqLens: [2100, 5] }, // MHA, long: split over threads
   { nHeads: 2, nKvHeads: 1, headDim: 256, blockSize: 16, seqLens: [45] }, // group 2, wide head
+  { nHeads: 8, nKvHeads: 2, headDim: 8, blockSize: 8, seqLens: [150, 3] }, // stories260K's heads: half a 64-byte column
+  { nHeads: 4, nKvHeads: 4, headDim: 12, blockSize: 4, seqLens: [33, 70] }, // a quad short of 16: zmm paths only
 ];
 
 /** Query tokens: a decode per sequence, a causal prefill chunk, a sub-range starting mid-group, an empty range. */
