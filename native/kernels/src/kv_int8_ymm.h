@@ -11,7 +11,7 @@
 // byte products took a call (batch 8, context 16,384, 8 KV heads, 2 threads) from 33-35 to 13-16 ms
 // on an AVX-512 EPYC running this build (BENCHMARKS.md).
 //
-// The arithmetic and the layouts are the AVX-512 path's (kv_int8_vnni.h), on half the width: a
+// The arithmetic and the layouts are the AVX-512 path's (kv_int8_zmm.h), on half the width: a
 // 64-byte column of a K group is taken as two 32-byte halves (quads 4c, 4c + 1 and 4c + 2, 4c + 3
 // of the four keys) against the same arrangement of the query (each quad repeated over its 128-bit
 // lane), and each key's partial sums are added across the two 128-bit lanes at the end; V is
@@ -38,7 +38,7 @@ inline void dotBytes(__m256i& acc, __m256i a, __m256i b) {
   else acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
 }
 
-// acc[g] += this step's V groups weighted by the heads' 8-bit probabilities, HG heads x NC vectors
+// acc[g] += this step's V groups weighted by the heads' byte probabilities, HG heads x NC vectors
 // of 8 elements (32 bytes of a group: element d of its four keys a 32-bit lane) from element 8 * c0,
 // held in registers over the step; then folded in fp32: acc · corr + sum · unit.
 template <bool Vnni, int HG, int NC, typename Pace>

@@ -57,7 +57,7 @@ inline __m512 tileKScale(const float* ks, const Step& st, int64_t gi0) {
   return _mm512_insertf32x4(r, grp(3), 3);
 }
 
-// acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' 8-bit probabilities, HG
+// acc[g] (nc vectors of 16) += this step's V groups weighted by the heads' byte probabilities, HG
 // heads x NC column vectors held in registers over the step; then folded in fp32: acc · corr +
 // sum · unit. pace(bytes) is told before each group's NC * 64 bytes are read.
 template <bool Vnni, int HG, int NC, typename Pace>
