@@ -11,7 +11,8 @@
 // --dtype int8: the bytes counted are the int8 K and V rows and their f32 scales (one per token
 // and KV head, each); its target is 80% of the read (16-bit: MHA 90%, GQA 85%).
 // --block: KV block sizes (tokens) to compare (default: the engine's); --variant: compiled kernel
-// variants to compare (default: the one this CPU gets), timed in turn with the streaming read
+// variants to compare (default: the one this CPU gets; avx512-novnni and avx2-novnni stand in for
+// CPUs without VNNI, int8 through vpmaddubsw), timed in turn with the streaming read
 // within each repetition so load on a shared host falls on all of them; --reps: repetitions (each
 // figure is the best); --layout contiguous: each sequence's blocks in order, one after another,
 // against the scattered default (to see what the scattering costs the hardware prefetcher); --warm:
