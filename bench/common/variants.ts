@@ -2,7 +2,7 @@ import type { NativeBackend } from "../../src/kernels/native.js";
 
 /**
  * The kernel variants --variant names (comma-separated), or the backend's own: each one this CPU
- * runs, or one that stands in here for another CPU (amxbf16-emulated, avx2-novnni); anything else
+ * runs, or one that stands in here for another CPU (amxbf16-emulated, avx512-novnni, avx2-novnni); anything else
  * is refused with the list.
  */
 export function variantFlag(backend: NativeBackend, value: string | undefined): string[] {

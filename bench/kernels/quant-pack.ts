@@ -7,7 +7,7 @@
 //   node dist/bench/kernels/quant-pack.js [--rows 65536] [--cols 1024] [--type q8_0,q5_0] [--threads 2] [--reps 3]
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
-import type { NativeAddon, NativeBackend } from "../../src/kernels/native.js";
+import { loadNativeAddon, type NativeBackend, QUANT_CODE } from "../../src/kernels/native.js";
 import { allocSharedBytes, QUANT_TYPES, type QuantType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag } from "../common/flags.js";
@@ -34,9 +34,9 @@ const backend = loadKernelBackend({
   backend: "native",
   threads: intFlag(values.threads, "threads"),
 }) as NativeBackend;
-// The addon's own calls: the bench times the pack into memory it chooses, which prepareWeight hides.
-const addon = (backend as unknown as { addon: NativeAddon }).addon;
-const CODES: Partial<Record<QuantType, number>> = { q8_0: 0, q4_0: 1, q4_1: 4, q5_0: 5, q5_1: 6, iq4_nl: 10 };
+// The addon's own calls (the backend's module, its pool): the bench times the pack into memory it
+// chooses, which prepareWeight hides.
+const { addon } = loadNativeAddon();
 
 interface Row {
   type: string;
@@ -48,8 +48,9 @@ interface Row {
 }
 const results: Row[] = [];
 for (const type of types) {
-  const code = CODES[type];
-  if (code === undefined) throw new Error(`--type: ${type} has no packed layout`);
+  const code = QUANT_CODE[type];
+  const bytes = addon.quantPackedBytes(code, rows, cols);
+  if (bytes === 0) throw new Error(`--type: ${type} has no packed layout on this CPU's variant`);
   const src = quantizeMatrix(
     type,
     Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.37)),
@@ -57,7 +58,6 @@ for (const type of types) {
   );
   const w = allocSharedBytes(src.length);
   w.set(src);
-  const bytes = Math.floor(rows / 16) * 16 * (src.length / rows);
   const fresh = (huge: boolean) => {
     const dst = allocSharedBytes(bytes);
     if (huge) addon.adviseHugePages(dst);

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { KernelBackend } from "../kernels/backend.js";
-import { int8AttentionPath } from "../kernels/index.js";
+import { describeKvDtype } from "../kernels/index.js";
 import { checkKvBlockSize } from "../kernels/kv-cache.js";
 import type { Channel } from "../transport/channel.js";
 import { parseControl } from "../transport/control.js";
@@ -293,7 +293,7 @@ export class AttentionWorkerSession {
       dataPlaneTcp: this.dataPlane && this.dataPlaneTcp ? this.dataPlaneTcp : null,
     };
     this.options.log(
-      `configured: ${req.numLayers} layers, ${req.numHeads} q / ${req.numKvHeads} kv heads × ${req.headDim}, ${numBlocks} blocks of ${req.blockSize} tokens (${req.kvDtype === "int8" ? `int8, read through ${int8AttentionPath(this.backend)}` : req.kvDtype})`,
+      `configured: ${req.numLayers} layers, ${req.numHeads} q / ${req.numKvHeads} kv heads × ${req.headDim}, ${numBlocks} blocks of ${req.blockSize} tokens (${describeKvDtype(req.kvDtype, this.backend)})`,
     );
     void this.channel.send({ type: MsgType.CONFIGURE, requestId: m.requestId, control: reply });
   }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { KernelBackend } from "./backend.js";
+import type { KernelBackend, KvDType } from "./backend.js";
 import { loadNativeAddon, type NativeAddon, NativeBackend } from "./native.js";
 import { ReferenceBackend } from "./reference.js";
 
@@ -82,7 +82,7 @@ export interface KernelReport {
   bf16Products: string;
   /** The quantized products' variant (block-format weights; "reference" without the addon). */
   quantProducts: string;
-  /** The path int8 KV attention takes: "avx512vnni" or "avxvnni" dot products, "maddubs" (AVX2 byte products without VNNI), "widen", or "reference". */
+  /** The path int8 KV attention takes: "avx512vnni" or "avxvnni" dot products, "maddubs" (byte products without VNNI), "widen", or "reference". */
   int8Attention: string;
   /** How grouped-query attention multiplies a bf16 cache: vdpbf16ps, or K and V widened to fp32. */
   bf16Attention: string;
@@ -135,11 +135,12 @@ function quantProducts(addon: NativeAddon): string {
 }
 
 /**
- * How `backend` reads an int8 KV cache, for the start-up log: its byte-product path ("avx512vnni",
- * "avxvnni", "maddubs" on CPUs without VNNI, or "widen"), or "reference".
+ * A KV dtype as the start-up logs name it: for int8, also the path `backend` reads that cache
+ * through ("avx512vnni", "avxvnni", "maddubs" on CPUs without VNNI, "widen", or "reference").
  */
-export function int8AttentionPath(backend: KernelBackend): string {
-  return backend instanceof NativeBackend ? backend.info().int8Attention : "reference";
+export function describeKvDtype(dtype: KvDType, backend: KernelBackend): string {
+  if (dtype !== "int8") return dtype;
+  return `int8 (read through ${backend instanceof NativeBackend ? backend.info().int8Attention : "reference"})`;
 }
 
 /** What `lamina doctor` prints: which kernels this thread would get, and why. */

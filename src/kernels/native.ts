@@ -43,12 +43,13 @@ export interface NativeAddon {
     bf16DotAttention: boolean;
     /**
      * Variants that stand in for another CPU, for tests and benchmarks; selectable, never chosen:
-     * amxbf16-emulated (AMX tiles in software), avx2-novnni (avx2 as on a CPU without AVX-VNNI).
+     * amxbf16-emulated (AMX tiles in software), avx512-novnni and avx2-novnni (those variants as on
+     * a CPU without AVX-512 VNNI or AVX-VNNI).
      */
     emulated: string[];
     /**
      * The path int8 KV attention takes here: "avx512vnni" or "avxvnni" dot products, "maddubs"
-     * (AVX2 byte products without VNNI), else "widen".
+     * (byte products without VNNI), else "widen".
      */
     int8Attention: string;
   };
@@ -306,7 +307,7 @@ export function loadNativeAddon(): { addon: NativeAddon; path: string } {
 }
 
 /** The addon's codes for the block formats (quant_kernels.h). */
-const QUANT_CODE: Record<QuantType, number> = {
+export const QUANT_CODE: Record<QuantType, number> = {
   q8_0: 0,
   q4_0: 1,
   q4_k: 2,

@@ -4,7 +4,7 @@ import type { TokenEvent } from "../engine/api.js";
 import type { EngineCore } from "../engine/engine-core.js";
 import { EngineError } from "../engine/errors.js";
 import type { KernelBackend } from "../kernels/backend.js";
-import { int8AttentionPath } from "../kernels/index.js";
+import { describeKvDtype } from "../kernels/index.js";
 import { describeOutputReserve } from "../util/output-reserve.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
@@ -103,8 +103,7 @@ function kvDtypeLine(
   options: EngineOptions,
 ): string {
   const dtype = options.kvDtype ?? defaultKvDtype(setup.model);
-  if (dtype !== "int8" || validatePlacement(options) !== "colocated") return dtype;
-  return `int8 (read through ${int8AttentionPath(setup.backend)})`;
+  return validatePlacement(options) === "colocated" ? describeKvDtype(dtype, setup.backend) : dtype;
 }
 
 async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Promise<void> {
