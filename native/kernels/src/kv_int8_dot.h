@@ -1,9 +1,9 @@
-// int8 KV attention through integer dot products (vpdpbusd), the part its two instruction sets
-// share (included by kv_int8.h): AVX-512 VNNI on 512-bit vectors (kv_int8_vnni.h) and AVX-VNNI on
-// 256-bit ones (kv_int8_avxvnni.h). Here: the task's scratch, the step's V scales, head tiles and
-// the step loop with its prefetches and read-ahead; each instruction set supplies its kernels as a
-// struct K with quantizeQueries, scoreTile<HG>, values<HG>, softmax and kMaxHeads (the widest head
-// tile its registers hold). How the kernels work: kv_int8_vnni.h.
+// int8 KV attention through byte products, the part its two vector widths share (included by
+// kv_int8.h): 512-bit vectors (kv_int8_zmm.h) and 256-bit ones (kv_int8_ymm.h), each through vpdpbusd
+// where the CPU has VNNI, else vpmaddubsw and vpmaddwd. Here: the task's scratch, the step's V
+// scales, head tiles and the step loop with its prefetches and read-ahead; each width supplies its
+// kernels as a struct K with quantizeQueries, scoreTile<HG>, values<HG>, softmax and kMaxHeads (the
+// widest head tile its registers hold). How the kernels work: kv_int8_zmm.h.
 #pragma once
 
 #if defined(__AVX2__)
