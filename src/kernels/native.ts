@@ -206,6 +206,8 @@ export interface NativeAddon {
   bf16DotPeak(rounds: number): number;
   /** As fmaPeak with AMX tile dot-product chains (tdpbf16ps); 0 where the variant has no tiles. */
   tilePeak(rounds: number): number;
+  /** As fmaPeak with vpdpbusd chains (a multiply-add two operations); 0 without AVX-512 VNNI. */
+  byteDotPeak(rounds: number): number;
   adviseHugePages(x: KvData | Uint8Array): number;
   /** Bytes from x's first element to the next 64-byte boundary. */
   lineGap(x: Uint8Array): number;
@@ -465,6 +467,14 @@ export class NativeBackend implements KernelBackend {
    */
   tilePeak(rounds: number): number {
     return this.addon.tilePeak(rounds);
+  }
+
+  /**
+   * Integer operations (a multiply-add two) of a pure vpdpbusd loop on every thread, the yardstick
+   * of an int8 cache's prompt tiles; 0 where the variant or the CPU has no AVX-512 VNNI.
+   */
+  byteDotPeak(rounds: number): number {
+    return this.addon.byteDotPeak(rounds);
   }
 
   adviseHugePages(x: KvData): number {

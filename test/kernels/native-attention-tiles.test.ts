@@ -1,12 +1,11 @@
 // Prompt attention in tiles of query tokens (native/kernels/src/attention_tile*.h): runs of 8 or
 // more consecutive tokens of one sequence, against the reference and against themselves computed in
-// other calls, on every variant this CPU runs and every 16- and 32-bit KV dtype (vdpbf16ps tiles
-// where decode attention takes vdpbf16ps, fp32 multiply-add tiles elsewhere).
+// other calls, on every variant this CPU runs and every KV dtype (vdpbf16ps tiles where decode
+// attention takes vdpbf16ps, fp32 multiply-add tiles elsewhere, int8 rows dequantized for them).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AttentionArgs, KvLayerCache } from "../../src/kernels/backend.js";
+import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
-import type { DType } from "../../src/model/tensor.js";
 import {
   type AttentionShape,
   assertClose,
@@ -43,7 +42,7 @@ const SHAPES: Shape[] = [
   { nHeads: 64, nKvHeads: 1, headDim: 32, blockSize: 16 },
   { nHeads: 2, nKvHeads: 2, headDim: 48, blockSize: 16 },
 ];
-const KV_DTYPES: DType[] = ["bf16", "f16", "f32"];
+const KV_DTYPES: KvDType[] = ["bf16", "f16", "f32", "int8"];
 
 // Sequence lengths: a prompt chunk after a cached context, a decode token's sequence, a sliding
 // window, early-q ranges, and a run too short for tiles.
@@ -65,7 +64,51 @@ function promptQueries() {
   });
 }
 
-function setup(c: Shape, seed: number, dtype: DType = "bf16") {
+/** Queries of promptQueries() that take the per-token kernel: the decode token and the 7-token run. */
+const PER_TOKEN_QUERIES = new Set([50, 93, 94, 95, 96, 97, 98, 99]);
+
+/**
+ * The int8 integer kernels' agreement with the reference (native-attention-int8.test.ts): the
+ * per-token ones, and the vpdpbusd tiles on CPUs with AVX-512 VNNI, round each query head and each
+ * step's probabilities to bytes, where the fp32 tiles multiply the dequantized rows by unrounded
+ * queries.
+ */
+const INT8_BYTES_RTOL = 2e-2;
+
+/** Whether the variant now selected runs an int8 cache's prompt tiles through vpdpbusd (kernels.cpp, attentionTileWith). */
+function int8TilesInBytes(): boolean {
+  return native.info().int8Attention === "avx512vnni";
+}
+
+/**
+ * got against want query by query: tile queries within rtol (on an int8 cache, the fp32 tiles; the
+ * vpdpbusd tiles within INT8_BYTES_RTOL), the per-token kernel's on an int8 cache within
+ * INT8_BYTES_RTOL.
+ */
+function assertQueriesClose(
+  got: { out: Float32Array; lse: Float32Array },
+  want: { out: Float32Array; lse: Float32Array },
+  c: Shape,
+  dtype: KvDType,
+  what: string,
+  rtol: number,
+): void {
+  if (dtype !== "int8") {
+    assertClose(got.out, want.out, `out ${what}`, rtol);
+    assertClose(got.lse, want.lse, `lse ${what}`, rtol);
+    return;
+  }
+  const tileRtol = int8TilesInBytes() ? INT8_BYTES_RTOL : rtol;
+  const width = c.nHeads * c.headDim;
+  for (let t = 0; t < want.lse.length / c.nHeads; t++) {
+    const tol = PER_TOKEN_QUERIES.has(t) ? INT8_BYTES_RTOL : tileRtol;
+    const rows = (x: Float32Array, n: number) => x.subarray(t * n, (t + 1) * n);
+    assertClose(rows(got.out, width), rows(want.out, width), `out ${what} query ${t}`, tol);
+    assertClose(rows(got.lse, c.nHeads), rows(want.lse, c.nHeads), `lse ${what} query ${t}`, tol);
+  }
+}
+
+function setup(c: Shape, seed: number, dtype: KvDType = "bf16") {
   const rand = rng(seed);
   const layout = pagedLayout(LENS, c.blockSize, rand);
   const caches = [ref, native].map((b) => {
@@ -107,9 +150,14 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
               const want = takesDot ? dot : plain;
               const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
               const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
-              assertClose(got.out, want.out, `out ${what}`, want.rtol);
-              assertClose(got.lse, want.lse, `lse ${what}`, want.rtol);
-              ran.add(takesDot ? `${v} (vdpbf16ps tiles)` : v);
+              assertQueriesClose(got, want, c, dtype, what, want.rtol);
+              ran.add(
+                takesDot
+                  ? `${v} (vdpbf16ps tiles)`
+                  : dtype === "int8" && int8TilesInBytes()
+                    ? `${v} (vpdpbusd tiles)`
+                    : v,
+              );
             },
             { emulated: true },
           );
@@ -127,6 +175,9 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
   );
   for (const v of supported.filter((x) => x === "avx512bf16"))
     assert.ok(ran.has(`${v} (vdpbf16ps tiles)`), `${v} took the vdpbf16ps tiles`);
+  if (native.info().cpu.includes("avx512vnni"))
+    for (const v of supported.filter((x) => x.startsWith("avx512")))
+      assert.ok(ran.has(`${v} (vpdpbusd tiles)`), `${v} took the vpdpbusd tiles on an int8 cache`);
 });
 
 /** Attention of queries [from, to) of `s` alone, in a call of their own (lse optional). */
@@ -214,8 +265,7 @@ test("a prompt run with soft-capped scores (Gemma 2) matches the reference on ev
         const want = rounded ? dot : plain;
         const got = at(native, s.natCache, s.q);
         const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} softcap`;
-        assertClose(got.out, want.out, `out ${what}`, rounded ? BF16_DOT_RTOL : 1e-5);
-        assertClose(got.lse, want.lse, `lse ${what}`, rounded ? BF16_DOT_RTOL : 1e-5);
+        assertQueriesClose(got, want, c, dtype, what, rounded ? BF16_DOT_RTOL : 1e-5);
       });
     }
 });

@@ -9,7 +9,7 @@ import { kernelReport, loadKernelBackend } from "../../src/kernels/index.js";
 import { NativeBackend } from "../../src/kernels/native.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import { assertClose, emptyCache, randomF32, randomTensor, rng } from "./fixtures.js";
-import { nativeKernels } from "./native-setup.js";
+import { forEachVariant, nativeKernels } from "./native-setup.js";
 
 const ref = new ReferenceBackend();
 const native = nativeKernels();
@@ -203,4 +203,31 @@ test("streamRead sums its input (the bandwidth yardstick reads every element onc
   for (const v of x) expected += v;
   assert.equal(native.streamRead(x), expected);
   assert.equal(native.streamRead(x.subarray(0, 5)), 0 + 1 + 2 + 3 + 4);
+});
+
+test("the arithmetic yardsticks count their operations, and exist only where the instruction does", () => {
+  // peakOf runs 16 tasks a pool thread, each `rounds` rounds of its chains: 10 FMA chains of W
+  // lanes (2 flops a lane), 24 vdpbf16ps or 24 vpdpbusd chains (64 and 128 operations each).
+  const rounds = 1000;
+  const threads = native.info().threads;
+  const cpu = new Set(native.info().cpu);
+  try {
+    forEachVariant(
+      native,
+      (v) => {
+        const tasks = threads * 16 * rounds;
+        const width =
+          v.startsWith("avx512") || v.startsWith("amx") ? 16 : v === "avx2" || v === "avx2-novnni" ? 8 : 4;
+        assert.equal(native.fmaPeak(rounds), tasks * 10 * width * 2, `${v} fmaPeak`);
+        const vnni =
+          (v.startsWith("avx512") || v.startsWith("amx")) && !v.endsWith("-novnni") && cpu.has("avx512vnni");
+        assert.equal(native.byteDotPeak(rounds), vnni ? tasks * 24 * 128 : 0, `${v} byteDotPeak`);
+        const bf16 = v === "avx512bf16" || v.startsWith("amxbf16");
+        assert.equal(native.bf16DotPeak(rounds), bf16 ? tasks * 24 * 64 : 0, `${v} bf16DotPeak`);
+      },
+      { emulated: true },
+    );
+  } finally {
+    native.setThreads(threads);
+  }
 });

@@ -81,6 +81,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("fmaPeak", &Kernels::FmaPeak),
                              InstanceMethod("bf16DotPeak", &Kernels::Bf16DotPeak),
                              InstanceMethod("tilePeak", &Kernels::TilePeak),
+                             InstanceMethod("byteDotPeak", &Kernels::ByteDotPeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
                              InstanceMethod("lineGap", &Kernels::LineGap),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
@@ -686,6 +687,12 @@ class Kernels : public Napi::Addon<Kernels> {
   // variant has no tiles.
   Napi::Value TilePeak(const Napi::CallbackInfo& info) {
     return peakOf(info, "tilePeak", table_->tileLoop, table_->tileFlopsPerRound);
+  }
+
+  // byteDotPeak(rounds): as fmaPeak with vpdpbusd chains (a multiply-add two operations); 0 where
+  // the variant or the CPU has no AVX-512 VNNI.
+  Napi::Value ByteDotPeak(const Napi::CallbackInfo& info) {
+    return peakOf(info, "byteDotPeak", table_->byteDotLoop, table_->byteDotOpsPerRound);
   }
 
   // 16 tasks per thread of `rounds` rounds of `loop`; the flops done, or 0 without a loop.

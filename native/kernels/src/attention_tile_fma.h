@@ -1,8 +1,10 @@
-// Prompt attention tiles through fp32 multiply-adds, on every variant and every 16- or 32-bit
-// cache (see attention_tile.h for what a tile is): the path of f16 and f32 caches, and of bf16
-// caches wherever the vdpbf16ps tiles (attention_tile_dot.h) do not apply. Keys and values are
-// widened to fp32 once per step and queries stay fp32, so the results are the per-token kernel's
-// up to summation order. Included by kernels.cpp inside its variant namespace.
+// Prompt attention tiles through fp32 multiply-adds, on every variant and every cache (see
+// attention_tile.h for what a tile is): the path of f16, f32 and int8 caches, and of bf16 caches
+// wherever the vdpbf16ps tiles (attention_tile_dot.h) do not apply. Keys and values are widened to
+// fp32 once per step (int8 ones dequantized: code x scale) and queries stay fp32, so the results are
+// the per-token kernel's up to summation order (for int8, up to the decode kernels' rounding of
+// queries and probabilities to bytes, which a tile does not do). Included by kernels.cpp inside its
+// variant namespace, after kv_int8.h.
 //
 // Layouts (rows in lanes):
 //   qt [D][R]     queries transposed: W rows a vector
@@ -121,6 +123,10 @@ inline void fmaValuesCols(float* o, int64_t D, const float* p, int64_t R, const 
   for (; r < rows; r++) fmaValues<1, DC>(o, D, p, R, vfs, nk, r, c0, corr);
 }
 
+// The cache kinds of attentionTileFma: DT 0, 1 and 2 (f32, f16, bf16) as loadw numbers them, and
+// int8, whose rows are dequantized instead of widened.
+constexpr int kTileInt8 = 3;
+
 // Query tokens [t0, t1) of one sequence (a prompt run: see AttentionRunner) against KV head kh,
 // their G query heads each a row; the caller has checked lk::tileFits and that the rows fit
 // kTileRows.
@@ -136,20 +142,25 @@ inline void attentionTileFma(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
   });
   std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
-  using Elem = std::conditional_t<DT == 0, float, uint16_t>;
+  using Elem = std::conditional_t<DT == 0, float, std::conditional_t<DT == kTileInt8, int8_t, uint16_t>>;
   const Elem* kc = static_cast<const Elem*>(c.k);
   const Elem* vc = static_cast<const Elem*>(c.v);
   const Elem* krow[kTileKeys];
   const Elem* vrow[kTileKeys];
   for (int64_t k0 = lo / kTileKeys * kTileKeys; k0 < hi; k0 += kTileKeys) {
     const int64_t nk = std::min<int64_t>(kTileKeys, (hi - k0 + kSKeys - 1) / kSKeys * kSKeys);
-    tileStepRows(kc, vc, table, k0, nk, lo, hi, bs, nKv, kh, D, krow, vrow);
-    fmaWiden<DT>(t.kf.data(), krow, nk, D);
+    if constexpr (DT == kTileInt8) {
+      i8::tileDequant(c, table, k0, nk, lo, hi, kh, false, t.kf.data());
+    } else {
+      tileStepRows(kc, vc, table, k0, nk, lo, hi, bs, nKv, kh, D, krow, vrow);
+      fmaWiden<DT>(t.kf.data(), krow, nk, D);
+    }
     for (int64_t j = 0; j < nk; j += kSKeys)
       for (int64_t r0 = 0; r0 < R; r0 += kFmaRowQuantum) fmaScores(t.qt.data(), R, D, t.kf.data() + j * D, r0, t.s.data() + j * R);
     const float scale = tileCapScores(a, t.s.data(), R, nk);
     for (int64_t r0 = 0; r0 < R; r0 += W) fmaSoftmax(t.s.data(), R, t.st, r0, k0, nk, scale);
-    fmaWiden<DT>(t.vw.data(), vrow, nk, D);
+    if constexpr (DT == kTileInt8) i8::tileDequant(c, table, k0, nk, lo, hi, kh, true, t.vw.data());
+    else fmaWiden<DT>(t.vw.data(), vrow, nk, D);
     int64_t c0 = 0;
     for (; c0 + kVCols * W <= D; c0 += kVCols * W)
       fmaValuesCols<kVCols>(t.o.data(), D, t.s.data(), R, t.vw.data(), nk, rows, c0, t.st.corr);

@@ -127,15 +127,18 @@ struct KernelTable {
   void (*geluMul)(float* out, const float* g, const float* u, int64_t i0, int64_t i1);
   void (*softcap)(float* out, const float* x, float cap, int64_t i0, int64_t i1);
   void (*swigluClamped)(float* out, const float* g, const float* u, float alpha, float limit, int64_t i0, int64_t i1);
+  // n rounds of independent vpdpbusd chains (byteDotOpsPerRound operations a round, a multiply-add
+  // two), the arithmetic yardstick of the int8 prompt tiles; null where the variant or the CPU has
+  // no AVX-512 VNNI.
+  double (*byteDotLoop)(int64_t n);
+  double byteDotOpsPerRound;
 };
 
-// Whether this call's prompt runs may go through k.attentionTile: an f32, f16 or bf16 cache, query
-// groups of up to kTileRows heads, head_dim a multiple of 16 up to kTileMaxHeadDim. int8 caches
-// keep the per-token kernel.
+// Whether this call's prompt runs may go through k.attentionTile: query groups of up to kTileRows
+// heads, head_dim a multiple of 16 up to kTileMaxHeadDim (any cache dtype).
 inline bool tileFits(const KernelTable& k, const AttnArgs& a) {
   const int64_t G = a.nHeads / a.cache.nKvHeads, D = a.cache.headDim;
-  return k.attentionTile != nullptr && a.cache.dtype != kI8 && G <= kTileRows && D % 16 == 0 &&
-         D <= kTileMaxHeadDim;
+  return k.attentionTile != nullptr && G <= kTileRows && D % 16 == 0 && D <= kTileMaxHeadDim;
 }
 
 const KernelTable* table_portable();

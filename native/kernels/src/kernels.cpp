@@ -1052,20 +1052,28 @@ constexpr bool kBf16DotAttention = false;
 
 #include "attention_tile.h"
 #include "attention_tile_fma.h"
+#include "attention_tile_i8.h"
 #if defined(__AVX512BF16__) && !defined(LK_AMX)
 #include "attention_tile_dot.h"
 #endif
 
 // A prompt run's tile (see AttentionRunner): through vdpbf16ps where decode attention on the same
 // cache would take it (kBf16DotAttention, a bf16 cache, grouped queries, head_dim a multiple of 32:
-// the same rounding of queries and probabilities), else through fp32 multiply-adds.
-void attentionTile(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
+// the same rounding of queries and probabilities); on an int8 cache through vpdpbusd where the CPU
+// has AVX-512 VNNI (and AllowVnni: the -novnni stand-ins say no); else through fp32 multiply-adds
+// (an int8 cache's rows dequantized).
+template <bool AllowVnni>
+void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   const int dt = a.cache.dtype;
 #if defined(__AVX512BF16__) && !defined(LK_AMX)
   if (dt == lk::kBF16 && a.nHeads / a.cache.nKvHeads >= 2 && a.cache.headDim % 32 == 0)
     return attentionTileDot(a, t0, t1, kh);
 #endif
-  if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
+#if defined(LK_I8_ZMM)
+  if (dt == lk::kI8 && AllowVnni && i8::hasVnni()) return attentionTileI8(a, t0, t1, kh);
+#endif
+  if (dt == lk::kI8) attentionTileFma<kTileInt8>(a, t0, t1, kh);
+  else if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
   else if (dt == lk::kF16) attentionTileFma<1>(a, t0, t1, kh);
   else attentionTileFma<2>(a, t0, t1, kh);
 }
@@ -1319,7 +1327,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       LK_STR(LK_VARIANT),     LK_VARIANT::W,         LK_VARIANT::matmul, LK_VARIANT::packTokens,
       LK_VARIANT::embedding,  LK_VARIANT::rmsnorm,   LK_VARIANT::rope,   LK_VARIANT::siluMul,
       LK_VARIANT::add,        LK_VARIANT::softmax,   LK_VARIANT::kvWrite, LK_VARIANT::attention,
-      LK_VARIANT::attentionTile,
+      LK_VARIANT::attentionTileWith<true>,
       LK_VARIANT::merge,      LK_VARIANT::streamSum, LK_VARIANT::fmaLoop,
 #if defined(__AVX512BF16__)
       LK_VARIANT::dotLoop,    LK_VARIANT::kDotFlopsPerRound,
@@ -1333,6 +1341,11 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       nullptr,                0.0,
 #endif
       LK_VARIANT::geluMul,    LK_VARIANT::softcap,   LK_VARIANT::swigluClamped,
+#if defined(LK_I8_ZMM)
+      LK_VARIANT::i8::hasVnni() ? LK_VARIANT::i8::byteDotLoop : nullptr, LK_VARIANT::i8::kByteDotOpsPerRound,
+#else
+      nullptr,                0.0,
+#endif
   };
   return &table;
 }
@@ -1346,6 +1359,8 @@ const KernelTable* LK_CAT(LK_CAT(table_, LK_VARIANT), _novnni)() {
     t.name = LK_STR(LK_VARIANT) "-novnni";
     t.attention = LK_VARIANT::attentionWith<false>;
     t.int8Attention = LK_VARIANT::i8::attentionPath<false>;
+    t.attentionTile = LK_VARIANT::attentionTileWith<false>;
+    t.byteDotLoop = nullptr;
     return t;
   }();
   return &table;

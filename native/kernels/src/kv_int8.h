@@ -93,6 +93,63 @@ inline void kvWrite(const lk::KvArgs& c, const float* k, const float* v, const i
   }
 }
 
+// ---- Prompt tiles (attention_tile_fma.h): a step's keys dequantized to fp32 rows ---------------
+//
+// A tile multiplies each key and value row by all of its up to 64 query rows, so a row is widened
+// to fp32 once and the int8 arithmetic of the decode kernels buys nothing there: the tile runs its
+// fp32 multiply-adds on K and V dequantized (code x scale), with its queries unrounded.
+
+// A 64-byte chunk of a group (16 elements of its four keys) rearranged key by key: key j's 16
+// bytes, in element order, at out + 16 j. K chunks hold quad q of the four keys in bytes 16q..16q+15
+// (one 4-byte quad a key); V chunks hold element e of the four keys in bytes 4e..4e+3, so each
+// 16-byte quarter is first turned key-major (then its 4-byte lanes are quads, as in K).
+inline void chunkByKey(const int8_t* chunk, bool values, int8_t* out) {
+#if defined(__AVX2__)
+  __m128i r[4];
+  const __m128i keyMajor = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(chunk + 16 * i));
+    if (values) r[i] = _mm_shuffle_epi8(r[i], keyMajor);
+  }
+  // A 4 x 4 transpose of 4-byte lanes: key j's lane from each quarter.
+  const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpackhi_epi32(r[0], r[1]);
+  const __m128i t2 = _mm_unpacklo_epi32(r[2], r[3]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(t0, t2));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm_unpackhi_epi64(t0, t2));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 32), _mm_unpacklo_epi64(t1, t3));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 48), _mm_unpackhi_epi64(t1, t3));
+#else
+  for (int j = 0; j < 4; j++)
+    for (int e = 0; e < 16; e++) out[16 * j + e] = values ? chunk[4 * e + j] : chunk[16 * (e / 4) + 4 * j + e % 4];
+#endif
+}
+
+// Keys [k0, k0 + nk) of KV head kh (k0 and nk multiples of kI8Group) dequantized into fp32 rows,
+// K (or V where `values`) at dst[j * D]; rows of keys outside [lo, hi) are zeros (their block-table
+// entries may be stale). head_dim a multiple of 16 (tileFits).
+inline void tileDequant(const lk::KvArgs& c, const int32_t* table, int64_t k0, int64_t nk, int64_t lo, int64_t hi,
+                        int64_t kh, bool values, float* dst) {
+  const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
+  const int8_t* codes = static_cast<const int8_t*>(values ? c.v : c.k);
+  const float* scales = values ? c.vScale : c.kScale;
+  alignas(64) int8_t byKey[64];
+  for (int64_t j0 = 0; j0 < nk; j0 += kI8Group) {
+    const int64_t p0 = k0 + j0;
+    if (p0 + kI8Group <= lo || p0 >= hi) {
+      std::fill(dst + j0 * D, dst + (j0 + kI8Group) * D, 0.0f);
+      continue;
+    }
+    const int64_t row = (int64_t(table[p0 / bs]) * nKv + kh) * bs + p0 % bs;  // the group's first token
+    vf scale[kI8Group];
+    for (int j = 0; j < kI8Group; j++) scale[j] = splat(p0 + j >= lo && p0 + j < hi ? scales[row + j] : 0.0f);
+    for (int64_t d = 0; d < D; d += 16) {
+      chunkByKey(codes + row * D + 4 * d, values, byKey);
+      for (int j = 0; j < kI8Group; j++)
+        for (int e = 0; e < 16; e += W) storef(dst + (j0 + j) * D + d + e, loadI8(byKey + 16 * j + e) * scale[j]);
+    }
+  }
+}
+
 // Keys per online-softmax step, in groups of kI8Group (a multiple of 16: whole score tiles).
 constexpr int64_t kStepKeys = 128;
 constexpr int64_t kStepGroups = kStepKeys / kI8Group;
