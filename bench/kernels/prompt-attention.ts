@@ -5,12 +5,13 @@
 //
 //   node dist/bench/kernels/prompt-attention.js [--shapes smollm2-135m,llama-3.2-1b,llama-3.1-8b]
 //                                               [--ctx 0,2048,8192] [--chunk 512] [--block 64]
-//                                               [--dtype bf16,f16] [--threads 2] [--reps 5]
+//                                               [--dtype bf16,f16,int8] [--threads 2] [--reps 5]
 //                                               [--variant avx512bf16,avx2]
 //
 // The limit is the peak of the instruction the tiles multiply with: vdpbf16ps for a bf16 cache with
-// grouped queries where the variant takes it for attention (avx512bf16), else fp32 FMA (f16 and f32
-// caches, and bf16 elsewhere).
+// grouped queries where the variant takes it for attention (avx512bf16), vpdpbusd for an int8 cache
+// where the CPU has AVX-512 VNNI (the AVX-512 variants), else fp32 FMA (f16 and f32 caches, int8
+// elsewhere, bf16 elsewhere). An int8 cache's per-token kernel is the integer one.
 // Flops are those of the two products over the keys each query reads (4 · head_dim per query head
 // and key: the causal part of the chunk counts its own keys once each), so a kernel computing
 // masked keys it does not need gets no credit for them. Each figure is the best of --reps.
@@ -55,18 +56,27 @@ const blockSize = intFlag(values.block, "block");
 const threads = intFlag(values.threads, "threads");
 const reps = intFlag(values.reps, "reps");
 const dtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
-if (dtypes.includes("int8")) throw new Error("--dtype int8: int8 caches have no prompt tiles");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 const variants = variantFlag(backend, values.variant);
 const PEAK_ROUNDS = 200_000;
 
-/** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTile). */
-function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): "vdpbf16ps" | "FMA" {
+type Instruction = "vdpbf16ps" | "vpdpbusd" | "FMA";
+
+/** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTileWith). */
+function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instruction {
   const group = shape.nHeads / shape.nKvHeads;
+  if (dtype === "int8") return backend.info().int8Attention === "avx512vnni" ? "vpdpbusd" : "FMA";
   return dtype === "bf16" && backend.info().bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
     ? "vdpbf16ps"
     : "FMA";
+}
+
+/** Operations (a multiply-add two) of `rounds` rounds of the instruction's loop on every thread. */
+function peakOps(instruction: Instruction, rounds: number): number {
+  if (instruction === "vdpbf16ps") return backend.bf16DotPeak(rounds);
+  if (instruction === "vpdpbusd") return backend.byteDotPeak(rounds);
+  return backend.fmaPeak(rounds);
 }
 
 /** One sequence's chunk of `chunk` queries at positions [ctx, ctx + chunk) over a cache of random rows. */
@@ -90,10 +100,20 @@ function promptCall(
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed / 2147483648 - 0.5;
   };
-  const stored = dtype === "bf16" ? f32ToBf16 : dtype === "f16" ? f32ToF16 : (x: number) => x;
-  for (let i = 0; i < cache.k.length; i++) {
-    cache.k[i] = stored(next());
-    cache.v[i] = stored(next());
+  if (dtype === "int8") {
+    // Codes over the whole byte range, each row's scale that of elements within ±0.5.
+    for (let i = 0; i < cache.k.length; i++) {
+      cache.k[i] = Math.round(254 * next());
+      cache.v[i] = Math.round(254 * next());
+    }
+    cache.kScale!.fill(0.5 / 127);
+    cache.vScale!.fill(0.5 / 127);
+  } else {
+    const stored = dtype === "bf16" ? f32ToBf16 : dtype === "f16" ? f32ToF16 : (x: number) => x;
+    for (let i = 0; i < cache.k.length; i++) {
+      cache.k[i] = stored(next());
+      cache.v[i] = stored(next());
+    }
   }
   const q = new Float32Array(chunk * nHeads * headDim);
   for (let i = 0; i < q.length; i++) q[i] = 2 * next();
@@ -120,7 +140,7 @@ interface Row {
   variant: string;
   shape: string;
   kvDtype: KvDType;
-  instruction: "vdpbf16ps" | "FMA";
+  instruction: Instruction;
   ctx: number;
   chunk: number;
   peakGflops: number;
@@ -149,8 +169,7 @@ try {
           };
           let peakFlops = 0;
           const peak = () => {
-            peakFlops =
-              instruction === "vdpbf16ps" ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
+            peakFlops = peakOps(instruction, PEAK_ROUNDS);
           };
           call(true)();
           call(false)();

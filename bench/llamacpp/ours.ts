@@ -2,6 +2,7 @@ import { resolveSamplingParams } from "../../src/engine/sampling-params.js";
 import type { KernelBackend } from "../../src/kernels/backend.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
+import type { EngineOptions } from "../../src/placement/options.js";
 import { type EngineRunner, TokenClock } from "./measure.js";
 
 /** Our engine in-process: an engine core on the native backend, stepped to completion. */
@@ -11,6 +12,8 @@ export class OursRunner implements EngineRunner {
   constructor(
     private readonly model: LoadedModel,
     private readonly backend: KernelBackend,
+    /** Engine options beside the runner's own (the KV dtype, say). */
+    private readonly options: EngineOptions = {},
   ) {}
 
   async decode(prompts: readonly number[][], tokens: number): Promise<number> {
@@ -28,6 +31,7 @@ export class OursRunner implements EngineRunner {
   private async run(prompts: readonly number[][], tokens: number, clock: TokenClock): Promise<void> {
     const longest = Math.max(...prompts.map((p) => p.length));
     const core = buildColocatedEngine(this.model, this.backend, {
+      ...this.options,
       maxRunning: prompts.length,
       maxTokensPerStep: Math.max(512, longest),
       maxModelLen: longest + tokens + 16,
