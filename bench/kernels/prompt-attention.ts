@@ -10,8 +10,8 @@
 //
 // The limit is the peak of the instruction the tiles multiply with: vdpbf16ps for a bf16 cache with
 // grouped queries where the variant takes it for attention (avx512bf16), vpdpbusd for an int8 cache
-// where the CPU has AVX-512 VNNI (the AVX-512 variants), else fp32 FMA (f16 and f32 caches, int8
-// elsewhere, bf16 elsewhere). An int8 cache's per-token kernel is the integer one.
+// where the CPU has VNNI at the variant's width (AVX-512 VNNI, AVX-VNNI), else fp32 FMA (f16 and f32
+// caches, int8 elsewhere, bf16 elsewhere). An int8 cache's per-token kernel is the integer one.
 // Flops are those of the two products over the keys each query reads (4 · head_dim per query head
 // and key: the causal part of the chunk counts its own keys once each), so a kernel computing
 // masked keys it does not need gets no credit for them. Each figure is the best of --reps.
@@ -66,7 +66,10 @@ type Instruction = "vdpbf16ps" | "vpdpbusd" | "FMA";
 /** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTileWith). */
 function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instruction {
   const group = shape.nHeads / shape.nKvHeads;
-  if (dtype === "int8") return backend.info().int8Attention === "avx512vnni" ? "vpdpbusd" : "FMA";
+  if (dtype === "int8") {
+    const path = backend.info().int8Attention;
+    return path === "avx512vnni" || path === "avxvnni" ? "vpdpbusd" : "FMA";
+  }
   return dtype === "bf16" && backend.info().bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
     ? "vdpbf16ps"
     : "FMA";

@@ -69,7 +69,7 @@ const PER_TOKEN_QUERIES = new Set([50, 93, 94, 95, 96, 97, 98, 99]);
 
 /**
  * The int8 integer kernels' agreement with the reference (native-attention-int8.test.ts): the
- * per-token ones, and the vpdpbusd tiles on CPUs with AVX-512 VNNI, round each query head and each
+ * per-token ones, and the vpdpbusd tiles on CPUs with VNNI, round each query head and each
  * step's probabilities to bytes, where the fp32 tiles multiply the dequantized rows by unrounded
  * queries.
  */
@@ -77,7 +77,8 @@ const INT8_BYTES_RTOL = 2e-2;
 
 /** Whether the variant now selected runs an int8 cache's prompt tiles through vpdpbusd (kernels.cpp, attentionTileWith). */
 function int8TilesInBytes(): boolean {
-  return native.info().int8Attention === "avx512vnni";
+  const path = native.info().int8Attention;
+  return path === "avx512vnni" || path === "avxvnni";
 }
 
 /**
@@ -175,9 +176,13 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
   );
   for (const v of supported.filter((x) => x === "avx512bf16"))
     assert.ok(ran.has(`${v} (vdpbf16ps tiles)`), `${v} took the vdpbf16ps tiles`);
-  if (native.info().cpu.includes("avx512vnni"))
-    for (const v of supported.filter((x) => x.startsWith("avx512")))
-      assert.ok(ran.has(`${v} (vpdpbusd tiles)`), `${v} took the vpdpbusd tiles on an int8 cache`);
+  const cpu = native.info().cpu;
+  const byteTiles = supported.filter(
+    (x) =>
+      (x.startsWith("avx512") && cpu.includes("avx512vnni")) || (x === "avx2" && cpu.includes("avxvnni")),
+  );
+  for (const v of byteTiles)
+    assert.ok(ran.has(`${v} (vpdpbusd tiles)`), `${v} took the vpdpbusd tiles on an int8 cache`);
 });
 
 /** Attention of queries [from, to) of `s` alone, in a call of their own (lse optional). */

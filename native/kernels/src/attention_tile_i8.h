@@ -1,6 +1,7 @@
-// Prompt attention tiles on an int8 cache through vpdpbusd, where the CPU has AVX-512 VNNI (see
-// attention_tile.h for what a tile is). Included by kernels.cpp inside its variant namespace, after
-// attention_tile_fma.h (whose online softmax it shares) and kv_int8.h (the cache's layouts).
+// Prompt attention tiles on an int8 cache through vpdpbusd, where the CPU has VNNI: AVX-512 VNNI on
+// 512-bit vectors (16 rows a vector), AVX-VNNI on 256-bit ones (8 rows). See attention_tile.h for
+// what a tile is. Included by kernels.cpp inside its variant namespace, after attention_tile_fma.h
+// (whose online softmax it shares) and kv_int8.h (the cache's layouts and i8::dotBytes).
 //
 // The fp32 tiles (attention_tile_fma.h) dequantize an int8 step and multiply it at the FMA's rate,
 // slower than the per-token integer kernels at head_dim 128. Here both products stay in bytes, four
@@ -8,22 +9,69 @@
 // row rounded to int8 once per tile, each step's probabilities (V scale folded in) to 8 bits per row
 // against the row's largest, integer sums folded into fp32 once per step.
 //
-// Layouts (rows in lanes, as in the fp32 tiles):
+// Layouts (rows in lanes, as in the fp32 tiles; W rows a vector):
 //   qt [D/4][R]     each row's quad of query elements as four u8 (code + 128), a 32-bit lane a row
 //   s  [keys][R]    scores: s[j] += vpdpbusd(qt[i], key j's quad i broadcast), then probabilities
 //   p8 [keys/4][R]  each row's four byte probabilities of a group of keys, a 32-bit lane a row
-//   o  [R][D]       running numerator: o[r] += vpdpbusd(p8[g][r] broadcast, V group g's 16 elements)
+//   o  [R][D]       running numerator: o[r] += vpdpbusd(p8[g][r] broadcast, V group g's W elements)
 // A score is (sum (q + 128) k - 128 sum k) times the row's and the key's scales: the query is the
 // unsigned operand, so the bias is each key's sum of codes, taken once per step.
 #pragma once
 
-#if defined(LK_I8_ZMM)
+#if defined(LK_I8_ZMM) || defined(LK_I8_YMM)
+#define LK_I8_TILES 1
 
-// Register tiles: scores kI8SKeys keys x 2 vectors of rows (16 sums), values kI8VRows rows x
-// kI8VCols vectors of 16 elements (24 sums).
-constexpr int kI8SKeys = 8, kI8SRows = 2;
-constexpr int kI8VRows = 6, kI8VCols = 4;
-constexpr int64_t kI8RowQuantum = kI8SRows * 16;
+// Whether this CPU runs the byte tiles (vpdpbusd at this variant's width; asked once).
+inline bool i8TilesAvailable() {
+#if defined(LK_I8_ZMM)
+  return i8::hasVnni();
+#else
+  return i8::hasAvxVnni();
+#endif
+}
+
+// One vector register of W 32-bit lanes, as i8::dotBytes takes it.
+#if defined(LK_I8_ZMM)
+typedef __m512i I8Reg;
+#else
+typedef __m256i I8Reg;
+#endif
+
+// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b (vpdpbusd). The sums are kept
+// in the intrinsics' type: held as vi, each vpdpbusd came with register copies around it (half the
+// instruction's rate in the peak loop).
+inline void byteDot(I8Reg& acc, I8Reg a, I8Reg b) { i8::dotBytes<true>(acc, a, b); }
+inline I8Reg loadi(const void* p) {
+  I8Reg v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline I8Reg spliti(int32_t x) { return I8Reg(vi{} + x); }
+// Round to nearest, ties to even (the default mode), as the decode kernels round.
+inline vi roundToInt(vf x) {
+#if defined(LK_I8_ZMM)
+  return vi(_mm512_cvtps_epi32(__m512(x)));
+#else
+  return vi(_mm256_cvtps_epi32(__m256(x)));
+#endif
+}
+// The low byte of each lane of x (every lane in 0..255), W bytes in order.
+inline __m128i lowBytes(vi x) {
+#if defined(LK_I8_ZMM)
+  return _mm512_cvtepi32_epi8(__m512i(x));
+#else
+  const __m256i v = __m256i(x);
+  const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_packus_epi16(w16, w16);
+#endif
+}
+
+// Register tiles: scores kI8SKeys keys x 2 vectors of rows, values kI8VRows rows x kI8VCols vectors
+// of W elements; 512-bit vectors have 32 registers for them (16 and 24 sums), 256-bit ones 16 (8
+// and 9).
+constexpr int kI8SKeys = W == 16 ? 8 : 4, kI8SRows = 2;
+constexpr int kI8VRows = W == 16 ? 6 : 3, kI8VCols = W == 16 ? 4 : 3;
+constexpr int64_t kI8RowQuantum = kI8SRows * W;
 
 struct I8TileScratch {
   lk::LineVector<uint8_t> qt;
@@ -49,17 +97,19 @@ alignas(64) inline const int8_t kZeroGroup[4 * lk::kTileMaxHeadDim] = {};
 // Row r's query rounded to int8 (absmax / 127, ties to even, as the decode kernels round it) into
 // qt as u8 (code + 128), its scale into qs[r].
 inline void i8TileQuery(I8TileScratch& t, int64_t R, int64_t r, const float* q, int64_t D) {
-  __m512 mx = _mm512_setzero_ps();
-  for (int64_t d = 0; d < D; d += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(q + d)));
-  const float amax = _mm512_reduce_max_ps(mx);
-  const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+  vf mx = splat(0.0f);
+  for (int64_t d = 0; d < D; d += W) {
+    const vf x = loadf(q + d);
+    mx = vmax(mx, vmax(x, -x));
+  }
+  const float amax = hmax(mx);
+  const vf inv = splat(amax > 0 ? 127.0f / amax : 0.0f);
   int32_t* qt = reinterpret_cast<int32_t*>(t.qt.data());
-  for (int64_t d = 0; d < D; d += 16) {
+  for (int64_t d = 0; d < D; d += W) {
     // |q| * 127 / amax <= 127: the codes need no clamp.
-    const __m512i codes = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(q + d), inv)), _mm512_set1_epi32(128));
     alignas(16) int32_t quads[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(quads), _mm512_cvtepi32_epi8(codes));
-    for (int i = 0; i < 4; i++) qt[(d / 4 + i) * R + r] = quads[i];
+    _mm_store_si128(reinterpret_cast<__m128i*>(quads), lowBytes(roundToInt(loadf(q + d) * inv) + 128));
+    for (int i = 0; i < W / 4; i++) qt[(d / 4 + i) * R + r] = quads[i];
   }
   t.qs[r] = amax / 127.0f;
 }
@@ -71,32 +121,31 @@ inline void i8TileStep(I8TileScratch& t, const KvArgs& c, const int32_t* table, 
   const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
   const int8_t* k8 = static_cast<const int8_t*>(c.k);
   const int8_t* v8 = static_cast<const int8_t*>(c.v);
-  const __m512i ones = _mm512_set1_epi8(1);
+  const I8Reg ones = spliti(0x01010101);
   for (int64_t g = 0; g < nk / 4; g++) {
     const int64_t p0 = k0 + 4 * g;
     if (p0 + 4 <= lo || p0 >= hi) {
       t.kg[g] = t.vg[g] = kZeroGroup;
-      #pragma GCC unroll 8
       for (int l = 0; l < 4; l++) t.ks[4 * g + l] = t.vs[4 * g + l] = 0.0f, t.kBias[4 * g + l] = 0;
       continue;
     }
     const int64_t row = (int64_t(table[p0 / bs]) * nKv + kh) * bs + p0 % bs;  // the group's first token
     t.kg[g] = k8 + row * D;
     t.vg[g] = v8 + row * D;
-    // Lane 4i + l of the sums: key l's quads i, i + 4, ... ; the four 128-bit lanes added give each key's sum.
-    __m512i sum = _mm512_setzero_si512(), sum2 = _mm512_setzero_si512();  // two chains
+    // Lane 4i + l of the sums: key l's quads i, i + 4, ...; the 128-bit lanes added give each key's
+    // sum. Two chains: the sums are a dependency chain of vpdpbusd otherwise.
+    I8Reg sum = I8Reg(vi{}), sum2 = I8Reg(vi{});
     int64_t b = 0;
-    for (; b + 128 <= 4 * D; b += 128) {
-      i8::dotBytes<true>(sum, ones, _mm512_loadu_si512(t.kg[g] + b));
-      i8::dotBytes<true>(sum2, ones, _mm512_loadu_si512(t.kg[g] + b + 64));
+    for (; b + 8 * W <= 4 * D; b += 8 * W) {
+      byteDot(sum, ones, loadi(t.kg[g] + b));
+      byteDot(sum2, ones, loadi(t.kg[g] + b + 4 * W));
     }
-    if (b < 4 * D) i8::dotBytes<true>(sum, ones, _mm512_loadu_si512(t.kg[g] + b));
-    sum = _mm512_add_epi32(sum, sum2);
-    const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
-    const __m128i keys = _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(t.kBias + 4 * g), _mm_slli_epi32(keys, 7));
-    #pragma GCC unroll 8
+    if (b < 4 * D) byteDot(sum, ones, loadi(t.kg[g] + b));
+    const vi sums = vi(sum) + vi(sum2);
     for (int l = 0; l < 4; l++) {
+      int32_t k = 0;
+      for (int i = l; i < W; i += 4) k += sums[i];
+      t.kBias[4 * g + l] = 128 * k;
       const bool in = p0 + l >= lo && p0 + l < hi;
       t.ks[4 * g + l] = in ? c.kScale[row + l] : 0.0f;
       t.vs[4 * g + l] = in ? c.vScale[row + l] : 0.0f;
@@ -105,96 +154,95 @@ inline void i8TileStep(I8TileScratch& t, const KvArgs& c, const int32_t* table, 
 }
 
 // Scores of kI8SKeys keys (from j0) x kI8SRows vectors of rows (from r0), in the fp32 tiles' units
-// (the call's scale not applied).
+// (the call's scale not applied). Every loop over a register tile is unrolled, so its sums live in
+// registers (an array indexed by a loop variable stays in memory).
 LK_I8_TILE inline void i8TileScores(I8TileScratch& t, int64_t R, int64_t D, int64_t j0, int64_t r0) {
-  __m512i acc[kI8SKeys][kI8SRows];
-  #pragma GCC unroll 8
+  I8Reg acc[kI8SKeys][kI8SRows];
+#pragma GCC unroll 8
   for (int j = 0; j < kI8SKeys; j++)
-    #pragma GCC unroll 8
-    for (int v = 0; v < kI8SRows; v++) acc[j][v] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int v = 0; v < kI8SRows; v++) acc[j][v] = I8Reg(vi{});
   const int8_t* key[kI8SKeys];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int j = 0; j < kI8SKeys; j++) key[j] = t.kg[(j0 + j) / 4] + 4 * ((j0 + j) % 4);
   for (int64_t i = 0; i < D / 4; i++) {  // quad i of a key: 16 i bytes into its group (head_dim % 16 == 0)
-    __m512i q[kI8SRows];
-    #pragma GCC unroll 8
-    for (int v = 0; v < kI8SRows; v++) q[v] = _mm512_loadu_si512(t.qt.data() + (i * R + r0 + 16 * v) * 4);
-    #pragma GCC unroll 8
+    I8Reg q[kI8SRows];
+#pragma GCC unroll 8
+    for (int v = 0; v < kI8SRows; v++) q[v] = loadi(t.qt.data() + (i * R + r0 + W * v) * 4);
+#pragma GCC unroll 8
     for (int j = 0; j < kI8SKeys; j++) {
-      const __m512i k = _mm512_set1_epi32(*reinterpret_cast<const i8::ByteWord*>(key[j] + 16 * i));
-      #pragma GCC unroll 8
-      for (int v = 0; v < kI8SRows; v++) i8::dotBytes<true>(acc[j][v], q[v], k);
+      const I8Reg k = spliti(*reinterpret_cast<const i8::ByteWord*>(key[j] + 16 * i));
+#pragma GCC unroll 8
+      for (int v = 0; v < kI8SRows; v++) byteDot(acc[j][v], q[v], k);
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int j = 0; j < kI8SKeys; j++) {
-    const __m512 ks = _mm512_set1_ps(t.ks[j0 + j]);
-    const __m512i bias = _mm512_set1_epi32(t.kBias[j0 + j]);
-    #pragma GCC unroll 8
+    const float ks = t.ks[j0 + j];
+    const int32_t bias = t.kBias[j0 + j];
+#pragma GCC unroll 8
     for (int v = 0; v < kI8SRows; v++) {
-      const __m512 sc = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[j][v], bias));
-      _mm512_storeu_ps(t.s.data() + (j0 + j) * R + r0 + 16 * v,
-                       _mm512_mul_ps(_mm512_mul_ps(sc, _mm512_loadu_ps(t.qs + r0 + 16 * v)), ks));
+      const vf sc = __builtin_convertvector(vi(acc[j][v]) - bias, vf);
+      storef(t.s.data() + (j0 + j) * R + r0 + W * v, sc * loadf(t.qs + r0 + W * v) * ks);
     }
   }
 }
 
-// Rows [r0, r0 + 16)'s probabilities of the step (V scales folded in) as bytes against each row's
+// Rows [r0, r0 + W)'s probabilities of the step (V scales folded in) as bytes against each row's
 // largest, four keys a 32-bit lane, into p8; each row's unit (one byte's worth) into t.unit.
 inline void i8TileProbabilities(I8TileScratch& t, int64_t R, int64_t nk, int64_t r0) {
   const float* s = t.s.data();
-  __m512 wmax = _mm512_setzero_ps();
-  for (int64_t j = 0; j < nk; j++)
-    wmax = _mm512_max_ps(wmax, _mm512_mul_ps(_mm512_loadu_ps(s + j * R + r0), _mm512_set1_ps(t.vs[j])));
-  const __mmask16 some = _mm512_cmp_ps_mask(wmax, _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __m512 toByte = _mm512_maskz_div_ps(some, _mm512_set1_ps(255.0f), wmax);
-  _mm512_storeu_ps(t.unit + r0, _mm512_mul_ps(wmax, _mm512_set1_ps(1.0f / 255.0f)));
+  vf wmax = splat(0.0f);
+  for (int64_t j = 0; j < nk; j++) wmax = vmax(wmax, loadf(s + j * R + r0) * t.vs[j]);
+  const vf toByte = wmax > 0.0f ? 255.0f / wmax : splat(0.0f);
+  storef(t.unit + r0, wmax * (1.0f / 255.0f));
   for (int64_t g = 0; g < nk / 4; g++) {
-    __m128i b[4];  // key 4g + l's bytes of the 16 rows
-    #pragma GCC unroll 8
+    __m128i b[4];  // key 4g + l's bytes of the W rows
+#pragma GCC unroll 4
     for (int l = 0; l < 4; l++) {
       const int64_t j = 4 * g + l;
-      const __m512 w = _mm512_mul_ps(_mm512_loadu_ps(s + j * R + r0), _mm512_set1_ps(t.vs[j]));
-      b[l] = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(w, toByte)));  // ties to even
+      b[l] = lowBytes(roundToInt(loadf(s + j * R + r0) * t.vs[j] * toByte));  // 0..255
     }
     // Interleaved so each row's four bytes are one 32-bit lane, rows in order.
-    const __m128i t01l = _mm_unpacklo_epi8(b[0], b[1]), t01h = _mm_unpackhi_epi8(b[0], b[1]);
-    const __m128i t23l = _mm_unpacklo_epi8(b[2], b[3]), t23h = _mm_unpackhi_epi8(b[2], b[3]);
+    const __m128i t01l = _mm_unpacklo_epi8(b[0], b[1]), t23l = _mm_unpacklo_epi8(b[2], b[3]);
     int32_t* dst = t.p8.data() + g * R + r0;
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(t01l, t23l));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 4), _mm_unpackhi_epi16(t01l, t23l));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 8), _mm_unpacklo_epi16(t01h, t23h));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 12), _mm_unpackhi_epi16(t01h, t23h));
+    if constexpr (W == 16) {
+      const __m128i t01h = _mm_unpackhi_epi8(b[0], b[1]), t23h = _mm_unpackhi_epi8(b[2], b[3]);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 8), _mm_unpacklo_epi16(t01h, t23h));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 12), _mm_unpackhi_epi16(t01h, t23h));
+    }
   }
 }
 
-// o rows [r0, r0 + RB), elements [16 c0, 16 (c0 + DC)): rescaled by their rows' corr, plus the step's
+// o rows [r0, r0 + RB), elements [W c0, W (c0 + DC)): rescaled by their rows' corr, plus the step's
 // byte probabilities times its V groups (integer sums, folded once).
 template <int RB, int DC>
 LK_I8_TILE inline void i8TileValues(I8TileScratch& t, int64_t R, int64_t D, int64_t nk, int64_t r0, int64_t c0) {
-  __m512i acc[RB][DC];
-  #pragma GCC unroll 8
+  I8Reg acc[RB][DC];
+#pragma GCC unroll 8
   for (int r = 0; r < RB; r++)
-    #pragma GCC unroll 8
-    for (int c = 0; c < DC; c++) acc[r][c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int c = 0; c < DC; c++) acc[r][c] = I8Reg(vi{});
   for (int64_t g = 0; g < nk / 4; g++) {
-    __m512i v[DC];
-    #pragma GCC unroll 8
-    for (int c = 0; c < DC; c++) v[c] = _mm512_loadu_si512(t.vg[g] + (c0 + c) * 64);
-    #pragma GCC unroll 8
+    I8Reg v[DC];
+#pragma GCC unroll 8
+    for (int c = 0; c < DC; c++) v[c] = loadi(t.vg[g] + (c0 + c) * 4 * W);
+#pragma GCC unroll 8
     for (int r = 0; r < RB; r++) {
-      const __m512i w = _mm512_set1_epi32(t.p8[g * R + r0 + r]);
-      #pragma GCC unroll 8
-      for (int c = 0; c < DC; c++) i8::dotBytes<true>(acc[r][c], w, v[c]);
+      const I8Reg w = spliti(t.p8[g * R + r0 + r]);
+#pragma GCC unroll 8
+      for (int c = 0; c < DC; c++) byteDot(acc[r][c], w, v[c]);
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < RB; r++) {
-    const __m512 corr = _mm512_set1_ps(t.st.corr[r0 + r]), unit = _mm512_set1_ps(t.unit[r0 + r]);
-    #pragma GCC unroll 8
+    const float corr = t.st.corr[r0 + r], unit = t.unit[r0 + r];
+#pragma GCC unroll 8
     for (int c = 0; c < DC; c++) {
-      float* at = t.o.data() + (r0 + r) * D + (c0 + c) * 16;
-      _mm512_storeu_ps(at, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][c]), unit, _mm512_mul_ps(_mm512_loadu_ps(at), corr)));
+      float* at = t.o.data() + (r0 + r) * D + (c0 + c) * W;
+      storef(at, __builtin_convertvector(vi(acc[r][c]), vf) * unit + loadf(at) * corr);
     }
   }
 }
@@ -216,7 +264,7 @@ inline void i8TileValueCols(I8TileScratch& t, int64_t R, int64_t D, int64_t nk, 
 }
 
 // Query tokens [t0, t1) of one sequence against KV head kh of an int8 cache, as attentionTileFma
-// (the same checks by the caller), on a CPU with AVX-512 VNNI.
+// (the same checks by the caller), where i8TilesAvailable().
 inline void attentionTileI8(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   const KvArgs& c = a.cache;
   const int64_t D = c.headDim, G = a.nHeads / c.nKvHeads;
@@ -232,15 +280,37 @@ inline void attentionTileI8(const AttnArgs& a, int64_t t0, int64_t t1, int64_t k
     for (int64_t j = 0; j < nk; j += kI8SKeys)
       for (int64_t r0 = 0; r0 < R; r0 += kI8RowQuantum) i8TileScores(t, R, D, j, r0);
     const float scale = tileCapScores(a, t.s.data(), R, nk);
-    for (int64_t r0 = 0; r0 < R; r0 += 16) {
+    for (int64_t r0 = 0; r0 < R; r0 += W) {
       fmaSoftmax(t.s.data(), R, t.st, r0, k0, nk, scale);
       i8TileProbabilities(t, R, nk, r0);
     }
     int64_t c0 = 0;
-    for (; c0 + kI8VCols <= D / 16; c0 += kI8VCols) i8TileValueCols<kI8VCols>(t, R, D, nk, rows, c0);
-    for (; c0 < D / 16; c0++) i8TileValueCols<1>(t, R, D, nk, rows, c0);
+    for (; c0 + kI8VCols <= D / W; c0 += kI8VCols) i8TileValueCols<kI8VCols>(t, R, D, nk, rows, c0);
+    for (; c0 < D / W; c0++) i8TileValueCols<1>(t, R, D, nk, rows, c0);
   }
   tileWriteRows(a, t0, kh, rows, t.o.data(), t.st);
 }
+
+// n rounds of kByteDotChains independent vpdpbusd chains (W lanes x 4 multiply-adds, 8 W operations,
+// each a round): the instruction's peak, the yardstick of the byte tiles. Only where
+// i8TilesAvailable(). The sum is returned so the loop cannot be dropped.
+constexpr int kByteDotChains = W == 16 ? 24 : 12;
+inline double byteDotLoop(int64_t n) {
+  I8Reg c[kByteDotChains];
+#pragma GCC unroll 32
+  for (int i = 0; i < kByteDotChains; i++) c[i] = spliti(i);
+  const I8Reg a = spliti(0x03030303), b = spliti(int32_t(0xfbfbfbfb));
+  for (int64_t r = 0; r < n; r++) {
+#pragma GCC unroll 32
+    for (int i = 0; i < kByteDotChains; i++) byteDot(c[i], a, b);
+  }
+  vi s = vi(c[0]);
+#pragma GCC unroll 32
+  for (int i = 1; i < kByteDotChains; i++) s += vi(c[i]);
+  int64_t total = 0;
+  for (int i = 0; i < W; i++) total += s[i];
+  return double(total);
+}
+constexpr double kByteDotOpsPerRound = kByteDotChains * 8.0 * W;
 
 #endif

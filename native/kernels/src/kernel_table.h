@@ -128,8 +128,8 @@ struct KernelTable {
   void (*softcap)(float* out, const float* x, float cap, int64_t i0, int64_t i1);
   void (*swigluClamped)(float* out, const float* g, const float* u, float alpha, float limit, int64_t i0, int64_t i1);
   // n rounds of independent vpdpbusd chains (byteDotOpsPerRound operations a round, a multiply-add
-  // two), the arithmetic yardstick of the int8 prompt tiles; null where the variant or the CPU has
-  // no AVX-512 VNNI.
+  // two), the arithmetic yardstick of the int8 prompt tiles; null where the CPU has no VNNI at the
+  // variant's width (AVX-512 VNNI, AVX-VNNI) or the variant no byte tiles.
   double (*byteDotLoop)(int64_t n);
   double byteDotOpsPerRound;
 };

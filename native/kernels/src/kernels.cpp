@@ -1060,8 +1060,8 @@ constexpr bool kBf16DotAttention = false;
 // A prompt run's tile (see AttentionRunner): through vdpbf16ps where decode attention on the same
 // cache would take it (kBf16DotAttention, a bf16 cache, grouped queries, head_dim a multiple of 32:
 // the same rounding of queries and probabilities); on an int8 cache through vpdpbusd where the CPU
-// has AVX-512 VNNI (and AllowVnni: the -novnni stand-ins say no); else through fp32 multiply-adds
-// (an int8 cache's rows dequantized).
+// has VNNI at the variant's width (and AllowVnni: the -novnni stand-ins say no); else through fp32
+// multiply-adds (an int8 cache's rows dequantized).
 template <bool AllowVnni>
 void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   const int dt = a.cache.dtype;
@@ -1069,8 +1069,8 @@ void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   if (dt == lk::kBF16 && a.nHeads / a.cache.nKvHeads >= 2 && a.cache.headDim % 32 == 0)
     return attentionTileDot(a, t0, t1, kh);
 #endif
-#if defined(LK_I8_ZMM)
-  if (dt == lk::kI8 && AllowVnni && i8::hasVnni()) return attentionTileI8(a, t0, t1, kh);
+#if defined(LK_I8_TILES)
+  if (dt == lk::kI8 && AllowVnni && i8TilesAvailable()) return attentionTileI8(a, t0, t1, kh);
 #endif
   if (dt == lk::kI8) attentionTileFma<kTileInt8>(a, t0, t1, kh);
   else if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
@@ -1341,8 +1341,8 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       nullptr,                0.0,
 #endif
       LK_VARIANT::geluMul,    LK_VARIANT::softcap,   LK_VARIANT::swigluClamped,
-#if defined(LK_I8_ZMM)
-      LK_VARIANT::i8::hasVnni() ? LK_VARIANT::i8::byteDotLoop : nullptr, LK_VARIANT::i8::kByteDotOpsPerRound,
+#if defined(LK_I8_TILES)
+      LK_VARIANT::i8TilesAvailable() ? LK_VARIANT::byteDotLoop : nullptr, LK_VARIANT::kByteDotOpsPerRound,
 #else
       nullptr,                0.0,
 #endif

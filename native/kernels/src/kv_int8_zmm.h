@@ -199,28 +199,6 @@ struct Zmm {
   }
 };
 
-// n rounds of kByteDotChains independent vpdpbusd chains (16 lanes x 4 multiply-adds, 128
-// operations, each a round): the instruction's peak, the yardstick of the int8 prompt tiles. Only
-// where hasVnni(). The sum is returned so the loop cannot be dropped.
-constexpr int kByteDotChains = 24;
-inline double byteDotLoop(int64_t n) {
-  // Every loop over the chains unrolled, so they live in registers (an array indexed by a loop
-  // variable anywhere stays in memory, and the loop would time store forwarding).
-  __m512i c[kByteDotChains];
-#pragma GCC unroll 32
-  for (int i = 0; i < kByteDotChains; i++) c[i] = _mm512_set1_epi32(i);
-  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-5);
-  for (int64_t r = 0; r < n; r++) {
-#pragma GCC unroll 32
-    for (int i = 0; i < kByteDotChains; i++) dotBytes<true>(c[i], a, b);
-  }
-  __m512i s = c[0];
-#pragma GCC unroll 32
-  for (int i = 1; i < kByteDotChains; i++) s = _mm512_add_epi32(s, c[i]);
-  return double(_mm512_reduce_add_epi32(s));
-}
-constexpr double kByteDotOpsPerRound = kByteDotChains * 128.0;
-
 // Whether this CPU runs vpdpbusd on zmm registers (asked once).
 inline bool hasVnni() {
   static const bool yes = __builtin_cpu_supports("avx512vnni");
