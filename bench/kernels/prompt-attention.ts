@@ -9,9 +9,10 @@
 //                                               [--variant avx512bf16,avx2]
 //
 // The limit is the peak of the instruction the tiles multiply with: vdpbf16ps for a bf16 cache with
-// grouped queries where the variant takes it for attention (avx512bf16), vpdpbusd for an int8 cache
-// where the CPU has VNNI at the variant's width (AVX-512 VNNI, AVX-VNNI), else fp32 FMA (f16 and f32
-// caches, int8 elsewhere, bf16 elsewhere). An int8 cache's per-token kernel is the integer one.
+// grouped queries where the variant takes it for attention (avx512bf16), the byte product for an
+// int8 cache (vpdpbusd where the CPU has VNNI at the variant's width, else vpmaddubsw and vpmaddwd,
+// counted as one), else fp32 FMA (f16 and f32 caches, int8 on the portable build, bf16 elsewhere).
+// An int8 cache's per-token kernel multiplies bytes too.
 // Flops are those of the two products over the keys each query reads (4 · head_dim per query head
 // and key: the causal part of the chunk counts its own keys once each), so a kernel computing
 // masked keys it does not need gets no credit for them. Each figure is the best of --reps.
@@ -61,14 +62,14 @@ const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 const variants = variantFlag(backend, values.variant);
 const PEAK_ROUNDS = 200_000;
 
-type Instruction = "vdpbf16ps" | "vpdpbusd" | "FMA";
+type Instruction = "vdpbf16ps" | "vpdpbusd" | "vpmaddubsw" | "FMA";
 
 /** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTileWith). */
 function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instruction {
   const group = shape.nHeads / shape.nKvHeads;
   if (dtype === "int8") {
     const path = backend.info().int8Attention;
-    return path === "avx512vnni" || path === "avxvnni" ? "vpdpbusd" : "FMA";
+    return path === "widen" ? "FMA" : path === "maddubs" ? "vpmaddubsw" : "vpdpbusd";
   }
   return dtype === "bf16" && backend.info().bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
     ? "vdpbf16ps"
@@ -78,7 +79,7 @@ function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instru
 /** Operations (a multiply-add two) of `rounds` rounds of the instruction's loop on every thread. */
 function peakOps(instruction: Instruction, rounds: number): number {
   if (instruction === "vdpbf16ps") return backend.bf16DotPeak(rounds);
-  if (instruction === "vpdpbusd") return backend.byteDotPeak(rounds);
+  if (instruction === "vpdpbusd" || instruction === "vpmaddubsw") return backend.byteDotPeak(rounds);
   return backend.fmaPeak(rounds);
 }
 

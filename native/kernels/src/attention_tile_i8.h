@@ -1,6 +1,6 @@
-// Prompt attention tiles on an int8 cache through vpdpbusd, where the CPU has VNNI: AVX-512 VNNI on
-// 512-bit vectors (16 rows a vector), AVX-VNNI on 256-bit ones (8 rows). See attention_tile.h for
-// what a tile is. Included by kernels.cpp inside its variant namespace, after attention_tile_fma.h
+// Prompt attention tiles on an int8 cache through byte products: vpdpbusd where the CPU has VNNI
+// (AVX-512 VNNI on 512-bit vectors, 16 rows a vector; AVX-VNNI on 256-bit ones, 8 rows), else
+// vpmaddubsw and vpmaddwd with 7-bit queries and probabilities. See attention_tile.h for what a tile is. Included by kernels.cpp inside its variant namespace, after attention_tile_fma.h
 // (whose online softmax it shares) and kv_int8.h (the cache's layouts and i8::dotBytes).
 //
 // The fp32 tiles (attention_tile_fma.h) dequantize an int8 step and multiply it at the FMA's rate,
@@ -37,10 +37,22 @@ typedef __m512i I8Reg;
 typedef __m256i I8Reg;
 #endif
 
-// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b (vpdpbusd). The sums are kept
-// in the intrinsics' type: held as vi, each vpdpbusd came with register copies around it (half the
-// instruction's rate in the peak loop).
-inline void byteDot(I8Reg& acc, I8Reg a, I8Reg b) { i8::dotBytes<true>(acc, a, b); }
+// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b: vpdpbusd where Vnni, else
+// vpmaddubsw and vpmaddwd, where no pair of products may pass 32,767 (so the tiles take 7-bit
+// queries and probabilities there). The sums are kept in the intrinsics' type: held as vi, each
+// vpdpbusd came with register copies around it (half the instruction's rate in the peak loop).
+template <bool Vnni>
+inline void byteDot(I8Reg& acc, I8Reg a, I8Reg b) { i8::dotBytes<Vnni>(acc, a, b); }
+
+// The byte ranges of a path: queries rounded to +-kQueryMax and offset by kQueryOffset into u8,
+// probabilities to 0..kProbMax (vpdpbusd: 8 bits each; vpmaddubsw: 7, so a pair of products stays
+// under 32,768 against any code of K or V).
+template <bool Vnni>
+struct ByteRanges {
+  static constexpr float kQueryMax = Vnni ? 127.0f : 63.0f;
+  static constexpr int32_t kQueryOffset = Vnni ? 128 : 64;
+  static constexpr float kProbMax = Vnni ? 255.0f : 127.0f;
+};
 inline I8Reg loadi(const void* p) {
   I8Reg v;
   std::memcpy(&v, p, sizeof v);
@@ -94,28 +106,31 @@ struct I8TileScratch {
 // whose block-table entries may be stale.
 alignas(64) inline const int8_t kZeroGroup[4 * lk::kTileMaxHeadDim] = {};
 
-// Row r's query rounded to int8 (absmax / 127, ties to even, as the decode kernels round it) into
-// qt as u8 (code + 128), its scale into qs[r].
+// Row r's query rounded to codes of +-kQueryMax (absmax / kQueryMax, ties to even, as the decode
+// kernels round it) into qt as u8 (code + kQueryOffset), its scale into qs[r].
+template <bool Vnni>
 inline void i8TileQuery(I8TileScratch& t, int64_t R, int64_t r, const float* q, int64_t D) {
+  using B = ByteRanges<Vnni>;
   vf mx = splat(0.0f);
   for (int64_t d = 0; d < D; d += W) {
     const vf x = loadf(q + d);
     mx = vmax(mx, vmax(x, -x));
   }
   const float amax = hmax(mx);
-  const vf inv = splat(amax > 0 ? 127.0f / amax : 0.0f);
+  const vf inv = splat(amax > 0 ? B::kQueryMax / amax : 0.0f);
   int32_t* qt = reinterpret_cast<int32_t*>(t.qt.data());
   for (int64_t d = 0; d < D; d += W) {
-    // |q| * 127 / amax <= 127: the codes need no clamp.
+    // |q| * kQueryMax / amax <= kQueryMax: the codes need no clamp.
     alignas(16) int32_t quads[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(quads), lowBytes(roundToInt(loadf(q + d) * inv) + 128));
+    _mm_store_si128(reinterpret_cast<__m128i*>(quads), lowBytes(roundToInt(loadf(q + d) * inv) + B::kQueryOffset));
     for (int i = 0; i < W / 4; i++) qt[(d / 4 + i) * R + r] = quads[i];
   }
-  t.qs[r] = amax / 127.0f;
+  t.qs[r] = amax / B::kQueryMax;
 }
 
 // The step's groups (keys [k0, k0 + nk) of KV head kh): their K and V bytes, each key's scales (0
-// outside [lo, hi)) and 128 x the sum of its K codes.
+// outside [lo, hi)) and kQueryOffset x the sum of its K codes.
+template <bool Vnni>
 inline void i8TileStep(I8TileScratch& t, const KvArgs& c, const int32_t* table, int64_t k0, int64_t nk, int64_t lo,
                        int64_t hi, int64_t kh) {
   const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
@@ -137,15 +152,15 @@ inline void i8TileStep(I8TileScratch& t, const KvArgs& c, const int32_t* table, 
     I8Reg sum = I8Reg(vi{}), sum2 = I8Reg(vi{});
     int64_t b = 0;
     for (; b + 8 * W <= 4 * D; b += 8 * W) {
-      byteDot(sum, ones, loadi(t.kg[g] + b));
-      byteDot(sum2, ones, loadi(t.kg[g] + b + 4 * W));
+      byteDot<Vnni>(sum, ones, loadi(t.kg[g] + b));
+      byteDot<Vnni>(sum2, ones, loadi(t.kg[g] + b + 4 * W));
     }
-    if (b < 4 * D) byteDot(sum, ones, loadi(t.kg[g] + b));
+    if (b < 4 * D) byteDot<Vnni>(sum, ones, loadi(t.kg[g] + b));
     const vi sums = vi(sum) + vi(sum2);
     for (int l = 0; l < 4; l++) {
       int32_t k = 0;
       for (int i = l; i < W; i += 4) k += sums[i];
-      t.kBias[4 * g + l] = 128 * k;
+      t.kBias[4 * g + l] = ByteRanges<Vnni>::kQueryOffset * k;
       const bool in = p0 + l >= lo && p0 + l < hi;
       t.ks[4 * g + l] = in ? c.kScale[row + l] : 0.0f;
       t.vs[4 * g + l] = in ? c.vScale[row + l] : 0.0f;
@@ -156,6 +171,7 @@ inline void i8TileStep(I8TileScratch& t, const KvArgs& c, const int32_t* table, 
 // Scores of kI8SKeys keys (from j0) x kI8SRows vectors of rows (from r0), in the fp32 tiles' units
 // (the call's scale not applied). Every loop over a register tile is unrolled, so its sums live in
 // registers (an array indexed by a loop variable stays in memory).
+template <bool Vnni>
 LK_I8_TILE inline void i8TileScores(I8TileScratch& t, int64_t R, int64_t D, int64_t j0, int64_t r0) {
   I8Reg acc[kI8SKeys][kI8SRows];
 #pragma GCC unroll 8
@@ -173,7 +189,7 @@ LK_I8_TILE inline void i8TileScores(I8TileScratch& t, int64_t R, int64_t D, int6
     for (int j = 0; j < kI8SKeys; j++) {
       const I8Reg k = spliti(*reinterpret_cast<const i8::ByteWord*>(key[j] + 16 * i));
 #pragma GCC unroll 8
-      for (int v = 0; v < kI8SRows; v++) byteDot(acc[j][v], q[v], k);
+      for (int v = 0; v < kI8SRows; v++) byteDot<Vnni>(acc[j][v], q[v], k);
     }
   }
 #pragma GCC unroll 8
@@ -188,20 +204,22 @@ LK_I8_TILE inline void i8TileScores(I8TileScratch& t, int64_t R, int64_t D, int6
   }
 }
 
-// Rows [r0, r0 + W)'s probabilities of the step (V scales folded in) as bytes against each row's
-// largest, four keys a 32-bit lane, into p8; each row's unit (one byte's worth) into t.unit.
+// Rows [r0, r0 + W)'s probabilities of the step (V scales folded in) as bytes (the largest of each
+// row kProbMax), four keys a 32-bit lane, into p8; each row's unit (one byte's worth) into t.unit.
+template <bool Vnni>
 inline void i8TileProbabilities(I8TileScratch& t, int64_t R, int64_t nk, int64_t r0) {
   const float* s = t.s.data();
   vf wmax = splat(0.0f);
   for (int64_t j = 0; j < nk; j++) wmax = vmax(wmax, loadf(s + j * R + r0) * t.vs[j]);
-  const vf toByte = wmax > 0.0f ? 255.0f / wmax : splat(0.0f);
-  storef(t.unit + r0, wmax * (1.0f / 255.0f));
+  constexpr float kProbMax = ByteRanges<Vnni>::kProbMax;
+  const vf toByte = wmax > 0.0f ? kProbMax / wmax : splat(0.0f);
+  storef(t.unit + r0, wmax * (1.0f / kProbMax));
   for (int64_t g = 0; g < nk / 4; g++) {
     __m128i b[4];  // key 4g + l's bytes of the W rows
 #pragma GCC unroll 4
     for (int l = 0; l < 4; l++) {
       const int64_t j = 4 * g + l;
-      b[l] = lowBytes(roundToInt(loadf(s + j * R + r0) * t.vs[j] * toByte));  // 0..255
+      b[l] = lowBytes(roundToInt(loadf(s + j * R + r0) * t.vs[j] * toByte));  // 0..kProbMax
     }
     // Interleaved so each row's four bytes are one 32-bit lane, rows in order.
     const __m128i t01l = _mm_unpacklo_epi8(b[0], b[1]), t23l = _mm_unpacklo_epi8(b[2], b[3]);
@@ -218,7 +236,7 @@ inline void i8TileProbabilities(I8TileScratch& t, int64_t R, int64_t nk, int64_t
 
 // o rows [r0, r0 + RB), elements [W c0, W (c0 + DC)): rescaled by their rows' corr, plus the step's
 // byte probabilities times its V groups (integer sums, folded once).
-template <int RB, int DC>
+template <bool Vnni, int RB, int DC>
 LK_I8_TILE inline void i8TileValues(I8TileScratch& t, int64_t R, int64_t D, int64_t nk, int64_t r0, int64_t c0) {
   I8Reg acc[RB][DC];
 #pragma GCC unroll 8
@@ -233,7 +251,7 @@ LK_I8_TILE inline void i8TileValues(I8TileScratch& t, int64_t R, int64_t D, int6
     for (int r = 0; r < RB; r++) {
       const I8Reg w = spliti(t.p8[g * R + r0 + r]);
 #pragma GCC unroll 8
-      for (int c = 0; c < DC; c++) byteDot(acc[r][c], w, v[c]);
+      for (int c = 0; c < DC; c++) byteDot<Vnni>(acc[r][c], w, v[c]);
     }
   }
 #pragma GCC unroll 8
@@ -249,60 +267,69 @@ LK_I8_TILE inline void i8TileValues(I8TileScratch& t, int64_t R, int64_t D, int6
 
 // Rows [0, rows) in tiles of kI8VRows, the rest in one tile of its own size, columns DC vectors at
 // a time.
-template <int DC>
+template <bool Vnni, int DC>
 inline void i8TileValueCols(I8TileScratch& t, int64_t R, int64_t D, int64_t nk, int64_t rows, int64_t c0) {
   int64_t r = 0;
-  for (; r + kI8VRows <= rows; r += kI8VRows) i8TileValues<kI8VRows, DC>(t, R, D, nk, r, c0);
+  for (; r + kI8VRows <= rows; r += kI8VRows) i8TileValues<Vnni, kI8VRows, DC>(t, R, D, nk, r, c0);
   switch (rows - r) {
-    case 5: return i8TileValues<5, DC>(t, R, D, nk, r, c0);
-    case 4: return i8TileValues<4, DC>(t, R, D, nk, r, c0);
-    case 3: return i8TileValues<3, DC>(t, R, D, nk, r, c0);
-    case 2: return i8TileValues<2, DC>(t, R, D, nk, r, c0);
-    case 1: return i8TileValues<1, DC>(t, R, D, nk, r, c0);
+    case 5: return i8TileValues<Vnni, 5, DC>(t, R, D, nk, r, c0);
+    case 4: return i8TileValues<Vnni, 4, DC>(t, R, D, nk, r, c0);
+    case 3: return i8TileValues<Vnni, 3, DC>(t, R, D, nk, r, c0);
+    case 2: return i8TileValues<Vnni, 2, DC>(t, R, D, nk, r, c0);
+    case 1: return i8TileValues<Vnni, 1, DC>(t, R, D, nk, r, c0);
     default: return;
   }
 }
 
 // Query tokens [t0, t1) of one sequence against KV head kh of an int8 cache, as attentionTileFma
-// (the same checks by the caller), where i8TilesAvailable().
+// (the same checks by the caller); Vnni only where i8TilesAvailable().
+template <bool Vnni>
 inline void attentionTileI8(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   const KvArgs& c = a.cache;
   const int64_t D = c.headDim, G = a.nHeads / c.nKvHeads;
   const int64_t rows = (t1 - t0) * G, R = (rows + kI8RowQuantum - 1) / kI8RowQuantum * kI8RowQuantum;
   thread_local I8TileScratch t;
   int32_t lo, hi;
-  tileInitRows(a, t0, kh, rows, R, t.st, lo, hi, [&](int64_t r, const float* q) { i8TileQuery(t, R, r, q, D); });
+  tileInitRows(a, t0, kh, rows, R, t.st, lo, hi, [&](int64_t r, const float* q) { i8TileQuery<Vnni>(t, R, r, q, D); });
   std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
   for (int64_t k0 = lo / kTileKeys * kTileKeys; k0 < hi; k0 += kTileKeys) {
     const int64_t nk = std::min<int64_t>(kTileKeys, (hi - k0 + kI8SKeys - 1) / kI8SKeys * kI8SKeys);
-    i8TileStep(t, c, table, k0, nk, lo, hi, kh);
+    i8TileStep<Vnni>(t, c, table, k0, nk, lo, hi, kh);
     for (int64_t j = 0; j < nk; j += kI8SKeys)
-      for (int64_t r0 = 0; r0 < R; r0 += kI8RowQuantum) i8TileScores(t, R, D, j, r0);
+      for (int64_t r0 = 0; r0 < R; r0 += kI8RowQuantum) i8TileScores<Vnni>(t, R, D, j, r0);
     const float scale = tileCapScores(a, t.s.data(), R, nk);
     for (int64_t r0 = 0; r0 < R; r0 += W) {
       fmaSoftmax(t.s.data(), R, t.st, r0, k0, nk, scale);
-      i8TileProbabilities(t, R, nk, r0);
+      i8TileProbabilities<Vnni>(t, R, nk, r0);
     }
     int64_t c0 = 0;
-    for (; c0 + kI8VCols <= D / W; c0 += kI8VCols) i8TileValueCols<kI8VCols>(t, R, D, nk, rows, c0);
-    for (; c0 < D / W; c0++) i8TileValueCols<1>(t, R, D, nk, rows, c0);
+    for (; c0 + kI8VCols <= D / W; c0 += kI8VCols) i8TileValueCols<Vnni, kI8VCols>(t, R, D, nk, rows, c0);
+    for (; c0 < D / W; c0++) i8TileValueCols<Vnni, 1>(t, R, D, nk, rows, c0);
   }
   tileWriteRows(a, t0, kh, rows, t.o.data(), t.st);
 }
 
-// n rounds of kByteDotChains independent vpdpbusd chains (W lanes x 4 multiply-adds, 8 W operations,
-// each a round): the instruction's peak, the yardstick of the byte tiles. Only where
-// i8TilesAvailable(). The sum is returned so the loop cannot be dropped.
+// n rounds of kByteDotChains independent byte-product chains (W lanes x 4 multiply-adds, 8 W
+// operations, each a round) through vpdpbusd where Vnni (only where i8TilesAvailable()), else
+// vpmaddubsw and vpmaddwd: the peak of the byte tiles' products. The sum is returned so the loop
+// cannot be dropped.
 constexpr int kByteDotChains = W == 16 ? 24 : 12;
+template <bool Vnni>
 inline double byteDotLoop(int64_t n) {
   I8Reg c[kByteDotChains];
 #pragma GCC unroll 32
   for (int i = 0; i < kByteDotChains; i++) c[i] = spliti(i);
-  const I8Reg a = spliti(0x03030303), b = spliti(int32_t(0xfbfbfbfb));
+  I8Reg a = spliti(0x03030303);
+  const I8Reg b = spliti(int32_t(0xfbfbfbfb));
   for (int64_t r = 0; r < n; r++) {
+    // The input made opaque before each product: vpmaddubsw and vpmaddwd of the same registers would
+    // be computed once for every chain (and once for all rounds), leaving only the additions.
 #pragma GCC unroll 32
-    for (int i = 0; i < kByteDotChains; i++) byteDot(c[i], a, b);
+    for (int i = 0; i < kByteDotChains; i++) {
+      asm("" : "+v"(a));
+      byteDot<Vnni>(c[i], a, b);
+    }
   }
   vi s = vi(c[0]);
 #pragma GCC unroll 32

@@ -127,9 +127,9 @@ struct KernelTable {
   void (*geluMul)(float* out, const float* g, const float* u, int64_t i0, int64_t i1);
   void (*softcap)(float* out, const float* x, float cap, int64_t i0, int64_t i1);
   void (*swigluClamped)(float* out, const float* g, const float* u, float alpha, float limit, int64_t i0, int64_t i1);
-  // n rounds of independent vpdpbusd chains (byteDotOpsPerRound operations a round, a multiply-add
-  // two), the arithmetic yardstick of the int8 prompt tiles; null where the CPU has no VNNI at the
-  // variant's width (AVX-512 VNNI, AVX-VNNI) or the variant no byte tiles.
+  // n rounds of independent byte-product chains (byteDotOpsPerRound operations a round, a
+  // multiply-add two) as the int8 prompt tiles multiply: vpdpbusd where the CPU has VNNI at the
+  // variant's width, else vpmaddubsw and vpmaddwd; their yardstick. Null on the portable build.
   double (*byteDotLoop)(int64_t n);
   double byteDotOpsPerRound;
 };

@@ -1059,9 +1059,10 @@ constexpr bool kBf16DotAttention = false;
 
 // A prompt run's tile (see AttentionRunner): through vdpbf16ps where decode attention on the same
 // cache would take it (kBf16DotAttention, a bf16 cache, grouped queries, head_dim a multiple of 32:
-// the same rounding of queries and probabilities); on an int8 cache through vpdpbusd where the CPU
-// has VNNI at the variant's width (and AllowVnni: the -novnni stand-ins say no); else through fp32
-// multiply-adds (an int8 cache's rows dequantized).
+// the same rounding of queries and probabilities); on an int8 cache through byte products
+// (attention_tile_i8.h: vpdpbusd where the CPU has VNNI at the variant's width and AllowVnni, which
+// the -novnni stand-ins deny, else vpmaddubsw); else through fp32 multiply-adds (an int8 cache's rows
+// dequantized on the portable build).
 template <bool AllowVnni>
 void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   const int dt = a.cache.dtype;
@@ -1070,7 +1071,8 @@ void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
     return attentionTileDot(a, t0, t1, kh);
 #endif
 #if defined(LK_I8_TILES)
-  if (dt == lk::kI8 && AllowVnni && i8TilesAvailable()) return attentionTileI8(a, t0, t1, kh);
+  if (dt == lk::kI8)
+    return AllowVnni && i8TilesAvailable() ? attentionTileI8<true>(a, t0, t1, kh) : attentionTileI8<false>(a, t0, t1, kh);
 #endif
   if (dt == lk::kI8) attentionTileFma<kTileInt8>(a, t0, t1, kh);
   else if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
@@ -1342,7 +1344,8 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #endif
       LK_VARIANT::geluMul,    LK_VARIANT::softcap,   LK_VARIANT::swigluClamped,
 #if defined(LK_I8_TILES)
-      LK_VARIANT::i8TilesAvailable() ? LK_VARIANT::byteDotLoop : nullptr, LK_VARIANT::kByteDotOpsPerRound,
+      LK_VARIANT::i8TilesAvailable() ? LK_VARIANT::byteDotLoop<true> : LK_VARIANT::byteDotLoop<false>,
+      LK_VARIANT::kByteDotOpsPerRound,
 #else
       nullptr,                0.0,
 #endif
@@ -1360,7 +1363,7 @@ const KernelTable* LK_CAT(LK_CAT(table_, LK_VARIANT), _novnni)() {
     t.attention = LK_VARIANT::attentionWith<false>;
     t.int8Attention = LK_VARIANT::i8::attentionPath<false>;
     t.attentionTile = LK_VARIANT::attentionTileWith<false>;
-    t.byteDotLoop = nullptr;
+    t.byteDotLoop = LK_VARIANT::byteDotLoop<false>;
     return t;
   }();
   return &table;
