@@ -93,11 +93,11 @@ inline void kvWrite(const lk::KvArgs& c, const float* k, const float* v, const i
   }
 }
 
-// ---- Prompt tiles (attention_tile_fma.h): a step's keys dequantized to fp32 rows ---------------
+// ---- Prompt tiles on the portable build (attention_tile_fma.h): a step's keys dequantized --------
 //
-// A tile multiplies each key and value row by all of its up to 64 query rows, so a row is widened
-// to fp32 once and the int8 arithmetic of the decode kernels buys nothing there: the tile runs its
-// fp32 multiply-adds on K and V dequantized (code x scale), with its queries unrounded.
+// The builds with byte products run an int8 cache's prompt tiles in bytes (attention_tile_i8.h);
+// the portable build has none, and its fp32 tiles take K and V dequantized (code x scale) once per
+// step, with their queries unrounded.
 
 // A 64-byte chunk of a group (16 elements of its four keys) rearranged key by key: key j's 16
 // bytes, in element order, at out + 16 j. K chunks hold quad q of the four keys in bytes 16q..16q+15
