@@ -1,10 +1,9 @@
-// Prompt attention tiles through fp32 multiply-adds, on every variant and every cache (see
-// attention_tile.h for what a tile is): the path of f16, f32 and int8 caches, and of bf16 caches
-// wherever the vdpbf16ps tiles (attention_tile_dot.h) do not apply. Keys and values are widened to
-// fp32 once per step (int8 ones dequantized: code x scale) and queries stay fp32, so the results are
-// the per-token kernel's up to summation order (for int8, up to the decode kernels' rounding of
-// queries and probabilities to bytes, which a tile does not do). Included by kernels.cpp inside its
-// variant namespace, after kv_int8.h.
+// Prompt attention tiles through fp32 multiply-adds, on every variant (see attention_tile.h for
+// what a tile is): the path of f16 and f32 caches, of bf16 caches wherever the vdpbf16ps tiles
+// (attention_tile_dot.h) do not apply, and of int8 caches on the portable build (the others multiply
+// bytes: attention_tile_i8.h). Keys and values are widened to fp32 once per step (int8 ones
+// dequantized: code x scale) and queries stay fp32, so the results are the per-token kernel's up to
+// summation order. Included by kernels.cpp inside its variant namespace, after kv_int8.h.
 //
 // Layouts (rows in lanes):
 //   qt [D][R]     queries transposed: W rows a vector
@@ -57,8 +56,11 @@ inline void fmaScores(const float* qt, int64_t R, int64_t D, const float* kf, in
 
 // One vector of W rows (from r0) over the step's nk slots at positions k0 + j: masked to the rows'
 // ranges where the step reaches past one, scaled, the running max and denominator updated, and the
-// scores replaced by their probabilities.
-inline void fmaSoftmax(float* s, int64_t R, TileRowState& st, int64_t r0, int64_t k0, int64_t nk, float scale) {
+// scores replaced by their probabilities; where `weight` is given (the int8 tiles: each key's V
+// scale), by the probabilities times their key's weight, whose largest per row goes to *wmax (the
+// denominator still sums the probabilities alone).
+inline void fmaSoftmax(float* s, int64_t R, TileRowState& st, int64_t r0, int64_t k0, int64_t nk, float scale,
+                       const float* weight = nullptr, vf* wmax = nullptr) {
   const bool inside = tileRowsInside(st, r0, k0, nk);
   vi start, end;
   std::memcpy(&start, st.start + r0, sizeof start);
@@ -82,10 +84,22 @@ inline void fmaSoftmax(float* s, int64_t R, TileRowState& st, int64_t r0, int64_
   const vf mSafe = mNew == ninf ? splat(0.0f) : mNew;
   const vf corr = vexpNonPositive(mOld - mSafe);
   vf sum = splat(0.0f);
-  for (int64_t j = 0; j < nk; j++) {
-    const vf e = vexpNonPositive(loadf(s + j * R + r0) - mSafe);
-    storef(s + j * R + r0, e);
-    sum += e;
+  if (weight) {
+    vf wm = splat(0.0f);
+    for (int64_t j = 0; j < nk; j++) {
+      const vf e = vexpNonPositive(loadf(s + j * R + r0) - mSafe);
+      const vf w = e * weight[j];
+      storef(s + j * R + r0, w);
+      sum += e;
+      wm = vmax(wm, w);
+    }
+    *wmax = wm;
+  } else {
+    for (int64_t j = 0; j < nk; j++) {
+      const vf e = vexpNonPositive(loadf(s + j * R + r0) - mSafe);
+      storef(s + j * R + r0, e);
+      sum += e;
+    }
   }
   storef(st.l + r0, loadf(st.l + r0) * corr + sum);
   storef(st.m + r0, mNew);

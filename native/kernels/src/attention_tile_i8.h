@@ -1,21 +1,25 @@
-// Prompt attention tiles on an int8 cache through byte products: vpdpbusd where the CPU has VNNI
-// (AVX-512 VNNI on 512-bit vectors, 16 rows a vector; AVX-VNNI on 256-bit ones, 8 rows), else
-// vpmaddubsw and vpmaddwd with 7-bit queries and probabilities. See attention_tile.h for what a tile is. Included by kernels.cpp inside its variant namespace, after attention_tile_fma.h
-// (whose online softmax it shares) and kv_int8.h (the cache's layouts and i8::dotBytes).
+// Prompt attention tiles on an int8 cache through byte products (see attention_tile.h for what a
+// tile is): vpdpbusd where the CPU has VNNI at the build's width (AVX-512 VNNI on 512-bit vectors, 16
+// rows a vector; AVX-VNNI on 256-bit ones, 8 rows), else vpmaddubsw and vpmaddwd with 7-bit queries
+// and probabilities. Included by kernels.cpp inside its variant namespace, after
+// attention_tile_fma.h (whose online softmax it shares) and kv_int8.h (the cache's layouts and
+// i8::dotBytes).
 //
-// The fp32 tiles (attention_tile_fma.h) dequantize an int8 step and multiply it at the FMA's rate,
-// slower than the per-token integer kernels at head_dim 128. Here both products stay in bytes, four
-// multiply-adds an instruction lane, on the decode kernels' arithmetic (kv_int8_zmm.h): each query
-// row rounded to int8 once per tile, each step's probabilities (V scale folded in) to 8 bits per row
+// fp32 tiles on dequantized rows (what the portable build runs) multiply at the FMA's rate and were
+// slower than the per-token byte-product kernels at head_dim 128. Here both products stay in bytes,
+// four multiply-adds an instruction lane, on the decode kernels' arithmetic (kv_int8_zmm.h): each
+// query row rounded once per tile, each step's probabilities (V scale folded in) to bytes per row
 // against the row's largest, integer sums folded into fp32 once per step.
 //
 // Layouts (rows in lanes, as in the fp32 tiles; W rows a vector):
-//   qt [D/4][R]     each row's quad of query elements as four u8 (code + 128), a 32-bit lane a row
-//   s  [keys][R]    scores: s[j] += vpdpbusd(qt[i], key j's quad i broadcast), then probabilities
+//   qt [D/4][R]     each row's quad of query elements as four u8 (code + offset), a 32-bit lane a row
+//   s  [keys][R]    scores: s[j] += byte products of qt[i] and key j's quad i broadcast, then
+//                   probabilities
 //   p8 [keys/4][R]  each row's four byte probabilities of a group of keys, a 32-bit lane a row
-//   o  [R][D]       running numerator: o[r] += vpdpbusd(p8[g][r] broadcast, V group g's W elements)
-// A score is (sum (q + 128) k - 128 sum k) times the row's and the key's scales: the query is the
-// unsigned operand, so the bias is each key's sum of codes, taken once per step.
+//   o  [R][D]       running numerator: o[r] += byte products of p8[g][r] broadcast and V group g's W
+//                   elements
+// A score is (sum (q + offset) k - offset sum k) times the row's and the key's scales: the query is
+// the unsigned operand, so the bias is each key's sum of codes, taken once per step.
 #pragma once
 
 #if defined(LK_I8_ZMM) || defined(LK_I8_YMM)
@@ -53,6 +57,7 @@ struct ByteRanges {
   static constexpr int32_t kQueryOffset = Vnni ? 128 : 64;
   static constexpr float kProbMax = Vnni ? 255.0f : 127.0f;
 };
+
 inline I8Reg loadi(const void* p) {
   I8Reg v;
   std::memcpy(&v, p, sizeof v);
@@ -78,6 +83,10 @@ inline __m128i lowBytes(vi x) {
 #endif
 }
 
+// Keys a step: twice the fp32 tiles' 64, so each step's folding of the integer sums into fp32 and
+// its calls are shared by twice the products. Steps start at multiples of it, as theirs do.
+constexpr int64_t kI8TileKeys = 128;
+
 // Register tiles: scores kI8SKeys keys x 2 vectors of rows, values kI8VRows rows x kI8VCols vectors
 // of W elements; 512-bit vectors have 32 registers for them (16 and 24 sums), 256-bit ones 16 (8
 // and 9).
@@ -90,16 +99,16 @@ struct I8TileScratch {
   lk::LineVector<float> s, o;
   lk::LineVector<int32_t> p8;
   alignas(64) float qs[lk::kTileRows], unit[lk::kTileRows];
-  alignas(64) float ks[kTileKeys], vs[kTileKeys];
-  alignas(64) int32_t kBias[kTileKeys];
-  const int8_t* kg[kTileKeys / 4];
-  const int8_t* vg[kTileKeys / 4];
+  alignas(64) float ks[kI8TileKeys], vs[kI8TileKeys];
+  alignas(64) int32_t kBias[kI8TileKeys];
+  const int8_t* kg[kI8TileKeys / 4];
+  const int8_t* vg[kI8TileKeys / 4];
   TileRowState st;
   I8TileScratch()
       : qt(lk::kTileMaxHeadDim * lk::kTileRows),
-        s(kTileKeys * lk::kTileRows),
+        s(kI8TileKeys * lk::kTileRows),
         o(lk::kTileRows * lk::kTileMaxHeadDim),
-        p8(kTileKeys / 4 * lk::kTileRows) {}
+        p8(kI8TileKeys / 4 * lk::kTileRows) {}
 };
 
 // A group of four zero keys (codes and scale 0) for the groups of a step outside the tile's keys,
@@ -204,13 +213,12 @@ LK_I8_TILE inline void i8TileScores(I8TileScratch& t, int64_t R, int64_t D, int6
   }
 }
 
-// Rows [r0, r0 + W)'s probabilities of the step (V scales folded in) as bytes (the largest of each
-// row kProbMax), four keys a 32-bit lane, into p8; each row's unit (one byte's worth) into t.unit.
+// Rows [r0, r0 + W)'s probabilities of the step, V scales folded in (s, as fmaSoftmax leaves them
+// with the V scales as weights; wmax their largest per row), as bytes (the largest of each row
+// kProbMax), four keys a 32-bit lane, into p8; each row's unit (one byte's worth) into t.unit.
 template <bool Vnni>
-inline void i8TileProbabilities(I8TileScratch& t, int64_t R, int64_t nk, int64_t r0) {
+inline void i8TileProbabilities(I8TileScratch& t, int64_t R, int64_t nk, int64_t r0, vf wmax) {
   const float* s = t.s.data();
-  vf wmax = splat(0.0f);
-  for (int64_t j = 0; j < nk; j++) wmax = vmax(wmax, loadf(s + j * R + r0) * t.vs[j]);
   constexpr float kProbMax = ByteRanges<Vnni>::kProbMax;
   const vf toByte = wmax > 0.0f ? kProbMax / wmax : splat(0.0f);
   storef(t.unit + r0, wmax * (1.0f / kProbMax));
@@ -219,7 +227,7 @@ inline void i8TileProbabilities(I8TileScratch& t, int64_t R, int64_t nk, int64_t
 #pragma GCC unroll 4
     for (int l = 0; l < 4; l++) {
       const int64_t j = 4 * g + l;
-      b[l] = lowBytes(roundToInt(loadf(s + j * R + r0) * t.vs[j] * toByte));  // 0..kProbMax
+      b[l] = lowBytes(roundToInt(loadf(s + j * R + r0) * toByte));  // 0..kProbMax
     }
     // Interleaved so each row's four bytes are one 32-bit lane, rows in order.
     const __m128i t01l = _mm_unpacklo_epi8(b[0], b[1]), t23l = _mm_unpacklo_epi8(b[2], b[3]);
@@ -293,15 +301,16 @@ inline void attentionTileI8(const AttnArgs& a, int64_t t0, int64_t t1, int64_t k
   tileInitRows(a, t0, kh, rows, R, t.st, lo, hi, [&](int64_t r, const float* q) { i8TileQuery<Vnni>(t, R, r, q, D); });
   std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
-  for (int64_t k0 = lo / kTileKeys * kTileKeys; k0 < hi; k0 += kTileKeys) {
-    const int64_t nk = std::min<int64_t>(kTileKeys, (hi - k0 + kI8SKeys - 1) / kI8SKeys * kI8SKeys);
+  for (int64_t k0 = lo / kI8TileKeys * kI8TileKeys; k0 < hi; k0 += kI8TileKeys) {
+    const int64_t nk = std::min<int64_t>(kI8TileKeys, (hi - k0 + kI8SKeys - 1) / kI8SKeys * kI8SKeys);
     i8TileStep<Vnni>(t, c, table, k0, nk, lo, hi, kh);
     for (int64_t j = 0; j < nk; j += kI8SKeys)
       for (int64_t r0 = 0; r0 < R; r0 += kI8RowQuantum) i8TileScores<Vnni>(t, R, D, j, r0);
     const float scale = tileCapScores(a, t.s.data(), R, nk);
     for (int64_t r0 = 0; r0 < R; r0 += W) {
-      fmaSoftmax(t.s.data(), R, t.st, r0, k0, nk, scale);
-      i8TileProbabilities<Vnni>(t, R, nk, r0);
+      vf wmax;
+      fmaSoftmax(t.s.data(), R, t.st, r0, k0, nk, scale, t.vs, &wmax);
+      i8TileProbabilities<Vnni>(t, R, nk, r0, wmax);
     }
     int64_t c0 = 0;
     for (; c0 + kI8VCols <= D / W; c0 += kI8VCols) i8TileValueCols<Vnni, kI8VCols>(t, R, D, nk, rows, c0);

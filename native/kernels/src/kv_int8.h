@@ -101,27 +101,10 @@ inline void kvWrite(const lk::KvArgs& c, const float* k, const float* v, const i
 
 // A 64-byte chunk of a group (16 elements of its four keys) rearranged key by key: key j's 16
 // bytes, in element order, at out + 16 j. K chunks hold quad q of the four keys in bytes 16q..16q+15
-// (one 4-byte quad a key); V chunks hold element e of the four keys in bytes 4e..4e+3, so each
-// 16-byte quarter is first turned key-major (then its 4-byte lanes are quads, as in K).
+// (one 4-byte quad a key); V chunks hold element e of the four keys in bytes 4e..4e+3.
 inline void chunkByKey(const int8_t* chunk, bool values, int8_t* out) {
-#if defined(__AVX2__)
-  __m128i r[4];
-  const __m128i keyMajor = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  for (int i = 0; i < 4; i++) {
-    r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(chunk + 16 * i));
-    if (values) r[i] = _mm_shuffle_epi8(r[i], keyMajor);
-  }
-  // A 4 x 4 transpose of 4-byte lanes: key j's lane from each quarter.
-  const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpackhi_epi32(r[0], r[1]);
-  const __m128i t2 = _mm_unpacklo_epi32(r[2], r[3]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(t0, t2));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm_unpackhi_epi64(t0, t2));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 32), _mm_unpacklo_epi64(t1, t3));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 48), _mm_unpackhi_epi64(t1, t3));
-#else
   for (int j = 0; j < 4; j++)
     for (int e = 0; e < 16; e++) out[16 * j + e] = values ? chunk[4 * e + j] : chunk[16 * (e / 4) + 4 * j + e % 4];
-#endif
 }
 
 // Keys [k0, k0 + nk) of KV head kh (k0 and nk multiples of kI8Group) dequantized into fp32 rows,
