@@ -66,11 +66,11 @@ type Instruction = "vdpbf16ps" | "vpdpbusd" | "vpmaddubsw" | "FMA";
 
 /** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTileWith). */
 function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instruction {
-  const group = shape.nHeads / shape.nKvHeads;
   if (dtype === "int8") {
     const path = backend.info().int8Attention;
     return path === "widen" ? "FMA" : path === "maddubs" ? "vpmaddubsw" : "vpdpbusd";
   }
+  const group = shape.nHeads / shape.nKvHeads;
   return dtype === "bf16" && backend.info().bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
     ? "vdpbf16ps"
     : "FMA";

@@ -206,7 +206,7 @@ export interface NativeAddon {
   bf16DotPeak(rounds: number): number;
   /** As fmaPeak with AMX tile dot-product chains (tdpbf16ps); 0 where the variant has no tiles. */
   tilePeak(rounds: number): number;
-  /** As fmaPeak with vpdpbusd chains (a multiply-add two operations); 0 without AVX-512 VNNI. */
+  /** As fmaPeak with byte-product chains (vpdpbusd, else vpmaddubsw; a multiply-add two operations); 0 on the portable build. */
   byteDotPeak(rounds: number): number;
   adviseHugePages(x: KvData | Uint8Array): number;
   /** Bytes from x's first element to the next 64-byte boundary. */
@@ -470,8 +470,9 @@ export class NativeBackend implements KernelBackend {
   }
 
   /**
-   * Integer operations (a multiply-add two) of a pure vpdpbusd loop on every thread, the yardstick
-   * of an int8 cache's prompt tiles; 0 where the variant or the CPU has no AVX-512 VNNI.
+   * Integer operations (a multiply-add two) of a pure byte-product loop on every thread (vpdpbusd
+   * where the CPU has VNNI at the variant's width, else vpmaddubsw and vpmaddwd), the yardstick of
+   * an int8 cache's prompt tiles; 0 on the portable build.
    */
   byteDotPeak(rounds: number): number {
     return this.addon.byteDotPeak(rounds);

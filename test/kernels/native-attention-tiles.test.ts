@@ -1,7 +1,8 @@
 // Prompt attention in tiles of query tokens (native/kernels/src/attention_tile*.h): runs of 8 or
 // more consecutive tokens of one sequence, against the reference and against themselves computed in
 // other calls, on every variant this CPU runs and every KV dtype (vdpbf16ps tiles where decode
-// attention takes vdpbf16ps, fp32 multiply-add tiles elsewhere, int8 rows dequantized for them).
+// attention takes vdpbf16ps, byte-product tiles on int8 caches, fp32 multiply-add tiles elsewhere:
+// the portable build's on int8 rows dequantized).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
@@ -86,7 +87,7 @@ function int8TilesInBytes(): boolean {
 
 /**
  * got against want query by query: tile queries within rtol (on an int8 cache, the fp32 tiles; the
- * vpdpbusd tiles within INT8_BYTES_RTOL), the per-token kernel's on an int8 cache within
+ * byte tiles within INT8_BYTES_RTOL), the per-token kernel's on an int8 cache within
  * INT8_BYTES_RTOL.
  */
 function assertQueriesClose(

@@ -689,8 +689,8 @@ class Kernels : public Napi::Addon<Kernels> {
     return peakOf(info, "tilePeak", table_->tileLoop, table_->tileFlopsPerRound);
   }
 
-  // byteDotPeak(rounds): as fmaPeak with vpdpbusd chains (a multiply-add two operations); 0 where
-  // the variant or the CPU has no AVX-512 VNNI.
+  // byteDotPeak(rounds): as fmaPeak with the int8 tiles' byte-product chains (vpdpbusd, or
+  // vpmaddubsw and vpmaddwd without VNNI; a multiply-add two operations); 0 on the portable build.
   Napi::Value ByteDotPeak(const Napi::CallbackInfo& info) {
     return peakOf(info, "byteDotPeak", table_->byteDotLoop, table_->byteDotOpsPerRound);
   }

@@ -156,7 +156,7 @@ inline void attentionTileFma(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
   });
   std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
   const int32_t* table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
-  using Elem = std::conditional_t<DT == 0, float, std::conditional_t<DT == kTileInt8, int8_t, uint16_t>>;
+  using Elem = std::conditional_t<DT == 0, float, uint16_t>;  // unused for int8 (rows dequantized)
   const Elem* kc = static_cast<const Elem*>(c.k);
   const Elem* vc = static_cast<const Elem*>(c.v);
   const Elem* krow[kTileKeys];
