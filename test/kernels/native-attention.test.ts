@@ -45,6 +45,11 @@ const CASES: Case[] = [
   // group 4 at head_dim 64 and 96: the held-query scores kernel's other register counts
   { nHeads: 8, nKvHeads: 2, headDim: 64, blockSize: 16 },
   { nHeads: 12, nKvHeads: 3, headDim: 96, blockSize: 8 },
+  // rows of at most one vector (attention_short_rows.h): head_dim 8 (stories260K's shape; two rows
+  // a 512-bit vector, one a 256-bit vector), MHA on blocks of 5, and head_dim 16 (one 512-bit row)
+  { nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 16 },
+  { nHeads: 3, nKvHeads: 3, headDim: 8, blockSize: 5 },
+  { nHeads: 6, nKvHeads: 2, headDim: 16, blockSize: 8 },
 ];
 
 /** Query tokens over three sequences: a decode, a causal prefill chunk, a sub-range, an empty range. */

@@ -753,6 +753,8 @@ inline void pairScores(const float* q, int64_t D, const void* kBase, const int64
   }
 }
 
+#include "attention_short_rows.h"
+
 // All G query heads of one KV head over n keys. `pairs`: head_dim is a multiple of 2W, and q is in
 // pair order; then heads go in groups of 2 (tiles of 2 heads x W/2 keys: q for both heads stays in
 // registers, where 4-head tiles reload it from cache for every key pair and measured slower even
@@ -760,6 +762,7 @@ inline void pairScores(const float* q, int64_t D, const void* kBase, const int64
 template <int DT>
 inline void scoresAll(bool pairs, const float* q, int64_t G, int64_t D, const void* kBase, const int64_t* rows,
                       int64_t off, int64_t n, float scale, float* scores) {
+  if (shortRows(D)) return shortScores<DT>(q, G, D, kBase, rows, off, n, scale, scores);
   int64_t g = 0;
   if (pairs) {
     for (; g + 2 <= G; g += 2) pairScores<DT, 2>(q + g * D, D, kBase, rows, off, n, scale, scores + g * kChunk);
@@ -774,6 +777,9 @@ inline void scoresAll(bool pairs, const float* q, int64_t G, int64_t D, const vo
 template <int DT>
 inline void valuesAll(bool pairs, float* acc, int64_t G, int64_t D, const void* vBase, const int64_t* rows,
                       int64_t off, int64_t n, const float* p) {
+#if defined(__AVX512F__)
+  if (D == 8) return shortValues8<DT>(acc, G, vBase, rows, off, n, p);  // rows of W take groupValues' vectors
+#endif
   int64_t g = 0;
   if (pairs) {
     for (; g + 4 <= G; g += 4) pairValues<DT, 4>(acc + g * D, D, vBase, rows, off, n, p + g * kChunk);
