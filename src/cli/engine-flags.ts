@@ -33,7 +33,7 @@ export function addEngineFlags(cmd: Command): Command {
     .option("--block-size <n>", `KV block size in tokens (default: ${DEFAULT_BLOCK_SIZE})`, intArg(1, 1024))
     .option(
       "--kv-dtype <dtype>",
-      "KV cache element type, on attention workers and prefill instances too: f32, f16, bf16, or int8 (a scale per token and KV head; block size a multiple of 4) (default: f32 for an f32 model, else f16)",
+      "KV cache element type, on attention workers and prefill instances too: f32, f16, bf16, or int8 (a scale per token and KV head; block size a multiple of 4) (default: the model's own float type, f32, bf16 or f16; f16 for a model in a block format)",
       choiceArg(KV_DTYPES),
     )
     .option("--max-model-len <n>", "cap on prompt + output tokens", intArg(2))

@@ -22,10 +22,16 @@ export const DEFAULT_KV_MEMORY = 1 << 30;
  */
 export const DEFAULT_BLOCK_SIZE = 64;
 
-/** f32 KV for an f32 model, else f16 (from the embedding's stored type, known without the weights). */
+/**
+ * The KV cache in the model's own float type (f32, bf16 or f16), f16 for a model in a block format
+ * (as llama.cpp keeps it), from the embedding's stored type, known without the weights. A bf16
+ * model's keys and values keep bf16's range (f16 overflows past 65,504), and grouped-query decode
+ * attention reads a bf16 cache 1.25-1.3x faster end to end where the CPU has AVX-512-BF16
+ * (docs/BENCHMARKS.md, "The KV cache in the model's type").
+ */
 export function defaultKvDtype(model: LoadedModel): DType {
   const emb = model.weights.get("model.embed_tokens.weight")?.dtype ?? model.embedDtype;
-  return emb === "f32" ? "f32" : "f16";
+  return emb === "f32" || emb === "bf16" ? emb : "f16";
 }
 
 /**

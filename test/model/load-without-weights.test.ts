@@ -64,6 +64,31 @@ describe("loading a model without its weights", () => {
     assert.equal(bare.embedDtype, "f32");
   });
 
+  test("the KV cache defaults to the model's float type, f16 for a block format", async () => {
+    const tiny = (variant: "llama-mha" | "llama-gqa" | "linear-rope") => {
+      const dir = path.join(tmp, `kv-default-${variant}`);
+      writeTinyModel(dir, variant);
+      return dir;
+    };
+    for (const [variant, expected] of [
+      ["llama-mha", "f32"],
+      ["llama-gqa", "bf16"],
+      ["linear-rope", "f16"],
+    ] as const) {
+      const dir = tiny(variant);
+      assert.equal(defaultKvDtype(await loadModel(dir)), expected, variant);
+      assert.equal(
+        defaultKvDtype(await loadModel(dir, { weights: false })),
+        expected,
+        `${variant} without weights`,
+      );
+    }
+    const file = path.join(tmp, "kv-default-q8.gguf");
+    modelToGguf(await loadModel(tiny("llama-gqa")), file, { quantize: "q8_0" });
+    assert.equal(defaultKvDtype(await loadModel(file)), "f16");
+    assert.equal(defaultKvDtype(await loadModel(file, { weights: false })), "f16");
+  });
+
   test("the headers are still checked: a missing tensor is named", async () => {
     const dir = path.join(tmp, "tiny-missing");
     writeTinyModel(dir, "llama-gqa");
