@@ -4,6 +4,7 @@ import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import type { LoadedModel } from "../../src/model/types.js";
 import { measurePrefillChunk } from "../../src/placement/prefill-partition.js";
+import { defaultKvDtype } from "../../src/placement/sizes.js";
 import { kvBytesPerToken, matmulParams, queryDim } from "../../src/sim/cost-model.js";
 import { modelFromHfConfig } from "../../src/sim/hf-config.js";
 import type { DeviceProfile, GemmFit } from "../../src/sim/profile.js";
@@ -122,7 +123,7 @@ export async function measureProfile(
   const model = await loadModel(ensureCalibrationModel(cacheRoot, shape, dtype));
   const skeleton = await loadModel(ensureCalibrationModel(cacheRoot, `${shape}-skeleton`, dtype));
   const c = model.config;
-  const kvDtype: DType = dtype === "f32" ? "f32" : "f16";
+  const kvDtype: DType = defaultKvDtype(model); // the cache the engine keeps by default
   log(`GEMM sweep (${dtype}, ${cores} threads, then ${modelThreads}) ...`);
   const gemm = measureGemm(backend, c, dtype, cores, effort.batches, effort.reps);
   const gemmSplit = measureGemm(backend, c, dtype, modelThreads, effort.batches, effort.reps);

@@ -114,7 +114,9 @@ for (const shape of shapes) {
   const files = await ensureBenchModel(cacheRoot, shape, dtype, log, quantize);
   log(`${shape}: loading both engines ...`);
   const model = await loadModel(quantize ? files.gguf : files.dir);
-  const ours = new OursRunner(model, loadKernelBackend({ backend: "native", threads }));
+  // The KV cache in f16 on both sides, llama.cpp's default, so each engine does the same work (ours
+  // would keep a bf16 model's cache in bf16).
+  const ours = new OursRunner(model, loadKernelBackend({ backend: "native", threads }), { kvDtype: "f16" });
   const theirs = await LlamaCppRunner.open(files.gguf, threads);
   binary = theirs.binary;
   // One untimed pass of each engine first: page in the weights, warm caches and thread pools.

@@ -4,8 +4,8 @@
 //
 // Why: the general kernels take a head_dim as whole vectors plus a scalar tail, so a head_dim of 8
 // on 512-bit vectors ran entirely in the scalar tail, and one of W paid a horizontal sum for every
-// key and head. stories260K's decode attention (batch 32, 256 keys, f32 cache) took 0.44 ms a call
-// there, 12% of the streaming read, most of its serving step (BENCHMARKS.md).
+// key and head. stories260K's decode attention (batch 32, 256 keys, f32 cache) took 0.38-0.44 ms a
+// call there, 8-12% of the streaming read, most of its serving step (BENCHMARKS.md).
 //
 // Scores: W keys at a time, each key's row loaded once for all the group's heads. A row of W
 // elements is one vector: its products with the query go through reduceW's transposing tree, which
@@ -17,8 +17,9 @@
 // multiplied by its two keys' probabilities, each spread over its half by one permute.
 #pragma once
 
-// Whether shortScores and shortValues take heads of head_dim D: the x86 vector builds only (the
-// portable build's 4 lanes gain nothing over its pair kernels).
+// Whether shortScores takes heads of head_dim D (and shortValues8 their values where D = 8 on a
+// 512-bit build): the x86 vector builds only (the portable build's 4 lanes gain nothing over its
+// pair kernels).
 inline bool shortRows(int64_t D) {
 #if defined(__AVX512F__)
   return D == 16 || D == 8;
