@@ -34,19 +34,16 @@ inline bool i8TilesAvailable() {
 #endif
 }
 
-// One vector register of W 32-bit lanes, as i8::dotBytes takes it.
+// One vector register of W 32-bit lanes, as i8::dotBytes takes it (the products' sums are kept in
+// the intrinsics' type: held as vi, each vpdpbusd came with register copies around it, half the
+// instruction's rate in the peak loop). Without VNNI dotBytes' pairs of products may not pass
+// 32,767, so the tiles take 7-bit queries and probabilities there (ByteRanges).
 #if defined(LK_I8_ZMM)
 typedef __m512i I8Reg;
 #else
 typedef __m256i I8Reg;
 #endif
 
-// acc += the 4-byte dot products of u8 lanes of a with s8 lanes of b: vpdpbusd where Vnni, else
-// vpmaddubsw and vpmaddwd, where no pair of products may pass 32,767 (so the tiles take 7-bit
-// queries and probabilities there). The sums are kept in the intrinsics' type: held as vi, each
-// vpdpbusd came with register copies around it (half the instruction's rate in the peak loop).
-template <bool Vnni>
-inline void byteDot(I8Reg& acc, I8Reg a, I8Reg b) { i8::dotBytes<Vnni>(acc, a, b); }
 
 // The byte ranges of a path: queries rounded to +-kQueryMax and offset by kQueryOffset into u8,
 // probabilities to 0..kProbMax (vpdpbusd: 8 bits each; vpmaddubsw: 7, so a pair of products stays
@@ -161,10 +158,10 @@ inline void i8TileStep(I8TileScratch& t, const KvArgs& c, const int32_t* table, 
     I8Reg sum = I8Reg(vi{}), sum2 = I8Reg(vi{});
     int64_t b = 0;
     for (; b + 8 * W <= 4 * D; b += 8 * W) {
-      byteDot<Vnni>(sum, ones, loadi(t.kg[g] + b));
-      byteDot<Vnni>(sum2, ones, loadi(t.kg[g] + b + 4 * W));
+      i8::dotBytes<Vnni>(sum, ones, loadi(t.kg[g] + b));
+      i8::dotBytes<Vnni>(sum2, ones, loadi(t.kg[g] + b + 4 * W));
     }
-    if (b < 4 * D) byteDot<Vnni>(sum, ones, loadi(t.kg[g] + b));
+    if (b < 4 * D) i8::dotBytes<Vnni>(sum, ones, loadi(t.kg[g] + b));
     const vi sums = vi(sum) + vi(sum2);
     for (int l = 0; l < 4; l++) {
       int32_t k = 0;
@@ -198,7 +195,7 @@ LK_I8_TILE inline void i8TileScores(I8TileScratch& t, int64_t R, int64_t D, int6
     for (int j = 0; j < kI8SKeys; j++) {
       const I8Reg k = spliti(*reinterpret_cast<const i8::ByteWord*>(key[j] + 16 * i));
 #pragma GCC unroll 8
-      for (int v = 0; v < kI8SRows; v++) byteDot<Vnni>(acc[j][v], q[v], k);
+      for (int v = 0; v < kI8SRows; v++) i8::dotBytes<Vnni>(acc[j][v], q[v], k);
     }
   }
 #pragma GCC unroll 8
@@ -259,7 +256,7 @@ LK_I8_TILE inline void i8TileValues(I8TileScratch& t, int64_t R, int64_t D, int6
     for (int r = 0; r < RB; r++) {
       const I8Reg w = spliti(t.p8[g * R + r0 + r]);
 #pragma GCC unroll 8
-      for (int c = 0; c < DC; c++) byteDot<Vnni>(acc[r][c], w, v[c]);
+      for (int c = 0; c < DC; c++) i8::dotBytes<Vnni>(acc[r][c], w, v[c]);
     }
   }
 #pragma GCC unroll 8
@@ -337,7 +334,7 @@ inline double byteDotLoop(int64_t n) {
 #pragma GCC unroll 32
     for (int i = 0; i < kByteDotChains; i++) {
       asm("" : "+v"(a));
-      byteDot<Vnni>(c[i], a, b);
+      i8::dotBytes<Vnni>(c[i], a, b);
     }
   }
   vi s = vi(c[0]);

@@ -1079,9 +1079,10 @@ void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
 #if defined(LK_I8_TILES)
   if (dt == lk::kI8)
     return AllowVnni && i8TilesAvailable() ? attentionTileI8<true>(a, t0, t1, kh) : attentionTileI8<false>(a, t0, t1, kh);
+#else
+  if (dt == lk::kI8) return attentionTileFma<kTileInt8>(a, t0, t1, kh);  // no byte products: rows dequantized
 #endif
-  if (dt == lk::kI8) attentionTileFma<kTileInt8>(a, t0, t1, kh);
-  else if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
+  if (dt == lk::kF32) attentionTileFma<0>(a, t0, t1, kh);
   else if (dt == lk::kF16) attentionTileFma<1>(a, t0, t1, kh);
   else attentionTileFma<2>(a, t0, t1, kh);
 }
