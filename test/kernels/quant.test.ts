@@ -269,10 +269,16 @@ test("the quantized products follow the addon's variant, with VNNI where the CPU
   const info = native.info();
   assert.equal(q.pinned, false);
   assert.ok(q.supported.includes(q.variant));
-  if (info.variant.startsWith("avx512"))
-    assert.equal(q.variant, info.cpu.includes("avx512vnni") ? "avx512vnni" : "avx512");
+  const avx512Quant = info.cpu.includes("avx512vnni") ? "avx512vnni" : "avx512";
+  if (/^(avx512|amx)/.test(info.variant)) assert.equal(q.variant, avx512Quant);
   assert.ok(kernelReport().quantProducts.startsWith(`${q.variant}, int8 activations per 32 values`));
   try {
+    // Every AVX-512 variant, the AMX ones (the avx512bf16 build plus tiles) among them, takes the
+    // AVX-512 quantized products: none falls back to the portable ones.
+    for (const v of info.supported.filter((s) => /^(avx512|amx)/.test(s))) {
+      native.selectVariant(v);
+      assert.equal(native.quantInfo().variant, avx512Quant, `main variant ${v}`);
+    }
     native.selectVariant("avx2");
     assert.match(native.quantInfo().variant, /^avx2(vnni)?$/);
     native.selectVariant("portable");
