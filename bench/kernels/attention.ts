@@ -6,7 +6,7 @@
 //                                        [--head-dim 128] [--block 16,32,64] [--threads 1,2]
 //                                        [--dtype f32,bf16,f16,int8] [--variant avx512bf16,avx512] [--reps 4]
 //                                        [--huge-pages on|off] [--layout scattered|contiguous] [--warm]
-//                                        [--calls 1]
+//                                        [--calls 1] [--read-ahead default,on,off]
 //
 // --dtype int8: the bytes counted are the int8 K and V rows and their f32 scales (one per token
 // and KV head, each); its target is 80% of the read (16-bit: MHA 90%, GQA 85%).
@@ -20,6 +20,9 @@
 // there (the kernels' arithmetic rate; the limit column is then still DRAM's); --calls N (with
 // --warm): each timing covers N calls back to back, divided by N, for a cache small enough to sit
 // in L2, whose single call (tens of µs) the timer and the call's own cost would blur.
+// --read-ahead: whether float caches' KV rows are asked for ahead in software (kv_read_ahead.h):
+// "default" (what this CPU gets: on for Intel's), "on", "off", or a list to compare them in the same
+// repetitions; each row's "reads" column says which ran ("ahead" or "hw").
 //
 // Beside the read limit each row states the arithmetic limit: the flops of the two products (q·K
 // and p·V, 4 · query heads · head_dim per token) per byte of K and V read, against the peak of the
@@ -56,6 +59,7 @@ const { values } = benchArgs({
     calls: { type: "string", default: "1" },
     "huge-pages": { type: "string", default: "on" },
     layout: { type: "string", default: "scattered" },
+    "read-ahead": { type: "string", default: "default" },
   },
 });
 // on: the cache is advised for huge pages before it is first touched, as the engine's KV cache is.
@@ -80,7 +84,21 @@ const callsPerTiming = intFlag(values.calls, "calls");
 if (callsPerTiming > 1 && !values.warm) throw new Error("--calls above 1 needs --warm");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-const variants = variantFlag(backend, values.variant);
+const readAheadModes = values["read-ahead"].split(",").map((m) => {
+  if (m === "default") return null;
+  if (m === "on" || m === "off") return m === "on";
+  throw new Error(`--read-ahead takes default, on or off (or a list of them), got "${m}"`);
+});
+/** What each row measures: a compiled variant with its KV reads asked for ahead or not. */
+const arms = variantFlag(backend, values.variant).flatMap((variant) =>
+  readAheadModes.map((readAhead) => ({ variant, readAhead })),
+);
+/** Selects an arm's variant and read-ahead; returns whether its reads go ahead in software. */
+function selectArm(arm: (typeof arms)[number]): boolean {
+  backend.selectVariant(arm.variant);
+  backend.setKvReadAhead(arm.readAhead);
+  return backend.info().kvReadAhead;
+}
 const kvDtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 
 /** A cache of `numBlocks` blocks, every element 0.01 (int8: 1 × a scale of 0.01), advised as the engine's is. */
@@ -104,6 +122,8 @@ interface Row {
   ctx: number;
   threads: number;
   kvDtype: KvDType;
+  /** Whether float caches' KV rows were asked for ahead in software (int8's dot products always are). */
+  kvReadAhead: boolean;
   nKvHeads: number;
   limitGbPerS: number;
   gbPerS: number;
@@ -182,18 +202,19 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
   const bytes = batch * ctx * nKvHeads * kvBytesPerHeadToken(dtype, headDim); // K, V (and int8's scales)
   const flopsPerByte = (4 * nHeads * headDim) / (nKvHeads * kvBytesPerHeadToken(dtype, headDim));
   backend.setThreads(threads);
-  const calls = variants.map((v) => () => {
-    backend.selectVariant(v);
+  const calls = arms.map((arm) => () => {
+    selectArm(arm);
     for (let c = 0; c < callsPerTiming; c++) backend.attention(args);
   });
   for (const call of calls) call();
   // Each variant's instruction peak: a loop in registers, so it can run between a read and a call
   // without warming anything.
-  const instructions = variants.map((v) => attentionInstruction(v, dtype, nHeads / nKvHeads));
-  const peakFlops = variants.map(() => 0);
-  const peaks = variants.map((v, i) => () => {
+  const instructions = arms.map((arm) => attentionInstruction(arm.variant, dtype, nHeads / nKvHeads));
+  const aheads = arms.map(selectArm);
+  const peakFlops = arms.map(() => 0);
+  const peaks = arms.map((arm, i) => () => {
     if (instructions[i] === null) return;
-    backend.selectVariant(v);
+    backend.selectVariant(arm.variant);
     peakFlops[i] =
       instructions[i] === "vdpbf16ps" ? backend.bf16DotPeak(PEAK_ROUNDS) : backend.fmaPeak(PEAK_ROUNDS);
   });
@@ -218,7 +239,8 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     tAttn = paired.filter((_, i) => i % 2 === 1);
   }
   const limit = stream.byteLength / tRead / 1e9;
-  return variants.map((variant, i) => {
+  backend.setKvReadAhead(null);
+  return arms.map(({ variant }, i) => {
     const gb = bytes / tAttn[i]! / 1e9;
     const peak = instructions[i] === null ? null : peakFlops[i]! / tPeak[i]! / 1e9;
     const arith = peak === null ? null : peak / flopsPerByte;
@@ -228,6 +250,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
       ctx,
       threads,
       kvDtype: dtype,
+      kvReadAhead: aheads[i]!,
       nKvHeads,
       limitGbPerS: limit,
       gbPerS: gb,
@@ -246,7 +269,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
 
 console.log(`${cpuModel()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}`);
 console.log(
-  "variant    | block | context | threads | kv heads | kv dtype | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | % of arith | no-overlap GB/s",
+  "variant    | block | context | threads | kv heads | kv dtype | reads | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | % of arith | no-overlap GB/s",
 );
 const fixed = (x: number | null, width: number) => (x === null ? "–" : x.toFixed(1)).padStart(width);
 for (const r of results)
@@ -258,6 +281,7 @@ for (const r of results)
       String(r.threads).padStart(7),
       String(r.nKvHeads).padStart(8),
       r.kvDtype.padStart(8),
+      (r.kvReadAhead ? "ahead" : "hw").padStart(5),
       r.limitGbPerS.toFixed(1).padStart(16),
       r.gbPerS.toFixed(1).padStart(14),
       r.pctOfLimit.toFixed(0).padStart(16),

@@ -86,6 +86,8 @@ export interface KernelReport {
   int8Attention: string;
   /** How grouped-query attention multiplies a bf16 cache: vdpbf16ps, or K and V widened to fp32. */
   bf16Attention: string;
+  /** How decode attention's KV rows reach the cores: asked for ahead in software (Intel CPUs), or the hardware prefetcher alone. */
+  kvReads: string;
   threads: number;
   addonPath: string | null;
   error?: string;
@@ -97,6 +99,9 @@ const PROMPT_TILES = "prompt chunks in tiles of query tokens";
 const BF16_DOT_ATTENTION = `vdpbf16ps for grouped queries (queries and probabilities rounded to bf16); ${PROMPT_TILES}`;
 const WIDENED_ATTENTION = `fp32 multiply-add (K and V widened to fp32); ${PROMPT_TILES}`;
 const REFERENCE_ATTENTION = "fp32, one query token at a time (the TypeScript reference)";
+const KV_READ_AHEAD = "asked for 16 KiB ahead in software (this CPU's default: Intel's)";
+const KV_HARDWARE =
+  "float caches through the hardware prefetcher; int8 caches' dot products asked for 16 KiB ahead";
 
 const RELEVANT_FLAGS = [
   "sse4_2",
@@ -156,6 +161,7 @@ export function kernelReport(): KernelReport {
       quantProducts: "reference",
       int8Attention: "reference",
       bf16Attention: REFERENCE_ATTENTION,
+      kvReads: "reference",
       threads: 1,
       addonPath: null,
     };
@@ -175,6 +181,7 @@ export function kernelReport(): KernelReport {
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
       bf16Attention: i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
+      kvReads: i.kvReadAhead ? KV_READ_AHEAD : KV_HARDWARE,
       threads: i.threads,
       addonPath: path,
     };
@@ -188,6 +195,7 @@ export function kernelReport(): KernelReport {
       quantProducts: "reference",
       int8Attention: "reference",
       bf16Attention: REFERENCE_ATTENTION,
+      kvReads: "reference",
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

@@ -52,10 +52,16 @@ export interface NativeAddon {
      * (byte products without VNNI), else "widen".
      */
     int8Attention: string;
+    /**
+     * Whether decode attention on float caches asks for its KV rows ahead in software now (by
+     * default on Intel CPUs; setKvReadAhead forces it).
+     */
+    kvReadAhead: boolean;
   };
   selectVariant(name: string): void;
   setThreads(n: number): void;
   setPromptTiles(on: boolean): void;
+  setKvReadAhead(on: boolean | null): void;
   matmul(
     out: Float32Array,
     x: Float32Array,
@@ -432,6 +438,14 @@ export class NativeBackend implements KernelBackend {
    */
   setPromptTiles(on: boolean): void {
     this.addon.setPromptTiles(on);
+  }
+
+  /**
+   * Whether decode attention on float caches asks for its KV rows ahead in software: forced on or
+   * off, or (null) what this CPU gains by (Intel's: on). Process-wide; for benchmarks' A/B runs.
+   */
+  setKvReadAhead(on: boolean | null): void {
+    this.addon.setKvReadAhead(on);
   }
 
   /** Switches this thread's addon instance to another compiled variant (for tests and benchmarks). */

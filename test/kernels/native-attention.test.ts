@@ -1,6 +1,7 @@
 // Paged attention, kvWrite and mergeAttention: native against the reference over random block
 // tables, ragged ranges, GQA and MHA, every KV dtype and every variant this CPU runs.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
@@ -62,9 +63,9 @@ function ragged(layout: PagedLayout) {
   });
 }
 
-function setup(c: Case, dtype: DType, seed: number) {
+function setup(c: Case, dtype: DType, seed: number, seqLens = [37, 70, 6]) {
   const rand = rng(seed);
-  const layout = pagedLayout([37, 70, 6], c.blockSize, rand);
+  const layout = pagedLayout(seqLens, c.blockSize, rand);
   const caches: KvLayerCache[] = [ref, native].map(() =>
     emptyCache(dtype, layout.numBlocks, c.blockSize, c.nKvHeads, c.headDim),
   );
@@ -167,6 +168,51 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
     supported.filter((v) => v === "avx512bf16"),
   );
   for (const v of dotAttention) assert.ok(ran.has(`${v} (bf16 dot products)`), `${v} took bf16 dot products`);
+});
+
+test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {
+  // Software read-ahead is on by default on Intel CPUs only (kv_read_ahead.h). It reads each step's
+  // rows in the order the kernels take them, gathered two steps ahead: contexts of several steps
+  // (8 blocks each), GQA and MHA, blocks of 16 and 64, head_dim 8 to 128.
+  const intel = /^vendor_id\s*:\s*GenuineIntel$/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+  assert.equal(native.info().kvReadAhead, intel, "the default");
+  const cases: Case[] = [
+    CASES[2]!,
+    CASES[1]!,
+    CASES[8]!,
+    { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
+  ];
+  try {
+    for (const [ci, c] of cases.entries())
+      for (const dtype of KV_DTYPES) {
+        const s = setup(c, dtype, 4100 + ci, [1500, 300, 6]);
+        const expectedFor = expectation(s.refCache, s, c);
+        forEachVariant(
+          native,
+          (v) => {
+            const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
+            native.setKvReadAhead(true);
+            assert.equal(native.info().kvReadAhead, true);
+            const ahead = run(native, s.natCache, s, c);
+            native.setKvReadAhead(false);
+            assert.equal(native.info().kvReadAhead, false);
+            const plain = run(native, s.natCache, s, c);
+            assert.deepEqual(ahead.out, plain.out, `out ${what}`);
+            assert.deepEqual(ahead.lse, plain.lse, `lse ${what}`);
+            const expected = expectedFor();
+            assertClose(ahead.out, expected.out, `out ${what}`, expected.rtol);
+          },
+          { emulated: true },
+        );
+      }
+  } finally {
+    native.setKvReadAhead(null);
+  }
+  assert.equal(native.info().kvReadAhead, intel, "null restores the default");
+  assert.throws(() => native.setKvReadAhead("on" as unknown as boolean), {
+    name: "TypeError",
+    message: /setKvReadAhead: on must be a boolean or null/,
+  });
 });
 
 test("merging two disjoint key ranges with their lse equals attention over the whole range", () => {

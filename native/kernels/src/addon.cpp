@@ -18,6 +18,7 @@
 #include "attention_runner.h"
 #include "napi_args.h"
 #include "cpu_select.h"
+#include "kv_read_ahead.h"
 #include "dataplane_api.h"
 #include "elementwise_kernels.h"
 #include "kernel_table.h"
@@ -62,6 +63,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("selectVariant", &Kernels::SelectVariant),
                              InstanceMethod("setThreads", &Kernels::SetThreads),
                              InstanceMethod("setPromptTiles", &Kernels::SetPromptTiles),
+                             InstanceMethod("setKvReadAhead", &Kernels::SetKvReadAhead),
                              InstanceMethod("matmul", &Kernels::Matmul),
                              InstanceMethod("embedding", &Kernels::Embedding),
                              InstanceMethod("rmsnorm", &Kernels::Rmsnorm),
@@ -133,6 +135,8 @@ class Kernels : public Napi::Addon<Kernels> {
     // Batched products on bf16 weights through AMX tiles (amx_bf16.h), real or emulated.
     o.Set("tiles", table_->tileLoop != nullptr);
     o.Set("int8Attention", table_->int8Attention());
+    // Whether decode attention on float caches asks for its KV rows ahead in software now.
+    o.Set("kvReadAhead", lk::kvReadAhead());
     o.Set("threads", threads());
     Napi::Array cpu = Napi::Array::New(env);
     uint32_t i = 0;
@@ -167,6 +171,15 @@ class Kernels : public Napi::Addon<Kernels> {
   void SetPromptTiles(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsBoolean()) typeError(info.Env(), "setPromptTiles: on must be a boolean");
     runner_.setTiles(info[0].As<Napi::Boolean>().Value());
+  }
+
+  // setKvReadAhead(on): decode attention on float caches asks for its KV rows ahead in software
+  // (true), leaves them to the hardware prefetcher (false), or does what this CPU gains by (null,
+  // the default: kv_read_ahead.h). Process-wide: the benchmarks' A/B.
+  void SetKvReadAhead(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !(info[0].IsBoolean() || info[0].IsNull()))
+      typeError(info.Env(), "setKvReadAhead: on must be a boolean or null");
+    lk::setKvReadAhead(info[0].IsNull() ? -1 : info[0].As<Napi::Boolean>().Value() ? 1 : 0);
   }
 
   // matmul(out, x, w, dtype, rows, cols, nTokens, bias?)
@@ -588,6 +601,7 @@ class Kernels : public Napi::Addon<Kernels> {
     a.nHeads = integer(info, 15, m, "nHeads", 1);
     a.scale = float(number(info, 16, m, "scale"));
     a.softcap = present(info, 18) ? float(number(info, 18, m, "softcap")) : 0.0f;
+    a.readAhead = lk::kvReadAhead();
     if (!(a.softcap >= 0)) rangeError(env, "attention: softcap must be 0 (none) or positive");
     if (a.nHeads % nKv) typeError(env, "attention: nHeads must be a multiple of cache.nKvHeads");
     a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * a.nHeads * D).data);

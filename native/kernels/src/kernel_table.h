@@ -61,6 +61,9 @@ struct AttnArgs {
   float scale;
   float* lse;  // or null
   float softcap;  // scores become softcap * tanh(score / softcap) before the softmax; 0: none
+  // Whether decode attention on a float cache asks for its KV rows ahead in software (read_ahead.h;
+  // lk::kvReadAhead() says whether this CPU gains by it). The int8 dot-product paths always do.
+  bool readAhead;
 };
 
 // Prompt tiles (attentionTile): a tile's rows are its tokens' query heads of one KV head, at most

@@ -1142,16 +1142,29 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     splitRuns(st, D, D * (DT == 0 ? 4 : 2));
     return p;
   };
-  const int64_t nh = h1 - h0;
-  int64_t rows[kChunk];  // the step's keys' row offsets, in the order the kernels read them
-  // With grouped queries each row feeds several heads' arithmetic, and the core, busy with it, keeps
-  // too few of the rows' cache misses in flight: the reads and the arithmetic took about the sum of
-  // their times. So each kernel call first asks for the rows of the call after it (the next 16 keys
-  // of the same KV head, or the next head's first 16) in L1. Alternating A/B, context 4,096, 2
-  // threads, bf16, calls back to back: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16 (both with
-  // quadScores), 4.8-5.0 against 5.0-5.1 on avx2; for MHA it was slower (15.3 against 13.3 ms),
-  // so only G >= 2 does it.
-  const bool prefetchNext = G >= 2;
+  const int64_t nh = h1 - h0, rowBytes = D * (DT == 0 ? 4 : 2);
+  Step steps[3];
+  int64_t rowsOf[3][kChunk];  // each gathered step's keys' row offsets, in the order the kernels read them
+  const int64_t* rows = rowsOf[0];  // the step's being read
+  // Where this CPU gains by it (a.readAhead: Intel's), the kernels' reads are asked for
+  // kReadAheadBytes ahead in their order, across steps, paced from each kernel call; elsewhere,
+  // with grouped queries, each row feeds several heads' arithmetic, and the core, busy with it,
+  // keeps too few of the rows' cache misses in flight: the reads and the arithmetic took about the
+  // sum of their times. So each kernel call first asks for the rows of the call after it (the next
+  // 16 keys of the same KV head, or the next head's first 16) in L1. Alternating A/B, context
+  // 4,096, 2 threads, bf16, calls back to back: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16
+  // (both with quadScores), 4.8-5.0 against 5.0-5.1 on avx2; for MHA it was slower (15.3 against
+  // 13.3 ms), so only G >= 2 does it.
+  const bool readAhead = a.readAhead, prefetchNext = !readAhead && G >= 2;
+  int64_t gathered = 1;  // the last step gathered
+  auto ra = makeReadAhead(
+      kReadAheadBytes, nh, rowBytes, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
+      [&](int64_t st, int phase, int64_t kh, int64_t j) {
+        return static_cast<const char*>(phase ? c.v : c.k) + (rowsOf[st % 3][j] + kh * headStride) * (rowBytes / D);
+      });
+  auto pace = [&](int64_t n) {
+    if (readAhead) ra.consumed(n * rowBytes);
+  };
   auto nextCall = [&](const void* base, int64_t n, int64_t kh, int64_t m) {
     if (!prefetchNext) return;
     if (m + kSub < n) return prefetchRows<DT>(base, rows + m + kSub, kh * headStride, std::min(kSub, n - m - kSub), D);
@@ -1160,6 +1173,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   auto scores = [&](int64_t n, int64_t kh, int64_t m) {
     float* out = sc + kh * G * kChunk + m;
     const int64_t ns = std::min(kSub, n - m);
+    pace(ns);
     nextCall(c.k, n, kh, m);
 #if defined(__AVX512BF16__)
     if (dp) return dpScoresAll(s.qb.data() + kh * G * D, s.qx.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
@@ -1168,6 +1182,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   };
   auto values = [&](int64_t n, int64_t kh, int64_t m) {
     const int64_t ns = std::min(kSub, n - m), first = kh * G * kChunk + m;
+    pace(ns);
     nextCall(c.v, n, kh, m);
 #if defined(__AVX512BF16__)
     if (dp) return dpValuesAll(acc + kh * G * D, G, D, c.v, rows + m, kh * headStride, ns, s.pb.data() + first);
@@ -1211,24 +1226,31 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   // Each block is a region of its own, so every run starts with a TLB miss and the hardware
   // prefetcher has to find it. Touching the first lines of each run two steps ahead gets the page
   // walk (and the DRAM row open) done long before the data is needed.
-  Step steps[3];
-  int64_t p = gather(p0, steps[0]);
-  p = gather(p, steps[1]);
+  // The step's keys interleaved across its runs (key m from run m % nRuns while all last), so
+  // the kernels read every block of the step at once: several sequential streams keep more lines
+  // in flight than one (a plain read of the same blocks gains about a fifth).
+  auto gatherInOrder = [&](int64_t from, int64_t stepNo) {
+    Step& st = steps[stepNo % 3];
+    const int64_t next = gather(from, st);
+    int64_t* out = rowsOf[stepNo % 3];
+    for (int64_t i = 0, m = 0; m < st.n; i++)
+      for (int r = 0; r < st.nRuns; r++)
+        if (i < st.len[r]) out[m++] = st.base[r] + i * D;
+    return next;
+  };
+  int64_t p = gatherInOrder(p0, 0);
+  p = gatherInOrder(p, 1);
   for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
     const Step& st = steps[stepNo % 3];
-    Step& far = steps[(stepNo + 2) % 3];
-    p = gather(p, far);
+    const Step& far = steps[(stepNo + 2) % 3];
+    p = gatherInOrder(p, stepNo + 2);
+    gathered = stepNo + 2;
     for (int r = 0; r < far.nRuns; r++) {
       touchRows<DT>(c.k, far.base[r]);
       touchRows<DT>(c.v, far.base[r]);
     }
     const int64_t n = st.n;
-    // The step's keys interleaved across its runs (key m from run m % nRuns while all last), so
-    // the kernels read every block of the step at once: several sequential streams keep more lines
-    // in flight than one (a plain read of the same blocks gains about a fifth).
-    for (int64_t i = 0, m = 0; m < n; i++)
-      for (int r = 0; r < st.nRuns; r++)
-        if (i < st.len[r]) rows[m++] = st.base[r] + i * D;
+    rows = rowsOf[stepNo % 3];
     for (int64_t kh = 0; kh < nh; kh++)
       for (int64_t m = 0; m < n; m += kSub) scores(n, kh, m);
     softmax(n);

@@ -119,13 +119,6 @@ inline void dotHeadTiles(int64_t n, F f) {
   for (; g < n; g++) f(std::integral_constant<int, 1>{}, g);
 }
 
-// How far ahead of the kernels the task's K and V lines are asked for: 256 lines (16 KiB, one KV
-// head's K or V of a 128-key step at head_dim 128). Swept on an AVX-512 EPYC (2 threads, batch 8,
-// 8 KV heads, context 16,384, distances alternating call by call, best of 12): 64 lines 8.9 ms a
-// call, 128 8.4, 256 8.2, against 12.0 with none; in other runs 512 and 1,024 were level with 256
-// or slower, 2,048 slower; prefetcht1/t2 instead of t0 slower, nta level (BENCHMARKS.md).
-constexpr int64_t kReadAheadBytes = 256 * 64;
-
 template <class K>
 inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                             float* out, float* lse) {

@@ -7,14 +7,25 @@
 // alone then keeps too few lines in flight: on an AVX-512 EPYC one thread of the int8 kernel read
 // a 41% share of a one-thread streaming read while its arithmetic took only about a third of the
 // time. Asking for the lines ahead, a few at a time from inside the kernels' loops (a burst of a
-// whole item list per call measured slower), keeps the misses overlapping the arithmetic. Only the
-// int8 VNNI path uses it: the bf16 kernels (whose hardware-prefetched reads run at 60-75% of the
-// streaming read) took 20-30% longer with it at every distance (64 to 1,024 lines) and hint
-// tried, and the int8 widening path is bound by its arithmetic (BENCHMARKS.md).
+// whole item list per call measured slower), keeps the misses overlapping the arithmetic. The int8
+// VNNI path always uses it; the float caches' kernels where lk::kvReadAhead() says (Intel CPUs: on
+// a Xeon with AMX a bf16 cache read 1.13-1.19x faster with it; on the AMD EPYC the same kernels,
+// whose hardware-prefetched reads ran at 60-75% of the streaming read, took 20-30% longer with it
+// at every distance and hint tried); the int8 widening path is bound by its arithmetic
+// (BENCHMARKS.md).
 #pragma once
 #include <cstdint>
 
 namespace LK_VARIANT {
+
+// How far ahead of the kernels the task's K and V lines are asked for: 256 lines (16 KiB, one KV
+// head's K or V of a 128-key step at head_dim 128). Swept for the int8 path on an AVX-512 EPYC (2
+// threads, batch 8, 8 KV heads, context 16,384, distances alternating call by call, best of 12):
+// 64 lines 8.9 ms a call, 128 8.4, 256 8.2, against 12.0 with none; in other runs 512 and 1,024
+// were level with 256 or slower, 2,048 slower; prefetcht1/t2 instead of t0 slower, nta level. For
+// a bf16 cache on a Xeon with AMX, 2,048 to 16,384 bytes were within the host's spread, 16,384 the
+// steadiest (BENCHMARKS.md).
+constexpr int64_t kReadAheadBytes = 256 * 64;
 
 // A task's reads: step s has items(s) items per KV head (0 while the step is not gathered yet, or
 // past the range's end); addr(s, phase, kh, j) is the first byte of item j of head kh, phase 0
