@@ -20,7 +20,7 @@
 // there (the kernels' arithmetic rate; the limit column is then still DRAM's); --calls N (with
 // --warm): each timing covers N calls back to back, divided by N, for a cache small enough to sit
 // in L2, whose single call (tens of µs) the timer and the call's own cost would blur.
-// --read-ahead: whether float caches' KV rows are asked for ahead in software (kv_read_ahead.h):
+// --read-ahead: whether float caches' KV rows are asked for ahead in software (read_ahead_policy.h):
 // "default" (what this CPU gets: on for Intel's), "on", "off", or a list to compare them in the same
 // repetitions; each row's "reads" column says which ran ("ahead" or "hw").
 //
@@ -96,8 +96,8 @@ const arms = variantFlag(backend, values.variant).flatMap((variant) =>
 /** Selects an arm's variant and read-ahead; returns whether its reads go ahead in software. */
 function selectArm(arm: (typeof arms)[number]): boolean {
   backend.selectVariant(arm.variant);
-  backend.setKvReadAhead(arm.readAhead);
-  return backend.info().kvReadAhead;
+  backend.setReadAhead(arm.readAhead);
+  return backend.info().readAhead;
 }
 const kvDtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 
@@ -123,7 +123,7 @@ interface Row {
   threads: number;
   kvDtype: KvDType;
   /** Whether float caches' KV rows were asked for ahead in software (int8's dot products always are). */
-  kvReadAhead: boolean;
+  readAhead: boolean;
   nKvHeads: number;
   limitGbPerS: number;
   gbPerS: number;
@@ -239,7 +239,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     tAttn = paired.filter((_, i) => i % 2 === 1);
   }
   const limit = stream.byteLength / tRead / 1e9;
-  backend.setKvReadAhead(null);
+  backend.setReadAhead(null);
   return arms.map(({ variant }, i) => {
     const gb = bytes / tAttn[i]! / 1e9;
     const peak = instructions[i] === null ? null : peakFlops[i]! / tPeak[i]! / 1e9;
@@ -250,7 +250,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
       ctx,
       threads,
       kvDtype: dtype,
-      kvReadAhead: aheads[i]!,
+      readAhead: aheads[i]!,
       nKvHeads,
       limitGbPerS: limit,
       gbPerS: gb,
@@ -281,7 +281,7 @@ for (const r of results)
       String(r.threads).padStart(7),
       String(r.nKvHeads).padStart(8),
       r.kvDtype.padStart(8),
-      (r.kvReadAhead ? "ahead" : "hw").padStart(5),
+      (r.readAhead ? "ahead" : "hw").padStart(5),
       r.limitGbPerS.toFixed(1).padStart(16),
       r.gbPerS.toFixed(1).padStart(14),
       r.pctOfLimit.toFixed(0).padStart(16),

@@ -3,9 +3,15 @@
 // enough matrices (--gib, default 1.5 GiB, past the last-level cache) to come from DRAM.
 //
 //   node dist/bench/kernels/matvec.js [--rows 4096] [--cols 4096] [--threads 1,2] [--gib 1.5] [--variant avx2]
+//                                     [--read-ahead default,on,off]
+//
+// --read-ahead: whether the weight rows are asked for ahead in software (read_ahead_policy.h):
+// "default" (what this CPU gets: on for Intel's), "on", "off", or a list to compare them in the
+// same repetitions.
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { bytesPerElement } from "../../src/model/tensor.js";
+import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
@@ -17,7 +23,13 @@ const { values } = benchArgs({
     threads: { type: "string", default: "1,2" },
     gib: { type: "string", default: "1.5" },
     variant: { type: "string" },
+    "read-ahead": { type: "string", default: "default" },
   },
+});
+const readAheadModes = values["read-ahead"].split(",").map((m) => {
+  if (m === "default") return null;
+  if (m === "on" || m === "off") return m === "on";
+  throw new Error(`--read-ahead takes default, on or off (or a list of them), got "${m}"`);
 });
 const rows = intFlag(values.rows, "rows");
 const cols = intFlag(values.cols, "cols");
@@ -45,16 +57,19 @@ const out = new Float32Array(rows);
 for (const dtype of ["f32", "bf16", "f16"] as const) {
   const bytes = rows * cols * bytesPerElement(dtype);
   const prepared = rotatingWeights(backend, dtype, rows, cols, workingSet, 0.5);
-  const pass = () => {
+  const passes = readAheadModes.map((mode) => () => {
+    backend.setReadAhead(mode);
     for (const w of prepared) backend.matmul(out, x, w, 1);
-  };
+  });
+  const aheads = readAheadModes.map((mode) => {
+    backend.setReadAhead(mode);
+    return backend.info().readAhead;
+  });
   for (const threads of threadCounts) {
     backend.setThreads(threads);
-    pass();
-    const [tRead, tPass] = bestAlternating(4, () => backend.streamRead(stream), pass) as [number, number];
-    const limit = stream.byteLength / tRead / 1e9;
-    const t = tPass / prepared.length;
-    const gb = bytes / t / 1e9;
+    for (const pass of passes) pass();
+    const [tRead, ...tPasses] = bestAlternating(4, () => backend.streamRead(stream), ...passes);
+    const limit = stream.byteLength / tRead! / 1e9;
     results.push({
       threads,
       what: `stream read (limit, ${dtype} run)`,
@@ -62,18 +77,25 @@ for (const dtype of ["f32", "bf16", "f16"] as const) {
       pctOfDram: 100,
       usPerCall: Number.NaN,
     });
-    results.push({
-      threads,
-      what: `matvec ${rows}x${cols} ${dtype}`,
-      gbPerS: gb,
-      pctOfDram: (100 * gb) / limit,
-      usPerCall: t * 1e6,
+    tPasses.forEach((tPass, i) => {
+      const t = tPass / prepared.length;
+      const gb = bytes / t / 1e9;
+      results.push({
+        threads,
+        what: `matvec ${rows}x${cols} ${dtype}${aheads[i] ? " (ahead)" : ""}`,
+        gbPerS: gb,
+        pctOfDram: (100 * gb) / limit,
+        usPerCall: t * 1e6,
+      });
     });
   }
 }
+backend.setReadAhead(null);
 results.sort((a, b) => a.threads - b.threads);
 
-console.log(`${backend.describe()}; stream and weights each span ${(workingSet / 2 ** 20).toFixed(0)} MiB`);
+console.log(
+  `${cpuModel()}; ${backend.describe()}; stream and weights each span ${(workingSet / 2 ** 20).toFixed(0)} MiB`,
+);
 console.log("threads | what                            |   GB/s | % of stream read | µs/call");
 for (const r of results)
   console.log(
@@ -83,6 +105,7 @@ for (const r of results)
   );
 
 writeResults("kernels-matvec.json", {
+  cpu: cpuModel(),
   backend: backend.describe(),
   info: backend.info(),
   rows,

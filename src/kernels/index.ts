@@ -86,8 +86,8 @@ export interface KernelReport {
   int8Attention: string;
   /** How grouped-query attention multiplies a bf16 cache: vdpbf16ps, or K and V widened to fp32. */
   bf16Attention: string;
-  /** How decode attention's KV rows reach the cores: asked for ahead in software (Intel CPUs), or the hardware prefetcher alone. */
-  kvReads: string;
+  /** How streamed weight and KV rows reach the cores: asked for ahead in software (Intel CPUs), or the hardware prefetcher alone. */
+  reads: string;
   threads: number;
   addonPath: string | null;
   error?: string;
@@ -99,9 +99,10 @@ const PROMPT_TILES = "prompt chunks in tiles of query tokens";
 const BF16_DOT_ATTENTION = `vdpbf16ps for grouped queries (queries and probabilities rounded to bf16); ${PROMPT_TILES}`;
 const WIDENED_ATTENTION = `fp32 multiply-add (K and V widened to fp32); ${PROMPT_TILES}`;
 const REFERENCE_ATTENTION = "fp32, one query token at a time (the TypeScript reference)";
-const KV_READ_AHEAD = "asked for 16 KiB ahead in software (this CPU's default: Intel's)";
-const KV_HARDWARE =
-  "float caches through the hardware prefetcher; int8 caches' dot products asked for 16 KiB ahead";
+const READ_AHEAD =
+  "float weights' rows 4 KiB and KV rows 16 KiB ahead in software (this CPU's default: Intel's)";
+const HARDWARE_READS =
+  "float weights and caches through the hardware prefetcher (int8 caches and quantized weights ask ahead)";
 
 const RELEVANT_FLAGS = [
   "sse4_2",
@@ -161,7 +162,7 @@ export function kernelReport(): KernelReport {
       quantProducts: "reference",
       int8Attention: "reference",
       bf16Attention: REFERENCE_ATTENTION,
-      kvReads: "reference",
+      reads: "reference",
       threads: 1,
       addonPath: null,
     };
@@ -181,7 +182,7 @@ export function kernelReport(): KernelReport {
       quantProducts: quantProducts(addon),
       int8Attention: i.int8Attention,
       bf16Attention: i.bf16DotAttention ? BF16_DOT_ATTENTION : WIDENED_ATTENTION,
-      kvReads: i.kvReadAhead ? KV_READ_AHEAD : KV_HARDWARE,
+      reads: i.readAhead ? READ_AHEAD : HARDWARE_READS,
       threads: i.threads,
       addonPath: path,
     };
@@ -195,7 +196,7 @@ export function kernelReport(): KernelReport {
       quantProducts: "reference",
       int8Attention: "reference",
       bf16Attention: REFERENCE_ATTENTION,
-      kvReads: "reference",
+      reads: "reference",
       threads: 1,
       addonPath: null,
       error: (e as Error).message,

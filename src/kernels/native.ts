@@ -53,15 +53,16 @@ export interface NativeAddon {
      */
     int8Attention: string;
     /**
-     * Whether decode attention on float caches asks for its KV rows ahead in software now (by
-     * default on Intel CPUs; setKvReadAhead forces it).
+     * Whether the streaming kernels (decode attention on float caches, products of up to 8 tokens
+     * on float weights) ask for their rows ahead in software now (by default on Intel CPUs;
+     * setReadAhead forces it).
      */
-    kvReadAhead: boolean;
+    readAhead: boolean;
   };
   selectVariant(name: string): void;
   setThreads(n: number): void;
   setPromptTiles(on: boolean): void;
-  setKvReadAhead(on: boolean | null): void;
+  setReadAhead(on: boolean | null): void;
   matmul(
     out: Float32Array,
     x: Float32Array,
@@ -441,11 +442,12 @@ export class NativeBackend implements KernelBackend {
   }
 
   /**
-   * Whether decode attention on float caches asks for its KV rows ahead in software: forced on or
-   * off, or (null) what this CPU gains by (Intel's: on). Process-wide; for benchmarks' A/B runs.
+   * Whether the streaming kernels (decode attention on float caches, products of up to 8 tokens on
+   * float weights) ask for their rows ahead in software: forced on or off, or (null) what this CPU
+   * gains by (Intel's: on). Process-wide; for benchmarks' A/B runs.
    */
-  setKvReadAhead(on: boolean | null): void {
-    this.addon.setKvReadAhead(on);
+  setReadAhead(on: boolean | null): void {
+    this.addon.setReadAhead(on);
   }
 
   /** Switches this thread's addon instance to another compiled variant (for tests and benchmarks). */

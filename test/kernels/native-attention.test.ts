@@ -171,11 +171,11 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
 });
 
 test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {
-  // Software read-ahead is on by default on Intel CPUs only (kv_read_ahead.h). It reads each step's
+  // Software read-ahead is on by default on Intel CPUs only (read_ahead_policy.h). It reads each step's
   // rows in the order the kernels take them, gathered two steps ahead: contexts of several steps
   // (8 blocks each), GQA and MHA, blocks of 16 and 64, head_dim 8 to 128.
   const intel = /^vendor_id\s*:\s*GenuineIntel$/m.test(readFileSync("/proc/cpuinfo", "utf8"));
-  assert.equal(native.info().kvReadAhead, intel, "the default");
+  assert.equal(native.info().readAhead, intel, "the default");
   const cases: Case[] = [
     CASES[2]!,
     CASES[1]!,
@@ -191,11 +191,11 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
           native,
           (v) => {
             const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
-            native.setKvReadAhead(true);
-            assert.equal(native.info().kvReadAhead, true);
+            native.setReadAhead(true);
+            assert.equal(native.info().readAhead, true);
             const ahead = run(native, s.natCache, s, c);
-            native.setKvReadAhead(false);
-            assert.equal(native.info().kvReadAhead, false);
+            native.setReadAhead(false);
+            assert.equal(native.info().readAhead, false);
             const plain = run(native, s.natCache, s, c);
             assert.deepEqual(ahead.out, plain.out, `out ${what}`);
             assert.deepEqual(ahead.lse, plain.lse, `lse ${what}`);
@@ -206,12 +206,12 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
         );
       }
   } finally {
-    native.setKvReadAhead(null);
+    native.setReadAhead(null);
   }
-  assert.equal(native.info().kvReadAhead, intel, "null restores the default");
-  assert.throws(() => native.setKvReadAhead("on" as unknown as boolean), {
+  assert.equal(native.info().readAhead, intel, "null restores the default");
+  assert.throws(() => native.setReadAhead("on" as unknown as boolean), {
     name: "TypeError",
-    message: /setKvReadAhead: on must be a boolean or null/,
+    message: /setReadAhead: on must be a boolean or null/,
   });
 });
 

@@ -116,6 +116,35 @@ test("a threaded matmul gives the same result with 1 and 3 threads", () => {
   }
 });
 
+test("products of 1 to 8 tokens give the same bits with their weight rows asked for ahead in software and without (every dtype and variant)", () => {
+  // Read-ahead (read_ahead_policy.h, on by default on Intel CPUs) only asks for lines: the sums
+  // must not move. 1029 rows: four streams a slice and the rows past them; K = 200: a row that
+  // ends off a cache line and a scalar tail past the last whole vector.
+  const rand = rng(13);
+  const [rows, cols] = [1029, 200];
+  try {
+    for (const dtype of DTYPES) {
+      const wt = randomTensor("w", dtype, [rows, cols], rand);
+      const w = native.prepareWeight(wt);
+      for (const n of [1, 2, 8]) {
+        const x = randomF32(n * cols, rand);
+        forEachVariant(native, (v) => {
+          const run = (ahead: boolean) => {
+            native.setReadAhead(ahead);
+            assert.equal(native.info().readAhead, ahead);
+            const out = new Float32Array(n * rows).fill(Number.NaN);
+            native.matmul(out, x, w, n);
+            return out;
+          };
+          assert.deepEqual(run(true), run(false), `${v} ${dtype} batch ${n}`);
+        });
+      }
+    }
+  } finally {
+    native.setReadAhead(null);
+  }
+});
+
 test("the AMX tiles (or their software twin) give the same products on 1 and 3 threads", () => {
   const { supported, emulated, cpu } = native.info();
   const amx = [...supported, ...emulated].filter((v) => v.startsWith("amx"));

@@ -15,7 +15,7 @@ if [ "$target" = plane_net ]; then
 else
   set -- "$src/dataplane_tcp.cpp" "$src/socket_io.cpp" "$src/dataplane_worker.cpp" "$src/dataplane_client.cpp" \
     "$src/dataplane_os.cpp" "$src/attention_runner.cpp" "$src/thread_pool.cpp" "$src/kernels.cpp" \
-    "$src/kv_read_ahead.cpp"
+    "$src/read_ahead_policy.cpp"
 fi
 exec "${CXX_FUZZ:-clang++}" -std=gnu++17 -g -O1 -pthread \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -18,7 +18,7 @@
 #include "attention_runner.h"
 #include "napi_args.h"
 #include "cpu_select.h"
-#include "kv_read_ahead.h"
+#include "read_ahead_policy.h"
 #include "dataplane_api.h"
 #include "elementwise_kernels.h"
 #include "kernel_table.h"
@@ -63,7 +63,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("selectVariant", &Kernels::SelectVariant),
                              InstanceMethod("setThreads", &Kernels::SetThreads),
                              InstanceMethod("setPromptTiles", &Kernels::SetPromptTiles),
-                             InstanceMethod("setKvReadAhead", &Kernels::SetKvReadAhead),
+                             InstanceMethod("setReadAhead", &Kernels::SetReadAhead),
                              InstanceMethod("matmul", &Kernels::Matmul),
                              InstanceMethod("embedding", &Kernels::Embedding),
                              InstanceMethod("rmsnorm", &Kernels::Rmsnorm),
@@ -135,8 +135,8 @@ class Kernels : public Napi::Addon<Kernels> {
     // Batched products on bf16 weights through AMX tiles (amx_bf16.h), real or emulated.
     o.Set("tiles", table_->tileLoop != nullptr);
     o.Set("int8Attention", table_->int8Attention());
-    // Whether decode attention on float caches asks for its KV rows ahead in software now.
-    o.Set("kvReadAhead", lk::kvReadAhead());
+    // Whether the streaming kernels ask for what they read ahead in software now.
+    o.Set("readAhead", lk::readAhead());
     o.Set("threads", threads());
     Napi::Array cpu = Napi::Array::New(env);
     uint32_t i = 0;
@@ -173,13 +173,14 @@ class Kernels : public Napi::Addon<Kernels> {
     runner_.setTiles(info[0].As<Napi::Boolean>().Value());
   }
 
-  // setKvReadAhead(on): decode attention on float caches asks for its KV rows ahead in software
-  // (true), leaves them to the hardware prefetcher (false), or does what this CPU gains by (null,
-  // the default: kv_read_ahead.h). Process-wide: the benchmarks' A/B.
-  void SetKvReadAhead(const Napi::CallbackInfo& info) {
+  // setReadAhead(on): the streaming kernels (decode attention on float caches, products of up to
+  // kSmallBatch tokens on float weights) ask for what they read ahead in software (true), leave it
+  // to the hardware prefetcher (false), or do what this CPU gains by (null, the default:
+  // read_ahead_policy.h). Process-wide: the benchmarks' A/B.
+  void SetReadAhead(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !(info[0].IsBoolean() || info[0].IsNull()))
-      typeError(info.Env(), "setKvReadAhead: on must be a boolean or null");
-    lk::setKvReadAhead(info[0].IsNull() ? -1 : info[0].As<Napi::Boolean>().Value() ? 1 : 0);
+      typeError(info.Env(), "setReadAhead: on must be a boolean or null");
+    lk::setReadAhead(info[0].IsNull() ? -1 : info[0].As<Napi::Boolean>().Value() ? 1 : 0);
   }
 
   // matmul(out, x, w, dtype, rows, cols, nTokens, bias?)
@@ -188,6 +189,7 @@ class Kernels : public Napi::Addon<Kernels> {
     const int dtype = dtypeOf(info, 3, m);
     lk::MatmulArgs a{};
     a.dtype = dtype;
+    a.readAhead = lk::readAhead();
     a.rows = integer(info, 4, m, "rows", 1);
     a.cols = integer(info, 5, m, "cols", 1);
     a.nTokens = integer(info, 6, m, "nTokens");
@@ -415,6 +417,7 @@ class Kernels : public Napi::Addon<Kernels> {
       const int64_t n = start[e + 1] - start[e];
       if (n == 0) continue;
       lk::MatmulArgs a{};
+      a.readAhead = lk::readAhead();
       a.out = out + start[e] * set.rows;
       a.x = x + start[e] * set.cols;
       a.w = set.w[size_t(e)];
@@ -601,7 +604,7 @@ class Kernels : public Napi::Addon<Kernels> {
     a.nHeads = integer(info, 15, m, "nHeads", 1);
     a.scale = float(number(info, 16, m, "scale"));
     a.softcap = present(info, 18) ? float(number(info, 18, m, "softcap")) : 0.0f;
-    a.readAhead = lk::kvReadAhead();
+    a.readAhead = lk::readAhead();
     if (!(a.softcap >= 0)) rangeError(env, "attention: softcap must be 0 (none) or positive");
     if (a.nHeads % nKv) typeError(env, "attention: nHeads must be a multiple of cache.nKvHeads");
     a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * a.nHeads * D).data);

@@ -17,6 +17,7 @@
 
 #include "line_vector.h"
 #include "kernel_table.h"
+#include "read_ahead.h"
 #include "simd.h"
 
 #if defined(__AVX512BF16__)
@@ -38,7 +39,8 @@ inline __m512bh loadBf16x32(const uint16_t* p) { return (__m512bh)_mm512_loadu_s
 // As matmulTile in kernels.cpp, with the weights read as 32 bf16 a step and multiplied by the
 // activations already rounded to bf16 (xb: the slice's copy, see dotStreamRange), two products a
 // lane per instruction.
-template <int R, int T>
+// Ahead: the weight rows are asked for kWeightReadAheadBytes ahead (a.readAhead; read_ahead.h).
+template <int R, int T, bool Ahead>
 inline void dotTile(const lk::MatmulArgs& a, const uint16_t* xb, int64_t r, int64_t t, int64_t rs) {
   const int64_t K = a.cols, kv = K / 32 * 32;
   const uint16_t* w = static_cast<const uint16_t*>(a.w);
@@ -55,6 +57,7 @@ inline void dotTile(const lk::MatmulArgs& a, const uint16_t* xb, int64_t r, int6
       // two cache lines every time (batch 1, 4096x4096, one thread: 1.41 against 1.13 ms for the
       // fp32 tiles as one load; about even, and batch 3 and 8 ahead, as two).
       const uint16_t* wp = w + (r + i * rs) * K + k;
+      if constexpr (Ahead) weightReadAhead<64>(wp, 0);
       const __m512bh wv = (__m512bh)_mm512_inserti64x4(
           _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp))),
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + 16)), 1);
@@ -84,16 +87,20 @@ inline void dotStreamRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) _mm512_storeu_si512(xb + i, (__m512i)toBf16x32(a.x + i));
   for (; i < n; i++) xb[i] = f32_to_bf16(a.x[i]);
-  auto tiles = [&](auto rowsTag, int64_t r, int64_t rs) {
-    constexpr int R = decltype(rowsTag)::value;
-    int64_t t = 0;
-    for (; t + 3 <= a.nTokens; t += 3) dotTile<R, 3>(a, xb, r, t, rs);
-    if (a.nTokens - t == 2) dotTile<R, 2>(a, xb, r, t, rs);
-    else if (a.nTokens - t == 1) dotTile<R, 1>(a, xb, r, t, rs);
+  auto rows = [&](auto aheadTag) {
+    constexpr bool Ahead = decltype(aheadTag)::value;
+    auto tiles = [&](auto rowsTag, int64_t r, int64_t rs) {
+      constexpr int R = decltype(rowsTag)::value;
+      int64_t t = 0;
+      for (; t + 3 <= a.nTokens; t += 3) dotTile<R, 3, Ahead>(a, xb, r, t, rs);
+      if (a.nTokens - t == 2) dotTile<R, 2, Ahead>(a, xb, r, t, rs);
+      else if (a.nTokens - t == 1) dotTile<R, 1, Ahead>(a, xb, r, t, rs);
+    };
+    const int64_t q = (r1 - r0) / 4;
+    for (int64_t i = 0; i < q; i++) tiles(std::integral_constant<int, 4>{}, r0 + i, q);
+    for (int64_t r = r0 + 4 * q; r < r1; r++) tiles(std::integral_constant<int, 1>{}, r, 1);
   };
-  const int64_t q = (r1 - r0) / 4;
-  for (int64_t i = 0; i < q; i++) tiles(std::integral_constant<int, 4>{}, r0 + i, q);
-  for (int64_t r = r0 + 4 * q; r < r1; r++) tiles(std::integral_constant<int, 1>{}, r, 1);
+  a.readAhead ? rows(std::true_type{}) : rows(std::false_type{});
 }
 
 // ---- batched (more than kSmallBatch tokens): outer-product tiles over bf16 pairs ----------------

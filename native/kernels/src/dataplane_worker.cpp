@@ -7,7 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "kv_read_ahead.h"
+#include "read_ahead_policy.h"
 
 namespace lk::dp {
 
@@ -313,7 +313,7 @@ AttnArgs Worker::args(TagState& s, int layer, int tag, float* out, const int32_t
   a.nHeads = c_.nHeads;
   a.scale = c_.scales[size_t(layer)];
   a.softcap = c_.softcaps[size_t(layer)];
-  a.readAhead = kvReadAhead();
+  a.readAhead = readAhead();
   a.lse = lse;
   return a;
 }

@@ -22,6 +22,9 @@ struct MatmulArgs {
   const float* bias;  // [rows] or null
   // Batches above kSmallBatch tokens: x packed by packTokens (see below); null otherwise.
   const float* xt;
+  // Whether products of up to kSmallBatch tokens ask for their weight rows ahead in software
+  // (lk::readAhead(): Intel CPUs).
+  bool readAhead;
 };
 
 // Batches up to this many tokens stream the weights (four-stream dot-product tiles); larger ones
@@ -62,7 +65,7 @@ struct AttnArgs {
   float* lse;  // or null
   float softcap;  // scores become softcap * tanh(score / softcap) before the softmax; 0: none
   // Whether decode attention on a float cache asks for its KV rows ahead in software (read_ahead.h;
-  // lk::kvReadAhead() says whether this CPU gains by it). The int8 dot-product paths always do.
+  // lk::readAhead() says whether this CPU gains by it). The int8 dot-product paths always do.
   bool readAhead;
 };
 

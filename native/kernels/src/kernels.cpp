@@ -35,7 +35,8 @@ using lk::tokenGroups;
 // range apart (see matvecRange).
 constexpr int kTileRows = 4;
 
-template <int DT, int R, int T>
+// Ahead: the weight rows are asked for kWeightReadAheadBytes ahead (a.readAhead; read_ahead.h).
+template <int DT, int R, int T, bool Ahead>
 inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t, int64_t rs = 1) {
   const int64_t K = a.cols;
   const int64_t kv = K / W * W;
@@ -49,6 +50,10 @@ inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t, int64_t rs = 1
     for (int j = 0; j < T; j++) xv[j] = loadf(xs[j] + k);
     for (int i = 0; i < R; i++) {
       const vf wv = loadw<DT>(a.w, (r + i * rs) * K + k);
+      if constexpr (Ahead) {
+        constexpr int64_t es = DT == 0 ? 4 : 2;
+        weightReadAhead<W * es>(static_cast<const char*>(a.w) + ((r + i * rs) * K + k) * es, k * es);
+      }
       for (int j = 0; j < T; j++) acc[i][j] += wv * xv[j];
     }
   }
@@ -69,11 +74,16 @@ inline void matmulTile(const MatmulArgs& a, int64_t r, int64_t t, int64_t rs = 1
 // keep more lines in flight than one, or than four adjacent rows (streams one row long, which the
 // hardware prefetcher has to find anew for every tile). A/B on 2 threads: 8192x2048 bf16
 // 1.9-2.2 -> 1.5-1.8 ms, 4096x4096 1.8 -> 1.2-1.4 ms, 49152x576 3.2-3.3 -> 2.3-2.5 ms.
+template <int DT, bool Ahead>
+void matvecRows(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  const int64_t q = (r1 - r0) / kTileRows;
+  for (int64_t i = 0; i < q; i++) matmulTile<DT, kTileRows, 1, Ahead>(a, r0 + i, 0, q);
+  for (int64_t r = r0 + kTileRows * q; r < r1; r++) matmulTile<DT, 1, 1, Ahead>(a, r, 0);
+}
+
 template <int DT>
 void matvecRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
-  const int64_t q = (r1 - r0) / kTileRows;
-  for (int64_t i = 0; i < q; i++) matmulTile<DT, kTileRows, 1>(a, r0 + i, 0, q);
-  for (int64_t r = r0 + kTileRows * q; r < r1; r++) matmulTile<DT, 1, 1>(a, r, 0);
+  a.readAhead ? matvecRows<DT, true>(a, r0, r1) : matvecRows<DT, false>(a, r0, r1);
 }
 
 // ---- batched matmul: outer-product register tiles over packed tokens ------------------------------
@@ -254,18 +264,23 @@ void batchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
 // tile is read whole along K, once from DRAM for the first few tokens and from cache for the
 // rest, its rows a quarter of the range apart so the range is read as four long streams (as in
 // matvecRange).
-template <int DT>
-void smallBatchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+template <int DT, bool Ahead>
+void smallBatchRows(const MatmulArgs& a, int64_t r0, int64_t r1) {
   auto tiles = [&](auto rowsTag, int64_t r, int64_t rs) {
     constexpr int R = decltype(rowsTag)::value;
     int64_t t = 0;
-    for (; t + 3 <= a.nTokens; t += 3) matmulTile<DT, R, 3>(a, r, t, rs);
-    if (a.nTokens - t == 2) matmulTile<DT, R, 2>(a, r, t, rs);
-    else if (a.nTokens - t == 1) matmulTile<DT, R, 1>(a, r, t, rs);
+    for (; t + 3 <= a.nTokens; t += 3) matmulTile<DT, R, 3, Ahead>(a, r, t, rs);
+    if (a.nTokens - t == 2) matmulTile<DT, R, 2, Ahead>(a, r, t, rs);
+    else if (a.nTokens - t == 1) matmulTile<DT, R, 1, Ahead>(a, r, t, rs);
   };
   const int64_t q = (r1 - r0) / kTileRows;
   for (int64_t i = 0; i < q; i++) tiles(std::integral_constant<int, kTileRows>{}, r0 + i, q);
   for (int64_t r = r0 + kTileRows * q; r < r1; r++) tiles(std::integral_constant<int, 1>{}, r, 1);
+}
+
+template <int DT>
+void smallBatchRange(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  a.readAhead ? smallBatchRows<DT, true>(a, r0, r1) : smallBatchRows<DT, false>(a, r0, r1);
 }
 
 // Rows [r0, r1): one token streams the rows (matvecRange), a small batch streams 4-row tiles

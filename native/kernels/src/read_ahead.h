@@ -8,7 +8,7 @@
 // a 41% share of a one-thread streaming read while its arithmetic took only about a third of the
 // time. Asking for the lines ahead, a few at a time from inside the kernels' loops (a burst of a
 // whole item list per call measured slower), keeps the misses overlapping the arithmetic. The int8
-// VNNI path always uses it; the float caches' kernels where lk::kvReadAhead() says (Intel CPUs: on
+// VNNI path always uses it; the float caches' kernels where lk::readAhead() says (Intel CPUs: on
 // a Xeon with AMX a bf16 cache read 1.13-1.19x faster with it; on the AMD EPYC the same kernels,
 // whose hardware-prefetched reads ran at 60-75% of the streaming read, took 20-30% longer with it
 // at every distance and hint tried); the int8 widening path is bound by its arithmetic
@@ -26,6 +26,21 @@ namespace LK_VARIANT {
 // a bf16 cache on a Xeon with AMX, 2,048 to 16,384 bytes were within the host's spread, 16,384 the
 // steadiest (BENCHMARKS.md).
 constexpr int64_t kReadAheadBytes = 256 * 64;
+
+// How far ahead of each of its streams a product of up to kSmallBatch tokens on float weights asks
+// for the weight rows, where lk::readAhead() says: 4 KiB (its four streams a thread keep 16 KiB in
+// flight). On a Xeon with AMX (2 threads, 4096 x 4096 from DRAM), bf16 and f16 rows read at 83-86%
+// of the streaming read without it; 1, 2 and 4 KiB ahead reached 93-102%, 4 KiB the steadiest;
+// prefetcht1 level with prefetcht0 (BENCHMARKS.md).
+constexpr int64_t kWeightReadAheadBytes = 4096;
+
+// Asks for the line kWeightReadAheadBytes past p, once per cache line a stream moves over: the
+// stream steps StepBytes at a time and p is byteOffset into its row.
+template <int64_t StepBytes>
+inline void weightReadAhead(const void* p, int64_t byteOffset) {
+  if (StepBytes >= 64 || (byteOffset & 63) == 0)
+    __builtin_prefetch(static_cast<const char*>(p) + kWeightReadAheadBytes, 0, 3);
+}
 
 // A task's reads: step s has items(s) items per KV head (0 while the step is not gathered yet, or
 // past the range's end); addr(s, phase, kh, j) is the first byte of item j of head kh, phase 0

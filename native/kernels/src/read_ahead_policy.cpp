@@ -1,4 +1,4 @@
-#include "kv_read_ahead.h"
+#include "read_ahead_policy.h"
 
 #include <atomic>
 #include <cstring>
@@ -7,7 +7,7 @@ namespace lk {
 
 namespace {
 
-// -1: the CPU's default; 0 or 1: forced by setKvReadAhead.
+// -1: the CPU's default; 0 or 1: forced by setReadAhead.
 std::atomic<int> gMode{-1};
 
 // CPUID leaf 0's vendor string (EBX, EDX, ECX) reads "GenuineIntel".
@@ -27,13 +27,13 @@ bool cpuIsIntel() {
 
 }  // namespace
 
-bool kvReadAhead() {
+bool readAhead() {
   const int forced = gMode.load(std::memory_order_relaxed);
   if (forced >= 0) return forced == 1;
   static const bool intel = cpuIsIntel();
   return intel;
 }
 
-void setKvReadAhead(int mode) { gMode.store(mode < 0 ? -1 : mode ? 1 : 0, std::memory_order_relaxed); }
+void setReadAhead(int mode) { gMode.store(mode < 0 ? -1 : mode ? 1 : 0, std::memory_order_relaxed); }
 
 }  // namespace lk
