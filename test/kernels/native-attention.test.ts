@@ -171,9 +171,10 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
 });
 
 test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {
-  // Software read-ahead is on by default on Intel CPUs only (read_ahead_policy.h). It reads each step's
-  // rows in the order the kernels take them, gathered two steps ahead: contexts of several steps
-  // (8 blocks each), GQA and MHA, blocks of 16 and 64, head_dim 8 to 128.
+  // Software read-ahead is on by default on Intel CPUs only (read_ahead_policy.h), and asks for
+  // each step's rows in the order the kernels take them, gathered two steps ahead, for rows of 128
+  // bytes or more in tasks of 1 MiB or more (read_ahead.h's aheadPays): a context of 3000 keys
+  // makes such tasks; GQA and MHA, blocks of 16 and 64, head_dim 8 (never ahead) to 128.
   const intel = /^vendor_id\s*:\s*GenuineIntel$/m.test(readFileSync("/proc/cpuinfo", "utf8"));
   assert.equal(native.info().readAhead, intel, "the default");
   const cases: Case[] = [
@@ -185,7 +186,7 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
   try {
     for (const [ci, c] of cases.entries())
       for (const dtype of KV_DTYPES) {
-        const s = setup(c, dtype, 4100 + ci, [1500, 300, 6]);
+        const s = setup(c, dtype, 4100 + ci, [3000, 300, 6]);
         const expectedFor = expectation(s.refCache, s, c);
         forEachVariant(
           native,

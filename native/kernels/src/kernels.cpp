@@ -1173,7 +1173,8 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   // 4,096, 2 threads, bf16, calls back to back: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16
   // (both with quadScores), 4.8-5.0 against 5.0-5.1 on avx2; for MHA it was slower (15.3 against
   // 13.3 ms), so only G >= 2 does it.
-  const bool readAhead = a.readAhead, prefetchNext = !readAhead && G >= 2;
+  const bool readAhead = a.readAhead && aheadPays(rowBytes, (p1 - p0) * nh * rowBytes * 2),
+             prefetchNext = !readAhead && G >= 2;
   int64_t gathered = 1;  // the last step gathered
   auto ra = makeReadAhead(
       kReadAheadBytes, nh, rowBytes, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },

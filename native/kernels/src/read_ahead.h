@@ -27,6 +27,20 @@ namespace LK_VARIANT {
 // steadiest (BENCHMARKS.md).
 constexpr int64_t kReadAheadBytes = 256 * 64;
 
+// Whether asking ahead pays for a decode-attention task reading `taskBytes` of K and V in rows of
+// `rowBytes`: its cost is a few instructions a row, which rows under 128 bytes (head_dim 8 to 32)
+// do not earn back, nor a task whose rows the caches already hold. On a Xeon with AMX, 2 threads,
+// batch 8, 8 KV heads: rows of 32 bytes (head_dim 8, f32) 2.2x slower from cache, level from DRAM;
+// 64 (head_dim 32, bf16) 0.94x from DRAM; 128 (head_dim 64, bf16) 1.07-1.18x from DRAM, 0.80-0.82x
+// from cache; 256 (head_dim 128) 1.08-1.19x from DRAM, 0.92-0.94x from cache (BENCHMARKS.md). A
+// model's decode step reads every other layer's weights and KV between two reads of one layer's
+// cache, so beyond the smallest models that cache comes from DRAM; 1 MiB a task keeps short
+// contexts (a few hundred keys) to the hardware prefetcher.
+constexpr int64_t kReadAheadMinRowBytes = 128, kReadAheadMinTaskBytes = 1 << 20;
+inline bool aheadPays(int64_t rowBytes, int64_t taskBytes) {
+  return rowBytes >= kReadAheadMinRowBytes && taskBytes >= kReadAheadMinTaskBytes;
+}
+
 // How far ahead of each of its streams a product of up to kSmallBatch tokens on float weights asks
 // for the weight rows, where lk::readAhead() says: 4 KiB (its four streams a thread keep 16 KiB in
 // flight). On a Xeon with AMX (2 threads, 4096 x 4096 from DRAM), bf16 and f16 rows read at 83-86%
