@@ -422,11 +422,12 @@ export class NativeBackend implements KernelBackend {
       : i.bf16Dot
         ? ", bf16 products through vdpbf16ps"
         : "";
+    const ahead = i.readAhead ? ", float weights and KV rows asked for ahead" : "";
     const packed =
       this.packedBytes > 0
         ? `, ${(this.packedBytes / 2 ** 20).toFixed(1)} MiB of 32-value block weights (Q8_0, Q4_0/1, Q5_0/1, IQ4_NL) also packed 16 rows a vector for decode (--no-weight-packing: as stored only)`
         : "";
-    return `native ${i.variant} (${i.reason}${dot}), ${i.threads} thread${i.threads === 1 ? "" : "s"}${packed}`;
+    return `native ${i.variant} (${i.reason}${dot}${ahead}), ${i.threads} thread${i.threads === 1 ? "" : "s"}${packed}`;
   }
 
   setThreads(n: number): void {

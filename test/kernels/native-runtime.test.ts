@@ -122,6 +122,8 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
   assert.equal(native.info().bf16DotAttention, native.info().variant === "avx512bf16");
   // and how decode attention's KV rows reach the cores (asked for ahead in software on Intel CPUs).
   assert.equal(/ahead in software \(this CPU's default/.test(r.reads), native.info().readAhead);
+  // The start-up log's kernel line (describe) says so too.
+  assert.equal(/weights and KV rows asked for ahead/.test(native.describe()), native.info().readAhead);
   if (!process.env.LAMINA_KERNEL_VARIANT) {
     // A CPU with AVX-512-BF16 gets the variant that uses it, with AMX tiles where the CPU has them
     // and the OS grants them to this process.
