@@ -1163,7 +1163,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   const int64_t nh = h1 - h0, rowBytes = D * (DT == 0 ? 4 : 2);
   Step steps[3];
   int64_t rowsOf[3][kChunk];  // each gathered step's keys' row offsets, in the order the kernels read them
-  const int64_t* rows = rowsOf[0];  // the step's being read
+  const int64_t* rows = rowsOf[0];  // the rows of the step being read
   // Where this CPU gains by it (a.readAhead: Intel's), the kernels' reads are asked for
   // kReadAheadBytes ahead in their order, across steps, paced from each kernel call; elsewhere,
   // with grouped queries, each row feeds several heads' arithmetic, and the core, busy with it,
