@@ -1,6 +1,7 @@
 // Software prefetch of an attention task's KV reads a fixed number of bytes ahead of its
-// kernels, in the order they read them, paced by what the kernels have read so far (included by
-// kv_int8.h inside each variant's namespace).
+// kernels, in the order they read them, paced by what the kernels have read so far; and of the
+// streaming products' weight rows (weightReadAhead). Included by kv_int8.h and bf16_dot.h, and
+// opens each variant's namespace itself.
 //
 // Why: a decode-attention task reads, step by step, the K then the V items of each of its KV heads
 // from a few scattered blocks at once, and computes between its loads. The hardware prefetcher
