@@ -24,6 +24,18 @@ export function intListFlag(value: string, flag: string, min = 1): number[] {
  * malformed flag prints one line naming it and the same list, then exits with status 2, instead of
  * parseArgs' stack trace.
  */
+/**
+ * --read-ahead: "default" (null: what this CPU gets), "on" or "off", or a comma-separated list of
+ * them to compare in the same repetitions (the addon's setReadAhead).
+ */
+export function readAheadFlag(value: string): (boolean | null)[] {
+  return value.split(",").map((m) => {
+    if (m === "default") return null;
+    if (m === "on" || m === "off") return m === "on";
+    throw new Error(`--read-ahead takes default, on or off (or a list of them), got "${m}"`);
+  });
+}
+
 export function benchArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
   const argv = config.args ?? process.argv.slice(2);
   if (argv.includes("--help") || argv.includes("-h")) {

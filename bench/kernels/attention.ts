@@ -39,7 +39,7 @@ import type { NativeBackend } from "../../src/kernels/native.js";
 import { f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
 import { DEFAULT_BLOCK_SIZE } from "../../src/placement/sizes.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag, readAheadFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { variantFlag } from "../common/variants.js";
 
@@ -84,11 +84,7 @@ const callsPerTiming = intFlag(values.calls, "calls");
 if (callsPerTiming > 1 && !values.warm) throw new Error("--calls above 1 needs --warm");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
-const readAheadModes = values["read-ahead"].split(",").map((m) => {
-  if (m === "default") return null;
-  if (m === "on" || m === "off") return m === "on";
-  throw new Error(`--read-ahead takes default, on or off (or a list of them), got "${m}"`);
-});
+const readAheadModes = readAheadFlag(values["read-ahead"]);
 /** What each row measures: a compiled variant with its KV reads asked for ahead or not. */
 const arms = variantFlag(backend, values.variant).flatMap((variant) =>
   readAheadModes.map((readAhead) => ({ variant, readAhead })),

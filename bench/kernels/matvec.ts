@@ -12,7 +12,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import { bytesPerElement } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag, readAheadFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { rotatingWeights } from "./weights.js";
 
@@ -26,11 +26,7 @@ const { values } = benchArgs({
     "read-ahead": { type: "string", default: "default" },
   },
 });
-const readAheadModes = values["read-ahead"].split(",").map((m) => {
-  if (m === "default") return null;
-  if (m === "on" || m === "off") return m === "on";
-  throw new Error(`--read-ahead takes default, on or off (or a list of them), got "${m}"`);
-});
+const readAheadModes = readAheadFlag(values["read-ahead"]);
 const rows = intFlag(values.rows, "rows");
 const cols = intFlag(values.cols, "cols");
 const threadCounts = intListFlag(values.threads, "threads");

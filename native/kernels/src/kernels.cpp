@@ -1160,7 +1160,8 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     splitRuns(st, D, D * (DT == 0 ? 4 : 2));
     return p;
   };
-  const int64_t nh = h1 - h0, rowBytes = D * (DT == 0 ? 4 : 2);
+  constexpr int64_t es = DT == 0 ? 4 : 2;  // bytes an element
+  const int64_t nh = h1 - h0, rowBytes = D * es;
   Step steps[3];
   int64_t rowsOf[3][kChunk];  // each gathered step's keys' row offsets, in the order the kernels read them
   const int64_t* rows = rowsOf[0];  // the rows of the step being read
@@ -1179,7 +1180,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
   auto ra = makeReadAhead(
       kReadAheadBytes, nh, rowBytes, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
       [&](int64_t st, int phase, int64_t kh, int64_t j) {
-        return static_cast<const char*>(phase ? c.v : c.k) + (rowsOf[st % 3][j] + kh * headStride) * (rowBytes / D);
+        return static_cast<const char*>(phase ? c.v : c.k) + (rowsOf[st % 3][j] + kh * headStride) * es;
       });
   auto pace = [&](int64_t n) {
     if (readAhead) ra.consumed(n * rowBytes);

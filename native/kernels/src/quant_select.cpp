@@ -48,9 +48,9 @@ const QuantTable* quantTable(const std::string& name) {
 const QuantTable* quantTableFor(const std::string& mainVariant) {
   // The main variant's family: an "avx512..." variant with extra features is still avx512, and so
   // is an "amx..." one (its build is avx512bf16's plus the tiles; every AMX CPU has AVX-512).
-  const bool amx = mainVariant.rfind("amx", 0) == 0;
-  for (const char* family : {"avx512", "avx2"}) {
-    if (mainVariant.rfind(family, 0) != 0 && !(amx && std::string(family) == "avx512")) continue;
+  const auto startsWith = [&](const char* p) { return mainVariant.rfind(p, 0) == 0; };
+  const char* family = startsWith("avx512") || startsWith("amx") ? "avx512" : startsWith("avx2") ? "avx2" : nullptr;
+  if (family) {
     if (const QuantTable* t = quantTable(std::string(family) + "vnni")) return t;
     if (const QuantTable* t = quantTable(family)) return t;
   }

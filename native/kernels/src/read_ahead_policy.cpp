@@ -1,7 +1,6 @@
 #include "read_ahead_policy.h"
 
 #include <atomic>
-#include <cstring>
 
 namespace lk {
 
@@ -10,16 +9,11 @@ namespace {
 // -1: the CPU's default; 0 or 1: forced by setReadAhead.
 std::atomic<int> gMode{-1};
 
-// CPUID leaf 0's vendor string (EBX, EDX, ECX) reads "GenuineIntel".
+// The CPU vendor (CPUID leaf 0) is Intel.
 bool cpuIsIntel() {
 #if defined(__x86_64__) || defined(_M_X64)
-  unsigned r[4] = {0, 0, 0, 0};
-  __asm__ volatile("cpuid" : "+a"(r[0]), "=b"(r[1]), "+c"(r[2]), "=d"(r[3]));
-  char v[12];
-  std::memcpy(v, &r[1], 4);
-  std::memcpy(v + 4, &r[3], 4);
-  std::memcpy(v + 8, &r[2], 4);
-  return std::memcmp(v, "GenuineIntel", 12) == 0;
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel");
 #else
   return false;
 #endif
