@@ -8,14 +8,19 @@
 //
 //   node dist/bench/kernels/matmul.js [--rows 4096] [--cols 4096] [--batch 8,32,128] [--dtype f32,bf16]
 //                                     [--threads 1,2] [--gib 0.75] [--variant avx512bf16,avx512] [--reps 4]
+//                                     [--read-ahead default,on,off]
 //
 // --variant: the compiled kernel variants to compare (default: the one this CPU gets); --reps:
-// repetitions of each product and its limit, alternating (each figure is the best).
+// repetitions of each product and its limit, alternating (each figure is the best); --read-ahead:
+// whether products of up to 8 tokens ask for their weight rows ahead in software
+// (read_ahead_policy.h): "default" (on for Intel CPUs), "on", "off", or a list to compare in the
+// same repetitions ("reads" column: "ahead" or "hw"); --gib 0.0625 keeps two 4096 x 4096 bf16
+// matrices, which a large last-level cache holds from call to call (the kernels' own rate).
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import type { NativeBackend } from "../../src/kernels/native.js";
 import type { DType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
-import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
+import { benchArgs, intFlag, intListFlag, readAheadFlag } from "../common/flags.js";
 import { bestAlternating, writeResults } from "../common/results.js";
 import { variantFlag } from "../common/variants.js";
 import { rotatingWeights } from "./weights.js";
@@ -30,6 +35,7 @@ const { values } = benchArgs({
     gib: { type: "string", default: "0.75" },
     variant: { type: "string" },
     reps: { type: "string", default: "4" },
+    "read-ahead": { type: "string", default: "default" },
   },
 });
 const rows = intFlag(values.rows, "rows");
@@ -45,6 +51,7 @@ const reps = intFlag(values.reps, "reps");
 
 const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 const variants = variantFlag(backend, values.variant);
+const readAheadModes = readAheadFlag(values["read-ahead"]);
 
 interface Row {
   variant: string;
@@ -53,6 +60,8 @@ interface Row {
   threads: number;
   dtype: DType;
   batch: number;
+  /** Whether the weight rows were asked for ahead in software (products of up to 8 tokens). */
+  readAhead: boolean;
   gflops: number;
   peakGflops: number;
   pctOfPeak: number;
@@ -88,8 +97,17 @@ function measure(prepared: ReturnType<typeof rotatingWeights>, dtype: DType, bat
   const x = new Float32Array(batch * cols).fill(1);
   const y = new Float32Array(batch * rows);
   const instructions = variants.map((v) => instructionOf(v, dtype, batch));
-  const passes = variants.map((v) => () => {
-    backend.selectVariant(v);
+  // Each variant with each --read-ahead mode; vi: its variant's index (for its limit).
+  const arms = variants.flatMap((variant, vi) =>
+    readAheadModes.map((readAhead) => ({ variant, vi, readAhead })),
+  );
+  const aheads = arms.map((arm) => {
+    backend.setReadAhead(arm.readAhead);
+    return backend.info().readAhead;
+  });
+  const passes = arms.map((arm) => () => {
+    backend.selectVariant(arm.variant);
+    backend.setReadAhead(arm.readAhead);
     for (const w of prepared) backend.matmul(y, x, w, batch);
   });
   // Flops of each limit's last run (the same count every round), keyed by the limit's index.
@@ -117,17 +135,18 @@ function measure(prepared: ReturnType<typeof rotatingWeights>, dtype: DType, bat
     for (const pass of passes) pass();
     const times = bestAlternating(reps, ...limits, ...passes);
     const gflopsOf = (i: number) => flops[i]! / times[i]! / 1e9;
-    variants.forEach((variant, i) => {
+    arms.forEach(({ variant, vi }, i) => {
       const t = times[limits.length + i]! / prepared.length;
       const gflops = (2 * rows * cols * batch) / t / 1e9;
-      const ins = instructions[i]!;
-      const peak = gflopsOf(ins === "FMA" ? i : special[ins]!);
+      const ins = instructions[vi]!;
+      const peak = gflopsOf(ins === "FMA" ? vi : special[ins]!);
       out.push({
         variant,
         limit: ins,
         threads,
         dtype,
         batch,
+        readAhead: aheads[i]!,
         gflops,
         peakGflops: peak,
         pctOfPeak: (100 * gflops) / peak,
@@ -135,6 +154,7 @@ function measure(prepared: ReturnType<typeof rotatingWeights>, dtype: DType, bat
       });
     });
   }
+  backend.setReadAhead(null);
   return out;
 }
 results.sort((a, b) => a.threads - b.threads || a.batch - b.batch);
@@ -144,11 +164,11 @@ console.log(
   `${cpuModel()}; ${rows}x${cols} weights spanning ${(workingSet / 2 ** 20).toFixed(0)} MiB per dtype`,
 );
 console.log(
-  "variant    | threads | dtype | batch | GFLOP/s | limit     | peak GFLOP/s | % of peak | ms/call",
+  "variant    | threads | dtype | batch | reads | GFLOP/s | limit     | peak GFLOP/s | % of peak | ms/call",
 );
 for (const r of results)
   console.log(
-    `${r.variant.padEnd(10)} | ${String(r.threads).padStart(7)} | ${r.dtype.padEnd(5)} | ${String(r.batch).padStart(5)} | ${r.gflops
+    `${r.variant.padEnd(10)} | ${String(r.threads).padStart(7)} | ${r.dtype.padEnd(5)} | ${String(r.batch).padStart(5)} | ${(r.readAhead ? "ahead" : "hw").padStart(5)} | ${r.gflops
       .toFixed(1)
       .padStart(
         7,
