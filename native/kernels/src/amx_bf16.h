@@ -152,15 +152,18 @@ constexpr int64_t kAmxTile = 16;
 // group passes over them, so only the first group reads them from memory.
 constexpr int64_t kAmxPanel = 64;
 
-// C tile c (16 rows from r, 16 tokens from t0) into out, with the bias, for the nt tokens there are.
+// C tile c (16 rows from r, 16 tokens from t0) into out, with the bias, for the nt tokens there are:
+// transposed in registers (transpose16) so each token's 16 sums are one store. Scalar, the scatter
+// of 256 sums took 12% of a hidden-1024 product at 64 tokens (one pass over K = 1024 per block).
 template <class Tiles, int C>
 inline void amxStoreTile(const lk::MatmulArgs& a, int64_t r, int64_t t0, int64_t nt) {
   alignas(64) float c[16][16];
   Tiles::template store<C>(c, 64);
-  for (int64_t j = 0; j < nt; j++) {
-    float* o = a.out + (t0 + j) * a.rows + r;
-    for (int i = 0; i < 16; i++) o[i] = c[i][j] + (a.bias ? a.bias[r + i] : 0.0f);
-  }
+  __m512i v[16];
+  for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512(c[i]);
+  transpose16(v);
+  const __m512 bias = a.bias ? _mm512_loadu_ps(a.bias + r) : _mm512_setzero_ps();
+  for (int64_t j = 0; j < nt; j++) _mm512_storeu_ps(a.out + (t0 + j) * a.rows + r, _mm512_add_ps((__m512)v[j], bias));
 }
 
 // out rows [r, r + 16 * RT) for tokens [t0, t0 + min(nt, 16 * TT)) of the group at xg (packPairs),
