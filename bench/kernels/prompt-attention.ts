@@ -8,7 +8,8 @@
 //                                               [--dtype bf16,f16,int8] [--threads 2] [--reps 5]
 //                                               [--variant avx512bf16,avx2]
 //
-// The limit is the peak of the instruction the tiles multiply with: vdpbf16ps for a bf16 cache with
+// The limit is the peak of the instruction the tiles multiply with: AMX's tdpbf16ps for a bf16 cache
+// with head_dim a multiple of 32 on a variant with tiles (amxbf16), vdpbf16ps for a bf16 cache with
 // grouped queries where the variant takes it for attention (avx512bf16), the byte product for an
 // int8 cache (vpdpbusd where the CPU has VNNI at the variant's width, else vpmaddubsw and vpmaddwd,
 // counted as one), else fp32 FMA (f16 and f32 caches, int8 on the portable build, bf16 elsewhere).
@@ -62,7 +63,7 @@ const backend = loadKernelBackend({ backend: "native" }) as NativeBackend;
 const variants = variantFlag(backend, values.variant);
 const PEAK_ROUNDS = 200_000;
 
-type Instruction = "vdpbf16ps" | "vpdpbusd" | "vpmaddubsw" | "FMA";
+type Instruction = "AMX" | "vdpbf16ps" | "vpdpbusd" | "vpmaddubsw" | "FMA";
 
 /** The instruction the tiles multiply with (native/kernels/src/kernels.cpp, attentionTileWith). */
 function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instruction {
@@ -70,6 +71,7 @@ function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instru
     const path = backend.info().int8Attention;
     return path === "widen" ? "FMA" : path === "maddubs" ? "vpmaddubsw" : "vpdpbusd";
   }
+  if (dtype === "bf16" && backend.info().tiles && shape.headDim % 32 === 0) return "AMX";
   const group = shape.nHeads / shape.nKvHeads;
   return dtype === "bf16" && backend.info().bf16DotAttention && group >= 2 && shape.headDim % 32 === 0
     ? "vdpbf16ps"
@@ -78,6 +80,7 @@ function tileInstruction(dtype: KvDType, shape: (typeof shapes)[number]): Instru
 
 /** Operations (a multiply-add two) of `rounds` rounds of the instruction's loop on every thread. */
 function peakOps(instruction: Instruction, rounds: number): number {
+  if (instruction === "AMX") return backend.tilePeak(rounds);
   if (instruction === "vdpbf16ps") return backend.bf16DotPeak(rounds);
   if (instruction === "vpdpbusd" || instruction === "vpmaddubsw") return backend.byteDotPeak(rounds);
   return backend.fmaPeak(rounds);

@@ -34,7 +34,10 @@ export interface NativeAddon {
     supported: string[];
     /** Products on bf16 weights use vdpbf16ps and round their activations to bf16 first. */
     bf16Dot: boolean;
-    /** Batched products on bf16 weights go through AMX tiles (the same rounding as bf16Dot). */
+    /**
+     * Batched products on bf16 weights, and prompt attention on bf16 caches (head_dim a multiple of
+     * 32), go through AMX tiles (the same rounding as bf16Dot).
+     */
     tiles: boolean;
     /**
      * Grouped-query attention on a bf16 cache goes through vdpbf16ps (queries and probabilities
@@ -418,7 +421,7 @@ export class NativeBackend implements KernelBackend {
   describe(): string {
     const i = this.addon.info();
     const dot = i.tiles
-      ? ", bf16 products through vdpbf16ps, batches through AMX tiles"
+      ? ", bf16 products through vdpbf16ps, batches and bf16 prompt attention through AMX tiles"
       : i.bf16Dot
         ? ", bf16 products through vdpbf16ps"
         : "";

@@ -1,8 +1,9 @@
 // Prompt attention in tiles of query tokens (native/kernels/src/attention_tile*.h): runs of 8 or
 // more consecutive tokens of one sequence, against the reference and against themselves computed in
-// other calls, on every variant this CPU runs and every KV dtype (vdpbf16ps tiles where decode
-// attention takes vdpbf16ps, byte-product tiles on int8 caches, fp32 multiply-add tiles elsewhere:
-// the portable build's on int8 rows dequantized).
+// other calls, on every variant this CPU runs and every KV dtype (AMX tiles on bf16 caches on the
+// amxbf16 build and its emulated twin, vdpbf16ps tiles where decode attention takes vdpbf16ps,
+// byte-product tiles on int8 caches, fp32 multiply-add tiles elsewhere: the portable build's on
+// int8 rows dequantized).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
@@ -24,6 +25,7 @@ import {
   BF16_DOT_RTOL,
   forEachVariant,
   nativeKernels,
+  promptTilesTakeAmx,
   roundedToBf16,
 } from "./native-setup.js";
 
@@ -85,31 +87,40 @@ function int8TilesInBytes(): boolean {
   return native.info().int8Attention !== "widen";
 }
 
+interface Expected {
+  out: Float32Array;
+  lse: Float32Array;
+}
+
 /**
  * got against want query by query: tile queries within rtol (on an int8 cache, the fp32 tiles; the
  * byte tiles within INT8_BYTES_RTOL), the per-token kernel's on an int8 cache within
- * INT8_BYTES_RTOL.
+ * INT8_BYTES_RTOL. `perToken`: where the tiles round what the per-token kernel does not (the AMX
+ * tiles' bf16 queries beside a widening decode kernel), what the per-token queries are held to.
  */
 function assertQueriesClose(
-  got: { out: Float32Array; lse: Float32Array },
-  want: { out: Float32Array; lse: Float32Array },
+  got: Expected,
+  want: Expected,
   c: Shape,
   dtype: KvDType,
   what: string,
   rtol: number,
+  perToken?: { want: Expected; rtol: number },
 ): void {
-  if (dtype !== "int8") {
+  if (dtype !== "int8" && !perToken) {
     assertClose(got.out, want.out, `out ${what}`, rtol);
     assertClose(got.lse, want.lse, `lse ${what}`, rtol);
     return;
   }
-  const tileRtol = int8TilesInBytes() ? INT8_BYTES_RTOL : rtol;
+  const tileRtol = dtype === "int8" && int8TilesInBytes() ? INT8_BYTES_RTOL : rtol;
   const width = c.nHeads * c.headDim;
   for (let t = 0; t < want.lse.length / c.nHeads; t++) {
-    const tol = PER_TOKEN_QUERIES.has(t) ? INT8_BYTES_RTOL : tileRtol;
+    const onTile = !PER_TOKEN_QUERIES.has(t);
+    const w = onTile || !perToken ? want : perToken.want;
+    const tol = onTile ? tileRtol : perToken ? perToken.rtol : INT8_BYTES_RTOL;
     const rows = (x: Float32Array, n: number) => x.subarray(t * n, (t + 1) * n);
-    assertClose(rows(got.out, width), rows(want.out, width), `out ${what} query ${t}`, tol);
-    assertClose(rows(got.lse, c.nHeads), rows(want.lse, c.nHeads), `lse ${what} query ${t}`, tol);
+    assertClose(rows(got.out, width), rows(w.out, width), `out ${what} query ${t}`, tol);
+    assertClose(rows(got.lse, c.nHeads), rows(w.lse, c.nHeads), `lse ${what} query ${t}`, tol);
   }
 }
 
@@ -152,16 +163,20 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
             native,
             (v) => {
               const takesDot = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
-              const want = takesDot ? dot : plain;
+              const takesAmx = promptTilesTakeAmx(native, dtype, c.headDim);
+              const want = takesDot || takesAmx ? dot : plain;
               const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
               const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
-              assertQueriesClose(got, want, c, dtype, what, want.rtol);
+              const perToken = takesAmx && !takesDot ? { want: plain, rtol: plain.rtol } : undefined;
+              assertQueriesClose(got, want, c, dtype, what, want.rtol, perToken);
               ran.add(
-                takesDot
-                  ? `${v} (vdpbf16ps tiles)`
-                  : dtype === "int8" && int8TilesInBytes()
-                    ? `${v} (byte tiles)`
-                    : v,
+                takesAmx
+                  ? `${v} (AMX tiles)`
+                  : takesDot
+                    ? `${v} (vdpbf16ps tiles)`
+                    : dtype === "int8" && int8TilesInBytes()
+                      ? `${v} (byte tiles)`
+                      : v,
               );
             },
             { emulated: true },
@@ -180,6 +195,10 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
   );
   for (const v of supported.filter((x) => x === "avx512bf16"))
     assert.ok(ran.has(`${v} (vdpbf16ps tiles)`), `${v} took the vdpbf16ps tiles`);
+  // AMX tiles on bf16 caches wherever the variant has tiles: the hardware's, and the emulated twin
+  // on every CPU with AVX-512-BF16.
+  for (const v of [...supported, ...emulated].filter((x) => x.startsWith("amx")))
+    assert.ok(ran.has(`${v} (AMX tiles)`), `${v} took the AMX tiles on a bf16 cache`);
   // Byte tiles on every build but the portable one (whose int8 decode path widens to fp32).
   for (const v of [...supported, ...emulated].filter((x) => x !== "portable"))
     assert.ok(ran.has(`${v} (byte tiles)`), `${v} took the byte tiles on an int8 cache`);
@@ -265,12 +284,18 @@ test("a prompt run with soft-capped scores (Gemma 2) matches the reference on ev
         pagedAttention(b, cache, { ...s, q }, c.nHeads, c.headDim, { softcap });
       const plain = at(ref, s.refCache, s.q);
       const dot = dtype === "bf16" ? at(ref, s.refCache, roundedToBf16(s.q)) : plain;
-      forEachVariant(native, (v) => {
-        const rounded = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
-        const want = rounded ? dot : plain;
-        const got = at(native, s.natCache, s.q);
-        const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} softcap`;
-        assertQueriesClose(got, want, c, dtype, what, rounded ? BF16_DOT_RTOL : 1e-5);
-      });
+      forEachVariant(
+        native,
+        (v) => {
+          const rounded = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
+          const amx = promptTilesTakeAmx(native, dtype, c.headDim);
+          const want = rounded || amx ? dot : plain;
+          const got = at(native, s.natCache, s.q);
+          const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} softcap`;
+          const perToken = amx && !rounded ? { want: plain, rtol: 1e-5 } : undefined;
+          assertQueriesClose(got, want, c, dtype, what, rounded || amx ? BF16_DOT_RTOL : 1e-5, perToken);
+        },
+        { emulated: true },
+      );
     }
 });

@@ -23,6 +23,7 @@ import {
   BF16_DOT_RTOL,
   forEachVariant,
   nativeKernels,
+  promptTilesTakeAmx,
   roundedToBf16,
 } from "./native-setup.js";
 
@@ -104,25 +105,66 @@ function takesBf16Dot(dtype: KvDType, c: Case): boolean {
   return attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
 }
 
+/** The queries of ragged() that a prompt tile takes: sequence 1's causal chunk of 9 tokens. */
+const TILE_QUERIES = { from: 1, to: 10 };
+
+interface Expected {
+  out: Float32Array;
+  lse: Float32Array;
+  rtol: number;
+  /** What TILE_QUERIES are held to where the prompt tiles round what the other queries' kernel does not. */
+  tiles?: { out: Float32Array; lse: Float32Array; rtol: number };
+}
+
 /**
  * What the reference gives for the variant selected now, and how close it must come. On a bf16
  * cache with query groups of 2 or more and head_dim a multiple of 32, a variant with bf16 dot
  * products (avx512bf16: vdpbf16ps) multiplies the keys by the queries rounded to bf16 and the
  * values by the probabilities rounded to bf16: its reference runs on the rounded queries, and the
- * rounded probabilities may move an output by one bf16 step (2^-8) of the largest. Everything else
- * is fp32 in both, up to summation order (1e-5).
+ * rounded probabilities may move an output by one bf16 step (2^-8) of the largest. A variant with
+ * AMX tiles rounds the same way in its prompt tiles only (a bf16 cache, head_dim a multiple of
+ * 32): there the tile run's queries take the rounded reference. Everything else is fp32 in both, up
+ * to summation order (1e-5).
  */
-function expectation(
-  cache: KvLayerCache,
-  s: ReturnType<typeof setup>,
-  c: Case,
-): () => { out: Float32Array; lse: Float32Array; rtol: number } {
+function expectation(cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case): () => Expected {
   const plain = { ...run(ref, cache, s, c), rtol: 1e-5 };
   const rounded =
     cache.dtype === "bf16"
       ? { ...run(ref, cache, { ...s, q: roundedToBf16(s.q) }, c), rtol: BF16_DOT_RTOL }
       : plain;
-  return () => (takesBf16Dot(cache.dtype, c) ? rounded : plain);
+  return () =>
+    takesBf16Dot(cache.dtype, c)
+      ? rounded
+      : promptTilesTakeAmx(native, cache.dtype, c.headDim)
+        ? { ...plain, tiles: rounded }
+        : plain;
+}
+
+/** got against `e`, TILE_QUERIES against e.tiles where the expectation has them. */
+function assertExpected(
+  got: { out: Float32Array; lse: Float32Array },
+  e: Expected,
+  c: Case,
+  what: string,
+): void {
+  if (!e.tiles) {
+    assertClose(got.out, e.out, `out ${what}`, e.rtol);
+    assertClose(got.lse, e.lse, `lse ${what}`, e.rtol);
+    return;
+  }
+  const n = got.lse.length / c.nHeads,
+    width = c.nHeads * c.headDim;
+  const parts = [
+    { from: 0, to: TILE_QUERIES.from, want: e },
+    { ...TILE_QUERIES, want: e.tiles },
+    { from: TILE_QUERIES.to, to: n, want: e },
+  ];
+  for (const { from, to, want } of parts) {
+    const at = (x: Float32Array, k: number) => x.subarray(from * k, to * k);
+    const which = `${what} queries ${from}-${to}`;
+    assertClose(at(got.out, width), at(want.out, width), `out ${which}`, want.rtol);
+    assertClose(at(got.lse, c.nHeads), at(want.lse, c.nHeads), `lse ${which}`, want.rtol);
+  }
 }
 
 test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype and variant)", () => {
@@ -138,10 +180,10 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
           const expected = expectedFor();
           const got = run(native, s.natCache, s, c);
           const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
-          assertClose(got.out, expected.out, `out ${what}`, expected.rtol);
-          assertClose(got.lse, expected.lse, `lse ${what}`, expected.rtol);
+          assertExpected(got, expected, c, what);
           ran.add(v);
           if (takesBf16Dot(dtype, c)) ran.add(`${v} (bf16 dot products)`);
+          if (expected.tiles) ran.add(`${v} (AMX prompt tiles)`);
           if (native.info().bf16DotAttention) dotAttention.add(v);
         },
         { emulated: true },
@@ -168,6 +210,8 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
     supported.filter((v) => v === "avx512bf16"),
   );
   for (const v of dotAttention) assert.ok(ran.has(`${v} (bf16 dot products)`), `${v} took bf16 dot products`);
+  for (const v of [...supported, ...emulated].filter((x) => x.startsWith("amx")))
+    assert.ok(ran.has(`${v} (AMX prompt tiles)`), `${v} took its AMX prompt tiles`);
 });
 
 test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {
@@ -200,8 +244,7 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
             const plain = run(native, s.natCache, s, c);
             assert.deepEqual(ahead.out, plain.out, `out ${what}`);
             assert.deepEqual(ahead.lse, plain.lse, `lse ${what}`);
-            const expected = expectedFor();
-            assertClose(ahead.out, expected.out, `out ${what}`, expected.rtol);
+            assertExpected(ahead, expectedFor(), c, what);
           },
           { emulated: true },
         );

@@ -120,6 +120,8 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
   // and how grouped-query attention multiplies a bf16 cache (vdpbf16ps on avx512bf16 only).
   assert.equal(/vdpbf16ps/.test(r.bf16Attention), native.info().bf16DotAttention);
   assert.equal(native.info().bf16DotAttention, native.info().variant === "avx512bf16");
+  // and that prompt chunks on a bf16 cache go through AMX tiles where the variant has them.
+  assert.equal(/through AMX/.test(r.bf16Attention), native.info().tiles);
   // and how decode attention's KV rows reach the cores (asked for ahead in software on Intel CPUs).
   assert.equal(/ahead in software \(this CPU's default/.test(r.reads), native.info().readAhead);
   // The start-up log's kernel line (describe) says so too.

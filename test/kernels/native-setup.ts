@@ -51,5 +51,14 @@ export function attentionTakesBf16Dot(
   return native.info().bf16DotAttention && kvDtype === "bf16" && nHeads / nKvHeads >= 2 && headDim % 32 === 0;
 }
 
+/**
+ * Whether the variant now selected runs a prompt's attention tiles on this cache through AMX tiles
+ * (kernels.cpp, attentionTileWith: the amxbf16 build and its emulated twin, a bf16 cache, head_dim a
+ * multiple of 32), which round queries and probabilities to bf16 as the vdpbf16ps kernels do.
+ */
+export function promptTilesTakeAmx(native: NativeBackend, kvDtype: string, headDim: number): boolean {
+  return native.info().tiles && kvDtype === "bf16" && headDim % 32 === 0;
+}
+
 /** One bf16 step: how far rounding the probabilities to bf16 may move an attention output. */
 export const BF16_DOT_RTOL = 2 ** -8;

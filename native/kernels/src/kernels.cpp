@@ -1077,19 +1077,35 @@ constexpr bool kBf16DotAttention = false;
 #include "attention_tile.h"
 #include "attention_tile_fma.h"
 #include "attention_tile_i8.h"
-#if defined(__AVX512BF16__) && !defined(LK_AMX)
+#if defined(__AVX512BF16__)
 #include "attention_tile_dot.h"
 #endif
+#if defined(LK_AMX)
+#include "attention_tile_amx.h"
+#endif
 
-// A prompt run's tile (see AttentionRunner): through vdpbf16ps where decode attention on the same
+// The tile instructions this build's prompt tiles run on (amx_bf16.h): the hardware's on the
+// amxbf16 build (its software twin for the amxbf16-emulated table).
+#if defined(LK_AMX)
+using BuildTiles = HwTiles;
+#else
+struct BuildTiles {};
+#endif
+
+// A prompt run's tile (see AttentionRunner): on a bf16 cache with head_dim a multiple of 32, through
+// AMX tiles on the amxbf16 build (attention_tile_amx.h: queries and probabilities rounded to bf16 as
+// the vdpbf16ps tiles round them); through vdpbf16ps where decode attention on the same
 // cache would take it (kBf16DotAttention, a bf16 cache, grouped queries, head_dim a multiple of 32:
 // the same rounding of queries and probabilities); on an int8 cache through byte products
 // (attention_tile_i8.h: vpdpbusd where the CPU has VNNI at the variant's width and AllowVnni, which
 // the -novnni stand-ins deny, else vpmaddubsw); else through fp32 multiply-adds (an int8 cache's rows
 // dequantized on the portable build).
-template <bool AllowVnni>
+template <bool AllowVnni, class Tiles = BuildTiles>
 void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   const int dt = a.cache.dtype;
+#if defined(LK_AMX)
+  if (dt == lk::kBF16 && a.cache.headDim % 32 == 0) return AmxAttention<Tiles>::run(a, t0, t1, kh);
+#endif
 #if defined(__AVX512BF16__) && !defined(LK_AMX)
   if (dt == lk::kBF16 && a.nHeads / a.cache.nKvHeads >= 2 && a.cache.headDim % 32 == 0)
     return attentionTileDot(a, t0, t1, kh);
@@ -1426,6 +1442,7 @@ const KernelTable* table_amxbf16_emulated() {
     t.name = "amxbf16-emulated";
     t.matmul = LK_VARIANT::matmulEmulated;
     t.tileLoop = LK_VARIANT::tileLoop<LK_VARIANT::EmuTiles>;
+    t.attentionTile = LK_VARIANT::attentionTileWith<true, LK_VARIANT::EmuTiles>;
     return t;
   }();
   return &table;
