@@ -124,6 +124,25 @@ function assertQueriesClose(
   }
 }
 
+/**
+ * What the variant selected now is held to on this cache: the reference on bf16-rounded queries
+ * (`dot`) where its tiles round (vdpbf16ps or AMX) within BF16_DOT_RTOL, else the plain one within
+ * 1e-5; where AMX tiles sit beside a per-token kernel that widens, the per-token queries to the
+ * plain one.
+ */
+function expectationFor(dtype: KvDType, c: Shape, plain: Expected, dot: Expected) {
+  const takesDot = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
+  const takesAmx = promptTilesTakeAmx(native, dtype, c.headDim);
+  const rounded = takesDot || takesAmx;
+  return {
+    takesDot,
+    takesAmx,
+    want: rounded ? dot : plain,
+    rtol: rounded ? BF16_DOT_RTOL : 1e-5,
+    perToken: takesAmx && !takesDot ? { want: plain, rtol: 1e-5 } : undefined,
+  };
+}
+
 function setup(c: Shape, seed: number, dtype: KvDType = "bf16") {
   const rand = rng(seed);
   const layout = pagedLayout(LENS, c.blockSize, rand);
@@ -162,13 +181,10 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
           forEachVariant(
             native,
             (v) => {
-              const takesDot = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
-              const takesAmx = promptTilesTakeAmx(native, dtype, c.headDim);
-              const want = takesDot || takesAmx ? dot : plain;
+              const { takesDot, takesAmx, want, rtol, perToken } = expectationFor(dtype, c, plain, dot);
               const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
               const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
-              const perToken = takesAmx && !takesDot ? { want: plain, rtol: plain.rtol } : undefined;
-              assertQueriesClose(got, want, c, dtype, what, want.rtol, perToken);
+              assertQueriesClose(got, want, c, dtype, what, rtol, perToken);
               ran.add(
                 takesAmx
                   ? `${v} (AMX tiles)`
@@ -287,13 +303,10 @@ test("a prompt run with soft-capped scores (Gemma 2) matches the reference on ev
       forEachVariant(
         native,
         (v) => {
-          const rounded = attentionTakesBf16Dot(native, dtype, c.nHeads, c.nKvHeads, c.headDim);
-          const amx = promptTilesTakeAmx(native, dtype, c.headDim);
-          const want = rounded || amx ? dot : plain;
+          const { want, rtol, perToken } = expectationFor(dtype, c, plain, dot);
           const got = at(native, s.natCache, s.q);
           const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} softcap`;
-          const perToken = amx && !rounded ? { want: plain, rtol: 1e-5 } : undefined;
-          assertQueriesClose(got, want, c, dtype, what, rounded || amx ? BF16_DOT_RTOL : 1e-5, perToken);
+          assertQueriesClose(got, want, c, dtype, what, rtol, perToken);
         },
         { emulated: true },
       );

@@ -1,6 +1,6 @@
 // Prompt attention tiles through AMX-BF16 (the amxbf16 build, bf16 cache, head_dim a multiple of
 // 32): see attention_tile.h for what a tile is. Included by kernels.cpp inside its variant
-// namespace, after attention_tile_dot.h, whose softmax and value packing it shares.
+// namespace, after attention_tile_dot.h, whose query layout, softmax and value packing it shares.
 //
 // Why: on the Xeons that have AMX, vdpbf16ps issues at half the FMA's rate, so their prompt tiles
 // went through fp32 multiply-adds (about 300 GFLOP/s on two cores, 62% of the FMA's peak), and
@@ -144,18 +144,9 @@ struct AmxAttention {
   static void run(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
     const KvArgs& c = a.cache;
     const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads, G = a.nHeads / nKv;
-    const int64_t rows = (t1 - t0) * G, R = (rows + 15) / 16 * 16, RV = R / 16, pairs = D / 2;
+    const int64_t rows = (t1 - t0) * G, R = (rows + 15) / 16 * 16, RV = R / 16;
     thread_local Scratch t;
-    int32_t lo, hi;
-    tileInitRows(a, t0, kh, rows, R, t.st, lo, hi, [&](int64_t r, const float* q) {
-      alignas(64) uint16_t qrow[lk::kTileMaxHeadDim];  // rounded to bf16, then a dim pair a row
-      for (int64_t d = 0; d < D; d += 32) _mm512_store_si512(qrow + d, (__m512i)toBf16x32(q + d));
-      for (int64_t p = 0; p < pairs; p++) std::memcpy(&t.qp[p * R + r], qrow + 2 * p, 4);
-    });
-    std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
-    const int32_t* table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
-    const uint16_t* kc = static_cast<const uint16_t*>(c.k);
-    const uint16_t* vc = static_cast<const uint16_t*>(c.v);
+    const auto [lo, hi, table, kc, vc] = bf16TileStart(a, t0, kh, rows, R, t);
     Tiles::configure();
     for (int64_t k0 = lo / kTileKeys * kTileKeys; k0 < hi; k0 += kTileKeys) {
       const int64_t nk = std::min<int64_t>(kTileKeys, (hi - k0 + 31) / 32 * 32);

@@ -147,6 +147,35 @@ inline void tilePackValues(uint32_t* vp, const uint16_t* const* vrow, int64_t nk
   }
 }
 
+// Row r's query (head_dim D, fp32) rounded to bf16 into qp [D/2][R], a dim pair a word: the
+// queries' layout in the vdpbf16ps and the AMX tiles alike.
+inline void tileQueryPairs(uint32_t* qp, int64_t R, int64_t r, const float* q, int64_t D) {
+  alignas(64) uint16_t qrow[lk::kTileMaxHeadDim];
+  for (int64_t d = 0; d < D; d += 32) _mm512_store_si512(qrow + d, (__m512i)toBf16x32(q + d));
+  for (int64_t p = 0; p < D / 2; p++) std::memcpy(&qp[p * R + r], qrow + 2 * p, 4);
+}
+
+// What a bf16 tile starts from: its rows' state and queries in pairs (t.st, t.qp), the numerator
+// t.o cleared, the union of the rows' key ranges, the sequence's block table and the cache's K and V.
+struct Bf16TileStart {
+  int32_t lo, hi;
+  const int32_t* table;
+  const uint16_t* kc;
+  const uint16_t* vc;
+};
+template <class Scratch>
+inline Bf16TileStart bf16TileStart(const AttnArgs& a, int64_t t0, int64_t kh, int64_t rows, int64_t R, Scratch& t) {
+  const int64_t D = a.cache.headDim;
+  Bf16TileStart b;
+  tileInitRows(a, t0, kh, rows, R, t.st, b.lo, b.hi,
+               [&](int64_t r, const float* q) { tileQueryPairs(t.qp.data(), R, r, q, D); });
+  std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
+  b.table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
+  b.kc = static_cast<const uint16_t*>(a.cache.k);
+  b.vc = static_cast<const uint16_t*>(a.cache.v);
+  return b;
+}
+
 // Query tokens [t0, t1) of one sequence (a prompt run: see AttentionRunner) against KV head kh,
 // their G query heads each a row; the caller has checked lk::tileFits and that the rows fit
 // kTileRows.
@@ -155,16 +184,7 @@ inline void attentionTileDot(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
   const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads, G = a.nHeads / nKv;
   const int64_t rows = (t1 - t0) * G, R = (rows + 15) / 16 * 16, RV = R / 16, pairs = D / 2;
   thread_local DotTileScratch t;
-  int32_t lo, hi;
-  tileInitRows(a, t0, kh, rows, R, t.st, lo, hi, [&](int64_t r, const float* q) {
-    alignas(64) uint16_t qrow[lk::kTileMaxHeadDim];  // rounded to bf16, then a dim pair a row
-    for (int64_t d = 0; d < D; d += 32) _mm512_store_si512(qrow + d, (__m512i)toBf16x32(q + d));
-    for (int64_t p = 0; p < pairs; p++) std::memcpy(&t.qp[p * R + r], qrow + 2 * p, 4);
-  });
-  std::fill(t.o.begin(), t.o.begin() + R * D, 0.0f);
-  const int32_t* table = a.blockTables + int64_t(a.qSeq[t0]) * a.maxBlocksPerSeq;
-  const uint16_t* kc = static_cast<const uint16_t*>(c.k);
-  const uint16_t* vc = static_cast<const uint16_t*>(c.v);
+  const auto [lo, hi, table, kc, vc] = bf16TileStart(a, t0, kh, rows, R, t);
   for (int64_t k0 = lo / kTileKeys * kTileKeys; k0 < hi; k0 += kTileKeys) {
     const int64_t nk = std::min<int64_t>(kTileKeys, (hi - k0 + 15) / 16 * 16);
     tileStepRows(kc, vc, table, k0, nk, lo, hi, bs, nKv, kh, D, t.krow, t.vrow);
