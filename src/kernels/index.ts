@@ -98,8 +98,7 @@ const FMA_PRODUCTS = "fp32 multiply-add (weights widened to fp32)";
 const PROMPT_TILES = "prompt chunks in tiles of query tokens";
 const BF16_DOT_ATTENTION = `vdpbf16ps for grouped queries (queries and probabilities rounded to bf16); ${PROMPT_TILES}`;
 const WIDENED_ATTENTION = `fp32 multiply-add (K and V widened to fp32); ${PROMPT_TILES}`;
-const AMX_PROMPT_ATTENTION =
-  "fp32 multiply-add for decode tokens (K and V widened to fp32); prompt chunks in tiles of query tokens through AMX (queries and probabilities rounded to bf16)";
+const AMX_PROMPT_ATTENTION = `fp32 multiply-add for decode tokens (K and V widened to fp32); ${PROMPT_TILES} through AMX (queries and probabilities rounded to bf16)`;
 const REFERENCE_ATTENTION = "fp32, one query token at a time (the TypeScript reference)";
 const READ_AHEAD =
   "float weights' rows 4 KiB and KV rows 16 KiB ahead in software (this CPU's default: Intel's)";

@@ -23,22 +23,12 @@
 
 template <class Tiles>
 struct AmxAttention {
-  struct Scratch {
-    lk::LineVector<uint32_t> qp, pp, vp;
+  // The vdpbf16ps tiles' scratch (the same queries, scores, pairs and numerator), plus each row's
+  // probabilities in key order (pr) and the key rows copied where a group is not in place (kg).
+  struct Scratch : DotTileScratch {
     lk::LineVector<uint16_t> pr, kg;
-    lk::LineVector<float> s, o;
-    TileRowState st;
-    const uint16_t* krow[kTileKeys];
-    const uint16_t* vrow[kTileKeys];
     const uint16_t* ktile[kTileKeys / 16];  // each 16-key group's first row, 16 rows D apart
-    Scratch()
-        : qp(lk::kTileMaxHeadDim / 2 * lk::kTileRows),
-          pp(kTileKeys / 2 * lk::kTileRows),
-          vp(kTileKeys / 2 * lk::kTileMaxHeadDim),
-          pr(lk::kTileRows * kTileKeys),
-          kg(kTileKeys * lk::kTileMaxHeadDim),
-          s(kTileKeys * lk::kTileRows),
-          o(lk::kTileRows * lk::kTileMaxHeadDim) {}
+    Scratch() : pr(lk::kTileRows * kTileKeys), kg(kTileKeys * lk::kTileMaxHeadDim) {}
   };
 
   // Scores of KT groups of 16 keys (from group j) x RT vectors of 16 rows (from vector v), over

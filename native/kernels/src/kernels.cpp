@@ -268,13 +268,15 @@ template <int DT, bool Ahead>
 void smallBatchRows(const MatmulArgs& a, int64_t r0, int64_t r1) {
   // Only a tile's first pass over its rows reads them from memory (and asks ahead); the passes
   // for its other tokens find them in cache.
+  auto tile = [&](auto rowsTag, auto tokensTag, int64_t r, int64_t t, int64_t rs) {
+    constexpr int R = decltype(rowsTag)::value, T = decltype(tokensTag)::value;
+    t == 0 ? matmulTile<DT, R, T, Ahead>(a, r, t, rs) : matmulTile<DT, R, T, false>(a, r, t, rs);
+  };
   auto tiles = [&](auto rowsTag, int64_t r, int64_t rs) {
-    constexpr int R = decltype(rowsTag)::value;
     int64_t t = 0;
-    for (; t + 3 <= a.nTokens; t += 3)
-      t == 0 ? matmulTile<DT, R, 3, Ahead>(a, r, t, rs) : matmulTile<DT, R, 3, false>(a, r, t, rs);
-    if (a.nTokens - t == 2) t == 0 ? matmulTile<DT, R, 2, Ahead>(a, r, t, rs) : matmulTile<DT, R, 2, false>(a, r, t, rs);
-    else if (a.nTokens - t == 1) t == 0 ? matmulTile<DT, R, 1, Ahead>(a, r, t, rs) : matmulTile<DT, R, 1, false>(a, r, t, rs);
+    for (; t + 3 <= a.nTokens; t += 3) tile(rowsTag, std::integral_constant<int, 3>{}, r, t, rs);
+    if (a.nTokens - t == 2) tile(rowsTag, std::integral_constant<int, 2>{}, r, t, rs);
+    else if (a.nTokens - t == 1) tile(rowsTag, std::integral_constant<int, 1>{}, r, t, rs);
   };
   const int64_t q = (r1 - r0) / kTileRows;
   for (int64_t i = 0; i < q; i++) tiles(std::integral_constant<int, kTileRows>{}, r0 + i, q);
