@@ -143,6 +143,33 @@ function expectationFor(dtype: KvDType, c: Shape, plain: Expected, dot: Expected
   };
 }
 
+/**
+ * That the tiles took a path that rounds the queries (the AMX tiles), seen in their output: the
+ * same call with the tiles off (the per-token kernel, which widens and does not round) must differ
+ * on some tile query by more than fp32 summation order could (1e-5 of the largest output).
+ */
+function assertTilesRounded(s: ReturnType<typeof setup>, c: Shape, got: Expected, what: string): void {
+  native.setPromptTiles(false);
+  let perToken: Expected;
+  try {
+    perToken = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
+  } finally {
+    native.setPromptTiles(true);
+  }
+  const width = c.nHeads * c.headDim;
+  let largest = 0;
+  let diff = 0;
+  for (let i = 0; i < got.out.length; i++) {
+    if (PER_TOKEN_QUERIES.has(Math.floor(i / width))) continue;
+    largest = Math.max(largest, Math.abs(perToken.out[i]!));
+    diff = Math.max(diff, Math.abs(got.out[i]! - perToken.out[i]!));
+  }
+  assert.ok(
+    diff > 1e-5 * largest,
+    `${what}: the prompt tiles rounded their queries (AMX) (${diff} of ${largest})`,
+  );
+}
+
 function setup(c: Shape, seed: number, dtype: KvDType = "bf16") {
   const rand = rng(seed);
   const layout = pagedLayout(LENS, c.blockSize, rand);
@@ -185,6 +212,7 @@ test("prompt runs in tiles match the reference (causal chunks, sliding windows, 
               const got = pagedAttention(native, s.natCache, s, c.nHeads, c.headDim);
               const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ${threads} thread(s)`;
               assertQueriesClose(got, want, c, dtype, what, rtol, perToken);
+              if (takesAmx) assertTilesRounded(s, c, got, what);
               ran.add(
                 takesAmx
                   ? `${v} (AMX tiles)`
