@@ -32,6 +32,10 @@
 // column, 1 / (1 / read + 1 / arithmetic), is the most a kernel computing at that peak would read
 // if its reads and its arithmetic took turns: a target above it needs the two to overlap.
 // int8 caches multiply through integer dot products no loop here measures: no arithmetic limit.
+// And each row states the limit of its read pattern: the same call with nothing computed (the
+// addon's attentionReadPattern: every K and V row the kernel reads, in its order, with its steps,
+// read-ahead and prefetches), timed in the same repetitions; "% of pattern" is how much of what
+// its own reads allow the kernel reaches (float caches; int8 reads through its own kernels).
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { allocKvLayer, kvBytesPerHeadToken, parseKvDtype } from "../../src/kernels/kv-cache.js";
@@ -136,6 +140,10 @@ interface Row {
   pctOfArith: number | null;
   /** 1 / (1 / read + 1 / arithmetic): the rate with no overlap of reading and arithmetic. */
   noOverlapGbPerS: number | null;
+  /** The same calls' reads alone (attentionReadPattern), in KV bytes a second; null for int8. */
+  patternGbPerS: number | null;
+  /** gbPerS against patternGbPerS: how much of what its own read pattern allows the kernel reaches. */
+  pctOfPattern: number | null;
   /** The issues' target share of the read bandwidth: 16-bit KV MHA 90%, GQA 85%; int8 80%; null for f32. */
   targetPct: number | null;
 }
@@ -202,7 +210,16 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     selectArm(arm);
     for (let c = 0; c < callsPerTiming; c++) backend.attention(args);
   });
-  for (const call of calls) call();
+  // The same calls' reads alone (attentionReadPattern: the kernel's K and V rows in its order,
+  // steps and read-ahead, nothing computed), the limit of the read pattern; float caches only.
+  const patterns =
+    dtype === "int8"
+      ? []
+      : arms.map((arm) => () => {
+          selectArm(arm);
+          for (let c = 0; c < callsPerTiming; c++) backend.attentionReadPattern(args);
+        });
+  for (const call of [...calls, ...patterns]) call();
   // Each variant's instruction peak: a loop in registers, so it can run between a read and a call
   // without warming anything.
   const instructions = arms.map((arm) => attentionInstruction(arm.variant, dtype, nHeads / nKvHeads));
@@ -221,24 +238,27 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
   let tRead: number;
   let tAttn: number[];
   let tPeak: number[];
+  const timed = [...calls, ...patterns];
   if (values.warm) {
     // The read measured on its own: between the calls it would evict what they read.
-    const times = bestAlternating(reps, ...peaks, ...calls);
+    const times = bestAlternating(reps, ...peaks, ...timed);
     tPeak = times.slice(0, peaks.length);
     tAttn = times.slice(peaks.length).map((t) => t / callsPerTiming);
     tRead = bestAlternating(reps, read)[0]!;
   } else {
-    const times = bestAlternating(reps, ...peaks, ...calls.flatMap((call) => [read, call]));
+    const times = bestAlternating(reps, ...peaks, ...timed.flatMap((call) => [read, call]));
     tPeak = times.slice(0, peaks.length);
     const paired = times.slice(peaks.length);
     tRead = Math.min(...paired.filter((_, i) => i % 2 === 0));
     tAttn = paired.filter((_, i) => i % 2 === 1);
   }
+  const tPattern = tAttn.slice(calls.length);
   const limit = stream.byteLength / tRead / 1e9;
   backend.setReadAhead(null);
   return arms.map(({ variant }, i) => {
     const gb = bytes / tAttn[i]! / 1e9;
     const peak = instructions[i] === null ? null : peakFlops[i]! / tPeak[i]! / 1e9;
+    const pattern = tPattern[i] === undefined ? null : bytes / tPattern[i]! / 1e9;
     const arith = peak === null ? null : peak / flopsPerByte;
     return {
       variant,
@@ -258,6 +278,8 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
       arithLimitGbPerS: arith,
       pctOfArith: arith === null ? null : (100 * gb) / arith,
       noOverlapGbPerS: arith === null ? null : 1 / (1 / limit + 1 / arith),
+      patternGbPerS: pattern,
+      pctOfPattern: pattern === null ? null : (100 * gb) / pattern,
       targetPct: dtype === "f32" ? null : dtype === "int8" ? 80 : nKvHeads === nHeads ? 90 : 85,
     };
   });
@@ -265,7 +287,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
 
 console.log(`${cpuModel()}; decode batch ${batch}, ${nHeads} heads, head_dim ${headDim}`);
 console.log(
-  "variant    | block | context | threads | kv heads | kv dtype | reads | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | % of arith | no-overlap GB/s",
+  "variant    | block | context | threads | kv heads | kv dtype | reads | stream read GB/s | attention GB/s | % of stream read | target | ms/call | flop/B | instruction | peak GFLOP/s | arith limit GB/s | % of arith | no-overlap GB/s | pattern GB/s | % of pattern",
 );
 const fixed = (x: number | null, width: number) => (x === null ? "–" : x.toFixed(1)).padStart(width);
 for (const r of results)
@@ -289,6 +311,8 @@ for (const r of results)
       fixed(r.arithLimitGbPerS, 16),
       (r.pctOfArith === null ? "–" : r.pctOfArith.toFixed(0)).padStart(10),
       fixed(r.noOverlapGbPerS, 15),
+      fixed(r.patternGbPerS, 12),
+      (r.pctOfPattern === null ? "–" : r.pctOfPattern.toFixed(0)).padStart(12),
     ].join(" | "),
   );
 

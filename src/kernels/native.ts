@@ -164,6 +164,8 @@ export interface NativeAddon {
     kScale?: Float32Array,
     vScale?: Float32Array,
   ): void;
+  /** attention's arguments; the reads alone, nothing written: the sum of the 64-bit words read (mod 2^64). */
+  attentionReadPattern(...args: Parameters<NativeAddon["attention"]>): bigint;
   mergeAttention(
     outA: Float32Array,
     lseA: Float32Array,
@@ -773,8 +775,22 @@ export class NativeBackend implements KernelBackend {
   }
 
   attention(a: AttentionArgs): void {
+    this.addon.attention(...this.attentionCall(a));
+  }
+
+  /**
+   * The decode kernel's reads of the same call alone (every K and V row in its order, steps and
+   * read-ahead; nothing computed, a.out and a.lse untouched): a benchmark's limit of the read
+   * pattern. Returns the sum of the bytes read as little-endian 64-bit words, modulo 2^64 (a row's
+   * last 4 bytes zero-extended where its size is not a whole number of words). Float caches only.
+   */
+  attentionReadPattern(a: AttentionArgs): bigint {
+    return this.addon.attentionReadPattern(...this.attentionCall(a));
+  }
+
+  private attentionCall(a: AttentionArgs): Parameters<NativeAddon["attention"]> {
     const c = a.cache;
-    this.addon.attention(
+    return [
       a.out,
       a.q,
       c.k,
@@ -796,7 +812,7 @@ export class NativeBackend implements KernelBackend {
       a.softcap ?? 0,
       c.kScale,
       c.vScale,
-    );
+    ];
   }
 
   mergeAttention(

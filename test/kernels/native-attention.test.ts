@@ -214,6 +214,99 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
     assert.ok(ran.has(`${v} (AMX prompt tiles)`), `${v} took its AMX prompt tiles`);
 });
 
+/**
+ * The sum (modulo 2^64) of the little-endian 64-bit words of every K and V row the query tokens of
+ * s read: each token's keys [ctxStart, ctxEnd) of every KV head, once; a row's last 4 bytes
+ * zero-extended where its size is not a whole number of words (as the addon sums them).
+ */
+function rowWordSum(cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case): bigint {
+  const es = cache.k.BYTES_PER_ELEMENT,
+    rowBytes = c.headDim * es,
+    bs = c.blockSize;
+  const mask = (1n << 64n) - 1n;
+  let sum = 0n;
+  for (const data of [cache.k, cache.v]) {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    for (let t = 0; t < s.n; t++)
+      for (let p = s.ctxStart[t]!; p < s.ctxEnd[t]!; p++) {
+        const block = s.layout.blockTables[s.qSeq[t]! * s.layout.maxBlocksPerSeq + Math.floor(p / bs)]!;
+        for (let kh = 0; kh < c.nKvHeads; kh++) {
+          const at = ((block * c.nKvHeads + kh) * bs + (p % bs)) * rowBytes;
+          let b = 0;
+          for (; b + 8 <= rowBytes; b += 8) sum += view.getBigUint64(at + b, true);
+          if (b < rowBytes) sum += BigInt(view.getUint32(at + b, true));
+        }
+      }
+  }
+  return sum & mask;
+}
+
+test("the read-pattern yardstick reads every K and V row of each token's range once, in the decode kernel's steps (every float dtype and variant, read-ahead on and off); int8 is refused", () => {
+  // Long and short contexts (flash-decoding parts, steps of several blocks, read-ahead), GQA and
+  // MHA, head_dim 8 to 128, blocks of 5 to 64.
+  const cases: Case[] = [
+    CASES[0]!,
+    CASES[1]!,
+    CASES[2]!,
+    CASES[8]!,
+    { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
+  ];
+  try {
+    for (const [ci, c] of cases.entries())
+      for (const dtype of KV_DTYPES) {
+        const s = setup(c, dtype, 5100 + ci, [3000, 300, 6]);
+        const want = rowWordSum(s.natCache, s, c);
+        assert.notEqual(want, 0n);
+        forEachVariant(native, (v) => {
+          for (const ahead of [true, false]) {
+            native.setReadAhead(ahead);
+            const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(7);
+            const got = native.attentionReadPattern({
+              out,
+              q: s.q,
+              cache: s.natCache,
+              blockTables: s.layout.blockTables,
+              maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+              qSeq: s.qSeq,
+              ctxStart: s.ctxStart,
+              ctxEnd: s.ctxEnd,
+              nTokens: s.n,
+              nHeads: c.nHeads,
+              scale: 1,
+            });
+            const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ahead ${ahead}`;
+            assert.equal(got, want, what);
+            assert.ok(
+              out.every((x) => x === 7),
+              `${what}: out untouched`,
+            );
+          }
+        });
+      }
+  } finally {
+    native.setReadAhead(null);
+  }
+  const c = CASES[0]!;
+  const s = setup(c, "int8" as DType, 5199);
+  assert.throws(
+    () =>
+      native.attentionReadPattern({
+        out: new Float32Array(s.n * c.nHeads * c.headDim),
+        q: s.q,
+        cache: s.natCache,
+        blockTables: s.layout.blockTables,
+        maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+        qSeq: s.qSeq,
+        ctxStart: s.ctxStart,
+        ctxEnd: s.ctxEnd,
+        nTokens: s.n,
+        nHeads: c.nHeads,
+        scale: 1,
+      }),
+    /attentionReadPattern: int8 caches are read by their own kernels/,
+  );
+});
+
 test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {
   // Software read-ahead is on by default on Intel CPUs only (read_ahead_policy.h), and asks for
   // each step's rows in the order the kernels take them, gathered two steps ahead, for rows of 128

@@ -77,6 +77,7 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("softmax", &Kernels::Softmax),
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
+                             InstanceMethod("attentionReadPattern", &Kernels::AttentionReadPattern),
                              InstanceMethod("mergeAttention", &Kernels::MergeAttention),
                              InstanceMethod("attentionSinks", &Kernels::AttentionSinks),
                              InstanceMethod("streamRead", &Kernels::StreamRead),
@@ -593,20 +594,38 @@ class Kernels : public Napi::Addon<Kernels> {
   //           maxBlocksPerSeq, qSeq, ctxStart, ctxEnd, nTokens, nHeads, scale, lse?, softcap?,
   //           kScale?, vScale? (int8))
   void Attention(const Napi::CallbackInfo& info) {
-    const char* m = "attention";
+    int64_t n;
+    const lk::AttnArgs a = attentionArgs(info, "attention", n);
+    runner_.run(table_, *pool_, a, n);
+  }
+
+  // attentionReadPattern(the arguments of attention): the decode kernel's reads of the same call
+  // alone, nothing computed (out and lse untouched); returns the sum of the 64-bit words read (modulo
+  // 2^64) as a BigInt.
+  // Float caches only: the benchmarks' limit of the read pattern.
+  Napi::Value AttentionReadPattern(const Napi::CallbackInfo& info) {
+    int64_t n;
+    const lk::AttnArgs a = attentionArgs(info, "attentionReadPattern", n);
+    if (a.cache.dtype == lk::kI8)
+      typeError(info.Env(), "attentionReadPattern: int8 caches are read by their own kernels; a float cache only");
+    return Napi::BigInt::New(info.Env(), runner_.readPattern(table_, *pool_, a, n));
+  }
+
+  // attention's (and attentionReadPattern's) arguments, checked; n: the call's query tokens.
+  lk::AttnArgs attentionArgs(const Napi::CallbackInfo& info, const char* m, int64_t& n) {
     Napi::Env env = info.Env();
     int64_t numBlocks;
     lk::AttnArgs a{};
     a.cache = cacheArgs(info, 2, m, &numBlocks, 19);
     const int64_t bs = a.cache.blockSize, D = a.cache.headDim, nKv = a.cache.nKvHeads;
     a.maxBlocksPerSeq = integer(info, 10, m, "maxBlocksPerSeq", 1);
-    const int64_t n = integer(info, 14, m, "nTokens");
+    n = integer(info, 14, m, "nTokens");
     a.nHeads = integer(info, 15, m, "nHeads", 1);
     a.scale = float(number(info, 16, m, "scale"));
     a.softcap = present(info, 18) ? float(number(info, 18, m, "softcap")) : 0.0f;
     a.readAhead = lk::readAhead();
-    if (!(a.softcap >= 0)) rangeError(env, "attention: softcap must be 0 (none) or positive");
-    if (a.nHeads % nKv) typeError(env, "attention: nHeads must be a multiple of cache.nKvHeads");
+    if (!(a.softcap >= 0)) rangeError(env, std::string(m) + ": softcap must be 0 (none) or positive");
+    if (a.nHeads % nKv) typeError(env, std::string(m) + ": nHeads must be a multiple of cache.nKvHeads");
     a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * a.nHeads * D).data);
     a.q = static_cast<const float*>(array(info, 1, m, "q", napi_float32_array, n * a.nHeads * D).data);
     const Span bt = array(info, 9, m, "blockTables", napi_int32_array, 0);
@@ -621,18 +640,18 @@ class Kernels : public Napi::Addon<Kernels> {
     for (int64_t t = 0; t < n; t++) {
       const int64_t seq = a.qSeq[t], start = a.ctxStart[t], end = a.ctxEnd[t];
       const std::string tok = "token " + std::to_string(t);
-      if (seq < 0 || seq >= nSeqRows) rangeError(env, "attention: qSeq[" + std::to_string(t) + "] has no row in blockTables");
+      if (seq < 0 || seq >= nSeqRows) rangeError(env, std::string(m) + ": qSeq[" + std::to_string(t) + "] has no row in blockTables");
       if (start < 0 || end < start || end > a.maxBlocksPerSeq * bs)
-        rangeError(env, "attention: " + tok + " has an invalid range [ctxStart, ctxEnd) = [" + std::to_string(start) +
+        rangeError(env, std::string(m) + ": " + tok + " has an invalid range [ctxStart, ctxEnd) = [" + std::to_string(start) +
                             ", " + std::to_string(end) + ")");
       for (int64_t b = start / bs; start < end && b <= (end - 1) / bs; b++) {
         const int64_t block = a.blockTables[seq * a.maxBlocksPerSeq + b];
         if (block < 0 || block >= numBlocks)
-          rangeError(env, "attention: blockTables entry " + std::to_string(b) + " of sequence row " +
+          rangeError(env, std::string(m) + ": blockTables entry " + std::to_string(b) + " of sequence row " +
                               std::to_string(seq) + " = " + std::to_string(block) + " is outside the cache");
       }
     }
-    runner_.run(table_, *pool_, a, n);
+    return a;
   }
 
   // mergeAttention(outA, lseA, outB, lseB, nTokens, nHeads, headDim)

@@ -1,6 +1,7 @@
 #include "attention_runner.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace lk {
@@ -55,53 +56,67 @@ bool AttentionRunner::runTiles(const KernelTable* k, ThreadPool& pool, const Att
   return true;
 }
 
+// How run() cuts a call's tokens into tasks. A task is one token's KV heads [h0, h1) over a part
+// of its keys. All of a token's heads in one task read each block as one contiguous region; when
+// there are too few tokens to keep every thread busy, long contexts are cut into parts
+// (flash-decoding) and short ones into head groups. Four tasks a thread even out unequal
+// contexts; one thread has nothing to even out, and each extra task would only walk the token's
+// blocks and set up its scratch again.
+struct AttentionRunner::Plan {
+  int64_t nSplit, headParts, tasks;
+  Plan(const ThreadPool& pool, const AttnArgs& a, int64_t n) {
+    int64_t longest = 0;
+    for (int64_t t = 0; t < n; t++) longest = std::max<int64_t>(longest, a.ctxEnd[t] - a.ctxStart[t]);
+    const int64_t want = pool.size() == 1 ? 1 : int64_t(pool.size()) * 4;
+    nSplit = attentionSplits(want, n, longest);
+    headParts = n * nSplit >= want ? 1 : std::min(a.cache.nKvHeads, ceilDiv(want, n * nSplit));
+    tasks = n * nSplit * headParts;
+  }
+  // Task i: token t's part s (of nSplit, each a whole number of blocks), heads [h0, h1), keys [p0, p1).
+  struct Task {
+    int64_t t, s, h0, h1, p0, p1;
+  };
+  Task task(const AttnArgs& a, int64_t i) const {
+    Task k;
+    const int64_t nKv = a.cache.nKvHeads, part = (i / nSplit) % headParts;
+    k.s = i % nSplit;
+    k.t = i / (nSplit * headParts);
+    k.h0 = part * nKv / headParts;
+    k.h1 = (part + 1) * nKv / headParts;
+    const int64_t start = a.ctxStart[k.t], end = a.ctxEnd[k.t];
+    const int64_t per = ceilDiv(ceilDiv(end - start, nSplit), a.cache.blockSize) * a.cache.blockSize;
+    k.p0 = std::min<int64_t>(end, start + k.s * per);
+    k.p1 = std::min<int64_t>(end, k.p0 + per);
+    return k;
+  }
+};
+
 void AttentionRunner::run(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
   if (n <= 0) return;
   if (runTiles(k, pool, a, n)) return;
-  const int64_t D = a.cache.headDim, nKv = a.cache.nKvHeads, bs = a.cache.blockSize;
-  const int64_t G = a.nHeads / nKv;
-  int64_t longest = 0;
-  for (int64_t t = 0; t < n; t++) longest = std::max<int64_t>(longest, a.ctxEnd[t] - a.ctxStart[t]);
-  // A task is one token's KV heads [h0, h1) over a part of its keys. All of a token's heads in
-  // one task read each block as one contiguous region; when there are too few tokens to keep
-  // every thread busy, long contexts are cut into parts (flash-decoding) and short ones into
-  // head groups. Four tasks a thread even out unequal contexts; one thread has nothing to even
-  // out, and each extra task would only walk the token's blocks and set up its scratch again.
-  const int64_t want = pool.size() == 1 ? 1 : int64_t(pool.size()) * 4;
-  const int64_t nSplit = attentionSplits(want, n, longest);
-  const int64_t headParts = n * nSplit >= want ? 1 : std::min(nKv, ceilDiv(want, n * nSplit));
-  auto heads = [&](int64_t part, int64_t& h0, int64_t& h1) {
-    h0 = part * nKv / headParts;
-    h1 = (part + 1) * nKv / headParts;
-  };
+  const int64_t D = a.cache.headDim, G = a.nHeads / a.cache.nKvHeads;
+  const Plan plan(pool, a, n);
+  const int64_t nSplit = plan.nSplit;
   if (nSplit == 1) {
-    pool.forEach(n * headParts, [&](int64_t task) {
-      const int64_t t = task / headParts;
-      int64_t h0, h1;
-      heads(task % headParts, h0, h1);
-      const int64_t h = t * a.nHeads + h0 * G;
-      k->attention(a, t, h0, h1, a.ctxStart[t], a.ctxEnd[t], a.out + h * D, a.lse ? a.lse + h : nullptr);
+    pool.forEach(plan.tasks, [&](int64_t i) {
+      const Plan::Task x = plan.task(a, i);
+      const int64_t h = x.t * a.nHeads + x.h0 * G;
+      k->attention(a, x.t, x.h0, x.h1, x.p0, x.p1, a.out + h * D, a.lse ? a.lse + h : nullptr);
     });
     return;
   }
-  // Flash-decoding: each token's range is cut into nSplit parts (each a whole number of blocks
-  // long) computed as separate tasks with their lse, then merged. Partial row (t, part s,
-  // head h) is ((t * nSplit + s) * nHeads + h).
+  // Flash-decoding: each token's parts computed as separate tasks with their lse, then merged.
+  // Partial row (t, part s, head h) is ((t * nSplit + s) * nHeads + h).
   const int64_t rows = n * nSplit * a.nHeads;
   if (int64_t(partOut_.size()) < rows * D) partOut_.resize(size_t(rows * D));
   if (int64_t(partLse_.size()) < rows) partLse_.resize(size_t(rows));
   if (int64_t(mergeLse_.size()) < n * a.nHeads) mergeLse_.resize(size_t(n * a.nHeads));
   float* po = partOut_.data();
   float* pl = partLse_.data();
-  pool.forEach(n * nSplit * headParts, [&](int64_t task) {
-    const int64_t s = task % nSplit, t = task / (nSplit * headParts);
-    int64_t h0, h1;
-    heads((task / nSplit) % headParts, h0, h1);
-    const int64_t start = a.ctxStart[t], end = a.ctxEnd[t];
-    const int64_t per = ceilDiv(ceilDiv(end - start, nSplit), bs) * bs;
-    const int64_t p0 = std::min(end, start + s * per), p1 = std::min(end, p0 + per);
-    const int64_t row = (t * nSplit + s) * a.nHeads + h0 * G;
-    k->attention(a, t, h0, h1, p0, p1, po + row * D, pl + row);
+  pool.forEach(plan.tasks, [&](int64_t i) {
+    const Plan::Task x = plan.task(a, i);
+    const int64_t row = (x.t * nSplit + x.s) * a.nHeads + x.h0 * G;
+    k->attention(a, x.t, x.h0, x.h1, x.p0, x.p1, po + row * D, pl + row);
   });
   float* lse = a.lse ? a.lse : mergeLse_.data();
   const int64_t H = a.nHeads;
@@ -112,6 +127,17 @@ void AttentionRunner::run(const KernelTable* k, ThreadPool& pool, const AttnArgs
     for (int64_t s = 1; s < nSplit; s++)
       k->merge(a.out + t * H * D, lse + t * H, po + (first + s * H) * D, pl + first + s * H, D, 0, H);
   }
+}
+
+uint64_t AttentionRunner::readPattern(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
+  if (n <= 0) return 0;
+  const Plan plan(pool, a, n);
+  std::atomic<uint64_t> loaded{0};
+  pool.forEach(plan.tasks, [&](int64_t i) {
+    const Plan::Task x = plan.task(a, i);
+    loaded.fetch_add(k->attentionLoads(a, x.t, x.h0, x.h1, x.p0, x.p1), std::memory_order_relaxed);
+  });
+  return loaded.load();
 }
 
 void AttentionRunner::merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,

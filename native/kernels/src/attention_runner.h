@@ -19,6 +19,14 @@ class AttentionRunner {
    */
   void run(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens);
 
+  /**
+   * The decode kernel's reads of the same call alone (KernelTable::attentionLoads), cut into the
+   * same tasks as run()'s decode tokens: the sum (modulo 2^64) of the 64-bit words of every K and V
+   * row the tasks read.
+   * Float caches; a benchmark's limit of the read pattern.
+   */
+  uint64_t readPattern(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens);
+
   /** outA/lseA ← merge of (outA, lseA) and (outB, lseB) over rows [0, rows) of headDim each. */
   static void merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,
                     const float* lseB, int64_t rows, int64_t headDim);
@@ -43,6 +51,7 @@ class AttentionRunner {
    */
   bool runTiles(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens);
 
+  struct Plan;
   struct Tile {
     int64_t t0, t1;
   };

@@ -138,6 +138,10 @@ struct KernelTable {
   // variant's width, else vpmaddubsw and vpmaddwd; their yardstick. Null on the portable build.
   double (*byteDotLoop)(int64_t n);
   double byteDotOpsPerRound;
+  // The decode kernel's reads alone on a float cache (the `attention` task's K and V rows in its
+  // order, steps and read-ahead, nothing computed): their bytes summed as 64-bit words (modulo 2^64),
+  // the benchmarks' limit of the read pattern. 0 for an int8 cache (not measured).
+  uint64_t (*attentionLoads)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1);
 };
 
 // Whether this call's prompt runs may go through k.attentionTile: query groups of up to kTileRows

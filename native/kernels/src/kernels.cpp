@@ -1129,9 +1129,37 @@ void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
 // a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
 // online-softmax steps of stepKeys(blockSize) keys, their keys interleaved across the step's blocks: every head's
 // scores for the step, the softmax update, then the values.
+// The bytes of n rows (rows[j] + off is row j's first element) summed as 64-bit words (modulo 2^64; a
+// row's last 4 bytes, where its size is not a whole number of words, zero-extended): what the
+// read-pattern yardstick does with each row it reads (attentionPart<DT, true>).
 template <int DT>
-void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
-                   float* lse) {
+inline uint64_t sumRows(const void* base, const int64_t* rows, int64_t off, int64_t n, int64_t rowBytes) {
+  constexpr int64_t es = DT == 0 ? 4 : 2;
+  uint64_t x = 0;
+  for (int64_t j = 0; j < n; j++) {
+    const char* p = static_cast<const char*>(base) + (rows[j] + off) * es;
+    int64_t b = 0;
+    for (; b + 8 <= rowBytes; b += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + b, 8);
+      x += w;
+    }
+    if (b < rowBytes) {
+      uint64_t w = 0;
+      std::memcpy(&w, p + b, size_t(rowBytes - b));
+      x += w;
+    }
+  }
+  return x;
+}
+
+// LoadsOnly: the task's K and V rows read in the kernels' order, with the same steps, read-ahead
+// and prefetches, and nothing computed: the sum of their bytes as 64-bit words is returned (out and
+// lse are not written). The benchmarks' limit of the read pattern itself (attentionReadPattern).
+template <int DT, bool LoadsOnly = false>
+uint64_t attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
+                       float* lse) {
+  uint64_t loaded = 0;
   const KvArgs& c = a.cache;
   const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads;
   const int64_t G = a.nHeads / nKv, H = (h1 - h0) * G;
@@ -1213,6 +1241,10 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     const int64_t ns = std::min(kSub, n - m);
     pace(ns);
     nextCall(c.k, n, kh, m);
+    if constexpr (LoadsOnly) {
+      loaded += sumRows<DT>(c.k, rows + m, kh * headStride, ns, rowBytes);
+      return;
+    }
 #if defined(__AVX512BF16__)
     if (dp) return dpScoresAll(s.qb.data() + kh * G * D, s.qx.data() + kh * G * D, G, D, c.k, rows + m, kh * headStride, ns, a.scale, out);
 #endif
@@ -1222,12 +1254,17 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     const int64_t ns = std::min(kSub, n - m), first = kh * G * kChunk + m;
     pace(ns);
     nextCall(c.v, n, kh, m);
+    if constexpr (LoadsOnly) {
+      loaded += sumRows<DT>(c.v, rows + m, kh * headStride, ns, rowBytes);
+      return;
+    }
 #if defined(__AVX512BF16__)
     if (dp) return dpValuesAll(acc + kh * G * D, G, D, c.v, rows + m, kh * headStride, ns, s.pb.data() + first);
 #endif
     valuesAll<DT>(pairs, acc + kh * G * D, G, D, c.v, rows + m, kh * headStride, ns, sc + first);
   };
   auto softmax = [&](int64_t n) {
+    if constexpr (LoadsOnly) return;
     const int64_t nPad = (n + W - 1) / W * W;
     for (int64_t g = 0; g < H; g++) {
       float* row = sc + g * kChunk;
@@ -1295,6 +1332,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     for (int64_t kh = 0; kh < nh; kh++)
       for (int64_t m = 0; m < n; m += kSub) values(n, kh, m);
   }
+  if constexpr (LoadsOnly) return loaded;
   for (int64_t g = 0; g < H; g++) {
     const float l = s.l[g];
     const float inv = l > 0 ? 1.0f / l : 0.0f;
@@ -1309,6 +1347,7 @@ void attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
     }
     if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
   }
+  return 0;
 }
 
 template <bool AllowVnni>
@@ -1323,6 +1362,14 @@ void attentionWith(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t
 void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                float* lse) {
   attentionWith<true>(a, t, h0, h1, p0, p1, out, lse);
+}
+
+// attentionPart's reads alone on a float cache (int8 caches read through kv_int8.h: 0).
+uint64_t attentionLoads(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1) {
+  if (a.cache.dtype == lk::kF32) return attentionPart<0, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+  if (a.cache.dtype == lk::kF16) return attentionPart<1, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+  if (a.cache.dtype == lk::kBF16) return attentionPart<2, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+  return 0;
 }
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {
@@ -1416,6 +1463,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       nullptr,                0.0,
 #endif
+      LK_VARIANT::attentionLoads,
   };
   return &table;
 }
