@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
+import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import {
@@ -241,16 +241,35 @@ function rowWordSum(cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case): 
   return sum & mask;
 }
 
+/** The attention call of s's queries on the native cache (no lse), writing to out. */
+function patternCall(s: ReturnType<typeof setup>, c: Case, out: Float32Array): AttentionArgs {
+  return {
+    out,
+    q: s.q,
+    cache: s.natCache,
+    blockTables: s.layout.blockTables,
+    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
+    qSeq: s.qSeq,
+    ctxStart: s.ctxStart,
+    ctxEnd: s.ctxEnd,
+    nTokens: s.n,
+    nHeads: c.nHeads,
+    scale: 1,
+  };
+}
+
+/** Cases whose long contexts make tasks the read-ahead takes: GQA and MHA, blocks of 16 and 64, head_dim 8 to 128. */
+const LONG_CASES: Case[] = [
+  CASES[2]!,
+  CASES[1]!,
+  CASES[8]!,
+  { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
+];
+
 test("the read-pattern yardstick reads every K and V row of each token's range once, in the decode kernel's steps (every float dtype and variant, read-ahead on and off); int8 is refused", () => {
   // Long and short contexts (flash-decoding parts, steps of several blocks, read-ahead), GQA and
   // MHA, head_dim 8 to 128, blocks of 5 to 64.
-  const cases: Case[] = [
-    CASES[0]!,
-    CASES[1]!,
-    CASES[2]!,
-    CASES[8]!,
-    { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
-  ];
+  const cases: Case[] = [CASES[0]!, ...LONG_CASES];
   try {
     for (const [ci, c] of cases.entries())
       for (const dtype of KV_DTYPES) {
@@ -261,19 +280,7 @@ test("the read-pattern yardstick reads every K and V row of each token's range o
           for (const ahead of [true, false]) {
             native.setReadAhead(ahead);
             const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(7);
-            const got = native.attentionReadPattern({
-              out,
-              q: s.q,
-              cache: s.natCache,
-              blockTables: s.layout.blockTables,
-              maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
-              qSeq: s.qSeq,
-              ctxStart: s.ctxStart,
-              ctxEnd: s.ctxEnd,
-              nTokens: s.n,
-              nHeads: c.nHeads,
-              scale: 1,
-            });
+            const got = native.attentionReadPattern(patternCall(s, c, out));
             const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ahead ${ahead}`;
             assert.equal(got, want, what);
             assert.ok(
@@ -289,20 +296,7 @@ test("the read-pattern yardstick reads every K and V row of each token's range o
   const c = CASES[0]!;
   const s = setup(c, "int8" as DType, 5199);
   assert.throws(
-    () =>
-      native.attentionReadPattern({
-        out: new Float32Array(s.n * c.nHeads * c.headDim),
-        q: s.q,
-        cache: s.natCache,
-        blockTables: s.layout.blockTables,
-        maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
-        qSeq: s.qSeq,
-        ctxStart: s.ctxStart,
-        ctxEnd: s.ctxEnd,
-        nTokens: s.n,
-        nHeads: c.nHeads,
-        scale: 1,
-      }),
+    () => native.attentionReadPattern(patternCall(s, c, new Float32Array(s.n * c.nHeads * c.headDim))),
     /attentionReadPattern: int8 caches are read by their own kernels/,
   );
 });
@@ -314,14 +308,8 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
   // makes such tasks; GQA and MHA, blocks of 16 and 64, head_dim 8 (never ahead) to 128.
   const intel = /^vendor_id\s*:\s*GenuineIntel$/m.test(readFileSync("/proc/cpuinfo", "utf8"));
   assert.equal(native.info().readAhead, intel, "the default");
-  const cases: Case[] = [
-    CASES[2]!,
-    CASES[1]!,
-    CASES[8]!,
-    { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
-  ];
   try {
-    for (const [ci, c] of cases.entries())
+    for (const [ci, c] of LONG_CASES.entries())
       for (const dtype of KV_DTYPES) {
         const s = setup(c, dtype, 4100 + ci, [3000, 300, 6]);
         const expectedFor = expectation(s.refCache, s, c);
