@@ -35,7 +35,7 @@
 // And each row states the limit of its read pattern: the same call with nothing computed (the
 // addon's attentionReadPattern: every K and V row the kernel reads, in its order, with its steps,
 // read-ahead and prefetches), timed in the same repetitions; "% of pattern" is how much of what
-// its own reads allow the kernel reaches (float caches; int8 reads through its own kernels).
+// its own reads allow the kernel reaches (not for int8 on the portable build, which widens).
 import type { AttentionArgs, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
 import { allocKvLayer, kvBytesPerHeadToken, parseKvDtype } from "../../src/kernels/kv-cache.js";
@@ -140,7 +140,7 @@ interface Row {
   pctOfArith: number | null;
   /** 1 / (1 / read + 1 / arithmetic): the rate with no overlap of reading and arithmetic. */
   noOverlapGbPerS: number | null;
-  /** The same calls' reads alone (attentionReadPattern), in KV bytes a second; null for int8. */
+  /** The same calls' reads alone (attentionReadPattern), in KV bytes a second; null for int8 on a widening path. */
   patternGbPerS: number | null;
   /** gbPerS against patternGbPerS: how much of what its own read pattern allows the kernel reaches. */
   pctOfPattern: number | null;
@@ -210,15 +210,19 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     selectArm(arm);
     for (let c = 0; c < callsPerTiming; c++) backend.attention(args);
   });
-  // The same calls' reads alone (attentionReadPattern: the kernel's K and V rows in its order,
-  // steps and read-ahead, nothing computed), the limit of the read pattern; float caches only.
-  const patterns =
-    dtype === "int8"
-      ? []
-      : arms.map((arm) => () => {
-          selectArm(arm);
-          for (let c = 0; c < callsPerTiming; c++) backend.attentionReadPattern(args);
-        });
+  // The same calls' reads alone (attentionReadPattern: the kernel's K and V rows, and int8's
+  // scales, in its order, steps and read-ahead, nothing computed), the limit of the read pattern;
+  // not for an int8 cache on a widening path (the portable build), which has no loads-only twin.
+  const hasPattern = arms.map((arm) => {
+    selectArm(arm);
+    return dtype !== "int8" || backend.info().int8Attention !== "widen";
+  });
+  const patterns = arms
+    .filter((_, i) => hasPattern[i])
+    .map((arm) => () => {
+      selectArm(arm);
+      for (let c = 0; c < callsPerTiming; c++) backend.attentionReadPattern(args);
+    });
   for (const call of [...calls, ...patterns]) call();
   // Each variant's instruction peak: a loop in registers, so it can run between a read and a call
   // without warming anything.
@@ -252,7 +256,10 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     tRead = Math.min(...paired.filter((_, i) => i % 2 === 0));
     tAttn = paired.filter((_, i) => i % 2 === 1);
   }
-  const tPattern = tAttn.slice(calls.length);
+  const tPatterns = tAttn.slice(calls.length);
+  const tPattern = hasPattern.map((has, i) =>
+    has ? tPatterns[hasPattern.slice(0, i).filter(Boolean).length] : undefined,
+  );
   const limit = stream.byteLength / tRead / 1e9;
   backend.setReadAhead(null);
   return arms.map(({ variant }, i) => {

@@ -782,7 +782,9 @@ export class NativeBackend implements KernelBackend {
    * The decode kernel's reads of the same call alone (every K and V row in its order, steps and
    * read-ahead; nothing computed, a.out and a.lse untouched): a benchmark's limit of the read
    * pattern. Returns the sum of the bytes read as little-endian 64-bit words, modulo 2^64 (a row's
-   * last 4 bytes zero-extended where its size is not a whole number of words). Float caches only.
+   * last 4 bytes zero-extended where its size is not a whole number of words); an int8 cache's
+   * whole groups of 4 keys and their scales. Throws for int8 where its path widens (no loads-only
+   * twin: the portable build).
    */
   attentionReadPattern(a: AttentionArgs): bigint {
     return this.addon.attentionReadPattern(...this.attentionCall(a));

@@ -214,29 +214,49 @@ test("attention matches the reference (GQA/MHA, ragged ranges, every KV dtype an
     assert.ok(ran.has(`${v} (AMX prompt tiles)`), `${v} took its AMX prompt tiles`);
 });
 
+/** The sum of the little-endian 64-bit words of n bytes at `at` (a last 4 bytes zero-extended). */
+function wordSum(view: DataView, at: number, n: number): bigint {
+  let sum = 0n;
+  let b = 0;
+  for (; b + 8 <= n; b += 8) sum += view.getBigUint64(at + b, true);
+  if (b < n) sum += BigInt(view.getUint32(at + b, true));
+  return sum;
+}
+
+const bytesOf = (x: ArrayBufferView) => new DataView(x.buffer, x.byteOffset, x.byteLength);
+
 /**
- * The sum (modulo 2^64) of the little-endian 64-bit words of every K and V row the query tokens of
- * s read: each token's keys [ctxStart, ctxEnd) of every KV head, once; a row's last 4 bytes
- * zero-extended where its size is not a whole number of words (as the addon sums them).
+ * The sum (modulo 2^64) of the 64-bit words of every K and V row the query tokens of s read, as the
+ * addon's attentionReadPattern sums them: a float cache's rows of each token's keys [ctxStart,
+ * ctxEnd) for every KV head, once; an int8 cache's whole groups of 4 keys that the range touches
+ * (4 rows of bytes), each with its 4 scales.
  */
 function rowWordSum(cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case): bigint {
-  const es = cache.k.BYTES_PER_ELEMENT,
+  const int8 = cache.dtype === "int8",
+    unit = int8 ? 4 : 1, // keys a read takes: an int8 group, a float row
+    es = cache.k.BYTES_PER_ELEMENT,
     rowBytes = c.headDim * es,
     bs = c.blockSize;
   const mask = (1n << 64n) - 1n;
   let sum = 0n;
-  for (const data of [cache.k, cache.v]) {
-    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    for (let t = 0; t < s.n; t++)
-      for (let p = s.ctxStart[t]!; p < s.ctxEnd[t]!; p++) {
+  for (const [data, scales] of [
+    [cache.k, cache.kScale],
+    [cache.v, cache.vScale],
+  ] as const) {
+    const view = bytesOf(data);
+    const scaleView = scales ? bytesOf(scales) : undefined;
+    for (let t = 0; t < s.n; t++) {
+      const start = s.ctxStart[t]!,
+        end = s.ctxEnd[t]!;
+      for (let p = Math.floor(start / unit) * unit; start < end && p < end; p += unit) {
         const block = s.layout.blockTables[s.qSeq[t]! * s.layout.maxBlocksPerSeq + Math.floor(p / bs)]!;
         for (let kh = 0; kh < c.nKvHeads; kh++) {
-          const at = ((block * c.nKvHeads + kh) * bs + (p % bs)) * rowBytes;
-          let b = 0;
-          for (; b + 8 <= rowBytes; b += 8) sum += view.getBigUint64(at + b, true);
-          if (b < rowBytes) sum += BigInt(view.getUint32(at + b, true));
+          const row = (block * c.nKvHeads + kh) * bs + (p % bs);
+          sum += wordSum(view, row * rowBytes, unit * rowBytes);
+          if (scaleView) sum += wordSum(scaleView, row * 4, unit * 4);
         }
       }
+    }
   }
   return sum & mask;
 }
@@ -266,39 +286,58 @@ const LONG_CASES: Case[] = [
   { nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64 },
 ];
 
-test("the read-pattern yardstick reads every K and V row of each token's range once, in the decode kernel's steps (every float dtype and variant, read-ahead on and off); int8 is refused", () => {
+/**
+ * Whether the variant selected now has a loads-only twin of its int8 path for head_dim d: the
+ * byte-product paths (not the portable build's widening), whose 512-bit kernels take head sizes in
+ * quads and the AVX2 ones in eights.
+ */
+function int8PatternTakes(v: string, d: number): boolean {
+  return native.info().int8Attention !== "widen" && d % (v.startsWith("avx2") ? 8 : 4) === 0;
+}
+
+test("the read-pattern yardstick reads every K and V row (int8: group and scales) of each token's range once, in the decode kernel's steps (every KV dtype and variant, read-ahead on and off)", () => {
   // Long and short contexts (flash-decoding parts, steps of several blocks, read-ahead), GQA and
-  // MHA, head_dim 8 to 128, blocks of 5 to 64.
+  // MHA, head_dim 8 to 128, blocks of 5 to 64 (int8: blocks of whole groups).
   const cases: Case[] = [CASES[0]!, ...LONG_CASES];
+  const ran = new Set<string>();
   try {
     for (const [ci, c] of cases.entries())
-      for (const dtype of KV_DTYPES) {
-        const s = setup(c, dtype, 5100 + ci, [3000, 300, 6]);
+      for (const dtype of [...KV_DTYPES, "int8" as const]) {
+        if (dtype === "int8" && c.blockSize % 4 !== 0) continue;
+        const s = setup(c, dtype as DType, 5100 + ci, [3000, 300, 6]);
         const want = rowWordSum(s.natCache, s, c);
         assert.notEqual(want, 0n);
         forEachVariant(native, (v) => {
           for (const ahead of [true, false]) {
             native.setReadAhead(ahead);
             const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(7);
-            const got = native.attentionReadPattern(patternCall(s, c, out));
             const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ahead ${ahead}`;
-            assert.equal(got, want, what);
+            if (dtype === "int8" && !int8PatternTakes(v, c.headDim)) {
+              assert.throws(
+                () => native.attentionReadPattern(patternCall(s, c, out)),
+                /attentionReadPattern: int8 attention widens on .*; its reads have no loads-only twin/,
+                what,
+              );
+              continue;
+            }
+            assert.equal(native.attentionReadPattern(patternCall(s, c, out)), want, what);
             assert.ok(
               out.every((x) => x === 7),
               `${what}: out untouched`,
             );
+            ran.add(`${v} ${dtype}`);
           }
         });
       }
   } finally {
     native.setReadAhead(null);
   }
-  const c = CASES[0]!;
-  const s = setup(c, "int8" as DType, 5199);
-  assert.throws(
-    () => native.attentionReadPattern(patternCall(s, c, new Float32Array(s.n * c.nHeads * c.headDim))),
-    /attentionReadPattern: int8 caches are read by their own kernels/,
-  );
+  // Every variant read every dtype, int8 where its path has a twin.
+  forEachVariant(native, (v) => {
+    for (const dtype of [...KV_DTYPES, "int8"])
+      if (dtype !== "int8" || int8PatternTakes(v, 128))
+        assert.ok(ran.has(`${v} ${dtype}`), `${v} ${dtype} ran`);
+  });
 });
 
 test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {

@@ -601,14 +601,16 @@ class Kernels : public Napi::Addon<Kernels> {
 
   // attentionReadPattern(the arguments of attention): the decode kernel's reads of the same call
   // alone, nothing computed (out and lse untouched); returns the sum of the 64-bit words read (modulo
-  // 2^64) as a BigInt.
-  // Float caches only: the benchmarks' limit of the read pattern.
+  // 2^64) as a BigInt: the benchmarks' limit of the read pattern. Int8 caches on their dot-product
+  // paths; a TypeError where int8 attention widens.
   Napi::Value AttentionReadPattern(const Napi::CallbackInfo& info) {
     int64_t n;
     const lk::AttnArgs a = attentionArgs(info, "attentionReadPattern", n);
-    if (a.cache.dtype == lk::kI8)
-      typeError(info.Env(), "attentionReadPattern: int8 caches are read by their own kernels; a float cache only");
-    return Napi::BigInt::New(info.Env(), runner_.readPattern(table_, *pool_, a, n));
+    uint64_t sum;
+    if (!runner_.readPattern(table_, *pool_, a, n, &sum))
+      typeError(info.Env(), std::string("attentionReadPattern: int8 attention widens on ") + table_->name +
+                                " at head_dim " + std::to_string(a.cache.headDim) + "; its reads have no loads-only twin");
+    return Napi::BigInt::New(info.Env(), sum);
   }
 
   // attention's (and attentionReadPattern's) arguments, checked; n: the call's query tokens.

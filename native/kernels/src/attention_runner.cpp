@@ -129,15 +129,21 @@ void AttentionRunner::run(const KernelTable* k, ThreadPool& pool, const AttnArgs
   }
 }
 
-uint64_t AttentionRunner::readPattern(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
-  if (n <= 0) return 0;
+bool AttentionRunner::readPattern(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n,
+                                  uint64_t* sum) {
+  *sum = 0;
+  if (n <= 0) return true;
   const Plan plan(pool, a, n);
   std::atomic<uint64_t> loaded{0};
+  std::atomic<bool> ok{true};
   pool.forEach(plan.tasks, [&](int64_t i) {
     const Plan::Task x = plan.task(a, i);
-    loaded.fetch_add(k->attentionLoads(a, x.t, x.h0, x.h1, x.p0, x.p1), std::memory_order_relaxed);
+    uint64_t s = 0;
+    if (!k->attentionLoads(a, x.t, x.h0, x.h1, x.p0, x.p1, &s)) ok = false;
+    loaded.fetch_add(s, std::memory_order_relaxed);
   });
-  return loaded.load();
+  *sum = loaded.load();
+  return ok.load();
 }
 
 void AttentionRunner::merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,

@@ -21,11 +21,11 @@ class AttentionRunner {
 
   /**
    * The decode kernel's reads of the same call alone (KernelTable::attentionLoads), cut into the
-   * same tasks as run()'s decode tokens: the sum (modulo 2^64) of the 64-bit words of every K and V
-   * row the tasks read.
-   * Float caches; a benchmark's limit of the read pattern.
+   * same tasks as run()'s decode tokens: into *sum, the sum (modulo 2^64) of the 64-bit words of
+   * every K and V row (and int8 scale) the tasks read; a benchmark's limit of the read pattern.
+   * False where the cache's path has no loads-only twin (int8 on a widening path).
    */
-  uint64_t readPattern(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens);
+  bool readPattern(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t nTokens, uint64_t* sum);
 
   /** outA/lseA ← merge of (outA, lseA) and (outB, lseB) over rows [0, rows) of headDim each. */
   static void merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,

@@ -138,10 +138,12 @@ struct KernelTable {
   // variant's width, else vpmaddubsw and vpmaddwd; their yardstick. Null on the portable build.
   double (*byteDotLoop)(int64_t n);
   double byteDotOpsPerRound;
-  // The decode kernel's reads alone on a float cache (the `attention` task's K and V rows in its
-  // order, steps and read-ahead, nothing computed): their bytes summed as 64-bit words (modulo 2^64),
-  // the benchmarks' limit of the read pattern. 0 for an int8 cache (not measured).
-  uint64_t (*attentionLoads)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1);
+  // The decode kernel's reads alone (the `attention` task's K and V rows, and an int8 cache's
+  // scales, in its order, steps and read-ahead, nothing computed): their bytes summed as 64-bit
+  // words (modulo 2^64) into *sum, the benchmarks' limit of the read pattern. False (nothing read)
+  // for an int8 cache whose path widens (no loads-only twin).
+  bool (*attentionLoads)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
+                         uint64_t* sum);
 };
 
 // Whether this call's prompt runs may go through k.attentionTile: query groups of up to kTileRows

@@ -1364,12 +1364,14 @@ void attention(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0,
   attentionWith<true>(a, t, h0, h1, p0, p1, out, lse);
 }
 
-// attentionPart's reads alone on a float cache (int8 caches read through kv_int8.h: 0).
-uint64_t attentionLoads(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1) {
-  if (a.cache.dtype == lk::kF32) return attentionPart<0, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
-  if (a.cache.dtype == lk::kF16) return attentionPart<1, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
-  if (a.cache.dtype == lk::kBF16) return attentionPart<2, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
-  return 0;
+// The decode kernels' reads alone: attentionPart's on a float cache, the int8 dot-product paths'
+// (kv_int8.h) on an int8 cache; false where the int8 path widens (no loads-only twin).
+bool attentionLoads(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, uint64_t* sum) {
+  if (a.cache.dtype == lk::kI8) return i8::attentionLoads(a, t, h0, h1, p0, p1, sum);
+  if (a.cache.dtype == lk::kF32) *sum = attentionPart<0, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+  else if (a.cache.dtype == lk::kF16) *sum = attentionPart<1, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+  else *sum = attentionPart<2, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+  return true;
 }
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {

@@ -407,17 +407,39 @@ inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, 
 #if defined(LK_I8_ZMM)
   // The zmm paths take whole quads of K elements (the last quad of an odd head is narrower).
   if (a.cache.headDim % 4 == 0) {
-    if (AllowVnni && hasVnni()) return attentionIntDot<Zmm<true>>(a, t, h0, h1, p0, p1, out, lse);
-    return attentionIntDot<Zmm<false>>(a, t, h0, h1, p0, p1, out, lse);
+    if (AllowVnni && hasVnni()) attentionIntDot<Zmm<true>>(a, t, h0, h1, p0, p1, out, lse);
+    else attentionIntDot<Zmm<false>>(a, t, h0, h1, p0, p1, out, lse);
+    return;
   }
 #elif defined(LK_I8_YMM)
   // The ymm paths take whole 32-byte halves of a group's 64-byte columns.
   if (a.cache.headDim % 8 == 0) {
-    if (AllowVnni && hasAvxVnni()) return attentionIntDot<Ymm<true>>(a, t, h0, h1, p0, p1, out, lse);
-    return attentionIntDot<Ymm<false>>(a, t, h0, h1, p0, p1, out, lse);
+    if (AllowVnni && hasAvxVnni()) attentionIntDot<Ymm<true>>(a, t, h0, h1, p0, p1, out, lse);
+    else attentionIntDot<Ymm<false>>(a, t, h0, h1, p0, p1, out, lse);
+    return;
   }
 #endif
   attentionWiden(a, t, h0, h1, p0, p1, out, lse);
+}
+
+// The dot-product paths' reads alone (attentionIntDot's LoadsOnly): whether this cache's head size
+// takes such a path on this build, and if so the sum of the words read into *sum. The widening
+// path has no loads-only twin.
+inline bool attentionLoads(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
+                           uint64_t* sum) {
+#if defined(LK_I8_ZMM)
+  if (a.cache.headDim % 4 == 0) {
+    *sum = attentionIntDot<Zmm<false>, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+    return true;
+  }
+#elif defined(LK_I8_YMM)
+  if (a.cache.headDim % 8 == 0) {
+    *sum = attentionIntDot<Ymm<false>, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+    return true;
+  }
+#endif
+  (void)a, (void)t, (void)h0, (void)h1, (void)p0, (void)p1, (void)sum;
+  return false;
 }
 
 // Which path int8 attention takes on this CPU for head sizes that allow it (others widen).

@@ -119,15 +119,37 @@ inline void dotHeadTiles(int64_t n, F f) {
   for (; g < n; g++) f(std::integral_constant<int, 1>{}, g);
 }
 
-template <class K>
-inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
-                            float* out, float* lse) {
+// The words of n bytes at p (a whole number of 4-byte words) summed as 64-bit words, a last 4 bytes
+// zero-extended: what the loads-only traversal does with each group and its scales.
+inline uint64_t sumWords(const void* p, int64_t n) {
+  uint64_t x = 0;
+  int64_t b = 0;
+  for (; b + 8 <= n; b += 8) {
+    uint64_t w;
+    std::memcpy(&w, static_cast<const char*>(p) + b, 8);
+    x += w;
+  }
+  if (b < n) {
+    uint32_t w;
+    std::memcpy(&w, static_cast<const char*>(p) + b, 4);
+    x += w;
+  }
+  return x;
+}
+
+// LoadsOnly: the task's K and V groups and their scales read in the kernels' order, with the same
+// steps, read-ahead and prefetches, nothing computed; returns the sum of their 64-bit words (out
+// and lse are not written): the benchmarks' limit of the read pattern (attentionReadPattern).
+template <class K, bool LoadsOnly = false>
+inline uint64_t attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
+                                float* out, float* lse) {
   const lk::KvArgs& c = a.cache;
   const int64_t D = c.headDim, bs = c.blockSize, nKv = c.nKvHeads, nKvTask = h1 - h0;
   const int64_t dp = (D + 63) / 64 * 64, dc = (D + 15) / 16 * 16;
   const int64_t G = a.nHeads / nKv, H = nKvTask * G;
   DotScratch& s = dotScratch(H, dp, dc);
-  K::quantizeQueries(s, a.q + (t * a.nHeads + h0 * G) * D, H, D, dp, a.scale);
+  uint64_t loaded = 0;
+  if constexpr (!LoadsOnly) K::quantizeQueries(s, a.q + (t * a.nHeads + h0 * G) * D, H, D, dp, a.scale);
   std::fill(s.acc.begin(), s.acc.begin() + H * dc, 0.0f);
   std::fill(s.m.begin(), s.m.begin() + H, -INFINITY);
   std::fill(s.l.begin(), s.l.begin() + H, 0.0f);
@@ -177,6 +199,20 @@ inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_
           __builtin_prefetch(vs + b, 0, 3);
         }
       }
+    if constexpr (LoadsOnly) {
+      for (int phase = 0; phase < 2; phase++)
+        for (int64_t kh = 0; kh < nKvTask; kh++) {
+          const int64_t headRow = (h0 + kh) * bs;
+          const int8_t* base = phase ? v8 : k8;
+          const float* scales = phase ? c.vScale : c.kScale;
+          for (int64_t gi = 0; gi < st.n; gi++) {
+            pace(4 * D);
+            loaded += sumWords(base + (st.row[gi] + headRow) * D, 4 * D);
+            loaded += sumWords(scales + st.row[gi] + headRow, 4 * sizeof(float));
+          }
+        }
+      continue;
+    }
     for (int64_t kh = 0; kh < nKvTask; kh++) {
       const int64_t headRow = (h0 + kh) * bs, g0 = kh * G;
       // The read-ahead is paced by one tile of heads only: every tile reads the same lines.
@@ -210,12 +246,14 @@ inline void attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_
       });
     }
   }
+  if constexpr (LoadsOnly) return loaded;
   for (int64_t g = 0; g < H; g++) {
     const float l = s.l[g];
     const float inv = l > 0 ? 1.0f / l : 0.0f;
     for (int64_t d = 0; d < D; d++) out[g * D + d] = s.acc[g * dc + d] * inv;
     if (lse) lse[g] = l > 0 ? s.m[g] + std::log(l) : -INFINITY;
   }
+  return 0;
 }
 
 }  // namespace i8
