@@ -5,6 +5,7 @@
 // for per-thread scratch that grows once.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace lk {
 
@@ -76,6 +77,25 @@ constexpr int64_t kTileRows = 64, kTileMaxHeadDim = 256, kTileMinTokens = 8;
 
 // Tokens a tile takes for query groups of `group` heads.
 inline int64_t tileTokens(int64_t group) { return group >= kTileRows ? 1 : kTileRows / group; }
+
+// n bytes at p summed as little-endian 64-bit words, modulo 2^64 (a last partial word zero-extended):
+// what the read-pattern yardstick (KernelTable::attentionLoads) does with each row it reads, so its
+// reads cannot be dropped and a test can check that every row was read once.
+inline uint64_t sumWords(const void* p, int64_t n) {
+  uint64_t x = 0;
+  int64_t b = 0;
+  for (; b + 8 <= n; b += 8) {
+    uint64_t w;
+    std::memcpy(&w, static_cast<const char*>(p) + b, 8);
+    x += w;
+  }
+  if (b < n) {
+    uint64_t w = 0;
+    std::memcpy(&w, static_cast<const char*>(p) + b, size_t(n - b));
+    x += w;
+  }
+  return x;
+}
 
 struct KernelTable {
   const char* name;

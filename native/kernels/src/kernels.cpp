@@ -1123,36 +1123,22 @@ void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
   else attentionTileFma<2>(a, t0, t1, kh);
 }
 
+// The bytes of n rows (rows[j] + off is row j's first element) summed as 64-bit words (lk::sumWords):
+// what the read-pattern yardstick does with each row it reads (attentionPart<DT, true>).
+template <int DT>
+inline uint64_t sumRows(const void* base, const int64_t* rows, int64_t off, int64_t n, int64_t rowBytes) {
+  constexpr int64_t es = DT == 0 ? 4 : 2;
+  uint64_t x = 0;
+  for (int64_t j = 0; j < n; j++) x += lk::sumWords(static_cast<const char*>(base) + (rows[j] + off) * es, rowBytes);
+  return x;
+}
+
 // One query token against KV heads [h0, h1) over keys [p0, p1). The heads walk the range
 // together, block by block: the K (then V) rows of all the task's heads of one block are one
 // contiguous region, so the reads are long runs the hardware prefetcher follows, where one head at
 // a time would read a few KiB from each scattered block. Contiguous runs of blocks are gathered into
 // online-softmax steps of stepKeys(blockSize) keys, their keys interleaved across the step's blocks: every head's
 // scores for the step, the softmax update, then the values.
-// The bytes of n rows (rows[j] + off is row j's first element) summed as 64-bit words (modulo 2^64; a
-// row's last 4 bytes, where its size is not a whole number of words, zero-extended): what the
-// read-pattern yardstick does with each row it reads (attentionPart<DT, true>).
-template <int DT>
-inline uint64_t sumRows(const void* base, const int64_t* rows, int64_t off, int64_t n, int64_t rowBytes) {
-  constexpr int64_t es = DT == 0 ? 4 : 2;
-  uint64_t x = 0;
-  for (int64_t j = 0; j < n; j++) {
-    const char* p = static_cast<const char*>(base) + (rows[j] + off) * es;
-    int64_t b = 0;
-    for (; b + 8 <= rowBytes; b += 8) {
-      uint64_t w;
-      std::memcpy(&w, p + b, 8);
-      x += w;
-    }
-    if (b < rowBytes) {
-      uint64_t w = 0;
-      std::memcpy(&w, p + b, size_t(rowBytes - b));
-      x += w;
-    }
-  }
-  return x;
-}
-
 // LoadsOnly: the task's K and V rows read in the kernels' order, with the same steps, read-ahead
 // and prefetches, and nothing computed: the sum of their bytes as 64-bit words is returned (out and
 // lse are not written). The benchmarks' limit of the read pattern itself (attentionReadPattern).

@@ -119,24 +119,6 @@ inline void dotHeadTiles(int64_t n, F f) {
   for (; g < n; g++) f(std::integral_constant<int, 1>{}, g);
 }
 
-// The words of n bytes at p (a whole number of 4-byte words) summed as 64-bit words, a last 4 bytes
-// zero-extended: what the loads-only traversal does with each group and its scales.
-inline uint64_t sumWords(const void* p, int64_t n) {
-  uint64_t x = 0;
-  int64_t b = 0;
-  for (; b + 8 <= n; b += 8) {
-    uint64_t w;
-    std::memcpy(&w, static_cast<const char*>(p) + b, 8);
-    x += w;
-  }
-  if (b < n) {
-    uint32_t w;
-    std::memcpy(&w, static_cast<const char*>(p) + b, 4);
-    x += w;
-  }
-  return x;
-}
-
 // LoadsOnly: the task's K and V groups and their scales read in the kernels' order, with the same
 // steps, read-ahead and prefetches, nothing computed; returns the sum of their 64-bit words (out
 // and lse are not written): the benchmarks' limit of the read pattern (attentionReadPattern).
@@ -207,8 +189,8 @@ inline uint64_t attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, in
           const float* scales = phase ? c.vScale : c.kScale;
           for (int64_t gi = 0; gi < st.n; gi++) {
             pace(4 * D);
-            loaded += sumWords(base + (st.row[gi] + headRow) * D, 4 * D);
-            loaded += sumWords(scales + st.row[gi] + headRow, 4 * sizeof(float));
+            loaded += lk::sumWords(base + (st.row[gi] + headRow) * D, 4 * D);
+            loaded += lk::sumWords(scales + st.row[gi] + headRow, 4 * sizeof(float));
           }
         }
       continue;
