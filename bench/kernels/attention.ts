@@ -256,10 +256,10 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
     tRead = Math.min(...paired.filter((_, i) => i % 2 === 0));
     tAttn = paired.filter((_, i) => i % 2 === 1);
   }
+  // The pattern timings follow the calls', one for each arm that has a pattern, in arm order.
   const tPatterns = tAttn.slice(calls.length);
-  const tPattern = hasPattern.map((has, i) =>
-    has ? tPatterns[hasPattern.slice(0, i).filter(Boolean).length] : undefined,
-  );
+  let next = 0;
+  const tPattern = hasPattern.map((has) => (has ? tPatterns[next++] : undefined));
   const limit = stream.byteLength / tRead / 1e9;
   backend.setReadAhead(null);
   return arms.map(({ variant }, i) => {

@@ -160,28 +160,28 @@ export function queryRanges(build: (add: (seq: number, start: number, end: numbe
   };
 }
 
+/** What pagedAttention accepts beside the queries: `scale`, `softcap` and replacement ranges. */
+export interface PagedAttentionOptions {
+  scale?: number;
+  softcap?: number;
+  ctxStart?: Int32Array | undefined;
+  ctxEnd?: Int32Array | undefined;
+}
+
 /**
- * Paged attention of the queries over `cache` with their log-sum-exp (outputs filled with NaN
- * first, so a row the kernel leaves unwritten shows). `scale` defaults to 1/√headDim; `ctxStart`
- * and `ctxEnd` replace the queries' own ranges.
+ * The attention call of the queries over `cache` (outputs filled with NaN, so a row the kernel
+ * leaves unwritten shows). `scale` defaults to 1/√headDim; `ctxStart` and `ctxEnd` replace the
+ * queries' own ranges.
  */
-export function pagedAttention(
-  b: KernelBackend,
+export function pagedAttentionArgs(
   cache: KvLayerCache,
   s: PagedQueries,
   nHeads: number,
   headDim: number,
-  o: {
-    scale?: number;
-    softcap?: number;
-    ctxStart?: Int32Array | undefined;
-    ctxEnd?: Int32Array | undefined;
-  } = {},
-): { out: Float32Array; lse: Float32Array } {
-  const out = new Float32Array(s.n * nHeads * headDim).fill(Number.NaN);
-  const lse = new Float32Array(s.n * nHeads).fill(Number.NaN);
-  const args: AttentionArgs = {
-    out,
+  o: PagedAttentionOptions = {},
+): AttentionArgs & { lse: Float32Array } {
+  return {
+    out: new Float32Array(s.n * nHeads * headDim).fill(Number.NaN),
     q: s.q,
     cache,
     blockTables: s.layout.blockTables,
@@ -193,8 +193,20 @@ export function pagedAttention(
     nHeads,
     scale: o.scale ?? 1 / Math.sqrt(headDim),
     ...(o.softcap === undefined ? {} : { softcap: o.softcap }),
-    lse,
+    lse: new Float32Array(s.n * nHeads).fill(Number.NaN),
   };
+}
+
+/** Paged attention of the queries over `cache` with their log-sum-exp (see pagedAttentionArgs). */
+export function pagedAttention(
+  b: KernelBackend,
+  cache: KvLayerCache,
+  s: PagedQueries,
+  nHeads: number,
+  headDim: number,
+  o: PagedAttentionOptions = {},
+): { out: Float32Array; lse: Float32Array } {
+  const args = pagedAttentionArgs(cache, s, nHeads, headDim, o);
   b.attention(args);
-  return { out, lse };
+  return { out: args.out, lse: args.lse };
 }

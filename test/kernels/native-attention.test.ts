@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
+import type { KernelBackend, KvDType, KvLayerCache } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import type { DType } from "../../src/model/tensor.js";
 import {
@@ -13,6 +13,7 @@ import {
   fillCache,
   type PagedLayout,
   pagedAttention,
+  pagedAttentionArgs,
   pagedLayout,
   queryRanges,
   randomF32,
@@ -261,23 +262,6 @@ function rowWordSum(cache: KvLayerCache, s: ReturnType<typeof setup>, c: Case): 
   return sum & mask;
 }
 
-/** The attention call of s's queries on the native cache (no lse), writing to out. */
-function patternCall(s: ReturnType<typeof setup>, c: Case, out: Float32Array): AttentionArgs {
-  return {
-    out,
-    q: s.q,
-    cache: s.natCache,
-    blockTables: s.layout.blockTables,
-    maxBlocksPerSeq: s.layout.maxBlocksPerSeq,
-    qSeq: s.qSeq,
-    ctxStart: s.ctxStart,
-    ctxEnd: s.ctxEnd,
-    nTokens: s.n,
-    nHeads: c.nHeads,
-    scale: 1,
-  };
-}
-
 /** Cases whose long contexts make tasks the read-ahead takes: GQA and MHA, blocks of 16 and 64, head_dim 8 to 128. */
 const LONG_CASES: Case[] = [
   CASES[2]!,
@@ -310,17 +294,18 @@ test("the read-pattern yardstick reads every K and V row (int8: group and scales
         forEachVariant(native, (v) => {
           for (const ahead of [true, false]) {
             native.setReadAhead(ahead);
-            const out = new Float32Array(s.n * c.nHeads * c.headDim).fill(7);
+            const call = pagedAttentionArgs(s.natCache, s, c.nHeads, c.headDim);
+            const out = call.out.fill(7);
             const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize} ahead ${ahead}`;
             if (dtype === "int8" && !int8PatternTakes(v, c.headDim)) {
               assert.throws(
-                () => native.attentionReadPattern(patternCall(s, c, out)),
+                () => native.attentionReadPattern(call),
                 /attentionReadPattern: int8 attention widens on .*; its reads have no loads-only twin/,
                 what,
               );
               continue;
             }
-            assert.equal(native.attentionReadPattern(patternCall(s, c, out)), want, what);
+            assert.equal(native.attentionReadPattern(call), want, what);
             assert.ok(
               out.every((x) => x === 7),
               `${what}: out untouched`,

@@ -152,7 +152,7 @@ struct AmxAttention {
           else scoreBlock<1, 1>(t, R, D, j, v);
         }
       const float scale = tileCapScores(a, t.s.data(), R, nk);
-      for (int64_t v = 0; v < RV; v++) tileSoftmax(t.s.data(), t.pp.data(), t.st, R, v, k0, nk, scale);
+      for (int64_t v = 0; v < RV; v++) tileSoftmax(t, R, v, k0, nk, scale);
       transposeProbabilities(t, R, nk);
       tilePackValues(t.vp.data(), t.vrow, nk, D);
       rescale(t, R, D);

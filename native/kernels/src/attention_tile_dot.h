@@ -91,13 +91,13 @@ inline void tileValuesCols(float* o, int64_t D, const uint32_t* pp, int64_t R, c
   }
 }
 
-// The step's scores of one vector of 16 rows, s[j][v] for slots j < nk at positions k0 + j (of
-// `scores` [keys][R], into `pairs` [keys/2][R]; the AMX tiles share it): masked
+// The step's scores of one vector of 16 rows, s[j][v] for slots j < nk at positions k0 + j: masked
 // to the rows' ranges where the step reaches past one, scaled, the running max updated, and the
-// probabilities rounded to bf16 in pairs (pp) and summed as rounded.
-inline void tileSoftmax(float* scores, uint32_t* pairs, TileRowState& st, int64_t R, int64_t v, int64_t k0, int64_t nk,
-                        float scale) {
-  float* s = scores + 16 * v;
+// probabilities rounded to bf16 in pairs (pp) and summed as rounded. The AMX tiles' scratch extends
+// this one and shares it.
+inline void tileSoftmax(DotTileScratch& t, int64_t R, int64_t v, int64_t k0, int64_t nk, float scale) {
+  TileRowState& st = t.st;
+  float* s = t.s.data() + 16 * v;
   const __m512i start = _mm512_load_si512(st.start + 16 * v), end = _mm512_load_si512(st.end + 16 * v);
   const bool inside = tileRowsInside(st, 16 * v, k0, nk);
   __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -119,7 +119,7 @@ inline void tileSoftmax(float* scores, uint32_t* pairs, TileRowState& st, int64_
   const __m512 corr = (__m512)vexpNonPositive((vf)_mm512_sub_ps(mOld, mSafe));
   const __m512 sc = _mm512_set1_ps(scale);
   __m512 sum = _mm512_setzero_ps();
-  uint32_t* pp = pairs + 16 * v;
+  uint32_t* pp = t.pp.data() + 16 * v;
   for (int64_t j = 0; j < nk; j += 2) {
     const __m256bh e0 = _mm512_cvtneps_pbh((__m512)vexpNonPositive((vf)_mm512_fmsub_ps(_mm512_load_ps(s + j * R), sc, mSafe)));
     const __m256bh e1 =
@@ -195,7 +195,7 @@ inline void attentionTileDot(const AttnArgs& a, int64_t t0, int64_t t1, int64_t 
       default: tileScoresAll<4>(t.qp.data(), R, pairs, t.krow, nk, t.s.data()); break;
     }
     const float scale = tileCapScores(a, t.s.data(), R, nk);
-    for (int64_t v = 0; v < RV; v++) tileSoftmax(t.s.data(), t.pp.data(), t.st, R, v, k0, nk, scale);
+    for (int64_t v = 0; v < RV; v++) tileSoftmax(t, R, v, k0, nk, scale);
     tilePackValues(t.vp.data(), t.vrow, nk, D);
     int64_t c0 = 0;
     for (; c0 + 64 <= D; c0 += 64) tileValuesCols<4>(t.o.data(), D, t.pp.data(), R, t.vp.data(), nk / 2, rows, c0, t.st.corr);
