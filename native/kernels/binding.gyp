@@ -18,7 +18,7 @@
     },
     {
       "target_name": "lamina_kernels",
-      "sources": ["src/addon.cpp", "src/thread_pool.cpp", "src/cpu_select.cpp", "src/read_ahead_policy.cpp", "src/quant_select.cpp", "src/quant_api.cpp", "src/quant_pack.cpp", "src/attention_runner.cpp", "src/dataplane_worker.cpp", "src/dataplane_client.cpp", "src/dataplane_api.cpp", "src/dataplane_os.cpp", "src/dataplane_tcp.cpp", "src/socket_io.cpp", "src/plane_net.cpp", "src/plane_net_api.cpp"],
+      "sources": ["src/addon.cpp", "src/thread_pool.cpp", "src/cpu_select.cpp", "src/cpu_affinity.cpp", "src/read_ahead_policy.cpp", "src/quant_select.cpp", "src/quant_api.cpp", "src/quant_pack.cpp", "src/attention_runner.cpp", "src/dataplane_worker.cpp", "src/dataplane_client.cpp", "src/dataplane_api.cpp", "src/dataplane_os.cpp", "src/dataplane_tcp.cpp", "src/socket_io.cpp", "src/plane_net.cpp", "src/plane_net_api.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "dependencies": ["kernels_portable"],

@@ -221,6 +221,10 @@ export interface NativeAddon {
   /** As fmaPeak with byte-product chains (vpdpbusd, else vpmaddubsw; a multiply-add two operations); 0 on the portable build. */
   byteDotPeak(rounds: number): number;
   adviseHugePages(x: KvData | Uint8Array): number;
+  /** The CPUs this process may run on, ascending ([] where the OS cannot say). */
+  allowedCpus(): number[];
+  /** Binds every thread of this process (and those they start) to `cpus`; returns the threads bound. */
+  bindProcessToCpus(cpus: number[]): number;
   /** Bytes from x's first element to the next 64-byte boundary. */
   lineGap(x: Uint8Array): number;
   /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */

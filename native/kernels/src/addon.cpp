@@ -17,6 +17,7 @@
 #include "line_vector.h"
 #include "attention_runner.h"
 #include "napi_args.h"
+#include "cpu_affinity.h"
 #include "cpu_select.h"
 #include "read_ahead_policy.h"
 #include "dataplane_api.h"
@@ -86,6 +87,8 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("tilePeak", &Kernels::TilePeak),
                              InstanceMethod("byteDotPeak", &Kernels::ByteDotPeak),
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
+                             InstanceMethod("allowedCpus", &Kernels::AllowedCpus),
+                             InstanceMethod("bindProcessToCpus", &Kernels::BindProcessToCpus),
                              InstanceMethod("lineGap", &Kernels::LineGap),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
                              InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
@@ -786,6 +789,36 @@ class Kernels : public Napi::Addon<Kernels> {
     if (b > a && madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE) == 0) advised = double(b - a);
 #endif
     return Napi::Number::New(env, advised);
+  }
+
+  // allowedCpus() → the CPUs this process may run on, ascending ([] where the OS cannot say).
+  Napi::Value AllowedCpus(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (int c : lk::allowedCpus()) out.Set(i++, c);
+    return out;
+  }
+
+  // bindProcessToCpus(cpus) → threads bound: every thread of this process (the pool's, Node's, the
+  // caller's) and those they start later run on `cpus` only; an Error where the OS refuses.
+  Napi::Value BindProcessToCpus(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* m = "bindProcessToCpus";
+    if (info.Length() < 1 || !info[0].IsArray()) typeError(env, std::string(m) + ": cpus must be an array of CPU numbers");
+    const Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<int> cpus;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      const Napi::Value v = a.Get(i);
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0 && d <= 1e6) || d != std::floor(d))
+        typeError(env, std::string(m) + ": cpus[" + std::to_string(i) + "] must be a non-negative integer");
+      cpus.push_back(int(d));
+    }
+    std::string error;
+    const int bound = lk::bindProcessToCpus(cpus, error);
+    if (bound < 0) throw Napi::Error::New(env, std::string(m) + ": " + error);
+    return Napi::Number::New(env, bound);
   }
 
   std::vector<double> partials_;
