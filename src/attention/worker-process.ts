@@ -1,3 +1,4 @@
+import { bindThisProcess, formatCpuList } from "../kernels/cpus.js";
 import { loadKernelBackend } from "../kernels/index.js";
 import type { Channel } from "../transport/channel.js";
 import { openShmChannel } from "../transport/shm-channel.js";
@@ -12,6 +13,8 @@ export interface AttentionWorkerOptions {
   readonly kvMemory: number;
   readonly token: string | null;
   readonly threads?: number;
+  /** CPUs every thread of this process is bound to before anything else runs (default: unbound). */
+  readonly cpus?: readonly number[];
   /** Spin budget (µs) of the shared-memory channel and of the native data plane before they sleep. */
   readonly spinMicros?: number;
   readonly log?: (line: string) => void;
@@ -27,6 +30,7 @@ export async function runAttentionWorker(
 ): Promise<{ close(): Promise<void>; port: number | null }> {
   const log =
     o.log ?? ((line: string) => process.stderr.write(`attention-worker[${process.pid}]: ${line}\n`));
+  if (o.cpus) log(`bound ${bindThisProcess(o.cpus)} threads to CPUs ${formatCpuList(o.cpus)}`);
   const backend = loadKernelBackend({ backend: "auto", ...(o.threads ? { threads: o.threads } : {}) });
   const serve = (channel: Channel) =>
     new AttentionWorkerSession(channel, backend, {

@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
 import { runAttentionWorker } from "../attention/worker-process.js";
 import { DEFAULT_KV_MEMORY } from "../placement/sizes.js";
-import { intArg, listenArg, sizeArg } from "./parse.js";
+import { cpuListArg, intArg, listenArg, sizeArg } from "./parse.js";
 
 /** `lamina attention-worker`: a process that holds KV caches and computes attention for engines. */
 export function registerAttentionWorkerCommand(program: Command): void {
@@ -12,6 +12,7 @@ export function registerAttentionWorkerCommand(program: Command): void {
     .option("--kv-memory <size>", "KV budget per engine connection, e.g. 4GiB", sizeArg, DEFAULT_KV_MEMORY)
     .option("--token <secret>", "shared secret engines must prove (or LAMINA_ATTENTION_TOKEN)")
     .option("--threads <n>", "kernel threads", intArg(1, 1024))
+    .option("--cpus <list>", "bind every thread of this worker to these CPUs, e.g. 2-3 or 1,5", cpuListArg)
     .option(
       "--spin-us <µs>",
       "busy-poll budget before sleeping: the shared-memory channel (default 50) and the data-plane loop (default 1000)",
@@ -26,6 +27,7 @@ export function registerAttentionWorkerCommand(program: Command): void {
         kvMemory: number;
         token?: string;
         threads?: number;
+        cpus?: number[];
         spinUs?: number;
         shm?: string;
       }) => {
@@ -35,6 +37,7 @@ export function registerAttentionWorkerCommand(program: Command): void {
           kvMemory: flags.kvMemory,
           token: flags.token ?? process.env.LAMINA_ATTENTION_TOKEN ?? null,
           ...(flags.threads ? { threads: flags.threads } : {}),
+          ...(flags.cpus ? { cpus: flags.cpus } : {}),
           ...(flags.spinUs !== undefined ? { spinMicros: flags.spinUs } : {}),
         });
         // A parent that forked us (locally spawned TCP workers) learns the port this way.

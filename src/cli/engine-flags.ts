@@ -54,6 +54,10 @@ export function addEngineFlags(cmd: Command): Command {
       intArg(1, 1024),
     )
     .option(
+      "--no-core-binding",
+      "leave the CPUs of spawned attention workers and of this process to the scheduler (by default each spawned worker gets cores of its own and this process's threads the rest, where the CPUs allow)",
+    )
+    .option(
       "--attention-worker-addrs <list>",
       "host:port of running attention workers, comma-separated",
       addrListArg,
@@ -223,6 +227,7 @@ export interface EngineFlagValues {
   attentionWorkers?: number;
   attentionWorkerAddrs?: string[];
   attentionWorkerThreads?: number;
+  coreBinding?: boolean;
   attentionToken?: string;
   attentionTimeoutMs?: number;
   spinUs?: number;
@@ -263,6 +268,7 @@ export function engineOptionsFromFlags(f: EngineFlagValues): EngineOptions {
     attentionWorkers: f.attentionWorkers,
     attentionWorkerAddrs: f.attentionWorkerAddrs,
     attentionWorkerThreads: f.attentionWorkerThreads,
+    coreBinding: f.coreBinding,
     attentionToken: f.attentionToken ?? process.env.LAMINA_ATTENTION_TOKEN,
     attentionTimeoutMs: f.attentionTimeoutMs,
     spinMicros: f.spinUs,

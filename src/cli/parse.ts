@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { parseCpuList } from "../kernels/cpus.js";
 import { parseHostPort } from "../util/host-port.js";
 
 /**
@@ -25,6 +26,15 @@ export function named<T, P = T>(flag: string, parse: (value: string, previous: P
       throw e;
     }
   };
+}
+
+/** A CPU list as Linux writes one ("1", "0-3,6"): ascending, without repeats. */
+export function cpuListArg(value: string): number[] {
+  try {
+    return parseCpuList(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 /** An integer in [min, max]; without a max, any integer from min up. */

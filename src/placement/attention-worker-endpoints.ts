@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { WorkerEndpoint } from "../attention/remote-service.js";
+import { formatCpuList } from "../kernels/cpus.js";
 import type { Channel } from "../transport/channel.js";
 import { createShmChannel } from "../transport/shm-channel.js";
 import { connectTcp } from "../transport/tcp.js";
@@ -57,6 +58,8 @@ export interface SpawnOptions {
   readonly transport: "shm" | "tcp";
   readonly kvMemory: number;
   readonly threads: number;
+  /** CPUs the worker binds all its threads to (default: wherever the scheduler puts them). */
+  readonly cpus?: readonly number[];
   /** Spin budget of the shared-memory channel, this end and the worker's (default: the channel's). */
   readonly spinMicros?: number;
   readonly log: (line: string) => void;
@@ -84,6 +87,7 @@ export class SpawnedWorker implements WorkerEndpoint {
       "--threads",
       String(this.o.threads),
       ...(this.o.spinMicros !== undefined ? ["--spin-us", String(this.o.spinMicros)] : []),
+      ...(this.o.cpus ? ["--cpus", formatCpuList(this.o.cpus)] : []),
     ];
     if (this.o.transport === "shm") {
       const channel = createShmChannel(

@@ -1,5 +1,7 @@
 import { RemoteAttentionService, type WorkerEndpoint } from "../attention/remote-service.js";
+import { allowedCpus, bindThisProcess, formatCpuList } from "../kernels/cpus.js";
 import { AddressedWorker, SpawnedWorker } from "./attention-worker-endpoints.js";
+import { type CoreBinding, planCoreBinding } from "./core-binding.js";
 import type { EngineOptions } from "./options.js";
 import { DEFAULT_KV_MEMORY, type EngineSizes } from "./sizes.js";
 import { attentionToken } from "./validate.js";
@@ -22,12 +24,17 @@ export async function connectAttentionWorkers(
     const token = attentionToken(options)!;
     for (const a of addrs) endpoints.push(AddressedWorker.parse(a, token, log));
   } else {
+    const threads = options.attentionWorkerThreads ?? 1;
+    // Model workers (shareDataPlane) run the model side in processes of their own: nothing to bind here.
+    const cores = options.coreBinding && !shareDataPlane ? bindCores(options, threads, log) : null;
     for (let i = 0; i < (options.attentionWorkers ?? 0); i++) {
+      const cpus = cores?.workers[i];
       endpoints.push(
         new SpawnedWorker(`local-${i}`, {
           transport: options.transport ?? "shm",
           kvMemory: options.kvMemory ?? DEFAULT_KV_MEMORY,
-          threads: options.attentionWorkerThreads ?? 1,
+          threads,
+          ...(cpus ? { cpus } : {}),
           ...(options.spinMicros !== undefined ? { spinMicros: options.spinMicros } : {}),
           log,
         }),
@@ -44,4 +51,31 @@ export async function connectAttentionWorkers(
     shareDataPlane,
     log,
   });
+}
+
+/**
+ * Binds this process to the model side's cores of the plan and returns the plan (the workers bind
+ * themselves as they start), or logs why the cores stay unbound and returns null.
+ */
+function bindCores(
+  options: EngineOptions,
+  workerThreads: number,
+  log: (line: string) => void,
+): CoreBinding | null {
+  const plan = planCoreBinding(allowedCpus(), options.attentionWorkers ?? 0, workerThreads, options.threads);
+  if (typeof plan === "string") {
+    log(`cores: not bound (${plan})`);
+    return null;
+  }
+  try {
+    bindThisProcess(plan.model);
+  } catch (e) {
+    log(`cores: not bound (${(e as Error).message})`);
+    return null;
+  }
+  const workers = plan.workers.map((w, i) => `local-${i} on ${formatCpuList(w)}`).join(", ");
+  log(
+    `cores: model side on ${formatCpuList(plan.model)}, attention worker${plan.workers.length === 1 ? "" : "s"} ${workers} (--no-core-binding leaves them to the scheduler)`,
+  );
+  return plan;
 }

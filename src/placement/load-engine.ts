@@ -29,8 +29,8 @@ export function servedModelId(options: EngineOptions, model: LoadedModel): strin
 /** Kernel threads of the model side: asked for, else the cores the spawned attention workers leave. */
 function modelThreads(options: EngineOptions): number | undefined {
   if (options.threads !== undefined) return options.threads;
-  const spawned = options.attentionWorkers ?? 0;
-  // Locally spawned attention workers get a core each; the model side keeps the rest.
+  const spawned = (options.attentionWorkers ?? 0) * (options.attentionWorkerThreads ?? 1);
+  // Locally spawned attention workers get a core for each of their threads; the model side keeps the rest.
   return spawned > 0 ? Math.max(1, availableParallelism() - spawned) : undefined;
 }
 

@@ -60,6 +60,12 @@ export interface EngineOptions extends CoreOptions {
    * the model side waits while the worker computes, so the worker may take the cores it leaves.
    */
   readonly attentionWorkerThreads?: number;
+  /**
+   * Give each locally spawned attention worker cores of its own and bind this process's threads to
+   * the rest, where the CPUs allow (default false: a library caller's process is left as it is;
+   * `serve` and `generate` turn it on unless `--no-core-binding`).
+   */
+  readonly coreBinding?: boolean;
   /** Addresses host:port of running attention workers. */
   readonly attentionWorkerAddrs?: readonly string[];
   readonly attentionToken?: string;
