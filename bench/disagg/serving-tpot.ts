@@ -52,6 +52,8 @@ interface Run {
   /** CPU seconds the server and its children (attention workers) used during the run. */
   serverCpuSeconds: number;
   workerCpuSeconds: number;
+  /** The server's start-up line on the CPUs of its attention worker ("cores: ..."), or "–". */
+  cores: string;
 }
 
 /** utime + stime of a process, in seconds (Linux /proc; 0 elsewhere). */
@@ -87,7 +89,9 @@ function childPids(pid: number): number[] {
 }
 
 /** Starts a server in its own process group and resolves with its port once /health answers 200. */
-async function startServer(attentionWorkers: number): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(
+  attentionWorkers: number,
+): Promise<{ child: ChildProcess; port: number; log: () => string }> {
   const args = [
     BIN,
     "serve",
@@ -120,7 +124,7 @@ async function startServer(attentionWorkers: number): Promise<{ child: ChildProc
       (r) => r.ok,
       () => false,
     );
-    if (ok) return { child, port };
+    if (ok) return { child, port, log: () => log };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stopServer(child);
@@ -165,7 +169,7 @@ async function benchServe(port: number, out: string): Promise<void> {
 }
 
 async function run(attentionWorkers: number, dir: string): Promise<Run> {
-  const { child, port } = await startServer(attentionWorkers);
+  const { child, port, log } = await startServer(attentionWorkers);
   try {
     const out = path.join(dir, `run-${attentionWorkers}-${Date.now()}.json`);
     const kids = childPids(child.pid!);
@@ -185,6 +189,7 @@ async function run(attentionWorkers: number, dir: string): Promise<Run> {
       pollSeconds: metric("lamina_transport_poll_seconds_total"),
       serverCpuSeconds,
       workerCpuSeconds,
+      cores: (/cores: (.*)/.exec(log())?.[1] ?? "–").replace(/ \(--no-core-binding.*$/, ""),
       attentionWorkers,
       tpotMedianMs: r.tpot_ms.median,
       ttftMedianMs: r.ttft_ms.median,
@@ -235,9 +240,9 @@ pairs.forEach((p, i) => {
   );
 });
 console.log(
-  "\n| rep | placement | steps | model µs/step | attention µs/step | transport µs/step | polling s | server CPU s | worker CPU s |",
+  "\n| rep | placement | steps | model µs/step | attention µs/step | transport µs/step | polling s | server CPU s | worker CPU s | cores |",
 );
-console.log("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
 pairs.forEach((p, i) => {
   for (const [name, r] of [
     ["in-process", p.inProcess],
@@ -245,7 +250,7 @@ pairs.forEach((p, i) => {
   ] as const) {
     const per = (x: number) => ((x / Math.max(1, r.steps)) * 1e6).toFixed(0);
     console.log(
-      `| ${i + 1} | ${name} | ${r.steps} | ${per(r.modelSeconds)} | ${per(r.attentionSeconds)} | ${per(r.transportSeconds)} | ${r.pollSeconds.toFixed(2)} | ${r.serverCpuSeconds.toFixed(1)} | ${r.workerCpuSeconds.toFixed(1)} |`,
+      `| ${i + 1} | ${name} | ${r.steps} | ${per(r.modelSeconds)} | ${per(r.attentionSeconds)} | ${per(r.transportSeconds)} | ${r.pollSeconds.toFixed(2)} | ${r.serverCpuSeconds.toFixed(1)} | ${r.workerCpuSeconds.toFixed(1)} | ${r.cores} |`,
     );
   }
 });
