@@ -86,7 +86,13 @@ export function addEngineFlags(cmd: Command): Command {
       "--transport <kind>",
       "to local attention workers: shm or tcp",
       choiceArg(["shm", "tcp"] as const),
-    )
+    );
+  return addModelWorkerFlags(addReuseFlags(addPrefillFlags(cmd)));
+}
+
+/** PD and Adrenaline: where prefill runs, and how much decode attention goes to it. */
+function addPrefillFlags(cmd: Command): Command {
+  return cmd
     .option(
       "--mode <mode>",
       "prefill placement: colocated, pd (prefill instances) or adrenaline (pd + decode attention offloaded to them)",
@@ -114,7 +120,6 @@ export function addEngineFlags(cmd: Command): Command {
       "adrenaline: fixed offloaded/kept request ratio (default: the load-aware bound)",
       ratioArg,
     );
-  return addModelWorkerFlags(addReuseFlags(cmd));
 }
 
 /** What decoding reuses: cached prompt prefixes, and drafts looked up in a sequence's own tokens. */

@@ -62,7 +62,11 @@ function bindCores(
   workerThreads: number,
   log: (line: string) => void,
 ): CoreBinding | null {
-  const plan = planCoreBinding(allowedCpus(), options.attentionWorkers ?? 0, workerThreads, options.threads);
+  const allowed = allowedCpus();
+  const plan =
+    allowed.length === 0
+      ? "this process's CPUs are unknown here (no native kernel addon)"
+      : planCoreBinding(allowed, options.attentionWorkers ?? 0, workerThreads, options.threads);
   if (typeof plan === "string") {
     log(`cores: not bound (${plan})`);
     return null;
