@@ -227,6 +227,64 @@ test("int8 attention with every byte at its extreme: no product pair saturates o
   );
 });
 
+test("the byte-product paths round each query element half to even, in the vector body and in the tail", () => {
+  // Two keys, each a unit row (code 127, scale 1/127) on element i0 or i1, and values e0, e1: the
+  // output is the pair of probabilities, whose ratio is 2^(q8[i1] − q8[i0]) with the softmax scale
+  // ln 2 and the query's largest element 127 (so its scale is exactly 1 and each q8 is q rounded).
+  // Ties (±x.5) tell the rounding apart: half to even gives 2 and 4 for 2.5 and 3.5 (ratio 4), half
+  // away from zero or truncation ratio 2. head_dim 24 (the 256-bit path needs a multiple of 8):
+  // on 512-bit vectors elements 0–15 in the vector loop, 16–23 after it.
+  const D = 24;
+  const cache = emptyCache("int8", 1, 4, 1, D);
+  const cases: [number, number, number, number][] = [
+    [0, 1, 2.5, 3.5],
+    [17, 18, 2.5, 3.5],
+    [3, 19, -2.5, -1.5],
+    [16, 2, 0.5, -0.5],
+  ];
+  const halfEven = (x: number) => {
+    const f = Math.floor(x);
+    const d = x - f;
+    return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+  };
+  forEachVariant(native, (variant) => {
+    const path = native.info().int8Attention;
+    for (const [i0, i1, x0, x1] of cases) {
+      const k = new Float32Array(2 * D);
+      k[i0] = 1;
+      k[D + i1] = 1;
+      const v = new Float32Array(2 * D);
+      v[0] = 1;
+      v[D + 1] = 1;
+      native.kvWrite(cache, k, v, new Int32Array([0, 1]), 2);
+      const q = new Float32Array(D);
+      q[i0] = x0;
+      q[i1] = x1;
+      q[[5, 6, 7].find((j) => j !== i0 && j !== i1)!] = 127;
+      const out = new Float32Array(D);
+      native.attention({
+        out,
+        q,
+        cache,
+        blockTables: new Int32Array([0]),
+        maxBlocksPerSeq: 1,
+        qSeq: new Int32Array([0]),
+        ctxStart: new Int32Array([0]),
+        ctxEnd: new Int32Array([2]),
+        nTokens: 1,
+        nHeads: 1,
+        scale: Math.LN2,
+      });
+      // The widening path multiplies the unrounded query.
+      const [a, b] = path === "widen" ? [x0, x1] : [halfEven(x0), halfEven(x1)];
+      const p1 = 1 / (1 + 2 ** (a - b));
+      const what = `${variant} (${path}), q[${i0}] = ${x0}, q[${i1}] = ${x1}`;
+      assert.ok(Math.abs(out[0]! - (1 - p1)) < 0.005, `${what}: p0 ${out[0]} against ${1 - p1}`);
+      assert.ok(Math.abs(out[1]! - p1) < 0.005, `${what}: p1 ${out[1]} against ${p1}`);
+    }
+  });
+});
+
 /**
  * The native kernels' agreement with the reference on the same int8 cache. The widening path
  * computes in fp32 on exactly the reference's values (1e-5 would do); the integer dot-product paths

@@ -50,12 +50,48 @@ inline DotScratch& dotScratch(int64_t H, int64_t dp, int64_t dc) {
 // the K layout.
 inline const int8_t* quantizeQueryHead(DotScratch& s, const float* q, int64_t g, int64_t D, int64_t dp, float scale) {
   int8_t* q8 = s.q8.data() + g * dp;
-  const float qs = quantizeRow(q8, [](int64_t i) { return i; }, q + g * D, D);
-  std::fill(q8 + D, q8 + dp, int8_t(0));
+  const float* x = q + g * D;
+  // quantizeRow's rounding in vectors: the same product x * (127 / absmax), rounded half to even by
+  // the conversion (the default mode, as nearbyint), so the codes are quantizeRow's. A task rounds
+  // its query heads once; at 512 keys a task the scalar loop took a seventh of the kernel's time.
+  vf am = splat(0.0f);
+  int64_t i = 0;
+  for (; i + W <= D; i += W) am = vmax(am, (vf)((vu)loadf(x + i) & 0x7fffffffu));
+  float amax = hmax(am);
+  for (int64_t j = i; j < D; j++) amax = std::max(amax, std::fabs(x[j]));
+  const float inv = amax > 0 ? 127.0f / amax : 0.0f;
   int32_t sum = 0;
-  for (int64_t i = 0; i < D; i++) sum += q8[i];
+  i = 0;
+#if defined(__AVX512F__)
+  __m512i acc = _mm512_setzero_si512();
+  for (; i + 16 <= D; i += 16) {
+    const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), _mm512_set1_ps(inv)));
+    const __m512i c = _mm512_max_epi32(_mm512_set1_epi32(-127), _mm512_min_epi32(r, _mm512_set1_epi32(127)));
+    acc = _mm512_add_epi32(acc, c);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q8 + i), _mm512_cvtepi32_epi8(c));
+  }
+  sum = _mm512_reduce_add_epi32(acc);
+#else
+  __m256i acc = _mm256_setzero_si256();
+  for (; i + 8 <= D; i += 8) {
+    const __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
+    const __m256i c = _mm256_max_epi32(_mm256_set1_epi32(-127), _mm256_min_epi32(r, _mm256_set1_epi32(127)));
+    acc = _mm256_add_epi32(acc, c);
+    alignas(32) int32_t w[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(w), c);
+    for (int k = 0; k < 8; k++) q8[i + k] = int8_t(w[k]);
+  }
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  for (int k = 0; k < 8; k++) sum += lanes[k];
+#endif
+  for (; i < D; i++) {
+    q8[i] = int8_t(std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] * inv))));
+    sum += q8[i];
+  }
+  std::fill(q8 + D, q8 + dp, int8_t(0));
   s.qSum[g] = sum;
-  s.qFac[g] = qs * scale;
+  s.qFac[g] = (amax / 127.0f) * scale;
   return q8;
 }
 
