@@ -1,4 +1,4 @@
-import { bindThisProcess, formatCpuList } from "../kernels/cpus.js";
+import { BOUND_PURE_SPIN_US, bindThisProcess, formatCpuList } from "../kernels/cpus.js";
 import { loadKernelBackend } from "../kernels/index.js";
 import type { Channel } from "../transport/channel.js";
 import { openShmChannel } from "../transport/shm-channel.js";
@@ -30,7 +30,10 @@ export async function runAttentionWorker(
 ): Promise<{ close(): Promise<void>; port: number | null }> {
   const log =
     o.log ?? ((line: string) => process.stderr.write(`attention-worker[${process.pid}]: ${line}\n`));
-  if (o.cpus) log(`bound ${bindThisProcess(o.cpus)} threads to CPUs ${formatCpuList(o.cpus)}`);
+  if (o.cpus)
+    log(
+      `bound ${bindThisProcess(o.cpus)} threads to CPUs ${formatCpuList(o.cpus)} (waits spin alone up to ${BOUND_PURE_SPIN_US} µs)`,
+    );
   const backend = loadKernelBackend({ backend: "auto", ...(o.threads ? { threads: o.threads } : {}) });
   const serve = (channel: Channel) =>
     new AttentionWorkerSession(channel, backend, {

@@ -41,9 +41,19 @@ export function allowedCpus(): number[] {
 }
 
 /**
- * Binds every thread of this process to `cpus`; returns the number of threads bound. Throws a
- * RangeError naming the CPUs this process may not use (a cgroup's cpuset, CPUs offline): where
- * none of them is usable nothing moved; where some are, the threads stay on those.
+ * How long the data-plane waits of a process bound to cores of its own (either end of the
+ * exchange) spin on their core alone before offering it to other threads, against 20 µs unbound:
+ * with the other side of each hand-off on cores of its own, a yield only hands the core to this
+ * process's HTTP thread and delays the hand-off (docs/BENCHMARKS.md, "Cores of their own for
+ * attention workers").
+ */
+export const BOUND_PURE_SPIN_US = 50;
+
+/**
+ * Binds every thread of this process to `cpus` and lets its data-plane waits spin alone for
+ * BOUND_PURE_SPIN_US; returns the number of threads bound. Throws a RangeError naming the CPUs this
+ * process may not use (a cgroup's cpuset, CPUs offline): where none of them is usable nothing
+ * moved; where some are, the threads stay on those.
  */
 export function bindThisProcess(cpus: readonly number[]): number {
   if (cpus.length === 0) throw new RangeError("no CPUs to bind to");
@@ -64,5 +74,6 @@ export function bindThisProcess(cpus: readonly number[]): number {
     throw new RangeError(
       `cannot bind to CPUs ${list}: ${formatCpuList(missing)} not available to this process (its threads are on ${formatCpuList(now)})`,
     );
+  addon.setPureSpin(BOUND_PURE_SPIN_US);
   return bound;
 }

@@ -225,6 +225,10 @@ export interface NativeAddon {
   allowedCpus(): number[];
   /** Binds every thread of this process (and those they start) to `cpus`; returns the threads bound. */
   bindProcessToCpus(cpus: number[]): number;
+  /** How long this process's data-plane waits spin on their core alone before offering it to other threads (µs). */
+  setPureSpin(us: number): void;
+  /** The data-plane waits' pure spin now (µs; 20 unless setPureSpin changed it). */
+  pureSpin(): number;
   /** Bytes from x's first element to the next 64-byte boundary. */
   lineGap(x: Uint8Array): number;
   /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */

@@ -1,5 +1,5 @@
 import { RemoteAttentionService, type WorkerEndpoint } from "../attention/remote-service.js";
-import { allowedCpus, bindThisProcess, formatCpuList } from "../kernels/cpus.js";
+import { allowedCpus, BOUND_PURE_SPIN_US, bindThisProcess, formatCpuList } from "../kernels/cpus.js";
 import { AddressedWorker, SpawnedWorker } from "./attention-worker-endpoints.js";
 import { type CoreBinding, planCoreBinding } from "./core-binding.js";
 import type { EngineOptions } from "./options.js";
@@ -79,7 +79,7 @@ function bindCores(
   }
   const workers = plan.workers.map((w, i) => `local-${i} on ${formatCpuList(w)}`).join(", ");
   log(
-    `cores: model side on ${formatCpuList(plan.model)}, attention worker${plan.workers.length === 1 ? "" : "s"} ${workers} (--no-core-binding leaves them to the scheduler)`,
+    `cores: model side on ${formatCpuList(plan.model)}, attention worker${plan.workers.length === 1 ? "" : "s"} ${workers}, waits spinning alone up to ${BOUND_PURE_SPIN_US} µs (--no-core-binding leaves them to the scheduler)`,
   );
   return plan;
 }

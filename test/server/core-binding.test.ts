@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { formatCpuList, parseCpuList } from "../../src/kernels/cpus.js";
+import { BOUND_PURE_SPIN_US, formatCpuList, parseCpuList } from "../../src/kernels/cpus.js";
 import { planCoreBinding } from "../../src/placement/core-binding.js";
 import { spawnGroup } from "../helpers/processes.js";
 
@@ -15,6 +15,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const serveEntry = path.join(here, "serve-main.js");
 const cli = path.join(here, "..", "..", "src", "cli", "main.js");
 const cpusModule = path.join(here, "..", "..", "src", "kernels", "cpus.js");
+const nativeModule = path.join(here, "..", "..", "src", "kernels", "native.js");
 
 /** Each thread's CPU list of process `pid` ("self" for this one), as the kernel reports it. */
 function threadCpus(pid: number | "self"): string[] {
@@ -75,6 +76,8 @@ describe("core binding: the plan and CPU lists", () => {
 /** Runs `body` (an ES module's statements, with bindThisProcess in scope) in a child; its JSON line. */
 function inChild(body: string): { status: number | null; out: unknown; stderr: string } {
   const script = `import { bindThisProcess, allowedCpus } from ${JSON.stringify(cpusModule)};
+import { loadNativeAddon } from ${JSON.stringify(nativeModule)};
+const pureSpin = () => loadNativeAddon().addon.pureSpin();
 import { readdirSync, readFileSync } from "node:fs";
 const cpusOfThreads = () => readdirSync("/proc/self/task").map((t) => /Cpus_allowed_list:\\s*(\\S+)/.exec(readFileSync("/proc/self/task/" + t + "/status", "utf8"))[1]);
 ${body}`;
@@ -87,18 +90,19 @@ ${body}`;
 }
 
 describe("core binding: a whole process", () => {
-  it("binds every thread, and the threads started afterwards, to the CPUs asked for", () => {
+  it("binds every thread, and the threads started afterwards, to the CPUs asked for; its waits then spin alone longer", () => {
     const cpu = allowed.at(-1)!;
     const r = inChild(`
+const spinBefore = pureSpin();
 const bound = bindThisProcess([${cpu}]);
 const { Worker } = await import("node:worker_threads");
 const w = new Worker("setInterval(() => {}, 1000)", { eval: true });
 await new Promise((res) => w.once("online", res));
 const after = cpusOfThreads();
 await w.terminate();
-console.log(JSON.stringify({ bound, before: after.length, cpus: [...new Set(after)], allowed: allowedCpus() }));`);
+console.log(JSON.stringify({ bound, cpus: [...new Set(after)], allowed: allowedCpus(), spin: [spinBefore, pureSpin()] }));`);
     assert.equal(r.status, 0, r.stderr);
-    const out = r.out as { bound: number; before: number; cpus: string[]; allowed: number[] };
+    const out = r.out as { bound: number; cpus: string[]; allowed: number[]; spin: number[] };
     assert.ok(out.bound >= 2, `threads bound: ${out.bound}`);
     assert.deepEqual(
       out.cpus,
@@ -106,6 +110,7 @@ console.log(JSON.stringify({ bound, before: after.length, cpus: [...new Set(afte
       "every thread, the worker thread started after the binding too",
     );
     assert.deepEqual(out.allowed, [cpu]);
+    assert.deepEqual(out.spin, [20, BOUND_PURE_SPIN_US], "waits spin alone 20 µs unbound, longer bound");
   });
 
   it("refuses CPUs the process may not use with an error naming them, and leaves its threads where they were", () => {
@@ -115,15 +120,16 @@ const errors = [];
 for (const cpus of [[${absent}], [], [99999]]) {
   try { bindThisProcess(cpus); errors.push(null); } catch (e) { errors.push(e.constructor.name + ": " + e.message); }
 }
-console.log(JSON.stringify({ errors, cpus: [...new Set(cpusOfThreads())] }));`);
+console.log(JSON.stringify({ errors, cpus: [...new Set(cpusOfThreads())], spin: pureSpin() }));`);
     assert.equal(r.status, 0, r.stderr);
-    const out = r.out as { errors: string[]; cpus: string[] };
+    const out = r.out as { errors: string[]; cpus: string[]; spin: number };
     assert.deepEqual(out.errors, [
       `RangeError: cannot bind to CPUs ${absent}: none of them is online and allowed to this process`,
       "RangeError: no CPUs to bind to",
       "RangeError: cannot bind to CPUs 99999: CPU 99999 is out of range (0..1023)",
     ]);
     assert.deepEqual(out.cpus, [formatCpuList(allowed)], "nothing moved");
+    assert.equal(out.spin, 20, "nor did the waits' pure spin");
   });
 
   it("names the missing CPUs where only some of a list can be used", () => {
@@ -208,7 +214,13 @@ describe("core binding: lamina serve with a spawned attention worker", () => {
       assert.match(
         proc.output(),
         new RegExp(
-          `cores: model side on ${model}, attention worker local-0 on ${worker} \\(--no-core-binding`,
+          `cores: model side on ${model}, attention worker local-0 on ${worker}, waits spinning alone up to ${BOUND_PURE_SPIN_US} µs \\(--no-core-binding`,
+        ),
+      );
+      assert.match(
+        proc.output(),
+        new RegExp(
+          `attention-worker\\[${workerPid}\\]: bound \\d+ threads to CPUs ${worker} \\(waits spin alone up to ${BOUND_PURE_SPIN_US} µs\\)`,
         ),
       );
       assert.deepEqual([...new Set(threadCpus(proc.pid))], [model], "every thread of the server");

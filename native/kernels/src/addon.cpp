@@ -26,6 +26,7 @@
 #include "moe_kernels.h"
 #include "quant_api.h"
 #include "plane_net_api.h"
+#include "spin_wait.h"
 #include "thread_pool.h"
 
 namespace {
@@ -89,6 +90,8 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("adviseHugePages", &Kernels::AdviseHugePages),
                              InstanceMethod("allowedCpus", &Kernels::AllowedCpus),
                              InstanceMethod("bindProcessToCpus", &Kernels::BindProcessToCpus),
+                             InstanceMethod("setPureSpin", &Kernels::SetPureSpin),
+                             InstanceMethod("pureSpin", &Kernels::PureSpin),
                              InstanceMethod("lineGap", &Kernels::LineGap),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
                              InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
@@ -819,6 +822,16 @@ class Kernels : public Napi::Addon<Kernels> {
     const int bound = lk::bindProcessToCpus(cpus, error);
     if (bound < 0) throw Napi::Error::New(env, std::string(m) + ": " + error);
     return Napi::Number::New(env, bound);
+  }
+
+  // setPureSpin(us): how long this process's data-plane waits spin on their core alone before
+  // offering it to other threads at every step (spin_wait.h).
+  void SetPureSpin(const Napi::CallbackInfo& info) {
+    lk::setExchangePureSpinNs(std::min<int64_t>(integer(info, 0, "setPureSpin", "us"), 10'000'000) * 1000);
+  }
+
+  Napi::Value PureSpin(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(lk::exchangePureSpinNs().load(std::memory_order_relaxed)) / 1000);
   }
 
   std::vector<double> partials_;

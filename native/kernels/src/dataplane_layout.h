@@ -134,6 +134,7 @@ using lk::cpuRelax;
 using lk::kPureSpinNs;
 using lk::nowNs;
 using lk::spinStep;
+using lk::exchangePureSpinNs;
 
 /** What `hostJitter` saw: steps of over 2 µs between clock reads on a spinning core. */
 struct JitterStats {

@@ -4,6 +4,7 @@
 // none). Where busy threads outnumber cores, a spinner that never gives way holds a core the
 // thread it waits for may need until the scheduler takes it away, a whole time slice later.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <thread>
@@ -26,9 +27,23 @@ inline void cpuRelax() {
 /** How long a wait spins on its core alone before each step also offers the core to others. */
 constexpr int64_t kPureSpinNs = 20'000;
 
-/** One step of a wait that has spun `spunNs` so far. */
-inline void spinStep(int64_t spunNs) {
-  if (spunNs < kPureSpinNs)
+/**
+ * The pure spin of the data plane's waits (both ends of the exchange): kPureSpinNs, or longer in
+ * a process bound to cores of its own (setExchangePureSpinNs, through core binding). There the
+ * other side of each hand-off runs on other cores, and a yield only hands the core to this
+ * process's HTTP thread while the reply is due. The kernel pool keeps kPureSpinNs: its idle
+ * workers share their cores with the thread whose next job they wait for.
+ */
+inline std::atomic<int64_t>& exchangePureSpinNs() {
+  static std::atomic<int64_t> ns{kPureSpinNs};
+  return ns;
+}
+
+inline void setExchangePureSpinNs(int64_t ns) { exchangePureSpinNs().store(ns, std::memory_order_relaxed); }
+
+/** One step of a wait that has spun `spunNs` so far and spins alone for its first `pureNs`. */
+inline void spinStep(int64_t spunNs, int64_t pureNs = kPureSpinNs) {
+  if (spunNs < pureNs)
     cpuRelax();
   else
     std::this_thread::yield();
