@@ -783,7 +783,7 @@ export class NativeBackend implements KernelBackend {
   }
 
   attention(a: AttentionArgs): void {
-    this.addon.attention(...this.attentionCall(a));
+    this.callAttention(this.addon.attention, a);
   }
 
   /**
@@ -795,12 +795,14 @@ export class NativeBackend implements KernelBackend {
    * twin: the portable build).
    */
   attentionReadPattern(a: AttentionArgs): bigint {
-    return this.addon.attentionReadPattern(...this.attentionCall(a));
+    return this.callAttention(this.addon.attentionReadPattern, a);
   }
 
-  private attentionCall(a: AttentionArgs): Parameters<NativeAddon["attention"]> {
+  /** `f` (attention or its read pattern) on the addon with a's arguments, passed as they are: no array a call. */
+  private callAttention<R>(f: (...args: Parameters<NativeAddon["attention"]>) => R, a: AttentionArgs): R {
     const c = a.cache;
-    return [
+    return f.call(
+      this.addon,
       a.out,
       a.q,
       c.k,
@@ -822,7 +824,7 @@ export class NativeBackend implements KernelBackend {
       a.softcap ?? 0,
       c.kScale,
       c.vScale,
-    ];
+    );
   }
 
   mergeAttention(

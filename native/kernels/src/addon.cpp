@@ -647,10 +647,9 @@ class Kernels : public Napi::Addon<Kernels> {
     const int64_t nSeqRows = int64_t(bt.length) / a.maxBlocksPerSeq;
     for (int64_t t = 0; t < n; t++) {
       const int64_t seq = a.qSeq[t], start = a.ctxStart[t], end = a.ctxEnd[t];
-      const std::string tok = "token " + std::to_string(t);
       if (seq < 0 || seq >= nSeqRows) rangeError(env, std::string(m) + ": qSeq[" + std::to_string(t) + "] has no row in blockTables");
       if (start < 0 || end < start || end > a.maxBlocksPerSeq * bs)
-        rangeError(env, std::string(m) + ": " + tok + " has an invalid range [ctxStart, ctxEnd) = [" + std::to_string(start) +
+        rangeError(env, std::string(m) + ": token " + std::to_string(t) + " has an invalid range [ctxStart, ctxEnd) = [" + std::to_string(start) +
                             ", " + std::to_string(end) + ")");
       for (int64_t b = start / bs; start < end && b <= (end - 1) / bs; b++) {
         const int64_t block = a.blockTables[seq * a.maxBlocksPerSeq + b];

@@ -224,7 +224,7 @@ int Client::waitAny(Client* const* clients, int n, int64_t timeoutNs, uint32_t t
   // The spin never outlasts the wait itself.
   const int64_t spin = n > 0 ? std::min(clients[0]->spinBudgetNs_, timeoutNs) : 0;
   for (int64_t spun = 0; spun < spin; spun = nowNs() - t0) {
-    spinStep(spun, exchangePureSpinNs().load(std::memory_order_relaxed));
+    exchangeSpinStep(spun);
     if ((i = readyIndex()) >= 0) break;
   }
   if (n > 0) clients[0]->spinNs_ += nowNs() - t0;

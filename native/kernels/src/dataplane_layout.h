@@ -131,10 +131,8 @@ void futexWake(std::atomic<int32_t>* w);
 bool pidAlive(int32_t pid);
 // The waits' clock and steps (spin_wait.h, shared with the kernel pool).
 using lk::cpuRelax;
-using lk::kPureSpinNs;
 using lk::nowNs;
-using lk::spinStep;
-using lk::exchangePureSpinNs;
+using lk::exchangeSpinStep;
 
 /** What `hostJitter` saw: steps of over 2 µs between clock reads on a spinning core. */
 struct JitterStats {

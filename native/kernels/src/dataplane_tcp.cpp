@@ -534,7 +534,7 @@ int TcpClient::waitAny(TcpClient* const* clients, int n, int64_t timeoutNs, uint
       return -1;
     }
     if (n > 0 && waited < clients[0]->spinBudgetNs_) {
-      spinStep(waited, exchangePureSpinNs().load(std::memory_order_relaxed));
+      exchangeSpinStep(waited);
       continue;
     }
     for (int i = 0; i < n; i++) fds[i] = {clients[i]->fd_, POLLIN, 0};

@@ -128,7 +128,7 @@ void Worker::loop() {
       const int64_t t0 = nowNs();
       for (int64_t spun = 0; postCount->load(std::memory_order_acquire) == seen && spun < c_.spinNs;
            spun = nowNs() - t0)
-        spinStep(spun, exchangePureSpinNs().load(std::memory_order_relaxed));
+        exchangeSpinStep(spun);
       spinNs_ += nowNs() - t0;
       if (postCount->load(std::memory_order_acquire) != seen) continue;
       sleeping->store(1, std::memory_order_seq_cst);

@@ -399,21 +399,33 @@ inline void attentionWiden(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t
 namespace LK_VARIANT {
 namespace i8 {
 
+// Whether a cache of head size D takes this build's byte-product path: the zmm paths take whole
+// quads of K elements (the last quad of an odd head is narrower), the ymm paths whole 32-byte halves
+// of a group's 64-byte columns; other heads, and builds without either, widen.
+inline bool dotPathTakes(int64_t D) {
+#if defined(LK_I8_ZMM)
+  return D % 4 == 0;
+#elif defined(LK_I8_YMM)
+  return D % 8 == 0;
+#else
+  (void)D;
+  return false;
+#endif
+}
+
 // The path for a cache of head size D on this CPU; AllowVnni false takes the path of a CPU without
 // VNNI even where this one has it (the -novnni tables, for tests and benchmarks).
 template <bool AllowVnni = true>
 inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1, float* out,
                       float* lse) {
 #if defined(LK_I8_ZMM)
-  // The zmm paths take whole quads of K elements (the last quad of an odd head is narrower).
-  if (a.cache.headDim % 4 == 0) {
+  if (dotPathTakes(a.cache.headDim)) {
     if (AllowVnni && hasVnni()) attentionIntDot<Zmm<true>>(a, t, h0, h1, p0, p1, out, lse);
     else attentionIntDot<Zmm<false>>(a, t, h0, h1, p0, p1, out, lse);
     return;
   }
 #elif defined(LK_I8_YMM)
-  // The ymm paths take whole 32-byte halves of a group's 64-byte columns.
-  if (a.cache.headDim % 8 == 0) {
+  if (dotPathTakes(a.cache.headDim)) {
     if (AllowVnni && hasAvxVnni()) attentionIntDot<Ymm<true>>(a, t, h0, h1, p0, p1, out, lse);
     else attentionIntDot<Ymm<false>>(a, t, h0, h1, p0, p1, out, lse);
     return;
@@ -427,19 +439,15 @@ inline void attention(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, 
 // path has no loads-only twin.
 inline bool attentionLoads(const lk::AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                            uint64_t* sum) {
+  if (!dotPathTakes(a.cache.headDim)) return false;
 #if defined(LK_I8_ZMM)
-  if (a.cache.headDim % 4 == 0) {
-    *sum = attentionIntDot<Zmm<false>, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
-    return true;
-  }
+  *sum = attentionIntDot<Zmm<false>, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
 #elif defined(LK_I8_YMM)
-  if (a.cache.headDim % 8 == 0) {
-    *sum = attentionIntDot<Ymm<false>, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
-    return true;
-  }
+  *sum = attentionIntDot<Ymm<false>, true>(a, t, h0, h1, p0, p1, nullptr, nullptr);
+#else
+  (void)t, (void)h0, (void)h1, (void)p0, (void)p1, (void)sum;
 #endif
-  (void)a, (void)t, (void)h0, (void)h1, (void)p0, (void)p1, (void)sum;
-  return false;
+  return true;
 }
 
 // Which path int8 attention takes on this CPU for head sizes that allow it (others widen).

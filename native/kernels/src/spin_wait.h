@@ -49,4 +49,9 @@ inline void spinStep(int64_t spunNs, int64_t pureNs = kPureSpinNs) {
     std::this_thread::yield();
 }
 
+/** One step of a data-plane wait (either end of the exchange): alone for exchangePureSpinNs. */
+inline void exchangeSpinStep(int64_t spunNs) {
+  spinStep(spunNs, exchangePureSpinNs().load(std::memory_order_relaxed));
+}
+
 }  // namespace lk
