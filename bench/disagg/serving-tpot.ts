@@ -3,7 +3,8 @@
 // alternating, each driven by `lamina bench serve` with the first requests of the Azure
 // conversation trace at the trace's own timestamps. The limit is the in-process run beside it:
 // median TPOT and TTFT with the worker over those in-process, per repetition and as the median of
-// the repetitions' ratios.
+// the repetitions' ratios; beside them the inter-token gaps' median, p90 and p99 (the medians of
+// the two placements agree; their tails are where TPOT parts).
 //
 //   node dist/bench/disagg/serving-tpot.js [--reps 3] [--prompts 200] [--dataset azure-conv]
 //       [--extra "<more serve flags>"] [--worker-extra "<serve flags for the worker run only>"]
@@ -40,6 +41,9 @@ interface Run {
   tpotMedianMs: number;
   ttftMedianMs: number;
   itlMedianMs: number;
+  /** The inter-token gaps' tail: where the placements differ (their medians agree). */
+  itlP90Ms: number;
+  itlP99Ms: number;
   completed: number;
   failed: number;
   outputTokPerS: number;
@@ -194,6 +198,8 @@ async function run(attentionWorkers: number, dir: string): Promise<Run> {
       tpotMedianMs: r.tpot_ms.median,
       ttftMedianMs: r.ttft_ms.median,
       itlMedianMs: r.itl_ms.median,
+      itlP90Ms: r.itl_ms.p90,
+      itlP99Ms: r.itl_ms.p99,
       completed: r.completed,
       failed: r.failed,
       outputTokPerS: r.output_throughput,
@@ -238,6 +244,18 @@ pairs.forEach((p, i) => {
   console.log(
     `| ${i + 1} | ${a.tpotMedianMs.toFixed(3)} | ${b.tpotMedianMs.toFixed(3)} | ${(b.tpotMedianMs / a.tpotMedianMs).toFixed(2)} | ${a.ttftMedianMs.toFixed(1)} | ${b.ttftMedianMs.toFixed(1)} | ${(b.ttftMedianMs / a.ttftMedianMs).toFixed(2)} | ${a.completed}/${b.completed} |`,
   );
+});
+console.log(
+  "\n| rep | placement | ITL median ms | ITL p90 ms | ITL p99 ms |\n| ---: | --- | ---: | ---: | ---: |",
+);
+pairs.forEach((p, i) => {
+  for (const [name, r] of [
+    ["in-process", p.inProcess],
+    ["1 worker", p.worker],
+  ] as const)
+    console.log(
+      `| ${i + 1} | ${name} | ${r.itlMedianMs.toFixed(3)} | ${r.itlP90Ms.toFixed(3)} | ${r.itlP99Ms.toFixed(2)} |`,
+    );
 });
 console.log(
   "\n| rep | placement | steps | model µs/step | attention µs/step | transport µs/step | polling s | server CPU s | worker CPU s | cores |",

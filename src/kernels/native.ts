@@ -229,6 +229,12 @@ export interface NativeAddon {
   setPureSpin(us: number): void;
   /** The data-plane waits' pure spin now (µs; 20 unless setPureSpin changed it). */
   pureSpin(): number;
+  /** Counts a batch of token events the engine thread posts to the HTTP thread; returns the count. */
+  outputPosted(): number;
+  /** The HTTP thread has sent the batches up to `n` (a count from outputPosted). */
+  outputSent(n: number): void;
+  /** Whether a posted batch has not been marked sent. */
+  outputWaiting(): boolean;
   /** Bytes from x's first element to the next 64-byte boundary. */
   lineGap(x: Uint8Array): number;
   /** out[n, rows] = x · Wᵀ (+ bias) on a weight in a block format (qtype: QUANT_CODE). */

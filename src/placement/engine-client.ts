@@ -12,6 +12,7 @@ import { withChatTemplate } from "../tokenizer/template-override.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import type { EngineOptions } from "./options.js";
+import { type OutputCount, outputCount } from "./output-count.js";
 import { ThreadedPromptEncoder } from "./prompt-encoder.js";
 
 /** A per-request mailbox: events pushed by the worker, pulled by `generate`'s iterator. */
@@ -85,6 +86,8 @@ export class WorkerEngineClient implements EngineClient {
   abortsSent = 0;
   private latest: EngineStats = EMPTY_STATS;
   private closed = false;
+  /** The native output count, once an events message carries a number in it (null: no addon here). */
+  private output: OutputCount | null | undefined;
   private closing: Promise<void> | null = null;
   private resolveClosed: (() => void) | null = null;
 
@@ -166,6 +169,7 @@ export class WorkerEngineClient implements EngineClient {
       case "events":
         this.latest = m.stats;
         for (const ev of m.events) this.streams.get(ev.requestId)?.push(ev);
+        if (m.output !== undefined) this.sent(m.output);
         break;
       case "rejected":
         this.streams.get(m.id)?.fail(fromWire(m.error));
@@ -180,6 +184,16 @@ export class WorkerEngineClient implements EngineClient {
       default:
         break;
     }
+  }
+
+  /**
+   * Marks the batch `n` sent once the streams have written it (their writes run in the microtasks
+   * after this message; setImmediate runs after those).
+   */
+  private sent(n: number): void {
+    if (this.output === undefined) this.output = outputCount();
+    const output = this.output;
+    if (output) setImmediate(() => output.sent(n));
   }
 
   private failAll(e: Error): void {

@@ -43,6 +43,8 @@ export type FromWorker =
       readonly type: "events";
       readonly events: readonly TokenEvent[];
       readonly stats: EngineStats;
+      /** A batch with a first token: its number in the native output count (output-count.ts). */
+      readonly output?: number;
     }
   | { readonly v: 1; readonly type: "rejected"; readonly id: string; readonly error: WireError }
   | { readonly v: 1; readonly type: "closed" };

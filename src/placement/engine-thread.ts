@@ -9,6 +9,7 @@ import { describeOutputReserve } from "../util/output-reserve.js";
 import { checkVersion, type FromWorker, type ToWorker, type WireError } from "./engine-thread-protocol.js";
 import { loadEngine } from "./load-engine.js";
 import type { EngineOptions } from "./options.js";
+import { type OutputCount, outputCount } from "./output-count.js";
 import { defaultKvDtype, SPECULATION_MIN_WEIGHT_BYTES } from "./sizes.js";
 import { validatePlacement } from "./validate.js";
 
@@ -28,6 +29,8 @@ const RETRY_MS = 1000;
 /** Steps the engine may still start before it holds (null: not holding). */
 let stepsLeft: number | null = null;
 const queued: ToWorker[] = [];
+/** Batches with a first token posted to the HTTP thread (native backend only; output-count.ts). */
+let output: OutputCount | null = null;
 
 const post = (m: FromWorker): void => port.postMessage(m);
 
@@ -110,6 +113,7 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
   try {
     const setup = await loadEngine(options, { log: (message) => post({ v: 1, type: "log", message }) });
     core = setup.core;
+    if (setup.backend.name === "native") output = outputCount();
     // Readiness changes mid-step (a recovery starts or gives up): report it at once.
     core.onReadinessChange = () => post({ v: 1, type: "events", events: [], stats: setup.core.stats() });
     post({
@@ -156,7 +160,9 @@ async function loop(c: EngineCore): Promise<void> {
     }
     if (stepsLeft !== null) stepsLeft--;
     const events = await step(c);
-    post({ v: 1, type: "events", events, stats: c.stats() });
+    if (output && firstTokens(events))
+      post({ v: 1, type: "events", events, stats: c.stats(), output: output.posted() });
+    else post({ v: 1, type: "events", events, stats: c.stats() });
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
@@ -166,6 +172,12 @@ async function loop(c: EngineCore): Promise<void> {
   post({ v: 1, type: "events", events: [], stats: c.stats() });
   post({ v: 1, type: "closed" });
   port.close();
+}
+
+/** Whether a batch carries a request's first token (its first event has queueTime). */
+function firstTokens(events: readonly TokenEvent[]): boolean {
+  for (const e of events) if (e.queueTime !== undefined) return true;
+  return false;
 }
 
 /** What the start-up log says of speculative decoding: its settings, off by flag, or not offered. */

@@ -92,6 +92,9 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("bindProcessToCpus", &Kernels::BindProcessToCpus),
                              InstanceMethod("setPureSpin", &Kernels::SetPureSpin),
                              InstanceMethod("pureSpin", &Kernels::PureSpin),
+                             InstanceMethod("outputPosted", &Kernels::OutputPosted),
+                             InstanceMethod("outputSent", &Kernels::OutputSent),
+                             InstanceMethod("outputWaiting", &Kernels::OutputWaiting),
                              InstanceMethod("lineGap", &Kernels::LineGap),
                              InstanceMethod("expertSet", &Kernels::ExpertSetNew),
                              InstanceMethod("groupedMatmul", &Kernels::GroupedMatmul),
@@ -831,6 +834,23 @@ class Kernels : public Napi::Addon<Kernels> {
 
   Napi::Value PureSpin(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(lk::exchangePureSpinNs().load(std::memory_order_relaxed)) / 1000);
+  }
+
+  // outputPosted(): counts a batch of token events the engine thread posts to the HTTP thread and
+  // returns the count; outputSent(n): the HTTP thread has written batches up to n (spin_wait.h).
+  Napi::Value OutputPosted(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(lk::outputPosted().fetch_add(1, std::memory_order_relaxed) + 1));
+  }
+
+  void OutputSent(const Napi::CallbackInfo& info) {
+    const double n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(n >= 0 && n <= 4294967295.0) || n != std::floor(n))
+      typeError(info.Env(), "outputSent: n must be a count from outputPosted");
+    lk::outputSent().store(uint32_t(n), std::memory_order_relaxed);
+  }
+
+  Napi::Value OutputWaiting(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), lk::outputWaiting());
   }
 
   std::vector<double> partials_;

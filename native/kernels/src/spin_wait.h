@@ -49,9 +49,33 @@ inline void spinStep(int64_t spunNs, int64_t pureNs = kPureSpinNs) {
     std::this_thread::yield();
 }
 
-/** One step of a data-plane wait (either end of the exchange): alone for exchangePureSpinNs. */
+/**
+ * First tokens the server's HTTP thread has yet to send: its engine thread counts each batch of
+ * token events with a request's first token as it posts it (outputPosted), the HTTP thread marks
+ * the batches it has written (outputSent). Where core binding puts the HTTP thread on the engine's
+ * core, it runs only when the engine offers that core, and a wait for an attention worker that
+ * spins alone holds it back a scheduler time slice (4 ms at 250 Hz) while a new stream's first
+ * token waits; such a wait offers the core at every step instead. Only first tokens count: every
+ * batch counted would hand the core over each step, and decode steps would pay for it.
+ */
+inline std::atomic<uint32_t>& outputPosted() {
+  static std::atomic<uint32_t> n{0};
+  return n;
+}
+inline std::atomic<uint32_t>& outputSent() {
+  static std::atomic<uint32_t> n{0};
+  return n;
+}
+inline bool outputWaiting() {
+  return outputPosted().load(std::memory_order_relaxed) != outputSent().load(std::memory_order_relaxed);
+}
+
+/**
+ * One step of a data-plane wait (either end of the exchange): alone for exchangePureSpinNs, unless
+ * a first token waits for this process's HTTP thread (then the core is offered at every step).
+ */
 inline void exchangeSpinStep(int64_t spunNs) {
-  spinStep(spunNs, exchangePureSpinNs().load(std::memory_order_relaxed));
+  spinStep(spunNs, outputWaiting() ? 0 : exchangePureSpinNs().load(std::memory_order_relaxed));
 }
 
 }  // namespace lk
