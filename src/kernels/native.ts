@@ -231,7 +231,7 @@ export interface NativeAddon {
   pureSpin(): number;
   /** Counts a batch of token events the engine thread posts to the HTTP thread; returns the count. */
   outputPosted(): number;
-  /** The HTTP thread has sent the batches up to `n` (a count from outputPosted). */
+  /** The HTTP thread has sent the batches up to `n` (a count from outputPosted; an older mark than the last is ignored). */
   outputSent(n: number): void;
   /** Whether a posted batch has not been marked sent. */
   outputWaiting(): boolean;

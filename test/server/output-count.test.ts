@@ -19,6 +19,9 @@ describe("output count: the addon's calls", () => {
     assert.equal(a.outputWaiting(), true, "one batch is still waiting");
     a.outputSent(second);
     assert.equal(a.outputWaiting(), false);
+    // Two engines in one process: a mark older than the last (the other engine's) is ignored.
+    a.outputSent(first);
+    assert.equal(a.outputWaiting(), false, "an older mark does not bring a sent batch back");
   });
 
   it("refuses a count that outputPosted cannot have returned", () => {

@@ -837,7 +837,8 @@ class Kernels : public Napi::Addon<Kernels> {
   }
 
   // outputPosted(): counts a batch of token events the engine thread posts to the HTTP thread and
-  // returns the count; outputSent(n): the HTTP thread has written batches up to n (spin_wait.h).
+  // returns the count; outputSent(n): the HTTP thread has written batches up to n (spin_wait.h;
+  // counts wrap at 2^32, and a mark older than the latest is ignored).
   Napi::Value OutputPosted(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(lk::outputPosted().fetch_add(1, std::memory_order_relaxed) + 1));
   }
@@ -846,7 +847,7 @@ class Kernels : public Napi::Addon<Kernels> {
     const double n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
     if (!(n >= 0 && n <= 4294967295.0) || n != std::floor(n))
       typeError(info.Env(), "outputSent: n must be a count from outputPosted");
-    lk::outputSent().store(uint32_t(n), std::memory_order_relaxed);
+    lk::markOutputSent(uint32_t(n));
   }
 
   Napi::Value OutputWaiting(const Napi::CallbackInfo& info) {

@@ -66,6 +66,13 @@ inline std::atomic<uint32_t>& outputSent() {
   static std::atomic<uint32_t> n{0};
   return n;
 }
+/** Marks the batches up to `n` sent; a mark older than the last one (another engine's) changes nothing. */
+inline void markOutputSent(uint32_t n) {
+  std::atomic<uint32_t>& sent = outputSent();
+  uint32_t now = sent.load(std::memory_order_relaxed);
+  while (int32_t(n - now) > 0 && !sent.compare_exchange_weak(now, n, std::memory_order_relaxed)) {
+  }
+}
 inline bool outputWaiting() {
   return outputPosted().load(std::memory_order_relaxed) != outputSent().load(std::memory_order_relaxed);
 }
