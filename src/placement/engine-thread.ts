@@ -29,7 +29,7 @@ const RETRY_MS = 1000;
 /** Steps the engine may still start before it holds (null: not holding). */
 let stepsLeft: number | null = null;
 const queued: ToWorker[] = [];
-/** Batches with a first token posted to the HTTP thread (native backend only; output-count.ts). */
+/** Batches with a first token posted to the HTTP thread (with a native data plane; output-count.ts). */
 let output: OutputCount | null = null;
 
 const post = (m: FromWorker): void => port.postMessage(m);
@@ -113,7 +113,8 @@ async function init(options: Extract<ToWorker, { type: "init" }>["options"]): Pr
   try {
     const setup = await loadEngine(options, { log: (message) => post({ v: 1, type: "log", message }) });
     core = setup.core;
-    if (setup.backend.name === "native") output = outputCount();
+    // Only waits on a native data plane read the count: elsewhere the HTTP thread need not load the addon.
+    if ((setup.core.executor.drive ?? setup.core.attention.drive) != null) output = outputCount();
     // Readiness changes mid-step (a recovery starts or gives up): report it at once.
     core.onReadinessChange = () => post({ v: 1, type: "events", events: [], stats: setup.core.stats() });
     post({
@@ -160,9 +161,8 @@ async function loop(c: EngineCore): Promise<void> {
     }
     if (stepsLeft !== null) stepsLeft--;
     const events = await step(c);
-    if (output && firstTokens(events))
-      post({ v: 1, type: "events", events, stats: c.stats(), output: output.posted() });
-    else post({ v: 1, type: "events", events, stats: c.stats() });
+    const counted = output && firstTokens(events) ? output.posted() : undefined;
+    post({ v: 1, type: "events", events, stats: c.stats(), output: counted });
     // Let queued messages (new requests, aborts) in between steps.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }

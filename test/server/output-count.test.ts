@@ -1,6 +1,7 @@
 // The count of token batches the engine thread posts to the HTTP thread and the HTTP thread sends
-// (output-count.ts, spin_wait.h): the addon's calls, their argument checks, and a real server that
-// counts a request's first-token batch and marks it sent once its stream has written it.
+// (output-count.ts, spin_wait.h): the addon's calls, their argument checks, and a real server with
+// an attention worker on the native data plane (the waits that read the count) that counts a
+// request's first-token batch and marks it sent once its stream has written it.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { loadNativeAddon } from "../../src/kernels/native.js";
@@ -37,7 +38,12 @@ describe("output count: the addon's calls", () => {
 
 describe("output count: a served request", () => {
   it("counts the batch with a request's first token and marks it sent after the stream wrote it", async () => {
-    const server = await startServer({ model: storiesModelPath(), backend: "native" });
+    const server = await startServer({
+      model: storiesModelPath(),
+      backend: "native",
+      attentionWorkers: 1,
+      transport: "shm",
+    });
     try {
       const a = addon();
       const before = a.outputPosted();
