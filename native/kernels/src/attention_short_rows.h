@@ -1,6 +1,6 @@
 // Decode attention for heads whose rows fill at most one vector: head_dim W (8 on 256-bit vectors,
 // 16 on 512-bit ones) or, on 512-bit vectors, W / 2 = 8 (the built-in stories260K model's heads).
-// Included by kernels.cpp inside its variant namespace, after reduceW.
+// Included by decode_attention_fma.h (inside the variant namespace), after reduceW.
 //
 // Why: the general kernels take a head_dim as whole vectors plus a scalar tail, so a head_dim of 8
 // on 512-bit vectors ran entirely in the scalar tail, and one of W paid a horizontal sum for every

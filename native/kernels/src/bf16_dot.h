@@ -36,7 +36,7 @@ inline __m512bh loadBf16x32(const uint16_t* p) { return (__m512bh)_mm512_loadu_s
 
 // ---- streaming tiles (1..kSmallBatch tokens): R weight rows x T tokens over the whole of K ----
 
-// As matmulTile in kernels.cpp, with the weights read as 32 bf16 a step and multiplied by the
+// As matmulTile in matmul_float.h, with the weights read as 32 bf16 a step and multiplied by the
 // activations already rounded to bf16 (xb: the slice's copy, see dotStreamRange), two products a
 // lane per instruction.
 // Ahead: the weight rows are asked for kWeightReadAheadBytes ahead (a.readAhead; read_ahead.h).
@@ -76,7 +76,7 @@ inline void dotTile(const lk::MatmulArgs& a, const uint16_t* xb, int64_t r, int6
 }
 
 // Rows [r0, r1) for up to kSmallBatch tokens, as four streams a quarter of the range apart (see
-// matvecRange in kernels.cpp), three tokens a tile. The slice first rounds x to bf16 once into
+// matvecRange in matmul_float.h), three tokens a tile. The slice first rounds x to bf16 once into
 // per-thread scratch: converting in the tiles redid it for every 4 rows, and made batch 8 slower
 // than the fp32 tiles (3.9 against 3.3 ms, 4096x4096, one thread).
 inline void dotStreamRange(const lk::MatmulArgs& a, int64_t r0, int64_t r1) {
