@@ -1,4 +1,7 @@
-import type { RopeScaling } from "./config.js";
+import { type RopeScaling, yarnMscale } from "./config.js";
+import type { Meta } from "./gguf-meta.js";
+import { GgufError, type GgufFile, shortestF32 } from "./gguf-reader.js";
+import { tensorDataOver } from "./tensor.js";
 
 /**
  * Llama 3 RoPE scaling from a GGUF file's rope_freqs tensor. llama.cpp stores only the
@@ -90,4 +93,126 @@ export function llama3Divisors(
     }
   }
   return out;
+}
+
+/** A file's RoPE scaling as llama.cpp reads it for `arch` (null: none), or a clear error. */
+export function ropeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling | null {
+  if (g.header.tensors.has("rope_factors_long.weight") || g.header.tensors.has("rope_factors_short.weight")) {
+    if (arch !== "phi3")
+      throw new GgufError(
+        meta.file,
+        `LongRoPE factors (rope_factors_long / rope_factors_short) in the ${arch} architecture are not supported (phi3's are)`,
+      );
+    return longRopeScaling(meta, arch, g, headDim);
+  }
+  if (g.header.tensors.has("rope_freqs.weight")) return llama3Scaling(meta, arch, g, headDim);
+  const type = meta.get(`${arch}.rope.scaling.type`);
+  if (type === undefined || type === "none") return null;
+  if (type === "yarn") return yarnScaling(meta, arch);
+  if (type !== "linear") {
+    throw new GgufError(
+      meta.file,
+      `${arch}.rope.scaling.type "${String(type)}" is not supported (linear and yarn are)`,
+    );
+  }
+  const factor = meta.num(`${arch}.rope.scaling.factor`);
+  if (factor === undefined || factor <= 0)
+    throw new GgufError(meta.file, `linear RoPE scaling needs ${arch}.rope.scaling.factor`);
+  return factor === 1 ? null : { type: "linear", factor };
+}
+
+/**
+ * YaRN as the file states it for llama.cpp's rope_yarn: a ramp between the dims that turn
+ * yarn_beta_fast and yarn_beta_slow times over the original context (32 and 1 unless stated;
+ * always floored and ceiled), cos/sin scaled by mscale(factor) = 0.1 · ln(factor) + 1 times the
+ * file's attn_factor. The DeepSeek-style log multiplier and an extrapolation mix other than 1
+ * change that in ways no architecture the engine runs uses, and are refused.
+ */
+function yarnScaling(meta: Meta, arch: string): RopeScaling {
+  const k = (name: string) => `${arch}.rope.scaling.${name}`;
+  const factor = meta.num(k("factor"));
+  if (factor === undefined || !(factor > 0))
+    throw new GgufError(meta.file, `YaRN RoPE scaling needs a positive ${k("factor")}`);
+  const logMul = meta.num(k("yarn_log_multiplier")) ?? 0;
+  if (logMul !== 0)
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_log_multiplier")} = ${logMul} is not supported (DeepSeek's YaRN magnitude)`,
+    );
+  const ext = meta.num(k("yarn_ext_factor"));
+  if (ext !== undefined && ext !== 1 && ext >= 0)
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_ext_factor")} = ${ext} is not supported (only YaRN's full ramp, 1)`,
+    );
+  // llama.cpp's converter writes a model's own attention factor here; llama.cpp releases disagree
+  // on it (older ones multiply it into the magnitude, newer ones replace it by mscale(factor)).
+  const yarnAttn = meta.num(k("yarn_attn_factor"));
+  if (yarnAttn !== undefined && yarnAttn !== 1)
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_attn_factor")} = ${yarnAttn} is not supported (llama.cpp releases apply it differently; ${k("attn_factor")} is)`,
+    );
+  const betaFast = meta.num(k("yarn_beta_fast")) ?? 32;
+  const betaSlow = meta.num(k("yarn_beta_slow")) ?? 1;
+  if (!(betaFast > betaSlow && betaSlow > 0))
+    throw new GgufError(
+      meta.file,
+      `${k("yarn_beta_fast")} (${betaFast}) must exceed ${k("yarn_beta_slow")} (${betaSlow}) > 0`,
+    );
+  return {
+    type: "yarn",
+    factor,
+    originalMaxPositionEmbeddings:
+      meta.num(k("original_context_length")) ?? meta.need(`${arch}.context_length`),
+    betaFast,
+    betaSlow,
+    attentionFactor: yarnMscale(factor) * (meta.num(k("attn_factor")) ?? 1),
+    truncate: true,
+  };
+}
+
+/**
+ * Phi-3's LongRoPE: the short and long factor tables, the original context length and the
+ * attention factor (1 where the file states none, as llama.cpp takes it). llama.cpp applies one
+ * table to every position, the long one once the context it is given exceeds the original length;
+ * the engine switches tables at that position, as it does for the same model from safetensors.
+ */
+function longRopeScaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling {
+  const table = (name: string): number[] => {
+    const info = g.header.tensors.get(name);
+    if (info === undefined)
+      throw new GgufError(meta.file, `LongRoPE needs both factor tables: missing "${name}"`);
+    if (info.typeName !== "F32" || info.shape.length !== 1 || info.shape[0] !== headDim / 2)
+      throw new GgufError(
+        meta.file,
+        `tensor "${name}" is ${info.typeName} [${info.shape.join(", ")}], want F32 [${headDim / 2}] (half the rotated dimensions)`,
+      );
+    // As the metadata's floats: the decimals the writer meant (1.05, not 1.0499999523).
+    return Array.from(new Float32Array(g.readBytes(name).slice().buffer), shortestF32);
+  };
+  return {
+    type: "longrope",
+    shortFactor: table("rope_factors_short.weight"),
+    longFactor: table("rope_factors_long.weight"),
+    originalMaxPositionEmbeddings: meta.need(`${arch}.rope.scaling.original_context_length`),
+    attentionFactor: meta.num(`${arch}.rope.scaling.attn_factor`) ?? 1,
+  };
+}
+
+/** Llama 3 scaling recovered from the rope_freqs tensor (llama3FromRopeFreqs, above), or a clear error. */
+function llama3Scaling(meta: Meta, arch: string, g: GgufFile, headDim: number): RopeScaling {
+  const info = g.tensor("rope_freqs.weight");
+  if (info.typeName !== "F32") {
+    throw new GgufError(meta.file, `tensor "rope_freqs.weight" has type ${info.typeName} (want F32)`);
+  }
+  const divisors = tensorDataOver("f32", g.readBytes(info.name));
+  const original =
+    meta.num(`${arch}.rope.scaling.original_context_length`) ?? meta.need(`${arch}.context_length`);
+  const theta = meta.num(`${arch}.rope.freq_base`) ?? 10000;
+  const s = llama3FromRopeFreqs(divisors, headDim, theta, original);
+  if (typeof s === "string") {
+    throw new GgufError(meta.file, `tensor "rope_freqs.weight" (Llama 3 RoPE frequency divisors) ${s}`);
+  }
+  return s;
 }

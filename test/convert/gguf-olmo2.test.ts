@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { modelToGguf } from "../../src/convert/to-gguf.js";
-import { windowLayersOf } from "../../src/model/gguf-loader.js";
+import { windowLayersOf } from "../../src/model/gguf-config.js";
 import { ggufRoundTrip } from "./gguf-fixtures.js";
 import { readGguf } from "./gguf-reader.js";
 
