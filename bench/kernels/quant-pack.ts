@@ -7,7 +7,8 @@
 //   node dist/bench/kernels/quant-pack.js [--rows 65536] [--cols 1024] [--type q8_0,q5_0] [--threads 2] [--reps 3]
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import { loadKernelBackend } from "../../src/kernels/index.js";
-import { loadNativeAddon, type NativeBackend, QUANT_CODE } from "../../src/kernels/native.js";
+import type { NativeBackend } from "../../src/kernels/native.js";
+import { loadNativeAddon, QUANT_CODE } from "../../src/kernels/native-addon.js";
 import { allocSharedBytes, QUANT_TYPES, type QuantType } from "../../src/model/tensor.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag } from "../common/flags.js";

@@ -5,7 +5,7 @@
  */
 
 import type { KvData } from "../kernels/backend.js";
-import { loadNativeAddon } from "../kernels/native.js";
+import { loadNativeAddon } from "../kernels/native-addon.js";
 
 export interface DataPlaneWorkerInfo {
   readonly state: "not attached" | "running" | "failed" | "stopped";

@@ -1,4 +1,4 @@
-import { kvDtypeCode } from "../kernels/native.js";
+import { kvDtypeCode } from "../kernels/native-addon.js";
 import { shmNative } from "../transport/shm-native.js";
 import { type DataPlaneShape, shapeArgs } from "./data-plane-link.js";
 import type { CacheArgs, DataPlaneAddon, DataPlaneWorkerInfo } from "./data-plane-native.js";

@@ -1,4 +1,4 @@
-import { loadNativeAddon } from "./native.js";
+import { loadNativeAddon } from "./native-addon.js";
 
 // The CPUs of this process, through the kernel addon (Node has no call for them): which it may
 // run on, and binding all of its threads to some (placement/core-binding.ts plans which).

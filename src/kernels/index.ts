@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { KernelBackend, KvDType } from "./backend.js";
-import { loadNativeAddon, type NativeAddon, NativeBackend } from "./native.js";
+import { NativeBackend } from "./native.js";
+import { loadNativeAddon, type NativeAddon } from "./native-addon.js";
 import { ReferenceBackend } from "./reference.js";
 
 export type BackendChoice = "auto" | "native" | "reference";

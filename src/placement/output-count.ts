@@ -1,4 +1,4 @@
-import { loadNativeAddon } from "../kernels/native.js";
+import { loadNativeAddon } from "../kernels/native-addon.js";
 
 /**
  * The batches of token events with a request's first token that the engine thread has posted to

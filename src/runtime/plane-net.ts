@@ -1,4 +1,4 @@
-import { loadNativeAddon } from "../kernels/native.js";
+import { loadNativeAddon } from "../kernels/native-addon.js";
 
 /**
  * The model plane over TCP (native/kernels/src/plane_net.cpp): this process's copy of the plane

@@ -23,7 +23,7 @@ import { RemoteAttentionService } from "../../src/attention/remote-service.js";
 import { AttentionWorkerLostError } from "../../src/attention/service.js";
 import { SubStep } from "../../src/attention/sub-step.js";
 import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
-import { dtypeCode } from "../../src/kernels/native.js";
+import { dtypeCode } from "../../src/kernels/native-addon.js";
 import { SpawnedWorker } from "../../src/placement/attention-worker-endpoints.js";
 import { RpcClient } from "../../src/transport/rpc.js";
 import { createShmChannelPair } from "../../src/transport/shm-channel.js";

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import { quantizeMatrix } from "../../src/convert/gguf-quantize.js";
 import type { PreparedWeight } from "../../src/kernels/backend.js";
 import { kernelReport } from "../../src/kernels/index.js";
-import type { NativeAddon } from "../../src/kernels/native.js";
+import type { NativeAddon } from "../../src/kernels/native-addon.js";
 import { quantizeActivations } from "../../src/kernels/quant-reference.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import {

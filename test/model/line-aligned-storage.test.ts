@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { allocKvLayer } from "../../src/kernels/kv-cache.js";
-import { loadNativeAddon } from "../../src/kernels/native.js";
+import { loadNativeAddon } from "../../src/kernels/native-addon.js";
 import { allocSharedBytes, allocTensorData, setLineGap, tensorDataOver } from "../../src/model/tensor.js";
 import { nativeKernels } from "../kernels/native-setup.js";
 

@@ -4,7 +4,7 @@
 // request's first-token batch and marks it sent once its stream has written it.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { loadNativeAddon } from "../../src/kernels/native.js";
+import { loadNativeAddon } from "../../src/kernels/native-addon.js";
 import { startServer, storiesModelPath } from "./helpers.js";
 
 const addon = () => loadNativeAddon().addon;
