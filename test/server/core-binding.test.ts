@@ -15,7 +15,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const serveEntry = path.join(here, "serve-main.js");
 const cli = path.join(here, "..", "..", "src", "cli", "main.js");
 const cpusModule = path.join(here, "..", "..", "src", "kernels", "cpus.js");
-const nativeModule = path.join(here, "..", "..", "src", "kernels", "native.js");
+const nativeModule = path.join(here, "..", "..", "src", "kernels", "native-addon.js");
 
 /** Each thread's CPU list of process `pid` ("self" for this one), as the kernel reports it. */
 function threadCpus(pid: number | "self"): string[] {
