@@ -1,3 +1,5 @@
+// A GGUF file's architecture and metadata keys as the other GGUF readers take them: which llama.cpp
+// architectures the engine runs (and what it says of those it refuses), and every key read with its checks.
 import type { Architecture } from "./config.js";
 import type { GemmaGgufArch } from "./gguf-gemma.js";
 import { GgufError, type GgufMetaValue } from "./gguf-reader.js";

@@ -1,3 +1,4 @@
+// The mixture of experts a GGUF file states for each architecture with experts, as llama.cpp runs it.
 import type { MoeConfig } from "./config.js";
 import type { Meta } from "./gguf-meta.js";
 import { GgufError, type GgufFile } from "./gguf-reader.js";

@@ -1,4 +1,4 @@
-// The quantized products on 256-bit vectors (every x86 variant): a block's values as bytes, a
+// The quantized products on 256-bit vectors (every variant with AVX2): a block's values as bytes, a
 // group's scales as vectors, and the register tile of R rows x T tokens that multiplies them with
 // the tokens' int8 activations. Included by quant_kernels.cpp inside its variant namespace, in
 // its AVX2 builds.
