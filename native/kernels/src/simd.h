@@ -315,14 +315,20 @@ inline void softcapScores(float* row, int64_t n, float cap, float scale = 1.0f) 
 // e^x for x <= 0 (-inf included) in the softmax of decode attention, which runs it for every key
 // and query head; a relative error of a few parts per million is far below what follows (bf16 or
 // 8-bit probabilities, or f32 sums of many terms). With AVX-512: 2^n · 2^f, n = round(x · log2 e),
-// |f| <= 1/2, 2^f by its Taylor polynomial to degree 5 (relative error under 3e-6); x is clamped at
-// -127 first, whose power of two scalef flushes to 0. Ten vector instructions against vexp's two
-// dozen (its clamps, floor and exponent bits): bf16 grouped-query attention on keys in L2 took
-// 9.4 against 10.6 ns a key and KV head. Elsewhere vexp itself.
+// |f| <= 1/2, 2^f by its Taylor polynomial to degree 5 (relative error under 3e-6). Eleven vector
+// instructions against vexp's two dozen (its clamps, floor and exponent bits): bf16 grouped-query
+// attention on keys in L2 took 9.4 against 10.6 ns a key and KV head. Elsewhere vexp itself.
+// Below -87 the result is exactly 0 by the mask, and x is clamped there so that no lane computes
+// an underflow: an instruction whose result underflows (a denormal, or 0 flushed from one) costs
+// an Intel core a microcode assist of about 150 cycles, and every softmax step with padding keys
+// (-inf) had one per query head. When scalef flushed -127's power of two to 0, a decode call over
+// one key (the data plane's late pass) took 6.3 µs against 4.4 now on the AMX Xeon (32 heads),
+// int8 25 against 7, and 512-token prompt attention 1.2-1.6x longer (BENCHMARKS.md).
 inline vf vexpNonPositive(vf xv) {
 #if defined(__AVX512F__)
   const __m512 x = (__m512)xv;
-  const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(1.44269504f));
+  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+  const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(1.44269504f));
   const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(t, n);
   __m512 p = _mm512_set1_ps(1.33335581e-3f);  // ln2^5 / 5!
@@ -331,7 +337,7 @@ inline vf vexpNonPositive(vf xv) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.40226507e-1f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93147181e-1f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return (vf)_mm512_scalef_ps(p, n);
+  return (vf)_mm512_maskz_scalef_ps(live, p, n);
 #else
   return vexp(xv);
 #endif
