@@ -40,6 +40,15 @@ class AttentionRunner {
   static void sinks(ThreadPool& pool, float* out, float* lse, const float* sinks, int64_t nTokens, int64_t nHeads,
                     int64_t headDim);
 
+  /**
+   * A step of decode tokens (one a sequence) on the attention worker: each token's own key, at
+   * cache slot slots[t], folded into a.out and a.lse, its finished attention over the keys before
+   * it (KernelTable::appendKey), in place of a late pass over that key and a merge. False, with
+   * nothing done, where the cache's dtype has no such path (int8).
+   */
+  static bool appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
+                         int64_t nTokens);
+
   /** Whether prompt runs take the tiled kernel where the variant has one (on by default). */
   void setTiles(bool on) { tilesOn_ = on; }
 

@@ -344,15 +344,23 @@ void Worker::onKv(int tag, const int32_t* e) {
   if (e[2] != s.nTokens) reject(tag, "KV of " + std::to_string(e[2]) + " tokens in a step of " + std::to_string(s.nTokens));
   const int64_t t0 = nowNs();
   char* base = tagBase(tag);
+  const int32_t* slots = inWindowPool(layer) ? s.windowSlots.data() : s.slots.data();
   c_.table->kvWrite(cache(layer), reinterpret_cast<const float*>(base + layout_.k),
-                    reinterpret_cast<const float*>(base + layout_.v),
-                    inWindowPool(layer) ? s.windowSlots.data() : s.slots.data(), 0, s.nTokens);
+                    reinterpret_cast<const float*>(base + layout_.v), slots, 0, s.nTokens);
   const Ranges& r = s.ranges[size_t(rangeOf_[size_t(layer)])];
-  runner_.run(c_.table, *pool_,
-              args(s, layer, tag, s.lateOut.data(), r.lateStart.data(), s.ctxEnd.data(), s.lateLse.data()), s.nTokens);
   float* out = reinterpret_cast<float*>(base + layout_.out);
-  AttentionRunner::merge(c_.table, *pool_, out, s.lse.data(), s.lateOut.data(), s.lateLse.data(),
-                         int64_t(s.nTokens) * c_.nHeads, c_.headDim);
+  // One token a sequence (a step of decode tokens): each token's late range is the one key it has
+  // just written, folded straight into the early pass's output.
+  const bool appended =
+      s.nSeqs == s.nTokens &&
+      AttentionRunner::appendKeys(c_.table, *pool_, args(s, layer, tag, out, r.lateStart.data(), s.ctxEnd.data(), s.lse.data()),
+                                  slots, s.nTokens);
+  if (!appended) {
+    runner_.run(c_.table, *pool_,
+                args(s, layer, tag, s.lateOut.data(), r.lateStart.data(), s.ctxEnd.data(), s.lateLse.data()), s.nTokens);
+    AttentionRunner::merge(c_.table, *pool_, out, s.lse.data(), s.lateOut.data(), s.lateLse.data(),
+                           int64_t(s.nTokens) * c_.nHeads, c_.headDim);
+  }
   if (!c_.sinks.empty())
     AttentionRunner::sinks(*pool_, out, s.lse.data(), c_.sinks.data() + size_t(layer) * size_t(c_.nHeads), s.nTokens,
                            c_.nHeads, c_.headDim);

@@ -164,6 +164,11 @@ struct KernelTable {
   // for an int8 cache whose path widens (no loads-only twin).
   bool (*attentionLoads)(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int64_t p0, int64_t p1,
                          uint64_t* sum);
+  // Query tokens [t0, t1), each with its own new key at cache slot slots[t] (just written), that key
+  // folded into a.out and a.lse, the tokens' finished attention over the keys before them: the late
+  // pass of a step of decode tokens and its merge in one (decode_append_key.h). False, with nothing
+  // done, for an int8 cache.
+  bool (*appendKey)(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1);
 };
 
 // Whether this call's prompt runs may go through k.attentionTile: query groups of up to kTileRows

@@ -246,6 +246,7 @@ void attentionTileWith(const AttnArgs& a, int64_t t0, int64_t t1, int64_t kh) {
 }
 
 #include "decode_attention.h"
+#include "decode_append_key.h"
 
 void merge(float* outA, float* lseA, const float* outB, const float* lseB, int64_t D, int64_t r0, int64_t r1) {
   const int64_t dv = D / W * W;
@@ -338,7 +339,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       nullptr,                0.0,
 #endif
-      LK_VARIANT::attentionLoads,
+      LK_VARIANT::attentionLoads, LK_VARIANT::appendKey,
   };
   return &table;
 }
