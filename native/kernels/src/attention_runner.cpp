@@ -168,7 +168,8 @@ bool AttentionRunner::appendKeys(const KernelTable* k, ThreadPool& pool, const A
   const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(n, grain), int64_t(pool.size()) * 4));
   const int64_t per = ceilDiv(n, nTasks);
   if (nTasks == 1) return k->appendKey(a, slots, 0, n);
-  pool.forEach(ceilDiv(n, per), [&](int64_t task) { k->appendKey(a, slots, task * per, std::min(n, (task + 1) * per)); });
+  pool.forEach(ceilDiv(n, per),
+               [&](int64_t task) { k->appendKey(a, slots, task * per, std::min(n, (task + 1) * per)); });
   return true;
 }
 
