@@ -1,9 +1,9 @@
 // Decode steps on the native data plane: in a step of decode tokens (one a sequence) the worker
 // folds each token's own new key into the early pass's output (KernelTable::appendKey) instead of
 // running a late pass over that key and merging it. Every decode step's logits must match the
-// colocated engine's: several sequences a step, every KV dtype (int8 takes the general late pass),
-// GQA on bf16 weights, head_dim 8 (stories260K: no full vector), Gemma 2's soft-cap and window
-// layers (their own pool's slots).
+// colocated engine's: several sequences a step, every KV dtype (an int8 cache's rows dequantized),
+// head_dim 8 (stories260K: no full vector), GQA at head_dim 32, window layers (their own pool's
+// slots), Gemma 2's soft-cap on bf16 weights.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -129,8 +129,8 @@ const models: { name: string; exact: boolean; load: () => Promise<LoadedModel> }
 /**
  * How far a logit may move, relative to the step's largest: fp32 sums in another order (16-bit
  * rows somewhat more), one bf16 step of an activation for a bf16 model, the colocated kernel's bf16
- * probabilities where decode attention takes bf16 dot products, and an int8 cache's queries
- * quantized per part (the general late pass).
+ * probabilities where decode attention takes bf16 dot products, and an int8 cache's queries,
+ * which the colocated kernel rounds to 8 bits and the fold does not.
  */
 function tolerance(exact: boolean, kvDtype: KvDType, c: LoadedModel["config"]): number {
   if (kvDtype === "int8") return 3e-2;

@@ -161,16 +161,17 @@ void AttentionRunner::merge(const KernelTable* k, ThreadPool& pool, float* outA,
 bool AttentionRunner::appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
                                  int64_t n) {
   if (n <= 0) return true;
-  if (a.cache.dtype == kI8) return false;
   // A token's heads are a few thousand multiply-adds: tasks of at least 32k elements of q.
   const int64_t width = a.nHeads * a.cache.headDim;
   const int64_t grain = std::max<int64_t>(1, 32768 / width);
   const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(n, grain), int64_t(pool.size()) * 4));
   const int64_t per = ceilDiv(n, nTasks);
   if (nTasks == 1) return k->appendKey(a, slots, 0, n);
-  pool.forEach(ceilDiv(n, per),
-               [&](int64_t task) { k->appendKey(a, slots, task * per, std::min(n, (task + 1) * per)); });
-  return true;
+  std::atomic<bool> ok{true};
+  pool.forEach(ceilDiv(n, per), [&](int64_t task) {
+    if (!k->appendKey(a, slots, task * per, std::min(n, (task + 1) * per))) ok = false;
+  });
+  return ok.load();
 }
 
 void AttentionRunner::sinks(ThreadPool& pool, float* out, float* lse, const float* sinks, int64_t nTokens,

@@ -43,8 +43,8 @@ class AttentionRunner {
   /**
    * A step of decode tokens (one a sequence) on the attention worker: each token's own key, at
    * cache slot slots[t], folded into a.out and a.lse, its finished attention over the keys before
-   * it (KernelTable::appendKey), in place of a late pass over that key and a merge. False, with
-   * nothing done, where the cache's dtype has no such path (int8).
+   * it (KernelTable::appendKey), in place of a late pass over that key and a merge. False where
+   * the kernel table does not know the cache's dtype (then nothing was folded).
    */
   static bool appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
                          int64_t nTokens);

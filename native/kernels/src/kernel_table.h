@@ -166,8 +166,8 @@ struct KernelTable {
                          uint64_t* sum);
   // Query tokens [t0, t1), each with its own new key at cache slot slots[t] (just written), that key
   // folded into a.out and a.lse, the tokens' finished attention over the keys before them: the late
-  // pass of a step of decode tokens and its merge in one (decode_append_key.h). False, with nothing
-  // done, for an int8 cache.
+  // pass of a step of decode tokens and its merge in one (decode_append_key.h), on every KV dtype.
+  // False, with nothing done, for a dtype it does not know.
   bool (*appendKey)(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1);
 };
 
