@@ -97,11 +97,16 @@ inline const int8_t* quantizeQueryHead(DotScratch& s, const float* q, int64_t g,
 
 // Head g's row of the step's scores made ready for its softmax: soft-capped where the model caps
 // (Gemma 2: cap * tanh(score / cap)), -inf past the step's keys.
+// The step's lanes the softmax takes: its groups' keys, in whole 16s (the byte rounding's width).
+// Lanes past them are never read (the values pass takes the step's groups alone), so a short step
+// (a short context, the last of a range) costs its keys, not a whole step of kStepKeys.
+inline int64_t stepLanes(const Step& st) { return (st.n * 4 + 15) / 16 * 16; }
+
 inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap) {
   float* row = s.p.data() + g * kStepKeys;
   const int64_t n = st.n * 4;
   if (softcap > 0) softcapScores(row, n, softcap);
-  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
+  for (int64_t j = n; j < stepLanes(st); j++) row[j] = -INFINITY;
   return row;
 }
 
@@ -112,12 +117,13 @@ inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap
 // scores: their max; the exponentials, summed and scaled (their max kept).
 inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a, float probMax) {
   float* row = stepScores(s, g, st, a.softcap);
+  const int64_t lanes = stepLanes(st);
   vf mv = splat(-INFINITY);
-  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
+  for (int64_t j = 0; j < lanes; j += W) mv = vmax(mv, loadf(row + j));
   const float mNew = std::max(s.m[g], hmax(mv));
   s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
   vf lv = splat(0.0f), wm = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
+  for (int64_t j = 0; j < lanes; j += W) {  // exp(-inf) = 0
     const vf e = vexpNonPositive(loadf(row + j) - mNew);
     lv += e;
     const vf w = e * loadf(s.vScaleRow + j);

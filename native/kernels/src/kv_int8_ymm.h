@@ -168,7 +168,7 @@ struct Ymm {
     const __m256 toByte = _mm256_set1_ps(stepProbabilities(s, g, st, a, kProbMax));
     const float* row = s.p.data() + g * kStepKeys;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;
-    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..kProbMax
+    for (int64_t j = 0; j < stepLanes(st); j += 16) {  // round half to even (the default mode), 0..kProbMax
       const __m256i b0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j), toByte));
       const __m256i b1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + j + 8), toByte));
       // packus works within 128-bit lanes: [b0 0-3, b1 0-3 | b0 4-7, b1 4-7], put back in order.

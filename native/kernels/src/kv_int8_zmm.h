@@ -192,7 +192,7 @@ struct Zmm {
     const __m512 toByte = _mm512_set1_ps(stepProbabilities(s, g, st, a, kProbMax));
     const float* row = s.p.data() + g * kStepKeys;
     uint8_t* p8 = s.p8.data() + g * kStepKeys;
-    for (int64_t j = 0; j < kStepKeys; j += 16) {  // round half to even (the default mode), 0..kProbMax
+    for (int64_t j = 0; j < stepLanes(st); j += 16) {  // round half to even (the default mode), 0..kProbMax
       const __m512i b = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + j), toByte));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p8 + j), _mm512_cvtusepi32_epi8(b));
     }
