@@ -26,6 +26,14 @@ bool continuesRun(const AttnArgs& a, int64_t u) {
   return a.qSeq[u] == a.qSeq[u - 1] && dEnd >= 0 && dEnd <= 1 && dStart >= 0 && dStart <= 1;
 }
 
+// Rows a task for an element-wise pass over `rows` rows of `width` floats: tasks of at least 32k
+// elements, at most four a thread.
+int64_t rowsPerTask(const ThreadPool& pool, int64_t rows, int64_t width) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / width);
+  const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(rows, grain), int64_t(pool.size()) * 4));
+  return ceilDiv(rows, nTasks);
+}
+
 }  // namespace
 
 bool AttentionRunner::runTiles(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, int64_t n) {
@@ -149,38 +157,27 @@ bool AttentionRunner::readPattern(const KernelTable* k, ThreadPool& pool, const 
 void AttentionRunner::merge(const KernelTable* k, ThreadPool& pool, float* outA, float* lseA, const float* outB,
                             const float* lseB, int64_t rows, int64_t d) {
   if (rows <= 0) return;
-  const int64_t grain = std::max<int64_t>(1, 32768 / d);
-  const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(rows, grain), int64_t(pool.size()) * 4));
-  const int64_t per = ceilDiv(rows, nTasks);
+  const int64_t per = rowsPerTask(pool, rows, d);
   pool.forEach(ceilDiv(rows, per), [&](int64_t task) {
     const int64_t a = task * per;
     k->merge(outA, lseA, outB, lseB, d, a, std::min(rows, a + per));
   });
 }
 
-bool AttentionRunner::appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
+void AttentionRunner::appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
                                  int64_t n) {
-  if (n <= 0) return true;
-  // A token's heads are a few thousand multiply-adds: tasks of at least 32k elements of q.
-  const int64_t width = a.nHeads * a.cache.headDim;
-  const int64_t grain = std::max<int64_t>(1, 32768 / width);
-  const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(n, grain), int64_t(pool.size()) * 4));
-  const int64_t per = ceilDiv(n, nTasks);
-  if (nTasks == 1) return k->appendKey(a, slots, 0, n);
-  std::atomic<bool> ok{true};
-  pool.forEach(ceilDiv(n, per), [&](int64_t task) {
-    if (!k->appendKey(a, slots, task * per, std::min(n, (task + 1) * per))) ok = false;
-  });
-  return ok.load();
+  if (n <= 0) return;
+  // A token's rows of q are the unit: its heads are a few thousand multiply-adds.
+  const int64_t per = rowsPerTask(pool, n, a.nHeads * a.cache.headDim);
+  pool.forEach(ceilDiv(n, per),
+               [&](int64_t task) { k->appendKey(a, slots, task * per, std::min(n, (task + 1) * per)); });
 }
 
 void AttentionRunner::sinks(ThreadPool& pool, float* out, float* lse, const float* sinks, int64_t nTokens,
                             int64_t nHeads, int64_t d) {
   const int64_t rows = nTokens * nHeads;
   if (rows <= 0) return;
-  const int64_t grain = std::max<int64_t>(1, 32768 / d);
-  const int64_t nTasks = std::max<int64_t>(1, std::min<int64_t>(ceilDiv(rows, grain), int64_t(pool.size()) * 4));
-  const int64_t per = ceilDiv(rows, nTasks);
+  const int64_t per = rowsPerTask(pool, rows, d);
   pool.forEach(ceilDiv(rows, per), [&](int64_t task) {
     const int64_t r1 = std::min(rows, (task + 1) * per);
     for (int64_t r = task * per; r < r1; r++) {

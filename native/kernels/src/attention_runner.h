@@ -43,10 +43,9 @@ class AttentionRunner {
   /**
    * A step of decode tokens (one a sequence) on the attention worker: each token's own key, at
    * cache slot slots[t], folded into a.out and a.lse, its finished attention over the keys before
-   * it (KernelTable::appendKey), in place of a late pass over that key and a merge. False where
-   * the kernel table does not know the cache's dtype (then nothing was folded).
+   * it (KernelTable::appendKey), in place of a late pass over that key and a merge.
    */
-  static bool appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
+  static void appendKeys(const KernelTable* k, ThreadPool& pool, const AttnArgs& a, const int32_t* slots,
                          int64_t nTokens);
 
   /** Whether prompt runs take the tiled kernel where the variant has one (on by default). */

@@ -351,10 +351,11 @@ void Worker::onKv(int tag, const int32_t* e) {
   float* out = reinterpret_cast<float*>(base + layout_.out);
   // One token a sequence (a step of decode tokens): each token's late range is the one key it has
   // just written, folded straight into the early pass's output.
-  const AttnArgs appendArgs = args(s, layer, tag, out, r.lateStart.data(), s.ctxEnd.data(), s.lse.data());
-  const bool appended =
-      s.nSeqs == s.nTokens && AttentionRunner::appendKeys(c_.table, *pool_, appendArgs, slots, s.nTokens);
-  if (!appended) {
+  if (s.nSeqs == s.nTokens) {
+    AttentionRunner::appendKeys(c_.table, *pool_,
+                                args(s, layer, tag, out, r.lateStart.data(), s.ctxEnd.data(), s.lse.data()), slots,
+                                s.nTokens);
+  } else {
     const AttnArgs late = args(s, layer, tag, s.lateOut.data(), r.lateStart.data(), s.ctxEnd.data(), s.lateLse.data());
     runner_.run(c_.table, *pool_, late, s.nTokens);
     AttentionRunner::merge(c_.table, *pool_, out, s.lse.data(), s.lateOut.data(), s.lateLse.data(),

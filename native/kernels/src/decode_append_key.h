@@ -42,27 +42,34 @@ inline void foldKey(const AttnArgs& a, int64_t r, bool roundQ, KAt kAt, K1 k1, V
   a.lse[r] = m + std::log(z);
 }
 
+// Each token's new key at cache slot slots[t], for every KV head: headRows(t, kh, row) folds the
+// head's query heads, row being the key's row in the block-major layout (block, KV head, offset).
+template <class HeadRows>
+inline void forEachNewKey(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1, HeadRows headRows) {
+  const int64_t nKv = a.cache.nKvHeads, bs = a.cache.blockSize;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t slot = slots[t];
+    if (slot < 0) continue;  // a padding token: nothing was written, nothing to add
+    for (int64_t kh = 0; kh < nKv; kh++) headRows(t, kh, (slot / bs * nKv + kh) * bs + slot % bs);
+  }
+}
+
 // A float cache (DT 0 f32, 1 f16, 2 bf16): the key and value rows read as stored.
 template <int DT>
 void appendKeyRows(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1) {
   const KvArgs& c = a.cache;
-  const int64_t D = c.headDim, nKv = c.nKvHeads, G = a.nHeads / nKv, bs = c.blockSize;
+  const int64_t D = c.headDim, G = a.nHeads / c.nKvHeads;
   // Where the decode kernel multiplies a bf16 cache's keys by the queries rounded to bf16
   // (vdpbf16ps, see attentionPart), the new key's score is taken from the rounded query too.
   const bool roundQ = kBf16DotAttention && DT == 2 && D % 32 == 0 && G >= 2;
-  for (int64_t t = t0; t < t1; t++) {
-    const int64_t slot = slots[t];
-    if (slot < 0) continue;  // a padding token: nothing was written, nothing to add
-    const int64_t block = slot / bs, off = slot % bs;
-    for (int64_t kh = 0; kh < nKv; kh++) {
-      const int64_t row = ((block * nKv + kh) * bs + off) * D;  // the key's (and value's) first element
-      for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-        foldKey(
-            a, t * a.nHeads + h, roundQ, [&](int64_t i) { return loadw<DT>(c.k, row + i); },
-            [&](int64_t i) { return loadw1<DT>(c.k, row + i); }, [&](int64_t i) { return loadw<DT>(c.v, row + i); },
-            [&](int64_t i) { return loadw1<DT>(c.v, row + i); });
-    }
-  }
+  forEachNewKey(a, slots, t0, t1, [&](int64_t t, int64_t kh, int64_t keyRow) {
+    const int64_t row = keyRow * D;  // the key's (and value's) first element
+    for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+      foldKey(
+          a, t * a.nHeads + h, roundQ, [&](int64_t i) { return loadw<DT>(c.k, row + i); },
+          [&](int64_t i) { return loadw1<DT>(c.k, row + i); }, [&](int64_t i) { return loadw<DT>(c.v, row + i); },
+          [&](int64_t i) { return loadw1<DT>(c.v, row + i); });
+  });
 }
 
 // An int8 cache (kv_int8.h's layout): each KV head's key and value rows dequantized once (codes
@@ -70,49 +77,32 @@ void appendKeyRows(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t 
 // the decode kernels with byte products round it to 8 bits.
 inline void appendKeyRowsI8(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1) {
   const KvArgs& c = a.cache;
-  const int64_t D = c.headDim, nKv = c.nKvHeads, G = a.nHeads / nKv, bs = c.blockSize;
+  const int64_t D = c.headDim, G = a.nHeads / c.nKvHeads;
   thread_local lk::LineVector<float> rows;
   if (int64_t(rows.size()) < 2 * D) rows.resize(size_t(2 * D));
   float* kf = rows.data();
   float* vf_ = rows.data() + D;
   const int8_t* k8 = static_cast<const int8_t*>(c.k);
   const int8_t* v8 = static_cast<const int8_t*>(c.v);
-  for (int64_t t = t0; t < t1; t++) {
-    const int64_t slot = slots[t];
-    if (slot < 0) continue;
-    const int64_t block = slot / bs, off = slot % bs, lane = off % lk::kI8Group;
-    for (int64_t kh = 0; kh < nKv; kh++) {
-      const int64_t row = (block * nKv + kh) * bs + off, group = (row - lane) * D;
-      const float ks = c.kScale[row], vs = c.vScale[row];
-      for (int64_t d = 0; d < D; d++) {
-        kf[d] = float(k8[group + i8::keyAt(D, lane, d)]) * ks;
-        vf_[d] = float(v8[group + d * lk::kI8Group + lane]) * vs;
-      }
-      for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-        foldKey(
-            a, t * a.nHeads + h, false, [&](int64_t i) { return loadf(kf + i); }, [&](int64_t i) { return kf[i]; },
-            [&](int64_t i) { return loadf(vf_ + i); }, [&](int64_t i) { return vf_[i]; });
+  forEachNewKey(a, slots, t0, t1, [&](int64_t t, int64_t kh, int64_t row) {
+    const int64_t lane = row % lk::kI8Group, group = (row - lane) * D;
+    const float ks = c.kScale[row], vs = c.vScale[row];
+    for (int64_t d = 0; d < D; d++) {
+      kf[d] = float(k8[group + i8::keyAt(D, lane, d)]) * ks;
+      vf_[d] = float(v8[group + d * lk::kI8Group + lane]) * vs;
     }
-  }
+    for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+      foldKey(
+          a, t * a.nHeads + h, false, [&](int64_t i) { return loadf(kf + i); }, [&](int64_t i) { return kf[i]; },
+          [&](int64_t i) { return loadf(vf_ + i); }, [&](int64_t i) { return vf_[i]; });
+  });
 }
 
 // Tokens [t0, t1) of a.q, each with its own new key at cache slot slots[t], folded into a.out and
-// a.lse (their attention over the keys before them).
-bool appendKey(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1) {
-  switch (a.cache.dtype) {
-    case lk::kF32:
-      appendKeyRows<0>(a, slots, t0, t1);
-      return true;
-    case lk::kF16:
-      appendKeyRows<1>(a, slots, t0, t1);
-      return true;
-    case lk::kBF16:
-      appendKeyRows<2>(a, slots, t0, t1);
-      return true;
-    case lk::kI8:
-      appendKeyRowsI8(a, slots, t0, t1);
-      return true;
-    default:
-      return false;
-  }
+// a.lse (their attention over the keys before them). Dtypes as attentionWith takes them.
+void appendKey(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1) {
+  if (a.cache.dtype == lk::kI8) appendKeyRowsI8(a, slots, t0, t1);
+  else if (a.cache.dtype == lk::kF32) appendKeyRows<0>(a, slots, t0, t1);
+  else if (a.cache.dtype == lk::kF16) appendKeyRows<1>(a, slots, t0, t1);
+  else appendKeyRows<2>(a, slots, t0, t1);
 }

@@ -167,8 +167,7 @@ struct KernelTable {
   // Query tokens [t0, t1), each with its own new key at cache slot slots[t] (just written), that key
   // folded into a.out and a.lse, the tokens' finished attention over the keys before them: the late
   // pass of a step of decode tokens and its merge in one (decode_append_key.h), on every KV dtype.
-  // False, with nothing done, for a dtype it does not know.
-  bool (*appendKey)(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1);
+  void (*appendKey)(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1);
 };
 
 // Whether this call's prompt runs may go through k.attentionTile: query groups of up to kTileRows
