@@ -133,6 +133,35 @@ describe("native data plane", () => {
     }
   });
 
+  it("the compute µs its replies report add up to the worker's compute time", () => {
+    const { link, server } = pair();
+    try {
+      const { sub, mirror } = step(1);
+      const q = new Float32Array(32).fill(0.1);
+      const kv = new Float32Array(16).fill(0.2);
+      const out = new Float32Array(32);
+      let reported = 0;
+      const layers = 400;
+      for (let i = 0; i < layers; i++) {
+        if (i % 2 === 0) link.postStep(0, sub, mirror, 1000);
+        link.postQ(0, i % 2, q, sub, 32, 0, 1000);
+        link.postKv(0, i % 2, kv, kv, sub, 16, 0, 1000);
+        assert.ok(addon.dpWait(Int32Array.of(link.id), 1, 5000) >= 0, "a reply comes");
+        reported += link.take(0, out, sub, 32, 0);
+      }
+      const info = server.info();
+      assert.equal(info.layers, layers);
+      // A layer takes well under a µs here: whole µs a reply, each floored, would report none
+      // of it.
+      const total = info.computeSeconds * 1e6;
+      assert.ok(total > 20, `the worker computed for ${total} µs`);
+      assert.ok(Math.abs(reported - total) <= 1, `reported ${reported} µs of ${total.toFixed(1)}`);
+    } finally {
+      server.stop();
+      link.close();
+    }
+  });
+
   it("a malformed posting fails that loop only, and the model side reads why", () => {
     const a = pair();
     const b = pair();

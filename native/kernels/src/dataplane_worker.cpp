@@ -369,7 +369,10 @@ void Worker::onKv(int tag, const int32_t* e) {
   layers_++;
   s.earlyLayer = -1;
   word(base, 0, T_REPLY_LAYER)->store(layer, std::memory_order_relaxed);
-  word(base, 0, T_REPLY_MICROS)->store(int32_t(std::min<int64_t>(computeNs / 1000, INT32_MAX)), std::memory_order_relaxed);
+  s.unreportedNs += computeNs;
+  const int64_t micros = std::min<int64_t>(s.unreportedNs / 1000, INT32_MAX);
+  s.unreportedNs -= micros * 1000;
+  word(base, 0, T_REPLY_MICROS)->store(int32_t(micros), std::memory_order_relaxed);
   word(base, 0, T_REPLIED)->store(++s.replied, std::memory_order_release);
   auto* replyCount = word(c_.segment, 0, H_REPLY_COUNT);
   replyCount->fetch_add(1, std::memory_order_seq_cst);

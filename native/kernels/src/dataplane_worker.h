@@ -79,6 +79,10 @@ class Worker {
     int32_t earlyLayer = -1;
     bool prepared = false;
     int64_t earlyNs = 0;
+    // The compute time not yet reported: replies carry whole µs, and what a reply's floor leaves
+    // goes into the next one, so the reported µs add up to the time spent (a floor alone took
+    // about half a µs from every layer, and the 1-token benchmark counted it as the exchange's).
+    int64_t unreportedNs = 0;
   };
 
   void loop();
