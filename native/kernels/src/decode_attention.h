@@ -136,9 +136,10 @@ uint64_t attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int
     for (int64_t g = 0; g < H; g++) {
       float* row = sc + g * kChunk;
       if (a.softcap > 0) softcapScores(row, n, a.softcap);  // Gemma 2
-      for (int64_t j = n; j < nPad; j++) row[j] = -INFINITY;  // padding: exp -> 0
+      // Lanes past n read as -inf: their exp, 0, is stored for the values kernel.
+      auto scoresAt = [&](int64_t j) { return scoresVector(row, j, n); };
       vf mv = splat(-INFINITY);
-      for (int64_t j = 0; j < nPad; j += W) mv = vmax(mv, loadf(row + j));
+      for (int64_t j = 0; j < nPad; j += W) mv = vmax(mv, scoresAt(j));
       const float mNew = std::max(s.m[g], hmax(mv));
       const float corr = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
       if (corr != 1.0f) {
@@ -150,14 +151,14 @@ uint64_t attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int
       if (dp) {  // the probabilities rounded to bf16 for the values kernel, and summed as rounded
         uint16_t* pg = s.pb.data() + g * kChunk;
         for (int64_t j = 0; j < nPad; j += W) {
-          const __m256bh e = _mm512_cvtneps_pbh((__m512)vexpNonPositive(loadf(row + j) - mNew));
+          const __m256bh e = _mm512_cvtneps_pbh((__m512)vexpNonPositive(scoresAt(j) - mNew));
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(pg + j), (__m256i)e);
           lv += (vf)_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)e), 16));
         }
       } else
 #endif
         for (int64_t j = 0; j < nPad; j += W) {
-          const vf e = vexpNonPositive(loadf(row + j) - mNew);
+          const vf e = vexpNonPositive(scoresAt(j) - mNew);
           storef(row + j, e);
           lv += e;
         }

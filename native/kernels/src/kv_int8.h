@@ -309,9 +309,8 @@ inline void headTiles(int64_t n, F4 f4, F2 f2, F1 f1) {
 // rescales its accumulator and returns the probabilities in place (0 from n to kStepKeys).
 inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float softcap, int64_t D4) {
   if (softcap > 0) softcapScores(row, n, softcap);  // Gemma 2
-  for (int64_t j = n; j < kStepKeys; j++) row[j] = -INFINITY;
   vf mv = splat(-INFINITY);
-  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, loadf(row + j));
+  for (int64_t j = 0; j < kStepKeys; j += W) mv = vmax(mv, scoresVector(row, j, n));
   const float mNew = std::max(s.m[g], hmax(mv));
   const float corr = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
   if (corr != 1.0f) {
@@ -319,8 +318,8 @@ inline void softmaxStep(Scratch& s, int64_t g, float* row, int64_t n, float soft
     for (int64_t i = 0; i < D4; i++) ag[i] *= corr;
   }
   vf lv = splat(0.0f);
-  for (int64_t j = 0; j < kStepKeys; j += W) {  // exp(-inf) = 0
-    const vf e = vexpNonPositive(loadf(row + j) - mNew);
+  for (int64_t j = 0; j < kStepKeys; j += W) {  // lanes from n on: exp(-inf) = 0
+    const vf e = vexpNonPositive(scoresVector(row, j, n) - mNew);
     storef(row + j, e);
     lv += e;
   }

@@ -106,25 +106,26 @@ inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap
   float* row = s.p.data() + g * kStepKeys;
   const int64_t n = st.n * 4;
   if (softcap > 0) softcapScores(row, n, softcap);
-  for (int64_t j = n; j < stepLanes(st); j++) row[j] = -INFINITY;
   return row;
 }
 
-// Head g's online-softmax step over the step's scores (invalid lanes already -inf), up to the
-// rounding to bytes each instruction set does: the rescale factor, running max and sum, and the
-// probabilities times their V scales in place of the scores, whose largest becomes byte value
-// probMax (s.unit[g]: one byte's worth); returns the factor to the bytes. Two passes over the step's
-// scores: their max; the exponentials, summed and scaled (their max kept).
+// Head g's online-softmax step over the step's scores (keys outside a group's range already -inf,
+// lanes past the step's groups read as -inf), up to the rounding to bytes each instruction set
+// does: the rescale factor, running max and sum, and the probabilities times their V scales in
+// place of the scores, whose largest becomes byte value probMax (s.unit[g]: one byte's worth);
+// returns the factor to the bytes. Two passes over the step's scores: their max; the
+// exponentials, summed and scaled (their max kept).
 inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a, float probMax) {
   float* row = stepScores(s, g, st, a.softcap);
   const int64_t lanes = stepLanes(st);
+  const int64_t n = st.n * 4;  // lanes from n on read as -inf
   vf mv = splat(-INFINITY);
-  for (int64_t j = 0; j < lanes; j += W) mv = vmax(mv, loadf(row + j));
+  for (int64_t j = 0; j < lanes; j += W) mv = vmax(mv, scoresVector(row, j, n));
   const float mNew = std::max(s.m[g], hmax(mv));
   s.corr[g] = std::exp(s.m[g] - mNew);  // 0 on the first step (m = -inf)
   vf lv = splat(0.0f), wm = splat(0.0f);
   for (int64_t j = 0; j < lanes; j += W) {  // exp(-inf) = 0
-    const vf e = vexpNonPositive(loadf(row + j) - mNew);
+    const vf e = vexpNonPositive(scoresVector(row, j, n) - mNew);
     lv += e;
     const vf w = e * loadf(s.vScaleRow + j);
     wm = vmax(wm, w);
