@@ -68,9 +68,12 @@ export class DataPlaneWaits<T extends DataPlaneTarget> implements AttentionDrive
     this.ids = new Int32Array(maxTargets * microBatches);
   }
 
-  /** Registers the layer of `mb` whose KV was just posted to `targets`; resolves once all replied. */
-  expect(mb: number, targets: readonly T[], out: Float32Array): Promise<void> {
-    const w = this.arm(mb, targets, out);
+  /**
+   * Registers the layer of `mb` whose KV was just posted to the first `count` of `targets`;
+   * resolves once all replied.
+   */
+  expect(mb: number, targets: readonly T[], count: number, out: Float32Array): Promise<void> {
+    const w = this.arm(mb, targets, count, out);
     return new Promise<void>((resolve, reject) => {
       w.resolve = resolve;
       w.reject = reject;
@@ -78,8 +81,8 @@ export class DataPlaneWaits<T extends DataPlaneTarget> implements AttentionDrive
   }
 
   /** The same, waited for here and now (depth 1: nothing else could run meanwhile). */
-  waitNow(mb: number, targets: readonly T[], out: Float32Array): void {
-    const w = this.arm(mb, targets, out);
+  waitNow(mb: number, targets: readonly T[], count: number, out: Float32Array): void {
+    const w = this.arm(mb, targets, count, out);
     for (;;) {
       this.land(mb, w);
       if (w.error) throw w.error;
@@ -111,15 +114,16 @@ export class DataPlaneWaits<T extends DataPlaneTarget> implements AttentionDrive
     }
   }
 
-  private arm(mb: number, targets: readonly T[], out: Float32Array): Waiting<T> {
+  // The targets are copied in place: only the first `count` entries are this layer's (an array
+  // emptied by `length = 0` and pushed again costs the engine thread µs a layer).
+  private arm(mb: number, targets: readonly T[], count: number, out: Float32Array): Waiting<T> {
     const w = this.waiting[mb]!;
-    w.targets.length = 0;
-    for (const t of targets) w.targets.push(t);
-    w.count = targets.length;
+    for (let i = 0; i < count; i++) w.targets[i] = targets[i]!;
+    w.count = count;
     w.taken.fill(0);
-    w.left = targets.length;
+    w.left = count;
     w.out = out;
-    w.active = targets.length > 0;
+    w.active = count > 0;
     w.resolve = null;
     w.reject = null;
     w.error = null;
@@ -146,16 +150,16 @@ export class DataPlaneWaits<T extends DataPlaneTarget> implements AttentionDrive
 
   /** One native wait across every worker some active layer still needs. */
   private waitOnce(): void {
+    // The first n entries of ids and idTargets are this wait's, written in place.
     let n = 0;
-    this.idTargets.length = 0;
     for (const w of this.waiting) {
       if (!w.active) continue;
       for (let i = 0; i < w.count; i++) {
         if (w.taken[i]) continue;
         const t = w.targets[i]!;
-        if (!t.dp || this.idTargets.includes(t)) continue;
-        this.ids[n++] = t.dp.id;
-        this.idTargets.push(t);
+        if (!t.dp || this.listed(t, n)) continue;
+        this.ids[n] = t.dp.id;
+        this.idTargets[n++] = t;
       }
     }
     if (n === 0) return;
@@ -164,12 +168,18 @@ export class DataPlaneWaits<T extends DataPlaneTarget> implements AttentionDrive
     if (code >= 0) return;
     if (code === -1) {
       // Silence from every one of them: each is declared lost (a live one would have answered).
-      for (const t of [...this.idTargets])
+      for (const t of this.idTargets.slice(0, n))
         if (!this.anyReady(t)) this.hooks.onLost(t, `no reply within ${timeoutMs} ms`);
       return;
     }
     const t = this.idTargets[-(code + 2)]!;
     this.hooks.onLost(t, t.dp?.failure() || "its data plane failed");
+  }
+
+  /** Whether t is among the first n of this wait's targets. */
+  private listed(t: T, n: number): boolean {
+    for (let i = 0; i < n; i++) if (this.idTargets[i] === t) return true;
+    return false;
   }
 
   private anyReady(t: T): boolean {

@@ -783,38 +783,42 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     out: Float32Array,
   ): void | Promise<void> {
     const mb = this.batchOf(step);
-    // The workers with rows in this micro-batch, in a buffer of its own (refilled every layer).
+    // The workers with rows in this micro-batch: the first n entries of a buffer of its own,
+    // written in place every layer. Emptied by `length = 0` and pushed again, the buffer cost the
+    // engine thread 0.6-3 µs a layer (V8 trims the backing store, then grows a new one).
     const links = this.sending[mb]!;
-    links.length = 0;
-    for (const l of this.active()) if (l.batches[mb]!.sub.nTokens > 0) links.push(l);
-    if (this.dpMode) return this.finishOnDataPlane(mb, layer, links, k, v, out);
+    let n = 0;
+    for (const l of this.active()) if (l.batches[mb]!.sub.nTokens > 0) links[n++] = l;
+    if (this.dpMode) return this.finishOnDataPlane(mb, layer, links, n, k, v, out);
     const p = this.pending[mb]!;
     const done = new Promise<void>((resolve, reject) => {
-      p.remaining = links.length;
+      p.remaining = n;
       p.failed = false;
       p.resolve = resolve;
       p.reject = reject;
     });
-    if (links.length === 0) p.resolve();
-    for (const l of links) this.sendKv(l, mb, layer, k, v, out, p);
+    if (n === 0) p.resolve();
+    for (let i = 0; i < n; i++) this.sendKv(links[i]!, mb, layer, k, v, out, p);
     return done;
   }
 
   /**
-   * Posts each worker its rows' k and v on the data plane; their OUT lands in `out` when waited
+   * Posts each of the first n workers its rows' k and v on the data plane; their OUT lands in `out` when waited
    * for: here and now at depth 1 (no promise, no event-loop turn), else by the pipeline's pump.
    */
   private finishOnDataPlane(
     mb: number,
     layer: number,
-    links: Link[],
+    links: readonly Link[],
+    n: number,
     k: Float32Array,
     v: Float32Array,
     out: Float32Array,
   ): Promise<void> | undefined {
     const w = this.kvWidthTotal;
     const hd = this.geometry.headDim;
-    for (const l of links) {
+    for (let i = 0; i < n; i++) {
+      const l = links[i]!;
       try {
         l.dp!.postKv(mb, layer, k, v, l.batches[mb]!.sub, w, l.kvLo * hd, this.replyTimeoutMs);
       } catch (e) {
@@ -822,10 +826,10 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       }
     }
     if (this.microBatches === 1) {
-      this.waits!.waitNow(mb, links, out);
+      this.waits!.waitNow(mb, links, n, out);
       return undefined;
     }
-    return this.waits!.expect(mb, links, out);
+    return this.waits!.expect(mb, links, n, out);
   }
 
   /** A worker that cannot take a data-plane post (failed, gone, full past the bound) is lost. */
