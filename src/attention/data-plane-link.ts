@@ -192,6 +192,46 @@ export class DataPlaneLink {
     this.addon.dpPostKv(this.id, tag, layer, k, v, sub.rows, sub.nTokens, srcWidth, colOff, timeoutMs, 0);
   }
 
+  /**
+   * postKv, then (shared memory only) the OUT taken into `out`'s rows at dstWidth/outColOff as
+   * take() does, if it comes within the spin budget: its compute µs, or -1 with nothing taken.
+   * One native call for a layer's KV and output where the engine waits for one worker.
+   */
+  postKvTake(
+    tag: number,
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    sub: SubStep,
+    srcWidth: number,
+    colOff: number,
+    timeoutMs: number,
+    out: Float32Array,
+    dstWidth: number,
+    outColOff: number,
+  ): number {
+    return this.addon.dpPostKvTake(
+      this.id,
+      tag,
+      layer,
+      k,
+      v,
+      sub.rows,
+      sub.nTokens,
+      srcWidth,
+      colOff,
+      timeoutMs,
+      out,
+      dstWidth,
+      outColOff,
+    );
+  }
+
+  /** Whether this link's exchange is in a shared-memory segment (else over TCP). */
+  get shm(): boolean {
+    return this.segment !== null;
+  }
+
   ready(tag: number): boolean {
     return this.addon.dpReady(this.id, tag);
   }

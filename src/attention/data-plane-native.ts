@@ -98,6 +98,25 @@ export interface DataPlaneAddon {
     /** TCP: the peer the OUT goes to (1 + r for model worker r; default 0, the front end). */
     replyTo?: number,
   ): void;
+  /**
+   * Shared memory: dpPostKv, then the OUT taken into `out` (as dpTake) once it is ready within
+   * the client's spin budget: its compute µs, or -1 with nothing taken (wait and take as usual).
+   */
+  dpPostKvTake(
+    id: number,
+    tag: number,
+    layer: number,
+    k: Float32Array,
+    v: Float32Array,
+    rows: Int32Array | null,
+    nRows: number,
+    srcWidth: number,
+    colOff: number,
+    timeoutMs: number,
+    out: Float32Array,
+    dstWidth: number,
+    outColOff: number,
+  ): number;
   /** TCP: forgets replies received and never taken (after a failed step was settled). */
   dpResync(id: number): void;
   dpReady(id: number, tag: number): boolean;

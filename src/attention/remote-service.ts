@@ -817,6 +817,8 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   ): Promise<void> | undefined {
     const w = this.kvWidthTotal;
     const hd = this.geometry.headDim;
+    if (this.microBatches === 1 && n === 1 && links[0]!.dp!.shm)
+      return this.finishOnOne(mb, layer, links, k, v, out);
     for (let i = 0; i < n; i++) {
       const l = links[i]!;
       try {
@@ -830,6 +832,43 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
       return undefined;
     }
     return this.waits!.expect(mb, links, n, out);
+  }
+
+  /**
+   * finishOnDataPlane for one worker over shared memory at depth 1: the KV posted and its OUT
+   * taken in one native call where the reply comes within the spin budget (each call and object
+   * the engine thread touches between layers costs it about a µs), else waited for as usual.
+   */
+  private finishOnOne(
+    mb: number,
+    layer: number,
+    links: readonly Link[],
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+  ): undefined {
+    const l = links[0]!;
+    let micros = -1;
+    try {
+      micros = l.dp!.postKvTake(
+        mb,
+        layer,
+        k,
+        v,
+        l.batches[mb]!.sub,
+        this.kvWidthTotal,
+        l.kvLo * this.geometry.headDim,
+        this.replyTimeoutMs,
+        out,
+        this.qWidthTotal,
+        l.outColOff,
+      );
+    } catch (e) {
+      this.lostOnPost(l, e);
+    }
+    if (micros >= 0) this.attentionMicros += micros;
+    else this.waits!.waitNow(mb, links, 1, out);
+    return undefined;
   }
 
   /** A worker that cannot take a data-plane post (failed, gone, full past the bound) is lost. */

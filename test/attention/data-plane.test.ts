@@ -162,6 +162,83 @@ describe("native data plane", () => {
     }
   });
 
+  it("postKvTake posts and takes in one call, and leaves a late reply to the usual wait", () => {
+    // Spin budgets of 50 µs (the reply comes within it) and 0 (it never does: the wait and
+    // take after dpPostKv land it); both give in-process attention's output.
+    for (const spinUs of [50, 0]) {
+      const link = DataPlaneLink.create(addon, shape, spinUs);
+      const kv = new KvAttention(backend, geometry, 4);
+      const server = DataPlaneServer.start(addon, link.name, kv, { threads: 1, spinUs: 50 });
+      try {
+        const { sub, mirror } = step(3);
+        const ref = new KvAttention(backend, geometry, 4);
+        ref.allocator.reserve(7, 3);
+        const st = {
+          microBatch: 0,
+          nTokens: 3,
+          nSeqs: 1,
+          seqIds: Int32Array.of(7),
+          seqStart: Int32Array.of(0, 3),
+          positions: Int32Array.of(0, 1, 2),
+        };
+        ref.prepare(st);
+        let late = 0;
+        for (let layer = 0; layer < 2; layer++) {
+          const q = Float32Array.from({ length: 3 * 32 }, (_, i) => Math.sin(i + layer));
+          const k = Float32Array.from({ length: 3 * 16 }, (_, i) => Math.cos(i * layer));
+          const v = Float32Array.from({ length: 3 * 16 }, (_, i) => ((i + layer) % 7) / 7);
+          if (layer === 0) link.postStep(0, sub, mirror, 1000);
+          link.postQ(0, layer, q, sub, 32, 0, 1000);
+          const out = new Float32Array(3 * 32);
+          if (link.postKvTake(0, layer, k, v, sub, 16, 0, 1000, out, 32, 0) < 0) {
+            late++;
+            assert.ok(addon.dpWait(Int32Array.of(link.id), 1, 5000) >= 0, "a reply comes");
+            assert.ok(link.take(0, out, sub, 32, 0) >= 0);
+          }
+          const expected = new Float32Array(3 * 32);
+          ref.run(layer, st, q, k, v, expected);
+          for (let i = 0; i < out.length; i++)
+            assert.ok(Math.abs(out[i]! - expected[i]!) < 1e-5, `spin ${spinUs}, layer ${layer}, out[${i}]`);
+        }
+        if (spinUs === 0) assert.equal(late, 2, "with no spin budget, every reply is left to the wait");
+        assert.equal(server.info().layers, 2);
+      } finally {
+        server.stop();
+        link.close();
+      }
+    }
+  });
+
+  it("postKvTake checks every argument before it posts", () => {
+    const { link, server } = pair();
+    try {
+      const { sub, mirror } = step(2);
+      link.postStep(0, sub, mirror, 1000);
+      link.postQ(0, 0, new Float32Array(64), sub, 32, 0, 1000);
+      const kv = new Float32Array(32);
+      // An output of one row for two: refused, and no KV was posted.
+      assert.throws(
+        () => link.postKvTake(0, 0, kv, kv, sub, 16, 0, 1000, new Float32Array(32), 32, 0),
+        /dpPostKvTake: rows\[1\] = 1 is outside the tensor's 1 rows/,
+      );
+      assert.throws(
+        () => addon.dpPostKvTake(link.id, 0, 0, kv, kv, null, 2, 16, 0, 1000, new Float32Array(64), 16, 0),
+        /dpPostKvTake: columns exceed the row width/,
+      );
+      const out = new Float32Array(64);
+      if (link.postKvTake(0, 0, kv, kv, sub, 16, 0, 1000, out, 32, 0) < 0) {
+        assert.ok(addon.dpWait(Int32Array.of(link.id), 1, 5000) >= 0, "a reply comes");
+        link.take(0, out, sub, 32, 0);
+      }
+      // Had a refused call posted its KV, this one would be the layer's second KV (out of order).
+      assert.equal(server.info().state, "running");
+      assert.equal(server.info().layers, 1, "one KV posted: the refused calls posted none");
+    } finally {
+      server.stop();
+      link.close();
+    }
+  });
+
   it("a malformed posting fails that loop only, and the model side reads why", () => {
     const a = pair();
     const b = pair();

@@ -81,6 +81,7 @@ void Api::registerFunctions(Napi::Env env, Napi::Object exports) {
                       {"dpClientAttach", &Api::ClientAttach},   {"dpSettleTag", &Api::SettleTag},
                       {"dpClientClose", &Api::ClientClose},     {"dpPostStep", &Api::PostStep},
                       {"dpPostQ", &Api::PostQ},                 {"dpPostKv", &Api::PostKv},
+                      {"dpPostKvTake", &Api::PostKvTake},
                       {"dpReady", &Api::Ready},                 {"dpTake", &Api::Take},
                       {"dpWait", &Api::Wait},                   {"dpClientInfo", &Api::ClientInfo},
                       {"dpServe", &Api::Serve},                 {"dpStop", &Api::Stop},
@@ -191,19 +192,48 @@ Napi::Value Api::PostQ(const Napi::CallbackInfo& info) {
 // dpPostKv(id, tag, layer, k, v, rows, nRows, srcWidth, colOff, timeoutMs[, replyTo]): replyTo (TCP)
 // is the peer the OUT goes to (1 + r for model worker r; default 0, the poster's front end)
 Napi::Value Api::PostKv(const Napi::CallbackInfo& info) {
-  const char* m = "dpPostKv";
   Endpoint& c = client(info, 0);
-  const int32_t nRows = int32Arg(info, 6, m, "nRows", 1);
-  const int64_t width = integer(info, 7, m, "srcWidth", 1), colOff = integer(info, 8, m, "colOff");
+  const KvPost kv = kvPost(info, "dpPostKv", c, INT64_MAX);
+  if (info.Length() > 10 && !info[10].IsUndefined()) c.routeNextOut(int32Arg(info, 10, "dpPostKv", "replyTo"));
+  kv.post(c);
+  return info.Env().Undefined();
+}
+
+// dpPostKvTake(id, tag, layer, k, v, rows, nRows, srcWidth, colOff, timeoutMs, out, dstWidth,
+// outColOff) → the compute µs of the OUT, taken into out's rows, or -1 when it was not ready
+// within the client's spin budget (then dpWait and dpTake, as after dpPostKv). Shared memory only.
+// A layer of one worker at depth 1 in one call: on the engine thread, between layers that stream
+// their weights through the caches, each call and each object it touches costs about a µs.
+Napi::Value Api::PostKvTake(const Napi::CallbackInfo& info) {
+  const char* m = "dpPostKvTake";
+  Endpoint& c = client(info, 0);
+  if (c.kind() != Endpoint::Kind::kShm) typeError(info.Env(), "dpPostKvTake: a shared-memory client only");
+  const int64_t width = integer(info, 11, m, "dstWidth", 1), colOff = integer(info, 12, m, "outColOff");
+  const Span out = array(info, 10, m, "out", napi_float32_array, 0);
+  // Every argument is checked before the post: a bad one throws with nothing posted.
+  const KvPost kv = kvPost(info, m, c, tensorRows(info, out, m, width, colOff, c.geometry().qWidth));
+  kv.post(c);
+  const int32_t micros =
+      static_cast<Client&>(c).spinTake(kv.tag, static_cast<float*>(out.data), kv.rows, kv.nRows, width, colOff);
+  return Napi::Number::New(info.Env(), micros);
+}
+
+Api::KvPost Api::kvPost(const Napi::CallbackInfo& info, const char* m, Endpoint& c, int64_t bound) {
+  KvPost p;
+  p.tag = int32Arg(info, 1, m, "tag");
+  p.layer = int32Arg(info, 2, m, "layer");
+  p.nRows = int32Arg(info, 6, m, "nRows", 1);
+  p.width = integer(info, 7, m, "srcWidth", 1);
+  p.colOff = integer(info, 8, m, "colOff");
+  p.timeoutNs = integer(info, 9, m, "timeoutMs") * 1000000;
   const Span k = array(info, 3, m, "k", napi_float32_array, 0);
   const Span v = array(info, 4, m, "v", napi_float32_array, 0);
-  const int64_t kvRows = std::min(tensorRows(info, k, m, width, colOff, c.geometry().kvWidth),
-                                  tensorRows(info, v, m, width, colOff, c.geometry().kvWidth));
-  const int32_t* rows = rowsArg(info, 5, m, nRows, kvRows);
-  if (info.Length() > 10 && !info[10].IsUndefined()) c.routeNextOut(int32Arg(info, 10, m, "replyTo"));
-  c.postKv(int32Arg(info, 1, m, "tag"), int32Arg(info, 2, m, "layer"), static_cast<const float*>(k.data),
-           static_cast<const float*>(v.data), rows, nRows, width, colOff, integer(info, 9, m, "timeoutMs") * 1000000);
-  return info.Env().Undefined();
+  p.k = static_cast<const float*>(k.data);
+  p.v = static_cast<const float*>(v.data);
+  const int64_t kvRows = std::min({tensorRows(info, k, m, p.width, p.colOff, c.geometry().kvWidth),
+                                   tensorRows(info, v, m, p.width, p.colOff, c.geometry().kvWidth), bound});
+  p.rows = rowsArg(info, 5, m, p.nRows, kvRows);
+  return p;
 }
 
 // dpReady(id, tag) → boolean

@@ -42,6 +42,7 @@ class Api {
   Napi::Value PostStep(const Napi::CallbackInfo& info);
   Napi::Value PostQ(const Napi::CallbackInfo& info);
   Napi::Value PostKv(const Napi::CallbackInfo& info);
+  Napi::Value PostKvTake(const Napi::CallbackInfo& info);
   Napi::Value Ready(const Napi::CallbackInfo& info);
   Napi::Value Take(const Napi::CallbackInfo& info);
   Napi::Value Wait(const Napi::CallbackInfo& info);
@@ -56,6 +57,16 @@ class Api {
   Napi::Value HostJitter(const Napi::CallbackInfo& info);
 
   Endpoint& client(const Napi::CallbackInfo& info, size_t i);
+  /** A KV posting as dpPostKv's arguments give it, checked. */
+  struct KvPost {
+    int32_t tag, layer, nRows;
+    int64_t width, colOff, timeoutNs;
+    const float *k, *v;
+    const int32_t* rows;
+    void post(Endpoint& c) const { c.postKv(tag, layer, k, v, rows, nRows, width, colOff, timeoutNs); }
+  };
+  /** dpPostKv's arguments 1-9; `bound`: the row count of another tensor the same rows index. */
+  KvPost kvPost(const Napi::CallbackInfo& info, const char* m, Endpoint& c, int64_t bound);
 
   const KernelTable* const* table_;
   const ThreadPool* pool_;

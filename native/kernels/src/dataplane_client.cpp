@@ -189,6 +189,20 @@ int32_t Client::take(int tag, float* out, const int32_t* rows, int32_t nRows, in
   return word(base, 0, T_REPLY_MICROS)->load(std::memory_order_relaxed);
 }
 
+int32_t Client::spinTake(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) {
+  checkTag(tag);
+  const int64_t t0 = nowNs();
+  for (int64_t spun = 0; !ready(tag); spun = nowNs() - t0) {
+    if (spun >= spinBudgetNs_) {
+      spinNs_ += spun;
+      return -1;
+    }
+    exchangeSpinStep(spun);
+  }
+  spinNs_ += nowNs() - t0;
+  return take(tag, out, rows, nRows, dstWidth, colOff);
+}
+
 std::string Client::failure() const {
   const int32_t state = word(base_, 0, H_WORKER_STATE)->load(std::memory_order_acquire);
   if (state == kFailed) {

@@ -69,6 +69,11 @@ class Client : public Endpoint {
               int64_t srcWidth, int64_t colOff, int64_t timeoutNs) override;
   bool ready(int tag) const override;
   int32_t take(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) override;
+  /**
+   * take() once the OUT is ready, spinning for it up to this client's spin budget; -1 (nothing
+   * taken) if it was not ready by then: the caller waits on (waitAny) and takes as usual.
+   */
+  int32_t spinTake(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff);
   std::string failure() const override;
   double spinSeconds() const override { return double(spinNs_) * 1e-9; }
   int32_t awaiting() const override;
