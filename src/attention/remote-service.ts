@@ -789,7 +789,12 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     const links = this.sending[mb]!;
     let n = 0;
     for (const l of this.active()) if (l.batches[mb]!.sub.nTokens > 0) links[n++] = l;
-    if (this.dpMode) return this.finishOnDataPlane(mb, layer, links, n, k, v, out);
+    if (this.dpMode) {
+      // Alone in flight (depth 1, or the pipeline launched this micro-batch by itself): waited for
+      // in place, with no promise and no pump.
+      const now = this.microBatches === 1 || step.alone === true;
+      return this.finishOnDataPlane(mb, layer, links, n, now, k, v, out);
+    }
     const p = this.pending[mb]!;
     const done = new Promise<void>((resolve, reject) => {
       p.remaining = n;
@@ -803,22 +808,23 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 
   /**
-   * Posts each of the first n workers its rows' k and v on the data plane; their OUT lands in `out` when waited
-   * for: here and now at depth 1 (no promise, no event-loop turn), else by the pipeline's pump.
+   * Posts each of the first n workers its rows' k and v on the data plane; their OUT lands in `out`
+   * when waited for: here and now where `now` (no promise, no event-loop turn), else by the
+   * pipeline's pump.
    */
   private finishOnDataPlane(
     mb: number,
     layer: number,
     links: readonly Link[],
     n: number,
+    now: boolean,
     k: Float32Array,
     v: Float32Array,
     out: Float32Array,
   ): Promise<void> | undefined {
     const w = this.kvWidthTotal;
     const hd = this.geometry.headDim;
-    if (this.microBatches === 1 && n === 1 && links[0]!.dp!.shm)
-      return this.finishOnOne(mb, layer, links, k, v, out);
+    if (now && n === 1 && links[0]!.dp!.shm) return this.finishOnOne(mb, layer, links, k, v, out);
     for (let i = 0; i < n; i++) {
       const l = links[i]!;
       try {
@@ -827,7 +833,7 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
         this.lostOnPost(l, e);
       }
     }
-    if (this.microBatches === 1) {
+    if (now) {
       this.waits!.waitNow(mb, links, n, out);
       return undefined;
     }
@@ -835,9 +841,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
   }
 
   /**
-   * finishOnDataPlane for one worker over shared memory at depth 1: the KV posted and its OUT
-   * taken in one native call where the reply comes within the spin budget (each call and object
-   * the engine thread touches between layers costs it about a µs), else waited for as usual.
+   * finishOnDataPlane for one worker over shared memory, waited for in place: the KV posted and
+   * its OUT taken in one native call where the reply comes within the spin budget (each call and
+   * object the engine thread touches between layers costs it about a µs), else waited for as usual.
    */
   private finishOnOne(
     mb: number,

@@ -26,6 +26,11 @@ export interface AttentionStep {
   readonly seqStart: Int32Array;
   /** [nTokens] absolute position of each token in its sequence (its KV slot index). */
   readonly positions: Int32Array;
+  /**
+   * No other micro-batch is in flight, nor will be, while this step's forward pass runs (the
+   * pipeline launched it alone): its layers may be waited for in place, as at depth 1.
+   */
+  alone?: boolean;
 }
 
 export interface KvUsage {

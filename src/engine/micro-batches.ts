@@ -49,6 +49,8 @@ export class MicroBatchPipeline {
   private launches = 0;
   /** The in-flight batches' promises, gathered for each race (reused). */
   private readonly racing: Promise<MicroBatch>[] = [];
+  /** The batches one launchFree schedules, before it launches them (their first n entries). */
+  private readonly launching: MicroBatch[] = [];
 
   constructor(
     depth: number,
@@ -91,11 +93,22 @@ export class MicroBatchPipeline {
     const depth = this.batches.length;
     const budget = Math.ceil(maxTokensPerStep / depth);
     const share = Math.max(1, Math.ceil((scheduler.running.length + scheduler.waiting.length) / depth));
+    // Every free batch is scheduled first, then launched: a batch launched with no other in flight
+    // and none launched beside it runs alone until it lands (launches happen only here), so its
+    // layers may be waited for in place (step.alone), without the drive's promise per layer.
+    const launching = this.launching;
+    let n = 0;
     for (const batch of this.batches) {
       if (batch.pending) continue;
       const chunks = scheduler.schedule(budget, share);
       if (chunks.length === 0) continue;
       this.fill(batch, chunks);
+      launching[n++] = batch;
+    }
+    const alone = n === 1 && this.inFlight() === 0;
+    for (let i = 0; i < n; i++) {
+      const batch = launching[i]!;
+      batch.step.alone = alone;
       batch.outcome = null;
       batch.launch = this.launches++;
       batch.pending = this.executor.forward(batch.step, this.attention).then(

@@ -27,6 +27,7 @@ export function createModelStep(
     nTokens: 0,
     nSeqs: 0,
     nLogits: 0,
+    alone: false,
     tokens: new Int32Array(maxTokens),
     positions: new Int32Array(maxTokens),
     seqIds: new Int32Array(maxSeqs),

@@ -21,6 +21,10 @@ class DeferredAttention extends LocalAttentionService {
   private readonly layerOf = new Map<AttentionStep, number>();
   /** For each step start (layer 0), the deepest layer another micro-batch was at. */
   readonly othersAtStart: number[] = [];
+  /** For each step start, whether the pipeline launched it alone (step.alone). */
+  readonly aloneAtStart: boolean[] = [];
+  /** Steps started while another micro-batch launched alone was mid-forward (must stay 0). */
+  startsBesideAlone = 0;
 
   constructor(
     model: LoadedModel,
@@ -33,8 +37,13 @@ class DeferredAttention extends LocalAttentionService {
   override beginLayer(layer: number, step: AttentionStep, q: Float32Array): void {
     if (layer === 0) {
       let deepest = -1;
-      for (const [s, l] of this.layerOf) if (s !== step) deepest = Math.max(deepest, l);
+      for (const [s, l] of this.layerOf) {
+        if (s === step) continue;
+        deepest = Math.max(deepest, l);
+        if (s.alone) this.startsBesideAlone++;
+      }
       this.othersAtStart.push(deepest);
+      this.aloneAtStart.push(step.alone === true);
     }
     this.layerOf.set(step, layer);
     super.beginLayer(layer, step, q);
@@ -88,6 +97,31 @@ describe("cross-step staggered pipelining", async () => {
     );
     assert.equal(core.inFlight(), 0);
     assert.equal(attention.usage()[0]!.usedBlocks, 0);
+  });
+
+  it("a micro-batch is launched alone only when no other is in flight or launched beside it", async () => {
+    // Five sequences keep both micro-batches busy; one sequence leaves the second idle.
+    for (const [n, all] of [
+      [5, false],
+      [1, true],
+    ] as const) {
+      const attention = new DeferredAttention(model, model.config.numLayers);
+      const core = buildColocatedEngine(model, backend, { blockSize: 4, pipelineDepth: 2 }, attention);
+      const done = await runToCompletion(core, requests(12).slice(0, n));
+      assert.equal(done.size, n);
+      assert.equal(attention.startsBesideAlone, 0, "no step started beside one launched alone");
+      attention.aloneAtStart.forEach((alone, i) => {
+        if (alone)
+          assert.equal(attention.othersAtStart[i], -1, `start ${i} was alone beside a micro-batch in flight`);
+      });
+      const alone = attention.aloneAtStart.filter((a) => a).length;
+      if (all) assert.equal(alone, attention.aloneAtStart.length, "one sequence: every step alone");
+      else
+        assert.ok(
+          alone < attention.aloneAtStart.length / 2,
+          `${alone} of ${attention.aloneAtStart.length} alone`,
+        );
+    }
   });
 
   it("an abort of a request in flight waits for its micro-batch, then frees its KV", async () => {
