@@ -53,6 +53,20 @@ export type CacheArgs = [
   sinks: Float32Array,
 ];
 
+/** A KV posting's arguments, as dpPostKv and dpPostKvTake take them first. */
+export type KvPostArgs = [
+  id: number,
+  tag: number,
+  layer: number,
+  k: Float32Array,
+  v: Float32Array,
+  rows: Int32Array | null,
+  nRows: number,
+  srcWidth: number,
+  colOff: number,
+  timeoutMs: number,
+];
+
 export interface DataPlaneAddon {
   dpSegmentBytes(...shape: ShapeArgs): number;
   dpClientOpen(segment: ArrayBuffer, ...rest: [...ShapeArgs, spinUs: number]): number;
@@ -85,38 +99,17 @@ export interface DataPlaneAddon {
     timeoutMs: number,
   ): void;
   dpPostKv(
-    id: number,
-    tag: number,
-    layer: number,
-    k: Float32Array,
-    v: Float32Array,
-    rows: Int32Array | null,
-    nRows: number,
-    srcWidth: number,
-    colOff: number,
-    timeoutMs: number,
-    /** TCP: the peer the OUT goes to (1 + r for model worker r; default 0, the front end). */
-    replyTo?: number,
+    ...args: [
+      ...KvPostArgs,
+      /** TCP: the peer the OUT goes to (1 + r for model worker r; default 0, the front end). */
+      replyTo?: number,
+    ]
   ): void;
   /**
    * Shared memory: dpPostKv, then the OUT taken into `out` (as dpTake) once it is ready within
    * the client's spin budget: its compute µs, or -1 with nothing taken (wait and take as usual).
    */
-  dpPostKvTake(
-    id: number,
-    tag: number,
-    layer: number,
-    k: Float32Array,
-    v: Float32Array,
-    rows: Int32Array | null,
-    nRows: number,
-    srcWidth: number,
-    colOff: number,
-    timeoutMs: number,
-    out: Float32Array,
-    dstWidth: number,
-    outColOff: number,
-  ): number;
+  dpPostKvTake(...args: [...KvPostArgs, out: Float32Array, dstWidth: number, outColOff: number]): number;
   /** TCP: forgets replies received and never taken (after a failed step was settled). */
   dpResync(id: number): void;
   dpReady(id: number, tag: number): boolean;

@@ -20,7 +20,7 @@ import { DataPlaneServer } from "../../src/attention/data-plane-server.js";
 import { KvAttention } from "../../src/attention/kv-attention.js";
 import { ATTENTION_PROTOCOL_VERSION, type ConfigureRequest, MsgType } from "../../src/attention/protocol.js";
 import { RemoteAttentionService } from "../../src/attention/remote-service.js";
-import { AttentionWorkerLostError } from "../../src/attention/service.js";
+import { type AttentionStep, AttentionWorkerLostError } from "../../src/attention/service.js";
 import { SubStep } from "../../src/attention/sub-step.js";
 import { AttentionWorkerSession } from "../../src/attention/worker-session.js";
 import { dtypeCode } from "../../src/kernels/native-addon.js";
@@ -86,6 +86,22 @@ function step(n: number, blocks = 4): { sub: SubStep; mirror: BlockAllocator } {
   return { sub, mirror };
 }
 
+/** In-process attention on a fresh cache with step()'s block table, prepared for its 3 tokens. */
+function reference3(): { ref: KvAttention; st: AttentionStep } {
+  const ref = new KvAttention(backend, geometry, 4);
+  ref.allocator.reserve(7, 3);
+  const st = {
+    microBatch: 0,
+    nTokens: 3,
+    nSeqs: 1,
+    seqIds: Int32Array.of(7),
+    seqStart: Int32Array.of(0, 3),
+    positions: Int32Array.of(0, 1, 2),
+  };
+  ref.prepare(st);
+  return { ref, st };
+}
+
 async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
   while (!ok()) {
@@ -109,17 +125,7 @@ describe("native data plane", () => {
       const out = new Float32Array(3 * 32);
       link.take(0, out, sub, 32, 0);
       // The same layer in-process on a fresh cache with the same block table.
-      const ref = new KvAttention(backend, geometry, 4);
-      ref.allocator.reserve(7, 3);
-      const st = {
-        microBatch: 0,
-        nTokens: 3,
-        nSeqs: 1,
-        seqIds: Int32Array.of(7),
-        seqStart: Int32Array.of(0, 3),
-        positions: Int32Array.of(0, 1, 2),
-      };
-      ref.prepare(st);
+      const { ref, st } = reference3();
       const expected = new Float32Array(3 * 32);
       ref.run(0, st, q, k, v, expected);
       for (let i = 0; i < out.length; i++) assert.ok(Math.abs(out[i]! - expected[i]!) < 1e-5, `out[${i}]`);
@@ -171,17 +177,7 @@ describe("native data plane", () => {
       const server = DataPlaneServer.start(addon, link.name, kv, { threads: 1, spinUs: 50 });
       try {
         const { sub, mirror } = step(3);
-        const ref = new KvAttention(backend, geometry, 4);
-        ref.allocator.reserve(7, 3);
-        const st = {
-          microBatch: 0,
-          nTokens: 3,
-          nSeqs: 1,
-          seqIds: Int32Array.of(7),
-          seqStart: Int32Array.of(0, 3),
-          positions: Int32Array.of(0, 1, 2),
-        };
-        ref.prepare(st);
+        const { ref, st } = reference3();
         let late = 0;
         for (let layer = 0; layer < 2; layer++) {
           const q = Float32Array.from({ length: 3 * 32 }, (_, i) => Math.sin(i + layer));
