@@ -822,9 +822,9 @@ export class RemoteAttentionService implements AttentionService, AttentionRecove
     v: Float32Array,
     out: Float32Array,
   ): Promise<void> | undefined {
+    if (now && n === 1 && links[0]!.dp!.shm) return this.finishOnOne(mb, layer, links, k, v, out);
     const w = this.kvWidthTotal;
     const hd = this.geometry.headDim;
-    if (now && n === 1 && links[0]!.dp!.shm) return this.finishOnOne(mb, layer, links, k, v, out);
     for (let i = 0; i < n; i++) {
       const l = links[i]!;
       try {

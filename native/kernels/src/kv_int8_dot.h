@@ -95,30 +95,23 @@ inline const int8_t* quantizeQueryHead(DotScratch& s, const float* q, int64_t g,
   return q8;
 }
 
-// Head g's row of the step's scores made ready for its softmax: soft-capped where the model caps
-// (Gemma 2: cap * tanh(score / cap)), -inf past the step's keys.
 // The step's lanes the softmax takes: its groups' keys, in whole 16s (the byte rounding's width).
 // Lanes past them are never read (the values pass takes the step's groups alone), so a short step
 // (a short context, the last of a range) costs its keys, not a whole step of kStepKeys.
 inline int64_t stepLanes(const Step& st) { return (st.n * 4 + 15) / 16 * 16; }
 
-inline float* stepScores(DotScratch& s, int64_t g, const Step& st, float softcap) {
-  float* row = s.p.data() + g * kStepKeys;
-  const int64_t n = st.n * 4;
-  if (softcap > 0) softcapScores(row, n, softcap);
-  return row;
-}
-
-// Head g's online-softmax step over the step's scores (keys outside a group's range already -inf,
-// lanes past the step's groups read as -inf), up to the rounding to bytes each instruction set
-// does: the rescale factor, running max and sum, and the probabilities times their V scales in
-// place of the scores, whose largest becomes byte value probMax (s.unit[g]: one byte's worth);
-// returns the factor to the bytes. Two passes over the step's scores: their max; the
-// exponentials, summed and scaled (their max kept).
+// Head g's online-softmax step over the step's scores (soft-capped first where the model caps,
+// Gemma 2: cap * tanh(score / cap); keys outside a group's range already -inf, lanes past the
+// step's groups read as -inf), up to the rounding to bytes each instruction set does: the rescale
+// factor, running max and sum, and the probabilities times their V scales in place of the scores,
+// whose largest becomes byte value probMax (s.unit[g]: one byte's worth); returns the factor to
+// the bytes. Two passes over the step's scores: their max; the exponentials, summed and scaled
+// (their max kept).
 inline float stepProbabilities(DotScratch& s, int64_t g, const Step& st, const lk::AttnArgs& a, float probMax) {
-  float* row = stepScores(s, g, st, a.softcap);
+  float* row = s.p.data() + g * kStepKeys;
   const int64_t lanes = stepLanes(st);
   const int64_t n = st.n * 4;  // lanes from n on read as -inf
+  if (a.softcap > 0) softcapScores(row, n, a.softcap);
   vf mv = splat(-INFINITY);
   for (int64_t j = 0; j < lanes; j += W) mv = vmax(mv, scoresVector(row, j, n));
   const float mNew = std::max(s.m[g], hmax(mv));
