@@ -87,7 +87,9 @@ interface DepthResult {
 async function runDepth(depth: number): Promise<DepthResult> {
   const opts: CoreOptions = {
     maxRunning: batch,
-    maxTokensPerStep: 512,
+    // Room for every sequence's decode token beside a prompt chunk, so large batches finish
+    // admitting before their first sequences finish.
+    maxTokensPerStep: Math.max(512, 2 * batch),
     pipelineDepth: depth,
     kvDtype,
     speculativeTokens: 0, // one token a step: depths are compared by their steps

@@ -179,9 +179,17 @@ inline void amxBlock(const lk::MatmulArgs& a, int64_t r, const uint32_t* xg, int
   if constexpr (TT > 1) Tiles::template zero<1>();
   if constexpr (RT > 1) Tiles::template zero<2>();
   if constexpr (RT > 1 && TT > 1) Tiles::template zero<3>();
+  float* const outAt = a.out + t0 * a.rows + r;
   for (int64_t k = 0; k < K; k += 32) {
     if (prefetch)  // one line of every row a step, 16 lines (16 steps) ahead
       for (int i = 0; i < 16 * RT; i++) __builtin_prefetch(w + i * K + k + 512, 0, 3);
+    // The lines the tiles' sums will be stored to, one token's a step, asked for with intent to
+    // write while the products run (they are cold: the store's reads for ownership stalled it).
+    if (const int64_t j = k / 32; j < nt) {
+      float* const o = outAt + j * a.rows;
+      __asm__ volatile("prefetchw %0" ::"m"(*o));
+      if constexpr (RT > 1) __asm__ volatile("prefetchw %0" ::"m"(o[16]));
+    }
     const uint32_t* xk = xg + (k / 2) * lk::kTokenGroup;
     Tiles::template load<4>(w + k, wStride);
     Tiles::template load<6>(xk, xStride);
