@@ -23,6 +23,11 @@ export interface NativeAddon {
      */
     tiles: boolean;
     /**
+     * The smallest batch whose products on bf16 weights take the packed paths: 9, or where the
+     * tiles take smaller batches (amxbf16), 5.
+     */
+    bf16PackedFrom: number;
+    /**
      * Grouped-query attention on a bf16 cache goes through vdpbf16ps (queries and probabilities
      * rounded to bf16): avx512bf16 only, not amxbf16, whose CPUs issue it at half the FMA's rate.
      */

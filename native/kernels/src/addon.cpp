@@ -144,6 +144,8 @@ class Kernels : public Napi::Addon<Kernels> {
     o.Set("bf16DotAttention", table_->bf16DotAttention);
     // Batched products on bf16 weights through AMX tiles (amx_bf16.h), real or emulated.
     o.Set("tiles", table_->tileLoop != nullptr);
+    // The smallest batch whose bf16 products take the packed paths (the tiles, where present).
+    o.Set("bf16PackedFrom", double(table_->bf16PackedFrom));
     o.Set("int8Attention", table_->int8Attention());
     // Whether the streaming kernels ask for what they read ahead in software now.
     o.Set("readAhead", lk::readAhead());
@@ -210,7 +212,7 @@ class Kernels : public Napi::Addon<Kernels> {
                               : nullptr;
     if (a.nTokens == 0) return;
     const KernelTable* k = table_;
-    const bool batched = a.nTokens > lk::kSmallBatch;
+    const bool batched = lk::takesPacked(*k, dtype, a.nTokens);
     if (batched) {
       // The batched path reads x packed k-major per group of tokens; packed once here, not per slice.
       const int64_t groups = lk::tokenGroups(a.nTokens);
@@ -436,8 +438,9 @@ class Kernels : public Napi::Addon<Kernels> {
       a.cols = set.cols;
       a.nTokens = n;
       moeJobs_.push_back(a);
-      packAt.push_back(n > lk::kSmallBatch ? packed : -1);
-      if (n > lk::kSmallBatch) packed += lk::tokenGroups(n) * set.cols * lk::kTokenGroup;
+      const bool packs = lk::takesPacked(*table_, set.dtype, n);
+      packAt.push_back(packs ? packed : -1);
+      if (packs) packed += lk::tokenGroups(n) * set.cols * lk::kTokenGroup;
     }
     if (moeJobs_.empty()) return;
     const KernelTable* k = table_;
@@ -456,7 +459,7 @@ class Kernels : public Napi::Addon<Kernels> {
     const int64_t slices = std::max<int64_t>(1, ceilDiv(int64_t(threads()) * 4, active));
     moeTasks_.clear();
     for (int64_t j = 0; j < active; j++) {
-      const int64_t tile = moeJobs_[size_t(j)].nTokens > lk::kSmallBatch ? 12 : 4;
+      const int64_t tile = moeJobs_[size_t(j)].xt != nullptr ? 12 : 4;
       const int64_t per = ceilDiv(std::max<int64_t>(16, ceilDiv(set.rows, slices)), tile) * tile;
       for (int64_t r0 = 0; r0 < set.rows; r0 += per) moeTasks_.push_back({j, r0, std::min(set.rows, r0 + per)});
     }

@@ -209,6 +209,13 @@ inline void amxBlock(const lk::MatmulArgs& a, int64_t r, const uint32_t* xg, int
   if constexpr (RT > 1 && TT > 1) amxStoreTile<Tiles, 3>(a, r + 16, t0 + 16, n1);
 }
 
+// The tiles take bf16 products from this many tokens (the addon packs them from there on): from 5
+// to 8 tokens the vdpbf16ps streaming tiles are bound by their arithmetic on this variant's CPUs
+// (4096 x 4096, 2 threads: 1.56-1.67 ms at 5 tokens and 2.13-2.18 at 8, against the tiles'
+// 1.31-1.32 at either; a Llama-3.2-1B-shaped decode step of 5 / 8 sequences 1.04-1.09x /
+// 1.37x faster). At 4 the product alone was faster through the tiles but the decode step 5% slower.
+constexpr int64_t kAmxFromTokens = 5;
+
 // Whether the tiles take this product: bf16 weights, a packed batch, K a whole number of 32-key
 // steps (every model dimension in use; others take the vdpbf16ps tiles).
 inline bool amxTakes(const lk::MatmulArgs& a) { return a.xt != nullptr && a.cols % 32 == 0; }

@@ -21,7 +21,7 @@ struct MatmulArgs {
   int64_t cols;
   int64_t nTokens;
   const float* bias;  // [rows] or null
-  // Batches above kSmallBatch tokens: x packed by packTokens (see below); null otherwise.
+  // Batches that takesPacked (below) accepts: x packed by packTokens; null otherwise.
   const float* xt;
   // Whether products of up to kSmallBatch tokens ask for their weight rows ahead in software
   // (lk::readAhead(): Intel CPUs).
@@ -168,7 +168,16 @@ struct KernelTable {
   // folded into a.out and a.lse, the tokens' finished attention over the keys before them: the late
   // pass of a step of decode tokens and its merge in one (decode_append_key.h), on every KV dtype.
   void (*appendKey)(const AttnArgs& a, const int32_t* slots, int64_t t0, int64_t t1);
+  // The smallest batch whose bf16 products take packed activations: kSmallBatch + 1, except where
+  // the AMX tiles take smaller batches (amx_bf16.h, kAmxFromTokens).
+  int64_t bf16PackedFrom;
 };
+
+// Whether a product of n tokens on weights of `dtype` takes packed activations (MatmulArgs::xt):
+// the addon packs them once per call before the row slices run, and slices in whole row tiles.
+inline bool takesPacked(const KernelTable& k, int dtype, int64_t n) {
+  return n > kSmallBatch || (dtype == kBF16 && n >= k.bf16PackedFrom);
+}
 
 // Whether this call's prompt runs may go through k.attentionTile: query groups of up to kTileRows
 // heads, head_dim a multiple of 16 up to kTileMaxHeadDim (any cache dtype).

@@ -340,6 +340,11 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
       nullptr,                0.0,
 #endif
       LK_VARIANT::attentionLoads, LK_VARIANT::appendKey,
+#if defined(LK_AMX)
+      LK_VARIANT::kAmxFromTokens,
+#else
+      lk::kSmallBatch + 1,
+#endif
   };
   return &table;
 }

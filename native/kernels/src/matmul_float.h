@@ -281,10 +281,10 @@ void matmulWith(const MatmulArgs& a, int64_t r0, int64_t r1) {
   // bf16 weights through vdpbf16ps (bf16_dot.h, with its precision contract), batches through the
   // AMX tiles on the variant that has them (amx_bf16.h, the same contract).
   if (a.dtype == lk::kBF16) {
-    if (a.nTokens <= lk::kSmallBatch || a.xt == nullptr) return dotStreamRange(a, r0, r1);
 #if defined(LK_AMX)
-    if (amxTakes(a)) return amxBatchRange<Tiles>(a, r0, r1);
+    if (amxTakes(a)) return amxBatchRange<Tiles>(a, r0, r1);  // from kAmxFromTokens tokens
 #endif
+    if (a.nTokens <= lk::kSmallBatch || a.xt == nullptr) return dotStreamRange(a, r0, r1);
     return dotBatchRange(a, r0, r1);
   }
 #endif
