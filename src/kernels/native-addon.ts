@@ -24,7 +24,7 @@ export interface NativeAddon {
     tiles: boolean;
     /**
      * The smallest batch whose products on bf16 weights take the packed paths: 9, or where the
-     * tiles take smaller batches (amxbf16), 5.
+     * tiles take smaller batches (amxbf16), 6.
      */
     bf16PackedFrom: number;
     /**

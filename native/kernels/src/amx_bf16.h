@@ -209,12 +209,13 @@ inline void amxBlock(const lk::MatmulArgs& a, int64_t r, const uint32_t* xg, int
   if constexpr (RT > 1 && TT > 1) amxStoreTile<Tiles, 3>(a, r + 16, t0 + 16, n1);
 }
 
-// The tiles take bf16 products from this many tokens (the addon packs them from there on): from 5
+// The tiles take bf16 products from this many tokens (the addon packs them from there on): from 6
 // to 8 tokens the vdpbf16ps streaming tiles are bound by their arithmetic on this variant's CPUs
-// (4096 x 4096, 2 threads: 1.56-1.67 ms at 5 tokens and 2.13-2.18 at 8, against the tiles'
-// 1.31-1.32 at either; a Llama-3.2-1B-shaped decode step of 5 / 8 sequences 1.04-1.09x /
-// 1.37x faster). At 4 the product alone was faster through the tiles but the decode step 5% slower.
-constexpr int64_t kAmxFromTokens = 5;
+// (4096 x 4096, 2 threads: 1.72-1.78 ms at 6 tokens and 2.13-2.18 at 8, against the tiles'
+// 1.31-1.32 at either; decode steps of 6 / 8 sequences 1.05-1.07x / 1.23-1.27x faster for a
+// SmolLM2-135M shape, 1.15x / 1.37x for Llama-3.2-1B). At 5 the 135M shape's step was level to 4%
+// slower (the 1B's 1.04-1.09x faster), at 4 the 1B's 5% slower.
+constexpr int64_t kAmxFromTokens = 6;
 
 // Whether the tiles take this product: bf16 weights, a packed batch, K a whole number of 32-key
 // steps (every model dimension in use; others take the vdpbf16ps tiles).
