@@ -191,16 +191,8 @@ int32_t Client::take(int tag, float* out, const int32_t* rows, int32_t nRows, in
 
 int32_t Client::spinTake(int tag, float* out, const int32_t* rows, int32_t nRows, int64_t dstWidth, int64_t colOff) {
   checkTag(tag);
-  const int64_t t0 = nowNs();
-  for (int64_t spun = 0; !ready(tag); spun = nowNs() - t0) {
-    if (spun >= spinBudgetNs_) {
-      spinNs_ += spun;
-      return -1;
-    }
-    exchangeSpinStep(spun);
-  }
-  spinNs_ += nowNs() - t0;
-  return take(tag, out, rows, nRows, dstWidth, colOff);
+  spinNs_ += exchangeSpin(spinBudgetNs_, [&] { return ready(tag); });
+  return ready(tag) ? take(tag, out, rows, nRows, dstWidth, colOff) : -1;
 }
 
 std::string Client::failure() const {
@@ -237,11 +229,8 @@ int Client::waitAny(Client* const* clients, int n, int64_t timeoutNs, uint32_t t
   if (i >= 0) return i;
   // The spin never outlasts the wait itself.
   const int64_t spin = n > 0 ? std::min(clients[0]->spinBudgetNs_, timeoutNs) : 0;
-  for (int64_t spun = 0; spun < spin; spun = nowNs() - t0) {
-    exchangeSpinStep(spun);
-    if ((i = readyIndex()) >= 0) break;
-  }
-  if (n > 0) clients[0]->spinNs_ += nowNs() - t0;
+  const int64_t spun = exchangeSpin(spin, [&] { return (i = readyIndex()) >= 0; });
+  if (n > 0) clients[0]->spinNs_ += spun;
   if (i >= 0) return i;
   for (;;) {
     // Sleep on the doorbell of a client that has a reply outstanding.

@@ -125,11 +125,7 @@ void Worker::loop() {
       const int32_t seen = postCount->load(std::memory_order_acquire);
       if (drain()) continue;
       // Nothing to do: spin on the doorbell, then sleep on it.
-      const int64_t t0 = nowNs();
-      for (int64_t spun = 0; postCount->load(std::memory_order_acquire) == seen && spun < c_.spinNs;
-           spun = nowNs() - t0)
-        exchangeSpinStep(spun);
-      spinNs_ += nowNs() - t0;
+      spinNs_ += exchangeSpin(c_.spinNs, [&] { return postCount->load(std::memory_order_acquire) != seen; });
       if (postCount->load(std::memory_order_acquire) != seen) continue;
       sleeping->store(1, std::memory_order_seq_cst);
       if (postCount->load(std::memory_order_seq_cst) == seen && !stopping_.load()) futexWait(postCount, seen, kSliceNs);

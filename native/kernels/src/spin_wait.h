@@ -85,4 +85,15 @@ inline void exchangeSpinStep(int64_t spunNs) {
   spinStep(spunNs, outputWaiting() ? 0 : exchangePureSpinNs().load(std::memory_order_relaxed));
 }
 
+/**
+ * A data-plane wait's spin: exchangeSpinStep until done() or budgetNs has passed (done() is asked
+ * first, so a ready wait costs no step); returns the nanoseconds spun, which the caller reports.
+ */
+template <class Done>
+inline int64_t exchangeSpin(int64_t budgetNs, Done done) {
+  const int64_t t0 = nowNs();
+  for (int64_t spun = 0; !done() && spun < budgetNs; spun = nowNs() - t0) exchangeSpinStep(spun);
+  return nowNs() - t0;
+}
+
 }  // namespace lk
