@@ -1,8 +1,10 @@
+import { readFileSync } from "node:fs";
 import { KvAttention } from "../../src/attention/kv-attention.js";
 import { median } from "../../src/bench/stats.js";
 import type { KernelBackend, PreparedWeight } from "../../src/kernels/backend.js";
 import type { ModelConfig } from "../../src/model/config.js";
 import { allocTensorData, type DType, f32ToBf16, f32ToF16 } from "../../src/model/tensor.js";
+import { DEFAULT_BLOCK_SIZE } from "../../src/placement/sizes.js";
 import { createModelStep } from "../../src/runtime/step.js";
 import { fitGemm, fitLine } from "./fit.js";
 
@@ -12,16 +14,46 @@ import { fitGemm, fitLine } from "./fit.js";
  * decode step) and its decode attention over a paged KV cache.
  */
 
-/** Median of `reps` timings of fn (s); one untimed warm-up. */
-export function timeMedian(reps: number, fn: () => void): number {
+/** Median of `reps` timings of fn (s), each after `before` (untimed); one untimed warm-up. */
+export function timeMedian(reps: number, fn: () => void, before: () => void = () => {}): number {
   fn();
   const t: number[] = [];
   for (let i = 0; i < reps; i++) {
+    before();
     const t0 = performance.now();
     fn();
     t.push((performance.now() - t0) / 1000);
   }
   return median(t);
+}
+
+/**
+ * A streaming read past the last-level cache, for the sweeps to run before each timed pass: a decode
+ * step of a model larger than the cache finds its weights and KV evicted by everything the step
+ * before it read. Passes timed back to back instead find a model of the cache's size in it (the
+ * calibration's 104 MB of weights on a host whose cache holds them: 1.2-1.8x faster than from DRAM,
+ * how much moving from one minute to the next with what else the host runs), a rate no served model
+ * reaches. Twice the last-level cache the OS reports, between 256 MiB and 1 GiB; a no-op on a
+ * backend without a streaming read (the JavaScript reference).
+ */
+export function cacheEvictor(backend: KernelBackend): () => void {
+  const read = (backend as { streamRead?: (x: Float32Array) => number }).streamRead;
+  if (!read) return () => {};
+  const buffer = new Float32Array(evictionBytes() / 4).fill(1);
+  return () => void read.call(backend, buffer);
+}
+
+function evictionBytes(): number {
+  const MiB = 1 << 20;
+  let llc = 0;
+  try {
+    const text = readFileSync("/sys/devices/system/cpu/cpu0/cache/index3/size", "utf8").trim();
+    const m = /^(\d+)([KMG]?)$/.exec(text);
+    if (m) llc = Number(m[1]) * ({ "": 1, K: 1024, M: MiB, G: 1024 * MiB }[m[2]!] ?? 1);
+  } catch {
+    // No sysfs (not Linux) or no L3 listed: the floor below.
+  }
+  return Math.min(1024 * MiB, Math.max(256 * MiB, 2 * llc));
 }
 
 /** [rows, cols] of every linear weight of one decoder layer, plus the lm_head once. */
@@ -87,7 +119,8 @@ export interface GemmSweep {
 
 /**
  * A full pass of the model's matrix products at each batch: FLOP/s against batch, fit to the
- * simulator's roofline max(2·N·(B + h)/peak, bytes/bandwidth) (see fit.ts).
+ * simulator's roofline max(2·N·(B + h)/peak, bytes/bandwidth) (see fit.ts). Each timed pass follows
+ * `evict` (cacheEvictor), as a decode step follows one that read everything else.
  */
 export function measureGemm(
   backend: KernelBackend,
@@ -96,6 +129,7 @@ export function measureGemm(
   threads: number,
   batches: readonly number[],
   reps: number,
+  evict: () => void = () => {},
 ): GemmSweep {
   backend.setThreads(threads);
   const { params, pass } = linearPass(backend, c, dtype, Math.max(...batches));
@@ -105,6 +139,7 @@ export function measureGemm(
   const times = batches.map(() => [] as number[]);
   for (let r = 0; r < reps; r++) {
     batches.forEach((batch, i) => {
+      evict();
       const t0 = performance.now();
       pass(batch);
       times[i]!.push((performance.now() - t0) / 1000);
@@ -136,24 +171,31 @@ export interface AttentionSweep {
   readonly points: { context: number; seconds: number; gbPerS: number }[];
   /** Slope of KV bytes against time (bytes/s): the rate the simulator's attention term uses. */
   readonly bandwidth: number;
-  /** Intercept: fixed cost of one layer's attention call (s). */
+  /** Intercept: fixed cost of one layer's attention call for the whole batch (s). */
   readonly fixedS: number;
+  /** The intercept shared over the batch's sequences: a sequence's cost per layer before its bytes (s). */
+  readonly seqS: number;
 }
 
 /**
  * Layer caches the attention sweep rotates over (or the model's layers, if more). A decode step
  * reads each layer's KV once with every other layer's KV and all weights read in between, so it
- * comes from DRAM; at the calibration's batch and contexts (32 sequences, 128 tokens and up) 16
- * layers' KV is several times a last-level cache, so the rotation reads from DRAM too. One layer
- * timed again and again stays in cache and read 1.5-1.9x faster on an AVX-512 EPYC (2 threads,
- * batch 32, context 276: 0.31 ms a layer against 0.40-0.45 in the rotation and in the engine).
+ * comes from DRAM; at the calibration's batch and contexts 16 layers' KV is several times a
+ * last-level cache, so the rotation reads from DRAM too. One layer timed again and again stays in
+ * cache and read 1.5-1.9x faster on an AVX-512 EPYC (2 threads, batch 32, context 276: 0.31 ms a
+ * layer against 0.40-0.45 in the rotation and in the engine).
  */
 const ATTENTION_ROTATION = 16;
 
 /**
  * Decode attention of one layer (kv write + paged attention) for `batch` sequences at each
- * context, with the model's head geometry and KV dtype, rotating over layer caches as a decode
- * step does (ATTENTION_ROTATION); KV bytes read per call against time.
+ * context, with the model's head geometry and KV dtype, on the engine's block size, rotating over
+ * layer caches as a decode step does (ATTENTION_ROTATION); KV bytes read per call against time.
+ * The caches are written in full first: pages never written all map to the kernel's one zero page,
+ * which reads from L1 (a sweep that skipped this read 57-70 GB/s on 2 threads where the engine's
+ * cache reads at a third of that). Blocks are taken a round at a time across the sequences, as
+ * decode growth leaves them, so no sequence's blocks lie back to back. Each timed rotation follows
+ * `evict`, as in measureGemm.
  */
 export function measureAttention(
   backend: KernelBackend,
@@ -163,9 +205,10 @@ export function measureAttention(
   batch: number,
   contexts: readonly number[],
   reps: number,
+  evict: () => void = () => {},
 ): AttentionSweep {
   backend.setThreads(threads);
-  const blockSize = 16;
+  const blockSize = DEFAULT_BLOCK_SIZE;
   const maxContext = Math.max(...contexts) + 1;
   const blocksPerSeq = Math.ceil(maxContext / blockSize);
   const layers = Math.max(c.numLayers, ATTENTION_ROTATION);
@@ -185,15 +228,19 @@ export function measureAttention(
     },
     batch * blocksPerSeq,
   );
+  fillCaches(kv, kvDtype);
   const elemBytes = kvDtype === "f32" ? 4 : 2;
   const q = new Float32Array(batch * c.numHeads * c.headDim).fill(0.1);
   const k = new Float32Array(batch * c.numKvHeads * c.headDim).fill(0.1);
   const out = new Float32Array(q.length);
   const step = createModelStep(batch, batch, 0);
   const points = contexts.map((context) => {
+    for (let s = 0; s < batch; s++) kv.allocator.release(s);
+    for (let end = blockSize; end < context + 1 + blockSize; end += blockSize)
+      for (let s = 0; s < batch; s++)
+        if (!kv.allocator.reserve(s, Math.min(end, context + 1)))
+          throw new Error("measureAttention: KV does not fit");
     for (let s = 0; s < batch; s++) {
-      kv.allocator.release(s);
-      if (!kv.allocator.reserve(s, context + 1)) throw new Error("measureAttention: KV does not fit");
       step.seqIds[s] = s;
       step.seqStart[s] = s;
       step.positions[s] = context;
@@ -205,16 +252,29 @@ export function measureAttention(
     const pass = () => {
       for (let l = 0; l < layers; l++) kv.run(l, step, q, k, k, out);
     };
-    const seconds = timeMedian(reps, pass) / layers;
+    const seconds = timeMedian(reps, pass, evict) / layers;
     const bytes = batch * (context + 1) * 2 * c.numKvHeads * c.headDim * elemBytes;
     return { context, seconds, gbPerS: bytes / seconds / 1e9, bytes };
   });
   const line = fitLine(points.map((p) => ({ x: p.bytes, y: p.seconds })));
+  const fixedS = Math.max(0, line.intercept);
   return {
     threads,
     batch,
     points: points.map(({ context, seconds, gbPerS }) => ({ context, seconds, gbPerS })),
     bandwidth: 1 / line.slope,
-    fixedS: Math.max(0, line.intercept),
+    fixedS,
+    seqS: fixedS / batch,
   };
+}
+
+/** Writes every element of every layer's K and V (and an int8 cache's scales) once. */
+function fillCaches(kv: KvAttention, kvDtype: DType): void {
+  const one = kvDtype === "bf16" ? f32ToBf16(0.01) : kvDtype === "f16" ? f32ToF16(0.01) : 0.01;
+  for (const cache of kv.caches) {
+    cache.k.fill(one);
+    cache.v.fill(one);
+    cache.kScale?.fill(1);
+    cache.vScale?.fill(1);
+  }
 }

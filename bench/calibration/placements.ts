@@ -226,6 +226,7 @@ function stepCheck(
       {
         seqs: s.seqs,
         decodeRows: s.seqs,
+        ownDecodeRows: s.seqs,
         ownDecodeCtx: s.ctx,
         ownPrefillTokens: 0,
         ownPrefillWork: 0,

@@ -163,6 +163,7 @@ const measure = async () => {
   const chunk = {
     seqs: 1,
     decodeRows: 0,
+    ownDecodeRows: 0,
     ownDecodeCtx: 0,
     ownPrefillTokens: 300,
     ownPrefillWork: 300 * 300,

@@ -13,7 +13,13 @@ import { type CalibrationShape, calibrationConfig, ensureCalibrationModel } from
 import { measureContextReads } from "./measure-context.js";
 import { type EngineOverheads, measureEngineOverheads, measureShmLink } from "./measure-engine.js";
 import { type KvHandoffCost, measureKvHandoff } from "./measure-handoff.js";
-import { type AttentionSweep, type GemmSweep, measureAttention, measureGemm } from "./measure-kernels.js";
+import {
+  type AttentionSweep,
+  cacheEvictor,
+  type GemmSweep,
+  measureAttention,
+  measureGemm,
+} from "./measure-kernels.js";
 import { measureStallWindows, STALL_WINDOWS, type StallSample } from "./measure-stall.js";
 
 /** How much measuring to do: the benchmark's full sweep or a test's quick one. */
@@ -33,7 +39,7 @@ export interface ProfileEffort {
 /** Sweeps sized to the calibration's workloads (calibrate.ts, prefix-check.ts): the batches and contexts they run at. */
 export const CALIBRATION_EFFORT: ProfileEffort = {
   batches: [1, 2, 4, 8, 16, 32],
-  contexts: [128, 256, 512],
+  contexts: [32, 64, 128, 256, 512],
   attentionBatch: 32,
   reps: 3,
   overheadBatches: [1, 16],
@@ -45,7 +51,7 @@ export const CALIBRATION_EFFORT: ProfileEffort = {
 
 export const FULL_EFFORT: ProfileEffort = {
   batches: [1, 2, 4, 8, 16, 24, 32, 48],
-  contexts: [128, 256, 512, 1024],
+  contexts: [32, 64, 128, 256, 512, 1024],
   attentionBatch: 32,
   reps: 5,
   overheadBatches: [1, 8, 16],
@@ -125,8 +131,9 @@ export async function measureProfile(
   const c = model.config;
   const kvDtype: DType = defaultKvDtype(model); // the cache the engine keeps by default
   log(`GEMM sweep (${dtype}, ${cores} threads, then ${modelThreads}) ...`);
-  const gemm = measureGemm(backend, c, dtype, cores, effort.batches, effort.reps);
-  const gemmSplit = measureGemm(backend, c, dtype, modelThreads, effort.batches, effort.reps);
+  const evict = cacheEvictor(backend);
+  const gemm = measureGemm(backend, c, dtype, cores, effort.batches, effort.reps, evict);
+  const gemmSplit = measureGemm(backend, c, dtype, modelThreads, effort.batches, effort.reps, evict);
   log("decode attention sweep ...");
   const attention = measureAttention(
     backend,
@@ -136,6 +143,7 @@ export async function measureProfile(
     effort.attentionBatch,
     effort.contexts,
     effort.reps,
+    evict,
   );
   const attentionSplit = measureAttention(
     backend,
@@ -145,6 +153,7 @@ export async function measureProfile(
     effort.attentionBatch,
     effort.contexts,
     effort.reps,
+    evict,
   );
   log("engine overheads (skeleton model, colocated and with one attention worker) ...");
   const overheads = await measureEngineOverheads(
@@ -207,7 +216,7 @@ export async function measureProfile(
     const t = (await measurePrefillChunk(m, backend, n, modelThreads, cores, effort.reps)).find(
       (x) => x.threads === modelThreads,
     )!;
-    const g = measureGemm(backend, mc, dtype, modelThreads, effort.batches, effort.reps);
+    const g = measureGemm(backend, mc, dtype, modelThreads, effort.batches, effort.reps, evict);
     modelShapes.push({
       hidden: mc.hiddenSize,
       intermediate: mc.intermediateSize,
@@ -228,6 +237,7 @@ export async function measureProfile(
     gemm: gemmFit(gemm),
     weightBandwidth: gemm.weightBandwidth,
     attentionBandwidth: attention.bandwidth,
+    attentionSeqS: attention.seqS,
     layerOverheadS: overheads.layerOverheadS,
     tokenOverheadS: overheads.tokenOverheadS,
     transport: {
@@ -246,6 +256,7 @@ export async function measureProfile(
       gemm: gemmFit(gemmSplit),
       weightBandwidth: gemmSplit.weightBandwidth,
       attentionBandwidth: attentionSplit.bandwidth,
+      attentionSeqS: attentionSplit.seqS,
       layerOverheadS: splitOverheads.layerOverheadS,
       tokenOverheadS: splitOverheads.tokenOverheadS,
     },

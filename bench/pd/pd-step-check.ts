@@ -174,6 +174,7 @@ function loadOf(step: ModelStep): BatchLoad {
   const b: BatchLoad = {
     seqs: step.nSeqs,
     decodeRows: 0,
+    ownDecodeRows: 0,
     ownDecodeCtx: 0,
     ownPrefillTokens: 0,
     ownPrefillWork: 0,
@@ -197,7 +198,10 @@ function loadOf(step: ModelStep): BatchLoad {
       if (attention.isOffloaded(id)) {
         r.decodeRows++;
         r.decodeCtx += start + 1;
-      } else b.ownDecodeCtx += start + 1;
+      } else {
+        b.ownDecodeRows++;
+        b.ownDecodeCtx += start + 1;
+      }
     }
   }
   return b;

@@ -73,6 +73,13 @@ export const deviceProfileSchema = z.object({
   gemm: gemmFitSchema,
   weightBandwidth: z.number().positive(),
   attentionBandwidth: z.number().positive(),
+  /**
+   * Decode attention's cost per sequence and layer before its bytes, s (with `threads` threads):
+   * the intercept of the attention sweep's time against KV bytes, over its batch. At short contexts
+   * a sequence's few blocks cost more than their bytes at attentionBandwidth (scattered reads the
+   * hardware cannot stream ahead, a task's set-up). Absent: 0, attention by bytes alone.
+   */
+  attentionSeqS: z.number().nonnegative().optional(),
   layerOverheadS: z.number().nonnegative(),
   transport: z.object({
     bandwidth: z.number().positive(),
@@ -145,6 +152,8 @@ export const deviceProfileSchema = z.object({
       gemm: gemmFitSchema,
       weightBandwidth: z.number().positive(),
       attentionBandwidth: z.number().positive(),
+      /** As attentionSeqS, with attentionThreads threads. */
+      attentionSeqS: z.number().nonnegative().optional(),
       /** The engine's per-layer and per-sequence step costs with the model side's threads. */
       layerOverheadS: z.number().nonnegative().optional(),
       tokenOverheadS: z.number().nonnegative().optional(),

@@ -80,6 +80,7 @@ describe("predictEngineRun (the replica of our engine)", () => {
         Array.from({ length: placement.kind === "attention-workers" ? placement.pipelineDepth : 1 }, () => ({
           seqs: 16,
           decodeRows: 16,
+          ownDecodeRows: 16,
           ownDecodeCtx: 16 * 64,
           ownPrefillTokens: 0,
           ownPrefillWork: 0,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { predictEngineRun } from "../../src/sim/predict-engine.js";
 import { parseDeviceProfile } from "../../src/sim/profile.js";
-import { PdCost } from "../../src/sim/replica/placement-cost.js";
+import { AttentionWorkersCost, ColocatedCost, PdCost } from "../../src/sim/replica/placement-cost.js";
 import { profileForModel, sideRates, stallFactor } from "../../src/sim/replica/rates.js";
 import { type BatchLoad, HANDOFF_BYTES_PER_ELEMENT, SideCost } from "../../src/sim/replica/step-cost.js";
 import { PD_BENCH_MODEL, TWO_CORE_PROFILE } from "./engine-fixtures.js";
@@ -77,6 +77,7 @@ describe("replica model terms measured by the calibration", () => {
     const load: BatchLoad = {
       seqs: 4,
       decodeRows: 4,
+      ownDecodeRows: 0,
       ownDecodeCtx: 0,
       ownPrefillTokens: 0,
       ownPrefillWork: 0,
@@ -113,6 +114,7 @@ describe("replica model terms measured by the calibration", () => {
     const prompt = (streamedTokens: number, decodeRows = 0): BatchLoad => ({
       seqs: 1 + decodeRows,
       decodeRows,
+      ownDecodeRows: decodeRows,
       ownDecodeCtx: decodeRows * 300,
       ownPrefillTokens: 0,
       ownPrefillWork: 0,
@@ -157,5 +159,57 @@ describe("replica model terms measured by the calibration", () => {
         pd,
       );
     assert.ok(at(1e8).ttftMeanS > at(1e10).ttftMeanS + 0.05, `${at(1e8).ttftMeanS} vs ${at(1e10).ttftMeanS}`);
+  });
+
+  it("decode attention charges each sequence the profile's cost per layer before its bytes, on every placement", () => {
+    const seqS = 1e-5;
+    const p = { ...PROFILE, attentionSeqS: seqS, split: { ...PROFILE.split!, attentionSeqS: 2 * seqS } };
+    assert.equal(sideRates(PROFILE, 2).attentionSeqS, 0, "absent: bytes alone");
+    assert.equal(sideRates(p, 2).attentionSeqS, seqS);
+    assert.equal(
+      sideRates(p, 1).attentionSeqS,
+      2 * seqS,
+      "the split's, measured on the attention worker's thread",
+    );
+    assert.equal(
+      sideRates({ ...p, split: undefined }, 1).attentionSeqS,
+      2 * seqS,
+      "one thread of two: twice as long",
+    );
+    assert.throws(() => parseDeviceProfile({ ...PROFILE, attentionSeqS: -1 }), /attentionSeqS/);
+    // Eight sequences over the same 800 keys in all: only the per-sequence term differs from one.
+    const load = (rows: number): BatchLoad => ({
+      seqs: rows,
+      decodeRows: rows,
+      ownDecodeRows: rows,
+      ownDecodeCtx: 800,
+      ownPrefillTokens: 0,
+      ownPrefillWork: 0,
+      remote: [],
+    });
+    const o = { layerS: 0, tokenS: 0, latencyS: 0, messageLatencyS: 0, linkBytesPerS: 5e9 };
+    const both = (side: SideCost) => new ColocatedCost(side, o).cycle([load(8)]) - side.gemm(8);
+    const one = (side: SideCost) => new ColocatedCost(side, o).cycle([load(1)]) - side.gemm(1);
+    const colocated = new SideCost(MODEL, sideRates(p, 2));
+    const extra = both(colocated) - one(colocated);
+    assert.ok(Math.abs(extra - 7 * MODEL.layers * seqS) < 1e-12, `${extra}`);
+    // An attention worker's side (depth 1: the chain) and a PD executor's offloaded rows pay it too.
+    const worker = new SideCost(MODEL, sideRates(p, 1));
+    const split = (rows: number) => new AttentionWorkersCost(1, worker, worker, 1, o).cycle([load(rows)]);
+    const w =
+      split(8) - split(1) - (worker.gemm(8) - worker.gemm(1)) - MODEL.layers * worker.layerTransfer(7, 5e9);
+    assert.ok(Math.abs(w - 7 * MODEL.layers * 2 * seqS) < 1e-12, `${w}`);
+    const offloaded = (rows: number): BatchLoad => ({
+      ...load(rows),
+      ownDecodeRows: 0,
+      ownDecodeCtx: 0,
+      remote: [{ decodeRows: rows, decodeCtx: 800, prefillTokens: 0, prefillWork: 0, streamedTokens: 0 }],
+    });
+    const pdAt = (q: typeof p) => {
+      const side = new SideCost(MODEL, sideRates(q, 1));
+      return new PdCost(side, side, side, o).step(offloaded(8));
+    };
+    const pd = pdAt(p) - pdAt({ ...p, split: { ...p.split, attentionSeqS: 0 } });
+    assert.ok(Math.abs(pd - 8 * MODEL.layers * 2 * seqS) < 1e-12, `${pd}`);
   });
 });

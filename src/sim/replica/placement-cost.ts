@@ -29,7 +29,7 @@ export class ColocatedCost implements PlacementCost {
       t +=
         s.gemm(b.decodeRows) +
         s.prefill(b.ownPrefillTokens, b.ownPrefillWork) +
-        s.attention(b.ownDecodeCtx) +
+        s.attention(b.ownDecodeCtx, b.ownDecodeRows) +
         s.m.layers * this.o.layerS +
         b.seqs * this.o.tokenS;
     }
@@ -76,7 +76,7 @@ export class AttentionWorkersCost implements PlacementCost {
         L * this.o.layerS +
         b.seqs * this.o.tokenS;
       const ta =
-        this.attention.attention(b.ownDecodeCtx) / this.workers +
+        this.attention.attention(b.ownDecodeCtx, b.ownDecodeRows) / this.workers +
         this.attention.prefillAttention(b.ownPrefillWork) +
         L * this.o.layerS;
       const tx = L * (2 * this.o.latencyS + this.model.layerTransfer(rows, this.o.linkBytesPerS));
@@ -126,7 +126,7 @@ export class PdCost implements PlacementCost {
       ? (this.decode.gemm(b.decodeRows) + this.decode.prefill(b.ownPrefillTokens, b.ownPrefillWork)) / L +
         o.layerS
       : 0;
-    const localAttLayer = this.decode.attention(b.ownDecodeCtx) / L;
+    const localAttLayer = this.decode.attention(b.ownDecodeCtx, b.ownDecodeRows) / L;
     let end = own ? L * (gemmLayer + localAttLayer) + b.seqs * o.tokenS : 0;
     for (const r of b.remote) {
       const pre =
@@ -137,7 +137,7 @@ export class PdCost implements PlacementCost {
           : 0;
       const attLayer =
         r.decodeRows > 0
-          ? this.executor.attention(r.decodeCtx) / L +
+          ? this.executor.attention(r.decodeCtx, r.decodeRows) / L +
             this.decode.layerTransfer(r.decodeRows, o.linkBytesPerS)
           : 0;
       end = Math.max(

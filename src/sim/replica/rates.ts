@@ -19,6 +19,8 @@ export interface SideRates {
   readonly weightBandwidth: number;
   /** Decode attention KV read rate, bytes/s. */
   readonly attentionBandwidth: number;
+  /** Decode attention's cost per sequence and layer before its bytes, s (0 where not measured). */
+  readonly attentionSeqS: number;
 }
 
 /**
@@ -42,6 +44,12 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       : s && threads < whole
         ? s.attentionBandwidth * (threads / s.attentionThreads)
         : p.attentionBandwidth * (threads / whole);
+  const seqS =
+    s && s.attentionThreads === threads
+      ? (s.attentionSeqS ?? 0)
+      : s && threads < whole
+        ? ((s.attentionSeqS ?? 0) * s.attentionThreads) / threads
+        : ((p.attentionSeqS ?? 0) * whole) / threads;
   // The prompt-chunk measurement at this thread count where there is one, else scaled by threads.
   const chunk = p.prefillWhole?.threads === threads ? p.prefillWhole : p.prefill;
   const prefill = chunk ? chunk.flops * (threads / chunk.threads) : gemm.peakFlops * gemmScale;
@@ -60,6 +68,7 @@ export function sideRates(p: DeviceProfile, threads: number): SideRates {
       : {}),
     weightBandwidth: weight / stall,
     attentionBandwidth: att / stall,
+    attentionSeqS: seqS * stall,
   };
 }
 

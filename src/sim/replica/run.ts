@@ -115,6 +115,7 @@ function loadOf(chunks: readonly ReplicaChunk[], kv: KvSpace, instances: number)
   const b: BatchLoad = {
     seqs: chunks.length,
     decodeRows: 0,
+    ownDecodeRows: 0,
     ownDecodeCtx: 0,
     ownPrefillTokens: 0,
     ownPrefillWork: 0,
@@ -147,7 +148,10 @@ function loadOf(chunks: readonly ReplicaChunk[], kv: KvSpace, instances: number)
     if (where >= 0) {
       b.remote[where]!.decodeRows++;
       b.remote[where]!.decodeCtx += c.start + 1;
-    } else b.ownDecodeCtx += c.start + 1;
+    } else {
+      b.ownDecodeRows++;
+      b.ownDecodeCtx += c.start + 1;
+    }
   }
   return b;
 }

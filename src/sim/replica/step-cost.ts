@@ -8,7 +8,8 @@ export interface BatchLoad {
   seqs: number;
   /** Decode rows: their GEMMs run on the engine (model side) whether their KV is its own or offloaded. */
   decodeRows: number;
-  /** KV tokens read by decode rows whose KV the engine (or its attention workers) holds. */
+  /** Decode rows whose KV the engine (or its attention workers) holds, and the KV tokens they read. */
+  ownDecodeRows: number;
   ownDecodeCtx: number;
   /** Prompt-chunk tokens the engine computes itself, and their Σ 2·c·(o + c/2) (c tokens at offset o). */
   ownPrefillTokens: number;
@@ -134,9 +135,9 @@ export class SideCost {
     return gemmS > 0.2 * chunkS ? (flopsPerToken * n) / gemmS : null;
   }
 
-  /** Decode attention over `ctx` cached tokens (all layers). */
-  attention(ctx: number): number {
-    return (ctx * this.kvBytes) / this.r.attentionBandwidth;
+  /** Decode attention of `seqs` sequences over `ctx` cached tokens in all (all layers). */
+  attention(ctx: number, seqs: number): number {
+    return seqs * this.m.layers * this.r.attentionSeqS + (ctx * this.kvBytes) / this.r.attentionBandwidth;
   }
 
   /** Bytes of q, k, v and the output for `rows` rows of one layer, over the link. */
