@@ -16,6 +16,7 @@ import { type KvHandoffCost, measureKvHandoff } from "./measure-handoff.js";
 import {
   type AttentionSweep,
   cacheEvictor,
+  decodeAttentionBetween,
   type GemmSweep,
   measureAttention,
   measureGemm,
@@ -132,8 +133,18 @@ export async function measureProfile(
   const kvDtype: DType = defaultKvDtype(model); // the cache the engine keeps by default
   log(`GEMM sweep (${dtype}, ${cores} threads, then ${modelThreads}) ...`);
   const evict = cacheEvictor(backend);
-  const gemm = measureGemm(backend, c, dtype, cores, effort.batches, effort.reps, evict);
-  const gemmSplit = measureGemm(backend, c, dtype, modelThreads, effort.batches, effort.reps, evict);
+  // Every sweep reads its weights from DRAM (evict). The colocated engine's products run with each
+  // layer's attention between them (at the sweep's middle context, its batch's sequences); the
+  // split's model side runs nothing else on its cores.
+  const context = effort.contexts[effort.contexts.length >> 1]!;
+  const maxBatch = Math.max(...effort.batches);
+  const between = (m: LoadedModel) =>
+    decodeAttentionBetween(backend, m.config, defaultKvDtype(m), maxBatch, context);
+  const gemm = measureGemm(backend, c, dtype, cores, effort.batches, effort.reps, {
+    between: between(model),
+    evict,
+  });
+  const gemmSplit = measureGemm(backend, c, dtype, modelThreads, effort.batches, effort.reps, { evict });
   log("decode attention sweep ...");
   const attention = measureAttention(
     backend,
@@ -216,7 +227,11 @@ export async function measureProfile(
     const t = (await measurePrefillChunk(m, backend, n, modelThreads, cores, effort.reps)).find(
       (x) => x.threads === modelThreads,
     )!;
-    const g = measureGemm(backend, mc, dtype, modelThreads, effort.batches, effort.reps, evict);
+    // A PD decode instance runs its own rows' attention between its products, as colocated.
+    const g = measureGemm(backend, mc, dtype, modelThreads, effort.batches, effort.reps, {
+      between: between(m),
+      evict,
+    });
     modelShapes.push({
       hidden: mc.hiddenSize,
       intermediate: mc.intermediateSize,
