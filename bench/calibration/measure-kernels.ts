@@ -138,12 +138,25 @@ export function decodeAttentionBetween(
 ): { prepare: (batch: number) => void; run: (layer: number) => void } {
   const kv = attentionCaches(backend, c, kvDtype, c.numLayers, maxBatch, context + 1);
   reserveInterleaved(kv, maxBatch, context + 1);
+  const calls = decodeCalls(kv, c, maxBatch);
+  return { prepare: (batch) => calls.prepare(batch, context), run: calls.run };
+}
+
+/**
+ * One decode token for each of the first `batch` sequences at `context` keys (`prepare`), and each
+ * layer's attention call for them (`run`), on buffers made once for up to `maxBatch` sequences.
+ */
+function decodeCalls(
+  kv: KvAttention,
+  c: ModelConfig,
+  maxBatch: number,
+): { prepare: (batch: number, context: number) => void; run: (layer: number) => void } {
   const q = new Float32Array(maxBatch * c.numHeads * c.headDim).fill(0.1);
   const k = new Float32Array(maxBatch * c.numKvHeads * c.headDim).fill(0.1);
   const out = new Float32Array(q.length);
   const step = createModelStep(maxBatch, maxBatch, 0);
   return {
-    prepare: (batch) => {
+    prepare: (batch, context) => {
       for (let s = 0; s < batch; s++) {
         step.seqIds[s] = s;
         step.seqStart[s] = s;
@@ -279,23 +292,12 @@ export function measureAttention(
   const layers = Math.max(c.numLayers, ATTENTION_ROTATION);
   const kv = attentionCaches(backend, c, kvDtype, layers, batch, maxContext);
   const elemBytes = kvDtype === "f32" ? 4 : 2;
-  const q = new Float32Array(batch * c.numHeads * c.headDim).fill(0.1);
-  const k = new Float32Array(batch * c.numKvHeads * c.headDim).fill(0.1);
-  const out = new Float32Array(q.length);
-  const step = createModelStep(batch, batch, 0);
+  const calls = decodeCalls(kv, c, batch);
   const points = contexts.map((context) => {
     reserveInterleaved(kv, batch, context + 1);
-    for (let s = 0; s < batch; s++) {
-      step.seqIds[s] = s;
-      step.seqStart[s] = s;
-      step.positions[s] = context;
-    }
-    step.seqStart[batch] = batch;
-    step.nSeqs = batch;
-    step.nTokens = batch;
-    kv.prepare(step);
+    calls.prepare(batch, context);
     const pass = () => {
-      for (let l = 0; l < layers; l++) kv.run(l, step, q, k, k, out);
+      for (let l = 0; l < layers; l++) calls.run(l);
     };
     const seconds = timeMedian(reps, pass, evict) / layers;
     const bytes = batch * (context + 1) * 2 * c.numKvHeads * c.headDim * elemBytes;
