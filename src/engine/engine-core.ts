@@ -1,4 +1,5 @@
 import { type AttentionService, AttentionWorkerLostError } from "../attention/service.js";
+import type { KernelBackend } from "../kernels/backend.js";
 import type { ModelExecutor } from "../runtime/model-executor.js";
 import { ModelWorkerLostError } from "../runtime/model-executor.js";
 import type { Tokenizer } from "../tokenizer/types.js";
@@ -19,6 +20,8 @@ export interface EngineCoreOptions extends SchedulerLimits {
   readonly vocabSize: number;
   /** Micro-batches in flight (staggered pipelining); 1 = sequential. */
   readonly pipelineDepth: number;
+  /** The engine's kernels, whose row softmax the sampler uses over the whole vocabulary (absent: its own loop). */
+  readonly samplingKernels?: Pick<KernelBackend, "softmax">;
 }
 
 /**
@@ -68,6 +71,7 @@ export class EngineCore {
       options.eosTokenIds,
       options.maxContext,
       this.scheduler.speculation,
+      options.samplingKernels,
     );
   }
 

@@ -1,3 +1,4 @@
+import type { KernelBackend } from "../kernels/backend.js";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { FinishReason, SamplingParams, TokenEvent } from "./api.js";
@@ -44,8 +45,10 @@ export class OutputProcessor {
     private readonly maxContext: number,
     /** Speculative decoding, where the scheduler drafts: told what each draft kept. */
     private readonly speculation: Speculation | null = null,
+    /** The kernels whose row softmax the sampler uses (Sampler's `kernels`). */
+    samplingKernels?: Pick<KernelBackend, "softmax">,
   ) {
-    this.sampler = new Sampler(vocabSize);
+    this.sampler = new Sampler(vocabSize, samplingKernels);
     this.rawLogits = new Float32Array(vocabSize);
     this.eos = new Set(eosTokenIds);
   }

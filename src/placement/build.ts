@@ -73,7 +73,7 @@ export async function buildEngine(
     };
     parts = await buildPdPlacement(c);
   }
-  return engineCore(model, sizes, depth, parts);
+  return engineCore(model, sizes, depth, parts, backend);
 }
 
 /**
@@ -91,10 +91,13 @@ export function buildColocatedEngine(
   const sizes = resolveSizes(model, options);
   const depth = pipelineDepth(attention ? "attention-workers" : kind, options);
   const service = attention ?? new LocalAttentionService(backend, sizes.geometry, sizes.localBlocks);
-  return engineCore(model, sizes, depth, {
-    executor: sliceExecutor(model, backend, sizes, depth),
-    attention: service,
-  });
+  return engineCore(
+    model,
+    sizes,
+    depth,
+    { executor: sliceExecutor(model, backend, sizes, depth), attention: service },
+    backend,
+  );
 }
 
 /** A PD or Adrenaline engine with its hybrid attention service (tests and benchmarks inspect it). */
@@ -119,7 +122,13 @@ function sliceExecutor(model: LoadedModel, backend: KernelBackend, sizes: Engine
   });
 }
 
-function engineCore(model: LoadedModel, sizes: EngineSizes, depth: number, parts: Assembled): EngineCore {
+function engineCore(
+  model: LoadedModel,
+  sizes: EngineSizes,
+  depth: number,
+  parts: Assembled,
+  backend: KernelBackend,
+): EngineCore {
   const eos = new Set<number>([
     ...(model.generation.eosTokenIds ?? model.config.eosTokenIds),
     ...model.tokenizer.eosTokenIds,
@@ -135,5 +144,6 @@ function engineCore(model: LoadedModel, sizes: EngineSizes, depth: number, parts
     eosTokenIds: [...eos],
     vocabSize: model.config.vocabSize,
     pipelineDepth: depth,
+    samplingKernels: backend,
   });
 }
