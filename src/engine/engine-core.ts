@@ -1,5 +1,4 @@
 import { type AttentionService, AttentionWorkerLostError } from "../attention/service.js";
-import type { KernelBackend } from "../kernels/backend.js";
 import type { ModelExecutor } from "../runtime/model-executor.js";
 import { ModelWorkerLostError } from "../runtime/model-executor.js";
 import type { Tokenizer } from "../tokenizer/types.js";
@@ -7,6 +6,7 @@ import type { EngineStats, GenerateRequest, Readiness, TokenEvent } from "./api.
 import { InvalidRequestError, PromptTooLongError, QueueFullError } from "./errors.js";
 import { type MicroBatch, MicroBatchPipeline } from "./micro-batches.js";
 import { endEvent, OutputProcessor } from "./output-processor.js";
+import type { SamplingKernels } from "./sampler.js";
 import { Scheduler, type SchedulerLimits } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
 import { draftRows, speculationStats } from "./speculative.js";
@@ -20,8 +20,8 @@ export interface EngineCoreOptions extends SchedulerLimits {
   readonly vocabSize: number;
   /** Micro-batches in flight (staggered pipelining); 1 = sequential. */
   readonly pipelineDepth: number;
-  /** The engine's kernels, whose row softmax the sampler uses over the whole vocabulary (absent: its own loop). */
-  readonly samplingKernels?: Pick<KernelBackend, "softmax">;
+  /** The engine's kernels, whose row kernels the sampler runs (absent: the TypeScript ones). */
+  readonly samplingKernels?: SamplingKernels;
 }
 
 /**

@@ -1,11 +1,10 @@
-import type { KernelBackend } from "../kernels/backend.js";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/types.js";
 import type { FinishReason, SamplingParams, TokenEvent } from "./api.js";
 import { acceptToken, allowedTokens, JSON_OBJECT, type JsonState, jsonStart } from "./json-constraint.js";
 import { compileSchema } from "./json-schema.js";
 import type { MicroBatch } from "./micro-batches.js";
-import { Sampler } from "./sampler.js";
+import { Sampler, type SamplingKernels } from "./sampler.js";
 import type { Sequence } from "./sequence.js";
 import type { Speculation } from "./speculative.js";
 import { StopChecker } from "./stop-checker.js";
@@ -45,8 +44,8 @@ export class OutputProcessor {
     private readonly maxContext: number,
     /** Speculative decoding, where the scheduler drafts: told what each draft kept. */
     private readonly speculation: Speculation | null = null,
-    /** The kernels whose row softmax the sampler uses (Sampler's `kernels`). */
-    samplingKernels?: Pick<KernelBackend, "softmax">,
+    /** The kernels the sampler runs its rows on (Sampler's `kernels`). */
+    samplingKernels?: SamplingKernels,
   ) {
     this.sampler = new Sampler(vocabSize, samplingKernels);
     this.rawLogits = new Float32Array(vocabSize);

@@ -1,6 +1,10 @@
 import type { KernelBackend } from "../kernels/backend.js";
+import { samplingRows } from "../kernels/sampling-rows.js";
 import type { LogitBias, SamplingParams, TokenLogprob } from "./api.js";
 import type { Rng } from "./rng.js";
+
+/** The row kernels a sampler runs (KernelBackend's; kernels/sampling-rows.ts has them in TypeScript). */
+export type SamplingKernels = Pick<KernelBackend, "rowSoftmax" | "argmax" | "drawIndex">;
 
 /** Per-sequence state the sampler reads: its parameters, RNG and token history for penalties. */
 export interface SamplingState {
@@ -34,10 +38,10 @@ export class Sampler {
   constructor(
     readonly vocabSize: number,
     /**
-     * A kernel backend's row softmax, for the whole vocabulary's: the native one's vector
-     * exponential takes a 128k-token row in tens of µs where Math.exp took 1.8 ms (absent: that loop).
+     * The row kernels: a kernel backend's (the native one's vector passes take a 128k-token row in
+     * tens of µs, where the JavaScript loops took 1.8 ms), else the TypeScript ones.
      */
-    private readonly kernels?: Pick<KernelBackend, "softmax">,
+    private readonly kernels: SamplingKernels = samplingRows,
   ) {
     this.probs = new Float32Array(vocabSize);
     this.probBits = new Uint32Array(this.probs.buffer);
@@ -95,45 +99,15 @@ export class Sampler {
   private draw(logits: Float32Array, off: number, st: SamplingState): number {
     const V = this.vocabSize;
     const p = st.params;
-    if (p.temperature <= 0) return argmax(logits, off, V);
-
+    if (p.temperature <= 0) return this.kernels.argmax(logits, off, V);
     const inv = 1 / p.temperature;
-    // Candidates: top-k (or everything), kept in idx[0..n), their softmax (with temperature) in probs.
-    const n =
-      p.topK > 0 && p.topK < V
-        ? this.topKSoftmax(logits, off, p.topK, inv)
-        : this.softmaxAll(logits, off, inv);
-    return this.filterAndDraw(n, st);
-  }
-
-  /** Every token a candidate: idx[j] = j, probs[j] its probability. Returns V. */
-  private softmaxAll(logits: Float32Array, off: number, inv: number): number {
-    const V = this.vocabSize;
-    const probs = this.probs;
-    const idx = this.idx;
-    if (this.kernels) {
-      for (let i = 0; i < V; i++) {
-        probs[i] = logits[off + i]! * inv;
-        idx[i] = i;
-      }
-      this.kernels.softmax(probs, 1, V);
-      return V;
-    }
-    let max = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < V; i++) {
-      const x = logits[off + i]!;
-      if (x > max) max = x;
-      idx[i] = i;
-    }
-    let sum = 0;
-    for (let i = 0; i < V; i++) {
-      const e = Math.exp((logits[off + i]! - max) * inv);
-      probs[i] = e;
-      sum += e;
-    }
-    const scale = 1 / sum;
-    for (let i = 0; i < V; i++) probs[i] = probs[i]! * scale;
-    return V;
+    // Candidates: top-k, kept in idx[0..n) with their softmax (with temperature) in probs.
+    if (p.topK > 0 && p.topK < V) return this.filterAndDraw(this.topKSoftmax(logits, off, p.topK, inv), st);
+    // Or every token: probs[j] is token j's probability.
+    this.kernels.rowSoftmax(this.probs, logits, off, V, inv);
+    if (p.minP <= 0 && p.topP >= 1) return this.kernels.drawIndex(this.probs, V, st.rng.next());
+    for (let i = 0; i < V; i++) this.idx[i] = i;
+    return this.filterAndDraw(V, st);
   }
 
   /** The k highest-logit tokens the candidates (idx[0..k), unordered), probs[j] their softmax. */
@@ -373,17 +347,4 @@ export function applyLogitBias(logits: Float32Array, off: number, vocabSize: num
     const t = ids[i]!;
     if (t >= 0 && t < vocabSize) logits[off + t] = logits[off + t]! + biases[i]!;
   }
-}
-
-export function argmax(x: Float32Array, off: number, n: number): number {
-  let best = 0;
-  let bv = x[off]!;
-  for (let i = 1; i < n; i++) {
-    const v = x[off + i]!;
-    if (v > bv) {
-      bv = v;
-      best = i;
-    }
-  }
-  return best;
 }

@@ -146,6 +146,17 @@ export interface KernelBackend {
   /** out = log_softmax(x) per row; out may alias x. */
   logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void;
 
+  /**
+   * The sampler's rows (engine/sampler.ts), one row on the calling thread. rowSoftmax: out[0, n) =
+   * softmax(scale · x[off, off + n)), scale > 0 (a temperature's reciprocal). argmax: the first
+   * index of the largest of x[off, off + n), as a scan keeping the first value greater than the best
+   * finds it (a NaN never wins). drawIndex: with u in [0, 1), the first j whose running sum of
+   * p[0..j] exceeds u · Σ p[0, n), n − 1 if rounding leaves none.
+   */
+  rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void;
+  argmax(x: Float32Array, off: number, n: number): number;
+  drawIndex(p: Float32Array, n: number, u: number): number;
+
   /** Writes the new tokens' k/v rows [n, nKvHeads * headDim] into the paged cache at `slots`. */
   kvWrite(cache: KvLayerCache, k: Float32Array, v: Float32Array, slots: Int32Array, nTokens: number): void;
 

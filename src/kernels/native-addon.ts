@@ -113,6 +113,9 @@ export interface NativeAddon {
   scale(out: Float32Array, x: Float32Array, factor: number, n: number): void;
   sigmoidGate(out: Float32Array, x: Float32Array, gate: Float32Array, rows: number, width: number): void;
   softmax(out: Float32Array, x: Float32Array, nRows: number, dim: number, log: boolean): void;
+  rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void;
+  argmax(x: Float32Array, off: number, n: number): number;
+  drawIndex(p: Float32Array, n: number, u: number): number;
   kvWrite(
     kc: KvData,
     vc: KvData,

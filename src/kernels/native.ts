@@ -370,6 +370,18 @@ export class NativeBackend implements KernelBackend {
     this.addon.softmax(x, x, nRows, dim, false);
   }
 
+  rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void {
+    this.addon.rowSoftmax(out, x, off, n, scale);
+  }
+
+  argmax(x: Float32Array, off: number, n: number): number {
+    return this.addon.argmax(x, off, n);
+  }
+
+  drawIndex(p: Float32Array, n: number, u: number): number {
+    return this.addon.drawIndex(p, n, u);
+  }
+
   logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void {
     this.addon.softmax(out, x, nRows, dim, true);
   }

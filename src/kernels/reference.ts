@@ -25,6 +25,7 @@ import {
   quantEmbeddingReference,
   quantMatmulReference,
 } from "./quant-reference.js";
+import { samplingRows } from "./sampling-rows.js";
 
 /** The reference keeps the weight as stored plus one row of scratch to widen it into. */
 interface ReferenceWeight extends PreparedWeight {
@@ -398,6 +399,25 @@ export class ReferenceBackend implements KernelBackend {
       for (let i = 0; i < dim; i++) sum += Math.exp(x[o + i]! - m);
       for (let i = 0; i < dim; i++) x[o + i] = Math.exp(x[o + i]! - m) / sum;
     }
+  }
+
+  rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void {
+    checkLength("rowSoftmax", "x", x, off + n);
+    checkLength("rowSoftmax", "out", out, n);
+    if (!(scale > 0) || !Number.isFinite(scale))
+      throw new RangeError("rowSoftmax: scale must be positive and finite");
+    samplingRows.rowSoftmax(out, x, off, n, scale);
+  }
+
+  argmax(x: Float32Array, off: number, n: number): number {
+    checkLength("argmax", "x", x, off + n);
+    return samplingRows.argmax(x, off, n);
+  }
+
+  drawIndex(p: Float32Array, n: number, u: number): number {
+    checkLength("drawIndex", "p", p, n);
+    if (!(u >= 0 && u < 1)) throw new RangeError("drawIndex: u must be in [0, 1)");
+    return samplingRows.drawIndex(p, n, u);
   }
 
   logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void {

@@ -4,9 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Rng } from "../../src/engine/rng.js";
-import { Sampler, type SamplingState } from "../../src/engine/sampler.js";
+import { Sampler, type SamplingKernels, type SamplingState } from "../../src/engine/sampler.js";
 import { resolveSamplingParams, type SamplingInput } from "../../src/engine/sampling-params.js";
-import type { KernelBackend } from "../../src/kernels/backend.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
 import { nativeKernels } from "../kernels/native-setup.js";
 
@@ -132,12 +131,12 @@ describe("the sampler over a large vocabulary", () => {
     }
   });
 
-  const kernels: [string, () => Pick<KernelBackend, "softmax">][] = [
+  const kernels: [string, () => SamplingKernels][] = [
     ["the reference backend", () => new ReferenceBackend()],
     ["the native backend", () => nativeKernels()],
   ];
   for (const [name, make] of kernels) {
-    it(`${name}'s row softmax draws from the softmax distribution, with and without top-p`, () => {
+    it(`${name}'s row kernels draw from the softmax distribution, with and without top-p`, () => {
       const W = 3000;
       const x = logitsOf(W, 5);
       const own = new Sampler(W);

@@ -77,6 +77,9 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("scale", &Kernels::Scale),
                              InstanceMethod("sigmoidGate", &Kernels::SigmoidGate),
                              InstanceMethod("softmax", &Kernels::Softmax),
+                             InstanceMethod("rowSoftmax", &Kernels::RowSoftmax),
+                             InstanceMethod("argmax", &Kernels::Argmax),
+                             InstanceMethod("drawIndex", &Kernels::DrawIndex),
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
                              InstanceMethod("attentionReadPattern", &Kernels::AttentionReadPattern),
@@ -373,6 +376,39 @@ class Kernels : public Napi::Addon<Kernels> {
     const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, rows * dim).data);
     const KernelTable* k = table_;
     parallelRange(rows, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->softmax(out, x, dim, log, a, b); });
+  }
+
+  // ---- The sampler's rows (sampling_kernels.h): one row, on the calling thread ----
+
+  // rowSoftmax(out, x, off, n, scale): out[0, n) = softmax(scale * x[off, off + n)), scale > 0.
+  void RowSoftmax(const Napi::CallbackInfo& info) {
+    const char* m = "rowSoftmax";
+    const int64_t off = integer(info, 2, m, "off");
+    const int64_t n = integer(info, 3, m, "n", 1);
+    const double scale = number(info, 4, m, "scale");
+    if (!(scale > 0) || !std::isfinite(scale)) rangeError(info.Env(), "rowSoftmax: scale must be positive and finite");
+    float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
+    const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, off + n).data);
+    table_->rowSoftmax(out, x + off, n, float(scale));
+  }
+
+  // argmax(x, off, n): the first index in [0, n) of the largest of x[off, off + n).
+  Napi::Value Argmax(const Napi::CallbackInfo& info) {
+    const char* m = "argmax";
+    const int64_t off = integer(info, 1, m, "off");
+    const int64_t n = integer(info, 2, m, "n", 1);
+    const float* x = static_cast<const float*>(array(info, 0, m, "x", napi_float32_array, off + n).data);
+    return Napi::Number::New(info.Env(), double(table_->argmax(x + off, n)));
+  }
+
+  // drawIndex(p, n, u): where a draw u in [0, 1) lands in the probabilities p[0, n).
+  Napi::Value DrawIndex(const Napi::CallbackInfo& info) {
+    const char* m = "drawIndex";
+    const int64_t n = integer(info, 1, m, "n", 1);
+    const double u = number(info, 2, m, "u");
+    if (!(u >= 0 && u < 1)) rangeError(info.Env(), "drawIndex: u must be in [0, 1)");
+    const float* p = static_cast<const float*>(array(info, 0, m, "p", napi_float32_array, n).data);
+    return Napi::Number::New(info.Env(), double(table_->drawIndex(p, n, u)));
   }
 
   // ---- Mixtures of experts (see moe_kernels.h) ----

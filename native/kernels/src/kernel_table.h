@@ -171,6 +171,11 @@ struct KernelTable {
   // The smallest batch whose bf16 products take packed activations: kSmallBatch + 1, except where
   // the AMX tiles take smaller batches (amx_bf16.h, kAmxFromTokens).
   int64_t bf16PackedFrom;
+  // The sampler's rows (sampling_kernels.h): out = softmax(scale * x) over n; the first index of
+  // x's largest value; the index a draw u in [0, 1) lands on in a row of probabilities.
+  void (*rowSoftmax)(float* out, const float* x, int64_t n, float scale);
+  int64_t (*argmax)(const float* x, int64_t n);
+  int64_t (*drawIndex)(const float* p, int64_t n, double u);
 };
 
 // Whether a product of n tokens on weights of `dtype` takes packed activations (MatmulArgs::xt):

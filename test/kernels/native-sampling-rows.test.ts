@@ -1,0 +1,103 @@
+// The sampler's row kernels (rowSoftmax, argmax, drawIndex) of every variant this CPU runs against
+// the reference backend's, on rows of odd lengths, with ties, banned tokens, NaN and bad arguments.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Rng } from "../../src/engine/rng.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+import { forEachVariant, nativeKernels } from "./native-setup.js";
+
+const ref = new ReferenceBackend();
+const native = nativeKernels();
+
+function randomRow(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => 20 * rng.next() - 10);
+}
+
+describe("the sampler's row kernels, every variant against the reference", () => {
+  it("rowSoftmax: the row's softmax at a temperature, banned tokens at 0, from an offset", () => {
+    forEachVariant(native, (variant) => {
+      for (const n of [1, 7, 16, 33, 1000, 49_157]) {
+        const x = randomRow(n + 5, n);
+        if (n > 1) x[5 + Math.floor(n / 2)] = Number.NEGATIVE_INFINITY;
+        for (const scale of [1, 1 / 0.6, 1 / 1.7]) {
+          const want = new Float32Array(n);
+          const got = new Float32Array(n);
+          ref.rowSoftmax(want, x, 5, n, scale);
+          native.rowSoftmax(got, x, 5, n, scale);
+          let sum = 0;
+          for (let i = 0; i < n; i++) {
+            sum += got[i]!;
+            assert.ok(
+              Math.abs(got[i]! - want[i]!) <= 1e-5 * want[i]! + 1e-12,
+              `${variant} n ${n} [${i}]: ${got[i]} vs ${want[i]}`,
+            );
+          }
+          if (n > 1) assert.equal(got[Math.floor(n / 2)], 0, `${variant}: a banned token has no probability`);
+          assert.ok(Math.abs(sum - 1) < 1e-4, `${variant} n ${n}: sum ${sum}`);
+        }
+      }
+    });
+  });
+
+  it("argmax: the first index of the largest, ties to the first, a NaN never winning", () => {
+    forEachVariant(native, (variant) => {
+      for (const n of [1, 2, 15, 16, 17, 130, 128_256]) {
+        const x = randomRow(n + 3, 7 * n);
+        const check = (what: string) =>
+          assert.equal(native.argmax(x, 3, n), ref.argmax(x, 3, n), `${variant} n ${n}: ${what}`);
+        check("random");
+        if (n < 3) continue;
+        x[3 + n - 1] = 50;
+        x[3 + Math.floor(n / 3)] = 50; // a tie: the earlier one
+        check("tie");
+        assert.equal(native.argmax(x, 3, n), Math.floor(n / 3));
+        x[3 + 1] = Number.NaN;
+        check("a NaN after the first");
+        x[3] = Number.NaN;
+        check("a NaN first");
+        assert.equal(native.argmax(x, 3, n), 0);
+      }
+    });
+  });
+
+  it("drawIndex: where a draw lands, block boundaries and the end included", () => {
+    forEachVariant(native, (variant) => {
+      const p = Float32Array.from([0.25, 0.25, 0.5]);
+      for (const [u, want] of [
+        [0, 0],
+        [0.2499, 0],
+        [0.25, 1],
+        [0.5, 2],
+        [0.9999, 2],
+      ] as const) {
+        assert.equal(native.drawIndex(p, 3, u), want, `${variant} u ${u}`);
+        assert.equal(ref.drawIndex(p, 3, u), want, `reference u ${u}`);
+      }
+      // 1000 equal weights: u = (k + 0.5) / 1000 lands on k, across the 64-element blocks.
+      const flat = new Float32Array(1000).fill(1);
+      for (const k of [0, 63, 64, 65, 127, 128, 500, 999])
+        assert.equal(native.drawIndex(flat, 1000, (k + 0.5) / 1000), k, `${variant} k ${k}`);
+      // Random rows: the same index as the reference (away from a boundary by more than rounding).
+      for (let seed = 0; seed < 50; seed++) {
+        const row = new Float32Array(5000);
+        ref.rowSoftmax(row, randomRow(5000, seed), 0, 5000, 1);
+        const u = new Rng(seed + 1000).next();
+        assert.equal(native.drawIndex(row, 5000, u), ref.drawIndex(row, 5000, u), `${variant} seed ${seed}`);
+      }
+    });
+  });
+
+  it("refuses rows shorter than asked, a scale that is not positive and a draw outside [0, 1)", () => {
+    const x = new Float32Array(10);
+    for (const b of [native, ref]) {
+      assert.throws(() => b.rowSoftmax(new Float32Array(10), x, 5, 10, 1), /rowSoftmax/);
+      assert.throws(() => b.rowSoftmax(new Float32Array(4), x, 0, 10, 1), /rowSoftmax/);
+      assert.throws(() => b.rowSoftmax(new Float32Array(10), x, 0, 10, 0), /rowSoftmax: scale/);
+      assert.throws(() => b.argmax(x, 4, 7), /argmax/);
+      assert.throws(() => b.drawIndex(x, 11, 0.5), /drawIndex/);
+      assert.throws(() => b.drawIndex(x, 10, 1), /drawIndex: u/);
+      assert.throws(() => b.drawIndex(x, 10, -0.1), /drawIndex: u/);
+    }
+  });
+});
