@@ -18,14 +18,15 @@ import { buildColocatedEngine } from "../../src/placement/build.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { REPO_ROOT, writeResults } from "../common/results.js";
-import { benchPrompt, ensureBenchModelDir } from "../llamacpp/bench-models.js";
+import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModelDir } from "../llamacpp/bench-models.js";
 
 const { values } = benchArgs({
   options: {
     vocab: { type: "string", default: "32000,128256,151936" },
     rows: { type: "string", default: "200" },
-    seqs: { type: "string", default: "8" },
-    tokens: { type: "string", default: "16" },
+    shape: { type: "string", default: "smollm2-135m" },
+    seqs: { type: "string", default: "64" },
+    tokens: { type: "string", default: "32" },
     "no-engine": { type: "boolean", default: false },
   },
 });
@@ -101,9 +102,12 @@ const engine: Record<string, unknown>[] = [];
 if (!values["no-engine"]) {
   const seqs = intFlag(values.seqs, "seqs");
   const tokens = intFlag(values.tokens, "tokens", 2);
+  if (!(values.shape in BENCH_SHAPES))
+    throw new Error(`--shape takes ${Object.keys(BENCH_SHAPES).join(", ")}; got "${values.shape}"`);
+  const shape = values.shape as BenchShape;
   const dir = ensureBenchModelDir(
     path.join(REPO_ROOT, ".lamina-cache", "bench-models"),
-    "llama3.2-1b",
+    shape,
     "bf16",
     console.log,
   );
@@ -112,7 +116,7 @@ if (!values["no-engine"]) {
   const decode = async (input: SamplingInput): Promise<number> => {
     const core = buildColocatedEngine(model, native, {
       maxRunning: seqs,
-      maxTokensPerStep: 512,
+      maxTokensPerStep: Math.max(512, 16 * seqs),
       maxModelLen: 64 + tokens,
       speculativeTokens: 0,
     });
@@ -124,16 +128,16 @@ if (!values["no-engine"]) {
     while (core.hasWork) for (const ev of await core.runStep()) decoded += ev.tokenIds.length;
     return decoded / ((performance.now() - t0) / 1000);
   };
-  console.log(
-    `\nengine: random-weight Llama-3.2-1B shape (vocab ${model.config.vocabSize}), ${seqs} sequences`,
-  );
-  console.log("setting | decode tok/s | / greedy (same run)");
+  console.log(`\nengine: random-weight ${shape} shape (vocab ${model.config.vocabSize}), ${seqs} sequences`);
+  console.log("round | setting | decode tok/s | / greedy (same round)");
+  const engineSettings = SETTINGS.slice(0, 3);
   for (let round = 0; round < 2; round++) {
-    const greedy = await decode({ temperature: 0 });
-    const sampled = await decode({ temperature: 0.6, topP: 0.9 });
-    console.log(`greedy | ${greedy.toFixed(1)} | 1.00`);
-    console.log(`Llama 3: T 0.6, top-p 0.9 | ${sampled.toFixed(1)} | ${(sampled / greedy).toFixed(2)}`);
-    engine.push({ round, seqs, greedyTokS: greedy, sampledTokS: sampled });
+    const rates: number[] = [];
+    for (const [, input] of engineSettings) rates.push(await decode(input));
+    engineSettings.forEach(([name], i) => {
+      console.log(`${round} | ${name} | ${rates[i]!.toFixed(1)} | ${(rates[i]! / rates[0]!).toFixed(2)}`);
+      engine.push({ round, shape, seqs, setting: name, tokS: rates[i] });
+    });
   }
 }
 writeResults("engine-sampling.json", { cpu: cpuModel(), backend: native.describe(), rows, table, engine });

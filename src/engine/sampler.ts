@@ -4,7 +4,10 @@ import type { LogitBias, SamplingParams, TokenLogprob } from "./api.js";
 import type { Rng } from "./rng.js";
 
 /** The row kernels a sampler runs (KernelBackend's; kernels/sampling-rows.ts has them in TypeScript). */
-export type SamplingKernels = Pick<KernelBackend, "rowSoftmax" | "argmax" | "drawIndex">;
+export type SamplingKernels = Pick<
+  KernelBackend,
+  "rowSoftmax" | "argmax" | "drawIndex" | "topK" | "nucleusCandidates"
+>;
 
 /** Per-sequence state the sampler reads: its parameters, RNG and token history for penalties. */
 export interface SamplingState {
@@ -31,9 +34,10 @@ export class Sampler {
   private readonly probBits: Uint32Array;
   private readonly idx: Int32Array;
   private readonly promptSeen: Uint8Array;
-  /** top-p's sort keys (probability descending, then token id) and its mass per probability bucket. */
+  /** top-p's sort keys (probability descending, then token id). */
   private readonly sortKeys: Float64Array;
-  private readonly bucketMass = new Float64Array(1 << BUCKET_BITS);
+  /** top-p's candidates' positions (nucleusCandidates). */
+  private readonly positions: Int32Array;
 
   constructor(
     readonly vocabSize: number,
@@ -48,6 +52,7 @@ export class Sampler {
     this.idx = new Int32Array(vocabSize);
     this.promptSeen = new Uint8Array(vocabSize);
     this.sortKeys = new Float64Array(vocabSize);
+    this.positions = new Int32Array(vocabSize);
   }
 
   /** Samples from logits[off .. off + vocab). May modify that row in place. */
@@ -105,14 +110,18 @@ export class Sampler {
     if (p.topK > 0 && p.topK < V) return this.filterAndDraw(this.topKSoftmax(logits, off, p.topK, inv), st);
     // Or every token: probs[j] is token j's probability.
     this.kernels.rowSoftmax(this.probs, logits, off, V, inv);
-    if (p.minP <= 0 && p.topP >= 1) return this.kernels.drawIndex(this.probs, V, st.rng.next());
-    for (let i = 0; i < V; i++) this.idx[i] = i;
-    return this.filterAndDraw(V, st);
+    if (p.minP > 0) {
+      for (let i = 0; i < V; i++) this.idx[i] = i;
+      return this.filterAndDraw(V, st);
+    }
+    if (p.topP >= 1) return this.kernels.drawIndex(this.probs, V, st.rng.next());
+    const n = this.topP(V, p.topP, true);
+    return this.idx[this.kernels.drawIndex(this.probs, n, st.rng.next())]!;
   }
 
   /** The k highest-logit tokens the candidates (idx[0..k), unordered), probs[j] their softmax. */
   private topKSoftmax(logits: Float32Array, off: number, k: number, inv: number): number {
-    const n = this.topK(logits, off, k);
+    const n = this.kernels.topK(logits, off, this.vocabSize, k, this.idx);
     let max = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j++) max = Math.max(max, logits[off + this.idx[j]!]!);
     let sum = 0;
@@ -136,15 +145,8 @@ export class Sampler {
       for (let j = 0; j < n; j++) pmax = Math.max(pmax, this.probs[j]!);
       n = this.keepWhere(n, (j) => this.probs[j]! >= p.minP * pmax);
     }
-    if (p.topP < 1) n = this.topP(n, p.topP);
-    let total = 0;
-    for (let j = 0; j < n; j++) total += this.probs[j]!;
-    let r = st.rng.next() * total;
-    for (let j = 0; j < n; j++) {
-      r -= this.probs[j]!;
-      if (r < 0) return this.idx[j]!;
-    }
-    return this.idx[n - 1]!;
+    if (p.topP < 1) n = this.topP(n, p.topP, false);
+    return this.idx[this.kernels.drawIndex(this.probs, Math.max(1, n), st.rng.next())]!;
   }
 
   private applyPenalties(logits: Float32Array, off: number, st: SamplingState): void {
@@ -167,39 +169,6 @@ export class Sampler {
       for (const [t, c] of st.outputCounts)
         logits[off + t] = logits[off + t]! - p.frequencyPenalty * c - p.presencePenalty;
     }
-  }
-
-  /** Puts the k highest-logit token ids into idx[0..k) (unordered), via a min-heap. */
-  private topK(logits: Float32Array, off: number, k: number): number {
-    const idx = this.idx;
-    const less = (a: number, b: number): boolean => {
-      const la = logits[off + a]!;
-      const lb = logits[off + b]!;
-      return la < lb || (la === lb && a > b);
-    };
-    const siftDown = (i: number): void => {
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < k && less(idx[l]!, idx[m]!)) m = l;
-        if (r < k && less(idx[r]!, idx[m]!)) m = r;
-        if (m === i) return;
-        const t = idx[i]!;
-        idx[i] = idx[m]!;
-        idx[m] = t;
-        i = m;
-      }
-    };
-    for (let i = 0; i < k; i++) idx[i] = i;
-    for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i);
-    for (let t = k; t < this.vocabSize; t++) {
-      if (less(idx[0]!, t)) {
-        idx[0] = t;
-        siftDown(0);
-      }
-    }
-    return k;
   }
 
   /** Keeps candidates j with keep(j), compacting idx/probs; returns the new count (at least 1). */
@@ -225,24 +194,22 @@ export class Sampler {
   /**
    * Nucleus: the smallest set of most likely candidates whose mass reaches topP, sorted by
    * probability (descending; ties: lower token id first), in idx/probs[0..m). Only the candidates
-   * that can be in it are sorted: their mass is summed per bucket of probability (the top bits of
-   * each float), and the buckets from the most likely down until they hold topP (one more for the
-   * rounding of those sums) are sorted and walked. A vocabulary of 128k tokens and a broad
-   * distribution (a nucleus of tens of thousands) took 42 ms a row when every candidate was sorted
-   * by a comparator; a typical peaked one needs a few hundred.
+   * that can be in it are sorted (the kernels' nucleusCandidates: by bucket of probability), then
+   * walked. With `identity`, candidate j is token j and idx is not read. A vocabulary of 128k tokens
+   * and a broad distribution (a nucleus of tens of thousands) took 42 ms a row when every candidate
+   * was sorted by a comparator; a typical peaked one needs a few hundred.
    */
-  private topP(n: number, topP: number): number {
+  private topP(n: number, topP: number, identity: boolean): number {
     const probs = this.probs;
-    const bits = this.probBits;
-    const mass = this.bucketMass;
-    mass.fill(0);
-    for (let j = 0; j < n; j++)
-      mass[bits[j]! >>> BUCKET_SHIFT] = mass[bits[j]! >>> BUCKET_SHIFT]! + probs[j]!;
-    let cut = mass.length - 1;
-    let held = 0;
-    while (cut > 0 && held < topP) held += mass[cut--]!;
-    const from = held < topP ? 0 : cut; // cut: one bucket past the one that reached topP
-    const m = this.keepBuckets(n, from);
+    const idx = this.idx;
+    const at = this.positions;
+    const m = this.kernels.nucleusCandidates(probs, n, topP, at);
+    // Compacted in place: at[c] >= c, so no position is read after it is written.
+    for (let c = 0; c < m; c++) {
+      const j = at[c]!;
+      idx[c] = identity ? j : idx[j]!;
+      probs[c] = probs[j]!;
+    }
     this.sortByProb(m);
     let cum = 0;
     for (let j = 0; j < m; j++) {
@@ -250,25 +217,6 @@ export class Sampler {
       if (cum >= topP) return j + 1;
     }
     return m;
-  }
-
-  /** Moves candidates whose probability bucket is at least `from` to the front; returns their count. */
-  private keepBuckets(n: number, from: number): number {
-    if (from === 0) return n;
-    const bits = this.probBits;
-    let w = 0;
-    for (let j = 0; j < n; j++) {
-      if (bits[j]! >>> BUCKET_SHIFT >= from) {
-        const ti = this.idx[w]!;
-        const tp = this.probs[w]!;
-        this.idx[w] = this.idx[j]!;
-        this.probs[w] = this.probs[j]!;
-        this.idx[j] = ti;
-        this.probs[j] = tp;
-        w++;
-      }
-    }
-    return w;
   }
 
   /**
@@ -310,7 +258,7 @@ export class Sampler {
     const lse = max + Math.log(sum);
     const top: { tokenId: number; logprob: number }[] = [];
     if (topN > 0) {
-      const k = this.topK(logits, off, Math.min(topN, V));
+      const k = this.kernels.topK(logits, off, V, Math.min(topN, V), this.idx);
       for (let j = 0; j < k; j++)
         top.push({ tokenId: this.idx[j]!, logprob: logits[off + this.idx[j]!]! - lse });
       top.sort((a, b) => b.logprob - a.logprob || a.tokenId - b.tokenId);
@@ -319,9 +267,6 @@ export class Sampler {
   }
 }
 
-/** top-p's buckets: a probability's float32 bits shifted right by BUCKET_SHIFT (its exponent and 3 mantissa bits). */
-const BUCKET_SHIFT = 20;
-const BUCKET_BITS = 32 - BUCKET_SHIFT;
 /** Sort keys: (MAX_PROB_BITS - a probability's bits) * ID_SPAN + token id, exact in a double (below 2^51). */
 const MAX_PROB_BITS = 0x7fffffff;
 const ID_SPAN = 1 << 20;

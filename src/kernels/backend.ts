@@ -151,11 +151,18 @@ export interface KernelBackend {
    * softmax(scale · x[off, off + n)), scale > 0 (a temperature's reciprocal). argmax: the first
    * index of the largest of x[off, off + n), as a scan keeping the first value greater than the best
    * finds it (a NaN never wins). drawIndex: with u in [0, 1), the first j whose running sum of
-   * p[0..j] exceeds u · Σ p[0, n), n − 1 if rounding leaves none.
+   * p[0..j] exceeds u · Σ p[0, n), n − 1 if rounding leaves none. topK: the k largest of
+   * x[off, off + n) (ties: the lower index), their indices in [0, n) in idx[0, k), unordered;
+   * returns k (n where k ≥ n). nucleusCandidates: top-p's candidates among the probabilities
+   * p[0, n), a superset of its nucleus (every index whose probability lies in a bucket of float bits
+   * at or above the one where the mass from the top reaches topP, one lower for rounding), in index
+   * order in idx[0, m); returns m.
    */
   rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void;
   argmax(x: Float32Array, off: number, n: number): number;
   drawIndex(p: Float32Array, n: number, u: number): number;
+  topK(x: Float32Array, off: number, n: number, k: number, idx: Int32Array): number;
+  nucleusCandidates(p: Float32Array, n: number, topP: number, idx: Int32Array): number;
 
   /** Writes the new tokens' k/v rows [n, nKvHeads * headDim] into the paged cache at `slots`. */
   kvWrite(cache: KvLayerCache, k: Float32Array, v: Float32Array, slots: Int32Array, nTokens: number): void;

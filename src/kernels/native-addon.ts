@@ -116,6 +116,8 @@ export interface NativeAddon {
   rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void;
   argmax(x: Float32Array, off: number, n: number): number;
   drawIndex(p: Float32Array, n: number, u: number): number;
+  topK(x: Float32Array, off: number, n: number, k: number, idx: Int32Array): number;
+  nucleusCandidates(p: Float32Array, n: number, topP: number, idx: Int32Array): number;
   kvWrite(
     kc: KvData,
     vc: KvData,

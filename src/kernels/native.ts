@@ -382,6 +382,14 @@ export class NativeBackend implements KernelBackend {
     return this.addon.drawIndex(p, n, u);
   }
 
+  topK(x: Float32Array, off: number, n: number, k: number, idx: Int32Array): number {
+    return this.addon.topK(x, off, n, k, idx);
+  }
+
+  nucleusCandidates(p: Float32Array, n: number, topP: number, idx: Int32Array): number {
+    return this.addon.nucleusCandidates(p, n, topP, idx);
+  }
+
   logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void {
     this.addon.softmax(out, x, nRows, dim, true);
   }

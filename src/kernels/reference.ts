@@ -420,6 +420,20 @@ export class ReferenceBackend implements KernelBackend {
     return samplingRows.drawIndex(p, n, u);
   }
 
+  topK(x: Float32Array, off: number, n: number, k: number, idx: Int32Array): number {
+    checkLength("topK", "x", x, off + n);
+    if (!Number.isInteger(k) || k < 1) throw new TypeError(`topK: k must be an integer >= 1, got ${k}`);
+    checkLength("topK", "idx", idx, Math.min(k, n));
+    return samplingRows.topK(x, off, n, k, idx);
+  }
+
+  nucleusCandidates(p: Float32Array, n: number, topP: number, idx: Int32Array): number {
+    checkLength("nucleusCandidates", "p", p, n);
+    checkLength("nucleusCandidates", "idx", idx, n);
+    if (!(topP > 0 && topP <= 1)) throw new RangeError("nucleusCandidates: topP must be in (0, 1]");
+    return samplingRows.nucleusCandidates(p, n, topP, idx);
+  }
+
   logSoftmax(out: Float32Array, x: Float32Array, nRows: number, dim: number): void {
     checkLength("logSoftmax", "x", x, nRows * dim);
     checkLength("logSoftmax", "out", out, nRows * dim);

@@ -48,5 +48,71 @@ export function drawIndex(p: Float32Array, n: number, u: number): number {
   return n - 1;
 }
 
-/** The three as the sampler takes them. */
-export const samplingRows = { rowSoftmax, argmax, drawIndex };
+/**
+ * The k largest of x[off, off + n) (ties: the lower index), their indices in [0, n) in idx[0, k)
+ * as a min-heap leaves them; returns k (n where k ≥ n).
+ */
+export function topK(x: Float32Array, off: number, n: number, kWanted: number, idx: Int32Array): number {
+  const k = Math.min(n, kWanted);
+  const below = (a: number, b: number): boolean => {
+    const la = x[off + a]!;
+    const lb = x[off + b]!;
+    return la < lb || (la === lb && a > b);
+  };
+  const siftDown = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < k && below(idx[l]!, idx[m]!)) m = l;
+      if (r < k && below(idx[r]!, idx[m]!)) m = r;
+      if (m === i) return;
+      const t = idx[i]!;
+      idx[i] = idx[m]!;
+      idx[m] = t;
+      i = m;
+    }
+  };
+  for (let i = 0; i < k; i++) idx[i] = i;
+  for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i);
+  for (let t = k; t < n; t++) {
+    if (below(idx[0]!, t)) {
+      idx[0] = t;
+      siftDown(0);
+    }
+  }
+  return k;
+}
+
+/** nucleusCandidates' buckets: a probability's float32 bits shifted right by BUCKET_SHIFT (its exponent and 3 mantissa bits). */
+const BUCKET_SHIFT = 20;
+const bucketMass = new Float64Array(1 << (31 - BUCKET_SHIFT));
+const bitsOf = new Uint32Array(1);
+const floatOf = new Float32Array(bitsOf.buffer);
+
+/**
+ * top-p's candidates among the probabilities p[0, n): the mass per bucket of float bits, the
+ * buckets from the most likely down until they hold topP (one more for the rounding of those sums),
+ * and every index in them, in index order, into idx[0, m); returns m.
+ */
+export function nucleusCandidates(p: Float32Array, n: number, topP: number, idx: Int32Array): number {
+  const bucket = (j: number): number => {
+    floatOf[0] = p[j]!;
+    return bitsOf[0]! >>> BUCKET_SHIFT;
+  };
+  bucketMass.fill(0);
+  for (let j = 0; j < n; j++) {
+    const b = bucket(j);
+    if (b < bucketMass.length) bucketMass[b] = bucketMass[b]! + p[j]!;
+  }
+  let cut = bucketMass.length - 1;
+  let held = 0;
+  while (cut > 0 && held < topP) held += bucketMass[cut--]!;
+  const from = held < topP ? 0 : cut;
+  let m = 0;
+  for (let j = 0; j < n; j++) if (bucket(j) >= from) idx[m++] = j;
+  return m;
+}
+
+/** The five as the sampler takes them. */
+export const samplingRows = { rowSoftmax, argmax, drawIndex, topK, nucleusCandidates };

@@ -98,6 +98,97 @@ describe("the sampler's row kernels, every variant against the reference", () =>
       assert.throws(() => b.drawIndex(x, 11, 0.5), /drawIndex/);
       assert.throws(() => b.drawIndex(x, 10, 1), /drawIndex: u/);
       assert.throws(() => b.drawIndex(x, 10, -0.1), /drawIndex: u/);
+      assert.throws(() => b.topK(x, 0, 10, 5, new Int32Array(2)), /topK/);
+      assert.throws(() => b.topK(x, 3, 10, 5, new Int32Array(5)), /topK/);
+    }
+  });
+});
+
+describe("topK, every variant against the reference", () => {
+  it("the k largest, ties to the lower index, on rows of odd lengths and from an offset", () => {
+    forEachVariant(native, (variant) => {
+      for (const [n, k] of [
+        [1, 1],
+        [5, 3],
+        [17, 16],
+        [33, 5],
+        [1000, 20],
+        [49_157, 40],
+        [128_256, 1],
+      ] as const) {
+        const x = randomRow(n + 2, n + k);
+        // A run of equal values across the cut: only their lower indices make it.
+        for (let i = 0; i < Math.min(n, 8); i++) x[2 + Math.floor((i * n) / 8)] = 11;
+        const want = new Int32Array(k);
+        const got = new Int32Array(k);
+        assert.equal(ref.topK(x, 2, n, k, want), k);
+        assert.equal(native.topK(x, 2, n, k, got), k);
+        const sorted = (a: Int32Array) => [...a].sort((p, q) => p - q);
+        assert.deepEqual(sorted(got), sorted(want), `${variant} n ${n} k ${k}`);
+      }
+      // k past n: every index.
+      const x = randomRow(6, 1);
+      const idx = new Int32Array(6);
+      assert.equal(native.topK(x, 0, 6, 50, idx), 6);
+      assert.deepEqual(
+        [...idx].sort((p, q) => p - q),
+        [0, 1, 2, 3, 4, 5],
+      );
+    });
+  });
+});
+
+describe("nucleusCandidates, every variant against the reference", () => {
+  it("a superset of the nucleus, in index order, the same indices as the reference", () => {
+    forEachVariant(native, (variant) => {
+      for (const n of [1, 3, 64, 1001, 128_256]) {
+        for (const [seed, spread] of [
+          [1, 20],
+          [2, 2],
+        ] as const) {
+          const p = new Float32Array(n);
+          const rng = new Rng(seed * n);
+          ref.rowSoftmax(
+            p,
+            Float32Array.from({ length: n }, () => spread * rng.next()),
+            0,
+            n,
+            1,
+          );
+          for (const topP of [0.1, 0.9, 1]) {
+            const want = new Int32Array(n);
+            const got = new Int32Array(n);
+            const m = ref.nucleusCandidates(p, n, topP, want);
+            assert.equal(native.nucleusCandidates(p, n, topP, got), m, `${variant} n ${n} top-p ${topP}`);
+            assert.deepEqual(got.subarray(0, m), want.subarray(0, m));
+            // Index order, and the nucleus itself among them (a full sort's).
+            for (let c = 1; c < m; c++) assert.ok(got[c]! > got[c - 1]!);
+            const order = Array.from(p.keys()).sort((a, b) => p[b]! - p[a]! || a - b);
+            const kept = new Set(got.subarray(0, m));
+            let cum = 0;
+            for (const t of order) {
+              assert.ok(kept.has(t), `${variant} n ${n} top-p ${topP}: nucleus token ${t} missing`);
+              cum += p[t]!;
+              if (cum >= topP) break;
+            }
+          }
+        }
+      }
+    });
+  });
+
+  it("refuses a top-p outside (0, 1] and rows shorter than asked", () => {
+    for (const b of [native, ref]) {
+      assert.throws(() => b.nucleusCandidates(new Float32Array(4), 4, 0, new Int32Array(4)), /topP/);
+      assert.throws(() => b.nucleusCandidates(new Float32Array(4), 4, 1.5, new Int32Array(4)), /topP/);
+      assert.throws(
+        () => b.nucleusCandidates(new Float32Array(4), 5, 0.5, new Int32Array(5)),
+        /nucleusCandidates/,
+      );
+      assert.throws(
+        () => b.nucleusCandidates(new Float32Array(4), 4, 0.5, new Int32Array(3)),
+        /nucleusCandidates/,
+      );
     }
   });
 });

@@ -80,6 +80,8 @@ class Kernels : public Napi::Addon<Kernels> {
                              InstanceMethod("rowSoftmax", &Kernels::RowSoftmax),
                              InstanceMethod("argmax", &Kernels::Argmax),
                              InstanceMethod("drawIndex", &Kernels::DrawIndex),
+                             InstanceMethod("topK", &Kernels::TopK),
+                             InstanceMethod("nucleusCandidates", &Kernels::NucleusCandidates),
                              InstanceMethod("kvWrite", &Kernels::KvWrite),
                              InstanceMethod("attention", &Kernels::Attention),
                              InstanceMethod("attentionReadPattern", &Kernels::AttentionReadPattern),
@@ -409,6 +411,32 @@ class Kernels : public Napi::Addon<Kernels> {
     if (!(u >= 0 && u < 1)) rangeError(info.Env(), "drawIndex: u must be in [0, 1)");
     const float* p = static_cast<const float*>(array(info, 0, m, "p", napi_float32_array, n).data);
     return Napi::Number::New(info.Env(), double(table_->drawIndex(p, n, u)));
+  }
+
+  // topK(x, off, n, k, idx): the k largest of x[off, off + n) (ties: lower index), their indices
+  // in [0, n) into idx[0, k), unordered; returns k (n where k >= n).
+  Napi::Value TopK(const Napi::CallbackInfo& info) {
+    const char* m = "topK";
+    const int64_t off = integer(info, 1, m, "off");
+    const int64_t n = integer(info, 2, m, "n", 1);
+    const int64_t k = std::min(n, integer(info, 3, m, "k", 1));
+    if (n > INT32_MAX) rangeError(info.Env(), "topK: n is too large");
+    const float* x = static_cast<const float*>(array(info, 0, m, "x", napi_float32_array, off + n).data);
+    int32_t* idx = static_cast<int32_t*>(array(info, 4, m, "idx", napi_int32_array, k).data);
+    return Napi::Number::New(info.Env(), double(table_->topK(x + off, n, k, idx)));
+  }
+
+  // nucleusCandidates(p, n, topP, idx): top-p's candidates among the probabilities p[0, n) (a
+  // superset of the nucleus, by probability bucket) into idx, in index order; returns their count.
+  Napi::Value NucleusCandidates(const Napi::CallbackInfo& info) {
+    const char* m = "nucleusCandidates";
+    const int64_t n = integer(info, 1, m, "n", 1);
+    const double topP = number(info, 2, m, "topP");
+    if (!(topP > 0 && topP <= 1)) rangeError(info.Env(), "nucleusCandidates: topP must be in (0, 1]");
+    if (n > INT32_MAX) rangeError(info.Env(), "nucleusCandidates: n is too large");
+    const float* p = static_cast<const float*>(array(info, 0, m, "p", napi_float32_array, n).data);
+    int32_t* idx = static_cast<int32_t*>(array(info, 3, m, "idx", napi_int32_array, n).data);
+    return Napi::Number::New(info.Env(), double(table_->nucleusCandidates(p, n, topP, idx)));
   }
 
   // ---- Mixtures of experts (see moe_kernels.h) ----

@@ -176,6 +176,10 @@ struct KernelTable {
   void (*rowSoftmax)(float* out, const float* x, int64_t n, float scale);
   int64_t (*argmax)(const float* x, int64_t n);
   int64_t (*drawIndex)(const float* p, int64_t n, double u);
+  // The k largest of x[0, n), ties to the lower index, their indices in idx[0, k) (unordered).
+  int64_t (*topK)(const float* x, int64_t n, int64_t k, int32_t* idx);
+  // top-p's candidates among the probabilities p[0, n): their indices in idx[0, m), m returned.
+  int64_t (*nucleusCandidates)(const float* p, int64_t n, double topP, int32_t* idx);
 };
 
 // Whether a product of n tokens on weights of `dtype` takes packed activations (MatmulArgs::xt):

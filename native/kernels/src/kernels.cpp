@@ -101,7 +101,7 @@ void rope(float* x, const int32_t* pos, int64_t nHeads, int64_t headDim, int64_t
 }
 
 #include "activation_kernels.h"  // siluMul, geluMul, softcap, swigluClamped
-#include "sampling_kernels.h"    // rowSoftmax, argmax, drawIndex
+#include "sampling_kernels.h"    // the sampler's rows
 
 void add(float* out, const float* a, const float* b, int64_t i0, int64_t i1) {
   int64_t i = i0;
@@ -346,7 +346,8 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       lk::kSmallBatch + 1,
 #endif
-      LK_VARIANT::rowSoftmax, LK_VARIANT::argmax, LK_VARIANT::drawIndex,
+      LK_VARIANT::rowSoftmax, LK_VARIANT::argmax, LK_VARIANT::drawIndex, LK_VARIANT::topK,
+      LK_VARIANT::nucleusCandidates,
   };
   return &table;
 }

@@ -43,6 +43,75 @@ inline int64_t argmax(const float* x, int64_t n) {
   return 0;
 }
 
+// Whether any lane of v is above t (a NaN lane is not).
+inline bool anyAbove(vf v, float t) {
+  const vi c = v > splat(t);
+  int any = 0;
+  for (int l = 0; l < W; l++) any |= c[l];
+  return any != 0;
+}
+
+// The k largest of x[0, n) (1 <= k <= n), ties to the lower index, their indices in idx[0, k) in a
+// min-heap's order. Whole vectors none of whose lanes beats the heap's least are skipped: past the
+// first few thousand tokens of a row, nearly all of them.
+inline int64_t topK(const float* x, int64_t n, int64_t k, int32_t* idx) {
+  // "a ranks below b": a smaller value, or an equal one at a higher index.
+  const auto below = [x](int32_t a, int32_t b) { return x[a] < x[b] || (x[a] == x[b] && a > b); };
+  const auto heapOrder = [&](int32_t a, int32_t b) { return below(b, a); };  // the least on top
+  for (int64_t i = 0; i < k; i++) idx[i] = int32_t(i);
+  std::make_heap(idx, idx + k, heapOrder);
+  const auto offer = [&](int64_t t) {
+    if (!below(idx[0], int32_t(t))) return;
+    std::pop_heap(idx, idx + k, heapOrder);
+    idx[k - 1] = int32_t(t);
+    std::push_heap(idx, idx + k, heapOrder);
+  };
+  int64_t t = k;
+  for (; t < n && t % W != 0; t++) offer(t);
+  for (; t + W <= n; t += W) {
+    if (!anyAbove(loadf(x + t), x[idx[0]])) continue;
+    for (int64_t l = 0; l < W; l++) offer(t + l);
+  }
+  for (; t < n; t++) offer(t);
+  return k;
+}
+
+// top-p's candidates in p[0, n) (probabilities, >= 0): the indices whose probability's bucket (its
+// float bits >> 20: exponent and 3 mantissa bits) is at least the one where the mass summed from
+// the top bucket down reaches topP, and one bucket lower for the rounding of those sums; every
+// index where it never does. Into idx[0, m) in index order; returns m. The nucleus itself, the
+// most likely of these by a sort, is the caller's.
+inline int64_t nucleusCandidates(const float* p, int64_t n, double topP, int32_t* idx) {
+  constexpr int kShift = 20, kBuckets = 1 << (31 - kShift);
+  // Four histograms, so consecutive tokens in one bucket do not wait on each other's sums.
+  static thread_local double mass[4][kBuckets];
+  for (auto& h : mass) std::fill(h, h + kBuckets, 0.0);
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(p);
+  int64_t j = 0;
+  const auto add = [&](int h, int64_t i) {
+    const uint32_t b = bits[i] >> kShift;
+    if (b < uint32_t(kBuckets)) mass[h][b] += p[i];
+  };
+  for (; j + 4 <= n; j += 4) {
+    add(0, j);
+    add(1, j + 1);
+    add(2, j + 2);
+    add(3, j + 3);
+  }
+  for (; j < n; j++) add(0, j);
+  int cut = kBuckets - 1;
+  double held = 0;
+  while (cut > 0 && held < topP) {
+    held += mass[0][cut] + mass[1][cut] + mass[2][cut] + mass[3][cut];
+    cut--;
+  }
+  const uint32_t from = held < topP ? 0 : uint32_t(cut);
+  int64_t m = 0;
+  for (j = 0; j < n; j++)
+    if ((bits[j] >> kShift) >= from) idx[m++] = int32_t(j);
+  return m;
+}
+
 // Sum of p[b, e) (vector lanes in float, then a double).
 inline double blockSum(const float* p, int64_t b, int64_t e) {
   vf s = splat(0.0f);
