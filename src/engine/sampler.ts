@@ -34,10 +34,11 @@ export class Sampler {
   private readonly probBits: Uint32Array;
   private readonly idx: Int32Array;
   private readonly promptSeen: Uint8Array;
-  /** top-p's sort keys (probability descending, then token id). */
+  /** top-p's sort keys for its boundary bucket (probability descending, then token id). */
   private readonly sortKeys: Float64Array;
-  /** top-p's candidates' positions (nucleusCandidates). */
+  /** top-p's candidates' positions (nucleusCandidates), and their mass per probability bucket. */
   private readonly positions: Int32Array;
+  private readonly bucketMass = new Float64Array(1 << (31 - BUCKET_SHIFT));
 
   constructor(
     readonly vocabSize: number,
@@ -192,60 +193,80 @@ export class Sampler {
   }
 
   /**
-   * Nucleus: the smallest set of most likely candidates whose mass reaches topP, sorted by
-   * probability (descending; ties: lower token id first), in idx/probs[0..m). Only the candidates
-   * that can be in it are sorted (the kernels' nucleusCandidates: by bucket of probability), then
-   * walked. With `identity`, candidate j is token j and idx is not read. A vocabulary of 128k tokens
-   * and a broad distribution (a nucleus of tens of thousands) took 42 ms a row when every candidate
-   * was sorted by a comparator; a typical peaked one needs a few hundred.
+   * Nucleus: the smallest set of most likely candidates whose mass reaches topP, in idx/probs[0..m)
+   * (returns m). Its members are those of the probability buckets (float bits >> 20) above the one
+   * where the mass from the top reaches topP, in any order, then that bucket's most likely members
+   * (ties: lower token id first) until the mass reaches topP: only the boundary bucket is sorted.
+   * The candidates come from the kernels' nucleusCandidates. With `identity`, candidate j is token
+   * j and idx is not read. A 128k-token row whose nucleus held tens of thousands of tokens took
+   * 40 ms when every candidate was sorted by a comparator.
    */
   private topP(n: number, topP: number, identity: boolean): number {
     const probs = this.probs;
     const idx = this.idx;
+    const bits = this.probBits;
     const at = this.positions;
     const m = this.kernels.nucleusCandidates(probs, n, topP, at);
-    // Compacted in place: at[c] >= c, so no position is read after it is written.
+    const mass = this.bucketMass;
+    mass.fill(0);
+    // Compacted in place (at[c] >= c, so no position is read after it is written), mass summed per bucket.
     for (let c = 0; c < m; c++) {
       const j = at[c]!;
       idx[c] = identity ? j : idx[j]!;
       probs[c] = probs[j]!;
+      mass[bits[c]! >>> BUCKET_SHIFT] = mass[bits[c]! >>> BUCKET_SHIFT]! + probs[c]!;
     }
+    let boundary = mass.length - 1;
+    let above = 0;
+    while (boundary > 0 && above + mass[boundary]! < topP) above += mass[boundary--]!;
+    if (above + mass[boundary]! < topP) return m; // rounding: every candidate
+    if (this.vocabSize > ID_SPAN) return this.sortedPrefix(m, topP);
+    // Members above the boundary to the front as they are; the boundary's as sort keys.
+    const keys = this.sortKeys;
+    let sure = 0;
+    let edge = 0;
+    for (let c = 0; c < m; c++) {
+      const b = bits[c]! >>> BUCKET_SHIFT;
+      if (b > boundary) {
+        idx[sure] = idx[c]!;
+        probs[sure++] = probs[c]!;
+      } else if (b === boundary) keys[edge++] = (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]!;
+    }
+    keys.subarray(0, edge).sort();
+    let cum = 0;
+    for (let j = 0; j < sure; j++) cum += probs[j]!;
+    for (let e = 0; e < edge; e++) {
+      const k = keys[e]!;
+      const id = k % ID_SPAN;
+      idx[sure + e] = id;
+      bits[sure + e] = MAX_PROB_BITS - (k - id) / ID_SPAN;
+      cum += probs[sure + e]!;
+      if (cum >= topP) return sure + e + 1;
+    }
+    return sure + edge;
+  }
+
+  /** The nucleus by sorting all m candidates (sortByProb) and walking them: vocabularies past the packed keys. */
+  private sortedPrefix(m: number, topP: number): number {
     this.sortByProb(m);
     let cum = 0;
     for (let j = 0; j < m; j++) {
-      cum += probs[j]!;
+      cum += this.probs[j]!;
       if (cum >= topP) return j + 1;
     }
     return m;
   }
 
-  /**
-   * Sorts idx/probs[0..m) by probability, descending (ties: lower token id first): one numeric
-   * typed-array sort of keys that hold both (the probability's bits inverted, then the id), where
-   * ids fit beside the bits; else with a comparator.
-   */
+  /** Sorts idx/probs[0..m) by probability, descending (ties: lower token id first), by a comparator. */
   private sortByProb(m: number): void {
     const idx = this.idx;
     const probs = this.probs;
-    if (this.vocabSize > ID_SPAN) {
-      const order = Array.from({ length: m }, (_, j) => j);
-      order.sort((a, b) => probs[b]! - probs[a]! || idx[a]! - idx[b]!);
-      const ids = order.map((j) => idx[j]!);
-      const ps = order.map((j) => probs[j]!);
-      idx.set(ids);
-      probs.set(ps);
-      return;
-    }
-    const keys = this.sortKeys;
-    const bits = this.probBits;
-    for (let j = 0; j < m; j++) keys[j] = (MAX_PROB_BITS - bits[j]!) * ID_SPAN + idx[j]!;
-    keys.subarray(0, m).sort();
-    for (let j = 0; j < m; j++) {
-      const k = keys[j]!;
-      const id = k % ID_SPAN;
-      idx[j] = id;
-      bits[j] = MAX_PROB_BITS - (k - id) / ID_SPAN;
-    }
+    const order = Array.from({ length: m }, (_, j) => j);
+    order.sort((a, b) => probs[b]! - probs[a]! || idx[a]! - idx[b]!);
+    const ids = order.map((j) => idx[j]!);
+    const ps = order.map((j) => probs[j]!);
+    idx.set(ids);
+    probs.set(ps);
   }
 
   /** Log-probability of `token` and the `topN` most likely alternatives, from raw logits. */
@@ -267,6 +288,8 @@ export class Sampler {
   }
 }
 
+/** top-p's buckets: a probability's float32 bits shifted right by BUCKET_SHIFT, as nucleusCandidates takes them. */
+const BUCKET_SHIFT = 20;
 /** Sort keys: (MAX_PROB_BITS - a probability's bits) * ID_SPAN + token id, exact in a double (below 2^51). */
 const MAX_PROB_BITS = 0x7fffffff;
 const ID_SPAN = 1 << 20;
