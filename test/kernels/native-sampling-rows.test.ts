@@ -158,9 +158,14 @@ describe("nucleusCandidates, every variant against the reference", () => {
           for (const topP of [0.1, 0.9, 1]) {
             const want = new Int32Array(n);
             const got = new Int32Array(n);
-            const m = ref.nucleusCandidates(p, n, topP, want);
-            assert.equal(native.nucleusCandidates(p, n, topP, got), m, `${variant} n ${n} top-p ${topP}`);
-            assert.deepEqual(got.subarray(0, m), want.subarray(0, m));
+            // The native kernel may leave out tokens far below the most likely one (under 2^-24 of
+            // it) where those above already hold topP: its candidates are the reference's or fewer.
+            const mr = ref.nucleusCandidates(p, n, topP, want);
+            const m = native.nucleusCandidates(p, n, topP, got);
+            assert.ok(m <= mr, `${variant} n ${n} top-p ${topP}: ${m} candidates against ${mr}`);
+            const theirs = new Set(want.subarray(0, mr));
+            for (const t of got.subarray(0, m))
+              assert.ok(theirs.has(t), `${variant}: candidate ${t} not the reference's`);
             // Index order, and the nucleus itself among them (a full sort's).
             for (let c = 1; c < m; c++) assert.ok(got[c]! > got[c - 1]!);
             const order = Array.from(p.keys()).sort((a, b) => p[b]! - p[a]! || a - b);

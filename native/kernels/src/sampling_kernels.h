@@ -80,19 +80,40 @@ inline int64_t topK(const float* x, int64_t n, int64_t k, int32_t* idx) {
 // float bits >> 20: exponent and 3 mantissa bits) is at least the one where the mass summed from
 // the top bucket down reaches topP, and one bucket lower for the rounding of those sums; every
 // index where it never does. Into idx[0, m) in index order; returns m. The nucleus itself, the
-// most likely of these by a sort, is the caller's.
+// most likely of these by a sort, is the caller's. Where the tokens within 2^-24 of the most
+// likely one already hold topP (a peaked row: a few hundred of 128k), the nucleus lies among them
+// and only they are counted: whole vectors below that floor are skipped.
 inline int64_t nucleusCandidates(const float* p, int64_t n, double topP, int32_t* idx) {
   constexpr int kShift = 20, kBuckets = 1 << (31 - kShift);
+  const int64_t nv = n / W * W;
+  vf mv = splat(0.0f);
+  for (int64_t i = 0; i < nv; i += W) mv = vmax(loadf(p + i), mv);
+  float pmax = nv ? hmax(mv) : 0.0f;
+  for (int64_t i = nv; i < n; i++) pmax = std::max(pmax, p[i]);
+  const float fl = pmax * 0x1p-24f;
+  double head = 0;  // the mass at or above the floor, a vector's float sum at a time
+  for (int64_t i = 0; i < nv; i += W) {
+    const vf v = loadf(p + i);
+    head += hsum(v >= fl ? v : splat(0.0f));
+  }
+  for (int64_t i = nv; i < n; i++)
+    if (p[i] >= fl) head += p[i];
+  const float floor = head >= topP * (1 + 1e-6) ? fl : 0.0f;
   // Four histograms, so consecutive tokens in one bucket do not wait on each other's sums.
   static thread_local double mass[4][kBuckets];
   for (auto& h : mass) std::fill(h, h + kBuckets, 0.0);
   const uint32_t* bits = reinterpret_cast<const uint32_t*>(p);
-  int64_t j = 0;
-  const auto add = [&](int h, int64_t i) {
-    const uint32_t b = bits[i] >> kShift;
-    if (b < uint32_t(kBuckets)) mass[h][b] += p[i];
+  const auto add = [&](int h, int64_t j) {
+    const uint32_t b = bits[j] >> kShift;
+    if (p[j] >= floor && b < uint32_t(kBuckets)) mass[h][b] += p[j];
   };
+  const auto live = [&](int64_t j) { return floor == 0.0f || j >= nv || anyAbove(loadf(p + j), floor * 0x1p-1f); };
+  int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
+    if (j % W == 0 && !live(j)) {
+      j += W - 4;
+      continue;
+    }
     add(0, j);
     add(1, j + 1);
     add(2, j + 2);
@@ -107,8 +128,13 @@ inline int64_t nucleusCandidates(const float* p, int64_t n, double topP, int32_t
   }
   const uint32_t from = held < topP ? 0 : uint32_t(cut);
   int64_t m = 0;
-  for (j = 0; j < n; j++)
-    if ((bits[j] >> kShift) >= from) idx[m++] = int32_t(j);
+  for (j = 0; j < n; j++) {
+    if (j % W == 0 && j + W <= n && !live(j)) {
+      j += W - 1;
+      continue;
+    }
+    if (p[j] >= floor && (bits[j] >> kShift) >= from) idx[m++] = int32_t(j);
+  }
   return m;
 }
 
