@@ -39,6 +39,9 @@ export class Sampler {
   /** top-p's candidates' positions (nucleusCandidates), and their mass per probability bucket. */
   private readonly positions: Int32Array;
   private readonly bucketMass = new Float64Array(1 << (31 - BUCKET_SHIFT));
+  /** One float32 and its bits, to read a sort key's probability. */
+  private readonly keyBits = new Uint32Array(1);
+  private readonly keyProb = new Float32Array(this.keyBits.buffer);
 
   constructor(
     readonly vocabSize: number,
@@ -120,9 +123,15 @@ export class Sampler {
     return this.idx[this.kernels.drawIndex(this.probs, n, st.rng.next())]!;
   }
 
-  /** The k highest-logit tokens the candidates (idx[0..k), unordered), probs[j] their softmax. */
+  /**
+   * The k highest-logit tokens the candidates, in idx[0..k) in token order, probs[j] their softmax.
+   * Token order, not the heap's: a draw walks its candidates in their order, and the heap's moves
+   * with differences in the last bits of the logits (a sequence batched with others), which would
+   * send one seed to different tokens; token order keeps a draw where it lands.
+   */
   private topKSoftmax(logits: Float32Array, off: number, k: number, inv: number): number {
     const n = this.kernels.topK(logits, off, this.vocabSize, k, this.idx);
+    this.idx.subarray(0, n).sort();
     let max = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j++) max = Math.max(max, logits[off + this.idx[j]!]!);
     let sum = 0;
@@ -193,13 +202,13 @@ export class Sampler {
   }
 
   /**
-   * Nucleus: the smallest set of most likely candidates whose mass reaches topP, in idx/probs[0..m)
-   * (returns m). Its members are those of the probability buckets (float bits >> 20) above the one
-   * where the mass from the top reaches topP, in any order, then that bucket's most likely members
-   * (ties: lower token id first) until the mass reaches topP: only the boundary bucket is sorted.
-   * The candidates come from the kernels' nucleusCandidates. With `identity`, candidate j is token
-   * j and idx is not read. A 128k-token row whose nucleus held tens of thousands of tokens took
-   * 40 ms when every candidate was sorted by a comparator.
+   * Nucleus: the smallest set of most likely candidates whose mass reaches topP, kept in
+   * idx/probs[0..m) in the candidates' order (returns m). Its members are those of the probability
+   * buckets (float bits >> 20) above the one where the mass from the top reaches topP, then that
+   * bucket's most likely members (ties: lower token id first) until the mass reaches topP: only the
+   * boundary bucket is sorted. The candidates come from the kernels' nucleusCandidates. With
+   * `identity`, candidate j is token j and idx is not read. A 128k-token row whose nucleus held tens
+   * of thousands of tokens took 40 ms when every candidate was sorted by a comparator.
    */
   private topP(n: number, topP: number, identity: boolean): number {
     const probs = this.probs;
@@ -221,29 +230,45 @@ export class Sampler {
     while (boundary > 0 && above + mass[boundary]! < topP) above += mass[boundary--]!;
     if (above + mass[boundary]! < topP) return m; // rounding: every candidate
     if (this.vocabSize > ID_SPAN) return this.sortedPrefix(m, topP);
-    // Members above the boundary to the front as they are; the boundary's as sort keys.
+    // The boundary bucket's members as sort keys (probability descending, then token id); the mass
+    // above it summed. Walking the sorted keys finds the last member the nucleus takes.
     const keys = this.sortKeys;
-    let sure = 0;
     let edge = 0;
+    let cum = 0;
     for (let c = 0; c < m; c++) {
       const b = bits[c]! >>> BUCKET_SHIFT;
-      if (b > boundary) {
-        idx[sure] = idx[c]!;
-        probs[sure++] = probs[c]!;
-      } else if (b === boundary) keys[edge++] = (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]!;
+      if (b > boundary) cum += probs[c]!;
+      else if (b === boundary) keys[edge++] = (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]!;
     }
     keys.subarray(0, edge).sort();
-    let cum = 0;
-    for (let j = 0; j < sure; j++) cum += probs[j]!;
+    let last = edge - 1;
     for (let e = 0; e < edge; e++) {
       const k = keys[e]!;
-      const id = k % ID_SPAN;
-      idx[sure + e] = id;
-      bits[sure + e] = MAX_PROB_BITS - (k - id) / ID_SPAN;
-      cum += probs[sure + e]!;
-      if (cum >= topP) return sure + e + 1;
+      cum += this.probOfKey(k);
+      if (cum >= topP) {
+        last = e;
+        break;
+      }
     }
-    return sure + edge;
+    // The nucleus in the candidates' own order (token order): a draw walks it in an order that the
+    // last bits of the logits do not move, so one seed lands on the same token.
+    const lastKey = edge > 0 ? keys[last]! : Number.NEGATIVE_INFINITY;
+    let w = 0;
+    for (let c = 0; c < m; c++) {
+      const b = bits[c]! >>> BUCKET_SHIFT;
+      if (b > boundary || (b === boundary && (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]! <= lastKey)) {
+        idx[w] = idx[c]!;
+        probs[w++] = probs[c]!;
+      }
+    }
+    return w;
+  }
+
+  /** The probability a sort key holds (its bits above the id). */
+  private probOfKey(key: number): number {
+    const bits = MAX_PROB_BITS - Math.floor(key / ID_SPAN);
+    this.keyBits[0] = bits;
+    return this.keyProb[0]!;
   }
 
   /** The nucleus by sorting all m candidates (sortByProb) and walking them: vocabularies past the packed keys. */

@@ -104,6 +104,26 @@ describe("the sampler over a large vocabulary", () => {
     );
   });
 
+  it("a seed's draw stays put when the logits move in their last bits (a sequence batched otherwise)", () => {
+    const x = logitsOf(V, 21);
+    const nudged = Float32Array.from(x, (v, i) => v * (1 + (i % 7 === 0 ? 2e-4 : -1e-4)));
+    const sampler = new Sampler(V);
+    for (const input of [
+      { temperature: 0.9, topK: 40, topP: 0.95 },
+      { temperature: 0.9, topK: 40, minP: 0.02, topP: 0.95 },
+      { temperature: 0.5, topP: 0.9 },
+      { temperature: 1, topK: 50 },
+    ]) {
+      let moved = 0;
+      for (let seed = 0; seed < 300; seed++) {
+        const a = sampler.sample(x.slice(), 0, state(input, seed));
+        const b = sampler.sample(nudged.slice(), 0, state(input, seed));
+        if (a !== b) moved++;
+      }
+      assert.ok(moved <= 5, `${JSON.stringify(input)}: ${moved} of 300 seeds drew another token`);
+    }
+  });
+
   it("top-p keeps the whole nucleus when it spans most of the vocabulary", () => {
     // Nearly flat logits: the 0.9 nucleus holds about 18,000 tokens, all of them candidates.
     const x = Float32Array.from({ length: V }, (_, i) => (i % 97) * 1e-3);
