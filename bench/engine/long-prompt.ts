@@ -17,7 +17,7 @@ import { defaultKvDtype } from "../../src/placement/sizes.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { writeResults } from "../common/results.js";
-import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModelDir } from "../llamacpp/bench-models.js";
+import { BENCH_SHAPES, benchPrompt, benchShape, ensureBenchModelDir } from "../llamacpp/bench-models.js";
 import { OursRunner } from "../llamacpp/ours.js";
 
 const { values } = benchArgs({
@@ -29,9 +29,7 @@ const { values } = benchArgs({
     "kv-dtype": { type: "string" },
   },
 });
-const shape = values.shape as BenchShape;
-if (!(shape in BENCH_SHAPES))
-  throw new Error(`--shape: unknown shape "${shape}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
+const shape = benchShape(values.shape, "shape");
 const prompts = intListFlag(values.prompt, "prompt");
 const reps = intFlag(values.reps, "reps");
 const threads = intFlag(values.threads, "threads");

@@ -18,7 +18,7 @@ import { buildColocatedEngine } from "../../src/placement/build.js";
 import { cpuModel } from "../common/cpu-model.js";
 import { benchArgs, intFlag, intListFlag } from "../common/flags.js";
 import { REPO_ROOT, writeResults } from "../common/results.js";
-import { BENCH_SHAPES, type BenchShape, benchPrompt, ensureBenchModelDir } from "../llamacpp/bench-models.js";
+import { benchPrompt, benchShape, ensureBenchModelDir } from "../llamacpp/bench-models.js";
 
 const { values } = benchArgs({
   options: {
@@ -102,9 +102,7 @@ const engine: Record<string, unknown>[] = [];
 if (!values["no-engine"]) {
   const seqs = intFlag(values.seqs, "seqs");
   const tokens = intFlag(values.tokens, "tokens", 2);
-  if (!(values.shape in BENCH_SHAPES))
-    throw new Error(`--shape takes ${Object.keys(BENCH_SHAPES).join(", ")}; got "${values.shape}"`);
-  const shape = values.shape as BenchShape;
+  const shape = benchShape(values.shape, "shape");
   const dir = ensureBenchModelDir(
     path.join(REPO_ROOT, ".lamina-cache", "bench-models"),
     shape,

@@ -113,6 +113,13 @@ export const BENCH_SHAPES = {
 } as const;
 export type BenchShape = keyof typeof BENCH_SHAPES;
 
+/** A shape a flag names, checked against BENCH_SHAPES (the benches' `--shape` and `--shapes`). */
+export function benchShape(value: string, flag: string): BenchShape {
+  if (!(value in BENCH_SHAPES))
+    throw new Error(`--${flag}: unknown shape "${value}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
+  return value as BenchShape;
+}
+
 /** Shapes whose Hugging Face form the random-weight writer does not produce (gpt-oss stacks its experts). */
 const GGUF_ONLY: ReadonlySet<BenchShape> = new Set(["gpt-oss-20b-4l"]);
 

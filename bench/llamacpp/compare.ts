@@ -29,13 +29,7 @@ import { loadKernelBackend } from "../../src/kernels/index.js";
 import { loadModel } from "../../src/model/load.js";
 import type { DType } from "../../src/model/tensor.js";
 import { intFlag, intListFlag } from "../common/flags.js";
-import {
-  BENCH_SHAPES,
-  type BenchShape,
-  benchPrompt,
-  DEFAULT_SHAPES,
-  ensureBenchModel,
-} from "./bench-models.js";
+import { benchPrompt, benchShape, DEFAULT_SHAPES, ensureBenchModel } from "./bench-models.js";
 import { LlamaCppRunner } from "./llamacpp.js";
 import type { EngineRunner } from "./measure.js";
 import { OursRunner } from "./ours.js";
@@ -47,11 +41,9 @@ function flag(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
 }
 
-const shapes = flag("shapes", DEFAULT_SHAPES.join(",")).split(",") as BenchShape[];
-for (const s of shapes) {
-  if (!(s in BENCH_SHAPES))
-    throw new Error(`--shapes: unknown shape "${s}" (${Object.keys(BENCH_SHAPES).join(", ")})`);
-}
+const shapes = flag("shapes", DEFAULT_SHAPES.join(","))
+  .split(",")
+  .map((s) => benchShape(s, "shapes"));
 const reps = intFlag(flag("reps", "3"), "reps");
 const tokens = intFlag(flag("tokens", "32"), "tokens");
 const threads = intFlag(flag("threads", "2"), "threads");

@@ -24,13 +24,7 @@ import { loadModel } from "../../src/model/load.js";
 import { buildColocatedEngine } from "../../src/placement/build.js";
 import { benchArgs, intFlag } from "../common/flags.js";
 import { bestTime, REPO_ROOT, writeResults } from "../common/results.js";
-import {
-  BENCH_SHAPES,
-  type BenchShape,
-  benchPrompt,
-  ensureBenchModel,
-  ensureBenchModelDir,
-} from "./bench-models.js";
+import { benchPrompt, benchShape, ensureBenchModel, ensureBenchModelDir } from "./bench-models.js";
 
 const { values } = benchArgs({
   options: {
@@ -42,9 +36,7 @@ const { values } = benchArgs({
     models: { type: "string", default: path.join(REPO_ROOT, ".lamina-cache", "bench-models") },
   },
 });
-if (!(values.shape in BENCH_SHAPES))
-  throw new Error(`--shape takes ${Object.keys(BENCH_SHAPES).join(", ")}; got "${values.shape}"`);
-const shape = values.shape as BenchShape;
+const shape = benchShape(values.shape, "shape");
 const threads = intFlag(values.threads, "threads");
 const tokens = intFlag(values.tokens, "tokens", 2);
 const reps = intFlag(values.reps, "reps");

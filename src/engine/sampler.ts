@@ -1,5 +1,5 @@
 import type { KernelBackend } from "../kernels/backend.js";
-import { samplingRows } from "../kernels/sampling-rows.js";
+import { BUCKET_SHIFT, samplingRows } from "../kernels/sampling-rows.js";
 import type { LogitBias, SamplingParams, TokenLogprob } from "./api.js";
 import type { Rng } from "./rng.js";
 
@@ -132,16 +132,8 @@ export class Sampler {
   private topKSoftmax(logits: Float32Array, off: number, k: number, inv: number): number {
     const n = this.kernels.topK(logits, off, this.vocabSize, k, this.idx);
     this.idx.subarray(0, n).sort();
-    let max = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < n; j++) max = Math.max(max, logits[off + this.idx[j]!]!);
-    let sum = 0;
-    for (let j = 0; j < n; j++) {
-      const e = Math.exp((logits[off + this.idx[j]!]! - max) * inv);
-      this.probs[j] = e;
-      sum += e;
-    }
-    const scale = 1 / sum;
-    for (let j = 0; j < n; j++) this.probs[j] = this.probs[j]! * scale;
+    for (let j = 0; j < n; j++) this.probs[j] = logits[off + this.idx[j]!]!;
+    this.kernels.rowSoftmax(this.probs, this.probs, 0, n, inv);
     return n;
   }
 
@@ -233,12 +225,13 @@ export class Sampler {
     // The boundary bucket's members as sort keys (probability descending, then token id); the mass
     // above it summed. Walking the sorted keys finds the last member the nucleus takes.
     const keys = this.sortKeys;
+    const keyOf = (c: number): number => (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]!;
     let edge = 0;
     let cum = 0;
     for (let c = 0; c < m; c++) {
       const b = bits[c]! >>> BUCKET_SHIFT;
       if (b > boundary) cum += probs[c]!;
-      else if (b === boundary) keys[edge++] = (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]!;
+      else if (b === boundary) keys[edge++] = keyOf(c);
     }
     keys.subarray(0, edge).sort();
     let last = edge - 1;
@@ -256,7 +249,7 @@ export class Sampler {
     let w = 0;
     for (let c = 0; c < m; c++) {
       const b = bits[c]! >>> BUCKET_SHIFT;
-      if (b > boundary || (b === boundary && (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]! <= lastKey)) {
+      if (b > boundary || (b === boundary && keyOf(c) <= lastKey)) {
         idx[w] = idx[c]!;
         probs[w++] = probs[c]!;
       }
@@ -313,8 +306,6 @@ export class Sampler {
   }
 }
 
-/** top-p's buckets: a probability's float32 bits shifted right by BUCKET_SHIFT, as nucleusCandidates takes them. */
-const BUCKET_SHIFT = 20;
 /** Sort keys: (MAX_PROB_BITS - a probability's bits) * ID_SPAN + token id, exact in a double (below 2^51). */
 const MAX_PROB_BITS = 0x7fffffff;
 const ID_SPAN = 1 << 20;

@@ -391,14 +391,7 @@ export class ReferenceBackend implements KernelBackend {
 
   softmax(x: Float32Array, nRows: number, dim: number): void {
     checkLength("softmax", "x", x, nRows * dim);
-    for (let r = 0; r < nRows; r++) {
-      const o = r * dim;
-      let m = Number.NEGATIVE_INFINITY;
-      for (let i = 0; i < dim; i++) m = Math.max(m, x[o + i]!);
-      let sum = 0;
-      for (let i = 0; i < dim; i++) sum += Math.exp(x[o + i]! - m);
-      for (let i = 0; i < dim; i++) x[o + i] = Math.exp(x[o + i]! - m) / sum;
-    }
+    for (let r = 0; r < nRows; r++) samplingRows.rowSoftmax(x.subarray(r * dim), x, r * dim, dim, 1);
   }
 
   rowSoftmax(out: Float32Array, x: Float32Array, off: number, n: number, scale: number): void {

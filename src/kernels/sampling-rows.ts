@@ -1,5 +1,6 @@
 /**
- * The sampler's row kernels in TypeScript (KernelBackend's rowSoftmax, argmax and drawIndex): the
+ * The sampler's row kernels in TypeScript (KernelBackend's rowSoftmax, argmax, drawIndex, topK and
+ * nucleusCandidates): the
  * reference backend's, and the sampler's own where it has no kernels. The native addon's
  * (sampling_kernels.h) are vector passes of the same definitions.
  */
@@ -84,8 +85,11 @@ export function topK(x: Float32Array, off: number, n: number, kWanted: number, i
   return k;
 }
 
-/** nucleusCandidates' buckets: a probability's float32 bits shifted right by BUCKET_SHIFT (its exponent and 3 mantissa bits). */
-const BUCKET_SHIFT = 20;
+/**
+ * nucleusCandidates' buckets: a probability's float32 bits shifted right by BUCKET_SHIFT (its
+ * exponent and 3 mantissa bits), as the addon's (sampling_kernels.h) and the sampler's top-p take them.
+ */
+export const BUCKET_SHIFT = 20;
 const bucketMass = new Float64Array(1 << (31 - BUCKET_SHIFT));
 const bitsOf = new Uint32Array(1);
 const floatOf = new Float32Array(bitsOf.buffer);

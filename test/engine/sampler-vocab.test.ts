@@ -49,6 +49,17 @@ function nucleusOf(p: Float64Array, topP: number): Set<number> {
   return kept;
 }
 
+/** The distinct tokens `sampler` draws from x under `input` for seeds 0 .. seeds − 1, ascending. */
+function tokensDrawn(sampler: Sampler, x: Float32Array, input: SamplingInput, seeds: number): number[] {
+  const seen = new Set<number>();
+  for (let seed = 0; seed < seeds; seed++) seen.add(sampler.sample(x.slice(), 0, state(input, seed)));
+  return ascending(seen);
+}
+
+function ascending(xs: Iterable<number>): number[] {
+  return [...xs].sort((a, b) => a - b);
+}
+
 /** |observed − expected| in standard deviations of a binomial proportion over n draws. */
 function sigmas(observed: number, p: number, n: number): number {
   return Math.abs(observed - p) / Math.sqrt((p * (1 - p)) / n);
@@ -90,18 +101,8 @@ describe("the sampler over a large vocabulary", () => {
     x[100] = 10;
     for (let t = 200; t < 210; t++) x[t] = 8;
     const nucleus = nucleusOf(probsOf(x, 1), 0.5);
-    assert.deepEqual(
-      [...nucleus].sort((a, b) => a - b),
-      [100, 200, 201, 202, 203, 204],
-    );
-    const sampler = new Sampler(V);
-    const seen = new Set<number>();
-    for (let seed = 0; seed < 400; seed++)
-      seen.add(sampler.sample(x.slice(), 0, state({ temperature: 1, topP: 0.5 }, seed)));
-    assert.deepEqual(
-      [...seen].sort((a, b) => a - b),
-      [...nucleus].sort((a, b) => a - b),
-    );
+    assert.deepEqual(ascending(nucleus), [100, 200, 201, 202, 203, 204]);
+    assert.deepEqual(tokensDrawn(new Sampler(V), x, { temperature: 1, topP: 0.5 }, 400), ascending(nucleus));
   });
 
   it("a seed's draw stays put when the logits move in their last bits (a sequence batched otherwise)", () => {
@@ -204,17 +205,11 @@ describe("the sampler over a large vocabulary", () => {
     x[5] = 29.8;
     const p = probsOf(x, 1);
     const nucleus = nucleusOf(p, 0.7);
-    assert.deepEqual(
-      [...nucleus].sort((a, b) => a - b),
-      [5, wide - 2, wide - 1],
-    );
-    const sampler = new Sampler(wide);
-    const seen = new Set<number>();
-    for (let seed = 0; seed < 60; seed++)
-      seen.add(sampler.sample(x.slice(), 0, state({ temperature: 1, topP: 0.7 }, seed)));
-    assert.deepEqual(
-      [...seen].sort((a, b) => a - b),
-      [5, wide - 2, wide - 1],
-    );
+    assert.deepEqual(ascending(nucleus), [5, wide - 2, wide - 1]);
+    assert.deepEqual(tokensDrawn(new Sampler(wide), x, { temperature: 1, topP: 0.7 }, 60), [
+      5,
+      wide - 2,
+      wide - 1,
+    ]);
   });
 });

@@ -377,7 +377,7 @@ class Kernels : public Napi::Addon<Kernels> {
     float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, rows * dim).data);
     const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, rows * dim).data);
     const KernelTable* k = table_;
-    parallelRange(rows, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->softmax(out, x, dim, log, a, b); });
+    parallelRange(rows, std::max<int64_t>(1, 32768 / dim), [&](int64_t a, int64_t b) { k->softmax(out, x, dim, log, 1.0f, a, b); });
   }
 
   // ---- The sampler's rows (sampling_kernels.h): one row, on the calling thread ----
@@ -391,7 +391,7 @@ class Kernels : public Napi::Addon<Kernels> {
     if (!(scale > 0) || !std::isfinite(scale)) rangeError(info.Env(), "rowSoftmax: scale must be positive and finite");
     float* out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n).data);
     const float* x = static_cast<const float*>(array(info, 1, m, "x", napi_float32_array, off + n).data);
-    table_->rowSoftmax(out, x + off, n, float(scale));
+    table_->softmax(out, x + off, n, false, float(scale), 0, 1);
   }
 
   // argmax(x, off, n): the first index in [0, n) of the largest of x[off, off + n).

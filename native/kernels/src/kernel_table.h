@@ -114,8 +114,8 @@ struct KernelTable {
                const float* sin, int64_t t0, int64_t t1);
   void (*siluMul)(float* out, const float* g, const float* u, int64_t i0, int64_t i1);
   void (*add)(float* out, const float* a, const float* b, int64_t i0, int64_t i1);
-  // Softmax (or log-softmax) of rows [r0, r1); out may alias x.
-  void (*softmax)(float* out, const float* x, int64_t dim, bool log, int64_t r0, int64_t r1);
+  // Softmax (or log-softmax) of scale * x over rows [r0, r1), scale > 0; out may alias x.
+  void (*softmax)(float* out, const float* x, int64_t dim, bool log, float scale, int64_t r0, int64_t r1);
   void (*kvWrite)(const KvArgs& c, const float* k, const float* v, const int32_t* slots, int64_t t0, int64_t t1);
   // Query token t's heads of KV heads [h0, h1) (G = nHeads / nKvHeads query heads each) against
   // its keys [p0, p1): writes the normalised output of the task's query head g to
@@ -171,9 +171,8 @@ struct KernelTable {
   // The smallest batch whose bf16 products take packed activations: kSmallBatch + 1, except where
   // the AMX tiles take smaller batches (amx_bf16.h, kAmxFromTokens).
   int64_t bf16PackedFrom;
-  // The sampler's rows (sampling_kernels.h): out = softmax(scale * x) over n; the first index of
-  // x's largest value; the index a draw u in [0, 1) lands on in a row of probabilities.
-  void (*rowSoftmax)(float* out, const float* x, int64_t n, float scale);
+  // The sampler's rows (sampling_kernels.h; its softmax at a temperature is `softmax`'s scale): the
+  // first index of x's largest value; the index a draw u in [0, 1) lands on in a row of probabilities.
   int64_t (*argmax)(const float* x, int64_t n);
   int64_t (*drawIndex)(const float* p, int64_t n, double u);
   // The k largest of x[0, n), ties to the lower index, their indices in idx[0, k) (unordered).

@@ -109,8 +109,11 @@ void add(float* out, const float* a, const float* b, int64_t i0, int64_t i1) {
   for (; i < i1; i++) out[i] = a[i] + b[i];
 }
 
-void softmax(float* out, const float* x, int64_t dim, bool log, int64_t r0, int64_t r1) {
+// Softmax (or log-softmax) of scale * x over rows [r0, r1), scale > 0 (the sampler's temperature;
+// 1 elsewhere, where the result is what it was without one).
+void softmax(float* out, const float* x, int64_t dim, bool log, float scale, int64_t r0, int64_t r1) {
   const int64_t dv = dim / W * W;
+  const vf sc = splat(scale);
   for (int64_t r = r0; r < r1; r++) {
     const float* xr = x + r * dim;
     float* o = out + r * dim;
@@ -122,18 +125,18 @@ void softmax(float* out, const float* x, int64_t dim, bool log, int64_t r0, int6
     vf sv = splat(0.0f);
     double sum = 0;
     if (log) {
-      for (i = 0; i < dv; i += W) sv += vexp(loadf(xr + i) - m);
-      for (; i < dim; i++) sum += std::exp(xr[i] - m);
-      const float logZ = float(m + std::log(sum + hsum(sv)));
-      for (i = 0; i < dv; i += W) storef(o + i, loadf(xr + i) - logZ);
-      for (; i < dim; i++) o[i] = xr[i] - logZ;
+      for (i = 0; i < dv; i += W) sv += vexp((loadf(xr + i) - m) * sc);
+      for (; i < dim; i++) sum += std::exp((xr[i] - m) * scale);
+      const float logZ = float(m * scale + std::log(sum + hsum(sv)));
+      for (i = 0; i < dv; i += W) storef(o + i, loadf(xr + i) * sc - logZ);
+      for (; i < dim; i++) o[i] = xr[i] * scale - logZ;
     } else {
       for (i = 0; i < dv; i += W) {
-        const vf e = vexp(loadf(xr + i) - m);
+        const vf e = vexp((loadf(xr + i) - m) * sc);
         storef(o + i, e);
         sv += e;
       }
-      for (; i < dim; i++) sum += (o[i] = std::exp(xr[i] - m));
+      for (; i < dim; i++) sum += (o[i] = std::exp((xr[i] - m) * scale));
       const float inv = float(1.0 / (sum + hsum(sv)));
       for (i = 0; i < dv; i += W) storef(o + i, loadf(o + i) * inv);
       for (; i < dim; i++) o[i] *= inv;
@@ -346,7 +349,7 @@ const KernelTable* LK_CAT(table_, LK_VARIANT)() {
 #else
       lk::kSmallBatch + 1,
 #endif
-      LK_VARIANT::rowSoftmax, LK_VARIANT::argmax, LK_VARIANT::drawIndex, LK_VARIANT::topK,
+      LK_VARIANT::argmax, LK_VARIANT::drawIndex, LK_VARIANT::topK,
       LK_VARIANT::nucleusCandidates,
   };
   return &table;

@@ -1,31 +1,9 @@
-// The sampler's row kernels (engine/sampler.ts): the vocabulary's softmax at a temperature, the
-// greedy argmax, and a draw from a row of probabilities. A sampled row of a 128k-token vocabulary
+// The sampler's row kernels (engine/sampler.ts; its softmax at a temperature is kernels.cpp's
+// softmax with a scale): the greedy argmax, top-k, top-p's candidates and a draw from a row of
+// probabilities. A sampled row of a 128k-token vocabulary
 // took 1.8-2.5 ms in JavaScript (an exp, then two more passes, per token); these are vector passes.
 // Included by kernels.cpp inside its variant namespace.
 #pragma once
-
-// out[i] = softmax(scale * x[i]) over [0, n), scale > 0: the row at temperature 1 / scale. A row of
-// -inf (every token banned) gives NaN, as the JavaScript loop does.
-inline void rowSoftmax(float* out, const float* x, int64_t n, float scale) {
-  const int64_t nv = n / W * W;
-  vf mv = splat(-INFINITY);
-  int64_t i = 0;
-  for (; i < nv; i += W) mv = vmax(loadf(x + i), mv);
-  float m = nv ? hmax(mv) : -INFINITY;
-  for (; i < n; i++) m = std::max(m, x[i]);
-  const vf sc = splat(scale);
-  vf sv = splat(0.0f);
-  double sum = 0;
-  for (i = 0; i < nv; i += W) {
-    const vf e = vexp((loadf(x + i) - m) * sc);
-    storef(out + i, e);
-    sv += e;
-  }
-  for (; i < n; i++) sum += (out[i] = std::exp((x[i] - m) * scale));
-  const float inv = float(1.0 / (sum + hsum(sv)));
-  for (i = 0; i < nv; i += W) storef(out + i, loadf(out + i) * inv);
-  for (; i < n; i++) out[i] *= inv;
-}
 
 // The first index of the largest value of x[0, n), as a scan from x[0] keeping the first value
 // greater than the best so far finds it (a NaN never wins; x[0] NaN: 0).
@@ -149,21 +127,23 @@ inline double blockSum(const float* p, int64_t b, int64_t e) {
 }
 
 // With u in [0, 1): the first j whose running sum of p[0..j] exceeds u * sum(p[0, n)), n - 1 if
-// none does (rounding). Sums of 64-element blocks find the block, a scalar walk the element.
+// none does (rounding). Sums of 64-element blocks, taken once, find the block; a scalar walk the
+// element.
 inline int64_t drawIndex(const float* p, int64_t n, double u) {
   constexpr int64_t B = 64;
+  static thread_local std::vector<double> sums;
+  sums.resize(size_t((n + B - 1) / B));
   double total = 0;
-  for (int64_t b = 0; b < n; b += B) total += blockSum(p, b, std::min(n, b + B));
+  for (int64_t b = 0; b < n; b += B) total += (sums[size_t(b / B)] = blockSum(p, b, std::min(n, b + B)));
   const double target = u * total;
   double cum = 0;
   for (int64_t b = 0; b < n; b += B) {
-    const int64_t e = std::min(n, b + B);
-    const double s = blockSum(p, b, e);
+    const double s = sums[size_t(b / B)];
     if (cum + s <= target) {
       cum += s;
       continue;
     }
-    for (int64_t j = b; j < e; j++) {
+    for (int64_t j = b, e = std::min(n, b + B); j < e; j++) {
       cum += p[j];
       if (cum > target) return j;
     }
