@@ -22,7 +22,8 @@
 // in L2, whose single call (tens of µs) the timer and the call's own cost would blur.
 // --read-ahead: whether float caches' KV rows are asked for ahead in software (read_ahead_policy.h):
 // "default" (what this CPU gets: on for Intel's), "on", "off", or a list to compare them in the same
-// repetitions; each row's "reads" column says which ran ("ahead" or "hw").
+// repetitions; each row's "reads" column says which ran ("ahead" or "hw"; by default the vdpbf16ps
+// kernels ask ahead on every CPU, the others on Intel's).
 //
 // Beside the read limit each row states the arithmetic limit: the flops of the two products (q·K
 // and p·V, 4 · query heads · head_dim per token) per byte of K and V read, against the peak of the
@@ -93,11 +94,19 @@ const readAheadModes = readAheadFlag(values["read-ahead"]);
 const arms = variantFlag(backend, values.variant).flatMap((variant) =>
   readAheadModes.map((readAhead) => ({ variant, readAhead })),
 );
-/** Selects an arm's variant and read-ahead; returns whether its reads go ahead in software. */
-function selectArm(arm: (typeof arms)[number]): boolean {
+/** Selects an arm's variant and read-ahead. */
+function selectArm(arm: (typeof arms)[number]): void {
   backend.selectVariant(arm.variant);
   backend.setReadAhead(arm.readAhead);
-  return backend.info().readAhead;
+}
+/**
+ * Whether an arm's float-cache reads go ahead in software on a cache of `dtype`: the vdpbf16ps
+ * kernels (attentionInstruction's) follow their own policy (readAheadBf16Dot).
+ */
+function armReadsAhead(arm: (typeof arms)[number], dtype: KvDType, group: number): boolean {
+  const dot = attentionInstruction(arm.variant, dtype, group) === "vdpbf16ps";
+  selectArm(arm);
+  return dot ? backend.info().readAheadBf16Dot : backend.info().readAhead;
 }
 const kvDtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 
@@ -227,7 +236,7 @@ function measure(args: AttentionArgs, blockSize: number, threads: number): Row[]
   // Each variant's instruction peak: a loop in registers, so it can run between a read and a call
   // without warming anything.
   const instructions = arms.map((arm) => attentionInstruction(arm.variant, dtype, nHeads / nKvHeads));
-  const aheads = arms.map(selectArm);
+  const aheads = arms.map((arm) => armReadsAhead(arm, dtype, nHeads / nKvHeads));
   const peakFlops = arms.map(() => 0);
   const peaks = arms.map((arm, i) => () => {
     if (instructions[i] === null) return;

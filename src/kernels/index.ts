@@ -103,8 +103,13 @@ const AMX_PROMPT_ATTENTION = `fp32 multiply-add for decode tokens (K and V widen
 const REFERENCE_ATTENTION = "fp32, one query token at a time (the TypeScript reference)";
 const READ_AHEAD =
   "float weights' rows 4 KiB and KV rows 16 KiB ahead in software (this CPU's default: Intel's)";
-const HARDWARE_READS =
-  "float weights and caches through the hardware prefetcher (int8 caches and quantized weights ask ahead)";
+/** What the reads line says where float weights and caches are left to the hardware prefetcher. */
+function hardwareReads(bf16DotAhead: boolean): string {
+  const ahead = bf16DotAhead
+    ? "int8 caches, grouped queries on bf16 caches and quantized weights"
+    : "int8 caches and quantized weights";
+  return `float weights and caches through the hardware prefetcher (${ahead} ask ahead)`;
+}
 
 const RELEVANT_FLAGS = [
   "sse4_2",
@@ -188,7 +193,7 @@ export function kernelReport(): KernelReport {
         : i.tiles
           ? AMX_PROMPT_ATTENTION
           : WIDENED_ATTENTION,
-      reads: i.readAhead ? READ_AHEAD : HARDWARE_READS,
+      reads: i.readAhead ? READ_AHEAD : hardwareReads(i.bf16DotAttention && i.readAheadBf16Dot),
       threads: i.threads,
       addonPath: path,
     };

@@ -49,6 +49,12 @@ export interface NativeAddon {
      * setReadAhead forces it).
      */
     readAhead: boolean;
+    /**
+     * Whether decode attention through vdpbf16ps (grouped queries on a bf16 cache, where
+     * bf16DotAttention) asks for its KV rows ahead: by default on every CPU; setReadAhead forces it
+     * with readAhead.
+     */
+    readAheadBf16Dot: boolean;
   };
   selectVariant(name: string): void;
   setThreads(n: number): void;

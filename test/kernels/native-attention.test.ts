@@ -353,12 +353,14 @@ test("the read-pattern yardstick reads every K and V row (int8: group and scales
 });
 
 test("decode attention gives the same bits with its KV rows asked for ahead in software and without (every float dtype and variant); the default follows the CPU's vendor", () => {
-  // Software read-ahead is on by default on Intel CPUs only (read_ahead_policy.h), and asks for
+  // Software read-ahead is on by default on Intel CPUs only, and for grouped queries through
+  // vdpbf16ps on every CPU (read_ahead_policy.h), and asks for
   // each step's rows in the order the kernels take them, gathered two steps ahead, for rows of 128
   // bytes or more in tasks of 1 MiB or more (read_ahead.h's aheadPays): a context of 3000 keys
   // makes such tasks; GQA and MHA, blocks of 16 and 64, head_dim 8 (never ahead) to 128.
   const intel = /^vendor_id\s*:\s*GenuineIntel$/m.test(readFileSync("/proc/cpuinfo", "utf8"));
   assert.equal(native.info().readAhead, intel, "the default");
+  assert.equal(native.info().readAheadBf16Dot, true, "the default for vdpbf16ps");
   try {
     for (const [ci, c] of LONG_CASES.entries())
       for (const dtype of KV_DTYPES) {
@@ -370,9 +372,11 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
             const what = `${v} ${dtype} heads ${c.nHeads}/${c.nKvHeads} d${c.headDim} bs${c.blockSize}`;
             native.setReadAhead(true);
             assert.equal(native.info().readAhead, true);
+            assert.equal(native.info().readAheadBf16Dot, true);
             const ahead = run(native, s.natCache, s, c);
             native.setReadAhead(false);
             assert.equal(native.info().readAhead, false);
+            assert.equal(native.info().readAheadBf16Dot, false);
             const plain = run(native, s.natCache, s, c);
             assert.deepEqual(ahead.out, plain.out, `out ${what}`);
             assert.deepEqual(ahead.lse, plain.lse, `lse ${what}`);
@@ -385,6 +389,7 @@ test("decode attention gives the same bits with its KV rows asked for ahead in s
     native.setReadAhead(null);
   }
   assert.equal(native.info().readAhead, intel, "null restores the default");
+  assert.equal(native.info().readAheadBf16Dot, true, "null restores the default (every CPU)");
   assert.throws(() => native.setReadAhead("on" as unknown as boolean), {
     name: "TypeError",
     message: /setReadAhead: on must be a boolean or null/,

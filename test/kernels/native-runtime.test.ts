@@ -124,6 +124,10 @@ test("loadKernelBackend honours LAMINA_BACKEND and validates its options", () =>
   assert.equal(/through AMX/.test(r.bf16Attention), native.info().tiles);
   // and how decode attention's KV rows reach the cores (asked for ahead in software on Intel CPUs).
   assert.equal(/ahead in software \(this CPU's default/.test(r.reads), native.info().readAhead);
+  // Grouped queries through vdpbf16ps ask ahead on every CPU by default.
+  assert.equal(native.info().readAheadBf16Dot, true);
+  if (!native.info().readAhead)
+    assert.equal(/grouped queries on bf16 caches/.test(r.reads), native.info().bf16DotAttention, r.reads);
   // The start-up log's kernel line (describe) says so too.
   assert.equal(/weights and KV rows asked for ahead/.test(native.describe()), native.info().readAhead);
   if (!process.env.LAMINA_KERNEL_VARIANT) {

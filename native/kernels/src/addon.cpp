@@ -154,6 +154,7 @@ class Kernels : public Napi::Addon<Kernels> {
     o.Set("int8Attention", table_->int8Attention());
     // Whether the streaming kernels ask for what they read ahead in software now.
     o.Set("readAhead", lk::readAhead());
+    o.Set("readAheadBf16Dot", lk::readAheadBf16Dot());
     o.Set("threads", threads());
     Napi::Array cpu = Napi::Array::New(env);
     uint32_t i = 0;
@@ -702,6 +703,7 @@ class Kernels : public Napi::Addon<Kernels> {
     a.scale = float(number(info, 16, m, "scale"));
     a.softcap = present(info, 18) ? float(number(info, 18, m, "softcap")) : 0.0f;
     a.readAhead = lk::readAhead();
+    a.readAheadBf16Dot = lk::readAheadBf16Dot();
     if (!(a.softcap >= 0)) rangeError(env, std::string(m) + ": softcap must be 0 (none) or positive");
     if (a.nHeads % nKv) typeError(env, std::string(m) + ": nHeads must be a multiple of cache.nKvHeads");
     a.out = static_cast<float*>(array(info, 0, m, "out", napi_float32_array, n * a.nHeads * D).data);

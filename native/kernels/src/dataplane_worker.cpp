@@ -310,6 +310,7 @@ AttnArgs Worker::args(TagState& s, int layer, int tag, float* out, const int32_t
   a.scale = c_.scales[size_t(layer)];
   a.softcap = c_.softcaps[size_t(layer)];
   a.readAhead = readAhead();
+  a.readAheadBf16Dot = readAheadBf16Dot();
   a.lse = lse;
   return a;
 }

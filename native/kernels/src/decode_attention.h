@@ -78,7 +78,8 @@ uint64_t attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int
   Step steps[3];
   int64_t rowsOf[3][kChunk];  // each gathered step's keys' row offsets, in the order the kernels read them
   const int64_t* rows = rowsOf[0];  // the rows of the step being read
-  // Where this CPU gains by it (a.readAhead: Intel's), the kernels' reads are asked for
+  // Where this CPU gains by it (a.readAhead: Intel's; a.readAheadBf16Dot for the vdpbf16ps kernels:
+  // every CPU's), the kernels' reads are asked for
   // kReadAheadBytes ahead in their order, across steps, paced from each kernel call; elsewhere,
   // with grouped queries, each row feeds several heads' arithmetic, and the core, busy with it,
   // keeps too few of the rows' cache misses in flight: the reads and the arithmetic took about the
@@ -87,7 +88,7 @@ uint64_t attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int
   // 4,096, 2 threads, bf16, calls back to back: 2.6-2.8 against 2.9-3.2 ms a call on avx512bf16
   // (both with quadScores), 4.8-5.0 against 5.0-5.1 on avx2; for MHA it was slower (15.3 against
   // 13.3 ms), so only G >= 2 does it.
-  const bool readAhead = a.readAhead && aheadPays(rowBytes, (p1 - p0) * nh * rowBytes * 2),
+  const bool readAhead = (dp ? a.readAheadBf16Dot : a.readAhead) && aheadPays(rowBytes, (p1 - p0) * nh * rowBytes * 2),
              prefetchNext = !readAhead && G >= 2;
   int64_t gathered = 1;  // the last step gathered
   auto ra = makeReadAhead(

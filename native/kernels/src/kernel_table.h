@@ -66,8 +66,10 @@ struct AttnArgs {
   float* lse;  // or null
   float softcap;  // scores become softcap * tanh(score / softcap) before the softmax; 0: none
   // Whether decode attention on a float cache asks for its KV rows ahead in software (read_ahead.h;
-  // lk::readAhead() says whether this CPU gains by it). The int8 dot-product paths always do.
+  // lk::readAhead() says whether this CPU gains by it), and where it multiplies a bf16 cache through
+  // vdpbf16ps (lk::readAheadBf16Dot()). The int8 dot-product paths always do.
   bool readAhead;
+  bool readAheadBf16Dot;
 };
 
 // Prompt tiles (attentionTile): a tile's rows are its tokens' query heads of one KV head, at most

@@ -28,6 +28,11 @@ bool readAhead() {
   return intel;
 }
 
+bool readAheadBf16Dot() {
+  const int forced = gMode.load(std::memory_order_relaxed);
+  return forced < 0 || forced == 1;
+}
+
 void setReadAhead(int mode) { gMode.store(mode < 0 ? -1 : mode ? 1 : 0, std::memory_order_relaxed); }
 
 }  // namespace lk
