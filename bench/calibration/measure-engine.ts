@@ -97,7 +97,7 @@ export async function measureEngineOverheads(
 }
 
 /** Windows the message latency is measured in (see measureShmLink). */
-const LATENCY_WINDOWS = 3;
+const LATENCY_WINDOWS = 5;
 
 /**
  * The shared-memory message link as a per-layer exchange uses it, the far end on another thread
@@ -156,7 +156,10 @@ export async function measureShmLink(
   }
   // The median of LATENCY_WINDOWS windows, each on a fresh channel and thread: one window's median
   // read 1.6 ms one way where the windows around it read 0.18-0.26 ms (a burst of the host's other
-  // work covered it), and PD's and Adrenaline's predictions follow this latency closely.
+  // work covered it), and PD's and Adrenaline's predictions follow this latency closely. With three
+  // windows one profile of four still read 0.88 ms (the others 0.18-0.24), which took Adrenaline's
+  // predicted throughput from +5% to -15% and -19% in the two rounds it was averaged into while the
+  // engine's measured throughput did not move (AMD EPYC, 2026-12-07): five windows.
   const windows: number[] = [];
   for (let w = 0; w < LATENCY_WINDOWS; w++) {
     const held = await echo(exchange.holdMicros);
