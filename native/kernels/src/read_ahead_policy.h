@@ -17,8 +17,8 @@ bool readAhead();
  * Whether decode attention through vdpbf16ps (grouped queries on a bf16 cache, the AVX-512-BF16
  * build) asks for its KV rows ahead: on every vendor by default. Each row there feeds four query
  * heads' dot products, and on the AVX-512 EPYC (family 26) the hardware prefetcher alone left the
- * reads and that arithmetic taking nearly the sum of their times: asking ahead read 1.03-1.41x
- * faster in 8 of 8 rows (batch 8, 8 KV heads, 4k and 16k, two runs), where the widening f16 and
+ * reads and that arithmetic taking nearly the sum of their times: asking ahead read 1.04-1.40x
+ * faster in 8 of 8 rows (batch 8, 8 KV heads, 4k and 16k, four runs), where the widening f16 and
  * f32 kernels and the weights' products were level or slower with it (BENCHMARKS.md). Forced with
  * readAhead by setReadAhead.
  */
