@@ -92,10 +92,10 @@ uint64_t attentionPart(const AttnArgs& a, int64_t t, int64_t h0, int64_t h1, int
              prefetchNext = !readAhead && G >= 2;
   int64_t gathered = 1;  // the last step gathered
   auto ra = makeReadAhead(
-      kReadAheadBytes, nh, rowBytes, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
-      [&](int64_t st, int phase, int64_t kh, int64_t j) {
-        return static_cast<const char*>(phase ? c.v : c.k) + (rowsOf[st % 3][j] + kh * headStride) * es;
-      });
+      kReadAheadBytes, nh, rowBytes,
+      ReadLayout{static_cast<const char*>(c.k), static_cast<const char*>(c.v), 0, headStride, es},
+      [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
+      [&](int64_t st) -> const int64_t* { return rowsOf[st % 3]; });
   auto pace = [&](int64_t n) {
     if (readAhead) ra.consumed(n * rowBytes);
   };

@@ -185,10 +185,10 @@ inline uint64_t attentionIntDot(const lk::AttnArgs& a, int64_t t, int64_t h0, in
   // The kernels' reads asked for kReadAheadBytes ahead, in their order (each head's K groups, then
   // each head's V groups, step by step), paced from inside the tiles' loops.
   auto ra = makeReadAhead(
-      kReadAheadBytes, nKvTask, 4 * D, [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
-      [&](int64_t st, int phase, int64_t kh, int64_t j) {
-        return reinterpret_cast<const char*>((phase ? v8 : k8) + (steps[st % 3].row[j] + (h0 + kh) * bs) * D);
-      });
+      kReadAheadBytes, nKvTask, 4 * D,
+      ReadLayout{reinterpret_cast<const char*>(k8), reinterpret_cast<const char*>(v8), h0 * bs, bs, D},
+      [&](int64_t st) { return st <= gathered ? steps[st % 3].n : int64_t(0); },
+      [&](int64_t st) -> const int64_t* { return steps[st % 3].row; });
   auto pace = [&](int64_t bytes) { ra.consumed(bytes); };
   auto noPace = [](int64_t) {};
   for (int64_t stepNo = 0; steps[stepNo % 3].n > 0; stepNo++) {
