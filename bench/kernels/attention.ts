@@ -23,7 +23,7 @@
 // --read-ahead: whether float caches' KV rows are asked for ahead in software (read_ahead_policy.h):
 // "default" (what this CPU gets: on for Intel's), "on", "off", or a list to compare them in the same
 // repetitions; each row's "reads" column says which ran ("ahead" or "hw"; by default the vdpbf16ps
-// kernels ask ahead on every CPU, the others on Intel's).
+// kernels ask ahead on every CPU, the other float kernels on Intel's, int8's byte products always).
 //
 // Beside the read limit each row states the arithmetic limit: the flops of the two products (q·K
 // and p·V, 4 · query heads · head_dim per token) per byte of K and V read, against the peak of the
@@ -100,13 +100,15 @@ function selectArm(arm: (typeof arms)[number]): void {
   backend.setReadAhead(arm.readAhead);
 }
 /**
- * Whether an arm's float-cache reads go ahead in software on a cache of `dtype`: the vdpbf16ps
- * kernels (attentionInstruction's) follow their own policy (readAheadBf16Dot).
+ * Whether an arm's reads go ahead in software on a cache of `dtype`: the vdpbf16ps kernels
+ * (attentionInstruction's) follow their own policy (readAheadBf16Dot), int8's byte products always.
  */
 function armReadsAhead(arm: (typeof arms)[number], dtype: KvDType, group: number): boolean {
   const dot = attentionInstruction(arm.variant, dtype, group) === "vdpbf16ps";
   selectArm(arm);
-  return dot ? backend.info().readAheadBf16Dot : backend.info().readAhead;
+  const i = backend.info();
+  if (dtype === "int8") return i.int8Attention !== "widen"; // the byte-product paths always ask ahead
+  return dot ? i.readAheadBf16Dot : i.readAhead;
 }
 const kvDtypes = values.dtype.split(",").map((d) => parseKvDtype(d, "--dtype"));
 
