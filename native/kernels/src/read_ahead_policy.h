@@ -24,7 +24,10 @@ bool readAhead();
  */
 bool readAheadBf16Dot();
 
-/** Forces readAhead (and readAheadBf16Dot) on (1) or off (0), or restores the CPU's default (-1): the benchmarks' A/B. */
+/**
+ * Forces readAhead (and readAheadBf16Dot) on (1) or off (0), or restores the CPU's default (-1):
+ * the benchmarks' A/B.
+ */
 void setReadAhead(int mode);
 
 }  // namespace lk
