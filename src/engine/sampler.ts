@@ -215,7 +215,8 @@ export class Sampler {
       const j = at[c]!;
       idx[c] = identity ? j : idx[j]!;
       probs[c] = probs[j]!;
-      mass[bits[c]! >>> BUCKET_SHIFT] = mass[bits[c]! >>> BUCKET_SHIFT]! + probs[c]!;
+      const b = bits[c]! >>> BUCKET_SHIFT;
+      mass[b] = mass[b]! + probs[c]!;
     }
     let boundary = mass.length - 1;
     let above = 0;
@@ -225,13 +226,12 @@ export class Sampler {
     // The boundary bucket's members as sort keys (probability descending, then token id); the mass
     // above it summed. Walking the sorted keys finds the last member the nucleus takes.
     const keys = this.sortKeys;
-    const keyOf = (c: number): number => (MAX_PROB_BITS - bits[c]!) * ID_SPAN + idx[c]!;
     let edge = 0;
     let cum = 0;
     for (let c = 0; c < m; c++) {
       const b = bits[c]! >>> BUCKET_SHIFT;
       if (b > boundary) cum += probs[c]!;
-      else if (b === boundary) keys[edge++] = keyOf(c);
+      else if (b === boundary) keys[edge++] = this.sortKey(c);
     }
     keys.subarray(0, edge).sort();
     let last = edge - 1;
@@ -249,12 +249,17 @@ export class Sampler {
     let w = 0;
     for (let c = 0; c < m; c++) {
       const b = bits[c]! >>> BUCKET_SHIFT;
-      if (b > boundary || (b === boundary && keyOf(c) <= lastKey)) {
+      if (b > boundary || (b === boundary && this.sortKey(c) <= lastKey)) {
         idx[w] = idx[c]!;
         probs[w++] = probs[c]!;
       }
     }
     return w;
+  }
+
+  /** Candidate c's sort key: probability descending, then token id. */
+  private sortKey(c: number): number {
+    return (MAX_PROB_BITS - this.probBits[c]!) * ID_SPAN + this.idx[c]!;
   }
 
   /** The probability a sort key holds (its bits above the id). */

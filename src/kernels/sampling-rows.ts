@@ -1,8 +1,7 @@
 /**
  * The sampler's row kernels in TypeScript (KernelBackend's rowSoftmax, argmax, drawIndex, topK and
- * nucleusCandidates): the
- * reference backend's, and the sampler's own where it has no kernels. The native addon's
- * (sampling_kernels.h) are vector passes of the same definitions.
+ * nucleusCandidates): the reference backend's, and the sampler's own where it has no kernels. The
+ * native addon's (sampling_kernels.h) are vector passes of the same definitions.
  */
 
 /** out[0, n) = softmax(scale · x[off, off + n)), scale > 0. */
