@@ -37,6 +37,8 @@ export class BlockAllocator {
   private readonly byKey = new Map<string, number>();
   /** Retained blocks evicted so far. */
   evictions = 0;
+  /** One past the highest block id ever handed out: blocks from here on were never used. */
+  private highWaterMark = 0;
 
   constructor(
     readonly numBlocks: number,
@@ -62,6 +64,14 @@ export class BlockAllocator {
 
   get usedBlocks(): number {
     return this.numBlocks - this.freeBlocks;
+  }
+
+  /**
+   * One past the highest block id a table has ever taken (low ids go first, freed ones are taken
+   * again before never-used ones): the blocks from here on have never held anything.
+   */
+  get highWater(): number {
+    return this.highWaterMark;
   }
 
   /** Blocks holding a retained prefix, referenced or not. */
@@ -212,6 +222,7 @@ export class BlockAllocator {
     }
     this.refs[b] = 1;
     this.blockMoves++;
+    if (b >= this.highWaterMark) this.highWaterMark = b + 1;
     return b;
   }
 

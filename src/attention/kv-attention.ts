@@ -1,6 +1,7 @@
 import type { AttentionArgs, KernelBackend, KvDType, KvLayerCache } from "../kernels/backend.js";
 import { allocKvLayer, kvBytesPerHeadToken } from "../kernels/kv-cache.js";
 import { BlockAllocator } from "./block-allocator.js";
+import { KvPagePopulator } from "./kv-pages.js";
 import type { AttentionStep } from "./service.js";
 import { reserveInPools, windowPoolBlocks, windowSplit } from "./window-blocks.js";
 
@@ -81,6 +82,9 @@ export class KvAttention {
   readonly maxBlocksPerSeq: number;
   /** Per micro-batch (keyed by `step.microBatch`): the metadata its step was prepared with. */
   private readonly metas = new Map<number, StepMeta>();
+  /** Maps the pages of each pool's never-used blocks as reservations first reach them. */
+  private readonly pages: KvPagePopulator;
+  private readonly windowPages: KvPagePopulator | null;
   /** Softmax scale of every layer. */
   readonly scale: number;
   /** Per layer: whether it attends within the sliding window only. */
@@ -133,6 +137,9 @@ export class KvAttention {
       const g = geometry;
       this.caches.push(allocKvLayer(g.kvDtype, blocks, g.blockSize, g.numKvHeads, g.headDim, advise));
     }
+    const inPool = (window: boolean) => this.caches.filter((_, l) => this.inWindowPool(l) === window);
+    this.pages = new KvPagePopulator(backend, inPool(false), numBlocks);
+    this.windowPages = this.windowAllocator ? new KvPagePopulator(backend, inPool(true), windowBlocks) : null;
   }
 
   /** Whether layer l attends within the sliding window only. */
@@ -151,7 +158,12 @@ export class KvAttention {
    * step (which ends at numTokens) can reach are freed.
    */
   reserve(seqId: number, numTokens: number, ahead = 0): boolean {
-    return reserveInPools(this.geometry, this.allocator, this.windowAllocator, seqId, numTokens, ahead);
+    if (!reserveInPools(this.geometry, this.allocator, this.windowAllocator, seqId, numTokens, ahead))
+      return false;
+    // Blocks never used before get their pages mapped here, not one fault at a time inside kvWrite.
+    this.pages.cover(this.allocator.highWater);
+    if (this.windowAllocator) this.windowPages?.cover(this.windowAllocator.highWater);
+    return true;
   }
 
   release(seqId: number): void {

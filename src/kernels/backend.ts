@@ -29,6 +29,13 @@ export interface KernelBackend {
    */
   adviseHugePages?(x: KvData): number;
 
+  /**
+   * Optional: faults in the whole pages of x's bytes [byteOffset, byteOffset + byteLength) without
+   * changing them, so a fresh KV cache's first writes find their pages mapped. Returns the bytes
+   * populated (0: nothing done).
+   */
+  populatePages?(x: KvData, byteOffset: number, byteLength: number): number;
+
   /** out[n, rows] = x[n, cols] · Wᵀ (+ bias[rows]). */
   matmul(out: Float32Array, x: Float32Array, w: PreparedWeight, nTokens: number, bias?: Float32Array): void;
 

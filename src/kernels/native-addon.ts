@@ -220,6 +220,8 @@ export interface NativeAddon {
   /** As fmaPeak with byte-product chains (vpdpbusd, else vpmaddubsw; a multiply-add two operations); 0 on the portable build. */
   byteDotPeak(rounds: number): number;
   adviseHugePages(x: KvData | Uint8Array): number;
+  /** Faults in the whole pages of x's bytes [byteOffset, byteOffset + byteLength), contents unchanged; returns the bytes populated. */
+  populatePages(x: KvData, byteOffset: number, byteLength: number): number;
   /** The CPUs this process may run on, ascending ([] where the OS cannot say). */
   allowedCpus(): number[];
   /** Binds every thread of this process (and those they start) to `cpus`; returns the threads bound. */

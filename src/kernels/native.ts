@@ -123,6 +123,10 @@ export class NativeBackend implements KernelBackend {
     return this.addon.adviseHugePages(x);
   }
 
+  populatePages(x: KvData, byteOffset: number, byteLength: number): number {
+    return this.addon.populatePages(x, byteOffset, byteLength);
+  }
+
   /** The quantized products' variant and the ones this CPU can run. */
   quantInfo(): ReturnType<NativeAddon["quantInfo"]> {
     return this.addon.quantInfo();

@@ -1,0 +1,125 @@
+// A KV pool's pages mapped ahead of first use (KvPagePopulator): reservations that reach blocks
+// never used before populate them, a chunk ahead, in every layer's K, V (and int8 scales) of their
+// pool; blocks taken again after a release populate nothing; a backend that cannot populate is
+// left alone.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { BlockAllocator } from "../../src/attention/block-allocator.js";
+import { KvAttention, type KvGeometry } from "../../src/attention/kv-attention.js";
+import { KV_POPULATE_CHUNK_BYTES, KvPagePopulator } from "../../src/attention/kv-pages.js";
+import type { KvData } from "../../src/kernels/backend.js";
+import { allocKvLayer } from "../../src/kernels/kv-cache.js";
+import { ReferenceBackend } from "../../src/kernels/reference.js";
+
+/** A backend recording each populatePages call as [array, byteOffset, byteLength]. */
+function recording() {
+  const calls: [KvData, number, number][] = [];
+  return { calls, populatePages: (x: KvData, o: number, n: number) => (calls.push([x, o, n]), n) };
+}
+
+describe("block allocator: the high-water mark", () => {
+  test("rises with never-used blocks and stays when freed blocks are taken again", () => {
+    const a = new BlockAllocator(8, 16);
+    assert.equal(a.highWater, 0);
+    assert.ok(a.reserve(1, 40)); // blocks 0-2
+    assert.equal(a.highWater, 3);
+    a.release(1);
+    assert.ok(a.reserve(2, 48)); // the same three again
+    assert.equal(a.highWater, 3);
+    assert.ok(a.reserve(2, 64)); // and block 3
+    assert.equal(a.highWater, 4);
+  });
+});
+
+describe("KvPagePopulator", () => {
+  test("populates each array of each layer for the blocks up to the mark and a chunk beyond", () => {
+    const numBlocks = 64;
+    const caches = [0, 1].map(() => allocKvLayer("int8", numBlocks, 16, 2, 64));
+    const b = recording();
+    const bytesPerBlock = 2 * (2 * 16 * 64) + 2 * (2 * 16 * 4); // K, V, and their scales, per layer
+    const pop = new KvPagePopulator(b, caches, numBlocks);
+    const chunk = Math.floor(KV_POPULATE_CHUNK_BYTES / (2 * bytesPerBlock));
+    assert.ok(chunk >= numBlocks, "these small layers fit in one chunk");
+    pop.cover(3);
+    assert.equal(pop.populatedBlocks, numBlocks, "a chunk ahead, bounded by the pool");
+    assert.equal(b.calls.length, 2 * 4);
+    for (const c of caches)
+      for (const a of [c.k, c.v, c.kScale!, c.vScale!]) {
+        const call = b.calls.find(([x]) => x === a);
+        assert.ok(call, "every array of every layer");
+        assert.deepEqual(call.slice(1), [0, a.byteLength]);
+      }
+    pop.cover(numBlocks);
+    assert.equal(b.calls.length, 8, "nothing more to populate");
+  });
+
+  test("a large pool goes a chunk at a time, from where it stopped", () => {
+    const blockBytes = 2 * 16 * 8 * 128 * 2; // bf16 K and V of a block: 64 KiB
+    const numBlocks = Math.ceil((3 * KV_POPULATE_CHUNK_BYTES) / blockBytes);
+    const cache = allocKvLayer("bf16", numBlocks, 16, 8, 128);
+    const b = recording();
+    const pop = new KvPagePopulator(b, [cache], numBlocks);
+    const chunk = KV_POPULATE_CHUNK_BYTES / blockBytes;
+    pop.cover(1);
+    assert.equal(pop.populatedBlocks, chunk);
+    pop.cover(chunk);
+    assert.equal(b.calls.length, 2, "within the populated blocks: no call");
+    pop.cover(chunk + 1);
+    assert.equal(pop.populatedBlocks, 2 * chunk);
+    const half = blockBytes / 2;
+    assert.deepEqual(
+      b.calls.slice(2).map(([, o, n]) => [o, n]),
+      [
+        [chunk * half, chunk * half],
+        [chunk * half, chunk * half],
+      ],
+    );
+    pop.cover(numBlocks);
+    assert.equal(pop.populatedBlocks, numBlocks, "the last chunk stops at the pool's end");
+  });
+
+  test("a backend without populatePages changes nothing", () => {
+    const pop = new KvPagePopulator({}, [allocKvLayer("f32", 4, 16, 1, 8)], 4);
+    pop.cover(4);
+    assert.equal(pop.populatedBlocks, 0);
+  });
+});
+
+describe("KvAttention populates as reservations reach new blocks", () => {
+  const geometry: KvGeometry = {
+    numLayers: 3,
+    numHeads: 2,
+    numKvHeads: 1,
+    headDim: 8,
+    blockSize: 4,
+    kvDtype: "f32",
+    maxContext: 64,
+    maxTokens: 4,
+    maxSeqs: 2,
+    slidingWindow: 6,
+    slidingLayers: [true, false, true],
+  };
+
+  test("both pools' layers, once each", () => {
+    const b = recording();
+    const backend = Object.assign(new ReferenceBackend(), { populatePages: b.populatePages });
+    const kv = new KvAttention(backend, geometry, 20, true);
+    assert.equal(b.calls.length, 0, "nothing before the first reservation");
+    assert.ok(kv.reserve(1, 8));
+    // Global pool: layer 1; window pool: layers 0 and 2; K and V each, whole pools (small).
+    assert.equal(b.calls.length, 6);
+    const arrays = new Set(b.calls.map(([x]) => x));
+    for (const c of kv.caches) assert.ok(arrays.has(c.k) && arrays.has(c.v));
+    for (const [x, o, n] of b.calls) assert.deepEqual([o, n], [0, x.byteLength]);
+    assert.ok(kv.reserve(1, 40));
+    assert.equal(b.calls.length, 6, "already populated");
+  });
+
+  test("a failed reservation populates nothing", () => {
+    const b = recording();
+    const backend = Object.assign(new ReferenceBackend(), { populatePages: b.populatePages });
+    const kv = new KvAttention(backend, { ...geometry, slidingLayers: undefined, slidingWindow: null }, 2);
+    assert.equal(kv.reserve(1, 64), false);
+    assert.equal(b.calls.length, 0);
+  });
+});
