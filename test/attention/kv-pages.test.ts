@@ -14,7 +14,11 @@ import { ReferenceBackend } from "../../src/kernels/reference.js";
 /** A backend recording each populatePages call as [array, byteOffset, byteLength]. */
 function recording() {
   const calls: [KvData, number, number][] = [];
-  return { calls, populatePages: (x: KvData, o: number, n: number) => (calls.push([x, o, n]), n) };
+  const populatePages = (x: KvData, o: number, n: number) => {
+    calls.push([x, o, n]);
+    return n;
+  };
+  return { calls, populatePages };
 }
 
 describe("block allocator: the high-water mark", () => {
