@@ -10,6 +10,7 @@ import { KV_POPULATE_CHUNK_BYTES, KvPagePopulator } from "../../src/attention/kv
 import type { KvData } from "../../src/kernels/backend.js";
 import { allocKvLayer } from "../../src/kernels/kv-cache.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
+import { windowGeometry } from "../helpers/window-geometry.js";
 
 /** A backend recording each populatePages call as [array, byteOffset, byteLength]. */
 function recording() {
@@ -90,19 +91,8 @@ describe("KvPagePopulator", () => {
 });
 
 describe("KvAttention populates as reservations reach new blocks", () => {
-  const geometry: KvGeometry = {
-    numLayers: 3,
-    numHeads: 2,
-    numKvHeads: 1,
-    headDim: 8,
-    blockSize: 4,
-    kvDtype: "f32",
-    maxContext: 64,
-    maxTokens: 4,
-    maxSeqs: 2,
-    slidingWindow: 6,
-    slidingLayers: [true, false, true],
-  };
+  // Layers 0 and 2 within the window (a pool of their own), layer 1 global.
+  const geometry: KvGeometry = windowGeometry([true, false, true], 2);
 
   test("both pools' layers, once each", () => {
     const b = recording();

@@ -15,21 +15,10 @@ import {
 import { maxAttachBlocks } from "../../src/attention/remote-service.js";
 import { reserveInPools } from "../../src/attention/window-blocks.js";
 import { DEFAULT_LIMITS } from "../../src/transport/limits.js";
+import { windowGeometry } from "../helpers/window-geometry.js";
 
 // Blocks of 4, a window of 6, steps of at most 4 tokens: a step reaches back at most 9 keys.
-const g: KvGeometry = {
-  numLayers: 2,
-  numHeads: 2,
-  numKvHeads: 1,
-  headDim: 8,
-  blockSize: 4,
-  kvDtype: "f32",
-  maxContext: 64,
-  maxTokens: 4,
-  maxSeqs: 4,
-  slidingWindow: 6,
-  slidingLayers: [true, false],
-};
+const g: KvGeometry = windowGeometry([true, false], 4);
 const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
 
 function pools(windowBlocks = 8): PrefixPools {

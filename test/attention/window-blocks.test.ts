@@ -13,24 +13,13 @@ import {
 } from "../../src/attention/window-blocks.js";
 import { kvBytesPerHeadToken } from "../../src/kernels/kv-cache.js";
 import { ReferenceBackend } from "../../src/kernels/reference.js";
+import { windowGeometry } from "../helpers/window-geometry.js";
 import { randomF32, rng } from "../kernels/fixtures.js";
 
 const backend = new ReferenceBackend();
 
 /** Three layers, 0 and 2 within a window of 6, layer 1 global; blocks of 4; steps of up to 4 tokens. */
-const geometry: KvGeometry = {
-  numLayers: 3,
-  numHeads: 2,
-  numKvHeads: 1,
-  headDim: 8,
-  blockSize: 4,
-  kvDtype: "f32",
-  maxContext: 64,
-  maxTokens: 4,
-  maxSeqs: 2,
-  slidingWindow: 6,
-  slidingLayers: [true, false, true],
-};
+const geometry: KvGeometry = windowGeometry([true, false, true], 2);
 
 describe("a block table that frees its front", () => {
   test("entries below keepFrom go back to the pool and new ones there take none", () => {
