@@ -14,7 +14,7 @@ export const KV_POPULATE_CHUNK_BYTES = 32 * 2 ** 20;
  * on a VM host cost about 14 µs a page (0.3 GB/s), against 8 GB/s for the same pages populated
  * in one call. Blocks are handed out low ids first (BlockAllocator), so the blocks ever used are
  * [0, highWater): each reservation that raises the mark past the populated blocks populates the
- * blocks up to it and a chunk beyond, in every layer of the pool. Where the backend cannot
+ * blocks up to it, at least a chunk at a time, in every layer of the pool. Where the backend cannot
  * populate (the reference backend), nothing happens and pages fault as before.
  */
 export class KvPagePopulator {
@@ -37,7 +37,7 @@ export class KvPagePopulator {
     return this.populated;
   }
 
-  /** Makes sure blocks [0, highWater) are populated, a chunk ahead when it has to populate. */
+  /** Makes sure blocks [0, highWater) are populated, at least a chunk at a time. */
   cover(highWater: number): void {
     if (highWater <= this.populated || !this.backend.populatePages) return;
     const to = Math.min(this.numBlocks, Math.max(highWater, this.populated + this.chunkBlocks));

@@ -1,5 +1,5 @@
 // A KV pool's pages mapped ahead of first use (KvPagePopulator): reservations that reach blocks
-// never used before populate them, a chunk ahead, in every layer's K, V (and int8 scales) of their
+// never used before populate them, at least a chunk at a time, in every layer's K, V (and int8 scales) of their
 // pool; blocks taken again after a release populate nothing; a backend that cannot populate is
 // left alone.
 import assert from "node:assert/strict";
@@ -37,7 +37,7 @@ describe("block allocator: the high-water mark", () => {
 });
 
 describe("KvPagePopulator", () => {
-  test("populates each array of each layer for the blocks up to the mark and a chunk beyond", () => {
+  test("populates each array of each layer for the blocks up to the mark, at least a chunk at a time", () => {
     const numBlocks = 64;
     const caches = [0, 1].map(() => allocKvLayer("int8", numBlocks, 16, 2, 64));
     const b = recording();
@@ -46,7 +46,7 @@ describe("KvPagePopulator", () => {
     const chunk = Math.floor(KV_POPULATE_CHUNK_BYTES / (2 * bytesPerBlock));
     assert.ok(chunk >= numBlocks, "these small layers fit in one chunk");
     pop.cover(3);
-    assert.equal(pop.populatedBlocks, numBlocks, "a chunk ahead, bounded by the pool");
+    assert.equal(pop.populatedBlocks, numBlocks, "a whole chunk, bounded by the pool");
     assert.equal(b.calls.length, 2 * 4);
     for (const c of caches)
       for (const a of [c.k, c.v, c.kScale!, c.vScale!]) {
