@@ -1,7 +1,7 @@
 // A KV pool's pages mapped ahead of first use (KvPagePopulator): reservations that reach blocks
-// never used before populate them, at least a chunk at a time, in every layer's K, V (and int8 scales) of their
-// pool; blocks taken again after a release populate nothing; a backend that cannot populate is
-// left alone.
+// never used before populate them, at least a chunk at a time, in every layer's K, V (and int8
+// scales) of their pool; blocks taken again after a release populate nothing; a backend that
+// cannot populate is left alone.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { BlockAllocator } from "../../src/attention/block-allocator.js";
