@@ -893,7 +893,8 @@ class Kernels : public Napi::Addon<Kernels> {
       constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14's value, for older headers
 #endif
       if (madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) != 0)
-        for (uintptr_t p = a; p < b; p += page) __atomic_fetch_or(reinterpret_cast<char*>(p), char(0), __ATOMIC_RELAXED);
+        for (uintptr_t p = a; p < b; p += page)
+          __atomic_fetch_or(reinterpret_cast<char*>(p), char(0), __ATOMIC_RELAXED);
       populated = double(b - a);
     }
 #else
