@@ -138,8 +138,10 @@ export class KvAttention {
       this.caches.push(allocKvLayer(g.kvDtype, blocks, g.blockSize, g.numKvHeads, g.headDim, advise));
     }
     const inPool = (window: boolean) => this.caches.filter((_, l) => this.inWindowPool(l) === window);
-    this.pages = new KvPagePopulator(backend, inPool(false), numBlocks);
-    this.windowPages = this.windowAllocator ? new KvPagePopulator(backend, inPool(true), windowBlocks) : null;
+    this.pages = new KvPagePopulator(backend, inPool(false), this.allocator);
+    this.windowPages = this.windowAllocator
+      ? new KvPagePopulator(backend, inPool(true), this.windowAllocator)
+      : null;
   }
 
   /** Whether layer l attends within the sliding window only. */
@@ -161,8 +163,8 @@ export class KvAttention {
     if (!reserveInPools(this.geometry, this.allocator, this.windowAllocator, seqId, numTokens, ahead))
       return false;
     // Blocks never used before get their pages mapped here, not one fault at a time inside kvWrite.
-    this.pages.cover(this.allocator.highWater);
-    if (this.windowAllocator) this.windowPages?.cover(this.windowAllocator.highWater);
+    this.pages.cover();
+    this.windowPages?.cover();
     return true;
   }
 

@@ -1,4 +1,5 @@
 import type { KernelBackend, KvLayerCache } from "../kernels/backend.js";
+import type { BlockAllocator } from "./block-allocator.js";
 
 /**
  * Bytes of fresh KV pages populated at a time, across a pool's layers: what a reservation that
@@ -22,13 +23,14 @@ export class KvPagePopulator {
   private populated = 0;
   private readonly chunkBlocks: number;
 
+  /** `pool`: the allocator handing out the blocks of `caches` (its numBlocks and high-water mark). */
   constructor(
     private readonly backend: Pick<KernelBackend, "populatePages">,
     private readonly caches: readonly KvLayerCache[],
-    private readonly numBlocks: number,
+    private readonly pool: Pick<BlockAllocator, "numBlocks" | "highWater">,
   ) {
     const blockBytes =
-      caches.reduce((sum, c) => sum + arraysOf(c).reduce((s, a) => s + a.byteLength, 0), 0) / numBlocks;
+      caches.reduce((sum, c) => sum + arraysOf(c).reduce((s, a) => s + a.byteLength, 0), 0) / pool.numBlocks;
     this.chunkBlocks = Math.max(1, Math.floor(KV_POPULATE_CHUNK_BYTES / Math.max(1, blockBytes)));
   }
 
@@ -37,13 +39,14 @@ export class KvPagePopulator {
     return this.populated;
   }
 
-  /** Makes sure blocks [0, highWater) are populated, at least a chunk at a time. */
-  cover(highWater: number): void {
+  /** Makes sure the blocks the pool has ever handed out are populated, at least a chunk at a time. */
+  cover(): void {
+    const { numBlocks, highWater } = this.pool;
     if (highWater <= this.populated || !this.backend.populatePages) return;
-    const to = Math.min(this.numBlocks, Math.max(highWater, this.populated + this.chunkBlocks));
+    const to = Math.min(numBlocks, Math.max(highWater, this.populated + this.chunkBlocks));
     for (const c of this.caches)
       for (const a of arraysOf(c)) {
-        const per = a.byteLength / this.numBlocks;
+        const per = a.byteLength / numBlocks;
         this.backend.populatePages(a, this.populated * per, (to - this.populated) * per);
       }
     this.populated = to;

@@ -42,10 +42,12 @@ describe("KvPagePopulator", () => {
     const caches = [0, 1].map(() => allocKvLayer("int8", numBlocks, 16, 2, 64));
     const b = recording();
     const bytesPerBlock = 2 * (2 * 16 * 64) + 2 * (2 * 16 * 4); // K, V, and their scales, per layer
-    const pop = new KvPagePopulator(b, caches, numBlocks);
+    const pool = { numBlocks, highWater: 0 };
+    const pop = new KvPagePopulator(b, caches, pool);
     const chunk = Math.floor(KV_POPULATE_CHUNK_BYTES / (2 * bytesPerBlock));
     assert.ok(chunk >= numBlocks, "these small layers fit in one chunk");
-    pop.cover(3);
+    pool.highWater = 3;
+    pop.cover();
     assert.equal(pop.populatedBlocks, numBlocks, "a whole chunk, bounded by the pool");
     assert.equal(b.calls.length, 2 * 4);
     for (const c of caches)
@@ -54,7 +56,8 @@ describe("KvPagePopulator", () => {
         assert.ok(call, "every array of every layer");
         assert.deepEqual(call.slice(1), [0, a.byteLength]);
       }
-    pop.cover(numBlocks);
+    pool.highWater = numBlocks;
+    pop.cover();
     assert.equal(b.calls.length, 8, "nothing more to populate");
   });
 
@@ -63,13 +66,16 @@ describe("KvPagePopulator", () => {
     const numBlocks = Math.ceil((3 * KV_POPULATE_CHUNK_BYTES) / blockBytes);
     const cache = allocKvLayer("bf16", numBlocks, 16, 8, 128);
     const b = recording();
-    const pop = new KvPagePopulator(b, [cache], numBlocks);
+    const pool = { numBlocks, highWater: 1 };
+    const pop = new KvPagePopulator(b, [cache], pool);
     const chunk = KV_POPULATE_CHUNK_BYTES / blockBytes;
-    pop.cover(1);
+    pop.cover();
     assert.equal(pop.populatedBlocks, chunk);
-    pop.cover(chunk);
+    pool.highWater = chunk;
+    pop.cover();
     assert.equal(b.calls.length, 2, "within the populated blocks: no call");
-    pop.cover(chunk + 1);
+    pool.highWater = chunk + 1;
+    pop.cover();
     assert.equal(pop.populatedBlocks, 2 * chunk);
     const half = blockBytes / 2;
     assert.deepEqual(
@@ -79,13 +85,14 @@ describe("KvPagePopulator", () => {
         [chunk * half, chunk * half],
       ],
     );
-    pop.cover(numBlocks);
+    pool.highWater = numBlocks;
+    pop.cover();
     assert.equal(pop.populatedBlocks, numBlocks, "the last chunk stops at the pool's end");
   });
 
   test("a backend without populatePages changes nothing", () => {
-    const pop = new KvPagePopulator({}, [allocKvLayer("f32", 4, 16, 1, 8)], 4);
-    pop.cover(4);
+    const pop = new KvPagePopulator({}, [allocKvLayer("f32", 4, 16, 1, 8)], { numBlocks: 4, highWater: 4 });
+    pop.cover();
     assert.equal(pop.populatedBlocks, 0);
   });
 });
